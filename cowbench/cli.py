@@ -1,0 +1,138 @@
+"""The ``cowbench`` command: a thin typer layer over plain functions.
+
+Exit codes: 0 success; 1 a run that started and failed (run.json says why); 2 bad input or a
+missing tool (nothing was created); 130 interrupted. A :class:`CowbenchError` is printed as one
+line per problem, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .compare import summary
+from .errors import CowbenchError, UsageError
+from .resolve import resolve
+from .runner import BACKENDS, run_scenario
+from .scenario import Scenario, load_scenario
+from .store import read_run
+from .units import format_bytes
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Predict and measure the disk space and I/O of VMs sharing base images "
+                       "through copy-on-write. Sizes are bytes, times seconds.")
+out = Console()
+err = Console(stderr=True)
+
+
+def _load(path: Path) -> Scenario:
+    return resolve(load_scenario(path), str(path))
+
+
+@app.command()
+def validate(scenario: Annotated[Path, typer.Argument(help="Scenario file (YAML).")]) -> None:
+    """Check a scenario file; print a short summary, or every problem with its key path."""
+    s = _load(scenario)
+    wl_names = sorted({vm.workload or "-" for vm in s.vms})
+    out.print(f"[bold]{s.name}[/] (id {s.scenario_id}): {len(s.hosts)} host(s), "
+              f"{len(s.images)} image(s), {len(s.vms)} VM(s), strategy {s.strategy.kind} "
+              f"cluster {format_bytes(s.strategy.cluster_size)}; workloads: "
+              f"{', '.join(wl_names)}")
+
+
+@app.command()
+def run(
+    scenario: Annotated[Path, typer.Argument(help="Scenario file (YAML).")],
+    backend: Annotated[str, typer.Option(help="sim (the model), real (qemu + fio on this "
+                                              "machine) or both (and compare).")] = "both",
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Run directory to create "
+                       "(default: results/<scenario>-<UTC time>). Must not hold a run.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the model's random streams "
+                                                  "(default: the scenario's).")] = None,
+) -> None:
+    """Run a scenario and write its run directory (run.json, records, comparison.csv, raw/)."""
+    if backend not in BACKENDS:
+        raise UsageError(f"--backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    s = _load(scenario)
+    if out_dir is None:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        out_dir = Path("results") / f"{s.name}-{stamp}"
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=err, transient=True) as bar:
+        task = bar.add_task(f"{s.name}: starting", total=None)
+        outcome = run_scenario(s, out_dir, backend, seed,
+                               progress=lambda msg: bar.update(task, description=msg))
+    if outcome.comparison is not None:
+        _print_comparison(outcome.comparison)
+    out.print(f"run directory: [bold]{outcome.run_dir}[/]")
+    if outcome.comparison is not None:
+        out.print(f"comparison:    [bold]{outcome.run_dir / 'comparison.csv'}[/]")
+
+
+@app.command("show")
+def show(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) -> None:
+    """Print a run's status and its predicted-vs-measured summary."""
+    meta = read_run(run_dir)
+    out.print(f"{run_dir}: status [bold]{meta.get('status')}[/]"
+              + (f" ({meta['reason']})" if meta.get("reason") else ""))
+    comp = run_dir / "comparison.csv"
+    if comp.exists():
+        _print_comparison(pd.read_csv(comp))
+
+
+def _fmt(x: float) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    if math.isinf(x):
+        return "inf"
+    return f"{x:+.2%}"
+
+
+def _print_comparison(comp: pd.DataFrame) -> None:
+    table = Table(title="predicted vs measured (rel_error = (predicted - measured) / measured)")
+    for col in ("metric", "n", "median |rel_error|", "worst rel_error"):
+        table.add_column(col, justify="left" if col == "metric" else "right")
+    for row in summary(comp).itertuples():
+        table.add_row(str(row.metric), str(row.n), _fmt(row.median_abs_rel_error).lstrip("+"),
+                      _fmt(row.worst_rel_error))
+    out.print(table)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app(standalone_mode=False)
+    except CowbenchError as e:
+        for line in str(e).splitlines():
+            err.print(f"[red]error:[/] {line}", highlight=False, soft_wrap=True)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        err.print("[red]interrupted[/]")
+        sys.exit(130)
+    except typer.Abort:
+        sys.exit(130)
+    except (typer.BadParameter, typer.Exit) as e:  # pragma: no cover - typer handles these
+        raise e
+    except Exception as e:  # click usage errors
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            sys.exit(2)
+        if isinstance(e, click.exceptions.Exit):
+            sys.exit(e.exit_code)
+        raise
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

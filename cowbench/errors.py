@@ -1,0 +1,63 @@
+"""One error root for everything cowbench reports to a user.
+
+The CLI turns any :class:`CowbenchError` into a one-line message and exit code 2 (bad input,
+missing tool) or 1 (a run that started and failed); anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class CowbenchError(Exception):
+    """Root of cowbench's errors. ``exit_code`` is what the CLI exits with."""
+
+    exit_code = 1
+
+
+class UsageError(CowbenchError):
+    """Bad input from the user: a scenario, a path, an option. Nothing was started."""
+
+    exit_code = 2
+
+
+class ScenarioError(UsageError):
+    """A scenario file that cannot be loaded; ``problems`` holds ``(key path, reason)`` pairs."""
+
+    def __init__(self, source: str, problems: Sequence[tuple[str, str]]) -> None:
+        self.source = source
+        self.problems = list(problems)
+        lines = [f"{source}: {path}: {reason}" if path else f"{source}: {reason}"
+                 for path, reason in self.problems]
+        super().__init__("\n".join(lines))
+
+
+class MissingToolError(UsageError):
+    """An external program the backend needs is not installed."""
+
+    def __init__(self, tool: str, hint: str = "") -> None:
+        self.tool = tool
+        msg = f"{tool} not found on PATH"
+        super().__init__(f"{msg}; {hint}" if hint else msg)
+
+
+class ToolError(CowbenchError):
+    """An external command failed: its argv, exit code and output travel with the error."""
+
+    def __init__(self, argv: Sequence[str], returncode: int, stdout: str, stderr: str) -> None:
+        self.argv = list(argv)
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+        last = (stderr.strip() or stdout.strip()).splitlines()[-1:] or ["no output"]
+        super().__init__(f"{self.argv[0]} exited with {returncode}: {last[0]}")
+
+
+class RunFailed(CowbenchError):
+    """A run started but could not finish; the run directory says why."""
+
+
+class Interrupted(CowbenchError):
+    """SIGINT or SIGTERM arrived during a run."""
+
+    exit_code = 130

@@ -1,0 +1,65 @@
+"""Tidy records: the one shape both backends emit (DESIGN.md, "The run directory").
+
+Long format, one row per figure: ``backend, t_s, entity, metric, value, unit, seed,
+replication``. ``t_s`` is NaN for end-of-run figures. A figure a backend cannot know is absent,
+never zero. Rows are collected in plain lists and turned into a DataFrame once (Ciw).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+COLUMNS = ["backend", "t_s", "entity", "metric", "value", "unit", "seed", "replication"]
+
+#: Every metric name of the contract and its unit. A metric may be added; none is renamed.
+UNITS: dict[str, str] = {
+    "allocated_bytes": "B",
+    "file_bytes": "B",
+    "data_clusters": "clusters",
+    "host_read_bytes": "B",
+    "host_write_bytes": "B",
+    "read_iops": "1/s",
+    "write_iops": "1/s",
+    "read_bw_bytes_per_s": "B/s",
+    "write_bw_bytes_per_s": "B/s",
+    "read_lat_mean_s": "s",
+    "write_lat_mean_s": "s",
+    "read_lat_p99_s": "s",
+    "write_lat_p99_s": "s",
+    "duration_s": "s",
+    "transfer_bytes": "B",
+    # additions (not in the original contract, never renamed either)
+    "read_ios": "ios",
+    "write_ios": "ios",
+}
+
+
+@dataclass
+class Recorder:
+    """Collects records for one backend; ``frame()`` turns them into the contract's DataFrame."""
+
+    backend: str
+    seed: int
+    replication: int = 0
+    rows: list[tuple[object, ...]] = field(default_factory=list)
+
+    def add(self, entity: str, metric: str, value: float, t_s: float | None = None) -> None:
+        if metric not in UNITS:
+            raise KeyError(f"unknown metric {metric!r}: add it to cowbench.records.UNITS")
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return  # absent, never zero
+        self.rows.append((self.backend, math.nan if t_s is None else float(t_s), entity, metric,
+                          float(value), UNITS[metric], self.seed, self.replication))
+
+    def frame(self) -> pd.DataFrame:
+        return records_frame(self.rows)
+
+
+def records_frame(rows: list[tuple[object, ...]]) -> pd.DataFrame:
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    return df.astype({"backend": "string", "t_s": "float64", "entity": "string",
+                      "metric": "string", "value": "float64", "unit": "string",
+                      "seed": "int64", "replication": "int64"})

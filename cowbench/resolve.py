@@ -1,0 +1,62 @@
+"""Resolving a scenario against the machine: facts about user-supplied image files.
+
+A ``path`` image is inspected with its *declared* format, under Nova's resource limits, and
+refused if it names a backing file or an external data file (the class of CVE-2015-5162 and
+CVE-2022-47951), or if a file declared raw is really another format. Its virtual size and the
+map of where it holds data (``qemu-img map``) are filled into the resolved scenario, so the model
+knows the base as well as the real backend does.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .errors import ScenarioError, ToolError
+from .scenario import Extent, Scenario, parse_scenario
+from .tools import (
+    data_extents_from_map,
+    qemu_img_info,
+    qemu_img_map,
+    require_tools,
+)
+
+def resolve(scenario: Scenario, source: str = "<scenario>") -> Scenario:
+    """Return ``scenario`` with every path image's size and data map filled in."""
+    if all(img.path is None for img in scenario.images):
+        return scenario
+    data = scenario.model_dump(mode="json")
+    for i, img in enumerate(scenario.images):
+        if img.path is None:
+            continue
+        where = f"images[{i}].path"
+        path = Path(img.path)
+        if not path.is_file():
+            raise ScenarioError(source, [(where, f"no such file: {path}")])
+        require_tools(("qemu-img",))
+        try:
+            info = qemu_img_info(path, img.format, untrusted=True)
+        except ToolError as err:
+            raise ScenarioError(source, [(where, f"not a valid {img.format} image: "
+                                                 f"{err.stderr.strip() or err}")]) from None
+        problems = []
+        if info.get("backing-filename") or info.get("full-backing-filename"):
+            problems.append((where, "the image names a backing file; refused (untrusted images "
+                                    "must be standalone)"))
+        specific = (info.get("format-specific") or {}).get("data") or {}
+        if specific.get("data-file"):
+            problems.append((where, "the image names an external data file; refused"))
+        if img.format == "raw":
+            probed = qemu_img_info(path, untrusted=True).get("format")
+            if probed != "raw":
+                problems.append((where, f"declared raw but the content is {probed}; refused"))
+        vsize = int(info["virtual-size"])
+        if img.virtual_size is not None and img.virtual_size != vsize:
+            problems.append((f"images[{i}].virtual_size",
+                             f"{img.virtual_size} differs from the file's {vsize}"))
+        if problems:
+            raise ScenarioError(source, problems)
+        extents = data_extents_from_map(qemu_img_map(path, img.format))
+        data["images"][i]["virtual_size"] = vsize
+        data["images"][i]["data_map"] = [Extent(offset=s, length=n).model_dump()
+                                         for s, n in extents]
+    return parse_scenario(data, source)

@@ -1,0 +1,178 @@
+"""The run directory, a contract other tools read (DESIGN.md, "The run directory").
+
+::
+
+    run.json           schema_version, scenario name and hash, seed, backends, status, times,
+                       host facts, tool versions
+    scenario.yaml      the scenario as resolved
+    predicted.parquet  the model's records          (+ predicted.csv for spreadsheets)
+    measured.parquet   the real backend's records   (+ measured.csv)
+    comparison.csv     entity,metric,t_s,predicted,measured,rel_error,unit
+    raw/               every external command: argv, stdout, stderr, exit code, JSON output
+
+Every file is written under a temporary name and renamed into place, so a crash never leaves a
+half-written file that looks complete. A directory that already holds a run is never reused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from . import __version__
+from .errors import UsageError
+from .tools import tool_version
+
+RUN_SCHEMA_VERSION = 1
+RUN_FILES = ("run.json", "scenario.yaml", "predicted.parquet", "measured.parquet",
+             "comparison.csv")
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _mkstemp(path: Path) -> tuple[int, str]:
+    """A temporary file beside ``path`` with the permissions a plain ``open`` would give."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, 0o666 & ~_umask())
+    return fd, tmp
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    fd, tmp = _mkstemp(path)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_write_parquet(path: Path, df: pd.DataFrame) -> None:
+    fd, tmp = _mkstemp(path)
+    os.close(fd)
+    try:
+        df.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def host_facts(work: Path | None = None) -> dict[str, Any]:
+    """What a later comparison needs to know about the machine (pyperf's metadata)."""
+    facts: dict[str, Any] = {
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+        "kernel": platform.release(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "python": sys.version.split()[0],
+    }
+    try:
+        pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        facts["memory_bytes"] = int(pages)
+    except (ValueError, OSError):
+        pass
+    if work is not None:
+        facts["work_dir_fs"] = _fs_type(work)
+    return facts
+
+
+def _fs_type(path: Path) -> str | None:
+    try:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return None
+    best, fstype = "", None
+    target = str(path.resolve())
+    for line in mounts:
+        parts = line.split()
+        if len(parts) >= 3 and (target == parts[1] or target.startswith(parts[1].rstrip("/") + "/")):
+            if len(parts[1]) >= len(best):
+                best, fstype = parts[1], parts[2]
+    return fstype
+
+
+def tool_versions() -> dict[str, str | None]:
+    return {
+        "qemu-img": tool_version("qemu-img"),
+        "qemu-nbd": tool_version("qemu-nbd"),
+        "fio": tool_version("fio"),
+        "python": sys.version.split()[0],
+        "cowbench": __version__,
+    }
+
+
+@dataclass
+class RunDir:
+    """One run's directory; ``create`` refuses a directory that already holds a run."""
+
+    path: Path
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def create(cls, path: Path) -> RunDir:
+        if path.exists() and not path.is_dir():
+            raise UsageError(f"{path}: exists and is not a directory")
+        if path.is_dir() and any(path.iterdir()):
+            raise UsageError(f"{path}: already holds files (a run?); "
+                             "choose another --out, runs are never mixed")
+        path.mkdir(parents=True, exist_ok=True)
+        return cls(path)
+
+    @property
+    def raw(self) -> Path:
+        return self.path / "raw"
+
+    @property
+    def work(self) -> Path:
+        return self.path / "work"
+
+    def write_meta(self, **update: Any) -> None:
+        self.meta.update(update)
+        self.meta.setdefault("schema_version", RUN_SCHEMA_VERSION)
+        atomic_write_text(self.path / "run.json", json.dumps(self.meta, indent=2) + "\n")
+
+    def write_records(self, name: str, df: pd.DataFrame) -> None:
+        atomic_write_parquet(self.path / f"{name}.parquet", df)
+        atomic_write_text(self.path / f"{name}.csv", df.to_csv(index=False))
+
+    def write_text(self, name: str, text: str) -> None:
+        atomic_write_text(self.path / name, text)
+
+
+def read_run(path: Path) -> dict[str, Any]:
+    """run.json of a run directory, with a clear error if it is not one."""
+    try:
+        meta: dict[str, Any] = json.loads((path / "run.json").read_text())
+    except FileNotFoundError:
+        raise UsageError(f"{path}: not a run directory (no run.json)") from None
+    except ValueError as err:
+        raise UsageError(f"{path}/run.json: not valid JSON: {err}") from None
+    return meta

@@ -1,0 +1,206 @@
+"""Typed wrappers around the external tools cowbench trusts: qemu-img, qemu-io, fio.
+
+Every call takes an argument list (never a shell string), checks the exit code, parses JSON
+output, and, when given a :class:`RawLog`, leaves its argv, stdout, stderr and exit code on disk
+under the run's ``raw/`` (STYLE.md points 8 and 10; fio's ``t/fiotestlib.py``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import shutil
+import subprocess
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import MissingToolError, ToolError
+
+INSTALL_HINT = "install it with: apt-get install qemu-utils fio (scripts/bootstrap.sh does this)"
+REAL_TOOLS = ("qemu-img", "qemu-io", "qemu-nbd", "fio")
+
+
+@dataclass
+class RawLog:
+    """Writes one folder per external command under ``root`` (the run's ``raw/``)."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._counter = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def new_dir(self, label: str) -> Path:
+        with self._lock:
+            n = next(self._counter)
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", label)[:60]
+        d = self.root / f"{n:04d}-{safe}"
+        d.mkdir(parents=True, exist_ok=False)
+        return d
+
+    def record(self, label: str, argv: Sequence[str], returncode: int | None, stdout: str,
+               stderr: str) -> Path:
+        d = self.new_dir(label)
+        (d / "argv.json").write_text(json.dumps(list(argv), indent=1) + "\n")
+        (d / "stdout").write_text(stdout)
+        (d / "stderr").write_text(stderr)
+        (d / "returncode").write_text(f"{returncode}\n")
+        parsed = _json_in(stdout)
+        if parsed is not None:
+            (d / "output.json").write_text(json.dumps(parsed, indent=1) + "\n")
+        return d
+
+
+def _json_in(text: str) -> Any:
+    start = min((i for i in (text.find("{"), text.find("[")) if i >= 0), default=-1)
+    if start < 0:
+        return None
+    try:
+        return json.loads(text[start:])
+    except ValueError:
+        return None
+
+
+def which(tool: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        raise MissingToolError(tool, INSTALL_HINT)
+    return path
+
+
+def require_tools(tools: Sequence[str] = REAL_TOOLS) -> None:
+    """Raise :class:`MissingToolError` naming the first tool that is not installed."""
+    for tool in tools:
+        which(tool)
+
+
+def run(argv: Sequence[str], *, log: RawLog | None = None, label: str | None = None,
+        ok_codes: Sequence[int] = (0,), timeout: float | None = None,
+        preexec_fn: Any = None) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` to completion; raise :class:`ToolError` on an exit code not in ``ok_codes``."""
+    which(argv[0])
+    try:
+        proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout,
+                              check=False, stdin=subprocess.DEVNULL, preexec_fn=preexec_fn)
+    except subprocess.TimeoutExpired as err:
+        out = err.stdout.decode() if isinstance(err.stdout, bytes) else (err.stdout or "")
+        errtxt = err.stderr.decode() if isinstance(err.stderr, bytes) else (err.stderr or "")
+        if log:
+            log.record(label or Path(argv[0]).name, argv, None, out, errtxt)
+        raise ToolError(argv, -1, out, f"timed out after {timeout} s\n{errtxt}") from None
+    if log:
+        log.record(label or Path(argv[0]).name, argv, proc.returncode, proc.stdout, proc.stderr)
+    if proc.returncode not in ok_codes:
+        raise ToolError(argv, proc.returncode, proc.stdout, proc.stderr)
+    return proc
+
+
+def run_json(argv: Sequence[str], **kw: Any) -> Any:
+    proc = run(argv, **kw)
+    parsed = _json_in(proc.stdout)
+    if parsed is None:
+        raise ToolError(argv, proc.returncode, proc.stdout, "output was not JSON")
+    return parsed
+
+
+# -- qemu-img -----------------------------------------------------------------------------------
+
+#: Nova runs qemu-img info on images under prlimits (images_cpu_time_limit=30 s,
+#: images_address_space_limit); cowbench uses 1 GiB of address space for untrusted files.
+UNTRUSTED_CPU_S = 30
+UNTRUSTED_ADDRESS_SPACE = 1 << 30
+
+
+def _untrusted_limits() -> None:  # runs in the child, before exec
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_CPU, (UNTRUSTED_CPU_S, UNTRUSTED_CPU_S))
+    resource.setrlimit(resource.RLIMIT_AS, (UNTRUSTED_ADDRESS_SPACE, UNTRUSTED_ADDRESS_SPACE))
+
+
+def qemu_img_info(path: Path | str, fmt: str | None = None, *, log: RawLog | None = None,
+                  backing_chain: bool = False, untrusted: bool = False) -> dict[str, Any]:
+    """``qemu-img info``; ``untrusted`` runs it under Nova's CPU and memory limits."""
+    argv = ["qemu-img", "info", "--output=json"]
+    if fmt:
+        argv += ["-f", fmt]
+    if backing_chain:
+        argv.append("--backing-chain")
+    argv.append(str(path))
+    out: dict[str, Any] = run_json(argv, log=log, label="qemu-img-info", timeout=120,
+                                   preexec_fn=_untrusted_limits if untrusted else None)
+    return out
+
+
+def qemu_img_check(path: Path | str, fmt: str = "qcow2", *,
+                   log: RawLog | None = None) -> dict[str, Any]:
+    """``qemu-img check``: exit 0 clean, 3 leaks only (both return the JSON); 2 corruption."""
+    out: dict[str, Any] = run_json(["qemu-img", "check", "--output=json", "-f", fmt, str(path)],
+                                   log=log, label="qemu-img-check", ok_codes=(0, 3))
+    return out
+
+
+def qemu_img_map(path: Path | str, fmt: str, *, log: RawLog | None = None) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = run_json(["qemu-img", "map", "--output=json", "-f", fmt,
+                                          str(path)], log=log, label="qemu-img-map")
+    return out
+
+
+def data_extents_from_map(entries: list[dict[str, Any]]) -> list[tuple[int, int]]:
+    """Merge ``qemu-img map`` entries that hold data into sorted ``(offset, length)`` runs."""
+    runs: list[tuple[int, int]] = []
+    for e in entries:
+        if not e.get("data"):
+            continue
+        start, length = int(e["start"]), int(e["length"])
+        if runs and runs[-1][0] + runs[-1][1] == start:
+            runs[-1] = (runs[-1][0], runs[-1][1] + length)
+        else:
+            runs.append((start, length))
+    return runs
+
+
+# -- versions and host facts --------------------------------------------------------------------
+
+def tool_version(tool: str) -> str | None:
+    if shutil.which(tool) is None:
+        return None
+    flag = "--version"
+    try:
+        proc = subprocess.run([tool, flag], capture_output=True, text=True, timeout=10,
+                              stdin=subprocess.DEVNULL, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    first = (proc.stdout or proc.stderr).strip().splitlines()
+    return first[0] if first else None
+
+
+def proc_io(pid: int) -> dict[str, int]:
+    """``/proc/PID/io`` as a dict: read_bytes/write_bytes are what reached the block layer."""
+    text = Path(f"/proc/{pid}/io").read_text()
+    out = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        out[key.strip()] = int(value)
+    return out
+
+
+def pid_alive(pid: int) -> bool:
+    """True while ``pid`` runs; a zombie (exited, not yet reaped by its parent) counts as gone."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")

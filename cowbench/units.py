@@ -1,0 +1,114 @@
+"""Sizes and durations as people write them, resolved to bytes and seconds.
+
+Scenario files say ``64KiB``, ``2GiB``, ``4k`` (fio and qemu-img style: a bare letter is a power
+of 1024), ``30s``, ``10m``, ``1h``, ``2d``. Once loaded, every size is an ``int`` of bytes and
+every duration a ``float`` of seconds. SI byte units (``kB``, ``MB``, ``GB``) are refused as
+ambiguous: fio reads ``4KB`` as 4096 by default, other tools as 4000, so the file must say which.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$")
+_BINARY = {
+    "": 1,
+    "b": 1,
+    "k": 1 << 10,
+    "kib": 1 << 10,
+    "m": 1 << 20,
+    "mib": 1 << 20,
+    "g": 1 << 30,
+    "gib": 1 << 30,
+    "t": 1 << 40,
+    "tib": 1 << 40,
+    "p": 1 << 50,
+    "pib": 1 << 50,
+}
+_AMBIGUOUS = {"kb", "mb", "gb", "tb", "pb"}
+
+_TIME_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$")
+_SECONDS = {
+    "": 1.0,
+    "s": 1.0,
+    "sec": 1.0,
+    "ms": 1e-3,
+    "us": 1e-6,
+    "m": 60.0,
+    "min": 60.0,
+    "h": 3600.0,
+    "d": 86400.0,
+}
+
+
+def parse_size(value: object) -> int:
+    """Return ``value`` as a whole number of bytes.
+
+    Accepts a non-negative int, or a string like ``"64KiB"``, ``"4k"``, ``"1.5GiB"``. Raises
+    ``ValueError`` with a message fit for a user on anything else.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"expected a size such as 64KiB, got {value!r}")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"a size cannot be negative, got {value}")
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value) or value < 0 or value != int(value):
+            raise ValueError(f"a size must be a whole, non-negative number of bytes, got {value}")
+        return int(value)
+    if not isinstance(value, str):
+        raise ValueError(f"expected a size such as 64KiB, got {value!r}")
+    text = value.strip()
+    if text.startswith("-"):
+        raise ValueError(f"a size cannot be negative, got {value!r}")
+    match = _SIZE_RE.match(text)
+    if not match:
+        raise ValueError(f"cannot read {value!r} as a size; write e.g. 4096, 4k, 64KiB, 2GiB")
+    number, unit = match.groups()
+    key = unit.lower()
+    if key in _AMBIGUOUS:
+        raise ValueError(
+            f"unit {unit!r} in {value!r} is ambiguous (1000 or 1024?); write {unit[0].upper()}iB"
+        )
+    if key not in _BINARY:
+        raise ValueError(f"unknown size unit {unit!r} in {value!r}; use B, KiB, MiB, GiB or TiB")
+    scaled = float(number) * _BINARY[key] if "." in number else int(number) * _BINARY[key]
+    if scaled != int(scaled):
+        raise ValueError(f"{value!r} is not a whole number of bytes")
+    return int(scaled)
+
+
+def parse_duration(value: object) -> float:
+    """Return ``value`` as seconds: a non-negative number, or ``"30s"``, ``"10m"``, ``"2h"``."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration such as 30s, got {value!r}")
+    if isinstance(value, int | float):
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"a duration must be finite and non-negative, got {value}")
+        return float(value)
+    if not isinstance(value, str):
+        raise ValueError(f"expected a duration such as 30s, got {value!r}")
+    match = _TIME_RE.match(value)
+    if not match:
+        raise ValueError(f"cannot read {value!r} as a duration; write e.g. 30s, 10m, 2h, 1d")
+    number, unit = match.groups()
+    if unit.lower() not in _SECONDS:
+        raise ValueError(f"unknown time unit {unit!r} in {value!r}; use ms, s, m, h or d")
+    return float(number) * _SECONDS[unit.lower()]
+
+
+def format_bytes(n: float) -> str:
+    """``1536`` -> ``'1.5 KiB'``; for summaries, never for files."""
+    if n != n:  # NaN
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def is_power_of_two(n: int) -> bool:
+    return n > 0 and n & (n - 1) == 0

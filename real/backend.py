@@ -1,0 +1,252 @@
+"""The real backend: the scenario built on this machine with qemu-img, qemu-nbd and fio.
+
+``execute(scenario, work, log)`` writes each image as uploaded to Glance, converts it into each
+host's ``_base`` as Nova does (``qemu-img convert -t none -O raw``), makes every VM's root disk by
+the strategy (a qcow2 overlay ``-b <base> -F raw`` of the VM's root size, or a sparse copy resized
+to it), exports each disk with its own qemu-nbd, runs one fio per VM concurrently, and measures:
+file sizes and allocation (``os.stat``), data clusters (``qemu-img check``), host I/O of each
+qemu-nbd (``/proc/PID/io``) and guest I/O (fio JSON). Whatever it starts it stops and whatever it
+creates it removes (unless ``real.keep_images``), on success, failure or interrupt.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+
+import pandas as pd
+
+from cowbench.records import Recorder
+from cowbench.scenario import VM, Image, Scenario
+from cowbench.tools import RawLog, qemu_img_check, require_tools, run
+
+from .fio import FioResult, FioRun
+from .layout import HostLayout, glance_path, host_root
+from .nbd import NbdExport
+
+Progress = Callable[[str], None]
+WRITE_CHUNK = 64 << 20
+_PROC_IO_KEYS = ("read_bytes", "write_bytes")
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def _pattern(image: Image, index: int) -> int:
+    """A deterministic, non-zero fill byte per image extent (zeros would be skipped as holes)."""
+    return 1 + (sum(image.name.encode()) * 31 + index * 17) % 255
+
+
+def _supports_o_direct(directory: Path) -> bool:
+    fd, name = tempfile.mkstemp(dir=directory, prefix=".odirect-")
+    os.close(fd)
+    try:
+        os.close(os.open(name, os.O_RDONLY | getattr(os, "O_DIRECT", 0)))
+        return True
+    except OSError:
+        return False
+    finally:
+        os.unlink(name)
+
+
+def write_synthetic(image: Image, path: Path, log: RawLog) -> None:
+    """Create ``path`` in the image's format and fill its data extents with qemu-io."""
+    assert image.synthetic is not None and image.virtual_size is not None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    run(["qemu-img", "create", "-q", "-f", image.format, str(path), str(image.virtual_size)],
+        log=log, label=f"qemu-img-create-{image.name}")
+    cmds: list[str] = []
+    for i, (off, length) in enumerate(image.data_extents()):
+        pat = _pattern(image, i)
+        for start in range(off, off + length, WRITE_CHUNK):
+            n = min(WRITE_CHUNK, off + length - start)
+            cmds += ["-c", f"write -q -P {pat} {start} {n}"]
+    run(["qemu-io", "-f", image.format, *cmds, str(path)], log=log,
+        label=f"qemu-io-fill-{image.name}", timeout=3600)
+
+
+def fetch_to_cache(src: Path, fmt: str, dest: Path, log: RawLog) -> None:
+    """Nova's fetch_to_raw: convert into ``<sha1>.converted``, then rename into place."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".converted")
+    cache_mode = "none" if _supports_o_direct(dest.parent) else "writeback"
+    run(["qemu-img", "convert", "-t", cache_mode, "-O", "raw", "-f", fmt, str(src), str(tmp)],
+        log=log, label="qemu-img-convert-to-base", timeout=3600)
+    tmp.rename(dest)
+
+
+def create_disk(scenario: Scenario, vm: VM, layout: HostLayout, log: RawLog) -> tuple[Path, str]:
+    image = scenario.image(vm.image)
+    base = layout.cache_file(image)
+    disk = layout.disk(vm)
+    disk.parent.mkdir(parents=True, exist_ok=True)
+    size = str(scenario.root_size(vm))
+    st = scenario.strategy
+    if st.kind == "qcow2_overlay":
+        fmt = "qcow2"
+        opts = f"backing_file={base.resolve()},backing_fmt=raw,cluster_size={st.cluster_size}"
+        run(["qemu-img", "create", "-q", "-f", "qcow2", "-o", opts, str(disk), size],
+            log=log, label=f"qemu-img-create-{vm.name}")
+    else:
+        fmt = "raw"
+        run(["cp", "--sparse=always", str(base), str(disk)], log=log, label=f"cp-{vm.name}")
+        run(["qemu-img", "resize", "-q", "-f", "raw", str(disk), size], log=log,
+            label=f"qemu-img-resize-{vm.name}")
+    (disk.parent / "disk.info").write_text(json.dumps({str(disk): fmt}))
+    return disk, fmt
+
+
+def _allocated(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_blocks * 512, st.st_size
+
+
+def _tree_allocated(root: Path) -> tuple[int, int]:
+    alloc = size = 0
+    for dirpath, _, files in os.walk(root):
+        for f in files:
+            a, s = _allocated(Path(dirpath) / f)
+            alloc += a
+            size += s
+    return alloc, size
+
+
+def execute(scenario: Scenario, work: Path, log: RawLog, *, run_id: str,
+            progress: Progress = _quiet, seed: int | None = None) -> pd.DataFrame:
+    """Build and run the scenario for real; return the measured records (backend ``real``)."""
+    require_tools()
+    rec = Recorder("real", scenario.seed if seed is None else seed)
+    roots = {h.name: host_root(work, h, run_id) for h in scenario.hosts}
+    created: list[Path] = [work / "glance", *roots.values()]
+    try:
+        _execute(scenario, work, log, roots, rec, progress)
+    finally:
+        if not scenario.real.keep_images:
+            for p in created:
+                shutil.rmtree(p, ignore_errors=True)
+            for h in scenario.hosts:
+                if h.storage_dir:
+                    shutil.rmtree(roots[h.name].parent, ignore_errors=True)
+    return rec.frame()
+
+
+def _execute(scenario: Scenario, work: Path, log: RawLog, roots: dict[str, Path],
+             rec: Recorder, progress: Progress) -> None:
+    used = {vm.image for vm in scenario.vms}
+    for image in scenario.images:
+        if image.name in used and image.synthetic is not None:
+            progress(f"writing image {image.name}")
+            path = glance_path(work, image)
+            write_synthetic(image, path, log)
+            alloc, size = _allocated(path)
+            rec.add(f"image:{image.name}", "allocated_bytes", alloc)
+            rec.add(f"image:{image.name}", "file_bytes", size)
+    layouts = {name: HostLayout(root) for name, root in roots.items()}
+    disks: dict[str, tuple[Path, str]] = {}
+    for host in scenario.hosts:
+        layout = layouts[host.name]
+        vms = [vm for vm in scenario.vms if scenario.host_of(vm).name == host.name]
+        for name in sorted({vm.image for vm in vms}):
+            image = scenario.image(name)
+            progress(f"{host.name}: caching {name} in _base")
+            fetch_to_cache(glance_path(work, image), image.format, layout.cache_file(image), log)
+        for vm in vms:
+            disks[vm.name] = create_disk(scenario, vm, layout, log)
+    results, host_io = _run_workloads(scenario, disks, log, progress)
+    progress("measuring")
+    for host in scenario.hosts:
+        layout = layouts[host.name]
+        if layout.base_dir.exists():
+            alloc, size = _tree_allocated(layout.base_dir)
+            rec.add(f"cache:{host.name}", "allocated_bytes", alloc)
+            rec.add(f"cache:{host.name}", "file_bytes", size)
+        alloc, _ = _tree_allocated(layout.instances)
+        rec.add(f"host:{host.name}", "allocated_bytes", alloc)
+    for vm in scenario.vms:
+        _measure_vm(rec, scenario, vm, disks[vm.name], results.get(vm.name),
+                    host_io.get(vm.name), log)
+
+
+def _run_workloads(scenario: Scenario, disks: dict[str, tuple[Path, str]], log: RawLog,
+                   progress: Progress) -> tuple[dict[str, FioResult], dict[str, dict[str, int]]]:
+    """Export each VM's disk, run every fio at once, flush, and read each qemu-nbd's I/O."""
+    vms = [vm for vm in scenario.vms if vm.workload is not None]
+    results: dict[str, FioResult] = {}
+    host_io: dict[str, dict[str, int]] = {}
+    if not vms:
+        return results, host_io
+    with ExitStack() as stack:
+        sock_dir = Path(tempfile.mkdtemp(prefix="cowbench-"))
+        stack.callback(shutil.rmtree, sock_dir, ignore_errors=True)
+        exports: dict[str, NbdExport] = {}
+        for vm in vms:
+            path, fmt = disks[vm.name]
+            exports[vm.name] = stack.enter_context(
+                NbdExport(path, fmt, sock_dir, vm.name, cache=scenario.real.cache,
+                          aio=scenario.real.aio, log=log))
+        before = {n: e.io_counters() for n, e in exports.items()}
+        runs: dict[str, FioRun] = {}
+        for vm in vms:
+            wl = scenario.workload_of(vm)
+            assert wl is not None
+            runs[vm.name] = FioRun(vm.name, exports[vm.name].uri, wl, sock_dir,
+                                   runtime_cap=scenario.duration, log=log)
+        for r in runs.values():
+            stack.callback(r.stop)
+        for r in runs.values():
+            r.start()
+        _wait_all(runs, progress)
+        for name, r in runs.items():
+            results[name] = r.wait()
+        progress("flushing exports")
+        for name, e in exports.items():
+            e.flush()
+            after = e.io_counters()
+            host_io[name] = {k: after[k] - before[name][k] for k in _PROC_IO_KEYS}
+    return results, host_io
+
+
+def _wait_all(runs: dict[str, FioRun], progress: Progress) -> None:
+    """Wait for every fio; if one fails, the others are stopped (by the caller's exit stack)."""
+    t0 = time.monotonic()
+    pending = dict(runs)
+    while pending:
+        for name, r in list(pending.items()):
+            rc = r.poll()
+            if rc is None:
+                continue
+            del pending[name]
+            if rc != 0:
+                r.wait()  # raises ToolError with fio's own message
+        progress(f"fio: {len(runs) - len(pending)}/{len(runs)} VMs done, "
+                 f"{time.monotonic() - t0:.0f} s")
+        time.sleep(0.1)
+
+
+def _measure_vm(rec: Recorder, scenario: Scenario, vm: VM, disk: tuple[Path, str],
+                result: FioResult | None, io: dict[str, int] | None, log: RawLog) -> None:
+    entity = f"vm:{vm.name}"
+    path, fmt = disk
+    alloc, size = _allocated(path)
+    rec.add(entity, "allocated_bytes", alloc)
+    rec.add(entity, "file_bytes", size)
+    if fmt == "qcow2":
+        check = qemu_img_check(path, "qcow2", log=log)
+        rec.add(entity, "data_clusters", check.get("allocated-clusters", 0))
+    if io is not None:
+        rec.add(entity, "host_read_bytes", io["read_bytes"])
+        rec.add(entity, "host_write_bytes", io["write_bytes"])
+    wl = scenario.workload_of(vm)
+    if result is not None and wl is not None:
+        kinds = [k for k, on in (("read", wl.read_fraction > 0), ("write", wl.read_fraction < 1))
+                 if on]
+        for kind in kinds:
+            for metric, value in result.figures(kind).items():
+                rec.add(entity, metric, value)

@@ -1,0 +1,93 @@
+"""A qemu-nbd export of one image on a unix socket, as a context manager (FACTS.md 3.1).
+
+``qemu-nbd --fork`` returns once the socket listens (no start race); ``-t`` keeps the server
+up across fio's probe connection; ``-e 0`` lets every fio clone connect. On exit the export is
+flushed (so the qcow2 metadata caches reach the file and show in ``/proc/PID/io``), stopped with
+SIGTERM (qemu-nbd then closes the image cleanly), and its pid file and socket are removed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+from types import TracebackType
+
+from cowbench.errors import CowbenchError
+from cowbench.tools import RawLog, pid_alive, proc_io, run
+
+
+class NbdExport:
+    """``with NbdExport(image, "qcow2", sock_dir, "vm1") as nbd: nbd.uri`` ..."""
+
+    def __init__(self, image: Path, fmt: str, sock_dir: Path, name: str, *,
+                 cache: str = "none", aio: str = "threads", log: RawLog | None = None) -> None:
+        self.image = image
+        self.fmt = fmt
+        self.socket = sock_dir / f"{name}.sock"
+        self.pid_file = sock_dir / f"{name}.pid"
+        self.name = name
+        self.cache = cache
+        self.aio = aio
+        self.log = log
+        self.pid: int | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"nbd+unix:///?socket={self.socket}"
+
+    def start(self) -> NbdExport:
+        argv = ["qemu-nbd", "--fork", f"--pid-file={self.pid_file}", "-k", str(self.socket),
+                "-f", self.fmt, "-t", "-e", "0", f"--cache={self.cache}", f"--aio={self.aio}",
+                str(self.image)]
+        try:
+            run(argv, log=self.log, label=f"qemu-nbd-{self.name}", timeout=60)
+        finally:
+            self._read_pid()
+        if self.pid is None or not pid_alive(self.pid):
+            raise CowbenchError(f"qemu-nbd for {self.name} did not stay up")
+        return self
+
+    def _read_pid(self) -> None:
+        try:
+            self.pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            self.pid = None
+
+    def io_counters(self) -> dict[str, int]:
+        assert self.pid is not None
+        return proc_io(self.pid)
+
+    def flush(self) -> None:
+        """An NBD flush: QEMU writes back its dirty L2 and refcount caches."""
+        run(["qemu-io", "-f", "raw", "-c", "flush", self.uri], log=self.log,
+            label=f"qemu-io-flush-{self.name}", timeout=120)
+
+    def stop(self, timeout: float = 20.0) -> None:
+        if self.pid is None:
+            self._read_pid()
+        pid = self.pid
+        if pid is not None and pid_alive(pid):
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while pid_alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            if pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+                while pid_alive(pid):
+                    time.sleep(0.02)
+        self.pid = None
+        for p in (self.pid_file, self.socket):
+            p.unlink(missing_ok=True)
+
+    def __enter__(self) -> NbdExport:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()

@@ -1,0 +1,274 @@
+"""Exact allocation maps of VM disks, and the host I/O each guest I/O causes.
+
+``Qcow2Image`` follows QEMU 7.2's qcow2 driver (docs/interop/qcow2.txt, block/qcow2-cluster.c,
+FACTS.md 2.1-2.2, measured here and pinned in tests/test_oracle.py):
+
+- a new image holds a header cluster, a refcount table cluster, one refcount block and the L1
+  table (``8 * l1_entries`` bytes, written, the rest of its cluster a hole); more refcount
+  blocks follow when the file outgrows what the existing ones describe;
+- the first write under an L2 region allocates a whole-cluster L2 table at the end of the file;
+- a write into an unallocated cluster allocates a whole host cluster at the end of the file: with
+  a backing file, the parts the guest did not write are copied from it (one read of the whole
+  cluster when both head and tail are missing and the request is at most 16 KiB), and the
+  cluster goes out in one write; a write covering the whole cluster reads nothing; with no
+  backing data the cluster is zeroed with fallocate and only the guest bytes are written;
+- a write into an allocated cluster is an in-place write of exactly the guest bytes.
+
+Host bytes count what reaches the block layer (``/proc/PID/io`` read_bytes/write_bytes under
+``cache=none``): reading a hole of a raw base moves nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .fs import FS_BLOCK, extent_tree_bytes
+
+L1_SECTOR = 512          # qcow2_write_l1_entry writes one 512-byte sector of the L1 table
+MERGE_READS_MAX = 16384  # perform_cow merges head and tail reads for requests up to 16 KiB
+
+
+def _round_up(n: int, unit: int) -> int:
+    return -(-n // unit) * unit
+
+
+@dataclass
+class HostIO:
+    """Host-side cost of one guest I/O (or of a flush)."""
+
+    read_bytes: int = 0
+    write_bytes: int = 0
+    read_ops: int = 0
+    write_ops: int = 0
+    cow: bool = False
+
+
+class BaseData:
+    """Where a raw base holds data, per byte range: answers "how many bytes of [a, b) are data"."""
+
+    def __init__(self, size: int, extents: list[tuple[int, int]]) -> None:
+        self.size = size
+        ext = sorted(extents)
+        self._starts = np.array([s for s, _ in ext], dtype=np.int64)
+        self._ends = np.array([s + n for s, n in ext], dtype=np.int64)
+        self._cum = np.concatenate([[0], np.cumsum(self._ends - self._starts)])
+
+    def _upto(self, x: int) -> int:
+        """Data bytes in [0, x)."""
+        i = int(np.searchsorted(self._starts, x, side="right"))
+        if i == 0:
+            return 0
+        full = int(self._cum[i - 1])
+        return full + min(x, int(self._ends[i - 1])) - int(self._starts[i - 1])
+
+    def data_in(self, start: int, end: int) -> int:
+        """Bytes of data of the base within [start, end), with blocks rounded out to FS_BLOCK."""
+        end = min(end, self.size)
+        if end <= start:
+            return 0
+        return self._upto(end) - self._upto(start)
+
+    @property
+    def data_bytes(self) -> int:
+        return int(self._cum[-1])
+
+
+@dataclass
+class Qcow2Image:
+    """One qcow2 file: its allocation map, its file layout and its metadata state."""
+
+    virtual_size: int
+    cluster_size: int = 65536
+    backing: BaseData | None = None
+    refcount_bits: int = 16
+    l2_cache_whole: bool = True
+    allocated: np.ndarray = field(init=False, repr=False)
+    l2_allocated: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        c = self.cluster_size
+        self.n_clusters = -(-self.virtual_size // c)
+        self.l2_entries = c // 8
+        self.l1_entries = -(-self.n_clusters // self.l2_entries)
+        self.l1_bytes = 8 * self.l1_entries
+        self.refblock_covers = c * 8 // self.refcount_bits
+        self.allocated = np.zeros(self.n_clusters, dtype=bool)
+        self.l2_allocated = np.zeros(self.l1_entries, dtype=bool)
+        self.n_data = 0
+        self.n_l2 = 0
+        l1_clusters = -(-self.l1_bytes // c)
+        self.host_clusters = 3 + l1_clusters  # header, refcount table, refblock, L1
+        self.n_refblocks = 1
+        self._grow_refblocks()
+        self.dirty_l2: set[int] = set()
+        self.dirty_refblocks = False
+        self._l1_clusters = l1_clusters
+
+    # -- layout -------------------------------------------------------------------------------
+    def _grow_refblocks(self) -> None:
+        while self.n_refblocks * self.refblock_covers < self.host_clusters:
+            self.n_refblocks += 1
+            self.host_clusters += 1
+
+    def _alloc_host_cluster(self) -> None:
+        self.host_clusters += 1
+        self._grow_refblocks()
+        self.dirty_refblocks = True
+
+    @property
+    def data_clusters(self) -> int:
+        return self.n_data
+
+    @property
+    def file_bytes(self) -> int:
+        """st_size: the end of the last cluster written (the L1 table is written only in part)."""
+        c = self.cluster_size
+        if self.n_data == 0 and self.n_l2 == 0:
+            return (self.host_clusters - self._l1_clusters) * c + self.l1_bytes
+        return self.host_clusters * c
+
+    @property
+    def allocated_bytes(self) -> int:
+        """st_blocks * 512: whole clusters written, the written part of the L1 table, and the
+        filesystem's extent tree (``sim.fs``)."""
+        c = self.cluster_size
+        if c < FS_BLOCK:  # every cluster is written and they are contiguous
+            return _round_up(self.file_bytes, FS_BLOCK) + extent_tree_bytes(
+                [-(-self.file_bytes // FS_BLOCK)])
+        l1_alloc = _round_up(self.l1_bytes, FS_BLOCK)
+        head = 3 * c + l1_alloc  # header, refcount table, refblock, L1 (written part)
+        tail = (self.host_clusters - 3 - self._l1_clusters) * c
+        if l1_alloc == self._l1_clusters * c or tail == 0:
+            runs = [head + tail]
+        else:
+            runs = [head, tail]
+        data = head + tail
+        return data + extent_tree_bytes(-(-r // FS_BLOCK) for r in runs)
+
+    # -- guest I/O ----------------------------------------------------------------------------
+    def _backing_bytes(self, start: int, end: int) -> int:
+        return self.backing.data_in(start, end) if self.backing is not None else 0
+
+    def write(self, offset: int, length: int) -> HostIO:
+        """Apply one guest write; return the host I/O it causes (COW and metadata included)."""
+        io = HostIO()
+        c = self.cluster_size
+        end = offset + length
+        first, last = offset // c, (end - 1) // c
+        for g in range(first, last + 1):
+            cs, ce = g * c, (g + 1) * c
+            ps, pe = max(offset, cs), min(end, ce)
+            if self.allocated[g]:
+                io.write_bytes += pe - ps
+                io.write_ops += 1
+                continue
+            self._ensure_l2(g // self.l2_entries, io)
+            self.allocated[g] = True
+            self.n_data += 1
+            self._alloc_host_cluster()
+            self.dirty_l2.add(g // self.l2_entries)
+            io.cow = True
+            if ps == cs and pe == ce:
+                io.write_bytes += c
+                io.write_ops += 1
+            elif self.backing is not None:
+                head, tail = ps - cs, ce - pe
+                if head and tail and length <= MERGE_READS_MAX:
+                    io.read_bytes += self._backing_bytes(cs, ce)
+                    io.read_ops += 1
+                else:
+                    if head:
+                        io.read_bytes += self._backing_bytes(cs, ps)
+                        io.read_ops += 1
+                    if tail:
+                        io.read_bytes += self._backing_bytes(pe, ce)
+                        io.read_ops += 1
+                io.write_bytes += c
+                io.write_ops += 1
+            else:
+                io.write_bytes += pe - ps  # fallocate(ZERO_RANGE) moves no data
+                io.write_ops += 2
+        return io
+
+    def _ensure_l2(self, idx: int, io: HostIO) -> None:
+        if self.l2_allocated[idx]:
+            return
+        self.l2_allocated[idx] = True
+        self.n_l2 += 1
+        self._alloc_host_cluster()
+        self.dirty_l2.add(idx)
+        # l2_allocate flushes the L2 cache (refcounts first), then writes one L1 sector
+        io.write_bytes += self._flush_bytes() + L1_SECTOR
+        io.write_ops += 1
+
+    def _flush_bytes(self) -> int:
+        entry = self.cluster_size if self.l2_cache_whole else FS_BLOCK
+        out = len(self.dirty_l2) * entry
+        if self.dirty_refblocks:
+            out += self.cluster_size
+        self.dirty_l2.clear()
+        self.dirty_refblocks = False
+        return out
+
+    def flush(self) -> HostIO:
+        """Write back dirty metadata, as QEMU does on a flush (fio's end, qemu-nbd's exit)."""
+        nbytes = self._flush_bytes()
+        return HostIO(write_bytes=nbytes, write_ops=1 if nbytes else 0)
+
+    def read(self, offset: int, length: int) -> HostIO:
+        io = HostIO()
+        c = self.cluster_size
+        end = offset + length
+        for g in range(offset // c, (end - 1) // c + 1):
+            ps, pe = max(offset, g * c), min(end, (g + 1) * c)
+            if self.allocated[g]:
+                io.read_bytes += pe - ps
+            else:
+                io.read_bytes += self._backing_bytes(ps, pe)
+            io.read_ops += 1
+        return io
+
+
+@dataclass
+class RawImage:
+    """A raw file (Nova's Flat backend or a cached base): sparse, allocated per filesystem block."""
+
+    virtual_size: int
+    data: BaseData | None = None
+    blocks: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        nblocks = -(-self.virtual_size // FS_BLOCK)
+        self.blocks = np.zeros(nblocks, dtype=bool)
+        if self.data is not None:
+            for s, e in zip(self.data._starts, self.data._ends, strict=True):
+                self.blocks[int(s) // FS_BLOCK:-(-int(e) // FS_BLOCK)] = True
+
+    @property
+    def file_bytes(self) -> int:
+        return self.virtual_size
+
+    @property
+    def allocated_bytes(self) -> int:
+        b = self.blocks.astype(np.int8)
+        edges = np.flatnonzero(np.diff(np.concatenate(([0], b, [0]))))
+        runs = (edges[1::2] - edges[::2]).tolist()
+        return int(self.blocks.sum()) * FS_BLOCK + extent_tree_bytes(runs)
+
+    @property
+    def data_clusters(self) -> float:
+        return float("nan")  # a raw file has no clusters: absent, never zero
+
+    def write(self, offset: int, length: int) -> HostIO:
+        self.blocks[offset // FS_BLOCK:-(-(offset + length) // FS_BLOCK)] = True
+        return HostIO(write_bytes=length, write_ops=1)
+
+    def read(self, offset: int, length: int) -> HostIO:
+        b0, b1 = offset // FS_BLOCK, -(-(offset + length) // FS_BLOCK)
+        mapped = int(self.blocks[b0:b1].sum())
+        return HostIO(read_bytes=min(length, mapped * FS_BLOCK), read_ops=1)
+
+    def flush(self) -> HostIO:
+        return HostIO()
