@@ -102,16 +102,17 @@ def _print_comparison(comp: pd.DataFrame) -> None:
     table = Table(title="predicted vs measured (rel_error = (predicted - measured) / measured)")
     for col in ("metric", "n", "median |rel_error|", "worst rel_error"):
         table.add_column(col, justify="left" if col == "metric" else "right")
-    for row in summary(comp).itertuples():
-        table.add_row(str(row.metric), str(row.n), _fmt(row.median_abs_rel_error).lstrip("+"),
-                      _fmt(row.worst_rel_error))
+    for row in summary(comp).to_dict("records"):
+        table.add_row(str(row["metric"]), str(row["n"]),
+                      _fmt(float(row["median_abs_rel_error"])).lstrip("+"),
+                      _fmt(float(row["worst_rel_error"])))
     out.print(table)
 
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        app(standalone_mode=False)
+        app()  # usage errors: typer prints them and exits 2
     except CowbenchError as e:
         for line in str(e).splitlines():
             err.print(f"[red]error:[/] {line}", highlight=False, soft_wrap=True)
@@ -119,19 +120,6 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("[red]interrupted[/]")
         sys.exit(130)
-    except typer.Abort:
-        sys.exit(130)
-    except (typer.BadParameter, typer.Exit) as e:  # pragma: no cover - typer handles these
-        raise e
-    except Exception as e:  # click usage errors
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
-            sys.exit(2)
-        if isinstance(e, click.exceptions.Exit):
-            sys.exit(e.exit_code)
-        raise
 
 
 if __name__ == "__main__":  # pragma: no cover

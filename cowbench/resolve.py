@@ -20,6 +20,7 @@ from .tools import (
     require_tools,
 )
 
+
 def resolve(scenario: Scenario, source: str = "<scenario>") -> Scenario:
     """Return ``scenario`` with every path image's size and data map filled in."""
     if all(img.path is None for img in scenario.images):

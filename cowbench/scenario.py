@@ -58,13 +58,13 @@ class Extent(_Frozen):
 
 
 class Synthetic(_Frozen):
-    """Generated image content: these extents hold data (a deterministic pattern), the rest is zero."""
+    """Generated content: these extents hold data (a deterministic pattern), the rest is zero."""
 
     data: list[Extent] = Field(min_length=1)
 
 
 class Image(_Frozen):
-    """A base image as uploaded to Glance: generated (``synthetic``) or an existing file (``path``)."""
+    """A base image as uploaded to Glance: generated (``synthetic``) or a file (``path``)."""
 
     name: Name
     virtual_size: Bytes | None = Field(default=None, gt=0)
@@ -85,7 +85,7 @@ class Image(_Frozen):
             if self.virtual_size is None:
                 raise ValueError("a synthetic image needs 'virtual_size'")
             spans = sorted((e.offset, e.offset + e.length) for e in self.synthetic.data)
-            for (s0, e0), (s1, _) in zip(spans, spans[1:], strict=False):
+            for (_, e0), (s1, _) in zip(spans, spans[1:], strict=False):
                 if s1 < e0:
                     raise ValueError(f"synthetic data extents overlap at offset {s1}")
             if spans[-1][1] > self.virtual_size:
@@ -230,7 +230,7 @@ def _default_hosts() -> list[Host]:
 
 
 class Scenario(_Frozen):
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1] = 1
     name: Name
     description: str = ""
     seed: int = Field(default=0, ge=0, lt=2**63)

@@ -113,9 +113,11 @@ def _fs_type(path: Path) -> str | None:
     target = str(path.resolve())
     for line in mounts:
         parts = line.split()
-        if len(parts) >= 3 and (target == parts[1] or target.startswith(parts[1].rstrip("/") + "/")):
-            if len(parts[1]) >= len(best):
-                best, fstype = parts[1], parts[2]
+        if len(parts) < 3:
+            continue
+        inside = target == parts[1] or target.startswith(parts[1].rstrip("/") + "/")
+        if len(parts) >= 3 and inside and len(parts[1]) >= len(best):
+            best, fstype = parts[1], parts[2]
     return fstype
 
 

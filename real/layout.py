@@ -1,4 +1,4 @@
-"""Where the real backend puts things: Nova's layout, one directory tree per host (FACTS.md 1.1-1.3).
+"""Where the real backend puts things: Nova's layout, one tree per host (FACTS.md 1.1-1.3).
 
 ::
 

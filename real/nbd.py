@@ -8,6 +8,7 @@ SIGTERM (qemu-nbd then closes the image cleanly), and its pid file and socket ar
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import time
@@ -16,6 +17,48 @@ from types import TracebackType
 
 from cowbench.errors import CowbenchError
 from cowbench.tools import RawLog, pid_alive, proc_io, run
+
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper() -> bool:
+    """Adopt orphaned descendants (Linux prctl), so exited qemu-nbd daemons can be reaped here.
+
+    ``qemu-nbd --fork`` daemonises: its server's parent exits, and the server is re-parented to
+    the nearest subreaper, else PID 1. In containers PID 1 often reaps nothing, so a stopped
+    server would linger as a zombie; as a subreaper, this process reaps it itself.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+    except (OSError, AttributeError):
+        return False
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def reap_exited(comm: str = "qemu-nbd") -> None:
+    """Reap this process's exited children named ``comm`` (qemu-nbd's forked intermediates).
+
+    Only those: a blanket ``waitpid(-1)`` would steal the exit status of other children (fio).
+    """
+    me = os.getpid()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.find("(") + 1:stat.rfind(")")]
+        fields = stat[stat.rfind(")") + 2:].split()
+        if name == comm and fields[0] == "Z" and int(fields[1]) == me:
+            _reap(int(entry.name))
 
 
 class NbdExport:
@@ -38,6 +81,7 @@ class NbdExport:
         return f"nbd+unix:///?socket={self.socket}"
 
     def start(self) -> NbdExport:
+        become_subreaper()
         argv = ["qemu-nbd", "--fork", f"--pid-file={self.pid_file}", "-k", str(self.socket),
                 "-f", self.fmt, "-t", "-e", "0", f"--cache={self.cache}", f"--aio={self.aio}",
                 str(self.image)]
@@ -45,6 +89,7 @@ class NbdExport:
             run(argv, log=self.log, label=f"qemu-nbd-{self.name}", timeout=60)
         finally:
             self._read_pid()
+            reap_exited()
         if self.pid is None or not pid_alive(self.pid):
             raise CowbenchError(f"qemu-nbd for {self.name} did not stay up")
         return self
@@ -77,6 +122,9 @@ class NbdExport:
                 os.kill(pid, signal.SIGKILL)
                 while pid_alive(pid):
                     time.sleep(0.02)
+        if pid is not None:
+            _reap(pid)
+        reap_exited()
         self.pid = None
         for p in (self.pid_file, self.socket):
             p.unlink(missing_ok=True)

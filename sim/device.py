@@ -9,7 +9,8 @@ section; ``cowbench calibrate`` (issue 5) fits them to fio measurements of the t
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator
+from typing import Any
 
 import simpy
 
@@ -33,7 +34,7 @@ class Device:
         t += io.write_ops * s.write_latency_s + io.write_bytes / s.write_bandwidth_bytes_per_s
         return t
 
-    def serve(self, io: HostIO) -> Iterator[simpy.Event]:
+    def serve(self, io: HostIO) -> Generator[simpy.Event, Any, None]:
         with self.queue.request() as req:
             yield req
             yield self.env.timeout(self.service_time(io))

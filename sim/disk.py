@@ -104,6 +104,7 @@ class Qcow2Image:
         self._grow_refblocks()
         self.dirty_l2: set[int] = set()
         self.dirty_refblocks = False
+        self.refblock_cached = False
         self._l1_clusters = l1_clusters
 
     # -- layout -------------------------------------------------------------------------------
@@ -112,7 +113,12 @@ class Qcow2Image:
             self.n_refblocks += 1
             self.host_clusters += 1
 
-    def _alloc_host_cluster(self) -> None:
+    def _alloc_host_cluster(self, io: HostIO) -> None:
+        if not self.refblock_cached:
+            # the refcount block is read into QEMU's refcount cache on first allocation
+            self.refblock_cached = True
+            io.read_bytes += self.cluster_size
+            io.read_ops += 1
         self.host_clusters += 1
         self._grow_refblocks()
         self.dirty_refblocks = True
@@ -129,23 +135,28 @@ class Qcow2Image:
             return (self.host_clusters - self._l1_clusters) * c + self.l1_bytes
         return self.host_clusters * c
 
-    @property
-    def allocated_bytes(self) -> int:
-        """st_blocks * 512: whole clusters written, the written part of the L1 table, and the
-        filesystem's extent tree (``sim.fs``)."""
+    def _runs(self) -> list[int]:
+        """Lengths in bytes of the file's runs of written blocks (rounded to whole blocks)."""
         c = self.cluster_size
         if c < FS_BLOCK:  # every cluster is written and they are contiguous
-            return _round_up(self.file_bytes, FS_BLOCK) + extent_tree_bytes(
-                [-(-self.file_bytes // FS_BLOCK)])
+            return [_round_up(self.file_bytes, FS_BLOCK)]
         l1_alloc = _round_up(self.l1_bytes, FS_BLOCK)
         head = 3 * c + l1_alloc  # header, refcount table, refblock, L1 (written part)
         tail = (self.host_clusters - 3 - self._l1_clusters) * c
         if l1_alloc == self._l1_clusters * c or tail == 0:
-            runs = [head + tail]
-        else:
-            runs = [head, tail]
-        data = head + tail
-        return data + extent_tree_bytes(-(-r // FS_BLOCK) for r in runs)
+            return [head + tail]
+        return [head, tail]
+
+    @property
+    def allocated_data_bytes(self) -> int:
+        """Blocks the file's own bytes occupy: whole clusters written, the L1 table's part."""
+        return sum(self._runs())
+
+    @property
+    def allocated_bytes(self) -> int:
+        """st_blocks * 512: the data blocks plus the filesystem's extent tree (``sim.fs``)."""
+        runs = self._runs()
+        return sum(runs) + extent_tree_bytes(r // FS_BLOCK for r in runs)
 
     # -- guest I/O ----------------------------------------------------------------------------
     def _backing_bytes(self, start: int, end: int) -> int:
@@ -167,7 +178,7 @@ class Qcow2Image:
             self._ensure_l2(g // self.l2_entries, io)
             self.allocated[g] = True
             self.n_data += 1
-            self._alloc_host_cluster()
+            self._alloc_host_cluster(io)
             self.dirty_l2.add(g // self.l2_entries)
             io.cow = True
             if ps == cs and pe == ce:
@@ -197,7 +208,7 @@ class Qcow2Image:
             return
         self.l2_allocated[idx] = True
         self.n_l2 += 1
-        self._alloc_host_cluster()
+        self._alloc_host_cluster(io)
         self.dirty_l2.add(idx)
         # l2_allocate flushes the L2 cache (refcounts first), then writes one L1 sector
         io.write_bytes += self._flush_bytes() + L1_SECTOR

@@ -153,12 +153,13 @@ def io_stream(wl: Workload, disk_size: int, seed: np.random.SeedSequence) -> Ite
             blocks = blocks[:remaining]
             remaining -= blocks.shape[0]
         n = blocks.shape[0]
+        is_write: np.ndarray
         if read_fraction == 1.0:
             is_write = np.zeros(n, dtype=bool)
         elif read_fraction == 0.0:
             is_write = np.ones(n, dtype=bool)
         else:
-            is_write = ddir_rng.random(n) >= read_fraction
+            is_write = np.asarray(ddir_rng.random(n) >= read_fraction)
         yield IoChunk(start + blocks.astype(np.int64) * wl.bs,
                       np.full(n, wl.bs, dtype=np.int64), is_write)
 

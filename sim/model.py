@@ -11,8 +11,9 @@ the caller writes results (STYLE.md point 4).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,10 +23,12 @@ from cowbench.records import Recorder
 from cowbench.scenario import VM, Image, Scenario, Workload
 
 from .device import Device
-from .disk import FS_BLOCK, BaseData, HostIO, Qcow2Image, RawImage
+from .disk import BaseData, HostIO, Qcow2Image, RawImage
 from .fio import IoChunk, io_stream, job_seed
+from .fs import FS_BLOCK
 
 DISK_INFO_BYTES = FS_BLOCK  # instances/<uuid>/disk.info: a tiny JSON file, one block
+Process = Generator[simpy.Event, Any, None]
 
 
 @dataclass
@@ -98,7 +101,7 @@ class _Job:
 
 
 def _slot(env: simpy.Environment, job: _Job, disk: Qcow2Image | RawImage, device: Device,
-          stats: VmStats, deadline: float, pacer: _Pacer | None) -> Iterator[simpy.Event]:
+          stats: VmStats, deadline: float, pacer: _Pacer | None) -> Process:
     while env.now < deadline:
         io = job.next()
         if io is None:
@@ -140,7 +143,7 @@ class _Pacer:
 
 def _run_vm(env: simpy.Environment, scenario: Scenario, vm: VM, vm_index: int,
             disk: Qcow2Image | RawImage, device: Device, stats: VmStats,
-            wl: Workload) -> Iterator[simpy.Event]:
+            wl: Workload) -> Process:
     size = scenario.root_size(vm)
     limit = min(x for x in (wl.runtime, scenario.duration, math.inf) if x is not None)
     deadline = env.now + limit

@@ -1,0 +1,137 @@
+"""The command line as a user meets it: one-line errors, exit code 2, nothing created."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from .conftest import needs_tools, small_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cowbench(*args: str, env: dict[str, str] | None = None,
+             cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "cowbench", *args], capture_output=True,
+                          text=True, env=env, cwd=cwd, timeout=600, check=False)
+
+
+def write(tmp_path: Path, data: object, name: str = "s.yaml") -> Path:
+    p = tmp_path / name
+    p.write_text(yaml.safe_dump(data))
+    return p
+
+
+def assert_clean_error(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    for n in needles:
+        assert n in proc.stderr, proc.stderr
+
+
+def test_validate_prints_a_summary():
+    proc = cowbench("validate", str(ROOT / "scenarios" / "quickstart.yaml"))
+    assert proc.returncode == 0, proc.stderr
+    assert "quickstart" in proc.stdout and "4 VM(s)" in proc.stdout
+
+
+@pytest.mark.parametrize("mutate,needles", [
+    (lambda d: d.update(colour="red"), ["colour", "unknown key"]),
+    (lambda d: d["images"][0].update(virtual_size="-2GiB"), ["images[0].virtual_size",
+                                                             "negative"]),
+    (lambda d: d["images"][0].update(virtual_size="lots"), ["images[0].virtual_size"]),
+    (lambda d: d.update(strategy={"cluster_size": "96KiB"}), ["strategy.cluster_size",
+                                                             "power of two"]),
+    (lambda d: d["vms"][0].update(image="ghost"), ["vms[0].image", "ghost"]),
+])
+def test_bad_scenarios_exit_2_with_the_key_path(tmp_path, mutate, needles):
+    d = small_dict()
+    mutate(d)
+    proc = cowbench("validate", str(write(tmp_path, d)))
+    assert_clean_error(proc, *needles)
+    out = tmp_path / "run"
+    proc = cowbench("run", str(write(tmp_path, d)), "--backend", "sim", "--out", str(out))
+    assert_clean_error(proc, *needles)
+    assert not out.exists(), "nothing is created for a bad scenario"
+
+
+def test_every_problem_is_listed(tmp_path):
+    d = small_dict(colour="red")
+    d["vms"][0]["image"] = "ghost"
+    d["workloads"]["w"]["bs"] = "-4k"
+    proc = cowbench("validate", str(write(tmp_path, d)))
+    assert_clean_error(proc, "colour", "workloads.w.bs")
+
+
+def test_missing_scenario_file(tmp_path):
+    assert_clean_error(cowbench("validate", str(tmp_path / "nope.yaml")), "no such file")
+
+
+def test_broken_yaml(tmp_path):
+    p = tmp_path / "s.yaml"
+    p.write_text("name: [unclosed\n")
+    assert_clean_error(cowbench("validate", str(p)), "not valid YAML")
+
+
+def test_missing_image_file(tmp_path):
+    d = small_dict()
+    d["images"][0] = {"name": "img", "format": "qcow2", "path": str(tmp_path / "gone.qcow2")}
+    assert_clean_error(cowbench("validate", str(write(tmp_path, d))), "images[0].path",
+                       "no such file")
+
+
+def test_missing_tools_exit_2_and_create_nothing(tmp_path):
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    os.symlink(sys.executable, bindir / "python3")
+    env = {**os.environ, "PATH": str(bindir)}
+    out = tmp_path / "run"
+    proc = cowbench("run", str(write(tmp_path, small_dict())), "--backend", "real", "--out",
+                    str(out), env=env)
+    assert_clean_error(proc, "qemu-img not found")
+    assert not out.exists()
+
+
+def test_unknown_backend(tmp_path):
+    proc = cowbench("run", str(write(tmp_path, small_dict())), "--backend", "vmware")
+    assert_clean_error(proc, "--backend")
+
+
+def test_existing_run_directory_is_refused(tmp_path):
+    out = tmp_path / "run"
+    s = str(write(tmp_path, small_dict()))
+    assert cowbench("run", s, "--backend", "sim", "--out", str(out)).returncode == 0
+    before = sorted(p.name for p in out.iterdir())
+    assert_clean_error(cowbench("run", s, "--backend", "sim", "--out", str(out)), "already")
+    assert sorted(p.name for p in out.iterdir()) == before
+
+
+def test_sim_run_then_show(tmp_path):
+    out = tmp_path / "run"
+    proc = cowbench("run", str(write(tmp_path, small_dict())), "--backend", "sim", "--out",
+                    str(out), "--seed", "7")
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "predicted.parquet").exists() and not (out / "measured.parquet").exists()
+    shown = cowbench("show", str(out))
+    assert shown.returncode == 0 and "status ok" in shown.stdout
+
+
+@needs_tools
+@pytest.mark.real
+def test_quickstart_end_to_end_meets_its_target(tmp_path):
+    """The README's default scenario through the CLI (issue 2's "done when"): a complete run
+    directory, and every VM's allocated_bytes predicted within 2% of the measured value."""
+    out = tmp_path / "run"
+    proc = cowbench("run", str(ROOT / "scenarios" / "quickstart.yaml"), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "allocated_bytes" in proc.stdout and "comparison.csv" in proc.stdout
+    comp = pd.read_csv(out / "comparison.csv")
+    vms = comp[(comp.metric == "allocated_bytes") & comp.entity.str.startswith("vm:")]
+    assert len(vms) == 4
+    assert (vms.rel_error.abs() <= 0.02).all(), vms
