@@ -43,7 +43,12 @@ want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 have=$(cat .venv/.cowbench-stamp 2>/dev/null || true)
 if [ "$want" != "$have" ]; then
     echo "bootstrap: installing cowbench and its Python dependencies into .venv" >&2
-    .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-    .venv/bin/python -m pip install -q -e '.[test]'
+    log=.venv/pip-install.log
+    if ! { .venv/bin/python -m pip install -q --upgrade pip &&
+           .venv/bin/python -m pip install -q -e '.[test]'; } >"$log" 2>&1; then
+        cat "$log" >&2
+        echo "bootstrap: pip install failed (log above, also in $log)" >&2
+        exit 1
+    fi
     echo "$want" > .venv/.cowbench-stamp
 fi
