@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from .errors import ScenarioError
+from .lifecycle import Flavor, Nova, Timeline, check_timeline
 from .units import is_power_of_two, parse_duration, parse_size
 
 SCHEMA_VERSION = 1
@@ -50,6 +51,10 @@ class Host(_Frozen):
         description="Real backend: directory holding this host's instances path "
         "(default: inside the run directory's work/).",
     )
+    capacity_bytes: Bytes | None = Field(
+        default=None, gt=0,
+        description="Disk for instances; with disk_allocation_ratio, what placement may give.")
+    disk_allocation_ratio: float = Field(default=1.0, gt=0)
 
 
 class Extent(_Frozen):
@@ -190,6 +195,7 @@ class VM(_Frozen):
     name: Name
     image: Name
     host: Name | None = None
+    flavor: Name | None = None
     root_size: Bytes | None = Field(default=None, gt=0)
     workload: Name | None = None
     count: int = Field(default=1, ge=1, le=100_000)
@@ -242,6 +248,34 @@ class Scenario(_Frozen):
     vms: list[VM] = Field(min_length=1)
     device: Device = Device()
     real: RealOptions = RealOptions()
+    nova: Nova = Nova()
+    flavors: list[Flavor] = Field(default_factory=list)
+    timeline: Timeline | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _arrival_vms(cls, data: Any) -> Any:
+        """VMs that arrive through ``timeline.arrivals`` join ``vms`` (round robin on hosts)."""
+        if not isinstance(data, dict):
+            return data
+        tl = data.get("timeline")
+        arrivals = tl.get("arrivals") if isinstance(tl, dict) else None
+        if not isinstance(arrivals, list) or not isinstance(data.get("vms", []), list):
+            return data
+        vms = list(data.get("vms", []))
+        names = {v.get("name") for v in vms if isinstance(v, dict)}
+        hosts = [h.get("name") for h in data.get("hosts", [{"name": "host1"}])
+                 if isinstance(h, dict)] or ["host1"]
+        for a in arrivals:
+            if not isinstance(a, dict) or not isinstance(a.get("count"), int):
+                continue
+            for i in range(1, a["count"] + 1):
+                name = f"{a.get('prefix')}-{i}"
+                if name not in names:
+                    vm = {"name": name, "image": a.get("image"), "host": hosts[i % len(hosts)]}
+                    vm.update({k: a[k] for k in ("flavor", "root_size", "workload") if a.get(k)})
+                    vms.append(vm)
+        return {**data, "vms": vms}
 
     @field_validator("vms", mode="before")
     @classmethod
@@ -267,7 +301,8 @@ class Scenario(_Frozen):
         return next(h for h in self.hosts if h.name == name)
 
     def root_size(self, vm: VM) -> int:
-        size = vm.root_size or self.image(vm.image).virtual_size
+        flavor = next((f.root for f in self.flavors if f.name == vm.flavor), None)
+        size = vm.root_size or flavor or self.image(vm.image).virtual_size
         assert size is not None, "resolve path images before asking for sizes"
         return size
 
@@ -312,7 +347,9 @@ def _problems(err: ValidationError) -> list[tuple[str, str]]:
 def _cross_check(s: Scenario) -> list[tuple[str, str]]:
     """Problems pydantic cannot see: references between sections, duplicate names, sizes."""
     problems: list[tuple[str, str]] = []
-    for section, names in (("hosts", [h.name for h in s.hosts]),
+    flavors = {f.name for f in s.flavors}
+    for section, names in (("flavors", [f.name for f in s.flavors]),
+                           ("hosts", [h.name for h in s.hosts]),
                            ("images", [i.name for i in s.images]),
                            ("vms", [v.name for v in s.vms])):
         seen: set[str] = set()
@@ -330,21 +367,26 @@ def _cross_check(s: Scenario) -> list[tuple[str, str]]:
             problems.append((f"{where}.host", f"no host named {vm.host!r}"))
         if vm.workload is not None and vm.workload not in s.workloads:
             problems.append((f"{where}.workload", f"no workload named {vm.workload!r}"))
+        if vm.flavor is not None and vm.flavor not in flavors:
+            problems.append((f"{where}.flavor", f"no flavor named {vm.flavor!r}"))
         img = images.get(vm.image)
-        if img is not None and img.virtual_size and vm.root_size is not None:
-            if vm.root_size < img.virtual_size:
+        root = vm.root_size or next((f.root for f in s.flavors if f.name == vm.flavor), None)
+        if img is not None and img.virtual_size and root is not None:
+            if root < img.virtual_size:
                 problems.append((f"{where}.root_size",
-                                 f"{vm.root_size} is smaller than image {img.name!r} "
+                                 f"{root} is smaller than image {img.name!r} "
                                  f"({img.virtual_size}); Nova refuses this "
                                  "(FlavorDiskSmallerThanImage)"))
         wl = s.workloads.get(vm.workload or "")
-        disk = vm.root_size or (img.virtual_size if img else None)
+        disk = root or (img.virtual_size if img else None)
         if wl is not None and disk is not None:
             end = wl.offset + (wl.size or 0)
             if wl.offset >= disk or end > disk:
                 problems.append((f"{where}.workload",
                                  f"workload {vm.workload!r} spans [{wl.offset}, "
                                  f"{end or disk}) but the disk is {disk} bytes"))
+    if not problems and s.timeline is not None:
+        problems += check_timeline(s)
     return problems
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from cowbench.records import Recorder
-from cowbench.scenario import VM, Image, Scenario
+from cowbench.scenario import VM, Image, Scenario, Workload
 from cowbench.tools import RawLog, qemu_img_check, require_tools, run
 
 from .fio import FioResult, FioRun
@@ -137,8 +137,9 @@ def execute(scenario: Scenario, work: Path, log: RawLog, *, run_id: str,
     return rec.frame()
 
 
-def _execute(scenario: Scenario, work: Path, log: RawLog, roots: dict[str, Path],
-             rec: Recorder, progress: Progress) -> None:
+def write_images(scenario: Scenario, work: Path, log: RawLog, rec: Recorder,
+                 progress: Progress) -> None:
+    """Write every synthetic image the VMs use, as uploaded to Glance, and record its size."""
     used = {vm.image for vm in scenario.vms}
     for image in scenario.images:
         if image.name in used and image.synthetic is not None:
@@ -148,6 +149,16 @@ def _execute(scenario: Scenario, work: Path, log: RawLog, roots: dict[str, Path]
             alloc, size = _allocated(path)
             rec.add(f"image:{image.name}", "allocated_bytes", alloc)
             rec.add(f"image:{image.name}", "file_bytes", size)
+
+
+def _execute(scenario: Scenario, work: Path, log: RawLog, roots: dict[str, Path],
+             rec: Recorder, progress: Progress) -> None:
+    if scenario.timeline is not None:
+        from .lifecycle import execute_timeline
+
+        execute_timeline(scenario, work, log, roots, rec, progress)
+        return
+    write_images(scenario, work, log, rec, progress)
     layouts = {name: HostLayout(root) for name, root in roots.items()}
     disks: dict[str, tuple[Path, str]] = {}
     for host in scenario.hosts:
@@ -159,7 +170,9 @@ def _execute(scenario: Scenario, work: Path, log: RawLog, roots: dict[str, Path]
             fetch_to_cache(glance_path(work, image), image.format, layout.cache_file(image), log)
         for vm in vms:
             disks[vm.name] = create_disk(scenario, vm, layout, log)
-    results, host_io = _run_workloads(scenario, disks, log, progress)
+    jobs = [(vm, wl, *disks[vm.name]) for vm in scenario.vms
+            if (wl := scenario.workload_of(vm)) is not None]
+    results, host_io = _run_workloads(scenario, jobs, log, progress)
     progress("measuring")
     for host in scenario.hosts:
         layout = layouts[host.name]
@@ -174,30 +187,28 @@ def _execute(scenario: Scenario, work: Path, log: RawLog, roots: dict[str, Path]
                     host_io.get(vm.name), log)
 
 
-def _run_workloads(scenario: Scenario, disks: dict[str, tuple[Path, str]], log: RawLog,
-                   progress: Progress) -> tuple[dict[str, FioResult], dict[str, dict[str, int]]]:
-    """Export each VM's disk, run every fio at once, flush, and read each qemu-nbd's I/O."""
-    vms = [vm for vm in scenario.vms if vm.workload is not None]
+Job = tuple[VM, Workload, Path, str]
+
+
+def _run_workloads(scenario: Scenario, jobs: list[Job], log: RawLog, progress: Progress
+                   ) -> tuple[dict[str, FioResult], dict[str, dict[str, int]]]:
+    """Export each job's disk, run every fio at once, flush, and read each qemu-nbd's I/O."""
     results: dict[str, FioResult] = {}
     host_io: dict[str, dict[str, int]] = {}
-    if not vms:
+    if not jobs:
         return results, host_io
     with ExitStack() as stack:
         sock_dir = Path(tempfile.mkdtemp(prefix="cowbench-"))
         stack.callback(shutil.rmtree, sock_dir, ignore_errors=True)
         exports: dict[str, NbdExport] = {}
-        for vm in vms:
-            path, fmt = disks[vm.name]
+        for vm, _, path, fmt in jobs:
             exports[vm.name] = stack.enter_context(
                 NbdExport(path, fmt, sock_dir, vm.name, cache=scenario.real.cache,
                           aio=scenario.real.aio, log=log))
         before = {n: e.io_counters() for n, e in exports.items()}
-        runs: dict[str, FioRun] = {}
-        for vm in vms:
-            wl = scenario.workload_of(vm)
-            assert wl is not None
-            runs[vm.name] = FioRun(vm.name, exports[vm.name].uri, wl, sock_dir,
-                                   runtime_cap=scenario.duration, log=log)
+        runs = {vm.name: FioRun(vm.name, exports[vm.name].uri, wl, sock_dir,
+                                runtime_cap=scenario.duration, log=log)
+                for vm, wl, _, _ in jobs}
         for r in runs.values():
             stack.callback(r.stop)
         for r in runs.values():
@@ -245,8 +256,16 @@ def _measure_vm(rec: Recorder, scenario: Scenario, vm: VM, disk: tuple[Path, str
         rec.add(entity, "host_write_bytes", io["write_bytes"])
     wl = scenario.workload_of(vm)
     if result is not None and wl is not None:
-        kinds = [k for k, on in (("read", wl.read_fraction > 0), ("write", wl.read_fraction < 1))
-                 if on]
-        for kind in kinds:
-            for metric, value in result.figures(kind).items():
-                rec.add(entity, metric, value)
+        record_fio(rec, entity, wl, result, None)
+
+
+def record_fio(rec: Recorder, entity: str, wl: Workload, result: FioResult,
+               io: dict[str, int] | None, t_s: float | None = None) -> None:
+    """fio's figures for the directions the workload does, and qemu-nbd's host I/O."""
+    if io is not None:
+        rec.add(entity, "host_read_bytes", io["read_bytes"], t_s)
+        rec.add(entity, "host_write_bytes", io["write_bytes"], t_s)
+    kinds = [k for k, on in (("read", wl.read_fraction > 0), ("write", wl.read_fraction < 1)) if on]
+    for kind in kinds:
+        for metric, value in result.figures(kind).items():
+            rec.add(entity, metric, value, t_s)

@@ -46,10 +46,19 @@ class HostIO:
 
 
 class BaseData:
-    """Where a raw base holds data, per byte range: answers "how many bytes of [a, b) are data"."""
+    """What lies below an image, per byte range: how many bytes of [a, b) are data, and whether
+    a copy-on-write there must read the backing at all.
 
-    def __init__(self, size: int, extents: list[tuple[int, int]]) -> None:
+    A raw base counts as allocated everywhere up to its size, holes included (FACTS.md E4), so
+    a first write below ``raw_size`` copies the cluster; past the end of the backing chain (an
+    overlay larger than its base) nothing is allocated and QEMU zeroes the cluster with
+    fallocate instead (measured: a 1 GiB overlay on a 512 MiB base).
+    """
+
+    def __init__(self, size: int, extents: list[tuple[int, int]],
+                 raw_size: int | None = None) -> None:
         self.size = size
+        self.raw_size = size if raw_size is None else raw_size
         ext = sorted(extents)
         self._starts = np.array([s for s, _ in ext], dtype=np.int64)
         self._ends = np.array([s + n for s, n in ext], dtype=np.int64)
@@ -73,6 +82,10 @@ class BaseData:
     @property
     def data_bytes(self) -> int:
         return int(self._cum[-1])
+
+    def has_backing(self, start: int, end: int) -> bool:
+        """True if a first write in [start, end) must copy from the backing chain."""
+        return start < self.raw_size or self.data_in(start, end) > 0
 
 
 @dataclass
@@ -106,6 +119,27 @@ class Qcow2Image:
         self.dirty_refblocks = False
         self.refblock_cached = False
         self._l1_clusters = l1_clusters
+        # clusters written only in part (bytes written), and freed clusters QEMU reuses first
+        self._partial: dict[int, int] = {}
+        if self.l1_bytes % c:
+            self._partial[3 + l1_clusters - 1] = self.l1_bytes % c
+        self._free: list[int] = []
+        self.l2_cached: set[int] = set()
+        self._l1_start = 3
+
+    def open(self) -> None:
+        """A new QEMU process opens the image (qemu-nbd): its metadata caches start empty, so
+        the first touch of an existing L2 table reads it, and the first allocation reads the
+        refcount block (measured: /proc/PID/io of qemu-nbd)."""
+        self.refblock_cached = False
+        self.l2_cached = set()
+
+    def _touch_l2(self, g: int, io: HostIO) -> None:
+        idx = g // self.l2_entries
+        if self.l2_allocated[idx] and idx not in self.l2_cached:
+            self.l2_cached.add(idx)
+            io.read_bytes += self.cluster_size if self.l2_cache_whole else FS_BLOCK
+            io.read_ops += 1
 
     # -- layout -------------------------------------------------------------------------------
     def _grow_refblocks(self) -> None:
@@ -119,9 +153,12 @@ class Qcow2Image:
             self.refblock_cached = True
             io.read_bytes += self.cluster_size
             io.read_ops += 1
+        self.dirty_refblocks = True
+        if self._free:  # qcow2_alloc_clusters: first fit from the lowest free cluster
+            self._partial.pop(self._free.pop(0), None)
+            return
         self.host_clusters += 1
         self._grow_refblocks()
-        self.dirty_refblocks = True
 
     @property
     def data_clusters(self) -> int:
@@ -129,10 +166,11 @@ class Qcow2Image:
 
     @property
     def file_bytes(self) -> int:
-        """st_size: the end of the last cluster written (the L1 table is written only in part)."""
+        """st_size: the end of the last cluster written (an L1 table is written only in part)."""
         c = self.cluster_size
-        if self.n_data == 0 and self.n_l2 == 0:
-            return (self.host_clusters - self._l1_clusters) * c + self.l1_bytes
+        last = self.host_clusters - 1
+        if last in self._partial:
+            return last * c + self._partial[last]
         return self.host_clusters * c
 
     def _runs(self) -> list[int]:
@@ -140,12 +178,40 @@ class Qcow2Image:
         c = self.cluster_size
         if c < FS_BLOCK:  # every cluster is written and they are contiguous
             return [_round_up(self.file_bytes, FS_BLOCK)]
-        l1_alloc = _round_up(self.l1_bytes, FS_BLOCK)
-        head = 3 * c + l1_alloc  # header, refcount table, refblock, L1 (written part)
-        tail = (self.host_clusters - 3 - self._l1_clusters) * c
-        if l1_alloc == self._l1_clusters * c or tail == 0:
-            return [head + tail]
-        return [head, tail]
+        runs, start = [], 0
+        for p in sorted(self._partial):
+            runs.append(p * c + _round_up(self._partial[p], FS_BLOCK) - start)
+            start = (p + 1) * c
+        if start < self.host_clusters * c:
+            runs.append(self.host_clusters * c - start)
+        return runs
+
+    def resize(self, new_size: int) -> None:
+        """``qemu-img resize`` to a larger size: a new L1 table big enough is written at the
+        end of the file and the old one freed, so the next allocation reuses its cluster
+        (block/qcow2-cluster.c qcow2_grow_l1_table; measured here)."""
+        if new_size < self.virtual_size:
+            raise ValueError("qcow2 images only grow here (Nova refuses to shrink a disk)")
+        c = self.cluster_size
+        n_clusters = -(-new_size // c)
+        self.allocated = np.concatenate(
+            [self.allocated, np.zeros(n_clusters - self.n_clusters, dtype=bool)])
+        self.virtual_size, self.n_clusters = new_size, n_clusters
+        l1_entries = -(-n_clusters // self.l2_entries)
+        if l1_entries <= self.l1_entries:
+            return
+        self.l2_allocated = np.concatenate(
+            [self.l2_allocated, np.zeros(l1_entries - self.l1_entries, dtype=bool)])
+        old = list(range(self._l1_start, self._l1_start + self._l1_clusters))
+        self.l1_entries, self.l1_bytes = l1_entries, 8 * l1_entries
+        self._l1_clusters = -(-self.l1_bytes // c)
+        self._l1_start = self.host_clusters
+        self.host_clusters += self._l1_clusters
+        self._grow_refblocks()
+        if self.l1_bytes % c:
+            self._partial[self.host_clusters - 1] = self.l1_bytes % c
+        self._free = sorted(self._free + old)
+        self.dirty_refblocks = True
 
     @property
     def allocated_data_bytes(self) -> int:
@@ -171,6 +237,7 @@ class Qcow2Image:
         for g in range(first, last + 1):
             cs, ce = g * c, (g + 1) * c
             ps, pe = max(offset, cs), min(end, ce)
+            self._touch_l2(g, io)
             if self.allocated[g]:
                 io.write_bytes += pe - ps
                 io.write_ops += 1
@@ -184,7 +251,7 @@ class Qcow2Image:
             if ps == cs and pe == ce:
                 io.write_bytes += c
                 io.write_ops += 1
-            elif self.backing is not None:
+            elif self.backing is not None and self.backing.has_backing(cs, ce):
                 head, tail = ps - cs, ce - pe
                 if head and tail and length <= MERGE_READS_MAX:
                     io.read_bytes += self._backing_bytes(cs, ce)
@@ -207,6 +274,7 @@ class Qcow2Image:
         if self.l2_allocated[idx]:
             return
         self.l2_allocated[idx] = True
+        self.l2_cached.add(idx)
         self.n_l2 += 1
         self._alloc_host_cluster(io)
         self.dirty_l2.add(idx)
@@ -234,6 +302,7 @@ class Qcow2Image:
         end = offset + length
         for g in range(offset // c, (end - 1) // c + 1):
             ps, pe = max(offset, g * c), min(end, (g + 1) * c)
+            self._touch_l2(g, io)
             if self.allocated[g]:
                 io.read_bytes += pe - ps
             else:

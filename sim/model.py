@@ -143,8 +143,8 @@ class _Pacer:
 
 def _run_vm(env: simpy.Environment, scenario: Scenario, vm: VM, vm_index: int,
             disk: Qcow2Image | RawImage, device: Device, stats: VmStats,
-            wl: Workload) -> Process:
-    size = scenario.root_size(vm)
+            wl: Workload, size: int | None = None) -> Process:
+    size = scenario.root_size(vm) if size is None else size
     limit = min(x for x in (wl.runtime, scenario.duration, math.inf) if x is not None)
     deadline = env.now + limit
     slots = []
@@ -163,8 +163,14 @@ def simulate(scenario: Scenario, seed: int | None = None) -> pd.DataFrame:
     seed = scenario.seed if seed is None else seed
     if seed != scenario.seed:
         scenario = scenario.model_copy(update={"seed": seed})
-    env = simpy.Environment()
     rec = Recorder("sim", seed)
+    if scenario.timeline is not None:
+        from .timeline import simulate_timeline
+
+        _record_images(scenario, rec)
+        simulate_timeline(scenario, rec)
+        return rec.frame()
+    env = simpy.Environment()
     devices = {h.name: Device(env, scenario.device) for h in scenario.hosts}
     disks: dict[str, Qcow2Image | RawImage] = {}
     stats: dict[str, VmStats] = {}
@@ -182,14 +188,18 @@ def simulate(scenario: Scenario, seed: int | None = None) -> pd.DataFrame:
     return rec.frame()
 
 
-def _record(scenario: Scenario, rec: Recorder, disks: dict[str, Qcow2Image | RawImage],
-            stats: dict[str, VmStats]) -> None:
+def _record_images(scenario: Scenario, rec: Recorder) -> None:
     used = {vm.image for vm in scenario.vms}
     for image in scenario.images:
         if image.name in used and image.synthetic is not None:
             g = glance_file(image)
             rec.add(f"image:{image.name}", "allocated_bytes", g.allocated_bytes)
             rec.add(f"image:{image.name}", "file_bytes", g.file_bytes)
+
+
+def _record(scenario: Scenario, rec: Recorder, disks: dict[str, Qcow2Image | RawImage],
+            stats: dict[str, VmStats]) -> None:
+    _record_images(scenario, rec)
     for host in scenario.hosts:
         vms = [vm for vm in scenario.vms if scenario.host_of(vm).name == host.name]
         bases = {vm.image for vm in vms}
@@ -212,8 +222,14 @@ def _record_vm(rec: Recorder, entity: str, disk: Qcow2Image | RawImage, st: VmSt
     rec.add(entity, "data_clusters", disk.data_clusters)
     if wl is None:
         return
-    rec.add(entity, "host_read_bytes", st.host_read)
-    rec.add(entity, "host_write_bytes", st.host_write)
+    record_io(rec, entity, st, wl)
+
+
+def record_io(rec: Recorder, entity: str, st: VmStats, wl: Workload,
+              t_s: float | None = None) -> None:
+    """Host and guest I/O figures of one workload run (``t_s``: when the run started)."""
+    rec.add(entity, "host_read_bytes", st.host_read, t_s)
+    rec.add(entity, "host_write_bytes", st.host_write, t_s)
     elapsed = st.last_done - st.first_issue if st.last_done > st.first_issue else math.nan
     for kind, lat, nbytes, present in (("read", st.read_lat, st.read_bytes, wl.read_fraction > 0),
                                        ("write", st.write_lat, st.write_bytes,
@@ -221,9 +237,9 @@ def _record_vm(rec: Recorder, entity: str, disk: Qcow2Image | RawImage, st: VmSt
         if not present:
             continue
         arr = np.asarray(lat)
-        rec.add(entity, f"{kind}_ios", arr.size)
-        rec.add(entity, f"{kind}_iops", arr.size / elapsed)
-        rec.add(entity, f"{kind}_bw_bytes_per_s", nbytes / elapsed)
+        rec.add(entity, f"{kind}_ios", arr.size, t_s)
+        rec.add(entity, f"{kind}_iops", arr.size / elapsed, t_s)
+        rec.add(entity, f"{kind}_bw_bytes_per_s", nbytes / elapsed, t_s)
         if arr.size:
-            rec.add(entity, f"{kind}_lat_mean_s", float(arr.mean()))
-            rec.add(entity, f"{kind}_lat_p99_s", float(np.percentile(arr, 99)))
+            rec.add(entity, f"{kind}_lat_mean_s", float(arr.mean()), t_s)
+            rec.add(entity, f"{kind}_lat_p99_s", float(np.percentile(arr, 99)), t_s)

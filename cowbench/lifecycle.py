@@ -1,0 +1,327 @@
+"""Nova's lifecycle over time: the scenario's ``nova``, ``flavors`` and ``timeline`` sections.
+
+A timeline lists operations at given times (``events``) and generators of them (``processes``:
+arrivals with a rate, lifetimes from a distribution, per-VM snapshot and migration policies).
+``expand_timeline(scenario)`` turns both into one ordered list of concrete :class:`Op` values,
+drawing every random choice from the scenario's seed, so the model and the real backend run the
+very same operations. Nova's behaviour and defaults are FACTS.md section 1; each is overridable.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Annotated, Literal
+
+import numpy as np
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from .units import parse_duration, parse_size
+
+if TYPE_CHECKING:
+    from .scenario import Scenario
+
+Bytes = Annotated[int, BeforeValidator(parse_size)]
+Seconds = Annotated[float, BeforeValidator(parse_duration)]
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ImageCacheSettings(_Frozen):
+    """``[image_cache]``: the cache manager's pass and how old an unused base must be."""
+
+    manager_interval_s: Seconds = 2400.0
+    remove_unused_base_images: bool = True
+    remove_unused_original_minimum_age_s: Seconds = 86400.0
+    remove_unused_resized_minimum_age_s: Seconds = 3600.0
+
+
+class Nova(_Frozen):
+    """The Nova options that decide what is on disk (FACTS.md 1.1-1.7)."""
+
+    force_raw_images: bool = True
+    image_cache: ImageCacheSettings = ImageCacheSettings()
+    remote_filesystem_transport: Literal["ssh", "rsync"] = "ssh"
+    snapshot_image_format: Literal["qcow2", "raw"] = "qcow2"
+    resize_confirm_window_s: Seconds = 0.0
+    glance_bandwidth_bytes_per_s: Bytes = 100 * 2**20
+    migration_bandwidth_bytes_per_s: Bytes = 100 * 2**20
+
+
+class Flavor(_Frozen):
+    name: Name
+    root: Bytes = Field(gt=0)
+
+
+OpKind = Literal["boot", "run", "snapshot", "migrate", "resize", "confirm", "delete"]
+SnapshotKind = Literal["live", "external"]
+MigrateKind = Literal["cold", "live", "flatten"]
+
+
+class Event(_Frozen):
+    """One operation at time ``t``. Which keys apply depends on ``op``.
+
+    - ``boot``: the VM starts on its host (``vms[].host``) from its image;
+    - ``run``: the VM runs ``workload`` (default: its own) to completion;
+    - ``snapshot``: ``kind`` live (Nova's: delta, flatten, upload) or external (deepen the chain);
+    - ``migrate``: to host ``to``; ``kind`` cold (copy the overlay as a file), live (block
+      migration: only the top overlay's data), flatten (2012 Nova: ship the full image);
+    - ``resize``: the root disk grows to ``root_size``;
+    - ``confirm``: a cold migration's source ``_resize`` directory is removed;
+    - ``delete``: the VM's instance directory is removed (its base stays in the cache).
+    """
+
+    t: Seconds
+    op: OpKind
+    vm: Name
+    workload: Name | None = None
+    kind: str | None = None
+    to: Name | None = None
+    root_size: Bytes | None = None
+    name: Name | None = None
+
+    @model_validator(mode="after")
+    def _keys(self) -> Event:
+        need = {"migrate": ("to",), "resize": ("root_size",)}.get(self.op, ())
+        for key in need:
+            if getattr(self, key) is None:
+                raise ValueError(f"op {self.op!r} needs {key!r}")
+        allowed = {"snapshot": ("live", "external"), "migrate": ("cold", "live", "flatten")}
+        if self.kind is not None and self.kind not in allowed.get(self.op, ()):
+            raise ValueError(f"op {self.op!r} has no kind {self.kind!r}")
+        return self
+
+
+class Lifetime(_Frozen):
+    distribution: Literal["fixed", "exponential", "uniform"] = "exponential"
+    mean_s: Seconds = Field(gt=0)
+
+
+class Arrivals(_Frozen):
+    """VMs that arrive as a Poisson process and live for a random time.
+
+    The VMs are named ``<prefix>-1`` .. ``<prefix>-<count>``; each boots on the next host in
+    turn, runs ``workload`` once after booting, takes a snapshot every ``snapshot_every_s`` and
+    migrates every ``migrate_every_s`` (to the next host), and is deleted when its lifetime ends.
+    """
+
+    prefix: Name
+    count: int = Field(ge=1, le=10_000)
+    rate_per_s: float = Field(gt=0)
+    image: Name
+    flavor: Name | None = None
+    root_size: Bytes | None = None
+    workload: Name | None = None
+    lifetime: Lifetime | None = None
+    snapshot_every_s: Seconds | None = Field(default=None, gt=0)
+    snapshot_kind: SnapshotKind = "live"
+    migrate_every_s: Seconds | None = Field(default=None, gt=0)
+    migrate_kind: MigrateKind = "cold"
+
+
+class Timeline(_Frozen):
+    """Operations over time, and how often every figure is sampled between them."""
+
+    sample_interval_s: Seconds | None = Field(default=None, gt=0)
+    end_s: Seconds | None = Field(default=None, gt=0)
+    events: list[Event] = Field(default_factory=list)
+    arrivals: list[Arrivals] = Field(default_factory=list)
+
+
+class Op(BaseModel):
+    """A concrete operation of the expanded timeline (events and processes merged)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    index: int
+    t: float
+    op: OpKind
+    vm: str
+    workload: str | None = None
+    kind: str | None = None
+    to: str | None = None
+    root_size: int | None = None
+    name: str | None = None
+    source: str = ""
+
+    @property
+    def entity(self) -> str:
+        """The operation's own entity in the records: ``op:<index>-<op>-<vm>``."""
+        return f"op:{self.index:04d}-{self.op}-{self.vm}"
+
+
+def _arrival_ops(a: Arrivals, hosts: list[str], rng: np.random.Generator,
+                 end: float, source: str) -> list[dict[str, object]]:
+    ops: list[dict[str, object]] = []
+    t = 0.0
+    for i in range(1, a.count + 1):
+        t += float(rng.exponential(1.0 / a.rate_per_s))
+        vm = f"{a.prefix}-{i}"
+        ops.append({"t": t, "op": "boot", "vm": vm})
+        if a.workload:
+            ops.append({"t": t, "op": "run", "vm": vm, "workload": a.workload})
+        death = t + _lifetime(a.lifetime, rng) if a.lifetime else end
+        host = i % len(hosts)
+        for every, op, kind in ((a.snapshot_every_s, "snapshot", a.snapshot_kind),
+                                (a.migrate_every_s, "migrate", a.migrate_kind)):
+            if every is None:
+                continue
+            k = 1
+            while t + k * every < min(death, end):
+                extra: dict[str, object] = {"kind": kind}
+                if op == "migrate":
+                    host = (host + 1) % len(hosts)
+                    extra["to"] = hosts[host]
+                ops.append({"t": t + k * every, "op": op, "vm": vm, **extra})
+                k += 1
+        if a.lifetime and death < end:
+            ops.append({"t": death, "op": "delete", "vm": vm})
+    for entry in ops:
+        entry["source"] = source
+    return ops
+
+
+def _lifetime(lt: Lifetime, rng: np.random.Generator) -> float:
+    if lt.distribution == "fixed":
+        return lt.mean_s
+    if lt.distribution == "uniform":
+        return float(rng.uniform(0, 2 * lt.mean_s))
+    return float(rng.exponential(lt.mean_s))
+
+
+_ORDER = {"boot": 0, "run": 1, "snapshot": 2, "resize": 3, "migrate": 4, "confirm": 5,
+          "delete": 6}
+
+
+def expand_timeline(s: Scenario) -> list[Op]:
+    """Every operation of the scenario, in the order both backends apply them.
+
+    VMs listed in ``vms`` without a ``boot`` in the timeline boot at t=0 and run their workload
+    then (the behaviour of a scenario without a timeline).
+    """
+    tl = s.timeline
+    end = tl.end_s if tl is not None and tl.end_s is not None else float("inf")
+    raw: list[dict[str, object]] = []
+    if tl is not None:
+        raw += [{**e.model_dump(), "source": f"timeline.events[{i}]"}
+                for i, e in enumerate(tl.events)]
+        rng = np.random.default_rng(np.random.SeedSequence([s.seed, 0x71AE]))
+        hosts = [h.name for h in s.hosts]
+        for j, a in enumerate(tl.arrivals):
+            raw += _arrival_ops(a, hosts, rng, end, f"timeline.arrivals[{j}]")
+    booted = {r["vm"] for r in raw if r["op"] == "boot"}
+    for i, vm in enumerate(s.vms):
+        if vm.name not in booted:
+            raw.append({"t": 0.0, "op": "boot", "vm": vm.name, "source": f"vms[{i}]"})
+            if vm.workload:
+                raw.append({"t": 0.0, "op": "run", "vm": vm.name, "workload": vm.workload,
+                            "source": f"vms[{i}]"})
+    raw = [r for r in raw if float(str(r["t"])) <= end]
+    raw.sort(key=lambda r: (r["t"], _ORDER[str(r["op"])], str(r["vm"])))
+    return [Op(index=i, **r) for i, r in enumerate(raw)]
+
+
+def check_timeline(s: Scenario) -> list[tuple[str, str]]:
+    """Problems a timeline has that can be known before running it (key path, reason)."""
+    problems: list[tuple[str, str]] = []
+    vms = {vm.name: vm for vm in s.vms}
+    hosts = {h.name: h for h in s.hosts}
+    where: dict[str, str] = {}   # vm -> host
+    state: dict[str, str] = {}   # vm -> booted | deleted
+    placed: dict[str, int] = {h: 0 for h in hosts}
+    size: dict[str, int] = {}
+    for op in expand_timeline(s):
+        problem = _check_op(s, op, vms, hosts, where, state, placed, size)
+        if problem:
+            problems.append((op.source, f"{op.op} of {op.vm!r} at t={op.t:g} s: {problem}"))
+    return problems
+
+
+def _check_op(s: Scenario, op: Op, vms: Mapping[str, object], hosts: Mapping[str, object],
+              where: dict[str, str], state: dict[str, str], placed: dict[str, int],
+              size: dict[str, int]) -> str | None:
+    if op.vm not in vms:
+        return "no such VM in 'vms'"
+    vm = s.vms[[v.name for v in s.vms].index(op.vm)]
+    st = state.get(op.vm)
+    if st == "deleted":
+        return "the VM was already deleted"
+    if op.op == "boot":
+        if st is not None:
+            return "the VM is already booted"
+        state[op.vm], where[op.vm] = "booted", s.host_of(vm).name
+        size[op.vm] = s.root_size(vm)
+        return _place(s, where[op.vm], size[op.vm], placed)
+    if st is None:
+        return "the VM has not booted yet"
+    if op.op == "run" and (op.workload or vm.workload) not in s.workloads:
+        return f"no workload named {op.workload or vm.workload!r}"
+    if op.op == "migrate":
+        if op.to not in hosts:
+            return f"no host named {op.to!r}"
+        if op.to == where[op.vm]:
+            return "the VM is already on that host"
+        placed[where[op.vm]] -= size[op.vm]
+        where[op.vm] = str(op.to)
+        return _place(s, where[op.vm], size[op.vm], placed)
+    if op.op == "resize":
+        assert op.root_size is not None
+        if op.root_size < size[op.vm]:
+            return "Nova refuses to shrink a disk"
+        placed[where[op.vm]] += op.root_size - size[op.vm]
+        size[op.vm] = op.root_size
+        return _place(s, where[op.vm], 0, placed)
+    if op.op == "delete":
+        state[op.vm] = "deleted"
+        placed[where[op.vm]] -= size[op.vm]
+    return None
+
+
+def _place(s: Scenario, host: str, nbytes: int, placed: dict[str, int]) -> str | None:
+    """Nova's placement: DISK_GB of the flavors on a host within capacity x allocation ratio."""
+    placed[host] += nbytes
+    h = next(x for x in s.hosts if x.name == host)
+    if h.capacity_bytes is not None and placed[host] > h.capacity_bytes * h.disk_allocation_ratio:
+        return (f"no room on host {host!r}: {placed[host]} bytes of root disks placed, capacity "
+                f"{h.capacity_bytes} x allocation ratio {h.disk_allocation_ratio:g}")
+    return None
+
+
+Step = tuple[float, str, list[Op]]
+
+
+def _ticks(step: float | None, end: float) -> list[float]:
+    """Multiples of ``step`` up to ``end`` (none without a step or an end)."""
+    if step is None or not math.isfinite(end):
+        return []
+    return [k * step for k in range(1, int(end // step) + 1)]
+
+
+def schedule(s: Scenario) -> list[Step]:
+    """What both backends do, in order: ``("pass", t)`` the cache manager's pass, ``("sample",
+    t)`` a sample of every figure, ``("ops", t, [...])`` the operations of one instant.
+
+    The timeline ends at ``timeline.end_s``, else at its last operation. A pass and a sample
+    falling at the same instant as operations come before them.
+    """
+    ops = expand_timeline(s)
+    tl = s.timeline
+    last = max((o.t for o in ops), default=0.0)
+    end = tl.end_s if tl is not None and tl.end_s is not None else last
+    steps: list[tuple[float, int, str, list[Op]]] = []
+    steps += [(t, 0, "pass", []) for t in _ticks(s.nova.image_cache.manager_interval_s, end)]
+    steps += [(t, 1, "sample", []) for t in _ticks(tl.sample_interval_s if tl else None, end)]
+    for t, group in itertools.groupby(ops, key=lambda o: o.t):
+        steps.append((t, 2, "ops", list(group)))
+    steps.sort(key=lambda x: (x[0], x[1]))
+    return [(t, kind, group) for t, _, kind, group in steps]
+
+
+def batches(ops: list[Op]) -> list[tuple[bool, list[Op]]]:
+    """Operations of one instant in order, consecutive workload runs batched (they run
+    together): ``[(is_run, ops), ...]``."""
+    return [(is_run, list(g)) for is_run, g in itertools.groupby(ops, key=lambda o: o.op == "run")]

@@ -1,0 +1,181 @@
+"""Nova's lifecycle in the model: hosts, image caches, instance directories, over time.
+
+The world holds, per host, the image cache (``_base``: bases with the mtime Nova ages them by),
+the instance directories (a chain of disk files plus ``disk.info``) and the ``_resize`` copies a
+cold migration leaves behind until it is confirmed; and the snapshots uploaded to Glance. The
+timeline's operations (``cowbench.lifecycle.expand_timeline``) are applied in order; the cache
+manager runs its pass every ``manager_interval_s``. Each operation is an entity with
+``transfer_bytes`` and ``duration_s``; every host, cache and VM is sampled (``allocated_bytes``,
+``file_bytes``) after each operation and every ``sample_interval_s`` (FACTS.md section 1).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from cowbench.records import Recorder
+from cowbench.scenario import VM, Image, Scenario
+
+from .disk import BaseData, HostIO, Qcow2Image, RawImage
+from .fs import FS_BLOCK, extent_tree_bytes
+from .model import base_data, cache_file, glance_file
+
+SNAPSHOT_CLUSTER = 65536  # qemu-img convert -O qcow2: QEMU's default cluster size
+Disk = Qcow2Image | RawImage
+
+
+@dataclass
+class Layer:
+    """One file of a VM's disk chain, and which 4 KiB guest blocks the guest wrote into it."""
+
+    name: str
+    image: Disk
+    written: np.ndarray
+    filled: bool = False  # copied by a transport that writes holes out (scp)
+
+    @classmethod
+    def new(cls, name: str, image: Disk, size: int) -> Layer:
+        return cls(name, image, np.zeros(-(-size // FS_BLOCK), dtype=bool))
+
+    @property
+    def file_bytes(self) -> int:
+        return self.image.file_bytes
+
+    @property
+    def allocated_bytes(self) -> int:
+        img = self.image
+        if not self.filled:
+            return img.allocated_bytes
+        size = -(-img.file_bytes // FS_BLOCK) * FS_BLOCK
+        if isinstance(img, RawImage):
+            return size + extent_tree_bytes([size // FS_BLOCK])
+        data = max(img.allocated_data_bytes, size) if img.n_data or img.n_l2 else size
+        return data + extent_tree_bytes([data // FS_BLOCK])
+
+    def write(self, offset: int, length: int) -> HostIO:
+        self.written[offset // FS_BLOCK:-(-(offset + length) // FS_BLOCK)] = True
+        return self.image.write(offset, length)
+
+    def read(self, offset: int, length: int) -> HostIO:
+        return self.image.read(offset, length)
+
+    def flush(self) -> HostIO:
+        return self.image.flush()
+
+    @property
+    def data_clusters(self) -> float:
+        return self.image.data_clusters
+
+
+@dataclass
+class Instance:
+    vm: VM
+    image: str | None  # the base in _base it is backed by; None once flattened
+    layers: list[Layer]
+    root_size: int
+
+    @property
+    def top(self) -> Layer:
+        return self.layers[-1]
+
+    def files(self) -> tuple[int, int]:
+        """The disk chain's files: (allocated, apparent) bytes; disk.info is not counted."""
+        return (sum(x.allocated_bytes for x in self.layers),
+                sum(x.file_bytes for x in self.layers))
+
+
+@dataclass
+class CacheEntry:
+    file: Disk
+    mtime: float
+
+
+@dataclass
+class HostState:
+    caches: dict[str, CacheEntry] = field(default_factory=dict)
+    instances: dict[str, Instance] = field(default_factory=dict)
+    resizing: dict[str, Instance] = field(default_factory=dict)
+
+
+def content_blocks(scenario: Scenario, inst: Instance) -> np.ndarray:
+    """4 KiB guest blocks holding non-zero data through the whole chain (base included)."""
+    nblocks = -(-inst.root_size // FS_BLOCK)
+    blocks = np.zeros(nblocks, dtype=bool)
+    if inst.image is not None:
+        for off, n in scenario.image(inst.image).data_extents():
+            blocks[off // FS_BLOCK:min(nblocks, -(-(off + n) // FS_BLOCK))] = True
+    for layer in inst.layers:
+        w = layer.written[:nblocks]
+        blocks[:w.shape[0]] |= w
+    return blocks
+
+
+def flattened(scenario: Scenario, inst: Instance, fmt: str) -> Disk:
+    """What ``qemu-img convert`` of the chain writes: zero runs of 4 KiB and more skipped."""
+    blocks = content_blocks(scenario, inst)
+    if fmt == "raw":
+        img = RawImage(inst.root_size)
+        img.blocks[:] = blocks[:img.blocks.shape[0]]
+        return img
+    q = Qcow2Image(inst.root_size, SNAPSHOT_CLUSTER)
+    per = SNAPSHOT_CLUSTER // FS_BLOCK
+    padded = np.zeros(-(-blocks.shape[0] // per) * per, dtype=bool)
+    padded[:blocks.shape[0]] = blocks
+    for c in np.flatnonzero(padded.reshape(-1, per).any(axis=1)).tolist():
+        q.write(c * SNAPSHOT_CLUSTER, min(SNAPSHOT_CLUSTER, inst.root_size - c * SNAPSHOT_CLUSTER))
+    return q
+
+
+def chain_data(scenario: Scenario, inst: Instance) -> BaseData:
+    """What a new top layer finds below it: the base's data and every layer's clusters."""
+    blocks = content_blocks(scenario, inst)
+    for layer in inst.layers:
+        img = layer.image
+        if isinstance(img, Qcow2Image):
+            per = img.cluster_size // FS_BLOCK
+            if per >= 1:
+                idx = np.flatnonzero(img.allocated)
+                for g in idx.tolist():
+                    blocks[g * per:(g + 1) * per] = True
+    raw = 0
+    if inst.image is not None:
+        raw = scenario.image(inst.image).virtual_size or 0
+    return BaseData(inst.root_size, _runs(blocks), raw_size=raw)
+
+
+def _runs(blocks: np.ndarray) -> list[tuple[int, int]]:
+    b = blocks.astype(np.int8)
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], b, [0]))))
+    return [(int(s) * FS_BLOCK, int(e - s) * FS_BLOCK) for s, e in zip(edges[::2], edges[1::2],
+                                                                       strict=True)]
+
+
+def new_disk(scenario: Scenario, vm: VM, size: int) -> Layer:
+    image = scenario.image(vm.image)
+    st = scenario.strategy
+    if st.kind == "qcow2_overlay":
+        disk: Disk = Qcow2Image(size, st.cluster_size, backing=base_data(image),
+                                refcount_bits=st.refcount_bits)
+    else:
+        disk = RawImage(size, base_data(image))
+    return Layer.new("disk", disk, size)
+
+
+def fetched(scenario: Scenario, image: Image) -> tuple[Disk, int]:
+    """The cached base and the bytes fetched from Glance for it."""
+    g = glance_file(image)
+    if scenario.nova.force_raw_images or image.format == "raw":
+        return cache_file(image), g.file_bytes
+    return g, g.file_bytes
+
+
+def transfer_time(nbytes: int, bandwidth: int) -> float:
+    return nbytes / bandwidth if bandwidth else math.nan
+
+
+def record_files(rec: Recorder, entity: str, alloc: int, size: int, t: float | None) -> None:
+    rec.add(entity, "allocated_bytes", alloc, t)
+    rec.add(entity, "file_bytes", size, t)
