@@ -220,9 +220,27 @@ def expand_timeline(s: Scenario) -> list[Op]:
             if vm.workload:
                 raw.append({"t": 0.0, "op": "run", "vm": vm.name, "workload": vm.workload,
                             "source": f"vms[{i}]"})
+    raw += _auto_confirms(raw, s.nova.resize_confirm_window_s)
     raw = [r for r in raw if float(str(r["t"])) <= end]
     raw.sort(key=lambda r: (r["t"], _ORDER[str(r["op"])], str(r["vm"])))
     return [Op(index=i, **r) for i, r in enumerate(raw)]
+
+
+def _auto_confirms(raw: list[dict[str, object]], window: float) -> list[dict[str, object]]:
+    """Nova confirms a cold migration by itself after ``resize_confirm_window`` (0: never)."""
+    if window <= 0:
+        return []
+    out = []
+    for r in raw:
+        if r["op"] != "migrate" or r.get("kind") == "live":
+            continue
+        t = float(str(r["t"]))
+        explicit = any(x["op"] == "confirm" and x["vm"] == r["vm"] and float(str(x["t"])) >= t
+                       for x in raw)
+        if not explicit:
+            out.append({"t": t + window, "op": "confirm", "vm": r["vm"],
+                        "source": f"{r['source']} (resize_confirm_window_s)"})
+    return out
 
 
 def check_timeline(s: Scenario) -> list[tuple[str, str]]:

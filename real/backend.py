@@ -174,6 +174,7 @@ def _execute(scenario: Scenario, work: Path, log: RawLog, roots: dict[str, Path]
             if (wl := scenario.workload_of(vm)) is not None]
     results, host_io = _run_workloads(scenario, jobs, log, progress)
     progress("measuring")
+    os.sync()  # buffered copies (cp) settle their delayed allocation before st_blocks is read
     for host in scenario.hosts:
         layout = layouts[host.name]
         if layout.base_dir.exists():

@@ -122,6 +122,7 @@ class RealWorld:
 
     # -- sampling ---------------------------------------------------------------------------
     def sample(self, t: float | None) -> None:
+        os.sync()  # delayed allocation settles: st_blocks then counts what the copy allocated
         for host, layout in self.layouts.items():
             alloc, size = _tree(layout.base_dir)
             self.rec.add(f"cache:{host}", "allocated_bytes", alloc, t)

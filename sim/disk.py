@@ -83,6 +83,13 @@ class BaseData:
     def data_bytes(self) -> int:
         return int(self._cum[-1])
 
+    def blocks(self, nblocks: int) -> np.ndarray:
+        """Per 4 KiB block of [0, nblocks * 4 KiB): does the backing hold data there?"""
+        out = np.zeros(nblocks, dtype=bool)
+        for s, e in zip(self._starts.tolist(), self._ends.tolist(), strict=True):
+            out[s // FS_BLOCK:min(nblocks, -(-e // FS_BLOCK))] = True
+        return out
+
     def has_backing(self, start: int, end: int) -> bool:
         """True if a first write in [start, end) must copy from the backing chain."""
         return start < self.raw_size or self.data_in(start, end) > 0
@@ -126,6 +133,9 @@ class Qcow2Image:
         self._free: list[int] = []
         self.l2_cached: set[int] = set()
         self._l1_start = 3
+        # where each guest cluster and each L2 table lives in the file (host cluster index)
+        self.host_index = np.full(self.n_clusters, -1, dtype=np.int64)
+        self.l2_host = np.full(self.l1_entries, -1, dtype=np.int64)
 
     def open(self) -> None:
         """A new QEMU process opens the image (qemu-nbd): its metadata caches start empty, so
@@ -147,7 +157,8 @@ class Qcow2Image:
             self.n_refblocks += 1
             self.host_clusters += 1
 
-    def _alloc_host_cluster(self, io: HostIO) -> None:
+    def _alloc_host_cluster(self, io: HostIO) -> int:
+        """Take a host cluster for a new L2 table or data cluster; return its index."""
         if not self.refblock_cached:
             # the refcount block is read into QEMU's refcount cache on first allocation
             self.refblock_cached = True
@@ -155,10 +166,13 @@ class Qcow2Image:
             io.read_ops += 1
         self.dirty_refblocks = True
         if self._free:  # qcow2_alloc_clusters: first fit from the lowest free cluster
-            self._partial.pop(self._free.pop(0), None)
-            return
+            idx = self._free.pop(0)
+            self._partial.pop(idx, None)
+            return idx
+        idx = self.host_clusters
         self.host_clusters += 1
         self._grow_refblocks()
+        return idx
 
     @property
     def data_clusters(self) -> int:
@@ -196,12 +210,16 @@ class Qcow2Image:
         n_clusters = -(-new_size // c)
         self.allocated = np.concatenate(
             [self.allocated, np.zeros(n_clusters - self.n_clusters, dtype=bool)])
+        self.host_index = np.concatenate(
+            [self.host_index, np.full(n_clusters - self.n_clusters, -1, dtype=np.int64)])
         self.virtual_size, self.n_clusters = new_size, n_clusters
         l1_entries = -(-n_clusters // self.l2_entries)
         if l1_entries <= self.l1_entries:
             return
         self.l2_allocated = np.concatenate(
             [self.l2_allocated, np.zeros(l1_entries - self.l1_entries, dtype=bool)])
+        self.l2_host = np.concatenate(
+            [self.l2_host, np.full(l1_entries - self.l1_entries, -1, dtype=np.int64)])
         old = list(range(self._l1_start, self._l1_start + self._l1_clusters))
         self.l1_entries, self.l1_bytes = l1_entries, 8 * l1_entries
         self._l1_clusters = -(-self.l1_bytes // c)
@@ -245,7 +263,7 @@ class Qcow2Image:
             self._ensure_l2(g // self.l2_entries, io)
             self.allocated[g] = True
             self.n_data += 1
-            self._alloc_host_cluster(io)
+            self.host_index[g] = self._alloc_host_cluster(io)
             self.dirty_l2.add(g // self.l2_entries)
             io.cow = True
             if ps == cs and pe == ce:
@@ -276,7 +294,7 @@ class Qcow2Image:
         self.l2_allocated[idx] = True
         self.l2_cached.add(idx)
         self.n_l2 += 1
-        self._alloc_host_cluster(io)
+        self.l2_host[idx] = self._alloc_host_cluster(io)
         self.dirty_l2.add(idx)
         # l2_allocate flushes the L2 cache (refcounts first), then writes one L1 sector
         io.write_bytes += self._flush_bytes() + L1_SECTOR

@@ -30,6 +30,7 @@ from .lifecycle import (
     flattened,
     new_disk,
     record_files,
+    sparse_copy,
     transfer_time,
 )
 from .model import DISK_INFO_BYTES, VmStats, _run_vm, record_io
@@ -212,6 +213,9 @@ def _copied(inst: Instance, fill: bool) -> Instance:
 
     layers = [Layer(x.name, copy.deepcopy(x.image), x.written.copy(), x.filled or fill)
               for x in inst.layers]
+    if not fill:
+        for layer in layers:
+            layer.sparse_at_copy = sparse_copy(layer)
     return Instance(inst.vm, inst.image, layers, inst.root_size)
 
 

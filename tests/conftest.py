@@ -7,7 +7,6 @@ from __future__ import annotations
 import copy
 import os
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from typing import Any
@@ -52,10 +51,32 @@ def small_scenario(**overrides: Any) -> Scenario:
 
 
 def _our_processes() -> set[tuple[int, str]]:
-    out = set()
-    for name in ("qemu-nbd", "fio"):
-        proc = subprocess.run(["pgrep", "-x", name], capture_output=True, text=True, check=False)
-        out |= {(int(p), name) for p in proc.stdout.split()}
+    """Running qemu-nbd and fio processes descended from this test process. qemu-nbd's
+    daemons count too: the real backend makes this process their subreaper (real/nbd.py)."""
+    parent: dict[int, int] = {}
+    names: dict[int, str] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()
+        if fields[0] in ("Z", "X"):
+            continue
+        parent[int(entry)] = int(fields[1])
+        names[int(entry)] = stat[stat.find("(") + 1:stat.rfind(")")]
+    me, out = os.getpid(), set()
+    for pid, name in names.items():
+        if name not in ("qemu-nbd", "fio"):
+            continue
+        p = pid
+        while p > 1 and p != me:
+            p = parent.get(p, 1)
+        if p == me:
+            out.add((pid, name))
     return out
 
 

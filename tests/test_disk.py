@@ -88,6 +88,30 @@ def test_metadata_io_of_two_first_writes_and_a_flush():
     assert second.write_bytes + flush2.write_bytes == 196608
 
 
+def test_first_write_past_the_end_of_the_backing_zeroes_instead_of_copying():
+    """Measured (qemu-nbd, /proc/PID/io): 8 MiB overlay on a 4 MiB raw base. A 4 KiB write at
+    6 MiB reads nothing and writes 4 KiB (fallocate), then the flush writes L2 + refblock."""
+    q = Qcow2Image(8 * MiB, backing=BaseData(4 * MiB, [(0, 4 * MiB)]))
+    first = q.write(MiB, 4 * KiB)
+    assert first.read_bytes == 124 * KiB and first.write_bytes + q.flush().write_bytes == 328192
+    past = q.write(6 * MiB, 4 * KiB)
+    assert past.read_bytes == 0 and past.write_bytes + q.flush().write_bytes == 135168
+    assert q.data_clusters == 2
+
+
+def test_resize_moves_the_l1_table_and_reuses_its_cluster():
+    """Measured: 2G overlay with clusters at 0 and 600M (st 524288, 904 blocks); resize to 5G
+    (st 524368, 912); a write at 3G reuses the old L1 cluster (st 655360)."""
+    q = overlay(data=((0, 64 * MiB),))
+    q.write(0, 4 * KiB)
+    q.write(600 * MiB, 4 * KiB)
+    assert (q.file_bytes, q.allocated_bytes // 512) == (524288, 904)
+    q.resize(5 * GiB)
+    assert (q.file_bytes, q.allocated_bytes // 512) == (524368, 912)
+    q.write(3 * GiB, 4 * KiB)
+    assert q.file_bytes == 655360 and q.data_clusters == 3
+
+
 def test_large_file_gets_an_ext4_extent_block():
     """Measured: a 1 GiB raw base from qemu-img convert is allocated 1 GiB + 4 KiB on ext4."""
     base = RawImage(2 * GiB, BaseData(2 * GiB, [(0, GiB)]))

@@ -1,0 +1,234 @@
+"""Nova's lifecycle over time: the timeline's schema, its expansion, and both backends on it."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from cowbench.errors import ScenarioError
+from cowbench.lifecycle import expand_timeline, schedule
+from cowbench.runner import run_scenario
+from cowbench.scenario import load_scenario, parse_scenario
+from sim import simulate
+
+from .conftest import needs_tools
+
+ROOT = Path(__file__).resolve().parents[1]
+
+BASE: dict[str, Any] = {
+    "name": "life",
+    "seed": 5,
+    "hosts": [{"name": "h1"}, {"name": "h2"}],
+    "images": [{"name": "img", "virtual_size": "64MiB", "format": "qcow2",
+                "synthetic": {"data": [{"offset": 0, "length": "16MiB"}]}}],
+    "flavors": [{"name": "tiny", "root": "96MiB"}],
+    "workloads": {"w": {"rw": "write", "bs": "4k", "iodepth": 4, "offset": "12MiB",
+                        "io_size": "6MiB"},
+                  "seq": {"rw": "write", "bs": "64k", "iodepth": 2, "offset": "70MiB",
+                          "io_size": "4MiB"}},
+    "nova": {"image_cache": {"manager_interval_s": 60,
+                             "remove_unused_original_minimum_age_s": 300}},
+    "vms": [{"name": "a", "image": "img", "flavor": "tiny", "host": "h1", "workload": "w"}],
+    "timeline": {"end_s": 600, "events": [
+        {"t": 0, "op": "boot", "vm": "a"},
+        {"t": 0, "op": "run", "vm": "a"},
+        {"t": 10, "op": "snapshot", "vm": "a", "kind": "live", "name": "s1"},
+        {"t": 20, "op": "snapshot", "vm": "a", "kind": "external", "name": "e1"},
+        {"t": 30, "op": "run", "vm": "a", "workload": "seq"},
+        {"t": 40, "op": "migrate", "vm": "a", "to": "h2", "kind": "cold"},
+        {"t": 50, "op": "confirm", "vm": "a"},
+        {"t": 70, "op": "delete", "vm": "a"},
+    ]},
+}
+
+
+def life(**update: Any) -> dict[str, Any]:
+    d = copy.deepcopy(BASE)
+    d.update(update)
+    return d
+
+
+def events(*evs: dict[str, Any]) -> dict[str, Any]:
+    d = life()
+    d["timeline"]["events"] = list(evs)
+    return d
+
+
+def problems(d: dict[str, Any]) -> list[tuple[str, str]]:
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario(d)
+    return info.value.problems
+
+
+# -- bad input at validate time ---------------------------------------------------------------
+
+def test_event_after_delete_is_refused():
+    d = events({"t": 0, "op": "boot", "vm": "a"}, {"t": 5, "op": "delete", "vm": "a"},
+               {"t": 9, "op": "snapshot", "vm": "a", "kind": "live"})
+    [(path, reason)] = problems(d)
+    assert path == "timeline.events[2]" and "already deleted" in reason
+
+
+def test_event_for_missing_vm_host_and_workload():
+    d = events({"t": 0, "op": "boot", "vm": "ghost"})
+    assert "no such VM" in problems(d)[0][1]
+    d = events({"t": 0, "op": "boot", "vm": "a"}, {"t": 1, "op": "migrate", "vm": "a",
+                                                   "to": "nowhere"})
+    assert "no host named 'nowhere'" in problems(d)[0][1]
+    d = events({"t": 0, "op": "boot", "vm": "a"}, {"t": 1, "op": "run", "vm": "a",
+                                                   "workload": "zz"})
+    assert "no workload named 'zz'" in problems(d)[0][1]
+
+
+def test_run_before_boot_and_migrate_to_same_host():
+    d = events({"t": 0, "op": "run", "vm": "a"}, {"t": 1, "op": "boot", "vm": "a"})
+    assert "not booted" in problems(d)[0][1]
+    d = events({"t": 0, "op": "boot", "vm": "a"}, {"t": 1, "op": "migrate", "vm": "a",
+                                                   "to": "h1"})
+    assert "already on that host" in problems(d)[0][1]
+
+
+def test_missing_flavor():
+    d = life()
+    d["vms"][0]["flavor"] = "huge"
+    assert ("vms[0].flavor", "no flavor named 'huge'") in problems(d)
+
+
+def test_migration_to_a_host_without_room():
+    d = events({"t": 0, "op": "boot", "vm": "a"}, {"t": 0, "op": "boot", "vm": "b"},
+               {"t": 5, "op": "migrate", "vm": "a", "to": "h2", "kind": "cold"})
+    d["vms"].append({"name": "b", "image": "img", "flavor": "tiny", "host": "h2"})
+    d["hosts"][1]["capacity_bytes"] = "128MiB"
+    [(path, reason)] = problems(d)
+    assert path == "timeline.events[2]" and "no room on host 'h2'" in reason
+
+
+def test_bad_kind_and_missing_keys():
+    d = events({"t": 0, "op": "snapshot", "vm": "a", "kind": "sideways"})
+    assert "no kind 'sideways'" in problems(d)[0][1]
+    d = events({"t": 0, "op": "migrate", "vm": "a"})
+    assert "needs 'to'" in problems(d)[0][1]
+
+
+# -- expansion ------------------------------------------------------------------------------
+
+def test_arrivals_expand_deterministically_with_lifetimes():
+    d = life()
+    d["timeline"] = {"end_s": 3600, "arrivals": [{
+        "prefix": "web", "count": 6, "rate_per_s": 0.01, "image": "img", "flavor": "tiny",
+        "workload": "w", "lifetime": {"distribution": "exponential", "mean_s": 900},
+        "snapshot_every_s": 400, "migrate_every_s": 1000}]}
+    s = parse_scenario(d)
+    assert [v.name for v in s.vms][-6:] == [f"web-{i}" for i in range(1, 7)]
+    ops = expand_timeline(s)
+    assert ops == expand_timeline(parse_scenario(d))
+    assert [o.t for o in ops] == sorted(o.t for o in ops)
+    boots = [o for o in ops if o.op == "boot" and o.vm.startswith("web")]
+    assert len(boots) == 6
+    for o in ops:
+        if o.vm.startswith("web-") and o.op != "boot":
+            boot = next(b for b in boots if b.vm == o.vm)
+            assert o.t >= boot.t
+    other = expand_timeline(parse_scenario(life(seed=6) | {"timeline": d["timeline"]}))
+    assert [o.t for o in other] != [o.t for o in ops]
+
+
+def test_implicit_boot_and_auto_confirm():
+    d = events({"t": 5, "op": "migrate", "vm": "a", "to": "h2", "kind": "cold"})
+    d["nova"]["resize_confirm_window_s"] = 30
+    ops = expand_timeline(parse_scenario(d))
+    assert [(o.t, o.op) for o in ops] == [(0, "boot"), (0, "run"), (5, "migrate"),
+                                          (35, "confirm")]
+
+
+def test_schedule_orders_passes_samples_and_ops():
+    s = parse_scenario(life())
+    steps = schedule(s)
+    assert [t for t, _, _ in steps] == sorted(t for t, _, _ in steps)
+    assert sum(1 for _, k, _ in steps if k == "pass") == 10  # every 60 s up to 600 s
+
+
+# -- the model ------------------------------------------------------------------------------
+
+def series(df: pd.DataFrame, entity: str, metric: str = "allocated_bytes") -> pd.Series:
+    x = df[(df.entity == entity) & (df.metric == metric) & df.t_s.notna()]
+    return x.groupby("t_s").value.last()
+
+
+def test_cache_manager_removes_an_unused_base_after_its_minimum_age():
+    """FACTS.md 1.6: a pass sets the mtime of every base in use; an unused base goes at the
+    first pass at least 300 s (here) after its mtime. h1's base was last touched by the boot
+    at 0 s (the VM left at 40 s, its _resize copy at 50 s): removed at 300 s. h2's was fetched
+    at 40 s and seen in use by the pass at 60 s (the VM was deleted at 70 s): removed at 360 s.
+    """
+    df = simulate(parse_scenario(life()))
+    h1 = series(df, "cache:h1")
+    assert h1[240.0] > 0 and h1[300.0] == 0
+    h2 = series(df, "cache:h2")
+    assert h2[300.0] > 0 and h2[360.0] == 0
+
+
+def test_every_operation_is_an_entity():
+    df = simulate(parse_scenario(life()))
+    ops = [o.entity for o in expand_timeline(parse_scenario(life()))]
+    have = set(df[df.metric == "duration_s"].entity)
+    assert set(ops) <= have
+    transfer = df[df.metric == "transfer_bytes"].set_index("entity").value
+    assert transfer[ops[0]] > 0  # the boot fetched the image
+    assert transfer[ops[2]] > 0  # the live snapshot uploaded a flattened image
+
+
+# -- both backends --------------------------------------------------------------------------
+
+def _compare(tmp_path: Path, d: dict[str, Any]) -> pd.DataFrame:
+    out = tmp_path / "run"
+    run_scenario(parse_scenario(d), out, "both")
+    return pd.read_csv(out / "comparison.csv")
+
+
+@pytest.mark.real
+@needs_tools
+@pytest.mark.parametrize("transport,bound", [("ssh", 0.001), ("rsync", 0.02)])
+def test_small_lifecycle_both_backends(tmp_path: Path, transport: str, bound: float,
+                                       no_leaks: None) -> None:
+    d = life()
+    d["nova"]["remote_filesystem_transport"] = transport
+    comp = _compare(tmp_path, d)
+    ops = [o.entity for o in expand_timeline(parse_scenario(d))]
+    both = set(comp[comp.metric == "duration_s"].entity)
+    assert set(ops) <= both, set(ops) - both
+    sizes = comp[comp.metric.isin(["allocated_bytes", "transfer_bytes", "file_bytes"])]
+    # sequential workloads: the offsets are known exactly, so with scp-style copies every size
+    # is exact (within 0.1%: ext4 may add an extent-tree block to a fragmented file). rsync
+    # --sparse skips zero blocks; the model counts the file's non-zero 4 KiB blocks, but rsync
+    # writes whole stretches between non-zero bytes of a chunk and ext4 fills some holes
+    # (measured: 16 blocks more per copied overlay), so it is held to issue 4's 2%.
+    bad = sizes[sizes.rel_error.abs() > bound]
+    assert bad.empty, bad
+    caches = comp[(comp.entity == "cache:h1") & (comp.metric == "allocated_bytes")]
+    gone = caches[caches.t_s >= 360]
+    assert len(gone) and (gone.measured == 0).all() and (gone.predicted == 0).all()
+
+
+@pytest.mark.real
+@needs_tools
+def test_nova_lifecycle_scenario_meets_its_target(tmp_path: Path, no_leaks: None) -> None:
+    """Issue 4's "done when": every operation in both backends, every allocated_bytes and
+    transfer_bytes figure within 2%."""
+    s = load_scenario(ROOT / "scenarios" / "nova-lifecycle.yaml")
+    out = tmp_path / "run"
+    run_scenario(s, out, "both")
+    comp = pd.read_csv(out / "comparison.csv")
+    ops = {o.entity for o in expand_timeline(s)}
+    assert ops <= set(comp[comp.metric == "duration_s"].entity)
+    kinds = {(o.op, o.kind) for o in expand_timeline(s)}
+    assert {("snapshot", "live"), ("snapshot", "external"), ("migrate", "cold"),
+            ("migrate", "live"), ("migrate", "flatten"), ("resize", None),
+            ("delete", None)} <= kinds
+    figures = comp[comp.metric.isin(["allocated_bytes", "transfer_bytes"])]
+    assert len(figures) > 300
+    assert (figures.rel_error.abs() <= 0.02).all(), figures[figures.rel_error.abs() > 0.02]
