@@ -349,6 +349,10 @@ class RawImage:
         return self.virtual_size
 
     @property
+    def allocated_data_bytes(self) -> int:
+        return int(self.blocks.sum()) * FS_BLOCK
+
+    @property
     def allocated_bytes(self) -> int:
         b = self.blocks.astype(np.int8)
         edges = np.flatnonzero(np.diff(np.concatenate(([0], b, [0]))))
