@@ -8,6 +8,7 @@ runs at the same instant run together in SimPy, contending for their hosts' devi
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -26,6 +27,7 @@ from .lifecycle import (
     Instance,
     Layer,
     chain_data,
+    content_blocks,
     fetched,
     flattened,
     new_disk,
@@ -141,7 +143,7 @@ class World:
             flat = flattened(self.s, inst, "qcow2")
             moved = Instance(inst.vm, None, [Layer.new("disk", flat, inst.root_size)],
                              inst.root_size)
-            moved.top.written[:] = _content(self.s, inst)
+            moved.top.written[:] = content_blocks(self.s, inst)
             transfer = flat.file_bytes
             self.hosts[src].resizing[op.vm] = inst
         elif op.kind == "live":
@@ -201,16 +203,8 @@ class World:
         self.op_done(op, None, 0.0)
 
 
-def _content(s: Scenario, inst: Instance) -> np.ndarray:
-    from .lifecycle import content_blocks
-
-    return content_blocks(s, inst)
-
-
 def _copied(inst: Instance, fill: bool) -> Instance:
     """A file copy of the instance's chain: scp writes holes out, rsync --sparse keeps them."""
-    import copy
-
     layers = [Layer(x.name, copy.deepcopy(x.image), x.written.copy(), x.filled or fill)
               for x in inst.layers]
     if not fill:
