@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .atomic import atomic_write_text
 from .errors import MissingToolError, ToolError
 
 INSTALL_HINT = "install it with: apt-get install qemu-utils fio (scripts/bootstrap.sh does this)"
@@ -47,13 +48,15 @@ class RawLog:
     def record(self, label: str, argv: Sequence[str], returncode: int | None, stdout: str,
                stderr: str) -> Path:
         d = self.new_dir(label)
-        (d / "argv.json").write_text(json.dumps(list(argv), indent=1) + "\n")
-        (d / "stdout").write_text(stdout)
-        (d / "stderr").write_text(stderr)
-        (d / "returncode").write_text(f"{returncode}\n")
+        atomic_write_text(d / "argv.json", json.dumps(list(argv), indent=1) + "\n", fsync=False)
+        atomic_write_text(d / "stdout", stdout, fsync=False)
+        atomic_write_text(d / "stderr", stderr, fsync=False)
         parsed = _json_in(stdout)
         if parsed is not None:
-            (d / "output.json").write_text(json.dumps(parsed, indent=1) + "\n")
+            atomic_write_text(d / "output.json", json.dumps(parsed, indent=1) + "\n",
+                              fsync=False)
+        # last: a folder with a returncode file holds a complete record
+        atomic_write_text(d / "returncode", f"{returncode}\n", fsync=False)
         return d
 
 
@@ -94,6 +97,11 @@ def run(argv: Sequence[str], *, log: RawLog | None = None, label: str | None = N
         if log:
             log.record(label or Path(argv[0]).name, argv, None, out, errtxt)
         raise ToolError(argv, -1, out, f"timed out after {timeout} s\n{errtxt}") from None
+    except BaseException:  # interrupted: subprocess.run has killed the child; say so in raw/
+        if log:
+            log.record(label or Path(argv[0]).name, argv, None, "",
+                       "cowbench: interrupted before the command finished (killed)\n")
+        raise
     if log:
         log.record(label or Path(argv[0]).name, argv, proc.returncode, proc.stdout, proc.stderr)
     if proc.returncode not in ok_codes:
@@ -117,7 +125,7 @@ UNTRUSTED_CPU_S = 30
 UNTRUSTED_ADDRESS_SPACE = 1 << 30
 
 
-def _untrusted_limits() -> None:  # runs in the child, before exec
+def untrusted_limits() -> None:  # runs in the child, before exec
     import resource
 
     resource.setrlimit(resource.RLIMIT_CPU, (UNTRUSTED_CPU_S, UNTRUSTED_CPU_S))
@@ -134,7 +142,7 @@ def qemu_img_info(path: Path | str, fmt: str | None = None, *, log: RawLog | Non
         argv.append("--backing-chain")
     argv.append(str(path))
     out: dict[str, Any] = run_json(argv, log=log, label="qemu-img-info", timeout=120,
-                                   preexec_fn=_untrusted_limits if untrusted else None)
+                                   preexec_fn=untrusted_limits if untrusted else None)
     return out
 
 

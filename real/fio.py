@@ -17,6 +17,7 @@ from typing import Any
 
 from cowbench.errors import ToolError
 from cowbench.scenario import Workload
+from cowbench.signals import shielded
 from cowbench.tools import RawLog, which
 
 
@@ -44,6 +45,9 @@ def fio_options(wl: Workload, runtime_cap: float | None = None) -> list[str]:
         opts.append("--norandommap=1")
     if wl.randseed is not None:
         opts.append(f"--randseed={wl.randseed}")
+    if wl.verify is not None:
+        # verify_fatal: stop at the first block that does not read back as written
+        opts += [f"--verify={wl.verify}", f"--do_verify={int(wl.do_verify)}", "--verify_fatal=1"]
     return opts
 
 
@@ -82,9 +86,12 @@ class FioRun:
         self.name = name
         self.dir = log.new_dir(f"fio-{name}") if log else out_dir
         self.json_path = self.dir / "output.json"
+        # fio writes its JSON as it likes; it is renamed to output.json only once fio exited 0,
+        # so a killed run never leaves an output.json that looks complete
+        self.partial_path = self.dir / ".output.json.part"
         self.argv = [which("fio"), f"--name={name}", "--ioengine=nbd", f"--uri={uri}",
                      "--group_reporting=1", "--output-format=json",
-                     f"--output={self.json_path}", *fio_options(wl, runtime_cap)]
+                     f"--output={self.partial_path}", *fio_options(wl, runtime_cap)]
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> FioRun:
@@ -108,9 +115,10 @@ class FioRun:
         if rc != 0:
             raise ToolError(self.argv, rc, stdout, stderr)
         try:
-            data = json.loads(self.json_path.read_text())
+            data = json.loads(self.partial_path.read_text())
         except (OSError, ValueError):
             raise ToolError(self.argv, rc, stdout, "fio wrote no JSON result") from None
+        self.partial_path.replace(self.json_path)
         return FioResult(data)
 
     def _close(self, rc: int | None) -> None:
@@ -119,13 +127,15 @@ class FioRun:
             f.close()
 
     def stop(self, timeout: float = 15.0) -> None:
-        """Terminate a running fio (SIGTERM, then SIGKILL after ``timeout``)."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while self.proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self._close(self.proc.wait())
+        """Terminate a running fio (SIGTERM, then SIGKILL after ``timeout``), shielded from
+        SIGINT/SIGTERM so an interrupt cannot leave it half-stopped; drop its partial JSON."""
+        with shielded():
+            if self.proc is not None and self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGTERM)
+                deadline = time.monotonic() + timeout
+                while self.proc.poll() is None and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                if self.proc.poll() is None:
+                    self.proc.kill()
+                self._close(self.proc.wait())
+            self.partial_path.unlink(missing_ok=True)
