@@ -51,8 +51,10 @@ def run_scenario(scenario: Scenario, out: Path, backend: str = "both", seed: int
         scenario = scenario.model_copy(update={"seed": seed})
     predicted = None
     if use_real:
+        from real.containment import check_storage_dirs
         from sim import simulate
 
+        check_storage_dirs(scenario)
         progress("model: predicting the space the real run needs")
         predicted = simulate(scenario, seed)
         check_free_space(scenario, predicted, out)

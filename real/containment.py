@@ -24,7 +24,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cowbench.errors import ScenarioError, UsageError
+from cowbench.errors import UsageError
 from cowbench.scenario import Scenario, in_system_tree
 from cowbench.signals import shielded
 
@@ -37,12 +37,19 @@ def storage_root(scenario: Scenario, index: int) -> Path:
     path = Path(raw)
     if not path.is_dir():
         why = "does not exist" if not path.exists() else "is not a directory"
-        raise ScenarioError("<scenario>", [(where, f"{raw} {why}")])
+        raise UsageError(f"{where}: {raw} {why}")
     resolved = path.resolve(strict=True)
     if in_system_tree(resolved):
-        raise ScenarioError("<scenario>", [(where, f"{raw} resolves to {resolved}, inside a "
-                                                   "system directory; refused")])
+        raise UsageError(f"{where}: {raw} resolves to {resolved}, inside a system directory; "
+                         "refused")
     return resolved
+
+
+def check_storage_dirs(scenario: Scenario) -> None:
+    """Every host's ``storage_dir`` is usable (before anything is written)."""
+    for i, host in enumerate(scenario.hosts):
+        if host.storage_dir:
+            storage_root(scenario, i)
 
 
 @dataclass
