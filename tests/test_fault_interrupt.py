@@ -119,6 +119,9 @@ def test_interrupt_leaves_nothing_behind(tmp_path: Path, private_tmp: Path, phas
         assert "bases" in done and "workloads" not in done
     if phase == "fio":
         assert "disks" in done and "workloads" not in done
+        fio_dirs = list((out / "raw").glob("*-fio-*"))
+        assert len(fio_dirs) == 3 and not any((d / "output.json").exists() for d in fio_dirs), \
+            "an interrupted fio leaves no output.json that looks complete"
     _assert_nothing_left(out, private_tmp)
     # a second run into the same directory is refused, and the directory is left as it was
     before = sorted(str(p) for p in out.rglob("*"))
