@@ -32,7 +32,7 @@ from .containment import WorkTrees
 from .fio import FioResult, FioRun
 from .integrity import Integrity
 from .layout import HostLayout, glance_path
-from .nbd import NbdExport
+from .nbd import NbdExport, stop_servers_in
 
 Progress = Callable[[str], None]
 WRITE_CHUNK = 64 << 20
@@ -235,6 +235,7 @@ def _run_workloads(scenario: Scenario, disks: dict[str, tuple[Path, str]], log: 
         with shielded():  # an interrupt cannot fall between making the directory and its cleanup
             sock_dir = Path(tempfile.mkdtemp(prefix="cowbench-"))
             stack.callback(_remove_tree, sock_dir)
+            stack.callback(stop_servers_in, sock_dir)
         exports: dict[str, NbdExport] = {}
         for vm in vms:
             path, fmt = disks[vm.name]

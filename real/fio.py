@@ -8,6 +8,7 @@ fio is stopped with SIGTERM, never SIGKILL first, so it cleans up (fio's t/fiote
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import time
@@ -98,8 +99,11 @@ class FioRun:
         (self.dir / "argv.json").write_text(json.dumps(self.argv, indent=1) + "\n")
         self._stdout = open(self.dir / "stdout", "wb")  # noqa: SIM115 (closed in wait/stop)
         self._stderr = open(self.dir / "stderr", "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(self.argv, stdout=self._stdout, stderr=self._stderr,
-                                     stdin=subprocess.DEVNULL)
+        # its own process group: fio forks one process per job, and stop() must reach them all
+        # (a terminal's Ctrl-C reaches cowbench, which stops fio itself)
+        with shielded():  # no interrupt between the fork and ``self.proc`` (stop() needs it)
+            self.proc = subprocess.Popen(self.argv, stdout=self._stdout, stderr=self._stderr,
+                                         stdin=subprocess.DEVNULL, start_new_session=True)
         return self
 
     def poll(self) -> int | None:
@@ -127,15 +131,37 @@ class FioRun:
             f.close()
 
     def stop(self, timeout: float = 15.0) -> None:
-        """Terminate a running fio (SIGTERM, then SIGKILL after ``timeout``), shielded from
-        SIGINT/SIGTERM so an interrupt cannot leave it half-stopped; drop its partial JSON."""
+        """Terminate a running fio and its job processes (SIGTERM to its process group, then
+        SIGKILL after ``timeout``), shielded from SIGINT/SIGTERM so an interrupt cannot leave
+        it half-stopped; drop its partial JSON."""
         with shielded():
             if self.proc is not None and self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
+                _signal_group(self.proc.pid, signal.SIGTERM)
                 deadline = time.monotonic() + timeout
                 while self.proc.poll() is None and time.monotonic() < deadline:
                     time.sleep(0.05)
                 if self.proc.poll() is None:
                     self.proc.kill()
                 self._close(self.proc.wait())
+            if self.proc is not None:
+                _signal_group(self.proc.pid, signal.SIGKILL)  # a job fio left behind
+                _reap_group(self.proc.pid)
             self.partial_path.unlink(missing_ok=True)
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    try:
+        os.killpg(pgid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _reap_group(pgid: int) -> None:
+    """Reap exited job processes of the group re-parented to us (we may be a subreaper)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-pgid, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return

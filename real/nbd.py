@@ -36,9 +36,21 @@ def become_subreaper() -> bool:
         return False
 
 
-def pids_serving(socket: Path) -> list[int]:
-    """qemu-nbd processes listening on ``socket`` (their command line names it)."""
+def stop_servers_in(sock_dir: Path, timeout: float = 20.0) -> None:
+    """Stop every qemu-nbd whose socket is in ``sock_dir``: the safety net for an interrupt
+    that lands between an export's start and its registration for cleanup."""
+    with shielded():
+        for pid in pids_serving(sock_dir, prefix=True):
+            _terminate(pid, timeout)
+        reap_exited()
+
+
+def pids_serving(socket: Path, prefix: bool = False) -> list[int]:
+    """qemu-nbd processes listening on ``socket`` (or, with ``prefix``, on any socket in the
+    directory ``socket``): their command line names it."""
     want = str(socket).encode()
+    if prefix:
+        want += b"/"
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -47,7 +59,8 @@ def pids_serving(socket: Path) -> list[int]:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if argv and argv[0].endswith(b"qemu-nbd") and want in argv:
+        hit = any(a.startswith(want) for a in argv) if prefix else want in argv
+        if argv and argv[0].endswith(b"qemu-nbd") and hit:
             found.append(int(entry.name))
     return found
 

@@ -64,14 +64,28 @@ def _converting(out: Path) -> bool:
     return any((out / "work").glob("hosts/*/instances/_base/*.converted"))
 
 
+def _fio_mains(out: Path) -> int:
+    """fio processes of this run started by cowbench (fio forks its jobs: not those)."""
+    mains = 0
+    for pid, _ in processes_mentioning(out):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            parent = int(stat.rpartition(")")[2].split()[1])
+            comm = Path(f"/proc/{pid}/comm").read_text().strip()
+            parent_comm = Path(f"/proc/{parent}/comm").read_text().strip()
+        except (OSError, ValueError):  # gone meanwhile
+            continue
+        mains += comm == "fio" and parent_comm != "fio"
+    return mains
+
+
 PHASES: dict[str, Callable[[Path], bool]] = {
     # the copy of the uploaded image into _base (qemu-img convert) is running
     "copy": _converting,
     # the bases are in place, the chains (overlays, exports) are being built
     "chains": lambda out: "bases" in _meta(out).get("real_completed", []),
     # every VM's fio is running
-    "fio": lambda out: len([p for p in processes_mentioning(out) if "fio" in p[1].split()[0]])
-    == 3,
+    "fio": lambda out: _fio_mains(out) == 3,
 }
 
 
