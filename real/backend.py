@@ -23,7 +23,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from cowbench.errors import UsageError
 from cowbench.records import Recorder
+from cowbench.resolve import resolve
 from cowbench.scenario import VM, Image, Scenario
 from cowbench.signals import shielded
 from cowbench.tools import RawLog, require_tools, run
@@ -145,6 +147,7 @@ def execute(scenario: Scenario, work: Path, log: RawLog, *, run_id: str,
     or interrupted run never leaves a half-built tree.
     """
     require_tools()
+    _reinspect(scenario)
     rec = Recorder("real", scenario.seed if seed is None else seed)
     check = integrity if integrity is not None else Integrity(log)
     trees = WorkTrees(work, run_id)
@@ -201,6 +204,21 @@ def _execute(scenario: Scenario, work: Path, log: RawLog, roots: dict[str, Path]
     check.hash_after()
     check.raise_if_bad()
     step_done("real:integrity")
+
+
+def _reinspect(scenario: Scenario) -> None:
+    """Inspect user-supplied images again, just before they are used: a file swapped since the
+    scenario was resolved (a backing file added, other content) is refused, not followed."""
+    if all(img.path is None for img in scenario.images):
+        return
+    stripped = scenario.model_copy(update={"images": [
+        img.model_copy(update={"data_map": None}) for img in scenario.images]})
+    again = resolve(stripped)
+    if again.images != scenario.images:
+        changed = [img.name for img, new in zip(scenario.images, again.images, strict=True)
+                   if img != new]
+        raise UsageError(f"image(s) {', '.join(changed)} changed since the scenario was "
+                         "resolved; refused")
 
 
 def _vms_on(scenario: Scenario, host: str) -> list[VM]:

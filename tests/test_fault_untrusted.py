@@ -131,3 +131,24 @@ def test_a_runaway_inspection_is_stopped(tmp_path: Path, monkeypatch: pytest.Mon
         resolve(load_scenario(_scenario_with(tmp_path, image, fmt)))
     assert time.monotonic() - t0 < 20
     assert how in str(err.value)
+
+
+def test_an_image_swapped_after_resolving_is_refused_by_the_real_run(
+        tmp_path: Path, no_leaks: None) -> None:
+    """Between ``resolve`` and the real run, the file is replaced by one naming a backing file:
+    the real backend inspects it again before use and refuses it; the clean file runs."""
+    from cowbench.errors import RunFailed
+    from cowbench.runner import run_scenario
+
+    image = tmp_path / "user.qcow2"
+    _qemu_img("create", "-f", "qcow2", str(image), "64M")
+    subprocess.run(["qemu-io", "-f", "qcow2", "-c", "write -q -P 3 0 8M", str(image)],
+                   check=True, capture_output=True)
+    scenario = resolve(load_scenario(_scenario_with(tmp_path, image, "qcow2")))
+    run_scenario(scenario, tmp_path / "clean", "real")
+    image.unlink()
+    _qemu_img("create", "-f", "qcow2", "-b", "/etc/passwd", "-F", "raw", str(image), "64M")
+    out = tmp_path / "swapped"
+    with pytest.raises(RunFailed, match="backing file"):
+        run_scenario(scenario, out, "real")
+    assert not (out / "work").exists() and not (out / "measured.parquet").exists()
