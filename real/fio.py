@@ -102,8 +102,11 @@ class FioRun:
         # its own process group: fio forks one process per job, and stop() must reach them all
         # (a terminal's Ctrl-C reaches cowbench, which stops fio itself)
         with shielded():  # no interrupt between the fork and ``self.proc`` (stop() needs it)
+            # cwd: fio writes side files (verify state, local-<job>-<n>-verify.state) in its
+            # working directory; keep them in the run's raw/ (real/containment.py)
             self.proc = subprocess.Popen(self.argv, stdout=self._stdout, stderr=self._stderr,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
+                                         stdin=subprocess.DEVNULL, start_new_session=True,
+                                         cwd=self.dir)
         return self
 
     def poll(self) -> int | None:

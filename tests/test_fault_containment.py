@@ -114,6 +114,8 @@ def test_a_real_run_writes_only_where_it_may(tmp_path: Path, monkeypatch: pytest
     monkeypatch.chdir(cwd)
     d = _with_storage(str(link))
     d["real"] = {"keep_images": True}
+    # fio saves verify state files (local-<job>-<n>-verify.state) in its working directory
+    d["workloads"]["s"].update(verify="crc32c", do_verify=False)
     out = tmp_path / "run"
     run_scenario(parse_scenario(d), out, "real")
     assert _tree(cwd) == set() and _tree(private_tmp) == set()
