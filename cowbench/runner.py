@@ -44,6 +44,7 @@ def run_scenario(scenario: Scenario, out: Path, backend: str = "both", seed: int
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}")
     use_sim, use_real = backend in ("sim", "both"), backend in ("real", "both")
+    RunDir.refuse_existing(out)  # at once, not after the model has run
     if use_real:
         require_tools()  # before anything is created
     seed = scenario.seed if seed is None else seed

@@ -105,13 +105,18 @@ class RunDir:
 
     @classmethod
     def create(cls, path: Path) -> RunDir:
+        cls.refuse_existing(path)
+        path.mkdir(parents=True, exist_ok=True)
+        return cls(path)
+
+    @staticmethod
+    def refuse_existing(path: Path) -> None:
+        """Raise :class:`UsageError` if ``path`` cannot become a new run's directory."""
         if path.exists() and not path.is_dir():
             raise UsageError(f"{path}: exists and is not a directory")
         if path.is_dir() and any(path.iterdir()):
             raise UsageError(f"{path}: already holds files (a run?); "
                              "choose another --out, runs are never mixed")
-        path.mkdir(parents=True, exist_ok=True)
-        return cls(path)
 
     @property
     def raw(self) -> Path:
