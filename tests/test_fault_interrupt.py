@@ -113,10 +113,16 @@ def test_interrupt_leaves_nothing_behind(tmp_path: Path, private_tmp: Path, phas
         else:
             os.kill(proc.pid, signum)  # what kill(1), systemd or a batch scheduler does
         stdout, stderr = proc.communicate(timeout=120)
-    finally:
+    finally:  # if the test itself fails: let the run clean up, and never leave its tools behind
         if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+            proc.terminate()
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for pid, _ in processes_mentioning(out, private_tmp):
+            os.kill(pid, signal.SIGKILL)
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr + stdout and "interrupted" in stderr, stderr
     meta = _meta(out)
