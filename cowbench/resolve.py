@@ -9,8 +9,10 @@ knows the base as well as the real backend does.
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
+from . import tools
 from .errors import ScenarioError, ToolError
 from .scenario import Extent, Scenario, parse_scenario
 from .tools import (
@@ -37,8 +39,7 @@ def resolve(scenario: Scenario, source: str = "<scenario>") -> Scenario:
         try:
             info = qemu_img_info(path, img.format, untrusted=True)
         except ToolError as err:
-            raise ScenarioError(source, [(where, f"not a valid {img.format} image: "
-                                                 f"{err.stderr.strip() or err}")]) from None
+            raise ScenarioError(source, [(where, _inspection_failed(img.format, err))]) from None
         problems = []
         if info.get("backing-filename") or info.get("full-backing-filename"):
             problems.append((where, "the image names a backing file; refused (untrusted images "
@@ -61,3 +62,13 @@ def resolve(scenario: Scenario, source: str = "<scenario>") -> Scenario:
         data["images"][i]["data_map"] = [Extent(offset=s, length=n).model_dump()
                                          for s, n in extents]
     return parse_scenario(data, source)
+
+
+def _inspection_failed(fmt: str, err: ToolError) -> str:
+    """One line: what qemu-img said, or that the resource limits stopped it."""
+    if err.returncode < 0 and err.returncode != -1:
+        name = signal.Signals(-err.returncode).name
+        return (f"inspecting it as {fmt} was stopped by {name} (limits: {tools.UNTRUSTED_CPU_S} s "
+                f"of CPU, {tools.UNTRUSTED_ADDRESS_SPACE >> 20} MiB of memory); refused")
+    last = (err.stderr.strip().splitlines() or [str(err)])[-1]
+    return f"not a valid {fmt} image: {last}"

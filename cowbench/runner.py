@@ -6,18 +6,19 @@ drives both; neither imports the other.
 
 from __future__ import annotations
 
-import signal
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
+from typing import Any
 
 import pandas as pd
 
 from .compare import compare
 from .errors import CowbenchError, Interrupted, RunFailed
 from .scenario import Scenario, dump_scenario
+from .signals import interrupts_raise
+from .space import check_free_space
 from .store import RunDir, host_facts, now_iso, tool_versions
 from .tools import RawLog, require_tools
 
@@ -32,74 +33,130 @@ class RunOutcome:
     comparison: pd.DataFrame | None
 
 
-@contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Turn SIGTERM into :class:`Interrupted` so every ``finally`` and ``with`` cleans up."""
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise Interrupted(f"interrupted by signal {signal.Signals(signum).name}")
-
-    try:
-        old = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
-
-
 def run_scenario(scenario: Scenario, out: Path, backend: str = "both", seed: int | None = None,
                  progress: Callable[[str], None] = lambda _: None) -> RunOutcome:
-    """Run ``scenario`` with the chosen backend(s) and write the run directory at ``out``."""
+    """Run ``scenario`` with the chosen backend(s) and write the run directory at ``out``.
+
+    Before a real run writes anything, the model predicts the space it needs and each
+    filesystem's free space is checked (``cowbench.space``). SIGINT and SIGTERM end the run
+    cleanly (``cowbench.signals``): run.json says ``interrupted`` and what ``completed``.
+    """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}")
     use_sim, use_real = backend in ("sim", "both"), backend in ("real", "both")
+    RunDir.refuse_existing(out)  # at once, not after the model has run
     if use_real:
         require_tools()  # before anything is created
     seed = scenario.seed if seed is None else seed
     if seed != scenario.seed:
         scenario = scenario.model_copy(update={"seed": seed})
+    predicted = None
+    if use_real:
+        from real.containment import check_storage_dirs
+        from sim import simulate
+
+        check_storage_dirs(scenario)
+        progress("model: predicting the space the real run needs")
+        predicted = simulate(scenario, seed)
+        check_free_space(scenario, predicted, out)
     rd = RunDir.create(out)
-    completed: list[str] = []
-    rd.write_meta(scenario={"name": scenario.name, "hash": scenario.scenario_id}, seed=seed,
-                  backends=[b for b, on in (("sim", use_sim), ("real", use_real)) if on],
-                  status="running", start=now_iso(), end=None,
-                  host=host_facts(out), tools=tool_versions(), completed=completed)
-    rd.write_text("scenario.yaml", dump_scenario(scenario))
-    predicted = measured = comparison = None
-    try:
-        with sigterm_as_interrupt():
-            if use_sim:
-                progress("model: simulating")
+    run = _Run(rd, scenario, seed, use_sim, use_real, progress)
+    return run.go(predicted)
+
+
+@dataclass
+class _Run:
+    rd: RunDir
+    scenario: Scenario
+    seed: int
+    use_sim: bool
+    use_real: bool
+    progress: Callable[[str], None]
+
+    def __post_init__(self) -> None:
+        self.completed: list[str] = []
+        self.real_completed: list[str] = []
+        self.integrity: Any = None
+        # the storage_dir trees of two runs of one scenario must never meet
+        self.token = f"{self.scenario.scenario_id}-{secrets.token_hex(4)}"
+
+    def step(self, name: str) -> None:
+        """A backend (``sim``, ``real``) or ``compare`` finished: say so in run.json now."""
+        self.completed.append(name)
+        self.rd.write_meta(completed=self.completed)
+
+    def real_step(self, name: str) -> None:
+        """A step of the real backend finished (``real:images`` ...): run.json's
+        ``real_completed`` tells how far an interrupted or failed real run got."""
+        self.real_completed.append(name.removeprefix("real:"))
+        self.rd.write_meta(real_completed=self.real_completed)
+
+    def go(self, predicted: pd.DataFrame | None) -> RunOutcome:
+        rd, out = self.rd, self.rd.path
+        backends = [b for b, on in (("sim", self.use_sim), ("real", self.use_real)) if on]
+        rd.write_meta(scenario={"name": self.scenario.name, "hash": self.scenario.scenario_id},
+                      seed=self.seed, backends=backends, status="running", start=now_iso(),
+                      end=None, host=host_facts(out), tools=tool_versions(),
+                      completed=self.completed)
+        rd.write_text("scenario.yaml", dump_scenario(self.scenario))
+        with interrupts_raise():
+            try:
+                outcome = self._backends(predicted)
+            except (KeyboardInterrupt, Interrupted) as err:
+                reason = str(err) or "interrupted by signal SIGINT"
+                self._finish("interrupted", reason)
+                raise Interrupted(f"{reason}; run directory: {out}") from None
+            except CowbenchError as err:
+                self._finish("failed", str(err))
+                raise RunFailed(f"run failed: {err}; details in {out}/run.json and "
+                                f"{out}/raw/") from err
+            except OSError as err:  # ENOSPC, EIO, ...: a reason, not a traceback
+                self._finish("failed", f"{err.strerror or err}: {err.filename or ''}".strip())
+                raise RunFailed(f"run failed: {err}; details in {out}/run.json") from err
+            self._finish("ok", None)
+        return outcome
+
+    def _backends(self, predicted: pd.DataFrame | None) -> RunOutcome:
+        rd = self.rd
+        measured = comparison = None
+        if self.use_sim:
+            self.progress("model: simulating")
+            if predicted is None:
                 from sim import simulate
 
-                predicted = simulate(scenario, seed)
-                rd.write_records("predicted", predicted)
-                completed.append("sim")
-            if use_real:
-                progress("real: building")
-                from real import execute
+                predicted = simulate(self.scenario, self.seed)
+            rd.write_records("predicted", predicted)
+            self.step("sim")
+        else:
+            predicted = None
+        if self.use_real:
+            self.progress("real: building")
+            from real import Integrity, execute
 
-                measured = execute(scenario, rd.work, RawLog(rd.raw), run_id=scenario.scenario_id,
-                                   progress=progress, seed=seed)
-                rd.write_records("measured", measured)
-                completed.append("real")
-            if predicted is not None and measured is not None:
-                comparison = compare(predicted, measured)
-                rd.write_text("comparison.csv", comparison.to_csv(index=False))
-                completed.append("compare")
-    except (KeyboardInterrupt, Interrupted) as err:
-        reason = str(err) or "interrupted by SIGINT"
-        rd.write_meta(status="interrupted", reason=reason, end=now_iso(), completed=completed)
-        raise Interrupted(f"{reason}; run directory: {out}") from None
-    except CowbenchError as err:
-        rd.write_meta(status="failed", reason=str(err), end=now_iso(), completed=completed)
-        raise RunFailed(f"run failed: {err}; details in {out}/run.json and {out}/raw/") from err
-    finally:
-        _remove_empty(rd.work)
-    rd.write_meta(status="ok", end=now_iso(), completed=completed)
-    return RunOutcome(out, predicted, measured, comparison)
+            self.integrity = Integrity(RawLog(rd.raw))
+            measured = execute(self.scenario, rd.work, RawLog(rd.raw), run_id=self.token,
+                               progress=self.progress, seed=self.seed, step_done=self.real_step,
+                               integrity=self.integrity)
+            rd.write_records("measured", measured)
+            self.step("real")
+        if predicted is not None and measured is not None:
+            comparison = compare(predicted, measured)
+            rd.write_text("comparison.csv", comparison.to_csv(index=False))
+            self.step("compare")
+        return RunOutcome(rd.path, predicted, measured, comparison)
+
+    def _finish(self, status: str, reason: str | None) -> None:
+        """Record how the run ended; best effort when the disk is full (the error still
+        reaches the user)."""
+        _remove_empty(self.rd.work)
+        extra: dict[str, Any] = {"reason": reason} if reason else {}
+        if self.integrity is not None:
+            extra["integrity"] = self.integrity.report()
+        try:
+            self.rd.write_meta(status=status, end=now_iso(), completed=self.completed, **extra)
+        except OSError:
+            if status == "ok":
+                raise
 
 
 def _remove_empty(path: Path) -> None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
+import re
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
 import yaml
@@ -36,6 +37,18 @@ Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")]
 
 MIN_CLUSTER = 512
 MAX_CLUSTER = 2 * 1024 * 1024
+#: QEMU's largest qcow2 L1 table (QCOW_MAX_L1_SIZE, block/qcow2.h): 32 MiB of 8-byte entries.
+QCOW_MAX_L1_ENTRIES = (32 << 20) // 8
+#: Trees a ``storage_dir`` may never be in: the system's own (real/containment.py).
+SYSTEM_TREES = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc",
+                "/run", "/sbin", "/sys", "/usr")
+
+
+def in_system_tree(path: PurePosixPath | Path) -> bool:
+    """True for ``/`` itself and anything inside ``/etc``, ``/usr``, ``/proc``, ..."""
+    p = PurePosixPath(path)
+    return p == PurePosixPath("/") or any(
+        p == PurePosixPath(t) or PurePosixPath(t) in p.parents for t in SYSTEM_TREES)
 
 
 class _Frozen(BaseModel):
@@ -49,12 +62,27 @@ class Host(_Frozen):
     storage_dir: str | None = Field(
         default=None,
         description="Real backend: directory holding this host's instances path "
-        "(default: inside the run directory's work/).",
+        "(default: inside the run directory's work/). Absolute, no '..', outside system "
+        "directories; cowbench writes only into a fresh cowbench-<run> directory inside it.",
     )
     capacity_bytes: Bytes | None = Field(
         default=None, gt=0,
         description="Disk for instances; with disk_allocation_ratio, what placement may give.")
     disk_allocation_ratio: float = Field(default=1.0, gt=0)
+
+    @field_validator("storage_dir")
+    @classmethod
+    def _contained(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        p = PurePosixPath(v)
+        if "\0" in v or not p.is_absolute():
+            raise ValueError(f"must be an absolute path, got {v!r}")
+        if ".." in p.parts:
+            raise ValueError(f"must not contain '..', got {v!r}")
+        if in_system_tree(p):
+            raise ValueError(f"{v!r} is a system directory; refused")
+        return v
 
 
 class Extent(_Frozen):
@@ -160,6 +188,13 @@ class Workload(_Frozen):
     random_generator: Literal["tausworthe", "lfsr", "tausworthe64"] = "tausworthe"
     randseed: int | None = Field(default=None, ge=0, lt=2**64)
     randrepeat: bool = True
+    verify: Literal["crc32c", "crc32c-intel", "md5", "sha1", "sha256", "sha512",
+                    "xxhash"] | None = Field(
+        default=None,
+        description="fio's verify: each written block carries a checksum, and (with do_verify) "
+        "fio reads every block back after the write phase and checks it. Write jobs only.",
+    )
+    do_verify: bool = True
 
     @field_validator("bs")
     @classmethod
@@ -174,7 +209,17 @@ class Workload(_Frozen):
             raise ValueError("time_based needs a runtime")
         if self.offset % self.bs:
             raise ValueError("offset must be a multiple of bs")
+        if self.verify is not None and self.rw not in ("write", "randwrite"):
+            raise ValueError("verify is for write jobs (rw: write or randwrite)")
+        if self.verify is not None and self.time_based:
+            raise ValueError("verify with time_based: the write phase ends with the runtime, "
+                             "so fio would never read back; drop one")
         return self
+
+    @property
+    def verifies(self) -> bool:
+        """True when fio reads back and checks every written block after the write phase."""
+        return self.verify is not None and self.do_verify
 
     @property
     def is_random(self) -> bool:
@@ -320,6 +365,9 @@ def scenario_hash(s: Scenario) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_.-]+")
+
+
 def _loc(loc: tuple[int | str, ...]) -> str:
     out = ""
     for part in loc:
@@ -327,6 +375,8 @@ def _loc(loc: tuple[int | str, ...]) -> str:
             out += f"[{part}]"
         elif part.startswith(("function-", "constrained-")) or part in ("int", "str"):
             continue
+        elif not _PLAIN_KEY.fullmatch(part):
+            out += f"[{part!r}]"  # control characters, spaces, quotes: shown escaped
         else:
             out += f".{part}" if out else str(part)
     return out
@@ -371,6 +421,14 @@ def _cross_check(s: Scenario) -> list[tuple[str, str]]:
             problems.append((f"{where}.flavor", f"no flavor named {vm.flavor!r}"))
         img = images.get(vm.image)
         root = vm.root_size or next((f.root for f in s.flavors if f.name == vm.flavor), None)
+        disk_size = root or (img.virtual_size if img else None)
+        cluster = s.strategy.cluster_size
+        limit = QCOW_MAX_L1_ENTRIES * (cluster // 8) * cluster
+        if s.strategy.kind == "qcow2_overlay" and disk_size and disk_size > limit:
+            key = "root_size" if root else "image"
+            problems.append((f"{where}.{key}", f"a {disk_size}-byte qcow2 disk with "
+                             f"{cluster}-byte clusters needs more than QEMU's 32 MiB L1 table "
+                             f"(at most {limit} bytes)"))
         if img is not None and img.virtual_size and root is not None:
             if root < img.virtual_size:
                 problems.append((f"{where}.root_size",

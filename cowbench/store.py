@@ -10,8 +10,9 @@
     comparison.csv     entity,metric,t_s,predicted,measured,rel_error,unit
     raw/               every external command: argv, stdout, stderr, exit code, JSON output
 
-Every file is written under a temporary name and renamed into place, so a crash never leaves a
-half-written file that looks complete. A directory that already holds a run is never reused.
+Every file is written under a temporary name and renamed into place (``cowbench.atomic``), so a
+crash never leaves a half-written file that looks complete. A directory that already holds a run
+is never reused.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import os
 import platform
 import socket
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,10 +30,13 @@ from typing import Any
 import pandas as pd
 
 from . import __version__
+from .atomic import atomic_write_bytes, atomic_write_text, atomic_write_with
 from .errors import UsageError
 from .tools import tool_version
 
 RUN_SCHEMA_VERSION = 1
+__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_parquet", "RunDir",
+           "read_run", "host_facts", "tool_versions", "now_iso"]
 RUN_FILES = ("run.json", "scenario.yaml", "predicted.parquet", "measured.parquet",
              "comparison.csv")
 
@@ -42,46 +45,8 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _mkstemp(path: Path) -> tuple[int, str]:
-    """A temporary file beside ``path`` with the permissions a plain ``open`` would give."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.fchmod(fd, 0o666 & ~_umask())
-    return fd, tmp
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = _mkstemp(path)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
-
-
 def atomic_write_parquet(path: Path, df: pd.DataFrame) -> None:
-    fd, tmp = _mkstemp(path)
-    os.close(fd)
-    try:
-        df.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_with(path, lambda tmp: df.to_parquet(tmp, index=False))
 
 
 def host_facts(work: Path | None = None) -> dict[str, Any]:
@@ -140,13 +105,18 @@ class RunDir:
 
     @classmethod
     def create(cls, path: Path) -> RunDir:
+        cls.refuse_existing(path)
+        path.mkdir(parents=True, exist_ok=True)
+        return cls(path)
+
+    @staticmethod
+    def refuse_existing(path: Path) -> None:
+        """Raise :class:`UsageError` if ``path`` cannot become a new run's directory."""
         if path.exists() and not path.is_dir():
             raise UsageError(f"{path}: exists and is not a directory")
         if path.is_dir() and any(path.iterdir()):
             raise UsageError(f"{path}: already holds files (a run?); "
                              "choose another --out, runs are never mixed")
-        path.mkdir(parents=True, exist_ok=True)
-        return cls(path)
 
     @property
     def raw(self) -> Path:

@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .atomic import atomic_write_text
 from .errors import MissingToolError, ToolError
+from .signals import shielded
 
 INSTALL_HINT = "install it with: apt-get install qemu-utils fio (scripts/bootstrap.sh does this)"
 REAL_TOOLS = ("qemu-img", "qemu-io", "qemu-nbd", "fio")
@@ -47,13 +49,15 @@ class RawLog:
     def record(self, label: str, argv: Sequence[str], returncode: int | None, stdout: str,
                stderr: str) -> Path:
         d = self.new_dir(label)
-        (d / "argv.json").write_text(json.dumps(list(argv), indent=1) + "\n")
-        (d / "stdout").write_text(stdout)
-        (d / "stderr").write_text(stderr)
-        (d / "returncode").write_text(f"{returncode}\n")
+        atomic_write_text(d / "argv.json", json.dumps(list(argv), indent=1) + "\n", fsync=False)
+        atomic_write_text(d / "stdout", stdout, fsync=False)
+        atomic_write_text(d / "stderr", stderr, fsync=False)
         parsed = _json_in(stdout)
         if parsed is not None:
-            (d / "output.json").write_text(json.dumps(parsed, indent=1) + "\n")
+            atomic_write_text(d / "output.json", json.dumps(parsed, indent=1) + "\n",
+                              fsync=False)
+        # last: a folder with a returncode file holds a complete record
+        atomic_write_text(d / "returncode", f"{returncode}\n", fsync=False)
         return d
 
 
@@ -83,22 +87,45 @@ def require_tools(tools: Sequence[str] = REAL_TOOLS) -> None:
 def run(argv: Sequence[str], *, log: RawLog | None = None, label: str | None = None,
         ok_codes: Sequence[int] = (0,), timeout: float | None = None,
         preexec_fn: Any = None) -> subprocess.CompletedProcess[str]:
-    """Run ``argv`` to completion; raise :class:`ToolError` on an exit code not in ``ok_codes``."""
+    """Run ``argv`` to completion; raise :class:`ToolError` on an exit code not in ``ok_codes``.
+
+    On an interrupt (or any exception) the child is killed and reaped before it propagates.
+    """
     which(argv[0])
+    label = label or Path(argv[0]).name
+    proc: subprocess.Popen[str] | None = None
     try:
-        proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout,
-                              check=False, stdin=subprocess.DEVNULL, preexec_fn=preexec_fn)
-    except subprocess.TimeoutExpired as err:
-        out = err.stdout.decode() if isinstance(err.stdout, bytes) else (err.stdout or "")
-        errtxt = err.stderr.decode() if isinstance(err.stderr, bytes) else (err.stderr or "")
+        with shielded():  # no interrupt between the fork and ``proc``
+            proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    text=True, stdin=subprocess.DEVNULL, preexec_fn=preexec_fn)
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        assert proc is not None
+        out, errtxt = _kill(proc)
         if log:
-            log.record(label or Path(argv[0]).name, argv, None, out, errtxt)
+            log.record(label, argv, None, out, errtxt)
         raise ToolError(argv, -1, out, f"timed out after {timeout} s\n{errtxt}") from None
+    except BaseException:  # interrupted: stop the child, and say so in raw/
+        if proc is None:
+            raise
+        _kill(proc)
+        if log:
+            log.record(label, argv, None, "",
+                       "cowbench: interrupted before the command finished (killed)\n")
+        raise
     if log:
-        log.record(label or Path(argv[0]).name, argv, proc.returncode, proc.stdout, proc.stderr)
+        log.record(label, argv, proc.returncode, stdout, stderr)
     if proc.returncode not in ok_codes:
-        raise ToolError(argv, proc.returncode, proc.stdout, proc.stderr)
-    return proc
+        raise ToolError(argv, proc.returncode, stdout, stderr)
+    return subprocess.CompletedProcess(list(argv), proc.returncode, stdout, stderr)
+
+
+def _kill(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    """Kill and reap the child; what it had printed."""
+    with shielded():
+        proc.kill()
+        out, err = proc.communicate()
+        return out or "", err or ""
 
 
 def run_json(argv: Sequence[str], **kw: Any) -> Any:
@@ -117,7 +144,7 @@ UNTRUSTED_CPU_S = 30
 UNTRUSTED_ADDRESS_SPACE = 1 << 30
 
 
-def _untrusted_limits() -> None:  # runs in the child, before exec
+def untrusted_limits() -> None:  # runs in the child, before exec
     import resource
 
     resource.setrlimit(resource.RLIMIT_CPU, (UNTRUSTED_CPU_S, UNTRUSTED_CPU_S))
@@ -134,7 +161,7 @@ def qemu_img_info(path: Path | str, fmt: str | None = None, *, log: RawLog | Non
         argv.append("--backing-chain")
     argv.append(str(path))
     out: dict[str, Any] = run_json(argv, log=log, label="qemu-img-info", timeout=120,
-                                   preexec_fn=_untrusted_limits if untrusted else None)
+                                   preexec_fn=untrusted_limits if untrusted else None)
     return out
 
 

@@ -27,6 +27,8 @@ _BINARY = {
     "pib": 1 << 50,
 }
 _AMBIGUOUS = {"kb", "mb", "gb", "tb", "pb"}
+#: Sizes are int64 everywhere downstream (numpy, QEMU's int64_t offsets, fio's uint64).
+MAX_SIZE = 2**63 - 1
 
 _TIME_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$")
 _SECONDS = {
@@ -48,6 +50,13 @@ def parse_size(value: object) -> int:
     Accepts a non-negative int, or a string like ``"64KiB"``, ``"4k"``, ``"1.5GiB"``. Raises
     ``ValueError`` with a message fit for a user on anything else.
     """
+    size = _parse_size(value)
+    if size > MAX_SIZE:
+        raise ValueError(f"{value!r} is too large (at most 2**63 - 1 bytes)")
+    return size
+
+
+def _parse_size(value: object) -> int:
     if isinstance(value, bool):
         raise ValueError(f"expected a size such as 64KiB, got {value!r}")
     if isinstance(value, int):
@@ -96,7 +105,10 @@ def parse_duration(value: object) -> float:
     number, unit = match.groups()
     if unit.lower() not in _SECONDS:
         raise ValueError(f"unknown time unit {unit!r} in {value!r}; use ms, s, m, h or d")
-    return float(number) * _SECONDS[unit.lower()]
+    seconds = float(number) * _SECONDS[unit.lower()]
+    if not math.isfinite(seconds):
+        raise ValueError(f"{value!r} is too large a duration")
+    return seconds
 
 
 def format_bytes(n: float) -> str:

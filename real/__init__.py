@@ -5,5 +5,6 @@
 """
 
 from .backend import execute
+from .integrity import Integrity, IntegrityError
 
-__all__ = ["execute"]
+__all__ = ["execute", "Integrity", "IntegrityError"]

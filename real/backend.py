@@ -5,8 +5,9 @@ host's ``_base`` as Nova does (``qemu-img convert -t none -O raw``), makes every
 the strategy (a qcow2 overlay ``-b <base> -F raw`` of the VM's root size, or a sparse copy resized
 to it), exports each disk with its own qemu-nbd, runs one fio per VM concurrently, and measures:
 file sizes and allocation (``os.stat``), data clusters (``qemu-img check``), host I/O of each
-qemu-nbd (``/proc/PID/io``) and guest I/O (fio JSON). Whatever it starts it stops and whatever it
-creates it removes (unless ``real.keep_images``), on success, failure or interrupt.
+qemu-nbd (``/proc/PID/io``) and guest I/O (fio JSON); then checks every qcow2 image and that no
+base changed (``real.integrity``). Whatever it starts it stops and whatever it creates it removes
+(unless a completed run sets ``real.keep_images``), on success, failure or interrupt.
 """
 
 from __future__ import annotations
@@ -22,13 +23,18 @@ from pathlib import Path
 
 import pandas as pd
 
+from cowbench.errors import UsageError
 from cowbench.records import Recorder
+from cowbench.resolve import resolve
 from cowbench.scenario import VM, Image, Scenario, Workload
-from cowbench.tools import RawLog, qemu_img_check, require_tools, run
+from cowbench.signals import shielded
+from cowbench.tools import RawLog, require_tools, run
 
+from .containment import WorkTrees
 from .fio import FioResult, FioRun
-from .layout import HostLayout, glance_path, host_root
-from .nbd import NbdExport
+from .integrity import Integrity
+from .layout import HostLayout, glance_path
+from .nbd import NbdExport, stop_servers_in
 
 Progress = Callable[[str], None]
 WRITE_CHUNK = 64 << 20
@@ -73,13 +79,21 @@ def write_synthetic(image: Image, path: Path, log: RawLog) -> None:
 
 
 def fetch_to_cache(src: Path, fmt: str, dest: Path, log: RawLog) -> None:
-    """Nova's fetch_to_raw: convert into ``<sha1>.converted``, then rename into place."""
+    """Nova's fetch_to_raw: convert into ``<sha1>.converted``, then rename into place.
+
+    A convert that fails or is interrupted leaves no partial ``.converted`` behind.
+    """
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(dest.name + ".converted")
     cache_mode = "none" if _supports_o_direct(dest.parent) else "writeback"
-    run(["qemu-img", "convert", "-t", cache_mode, "-O", "raw", "-f", fmt, str(src), str(tmp)],
-        log=log, label="qemu-img-convert-to-base", timeout=3600)
-    tmp.rename(dest)
+    try:
+        run(["qemu-img", "convert", "-t", cache_mode, "-O", "raw", "-f", fmt, str(src),
+             str(tmp)], log=log, label="qemu-img-convert-to-base", timeout=3600)
+        tmp.rename(dest)
+    except BaseException:
+        with shielded():
+            tmp.unlink(missing_ok=True)
+        raise
 
 
 def create_disk(scenario: Scenario, vm: VM, layout: HostLayout, log: RawLog) -> tuple[Path, str]:
@@ -119,62 +133,125 @@ def _tree_allocated(root: Path) -> tuple[int, int]:
 
 
 def execute(scenario: Scenario, work: Path, log: RawLog, *, run_id: str,
-            progress: Progress = _quiet, seed: int | None = None) -> pd.DataFrame:
-    """Build and run the scenario for real; return the measured records (backend ``real``)."""
+            progress: Progress = _quiet, seed: int | None = None, step_done: Progress = _quiet,
+            integrity: Integrity | None = None) -> pd.DataFrame:
+    """Build and run the scenario for real; return the measured records (backend ``real``).
+
+    ``step_done`` is told each step as it completes (``real:images``, ``real:bases``,
+    ``real:disks``, ``real:workloads``, ``real:measure``, ``real:integrity``). ``integrity``
+    collects the checks and checksums (see ``real.integrity``); a damaged image or a changed
+    base raises :class:`~real.integrity.IntegrityError` once everything is measured.
+
+    Every directory written into is one this call created (``real.containment``); all of them
+    are removed at the end unless the run completed and ``real.keep_images`` is set: a failed
+    or interrupted run never leaves a half-built tree.
+    """
     require_tools()
+    _reinspect(scenario)
     rec = Recorder("real", scenario.seed if seed is None else seed)
-    roots = {h.name: host_root(work, h, run_id) for h in scenario.hosts}
-    created: list[Path] = [work / "glance", *roots.values()]
+    check = integrity if integrity is not None else Integrity(log)
+    trees = WorkTrees(work, run_id)
+    finished = False
     try:
-        _execute(scenario, work, log, roots, rec, progress)
+        roots = trees.create(scenario)
+        _execute(scenario, work, log, roots, rec, progress, step_done, check)
+        finished = True
     finally:
-        if not scenario.real.keep_images:
-            for p in created:
-                shutil.rmtree(p, ignore_errors=True)
-            for h in scenario.hosts:
-                if h.storage_dir:
-                    shutil.rmtree(roots[h.name].parent, ignore_errors=True)
+        if not (finished and scenario.real.keep_images):
+            trees.remove()
     return rec.frame()
 
 
 def write_images(scenario: Scenario, work: Path, log: RawLog, rec: Recorder,
-                 progress: Progress) -> None:
-    """Write every synthetic image the VMs use, as uploaded to Glance, and record its size."""
+                 progress: Progress, check: Integrity) -> None:
+    """Write every synthetic image the VMs use, as uploaded to Glance; record its size and
+    checksum it (an image must never change)."""
     used = {vm.image for vm in scenario.vms}
     for image in scenario.images:
-        if image.name in used and image.synthetic is not None:
+        if image.name not in used:
+            continue
+        path = glance_path(work, image)
+        if image.synthetic is not None:
             progress(f"writing image {image.name}")
-            path = glance_path(work, image)
             write_synthetic(image, path, log)
             alloc, size = _allocated(path)
             rec.add(f"image:{image.name}", "allocated_bytes", alloc)
             rec.add(f"image:{image.name}", "file_bytes", size)
+        check.hash_before(f"image:{image.name}", path)
+
+
+def check_images(scenario: Scenario, work: Path, check: Integrity) -> None:
+    """``qemu-img check`` every qcow2 image used, compare every checksum, fail if damaged."""
+    used = {vm.image for vm in scenario.vms}
+    for image in scenario.images:
+        if image.name in used and image.format == "qcow2":
+            check.check(f"image:{image.name}", glance_path(work, image),
+                        untrusted=image.path is not None)
+    check.hash_after()
+    check.raise_if_bad()
 
 
 def _execute(scenario: Scenario, work: Path, log: RawLog, roots: dict[str, Path],
-             rec: Recorder, progress: Progress) -> None:
+             rec: Recorder, progress: Progress, step_done: Progress, check: Integrity) -> None:
     if scenario.timeline is not None:
         from .lifecycle import execute_timeline
 
-        execute_timeline(scenario, work, log, roots, rec, progress)
+        execute_timeline(scenario, work, log, roots, rec, progress, check)
+        step_done("real:timeline")
+        check_images(scenario, work, check)
+        step_done("real:integrity")
         return
-    write_images(scenario, work, log, rec, progress)
+    write_images(scenario, work, log, rec, progress, check)
+    step_done("real:images")
     layouts = {name: HostLayout(root) for name, root in roots.items()}
     disks: dict[str, tuple[Path, str]] = {}
     for host in scenario.hosts:
         layout = layouts[host.name]
-        vms = [vm for vm in scenario.vms if scenario.host_of(vm).name == host.name]
-        for name in sorted({vm.image for vm in vms}):
+        for name in sorted({vm.image for vm in _vms_on(scenario, host.name)}):
             image = scenario.image(name)
             progress(f"{host.name}: caching {name} in _base")
             fetch_to_cache(glance_path(work, image), image.format, layout.cache_file(image), log)
-        for vm in vms:
-            disks[vm.name] = create_disk(scenario, vm, layout, log)
+            check.hash_before(f"cache:{host.name}/{name}", layout.cache_file(image))
+    step_done("real:bases")
+    for host in scenario.hosts:
+        for vm in _vms_on(scenario, host.name):
+            disks[vm.name] = create_disk(scenario, vm, layouts[host.name], log)
+    step_done("real:disks")
     jobs = [(vm, wl, *disks[vm.name]) for vm in scenario.vms
             if (wl := scenario.workload_of(vm)) is not None]
     results, host_io = _run_workloads(scenario, jobs, log, progress)
+    step_done("real:workloads")
     progress("measuring")
     os.sync()  # buffered copies (cp) settle their delayed allocation before st_blocks is read
+    _measure(scenario, rec, layouts, disks, results, host_io, check)
+    step_done("real:measure")
+    progress("checking images and bases")
+    check_images(scenario, work, check)
+    step_done("real:integrity")
+
+
+def _reinspect(scenario: Scenario) -> None:
+    """Inspect user-supplied images again, just before they are used: a file swapped since the
+    scenario was resolved (a backing file added, other content) is refused, not followed."""
+    if all(img.path is None for img in scenario.images):
+        return
+    stripped = scenario.model_copy(update={"images": [
+        img.model_copy(update={"data_map": None}) for img in scenario.images]})
+    again = resolve(stripped)
+    if again.images != scenario.images:
+        changed = [img.name for img, new in zip(scenario.images, again.images, strict=True)
+                   if img != new]
+        raise UsageError(f"image(s) {', '.join(changed)} changed since the scenario was "
+                         "resolved; refused")
+
+
+def _vms_on(scenario: Scenario, host: str) -> list[VM]:
+    return [vm for vm in scenario.vms if scenario.host_of(vm).name == host]
+
+
+def _measure(scenario: Scenario, rec: Recorder, layouts: dict[str, HostLayout],
+             disks: dict[str, tuple[Path, str]], results: dict[str, FioResult],
+             host_io: dict[str, dict[str, int]], check: Integrity) -> None:
     for host in scenario.hosts:
         layout = layouts[host.name]
         if layout.base_dir.exists():
@@ -185,7 +262,7 @@ def _execute(scenario: Scenario, work: Path, log: RawLog, roots: dict[str, Path]
         rec.add(f"host:{host.name}", "allocated_bytes", alloc)
     for vm in scenario.vms:
         _measure_vm(rec, scenario, vm, disks[vm.name], results.get(vm.name),
-                    host_io.get(vm.name), log)
+                    host_io.get(vm.name), check)
 
 
 Job = tuple[VM, Workload, Path, str]
@@ -199,8 +276,10 @@ def _run_workloads(scenario: Scenario, jobs: list[Job], log: RawLog, progress: P
     if not jobs:
         return results, host_io
     with ExitStack() as stack:
-        sock_dir = Path(tempfile.mkdtemp(prefix="cowbench-"))
-        stack.callback(shutil.rmtree, sock_dir, ignore_errors=True)
+        with shielded():  # an interrupt cannot fall between making the directory and its cleanup
+            sock_dir = Path(tempfile.mkdtemp(prefix="cowbench-"))
+            stack.callback(_remove_tree, sock_dir)
+            stack.callback(stop_servers_in, sock_dir)
         exports: dict[str, NbdExport] = {}
         for vm, _, path, fmt in jobs:
             exports[vm.name] = stack.enter_context(
@@ -225,6 +304,11 @@ def _run_workloads(scenario: Scenario, jobs: list[Job], log: RawLog, progress: P
     return results, host_io
 
 
+def _remove_tree(path: Path) -> None:
+    with shielded():
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def _wait_all(runs: dict[str, FioRun], progress: Progress) -> None:
     """Wait for every fio; if one fails, the others are stopped (by the caller's exit stack)."""
     t0 = time.monotonic()
@@ -243,21 +327,18 @@ def _wait_all(runs: dict[str, FioRun], progress: Progress) -> None:
 
 
 def _measure_vm(rec: Recorder, scenario: Scenario, vm: VM, disk: tuple[Path, str],
-                result: FioResult | None, io: dict[str, int] | None, log: RawLog) -> None:
+                result: FioResult | None, io: dict[str, int] | None, check: Integrity) -> None:
     entity = f"vm:{vm.name}"
     path, fmt = disk
     alloc, size = _allocated(path)
     rec.add(entity, "allocated_bytes", alloc)
     rec.add(entity, "file_bytes", size)
     if fmt == "qcow2":
-        check = qemu_img_check(path, "qcow2", log=log)
-        rec.add(entity, "data_clusters", check.get("allocated-clusters", 0))
-    if io is not None:
-        rec.add(entity, "host_read_bytes", io["read_bytes"])
-        rec.add(entity, "host_write_bytes", io["write_bytes"])
+        out = check.check(entity, path, "qcow2")
+        rec.add(entity, "data_clusters", out.get("allocated-clusters", 0))
     wl = scenario.workload_of(vm)
     if result is not None and wl is not None:
-        record_fio(rec, entity, wl, result, None)
+        record_fio(rec, entity, wl, result, io)
 
 
 def record_fio(rec: Recorder, entity: str, wl: Workload, result: FioResult,
@@ -266,7 +347,8 @@ def record_fio(rec: Recorder, entity: str, wl: Workload, result: FioResult,
     if io is not None:
         rec.add(entity, "host_read_bytes", io["read_bytes"], t_s)
         rec.add(entity, "host_write_bytes", io["write_bytes"], t_s)
-    kinds = [k for k, on in (("read", wl.read_fraction > 0), ("write", wl.read_fraction < 1)) if on]
+    reads = wl.read_fraction > 0 or wl.verifies  # fio counts its verify reads as reads
+    kinds = [k for k, on in (("read", reads), ("write", wl.read_fraction < 1)) if on]
     for kind in kinds:
         for metric, value in result.figures(kind).items():
             rec.add(entity, metric, value, t_s)

@@ -8,6 +8,7 @@ fio is stopped with SIGTERM, never SIGKILL first, so it cleans up (fio's t/fiote
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import time
@@ -17,6 +18,7 @@ from typing import Any
 
 from cowbench.errors import ToolError
 from cowbench.scenario import Workload
+from cowbench.signals import shielded
 from cowbench.tools import RawLog, which
 
 
@@ -44,6 +46,9 @@ def fio_options(wl: Workload, runtime_cap: float | None = None) -> list[str]:
         opts.append("--norandommap=1")
     if wl.randseed is not None:
         opts.append(f"--randseed={wl.randseed}")
+    if wl.verify is not None:
+        # verify_fatal: stop at the first block that does not read back as written
+        opts += [f"--verify={wl.verify}", f"--do_verify={int(wl.do_verify)}", "--verify_fatal=1"]
     return opts
 
 
@@ -82,17 +87,26 @@ class FioRun:
         self.name = name
         self.dir = log.new_dir(f"fio-{name}") if log else out_dir
         self.json_path = self.dir / "output.json"
+        # fio writes its JSON as it likes; it is renamed to output.json only once fio exited 0,
+        # so a killed run never leaves an output.json that looks complete
+        self.partial_path = self.dir / ".output.json.part"
         self.argv = [which("fio"), f"--name={name}", "--ioengine=nbd", f"--uri={uri}",
                      "--group_reporting=1", "--output-format=json",
-                     f"--output={self.json_path}", *fio_options(wl, runtime_cap)]
+                     f"--output={self.partial_path}", *fio_options(wl, runtime_cap)]
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> FioRun:
         (self.dir / "argv.json").write_text(json.dumps(self.argv, indent=1) + "\n")
         self._stdout = open(self.dir / "stdout", "wb")  # noqa: SIM115 (closed in wait/stop)
         self._stderr = open(self.dir / "stderr", "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(self.argv, stdout=self._stdout, stderr=self._stderr,
-                                     stdin=subprocess.DEVNULL)
+        # its own process group: fio forks one process per job, and stop() must reach them all
+        # (a terminal's Ctrl-C reaches cowbench, which stops fio itself)
+        with shielded():  # no interrupt between the fork and ``self.proc`` (stop() needs it)
+            # cwd: fio writes side files (verify state, local-<job>-<n>-verify.state) in its
+            # working directory; keep them in the run's raw/ (real/containment.py)
+            self.proc = subprocess.Popen(self.argv, stdout=self._stdout, stderr=self._stderr,
+                                         stdin=subprocess.DEVNULL, start_new_session=True,
+                                         cwd=self.dir)
         return self
 
     def poll(self) -> int | None:
@@ -108,9 +122,10 @@ class FioRun:
         if rc != 0:
             raise ToolError(self.argv, rc, stdout, stderr)
         try:
-            data = json.loads(self.json_path.read_text())
+            data = json.loads(self.partial_path.read_text())
         except (OSError, ValueError):
             raise ToolError(self.argv, rc, stdout, "fio wrote no JSON result") from None
+        self.partial_path.replace(self.json_path)
         return FioResult(data)
 
     def _close(self, rc: int | None) -> None:
@@ -119,13 +134,37 @@ class FioRun:
             f.close()
 
     def stop(self, timeout: float = 15.0) -> None:
-        """Terminate a running fio (SIGTERM, then SIGKILL after ``timeout``)."""
-        if self.proc is None or self.proc.poll() is not None:
+        """Terminate a running fio and its job processes (SIGTERM to its process group, then
+        SIGKILL after ``timeout``), shielded from SIGINT/SIGTERM so an interrupt cannot leave
+        it half-stopped; drop its partial JSON."""
+        with shielded():
+            if self.proc is not None and self.proc.poll() is None:
+                _signal_group(self.proc.pid, signal.SIGTERM)
+                deadline = time.monotonic() + timeout
+                while self.proc.poll() is None and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                if self.proc.poll() is None:
+                    self.proc.kill()
+                self._close(self.proc.wait())
+            if self.proc is not None:
+                _signal_group(self.proc.pid, signal.SIGKILL)  # a job fio left behind
+                _reap_group(self.proc.pid)
+            self.partial_path.unlink(missing_ok=True)
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    try:
+        os.killpg(pgid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _reap_group(pgid: int) -> None:
+    """Reap exited job processes of the group re-parented to us (we may be a subreaper)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-pgid, os.WNOHANG)
+        except ChildProcessError:
             return
-        self.proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while self.proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self._close(self.proc.wait())
+        if pid == 0:
+            return

@@ -36,8 +36,9 @@ from pathlib import Path
 from cowbench.lifecycle import Op, batches, schedule
 from cowbench.records import Recorder
 from cowbench.scenario import VM, Scenario
-from cowbench.tools import RawLog, qemu_img_check, qemu_img_map, run
+from cowbench.tools import RawLog, qemu_img_map, run
 
+from .integrity import Integrity
 from .layout import HostLayout, glance_path
 
 EPOCH = 1_000_000_000.0  # logical t=0 as a file mtime
@@ -66,6 +67,7 @@ class RealWorld:
     layouts: dict[str, HostLayout]
     log: RawLog
     rec: Recorder
+    check: Integrity
     instances: dict[str, RealInstance] = field(default_factory=dict)
     resizing: dict[str, tuple[str, Path]] = field(default_factory=dict)
     snapshots: dict[str, Path] = field(default_factory=dict)
@@ -137,8 +139,8 @@ class RealWorld:
             self.rec.add(f"vm:{name}", "allocated_bytes", alloc, t)
             self.rec.add(f"vm:{name}", "file_bytes", size, t)
             if t is None and inst.fmt == "qcow2":
-                check = qemu_img_check(inst.paths(self.layouts)[-1], log=self.log)
-                self.rec.add(f"vm:{name}", "data_clusters", check.get("allocated-clusters", 0))
+                out = self.check.check(f"vm:{name}", inst.paths(self.layouts)[-1], "qcow2")
+                self.rec.add(f"vm:{name}", "data_clusters", out.get("allocated-clusters", 0))
         for name, path in self.snapshots.items():
             st = path.stat()
             self.rec.add(f"snapshot:{name}", "allocated_bytes", st.st_blocks * 512, t)
@@ -328,12 +330,13 @@ def _tree(root: Path) -> tuple[int, int]:
 
 
 def execute_timeline(s: Scenario, work: Path, log: RawLog, roots: dict[str, Path],
-                     rec: Recorder, progress: Callable[[str], None]) -> None:
-    """Carry out the scenario's whole timeline on this machine, recording as it goes."""
+                     rec: Recorder, progress: Callable[[str], None], check: Integrity) -> None:
+    """Carry out the scenario's whole timeline on this machine, recording as it goes; every
+    VM's disk gets ``qemu-img check`` at the end (``check`` fails the run on damage)."""
     from .backend import write_images
 
-    write_images(s, work, log, rec, progress)
-    world = RealWorld(s, work, {h: HostLayout(r) for h, r in roots.items()}, log, rec)
+    write_images(s, work, log, rec, progress, check)
+    world = RealWorld(s, work, {h: HostLayout(r) for h, r in roots.items()}, log, rec, check)
     for t, kind, ops in schedule(s):
         if kind == "pass":
             world.cache_pass(t)

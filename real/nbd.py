@@ -16,6 +16,7 @@ from pathlib import Path
 from types import TracebackType
 
 from cowbench.errors import CowbenchError
+from cowbench.signals import shielded
 from cowbench.tools import RawLog, pid_alive, proc_io, run
 
 _PR_SET_CHILD_SUBREAPER = 36
@@ -33,6 +34,35 @@ def become_subreaper() -> bool:
         return bool(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
     except (OSError, AttributeError):
         return False
+
+
+def stop_servers_in(sock_dir: Path, timeout: float = 20.0) -> None:
+    """Stop every qemu-nbd whose socket is in ``sock_dir``: the safety net for an interrupt
+    that lands between an export's start and its registration for cleanup."""
+    with shielded():
+        for pid in pids_serving(sock_dir, prefix=True):
+            _terminate(pid, timeout)
+        reap_exited()
+
+
+def pids_serving(socket: Path, prefix: bool = False) -> list[int]:
+    """qemu-nbd processes listening on ``socket`` (or, with ``prefix``, on any socket in the
+    directory ``socket``): their command line names it."""
+    want = str(socket).encode()
+    if prefix:
+        want += b"/"
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        hit = any(a.startswith(want) for a in argv) if prefix else want in argv
+        if argv and argv[0].endswith(b"qemu-nbd") and hit:
+            found.append(int(entry.name))
+    return found
 
 
 def _reap(pid: int) -> None:
@@ -59,6 +89,19 @@ def reap_exited(comm: str = "qemu-nbd") -> None:
         fields = stat[stat.rfind(")") + 2:].split()
         if name == comm and fields[0] == "Z" and int(fields[1]) == me:
             _reap(int(entry.name))
+
+
+def _terminate(pid: int, timeout: float) -> None:
+    if pid_alive(pid):
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+            while pid_alive(pid):
+                time.sleep(0.02)
+    _reap(pid)
 
 
 class NbdExport:
@@ -110,24 +153,22 @@ class NbdExport:
             label=f"qemu-io-flush-{self.name}", timeout=120)
 
     def stop(self, timeout: float = 20.0) -> None:
-        if self.pid is None:
-            self._read_pid()
-        pid = self.pid
-        if pid is not None and pid_alive(pid):
-            os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + timeout
-            while pid_alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.02)
-            if pid_alive(pid):
-                os.kill(pid, signal.SIGKILL)
-                while pid_alive(pid):
-                    time.sleep(0.02)
-        if pid is not None:
-            _reap(pid)
-        reap_exited()
-        self.pid = None
-        for p in (self.pid_file, self.socket):
-            p.unlink(missing_ok=True)
+        """Stop the server (SIGTERM, SIGKILL after ``timeout``), remove its pid file and socket.
+
+        Shielded from SIGINT/SIGTERM, so an interrupt cannot leave the server half-stopped. If
+        the pid file was never read (an interrupt during ``--fork``), the server is found by
+        its socket in ``/proc``.
+        """
+        with shielded():
+            if self.pid is None:
+                self._read_pid()
+            pids = [self.pid] if self.pid is not None else pids_serving(self.socket)
+            for pid in pids:
+                _terminate(pid, timeout)
+            reap_exited()
+            self.pid = None
+            for p in (self.pid_file, self.socket):
+                p.unlink(missing_ok=True)
 
     def __enter__(self) -> NbdExport:
         try:

@@ -5,10 +5,10 @@ and skipped, with the reason, on a machine that lacks them; CI installs them
 from __future__ import annotations
 
 import copy
-import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -50,45 +50,43 @@ def small_scenario(**overrides: Any) -> Scenario:
     return parse_scenario(small_dict(**overrides))
 
 
-def _our_processes() -> set[tuple[int, str]]:
-    """Running qemu-nbd and fio processes descended from this test process. qemu-nbd's
-    daemons count too: the real backend makes this process their subreaper (real/nbd.py)."""
-    parent: dict[int, int] = {}
-    names: dict[int, str] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
+TOOL_NAMES = ("qemu-nbd", "qemu-img", "qemu-io", "fio", "cp")
+
+
+def processes_mentioning(*paths: Path | str) -> list[tuple[int, str]]:
+    """Tool processes whose command line mentions one of ``paths``: a test's own processes,
+    never those of the other engineers' tests running on the same machine."""
+    needles = [str(p).encode() for p in paths]
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
             continue
         try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
+            argv = (entry / "cmdline").read_bytes()
+            state = (entry / "stat").read_text().rpartition(")")[2].split()[0]
         except OSError:
             continue
-        fields = stat[stat.rfind(")") + 2:].split()
-        if fields[0] in ("Z", "X"):
-            continue
-        parent[int(entry)] = int(fields[1])
-        names[int(entry)] = stat[stat.find("(") + 1:stat.rfind(")")]
-    me, out = os.getpid(), set()
-    for pid, name in names.items():
-        if name not in ("qemu-nbd", "fio"):
-            continue
-        p = pid
-        while p > 1 and p != me:
-            p = parent.get(p, 1)
-        if p == me:
-            out.add((pid, name))
-    return out
-
-
-def _sock_dirs() -> set[str]:
-    return {p for p in os.listdir(tempfile.gettempdir()) if p.startswith("cowbench-")}
+        name = Path(argv.split(b"\0")[0].decode(errors="replace")).name
+        if name in TOOL_NAMES and state not in ("Z", "X") and any(n in argv for n in needles):
+            found.append((int(entry.name), argv.replace(b"\0", b" ").decode(errors="replace")))
+    return found
 
 
 @pytest.fixture
-def no_leaks() -> Iterator[None]:
-    """Fails the test if it leaves a qemu-nbd or fio process, or a socket directory, behind."""
-    procs, socks = _our_processes(), _sock_dirs()
+def private_tmp(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A private, short ``$TMPDIR`` for this test (unix socket paths are limited to 108 bytes)."""
+    tmp = Path(tempfile.mkdtemp(prefix="cbt-"))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    yield tmp
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture
+def no_leaks(tmp_path: Path, private_tmp: Path) -> Iterator[None]:
+    """Fails the test if it leaves a qemu-nbd or fio process, or a socket directory, behind:
+    only its own, found by its paths (tests of others run in parallel on this machine)."""
     yield
-    left = _our_processes() - procs
-    assert not left, f"processes left behind: {sorted(left)}"
-    assert _sock_dirs() - socks == set(), "socket directories left behind"
+    left = processes_mentioning(tmp_path, private_tmp)
+    assert not left, f"processes left behind: {left}"
+    assert not list(private_tmp.iterdir()), "temporary files left behind"

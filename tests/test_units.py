@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cowbench.units import format_bytes, is_power_of_two, parse_duration, parse_size
+from cowbench.units import MAX_SIZE, format_bytes, is_power_of_two, parse_duration, parse_size
 
 
 @pytest.mark.parametrize("text,expected", [
@@ -47,7 +47,11 @@ def test_parse_duration_refuses(bad):
 def test_size_units_scale(n, unit):
     scale = {"": 1, "B": 1, "KiB": 1024, "k": 1024, "MiB": 2**20, "M": 2**20, "GiB": 2**30,
              "g": 2**30}[unit]
-    assert parse_size(f"{n}{unit}") == n * scale
+    if n * scale <= MAX_SIZE:
+        assert parse_size(f"{n}{unit}") == n * scale
+    else:  # int64 everywhere downstream (numpy, QEMU, fio): refused, not wrapped around
+        with pytest.raises(ValueError, match="too large"):
+            parse_size(f"{n}{unit}")
 
 
 def test_helpers():

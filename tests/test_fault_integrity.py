@@ -1,0 +1,107 @@
+"""Integrity after a real run: damaged images and changed bases are found and fail the run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import real.backend
+from cowbench.errors import RunFailed
+from cowbench.runner import run_scenario
+from real.integrity import Integrity, IntegrityError, sha256_file
+
+from .conftest import needs_tools, small_scenario
+from .qcow2_faults import corrupt_a_cluster, leak_a_cluster
+
+pytestmark = [pytest.mark.real, needs_tools]
+
+
+def _image_with_data(tmp_path: Path) -> Path:
+    path = tmp_path / "x.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(path), "16M"], check=True)
+    subprocess.run(["qemu-io", "-f", "qcow2", "-c", "write -q -P 7 0 1M", str(path)],
+                   check=True)
+    return path
+
+
+@pytest.mark.parametrize("damage,kind", [(leak_a_cluster, "leaks"),
+                                         (corrupt_a_cluster, "corruptions")])
+def test_qemu_img_check_finds_the_damage(tmp_path: Path, damage: Callable[[Path], None],
+                                         kind: str) -> None:
+    path = _image_with_data(tmp_path)
+    clean = Integrity()
+    clean.check("vm:x", path)
+    assert clean.problems == [] and clean.checks["vm:x"]["allocated_clusters"] == 16
+    damage(path)
+    found = Integrity()
+    found.check("vm:x", path)
+    assert found.checks["vm:x"][kind] >= 1
+    assert len(found.problems) == 1 and kind in found.problems[0] and "vm:x" in found.problems[0]
+    with pytest.raises(IntegrityError, match=kind):
+        found.raise_if_bad()
+
+
+def test_a_changed_base_is_found(tmp_path: Path) -> None:
+    base = tmp_path / "base"
+    base.write_bytes(b"\1" * (1 << 20))
+    it = Integrity()
+    it.hash_before("cache:h/img", base)
+    with open(base, "r+b") as f:
+        f.seek(4096)
+        f.write(b"\2")
+    it.hash_after()
+    assert not it.report()["ok"] and "base changed" in it.problems[0]
+    assert sha256_file(base) == it.checksums["cache:h/img"]["sha256_after"]
+
+
+def _damage(fault: str, disks: dict[str, tuple[Path, str]]) -> None:
+    overlay = disks["c"][0]  # the sequential writer: data clusters from 1 MiB on
+    if fault == "leak":
+        leak_a_cluster(overlay)
+    elif fault == "corruption":
+        corrupt_a_cluster(overlay)
+    elif fault == "base":
+        base = next((overlay.parent.parent / "_base").iterdir())
+        with open(base, "r+b") as f:  # a byte inside the base's data
+            f.seek(1 << 20)
+            f.write(b"\xff")
+
+
+@pytest.mark.parametrize("fault,problem", [("none", None), ("leak", "leaks"),
+                                           ("corruption", "corruptions"),
+                                           ("base", "base changed")])
+def test_a_damaged_run_fails_and_says_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          no_leaks: None, fault: str, problem: str | None) -> None:
+    """The damage is done after fio, once the exports are stopped, as a bug would leave it."""
+    original = real.backend._run_workloads
+
+    def damaging(scenario: Any, disks: dict[str, tuple[Path, str]], *a: Any) -> Any:
+        result = original(scenario, disks, *a)
+        _damage(fault, disks)
+        return result
+
+    monkeypatch.setattr(real.backend, "_run_workloads", damaging)
+    out = tmp_path / "run"
+    if problem is None:
+        run_scenario(small_scenario(), out, "real")
+    else:
+        with pytest.raises(RunFailed, match=problem):
+            run_scenario(small_scenario(), out, "real")
+    meta = json.loads((out / "run.json").read_text())
+    report = meta["integrity"]
+    assert set(report["checks"]) == {"vm:a", "vm:b", "vm:c", "image:img"}
+    assert set(report["checksums"]) == {"image:img", "cache:host1/img"}
+    if problem is None:
+        assert meta["status"] == "ok" and report["ok"] and report["problems"] == []
+        assert all(c["corruptions"] == c["leaks"] == 0 for c in report["checks"].values())
+        assert all(c["sha256_before"] == c["sha256_after"] for c in report["checksums"].values())
+    else:
+        assert meta["status"] == "failed" and problem in meta["reason"]
+        assert not report["ok"] and len(report["problems"]) == 1
+        assert "integrity" not in meta["real_completed"] and "real" not in meta["completed"]
+    assert not (out / "work").exists()

@@ -1,0 +1,162 @@
+"""SIGINT and SIGTERM during a real run, sent to ``cowbench run`` at a chosen phase.
+
+Each test starts the CLI as a user would (its own session, so a SIGINT to its process group is
+a terminal's Ctrl-C), waits for the phase by watching only what that run creates (its run.json,
+its ``.converted`` file, its own fio), sends the signal, then checks: exit code 130 and no
+traceback; run.json ``interrupted`` with what had completed; no qemu-nbd, fio or qemu-img whose
+command line names the run's paths; no socket, temporary or partial file; and a second run into
+the same directory refused without touching it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from .conftest import needs_tools, processes_mentioning, small_dict
+
+pytestmark = [pytest.mark.real, needs_tools]
+
+
+def _scenario(phase: str) -> dict[str, Any]:
+    d = small_dict()
+    if phase == "copy":  # a base big enough that its conversion into _base takes a while
+        d["images"][0] = {"name": "img", "virtual_size": "1GiB", "format": "qcow2",
+                          "synthetic": {"data": [{"offset": 0, "length": "512MiB"}]}}
+        d["vms"][0]["root_size"] = "1GiB"
+    if phase == "fio":  # jobs that run until stopped (rate-limited: cheap on a shared machine)
+        for wl in d["workloads"].values():
+            wl.pop("io_size", None)
+            wl.update(time_based=True, runtime="60s", rate_iops=200)
+    return d
+
+
+def _meta(out: Path) -> dict[str, Any]:
+    try:
+        meta: dict[str, Any] = json.loads((out / "run.json").read_text())
+        return meta
+    except (OSError, ValueError):
+        return {}
+
+
+def _wait(cond: Callable[[], bool], proc: subprocess.Popen[str], what: str,
+          timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if proc.poll() is not None:
+            raise AssertionError(f"run ended before {what}: {proc.communicate()[1]}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.002)
+
+
+def _converting(out: Path) -> bool:
+    return any((out / "work").glob("hosts/*/instances/_base/*.converted"))
+
+
+def _fio_mains(out: Path) -> int:
+    """fio processes of this run started by cowbench (fio forks its jobs: not those)."""
+    mains = 0
+    for pid, _ in processes_mentioning(out):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            parent = int(stat.rpartition(")")[2].split()[1])
+            comm = Path(f"/proc/{pid}/comm").read_text().strip()
+            parent_comm = Path(f"/proc/{parent}/comm").read_text().strip()
+        except (OSError, ValueError):  # gone meanwhile
+            continue
+        mains += comm == "fio" and parent_comm != "fio"
+    return mains
+
+
+PHASES: dict[str, Callable[[Path], bool]] = {
+    # the copy of the uploaded image into _base (qemu-img convert) is running
+    "copy": _converting,
+    # the bases are in place, the chains (overlays, exports) are being built
+    "chains": lambda out: "bases" in _meta(out).get("real_completed", []),
+    # every VM's fio is running
+    "fio": lambda out: _fio_mains(out) == 3,
+}
+
+
+@pytest.mark.parametrize("phase,signum,group", [
+    ("copy", signal.SIGTERM, False),
+    ("copy", signal.SIGINT, True),
+    ("chains", signal.SIGTERM, False),
+    ("fio", signal.SIGINT, True),
+    ("fio", signal.SIGTERM, False),
+])
+def test_interrupt_leaves_nothing_behind(tmp_path: Path, private_tmp: Path, phase: str,
+                                         signum: signal.Signals, group: bool) -> None:
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(yaml.safe_dump(_scenario(phase)))
+    out = tmp_path / "run"
+    argv = [sys.executable, "-m", "cowbench", "run", str(scenario), "--backend", "real",
+            "--out", str(out)]
+    env = {**os.environ, "TMPDIR": str(private_tmp)}
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, env=env)
+    try:
+        _wait(lambda: PHASES[phase](out), proc, phase)
+        if group:
+            os.killpg(proc.pid, signum)  # what Ctrl-C in a terminal does
+        else:
+            os.kill(proc.pid, signum)  # what kill(1), systemd or a batch scheduler does
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:  # if the test itself fails: let the run clean up, and never leave its tools behind
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for pid, _ in processes_mentioning(out, private_tmp):
+            os.kill(pid, signal.SIGKILL)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr + stdout and "interrupted" in stderr, stderr
+    meta = _meta(out)
+    assert meta["status"] == "interrupted", meta
+    assert signum.name in meta["reason"] and meta["end"]
+    assert "real" not in meta["completed"]
+    done = meta.get("real_completed", [])
+    if phase == "copy":
+        assert "bases" not in done
+        converts = [d for d in (out / "raw").glob("*qemu-img-convert*")]
+        assert converts and all((d / "returncode").read_text().strip() != "0" for d in converts), \
+            "the signal landed during the copy"
+    if phase == "chains":
+        assert "bases" in done and "workloads" not in done
+    if phase == "fio":
+        assert "disks" in done and "workloads" not in done
+        fio_dirs = list((out / "raw").glob("*-fio-*"))
+        assert len(fio_dirs) == 3 and not any((d / "output.json").exists() for d in fio_dirs), \
+            "an interrupted fio leaves no output.json that looks complete"
+    _assert_nothing_left(out, private_tmp)
+    # a second run into the same directory is refused, and the directory is left as it was
+    before = sorted(str(p) for p in out.rglob("*"))
+    again = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    assert again.returncode == 2 and "already holds" in again.stderr, again.stderr
+    assert sorted(str(p) for p in out.rglob("*")) == before
+    assert _meta(out) == meta
+
+
+def _assert_nothing_left(out: Path, tmp: Path) -> None:
+    deadline = time.monotonic() + 5  # a SIGKILLed child may take a moment to vanish
+    while processes_mentioning(out, tmp) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert processes_mentioning(out, tmp) == []
+    assert not (out / "work").exists(), "the half-built tree is removed"
+    assert list(tmp.iterdir()) == [], "sockets and temporary files are removed"
+    leftovers = [p for p in out.rglob("*") if p.name.endswith((".tmp", ".converted", ".part"))]
+    assert leftovers == []
