@@ -296,18 +296,22 @@ def amplification_by_knob(amp: pd.DataFrame, column: str, x: str, hue: str | Non
             return _empty(fig, ax, title, f"no VM with a defined {column}")
         numeric = pd.api.types.is_numeric_dtype(d[x])
         cats = sorted(d[x].unique()) if numeric else sorted(d[x].astype(str).unique())
-        groups = d.groupby(hue, sort=True) if hue else [(None, d)]
-        for name, g in groups:
+        groups = list(d.groupby(hue, sort=True)) if hue else [(None, d)]
+        for i, (name, g) in enumerate(groups):
             s = g.groupby(g[x] if numeric else g[x].astype(str))[column].agg(["median", "min",
                                                                               "max"])
             s = s.reindex(cats).dropna()
-            pos = s.index.to_numpy(float) if numeric else [cats.index(c) for c in s.index]
+            # categories are not a scale: markers side by side, no line between them
+            dodge = (i - (len(groups) - 1) / 2) * 0.12
+            pos = s.index.to_numpy(float) if numeric else [cats.index(c) + dodge
+                                                           for c in s.index]
             ax.errorbar(pos, s["median"], yerr=[s["median"] - s["min"], s["max"] - s["median"]],
-                        marker="o", capsize=4, label=_hue_label(hue, name))
+                        marker="o", ms=7, capsize=4, ls="-" if numeric else "none",
+                        label=_hue_label(hue, name))
         _knob_axis(ax, x, cats, numeric)
         ax.set_title(title)
         ax.set_ylabel(f"{pretty_metric(column)} (×)")
-        ax.set_ylim(bottom=0)
+        ax.set_ylim(0, float(d[column].max()) * 1.1)
         ax.legend(loc="best")
     return fig
 
@@ -331,7 +335,9 @@ def _knob_axis(ax: Axes, x: str, cats: list[object], numeric: bool) -> None:
     elif numeric:
         ax.set_xlabel(_knob_word(x))
     else:
-        ax.set_xticks(range(len(cats)), [str(c) for c in cats])
+        words = [_backend_word(str(c)) if x == "backend" else str(c) for c in cats]
+        ax.set_xticks(range(len(cats)), words)
+        ax.set_xlim(-0.5, len(cats) - 0.5)
         ax.set_xlabel(_knob_word(x))
 
 

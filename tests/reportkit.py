@@ -60,11 +60,15 @@ def host_series(hosts: int = 3, seeds: int = 2, days: int = 10,
 
 
 def synthetic_run(out: Path, predicted: pd.DataFrame, measured: pd.DataFrame | None = None,
-                  scenario: str = "name: fleet\nhosts: [{name: h0}]\n") -> Path:
+                  scenario: str = "name: fleet\nhosts: [{name: h0}]\n",
+                  overrides: dict[str, Any] | None = None) -> Path:
     """A run directory as the contract lays it out, holding the records given."""
     out.mkdir(parents=True)
-    meta = {"schema_version": 1, "scenario": {"name": "fleet", "hash": "0" * 16}, "seed": 1,
-            "backends": ["sim"] + (["real"] if measured is not None else []), "status": "ok"}
+    meta: dict[str, Any] = {
+        "schema_version": 1, "scenario": {"name": "fleet", "hash": "0" * 16}, "seed": 1,
+        "backends": ["sim"] + (["real"] if measured is not None else []), "status": "ok"}
+    if overrides:
+        meta["overrides"] = overrides
     (out / "run.json").write_text(json.dumps(meta))
     (out / "scenario.yaml").write_text(scenario)
     predicted.to_parquet(out / "predicted.parquet", index=False)

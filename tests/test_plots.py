@@ -175,6 +175,18 @@ def test_amplification_by_knob_uses_a_binary_log_axis_for_cluster_size():
     assert list(ax.get_lines()[0].get_ydata()) == [1.0, 5.0, 16.0]  # medians
 
 
+def test_amplification_by_a_categorical_knob_draws_no_line_between_categories():
+    amp = pd.DataFrame({"backend": ["sim", "real", "sim"], "entity": ["vm:a"] * 3,
+                        "write_amplification": [2.0, 3.0, 4.0]})
+    fig = plots.amplification_by_knob(amp, "write_amplification", "backend")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["measured", "predicted"]
+    line = ax.get_lines()[0]
+    assert line.get_linestyle() == "None"
+    assert list(line.get_ydata()) == [3.0, 3.0]  # real: 3; sim: median of 2 and 4
+    assert ax.get_ylim() == (0.0, pytest.approx(4.4))  # the whiskers fit
+
+
 def test_save_figure_writes_png_and_svg(tmp_path):
     fig = plots.rel_error_by_metric(_comparison())
     png, svg = plots.save_figure(fig, tmp_path, "errors")

@@ -77,18 +77,25 @@ def test_validation_report_with_time_series(tmp_path):
     no_leftovers(run)
 
 
-def test_capacity_report_on_a_fleet_time_series_with_capacity(tmp_path):
-    hosts = host_series(hosts=3, seeds=2, days=6)
-    run = synthetic_run(tmp_path / "fleet", hosts)
-    assert choose_notebook(run) == "capacity"
-    proc = cowbench("report", str(run), "--capacity", "20GiB")
+def test_capacity_report_on_a_sweep_of_fleet_time_series(tmp_path):
+    """Strategies side by side over time: two points, three hosts and two seeds each."""
+    sweep = tmp_path / "fleet"
+    synthetic_run(sweep / "overlay", host_series(hosts=3, seeds=2, days=6),
+                  overrides={"strategy": {"kind": "qcow2_overlay"}})
+    synthetic_run(sweep / "copy", host_series(hosts=3, seeds=2, days=6, growth_gib_per_day=3),
+                  overrides={"strategy": {"kind": "full_copy"}})
+    # the points differ in a strategy knob, so the default is the strategies notebook
+    assert choose_notebook(sweep) == "strategies"
+    proc = cowbench("report", str(sweep), "--notebook", "capacity", "--capacity", "20GiB")
     assert proc.returncode == 0, proc.stderr
     assert "report (capacity)" in proc.stdout
-    names = figures_of(run)
+    names = figures_of(sweep)
     assert names == ["host-disk-by-group", "host-disk-over-time", "time-to-full",
                      "vm-disk-by-group"]
-    text = assert_self_contained(run / "report.html", len(names))
-    assert "extrapolated" in text and "20 GiB" not in text  # bytes shown in GiB, 2 decimals
+    text = assert_self_contained(sweep / "report.html", len(names))
+    assert "kind=full_copy" in text and "kind=qcow2_overlay" in text
+    # full copies (3 GiB/day from 10 GiB) fill 20 GiB hosts within the 6 days: reached
+    assert "reached" in text and "extrapolated" in text
 
 
 def test_capacity_report_on_a_model_run_without_time_series(tmp_path):
