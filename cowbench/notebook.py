@@ -116,6 +116,17 @@ def error_table(comparison: pd.DataFrame) -> pd.DataFrame:
         "rel error": [pct(x) for x in d["rel_error"]]})
 
 
+def error_by_point(comparison: pd.DataFrame, label: str = "point") -> pd.DataFrame:
+    """Median |rel_error| of each metric (rows) at each sweep point (columns), as text."""
+    if comparison.empty or "rel_error" not in comparison.columns:
+        return pd.DataFrame(columns=["metric"])
+    d = comparison.assign(abs_err=comparison["rel_error"].abs())
+    table = d.pivot_table(index="metric", columns=label, values="abs_err", aggfunc="median")
+    out = table.map(lambda x: pct(float(x)).lstrip("+"))
+    out.columns = [str(c) for c in out.columns]
+    return out.reset_index()
+
+
 def facts_table(meta: dict[str, Any]) -> pd.DataFrame:
     """A run's identity and provenance (run.json) as two columns."""
     sc = meta.get("scenario") or {}

@@ -78,6 +78,9 @@ def make_report(path: Path, notebook: str | None = None,
     source = notebook_path(name)
     if notebook is not None:
         load_results(path)  # a clear error now rather than one from inside a cell
+        if name == "validation" and not is_run_dir(path):
+            raise UsageError(f"{path}: --notebook validation reads one run directory "
+                             "(run.json), not a sweep")
     try:
         tmp = Path(tempfile.mkdtemp(prefix=".report-", dir=path))
     except OSError as err:

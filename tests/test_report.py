@@ -137,6 +137,11 @@ def test_report_on_a_real_run(tmp_path, no_leaks):
     assert names == sorted(["rel-error-by-metric",
                             *(f"scatter-{m}" for m in comp["metric"].unique())])
     assert_self_contained(run / "report.html", len(names))
+    # the strategies notebook on a run with both backends shows the model's error too
+    make_report(run, notebook="strategies")
+    text = (run / "report.html").read_text()
+    assert "How far the model is trusted" in text and "nothing to compare" not in text
+    assert re.search(r"<td>allocated_bytes</td>\s*<td>\d+\.\d\d%</td>", text)
     # point 5: comparison and records as CSV beside the parquet files
     for name in ("predicted", "measured"):
         assert len(pd.read_csv(run / f"{name}.csv")) == len(
@@ -195,6 +200,8 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path):
     assert_clean_error(cowbench("report", str(run), "--notebook", "pie"), "--notebook")
     assert_clean_error(cowbench("report", str(run), "--capacity", "lots"), "--capacity")
     assert_clean_error(cowbench("report", str(run), "--capacity", "0"), "--capacity")
+    assert_clean_error(cowbench("report", str(tmp_path), "--notebook", "validation"),
+                       "not a sweep")
     assert sorted(p.name for p in run.iterdir()) == before
     meta = json.loads((run / "run.json").read_text())
     meta["status"] = "failed"

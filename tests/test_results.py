@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from cowbench.errors import UsageError
+from cowbench.notebook import error_by_point
 from cowbench.records import COLUMNS, records_frame
 from cowbench.results import (
     amplification,
@@ -111,6 +112,14 @@ def test_knob_labels_say_sizes_as_a_scenario_would():
     assert knob_label({"strategy.cluster_size": 1536}, ["strategy.cluster_size"]) == \
         "cluster_size=1536"
     assert knob_label({}, []) == "all"
+
+
+def test_error_by_point_is_the_median_abs_error_per_metric_and_point():
+    comp = pd.DataFrame({"metric": ["m", "m", "m", "n"], "point": ["a", "a", "b", "a"],
+                         "rel_error": [0.01, -0.03, 0.5, -0.2]})
+    table = error_by_point(comp).set_index("metric")
+    assert table.loc["m", "a"] == "2.00%" and table.loc["m", "b"] == "50.00%"
+    assert table.loc["n", "a"] == "20.00%" and table.loc["n", "b"] == "-"
 
 
 def test_flatten_makes_dotted_key_paths():
