@@ -27,6 +27,8 @@ STYLE: dict[Any, Any] = {
     "font.size": 11, "axes.titlesize": 13, "axes.labelsize": 11, "legend.fontsize": 10,
     "xtick.labelsize": 10, "ytick.labelsize": 10, "axes.grid": True, "grid.alpha": 0.3,
     "figure.dpi": SCREEN_DPI, "svg.fonttype": "none"}
+#: Series beyond which entities are drawn by kind (vm, host, ...) rather than one by one.
+MAX_SERIES = 10
 #: Relative error bands drawn around y = x on predicted-vs-measured plots.
 ERROR_BANDS = (0.10, 0.25)
 _BIN = [("TiB", 2.0**40), ("GiB", 2.0**30), ("MiB", 2.0**20), ("KiB", 2.0**10), ("B", 1.0)]
@@ -110,15 +112,25 @@ def scatter_predicted_measured(comparison: pd.DataFrame, metric: str) -> Figure:
         unit = str(d["unit"].iloc[0])
         both = np.concatenate([d["measured"].to_numpy(float), d["predicted"].to_numpy(float)])
         label, div = display_unit(unit, both)
-        for entity, g in d.groupby("entity", sort=True):
+        for entity, g in d.groupby(entity_groups(d["entity"]), sort=True):
             ax.scatter(g["measured"] / div, g["predicted"] / div, s=40, label=str(entity),
                        zorder=3)
         _identity_with_bands(ax, both / div)
         ax.set_title(title)
         ax.set_xlabel(f"measured ({label})")
         ax.set_ylabel(f"predicted ({label})")
-        ax.legend(loc="upper left", ncols=2 if d["entity"].nunique() > 8 else 1)
+        ax.legend(loc="upper left")
     return fig
+
+
+def entity_groups(entities: pd.Series, most: int = MAX_SERIES) -> pd.Series:
+    """Entities as legend entries: each its own up to ``most``, else by kind (``vm (120)``),
+    so a fleet's plots keep a legend one can read."""
+    if entities.nunique() <= most:
+        return entities.astype(str)
+    kinds = entities.astype(str).str.split(":").str[0]
+    counts = entities.groupby(kinds).nunique()
+    return kinds.map(lambda k: f"{k} ({counts[k]})")
 
 
 def _identity_with_bands(ax: Axes, values: np.ndarray) -> None:
@@ -152,7 +164,7 @@ def rel_error_by_metric(comparison: pd.DataFrame) -> Figure:
         if d.empty:
             return _empty(fig, ax, title, "no figure known to both backends")
         ypos = {m: i for i, m in enumerate(metrics)}
-        for entity, g in d.groupby("entity", sort=True):
+        for entity, g in d.groupby(entity_groups(d["entity"]), sort=True):
             jitter = (hash(entity) % 7 - 3) * 0.05
             ax.scatter(g["rel_error"] * 100, [ypos[m] + jitter for m in g["metric"]], s=30,
                        label=str(entity), zorder=3)

@@ -64,6 +64,19 @@ def test_scatter_has_identity_bands_units_and_every_point():
     assert fig.get_size_inches()[0] * plots.SCREEN_DPI == 1000
 
 
+def test_a_fleet_is_drawn_by_entity_kind():
+    n = 30
+    rows_p = [("sim", math.nan, f"vm:v{i}", "allocated_bytes", GiB * (1 + i), "B", 1, 0)
+              for i in range(n)] + [("sim", math.nan, "host:h", "allocated_bytes", 40 * GiB,
+                                     "B", 1, 0)]
+    rows_m = [(("real",) + r[1:]) for r in rows_p]
+    comp = compare(records_frame(rows_p), records_frame(rows_m))
+    legend = texts(plots.scatter_predicted_measured(comp, "allocated_bytes"))[3]
+    assert legend[:2] == ["host (1)", "vm (30)"]
+    few = plots.entity_groups(pd.Series(["vm:a", "vm:b"]))
+    assert list(few) == ["vm:a", "vm:b"]
+
+
 def test_latency_is_shown_in_ms():
     fig = plots.scatter_predicted_measured(_comparison(), "write_lat_mean_s")
     assert texts(fig)[1] == "measured (ms)"

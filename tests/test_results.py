@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from cowbench.errors import UsageError
-from cowbench.notebook import error_by_point
+from cowbench.notebook import error_by_point, worst_entities
 from cowbench.records import COLUMNS, records_frame
 from cowbench.results import (
     amplification,
@@ -120,6 +120,13 @@ def test_error_by_point_is_the_median_abs_error_per_metric_and_point():
     table = error_by_point(comp).set_index("metric")
     assert table.loc["m", "a"] == "2.00%" and table.loc["m", "b"] == "50.00%"
     assert table.loc["n", "a"] == "20.00%" and table.loc["n", "b"] == "-"
+
+
+def test_worst_entities_ranks_by_the_largest_error_over_time():
+    comp = pd.DataFrame({"metric": ["m"] * 4 + ["n"], "entity": ["a", "a", "b", "c", "d"],
+                         "rel_error": [0.01, -0.4, 0.2, 0.3, 9.0]})
+    assert worst_entities(comp, "m", 2) == ["a", "c"]
+    assert worst_entities(comp, "x") == []
 
 
 def test_flatten_makes_dotted_key_paths():
