@@ -141,7 +141,9 @@ def _inspect(pipe: _Pipe, html: Path, settle_s: float) -> PageReport:
         "sessionId"]
     for domain in ("Runtime", "Log", "Page"):
         pipe.send(f"{domain}.enable", session=session)
-    pipe.send("Page.navigate", {"url": html.resolve().as_uri()}, session=session)
+    nav = pipe.send("Page.navigate", {"url": html.resolve().as_uri()}, session=session)
+    if nav.get("errorText"):  # Chromium would show its own error page, images and all
+        raise RuntimeError(f"{html}: {nav['errorText']}")
     pipe.wait_event("Page.loadEventFired", timeout=60)
     time.sleep(settle_s)  # late console messages, if any
     res = pipe.send("Runtime.evaluate", {"expression": IMAGES_JS, "returnByValue": True},

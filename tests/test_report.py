@@ -90,8 +90,8 @@ def test_capacity_report_on_a_sweep_of_fleet_time_series(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "report (capacity)" in proc.stdout
     names = figures_of(sweep)
-    assert names == ["host-disk-by-group", "host-disk-over-time", "time-to-full",
-                     "vm-disk-by-group"]
+    # host series only: no per-VM figure to draw
+    assert names == ["host-disk-by-group", "host-disk-over-time", "time-to-full"]
     text = assert_self_contained(sweep / "report.html", len(names))
     assert "kind=full_copy" in text and "kind=qcow2_overlay" in text
     # full copies (3 GiB/day from 10 GiB) fill 20 GiB hosts within the 6 days: reached
@@ -171,6 +171,8 @@ def test_the_browser_check_does_see_errors(tmp_path):
     assert any("boom" in e for e in page.errors)
     assert any("undefined_call" in e for e in page.errors)
     assert page.images[0][1] == 0  # the broken image has no width
+    with pytest.raises(RuntimeError, match="ERR_FILE_NOT_FOUND"):
+        browser.open_page(tmp_path / "ghost.html")
 
 
 def test_a_failing_cell_fails_the_report_and_leaves_nothing(tmp_path, monkeypatch):
