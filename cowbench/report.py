@@ -27,6 +27,7 @@ from typing import Any
 
 from .errors import CowbenchError, UsageError
 from .results import is_run_dir, is_sweep_dir, load_results
+from .runner import sigterm_as_interrupt
 from .store import atomic_write_text
 
 NOTEBOOKS = ("validation", "capacity", "strategies")
@@ -88,7 +89,8 @@ def make_report(path: Path, notebook: str | None = None,
     try:
         params = {"path": str(path), "figures_dir": str(tmp / FIGURES),
                   "capacity_bytes": capacity_bytes}
-        executed = _execute(source, tmp / "report.ipynb", params)
+        with sigterm_as_interrupt():  # so the kernel is shut down and tmp removed
+            executed = _execute(source, tmp / "report.ipynb", params)
         html = render_html(executed, title=f"cowbench {name} report: {path.name}")
         return _publish(path, tmp, name, html)
     finally:
@@ -105,7 +107,7 @@ def _execute(source: Path, out: Path, params: dict[str, Any]) -> Any:
                                           kernel_name="python3", progress_bar=False,
                                           cwd=str(source.parent), log_output=False,
                                           # the kernel's own warnings are not the user's
-                                          extra_arguments=["--IPKernelApp.log_level=ERROR"])
+                                          extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
     except PapermillExecutionError as err:
         raise ReportFailed(f"{source.name}: cell {err.exec_count} raised {err.ename}: "
                            f"{err.evalue}") from None

@@ -7,6 +7,10 @@ import io
 import json
 import math
 import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -224,3 +228,27 @@ def test_notebooks_have_a_parameters_cell_and_read_through_the_package():
                        "simulate("):
             assert banned not in code, (name, banned)
 
+
+
+def _kernels() -> set[str]:
+    proc = subprocess.run(["pgrep", "-f", "ipykernel_launcher"], capture_output=True,
+                          text=True, check=False)
+    return set(proc.stdout.split())
+
+
+def test_sigterm_during_a_report_leaves_nothing_behind(tmp_path):
+    run = sim_run(tmp_path / "r")
+    before, kernels = sorted(p.name for p in run.iterdir()), _kernels()
+    proc = subprocess.Popen([sys.executable, "-m", "cowbench", "report", str(run)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not _kernels() - kernels:  # the notebook's kernel is starting: mid-report
+        assert time.monotonic() < deadline and proc.poll() is None, "no kernel started"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted by signal SIGTERM" in err and "Traceback" not in err
+    assert sorted(p.name for p in run.iterdir()) == before
+    time.sleep(0.5)
+    assert _kernels() - kernels == set(), "kernel left running"
