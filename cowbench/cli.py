@@ -114,9 +114,10 @@ def report(
                   console=err, transient=True) as bar:
         bar.add_task(f"report: executing the notebook on {path}", total=None)
         outcome = make_report(path, notebook, cap)
-    out.print(f"report ({outcome.notebook}): [bold]{outcome.html}[/]")
+    # soft_wrap: a path is never broken across lines, so it can be copied
+    out.print(f"report ({outcome.notebook}): [bold]{outcome.html}[/]", soft_wrap=True)
     out.print(f"figures:  {len(outcome.figures)} files in "
-              f"[bold]{outcome.html.parent / 'figures'}[/]")
+              f"[bold]{outcome.html.parent / 'figures'}[/]", soft_wrap=True)
 
 
 def _fmt(x: float) -> str:

@@ -20,14 +20,17 @@ from __future__ import annotations
 
 import logging
 import shutil
+import signal
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
-from .errors import CowbenchError, UsageError
+from .errors import CowbenchError, Interrupted, UsageError
 from .results import is_run_dir, is_sweep_dir, load_results
-from .runner import sigterm_as_interrupt
 from .store import atomic_write_text
 
 NOTEBOOKS = ("validation", "capacity", "strategies")
@@ -89,19 +92,47 @@ def make_report(path: Path, notebook: str | None = None,
     try:
         params = {"path": str(path), "figures_dir": str(tmp / FIGURES),
                   "capacity_bytes": capacity_bytes}
-        with sigterm_as_interrupt():  # so the kernel is shut down and tmp removed
-            executed = _execute(source, tmp / "report.ipynb", params)
+        with _terminate_as_keyboard_interrupt() as got:
+            try:
+                executed = _execute(source, tmp / "report.ipynb", params)
+            except KeyboardInterrupt:
+                raise Interrupted(f"interrupted by signal {got[0] if got else 'SIGINT'}; "
+                                  f"no report written in {path}") from None
         html = render_html(executed, title=f"cowbench {name} report: {path.name}")
         return _publish(path, tmp, name, html)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+@contextmanager
+def _terminate_as_keyboard_interrupt() -> Iterator[list[str]]:
+    """SIGTERM raised as KeyboardInterrupt while the notebook runs, so that papermill and
+    jupyter_client shut the kernel down as they do on Ctrl-C (an ordinary exception raised in
+    the middle of their event loop may be caught and logged instead); the list names the
+    signal that came."""
+    got: list[str] = []
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        got.append(signal.Signals(signum).name)
+        raise KeyboardInterrupt
+
+    try:
+        old = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield got
+        return
+    try:
+        yield got
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
 def _execute(source: Path, out: Path, params: dict[str, Any]) -> Any:
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    logging.getLogger("papermill").setLevel(logging.WARNING)
+    # a failing cell comes back as ReportFailed with its error; papermill's log would repeat it
+    logging.getLogger("papermill").setLevel(logging.CRITICAL)
     try:
         return papermill.execute_notebook(str(source), str(out), parameters=params,
                                           kernel_name="python3", progress_bar=False,

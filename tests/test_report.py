@@ -236,7 +236,8 @@ def _kernels() -> set[str]:
     return set(proc.stdout.split())
 
 
-def test_sigterm_during_a_report_leaves_nothing_behind(tmp_path):
+@pytest.mark.parametrize("delay_s", [0.0, 1.0])  # as the kernel starts; as cells run
+def test_sigterm_during_a_report_leaves_nothing_behind(tmp_path, delay_s):
     run = sim_run(tmp_path / "r")
     before, kernels = sorted(p.name for p in run.iterdir()), _kernels()
     proc = subprocess.Popen([sys.executable, "-m", "cowbench", "report", str(run)],
@@ -245,6 +246,7 @@ def test_sigterm_during_a_report_leaves_nothing_behind(tmp_path):
     while not _kernels() - kernels:  # the notebook's kernel is starting: mid-report
         assert time.monotonic() < deadline and proc.poll() is None, "no kernel started"
         time.sleep(0.02)
+    time.sleep(delay_s)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
