@@ -9,27 +9,24 @@ Which notebook (``notebooks/``):
 - any other run or sweep (a fleet run of the model, a sweep over fleet size or seeds):
   ``capacity`` (host disk use with percentile bands, time to full).
 
-The notebook is executed with papermill (a fresh kernel, the ``parameters`` cell overridden)
-and rendered with nbconvert, code hidden, figures embedded as PNG, nothing fetched from the
-network, so ``report.html`` opens from the file in any browser. Beside it: ``report.ipynb``
+The notebook is executed with papermill in a child process (a fresh kernel, the ``parameters``
+cell overridden; see :mod:`cowbench.execute`) and rendered with nbconvert, code hidden, figures
+embedded as PNG, nothing fetched from the network, so ``report.html`` opens from the file in
+any browser. Beside it: ``report.ipynb``
 (the executed notebook) and ``figures/`` (every figure as PNG and SVG). Everything is made in a
 temporary folder and moved into place only when the notebook ran without error.
 """
 
 from __future__ import annotations
 
-import logging
 import shutil
-import signal
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
-from .errors import CowbenchError, Interrupted, UsageError
+from .errors import Interrupted, UsageError
+from .execute import execute_notebook
 from .results import is_run_dir, is_sweep_dir, load_results
 from .store import atomic_write_text
 
@@ -38,9 +35,6 @@ NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 FIGURES = "figures"
 
-
-class ReportFailed(CowbenchError):
-    """The notebook raised in a cell; the message names the cell and the error."""
 
 
 @dataclass
@@ -92,56 +86,14 @@ def make_report(path: Path, notebook: str | None = None,
     try:
         params = {"path": str(path), "figures_dir": str(tmp / FIGURES),
                   "capacity_bytes": capacity_bytes}
-        with _terminate_as_keyboard_interrupt() as got:
-            try:
-                executed = _execute(source, tmp / "report.ipynb", params)
-            except KeyboardInterrupt:
-                raise Interrupted(f"interrupted by signal {got[0] if got else 'SIGINT'}; "
-                                  f"no report written in {path}") from None
+        try:
+            executed = execute_notebook(source, tmp / "report.ipynb", params, tmp)
+        except Interrupted as err:
+            raise Interrupted(f"{err}; no report written in {path}") from None
         html = render_html(executed, title=f"cowbench {name} report: {path.name}")
         return _publish(path, tmp, name, html)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-@contextmanager
-def _terminate_as_keyboard_interrupt() -> Iterator[list[str]]:
-    """SIGTERM raised as KeyboardInterrupt while the notebook runs, so that papermill and
-    jupyter_client shut the kernel down as they do on Ctrl-C (an ordinary exception raised in
-    the middle of their event loop may be caught and logged instead); the list names the
-    signal that came."""
-    got: list[str] = []
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        got.append(signal.Signals(signum).name)
-        raise KeyboardInterrupt
-
-    try:
-        old = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread: leave signals alone
-        yield got
-        return
-    try:
-        yield got
-    finally:
-        signal.signal(signal.SIGTERM, old)
-
-
-def _execute(source: Path, out: Path, params: dict[str, Any]) -> Any:
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
-
-    # a failing cell comes back as ReportFailed with its error; papermill's log would repeat it
-    logging.getLogger("papermill").setLevel(logging.CRITICAL)
-    try:
-        return papermill.execute_notebook(str(source), str(out), parameters=params,
-                                          kernel_name="python3", progress_bar=False,
-                                          cwd=str(source.parent), log_output=False,
-                                          # the kernel's own warnings are not the user's
-                                          extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
-    except PapermillExecutionError as err:
-        raise ReportFailed(f"{source.name}: cell {err.exec_count} raised {err.ename}: "
-                           f"{err.evalue}") from None
 
 
 def render_html(nb: Any, title: str) -> str:

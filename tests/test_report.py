@@ -10,6 +10,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -19,8 +20,9 @@ import pytest
 from matplotlib.image import imread
 
 from cowbench import report as report_mod
+from cowbench.execute import NotebookFailed
 from cowbench.records import records_frame
-from cowbench.report import ReportFailed, choose_notebook, make_report
+from cowbench.report import choose_notebook, make_report
 
 from . import browser
 from .conftest import needs_tools, small_dict
@@ -192,7 +194,8 @@ def test_a_failing_cell_fails_the_report_and_leaves_nothing(tmp_path, monkeypatc
     nbformat.write(nb, books / "capacity.ipynb")
     monkeypatch.setattr(report_mod, "NOTEBOOK_DIR", books)
     before = sorted(p.name for p in run.iterdir())
-    with pytest.raises(ReportFailed, match="RuntimeError: cell went wrong"):
+    with pytest.raises(NotebookFailed, match=r"cell \[3\] \(raise RuntimeError\('cell went "
+                       r"wrong'\)\) raised RuntimeError: cell went wrong"):
         make_report(run)
     assert sorted(p.name for p in run.iterdir()) == before
 
@@ -230,6 +233,11 @@ def test_notebooks_have_a_parameters_cell_and_read_through_the_package():
 
 
 
+def _connection_files() -> set[str]:
+    tmp = Path(tempfile.gettempdir())
+    return {p.name for p in tmp.glob("tmp*.json") if "kernel_name" in p.read_text()}
+
+
 def _kernels() -> set[str]:
     proc = subprocess.run(["pgrep", "-f", "ipykernel_launcher"], capture_output=True,
                           text=True, check=False)
@@ -240,6 +248,7 @@ def _kernels() -> set[str]:
 def test_sigterm_during_a_report_leaves_nothing_behind(tmp_path, delay_s):
     run = sim_run(tmp_path / "r")
     before, kernels = sorted(p.name for p in run.iterdir()), _kernels()
+    files = _connection_files()
     proc = subprocess.Popen([sys.executable, "-m", "cowbench", "report", str(run)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
@@ -254,3 +263,4 @@ def test_sigterm_during_a_report_leaves_nothing_behind(tmp_path, delay_s):
     assert sorted(p.name for p in run.iterdir()) == before
     time.sleep(0.5)
     assert _kernels() - kernels == set(), "kernel left running"
+    assert _connection_files() - files == set(), "kernel connection file left behind"
