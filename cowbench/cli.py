@@ -92,6 +92,36 @@ def show(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) -> N
         _print_comparison(pd.read_csv(comp))
 
 
+@app.command("report")
+def report(
+    path: Annotated[Path, typer.Argument(help="A run directory, or a sweep directory (a folder "
+                                              "of run directories, with or without sweep.json).")],
+    notebook: Annotated[str | None, typer.Option(help="validation, capacity or strategies "
+                        "(default: validation for a run with both backends, strategies for a "
+                        "sweep over strategy knobs, capacity otherwise).")] = None,
+    capacity: Annotated[str | None, typer.Option(help="Host disk capacity for time to full, "
+                        "e.g. 2TiB (default: the scenario's, if any).")] = None,
+) -> None:
+    """Execute a notebook on a run or sweep; write report.html, report.ipynb and figures/."""
+    from .report import make_report
+    from .units import parse_size
+
+    try:
+        cap = parse_size(capacity) if capacity is not None else None
+    except ValueError as e:
+        raise UsageError(f"--capacity: {e}") from None
+    if cap == 0:
+        raise UsageError("--capacity: must be more than 0 bytes")
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=err, transient=True) as bar:
+        bar.add_task(f"report: executing the notebook on {path}", total=None)
+        outcome = make_report(path, notebook, cap)
+    # soft_wrap: a path is never broken across lines, so it can be copied
+    out.print(f"report ({outcome.notebook}): [bold]{outcome.html}[/]", soft_wrap=True)
+    out.print(f"figures:  {len(outcome.figures)} files in "
+              f"[bold]{outcome.html.parent / 'figures'}[/]", soft_wrap=True)
+
+
 def _fmt(x: float) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "-"

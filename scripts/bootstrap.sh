@@ -3,7 +3,9 @@
 #  - qemu-utils (qemu-img, qemu-io, qemu-nbd) and fio through apt-get, when missing;
 #  - python3-venv when Python cannot make a venv;
 #  - a venv in .venv holding cowbench and its Python dependencies (re-installed when
-#    pyproject.toml changes).
+#    pyproject.toml changes);
+#  - with --test (scripts/test.sh passes it): chromium, which the report tests open
+#    report.html in (headless). It is large, so quickstart.sh does not ask for it.
 # Safe to run again: it does only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +21,14 @@ apt_install() {
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
+with_test=""
+for arg in "$@"; do
+    case "$arg" in
+        --test) with_test=1 ;;
+        *) echo "bootstrap: unknown option $arg (only --test)" >&2; exit 2 ;;
+    esac
+done
+
 missing=()
 for pair in qemu-img:qemu-utils qemu-io:qemu-utils qemu-nbd:qemu-utils fio:fio; do
     tool=${pair%%:*}
@@ -29,6 +39,9 @@ for pair in qemu-img:qemu-utils qemu-io:qemu-utils qemu-nbd:qemu-utils fio:fio; 
 done
 if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
     missing+=(python3-venv)
+fi
+if [ -n "$with_test" ] && ! command -v chromium >/dev/null 2>&1; then
+    missing+=(chromium)
 fi
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "bootstrap: installing ${missing[*]} with apt-get" >&2

@@ -80,9 +80,9 @@ def test_a_damaged_run_fails_and_says_why(tmp_path: Path, monkeypatch: pytest.Mo
     """The damage is done after fio, once the exports are stopped, as a bug would leave it."""
     original = real.backend._run_workloads
 
-    def damaging(scenario: Any, disks: dict[str, tuple[Path, str]], *a: Any) -> Any:
-        result = original(scenario, disks, *a)
-        _damage(fault, disks)
+    def damaging(scenario: Any, jobs: list[Any], *a: Any) -> Any:
+        result = original(scenario, jobs, *a)
+        _damage(fault, {vm.name: (path, fmt) for vm, _, path, fmt in jobs})
         return result
 
     monkeypatch.setattr(real.backend, "_run_workloads", damaging)

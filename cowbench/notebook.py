@@ -1,0 +1,176 @@
+"""What the notebooks call besides loaders and plots: show a figure, show a formatted table.
+
+Notebooks read and plot, they never model (STYLE.md point 17). ``Figures.show`` renders a
+figure once, writes it as PNG (print resolution) and SVG into the report's figure folder when
+one is given, and displays the PNG at 1000 px wide, so the HTML report embeds exactly the file
+written beside it.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from .compare import summary
+from .plots import PRINT_DPI, SCREEN_DPI, WIDTH_IN, save_figure
+from .units import format_bytes
+
+
+def _display(obj: Any) -> None:
+    from IPython.display import display  # the kernel has IPython; the package does not need it
+
+    display(obj)  # type: ignore[no-untyped-call]
+
+
+def slug(text: str) -> str:
+    """A file name for a figure: lower case, ``[a-z0-9._-]`` only."""
+    return re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-") or "figure"
+
+
+@dataclass
+class Figures:
+    """The figures of one report, in the order shown; written to ``directory`` if given."""
+
+    directory: Path | None = None
+    names: list[str] = field(default_factory=list)
+
+    def show(self, fig: Figure, name: str) -> None:
+        from IPython.display import Image
+
+        name = slug(name)
+        if name in self.names:
+            name = f"{name}-{len(self.names) + 1}"
+        self.names.append(name)
+        if self.directory is not None:
+            png = save_figure(fig, self.directory, name)[0]
+            data = png.read_bytes()
+        else:
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", dpi=PRINT_DPI)
+            data = buf.getvalue()
+        alt = next((ax.get_title() for ax in fig.axes if ax.get_title()), name)
+        _display(Image(data=data, format="png",  # type: ignore[no-untyped-call]
+                       width=int(WIDTH_IN * SCREEN_DPI), alt=alt))
+
+
+def show_markdown(text: str) -> None:
+    from IPython.display import Markdown
+
+    _display(Markdown(text))  # type: ignore[no-untyped-call]
+
+
+def show_table(df: pd.DataFrame) -> None:
+    from IPython.display import HTML
+
+    _display(HTML(df.to_html(index=False, na_rep="-",  # type: ignore[no-untyped-call]
+                             escape=True)))
+
+
+def pct(x: float) -> str:
+    if x is None or math.isnan(x):
+        return "-"
+    return "inf" if math.isinf(x) else f"{x:+.2%}"
+
+
+def value_text(value: float, unit: str) -> str:
+    """A value in the unit a reader expects: bytes as KiB/MiB/GiB, seconds as ms below 1 s."""
+    if value is None or math.isnan(value):
+        return "-"
+    if unit == "B":
+        return format_bytes(int(round(value)))
+    if unit == "B/s":
+        return f"{format_bytes(int(round(value)))}/s"
+    if unit == "s":
+        return f"{value * 1e3:.3g} ms" if abs(value) < 1 else f"{value:.3g} s"
+    if unit == "1/s":
+        return f"{value:,.0f} IOPS"
+    return f"{value:,.6g} {unit}"
+
+
+def error_summary(comparison: pd.DataFrame) -> pd.DataFrame:
+    """Per metric: how many figures, median |rel_error|, worst rel_error, as text."""
+    s = summary(comparison)
+    return pd.DataFrame({"metric": s["metric"], "figures": s["n"],
+                         "median |rel error|": [pct(x).lstrip("+")
+                                                for x in s["median_abs_rel_error"]],
+                         "worst rel error": [pct(x) for x in s["worst_rel_error"]]})
+
+
+def error_table(comparison: pd.DataFrame) -> pd.DataFrame:
+    """Every compared figure, values in display units, worst error first."""
+    d = comparison.copy()
+    d["_abs"] = d["rel_error"].abs()
+    d = d.sort_values("_abs", ascending=False, kind="stable")
+    return pd.DataFrame({
+        "entity": d["entity"], "metric": d["metric"],
+        "t": ["end" if math.isnan(t) else f"{t:g} s" for t in d["t_s"].astype(float)],
+        "predicted": [value_text(v, u) for v, u in zip(d["predicted"], d["unit"], strict=True)],
+        "measured": [value_text(v, u) for v, u in zip(d["measured"], d["unit"], strict=True)],
+        "rel error": [pct(x) for x in d["rel_error"]]})
+
+
+def error_by_point(comparison: pd.DataFrame, label: str = "point") -> pd.DataFrame:
+    """Median |rel_error| of each metric (rows) at each sweep point (columns), as text."""
+    if comparison.empty or "rel_error" not in comparison.columns:
+        return pd.DataFrame(columns=["metric"])
+    d = comparison.assign(abs_err=comparison["rel_error"].abs())
+    table = d.pivot_table(index="metric", columns=label, values="abs_err", aggfunc="median")
+    out = table.map(lambda x: pct(float(x)).lstrip("+"))
+    out.columns = [str(c) for c in out.columns]
+    return out.reset_index()
+
+
+def worst_entities(comparison: pd.DataFrame, metric: str, n: int = 8) -> list[str]:
+    """The ``n`` entities whose ``metric`` is worst predicted (largest |rel_error| at any time),
+    so a fleet's time series stay readable; every entity when there are no more than ``n``."""
+    d = comparison[comparison["metric"] == metric]
+    worst = d.assign(a=d["rel_error"].abs()).groupby("entity")["a"].max()
+    return [str(e) for e in worst.sort_values(ascending=False, kind="stable").index[:n]]
+
+
+def facts_table(meta: dict[str, Any]) -> pd.DataFrame:
+    """A run's identity and provenance (run.json) as two columns."""
+    sc = meta.get("scenario") or {}
+    host = meta.get("host") or {}
+    tools = meta.get("tools") or {}
+    rows = [("scenario", sc.get("name")), ("scenario id", sc.get("hash")),
+            ("seed", meta.get("seed")), ("backends", ", ".join(meta.get("backends") or [])),
+            ("status", meta.get("status")), ("start", meta.get("start")),
+            ("end", meta.get("end")), ("host", host.get("hostname")),
+            ("kernel", host.get("kernel")), ("cpus", host.get("cpu_count")),
+            ("filesystem", host.get("work_dir_fs")),
+            *((f"{k} version", v) for k, v in tools.items())]
+    return pd.DataFrame(rows, columns=["fact", "value"])
+
+
+def duration_text(seconds: float) -> str:
+    """``93600`` -> ``1.08 days``: the largest unit that keeps the number above 1."""
+    if seconds is None or math.isnan(seconds):
+        return "-"
+    if math.isinf(seconds):
+        return "never"
+    for name, size in (("years", 365 * 86400.0), ("days", 86400.0), ("h", 3600.0),
+                       ("min", 60.0)):
+        if abs(seconds) >= size:
+            return f"{seconds / size:.3g} {name}"
+    return f"{seconds:.3g} s"
+
+
+def formatted(df: pd.DataFrame, byte_cols: tuple[str, ...] = (),
+              time_cols: tuple[str, ...] = ()) -> pd.DataFrame:
+    """A copy with byte columns as KiB/MiB/GiB text and time columns as durations."""
+    out = df.copy()
+    for col in byte_cols:
+        if col in out.columns:
+            out[col] = [value_text(float(v), "B") for v in out[col]]
+    for col in time_cols:
+        if col in out.columns:
+            out[col] = [duration_text(float(v)) for v in out[col]]
+    return out

@@ -1,0 +1,384 @@
+"""Figures for reports and papers: one function per figure, a tidy frame in, a Figure out.
+
+Every figure has a title, axis labels with display units (GiB, MiB/s, IOPS, ms), a legend when
+more than one series is drawn, and text sized to be read at 1000 px wide (10 in at 100 dpi,
+11 pt text). Figures are built with :class:`matplotlib.figure.Figure` directly, never pyplot,
+so no global figure state is kept and the Agg canvas is used whatever the backend.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import matplotlib as mpl
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+WIDTH_IN = 10.0
+SCREEN_DPI = 100  # 10 in x 100 dpi = 1000 px, the width the figures are made to be read at
+PRINT_DPI = 200
+STYLE: dict[Any, Any] = {
+    "font.size": 11, "axes.titlesize": 13, "axes.labelsize": 11, "legend.fontsize": 10,
+    "xtick.labelsize": 10, "ytick.labelsize": 10, "axes.grid": True, "grid.alpha": 0.3,
+    "figure.dpi": SCREEN_DPI, "svg.fonttype": "none"}
+#: Series beyond which entities are drawn by kind (vm, host, ...) rather than one by one.
+MAX_SERIES = 10
+#: Relative error bands drawn around y = x on predicted-vs-measured plots.
+ERROR_BANDS = (0.10, 0.25)
+_BIN = [("TiB", 2.0**40), ("GiB", 2.0**30), ("MiB", 2.0**20), ("KiB", 2.0**10), ("B", 1.0)]
+
+
+def display_unit(unit: str, values: Sequence[float] | np.ndarray | pd.Series) -> tuple[str, float]:
+    """``(label, divisor)`` to show values of a record ``unit``: bytes in the largest binary
+    unit the median reaches, latency in ms, rates in IOPS."""
+    v = np.abs(np.asarray(values, dtype=float))
+    v = v[np.isfinite(v) & (v > 0)]
+    typical = float(np.median(v)) if v.size else 1.0
+    if unit in ("B", "B/s"):
+        label, div = next((n, d) for n, d in _BIN if typical >= d or d == 1.0)
+        return (label if unit == "B" else f"{label}/s"), div
+    if unit == "s":
+        return ("ms", 1e-3) if typical < 1.0 else ("s", 1.0)
+    if unit == "1/s":
+        return "IOPS", 1.0
+    return {"ios": "I/Os"}.get(unit, unit), 1.0
+
+
+_WORDS = {"allocated_bytes": "allocated space", "file_bytes": "file size",
+          "host_read_bytes": "host bytes read", "host_write_bytes": "host bytes written",
+          "read_iops": "read IOPS", "write_iops": "write IOPS", "read_ios": "read I/Os",
+          "write_ios": "write I/Os", "duration_s": "duration",
+          "transfer_bytes": "bytes transferred"}
+
+
+def pretty_metric(metric: str) -> str:
+    """``write_lat_p99_s`` -> ``write latency p99``: words for titles and labels."""
+    if metric in _WORDS:
+        return _WORDS[metric]
+    words = metric.replace("_bw_bytes_per_s", " bandwidth").replace("_lat_", " latency ")
+    return words.removesuffix("_s").replace("_", " ").strip()
+
+
+@contextmanager
+def _style() -> Iterator[None]:
+    with mpl.rc_context(STYLE):
+        yield
+
+
+def new_figure(height_in: float = 5.5, ncols: int = 1) -> tuple[Figure, list[Axes]]:
+    with _style():
+        fig = Figure(figsize=(WIDTH_IN, height_in), layout="constrained")
+        axes = fig.subplots(1, ncols, squeeze=False)[0]
+    return fig, list(axes)
+
+
+def save_figure(fig: Figure, directory: Path, name: str) -> list[Path]:
+    """Write ``name.png`` (print resolution) and ``name.svg`` (text kept as text)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = [directory / f"{name}.png", directory / f"{name}.svg"]
+    with _style():
+        fig.savefig(paths[0], dpi=PRINT_DPI)
+        fig.savefig(paths[1])
+    return paths
+
+
+def _empty(fig: Figure, ax: Axes, title: str, why: str) -> Figure:
+    ax.set_title(title)
+    ax.text(0.5, 0.5, why, ha="center", va="center", transform=ax.transAxes)
+    ax.set_axis_off()
+    return fig
+
+
+def _spans_decades(v: np.ndarray) -> bool:
+    v = v[np.isfinite(v) & (v > 0)]
+    return bool(v.size) and float(v.max() / v.min()) > 100
+
+
+def scatter_predicted_measured(comparison: pd.DataFrame, metric: str) -> Figure:
+    """Predicted against measured for one metric: y = x, +-10% and +-25% bands, one marker per
+    entity (end-of-run figures and time samples alike)."""
+    with _style():
+        fig, (ax,) = new_figure(6.5)
+        d = comparison[comparison["metric"] == metric]
+        title = f"{pretty_metric(metric)}: predicted vs measured"
+        if d.empty:
+            return _empty(fig, ax, title, "no figure known to both backends")
+        unit = str(d["unit"].iloc[0])
+        both = np.concatenate([d["measured"].to_numpy(float), d["predicted"].to_numpy(float)])
+        label, div = display_unit(unit, both)
+        for entity, g in d.groupby(entity_groups(d["entity"]), sort=True):
+            ax.scatter(g["measured"] / div, g["predicted"] / div, s=40, label=str(entity),
+                       zorder=3)
+        _identity_with_bands(ax, both / div)
+        ax.set_title(title)
+        ax.set_xlabel(f"measured ({label})")
+        ax.set_ylabel(f"predicted ({label})")
+        ax.legend(loc="upper left")
+    return fig
+
+
+def entity_groups(entities: pd.Series, most: int = MAX_SERIES) -> pd.Series:
+    """Entities as legend entries: each its own up to ``most``, else by kind (``vm (120)``),
+    so a fleet's plots keep a legend one can read."""
+    if entities.nunique() <= most:
+        return entities.astype(str)
+    kinds = entities.astype(str).str.split(":").str[0]
+    counts = entities.groupby(kinds).nunique()
+    return kinds.map(lambda k: f"{k} ({counts[k]})")
+
+
+def _identity_with_bands(ax: Axes, values: np.ndarray) -> None:
+    finite = values[np.isfinite(values)]
+    log = _spans_decades(finite)
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    if log:
+        lo, hi = lo / 1.5, hi * 1.5
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+    else:
+        pad = (hi - lo) * 0.1 or abs(hi) * 0.1 or 1.0
+        lo, hi = max(lo - pad, 0.0) if lo >= 0 else lo - pad, hi + pad
+    x = np.geomspace(lo, hi, 200) if log and lo > 0 else np.linspace(lo, hi, 200)
+    for band, alpha in zip(sorted(ERROR_BANDS, reverse=True), (0.10, 0.18), strict=False):
+        ax.fill_between(x, x * (1 - band), x * (1 + band), color="tab:green", alpha=alpha,
+                        lw=0, label=f"±{band:.0%}")
+    ax.plot(x, x, color="black", lw=1, label="y = x")
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+
+
+def rel_error_by_metric(comparison: pd.DataFrame) -> Figure:
+    """Every figure's signed relative error, one row per metric (the error table at a glance)."""
+    with _style():
+        d = comparison[np.isfinite(comparison["rel_error"].to_numpy(float))] \
+            if not comparison.empty else comparison
+        metrics = sorted(d["metric"].unique()) if not d.empty else []
+        fig, (ax,) = new_figure(max(3.5, 0.45 * len(metrics) + 1.8))
+        title = "relative error of each figure: (predicted − measured) / measured"
+        if d.empty:
+            return _empty(fig, ax, title, "no figure known to both backends")
+        ypos = {m: i for i, m in enumerate(metrics)}
+        for entity, g in d.groupby(entity_groups(d["entity"]), sort=True):
+            jitter = (hash(entity) % 7 - 3) * 0.05
+            ax.scatter(g["rel_error"] * 100, [ypos[m] + jitter for m in g["metric"]], s=30,
+                       label=str(entity), zorder=3)
+        for band in ERROR_BANDS:
+            ax.axvspan(-band * 100, band * 100, color="tab:green", alpha=0.08, lw=0)
+        ax.axvline(0, color="black", lw=1)
+        ax.set_yticks(range(len(metrics)), [pretty_metric(m) for m in metrics])
+        ax.set_title(title)
+        ax.set_xlabel("relative error (%)")
+        ax.legend(loc="best", fontsize=9)
+    return fig
+
+
+def time_series(records: pd.DataFrame, metric: str, entities: Sequence[str] | None = None,
+                title: str | None = None) -> Figure:
+    """A metric over time per entity, the model solid and the measurement dashed, one colour
+    per entity, so prediction and measurement overlay."""
+    with _style():
+        fig, (ax,) = new_figure()
+        d = records[(records["metric"] == metric) & records["t_s"].notna()]
+        if entities is not None:
+            d = d[d["entity"].isin(list(entities))]
+        title = title or f"{pretty_metric(metric)} over time"
+        if d.empty:
+            return _empty(fig, ax, title, "no time series recorded (end-of-run figures only)")
+        label, div = display_unit(str(d["unit"].iloc[0]), d["value"].to_numpy(float))
+        tlabel, tdiv = _time_unit(d["t_s"].to_numpy(float))
+        colours = mpl.rcParams["axes.prop_cycle"].by_key()["color"]
+        for i, (entity, g) in enumerate(d.groupby("entity", sort=True)):
+            for backend, b in sorted(g.groupby("backend"), key=lambda kv: kv[0] != "sim"):
+                m = b.groupby("t_s", as_index=False)["value"].mean()
+                ax.plot(m["t_s"] / tdiv, m["value"] / div, color=colours[i % len(colours)],
+                        ls="-" if backend == "sim" else "--", marker="" if backend == "sim"
+                        else ".", label=f"{entity} ({_backend_word(str(backend))})")
+        ax.set_title(title)
+        ax.set_xlabel(f"time ({tlabel})")
+        ax.set_ylabel(f"{pretty_metric(metric)} ({label})")
+        ax.legend(loc="best", ncols=2 if d["entity"].nunique() > 6 else 1)
+    return fig
+
+
+def _backend_word(backend: str) -> str:
+    return {"sim": "predicted", "real": "measured"}.get(backend, backend)
+
+
+def _time_unit(t: np.ndarray) -> tuple[str, float]:
+    top = float(np.nanmax(t)) if t.size else 0.0
+    for name, div in (("days", 86400.0), ("h", 3600.0), ("min", 60.0)):
+        if top >= 3 * div:
+            return name, div
+    return "s", 1.0
+
+
+def disk_use_over_time(band: pd.DataFrame, group: str | None = None,
+                       capacity: float | None = None, title: str = "host disk use") -> Figure:
+    """Median host disk use over time with the p5-p95 band, one line per ``group`` value."""
+    with _style():
+        fig, (ax,) = new_figure()
+        d = band[band["t_s"].notna()] if not band.empty else band
+        if d.empty:
+            return _empty(fig, ax, title, "no time series recorded (end-of-run figures only)")
+        extra = [capacity] if capacity else []
+        label, div = display_unit("B", np.concatenate([d["p50"].to_numpy(float), extra]))
+        tlabel, tdiv = _time_unit(d["t_s"].to_numpy(float))
+        groups = d.groupby(group, sort=True) if group else [("all hosts", d)]
+        for name, g in groups:
+            g = g.sort_values("t_s")
+            line = ax.plot(g["t_s"] / tdiv, g["p50"] / div, lw=2, label=f"{name} (median)")[0]
+            ax.fill_between(g["t_s"] / tdiv, g["p5"] / div, g["p95"] / div, alpha=0.2,
+                            color=line.get_color(), lw=0, label=f"{name} (p5–p95)")
+        if capacity:
+            ax.axhline(capacity / div, color="tab:red", ls=":", label="capacity")
+        ax.set_title(title)
+        ax.set_xlabel(f"time ({tlabel})")
+        ax.set_ylabel(f"allocated ({label})")
+        ax.set_ylim(bottom=0)
+        ax.legend(loc="best")
+    return fig
+
+
+def disk_use_by_group(band: pd.DataFrame, group: str | None = None,
+                      capacity: float | None = None,
+                      title: str = "host disk use at the end") -> Figure:
+    """End-of-run host disk use per group: a bar at the median, whiskers from p5 to p95."""
+    with _style():
+        fig, (ax,) = new_figure()
+        d = band[band["t_s"].isna()] if not band.empty else band
+        if d.empty:
+            return _empty(fig, ax, title, "no end-of-run host figures")
+        names = [str(x) for x in d[group]] if group else ["all hosts"] * len(d)
+        extra = [capacity] if capacity else []
+        label, div = display_unit("B", np.concatenate([d["p50"].to_numpy(float), extra]))
+        mid = d["p50"].to_numpy(float) / div
+        err = np.vstack([mid - d["p5"].to_numpy(float) / div, d["p95"].to_numpy(float) / div - mid])
+        ax.bar(range(len(d)), mid, yerr=err, capsize=6, color="tab:blue", alpha=0.8,
+               width=0.6 if len(d) > 2 else 0.4, label="median host (whiskers p5–p95)")
+        ax.set_xticks(range(len(d)), names, rotation=20 if len(d) > 5 else 0, ha="right"
+                      if len(d) > 5 else "center")
+        if capacity:
+            ax.axhline(capacity / div, color="tab:red", ls=":", label="capacity")
+        ax.set_title(title)
+        ax.set_ylabel(f"allocated ({label})")
+        ax.legend(loc="best")
+    return fig
+
+
+def time_to_full_bars(ttf: pd.DataFrame, group: str) -> Figure:
+    """Median time until a host's disk is full, per group (reached or extrapolated)."""
+    with _style():
+        fig, (ax,) = new_figure(4.5)
+        title = "time until a host's disk is full"
+        d = ttf[np.isfinite(ttf["t_full_s"].to_numpy(float))] if not ttf.empty else ttf
+        if d.empty:
+            why = ("no capacity or no host series" if ttf.empty else
+                   "end-of-run figures only: no growth rate, time to full unknown"
+                   if (ttf["how"] == "unknown").all() else "no host reaches the capacity")
+            return _empty(fig, ax, title, why)
+        med = d.groupby(group, sort=True)["t_full_s"].agg(["median", "min", "max"])
+        tlabel, tdiv = _time_unit(med["max"].to_numpy(float))
+        mid = med["median"].to_numpy(float) / tdiv
+        err = np.vstack([mid - med["min"] / tdiv, med["max"] / tdiv - mid])
+        ax.barh(range(len(med)), mid, xerr=err, capsize=5, color="tab:orange",
+                label="median host (whiskers min–max)")
+        ax.set_yticks(range(len(med)), [str(x) for x in med.index])
+        ax.set_title(title)
+        ax.set_xlabel(f"time to full ({tlabel})")
+        ax.legend(loc="best")
+    return fig
+
+
+def amplification_by_knob(amp: pd.DataFrame, column: str, x: str, hue: str | None = None,
+                          title: str | None = None) -> Figure:
+    """An amplification (``space_amplification``, ...) against a knob ``x``, one line per
+    ``hue`` value: the median over VMs, whiskers from min to max."""
+    with _style():
+        fig, (ax,) = new_figure()
+        d = amp[np.isfinite(pd.to_numeric(amp[column], errors="coerce").to_numpy(float))] \
+            if column in amp.columns else amp.iloc[0:0]
+        title = title or f"{pretty_metric(column)} by {_knob_word(x)}"
+        if d.empty:
+            return _empty(fig, ax, title, f"no VM with a defined {column}")
+        numeric = pd.api.types.is_numeric_dtype(d[x])
+        cats = sorted(d[x].unique()) if numeric else sorted(d[x].astype(str).unique())
+        groups = list(d.groupby(hue, sort=True)) if hue else [(None, d)]
+        for i, (name, g) in enumerate(groups):
+            s = g.groupby(g[x] if numeric else g[x].astype(str))[column].agg(["median", "min",
+                                                                              "max"])
+            s = s.reindex(cats).dropna()
+            # categories are not a scale: markers side by side, no line between them
+            dodge = (i - (len(groups) - 1) / 2) * 0.12
+            pos = s.index.to_numpy(float) if numeric else [cats.index(c) + dodge
+                                                           for c in s.index]
+            ax.errorbar(pos, s["median"], yerr=[s["median"] - s["min"], s["max"] - s["median"]],
+                        marker="o", ms=7, capsize=4, ls="-" if numeric else "none",
+                        label=_hue_label(hue, name))
+        _knob_axis(ax, x, cats, numeric)
+        ax.set_title(title)
+        ax.set_ylabel(f"{pretty_metric(column)} (×)")
+        ax.set_ylim(0, float(d[column].max()) * 1.1)
+        ax.legend(loc="best")
+    return fig
+
+
+def _hue_label(hue: str | None, name: object) -> str:
+    if hue is None:
+        return "median VM"
+    if hue == "backend":
+        return _backend_word(str(name))
+    return str(name) if hue == "knobs" else f"{hue.removeprefix('strategy.')} = {name}"
+
+
+def _knob_axis(ax: Axes, x: str, cats: list[object], numeric: bool) -> None:
+    if numeric and x.endswith(("cluster_size", "_bytes")) and all(
+            float(c) > 0 for c in cats):  # type: ignore[arg-type]
+        ax.set_xscale("log", base=2)
+        ticks = [float(c) for c in cats]  # type: ignore[arg-type]
+        ax.set_xticks(ticks, [_binary(t) for t in ticks])
+        ax.minorticks_off()
+        ax.set_xlabel(f"{_knob_word(x)} (bytes)")
+    elif numeric:
+        ax.set_xlabel(_knob_word(x))
+    else:
+        words = [_backend_word(str(c)) if x == "backend" else str(c) for c in cats]
+        ax.set_xticks(range(len(cats)), words)
+        ax.set_xlim(-0.5, len(cats) - 0.5)
+        ax.set_xlabel(_knob_word(x))
+
+
+def _knob_word(knob: str) -> str:
+    return knob.removeprefix("strategy.").replace("_", " ")
+
+
+def _binary(v: float) -> str:
+    for name, d in _BIN:
+        if v >= d and math.isclose(v / d, round(v / d)):
+            return f"{round(v / d)} {name}"
+    return f"{v:g} B"
+
+
+def vm_disk_by_group(records: pd.DataFrame, group: str,
+                     title: str = "disk use per VM at the end") -> Figure:
+    """The spread of VM disk use (``allocated_bytes`` of ``vm:`` entities) per group: a box
+    from p25 to p75 with the median, whiskers from p5 to p95."""
+    with _style():
+        fig, (ax,) = new_figure(5.0)
+        d = records[records["entity"].astype(str).str.startswith("vm:")
+                    & (records["metric"] == "allocated_bytes")] if not records.empty else records
+        if d.empty:
+            return _empty(fig, ax, title, "no VM disk figures")
+        label, div = display_unit("B", d["value"].to_numpy(float))
+        names = sorted(d[group].astype(str).unique())
+        data = [d[d[group].astype(str) == n]["value"].to_numpy(float) / div for n in names]
+        ax.boxplot(data, whis=(5, 95), showfliers=False, tick_labels=names)
+        ax.set_title(title)
+        ax.set_ylabel(f"allocated per VM ({label})")
+        ax.set_ylim(bottom=0)
+    return fig

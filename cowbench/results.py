@@ -1,0 +1,329 @@
+"""Reading finished runs and sweeps back as tidy frames (what reports and notebooks read).
+
+A **run directory** is the contract of DESIGN.md ("The run directory"). A **sweep directory**
+is, for reading, minimal on purpose so any tool that makes one can be read:
+
+::
+
+    SWEEP/
+      sweep.json          optional: {"name": ..., ...}; only "name" is read (the report title)
+      <point>/run.json    one normal run directory per point, at depth 1 or 2
+      <point>/predicted.parquet, measured.parquet, scenario.yaml, ...
+
+A folder of run directories without ``sweep.json`` is a sweep too. Each point's knobs become
+columns of every frame: the scalar fields of its resolved ``scenario.yaml``'s ``strategy``
+section (``strategy.kind``, ``strategy.cluster_size``, ...), and the keys of an ``overrides``
+mapping in its ``run.json`` (nested mappings flattened to dotted key paths), valued as resolved
+in ``scenario.yaml`` where that path exists. Points whose status is not ``ok`` are skipped and
+listed with the reason, never mixed in.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from .compare import COMPARISON_COLUMNS
+from .errors import UsageError
+from .records import COLUMNS
+from .store import read_run
+
+SWEEP_FILE = "sweep.json"
+#: Columns every sweep frame carries ahead of the point's knobs.
+POINT_COLUMNS = ["point", "scenario", "scenario_hash", "run_seed"]
+
+
+@dataclass
+class RunResults:
+    """One run directory read back: its metadata, resolved scenario and record frames."""
+
+    path: Path
+    meta: dict[str, Any]
+    scenario: dict[str, Any]
+    predicted: pd.DataFrame
+    measured: pd.DataFrame
+    comparison: pd.DataFrame
+
+    @property
+    def name(self) -> str:
+        sc = self.meta.get("scenario") or {}
+        return str(sc.get("name") or self.scenario.get("name") or self.path.name)
+
+    @property
+    def records(self) -> pd.DataFrame:
+        """Predicted and measured records in one frame (``backend`` tells them apart)."""
+        return pd.concat([self.predicted, self.measured], ignore_index=True)
+
+
+@dataclass
+class SweepResults:
+    """Every ``ok`` point of a sweep, tidy: records and comparisons with the knobs as columns."""
+
+    path: Path
+    name: str
+    points: pd.DataFrame
+    records: pd.DataFrame
+    comparison: pd.DataFrame
+    knobs: list[str]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def empty_records() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype="float64" if c in ("t_s", "value") else "object")
+                         for c in COLUMNS})
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    if not path.exists():
+        return empty_records()
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError) as err:
+        raise UsageError(f"{path}: cannot read records: {err}") from None
+
+
+def _read_comparison(path: Path) -> pd.DataFrame:
+    if not path.exists():
+        return pd.DataFrame({c: pd.Series(dtype="float64") for c in COMPARISON_COLUMNS})
+    try:
+        return pd.read_csv(path, dtype={"entity": str, "metric": str, "unit": str})
+    except (OSError, ValueError) as err:
+        raise UsageError(f"{path}: cannot read the comparison: {err}") from None
+
+
+def _read_scenario(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, yaml.YAMLError) as err:
+        raise UsageError(f"{path}: cannot read the resolved scenario: {err}") from None
+    return data if isinstance(data, dict) else {}
+
+
+def is_run_dir(path: Path) -> bool:
+    return (path / "run.json").is_file()
+
+
+def load_run(path: str | Path) -> RunResults:
+    """Read a run directory; a missing record file is an empty frame (that backend did not run)."""
+    p = Path(path)
+    meta = read_run(p)
+    return RunResults(p, meta, _read_scenario(p / "scenario.yaml"),
+                      _read_parquet(p / "predicted.parquet"),
+                      _read_parquet(p / "measured.parquet"),
+                      _read_comparison(p / "comparison.csv"))
+
+
+def find_points(path: Path) -> list[Path]:
+    """Run directories under a sweep directory, at depth 1 or 2, sorted by path."""
+    found = {run.parent for pattern in ("*/run.json", "*/*/run.json") for run in path.glob(pattern)
+             if run.is_file() and not run.parent.name.startswith(".")}
+    # a run directory never holds points: drop depth-2 finds inside a depth-1 run
+    return sorted(p for p in found if not is_run_dir(p.parent) or p.parent == path)
+
+
+def is_sweep_dir(path: Path) -> bool:
+    return path.is_dir() and not is_run_dir(path) and bool(
+        (path / SWEEP_FILE).is_file() or find_points(path))
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists are kept as JSON text (one cell each)."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{name}."))
+        elif isinstance(value, list):
+            out[name] = json.dumps(value)
+        else:
+            out[name] = value
+    return out
+
+
+def point_knobs(run: RunResults) -> dict[str, Any]:
+    """The knobs of one point: its strategy's scalar fields and its run.json ``overrides``."""
+    resolved = flatten(run.scenario)
+    knobs = {k: v for k, v in resolved.items() if k.startswith("strategy.")}
+    overrides = run.meta.get("overrides")
+    if isinstance(overrides, dict):
+        for key, value in flatten(overrides).items():
+            knobs[key] = resolved.get(key, value)
+    return knobs
+
+
+def _point_row(sweep: Path, run: RunResults) -> dict[str, Any]:
+    sc = run.meta.get("scenario") or {}
+    return {"point": str(run.path.relative_to(sweep)), "scenario": run.name,
+            "scenario_hash": sc.get("hash"), "run_seed": run.meta.get("seed"),
+            **point_knobs(run)}
+
+
+def _with_point(df: pd.DataFrame, row: dict[str, Any]) -> pd.DataFrame:
+    out = df.copy()
+    for key, value in row.items():
+        out[key] = value
+    return out
+
+
+def _sweep_name(path: Path) -> str:
+    try:
+        meta = json.loads((path / SWEEP_FILE).read_text())
+    except FileNotFoundError:
+        return path.resolve().name
+    except ValueError as err:
+        raise UsageError(f"{path / SWEEP_FILE}: not valid JSON: {err}") from None
+    name = meta.get("name") if isinstance(meta, dict) else None
+    return str(name) if name else path.resolve().name
+
+
+def load_sweep(path: str | Path) -> SweepResults:
+    """Read every point of a sweep directory (or of a plain folder of run directories)."""
+    p = Path(path)
+    if not p.is_dir():
+        raise UsageError(f"{p}: no such directory")
+    points = find_points(p)
+    if not points:
+        raise UsageError(f"{p}: not a sweep directory (no run directory with run.json below it)")
+    rows, records, comparisons, skipped = [], [], [], []
+    for point in points:
+        run = load_run(point)
+        if run.meta.get("status") != "ok":
+            reason = run.meta.get("reason") or f"status {run.meta.get('status')!r}"
+            skipped.append((str(point.relative_to(p)), str(reason)))
+            continue
+        row = _point_row(p, run)
+        rows.append(row)
+        records.append(_with_point(run.records, row))
+        comparisons.append(_with_point(run.comparison, row))
+    return _assemble(p, rows, records, comparisons, skipped)
+
+
+def _assemble(path: Path, rows: list[dict[str, Any]], records: list[pd.DataFrame],
+              comparisons: list[pd.DataFrame], skipped: list[tuple[str, str]]) -> SweepResults:
+    table = pd.DataFrame(rows)
+    if table.empty:
+        table = pd.DataFrame(columns=POINT_COLUMNS)
+    knob_cols = [c for c in table.columns if c not in POINT_COLUMNS]
+    knobs = [c for c in knob_cols if table[c].astype(str).nunique(dropna=False) > 1]
+    recs = pd.concat(records, ignore_index=True) if records else empty_records()
+    comp = pd.concat(comparisons, ignore_index=True) if comparisons else pd.DataFrame()
+    return SweepResults(path, _sweep_name(path), table, recs, comp, knobs, skipped)
+
+
+def end_of_run(records: pd.DataFrame) -> pd.DataFrame:
+    """The end-of-run figures: ``t_s`` NaN (DESIGN.md), or else each series' last sample."""
+    if records.empty:
+        return records
+    final = records[records["t_s"].isna()]
+    timed = records[records["t_s"].notna()]
+    if timed.empty:
+        return final.reset_index(drop=True)
+    keys = [c for c in records.columns if c not in ("t_s", "value", "unit")]
+    have = set(map(tuple, final[keys].astype(str).to_numpy())) if not final.empty else set()
+    last = timed.sort_values("t_s").groupby(keys, dropna=False, sort=False).tail(1)
+    missing = [tuple(r) not in have for r in last[keys].astype(str).to_numpy()]
+    return pd.concat([final, last[missing]], ignore_index=True)
+
+
+def wide(records: pd.DataFrame, index: list[str]) -> pd.DataFrame:
+    """Metrics as columns, one row per ``index`` combination (mean over repeated figures)."""
+    if records.empty:
+        return pd.DataFrame(columns=index)
+    out = records.pivot_table(index=index, columns="metric", values="value", aggfunc="mean",
+                              dropna=False, observed=True)
+    out.columns = [str(c) for c in out.columns]
+    return out.reset_index()
+
+
+def _ratio(num: pd.Series, den: pd.Series) -> pd.Series:
+    """``num / den``, NaN where either is absent or ``den`` is 0 (undefined, never inf)."""
+    n = pd.to_numeric(num, errors="coerce").astype(float)
+    d = pd.to_numeric(den, errors="coerce").astype(float)
+    return (n / d.where(d > 0)).astype(float)
+
+
+def guest_bytes(frame: pd.DataFrame, kind: str) -> pd.Series:
+    """Bytes the guest read or wrote: ``bw / iops * ios`` (= mean block size x I/O count).
+
+    Both backends record ``<kind>_ios``, ``<kind>_iops`` and ``<kind>_bw_bytes_per_s`` over the
+    same elapsed time (fio's JSON; the model's job time), so the elapsed time cancels out.
+    """
+    cols = [f"{kind}_bw_bytes_per_s", f"{kind}_iops", f"{kind}_ios"]
+    if any(c not in frame.columns for c in cols):
+        return pd.Series(np.nan, index=frame.index, dtype=float)
+    return _ratio(frame[cols[0]], frame[cols[1]]) * frame[cols[2]].astype(float)
+
+
+AMPLIFICATION_COLUMNS = ["guest_read_bytes", "guest_write_bytes", "space_amplification",
+                         "write_amplification", "read_amplification"]
+
+
+def amplification(records: pd.DataFrame, by: list[str] | None = None) -> pd.DataFrame:
+    """Per VM (and ``by`` columns): what the copy-on-write strategy costs per guest byte.
+
+    - ``space_amplification`` = ``allocated_bytes / guest_write_bytes``: host bytes the VM's
+      disk holds per byte the guest wrote (a 4 KiB write into an empty 64 KiB cluster costs a
+      whole cluster plus metadata: up to 16x; a full copy also holds the base's data);
+    - ``write_amplification`` = ``host_write_bytes / guest_write_bytes`` (copy-on-write of the
+      rest of the cluster, metadata updates);
+    - ``read_amplification`` = ``host_read_bytes / guest_read_bytes``.
+
+    A ratio whose denominator is absent or zero is NaN (a read-only VM has no space ratio).
+    """
+    keys = ["backend", "entity", *(by or [])]
+    vms = end_of_run(records)
+    vms = vms[vms["entity"].astype(str).str.startswith("vm:")]
+    w = wide(vms, keys)
+    if w.empty:
+        return pd.DataFrame(columns=[*keys, *AMPLIFICATION_COLUMNS])
+    w["guest_read_bytes"] = guest_bytes(w, "read")
+    w["guest_write_bytes"] = guest_bytes(w, "write")
+    for name, num, den in (("space_amplification", "allocated_bytes", "guest_write_bytes"),
+                           ("write_amplification", "host_write_bytes", "guest_write_bytes"),
+                           ("read_amplification", "host_read_bytes", "guest_read_bytes")):
+        w[name] = _ratio(w[num], w[den]) if num in w.columns else math.nan
+    return w
+
+
+def load_results(path: str | Path) -> SweepResults:
+    """A sweep directory, or a single run directory read as a sweep of one point."""
+    p = Path(path)
+    if not is_run_dir(p):
+        return load_sweep(p)
+    run = load_run(p)
+    if run.meta.get("status") != "ok":
+        raise UsageError(f"{p}: run status is {run.meta.get('status')!r}"
+                         + (f" ({run.meta['reason']})" if run.meta.get("reason") else "")
+                         + "; only finished runs are reported")
+    row = {"point": ".", "scenario": run.name, "scenario_hash": (run.meta.get("scenario") or {})
+           .get("hash"), "run_seed": run.meta.get("seed"), **point_knobs(run)}
+    res = _assemble(p, [row], [_with_point(run.records, row)],
+                    [_with_point(run.comparison, row)], [])
+    res.name = run.name
+    return res
+
+
+def knob_label(row: pd.Series | dict[str, Any], knobs: list[str]) -> str:
+    """``cluster_size=65536, extended_l2=True``: a point's varying knobs in a legend label."""
+    if not knobs:
+        return "all"
+    return ", ".join(f"{k.removeprefix('strategy.')}={_knob_value(k, row[k])}" for k in knobs)
+
+
+def _knob_value(key: str, value: Any) -> str:
+    """Sizes as the scenario file would say them (``64KiB``), anything else as it is."""
+    sized = key.endswith(("cluster_size", "_bytes", "_size"))
+    if sized and isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+            if value >= size and value % size == 0:
+                return f"{int(value // size)}{unit}"
+    return str(value)

@@ -1,0 +1,178 @@
+"""Reading runs and sweeps back: tidy frames, knobs as columns, amplification, CSV exports."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cowbench.errors import UsageError
+from cowbench.notebook import error_by_point, worst_entities
+from cowbench.records import COLUMNS, records_frame
+from cowbench.results import (
+    amplification,
+    end_of_run,
+    find_points,
+    flatten,
+    guest_bytes,
+    is_sweep_dir,
+    knob_label,
+    load_results,
+    load_run,
+    load_sweep,
+)
+
+from .reportkit import sim_run, sim_sweep
+
+
+def test_load_run_reads_the_contract(tmp_path):
+    run = load_run(sim_run(tmp_path / "r"))
+    assert run.name == "small"
+    assert list(run.predicted.columns) == COLUMNS
+    assert run.measured.empty and list(run.measured.columns) == COLUMNS
+    assert run.comparison.empty
+    assert run.scenario["strategy"]["cluster_size"] == 65536
+    assert set(run.records["backend"]) == {"sim"}
+
+
+def test_records_csv_beside_parquet_is_the_same_table(tmp_path):
+    """Point 5 of the issue: records as CSV beside the parquet files, for spreadsheets."""
+    out = sim_run(tmp_path / "r")
+    parquet = pd.read_parquet(out / "predicted.parquet")
+    csv = pd.read_csv(out / "predicted.csv")
+    assert list(csv.columns) == COLUMNS
+    assert len(csv) == len(parquet) > 0
+    assert np.allclose(csv["value"], parquet["value"])
+    assert csv["t_s"].isna().sum() == parquet["t_s"].isna().sum()
+
+
+def test_a_sweep_has_its_knobs_as_columns(tmp_path):
+    sweep = load_sweep(sim_sweep(tmp_path / "s"))
+    assert sweep.name == "cluster-sizes"
+    assert sweep.knobs == ["strategy.cluster_size"]
+    assert sorted(sweep.points["strategy.cluster_size"]) == [4096, 65536, 2**20]
+    # every record carries its point's resolved knob (bytes, not the "4KiB" written)
+    per_point = sweep.records.groupby("point")["strategy.cluster_size"].unique()
+    assert {p: list(v) for p, v in per_point.items()} == {
+        "cs-1MiB": [2**20], "cs-4KiB": [4096], "cs-64KiB": [65536]}
+    assert sweep.skipped == []
+
+
+def test_a_folder_of_runs_without_sweep_json_is_a_sweep(tmp_path):
+    root = sim_sweep(tmp_path / "s", ("4KiB", "64KiB"), sweep_json=False)
+    assert is_sweep_dir(root)
+    sweep = load_sweep(root)
+    assert sweep.name == "s" and len(sweep.points) == 2
+    assert sweep.knobs == ["strategy.cluster_size"]
+
+
+def test_points_may_sit_one_level_deeper(tmp_path):
+    sim_run(tmp_path / "s" / "points" / "a")
+    sim_run(tmp_path / "s" / "points" / "b", seed=4)
+    assert [p.name for p in find_points(tmp_path / "s")] == ["a", "b"]
+    # the scenario seed differs but is not a strategy knob or an override: no knobs
+    assert load_sweep(tmp_path / "s").knobs == []
+
+
+def test_points_that_did_not_finish_are_skipped_with_the_reason(tmp_path):
+    root = sim_sweep(tmp_path / "s", ("4KiB", "64KiB"))
+    meta_path = root / "cs-4KiB" / "run.json"
+    meta = json.loads(meta_path.read_text())
+    meta.update(status="failed", reason="fio exited with 1")
+    meta_path.write_text(json.dumps(meta))
+    sweep = load_sweep(root)
+    assert sweep.skipped == [("cs-4KiB", "fio exited with 1")]
+    assert list(sweep.points["point"]) == ["cs-64KiB"]
+    assert set(sweep.records["point"]) == {"cs-64KiB"}
+
+
+def test_not_a_sweep_is_a_clear_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UsageError, match="not a sweep directory"):
+        load_sweep(tmp_path / "empty")
+    with pytest.raises(UsageError, match="no such directory"):
+        load_results(tmp_path / "ghost")
+
+
+def test_an_unfinished_run_is_not_reported(tmp_path):
+    out = sim_run(tmp_path / "r")
+    meta = json.loads((out / "run.json").read_text())
+    meta.update(status="interrupted", reason="SIGINT")
+    (out / "run.json").write_text(json.dumps(meta))
+    with pytest.raises(UsageError, match="interrupted.*SIGINT"):
+        load_results(out)
+
+
+def test_knob_labels_say_sizes_as_a_scenario_would():
+    row = {"strategy.cluster_size": 65536, "strategy.kind": "qcow2_overlay", "vms.count": 8}
+    assert knob_label(row, list(row)) == "cluster_size=64KiB, kind=qcow2_overlay, vms.count=8"
+    assert knob_label({"strategy.cluster_size": 1536}, ["strategy.cluster_size"]) == \
+        "cluster_size=1536"
+    assert knob_label({}, []) == "all"
+
+
+def test_error_by_point_is_the_median_abs_error_per_metric_and_point():
+    comp = pd.DataFrame({"metric": ["m", "m", "m", "n"], "point": ["a", "a", "b", "a"],
+                         "rel_error": [0.01, -0.03, 0.5, -0.2]})
+    table = error_by_point(comp).set_index("metric")
+    assert table.loc["m", "a"] == "2.00%" and table.loc["m", "b"] == "50.00%"
+    assert table.loc["n", "a"] == "20.00%" and table.loc["n", "b"] == "-"
+
+
+def test_worst_entities_ranks_by_the_largest_error_over_time():
+    comp = pd.DataFrame({"metric": ["m"] * 4 + ["n"], "entity": ["a", "a", "b", "c", "d"],
+                         "rel_error": [0.01, -0.4, 0.2, 0.3, 9.0]})
+    assert worst_entities(comp, "m", 2) == ["a", "c"]
+    assert worst_entities(comp, "x") == []
+
+
+def test_flatten_makes_dotted_key_paths():
+    assert flatten({"a": {"b": 1, "c": {"d": "x"}}, "e": [1, 2]}) == {
+        "a.b": 1, "a.c.d": "x", "e": "[1, 2]"}
+
+
+def _rec(rows):
+    return records_frame([("sim", t, e, m, v, "B", 1, 0) for t, e, m, v in rows])
+
+
+def test_end_of_run_prefers_nan_t_and_else_takes_the_last_sample():
+    df = _rec([(math.nan, "vm:a", "allocated_bytes", 5.0),
+               (1.0, "vm:a", "allocated_bytes", 1.0), (2.0, "vm:a", "allocated_bytes", 2.0),
+               (1.0, "vm:b", "allocated_bytes", 7.0), (3.0, "vm:b", "allocated_bytes", 9.0)])
+    got = end_of_run(df).set_index("entity")["value"].to_dict()
+    assert got == {"vm:a": 5.0, "vm:b": 9.0}
+
+
+def test_guest_bytes_is_bandwidth_over_iops_times_ios():
+    f = pd.DataFrame({"write_bw_bytes_per_s": [4096 * 100.0], "write_iops": [100.0],
+                      "write_ios": [1000.0]})
+    assert guest_bytes(f, "write").tolist() == [4096 * 1000.0]
+    assert guest_bytes(f, "read").isna().all()  # a figure not recorded stays absent
+
+
+def test_amplification_of_a_single_write_into_an_empty_cluster():
+    # one 4 KiB write allocated a 64 KiB cluster plus 2 metadata clusters, wrote 64 KiB
+    rows = [("vm:a", "allocated_bytes", 3 * 65536), ("vm:a", "host_write_bytes", 65536),
+            ("vm:a", "write_ios", 1), ("vm:a", "write_iops", 10),
+            ("vm:a", "write_bw_bytes_per_s", 40960),
+            ("vm:b", "allocated_bytes", 196608), ("vm:b", "read_ios", 4),  # read-only VM
+            ("host:h", "allocated_bytes", 1e9)]
+    df = records_frame([("sim", math.nan, e, m, float(v), "B", 1, 0) for e, m, v in rows])
+    amp = amplification(df).set_index("entity")
+    assert list(amp.index) == ["vm:a", "vm:b"]  # hosts are not VMs
+    assert amp.loc["vm:a", "space_amplification"] == pytest.approx(48.0)
+    assert amp.loc["vm:a", "write_amplification"] == pytest.approx(16.0)
+    assert math.isnan(amp.loc["vm:b", "space_amplification"])  # undefined, never inf or 0
+
+
+def test_sim_sweep_space_amplification_grows_with_cluster_size(tmp_path):
+    sweep = load_sweep(sim_sweep(tmp_path / "s"))
+    amp = amplification(sweep.records, by=["strategy.cluster_size"])
+    writer = amp[amp["entity"] == "vm:a"].set_index("strategy.cluster_size")
+    space = writer["space_amplification"]
+    # 4 KiB random writes: bigger clusters hold more unwritten bytes per write
+    assert space[4096] < space[65536] < space[2**20]
+    assert space[4096] >= 1.0
