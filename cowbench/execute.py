@@ -22,7 +22,7 @@ import nbformat
 import yaml
 
 from .errors import CowbenchError, Interrupted
-from .runner import sigterm_as_interrupt
+from .signals import interrupts_raise
 
 
 class NotebookFailed(CowbenchError):
@@ -44,7 +44,7 @@ def execute_notebook(source: Path, out: Path, params: dict[str, Any], work: Path
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT, env=env, start_new_session=True)
         try:
-            with sigterm_as_interrupt():
+            with interrupts_raise():
                 returncode = proc.wait()
         except (KeyboardInterrupt, Interrupted) as err:
             stop(proc)
