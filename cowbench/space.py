@@ -3,8 +3,10 @@
 Before a real run writes anything, the model (``sim.simulate``) predicts what each host's tree
 will hold at the end (``host:<name>`` ``allocated_bytes``: the raw bases in ``_base``, every
 overlay or copy, every ``disk.info``) and what the generated Glance images take
-(``image:<name>``). Space only grows during a run (overlays never shrink, a base is converted
-into ``<sha1>.converted`` and renamed, never copied twice), so the end state is the peak.
+(``image:<name>``), and the snapshots uploaded (``snapshot:<name>``). Without a timeline space
+only grows during a run (overlays never shrink, a base is converted into ``<sha1>.converted``
+and renamed, never copied twice), so the end state is the peak; with one, each entity's peak
+over its time series is charged (a sum of peaks: never less than the true peak).
 
 Each figure is charged to the filesystem its directory lives on (a host's ``storage_dir``, else
 the run directory); directories on one filesystem share its free space (``statvfs``
@@ -66,8 +68,10 @@ def free_bytes(path: Path) -> int:
 
 
 def _predicted(predicted: pd.DataFrame, entity: str) -> int:
+    """The entity's peak predicted allocation: over its time series when it has one (a
+    lifecycle timeline deletes as well as creates), else its end-of-run figure."""
     rows = predicted[(predicted.entity == entity) & (predicted.metric == "allocated_bytes")]
-    return int(rows.value.sum()) if len(rows) else 0
+    return int(rows.value.max()) if len(rows) else 0
 
 
 def space_needs(scenario: Scenario, predicted: pd.DataFrame, out: Path) -> list[FsNeed]:
@@ -88,6 +92,8 @@ def space_needs(scenario: Scenario, predicted: pd.DataFrame, out: Path) -> list[
     for image in scenario.images:
         if image.name in used and image.synthetic is not None:
             charge(out, "--out", _predicted(predicted, f"image:{image.name}"))
+    for entity in sorted(set(predicted.entity[predicted.entity.str.startswith("snapshot:")])):
+        charge(out, "--out", _predicted(predicted, entity))  # uploaded to work/glance
     for i, host in enumerate(scenario.hosts):
         directory = Path(host.storage_dir) if host.storage_dir else out
         key = f"hosts[{i}].storage_dir" if host.storage_dir else "--out"
