@@ -63,6 +63,20 @@ class BaseData:
         full = int(self._cum[i - 1])
         return full + min(x, int(self._ends[i - 1])) - int(self._starts[i - 1])
 
+    def _upto_many(self, x: np.ndarray) -> np.ndarray:
+        i = np.searchsorted(self._starts, x, side="right")
+        j = np.maximum(i - 1, 0)
+        if self._starts.shape[0] == 0:
+            return np.zeros(x.shape[0], dtype=np.int64)
+        part = np.minimum(x, self._ends[j]) - self._starts[j]
+        return np.where(i > 0, self._cum[j] + part, 0)
+
+    def data_in_many(self, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+        """``data_in`` for arrays of ranges."""
+        end = np.minimum(end, self.size)
+        out = self._upto_many(end) - self._upto_many(np.minimum(start, end))
+        return np.asarray(np.maximum(out, 0), dtype=np.int64)
+
     def data_in(self, start: int, end: int) -> int:
         """Bytes of data of the base within [start, end), with blocks rounded out to FS_BLOCK."""
         end = min(end, self.size)
