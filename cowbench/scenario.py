@@ -35,6 +35,7 @@ Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")]
 
 MIN_CLUSTER = 512
 MAX_CLUSTER = 2 * 1024 * 1024
+MIN_EXT_L2_CLUSTER = 16 * 1024
 
 
 class _Frozen(BaseModel):
@@ -109,11 +110,16 @@ class Strategy(_Frozen):
 
     ``qcow2_overlay`` is Nova's default (a qcow2 file backed by the raw base in ``_base``);
     ``full_copy`` is Nova's Flat backend (a sparse copy of the base, resized to the flavor).
+    The qcow2 knobs are ``qemu-img create -o`` options with QEMU's defaults (FACTS.md 1.3, 2.2):
+    ``extended_l2`` (32 subclusters per cluster, clusters of 16 KiB or more), ``preallocation``
+    (over a backing file QEMU allows it only with ``extended_l2``), ``refcount_bits``.
     """
 
     kind: Literal["qcow2_overlay", "full_copy"] = "qcow2_overlay"
     cluster_size: Bytes = 65536
     refcount_bits: int = 16
+    extended_l2: bool = False
+    preallocation: Literal["off", "metadata", "falloc", "full"] = "off"
 
     @field_validator("cluster_size")
     @classmethod
@@ -125,9 +131,20 @@ class Strategy(_Frozen):
     @field_validator("refcount_bits")
     @classmethod
     def _refbits(cls, v: int) -> int:
-        if v != 16:
-            raise ValueError("only refcount_bits=16 (QEMU's default) is modelled so far")
+        if v not in (1, 2, 4, 8, 16, 32, 64):
+            raise ValueError(f"refcount_bits must be a power of two from 1 to 64, got {v}")
         return v
+
+    @model_validator(mode="after")
+    def _qemu_rules(self) -> Strategy:
+        if self.extended_l2 and self.cluster_size < MIN_EXT_L2_CLUSTER:
+            raise ValueError("extended_l2 needs cluster_size of at least 16KiB (QEMU refuses "
+                             "smaller)")
+        if self.preallocation != "off" and not self.extended_l2:
+            raise ValueError("preallocation over a backing file needs extended_l2 (QEMU: "
+                             "'Backing file and preallocation can only be used at the same "
+                             "time if extended_l2 is on')")
+        return self
 
 
 RW = Literal["read", "write", "randread", "randwrite", "rw", "readwrite", "randrw"]

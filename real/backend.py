@@ -29,6 +29,7 @@ from cowbench.tools import RawLog, qemu_img_check, require_tools, run
 from .fio import FioResult, FioRun
 from .layout import HostLayout, glance_path, host_root
 from .nbd import NbdExport
+from .strategies import create_overlay
 
 Progress = Callable[[str], None]
 WRITE_CHUNK = 64 << 20
@@ -91,9 +92,7 @@ def create_disk(scenario: Scenario, vm: VM, layout: HostLayout, log: RawLog) -> 
     st = scenario.strategy
     if st.kind == "qcow2_overlay":
         fmt = "qcow2"
-        opts = f"backing_file={base.resolve()},backing_fmt=raw,cluster_size={st.cluster_size}"
-        run(["qemu-img", "create", "-q", "-f", "qcow2", "-o", opts, str(disk), size],
-            log=log, label=f"qemu-img-create-{vm.name}")
+        create_overlay(st, base, disk, int(size), log, f"qemu-img-create-{vm.name}")
     else:
         fmt = "raw"
         run(["cp", "--sparse=always", str(base), str(disk)], log=log, label=f"cp-{vm.name}")

@@ -21,17 +21,15 @@ Host bytes count what reaches the block layer (``/proc/PID/io`` read_bytes/write
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
 from .fs import FS_BLOCK, extent_tree_bytes
+from .hostfile import HostFile, block_runs
 
 L1_SECTOR = 512          # qcow2_write_l1_entry writes one 512-byte sector of the L1 table
 MERGE_READS_MAX = 16384  # perform_cow merges head and tail reads for requests up to 16 KiB
-
-
-def _round_up(n: int, unit: int) -> int:
-    return -(-n // unit) * unit
 
 
 @dataclass
@@ -99,12 +97,14 @@ class Qcow2Image:
     refcount_bits: int = 16
     l2_cache_whole: bool = True
     allocated: np.ndarray = field(init=False, repr=False)
+    #: bytes per L2 entry: 8, or 16 with extended L2 (sim.qcow2_ext)
+    L2_ENTRY_BYTES: ClassVar[int] = 8
     l2_allocated: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         c = self.cluster_size
         self.n_clusters = -(-self.virtual_size // c)
-        self.l2_entries = c // 8
+        self.l2_entries = c // self.L2_ENTRY_BYTES
         self.l1_entries = -(-self.n_clusters // self.l2_entries)
         self.l1_bytes = 8 * self.l1_entries
         self.refblock_covers = c * 8 // self.refcount_bits
@@ -112,30 +112,27 @@ class Qcow2Image:
         self.l2_allocated = np.zeros(self.l1_entries, dtype=bool)
         self.n_data = 0
         self.n_l2 = 0
-        l1_clusters = -(-self.l1_bytes // c)
-        self.host_clusters = 3 + l1_clusters  # header, refcount table, refblock, L1
-        self.n_refblocks = 1
-        self._grow_refblocks()
+        self.file = HostFile(c, self.refcount_bits, self.l1_bytes)
         self.dirty_l2: set[int] = set()
         self.dirty_refblocks = False
         self.refblock_cached = False
-        self._l1_clusters = l1_clusters
+        self._l1_clusters = self.file.l1_clusters
 
     # -- layout -------------------------------------------------------------------------------
-    def _grow_refblocks(self) -> None:
-        while self.n_refblocks * self.refblock_covers < self.host_clusters:
-            self.n_refblocks += 1
-            self.host_clusters += 1
+    @property
+    def host_clusters(self) -> int:
+        """Host clusters in use (metadata and data)."""
+        return self.file.used
 
-    def _alloc_host_cluster(self, io: HostIO) -> None:
+    def _alloc_host_cluster(self, io: HostIO, n: int = 1) -> int:
+        """Allocate ``n`` contiguous host clusters; return the first one's index."""
         if not self.refblock_cached:
             # the refcount block is read into QEMU's refcount cache on first allocation
             self.refblock_cached = True
             io.read_bytes += self.cluster_size
             io.read_ops += 1
-        self.host_clusters += 1
-        self._grow_refblocks()
         self.dirty_refblocks = True
+        return self.file.take(n)
 
     @property
     def data_clusters(self) -> int:
@@ -144,22 +141,11 @@ class Qcow2Image:
     @property
     def file_bytes(self) -> int:
         """st_size: the end of the last cluster written (the L1 table is written only in part)."""
-        c = self.cluster_size
-        if self.n_data == 0 and self.n_l2 == 0:
-            return (self.host_clusters - self._l1_clusters) * c + self.l1_bytes
-        return self.host_clusters * c
+        return self.file.size
 
     def _runs(self) -> list[int]:
         """Lengths in bytes of the file's runs of written blocks (rounded to whole blocks)."""
-        c = self.cluster_size
-        if c < FS_BLOCK:  # every cluster is written and they are contiguous
-            return [_round_up(self.file_bytes, FS_BLOCK)]
-        l1_alloc = _round_up(self.l1_bytes, FS_BLOCK)
-        head = 3 * c + l1_alloc  # header, refcount table, refblock, L1 (written part)
-        tail = (self.host_clusters - 3 - self._l1_clusters) * c
-        if l1_alloc == self._l1_clusters * c or tail == 0:
-            return [head + tail]
-        return [head, tail]
+        return [n * FS_BLOCK for n in block_runs(self.file.written())]
 
     @property
     def allocated_data_bytes(self) -> int:
@@ -177,45 +163,60 @@ class Qcow2Image:
         return self.backing.data_in(start, end) if self.backing is not None else 0
 
     def write(self, offset: int, length: int) -> HostIO:
-        """Apply one guest write; return the host I/O it causes (COW and metadata included)."""
+        """Apply one guest write; return the host I/O it causes (COW and metadata included).
+
+        Like ``qcow2_alloc_host_offset``, each run of unallocated clusters under one L2 table
+        gets its L2 table first, then one contiguous range of host clusters."""
         io = HostIO()
         c = self.cluster_size
         end = offset + length
-        first, last = offset // c, (end - 1) // c
-        for g in range(first, last + 1):
-            cs, ce = g * c, (g + 1) * c
-            ps, pe = max(offset, cs), min(end, ce)
+        g, last = offset // c, (end - 1) // c
+        while g <= last:
             if self.allocated[g]:
-                io.write_bytes += pe - ps
+                io.write_bytes += min(end, (g + 1) * c) - max(offset, g * c)
                 io.write_ops += 1
+                g += 1
                 continue
-            self._ensure_l2(g // self.l2_entries, io)
-            self.allocated[g] = True
-            self.n_data += 1
-            self._alloc_host_cluster(io)
-            self.dirty_l2.add(g // self.l2_entries)
-            io.cow = True
-            if ps == cs and pe == ce:
-                io.write_bytes += c
-                io.write_ops += 1
-            elif self.backing is not None:
-                head, tail = ps - cs, ce - pe
-                if head and tail and length <= MERGE_READS_MAX:
-                    io.read_bytes += self._backing_bytes(cs, ce)
-                    io.read_ops += 1
-                else:
-                    if head:
-                        io.read_bytes += self._backing_bytes(cs, ps)
-                        io.read_ops += 1
-                    if tail:
-                        io.read_bytes += self._backing_bytes(pe, ce)
-                        io.read_ops += 1
-                io.write_bytes += c
-                io.write_ops += 1
-            else:
-                io.write_bytes += pe - ps  # fallocate(ZERO_RANGE) moves no data
-                io.write_ops += 2
+            l2 = g // self.l2_entries
+            stop = min(last + 1, (l2 + 1) * self.l2_entries)
+            h = g + 1
+            while h < stop and not self.allocated[h]:
+                h += 1
+            self._ensure_l2(l2, io)
+            self._alloc_host_cluster(io, h - g)
+            for k in range(g, h):
+                self._new_cluster(k, max(offset, k * c), min(end, (k + 1) * c), length, io)
+            g = h
         return io
+
+    def _new_cluster(self, g: int, ps: int, pe: int, length: int, io: HostIO) -> None:
+        """Guest cluster ``g`` gets its host cluster: COW of what the write leaves out."""
+        c = self.cluster_size
+        cs, ce = g * c, (g + 1) * c
+        self.allocated[g] = True
+        self.n_data += 1
+        self.dirty_l2.add(g // self.l2_entries)
+        io.cow = True
+        if ps == cs and pe == ce:
+            io.write_bytes += c
+            io.write_ops += 1
+        elif self.backing is not None:
+            head, tail = ps - cs, ce - pe
+            if head and tail and length <= MERGE_READS_MAX:
+                io.read_bytes += self._backing_bytes(cs, ce)
+                io.read_ops += 1
+            else:
+                if head:
+                    io.read_bytes += self._backing_bytes(cs, ps)
+                    io.read_ops += 1
+                if tail:
+                    io.read_bytes += self._backing_bytes(pe, ce)
+                    io.read_ops += 1
+            io.write_bytes += c
+            io.write_ops += 1
+        else:
+            io.write_bytes += pe - ps  # fallocate(ZERO_RANGE) moves no data
+            io.write_ops += 2
 
     def _ensure_l2(self, idx: int, io: HostIO) -> None:
         if self.l2_allocated[idx]:

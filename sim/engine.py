@@ -136,12 +136,12 @@ def apply_writes(img: Qcow2Image | RawImage, offsets: np.ndarray,
     """Apply a batch of guest writes in issue order; return their summed host I/O."""
     if isinstance(img, RawImage):
         return _raw_writes(img, offsets, lengths)
-    if getattr(img, "extended_l2", False):
-        return _loop(img, offsets, lengths)
     io = HostIO()
     if len(offsets) == 0:
         return io
     p = split(offsets, lengths, img.cluster_size)
+    if getattr(img, "extended_l2", False) or not img.file.can_bulk(2 * len(p.cluster)):
+        return _loop(img, offsets, lengths)  # positions matter: holes or a table to grow
     new = first_occurrence(p.cluster, img.n_clusters) & ~img.allocated[p.cluster]
     _account_data(img, p, new, io)
     g_new = p.cluster[new]
@@ -159,8 +159,7 @@ def apply_writes(img: Qcow2Image | RawImage, offsets: np.ndarray,
     img.l2_allocated[l2[event]] = True
     img.n_data += n_new
     img.n_l2 += n_l2
-    img.host_clusters += n_new + n_l2
-    img._grow_refblocks()
+    img.file.take_bulk(n_new + n_l2)
     io.cow = n_new > 0
     return io
 

@@ -26,6 +26,7 @@ from .device import Device
 from .disk import BaseData, HostIO, Qcow2Image, RawImage
 from .fio import IoChunk, io_stream, job_seed
 from .fs import FS_BLOCK
+from .strategies import root_disk
 
 DISK_INFO_BYTES = FS_BLOCK  # instances/<uuid>/disk.info: a tiny JSON file, one block
 Process = Generator[simpy.Event, Any, None]
@@ -74,11 +75,7 @@ def glance_file(image: Image) -> Qcow2Image | RawImage:
 def make_disk(scenario: Scenario, vm: VM) -> Qcow2Image | RawImage:
     image = scenario.image(vm.image)
     size = scenario.root_size(vm)
-    st = scenario.strategy
-    if st.kind == "qcow2_overlay":
-        return Qcow2Image(size, st.cluster_size, backing=base_data(image),
-                          refcount_bits=st.refcount_bits)
-    return RawImage(size, base_data(image))
+    return root_disk(size, scenario.strategy, base_data(image))
 
 
 class _Job:

@@ -1,0 +1,172 @@
+"""qcow2 with extended L2 entries (``extended_l2=on``): 32 subclusters per cluster.
+
+Each L2 entry is 128 bits: the host offset plus a 32-bit allocation bitmap (and a zero bitmap),
+so a cluster is still reserved whole in the file but filled one subcluster (``cluster/32``)
+at a time (docs/interop/qcow2.txt "Extended L2 Entries"; FACTS.md 2.2, E7). Measured here with
+QEMU 7.2 (pinned in tests/test_qcow2_ext.py and the oracle):
+
+- a write allocates the subclusters it touches; only a partly covered *new* subcluster at
+  either end is completed from the backing file (COW), so an aligned write reads nothing;
+- the host cluster's offset is reserved, but only the written subclusters reach the file:
+  ``st_size`` ends at the last written subcluster of the last host cluster, and ``st_blocks``
+  counts the filesystem blocks those subclusters touch (a 2 KiB subcluster still takes a 4 KiB
+  block); apparent size and allocation diverge (FACTS.md b.1: 119 MiB vs 8.3 MiB);
+- an L2 table is a cluster, but holds half as many entries: it maps ``cluster**2 / 16`` bytes;
+- QEMU refuses extended L2 below 16 KiB clusters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from .disk import MERGE_READS_MAX, HostIO, Qcow2Image
+from .fs import FS_BLOCK, extent_tree_bytes
+
+SUBCLUSTERS = 32
+PREALLOCATION = ("off", "metadata", "falloc", "full")
+MIN_EXT_CLUSTER = 16384
+
+
+def _mask(s0: int, s1: int) -> int:
+    """Bits ``s0..s1`` (inclusive) set."""
+    return ((1 << (s1 + 1)) - 1) ^ ((1 << s0) - 1)
+
+
+@dataclass
+class Qcow2ExtImage(Qcow2Image):
+    """A qcow2 image with extended L2 entries: a subcluster bitmap per guest cluster."""
+
+    L2_ENTRY_BYTES: ClassVar[int] = 16
+    extended_l2: ClassVar[bool] = True
+    preallocation: str = "off"
+
+    def __post_init__(self) -> None:
+        if self.cluster_size < MIN_EXT_CLUSTER:
+            raise ValueError("extended_l2 needs a cluster size of at least 16 KiB (QEMU)")
+        if self.preallocation not in PREALLOCATION:
+            raise ValueError(f"preallocation must be one of {PREALLOCATION}")
+        super().__post_init__()
+        self.sc_size = self.cluster_size // SUBCLUSTERS
+        self.sc_bits = np.zeros(self.n_clusters, dtype=np.uint32)
+        self.data_host = np.full(self.n_clusters, -1, dtype=np.int64)
+        self._new_host = -1
+        self._last_data = -1  # guest cluster holding the highest host cluster
+        if self.preallocation != "off":
+            self._preallocate()
+
+    def _preallocate(self) -> None:
+        """``qemu-img create -o preallocation=...``: every L2 table and every cluster reserved
+        at creation (each table followed by the clusters it maps), subclusters unallocated so
+        reads still reach the backing file; falloc/full also allocate the whole file."""
+        per = self.l2_entries
+        for t in range(self.l1_entries):
+            self.l2_allocated[t] = True
+            self.n_l2 += 1
+            self.file.take(1)
+            first, last = t * per, min((t + 1) * per, self.n_clusters)
+            for g in range(first, last):  # one by one: refcount blocks may come between
+                self.data_host[g] = self.file.take(1)
+            self.allocated[first:last] = True
+        self.n_data = self.n_clusters
+
+    def _alloc_host_cluster(self, io: HostIO, n: int = 1) -> int:
+        self._new_host = super()._alloc_host_cluster(io, n)
+        return self._new_host
+
+    def write(self, offset: int, length: int) -> HostIO:
+        io = HostIO()
+        c = self.cluster_size
+        end = offset + length
+        for g in range(offset // c, (end - 1) // c + 1):
+            ps, pe = max(offset, g * c), min(end, (g + 1) * c)
+            if not self.allocated[g]:
+                self._allocate(g, io)
+            self._write_subclusters(g, ps, pe, length, io)
+        return io
+
+    def _allocate(self, g: int, io: HostIO) -> None:
+        self._ensure_l2(g // self.l2_entries, io)
+        self.allocated[g] = True
+        self.n_data += 1
+        self._alloc_host_cluster(io)
+        self.data_host[g] = self._new_host
+        self._last_data = g
+        io.cow = True
+
+    def _write_subclusters(self, g: int, ps: int, pe: int, length: int, io: HostIO) -> None:
+        cs, scs = g * self.cluster_size, self.sc_size
+        s0, s1 = (ps - cs) // scs, (pe - 1 - cs) // scs
+        mask = _mask(s0, s1)
+        old = int(self.sc_bits[g])
+        if not mask & ~old:  # every subcluster already allocated: an in-place write
+            io.write_bytes += pe - ps
+            io.write_ops += 1
+            return
+        self.dirty_l2.add(g // self.l2_entries)
+        a = cs + s0 * scs if not old >> s0 & 1 else ps
+        b = cs + (s1 + 1) * scs if not old >> s1 & 1 else pe
+        head, tail = ps > a, pe < b
+        if self.backing is None:  # COW regions are zeroed with fallocate, then guest bytes
+            io.write_bytes += pe - ps
+            io.write_ops += 1 + int(head or tail)
+        else:
+            if head and tail and length <= MERGE_READS_MAX:
+                io.read_bytes += self._backing_bytes(a, b)
+                io.read_ops += 1
+            else:
+                for lo, hi, on in ((a, ps, head), (pe, b, tail)):
+                    if on:
+                        io.read_bytes += self._backing_bytes(lo, hi)
+                        io.read_ops += 1
+            io.write_bytes += b - a
+            io.write_ops += 1
+        self.sc_bits[g] = old | mask
+
+    # -- layout -------------------------------------------------------------------------------
+    def _top_bytes(self, g: int) -> int:
+        """Bytes from the start of guest cluster ``g``'s host cluster to its last subcluster."""
+        return int(self.sc_bits[g]).bit_length() * self.sc_size
+
+    @property
+    def file_bytes(self) -> int:
+        last = self.file.end - 1
+        if (self.preallocation == "off" and self._last_data >= 0
+                and self.data_host[self._last_data] == last):
+            return last * self.cluster_size + self._top_bytes(self._last_data)
+        return self.file.size
+
+    def _block_map(self) -> np.ndarray:
+        """Which 4 KiB blocks of the file hold written bytes."""
+        per = self.cluster_size // FS_BLOCK
+        bm = np.ones(self.file.end * per, dtype=bool)
+        for s, e in self.file.unwritten():
+            bm[s * per:e * per] = False
+        l1_start = 3 * per
+        bm[l1_start:l1_start + self._l1_clusters * per] = False
+        bm[l1_start:l1_start + -(-self.l1_bytes // FS_BLOCK)] = True
+        if self.preallocation in ("falloc", "full"):
+            return bm
+        guests = np.flatnonzero(self.allocated)
+        bits = self.sc_bits[guests].astype(np.int64)
+        sub = (bits[:, None] >> np.arange(SUBCLUSTERS)) & 1 > 0
+        if self.sc_size >= FS_BLOCK:
+            blocks = np.repeat(sub, self.sc_size // FS_BLOCK, axis=1)
+        else:
+            blocks = np.asarray(
+                sub.reshape(guests.shape[0], per, SUBCLUSTERS // per).any(axis=2))
+        where = self.data_host[guests][:, None] * per + np.arange(per)
+        bm[where.ravel()] = blocks.ravel()
+        return bm[: -(-self.file_bytes // FS_BLOCK)]
+
+    def _runs(self) -> list[int]:
+        bm = self._block_map().astype(np.int8)
+        edges = np.flatnonzero(np.diff(np.concatenate(([0], bm, [0]))))
+        return [int(n) * FS_BLOCK for n in edges[1::2] - edges[::2]]
+
+    @property
+    def allocated_bytes(self) -> int:
+        runs = self._runs()
+        return sum(runs) + extent_tree_bytes(r // FS_BLOCK for r in runs)
