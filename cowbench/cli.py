@@ -23,7 +23,7 @@ from rich.table import Table
 from .compare import summary
 from .errors import CowbenchError, UsageError
 from .resolve import resolve
-from .runner import BACKENDS, run_scenario
+from .runner import BACKENDS, repredict, run_scenario
 from .scenario import Scenario, load_scenario
 from .store import read_run
 from .units import format_bytes
@@ -88,6 +88,21 @@ def show(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) -> N
     comp = run_dir / "comparison.csv"
     if comp.exists():
         _print_comparison(pd.read_csv(comp))
+
+
+@app.command("repredict")
+def repredict_cmd(run_dir: Annotated[Path, typer.Argument(
+        help="A finished run directory whose workloads set write_iolog: true.")]) -> None:
+    """Re-run the model on the offsets the real run recorded (raw/), so the comparison shows
+    the allocation model's own error, without the offset model's. Writes repredicted.parquet
+    and comparison-repredicted.csv."""
+    if not (run_dir / "scenario.yaml").is_file():
+        raise UsageError(f"{run_dir}: not a run directory (no scenario.yaml)")
+    predicted, comp = repredict(run_dir)
+    out.print(f"re-predicted: [bold]{predicted}[/]")
+    if comp is not None:
+        _print_comparison(pd.read_csv(comp))
+        out.print(f"comparison:   [bold]{comp}[/]")
 
 
 def _fmt(x: float) -> str:

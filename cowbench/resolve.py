@@ -22,7 +22,9 @@ from .tools import (
 
 
 def resolve(scenario: Scenario, source: str = "<scenario>") -> Scenario:
-    """Return ``scenario`` with every path image's size and data map filled in."""
+    """Return ``scenario`` with every path image's size and data map filled in, and every
+    ``read_iolog`` made absolute (relative paths are relative to the scenario file)."""
+    scenario = _absolute_iologs(scenario, source)
     if all(img.path is None for img in scenario.images):
         return scenario
     data = scenario.model_dump(mode="json")
@@ -61,3 +63,19 @@ def resolve(scenario: Scenario, source: str = "<scenario>") -> Scenario:
         data["images"][i]["data_map"] = [Extent(offset=s, length=n).model_dump()
                                          for s, n in extents]
     return parse_scenario(data, source)
+
+
+def _absolute_iologs(scenario: Scenario, source: str) -> Scenario:
+    here = Path(source).parent if Path(source).is_file() else Path.cwd()
+    data = scenario.model_dump(mode="json")
+    changed = False
+    for name, wl in scenario.workloads.items():
+        if wl.read_iolog and not Path(wl.read_iolog).is_absolute():
+            path = (here / wl.read_iolog).resolve()
+            data["workloads"][name]["read_iolog"] = str(path)
+            changed = True
+        path = Path(data["workloads"][name]["read_iolog"] or ".")
+        if wl.read_iolog and not path.is_file():
+            raise ScenarioError(source, [(f"workloads.{name}.read_iolog",
+                                          f"no such file: {path}")])
+    return parse_scenario(data, source) if changed else scenario

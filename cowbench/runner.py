@@ -6,6 +6,7 @@ drives both; neither imports the other.
 
 from __future__ import annotations
 
+import json
 import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,9 +18,17 @@ import pandas as pd
 
 from .compare import compare
 from .errors import CowbenchError, Interrupted, RunFailed
-from .scenario import Scenario, dump_scenario
-from .store import RunDir, host_facts, now_iso, tool_versions
+from .scenario import Scenario, dump_scenario, load_scenario
+from .store import (
+    RunDir,
+    atomic_write_parquet,
+    atomic_write_text,
+    host_facts,
+    now_iso,
+    tool_versions,
+)
 from .tools import RawLog, require_tools
+from .traces import needs_traces, recorded_run_traces, scenario_traces
 
 BACKENDS = ("sim", "real", "both")
 
@@ -57,10 +66,13 @@ def run_scenario(scenario: Scenario, out: Path, backend: str = "both", seed: int
     use_sim, use_real = backend in ("sim", "both"), backend in ("real", "both")
     if use_real:
         require_tools()  # before anything is created
+    elif use_sim and needs_traces(scenario):
+        require_tools(("fio",))
     seed = scenario.seed if seed is None else seed
     if seed != scenario.seed:
         scenario = scenario.model_copy(update={"seed": seed})
     rd = RunDir.create(out)
+    raw_log = RawLog(rd.raw)  # one numbering for every external command of the run
     completed: list[str] = []
     rd.write_meta(scenario={"name": scenario.name, "hash": scenario.scenario_id}, seed=seed,
                   backends=[b for b, on in (("sim", use_sim), ("real", use_real)) if on],
@@ -71,17 +83,21 @@ def run_scenario(scenario: Scenario, out: Path, backend: str = "both", seed: int
     try:
         with sigterm_as_interrupt():
             if use_sim:
+                traces = None
+                if needs_traces(scenario):
+                    progress("model: asking fio for the exact offset streams")
+                    traces = scenario_traces(scenario, raw_log)
                 progress("model: simulating")
                 from sim import simulate
 
-                predicted = simulate(scenario, seed)
+                predicted = simulate(scenario, seed, traces=traces)
                 rd.write_records("predicted", predicted)
                 completed.append("sim")
             if use_real:
                 progress("real: building")
                 from real import execute
 
-                measured = execute(scenario, rd.work, RawLog(rd.raw), run_id=scenario.scenario_id,
+                measured = execute(scenario, rd.work, raw_log, run_id=scenario.scenario_id,
                                    progress=progress, seed=seed)
                 rd.write_records("measured", measured)
                 completed.append("real")
@@ -109,3 +125,23 @@ def _remove_empty(path: Path) -> None:
                 sub.rmdir()
         if not any(path.iterdir()):
             path.rmdir()
+
+
+def repredict(run_dir: Path) -> tuple[Path, Path | None]:
+    """Re-run the model on the offsets a finished real run recorded; write
+    ``repredicted.parquet`` and, with measurements, ``comparison-repredicted.csv``."""
+    from sim import simulate
+
+    scenario = load_scenario(run_dir / "scenario.yaml")
+    meta = json.loads((run_dir / "run.json").read_text())
+    traces = recorded_run_traces(run_dir, scenario)
+    predicted = simulate(scenario, int(meta.get("seed", scenario.seed)), traces=traces)
+    out = run_dir / "repredicted.parquet"
+    atomic_write_parquet(out, predicted)
+    measured_path = run_dir / "measured.parquet"
+    if not measured_path.exists():
+        return out, None
+    comp = compare(predicted, pd.read_parquet(measured_path))
+    comp_path = run_dir / "comparison-repredicted.csv"
+    atomic_write_text(comp_path, comp.to_csv(index=False))
+    return out, comp_path

@@ -89,7 +89,7 @@ def create_disk(scenario: Scenario, vm: VM, layout: HostLayout, log: RawLog) -> 
     disk = layout.disk(vm)
     disk.parent.mkdir(parents=True, exist_ok=True)
     size = str(scenario.root_size(vm))
-    st = scenario.strategy
+    st = scenario.strategy_of(vm)
     if st.kind == "qcow2_overlay":
         fmt = "qcow2"
         create_overlay(st, base, disk, int(size), log, f"qemu-img-create-{vm.name}")

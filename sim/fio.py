@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cowbench.iolog import READ, WRITE, Trace
 from cowbench.scenario import Workload
 
 FIO_DEFAULT_RANDSEED = 0xB1899BED
@@ -169,3 +170,11 @@ def _sequential(nblocks: int) -> Iterator[np.ndarray]:
     while True:
         yield (pos + np.arange(CHUNK, dtype=np.int64)) % nblocks
         pos = (pos + CHUNK) % nblocks
+
+
+def trace_chunks(trace: Trace) -> Iterator[IoChunk]:
+    """A recorded clone's I/Os (reads and writes, in its order) as chunks."""
+    keep = (trace.ddir == READ) | (trace.ddir == WRITE)
+    offs, lens, ddir = trace.offsets[keep], trace.lengths[keep], trace.ddir[keep]
+    for i in range(0, offs.shape[0], CHUNK):
+        yield IoChunk(offs[i:i + CHUNK], lens[i:i + CHUNK], ddir[i:i + CHUNK] == WRITE)

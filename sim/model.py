@@ -11,7 +11,7 @@ the caller writes results (STYLE.md point 4).
 from __future__ import annotations
 
 import math
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,12 +19,13 @@ import numpy as np
 import pandas as pd
 import simpy
 
+from cowbench.iolog import Trace
 from cowbench.records import Recorder
 from cowbench.scenario import VM, Image, Scenario, Workload
 
 from .device import Device
 from .disk import BaseData, HostIO, Qcow2Image, RawImage
-from .fio import IoChunk, io_stream, job_seed
+from .fio import IoChunk, io_stream, job_seed, trace_chunks
 from .fs import FS_BLOCK
 from .strategies import root_disk
 
@@ -75,7 +76,7 @@ def glance_file(image: Image) -> Qcow2Image | RawImage:
 def make_disk(scenario: Scenario, vm: VM) -> Qcow2Image | RawImage:
     image = scenario.image(vm.image)
     size = scenario.root_size(vm)
-    return root_disk(size, scenario.strategy, base_data(image))
+    return root_disk(size, scenario.strategy_of(vm), base_data(image))
 
 
 class _Job:
@@ -140,14 +141,16 @@ class _Pacer:
 
 def _run_vm(env: simpy.Environment, scenario: Scenario, vm: VM, vm_index: int,
             disk: Qcow2Image | RawImage, device: Device, stats: VmStats,
-            wl: Workload) -> Process:
+            wl: Workload, traces: Sequence[Trace] | None = None) -> Process:
     size = scenario.root_size(vm)
     limit = min(x for x in (wl.runtime, scenario.duration, math.inf) if x is not None)
     deadline = env.now + limit
     slots = []
-    for clone in range(wl.numjobs):
-        seed = job_seed(wl, clone, scenario.seed, vm_index)
-        job = _Job(io_stream(wl, size, seed))
+    streams = ([trace_chunks(t) for t in traces] if traces is not None else
+               [io_stream(wl, size, job_seed(wl, clone, scenario.seed, vm_index))
+                for clone in range(wl.numjobs)])
+    for stream in streams:
+        job = _Job(stream)
         pacer = _Pacer(wl.rate_iops) if wl.rate_iops else None
         for _ in range(wl.iodepth):
             slots.append(env.process(_slot(env, job, disk, device, stats, deadline, pacer)))
@@ -155,8 +158,12 @@ def _run_vm(env: simpy.Environment, scenario: Scenario, vm: VM, vm_index: int,
     stats.add_host(disk.flush())
 
 
-def simulate(scenario: Scenario, seed: int | None = None) -> pd.DataFrame:
-    """Run the model once; return its records (backend ``sim``)."""
+def simulate(scenario: Scenario, seed: int | None = None,
+             traces: Mapping[str, Sequence[Trace]] | None = None) -> pd.DataFrame:
+    """Run the model once; return its records (backend ``sim``).
+
+    ``traces`` gives, per VM name, the exact I/O stream of each fio clone (``offsets: fio`` or
+    ``iolog``, or a finished real run's record); other VMs generate their offsets."""
     seed = scenario.seed if seed is None else seed
     if seed != scenario.seed:
         scenario = scenario.model_copy(update={"seed": seed})
@@ -171,7 +178,8 @@ def simulate(scenario: Scenario, seed: int | None = None) -> pd.DataFrame:
         wl = scenario.workload_of(vm)
         if wl is not None:
             env.process(_run_vm(env, scenario, vm, i, disks[vm.name],
-                                devices[scenario.host_of(vm).name], stats[vm.name], wl))
+                                devices[scenario.host_of(vm).name], stats[vm.name], wl,
+                                (traces or {}).get(vm.name)))
         else:
             stats[vm.name].add_host(disks[vm.name].flush())
     env.run()
