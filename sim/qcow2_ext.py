@@ -23,6 +23,7 @@ from typing import ClassVar
 import numpy as np
 
 from .disk import MERGE_READS_MAX, HostIO, Qcow2Image
+from .ext4tree import ExtentTree
 from .fs import FS_BLOCK, extent_tree_bytes
 
 SUBCLUSTERS = 32
@@ -54,8 +55,36 @@ class Qcow2ExtImage(Qcow2Image):
         self.data_host = np.full(self.n_clusters, -1, dtype=np.int64)
         self._new_host = -1
         self._last_data = -1  # guest cluster holding the highest host cluster
+        # ext4's extent tree, grown in the order the file's blocks are first written
+        self.tree = ExtentTree()
+        self._fs_written = bytearray()
+        self._touch(0, 3 * self.cluster_size + self.l1_bytes)  # qemu-img create
         if self.preallocation != "off":
             self._preallocate()
+
+    def _touch(self, start: int, end: int) -> None:
+        """Host bytes ``[start, end)`` were written: new blocks join the extent tree."""
+        b0, b1 = start // FS_BLOCK, -(-end // FS_BLOCK)
+        if b1 > len(self._fs_written):
+            self._fs_written.extend(bytes(b1 - len(self._fs_written) + 1024))
+        run = -1
+        for b in range(b0, b1):
+            if self._fs_written[b]:
+                if run >= 0:
+                    self.tree.add(run, b)
+                run = -1
+                continue
+            self._fs_written[b] = 1
+            run = b if run < 0 else run
+        if run >= 0:
+            self.tree.add(run, b1)
+
+    def _ensure_l2(self, idx: int, io: HostIO) -> None:
+        new = not self.l2_allocated[idx]
+        super()._ensure_l2(idx, io)
+        if new:  # the new table is written whole at once (l2_allocate)
+            self._touch(self._new_host * self.cluster_size,
+                        (self._new_host + 1) * self.cluster_size)
 
     def _preallocate(self) -> None:
         """``qemu-img create -o preallocation=...``: every L2 table and every cluster reserved
@@ -124,6 +153,8 @@ class Qcow2ExtImage(Qcow2Image):
             io.write_bytes += b - a
             io.write_ops += 1
         self.sc_bits[g] = old | mask
+        host = int(self.data_host[g]) * self.cluster_size - cs
+        self._touch(host + a, host + b)
 
     # -- layout -------------------------------------------------------------------------------
     def _top_bytes(self, g: int) -> int:
@@ -168,5 +199,9 @@ class Qcow2ExtImage(Qcow2Image):
 
     @property
     def allocated_bytes(self) -> int:
+        """Written blocks plus ext4's extent tree as this write order grew it (``ext4tree``);
+        a preallocated file was allocated in order, so its tree is packed."""
         runs = self._runs()
-        return sum(runs) + extent_tree_bytes(r // FS_BLOCK for r in runs)
+        if self.preallocation != "off":
+            return sum(runs) + extent_tree_bytes(r // FS_BLOCK for r in runs)
+        return sum(runs) + self.tree.blocks * FS_BLOCK
