@@ -244,6 +244,9 @@ class Workload(_Frozen):
             raise ValueError("offsets: iolog needs read_iolog (a fio iolog file)")
         if self.read_iolog and self.offsets != "iolog":
             raise ValueError("read_iolog replays a trace: offsets must be 'iolog'")
+        if self.read_iolog and self.numjobs != 1:
+            raise ValueError("read_iolog replays the trace once; numjobs must be 1 (a clone "
+                             "would replay it again)")
         if self.offsets == "model":
             unsupported = [k for k, on in (
                 ("random_distribution", self.random_distribution != "random"),
