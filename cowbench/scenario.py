@@ -109,17 +109,26 @@ class Strategy(_Frozen):
     """How each VM's root disk is made from the cached base.
 
     ``qcow2_overlay`` is Nova's default (a qcow2 file backed by the raw base in ``_base``);
-    ``full_copy`` is Nova's Flat backend (a sparse copy of the base, resized to the flavor).
-    The qcow2 knobs are ``qemu-img create -o`` options with QEMU's defaults (FACTS.md 1.3, 2.2):
+    ``full_copy`` is Nova's Flat backend (a copy of the base, resized to the flavor; ``sparse``
+    keeps its holes); ``resized_base`` is Nova before Dec 2012 (a full copy of the base per
+    flavor size, ``_base/<sha1>_<size>``, shared by the host's overlays of that size, FACTS.md
+    1.1); ``snapshot_chain`` stacks ``chain_depth`` qcow2 overlays (external snapshots), the
+    VM writing to the top one. The qcow2 knobs are ``qemu-img create -o`` options with QEMU's
+    defaults (FACTS.md 1.3, 2.2):
     ``extended_l2`` (32 subclusters per cluster, clusters of 16 KiB or more), ``preallocation``
     (over a backing file QEMU allows it only with ``extended_l2``), ``refcount_bits``.
     """
 
-    kind: Literal["qcow2_overlay", "full_copy"] = "qcow2_overlay"
+    kind: Literal["qcow2_overlay", "full_copy", "resized_base", "snapshot_chain"] = \
+        "qcow2_overlay"
     cluster_size: Bytes = 65536
     refcount_bits: int = 16
     extended_l2: bool = False
     preallocation: Literal["off", "metadata", "falloc", "full"] = "off"
+    sparse: bool = Field(default=True, description="full_copy: keep the base's holes "
+                         "(cp --sparse=always) or write them out (cp --sparse=never)")
+    chain_depth: int = Field(default=1, ge=1, le=1000, description="snapshot_chain: qcow2 "
+                             "layers over the base, the VM's writable top included")
 
     @field_validator("cluster_size")
     @classmethod
@@ -140,6 +149,8 @@ class Strategy(_Frozen):
         if self.extended_l2 and self.cluster_size < MIN_EXT_L2_CLUSTER:
             raise ValueError("extended_l2 needs cluster_size of at least 16KiB (QEMU refuses "
                              "smaller)")
+        if self.chain_depth > 1 and self.kind != "snapshot_chain":
+            raise ValueError("chain_depth applies to kind: snapshot_chain only")
         if self.preallocation != "off" and not self.extended_l2:
             raise ValueError("preallocation over a backing file needs extended_l2 (QEMU: "
                              "'Backing file and preallocation can only be used at the same "

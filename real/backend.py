@@ -29,7 +29,7 @@ from cowbench.tools import RawLog, qemu_img_check, require_tools, run
 from .fio import FioResult, FioRun
 from .layout import HostLayout, glance_path, host_root
 from .nbd import NbdExport
-from .strategies import create_overlay
+from .strategies import make_root_disk, vm_files
 
 Progress = Callable[[str], None]
 WRITE_CHUNK = 64 << 20
@@ -88,16 +88,8 @@ def create_disk(scenario: Scenario, vm: VM, layout: HostLayout, log: RawLog) -> 
     base = layout.cache_file(image)
     disk = layout.disk(vm)
     disk.parent.mkdir(parents=True, exist_ok=True)
-    size = str(scenario.root_size(vm))
-    st = scenario.strategy_of(vm)
-    if st.kind == "qcow2_overlay":
-        fmt = "qcow2"
-        create_overlay(st, base, disk, int(size), log, f"qemu-img-create-{vm.name}")
-    else:
-        fmt = "raw"
-        run(["cp", "--sparse=always", str(base), str(disk)], log=log, label=f"cp-{vm.name}")
-        run(["qemu-img", "resize", "-q", "-f", "raw", str(disk), size], log=log,
-            label=f"qemu-img-resize-{vm.name}")
+    fmt = make_root_disk(scenario.strategy_of(vm), base, disk, scenario.root_size(vm), log,
+                         vm.name)
     (disk.parent / "disk.info").write_text(json.dumps({str(disk): fmt}))
     return disk, fmt
 
@@ -233,7 +225,10 @@ def _measure_vm(rec: Recorder, scenario: Scenario, vm: VM, disk: tuple[Path, str
                 result: FioResult | None, io: dict[str, int] | None, log: RawLog) -> None:
     entity = f"vm:{vm.name}"
     path, fmt = disk
-    alloc, size = _allocated(path)
+    alloc = size = 0
+    for f in vm_files(path):
+        a, n = _allocated(f)
+        alloc, size = alloc + a, size + n
     rec.add(entity, "allocated_bytes", alloc)
     rec.add(entity, "file_bytes", size)
     if fmt == "qcow2":

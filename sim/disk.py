@@ -284,6 +284,11 @@ class RawImage:
         return int(self.blocks.sum()) * FS_BLOCK + extent_tree_bytes(runs)
 
     @property
+    def allocated_data_bytes(self) -> int:
+        """The blocks written, without the filesystem's extent tree."""
+        return int(self.blocks.sum()) * FS_BLOCK
+
+    @property
     def data_clusters(self) -> float:
         return float("nan")  # a raw file has no clusters: absent, never zero
 

@@ -27,7 +27,7 @@ from .device import Device
 from .disk import BaseData, HostIO, Qcow2Image, RawImage
 from .fio import IoChunk, io_stream, job_seed, trace_chunks
 from .fs import FS_BLOCK
-from .strategies import root_disk
+from .strategies import Disk, resized_copies, root_disk
 
 DISK_INFO_BYTES = FS_BLOCK  # instances/<uuid>/disk.info: a tiny JSON file, one block
 Process = Generator[simpy.Event, Any, None]
@@ -73,7 +73,7 @@ def glance_file(image: Image) -> Qcow2Image | RawImage:
     return img
 
 
-def make_disk(scenario: Scenario, vm: VM) -> Qcow2Image | RawImage:
+def make_disk(scenario: Scenario, vm: VM) -> Disk:
     image = scenario.image(vm.image)
     size = scenario.root_size(vm)
     return root_disk(size, scenario.strategy_of(vm), base_data(image))
@@ -98,7 +98,7 @@ class _Job:
                             chunk.is_write.tolist(), strict=True)
 
 
-def _slot(env: simpy.Environment, job: _Job, disk: Qcow2Image | RawImage, device: Device,
+def _slot(env: simpy.Environment, job: _Job, disk: Disk, device: Device,
           stats: VmStats, deadline: float, pacer: _Pacer | None) -> Process:
     while env.now < deadline:
         io = job.next()
@@ -140,7 +140,7 @@ class _Pacer:
 
 
 def _run_vm(env: simpy.Environment, scenario: Scenario, vm: VM, vm_index: int,
-            disk: Qcow2Image | RawImage, device: Device, stats: VmStats,
+            disk: Disk, device: Device, stats: VmStats,
             wl: Workload, traces: Sequence[Trace] | None = None) -> Process:
     size = scenario.root_size(vm)
     limit = min(x for x in (wl.runtime, scenario.duration, math.inf) if x is not None)
@@ -170,7 +170,7 @@ def simulate(scenario: Scenario, seed: int | None = None,
     env = simpy.Environment()
     rec = Recorder("sim", seed)
     devices = {h.name: Device(env, scenario.device) for h in scenario.hosts}
-    disks: dict[str, Qcow2Image | RawImage] = {}
+    disks: dict[str, Disk] = {}
     stats: dict[str, VmStats] = {}
     for i, vm in enumerate(scenario.vms):
         disks[vm.name] = make_disk(scenario, vm)
@@ -187,7 +187,7 @@ def simulate(scenario: Scenario, seed: int | None = None,
     return rec.frame()
 
 
-def _record(scenario: Scenario, rec: Recorder, disks: dict[str, Qcow2Image | RawImage],
+def _record(scenario: Scenario, rec: Recorder, disks: dict[str, Disk],
             stats: dict[str, VmStats]) -> None:
     used = {vm.image for vm in scenario.vms}
     for image in scenario.images:
@@ -199,6 +199,7 @@ def _record(scenario: Scenario, rec: Recorder, disks: dict[str, Qcow2Image | Raw
         vms = [vm for vm in scenario.vms if scenario.host_of(vm).name == host.name]
         bases = {vm.image for vm in vms}
         caches = [cache_file(scenario.image(n)) for n in sorted(bases)]
+        caches += resized_copies(scenario, vms, {n: base_data(scenario.image(n)) for n in bases})
         cache_alloc = sum(c.allocated_bytes for c in caches)
         rec.add(f"cache:{host.name}", "allocated_bytes", cache_alloc)
         rec.add(f"cache:{host.name}", "file_bytes", sum(c.file_bytes for c in caches))
@@ -210,7 +211,7 @@ def _record(scenario: Scenario, rec: Recorder, disks: dict[str, Qcow2Image | Raw
                    scenario.workload_of(vm))
 
 
-def _record_vm(rec: Recorder, entity: str, disk: Qcow2Image | RawImage, st: VmStats,
+def _record_vm(rec: Recorder, entity: str, disk: Disk, st: VmStats,
                wl: Workload | None) -> None:
     rec.add(entity, "allocated_bytes", disk.allocated_bytes)
     rec.add(entity, "file_bytes", disk.file_bytes)

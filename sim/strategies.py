@@ -1,16 +1,29 @@
 """The model's side of each copy-on-write strategy: the disk a VM gets, as an allocation map.
 
-The real backend's counterpart is ``real/strategies.py``; the two must build the same thing.
+The real backend's counterpart is ``real/strategies.py``; the two must build the same thing:
+
+- ``qcow2_overlay``: one qcow2 file over the raw base (Nova's default);
+- ``full_copy``: a raw copy of the base resized to the root size; ``sparse`` keeps the base's
+  holes (``cp --sparse=always``), otherwise every byte of the base is written
+  (``cp --sparse=never``); the resize adds a hole either way;
+- ``resized_base``: Nova before commit c82be9f (Dec 2012): the host keeps one full sparse copy of
+  the base per root size (``_base/<sha1>_<size>``), and each VM's overlay backs onto that copy;
+  the overlay behaves as over the original (same data, holes past the base's end), the cost is
+  the copies in the cache;
+- ``snapshot_chain``: ``chain_depth`` qcow2 overlays stacked on the base (external snapshots),
+  the VM writing to the top; the lower layers hold only their metadata, and the VM's files
+  are all of its layers. Guest data missing from the top comes from the raw base through the
+  chain, so the top allocates and copies as a single overlay does (FACTS.md 2.2-2.3).
 """
 
 from __future__ import annotations
 
-from cowbench.scenario import Strategy
+from dataclasses import dataclass
 
-from .disk import BaseData, Qcow2Image, RawImage
+from cowbench.scenario import VM, Image, Scenario, Strategy
+
+from .disk import BaseData, HostIO, Qcow2Image, RawImage
 from .qcow2_ext import Qcow2ExtImage
-
-Disk = Qcow2Image | RawImage
 
 
 def overlay(size: int, st: Strategy, backing: BaseData | None) -> Qcow2Image:
@@ -21,8 +34,57 @@ def overlay(size: int, st: Strategy, backing: BaseData | None) -> Qcow2Image:
     return Qcow2Image(size, st.cluster_size, backing=backing, refcount_bits=st.refcount_bits)
 
 
+@dataclass
+class ChainDisk:
+    """A VM disk made of several files: the writable ``top`` over ``lower`` layers."""
+
+    top: Qcow2Image
+    lower: list[Qcow2Image]
+
+    def write(self, offset: int, length: int) -> HostIO:
+        return self.top.write(offset, length)
+
+    def read(self, offset: int, length: int) -> HostIO:
+        return self.top.read(offset, length)
+
+    def flush(self) -> HostIO:
+        return self.top.flush()
+
+    @property
+    def data_clusters(self) -> int:
+        return self.top.data_clusters
+
+    @property
+    def file_bytes(self) -> int:
+        return self.top.file_bytes + sum(x.file_bytes for x in self.lower)
+
+    @property
+    def allocated_bytes(self) -> int:
+        return self.top.allocated_bytes + sum(x.allocated_bytes for x in self.lower)
+
+
+Disk = Qcow2Image | RawImage | ChainDisk
+
+
 def root_disk(size: int, st: Strategy, base: BaseData) -> Disk:
     """The VM's root disk over a raw base holding ``base``'s data."""
-    if st.kind == "qcow2_overlay":
+    if st.kind in ("qcow2_overlay", "resized_base"):
         return overlay(size, st, base)
-    return RawImage(size, base)
+    if st.kind == "snapshot_chain":
+        lower = [overlay(size, st, base) for _ in range(st.chain_depth - 1)]
+        return ChainDisk(overlay(size, st, base), lower)
+    if st.sparse:
+        return RawImage(size, base)
+    return RawImage(size, BaseData(size, [(0, base.size)]))
+
+
+def resized_copies(scenario: Scenario, vms: list[VM],
+                   base_data: dict[str, BaseData]) -> list[RawImage]:
+    """``resized_base``: the host's ``_base/<sha1>_<size>`` copies, one per image and size."""
+    keys = sorted({(vm.image, scenario.root_size(vm)) for vm in vms
+                   if scenario.strategy_of(vm).kind == "resized_base"})
+    return [RawImage(size, base_data[name]) for name, size in keys]
+
+
+def images_of(scenario: Scenario, vms: list[VM]) -> list[Image]:
+    return [scenario.image(n) for n in sorted({vm.image for vm in vms})]
