@@ -129,6 +129,9 @@ class Strategy(_Frozen):
                          "(cp --sparse=always) or write them out (cp --sparse=never)")
     chain_depth: int = Field(default=1, ge=1, le=1000, description="snapshot_chain: qcow2 "
                              "layers over the base, the VM's writable top included")
+    discard: Literal["ignore", "unmap"] = Field(
+        default="ignore", description="The drive's discard option (Nova hw_disk_discard, "
+        "qemu-nbd --discard): guest trims reach the image only with unmap")
 
     @field_validator("cluster_size")
     @classmethod
@@ -159,7 +162,8 @@ class Strategy(_Frozen):
 
 
 RANDOM_DISTRIBUTIONS = ("random", "zipf", "pareto", "normal", "gauss", "zoned", "zoned_abs")
-RW = Literal["read", "write", "randread", "randwrite", "rw", "readwrite", "randrw"]
+RW = Literal["read", "write", "randread", "randwrite", "rw", "readwrite", "randrw", "trim",
+             "randtrim", "trimwrite"]
 
 
 class Workload(_Frozen):
@@ -259,7 +263,7 @@ class Workload(_Frozen):
             raise ValueError("read_iolog replays the trace once; numjobs must be 1 (a clone "
                              "would replay it again)")
         if self.offsets == "model":
-            unsupported = [k for k, on in (
+            unsupported = [k for k, on in (("rw=" + self.rw, "trim" in self.rw),
                 ("random_distribution", self.random_distribution != "random"),
                 ("bssplit", self.bssplit is not None), ("loops", self.loops != 1)) if on]
             if unsupported:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .errors import UsageError
 from .fiojob import fio_null_traces, recorded_traces, replay_traces
-from .iolog import TRIM, Trace
+from .iolog import Trace
 from .scenario import Scenario
 from .tools import RawLog
 
@@ -25,13 +25,11 @@ def needs_traces(scenario: Scenario) -> bool:
 
 
 def check_traces(traces: list[Trace], disk_size: int, where: str) -> None:
-    """Refuse traces the model cannot apply exactly: I/O past the disk's end, or trims."""
+    """Refuse traces the model cannot apply: I/O past the disk's end."""
     for t in traces:
         if t.end > disk_size:
             raise UsageError(f"{where}: the trace writes up to byte {t.end}, past the disk's "
                              f"end ({disk_size})")
-        if bool((t.ddir == TRIM).any()):
-            raise UsageError(f"{where}: the trace holds trims; discard is not modelled yet")
 
 
 def scenario_traces(scenario: Scenario, log: RawLog) -> Traces:

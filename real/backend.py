@@ -181,7 +181,8 @@ def _run_workloads(scenario: Scenario, disks: dict[str, tuple[Path, str]], log: 
             path, fmt = disks[vm.name]
             exports[vm.name] = stack.enter_context(
                 NbdExport(path, fmt, sock_dir, vm.name, cache=scenario.real.cache,
-                          aio=scenario.real.aio, log=log))
+                          aio=scenario.real.aio, log=log,
+                          discard=scenario.strategy_of(vm).discard))
         before = {n: e.io_counters() for n, e in exports.items()}
         runs: dict[str, FioRun] = {}
         for vm in vms:

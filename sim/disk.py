@@ -96,6 +96,7 @@ class Qcow2Image:
     backing: BaseData | None = None
     refcount_bits: int = 16
     l2_cache_whole: bool = True
+    unmap: bool = False  # guest discards reach the image (discard=unmap)
     allocated: np.ndarray = field(init=False, repr=False)
     #: bytes per L2 entry: 8, or 16 with extended L2 (sim.qcow2_ext)
     L2_ENTRY_BYTES: ClassVar[int] = 8
@@ -109,6 +110,9 @@ class Qcow2Image:
         self.l1_bytes = 8 * self.l1_entries
         self.refblock_covers = c * 8 // self.refcount_bits
         self.allocated = np.zeros(self.n_clusters, dtype=bool)
+        self.zeroed = np.zeros(self.n_clusters, dtype=bool)  # zero flag, no host cluster
+        self.any_zeroed = False
+        self.data_host = np.full(self.n_clusters, -1, dtype=np.int64)  # index in the file
         self.l2_allocated = np.zeros(self.l1_entries, dtype=bool)
         self.n_data = 0
         self.n_l2 = 0
@@ -183,7 +187,8 @@ class Qcow2Image:
             while h < stop and not self.allocated[h]:
                 h += 1
             self._ensure_l2(l2, io)
-            self._alloc_host_cluster(io, h - g)
+            first = self._alloc_host_cluster(io, h - g)
+            self.data_host[g:h] = np.arange(first, first + h - g)
             for k in range(g, h):
                 self._new_cluster(k, max(offset, k * c), min(end, (k + 1) * c), length, io)
             g = h
@@ -197,10 +202,12 @@ class Qcow2Image:
         self.n_data += 1
         self.dirty_l2.add(g // self.l2_entries)
         io.cow = True
+        zero_cow = self.zeroed[g]  # a discarded cluster reads as zeros, not as the backing
+        self.zeroed[g] = False
         if ps == cs and pe == ce:
             io.write_bytes += c
             io.write_ops += 1
-        elif self.backing is not None:
+        elif self.backing is not None and not zero_cow:
             head, tail = ps - cs, ce - pe
             if head and tail and length <= MERGE_READS_MAX:
                 io.read_bytes += self._backing_bytes(cs, ce)
@@ -238,6 +245,35 @@ class Qcow2Image:
         self.dirty_refblocks = False
         return out
 
+    def discard(self, offset: int, length: int) -> HostIO:
+        """A guest discard reaching QEMU (``discard=unmap``): whole clusters only (the parts of
+        partly covered clusters are dropped); each loses its host cluster, which is punched out
+        of the file and reused by later allocations, and over a backing file becomes a zero
+        cluster so the backing data stays hidden (``qcow2_cluster_discard``; FACTS.md E12)."""
+        io = HostIO()
+        c = self.cluster_size
+        for g in range(-(-offset // c), (offset + length) // c):
+            self._discard_cluster(g, io)
+        return io
+
+    def _discard_cluster(self, g: int, io: HostIO) -> None:
+        l2 = g // self.l2_entries
+        if self.allocated[g]:
+            self._free_data(g)
+            self.dirty_refblocks = True
+        if self.backing is not None:
+            self._ensure_l2(l2, io)  # the zero flag needs an L2 entry
+            self.zeroed[g] = True
+            self.any_zeroed = True
+        if self.l2_allocated[l2]:
+            self.dirty_l2.add(l2)
+
+    def _free_data(self, g: int) -> None:
+        self.file.free(int(self.data_host[g]))
+        self.allocated[g] = False
+        self.data_host[g] = -1
+        self.n_data -= 1
+
     def flush(self) -> HostIO:
         """Write back dirty metadata, as QEMU does on a flush (fio's end, qemu-nbd's exit)."""
         nbytes = self._flush_bytes()
@@ -251,7 +287,7 @@ class Qcow2Image:
             ps, pe = max(offset, g * c), min(end, (g + 1) * c)
             if self.allocated[g]:
                 io.read_bytes += pe - ps
-            else:
+            elif not self.zeroed[g]:
                 io.read_bytes += self._backing_bytes(ps, pe)
             io.read_ops += 1
         return io
@@ -263,6 +299,7 @@ class RawImage:
 
     virtual_size: int
     data: BaseData | None = None
+    unmap: bool = False  # guest discards reach the file (discard=unmap)
     blocks: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -295,6 +332,11 @@ class RawImage:
     def write(self, offset: int, length: int) -> HostIO:
         self.blocks[offset // FS_BLOCK:-(-(offset + length) // FS_BLOCK)] = True
         return HostIO(write_bytes=length, write_ops=1)
+
+    def discard(self, offset: int, length: int) -> HostIO:
+        """QEMU's raw driver punches the range out of the file: whole blocks are freed."""
+        self.blocks[-(-offset // FS_BLOCK):(offset + length) // FS_BLOCK] = False
+        return HostIO()
 
     def read(self, offset: int, length: int) -> HostIO:
         b0, b1 = offset // FS_BLOCK, -(-(offset + length) // FS_BLOCK)

@@ -30,12 +30,14 @@ from .fs import FS_BLOCK
 
 @dataclass
 class Pieces:
-    """Guest writes cut at cluster boundaries: cluster, byte range, and the request's length."""
+    """Guest writes cut at cluster boundaries: cluster, byte range, the request's length and
+    index."""
 
     cluster: np.ndarray
     start: np.ndarray
     end: np.ndarray
     length: np.ndarray
+    req: np.ndarray
 
 
 def split(offsets: np.ndarray, lengths: np.ndarray, cluster: int) -> Pieces:
@@ -46,13 +48,13 @@ def split(offsets: np.ndarray, lengths: np.ndarray, cluster: int) -> Pieces:
     first = offsets // cluster
     count = (ends - 1) // cluster - first + 1
     if bool(np.all(count == 1)):
-        return Pieces(first, offsets, ends, lengths)
+        return Pieces(first, offsets, ends, lengths, np.arange(offsets.shape[0]))
     req = np.repeat(np.arange(offsets.shape[0]), count)
     within = np.arange(req.shape[0]) - np.repeat(np.cumsum(count) - count, count)
     g = first[req] + within
     start = np.maximum(offsets[req], g * cluster)
     end = np.minimum(ends[req], (g + 1) * cluster)
-    return Pieces(g, start, end, lengths[req])
+    return Pieces(g, start, end, lengths[req], req)
 
 
 def first_occurrence(keys: np.ndarray, n_keys: int) -> np.ndarray:
@@ -88,12 +90,13 @@ def _cow_reads(img: Qcow2Image, p: Pieces, new: np.ndarray) -> tuple[int, int]:
         return 0, 0
     merged = head & tail & (ln <= MERGE_READS_MAX)
     split_ = partial & ~merged
-    nbytes = int(_data_in(img.backing, cs[merged], ce[merged]).sum())
     h = split_ & head
     t = split_ & tail
-    nbytes += int(_data_in(img.backing, cs[h], ps[h]).sum())
-    nbytes += int(_data_in(img.backing, pe[t], ce[t]).sum())
-    return nbytes, int(merged.sum() + h.sum() + t.sum())
+    # one lookup for every range read: merged clusters, split heads, split tails
+    lo = np.concatenate((cs[merged], cs[h], pe[t]))
+    hi = np.concatenate((ce[merged], ps[h], ce[t]))
+    nbytes = int(_data_in(img.backing, lo, hi).sum())
+    return nbytes, int(lo.shape[0])
 
 
 def _distinct_per_segment(seg: np.ndarray, key: np.ndarray, n_seg: int, n_key: int) -> np.ndarray:
@@ -140,8 +143,9 @@ def apply_writes(img: Qcow2Image | RawImage, offsets: np.ndarray,
     if len(offsets) == 0:
         return io
     p = split(offsets, lengths, img.cluster_size)
-    if getattr(img, "extended_l2", False) or not img.file.can_bulk(2 * len(p.cluster)):
-        return _loop(img, offsets, lengths)  # positions matter: holes or a table to grow
+    if getattr(img, "extended_l2", False) or img.any_zeroed or \
+            not img.file.can_bulk(2 * len(p.cluster)):
+        return _loop(img, offsets, lengths)  # holes to fill, a table to grow, zero clusters
     new = first_occurrence(p.cluster, img.n_clusters) & ~img.allocated[p.cluster]
     _account_data(img, p, new, io)
     g_new = p.cluster[new]
@@ -155,6 +159,7 @@ def apply_writes(img: Qcow2Image | RawImage, offsets: np.ndarray,
     nbytes, nops = _metadata_writes(img, l2, event)
     io.write_bytes += nbytes
     io.write_ops += nops
+    img.data_host[g_new] = _host_positions(img, p.req[new], g_new, l2, event)
     img.allocated[g_new] = True
     img.l2_allocated[l2[event]] = True
     img.n_data += n_new
@@ -162,6 +167,41 @@ def apply_writes(img: Qcow2Image | RawImage, offsets: np.ndarray,
     img.file.take_bulk(n_new + n_l2)
     io.cow = n_new > 0
     return io
+
+
+def _host_positions(img: Qcow2Image, req: np.ndarray, g: np.ndarray, l2: np.ndarray,
+                    event: np.ndarray) -> np.ndarray:
+    """Where the new data clusters land in the file, as the per-I/O path puts them: an L2
+    table (at an event) before its data; each run of consecutive new clusters of one request
+    under one table as one range; a refcount block right after the unit that outgrows the
+    blocks' coverage."""
+    n = g.shape[0]
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    brk = np.ones(n, dtype=bool)
+    brk[1:] = (req[1:] != req[:-1]) | (g[1:] != g[:-1] + 1) | (l2[1:] != l2[:-1]) | event[1:]
+    starts = np.flatnonzero(brk)
+    sizes = np.diff(np.append(starts, n))
+    has_l2 = event[starts].astype(np.int64)
+    unit_of_range = np.arange(starts.shape[0]) + np.cumsum(has_l2)
+    unit_sizes = np.ones(starts.shape[0] + int(has_l2.sum()), dtype=np.int64)
+    unit_sizes[unit_of_range] = sizes
+    unit_end = img.file.end + np.cumsum(unit_sizes)
+    covered = img.file.n_refblocks * img.file.covers
+    i = 0
+    while True:
+        i += int(np.searchsorted(unit_end[i:], covered, side="right"))
+        if i >= unit_end.shape[0]:
+            break
+        extra = 0
+        while unit_end[i] + extra > covered:
+            covered += img.file.covers
+            extra += 1
+        unit_end[i + 1:] += extra
+        i += 1
+    range_start = unit_end[unit_of_range] - sizes
+    rid = np.cumsum(brk) - 1
+    return np.asarray(range_start[rid] + (np.arange(n) - starts[rid]), dtype=np.int64)
 
 
 def _account_data(img: Qcow2Image, p: Pieces, new: np.ndarray, io: HostIO) -> None:

@@ -165,6 +165,30 @@ class ExtentTree:
             return node.keys[0]
         walk(self.root)
 
+    def punch(self, start: int, end: int) -> None:
+        """Blocks ``[start, end)`` are freed (fallocate PUNCH_HOLE): extents shrink, vanish, or
+        split in two (one more entry, inserted as :meth:`add` would)."""
+        while True:
+            path = self._path(end - 1)
+            leaf, i = path[-1]
+            if i < 0 or leaf.ends[i] <= start:
+                return
+            s0, e0 = leaf.keys[i], leaf.ends[i]
+            if s0 < start and e0 > end:  # a hole in the middle: split
+                leaf.ends[i] = start
+                self._insert(self._path(end), end, e0)
+                return
+            if s0 < start:
+                leaf.ends[i] = start
+                return
+            if e0 > end:
+                leaf.keys[i] = end
+            else:
+                leaf.keys.pop(i)
+                leaf.ends.pop(i)
+            if s0 <= start:
+                return
+
     @property
     def extents(self) -> int:
         def count(node: _Node) -> int:

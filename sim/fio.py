@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cowbench.iolog import READ, WRITE, Trace
+from cowbench.iolog import TRIM, WRITE, Trace
 from cowbench.scenario import Workload
 
 FIO_DEFAULT_RANDSEED = 0xB1899BED
@@ -38,6 +38,7 @@ class IoChunk:
     offsets: np.ndarray  # int64
     lengths: np.ndarray  # int64
     is_write: np.ndarray  # bool
+    is_trim: np.ndarray | None = None  # bool, when the stream holds discards
 
     def __len__(self) -> int:
         return int(self.offsets.shape[0])
@@ -173,8 +174,8 @@ def _sequential(nblocks: int) -> Iterator[np.ndarray]:
 
 
 def trace_chunks(trace: Trace) -> Iterator[IoChunk]:
-    """A recorded clone's I/Os (reads and writes, in its order) as chunks."""
-    keep = (trace.ddir == READ) | (trace.ddir == WRITE)
-    offs, lens, ddir = trace.offsets[keep], trace.lengths[keep], trace.ddir[keep]
+    """A recorded clone's I/Os (reads, writes and trims, in its order) as chunks."""
+    offs, lens, ddir = trace.offsets, trace.lengths, trace.ddir
     for i in range(0, offs.shape[0], CHUNK):
-        yield IoChunk(offs[i:i + CHUNK], lens[i:i + CHUNK], ddir[i:i + CHUNK] == WRITE)
+        d = ddir[i:i + CHUNK]
+        yield IoChunk(offs[i:i + CHUNK], lens[i:i + CHUNK], d == WRITE, d == TRIM)

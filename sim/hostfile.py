@@ -72,15 +72,19 @@ class HostFile:
     # -- allocation ---------------------------------------------------------------------------
     def take(self, n: int = 1) -> int:
         """Allocate ``n`` contiguous clusters as ``qcow2_alloc_clusters`` does; return the
-        first one's index. The refcount blocks (and tables) they need come after them."""
+        first one's index. The refcount blocks (and tables) they need come after them. Free
+        clusters at the end of the file run on into the space past it."""
         pos = self._first_fit(n)
-        if pos is not None:
+        if pos is None:
+            pos = self.end
+        if pos + n <= self.end:
             return self._carve(pos, n)
-        start = self.end
-        self.end += n
-        self.used += n
+        if pos < self.end:
+            self._carve(pos, self.end - pos)
+        self.used += pos + n - self.end
+        self.end = pos + n
         self.free_ptr = self.end
-        return self._grow(start, n)
+        return self._grow(pos, n)
 
     def can_bulk(self, n: int) -> bool:
         """True when ``n`` more clusters are plain appends: no holes to fill, no table growth."""
@@ -95,12 +99,27 @@ class HostFile:
         self._grow(self.end - n, n)
 
     def _first_fit(self, n: int) -> int | None:
-        """The first run of ``n`` free clusters at or after the free-cluster pointer."""
+        """The first run of ``n`` free clusters at or after the free-cluster pointer (free
+        ranges that touch make one run; a run that reaches the file's end always fits)."""
+        run_start, run_end = -1, -1
         for g in self.gaps:
+            if g.end <= self.free_ptr:
+                continue
             s = max(g.start, self.free_ptr)
-            if g.end - s >= n:
-                return s
+            if s != run_end:
+                run_start = s
+            run_end = g.end
+            if run_end - run_start >= n or run_end == self.end:
+                return run_start
         return None
+
+    def free(self, pos: int) -> None:
+        """Cluster ``pos`` loses its last reference (a discard): QEMU punches it out of the file
+        (discard passthrough) and lowers the free-cluster pointer to it."""
+        self.gaps.append(Gap(pos, pos + 1, False))
+        self.gaps.sort(key=lambda g: g.start)
+        self.used -= 1
+        self.free_ptr = min(self.free_ptr, pos)
 
     def _carve(self, pos: int, n: int) -> int:
         out: list[Gap] = []

@@ -27,7 +27,7 @@ from .device import Device
 from .disk import BaseData, HostIO, Qcow2Image, RawImage
 from .fio import IoChunk, io_stream, job_seed, trace_chunks
 from .fs import FS_BLOCK
-from .strategies import Disk, resized_copies, root_disk
+from .strategies import Disk, resized_copies, root_disk, trim
 
 DISK_INFO_BYTES = FS_BLOCK  # instances/<uuid>/disk.info: a tiny JSON file, one block
 Process = Generator[simpy.Event, Any, None]
@@ -84,9 +84,9 @@ class _Job:
 
     def __init__(self, chunks: Iterator[IoChunk]) -> None:
         self._chunks = chunks
-        self._ios: Iterator[tuple[int, int, bool]] = iter(())
+        self._ios: Iterator[tuple[int, int, bool, bool]] = iter(())
 
-    def next(self) -> tuple[int, int, bool] | None:
+    def next(self) -> tuple[int, int, bool, bool] | None:
         while True:
             io = next(self._ios, None)
             if io is not None:
@@ -94,8 +94,9 @@ class _Job:
             chunk = next(self._chunks, None)
             if chunk is None:
                 return None
+            trims = chunk.is_trim if chunk.is_trim is not None else np.zeros(len(chunk), bool)
             self._ios = zip(chunk.offsets.tolist(), chunk.lengths.tolist(),
-                            chunk.is_write.tolist(), strict=True)
+                            chunk.is_write.tolist(), trims.tolist(), strict=True)
 
 
 def _slot(env: simpy.Environment, job: _Job, disk: Disk, device: Device,
@@ -110,9 +111,12 @@ def _slot(env: simpy.Environment, job: _Job, disk: Disk, device: Device,
                 yield env.timeout(wait)
                 if env.now >= deadline:
                     return
-        offset, length, is_write = io
+        offset, length, is_write, is_trim = io
         issued = env.now
         stats.first_issue = min(stats.first_issue, issued)
+        if is_trim:  # a discard: space only (fio's trim figures are not recorded)
+            stats.add_host(trim(disk, offset, length))
+            continue
         host = disk.write(offset, length) if is_write else disk.read(offset, length)
         yield from device.serve(host)
         stats.add_host(host)

@@ -52,18 +52,19 @@ class Qcow2ExtImage(Qcow2Image):
         super().__post_init__()
         self.sc_size = self.cluster_size // SUBCLUSTERS
         self.sc_bits = np.zeros(self.n_clusters, dtype=np.uint32)
-        self.data_host = np.full(self.n_clusters, -1, dtype=np.int64)
         self._new_host = -1
         self._last_data = -1  # guest cluster holding the highest host cluster
         # ext4's extent tree, grown in the order the file's blocks are first written
         self.tree = ExtentTree()
         self._fs_written = bytearray()
+        self._st_size = 0  # st_size: the end of the last byte ever written (punches keep it)
         self._touch(0, 3 * self.cluster_size + self.l1_bytes)  # qemu-img create
         if self.preallocation != "off":
             self._preallocate()
 
     def _touch(self, start: int, end: int) -> None:
         """Host bytes ``[start, end)`` were written: new blocks join the extent tree."""
+        self._st_size = max(self._st_size, end)
         b0, b1 = start // FS_BLOCK, -(-end // FS_BLOCK)
         if b1 > len(self._fs_written):
             self._fs_written.extend(bytes(b1 - len(self._fs_written) + 1024))
@@ -138,7 +139,7 @@ class Qcow2ExtImage(Qcow2Image):
         a = cs + s0 * scs if not old >> s0 & 1 else ps
         b = cs + (s1 + 1) * scs if not old >> s1 & 1 else pe
         head, tail = ps > a, pe < b
-        if self.backing is None:  # COW regions are zeroed with fallocate, then guest bytes
+        if self.backing is None or self.zeroed[g]:  # COW from zeros: fallocate, guest bytes
             io.write_bytes += pe - ps
             io.write_ops += 1 + int(head or tail)
         else:
@@ -157,17 +158,21 @@ class Qcow2ExtImage(Qcow2Image):
         self._touch(host + a, host + b)
 
     # -- layout -------------------------------------------------------------------------------
-    def _top_bytes(self, g: int) -> int:
-        """Bytes from the start of guest cluster ``g``'s host cluster to its last subcluster."""
-        return int(self.sc_bits[g]).bit_length() * self.sc_size
-
     @property
     def file_bytes(self) -> int:
-        last = self.file.end - 1
-        if (self.preallocation == "off" and self._last_data >= 0
-                and self.data_host[self._last_data] == last):
-            return last * self.cluster_size + self._top_bytes(self._last_data)
-        return self.file.size
+        if self.preallocation != "off":
+            return self.file.size
+        return self._st_size
+
+    def _free_data(self, g: int) -> None:
+        """A discarded cluster: its host cluster is punched out of the file (extent tree too);
+        the zero flag stays for subclusters written later (they copy zeros, not the backing)."""
+        pos = int(self.data_host[g])
+        super()._free_data(g)
+        self.sc_bits[g] = 0
+        per = self.cluster_size // FS_BLOCK
+        self.tree.punch(pos * per, (pos + 1) * per)
+        self._fs_written[pos * per:(pos + 1) * per] = bytes(per)
 
     def _block_map(self) -> np.ndarray:
         """Which 4 KiB blocks of the file hold written bytes."""

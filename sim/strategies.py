@@ -40,6 +40,7 @@ class ChainDisk:
 
     top: Qcow2Image
     lower: list[Qcow2Image]
+    unmap: bool = False
 
     def write(self, offset: int, length: int) -> HostIO:
         return self.top.write(offset, length)
@@ -49,6 +50,9 @@ class ChainDisk:
 
     def flush(self) -> HostIO:
         return self.top.flush()
+
+    def discard(self, offset: int, length: int) -> HostIO:
+        return self.top.discard(offset, length)
 
     @property
     def data_clusters(self) -> int:
@@ -68,6 +72,20 @@ Disk = Qcow2Image | RawImage | ChainDisk
 
 def root_disk(size: int, st: Strategy, base: BaseData) -> Disk:
     """The VM's root disk over a raw base holding ``base``'s data."""
+    disk = _root_disk(size, st, base)
+    disk.unmap = st.discard == "unmap"
+    return disk
+
+
+def trim(disk: Disk, offset: int, length: int) -> HostIO:
+    """A guest discard: it reaches the image only when the drive has ``discard=unmap``
+    (Nova's hw_disk_discard; qemu-nbd ``--discard``); otherwise QEMU drops it (FACTS.md E12b)."""
+    if not disk.unmap:
+        return HostIO()
+    return disk.discard(offset, length)
+
+
+def _root_disk(size: int, st: Strategy, base: BaseData) -> Disk:
     if st.kind in ("qcow2_overlay", "resized_base"):
         return overlay(size, st, base)
     if st.kind == "snapshot_chain":

@@ -69,3 +69,24 @@ def test_recorded_run_is_re_predicted_exactly(tmp_path: Path, no_leaks: None) ->
     assert len(dc) == 2 and (dc.predicted == dc.measured).all()
     fb = comp[(comp.metric == "file_bytes") & comp.entity.str.startswith("vm:")]
     assert (fb.predicted == fb.measured).all()
+
+
+def test_trims_reach_the_image_only_with_unmap(tmp_path: Path, no_leaks: None) -> None:
+    """fio trims (exact streams from fio) through qemu-nbd --discard=unmap|ignore."""
+    d = small_dict(strategy={"discard": "unmap", "cluster_size": "16KiB"})
+    d["workloads"] = {
+        "tw": {"rw": "trimwrite", "bs": "16k", "size": "8MiB", "offsets": "fio"},
+        "wt": {"rw": "randwrite", "bs": "64k", "size": "8MiB", "io_size": "4MiB",
+               "offsets": "fio"},
+    }
+    d["vms"] = [{"name": "a", "image": "img", "workload": "tw"},
+                {"name": "b", "image": "img", "workload": "tw",
+                 "strategy": {"discard": "ignore", "cluster_size": "16KiB"}},
+                {"name": "c", "image": "img", "workload": "wt"}]
+    out = run_scenario(parse_scenario(d), tmp_path / "run", "both")
+    comp = out.comparison
+    assert comp is not None
+    vms = comp[comp.entity.str.startswith("vm:")]
+    for metric in ("data_clusters", "file_bytes"):
+        rows = vms[vms.metric == metric]
+        assert len(rows) == 3 and (rows.predicted == rows.measured).all(), rows
