@@ -113,14 +113,16 @@ class Strategy(_Frozen):
     keeps its holes); ``resized_base`` is Nova before Dec 2012 (a full copy of the base per
     flavor size, ``_base/<sha1>_<size>``, shared by the host's overlays of that size, FACTS.md
     1.1); ``snapshot_chain`` stacks ``chain_depth`` qcow2 overlays (external snapshots), the
-    VM writing to the top one. The qcow2 knobs are ``qemu-img create -o`` options with QEMU's
-    defaults (FACTS.md 1.3, 2.2):
+    VM writing to the top one; ``internal_snapshot`` gives each VM a standalone qcow2 copy of
+    the base (``qemu-img convert``) with an internal snapshot taken at once (``qemu-img
+    snapshot -c``), so first writes copy clusters inside the file. The qcow2 knobs are
+    ``qemu-img create -o`` options with QEMU's defaults (FACTS.md 1.3, 2.2):
     ``extended_l2`` (32 subclusters per cluster, clusters of 16 KiB or more), ``preallocation``
     (over a backing file QEMU allows it only with ``extended_l2``), ``refcount_bits``.
     """
 
-    kind: Literal["qcow2_overlay", "full_copy", "resized_base", "snapshot_chain"] = \
-        "qcow2_overlay"
+    kind: Literal["qcow2_overlay", "full_copy", "resized_base", "snapshot_chain",
+                  "internal_snapshot"] = "qcow2_overlay"
     cluster_size: Bytes = 65536
     refcount_bits: int = 16
     extended_l2: bool = False
@@ -152,6 +154,9 @@ class Strategy(_Frozen):
         if self.extended_l2 and self.cluster_size < MIN_EXT_L2_CLUSTER:
             raise ValueError("extended_l2 needs cluster_size of at least 16KiB (QEMU refuses "
                              "smaller)")
+        if self.kind == "internal_snapshot" and (self.extended_l2 or self.refcount_bits < 2):
+            raise ValueError("internal_snapshot is modelled without extended_l2 and needs "
+                             "refcount_bits of 2 or more (a snapshot adds a reference)")
         if self.chain_depth > 1 and self.kind != "snapshot_chain":
             raise ValueError("chain_depth applies to kind: snapshot_chain only")
         if self.preallocation != "off" and not self.extended_l2:

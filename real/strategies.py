@@ -75,6 +75,16 @@ def full_copy(st: Strategy, base: Path, disk: Path, size: int, log: RawLog | Non
         label=f"qemu-img-resize-{label}")
 
 
+def snapshotted_copy(st: Strategy, base: Path, disk: Path, size: int, log: RawLog | None,
+                     label: str) -> None:
+    """A standalone qcow2 copy of the base with an internal snapshot ``golden``."""
+    create_overlay(st, None, disk, size, log, f"qemu-img-create-{label}")
+    run(["qemu-img", "convert", "-n", "-f", "raw", "-O", "qcow2", str(base), str(disk)],
+        log=log, label=f"qemu-img-convert-{label}", timeout=3600)
+    run(["qemu-img", "snapshot", "-c", "golden", str(disk)], log=log,
+        label=f"qemu-img-snapshot-{label}")
+
+
 def make_root_disk(st: Strategy, base: Path, disk: Path, size: int, log: RawLog | None,
                    label: str) -> str:
     """Build the VM's root disk by the strategy; return its format."""
@@ -85,6 +95,8 @@ def make_root_disk(st: Strategy, base: Path, disk: Path, size: int, log: RawLog 
         create_overlay(st, resized_base(base, size, log), disk, size, log, create)
     elif st.kind == "snapshot_chain":
         create_chain(st, base, disk, size, log, create)
+    elif st.kind == "internal_snapshot":
+        snapshotted_copy(st, base, disk, size, log, label)
     else:
         full_copy(st, base, disk, size, log, label)
         return "raw"

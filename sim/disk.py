@@ -112,6 +112,10 @@ class Qcow2Image:
         self.allocated = np.zeros(self.n_clusters, dtype=bool)
         self.zeroed = np.zeros(self.n_clusters, dtype=bool)  # zero flag, no host cluster
         self.any_zeroed = False
+        # internal snapshots (sim.snapshot): clusters and L2 tables a snapshot also references
+        self.shared = np.zeros(self.n_clusters, dtype=bool)
+        self.l2_shared = np.zeros(self.l1_entries, dtype=bool)
+        self.any_shared = False
         self.data_host = np.full(self.n_clusters, -1, dtype=np.int64)  # index in the file
         self.l2_allocated = np.zeros(self.l1_entries, dtype=bool)
         self.n_data = 0
@@ -176,7 +180,7 @@ class Qcow2Image:
         end = offset + length
         g, last = offset // c, (end - 1) // c
         while g <= last:
-            if self.allocated[g]:
+            if self.allocated[g] and not self.shared[g]:
                 io.write_bytes += min(end, (g + 1) * c) - max(offset, g * c)
                 io.write_ops += 1
                 g += 1
@@ -184,7 +188,7 @@ class Qcow2Image:
             l2 = g // self.l2_entries
             stop = min(last + 1, (l2 + 1) * self.l2_entries)
             h = g + 1
-            while h < stop and not self.allocated[h]:
+            while h < stop and not (self.allocated[h] and not self.shared[h]):
                 h += 1
             self._ensure_l2(l2, io)
             first = self._alloc_host_cluster(io, h - g)
@@ -198,13 +202,22 @@ class Qcow2Image:
         """Guest cluster ``g`` gets its host cluster: COW of what the write leaves out."""
         c = self.cluster_size
         cs, ce = g * c, (g + 1) * c
+        own_cow = bool(self.shared[g])  # a snapshot keeps the old cluster: copy from it
+        self.shared[g] = False
+        self.n_data += 0 if own_cow else 1
         self.allocated[g] = True
-        self.n_data += 1
         self.dirty_l2.add(g // self.l2_entries)
         io.cow = True
         zero_cow = self.zeroed[g]  # a discarded cluster reads as zeros, not as the backing
         self.zeroed[g] = False
         if ps == cs and pe == ce:
+            io.write_bytes += c
+            io.write_ops += 1
+        elif own_cow:
+            head, tail = ps - cs, ce - pe
+            merged = head and tail and length <= MERGE_READS_MAX
+            io.read_bytes += c if merged else head + tail
+            io.read_ops += 1 if merged else int(head > 0) + int(tail > 0)
             io.write_bytes += c
             io.write_ops += 1
         elif self.backing is not None and not zero_cow:
@@ -226,10 +239,13 @@ class Qcow2Image:
             io.write_ops += 2
 
     def _ensure_l2(self, idx: int, io: HostIO) -> None:
-        if self.l2_allocated[idx]:
+        if self.l2_allocated[idx] and not self.l2_shared[idx]:
             return
+        if self.l2_shared[idx]:  # a snapshot's table: the image gets its own copy
+            self.l2_shared[idx] = False
+        else:
+            self.n_l2 += 1
         self.l2_allocated[idx] = True
-        self.n_l2 += 1
         self._alloc_host_cluster(io)
         self.dirty_l2.add(idx)
         # l2_allocate flushes the L2 cache (refcounts first), then writes one L1 sector

@@ -143,7 +143,7 @@ def apply_writes(img: Qcow2Image | RawImage, offsets: np.ndarray,
     if len(offsets) == 0:
         return io
     p = split(offsets, lengths, img.cluster_size)
-    if getattr(img, "extended_l2", False) or img.any_zeroed or \
+    if getattr(img, "extended_l2", False) or img.any_zeroed or img.any_shared or \
             not img.file.can_bulk(2 * len(p.cluster)):
         return _loop(img, offsets, lengths)  # holes to fill, a table to grow, zero clusters
     new = first_occurrence(p.cluster, img.n_clusters) & ~img.allocated[p.cluster]

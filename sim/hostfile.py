@@ -66,6 +66,7 @@ class HostFile:
         self.n_refblocks = 1
         self.table_pos, self.table_clusters = 1, 1
         self.table_entries = c // 8
+        self.partial: dict[int, int] = {}  # clusters written only in part: bytes from start
         self.free_ptr = self.end
         self._grow(self.end, 0)
 
@@ -181,15 +182,22 @@ class HostFile:
         """Byte ranges of the file that hold written data, in order."""
         c = self.cluster
         l1_start = 3 * c
-        out: list[Interval] = [(0, l1_start), (l1_start, l1_start + self.l1_bytes)]
+        runs: list[Interval] = []
         pos = 3 + self.l1_clusters
         for g in self.gaps:
             if not g.written:
                 if g.start > pos:
-                    out.append((pos * c, g.start * c))
+                    runs.append((pos, g.start))
                 pos = max(pos, g.end)
         if self.end > pos:
-            out.append((pos * c, self.end * c))
+            runs.append((pos, self.end))
+        out: list[Interval] = [(0, l1_start), (l1_start, l1_start + self.l1_bytes)]
+        cuts = sorted(self.partial)
+        for a, b in runs:
+            for p in (x for x in cuts if a <= x < b):
+                out += [(a * c, p * c), (p * c, p * c + self.partial[p])]
+                a = p + 1
+            out.append((a * c, b * c))
         return out
 
     @property
@@ -197,7 +205,8 @@ class HostFile:
         """st_size: the end of the last byte written."""
         if self.end == 3 + self.l1_clusters:
             return 3 * self.cluster + self.l1_bytes
-        return self.end * self.cluster
+        last = self.end - 1
+        return last * self.cluster + self.partial.get(last, self.cluster)
 
     def unwritten(self) -> list[Interval]:
         """Cluster ranges never written (holes in the file)."""

@@ -10,6 +10,8 @@ The real backend's counterpart is ``real/strategies.py``; the two must build the
   the base per root size (``_base/<sha1>_<size>``), and each VM's overlay backs onto that copy;
   the overlay behaves as over the original (same data, holes past the base's end), the cost is
   the copies in the cache;
+- ``internal_snapshot``: a standalone qcow2 copy of the base with one internal snapshot
+  (``sim.snapshot``): first writes copy shared clusters inside the file;
 - ``snapshot_chain``: ``chain_depth`` qcow2 overlays stacked on the base (external snapshots),
   the VM writing to the top; the lower layers hold only their metadata, and the VM's files
   are all of its layers. Guest data missing from the top comes from the raw base through the
@@ -24,6 +26,7 @@ from cowbench.scenario import VM, Image, Scenario, Strategy
 
 from .disk import BaseData, HostIO, Qcow2Image, RawImage
 from .qcow2_ext import Qcow2ExtImage
+from .snapshot import take_internal_snapshot
 
 
 def overlay(size: int, st: Strategy, backing: BaseData | None) -> Qcow2Image:
@@ -91,9 +94,37 @@ def _root_disk(size: int, st: Strategy, base: BaseData) -> Disk:
     if st.kind == "snapshot_chain":
         lower = [overlay(size, st, base) for _ in range(st.chain_depth - 1)]
         return ChainDisk(overlay(size, st, base), lower)
+    if st.kind == "internal_snapshot":
+        return snapshotted_copy(size, st, base)
     if st.sparse:
         return RawImage(size, base)
     return RawImage(size, BaseData(size, [(0, base.size)]))
+
+
+CONVERT_CHUNK = 2 << 20  # qemu-img convert copies in requests of up to 2 MiB
+
+
+def snapshotted_copy(size: int, st: Strategy, base: BaseData) -> Qcow2Image:
+    """``qemu-img create`` + ``qemu-img convert -n`` of the base + ``qemu-img snapshot -c``.
+
+    Into an existing target, convert cannot assume zeros, so it writes the base's holes as
+    zero clusters (each needs its L2 table), data in requests of up to 2 MiB, in order:
+    measured, a 4 KiB-cluster copy of a base with 40 MiB of holes had 20 L2 tables more than
+    the same data written with qemu-io."""
+    img = overlay(size, st, None)
+    io = HostIO()
+    c = img.cluster_size
+    pos = 0
+    for s0, e0 in [*zip(base._starts.tolist(), base._ends.tolist(), strict=True),
+                   (base.size, base.size)]:
+        for g in range(-(-pos // c), s0 // c):  # clusters wholly in the hole before s0
+            img._ensure_l2(g // img.l2_entries, io)
+            img.zeroed[g] = img.any_zeroed = True
+        for off in range(s0, e0, CONVERT_CHUNK):
+            img.write(off, min(CONVERT_CHUNK, e0 - off))
+        pos = e0
+    take_internal_snapshot(img)
+    return img
 
 
 def resized_copies(scenario: Scenario, vms: list[VM],

@@ -38,6 +38,8 @@ STRATEGIES = [
     {"kind": "resized_base", "cluster_size": 4096},
     {"kind": "snapshot_chain", "chain_depth": 3},
     {"kind": "snapshot_chain", "chain_depth": 2, "cluster_size": 131072, "extended_l2": True},
+    {"kind": "internal_snapshot"},
+    {"kind": "internal_snapshot", "cluster_size": 4096},
 ]
 
 
