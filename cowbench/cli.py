@@ -74,9 +74,9 @@ def run(
                                progress=lambda msg: bar.update(task, description=msg))
     if outcome.comparison is not None:
         _print_comparison(outcome.comparison)
-    out.print(f"run directory: [bold]{outcome.run_dir}[/]")
+    out.print(f"run directory: [bold]{outcome.run_dir}[/]", soft_wrap=True)
     if outcome.comparison is not None:
-        out.print(f"comparison:    [bold]{outcome.run_dir / 'comparison.csv'}[/]")
+        out.print(f"comparison:    [bold]{outcome.run_dir / 'comparison.csv'}[/]", soft_wrap=True)
 
 
 @app.command("show")

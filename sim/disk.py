@@ -142,6 +142,17 @@ class Qcow2Image:
         self.dirty_refblocks = True
         return self.file.take(n)
 
+    def _alloc_host_cluster_at(self, io: HostIO, pos: int, n: int) -> int:
+        """Up to ``n`` host clusters right at ``pos``; return how many were free there."""
+        if not self.refblock_cached:
+            self.refblock_cached = True
+            io.read_bytes += self.cluster_size
+            io.read_ops += 1
+        got = self.file.take_at(pos, n)
+        if got:
+            self.dirty_refblocks = True
+        return got
+
     @property
     def data_clusters(self) -> int:
         return self.n_data
@@ -179,10 +190,12 @@ class Qcow2Image:
         c = self.cluster_size
         end = offset + length
         g, last = offset // c, (end - 1) // c
+        expected = -1  # where QEMU tries to put the next new cluster to keep the range whole
         while g <= last:
             if self.allocated[g] and not self.shared[g]:
                 io.write_bytes += min(end, (g + 1) * c) - max(offset, g * c)
                 io.write_ops += 1
+                expected = int(self.data_host[g]) + 1
                 g += 1
                 continue
             l2 = g // self.l2_entries
@@ -191,7 +204,15 @@ class Qcow2Image:
             while h < stop and not (self.allocated[h] and not self.shared[h]):
                 h += 1
             self._ensure_l2(l2, io)
-            first = self._alloc_host_cluster(io, h - g)
+            if expected >= 0:  # handle_alloc after a contiguous piece: qcow2_alloc_clusters_at
+                n = self._alloc_host_cluster_at(io, expected, h - g)
+                h, expected = g + n, (expected + n if n else -1)
+                if n == 0:
+                    continue
+                first = expected - n
+            else:
+                first = self._alloc_host_cluster(io, h - g)
+                expected = first + h - g
             self.data_host[g:h] = np.arange(first, first + h - g)
             for k in range(g, h):
                 self._new_cluster(k, max(offset, k * c), min(end, (k + 1) * c), length, io)

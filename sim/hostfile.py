@@ -87,6 +87,32 @@ class HostFile:
         self.free_ptr = self.end
         return self._grow(pos, n)
 
+    def take_at(self, pos: int, n: int) -> int:
+        """``qcow2_alloc_clusters_at``: take up to ``n`` clusters from ``pos`` on, as many as
+        are free there (0 if ``pos`` is in use); the free-cluster pointer does not move."""
+        if pos < self.end:
+            gap = next((g for g in self.gaps if g.start <= pos < g.end), None)
+            if gap is None:
+                return 0
+            k, run_end = 0, pos
+            for g in self.gaps:
+                if g.start <= run_end < g.end or (g.start == run_end and g.start > pos):
+                    run_end = g.end
+            k = min(n, run_end - pos) if run_end < self.end else n
+            inside = min(k, self.end - pos)
+            ptr = self.free_ptr
+            self._carve(pos, inside)
+            self.free_ptr = ptr
+            if k > inside:
+                self.used += k - inside
+                self.end = pos + k
+                self._grow(pos, k)
+            return k
+        self.used += pos + n - self.end
+        self.end = pos + n
+        self._grow(pos, n)
+        return n
+
     def can_bulk(self, n: int) -> bool:
         """True when ``n`` more clusters are plain appends: no holes to fill, no table growth."""
         return not self.gaps and (

@@ -107,24 +107,49 @@ class Qcow2ExtImage(Qcow2Image):
         return self._new_host
 
     def write(self, offset: int, length: int) -> HostIO:
+        """As ``Qcow2Image.write`` (runs of new clusters allocated as one range, kept next to
+        the request's previous piece when possible), then subclusters per cluster."""
         io = HostIO()
         c = self.cluster_size
         end = offset + length
-        for g in range(offset // c, (end - 1) // c + 1):
-            ps, pe = max(offset, g * c), min(end, (g + 1) * c)
-            if not self.allocated[g]:
-                self._allocate(g, io)
-            self._write_subclusters(g, ps, pe, length, io)
+        g, last = offset // c, (end - 1) // c
+        expected = -1
+        while g <= last:
+            if self.allocated[g]:
+                expected = int(self.data_host[g]) + 1
+                h = g + 1
+            else:
+                h, expected = self._allocate_run(g, last, expected, io)
+                if h == g:
+                    continue
+            for k in range(g, h):
+                self._write_subclusters(k, max(offset, k * c), min(end, (k + 1) * c), length,
+                                        io)
+            g = h
         return io
 
-    def _allocate(self, g: int, io: HostIO) -> None:
-        self._ensure_l2(g // self.l2_entries, io)
-        self.allocated[g] = True
-        self.n_data += 1
-        self._alloc_host_cluster(io)
-        self.data_host[g] = self._new_host
-        self._last_data = g
+    def _allocate_run(self, g: int, last: int, expected: int, io: HostIO) -> tuple[int, int]:
+        """Host clusters for the run of new clusters from ``g``: (end of run, next expected);
+        an end equal to ``g`` means nothing was free at ``expected``: try again normally."""
+        l2 = g // self.l2_entries
+        stop = min(last + 1, (l2 + 1) * self.l2_entries)
+        h = g + 1
+        while h < stop and not self.allocated[h]:
+            h += 1
+        self._ensure_l2(l2, io)
+        if expected >= 0:
+            n = self._alloc_host_cluster_at(io, expected, h - g)
+            if n == 0:
+                return g, -1
+            first, h = expected, g + n
+        else:
+            first = self._alloc_host_cluster(io, h - g)
+        self.data_host[g:h] = np.arange(first, first + h - g)
+        self.allocated[g:h] = True
+        self.n_data += h - g
+        self._last_data = h - 1
         io.cow = True
+        return h, first + h - g
 
     def _write_subclusters(self, g: int, ps: int, pe: int, length: int, io: HostIO) -> None:
         cs, scs = g * self.cluster_size, self.sc_size
