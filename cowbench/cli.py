@@ -74,6 +74,10 @@ def run(
                                progress=lambda msg: bar.update(task, description=msg))
     if outcome.comparison is not None:
         _print_comparison(outcome.comparison)
+    model_only = [vm.name for vm in s.vms if s.model_only(vm)]
+    if model_only:
+        out.print(f"model only (no real counterpart here, marked model_only): "
+                  f"{', '.join(model_only)}", soft_wrap=True)
     out.print(f"run directory: [bold]{outcome.run_dir}[/]", soft_wrap=True)
     if outcome.comparison is not None:
         out.print(f"comparison:    [bold]{outcome.run_dir / 'comparison.csv'}[/]", soft_wrap=True)

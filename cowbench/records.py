@@ -34,6 +34,8 @@ UNITS: dict[str, str] = {
     # additions (not in the original contract, never renamed either)
     "read_ios": "ios",
     "write_ios": "ios",
+    # 1 for an entity only the model knows (no real counterpart here, e.g. a Ceph RBD clone)
+    "model_only": "flag",
 }
 
 

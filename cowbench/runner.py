@@ -77,7 +77,8 @@ def run_scenario(scenario: Scenario, out: Path, backend: str = "both", seed: int
     rd.write_meta(scenario={"name": scenario.name, "hash": scenario.scenario_id}, seed=seed,
                   backends=[b for b, on in (("sim", use_sim), ("real", use_real)) if on],
                   status="running", start=now_iso(), end=None,
-                  host=host_facts(out), tools=tool_versions(), completed=completed)
+                  host=host_facts(out), tools=tool_versions(), completed=completed,
+                  model_only=[f"vm:{vm.name}" for vm in scenario.vms if scenario.model_only(vm)])
     rd.write_text("scenario.yaml", dump_scenario(scenario))
     predicted = measured = comparison = None
     try:

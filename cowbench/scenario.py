@@ -113,16 +113,18 @@ class Strategy(_Frozen):
     keeps its holes); ``resized_base`` is Nova before Dec 2012 (a full copy of the base per
     flavor size, ``_base/<sha1>_<size>``, shared by the host's overlays of that size, FACTS.md
     1.1); ``snapshot_chain`` stacks ``chain_depth`` qcow2 overlays (external snapshots), the
-    VM writing to the top one; ``internal_snapshot`` gives each VM a standalone qcow2 copy of
-    the base (``qemu-img convert``) with an internal snapshot taken at once (``qemu-img
-    snapshot -c``), so first writes copy clusters inside the file. The qcow2 knobs are
+    VM writing to the top one; ``rbd_clone`` is a Ceph RBD clone (model only: marked
+    ``model_only`` in the records, the real backend skips such VMs); ``internal_snapshot``
+    gives each VM a standalone qcow2 copy of the base (``qemu-img convert``) with an internal
+    snapshot taken at once (``qemu-img snapshot -c``), so first writes copy clusters inside
+    the file. The qcow2 knobs are
     ``qemu-img create -o`` options with QEMU's defaults (FACTS.md 1.3, 2.2):
     ``extended_l2`` (32 subclusters per cluster, clusters of 16 KiB or more), ``preallocation``
     (over a backing file QEMU allows it only with ``extended_l2``), ``refcount_bits``.
     """
 
     kind: Literal["qcow2_overlay", "full_copy", "resized_base", "snapshot_chain",
-                  "internal_snapshot"] = "qcow2_overlay"
+                  "internal_snapshot", "rbd_clone"] = "qcow2_overlay"
     cluster_size: Bytes = 65536
     refcount_bits: int = 16
     extended_l2: bool = False
@@ -131,6 +133,12 @@ class Strategy(_Frozen):
                          "(cp --sparse=always) or write them out (cp --sparse=never)")
     chain_depth: int = Field(default=1, ge=1, le=1000, description="snapshot_chain: qcow2 "
                              "layers over the base, the VM's writable top included")
+    object_size: Bytes = Field(default=4 << 20, description="rbd_clone: RBD object size "
+                               "(the unit of copy-up), 4 MiB by default")
+    clone_depth: int = Field(default=1, ge=1, le=16, description="rbd_clone: parents above the "
+                             "clone (kernel RBD refuses more than 16)")
+    max_clone_depth: int = Field(default=5, ge=1, le=16, description="rbd_clone: Cinder's "
+                                 "rbd_max_clone_depth; a deeper clone is flattened")
     discard: Literal["ignore", "unmap"] = Field(
         default="ignore", description="The drive's discard option (Nova hw_disk_discard, "
         "qemu-nbd --discard): guest trims reach the image only with unmap")
@@ -157,6 +165,9 @@ class Strategy(_Frozen):
         if self.kind == "internal_snapshot" and (self.extended_l2 or self.refcount_bits < 2):
             raise ValueError("internal_snapshot is modelled without extended_l2 and needs "
                              "refcount_bits of 2 or more (a snapshot adds a reference)")
+        if self.kind == "rbd_clone" and (not is_power_of_two(self.object_size)
+                                         or not 4096 <= self.object_size <= 32 << 20):
+            raise ValueError("object_size must be a power of two from 4 KiB to 32 MiB")
         if self.chain_depth > 1 and self.kind != "snapshot_chain":
             raise ValueError("chain_depth applies to kind: snapshot_chain only")
         if self.preallocation != "off" and not self.extended_l2:
@@ -384,6 +395,10 @@ class Scenario(_Frozen):
 
     def strategy_of(self, vm: VM) -> Strategy:
         return vm.strategy or self.strategy
+
+    def model_only(self, vm: VM) -> bool:
+        """True for VMs no real backend here can build (Ceph RBD clones)."""
+        return self.strategy_of(vm).kind == "rbd_clone"
 
     def workload_of(self, vm: VM) -> Workload | None:
         return self.workloads[vm.workload] if vm.workload else None

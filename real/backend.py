@@ -94,6 +94,11 @@ def create_disk(scenario: Scenario, vm: VM, layout: HostLayout, log: RawLog) -> 
     return disk, fmt
 
 
+def real_vms(scenario: Scenario) -> list[VM]:
+    """The VMs this machine can build (Ceph RBD clones are model only)."""
+    return [vm for vm in scenario.vms if not scenario.model_only(vm)]
+
+
 def _allocated(path: Path) -> tuple[int, int]:
     st = path.stat()
     return st.st_blocks * 512, st.st_size
@@ -130,7 +135,7 @@ def execute(scenario: Scenario, work: Path, log: RawLog, *, run_id: str,
 
 def _execute(scenario: Scenario, work: Path, log: RawLog, roots: dict[str, Path],
              rec: Recorder, progress: Progress) -> None:
-    used = {vm.image for vm in scenario.vms}
+    used = {vm.image for vm in real_vms(scenario)}
     for image in scenario.images:
         if image.name in used and image.synthetic is not None:
             progress(f"writing image {image.name}")
@@ -143,7 +148,7 @@ def _execute(scenario: Scenario, work: Path, log: RawLog, roots: dict[str, Path]
     disks: dict[str, tuple[Path, str]] = {}
     for host in scenario.hosts:
         layout = layouts[host.name]
-        vms = [vm for vm in scenario.vms if scenario.host_of(vm).name == host.name]
+        vms = [vm for vm in real_vms(scenario) if scenario.host_of(vm).name == host.name]
         for name in sorted({vm.image for vm in vms}):
             image = scenario.image(name)
             progress(f"{host.name}: caching {name} in _base")
@@ -160,7 +165,7 @@ def _execute(scenario: Scenario, work: Path, log: RawLog, roots: dict[str, Path]
             rec.add(f"cache:{host.name}", "file_bytes", size)
         alloc, _ = _tree_allocated(layout.instances)
         rec.add(f"host:{host.name}", "allocated_bytes", alloc)
-    for vm in scenario.vms:
+    for vm in real_vms(scenario):
         _measure_vm(rec, scenario, vm, disks[vm.name], results.get(vm.name),
                     host_io.get(vm.name), log)
 
@@ -168,7 +173,7 @@ def _execute(scenario: Scenario, work: Path, log: RawLog, roots: dict[str, Path]
 def _run_workloads(scenario: Scenario, disks: dict[str, tuple[Path, str]], log: RawLog,
                    progress: Progress) -> tuple[dict[str, FioResult], dict[str, dict[str, int]]]:
     """Export each VM's disk, run every fio at once, flush, and read each qemu-nbd's I/O."""
-    vms = [vm for vm in scenario.vms if vm.workload is not None]
+    vms = [vm for vm in real_vms(scenario) if vm.workload is not None]
     results: dict[str, FioResult] = {}
     host_io: dict[str, dict[str, int]] = {}
     if not vms:

@@ -200,7 +200,9 @@ def _record(scenario: Scenario, rec: Recorder, disks: dict[str, Disk],
             rec.add(f"image:{image.name}", "allocated_bytes", g.allocated_bytes)
             rec.add(f"image:{image.name}", "file_bytes", g.file_bytes)
     for host in scenario.hosts:
-        vms = [vm for vm in scenario.vms if scenario.host_of(vm).name == host.name]
+        # an RBD clone lives in Ceph, not on the host (and needs no local _base)
+        vms = [vm for vm in scenario.vms
+               if scenario.host_of(vm).name == host.name and not scenario.model_only(vm)]
         bases = {vm.image for vm in vms}
         caches = [cache_file(scenario.image(n)) for n in sorted(bases)]
         caches += resized_copies(scenario, vms, {n: base_data(scenario.image(n)) for n in bases})
@@ -213,6 +215,8 @@ def _record(scenario: Scenario, rec: Recorder, disks: dict[str, Disk],
     for vm in scenario.vms:
         _record_vm(rec, f"vm:{vm.name}", disks[vm.name], stats[vm.name],
                    scenario.workload_of(vm))
+        if scenario.model_only(vm):
+            rec.add(f"vm:{vm.name}", "model_only", 1.0)
 
 
 def _record_vm(rec: Recorder, entity: str, disk: Disk, st: VmStats,

@@ -12,6 +12,7 @@ The real backend's counterpart is ``real/strategies.py``; the two must build the
   the copies in the cache;
 - ``internal_snapshot``: a standalone qcow2 copy of the base with one internal snapshot
   (``sim.snapshot``): first writes copy shared clusters inside the file;
+- ``rbd_clone``: a Ceph RBD clone of the base (``sim.rbd``, model only);
 - ``snapshot_chain``: ``chain_depth`` qcow2 overlays stacked on the base (external snapshots),
   the VM writing to the top; the lower layers hold only their metadata, and the VM's files
   are all of its layers. Guest data missing from the top comes from the raw base through the
@@ -26,6 +27,7 @@ from cowbench.scenario import VM, Image, Scenario, Strategy
 
 from .disk import BaseData, HostIO, Qcow2Image, RawImage
 from .qcow2_ext import Qcow2ExtImage
+from .rbd import RbdClone
 from .snapshot import take_internal_snapshot
 
 
@@ -70,7 +72,7 @@ class ChainDisk:
         return self.top.allocated_bytes + sum(x.allocated_bytes for x in self.lower)
 
 
-Disk = Qcow2Image | RawImage | ChainDisk
+Disk = Qcow2Image | RawImage | ChainDisk | RbdClone
 
 
 def root_disk(size: int, st: Strategy, base: BaseData) -> Disk:
@@ -96,6 +98,8 @@ def _root_disk(size: int, st: Strategy, base: BaseData) -> Disk:
         return ChainDisk(overlay(size, st, base), lower)
     if st.kind == "internal_snapshot":
         return snapshotted_copy(size, st, base)
+    if st.kind == "rbd_clone":
+        return RbdClone(size, base, st.object_size, flattened=st.clone_depth > st.max_clone_depth)
     if st.sparse:
         return RawImage(size, base)
     return RawImage(size, BaseData(size, [(0, base.size)]))
