@@ -42,6 +42,8 @@ def fio_options(wl: Workload, runtime_cap: float | None = None) -> list[str]:
         opts.append(f"--random_distribution={wl.random_distribution}")
     if wl.loops != 1:
         opts.append(f"--loops={wl.loops}")
+    if wl.zero_buffers:
+        opts.append("--zero_buffers=1")
     return opts
 
 

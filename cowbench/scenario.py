@@ -142,6 +142,9 @@ class Strategy(_Frozen):
     discard: Literal["ignore", "unmap"] = Field(
         default="ignore", description="The drive's discard option (Nova hw_disk_discard, "
         "qemu-nbd --discard): guest trims reach the image only with unmap")
+    detect_zeroes: Literal["off", "on", "unmap"] = Field(
+        default="off", description="The drive's detect-zeroes option (qemu-nbd "
+        "--detect-zeroes): all-zero writes become zero clusters; unmap also frees")
 
     @field_validator("cluster_size")
     @classmethod
@@ -168,6 +171,11 @@ class Strategy(_Frozen):
         if self.kind == "rbd_clone" and (not is_power_of_two(self.object_size)
                                          or not 4096 <= self.object_size <= 32 << 20):
             raise ValueError("object_size must be a power of two from 4 KiB to 32 MiB")
+        if self.detect_zeroes == "unmap" and self.discard != "unmap":
+            raise ValueError("detect_zeroes: unmap needs discard: unmap (qemu-nbd refuses it)")
+        if self.detect_zeroes != "off" and (self.extended_l2 or self.kind == "rbd_clone"):
+            raise ValueError("detect_zeroes is modelled for qcow2 without extended_l2 and for "
+                             "raw files only")
         if self.chain_depth > 1 and self.kind != "snapshot_chain":
             raise ValueError("chain_depth applies to kind: snapshot_chain only")
         if self.preallocation != "off" and not self.extended_l2:
@@ -210,6 +218,8 @@ class Workload(_Frozen):
     bssplit: str | None = Field(
         default=None, description="fio's bssplit, e.g. '4k/50:64k/50' (sizes and percentages)")
     loops: int = Field(default=1, ge=1, le=1_000_000)
+    zero_buffers: bool = Field(default=False, description="fio's zero_buffers: write all-zero "
+                               "data (what detect_zeroes acts on)")
     offsets: Literal["model", "fio", "iolog"] = Field(
         default="model", description="Where the model gets the offsets: 'model' generates them "
         "(numpy, fio's semantics, statistically), 'fio' asks fio itself for the exact stream "

@@ -187,7 +187,8 @@ def _run_workloads(scenario: Scenario, disks: dict[str, tuple[Path, str]], log: 
             exports[vm.name] = stack.enter_context(
                 NbdExport(path, fmt, sock_dir, vm.name, cache=scenario.real.cache,
                           aio=scenario.real.aio, log=log,
-                          discard=scenario.strategy_of(vm).discard))
+                          discard=scenario.strategy_of(vm).discard,
+                          detect_zeroes=scenario.strategy_of(vm).detect_zeroes))
         before = {n: e.io_counters() for n, e in exports.items()}
         runs: dict[str, FioRun] = {}
         for vm in vms:

@@ -66,7 +66,7 @@ class NbdExport:
 
     def __init__(self, image: Path, fmt: str, sock_dir: Path, name: str, *,
                  cache: str = "none", aio: str = "threads", log: RawLog | None = None,
-                 discard: str = "ignore") -> None:
+                 discard: str = "ignore", detect_zeroes: str = "off") -> None:
         self.image = image
         self.fmt = fmt
         self.socket = sock_dir / f"{name}.sock"
@@ -75,6 +75,7 @@ class NbdExport:
         self.cache = cache
         self.aio = aio
         self.discard = discard
+        self.detect_zeroes = detect_zeroes
         self.log = log
         self.pid: int | None = None
 
@@ -86,7 +87,8 @@ class NbdExport:
         become_subreaper()
         argv = ["qemu-nbd", "--fork", f"--pid-file={self.pid_file}", "-k", str(self.socket),
                 "-f", self.fmt, "-t", "-e", "0", f"--cache={self.cache}", f"--aio={self.aio}",
-                f"--discard={self.discard}", str(self.image)]
+                f"--discard={self.discard}", f"--detect-zeroes={self.detect_zeroes}",
+                str(self.image)]
         try:
             run(argv, log=self.log, label=f"qemu-nbd-{self.name}", timeout=60)
         finally:

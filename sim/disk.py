@@ -32,6 +32,14 @@ L1_SECTOR = 512          # qcow2_write_l1_entry writes one 512-byte sector of th
 MERGE_READS_MAX = 16384  # perform_cow merges head and tail reads for requests up to 16 KiB
 
 
+def add_io(total: HostIO, io: HostIO) -> None:
+    total.read_bytes += io.read_bytes
+    total.write_bytes += io.write_bytes
+    total.read_ops += io.read_ops
+    total.write_ops += io.write_ops
+    total.cow = total.cow or io.cow
+
+
 @dataclass
 class HostIO:
     """Host-side cost of one guest I/O (or of a flush)."""
@@ -97,6 +105,8 @@ class Qcow2Image:
     refcount_bits: int = 16
     l2_cache_whole: bool = True
     unmap: bool = False  # guest discards reach the image (discard=unmap)
+    zero_writes: bool = False  # writes are all zeros and detect-zeroes is on
+    zero_unmap: bool = False  # detect-zeroes=unmap
     allocated: np.ndarray = field(init=False, repr=False)
     #: bytes per L2 entry: 8, or 16 with extended L2 (sim.qcow2_ext)
     L2_ENTRY_BYTES: ClassVar[int] = 8
@@ -282,6 +292,38 @@ class Qcow2Image:
         self.dirty_refblocks = False
         return out
 
+    def write_zeroes(self, offset: int, length: int, unmap: bool) -> HostIO:
+        """An all-zero write under ``detect-zeroes`` (``qcow2_co_pwrite_zeroes``): whole
+        clusters become zero clusters (an allocated one keeps its host cluster unless
+        ``unmap``, FACTS.md E20); a partial cluster is zeroed whole only if the rest of it
+        already reads as zero (unallocated over a hole of the backing, or zero-flagged), else
+        the zeros are written as data. Measured here, pinned in tests/test_oracle_discard.py."""
+        io = HostIO()
+        c = self.cluster_size
+        end = offset + length
+        for g in range(offset // c, (end - 1) // c + 1):
+            cs, ce = g * c, (g + 1) * c
+            ps, pe = max(offset, cs), min(end, ce)
+            if ps == cs and pe == ce:
+                if self.allocated[g] and unmap:
+                    self._discard_cluster(g, io)
+                elif not self.allocated[g]:
+                    self._zero_flag(g, io)
+                continue
+            rest_zero = not self.allocated[g] and (
+                self.zeroed[g] or self._backing_bytes(cs, ps) + self._backing_bytes(pe, ce) == 0)
+            if rest_zero:
+                self._zero_flag(g, io)
+            else:
+                add_io(io, self.write(ps, pe - ps))
+        return io
+
+    def _zero_flag(self, g: int, io: HostIO) -> None:
+        l2 = g // self.l2_entries
+        self._ensure_l2(l2, io)
+        self.zeroed[g] = self.any_zeroed = True
+        self.dirty_l2.add(l2)
+
     def discard(self, offset: int, length: int) -> HostIO:
         """A guest discard reaching QEMU (``discard=unmap``): whole clusters only (the parts of
         partly covered clusters are dropped); each loses its host cluster, which is punched out
@@ -337,6 +379,8 @@ class RawImage:
     virtual_size: int
     data: BaseData | None = None
     unmap: bool = False  # guest discards reach the file (discard=unmap)
+    zero_writes: bool = False
+    zero_unmap: bool = False
     blocks: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:

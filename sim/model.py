@@ -27,7 +27,7 @@ from .device import Device
 from .disk import BaseData, HostIO, Qcow2Image, RawImage
 from .fio import IoChunk, io_stream, job_seed, trace_chunks
 from .fs import FS_BLOCK
-from .strategies import Disk, resized_copies, root_disk, trim
+from .strategies import Disk, configure_io, guest_write, resized_copies, root_disk, trim
 
 DISK_INFO_BYTES = FS_BLOCK  # instances/<uuid>/disk.info: a tiny JSON file, one block
 Process = Generator[simpy.Event, Any, None]
@@ -117,7 +117,7 @@ def _slot(env: simpy.Environment, job: _Job, disk: Disk, device: Device,
         if is_trim:  # a discard: space only (fio's trim figures are not recorded)
             stats.add_host(trim(disk, offset, length))
             continue
-        host = disk.write(offset, length) if is_write else disk.read(offset, length)
+        host = guest_write(disk, offset, length) if is_write else disk.read(offset, length)
         yield from device.serve(host)
         stats.add_host(host)
         done = env.now
@@ -150,6 +150,7 @@ def _run_vm(env: simpy.Environment, scenario: Scenario, vm: VM, vm_index: int,
     limit = min(x for x in (wl.runtime, scenario.duration, math.inf) if x is not None)
     deadline = env.now + limit
     slots = []
+    configure_io(disk, scenario.strategy_of(vm), wl)
     streams = ([trace_chunks(t) for t in traces] if traces is not None else
                [io_stream(wl, size, job_seed(wl, clone, scenario.seed, vm_index))
                 for clone in range(wl.numjobs)])

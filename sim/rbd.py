@@ -36,6 +36,8 @@ class RbdClone:
     object_size: int = 4 << 20
     flattened: bool = False
     unmap: bool = True  # RBD passes discards through
+    zero_writes: bool = False
+    zero_unmap: bool = False
     exists: np.ndarray = field(init=False, repr=False)
     units: np.ndarray = field(init=False, repr=False)
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cowbench.scenario import VM, Image, Scenario, Strategy
+from cowbench.scenario import VM, Image, Scenario, Strategy, Workload
 
 from .disk import BaseData, HostIO, Qcow2Image, RawImage
 from .qcow2_ext import Qcow2ExtImage
@@ -46,6 +46,8 @@ class ChainDisk:
     top: Qcow2Image
     lower: list[Qcow2Image]
     unmap: bool = False
+    zero_writes: bool = False
+    zero_unmap: bool = False
 
     def write(self, offset: int, length: int) -> HostIO:
         return self.top.write(offset, length)
@@ -80,6 +82,25 @@ def root_disk(size: int, st: Strategy, base: BaseData) -> Disk:
     disk = _root_disk(size, st, base)
     disk.unmap = st.discard == "unmap"
     return disk
+
+
+def configure_io(disk: Disk, st: Strategy, wl: Workload) -> None:
+    """What the drive does with this workload's writes: all-zero data under detect-zeroes."""
+    disk.zero_writes = wl.zero_buffers and st.detect_zeroes != "off"
+    disk.zero_unmap = st.detect_zeroes == "unmap"
+
+
+def guest_write(disk: Disk, offset: int, length: int) -> HostIO:
+    """A guest write as the drive delivers it (detect-zeroes turns zeros into zeroing)."""
+    if not disk.zero_writes:
+        return disk.write(offset, length)
+    target = disk.top if isinstance(disk, ChainDisk) else disk
+    if isinstance(target, RawImage):  # raw: fallocate zero range, or punch with unmap
+        return target.discard(offset, length) if disk.zero_unmap else \
+            target.write(offset, length)
+    if isinstance(target, Qcow2Image):
+        return target.write_zeroes(offset, length, disk.zero_unmap)
+    return disk.write(offset, length)
 
 
 def trim(disk: Disk, offset: int, length: int) -> HostIO:

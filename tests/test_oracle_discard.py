@@ -69,3 +69,42 @@ def test_discard_equals_qemu(base: Path, tmp_path: Path, cluster: int, ext: bool
     assert model.file_bytes == real.st_size
     real_data = real.st_blocks * 512 - tree_bytes_of(path)
     assert model.allocated_bytes - model_tree_bytes(model) == real_data
+
+
+zops_st = st.lists(
+    st.tuples(st.sampled_from(["data", "zero", "zero"]),
+              st.integers(0, SIZE // (4 * KiB) - 1),
+              st.sampled_from([4 * KiB, 64 * KiB, 192 * KiB, MiB])),
+    min_size=1, max_size=30)
+
+
+@pytest.mark.parametrize("cluster,mode", [(64 * KiB, "on"), (64 * KiB, "unmap"),
+                                          (4 * KiB, "unmap"), (MiB, "on")])
+@settings(max_examples=10, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(raw=zops_st)
+def test_detect_zeroes_equals_qemu(base: Path, tmp_path: Path, cluster: int,  # noqa: F811
+                                   mode: str, raw: list[tuple[str, int, int]]) -> None:
+    """All-zero writes under detect-zeroes (qemu-io --image-opts ...,detect-zeroes=MODE)."""
+    ops = [(k, b * 4 * KiB, min(n, SIZE - b * 4 * KiB)) for k, b, n in raw]
+    strat = Strategy(cluster_size=cluster, discard="unmap", detect_zeroes=mode)  # type: ignore[arg-type]
+    path = tmp_path / "ov.qcow2"
+    path.unlink(missing_ok=True)
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-o",
+                    overlay_options(strat, base), str(path), str(SIZE)], check=True)
+    cmds = []
+    for k, off, n in ops:
+        cmds += ["-c", f"write -q -P {7 if k == 'data' else 0} {off} {n}"]
+    opts = f"driver=qcow2,file.filename={path},detect-zeroes={mode},discard=unmap"
+    subprocess.run(["qemu-io", "-t", "none", "--image-opts", opts, *cmds], check=True)
+    model = overlay(SIZE, strat, BaseData(SIZE, BASE_DATA))
+    for k, off, n in ops:
+        if k == "data":
+            model.write(off, n)
+        else:
+            model.write_zeroes(off, n, unmap=mode == "unmap")
+    real = settled_stat(path)
+    assert model.data_clusters == qemu_img_check(path).get("allocated-clusters", 0)
+    assert model.file_bytes == real.st_size
+    real_data = real.st_blocks * 512 - tree_bytes_of(path)
+    assert model.allocated_bytes - model_tree_bytes(model) == real_data

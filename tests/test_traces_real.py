@@ -90,3 +90,29 @@ def test_trims_reach_the_image_only_with_unmap(tmp_path: Path, no_leaks: None) -
     for metric in ("data_clusters", "file_bytes"):
         rows = vms[vms.metric == metric]
         assert len(rows) == 3 and (rows.predicted == rows.measured).all(), rows
+
+
+def test_zero_writes_under_detect_zeroes(tmp_path: Path, no_leaks: None) -> None:
+    """fio zero_buffers through qemu-nbd --detect-zeroes=on|unmap: zero clusters, freed with
+    unmap (FACTS.md E20), the same in both backends."""
+    d = small_dict(strategy={"discard": "unmap", "detect_zeroes": "unmap"})
+    d["workloads"] = {
+        "z": {"rw": "randwrite", "bs": "64k", "size": "16MiB", "io_size": "8MiB",
+              "zero_buffers": True, "offsets": "fio"},
+        "d": {"rw": "randwrite", "bs": "4k", "size": "16MiB", "io_size": "2MiB",
+              "zero_buffers": True, "offsets": "fio"},
+    }
+    d["vms"] = [{"name": "a", "image": "img", "workload": "z"},
+                {"name": "b", "image": "img", "workload": "d",
+                 "strategy": {"discard": "unmap", "detect_zeroes": "on"}},
+                {"name": "c", "image": "img", "workload": "z",
+                 "strategy": {"detect_zeroes": "off"}}]
+    out = run_scenario(parse_scenario(d), tmp_path / "run", "both")
+    comp = out.comparison
+    assert comp is not None
+    vms = comp[comp.entity.str.startswith("vm:")]
+    for metric in ("data_clusters", "file_bytes"):
+        rows = vms[vms.metric == metric]
+        assert len(rows) == 3 and (rows.predicted == rows.measured).all(), rows
+    dc = vms[vms.metric == "data_clusters"].set_index("entity").measured
+    assert dc["vm:a"] == 0 and dc["vm:c"] > 0
