@@ -36,6 +36,9 @@ UNITS: dict[str, str] = {
     "write_ios": "ios",
     # 1 for an entity only the model knows (no real counterpart here, e.g. a Ceph RBD clone)
     "model_only": "flag",
+    # reflink copies: bytes still shared with the base, and bytes the file has to itself
+    "shared_bytes": "B",
+    "exclusive_bytes": "B",
 }
 
 

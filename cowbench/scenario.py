@@ -113,8 +113,10 @@ class Strategy(_Frozen):
     keeps its holes); ``resized_base`` is Nova before Dec 2012 (a full copy of the base per
     flavor size, ``_base/<sha1>_<size>``, shared by the host's overlays of that size, FACTS.md
     1.1); ``snapshot_chain`` stacks ``chain_depth`` qcow2 overlays (external snapshots), the
-    VM writing to the top one; ``rbd_clone`` is a Ceph RBD clone (model only: marked
-    ``model_only`` in the records, the real backend skips such VMs); ``internal_snapshot``
+    VM writing to the top one; ``reflink_copy`` clones the raw base with ``cp --reflink`` on
+    XFS (the real backend loop-mounts one, as root); ``rbd_clone`` is a Ceph RBD clone
+    (model only: marked ``model_only`` in the records, the real backend skips such VMs);
+    ``internal_snapshot``
     gives each VM a standalone qcow2 copy of the base (``qemu-img convert``) with an internal
     snapshot taken at once (``qemu-img snapshot -c``), so first writes copy clusters inside
     the file. The qcow2 knobs are
@@ -124,7 +126,7 @@ class Strategy(_Frozen):
     """
 
     kind: Literal["qcow2_overlay", "full_copy", "resized_base", "snapshot_chain",
-                  "internal_snapshot", "rbd_clone"] = "qcow2_overlay"
+                  "internal_snapshot", "rbd_clone", "reflink_copy"] = "qcow2_overlay"
     cluster_size: Bytes = 65536
     refcount_bits: int = 16
     extended_l2: bool = False
@@ -173,7 +175,8 @@ class Strategy(_Frozen):
             raise ValueError("object_size must be a power of two from 4 KiB to 32 MiB")
         if self.detect_zeroes == "unmap" and self.discard != "unmap":
             raise ValueError("detect_zeroes: unmap needs discard: unmap (qemu-nbd refuses it)")
-        if self.detect_zeroes != "off" and (self.extended_l2 or self.kind == "rbd_clone"):
+        if self.detect_zeroes != "off" and (self.extended_l2 or self.kind in ("rbd_clone",
+                                                                             "reflink_copy")):
             raise ValueError("detect_zeroes is modelled for qcow2 without extended_l2 and for "
                              "raw files only")
         if self.chain_depth > 1 and self.kind != "snapshot_chain":

@@ -29,6 +29,7 @@ from cowbench.tools import RawLog, qemu_img_check, require_tools, run
 from .fio import FioResult, FioRun
 from .layout import HostLayout, glance_path, host_root
 from .nbd import NbdExport
+from .reflink import collect_cow_reservations, shared_exclusive, xfs_mount
 from .strategies import make_root_disk, vm_files
 
 Progress = Callable[[str], None]
@@ -119,22 +120,34 @@ def execute(scenario: Scenario, work: Path, log: RawLog, *, run_id: str,
     """Build and run the scenario for real; return the measured records (backend ``real``)."""
     require_tools()
     rec = Recorder("real", scenario.seed if seed is None else seed)
-    roots = {h.name: host_root(work, h, run_id) for h in scenario.hosts}
-    created: list[Path] = [work / "glance", *roots.values()]
-    try:
-        _execute(scenario, work, log, roots, rec, progress)
-    finally:
-        if not scenario.real.keep_images:
-            for p in created:
-                shutil.rmtree(p, ignore_errors=True)
-            for h in scenario.hosts:
-                if h.storage_dir:
-                    shutil.rmtree(roots[h.name].parent, ignore_errors=True)
+    with ExitStack() as stack:
+        mnt = None
+        if any(scenario.strategy_of(vm).kind == "reflink_copy" for vm in real_vms(scenario)):
+            mnt = stack.enter_context(xfs_mount(work, _reflink_fs_size(scenario), log))
+        roots = {h.name: (mnt / "hosts" / h.name) if mnt else host_root(work, h, run_id)
+                 for h in scenario.hosts}
+        created: list[Path] = [work / "glance", *roots.values()]
+        try:
+            _execute(scenario, work, log, roots, rec, progress, mnt)
+        finally:
+            if not scenario.real.keep_images:
+                for p in created:
+                    shutil.rmtree(p, ignore_errors=True)
+                for h in scenario.hosts:
+                    if h.storage_dir and not mnt:
+                        shutil.rmtree(roots[h.name].parent, ignore_errors=True)
     return rec.frame()
 
 
+def _reflink_fs_size(scenario: Scenario) -> int:
+    """A sparse image roomy enough: every base and every disk fully written, twice, >= 2 GiB."""
+    need = sum(img.virtual_size or 0 for img in scenario.images) * len(scenario.hosts)
+    need += sum(scenario.root_size(vm) for vm in scenario.vms)
+    return max(2 << 30, 2 * need)
+
+
 def _execute(scenario: Scenario, work: Path, log: RawLog, roots: dict[str, Path],
-             rec: Recorder, progress: Progress) -> None:
+             rec: Recorder, progress: Progress, mnt: Path | None = None) -> None:
     used = {vm.image for vm in real_vms(scenario)}
     for image in scenario.images:
         if image.name in used and image.synthetic is not None:
@@ -157,6 +170,8 @@ def _execute(scenario: Scenario, work: Path, log: RawLog, roots: dict[str, Path]
             disks[vm.name] = create_disk(scenario, vm, layout, log)
     results, host_io = _run_workloads(scenario, disks, log, progress)
     progress("measuring")
+    if mnt is not None:
+        collect_cow_reservations(mnt, log)
     for host in scenario.hosts:
         layout = layouts[host.name]
         if layout.base_dir.exists():
@@ -238,6 +253,10 @@ def _measure_vm(rec: Recorder, scenario: Scenario, vm: VM, disk: tuple[Path, str
         alloc, size = alloc + a, size + n
     rec.add(entity, "allocated_bytes", alloc)
     rec.add(entity, "file_bytes", size)
+    if scenario.strategy_of(vm).kind == "reflink_copy":
+        shared, exclusive = shared_exclusive(path, log)
+        rec.add(entity, "shared_bytes", shared)
+        rec.add(entity, "exclusive_bytes", exclusive)
     if fmt == "qcow2":
         check = qemu_img_check(path, "qcow2", log=log)
         rec.add(entity, "data_clusters", check.get("allocated-clusters", 0))

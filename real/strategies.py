@@ -97,6 +97,12 @@ def make_root_disk(st: Strategy, base: Path, disk: Path, size: int, log: RawLog 
         create_chain(st, base, disk, size, log, create)
     elif st.kind == "internal_snapshot":
         snapshotted_copy(st, base, disk, size, log, label)
+    elif st.kind == "reflink_copy":
+        run(["cp", "--reflink=always", str(base), str(disk)], log=log,
+            label=f"cp-reflink-{label}", timeout=3600)
+        run(["qemu-img", "resize", "-q", "-f", "raw", str(disk), str(size)], log=log,
+            label=f"qemu-img-resize-{label}")
+        return "raw"
     else:
         full_copy(st, base, disk, size, log, label)
         return "raw"

@@ -27,7 +27,15 @@ from .device import Device
 from .disk import BaseData, HostIO, Qcow2Image, RawImage
 from .fio import IoChunk, io_stream, job_seed, trace_chunks
 from .fs import FS_BLOCK
-from .strategies import Disk, configure_io, guest_write, resized_copies, root_disk, trim
+from .strategies import (
+    Disk,
+    configure_io,
+    extra_figures,
+    guest_write,
+    resized_copies,
+    root_disk,
+    trim,
+)
 
 DISK_INFO_BYTES = FS_BLOCK  # instances/<uuid>/disk.info: a tiny JSON file, one block
 Process = Generator[simpy.Event, Any, None]
@@ -218,6 +226,8 @@ def _record(scenario: Scenario, rec: Recorder, disks: dict[str, Disk],
                    scenario.workload_of(vm))
         if scenario.model_only(vm):
             rec.add(f"vm:{vm.name}", "model_only", 1.0)
+        for metric, value in extra_figures(disks[vm.name]).items():
+            rec.add(f"vm:{vm.name}", metric, value)
 
 
 def _record_vm(rec: Recorder, entity: str, disk: Disk, st: VmStats,

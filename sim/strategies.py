@@ -12,6 +12,8 @@ The real backend's counterpart is ``real/strategies.py``; the two must build the
   the copies in the cache;
 - ``internal_snapshot``: a standalone qcow2 copy of the base with one internal snapshot
   (``sim.snapshot``): first writes copy shared clusters inside the file;
+- ``reflink_copy``: ``cp --reflink`` of the raw base on XFS, grown to the root size
+  (``sim.reflink``): shared extents, copy-on-write per block;
 - ``rbd_clone``: a Ceph RBD clone of the base (``sim.rbd``, model only);
 - ``snapshot_chain``: ``chain_depth`` qcow2 overlays stacked on the base (external snapshots),
   the VM writing to the top; the lower layers hold only their metadata, and the VM's files
@@ -28,6 +30,7 @@ from cowbench.scenario import VM, Image, Scenario, Strategy, Workload
 from .disk import BaseData, HostIO, Qcow2Image, RawImage
 from .qcow2_ext import Qcow2ExtImage
 from .rbd import RbdClone
+from .reflink import ReflinkCopy
 from .snapshot import take_internal_snapshot
 
 
@@ -74,7 +77,7 @@ class ChainDisk:
         return self.top.allocated_bytes + sum(x.allocated_bytes for x in self.lower)
 
 
-Disk = Qcow2Image | RawImage | ChainDisk | RbdClone
+Disk = Qcow2Image | RawImage | ChainDisk | RbdClone | ReflinkCopy
 
 
 def root_disk(size: int, st: Strategy, base: BaseData) -> Disk:
@@ -119,6 +122,8 @@ def _root_disk(size: int, st: Strategy, base: BaseData) -> Disk:
         return ChainDisk(overlay(size, st, base), lower)
     if st.kind == "internal_snapshot":
         return snapshotted_copy(size, st, base)
+    if st.kind == "reflink_copy":
+        return ReflinkCopy(size, base)
     if st.kind == "rbd_clone":
         return RbdClone(size, base, st.object_size, flattened=st.clone_depth > st.max_clone_depth)
     if st.sparse:
@@ -162,3 +167,10 @@ def resized_copies(scenario: Scenario, vms: list[VM],
 
 def images_of(scenario: Scenario, vms: list[VM]) -> list[Image]:
     return [scenario.image(n) for n in sorted({vm.image for vm in vms})]
+
+
+def extra_figures(disk: Disk) -> dict[str, float]:
+    """Figures only some disks have (reflink: shared and exclusive bytes)."""
+    if isinstance(disk, ReflinkCopy):
+        return {"shared_bytes": disk.shared_bytes, "exclusive_bytes": disk.exclusive_bytes}
+    return {}
