@@ -66,6 +66,10 @@ def run_scenario(scenario: Scenario, out: Path, backend: str = "both", seed: int
     use_sim, use_real = backend in ("sim", "both"), backend in ("real", "both")
     if use_real:
         require_tools()  # before anything is created
+        if any(scenario.strategy_of(vm).kind == "reflink_copy" for vm in scenario.vms):
+            from real.reflink import require_loop_mount
+
+            require_loop_mount()
     elif use_sim and needs_traces(scenario):
         require_tools(("fio",))
     seed = scenario.seed if seed is None else seed
