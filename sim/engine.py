@@ -44,10 +44,11 @@ def split(offsets: np.ndarray, lengths: np.ndarray, cluster: int) -> Pieces:
     """One piece per (write, cluster) pair, in issue order."""
     offsets = np.asarray(offsets, dtype=np.int64)
     lengths = np.asarray(lengths, dtype=np.int64)
+    shift = cluster.bit_length() - 1  # cluster sizes are powers of two
     ends = offsets + lengths
-    first = offsets // cluster
-    count = (ends - 1) // cluster - first + 1
-    if bool(np.all(count == 1)):
+    first = offsets >> shift
+    count = ((ends - 1) >> shift) - first + 1
+    if int(count.max(initial=1)) == 1:
         return Pieces(first, offsets, ends, lengths, np.arange(offsets.shape[0]))
     req = np.repeat(np.arange(offsets.shape[0]), count)
     within = np.arange(req.shape[0]) - np.repeat(np.cumsum(count) - count, count)
@@ -60,8 +61,9 @@ def split(offsets: np.ndarray, lengths: np.ndarray, cluster: int) -> Pieces:
 def first_occurrence(keys: np.ndarray, n_keys: int) -> np.ndarray:
     """True where ``keys[i]`` appears for the first time in ``keys`` (keys in ``[0, n_keys)``)."""
     n = keys.shape[0]
-    idx = np.arange(n, dtype=np.int64)
-    pos = np.empty(n_keys, dtype=np.int64)
+    dtype = np.int32 if n < 2**31 else np.int64  # half the memory traffic
+    idx = np.arange(n, dtype=dtype)
+    pos = np.empty(n_keys, dtype=dtype)
     pos[keys[::-1]] = idx[::-1]  # repeated keys: numpy's 1-D scatter keeps the last assignment
     seen = pos[keys]
     if not bool(np.all(seen <= idx)):  # not the case above: fall back to sorting
@@ -207,20 +209,21 @@ def _host_positions(img: Qcow2Image, req: np.ndarray, g: np.ndarray, l2: np.ndar
 def _account_data(img: Qcow2Image, p: Pieces, new: np.ndarray, io: HostIO) -> None:
     """Guest data and COW bytes: in place for old clusters, whole clusters for new ones."""
     c = img.cluster_size
-    span = p.end - p.start
-    old_bytes = int(span[~new].sum())
-    whole = span[new] == c
+    n_new = int(np.count_nonzero(new))
+    span_new = p.end[new] - p.start[new]
+    old_bytes = int(p.end.sum() - p.start.sum()) - int(span_new.sum())
     if img.backing is not None:
-        new_bytes = int(new.sum()) * c
-        new_ops = int(new.sum())
+        new_bytes, new_ops = n_new * c, n_new
     else:
-        new_bytes = int(whole.sum()) * c + int(span[new][~whole].sum())
-        new_ops = int(whole.sum()) + 2 * int((~whole).sum())
-    rb, rops = _cow_reads(img, p, new)
+        whole = span_new == c
+        n_whole = int(np.count_nonzero(whole))
+        new_bytes = n_whole * c + int(span_new[~whole].sum())
+        new_ops = n_whole + 2 * (n_new - n_whole)
+    rb, rops = _cow_reads(img, p, new) if n_new else (0, 0)
     io.read_bytes += rb
     io.read_ops += rops
     io.write_bytes += old_bytes + new_bytes
-    io.write_ops += int((~new).sum()) + new_ops
+    io.write_ops += (new.shape[0] - n_new) + new_ops
 
 
 def _loop(img: Qcow2Image, offsets: np.ndarray, lengths: np.ndarray) -> HostIO:
