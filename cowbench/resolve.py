@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .errors import ScenarioError, ToolError
+from .iolog import TraceError, read_iolog
 from .scenario import Extent, Scenario, parse_scenario
 from .tools import (
     data_extents_from_map,
@@ -78,4 +79,10 @@ def _absolute_iologs(scenario: Scenario, source: str) -> Scenario:
         if wl.read_iolog and not path.is_file():
             raise ScenarioError(source, [(f"workloads.{name}.read_iolog",
                                           f"no such file: {path}")])
+        if wl.read_iolog:
+            try:
+                read_iolog(path)  # refuse a bad trace now, before any run directory exists
+            except TraceError as err:
+                raise ScenarioError(source, [(f"workloads.{name}.read_iolog", str(err))]) \
+                    from None
     return parse_scenario(data, source) if changed else scenario

@@ -1,7 +1,11 @@
 """fio traces (cowbench/iolog.py) and the workload options that choose an offset source."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
+import yaml
 
 from cowbench.errors import ScenarioError
 from cowbench.iolog import READ, TRIM, WRITE, TraceError, parse_iolog, parse_latlog
@@ -95,3 +99,15 @@ def test_extended_l2_and_preallocation_rules():
     d = small_dict(strategy={"refcount_bits": 3})
     with pytest.raises(ScenarioError, match="refcount_bits"):
         parse_scenario(d)
+
+
+def test_bad_read_iolog_is_refused_at_load_with_exit_2(tmp_path):
+    (tmp_path / "bad.iolog").write_text("fio version 3 iolog\n1 f write zz 4096\n")
+    d = _with_workload(read_iolog="bad.iolog")
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(d))
+    proc = subprocess.run([sys.executable, "-m", "cowbench", "run", str(tmp_path / "s.yaml"),
+                           "--backend", "sim", "--out", str(tmp_path / "run")],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 2
+    assert "workloads.w.read_iolog" in proc.stderr and "integers" in proc.stderr
+    assert not (tmp_path / "run").exists()
