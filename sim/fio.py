@@ -27,6 +27,8 @@ import numpy as np
 from cowbench.iolog import TRIM, WRITE, Trace
 from cowbench.scenario import Workload
 
+from .fiodist import Distribution
+
 FIO_DEFAULT_RANDSEED = 0xB1899BED
 CHUNK = 1 << 16
 
@@ -121,9 +123,10 @@ def random_blocks(wl: Workload, nblocks: int, rng: np.random.Generator) -> Itera
             perm = rng.permutation(nblocks)
             for i in range(0, nblocks, CHUNK):
                 yield perm[i:i + CHUNK]
+    dist = Distribution(wl.random_distribution, nblocks, rng)
     if wl.norandommap:
         while True:
-            yield rng.integers(0, nblocks, size=CHUNK, dtype=np.int64)
+            yield dist.draw(CHUNK)
     rmap = _RandomMap(nblocks)
     while True:
         room = nblocks - rmap.n_used
@@ -131,7 +134,7 @@ def random_blocks(wl: Workload, nblocks: int, rng: np.random.Generator) -> Itera
             rmap = _RandomMap(nblocks)
             room = nblocks
         n = min(CHUNK, room)
-        yield rmap.place(rng.integers(0, nblocks, size=n, dtype=np.int64))
+        yield rmap.place(dist.draw(n))
 
 
 def io_stream(wl: Workload, disk_size: int, seed: np.random.SeedSequence) -> Iterator[IoChunk]:
