@@ -23,7 +23,7 @@ from rich.table import Table
 from .compare import summary
 from .errors import CowbenchError, UsageError
 from .resolve import resolve
-from .runner import BACKENDS, run_scenario
+from .runner import BACKENDS, repredict, run_scenario
 from .scenario import Scenario, load_scenario
 from .store import read_run
 from .units import format_bytes
@@ -74,11 +74,13 @@ def run(
                                progress=lambda msg: bar.update(task, description=msg))
     if outcome.comparison is not None:
         _print_comparison(outcome.comparison)
-    # soft_wrap: a long path stays on one line, whole, for copy and paste
+    model_only = [vm.name for vm in s.vms if s.model_only(vm)]
+    if model_only:
+        out.print(f"model only (no real counterpart here, marked model_only): "
+                  f"{', '.join(model_only)}", soft_wrap=True)
     out.print(f"run directory: [bold]{outcome.run_dir}[/]", soft_wrap=True)
     if outcome.comparison is not None:
-        out.print(f"comparison:    [bold]{outcome.run_dir / 'comparison.csv'}[/]",
-                  soft_wrap=True)
+        out.print(f"comparison:    [bold]{outcome.run_dir / 'comparison.csv'}[/]", soft_wrap=True)
 
 
 @app.command("show")
@@ -120,6 +122,21 @@ def report(
     out.print(f"report ({outcome.notebook}): [bold]{outcome.html}[/]", soft_wrap=True)
     out.print(f"figures:  {len(outcome.figures)} files in "
               f"[bold]{outcome.html.parent / 'figures'}[/]", soft_wrap=True)
+
+
+@app.command("repredict")
+def repredict_cmd(run_dir: Annotated[Path, typer.Argument(
+        help="A finished run directory whose workloads set write_iolog: true.")]) -> None:
+    """Re-run the model on the offsets the real run recorded (raw/), so the comparison shows
+    the allocation model's own error, without the offset model's. Writes repredicted.parquet
+    and comparison-repredicted.csv."""
+    if not (run_dir / "scenario.yaml").is_file():
+        raise UsageError(f"{run_dir}: not a run directory (no scenario.yaml)")
+    predicted, comp = repredict(run_dir)
+    out.print(f"re-predicted: [bold]{predicted}[/]")
+    if comp is not None:
+        _print_comparison(pd.read_csv(comp))
+        out.print(f"comparison:   [bold]{comp}[/]")
 
 
 def _fmt(x: float) -> str:

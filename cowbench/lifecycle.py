@@ -193,6 +193,9 @@ def _lifetime(lt: Lifetime, rng: np.random.Generator) -> float:
     return float(rng.exponential(lt.mean_s))
 
 
+#: strategies the lifecycle timeline can apply Nova's operations to (both backends)
+TIMELINE_STRATEGIES = {"qcow2_overlay", "full_copy"}
+
 _ORDER = {"boot": 0, "run": 1, "snapshot": 2, "resize": 3, "migrate": 4, "confirm": 5,
           "delete": 6}
 
@@ -246,6 +249,10 @@ def _auto_confirms(raw: list[dict[str, object]], window: float) -> list[dict[str
 def check_timeline(s: Scenario) -> list[tuple[str, str]]:
     """Problems a timeline has that can be known before running it (key path, reason)."""
     problems: list[tuple[str, str]] = []
+    kinds = {s.strategy_of(vm).kind for vm in s.vms}
+    if s.timeline is not None and not kinds <= TIMELINE_STRATEGIES:
+        return [("strategy.kind", f"a timeline runs {' and '.join(sorted(TIMELINE_STRATEGIES))} "
+                                  f"disks; not {', '.join(sorted(kinds - TIMELINE_STRATEGIES))}")]
     vms = {vm.name: vm for vm in s.vms}
     hosts = {h.name: h for h in s.hosts}
     where: dict[str, str] = {}   # vm -> host

@@ -34,6 +34,11 @@ UNITS: dict[str, str] = {
     # additions (not in the original contract, never renamed either)
     "read_ios": "ios",
     "write_ios": "ios",
+    # 1 for an entity only the model knows (no real counterpart here, e.g. a Ceph RBD clone)
+    "model_only": "flag",
+    # reflink copies: bytes still shared with the base, and bytes the file has to itself
+    "shared_bytes": "B",
+    "exclusive_bytes": "B",
 }
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from . import tools
 from .errors import ScenarioError, ToolError
+from .iolog import TraceError, read_iolog
 from .scenario import Extent, Scenario, parse_scenario
 from .tools import (
     data_extents_from_map,
@@ -24,7 +25,9 @@ from .tools import (
 
 
 def resolve(scenario: Scenario, source: str = "<scenario>") -> Scenario:
-    """Return ``scenario`` with every path image's size and data map filled in."""
+    """Return ``scenario`` with every path image's size and data map filled in, and every
+    ``read_iolog`` made absolute (relative paths are relative to the scenario file)."""
+    scenario = _absolute_iologs(scenario, source)
     if all(img.path is None for img in scenario.images):
         return scenario
     data = scenario.model_dump(mode="json")
@@ -72,3 +75,25 @@ def _inspection_failed(fmt: str, err: ToolError) -> str:
                 f"of CPU, {tools.UNTRUSTED_ADDRESS_SPACE >> 20} MiB of memory); refused")
     last = (err.stderr.strip().splitlines() or [str(err)])[-1]
     return f"not a valid {fmt} image: {last}"
+
+
+def _absolute_iologs(scenario: Scenario, source: str) -> Scenario:
+    here = Path(source).parent if Path(source).is_file() else Path.cwd()
+    data = scenario.model_dump(mode="json")
+    changed = False
+    for name, wl in scenario.workloads.items():
+        if wl.read_iolog and not Path(wl.read_iolog).is_absolute():
+            path = (here / wl.read_iolog).resolve()
+            data["workloads"][name]["read_iolog"] = str(path)
+            changed = True
+        path = Path(data["workloads"][name]["read_iolog"] or ".")
+        if wl.read_iolog and not path.is_file():
+            raise ScenarioError(source, [(f"workloads.{name}.read_iolog",
+                                          f"no such file: {path}")])
+        if wl.read_iolog:
+            try:
+                read_iolog(path)  # refuse a bad trace now, before any run directory exists
+            except TraceError as err:
+                raise ScenarioError(source, [(f"workloads.{name}.read_iolog", str(err))]) \
+                    from None
+    return parse_scenario(data, source) if changed else scenario

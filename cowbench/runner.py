@@ -6,6 +6,7 @@ drives both; neither imports the other.
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,11 +17,19 @@ import pandas as pd
 
 from .compare import compare
 from .errors import CowbenchError, Interrupted, RunFailed
-from .scenario import Scenario, dump_scenario
+from .scenario import Scenario, dump_scenario, load_scenario
 from .signals import interrupts_raise
 from .space import check_free_space
-from .store import RunDir, host_facts, now_iso, tool_versions
+from .store import (
+    RunDir,
+    atomic_write_parquet,
+    atomic_write_text,
+    host_facts,
+    now_iso,
+    tool_versions,
+)
 from .tools import RawLog, require_tools
+from .traces import needs_traces, recorded_run_traces, scenario_traces
 
 BACKENDS = ("sim", "real", "both")
 
@@ -47,6 +56,12 @@ def run_scenario(scenario: Scenario, out: Path, backend: str = "both", seed: int
     RunDir.refuse_existing(out)  # at once, not after the model has run
     if use_real:
         require_tools()  # before anything is created
+        if any(scenario.strategy_of(vm).kind == "reflink_copy" for vm in scenario.vms):
+            from real.reflink import require_loop_mount
+
+            require_loop_mount()
+    elif use_sim and needs_traces(scenario):
+        require_tools(("fio",))
     seed = scenario.seed if seed is None else seed
     if seed != scenario.seed:
         scenario = scenario.model_copy(update={"seed": seed})
@@ -77,6 +92,7 @@ class _Run:
         self.completed: list[str] = []
         self.real_completed: list[str] = []
         self.integrity: Any = None
+        self.raw_log = RawLog(self.rd.raw)  # one numbering for every external command
         # the storage_dir trees of two runs of one scenario must never meet
         self.token = f"{self.scenario.scenario_id}-{secrets.token_hex(4)}"
 
@@ -97,7 +113,9 @@ class _Run:
         rd.write_meta(scenario={"name": self.scenario.name, "hash": self.scenario.scenario_id},
                       seed=self.seed, backends=backends, status="running", start=now_iso(),
                       end=None, host=host_facts(out), tools=tool_versions(),
-                      completed=self.completed)
+                      completed=self.completed,
+                      model_only=[f"vm:{vm.name}" for vm in self.scenario.vms
+                                  if self.scenario.model_only(vm)])
         rd.write_text("scenario.yaml", dump_scenario(self.scenario))
         with interrupts_raise():
             try:
@@ -120,11 +138,16 @@ class _Run:
         rd = self.rd
         measured = comparison = None
         if self.use_sim:
+            traces = None
+            if needs_traces(self.scenario):
+                self.progress("model: asking fio for the exact offset streams")
+                traces = scenario_traces(self.scenario, self.raw_log)
+                predicted = None  # the space check's prediction used the model's own offsets
             self.progress("model: simulating")
             if predicted is None:
                 from sim import simulate
 
-                predicted = simulate(self.scenario, self.seed)
+                predicted = simulate(self.scenario, self.seed, traces=traces)
             rd.write_records("predicted", predicted)
             self.step("sim")
         else:
@@ -133,8 +156,8 @@ class _Run:
             self.progress("real: building")
             from real import Integrity, execute
 
-            self.integrity = Integrity(RawLog(rd.raw))
-            measured = execute(self.scenario, rd.work, RawLog(rd.raw), run_id=self.token,
+            self.integrity = Integrity(self.raw_log)
+            measured = execute(self.scenario, rd.work, self.raw_log, run_id=self.token,
                                progress=self.progress, seed=self.seed, step_done=self.real_step,
                                integrity=self.integrity)
             rd.write_records("measured", measured)
@@ -166,3 +189,23 @@ def _remove_empty(path: Path) -> None:
                 sub.rmdir()
         if not any(path.iterdir()):
             path.rmdir()
+
+
+def repredict(run_dir: Path) -> tuple[Path, Path | None]:
+    """Re-run the model on the offsets a finished real run recorded; write
+    ``repredicted.parquet`` and, with measurements, ``comparison-repredicted.csv``."""
+    from sim import simulate
+
+    scenario = load_scenario(run_dir / "scenario.yaml")
+    meta = json.loads((run_dir / "run.json").read_text())
+    traces = recorded_run_traces(run_dir, scenario)
+    predicted = simulate(scenario, int(meta.get("seed", scenario.seed)), traces=traces)
+    out = run_dir / "repredicted.parquet"
+    atomic_write_parquet(out, predicted)
+    measured_path = run_dir / "measured.parquet"
+    if not measured_path.exists():
+        return out, None
+    comp = compare(predicted, pd.read_parquet(measured_path))
+    comp_path = run_dir / "comparison-repredicted.csv"
+    atomic_write_text(comp_path, comp.to_csv(index=False))
+    return out, comp_path

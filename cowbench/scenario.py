@@ -49,6 +49,7 @@ def in_system_tree(path: PurePosixPath | Path) -> bool:
     p = PurePosixPath(path)
     return p == PurePosixPath("/") or any(
         p == PurePosixPath(t) or PurePosixPath(t) in p.parents for t in SYSTEM_TREES)
+MIN_EXT_L2_CLUSTER = 16 * 1024
 
 
 class _Frozen(BaseModel):
@@ -141,12 +142,44 @@ class Strategy(_Frozen):
     """How each VM's root disk is made from the cached base.
 
     ``qcow2_overlay`` is Nova's default (a qcow2 file backed by the raw base in ``_base``);
-    ``full_copy`` is Nova's Flat backend (a sparse copy of the base, resized to the flavor).
+    ``full_copy`` is Nova's Flat backend (a copy of the base, resized to the flavor; ``sparse``
+    keeps its holes); ``resized_base`` is Nova before Dec 2012 (a full copy of the base per
+    flavor size, ``_base/<sha1>_<size>``, shared by the host's overlays of that size, FACTS.md
+    1.1); ``snapshot_chain`` stacks ``chain_depth`` qcow2 overlays (external snapshots), the
+    VM writing to the top one; ``reflink_copy`` clones the raw base with ``cp --reflink`` on
+    XFS (the real backend loop-mounts one, as root); ``rbd_clone`` is a Ceph RBD clone
+    (model only: marked ``model_only`` in the records, the real backend skips such VMs);
+    ``internal_snapshot``
+    gives each VM a standalone qcow2 copy of the base (``qemu-img convert``) with an internal
+    snapshot taken at once (``qemu-img snapshot -c``), so first writes copy clusters inside
+    the file. The qcow2 knobs are
+    ``qemu-img create -o`` options with QEMU's defaults (FACTS.md 1.3, 2.2):
+    ``extended_l2`` (32 subclusters per cluster, clusters of 16 KiB or more), ``preallocation``
+    (over a backing file QEMU allows it only with ``extended_l2``), ``refcount_bits``.
     """
 
-    kind: Literal["qcow2_overlay", "full_copy"] = "qcow2_overlay"
+    kind: Literal["qcow2_overlay", "full_copy", "resized_base", "snapshot_chain",
+                  "internal_snapshot", "rbd_clone", "reflink_copy"] = "qcow2_overlay"
     cluster_size: Bytes = 65536
     refcount_bits: int = 16
+    extended_l2: bool = False
+    preallocation: Literal["off", "metadata", "falloc", "full"] = "off"
+    sparse: bool = Field(default=True, description="full_copy: keep the base's holes "
+                         "(cp --sparse=always) or write them out (cp --sparse=never)")
+    chain_depth: int = Field(default=1, ge=1, le=1000, description="snapshot_chain: qcow2 "
+                             "layers over the base, the VM's writable top included")
+    object_size: Bytes = Field(default=4 << 20, description="rbd_clone: RBD object size "
+                               "(the unit of copy-up), 4 MiB by default")
+    clone_depth: int = Field(default=1, ge=1, le=16, description="rbd_clone: parents above the "
+                             "clone (kernel RBD refuses more than 16)")
+    max_clone_depth: int = Field(default=5, ge=1, le=16, description="rbd_clone: Cinder's "
+                                 "rbd_max_clone_depth; a deeper clone is flattened")
+    discard: Literal["ignore", "unmap"] = Field(
+        default="ignore", description="The drive's discard option (Nova hw_disk_discard, "
+        "qemu-nbd --discard): guest trims reach the image only with unmap")
+    detect_zeroes: Literal["off", "on", "unmap"] = Field(
+        default="off", description="The drive's detect-zeroes option (qemu-nbd "
+        "--detect-zeroes): all-zero writes become zero clusters; unmap also frees")
 
     @field_validator("cluster_size")
     @classmethod
@@ -158,12 +191,51 @@ class Strategy(_Frozen):
     @field_validator("refcount_bits")
     @classmethod
     def _refbits(cls, v: int) -> int:
-        if v != 16:
-            raise ValueError("only refcount_bits=16 (QEMU's default) is modelled so far")
+        if v not in (1, 2, 4, 8, 16, 32, 64):
+            raise ValueError(f"refcount_bits must be a power of two from 1 to 64, got {v}")
         return v
 
+    @model_validator(mode="after")
+    def _qemu_rules(self) -> Strategy:
+        if self.extended_l2 and self.cluster_size < MIN_EXT_L2_CLUSTER:
+            raise ValueError("extended_l2 needs cluster_size of at least 16KiB (QEMU refuses "
+                             "smaller)")
+        if self.kind == "internal_snapshot" and (self.extended_l2 or self.refcount_bits < 2):
+            raise ValueError("internal_snapshot is modelled without extended_l2 and needs "
+                             "refcount_bits of 2 or more (a snapshot adds a reference)")
+        if self.kind == "rbd_clone" and (not is_power_of_two(self.object_size)
+                                         or not 4096 <= self.object_size <= 32 << 20):
+            raise ValueError("object_size must be a power of two from 4 KiB to 32 MiB")
+        if self.detect_zeroes == "unmap" and self.discard != "unmap":
+            raise ValueError("detect_zeroes: unmap needs discard: unmap (qemu-nbd refuses it)")
+        if self.detect_zeroes != "off" and (self.extended_l2 or self.kind in ("rbd_clone",
+                                                                             "reflink_copy")):
+            raise ValueError("detect_zeroes is modelled for qcow2 without extended_l2 and for "
+                             "raw files only")
+        if self.chain_depth > 1 and self.kind != "snapshot_chain":
+            raise ValueError("chain_depth applies to kind: snapshot_chain only")
+        if self.preallocation != "off" and not self.extended_l2:
+            raise ValueError("preallocation over a backing file needs extended_l2 (QEMU: "
+                             "'Backing file and preallocation can only be used at the same "
+                             "time if extended_l2 is on')")
+        return self
 
-RW = Literal["read", "write", "randread", "randwrite", "rw", "readwrite", "randrw"]
+
+def _model_generates(dist: str) -> bool:
+    """Distributions the model's own generator reproduces (within ~3% of fio's distinct
+    clusters, sim/fiodist.py): uniform, pareto, normal, zipf with theta below 1."""
+    kind, _, arg = dist.partition(":")
+    if kind == "zipf":
+        try:
+            return float(arg or 1.2) < 1.0
+        except ValueError:
+            return False
+    return kind in ("random", "pareto", "normal", "gauss")
+
+
+RANDOM_DISTRIBUTIONS = ("random", "zipf", "pareto", "normal", "gauss", "zoned", "zoned_abs")
+RW = Literal["read", "write", "randread", "randwrite", "rw", "readwrite", "randrw", "trim",
+             "randtrim", "trimwrite"]
 
 
 class Workload(_Frozen):
@@ -195,12 +267,64 @@ class Workload(_Frozen):
         "fio reads every block back after the write phase and checks it. Write jobs only.",
     )
     do_verify: bool = True
+    random_distribution: str = Field(
+        default="random", description="fio's random_distribution: random, zipf:THETA, "
+        "pareto:H, normal:DEV (or gauss), zoned:..., zoned_abs:... (fio HOWTO)")
+    bssplit: str | None = Field(
+        default=None, description="fio's bssplit, e.g. '4k/50:64k/50' (sizes and percentages)")
+    loops: int = Field(default=1, ge=1, le=1_000_000)
+    zero_buffers: bool = Field(default=False, description="fio's zero_buffers: write all-zero "
+                               "data (what detect_zeroes acts on)")
+    offsets: Literal["model", "fio", "iolog"] = Field(
+        default="model", description="Where the model gets the offsets: 'model' generates them "
+        "(numpy, fio's semantics, statistically), 'fio' asks fio itself for the exact stream "
+        "(ioengine=null, same options), 'iolog' reads read_iolog (set automatically by it).")
+    read_iolog: str | None = Field(
+        default=None, description="A fio iolog (v2 or v3) to replay instead of generating I/O; "
+        "the real backend hands it to fio, the model applies it.")
+    write_iolog: bool = Field(
+        default=False, description="Real backend: record the I/Os fio issued (under raw/), so "
+        "`cowbench repredict` can re-run the model on them.")
 
     @field_validator("bs")
     @classmethod
     def _bs(cls, v: int) -> int:
         if v <= 0 or v % 512:
             raise ValueError(f"bs must be a positive multiple of 512 bytes, got {v}")
+        return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _iolog_source(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("read_iolog") and "offsets" not in data:
+            return {**data, "offsets": "iolog"}
+        return data
+
+    @field_validator("random_distribution")
+    @classmethod
+    def _distribution(cls, v: str) -> str:
+        kind = v.split(":", 1)[0]
+        if kind not in RANDOM_DISTRIBUTIONS:
+            raise ValueError(f"random_distribution must start with one of "
+                             f"{', '.join(RANDOM_DISTRIBUTIONS)}, got {v!r}")
+        return v
+
+    @field_validator("bssplit")
+    @classmethod
+    def _bssplit(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        total = 0
+        for part in v.split(":"):
+            size, _, pct = part.partition("/")
+            if parse_size(size) % 512:
+                raise ValueError(f"bssplit sizes must be multiples of 512 bytes, got {size!r}")
+            try:
+                total += int(pct or 0)
+            except ValueError:
+                raise ValueError(f"bssplit percentage {pct!r} is not an integer") from None
+        if total > 100:
+            raise ValueError(f"bssplit percentages add up to {total}, more than 100")
         return v
 
     @model_validator(mode="after")
@@ -214,6 +338,27 @@ class Workload(_Frozen):
         if self.verify is not None and self.time_based:
             raise ValueError("verify with time_based: the write phase ends with the runtime, "
                              "so fio would never read back; drop one")
+        return self._offsets_source_ok()
+
+    def _offsets_source_ok(self) -> Workload:
+        if self.offsets == "iolog" and not self.read_iolog:
+            raise ValueError("offsets: iolog needs read_iolog (a fio iolog file)")
+        if self.read_iolog and self.offsets != "iolog":
+            raise ValueError("read_iolog replays a trace: offsets must be 'iolog'")
+        if self.read_iolog and self.numjobs != 1:
+            raise ValueError("read_iolog replays the trace once; numjobs must be 1 (a clone "
+                             "would replay it again)")
+        if self.offsets == "model":
+            unsupported = [k for k, on in (("rw=" + self.rw, "trim" in self.rw),
+                ("random_distribution=" + self.random_distribution,
+                 not _model_generates(self.random_distribution)),
+                ("bssplit", self.bssplit is not None), ("loops", self.loops != 1)) if on]
+            if unsupported:
+                raise ValueError(f"{', '.join(unsupported)} is not generated by the model's "
+                                 "offset generator; set offsets: fio (exact, from fio itself)")
+        if self.offsets == "fio" and self.time_based and self.rate_iops is None:
+            raise ValueError("offsets: fio with time_based needs rate_iops (an unpaced null-engine "
+                             "run would issue far more I/Os than the real one)")
         return self
 
     @property
@@ -244,6 +389,9 @@ class VM(_Frozen):
     root_size: Bytes | None = Field(default=None, gt=0)
     workload: Name | None = None
     count: int = Field(default=1, ge=1, le=100_000)
+    strategy: Strategy | None = Field(
+        default=None, description="This VM's own strategy (default: the scenario's), so one "
+        "scenario can compare cluster sizes or formats side by side.")
 
 
 class Device(_Frozen):
@@ -350,6 +498,13 @@ class Scenario(_Frozen):
         size = vm.root_size or flavor or self.image(vm.image).virtual_size
         assert size is not None, "resolve path images before asking for sizes"
         return size
+
+    def strategy_of(self, vm: VM) -> Strategy:
+        return vm.strategy or self.strategy
+
+    def model_only(self, vm: VM) -> bool:
+        """True for VMs no real backend here can build (Ceph RBD clones)."""
+        return self.strategy_of(vm).kind == "rbd_clone"
 
     def workload_of(self, vm: VM) -> Workload | None:
         return self.workloads[vm.workload] if vm.workload else None

@@ -35,6 +35,8 @@ from .fio import FioResult, FioRun
 from .integrity import Integrity
 from .layout import HostLayout, glance_path
 from .nbd import NbdExport, stop_servers_in
+from .reflink import collect_cow_reservations, shared_exclusive, xfs_mount
+from .strategies import make_root_disk, vm_files
 
 Progress = Callable[[str], None]
 WRITE_CHUNK = 64 << 20
@@ -101,20 +103,15 @@ def create_disk(scenario: Scenario, vm: VM, layout: HostLayout, log: RawLog) -> 
     base = layout.cache_file(image)
     disk = layout.disk(vm)
     disk.parent.mkdir(parents=True, exist_ok=True)
-    size = str(scenario.root_size(vm))
-    st = scenario.strategy
-    if st.kind == "qcow2_overlay":
-        fmt = "qcow2"
-        opts = f"backing_file={base.resolve()},backing_fmt=raw,cluster_size={st.cluster_size}"
-        run(["qemu-img", "create", "-q", "-f", "qcow2", "-o", opts, str(disk), size],
-            log=log, label=f"qemu-img-create-{vm.name}")
-    else:
-        fmt = "raw"
-        run(["cp", "--sparse=always", str(base), str(disk)], log=log, label=f"cp-{vm.name}")
-        run(["qemu-img", "resize", "-q", "-f", "raw", str(disk), size], log=log,
-            label=f"qemu-img-resize-{vm.name}")
+    fmt = make_root_disk(scenario.strategy_of(vm), base, disk, scenario.root_size(vm), log,
+                         vm.name)
     (disk.parent / "disk.info").write_text(json.dumps({str(disk): fmt}))
     return disk, fmt
+
+
+def real_vms(scenario: Scenario) -> list[VM]:
+    """The VMs this machine can build (Ceph RBD clones are model only)."""
+    return [vm for vm in scenario.vms if not scenario.model_only(vm)]
 
 
 def _allocated(path: Path) -> tuple[int, int]:
@@ -152,21 +149,34 @@ def execute(scenario: Scenario, work: Path, log: RawLog, *, run_id: str,
     check = integrity if integrity is not None else Integrity(log)
     trees = WorkTrees(work, run_id)
     finished = False
-    try:
-        roots = trees.create(scenario)
-        _execute(scenario, work, log, roots, rec, progress, step_done, check)
-        finished = True
-    finally:
-        if not (finished and scenario.real.keep_images):
-            trees.remove()
+    with ExitStack() as stack:
+        try:
+            roots = trees.create(scenario)
+            mnt = None
+            if any(scenario.strategy_of(vm).kind == "reflink_copy" for vm in real_vms(scenario)):
+                # the hosts live on a loop-mounted reflink XFS inside the work directory
+                mnt = stack.enter_context(xfs_mount(work, _reflink_fs_size(scenario), log))
+                roots = {h: mnt / "hosts" / h for h in roots}
+            _execute(scenario, work, log, roots, rec, progress, step_done, check, mnt)
+            finished = True
+        finally:
+            if not (finished and scenario.real.keep_images):
+                trees.remove()
     return rec.frame()
+
+
+def _reflink_fs_size(scenario: Scenario) -> int:
+    """A sparse image roomy enough: every base and every disk fully written, twice, >= 2 GiB."""
+    need = sum(img.virtual_size or 0 for img in scenario.images) * len(scenario.hosts)
+    need += sum(scenario.root_size(vm) for vm in scenario.vms)
+    return max(2 << 30, 2 * need)
 
 
 def write_images(scenario: Scenario, work: Path, log: RawLog, rec: Recorder,
                  progress: Progress, check: Integrity) -> None:
     """Write every synthetic image the VMs use, as uploaded to Glance; record its size and
     checksum it (an image must never change)."""
-    used = {vm.image for vm in scenario.vms}
+    used = {vm.image for vm in real_vms(scenario)}
     for image in scenario.images:
         if image.name not in used:
             continue
@@ -192,7 +202,8 @@ def check_images(scenario: Scenario, work: Path, check: Integrity) -> None:
 
 
 def _execute(scenario: Scenario, work: Path, log: RawLog, roots: dict[str, Path],
-             rec: Recorder, progress: Progress, step_done: Progress, check: Integrity) -> None:
+             rec: Recorder, progress: Progress, step_done: Progress, check: Integrity,
+             mnt: Path | None = None) -> None:
     if scenario.timeline is not None:
         from .lifecycle import execute_timeline
 
@@ -217,10 +228,12 @@ def _execute(scenario: Scenario, work: Path, log: RawLog, roots: dict[str, Path]
         for vm in _vms_on(scenario, host.name):
             disks[vm.name] = create_disk(scenario, vm, layouts[host.name], log)
     step_done("real:disks")
-    jobs = [(vm, wl, *disks[vm.name]) for vm in scenario.vms
+    jobs = [(vm, wl, *disks[vm.name]) for vm in real_vms(scenario)
             if (wl := scenario.workload_of(vm)) is not None]
     results, host_io = _run_workloads(scenario, jobs, log, progress)
     step_done("real:workloads")
+    if mnt is not None:
+        collect_cow_reservations(mnt, log)
     progress("measuring")
     os.sync()  # buffered copies (cp) settle their delayed allocation before st_blocks is read
     _measure(scenario, rec, layouts, disks, results, host_io, check)
@@ -246,7 +259,7 @@ def _reinspect(scenario: Scenario) -> None:
 
 
 def _vms_on(scenario: Scenario, host: str) -> list[VM]:
-    return [vm for vm in scenario.vms if scenario.host_of(vm).name == host]
+    return [vm for vm in real_vms(scenario) if scenario.host_of(vm).name == host]
 
 
 def _measure(scenario: Scenario, rec: Recorder, layouts: dict[str, HostLayout],
@@ -260,7 +273,7 @@ def _measure(scenario: Scenario, rec: Recorder, layouts: dict[str, HostLayout],
             rec.add(f"cache:{host.name}", "file_bytes", size)
         alloc, _ = _tree_allocated(layout.instances)
         rec.add(f"host:{host.name}", "allocated_bytes", alloc)
-    for vm in scenario.vms:
+    for vm in real_vms(scenario):
         _measure_vm(rec, scenario, vm, disks[vm.name], results.get(vm.name),
                     host_io.get(vm.name), check)
 
@@ -284,7 +297,9 @@ def _run_workloads(scenario: Scenario, jobs: list[Job], log: RawLog, progress: P
         for vm, _, path, fmt in jobs:
             exports[vm.name] = stack.enter_context(
                 NbdExport(path, fmt, sock_dir, vm.name, cache=scenario.real.cache,
-                          aio=scenario.real.aio, log=log))
+                          aio=scenario.real.aio, log=log,
+                          discard=scenario.strategy_of(vm).discard,
+                          detect_zeroes=scenario.strategy_of(vm).detect_zeroes))
         before = {n: e.io_counters() for n, e in exports.items()}
         runs = {vm.name: FioRun(vm.name, exports[vm.name].uri, wl, sock_dir,
                                 runtime_cap=scenario.duration, log=log)
@@ -330,7 +345,14 @@ def _measure_vm(rec: Recorder, scenario: Scenario, vm: VM, disk: tuple[Path, str
                 result: FioResult | None, io: dict[str, int] | None, check: Integrity) -> None:
     entity = f"vm:{vm.name}"
     path, fmt = disk
-    alloc, size = _allocated(path)
+    alloc = size = 0
+    for f in vm_files(path):
+        a, n = _allocated(f)
+        alloc, size = alloc + a, size + n
+    if scenario.strategy_of(vm).kind == "reflink_copy":
+        shared, exclusive = shared_exclusive(path, check.log)
+        rec.add(entity, "shared_bytes", shared)
+        rec.add(entity, "exclusive_bytes", exclusive)
     rec.add(entity, "allocated_bytes", alloc)
     rec.add(entity, "file_bytes", size)
     if fmt == "qcow2":

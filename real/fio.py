@@ -17,39 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from cowbench.errors import ToolError
+from cowbench.fiojob import fio_options, record_options
 from cowbench.scenario import Workload
 from cowbench.signals import shielded
 from cowbench.tools import RawLog, which
-
-
-def fio_options(wl: Workload, runtime_cap: float | None = None) -> list[str]:
-    """``--option=value`` arguments equivalent to the workload (fio HOWTO names)."""
-    opts = [f"--rw={wl.rw}", f"--bs={wl.bs}", f"--iodepth={wl.iodepth}",
-            f"--numjobs={wl.numjobs}", f"--offset={wl.offset}",
-            f"--random_generator={wl.random_generator}", f"--randrepeat={int(wl.randrepeat)}"]
-    if wl.size is not None:
-        opts.append(f"--size={wl.size}")
-    if wl.io_size is not None:
-        opts.append(f"--io_size={wl.io_size}")
-    runtime = wl.runtime
-    if runtime_cap is not None:
-        runtime = min(runtime, runtime_cap) if runtime is not None else runtime_cap
-    if runtime is not None:
-        opts.append(f"--runtime={runtime:g}s")
-    if wl.time_based:
-        opts.append("--time_based=1")
-    if wl.rate_iops is not None:
-        opts.append(f"--rate_iops={wl.rate_iops}")
-    if wl.rw in ("rw", "readwrite", "randrw"):
-        opts.append(f"--rwmixread={wl.rwmixread}")
-    if wl.norandommap:
-        opts.append("--norandommap=1")
-    if wl.randseed is not None:
-        opts.append(f"--randseed={wl.randseed}")
-    if wl.verify is not None:
-        # verify_fatal: stop at the first block that does not read back as written
-        opts += [f"--verify={wl.verify}", f"--do_verify={int(wl.do_verify)}", "--verify_fatal=1"]
-    return opts
 
 
 @dataclass
@@ -93,6 +64,8 @@ class FioRun:
         self.argv = [which("fio"), f"--name={name}", "--ioengine=nbd", f"--uri={uri}",
                      "--group_reporting=1", "--output-format=json",
                      f"--output={self.partial_path}", *fio_options(wl, runtime_cap)]
+        if wl.write_iolog:  # what fio issued, for `cowbench repredict`
+            self.argv += record_options(wl, self.dir)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> FioRun:

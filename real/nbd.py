@@ -108,7 +108,8 @@ class NbdExport:
     """``with NbdExport(image, "qcow2", sock_dir, "vm1") as nbd: nbd.uri`` ..."""
 
     def __init__(self, image: Path, fmt: str, sock_dir: Path, name: str, *,
-                 cache: str = "none", aio: str = "threads", log: RawLog | None = None) -> None:
+                 cache: str = "none", aio: str = "threads", log: RawLog | None = None,
+                 discard: str = "ignore", detect_zeroes: str = "off") -> None:
         self.image = image
         self.fmt = fmt
         self.socket = sock_dir / f"{name}.sock"
@@ -116,6 +117,8 @@ class NbdExport:
         self.name = name
         self.cache = cache
         self.aio = aio
+        self.discard = discard
+        self.detect_zeroes = detect_zeroes
         self.log = log
         self.pid: int | None = None
 
@@ -127,6 +130,7 @@ class NbdExport:
         become_subreaper()
         argv = ["qemu-nbd", "--fork", f"--pid-file={self.pid_file}", "-k", str(self.socket),
                 "-f", self.fmt, "-t", "-e", "0", f"--cache={self.cache}", f"--aio={self.aio}",
+                f"--discard={self.discard}", f"--detect-zeroes={self.detect_zeroes}",
                 str(self.image)]
         try:
             run(argv, log=self.log, label=f"qemu-nbd-{self.name}", timeout=60)

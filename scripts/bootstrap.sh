@@ -30,7 +30,8 @@ for arg in "$@"; do
 done
 
 missing=()
-for pair in qemu-img:qemu-utils qemu-io:qemu-utils qemu-nbd:qemu-utils fio:fio; do
+for pair in qemu-img:qemu-utils qemu-io:qemu-utils qemu-nbd:qemu-utils fio:fio \
+            mkfs.xfs:xfsprogs xfs_io:xfsprogs filefrag:e2fsprogs; do
     tool=${pair%%:*}
     pkg=${pair##*:}
     if ! command -v "$tool" >/dev/null 2>&1; then

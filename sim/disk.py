@@ -21,17 +21,23 @@ Host bytes count what reaches the block layer (``/proc/PID/io`` read_bytes/write
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
 from .fs import FS_BLOCK, extent_tree_bytes
+from .hostfile import HostFile, block_runs
 
 L1_SECTOR = 512          # qcow2_write_l1_entry writes one 512-byte sector of the L1 table
 MERGE_READS_MAX = 16384  # perform_cow merges head and tail reads for requests up to 16 KiB
 
 
-def _round_up(n: int, unit: int) -> int:
-    return -(-n // unit) * unit
+def add_io(total: HostIO, io: HostIO) -> None:
+    total.read_bytes += io.read_bytes
+    total.write_bytes += io.write_bytes
+    total.read_ops += io.read_ops
+    total.write_ops += io.write_ops
+    total.cow = total.cow or io.cow
 
 
 @dataclass
@@ -46,18 +52,14 @@ class HostIO:
 
 
 class BaseData:
-    """What lies below an image, per byte range: how many bytes of [a, b) are data, and whether
-    a copy-on-write there must read the backing at all.
-
-    A raw base counts as allocated everywhere up to its size, holes included (FACTS.md E4), so
-    a first write below ``raw_size`` copies the cluster; past the end of the backing chain (an
-    overlay larger than its base) nothing is allocated and QEMU zeroes the cluster with
-    fallocate instead (measured: a 1 GiB overlay on a 512 MiB base).
-    """
+    """Where a raw base holds data, per byte range: answers "how many bytes of [a, b) are data"."""
 
     def __init__(self, size: int, extents: list[tuple[int, int]],
                  raw_size: int | None = None) -> None:
         self.size = size
+        #: a raw base counts as allocated everywhere up to its size, holes included (FACTS.md
+        #: E4); past the end of the backing chain QEMU zeroes a new cluster with fallocate
+        #: instead of copying (measured: a 1 GiB overlay on a 512 MiB base)
         self.raw_size = size if raw_size is None else raw_size
         ext = sorted(extents)
         self._starts = np.array([s for s, _ in ext], dtype=np.int64)
@@ -72,6 +74,20 @@ class BaseData:
         full = int(self._cum[i - 1])
         return full + min(x, int(self._ends[i - 1])) - int(self._starts[i - 1])
 
+    def _upto_many(self, x: np.ndarray) -> np.ndarray:
+        i = np.searchsorted(self._starts, x, side="right")
+        j = np.maximum(i - 1, 0)
+        if self._starts.shape[0] == 0:
+            return np.zeros(x.shape[0], dtype=np.int64)
+        part = np.minimum(x, self._ends[j]) - self._starts[j]
+        return np.where(i > 0, self._cum[j] + part, 0)
+
+    def data_in_many(self, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+        """``data_in`` for arrays of ranges."""
+        end = np.minimum(end, self.size)
+        out = self._upto_many(end) - self._upto_many(np.minimum(start, end))
+        return np.asarray(np.maximum(out, 0), dtype=np.int64)
+
     def data_in(self, start: int, end: int) -> int:
         """Bytes of data of the base within [start, end), with blocks rounded out to FS_BLOCK."""
         end = min(end, self.size)
@@ -79,9 +95,9 @@ class BaseData:
             return 0
         return self._upto(end) - self._upto(start)
 
-    @property
-    def data_bytes(self) -> int:
-        return int(self._cum[-1])
+    def has_backing(self, start: int, end: int) -> bool:
+        """True if a first write in [start, end) must copy from the backing chain."""
+        return start < self.raw_size or self.data_in(start, end) > 0
 
     def blocks(self, nblocks: int) -> np.ndarray:
         """Per 4 KiB block of [0, nblocks * 4 KiB): does the backing hold data there?"""
@@ -90,9 +106,9 @@ class BaseData:
             out[s // FS_BLOCK:min(nblocks, -(-e // FS_BLOCK))] = True
         return out
 
-    def has_backing(self, start: int, end: int) -> bool:
-        """True if a first write in [start, end) must copy from the backing chain."""
-        return start < self.raw_size or self.data_in(start, end) > 0
+    @property
+    def data_bytes(self) -> int:
+        return int(self._cum[-1])
 
 
 @dataclass
@@ -104,38 +120,40 @@ class Qcow2Image:
     backing: BaseData | None = None
     refcount_bits: int = 16
     l2_cache_whole: bool = True
+    unmap: bool = False  # guest discards reach the image (discard=unmap)
+    zero_writes: bool = False  # writes are all zeros and detect-zeroes is on
+    zero_unmap: bool = False  # detect-zeroes=unmap
     allocated: np.ndarray = field(init=False, repr=False)
+    #: bytes per L2 entry: 8, or 16 with extended L2 (sim.qcow2_ext)
+    L2_ENTRY_BYTES: ClassVar[int] = 8
     l2_allocated: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         c = self.cluster_size
         self.n_clusters = -(-self.virtual_size // c)
-        self.l2_entries = c // 8
+        self.l2_entries = c // self.L2_ENTRY_BYTES
         self.l1_entries = -(-self.n_clusters // self.l2_entries)
         self.l1_bytes = 8 * self.l1_entries
         self.refblock_covers = c * 8 // self.refcount_bits
         self.allocated = np.zeros(self.n_clusters, dtype=bool)
+        self.zeroed = np.zeros(self.n_clusters, dtype=bool)  # zero flag, no host cluster
+        self.any_zeroed = False
+        # internal snapshots (sim.snapshot): clusters and L2 tables a snapshot also references
+        self.shared = np.zeros(self.n_clusters, dtype=bool)
+        self.l2_shared = np.zeros(self.l1_entries, dtype=bool)
+        self.any_shared = False
+        self.data_host = np.full(self.n_clusters, -1, dtype=np.int64)  # index in the file
         self.l2_allocated = np.zeros(self.l1_entries, dtype=bool)
         self.n_data = 0
         self.n_l2 = 0
-        l1_clusters = -(-self.l1_bytes // c)
-        self.host_clusters = 3 + l1_clusters  # header, refcount table, refblock, L1
-        self.n_refblocks = 1
-        self._grow_refblocks()
+        self.file = HostFile(c, self.refcount_bits, self.l1_bytes)
         self.dirty_l2: set[int] = set()
         self.dirty_refblocks = False
         self.refblock_cached = False
-        self._l1_clusters = l1_clusters
-        # clusters written only in part (bytes written), and freed clusters QEMU reuses first
-        self._partial: dict[int, int] = {}
-        if self.l1_bytes % c:
-            self._partial[3 + l1_clusters - 1] = self.l1_bytes % c
-        self._free: list[int] = []
-        self.l2_cached: set[int] = set()
+        self._l1_clusters = self.file.l1_clusters
         self._l1_start = 3
-        # where each guest cluster and each L2 table lives in the file (host cluster index)
-        self.host_index = np.full(self.n_clusters, -1, dtype=np.int64)
-        self.l2_host = np.full(self.l1_entries, -1, dtype=np.int64)
+        self.l2_host = np.full(self.l1_entries, -1, dtype=np.int64)  # L2 tables in the file
+        self.l2_cached: set[int] = set()
 
     def open(self) -> None:
         """A new QEMU process opens the image (qemu-nbd): its metadata caches start empty, so
@@ -151,28 +169,58 @@ class Qcow2Image:
             io.read_bytes += self.cluster_size if self.l2_cache_whole else FS_BLOCK
             io.read_ops += 1
 
-    # -- layout -------------------------------------------------------------------------------
-    def _grow_refblocks(self) -> None:
-        while self.n_refblocks * self.refblock_covers < self.host_clusters:
-            self.n_refblocks += 1
-            self.host_clusters += 1
+    def resize(self, new_size: int) -> None:
+        """``qemu-img resize`` to a larger size: a big enough L1 table is written where the
+        next clusters go and the old one is freed, so later allocations reuse its cluster
+        first (block/qcow2-cluster.c qcow2_grow_l1_table; measured, tests/test_disk.py)."""
+        if new_size < self.virtual_size:
+            raise ValueError("qcow2 images only grow here (Nova refuses to shrink a disk)")
+        c = self.cluster_size
+        n_clusters = -(-new_size // c)
+        grow = n_clusters - self.n_clusters
+        for name in ("allocated", "zeroed", "shared"):
+            setattr(self, name, np.concatenate([getattr(self, name), np.zeros(grow, bool)]))
+        self.data_host = np.concatenate([self.data_host, np.full(grow, -1, np.int64)])
+        self.virtual_size, self.n_clusters = new_size, n_clusters
+        l1_entries = -(-n_clusters // self.l2_entries)
+        if l1_entries <= self.l1_entries:
+            return
+        more = l1_entries - self.l1_entries
+        self.l2_allocated = np.concatenate([self.l2_allocated, np.zeros(more, bool)])
+        self.l2_shared = np.concatenate([self.l2_shared, np.zeros(more, bool)])
+        self.l2_host = np.concatenate([self.l2_host, np.full(more, -1, np.int64)])
+        old = (self._l1_start, self._l1_clusters)
+        self.l1_entries, self.l1_bytes = l1_entries, 8 * l1_entries
+        self._l1_clusters = -(-self.l1_bytes // c)
+        self._l1_start = self.file.move_l1(old, self._l1_clusters, self.l1_bytes)
+        self.dirty_refblocks = True
 
-    def _alloc_host_cluster(self, io: HostIO) -> int:
-        """Take a host cluster for a new L2 table or data cluster; return its index."""
+    # -- layout -------------------------------------------------------------------------------
+    @property
+    def host_clusters(self) -> int:
+        """Host clusters in use (metadata and data)."""
+        return self.file.used
+
+    def _alloc_host_cluster(self, io: HostIO, n: int = 1) -> int:
+        """Allocate ``n`` contiguous host clusters; return the first one's index."""
         if not self.refblock_cached:
             # the refcount block is read into QEMU's refcount cache on first allocation
             self.refblock_cached = True
             io.read_bytes += self.cluster_size
             io.read_ops += 1
         self.dirty_refblocks = True
-        if self._free:  # qcow2_alloc_clusters: first fit from the lowest free cluster
-            idx = self._free.pop(0)
-            self._partial.pop(idx, None)
-            return idx
-        idx = self.host_clusters
-        self.host_clusters += 1
-        self._grow_refblocks()
-        return idx
+        return self.file.take(n)
+
+    def _alloc_host_cluster_at(self, io: HostIO, pos: int, n: int) -> int:
+        """Up to ``n`` host clusters right at ``pos``; return how many were free there."""
+        if not self.refblock_cached:
+            self.refblock_cached = True
+            io.read_bytes += self.cluster_size
+            io.read_ops += 1
+        got = self.file.take_at(pos, n)
+        if got:
+            self.dirty_refblocks = True
+        return got
 
     @property
     def data_clusters(self) -> int:
@@ -180,56 +228,12 @@ class Qcow2Image:
 
     @property
     def file_bytes(self) -> int:
-        """st_size: the end of the last cluster written (an L1 table is written only in part)."""
-        c = self.cluster_size
-        last = self.host_clusters - 1
-        if last in self._partial:
-            return last * c + self._partial[last]
-        return self.host_clusters * c
+        """st_size: the end of the last cluster written (the L1 table is written only in part)."""
+        return self.file.size
 
     def _runs(self) -> list[int]:
         """Lengths in bytes of the file's runs of written blocks (rounded to whole blocks)."""
-        c = self.cluster_size
-        if c < FS_BLOCK:  # every cluster is written and they are contiguous
-            return [_round_up(self.file_bytes, FS_BLOCK)]
-        runs, start = [], 0
-        for p in sorted(self._partial):
-            runs.append(p * c + _round_up(self._partial[p], FS_BLOCK) - start)
-            start = (p + 1) * c
-        if start < self.host_clusters * c:
-            runs.append(self.host_clusters * c - start)
-        return runs
-
-    def resize(self, new_size: int) -> None:
-        """``qemu-img resize`` to a larger size: a new L1 table big enough is written at the
-        end of the file and the old one freed, so the next allocation reuses its cluster
-        (block/qcow2-cluster.c qcow2_grow_l1_table; measured here)."""
-        if new_size < self.virtual_size:
-            raise ValueError("qcow2 images only grow here (Nova refuses to shrink a disk)")
-        c = self.cluster_size
-        n_clusters = -(-new_size // c)
-        self.allocated = np.concatenate(
-            [self.allocated, np.zeros(n_clusters - self.n_clusters, dtype=bool)])
-        self.host_index = np.concatenate(
-            [self.host_index, np.full(n_clusters - self.n_clusters, -1, dtype=np.int64)])
-        self.virtual_size, self.n_clusters = new_size, n_clusters
-        l1_entries = -(-n_clusters // self.l2_entries)
-        if l1_entries <= self.l1_entries:
-            return
-        self.l2_allocated = np.concatenate(
-            [self.l2_allocated, np.zeros(l1_entries - self.l1_entries, dtype=bool)])
-        self.l2_host = np.concatenate(
-            [self.l2_host, np.full(l1_entries - self.l1_entries, -1, dtype=np.int64)])
-        old = list(range(self._l1_start, self._l1_start + self._l1_clusters))
-        self.l1_entries, self.l1_bytes = l1_entries, 8 * l1_entries
-        self._l1_clusters = -(-self.l1_bytes // c)
-        self._l1_start = self.host_clusters
-        self.host_clusters += self._l1_clusters
-        self._grow_refblocks()
-        if self.l1_bytes % c:
-            self._partial[self.host_clusters - 1] = self.l1_bytes % c
-        self._free = sorted(self._free + old)
-        self.dirty_refblocks = True
+        return [n * FS_BLOCK for n in block_runs(self.file.written())]
 
     @property
     def allocated_data_bytes(self) -> int:
@@ -247,54 +251,95 @@ class Qcow2Image:
         return self.backing.data_in(start, end) if self.backing is not None else 0
 
     def write(self, offset: int, length: int) -> HostIO:
-        """Apply one guest write; return the host I/O it causes (COW and metadata included)."""
+        """Apply one guest write; return the host I/O it causes (COW and metadata included).
+
+        Like ``qcow2_alloc_host_offset``, each run of unallocated clusters under one L2 table
+        gets its L2 table first, then one contiguous range of host clusters."""
         io = HostIO()
         c = self.cluster_size
         end = offset + length
-        first, last = offset // c, (end - 1) // c
-        for g in range(first, last + 1):
-            cs, ce = g * c, (g + 1) * c
-            ps, pe = max(offset, cs), min(end, ce)
+        g, last = offset // c, (end - 1) // c
+        expected = -1  # where QEMU tries to put the next new cluster to keep the range whole
+        while g <= last:
             self._touch_l2(g, io)
-            if self.allocated[g]:
-                io.write_bytes += pe - ps
+            if self.allocated[g] and not self.shared[g]:
+                io.write_bytes += min(end, (g + 1) * c) - max(offset, g * c)
                 io.write_ops += 1
+                expected = int(self.data_host[g]) + 1
+                g += 1
                 continue
-            self._ensure_l2(g // self.l2_entries, io)
-            self.allocated[g] = True
-            self.n_data += 1
-            self.host_index[g] = self._alloc_host_cluster(io)
-            self.dirty_l2.add(g // self.l2_entries)
-            io.cow = True
-            if ps == cs and pe == ce:
-                io.write_bytes += c
-                io.write_ops += 1
-            elif self.backing is not None and self.backing.has_backing(cs, ce):
-                head, tail = ps - cs, ce - pe
-                if head and tail and length <= MERGE_READS_MAX:
-                    io.read_bytes += self._backing_bytes(cs, ce)
-                    io.read_ops += 1
-                else:
-                    if head:
-                        io.read_bytes += self._backing_bytes(cs, ps)
-                        io.read_ops += 1
-                    if tail:
-                        io.read_bytes += self._backing_bytes(pe, ce)
-                        io.read_ops += 1
-                io.write_bytes += c
-                io.write_ops += 1
+            l2 = g // self.l2_entries
+            stop = min(last + 1, (l2 + 1) * self.l2_entries)
+            h = g + 1
+            while h < stop and not (self.allocated[h] and not self.shared[h]):
+                h += 1
+            self._ensure_l2(l2, io)
+            if expected >= 0:  # handle_alloc after a contiguous piece: qcow2_alloc_clusters_at
+                n = self._alloc_host_cluster_at(io, expected, h - g)
+                h, expected = g + n, (expected + n if n else -1)
+                if n == 0:
+                    continue
+                first = expected - n
             else:
-                io.write_bytes += pe - ps  # fallocate(ZERO_RANGE) moves no data
-                io.write_ops += 2
+                first = self._alloc_host_cluster(io, h - g)
+                expected = first + h - g
+            self.data_host[g:h] = np.arange(first, first + h - g)
+            for k in range(g, h):
+                self._new_cluster(k, max(offset, k * c), min(end, (k + 1) * c), length, io)
+            g = h
         return io
 
+    def _new_cluster(self, g: int, ps: int, pe: int, length: int, io: HostIO) -> None:
+        """Guest cluster ``g`` gets its host cluster: COW of what the write leaves out."""
+        c = self.cluster_size
+        cs, ce = g * c, (g + 1) * c
+        own_cow = bool(self.shared[g])  # a snapshot keeps the old cluster: copy from it
+        self.shared[g] = False
+        self.n_data += 0 if own_cow else 1
+        self.allocated[g] = True
+        self.dirty_l2.add(g // self.l2_entries)
+        io.cow = True
+        zero_cow = self.zeroed[g]  # a discarded cluster reads as zeros, not as the backing
+        self.zeroed[g] = False
+        if ps == cs and pe == ce:
+            io.write_bytes += c
+            io.write_ops += 1
+        elif own_cow:
+            head, tail = ps - cs, ce - pe
+            merged = head and tail and length <= MERGE_READS_MAX
+            io.read_bytes += c if merged else head + tail
+            io.read_ops += 1 if merged else int(head > 0) + int(tail > 0)
+            io.write_bytes += c
+            io.write_ops += 1
+        elif (self.backing is not None and not zero_cow
+              and self.backing.has_backing(cs, ce)):
+            head, tail = ps - cs, ce - pe
+            if head and tail and length <= MERGE_READS_MAX:
+                io.read_bytes += self._backing_bytes(cs, ce)
+                io.read_ops += 1
+            else:
+                if head:
+                    io.read_bytes += self._backing_bytes(cs, ps)
+                    io.read_ops += 1
+                if tail:
+                    io.read_bytes += self._backing_bytes(pe, ce)
+                    io.read_ops += 1
+            io.write_bytes += c
+            io.write_ops += 1
+        else:
+            io.write_bytes += pe - ps  # fallocate(ZERO_RANGE) moves no data
+            io.write_ops += 2
+
     def _ensure_l2(self, idx: int, io: HostIO) -> None:
-        if self.l2_allocated[idx]:
+        if self.l2_allocated[idx] and not self.l2_shared[idx]:
             return
+        if self.l2_shared[idx]:  # a snapshot's table: the image gets its own copy
+            self.l2_shared[idx] = False
+        else:
+            self.n_l2 += 1
         self.l2_allocated[idx] = True
-        self.l2_cached.add(idx)
-        self.n_l2 += 1
         self.l2_host[idx] = self._alloc_host_cluster(io)
+        self.l2_cached.add(idx)
         self.dirty_l2.add(idx)
         # l2_allocate flushes the L2 cache (refcounts first), then writes one L1 sector
         io.write_bytes += self._flush_bytes() + L1_SECTOR
@@ -308,6 +353,67 @@ class Qcow2Image:
         self.dirty_l2.clear()
         self.dirty_refblocks = False
         return out
+
+    def write_zeroes(self, offset: int, length: int, unmap: bool) -> HostIO:
+        """An all-zero write under ``detect-zeroes`` (``qcow2_co_pwrite_zeroes``): whole
+        clusters become zero clusters (an allocated one keeps its host cluster unless
+        ``unmap``, FACTS.md E20); a partial cluster is zeroed whole only if the rest of it
+        already reads as zero (unallocated over a hole of the backing, or zero-flagged), else
+        the zeros are written as data. Measured here, pinned in tests/test_oracle_discard.py."""
+        io = HostIO()
+        c = self.cluster_size
+        end = offset + length
+        for g in range(offset // c, (end - 1) // c + 1):
+            cs, ce = g * c, (g + 1) * c
+            ps, pe = max(offset, cs), min(end, ce)
+            if ps == cs and pe == ce:
+                if self.allocated[g] and unmap:
+                    self._discard_cluster(g, io)
+                elif not self.allocated[g]:
+                    self._zero_flag(g, io)
+                continue
+            rest_zero = not self.allocated[g] and (
+                self.zeroed[g] or self._backing_bytes(cs, ps) + self._backing_bytes(pe, ce) == 0)
+            if rest_zero:
+                self._zero_flag(g, io)
+            else:
+                add_io(io, self.write(ps, pe - ps))
+        return io
+
+    def _zero_flag(self, g: int, io: HostIO) -> None:
+        l2 = g // self.l2_entries
+        self._ensure_l2(l2, io)
+        self.zeroed[g] = self.any_zeroed = True
+        self.dirty_l2.add(l2)
+
+    def discard(self, offset: int, length: int) -> HostIO:
+        """A guest discard reaching QEMU (``discard=unmap``): whole clusters only (the parts of
+        partly covered clusters are dropped); each loses its host cluster, which is punched out
+        of the file and reused by later allocations, and over a backing file becomes a zero
+        cluster so the backing data stays hidden (``qcow2_cluster_discard``; FACTS.md E12)."""
+        io = HostIO()
+        c = self.cluster_size
+        for g in range(-(-offset // c), (offset + length) // c):
+            self._discard_cluster(g, io)
+        return io
+
+    def _discard_cluster(self, g: int, io: HostIO) -> None:
+        l2 = g // self.l2_entries
+        if self.allocated[g]:
+            self._free_data(g)
+            self.dirty_refblocks = True
+        if self.backing is not None:
+            self._ensure_l2(l2, io)  # the zero flag needs an L2 entry
+            self.zeroed[g] = True
+            self.any_zeroed = True
+        if self.l2_allocated[l2]:
+            self.dirty_l2.add(l2)
+
+    def _free_data(self, g: int) -> None:
+        self.file.free(int(self.data_host[g]))
+        self.allocated[g] = False
+        self.data_host[g] = -1
+        self.n_data -= 1
 
     def flush(self) -> HostIO:
         """Write back dirty metadata, as QEMU does on a flush (fio's end, qemu-nbd's exit)."""
@@ -323,7 +429,7 @@ class Qcow2Image:
             self._touch_l2(g, io)
             if self.allocated[g]:
                 io.read_bytes += pe - ps
-            else:
+            elif not self.zeroed[g]:
                 io.read_bytes += self._backing_bytes(ps, pe)
             io.read_ops += 1
         return io
@@ -335,6 +441,9 @@ class RawImage:
 
     virtual_size: int
     data: BaseData | None = None
+    unmap: bool = False  # guest discards reach the file (discard=unmap)
+    zero_writes: bool = False
+    zero_unmap: bool = False
     blocks: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -349,15 +458,16 @@ class RawImage:
         return self.virtual_size
 
     @property
-    def allocated_data_bytes(self) -> int:
-        return int(self.blocks.sum()) * FS_BLOCK
-
-    @property
     def allocated_bytes(self) -> int:
         b = self.blocks.astype(np.int8)
         edges = np.flatnonzero(np.diff(np.concatenate(([0], b, [0]))))
         runs = (edges[1::2] - edges[::2]).tolist()
         return int(self.blocks.sum()) * FS_BLOCK + extent_tree_bytes(runs)
+
+    @property
+    def allocated_data_bytes(self) -> int:
+        """The blocks written, without the filesystem's extent tree."""
+        return int(self.blocks.sum()) * FS_BLOCK
 
     @property
     def data_clusters(self) -> float:
@@ -366,6 +476,11 @@ class RawImage:
     def write(self, offset: int, length: int) -> HostIO:
         self.blocks[offset // FS_BLOCK:-(-(offset + length) // FS_BLOCK)] = True
         return HostIO(write_bytes=length, write_ops=1)
+
+    def discard(self, offset: int, length: int) -> HostIO:
+        """QEMU's raw driver punches the range out of the file: whole blocks are freed."""
+        self.blocks[-(-offset // FS_BLOCK):(offset + length) // FS_BLOCK] = False
+        return HostIO()
 
     def read(self, offset: int, length: int) -> HostIO:
         b0, b1 = offset // FS_BLOCK, -(-(offset + length) // FS_BLOCK)

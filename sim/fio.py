@@ -24,7 +24,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cowbench.iolog import TRIM, WRITE, Trace
 from cowbench.scenario import Workload
+
+from .fiodist import Distribution
 
 FIO_DEFAULT_RANDSEED = 0xB1899BED
 CHUNK = 1 << 16
@@ -37,6 +40,7 @@ class IoChunk:
     offsets: np.ndarray  # int64
     lengths: np.ndarray  # int64
     is_write: np.ndarray  # bool
+    is_trim: np.ndarray | None = None  # bool, when the stream holds discards
 
     def __len__(self) -> int:
         return int(self.offsets.shape[0])
@@ -119,9 +123,10 @@ def random_blocks(wl: Workload, nblocks: int, rng: np.random.Generator) -> Itera
             perm = rng.permutation(nblocks)
             for i in range(0, nblocks, CHUNK):
                 yield perm[i:i + CHUNK]
+    dist = Distribution(wl.random_distribution, nblocks, rng)
     if wl.norandommap:
         while True:
-            yield rng.integers(0, nblocks, size=CHUNK, dtype=np.int64)
+            yield dist.draw(CHUNK)
     rmap = _RandomMap(nblocks)
     while True:
         room = nblocks - rmap.n_used
@@ -129,7 +134,7 @@ def random_blocks(wl: Workload, nblocks: int, rng: np.random.Generator) -> Itera
             rmap = _RandomMap(nblocks)
             room = nblocks
         n = min(CHUNK, room)
-        yield rmap.place(rng.integers(0, nblocks, size=n, dtype=np.int64))
+        yield rmap.place(dist.draw(n))
 
 
 def io_stream(wl: Workload, disk_size: int, seed: np.random.SeedSequence) -> Iterator[IoChunk]:
@@ -169,3 +174,11 @@ def _sequential(nblocks: int) -> Iterator[np.ndarray]:
     while True:
         yield (pos + np.arange(CHUNK, dtype=np.int64)) % nblocks
         pos = (pos + CHUNK) % nblocks
+
+
+def trace_chunks(trace: Trace) -> Iterator[IoChunk]:
+    """A recorded clone's I/Os (reads, writes and trims, in its order) as chunks."""
+    offs, lens, ddir = trace.offsets, trace.lengths, trace.ddir
+    for i in range(0, offs.shape[0], CHUNK):
+        d = ddir[i:i + CHUNK]
+        yield IoChunk(offs[i:i + CHUNK], lens[i:i + CHUNK], d == WRITE, d == TRIM)

@@ -22,6 +22,7 @@ from cowbench.scenario import VM, Image, Scenario
 from .disk import BaseData, HostIO, Qcow2Image, RawImage
 from .fs import FS_BLOCK, extent_tree_bytes
 from .model import base_data, cache_file, glance_file
+from .strategies import root_disk
 
 SNAPSHOT_CLUSTER = 65536  # qemu-img convert -O qcow2: QEMU's default cluster size
 Disk = Qcow2Image | RawImage
@@ -160,12 +161,8 @@ def _runs(blocks: np.ndarray) -> list[tuple[int, int]]:
 
 def new_disk(scenario: Scenario, vm: VM, size: int) -> Layer:
     image = scenario.image(vm.image)
-    st = scenario.strategy
-    if st.kind == "qcow2_overlay":
-        disk: Disk = Qcow2Image(size, st.cluster_size, backing=base_data(image),
-                                refcount_bits=st.refcount_bits)
-    else:
-        disk = RawImage(size, base_data(image))
+    disk = root_disk(size, scenario.strategy_of(vm), base_data(image))
+    assert isinstance(disk, Qcow2Image | RawImage), "refused by check_timeline"
     return Layer.new("disk", disk, size)
 
 
@@ -199,8 +196,8 @@ def nonzero_blocks(layer: Layer) -> np.ndarray:
     per = c // FS_BLOCK
     out: list[int] = [0, per]  # header block, first block of the refcount table
     refs = img.refblock_covers
-    for k in range(img.n_refblocks):
-        used = min(refs, img.host_clusters - k * refs)
+    for k in range(img.file.n_refblocks):
+        used = min(refs, img.file.end - k * refs)
         if k == 0:
             out += [2 * per + b for b in range(-(-used * img.refcount_bits // 8 // FS_BLOCK))]
     l2_idx = np.flatnonzero(img.l2_allocated)
@@ -211,7 +208,7 @@ def nonzero_blocks(layer: Layer) -> np.ndarray:
     content = _guest_content(layer, img.n_clusters * per)
     for g in np.flatnonzero(img.allocated).tolist():
         blocks = np.flatnonzero(content[g * per:(g + 1) * per])
-        out += (int(img.host_index[g]) * per + blocks).tolist()
+        out += (int(img.data_host[g]) * per + blocks).tolist()
     return np.unique(np.asarray(out, dtype=np.int64))
 
 

@@ -11,7 +11,7 @@ the caller writes results (STYLE.md point 4).
 from __future__ import annotations
 
 import math
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,13 +19,23 @@ import numpy as np
 import pandas as pd
 import simpy
 
+from cowbench.iolog import Trace
 from cowbench.records import Recorder
 from cowbench.scenario import VM, Image, Scenario, Workload
 
 from .device import Device
 from .disk import BaseData, HostIO, Qcow2Image, RawImage
-from .fio import IoChunk, io_stream, job_seed
+from .fio import IoChunk, io_stream, job_seed, trace_chunks
 from .fs import FS_BLOCK
+from .strategies import (
+    Disk,
+    configure_io,
+    extra_figures,
+    guest_write,
+    resized_copies,
+    root_disk,
+    trim,
+)
 
 DISK_INFO_BYTES = FS_BLOCK  # instances/<uuid>/disk.info: a tiny JSON file, one block
 Process = Generator[simpy.Event, Any, None]
@@ -71,14 +81,10 @@ def glance_file(image: Image) -> Qcow2Image | RawImage:
     return img
 
 
-def make_disk(scenario: Scenario, vm: VM) -> Qcow2Image | RawImage:
+def make_disk(scenario: Scenario, vm: VM) -> Disk:
     image = scenario.image(vm.image)
     size = scenario.root_size(vm)
-    st = scenario.strategy
-    if st.kind == "qcow2_overlay":
-        return Qcow2Image(size, st.cluster_size, backing=base_data(image),
-                          refcount_bits=st.refcount_bits)
-    return RawImage(size, base_data(image))
+    return root_disk(size, scenario.strategy_of(vm), base_data(image))
 
 
 class _Job:
@@ -89,11 +95,11 @@ class _Job:
 
     def __init__(self, chunks: Iterator[IoChunk], record_writes: bool = False) -> None:
         self._chunks = chunks
-        self._ios: Iterator[tuple[int, int, bool]] = iter(())
+        self._ios: Iterator[tuple[int, int, bool, bool]] = iter(())
         self.written: list[tuple[int, int]] | None = [] if record_writes else None
         self.exhausted = False
 
-    def next(self) -> tuple[int, int, bool] | None:
+    def next(self) -> tuple[int, int, bool, bool] | None:
         while True:
             io = next(self._ios, None)
             if io is not None:
@@ -104,11 +110,12 @@ class _Job:
             if chunk is None:
                 self.exhausted = True
                 return None
+            trims = chunk.is_trim if chunk.is_trim is not None else np.zeros(len(chunk), bool)
             self._ios = zip(chunk.offsets.tolist(), chunk.lengths.tolist(),
-                            chunk.is_write.tolist(), strict=True)
+                            chunk.is_write.tolist(), trims.tolist(), strict=True)
 
 
-def _slot(env: simpy.Environment, job: _Job, disk: Qcow2Image | RawImage, device: Device,
+def _slot(env: simpy.Environment, job: _Job, disk: Disk, device: Device,
           stats: VmStats, deadline: float, pacer: _Pacer | None) -> Process:
     while env.now < deadline:
         io = job.next()
@@ -120,10 +127,13 @@ def _slot(env: simpy.Environment, job: _Job, disk: Qcow2Image | RawImage, device
                 yield env.timeout(wait)
                 if env.now >= deadline:
                     return
-        offset, length, is_write = io
+        offset, length, is_write, is_trim = io
         issued = env.now
         stats.first_issue = min(stats.first_issue, issued)
-        host = disk.write(offset, length) if is_write else disk.read(offset, length)
+        if is_trim:  # a discard: space only (fio's trim figures are not recorded)
+            stats.add_host(trim(disk, offset, length))
+            continue
+        host = guest_write(disk, offset, length) if is_write else disk.read(offset, length)
         yield from device.serve(host)
         stats.add_host(host)
         done = env.now
@@ -150,22 +160,25 @@ class _Pacer:
 
 
 def _run_vm(env: simpy.Environment, scenario: Scenario, vm: VM, vm_index: int,
-            disk: Qcow2Image | RawImage, device: Device, stats: VmStats,
-            wl: Workload, size: int | None = None) -> Process:
+            disk: Disk, device: Device, stats: VmStats, wl: Workload,
+            traces: Sequence[Trace] | None = None, size: int | None = None) -> Process:
     size = scenario.root_size(vm) if size is None else size
     limit = min(x for x in (wl.runtime, scenario.duration, math.inf) if x is not None)
     deadline = env.now + limit
+    configure_io(disk, scenario.strategy_of(vm), wl)
+    streams = ([trace_chunks(t) for t in traces] if traces is not None else
+               [io_stream(wl, size, job_seed(wl, clone, scenario.seed, vm_index))
+                for clone in range(wl.numjobs)])
     clones = []
-    for clone in range(wl.numjobs):
-        seed = job_seed(wl, clone, scenario.seed, vm_index)
-        job = _Job(io_stream(wl, size, seed), record_writes=wl.verifies)
+    for stream in streams:
+        job = _Job(stream, record_writes=wl.verifies)
         pacer = _Pacer(wl.rate_iops) if wl.rate_iops else None
         clones.append(env.process(_clone(env, wl, job, disk, device, stats, deadline, pacer)))
     yield simpy.AllOf(env, clones)
     stats.add_host(disk.flush())
 
 
-def _clone(env: simpy.Environment, wl: Workload, job: _Job, disk: Qcow2Image | RawImage,
+def _clone(env: simpy.Environment, wl: Workload, job: _Job, disk: Disk,
            device: Device, stats: VmStats, deadline: float, pacer: _Pacer | None) -> Process:
     """One fio clone: ``iodepth`` slots, then fio's verify phase if the job asks for it."""
     slots = [env.process(_slot(env, job, disk, device, stats, deadline, pacer))
@@ -197,8 +210,12 @@ def verify_reads(written: list[tuple[int, int]], wl: Workload) -> IoChunk:
     return IoChunk(arr[:, 0].copy(), arr[:, 1].copy(), np.zeros(arr.shape[0], dtype=bool))
 
 
-def simulate(scenario: Scenario, seed: int | None = None) -> pd.DataFrame:
-    """Run the model once; return its records (backend ``sim``)."""
+def simulate(scenario: Scenario, seed: int | None = None,
+             traces: Mapping[str, Sequence[Trace]] | None = None) -> pd.DataFrame:
+    """Run the model once; return its records (backend ``sim``).
+
+    ``traces`` gives, per VM name, the exact I/O stream of each fio clone (``offsets: fio`` or
+    ``iolog``, or a finished real run's record); other VMs generate their offsets."""
     seed = scenario.seed if seed is None else seed
     if seed != scenario.seed:
         scenario = scenario.model_copy(update={"seed": seed})
@@ -211,7 +228,7 @@ def simulate(scenario: Scenario, seed: int | None = None) -> pd.DataFrame:
         return rec.frame()
     env = simpy.Environment()
     devices = {h.name: Device(env, scenario.device) for h in scenario.hosts}
-    disks: dict[str, Qcow2Image | RawImage] = {}
+    disks: dict[str, Disk] = {}
     stats: dict[str, VmStats] = {}
     for i, vm in enumerate(scenario.vms):
         disks[vm.name] = make_disk(scenario, vm)
@@ -219,7 +236,8 @@ def simulate(scenario: Scenario, seed: int | None = None) -> pd.DataFrame:
         wl = scenario.workload_of(vm)
         if wl is not None:
             env.process(_run_vm(env, scenario, vm, i, disks[vm.name],
-                                devices[scenario.host_of(vm).name], stats[vm.name], wl))
+                                devices[scenario.host_of(vm).name], stats[vm.name], wl,
+                                (traces or {}).get(vm.name)))
         else:
             stats[vm.name].add_host(disks[vm.name].flush())
     env.run()
@@ -236,13 +254,16 @@ def _record_images(scenario: Scenario, rec: Recorder) -> None:
             rec.add(f"image:{image.name}", "file_bytes", g.file_bytes)
 
 
-def _record(scenario: Scenario, rec: Recorder, disks: dict[str, Qcow2Image | RawImage],
+def _record(scenario: Scenario, rec: Recorder, disks: dict[str, Disk],
             stats: dict[str, VmStats]) -> None:
     _record_images(scenario, rec)
     for host in scenario.hosts:
-        vms = [vm for vm in scenario.vms if scenario.host_of(vm).name == host.name]
+        # an RBD clone lives in Ceph, not on the host (and needs no local _base)
+        vms = [vm for vm in scenario.vms
+               if scenario.host_of(vm).name == host.name and not scenario.model_only(vm)]
         bases = {vm.image for vm in vms}
         caches = [cache_file(scenario.image(n)) for n in sorted(bases)]
+        caches += resized_copies(scenario, vms, {n: base_data(scenario.image(n)) for n in bases})
         cache_alloc = sum(c.allocated_bytes for c in caches)
         rec.add(f"cache:{host.name}", "allocated_bytes", cache_alloc)
         rec.add(f"cache:{host.name}", "file_bytes", sum(c.file_bytes for c in caches))
@@ -252,9 +273,13 @@ def _record(scenario: Scenario, rec: Recorder, disks: dict[str, Qcow2Image | Raw
     for vm in scenario.vms:
         _record_vm(rec, f"vm:{vm.name}", disks[vm.name], stats[vm.name],
                    scenario.workload_of(vm))
+        if scenario.model_only(vm):
+            rec.add(f"vm:{vm.name}", "model_only", 1.0)
+        for metric, value in extra_figures(disks[vm.name]).items():
+            rec.add(f"vm:{vm.name}", metric, value)
 
 
-def _record_vm(rec: Recorder, entity: str, disk: Qcow2Image | RawImage, st: VmStats,
+def _record_vm(rec: Recorder, entity: str, disk: Disk, st: VmStats,
                wl: Workload | None) -> None:
     rec.add(entity, "allocated_bytes", disk.allocated_bytes)
     rec.add(entity, "file_bytes", disk.file_bytes)

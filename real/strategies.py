@@ -1,0 +1,114 @@
+"""The real backend's side of each copy-on-write strategy: the disk a VM gets, built with
+qemu-img / cp. The model's counterpart is ``sim/strategies.py``; the two must agree."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cowbench.scenario import Strategy
+from cowbench.tools import RawLog, run
+
+
+def overlay_options(st: Strategy, backing: Path | None, backing_fmt: str = "raw") -> str:
+    """The ``-o`` string of ``qemu-img create -f qcow2`` for this strategy (absolute backing
+    path, as Nova writes it)."""
+    opts = []
+    if backing is not None:
+        opts += [f"backing_file={backing.resolve()}", f"backing_fmt={backing_fmt}"]
+    opts.append(f"cluster_size={st.cluster_size}")
+    if st.refcount_bits != 16:
+        opts.append(f"refcount_bits={st.refcount_bits}")
+    if st.extended_l2:
+        opts.append("extended_l2=on")
+    if st.preallocation != "off":
+        opts.append(f"preallocation={st.preallocation}")
+    return ",".join(opts)
+
+
+def create_overlay(st: Strategy, backing: Path | None, disk: Path, size: int, log: RawLog | None,
+                   label: str, backing_fmt: str = "raw") -> None:
+    run(["qemu-img", "create", "-q", "-f", "qcow2", "-o",
+         overlay_options(st, backing, backing_fmt), str(disk), str(size)],
+        log=log, label=label, timeout=3600)
+
+
+def size_tag(size: int) -> str:
+    """Nova names resized bases ``<sha1>_<GB>``; sizes that are not whole GiB keep bytes."""
+    return str(size >> 30) if size % (1 << 30) == 0 else f"{size}B"
+
+
+def resized_base(base: Path, size: int, log: RawLog | None) -> Path:
+    """``_base/<sha1>_<size>``: a sparse full copy of the base grown to ``size``, made once per
+    host and size (Nova's Qcow2 backend before Dec 2012, FACTS.md 1.1)."""
+    copy = base.with_name(f"{base.name}_{size_tag(size)}")
+    if not copy.exists():
+        tmp = copy.with_name(copy.name + ".part")
+        run(["cp", "--sparse=always", str(base), str(tmp)], log=log, label="cp-resized-base",
+            timeout=3600)
+        run(["qemu-img", "resize", "-q", "-f", "raw", str(tmp), str(size)], log=log,
+            label="qemu-img-resize-base")
+        tmp.rename(copy)
+    return copy
+
+
+def chain_layers(disk: Path, depth: int) -> list[Path]:
+    """The files of a ``snapshot_chain`` disk, bottom first; the top is ``disk`` itself."""
+    return [disk.with_name(f"{disk.name}.chain-{k}") for k in range(1, depth)] + [disk]
+
+
+def create_chain(st: Strategy, base: Path, disk: Path, size: int, log: RawLog | None,
+                 label: str) -> None:
+    """``chain_depth`` qcow2 overlays, each backed by the one below, the lowest by the base."""
+    below, fmt = base, "raw"
+    for layer in chain_layers(disk, st.chain_depth):
+        create_overlay(st, below, layer, size, log, f"{label}-{layer.name}", fmt)
+        below, fmt = layer, "qcow2"
+
+
+def full_copy(st: Strategy, base: Path, disk: Path, size: int, log: RawLog | None,
+              label: str) -> None:
+    """Nova's Flat backend: copy the base (holes kept or written out), then grow it."""
+    sparse = "always" if st.sparse else "never"
+    run(["cp", f"--sparse={sparse}", str(base), str(disk)], log=log, label=f"cp-{label}",
+        timeout=3600)
+    run(["qemu-img", "resize", "-q", "-f", "raw", str(disk), str(size)], log=log,
+        label=f"qemu-img-resize-{label}")
+
+
+def snapshotted_copy(st: Strategy, base: Path, disk: Path, size: int, log: RawLog | None,
+                     label: str) -> None:
+    """A standalone qcow2 copy of the base with an internal snapshot ``golden``."""
+    create_overlay(st, None, disk, size, log, f"qemu-img-create-{label}")
+    run(["qemu-img", "convert", "-n", "-f", "raw", "-O", "qcow2", str(base), str(disk)],
+        log=log, label=f"qemu-img-convert-{label}", timeout=3600)
+    run(["qemu-img", "snapshot", "-c", "golden", str(disk)], log=log,
+        label=f"qemu-img-snapshot-{label}")
+
+
+def make_root_disk(st: Strategy, base: Path, disk: Path, size: int, log: RawLog | None,
+                   label: str) -> str:
+    """Build the VM's root disk by the strategy; return its format."""
+    create = f"qemu-img-create-{label}"
+    if st.kind == "qcow2_overlay":
+        create_overlay(st, base, disk, size, log, create)
+    elif st.kind == "resized_base":
+        create_overlay(st, resized_base(base, size, log), disk, size, log, create)
+    elif st.kind == "snapshot_chain":
+        create_chain(st, base, disk, size, log, create)
+    elif st.kind == "internal_snapshot":
+        snapshotted_copy(st, base, disk, size, log, label)
+    elif st.kind == "reflink_copy":
+        run(["cp", "--reflink=always", str(base), str(disk)], log=log,
+            label=f"cp-reflink-{label}", timeout=3600)
+        run(["qemu-img", "resize", "-q", "-f", "raw", str(disk), str(size)], log=log,
+            label=f"qemu-img-resize-{label}")
+        return "raw"
+    else:
+        full_copy(st, base, disk, size, log, label)
+        return "raw"
+    return "qcow2"
+
+
+def vm_files(disk: Path) -> list[Path]:
+    """Every file of a VM's root disk (the chain's lower layers included)."""
+    return sorted(disk.parent.glob(f"{disk.name}.chain-*")) + [disk]
