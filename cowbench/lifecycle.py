@@ -58,7 +58,7 @@ class Flavor(_Frozen):
 
 
 OpKind = Literal["boot", "run", "snapshot", "migrate", "resize", "confirm", "delete"]
-SnapshotKind = Literal["live", "external"]
+SnapshotKind = Literal["live", "external", "internal"]
 MigrateKind = Literal["cold", "live", "flatten"]
 
 
@@ -67,7 +67,8 @@ class Event(_Frozen):
 
     - ``boot``: the VM starts on its host (``vms[].host``) from its image;
     - ``run``: the VM runs ``workload`` (default: its own) to completion;
-    - ``snapshot``: ``kind`` live (Nova's: delta, flatten, upload) or external (deepen the chain);
+    - ``snapshot``: ``kind`` live (Nova's: delta, flatten, upload), external (deepen the chain)
+      or internal (``qemu-img snapshot -c``: clusters shared inside the disk file);
     - ``migrate``: to host ``to``; ``kind`` cold (copy the overlay as a file), live (block
       migration: only the top overlay's data), flatten (2012 Nova: ship the full image);
     - ``resize``: the root disk grows to ``root_size``;
@@ -90,7 +91,8 @@ class Event(_Frozen):
         for key in need:
             if getattr(self, key) is None:
                 raise ValueError(f"op {self.op!r} needs {key!r}")
-        allowed = {"snapshot": ("live", "external"), "migrate": ("cold", "live", "flatten")}
+        allowed = {"snapshot": ("live", "external", "internal"),
+                   "migrate": ("cold", "live", "flatten")}
         if self.kind is not None and self.kind not in allowed.get(self.op, ()):
             raise ValueError(f"op {self.op!r} has no kind {self.kind!r}")
         return self
@@ -285,6 +287,9 @@ def _check_op(s: Scenario, op: Op, vms: Mapping[str, object], hosts: Mapping[str
         return "the VM has not booted yet"
     if op.op == "run" and (op.workload or vm.workload) not in s.workloads:
         return f"no workload named {op.workload or vm.workload!r}"
+    if op.op == "snapshot" and op.kind in ("external", "internal") and \
+            s.strategy_of(vm).kind != "qcow2_overlay":
+        return f"a {op.kind} snapshot needs a qcow2 disk, not {s.strategy_of(vm).kind}"
     if op.op == "migrate":
         if op.to not in hosts:
             return f"no host named {op.to!r}"

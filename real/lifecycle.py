@@ -169,6 +169,11 @@ class RealWorld:
         inst = self.instances[op.vm]
         name = op.name or f"{op.vm}-snap-{op.index}"
         top = inst.paths(self.layouts)[-1]
+        if op.kind == "internal":
+            run(["qemu-img", "snapshot", "-c", name, str(top)], log=self.log,
+                label=f"qemu-img-snapshot-{name}")
+            self.op_done(op, None, t0)
+            return
         if op.kind == "external":
             older = top.with_name(f"disk.{name}")
             top.rename(older)  # nothing refers to the top, so renaming it breaks no chain

@@ -142,6 +142,8 @@ class Qcow2Image:
         self.shared = np.zeros(self.n_clusters, dtype=bool)
         self.l2_shared = np.zeros(self.l1_entries, dtype=bool)
         self.any_shared = False
+        self.snapshots: list[str] = []  # internal snapshots' names, oldest first
+        self.snapshot_table: tuple[int, int] | None = None  # (first cluster, clusters)
         self.data_host = np.full(self.n_clusters, -1, dtype=np.int64)  # index in the file
         self.l2_allocated = np.zeros(self.l1_entries, dtype=bool)
         self.n_data = 0

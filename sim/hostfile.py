@@ -149,6 +149,14 @@ class HostFile:
         self.used -= 1
         self.free_ptr = min(self.free_ptr, pos)
 
+    def free_written(self, start: int, n: int) -> None:
+        """Clusters that lose their last reference but keep their bytes (QEMU does not punch
+        freed metadata): they stay allocated on disk until an allocation reuses them."""
+        self.gaps.append(Gap(start, start + n, True))
+        self.gaps.sort(key=lambda g: g.start)
+        self.used -= n
+        self.free_ptr = min(self.free_ptr, start)
+
     def move_l1(self, old: tuple[int, int], clusters: int, nbytes: int) -> int:
         """``qcow2_grow_l1_table``: the new table takes ``clusters`` clusters like any
         allocation (written ``nbytes`` in), then the old one is freed; its bytes stay in the
@@ -161,10 +169,7 @@ class HostFile:
         start = self.take(clusters)
         if nbytes % c:
             self.partial[start + clusters - 1] = nbytes % c
-        self.gaps.append(Gap(old[0], old[0] + old[1], True))
-        self.gaps.sort(key=lambda g: g.start)
-        self.used -= old[1]
-        self.free_ptr = min(self.free_ptr, old[0])
+        self.free_written(*old)
         return start
 
     def _carve(self, pos: int, n: int) -> int:

@@ -36,6 +36,7 @@ from .lifecycle import (
     transfer_time,
 )
 from .model import DISK_INFO_BYTES, VmStats, _run_vm, record_io
+from .snapshot import take_internal_snapshot
 
 
 class World:
@@ -116,6 +117,11 @@ class World:
     def snapshot(self, op: Op) -> None:
         inst = self.instance(op.vm)
         name = op.name or f"{op.vm}-snap-{op.index}"
+        if op.kind == "internal":
+            if isinstance(inst.top.image, Qcow2Image):
+                take_internal_snapshot(inst.top.image, name)
+            self.op_done(op, None, self.s.device.write_latency_s)
+            return
         if op.kind == "external":
             below = chain_data(self.s, inst)
             top = inst.top

@@ -37,6 +37,8 @@ BASE: dict[str, Any] = {
         {"t": 0, "op": "boot", "vm": "a"},
         {"t": 0, "op": "run", "vm": "a"},
         {"t": 10, "op": "snapshot", "vm": "a", "kind": "live", "name": "s1"},
+        {"t": 15, "op": "snapshot", "vm": "a", "kind": "internal", "name": "i1"},
+        {"t": 16, "op": "run", "vm": "a"},
         {"t": 20, "op": "snapshot", "vm": "a", "kind": "external", "name": "e1"},
         {"t": 30, "op": "run", "vm": "a", "workload": "seq"},
         {"t": 40, "op": "migrate", "vm": "a", "to": "h2", "kind": "cold"},
@@ -182,6 +184,22 @@ def test_every_operation_is_an_entity():
     assert transfer[ops[2]] > 0  # the live snapshot uploaded a flattened image
 
 
+def test_internal_snapshot_then_rewrites_copy_inside_the_file():
+    """After ``qemu-img snapshot -c`` every cluster is shared: rewriting the same 6 MiB makes
+    the file grow by about 6 MiB again (new copies), while data_clusters stays the same."""
+    df = simulate(parse_scenario(life()))
+    vm = series(df, "vm:a")
+    assert vm[16.0] - vm[15.0] > 6 * 2**20 * 0.99
+    assert vm[15.0] - vm[10.0] < 256 * 1024  # the snapshot itself: L1 copy and table only
+
+
+def test_internal_snapshot_needs_a_qcow2_disk():
+    d = life(strategy={"kind": "full_copy"})
+    d["timeline"]["events"] = [{"t": 0, "op": "boot", "vm": "a"},
+                               {"t": 1, "op": "snapshot", "vm": "a", "kind": "internal"}]
+    assert "needs a qcow2 disk" in problems(d)[0][1]
+
+
 # -- both backends --------------------------------------------------------------------------
 
 def _compare(tmp_path: Path, d: dict[str, Any]) -> pd.DataFrame:
@@ -197,6 +215,9 @@ def test_small_lifecycle_both_backends(tmp_path: Path, transport: str, bound: fl
                                        no_leaks: None) -> None:
     d = life()
     d["nova"]["remote_filesystem_transport"] = transport
+    if transport == "rsync":  # the rsync model does not know a snapshot's own clusters
+        d["timeline"]["events"] = [e for e in d["timeline"]["events"]
+                                   if e.get("kind") != "internal"]
     comp = _compare(tmp_path, d)
     ops = [o.entity for o in expand_timeline(parse_scenario(d))]
     both = set(comp[comp.metric == "duration_s"].entity)
@@ -226,7 +247,8 @@ def test_nova_lifecycle_scenario_meets_its_target(tmp_path: Path, no_leaks: None
     ops = {o.entity for o in expand_timeline(s)}
     assert ops <= set(comp[comp.metric == "duration_s"].entity)
     kinds = {(o.op, o.kind) for o in expand_timeline(s)}
-    assert {("snapshot", "live"), ("snapshot", "external"), ("migrate", "cold"),
+    assert {("snapshot", "live"), ("snapshot", "external"), ("snapshot", "internal"),
+            ("migrate", "cold"),
             ("migrate", "live"), ("migrate", "flatten"), ("resize", None),
             ("delete", None)} <= kinds
     figures = comp[comp.metric.isin(["allocated_bytes", "transfer_bytes"])]
