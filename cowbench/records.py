@@ -34,6 +34,15 @@ UNITS: dict[str, str] = {
     # additions (not in the original contract, never renamed either)
     "read_ios": "ios",
     "write_ios": "ios",
+    # fleet figures (cowbench.fleet, sim.fleet)
+    "provisioned_bytes": "B",
+    "vm_count": "vms",
+    "arrived_vms": "vms",
+    "rejected_vms": "vms",
+    "time_to_full_s": "s",
+    "snapshot_transfer_bytes": "B",
+    "migration_transfer_bytes": "B",
+    "image_fetch_bytes": "B",
 }
 
 

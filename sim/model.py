@@ -163,6 +163,10 @@ def simulate(scenario: Scenario, seed: int | None = None) -> pd.DataFrame:
     seed = scenario.seed if seed is None else seed
     if seed != scenario.seed:
         scenario = scenario.model_copy(update={"seed": seed})
+    if scenario.fleet is not None:
+        from .fleet import simulate_fleet  # fleet scenarios: lifecycle + fluid/exact disks
+
+        return simulate_fleet(scenario, seed)
     env = simpy.Environment()
     rec = Recorder("sim", seed)
     devices = {h.name: Device(env, scenario.device) for h in scenario.hosts}
