@@ -128,7 +128,9 @@ class Phases:
     def counts(self, age: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(random writes, growth writes) done after ``age`` seconds of life."""
         age = np.maximum(np.asarray(age, dtype=np.float64), 0.0)
-        return np.floor(age * self.writes_per_s), np.floor(age * self.growth_per_s)
+        # the epsilon keeps whole days whole: 86400 * (w / 86400) may land just below w
+        return (np.floor(age * self.writes_per_s + 1e-9),
+                np.floor(age * self.growth_per_s + 1e-9))
 
     def growth_clusters(self, n_growth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Cluster interval [g0, g1) written by ``n_growth`` sequential writes."""
