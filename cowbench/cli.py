@@ -17,11 +17,18 @@ from typing import Annotated
 import pandas as pd
 import typer
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from .compare import summary
-from .errors import CowbenchError, UsageError
+from .errors import CowbenchError, RunFailed, UsageError
 from .resolve import resolve
 from .runner import BACKENDS, run_scenario
 from .scenario import Scenario, load_scenario
@@ -77,6 +84,36 @@ def run(
     out.print(f"run directory: [bold]{outcome.run_dir}[/]")
     if outcome.comparison is not None:
         out.print(f"comparison:    [bold]{outcome.run_dir / 'comparison.csv'}[/]")
+
+
+@app.command("sweep")
+def sweep(
+    sweep_file: Annotated[Path, typer.Argument(help="Sweep file (YAML): scenario, grid, seeds.")],
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Sweep directory (default: "
+                       "results/<sweep name>). If it holds this sweep, finished points are "
+                       "kept and the rest resumed.")] = None,
+    scheduler: Annotated[str, typer.Option(help="local (a Dask LocalCluster of worker "
+                         "processes), inprocess (threads here), or a scheduler address "
+                         "such as tcp://127.0.0.1:8786.")] = "local",
+    workers: Annotated[int | None, typer.Option(help="Workers of the local cluster (default "
+                       "2), threads for inprocess.", min=1)] = None,
+) -> None:
+    """Run a grid of scenario overrides times seeds on Dask; one run directory per point."""
+    from .sweep import load_sweep, run_sweep
+
+    sw = load_sweep(sweep_file)
+    out_dir = out_dir or Path("results") / sw.name
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                  MofNCompleteColumn(), TimeElapsedColumn(), console=err) as bar:
+        task = bar.add_task(f"{sw.name}: starting", total=len(sw.points))
+        summary = run_sweep(sw, out_dir, scheduler, workers,
+                            progress=lambda m, d, t: bar.update(task, description=m,
+                                                                completed=d, total=t))
+    ok = int((summary.status == "ok").sum())
+    out.print(f"{ok} of {len(summary)} points ok; sweep directory: [bold]{out_dir}[/]")
+    out.print(f"summary:         [bold]{out_dir / 'summary.csv'}[/]")
+    if ok < len(summary):
+        raise RunFailed(f"{len(summary) - ok} point(s) failed; see {out_dir}/sweep.json")
 
 
 @app.command("show")

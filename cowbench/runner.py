@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import pandas as pd
 
@@ -50,8 +51,11 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 
 def run_scenario(scenario: Scenario, out: Path, backend: str = "both", seed: int | None = None,
-                 progress: Callable[[str], None] = lambda _: None) -> RunOutcome:
-    """Run ``scenario`` with the chosen backend(s) and write the run directory at ``out``."""
+                 progress: Callable[[str], None] = lambda _: None,
+                 meta: dict[str, Any] | None = None) -> RunOutcome:
+    """Run ``scenario`` with the chosen backend(s) and write the run directory at ``out``.
+
+    ``meta`` adds keys to run.json (a sweep records the point's ``overrides`` there)."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}")
     use_sim, use_real = backend in ("sim", "both"), backend in ("real", "both")
@@ -65,7 +69,8 @@ def run_scenario(scenario: Scenario, out: Path, backend: str = "both", seed: int
     rd.write_meta(scenario={"name": scenario.name, "hash": scenario.scenario_id}, seed=seed,
                   backends=[b for b, on in (("sim", use_sim), ("real", use_real)) if on],
                   status="running", start=now_iso(), end=None,
-                  host=host_facts(out), tools=tool_versions(), completed=completed)
+                  host=host_facts(out), tools=tool_versions(), completed=completed,
+                  **(meta or {}))
     rd.write_text("scenario.yaml", dump_scenario(scenario))
     predicted = measured = comparison = None
     try:
