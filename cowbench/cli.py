@@ -50,6 +50,13 @@ def _load(path: Path) -> Scenario:
 def validate(scenario: Annotated[Path, typer.Argument(help="Scenario file (YAML).")]) -> None:
     """Check a scenario file; print a short summary, or every problem with its key path."""
     s = _load(scenario)
+    if s.fleet is not None:
+        f = s.fleet
+        out.print(f"[bold]{s.name}[/] (id {s.scenario_id}): fleet ({f.model} model) of "
+                  f"{f.vms} VM arrivals over {s.duration:g} s on {f.hosts.count} host(s) of "
+                  f"{format_bytes(f.hosts.capacity)}; {len(f.flavors)} flavor(s), "
+                  f"{len(f.image_mix)} image(s), classes: {', '.join(f.classes)}")
+        return
     wl_names = sorted({vm.workload or "-" for vm in s.vms})
     out.print(f"[bold]{s.name}[/] (id {s.scenario_id}): {len(s.hosts)} host(s), "
               f"{len(s.images)} image(s), {len(s.vms)} VM(s), strategy {s.strategy.kind} "
