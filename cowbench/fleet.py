@@ -131,7 +131,8 @@ class Periodic(_Frozen):
 class Migrations(Periodic):
     """``live`` block migration copies the overlay's data (VIR_MIGRATE_NON_SHARED_INC); ``cold``
     copies the overlay file as is (scp keeps no holes). Backing files are never copied; a
-    destination without the base fetches it from Glance (FACTS.md 1.5)."""
+    destination without the base fetches it from Glance (FACTS.md 1.5). Not modelled: the
+    source's ``<dir>_resize`` copy a cold migration keeps until it is confirmed."""
 
     interval: Seconds = Field(default=30 * DAY, gt=0)
     kind: Literal["live", "cold"] = "live"
@@ -200,6 +201,17 @@ def fleet_problems(s: Scenario) -> list[tuple[str, str]]:
                             "this (FlavorDiskSmallerThanImage)"))
     if s.duration is not None and f.sample_interval > s.duration:
         out.append(("fleet.sample_interval", "longer than the scenario's duration"))
+    if f.model == "exact" and s.duration is not None and exact_writes(f, s.duration) > 2e7:
+        out.append(("fleet.model", f"about {exact_writes(f, s.duration):.1e} writes: too many "
+                                   "for the exact model (2e7 at most); use fluid"))
     if max(fl.disk_gb_bytes for fl in f.flavors) > f.hosts.placement_capacity:
         out.append(("fleet.hosts.capacity", "the largest flavor fits on no host"))
     return out
+
+
+def exact_writes(f: Fleet, duration: float) -> float:
+    """Rough number of writes the exact model would draw: arrivals x life x daily writes."""
+    total = sum(c.share for c in f.classes.values())
+    per_day = sum(c.share / total * (c.daily_write + c.growth_per_day) / c.bs
+                  for c in f.classes.values())
+    return f.vms * min(f.lifetime.mean, duration) / DAY * per_day

@@ -38,10 +38,10 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .errors import CowbenchError, ScenarioError, UsageError
+from .errors import CowbenchError, Interrupted, ScenarioError, UsageError
 from .montecarlo import bands, time_to_full_summary
 from .resolve import resolve
-from .runner import BACKENDS
+from .runner import BACKENDS, sigterm_as_interrupt
 from .scenario import Scenario, parse_scenario
 from .store import atomic_write_parquet, atomic_write_text, now_iso
 from .sweep_points import point_figures, run_point
@@ -230,9 +230,10 @@ def run_sweep(sweep: Sweep, out: Path, scheduler: str = "local", workers: int | 
     _write_json(out, meta)
     try:
         if todo:
-            _execute(sweep, out, todo, entries, scheduler, workers, progress, done)
+            with sigterm_as_interrupt():  # so a SIGTERM still stops the cluster it started
+                _execute(sweep, out, todo, entries, scheduler, workers, progress, done)
     except BaseException as err:
-        status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
+        status = "interrupted" if isinstance(err, KeyboardInterrupt | Interrupted) else "failed"
         _write_json(out, {**meta, "status": status, "reason": str(err) or status,
                           "end": now_iso()})
         raise

@@ -188,26 +188,49 @@ def simulate_fleet(s: Scenario, seed: int) -> pd.DataFrame:
     assert f is not None
     plan = run_lifecycle(s, streams(seed))
     disks = FleetDisks(s, plan, seed)
-    pop = plan.population
-    end = np.minimum(pop.life_end, plan.end)
+    end = np.minimum(plan.population.life_end, plan.end)
+    vm, host, si = _sample_pairs(plan)
+    placed = np.flatnonzero(plan.placed)
+    # one evaluation for every instant that matters: the exact model replays each disk once
+    q = _evaluate(disks, {"samples": (vm, plan.sample_t[si]),
+                          "snapshots": _snapshots(f, plan, end),
+                          "migrations": (plan.mig_vm, plan.mig_t),
+                          "ends": (placed, end[placed])})
     rows = _Rows()
-    _record_hosts(rows, f, plan, disks, end)
-    _record_vms(rows, s, plan, disks, end)
+    _record_hosts(rows, f, plan, disks, q, (vm, host, si))
+    _record_vms(rows, s, plan, disks, q["ends"], end)
     return rows.frame(seed)
 
 
-def _record_hosts(rows: _Rows, f: Fleet, plan: Plan, disks: FleetDisks, end: np.ndarray) -> None:
+Answer = tuple[np.ndarray, np.ndarray, DiskState, np.ndarray]  # vm, t, state, root alloc
+
+
+def _evaluate(disks: FleetDisks, queries: dict[str, Query]) -> dict[str, Answer]:
+    vm = np.concatenate([v for v, _ in queries.values()]).astype(np.int64)
+    t = np.concatenate([x for _, x in queries.values()]).astype(np.float64)
+    st, alloc = disks.state(vm, t)
+    out: dict[str, Answer] = {}
+    i = 0
+    for name, (v, x) in queries.items():
+        sl = slice(i, i + v.size)
+        out[name] = (v, x, DiskState(st.data_clusters[sl], st.l2_tables[sl],
+                                     st.union_clusters[sl]), alloc[sl])
+        i += v.size
+    return out
+
+
+def _record_hosts(rows: _Rows, f: Fleet, plan: Plan, disks: FleetDisks,
+                  q: dict[str, Answer], pairs: tuple[np.ndarray, ...]) -> None:
     pop = plan.population
-    vm, host, si = _sample_pairs(plan)
-    _, alloc = disks.state(vm, plan.sample_t[si])
+    vm, host, si = pairs
+    alloc = q["samples"][3]
     demand = _by_host_sample(plan, si, host, alloc + disks.extra_bytes(pop.flavor[vm]))
     demand += plan.cache_bytes
-    snap_vm, snap_t = _snapshots(f, plan, end)
-    snap_state, _ = disks.state(snap_vm, snap_t)
-    snap = _by_host_sample(plan, _interval_of(plan, snap_t), _host_at(plan, snap_vm, snap_t),
-                           snap_state.union_clusters * disks.s.strategy.cluster_size)
-    mig_state, mig_alloc = disks.state(plan.mig_vm, plan.mig_t)
     c = disks.s.strategy.cluster_size
+    snap_vm, snap_t, snap_state, _ = q["snapshots"]
+    snap = _by_host_sample(plan, _interval_of(plan, snap_t), _host_at(plan, snap_vm, snap_t),
+                           snap_state.union_clusters * c)
+    _, _, mig_state, mig_alloc = q["migrations"]
     moved = mig_state.data_clusters * c if f.migrations.kind == "live" else mig_alloc
     mig = _by_host_sample(plan, _interval_of(plan, plan.mig_t), plan.mig_src, moved)
     t = plan.sample_t[:, None]
@@ -226,7 +249,7 @@ def _record_hosts(rows: _Rows, f: Fleet, plan: Plan, disks: FleetDisks, end: np.
     rows.add(np.nan, np.array("fleet:all", dtype=object), "time_to_full_s", np.array(first))
 
 
-def _record_vms(rows: _Rows, s: Scenario, plan: Plan, disks: FleetDisks,
+def _record_vms(rows: _Rows, s: Scenario, plan: Plan, disks: FleetDisks, ends: Answer,
                 end: np.ndarray) -> None:
     f = s.fleet
     assert f is not None
@@ -234,8 +257,7 @@ def _record_vms(rows: _Rows, s: Scenario, plan: Plan, disks: FleetDisks,
     fleet = np.array("fleet:all", dtype=object)
     rows.add(np.nan, fleet, "arrived_vms", np.array(float(pop.arrive.size)))
     rows.add(np.nan, fleet, "rejected_vms", np.array(float((~plan.placed).sum())))
-    vms = np.flatnonzero(plan.placed)
-    state, alloc = disks.state(vms, end[vms])
+    vms, _, state, alloc = ends
     width = max(6, len(str(pop.arrive.size)))
     names = np.array([f"vm:vm-{v:0{width}d}" for v in vms.tolist()], dtype=object)
     rows.add(end[vms], names, "allocated_bytes", alloc + disks.extra_bytes(pop.flavor[vms]))

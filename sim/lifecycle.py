@@ -288,7 +288,6 @@ def run_lifecycle(s: Scenario, rng: dict[str, np.random.Generator]) -> Plan:
     plan = Plan(f.hosts.names, pop, t, cache_bytes=np.zeros((t.size, h)),
                 provisioned=np.zeros((t.size, h)), vm_count=np.zeros((t.size, h)),
                 fetch_bytes=np.zeros((t.size, h)), end=s.duration)
-    # the sampler first: at a shared instant it sees the state before that instant's events
     env.process(_sampler(env, fl, plan))
     env.process(_arrivals(env, fl))
     env.process(_cache_passes(env, fl))

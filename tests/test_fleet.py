@@ -66,6 +66,7 @@ def test_fleet_problems_name_their_key_paths() -> None:
     (lambda d: d["fleet"]["flavors"][0].update(root="1.5GiB"), "fleet.flavors[0]"),
     (lambda d: d["fleet"]["classes"]["web"].update(bs="3KiB"), "fleet.classes.web"),
     (lambda d: d["fleet"]["hosts"].update(capacity="1GiB"), "fleet.hosts.capacity"),
+    (lambda d: d["fleet"].update(model="exact", vms=100000), "fleet.model"),
 ])
 def test_bad_fleets_are_refused(edit: Any, where: str) -> None:
     d = small()

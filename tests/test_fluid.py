@@ -110,7 +110,7 @@ SHAPES: dict[str, dict[str, Any]] = {
 FLAVORS = {"large-bs": [{"name": "f4", "root": "4GiB"}, {"name": "f8", "root": "8GiB"}]}
 
 
-def _fleet(shape: str, model: str, cluster: str = "256KiB") -> Any:
+def agreement_fleet(shape: str, model: str, cluster: str = "256KiB") -> Any:
     d = copy.deepcopy(FLEET)
     d["fleet"]["classes"] = SHAPES[shape]
     d["fleet"]["flavors"] = FLAVORS.get(shape, d["fleet"]["flavors"])
@@ -134,8 +134,9 @@ def test_fluid_and_exact_fleets_agree(shape: str, cluster: str) -> None:
     """
     means = []
     for seed in (1, 2, 3):
-        fluid_rec = simulate(_fleet(shape, "fluid", cluster), seed)
-        fluid, exact = _hosts(fluid_rec), _hosts(simulate(_fleet(shape, "exact", cluster), seed))
+        fluid_rec = simulate(agreement_fleet(shape, "fluid", cluster), seed)
+        exact_rec = simulate(agreement_fleet(shape, "exact", cluster), seed)
+        fluid, exact = _hosts(fluid_rec), _hosts(exact_rec)
         assert fluid.index.equals(exact.index)
         rel = (fluid - exact) / exact
         crowded = _hosts(fluid_rec, "vm_count") >= 4
@@ -148,7 +149,7 @@ def test_fluid_and_exact_fleets_agree(shape: str, cluster: str) -> None:
 
 def test_fluid_matches_exact_on_everything_but_the_disks() -> None:
     """Same seed, same lifecycle: placements, cache and provisioned bytes are identical."""
-    fluid, exact = (simulate(_fleet("large-bs", m), 5) for m in ("fluid", "exact"))
+    fluid, exact = (simulate(agreement_fleet("large-bs", m), 5) for m in ("fluid", "exact"))
     for metric in ("provisioned_bytes", "vm_count", "image_fetch_bytes"):
         a = fluid[fluid.metric == metric].value.to_numpy()
         b = exact[exact.metric == metric].value.to_numpy()

@@ -176,3 +176,19 @@ def test_unreachable_scheduler_is_a_clean_error(tmp_path: Path) -> None:
     proc = cowbench("sweep", str(p), "--out", str(tmp_path / "o"), "--scheduler",
                     "tcp://127.0.0.1:9")
     assert_clean_error(proc, "cannot reach the Dask scheduler")
+
+
+def test_cli_sweep_on_a_local_cluster_leaves_no_process(tmp_path: Path) -> None:
+    p = sweep_file(tmp_path, {"fleet.migrations.kind": ["live", "cold"]}, seeds=1)
+    out = tmp_path / "sw"
+    proc = cowbench("sweep", str(p), "--out", str(out), "--workers", "2")
+    assert proc.returncode == 0, proc.stderr
+    summary = pd.read_csv(out / "summary.csv")
+    assert list(summary["override.fleet.migrations.kind"]) == ["live", "cold"]
+    # a cold migration copies the overlay file (holes and metadata too): never less than live
+    live, cold = summary.migration_transfer_bytes_total
+    assert cold >= live
+    again = cowbench("sweep", str(p), "--out", str(out))  # nothing left to do
+    assert again.returncode == 0 and "2 of 2 points ok" in again.stdout
+    left = subprocess.run(["pgrep", "-f", str(out)], capture_output=True, text=True, check=False)
+    assert left.stdout == ""
