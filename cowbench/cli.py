@@ -88,9 +88,9 @@ def run(
                                progress=lambda msg: bar.update(task, description=msg))
     if outcome.comparison is not None:
         _print_comparison(outcome.comparison)
-    out.print(f"run directory: [bold]{outcome.run_dir}[/]")
+    out.print(f"run directory: [bold]{outcome.run_dir}[/]", soft_wrap=True)
     if outcome.comparison is not None:
-        out.print(f"comparison:    [bold]{outcome.run_dir / 'comparison.csv'}[/]")
+        out.print(f"comparison:    [bold]{outcome.run_dir / 'comparison.csv'}[/]", soft_wrap=True)
 
 
 @app.command("sweep")
@@ -117,8 +117,9 @@ def sweep(
                             progress=lambda m, d, t: bar.update(task, description=m,
                                                                 completed=d, total=t))
     ok = int((summary.status == "ok").sum())
-    out.print(f"{ok} of {len(summary)} points ok; sweep directory: [bold]{out_dir}[/]")
-    out.print(f"summary:         [bold]{out_dir / 'summary.csv'}[/]")
+    out.print(f"{ok} of {len(summary)} points ok; sweep directory: [bold]{out_dir}[/]",
+              soft_wrap=True)
+    out.print(f"summary:         [bold]{out_dir / 'summary.csv'}[/]", soft_wrap=True)
     if ok < len(summary):
         raise RunFailed(f"{len(summary) - ok} point(s) failed; see {out_dir}/sweep.json")
 
