@@ -11,6 +11,7 @@ interleaved, and the ratio is reported per pair with its spread; nothing is asse
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from collections.abc import Generator
@@ -59,7 +60,7 @@ def main() -> None:
         ratios.append(took / base)
         print(f"run {i + 1}: bare SimPy 2M timeouts {base:6.2f} s | fleet-year fluid "
               f"{took:6.2f} s ({rows} records, seed {1 + i}) | ratio {took / base:5.2f}",
-              flush=True)
+              f" | load {os.getloadavg()[0]:.1f}", flush=True)
     print(f"ratio fleet/SimPy: median {statistics.median(ratios):.2f}, "
           f"min {min(ratios):.2f}, max {max(ratios):.2f} over {len(ratios)} runs "
           f"(target <= 10)")

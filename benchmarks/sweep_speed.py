@@ -11,6 +11,7 @@ reported per pair with its spread. The machine is shared: read the spread, nothi
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -56,7 +57,7 @@ def main() -> None:
             two = timed(path, Path(tmp) / f"w2-{i}", 2)
             speedups.append(one / two)
             print(f"run {i + 1}: 16 points on 1 worker {one:6.2f} s | on 2 workers {two:6.2f} s"
-                  f" | speedup {one / two:4.2f}", flush=True)
+                  f" | speedup {one / two:4.2f} | load {os.getloadavg()[0]:.1f}", flush=True)
     print(f"speedup 2 workers / 1: median {statistics.median(speedups):.2f}, "
           f"min {min(speedups):.2f}, max {max(speedups):.2f} over {len(speedups)} pairs "
           f"(target >= 1.7)")

@@ -79,13 +79,12 @@ def draw_population(s: Scenario, rng: dict[str, np.random.Generator]) -> Populat
     assert f is not None and s.duration is not None
     n = int(rng["arrivals"].poisson(f.vms))
     arrive = np.sort(rng["arrivals"].uniform(0.0, s.duration, size=n))
-    names = list(f.image_mix)
+    image_index = np.array([s.images.index(s.image(name)) for name in f.image_mix])
     return Population(
         arrive=arrive,
         life_end=arrive + _lifetimes(f, rng["lifetimes"], n),
         flavor=_pick(rng["mix"], [fl.share for fl in f.flavors], n),
-        image=np.array([s.images.index(s.image(names[i])) for i in
-                        _pick(rng["mix"], list(f.image_mix.values()), n)], dtype=np.int64),
+        image=image_index[_pick(rng["mix"], list(f.image_mix.values()), n)],
         klass=_pick(rng["mix"], [c.share for c in f.classes.values()], n),
         snap=rng["policies"].random(n) < f.snapshots.share,
         migrate=rng["policies"].random(n) < f.migrations.share,
