@@ -5,7 +5,7 @@ The sweep is fleet-year.yaml cut to ``--vms`` arrivals (a few seconds a point), 
 (cluster start included), alternating 1 and 2 workers ``--repeat`` times; the speedup is
 reported per pair with its spread. The machine is shared: read the spread, nothing is asserted.
 
-    .venv/bin/python benchmarks/sweep_speed.py [--repeat 2] [--vms 12000]
+    .venv/bin/python benchmarks/sweep_speed.py [--repeat 2] [--vms 20000]
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def timed(path: Path, out: Path, workers: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=2)
-    ap.add_argument("--vms", type=int, default=12000)
+    ap.add_argument("--vms", type=int, default=20000)
     args = ap.parse_args()
     speedups = []
     with tempfile.TemporaryDirectory(prefix="cowbench-bench-") as tmp:

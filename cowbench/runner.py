@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from .compare import compare
-from .errors import CowbenchError, Interrupted, RunFailed
+from .errors import CowbenchError, Interrupted, RunFailed, UsageError
 from .scenario import Scenario, dump_scenario
 from .store import RunDir, host_facts, now_iso, tool_versions
 from .tools import RawLog, require_tools
@@ -59,6 +59,9 @@ def run_scenario(scenario: Scenario, out: Path, backend: str = "both", seed: int
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}")
     use_sim, use_real = backend in ("sim", "both"), backend in ("real", "both")
+    if use_real and scenario.fleet is not None:
+        raise UsageError("a fleet scenario runs in the model only: use --backend sim "
+                         "(the real backend builds single VMs, scaled to this machine)")
     if use_real:
         require_tools()  # before anything is created
     seed = scenario.seed if seed is None else seed

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -78,6 +79,20 @@ def test_cli_validate_summarises_a_fleet() -> None:
     proc = cowbench("validate", str(ROOT / "scenarios" / "fleet-year.yaml"))
     assert proc.returncode == 0, proc.stderr
     assert "100000 VM arrivals" in proc.stdout and "100 host(s)" in proc.stdout
+
+
+def test_cli_runs_a_fleet_in_the_model_only(tmp_path: Path) -> None:
+    d = small()
+    d["fleet"]["vms"] = 8
+    p = tmp_path / "f.yaml"
+    p.write_text(yaml.safe_dump(d))
+    proc = cowbench("run", str(p), "--out", str(tmp_path / "both"))
+    assert proc.returncode == 2 and "--backend sim" in proc.stderr
+    assert not (tmp_path / "both").exists()
+    proc = cowbench("run", str(p), "--backend", "sim", "--out", str(tmp_path / "sim"))
+    assert proc.returncode == 0, proc.stderr
+    rec = pd.read_parquet(tmp_path / "sim" / "predicted.parquet")
+    assert {"host:host-001", "cache:host-001", "fleet:all"} <= set(rec.entity)
 
 
 def run(d: dict[str, Any], seed: int = 1) -> Any:
