@@ -88,6 +88,8 @@ def run(
                                progress=lambda msg: bar.update(task, description=msg))
     if outcome.comparison is not None:
         _print_comparison(outcome.comparison)
+    if s.fleet is not None and outcome.predicted is not None:
+        _print_fleet(outcome.predicted, s.fleet.hosts.count)
     out.print(f"run directory: [bold]{outcome.run_dir}[/]", soft_wrap=True)
     if outcome.comparison is not None:
         out.print(f"comparison:    [bold]{outcome.run_dir / 'comparison.csv'}[/]", soft_wrap=True)
@@ -133,6 +135,23 @@ def show(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) -> N
     comp = run_dir / "comparison.csv"
     if comp.exists():
         _print_comparison(pd.read_csv(comp))
+
+
+def _print_fleet(records: pd.DataFrame, hosts: int) -> None:
+    from .sweep_points import point_figures
+
+    f = point_figures(records)
+    day = 86400.0
+    first = f.get("time_to_full_s", math.nan)
+    out.print(f"fleet: {f['arrived_vms']:.0f} VMs arrived, {f['rejected_vms']:.0f} rejected "
+              f"(NoValidHost); peak demand {format_bytes(f['fleet_allocated_bytes_peak'])}")
+    out.print("time to full: " + (f"first host at day {first / day:.1f}, "
+              f"{f['hosts_full']:.0f} of {hosts} hosts full by the end, median host at day "
+              f"{f['host_time_to_full_s_p50'] / day:.1f}" if math.isfinite(first)
+              else "no host fills within the duration"))
+    out.print(f"per VM allocated: P50 {format_bytes(f['vm_allocated_bytes_p50'])}, "
+              f"P95 {format_bytes(f['vm_allocated_bytes_p95'])}, "
+              f"P99 {format_bytes(f['vm_allocated_bytes_p99'])}")
 
 
 def _fmt(x: float) -> str:
