@@ -226,12 +226,13 @@ def run_sweep(sweep: Sweep, out: Path, scheduler: str = "local", workers: int | 
     todo = [p for p in sweep.points if entries[p.id]["status"] != "ok"]
     done = len(sweep.points) - len(todo)
     progress(f"{done} of {len(sweep.points)} points already done", done, len(sweep.points))
-    meta = _sweep_meta(sweep, entries, "running")
+    meta = {**_sweep_meta(sweep, entries, "running"), "start": now_iso()}
     _write_json(out, meta)
     try:
         if todo:
             with sigterm_as_interrupt():  # so a SIGTERM still stops the cluster it started
-                _execute(sweep, out, todo, entries, scheduler, workers, progress, done)
+                _execute(sweep, out, todo, entries, scheduler, workers, progress, done,
+                         meta["start"])
     except BaseException as err:
         status = "interrupted" if isinstance(err, KeyboardInterrupt | Interrupted) else "failed"
         _write_json(out, {**meta, "status": status, "reason": str(err) or status,
@@ -240,7 +241,7 @@ def run_sweep(sweep: Sweep, out: Path, scheduler: str = "local", workers: int | 
     failed = [e for e in entries.values() if e["status"] != "ok"]
     summary = write_summary(sweep, out, entries)
     _write_json(out, {**_sweep_meta(sweep, entries, "failed" if failed else "ok"),
-                      "end": now_iso()})
+                      "start": meta["start"], "end": now_iso()})
     return summary
 
 
@@ -307,7 +308,8 @@ def _client(scheduler: str, workers: int | None) -> Any:
 
 
 def _execute(sweep: Sweep, out: Path, todo: list[Point], entries: dict[str, dict[str, Any]],
-             scheduler: str, workers: int | None, progress: ProgressFn, done: int) -> None:
+             scheduler: str, workers: int | None, progress: ProgressFn, done: int,
+             start: str) -> None:
     from dask.distributed import as_completed
 
     client, cluster = _client(scheduler, workers)
@@ -326,7 +328,7 @@ def _execute(sweep: Sweep, out: Path, todo: list[Point], entries: dict[str, dict
             entries[p.id].update(status=status, **({"reason": reason} if reason else {}))
             done += 1
             progress(f"{p.id} {status}", done, len(sweep.points))
-            _write_json(out, _sweep_meta(sweep, entries, "running"))
+            _write_json(out, {**_sweep_meta(sweep, entries, "running"), "start": start})
     finally:
         client.close()
         if cluster is not None:

@@ -97,7 +97,7 @@ def test_inprocess_sweep_writes_run_dirs_summary_and_resumes(tmp_path: Path) -> 
     assert set(summary.columns) >= {"point", "seed", "override.fleet.hosts.disk_allocation_ratio",
                                     "hosts_allocated_bytes", "time_to_full_s"}
     meta = json.loads((out / "sweep.json").read_text())
-    assert meta["schema_version"] == 1 and meta["status"] == "ok"
+    assert meta["schema_version"] == 1 and meta["status"] == "ok" and meta["start"] <= meta["end"]
     assert [p["seed"] for p in meta["points"]] == [1, 2, 1, 2]
     run = json.loads((out / "points" / "p0003" / "run.json").read_text())
     assert run["status"] == "ok" and run["seed"] == 2
