@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cowbench.fleet import WorkloadClass
 from cowbench.scenario import parse_scenario
@@ -163,3 +165,27 @@ def test_base_clusters_count_the_image_data() -> None:
     base = BaseClusters(s.images[0].data_extents(), 65536)
     assert base.total * 65536 == base_data(s.images[0]).data_bytes  # extents are aligned
     assert base.within(np.array(0), np.array(base.mask(2048).size)) == base.total
+
+
+@settings(max_examples=60, deadline=None)
+@given(hot=st.floats(0.05, 1.0), share=st.floats(0.0, 1.0), bs_log=st.integers(9, 20),
+       c_log=st.integers(12, 21), daily=st.integers(1, 8 << 30), growth=st.integers(0, 1 << 30),
+       start=st.floats(0.0, 0.95), root_gib=st.integers(1, 64))
+def test_fluid_state_is_a_sane_occupancy(hot: float, share: float, bs_log: int, c_log: int,
+                                         daily: int, growth: int, start: float,
+                                         root_gib: int) -> None:
+    """Grows with age, never past the disk, L2 within the table count, union within bounds."""
+    share = 1.0 if hot == 1.0 else share
+    wc = WorkloadClass(daily_write=daily, bs=1 << bs_log, hot_fraction=hot, hot_share=share,
+                       growth_per_day=growth, growth_start=start)
+    ph = Phases.of(wc, root_gib * GIB, 1 << c_log)
+    base = BaseClusters([(0, GIB // 2)], 1 << c_log)
+    ages = np.array([0.0, 3600.0, 86400.0, 30 * 86400.0, 400 * 86400.0])
+    s = fluid_state(ph, base, ages)
+    n, tables = ph.n_clusters, -(-ph.n_clusters // ((1 << c_log) // 8))
+    assert s.data_clusters[0] == 0 and s.l2_tables[0] == 0
+    assert np.all(np.diff(s.data_clusters) >= -1e-9) and np.all(np.diff(s.l2_tables) >= -1e-9)
+    assert np.all(s.data_clusters <= n + 1e-6) and np.all(s.l2_tables <= tables + 1e-9)
+    assert np.all(s.union_clusters >= base.total - 1e-9)
+    assert np.all(s.union_clusters <= base.total + s.data_clusters + 1e-6)
+    assert np.all(s.union_clusters <= n + 1e-6)
