@@ -8,7 +8,8 @@ snapshot, each migration, each VM's end. Records (the run directory's tidy shape
 - ``host:<h>``: ``allocated_bytes`` (demand: cache + every overlay + disk.info),
   ``provisioned_bytes`` (placement's DISK_GB in bytes), ``vm_count``, per sample; per interval
   ending at a sample, ``snapshot_transfer_bytes`` (flattened images uploaded, FACTS.md 1.4),
-  ``migration_transfer_bytes`` (overlays copied, 1.5), ``image_fetch_bytes`` (Glance downloads);
+  ``migration_transfer_bytes`` (overlays copied, 1.5), ``image_fetch_bytes`` (Glance downloads),
+  ``host_read_bytes`` (boot bursts of the VMs that started there);
   ``time_to_full_s`` (end of run, absent if the host never fills);
 - ``cache:<h>``: ``allocated_bytes`` of ``_base`` per sample;
 - ``vm:<id>``: ``allocated_bytes``, ``data_clusters``, ``host_read_bytes`` (the boot burst) at
@@ -233,12 +234,17 @@ def _record_hosts(rows: _Rows, f: Fleet, plan: Plan, disks: FleetDisks,
     _, _, mig_state, mig_alloc = q["migrations"]
     moved = mig_state.data_clusters * c if f.migrations.kind == "live" else mig_alloc
     mig = _by_host_sample(plan, _interval_of(plan, plan.mig_t), plan.mig_src, moved)
+    placed = np.flatnonzero(plan.placed)
+    boot = _by_host_sample(plan, _interval_of(plan, pop.arrive[placed]),
+                           _host_at(plan, placed, pop.arrive[placed]),
+                           boot_read_bytes(disks.s, plan)[placed])
     t = plan.sample_t[:, None]
     names = np.array([f"host:{h}" for h in plan.hosts], dtype=object)[None, :]
     for metric, value in (("allocated_bytes", demand), ("provisioned_bytes", plan.provisioned),
                           ("vm_count", plan.vm_count), ("snapshot_transfer_bytes", snap),
                           ("migration_transfer_bytes", mig),
-                          ("image_fetch_bytes", plan.fetch_bytes)):
+                          ("image_fetch_bytes", plan.fetch_bytes),
+                          ("host_read_bytes", boot)):
         rows.add(t, names, metric, value)
         rows.add(plan.sample_t, np.array("fleet:all", dtype=object), metric, value.sum(axis=1))
     caches = np.array([f"cache:{h}" for h in plan.hosts], dtype=object)[None, :]
@@ -262,8 +268,15 @@ def _record_vms(rows: _Rows, s: Scenario, plan: Plan, disks: FleetDisks, ends: A
     names = np.array([f"vm:vm-{v:0{width}d}" for v in vms.tolist()], dtype=object)
     rows.add(end[vms], names, "allocated_bytes", alloc + disks.extra_bytes(pop.flavor[vms]))
     rows.add(end[vms], names, "data_clusters", state.data_clusters)
+    rows.add(pop.arrive[vms], names, "host_read_bytes", boot_read_bytes(s, plan)[vms])
+
+
+def boot_read_bytes(s: Scenario, plan: Plan) -> np.ndarray:
+    """Each VM's boot burst, read from its base: no more than the base's data (holes are free)."""
+    f = s.fleet
+    assert f is not None
+    pop = plan.population
     base_bytes = np.array([base_data(i).data_bytes if i.name in f.image_mix else 0
                            for i in s.images], dtype=np.float64)
     boot = np.array([c.boot_read for c in f.classes.values()], dtype=np.float64)
-    rows.add(pop.arrive[vms], names, "host_read_bytes",
-             np.minimum(boot[pop.klass[vms]], base_bytes[pop.image[vms]]))
+    return np.asarray(np.minimum(boot[pop.klass], base_bytes[pop.image]))

@@ -187,3 +187,11 @@ def test_median_interval_by_order_statistics() -> None:
     s = time_to_full_summary([100.0, 110.0, np.nan, 120.0, 105.0, 130.0, 90.0, 95.0], 200.0)
     assert s["filled"] == 7 and s["median_ci_high_s"] == np.inf  # censored upper bound
     assert np.isnan(s["mean_s"])
+
+
+def test_boot_bursts_add_up_per_host_and_per_vm() -> None:
+    rec = run(small())
+    per_vm = rec[rec.entity.str.startswith("vm:") & (rec.metric == "host_read_bytes")].value
+    per_host = rec[rec.entity.str.startswith("host:") & (rec.metric == "host_read_bytes")].value
+    assert per_vm.sum() == pytest.approx(per_host.sum()) and per_vm.sum() > 0
+    assert per_vm.max() <= 96 << 20  # the web class's burst, the largest
