@@ -3,7 +3,9 @@
 The sweep is fleet-year.yaml cut to ``--vms`` arrivals (a few seconds a point), 4 values of
 ``disk_allocation_ratio`` x 4 seeds. Each configuration is timed end to end as a user meets it
 (cluster start included), alternating 1 and 2 workers ``--repeat`` times; the speedup is
-reported per pair with its spread. The machine is shared: read the spread, nothing is asserted.
+reported per pair with its spread, next to the CPU each configuration used and the cores it
+actually obtained (CPU / wall): on a shared machine the speedup cannot exceed the ratio of
+cores obtained. Nothing is asserted.
 
     .venv/bin/python benchmarks/sweep_speed.py [--repeat 2] [--vms 20000]
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import tempfile
 import time
@@ -35,13 +38,21 @@ def sweep_file(tmp: Path, vms: int) -> Path:
     return p
 
 
-def timed(path: Path, out: Path, workers: int) -> float:
+def _cpu() -> float:
+    """CPU seconds of this process and its reaped children (the cluster's workers)."""
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def timed(path: Path, out: Path, workers: int) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of a whole sweep, cluster start and stop included."""
     sweep = load_sweep(path)
-    t0 = time.perf_counter()
+    c0, t0 = _cpu(), time.perf_counter()
     summary = run_sweep(sweep, out, scheduler="local", workers=workers)
-    took = time.perf_counter() - t0
+    took, cpu = time.perf_counter() - t0, _cpu() - c0
     assert (summary.status == "ok").all() and len(summary) == 16
-    return took
+    return took, cpu
 
 
 def main() -> None:
@@ -53,11 +64,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="cowbench-bench-") as tmp:
         path = sweep_file(Path(tmp), args.vms)
         for i in range(args.repeat):
-            one = timed(path, Path(tmp) / f"w1-{i}", 1)
-            two = timed(path, Path(tmp) / f"w2-{i}", 2)
+            (one, cpu1), (two, cpu2) = (timed(path, Path(tmp) / f"w{w}-{i}", w) for w in (1, 2))
             speedups.append(one / two)
-            print(f"run {i + 1}: 16 points on 1 worker {one:6.2f} s | on 2 workers {two:6.2f} s"
-                  f" | speedup {one / two:4.2f} | load {os.getloadavg()[0]:.1f}", flush=True)
+            # cores actually obtained = CPU / wall: on a shared machine, the bound on speedup
+            print(f"run {i + 1}: 16 points on 1 worker {one:6.2f} s ({cpu1 / one:.2f} cores) | "
+                  f"on 2 workers {two:6.2f} s ({cpu2 / two:.2f} cores) | speedup "
+                  f"{one / two:4.2f} | CPU 2w/1w {cpu2 / cpu1:.2f} | load "
+                  f"{os.getloadavg()[0]:.1f}", flush=True)
     print(f"speedup 2 workers / 1: median {statistics.median(speedups):.2f}, "
           f"min {min(speedups):.2f}, max {max(speedups):.2f} over {len(speedups)} pairs "
           f"(target >= 1.7)")
