@@ -17,11 +17,18 @@ from typing import Annotated
 import pandas as pd
 import typer
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from .compare import summary
-from .errors import CowbenchError, UsageError
+from .errors import CowbenchError, RunFailed, UsageError
 from .resolve import resolve
 from .runner import BACKENDS, repredict, run_scenario
 from .scenario import Scenario, load_scenario
@@ -43,6 +50,13 @@ def _load(path: Path) -> Scenario:
 def validate(scenario: Annotated[Path, typer.Argument(help="Scenario file (YAML).")]) -> None:
     """Check a scenario file; print a short summary, or every problem with its key path."""
     s = _load(scenario)
+    if s.fleet is not None:
+        f = s.fleet
+        out.print(f"[bold]{s.name}[/] (id {s.scenario_id}): fleet ({f.model} model) of "
+                  f"{f.vms} VM arrivals over {s.duration:g} s on {f.hosts.count} host(s) of "
+                  f"{format_bytes(f.hosts.capacity)}; {len(f.flavors)} flavor(s), "
+                  f"{len(f.image_mix)} image(s), classes: {', '.join(f.classes)}")
+        return
     wl_names = sorted({vm.workload or "-" for vm in s.vms})
     out.print(f"[bold]{s.name}[/] (id {s.scenario_id}): {len(s.hosts)} host(s), "
               f"{len(s.images)} image(s), {len(s.vms)} VM(s), strategy {s.strategy.kind} "
@@ -78,9 +92,42 @@ def run(
     if model_only:
         out.print(f"model only (no real counterpart here, marked model_only): "
                   f"{', '.join(model_only)}", soft_wrap=True)
+    if s.fleet is not None and outcome.predicted is not None:
+        _print_fleet(outcome.predicted, s.fleet.hosts.count)
     out.print(f"run directory: [bold]{outcome.run_dir}[/]", soft_wrap=True)
     if outcome.comparison is not None:
         out.print(f"comparison:    [bold]{outcome.run_dir / 'comparison.csv'}[/]", soft_wrap=True)
+
+
+@app.command("sweep")
+def sweep(
+    sweep_file: Annotated[Path, typer.Argument(help="Sweep file (YAML): scenario, grid, seeds.")],
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Sweep directory (default: "
+                       "results/<sweep name>). If it holds this sweep, finished points are "
+                       "kept and the rest resumed.")] = None,
+    scheduler: Annotated[str, typer.Option(help="local (a Dask LocalCluster of worker "
+                         "processes), inprocess (threads here), or a scheduler address "
+                         "such as tcp://127.0.0.1:8786.")] = "local",
+    workers: Annotated[int | None, typer.Option(help="Workers of the local cluster (default "
+                       "2), threads for inprocess.", min=1)] = None,
+) -> None:
+    """Run a grid of scenario overrides times seeds on Dask; one run directory per point."""
+    from .sweep import load_sweep, run_sweep
+
+    sw = load_sweep(sweep_file)
+    out_dir = out_dir or Path("results") / sw.name
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                  MofNCompleteColumn(), TimeElapsedColumn(), console=err) as bar:
+        task = bar.add_task(f"{sw.name}: starting", total=len(sw.points))
+        summary = run_sweep(sw, out_dir, scheduler, workers,
+                            progress=lambda m, d, t: bar.update(task, description=m,
+                                                                completed=d, total=t))
+    ok = int((summary.status == "ok").sum())
+    out.print(f"{ok} of {len(summary)} points ok; sweep directory: [bold]{out_dir}[/]",
+              soft_wrap=True)
+    out.print(f"summary:         [bold]{out_dir / 'summary.csv'}[/]", soft_wrap=True)
+    if ok < len(summary):
+        raise RunFailed(f"{len(summary) - ok} point(s) failed; see {out_dir}/sweep.json")
 
 
 @app.command("show")
@@ -137,6 +184,23 @@ def repredict_cmd(run_dir: Annotated[Path, typer.Argument(
     if comp is not None:
         _print_comparison(pd.read_csv(comp))
         out.print(f"comparison:   [bold]{comp}[/]")
+
+
+def _print_fleet(records: pd.DataFrame, hosts: int) -> None:
+    from .sweep_points import point_figures
+
+    f = point_figures(records)
+    day = 86400.0
+    first = f.get("time_to_full_s", math.nan)
+    out.print(f"fleet: {f['arrived_vms']:.0f} VMs arrived, {f['rejected_vms']:.0f} rejected "
+              f"(NoValidHost); peak demand {format_bytes(f['fleet_allocated_bytes_peak'])}")
+    out.print("time to full: " + (f"first host at day {first / day:.1f}, "
+              f"{f['hosts_full']:.0f} of {hosts} hosts full by the end, median host at day "
+              f"{f['host_time_to_full_s_p50'] / day:.1f}" if math.isfinite(first)
+              else "no host fills within the duration"))
+    out.print(f"per VM allocated: P50 {format_bytes(f['vm_allocated_bytes_p50'])}, "
+              f"P95 {format_bytes(f['vm_allocated_bytes_p95'])}, "
+              f"P99 {format_bytes(f['vm_allocated_bytes_p99'])}")
 
 
 def _fmt(x: float) -> str:

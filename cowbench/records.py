@@ -39,6 +39,15 @@ UNITS: dict[str, str] = {
     # reflink copies: bytes still shared with the base, and bytes the file has to itself
     "shared_bytes": "B",
     "exclusive_bytes": "B",
+    # fleet figures (cowbench.fleet, sim.fleet)
+    "provisioned_bytes": "B",
+    "vm_count": "vms",
+    "arrived_vms": "vms",
+    "rejected_vms": "vms",
+    "time_to_full_s": "s",
+    "snapshot_transfer_bytes": "B",
+    "migration_transfer_bytes": "B",
+    "image_fetch_bytes": "B",
 }
 
 

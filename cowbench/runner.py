@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from .compare import compare
-from .errors import CowbenchError, Interrupted, RunFailed
+from .errors import CowbenchError, Interrupted, RunFailed, UsageError
 from .scenario import Scenario, dump_scenario, load_scenario
 from .signals import interrupts_raise
 from .space import check_free_space
@@ -43,8 +43,11 @@ class RunOutcome:
 
 
 def run_scenario(scenario: Scenario, out: Path, backend: str = "both", seed: int | None = None,
-                 progress: Callable[[str], None] = lambda _: None) -> RunOutcome:
+                 progress: Callable[[str], None] = lambda _: None,
+                 meta: dict[str, Any] | None = None) -> RunOutcome:
     """Run ``scenario`` with the chosen backend(s) and write the run directory at ``out``.
+
+    ``meta`` adds keys to run.json (a sweep records the point's ``overrides`` there).
 
     Before a real run writes anything, the model predicts the space it needs and each
     filesystem's free space is checked (``cowbench.space``). SIGINT and SIGTERM end the run
@@ -53,6 +56,9 @@ def run_scenario(scenario: Scenario, out: Path, backend: str = "both", seed: int
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}")
     use_sim, use_real = backend in ("sim", "both"), backend in ("real", "both")
+    if use_real and scenario.fleet is not None:
+        raise UsageError("a fleet scenario runs in the model only: use --backend sim "
+                         "(the real backend builds single VMs, scaled to this machine)")
     RunDir.refuse_existing(out)  # at once, not after the model has run
     if use_real:
         require_tools()  # before anything is created
@@ -75,7 +81,7 @@ def run_scenario(scenario: Scenario, out: Path, backend: str = "both", seed: int
         predicted = simulate(scenario, seed)
         check_free_space(scenario, predicted, out)
     rd = RunDir.create(out)
-    run = _Run(rd, scenario, seed, use_sim, use_real, progress)
+    run = _Run(rd, scenario, seed, use_sim, use_real, progress, meta or {})
     return run.go(predicted)
 
 
@@ -87,6 +93,7 @@ class _Run:
     use_sim: bool
     use_real: bool
     progress: Callable[[str], None]
+    meta: dict[str, Any]
 
     def __post_init__(self) -> None:
         self.completed: list[str] = []
@@ -115,7 +122,7 @@ class _Run:
                       end=None, host=host_facts(out), tools=tool_versions(),
                       completed=self.completed,
                       model_only=[f"vm:{vm.name}" for vm in self.scenario.vms
-                                  if self.scenario.model_only(vm)])
+                                  if self.scenario.model_only(vm)], **self.meta)
         rd.write_text("scenario.yaml", dump_scenario(self.scenario))
         with interrupts_raise():
             try:

@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from .errors import ScenarioError
+from .fleet import Fleet, fleet_problems
 from .lifecycle import Flavor, Nova, Timeline, check_timeline
 from .units import is_power_of_two, parse_duration, parse_size
 
@@ -438,7 +439,7 @@ class Scenario(_Frozen):
     images: list[Image] = Field(min_length=1)
     strategy: Strategy = Strategy()
     workloads: dict[Name, Workload] = Field(default_factory=dict)
-    vms: list[VM] = Field(min_length=1)
+    vms: list[VM] = Field(default_factory=list)
     device: Device = Device()
     real: RealOptions = RealOptions()
     nova: Nova = Nova()
@@ -469,6 +470,14 @@ class Scenario(_Frozen):
                     vm.update({k: a[k] for k in ("flavor", "root_size", "workload") if a.get(k)})
                     vms.append(vm)
         return {**data, "vms": vms}
+    fleet: Fleet | None = Field(default=None, description="A fleet of VMs arriving and "
+                                "leaving over the duration (cowbench.fleet), instead of vms.")
+
+    @model_validator(mode="after")
+    def _vms_or_fleet(self) -> Scenario:
+        if not self.vms and self.fleet is None:
+            raise ValueError("give 'vms' (at least one) or a 'fleet' section")
+        return self
 
     @field_validator("vms", mode="before")
     @classmethod
@@ -611,7 +620,7 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
         s = Scenario.model_validate(data)
     except ValidationError as err:
         raise ScenarioError(source, _problems(err)) from None
-    problems = _cross_check(s)
+    problems = _cross_check(s) + fleet_problems(s)
     if problems:
         raise ScenarioError(source, problems)
     return s

@@ -219,6 +219,10 @@ def simulate(scenario: Scenario, seed: int | None = None,
     seed = scenario.seed if seed is None else seed
     if seed != scenario.seed:
         scenario = scenario.model_copy(update={"seed": seed})
+    if scenario.fleet is not None:
+        from .fleet import simulate_fleet  # fleet scenarios: lifecycle + fluid/exact disks
+
+        return simulate_fleet(scenario, seed)
     rec = Recorder("sim", seed)
     if scenario.timeline is not None:
         from .timeline import simulate_timeline

@@ -1,0 +1,217 @@
+"""The fleet section of a scenario: what a capacity planner describes instead of single VMs.
+
+A fleet is a stream of VM arrivals over ``duration`` (a Poisson process with ``vms`` arrivals
+expected), each with a lifetime, a flavor, an image and a workload class drawn from the mixes;
+Nova places it on a host (placement's DISK_GB with ``disk_allocation_ratio``, FACTS.md 1.6), the
+image cache manager ages unused bases (FACTS.md 1.6), some VMs are snapshotted and some migrated
+on a schedule (FACTS.md 1.4-1.5). The model answers per host over time: demand
+(``allocated_bytes``), allocation (``provisioned_bytes``), cache bytes, and when the disk fills.
+
+A workload class is a set of phases in fluid form: a boot read burst, a daily volume of random
+writes over a hot/cold split of the root disk, and a daily sequential growth. Writes are uniform
+with replacement within their region (fio's ``norandommap=1``), which the fluid model solves in
+closed form and the exact fleet model draws offset by offset.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from .units import is_power_of_two, parse_duration, parse_size
+
+if TYPE_CHECKING:
+    from .scenario import Scenario
+
+Bytes = Annotated[int, BeforeValidator(parse_size)]
+Seconds = Annotated[float, BeforeValidator(parse_duration)]
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")]
+Weight = Annotated[float, Field(gt=0)]
+Fraction = Annotated[float, Field(ge=0, le=1)]
+
+GIB = 1 << 30
+MIB = 1 << 20
+DAY = 86400.0
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Flavor(_Frozen):
+    """A Nova flavor's disks. Nova counts them in whole GB (swap in MB) and so does this."""
+
+    name: Name
+    root: Bytes = Field(gt=0, description="root_gb, in bytes (whole GiB)")
+    ephemeral: Bytes = Field(default=0, description="ephemeral_gb, in bytes (whole GiB)")
+    swap: Bytes = Field(default=0, description="swap (MB), in bytes (whole MiB)")
+    share: Weight = 1.0
+
+    @model_validator(mode="after")
+    def _whole_units(self) -> Flavor:
+        if self.root % GIB or self.ephemeral % GIB:
+            raise ValueError("root and ephemeral must be whole GiB (Nova flavors count GB)")
+        if self.swap % MIB:
+            raise ValueError("swap must be whole MiB (Nova flavors count swap in MB)")
+        return self
+
+    @property
+    def disk_gb_bytes(self) -> int:
+        """Placement's DISK_GB for this flavor: root + ephemeral + swap rounded up to a GB."""
+        return self.root + self.ephemeral + -(-self.swap // GIB) * GIB
+
+
+class WorkloadClass(_Frozen):
+    """What a VM of this class does to its root disk, per phase, in fluid terms.
+
+    ``daily_write`` bytes of random ``bs`` writes a day: a share ``hot_share`` lands uniformly in
+    the first ``hot_fraction`` of the disk, the rest uniformly in the remainder.
+    ``growth_per_day`` bytes a day are appended sequentially from ``growth_start`` (a fraction of
+    the disk), as logs and databases grow. ``boot_read`` bytes are read from the base at boot.
+    """
+
+    share: Weight = 1.0
+    boot_read: Bytes = 0
+    daily_write: Bytes = 0
+    bs: Bytes = 4096
+    hot_fraction: Fraction = 1.0
+    hot_share: Fraction = 1.0
+    growth_per_day: Bytes = 0
+    growth_start: Fraction = 0.5
+
+    @model_validator(mode="after")
+    def _consistent(self) -> WorkloadClass:
+        if not is_power_of_two(self.bs) or not 512 <= self.bs <= MIB:
+            raise ValueError(f"bs must be a power of two from 512 B to 1 MiB, got {self.bs}")
+        if self.hot_fraction == 0 and self.hot_share > 0:
+            raise ValueError("hot_share > 0 needs a hot_fraction > 0")
+        if self.hot_fraction == 1 and self.hot_share < 1:
+            raise ValueError("hot_share < 1 needs a cold region (hot_fraction < 1)")
+        if self.growth_start >= 1 and self.growth_per_day:
+            raise ValueError("growth_start must be below 1 when growth_per_day is set")
+        return self
+
+
+class Lifetime(_Frozen):
+    """How long a VM lives: ``exponential`` or ``lognormal`` (with ``sigma``) of this mean."""
+
+    distribution: Literal["exponential", "lognormal", "fixed"] = "exponential"
+    mean: Seconds = Field(default=30 * DAY, gt=0)
+    sigma: float = Field(default=1.0, gt=0, le=5)
+
+
+class HostPool(_Frozen):
+    """``count`` identical hosts named ``<prefix>-001`` ..., each with ``capacity`` of disk."""
+
+    count: int = Field(default=1, ge=1, le=10_000)
+    prefix: Name = "host"
+    capacity: Bytes = Field(default=4 << 40, gt=0)
+    disk_allocation_ratio: float = Field(default=1.0, gt=0, le=100)
+    reserved_host_disk: Bytes = Field(default=0, description="reserved_host_disk_mb, in bytes")
+
+    @property
+    def names(self) -> list[str]:
+        width = max(3, len(str(self.count)))
+        return [f"{self.prefix}-{i:0{width}d}" for i in range(1, self.count + 1)]
+
+    @property
+    def placement_capacity(self) -> float:
+        """DISK_GB inventory as placement sees it: (total - reserved) * allocation ratio."""
+        return (self.capacity - self.reserved_host_disk) * self.disk_allocation_ratio
+
+
+class Periodic(_Frozen):
+    """A policy applied to a ``share`` of VMs (chosen at arrival) every ``interval``."""
+
+    share: Fraction = 0.0
+    interval: Seconds = Field(default=DAY, gt=0)
+
+
+class Migrations(Periodic):
+    """``live`` block migration copies the overlay's data (VIR_MIGRATE_NON_SHARED_INC); ``cold``
+    copies the overlay file as is (scp keeps no holes). Backing files are never copied; a
+    destination without the base fetches it from Glance (FACTS.md 1.5). Not modelled: the
+    source's ``<dir>_resize`` copy a cold migration keeps until it is confirmed."""
+
+    interval: Seconds = Field(default=30 * DAY, gt=0)
+    kind: Literal["live", "cold"] = "live"
+
+
+class ImageCache(_Frozen):
+    """Nova's image cache manager (FACTS.md 1.6): a pass every ``manager_interval``."""
+
+    manager_interval: Seconds = Field(default=2400.0, gt=0)
+    remove_unused_base_images: bool = True
+    remove_unused_original_minimum_age: Seconds = Field(default=86400.0, ge=0)
+
+
+class Fleet(_Frozen):
+    """A fleet of VMs arriving, living and leaving over the scenario's ``duration``."""
+
+    model: Literal["fluid", "exact"] = Field(
+        default="fluid", description="fluid: closed forms per phase; exact: every write "
+        "applied to an exact qcow2 allocation map (small fleets only)")
+    vms: int = Field(ge=1, le=10_000_000, description="expected arrivals over the duration")
+    sample_interval: Seconds = Field(default=DAY, gt=0)
+    hosts: HostPool = HostPool()
+    lifetime: Lifetime = Lifetime()
+    flavors: list[Flavor] = Field(min_length=1)
+    image_mix: dict[Name, Weight] = Field(min_length=1)
+    classes: dict[Name, WorkloadClass] = Field(min_length=1)
+    snapshots: Periodic = Periodic()
+    migrations: Migrations = Migrations()
+    image_cache: ImageCache = ImageCache()
+
+    @model_validator(mode="after")
+    def _unique_flavors(self) -> Fleet:
+        names = [f.name for f in self.flavors]
+        if len(set(names)) != len(names):
+            raise ValueError("flavor names must be unique")
+        return self
+
+
+def fleet_problems(s: Scenario) -> list[tuple[str, str]]:
+    """What pydantic cannot see in a fleet scenario: references, sizes, what the model covers."""
+    f = s.fleet
+    if f is None:
+        return []
+    out: list[tuple[str, str]] = []
+    default_hosts = len(s.hosts) == 1 and s.hosts[0].name == "host1"
+    for key, given in (("vms", bool(s.vms)), ("workloads", bool(s.workloads)),
+                       ("hosts", not default_hosts)):
+        if given:
+            out.append((key, f"a fleet scenario generates its {key}: describe them in fleet"))
+    if s.duration is None:
+        out.append(("duration", "a fleet scenario needs a duration (e.g. 365d)"))
+    if s.strategy.kind != "qcow2_overlay":
+        out.append(("strategy.kind", "the fleet model covers qcow2_overlay only so far"))
+    if s.strategy.cluster_size < 4096:
+        out.append(("strategy.cluster_size", "the fleet model needs clusters of at least 4 KiB"))
+    sizes = {i.name: i.virtual_size for i in s.images}
+    for name in f.image_mix:
+        if name not in sizes:
+            out.append((f"fleet.image_mix.{name}", f"no image named {name!r}"))
+            continue
+        size = sizes[name]
+        for j, fl in enumerate(f.flavors):
+            if size is not None and fl.root < size:
+                out.append((f"fleet.flavors[{j}].root",
+                            f"{fl.root} is smaller than image {name!r} ({size}); Nova refuses "
+                            "this (FlavorDiskSmallerThanImage)"))
+    if s.duration is not None and f.sample_interval > s.duration:
+        out.append(("fleet.sample_interval", "longer than the scenario's duration"))
+    if f.model == "exact" and s.duration is not None and exact_writes(f, s.duration) > 2e7:
+        out.append(("fleet.model", f"about {exact_writes(f, s.duration):.1e} writes: too many "
+                                   "for the exact model (2e7 at most); use fluid"))
+    if max(fl.disk_gb_bytes for fl in f.flavors) > f.hosts.placement_capacity:
+        out.append(("fleet.hosts.capacity", "the largest flavor fits on no host"))
+    return out
+
+
+def exact_writes(f: Fleet, duration: float) -> float:
+    """Rough number of writes the exact model would draw: arrivals x life x daily writes."""
+    total = sum(c.share for c in f.classes.values())
+    per_day = sum(c.share / total * (c.daily_write + c.growth_per_day) / c.bs
+                  for c in f.classes.values())
+    return f.vms * min(f.lifetime.mean, duration) / DAY * per_day

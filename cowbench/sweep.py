@@ -1,0 +1,380 @@
+"""Sweeps: a grid of scenario overrides times seeds, each point a normal run directory, on Dask.
+
+A sweep file names a scenario, a ``grid`` of overrides (any scenario field by its key path,
+``strategy.cluster_size`` or ``fleet.flavors[0].root``, each with a list of values) and
+``seeds``. The points are the grid's product (in the file's key order) times the seeds; every
+point's scenario is built and validated *before* anything runs, so a bad value fails at once
+with its key path. Each point runs through :func:`cowbench.runner.run_scenario` into
+``<sweep>/points/<id>/`` (run.json carries the point's ``overrides``), and the sweep writes:
+
+::
+
+    sweep.json        schema_version, the spec, the points (id, cell, overrides, seed, dir,
+                      status), status
+    points/<id>/      one run directory per point
+    summary.csv       one row per point: overrides, seed, status and the point's figures
+    summary.parquet
+    bands.csv         per grid cell, P50/P95/P99 across seeds of every host's and the fleet's
+                      demand over time (fleet scenarios)
+    time_to_full.csv  per grid cell, the time the first host fills: median with its interval
+
+A sweep that stopped resumes: points whose run.json says ``ok`` are kept, the others redone.
+Execution is Dask distributed (desmod's factorial sweep, run as futures): ``local`` starts a
+LocalCluster of worker processes, ``inprocess`` runs threads in this process, and any other
+value is the address of a running scheduler (``tcp://host:8786``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import CowbenchError, Interrupted, ScenarioError, UsageError
+from .montecarlo import bands, time_to_full_summary
+from .resolve import resolve
+from .runner import BACKENDS, sigterm_as_interrupt
+from .scenario import Scenario, parse_scenario
+from .store import atomic_write_parquet, atomic_write_text, now_iso
+from .sweep_points import point_figures, run_point
+
+SWEEP_SCHEMA_VERSION = 1
+
+
+class SweepSpec(BaseModel):
+    """A sweep file, validated (unknown keys refused)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    scenario: str = Field(description="scenario file, relative to the sweep file")
+    name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+    seeds: list[int] | int = Field(default=1, description="a list, or N for seeds 1..N")
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
+    backend: str = "sim"
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v: list[int] | int) -> list[int] | int:
+        seeds = list(range(1, v + 1)) if isinstance(v, int) else v
+        if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+            raise ValueError("seeds must be N >= 1 or a list of distinct non-negative integers")
+        return v
+
+    @field_validator("grid")
+    @classmethod
+    def _grid(cls, v: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for key, values in v.items():
+            if not values:
+                raise ValueError(f"{key}: give at least one value")
+        return v
+
+    @field_validator("backend")
+    @classmethod
+    def _backend(cls, v: str) -> str:
+        if v not in BACKENDS:
+            raise ValueError(f"must be one of {', '.join(BACKENDS)}")
+        return v
+
+    @property
+    def seed_list(self) -> list[int]:
+        return list(range(1, self.seeds + 1)) if isinstance(self.seeds, int) else self.seeds
+
+
+@dataclass(frozen=True)
+class Point:
+    id: str
+    cell: int
+    overrides: dict[str, Any]
+    seed: int
+    scenario: Scenario
+
+    def entry(self, status: str = "pending") -> dict[str, Any]:
+        return {"id": self.id, "cell": self.cell, "overrides": self.overrides,
+                "seed": self.seed, "dir": f"points/{self.id}", "status": status}
+
+
+@dataclass
+class Sweep:
+    name: str
+    spec: SweepSpec
+    source: str
+    base: dict[str, Any]
+    points: list[Point]
+
+
+def _parse_path(path: str) -> list[str | int]:
+    """``fleet.flavors[0].root`` -> ["fleet", "flavors", 0, "root"]."""
+    parts: list[str | int] = []
+    for piece in path.split("."):
+        name, _, rest = piece.partition("[")
+        if not name:
+            raise ValueError(f"empty key in {path!r}")
+        parts.append(name)
+        for idx in filter(None, rest.replace("]", "").split("[")) if rest else []:
+            if not idx.isdigit():
+                raise ValueError(f"bad index [{idx}] in {path!r}")
+            parts.append(int(idx))
+    return parts
+
+
+def apply_override(data: dict[str, Any], path: str, value: Any) -> None:
+    """Set ``path`` in a scenario mapping (creating sections that are missing)."""
+    parts = _parse_path(path)
+    node: Any = data
+    for here, nxt in zip(parts, parts[1:], strict=False):
+        if isinstance(here, int):
+            if not isinstance(node, list) or here >= len(node):
+                raise ValueError(f"{path}: no element [{here}]")
+            node = node[here]
+            continue
+        if not isinstance(node, dict):
+            raise ValueError(f"{path}: {here!r} is not inside a mapping")
+        if here not in node or node[here] is None:
+            node[here] = [] if isinstance(nxt, int) else {}
+        node = node[here]
+    last = parts[-1]
+    if isinstance(last, int):
+        if not isinstance(node, list) or last >= len(node):
+            raise ValueError(f"{path}: no element [{last}]")
+    elif not isinstance(node, dict):
+        raise ValueError(f"{path}: {last!r} is not inside a mapping")
+    node[last] = value
+
+
+def _read_yaml(path: Path, what: str) -> Any:
+    try:
+        return yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ScenarioError(str(path), [("", f"no such {what} file")]) from None
+    except (OSError, yaml.YAMLError) as err:
+        raise ScenarioError(str(path), [("", f"cannot read: {err}")]) from None
+
+
+def load_sweep(path: Path) -> Sweep:
+    """Read a sweep file and build (and validate) every point's scenario."""
+    raw = _read_yaml(path, "sweep")
+    if not isinstance(raw, dict):
+        raise ScenarioError(str(path), [("", "the file must hold a mapping at the top")])
+    try:
+        spec = SweepSpec.model_validate(raw)
+    except ValidationError as err:
+        raise ScenarioError(str(path), [(".".join(map(str, e["loc"])),
+                                         "unknown key" if e["type"] == "extra_forbidden"
+                                         else e["msg"].removeprefix("Value error, "))
+                                        for e in err.errors(include_url=False)]) from None
+    scen_path = (path.parent / spec.scenario).resolve()
+    base = _read_yaml(scen_path, "scenario")
+    if not isinstance(base, dict):
+        raise ScenarioError(str(scen_path), [("", "the file must hold a mapping at the top")])
+    name = spec.name or path.stem
+    return Sweep(name, spec, str(path), base, _points(spec, base, str(path)))
+
+
+def _points(spec: SweepSpec, base: dict[str, Any], source: str) -> list[Point]:
+    keys = list(spec.grid)
+    cells = list(itertools.product(*(spec.grid[k] for k in keys)))
+    problems: list[tuple[str, str]] = []
+    points: list[Point] = []
+    width = max(4, len(str(len(cells) * len(spec.seed_list))))
+    for cell, values in enumerate(cells):
+        overrides = dict(zip(keys, values, strict=True))
+        scenario = _cell_scenario(base, overrides, problems)
+        if scenario is None:
+            continue
+        for seed in spec.seed_list:
+            pid = f"p{len(points):0{width}d}"
+            points.append(Point(pid, cell, overrides, seed,
+                                scenario.model_copy(update={"seed": seed})))
+    if problems:
+        raise ScenarioError(source, problems)
+    return points
+
+
+def _cell_scenario(base: dict[str, Any], overrides: dict[str, Any],
+                   problems: list[tuple[str, str]]) -> Scenario | None:
+    data = json.loads(json.dumps(base))  # a deep copy of plain YAML data
+    label = ", ".join(f"{k}={v!r}" for k, v in overrides.items()) or "(no overrides)"
+    for key, value in overrides.items():
+        try:
+            apply_override(data, key, value)
+        except ValueError as err:
+            problems.append((f"grid.{key}", str(err)))
+            return None
+    try:
+        return resolve(parse_scenario(data, label), label)
+    except ScenarioError as err:
+        problems.extend((f"grid ({label}): {p}" if p else f"grid ({label})", r)
+                        for p, r in err.problems)
+        return None
+
+
+ProgressFn = Callable[[str, int, int], None]
+
+
+def run_sweep(sweep: Sweep, out: Path, scheduler: str = "local", workers: int | None = None,
+              progress: ProgressFn = lambda _m, _d, _t: None) -> pd.DataFrame:
+    """Run every point not yet ``ok`` in ``out`` on Dask; write sweep.json and the summary."""
+    entries = _prepare(sweep, out)
+    todo = [p for p in sweep.points if entries[p.id]["status"] != "ok"]
+    done = len(sweep.points) - len(todo)
+    progress(f"{done} of {len(sweep.points)} points already done", done, len(sweep.points))
+    meta = {**_sweep_meta(sweep, entries, "running"), "start": now_iso()}
+    _write_json(out, meta)
+    try:
+        if todo:
+            with sigterm_as_interrupt():  # so a SIGTERM still stops the cluster it started
+                _execute(sweep, out, todo, entries, scheduler, workers, progress, done,
+                         meta["start"])
+    except BaseException as err:
+        status = "interrupted" if isinstance(err, KeyboardInterrupt | Interrupted) else "failed"
+        _write_json(out, {**meta, "status": status, "reason": str(err) or status,
+                          "end": now_iso()})
+        raise
+    failed = [e for e in entries.values() if e["status"] != "ok"]
+    summary = write_summary(sweep, out, entries)
+    _write_json(out, {**_sweep_meta(sweep, entries, "failed" if failed else "ok"),
+                      "start": meta["start"], "end": now_iso()})
+    return summary
+
+
+def _sweep_meta(sweep: Sweep, entries: dict[str, dict[str, Any]], status: str) -> dict[str, Any]:
+    return {"schema_version": SWEEP_SCHEMA_VERSION, "name": sweep.name, "source": sweep.source,
+            "spec": sweep.spec.model_dump(mode="json"), "scenario": sweep.base,
+            "status": status, "points": [entries[p.id] for p in sweep.points]}
+
+
+def _write_json(out: Path, meta: dict[str, Any]) -> None:
+    atomic_write_text(out / "sweep.json", json.dumps(meta, indent=2, default=str) + "\n")
+
+
+def _prepare(sweep: Sweep, out: Path) -> dict[str, dict[str, Any]]:
+    """Entries per point: fresh, or from a previous run of the same sweep (resume)."""
+    entries = {p.id: p.entry() for p in sweep.points}
+    meta_path = out / "sweep.json"
+    if out.exists() and not meta_path.exists() and any(out.iterdir()):
+        raise UsageError(f"{out}: holds files but no sweep.json; choose another --out")
+    if meta_path.exists():
+        old = json.loads(meta_path.read_text())
+        same = [(e["overrides"], e["seed"]) for e in old.get("points", [])] == \
+               [(p.overrides, p.seed) for p in sweep.points]
+        if not same or old.get("scenario") != sweep.base:
+            raise UsageError(f"{out}: holds a different sweep (other points or scenario); "
+                             "choose another --out")
+        for p in sweep.points:
+            entries[p.id]["status"] = _point_status(out / "points" / p.id)
+    out.mkdir(parents=True, exist_ok=True)
+    for p in sweep.points:
+        d = out / "points" / p.id
+        if entries[p.id]["status"] != "ok" and d.exists():
+            shutil.rmtree(d)  # a point that did not finish is redone from scratch
+    return entries
+
+
+def _point_status(d: Path) -> str:
+    try:
+        return str(json.loads((d / "run.json").read_text()).get("status", "missing"))
+    except (OSError, ValueError):
+        return "missing"
+
+
+def _client(scheduler: str, workers: int | None) -> Any:
+    import logging
+
+    from dask.distributed import Client, LocalCluster
+
+    logging.getLogger("distributed").setLevel(logging.WARNING)  # the CLI's level, not Dask's
+    if scheduler == "local":
+        cluster = LocalCluster(  # type: ignore[no-untyped-call]
+            n_workers=workers or 2, threads_per_worker=1, processes=True,
+            host="127.0.0.1", dashboard_address=None, silence_logs=logging.WARNING)
+        return Client(cluster), cluster  # type: ignore[no-untyped-call]
+    if scheduler == "inprocess":
+        client = Client(  # type: ignore[no-untyped-call]
+            processes=False, n_workers=1, threads_per_worker=workers or 1,
+            dashboard_address=None)
+        return client, None
+    try:
+        return Client(scheduler, timeout="5s"), None  # type: ignore[no-untyped-call]
+    except (OSError, TimeoutError) as err:
+        raise UsageError(f"cannot reach the Dask scheduler at {scheduler}: {err}") from None
+
+
+def _execute(sweep: Sweep, out: Path, todo: list[Point], entries: dict[str, dict[str, Any]],
+             scheduler: str, workers: int | None, progress: ProgressFn, done: int,
+             start: str) -> None:
+    from dask.distributed import as_completed
+
+    client, cluster = _client(scheduler, workers)
+    try:
+        futures = {client.submit(run_point, p.scenario.model_dump(mode="json"), p.seed,
+                                 str((out / "points" / p.id).resolve()), sweep.spec.backend,
+                                 {"overrides": p.overrides, "sweep": sweep.name, "point": p.id},
+                                 key=f"cowbench-{sweep.name}-{p.id}-{out.resolve()}",
+                                 pure=False): p for p in todo}
+        for fut in as_completed(futures):  # type: ignore[no-untyped-call]
+            p = futures[fut]
+            try:
+                status, reason = fut.result()
+            except Exception as err:  # a bug in one point must not lose the others
+                status, reason = "failed", f"{type(err).__name__}: {err}"
+            entries[p.id].update(status=status, **({"reason": reason} if reason else {}))
+            done += 1
+            progress(f"{p.id} {status}", done, len(sweep.points))
+            _write_json(out, {**_sweep_meta(sweep, entries, "running"), "start": start})
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def write_summary(sweep: Sweep, out: Path, entries: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """summary.csv/.parquet (one row per point), and the Monte Carlo files per grid cell."""
+    rows, series, ttf = [], [], []
+    for p in sweep.points:
+        row: dict[str, Any] = {"point": p.id, "cell": p.cell, "seed": p.seed,
+                               "status": entries[p.id]["status"], "run_dir": f"points/{p.id}"}
+        row.update({f"override.{k}": _scalar(v) for k, v in p.overrides.items()})
+        pred = out / "points" / p.id / "predicted.parquet"
+        if row["status"] == "ok" and pred.exists():
+            rec = pd.read_parquet(pred)
+            row.update(point_figures(rec))
+            s = rec[rec.metric.isin(["allocated_bytes", "provisioned_bytes"])
+                    & rec.entity.str.match(r"^(host|fleet):") & rec.t_s.notna()]
+            series.append(s.assign(cell=p.cell))
+            if p.scenario.fleet is not None and p.scenario.duration is not None:
+                ttf.append({"cell": p.cell, "seed": p.seed, "duration": p.scenario.duration,
+                            "ttf": row.get("time_to_full_s", float("nan"))})
+        rows.append(row)
+    summary = pd.DataFrame(rows)
+    atomic_write_text(out / "summary.csv", summary.to_csv(index=False))
+    atomic_write_parquet(out / "summary.parquet", summary)
+    _write_mc(sweep, out, series, ttf)
+    return summary
+
+
+def _scalar(v: Any) -> Any:
+    return v if isinstance(v, str | int | float | bool) or v is None else json.dumps(v)
+
+
+def _write_mc(sweep: Sweep, out: Path, series: list[pd.DataFrame],
+              ttf: list[dict[str, Any]]) -> None:
+    if series:
+        allb = pd.concat(series)
+        b = pd.concat([bands(g).assign(cell=c) for c, g in allb.groupby("cell")])
+        atomic_write_text(out / "bands.csv", b.to_csv(index=False))
+    if ttf:
+        t = pd.DataFrame(ttf)
+        rows = [{"cell": c, **time_to_full_summary(g.ttf.tolist(), float(g.duration.iloc[0]))}
+                for c, g in t.groupby("cell")]
+        atomic_write_text(out / "time_to_full.csv", pd.DataFrame(rows).to_csv(index=False))
+
+
+__all__ = ["CowbenchError", "Sweep", "SweepSpec", "load_sweep", "run_sweep", "apply_override"]

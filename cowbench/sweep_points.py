@@ -1,0 +1,67 @@
+"""One sweep point, as a Dask task runs it, and the figures a sweep summary keeps of it.
+
+:func:`run_point` is what a worker executes: plain data in (the resolved scenario as JSON,
+the seed, the run directory), a normal run directory out, ``(status, reason)`` back. It lives
+apart from ``cowbench.sweep`` so a worker imports only what a run needs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import CowbenchError
+from .runner import run_scenario
+from .scenario import parse_scenario
+
+
+def run_point(scenario: dict[str, Any], seed: int, out: str, backend: str,
+              meta: dict[str, Any]) -> tuple[str, str | None]:
+    """Run one point into ``out``; a failure is reported, not raised (run.json says why)."""
+    try:
+        run_scenario(parse_scenario(scenario, meta.get("point", "<point>")), Path(out),
+                     backend, seed, meta=meta)
+    except CowbenchError as err:
+        return "failed", str(err)
+    return "ok", None
+
+
+def _last(rec: pd.DataFrame, prefix: str, metric: str) -> pd.Series:
+    """Each ``prefix*`` entity's last value of ``metric`` (end-of-run rows count as last)."""
+    r = rec[rec.entity.str.startswith(prefix) & (rec.metric == metric)]
+    r = r.assign(order=r.t_s.fillna(np.inf)).sort_values("order")
+    return r.groupby("entity").value.last()
+
+
+def point_figures(rec: pd.DataFrame) -> dict[str, float]:
+    """The figures of one run a sweep compares: totals, spreads, time to full."""
+    out: dict[str, float] = {}
+    hosts = _last(rec, "host:", "allocated_bytes")
+    if len(hosts):
+        out["hosts_allocated_bytes"] = float(hosts.sum())
+        out["host_allocated_bytes_max"] = float(hosts.max())
+    vms = rec[rec.entity.str.startswith("vm:") & (rec.metric == "allocated_bytes")].value
+    if len(vms):
+        for q in (50, 95, 99):
+            out[f"vm_allocated_bytes_p{q}"] = float(np.percentile(vms, q))
+    fleet = rec[rec.entity == "fleet:all"]
+    if len(fleet):
+        _fleet_figures(fleet, rec, out)
+    return out
+
+
+def _fleet_figures(fleet: pd.DataFrame, rec: pd.DataFrame, out: dict[str, float]) -> None:
+    end = fleet[fleet.t_s.isna()].set_index("metric").value
+    for metric in ("time_to_full_s", "arrived_vms", "rejected_vms"):
+        out[metric] = float(end.get(metric, np.nan))
+    series = fleet[fleet.t_s.notna()]
+    peak = series[series.metric == "allocated_bytes"].value
+    out["fleet_allocated_bytes_peak"] = float(peak.max()) if len(peak) else np.nan
+    for metric in ("snapshot_transfer_bytes", "migration_transfer_bytes", "image_fetch_bytes"):
+        out[f"{metric}_total"] = float(series[series.metric == metric].value.sum())
+    ttf = rec[rec.entity.str.startswith("host:") & (rec.metric == "time_to_full_s")].value
+    out["hosts_full"] = float(len(ttf))
+    out["host_time_to_full_s_p50"] = float(ttf.median()) if len(ttf) else np.nan

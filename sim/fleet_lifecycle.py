@@ -1,0 +1,312 @@
+"""A fleet's life in SimPy: arrivals, placement, lifetimes, migrations and image-cache aging.
+
+This is the part of the fleet model that is made of events (FACTS.md section 1):
+
+- VMs arrive as a Poisson process (``fleet.vms`` expected over the duration) and draw a
+  lifetime, a flavor, an image and a workload class from the scenario's mixes;
+- placement is Nova's DISK_GB: a host fits if its used DISK_GB plus the flavor's
+  root + ephemeral + swap stays within ``(capacity - reserved) * disk_allocation_ratio``; among
+  those the one with the most free DISK_GB wins (the DiskWeigher's spread); none means
+  NoValidHost and the VM is rejected;
+- a share of VMs is live- or cold-migrated every ``interval`` to the best other host;
+- the image cache: a VM's creation fetches a missing base (its Glance image) or creates the
+  ephemeral/swap base, and touches its mtime; every ``manager_interval`` a pass marks the bases
+  in use (an image base with an instance on the host) as used now and removes unused ones whose
+  last use is at least ``remove_unused_original_minimum_age`` old. Ephemeral and swap bases are
+  never "in use" for the manager (it checks only ``disk``'s backing file, FACTS.md 1.6), so they
+  age from their last creation.
+
+What happens *inside* the disks is not here: the lifecycle's output is a :class:`Plan` (who was
+where, when, and the hosts' cache and placement state at each sample), which a disk model
+(``sim.fluid`` or ``sim.fleet_exact``) turns into bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import simpy
+
+from cowbench.fleet import Fleet
+from cowbench.scenario import Scenario
+
+from .model import cache_file, glance_file
+
+STREAMS = ("arrivals", "lifetimes", "mix", "policies", "offsets")
+EPHEMERAL_BASE_BYTES_PER_GIB = 34_230_272  # 1 GiB ext4 ephemeral base, du (FACTS.md E16)
+SWAP_BASE_BYTES = 4096  # a mkswap'd swap base holds one page (FACTS.md E16)
+
+
+def streams(seed: int) -> dict[str, np.random.Generator]:
+    """The fleet model's named random streams, spawned from one SeedSequence (STYLE.md 5)."""
+    children = np.random.SeedSequence([seed, 0xF1EE7]).spawn(len(STREAMS))
+    return {name: np.random.default_rng(s) for name, s in zip(STREAMS, children, strict=True)}
+
+
+@dataclass
+class Population:
+    """Every VM that arrives: times and draws, one array entry per VM."""
+
+    arrive: np.ndarray
+    life_end: np.ndarray
+    flavor: np.ndarray
+    image: np.ndarray
+    klass: np.ndarray
+    snap: np.ndarray
+    migrate: np.ndarray
+
+
+def _pick(rng: np.random.Generator, weights: list[float], n: int) -> np.ndarray:
+    p = np.asarray(weights, dtype=float)
+    return rng.choice(len(p), size=n, p=p / p.sum()).astype(np.int64)
+
+
+def _lifetimes(f: Fleet, rng: np.random.Generator, n: int) -> np.ndarray:
+    lt = f.lifetime
+    if lt.distribution == "fixed":
+        return np.full(n, lt.mean)
+    if lt.distribution == "exponential":
+        return rng.exponential(lt.mean, size=n)
+    mu = np.log(lt.mean) - lt.sigma**2 / 2  # so that the mean is lt.mean
+    return rng.lognormal(mu, lt.sigma, size=n)
+
+
+def draw_population(s: Scenario, rng: dict[str, np.random.Generator]) -> Population:
+    f = s.fleet
+    assert f is not None and s.duration is not None
+    n = int(rng["arrivals"].poisson(f.vms))
+    arrive = np.sort(rng["arrivals"].uniform(0.0, s.duration, size=n))
+    image_index = np.array([s.images.index(s.image(name)) for name in f.image_mix])
+    return Population(
+        arrive=arrive,
+        life_end=arrive + _lifetimes(f, rng["lifetimes"], n),
+        flavor=_pick(rng["mix"], [fl.share for fl in f.flavors], n),
+        image=image_index[_pick(rng["mix"], list(f.image_mix.values()), n)],
+        klass=_pick(rng["mix"], [c.share for c in f.classes.values()], n),
+        snap=rng["policies"].random(n) < f.snapshots.share,
+        migrate=rng["policies"].random(n) < f.migrations.share,
+    )
+
+
+@dataclass
+class CacheEntries:
+    """The bases a host's ``_base`` can hold: one per image, ephemeral size and swap size."""
+
+    stored_bytes: np.ndarray  # allocated bytes of the file in _base
+    fetch_bytes: np.ndarray  # bytes downloaded from Glance to create it (0: made locally)
+    tracked: np.ndarray  # counted as "in use" by the cache manager
+    per_flavor_image: dict[tuple[int, int], list[int]]
+
+
+def cache_entries(s: Scenario) -> CacheEntries:
+    f = s.fleet
+    assert f is not None
+    stored = [cache_file(i).allocated_bytes if i.name in f.image_mix else 0 for i in s.images]
+    fetch = [glance_file(i).allocated_bytes if i.name in f.image_mix else 0 for i in s.images]
+    tracked = [True] * len(s.images)
+    extra: dict[tuple[str, int], int] = {}
+    for fl in f.flavors:
+        for kind, size in (("ephemeral", fl.ephemeral), ("swap", fl.swap)):
+            if size and (kind, size) not in extra:
+                extra[(kind, size)] = len(stored)
+                stored.append(EPHEMERAL_BASE_BYTES_PER_GIB * size // (1 << 30)
+                              if kind == "ephemeral" else SWAP_BASE_BYTES)
+                fetch.append(0)
+                tracked.append(False)
+    mapping = {}
+    for j, fl in enumerate(f.flavors):
+        own = [extra[(k, z)] for k, z in (("ephemeral", fl.ephemeral), ("swap", fl.swap)) if z]
+        for i in range(len(s.images)):
+            mapping[(j, i)] = [i, *own]
+    return CacheEntries(np.array(stored, dtype=np.float64), np.array(fetch, dtype=np.float64),
+                        np.array(tracked), mapping)
+
+
+@dataclass
+class Plan:
+    """What the lifecycle decided: placements over time and the hosts' sampled state."""
+
+    hosts: list[str]
+    population: Population
+    sample_t: np.ndarray
+    seg_vm: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    seg_host: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    seg_t0: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    seg_t1: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    mig_vm: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    mig_t: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    mig_src: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    cache_bytes: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    provisioned: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    vm_count: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    fetch_bytes: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    placed: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    end: float = 0.0
+
+
+class _Fleet:
+    """Mutable state of the lifecycle run; lives only inside :func:`run_lifecycle`."""
+
+    def __init__(self, env: simpy.Environment, s: Scenario, pop: Population) -> None:
+        f = s.fleet
+        assert f is not None and s.duration is not None
+        self.env, self.f, self.pop, self.end = env, f, pop, s.duration
+        h = f.hosts.count
+        self.req = np.array([fl.disk_gb_bytes for fl in f.flavors], dtype=np.float64)
+        self.cap = f.hosts.placement_capacity
+        self.used = np.zeros(h)
+        self.count = np.zeros(h, dtype=np.int64)
+        self.entries = cache_entries(s)
+        e = len(self.entries.stored_bytes)
+        self.users = np.zeros((h, e), dtype=np.int64)
+        self.present = np.zeros((h, e), dtype=bool)
+        self.last_used = np.zeros((h, e))
+        self.fetched = np.zeros(h)
+        self.where = np.full(pop.arrive.shape[0], -1, dtype=np.int64)
+        self.seg_start = np.zeros(pop.arrive.shape[0])
+        self.segs: list[tuple[int, int, float, float]] = []
+        self.migs: list[tuple[int, float, int]] = []
+
+    def place(self, vm: int, exclude: int = -1) -> int:
+        free = self.cap - self.used
+        ok = free >= self.req[self.pop.flavor[vm]]
+        if exclude >= 0:
+            ok[exclude] = False
+        if not ok.any():
+            return -1
+        return int(np.argmax(np.where(ok, free, -np.inf)))
+
+    def _use(self, vm: int, host: int) -> None:
+        now = self.env.now
+        ents = self.entries.per_flavor_image[(int(self.pop.flavor[vm]), int(self.pop.image[vm]))]
+        for e in ents:
+            if not self.present[host, e]:
+                self.present[host, e] = True
+                self.fetched[host] += self.entries.fetch_bytes[e]
+            self.last_used[host, e] = now  # Nova touches the base on every disk creation
+            self.users[host, e] += 1
+        self.used[host] += self.req[self.pop.flavor[vm]]
+        self.count[host] += 1
+        self.where[vm] = host
+        self.seg_start[vm] = now
+
+    def _release(self, vm: int) -> int:
+        host = int(self.where[vm])
+        ents = self.entries.per_flavor_image[(int(self.pop.flavor[vm]), int(self.pop.image[vm]))]
+        for e in ents:
+            self.users[host, e] -= 1
+        self.used[host] -= self.req[self.pop.flavor[vm]]
+        self.count[host] -= 1
+        self.segs.append((vm, host, float(self.seg_start[vm]), float(self.env.now)))
+        self.where[vm] = -1
+        return host
+
+    def arrive(self, vm: int) -> None:
+        host = self.place(vm)
+        if host < 0:
+            return  # NoValidHost: the VM never runs
+        self._use(vm, host)
+        end = float(self.pop.life_end[vm])
+        if end < self.end:
+            self._after(end - self.env.now, lambda: self._release(vm))
+        if self.pop.migrate[vm]:
+            self._after(self.f.migrations.interval, lambda: self.migrate(vm))
+
+    def migrate(self, vm: int) -> None:
+        src = int(self.where[vm])
+        if src < 0:
+            return  # gone
+        dst = self.place(vm, exclude=src)
+        if dst >= 0:
+            self._release(vm)
+            self._use(vm, dst)
+            self.migs.append((vm, float(self.env.now), src))
+        self._after(self.f.migrations.interval, lambda: self.migrate(vm))
+
+    def _after(self, delay: float, action: Callable[[], Any]) -> None:
+        if self.env.now + delay >= self.end:
+            return
+        ev = self.env.timeout(delay)
+        ev.callbacks.append(lambda _ev: action())
+
+    def cache_pass(self) -> None:
+        now = self.env.now
+        in_use = (self.users > 0) & self.entries.tracked[None, :]
+        self.last_used[in_use] = now
+        c = self.f.image_cache
+        if c.remove_unused_base_images:
+            old = now - self.last_used >= c.remove_unused_original_minimum_age
+            self.present &= ~(~in_use & old)
+
+
+Process = Generator[simpy.Event, Any, None]
+
+
+def _arrivals(env: simpy.Environment, fl: _Fleet) -> Process:
+    for vm, t in enumerate(fl.pop.arrive.tolist()):
+        yield env.timeout(t - env.now)
+        fl.arrive(vm)
+
+
+def _cache_passes(env: simpy.Environment, fl: _Fleet) -> Process:
+    interval = fl.f.image_cache.manager_interval
+    while env.now + interval < fl.end:
+        yield env.timeout(interval)
+        fl.cache_pass()
+
+
+def _sampler(env: simpy.Environment, fl: _Fleet, plan: Plan) -> Process:
+    stored = fl.entries.stored_bytes
+    last_fetched = np.zeros_like(fl.fetched)
+    for i, t in enumerate(plan.sample_t.tolist()):
+        yield env.timeout(t - env.now)
+        plan.cache_bytes[i] = fl.present.astype(np.float64) @ stored
+        plan.provisioned[i] = fl.used
+        plan.vm_count[i] = fl.count
+        plan.fetch_bytes[i] = fl.fetched - last_fetched
+        last_fetched = fl.fetched.copy()
+
+
+def sample_times(duration: float, interval: float) -> np.ndarray:
+    """0, interval, 2 interval, ... up to the duration (included when it falls on the grid)."""
+    return np.arange(int(np.floor(duration / interval + 1e-9)) + 1) * interval
+
+
+def run_lifecycle(s: Scenario, rng: dict[str, np.random.Generator]) -> Plan:
+    """Run the fleet's events to the scenario's end; return the :class:`Plan`."""
+    f = s.fleet
+    assert f is not None and s.duration is not None
+    pop = draw_population(s, rng)
+    env = simpy.Environment()
+    fl = _Fleet(env, s, pop)
+    t = sample_times(s.duration, f.sample_interval)
+    h = f.hosts.count
+    plan = Plan(f.hosts.names, pop, t, cache_bytes=np.zeros((t.size, h)),
+                provisioned=np.zeros((t.size, h)), vm_count=np.zeros((t.size, h)),
+                fetch_bytes=np.zeros((t.size, h)), end=s.duration)
+    env.process(_sampler(env, fl, plan))
+    env.process(_arrivals(env, fl))
+    env.process(_cache_passes(env, fl))
+    env.run(until=s.duration + f.sample_interval / 2)
+    _finish(fl, plan)
+    return plan
+
+
+def _finish(fl: _Fleet, plan: Plan) -> None:
+    alive = np.flatnonzero(fl.where >= 0)
+    segs = fl.segs + [(int(v), int(fl.where[v]), float(fl.seg_start[v]), np.inf)
+                      for v in alive.tolist()]
+    arr = np.array(segs, dtype=np.float64).reshape(-1, 4)
+    order = np.lexsort((arr[:, 2], arr[:, 0]))
+    arr = arr[order]
+    plan.seg_vm, plan.seg_host = arr[:, 0].astype(np.int64), arr[:, 1].astype(np.int64)
+    plan.seg_t0, plan.seg_t1 = arr[:, 2], arr[:, 3]
+    mig = np.array(fl.migs, dtype=np.float64).reshape(-1, 3)
+    plan.mig_vm, plan.mig_t = mig[:, 0].astype(np.int64), mig[:, 1]
+    plan.mig_src = mig[:, 2].astype(np.int64)
+    placed = np.zeros(fl.pop.arrive.shape[0], dtype=bool)
+    placed[plan.seg_vm] = True
+    plan.placed = placed

@@ -1,0 +1,197 @@
+"""The fleet section (cowbench.fleet) and the fleet model's behaviour (sim.fleet)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from cowbench.errors import ScenarioError
+from cowbench.montecarlo import median_ci, time_to_full_summary
+from cowbench.scenario import dump_scenario, load_scenario, parse_scenario
+from sim import simulate
+
+from .test_cli import cowbench
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def small() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load((ROOT / "scenarios" / "fleet-small.yaml").read_text())
+    return data
+
+
+def problems(data: dict[str, Any]) -> list[tuple[str, str]]:
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario(data)
+    return info.value.problems
+
+
+def test_fleet_year_is_what_the_issue_asks() -> None:
+    s = load_scenario(ROOT / "scenarios" / "fleet-year.yaml")
+    f = s.fleet
+    assert f is not None and f.model == "fluid"
+    assert (f.vms, f.hosts.count, s.duration) == (100_000, 100, 365 * 86400)
+    assert (len(f.image_mix), len(f.flavors), len(f.classes)) == (3, 4, 3)
+    assert 0 < f.snapshots.share < 1 and f.snapshots.interval == 86400
+    assert 0 < f.migrations.share < 1 and f.migrations.interval == 30 * 86400
+
+
+def test_fleet_scenario_round_trips() -> None:
+    s = load_scenario(ROOT / "scenarios" / "fleet-small.yaml")
+    assert parse_scenario(yaml.safe_load(dump_scenario(s))) == s
+
+
+def test_fleet_problems_name_their_key_paths() -> None:
+    d = small()
+    d["fleet"]["image_mix"]["nope"] = 1
+    d["images"][0]["virtual_size"] = "2GiB"  # bigger than flavor tiny (1 GiB)
+    d["fleet"]["classes"]["web"]["bogus"] = 1
+    assert ("fleet.classes.web.bogus", "unknown key") in problems(copy.deepcopy(d))
+    del d["fleet"]["classes"]["web"]["bogus"]
+    got = problems(d)
+    assert ("fleet.image_mix.nope", "no image named 'nope'") in got
+    assert any(p == "fleet.flavors[0].root" and "FlavorDiskSmallerThanImage" in r
+               for p, r in got)
+
+
+@pytest.mark.parametrize("edit,where", [
+    (lambda d: d.update(vms=[{"name": "a", "image": "ubuntu"}]), "vms"),
+    (lambda d: d.pop("duration"), "duration"),
+    (lambda d: d["strategy"].update(kind="full_copy"), "strategy.kind"),
+    (lambda d: d["fleet"]["flavors"][0].update(root="1.5GiB"), "fleet.flavors[0]"),
+    (lambda d: d["fleet"]["classes"]["web"].update(bs="3KiB"), "fleet.classes.web"),
+    (lambda d: d["fleet"]["hosts"].update(capacity="1GiB"), "fleet.hosts.capacity"),
+    (lambda d: d["fleet"].update(model="exact", vms=100000), "fleet.model"),
+])
+def test_bad_fleets_are_refused(edit: Any, where: str) -> None:
+    d = small()
+    edit(d)
+    assert any(p.startswith(where) for p, _ in problems(d)), problems(d)
+
+
+def test_cli_validate_summarises_a_fleet() -> None:
+    proc = cowbench("validate", str(ROOT / "scenarios" / "fleet-year.yaml"))
+    assert proc.returncode == 0, proc.stderr
+    assert "100000 VM arrivals" in proc.stdout and "100 host(s)" in proc.stdout
+
+
+def test_cli_runs_a_fleet_in_the_model_only(tmp_path: Path) -> None:
+    d = small()
+    d["fleet"]["vms"] = 8
+    p = tmp_path / "f.yaml"
+    p.write_text(yaml.safe_dump(d))
+    proc = cowbench("run", str(p), "--out", str(tmp_path / "both"))
+    assert proc.returncode == 2 and "--backend sim" in proc.stderr
+    assert not (tmp_path / "both").exists()
+    proc = cowbench("run", str(p), "--backend", "sim", "--out", str(tmp_path / "sim"))
+    assert proc.returncode == 0, proc.stderr
+    rec = pd.read_parquet(tmp_path / "sim" / "predicted.parquet")
+    assert {"host:host-001", "cache:host-001", "fleet:all"} <= set(rec.entity)
+
+
+def run(d: dict[str, Any], seed: int = 1) -> Any:
+    return simulate(parse_scenario(d), seed)
+
+
+def test_same_seed_same_records_other_seed_other_fleet() -> None:
+    a, b, c = run(small(), 1), run(small(), 1), run(small(), 2)
+    assert a.equals(b)
+    assert not a.value.equals(c.value)
+
+
+def host_series(rec: Any, metric: str) -> Any:
+    r = rec[rec.entity.str.startswith("host:") & (rec.metric == metric)]
+    return r.pivot(index="t_s", columns="entity", values="value")
+
+
+def test_placement_respects_the_allocation_ratio_and_rejects_beyond() -> None:
+    d = small()
+    d["fleet"]["vms"] = 400
+    d["fleet"]["hosts"].update(capacity="16GiB", disk_allocation_ratio=1.25)
+    rec = run(d)
+    prov = host_series(rec, "provisioned_bytes")
+    assert prov.to_numpy().max() <= 16 * 1.25 * 2**30
+    assert prov.to_numpy().max() > 16 * 2**30  # overcommitted beyond the disk
+    fleet = rec[(rec.entity == "fleet:all") & rec.t_s.isna()].set_index("metric").value
+    assert fleet["rejected_vms"] > 0
+
+
+def test_demand_grows_with_writes_and_hosts_fill() -> None:
+    d = small()
+    d["fleet"]["hosts"]["capacity"] = "12GiB"
+    d["fleet"]["lifetime"] = {"distribution": "fixed", "mean": "30d"}
+    rec = run(d)
+    demand = host_series(rec, "allocated_bytes")
+    assert (demand.diff().iloc[1:] >= 0).all().all()  # nobody leaves, overlays only grow
+    ttf = rec[rec.metric == "time_to_full_s"]
+    assert len(ttf) >= 2
+    first = ttf[ttf.entity == "fleet:all"].value.iloc[0]
+    assert first == ttf[ttf.entity.str.startswith("host:")].value.min()
+    host = ttf[ttf.entity.str.startswith("host:")].iloc[0]
+    col = demand[host.entity]
+    before = col[col.index < host.value]
+    after = col[col.index >= host.value]
+    assert before.iloc[-1] < 12 * 2**30 <= after.iloc[0]
+
+
+def test_unused_bases_leave_the_cache_a_day_after_their_last_vm() -> None:
+    d = small()
+    d["fleet"].update(vms=6, sample_interval="1h", migrations={"share": 0})
+    d["fleet"]["lifetime"] = {"distribution": "fixed", "mean": "1d"}
+    d["duration"] = "12d"
+    rec = run(d, seed=3)
+    vms = host_series(rec, "vm_count")
+    cache = rec[rec.entity.str.startswith("cache:")].assign(
+        entity=lambda r: r.entity.str.replace("cache:", "host:"))
+    cache = cache.pivot(index="t_s", columns="entity", values="value")
+    delays = []
+    for host in vms.columns:
+        busy = vms[host].to_numpy() > 0
+        t = vms.index.to_numpy()
+        for i in np.flatnonzero(busy[:-1] & ~busy[1:]):  # the host's last VM left
+            quiet = t[(t > t[i]) & busy] if busy[i + 1:].any() else np.array([np.inf])
+            nxt = quiet.min() if quiet.size else np.inf
+            empty = t[(t > t[i]) & (t < nxt) & (cache[host].to_numpy() == 0)]
+            if nxt - t[i] > 2 * 86400:
+                assert empty.size, f"{host}: cache never emptied after {t[i]}"
+                delays.append(empty.min() - t[i])
+            else:
+                assert cache[host].to_numpy()[(t > t[i]) & (t < min(nxt, t[i] + 86400))].min() > 0
+    assert delays, "no host stayed idle long enough to age its cache"
+    # removed at the first 2400 s pass with now - last use >= 86400 s (FACTS.md 1.6); the
+    # samples are hourly, so the last use lies up to an hour before the last busy sample
+    assert all(86400 - 3600 <= x <= 86400 + 2400 + 3600 for x in delays), delays
+
+
+def test_snapshots_and_migrations_move_bytes() -> None:
+    rec = run(small())
+    totals = rec[rec.entity == "fleet:all"].groupby("metric").value.sum()
+    assert totals["snapshot_transfer_bytes"] > 0 and totals["migration_transfer_bytes"] > 0
+    d = small()
+    d["fleet"]["snapshots"]["share"] = 0
+    d["fleet"]["migrations"]["share"] = 0
+    totals = run(d)[lambda r: r.entity == "fleet:all"].groupby("metric").value.sum()
+    assert totals["snapshot_transfer_bytes"] == 0 and totals["migration_transfer_bytes"] == 0
+
+
+def test_median_interval_by_order_statistics() -> None:
+    assert median_ci(np.arange(10.0)) == (1.0, 8.0)  # [X(2), X(9)] covers 97.9%
+    lo, hi = median_ci([1.0, 2.0, 3.0])
+    assert (lo, hi) == (-np.inf, np.inf)  # three replications cannot give 95%
+    s = time_to_full_summary([100.0, 110.0, np.nan, 120.0, 105.0, 130.0, 90.0, 95.0], 200.0)
+    assert s["filled"] == 7 and s["median_ci_high_s"] == np.inf  # censored upper bound
+    assert np.isnan(s["mean_s"])
+
+
+def test_boot_bursts_add_up_per_host_and_per_vm() -> None:
+    rec = run(small())
+    per_vm = rec[rec.entity.str.startswith("vm:") & (rec.metric == "host_read_bytes")].value
+    per_host = rec[rec.entity.str.startswith("host:") & (rec.metric == "host_read_bytes")].value
+    assert per_vm.sum() == pytest.approx(per_host.sum()) and per_vm.sum() > 0
+    assert per_vm.max() <= 96 << 20  # the web class's burst, the largest

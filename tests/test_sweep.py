@@ -1,0 +1,194 @@
+"""Sweeps: overrides validated like the scenario, the sweep directory, resume, and Dask both
+in-process and against a scheduler and a worker started as separate processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import yaml
+
+from cowbench.errors import ScenarioError
+from cowbench.sweep import apply_override, load_sweep, run_sweep
+
+from .test_cli import assert_clean_error, cowbench
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_fleet(tmp_path: Path) -> Path:
+    data = yaml.safe_load((ROOT / "scenarios" / "fleet-small.yaml").read_text())
+    data["duration"] = "4d"
+    data["fleet"]["vms"] = 12
+    p = tmp_path / "fleet.yaml"
+    p.write_text(yaml.safe_dump(data))
+    return p
+
+
+def sweep_file(tmp_path: Path, grid: dict[str, Any], seeds: Any = 2, **extra: Any) -> Path:
+    tiny_fleet(tmp_path)
+    p = tmp_path / "sweep.yaml"
+    p.write_text(yaml.safe_dump({"scenario": "fleet.yaml", "grid": grid, "seeds": seeds,
+                                 **extra}))
+    return p
+
+
+def test_apply_override_paths() -> None:
+    d: dict[str, Any] = {"a": {"b": [{"c": 1}, {"c": 2}]}}
+    apply_override(d, "a.b[1].c", 5)
+    apply_override(d, "x.y", "64KiB")
+    assert d == {"a": {"b": [{"c": 1}, {"c": 5}]}, "x": {"y": "64KiB"}}
+    with pytest.raises(ValueError, match=r"no element \[7\]"):
+        apply_override(d, "a.b[7].c", 1)
+
+
+def test_points_are_the_grid_times_the_seeds(tmp_path: Path) -> None:
+    sw = load_sweep(sweep_file(tmp_path, {"strategy.cluster_size": ["64KiB", "128KiB"],
+                                          "fleet.flavors[0].root": ["1GiB", "2GiB", "3GiB"]},
+                               seeds=[4, 9]))
+    assert len(sw.points) == 12
+    assert {p.cell for p in sw.points} == set(range(6))
+    last = sw.points[-1]
+    assert last.overrides == {"strategy.cluster_size": "128KiB", "fleet.flavors[0].root": "3GiB"}
+    assert last.seed == 9 and last.scenario.seed == 9
+    assert last.scenario.strategy.cluster_size == 131072
+    assert last.scenario.fleet is not None and last.scenario.fleet.flavors[0].root == 3 << 30
+
+
+def test_bad_override_values_name_their_key_path(tmp_path: Path) -> None:
+    with pytest.raises(ScenarioError) as info:
+        load_sweep(sweep_file(tmp_path, {"strategy.cluster_size": ["64KiB", "3KiB"],
+                                         "fleet.bogus": [1]}))
+    text = str(info.value)
+    assert "fleet.bogus: unknown key" in text
+    with pytest.raises(ScenarioError) as info:
+        load_sweep(sweep_file(tmp_path, {"strategy.cluster_size": ["64KiB", "3KiB"]}))
+    assert "strategy.cluster_size" in str(info.value) and "power of two" in str(info.value)
+
+
+def test_cli_refuses_a_bad_sweep_cleanly(tmp_path: Path) -> None:
+    p = sweep_file(tmp_path, {"fleet.hosts.count": [0]})
+    out = tmp_path / "out"
+    assert_clean_error(cowbench("sweep", str(p), "--out", str(out)), "fleet.hosts.count")
+    assert not out.exists()
+    p.write_text(yaml.safe_dump({"scenario": "fleet.yaml", "sedes": 2}))
+    assert_clean_error(cowbench("sweep", str(p)), "sedes: unknown key")
+
+
+def _starts(out: Path) -> dict[str, str]:
+    return {d.name: json.loads((d / "run.json").read_text())["start"]
+            for d in sorted((out / "points").iterdir())}
+
+
+def test_inprocess_sweep_writes_run_dirs_summary_and_resumes(tmp_path: Path) -> None:
+    sw = load_sweep(sweep_file(tmp_path, {"fleet.hosts.disk_allocation_ratio": [1.0, 2.0]}))
+    out = tmp_path / "sw"
+    summary = run_sweep(sw, out, scheduler="inprocess")
+    assert list(summary.status) == ["ok"] * 4
+    assert set(summary.columns) >= {"point", "seed", "override.fleet.hosts.disk_allocation_ratio",
+                                    "hosts_allocated_bytes", "time_to_full_s"}
+    meta = json.loads((out / "sweep.json").read_text())
+    assert meta["schema_version"] == 1 and meta["status"] == "ok" and meta["start"] <= meta["end"]
+    assert [p["seed"] for p in meta["points"]] == [1, 2, 1, 2]
+    run = json.loads((out / "points" / "p0003" / "run.json").read_text())
+    assert run["status"] == "ok" and run["seed"] == 2
+    assert run["overrides"] == {"fleet.hosts.disk_allocation_ratio": 2.0}
+    assert (out / "points" / "p0003" / "predicted.parquet").exists()
+    assert pd.read_parquet(out / "summary.parquet").shape[0] == 4
+    bands = pd.read_csv(out / "bands.csv")
+    assert {"p50", "p95", "p99", "n", "cell"} <= set(bands.columns) and (bands.n == 2).all()
+    assert (out / "time_to_full.csv").exists()
+    # a point left unfinished is redone; finished ones are kept as they are
+    before = _starts(out)
+    run["status"] = "interrupted"
+    (out / "points" / "p0001" / "run.json").write_text(json.dumps(run))
+    (out / "points" / "p0002" / "run.json").unlink()
+    time.sleep(1.1)  # run.json's start has one-second resolution
+    again = run_sweep(sw, out, scheduler="inprocess")
+    after = _starts(out)
+    assert list(again.status) == ["ok"] * 4
+    assert [k for k in before if before[k] != after[k]] == ["p0001", "p0002"]
+
+
+def test_a_different_sweep_in_the_same_directory_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "sw"
+    run_sweep(load_sweep(sweep_file(tmp_path, {}, seeds=1)), out, scheduler="inprocess")
+    other = load_sweep(sweep_file(tmp_path, {}, seeds=[5]))
+    with pytest.raises(Exception, match="different sweep"):
+        run_sweep(other, out, scheduler="inprocess")
+
+
+@pytest.fixture
+def dask_cluster(tmp_path: Path) -> Iterator[str]:
+    """A Dask scheduler and two workers, started as separate processes on loopback."""
+    bindir = Path(sys.executable).parent
+    sched_file = tmp_path / "scheduler.json"
+    env = {**os.environ, "DASK_DISTRIBUTED__WORKER__DAEMON": "False"}
+    procs = [subprocess.Popen([str(bindir / "dask"), "scheduler", "--host", "127.0.0.1",
+                               "--port", "0", "--no-dashboard", "--scheduler-file",
+                               str(sched_file)], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True, env=env)]
+    try:
+        deadline = time.monotonic() + 60
+        while not sched_file.exists():
+            assert time.monotonic() < deadline, "the scheduler did not start"
+            time.sleep(0.2)
+        address = json.loads(sched_file.read_text())["address"]
+        procs.append(subprocess.Popen(
+            [str(bindir / "dask"), "worker", address, "--host", "127.0.0.1", "--nworkers", "2",
+             "--nthreads", "1", "--no-dashboard"], stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, start_new_session=True, env=env))
+        yield address
+    finally:
+        for p in reversed(procs):
+            os.killpg(p.pid, signal.SIGTERM)
+        for p in reversed(procs):
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+
+
+def test_sweep_on_a_separately_started_scheduler(tmp_path: Path, dask_cluster: str) -> None:
+    p = sweep_file(tmp_path, {"strategy.cluster_size": ["64KiB", "256KiB"]}, seeds=1)
+    out = tmp_path / "sw"
+    proc = cowbench("sweep", str(p), "--out", str(out), "--scheduler", dask_cluster)
+    assert proc.returncode == 0, proc.stderr
+    assert "2 of 2 points ok" in proc.stdout
+    summary = pd.read_csv(out / "summary.csv")
+    assert list(summary.status) == ["ok", "ok"]
+    small, big = summary.hosts_allocated_bytes
+    assert big > small  # 256 KiB clusters allocate more for the same small random writes
+
+
+def test_unreachable_scheduler_is_a_clean_error(tmp_path: Path) -> None:
+    p = sweep_file(tmp_path, {}, seeds=1)
+    proc = cowbench("sweep", str(p), "--out", str(tmp_path / "o"), "--scheduler",
+                    "tcp://127.0.0.1:9")
+    assert_clean_error(proc, "cannot reach the Dask scheduler")
+
+
+def test_cli_sweep_on_a_local_cluster_leaves_no_process(tmp_path: Path) -> None:
+    p = sweep_file(tmp_path, {"fleet.migrations.kind": ["live", "cold"]}, seeds=1)
+    out = tmp_path / "sw"
+    proc = cowbench("sweep", str(p), "--out", str(out), "--workers", "2")
+    assert proc.returncode == 0, proc.stderr
+    summary = pd.read_csv(out / "summary.csv")
+    assert list(summary["override.fleet.migrations.kind"]) == ["live", "cold"]
+    # a cold migration copies the overlay file (holes and metadata too): never less than live
+    live, cold = summary.migration_transfer_bytes_total
+    assert cold >= live
+    again = cowbench("sweep", str(p), "--out", str(out))  # nothing left to do
+    assert again.returncode == 0 and "2 of 2 points ok" in again.stdout
+    left = subprocess.run(["pgrep", "-f", str(out)], capture_output=True, text=True, check=False)
+    assert left.stdout == ""
