@@ -41,8 +41,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .errors import CowbenchError, Interrupted, ScenarioError, UsageError
 from .montecarlo import bands, time_to_full_summary
 from .resolve import resolve
-from .runner import BACKENDS, sigterm_as_interrupt
+from .runner import BACKENDS
 from .scenario import Scenario, parse_scenario
+from .signals import interrupts_raise
 from .store import atomic_write_parquet, atomic_write_text, now_iso
 from .sweep_points import point_figures, run_point
 
@@ -230,7 +231,7 @@ def run_sweep(sweep: Sweep, out: Path, scheduler: str = "local", workers: int | 
     _write_json(out, meta)
     try:
         if todo:
-            with sigterm_as_interrupt():  # so a SIGTERM still stops the cluster it started
+            with interrupts_raise():  # so a SIGTERM still stops the cluster it started
                 _execute(sweep, out, todo, entries, scheduler, workers, progress, done,
                          meta["start"])
     except BaseException as err:

@@ -38,7 +38,7 @@ class OverlayGeometry:
     """``allocated_bytes`` of a qcow2 overlay as a function of its allocated clusters.
 
     ``k`` = data clusters + L2 tables. Each allocation adds one host cluster, and a refcount
-    block when the existing ones no longer cover the file (``Qcow2Image._grow_refblocks``):
+    block when the existing ones no longer cover the file (``sim.hostfile.HostFile._grow``):
     the smallest ``R >= R0`` with ``R * covers >= H' + k + R``.
     """
 
@@ -49,8 +49,8 @@ class OverlayGeometry:
         self.n_clusters = probe.n_clusters
         self.l2_entries = probe.l2_entries
         self.n_tables = probe.l1_entries
-        self._r0 = probe.n_refblocks
-        self._fixed = probe.host_clusters - probe.n_refblocks
+        self._r0 = probe.file.n_refblocks
+        self._fixed = probe.host_clusters - probe.file.n_refblocks
         self._covers = probe.refblock_covers
         self.empty_bytes = probe.allocated_bytes
         h_lo = self.host_clusters(np.array([0]))[0]
@@ -63,7 +63,8 @@ class OverlayGeometry:
         return np.asarray(self._fixed + k + r, dtype=np.int64)
 
     def _resid_at(self, h: int) -> int:
-        self._probe.host_clusters = h
+        f = self._probe.file  # a file of h clusters, written end to end
+        f.end = f.used = h
         return self._probe.allocated_bytes - h * self.c
 
     def _steps(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
