@@ -5,6 +5,7 @@ and skipped, with the reason, on a machine that lacks them; CI installs them
 from __future__ import annotations
 
 import copy
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -12,8 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from cowbench.scenario import Scenario, parse_scenario
+
+# CI (CI=true) draws the same examples every run, so a submission's result does not depend on
+# the luck of the draw; a developer's run draws new ones each time and explores further.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 REAL_TOOLS = ("qemu-img", "qemu-io", "qemu-nbd", "fio")
 MISSING = [t for t in REAL_TOOLS if shutil.which(t) is None]
