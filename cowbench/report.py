@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from .errors import Interrupted, UsageError
 from .execute import execute_notebook
 from .results import is_run_dir, is_sweep_dir, load_results
@@ -68,10 +70,36 @@ def notebook_path(name: str) -> Path:
     return path
 
 
+def scenario_capacity(path: Path) -> int | None:
+    """A host's disk capacity as the run's (or the sweep's first point's) resolved scenario
+    states it: a fleet's ``fleet.hosts.capacity``, else the ``capacity_bytes`` every host
+    shares; ``None`` when it says none."""
+    for candidate in [path / "scenario.yaml", *sorted(path.glob("*/scenario.yaml")),
+                      *sorted(path.glob("*/*/scenario.yaml"))]:
+        try:
+            data = yaml.safe_load(candidate.read_text())
+        except (OSError, yaml.YAMLError):
+            continue
+        if not isinstance(data, dict):
+            continue
+        fleet = data.get("fleet") or {}
+        if isinstance(fleet, dict) and isinstance(fleet.get("hosts"), dict):
+            cap = fleet["hosts"].get("capacity")
+            return int(cap) if isinstance(cap, int) else None
+        caps = {h.get("capacity_bytes") for h in data.get("hosts") or [] if isinstance(h, dict)}
+        only = caps.pop() if len(caps) == 1 else None
+        return int(only) if isinstance(only, int) else None
+    return None
+
+
 def make_report(path: Path, notebook: str | None = None,
                 capacity_bytes: int | None = None) -> ReportOutcome:
-    """Execute the chosen notebook on ``path`` and write report.html, report.ipynb, figures/."""
+    """Execute the chosen notebook on ``path`` and write report.html, report.ipynb, figures/.
+
+    Without ``capacity_bytes`` the scenario's host capacity is used, if it states one."""
     path = path.resolve()
+    if capacity_bytes is None:
+        capacity_bytes = scenario_capacity(path)
     name = notebook or choose_notebook(path)
     source = notebook_path(name)
     if notebook is not None:

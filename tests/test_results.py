@@ -176,3 +176,22 @@ def test_sim_sweep_space_amplification_grows_with_cluster_size(tmp_path):
     # 4 KiB random writes: bigger clusters hold more unwritten bytes per write
     assert space[4096] < space[65536] < space[2**20]
     assert space[4096] >= 1.0
+
+
+def test_report_takes_the_host_capacity_from_the_scenario(tmp_path):
+    """`cowbench report` without --capacity uses what the scenario says a host holds."""
+    import yaml
+
+    from cowbench.report import scenario_capacity
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "scenario.yaml").write_text(yaml.safe_dump({"fleet": {"hosts": {"capacity": 4096}}}))
+    assert scenario_capacity(run) == 4096
+    sweep = tmp_path / "sweep"
+    (sweep / "points" / "p1").mkdir(parents=True)
+    (sweep / "points" / "p1" / "scenario.yaml").write_text(yaml.safe_dump(
+        {"hosts": [{"name": "a", "capacity_bytes": 8192}, {"name": "b", "capacity_bytes": 8192}]}))
+    assert scenario_capacity(sweep) == 8192
+    (run / "scenario.yaml").write_text(yaml.safe_dump({"hosts": [{"name": "a"}]}))
+    assert scenario_capacity(run) is None
