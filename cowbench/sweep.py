@@ -367,8 +367,8 @@ def _scalar(v: Any) -> Any:
 
 def _write_mc(sweep: Sweep, out: Path, series: list[pd.DataFrame],
               ttf: list[dict[str, Any]]) -> None:
-    if series:
-        allb = pd.concat(series)
+    allb = pd.concat(series) if series else pd.DataFrame()
+    if len(allb):  # time series exist only for fleets and timelines
         b = pd.concat([bands(g).assign(cell=c) for c, g in allb.groupby("cell")])
         atomic_write_text(out / "bands.csv", b.to_csv(index=False))
     if ttf:

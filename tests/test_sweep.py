@@ -192,3 +192,21 @@ def test_cli_sweep_on_a_local_cluster_leaves_no_process(tmp_path: Path) -> None:
     assert again.returncode == 0 and "2 of 2 points ok" in again.stdout
     left = subprocess.run(["pgrep", "-f", str(out)], capture_output=True, text=True, check=False)
     assert left.stdout == ""
+
+
+def test_a_finished_sweep_without_time_series_resumes_to_nothing(tmp_path: Path) -> None:
+    """Resuming a finished sweep of plain (non-fleet) scenarios redoes nothing and fails not."""
+    import yaml
+
+    from cowbench.sweep import load_sweep, run_sweep
+
+    from .conftest import small_dict
+
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(small_dict()))
+    spec = tmp_path / "s.yaml"
+    spec.write_text(yaml.safe_dump({"scenario": "tiny.yaml", "seeds": 1,
+                                    "grid": {"strategy.cluster_size": ["64KiB", "1MiB"]}}))
+    out = tmp_path / "sweep"
+    first = run_sweep(load_sweep(spec), out, "inprocess", 1)
+    again = run_sweep(load_sweep(spec), out, "inprocess", 1)
+    assert (first.status == "ok").all() and (again.status == "ok").all()
