@@ -130,6 +130,22 @@ def sweep(
         raise RunFailed(f"{len(summary) - ok} point(s) failed; see {out_dir}/sweep.json")
 
 
+@app.command("fio-json")
+def fio_json_cmd(run_dir: Annotated[Path, typer.Argument(help="A run directory with the "
+                                                         "model's records.")]) -> None:
+    """Write the model's I/O figures for each VM as fio JSON (fio-json/<vm>.json), for fio's
+    own tooling (fio-plot) to plot beside the real run's fio output in raw/."""
+    from .fiojson import write_fio_json
+
+    read_run(run_dir)
+    pred = run_dir / "predicted.parquet"
+    if not pred.is_file():
+        raise UsageError(f"{run_dir}: no predicted.parquet (run the model: --backend sim|both)")
+    paths = write_fio_json(run_dir, load_scenario(run_dir / "scenario.yaml"),
+                           pd.read_parquet(pred))
+    out.print(f"{len(paths)} fio JSON file(s) in [bold]{run_dir / 'fio-json'}[/]", soft_wrap=True)
+
+
 @app.command("show")
 def show(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) -> None:
     """Print a run's status and its predicted-vs-measured summary."""
