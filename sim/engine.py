@@ -24,7 +24,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .disk import L1_SECTOR, MERGE_READS_MAX, BaseData, HostIO, Qcow2Image, RawImage
+from .disk import (
+    L1_SECTOR,
+    MERGE_READS_MAX,
+    BaseData,
+    HostIO,
+    Qcow2Image,
+    RawImage,
+    add_io,
+)
 from .fs import FS_BLOCK
 
 
@@ -229,7 +237,7 @@ def _account_data(img: Qcow2Image, p: Pieces, new: np.ndarray, io: HostIO) -> No
 def _loop(img: Qcow2Image, offsets: np.ndarray, lengths: np.ndarray) -> HostIO:
     total = HostIO()
     for off, n in zip(np.asarray(offsets).tolist(), np.asarray(lengths).tolist(), strict=True):
-        add(total, img.write(int(off), int(n)))
+        add_io(total, img.write(int(off), int(n)))
     return total
 
 
@@ -244,10 +252,3 @@ def _raw_writes(img: RawImage, offsets: np.ndarray, lengths: np.ndarray) -> Host
             img.blocks[s:e] = True
     return HostIO(write_bytes=int((ends - offsets).sum()), write_ops=int(offsets.shape[0]))
 
-
-def add(total: HostIO, io: HostIO) -> None:
-    total.read_bytes += io.read_bytes
-    total.write_bytes += io.write_bytes
-    total.read_ops += io.read_ops
-    total.write_ops += io.write_ops
-    total.cow = total.cow or io.cow

@@ -6,7 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sim.disk import BaseData, HostIO, Qcow2Image, RawImage
-from sim.engine import add, apply_writes, first_occurrence
+from sim.disk import add_io as add
+from sim.engine import apply_writes, first_occurrence
 
 MiB, KiB = 1 << 20, 1 << 10
 SIZE = 64 * MiB
