@@ -29,6 +29,7 @@ from rich.table import Table
 
 from .compare import summary
 from .errors import CowbenchError, RunFailed, UsageError
+from .profile import Profile
 from .resolve import resolve
 from .runner import BACKENDS, repredict, run_scenario
 from .scenario import Scenario, load_scenario
@@ -73,11 +74,18 @@ def run(
                        "(default: results/<scenario>-<UTC time>). Must not hold a run.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the model's random streams "
                                                   "(default: the scenario's).")] = None,
+    profile: Annotated[Path | None, typer.Option(help="A calibration profile (from `cowbench "
+                       "calibrate`) for the model's I/O figures; overrides the scenario's "
+                       "device.profile.")] = None,
 ) -> None:
     """Run a scenario and write its run directory (run.json, records, comparison.csv, raw/)."""
     if backend not in BACKENDS:
         raise UsageError(f"--backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
     s = _load(scenario)
+    if profile is not None:
+        from .resolve import with_profile
+
+        s = with_profile(s, profile, str(scenario))
     if out_dir is None:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         out_dir = Path("results") / f"{s.name}-{stamp}"
@@ -97,6 +105,63 @@ def run(
     out.print(f"run directory: [bold]{outcome.run_dir}[/]", soft_wrap=True)
     if outcome.comparison is not None:
         out.print(f"comparison:    [bold]{outcome.run_dir / 'comparison.csv'}[/]", soft_wrap=True)
+
+
+@app.command()
+def calibrate(
+    dir: Annotated[Path, typer.Option("--dir", help="Directory on the storage to calibrate "
+                   "(probe images are made in a private subdirectory, removed at the end).")],
+    out_path: Annotated[Path, typer.Option("--out", help="Profile to write (JSON).")],
+    matrix: Annotated[str, typer.Option(help="short (about 2 minutes) or long (finer: more "
+                      "sizes, depths, iodepths and exports, about 15 minutes).")] = "short",
+    exports: Annotated[int, typer.Option(help="Most concurrent exports probed.", min=2,
+                       max=16)] = 4,
+    force: Annotated[bool, typer.Option(help="Replace an existing profile.")] = False,
+) -> None:
+    """Measure the storage under DIR with a fio probe matrix through qemu-nbd, fit the I/O
+    model to it, and write a calibration profile for `device.profile` / `run --profile`."""
+    from .calibration import calibrate as do_calibrate
+
+    if matrix not in ("short", "long"):
+        raise UsageError(f"--matrix must be short or long, not {matrix!r}")
+    if out_path.exists() and not force:
+        raise UsageError(f"--out {out_path}: exists (use --force to replace it)")
+    if not out_path.parent.is_dir():
+        raise UsageError(f"--out {out_path}: no such directory {out_path.parent}")
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                  MofNCompleteColumn(), TimeElapsedColumn(), console=err) as bar:
+        task = bar.add_task("calibrate: starting", total=None)
+        prof = do_calibrate(dir, out_path, matrix, exports,  # type: ignore[arg-type]
+                            progress=lambda i, n, m: bar.update(task, description=m,
+                                                                completed=i, total=n))
+    _print_profile(prof)
+    out.print(f"profile: [bold]{out_path}[/] ({len(prof.probes)} probes in "
+              f"{prof.duration_s:.0f} s)", soft_wrap=True)
+
+
+def _print_profile(prof: Profile) -> None:
+    p = prof.params
+    t = Table(title="I/O model fitted to the probes", show_lines=False)
+    t.add_column("parameter")
+    t.add_column("value", justify="right")
+    t.add_row("stages (shared path)", f"{p.stages:g}")
+    t.add_row("read path 4 KiB", f"{p.read_path_s[0][1] * 1e6:.1f} us")
+    t.add_row("write path 4 KiB", f"{p.write_path_s[0][1] * 1e6:.1f} us")
+    t.add_row("read bandwidth", f"{p.read_bw[0][1] / 2**20:,.0f} MiB/s")
+    t.add_row("write bandwidth", f"{p.write_bw[0][1] / 2**20:,.0f} MiB/s")
+    t.add_row("qcow2 read / write", f"{p.qcow2_read_s * 1e6:+.1f} / "
+                                    f"{p.qcow2_write_s * 1e6:+.1f} us")
+    t.add_row("cluster allocation", f"{p.alloc_s * 1e6:.1f} us")
+    t.add_row("copy-on-write read", f"{p.cow_read_s * 1e6:.1f} us")
+    t.add_row("subcluster allocation", f"{p.subcluster_alloc_s * 1e6:.1f} us")
+    t.add_row("chain depth d (k = d - 1)", f"{p.chain_base_s * 1e6:+.1f} + "
+              f"{p.chain_a_s * 1e6:.2f} k + {p.chain_b_s * 1e6:.3f} k^2 us")
+    t.add_row("L2 cache miss", f"{p.l2_miss_s * 1e6:.1f} us")
+    out.print(t)
+    errs = sorted(abs(r.rel_error) for r in prof.fit if r.metric == "iops")
+    if errs:
+        out.print(f"the model replays the {len(errs)} probes' IOPS with median |error| "
+                  f"{errs[len(errs) // 2]:.1%}, worst {errs[-1]:.1%}")
 
 
 @app.command("sweep")

@@ -13,8 +13,9 @@ import signal
 from pathlib import Path
 
 from . import tools
-from .errors import ScenarioError, ToolError
+from .errors import ScenarioError, ToolError, UsageError
 from .iolog import TraceError, read_iolog
+from .profile import load_profile
 from .scenario import Extent, Scenario, parse_scenario
 from .tools import (
     data_extents_from_map,
@@ -28,6 +29,7 @@ def resolve(scenario: Scenario, source: str = "<scenario>") -> Scenario:
     """Return ``scenario`` with every path image's size and data map filled in, and every
     ``read_iolog`` made absolute (relative paths are relative to the scenario file)."""
     scenario = _absolute_iologs(scenario, source)
+    scenario = _calibration(scenario, source)
     if all(img.path is None for img in scenario.images):
         return scenario
     data = scenario.model_dump(mode="json")
@@ -75,6 +77,31 @@ def _inspection_failed(fmt: str, err: ToolError) -> str:
                 f"of CPU, {tools.UNTRUSTED_ADDRESS_SPACE >> 20} MiB of memory); refused")
     last = (err.stderr.strip().splitlines() or [str(err)])[-1]
     return f"not a valid {fmt} image: {last}"
+
+
+def _calibration(scenario: Scenario, source: str) -> Scenario:
+    """``device.profile`` loaded (relative to the scenario file) into ``device.calibrated``."""
+    name = scenario.device.profile
+    if name is None:
+        return scenario
+    here = Path(source).parent if Path(source).is_file() else Path.cwd()
+    path = Path(name) if Path(name).is_absolute() else (here / name).resolve()
+    try:
+        profile = load_profile(path)
+    except UsageError as err:
+        raise ScenarioError(source, [("device.profile", str(err))]) from None
+    data = scenario.model_dump(mode="json")
+    data["device"]["profile"] = str(path)
+    data["device"]["calibrated"] = profile.params.model_dump(mode="json")
+    return parse_scenario(data, source)
+
+
+def with_profile(scenario: Scenario, profile: Path, source: str) -> Scenario:
+    """``scenario`` with ``device.profile`` set to ``profile`` (``cowbench run --profile``)."""
+    data = scenario.model_dump(mode="json")
+    data["device"]["profile"] = str(profile.resolve())
+    data["device"]["calibrated"] = None
+    return _calibration(parse_scenario(data, source), source)
 
 
 def _absolute_iologs(scenario: Scenario, source: str) -> Scenario:

@@ -28,6 +28,7 @@ from pydantic import (
 from .errors import ScenarioError
 from .fleet import Fleet, fleet_problems
 from .lifecycle import Flavor, Nova, Timeline, check_timeline
+from .profile import PerfParams
 from .units import is_power_of_two, parse_duration, parse_size
 
 SCHEMA_VERSION = 1
@@ -409,6 +410,13 @@ class Device(_Frozen):
     read_bandwidth_bytes_per_s: Bytes = 1_500 * 2**20
     write_bandwidth_bytes_per_s: Bytes = 1_000 * 2**20
     metadata_latency_s: Seconds = 20e-6
+    profile: str | None = Field(
+        default=None, description="A calibration profile (JSON from `cowbench calibrate`), "
+        "relative to the scenario file: the model then predicts I/O with the profile's "
+        "fitted parameters, and the figures above are not used.")
+    calibrated: PerfParams | None = Field(
+        default=None, description="The I/O model's parameters; filled from `profile` when "
+        "the scenario is resolved (a run's scenario.yaml keeps the ones it used).")
 
 
 class RealOptions(_Frozen):

@@ -109,8 +109,10 @@ class NbdExport:
 
     def __init__(self, image: Path, fmt: str, sock_dir: Path, name: str, *,
                  cache: str = "none", aio: str = "threads", log: RawLog | None = None,
-                 discard: str = "ignore", detect_zeroes: str = "off") -> None:
+                 discard: str = "ignore", detect_zeroes: str = "off",
+                 image_opts: str | None = None) -> None:
         self.image = image
+        self.image_opts = image_opts  # ``--image-opts``: driver options instead of ``-f FMT``
         self.fmt = fmt
         self.socket = sock_dir / f"{name}.sock"
         self.pid_file = sock_dir / f"{name}.pid"
@@ -128,10 +130,11 @@ class NbdExport:
 
     def start(self) -> NbdExport:
         become_subreaper()
+        target = (["--image-opts", self.image_opts] if self.image_opts
+                  else ["-f", self.fmt, str(self.image)])
         argv = ["qemu-nbd", "--fork", f"--pid-file={self.pid_file}", "-k", str(self.socket),
-                "-f", self.fmt, "-t", "-e", "0", f"--cache={self.cache}", f"--aio={self.aio}",
-                f"--discard={self.discard}", f"--detect-zeroes={self.detect_zeroes}",
-                str(self.image)]
+                "-t", "-e", "0", f"--cache={self.cache}", f"--aio={self.aio}",
+                f"--discard={self.discard}", f"--detect-zeroes={self.detect_zeroes}", *target]
         try:
             run(argv, log=self.log, label=f"qemu-nbd-{self.name}", timeout=60)
         finally:

@@ -1,4 +1,10 @@
-"""A first storage device model: one queue per host, shared by every VM on it.
+"""The storage a host's VMs share: the uncalibrated first model, or the calibrated one.
+
+``make_device`` picks: with a calibration profile (``device.calibrated``, filled from
+``device.profile``), :class:`CalibratedDevice` serves every guest I/O through ``sim.perf``'s
+shared stages and device; without one, :class:`Device` below.
+
+The first storage device model: one queue per host, shared by every VM on it.
 
 Each host I/O a guest I/O causes (a COW read of the cluster, the cluster write, metadata
 writes, or the in-place write) costs a fixed per-operation latency plus its bytes over the
@@ -12,11 +18,15 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import Any
 
+import numpy as np
 import simpy
 
+from cowbench.profile import PerfParams
 from cowbench.scenario import Device as DeviceSpec
 
-from .disk import HostIO
+from .disk import HostIO, Qcow2Image
+from .perf import Fmt, Host, PerfModel
+from .qcow2_ext import Qcow2ExtImage
 
 
 class Device:
@@ -38,3 +48,66 @@ class Device:
         with self.queue.request() as req:
             yield req
             yield self.env.timeout(self.service_time(io))
+
+    client_s = 0.0
+
+    def serve_io(self, disk: object, is_write: bool, length: int,
+                 io: HostIO) -> Generator[simpy.Event, Any, None]:
+        yield from self.serve(io)
+
+
+def disk_format(disk: object) -> tuple[Fmt, int, Qcow2Image | None]:
+    """(format the I/O model charges, backing-chain depth, the qcow2 image the VM writes)."""
+    top = getattr(disk, "top", disk)  # a snapshot chain: its top layer
+    if isinstance(top, Qcow2ExtImage):
+        fmt: Fmt = "qcow2_ext"
+    elif isinstance(top, Qcow2Image):
+        fmt = "qcow2"
+    else:
+        return "raw", 0, None
+    depth = 1 + len(getattr(disk, "lower", ()))
+    return fmt, depth, top
+
+
+class CalibratedDevice:
+    """One host's storage under the calibrated model (``sim.perf``)."""
+
+    def __init__(self, env: simpy.Environment, params: PerfParams,
+                 rng: np.random.Generator) -> None:
+        self.model = PerfModel(params)
+        self.host = Host(env, self.model, rng)
+        self.rng = rng
+        self.client_s = self.model.client_s
+        self._formats: dict[int, tuple[Fmt, int, float]] = {}
+
+    def _format(self, disk: object) -> tuple[Fmt, int, float]:
+        key = id(disk)
+        if key not in self._formats:
+            fmt, depth, img = disk_format(disk)
+            miss = 0.0
+            if img is not None:
+                per_entry = 16 if fmt == "qcow2_ext" else 8
+                need = -(-img.virtual_size // img.cluster_size) * per_entry
+                cache = self.model.p.l2_cache_bytes
+                miss = max(0.0, 1.0 - cache / need) if need > cache else 0.0
+            self._formats[key] = (fmt, depth, miss)
+        return self._formats[key]
+
+    def serve_io(self, disk: object, is_write: bool, length: int,
+                 io: HostIO) -> Generator[simpy.Event, Any, None]:
+        fmt, depth, miss = self._format(disk)
+        l2_miss = miss > 0 and bool(self.rng.random() < miss)
+        d = self.model.demand(is_write=is_write, length=length, host=io, fmt=fmt, depth=depth,
+                              l2_miss=l2_miss)
+        yield from self.host.serve(d, getattr(disk, "top", disk))
+
+
+AnyDevice = Device | CalibratedDevice
+
+
+def make_device(env: simpy.Environment, spec: DeviceSpec, seed: int, host_index: int) -> AnyDevice:
+    """The host's device: calibrated when the scenario carries a profile's parameters."""
+    if spec.calibrated is None:
+        return Device(env, spec)
+    rng = np.random.default_rng([seed, host_index, 0x5E5F])
+    return CalibratedDevice(env, spec.calibrated, rng)

@@ -38,6 +38,9 @@ def add_io(total: HostIO, io: HostIO) -> None:
     total.read_ops += io.read_ops
     total.write_ops += io.write_ops
     total.cow = total.cow or io.cow
+    total.allocs += io.allocs
+    total.sub_allocs += io.sub_allocs
+    total.backing_reads += io.backing_reads
 
 
 @dataclass
@@ -49,6 +52,12 @@ class HostIO:
     read_ops: int = 0
     write_ops: int = 0
     cow: bool = False
+    #: what the I/O model (sim.perf) charges beyond the bytes: clusters newly allocated,
+    #: subclusters allocated in an allocated cluster (extended_l2), and guest read pieces
+    #: that fell through to the backing chain
+    allocs: int = 0
+    sub_allocs: int = 0
+    backing_reads: int = 0
 
 
 class BaseData:
@@ -301,6 +310,7 @@ class Qcow2Image:
         self.allocated[g] = True
         self.dirty_l2.add(g // self.l2_entries)
         io.cow = True
+        io.allocs += 1
         zero_cow = self.zeroed[g]  # a discarded cluster reads as zeros, not as the backing
         self.zeroed[g] = False
         if ps == cs and pe == ce:
@@ -433,6 +443,7 @@ class Qcow2Image:
                 io.read_bytes += pe - ps
             elif not self.zeroed[g]:
                 io.read_bytes += self._backing_bytes(ps, pe)
+                io.backing_reads += 1
             io.read_ops += 1
         return io
 

@@ -23,7 +23,7 @@ from cowbench.iolog import Trace
 from cowbench.records import Recorder
 from cowbench.scenario import VM, Image, Scenario, Workload
 
-from .device import Device
+from .device import AnyDevice, make_device
 from .disk import BaseData, HostIO, Qcow2Image, RawImage
 from .fio import IoChunk, io_stream, job_seed, trace_chunks
 from .fs import FS_BLOCK
@@ -115,12 +115,14 @@ class _Job:
                             chunk.is_write.tolist(), trims.tolist(), strict=True)
 
 
-def _slot(env: simpy.Environment, job: _Job, disk: Disk, device: Device,
+def _slot(env: simpy.Environment, job: _Job, disk: Disk, device: AnyDevice,
           stats: VmStats, deadline: float, pacer: _Pacer | None) -> Process:
     while env.now < deadline:
         io = job.next()
         if io is None:
             return
+        if device.client_s:  # fio's own work between a completion and the next submission
+            yield env.timeout(device.client_s)
         if pacer is not None:
             wait = pacer.reserve(env.now)
             if wait > 0:
@@ -134,7 +136,7 @@ def _slot(env: simpy.Environment, job: _Job, disk: Disk, device: Device,
             stats.add_host(trim(disk, offset, length))
             continue
         host = guest_write(disk, offset, length) if is_write else disk.read(offset, length)
-        yield from device.serve(host)
+        yield from device.serve_io(disk, is_write, length, host)
         stats.add_host(host)
         done = env.now
         if is_write:
@@ -160,7 +162,7 @@ class _Pacer:
 
 
 def _run_vm(env: simpy.Environment, scenario: Scenario, vm: VM, vm_index: int,
-            disk: Disk, device: Device, stats: VmStats, wl: Workload,
+            disk: Disk, device: AnyDevice, stats: VmStats, wl: Workload,
             traces: Sequence[Trace] | None = None, size: int | None = None) -> Process:
     size = scenario.root_size(vm) if size is None else size
     limit = min(x for x in (wl.runtime, scenario.duration, math.inf) if x is not None)
@@ -179,7 +181,7 @@ def _run_vm(env: simpy.Environment, scenario: Scenario, vm: VM, vm_index: int,
 
 
 def _clone(env: simpy.Environment, wl: Workload, job: _Job, disk: Disk,
-           device: Device, stats: VmStats, deadline: float, pacer: _Pacer | None) -> Process:
+           device: AnyDevice, stats: VmStats, deadline: float, pacer: _Pacer | None) -> Process:
     """One fio clone: ``iodepth`` slots, then fio's verify phase if the job asks for it."""
     slots = [env.process(_slot(env, job, disk, device, stats, deadline, pacer))
              for _ in range(wl.iodepth)]
@@ -231,7 +233,8 @@ def simulate(scenario: Scenario, seed: int | None = None,
         simulate_timeline(scenario, rec)
         return rec.frame()
     env = simpy.Environment()
-    devices = {h.name: Device(env, scenario.device) for h in scenario.hosts}
+    devices = {h.name: make_device(env, scenario.device, seed, i)
+               for i, h in enumerate(scenario.hosts)}
     disks: dict[str, Disk] = {}
     stats: dict[str, VmStats] = {}
     for i, vm in enumerate(scenario.vms):

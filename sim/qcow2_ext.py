@@ -149,6 +149,7 @@ class Qcow2ExtImage(Qcow2Image):
         self.n_data += h - g
         self._last_data = h - 1
         io.cow = True
+        io.allocs += h - g
         return h, first + h - g
 
     def _write_subclusters(self, g: int, ps: int, pe: int, length: int, io: HostIO) -> None:
@@ -161,6 +162,7 @@ class Qcow2ExtImage(Qcow2Image):
             io.write_ops += 1
             return
         self.dirty_l2.add(g // self.l2_entries)
+        io.sub_allocs += 1
         a = cs + s0 * scs if not old >> s0 & 1 else ps
         b = cs + (s1 + 1) * scs if not old >> s1 & 1 else pe
         head, tail = ps > a, pe < b

@@ -18,7 +18,7 @@ from cowbench.lifecycle import Op, batches, schedule
 from cowbench.records import Recorder
 from cowbench.scenario import Scenario
 
-from .device import Device
+from .device import make_device
 from .disk import Qcow2Image
 from .fs import FS_BLOCK
 from .lifecycle import (
@@ -223,7 +223,7 @@ def run_group(world: World, ops: list[Op]) -> None:
     """Workload runs that start at the same instant, together, contending per host."""
     s = world.s
     env = simpy.Environment()
-    devices = {h: Device(env, s.device) for h in world.hosts}
+    devices = {h: make_device(env, s.device, s.seed, i) for i, h in enumerate(world.hosts)}
     stats: dict[int, VmStats] = {}
     for op in ops:
         vm = s.vms[world.vm_index[op.vm]]

@@ -1,0 +1,47 @@
+"""``cowbench calibrate``: measure (``real.calibrate``), fit (``sim.perf``), write the profile.
+
+The profile is written atomically once everything succeeded; an interrupt or a failed probe
+leaves no profile and no probe image (the real side removes its work directory).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Literal
+
+from .atomic import atomic_write_text
+from .profile import Profile, profile_json
+from .signals import interrupts_raise
+from .store import host_facts, now_iso, tool_versions
+
+
+def _load() -> list[float]:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return []
+
+
+def calibrate(directory: Path, out: Path, matrix: Literal["short", "long"], exports: int,
+              progress: object = None) -> Profile:
+    from real.calibrate import measure, settings
+    from sim.perf import fit, fit_rows
+
+    s = settings(matrix, exports)
+    created = now_iso()
+    load_before = _load()
+    t0 = time.monotonic()
+    with interrupts_raise():
+        probes = measure(directory, s, progress=progress)  # type: ignore[arg-type]
+    load_after = _load()
+    params = fit(probes)
+    rows = fit_rows(params, probes)
+    duration = time.monotonic() - t0  # probes, fit and replay: the whole calibration
+    prof = Profile(created=created, duration_s=round(duration, 1), matrix=matrix,
+                   dir=str(directory.resolve()), host=host_facts(directory),
+                   tools=tool_versions(), settings=s.as_dict(), load_before=load_before,
+                   load_after=load_after, probes=probes, params=params, fit=rows)
+    atomic_write_text(out, profile_json(prof))
+    return prof

@@ -1,0 +1,150 @@
+"""The calibration profile: what ``cowbench calibrate`` measured on a storage, and the I/O
+model's parameters fitted to it.
+
+A profile is one JSON file, versioned (``schema_version``), that records where and how it was
+measured (directory, filesystem, host facts, tool versions, fio settings), every probe's
+measured figures, the fitted parameters (:class:`PerfParams`), and how well the model replays
+the probes (``fit``). A scenario names it in ``device.profile``; the model then predicts I/O
+with these parameters instead of the uncalibrated ``device`` figures. A profile is only as good
+as the machine was quiet while it was measured: ``load_before`` and ``load_after`` say how
+busy the machine was.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import UsageError
+
+PROFILE_SCHEMA = 1
+PROFILE_KIND = "cowbench-calibration"
+
+#: what a probe exercises (each one fio job per export, through qemu-nbd):
+#: raw: a raw file full of data; qcow2: a qcow2 image with every cluster allocated;
+#: cow: first writes into a fresh qcow2 overlay over the raw file (one write per cluster);
+#: cow_ext: the same with extended_l2 (subcluster allocation); chain: reads that fall through
+#: ``depth`` empty qcow2 layers to the raw file; l2miss: reads of the allocated qcow2 image with
+#: an L2 cache far smaller than the image needs
+Target = Literal["raw", "qcow2", "cow", "cow_ext", "chain", "l2miss"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Probe(_Frozen):
+    """One probe of the matrix and what fio measured (summed over its exports)."""
+
+    name: str
+    target: Target
+    rw: Literal["randread", "randwrite", "write"]
+    bs: int = Field(gt=0)
+    iodepth: int = Field(ge=1)
+    exports: int = Field(default=1, ge=1)
+    depth: int = Field(default=0, ge=0)
+    cluster_size: int = Field(default=65536, gt=0)
+    runtime_s: float = Field(gt=0)
+    ios: int = Field(ge=0)
+    iops: float = Field(ge=0)
+    bw_bytes_per_s: float = Field(ge=0)
+    lat_mean_s: float = Field(ge=0)
+    lat_p99_s: float = Field(ge=0)
+
+
+class PerfParams(_Frozen):
+    """The I/O model's parameters (``sim.perf``), all in seconds, bytes and bytes/s.
+
+    Each guest I/O costs a *path* demand (CPU and wake-ups of fio, qemu-nbd and the block
+    layer), served by ``stages`` shared single-server stages in turn, and a *device* demand
+    (the host bytes it moves over the storage's bandwidth), served by one shared device.
+    ``*_path_s`` are tables ``[[bs, seconds], ...]`` for the raw path, interpolated in log(bs);
+    the qcow2 and copy-on-write figures are what each adds to it.
+    """
+
+    stages: float = Field(ge=1, le=64)
+    client_s: float = Field(ge=0)
+    read_bw: list[tuple[int, float]] = Field(min_length=1)
+    write_bw: list[tuple[int, float]] = Field(min_length=1)
+    read_path_s: list[tuple[int, float]] = Field(min_length=1)
+    write_path_s: list[tuple[int, float]] = Field(min_length=1)
+    qcow2_read_s: float
+    qcow2_write_s: float
+    alloc_s: float = Field(ge=0)
+    cow_read_s: float = Field(ge=0)
+    subcluster_alloc_s: float = Field(ge=0)
+    chain_base_s: float
+    chain_a_s: float = Field(ge=0)
+    chain_b_s: float = Field(ge=0)
+    l2_miss_s: float = Field(ge=0)
+    l2_cache_bytes: int = Field(default=32 << 20, gt=0)
+
+
+class FitRow(_Frozen):
+    """A probe replayed by the model with the fitted parameters."""
+
+    probe: str
+    metric: Literal["iops", "lat_mean_s"]
+    measured: float
+    model: float
+    rel_error: float
+
+
+class Profile(_Frozen):
+    schema_version: Literal[1] = 1
+    kind: Literal["cowbench-calibration"] = "cowbench-calibration"
+    created: str
+    duration_s: float = Field(ge=0)
+    matrix: Literal["short", "long"]
+    dir: str
+    host: dict[str, Any]
+    tools: dict[str, str | None]
+    settings: dict[str, Any]
+    load_before: list[float] = Field(default_factory=list)
+    load_after: list[float] = Field(default_factory=list)
+    probes: list[Probe] = Field(min_length=1)
+    params: PerfParams
+    fit: list[FitRow] = Field(default_factory=list)
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "<profile>"
+
+
+def parse_profile(data: Any, source: str) -> Profile:
+    """A :class:`Profile` from parsed JSON, or a :class:`UsageError` naming the key path."""
+    if not isinstance(data, dict):
+        raise UsageError(f"{source}: not a cowbench calibration profile (a JSON object)")
+    if data.get("kind") != PROFILE_KIND:
+        raise UsageError(f"{source}: kind: not a cowbench calibration profile "
+                         f"(expected {PROFILE_KIND!r})")
+    if data.get("schema_version") != PROFILE_SCHEMA:
+        raise UsageError(f"{source}: schema_version: {data.get('schema_version')!r} is not "
+                         f"supported (this cowbench reads {PROFILE_SCHEMA}); calibrate again")
+    try:
+        return Profile.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise UsageError(f"{source}: {_loc(tuple(first['loc']))}: {first['msg']}") from None
+
+
+def load_profile(path: Path) -> Profile:
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise UsageError(f"{path}: cannot read the profile: {err.strerror}") from None
+    try:
+        data = json.loads(text)
+    except ValueError as err:
+        raise UsageError(f"{path}: not JSON: {err}") from None
+    return parse_profile(data, str(path))
+
+
+def profile_json(profile: Profile) -> str:
+    return json.dumps(profile.model_dump(mode="json"), indent=1) + "\n"

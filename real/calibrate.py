@@ -1,0 +1,281 @@
+"""``cowbench calibrate``: a fio probe matrix through the real stack on a directory.
+
+Every probe runs fio's nbd engine against qemu-nbd exports (``--cache=none --aio=threads``,
+as the real backend runs VMs, FACTS.md 3.1) of images made in a private work directory under
+the target directory, which is removed at the end whatever happens (and every qemu-nbd
+stopped). The images:
+
+- ``raw.img``: a raw file of ``span`` bytes, every byte written (fio, sequential 1 MiB);
+- ``qcow2.img``: ``qemu-img convert -O qcow2`` of it, every cluster allocated;
+- a fresh overlay over ``raw.img`` for each first-write probe (``cow``: one write per
+  cluster, so every write allocates and copies the rest of its cluster; ``cow_ext``: the same
+  with ``extended_l2=on``, where a 4 KiB write fills whole subclusters and copies nothing);
+- a chain of empty qcow2 layers over ``raw.img`` for reads that fall through ``depth`` layers;
+- ``qcow2.img`` again with a two-entry L2 cache of 4 KiB slices, so nearly every read misses.
+
+The short matrix (the default) takes about a minute and a half on a 2-core machine; ``long``
+probes more sizes, depths, iodepths and exports for longer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from cowbench.errors import ToolError, UsageError
+from cowbench.profile import Probe, Target
+from cowbench.tools import require_tools, run, which
+
+from .nbd import NbdExport, stop_servers_in
+
+KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
+CLUSTER = 64 * KiB
+L2_SLICE = 4 * KiB
+L2_ENTRIES = 2  # QEMU's minimum L2 cache: two entries
+
+
+@dataclass(frozen=True)
+class ProbeSpec:
+    target: Target
+    rw: Literal["randread", "randwrite", "write"]
+    bs: int
+    iodepth: int
+    exports: int = 1
+    depth: int = 0
+    cluster_size: int = CLUSTER
+
+    @property
+    def name(self) -> str:
+        size = f"{self.bs // MiB}m" if self.bs >= MiB else f"{self.bs // KiB}k"
+        extra = f"-d{self.depth}" if self.target == "chain" else ""
+        return f"{self.target}{extra}-{self.rw}-{size}-qd{self.iodepth}-x{self.exports}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    matrix: Literal["short", "long"]
+    runtime_s: float
+    ramp_s: float
+    span: int
+    exports: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"matrix": self.matrix, "runtime_s": self.runtime_s, "ramp_s": self.ramp_s,
+                "span_bytes": self.span, "max_exports": self.exports, "cache": "none",
+                "aio": "threads", "cluster_size": CLUSTER, "ioengine": "nbd",
+                "l2_miss_probe": {"l2-cache-size": L2_ENTRIES * L2_SLICE,
+                                  "l2-cache-entry-size": L2_SLICE}}
+
+
+def settings(matrix: Literal["short", "long"], exports: int) -> Settings:
+    if matrix == "short":
+        return Settings(matrix, runtime_s=2.5, ramp_s=0.5, span=1 * GiB, exports=exports)
+    return Settings(matrix, runtime_s=5.0, ramp_s=1.0, span=2 * GiB, exports=exports)
+
+
+def probe_matrix(s: Settings) -> list[ProbeSpec]:
+    """The probes, in the order they run (the quickest-to-set-up first)."""
+    n = s.exports
+    qds: tuple[int, ...]
+    sizes: tuple[int, ...]
+    deep: tuple[int, ...]
+    if s.matrix == "short":
+        qds, sizes, deep = (1, 4, 32), (16 * KiB, 64 * KiB, MiB), (1, 2, 4, 16, 32)
+        exports = sorted({2, n} - {1})
+    else:
+        qds = (1, 2, 4, 8, 16, 32)
+        sizes = (8 * KiB, 16 * KiB, 32 * KiB, 64 * KiB, 128 * KiB, 256 * KiB, MiB)
+        deep = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
+        exports = list(range(2, n + 1))
+    specs: list[ProbeSpec] = []
+    rws: tuple[Literal["randread", "randwrite"], ...] = ("randread", "randwrite")
+    for rw in rws:
+        specs += [ProbeSpec("raw", rw, 4 * KiB, qd) for qd in qds]
+        for bs in sizes:
+            specs.append(ProbeSpec("raw", rw, bs, 1))
+            if bs >= 64 * KiB:  # the device's bandwidth: many large I/Os in flight
+                specs.append(ProbeSpec("raw", rw, bs, 32 if bs < MiB else 8))
+    for rw in rws:
+        specs += [ProbeSpec("qcow2", rw, 4 * KiB, qd)
+                  for qd in (qds if s.matrix == "long" else (1, 32))]
+    specs.append(ProbeSpec("l2miss", "randread", 4 * KiB, 1))
+    for k in exports:
+        specs.append(ProbeSpec("raw", "randread", 4 * KiB, 4, exports=k))
+        specs.append(ProbeSpec("raw", "randwrite", 4 * KiB, 4, exports=k))
+    specs += [ProbeSpec("cow", "write", 4 * KiB, qd) for qd in (1, 8)]
+    specs.append(ProbeSpec("cow", "write", 64 * KiB, 1))
+    if s.matrix == "long":
+        specs += [ProbeSpec("cow", "write", bs, 1) for bs in (16 * KiB, 32 * KiB)]
+    specs.append(ProbeSpec("cow_ext", "write", 4 * KiB, 1))
+    specs += [ProbeSpec("chain", "randread", 4 * KiB, 1, depth=d) for d in deep]
+    specs.append(ProbeSpec("chain", "randread", 4 * KiB, 8, depth=max(deep)))
+    return specs
+
+
+def check_dir(path: Path, s: Settings) -> None:
+    """Refuse a directory that cannot hold the probes' images (exit 2, nothing created)."""
+    if not path.is_dir():
+        raise UsageError(f"--dir {path}: not a directory")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UsageError(f"--dir {path}: not writable")
+    need = 3 * s.span + 256 * MiB
+    free = shutil.disk_usage(path).free
+    if free < need:
+        raise UsageError(f"--dir {path}: {free >> 20} MiB free, the probes need "
+                         f"{need >> 20} MiB")
+
+
+@contextmanager
+def _workdir(path: Path) -> Iterator[Path]:
+    work = Path(tempfile.mkdtemp(prefix=".cowbench-calibrate-", dir=path))
+    try:
+        yield work
+    finally:
+        stop_servers_in(work)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+class _Images:
+    """The probe images in the work directory, made on first use."""
+
+    def __init__(self, work: Path, s: Settings) -> None:
+        self.work = work
+        self.s = s
+        self.raw = work / "raw.img"
+        self.qcow2 = work / "qcow2.img"
+        self._chain: list[Path] = []
+        self._n = 0
+
+    def setup(self) -> None:
+        run(["qemu-img", "create", "-q", "-f", "raw", str(self.raw), str(self.s.span)])
+        run([which("fio"), "--name=fill", f"--filename={self.raw}", "--rw=write", "--bs=1M",
+             "--direct=1", "--ioengine=psync", f"--size={self.s.span}", "--output=/dev/null"],
+            timeout=600)
+        run(["qemu-img", "convert", "-t", "none", "-O", "qcow2", "-o",
+             f"cluster_size={CLUSTER}", "-f", "raw", str(self.raw), str(self.qcow2)],
+            timeout=600)
+
+    def fresh_overlay(self, ext: bool, cluster: int) -> Path:
+        self._n += 1
+        path = self.work / f"cow-{self._n}.qcow2"
+        opts = f"cluster_size={cluster}" + (",extended_l2=on" if ext else "")
+        run(["qemu-img", "create", "-q", "-f", "qcow2", "-o", opts, "-b", str(self.raw),
+             "-F", "raw", str(path), str(self.s.span)])
+        return path
+
+    def chain(self, depth: int) -> Path:
+        while len(self._chain) < depth:
+            below, fmt = (self._chain[-1], "qcow2") if self._chain else (self.raw, "raw")
+            path = self.work / f"chain-{len(self._chain) + 1}.qcow2"
+            run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(below), "-F", fmt,
+                 str(path), str(self.s.span)])
+            self._chain.append(path)
+        return self._chain[depth - 1]
+
+    def export_args(self, spec: ProbeSpec) -> list[tuple[Path, str, str | None]]:
+        """(image, format, image-opts) for each export of ``spec``."""
+        if spec.target == "raw":
+            return [(self.raw, "raw", None)] * spec.exports
+        if spec.target == "qcow2":
+            return [(self.qcow2, "qcow2", None)] * spec.exports
+        if spec.target == "l2miss":
+            opts = (f"driver=qcow2,file.driver=file,file.filename={self.qcow2},"
+                    f"l2-cache-size={L2_ENTRIES * L2_SLICE},l2-cache-entry-size={L2_SLICE}")
+            return [(self.qcow2, "qcow2", opts)] * spec.exports
+        if spec.target in ("cow", "cow_ext"):
+            return [(self.fresh_overlay(spec.target == "cow_ext", spec.cluster_size), "qcow2",
+                     None) for _ in range(spec.exports)]
+        return [(self.chain(spec.depth), "qcow2", None)] * spec.exports
+
+
+def _fio_argv(spec: ProbeSpec, uris: Sequence[str], s: Settings, out: Path) -> list[str]:
+    argv = [which("fio"), "--output-format=json", f"--output={out}"]
+    for i, uri in enumerate(uris):
+        job = [f"--name=p{i}", "--ioengine=nbd", f"--uri={uri}", f"--bs={spec.bs}",
+               f"--iodepth={spec.iodepth}", f"--size={s.span}", f"--runtime={s.runtime_s:g}"]
+        if spec.rw == "write":  # first writes: one per cluster, each a new cluster
+            skip = spec.cluster_size - spec.bs if spec.bs < spec.cluster_size else 0
+            job += [f"--rw=write:{skip}" if skip else "--rw=write"]
+        else:
+            job += [f"--rw={spec.rw}", "--time_based=1", f"--ramp_time={s.ramp_s:g}",
+                    "--norandommap=1", "--randrepeat=0"]
+        argv += job
+    return argv
+
+
+def _summarise(spec: ProbeSpec, data: dict[str, Any], runtime: float) -> Probe:
+    kind = "read" if spec.rw == "randread" else "write"
+    ios = iops = bw = lat_w = 0.0
+    p99 = 0.0
+    for job in data["jobs"]:
+        d = job[kind]
+        n = float(d["total_ios"])
+        ios += n
+        iops += float(d["iops"])
+        bw += float(d["bw_bytes"])
+        clat = d.get("clat_ns", {})
+        lat_w += n * float(clat.get("mean", 0.0)) * 1e-9
+        pct = clat.get("percentile", {}).get("99.000000")
+        if pct is not None:
+            p99 = max(p99, float(pct) * 1e-9)
+    if ios == 0:
+        raise ToolError(["fio"], 0, "", f"probe {spec.name}: fio completed no I/O")
+    return Probe(name=spec.name, target=spec.target, rw=spec.rw, bs=spec.bs,
+                 iodepth=spec.iodepth, exports=spec.exports, depth=spec.depth,
+                 cluster_size=spec.cluster_size, runtime_s=runtime, ios=int(ios), iops=iops,
+                 bw_bytes_per_s=bw, lat_mean_s=lat_w / ios, lat_p99_s=p99)
+
+
+Progress = Callable[[int, int, str], None]
+
+
+def measure(path: Path, s: Settings, specs: Sequence[ProbeSpec] | None = None,
+            progress: Progress | None = None) -> list[Probe]:
+    """Run the probes on ``path``; return what each measured. Leaves nothing behind."""
+    require_tools(("qemu-img", "qemu-nbd", "fio"))
+    check_dir(path, s)
+    specs = list(specs) if specs is not None else probe_matrix(s)
+    say = progress or (lambda i, n, msg: None)
+    results: list[Probe] = []
+    with _workdir(path) as work:
+        images = _Images(work, s)
+        say(0, len(specs), f"writing {s.span >> 20} MiB of probe images")
+        images.setup()
+        for i, spec in enumerate(specs):
+            say(i, len(specs), f"probe {spec.name}")
+            results.append(_run_probe(spec, images, work, s))
+            r = results[-1]
+            say(i + 1, len(specs), f"probe {spec.name}: {r.iops:,.0f} IOPS, "
+                                   f"{r.lat_mean_s * 1e6:,.0f} us")
+    return results
+
+
+def _run_probe(spec: ProbeSpec, images: _Images, work: Path, s: Settings) -> Probe:
+    out = work / "fio.json"
+    with ExitStack() as stack:
+        uris = []
+        for k, (image, fmt, opts) in enumerate(images.export_args(spec)):
+            nbd = NbdExport(image, fmt, work, f"e{k}", image_opts=opts)
+            stack.enter_context(nbd)
+            uris.append(nbd.uri)
+        argv = _fio_argv(spec, uris, s, out)
+        t0 = time.monotonic()
+        run(argv, timeout=s.runtime_s + s.ramp_s + 120)
+        runtime = time.monotonic() - t0
+    try:
+        data = json.loads(out.read_text())
+    except (OSError, ValueError):
+        raise ToolError(argv, 0, "", f"probe {spec.name}: fio wrote no JSON") from None
+    finally:
+        out.unlink(missing_ok=True)
+    for image in work.glob("cow-*.qcow2"):  # first-write overlays are used once
+        image.unlink()
+    return _summarise(spec, data, runtime)

@@ -1,0 +1,419 @@
+"""The calibrated I/O model: service demands per guest I/O, a shared host, and the fit.
+
+How a guest I/O is served (one host; every VM on it shares everything below):
+
+- a *client* delay (fio's own per-I/O work between a completion and the next submission),
+  not part of the latency fio reports;
+- a *path* demand: the CPU and wake-ups of the whole software path (fio's nbd engine,
+  qemu-nbd, the qcow2 driver, the thread pool), served by ``stages`` single-server stages in
+  turn, each taking its share of the demand (exponentially distributed). The stages are
+  shared by all VMs of the host: on a small host the path is CPU-bound, and a tandem of
+  stages reproduces what one shared queue cannot, the slow climb of throughput with the
+  number of I/Os in flight (measured: 4 KiB reads at 1/4/8/16/24 in flight ran at
+  10.4k/20.1k/28.6k/37.5k/38.9k IOPS, whether from one export or several);
+- a *device* demand: the host bytes the I/O moves (``HostIO``: COW copies and metadata
+  included) over the storage's bandwidth, on one shared device.
+
+The path demand is the raw path for the I/O's size, plus what the format adds: a qcow2
+lookup, a cluster allocation (``alloc_s``) or a subcluster allocation with extended_l2, a read
+that falls through ``d`` layers of a chain (``chain_base_s + a k + b k^2`` with ``k = d - 1``:
+linear per layer, and superlinear in deep chains, FACTS.md 2.3 and b.3, where this form
+matches qemu-img bench through 16 to 256 layers within 30%), an L2 cache miss when the image's L2 tables outgrow the cache (FACTS.md 2.3: a
+4 KiB metadata read; uniform access assumed, so a miss has probability 1 - cache/needed).
+
+Every parameter comes from ``cowbench calibrate``'s probes (:func:`fit`): the raw path and
+bandwidths from raw-file probes, each format cost as a difference of two probes, the number of
+stages by matching mean-value analysis of the closed loop to the probes with I/Os in flight.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import simpy
+
+from cowbench.profile import FitRow, PerfParams, Probe
+
+from .disk import HostIO
+
+Process = Generator[simpy.Event, Any, None]
+Fmt = Literal["raw", "qcow2", "qcow2_ext"]
+
+MIN_PATH_S = 1e-6
+#: the path's part of a probe's qd1 time is never taken below this share of it
+MIN_PATH_SHARE = 0.1
+
+
+def interp_log(table: Sequence[tuple[int, float]], size: float) -> float:
+    """Piecewise-linear in log(size) through ``table`` (sorted by size), flat past its ends."""
+    xs = [math.log(max(s, 1)) for s, _ in table]
+    ys = [v for _, v in table]
+    return float(np.interp(math.log(max(size, 1.0)), xs, ys))
+
+
+@dataclass(frozen=True)
+class Demand:
+    """What one guest I/O asks of the host: path seconds (over the stages), device seconds,
+    and for an allocating write, the seconds of allocation work (``alloc_s``, the COW read's
+    round and the cluster allocation) that it does holding its image's allocation lock,
+    together with its device transfer."""
+
+    path_s: float
+    device_s: float
+    alloc_s: float = 0.0
+
+
+class PerfModel:
+    """Service demands from a :class:`PerfParams`."""
+
+    def __init__(self, params: PerfParams) -> None:
+        self.p = params
+        self.client_s = params.client_s
+
+    def bandwidth(self, is_write: bool, op_bytes: float) -> float:
+        return interp_log(self.p.write_bw if is_write else self.p.read_bw, op_bytes)
+
+    def raw_path(self, is_write: bool, length: int) -> float:
+        return interp_log(self.p.write_path_s if is_write else self.p.read_path_s, length)
+
+    def chain(self, depth: int) -> float:
+        """What a read that falls through ``depth`` qcow2 layers adds to an allocated read:
+        one layer's ``chain_base_s`` (may be negative: the base answers a read a layer does
+        not hold), plus ``a k + b k^2`` for the ``k = depth - 1`` layers above it."""
+        if depth <= 0:
+            return 0.0
+        k = depth - 1
+        return self.p.chain_base_s + self.p.chain_a_s * k + self.p.chain_b_s * k * k
+
+    def device(self, read_bytes: int, read_ops: int, write_bytes: int, write_ops: int) -> float:
+        t = 0.0
+        if read_bytes:
+            t += read_bytes / self.bandwidth(False, read_bytes / max(read_ops, 1))
+        if write_bytes:
+            t += write_bytes / self.bandwidth(True, write_bytes / max(write_ops, 1))
+        return t
+
+    def demand(self, *, is_write: bool, length: int, host: HostIO, fmt: Fmt,
+               depth: int = 1, l2_miss: bool = False) -> Demand:
+        """The demand of one guest I/O whose host-side effect is ``host``."""
+        p = self.p
+        path = self.raw_path(is_write, length)
+        alloc = 0.0
+        if fmt != "raw":
+            path += p.qcow2_write_s if is_write else p.qcow2_read_s
+            if is_write:
+                if fmt == "qcow2_ext":
+                    alloc += p.subcluster_alloc_s * host.sub_allocs
+                else:
+                    alloc += p.alloc_s * host.allocs
+                # a copy-on-write read (or an L2 table load) is a synchronous host read
+                # before the data write: a round through the block layer of its own
+                alloc += p.cow_read_s * host.read_ops
+            elif host.backing_reads:
+                path += self.chain(depth)
+            if l2_miss:
+                path += p.l2_miss_s
+        dev = self.device(host.read_bytes, host.read_ops, host.write_bytes, host.write_ops)
+        return Demand(max(path, MIN_PATH_S), dev, alloc)
+
+    def probe_demand(self, probe: Probe) -> Demand:
+        """The demand of one I/O of a calibration probe (what its target makes the host do)."""
+        w = probe.rw != "randread"
+        bs, c = probe.bs, probe.cluster_size
+        host = HostIO(read_bytes=0 if w else bs, read_ops=0 if w else 1,
+                      write_bytes=bs if w else 0, write_ops=1 if w else 0)
+        if probe.target == "raw":
+            return self.demand(is_write=w, length=bs, host=host, fmt="raw")
+        if probe.target == "cow":
+            n = -(-bs // c)
+            cow_read = n * c - bs
+            host = HostIO(read_bytes=cow_read, read_ops=int(cow_read > 0),
+                          write_bytes=n * c, write_ops=1, allocs=n)
+        elif probe.target == "cow_ext":
+            n = -(-bs // c)
+            host = HostIO(write_bytes=bs, write_ops=1, allocs=n, sub_allocs=n)
+        elif probe.target == "chain":
+            host.backing_reads = 1
+        fmt: Fmt = "qcow2_ext" if probe.target == "cow_ext" else "qcow2"
+        return self.demand(is_write=w, length=bs, host=host, fmt=fmt,
+                           depth=max(probe.depth, 1), l2_miss=probe.target == "l2miss")
+
+
+class SharedDevice:
+    """The storage's bandwidth, shared equally by the transfers in progress (processor
+    sharing): a 4 KiB read next to 64 KiB copies-on-write is slowed, not queued behind them,
+    as on a device with many requests in flight."""
+
+    def __init__(self, env: simpy.Environment) -> None:
+        self.env = env
+        self.jobs: dict[simpy.Event, float] = {}  # remaining seconds at the full rate
+        self.last = env.now
+        self.version = 0
+
+    def _advance(self) -> None:
+        if self.jobs:
+            dt = (self.env.now - self.last) / len(self.jobs)
+            for ev in self.jobs:
+                self.jobs[ev] -= dt
+        self.last = self.env.now
+
+    def _schedule(self) -> None:
+        self.version += 1
+        if not self.jobs:
+            return
+        version = self.version
+        t = self.env.timeout(max(min(self.jobs.values()), 0.0) * len(self.jobs))
+        t.callbacks.append(lambda _ev: self._fire(version))
+
+    def _fire(self, version: int) -> None:
+        if version != self.version:  # an arrival or a departure rescheduled since
+            return
+        self._advance()
+        eps = 1e-12
+        for ev in [ev for ev, left in self.jobs.items() if left <= eps]:
+            del self.jobs[ev]
+            ev.succeed()
+        self._schedule()
+
+    def transfer(self, seconds: float) -> simpy.Event:
+        self._advance()
+        ev = self.env.event()
+        self.jobs[ev] = seconds
+        self._schedule()
+        return ev
+
+
+class Host:
+    """One host's shared stages and device, in a SimPy environment; ``lock(key)`` is the
+    allocation lock of one image (allocating writes to one image run one at a time: measured,
+    4 KiB first writes reached 5.3k IOPS on one export at iodepth 8 or 32 and 8.3k on four)."""
+
+    def __init__(self, env: simpy.Environment, model: PerfModel, rng: np.random.Generator) -> None:
+        self.env = env
+        self.model = model
+        self.rng = rng
+        m = model.p.stages
+        full = int(m)
+        self.shares = [1.0 / m] * full + ([(m - full) / m] if m - full > 1e-9 else [])
+        self.stages = [simpy.Resource(env, capacity=1) for _ in self.shares]
+        self.disk = SharedDevice(env)
+        self._locks: dict[int, simpy.Resource] = {}
+
+    def lock(self, image: object) -> simpy.Resource:
+        key = id(image)  # images are mutable dataclasses: by identity
+        if key not in self._locks:
+            self._locks[key] = simpy.Resource(self.env, capacity=1)
+        return self._locks[key]
+
+    def client(self) -> simpy.Timeout:
+        return self.env.timeout(self.model.client_s)
+
+    def _path(self, seconds: float) -> Process:
+        exp = self.rng.exponential
+        for stage, share in zip(self.stages, self.shares, strict=True):
+            with stage.request() as req:
+                yield req
+                yield self.env.timeout(exp(seconds * share))
+
+    def serve(self, d: Demand, image: object = None) -> Process:
+        yield from self._path(d.path_s)
+        if d.alloc_s > 0:  # the allocation's own round through the path, then its copy
+            with self.lock(image).request() as req:
+                yield req
+                yield from self._path(d.alloc_s)
+                if d.device_s > 0:
+                    yield self.disk.transfer(d.device_s)
+        elif d.device_s > 0:
+            yield self.disk.transfer(d.device_s)
+
+
+# -- replaying probes -------------------------------------------------------------------------
+
+def replay(params: PerfParams, probe: Probe, *, ios: int = 6000,
+           seed: int = 0) -> tuple[float, float]:
+    """The model's (IOPS, mean latency) for ``probe``: its exports x iodepth closed loops."""
+    env = simpy.Environment()
+    model = PerfModel(params)
+    host = Host(env, model, np.random.default_rng(seed))
+    demand = model.probe_demand(probe)
+    warm = ios // 10
+    lat: list[float] = []
+    done = [0]
+    t0 = [0.0]
+
+    def slot(export: int) -> Process:
+        while done[0] < ios + warm:
+            yield host.client()
+            start = env.now
+            yield from host.serve(demand, export)
+            done[0] += 1
+            if done[0] == warm:
+                t0[0] = env.now
+            elif done[0] > warm:
+                lat.append(env.now - start)
+
+    procs = [env.process(slot(e)) for e in range(probe.exports) for _ in range(probe.iodepth)]
+    env.run(simpy.AllOf(env, procs))
+    elapsed = env.now - t0[0]
+    return len(lat) / elapsed, float(np.mean(lat))
+
+
+def fit_rows(params: PerfParams, probes: Sequence[Probe]) -> list[FitRow]:
+    rows = []
+    for probe in probes:
+        iops, lat = replay(params, probe)
+        for metric, measured, model in (("iops", probe.iops, iops),
+                                        ("lat_mean_s", probe.lat_mean_s, lat)):
+            if measured > 0:
+                rows.append(FitRow(probe=probe.name, metric=metric,
+                                   measured=measured, model=model,
+                                   rel_error=(model - measured) / measured))
+    return rows
+
+
+# -- fitting ----------------------------------------------------------------------------------
+
+def mva_iops(params: PerfParams, probe: Probe) -> float:
+    """Exact mean-value analysis of the probe's closed loop (one class, N in flight): the
+    stages and the device as queues, the client as a delay. Used to fit ``stages``."""
+    model = PerfModel(params)
+    d = model.probe_demand(probe)
+    m = params.stages
+    full = int(m)
+    demands = [d.path_s / m] * full
+    if m - full > 1e-9:
+        demands.append(d.path_s * (m - full) / m)
+    if d.device_s > 0:
+        demands.append(d.device_s)
+    if d.alloc_s > 0:
+        demands.append(d.alloc_s)
+    q = [0.0] * len(demands)
+    x = 0.0
+    for n in range(1, probe.exports * probe.iodepth + 1):
+        r = [s * (1 + qi) for s, qi in zip(demands, q, strict=True)]
+        x = n / (model.client_s + sum(r))
+        q = [x * ri for ri in r]
+    return x
+
+
+class FitError(ValueError):
+    """The probes do not hold what the fit needs."""
+
+
+def _one(probes: Sequence[Probe], **want: Any) -> Probe:
+    for p in probes:
+        if all(getattr(p, k) == v for k, v in want.items()):
+            return p
+    raise FitError(f"no probe with {want}")
+
+
+def _time(p: Probe) -> float:
+    """Seconds per I/O of one export at the probe's depth: the whole loop at qd1."""
+    if p.iops <= 0:
+        raise FitError(f"probe {p.name} completed no I/O")
+    return p.exports * p.iodepth / p.iops
+
+
+def fit(probes: Sequence[Probe]) -> PerfParams:
+    """Parameters from the probe matrix (see the module docstring for what comes from where)."""
+    qd1 = [p for p in probes if p.iodepth == 1 and p.exports == 1]
+    base_r = _one(qd1, target="raw", rw="randread", bs=4096)
+    base_w = _one(qd1, target="raw", rw="randwrite", bs=4096)
+    # the client: what fio spends per I/O outside the latency it reports (qd1)
+    client = max(0.0, min(_time(base_r) - base_r.lat_mean_s, _time(base_w) - base_w.lat_mean_s))
+
+    def bw_table(rw: str) -> list[tuple[int, float]]:
+        best: dict[int, float] = {}
+        for p in probes:
+            if p.target == "raw" and p.rw == rw and p.bs >= 65536 and p.exports == 1:
+                best[p.bs] = max(best.get(p.bs, 0.0), p.bw_bytes_per_s)
+        if not best:
+            raise FitError(f"no raw {rw} probe of 64 KiB or more")
+        return sorted(best.items())
+
+    read_bw, write_bw = bw_table("randread"), bw_table("randwrite")
+
+    def path_table(rw: str, bw: list[tuple[int, float]]) -> list[tuple[int, float]]:
+        out = []
+        for p in sorted((p for p in qd1 if p.target == "raw" and p.rw == rw),
+                        key=lambda p: p.bs):
+            t = _time(p) - client
+            out.append((p.bs, max(t - p.bs / interp_log(bw, p.bs), MIN_PATH_SHARE * t)))
+        return out
+
+    read_path, write_path = path_table("randread", read_bw), path_table("randwrite", write_bw)
+    draft = PerfParams(stages=1.0, client_s=client, read_bw=read_bw, write_bw=write_bw,
+                       read_path_s=read_path, write_path_s=write_path, qcow2_read_s=0.0,
+                       qcow2_write_s=0.0, alloc_s=0.0, cow_read_s=0.0, subcluster_alloc_s=0.0,
+                       chain_base_s=0.0, chain_a_s=0.0, chain_b_s=0.0, l2_miss_s=0.0)
+    model = PerfModel(draft)
+
+    def extra(p: Probe) -> float:
+        """What ``p`` took per I/O beyond what the draft predicts for it at qd1."""
+        d = model.probe_demand(p)
+        return _time(p) - client - d.path_s - d.device_s
+
+    q_r = _one(qd1, target="qcow2", rw="randread", bs=4096)
+    q_w = _one(qd1, target="qcow2", rw="randwrite", bs=4096)
+    qcow2_read, qcow2_write = extra(q_r), extra(q_w)
+    draft = draft.model_copy(update={"qcow2_read_s": qcow2_read, "qcow2_write_s": qcow2_write})
+    model = PerfModel(draft)
+    # a whole-cluster first write allocates without copying; a 4 KiB one also copies the rest
+    # of its cluster from the backing file (one synchronous read)
+    whole = [p for p in qd1 if p.target == "cow" and p.bs >= p.cluster_size]
+    alloc = max(0.0, extra(whole[0])) if whole else 0.0
+    draft = draft.model_copy(update={"alloc_s": alloc})
+    model = PerfModel(draft)
+    cow_read = max(0.0, extra(_one(qd1, target="cow", bs=4096)))
+    ext = _one(qd1, target="cow_ext", bs=4096)
+    l2 = _one(qd1, target="l2miss", bs=4096)
+    sub_alloc, l2_miss = max(0.0, extra(ext)), max(0.0, extra(l2))
+    # chain_base_s = 0 and chain_a_s = 0 in the draft: extra() is the whole chain cost
+    chain_pts = sorted((p.depth, extra(p)) for p in qd1 if p.target == "chain")
+    if not chain_pts or chain_pts[0][0] != 1:
+        raise FitError("no chain probe of depth 1")
+    chain_base = chain_pts[0][1]
+    chain_a, chain_b = _fit_chain([(d - 1, t - chain_base) for d, t in chain_pts[1:]])
+    params = draft.model_copy(update={"cow_read_s": cow_read, "subcluster_alloc_s": sub_alloc,
+                                      "l2_miss_s": l2_miss, "chain_base_s": chain_base,
+                                      "chain_a_s": chain_a, "chain_b_s": chain_b})
+    return params.model_copy(update={"stages": _fit_stages(params, probes)})
+
+
+def _fit_chain(points: Sequence[tuple[int, float]]) -> tuple[float, float]:
+    """Non-negative least squares of ``a k + b k^2`` through the time ``k`` more layers add
+    to a read: the unconstrained fit if both are positive, else the better one-term fit."""
+    pts = [(float(k), t) for k, t in points if k > 0]
+    if not pts:
+        raise FitError("no chain probe deeper than 1")
+    k = np.array([x for x, _ in pts])
+    t = np.array([y for _, y in pts])
+    cands: list[tuple[float, float]] = []
+    if len(pts) >= 2:
+        sol = np.linalg.lstsq(np.column_stack([k, k * k]), t, rcond=None)[0]
+        if sol[0] >= 0 and sol[1] >= 0:
+            cands.append((float(sol[0]), float(sol[1])))
+    cands.append((max(0.0, float(k @ t / (k @ k))), 0.0))
+    q = k * k
+    cands.append((0.0, max(0.0, float(q @ t / (q @ q)))))
+    return min(cands, key=lambda ab: float(((ab[0] * k + ab[1] * q - t) ** 2).sum()))
+
+
+def _fit_stages(params: PerfParams, probes: Sequence[Probe]) -> float:
+    """The number of stages that best matches the probes with several I/Os in flight
+    (squared log error of the mean-value analysis), on a 0.05 grid from 1 to 12."""
+    loaded = [p for p in probes if p.exports * p.iodepth > 1 and p.iops > 0
+              and p.target in ("raw", "qcow2") and p.bs <= 16384]
+    if not loaded:
+        raise FitError("no probe with more than one I/O in flight")
+    best, best_m = math.inf, 1.0
+    for m in np.arange(1.0, 12.0001, 0.05):
+        trial = params.model_copy(update={"stages": float(m)})
+        err = sum(math.log(mva_iops(trial, p) / p.iops) ** 2 for p in loaded)
+        if err < best:
+            best, best_m = err, float(m)
+    return round(best_m, 2)
