@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
@@ -25,11 +26,13 @@ def _load() -> list[float]:
 
 
 def calibrate(directory: Path, out: Path, matrix: Literal["short", "long"], exports: int,
-              progress: object = None) -> Profile:
+              runtime: float | None = None, progress: object = None) -> Profile:
     from real.calibrate import measure, settings
     from sim.perf import fit, fit_rows
 
     s = settings(matrix, exports)
+    if runtime is not None:
+        s = replace(s, runtime_s=runtime, ramp_s=min(s.ramp_s, runtime / 4))
     created = now_iso()
     load_before = _load()
     t0 = time.monotonic()

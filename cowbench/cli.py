@@ -116,6 +116,9 @@ def calibrate(
                       "sizes, depths, iodepths and exports, about 15 minutes).")] = "short",
     exports: Annotated[int, typer.Option(help="Most concurrent exports probed.", min=2,
                        max=16)] = 4,
+    runtime: Annotated[float | None, typer.Option(help="Seconds each probe runs (default "
+                       "3 short, 5 long); longer probes are steadier.", min=0.1,
+                       max=600)] = None,
     force: Annotated[bool, typer.Option(help="Replace an existing profile.")] = False,
 ) -> None:
     """Measure the storage under DIR with a fio probe matrix through qemu-nbd, fit the I/O
@@ -131,9 +134,11 @@ def calibrate(
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                   MofNCompleteColumn(), TimeElapsedColumn(), console=err) as bar:
         task = bar.add_task("calibrate: starting", total=None)
+        def step(i: int, n: int, msg: str) -> None:
+            bar.update(task, description=msg, completed=i, total=n)
+
         prof = do_calibrate(dir, out_path, matrix, exports,  # type: ignore[arg-type]
-                            progress=lambda i, n, m: bar.update(task, description=m,
-                                                                completed=i, total=n))
+                            runtime=runtime, progress=step)
     _print_profile(prof)
     out.print(f"profile: [bold]{out_path}[/] ({len(prof.probes)} probes in "
               f"{prof.duration_s:.0f} s)", soft_wrap=True)

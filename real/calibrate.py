@@ -77,7 +77,7 @@ class Settings:
 
 def settings(matrix: Literal["short", "long"], exports: int) -> Settings:
     if matrix == "short":
-        return Settings(matrix, runtime_s=2.5, ramp_s=0.5, span=1 * GiB, exports=exports)
+        return Settings(matrix, runtime_s=3.0, ramp_s=0.5, span=1 * GiB, exports=exports)
     return Settings(matrix, runtime_s=5.0, ramp_s=1.0, span=2 * GiB, exports=exports)
 
 
@@ -200,12 +200,13 @@ def _fio_argv(spec: ProbeSpec, uris: Sequence[str], s: Settings, out: Path) -> l
     argv = [which("fio"), "--output-format=json", f"--output={out}"]
     for i, uri in enumerate(uris):
         job = [f"--name=p{i}", "--ioengine=nbd", f"--uri={uri}", f"--bs={spec.bs}",
-               f"--iodepth={spec.iodepth}", f"--size={s.span}", f"--runtime={s.runtime_s:g}"]
+               f"--iodepth={spec.iodepth}", f"--size={s.span}",
+               f"--runtime={round(s.runtime_s * 1000)}ms"]
         if spec.rw == "write":  # first writes: one per cluster, each a new cluster
             skip = spec.cluster_size - spec.bs if spec.bs < spec.cluster_size else 0
             job += [f"--rw=write:{skip}" if skip else "--rw=write"]
         else:
-            job += [f"--rw={spec.rw}", "--time_based=1", f"--ramp_time={s.ramp_s:g}",
+            job += [f"--rw={spec.rw}", "--time_based=1", f"--ramp_time={round(s.ramp_s * 1000)}ms",
                     "--norandommap=1", "--randrepeat=0"]
         argv += job
     return argv

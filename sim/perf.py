@@ -2,28 +2,34 @@
 
 How a guest I/O is served (one host; every VM on it shares everything below):
 
-- a *client* delay (fio's own per-I/O work between a completion and the next submission),
+- a *client* delay: fio's own per-I/O work between a completion and the next submission,
   not part of the latency fio reports;
-- a *path* demand: the CPU and wake-ups of the whole software path (fio's nbd engine,
-  qemu-nbd, the qcow2 driver, the thread pool), served by ``stages`` single-server stages in
-  turn, each taking its share of the demand (exponentially distributed). The stages are
-  shared by all VMs of the host: on a small host the path is CPU-bound, and a tandem of
-  stages reproduces what one shared queue cannot, the slow climb of throughput with the
-  number of I/Os in flight (measured: 4 KiB reads at 1/4/8/16/24 in flight ran at
-  10.4k/20.1k/28.6k/37.5k/38.9k IOPS, whether from one export or several);
+- a *path* demand: the CPU and wake-ups of the software path (fio's nbd engine, qemu-nbd, the
+  qcow2 driver, the thread pool), served by ``stages`` single-server stages in turn, each
+  taking its share (exponentially distributed). The stages are shared by all VMs of the host:
+  on a small host the path is CPU-bound, and a tandem of stages reproduces what one shared
+  queue cannot, the slow climb of throughput with the I/Os in flight (measured: 4 KiB reads
+  at 1/4/8/16/24 in flight ran at 10.4k/20.1k/28.6k/37.5k/38.9k IOPS, from one export or
+  several);
+- an allocating write (a first write into a cluster, or into a subcluster with extended_l2)
+  then takes its image's *allocation lock*: one at a time per image, it does its allocation
+  work through the same stages (the copy-on-write read's own round through the block layer,
+  ``cow_read_s`` per host read, and ``alloc_s`` per cluster) and its transfer;
 - a *device* demand: the host bytes the I/O moves (``HostIO``: COW copies and metadata
-  included) over the storage's bandwidth, on one shared device.
+  included) over the storage's bandwidth, on one device whose bandwidth is shared equally by
+  the transfers in progress (processor sharing).
 
-The path demand is the raw path for the I/O's size, plus what the format adds: a qcow2
-lookup, a cluster allocation (``alloc_s``) or a subcluster allocation with extended_l2, a read
-that falls through ``d`` layers of a chain (``chain_base_s + a k + b k^2`` with ``k = d - 1``:
-linear per layer, and superlinear in deep chains, FACTS.md 2.3 and b.3, where this form
-matches qemu-img bench through 16 to 256 layers within 30%), an L2 cache miss when the image's L2 tables outgrow the cache (FACTS.md 2.3: a
+The path demand is the raw path for the I/O's size (a table over block sizes, interpolated in
+log size), plus what the format adds: a qcow2 lookup, a read that falls through ``d`` layers of
+a chain (``chain_base_s + a k + b k^2``, ``k = d - 1``: linear per layer, superlinear in deep
+chains, FACTS.md 2.3 and b.3, where this form matches qemu-img bench from 16 to 256 layers
+within 30%), an L2 cache miss when the image's L2 tables outgrow the cache (FACTS.md 2.3: a
 4 KiB metadata read; uniform access assumed, so a miss has probability 1 - cache/needed).
 
-Every parameter comes from ``cowbench calibrate``'s probes (:func:`fit`): the raw path and
-bandwidths from raw-file probes, each format cost as a difference of two probes, the number of
-stages by matching mean-value analysis of the closed loop to the probes with I/Os in flight.
+Every parameter comes from ``cowbench calibrate``'s probes (:func:`fit`): the raw path and the
+bandwidths from raw-file probes, each format cost as the difference between a probe and what
+the parameters fitted before it predict for it, the number of stages by mean-value analysis of
+the closed loops of the probes with several I/Os in flight.
 """
 
 from __future__ import annotations
@@ -355,7 +361,7 @@ def fit(probes: Sequence[Probe]) -> PerfParams:
     def extra(p: Probe) -> float:
         """What ``p`` took per I/O beyond what the draft predicts for it at qd1."""
         d = model.probe_demand(p)
-        return _time(p) - client - d.path_s - d.device_s
+        return _time(p) - client - d.path_s - d.device_s - d.alloc_s
 
     q_r = _one(qd1, target="qcow2", rw="randread", bs=4096)
     q_w = _one(qd1, target="qcow2", rw="randwrite", bs=4096)

@@ -1,0 +1,215 @@
+"""The calibrated I/O model (sim/perf.py): the fit recovers the parameters that made the
+probes, and the model behaves as a shared host must (closed loops, contention, rate limits,
+copy-on-write, chains, L2 cache misses, processor-sharing device)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import simpy
+
+from cowbench.errors import UsageError
+from cowbench.profile import PerfParams, Probe, Profile, load_profile, profile_json
+from cowbench.scenario import parse_scenario
+from real.calibrate import probe_matrix, settings
+from sim.disk import HostIO
+from sim.model import simulate
+from sim.perf import PerfModel, SharedDevice, fit, replay
+
+from .conftest import small_dict
+
+TRUE = PerfParams(
+    stages=3.5, client_s=4e-6,
+    read_bw=[(65536, 900e6), (1 << 20, 800e6)], write_bw=[(65536, 1200e6), (1 << 20, 1100e6)],
+    read_path_s=[(4096, 85e-6), (16384, 85e-6), (65536, 75e-6), (1 << 20, 200e-6)],
+    write_path_s=[(4096, 95e-6), (16384, 85e-6), (65536, 75e-6), (1 << 20, 300e-6)],
+    qcow2_read_s=3e-6, qcow2_write_s=9e-6, alloc_s=15e-6, cow_read_s=60e-6,
+    subcluster_alloc_s=10e-6, chain_base_s=-4e-6, chain_a_s=0.5e-6, chain_b_s=0.04e-6,
+    l2_miss_s=90e-6)
+
+
+def synthetic_probes(params: PerfParams, ios: int = 10000) -> list[Probe]:
+    """The short matrix, 'measured' on the model itself with ``params``."""
+    out = []
+    for i, spec in enumerate(probe_matrix(settings("short", 4))):
+        shell = Probe(name=spec.name, target=spec.target, rw=spec.rw, bs=spec.bs,
+                      iodepth=spec.iodepth, exports=spec.exports, depth=spec.depth,
+                      cluster_size=spec.cluster_size, runtime_s=1.0, ios=1, iops=1.0,
+                      bw_bytes_per_s=1.0, lat_mean_s=1.0, lat_p99_s=1.0)
+        iops, lat = replay(params, shell, ios=ios, seed=i)
+        out.append(shell.model_copy(update={"iops": iops, "bw_bytes_per_s": iops * spec.bs,
+                                            "lat_mean_s": lat, "lat_p99_s": 3 * lat,
+                                            "ios": ios}))
+    return out
+
+
+@pytest.fixture(scope="module")
+def probes() -> list[Probe]:
+    return synthetic_probes(TRUE)
+
+
+def test_fit_recovers_the_parameters_that_made_the_probes(probes: list[Probe]) -> None:
+    got = fit(probes)
+    assert abs(got.stages - TRUE.stages) <= 0.5
+    assert got.client_s == pytest.approx(TRUE.client_s, abs=1e-6)
+    for a, b in zip(got.read_path_s, TRUE.read_path_s, strict=True):
+        assert a[0] == b[0] and a[1] == pytest.approx(b[1], rel=0.08)
+    assert got.write_path_s[0][1] == pytest.approx(TRUE.write_path_s[0][1], rel=0.08)
+    assert got.read_bw[0][1] == pytest.approx(900e6, rel=0.08)
+    assert got.write_bw[0][1] == pytest.approx(1200e6, rel=0.08)
+    # differences of two probes of ~100 us each: a few microseconds
+    assert got.qcow2_write_s == pytest.approx(TRUE.qcow2_write_s, abs=5e-6)
+    assert got.cow_read_s == pytest.approx(TRUE.cow_read_s, abs=10e-6)
+    assert got.l2_miss_s == pytest.approx(TRUE.l2_miss_s, abs=10e-6)
+    model, truth = PerfModel(got), PerfModel(TRUE)
+    for depth in (8, 32):
+        assert model.chain(depth) == pytest.approx(truth.chain(depth), abs=8e-6)
+
+
+def test_replaying_the_fit_matches_the_probes(probes: list[Probe]) -> None:
+    from sim.perf import fit_rows
+
+    rows = fit_rows(fit(probes), probes)
+    errs = sorted(abs(r.rel_error) for r in rows if r.metric == "iops")
+    assert len(errs) == len(probes)
+    assert np.median(errs) < 0.05
+    assert errs[-1] < 0.25
+
+
+def test_fit_refuses_a_matrix_without_what_it_needs(probes: list[Probe]) -> None:
+    from sim.perf import FitError
+
+    with pytest.raises(FitError, match="chain"):
+        fit([p for p in probes if p.target != "chain"])
+    with pytest.raises(FitError, match="64 KiB"):
+        fit([p for p in probes if not (p.target == "raw" and p.bs >= 65536)])
+
+
+# -- behaviour --------------------------------------------------------------------------------
+
+def probe(target: str = "raw", rw: str = "randread", bs: int = 4096, iodepth: int = 1,
+          exports: int = 1, depth: int = 0) -> Probe:
+    return Probe(name="p", target=target, rw=rw, bs=bs, iodepth=iodepth,  # type: ignore[arg-type]
+                 exports=exports, depth=depth, runtime_s=1, ios=1, iops=1, bw_bytes_per_s=1,
+                 lat_mean_s=1, lat_p99_s=1)
+
+
+def test_iodepth_raises_iops_until_the_shared_path_saturates() -> None:
+    iops = [replay(TRUE, probe(iodepth=qd), ios=8000)[0] for qd in (1, 2, 4, 8, 32, 64)]
+    assert all(b > a * 0.98 for a, b in zip(iops, iops[1:], strict=False))
+    cap = TRUE.stages / TRUE.read_path_s[0][1]
+    assert iops[-1] < cap * 1.02
+    assert iops[-1] > 2.5 * iops[0]
+
+
+def test_exports_share_the_host() -> None:
+    one, _ = replay(TRUE, probe(iodepth=8))
+    four, _ = replay(TRUE, probe(iodepth=8, exports=4))
+    assert four / 4 < 0.6 * one  # each of four gets much less than one alone
+    assert four < TRUE.stages / TRUE.read_path_s[0][1] * 1.02
+
+
+def test_first_writes_cost_more_than_rewrites_and_serialise_per_image() -> None:
+    cow1, _ = replay(TRUE, probe("cow", "write", iodepth=1))
+    rewrite1, _ = replay(TRUE, probe("qcow2", "randwrite", iodepth=1))
+    assert cow1 < 0.6 * rewrite1
+    cow32_one, _ = replay(TRUE, probe("cow", "write", iodepth=32))
+    cow8_four, _ = replay(TRUE, probe("cow", "write", iodepth=8, exports=4))
+    assert cow8_four > 1.2 * cow32_one  # one image's allocations run one at a time
+
+
+def test_chain_depth_costs_superlinearly() -> None:
+    m = PerfModel(TRUE)
+    step = [m.chain(d + 8) - m.chain(d) for d in (1, 9, 17, 25)]
+    assert all(b > a for a, b in zip(step, step[1:], strict=False))
+    iops = [replay(TRUE, probe("chain", depth=d))[0] for d in (1, 8, 32)]
+    assert iops[0] > iops[1] > iops[2]
+
+
+def test_an_l2_miss_adds_a_metadata_read() -> None:
+    hit, _ = replay(TRUE, probe("qcow2"))
+    miss, _ = replay(TRUE, probe("l2miss"))
+    assert 1 / miss - 1 / hit == pytest.approx(TRUE.l2_miss_s, rel=0.15)
+
+
+def test_the_device_is_shared_equally_by_transfers_in_progress() -> None:
+    env = simpy.Environment()
+    dev = SharedDevice(env)
+    ends: dict[str, float] = {}
+
+    def job(name: str, start: float, work: float):  # type: ignore[no-untyped-def]
+        yield env.timeout(start)
+        yield dev.transfer(work)
+        ends[name] = env.now
+
+    env.process(job("long", 0.0, 10.0))
+    env.process(job("short", 2.0, 1.0))
+    env.run()
+    assert ends["short"] == pytest.approx(4.0)   # half the rate while both run
+    assert ends["long"] == pytest.approx(11.0)   # lost one second to the short one
+
+
+def test_demand_follows_what_the_write_did_on_the_host() -> None:
+    m = PerfModel(TRUE)
+    rewrite = m.demand(is_write=True, length=4096, fmt="qcow2",
+                       host=HostIO(write_bytes=4096, write_ops=1))
+    cow = m.demand(is_write=True, length=4096, fmt="qcow2",
+                   host=HostIO(read_bytes=61440, read_ops=1, write_bytes=65536, write_ops=1,
+                               allocs=1))
+    assert rewrite.alloc_s == 0
+    assert cow.alloc_s == pytest.approx(TRUE.alloc_s + TRUE.cow_read_s)
+    assert cow.device_s > 10 * rewrite.device_s
+    raw = m.demand(is_write=False, length=4096, fmt="raw", host=HostIO(read_bytes=4096,
+                                                                         read_ops=1))
+    through = m.demand(is_write=False, length=4096, fmt="qcow2", depth=8,
+                       host=HostIO(read_bytes=4096, read_ops=1, backing_reads=1))
+    assert through.path_s - raw.path_s == pytest.approx(TRUE.qcow2_read_s + m.chain(8))
+
+
+# -- the scenario's model with a profile ------------------------------------------------------
+
+def write_profile(path: Path, params: PerfParams = TRUE) -> Path:
+    prof = Profile(created="2026-11-27T00:00:00+00:00", duration_s=1.0, matrix="short",
+                   dir="/x", host={}, tools={}, settings={},
+                   probes=[probe().model_copy(update={"iops": 10000.0})], params=params)
+    path.write_text(profile_json(prof))
+    return path
+
+
+def calibrated(tmp_path: Path, **wl: object) -> pd.DataFrame:
+    d = small_dict()
+    d["workloads"] = {"w": {"rw": "randwrite", "bs": "4k", "iodepth": 4, "io_size": "4MiB",
+                            **wl}}
+    d["vms"] = [{"name": "a", "image": "img", "workload": "w"},
+                {"name": "b", "image": "img", "workload": "w"}]
+    d["device"] = {"calibrated": TRUE.model_dump(mode="json")}
+    return simulate(parse_scenario(d)).set_index(["entity", "metric"]).value
+
+
+def test_a_rate_limit_holds_under_the_calibrated_model(tmp_path: Path) -> None:
+    free = calibrated(tmp_path)
+    held = calibrated(tmp_path, rate_iops=500)
+    assert free[("vm:a", "write_iops")] > 2000
+    assert held[("vm:a", "write_iops")] == pytest.approx(500, rel=0.02)
+
+
+def test_profile_loads_and_bad_profiles_are_refused(tmp_path: Path) -> None:
+    good = write_profile(tmp_path / "p.json")
+    assert load_profile(good).params == TRUE
+    data = json.loads(good.read_text())
+    for change, needle in ((("kind", "x"), "not a cowbench calibration profile"),
+                           (("schema_version", 9), "schema_version"),
+                           (("params", {}), "params.stages")):
+        bad = dict(data)
+        bad[change[0]] = change[1]
+        p = tmp_path / "bad.json"
+        p.write_text(json.dumps(bad))
+        with pytest.raises(UsageError, match=needle):
+            load_profile(p)
+    (tmp_path / "junk.json").write_text("{")
+    with pytest.raises(UsageError, match="not JSON"):
+        load_profile(tmp_path / "junk.json")
