@@ -1,0 +1,92 @@
+"""The calibrated I/O model on held-out workloads (issue 5): calibrate, predict, measure 3x.
+
+Runs, on this machine and in this order: ``cowbench calibrate`` (unless ``--profile`` names
+one), ``cowbench run scenarios/io-holdout.yaml --backend sim --profile ...``, and ``--runs``
+real runs of the same scenario; then prints, per VM and figure, the prediction, the mean of
+the real runs, the model's error against that mean, the real runs' own spread ((max - min) /
+mean), and the median |error| per kind of figure, against the mean and against each run.
+Everything lands in ``--out`` (the profile, the run directories, holdout.csv).
+
+The machine must be quiet: the figures are only as steady as the machine was (``uptime``).
+
+    .venv/bin/python benchmarks/io_holdout.py --out results/io-holdout [--profile P] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENARIO = ROOT / "scenarios" / "io-holdout.yaml"
+KINDS = {"IOPS": "_iops", "bandwidth": "_bw_bytes_per_s", "mean latency": "_lat_mean_s",
+         "p99 latency": "_lat_p99_s"}
+
+
+def cowbench(*args: str) -> None:
+    proc = subprocess.run([sys.executable, "-m", "cowbench", *args], capture_output=True,
+                          text=True, check=False)
+    if proc.returncode != 0:
+        sys.exit(f"cowbench {' '.join(args)} failed:\n{proc.stderr}")
+
+
+def figures(run_dir: Path, name: str) -> pd.Series:
+    df = pd.read_parquet(run_dir / name)
+    df = df[df.t_s.isna() & df.metric.str.contains("|".join(KINDS.values()))]
+    return df.set_index(["entity", "metric"]).value
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--profile", type=Path)
+    ap.add_argument("--calibrate-dir", type=Path, help="where to calibrate (default: --out)")
+    ap.add_argument("--runs", type=int, default=3)
+    a = ap.parse_args()
+    a.out.mkdir(parents=True, exist_ok=True)
+    profile = a.profile
+    if profile is None:
+        profile = a.out / "profile.json"
+        t0 = time.monotonic()
+        cowbench("calibrate", "--dir", str(a.calibrate_dir or a.out), "--out", str(profile),
+                 "--force")
+        print(f"calibration: {time.monotonic() - t0:.0f} s wall")
+    cowbench("run", str(SCENARIO), "--backend", "sim", "--profile", str(profile),
+             "--out", str(a.out / "sim"))
+    pred = figures(a.out / "sim", "predicted.parquet")
+    real = []
+    for i in range(1, a.runs + 1):
+        cowbench("run", str(SCENARIO), "--backend", "real", "--out", str(a.out / f"real-{i}"))
+        real.append(figures(a.out / f"real-{i}", "measured.parquet"))
+    meas = pd.concat(real, axis=1, keys=range(1, a.runs + 1)).dropna()
+    table = pd.DataFrame({"predicted": pred.reindex(meas.index), "measured_mean": meas.mean(1),
+                          "measured_min": meas.min(1), "measured_max": meas.max(1)})
+    table["rel_error"] = (table.predicted - table.measured_mean) / table.measured_mean
+    table["spread"] = (table.measured_max - table.measured_min) / table.measured_mean
+    for i in meas.columns:
+        table[f"rel_error_run{i}"] = (table.predicted - meas[i]) / meas[i]
+    table.to_csv(a.out / "holdout.csv")
+    print("| entity | metric | predicted | measured (mean of runs) | rel_error | real spread |")
+    print("|---|---|---|---|---|---|")
+    for (entity, metric), r in table.iterrows():
+        print(f"| {entity} | {metric} | {r.predicted:.4g} | {r.measured_mean:.4g} | "
+              f"{r.rel_error:+.1%} | {r.spread:.1%} |")
+    print()
+    print("| figure | median abs(error) vs mean | per run | median real spread |")
+    print("|---|---|---|---|")
+    for kind, suffix in KINDS.items():
+        sel = table[table.index.get_level_values("metric").str.endswith(suffix)]
+        per_run = ", ".join(f"{sel[f'rel_error_run{i}'].abs().median():.1%}"
+                            for i in meas.columns)
+        print(f"| {kind} | {sel.rel_error.abs().median():.1%} | {per_run} | "
+              f"{np.median(sel.spread):.1%} |")
+
+
+if __name__ == "__main__":
+    main()
