@@ -26,13 +26,16 @@ def _load() -> list[float]:
 
 
 def calibrate(directory: Path, out: Path, matrix: Literal["short", "long"], exports: int,
-              runtime: float | None = None, progress: object = None) -> Profile:
+              runtime: float | None = None, rounds: int | None = None,
+              progress: object = None) -> Profile:
     from real.calibrate import measure, settings
     from sim.perf import fit, fit_rows
 
     s = settings(matrix, exports)
     if runtime is not None:
         s = replace(s, runtime_s=runtime, ramp_s=min(s.ramp_s, runtime / 4))
+    if rounds is not None:
+        s = replace(s, rounds=rounds)
     created = now_iso()
     load_before = _load()
     t0 = time.monotonic()

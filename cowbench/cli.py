@@ -113,12 +113,15 @@ def calibrate(
                    "(probe images are made in a private subdirectory, removed at the end).")],
     out_path: Annotated[Path, typer.Option("--out", help="Profile to write (JSON).")],
     matrix: Annotated[str, typer.Option(help="short (about 2 minutes) or long (finer: more "
-                      "sizes, depths, iodepths and exports, about 15 minutes).")] = "short",
+                      "sizes, depths, iodepths and exports; about 8 minutes).")] = "short",
     exports: Annotated[int, typer.Option(help="Most concurrent exports probed.", min=2,
                        max=16)] = 4,
-    runtime: Annotated[float | None, typer.Option(help="Seconds each probe runs (default "
-                       "3 short, 5 long); longer probes are steadier.", min=0.1,
+    runtime: Annotated[float | None, typer.Option(help="Seconds each probe runs per round "
+                       "(default 0.8 short, 2 long); longer probes are steadier.", min=0.1,
                        max=600)] = None,
+    rounds: Annotated[int | None, typer.Option(help="Times the whole matrix runs (default "
+                      "3); each probe's figures are its medians over the rounds.", min=1,
+                      max=50)] = None,
     force: Annotated[bool, typer.Option(help="Replace an existing profile.")] = False,
 ) -> None:
     """Measure the storage under DIR with a fio probe matrix through qemu-nbd, fit the I/O
@@ -138,7 +141,7 @@ def calibrate(
             bar.update(task, description=msg, completed=i, total=n)
 
         prof = do_calibrate(dir, out_path, matrix, exports,  # type: ignore[arg-type]
-                            runtime=runtime, progress=step)
+                            runtime=runtime, rounds=rounds, progress=step)
     _print_profile(prof)
     out.print(f"profile: [bold]{out_path}[/] ({len(prof.probes)} probes in "
               f"{prof.duration_s:.0f} s)", soft_wrap=True)

@@ -28,8 +28,9 @@ PROFILE_KIND = "cowbench-calibration"
 #: cow: first writes into a fresh qcow2 overlay over the raw file (one write per cluster);
 #: cow_ext: the same with extended_l2 (subcluster allocation); chain: reads that fall through
 #: ``depth`` empty qcow2 layers to the raw file; l2miss: reads of the allocated qcow2 image with
-#: an L2 cache far smaller than the image needs
-Target = Literal["raw", "qcow2", "cow", "cow_ext", "chain", "l2miss"]
+#: an L2 cache far smaller than the image needs; hole: reads of a raw file that holds no data
+#: (a sparse base's holes: the filesystem answers with zeros, the device is not reached)
+Target = Literal["raw", "hole", "qcow2", "cow", "cow_ext", "chain", "l2miss"]
 
 
 class _Frozen(BaseModel):
@@ -53,6 +54,10 @@ class Probe(_Frozen):
     bw_bytes_per_s: float = Field(ge=0)
     lat_mean_s: float = Field(ge=0)
     lat_p99_s: float = Field(ge=0)
+    rounds: int = Field(default=1, ge=1, description="times the probe ran; the figures above "
+                        "are medians over the rounds")
+    iops_min: float | None = Field(default=None, ge=0)
+    iops_max: float | None = Field(default=None, ge=0)
 
 
 class PerfParams(_Frozen):
@@ -66,15 +71,22 @@ class PerfParams(_Frozen):
     """
 
     stages: float = Field(ge=1, le=64)
+    cpu_share: float = Field(default=1.0, gt=0, le=1, description="share of the path demand "
+                             "that is work on the shared stages; the rest is waiting")
+    hole_cpu_share: float = Field(default=1.0, gt=0, le=1, description="the same for reads "
+                                  "of holes")
     client_s: float = Field(ge=0)
     read_bw: list[tuple[int, float]] = Field(min_length=1)
     write_bw: list[tuple[int, float]] = Field(min_length=1)
     read_path_s: list[tuple[int, float]] = Field(min_length=1)
     write_path_s: list[tuple[int, float]] = Field(min_length=1)
+    hole_read_s: float = Field(default=0.0, ge=0, description="what a read the device "
+                               "does not serve (a hole of a sparse file) saves on the path")
     qcow2_read_s: float
     qcow2_write_s: float
     alloc_s: float = Field(ge=0)
     cow_read_s: float = Field(ge=0)
+    cow_wait_s: float = Field(default=0.0, ge=0)
     subcluster_alloc_s: float = Field(ge=0)
     chain_base_s: float
     chain_a_s: float = Field(ge=0)

@@ -10,21 +10,26 @@ How a guest I/O is served (one host; every VM on it shares everything below):
   on a small host the path is CPU-bound, and a tandem of stages reproduces what one shared
   queue cannot, the slow climb of throughput with the I/Os in flight (measured: 4 KiB reads
   at 1/4/8/16/24 in flight ran at 10.4k/20.1k/28.6k/37.5k/38.9k IOPS, from one export or
-  several);
+  several). Only ``cpu_share`` of the path (``hole_cpu_share`` for reads of holes) is work on
+  the stages; the rest is waiting (wake-ups, the virtual disk's round trip), a delay that
+  does not hold a stage (measured: reads of holes ran at 16k IOPS at iodepth 1 but 218k at 32);
 - an allocating write (a first write into a cluster, or into a subcluster with extended_l2)
-  then takes its image's *allocation lock*: one at a time per image, it does its allocation
-  work through the same stages (the copy-on-write read's own round through the block layer,
-  ``cow_read_s`` per host read, and ``alloc_s`` per cluster) and its transfer;
+  then waits ``cow_wait_s`` per copy-on-write read (the read's round trip through the thread
+  pool), and takes its image's *allocation lock*: one at a time per image, it does its
+  allocation work through the same stages (``cow_read_s`` per copy-on-write read, ``alloc_s``
+  per cluster) and its transfer;
 - a *device* demand: the host bytes the I/O moves (``HostIO``: COW copies and metadata
   included) over the storage's bandwidth, on one device whose bandwidth is shared equally by
   the transfers in progress (processor sharing).
 
-The path demand is the raw path for the I/O's size (a table over block sizes, interpolated in
-log size), plus what the format adds: a qcow2 lookup, a read that falls through ``d`` layers of
-a chain (``chain_base_s + a k + b k^2``, ``k = d - 1``: linear per layer, superlinear in deep
-chains, FACTS.md 2.3 and b.3, where this form matches qemu-img bench from 16 to 256 layers
-within 30%), an L2 cache miss when the image's L2 tables outgrow the cache (FACTS.md 2.3: a
-4 KiB metadata read; uniform access assumed, so a miss has probability 1 - cache/needed).
+The path demand is the raw path for the I/O's size (a table over block sizes, interpolated
+in log size), less ``hole_read_s`` for the part of a read the device does not serve (a hole of
+a sparse base: the filesystem answers with zeros), plus what the format adds: a qcow2 lookup,
+a read that falls through ``d`` layers of a chain (``chain_base_s + a k + b k^2`` with
+``k = d - 1``: linear per layer, superlinear in deep chains, FACTS.md 2.3 and b.3, where this
+form matches qemu-img bench from 16 to 256 layers within 30%), an L2 cache miss when the
+image's L2 tables outgrow the cache (FACTS.md 2.3: a 4 KiB metadata read; uniform access
+assumed, so a miss has probability 1 - cache/needed).
 
 Every parameter comes from ``cowbench calibrate``'s probes (:func:`fit`): the raw path and the
 bandwidths from raw-file probes, each format cost as the difference between a probe and what
@@ -71,6 +76,8 @@ class Demand:
     path_s: float
     device_s: float
     alloc_s: float = 0.0
+    wait_s: float = 0.0
+    delay_s: float = 0.0  # the path's waiting part (wake-ups, the virtual disk's round trip)
 
 
 class PerfModel:
@@ -107,10 +114,11 @@ class PerfModel:
                depth: int = 1, l2_miss: bool = False) -> Demand:
         """The demand of one guest I/O whose host-side effect is ``host``."""
         p = self.p
-        path = self.raw_path(is_write, length)
-        alloc = 0.0
+        raw = self.raw_path(is_write, length)
+        served = 1.0 if is_write else min(1.0, host.read_bytes / length)
+        extra = alloc = wait = 0.0
         if fmt != "raw":
-            path += p.qcow2_write_s if is_write else p.qcow2_read_s
+            extra += p.qcow2_write_s if is_write else p.qcow2_read_s
             if is_write:
                 if fmt == "qcow2_ext":
                     alloc += p.subcluster_alloc_s * host.sub_allocs
@@ -119,12 +127,19 @@ class PerfModel:
                 # a copy-on-write read (or an L2 table load) is a synchronous host read
                 # before the data write: a round through the block layer of its own
                 alloc += p.cow_read_s * host.read_ops
+                wait += p.cow_wait_s * host.read_ops
             elif host.backing_reads:
-                path += self.chain(depth)
+                extra += self.chain(depth)
             if l2_miss:
-                path += p.l2_miss_s
+                extra += p.l2_miss_s
+        # the part of a read the device does not serve (holes) costs the hole path
+        dev_path = served * raw + extra
+        hole_path = (1 - served) * max(raw - p.hole_read_s, MIN_PATH_S)
+        dev_path = max(dev_path, MIN_PATH_S - hole_path, 0.0)
+        cpu = p.cpu_share * dev_path + p.hole_cpu_share * hole_path
+        delay = dev_path + hole_path - cpu
         dev = self.device(host.read_bytes, host.read_ops, host.write_bytes, host.write_ops)
-        return Demand(max(path, MIN_PATH_S), dev, alloc)
+        return Demand(cpu, dev, alloc, wait, delay)
 
     def probe_demand(self, probe: Probe) -> Demand:
         """The demand of one I/O of a calibration probe (what its target makes the host do)."""
@@ -134,6 +149,8 @@ class PerfModel:
                       write_bytes=bs if w else 0, write_ops=1 if w else 0)
         if probe.target == "raw":
             return self.demand(is_write=w, length=bs, host=host, fmt="raw")
+        if probe.target == "hole":
+            return self.demand(is_write=w, length=bs, fmt="raw", host=HostIO(read_ops=1))
         if probe.target == "cow":
             n = -(-bs // c)
             cow_read = n * c - bs
@@ -227,6 +244,10 @@ class Host:
 
     def serve(self, d: Demand, image: object = None) -> Process:
         yield from self._path(d.path_s)
+        if d.delay_s > 0:
+            yield self.env.timeout(self.rng.exponential(d.delay_s))
+        if d.wait_s > 0:  # the copy-on-write read's round trip: waiting, not working
+            yield self.env.timeout(self.rng.exponential(d.wait_s))
         if d.alloc_s > 0:  # the allocation's own round through the path, then its copy
             with self.lock(image).request() as req:
                 yield req
@@ -301,7 +322,7 @@ def mva_iops(params: PerfParams, probe: Probe) -> float:
     x = 0.0
     for n in range(1, probe.exports * probe.iodepth + 1):
         r = [s * (1 + qi) for s, qi in zip(demands, q, strict=True)]
-        x = n / (model.client_s + sum(r))
+        x = n / (model.client_s + d.delay_s + d.wait_s + sum(r))
         q = [x * ri for ri in r]
     return x
 
@@ -361,8 +382,12 @@ def fit(probes: Sequence[Probe]) -> PerfParams:
     def extra(p: Probe) -> float:
         """What ``p`` took per I/O beyond what the draft predicts for it at qd1."""
         d = model.probe_demand(p)
-        return _time(p) - client - d.path_s - d.device_s - d.alloc_s
+        return _time(p) - client - d.path_s - d.delay_s - d.device_s - d.alloc_s - d.wait_s
 
+    hole = [p for p in qd1 if p.target == "hole"]
+    if hole:
+        draft = draft.model_copy(update={"hole_read_s": max(0.0, -extra(hole[0]))})
+        model = PerfModel(draft)
     q_r = _one(qd1, target="qcow2", rw="randread", bs=4096)
     q_w = _one(qd1, target="qcow2", rw="randwrite", bs=4096)
     qcow2_read, qcow2_write = extra(q_r), extra(q_w)
@@ -374,7 +399,18 @@ def fit(probes: Sequence[Probe]) -> PerfParams:
     alloc = max(0.0, extra(whole[0])) if whole else 0.0
     draft = draft.model_copy(update={"alloc_s": alloc})
     model = PerfModel(draft)
-    cow_read = max(0.0, extra(_one(qd1, target="cow", bs=4096)))
+    cow_probe = _one(qd1, target="cow", bs=4096)
+    cow_total = max(0.0, extra(cow_probe))
+    # of the copy-on-write read's round, the part done holding the image's allocation lock:
+    # with many first writes in flight on one image the lock is the bottleneck, so a lock
+    # hold lasts 1 / IOPS; the rest of the round is waiting (thread hand-offs, the read itself)
+    loaded = [p for p in probes if p.target == "cow" and p.bs == 4096 and p.exports == 1
+              and p.iodepth > 1]
+    cow_read = cow_total
+    if loaded:
+        p8 = max(loaded, key=lambda p: p.iodepth)
+        d = model.probe_demand(p8)
+        cow_read = min(cow_total, max(0.0, 1.0 / p8.iops - d.device_s - d.alloc_s))
     ext = _one(qd1, target="cow_ext", bs=4096)
     l2 = _one(qd1, target="l2miss", bs=4096)
     sub_alloc, l2_miss = max(0.0, extra(ext)), max(0.0, extra(l2))
@@ -384,10 +420,12 @@ def fit(probes: Sequence[Probe]) -> PerfParams:
         raise FitError("no chain probe of depth 1")
     chain_base = chain_pts[0][1]
     chain_a, chain_b = _fit_chain([(d - 1, t - chain_base) for d, t in chain_pts[1:]])
-    params = draft.model_copy(update={"cow_read_s": cow_read, "subcluster_alloc_s": sub_alloc,
+    params = draft.model_copy(update={"cow_read_s": cow_read,
+                                      "cow_wait_s": cow_total - cow_read,
+                                      "subcluster_alloc_s": sub_alloc,
                                       "l2_miss_s": l2_miss, "chain_base_s": chain_base,
                                       "chain_a_s": chain_a, "chain_b_s": chain_b})
-    return params.model_copy(update={"stages": _fit_stages(params, probes)})
+    return _fit_stages(params, probes)
 
 
 def _fit_chain(points: Sequence[tuple[int, float]]) -> tuple[float, float]:
@@ -409,17 +447,33 @@ def _fit_chain(points: Sequence[tuple[int, float]]) -> tuple[float, float]:
     return min(cands, key=lambda ab: float(((ab[0] * k + ab[1] * q - t) ** 2).sum()))
 
 
-def _fit_stages(params: PerfParams, probes: Sequence[Probe]) -> float:
-    """The number of stages that best matches the probes with several I/Os in flight
-    (squared log error of the mean-value analysis), on a 0.05 grid from 1 to 12."""
+def _fit_stages(params: PerfParams, probes: Sequence[Probe]) -> PerfParams:
+    """The number of stages and the path's work share that best match the probes with several
+    I/Os in flight (squared log error of the mean-value analysis; grids of 0.1 and 0.05), then
+    the work share of hole reads from the loaded hole probes."""
     loaded = [p for p in probes if p.exports * p.iodepth > 1 and p.iops > 0
               and p.target in ("raw", "qcow2") and p.bs <= 16384]
     if not loaded:
         raise FitError("no probe with more than one I/O in flight")
-    best, best_m = math.inf, 1.0
-    for m in np.arange(1.0, 12.0001, 0.05):
-        trial = params.model_copy(update={"stages": float(m)})
-        err = sum(math.log(mva_iops(trial, p) / p.iops) ** 2 for p in loaded)
-        if err < best:
-            best, best_m = err, float(m)
-    return round(best_m, 2)
+
+    def err(trial: PerfParams, ps: Sequence[Probe]) -> float:
+        return sum(math.log(mva_iops(trial, p) / p.iops) ** 2 for p in ps)
+
+    best, best_p = math.inf, params
+    for share in np.arange(0.2, 1.0001, 0.05):
+        for m in np.arange(1.0, 8.0001, 0.1):
+            trial = params.model_copy(update={"stages": round(float(m), 2),
+                                              "cpu_share": round(float(share), 2)})
+            e = err(trial, loaded)
+            if e < best:
+                best, best_p = e, trial
+    holes = [p for p in probes if p.exports * p.iodepth > 1 and p.target == "hole"]
+    if holes:
+        best = math.inf
+        for share in np.arange(0.02, 1.0001, 0.02):
+            trial = best_p.model_copy(update={"hole_cpu_share": round(float(share), 2)})
+            e = err(trial, holes)
+            if e < best:
+                best, hole_best = e, trial
+        best_p = hole_best
+    return best_p

@@ -24,8 +24,8 @@ def test_calibrate_writes_a_usable_profile_and_leaves_nothing(tmp_path: Path,
     target = tmp_path / "storage"
     target.mkdir()
     out = tmp_path / "profile.json"
-    proc = cowbench("calibrate", "--dir", str(target), "--out", str(out), "--runtime", "0.4",
-                    "--exports", "2")
+    proc = cowbench("calibrate", "--dir", str(target), "--out", str(out), "--runtime", "0.3",
+                    "--exports", "2", "--rounds", "2")
     assert proc.returncode == 0, proc.stderr
     assert list(target.iterdir()) == []  # the probe images are gone
     prof = load_profile(out)
@@ -38,12 +38,15 @@ def test_calibrate_writes_a_usable_profile_and_leaves_nothing(tmp_path: Path,
                  "raw-randread-4k-qd4-x2", "l2miss-randread-4k-qd1-x1"):
         assert want in names
     assert all(p.iops > 0 and p.ios > 0 and p.lat_mean_s > 0 for p in prof.probes)
+    assert all(p.rounds == 2 and p.iops_min <= p.iops <= p.iops_max  # type: ignore[operator]
+               for p in prof.probes)
     # first writes cost more than rewrites; an L2 miss more than a hit
     by = {p.name: p for p in prof.probes}
     assert by["cow-write-4k-qd1-x1"].iops < by["qcow2-randwrite-4k-qd1-x1"].iops
     assert by["l2miss-randread-4k-qd1-x1"].iops < by["qcow2-randread-4k-qd1-x1"].iops
     assert prof.tools["fio"] and prof.tools["qemu-nbd"] and prof.host["cpu_count"]
-    assert prof.settings["runtime_s"] == 0.4 and prof.duration_s > 0
+    assert prof.settings["runtime_s"] == 0.3 and prof.settings["rounds"] == 2
+    assert prof.duration_s > 0
     assert {r.probe for r in prof.fit} == names
     assert "profile:" in proc.stdout and "stages" in proc.stdout
     # the profile drives the model

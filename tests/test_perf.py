@@ -23,7 +23,7 @@ from sim.perf import PerfModel, SharedDevice, fit, replay
 from .conftest import small_dict
 
 TRUE = PerfParams(
-    stages=3.5, client_s=4e-6,
+    stages=3.5, cpu_share=0.8, hole_cpu_share=0.25, hole_read_s=25e-6, client_s=4e-6,
     read_bw=[(65536, 900e6), (1 << 20, 800e6)], write_bw=[(65536, 1200e6), (1 << 20, 1100e6)],
     read_path_s=[(4096, 85e-6), (16384, 85e-6), (65536, 75e-6), (1 << 20, 200e-6)],
     write_path_s=[(4096, 95e-6), (16384, 85e-6), (65536, 75e-6), (1 << 20, 300e-6)],
@@ -55,6 +55,9 @@ def probes() -> list[Probe]:
 def test_fit_recovers_the_parameters_that_made_the_probes(probes: list[Probe]) -> None:
     got = fit(probes)
     assert abs(got.stages - TRUE.stages) <= 0.5
+    assert abs(got.cpu_share - TRUE.cpu_share) <= 0.15
+    assert abs(got.hole_cpu_share - TRUE.hole_cpu_share) <= 0.1
+    assert got.hole_read_s == pytest.approx(TRUE.hole_read_s, abs=5e-6)
     assert got.client_s == pytest.approx(TRUE.client_s, abs=1e-6)
     for a, b in zip(got.read_path_s, TRUE.read_path_s, strict=True):
         assert a[0] == b[0] and a[1] == pytest.approx(b[1], rel=0.08)
@@ -63,7 +66,8 @@ def test_fit_recovers_the_parameters_that_made_the_probes(probes: list[Probe]) -
     assert got.write_bw[0][1] == pytest.approx(1200e6, rel=0.08)
     # differences of two probes of ~100 us each: a few microseconds
     assert got.qcow2_write_s == pytest.approx(TRUE.qcow2_write_s, abs=5e-6)
-    assert got.cow_read_s == pytest.approx(TRUE.cow_read_s, abs=10e-6)
+    # the copy-on-write round: what is done holding the image's lock, and what is waiting
+    assert got.cow_read_s + got.cow_wait_s == pytest.approx(TRUE.cow_read_s, abs=10e-6)
     assert got.l2_miss_s == pytest.approx(TRUE.l2_miss_s, abs=10e-6)
     model, truth = PerfModel(got), PerfModel(TRUE)
     for depth in (8, 32):
@@ -101,7 +105,7 @@ def probe(target: str = "raw", rw: str = "randread", bs: int = 4096, iodepth: in
 def test_iodepth_raises_iops_until_the_shared_path_saturates() -> None:
     iops = [replay(TRUE, probe(iodepth=qd), ios=8000)[0] for qd in (1, 2, 4, 8, 32, 64)]
     assert all(b > a * 0.98 for a, b in zip(iops, iops[1:], strict=False))
-    cap = TRUE.stages / TRUE.read_path_s[0][1]
+    cap = TRUE.stages / (TRUE.cpu_share * TRUE.read_path_s[0][1])
     assert iops[-1] < cap * 1.02
     assert iops[-1] > 2.5 * iops[0]
 
@@ -110,7 +114,7 @@ def test_exports_share_the_host() -> None:
     one, _ = replay(TRUE, probe(iodepth=8))
     four, _ = replay(TRUE, probe(iodepth=8, exports=4))
     assert four / 4 < 0.6 * one  # each of four gets much less than one alone
-    assert four < TRUE.stages / TRUE.read_path_s[0][1] * 1.02
+    assert four < TRUE.stages / (TRUE.cpu_share * TRUE.read_path_s[0][1]) * 1.02
 
 
 def test_first_writes_cost_more_than_rewrites_and_serialise_per_image() -> None:
@@ -128,6 +132,15 @@ def test_chain_depth_costs_superlinearly() -> None:
     assert all(b > a for a, b in zip(step, step[1:], strict=False))
     iops = [replay(TRUE, probe("chain", depth=d))[0] for d in (1, 8, 32)]
     assert iops[0] > iops[1] > iops[2]
+
+
+def test_reads_of_holes_are_cheap_and_mostly_waiting() -> None:
+    data1, _ = replay(TRUE, probe("raw"))
+    hole1, _ = replay(TRUE, probe("hole"))
+    data32, _ = replay(TRUE, probe("raw", iodepth=32))
+    hole32, _ = replay(TRUE, probe("hole", iodepth=32))
+    assert hole1 > data1
+    assert hole32 / hole1 > 1.5 * data32 / data1  # little work: they scale further
 
 
 def test_an_l2_miss_adds_a_metadata_read() -> None:
@@ -161,13 +174,18 @@ def test_demand_follows_what_the_write_did_on_the_host() -> None:
                    host=HostIO(read_bytes=61440, read_ops=1, write_bytes=65536, write_ops=1,
                                allocs=1))
     assert rewrite.alloc_s == 0
-    assert cow.alloc_s == pytest.approx(TRUE.alloc_s + TRUE.cow_read_s)
+    assert cow.alloc_s + cow.wait_s == pytest.approx(TRUE.alloc_s + TRUE.cow_read_s)
     assert cow.device_s > 10 * rewrite.device_s
     raw = m.demand(is_write=False, length=4096, fmt="raw", host=HostIO(read_bytes=4096,
                                                                          read_ops=1))
     through = m.demand(is_write=False, length=4096, fmt="qcow2", depth=8,
                        host=HostIO(read_bytes=4096, read_ops=1, backing_reads=1))
-    assert through.path_s - raw.path_s == pytest.approx(TRUE.qcow2_read_s + m.chain(8))
+    total = through.path_s + through.delay_s - raw.path_s - raw.delay_s
+    assert total == pytest.approx(TRUE.qcow2_read_s + m.chain(8))
+    hole = m.demand(is_write=False, length=4096, fmt="raw", host=HostIO(read_ops=1))
+    assert raw.path_s + raw.delay_s - hole.path_s - hole.delay_s == \
+        pytest.approx(TRUE.hole_read_s)
+    assert hole.device_s == 0
 
 
 # -- the scenario's model with a profile ------------------------------------------------------
