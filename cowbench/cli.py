@@ -113,7 +113,7 @@ def calibrate(
                    "(probe images are made in a private subdirectory, removed at the end).")],
     out_path: Annotated[Path, typer.Option("--out", help="Profile to write (JSON).")],
     matrix: Annotated[str, typer.Option(help="short (under 3 minutes) or long (finer: more "
-                      "sizes, depths, iodepths and exports; about 8 minutes).")] = "short",
+                      "sizes, depths, iodepths and exports; about 11 minutes).")] = "short",
     exports: Annotated[int, typer.Option(help="Most concurrent exports probed.", min=2,
                        max=16)] = 4,
     runtime: Annotated[float | None, typer.Option(help="Seconds each probe runs per round "
