@@ -32,10 +32,11 @@ TRUE = PerfParams(
     l2_miss_s=90e-6)
 
 
-def synthetic_probes(params: PerfParams, ios: int = 10000) -> list[Probe]:
-    """The short matrix, 'measured' on the model itself with ``params``."""
+def synthetic_probes(params: PerfParams, ios: int = 10000,
+                     matrix: str = "short", exports: int = 4) -> list[Probe]:
+    """A probe matrix, 'measured' on the model itself with ``params``."""
     out = []
-    for i, spec in enumerate(probe_matrix(settings("short", 4))):
+    for i, spec in enumerate(probe_matrix(settings(matrix, exports))):  # type: ignore[arg-type]
         shell = Probe(name=spec.name, target=spec.target, rw=spec.rw, bs=spec.bs,
                       iodepth=spec.iodepth, exports=spec.exports, depth=spec.depth,
                       cluster_size=spec.cluster_size, runtime_s=1.0, ios=1, iops=1.0,
@@ -241,15 +242,6 @@ def test_the_long_matrix_is_finer_and_fits_too() -> None:
     assert {1, 8, 32} <= depths and len(depths) >= 8
     assert {p.exports for p in long} == {1, 2, 3, 4, 5, 6}
     assert {p.iodepth for p in long if p.target == "raw"} >= {1, 2, 4, 8, 16, 32}
-    shells = []
-    for i, spec in enumerate(long):
-        shell = Probe(name=spec.name, target=spec.target, rw=spec.rw, bs=spec.bs,
-                      iodepth=spec.iodepth, exports=spec.exports, depth=spec.depth,
-                      cluster_size=spec.cluster_size, runtime_s=1.0, ios=1, iops=1.0,
-                      bw_bytes_per_s=1.0, lat_mean_s=1.0, lat_p99_s=1.0)
-        iops, lat = replay(TRUE, shell, ios=1500, seed=i)
-        shells.append(shell.model_copy(update={"iops": iops, "lat_mean_s": lat,
-                                               "bw_bytes_per_s": iops * spec.bs}))
-    got = fit(shells)
+    got = fit(synthetic_probes(TRUE, ios=1500, matrix="long", exports=6))
     assert abs(got.stages - TRUE.stages) <= 0.6
     assert len(got.read_path_s) == 8  # 4 KiB and every probed size
