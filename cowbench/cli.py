@@ -165,6 +165,10 @@ def _print_profile(prof: Profile) -> None:
     t.add_row("chain depth d (k = d - 1)", f"{p.chain_base_s * 1e6:+.1f} + "
               f"{p.chain_a_s * 1e6:.2f} k + {p.chain_b_s * 1e6:.3f} k^2 us")
     t.add_row("L2 cache miss", f"{p.l2_miss_s * 1e6:.1f} us")
+    order = {"fifo": "in arrival order", "shared": "shared by transfers in progress"}
+    seen = ("" if p.device_interference is None else
+            f" (a small read waited {p.device_interference:.0%} of a large job's queue)")
+    t.add_row("device queue", order[p.device_queue] + seen)
     out.print(t)
     errs = sorted(abs(r.rel_error) for r in prof.fit if r.metric == "iops")
     if errs:

@@ -29,16 +29,28 @@ PROFILE_KIND = "cowbench-calibration"
 #: cow_ext: the same with extended_l2 (subcluster allocation); chain: reads that fall through
 #: ``depth`` empty qcow2 layers to the raw file; l2miss: reads of the allocated qcow2 image with
 #: an L2 cache far smaller than the image needs; hole: reads of a raw file that holds no data
-#: (a sparse base's holes: the filesystem answers with zeros, the device is not reached)
-Target = Literal["raw", "hole", "qcow2", "cow", "cow_ext", "chain", "l2miss"]
+#: (a sparse base's holes: the filesystem answers with zeros, the device is not reached);
+#: device: the storage alone, fio's libaio engine with O_DIRECT on the raw file, no qemu-nbd
+#: (with ``beside``: while another job runs on it, to see how the storage orders requests)
+Target = Literal["raw", "hole", "qcow2", "cow", "cow_ext", "chain", "l2miss", "device"]
 
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class Beside(_Frozen):
+    """A job that runs beside a probe's own, on the same storage; its figures are not the
+    probe's."""
+
+    rw: Literal["randread", "randwrite"]
+    bs: int = Field(gt=0)
+    iodepth: int = Field(ge=1)
+
+
 class Probe(_Frozen):
-    """One probe of the matrix and what fio measured (summed over its exports)."""
+    """One probe of the matrix and what fio measured (summed over its exports; with
+    ``beside``, of the probe's own job only)."""
 
     name: str
     target: Target
@@ -58,6 +70,7 @@ class Probe(_Frozen):
                         "are medians over the rounds")
     iops_min: float | None = Field(default=None, ge=0)
     iops_max: float | None = Field(default=None, ge=0)
+    beside: Beside | None = None
 
 
 class PerfParams(_Frozen):
@@ -65,7 +78,9 @@ class PerfParams(_Frozen):
 
     Each guest I/O costs a *path* demand (CPU and wake-ups of fio, qemu-nbd and the block
     layer), served by ``stages`` shared single-server stages in turn, and a *device* demand
-    (the host bytes it moves over the storage's bandwidth), served by one shared device.
+    (the host bytes it moves over the storage's bandwidth), served by one shared device:
+    in arrival order (``device_queue: fifo``) or shared equally by the transfers in progress
+    (``shared``), as the storage's ``device`` probes showed.
     ``*_path_s`` are tables ``[[bs, seconds], ...]`` for the raw path, interpolated in log(bs);
     the qcow2 and copy-on-write figures are what each adds to it.
     """
@@ -93,6 +108,13 @@ class PerfParams(_Frozen):
     chain_b_s: float = Field(ge=0)
     l2_miss_s: float = Field(ge=0)
     l2_cache_bytes: int = Field(default=32 << 20, gt=0)
+    device_queue: Literal["shared", "fifo"] = Field(
+        default="shared", description="how the device serves requests that wait for it: "
+        "in arrival order (fifo) or shared equally by those in progress (shared)")
+    device_interference: float | None = Field(
+        default=None, ge=0, le=1, description="how much of a large job's queue a small read "
+        "beside it waited for, measured on the storage alone: 1 in arrival order, near 0 "
+        "when small requests pass large ones")
 
 
 class FitRow(_Frozen):

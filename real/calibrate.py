@@ -12,7 +12,10 @@ stopped). The images:
   cluster, so every write allocates and copies the rest of its cluster; ``cow_ext``: the same
   with ``extended_l2=on``, where a 4 KiB write fills whole subclusters and copies nothing);
 - a chain of empty qcow2 layers over ``raw.img`` for reads that fall through ``depth`` layers;
-- ``qcow2.img`` again with a two-entry L2 cache of 4 KiB slices, so nearly every read misses.
+- ``qcow2.img`` again with a two-entry L2 cache of 4 KiB slices, so nearly every read misses;
+- ``raw.img`` read by fio alone (libaio, O_DIRECT, no qemu-nbd): the storage itself, small
+  reads alone, large reads alone, and small reads beside large ones, to see in what order the
+  storage serves requests (``sim.perf.device_interference``).
 
 The short matrix (the default) takes about a minute and a half on a 2-core machine; ``long``
 probes more sizes, depths, iodepths and exports for longer.
@@ -33,7 +36,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cowbench.errors import ToolError, UsageError
-from cowbench.profile import Probe, Target
+from cowbench.profile import Beside, Probe, Target
 from cowbench.tools import require_tools, run, which
 
 from .nbd import NbdExport, stop_servers_in
@@ -53,12 +56,20 @@ class ProbeSpec:
     exports: int = 1
     depth: int = 0
     cluster_size: int = CLUSTER
+    beside: Beside | None = None
 
     @property
     def name(self) -> str:
-        size = f"{self.bs // MiB}m" if self.bs >= MiB else f"{self.bs // KiB}k"
         extra = f"-d{self.depth}" if self.target == "chain" else ""
-        return f"{self.target}{extra}-{self.rw}-{size}-qd{self.iodepth}-x{self.exports}"
+        name = f"{self.target}{extra}-{self.rw}-{_size(self.bs)}-qd{self.iodepth}-x{self.exports}"
+        if self.beside is not None:
+            b = self.beside
+            name += f"-beside-{b.rw}-{_size(b.bs)}-qd{b.iodepth}"
+        return name
+
+
+def _size(bs: int) -> str:
+    return f"{bs // MiB}m" if bs >= MiB else f"{bs // KiB}k"
 
 
 @dataclass(frozen=True)
@@ -122,6 +133,14 @@ def probe_matrix(s: Settings) -> list[ProbeSpec]:
     specs.append(ProbeSpec("cow_ext", "write", 4 * KiB, 1))
     specs += [ProbeSpec("chain", "randread", 4 * KiB, 1, depth=d) for d in deep]
     specs.append(ProbeSpec("chain", "randread", 4 * KiB, 8, depth=max(deep)))
+    # the storage alone: small reads alone, large reads alone, small reads beside large ones
+    specs.append(ProbeSpec("device", "randread", 4 * KiB, 1))
+    larges = [Beside(rw="randread", bs=64 * KiB, iodepth=8)]
+    if s.matrix == "long":  # and beside large writes, as copies-on-write make
+        larges.append(Beside(rw="randwrite", bs=64 * KiB, iodepth=8))
+    for large in larges:
+        specs += [ProbeSpec("device", large.rw, large.bs, large.iodepth),
+                  ProbeSpec("device", "randread", 4 * KiB, 1, beside=large)]
     return specs
 
 
@@ -231,11 +250,28 @@ def _fio_argv(spec: ProbeSpec, uris: Sequence[str], s: Settings, out: Path) -> l
     return argv
 
 
+def _device_argv(spec: ProbeSpec, raw: Path, s: Settings, out: Path) -> list[str]:
+    """fio on the raw file alone (libaio, O_DIRECT): job p0 is the probe's, ``bg`` beside it."""
+    common = ["--ioengine=libaio", "--direct=1", f"--filename={raw}", f"--size={s.span}",
+              "--time_based=1", f"--runtime={round(s.runtime_s * 1000)}ms",
+              f"--ramp_time={round(s.ramp_s * 1000)}ms", "--norandommap=1", "--randrepeat=0"]
+    argv = [which("fio"), "--output-format=json", f"--output={out}",
+            "--name=p0", f"--rw={spec.rw}", f"--bs={spec.bs}", f"--iodepth={spec.iodepth}",
+            *common]
+    if spec.beside is not None:
+        b = spec.beside
+        argv += ["--name=bg", f"--rw={b.rw}", f"--bs={b.bs}", f"--iodepth={b.iodepth}",
+                 *common]
+    return argv
+
+
 def _summarise(spec: ProbeSpec, data: dict[str, Any], runtime: float) -> Probe:
     kind = "read" if spec.rw == "randread" else "write"
     ios = iops = bw = lat_w = 0.0
     p99 = 0.0
     for job in data["jobs"]:
+        if job.get("jobname") == "bg":  # the job beside the probe's: not the probe's figures
+            continue
         d = job[kind]
         n = float(d["total_ios"])
         ios += n
@@ -251,7 +287,7 @@ def _summarise(spec: ProbeSpec, data: dict[str, Any], runtime: float) -> Probe:
     return Probe(name=spec.name, target=spec.target, rw=spec.rw, bs=spec.bs,
                  iodepth=spec.iodepth, exports=spec.exports, depth=spec.depth,
                  cluster_size=spec.cluster_size, runtime_s=runtime, ios=int(ios), iops=iops,
-                 bw_bytes_per_s=bw, lat_mean_s=lat_w / ios, lat_p99_s=p99)
+                 bw_bytes_per_s=bw, lat_mean_s=lat_w / ios, lat_p99_s=p99, beside=spec.beside)
 
 
 Progress = Callable[[int, int, str], None]
@@ -303,6 +339,12 @@ def _median(runs: list[Probe]) -> Probe:
 
 def _run_probe(spec: ProbeSpec, images: _Images, work: Path, s: Settings) -> Probe:
     out = work / "fio.json"
+    if spec.target == "device":  # the storage alone, no qemu-nbd
+        argv = _device_argv(spec, images.raw, s, out)
+        t0 = time.monotonic()
+        run(argv, timeout=s.runtime_s + s.ramp_s + 120)
+        runtime = time.monotonic() - t0
+        return _summarise(spec, _fio_json(argv, out, spec), runtime)
     with ExitStack() as stack:
         uris = []
         for k, (image, fmt, opts) in enumerate(images.export_args(spec)):
@@ -313,12 +355,17 @@ def _run_probe(spec: ProbeSpec, images: _Images, work: Path, s: Settings) -> Pro
         t0 = time.monotonic()
         run(argv, timeout=s.runtime_s + s.ramp_s + 120)
         runtime = time.monotonic() - t0
+    data = _fio_json(argv, out, spec)
+    for image in work.glob("cow-*.qcow2"):  # first-write overlays are used once
+        image.unlink()
+    return _summarise(spec, data, runtime)
+
+
+def _fio_json(argv: list[str], out: Path, spec: ProbeSpec) -> dict[str, Any]:
     try:
-        data = json.loads(out.read_text())
+        data: dict[str, Any] = json.loads(out.read_text())
     except (OSError, ValueError):
         raise ToolError(argv, 0, "", f"probe {spec.name}: fio wrote no JSON") from None
     finally:
         out.unlink(missing_ok=True)
-    for image in work.glob("cow-*.qcow2"):  # first-write overlays are used once
-        image.unlink()
-    return _summarise(spec, data, runtime)
+    return data

@@ -1,6 +1,6 @@
 """The calibrated I/O model (sim/perf.py): the fit recovers the parameters that made the
 probes, and the model behaves as a shared host must (closed loops, contention, rate limits,
-copy-on-write, chains, L2 cache misses, processor-sharing device)."""
+copy-on-write, chains, L2 cache misses, a device in arrival order or shared)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ import pytest
 import simpy
 
 from cowbench.errors import UsageError
-from cowbench.profile import PerfParams, Probe, Profile, load_profile, profile_json
+from cowbench.profile import Beside, PerfParams, Probe, Profile, load_profile, profile_json
 from cowbench.scenario import parse_scenario
 from real.calibrate import probe_matrix, settings
 from sim.disk import HostIO
 from sim.model import simulate
-from sim.perf import PerfModel, SharedDevice, fit, replay
+from sim.perf import Host, PerfModel, SharedDevice, device_interference, fit, replay
 
 from .conftest import small_dict
 
@@ -40,7 +40,7 @@ def synthetic_probes(params: PerfParams, ios: int = 10000,
         shell = Probe(name=spec.name, target=spec.target, rw=spec.rw, bs=spec.bs,
                       iodepth=spec.iodepth, exports=spec.exports, depth=spec.depth,
                       cluster_size=spec.cluster_size, runtime_s=1.0, ios=1, iops=1.0,
-                      bw_bytes_per_s=1.0, lat_mean_s=1.0, lat_p99_s=1.0)
+                      bw_bytes_per_s=1.0, lat_mean_s=1.0, lat_p99_s=1.0, beside=spec.beside)
         iops, lat = replay(params, shell, ios=ios, seed=i)
         out.append(shell.model_copy(update={"iops": iops, "bw_bytes_per_s": iops * spec.bs,
                                             "lat_mean_s": lat, "lat_p99_s": 3 * lat,
@@ -80,7 +80,8 @@ def test_replaying_the_fit_matches_the_probes(probes: list[Probe]) -> None:
 
     rows = fit_rows(fit(probes), probes)
     errs = sorted(abs(r.rel_error) for r in rows if r.metric == "iops")
-    assert len(errs) == len(probes)
+    # every probe through the stack; the storage-alone probes only order the device
+    assert len(errs) == len([p for p in probes if p.target != "device"]) == 37
     assert np.median(errs) < 0.05
     assert errs[-1] < 0.25
 
@@ -165,6 +166,64 @@ def test_the_device_is_shared_equally_by_transfers_in_progress() -> None:
     env.run()
     assert ends["short"] == pytest.approx(4.0)   # half the rate while both run
     assert ends["long"] == pytest.approx(11.0)   # lost one second to the short one
+
+
+def test_a_fifo_device_serves_in_arrival_order() -> None:
+    env = simpy.Environment()
+    host = Host(env, PerfModel(TRUE.model_copy(update={"device_queue": "fifo"})),
+                np.random.default_rng(0))
+    ends: dict[str, float] = {}
+
+    def job(name: str, start: float, work: float):  # type: ignore[no-untyped-def]
+        yield env.timeout(start)
+        yield from host.transfer(work)
+        ends[name] = env.now
+
+    env.process(job("long", 0.0, 10.0))
+    env.process(job("short", 2.0, 1.0))
+    env.run()
+    assert ends["long"] == pytest.approx(10.0)   # not slowed by the one that came later
+    assert ends["short"] == pytest.approx(11.0)  # waited for the whole of the long one
+
+
+def device_probes(queue: str) -> list[Probe]:
+    """The storage-alone probes of the short matrix, 'measured' on the model."""
+    params = TRUE.model_copy(update={"device_queue": queue})
+    out = []
+    for spec in probe_matrix(settings("short", 4)):
+        if spec.target != "device":
+            continue
+        shell = probe("device", spec.rw, spec.bs, spec.iodepth).model_copy(
+            update={"name": spec.name, "beside": spec.beside})
+        iops, lat = replay(params, shell, ios=4000)
+        out.append(shell.model_copy(update={"iops": iops, "lat_mean_s": lat}))
+    return out
+
+
+def test_the_fit_reads_the_device_order_off_the_storage_probes(probes: list[Probe]) -> None:
+    fifo, shared = device_interference(device_probes("fifo")), device_interference(
+        device_probes("shared"))
+    assert fifo is not None and shared is not None
+    assert fifo > 0.8 and shared < 0.3
+    assert fit(probes).device_queue == "shared"  # made with TRUE, a shared device
+    ordered = [p for p in probes if p.target != "device"] + device_probes("fifo")
+    got = fit(ordered)
+    assert got.device_queue == "fifo" and got.device_interference == pytest.approx(fifo, abs=1e-3)
+    # without the storage probes (an older profile's matrix) the device stays shared
+    older = fit([p for p in probes if p.target != "device"])
+    assert older.device_queue == "shared" and older.device_interference is None
+
+
+def test_a_fifo_device_slows_small_reads_beside_large_ones() -> None:
+    """What arrival order changes on a host: 4 KiB reads through the stack wait for the large
+    reads queued before them (as reads beside copies-on-write do)."""
+    lat = {}
+    for queue in ("shared", "fifo"):
+        params = TRUE.model_copy(update={"device_queue": queue})
+        p = probe("raw", iodepth=1).model_copy(update={
+            "beside": Beside(rw="randread", bs=1 << 20, iodepth=8)})
+        lat[queue] = replay(params, p, ios=3000)[1]
+    assert lat["fifo"] > 2 * lat["shared"]
 
 
 def test_demand_follows_what_the_write_did_on_the_host() -> None:
