@@ -321,12 +321,14 @@ def replay(params: PerfParams, probe: Probe, *, ios: int = 6000,
     return len(lat) / elapsed, float(np.mean(lat))
 
 
-def fit_rows(params: PerfParams, probes: Sequence[Probe]) -> list[FitRow]:
+def fit_rows(params: PerfParams, probes: Sequence[Probe], ios: int = 3000) -> list[FitRow]:
+    """The model's replay of each probe beside what was measured (``ios`` simulated I/Os
+    each: 3000 replay the short matrix in about 5 s on this project's machine)."""
     rows = []
     for probe in probes:
         if probe.target == "device":  # the storage alone: it orders the device, see fit
             continue
-        iops, lat = replay(params, probe)
+        iops, lat = replay(params, probe, ios=ios)
         for metric, measured, model in (("iops", probe.iops, iops),
                                         ("lat_mean_s", probe.lat_mean_s, lat)):
             if measured > 0:
