@@ -7,6 +7,10 @@ the real runs, the model's error against that mean, the real runs' own spread ((
 mean), and the median |error| per kind of figure, against the mean and against each run.
 Everything lands in ``--out`` (the profile, the run directories, holdout.csv).
 
+Last, it measures a few of the profile's probes again (one round) and prints how far each
+moved since the calibration: a shared machine can change speed between the calibration and
+the real runs, and then the model's error says as much about the machine as about the model.
+
 The machine must be quiet: the figures are only as steady as the machine was (``uptime``).
 
     .venv/bin/python benchmarks/io_holdout.py --out results/io-holdout [--profile P] [--runs 3]
@@ -86,6 +90,35 @@ def main() -> None:
                             for i in meas.columns)
         print(f"| {kind} | {sel.rel_error.abs().median():.1%} | {per_run} | "
               f"{np.median(sel.spread):.1%} |")
+    drift(profile, a.calibrate_dir or a.out)
+
+
+DRIFT_PROBES = ("raw-randread-4k-qd1-x1", "raw-randread-4k-qd32-x1", "raw-randread-64k-qd32-x1",
+                "cow-write-4k-qd8-x1", "chain-d32-randread-4k-qd8-x1")
+
+
+def drift(profile_path: Path, work: Path) -> None:
+    """Measure some of the profile's probes again and print how far they moved."""
+    import dataclasses
+
+    from cowbench.profile import load_profile
+    from real.calibrate import ProbeSpec, measure, settings
+
+    prof = load_profile(profile_path)
+    then = {p.name: p for p in prof.probes if p.name in DRIFT_PROBES}
+    specs = [ProbeSpec(p.target, p.rw, p.bs, p.iodepth, p.exports, p.depth, p.cluster_size,
+                       p.beside) for p in then.values()]
+    s = dataclasses.replace(settings(prof.matrix, int(prof.settings["max_exports"])), rounds=1)
+    now = measure(work, s, specs)
+    print()
+    print("| probe | IOPS at calibration | IOPS now | moved |")
+    print("|---|---|---|---|")
+    moved = []
+    for p in now:
+        m = (p.iops - then[p.name].iops) / then[p.name].iops
+        moved.append(abs(m))
+        print(f"| {p.name} | {then[p.name].iops:,.0f} | {p.iops:,.0f} | {m:+.1%} |")
+    print(f"median |moved|: {np.median(moved):.1%}")
 
 
 if __name__ == "__main__":
