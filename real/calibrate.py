@@ -17,7 +17,7 @@ stopped). The images:
   reads alone, large reads alone, and small reads beside large ones, to see in what order the
   storage serves requests (``sim.perf.device_interference``).
 
-The short matrix (the default) takes about a minute and a half on a 2-core machine; ``long``
+The short matrix (the default) took 167-170 s on this project's 2-core machine; ``long``
 probes more sizes, depths, iodepths and exports for longer.
 """
 
@@ -341,19 +341,16 @@ def _median(runs: list[Probe]) -> Probe:
 
 def _run_probe(spec: ProbeSpec, images: _Images, work: Path, s: Settings) -> Probe:
     out = work / "fio.json"
-    if spec.target == "device":  # the storage alone, no qemu-nbd
-        argv = _device_argv(spec, images.raw, s, out)
-        t0 = time.monotonic()
-        run(argv, timeout=s.runtime_s + s.ramp_s + 120)
-        runtime = time.monotonic() - t0
-        return _summarise(spec, _fio_json(argv, out, spec), runtime)
     with ExitStack() as stack:
-        uris = []
-        for k, (image, fmt, opts) in enumerate(images.export_args(spec)):
-            nbd = NbdExport(image, fmt, work, f"e{k}", image_opts=opts)
-            stack.enter_context(nbd)
-            uris.append(nbd.uri)
-        argv = _fio_argv(spec, uris, s, out)
+        if spec.target == "device":  # the storage alone, no qemu-nbd
+            argv = _device_argv(spec, images.raw, s, out)
+        else:
+            uris = []
+            for k, (image, fmt, opts) in enumerate(images.export_args(spec)):
+                nbd = NbdExport(image, fmt, work, f"e{k}", image_opts=opts)
+                stack.enter_context(nbd)
+                uris.append(nbd.uri)
+            argv = _fio_argv(spec, uris, s, out)
         t0 = time.monotonic()
         run(argv, timeout=s.runtime_s + s.ramp_s + 120)
         runtime = time.monotonic() - t0

@@ -26,7 +26,7 @@ How a guest I/O is served (one host; every VM on it shares everything below):
   either in arrival order (``device_queue: fifo``: a 4 KiB read waits for the 64 KiB
   copies-on-write queued before it) or by sharing its bandwidth equally among the transfers
   in progress (``shared``, processor sharing: the small read passes the large ones). Which
-  one is measured on the storage alone (:func:`device_queue`): on this project's 2-core
+  one is measured on the storage alone (:func:`device_interference`): on this project's 2-core
   virtual machine, a 4 KiB read at iodepth 1 took 54 us alone and 377 us beside 64 KiB reads
   at iodepth 8, whose own latency was 400 us: arrival order (``fio --ioengine=libaio
   --direct=1`` on a 1 GiB file).
@@ -149,7 +149,7 @@ class PerfModel:
         dev_path = served * raw + extra
         # a hole's path does not grow or shrink with the size read (measured: reads of a hole
         # at iodepth 1 took 58, 63 and 64 us for 4, 16 and 64 KiB): the smallest size's
-        hole_path = (1 - served) * max(self.raw_path(False, 0) - p.hole_read_s, MIN_PATH_S)
+        hole_path = (1 - served) * max(p.read_path_s[0][1] - p.hole_read_s, MIN_PATH_S)
         dev_path = max(dev_path, MIN_PATH_S - hole_path, 0.0)
         cpu = p.cpu_share * dev_path + p.hole_cpu_share * hole_path
         delay = dev_path + hole_path - cpu
@@ -556,6 +556,7 @@ def device_interference(probes: Sequence[Probe]) -> float | None:
         shares.append(0.0 if span <= 0 else
                       min(1.0, max(0.0, (m.lat_mean_s - small.lat_mean_s) / span)))
     return float(np.mean(shares)) if shares else None
+
 
 def _fit_chain(points: Sequence[tuple[int, float]]) -> tuple[float, float]:
     """Non-negative least squares of ``a k + b k^2`` through the time ``k`` more layers add
