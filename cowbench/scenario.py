@@ -484,7 +484,7 @@ class Scenario(_Frozen):
     @model_validator(mode="after")
     def _vms_or_fleet(self) -> Scenario:
         if not self.vms and self.fleet is None:
-            raise ValueError("give 'vms' (at least one) or a 'fleet' section")
+            raise ValueError("vms: give at least one VM, or a 'fleet' section")
         return self
 
     @field_validator("vms", mode="before")

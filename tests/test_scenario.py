@@ -57,6 +57,11 @@ def test_unknown_top_level_key():
     assert problems(small_dict(colour="blue")) == [("colour", "unknown key")]
 
 
+def test_no_vms_and_no_fleet_names_vms():
+    """Found by tests/test_fault_fuzz.py: an empty vms list was refused without its key."""
+    assert problems(small_dict(vms=[])) == [("", "vms: give at least one VM, or a 'fleet' section")]
+
+
 def test_negative_size():
     d = small_dict()
     d["images"][0]["virtual_size"] = "-1GiB"
