@@ -111,6 +111,9 @@ class PerfParams(_Frozen):
     device_queue: Literal["shared", "fifo"] = Field(
         default="shared", description="how the device serves requests that wait for it: "
         "in arrival order (fifo) or shared equally by those in progress (shared)")
+    transfer_on_path: bool = Field(
+        default=False, description="the device's transfer is work of the path's busiest "
+        "stage (it holds that stage) rather than of a device beside the path")
     device_interference: float | None = Field(
         default=None, ge=0, le=1, description="how much of a large job's queue a small read "
         "beside it waited for, measured on the storage alone: 1 in arrival order, near 0 "

@@ -118,6 +118,9 @@ def probe_matrix(s: Settings) -> list[ProbeSpec]:
             specs.append(ProbeSpec("raw", rw, bs, 1))
             if bs >= 64 * KiB:  # the device's bandwidth: many large I/Os in flight
                 specs.append(ProbeSpec("raw", rw, bs, 32 if bs < MiB else 8))
+            elif rw == "randread" and (bs == 16 * KiB or s.matrix == "long"):
+                # mid-size reads under load: where the transfer's work is done (sim.perf.fit)
+                specs.append(ProbeSpec("raw", rw, bs, 8))
     for rw in rws:
         specs += [ProbeSpec("qcow2", rw, 4 * KiB, qd)
                   for qd in (qds if s.matrix == "long" else (1, 32))]

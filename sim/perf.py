@@ -286,6 +286,7 @@ class Host:
         self.stages = [simpy.Resource(env, capacity=1) for _ in self.shares]
         self.disk = SharedDevice(env)
         self.fifo = model.p.device_queue == "fifo"
+        self.on_path = model.p.transfer_on_path
         self.queue = simpy.Resource(env, capacity=1)  # the device in arrival order
         self._locks: dict[int, FileLock] = {}
 
@@ -305,9 +306,15 @@ class Host:
                 yield req
                 yield self.env.timeout(exp(seconds * share))
 
-    def transfer(self, seconds: float) -> Process:
-        """One transfer of ``seconds`` at the device's full rate, as the device serves it."""
-        if self.fifo:
+    def transfer(self, seconds: float, alloc: bool = False) -> Process:
+        """One transfer of ``seconds`` at the device's full rate, as the host serves it: with
+        ``transfer_on_path``, the transfer of an I/O that allocates nothing is work of the
+        path's first stage (a whole one); the rest is served by the device."""
+        if self.on_path and not alloc:
+            with self.stages[0].request() as req:
+                yield req
+                yield self.env.timeout(seconds)
+        elif self.fifo:
             with self.queue.request() as req:
                 yield req
                 yield self.env.timeout(seconds)
@@ -325,7 +332,7 @@ class Host:
             yield lock.acquire(alone=True)
             yield from self._path(d.alloc_s)
             if d.device_s > 0:
-                yield from self.transfer(d.device_s)
+                yield from self.transfer(d.device_s, alloc=True)
             lock.release(alone=True)
         elif d.shares_file and d.device_s > 0:
             lock = self.lock(image)
@@ -409,7 +416,10 @@ def mva_iops(params: PerfParams, probe: Probe) -> float:
     if m - full > 1e-9:
         demands.append(d.path_s * (m - full) / m)
     if d.device_s > 0:
-        demands.append(d.device_s)
+        if params.transfer_on_path and d.alloc_s == 0:  # work of the first (whole) stage
+            demands[0] += d.device_s
+        else:
+            demands.append(d.device_s)
     if d.alloc_s > 0:
         demands.append(d.alloc_s)
     q = [0.0] * len(demands)
@@ -440,23 +450,103 @@ def _time(p: Probe) -> float:
 
 
 def fit(probes: Sequence[Probe]) -> PerfParams:
-    """Parameters from the probe matrix (see the module docstring for what comes from where)."""
+    """Parameters from the probe matrix (see the module docstring for what comes from where).
+
+    Two shapes of host are fitted, and the one whose mean-value analysis is closer to the
+    probes with several I/Os in flight (of every block size) is kept: the device beside the
+    path (its bandwidth is the large loaded probes' own), or the transfer as work of the
+    path's busiest stage (``transfer_on_path``; its bandwidth is what is left of the large
+    loaded probes' time per I/O once that stage's share of the path is served)."""
+    beside = _fit_given(probes, _bw_table(probes, "randread"), _bw_table(probes, "randwrite"),
+                        on_path=False)
+    on_path = beside
+    for _ in range(ON_PATH_ROUNDS):
+        on_path = _fit_given(probes, _bw_solved(on_path, probes, "randread"),
+                             _bw_solved(on_path, probes, "randwrite"), on_path=True)
+    best = min((beside, on_path), key=lambda p: _loaded_error(p, probes))
+    interference = device_interference(probes)
+    if interference is not None:
+        best = best.model_copy(update={
+            "device_interference": round(interference, 3),
+            "device_queue": "fifo" if interference >= 0.5 else "shared"})
+    return best
+
+
+#: rounds of the fixed point between the bandwidths and the path (2 settle it to 0.1%)
+ON_PATH_ROUNDS = 3
+
+
+def _loaded(probes: Sequence[Probe]) -> list[Probe]:
+    return [p for p in probes if p.target == "raw" and p.exports == 1 and p.iodepth > 1
+            and p.iops > 0]
+
+
+def _loaded_error(params: PerfParams, probes: Sequence[Probe]) -> float:
+    """Squared log error of the mean-value analysis over the raw probes with several I/Os
+    in flight: what chooses between the two shapes of host."""
+    return sum(math.log(mva_iops(params, p) / p.iops) ** 2 for p in _loaded(probes))
+
+
+def _bw_table(probes: Sequence[Probe], rw: str) -> list[tuple[int, float]]:
+    """The device's bandwidth beside the path: the best the raw probes of 64 KiB or more did."""
+    best: dict[int, float] = {}
+    for p in probes:
+        if p.target == "raw" and p.rw == rw and p.bs >= 65536 and p.exports == 1:
+            best[p.bs] = max(best.get(p.bs, 0.0), p.bw_bytes_per_s)
+    if not best:
+        raise FitError(f"no raw {rw} probe of 64 KiB or more")
+    return sorted(best.items())
+
+
+def _bw_solved(params: PerfParams, probes: Sequence[Probe],
+               rw: str) -> list[tuple[int, float]]:
+    """The bandwidth at each large loaded probe's size that makes the mean-value analysis
+    of a host with the transfer on the path (``params`` otherwise) give that probe's IOPS;
+    the path shrinks by what the transfer takes of the probe's qd1 time (bisection)."""
+    qd1 = {p.bs: p for p in probes if p.target == "raw" and p.rw == rw and p.iodepth == 1
+           and p.exports == 1}
+    out = []
+    for size, bw in _bw_table(probes, rw):
+        big = max((p for p in _loaded(probes) if p.rw == rw and p.bs == size),
+                  key=lambda p: p.iodepth, default=None)
+        if big is None or size not in qd1:
+            out.append((size, bw))
+            continue
+        t1 = _time(qd1[size]) - params.client_s
+        lo, hi = size / t1, size / (MIN_PATH_SHARE * t1) * 100  # transfer: all of t1 .. ~none
+        for _ in range(40):
+            mid = math.sqrt(lo * hi)
+            table = [(s, mid if s == size else b) for s, b in params_bw(params, rw)]
+            path = [(s, max(t1 - s / mid, MIN_PATH_SHARE * t1) if s == size else v)
+                    for s, v in params_path(params, rw)]
+            trial = params.model_copy(update={
+                "transfer_on_path": True,
+                "read_bw" if rw == "randread" else "write_bw": table,
+                "read_path_s" if rw == "randread" else "write_path_s": path})
+            if mva_iops(trial, big) < big.iops:  # too slow: more bandwidth
+                lo = mid
+            else:
+                hi = mid
+        out.append((size, math.sqrt(lo * hi)))
+    return out
+
+
+def params_bw(params: PerfParams, rw: str) -> list[tuple[int, float]]:
+    return list(params.read_bw if rw == "randread" else params.write_bw)
+
+
+def params_path(params: PerfParams, rw: str) -> list[tuple[int, float]]:
+    return list(params.read_path_s if rw == "randread" else params.write_path_s)
+
+
+def _fit_given(probes: Sequence[Probe], read_bw: list[tuple[int, float]],
+               write_bw: list[tuple[int, float]], *, on_path: bool) -> PerfParams:
+    """Every other parameter, given the device's bandwidths and the host's shape."""
     qd1 = [p for p in probes if p.iodepth == 1 and p.exports == 1]
     base_r = _one(qd1, target="raw", rw="randread", bs=4096)
     base_w = _one(qd1, target="raw", rw="randwrite", bs=4096)
     # the client: what fio spends per I/O outside the latency it reports (qd1)
     client = max(0.0, min(_time(base_r) - base_r.lat_mean_s, _time(base_w) - base_w.lat_mean_s))
-
-    def bw_table(rw: str) -> list[tuple[int, float]]:
-        best: dict[int, float] = {}
-        for p in probes:
-            if p.target == "raw" and p.rw == rw and p.bs >= 65536 and p.exports == 1:
-                best[p.bs] = max(best.get(p.bs, 0.0), p.bw_bytes_per_s)
-        if not best:
-            raise FitError(f"no raw {rw} probe of 64 KiB or more")
-        return sorted(best.items())
-
-    read_bw, write_bw = bw_table("randread"), bw_table("randwrite")
 
     def path_table(rw: str, bw: list[tuple[int, float]]) -> list[tuple[int, float]]:
         out = []
@@ -470,7 +560,8 @@ def fit(probes: Sequence[Probe]) -> PerfParams:
     draft = PerfParams(stages=1.0, client_s=client, read_bw=read_bw, write_bw=write_bw,
                        read_path_s=read_path, write_path_s=write_path, qcow2_read_s=0.0,
                        qcow2_write_s=0.0, alloc_s=0.0, cow_read_s=0.0, subcluster_alloc_s=0.0,
-                       chain_base_s=0.0, chain_a_s=0.0, chain_b_s=0.0, l2_miss_s=0.0)
+                       chain_base_s=0.0, chain_a_s=0.0, chain_b_s=0.0, l2_miss_s=0.0,
+                       transfer_on_path=on_path)
     model = PerfModel(draft)
 
     def extra(p: Probe) -> float:
@@ -519,13 +610,7 @@ def fit(probes: Sequence[Probe]) -> PerfParams:
                                       "subcluster_alloc_s": sub_alloc,
                                       "l2_miss_s": l2_miss, "chain_base_s": chain_base,
                                       "chain_a_s": chain_a, "chain_b_s": chain_b})
-    params = _fit_stages(params, probes)
-    interference = device_interference(probes)
-    if interference is not None:
-        params = params.model_copy(update={
-            "device_interference": round(interference, 3),
-            "device_queue": "fifo" if interference >= 0.5 else "shared"})
-    return params
+    return _fit_stages(params, probes)
 
 
 def device_interference(probes: Sequence[Probe]) -> float | None:

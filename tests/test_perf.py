@@ -19,6 +19,7 @@ from real.calibrate import probe_matrix, settings
 from sim.disk import HostIO
 from sim.model import simulate
 from sim.perf import (
+    Demand,
     FileLock,
     Host,
     PerfModel,
@@ -89,7 +90,7 @@ def test_replaying_the_fit_matches_the_probes(probes: list[Probe]) -> None:
     rows = fit_rows(fit(probes), probes)
     errs = sorted(abs(r.rel_error) for r in rows if r.metric == "iops")
     # every probe through the stack; the storage-alone probes only order the device
-    assert len(errs) == len([p for p in probes if p.target != "device"]) == 37
+    assert len(errs) == len([p for p in probes if p.target != "device"]) == 38
     assert np.median(errs) < 0.05
     assert errs[-1] < 0.25
 
@@ -192,6 +193,44 @@ def test_a_fifo_device_serves_in_arrival_order() -> None:
     env.run()
     assert ends["long"] == pytest.approx(10.0)   # not slowed by the one that came later
     assert ends["short"] == pytest.approx(11.0)  # waited for the whole of the long one
+
+
+def test_on_the_path_a_reads_transfer_holds_the_first_stage_and_a_copy_does_not() -> None:
+    """With ``transfer_on_path``, the transfer of a read is work of the path's first stage:
+    another VM's path waits for it. An allocating write's transfer (its copy-on-write and
+    cluster write) goes to the device and leaves the stages free."""
+    on = TRUE.model_copy(update={"transfer_on_path": True, "device_queue": "fifo"})
+
+    def other_ends_at(first: Demand) -> float:
+        env = simpy.Environment()
+        host = Host(env, PerfModel(on), np.random.default_rng(0))
+
+        def other():  # type: ignore[no-untyped-def]
+            yield env.timeout(1e-4)  # the first one's transfer has started
+            yield from host.serve(Demand(1e-6, 0.0))
+
+        env.process(host.serve(first, "image"))
+        env.run(env.process(other()))
+        return env.now
+
+    ends = {"read": other_ends_at(Demand(1e-9, 1e-3)),
+            "allocating write": other_ends_at(Demand(1e-9, 1e-3, alloc_s=1e-9))}
+    assert ends["read"] > 1e-3               # waited for the read's transfer
+    assert ends["allocating write"] < 2e-4   # did not wait for the copy
+
+
+def test_the_fit_finds_where_the_transfer_is_done(probes: list[Probe]) -> None:
+    """Probes made by a host whose read transfers are path work are fitted so (their mid-size
+    read under load tells), with the bandwidth that made them; TRUE's are fitted beside."""
+    assert fit(probes).transfer_on_path is False
+    on = TRUE.model_copy(update={"transfer_on_path": True})
+    got = fit(synthetic_probes(on, ios=6000))
+    assert got.transfer_on_path is True
+    assert got.read_bw[0][1] == pytest.approx(900e6, rel=0.1)
+    assert abs(got.stages - TRUE.stages) <= 0.5
+    # the mid-size read under load tells the two apart: on the path it is slower
+    mid = probe("raw", bs=16384, iodepth=8)
+    assert replay(on, mid, ios=4000)[0] < 0.9 * replay(TRUE, mid, ios=4000)[0]
 
 
 def test_the_file_lock_lets_readers_share_and_allocating_writes_go_alone() -> None:
