@@ -169,6 +169,8 @@ def _print_profile(prof: Profile) -> None:
     seen = ("" if p.device_interference is None else
             f" (a small read waited {p.device_interference:.0%} of a large job's queue)")
     t.add_row("device queue", order[p.device_queue] + seen)
+    t.add_row("transfers (reads, overwrites)", "work of the path's first stage"
+              if p.transfer_on_path else "on the device, beside the path")
     out.print(t)
     errs = sorted(abs(r.rel_error) for r in prof.fit if r.metric == "iops")
     if errs:

@@ -80,7 +80,8 @@ class PerfParams(_Frozen):
     layer), served by ``stages`` shared single-server stages in turn, and a *device* demand
     (the host bytes it moves over the storage's bandwidth), served by one shared device:
     in arrival order (``device_queue: fifo``) or shared equally by the transfers in progress
-    (``shared``), as the storage's ``device`` probes showed.
+    (``shared``), as the storage's ``device`` probes showed; or, with ``transfer_on_path``,
+    the transfers of I/Os that allocate nothing are work of the path's first stage.
     ``*_path_s`` are tables ``[[bs, seconds], ...]`` for the raw path, interpolated in log(bs);
     the qcow2 and copy-on-write figures are what each adds to it.
     """
@@ -112,8 +113,9 @@ class PerfParams(_Frozen):
         default="shared", description="how the device serves requests that wait for it: "
         "in arrival order (fifo) or shared equally by those in progress (shared)")
     transfer_on_path: bool = Field(
-        default=False, description="the device's transfer is work of the path's busiest "
-        "stage (it holds that stage) rather than of a device beside the path")
+        default=False, description="the transfer of an I/O that allocates nothing is work of "
+        "the path's first stage (it holds that stage) rather than of a device beside the path; "
+        "allocating writes' transfers stay on the device")
     device_interference: float | None = Field(
         default=None, ge=0, le=1, description="how much of a large job's queue a small read "
         "beside it waited for, measured on the storage alone: 1 in arrival order, near 0 "
