@@ -69,8 +69,9 @@ def main() -> None:
         cowbench("run", str(SCENARIO), "--backend", "real", "--out", str(a.out / f"real-{i}"))
         real.append(figures(a.out / f"real-{i}", "measured.parquet"))
     meas = pd.concat(real, axis=1, keys=range(1, a.runs + 1)).dropna()
-    table = pd.DataFrame({"predicted": pred.reindex(meas.index), "measured_mean": meas.mean(1),
-                          "measured_min": meas.min(1), "measured_max": meas.max(1)})
+    table = pd.DataFrame({"predicted": pred.reindex(meas.index),
+                          "measured_mean": meas.mean(axis=1),
+                          "measured_min": meas.min(axis=1), "measured_max": meas.max(axis=1)})
     table["rel_error"] = (table.predicted - table.measured_mean) / table.measured_mean
     table["spread"] = (table.measured_max - table.measured_min) / table.measured_mean
     for i in meas.columns:
