@@ -517,6 +517,8 @@ def _bw_solved(params: PerfParams, probes: Sequence[Probe],
     the path shrinks by what the transfer takes of the probe's qd1 time (bisection)."""
     qd1 = {p.bs: p for p in probes if p.target == "raw" and p.rw == rw and p.iodepth == 1
            and p.exports == 1}
+    bw_key, path_key = (("read_bw", "read_path_s") if rw == "randread" else
+                        ("write_bw", "write_path_s"))
     out = []
     for size, bw in _bw_table(probes, rw):
         big = max((p for p in _loaded(probes) if p.rw == rw and p.bs == size),
@@ -528,13 +530,11 @@ def _bw_solved(params: PerfParams, probes: Sequence[Probe],
         lo, hi = size / t1, size / (MIN_PATH_SHARE * t1) * 100  # transfer: all of t1 .. ~none
         for _ in range(40):
             mid = math.sqrt(lo * hi)
-            table = [(s, mid if s == size else b) for s, b in params_bw(params, rw)]
-            path = [(s, max(t1 - s / mid, MIN_PATH_SHARE * t1) if s == size else v)
-                    for s, v in params_path(params, rw)]
-            trial = params.model_copy(update={
-                "transfer_on_path": True,
-                "read_bw" if rw == "randread" else "write_bw": table,
-                "read_path_s" if rw == "randread" else "write_path_s": path})
+            table = [(s, mid if s == size else b) for s, b in getattr(params, bw_key)]
+            path = [(s, _path_left(t1, s, mid) if s == size else v)
+                    for s, v in getattr(params, path_key)]
+            trial = params.model_copy(update={"transfer_on_path": True, bw_key: table,
+                                              path_key: path})
             if mva_iops(trial, big) < big.iops:  # too slow: more bandwidth
                 lo = mid
             else:
@@ -543,12 +543,10 @@ def _bw_solved(params: PerfParams, probes: Sequence[Probe],
     return out
 
 
-def params_bw(params: PerfParams, rw: str) -> list[tuple[int, float]]:
-    return list(params.read_bw if rw == "randread" else params.write_bw)
-
-
-def params_path(params: PerfParams, rw: str) -> list[tuple[int, float]]:
-    return list(params.read_path_s if rw == "randread" else params.write_path_s)
+def _path_left(t: float, size: int, bw: float) -> float:
+    """A raw probe's path at qd1: its time ``t`` (client excluded) less its transfer, never
+    below ``MIN_PATH_SHARE`` of it."""
+    return max(t - size / bw, MIN_PATH_SHARE * t)
 
 
 def _fit_given(probes: Sequence[Probe], read_bw: list[tuple[int, float]],
@@ -564,8 +562,7 @@ def _fit_given(probes: Sequence[Probe], read_bw: list[tuple[int, float]],
         out = []
         for p in sorted((p for p in qd1 if p.target == "raw" and p.rw == rw),
                         key=lambda p: p.bs):
-            t = _time(p) - client
-            out.append((p.bs, max(t - p.bs / interp_log(bw, p.bs), MIN_PATH_SHARE * t)))
+            out.append((p.bs, _path_left(_time(p) - client, p.bs, interp_log(bw, p.bs))))
         return out
 
     read_path, write_path = path_table("randread", read_bw), path_table("randwrite", write_bw)
