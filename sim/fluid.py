@@ -144,6 +144,8 @@ class Phases:
         """Probability that one unit of a region is missed by all ``n`` random writes."""
         if units == 0 or share == 0:
             return np.ones_like(n)
+        if share >= units:  # one unit takes every write: missed only while none was done
+            return np.asarray(np.asarray(n) == 0, dtype=np.float64)
         return np.asarray(np.exp(n * np.log1p(-share / units)))
 
     @cached_property
