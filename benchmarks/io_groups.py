@@ -1,0 +1,156 @@
+"""Groups of VMs on one host, real beside the calibrated model: how each VM's figures hold up
+as neighbours are added (issue 5: where the model is known to be wrong).
+
+Each group is a comma-separated list of workloads, one VM each, every VM on its own 64 KiB-
+cluster qcow2 overlay of one raw base (2 GiB, its first 1 GiB written). Real: each overlay
+exported by its own qemu-nbd (``--cache=none --aio=threads``, as the real backend does), one
+fio with a job per VM (nbd engine, ``--runtime`` seconds), ``--runs`` times, fresh overlays
+each time. Predicted: the same group as a scenario (``scenarios/io-holdout.yaml``'s image and
+strategy) run by ``cowbench run --backend sim --profile``. Prints each VM's IOPS and mean
+latency per direction, every real run beside the prediction, and each group's total IOPS.
+
+Workloads: mixb (randrw 70/30 4 KiB iodepth 16), mixa (the same at iodepth 2), rmix (4 KiB
+reads at iodepth 16), reader (4 KiB reads at iodepth 6), writer (8 KiB writes at iodepth 6),
+split (reads, bssplit 4k/50:16k/30:64k/20, iodepth 6), r64 and r16 (64 and 16 KiB reads at
+iodepth 8), cw and w64 (4 and 64 KiB writes at iodepth 8).
+
+The machine must be quiet, and the profile measured on it shortly before.
+
+    .venv/bin/python benchmarks/io_groups.py --profile P [--dir /var/tmp] [--runs 2] \\
+        mixb mixb,writer mixb,mixa,split,writer,reader
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from real.nbd import NbdExport
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENARIO = ROOT / "scenarios" / "io-holdout.yaml"
+WORKLOADS: dict[str, dict[str, Any]] = {
+    "mixb": {"rw": "randrw", "rwmixread": 70, "bs": "4k", "iodepth": 16},
+    "mixa": {"rw": "randrw", "rwmixread": 70, "bs": "4k", "iodepth": 2},
+    "rmix": {"rw": "randread", "bs": "4k", "iodepth": 16},
+    "reader": {"rw": "randread", "bs": "4k", "iodepth": 6},
+    "writer": {"rw": "randwrite", "bs": "8k", "iodepth": 6},
+    "split": {"rw": "randread", "bssplit": "4k/50:16k/30:64k/20", "iodepth": 6},
+    "r64": {"rw": "randread", "bs": "64k", "iodepth": 8},
+    "r16": {"rw": "randread", "bs": "16k", "iodepth": 8},
+    "cw": {"rw": "randwrite", "bs": "4k", "iodepth": 8},
+    "w64": {"rw": "randwrite", "bs": "64k", "iodepth": 8},
+}
+GIB = 1 << 30
+
+Figures = dict[tuple[str, str], tuple[float, float]]  # (vm, read|write) -> (IOPS, mean lat s)
+
+
+def sh(*argv: str) -> None:
+    subprocess.run(argv, check=True, capture_output=True)
+
+
+def real_run(work: Path, base: Path, names: list[str], runtime: int) -> Figures:
+    with ExitStack() as stack:
+        argv = ["fio", "--output-format=json"]
+        for i, name in enumerate(names):
+            img = work / f"o{i}.qcow2"
+            img.unlink(missing_ok=True)
+            sh("qemu-img", "create", "-q", "-f", "qcow2", "-o", "cluster_size=64k", "-b",
+               str(base), "-F", "raw", str(img), "2G")
+            nbd = stack.enter_context(NbdExport(img, "qcow2", work, f"e{i}"))
+            w = WORKLOADS[name]
+            argv += [f"--name={name}{i}", "--ioengine=nbd", f"--uri={nbd.uri}", "--size=2G",
+                     "--time_based=1", f"--runtime={runtime}", "--norandommap=1",
+                     "--randrepeat=0", *(f"--{k}={v}" for k, v in w.items())]
+        out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    data = json.loads(out[out.index("{"):])
+    figs: Figures = {}
+    for job in data["jobs"]:
+        for d in ("read", "write"):
+            x = job[d]
+            if x["total_ios"] > 0:
+                figs[(job["jobname"], d)] = (x["iops"], x["clat_ns"]["mean"] / 1e9)
+    return figs
+
+
+def predicted(work: Path, profile: Path, names: list[str], runtime: int) -> Figures:
+    s = yaml.safe_load(SCENARIO.read_text())
+    s["name"] = "io-group"
+    s["workloads"] = {n: {**WORKLOADS[n], "runtime": f"{runtime}s",
+                          **({"io_size": "1GiB", "offsets": "fio"} if n == "split"
+                             else {"time_based": True})} for n in set(names)}
+    s["vms"] = [{"name": f"{n}{i}", "image": "ubuntu", "root_size": "2GiB", "workload": n}
+                for i, n in enumerate(names)]
+    scen = work / "group.yaml"
+    scen.write_text(yaml.safe_dump(s))
+    out = work / "sim"
+    shutil.rmtree(out, ignore_errors=True)
+    proc = subprocess.run([sys.executable, "-m", "cowbench", "run", str(scen), "--backend",
+                           "sim", "--profile", str(profile), "--out", str(out)],
+                          capture_output=True, text=True, check=False)
+    if proc.returncode:
+        sys.exit(f"cowbench run failed:\n{proc.stderr}")
+    df = pd.read_parquet(out / "predicted.parquet")
+    vals = {(str(e), str(m)): float(v) for e, m, v in
+            df[df.t_s.isna()][["entity", "metric", "value"]].itertuples(index=False)}
+    figs: Figures = {}
+    for i, n in enumerate(names):
+        for d in ("read", "write"):
+            iops = vals.get((f"vm:{n}{i}", f"{d}_iops"), 0.0)
+            if iops > 0:
+                figs[(f"{n}{i}", d)] = (iops, vals[(f"vm:{n}{i}", f"{d}_lat_mean_s")])
+    return figs
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("groups", nargs="+", help="comma-separated workloads, one VM each")
+    ap.add_argument("--profile", type=Path, required=True)
+    ap.add_argument("--dir", type=Path, default=Path("/var/tmp"))
+    ap.add_argument("--runs", type=int, default=2)
+    ap.add_argument("--runtime", type=int, default=4)
+    a = ap.parse_args()
+    groups = [g.split(",") for g in a.groups]
+    unknown = sorted({n for g in groups for n in g} - set(WORKLOADS))
+    if unknown:
+        sys.exit(f"unknown workload(s) {', '.join(unknown)}: choose from {', '.join(WORKLOADS)}")
+    print("| group | VM | direction | real IOPS (each run) | predicted | error vs mean "
+          "| real mean latency (us) | predicted (us) |")
+    print("|---|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory(dir=a.dir, prefix="cowbench-groups-") as tmp:
+        work = Path(tmp)
+        base = work / "base.raw"
+        sh("qemu-img", "create", "-q", "-f", "raw", str(base), "2G")
+        sh("fio", "--name=fill", f"--filename={base}", "--rw=write", "--bs=1M", "--direct=1",
+           "--size=1G", "--output=/dev/null")
+        for names in groups:
+            runs = [real_run(work, base, names, a.runtime) for _ in range(a.runs)]
+            pred = predicted(work, a.profile, names, a.runtime)
+            label = "+".join(names)
+            keys = [(f"{n}{i}", d) for i, n in enumerate(names) for d in ("read", "write")]
+            for key in (k for k in keys if k in pred):
+                real = [r.get(key, (0.0, 0.0)) for r in runs]
+                mean = sum(x for x, _ in real) / len(real)
+                lat = sum(y for _, y in real) / len(real)
+                err = (pred[key][0] - mean) / mean if mean else float("nan")
+                print(f"| {label} | {key[0]} | {key[1]} | "
+                      f"{', '.join(f'{x:,.0f}' for x, _ in real)} | {pred[key][0]:,.0f} | "
+                      f"{err:+.1%} | {lat * 1e6:,.0f} | {pred[key][1] * 1e6:,.0f} |")
+            totals = [sum(x for x, _ in r.values()) for r in runs]
+            print(f"| {label} | total | | {', '.join(f'{t:,.0f}' for t in totals)} | "
+                  f"{sum(x for x, _ in pred.values()):,.0f} | | | |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
