@@ -124,7 +124,12 @@ def main() -> None:
     groups = [g.split(",") for g in a.groups]
     unknown = sorted({n for g in groups for n in g} - set(WORKLOADS))
     if unknown:
-        sys.exit(f"unknown workload(s) {', '.join(unknown)}: choose from {', '.join(WORKLOADS)}")
+        ap.error(f"unknown workload(s) {', '.join(unknown)}: choose from {', '.join(WORKLOADS)}")
+    if not a.profile.is_file():
+        ap.error(f"--profile: no such file: {a.profile}")
+    missing = [t for t in ("qemu-img", "qemu-nbd", "fio") if shutil.which(t) is None]
+    if missing:
+        sys.exit(f"needs {', '.join(missing)} (./scripts/test.sh installs them)")
     print("| group | VM | direction | real IOPS (each run) | predicted | error vs mean "
           "| real mean latency (us) | predicted (us) |")
     print("|---|---|---|---|---|---|---|---|")
