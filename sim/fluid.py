@@ -144,9 +144,7 @@ class Phases:
         """Probability that one unit of a region is missed by all ``n`` random writes."""
         if units == 0 or share == 0:
             return np.ones_like(n)
-        if share >= units:  # one unit takes every write: missed only while none was done
-            return np.asarray(np.asarray(n) == 0, dtype=np.float64)
-        return np.asarray(np.exp(n * np.log1p(-share / units)))
+        return missed(n, share / units)
 
     @cached_property
     def table_runs(self) -> list[tuple[int, int, float, float]]:
@@ -164,6 +162,14 @@ class Phases:
             else:
                 runs.append((j, j + 1, a, b))
         return runs
+
+
+def missed(n: np.ndarray, p: float) -> np.ndarray:
+    """Probability that ``n`` independent writes, each landing on a target with probability
+    ``p``, all miss it: ``(1 - p) ** n`` (1 before the first write when ``p`` is 1)."""
+    if p >= 1.0:
+        return np.asarray(np.asarray(n) == 0, dtype=np.float64)
+    return np.asarray(np.exp(n * np.log1p(-p)))
 
 
 def overlap(lo: np.ndarray, hi: np.ndarray, a: int, b: int) -> np.ndarray:
@@ -235,6 +241,6 @@ def _l2_tables(ph: Phases, n: np.ndarray, g0: np.ndarray, g1: np.ndarray) -> np.
     for first, end, a, b in ph.table_runs:
         miss = 1.0 - (p * a / u_h if u_h else 0.0) - (q * b / u_c if u_c else 0.0)
         grown = overlap(t0, t1, first, end)
-        p_miss = np.exp(n * np.log(miss)) if miss > 0 else (n == 0).astype(np.float64)
+        p_miss = missed(n, 1.0 - miss)
         tables += grown + (end - first - grown) * (1.0 - p_miss)
     return tables
