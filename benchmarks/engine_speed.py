@@ -4,10 +4,11 @@ Target (issue #3): at least 10 million offsets per second on one core. The engin
 thread (numpy), so besides wall time the figure is also given per CPU-second of this process,
 which a machine shared with other work does not distort. The workload is uniform random
 4 KiB writes (``rw=randwrite bs=4k``) over a 64 GiB, 64 KiB-cluster overlay of a raw base that
-holds 32 GiB of data, applied in batches of ``--batch`` offsets with ``sim.engine.apply_writes``
-(COW reads, metadata flushes and the allocation map all included). Offsets are generated before
-the clock starts. Each repeat uses a fresh image; the figure is offsets / wall time, with the
-spread over repeats. For contrast it also times the per-I/O path on a small sample.
+holds 32 GiB of data, applied in batches of ``--batch`` offsets with
+``sim.storage.engine.apply_writes`` (COW reads, metadata flushes and the allocation map all
+included). Offsets are generated before the clock starts. Each repeat uses a fresh image; the
+figure is offsets / wall time, with the spread over repeats. For contrast it also times the per-I/O
+path on a small sample.
 
     .venv/bin/python benchmarks/engine_speed.py [--offsets 10000000] [--repeat 5]
 """
@@ -21,8 +22,8 @@ import time
 
 import numpy as np
 
-from sim.disk import BaseData, Qcow2Image
-from sim.engine import apply_writes
+from sim.storage.disk import BaseData, Qcow2Image
+from sim.storage.engine import apply_writes
 
 GiB = 1 << 30
 

@@ -29,7 +29,7 @@ def calibrate(directory: Path, out: Path, matrix: Literal["short", "long"], expo
               runtime: float | None = None, rounds: int | None = None,
               progress: object = None) -> Profile:
     from real.calibrate import measure, settings
-    from sim.perf import fit, fit_rows
+    from sim.perf.perf import fit, fit_rows
 
     s = settings(matrix, exports)
     if runtime is not None:

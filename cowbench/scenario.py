@@ -225,7 +225,7 @@ class Strategy(_Frozen):
 
 def _model_generates(dist: str) -> bool:
     """Distributions the model's own generator reproduces (within ~3% of fio's distinct
-    clusters, sim/fiodist.py): uniform, pareto, normal, zipf with theta below 1."""
+    clusters, sim/workload/fiodist.py): uniform, pareto, normal, zipf with theta below 1."""
     kind, _, arg = dist.partition(":")
     if kind == "zipf":
         try:

@@ -1,5 +1,5 @@
 """The real backend's side of each copy-on-write strategy: the disk a VM gets, built with
-qemu-img / cp. The model's counterpart is ``sim/strategies.py``; the two must agree."""
+qemu-img / cp. The model's counterpart is ``sim/storage/strategies.py``; the two must agree."""
 
 from __future__ import annotations
 

@@ -4,6 +4,6 @@
 never the real backend.
 """
 
-from .model import simulate
+from sim.world.model import simulate
 
 __all__ = ["simulate"]

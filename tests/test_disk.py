@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim.disk import BaseData, Qcow2Image, RawImage
-from sim.fs import extent_tree_bytes
+from sim.storage.disk import BaseData, Qcow2Image, RawImage
+from sim.storage.fs import extent_tree_bytes
 
 GiB, MiB, KiB = 1 << 30, 1 << 20, 1 << 10
 

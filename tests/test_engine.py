@@ -1,13 +1,13 @@
-"""The vectorised engine (sim/engine.py) equals the per-I/O path exactly, batch by batch."""
+"""The vectorised engine (sim/storage/engine.py) equals the per-I/O path exactly, batch by batch."""
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim.disk import BaseData, HostIO, Qcow2Image, RawImage
-from sim.disk import add_io as add
-from sim.engine import apply_writes, first_occurrence
+from sim.storage.disk import BaseData, HostIO, Qcow2Image, RawImage
+from sim.storage.disk import add_io as add
+from sim.storage.engine import apply_writes, first_occurrence
 
 MiB, KiB = 1 << 20, 1 << 10
 SIZE = 64 * MiB

@@ -1,12 +1,12 @@
-"""ext4 extent-tree growth (sim/ext4tree.py)."""
+"""ext4 extent-tree growth (sim/storage/ext4tree.py)."""
 
 import random
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim.ext4tree import ExtentTree
-from sim.fs import extent_tree_bytes
+from sim.storage.ext4tree import ExtentTree
+from sim.storage.fs import extent_tree_bytes
 
 
 def test_appends_pack_leaves_like_the_closed_form():

@@ -1,4 +1,4 @@
-"""The model's offset streams follow fio's semantics (sim/fio.py, FACTS.md section 5)."""
+"""The model's offset streams follow fio's semantics (sim/workload/fio.py, FACTS.md section 5)."""
 
 import numpy as np
 import pytest
@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cowbench.scenario import Workload
-from sim.fio import io_stream, job_io_count, job_seed
+from sim.workload.fio import io_stream, job_io_count, job_seed
 
 from .conftest import needs_tools
 

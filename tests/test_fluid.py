@@ -22,9 +22,9 @@ from hypothesis import strategies as st
 from cowbench.fleet import WorkloadClass
 from cowbench.scenario import parse_scenario
 from sim import simulate
-from sim.disk import Qcow2Image
-from sim.fluid import BaseClusters, OverlayGeometry, Phases, fluid_state
-from sim.model import base_data
+from sim.fleet.fluid import BaseClusters, OverlayGeometry, Phases, fluid_state
+from sim.storage.disk import Qcow2Image
+from sim.world.model import base_data
 
 from .conftest import small_scenario
 

@@ -1,4 +1,4 @@
-"""Host-cluster placement (sim/hostfile.py), pinned to QEMU 7.2 measurements.
+"""Host-cluster placement (sim/storage/hostfile.py), pinned to QEMU 7.2 measurements.
 
 Measured: ``qemu-img create -f qcow2 -o cluster_size=512,refcount_bits=64 t.qcow2 64M``, then
 one qemu-io run writing 512 B at 0, 512, 1024, ... (n writes); st_size / 512 after ``sync``.
@@ -8,8 +8,8 @@ refcount area at 4 160 clusters and later allocations fill the hole below it.
 
 import pytest
 
-from sim.disk import Qcow2Image
-from sim.hostfile import refcount_blocks_for
+from sim.storage.disk import Qcow2Image
+from sim.storage.hostfile import refcount_blocks_for
 
 MEASURED_ST_SIZE_CLUSTERS = [(3900, 4059), (3920, 4080), (3940, 4164), (3960, 4164),
                              (4000, 4165), (4100, 4267), (4500, 4680)]

@@ -21,8 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cowbench.tools import qemu_img_check
-from sim.disk import BaseData, Qcow2Image
-from sim.fs import extent_tree_bytes
+from sim.storage.disk import BaseData, Qcow2Image
+from sim.storage.fs import extent_tree_bytes
 
 from .conftest import needs_tools
 

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from cowbench.scenario import Strategy
 from cowbench.tools import qemu_img_check
 from real.strategies import overlay_options
-from sim.disk import BaseData
-from sim.strategies import overlay
+from sim.storage.disk import BaseData
+from sim.storage.strategies import overlay
 
 from .conftest import needs_tools
 from .test_oracle import (  # noqa: F401 (base is a fixture)

@@ -1,5 +1,5 @@
 """Oracle for reflink copies: Hypothesis write/discard traces through qemu-io on a real
-``cp --reflink`` clone on a loop-mounted XFS, against sim/reflink.py: shared and exclusive
+``cp --reflink`` clone on a loop-mounted XFS, against sim/storage/reflink.py: shared and exclusive
 bytes (FIEMAP) exact, apparent size exact."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from real.reflink import collect_cow_reservations, shared_exclusive, xfs_mount
-from sim.disk import BaseData
-from sim.reflink import ReflinkCopy
+from sim.storage.disk import BaseData
+from sim.storage.reflink import ReflinkCopy
 
 from .conftest import needs_tools
 from .test_oracle import BASE_DATA, SIZE

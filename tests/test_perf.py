@@ -1,4 +1,4 @@
-"""The calibrated I/O model (sim/perf.py): the fit recovers the parameters that made the
+"""The calibrated I/O model (sim/perf/perf.py): the fit recovers the parameters that made the
 probes, and the model behaves as a shared host must (closed loops, contention, rate limits,
 copy-on-write, chains, L2 cache misses, a device in arrival order or shared)."""
 
@@ -16,9 +16,7 @@ from cowbench.errors import UsageError
 from cowbench.profile import Beside, PerfParams, Probe, Profile, load_profile, profile_json
 from cowbench.scenario import parse_scenario
 from real.calibrate import probe_matrix, settings
-from sim.disk import HostIO
-from sim.model import simulate
-from sim.perf import (
+from sim.perf.perf import (
     Demand,
     FileLock,
     Host,
@@ -28,6 +26,8 @@ from sim.perf import (
     fit,
     replay,
 )
+from sim.storage.disk import HostIO
+from sim.world.model import simulate
 
 from .conftest import small_dict
 
@@ -85,7 +85,7 @@ def test_fit_recovers_the_parameters_that_made_the_probes(probes: list[Probe]) -
 
 
 def test_replaying_the_fit_matches_the_probes(probes: list[Probe]) -> None:
-    from sim.perf import fit_rows
+    from sim.perf.perf import fit_rows
 
     rows = fit_rows(fit(probes), probes)
     errs = sorted(abs(r.rel_error) for r in rows if r.metric == "iops")
@@ -96,7 +96,7 @@ def test_replaying_the_fit_matches_the_probes(probes: list[Probe]) -> None:
 
 
 def test_fit_refuses_a_matrix_without_what_it_needs(probes: list[Probe]) -> None:
-    from sim.perf import FitError
+    from sim.perf.perf import FitError
 
     with pytest.raises(FitError, match="chain"):
         fit([p for p in probes if p.target != "chain"])

@@ -1,4 +1,4 @@
-"""Ceph RBD clones (sim/rbd.py, model only): copy-up per object, flattening, marking."""
+"""Ceph RBD clones (sim/storage/rbd.py, model only): copy-up per object, flattening, marking."""
 
 import json
 import math
@@ -7,8 +7,8 @@ import pytest
 
 from cowbench.runner import run_scenario
 from cowbench.scenario import parse_scenario
-from sim.disk import BaseData
-from sim.rbd import RbdClone
+from sim.storage.disk import BaseData
+from sim.storage.rbd import RbdClone
 
 from .conftest import needs_tools, small_dict
 

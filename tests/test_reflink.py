@@ -1,4 +1,5 @@
-"""reflink copies on a loop-mounted XFS, in both backends (sim/reflink.py, real/reflink.py)."""
+"""reflink copies on a loop-mounted XFS, in both backends (sim/storage/reflink.py,
+real/reflink.py)."""
 
 import os
 from pathlib import Path
@@ -7,8 +8,8 @@ import pytest
 
 from cowbench.runner import run_scenario
 from cowbench.scenario import parse_scenario
-from sim.disk import BaseData
-from sim.reflink import ReflinkCopy
+from sim.storage.disk import BaseData
+from sim.storage.reflink import ReflinkCopy
 
 from .conftest import needs_tools, small_dict
 

@@ -69,8 +69,7 @@ import numpy as np
 import simpy
 
 from cowbench.profile import FitRow, PerfParams, Probe
-
-from .disk import HostIO
+from sim.storage.disk import HostIO
 
 Process = Generator[simpy.Event, Any, None]
 Fmt = Literal["raw", "qcow2", "qcow2_ext"]

@@ -1,6 +1,6 @@
 """``simulate`` for fleet scenarios: the lifecycle's plan, turned into bytes per host over time.
 
-``sim.fleet_lifecycle`` decides who runs where and when (SimPy); a disk model (``fluid``: closed
+``fleet_lifecycle`` decides who runs where and when (SimPy); a disk model (``fluid``: closed
 forms, vectorised over every VM and instant with numpy; ``exact``: every write applied to a
 qcow2 map) gives each root overlay's allocation at the instants that matter: the samples, each
 snapshot, each migration, each VM's end. Records (the run directory's tidy shape):
@@ -26,11 +26,11 @@ import pandas as pd
 from cowbench.fleet import Fleet
 from cowbench.records import UNITS
 from cowbench.scenario import Scenario
+from sim.world.model import DISK_INFO_BYTES, base_data
 
 from .fleet_exact import ExactDisk, exact_states
 from .fleet_lifecycle import Plan, run_lifecycle, streams
 from .fluid import BaseClusters, DiskState, OverlayGeometry, Phases, fluid_state
-from .model import DISK_INFO_BYTES, base_data
 
 Query = tuple[np.ndarray, np.ndarray]
 

@@ -18,11 +18,11 @@ import numpy as np
 
 from cowbench.records import Recorder
 from cowbench.scenario import VM, Image, Scenario
+from sim.storage.disk import BaseData, HostIO, Qcow2Image, RawImage
+from sim.storage.fs import FS_BLOCK, extent_tree_bytes
+from sim.storage.strategies import root_disk
 
-from .disk import BaseData, HostIO, Qcow2Image, RawImage
-from .fs import FS_BLOCK, extent_tree_bytes
 from .model import base_data, cache_file, glance_file
-from .strategies import root_disk
 
 SNAPSHOT_CLUSTER = 65536  # qemu-img convert -O qcow2: QEMU's default cluster size
 Disk = Qcow2Image | RawImage

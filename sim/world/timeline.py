@@ -3,7 +3,7 @@
 Operations take logical time: each is applied at its ``t`` and completes before the next, as in
 the real backend; an operation's own predicted duration is a figure (``duration_s``). Workload
 runs at the same instant run together in SimPy, contending for their hosts' devices
-(``sim.model``), each VM's I/O applied to the top file of its disk chain.
+(``sim.world.model``), each VM's I/O applied to the top file of its disk chain.
 """
 
 from __future__ import annotations
@@ -17,10 +17,11 @@ import simpy
 from cowbench.lifecycle import Op, batches, schedule
 from cowbench.records import Recorder
 from cowbench.scenario import Scenario
+from sim.perf.device import make_device
+from sim.storage.disk import Qcow2Image
+from sim.storage.fs import FS_BLOCK
+from sim.storage.snapshot import take_internal_snapshot
 
-from .device import make_device
-from .disk import Qcow2Image
-from .fs import FS_BLOCK
 from .lifecycle import (
     CacheEntry,
     HostState,
@@ -36,7 +37,6 @@ from .lifecycle import (
     transfer_time,
 )
 from .model import DISK_INFO_BYTES, VmStats, _run_vm, record_io
-from .snapshot import take_internal_snapshot
 
 
 class World:

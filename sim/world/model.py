@@ -3,8 +3,8 @@
 Hosts hold an image cache (``_base``, raw bases as Nova's ``force_raw_images`` makes them) and
 one disk per VM made by the scenario's strategy. Each VM runs its fio job: every clone of the
 job keeps ``iodepth`` I/Os in flight (a closed loop), each I/O is applied to the VM's exact
-allocation map (``sim.disk``), and the host I/O it causes is served by the host's shared
-``Device`` (``sim.device``). A fresh ``simpy.Environment`` per call, no module state, no files:
+allocation map (``sim.storage.disk``), and the host I/O it causes is served by the host's shared
+``Device`` (``sim.perf.device``). A fresh ``simpy.Environment`` per call, no module state, no files:
 the caller writes results (STYLE.md point 4).
 """
 
@@ -22,12 +22,10 @@ import simpy
 from cowbench.iolog import Trace
 from cowbench.records import Recorder
 from cowbench.scenario import VM, Image, Scenario, Workload
-
-from .device import AnyDevice, make_device
-from .disk import BaseData, HostIO, Qcow2Image, RawImage
-from .fio import IoChunk, io_stream, job_seed, trace_chunks
-from .fs import FS_BLOCK
-from .strategies import (
+from sim.perf.device import AnyDevice, make_device
+from sim.storage.disk import BaseData, HostIO, Qcow2Image, RawImage
+from sim.storage.fs import FS_BLOCK
+from sim.storage.strategies import (
     Disk,
     configure_io,
     extra_figures,
@@ -36,6 +34,7 @@ from .strategies import (
     root_disk,
     trim,
 )
+from sim.workload.fio import IoChunk, io_stream, job_seed, trace_chunks
 
 DISK_INFO_BYTES = FS_BLOCK  # instances/<uuid>/disk.info: a tiny JSON file, one block
 Process = Generator[simpy.Event, Any, None]
@@ -222,7 +221,7 @@ def simulate(scenario: Scenario, seed: int | None = None,
     if seed != scenario.seed:
         scenario = scenario.model_copy(update={"seed": seed})
     if scenario.fleet is not None:
-        from .fleet import simulate_fleet  # fleet scenarios: lifecycle + fluid/exact disks
+        from sim.fleet.fleet import simulate_fleet  # fleet scenarios: lifecycle + fluid/exact disks
 
         return simulate_fleet(scenario, seed)
     rec = Recorder("sim", seed)

@@ -133,7 +133,7 @@ class Qcow2Image:
     zero_writes: bool = False  # writes are all zeros and detect-zeroes is on
     zero_unmap: bool = False  # detect-zeroes=unmap
     allocated: np.ndarray = field(init=False, repr=False)
-    #: bytes per L2 entry: 8, or 16 with extended L2 (sim.qcow2_ext)
+    #: bytes per L2 entry: 8, or 16 with extended L2 (sim.storage.qcow2_ext)
     L2_ENTRY_BYTES: ClassVar[int] = 8
     l2_allocated: np.ndarray = field(init=False, repr=False)
 
@@ -147,7 +147,7 @@ class Qcow2Image:
         self.allocated = np.zeros(self.n_clusters, dtype=bool)
         self.zeroed = np.zeros(self.n_clusters, dtype=bool)  # zero flag, no host cluster
         self.any_zeroed = False
-        # internal snapshots (sim.snapshot): clusters and L2 tables a snapshot also references
+        # internal snapshots (snapshot.py): clusters and L2 tables a snapshot also references
         self.shared = np.zeros(self.n_clusters, dtype=bool)
         self.l2_shared = np.zeros(self.l1_entries, dtype=bool)
         self.any_shared = False
@@ -253,7 +253,7 @@ class Qcow2Image:
 
     @property
     def allocated_bytes(self) -> int:
-        """st_blocks * 512: the data blocks plus the filesystem's extent tree (``sim.fs``)."""
+        """st_blocks * 512: the data blocks plus the filesystem's extent tree (``fs``)."""
         runs = self._runs()
         return sum(runs) + extent_tree_bytes(r // FS_BLOCK for r in runs)
 

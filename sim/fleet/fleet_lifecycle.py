@@ -18,7 +18,7 @@ This is the part of the fleet model that is made of events (FACTS.md section 1):
 
 What happens *inside* the disks is not here: the lifecycle's output is a :class:`Plan` (who was
 where, when, and the hosts' cache and placement state at each sample), which a disk model
-(``sim.fluid`` or ``sim.fleet_exact``) turns into bytes.
+(``sim.fleet.fluid`` or ``sim.fleet.fleet_exact``) turns into bytes.
 """
 
 from __future__ import annotations
@@ -32,8 +32,7 @@ import simpy
 
 from cowbench.fleet import Fleet
 from cowbench.scenario import Scenario
-
-from .model import cache_file, glance_file
+from sim.world.model import cache_file, glance_file
 
 STREAMS = ("arrivals", "lifetimes", "mix", "policies", "offsets")
 EPHEMERAL_BASE_BYTES_PER_GIB = 34_230_272  # 1 GiB ext4 ephemeral base, du (FACTS.md E16)

@@ -23,10 +23,10 @@ import simpy
 
 from cowbench.profile import PerfParams
 from cowbench.scenario import Device as DeviceSpec
+from sim.storage.disk import HostIO, Qcow2Image
+from sim.storage.qcow2_ext import Qcow2ExtImage
 
-from .disk import HostIO, Qcow2Image
 from .perf import Fmt, Host, PerfModel
-from .qcow2_ext import Qcow2ExtImage
 
 
 class Device:

@@ -1,9 +1,9 @@
 """The exact fleet disk model: every write of a workload class drawn and applied to a qcow2 map.
 
-The same write model as ``sim.fluid`` (uniform with replacement within the hot or cold region,
+The same write model as ``fluid`` (uniform with replacement within the hot or cold region,
 sequential growth), but drawn offset by offset from a per-VM random stream and applied to a
-``sim.disk.Qcow2Image``: the exact allocation engine the rest of the model uses. It exists to
-check the fluid closed forms on fleets small enough for it (``tests/test_fluid.py``).
+``sim.storage.disk.Qcow2Image``: the exact allocation engine the rest of the model uses. It
+exists to check the fluid closed forms on fleets small enough for it (``tests/test_fluid.py``).
 
 Writes into an already allocated cluster are in-place and change no allocation
 (``Qcow2Image.write``), so only the first write to each cluster is handed to the map.
@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .disk import BaseData, Qcow2Image
+from sim.storage.disk import BaseData, Qcow2Image
+
 from .fluid import DiskState, Phases
 
 

@@ -12,12 +12,12 @@ so per VM and per instant the fluid model computes *expected* allocation in clos
 - an L2 table is allocated when any cluster under it is: the same formula per table, with the
   hot and cold units the table covers (tables are grouped into runs of identical shape);
 - the qcow2 file's layout (header, refcount table and blocks, L1, where the filesystem puts its
-  extent tree) is ``sim.disk.Qcow2Image``'s: :class:`OverlayGeometry` asks a probe image for
+  extent tree) is ``sim.storage.disk.Qcow2Image``'s: :class:`OverlayGeometry` asks a probe image for
   ``allocated_bytes`` and tabulates it exactly (it is ``host_clusters * cluster`` plus a
   non-decreasing step function, which bisection finds without scanning every size).
 
 Expected values are exact for the stated write model; ``tests/test_fluid.py`` checks them against
-``sim.fleet_exact``, which draws every write and applies it to a ``Qcow2Image``.
+``sim.fleet.fleet_exact``, which draws every write and applies it to a ``Qcow2Image``.
 """
 
 from __future__ import annotations
@@ -28,8 +28,7 @@ from functools import cached_property
 import numpy as np
 
 from cowbench.fleet import DAY, WorkloadClass
-
-from .disk import Qcow2Image
+from sim.storage.disk import Qcow2Image
 
 Interval = tuple[int, int]
 
@@ -38,7 +37,7 @@ class OverlayGeometry:
     """``allocated_bytes`` of a qcow2 overlay as a function of its allocated clusters.
 
     ``k`` = data clusters + L2 tables. Each allocation adds one host cluster, and a refcount
-    block when the existing ones no longer cover the file (``sim.hostfile.HostFile._grow``):
+    block when the existing ones no longer cover the file (``sim.storage.hostfile.HostFile._grow``):
     the smallest ``R >= R0`` with ``R * covers >= H' + k + R``.
     """
 

@@ -1,7 +1,7 @@
 """ext4's extent tree, grown the way ext4 grows it, to count its blocks in ``st_blocks``.
 
 A file written in order (a qcow2 image without subclusters appends whole clusters) fills each
-4 KiB leaf with 340 extents before it starts the next, which ``sim.fs.extent_tree_bytes``
+4 KiB leaf with 340 extents before it starts the next, which ``sim.storage.fs.extent_tree_bytes``
 counts. A file written out of order (extended L2: subclusters land in clusters allocated long
 before) splits full leaves where the new extent goes (``ext4_ext_split``, fs/ext4/extents.c),
 leaving them part-full, so the same extents need more blocks: measured here, 3 729 extents

@@ -11,10 +11,10 @@ The real backend's counterpart is ``real/strategies.py``; the two must build the
   the overlay behaves as over the original (same data, holes past the base's end), the cost is
   the copies in the cache;
 - ``internal_snapshot``: a standalone qcow2 copy of the base with one internal snapshot
-  (``sim.snapshot``): first writes copy shared clusters inside the file;
+  (``sim.storage.snapshot``): first writes copy shared clusters inside the file;
 - ``reflink_copy``: ``cp --reflink`` of the raw base on XFS, grown to the root size
-  (``sim.reflink``): shared extents, copy-on-write per block;
-- ``rbd_clone``: a Ceph RBD clone of the base (``sim.rbd``, model only);
+  (``sim.storage.reflink``): shared extents, copy-on-write per block;
+- ``rbd_clone``: a Ceph RBD clone of the base (``sim.storage.rbd``, model only);
 - ``snapshot_chain``: ``chain_depth`` qcow2 overlays stacked on the base (external snapshots),
   the VM writing to the top; the lower layers hold only their metadata, and the VM's files
   are all of its layers. Guest data missing from the top comes from the raw base through the

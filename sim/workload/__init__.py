@@ -1,0 +1,1 @@
+"""What the guests do: the offsets a fio job issues, with fio's semantics and distributions."""

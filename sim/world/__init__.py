@@ -1,0 +1,2 @@
+"""The hosts, image caches and VMs of a scenario in SimPy: plain VMs (``model``) and the
+expanded Nova timeline (``lifecycle`` for the world's state, ``timeline`` for its events)."""
