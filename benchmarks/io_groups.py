@@ -35,7 +35,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from real.nbd import NbdExport
+from real.workload.nbd import NbdExport
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = ROOT / "scenarios" / "io-holdout.yaml"

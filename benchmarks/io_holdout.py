@@ -103,7 +103,7 @@ def drift(profile_path: Path, work: Path) -> None:
     import dataclasses
 
     from cowbench.profile import load_profile
-    from real.calibrate import ProbeSpec, measure, settings
+    from real.measure.calibrate import ProbeSpec, measure, settings
 
     prof = load_profile(profile_path)
     then = {p.name: p for p in prof.probes if p.name in DRIFT_PROBES}

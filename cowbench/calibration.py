@@ -1,4 +1,5 @@
-"""``cowbench calibrate``: measure (``real.calibrate``), fit (``sim.perf``), write the profile.
+"""``cowbench calibrate``: measure (``real.measure.calibrate``), fit (``sim.perf``), write the
+profile.
 
 The profile is written atomically once everything succeeded; an interrupt or a failed probe
 leaves no profile and no probe image (the real side removes its work directory).
@@ -28,7 +29,7 @@ def _load() -> list[float]:
 def calibrate(directory: Path, out: Path, matrix: Literal["short", "long"], exports: int,
               runtime: float | None = None, rounds: int | None = None,
               progress: object = None) -> Profile:
-    from real.calibrate import measure, settings
+    from real.measure.calibrate import measure, settings
     from sim.perf.perf import fit, fit_rows
 
     s = settings(matrix, exports)

@@ -4,8 +4,8 @@ fio's ``--output-format=json`` (fio 3.33) holds, per job and direction, ``iops``
 ``bw_bytes``, ``io_bytes``, ``io_kbytes``, ``total_ios``, ``runtime`` (ms) and the completion
 latency ``clat_ns`` (``mean``, ``percentile`` keyed ``"99.000000"``), plus the ``job options``.
 That subset is what fio-plot and fio's JSON readers use, and what cowbench's own reader
-(``real.fio.FioResult``) takes from a real run, so a prediction and a measurement can be read by
-the same code. Figures the model does not know are left out, never written as zero.
+(``real.workload.fio.FioResult``) takes from a real run, so a prediction and a measurement can be
+read by the same code. Figures the model does not know are left out, never written as zero.
 """
 
 from __future__ import annotations

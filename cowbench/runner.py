@@ -63,7 +63,7 @@ def run_scenario(scenario: Scenario, out: Path, backend: str = "both", seed: int
     if use_real:
         require_tools()  # before anything is created
         if any(scenario.strategy_of(vm).kind == "reflink_copy" for vm in scenario.vms):
-            from real.reflink import require_loop_mount
+            from real.storage.reflink import require_loop_mount
 
             require_loop_mount()
     elif use_sim and needs_traces(scenario):
@@ -73,7 +73,7 @@ def run_scenario(scenario: Scenario, out: Path, backend: str = "both", seed: int
         scenario = scenario.model_copy(update={"seed": seed})
     predicted = None
     if use_real:
-        from real.containment import check_storage_dirs
+        from real.world.containment import check_storage_dirs
         from sim import simulate
 
         check_storage_dirs(scenario)

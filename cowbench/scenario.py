@@ -41,7 +41,7 @@ MIN_CLUSTER = 512
 MAX_CLUSTER = 2 * 1024 * 1024
 #: QEMU's largest qcow2 L1 table (QCOW_MAX_L1_SIZE, block/qcow2.h): 32 MiB of 8-byte entries.
 QCOW_MAX_L1_ENTRIES = (32 << 20) // 8
-#: Trees a ``storage_dir`` may never be in: the system's own (real/containment.py).
+#: Trees a ``storage_dir`` may never be in: the system's own (real/world/containment.py).
 SYSTEM_TREES = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc",
                 "/run", "/sbin", "/sys", "/usr")
 

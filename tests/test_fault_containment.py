@@ -15,7 +15,7 @@ import yaml
 from cowbench.errors import ScenarioError, UsageError
 from cowbench.runner import run_scenario
 from cowbench.scenario import parse_scenario
-from real.containment import WorkTrees, check_storage_dirs
+from real.world.containment import WorkTrees, check_storage_dirs
 
 from .conftest import needs_tools, small_dict
 

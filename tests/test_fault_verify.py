@@ -12,8 +12,8 @@ import pytest
 
 from cowbench.runner import run_scenario
 from cowbench.scenario import Workload, parse_scenario
-from real.fio import FioRun
-from real.nbd import NbdExport
+from real.workload.fio import FioRun
+from real.workload.nbd import NbdExport
 from sim import simulate
 
 from .conftest import needs_tools, small_dict

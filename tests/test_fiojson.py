@@ -11,7 +11,7 @@ import pytest
 
 from cowbench.fiojson import fio_json
 from cowbench.runner import run_scenario
-from real.fio import FioResult
+from real.workload.fio import FioResult
 from sim import simulate
 
 from .conftest import small_scenario

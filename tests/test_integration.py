@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import real.fio
+import real.workload.fio
 from cowbench.compare import COMPARISON_COLUMNS
 from cowbench.errors import RunFailed
 from cowbench.records import COLUMNS
@@ -71,8 +71,8 @@ def _model_spread(vm: str, metric: str, n: int = 12) -> float:
 
 def test_failing_fio_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                            no_leaks: None) -> None:
-    original = real.fio.fio_options
-    monkeypatch.setattr(real.fio, "fio_options",
+    original = real.workload.fio.fio_options
+    monkeypatch.setattr(real.workload.fio, "fio_options",
                         lambda wl, cap=None: [*original(wl, cap), "--no_such_option=1"])
     out = tmp_path / "run"
     with pytest.raises(RunFailed, match="fio"):

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from cowbench.scenario import Strategy
 from cowbench.tools import qemu_img_check
-from real.strategies import overlay_options
+from real.storage.strategies import overlay_options
 from sim.storage.disk import BaseData
 from sim.storage.strategies import overlay
 

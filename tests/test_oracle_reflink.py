@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from real.reflink import collect_cow_reservations, shared_exclusive, xfs_mount
+from real.storage.reflink import collect_cow_reservations, shared_exclusive, xfs_mount
 from sim.storage.disk import BaseData
 from sim.storage.reflink import ReflinkCopy
 

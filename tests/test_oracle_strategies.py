@@ -1,5 +1,5 @@
 """Oracle for the strategies: the same write trace through the real disk (built by
-real/strategies.py, written with qemu-io) and the model's (sim/storage/strategies.py).
+real/storage/strategies.py, written with qemu-io) and the model's (sim/storage/strategies.py).
 
 Exact: data_clusters of the top image, file_bytes of all the VM's files, and their allocated
 data blocks (ext4's extent-tree blocks taken out of both sides, as in tests/test_oracle.py).
@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 
 from cowbench.scenario import Strategy
 from cowbench.tools import qemu_img_check
-from real.strategies import make_root_disk, vm_files
+from real.storage.strategies import make_root_disk, vm_files
 from sim.storage.disk import BaseData, RawImage
 from sim.storage.strategies import ChainDisk, root_disk
 

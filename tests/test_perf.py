@@ -15,7 +15,7 @@ import simpy
 from cowbench.errors import UsageError
 from cowbench.profile import Beside, PerfParams, Probe, Profile, load_profile, profile_json
 from cowbench.scenario import parse_scenario
-from real.calibrate import probe_matrix, settings
+from real.measure.calibrate import probe_matrix, settings
 from sim.perf.perf import (
     Demand,
     FileLock,

@@ -1,5 +1,5 @@
 """reflink copies on a loop-mounted XFS, in both backends (sim/storage/reflink.py,
-real/reflink.py)."""
+real/storage/reflink.py)."""
 
 import os
 from pathlib import Path

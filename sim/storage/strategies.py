@@ -1,6 +1,6 @@
 """The model's side of each copy-on-write strategy: the disk a VM gets, as an allocation map.
 
-The real backend's counterpart is ``real/strategies.py``; the two must build the same thing:
+The real backend's counterpart is ``real/storage/strategies.py``; the two must build the same thing:
 
 - ``qcow2_overlay``: one qcow2 file over the raw base (Nova's default);
 - ``full_copy``: a raw copy of the base resized to the root size; ``sparse`` keeps the base's

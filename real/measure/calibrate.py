@@ -38,8 +38,7 @@ from typing import Any, Literal
 from cowbench.errors import ToolError, UsageError
 from cowbench.profile import Beside, Probe, Target
 from cowbench.tools import require_tools, run, which
-
-from .nbd import NbdExport, stop_servers_in
+from real.workload.nbd import NbdExport, stop_servers_in
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 CLUSTER = 64 * KiB

@@ -6,8 +6,8 @@ the strategy (a qcow2 overlay ``-b <base> -F raw`` of the VM's root size, or a s
 to it), exports each disk with its own qemu-nbd, runs one fio per VM concurrently, and measures:
 file sizes and allocation (``os.stat``), data clusters (``qemu-img check``), host I/O of each
 qemu-nbd (``/proc/PID/io``) and guest I/O (fio JSON); then checks every qcow2 image and that no
-base changed (``real.integrity``). Whatever it starts it stops and whatever it creates it removes
-(unless a completed run sets ``real.keep_images``), on success, failure or interrupt.
+base changed (``real.measure.integrity``). Whatever it starts it stops and whatever it creates it
+removes (unless a completed run sets ``real.keep_images``), on success, failure or interrupt.
 """
 
 from __future__ import annotations
@@ -29,14 +29,14 @@ from cowbench.resolve import resolve
 from cowbench.scenario import VM, Image, Scenario, Workload
 from cowbench.signals import shielded
 from cowbench.tools import RawLog, require_tools, run
+from real.measure.integrity import Integrity
+from real.storage.reflink import collect_cow_reservations, shared_exclusive, xfs_mount
+from real.storage.strategies import make_root_disk, vm_files
+from real.workload.fio import FioResult, FioRun
+from real.workload.nbd import NbdExport, stop_servers_in
 
 from .containment import WorkTrees
-from .fio import FioResult, FioRun
-from .integrity import Integrity
 from .layout import HostLayout, glance_path
-from .nbd import NbdExport, stop_servers_in
-from .reflink import collect_cow_reservations, shared_exclusive, xfs_mount
-from .strategies import make_root_disk, vm_files
 
 Progress = Callable[[str], None]
 WRITE_CHUNK = 64 << 20
@@ -136,10 +136,10 @@ def execute(scenario: Scenario, work: Path, log: RawLog, *, run_id: str,
 
     ``step_done`` is told each step as it completes (``real:images``, ``real:bases``,
     ``real:disks``, ``real:workloads``, ``real:measure``, ``real:integrity``). ``integrity``
-    collects the checks and checksums (see ``real.integrity``); a damaged image or a changed
-    base raises :class:`~real.integrity.IntegrityError` once everything is measured.
+    collects the checks and checksums (see ``real.measure.integrity``); a damaged image or a changed
+    base raises :class:`~real.measure.integrity.IntegrityError` once everything is measured.
 
-    Every directory written into is one this call created (``real.containment``); all of them
+    Every directory written into is one this call created (``real.world.containment``); all of them
     are removed at the end unless the run completed and ``real.keep_images`` is set: a failed
     or interrupted run never leaves a half-built tree.
     """

@@ -76,7 +76,7 @@ class FioRun:
         # (a terminal's Ctrl-C reaches cowbench, which stops fio itself)
         with shielded():  # no interrupt between the fork and ``self.proc`` (stop() needs it)
             # cwd: fio writes side files (verify state, local-<job>-<n>-verify.state) in its
-            # working directory; keep them in the run's raw/ (real/containment.py)
+            # working directory; keep them in the run's raw/ (real/world/containment.py)
             self.proc = subprocess.Popen(self.argv, stdout=self._stdout, stderr=self._stderr,
                                          stdin=subprocess.DEVNULL, start_new_session=True,
                                          cwd=self.dir)

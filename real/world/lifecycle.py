@@ -37,8 +37,8 @@ from cowbench.lifecycle import Op, batches, schedule
 from cowbench.records import Recorder
 from cowbench.scenario import VM, Scenario
 from cowbench.tools import RawLog, qemu_img_map, run
+from real.measure.integrity import Integrity
 
-from .integrity import Integrity
 from .layout import HostLayout, glance_path
 
 EPOCH = 1_000_000_000.0  # logical t=0 as a file mtime
