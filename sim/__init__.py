@@ -4,6 +4,6 @@
 never the real backend.
 """
 
-from sim.world.model import simulate
+from .backend import simulate
 
 __all__ = ["simulate"]

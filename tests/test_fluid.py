@@ -24,7 +24,7 @@ from cowbench.scenario import parse_scenario
 from sim import simulate
 from sim.fleet.fluid import BaseClusters, OverlayGeometry, Phases, fluid_state
 from sim.storage.disk import Qcow2Image
-from sim.world.model import base_data
+from sim.storage.images import base_data
 
 from .conftest import small_scenario
 

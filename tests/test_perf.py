@@ -16,6 +16,7 @@ from cowbench.errors import UsageError
 from cowbench.profile import Beside, PerfParams, Probe, Profile, load_profile, profile_json
 from cowbench.scenario import parse_scenario
 from real.measure.calibrate import probe_matrix, settings
+from sim import simulate
 from sim.perf.perf import (
     Demand,
     FileLock,
@@ -27,7 +28,6 @@ from sim.perf.perf import (
     replay,
 )
 from sim.storage.disk import HostIO
-from sim.world.model import simulate
 
 from .conftest import small_dict
 

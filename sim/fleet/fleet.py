@@ -26,7 +26,7 @@ import pandas as pd
 from cowbench.fleet import Fleet
 from cowbench.records import UNITS
 from cowbench.scenario import Scenario
-from sim.world.model import DISK_INFO_BYTES, base_data
+from sim.storage.images import DISK_INFO_BYTES, base_data
 
 from .fleet_exact import ExactDisk, exact_states
 from .fleet_lifecycle import Plan, run_lifecycle, streams

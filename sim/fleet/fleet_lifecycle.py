@@ -32,7 +32,7 @@ import simpy
 
 from cowbench.fleet import Fleet
 from cowbench.scenario import Scenario
-from sim.world.model import cache_file, glance_file
+from sim.storage.images import cache_file, glance_file
 
 STREAMS = ("arrivals", "lifetimes", "mix", "policies", "offsets")
 EPHEMERAL_BASE_BYTES_PER_GIB = 34_230_272  # 1 GiB ext4 ephemeral base, du (FACTS.md E16)

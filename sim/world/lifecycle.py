@@ -20,9 +20,8 @@ from cowbench.records import Recorder
 from cowbench.scenario import VM, Image, Scenario
 from sim.storage.disk import BaseData, HostIO, Qcow2Image, RawImage
 from sim.storage.fs import FS_BLOCK, extent_tree_bytes
+from sim.storage.images import base_data, cache_file, glance_file
 from sim.storage.strategies import root_disk
-
-from .model import base_data, cache_file, glance_file
 
 SNAPSHOT_CLUSTER = 65536  # qemu-img convert -O qcow2: QEMU's default cluster size
 Disk = Qcow2Image | RawImage

@@ -20,6 +20,7 @@ from cowbench.scenario import Scenario
 from sim.perf.device import make_device
 from sim.storage.disk import Qcow2Image
 from sim.storage.fs import FS_BLOCK
+from sim.storage.images import DISK_INFO_BYTES
 from sim.storage.snapshot import take_internal_snapshot
 
 from .lifecycle import (
@@ -36,7 +37,7 @@ from .lifecycle import (
     sparse_copy,
     transfer_time,
 )
-from .model import DISK_INFO_BYTES, VmStats, _run_vm, record_io
+from .vm import VmStats, record_io, run_vm
 
 
 class World:
@@ -232,8 +233,8 @@ def run_group(world: World, ops: list[Op]) -> None:
         inst = world.instance(op.vm)
         if isinstance(inst.top.image, Qcow2Image):
             inst.top.image.open()  # each run exports the disk with a fresh qemu-nbd
-        env.process(_run_vm(env, s, vm, world.vm_index[op.vm], inst.top,  # type: ignore[arg-type]
-                            devices[world.where[op.vm]], st, wl, size=inst.root_size))
+        env.process(run_vm(env, s, vm, world.vm_index[op.vm], inst.top,  # type: ignore[arg-type]
+                           devices[world.where[op.vm]], st, wl, size=inst.root_size))
     env.run()
     for op in ops:
         vm = s.vms[world.vm_index[op.vm]]

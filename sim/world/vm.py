@@ -1,0 +1,190 @@
+"""One VM's fio job in SimPy: clones, in-flight slots, rate limits, verify reads, its figures.
+
+Every clone of the job keeps ``iodepth`` I/Os in flight (a closed loop); each I/O is applied to
+the VM's exact allocation map and the host I/O it causes is served by the host's shared device
+(``sim.perf.device``). Used by the plain-VM model (``model``) and the timeline (``timeline``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Generator, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import simpy
+
+from cowbench.iolog import Trace
+from cowbench.records import Recorder
+from cowbench.scenario import VM, Scenario, Workload
+from sim.perf.device import AnyDevice
+from sim.storage.disk import HostIO
+from sim.storage.strategies import Disk, configure_io, guest_write, trim
+from sim.workload.fio import IoChunk, io_stream, job_seed, trace_chunks
+
+Process = Generator[simpy.Event, Any, None]
+
+
+@dataclass
+class VmStats:
+    """What one VM's jobs did, collected while the model runs."""
+
+    read_lat: list[float] = field(default_factory=list)
+    write_lat: list[float] = field(default_factory=list)
+    read_bytes: int = 0
+    write_bytes: int = 0
+    host_read: int = 0
+    host_write: int = 0
+    first_issue: float = math.inf
+    last_done: float = 0.0
+
+    def add_host(self, io: HostIO) -> None:
+        self.host_read += io.read_bytes
+        self.host_write += io.write_bytes
+
+
+class _Job:
+    """One fio clone's stream, shared by its ``iodepth`` in-flight slots.
+
+    With ``record_writes`` it keeps every write it hands out, for fio's verify phase.
+    """
+
+    def __init__(self, chunks: Iterator[IoChunk], record_writes: bool = False) -> None:
+        self._chunks = chunks
+        self._ios: Iterator[tuple[int, int, bool, bool]] = iter(())
+        self.written: list[tuple[int, int]] | None = [] if record_writes else None
+        self.exhausted = False
+
+    def next(self) -> tuple[int, int, bool, bool] | None:
+        while True:
+            io = next(self._ios, None)
+            if io is not None:
+                if io[2] and self.written is not None:
+                    self.written.append((io[0], io[1]))
+                return io
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                self.exhausted = True
+                return None
+            trims = chunk.is_trim if chunk.is_trim is not None else np.zeros(len(chunk), bool)
+            self._ios = zip(chunk.offsets.tolist(), chunk.lengths.tolist(),
+                            chunk.is_write.tolist(), trims.tolist(), strict=True)
+
+
+def _slot(env: simpy.Environment, job: _Job, disk: Disk, device: AnyDevice,
+          stats: VmStats, deadline: float, pacer: _Pacer | None) -> Process:
+    while env.now < deadline:
+        io = job.next()
+        if io is None:
+            return
+        if device.client_s:  # fio's own work between a completion and the next submission
+            yield env.timeout(device.client_s)
+        if pacer is not None:
+            wait = pacer.reserve(env.now)
+            if wait > 0:
+                yield env.timeout(wait)
+                if env.now >= deadline:
+                    return
+        offset, length, is_write, is_trim = io
+        issued = env.now
+        stats.first_issue = min(stats.first_issue, issued)
+        if is_trim:  # a discard: space only (fio's trim figures are not recorded)
+            stats.add_host(trim(disk, offset, length))
+            continue
+        host = guest_write(disk, offset, length) if is_write else disk.read(offset, length)
+        yield from device.serve_io(disk, is_write, length, host)
+        stats.add_host(host)
+        done = env.now
+        if is_write:
+            stats.write_lat.append(done - issued)
+            stats.write_bytes += length
+        else:
+            stats.read_lat.append(done - issued)
+            stats.read_bytes += length
+        stats.last_done = max(stats.last_done, done)
+
+
+class _Pacer:
+    """fio's rate_iops for one job: issues no faster than one per ``1/rate`` seconds."""
+
+    def __init__(self, rate: int) -> None:
+        self.gap = 1.0 / rate
+        self.next_t = 0.0
+
+    def reserve(self, now: float) -> float:
+        t = max(now, self.next_t)
+        self.next_t = t + self.gap
+        return t - now
+
+
+def run_vm(env: simpy.Environment, scenario: Scenario, vm: VM, vm_index: int,
+           disk: Disk, device: AnyDevice, stats: VmStats, wl: Workload,
+           traces: Sequence[Trace] | None = None, size: int | None = None) -> Process:
+    size = scenario.root_size(vm) if size is None else size
+    limit = min(x for x in (wl.runtime, scenario.duration, math.inf) if x is not None)
+    deadline = env.now + limit
+    configure_io(disk, scenario.strategy_of(vm), wl)
+    streams = ([trace_chunks(t) for t in traces] if traces is not None else
+               [io_stream(wl, size, job_seed(wl, clone, scenario.seed, vm_index))
+                for clone in range(wl.numjobs)])
+    clones = []
+    for stream in streams:
+        job = _Job(stream, record_writes=wl.verifies)
+        pacer = _Pacer(wl.rate_iops) if wl.rate_iops else None
+        clones.append(env.process(_clone(env, wl, job, disk, device, stats, deadline, pacer)))
+    yield simpy.AllOf(env, clones)
+    stats.add_host(disk.flush())
+
+
+def _clone(env: simpy.Environment, wl: Workload, job: _Job, disk: Disk,
+           device: AnyDevice, stats: VmStats, deadline: float, pacer: _Pacer | None) -> Process:
+    """One fio clone: ``iodepth`` slots, then fio's verify phase if the job asks for it."""
+    slots = [env.process(_slot(env, job, disk, device, stats, deadline, pacer))
+             for _ in range(wl.iodepth)]
+    yield simpy.AllOf(env, slots)
+    if job.written is not None and job.exhausted and env.now < deadline:
+        check = _Job(iter([verify_reads(job.written, wl)]))
+        slots = [env.process(_slot(env, check, disk, device, stats, deadline, pacer))
+                 for _ in range(wl.iodepth)]
+        yield simpy.AllOf(env, slots)
+
+
+def verify_reads(written: list[tuple[int, int]], wl: Workload) -> IoChunk:
+    """The reads of fio's verify phase (``verify=...``, ``do_verify=1``; fio's ``verify.c``,
+    ``backend.c`` do_verify).
+
+    Once a clone's writes are done, fio reads back every block it logged and checks it. fio
+    logs blocks in a list, in write order, when a block cannot be written twice (sequential,
+    or random with the random map); otherwise in an rb-tree keyed by offset, where a rewrite
+    replaces the earlier entry: so sorted, one read per block. A job cut short by its runtime
+    never reaches this phase (measured: fio 3.33, runtime=1s, no read I/O). fio reports the
+    verify reads as reads, which the model does too. Verify changes no offset and allocates
+    nothing: the read-back hits clusters the writes just allocated.
+    """
+    pieces = written
+    if wl.is_random and wl.norandommap:
+        pieces = sorted(dict(written).items())
+    arr = np.asarray(pieces, dtype=np.int64).reshape(-1, 2)
+    return IoChunk(arr[:, 0].copy(), arr[:, 1].copy(), np.zeros(arr.shape[0], dtype=bool))
+
+
+def record_io(rec: Recorder, entity: str, st: VmStats, wl: Workload,
+              t_s: float | None = None) -> None:
+    """Host and guest I/O figures of one workload run (``t_s``: when the run started)."""
+    rec.add(entity, "host_read_bytes", st.host_read, t_s)
+    rec.add(entity, "host_write_bytes", st.host_write, t_s)
+    elapsed = st.last_done - st.first_issue if st.last_done > st.first_issue else math.nan
+    reads = wl.read_fraction > 0 or wl.verifies  # fio counts its verify reads as reads
+    for kind, lat, nbytes, present in (("read", st.read_lat, st.read_bytes, reads),
+                                       ("write", st.write_lat, st.write_bytes,
+                                        wl.read_fraction < 1)):
+        if not present:
+            continue
+        arr = np.asarray(lat)
+        rec.add(entity, f"{kind}_ios", arr.size, t_s)
+        rec.add(entity, f"{kind}_iops", arr.size / elapsed, t_s)
+        rec.add(entity, f"{kind}_bw_bytes_per_s", nbytes / elapsed, t_s)
+        if arr.size:
+            rec.add(entity, f"{kind}_lat_mean_s", float(arr.mean()), t_s)
+            rec.add(entity, f"{kind}_lat_p99_s", float(np.percentile(arr, 99)), t_s)
