@@ -25,7 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UsageError
+from .errors import ScenarioError, UsageError
+from .safeload import read_input
+
+#: Largest iolog read (a few million I/Os).
+MAX_IOLOG_BYTES = 256 << 20
 
 READ, WRITE, TRIM = 0, 1, 2
 _ACTIONS = {"read": READ, "write": WRITE, "trim": TRIM}
@@ -117,9 +121,9 @@ def parse_latlog(text: str, source: str = "<lat log>") -> Trace:
 def read_iolog(path: Path) -> list[Trace]:
     """The clones' traces in a ``read_iolog`` file (one per file name it uses)."""
     try:
-        text = path.read_text()
-    except OSError as err:
-        raise TraceError(f"{path}: cannot read: {err.strerror or err}") from None
+        text = read_input(path, "iolog", MAX_IOLOG_BYTES)
+    except ScenarioError as err:
+        raise TraceError(str(err)) from None
     traces = list(parse_iolog(text, str(path)).values())
     if not any(len(t) for t in traces):
         raise TraceError(f"{path}: the iolog holds no read, write or trim")

@@ -18,7 +18,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .errors import UsageError
+from .errors import ScenarioError, UsageError
+from .safeload import load_json_file
 
 PROFILE_SCHEMA = 1
 PROFILE_KIND = "cowbench-calibration"
@@ -175,13 +176,9 @@ def parse_profile(data: Any, source: str) -> Profile:
 
 def load_profile(path: Path) -> Profile:
     try:
-        text = path.read_text()
-    except OSError as err:
-        raise UsageError(f"{path}: cannot read the profile: {err.strerror}") from None
-    try:
-        data = json.loads(text)
-    except ValueError as err:
-        raise UsageError(f"{path}: not JSON: {err}") from None
+        data = load_json_file(path, "profile")
+    except ScenarioError as err:
+        raise UsageError(f"{path}: cannot read the profile: {err.problems[0][1]}") from None
     return parse_profile(data, str(path))
 
 

@@ -6,7 +6,6 @@ drives both; neither imports the other.
 
 from __future__ import annotations
 
-import json
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from .store import (
     atomic_write_text,
     host_facts,
     now_iso,
+    read_run,
     tool_versions,
 )
 from .tools import RawLog, require_tools
@@ -204,7 +204,7 @@ def repredict(run_dir: Path) -> tuple[Path, Path | None]:
     from sim import simulate
 
     scenario = load_scenario(run_dir / "scenario.yaml")
-    meta = json.loads((run_dir / "run.json").read_text())
+    meta = read_run(run_dir)
     traces = recorded_run_traces(run_dir, scenario)
     predicted = simulate(scenario, int(meta.get("seed", scenario.seed)), traces=traces)
     out = run_dir / "repredicted.parquet"

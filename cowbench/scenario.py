@@ -29,6 +29,7 @@ from .errors import ScenarioError
 from .fleet import Fleet, fleet_problems
 from .lifecycle import Flavor, Nova, Timeline, check_timeline
 from .profile import PerfParams
+from .safeload import load_yaml_file
 from .units import is_power_of_two, parse_duration, parse_size
 
 SCHEMA_VERSION = 1
@@ -635,22 +636,11 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
 
 
 def load_scenario(path: str | Path) -> Scenario:
-    """Read, parse and validate a scenario file. Every problem names its key path."""
-    p = Path(path)
-    try:
-        text = p.read_text()
-    except FileNotFoundError:
-        raise ScenarioError(str(p), [("", "no such file")]) from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ScenarioError(str(p), [("", f"cannot read: {err}")]) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ScenarioError(str(p), [("", f"not valid YAML: {where}{problem}")]) from None
-    return parse_scenario(data, str(p))
+    """Read, parse and validate a scenario file. Every problem names its key path.
+
+    The file is read and parsed under :mod:`cowbench.safeload`'s limits (a regular file of
+    bounded size; YAML without duplicate keys, deep nesting or alias bombs)."""
+    return parse_scenario(load_yaml_file(path, "scenario"), str(path))
 
 
 def dump_scenario(s: Scenario) -> str:

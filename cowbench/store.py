@@ -31,7 +31,8 @@ import pandas as pd
 
 from . import __version__
 from .atomic import atomic_write_bytes, atomic_write_text, atomic_write_with
-from .errors import UsageError
+from .errors import ScenarioError, UsageError
+from .safeload import load_json_file
 from .tools import tool_version
 
 RUN_SCHEMA_VERSION = 1
@@ -140,11 +141,14 @@ class RunDir:
 
 
 def read_run(path: Path) -> dict[str, Any]:
-    """run.json of a run directory, with a clear error if it is not one."""
+    """run.json of a run directory, with a clear error if it is not one (missing, not a
+    regular file, too large, not JSON, not a JSON object)."""
+    if not (path / "run.json").exists():
+        raise UsageError(f"{path}: not a run directory (no run.json)")
     try:
-        meta: dict[str, Any] = json.loads((path / "run.json").read_text())
-    except FileNotFoundError:
-        raise UsageError(f"{path}: not a run directory (no run.json)") from None
-    except ValueError as err:
-        raise UsageError(f"{path}/run.json: not valid JSON: {err}") from None
+        meta = load_json_file(path / "run.json", "run.json")
+    except ScenarioError as err:
+        raise UsageError(str(err)) from None
+    if not isinstance(meta, dict):
+        raise UsageError(f"{path}/run.json: not a run's metadata (a JSON object)")
     return meta

@@ -35,13 +35,13 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import CowbenchError, Interrupted, ScenarioError, UsageError
 from .montecarlo import bands, time_to_full_summary
 from .resolve import resolve
 from .runner import BACKENDS
+from .safeload import load_json_file, load_yaml_file
 from .scenario import Scenario, parse_scenario
 from .signals import interrupts_raise
 from .store import atomic_write_parquet, atomic_write_text, now_iso
@@ -151,12 +151,7 @@ def apply_override(data: dict[str, Any], path: str, value: Any) -> None:
 
 
 def _read_yaml(path: Path, what: str) -> Any:
-    try:
-        return yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ScenarioError(str(path), [("", f"no such {what} file")]) from None
-    except (OSError, yaml.YAMLError) as err:
-        raise ScenarioError(str(path), [("", f"cannot read: {err}")]) from None
+    return load_yaml_file(path, what)
 
 
 def load_sweep(path: Path) -> Sweep:
@@ -263,9 +258,8 @@ def _prepare(sweep: Sweep, out: Path) -> dict[str, dict[str, Any]]:
     if out.exists() and not meta_path.exists() and any(out.iterdir()):
         raise UsageError(f"{out}: holds files but no sweep.json; choose another --out")
     if meta_path.exists():
-        old = json.loads(meta_path.read_text())
-        same = [(e["overrides"], e["seed"]) for e in old.get("points", [])] == \
-               [(p.overrides, p.seed) for p in sweep.points]
+        old = _old_meta(meta_path)
+        same = _old_points(old) == [(p.overrides, p.seed) for p in sweep.points]
         if not same or old.get("scenario") != sweep.base:
             raise UsageError(f"{out}: holds a different sweep (other points or scenario); "
                              "choose another --out")
@@ -279,11 +273,32 @@ def _prepare(sweep: Sweep, out: Path) -> dict[str, dict[str, Any]]:
     return entries
 
 
+def _old_meta(path: Path) -> dict[str, Any]:
+    """A previous sweep.json, or a one-line error if it is damaged (it is never overwritten
+    then: the user decides)."""
+    try:
+        old = load_json_file(path, "sweep.json")
+    except ScenarioError as err:
+        raise UsageError(f"{err}; repair or remove it, or choose another --out") from None
+    if not isinstance(old, dict):
+        raise UsageError(f"{path}: not a sweep's metadata (a JSON object); repair or remove "
+                         "it, or choose another --out")
+    return old
+
+
+def _old_points(old: dict[str, Any]) -> list[tuple[Any, Any]] | None:
+    points = old.get("points")
+    if not isinstance(points, list) or not all(isinstance(e, dict) for e in points):
+        return None
+    return [(e.get("overrides"), e.get("seed")) for e in points]
+
+
 def _point_status(d: Path) -> str:
     try:
-        return str(json.loads((d / "run.json").read_text()).get("status", "missing"))
-    except (OSError, ValueError):
+        meta = load_json_file(d / "run.json", "run.json")
+    except ScenarioError:
         return "missing"
+    return str(meta.get("status", "missing")) if isinstance(meta, dict) else "missing"
 
 
 def _client(scheduler: str, workers: int | None) -> Any:
