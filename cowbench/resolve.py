@@ -18,6 +18,7 @@ from .iolog import TraceError, read_iolog
 from .profile import load_profile
 from .scenario import Extent, Scenario, parse_scenario
 from .tools import (
+    absolute,
     data_extents_from_map,
     qemu_img_info,
     qemu_img_map,
@@ -27,7 +28,8 @@ from .tools import (
 
 def resolve(scenario: Scenario, source: str = "<scenario>") -> Scenario:
     """Return ``scenario`` with every path image's size and data map filled in, and every
-    ``read_iolog`` made absolute (relative paths are relative to the scenario file)."""
+    path image and ``read_iolog`` made absolute (relative paths are relative to the scenario
+    file), so the tools they are handed to find them from any working directory."""
     scenario = _absolute_iologs(scenario, source)
     scenario = _calibration(scenario, source)
     if all(img.path is None for img in scenario.images):
@@ -37,7 +39,8 @@ def resolve(scenario: Scenario, source: str = "<scenario>") -> Scenario:
         if img.path is None:
             continue
         where = f"images[{i}].path"
-        path = Path(img.path)
+        path = _scenario_relative(img.path, source)
+        data["images"][i]["path"] = str(path)
         if not path.is_file():
             raise ScenarioError(source, [(where, f"no such file: {path}")])
         require_tools(("qemu-img",))
@@ -102,6 +105,12 @@ def with_profile(scenario: Scenario, profile: Path, source: str) -> Scenario:
     data["device"]["profile"] = str(profile.resolve())
     data["device"]["calibrated"] = None
     return _calibration(parse_scenario(data, source), source)
+
+
+def _scenario_relative(name: str, source: str) -> Path:
+    """``name`` as an absolute path; a relative one is relative to the scenario file."""
+    here = Path(source).parent if Path(source).is_file() else Path.cwd()
+    return Path(name) if Path(name).is_absolute() else absolute(here / name)
 
 
 def _absolute_iologs(scenario: Scenario, source: str) -> Scenario:

@@ -28,7 +28,7 @@ from .store import (
     read_run,
     tool_versions,
 )
-from .tools import RawLog, require_tools
+from .tools import RawLog, absolute, require_tools
 from .traces import needs_traces, recorded_run_traces, scenario_traces
 
 BACKENDS = ("sim", "real", "both")
@@ -55,6 +55,7 @@ def run_scenario(scenario: Scenario, out: Path, backend: str = "both", seed: int
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}")
+    out = absolute(out)  # every path a tool is handed derives from it
     use_sim, use_real = backend in ("sim", "both"), backend in ("real", "both")
     if use_real and scenario.fleet is not None:
         raise UsageError("a fleet scenario runs in the model only: use --backend sim "
@@ -62,6 +63,8 @@ def run_scenario(scenario: Scenario, out: Path, backend: str = "both", seed: int
     RunDir.refuse_existing(out)  # at once, not after the model has run
     if use_real:
         require_tools()  # before anything is created
+        if scenario.timeline is not None and scenario.nova.remote_filesystem_transport == "rsync":
+            require_tools(("rsync",))  # cold migrations copy with it
         if any(scenario.strategy_of(vm).kind == "reflink_copy" for vm in scenario.vms):
             from real.storage.reflink import require_loop_mount
 
@@ -203,6 +206,7 @@ def repredict(run_dir: Path) -> tuple[Path, Path | None]:
     ``repredicted.parquet`` and, with measurements, ``comparison-repredicted.csv``."""
     from sim import simulate
 
+    run_dir = absolute(run_dir)
     scenario = load_scenario(run_dir / "scenario.yaml")
     meta = read_run(run_dir)
     traces = recorded_run_traces(run_dir, scenario)

@@ -46,6 +46,7 @@ from .scenario import Scenario, parse_scenario
 from .signals import interrupts_raise
 from .store import atomic_write_parquet, atomic_write_text, now_iso
 from .sweep_points import point_figures, run_point
+from .tools import absolute
 
 SWEEP_SCHEMA_VERSION = 1
 
@@ -218,6 +219,7 @@ ProgressFn = Callable[[str, int, int], None]
 def run_sweep(sweep: Sweep, out: Path, scheduler: str = "local", workers: int | None = None,
               progress: ProgressFn = lambda _m, _d, _t: None) -> pd.DataFrame:
     """Run every point not yet ``ok`` in ``out`` on Dask; write sweep.json and the summary."""
+    out = absolute(out)  # the points' run directories, whatever the workers' cwd
     entries = _prepare(sweep, out)
     todo = [p for p in sweep.points if entries[p.id]["status"] != "ok"]
     done = len(sweep.points) - len(todo)

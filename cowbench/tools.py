@@ -27,6 +27,14 @@ INSTALL_HINT = "install it with: apt-get install qemu-utils fio (scripts/bootstr
 REAL_TOOLS = ("qemu-img", "qemu-io", "qemu-nbd", "fio")
 
 
+def absolute(path: Path | str) -> Path:
+    """``path`` joined to the working directory, taken once where a path enters (a run, sweep
+    or calibration directory): every path handed to an external tool derives from one of these,
+    so a tool started in another working directory (fio runs in its ``raw/`` folder) finds it.
+    ``..`` and symlinks are kept as given (they mean what they meant in the user's shell)."""
+    return Path(path).absolute()
+
+
 @dataclass
 class RawLog:
     """Writes one folder per external command under ``root`` (the run's ``raw/``)."""
@@ -34,6 +42,7 @@ class RawLog:
     root: Path
 
     def __post_init__(self) -> None:
+        self.root = absolute(self.root)  # fio is handed paths under it and runs elsewhere
         self.root.mkdir(parents=True, exist_ok=True)
         self._counter = itertools.count(1)
         self._lock = threading.Lock()

@@ -37,7 +37,7 @@ from typing import Any, Literal
 
 from cowbench.errors import ToolError, UsageError
 from cowbench.profile import Beside, Probe, Target
-from cowbench.tools import require_tools, run, which
+from cowbench.tools import absolute, require_tools, run, which
 from real.workload.nbd import NbdExport, stop_servers_in
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
@@ -304,6 +304,7 @@ def measure(path: Path, s: Settings, specs: Sequence[ProbeSpec] | None = None,
     return each probe's median over the rounds, with its spread. Leaves nothing behind."""
     require_tools(("qemu-img", "qemu-nbd", "fio"))
     check_dir(path, s)
+    path = absolute(path)  # the probe images are handed to qemu-img, qemu-nbd and fio
     specs = list(specs) if specs is not None else probe_matrix(s)
     say = progress or (lambda i, n, msg: None)
     total = len(specs) * s.rounds
