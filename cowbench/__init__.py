@@ -2,6 +2,46 @@
 
 The core package holds what both backends share: the scenario schema and units, the tidy
 records, the run directory, the comparison, the external-tool wrappers and the CLI.
+
+From Python (a notebook, a script)::
+
+    from cowbench import load_scenario, simulate, run, load_results
+
+Importing the package is light: these names are loaded on first use (PEP 562), so
+``import cowbench`` pulls in neither pandas nor the model (see :mod:`cowbench.api`).
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:  # what the lazy attributes are, for type checkers and editors
+    from .api import load_results, load_scenario, run, simulate
+    from .errors import CowbenchError, UsageError
+    from .results import RunResults, SweepResults
+    from .runner import RunOutcome
+    from .scenario import Scenario
+
+#: Public name -> the module that defines it.
+_LAZY = {"load_scenario": "api", "simulate": "api", "run": "api", "load_results": "api",
+         "Scenario": "scenario", "RunOutcome": "runner", "RunResults": "results",
+         "SweepResults": "results", "CowbenchError": "errors", "UsageError": "errors"}
+
+__all__ = ["load_scenario", "simulate", "run", "load_results", "Scenario", "RunOutcome",
+           "RunResults", "SweepResults", "CowbenchError", "UsageError", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'cowbench' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

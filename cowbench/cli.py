@@ -8,33 +8,22 @@ line per problem, never as a traceback.
 from __future__ import annotations
 
 import logging
-import math
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import pandas as pd
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
-from rich.table import Table
 
-from .compare import summary
 from .errors import CowbenchError, RunFailed, UsageError
-from .profile import Profile
-from .resolve import resolve
-from .runner import BACKENDS, repredict, run_scenario
-from .scenario import Scenario, load_scenario
-from .store import read_run
-from .units import format_bytes
+from .units import format_bytes, format_duration
+
+if TYPE_CHECKING:  # the commands import what they need: `cowbench --help` stays light
+    from rich.progress import Progress
+
+    from .profile import Profile
+    from .scenario import Scenario
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Predict and measure the disk space and I/O of VMs sharing base images "
@@ -44,7 +33,27 @@ err = Console(stderr=True)
 
 
 def _load(path: Path) -> Scenario:
+    from .resolve import resolve
+    from .scenario import load_scenario
+
     return resolve(load_scenario(path), str(path))
+
+
+def _progress(bar: bool = False, transient: bool = False) -> Progress:
+    """A progress display on stderr: a spinner, the step, and with ``bar`` a bar and N/M."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    columns = [SpinnerColumn(), TextColumn("{task.description}")]
+    if bar:
+        columns += [BarColumn(), MofNCompleteColumn()]
+    return Progress(*columns, TimeElapsedColumn(), console=err, transient=transient)
 
 
 @app.command()
@@ -54,8 +63,9 @@ def validate(scenario: Annotated[Path, typer.Argument(help="Scenario file (YAML)
     if s.fleet is not None:
         f = s.fleet
         out.print(f"[bold]{s.name}[/] (id {s.scenario_id}): fleet ({f.model} model) of "
-                  f"{f.vms} VM arrivals over {s.duration:g} s on {f.hosts.count} host(s) of "
-                  f"{format_bytes(f.hosts.capacity)}; {len(f.flavors)} flavor(s), "
+                  f"{f.vms} VM arrivals over {format_duration(s.duration or 0)} on "
+                  f"{f.hosts.count} host(s) of {format_bytes(f.hosts.capacity)}; "
+                  f"{len(f.flavors)} flavor(s), "
                   f"{len(f.image_mix)} image(s), classes: {', '.join(f.classes)}")
         return
     wl_names = sorted({vm.workload or "-" for vm in s.vms})
@@ -68,8 +78,9 @@ def validate(scenario: Annotated[Path, typer.Argument(help="Scenario file (YAML)
 @app.command()
 def run(
     scenario: Annotated[Path, typer.Argument(help="Scenario file (YAML).")],
-    backend: Annotated[str, typer.Option(help="sim (the model), real (qemu + fio on this "
-                                              "machine) or both (and compare).")] = "both",
+    backend: Annotated[str | None, typer.Option(help="sim (the model), real (qemu + fio on "
+                       "this machine) or both (and compare). Default: what the scenario "
+                       "supports: sim for a fleet scenario, both otherwise.")] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Run directory to create "
                        "(default: results/<scenario>-<UTC time>). Must not hold a run.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the model's random streams "
@@ -79,32 +90,47 @@ def run(
                        "device.profile.")] = None,
 ) -> None:
     """Run a scenario and write its run directory (run.json, records, comparison.csv, raw/)."""
-    if backend not in BACKENDS:
+    from .runner import BACKENDS, default_backend, run_scenario
+    from .show import print_comparison, print_fleet
+
+    if backend is not None and backend not in BACKENDS:
         raise UsageError(f"--backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
     s = _load(scenario)
     if profile is not None:
         from .resolve import with_profile
 
         s = with_profile(s, profile, str(scenario))
+    chosen = backend or default_backend(s)
     if out_dir is None:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         out_dir = Path("results") / f"{s.name}-{stamp}"
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                  console=err, transient=True) as bar:
+    with _progress(transient=True) as bar:
         task = bar.add_task(f"{s.name}: starting", total=None)
-        outcome = run_scenario(s, out_dir, backend, seed,
+        outcome = run_scenario(s, out_dir, chosen, seed,
                                progress=lambda msg: bar.update(task, description=msg))
     if outcome.comparison is not None:
-        _print_comparison(outcome.comparison)
+        print_comparison(outcome.comparison, out)
     model_only = [vm.name for vm in s.vms if s.model_only(vm)]
     if model_only:
         out.print(f"model only (no real counterpart here, marked model_only): "
                   f"{', '.join(model_only)}", soft_wrap=True)
     if s.fleet is not None and outcome.predicted is not None:
-        _print_fleet(outcome.predicted, s.fleet.hosts.count)
+        print_fleet(outcome.predicted, s.fleet.hosts.capacity, s.fleet.hosts.count,
+                    s.duration or float("nan"), out)
+    out.print(f"backend:       {_backend_line(chosen, backend is None, s.fleet is not None)}",
+              soft_wrap=True, highlight=False)
     out.print(f"run directory: [bold]{outcome.run_dir}[/]", soft_wrap=True)
     if outcome.comparison is not None:
         out.print(f"comparison:    [bold]{outcome.run_dir / 'comparison.csv'}[/]", soft_wrap=True)
+
+
+def _backend_line(backend: str, by_default: bool, fleet: bool) -> str:
+    """``sim (the model; the default for a fleet scenario)``: what ran, and why."""
+    from .show import BACKEND_WHAT
+
+    why = ("; the default for a fleet scenario" if fleet else "; the default") \
+        if by_default else ""
+    return f"{backend} ({BACKEND_WHAT[backend]}{why})"
 
 
 @app.command()
@@ -134,8 +160,7 @@ def calibrate(
         raise UsageError(f"--out {out_path}: exists (use --force to replace it)")
     if not out_path.parent.is_dir():
         raise UsageError(f"--out {out_path}: no such directory {out_path.parent}")
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                  MofNCompleteColumn(), TimeElapsedColumn(), console=err) as bar:
+    with _progress(bar=True) as bar:
         task = bar.add_task("calibrate: starting", total=None)
         def step(i: int, n: int, msg: str) -> None:
             bar.update(task, description=msg, completed=i, total=n)
@@ -144,10 +169,12 @@ def calibrate(
                             runtime=runtime, rounds=rounds, progress=step)
     _print_profile(prof)
     out.print(f"profile: [bold]{out_path}[/] ({len(prof.probes)} probes in "
-              f"{prof.duration_s:.0f} s)", soft_wrap=True)
+              f"{format_duration(prof.duration_s)})", soft_wrap=True)
 
 
 def _print_profile(prof: Profile) -> None:
+    from rich.table import Table
+
     p = prof.params
     t = Table(title="I/O model fitted to the probes", show_lines=False)
     t.add_column("parameter")
@@ -195,8 +222,7 @@ def sweep(
 
     sw = load_sweep(sweep_file)
     out_dir = out_dir or Path("results") / sw.name
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                  MofNCompleteColumn(), TimeElapsedColumn(), console=err) as bar:
+    with _progress(bar=True) as bar:
         task = bar.add_task(f"{sw.name}: starting", total=len(sw.points))
         summary = run_sweep(sw, out_dir, scheduler, workers,
                             progress=lambda m, d, t: bar.update(task, description=m,
@@ -204,6 +230,7 @@ def sweep(
     ok = int((summary.status == "ok").sum())
     out.print(f"{ok} of {len(summary)} points ok; sweep directory: [bold]{out_dir}[/]",
               soft_wrap=True)
+    out.print(f"backend:         {sw.spec.backend}", highlight=False)
     out.print(f"summary:         [bold]{out_dir / 'summary.csv'}[/]", soft_wrap=True)
     if ok < len(summary):
         raise RunFailed(f"{len(summary) - ok} point(s) failed; see {out_dir}/sweep.json")
@@ -214,7 +241,11 @@ def fio_json_cmd(run_dir: Annotated[Path, typer.Argument(help="A run directory w
                                                          "model's records.")]) -> None:
     """Write the model's I/O figures for each VM as fio JSON (fio-json/<vm>.json), for fio's
     own tooling (fio-plot) to plot beside the real run's fio output in raw/."""
+    import pandas as pd
+
     from .fiojson import write_fio_json
+    from .scenario import load_scenario
+    from .store import read_run
 
     read_run(run_dir)
     pred = run_dir / "predicted.parquet"
@@ -226,14 +257,15 @@ def fio_json_cmd(run_dir: Annotated[Path, typer.Argument(help="A run directory w
 
 
 @app.command("show")
-def show(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) -> None:
-    """Print a run's status and its predicted-vs-measured summary."""
-    meta = read_run(run_dir)
-    out.print(f"{run_dir}: status [bold]{meta.get('status')}[/]"
-              + (f" ({meta['reason']})" if meta.get("reason") else ""))
-    comp = run_dir / "comparison.csv"
-    if comp.exists():
-        _print_comparison(pd.read_csv(comp))
+def show(path: Annotated[Path, typer.Argument(help="A run directory, or a sweep directory.")]
+         ) -> None:
+    """Print a run's figures (per host and VM: allocated, file size, IOPS, latency, predicted
+    and measured; for a fleet its fullest hosts and when they fill) and its comparison, or a
+    sweep's points (status, knobs, headline figures). Sizes in KiB/MiB/GiB."""
+    from .show import show as show_path
+
+    # a pipe or a file gets whole rows (a terminal: its own width); 80 columns squeeze a sweep
+    show_path(path, out if out.is_terminal else Console(width=160))
 
 
 @app.command("report")
@@ -256,8 +288,7 @@ def report(
         raise UsageError(f"--capacity: {e}") from None
     if cap == 0:
         raise UsageError("--capacity: must be more than 0 bytes")
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                  console=err, transient=True) as bar:
+    with _progress(transient=True) as bar:
         bar.add_task(f"report: executing the notebook on {path}", total=None)
         outcome = make_report(path, notebook, cap)
     # soft_wrap: a path is never broken across lines, so it can be copied
@@ -274,47 +305,16 @@ def repredict_cmd(run_dir: Annotated[Path, typer.Argument(
     and comparison-repredicted.csv."""
     if not (run_dir / "scenario.yaml").is_file():
         raise UsageError(f"{run_dir}: not a run directory (no scenario.yaml)")
+    import pandas as pd
+
+    from .runner import repredict
+    from .show import print_comparison
+
     predicted, comp = repredict(run_dir)
     out.print(f"re-predicted: [bold]{predicted}[/]")
     if comp is not None:
-        _print_comparison(pd.read_csv(comp))
+        print_comparison(pd.read_csv(comp), out)
         out.print(f"comparison:   [bold]{comp}[/]")
-
-
-def _print_fleet(records: pd.DataFrame, hosts: int) -> None:
-    from .sweep_points import point_figures
-
-    f = point_figures(records)
-    day = 86400.0
-    first = f.get("time_to_full_s", math.nan)
-    out.print(f"fleet: {f['arrived_vms']:.0f} VMs arrived, {f['rejected_vms']:.0f} rejected "
-              f"(NoValidHost); peak demand {format_bytes(f['fleet_allocated_bytes_peak'])}")
-    out.print("time to full: " + (f"first host at day {first / day:.1f}, "
-              f"{f['hosts_full']:.0f} of {hosts} hosts full by the end, median host at day "
-              f"{f['host_time_to_full_s_p50'] / day:.1f}" if math.isfinite(first)
-              else "no host fills within the duration"))
-    out.print(f"per VM allocated: P50 {format_bytes(f['vm_allocated_bytes_p50'])}, "
-              f"P95 {format_bytes(f['vm_allocated_bytes_p95'])}, "
-              f"P99 {format_bytes(f['vm_allocated_bytes_p99'])}")
-
-
-def _fmt(x: float) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "-"
-    if math.isinf(x):
-        return "inf"
-    return f"{x:+.2%}"
-
-
-def _print_comparison(comp: pd.DataFrame) -> None:
-    table = Table(title="predicted vs measured (rel_error = (predicted - measured) / measured)")
-    for col in ("metric", "n", "median |rel_error|", "worst rel_error"):
-        table.add_column(col, justify="left" if col == "metric" else "right")
-    for row in summary(comp).to_dict("records"):
-        table.add_row(str(row["metric"]), str(row["n"]),
-                      _fmt(float(row["median_abs_rel_error"])).lstrip("+"),
-                      _fmt(float(row["worst_rel_error"])))
-    out.print(table)
 
 
 def main() -> None:

@@ -22,14 +22,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from .errors import ScenarioError, UsageError
 from .safeload import read_input
 
 #: Largest iolog read (a few million I/Os).
 MAX_IOLOG_BYTES = 256 << 20
+
+if TYPE_CHECKING:
+    import numpy as np
 
 READ, WRITE, TRIM = 0, 1, 2
 _ACTIONS = {"read": READ, "write": WRITE, "trim": TRIM}
@@ -58,6 +60,8 @@ class Trace:
 
     @classmethod
     def build(cls, offsets: list[int], lengths: list[int], ddir: list[int]) -> Trace:
+        import numpy as np  # here, not at the top: validating a scenario stays light
+
         return cls(np.asarray(offsets, dtype=np.int64), np.asarray(lengths, dtype=np.int64),
                    np.asarray(ddir, dtype=np.int8))
 

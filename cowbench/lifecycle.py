@@ -14,12 +14,13 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Annotated, Literal
 
-import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from .units import parse_duration, parse_size
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from .scenario import Scenario
 
 Bytes = Annotated[int, BeforeValidator(parse_size)]
@@ -214,6 +215,8 @@ def expand_timeline(s: Scenario) -> list[Op]:
     if tl is not None:
         raw += [{**e.model_dump(), "source": f"timeline.events[{i}]"}
                 for i, e in enumerate(tl.events)]
+        import numpy as np  # here, not at the top: validating a scenario stays light
+
         rng = np.random.default_rng(np.random.SeedSequence([s.seed, 0x71AE]))
         hosts = [h.name for h in s.hosts]
         for j, a in enumerate(tl.arrivals):

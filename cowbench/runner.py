@@ -34,6 +34,12 @@ from .traces import needs_traces, recorded_run_traces, scenario_traces
 BACKENDS = ("sim", "real", "both")
 
 
+def default_backend(scenario: Scenario) -> str:
+    """What the scenario supports: a fleet runs in the model only (``sim``); anything else
+    runs in both backends and is compared (``both``)."""
+    return "sim" if scenario.fleet is not None else "both"
+
+
 @dataclass
 class RunOutcome:
     run_dir: Path
@@ -42,24 +48,28 @@ class RunOutcome:
     comparison: pd.DataFrame | None
 
 
-def run_scenario(scenario: Scenario, out: Path, backend: str = "both", seed: int | None = None,
+def run_scenario(scenario: Scenario, out: Path, backend: str | None = None,
+                 seed: int | None = None,
                  progress: Callable[[str], None] = lambda _: None,
                  meta: dict[str, Any] | None = None) -> RunOutcome:
     """Run ``scenario`` with the chosen backend(s) and write the run directory at ``out``.
 
+    ``backend`` is ``sim``, ``real`` or ``both``; ``None`` is :func:`default_backend`.
     ``meta`` adds keys to run.json (a sweep records the point's ``overrides`` there).
 
     Before a real run writes anything, the model predicts the space it needs and each
     filesystem's free space is checked (``cowbench.space``). SIGINT and SIGTERM end the run
     cleanly (``cowbench.signals``): run.json says ``interrupted`` and what ``completed``.
     """
+    backend = backend or default_backend(scenario)
     if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}")
+        raise UsageError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
     out = absolute(out)  # every path a tool is handed derives from it
     use_sim, use_real = backend in ("sim", "both"), backend in ("real", "both")
     if use_real and scenario.fleet is not None:
-        raise UsageError("a fleet scenario runs in the model only: use --backend sim "
-                         "(the real backend builds single VMs, scaled to this machine)")
+        raise UsageError(f"a fleet scenario runs in the model only, not with backend "
+                         f"{backend}: use --backend sim or leave --backend out (the real "
+                         "backend builds single VMs, scaled to this machine)")
     RunDir.refuse_existing(out)  # at once, not after the model has run
     if use_real:
         require_tools()  # before anything is created

@@ -60,7 +60,8 @@ class SweepSpec(BaseModel):
     name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
     seeds: list[int] | int = Field(default=1, description="a list, or N for seeds 1..N")
     grid: dict[str, list[Any]] = Field(default_factory=dict)
-    backend: str = "sim"
+    backend: str = Field(default="sim", description="sim (default: real points running side "
+                         "by side on one machine would measure each other), real or both")
 
     @field_validator("seeds")
     @classmethod
@@ -172,7 +173,11 @@ def load_sweep(path: Path) -> Sweep:
     if not isinstance(base, dict):
         raise ScenarioError(str(scen_path), [("", "the file must hold a mapping at the top")])
     name = spec.name or path.stem
-    return Sweep(name, spec, str(path), base, _points(spec, base, str(path)))
+    points = _points(spec, base, str(path))
+    if spec.backend != "sim" and any(p.scenario.fleet is not None for p in points):
+        raise ScenarioError(str(path), [("backend", f"a fleet scenario runs in the model only, "
+                                         f"not with {spec.backend}: use sim (the default)")])
+    return Sweep(name, spec, str(path), base, points)
 
 
 def _points(spec: SweepSpec, base: dict[str, Any], source: str) -> list[Point]:

@@ -122,5 +122,39 @@ def format_bytes(n: float) -> str:
     raise AssertionError("unreachable")
 
 
+def format_duration(seconds: float) -> str:
+    """A duration as people read it: ``'412 us'``, ``'12.3 ms'``, ``'42.5 s'``, ``'7 min 30 s'``,
+    ``'5 h 3 min'``, ``'730 days'``, ``'12 days 7 h'``; ``'-'`` for NaN, ``'never'`` for
+    infinity. From a minute up, the two largest units, rounded to the smaller one; for
+    summaries, never for files."""
+    if seconds != seconds:  # NaN
+        return "-"
+    if seconds < 0:
+        return "-" + format_duration(-seconds)
+    if math.isinf(seconds):
+        return "never"
+    if seconds < 59.5:
+        return _short_duration(seconds)
+    for big, big_name, small, small_name in ((86400, "day", 3600, "h"),
+                                             (3600, "h", 60, "min"), (60, "min", 1, "s")):
+        count = round(seconds / small)  # in the smaller unit, so 3599.6 s is 1 h, not 60 min
+        if count * small >= big:
+            whole, rest = divmod(count, big // small)
+            head = f"{whole} {big_name}" + ("s" if big_name == "day" and whole != 1 else "")
+            return head + (f" {rest} {small_name}" if rest else "")
+    raise AssertionError("unreachable")
+
+
+def _short_duration(seconds: float) -> str:
+    """Under a minute: three significant figures in s, ms or us."""
+    if seconds == 0:
+        return "0 s"
+    for scale, unit in ((1e-6, "us"), (1e-3, "ms"), (1.0, "s")):
+        text = f"{seconds / scale:.3g}"
+        if float(text) < 1000 or unit == "s":  # so 0.9996 s is 1 s, not 1e+03 ms
+            return f"{text} {unit}"
+    raise AssertionError("unreachable")
+
+
 def is_power_of_two(n: int) -> bool:
     return n > 0 and n & (n - 1) == 0

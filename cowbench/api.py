@@ -1,0 +1,119 @@
+"""cowbench from Python (notebooks, scripts): the CLI's plain functions, with plain arguments.
+
+::
+
+    from cowbench import load_scenario, simulate, run, load_results
+
+    scenario = load_scenario("scenarios/quickstart.yaml")  # validated, units resolved
+    records = simulate(scenario, seed=2)                    # the model's records: a DataFrame
+    outcome = run(scenario, "results/qs", backend="sim")    # a run directory, as `cowbench run`
+    results = load_results("results/qs")                    # its frames, read back
+
+Records are the tidy long format of the run directory contract (DESIGN.md): ``backend, t_s,
+entity, metric, value, unit, seed, replication``. Bad input raises
+:class:`cowbench.errors.UsageError` (a :class:`~cowbench.errors.CowbenchError`) with the key
+path and the reason, as the CLI prints it.
+
+The model is reached through :func:`_model` only, lazily: importing this module imports neither
+``sim`` nor ``real``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .results import RunResults, SweepResults
+    from .runner import RunOutcome
+    from .scenario import Scenario
+
+__all__ = ["load_scenario", "simulate", "run", "load_results"]
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read, validate and resolve a scenario file, as ``cowbench validate`` does: sizes in
+    bytes and times in seconds, image files inspected, a ``device.profile`` loaded."""
+    from .resolve import resolve
+    from .scenario import load_scenario as parse_file
+
+    return resolve(parse_file(Path(path)), str(path))
+
+
+def _scenario(scenario: Scenario | str | Path | Mapping[str, Any]) -> Scenario:
+    """A Scenario as given, a file read with :func:`load_scenario`, or a mapping (the YAML's
+    content as Python data) validated and resolved."""
+    from .resolve import resolve
+    from .scenario import Scenario, parse_scenario
+
+    if isinstance(scenario, Scenario):
+        return scenario
+    if isinstance(scenario, Mapping):
+        return resolve(parse_scenario(dict(scenario), "<mapping>"), "<mapping>")
+    return load_scenario(scenario)
+
+
+def _model() -> Callable[..., pd.DataFrame]:
+    """The model backend's ``simulate(scenario, seed, traces=None)``. The one place this module
+    names ``sim``: when the core finds backends through a registry, only this changes."""
+    from sim import simulate as model_simulate
+
+    return model_simulate
+
+
+def simulate(scenario: Scenario | str | Path | Mapping[str, Any],
+             seed: int | None = None) -> pd.DataFrame:
+    """Run the model once and return its records (``backend`` ``sim``); nothing is written.
+
+    ``seed`` replaces the scenario's (same scenario and seed: the same records, bit for bit).
+    Workloads with ``offsets: fio`` first ask fio's null engine for their offset streams (fio
+    must be installed; its output goes to a temporary directory, removed at the end).
+    """
+    from .tools import RawLog, require_tools
+    from .traces import needs_traces, scenario_traces
+
+    s = _scenario(scenario)
+    seed = s.seed if seed is None else seed
+    if seed != s.seed:
+        s = s.model_copy(update={"seed": seed})
+    if not needs_traces(s):
+        return _model()(s, seed)
+    require_tools(("fio",))
+    with tempfile.TemporaryDirectory(prefix="cowbench-traces-") as tmp:
+        return _model()(s, seed, traces=scenario_traces(s, RawLog(Path(tmp))))
+
+
+def run(scenario: Scenario | str | Path | Mapping[str, Any], out: str | Path,
+        backend: str | None = None, seed: int | None = None,
+        progress: Callable[[str], None] | None = None) -> RunOutcome:
+    """Run a scenario into a new run directory ``out``, as ``cowbench run`` does, and return
+    its outcome: ``run_dir`` and the ``predicted``, ``measured`` and ``comparison`` frames
+    (None for what did not run).
+
+    ``backend`` is ``sim`` (the model), ``real`` (qemu + fio on this machine) or ``both``;
+    ``None`` is what the scenario supports (``sim`` for a fleet, ``both`` otherwise).
+    ``progress`` is called with a short message at each step.
+    """
+    from .runner import run_scenario
+
+    return run_scenario(_scenario(scenario), Path(out), backend, seed,
+                        progress=progress or (lambda _msg: None))
+
+
+def load_results(path: str | Path) -> RunResults | SweepResults:
+    """Read a finished run or sweep directory back.
+
+    A run directory gives :class:`~cowbench.results.RunResults` (``meta`` from run.json,
+    ``scenario`` as resolved, ``predicted``, ``measured``, ``records`` and ``comparison``
+    frames); a sweep directory gives :class:`~cowbench.results.SweepResults` (``points``, one
+    row per ``ok`` point with its knobs, and ``records`` and ``comparison`` with the knobs as
+    columns; ``skipped`` lists the others with their reason).
+    """
+    from .results import is_run_dir, load_run, load_sweep
+
+    p = Path(path)
+    return load_run(p) if is_run_dir(p) else load_sweep(p)

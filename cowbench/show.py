@@ -1,0 +1,422 @@
+"""What ``cowbench show`` and ``cowbench run`` print: a run's or a sweep's figures as tables.
+
+A **run**: its status, then per host and VM the end-of-run disk use (``allocated_bytes``,
+``file_bytes``) and per VM the I/O (IOPS, mean and p99 latency), predicted and measured side by
+side where both backends ran, then the comparison summary. A **fleet** run has too many VMs for
+a table: its hosts are summed up instead, the fullest host's peak against its capacity and when
+it fills. A **sweep**: how many points ended how, and per point its knobs and headline figures
+(from ``summary.csv``, or from each point's records when the sweep left none).
+
+Sizes print in binary units (``format_bytes``), durations in human units (``format_duration``).
+Everything here reads files through :mod:`cowbench.results`; it never runs anything.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from .capacity import time_to_full
+from .compare import summary
+from .errors import UsageError
+from .results import (
+    RunResults,
+    _knob_value,
+    end_of_run,
+    find_points,
+    is_run_dir,
+    is_sweep_dir,
+    load_run,
+    point_knobs,
+)
+from .units import format_bytes, format_duration
+
+#: Most VMs (or fleet hosts) a table lists; the records files hold them all.
+MAX_ROWS = 40
+FLEET_HOSTS_SHOWN = 10
+BACKEND_NAMES = {"sim": "model", "real": "real"}
+BACKEND_WHAT = {"sim": "the model", "real": "qemu + fio on this machine",
+                "both": "the model and qemu + fio on this machine, compared"}
+IO_COLUMNS = [("read_iops", "read\nIOPS"), ("write_iops", "write\nIOPS"),
+              ("read_lat_mean_s", "read lat\nmean"), ("read_lat_p99_s", "read lat\np99"),
+              ("write_lat_mean_s", "write lat\nmean"), ("write_lat_p99_s", "write lat\np99")]
+
+
+def show(path: Path, out: Console) -> None:
+    """Print a run directory's or a sweep directory's figures."""
+    if is_run_dir(path):
+        show_run(path, out)
+    elif is_sweep_dir(path):
+        show_sweep(path, out)
+    elif not path.is_dir():
+        raise UsageError(f"{path}: no such directory")
+    else:
+        raise UsageError(f"{path}: neither a run directory (no run.json) nor a sweep "
+                         "directory (no sweep.json, no run directory below it)")
+
+
+# -- a run ---------------------------------------------------------------------------------
+
+def show_run(path: Path, out: Console) -> None:
+    run = load_run(path)
+    for line in _run_header(run):
+        out.print(line, soft_wrap=True, highlight=False)
+    fleet = run.scenario.get("fleet")
+    if isinstance(fleet, dict):
+        hosts = fleet.get("hosts") or {}
+        print_fleet(run.predicted, float(hosts.get("capacity") or math.nan),
+                    int(hosts.get("count") or 0), _float(run.scenario.get("duration")), out)
+    else:
+        print_space(run, out)
+        print_io(run, out)
+    if not run.comparison.empty:
+        print_comparison(run.comparison, out)
+
+
+def _float(x: Any) -> float:
+    return float(x) if isinstance(x, int | float) and not isinstance(x, bool) else math.nan
+
+
+def _run_header(run: RunResults) -> list[str]:
+    meta = run.meta
+    sc = meta.get("scenario") or {}
+    status = str(meta.get("status"))
+    reason = f" ({meta['reason']})" if meta.get("reason") else ""
+    lines = [f"{run.path}: {run.name} (id {sc.get('hash', '-')}), status [bold]{status}[/]"
+             f"{reason}"]
+    backends = [b for b in meta.get("backends") or [] if isinstance(b, str)]
+    what = ", ".join(f"{b} ({BACKEND_WHAT.get(b, b)})" for b in backends) or "-"
+    took = _elapsed(meta.get("start"), meta.get("end"))
+    lines.append(f"backend: {what}; seed {meta.get('seed', '-')}"
+                 + (f"; took {took}" if took else ""))
+    return lines
+
+
+def _elapsed(start: Any, end: Any) -> str | None:
+    try:
+        t0, t1 = datetime.fromisoformat(str(start)), datetime.fromisoformat(str(end))
+    except ValueError:
+        return None
+    return format_duration((t1 - t0).total_seconds())
+
+
+def _end_figures(run: RunResults, prefixes: tuple[str, ...]) -> pd.DataFrame:
+    """End-of-run value per (entity, backend, metric) for entities of the given kinds."""
+    rec = end_of_run(run.records)
+    if rec.empty:
+        return pd.DataFrame(columns=["entity", "backend", "metric", "value"])
+    rec = rec[rec["entity"].astype(str).str.startswith(prefixes)]
+    return (rec.groupby(["entity", "backend", "metric"], sort=False, observed=True)["value"]
+            .mean().reset_index())
+
+
+def _entities(fig: pd.DataFrame) -> list[str]:
+    """Hosts, then caches, then VMs, each in the order the records list them."""
+    order = {"host": 0, "cache": 1, "vm": 2}
+    names = list(dict.fromkeys(fig["entity"].astype(str)))
+    return sorted(names, key=lambda e: order.get(e.split(":", 1)[0], 3))
+
+
+def _backends(run: RunResults) -> list[str]:
+    return [b for b in ("sim", "real") if b in set(run.records["backend"].astype(str))]
+
+
+def _lookup(fig: pd.DataFrame) -> dict[tuple[str, str, str], float]:
+    return {(str(e), str(b), str(m)): float(v) for e, b, m, v in
+            fig[["entity", "backend", "metric", "value"]].itertuples(index=False)}
+
+
+def _truncated(rows: list[str], what: str, out: Console) -> list[str]:
+    if len(rows) > MAX_ROWS:
+        out.print(f"(the first {MAX_ROWS} of {len(rows)} {what}; all are in predicted.csv "
+                  "and measured.csv)", highlight=False)
+    return rows[:MAX_ROWS]
+
+
+def print_space(run: RunResults, out: Console) -> None:
+    """Per host, cache and VM: allocated and file size at the end, per backend."""
+    fig = _end_figures(run, ("host:", "cache:", "vm:"))
+    fig = fig[fig["metric"].isin(["allocated_bytes", "file_bytes"])]
+    backends = _backends(run)
+    if fig.empty or not backends:
+        return
+    val = _lookup(fig)
+    two = len(backends) > 1
+    table = Table(title="disk space at the end of the run", title_justify="left")
+    table.add_column("entity")
+    for label in ("allocated", "file size"):
+        for b in backends:
+            table.add_column(f"{label}\n{BACKEND_NAMES[b]}" if two else label, justify="right")
+    for entity in _truncated(_entities(fig), "hosts, caches and VMs", out):
+        table.add_row(entity, *(format_bytes(val.get((entity, b, m), math.nan))
+                                for m in ("allocated_bytes", "file_bytes") for b in backends))
+    out.print(table)
+
+
+def print_io(run: RunResults, out: Console) -> None:
+    """Per VM that did I/O: IOPS and latency, one row per backend."""
+    metrics = [m for m, _ in IO_COLUMNS]
+    fig = _end_figures(run, ("vm:",))
+    fig = fig[fig["metric"].isin(metrics)]
+    backends = _backends(run)
+    if fig.empty:
+        return
+    val = _lookup(fig)
+    two = len(backends) > 1
+    table = Table(title="I/O per VM (latency: completion, mean and 99th percentile)",
+                  title_justify="left")
+    table.add_column("vm")
+    if two:
+        table.add_column("")
+    for _, label in IO_COLUMNS:
+        table.add_column(label, justify="right")
+    for entity in _truncated(_entities(fig), "VMs with I/O", out):
+        for i, b in enumerate(backends):
+            cells = [_io_cell(m, val.get((entity, b, m), math.nan)) for m in metrics]
+            name = entity.removeprefix("vm:") if i == 0 else ""
+            table.add_row(name, *([BACKEND_NAMES[b]] if two else []), *cells)
+    out.print(table)
+
+
+def _io_cell(metric: str, value: float) -> str:
+    if math.isnan(value):
+        return "-"
+    return f"{value:,.0f}" if metric.endswith("_iops") else format_duration(value)
+
+
+def _fmt_rel(x: float) -> str:
+    if math.isnan(x):
+        return "-"
+    if math.isinf(x):
+        return "inf"
+    return f"{x:+.2%}"
+
+
+def print_comparison(comp: pd.DataFrame, out: Console) -> None:
+    """Per metric: how many figures both backends know, median |rel_error| and the worst."""
+    table = Table(title="predicted vs measured (rel_error = (predicted - measured) / measured)")
+    for col in ("metric", "n", "median |rel_error|", "worst rel_error"):
+        table.add_column(col, justify="left" if col == "metric" else "right")
+    for row in summary(comp).to_dict("records"):
+        table.add_row(str(row["metric"]), str(row["n"]),
+                      _fmt_rel(float(row["median_abs_rel_error"])).lstrip("+"),
+                      _fmt_rel(float(row["worst_rel_error"])))
+    out.print(table)
+
+
+# -- a fleet -------------------------------------------------------------------------------
+
+def print_fleet(records: pd.DataFrame, capacity: float, hosts: int, duration: float,
+                out: Console) -> None:
+    """A fleet run: arrivals, the fullest host's peak against ``capacity`` and when it fills,
+    the hosts that fill first, and the spread of the VMs' disks."""
+    from .sweep_points import point_figures
+
+    f = point_figures(records)
+    out.print(f"fleet: {f.get('arrived_vms', math.nan):.0f} VMs arrived, "
+              f"{f.get('rejected_vms', math.nan):.0f} rejected (NoValidHost) on {hosts} "
+              f"host(s) of {format_bytes(capacity)}; peak demand of all hosts "
+              f"{format_bytes(f.get('fleet_allocated_bytes_peak', math.nan))}",
+              soft_wrap=True, highlight=False)
+    table = host_table(records, capacity, duration)
+    if not table.empty:
+        for line in _fullest_lines(table.iloc[0], capacity, duration):
+            out.print(line, soft_wrap=True, highlight=False)
+        full = table[np.isfinite(table["full_s"])].sort_values("full_s", kind="stable")
+        if len(full):
+            out.print(f"hosts full: {len(full)} of {hosts} by the end, the first "
+                      f"({full['host'].iloc[0]}) after {format_duration(full['full_s'].iloc[0])}",
+                      highlight=False)
+        out.print(_host_rich_table(table.head(FLEET_HOSTS_SHOWN), capacity, hosts))
+    if math.isfinite(f.get("vm_allocated_bytes_p50", math.nan)):
+        out.print(f"per VM allocated: P50 {format_bytes(f['vm_allocated_bytes_p50'])}, "
+                  f"P95 {format_bytes(f['vm_allocated_bytes_p95'])}, "
+                  f"P99 {format_bytes(f['vm_allocated_bytes_p99'])}", highlight=False)
+
+
+def host_table(records: pd.DataFrame, capacity: float, duration: float) -> pd.DataFrame:
+    """Per host: peak demand and when, demand at the end, VMs at the end, and when it is
+    full (``full_s``, recorded by the model) or would be at its recent growth
+    (``extrapolated_s``; inf when it does not grow); the highest peak first."""
+    rec = records[records["entity"].astype(str).str.startswith("host:")]
+    demand = rec[(rec["metric"] == "allocated_bytes") & rec["t_s"].notna()]
+    ttf = rec[(rec["metric"] == "time_to_full_s")].groupby("entity")["value"].min()
+    vms = rec[(rec["metric"] == "vm_count") & rec["t_s"].notna()]
+    rows = []
+    for entity, g in demand.groupby("entity", sort=False):
+        g = g.sort_values("t_s")
+        peak_at = int(np.argmax(g["value"].to_numpy()))
+        full = float(ttf.get(entity, math.inf))
+        extra = math.nan
+        if not math.isfinite(full) and math.isfinite(capacity):
+            extra, _ = time_to_full(g["t_s"].to_numpy(float), g["value"].to_numpy(float),
+                                    capacity)
+        v = vms[vms["entity"] == entity].sort_values("t_s")["value"]
+        rows.append({"host": str(entity).removeprefix("host:"),
+                     "peak_bytes": float(g["value"].iloc[peak_at]),
+                     "peak_t_s": float(g["t_s"].iloc[peak_at]),
+                     "end_bytes": float(g["value"].iloc[-1]),
+                     "vms_end": float(v.iloc[-1]) if len(v) else math.nan,
+                     "full_s": full, "extrapolated_s": extra})
+    cols = ["host", "peak_bytes", "peak_t_s", "end_bytes", "vms_end", "full_s", "extrapolated_s"]
+    table = pd.DataFrame(rows, columns=cols)
+    return table.sort_values("peak_bytes", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def _share(x: float, capacity: float) -> str:
+    return f"{x / capacity:.1%}" if math.isfinite(capacity) and capacity > 0 else "-"
+
+
+def _fullest_lines(row: pd.Series, capacity: float, duration: float) -> list[str]:
+    head = (f"fullest host: {row['host']}, peak {format_bytes(row['peak_bytes'])} of "
+            f"{format_bytes(capacity)} ({_share(row['peak_bytes'], capacity)}) after "
+            f"{format_duration(row['peak_t_s'])}")
+    return [head, "time to full: " + _full_text(row, duration)]
+
+
+def _full_text(row: pd.Series, duration: float) -> str:
+    if math.isfinite(row["full_s"]):
+        return f"full after {format_duration(row['full_s'])}"
+    within = f"not full within {format_duration(duration)}" if math.isfinite(duration) \
+        else "not full by the end"
+    extra = row["extrapolated_s"]
+    if math.isinf(extra):
+        return within + " (its demand stopped growing)"
+    if math.isfinite(extra):
+        return within + (f"; at its growth over the second half of the run, after about "
+                         f"{format_duration(extra)} (extrapolated)")
+    return within
+
+
+def _host_rich_table(table: pd.DataFrame, capacity: float, hosts: int) -> Table:
+    title = ("hosts" if hosts <= len(table) else
+             f"the {len(table)} fullest of {hosts} hosts") + " (demand: allocated bytes)"
+    t = Table(title=title, title_justify="left")
+    for col in ("host", "peak", "of capacity", "at end", "VMs at end", "full after"):
+        t.add_column(col, justify="left" if col == "host" else "right")
+    for row in table.to_dict("records"):
+        full = row["full_s"]
+        t.add_row(row["host"], format_bytes(row["peak_bytes"]),
+                  _share(row["peak_bytes"], capacity), format_bytes(row["end_bytes"]),
+                  "-" if math.isnan(row["vms_end"]) else f"{row['vms_end']:.0f}",
+                  format_duration(full) if math.isfinite(full) else "not full")
+    return t
+
+
+# -- a sweep -------------------------------------------------------------------------------
+
+#: Headline figures of a sweep point (``summary.csv`` columns) with their labels: for fleets,
+#: else for single VMs.
+FLEET_FIGURES = [("host_allocated_bytes_max", "fullest host"),
+                 ("fleet_allocated_bytes_peak", "fleet peak"),
+                 ("time_to_full_s", "first full"), ("rejected_vms", "rejected")]
+VM_FIGURES = [("hosts_allocated_bytes", "all hosts"), ("vm_allocated_bytes_p50", "VM P50"),
+              ("vm_allocated_bytes_p95", "VM P95")]
+
+
+def show_sweep(path: Path, out: Console) -> None:
+    name, status = _sweep_meta(path)
+    points, knobs = sweep_points(path)
+    counts = points["status"].astype(str).value_counts()
+    tally = ", ".join(f"{n} {s}" for s, n in counts.items())
+    out.print(f"{path}: sweep {name}" + (f", status [bold]{status}[/]" if status else "")
+              + f"; {len(points)} point(s): {tally}", soft_wrap=True, highlight=False)
+    out.print(_sweep_table(points, knobs))
+    for row in points[points["status"] != "ok"].to_dict("records"):
+        if isinstance(row.get("reason"), str) and row["reason"]:
+            out.print(f"{row['point']} {row['status']}: {row['reason']}", soft_wrap=True,
+                      highlight=False)
+
+
+def _sweep_meta(path: Path) -> tuple[str, str | None]:
+    try:
+        meta = json.loads((path / "sweep.json").read_text())
+    except FileNotFoundError:
+        return path.resolve().name, None
+    except ValueError as err:
+        raise UsageError(f"{path / 'sweep.json'}: not valid JSON: {err}") from None
+    if not isinstance(meta, dict):
+        return path.resolve().name, None
+    return str(meta.get("name") or path.resolve().name), meta.get("status")
+
+
+def sweep_points(path: Path) -> tuple[pd.DataFrame, list[str]]:
+    """One row per point (``point``, ``seed``, ``status``, its knobs, its figures) and the
+    knob columns: from ``summary.csv`` when the sweep wrote one, else from the points."""
+    summary_csv = path / "summary.csv"
+    if summary_csv.is_file():
+        table = pd.read_csv(summary_csv)
+        table = table.rename(columns={c: c.removeprefix("override.") for c in table.columns})
+        knobs = [c for c in pd.read_csv(summary_csv, nrows=0).columns
+                 if c.startswith("override.")]
+        return _with_reasons(path, table), [k.removeprefix("override.") for k in knobs]
+    from .sweep_points import point_figures
+
+    rows: list[dict[str, Any]] = []
+    knob_keys: dict[str, None] = {}
+    for point in find_points(path):
+        run = load_run(point)
+        point_knob = point_knobs(run)
+        knob_keys.update(dict.fromkeys(point_knob))
+        row: dict[str, Any] = {"point": str(point.relative_to(path)).removeprefix("points/"),
+                               "seed": run.meta.get("seed"),
+                               "status": str(run.meta.get("status")),
+                               "reason": run.meta.get("reason"), **point_knob}
+        if row["status"] == "ok":
+            row.update(point_figures(run.predicted if len(run.predicted) else run.measured))
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    varying = [k for k in knob_keys if table[k].astype(str).nunique(dropna=False) > 1]
+    return table, varying
+
+
+def _with_reasons(path: Path, table: pd.DataFrame) -> pd.DataFrame:
+    """Add each point's failure reason (run.json) to the summary's rows."""
+    reasons = []
+    for rel in table.get("run_dir", pd.Series([None] * len(table))):
+        try:
+            meta = json.loads((path / str(rel) / "run.json").read_text())
+            reasons.append(meta.get("reason"))
+        except (OSError, ValueError, TypeError):
+            reasons.append(None)
+    return table.assign(reason=reasons)
+
+
+def _sweep_table(points: pd.DataFrame, knobs: list[str]) -> Table:
+    fleet = "fleet_allocated_bytes_peak" in points.columns and \
+        points["fleet_allocated_bytes_peak"].notna().any()
+    figures = [(c, label) for c, label in (FLEET_FIGURES if fleet else VM_FIGURES)
+               if c in points.columns and (points[c].notna().any() or c == "time_to_full_s")]
+    table = Table(title="points (figures from the model's records)", title_justify="left")
+    for col in ("point", *[k.rsplit(".", 1)[-1] for k in knobs], "seed", "status",
+                *[label for _, label in figures]):
+        table.add_column(col, justify="left" if col in ("point", "status") else "right")
+    for row in points.to_dict("records"):
+        cells = [_knob_value(k, row.get(k, "-")) for k in knobs]  # 65536 -> 64KiB
+        figs = [_figure(c, row.get(c, math.nan), row.get("status") == "ok") for c, _ in figures]
+        table.add_row(str(row["point"]), *cells, _int_text(row.get("seed")),
+                      str(row["status"]), *figs)
+    return table
+
+
+def _int_text(x: Any) -> str:
+    return str(int(x)) if isinstance(x, int | float) and math.isfinite(x) else str(x)
+
+
+def _figure(column: str, value: Any, ok: bool) -> str:
+    x = _float(value)
+    if not ok:
+        return ""
+    if column == "time_to_full_s":
+        return format_duration(x) if math.isfinite(x) else "not full"
+    if column.endswith("_bytes") or "_bytes_" in column:
+        return format_bytes(x)
+    return "-" if math.isnan(x) else f"{x:,.0f}"

@@ -1,0 +1,212 @@
+"""``cowbench show``: a run's figures (per host and VM, both backends side by side), a fleet's
+fullest host and when it fills, a sweep's points; durations in human units."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from cowbench.capacity import time_to_full
+from cowbench.compare import compare
+from cowbench.units import format_bytes, format_duration
+
+from .clirun import cowbench, table_lines, table_rows
+from .conftest import small_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def end_figures(run: Path, name: str = "predicted") -> dict[tuple[str, str], float]:
+    rec = pd.read_parquet(run / f"{name}.parquet")
+    rec = rec[rec.t_s.isna()]
+    return {(str(e), str(m)): float(v) for e, m, v in zip(rec.entity, rec.metric, rec.value,
+                                                          strict=True)}
+
+
+@pytest.fixture(scope="module")
+def sim_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("show")
+    scenario = d / "s.yaml"
+    scenario.write_text(yaml.safe_dump(small_dict()))
+    ran = cowbench("run", str(scenario), "--backend", "sim", "--out", str(d / "run"))
+    assert ran.code == 0, ran.stderr
+    return d / "run"
+
+
+def test_a_run_shows_each_host_and_vm(sim_run: Path) -> None:
+    ran = cowbench("show", str(sim_run))
+    assert ran.code == 0, ran.stderr
+    assert "status ok" in ran.stdout and "backend: sim (the model); seed 3" in ran.stdout
+    fig, rows = end_figures(sim_run), table_rows(ran.stdout)
+    for entity in ("host:host1", "cache:host1", "vm:a", "vm:b", "vm:c"):
+        assert rows[entity][0] == format_bytes(fig[(entity, "allocated_bytes")]), entity
+    for vm in ("a", "b", "c"):
+        assert rows[f"vm:{vm}"][1] == format_bytes(fig[(f"vm:{vm}", "file_bytes")])
+    # vm a writes, vm b reads: each has its own I/O figures and "-" for what it did not do
+    assert rows["a"] == ["-", f"{fig[('vm:a', 'write_iops')]:,.0f}", "-", "-",
+                         format_duration(fig[("vm:a", "write_lat_mean_s")]),
+                         format_duration(fig[("vm:a", "write_lat_p99_s")])]
+    assert rows["b"][:4] == [f"{fig[('vm:b', 'read_iops')]:,.0f}", "-",
+                             format_duration(fig[("vm:b", "read_lat_mean_s")]),
+                             format_duration(fig[("vm:b", "read_lat_p99_s")])]
+    assert rows["b"][4:] == ["-", "-"]
+    assert "e+0" not in ran.stdout and "e-0" not in ran.stdout
+
+
+def fake_measured(sim_run: Path, dest: Path, scale: float) -> Path:
+    """A copy of ``sim_run`` as if the real backend had measured every figure x ``scale``."""
+    shutil.copytree(sim_run, dest)
+    pred = pd.read_parquet(dest / "predicted.parquet")
+    meas = pred.assign(backend="real", value=pred.value * scale)
+    meas.to_parquet(dest / "measured.parquet", index=False)
+    compare(pred, meas).to_csv(dest / "comparison.csv", index=False)
+    meta = json.loads((dest / "run.json").read_text())
+    (dest / "run.json").write_text(json.dumps({**meta, "backends": ["sim", "real"]}))
+    return dest
+
+
+def test_both_backends_side_by_side(sim_run: Path, tmp_path: Path) -> None:
+    run = fake_measured(sim_run, tmp_path / "both", 1.25)
+    ran = cowbench("show", str(run))
+    assert ran.code == 0, ran.stderr
+    fig, rows = end_figures(run), table_rows(ran.stdout)
+    alloc, size = fig[("vm:a", "allocated_bytes")], fig[("vm:a", "file_bytes")]
+    assert rows["vm:a"] == [format_bytes(alloc), format_bytes(alloc * 1.25),
+                            format_bytes(size), format_bytes(size * 1.25)]
+    lines = table_lines(ran.stdout)
+    i = next(k for k, cells in enumerate(lines) if cells[0] == "a")
+    iops = fig[("vm:a", "write_iops")]
+    assert lines[i][1:3] == ["model", "-"] and lines[i][3] == f"{iops:,.0f}"
+    assert lines[i + 1][:3] == ["", "real", "-"] and lines[i + 1][3] == f"{iops * 1.25:,.0f}"
+    # the comparison summary: (p - m) / m = 1 / 1.25 - 1 = -20% for every figure
+    assert rows["allocated_bytes"][1:] == ["20.00%", "-20.00%"]
+
+
+def fleet_run(tmp_path: Path, **hosts: object) -> Path:
+    data = yaml.safe_load((ROOT / "scenarios" / "fleet-small.yaml").read_text())
+    data["fleet"]["hosts"].update(hosts)
+    scenario = tmp_path / "fleet.yaml"
+    scenario.write_text(yaml.safe_dump(data))
+    ran = cowbench("run", str(scenario), "--out", str(tmp_path / "run"))  # the default: sim
+    assert ran.code == 0, ran.stderr
+    return tmp_path / "run"
+
+
+def host_series(run: Path) -> dict[str, pd.DataFrame]:
+    rec = pd.read_parquet(run / "predicted.parquet")
+    rec = rec[rec.entity.str.startswith("host:") & (rec.metric == "allocated_bytes")
+              & rec.t_s.notna()]
+    return {str(e).removeprefix("host:"): g.sort_values("t_s") for e, g in rec.groupby("entity")}
+
+
+def test_a_fleet_shows_its_fullest_host_against_capacity(tmp_path: Path) -> None:
+    run = fleet_run(tmp_path)
+    ran = cowbench("show", str(run))
+    assert ran.code == 0, ran.stderr
+    series = host_series(run)
+    host = max(series, key=lambda h: series[h].value.max())
+    g = series[host]
+    peak, cap = g.value.max(), 64 * 2**30
+    assert (f"fullest host: {host}, peak {format_bytes(peak)} of 64.0 GiB "
+            f"({peak / cap:.1%}) after {format_duration(g.t_s[g.value.idxmax()])}") in ran.stdout
+    extra, how = time_to_full(g.t_s.to_numpy(float), g.value.to_numpy(float), cap)
+    assert how == "extrapolated"
+    assert (f"time to full: not full within 20 days; at its growth over the second half of "
+            f"the run, after about {format_duration(extra)} (extrapolated)") in ran.stdout
+    rows = table_rows(ran.stdout)
+    assert rows[host][:2] == [format_bytes(peak), f"{peak / cap:.1%}"]
+    assert {"host-001", "host-002", "host-003"} <= set(rows)
+    assert "per VM allocated: P50" in ran.stdout and "hosts full" not in ran.stdout
+
+
+def test_a_fleet_that_fills_says_when(tmp_path: Path) -> None:
+    run = fleet_run(tmp_path, capacity="3GiB", disk_allocation_ratio=20)
+    ran = cowbench("show", str(run))
+    assert ran.code == 0, ran.stderr
+    rec = pd.read_parquet(run / "predicted.parquet")
+    ttf = rec[rec.entity.str.startswith("host:") & (rec.metric == "time_to_full_s")]
+    assert len(ttf) >= 2, "the scenario is meant to fill hosts"
+    first = ttf.loc[ttf.value.idxmin()]
+    assert (f"hosts full: {len(ttf)} of 3 by the end, the first "
+            f"({str(first.entity).removeprefix('host:')}) after "
+            f"{format_duration(first.value)}") in ran.stdout
+    series = host_series(run)
+    host = max(series, key=lambda h: series[h].value.max())
+    full = float(ttf[ttf.entity == f"host:{host}"].value.iloc[0])
+    assert f"time to full: full after {format_duration(full)}" in ran.stdout
+    assert table_rows(ran.stdout)[host][-1] == format_duration(full)
+
+
+def write_sweep(tmp_path: Path) -> Path:
+    sweep = tmp_path / "sw.yaml"
+    sweep.write_text(yaml.safe_dump({"scenario": str(ROOT / "scenarios" / "fleet-small.yaml"),
+                                     "grid": {"strategy.cluster_size": ["64KiB", "2MiB"]},
+                                     "seeds": [1]}))
+    return sweep
+
+
+def test_a_sweep_shows_its_points(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    ran = cowbench("sweep", str(write_sweep(tmp_path)), "--out", str(out), "--scheduler",
+                   "inprocess")
+    assert ran.code == 0, ran.stderr
+    assert "backend:         sim" in ran.stdout
+    shown = cowbench("show", str(out))
+    assert shown.code == 0, shown.stderr
+    assert "sweep sw, status ok; 2 point(s): 2 ok" in shown.stdout
+    summary = pd.read_csv(out / "summary.csv").set_index("point")
+    rows = table_rows(shown.stdout)
+    for point, knob in (("p0000", "64KiB"), ("p0001", "2MiB")):
+        assert rows[point][:3] == [knob, "1", "ok"]
+        assert format_bytes(summary.host_allocated_bytes_max[point]) == rows[point][3]
+        assert format_bytes(summary.fleet_allocated_bytes_peak[point]) == rows[point][4]
+    # without summary.csv (an interrupted sweep), the same table comes from the points
+    (out / "summary.csv").unlink()
+    again = table_rows(cowbench("show", str(out)).stdout)
+    assert again["p0000"] == rows["p0000"] and again["p0001"] == rows["p0001"]
+
+
+def test_a_folder_of_runs_with_a_failed_one(sim_run: Path, tmp_path: Path) -> None:
+    shutil.copytree(sim_run, tmp_path / "one")
+    shutil.copytree(sim_run, tmp_path / "two")
+    meta = json.loads((tmp_path / "two" / "run.json").read_text())
+    (tmp_path / "two" / "run.json").write_text(json.dumps({**meta, "status": "failed",
+                                                           "reason": "fio exited with 1"}))
+    ran = cowbench("show", str(tmp_path))
+    assert ran.code == 0, ran.stderr
+    assert "2 point(s): 1 ok, 1 failed" in ran.stdout
+    assert "two failed: fio exited with 1" in ran.stdout
+    rows = table_rows(ran.stdout)
+    fig = end_figures(sim_run)
+    assert format_bytes(fig[("host:host1", "allocated_bytes")]) in rows["one"]
+    assert rows["two"][-1] == "" and "failed" in rows["two"]
+
+
+def test_show_refuses_what_is_not_a_run_or_a_sweep(tmp_path: Path) -> None:
+    ran = cowbench("show", str(tmp_path / "nope"))
+    assert ran.code == 2 and "no such directory" in ran.stderr
+    ran = cowbench("show", str(tmp_path))
+    assert ran.code == 2 and "neither a run directory" in ran.stderr
+    assert "Traceback" not in ran.stderr + ran.stdout
+
+
+@pytest.mark.parametrize("seconds,text", [
+    (0, "0 s"), (4.12e-4, "412 us"), (0.0123, "12.3 ms"), (0.9996, "1 s"), (42.5, "42.5 s"),
+    (59.99, "1 min"), (90, "1 min 30 s"), (3599.6, "1 h"), (5 * 3600 + 180, "5 h 3 min"),
+    (86399.9, "1 day"), (86400 * 12.3, "12 days 7 h"), (6.3072e7, "730 days"),
+    (math.nan, "-"), (math.inf, "never"), (-90, "-1 min 30 s"),
+])
+def test_durations_read_as_people_write_them(seconds: float, text: str) -> None:
+    assert format_duration(seconds) == text
+
+
+def test_validate_prints_a_fleet_duration_in_days() -> None:
+    ran = cowbench("validate", str(ROOT / "scenarios" / "fleet-year.yaml"))
+    assert ran.code == 0, ran.stderr
+    assert "over 365 days" in " ".join(ran.stdout.split()) and "e+0" not in ran.stdout
