@@ -13,7 +13,6 @@ Everything here reads files through :mod:`cowbench.results`; it never runs anyth
 
 from __future__ import annotations
 
-import json
 import math
 from datetime import datetime
 from pathlib import Path
@@ -26,7 +25,7 @@ from rich.table import Table
 
 from .capacity import time_to_full
 from .compare import summary
-from .errors import UsageError
+from .errors import ScenarioError, UsageError
 from .results import (
     RunResults,
     _knob_value,
@@ -37,6 +36,8 @@ from .results import (
     load_run,
     point_knobs,
 )
+from .safeload import load_json_file
+from .store import read_run
 from .units import format_bytes, format_duration
 
 #: Most VMs (or fleet hosts) a table lists; the records files hold them all.
@@ -337,12 +338,12 @@ def show_sweep(path: Path, out: Console) -> None:
 
 
 def _sweep_meta(path: Path) -> tuple[str, str | None]:
-    try:
-        meta = json.loads((path / "sweep.json").read_text())
-    except FileNotFoundError:
+    if not (path / "sweep.json").exists():
         return path.resolve().name, None
-    except ValueError as err:
-        raise UsageError(f"{path / 'sweep.json'}: not valid JSON: {err}") from None
+    try:
+        meta = load_json_file(path / "sweep.json", "sweep.json")
+    except ScenarioError as err:
+        raise UsageError(str(err)) from None
     if not isinstance(meta, dict):
         return path.resolve().name, None
     return str(meta.get("name") or path.resolve().name), meta.get("status")
@@ -380,14 +381,13 @@ def sweep_points(path: Path) -> tuple[pd.DataFrame, list[str]]:
 
 def _with_reasons(path: Path, table: pd.DataFrame) -> pd.DataFrame:
     """Add each point's failure reason (run.json) to the summary's rows."""
-    reasons = []
+    reasons: list[str] = []
     for rel in table.get("run_dir", pd.Series([None] * len(table))):
         try:
-            meta = json.loads((path / str(rel) / "run.json").read_text())
-            reasons.append(meta.get("reason"))
-        except (OSError, ValueError, TypeError):
-            reasons.append(None)
-    return table.assign(reason=reasons)
+            reasons.append(str(read_run(path / str(rel)).get("reason") or ""))
+        except UsageError:  # a point that never started has no run.json
+            reasons.append("")
+    return table.assign(reason=pd.Series(reasons, index=table.index, dtype=object))
 
 
 def _sweep_table(points: pd.DataFrame, knobs: list[str]) -> Table:
