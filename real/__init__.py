@@ -4,7 +4,7 @@
 (``cowbench``), never the model.
 """
 
+from real.driver import execute
 from real.measure.integrity import Integrity, IntegrityError
-from real.world.backend import execute
 
 __all__ = ["execute", "Integrity", "IntegrityError"]

@@ -4,6 +4,6 @@
 never the real backend.
 """
 
-from .backend import simulate
+from .driver import simulate
 
 __all__ = ["simulate"]

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-import real.world.backend
+import real.driver
 from cowbench.errors import RunFailed
 from cowbench.runner import run_scenario
 from real.measure.integrity import Integrity, IntegrityError, sha256_file
@@ -78,14 +78,14 @@ def _damage(fault: str, disks: dict[str, tuple[Path, str]]) -> None:
 def test_a_damaged_run_fails_and_says_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                           no_leaks: None, fault: str, problem: str | None) -> None:
     """The damage is done after fio, once the exports are stopped, as a bug would leave it."""
-    original = real.world.backend._run_workloads
+    original = real.driver.run_workloads
 
     def damaging(scenario: Any, jobs: list[Any], *a: Any) -> Any:
         result = original(scenario, jobs, *a)
         _damage(fault, {vm.name: (path, fmt) for vm, _, path, fmt in jobs})
         return result
 
-    monkeypatch.setattr(real.world.backend, "_run_workloads", damaging)
+    monkeypatch.setattr(real.driver, "run_workloads", damaging)
     out = tmp_path / "run"
     if problem is None:
         run_scenario(small_scenario(), out, "real")

@@ -39,6 +39,7 @@ from cowbench.scenario import VM, Scenario
 from cowbench.tools import RawLog, qemu_img_map, run
 from real.measure.integrity import Integrity
 
+from .backend import create_disk, record_fio, run_workloads, write_images
 from .layout import HostLayout, glance_path
 
 EPOCH = 1_000_000_000.0  # logical t=0 as a file mtime
@@ -153,8 +154,6 @@ class RealWorld:
 
     # -- operations -------------------------------------------------------------------------
     def boot(self, op: Op) -> None:
-        from .backend import create_disk
-
         t0 = time.monotonic()
         vm = self.s.vms[[v.name for v in self.s.vms].index(op.vm)]
         host = self.s.host_of(vm).name
@@ -338,8 +337,6 @@ def execute_timeline(s: Scenario, work: Path, log: RawLog, roots: dict[str, Path
                      rec: Recorder, progress: Callable[[str], None], check: Integrity) -> None:
     """Carry out the scenario's whole timeline on this machine, recording as it goes; every
     VM's disk gets ``qemu-img check`` at the end (``check`` fails the run on damage)."""
-    from .backend import write_images
-
     write_images(s, work, log, rec, progress, check)
     world = RealWorld(s, work, {h: HostLayout(r) for h, r in roots.items()}, log, rec, check)
     for t, kind, ops in schedule(s):
@@ -357,8 +354,6 @@ def execute_timeline(s: Scenario, work: Path, log: RawLog, roots: dict[str, Path
 
 
 def _run_batch(world: RealWorld, ops: list[Op], progress: Callable[[str], None]) -> None:
-    from .backend import _run_workloads, record_fio
-
     s = world.s
     jobs = []
     for op in ops:
@@ -366,7 +361,7 @@ def _run_batch(world: RealWorld, ops: list[Op], progress: Callable[[str], None])
         wl = s.workloads[op.workload or str(inst.vm.workload)]
         jobs.append((inst.vm, wl, inst.paths(world.layouts)[-1], inst.fmt))
     t0 = time.monotonic()
-    results, host_io = _run_workloads(s, jobs, world.log, progress)
+    results, host_io = run_workloads(s, jobs, world.log, progress)
     for op, (vm, wl, _, _) in zip(ops, jobs, strict=True):
         record_fio(world.rec, f"vm:{vm.name}", wl, results[vm.name], host_io[vm.name], op.t)
         world.op_done(op, None, t0)

@@ -5,7 +5,7 @@ one disk per VM made by the scenario's strategy. Each VM runs its fio job (``sim
 each I/O is applied to the VM's exact allocation map (``sim.storage.disk``), and the host I/O it
 causes is served by the host's shared ``Device`` (``sim.perf.device``). A fresh
 ``simpy.Environment`` per call, no module state, no files: the caller writes results (STYLE.md
-point 4). ``sim.backend.simulate`` picks this, the timeline or the fleet.
+point 4). ``sim.driver.simulate`` picks this, the timeline or the fleet.
 """
 
 from __future__ import annotations

@@ -1,0 +1,198 @@
+"""The real backend: the scenario built on this machine with qemu-img, qemu-nbd and fio.
+
+``execute(scenario, work, log)`` writes each image as uploaded to Glance, converts it into each
+host's ``_base`` as Nova does (``qemu-img convert -t none -O raw``), makes every VM's root disk by
+the strategy (a qcow2 overlay ``-b <base> -F raw`` of the VM's root size, or a sparse copy resized
+to it), exports each disk with its own qemu-nbd, runs one fio per VM concurrently, and measures:
+file sizes and allocation (``os.stat``), data clusters (``qemu-img check``), host I/O of each
+qemu-nbd (``/proc/PID/io``) and guest I/O (fio JSON); then checks every qcow2 image and that no
+base changed (``real.measure.integrity``). Whatever it starts it stops and whatever it creates it
+removes (unless a completed run sets ``real.keep_images``), on success, failure or interrupt.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import ExitStack
+from pathlib import Path
+
+import pandas as pd
+
+from cowbench.errors import UsageError
+from cowbench.records import Recorder
+from cowbench.resolve import resolve
+from cowbench.scenario import VM, Scenario
+from cowbench.tools import RawLog, require_tools
+from real.measure.integrity import Integrity
+from real.storage.reflink import collect_cow_reservations, shared_exclusive, xfs_mount
+from real.storage.strategies import vm_files
+from real.workload.fio import FioResult
+from real.world.backend import (
+    Progress,
+    allocated,
+    check_images,
+    create_disk,
+    fetch_to_cache,
+    real_vms,
+    record_fio,
+    run_workloads,
+    write_images,
+)
+from real.world.containment import WorkTrees
+from real.world.layout import HostLayout, glance_path
+from real.world.lifecycle import execute_timeline
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def _tree_allocated(root: Path) -> tuple[int, int]:
+    alloc = size = 0
+    for dirpath, _, files in os.walk(root):
+        for f in files:
+            a, s = allocated(Path(dirpath) / f)
+            alloc += a
+            size += s
+    return alloc, size
+
+
+def execute(scenario: Scenario, work: Path, log: RawLog, *, run_id: str,
+            progress: Progress = _quiet, seed: int | None = None, step_done: Progress = _quiet,
+            integrity: Integrity | None = None) -> pd.DataFrame:
+    """Build and run the scenario for real; return the measured records (backend ``real``).
+
+    ``step_done`` is told each step as it completes (``real:images``, ``real:bases``,
+    ``real:disks``, ``real:workloads``, ``real:measure``, ``real:integrity``). ``integrity``
+    collects the checks and checksums (see ``real.measure.integrity``); a damaged image or a changed
+    base raises :class:`~real.measure.integrity.IntegrityError` once everything is measured.
+
+    Every directory written into is one this call created (``real.world.containment``); all of them
+    are removed at the end unless the run completed and ``real.keep_images`` is set: a failed
+    or interrupted run never leaves a half-built tree.
+    """
+    require_tools()
+    _reinspect(scenario)
+    rec = Recorder("real", scenario.seed if seed is None else seed)
+    check = integrity if integrity is not None else Integrity(log)
+    trees = WorkTrees(work, run_id)
+    finished = False
+    with ExitStack() as stack:
+        try:
+            roots = trees.create(scenario)
+            mnt = None
+            if any(scenario.strategy_of(vm).kind == "reflink_copy" for vm in real_vms(scenario)):
+                # the hosts live on a loop-mounted reflink XFS inside the work directory
+                mnt = stack.enter_context(xfs_mount(work, _reflink_fs_size(scenario), log))
+                roots = {h: mnt / "hosts" / h for h in roots}
+            _execute(scenario, work, log, roots, rec, progress, step_done, check, mnt)
+            finished = True
+        finally:
+            if not (finished and scenario.real.keep_images):
+                trees.remove()
+    return rec.frame()
+
+
+def _reflink_fs_size(scenario: Scenario) -> int:
+    """A sparse image roomy enough: every base and every disk fully written, twice, >= 2 GiB."""
+    need = sum(img.virtual_size or 0 for img in scenario.images) * len(scenario.hosts)
+    need += sum(scenario.root_size(vm) for vm in scenario.vms)
+    return max(2 << 30, 2 * need)
+
+
+def _execute(scenario: Scenario, work: Path, log: RawLog, roots: dict[str, Path],
+             rec: Recorder, progress: Progress, step_done: Progress, check: Integrity,
+             mnt: Path | None = None) -> None:
+    if scenario.timeline is not None:
+        execute_timeline(scenario, work, log, roots, rec, progress, check)
+        step_done("real:timeline")
+        check_images(scenario, work, check)
+        step_done("real:integrity")
+        return
+    write_images(scenario, work, log, rec, progress, check)
+    step_done("real:images")
+    layouts = {name: HostLayout(root) for name, root in roots.items()}
+    disks: dict[str, tuple[Path, str]] = {}
+    for host in scenario.hosts:
+        layout = layouts[host.name]
+        for name in sorted({vm.image for vm in _vms_on(scenario, host.name)}):
+            image = scenario.image(name)
+            progress(f"{host.name}: caching {name} in _base")
+            fetch_to_cache(glance_path(work, image), image.format, layout.cache_file(image), log)
+            check.hash_before(f"cache:{host.name}/{name}", layout.cache_file(image))
+    step_done("real:bases")
+    for host in scenario.hosts:
+        for vm in _vms_on(scenario, host.name):
+            disks[vm.name] = create_disk(scenario, vm, layouts[host.name], log)
+    step_done("real:disks")
+    jobs = [(vm, wl, *disks[vm.name]) for vm in real_vms(scenario)
+            if (wl := scenario.workload_of(vm)) is not None]
+    results, host_io = run_workloads(scenario, jobs, log, progress)
+    step_done("real:workloads")
+    if mnt is not None:
+        collect_cow_reservations(mnt, log)
+    progress("measuring")
+    os.sync()  # buffered copies (cp) settle their delayed allocation before st_blocks is read
+    _measure(scenario, rec, layouts, disks, results, host_io, check)
+    step_done("real:measure")
+    progress("checking images and bases")
+    check_images(scenario, work, check)
+    step_done("real:integrity")
+
+
+def _reinspect(scenario: Scenario) -> None:
+    """Inspect user-supplied images again, just before they are used: a file swapped since the
+    scenario was resolved (a backing file added, other content) is refused, not followed."""
+    if all(img.path is None for img in scenario.images):
+        return
+    stripped = scenario.model_copy(update={"images": [
+        img.model_copy(update={"data_map": None}) for img in scenario.images]})
+    again = resolve(stripped)
+    if again.images != scenario.images:
+        changed = [img.name for img, new in zip(scenario.images, again.images, strict=True)
+                   if img != new]
+        raise UsageError(f"image(s) {', '.join(changed)} changed since the scenario was "
+                         "resolved; refused")
+
+
+def _vms_on(scenario: Scenario, host: str) -> list[VM]:
+    return [vm for vm in real_vms(scenario) if scenario.host_of(vm).name == host]
+
+
+def _measure(scenario: Scenario, rec: Recorder, layouts: dict[str, HostLayout],
+             disks: dict[str, tuple[Path, str]], results: dict[str, FioResult],
+             host_io: dict[str, dict[str, int]], check: Integrity) -> None:
+    for host in scenario.hosts:
+        layout = layouts[host.name]
+        if layout.base_dir.exists():
+            alloc, size = _tree_allocated(layout.base_dir)
+            rec.add(f"cache:{host.name}", "allocated_bytes", alloc)
+            rec.add(f"cache:{host.name}", "file_bytes", size)
+        alloc, _ = _tree_allocated(layout.instances)
+        rec.add(f"host:{host.name}", "allocated_bytes", alloc)
+    for vm in real_vms(scenario):
+        _measure_vm(rec, scenario, vm, disks[vm.name], results.get(vm.name),
+                    host_io.get(vm.name), check)
+
+
+def _measure_vm(rec: Recorder, scenario: Scenario, vm: VM, disk: tuple[Path, str],
+                result: FioResult | None, io: dict[str, int] | None, check: Integrity) -> None:
+    entity = f"vm:{vm.name}"
+    path, fmt = disk
+    alloc = size = 0
+    for f in vm_files(path):
+        a, n = allocated(f)
+        alloc, size = alloc + a, size + n
+    if scenario.strategy_of(vm).kind == "reflink_copy":
+        shared, exclusive = shared_exclusive(path, check.log)
+        rec.add(entity, "shared_bytes", shared)
+        rec.add(entity, "exclusive_bytes", exclusive)
+    rec.add(entity, "allocated_bytes", alloc)
+    rec.add(entity, "file_bytes", size)
+    if fmt == "qcow2":
+        out = check.check(entity, path, "qcow2")
+        rec.add(entity, "data_clusters", out.get("allocated-clusters", 0))
+    wl = scenario.workload_of(vm)
+    if result is not None and wl is not None:
+        record_fio(rec, entity, wl, result, io)
+
