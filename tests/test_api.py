@@ -1,0 +1,111 @@
+"""The Python API for notebooks, through the public names only (``from cowbench import ...``),
+and the README's example and commands run exactly as written."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from cowbench import UsageError, load_results, load_scenario, run, simulate
+
+from .clirun import cowbench_line
+from .conftest import small_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def figures(records: pd.DataFrame, metric: str) -> dict[str, float]:
+    rows = records[(records.metric == metric) & records.t_s.isna()]
+    return dict(zip(rows.entity.astype(str), rows.value.astype(float), strict=True))
+
+
+def test_simulate_then_run_then_load_back(tmp_path: Path) -> None:
+    path = tmp_path / "small.yaml"
+    path.write_text(yaml.safe_dump(small_dict()))
+    scenario = load_scenario(path)
+    records = simulate(scenario)
+    assert set(records.backend) == {"sim"} and set(records.seed) == {3}  # the scenario's seed
+    pd.testing.assert_frame_equal(records, simulate(scenario, seed=3))  # bit for bit
+    assert set(simulate(scenario, seed=4).seed) == {4}
+    clusters = figures(records, "data_clusters")
+    # vm c writes 6 MiB sequentially from 1 MiB: 96 clusters of 64 KiB; vm b only reads
+    assert clusters["vm:c"] == 96 and clusters["vm:b"] == 0
+    outcome = run(scenario, tmp_path / "run", backend="sim")
+    assert outcome.measured is None and outcome.comparison is None
+    results = load_results(outcome.run_dir)
+    assert results.meta["status"] == "ok" and results.meta["backends"] == ["sim"]
+    assert figures(results.records, "data_clusters") == clusters
+    assert figures(results.records, "allocated_bytes") == figures(records, "allocated_bytes")
+
+
+def test_simulate_takes_a_path_or_a_mapping(tmp_path: Path) -> None:
+    path = tmp_path / "small.yaml"
+    path.write_text(yaml.safe_dump(small_dict()))
+    pd.testing.assert_frame_equal(simulate(path, seed=5), simulate(small_dict(), seed=5))
+
+
+def test_bad_input_names_the_key_path(tmp_path: Path) -> None:
+    bad = small_dict()
+    bad["vms"][0]["image"] = "ghost"
+    with pytest.raises(UsageError, match=r"vms\[0\]\.image"):
+        simulate(bad)
+    with pytest.raises(UsageError, match="backend"):
+        run(small_dict(), tmp_path / "run", backend="vmware")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_fleet_runs_in_the_model_and_two_runs_read_as_a_sweep(tmp_path: Path) -> None:
+    fleet = ROOT / "scenarios" / "fleet-small.yaml"
+    for seed in (1, 2):
+        outcome = run(fleet, tmp_path / "runs" / f"seed-{seed}", seed=seed)  # no backend: sim
+        assert outcome.predicted is not None and outcome.measured is None
+    sweep = load_results(tmp_path / "runs")
+    assert sorted(sweep.points.run_seed) == [1, 2]
+    assert sorted(sweep.points.point) == ["seed-1", "seed-2"]
+    hosts = sweep.records[sweep.records.entity.str.startswith("host:")]
+    assert set(hosts.point) == {"seed-1", "seed-2"}
+
+
+def readme_block(heading: str, fence: str) -> str:
+    """The first ``fence`` code block under the README's ``heading``."""
+    section = README[README.index(heading):]
+    match = re.search(rf"```{fence}\n(.*?)```", section, re.S)
+    assert match, f"no ```{fence} block under {heading}"
+    return match.group(1)
+
+
+@pytest.fixture
+def in_a_fresh_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A working directory holding the repository's scenarios/, as a user's checkout does."""
+    shutil.copytree(ROOT / "scenarios", tmp_path / "scenarios")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_the_readme_python_example_runs_as_written(in_a_fresh_directory: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    code = readme_block("## Using cowbench from Python / notebooks", "python")
+    exec(compile(code, "README.md", "exec"), {"__name__": "__readme__"})
+    printed = capsys.readouterr().out
+    assert "ok ['sim']" in printed
+    pred = pd.read_parquet(in_a_fresh_directory / "results" / "qs-model" / "predicted.parquet")
+    for entity, value in figures(pred, "allocated_bytes").items():
+        assert re.search(rf"{re.escape(entity)}\s+{value:.0f}", printed), entity
+
+
+def test_the_readme_fleet_commands_run_as_written(in_a_fresh_directory: Path) -> None:
+    block = readme_block("In the terminal, `run` and `show` sum a fleet up", "")
+    commands = [line[2:] for line in block.splitlines() if line.startswith("$ ")]
+    shown = [line for line in block.splitlines() if not line.startswith(("$ ", "..."))]
+    assert len(commands) == 2 and shown
+    for line in commands:
+        ran = cowbench_line(line)
+        assert ran.code == 0, ran.stderr
+    for line in shown:  # what the README says show prints, it prints
+        assert line in ran.stdout.splitlines(), line
