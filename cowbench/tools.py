@@ -21,10 +21,18 @@ from typing import Any
 
 from .atomic import atomic_write_text
 from .errors import MissingToolError, ToolError
+from .packages import package_of
 from .signals import shielded
 
-INSTALL_HINT = "install it with: apt-get install qemu-utils fio (scripts/bootstrap.sh does this)"
 REAL_TOOLS = ("qemu-img", "qemu-io", "qemu-nbd", "fio")
+
+
+def install_hint(tool: str) -> str:
+    """How to get ``tool``: its Debian package, from the one table (cowbench/packages.py)."""
+    package = package_of(tool)
+    if package is None:  # tests/test_packages.py keeps every program the code starts listed
+        return "it is not in cowbench/packages.py"
+    return f"install it with: apt-get install {package} (scripts/bootstrap.sh does this)"
 
 
 def absolute(path: Path | str) -> Path:
@@ -83,7 +91,7 @@ def _json_in(text: str) -> Any:
 def which(tool: str) -> str:
     path = shutil.which(tool)
     if path is None:
-        raise MissingToolError(tool, INSTALL_HINT)
+        raise MissingToolError(tool, install_hint(tool))
     return path
 
 

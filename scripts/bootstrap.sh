@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Install what cowbench needs on Debian 12 (run as root, or with sudo available):
-#  - qemu-utils (qemu-img, qemu-io, qemu-nbd) and fio through apt-get, when missing;
-#  - python3-venv when Python cannot make a venv;
+#  - first what a minimal Debian lacks to run the rest: python3, python3-venv, ca-certificates;
+#  - then, through apt-get, the package of every program the code can start that is not on
+#    PATH, from the one table in cowbench/packages.py (qemu-utils: qemu-img, qemu-io, qemu-nbd;
+#    fio; rsync; coreutils; mount; xfsprogs ...);
 #  - a venv in .venv holding cowbench and its Python dependencies (re-installed when
-#    pyproject.toml changes);
-#  - with --test (scripts/test.sh passes it): chromium, which the report tests open
-#    report.html in (headless). It is large, so quickstart.sh does not ask for it.
+#    pyproject.toml changes).
+# Options: --test (scripts/test.sh passes it) adds what only the tests start (chromium, which
+# opens report.html headless; e2fsprogs; procps); --fresh-check installs only what
+# scripts/fresh-check.sh needs on the host (debootstrap, git) and makes no venv; --dry-run
+# prints the Debian packages it would install, one a line, and changes nothing.
 # Safe to run again: it does only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,41 +25,55 @@ apt_install() {
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
-with_test=""
+groups=(run)
+venv=1
+dry_run=""
 for arg in "$@"; do
     case "$arg" in
-        --test) with_test=1 ;;
-        *) echo "bootstrap: unknown option $arg (only --test)" >&2; exit 2 ;;
+        --test) groups+=(test) ;;
+        --fresh-check) groups=(fresh-check); venv="" ;;
+        --dry-run) dry_run=1 ;;
+        *) echo "bootstrap: unknown option $arg (--test, --fresh-check, --dry-run)" >&2; exit 2 ;;
     esac
 done
 
 missing=()
-for pair in qemu-img:qemu-utils qemu-io:qemu-utils qemu-nbd:qemu-utils fio:fio \
-            mkfs.xfs:xfsprogs xfs_io:xfsprogs filefrag:e2fsprogs; do
-    tool=${pair%%:*}
-    pkg=${pair##*:}
-    if ! command -v "$tool" >/dev/null 2>&1; then
-        case " ${missing[*]-} " in *" $pkg "*) ;; *) missing+=("$pkg") ;; esac
+want() {  # add a package once
+    case " ${missing[*]-} " in *" $1 "*) ;; *) missing+=("$1") ;; esac
+}
+install_missing() {
+    if [ "${#missing[@]}" -eq 0 ]; then return; fi
+    if [ -n "$dry_run" ]; then
+        printf '%s\n' "${missing[@]}"
+    else
+        echo "bootstrap: installing ${missing[*]} with apt-get" >&2
+        apt_install "${missing[@]}"
     fi
-done
-if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
-    missing+=(python3-venv)
-fi
-if [ -n "$with_test" ] && ! command -v chromium >/dev/null 2>&1; then
-    missing+=(chromium)
-fi
-if [ "${#missing[@]}" -gt 0 ]; then
-    echo "bootstrap: installing ${missing[*]} with apt-get" >&2
-    apt_install "${missing[@]}"
-fi
+    missing=()
+}
 
+# what the rest needs (cowbench/packages.py PREREQUISITES): a minimal Debian has none of it
+command -v python3 >/dev/null 2>&1 || want python3
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || want python3-venv
+[ -s /etc/ssl/certs/ca-certificates.crt ] || want ca-certificates
+install_missing
+if ! command -v python3 >/dev/null 2>&1; then exit 0; fi  # --dry-run without python3
+
+# every program the code can start, from the one table
+table=$(python3 cowbench/packages.py "${groups[@]}")
+while read -r program package; do
+    command -v "$program" >/dev/null 2>&1 || want "$package"
+done <<< "$table"
+install_missing
+
+if [ -n "$dry_run" ] || [ -z "$venv" ]; then exit 0; fi
 if [ ! -x .venv/bin/python ]; then
     echo "bootstrap: creating .venv" >&2
     python3 -m venv .venv
 fi
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+stamp=$(sha256sum pyproject.toml | cut -d' ' -f1)
 have=$(cat .venv/.cowbench-stamp 2>/dev/null || true)
-if [ "$want" != "$have" ]; then
+if [ "$stamp" != "$have" ]; then
     echo "bootstrap: installing cowbench and its Python dependencies into .venv" >&2
     log=.venv/pip-install.log
     if ! { .venv/bin/python -m pip install -q --upgrade pip &&
@@ -64,5 +82,5 @@ if [ "$want" != "$have" ]; then
         echo "bootstrap: pip install failed (log above, also in $log)" >&2
         exit 1
     fi
-    echo "$want" > .venv/.cowbench-stamp
+    echo "$stamp" > .venv/.cowbench-stamp
 fi

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import settings
 
 from cowbench.scenario import Scenario, parse_scenario
+from cowbench.tools import REAL_TOOLS
 
 # CI (CI=true) draws the same examples every run, so a submission's result does not depend on
 # the luck of the draw; a developer's run draws new ones each time and explores further.
@@ -23,7 +24,6 @@ settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
 
-REAL_TOOLS = ("qemu-img", "qemu-io", "qemu-nbd", "fio")
 MISSING = [t for t in REAL_TOOLS if shutil.which(t) is None]
 needs_tools = pytest.mark.skipif(
     bool(MISSING), reason=f"needs {', '.join(MISSING)} (run scripts/bootstrap.sh as root)")

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from cowbench.errors import UsageError
-from cowbench.tools import RawLog, run
+from cowbench.tools import RawLog, install_hint, run
 
 FIEMAP_SHARED = 0x2000
 SECTOR = 512
@@ -37,7 +37,7 @@ def require_loop_mount() -> None:
         raise UsageError("reflink_copy needs loop devices (/dev/loop-control is missing)")
     for tool in ("mkfs.xfs", "xfs_io", "xfs_spaceman", "mount", "umount"):
         if shutil.which(tool) is None:
-            raise UsageError(f"reflink_copy needs {tool} (apt-get install xfsprogs)")
+            raise UsageError(f"reflink_copy needs {tool}; {install_hint(tool)}")
 
 
 @contextmanager
