@@ -1,0 +1,108 @@
+"""What the harness costs beside the bare tools (issue 15): the quickstart's real backend run
+by cowbench, and the same steps done by hand with the bare tools, side by side.
+
+``benchmarks/bare-quickstart.sh`` does what ``cowbench run scenarios/quickstart.yaml --backend
+real`` does with qemu-img, qemu-io, qemu-nbd, fio and ``qemu-img check``, minus the bookkeeping
+(raw/ logs, records, integrity checksums, the model's space prediction). Each round runs the bare
+script, then cowbench (``--uncalibrated`` where the flag exists), each in a fresh directory, and
+times both by wall clock; alternating keeps slow drifts of a shared machine out of the ratio.
+Prints every wall time, the medians, and the ratio cowbench/bare: the ratio of the medians and the
+spread (min/max) of the per-round ratios, with the load average before and after.
+
+    .venv/bin/python benchmarks/harness_overhead.py [--rounds 3] [--dir /var/tmp]
+
+Target (issue 15): a median ratio of at most 1.15 with integrity checks on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BARE = ROOT / "benchmarks" / "bare-quickstart.sh"
+SCENARIO = ROOT / "scenarios" / "quickstart.yaml"
+
+
+def cowbench_argv() -> list[str]:
+    """This tree's cowbench (the venv's console script beside this Python, else ``-m``)."""
+    script = Path(sys.executable).parent / "cowbench"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "cowbench"]
+
+
+def env() -> dict[str, str]:
+    e = dict(os.environ)
+    e["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [e.get("PYTHONPATH")])])
+    return e
+
+
+def has_uncalibrated() -> bool:
+    out = subprocess.run([*cowbench_argv(), "run", "--help"], capture_output=True, text=True,
+                         env=env(), check=True, cwd=ROOT)
+    return "--uncalibrated" in out.stdout
+
+
+def timed(argv: list[str]) -> float:
+    """Wall time of ``argv`` run to completion; a failure stops the benchmark with its output."""
+    t0 = time.perf_counter()
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env(), cwd=ROOT)
+    dt = time.perf_counter() - t0
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(argv)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+    return dt
+
+
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def one_round(i: int, top: Path, extra: list[str], keep: bool) -> tuple[float, float]:
+    bare = timed(["bash", str(BARE), str(top / f"bare-{i}")])
+    out = top / f"run-{i}"
+    cow = timed([*cowbench_argv(), "run", str(SCENARIO), "--backend", "real", *extra,
+                 "--out", str(out)])
+    if not keep:
+        shutil.rmtree(out)
+    return bare, cow
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of (bare, cowbench); 3")
+    ap.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()),
+                    help="where the work directories go (the storage measured)")
+    ap.add_argument("--keep", action="store_true", help="keep cowbench's run directories")
+    args = ap.parse_args()
+    extra = ["--uncalibrated"] if has_uncalibrated() else []
+    top = Path(tempfile.mkdtemp(prefix="cowbench-overhead-", dir=args.dir))
+    print(f"cowbench run {SCENARIO.relative_to(ROOT)} --backend real {' '.join(extra)} "
+          f"against {BARE.relative_to(ROOT)}, {args.rounds} rounds, in {top}")
+    print(f"load average before: {load()}")
+    rows = []
+    try:
+        for i in range(args.rounds):
+            bare, cow = one_round(i, top, extra, args.keep)
+            rows.append((bare, cow))
+            print(f"round {i + 1}: bare {bare:6.2f} s  cowbench {cow:6.2f} s  "
+                  f"ratio {cow / bare:.3f}  (load {load()})", flush=True)
+    finally:
+        if not args.keep:
+            shutil.rmtree(top, ignore_errors=True)
+    bares, cows = [b for b, _ in rows], [c for _, c in rows]
+    ratios = [c / b for b, c in rows]
+    mb, mc = statistics.median(bares), statistics.median(cows)
+    print(f"median: bare {mb:.2f} s  cowbench {mc:.2f} s  ratio {mc / mb:.3f} "
+          f"(per-round ratios {min(ratios):.3f}..{max(ratios):.3f}, median "
+          f"{statistics.median(ratios):.3f})")
+    print(f"load average after: {load()}")
+
+
+if __name__ == "__main__":
+    main()
