@@ -88,6 +88,7 @@ def execute(scenario: Scenario, work: Path, log: RawLog, *, run_id: str,
             _execute(scenario, work, log, roots, rec, progress, step_done, check, mnt)
             finished = True
         finally:
+            check.close()  # no digest still reading what is about to be removed
             if not (finished and scenario.real.keep_images):
                 trees.remove()
     return rec.frame()
@@ -127,8 +128,11 @@ def _execute(scenario: Scenario, work: Path, log: RawLog, roots: dict[str, Path]
     step_done("real:disks")
     jobs = [(vm, wl, *disks[vm.name]) for vm in real_vms(scenario)
             if (wl := scenario.workload_of(vm)) is not None]
+    progress("hashing bases")
+    check.settle()  # no hashing beside fio
     results, host_io = run_workloads(scenario, jobs, log, progress)
     step_done("real:workloads")
+    check.hash_after()  # the bases are done with: their final digests run beside measuring
     if mnt is not None:
         collect_cow_reservations(mnt, log)
     progress("measuring")

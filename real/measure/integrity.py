@@ -8,15 +8,20 @@ allocated bytes no model predicts, so they fail the run too, visibly, rather tha
 
 Bases are shared read-only by every VM on a host: the image as uploaded and the raw file in
 ``_base`` must never change (Nova relies on it; a changed base silently changes every VM's
-disk). Each is hashed (SHA-256 of its content, what ``sha256sum`` prints) when it is complete and
-again at the end of the run; any difference fails the run.
+disk). Each is hashed when it is complete and again at the end of the run; any difference fails
+the run. The digest (``real.measure.digest``: BLAKE3 over 1 MiB blocks, holes not read) depends on the
+content only. Hashing runs in the background, beside the tools: a base is hashed while the next
+step runs (the upload while ``qemu-img convert`` reads it into ``_base``, the base while the
+disks are made), and every digest is settled before the workloads start, so that no hashing
+competes with fio; the final digests run beside the last ``qemu-img check`` calls.
 
 The report (``Integrity.report()``) goes into run.json under ``integrity``.
 """
 
 from __future__ import annotations
 
-import hashlib
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,22 +29,14 @@ from typing import Any
 from cowbench.errors import RunFailed
 from cowbench.tools import RawLog, run_json, untrusted_limits
 
-HASH_CHUNK = 4 << 20
+from .digest import DIGEST, Cancelled, file_digest
+
 #: qemu-img check's exit codes (qemu-img.rst): 0 clean, 2 corruptions, 3 leaks only.
 CHECK_CODES = (0, 2, 3)
 
 
 class IntegrityError(RunFailed):
     """The run finished but an image is damaged or a base changed; details in run.json."""
-
-
-def sha256_file(path: Path) -> str:
-    """SHA-256 of a file's content, streamed (holes read as zeros, as ``sha256sum`` does)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(HASH_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def qemu_img_check_any(path: Path, fmt: str, log: RawLog | None,
@@ -60,6 +57,11 @@ class Integrity:
     checks: dict[str, dict[str, Any]] = field(default_factory=dict)
     checksums: dict[str, dict[str, Any]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    _pending: dict[tuple[str, str], Future[str | None]] = field(default_factory=dict,
+                                                              repr=False)
+    _pool: ThreadPoolExecutor | None = field(default=None, repr=False)
+    _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
+    _after_started: set[str] = field(default_factory=set, repr=False)
 
     def check(self, key: str, path: Path, fmt: str = "qcow2",
               untrusted: bool = False) -> dict[str, Any]:
@@ -74,19 +76,58 @@ class Integrity:
         return out
 
     def hash_before(self, key: str, path: Path) -> None:
-        """Hash a base once it is complete; :meth:`hash_after` compares at the end."""
-        self.checksums[key] = {"path": str(path), "sha256_before": sha256_file(path),
-                               "sha256_after": None}
+        """Start hashing a base once it is complete (in the background: :meth:`settle`
+        waits for it); :meth:`hash_after` hashes it again at the end."""
+        self.checksums[key] = {"path": str(path), "digest": DIGEST, "before": None,
+                               "after": None}
+        self._start(key, "before", path)
+
+    def settle(self) -> set[str]:
+        """Wait for every digest started; one that failed is a problem of the run. Returns the
+        keys whose digest failed."""
+        failed = set()
+        for (key, when), fut in list(self._pending.items()):
+            try:
+                self.checksums[key][when] = fut.result()
+            except OSError as e:
+                failed.add(key)
+                self.problems.append(f"{key}: could not hash {self.checksums[key]['path']} "
+                                     f"({when} the run): {e.strerror or e}")
+        self._pending.clear()
+        return failed
 
     def hash_after(self) -> None:
+        """Start hashing every base again (once; in the background): :meth:`compare` waits."""
         for key, entry in self.checksums.items():
-            path = Path(entry["path"])
-            after = sha256_file(path) if path.exists() else None
-            entry["sha256_after"] = after
-            if after != entry["sha256_before"]:
-                self.problems.append(f"{key}: base changed during the run ({path}): sha256 "
-                                     f"{entry['sha256_before'][:12]}.. became "
-                                     f"{(after or 'missing')[:12]}..")
+            if key not in self._after_started:
+                self._after_started.add(key)
+                self._start(key, "after", Path(entry["path"]))
+
+    def compare(self) -> None:
+        """Wait for the final digests; a base that changed (or vanished) is a problem."""
+        self.hash_after()
+        failed = self.settle()
+        for key, entry in self.checksums.items():
+            before, after = entry["before"], entry["after"]
+            if key in failed or (before is not None and after == before):
+                continue
+            self.problems.append(f"{key}: base changed during the run ({entry['path']}): "
+                                 f"{DIGEST} {(before or 'missing')[:12]}.. became "
+                                 f"{(after or 'missing')[:12]}..")
+
+    def close(self) -> None:
+        """Abandon the digests still running and wait for their threads (at most a chunk)."""
+        self._cancel.set()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        self._pending.clear()
+
+    def _start(self, key: str, when: str, path: Path) -> None:
+        if self._pool is None:
+            self._cancel.clear()
+            self._pool = ThreadPoolExecutor(2, thread_name_prefix="integrity")
+        self._pending[(key, when)] = self._pool.submit(_digest_or_none, path, self._cancel)
 
     def report(self) -> dict[str, Any]:
         return {"ok": not self.problems, "problems": list(self.problems),
@@ -95,3 +136,11 @@ class Integrity:
     def raise_if_bad(self) -> None:
         if self.problems:
             raise IntegrityError("integrity: " + "; ".join(self.problems))
+
+
+def _digest_or_none(path: Path, cancel: threading.Event) -> str | None:
+    """The file's digest; None if it is gone (a missing base is a changed base)."""
+    try:
+        return file_digest(path, cancel)
+    except (FileNotFoundError, Cancelled):
+        return None

@@ -123,12 +123,13 @@ def write_images(scenario: Scenario, work: Path, log: RawLog, rec: Recorder,
 
 def check_images(scenario: Scenario, work: Path, check: Integrity) -> None:
     """``qemu-img check`` every qcow2 image used, compare every checksum, fail if damaged."""
+    check.hash_after()  # beside the checks
     used = {vm.image for vm in scenario.vms}
     for image in scenario.images:
         if image.name in used and image.format == "qcow2":
             check.check(f"image:{image.name}", glance_path(work, image),
                         untrusted=image.path is not None)
-    check.hash_after()
+    check.compare()
     check.raise_if_bad()
 
 

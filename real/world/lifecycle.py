@@ -338,6 +338,7 @@ def execute_timeline(s: Scenario, work: Path, log: RawLog, roots: dict[str, Path
     """Carry out the scenario's whole timeline on this machine, recording as it goes; every
     VM's disk gets ``qemu-img check`` at the end (``check`` fails the run on damage)."""
     write_images(s, work, log, rec, progress, check)
+    check.settle()  # no hashing beside the timeline's workloads
     world = RealWorld(s, work, {h: HostLayout(r) for h, r in roots.items()}, log, rec, check)
     for t, kind, ops in schedule(s):
         if kind == "pass":
