@@ -9,11 +9,12 @@ allocated bytes no model predicts, so they fail the run too, visibly, rather tha
 Bases are shared read-only by every VM on a host: the image as uploaded and the raw file in
 ``_base`` must never change (Nova relies on it; a changed base silently changes every VM's
 disk). Each is hashed when it is complete and again at the end of the run; any difference fails
-the run. The digest (``real.measure.digest``: BLAKE3 over 1 MiB blocks, holes not read) depends on the
-content only. Hashing runs in the background, beside the tools: a base is hashed while the next
-step runs (the upload while ``qemu-img convert`` reads it into ``_base``, the base while the
-disks are made), and every digest is settled before the workloads start, so that no hashing
-competes with fio; the final digests run beside the last ``qemu-img check`` calls.
+the run. The digest (``real.measure.digest``: BLAKE3 over 1 MiB blocks, holes not read)
+depends on the content only. Hashing runs in the background, beside the tools: a base is
+hashed while the next step runs (the upload while ``qemu-img convert`` reads it into
+``_base``, the base while the disks are made), and every digest is settled before the workloads
+start, so that no hashing competes with fio; the final digests run beside the last
+``qemu-img check`` calls.
 
 The report (``Integrity.report()``) goes into run.json under ``integrity``.
 """
