@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from .units import parse_duration, parse_size
+from .units import format_duration, parse_duration, parse_size
 
 if TYPE_CHECKING:
     import numpy as np
@@ -267,7 +267,8 @@ def check_timeline(s: Scenario) -> list[tuple[str, str]]:
     for op in expand_timeline(s):
         problem = _check_op(s, op, vms, hosts, where, state, placed, size)
         if problem:
-            problems.append((op.source, f"{op.op} of {op.vm!r} at t={op.t:g} s: {problem}"))
+            when = format_duration(op.t)
+            problems.append((op.source, f"{op.op} of {op.vm!r} at t={when}: {problem}"))
     return problems
 
 

@@ -14,7 +14,7 @@ import yaml
 from cowbench import UsageError, load_results, load_scenario, run, simulate
 
 from .clirun import cowbench_line
-from .conftest import small_dict
+from .conftest import needs_tools, small_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -109,3 +109,26 @@ def test_the_readme_fleet_commands_run_as_written(in_a_fresh_directory: Path) ->
         assert ran.code == 0, ran.stderr
     for line in shown:  # what the README says show prints, it prints
         assert line in ran.stdout.splitlines(), line
+
+
+@needs_tools
+@pytest.mark.real
+def test_simulate_asks_fio_for_exact_offsets_and_leaves_nothing(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch
+                                                                ) -> None:
+    """A workload with ``offsets: fio`` is simulated on the stream fio's null engine issues;
+    fio's output goes to a temporary directory that is removed."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    data = small_dict()
+    data["workloads"]["w"]["offsets"] = "fio"
+    records = simulate(data)
+    assert list(tmp.iterdir()) == []
+    # the same records as `cowbench run --backend sim`, which keeps fio's streams under raw/
+    outcome = run(data, tmp_path / "run", backend="sim")
+    assert outcome.predicted is not None
+    pd.testing.assert_frame_equal(records, outcome.predicted)
+    assert any((tmp_path / "run" / "raw").iterdir())
+    own = simulate(small_dict())  # the model's own offsets: another stream
+    assert figures(records, "data_clusters")["vm:a"] != figures(own, "data_clusters")["vm:a"]

@@ -166,10 +166,20 @@ def test_a_sweep_shows_its_points(tmp_path: Path) -> None:
         assert rows[point][:3] == [knob, "1", "ok"]
         assert format_bytes(summary.host_allocated_bytes_max[point]) == rows[point][3]
         assert format_bytes(summary.fleet_allocated_bytes_peak[point]) == rows[point][4]
+    # a failed point is counted, and its reason comes from its run.json
+    summary_csv = pd.read_csv(out / "summary.csv")
+    summary_csv.loc[summary_csv.point == "p0001", "status"] = "failed"
+    summary_csv.to_csv(out / "summary.csv", index=False)
+    meta = json.loads((out / "points" / "p0001" / "run.json").read_text())
+    (out / "points" / "p0001" / "run.json").write_text(
+        json.dumps({**meta, "status": "failed", "reason": "no room"}))
+    failed = cowbench("show", str(out)).stdout
+    assert "2 point(s): 1 ok, 1 failed" in failed and "p0001 failed: no room" in failed
     # without summary.csv (an interrupted sweep), the same table comes from the points
     (out / "summary.csv").unlink()
-    again = table_rows(cowbench("show", str(out)).stdout)
-    assert again["p0000"] == rows["p0000"] and again["p0001"] == rows["p0001"]
+    again = cowbench("show", str(out)).stdout
+    assert table_rows(again)["p0000"] == rows["p0000"]
+    assert "2 point(s): 1 ok, 1 failed" in again and "p0001 failed: no room" in again
 
 
 def test_a_folder_of_runs_with_a_failed_one(sim_run: Path, tmp_path: Path) -> None:
@@ -210,3 +220,14 @@ def test_validate_prints_a_fleet_duration_in_days() -> None:
     ran = cowbench("validate", str(ROOT / "scenarios" / "fleet-year.yaml"))
     assert ran.code == 0, ran.stderr
     assert "over 365 days" in " ".join(ran.stdout.split()) and "e+0" not in ran.stdout
+
+
+def test_a_timeline_problem_says_when_in_human_units(tmp_path: Path) -> None:
+    data = small_dict(timeline={"events": [{"t": 1728000, "op": "delete", "vm": "a"},
+                                           {"t": 1731600, "op": "delete", "vm": "a"}]})
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(yaml.safe_dump(data))
+    ran = cowbench("validate", str(scenario))
+    assert ran.code == 2
+    assert "timeline.events[1]: delete of 'a' at t=20 days 1 h: the VM was already deleted" \
+        in ran.stderr, ran.stderr

@@ -19,6 +19,7 @@ from cowbench.records import Recorder
 from cowbench.scenario import VM, Image, Scenario, Workload
 from cowbench.signals import shielded
 from cowbench.tools import RawLog, run
+from cowbench.units import format_duration
 from real.measure.integrity import Integrity
 from real.storage.strategies import make_root_disk
 from real.workload.fio import FioResult, FioRun
@@ -192,7 +193,7 @@ def _wait_all(runs: dict[str, FioRun], progress: Progress) -> None:
             if rc != 0:
                 r.wait()  # raises ToolError with fio's own message
         progress(f"fio: {len(runs) - len(pending)}/{len(runs)} VMs done, "
-                 f"{time.monotonic() - t0:.0f} s")
+                 f"{format_duration(round(time.monotonic() - t0))}")
         time.sleep(0.1)
 
 

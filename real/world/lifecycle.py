@@ -37,6 +37,7 @@ from cowbench.lifecycle import Op, batches, schedule
 from cowbench.records import Recorder
 from cowbench.scenario import VM, Scenario
 from cowbench.tools import RawLog, qemu_img_map, run
+from cowbench.units import format_duration
 from real.measure.integrity import Integrity
 
 from .backend import create_disk, record_fio, run_workloads, write_images
@@ -348,7 +349,7 @@ def execute_timeline(s: Scenario, work: Path, log: RawLog, roots: dict[str, Path
                 _run_batch(world, batch, progress)
             else:
                 for op in batch:
-                    progress(f"t={t:g} s: {op.op} {op.vm}")
+                    progress(f"t={format_duration(t)}: {op.op} {op.vm}")
                     getattr(world, op.op)(op)
         world.sample(t)
     world.sample(None)
