@@ -58,11 +58,11 @@ def _scenario(scenario: Scenario | str | Path | Mapping[str, Any]) -> Scenario:
 
 
 def _model() -> Callable[..., pd.DataFrame]:
-    """The model backend's ``simulate(scenario, seed, traces=None)``. The one place this module
-    names ``sim``: when the core finds backends through a registry, only this changes."""
-    from sim import simulate as model_simulate
+    """The model backend's ``simulate(scenario, seed, traces=None)``, found by name
+    (``cowbench.backends``)."""
+    from .backends import get_backend
 
-    return model_simulate
+    return get_backend("sim").simulate
 
 
 def simulate(scenario: Scenario | str | Path | Mapping[str, Any],

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from .atomic import atomic_write_text
+from .backends import get_backend
 from .profile import Profile, profile_json
 from .signals import interrupts_raise
 from .store import host_facts, now_iso, tool_versions
@@ -29,8 +30,9 @@ def _load() -> list[float]:
 def calibrate(directory: Path, out: Path, matrix: Literal["short", "long"], exports: int,
               runtime: float | None = None, rounds: int | None = None,
               progress: object = None) -> Profile:
-    from real.measure.calibrate import measure, settings
-    from sim.perf.perf import fit, fit_rows
+    real, model = get_backend("real"), get_backend("sim")
+    measure, settings = real.measure_probes, real.probe_settings
+    fit, fit_rows = model.fit, model.fit_rows
 
     s = settings(matrix, exports)
     if runtime is not None:
@@ -41,7 +43,7 @@ def calibrate(directory: Path, out: Path, matrix: Literal["short", "long"], expo
     load_before = _load()
     t0 = time.monotonic()
     with interrupts_raise():
-        probes = measure(directory, s, progress=progress)  # type: ignore[arg-type]
+        probes = measure(directory, s, progress=progress)
     load_after = _load()
     params = fit(probes)
     rows = fit_rows(params, probes)

@@ -1,7 +1,7 @@
 """``cowbench run`` as a plain function: scenario in, run directory out (asv's thin-CLI rule).
 
-The model and the real backend are imported here, lazily, because this is the one place that
-drives both; neither imports the other.
+This is the one place that drives both backends; it finds them by name
+(``cowbench.backends``) and imports neither, as neither imports the other.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from .backends import get_backend
 from .compare import compare
 from .errors import CowbenchError, Interrupted, RunFailed, UsageError
 from .scenario import Scenario, dump_scenario, load_scenario
@@ -72,13 +73,7 @@ def run_scenario(scenario: Scenario, out: Path, backend: str | None = None,
                          "backend builds single VMs, scaled to this machine)")
     RunDir.refuse_existing(out)  # at once, not after the model has run
     if use_real:
-        require_tools()  # before anything is created
-        if scenario.timeline is not None and scenario.nova.remote_filesystem_transport == "rsync":
-            require_tools(("rsync",))  # cold migrations copy with it
-        if any(scenario.strategy_of(vm).kind == "reflink_copy" for vm in scenario.vms):
-            from real.storage.reflink import require_loop_mount
-
-            require_loop_mount()
+        get_backend("real").check(scenario)  # tools, loop devices, storage_dirs: before anything
     elif use_sim and needs_traces(scenario):
         require_tools(("fio",))
     seed = scenario.seed if seed is None else seed
@@ -86,12 +81,8 @@ def run_scenario(scenario: Scenario, out: Path, backend: str | None = None,
         scenario = scenario.model_copy(update={"seed": seed})
     predicted = None
     if use_real:
-        from real.world.containment import check_storage_dirs
-        from sim import simulate
-
-        check_storage_dirs(scenario)
         progress("model: predicting the space the real run needs")
-        predicted = simulate(scenario, seed)
+        predicted = get_backend("sim").simulate(scenario, seed)
         check_free_space(scenario, predicted, out)
     rd = RunDir.create(out)
     run = _Run(rd, scenario, seed, use_sim, use_real, progress, meta or {})
@@ -165,21 +156,18 @@ class _Run:
                 predicted = None  # the space check's prediction used the model's own offsets
             self.progress("model: simulating")
             if predicted is None:
-                from sim import simulate
-
-                predicted = simulate(self.scenario, self.seed, traces=traces)
+                predicted = get_backend("sim").simulate(self.scenario, self.seed, traces=traces)
             rd.write_records("predicted", predicted)
             self.step("sim")
         else:
             predicted = None
         if self.use_real:
             self.progress("real: building")
-            from real import Integrity, execute
-
-            self.integrity = Integrity(self.raw_log)
-            measured = execute(self.scenario, rd.work, self.raw_log, run_id=self.token,
-                               progress=self.progress, seed=self.seed, step_done=self.real_step,
-                               integrity=self.integrity)
+            real = get_backend("real")
+            self.integrity = real.integrity(self.raw_log)
+            measured = real.execute(self.scenario, rd.work, self.raw_log, run_id=self.token,
+                                    progress=self.progress, seed=self.seed,
+                                    step_done=self.real_step, integrity=self.integrity)
             rd.write_records("measured", measured)
             self.step("real")
         if predicted is not None and measured is not None:
@@ -214,13 +202,12 @@ def _remove_empty(path: Path) -> None:
 def repredict(run_dir: Path) -> tuple[Path, Path | None]:
     """Re-run the model on the offsets a finished real run recorded; write
     ``repredicted.parquet`` and, with measurements, ``comparison-repredicted.csv``."""
-    from sim import simulate
-
     run_dir = absolute(run_dir)
     scenario = load_scenario(run_dir / "scenario.yaml")
     meta = read_run(run_dir)
     traces = recorded_run_traces(run_dir, scenario)
-    predicted = simulate(scenario, int(meta.get("seed", scenario.seed)), traces=traces)
+    seed = int(meta.get("seed", scenario.seed))
+    predicted = get_backend("sim").simulate(scenario, seed, traces=traces)
     out = run_dir / "repredicted.parquet"
     atomic_write_parquet(out, predicted)
     measured_path = run_dir / "measured.parquet"

@@ -15,16 +15,26 @@ from __future__ import annotations
 import os
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
+from cowbench.backends import Backend, Checks
 from cowbench.errors import UsageError
+from cowbench.profile import Probe
 from cowbench.records import Recorder
 from cowbench.resolve import resolve
 from cowbench.scenario import VM, Scenario
 from cowbench.tools import RawLog, require_tools
+from real.measure import calibrate
+from real.measure.calibrate import Settings
 from real.measure.integrity import Integrity
-from real.storage.reflink import collect_cow_reservations, shared_exclusive, xfs_mount
+from real.storage.reflink import (
+    collect_cow_reservations,
+    require_loop_mount,
+    shared_exclusive,
+    xfs_mount,
+)
 from real.storage.strategies import vm_files
 from real.workload.fio import FioResult
 from real.world.backend import (
@@ -38,7 +48,7 @@ from real.world.backend import (
     run_workloads,
     write_images,
 )
-from real.world.containment import WorkTrees
+from real.world.containment import WorkTrees, check_storage_dirs
 from real.world.layout import HostLayout, glance_path
 from real.world.lifecycle import execute_timeline
 
@@ -200,3 +210,36 @@ def _measure_vm(rec: Recorder, scenario: Scenario, vm: VM, disk: tuple[Path, str
     if result is not None and wl is not None:
         record_fio(rec, entity, wl, result, io)
 
+
+
+class RealBackend(Backend):
+    """The real backend, as the core finds it (``cowbench.backends``, entry point ``real``)."""
+
+    name = "real"
+
+    def check(self, scenario: Scenario) -> None:
+        """The tools (rsync when cold migrations copy with it), loop devices for reflink copies,
+        and every ``storage_dir``."""
+        require_tools()
+        if scenario.timeline is not None and scenario.nova.remote_filesystem_transport == "rsync":
+            require_tools(("rsync",))  # cold migrations copy with it
+        if any(scenario.strategy_of(vm).kind == "reflink_copy" for vm in scenario.vms):
+            require_loop_mount()
+        check_storage_dirs(scenario)
+
+    def integrity(self, log: RawLog) -> Integrity:
+        return Integrity(log)
+
+    def execute(self, scenario: Scenario, work: Path, log: RawLog, *, run_id: str,
+                progress: Progress = _quiet, seed: int | None = None,
+                step_done: Progress = _quiet, integrity: Checks | None = None) -> pd.DataFrame:
+        assert integrity is None or isinstance(integrity, Integrity)
+        return execute(scenario, work, log, run_id=run_id, progress=progress, seed=seed,
+                       step_done=step_done, integrity=integrity)
+
+    def probe_settings(self, matrix: str, exports: int) -> Settings:
+        return calibrate.settings(matrix, exports)  # type: ignore[arg-type]
+
+    def measure_probes(self, directory: Path, settings: Any,
+                       progress: Any = None) -> list[Probe]:
+        return calibrate.measure(directory, settings, progress=progress)

@@ -11,10 +11,13 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
+from cowbench.backends import Backend
 from cowbench.iolog import Trace
+from cowbench.profile import FitRow, PerfParams, Probe
 from cowbench.records import Recorder
 from cowbench.scenario import Scenario
 from sim.fleet.fleet import simulate_fleet
+from sim.perf import perf
 from sim.world.model import record_images, simulate_vms
 from sim.world.timeline import simulate_timeline
 
@@ -37,3 +40,22 @@ def simulate(scenario: Scenario, seed: int | None = None,
     else:
         simulate_vms(scenario, rec, traces)
     return rec.frame()
+
+
+class SimBackend(Backend):
+    """The model, as the core finds it (``cowbench.backends``, entry point ``sim``)."""
+
+    name = "sim"
+
+    def check(self, scenario: Scenario) -> None:
+        """The model runs anything that validated."""
+
+    def simulate(self, scenario: Scenario, seed: int | None = None,
+                 traces: Mapping[str, Sequence[Trace]] | None = None) -> pd.DataFrame:
+        return simulate(scenario, seed, traces)
+
+    def fit(self, probes: Sequence[Probe]) -> PerfParams:
+        return perf.fit(probes)
+
+    def fit_rows(self, params: PerfParams, probes: Sequence[Probe]) -> list[FitRow]:
+        return perf.fit_rows(params, probes)
