@@ -27,7 +27,8 @@ if TYPE_CHECKING:  # the commands import what they need: `cowbench --help` stays
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Predict and measure the disk space and I/O of VMs sharing base images "
-                       "through copy-on-write. Sizes are bytes, times seconds.")
+                       "through copy-on-write. Results are kept in bytes and seconds and "
+                       "printed in KiB/MiB/GiB and s/min/h/days.")
 out = Console()
 err = Console(stderr=True)
 

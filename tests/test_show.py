@@ -231,3 +231,14 @@ def test_a_timeline_problem_says_when_in_human_units(tmp_path: Path) -> None:
     assert ran.code == 2
     assert "timeline.events[1]: delete of 'a' at t=20 days 1 h: the VM was already deleted" \
         in ran.stderr, ran.stderr
+
+
+def test_a_failed_run_without_records_shows_why(tmp_path: Path) -> None:
+    (tmp_path / "run.json").write_text(json.dumps({
+        "status": "failed", "reason": "qemu-img exited with 1", "backends": ["sim", "real"],
+        "seed": 1, "scenario": {"name": "x", "hash": "abc"}}))
+    ran = cowbench("show", str(tmp_path))
+    assert ran.code == 0, ran.stderr
+    assert ran.stdout.splitlines() == [
+        f"{tmp_path}: x (id abc), status failed (qemu-img exited with 1)",
+        "backend: sim (the model), real (qemu + fio on this machine); seed 1"]
