@@ -74,6 +74,9 @@ class RealWorld:
     resizing: dict[str, tuple[str, Path]] = field(default_factory=dict)
     snapshots: dict[str, Path] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.vms = {vm.name: vm for vm in self.s.vms}
+
     # -- the image cache ------------------------------------------------------------------
     def ensure_base(self, host: str, image_name: str, t: float) -> int:
         image = self.s.image(image_name)
@@ -156,7 +159,7 @@ class RealWorld:
     # -- operations -------------------------------------------------------------------------
     def boot(self, op: Op) -> None:
         t0 = time.monotonic()
-        vm = self.s.vms[[v.name for v in self.s.vms].index(op.vm)]
+        vm = self.vms[op.vm]
         host = self.s.host_of(vm).name
         fetched = self.ensure_base(host, vm.image, op.t)
         _, fmt = create_disk(self.s, vm, self.layouts[host], self.log)
