@@ -8,13 +8,15 @@ line per problem, never as a traceback.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from .errors import CowbenchError, RunFailed, UsageError
 from .units import format_bytes, format_duration
@@ -68,12 +70,22 @@ def validate(scenario: Annotated[Path, typer.Argument(help="Scenario file (YAML)
                   f"{f.hosts.count} host(s) of {format_bytes(f.hosts.capacity)}; "
                   f"{len(f.flavors)} flavor(s), "
                   f"{len(f.image_mix)} image(s), classes: {', '.join(f.classes)}")
+        _print_estimate(s)
         return
     wl_names = sorted({vm.workload or "-" for vm in s.vms})
     out.print(f"[bold]{s.name}[/] (id {s.scenario_id}): {len(s.hosts)} host(s), "
               f"{len(s.images)} image(s), {len(s.vms)} VM(s), strategy {s.strategy.kind} "
               f"cluster {format_bytes(s.strategy.cluster_size)}; workloads: "
               f"{', '.join(wl_names)}")
+    _print_estimate(s)
+
+
+def _print_estimate(s: Scenario) -> None:
+    from .bounds import estimate
+
+    line = estimate(s)
+    if line:
+        out.print(line, soft_wrap=True)
 
 
 @app.command()
@@ -84,8 +96,9 @@ def run(
                        "supports: sim for a fleet scenario, both otherwise.")] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Run directory to create "
                        "(default: results/<scenario>-<UTC time>). Must not hold a run.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of the model's random streams "
-                                                  "(default: the scenario's).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the model's random streams, 0 to "
+                                                  "2**63 - 1 (default: the scenario's).",
+                                             min=0, max=2**63 - 1)] = None,
     profile: Annotated[Path | None, typer.Option(help="A calibration profile (from `cowbench "
                        "calibrate`) for the model's I/O figures; overrides the scenario's "
                        "device.profile.")] = None,
@@ -223,7 +236,7 @@ def sweep(
 
     sw = load_sweep(sweep_file)
     out_dir = out_dir or Path("results") / sw.name
-    with _progress(bar=True) as bar:
+    with _progress(bar=True, transient=True) as bar:
         task = bar.add_task(f"{sw.name}: starting", total=len(sw.points))
         summary = run_sweep(sw, out_dir, scheduler, workers,
                             progress=lambda m, d, t: bar.update(task, description=m,
@@ -242,18 +255,16 @@ def fio_json_cmd(run_dir: Annotated[Path, typer.Argument(help="A run directory w
                                                          "model's records.")]) -> None:
     """Write the model's I/O figures for each VM as fio JSON (fio-json/<vm>.json), for fio's
     own tooling (fio-plot) to plot beside the real run's fio output in raw/."""
-    import pandas as pd
-
     from .fiojson import write_fio_json
     from .scenario import load_scenario
-    from .store import read_run
+    from .store import read_records, read_run
 
     read_run(run_dir)
     pred = run_dir / "predicted.parquet"
     if not pred.is_file():
         raise UsageError(f"{run_dir}: no predicted.parquet (run the model: --backend sim|both)")
     paths = write_fio_json(run_dir, load_scenario(run_dir / "scenario.yaml"),
-                           pd.read_parquet(pred))
+                           read_records(pred))
     out.print(f"{len(paths)} fio JSON file(s) in [bold]{run_dir / 'fio-json'}[/]", soft_wrap=True)
 
 
@@ -306,29 +317,73 @@ def repredict_cmd(run_dir: Annotated[Path, typer.Argument(
     and comparison-repredicted.csv."""
     if not (run_dir / "scenario.yaml").is_file():
         raise UsageError(f"{run_dir}: not a run directory (no scenario.yaml)")
-    import pandas as pd
-
     from .runner import repredict
     from .show import print_comparison
+    from .store import read_comparison
 
     predicted, comp = repredict(run_dir)
     out.print(f"re-predicted: [bold]{predicted}[/]")
     if comp is not None:
-        print_comparison(pd.read_csv(comp), out)
+        print_comparison(read_comparison(comp), out)
         out.print(f"comparison:   [bold]{comp}[/]")
 
 
+def _error(message: str, code: int) -> NoReturn:
+    for line in message.splitlines() or [""]:
+        err.print("[red]error:[/] " + escape(line), highlight=False, soft_wrap=True)
+    sys.exit(code)
+
+
+def _one_line(text: str, limit: int = 400) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[:limit] + " ..."
+
+
+def _run_app() -> int:
+    """The typer app without its own error printing: a bad option is one ``error:`` line."""
+    try:
+        rv = app(standalone_mode=False)
+    except typer.Abort:
+        raise KeyboardInterrupt from None
+    except typer.TyperException as e:  # click's exceptions, as typer vendors them
+        code = int(getattr(e, "exit_code", 2))
+        if type(e).__name__ == "NoArgsIsHelpError":  # bare ``cowbench``: the help
+            from typer import rich_utils
+
+            rich_utils.rich_format_error(e)  # type: ignore[arg-type]
+            return code
+        fmt = getattr(e, "format_message", None)
+        ctx = getattr(e, "ctx", None)
+        hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+        _error(_one_line(fmt() if callable(fmt) else str(e)) + hint, code)
+    return rv if isinstance(rv, int) else 0
+
+
 def main() -> None:
+    """The console script: every failure ends as ``error:`` lines and an exit code (2 bad
+    input, 1 a failure, 130 interrupted), never a traceback; ``COWBENCH_DEBUG=1`` shows the
+    traceback of an unexpected error (a bug) as well."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        app()  # usage errors: typer prints them and exits 2
+        sys.exit(_run_app())
     except CowbenchError as e:
-        for line in str(e).splitlines():
-            err.print(f"[red]error:[/] {line}", highlight=False, soft_wrap=True)
-        sys.exit(e.exit_code)
+        _error(str(e), e.exit_code)
     except KeyboardInterrupt:
         err.print("[red]interrupted[/]")
         sys.exit(130)
+    except MemoryError:
+        _error("out of memory: the input asks for more than this machine has (the bounds "
+               "cowbench checks did not catch it; please report the input)", 1)
+    except RecursionError:
+        _error("the input is nested too deep to process", 2)
+    except OSError as e:
+        where = f": {e.filename}" if e.filename else ""
+        _error(f"{e.strerror or _one_line(str(e))}{where}", 1)
+    except Exception as e:
+        if os.environ.get("COWBENCH_DEBUG"):
+            raise
+        _error(f"internal error ({type(e).__name__}): {_one_line(str(e))} (a bug: run again "
+               "with COWBENCH_DEBUG=1 for the traceback, and report it)", 1)
 
 
 if __name__ == "__main__":  # pragma: no cover

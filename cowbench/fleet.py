@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from .bounds import fleet_problems as stream_problems
 from .units import is_power_of_two, parse_duration, parse_size
 
 if TYPE_CHECKING:
@@ -206,6 +207,8 @@ def fleet_problems(s: Scenario) -> list[tuple[str, str]]:
                                    "for the exact model (2e7 at most); use fluid"))
     if max(fl.disk_gb_bytes for fl in f.flavors) > f.hosts.placement_capacity:
         out.append(("fleet.hosts.capacity", "the largest flavor fits on no host"))
+    if s.duration is not None and not out:
+        out += stream_problems(f, s.duration)
     return out
 
 

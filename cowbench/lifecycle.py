@@ -16,6 +16,13 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from .bounds import (
+    MAX_ARRIVALS,
+    MAX_SAMPLE_VALUES,
+    MAX_SAMPLES,
+    MAX_TIMELINE_OPS,
+    ticks,
+)
 from .units import format_duration, parse_duration, parse_size
 
 if TYPE_CHECKING:
@@ -35,7 +42,7 @@ class _Frozen(BaseModel):
 class ImageCacheSettings(_Frozen):
     """``[image_cache]``: the cache manager's pass and how old an unused base must be."""
 
-    manager_interval_s: Seconds = 2400.0
+    manager_interval_s: Seconds = Field(default=2400.0, gt=0)
     remove_unused_base_images: bool = True
     remove_unused_original_minimum_age_s: Seconds = 86400.0
     remove_unused_resized_minimum_age_s: Seconds = 3600.0
@@ -113,7 +120,7 @@ class Arrivals(_Frozen):
     """
 
     prefix: Name
-    count: int = Field(ge=1, le=10_000)
+    count: int = Field(ge=1, le=MAX_ARRIVALS)
     rate_per_s: float = Field(gt=0)
     image: Name
     flavor: Name | None = None
@@ -133,6 +140,31 @@ class Timeline(_Frozen):
     end_s: Seconds | None = Field(default=None, gt=0)
     events: list[Event] = Field(default_factory=list)
     arrivals: list[Arrivals] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _bounded(self) -> Timeline:
+        """Periodic operations end, and the operations are counted before they are made."""
+        ops = float(len(self.events))
+        for j, a in enumerate(self.arrivals):
+            periodic = [e for e in (a.snapshot_every_s, a.migrate_every_s) if e is not None]
+            if periodic and a.lifetime is None and self.end_s is None:
+                raise ValueError(f"arrivals[{j}]: snapshot_every_s and migrate_every_s need a "
+                                 "lifetime or timeline.end_s (else they never end)")
+            horizon = min(self.end_s or math.inf, _longest_life(a.lifetime))
+            ops += a.count * (3 + sum(horizon / e for e in periodic))
+        if ops > MAX_TIMELINE_OPS:
+            raise ValueError(f"about {ops:.3g} operations (events, and each arrival's boot, "
+                             "run, snapshots, migrations and delete); at most "
+                             f"{MAX_TIMELINE_OPS}: lengthen the intervals or shorten end_s")
+        return self
+
+
+def _longest_life(lt: Lifetime | None) -> float:
+    """A lifetime's bound for counting operations: its mean for an exponential one (the
+    expected count; the expansion itself stops at the hard cap)."""
+    if lt is None:
+        return math.inf
+    return 2 * lt.mean_s if lt.distribution == "uniform" else lt.mean_s
 
 
 class Op(BaseModel):
@@ -158,7 +190,7 @@ class Op(BaseModel):
 
 
 def _arrival_ops(a: Arrivals, hosts: list[str], rng: np.random.Generator,
-                 end: float, source: str) -> list[dict[str, object]]:
+                 end: float, source: str, already: int = 0) -> list[dict[str, object]]:
     ops: list[dict[str, object]] = []
     t = 0.0
     for i in range(1, a.count + 1):
@@ -173,6 +205,7 @@ def _arrival_ops(a: Arrivals, hosts: list[str], rng: np.random.Generator,
                                 (a.migrate_every_s, "migrate", a.migrate_kind)):
             if every is None:
                 continue
+            _room(already + len(ops) + (min(death, end) - t) / every, source)  # sized before made
             k = 1
             while t + k * every < min(death, end):
                 extra: dict[str, object] = {"kind": kind}
@@ -186,6 +219,16 @@ def _arrival_ops(a: Arrivals, hosts: list[str], rng: np.random.Generator,
     for entry in ops:
         entry["source"] = source
     return ops
+
+
+class TimelineTooLarge(ValueError):
+    """The timeline would expand to more than :data:`MAX_TIMELINE_OPS` operations."""
+
+
+def _room(n: float, source: str) -> None:
+    if not n <= MAX_TIMELINE_OPS:  # inf and NaN too
+        raise TimelineTooLarge(f"{source}: more than {MAX_TIMELINE_OPS} operations; lengthen "
+                               "the intervals, shorten the lifetime or set timeline.end_s")
 
 
 def _lifetime(lt: Lifetime, rng: np.random.Generator) -> float:
@@ -220,7 +263,7 @@ def expand_timeline(s: Scenario) -> list[Op]:
         rng = np.random.default_rng(np.random.SeedSequence([s.seed, 0x71AE]))
         hosts = [h.name for h in s.hosts]
         for j, a in enumerate(tl.arrivals):
-            raw += _arrival_ops(a, hosts, rng, end, f"timeline.arrivals[{j}]")
+            raw += _arrival_ops(a, hosts, rng, end, f"timeline.arrivals[{j}]", len(raw))
     booted = {r["vm"] for r in raw if r["op"] == "boot"}
     for i, vm in enumerate(s.vms):
         if vm.name not in booted:
@@ -269,12 +312,37 @@ def check_timeline(s: Scenario) -> list[tuple[str, str]]:
     state: dict[str, str] = {}   # vm -> booted | deleted
     placed: dict[str, int] = {h: 0 for h in hosts}
     size: dict[str, int] = {}
-    for op in expand_timeline(s):
+    try:
+        ops = expand_timeline(s)
+    except TimelineTooLarge as err:
+        return [("timeline", str(err))]
+    problems += _stream_problems(s, ops)
+    if problems:
+        return problems
+    for op in ops:
         problem = _check_op(s, op, vms, hosts, where, state, placed, size)
         if problem:
             when = format_duration(op.t)
             problems.append((op.source, f"{op.op} of {op.vm!r} at t={when}: {problem}"))
     return problems
+
+
+def _stream_problems(s: Scenario, ops: list[Op]) -> list[tuple[str, str]]:
+    """Samples and cache passes the schedule will make, counted before it makes them."""
+    tl = s.timeline
+    assert tl is not None
+    end = tl.end_s if tl.end_s is not None else max((o.t for o in ops), default=0.0)
+    out = []
+    samples = ticks(tl.sample_interval_s, end)
+    entities = len(s.vms) + len(s.hosts) + len(s.images)
+    if samples > MAX_SAMPLES or samples * entities > MAX_SAMPLE_VALUES:
+        out.append(("timeline.sample_interval_s", f"{samples} samples of {entities} "
+                    f"entities over {end:g} s; at most {MAX_SAMPLES} samples and "
+                    f"{MAX_SAMPLE_VALUES:.0e} sampled entities"))
+    if ticks(s.nova.image_cache.manager_interval_s, end) > MAX_SAMPLES:
+        out.append(("nova.image_cache.manager_interval_s", f"more than {MAX_SAMPLES} cache "
+                    f"manager passes over {end:g} s"))
+    return out
 
 
 def _check_op(s: Scenario, op: Op, vms: Mapping[str, VM], hosts: Mapping[str, object],
@@ -335,9 +403,10 @@ Step = tuple[float, str, list[Op]]
 
 def _ticks(step: float | None, end: float) -> list[float]:
     """Multiples of ``step`` up to ``end`` (none without a step or an end)."""
-    if step is None or not math.isfinite(end):
-        return []
-    return [k * step for k in range(1, int(end // step) + 1)]
+    n = ticks(step, end)
+    if n > MAX_SAMPLES:  # validation refuses this; never build the list regardless
+        raise TimelineTooLarge(f"{n} ticks of {step} s; at most {MAX_SAMPLES}")
+    return [k * (step or 0.0) for k in range(1, n + 1)]
 
 
 def schedule(s: Scenario) -> list[Step]:

@@ -26,6 +26,7 @@ from .store import (
     atomic_write_text,
     host_facts,
     now_iso,
+    read_records,
     read_run,
     tool_versions,
 )
@@ -77,6 +78,8 @@ def run_scenario(scenario: Scenario, out: Path, backend: str | None = None,
     elif use_sim and needs_traces(scenario):
         require_tools(("fio",))
     seed = scenario.seed if seed is None else seed
+    if not 0 <= seed < 2**63:
+        raise UsageError(f"--seed must be from 0 to 2**63 - 1, not {seed}")
     if seed != scenario.seed:
         scenario = scenario.model_copy(update={"seed": seed})
     predicted = None
@@ -119,17 +122,11 @@ class _Run:
         self.rd.write_meta(real_completed=self.real_completed)
 
     def go(self, predicted: pd.DataFrame | None) -> RunOutcome:
-        rd, out = self.rd, self.rd.path
-        backends = [b for b, on in (("sim", self.use_sim), ("real", self.use_real)) if on]
-        rd.write_meta(scenario={"name": self.scenario.name, "hash": self.scenario.scenario_id},
-                      seed=self.seed, backends=backends, status="running", start=now_iso(),
-                      end=None, host=host_facts(out), tools=tool_versions(),
-                      completed=self.completed,
-                      model_only=[f"vm:{vm.name}" for vm in self.scenario.vms
-                                  if self.scenario.model_only(vm)], **self.meta)
-        rd.write_text("scenario.yaml", dump_scenario(self.scenario))
+        """Run the backends; whatever ends the run, run.json says how (never ``running``)."""
+        out = self.rd.path
         with interrupts_raise():
             try:
+                self._start()
                 outcome = self._backends(predicted)
             except (KeyboardInterrupt, Interrupted) as err:
                 reason = str(err) or "interrupted by signal SIGINT"
@@ -142,8 +139,22 @@ class _Run:
             except OSError as err:  # ENOSPC, EIO, ...: a reason, not a traceback
                 self._finish("failed", f"{err.strerror or err}: {err.filename or ''}".strip())
                 raise RunFailed(f"run failed: {err}; details in {out}/run.json") from err
+            except BaseException as err:  # MemoryError, a bug: still recorded, one line
+                reason = f"{type(err).__name__}: {err}".strip().rstrip(":")
+                self._finish("failed", reason)
+                raise RunFailed(f"run failed: {reason}; details in {out}/run.json") from err
             self._finish("ok", None)
         return outcome
+
+    def _start(self) -> None:
+        backends = [b for b, on in (("sim", self.use_sim), ("real", self.use_real)) if on]
+        self.rd.write_meta(
+            scenario={"name": self.scenario.name, "hash": self.scenario.scenario_id},
+            seed=self.seed, backends=backends, status="running", start=now_iso(), end=None,
+            host=host_facts(self.rd.path), tools=tool_versions(), completed=self.completed,
+            model_only=[f"vm:{vm.name}" for vm in self.scenario.vms
+                        if self.scenario.model_only(vm)], **self.meta)
+        self.rd.write_text("scenario.yaml", dump_scenario(self.scenario))
 
     def _backends(self, predicted: pd.DataFrame | None) -> RunOutcome:
         rd = self.rd
@@ -179,7 +190,10 @@ class _Run:
     def _finish(self, status: str, reason: str | None) -> None:
         """Record how the run ended; best effort when the disk is full (the error still
         reaches the user)."""
-        _remove_empty(self.rd.work)
+        try:
+            _remove_empty(self.rd.work)
+        except OSError:
+            pass  # an empty directory left behind is harmless; the status is not
         extra: dict[str, Any] = {"reason": reason} if reason else {}
         if self.integrity is not None:
             extra["integrity"] = self.integrity.report()
@@ -213,7 +227,7 @@ def repredict(run_dir: Path) -> tuple[Path, Path | None]:
     measured_path = run_dir / "measured.parquet"
     if not measured_path.exists():
         return out, None
-    comp = compare(predicted, pd.read_parquet(measured_path))
+    comp = compare(predicted, read_records(measured_path))
     comp_path = run_dir / "comparison-repredicted.csv"
     atomic_write_text(comp_path, comp.to_csv(index=False))
     return out, comp_path

@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from .bounds import MAX_ARRIVALS, MAX_VMS, exact_problems, too_many_vms
 from .errors import ScenarioError
 from .fleet import Fleet, fleet_problems
 from .lifecycle import Flavor, Nova, Timeline, check_timeline
@@ -107,7 +108,9 @@ class Image(_Frozen):
     virtual_size: Bytes | None = Field(default=None, gt=0)
     format: Literal["qcow2", "raw"] = "qcow2"
     synthetic: Synthetic | None = None
-    path: str | None = None
+    path: str | None = Field(
+        default=None, description="An image file; a relative path is relative to the "
+        "scenario file's directory (made absolute when the scenario is resolved).")
     data_map: list[Extent] | None = Field(
         default=None,
         description="Where a path image holds data, as `qemu-img map` reported when the scenario "
@@ -391,7 +394,7 @@ class VM(_Frozen):
     flavor: Name | None = None
     root_size: Bytes | None = Field(default=None, gt=0)
     workload: Name | None = None
-    count: int = Field(default=1, ge=1, le=100_000)
+    count: int = Field(default=1, ge=1, le=MAX_VMS)
     strategy: Strategy | None = Field(
         default=None, description="This VM's own strategy (default: the scenario's), so one "
         "scenario can compare cluster sizes or formats side by side.")
@@ -461,6 +464,9 @@ class Scenario(_Frozen):
         """VMs that arrive through ``timeline.arrivals`` join ``vms`` (round robin on hosts)."""
         if not isinstance(data, dict):
             return data
+        too_many = too_many_vms(data)  # on the file's own counts, before any expansion
+        if too_many:
+            raise ValueError(too_many)
         tl = data.get("timeline")
         arrivals = tl.get("arrivals") if isinstance(tl, dict) else None
         if not isinstance(arrivals, list) or not isinstance(data.get("vms", []), list):
@@ -470,7 +476,8 @@ class Scenario(_Frozen):
         hosts = [h.get("name") for h in data.get("hosts", [{"name": "host1"}])
                  if isinstance(h, dict)] or ["host1"]
         for a in arrivals:
-            if not isinstance(a, dict) or not isinstance(a.get("count"), int):
+            if not isinstance(a, dict) or not isinstance(a.get("count"), int) or \
+                    not 0 < a["count"] <= MAX_ARRIVALS:  # over the cap: its key reports it
                 continue
             for i in range(1, a["count"] + 1):
                 name = f"{a.get('prefix')}-{i}"
@@ -496,7 +503,8 @@ class Scenario(_Frozen):
         out: list[Any] = []
         for item in v:
             count = item.get("count", 1) if isinstance(item, dict) else 1
-            if isinstance(count, int) and not isinstance(count, bool) and count > 1:
+            if isinstance(count, int) and not isinstance(count, bool) and \
+                    1 < count <= MAX_VMS:  # over the cap: not expanded, refused at its key
                 for i in range(1, count + 1):
                     out.append({**item, "name": f"{item.get('name')}-{i}", "count": 1})
             else:
@@ -610,7 +618,10 @@ def _cross_check(s: Scenario) -> list[tuple[str, str]]:
                                  "(FlavorDiskSmallerThanImage)"))
         wl = s.workloads.get(vm.workload or "")
         disk = root or (img.virtual_size if img else None)
-        if wl is not None and disk is not None:
+        if wl is not None and disk is not None and wl.bs > disk:
+            problems.append((f"{where}.workload", f"workload {vm.workload!r} has bs {wl.bs}, "
+                             f"larger than the {disk}-byte disk"))
+        elif wl is not None and disk is not None:
             end = wl.offset + (wl.size or 0)
             if wl.offset >= disk or end > disk:
                 problems.append((f"{where}.workload",
@@ -630,6 +641,8 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
     except ValidationError as err:
         raise ScenarioError(source, _problems(err)) from None
     problems = _cross_check(s) + fleet_problems(s)
+    if not problems and s.fleet is None:
+        problems = exact_problems(s)
     if problems:
         raise ScenarioError(source, problems)
     return s

@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import socket
+import stat
 import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -107,7 +108,14 @@ class RunDir:
     @classmethod
     def create(cls, path: Path) -> RunDir:
         cls.refuse_existing(path)
-        path.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            probe = path / ".cowbench-write-test"
+            probe.touch(exist_ok=False)
+            probe.unlink()
+        except OSError as err:
+            raise UsageError(f"{path}: cannot create the run directory there: "
+                             f"{err.strerror or err}") from None
         return cls(path)
 
     @staticmethod
@@ -152,3 +160,40 @@ def read_run(path: Path) -> dict[str, Any]:
     if not isinstance(meta, dict):
         raise UsageError(f"{path}/run.json: not a run's metadata (a JSON object)")
     return meta
+
+
+def read_records(path: Path) -> pd.DataFrame:
+    """A run's records (``predicted.parquet``, ``measured.parquet``), or a one-line
+    :class:`UsageError` if the file is missing, not a regular file, damaged or not records."""
+    return _read_table(path, ("entity", "metric", "t_s", "value", "unit"), pd.read_parquet,
+                       "records (parquet)")
+
+
+def read_comparison(path: Path) -> pd.DataFrame:
+    """A run's ``comparison.csv``, checked like :func:`read_records`."""
+    return _read_table(path, ("entity", "metric", "predicted", "measured", "rel_error"),
+                       pd.read_csv, "comparison (CSV)")
+
+
+def _read_table(path: Path, columns: tuple[str, ...], reader: Any, what: str) -> pd.DataFrame:
+    try:
+        st = os.stat(path)
+    except OSError as err:
+        raise UsageError(f"{path}: cannot read: {err.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise UsageError(f"{path}: not a regular file; refused")
+    try:
+        df = reader(path)
+    except MemoryError:
+        raise UsageError(f"{path}: too large to read into memory") from None
+    except Exception as err:  # pyarrow and pandas raise many kinds for a damaged file
+        raise UsageError(f"{path}: not a readable {what}: {type(err).__name__}") from None
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise UsageError(f"{path}: not {what}: no column {', '.join(missing)}")
+    for c in columns:
+        if c in ("entity", "metric", "unit"):
+            continue
+        if not pd.api.types.is_numeric_dtype(df[c]):
+            raise UsageError(f"{path}: column {c} is not numeric; the file is damaged")
+    return pd.DataFrame(df)

@@ -26,24 +26,27 @@ value is the address of a running scheduler (``tcp://host:8786``).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import shutil
-from collections.abc import Callable
+import signal
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .errors import CowbenchError, Interrupted, ScenarioError, UsageError
+from .bounds import MAX_SWEEP_POINTS, MAX_SWEEP_VMS, product, raw_vm_count
+from .errors import CowbenchError, Interrupted, RunFailed, ScenarioError, UsageError
 from .montecarlo import bands, time_to_full_summary
 from .resolve import resolve
 from .runner import BACKENDS
 from .safeload import load_json_file, load_yaml_file
 from .scenario import Scenario, parse_scenario
-from .signals import interrupts_raise
+from .signals import interrupts_raise, shielded
 from .store import atomic_write_parquet, atomic_write_text, now_iso
 from .sweep_points import point_figures, run_point
 from .tools import absolute
@@ -66,9 +69,13 @@ class SweepSpec(BaseModel):
     @field_validator("seeds")
     @classmethod
     def _seeds(cls, v: list[int] | int) -> list[int] | int:
+        n = v if isinstance(v, int) else len(v)
+        if n > MAX_SWEEP_POINTS:  # counted before a list is made
+            raise ValueError(f"{n} seeds; a sweep has at most {MAX_SWEEP_POINTS} points")
         seeds = list(range(1, v + 1)) if isinstance(v, int) else v
-        if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
-            raise ValueError("seeds must be N >= 1 or a list of distinct non-negative integers")
+        if not seeds or any(not 0 <= s < 2**63 for s in seeds) or len(set(seeds)) != len(seeds):
+            raise ValueError("seeds must be N >= 1 or a list of distinct integers from 0 to "
+                             "2**63 - 1")
         return v
 
     @field_validator("grid")
@@ -173,11 +180,27 @@ def load_sweep(path: Path) -> Sweep:
     if not isinstance(base, dict):
         raise ScenarioError(str(scen_path), [("", "the file must hold a mapping at the top")])
     name = spec.name or path.stem
+    _check_size(spec, base, str(path))
     points = _points(spec, base, str(path))
     if spec.backend != "sim" and any(p.scenario.fleet is not None for p in points):
         raise ScenarioError(str(path), [("backend", f"a fleet scenario runs in the model only, "
                                          f"not with {spec.backend}: use sim (the default)")])
     return Sweep(name, spec, str(path), base, points)
+
+
+def _check_size(spec: SweepSpec, base: dict[str, Any], source: str) -> None:
+    """Points and up-front validation work, counted before the grid is expanded."""
+    cells = product(len(v) for v in spec.grid.values())
+    seeds = spec.seeds if isinstance(spec.seeds, int) else len(spec.seeds)
+    if cells * seeds > MAX_SWEEP_POINTS:
+        raise ScenarioError(source, [("grid", f"{cells} cells x {seeds} seeds = "
+                                              f"{cells * seeds} points; at most "
+                                              f"{MAX_SWEEP_POINTS}")])
+    vms = max(raw_vm_count(base), 1)
+    if cells * vms > MAX_SWEEP_VMS:
+        raise ScenarioError(source, [("grid", f"{cells} cells of a {vms}-VM scenario are "
+                                              f"{cells * vms} VMs to validate up front; at "
+                                              f"most {MAX_SWEEP_VMS}")])
 
 
 def _points(spec: SweepSpec, base: dict[str, Any], source: str) -> list[Point]:
@@ -223,29 +246,70 @@ ProgressFn = Callable[[str, int, int], None]
 
 def run_sweep(sweep: Sweep, out: Path, scheduler: str = "local", workers: int | None = None,
               progress: ProgressFn = lambda _m, _d, _t: None) -> pd.DataFrame:
-    """Run every point not yet ``ok`` in ``out`` on Dask; write sweep.json and the summary."""
+    """Run every point not yet ``ok`` in ``out`` on Dask; write sweep.json and the summary.
+
+    The first SIGINT or SIGTERM stops the sweep: pending points are cancelled, the cluster
+    this sweep started is closed, every point that had not finished is marked
+    ``interrupted`` (its run.json too, if it had begun), sweep.json says ``interrupted``, and
+    :class:`Interrupted` is raised (the CLI exits 130). Whatever else ends a sweep, sweep.json
+    says ``failed`` with the reason; it never stays ``running``."""
     out = absolute(out)  # the points' run directories, whatever the workers' cwd
     entries = _prepare(sweep, out)
     todo = [p for p in sweep.points if entries[p.id]["status"] != "ok"]
     done = len(sweep.points) - len(todo)
     progress(f"{done} of {len(sweep.points)} points already done", done, len(sweep.points))
-    meta = {**_sweep_meta(sweep, entries, "running"), "start": now_iso()}
-    _write_json(out, meta)
-    try:
-        if todo:
-            with interrupts_raise():  # so a SIGTERM still stops the cluster it started
-                _execute(sweep, out, todo, entries, scheduler, workers, progress, done,
-                         meta["start"])
-    except BaseException as err:
-        status = "interrupted" if isinstance(err, KeyboardInterrupt | Interrupted) else "failed"
-        _write_json(out, {**meta, "status": status, "reason": str(err) or status,
-                          "end": now_iso()})
-        raise
-    failed = [e for e in entries.values() if e["status"] != "ok"]
-    summary = write_summary(sweep, out, entries)
-    _write_json(out, {**_sweep_meta(sweep, entries, "failed" if failed else "ok"),
-                      "start": meta["start"], "end": now_iso()})
+    start = now_iso()
+    with interrupts_raise():  # so a signal still stops the cluster it started
+        try:
+            _write_json(out, {**_sweep_meta(sweep, entries, "running"), "start": start})
+            if todo:
+                _execute(sweep, out, todo, entries, scheduler, workers, progress, done, start)
+            summary = write_summary(sweep, out, entries)
+        except BaseException as err:
+            _stopped(sweep, out, entries, start, err)
+        failed = [e for e in entries.values() if e["status"] != "ok"]
+        _write_json(out, {**_sweep_meta(sweep, entries, "failed" if failed else "ok"),
+                          "start": start, "end": now_iso()})
     return summary
+
+
+def _stopped(sweep: Sweep, out: Path, entries: dict[str, dict[str, Any]], start: str,
+             err: BaseException) -> NoReturn:
+    """Record why the sweep stopped (sweep.json and unfinished points), then raise."""
+    interrupted = isinstance(err, KeyboardInterrupt | Interrupted)
+    status = "interrupted" if interrupted else "failed"
+    reason = (str(err) or "interrupted by signal SIGINT") if interrupted else \
+        (str(err) if isinstance(err, CowbenchError) else f"{type(err).__name__}: {err}")
+    for p in sweep.points:
+        if entries[p.id]["status"] != "pending":
+            continue
+        if _point_status(out / "points" / p.id) == "ok":  # it ended while the sweep stopped
+            entries[p.id]["status"] = "ok"
+            continue
+        entries[p.id]["status"] = status if interrupted else "pending"
+        _close_point(out / "points" / p.id, status, reason)
+    with contextlib.suppress(OSError):
+        _write_json(out, {**_sweep_meta(sweep, entries, status), "start": start,
+                          "reason": reason, "end": now_iso()})
+    if interrupted:
+        raise Interrupted(f"{reason}; sweep directory: {out} (run it again to resume)") \
+            from None
+    if isinstance(err, CowbenchError):
+        raise err
+    raise RunFailed(f"sweep failed: {reason}; see {out}/sweep.json") from err
+
+
+def _close_point(d: Path, status: str, reason: str) -> None:
+    """A point whose run began but did not end (its worker was stopped): its run.json says
+    how it ended instead of ``running``."""
+    try:
+        meta = load_json_file(d / "run.json", "run.json")
+    except ScenarioError:
+        return
+    if isinstance(meta, dict) and meta.get("status") == "running":
+        meta.update(status=status, reason=reason, end=now_iso())
+        with contextlib.suppress(OSError):
+            atomic_write_text(d / "run.json", json.dumps(meta, indent=2) + "\n")
 
 
 def _sweep_meta(sweep: Sweep, entries: dict[str, dict[str, Any]], status: str) -> dict[str, Any]:
@@ -308,6 +372,23 @@ def _point_status(d: Path) -> str:
     return str(meta.get("status", "missing")) if isinstance(meta, dict) else "missing"
 
 
+@contextlib.contextmanager
+def _workers_ignore_sigint() -> Iterator[None]:
+    """Worker processes started in the block inherit SIGINT ignored (an ignored signal stays
+    ignored across exec): a Ctrl-C reaches the whole process group, and it is the sweep's to
+    answer (it stops the workers), not each worker's to die of with a traceback."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
 def _client(scheduler: str, workers: int | None) -> Any:
     import logging
 
@@ -315,9 +396,10 @@ def _client(scheduler: str, workers: int | None) -> Any:
 
     logging.getLogger("distributed").setLevel(logging.WARNING)  # the CLI's level, not Dask's
     if scheduler == "local":
-        cluster = LocalCluster(  # type: ignore[no-untyped-call]
-            n_workers=workers or 2, threads_per_worker=1, processes=True,
-            host="127.0.0.1", dashboard_address=None, silence_logs=logging.WARNING)
+        with _workers_ignore_sigint():
+            cluster = LocalCluster(  # type: ignore[no-untyped-call]
+                n_workers=workers or 2, threads_per_worker=1, processes=True,
+                host="127.0.0.1", dashboard_address=None, silence_logs=logging.WARNING)
         return Client(cluster), cluster  # type: ignore[no-untyped-call]
     if scheduler == "inprocess":
         client = Client(  # type: ignore[no-untyped-call]
@@ -336,6 +418,7 @@ def _execute(sweep: Sweep, out: Path, todo: list[Point], entries: dict[str, dict
     from dask.distributed import as_completed
 
     client, cluster = _client(scheduler, workers)
+    futures: dict[Any, Point] = {}
     try:
         futures = {client.submit(run_point, p.scenario.model_dump(mode="json"), p.seed,
                                  str((out / "points" / p.id).resolve()), sweep.spec.backend,
@@ -346,16 +429,33 @@ def _execute(sweep: Sweep, out: Path, todo: list[Point], entries: dict[str, dict
             p = futures[fut]
             try:
                 status, reason = fut.result()
+            except (Interrupted, KeyboardInterrupt):
+                raise  # the sweep's own signal, not the point's failure
             except Exception as err:  # a bug in one point must not lose the others
                 status, reason = "failed", f"{type(err).__name__}: {err}"
-            entries[p.id].update(status=status, **({"reason": reason} if reason else {}))
-            done += 1
-            progress(f"{p.id} {status}", done, len(sweep.points))
-            _write_json(out, {**_sweep_meta(sweep, entries, "running"), "start": start})
+            with shielded():
+                entries[p.id].update(status=status, **({"reason": reason} if reason else {}))
+                done += 1
+                progress(f"{p.id} {status}", done, len(sweep.points))
+                _write_json(out, {**_sweep_meta(sweep, entries, "running"), "start": start})
     finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        with shielded():
+            _shut_down(client, cluster, list(futures))
+
+
+def _shut_down(client: Any, cluster: Any, futures: list[Any]) -> None:
+    """Cancel what has not run and close what this sweep started (an interrupt waits)."""
+    import logging
+
+    logging.getLogger("distributed").setLevel(logging.ERROR)  # no warnings as workers stop
+    with contextlib.suppress(Exception):
+        if futures:
+            client.cancel(futures, force=True)
+    with contextlib.suppress(Exception):
+        client.close(timeout=10)
+    if cluster is not None:
+        with contextlib.suppress(Exception):
+            cluster.close(timeout=10)
 
 
 def write_summary(sweep: Sweep, out: Path, entries: dict[str, dict[str, Any]]) -> pd.DataFrame:

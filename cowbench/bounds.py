@@ -1,0 +1,224 @@
+"""How big a scenario or a sweep may grow, checked on the numbers *before* anything is expanded.
+
+A scenario file of a few lines can ask for a million VMs (``count``), a sample every
+microsecond for a year, or a disk of 2 PiB whose exact allocation map alone is tens of GiB; a
+sweep can ask for 10^10 seeds. Each such number is checked here on the file's own figures
+(counts, intervals, sizes), so the refusal comes before a list, a grid or an array is built,
+names the key, and gives the figure it would have reached. When a scenario is large but
+admitted, :func:`estimate` says how much memory and time the model will take.
+
+The exact model keeps, per disk, an allocation map of about 11 bytes per cluster (three flag
+arrays and the cluster's place in the file, ``sim.storage.disk``), per cached base one byte per
+4 KiB block, and per VM about 8 KiB of objects and records. Measured (``/usr/bin/time -v``):
+359 KiB per VM of 2 GiB with 64 KiB clusters (352 KiB estimated); 1.72 GiB peak for 10^5 VMs
+of 64 MiB (1.7 GiB estimated), in 28 s of CPU. The time figure (0.3 ms per VM, 10 us per
+simulated I/O) is a rough guide, not a promise.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .fleet import Fleet
+    from .scenario import Scenario
+
+GIB = 1 << 30
+MIB = 1 << 20
+#: VMs one scenario may list (``vms`` counts and ``timeline.arrivals`` together); a fleet
+#: section describes more.
+MAX_VMS = 100_000
+#: VMs one ``timeline.arrivals`` entry may bring.
+MAX_ARRIVALS = 10_000
+#: Operations a timeline may expand to (events, boots, runs, snapshots, migrations, deletes).
+MAX_TIMELINE_OPS = 1_000_000
+#: Sample instants (timeline ``sample_interval_s``, fleet ``sample_interval``) and cache
+#: manager passes over a scenario.
+MAX_SAMPLES = 1_000_000
+#: Sampled values: sample instants times the entities sampled each time.
+MAX_SAMPLE_VALUES = 50_000_000
+#: Memory the model may plan to use; above it a scenario is refused (exact mode names fleet).
+MODEL_MEMORY_BUDGET = 8 * GIB
+#: Above this, ``validate`` shows the expected memory and time.
+SHOW_ABOVE = 256 * MIB
+#: Points one sweep may have (grid cells times seeds).
+MAX_SWEEP_POINTS = 10_000
+#: VMs a sweep validates up front (grid cells times the scenario's VMs).
+MAX_SWEEP_VMS = 2_000_000
+
+CLUSTER_MAP_BYTES = 11  # allocated, zeroed, shared (bool) + data_host (int64)
+BLOCK_MAP_BYTES = 1  # one bool per 4 KiB block of a raw file
+RANDOM_MAP_BYTES = 9  # fio's random map: used (bool) + next-free (int64) per block
+PER_VM_S = 3e-4
+PER_VM_BYTES = 8 << 10
+PER_IO_S = 1e-5
+
+
+def _count(item: Any) -> int | None:
+    """A raw ``count`` that is a plain int, else None (pydantic reports the rest)."""
+    c = item.get("count", 1) if isinstance(item, dict) else 1
+    return c if isinstance(c, int) and not isinstance(c, bool) else None
+
+
+def raw_vm_count(data: Any) -> int:
+    """VMs a raw scenario mapping asks for, counted without expanding anything (entries
+    whose own count is over its cap are left out: their key reports them)."""
+    if not isinstance(data, dict):
+        return 0
+    vms = data.get("vms")
+    total = sum(c for c in map(_count, vms if isinstance(vms, list) else [])
+                if c is not None and 0 < c <= MAX_VMS)
+    tl = data.get("timeline")
+    arrivals = tl.get("arrivals") if isinstance(tl, dict) else None
+    total += sum(c for c in map(_count, arrivals if isinstance(arrivals, list) else [])
+                 if c is not None and 0 < c <= MAX_ARRIVALS)
+    return total
+
+
+def too_many_vms(data: Any) -> str | None:
+    total = raw_vm_count(data)
+    if total <= MAX_VMS:
+        return None
+    return (f"vms and timeline.arrivals ask for {total} VMs; at most {MAX_VMS} (describe a "
+            "'fleet' section for more: the fleet model)")
+
+
+def _qcow2_map(size: int, cluster: int) -> int:
+    return -(-size // cluster) * CLUSTER_MAP_BYTES
+
+
+def _root(s: Scenario, vm: Any) -> int:
+    """The VM's disk size, or 0 while a path image is not resolved yet."""
+    flavor = next((f.root for f in s.flavors if f.name == vm.flavor), None)
+    image = next((i for i in s.images if i.name == vm.image), None)
+    return int(vm.root_size or flavor or (image.virtual_size if image else None) or 0)
+
+
+def _disk_bytes(s: Scenario, vm: Any) -> int:
+    st = s.strategy_of(vm)
+    size = _root(s, vm)
+    if st.kind in ("full_copy", "reflink_copy"):
+        return -(-size // 4096) * BLOCK_MAP_BYTES
+    if st.kind == "rbd_clone":
+        return -(-size // st.object_size) * CLUSTER_MAP_BYTES
+    depth = st.chain_depth if st.kind == "snapshot_chain" else 1
+    extra = -(-size // 4096) if st.kind == "resized_base" else 0
+    return depth * _qcow2_map(size, st.cluster_size) + extra
+
+
+def _job_bytes(s: Scenario, vm: Any) -> tuple[int, float]:
+    """fio's random map and the I/O count of the VM's job (memory, I/Os)."""
+    wl = s.workload_of(vm)
+    if wl is None:
+        return 0, 0.0
+    region = wl.size or max(_root(s, vm) - wl.offset, 0)
+    blocks = region // wl.bs
+    ios = (wl.io_size or region) / wl.bs * wl.numjobs * wl.loops
+    if wl.time_based and wl.rate_iops and wl.runtime:
+        ios = wl.rate_iops * wl.runtime * wl.numjobs
+    mem = blocks * RANDOM_MAP_BYTES * wl.numjobs if wl.is_random and not wl.norandommap else 0
+    return mem, ios
+
+
+def exact_cost(s: Scenario) -> tuple[int, float]:
+    """(bytes of memory, seconds) the exact model is expected to take for ``s``."""
+    mem, ios = 0, 0.0
+    for vm in s.vms:
+        job_mem, job_ios = _job_bytes(s, vm)
+        mem += PER_VM_BYTES + _disk_bytes(s, vm) + job_mem + int(job_ios * 32)  # 32: a latency
+        ios += job_ios
+    for img in s.images:  # the cache's raw base per host, and the image as uploaded
+        if img.virtual_size:
+            mem += len(s.hosts) * -(-img.virtual_size // 4096) * BLOCK_MAP_BYTES
+            mem += _qcow2_map(img.virtual_size, 65536)
+    return mem, len(s.vms) * PER_VM_S + ios * PER_IO_S
+
+
+def fleet_cost(f: Fleet, duration: float) -> tuple[int, float]:
+    """(bytes, seconds) of the fleet model: per VM, per (VM, sample) pair, per host and
+    sample, per snapshot and migration; rough, and on the safe side."""
+    samples = duration / f.sample_interval
+    life = min(f.lifetime.mean, duration)
+    pairs = f.vms * (life / f.sample_interval + 1)
+    snaps = f.vms * f.snapshots.share * life / f.snapshots.interval
+    migs = f.vms * f.migrations.share * life / f.migrations.interval
+    passes = duration / f.image_cache.manager_interval
+    mem = (f.vms * 400 + pairs * 80 + samples * f.hosts.count * 120 + snaps * 80
+           + migs * 600)
+    secs = f.vms * 2e-4 + pairs * 2e-6 + (snaps + migs) * 2e-5 + passes * f.hosts.count * 1e-6
+    return int(mem), secs
+
+
+def fleet_problems(f: Fleet, duration: float) -> list[tuple[str, str]]:
+    """Sample streams and event streams of a fleet, sized before the model builds them."""
+    out: list[tuple[str, str]] = []
+    samples = duration / f.sample_interval
+    if samples > MAX_SAMPLES or samples * f.hosts.count > MAX_SAMPLE_VALUES:
+        out.append(("fleet.sample_interval", f"{samples:.3g} samples of {f.hosts.count} "
+                    f"host(s) over the duration; at most {MAX_SAMPLES} samples and "
+                    f"{MAX_SAMPLE_VALUES:.0e} host samples"))
+    passes = duration / f.image_cache.manager_interval
+    if passes > MAX_SAMPLES:
+        out.append(("fleet.image_cache.manager_interval", f"{passes:.3g} cache manager passes "
+                    f"over the duration; at most {MAX_SAMPLES}"))
+    mem, secs = fleet_cost(f, duration)
+    if not out and mem > MODEL_MEMORY_BUDGET:
+        out.append(("fleet", f"the fleet model would need about {_size(mem)} of memory "
+                    f"({f.vms} VMs, their snapshots and migrations, samples); at most "
+                    f"{_size(MODEL_MEMORY_BUDGET)}: lengthen the intervals or shorten the "
+                    "duration"))
+    return out
+
+
+def exact_problems(s: Scenario) -> list[tuple[str, str]]:
+    mem, _ = exact_cost(s)
+    if mem <= MODEL_MEMORY_BUDGET:
+        return []
+    return [("vms", f"the exact model would need about {_size(mem)} of memory for "
+                    f"{len(s.vms)} VM(s) (allocation maps of the disks and bases, fio's "
+                    f"random maps); at most {_size(MODEL_MEMORY_BUDGET)}: use a 'fleet' "
+                    "section (the fleet model) for fleets, or smaller disks")]
+
+
+def estimate(s: Scenario) -> str | None:
+    """One line on the memory and time the model will take, when that is large."""
+    if s.fleet is not None:
+        assert s.duration is not None
+        mem, secs = fleet_cost(s.fleet, s.duration)
+    else:
+        mem, secs = exact_cost(s)
+    if mem < SHOW_ABOVE and secs < 60:
+        return None
+    return f"expected: about {_size(mem)} of memory and {_duration(secs)} in the model"
+
+
+def ticks(step: float | None, end: float) -> int:
+    """How many multiples of ``step`` fall in (0, end] (0 without a step or a finite end)."""
+    if step is None or not math.isfinite(end) or end <= 0:
+        return 0
+    return int(end // step)
+
+
+def product(lengths: Iterable[int]) -> int:
+    out = 1
+    for n in lengths:
+        out *= n
+    return out
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def _duration(secs: float) -> str:
+    if secs < 120:
+        return f"{secs:.0f} s"
+    if secs < 7200:
+        return f"{secs / 60:.0f} min"
+    return f"{secs / 3600:.1f} h"

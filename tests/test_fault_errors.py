@@ -1,0 +1,147 @@
+"""One-line errors everywhere (issue 20): every command turns any failure into ``error:``
+lines and exit 1 (a failure) or 2 (bad input), never a traceback, and never leaves run.json or
+sweep.json saying ``running``. In-process through ``cowbench.cli.main``, as the console script
+runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import yaml
+
+from .clikit import assert_one_line, cli
+from .conftest import small_dict
+
+
+def _scenario(tmp_path: Path, **overrides: Any) -> Path:
+    p = tmp_path / "s.yaml"
+    p.write_text(yaml.safe_dump(small_dict(**overrides)))
+    return p
+
+
+@pytest.mark.parametrize("seed, needle", [
+    ("1e23", "Invalid value for '--seed'"),
+    ("-1", "greater than or equal to 0"),
+    (str(2**63), "less than or equal to"),
+])
+def test_a_bad_seed_is_one_line_and_creates_nothing(tmp_path: Path, seed: str,
+                                                    needle: str) -> None:
+    out = tmp_path / "out"
+    r = cli("run", str(_scenario(tmp_path)), "--backend", "sim", "--out", str(out),
+            f"--seed={seed}")
+    assert_one_line(r, 2, needle, "(see ")
+    assert not out.exists()
+
+
+def test_the_library_refuses_a_seed_that_would_not_load_again(tmp_path: Path) -> None:
+    from cowbench.errors import UsageError
+    from cowbench.runner import run_scenario
+    from cowbench.scenario import parse_scenario
+
+    with pytest.raises(UsageError, match="--seed must be from 0"):
+        run_scenario(parse_scenario(small_dict()), tmp_path / "out", "sim", seed=-1)
+    assert not (tmp_path / "out").exists()
+
+
+def test_out_under_proc_is_one_line(tmp_path: Path) -> None:
+    r = cli("run", str(_scenario(tmp_path)), "--backend", "sim", "--out",
+            "/proc/cowbench-no/run")
+    assert_one_line(r, 2, "cannot create the run directory there")
+
+
+@pytest.fixture
+def read_only_dir(tmp_path: Path) -> Any:
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a read-only filesystem needs root")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)], check=True)
+    try:
+        yield ro
+    finally:
+        subprocess.run(["umount", str(ro)], check=True)
+
+
+def test_out_on_a_read_only_filesystem_is_one_line(tmp_path: Path, read_only_dir: Path) -> None:
+    for out in (read_only_dir, read_only_dir / "run"):  # the empty mount itself, or inside
+        r = cli("run", str(_scenario(tmp_path)), "--backend", "sim", "--out", str(out))
+        assert_one_line(r, 2, "cannot create the run directory there: Read-only file system")
+
+
+@pytest.mark.parametrize("exc", [MemoryError(), ValueError("a bug"), RecursionError(),
+                                 ZeroDivisionError("float floor division by zero")])
+def test_any_error_during_a_run_is_recorded_and_one_line(tmp_path: Path, exc: BaseException,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import sim
+
+    def boom(*_a: Any, **_k: Any) -> None:
+        raise exc
+
+    monkeypatch.setattr(sim, "simulate", boom)
+    out = tmp_path / "out"
+    r = cli("run", str(_scenario(tmp_path)), "--backend", "sim", "--out", str(out))
+    assert_one_line(r, 1, "run failed: ", type(exc).__name__, f"{out}/run.json")
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["status"] == "failed" and meta["reason"].startswith(type(exc).__name__)
+    assert meta["end"] is not None
+
+
+def test_manager_interval_zero_is_bad_input(tmp_path: Path) -> None:
+    s = _scenario(tmp_path, nova={"image_cache": {"manager_interval_s": 0}})
+    assert_one_line(cli("validate", str(s)), 2, "nova.image_cache.manager_interval_s")
+
+
+def test_an_unexpected_error_in_any_command_is_one_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import cowbench.cli
+
+    def boom(*_a: Any, **_k: Any) -> None:
+        raise KeyError("x")
+
+    monkeypatch.setattr(cowbench.cli, "_load", boom)
+    r = cli("validate", str(_scenario(tmp_path)))
+    assert_one_line(r, 1, "internal error (KeyError)", "COWBENCH_DEBUG=1")
+
+
+# -- sweeps ---------------------------------------------------------------------------------
+
+def _sweep(tmp_path: Path) -> Path:
+    _scenario(tmp_path)
+    p = tmp_path / "sw.yaml"
+    p.write_text(yaml.safe_dump({"scenario": "s.yaml", "seeds": 2}))
+    return p
+
+
+@pytest.mark.parametrize("text", ['{"points": [', "[1, 2]", '{"points": 3}',
+                                  '{"points": [1, 2]}', "\x00\xff"])
+def test_a_damaged_sweep_json_is_one_line_and_left_alone(tmp_path: Path, text: str) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "sweep.json").write_text(text, errors="surrogateescape")
+    before = (out / "sweep.json").read_bytes()
+    r = cli("sweep", str(_sweep(tmp_path)), "--out", str(out), "--scheduler", "inprocess")
+    assert_one_line(r, 2, f"{out}")
+    assert (out / "sweep.json").read_bytes() == before
+    assert sorted(x.name for x in out.iterdir()) == ["sweep.json"]
+
+
+def test_a_sweep_that_fails_late_never_stays_running(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import cowbench.sweep
+
+    def boom(*_a: Any, **_k: Any) -> pd.DataFrame:
+        raise MemoryError
+
+    monkeypatch.setattr(cowbench.sweep, "write_summary", boom)
+    out = tmp_path / "out"
+    r = cli("sweep", str(_sweep(tmp_path)), "--out", str(out), "--scheduler", "inprocess")
+    assert_one_line(r, 1, "sweep failed: MemoryError")
+    meta = json.loads((out / "sweep.json").read_text())
+    assert meta["status"] == "failed" and meta["reason"].startswith("MemoryError")
