@@ -79,12 +79,12 @@ def test_out_on_a_read_only_filesystem_is_one_line(tmp_path: Path, read_only_dir
                                  ZeroDivisionError("float floor division by zero")])
 def test_any_error_during_a_run_is_recorded_and_one_line(tmp_path: Path, exc: BaseException,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    import sim
+    from cowbench.backends import get_backend
 
     def boom(*_a: Any, **_k: Any) -> None:
         raise exc
 
-    monkeypatch.setattr(sim, "simulate", boom)
+    monkeypatch.setattr(get_backend("sim"), "simulate", boom)
     out = tmp_path / "out"
     r = cli("run", str(_scenario(tmp_path)), "--backend", "sim", "--out", str(out))
     assert_one_line(r, 1, "run failed: ", type(exc).__name__, f"{out}/run.json")
