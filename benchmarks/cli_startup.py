@@ -2,9 +2,11 @@
 
 Times ``cowbench --help``, ``cowbench validate scenarios/quickstart.yaml`` and a bare
 ``python -c pass`` (the floor), each ``--runs`` times, interleaved so the machine's load hits
-them alike, and prints the median with the spread. ``--pythonpath DIR`` times another checkout
-(e.g. an older commit exported with ``git archive``) beside this one. Nothing is asserted: the
-machine is shared; tests/test_light.py checks what makes the start fast (no heavy import).
+them alike, and prints the median wall time with every run, and the median CPU time (user +
+system, which a loaded machine disturbs less than the wall time). ``--pythonpath DIR`` times
+another checkout (e.g. an older commit exported with ``git archive``) beside this one. Nothing
+is asserted: the machine is shared; tests/test_light.py checks what makes the start fast (no
+heavy import).
 
     .venv/bin/python benchmarks/cli_startup.py [--runs 5] [--pythonpath DIR]
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -23,11 +26,15 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = Path(sys.executable).parent / "cowbench"
 
 
-def timed(argv: list[str], pythonpath: Path) -> float:
+def timed(argv: list[str], pythonpath: Path) -> tuple[float, float]:
+    """(wall, CPU) seconds of one run of ``argv``."""
     env = {**os.environ, "PYTHONPATH": str(pythonpath)}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     subprocess.run(argv, env=env, cwd=ROOT, check=True, capture_output=True)
-    return time.perf_counter() - t0
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def main() -> None:
@@ -43,14 +50,17 @@ def main() -> None:
         cases += [(f"cowbench --help{label}", [*cmd, "--help"], tree),
                   (f"cowbench validate quickstart{label}",
                    [*cmd, "validate", str(ROOT / "scenarios" / "quickstart.yaml")], tree)]
-    times: dict[str, list[float]] = {label: [] for label, _, _ in cases}
+    times: dict[str, list[tuple[float, float]]] = {label: [] for label, _, _ in cases}
     for _ in range(args.runs):
         for label, argv, tree in cases:
             times[label].append(timed(argv, tree))
-    print(f"{'command':<{max(map(len, times)) + 2}}median   runs (s)")
+    width = max(map(len, times)) + 2
+    print(f"{'command':<{width}}wall median   cpu median   wall runs (s)")
     for label, ts in times.items():
-        runs = " ".join(f"{t:.3f}" for t in ts)
-        print(f"{label:<{max(map(len, times)) + 2}}{statistics.median(ts):.3f}    {runs}")
+        wall, cpu = [t[0] for t in ts], [t[1] for t in ts]
+        runs = " ".join(f"{t:.3f}" for t in wall)
+        print(f"{label:<{width}}{statistics.median(wall):>11.3f}   "
+              f"{statistics.median(cpu):>10.3f}   {runs}")
 
 
 if __name__ == "__main__":
