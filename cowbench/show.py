@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .capacity import time_to_full
@@ -91,22 +92,23 @@ def _run_header(run: RunResults) -> list[str]:
     sc = meta.get("scenario") or {}
     status = str(meta.get("status"))
     reason = f" ({meta['reason']})" if meta.get("reason") else ""
-    lines = [f"{run.path}: {run.name} (id {sc.get('hash', '-')}), status [bold]{status}[/]"
-             f"{reason}"]
+    # paths, names and reasons are the user's text, never markup: "[/srv]" is no closing tag
+    lines = [f"{escape(str(run.path))}: {escape(run.name)} (id {escape(str(sc.get('hash', '-')))}"
+             f"), status [bold]{escape(status)}[/]{escape(reason)}"]
     backends = [b for b in meta.get("backends") or [] if isinstance(b, str)]
     what = ", ".join(f"{b} ({BACKEND_WHAT.get(b, b)})" for b in backends) or "-"
     took = _elapsed(meta.get("start"), meta.get("end"))
-    lines.append(f"backend: {what}; seed {meta.get('seed', '-')}"
-                 + (f"; took {took}" if took else ""))
+    lines.append(escape(f"backend: {what}; seed {meta.get('seed', '-')}"
+                        + (f"; took {took}" if took else "")))
     return lines
 
 
 def _elapsed(start: Any, end: Any) -> str | None:
     try:
         t0, t1 = datetime.fromisoformat(str(start)), datetime.fromisoformat(str(end))
-    except ValueError:
+        return format_duration((t1 - t0).total_seconds())
+    except (ValueError, TypeError):  # missing, or one with a time zone and one without
         return None
-    return format_duration((t1 - t0).total_seconds())
 
 
 def _end_figures(run: RunResults, prefixes: tuple[str, ...]) -> pd.DataFrame:
@@ -157,7 +159,7 @@ def print_space(run: RunResults, out: Console) -> None:
         for b in backends:
             table.add_column(f"{label}\n{BACKEND_NAMES[b]}" if two else label, justify="right")
     for entity in _truncated(_entities(fig), "hosts, caches and VMs", out):
-        table.add_row(entity, *(format_bytes(val.get((entity, b, m), math.nan))
+        table.add_row(escape(entity), *(format_bytes(val.get((entity, b, m), math.nan))
                                 for m in ("allocated_bytes", "file_bytes") for b in backends))
     out.print(table)
 
@@ -183,7 +185,7 @@ def print_io(run: RunResults, out: Console) -> None:
         for i, b in enumerate(backends):
             cells = [_io_cell(m, val.get((entity, b, m), math.nan)) for m in metrics]
             name = entity.removeprefix("vm:") if i == 0 else ""
-            table.add_row(name, *([BACKEND_NAMES[b]] if two else []), *cells)
+            table.add_row(escape(name), *([BACKEND_NAMES[b]] if two else []), *cells)
     out.print(table)
 
 
@@ -207,7 +209,7 @@ def print_comparison(comp: pd.DataFrame, out: Console) -> None:
     for col in ("metric", "n", "median |rel_error|", "worst rel_error"):
         table.add_column(col, justify="left" if col == "metric" else "right")
     for row in summary(comp).to_dict("records"):
-        table.add_row(str(row["metric"]), str(row["n"]),
+        table.add_row(escape(str(row["metric"])), str(row["n"]),
                       _fmt_rel(float(row["median_abs_rel_error"])).lstrip("+"),
                       _fmt_rel(float(row["worst_rel_error"])))
     out.print(table)
@@ -226,16 +228,16 @@ def print_fleet(records: pd.DataFrame, capacity: float, hosts: int, duration: fl
               f"{f.get('rejected_vms', math.nan):.0f} rejected (NoValidHost) on {hosts} "
               f"host(s) of {format_bytes(capacity)}; peak demand of all hosts "
               f"{format_bytes(f.get('fleet_allocated_bytes_peak', math.nan))}",
-              soft_wrap=True, highlight=False)
+              soft_wrap=True, markup=False, highlight=False)
     table = host_table(records, capacity, duration)
     if not table.empty:
         for line in _fullest_lines(table.iloc[0], capacity, duration):
-            out.print(line, soft_wrap=True, highlight=False)
+            out.print(line, soft_wrap=True, markup=False, highlight=False)
         full = table[np.isfinite(table["full_s"])].sort_values("full_s", kind="stable")
         if len(full):
             out.print(f"hosts full: {len(full)} of {hosts} by the end, the first "
                       f"({full['host'].iloc[0]}) after {format_duration(full['full_s'].iloc[0])}",
-                      highlight=False)
+                      markup=False, highlight=False)
         out.print(_host_rich_table(table.head(FLEET_HOSTS_SHOWN), capacity, hosts))
     if math.isfinite(f.get("vm_allocated_bytes_p50", math.nan)):
         out.print(f"per VM allocated: P50 {format_bytes(f['vm_allocated_bytes_p50'])}, "
@@ -305,7 +307,7 @@ def _host_rich_table(table: pd.DataFrame, capacity: float, hosts: int) -> Table:
         t.add_column(col, justify="left" if col == "host" else "right")
     for row in table.to_dict("records"):
         full = row["full_s"]
-        t.add_row(row["host"], format_bytes(row["peak_bytes"]),
+        t.add_row(escape(row["host"]), format_bytes(row["peak_bytes"]),
                   _share(row["peak_bytes"], capacity), format_bytes(row["end_bytes"]),
                   "-" if math.isnan(row["vms_end"]) else f"{row['vms_end']:.0f}",
                   format_duration(full) if math.isfinite(full) else "not full")
@@ -328,13 +330,14 @@ def show_sweep(path: Path, out: Console) -> None:
     points, knobs = sweep_points(path)
     counts = points["status"].astype(str).value_counts()
     tally = ", ".join(f"{n} {s}" for s, n in counts.items())
-    out.print(f"{path}: sweep {name}" + (f", status [bold]{status}[/]" if status else "")
+    out.print(f"{escape(str(path))}: sweep {escape(name)}"
+              + (f", status [bold]{escape(status)}[/]" if status else "")
               + f"; {len(points)} point(s): {tally}", soft_wrap=True, highlight=False)
     out.print(_sweep_table(points, knobs))
     for row in points[points["status"] != "ok"].to_dict("records"):
         if isinstance(row.get("reason"), str) and row["reason"]:
             out.print(f"{row['point']} {row['status']}: {row['reason']}", soft_wrap=True,
-                      highlight=False)
+                      markup=False, highlight=False)
 
 
 def _sweep_meta(path: Path) -> tuple[str, str | None]:
@@ -400,10 +403,10 @@ def _sweep_table(points: pd.DataFrame, knobs: list[str]) -> Table:
                 *[label for _, label in figures]):
         table.add_column(col, justify="left" if col in ("point", "status") else "right")
     for row in points.to_dict("records"):
-        cells = [_knob_value(k, row.get(k, "-")) for k in knobs]  # 65536 -> 64KiB
+        cells = [escape(_knob_value(k, row.get(k, "-"))) for k in knobs]  # 65536 -> 64KiB
         figs = [_figure(c, row.get(c, math.nan), row.get("status") == "ok") for c, _ in figures]
-        table.add_row(str(row["point"]), *cells, _int_text(row.get("seed")),
-                      str(row["status"]), *figs)
+        table.add_row(escape(str(row["point"])), *cells, _int_text(row.get("seed")),
+                      escape(str(row["status"])), *figs)
     return table
 
 

@@ -242,3 +242,18 @@ def test_a_failed_run_without_records_shows_why(tmp_path: Path) -> None:
     assert ran.stdout.splitlines() == [
         f"{tmp_path}: x (id abc), status failed (qemu-img exited with 1)",
         "backend: sim (the model), real (qemu + fio on this machine); seed 1"]
+
+
+def test_brackets_in_a_reason_are_text_not_markup(tmp_path: Path) -> None:
+    """A reason quoting a path in brackets ("[/srv/x]") would be a closing tag to rich."""
+    run = tmp_path / "[run]"
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps({
+        "status": "failed", "reason": "cannot write [/srv/x] [bold]", "backends": ["sim"],
+        "seed": 1, "scenario": {"name": "x", "hash": "abc"},
+        "start": "2026-01-01T00:00:00+00:00", "end": "2026-01-01T00:00:05"}))
+    ran = cowbench("show", str(run))
+    assert ran.code == 0, ran.stderr
+    assert ran.stdout.splitlines() == [
+        f"{run}: x (id abc), status failed (cannot write [/srv/x] [bold])",
+        "backend: sim (the model); seed 1"]
