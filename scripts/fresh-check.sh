@@ -122,6 +122,13 @@ debootstrap --variant=minbase bookworm "$root" "$mirror" >"$root.debootstrap.log
     tail -20 "$root.debootstrap.log" >&2; rm -f "$root.debootstrap.log"; exit 1; }
 rm -f "$root.debootstrap.log"
 cp /etc/resolv.conf "$root/etc/resolv.conf"
+# this network's own certificate authorities (site-local, e.g. a TLS-intercepting proxy's), as
+# every machine on it has them: installing ca-certificates in the root then trusts them too,
+# so apt and pip reach their registries. Nothing else is taken from this machine.
+if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+    mkdir -p "$root/usr/local/share/ca-certificates"
+    cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
+fi
 mount_in /proc -t proc proc
 mount_in /sys -t sysfs sysfs
 mount_in /dev --bind /dev
