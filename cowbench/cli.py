@@ -35,6 +35,11 @@ out = Console()
 err = Console(stderr=True)
 
 
+def _bold(text: object) -> str:
+    """``text`` (a path, a name: the user's text, never markup) in bold."""
+    return f"[bold]{escape(str(text))}[/]"
+
+
 def _load(path: Path) -> Scenario:
     from .resolve import resolve
     from .scenario import load_scenario
@@ -65,7 +70,7 @@ def validate(scenario: Annotated[Path, typer.Argument(help="Scenario file (YAML)
     s = _load(scenario)
     if s.fleet is not None:
         f = s.fleet
-        out.print(f"[bold]{s.name}[/] (id {s.scenario_id}): fleet ({f.model} model) of "
+        out.print(f"{_bold(s.name)} (id {s.scenario_id}): fleet ({f.model} model) of "
                   f"{f.vms} VM arrivals over {format_duration(s.duration or 0)} on "
                   f"{f.hosts.count} host(s) of {format_bytes(f.hosts.capacity)}; "
                   f"{len(f.flavors)} flavor(s), "
@@ -73,7 +78,7 @@ def validate(scenario: Annotated[Path, typer.Argument(help="Scenario file (YAML)
         _print_estimate(s)
         return
     wl_names = sorted({vm.workload or "-" for vm in s.vms})
-    out.print(f"[bold]{s.name}[/] (id {s.scenario_id}): {len(s.hosts)} host(s), "
+    out.print(f"{_bold(s.name)} (id {s.scenario_id}): {len(s.hosts)} host(s), "
               f"{len(s.images)} image(s), {len(s.vms)} VM(s), strategy {s.strategy.kind} "
               f"cluster {format_bytes(s.strategy.cluster_size)}; workloads: "
               f"{', '.join(wl_names)}")
@@ -133,9 +138,9 @@ def run(
                     s.duration or float("nan"), out)
     out.print(f"backend:       {_backend_line(chosen, backend is None, s.fleet is not None)}",
               soft_wrap=True, highlight=False)
-    out.print(f"run directory: [bold]{outcome.run_dir}[/]", soft_wrap=True)
+    out.print(f"run directory: {_bold(outcome.run_dir)}", soft_wrap=True)
     if outcome.comparison is not None:
-        out.print(f"comparison:    [bold]{outcome.run_dir / 'comparison.csv'}[/]", soft_wrap=True)
+        out.print(f"comparison:    {_bold(outcome.run_dir / 'comparison.csv')}", soft_wrap=True)
 
 
 def _backend_line(backend: str, by_default: bool, fleet: bool) -> str:
@@ -182,7 +187,7 @@ def calibrate(
         prof = do_calibrate(dir, out_path, matrix, exports,  # type: ignore[arg-type]
                             runtime=runtime, rounds=rounds, progress=step)
     _print_profile(prof)
-    out.print(f"profile: [bold]{out_path}[/] ({len(prof.probes)} probes in "
+    out.print(f"profile: {_bold(out_path)} ({len(prof.probes)} probes in "
               f"{format_duration(prof.duration_s)})", soft_wrap=True)
 
 
@@ -242,10 +247,10 @@ def sweep(
                             progress=lambda m, d, t: bar.update(task, description=m,
                                                                 completed=d, total=t))
     ok = int((summary.status == "ok").sum())
-    out.print(f"{ok} of {len(summary)} points ok; sweep directory: [bold]{out_dir}[/]",
+    out.print(f"{ok} of {len(summary)} points ok; sweep directory: {_bold(out_dir)}",
               soft_wrap=True)
     out.print(f"backend:         {sw.spec.backend}", highlight=False)
-    out.print(f"summary:         [bold]{out_dir / 'summary.csv'}[/]", soft_wrap=True)
+    out.print(f"summary:         {_bold(out_dir / 'summary.csv')}", soft_wrap=True)
     if ok < len(summary):
         raise RunFailed(f"{len(summary) - ok} point(s) failed; see {out_dir}/sweep.json")
 
@@ -265,7 +270,7 @@ def fio_json_cmd(run_dir: Annotated[Path, typer.Argument(help="A run directory w
         raise UsageError(f"{run_dir}: no predicted.parquet (run the model: --backend sim|both)")
     paths = write_fio_json(run_dir, load_scenario(run_dir / "scenario.yaml"),
                            read_records(pred))
-    out.print(f"{len(paths)} fio JSON file(s) in [bold]{run_dir / 'fio-json'}[/]", soft_wrap=True)
+    out.print(f"{len(paths)} fio JSON file(s) in {_bold(run_dir / 'fio-json')}", soft_wrap=True)
 
 
 @app.command("show")
@@ -304,9 +309,9 @@ def report(
         bar.add_task(f"report: executing the notebook on {path}", total=None)
         outcome = make_report(path, notebook, cap)
     # soft_wrap: a path is never broken across lines, so it can be copied
-    out.print(f"report ({outcome.notebook}): [bold]{outcome.html}[/]", soft_wrap=True)
+    out.print(f"report ({outcome.notebook}): {_bold(outcome.html)}", soft_wrap=True)
     out.print(f"figures:  {len(outcome.figures)} files in "
-              f"[bold]{outcome.html.parent / 'figures'}[/]", soft_wrap=True)
+              f"{_bold(outcome.html.parent / 'figures')}", soft_wrap=True)
 
 
 @app.command("repredict")
@@ -322,10 +327,10 @@ def repredict_cmd(run_dir: Annotated[Path, typer.Argument(
     from .store import read_comparison
 
     predicted, comp = repredict(run_dir)
-    out.print(f"re-predicted: [bold]{predicted}[/]")
+    out.print(f"re-predicted: {_bold(predicted)}")
     if comp is not None:
         print_comparison(read_comparison(comp), out)
-        out.print(f"comparison:   [bold]{comp}[/]")
+        out.print(f"comparison:   {_bold(comp)}")
 
 
 def _error(message: str, code: int) -> NoReturn:

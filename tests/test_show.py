@@ -257,3 +257,12 @@ def test_brackets_in_a_reason_are_text_not_markup(tmp_path: Path) -> None:
     assert ran.stdout.splitlines() == [
         f"{run}: x (id abc), status failed (cannot write [/srv/x] [bold])",
         "backend: sim (the model); seed 1"]
+
+
+def test_a_run_directory_with_brackets_prints_as_given(tmp_path: Path) -> None:
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(yaml.safe_dump(small_dict()))
+    out = tmp_path / "[/b]" / "run"
+    ran = cowbench("run", str(scenario), "--backend", "sim", "--out", str(out))
+    assert ran.code == 0, ran.stderr
+    assert f"run directory: {out}" in ran.stdout.splitlines()
