@@ -1,4 +1,7 @@
-"""The command line as a user meets it: one-line errors, exit code 2, nothing created."""
+"""The command line as a user meets it: one-line errors, exit code 2, nothing created.
+
+In-process (``cli.main`` as the console script runs it, tests/clirun.py), except the end-to-end
+run, which is a process of its own as a user's would be."""
 
 from __future__ import annotations
 
@@ -11,15 +14,15 @@ import pandas as pd
 import pytest
 import yaml
 
+from .clirun import Ran, cowbench
 from .conftest import needs_tools, small_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def cowbench(*args: str, env: dict[str, str] | None = None,
-             cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def cowbench_process(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "cowbench", *args], capture_output=True,
-                          text=True, env=env, cwd=cwd, timeout=600, check=False)
+                          text=True, timeout=600, check=False)
 
 
 def write(tmp_path: Path, data: object, name: str = "s.yaml") -> Path:
@@ -28,8 +31,8 @@ def write(tmp_path: Path, data: object, name: str = "s.yaml") -> Path:
     return p
 
 
-def assert_clean_error(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
-    assert proc.returncode == 2, proc.stderr
+def assert_clean_error(proc: Ran, *needles: str) -> None:
+    assert proc.code == 2, proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
     for n in needles:
         assert n in proc.stderr, proc.stderr
@@ -37,7 +40,7 @@ def assert_clean_error(proc: subprocess.CompletedProcess[str], *needles: str) ->
 
 def test_validate_prints_a_summary():
     proc = cowbench("validate", str(ROOT / "scenarios" / "quickstart.yaml"))
-    assert proc.returncode == 0, proc.stderr
+    assert proc.code == 0, proc.stderr
     assert "quickstart" in proc.stdout and "4 VM(s)" in proc.stdout
 
 
@@ -106,7 +109,7 @@ def test_unknown_backend(tmp_path):
 def test_existing_run_directory_is_refused(tmp_path):
     out = tmp_path / "run"
     s = str(write(tmp_path, small_dict()))
-    assert cowbench("run", s, "--backend", "sim", "--out", str(out)).returncode == 0
+    assert cowbench("run", s, "--backend", "sim", "--out", str(out)).code == 0
     before = sorted(p.name for p in out.iterdir())
     assert_clean_error(cowbench("run", s, "--backend", "sim", "--out", str(out)), "already")
     assert sorted(p.name for p in out.iterdir()) == before
@@ -116,10 +119,10 @@ def test_sim_run_then_show(tmp_path):
     out = tmp_path / "run"
     proc = cowbench("run", str(write(tmp_path, small_dict())), "--backend", "sim", "--out",
                     str(out), "--seed", "7")
-    assert proc.returncode == 0, proc.stderr
+    assert proc.code == 0, proc.stderr
     assert (out / "predicted.parquet").exists() and not (out / "measured.parquet").exists()
     shown = cowbench("show", str(out))
-    assert shown.returncode == 0 and "status ok" in shown.stdout
+    assert shown.code == 0 and "status ok" in shown.stdout
 
 
 @needs_tools
@@ -128,7 +131,8 @@ def test_quickstart_end_to_end_meets_its_target(tmp_path):
     """The README's default scenario through the CLI (issue 2's "done when"): a complete run
     directory, and every VM's allocated_bytes predicted within 2% of the measured value."""
     out = tmp_path / "run"
-    proc = cowbench("run", str(ROOT / "scenarios" / "quickstart.yaml"), "--out", str(out))
+    proc = cowbench_process("run", str(ROOT / "scenarios" / "quickstart.yaml"), "--out",
+                            str(out))
     assert proc.returncode == 0, proc.stderr
     assert "allocated_bytes" in proc.stdout and "comparison.csv" in proc.stdout
     comp = pd.read_csv(out / "comparison.csv")

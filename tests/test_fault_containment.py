@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from cowbench.runner import run_scenario
 from cowbench.scenario import parse_scenario
 from real.world.containment import WorkTrees, check_storage_dirs
 
+from .clirun import cowbench
 from .conftest import needs_tools, small_dict
 
 
@@ -86,10 +86,8 @@ def test_a_run_through_the_cli_refuses_a_missing_storage_dir(tmp_path: Path) -> 
     scenario = tmp_path / "s.yaml"
     scenario.write_text(yaml.safe_dump(_with_storage(str(tmp_path / "nope"))))
     out = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-m", "cowbench", "run", str(scenario), "--backend",
-                           "real", "--out", str(out)], capture_output=True, text=True,
-                          timeout=120, check=False)
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    proc = cowbench("run", str(scenario), "--backend", "real", "--out", str(out))
+    assert proc.code == 2 and "Traceback" not in proc.stderr
     assert "hosts[0].storage_dir" in proc.stderr and "does not exist" in proc.stderr
     assert not out.exists()
 

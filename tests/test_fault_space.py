@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from cowbench.scenario import parse_scenario
 from cowbench.space import MARGIN_FRACTION, space_needs
 from sim import simulate
 
+from .clirun import cowbench
 from .conftest import needs_tools, processes_mentioning, small_dict
 
 pytestmark = [pytest.mark.real, needs_tools]
@@ -93,10 +93,8 @@ def test_a_run_that_cannot_fit_is_refused_before_writing(tmp_path: Path,
     scenario = tmp_path / "s.yaml"
     scenario.write_text(yaml.safe_dump(d))
     out = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-m", "cowbench", "run", str(scenario), "--backend",
-                           "real", "--out", str(out)], capture_output=True, text=True,
-                          timeout=300, check=False)
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    proc = cowbench("run", str(scenario), "--backend", "real", "--out", str(out))
+    assert proc.code == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert "hosts[0].storage_dir" in proc.stderr and "is free" in proc.stderr, proc.stderr
     assert not out.exists() and _entries(mnt) == []
 

@@ -22,6 +22,7 @@ from cowbench.errors import ScenarioError
 from cowbench.resolve import resolve
 from cowbench.scenario import load_scenario
 
+from .clirun import cowbench
 from .conftest import needs_tools, small_dict
 
 pytestmark = [pytest.mark.real, needs_tools]
@@ -82,10 +83,8 @@ def test_refusal_through_the_cli_creates_nothing(tmp_path: Path) -> None:
     image, fmt = _hostile(tmp_path, "backing-host-file")
     scenario = _scenario_with(tmp_path, image, fmt)
     out = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-m", "cowbench", "run", str(scenario), "--backend",
-                           "real", "--out", str(out)], capture_output=True, text=True,
-                          timeout=120, check=False)
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    proc = cowbench("run", str(scenario), "--backend", "real", "--out", str(out))
+    assert proc.code == 2 and "Traceback" not in proc.stderr
     assert "images[0].path" in proc.stderr and "backing file" in proc.stderr
     assert not out.exists()
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +12,7 @@ from cowbench.runner import run_scenario
 from real.workload.fio import FioResult
 from sim import simulate
 
+from .clirun import cowbench
 from .conftest import small_scenario
 
 
@@ -40,13 +39,11 @@ def test_fio_json_round_trips_through_the_real_fio_reader() -> None:
 def test_fio_json_command_writes_one_file_per_vm(tmp_path: Path) -> None:
     out = tmp_path / "run"
     run_scenario(small_scenario(), out, "sim")
-    proc = subprocess.run([sys.executable, "-m", "cowbench", "fio-json", str(out)],
-                          capture_output=True, text=True, check=False)
-    assert proc.returncode == 0, proc.stderr
+    proc = cowbench("fio-json", str(out))
+    assert proc.code == 0, proc.stderr
     files = sorted(p.name for p in (out / "fio-json").iterdir())
     assert files == ["a.json", "b.json", "c.json"]
     data = json.loads((out / "fio-json" / "a.json").read_text())
     assert data["jobs"][0]["write"]["total_ios"] == 1024  # 4 MiB of 4 KiB writes
-    bad = subprocess.run([sys.executable, "-m", "cowbench", "fio-json", str(tmp_path)],
-                         capture_output=True, text=True, check=False)
-    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    bad = cowbench("fio-json", str(tmp_path))
+    assert bad.code == 2 and "Traceback" not in bad.stderr

@@ -1,7 +1,5 @@
 """fio traces (cowbench/iolog.py) and the workload options that choose an offset source."""
 
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -11,6 +9,7 @@ from cowbench.errors import ScenarioError
 from cowbench.iolog import READ, TRIM, WRITE, TraceError, parse_iolog, parse_latlog
 from cowbench.scenario import parse_scenario
 
+from .clirun import cowbench
 from .conftest import small_dict
 
 V2 = """fio version 2 iolog
@@ -105,9 +104,8 @@ def test_bad_read_iolog_is_refused_at_load_with_exit_2(tmp_path):
     (tmp_path / "bad.iolog").write_text("fio version 3 iolog\n1 f write zz 4096\n")
     d = _with_workload(read_iolog="bad.iolog")
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(d))
-    proc = subprocess.run([sys.executable, "-m", "cowbench", "run", str(tmp_path / "s.yaml"),
-                           "--backend", "sim", "--out", str(tmp_path / "run")],
-                          capture_output=True, text=True, check=False)
-    assert proc.returncode == 2
+    proc = cowbench("run", str(tmp_path / "s.yaml"), "--backend", "sim", "--out",
+                    str(tmp_path / "run"))
+    assert proc.code == 2
     assert "workloads.w.read_iolog" in proc.stderr and "integers" in proc.stderr
     assert not (tmp_path / "run").exists()

@@ -62,8 +62,14 @@ def probes() -> list[Probe]:
     return synthetic_probes(TRUE)
 
 
-def test_fit_recovers_the_parameters_that_made_the_probes(probes: list[Probe]) -> None:
-    got = fit(probes)
+@pytest.fixture(scope="module")
+def fitted(probes: list[Probe]) -> PerfParams:
+    """``fit(probes)``, made once for the module (four tests read it; each fit takes seconds)."""
+    return fit(probes)
+
+
+def test_fit_recovers_the_parameters_that_made_the_probes(fitted: PerfParams) -> None:
+    got = fitted
     assert abs(got.stages - TRUE.stages) <= 0.5
     assert abs(got.cpu_share - TRUE.cpu_share) <= 0.15
     assert abs(got.hole_cpu_share - TRUE.hole_cpu_share) <= 0.1
@@ -84,10 +90,10 @@ def test_fit_recovers_the_parameters_that_made_the_probes(probes: list[Probe]) -
         assert model.chain(depth) == pytest.approx(truth.chain(depth), abs=8e-6)
 
 
-def test_replaying_the_fit_matches_the_probes(probes: list[Probe]) -> None:
+def test_replaying_the_fit_matches_the_probes(probes: list[Probe], fitted: PerfParams) -> None:
     from sim.perf.perf import fit_rows
 
-    rows = fit_rows(fit(probes), probes)
+    rows = fit_rows(fitted, probes)
     errs = sorted(abs(r.rel_error) for r in rows if r.metric == "iops")
     # every probe through the stack; the storage-alone probes only order the device
     assert len(errs) == len([p for p in probes if p.target != "device"]) == 38
@@ -219,10 +225,10 @@ def test_on_the_path_a_reads_transfer_holds_the_first_stage_and_a_copy_does_not(
     assert ends["allocating write"] < 2e-4   # did not wait for the copy
 
 
-def test_the_fit_finds_where_the_transfer_is_done(probes: list[Probe]) -> None:
+def test_the_fit_finds_where_the_transfer_is_done(fitted: PerfParams) -> None:
     """Probes made by a host whose read transfers are path work are fitted so (their mid-size
     read under load tells), with the bandwidth that made them; TRUE's are fitted beside."""
-    assert fit(probes).transfer_on_path is False
+    assert fitted.transfer_on_path is False
     on = TRUE.model_copy(update={"transfer_on_path": True})
     got = fit(synthetic_probes(on, ios=6000))
     assert got.transfer_on_path is True
@@ -327,12 +333,13 @@ def device_probes(queue: str) -> list[Probe]:
     return out
 
 
-def test_the_fit_reads_the_device_order_off_the_storage_probes(probes: list[Probe]) -> None:
+def test_the_fit_reads_the_device_order_off_the_storage_probes(probes: list[Probe],
+                                                               fitted: PerfParams) -> None:
     fifo, shared = device_interference(device_probes("fifo")), device_interference(
         device_probes("shared"))
     assert fifo is not None and shared is not None
     assert fifo > 0.8 and shared < 0.3
-    assert fit(probes).device_queue == "shared"  # made with TRUE, a shared device
+    assert fitted.device_queue == "shared"  # made with TRUE, a shared device
     ordered = [p for p in probes if p.target != "device"] + device_probes("fifo")
     got = fit(ordered)
     assert got.device_queue == "fifo" and got.device_interference == pytest.approx(fifo, abs=1e-3)
