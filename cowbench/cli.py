@@ -361,6 +361,8 @@ def _run_app() -> int:
         ctx = getattr(e, "ctx", None)
         hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
         _error(_one_line(fmt() if callable(fmt) else str(e)) + hint, code)
+    if rv == 130:  # typer turned a KeyboardInterrupt outside a run into exit 130
+        err.print("[red]interrupted[/]")
     return rv if isinstance(rv, int) else 0
 
 

@@ -28,12 +28,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from .compare import COMPARISON_COLUMNS
-from .errors import UsageError
+from .errors import ScenarioError, UsageError
 from .records import COLUMNS
-from .store import read_run
+from .safeload import load_yaml_file
+from .store import read_comparison, read_records, read_run
 
 SWEEP_FILE = "sweep.json"
 #: Columns every sweep frame carries ahead of the point's knobs.
@@ -81,30 +81,24 @@ def empty_records() -> pd.DataFrame:
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         return empty_records()
-    try:
-        return pd.read_parquet(path)
-    except (OSError, ValueError) as err:
-        raise UsageError(f"{path}: cannot read records: {err}") from None
+    return read_records(path)  # a regular, readable parquet of records, or a one-line error
 
 
 def _read_comparison(path: Path) -> pd.DataFrame:
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         return pd.DataFrame({c: pd.Series(dtype="float64") for c in COMPARISON_COLUMNS})
-    try:
-        return pd.read_csv(path, dtype={"entity": str, "metric": str, "unit": str})
-    except (OSError, ValueError) as err:
-        raise UsageError(f"{path}: cannot read the comparison: {err}") from None
+    return read_comparison(path)
 
 
 def _read_scenario(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
+    if not path.exists() and not path.is_symlink():
         return {}
-    except (OSError, yaml.YAMLError) as err:
-        raise UsageError(f"{path}: cannot read the resolved scenario: {err}") from None
+    try:
+        data = load_yaml_file(path, "scenario")
+    except ScenarioError as err:
+        raise UsageError(f"cannot read the resolved scenario: {err}") from None
     return data if isinstance(data, dict) else {}
 
 

@@ -357,10 +357,9 @@ def sweep_points(path: Path) -> tuple[pd.DataFrame, list[str]]:
     knob columns: from ``summary.csv`` when the sweep wrote one, else from the points."""
     summary_csv = path / "summary.csv"
     if summary_csv.is_file():
-        table = pd.read_csv(summary_csv)
+        table = _read_summary(summary_csv)
+        knobs = [c for c in table.columns if c.startswith("override.")]
         table = table.rename(columns={c: c.removeprefix("override.") for c in table.columns})
-        knobs = [c for c in pd.read_csv(summary_csv, nrows=0).columns
-                 if c.startswith("override.")]
         return _with_reasons(path, table), [k.removeprefix("override.") for k in knobs]
     from .sweep_points import point_figures
 
@@ -380,6 +379,20 @@ def sweep_points(path: Path) -> tuple[pd.DataFrame, list[str]]:
     table = pd.DataFrame(rows)
     varying = [k for k in knob_keys if table[k].astype(str).nunique(dropna=False) > 1]
     return table, varying
+
+
+def _read_summary(path: Path) -> pd.DataFrame:
+    """A sweep's summary.csv, or a one-line error if it is damaged."""
+    try:
+        table = pd.read_csv(path)
+    except (OSError, ValueError, UnicodeDecodeError) as err:  # pandas' parse errors included
+        raise UsageError(f"{path}: not a readable sweep summary ({type(err).__name__}); run "
+                         "the sweep again to rewrite it") from None
+    missing = {"point", "status"} - set(table.columns)
+    if missing:
+        raise UsageError(f"{path}: not a sweep summary (no {', '.join(sorted(missing))} "
+                         "column); run the sweep again to rewrite it")
+    return table
 
 
 def _with_reasons(path: Path, table: pd.DataFrame) -> pd.DataFrame:

@@ -172,7 +172,8 @@ def read_records(path: Path) -> pd.DataFrame:
 def read_comparison(path: Path) -> pd.DataFrame:
     """A run's ``comparison.csv``, checked like :func:`read_records`."""
     return _read_table(path, ("entity", "metric", "predicted", "measured", "rel_error"),
-                       pd.read_csv, "comparison (CSV)")
+                       lambda p: pd.read_csv(p, dtype={"entity": str, "metric": str,
+                                                       "unit": str}), "comparison (CSV)")
 
 
 def _read_table(path: Path, columns: tuple[str, ...], reader: Any, what: str) -> pd.DataFrame:
@@ -191,7 +192,7 @@ def _read_table(path: Path, columns: tuple[str, ...], reader: Any, what: str) ->
     missing = [c for c in columns if c not in df.columns]
     if missing:
         raise UsageError(f"{path}: not {what}: no column {', '.join(missing)}")
-    for c in columns:
+    for c in columns if len(df) else ():
         if c in ("entity", "metric", "unit"):
             continue
         if not pd.api.types.is_numeric_dtype(df[c]):

@@ -30,8 +30,7 @@ import contextlib
 import itertools
 import json
 import shutil
-import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -48,6 +47,7 @@ from .safeload import load_json_file, load_yaml_file
 from .scenario import Scenario, parse_scenario
 from .signals import interrupts_raise, shielded
 from .store import atomic_write_parquet, atomic_write_text, now_iso
+from .sweep_cluster import client_for, shut_down
 from .sweep_points import point_figures, run_point
 from .tools import absolute
 
@@ -372,52 +372,12 @@ def _point_status(d: Path) -> str:
     return str(meta.get("status", "missing")) if isinstance(meta, dict) else "missing"
 
 
-@contextlib.contextmanager
-def _workers_ignore_sigint() -> Iterator[None]:
-    """Worker processes started in the block inherit SIGINT ignored (an ignored signal stays
-    ignored across exec): a Ctrl-C reaches the whole process group, and it is the sweep's to
-    answer (it stops the workers), not each worker's to die of with a traceback."""
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, old)
-
-
-def _client(scheduler: str, workers: int | None) -> Any:
-    import logging
-
-    from dask.distributed import Client, LocalCluster
-
-    logging.getLogger("distributed").setLevel(logging.WARNING)  # the CLI's level, not Dask's
-    if scheduler == "local":
-        with _workers_ignore_sigint():
-            cluster = LocalCluster(  # type: ignore[no-untyped-call]
-                n_workers=workers or 2, threads_per_worker=1, processes=True,
-                host="127.0.0.1", dashboard_address=None, silence_logs=logging.WARNING)
-        return Client(cluster), cluster  # type: ignore[no-untyped-call]
-    if scheduler == "inprocess":
-        client = Client(  # type: ignore[no-untyped-call]
-            processes=False, n_workers=1, threads_per_worker=workers or 1,
-            dashboard_address=None)
-        return client, None
-    try:
-        return Client(scheduler, timeout="5s"), None  # type: ignore[no-untyped-call]
-    except (OSError, TimeoutError) as err:
-        raise UsageError(f"cannot reach the Dask scheduler at {scheduler}: {err}") from None
-
-
 def _execute(sweep: Sweep, out: Path, todo: list[Point], entries: dict[str, dict[str, Any]],
              scheduler: str, workers: int | None, progress: ProgressFn, done: int,
              start: str) -> None:
     from dask.distributed import as_completed
 
-    client, cluster = _client(scheduler, workers)
+    client, cluster = client_for(scheduler, workers)
     futures: dict[Any, Point] = {}
     try:
         futures = {client.submit(run_point, p.scenario.model_dump(mode="json"), p.seed,
@@ -440,22 +400,7 @@ def _execute(sweep: Sweep, out: Path, todo: list[Point], entries: dict[str, dict
                 _write_json(out, {**_sweep_meta(sweep, entries, "running"), "start": start})
     finally:
         with shielded():
-            _shut_down(client, cluster, list(futures))
-
-
-def _shut_down(client: Any, cluster: Any, futures: list[Any]) -> None:
-    """Cancel what has not run and close what this sweep started (an interrupt waits)."""
-    import logging
-
-    logging.getLogger("distributed").setLevel(logging.ERROR)  # no warnings as workers stop
-    with contextlib.suppress(Exception):
-        if futures:
-            client.cancel(futures, force=True)
-    with contextlib.suppress(Exception):
-        client.close(timeout=10)
-    if cluster is not None:
-        with contextlib.suppress(Exception):
-            cluster.close(timeout=10)
+            shut_down(client, cluster, list(futures))
 
 
 def write_summary(sweep: Sweep, out: Path, entries: dict[str, dict[str, Any]]) -> pd.DataFrame:

@@ -158,3 +158,117 @@ def test_hostile_or_empty_yaml(tmp_path: Path, text: str, needle: str) -> None:
 def test_key_path_format() -> None:
     assert key_path(("vms", 0, "image")) == "vms[0].image"
     assert re.fullmatch(r"workloads\.w\.bs", key_path(("workloads", "w", "bs")))
+
+
+# -- damaged run and sweep directories --------------------------------------------------------
+
+DAMAGES = ["truncate", "junk", "empty", "directory", "fifo", "dev-zero", "json-list",
+           "json-bad-status", "delete", "deep-yaml", "dup-yaml"]
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A finished model run and a finished two-point sweep, to copy and damage."""
+    from cowbench.runner import run_scenario
+    from cowbench.scenario import parse_scenario
+    from cowbench.sweep import load_sweep, run_sweep
+
+    base = tmp_path_factory.mktemp("pristine")
+    run_scenario(parse_scenario(small_dict()), base / "run", "sim")
+    (base / "s.yaml").write_text(yaml.safe_dump(small_dict()))
+    (base / "sw.yaml").write_text(yaml.safe_dump({"scenario": "s.yaml", "seeds": 2}))
+    run_sweep(load_sweep(base / "sw.yaml"), base / "sweep", "inprocess")
+    return {"run": base / "run", "sweep": base / "sweep", "spec": base / "sw.yaml"}
+
+
+def _files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()
+                  and "raw" not in p.relative_to(root).parts)
+
+
+def _damage(path: Path, kind: str, cut: int) -> None:
+    import json
+    import os
+
+    text = path.read_bytes()
+    if kind in ("directory", "fifo", "dev-zero", "delete"):
+        path.unlink()
+    if kind == "truncate":
+        path.write_bytes(text[:cut % (len(text) + 1)])
+    elif kind == "junk":
+        path.write_bytes(text[:cut % (len(text) + 1)] + b"\x00\xff{[\"" + text[cut:])
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "directory":
+        path.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "dev-zero":
+        path.symlink_to("/dev/zero")
+    elif kind == "json-list":
+        path.write_text("[1, 2, 3]")
+    elif kind == "json-bad-status":
+        path.write_text(json.dumps({"status": {"x": [1]}, "seed": "nope", "reason": "[red]x",
+                                    "points": 7}))
+    elif kind == "deep-yaml":
+        path.write_text("a: " + "[" * 300 + "]" * 300)
+    elif kind == "dup-yaml":
+        path.write_text("name: a\nname: b\n")
+
+
+def _in_time(args: list[str]) -> tuple[int, str]:
+    """``cowbench ARGS`` in-process; a read that blocks (a FIFO) fails the test, not hangs."""
+    import signal
+
+    def expire(_s: int, _f: Any) -> None:
+        raise TimeoutError("the command blocked for 60 s")
+
+    old = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(60)
+    err = io.StringIO()
+    code: int | str | None = 0
+    argv, sys.argv = sys.argv, ["cowbench", *args]
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            main()
+    except SystemExit as e:
+        code = e.code
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+        sys.argv = argv
+    return int(code or 0), err.getvalue()
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_commands_on_damaged_run_and_sweep_dirs_fail_cleanly(pristine: dict[str, Path],
+                                                              data: st.DataObject) -> None:
+    import shutil
+    import tempfile
+
+    which = data.draw(st.sampled_from(["run", "sweep"]))
+    files = _files(pristine[which])
+    target = data.draw(st.sampled_from(files))
+    kind = data.draw(st.sampled_from(DAMAGES))
+    cut = data.draw(st.integers(0, 4000))
+    commands = ([["show"], ["fio-json"], ["repredict"]] if which == "run" else
+                [["show"], ["sweep", str(pristine["spec"]), "--scheduler", "inprocess",
+                            "--out"]])
+    command = data.draw(st.sampled_from(commands))
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp) / which
+        shutil.copytree(pristine[which], d, symlinks=True)
+        _damage(d / target, kind, cut)
+        code, stderr = _in_time([*command, str(d)])
+        assert code in (0, 1, 2), (target, kind, command, code, stderr)
+        assert "Traceback" not in stderr, stderr
+        lines = [line for line in stderr.splitlines() if line.strip()]
+        if code:
+            assert lines and all(line.startswith("error: ") for line in lines), \
+                (target, kind, command, stderr)
+            assert "internal error" not in stderr, (target, kind, command, stderr)
+        if which == "sweep" and command[0] == "sweep" and (d / "sweep.json").is_file():
+            meta = (d / "sweep.json").read_text()
+            assert '"status": "running"' not in meta, meta
