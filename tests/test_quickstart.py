@@ -59,3 +59,14 @@ def test_quickstart_exactly_as_the_readme_writes_it() -> None:
             shutil.rmtree(run)
         if not had_results and results.is_dir() and not any(results.iterdir()):
             results.rmdir()
+
+
+def test_fresh_check_refuses_an_unknown_option_before_doing_anything() -> None:
+    """scripts/fresh-check.sh itself runs in CI (.ci/run, after the suite); here only its
+    usage error: exit 2, one line, nothing built."""
+    proc = subprocess.run([str(ROOT / "scripts" / "fresh-check.sh"), "--bogus"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "fresh-check: unknown option --bogus (--keep, -- PYTEST ARGS)"]
+    assert proc.stdout == ""
