@@ -62,6 +62,10 @@ class Backend(ABC):
         """The scenario's records, predicted."""
         raise self._lacks("simulate a scenario")
 
+    def predict_space(self, scenario: Scenario, seed: int | None = None) -> pd.DataFrame:
+        """The allocation figures the free-space check needs (a model may skip the rest)."""
+        return self.simulate(scenario, seed)
+
     def integrity(self, log: RawLog) -> Checks:
         """A fresh record of the checks a run makes (passed to :meth:`execute`)."""
         raise self._lacks("check images")

@@ -85,8 +85,11 @@ def run_scenario(scenario: Scenario, out: Path, backend: str | None = None,
     predicted = None
     if use_real:
         progress("model: predicting the space the real run needs")
-        predicted = get_backend("sim").simulate(scenario, seed)
-        check_free_space(scenario, predicted, out)
+        model = get_backend("sim")
+        # the model's run serves both; alone, the real run needs only its allocation
+        space = model.simulate(scenario, seed) if use_sim else model.predict_space(scenario, seed)
+        check_free_space(scenario, space, out)
+        predicted = space if use_sim else None
     rd = RunDir.create(out)
     run = _Run(rd, scenario, seed, use_sim, use_real, progress, meta or {})
     return run.go(predicted)

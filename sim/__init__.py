@@ -4,6 +4,6 @@
 never the real backend.
 """
 
-from .driver import simulate
+from .driver import predict_space, simulate
 
-__all__ = ["simulate"]
+__all__ = ["predict_space", "simulate"]

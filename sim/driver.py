@@ -18,7 +18,7 @@ from cowbench.records import Recorder
 from cowbench.scenario import Scenario
 from sim.fleet.fleet import simulate_fleet
 from sim.perf import perf
-from sim.world.model import record_images, simulate_vms
+from sim.world.model import place_vms, record_images, simulate_vms, untimed_is_upper_bound
 from sim.world.timeline import simulate_timeline
 
 
@@ -42,6 +42,21 @@ def simulate(scenario: Scenario, seed: int | None = None,
     return rec.frame()
 
 
+def predict_space(scenario: Scenario, seed: int | None = None) -> pd.DataFrame:
+    """The model's allocation figures, for the free-space check before a real run alone: its
+    VMs' writes applied without the clock (``sim.world.model.place_vms``) where that is an
+    upper bound of what :func:`simulate` allocates, else :func:`simulate` itself."""
+    seed = scenario.seed if seed is None else seed
+    if seed != scenario.seed:
+        scenario = scenario.model_copy(update={"seed": seed})
+    if scenario.fleet is not None or scenario.timeline is not None \
+            or not untimed_is_upper_bound(scenario):
+        return simulate(scenario, seed)
+    rec = Recorder("sim", seed)
+    place_vms(scenario, rec)
+    return rec.frame()
+
+
 class SimBackend(Backend):
     """The model, as the core finds it (``cowbench.backends``, entry point ``sim``)."""
 
@@ -53,6 +68,9 @@ class SimBackend(Backend):
     def simulate(self, scenario: Scenario, seed: int | None = None,
                  traces: Mapping[str, Sequence[Trace]] | None = None) -> pd.DataFrame:
         return simulate(scenario, seed, traces)
+
+    def predict_space(self, scenario: Scenario, seed: int | None = None) -> pd.DataFrame:
+        return predict_space(scenario, seed)
 
     def fit(self, probes: Sequence[Probe]) -> PerfParams:
         return perf.fit(probes)
