@@ -11,9 +11,11 @@ import itertools
 import json
 import os
 import re
+import select
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -233,6 +235,27 @@ def proc_io(pid: int) -> dict[str, int]:
         key, _, value = line.partition(":")
         out[key.strip()] = int(value)
     return out
+
+
+def wait_exit(pids: Sequence[int], timeout: float) -> None:
+    """Sleep until one of ``pids`` exits or ``timeout`` seconds pass, woken by the exit itself
+    (a pidfd turns readable) rather than by polling; callers then check who exited. Where
+    pidfds are missing (Linux before 5.3), a short sleep instead."""
+    fds: list[int] = []
+    try:
+        for pid in pids:
+            try:
+                fds.append(os.pidfd_open(pid))
+            except ProcessLookupError:
+                return  # gone already
+            except (OSError, AttributeError):
+                time.sleep(min(timeout, 0.02))
+                return
+        if fds:
+            select.select(fds, [], [], timeout)
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 def pid_alive(pid: int) -> bool:

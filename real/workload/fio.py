@@ -82,6 +82,11 @@ class FioRun:
                                          cwd=self.dir)
         return self
 
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
     def poll(self) -> int | None:
         assert self.proc is not None
         return self.proc.poll()

@@ -17,7 +17,7 @@ from types import TracebackType
 
 from cowbench.errors import CowbenchError
 from cowbench.signals import shielded
-from cowbench.tools import RawLog, pid_alive, proc_io, run
+from cowbench.tools import RawLog, pid_alive, proc_io, run, wait_exit
 
 _PR_SET_CHILD_SUBREAPER = 36
 
@@ -95,12 +95,12 @@ def _terminate(pid: int, timeout: float) -> None:
     if pid_alive(pid):
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while pid_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.02)
+        while pid_alive(pid) and (left := deadline - time.monotonic()) > 0:
+            wait_exit([pid], left)
         if pid_alive(pid):
             os.kill(pid, signal.SIGKILL)
             while pid_alive(pid):
-                time.sleep(0.02)
+                wait_exit([pid], 1.0)
     _reap(pid)
 
 

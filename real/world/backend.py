@@ -18,7 +18,7 @@ from pathlib import Path
 from cowbench.records import Recorder
 from cowbench.scenario import VM, Image, Scenario, Workload
 from cowbench.signals import shielded
-from cowbench.tools import RawLog, run
+from cowbench.tools import RawLog, run, wait_exit
 from cowbench.units import format_duration
 from real.measure.integrity import Integrity
 from real.storage.strategies import make_root_disk
@@ -137,9 +137,11 @@ def check_images(scenario: Scenario, work: Path, check: Integrity) -> None:
 Job = tuple[VM, Workload, Path, str]
 
 
-def run_workloads(scenario: Scenario, jobs: list[Job], log: RawLog, progress: Progress
+def run_workloads(scenario: Scenario, jobs: list[Job], log: RawLog, progress: Progress,
+                  fio_done: Callable[[], None] | None = None
                   ) -> tuple[dict[str, FioResult], dict[str, dict[str, int]]]:
-    """Export each job's disk, run every fio at once, flush, and read each qemu-nbd's I/O."""
+    """Export each job's disk, run every fio at once, flush, and read each qemu-nbd's I/O.
+    ``fio_done`` is called once every fio has exited, before the exports are flushed."""
     results: dict[str, FioResult] = {}
     host_io: dict[str, dict[str, int]] = {}
     if not jobs:
@@ -167,6 +169,8 @@ def run_workloads(scenario: Scenario, jobs: list[Job], log: RawLog, progress: Pr
         _wait_all(runs, progress)
         for name, r in runs.items():
             results[name] = r.wait()
+        if fio_done is not None:
+            fio_done()
         progress("flushing exports")
         for name, e in exports.items():
             e.flush()
@@ -194,7 +198,8 @@ def _wait_all(runs: dict[str, FioRun], progress: Progress) -> None:
                 r.wait()  # raises ToolError with fio's own message
         progress(f"fio: {len(runs) - len(pending)}/{len(runs)} VMs done, "
                  f"{format_duration(round(time.monotonic() - t0))}")
-        time.sleep(0.1)
+        if pending:  # woken by the next exit (a second at most, for the progress line)
+            wait_exit([r.pid for r in pending.values()], 1.0)
 
 
 def record_fio(rec: Recorder, entity: str, wl: Workload, result: FioResult,
