@@ -100,6 +100,31 @@ def test_an_unchanged_base_passes(tmp_path: Path) -> None:
     assert entry["before"] == entry["after"] == file_digest(base)
 
 
+@pytest.mark.parametrize("compressed", [False, True])
+def test_a_base_is_held_to_its_images_content(tmp_path: Path, compressed: bool) -> None:
+    """The base's first digest is the image's guest content, hashed while it is converted
+    (the base itself then goes unread until the end); a base that does not hold that content
+    fails, and where the map cannot say (compressed data) the base itself is hashed."""
+    src = _image_with_data(tmp_path)
+    if compressed:
+        subprocess.run(["qemu-img", "convert", "-c", "-O", "qcow2", str(src),
+                        str(tmp_path / "c.qcow2")], check=True)
+        src = tmp_path / "c.qcow2"
+    base = tmp_path / "base"
+    it = Integrity()
+    it.hash_expected("cache:h/img", base, src, "qcow2")
+    subprocess.run(["qemu-img", "convert", "-O", "raw", str(src), str(base)], check=True)
+    it.settle()
+    entry = it.checksums["cache:h/img"]
+    assert entry["before"] == file_digest(base)
+    assert ("before_from" in entry) == (not compressed)
+    with open(base, "r+b") as f:  # a converted byte that is not the image's
+        f.write(b"\xff")
+    it.compare()
+    it.close()
+    assert len(it.problems) == 1 and "cache:h/img: base changed" in it.problems[0]
+
+
 def _damage(fault: str, disks: dict[str, tuple[Path, str]]) -> None:
     overlay = disks["c"][0]  # the sequential writer: data clusters from 1 MiB on
     if fault == "leak":
@@ -118,12 +143,23 @@ def _damage(fault: str, disks: dict[str, tuple[Path, str]]) -> None:
                                            ("base", "base changed")])
 def test_a_damaged_run_fails_and_says_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                           no_leaks: None, fault: str, problem: str | None) -> None:
-    """The damage is done after fio, once the exports are stopped, as a bug would leave it."""
+    """The damage is done after fio, as a bug would leave it: an overlay's once the exports
+    are stopped, a base's as soon as fio is done (the final digests start then)."""
     original = real.driver.run_workloads
 
-    def damaging(scenario: Any, jobs: list[Any], *a: Any) -> Any:
-        result = original(scenario, jobs, *a)
-        _damage(fault, {vm.name: (path, fmt) for vm, _, path, fmt in jobs})
+    def damaging(scenario: Any, jobs: list[Any], *a: Any,
+                 fio_done: Callable[[], None] | None = None) -> Any:
+        disks = {vm.name: (path, fmt) for vm, _, path, fmt in jobs}
+
+        def base_damaged_then_hashed() -> None:
+            if fault == "base":
+                _damage(fault, disks)
+            if fio_done is not None:
+                fio_done()
+
+        result = original(scenario, jobs, *a, fio_done=base_damaged_then_hashed)
+        if fault != "base":
+            _damage(fault, disks)
         return result
 
     monkeypatch.setattr(real.driver, "run_workloads", damaging)
