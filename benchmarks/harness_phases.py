@@ -43,19 +43,33 @@ PHASES = [
     ("cowbench.runner", "tool_versions"),
     ("real", "execute"),
     ("real.world.backend", "write_synthetic"),
+    ("real.backend", "write_synthetic"),  # the layout before real/ had sub-packages
     ("real.driver", "fetch_to_cache"),
+    ("real.backend", "fetch_to_cache"),
+    ("real.measure.integrity", "Integrity.hash_before"),
+    ("real.integrity", "Integrity.hash_before"),
     ("real.driver", "create_disk"),
+    ("real.backend", "create_disk"),
     ("real.measure.integrity", "Integrity.settle"),
     ("real.driver", "run_workloads"),
+    ("real.backend", "_run_workloads"),
     ("real.workload.nbd", "NbdExport.start"),
+    ("real.nbd", "NbdExport.start"),
     ("real.workload.nbd", "NbdExport.flush"),
+    ("real.nbd", "NbdExport.flush"),
     ("real.workload.nbd", "NbdExport.stop"),
+    ("real.nbd", "NbdExport.stop"),
     ("real.world.backend", "_wait_all"),
+    ("real.backend", "_wait_all"),
     ("os", "sync"),
     ("real.driver", "_measure"),
+    ("real.backend", "_measure"),
     ("real.measure.integrity", "Integrity.check"),
+    ("real.integrity", "Integrity.check"),
     ("real.driver", "check_images"),
+    ("real.backend", "check_images"),
     ("real.measure.integrity", "Integrity.compare"),
+    ("real.integrity", "Integrity.hash_after"),
     ("cowbench.store", "RunDir.write_records"),
     ("cowbench.store", "RunDir.write_meta"),
     ("cowbench.tools", "RawLog.record"),
@@ -93,7 +107,8 @@ def wrap_all() -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()))
+    ap.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()),
+                    help="where the run directory goes (the storage measured)")
     args, extra = ap.parse_known_args()
     wrap_all()
     top = Path(tempfile.mkdtemp(prefix="cowbench-phases-", dir=args.dir))
