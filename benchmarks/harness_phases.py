@@ -36,11 +36,13 @@ ROOT = Path(__file__).resolve().parents[1]
 PHASES = [
     ("cowbench.cli", "run"),
     ("cowbench.runner", "run_scenario"),
-    ("sim", "predict_space"),
-    ("sim", "simulate"),
+    ("sim.driver", "SimBackend.predict_space"),
+    ("sim.driver", "SimBackend.simulate"),
+    ("sim", "simulate"),  # before the backends registry
     ("cowbench.runner", "check_free_space"),
     ("cowbench.runner", "host_facts"),
     ("cowbench.runner", "tool_versions"),
+    ("real.driver", "RealBackend.execute"),
     ("real", "execute"),
     ("real.world.backend", "write_synthetic"),
     ("real.backend", "write_synthetic"),  # the layout before real/ had sub-packages
