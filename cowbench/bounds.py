@@ -11,7 +11,8 @@ The exact model keeps, per disk, an allocation map of about 11 bytes per cluster
 arrays and the cluster's place in the file, ``sim.storage.disk``), per cached base one byte per
 4 KiB block, and per VM about 8 KiB of objects and records. Measured (``/usr/bin/time -v``):
 359 KiB per VM of 2 GiB with 64 KiB clusters (352 KiB estimated); 1.72 GiB peak for 10^5 VMs
-of 64 MiB (1.7 GiB estimated), in 28 s of CPU. The time figure (0.3 ms per VM, 10 us per
+of 64 MiB (1.7 GiB estimated), in 28 s of CPU; the fleet-year (10^5 arrivals, fluid) 1.05 GiB
+(1.0 GiB estimated) in 9 s of CPU. The time figure (0.3 ms per VM, 10 us per
 simulated I/O) is a rough guide, not a promise.
 """
 
@@ -147,7 +148,7 @@ def fleet_cost(f: Fleet, duration: float) -> tuple[int, float]:
     passes = duration / f.image_cache.manager_interval
     mem = (f.vms * 400 + pairs * 80 + samples * f.hosts.count * 120 + snaps * 80
            + migs * 600)
-    secs = f.vms * 2e-4 + pairs * 2e-6 + (snaps + migs) * 2e-5 + passes * f.hosts.count * 1e-6
+    secs = f.vms * 2e-5 + pairs * 3e-7 + (snaps + migs) * 5e-6 + passes * f.hosts.count * 1e-6
     return int(mem), secs
 
 

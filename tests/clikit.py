@@ -1,12 +1,11 @@
-"""``cowbench`` in-process, exactly as its console script runs it (``cowbench.cli.main``), so
-the one-line error handling of ``main`` is exercised, not bypassed as CliRunner would."""
+"""Assertions on ``cowbench`` run in-process (``tests.clirun``, through ``cli.main`` as the
+console script runs it): one-line errors and exit codes."""
 
 from __future__ import annotations
 
-import contextlib
-import io
-import sys
 from dataclasses import dataclass
+
+from .clirun import cowbench
 
 
 @dataclass
@@ -21,20 +20,8 @@ class Result:
 
 
 def cli(*args: str) -> Result:
-    from cowbench.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    argv = sys.argv
-    sys.argv = ["cowbench", *args]
-    code: int | str | None = 0
-    try:
-        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
-            main()
-    except SystemExit as e:
-        code = e.code
-    finally:
-        sys.argv = argv
-    return Result(int(code or 0), out.getvalue(), err.getvalue())
+    ran = cowbench(*args)
+    return Result(ran.code, ran.stdout, ran.stderr)
 
 
 def assert_one_line(r: Result, code: int, *needles: str) -> None:

@@ -145,3 +145,16 @@ def test_a_sweep_that_fails_late_never_stays_running(tmp_path: Path,
     assert_one_line(r, 1, "sweep failed: MemoryError")
     meta = json.loads((out / "sweep.json").read_text())
     assert meta["status"] == "failed" and meta["reason"].startswith("MemoryError")
+
+
+def test_an_os_error_anywhere_is_one_line(tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """E.g. a storage_dir under a directory the user cannot traverse (EACCES from stat)."""
+    import cowbench.cli
+
+    def denied(*_a: Any, **_k: Any) -> None:
+        raise PermissionError(13, "Permission denied", "/srv/locked/scratch")
+
+    monkeypatch.setattr(cowbench.cli, "_load", denied)
+    r = cli("validate", str(_scenario(tmp_path)))
+    assert_one_line(r, 1, "Permission denied: /srv/locked/scratch")
