@@ -18,6 +18,11 @@ class Ran:
     stdout: str
     stderr: str
 
+    @property
+    def returncode(self) -> int:
+        """The exit code under subprocess's name, so a test reads either kind of run."""
+        return self.code
+
 
 def cowbench(*args: str, env: dict[str, str | None] | None = None) -> Ran:
     """Run ``cowbench *args`` through ``main()`` with stdout and stderr captured."""

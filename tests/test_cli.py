@@ -14,15 +14,26 @@ import pandas as pd
 import pytest
 import yaml
 
-from .clirun import Ran, cowbench
+from .clirun import Ran
+from .clirun import cowbench as cowbench_here
 from .conftest import needs_tools, small_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def cowbench_process(*args: str) -> subprocess.CompletedProcess[str]:
+def cowbench(*args: str, env: dict[str, str] | None = None,
+             cwd: Path | None = None) -> Ran | subprocess.CompletedProcess[str]:
+    """``cowbench ARGS`` in this process; with ``cwd`` (where a run starts is what the test is
+    about: relative paths) in a process of its own started there."""
+    if cwd is not None:
+        return cowbench_process(*args, env=env, cwd=cwd)
+    return cowbench_here(*args, env=dict(env) if env is not None else None)
+
+
+def cowbench_process(*args: str, env: dict[str, str] | None = None,
+                     cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "cowbench", *args], capture_output=True,
-                          text=True, timeout=600, check=False)
+                          text=True, env=env, cwd=cwd, timeout=600, check=False)
 
 
 def write(tmp_path: Path, data: object, name: str = "s.yaml") -> Path:
@@ -31,8 +42,8 @@ def write(tmp_path: Path, data: object, name: str = "s.yaml") -> Path:
     return p
 
 
-def assert_clean_error(proc: Ran, *needles: str) -> None:
-    assert proc.code == 2, proc.stderr
+def assert_clean_error(proc: Ran | subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
     for n in needles:
         assert n in proc.stderr, proc.stderr
@@ -40,7 +51,7 @@ def assert_clean_error(proc: Ran, *needles: str) -> None:
 
 def test_validate_prints_a_summary():
     proc = cowbench("validate", str(ROOT / "scenarios" / "quickstart.yaml"))
-    assert proc.code == 0, proc.stderr
+    assert proc.returncode == 0, proc.stderr
     assert "quickstart" in proc.stdout and "4 VM(s)" in proc.stdout
 
 
@@ -109,7 +120,7 @@ def test_unknown_backend(tmp_path):
 def test_existing_run_directory_is_refused(tmp_path):
     out = tmp_path / "run"
     s = str(write(tmp_path, small_dict()))
-    assert cowbench("run", s, "--backend", "sim", "--out", str(out)).code == 0
+    assert cowbench("run", s, "--backend", "sim", "--out", str(out)).returncode == 0
     before = sorted(p.name for p in out.iterdir())
     assert_clean_error(cowbench("run", s, "--backend", "sim", "--out", str(out)), "already")
     assert sorted(p.name for p in out.iterdir()) == before
@@ -119,10 +130,10 @@ def test_sim_run_then_show(tmp_path):
     out = tmp_path / "run"
     proc = cowbench("run", str(write(tmp_path, small_dict())), "--backend", "sim", "--out",
                     str(out), "--seed", "7")
-    assert proc.code == 0, proc.stderr
+    assert proc.returncode == 0, proc.stderr
     assert (out / "predicted.parquet").exists() and not (out / "measured.parquet").exists()
     shown = cowbench("show", str(out))
-    assert shown.code == 0 and "status ok" in shown.stdout
+    assert shown.returncode == 0 and "status ok" in shown.stdout
 
 
 @needs_tools
