@@ -2,7 +2,7 @@
 
 Exit codes: 0 success; 1 a run that started and failed (run.json says why); 2 bad input or a
 missing tool (nothing was created); 130 interrupted. A :class:`CowbenchError` is printed as one
-line per problem, never as a traceback.
+line per problem, a bad option or any other exception as one line, never as a traceback.
 """
 
 from __future__ import annotations
@@ -85,12 +85,12 @@ def validate(scenario: Annotated[Path, typer.Argument(help="Scenario file (YAML)
     _print_estimate(s)
 
 
-def _print_estimate(s: Scenario) -> None:
+def _print_estimate(s: Scenario, console: Console | None = None) -> None:
     from .bounds import estimate
 
     line = estimate(s)
     if line:
-        out.print(line, soft_wrap=True)
+        (console or out).print(line, soft_wrap=True, highlight=False)
 
 
 @app.command()
@@ -120,6 +120,7 @@ def run(
 
         s = with_profile(s, profile, str(scenario))
     chosen = backend or default_backend(s)
+    _print_estimate(s, err)  # a large model says what it will take before it starts
     if out_dir is None:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         out_dir = Path("results") / f"{s.name}-{stamp}"

@@ -1,7 +1,8 @@
 """One error root for everything cowbench reports to a user.
 
 The CLI turns any :class:`CowbenchError` into a one-line message and exit code 2 (bad input,
-missing tool) or 1 (a run that started and failed); anything else is a bug and keeps its traceback.
+missing tool) or 1 (a run that started and failed); anything else is a bug, printed as one
+``internal error`` line (its traceback with ``COWBENCH_DEBUG=1``).
 """
 
 from __future__ import annotations
