@@ -7,7 +7,8 @@ right-censored: a replication in which no host fills says only "later than the d
 the interval reported is for the **median** time to full, from order statistics (distribution
 free, valid with censoring as long as the upper order statistic is observed): the smallest
 ``[X_(j), X_(k)]`` with ``P(j <= B < k) >= level`` for ``B ~ Binomial(n, 1/2)``. The mean and a
-normal-theory interval of the mean are given too when every replication filled.
+Student t interval of the mean are given too when every replication filled. The binomial and
+t quantiles are scipy.stats', not a table kept here.
 """
 
 from __future__ import annotations
@@ -17,12 +18,9 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 QUANTILES = (0.5, 0.95, 0.99)
-# two-sided 95% Student t quantiles by degrees of freedom (df > 30: the normal's 1.96)
-_T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
-        2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
-        2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
 
 
 def bands(series: pd.DataFrame) -> pd.DataFrame:
@@ -38,26 +36,43 @@ def bands(series: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
+def _coverage(n: int, j: int) -> float:
+    """P(X_(j+1) <= median < X_(n-j)) for n draws: P(j < B < n - j), B ~ Binomial(n, 1/2)."""
+    return float(stats.binom.cdf(n - j - 1, n, 0.5) - stats.binom.cdf(j, n, 0.5))
+
+
+def seeds_needed(level: float = 0.95) -> int:
+    """The fewest replications whose extremes bracket the median with ``level`` confidence
+    (6 for 95%: 1 - 2/2^6 = 96.9%)."""
+    n = 1
+    while _coverage(n, 0) < level:
+        n += 1
+    return n
+
+
 def median_ci(values: Sequence[float] | np.ndarray, level: float = 0.95) -> tuple[float, float]:
-    """Distribution-free interval of the median; ``inf`` marks a censored (unobserved) bound."""
+    """Distribution-free interval of the median ``[X_(j+1), X_(n-j)]``, the narrowest whose
+    coverage (binomial, scipy.stats) is at least ``level``; ``inf`` marks a censored bound.
+    With fewer replications than :func:`seeds_needed` no interval exists: ``(nan, nan)``."""
     x = np.sort(np.asarray(values, dtype=np.float64))
     n = x.size
-    if n == 0:
+    if n == 0 or n < seeds_needed(level):
         return math.nan, math.nan
-    pmf = [math.comb(n, i) / 2.0**n for i in range(n + 1)]
-    best: tuple[int, int] | None = None
-    for j in range(n // 2 + 1):  # symmetric: [X_(j+1), X_(n-j)] (1-based)
-        cover = sum(pmf[j + 1:n - j])
-        if cover >= level:
-            best = (j, n - 1 - j)
-    if best is None:
-        return -math.inf, math.inf  # too few replications for this level
-    return float(x[best[0]]), float(x[best[1]])
+    j = 0
+    while j + 1 < n - j - 1 and _coverage(n, j + 1) >= level:
+        j += 1
+    return float(x[j]), float(x[n - 1 - j])
 
 
-def time_to_full_summary(ttf: Sequence[float], duration: float,
+def time_to_full_summary(ttf: Sequence[float] | np.ndarray, duration: float,
                          level: float = 0.95) -> dict[str, float]:
-    """Summary of per-replication times to full (NaN = no host filled within ``duration``)."""
+    """Summary of per-replication times to full (NaN = no host filled within ``duration``).
+
+    A replication that did not fill is censored at ``duration``: it says only "later". The
+    median and its interval are ``inf`` where they fall among censored replications; with too
+    few replications for an interval, ``median_ci_*`` are NaN and ``seeds_needed`` says how
+    many would give one. The mean and its Student t interval (scipy.stats) only when every
+    replication filled."""
     x = np.asarray(ttf, dtype=np.float64)
     censored = np.where(np.isnan(x), np.inf, x)
     n, full = int(x.size), int(np.isfinite(censored).sum())
@@ -65,12 +80,12 @@ def time_to_full_summary(ttf: Sequence[float], duration: float,
     med = float(np.median(censored)) if n else math.nan
     out = {"replications": n, "filled": full, "duration_s": duration,
            "median_s": med, "median_ci_low_s": lo, "median_ci_high_s": hi,
-           "level": level, "mean_s": math.nan, "mean_ci_low_s": math.nan,
-           "mean_ci_high_s": math.nan, "min_s": float(censored.min()) if n else math.nan,
+           "level": level, "seeds_needed": seeds_needed(level), "mean_s": math.nan,
+           "mean_ci_low_s": math.nan, "mean_ci_high_s": math.nan,
+           "min_s": float(censored.min()) if n else math.nan,
            "max_s": float(censored.max()) if n else math.nan}
-    if n >= 2 and full == n and level == 0.95:
-        t = _T95[n - 2] if n - 1 <= len(_T95) else 1.96
-        half = t * float(x.std(ddof=1)) / math.sqrt(n)
+    if n >= 2 and full == n:
+        half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * float(x.std(ddof=1)) / math.sqrt(n)
         out.update(mean_s=float(x.mean()), mean_ci_low_s=float(x.mean()) - half,
                    mean_ci_high_s=float(x.mean()) + half)
     return out

@@ -182,8 +182,15 @@ def test_snapshots_and_migrations_move_bytes() -> None:
 
 def test_median_interval_by_order_statistics() -> None:
     assert median_ci(np.arange(10.0)) == (1.0, 8.0)  # [X(2), X(9)] covers 97.9%
-    lo, hi = median_ci([1.0, 2.0, 3.0])
-    assert (lo, hi) == (-np.inf, np.inf)  # three replications cannot give 95%
+    lo, hi = median_ci([1.0, 2.0, 3.0, 4.0, 5.0])
+    assert np.isnan(lo) and np.isnan(hi)  # five replications cannot give 95% (93.75%)
+    assert median_ci(np.arange(6.0)) == (0.0, 5.0)  # six can: 1 - 2/64 = 96.9%
+    few = time_to_full_summary([1.0, 2.0, 3.0], 10.0)
+    assert few["seeds_needed"] == 6 and np.isnan(few["median_ci_low_s"])
+    # every replication filled: the mean with Student's t interval (t(0.975, 3) = 3.182)
+    full = time_to_full_summary([10.0, 12.0, 14.0, 16.0], 100.0)
+    half = 3.1824463 * np.std([10.0, 12.0, 14.0, 16.0], ddof=1) / 2
+    assert full["mean_ci_low_s"] == pytest.approx(13.0 - half)
     s = time_to_full_summary([100.0, 110.0, np.nan, 120.0, 105.0, 130.0, 90.0, 95.0], 200.0)
     assert s["filled"] == 7 and s["median_ci_high_s"] == np.inf  # censored upper bound
     assert np.isnan(s["mean_s"])
