@@ -14,8 +14,9 @@ snapshot, each migration, each VM's end. Records (the run directory's tidy shape
 - ``cache:<h>``: ``allocated_bytes`` of ``_base`` per sample;
 - ``vm:<id>``: ``allocated_bytes``, ``data_clusters``, ``host_read_bytes`` (the boot burst) at
   the end of the VM's life or of the run: the per-VM distribution;
-- ``fleet:all``: the sums per sample, ``arrived_vms``, ``rejected_vms``, and ``time_to_full_s``
-  (when the first host fills).
+- ``fleet:all``: the sums per sample, ``rejected_vms`` per interval ending at a sample (VMs
+  placement refused, NoValidHost); at the end of the run ``arrived_vms``, ``rejected_vms`` (the
+  total) and ``time_to_full_s`` (when the first host fills).
 """
 
 from __future__ import annotations
@@ -263,6 +264,9 @@ def _record_vms(rows: _Rows, s: Scenario, plan: Plan, disks: FleetDisks, ends: A
     fleet = np.array("fleet:all", dtype=object)
     rows.add(np.nan, fleet, "arrived_vms", np.array(float(pop.arrive.size)))
     rows.add(np.nan, fleet, "rejected_vms", np.array(float((~plan.placed).sum())))
+    refused = _interval_of(plan, pop.arrive[~plan.placed])
+    rows.add(plan.sample_t, fleet, "rejected_vms",
+             np.bincount(refused, minlength=plan.sample_t.size).astype(np.float64))
     vms, _, state, alloc = ends
     width = max(6, len(str(pop.arrive.size)))
     names = np.array([f"vm:vm-{v:0{width}d}" for v in vms.tolist()], dtype=object)
