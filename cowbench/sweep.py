@@ -27,8 +27,8 @@ value is the address of a running scheduler (``tcp://host:8786``).
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
+import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,14 +40,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .bounds import MAX_SWEEP_POINTS, MAX_SWEEP_VMS, product, raw_vm_count
 from .errors import CowbenchError, Interrupted, RunFailed, ScenarioError, UsageError
+from .knobs import knob_text
 from .montecarlo import bands, time_to_full_summary
 from .resolve import resolve
+from .results import flatten
 from .runner import BACKENDS
 from .safeload import load_json_file, load_yaml_file
 from .scenario import Scenario, parse_scenario
 from .signals import interrupts_raise, shielded
 from .store import atomic_write_parquet, atomic_write_text, now_iso
 from .sweep_cluster import client_for, shut_down
+from .sweep_grid import cells as grid_cells
 from .sweep_points import point_figures, run_point
 from .tools import absolute
 
@@ -63,6 +66,12 @@ class SweepSpec(BaseModel):
     name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
     seeds: list[int] | int = Field(default=1, description="a list, or N for seeds 1..N")
     grid: dict[str, list[Any]] = Field(default_factory=dict)
+    zip: list[list[str]] = Field(default_factory=list, description="grid keys whose lists "
+                                 "advance together")
+    exclude: list[dict[str, Any]] = Field(default_factory=list, description="cells to leave "
+                                          "out: every key of an entry matches")
+    points: list[dict[str, Any]] = Field(default_factory=list, description="explicit cells, "
+                                         "after the grid's")
     backend: str = Field(default="sim", description="sim (default: real points running side "
                          "by side on one machine would measure each other), real or both")
 
@@ -190,7 +199,9 @@ def load_sweep(path: Path) -> Sweep:
 
 def _check_size(spec: SweepSpec, base: dict[str, Any], source: str) -> None:
     """Points and up-front validation work, counted before the grid is expanded."""
-    cells = product(len(v) for v in spec.grid.values())
+    # the grid's product (before exclusions: an upper bound) and the explicit points
+    cells = (product(len(v) for v in spec.grid.values()) if spec.grid or not spec.points
+             else 0) + len(spec.points)
     seeds = spec.seeds if isinstance(spec.seeds, int) else len(spec.seeds)
     if cells * seeds > MAX_SWEEP_POINTS:
         raise ScenarioError(source, [("grid", f"{cells} cells x {seeds} seeds = "
@@ -204,14 +215,16 @@ def _check_size(spec: SweepSpec, base: dict[str, Any], source: str) -> None:
 
 
 def _points(spec: SweepSpec, base: dict[str, Any], source: str) -> list[Point]:
-    keys = list(spec.grid)
-    cells = list(itertools.product(*(spec.grid[k] for k in keys)))
     problems: list[tuple[str, str]] = []
+    overrides_list = grid_cells(spec.grid, spec.zip, spec.exclude, spec.points, problems)
+    if problems:
+        raise ScenarioError(source, problems)
     points: list[Point] = []
-    width = max(4, len(str(len(cells) * len(spec.seed_list))))
-    for cell, values in enumerate(cells):
-        overrides = dict(zip(keys, values, strict=True))
-        scenario = _cell_scenario(base, overrides, problems)
+    width = max(4, len(str(len(overrides_list) * len(spec.seed_list))))
+    for cell, overrides in enumerate(overrides_list):
+        where = f"points[{cell - (len(overrides_list) - len(spec.points))}]" \
+            if cell >= len(overrides_list) - len(spec.points) else "grid"
+        scenario = _cell_scenario(base, overrides, problems, where)
         if scenario is None:
             continue
         for seed in spec.seed_list:
@@ -224,21 +237,49 @@ def _points(spec: SweepSpec, base: dict[str, Any], source: str) -> list[Point]:
 
 
 def _cell_scenario(base: dict[str, Any], overrides: dict[str, Any],
-                   problems: list[tuple[str, str]]) -> Scenario | None:
+                   problems: list[tuple[str, str]], where: str = "grid") -> Scenario | None:
     data = json.loads(json.dumps(base))  # a deep copy of plain YAML data
     label = ", ".join(f"{k}={v!r}" for k, v in overrides.items()) or "(no overrides)"
     for key, value in overrides.items():
         try:
             apply_override(data, key, value)
         except ValueError as err:
-            problems.append((f"grid.{key}", str(err)))
+            problems.append((f"{where}.{key}", str(err)))
             return None
     try:
         return resolve(parse_scenario(data, label), label)
     except ScenarioError as err:
-        problems.extend((f"grid ({label}): {p}" if p else f"grid ({label})", r)
+        hint = " (leave the cell out with `exclude:`)" if where == "grid" else ""
+        problems.extend((f"{where} ({label}): {p}" if p else f"{where} ({label})", r + hint)
                         for p, r in err.problems)
         return None
+
+
+def seed_warnings(sweep: Sweep) -> list[str]:
+    """Why several seeds may give the same figures: the model draws a workload's offsets
+    from the seed only when fio would (``randrepeat: false``, or a ``randseed`` per point);
+    with fio's default ``randrepeat=1`` and no ``randseed`` every seed replays one stream."""
+    if len(sweep.spec.seed_list) < 2:
+        return []
+    fixed = [p for p in sweep.points if p.scenario.fleet is None and p.scenario.workloads
+             and all(w.randrepeat and w.randseed is None
+                     for w in p.scenario.workloads.values())]
+    if len(fixed) < len(sweep.points):
+        return []
+    return [f"seeds {', '.join(map(str, sweep.spec.seed_list[:4]))}"
+            f"{', ...' if len(sweep.spec.seed_list) > 4 else ''} cannot change the figures: "
+            "every workload keeps fio's randrepeat on with no randseed, so every seed issues "
+            "the same offsets (set randrepeat: false in the workloads to vary them, or use "
+            "seeds: 1)"]
+
+
+def describe(sweep: Sweep) -> list[tuple[int, str, list[int]]]:
+    """Every cell with its label and seeds, in order (what ``--dry-run`` lists)."""
+    by_cell: dict[int, tuple[str, list[int]]] = {}
+    for p in sweep.points:
+        label, seeds = by_cell.setdefault(p.cell, (cell_label(p.overrides), []))
+        seeds.append(p.seed)
+    return [(c, label, seeds) for c, (label, seeds) in sorted(by_cell.items())]
 
 
 ProgressFn = Callable[[str, int, int], None]
@@ -404,11 +445,13 @@ def _execute(sweep: Sweep, out: Path, todo: list[Point], entries: dict[str, dict
 
 
 def write_summary(sweep: Sweep, out: Path, entries: dict[str, dict[str, Any]]) -> pd.DataFrame:
-    """summary.csv/.parquet (one row per point), and the Monte Carlo files per grid cell."""
+    """summary.csv/.parquet (one row per point), and the Monte Carlo files per grid cell; each
+    carries the cell's knobs (``label``, ``override.<path>``) and times in days beside seconds."""
     rows, series, ttf = [], [], []
     for p in sweep.points:
         row: dict[str, Any] = {"point": p.id, "cell": p.cell, "seed": p.seed,
-                               "status": entries[p.id]["status"], "run_dir": f"points/{p.id}"}
+                               "status": entries[p.id]["status"], "run_dir": f"points/{p.id}",
+                               "label": cell_label(p.overrides)}
         row.update({f"override.{k}": _scalar(v) for k, v in p.overrides.items()})
         pred = out / "points" / p.id / "predicted.parquet"
         if row["status"] == "ok" and pred.exists():
@@ -421,11 +464,35 @@ def write_summary(sweep: Sweep, out: Path, entries: dict[str, dict[str, Any]]) -
                 ttf.append({"cell": p.cell, "seed": p.seed, "duration": p.scenario.duration,
                             "ttf": row.get("time_to_full_s", float("nan"))})
         rows.append(row)
-    summary = pd.DataFrame(rows)
+    summary = with_days(pd.DataFrame(rows))
     atomic_write_text(out / "summary.csv", summary.to_csv(index=False))
     atomic_write_parquet(out / "summary.parquet", summary)
     _write_mc(sweep, out, series, ttf)
     return summary
+
+
+def cell_label(overrides: dict[str, Any]) -> str:
+    """``capacity 8 GiB, ratio 1.5``: a cell's overrides as the report labels them."""
+    flat = flatten(overrides)
+    return ", ".join(knob_text(k, v) for k, v in flat.items()) or "all"
+
+
+def with_days(frame: pd.DataFrame) -> pd.DataFrame:
+    """Beside each time column in seconds (``*_s``, ``*_s_p50``), the same in days (``_d``)."""
+    out = frame.copy()
+    for col in list(frame.columns):
+        day_col = re.sub(r"_s(?=$|_p\d+$)", "_d", col)
+        if day_col != col and day_col not in out.columns and pd.api.types.is_numeric_dtype(
+                frame[col]) and col not in ("replications",):
+            out.insert(list(out.columns).index(col) + 1, day_col, frame[col] / 86400.0)
+    return out
+
+
+def _cells(sweep: Sweep) -> pd.DataFrame:
+    first = {p.cell: p for p in reversed(sweep.points)}
+    return pd.DataFrame([{"cell": c, "label": cell_label(p.overrides),
+                          **{f"override.{k}": _scalar(v) for k, v in p.overrides.items()}}
+                         for c, p in sorted(first.items())])
 
 
 def _scalar(v: Any) -> Any:
@@ -435,14 +502,17 @@ def _scalar(v: Any) -> Any:
 def _write_mc(sweep: Sweep, out: Path, series: list[pd.DataFrame],
               ttf: list[dict[str, Any]]) -> None:
     allb = pd.concat(series) if series else pd.DataFrame()
+    knobs = _cells(sweep)
     if len(allb):  # time series exist only for fleets and timelines
         b = pd.concat([bands(g).assign(cell=c) for c, g in allb.groupby("cell")])
-        atomic_write_text(out / "bands.csv", b.to_csv(index=False))
+        b = knobs.merge(b, on="cell", how="right")
+        atomic_write_text(out / "bands.csv", with_days(b).to_csv(index=False))
     if ttf:
         t = pd.DataFrame(ttf)
         rows = [{"cell": c, **time_to_full_summary(g.ttf.tolist(), float(g.duration.iloc[0]))}
                 for c, g in t.groupby("cell")]
-        atomic_write_text(out / "time_to_full.csv", pd.DataFrame(rows).to_csv(index=False))
+        table = knobs.merge(pd.DataFrame(rows), on="cell", how="right")
+        atomic_write_text(out / "time_to_full.csv", with_days(table).to_csv(index=False))
 
 
 __all__ = ["CowbenchError", "Sweep", "SweepSpec", "load_sweep", "run_sweep", "apply_override"]
