@@ -1,24 +1,38 @@
-"""Host disk use as a planner reads it: percentile bands over hosts and seeds, and time to full.
+"""Host disk use as a planner reads it: percentile bands, time to full, the Monte Carlo headline.
 
 Bands are taken, at each time (or once, for end-of-run figures), over every host sample of a
 group (hosts x seeds x replications x sweep points sharing the group's knobs): p5, p50 and p95
-(numpy's linear interpolation), with min and max. Time to full is where a host's
-``allocated_bytes`` reaches the capacity: interpolated between samples when the series crosses
-it, or extrapolated from the growth rate of the series' second half when it does not (marked
-``extrapolated``; a series that does not grow is ``never``). End-of-run figures alone carry no
-rate, so their time to full is unknown (NaN), never guessed.
+(numpy's linear interpolation), with min and max.
+
+Time to full is where a host's ``allocated_bytes`` reaches **its own point's** capacity,
+interpolated between the two samples around the crossing. It is never extrapolated past the
+last sample: a host that has not filled by the end of the simulation is **censored** (``how``
+``not full``, ``t_full_s`` NaN): all one knows is "later than the horizon", which a report shows
+as ``> 730 d``. End-of-run figures alone carry no crossing, so their time to full is
+``unknown``.
+
+The Monte Carlo headline is per group (the points sharing every knob but the seed): the time
+the **first** host of each replication fills, its median with a distribution-free interval
+(:func:`cowbench.montecarlo.median_ci`, censored replications counted as "later"), the fullest
+host's peak against the capacity, and the VMs placement refused (NoValidHost).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from .montecarlo import time_to_full_summary
+
 QUANTILES = (5, 50, 95)
 BAND_COLUMNS = ["t_s", "n", "min", "p5", "p50", "p95", "max"]
+#: What tells one replication's host series from another's.
+REPLICATION_KEYS = ("point", "backend", "seed", "replication")
+DAY = 86400.0
 
 
 def host_disk(records: pd.DataFrame, metric: str = "allocated_bytes") -> pd.DataFrame:
@@ -32,23 +46,78 @@ def host_disk(records: pd.DataFrame, metric: str = "allocated_bytes") -> pd.Data
 def bands(samples: pd.DataFrame, by: list[str] | None = None) -> pd.DataFrame:
     """Percentile bands of ``value`` per ``by`` group and ``t_s`` (NaN ``t_s`` = end of run)."""
     keys = [*(by or []), "t_s"]
-    if samples.empty:
+    d = samples.dropna(subset=["value"]) if not samples.empty else samples
+    if d.empty:
         return pd.DataFrame(columns=[*(by or []), *BAND_COLUMNS])
-    rows = []
-    for key, g in samples.groupby(keys, dropna=False, sort=True):
-        v = g["value"].to_numpy(dtype=float)
-        v = v[~np.isnan(v)]
-        if v.size == 0:
-            continue
-        q = np.percentile(v, QUANTILES)
-        rows.append({**dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True)),
-                     "n": int(v.size), "min": float(v.min()), "p5": float(q[0]),
-                     "p50": float(q[1]), "p95": float(q[2]), "max": float(v.max())})
-    return pd.DataFrame(rows, columns=[*(by or []), *BAND_COLUMNS])
+    # end-of-run figures (t_s NaN) as -inf while grouping: NaN keys do not align in quantile
+    d = d.assign(t_s=d["t_s"].fillna(-np.inf))
+    g = d.groupby(keys, sort=True)["value"]
+    q = g.quantile(np.array([p / 100 for p in QUANTILES])).unstack()
+    q.columns = [f"p{p}" for p in QUANTILES]
+    out = pd.concat([g.size().rename("n"), g.min().rename("min"), q, g.max().rename("max")],
+                    axis=1).reset_index()
+    out["t_s"] = out["t_s"].replace(-np.inf, np.nan)
+    return out[[*(by or []), *BAND_COLUMNS]]
+
+
+def scenario_capacity(scenario: dict[str, Any]) -> float | None:
+    """A host's disk capacity as a resolved scenario states it: a fleet's
+    ``fleet.hosts.capacity``, else the ``capacity_bytes`` its hosts give (the smallest)."""
+    fleet = scenario.get("fleet")
+    if isinstance(fleet, dict) and isinstance(fleet.get("hosts"), dict):
+        cap = fleet["hosts"].get("capacity")
+        return float(cap) if isinstance(cap, int | float) and cap > 0 else None
+    caps = []
+    for host in scenario.get("hosts") or []:
+        value = host.get("capacity_bytes", host.get("capacity")) if isinstance(host, dict) \
+            else None
+        if isinstance(value, int | float) and value > 0:
+            caps.append(float(value))
+    return min(caps) if caps else None
+
+
+def _keys(frame: pd.DataFrame) -> list[str]:
+    return [k for k in REPLICATION_KEYS if k in frame.columns]
+
+
+def times_to_full(hosts: pd.DataFrame, capacity: pd.Series | float,
+                  horizon: pd.Series | float | None = None) -> pd.DataFrame:
+    """Per host series (point, backend, seed, replication, entity): when it reaches the
+    capacity (``capacity`` per point, a Series indexed by ``point``, or one number for all),
+    its final and peak bytes. Vectorised: one sort, one shift, one ``drop_duplicates``.
+
+    ``how`` is ``reached``, ``not full`` (censored at ``horizon_s``: the point's horizon, else
+    its last sample) or ``unknown`` (no timed sample)."""
+    keys = [*_keys(hosts), "entity"]
+    cols = [*keys, "capacity_bytes", "horizon_s", "final_bytes", "peak_bytes", "t_full_s",
+            "how"]
+    h = hosts[hosts["t_s"].notna()] if not hosts.empty else hosts
+    if h.empty:
+        return pd.DataFrame(columns=cols)
+    h = h.sort_values([*keys, "t_s"], kind="stable")
+    cap = h["point"].map(capacity) if isinstance(capacity, pd.Series) else pd.Series(
+        capacity, index=h.index)
+    h = h.assign(_cap=pd.to_numeric(cap, errors="coerce").astype(float))
+    g = h.groupby(keys, sort=False, dropna=False)
+    h = h.assign(_pt=g["t_s"].shift(), _pv=g["value"].shift())
+    out = g.agg(capacity_bytes=("_cap", "first"), last_t=("t_s", "max"),
+                final_bytes=("value", "last"), peak_bytes=("value", "max")).reset_index()
+    cross = h[h["value"] >= h["_cap"]].drop_duplicates(keys, keep="first")
+    frac = ((cross["_cap"] - cross["_pv"]) / (cross["value"] - cross["_pv"])).clip(0, 1)
+    t_full = (cross["_pt"] + frac * (cross["t_s"] - cross["_pt"])).fillna(cross["t_s"])
+    out = out.merge(cross[keys].assign(t_full_s=t_full.to_numpy()), on=keys, how="left")
+    hz = out["point"].map(horizon) if isinstance(horizon, pd.Series) else horizon
+    out["horizon_s"] = pd.to_numeric(pd.Series(hz, index=out.index), errors="coerce") \
+        .fillna(out["last_t"]).astype(float)
+    out["how"] = np.where(out["t_full_s"].notna(), "reached",
+                          np.where(out["capacity_bytes"].notna(), "not full", "unknown"))
+    return out[cols]
 
 
 def time_to_full(t: np.ndarray, y: np.ndarray, capacity: float) -> tuple[float, str]:
-    """When a series ``y(t)`` reaches ``capacity``, and how that was found.
+    """When one series ``y(t)`` reaches ``capacity``, and how that was found: the estimate
+    ``cowbench show`` prints and labels ``extrapolated`` when the series has not reached it.
+    Reports never use it: they censor at the horizon (:func:`times_to_full`).
 
     Returns ``(t_full, how)`` with ``how`` one of ``reached`` (interpolated between the two
     samples around the crossing), ``extrapolated`` (linear growth of the series' second half),
@@ -78,30 +147,54 @@ def time_to_full(t: np.ndarray, y: np.ndarray, capacity: float) -> tuple[float, 
     return float(t[-1] + (capacity - y[-1]) / rate), "extrapolated"
 
 
-def times_to_full(samples: pd.DataFrame, capacity: float,
-                  by: list[str] | None = None) -> pd.DataFrame:
-    """Time to full of every host series (per ``by`` group, backend, seed, replication)."""
-    keys = [k for k in [*(by or []), "backend", "entity", "seed", "replication"]
-            if k in samples.columns]
-    cols = [*keys, "final_bytes", "t_full_s", "how"]
-    if samples.empty or not capacity or capacity <= 0:
-        return pd.DataFrame(columns=cols)
-    rows: list[dict[str, Any]] = []
-    for key, g in samples.groupby(keys, dropna=False, sort=True):
-        g = g.sort_values("t_s", na_position="last")
-        t_full, how = time_to_full(g["t_s"].to_numpy(float), g["value"].to_numpy(float),
-                                   capacity)
-        rows.append({**dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True)),
-                     "final_bytes": float(g["value"].iloc[-1]), "t_full_s": t_full, "how": how})
-    return pd.DataFrame(rows, columns=cols)
+def first_full(ttf: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Per replication (and ``by`` group): the first host's time to full (NaN: no host filled
+    within the horizon), the fullest host's peak, the capacity and the horizon."""
+    keys = [*by, *[k for k in REPLICATION_KEYS if k in ttf.columns and k not in by]]
+    if ttf.empty:
+        return pd.DataFrame(columns=[*keys, "t_first_full_s", "peak_bytes", "capacity_bytes",
+                                     "horizon_s"])
+    g = ttf.groupby(keys, sort=True, dropna=False)
+    return g.agg(t_first_full_s=("t_full_s", "min"), peak_bytes=("peak_bytes", "max"),
+                 capacity_bytes=("capacity_bytes", "first"),
+                 horizon_s=("horizon_s", "first")).reset_index()
 
 
-def host_capacity(scenario: dict[str, Any]) -> float | None:
-    """A capacity the resolved scenario gives its hosts (``capacity_bytes`` or ``capacity``)."""
-    caps = []
-    for host in scenario.get("hosts") or []:
-        if isinstance(host, dict):
-            cap = host.get("capacity_bytes", host.get("capacity"))
-            if isinstance(cap, int | float) and cap > 0:
-                caps.append(float(cap))
-    return min(caps) if caps else None
+def headline(first: pd.DataFrame, rejected: pd.DataFrame, group: str,
+             level: float = 0.95) -> pd.DataFrame:
+    """Per group: replications, how many filled, the first host's median time to full with
+    its interval (``inf``: censored; NaN with too few replications), the fullest host's peak
+    (median over replications) against the capacity, and the VMs refused (median total)."""
+    rows = []
+    for name, g in first.groupby(group, sort=False):
+        horizon = float(g["horizon_s"].max())
+        s = time_to_full_summary(g["t_first_full_s"].to_numpy(float), horizon, level)
+        cap = float(g["capacity_bytes"].iloc[0])
+        peak = float(g["peak_bytes"].median())
+        rej = rejected[rejected[group] == name]["value"].to_numpy(float) \
+            if not rejected.empty else np.array([])
+        rows.append({group: name, "capacity_bytes": cap, "horizon_s": horizon, **s,
+                     "peak_bytes": peak, "peak_of_capacity": peak / cap if cap else math.nan,
+                     "rejected_vms": float(np.median(rej)) if len(rej) else math.nan})
+    return pd.DataFrame(rows)
+
+
+def days_text(seconds: float, horizon_s: float | None = None) -> str:
+    """``3.1e7`` -> ``359 d``; a censored time (``inf``, NaN or past the horizon) -> ``> 730 d``."""
+    if horizon_s is not None and (not math.isfinite(seconds) or seconds > horizon_s):
+        return f"> {horizon_s / DAY:.3g} d"
+    if not math.isfinite(seconds):
+        return "-"
+    return f"{seconds / DAY:.3g} d"
+
+
+def interval_text(row: Mapping[Any, Any] | pd.Series) -> str:
+    """``[363.8, 427.0] d``, ``[363.8 d, > 730 d)``, or why there is none."""
+    lo, hi, horizon = row["median_ci_low_s"], row["median_ci_high_s"], row["horizon_s"]
+    if math.isnan(lo) or math.isnan(hi):
+        return (f"needs {int(row['seeds_needed'])} seeds for a {row['level']:.0%} interval "
+                f"(has {int(row['replications'])})")
+    if not math.isfinite(lo):
+        return "all later than the horizon"
+    high = days_text(hi, horizon)
+    return f"{days_text(lo, horizon)} to {high}"

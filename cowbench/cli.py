@@ -40,6 +40,25 @@ def _bold(text: object) -> str:
     return f"[bold]{escape(str(text))}[/]"
 
 
+def _is_sweep_file(path: Path) -> bool:
+    """A sweep file names its ``scenario:``; a scenario file never has that key."""
+    from .safeload import load_yaml_file
+
+    try:
+        data = load_yaml_file(path, "scenario")
+    except CowbenchError:
+        return False  # the scenario loader reports it
+    return isinstance(data, dict) and "scenario" in data
+
+
+def _warn_seeds(sw: object) -> None:
+    from .sweep import Sweep, seed_warnings
+
+    assert isinstance(sw, Sweep)
+    for line in seed_warnings(sw):
+        err.print(f"[yellow]warning:[/] {escape(line)}", highlight=False, soft_wrap=True)
+
+
 def _load(path: Path) -> Scenario:
     from .resolve import resolve
     from .scenario import load_scenario
@@ -65,8 +84,20 @@ def _progress(bar: bool = False, transient: bool = False) -> Progress:
 
 
 @app.command()
-def validate(scenario: Annotated[Path, typer.Argument(help="Scenario file (YAML).")]) -> None:
-    """Check a scenario file; print a short summary, or every problem with its key path."""
+def validate(scenario: Annotated[Path, typer.Argument(help="Scenario file, or sweep file "
+                                                      "(YAML with a `scenario:` key).")]) -> None:
+    """Check a scenario or sweep file; print a short summary, or every problem with its key
+    path. A sweep is checked point by point, as `cowbench sweep` would before running."""
+    if _is_sweep_file(scenario):
+        from .sweep import load_sweep
+
+        sw = load_sweep(scenario)
+        cells = len({p.cell for p in sw.points})
+        out.print(f"[bold]{sw.name}[/]: sweep of {sw.spec.scenario}, {cells} cell(s) x "
+                  f"{len(sw.spec.seed_list)} seed(s) = {len(sw.points)} point(s), backend "
+                  f"{sw.spec.backend}; every point's scenario is valid", soft_wrap=True)
+        _warn_seeds(sw)
+        return
     s = _load(scenario)
     if s.fleet is not None:
         f = s.fleet
@@ -236,11 +267,21 @@ def sweep(
                          "such as tcp://127.0.0.1:8786.")] = "local",
     workers: Annotated[int | None, typer.Option(help="Workers of the local cluster (default "
                        "2), threads for inprocess.", min=1)] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List the points (each cell's "
+                       "knobs and seeds) and run nothing.")] = False,
 ) -> None:
     """Run a grid of scenario overrides times seeds on Dask; one run directory per point."""
-    from .sweep import load_sweep, run_sweep
+    from .sweep import describe, load_sweep, run_sweep
 
     sw = load_sweep(sweep_file)
+    _warn_seeds(sw)
+    if dry_run:
+        for cell, label, seeds in describe(sw):
+            out.print(f"cell {cell:>3}: {escape(label)}; seeds {', '.join(map(str, seeds))}",
+                      highlight=False, soft_wrap=True)
+        out.print(f"{len(sw.points)} point(s) in {len(describe(sw))} cell(s); nothing run",
+                  highlight=False)
+        return
     out_dir = out_dir or Path("results") / sw.name
     with _progress(bar=True, transient=True) as bar:
         task = bar.add_task(f"{sw.name}: starting", total=len(sw.points))
@@ -291,12 +332,15 @@ def report(
     path: Annotated[Path, typer.Argument(help="A run directory, or a sweep directory (a folder "
                                               "of run directories, with or without sweep.json).")],
     notebook: Annotated[str | None, typer.Option(help="validation, capacity or strategies "
-                        "(default: validation for a run with both backends, strategies for a "
-                        "sweep over strategy knobs, capacity otherwise).")] = None,
+                        "(default: validation for a run with both backends, capacity for a "
+                        "fleet or anything whose hosts were sampled over time, strategies for a "
+                        "sweep over strategy knobs; capacity then strategies when a sweep is "
+                        "both).")] = None,
     capacity: Annotated[str | None, typer.Option(help="Host disk capacity for time to full, "
-                        "e.g. 2TiB (default: the scenario's, if any).")] = None,
+                        "e.g. 2TiB, for every group (default: each point's scenario's).")] = None,
 ) -> None:
-    """Execute a notebook on a run or sweep; write report.html, report.ipynb and figures/."""
+    """Execute the notebooks on a run or sweep; write DIR/report/ (report.html, report.ipynb,
+    figures/) and a copy of report.html at DIR/report.html."""
     from .report import make_report
     from .units import parse_size
 
@@ -306,13 +350,21 @@ def report(
         raise UsageError(f"--capacity: {e}") from None
     if cap == 0:
         raise UsageError("--capacity: must be more than 0 bytes")
-    with _progress(transient=True) as bar:
-        bar.add_task(f"report: executing the notebook on {path}", total=None)
-        outcome = make_report(path, notebook, cap)
+    with _progress(bar=True, transient=True) as bar:
+        task = bar.add_task(f"report: notebook cells on {path}", total=None)
+        outcome = make_report(path, notebook, cap, progress=lambda d, t: bar.update(
+            task, completed=d, total=t))
     # soft_wrap: a path is never broken across lines, so it can be copied
-    out.print(f"report ({outcome.notebook}): {_bold(outcome.html)}", soft_wrap=True)
+    # paths as the user gave DIR, so they can be copied
+    out.print(f"report ({outcome.notebook}): {_bold(path / 'report' / 'report.html')}",
+              soft_wrap=True, highlight=False)
+    if outcome.top_html is not None:
+        out.print(f"copy:     {_bold(path / 'report.html')}", soft_wrap=True, highlight=False)
+    else:
+        out.print(f"{escape(str(path / 'report.html'))}: not written by cowbench, left as it "
+                  "was", soft_wrap=True, highlight=False)
     out.print(f"figures:  {len(outcome.figures)} files in "
-              f"{_bold(outcome.html.parent / 'figures')}", soft_wrap=True)
+              f"{_bold(path / 'report' / 'figures')}", soft_wrap=True, highlight=False)
 
 
 @app.command("repredict")

@@ -11,10 +11,12 @@ jupyter_client's event loop could be swallowed, or hang the shutdown.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +31,22 @@ class NotebookFailed(CowbenchError):
     """The notebook raised in a cell (or its kernel never started); the message says where."""
 
 
-def execute_notebook(source: Path, out: Path, params: dict[str, Any], work: Path) -> Any:
-    """Run ``source`` with ``params`` injected; write and return the executed notebook."""
+#: papermill's progress bar (tqdm) as it lands in the log: ``Executing:  40%|...| 4/10 [``
+_CELLS = re.compile(rb"(\d+)/(\d+) \[")
+
+
+def execute_notebook(source: Path, out: Path, params: dict[str, Any], work: Path,
+                     progress: Callable[[int, int], None] = lambda _d, _t: None) -> Any:
+    """Run ``source`` with ``params`` injected; write and return the executed notebook.
+
+    ``progress(done, total)`` is called as cells finish (read from papermill's progress bar)."""
     pfile = work / "parameters.yaml"
     pfile.write_text(yaml.safe_dump(params))
     runtime = work / "runtime"
     runtime.mkdir()
     env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(runtime), "TMPDIR": str(runtime)}
     argv = [sys.executable, "-m", "papermill", str(source), str(out), "-f", str(pfile),
-            "--kernel", "python3", "--cwd", str(source.parent), "--no-progress-bar",
+            "--kernel", "python3", "--cwd", str(source.parent), "--progress-bar",
             "--log-level", "CRITICAL"]
     log_path = work / "papermill.log"
     with open(log_path, "wb") as log:
@@ -45,13 +54,28 @@ def execute_notebook(source: Path, out: Path, params: dict[str, Any], work: Path
                                 stderr=subprocess.STDOUT, env=env, start_new_session=True)
         try:
             with interrupts_raise():
-                returncode = proc.wait()
+                returncode = _wait_reporting(proc, log_path, progress)
         except (KeyboardInterrupt, Interrupted) as err:
             stop(proc)
             raise Interrupted(str(err) or "interrupted by SIGINT") from None
     if returncode != 0:
         raise NotebookFailed(f"{source.name}: {failure(out, log_path)}")
     return nbformat.read(out, as_version=4)  # type: ignore[no-untyped-call]
+
+
+def _wait_reporting(proc: subprocess.Popen[bytes], log: Path,
+                    progress: Callable[[int, int], None]) -> int:
+    """Wait for papermill, passing on each cell it finishes (polled 5 times a second)."""
+    seen = (-1, -1)
+    while True:
+        try:
+            return proc.wait(timeout=0.2)
+        except subprocess.TimeoutExpired:
+            pass
+        found = _CELLS.findall(log.read_bytes()[-4096:])
+        if found and (now := (int(found[-1][0]), int(found[-1][1]))) != seen:
+            seen = now
+            progress(*now)
 
 
 def failure(out: Path, log: Path) -> str:

@@ -73,6 +73,19 @@ def show_table(df: pd.DataFrame) -> None:
                              escape=True)))
 
 
+def show_details(summary: str, df: pd.DataFrame, most: int = 2000) -> None:
+    """A table folded away under ``summary`` (HTML ``<details>``): detail after the headline.
+    At most ``most`` rows are shown; the count says when more exist."""
+    import html
+
+    from IPython.display import HTML
+
+    more = f" (first {most} of {len(df)} rows)" if len(df) > most else f" ({len(df)} rows)"
+    body = df.head(most).to_html(index=False, na_rep="-", escape=True)
+    _display(HTML(f"<details><summary>{html.escape(summary)}{more}</summary>"  # type: ignore[no-untyped-call]
+                  f"{body}</details>"))
+
+
 def pct(x: float) -> str:
     if x is None or math.isnan(x):
         return "-"

@@ -8,7 +8,6 @@ so no global figure state is kept and the Agg canvas is used whatever the backen
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -66,13 +65,13 @@ def pretty_metric(metric: str) -> str:
 
 
 @contextmanager
-def _style() -> Iterator[None]:
+def style() -> Iterator[None]:
     with mpl.rc_context(STYLE):
         yield
 
 
 def new_figure(height_in: float = 5.5, ncols: int = 1) -> tuple[Figure, list[Axes]]:
-    with _style():
+    with style():
         fig = Figure(figsize=(WIDTH_IN, height_in), layout="constrained")
         axes = fig.subplots(1, ncols, squeeze=False)[0]
     return fig, list(axes)
@@ -82,13 +81,55 @@ def save_figure(fig: Figure, directory: Path, name: str) -> list[Path]:
     """Write ``name.png`` (print resolution) and ``name.svg`` (text kept as text)."""
     directory.mkdir(parents=True, exist_ok=True)
     paths = [directory / f"{name}.png", directory / f"{name}.svg"]
-    with _style():
+    with style():
         fig.savefig(paths[0], dpi=PRINT_DPI)
         fig.savefig(paths[1])
     return paths
 
 
-def _empty(fig: Figure, ax: Axes, title: str, why: str) -> Figure:
+#: Characters of a category label per line before it wraps (11 pt text, 1000 px figure).
+LABEL_WRAP = 50
+#: Height (inches) of one line of a category label on a horizontal category axis.
+ROW_IN = 0.21
+
+
+def wrap_label(text: str, width: int = LABEL_WRAP) -> str:
+    """A long label on several lines, broken after commas first, then at spaces."""
+    import textwrap
+
+    lines: list[str] = []
+    for part in str(text).split(", "):
+        if lines and len(lines[-1]) + 2 + len(part) <= width:
+            lines[-1] += ", " + part
+        else:
+            if lines:
+                lines[-1] += ","
+            lines.extend(textwrap.wrap(part, width) or [""])
+    return "\n".join(lines)
+
+
+def category_height(labels: Sequence[str], extra_in: float = 1.6) -> float:
+    """A figure height (inches) giving each wrapped category label room on a y axis."""
+    lines = sum(max(1, wrap_label(x).count("\n") + 1) + 0.6 for x in labels)
+    return max(3.2, ROW_IN * lines + extra_in)
+
+
+def category_axis(ax: Axes, labels: Sequence[str]) -> None:
+    """Categories on the y axis, first at the top, labels wrapped so none overlaps another."""
+    ax.set_yticks(range(len(labels)), [wrap_label(x) for x in labels])
+    ax.set_ylim(len(labels) - 0.5, -0.5)
+    ax.grid(False, axis="y")
+
+
+def legend_below(fig: Figure, ax: Axes, ncols: int = 3) -> None:
+    """The legend under the axes, outside them: never over data or tick labels."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center",
+                   ncols=min(ncols, len(handles)), frameon=False)
+
+
+def empty(fig: Figure, ax: Axes, title: str, why: str) -> Figure:
     ax.set_title(title)
     ax.text(0.5, 0.5, why, ha="center", va="center", transform=ax.transAxes)
     ax.set_axis_off()
@@ -103,12 +144,12 @@ def _spans_decades(v: np.ndarray) -> bool:
 def scatter_predicted_measured(comparison: pd.DataFrame, metric: str) -> Figure:
     """Predicted against measured for one metric: y = x, +-10% and +-25% bands, one marker per
     entity (end-of-run figures and time samples alike)."""
-    with _style():
+    with style():
         fig, (ax,) = new_figure(6.5)
         d = comparison[comparison["metric"] == metric]
         title = f"{pretty_metric(metric)}: predicted vs measured"
         if d.empty:
-            return _empty(fig, ax, title, "no figure known to both backends")
+            return empty(fig, ax, title, "no figure known to both backends")
         unit = str(d["unit"].iloc[0])
         both = np.concatenate([d["measured"].to_numpy(float), d["predicted"].to_numpy(float)])
         label, div = display_unit(unit, both)
@@ -155,14 +196,14 @@ def _identity_with_bands(ax: Axes, values: np.ndarray) -> None:
 
 def rel_error_by_metric(comparison: pd.DataFrame) -> Figure:
     """Every figure's signed relative error, one row per metric (the error table at a glance)."""
-    with _style():
+    with style():
         d = comparison[np.isfinite(comparison["rel_error"].to_numpy(float))] \
             if not comparison.empty else comparison
         metrics = sorted(d["metric"].unique()) if not d.empty else []
         fig, (ax,) = new_figure(max(3.5, 0.45 * len(metrics) + 1.8))
         title = "relative error of each figure: (predicted − measured) / measured"
         if d.empty:
-            return _empty(fig, ax, title, "no figure known to both backends")
+            return empty(fig, ax, title, "no figure known to both backends")
         ypos = {m: i for i, m in enumerate(metrics)}
         for entity, g in d.groupby(entity_groups(d["entity"]), sort=True):
             jitter = (hash(entity) % 7 - 3) * 0.05
@@ -182,16 +223,16 @@ def time_series(records: pd.DataFrame, metric: str, entities: Sequence[str] | No
                 title: str | None = None) -> Figure:
     """A metric over time per entity, the model solid and the measurement dashed, one colour
     per entity, so prediction and measurement overlay."""
-    with _style():
+    with style():
         fig, (ax,) = new_figure()
         d = records[(records["metric"] == metric) & records["t_s"].notna()]
         if entities is not None:
             d = d[d["entity"].isin(list(entities))]
         title = title or f"{pretty_metric(metric)} over time"
         if d.empty:
-            return _empty(fig, ax, title, "no time series recorded (end-of-run figures only)")
+            return empty(fig, ax, title, "no time series recorded (end-of-run figures only)")
         label, div = display_unit(str(d["unit"].iloc[0]), d["value"].to_numpy(float))
-        tlabel, tdiv = _time_unit(d["t_s"].to_numpy(float))
+        tlabel, tdiv = time_unit(d["t_s"].to_numpy(float))
         colours = mpl.rcParams["axes.prop_cycle"].by_key()["color"]
         for i, (entity, g) in enumerate(d.groupby("entity", sort=True)):
             for backend, b in sorted(g.groupby("backend"), key=lambda kv: kv[0] != "sim"):
@@ -210,7 +251,7 @@ def _backend_word(backend: str) -> str:
     return {"sim": "predicted", "real": "measured"}.get(backend, backend)
 
 
-def _time_unit(t: np.ndarray) -> tuple[str, float]:
+def time_unit(t: np.ndarray) -> tuple[str, float]:
     top = float(np.nanmax(t)) if t.size else 0.0
     for name, div in (("days", 86400.0), ("h", 3600.0), ("min", 60.0)):
         if top >= 3 * div:
@@ -218,167 +259,51 @@ def _time_unit(t: np.ndarray) -> tuple[str, float]:
     return "s", 1.0
 
 
-def disk_use_over_time(band: pd.DataFrame, group: str | None = None,
-                       capacity: float | None = None, title: str = "host disk use") -> Figure:
-    """Median host disk use over time with the p5-p95 band, one line per ``group`` value."""
-    with _style():
-        fig, (ax,) = new_figure()
-        d = band[band["t_s"].notna()] if not band.empty else band
-        if d.empty:
-            return _empty(fig, ax, title, "no time series recorded (end-of-run figures only)")
-        extra = [capacity] if capacity else []
-        label, div = display_unit("B", np.concatenate([d["p50"].to_numpy(float), extra]))
-        tlabel, tdiv = _time_unit(d["t_s"].to_numpy(float))
-        groups = d.groupby(group, sort=True) if group else [("all hosts", d)]
-        for name, g in groups:
-            g = g.sort_values("t_s")
-            line = ax.plot(g["t_s"] / tdiv, g["p50"] / div, lw=2, label=f"{name} (median)")[0]
-            ax.fill_between(g["t_s"] / tdiv, g["p5"] / div, g["p95"] / div, alpha=0.2,
-                            color=line.get_color(), lw=0, label=f"{name} (p5–p95)")
-        if capacity:
-            ax.axhline(capacity / div, color="tab:red", ls=":", label="capacity")
-        ax.set_title(title)
-        ax.set_xlabel(f"time ({tlabel})")
-        ax.set_ylabel(f"allocated ({label})")
-        ax.set_ylim(bottom=0)
-        ax.legend(loc="best")
-    return fig
-
-
 def disk_use_by_group(band: pd.DataFrame, group: str | None = None,
-                      capacity: float | None = None,
+                      order: Sequence[str] | None = None,
                       title: str = "host disk use at the end") -> Figure:
-    """End-of-run host disk use per group: a bar at the median, whiskers from p5 to p95."""
-    with _style():
-        fig, (ax,) = new_figure()
-        d = band[band["t_s"].isna()] if not band.empty else band
+    """End-of-run host disk use per group: a bar at the median host, whiskers p5 to p95."""
+    d = band[band["t_s"].isna()] if not band.empty else band
+    names = [str(x) for x in d[group]] if group and not d.empty else ["all hosts"] * len(d)
+    if order is not None and group and not d.empty:
+        d = d.set_index(d[group].astype(str)).reindex([o for o in order if o in set(names)])
+        names = list(d.index)
+    with style():
+        fig, (ax,) = new_figure(category_height(names))
         if d.empty:
-            return _empty(fig, ax, title, "no end-of-run host figures")
-        names = [str(x) for x in d[group]] if group else ["all hosts"] * len(d)
-        extra = [capacity] if capacity else []
-        label, div = display_unit("B", np.concatenate([d["p50"].to_numpy(float), extra]))
+            return empty(fig, ax, title, "no end-of-run host figures")
+        label, div = display_unit("B", d["p50"].to_numpy(float))
         mid = d["p50"].to_numpy(float) / div
         err = np.vstack([mid - d["p5"].to_numpy(float) / div, d["p95"].to_numpy(float) / div - mid])
-        ax.bar(range(len(d)), mid, yerr=err, capsize=6, color="tab:blue", alpha=0.8,
-               width=0.6 if len(d) > 2 else 0.4, label="median host (whiskers p5–p95)")
-        ax.set_xticks(range(len(d)), names, rotation=20 if len(d) > 5 else 0, ha="right"
-                      if len(d) > 5 else "center")
-        if capacity:
-            ax.axhline(capacity / div, color="tab:red", ls=":", label="capacity")
+        ax.barh(range(len(d)), mid, xerr=err, capsize=5, color="tab:blue", alpha=0.8,
+                height=0.6, label="median host; whiskers: p5 to p95 of hosts")
+        category_axis(ax, names)
         ax.set_title(title)
-        ax.set_ylabel(f"allocated ({label})")
-        ax.legend(loc="best")
+        ax.set_xlabel(f"allocated ({label})")
+        legend_below(fig, ax)
     return fig
 
 
-def time_to_full_bars(ttf: pd.DataFrame, group: str) -> Figure:
-    """Median time until a host's disk is full, per group (reached or extrapolated)."""
-    with _style():
-        fig, (ax,) = new_figure(4.5)
-        title = "time until a host's disk is full"
-        d = ttf[np.isfinite(ttf["t_full_s"].to_numpy(float))] if not ttf.empty else ttf
-        if d.empty:
-            why = ("no capacity or no host series" if ttf.empty else
-                   "end-of-run figures only: no growth rate, time to full unknown"
-                   if (ttf["how"] == "unknown").all() else "no host reaches the capacity")
-            return _empty(fig, ax, title, why)
-        med = d.groupby(group, sort=True)["t_full_s"].agg(["median", "min", "max"])
-        tlabel, tdiv = _time_unit(med["max"].to_numpy(float))
-        mid = med["median"].to_numpy(float) / tdiv
-        err = np.vstack([mid - med["min"] / tdiv, med["max"] / tdiv - mid])
-        ax.barh(range(len(med)), mid, xerr=err, capsize=5, color="tab:orange",
-                label="median host (whiskers min–max)")
-        ax.set_yticks(range(len(med)), [str(x) for x in med.index])
-        ax.set_title(title)
-        ax.set_xlabel(f"time to full ({tlabel})")
-        ax.legend(loc="best")
-    return fig
-
-
-def amplification_by_knob(amp: pd.DataFrame, column: str, x: str, hue: str | None = None,
-                          title: str | None = None) -> Figure:
-    """An amplification (``space_amplification``, ...) against a knob ``x``, one line per
-    ``hue`` value: the median over VMs, whiskers from min to max."""
-    with _style():
-        fig, (ax,) = new_figure()
-        d = amp[np.isfinite(pd.to_numeric(amp[column], errors="coerce").to_numpy(float))] \
-            if column in amp.columns else amp.iloc[0:0]
-        title = title or f"{pretty_metric(column)} by {_knob_word(x)}"
-        if d.empty:
-            return _empty(fig, ax, title, f"no VM with a defined {column}")
-        numeric = pd.api.types.is_numeric_dtype(d[x])
-        cats = sorted(d[x].unique()) if numeric else sorted(d[x].astype(str).unique())
-        groups = list(d.groupby(hue, sort=True)) if hue else [(None, d)]
-        for i, (name, g) in enumerate(groups):
-            s = g.groupby(g[x] if numeric else g[x].astype(str))[column].agg(["median", "min",
-                                                                              "max"])
-            s = s.reindex(cats).dropna()
-            # categories are not a scale: markers side by side, no line between them
-            dodge = (i - (len(groups) - 1) / 2) * 0.12
-            pos = s.index.to_numpy(float) if numeric else [cats.index(c) + dodge
-                                                           for c in s.index]
-            ax.errorbar(pos, s["median"], yerr=[s["median"] - s["min"], s["max"] - s["median"]],
-                        marker="o", ms=7, capsize=4, ls="-" if numeric else "none",
-                        label=_hue_label(hue, name))
-        _knob_axis(ax, x, cats, numeric)
-        ax.set_title(title)
-        ax.set_ylabel(f"{pretty_metric(column)} (×)")
-        ax.set_ylim(0, float(d[column].max()) * 1.1)
-        ax.legend(loc="best")
-    return fig
-
-
-def _hue_label(hue: str | None, name: object) -> str:
-    if hue is None:
-        return "median VM"
-    if hue == "backend":
-        return _backend_word(str(name))
-    return str(name) if hue == "knobs" else f"{hue.removeprefix('strategy.')} = {name}"
-
-
-def _knob_axis(ax: Axes, x: str, cats: list[object], numeric: bool) -> None:
-    if numeric and x.endswith(("cluster_size", "_bytes")) and all(
-            float(c) > 0 for c in cats):  # type: ignore[arg-type]
-        ax.set_xscale("log", base=2)
-        ticks = [float(c) for c in cats]  # type: ignore[arg-type]
-        ax.set_xticks(ticks, [_binary(t) for t in ticks])
-        ax.minorticks_off()
-        ax.set_xlabel(f"{_knob_word(x)} (bytes)")
-    elif numeric:
-        ax.set_xlabel(_knob_word(x))
-    else:
-        words = [_backend_word(str(c)) if x == "backend" else str(c) for c in cats]
-        ax.set_xticks(range(len(cats)), words)
-        ax.set_xlim(-0.5, len(cats) - 0.5)
-        ax.set_xlabel(_knob_word(x))
-
-
-def _knob_word(knob: str) -> str:
-    return knob.removeprefix("strategy.").replace("_", " ")
-
-
-def _binary(v: float) -> str:
-    for name, d in _BIN:
-        if v >= d and math.isclose(v / d, round(v / d)):
-            return f"{round(v / d)} {name}"
-    return f"{v:g} B"
-
-
-def vm_disk_by_group(records: pd.DataFrame, group: str,
+def vm_disk_by_group(records: pd.DataFrame, group: str, order: Sequence[str] | None = None,
                      title: str = "disk use per VM at the end") -> Figure:
     """The spread of VM disk use (``allocated_bytes`` of ``vm:`` entities) per group: a box
-    from p25 to p75 with the median, whiskers from p5 to p95."""
-    with _style():
-        fig, (ax,) = new_figure(5.0)
-        d = records[records["entity"].astype(str).str.startswith("vm:")
-                    & (records["metric"] == "allocated_bytes")] if not records.empty else records
+    from p25 to p75 with the median, whiskers from p5 to p95 (said in the axis title)."""
+    d = records[records["entity"].astype(str).str.startswith("vm:")
+                & (records["metric"] == "allocated_bytes")] if not records.empty else records
+    have = set(d[group].astype(str)) if not d.empty else set()
+    names = [o for o in (order or sorted(have)) if o in have]
+    with style():
+        fig, (ax,) = new_figure(category_height(names))
         if d.empty:
-            return _empty(fig, ax, title, "no VM disk figures")
+            return empty(fig, ax, title, "no VM disk figures")
         label, div = display_unit("B", d["value"].to_numpy(float))
-        names = sorted(d[group].astype(str).unique())
-        data = [d[d[group].astype(str) == n]["value"].to_numpy(float) / div for n in names]
-        ax.boxplot(data, whis=(5, 95), showfliers=False, tick_labels=names)
+        grouped = d.groupby(d[group].astype(str))["value"]
+        data = [grouped.get_group(n).to_numpy(float) / div for n in names]
+        ax.boxplot(data, whis=(5, 95), showfliers=False, orientation="horizontal",
+                   positions=range(len(names)), widths=0.6)
+        category_axis(ax, names)
         ax.set_title(title)
-        ax.set_ylabel(f"allocated per VM ({label})")
-        ax.set_ylim(bottom=0)
+        ax.set_xlabel(f"allocated per VM ({label}); box: p25 to p75, line: median, "
+                      "whiskers: p5 to p95")
+        ax.set_xlim(left=0)
     return fig

@@ -1,42 +1,54 @@
-"""``cowbench report``: pick a notebook for a run or sweep, execute it, render one HTML file.
+"""``cowbench report``: pick the notebooks for a run or sweep, execute them, render one HTML file.
 
-Which notebook (``notebooks/``):
+Which notebook (``notebooks/``), by what the directory holds:
 
 - a run directory with figures known to both backends (``comparison.csv`` not empty):
   ``validation`` (the error table, predicted against measured, time series overlaid);
-- a sweep whose points differ in a ``strategy.*`` knob: ``strategies`` (space and I/O
-  amplification by strategy and knob);
-- any other run or sweep (a fleet run of the model, a sweep over fleet size or seeds):
-  ``capacity`` (host disk use with percentile bands, time to full).
+- a fleet run or sweep, or any whose hosts were sampled over time (a capacity question):
+  ``capacity`` whatever its knobs (time to full, demand against each group's capacity,
+  rejections), followed by ``strategies`` when it also varies a ``strategy.*`` knob over VMs
+  whose guest I/O was recorded;
+- a sweep whose points differ in a ``strategy.*`` knob: ``strategies`` (space, write and read
+  amplification, I/O, by strategy and knob setting);
+- anything else: ``capacity``.
 
-The notebook is executed with papermill in a child process (a fresh kernel, the ``parameters``
-cell overridden; see :mod:`cowbench.execute`) and rendered with nbconvert, code hidden, figures
-embedded as PNG, nothing fetched from the network, so ``report.html`` opens from the file in
-any browser. Beside it: ``report.ipynb``
-(the executed notebook) and ``figures/`` (every figure as PNG and SVG). Everything is made in a
-temporary folder and moved into place only when the notebook ran without error.
+The notebooks are executed with papermill in a child process (a fresh kernel, the
+``parameters`` cell overridden; see :mod:`cowbench.execute`), one after the other in one
+kernel when a report combines them, and rendered with nbconvert, code hidden, figures embedded
+as PNG, nothing fetched from the network. Everything is written inside ``DIR/report/``, a
+directory the report owns (marked by a ``.cowbench-report`` file): ``report.html``,
+``report.ipynb`` (the executed notebook) and ``figures/`` (every figure as PNG and SVG). A copy
+of ``report.html`` is put at ``DIR/report.html`` (the run-directory contract) unless a file
+there was not written by cowbench (recognised by its ``generator`` meta tag): a user's file is
+never replaced, and nothing outside ``DIR/report/`` is ever deleted. Everything is made in a
+temporary folder and moved into place only when the notebooks ran without error.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
+import nbformat
 
 from .errors import Interrupted, UsageError
 from .execute import execute_notebook
 from .results import is_run_dir, is_sweep_dir, load_results
-from .store import atomic_write_text
 
 NOTEBOOKS = ("validation", "capacity", "strategies")
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 FIGURES = "figures"
+REPORT_DIR = "report"
+MARKER = ".cowbench-report"
+GENERATOR = '<meta name="generator" content="cowbench report">'
 
+ProgressFn = Callable[[int, int], None]
 
 
 @dataclass
@@ -44,20 +56,30 @@ class ReportOutcome:
     notebook: str
     html: Path
     figures: list[Path]
+    top_html: Path | None = None
 
 
-def choose_notebook(path: Path) -> str:
-    """The notebook that fits a run or sweep directory (see the module docstring)."""
+def choose_notebooks(path: Path) -> list[str]:
+    """The notebooks that fit a run or sweep directory, in order (module docstring)."""
     if not (is_run_dir(path) or is_sweep_dir(path)):
         raise UsageError(f"{path}: neither a run directory (run.json) nor a sweep directory "
                          "(sweep.json, or run directories below it)")
     res = load_results(path)
-    if is_run_dir(path):
-        return "validation" if not res.comparison.dropna(subset=["rel_error"]).empty \
-            else "capacity"
-    if any(k.startswith("strategy.") for k in res.knobs):
-        return "strategies"
-    return "capacity"
+    rec = res.records
+    if is_run_dir(path) and not res.comparison.dropna(subset=["rel_error"]).empty:
+        return ["validation"]
+    strategies = any(k.startswith("strategy.") for k in res.knobs)
+    entity = rec["entity"].astype(str)
+    hosts_over_time = bool((entity.str.startswith("host:") & rec["t_s"].notna()).any())
+    if (entity == "fleet:all").any() or hosts_over_time:
+        guest_io = bool(rec["metric"].isin(["write_ios", "read_ios"]).any())
+        return ["capacity", "strategies"] if strategies and guest_io else ["capacity"]
+    return ["strategies"] if strategies else ["capacity"]
+
+
+def choose_notebook(path: Path) -> str:
+    """The notebooks :func:`choose_notebooks` picks, as the report names them (``a+b``)."""
+    return "+".join(choose_notebooks(path))
 
 
 def notebook_path(name: str) -> Path:
@@ -70,58 +92,74 @@ def notebook_path(name: str) -> Path:
     return path
 
 
-def scenario_capacity(path: Path) -> int | None:
-    """A host's disk capacity as the run's (or the sweep's first point's) resolved scenario
-    states it: a fleet's ``fleet.hosts.capacity``, else the ``capacity_bytes`` every host
-    shares; ``None`` when it says none."""
-    for candidate in [path / "scenario.yaml", *sorted(path.glob("*/scenario.yaml")),
-                      *sorted(path.glob("*/*/scenario.yaml"))]:
-        try:
-            data = yaml.safe_load(candidate.read_text())
-        except (OSError, yaml.YAMLError):
-            continue
-        if not isinstance(data, dict):
-            continue
-        fleet = data.get("fleet") or {}
-        if isinstance(fleet, dict) and isinstance(fleet.get("hosts"), dict):
-            cap = fleet["hosts"].get("capacity")
-            return int(cap) if isinstance(cap, int) else None
-        caps = {h.get("capacity_bytes") for h in data.get("hosts") or [] if isinstance(h, dict)}
-        only = caps.pop() if len(caps) == 1 else None
-        return int(only) if isinstance(only, int) else None
-    return None
+def combined_notebook(names: list[str], work: Path) -> Path:
+    """One notebook running ``names`` in turn: the first whole, the others without their
+    parameters cell (one kernel, one parameters cell, sections one after the other)."""
+    if len(names) == 1:
+        return notebook_path(names[0])
+    books = [nbformat.read(notebook_path(n), as_version=4)  # type: ignore[no-untyped-call]
+             for n in names]
+    nb = books[0]
+    for other in books[1:]:
+        nb.cells.extend(c for c in other.cells
+                        if "parameters" not in c.metadata.get("tags", []))
+    out = work / "combined.ipynb"
+    nbformat.write(nb, out)  # type: ignore[no-untyped-call]
+    return out
 
 
-def make_report(path: Path, notebook: str | None = None,
-                capacity_bytes: int | None = None) -> ReportOutcome:
-    """Execute the chosen notebook on ``path`` and write report.html, report.ipynb, figures/.
+def make_report(path: Path, notebook: str | None = None, capacity_bytes: int | None = None,
+                progress: ProgressFn = lambda _d, _t: None) -> ReportOutcome:
+    """Execute the chosen notebook(s) on ``path``; write ``path/report/`` and report.html.
 
-    Without ``capacity_bytes`` the scenario's host capacity is used, if it states one."""
+    ``capacity_bytes`` replaces every group's host capacity (default: each point's own)."""
     path = path.resolve()
-    if capacity_bytes is None:
-        capacity_bytes = scenario_capacity(path)
-    name = notebook or choose_notebook(path)
-    source = notebook_path(name)
+    names = [notebook] if notebook else choose_notebooks(path)
+    for name in names:
+        notebook_path(name)
     if notebook is not None:
         load_results(path)  # a clear error now rather than one from inside a cell
-        if name == "validation" and not is_run_dir(path):
+        if notebook == "validation" and not is_run_dir(path):
             raise UsageError(f"{path}: --notebook validation reads one run directory "
                              "(run.json), not a sweep")
+    owned_report_dir(path)
     try:
         tmp = Path(tempfile.mkdtemp(prefix=".report-", dir=path))
     except OSError as err:
         raise UsageError(f"{path}: cannot write the report there: {err.strerror}") from None
     try:
-        params = {"path": str(path), "figures_dir": str(tmp / FIGURES),
+        new = tmp / REPORT_DIR
+        new.mkdir()
+        (new / MARKER).write_text("written by `cowbench report`; the whole folder is "
+                                  "replaced by the next report\n")
+        params = {"path": str(path), "figures_dir": str(new / FIGURES),
                   "capacity_bytes": capacity_bytes}
+        source = combined_notebook(names, tmp)
         try:
-            executed = execute_notebook(source, tmp / "report.ipynb", params, tmp)
+            executed = execute_notebook(source, new / "report.ipynb", params, tmp, progress)
         except Interrupted as err:
             raise Interrupted(f"{err}; no report written in {path}") from None
-        html = render_html(executed, title=f"cowbench {name} report: {path.name}")
-        return _publish(path, tmp, name, html)
+        title = f"cowbench {' + '.join(names)} report: {path.name}"
+        (new / "report.html").write_text(render_html(executed, title))
+        return _publish(path, tmp, "+".join(names))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def owned_report_dir(path: Path) -> Path | None:
+    """``path/report`` if cowbench made it (its marker inside), None if absent; anything else
+    there (a user's folder, a symlink, a file) is refused, never replaced."""
+    target = path / REPORT_DIR
+    try:
+        st = os.lstat(target)
+    except FileNotFoundError:
+        return None
+    import stat
+
+    if not stat.S_ISDIR(st.st_mode) or not (target / MARKER).is_file():
+        raise UsageError(f"{target}: exists and was not written by `cowbench report`; move "
+                         "it away (the report is written into that folder)")
+    return target
 
 
 def render_html(nb: Any, title: str) -> str:
@@ -135,17 +173,31 @@ def render_html(nb: Any, title: str) -> str:
                             embed_images=True)  # type: ignore[no-untyped-call]
     nb.metadata["title"] = title
     body, _ = exporter.from_notebook_node(nb)
-    return str(body)
+    return str(body).replace("<head>", f"<head>\n{GENERATOR}", 1)
 
 
-def _publish(path: Path, tmp: Path, name: str, html: str) -> ReportOutcome:
-    figures = path / FIGURES
-    made = tmp / FIGURES
-    if figures.exists():
-        shutil.rmtree(figures)
-    if made.is_dir():
-        made.rename(figures)
-    shutil.move(str(tmp / "report.ipynb"), str(path / "report.ipynb"))
-    atomic_write_text(path / "report.html", html)
+def written_by_cowbench(html: Path) -> bool:
+    """Whether ``html`` is a report cowbench wrote (its generator tag near the top)."""
+    try:
+        with open(html, "rb") as f:
+            return GENERATOR.encode() in f.read(4096)
+    except OSError:
+        return False
+
+
+def _publish(path: Path, tmp: Path, name: str) -> ReportOutcome:
+    target = path / REPORT_DIR
+    old = owned_report_dir(path)  # checked again: the notebook took a while
+    if old is not None:
+        old.rename(tmp / "previous")
+    (tmp / REPORT_DIR).rename(target)
+    top = path / "report.html"
+    ours = not os.path.lexists(top) or (top.is_file() and not top.is_symlink()
+                                        and written_by_cowbench(top))
+    if ours:  # else a file of the user's: left alone
+        from .store import atomic_write_bytes
+
+        atomic_write_bytes(top, (target / "report.html").read_bytes())
+    figures = target / FIGURES
     files = sorted(figures.iterdir()) if figures.is_dir() else []
-    return ReportOutcome(name, path / "report.html", files)
+    return ReportOutcome(name, target / "report.html", files, top if ours else None)

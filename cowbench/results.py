@@ -29,8 +29,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .capacity import scenario_capacity
 from .compare import COMPARISON_COLUMNS
 from .errors import ScenarioError, UsageError
+from .knobs import applies, point_labels
 from .records import COLUMNS
 from .safeload import load_yaml_file
 from .store import read_comparison, read_records, read_run
@@ -38,6 +40,8 @@ from .store import read_comparison, read_records, read_run
 SWEEP_FILE = "sweep.json"
 #: Columns every sweep frame carries ahead of the point's knobs.
 POINT_COLUMNS = ["point", "scenario", "scenario_hash", "run_seed"]
+#: Columns of the points table only: each point's host capacity and horizon (its duration).
+POINT_FACTS = ["capacity_bytes", "horizon_s"]
 
 
 @dataclass
@@ -151,21 +155,22 @@ def point_knobs(run: RunResults) -> dict[str, Any]:
     if isinstance(overrides, dict):
         for key, value in flatten(overrides).items():
             knobs[key] = resolved.get(key, value)
-    return knobs
+    kind = knobs.get("strategy.kind")
+    return {k: v for k, v in knobs.items() if applies(k, kind)}
 
 
 def _point_row(sweep: Path, run: RunResults) -> dict[str, Any]:
     sc = run.meta.get("scenario") or {}
-    return {"point": str(run.path.relative_to(sweep)), "scenario": run.name,
-            "scenario_hash": sc.get("hash"), "run_seed": run.meta.get("seed"),
+    duration = run.scenario.get("duration")
+    return {"point": str(run.path.relative_to(sweep)) if run.path != sweep else ".",
+            "scenario": run.name, "scenario_hash": sc.get("hash"),
+            "run_seed": run.meta.get("seed"), "capacity_bytes": scenario_capacity(run.scenario),
+            "horizon_s": float(duration) if isinstance(duration, int | float) else None,
             **point_knobs(run)}
 
 
 def _with_point(df: pd.DataFrame, row: dict[str, Any]) -> pd.DataFrame:
-    out = df.copy()
-    for key, value in row.items():
-        out[key] = value
-    return out
+    return df.assign(**{k: v for k, v in row.items() if k not in POINT_FACTS})
 
 
 def _sweep_name(path: Path) -> str:
@@ -206,26 +211,47 @@ def _assemble(path: Path, rows: list[dict[str, Any]], records: list[pd.DataFrame
     table = pd.DataFrame(rows)
     if table.empty:
         table = pd.DataFrame(columns=POINT_COLUMNS)
-    knob_cols = [c for c in table.columns if c not in POINT_COLUMNS]
-    knobs = [c for c in knob_cols if table[c].astype(str).nunique(dropna=False) > 1]
+    knob_cols = [c for c in table.columns if c not in [*POINT_COLUMNS, *POINT_FACTS]]
+    # a knob varies where it applies: a full copy's missing cluster size is no second value
+    knobs = [c for c in knob_cols if table[c].dropna().astype(str).nunique() > 1]
     recs = pd.concat(records, ignore_index=True) if records else empty_records()
     comp = pd.concat(comparisons, ignore_index=True) if comparisons else pd.DataFrame()
     return SweepResults(path, _sweep_name(path), table, recs, comp, knobs, skipped)
 
 
+#: What tells one series from another; a sweep's knob columns follow from ``point``.
+SERIES_KEYS = ("backend", "point", "entity", "metric", "seed", "replication")
+
+
 def end_of_run(records: pd.DataFrame) -> pd.DataFrame:
-    """The end-of-run figures: ``t_s`` NaN (DESIGN.md), or else each series' last sample."""
+    """The end-of-run figures: ``t_s`` NaN (DESIGN.md), or else each series' last sample.
+
+    Vectorised (one sort, one ``drop_duplicates``, one merge), so a sweep of millions of
+    records takes seconds; call it once and keep the result."""
     if records.empty:
         return records
     final = records[records["t_s"].isna()]
     timed = records[records["t_s"].notna()]
     if timed.empty:
         return final.reset_index(drop=True)
-    keys = [c for c in records.columns if c not in ("t_s", "value", "unit")]
-    have = set(map(tuple, final[keys].astype(str).to_numpy())) if not final.empty else set()
-    last = timed.sort_values("t_s").groupby(keys, dropna=False, sort=False).tail(1)
-    missing = [tuple(r) not in have for r in last[keys].astype(str).to_numpy()]
-    return pd.concat([final, last[missing]], ignore_index=True)
+    keys = [c for c in SERIES_KEYS if c in records.columns]
+    last = timed.sort_values("t_s", kind="stable").drop_duplicates(keys, keep="last")
+    if not final.empty:
+        have = final[keys].drop_duplicates().assign(_final=True)
+        last = last.merge(have, on=keys, how="left")
+        last = last[last["_final"].isna()].drop(columns="_final")
+    return pd.concat([final, last], ignore_index=True)
+
+
+def labelled(res: SweepResults, column: str = "group") -> pd.DataFrame:
+    """The sweep's records with each point's knob label in ``column`` (one ``map`` by
+    point); without varying knobs, ``predicted``/``measured`` by backend."""
+    records = res.records
+    if res.knobs:
+        labels = point_labels(res.points, res.knobs)
+        return records.assign(**{column: records["point"].map(labels)})
+    words = records["backend"].map({"sim": "predicted", "real": "measured"})
+    return records.assign(**{column: words})
 
 
 def wide(records: pd.DataFrame, index: list[str]) -> pd.DataFrame:
@@ -264,9 +290,11 @@ AMPLIFICATION_COLUMNS = ["guest_read_bytes", "guest_write_bytes", "space_amplifi
 def amplification(records: pd.DataFrame, by: list[str] | None = None) -> pd.DataFrame:
     """Per VM (and ``by`` columns): what the copy-on-write strategy costs per guest byte.
 
-    - ``space_amplification`` = ``allocated_bytes / guest_write_bytes``: host bytes the VM's
-      disk holds per byte the guest wrote (a 4 KiB write into an empty 64 KiB cluster costs a
-      whole cluster plus metadata: up to 16x; a full copy also holds the base's data);
+    - ``space_amplification`` = ``own_bytes / guest_write_bytes``: host bytes the VM's disk
+      holds per byte the guest wrote (a 4 KiB write into an empty 64 KiB cluster costs a
+      whole cluster plus metadata: up to 16x; a full copy also holds the base's data).
+      ``own_bytes`` is ``allocated_bytes``, but for a reflink copy its ``exclusive_bytes``:
+      the blocks it shares with the base cost nothing more (``shared_bytes``);
     - ``write_amplification`` = ``host_write_bytes / guest_write_bytes`` (copy-on-write of the
       rest of the cluster, metadata updates);
     - ``read_amplification`` = ``host_read_bytes / guest_read_bytes``.
@@ -281,7 +309,12 @@ def amplification(records: pd.DataFrame, by: list[str] | None = None) -> pd.Data
         return pd.DataFrame(columns=[*keys, *AMPLIFICATION_COLUMNS])
     w["guest_read_bytes"] = guest_bytes(w, "read")
     w["guest_write_bytes"] = guest_bytes(w, "write")
-    for name, num, den in (("space_amplification", "allocated_bytes", "guest_write_bytes"),
+    if "exclusive_bytes" in w.columns and "allocated_bytes" in w.columns:
+        # a reflink copy shares the base's blocks: what the VM costs is what it holds alone
+        w["own_bytes"] = w["exclusive_bytes"].fillna(w["allocated_bytes"])
+    elif "allocated_bytes" in w.columns:
+        w["own_bytes"] = w["allocated_bytes"]
+    for name, num, den in (("space_amplification", "own_bytes", "guest_write_bytes"),
                            ("write_amplification", "host_write_bytes", "guest_write_bytes"),
                            ("read_amplification", "host_read_bytes", "guest_read_bytes")):
         w[name] = _ratio(w[num], w[den]) if num in w.columns else math.nan
@@ -298,19 +331,11 @@ def load_results(path: str | Path) -> SweepResults:
         raise UsageError(f"{p}: run status is {run.meta.get('status')!r}"
                          + (f" ({run.meta['reason']})" if run.meta.get("reason") else "")
                          + "; only finished runs are reported")
-    row = {"point": ".", "scenario": run.name, "scenario_hash": (run.meta.get("scenario") or {})
-           .get("hash"), "run_seed": run.meta.get("seed"), **point_knobs(run)}
+    row = _point_row(p, run)
     res = _assemble(p, [row], [_with_point(run.records, row)],
                     [_with_point(run.comparison, row)], [])
     res.name = run.name
     return res
-
-
-def knob_label(row: pd.Series | dict[str, Any], knobs: list[str]) -> str:
-    """``cluster_size=65536, extended_l2=True``: a point's varying knobs in a legend label."""
-    if not knobs:
-        return "all"
-    return ", ".join(f"{k.removeprefix('strategy.')}={_knob_value(k, row[k])}" for k in knobs)
 
 
 def _knob_value(key: str, value: Any) -> str:

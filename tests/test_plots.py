@@ -11,7 +11,7 @@ import pytest
 from matplotlib.collections import PolyCollection
 
 from cowbench import capacity as cap
-from cowbench import plots
+from cowbench import capacity_plots, plots, strategy_plots
 from cowbench.compare import compare
 from cowbench.records import records_frame
 
@@ -131,73 +131,123 @@ def test_bands_are_percentiles_over_hosts_and_seeds():
     assert (band["p5"] <= band["p50"]).all() and (band["p50"] <= band["p95"]).all()
 
 
-def test_time_to_full_reached_extrapolated_never_unknown():
-    t = np.array([0.0, 10.0, 20.0])
-    assert cap.time_to_full(t, np.array([0.0, 50.0, 100.0]), 75.0) == (15.0, "reached")
-    assert cap.time_to_full(t, np.array([0.0, 10.0, 20.0]), 40.0) == (pytest.approx(40.0),
-                                                                      "extrapolated")
-    assert cap.time_to_full(t, np.array([5.0, 5.0, 5.0]), 40.0) == (math.inf, "never")
-    assert cap.time_to_full(np.array([math.nan]), np.array([5.0]), 40.0)[1] == "unknown"
-    assert cap.time_to_full(t, np.array([50.0, 60.0, 70.0]), 40.0) == (0.0, "reached")
+def _two_points(caps=(12 * GiB, 40 * GiB)) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
+    """Two points of 2 hosts growing 1 and 1.2 GiB a day from 10 GiB over 4 days, each point
+    with its own capacity; a 730-day horizon (the scenario's duration)."""
+    hosts = pd.concat([cap.host_disk(host_series(hosts=2, seeds=1, days=4)).assign(point=p)
+                       for p in ("small", "big")])
+    return (hosts, pd.Series(list(caps), index=["small", "big"]),
+            pd.Series([730 * 86400.0] * 2, index=["small", "big"]))
 
 
-def test_times_to_full_per_host_and_the_figure():
-    series = cap.host_disk(host_series(hosts=2, seeds=1, days=4, growth_gib_per_day=1.0))
-    series["group"] = "qcow2"
-    ttf = cap.times_to_full(series, 20 * GiB, by=["group"])
-    # host h0 grows 1 GiB/day from 10 GiB (full at day 10), h1 1.2 GiB/day (day 8.33)
-    days = (ttf.set_index("entity")["t_full_s"] / 86400).round(1).to_dict()
-    assert days == {"host:h0": 10.0, "host:h1": 8.3}
-    assert set(ttf["how"]) == {"extrapolated"}
-    fig = plots.time_to_full_bars(ttf, "group")
-    assert texts(fig)[1] == "time to full (days)"
+def test_time_to_full_is_interpolated_against_each_points_capacity_and_never_extrapolated():
+    hosts, caps, horizon = _two_points()
+    ttf = cap.times_to_full(hosts, caps, horizon).set_index(["point", "entity"])
+    # 12 GiB: h0 (1 GiB/day from 10) full at day 2, h1 (1.2 GiB/day) at day 1.67
+    assert ttf.loc[("small", "host:h0"), "t_full_s"] / 86400 == pytest.approx(2.0, abs=1e-3)
+    assert ttf.loc[("small", "host:h1"), "t_full_s"] / 86400 == pytest.approx(5 / 3, abs=1e-3)
+    # 40 GiB is never reached in 4 days: censored, no guess past the samples
+    big = ttf.loc["big"]
+    assert big["t_full_s"].isna().all() and set(big["how"]) == {"not full"}
+    assert (big["capacity_bytes"] == 40 * GiB).all() and (big["horizon_s"] == 730 * 86400).all()
+    assert cap.days_text(math.nan, 730 * 86400.0) == "> 730 d"
+    assert cap.days_text(math.inf, 730 * 86400.0) == "> 730 d"
+    assert cap.days_text(86400.0 * 363.8, 730 * 86400.0) == "364 d"
 
 
-def test_disk_use_over_time_draws_a_band_per_group_and_the_capacity():
-    a = cap.host_disk(host_series(days=3)).assign(group="qcow2 64k")
-    b = cap.host_disk(host_series(days=3, growth_gib_per_day=3)).assign(group="full copy")
-    band = cap.bands(pd.concat([a, b]), by=["group"])
-    fig = plots.disk_use_over_time(band, "group", capacity=64 * GiB)
-    title, xlabel, ylabel, legend = texts(fig)
-    assert (xlabel, ylabel) == ("time (days)", "allocated (GiB)")
-    assert legend == ["full copy (median)", "full copy (p5–p95)", "qcow2 64k (median)",
-                      "qcow2 64k (p5–p95)", "capacity"]
-    assert sum(isinstance(c, PolyCollection) for c in fig.axes[0].collections) == 2
+def test_the_headline_is_the_first_host_with_its_interval_or_the_seeds_it_needs():
+    first = pd.DataFrame({"group": ["g"] * 5, "point": list("abcde"),
+                          "t_first_full_s": [10.0, 20.0, 30.0, math.nan, 40.0],
+                          "peak_bytes": [5.0, 6.0, 7.0, 4.0, 8.0], "capacity_bytes": [8.0] * 5,
+                          "horizon_s": [100.0] * 5})
+    head = cap.headline(first, pd.DataFrame(), "group").iloc[0]
+    assert head["filled"] == 4 and head["median_s"] == 30.0 and head["peak_bytes"] == 6.0
+    assert cap.interval_text(head) == "needs 6 seeds for a 95% interval (has 5)"
+    six = pd.concat([first, first.iloc[:1].assign(point="f")])
+    head = cap.headline(six, pd.DataFrame(), "group").iloc[0]
+    assert cap.interval_text(head) == f"{10 / 86400:.3g} d to > {100 / 86400:.3g} d"
+
+
+def test_disk_use_facets_draw_each_group_against_its_own_capacity():
+    hosts, caps, horizon = _two_points()
+    hosts["group"] = hosts["point"].map({"small": "capacity 12 GiB", "big": "capacity 40 GiB"})
+    band = cap.bands(hosts, by=["group"])
+    fig = capacity_plots.disk_use_facets(
+        band, pd.Series({"capacity 12 GiB": 12 * GiB, "capacity 40 GiB": 40 * GiB}), "group",
+        ["capacity 12 GiB", "capacity 40 GiB"])
+    a, b = fig.axes[:2]
+    assert (a.get_title(), b.get_title()) == ("capacity 12 GiB", "capacity 40 GiB")
+    lines = [[ln.get_ydata()[0] for ln in ax.get_lines() if ln.get_linestyle() == ":"]
+             for ax in (a, b)]
+    assert lines == [[12.0], [40.0]]  # GiB, each its own
+    assert a.get_ylim()[1] >= 40.0  # the larger capacity is on the shared scale
+
+
+def test_first_full_figure_never_draws_past_the_horizon():
+    first = pd.DataFrame({"group": ["g"] * 6, "point": list("abcdef"),
+                          "t_first_full_s": [5.0, 6.0, 7.0, math.nan, math.nan, math.nan],
+                          "peak_bytes": [1.0] * 6, "capacity_bytes": [1.0] * 6,
+                          "horizon_s": [20 * 86400.0] * 6})
+    first["t_first_full_s"] *= 86400
+    head = cap.headline(first, pd.DataFrame(), "group")
+    fig = capacity_plots.first_full_figure(first, head, "group", ["g"])
+    ax = fig.axes[0]
+    assert ax.get_xlim()[1] <= 22.0 + 1e-9
+    censored = ax.collections[1].get_offsets()
+    assert len(censored) == 3 and set(np.asarray(censored)[:, 0]) == {20.0}
+    assert any("> 20 d" in t.get_text() for t in ax.texts)
+
+
+def _overlaps(boxes: list) -> list[tuple[int, int]]:
+    return [(i, j) for i in range(len(boxes)) for j in range(i + 1, len(boxes))
+            if boxes[i].overlaps(boxes[j])]
+
+
+def test_category_labels_and_legend_never_overlap_at_1000_px():
+    labels = [f"snapshot_chain, cluster {c} KiB, extended L2 {e}, refcount bits 16, chain "
+              f"depth {d}" for c in (16, 64, 2048) for e in ("on", "off") for d in (1, 4, 8, 16)]
+    amp = pd.DataFrame({"setting": np.repeat(labels, 3), "entity": ["vm:a", "vm:b", "vm:c"]
+                        * len(labels), "space_amplification": np.linspace(1, 30, 3 * len(labels))})
+    fig = strategy_plots.amplification_boxes(
+        strategy_plots.StrategyView(amp, labels), "space_amplification")
+    assert fig.get_figwidth() * fig.dpi == 1000
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    ax = fig.axes[0]
+    ticks = [t.get_window_extent(renderer) for t in ax.get_yticklabels()]
+    assert len(ticks) == 24 and _overlaps(ticks) == []
+    legend = fig.legends[0].get_window_extent(renderer)
+    xlabel = ax.xaxis.label.get_window_extent(renderer)
+    assert not legend.overlaps(xlabel) and not any(legend.overlaps(t) for t in ticks)
+    assert all(t.x0 >= 0 for t in ticks)  # nothing cut off at the left edge
+    assert "whiskers: min to max" in fig.legends[0].get_texts()[-1].get_text()
+    assert [t.get_text().replace("\n", " ") for t in ax.get_yticklabels()] == labels
+
+
+def test_strategies_are_categories_not_numbers():
+    amp = pd.DataFrame({"setting": ["full_copy", "qcow2_overlay, cluster 64 KiB"] * 2,
+                        "entity": ["vm:a", "vm:a", "vm:b", "vm:b"],
+                        "write_amplification": [1.0, 2.0, 1.0, 4.0]})
+    view = strategy_plots.StrategyView(amp, ["qcow2_overlay, cluster 64 KiB", "full_copy"])
+    ax = strategy_plots.amplification_boxes(view, "write_amplification").axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["qcow2_overlay, cluster 64 KiB",
+                                                             "full_copy"]
+    assert ax.get_xlabel() == "write amplification (×)"
+    medians = [ln.get_xdata()[0] for ln in ax.get_lines()[: 12] if len(ln.get_xdata()) == 2
+               and ln.get_xdata()[0] == ln.get_xdata()[1] and ln.get_color() != "grey"]
+    assert 3.0 in medians and 1.0 in medians
 
 
 def test_end_of_run_disk_use_by_group():
     final = cap.host_disk(host_series(days=1)).assign(group="g", t_s=math.nan)
     fig = plots.disk_use_by_group(cap.bands(final, by=["group"]), "group")
     ax = fig.axes[0]
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["g"]
-    assert texts(fig)[2] == "allocated (GiB)"
-    assert ax.patches[0].get_height() == pytest.approx(final["value"].median() / GiB)
-
-
-def test_amplification_by_knob_uses_a_binary_log_axis_for_cluster_size():
-    amp = pd.DataFrame({"strategy.cluster_size": [4096, 65536, 65536, 2**20],
-                        "space_amplification": [1.0, 4.0, 6.0, 16.0],
-                        "backend": ["sim"] * 4})
-    fig = plots.amplification_by_knob(amp, "space_amplification", "strategy.cluster_size",
-                                      "backend")
-    ax = fig.axes[0]
-    assert ax.get_xscale() == "log"
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["4 KiB", "64 KiB", "1 MiB"]
-    assert texts(fig)[1:] == ("cluster size (bytes)", "space amplification (×)",
-                              ["predicted"])
-    assert list(ax.get_lines()[0].get_ydata()) == [1.0, 5.0, 16.0]  # medians
-
-
-def test_amplification_by_a_categorical_knob_draws_no_line_between_categories():
-    amp = pd.DataFrame({"backend": ["sim", "real", "sim"], "entity": ["vm:a"] * 3,
-                        "write_amplification": [2.0, 3.0, 4.0]})
-    fig = plots.amplification_by_knob(amp, "write_amplification", "backend")
-    ax = fig.axes[0]
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["measured", "predicted"]
-    line = ax.get_lines()[0]
-    assert line.get_linestyle() == "None"
-    assert list(line.get_ydata()) == [3.0, 3.0]  # real: 3; sim: median of 2 and 4
-    assert ax.get_ylim() == (0.0, pytest.approx(4.4))  # the whiskers fit
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["g"]
+    assert ax.get_xlabel() == "allocated (GiB)"
+    assert ax.patches[0].get_width() == pytest.approx(final["value"].median() / GiB)
 
 
 def test_save_figure_writes_png_and_svg(tmp_path):

@@ -26,7 +26,7 @@ from cowbench.report import choose_notebook, make_report
 
 from . import browser
 from .conftest import needs_tools, small_dict
-from .reportkit import host_series, sim_run, sim_sweep, synthetic_run
+from .reportkit import GiB, host_series, sim_run, sim_sweep, synthetic_run
 from .test_cli import assert_clean_error, cowbench, write
 
 needs_chromium = pytest.mark.skipif(
@@ -45,9 +45,56 @@ def assert_self_contained(html: Path, n_figures: int) -> str:
 
 
 def figures_of(run: Path) -> list[str]:
-    pngs = sorted(p.stem for p in (run / "figures").glob("*.png"))
-    assert pngs == sorted(p.stem for p in (run / "figures").glob("*.svg"))
+    figures = run / "report" / "figures"
+    pngs = sorted(p.stem for p in figures.glob("*.png"))
+    assert pngs == sorted(p.stem for p in figures.glob("*.svg"))
     return pngs
+
+
+def html_of(run: Path) -> Path:
+    """The report inside the folder it owns; the copy at the top is the same page."""
+    html = run / "report" / "report.html"
+    assert (run / "report.html").read_bytes() == html.read_bytes()
+    return html
+
+
+def read_tables(html: str) -> list[pd.DataFrame]:
+    """The ``<table>``s of ``html`` as frames (stdlib parser: pandas' read_html needs lxml)."""
+    from html.parser import HTMLParser
+
+    class Tables(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.tables: list[list[list[str]]] = []
+            self.cell: list[str] | None = None
+
+        def handle_starttag(self, tag: str, attrs: object) -> None:
+            if tag == "table":
+                self.tables.append([])
+            elif tag == "tr" and self.tables:
+                self.tables[-1].append([])
+            elif tag in ("td", "th"):
+                self.cell = []
+
+        def handle_endtag(self, tag: str) -> None:
+            if tag in ("td", "th") and self.cell is not None:
+                self.tables[-1][-1].append("".join(self.cell).strip())
+                self.cell = None
+
+        def handle_data(self, data: str) -> None:
+            if self.cell is not None:
+                self.cell.append(data)
+
+    parser = Tables()
+    parser.feed(html)
+    return [pd.DataFrame(t[1:], columns=t[0]) for t in parser.tables if t]
+
+
+def outputs_html(run: Path) -> str:
+    """Every HTML output (the tables) of the executed notebook."""
+    nb = nbformat.read(run / "report" / "report.ipynb", as_version=4)
+    return "".join(o.get("data", {}).get("text/html", "") for c in nb.cells
+                   for o in c.get("outputs", []))
 
 
 def no_leftovers(path: Path) -> None:
@@ -75,33 +122,74 @@ def test_validation_report_with_time_series(tmp_path):
     names = figures_of(run)
     assert names == ["rel-error-by-metric", "scatter-allocated_bytes",
                      "scatter-write_lat_mean_s", "time-allocated_bytes"]
-    text = assert_self_contained(run / "report.html", len(names))
+    text = assert_self_contained(html_of(run), len(names))
     # measured = 0.97 x predicted for space, 2.5 ms against 2 ms for latency
     assert "predicted vs measured" in text and "+3.09%" in text and "-20.00%" in text
-    nb = nbformat.read(run / "report.ipynb", as_version=4)
+    nb = nbformat.read(run / "report" / "report.ipynb", as_version=4)
     assert nb.cells[1].metadata["tags"] == ["parameters"]
     no_leftovers(run)
 
 
 def test_capacity_report_on_a_sweep_of_fleet_time_series(tmp_path):
-    """Strategies side by side over time: two points, three hosts and two seeds each."""
+    """Strategies side by side over time: hosts sampled over time make it a capacity report
+    whatever the knobs; --capacity replaces every group's capacity."""
     sweep = tmp_path / "fleet"
     synthetic_run(sweep / "overlay", host_series(hosts=3, seeds=2, days=6),
                   overrides={"strategy": {"kind": "qcow2_overlay"}})
     synthetic_run(sweep / "copy", host_series(hosts=3, seeds=2, days=6, growth_gib_per_day=3),
                   overrides={"strategy": {"kind": "full_copy"}})
-    # the points differ in a strategy knob, so the default is the strategies notebook
-    assert choose_notebook(sweep) == "strategies"
-    proc = cowbench("report", str(sweep), "--notebook", "capacity", "--capacity", "20GiB")
+    assert choose_notebook(sweep) == "capacity"
+    proc = cowbench("report", str(sweep), "--capacity", "20GiB")
     assert proc.returncode == 0, proc.stderr
     assert "report (capacity)" in proc.stdout
     names = figures_of(sweep)
-    # host series only: no per-VM figure to draw
-    assert names == ["host-disk-by-group", "host-disk-over-time", "time-to-full"]
-    text = assert_self_contained(sweep / "report.html", len(names))
-    assert "kind=full_copy" in text and "kind=qcow2_overlay" in text
-    # full copies (3 GiB/day from 10 GiB) fill 20 GiB hosts within the 6 days: reached
-    assert "reached" in text and "extrapolated" in text
+    # host series only: no per-VM figure, no rejections
+    assert names == ["first-host-full", "fullest-host-peak", "host-disk-by-group",
+                     "host-disk-over-time"]
+    assert_self_contained(html_of(sweep), len(names))
+    head = read_tables(outputs_html(sweep))[0].set_index("group")
+    assert list(head.index) == ["qcow2_overlay", "full_copy"]  # no "kind=" anywhere
+    # full copies (3 GiB/day from 10 GiB) fill 20 GiB hosts within the 6 days; overlays
+    # (1 GiB/day) do not: censored at the horizon, never extrapolated
+    assert head.loc["full_copy", "replications filled"] == "2 of 2"
+    assert head.loc["qcow2_overlay", "replications filled"] == "0 of 2"
+    assert head.loc["qcow2_overlay", "first host full, median"] == "> 6 d"
+    assert head.loc["full_copy", "95% interval of the median"] == \
+        "needs 6 seeds for a 95% interval (has 2)"
+
+
+def _capacity_sweep(root: Path) -> Path:
+    """Two capacities, 6 replications each: 12 GiB fills within 4 days, 40 GiB never."""
+    for cap in (12, 40):
+        for seed in range(6):
+            scen = (f"name: fleet\nduration: {4 * 86400}\n"
+                    f"fleet: {{hosts: {{capacity: {cap * GiB}}}}}\n")
+            synthetic_run(root / f"cap{cap}-s{seed}", host_series(hosts=2, seeds=1, days=4),
+                          scenario=scen, overrides={"fleet": {"hosts": {"capacity": cap * GiB}}})
+    (root / "sweep.json").write_text(json.dumps({"name": "capacities"}))
+    return root
+
+
+def test_a_capacity_sweep_over_capacities_draws_each_group_against_its_own(tmp_path):
+    """The bug: every group was drawn against the first point's capacity, and a group that
+    never fills got a time to full of about 500 days from extrapolation."""
+    sweep = _capacity_sweep(tmp_path / "caps")
+    outcome = make_report(sweep)
+    assert outcome.notebook == "capacity"
+    html = outputs_html(sweep)
+    head = read_tables(html)[0].set_index("group")
+    assert list(head.index) == ["capacity 12 GiB", "capacity 40 GiB"]
+    assert head.loc["capacity 12 GiB", "replications filled"] == "6 of 6"
+    assert head.loc["capacity 40 GiB", "replications filled"] == "0 of 6"
+    assert head.loc["capacity 40 GiB", "first host full, median"] == "> 4 d"
+    assert head.loc["capacity 40 GiB", "95% interval of the median"] == \
+        "all later than the horizon"
+    # host h1 grows 1.2 GiB a day from 10 GiB: 12 GiB at day 1.67 in every replication
+    assert head.loc["capacity 12 GiB", "first host full, median"] == "1.67 d"
+    assert head.loc["capacity 40 GiB", "capacity"] == "40 GiB"
+    # the fullest host, h1, at day 4: 10 + 4 x 1.2 = 14.8 GiB of 40
+    assert head.loc["capacity 40 GiB", "fullest host's peak"] == "14.8 GiB (37% of capacity)"
+    assert "<details>" in html  # per-host detail folded away after the headline
 
 
 def test_capacity_report_on_a_model_run_without_time_series(tmp_path):
@@ -109,8 +197,7 @@ def test_capacity_report_on_a_model_run_without_time_series(tmp_path):
     outcome = make_report(run)
     assert outcome.notebook == "capacity"
     assert figures_of(run) == ["host-disk-by-group", "vm-disk-by-group"]
-    text = (run / "report.html").read_text()
-    assert "End-of-run figures only" in text and "--capacity SIZE" in text
+    assert "End-of-run figures only" in html_of(run).read_text()
 
 
 def test_strategies_report_on_a_sweep(tmp_path):
@@ -119,14 +206,83 @@ def test_strategies_report_on_a_sweep(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "report (strategies)" in proc.stdout
     names = figures_of(sweep)
-    assert names == ["read_amplification", "space-amplification", "write_amplification"]
-    text = assert_self_contained(sweep / "report.html", 3)
-    assert "cluster-sizes" in text and "cs-4KiB" in text
+    assert names == ["io-by-strategy", "read-amplification", "space-amplification",
+                     "write-amplification"]
+    text = assert_self_contained(html_of(sweep), 4)
+    assert "cluster-sizes" in text and "cluster 4 KiB" in text and "cluster 1 MiB" in text
     # the capacity notebook reads the same sweep, the strategies side by side
     make_report(sweep, notebook="capacity")
-    text = (sweep / "report.html").read_text()
-    assert "cluster_size=4KiB" in text and "cluster_size=1MiB" in text
+    text = html_of(sweep).read_text()
+    assert "cluster 4 KiB" in text and "cluster 1 MiB" in text
     no_leftovers(sweep)
+
+
+def test_a_strategies_sweep_over_kinds_draws_each_kind_as_a_category(tmp_path):
+    """The bug: full_copy and rbd_clone drawn at "64 KiB cluster size" (a default they do not
+    use), a continuous axis over extended_l2, a table of every combination."""
+    root = tmp_path / "kinds"
+    root.mkdir()
+    for name, knobs in (("a", {"strategy.kind": "qcow2_overlay", "strategy.extended_l2": False}),
+                        ("b", {"strategy.kind": "qcow2_overlay", "strategy.extended_l2": True}),
+                        ("c", {"strategy.kind": "full_copy"}),
+                        ("d", {"strategy.kind": "rbd_clone"}),
+                        ("e", {"strategy.kind": "reflink_copy"})):
+        sim_run(root / name, knobs)
+    assert choose_notebook(root) == "strategies"
+    make_report(root)
+    assert figures_of(root) == ["io-by-strategy", "read-amplification", "reflink-bytes",
+                                "space-amplification", "write-amplification"]
+    table = read_tables(outputs_html(root))[0]
+    # one row per setting that ran, each kind with only its own knobs, in knob order
+    assert list(table["strategy and knobs"]) == [
+        "qcow2_overlay, extended L2 off", "qcow2_overlay, extended L2 on", "full_copy",
+        "rbd_clone", "reflink_copy"]
+    # a reflink copy costs its exclusive bytes: about what the guest wrote, not the base too
+    reflink = table.set_index("strategy and knobs").loc["reflink_copy", "space amp."]
+    assert 0.9 <= float(reflink.rstrip("×")) <= 1.5
+
+
+def test_a_fleet_sweep_over_cluster_size_gets_the_capacity_report(tmp_path):
+    """The bug: strategy.cluster_size in a fleet sweep's grid picked the strategies notebook
+    (three blank figures)."""
+    from .test_sweep import sweep_file
+
+    spec = sweep_file(tmp_path, {"strategy.cluster_size": ["64KiB", "2MiB"]}, seeds=1)
+    out = tmp_path / "out"
+    proc = cowbench("sweep", str(spec), "--out", str(out), "--scheduler", "inprocess")
+    assert proc.returncode == 0, proc.stderr
+    assert choose_notebook(out) == "capacity"
+    make_report(out)
+    names = figures_of(out)
+    assert {"first-host-full", "host-disk-over-time", "vms-refused"} <= set(names)
+    assert "cluster 64 KiB" in html_of(out).read_text()
+
+
+def test_report_writes_only_in_the_folder_it_owns(tmp_path):
+    """Issue 20: a user's figures/ (or a figures symlink) and report.html survive; a second
+    report replaces only the folder cowbench made and its own report.html copy."""
+    run = sim_run(tmp_path / "r")
+    mine = tmp_path / "elsewhere"
+    mine.mkdir()
+    (mine / "plot.png").write_bytes(b"mine")
+    (run / "figures").symlink_to(mine)
+    make_report(run)
+    make_report(run)
+    assert (run / "figures").is_symlink() and (mine / "plot.png").read_bytes() == b"mine"
+    assert list(mine.iterdir()) == [mine / "plot.png"]
+    assert (run / "report" / ".cowbench-report").is_file() and html_of(run).is_file()
+    # a report.html the user wrote is left alone; the report is still written in report/
+    (run / "report.html").write_text("<html>my notes</html>")
+    outcome = make_report(run)
+    assert (run / "report.html").read_text() == "<html>my notes</html>"
+    assert outcome.top_html is None and outcome.html == run / "report" / "report.html"
+    # a report/ folder cowbench did not make is refused, untouched
+    other = sim_run(tmp_path / "o")
+    (other / "report").mkdir()
+    (other / "report" / "notes.txt").write_text("x")
+    assert_clean_error(cowbench("report", str(other)), "was not written by `cowbench report`")
+    assert [p.name for p in (other / "report").iterdir()] == ["notes.txt"]
+    no_leftovers(other)
 
 
 @needs_tools
@@ -142,10 +298,10 @@ def test_report_on_a_real_run(tmp_path, no_leaks):
     names = figures_of(run)
     assert names == sorted(["rel-error-by-metric",
                             *(f"scatter-{m}" for m in comp["metric"].unique())])
-    assert_self_contained(run / "report.html", len(names))
+    assert_self_contained(html_of(run), len(names))
     # the strategies notebook on a run with both backends shows the model's error too
     make_report(run, notebook="strategies")
-    text = (run / "report.html").read_text()
+    text = html_of(run).read_text()
     assert "How far the model is trusted" in text and "nothing to compare" not in text
     assert re.search(r"<td>allocated_bytes</td>\s*<td>\d+\.\d\d%</td>", text)
     # point 5: comparison and records as CSV beside the parquet files
@@ -154,17 +310,33 @@ def test_report_on_a_real_run(tmp_path, no_leaks):
             pd.read_parquet(run / f"{name}.parquet"))
 
 
-@needs_chromium
-def test_the_report_renders_in_chromium_without_console_errors(tmp_path):
-    run = _timed_both_run(tmp_path / "run")
-    make_report(run)
-    page = browser.open_page(run / "report.html")
+def _renders(html: Path, n_figures: int) -> None:
+    page = browser.open_page(html)
     assert page.errors == []
-    assert len(page.images) == len(figures_of(run)) == 4
+    assert len(page.images) == n_figures
     for complete, width, height, alt in page.images:
         assert complete and width == 2000 and height > 0 and alt  # decoded, print resolution
     shot = imread(io.BytesIO(page.screenshot_png))
     assert shot.shape[1] == 1200 and shot[..., :3].std() > 0.05  # not a blank page
+
+
+@needs_chromium
+def test_the_report_renders_in_chromium_without_console_errors(tmp_path):
+    run = _timed_both_run(tmp_path / "run")
+    make_report(run)
+    assert len(figures_of(run)) == 4
+    _renders(html_of(run), 4)
+    _renders(run / "report.html", 4)
+
+
+@needs_chromium
+def test_capacity_and_strategies_reports_render_in_chromium(tmp_path):
+    sweep = _capacity_sweep(tmp_path / "caps")
+    make_report(sweep)
+    _renders(html_of(sweep), len(figures_of(sweep)))
+    kinds = sim_sweep(tmp_path / "kinds")
+    make_report(kinds)
+    _renders(html_of(kinds), len(figures_of(kinds)))
 
 
 @needs_chromium

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from cowbench.errors import UsageError
+from cowbench.knobs import applies, knob_label, label_order, point_labels
 from cowbench.notebook import error_by_point, worst_entities
 from cowbench.records import COLUMNS, records_frame
 from cowbench.results import (
@@ -19,13 +20,12 @@ from cowbench.results import (
     flatten,
     guest_bytes,
     is_sweep_dir,
-    knob_label,
     load_results,
     load_run,
     load_sweep,
 )
 
-from .reportkit import sim_run, sim_sweep
+from .reportkit import host_series, sim_run, sim_sweep, synthetic_run
 
 
 def test_load_run_reads_the_contract(tmp_path):
@@ -106,12 +106,54 @@ def test_an_unfinished_run_is_not_reported(tmp_path):
         load_results(out)
 
 
-def test_knob_labels_say_sizes_as_a_scenario_would():
-    row = {"strategy.cluster_size": 65536, "strategy.kind": "qcow2_overlay", "vms.count": 8}
-    assert knob_label(row, list(row)) == "cluster_size=64KiB, kind=qcow2_overlay, vms.count=8"
+def test_knob_labels_are_short_names_in_human_units():
+    row = {"fleet.hosts.capacity": 3 * 2**40, "fleet.hosts.disk_allocation_ratio": 1.5,
+           "strategy.cluster_size": 65536, "strategy.kind": "qcow2_overlay",
+           "strategy.extended_l2": True, "vms.count": 8}
+    assert knob_label(row, list(row)) == ("capacity 3 TiB, ratio 1.5, cluster 64 KiB, "
+                                          "qcow2_overlay, extended L2 on, count 8")
+    assert knob_label({"strategy.cluster_size": "2MiB"}, ["strategy.cluster_size"]) == \
+        "cluster 2 MiB"
     assert knob_label({"strategy.cluster_size": 1536}, ["strategy.cluster_size"]) == \
-        "cluster_size=1536"
+        "cluster 1.5 KiB"
+    # a knob that does not apply to the point (NaN) is left out, never shown as a default
+    assert knob_label({"strategy.kind": "full_copy", "strategy.cluster_size": math.nan},
+                      ["strategy.kind", "strategy.cluster_size"]) == "full_copy"
     assert knob_label({}, []) == "all"
+    assert not applies("strategy.cluster_size", "rbd_clone")
+    assert applies("strategy.cluster_size", "snapshot_chain") and applies("fleet.vms", "x")
+
+
+def test_labels_are_made_per_point_and_ordered_by_value():
+    points = pd.DataFrame({"point": ["a", "b", "c"],
+                           "fleet.hosts.capacity": [4 * 2**40, 3 * 2**40, 4 * 2**40],
+                           "fleet.hosts.disk_allocation_ratio": [1.0, 1.0, 1.5]})
+    knobs = ["fleet.hosts.capacity", "fleet.hosts.disk_allocation_ratio"]
+    labels = point_labels(points, knobs)
+    assert labels["b"] == "capacity 3 TiB, ratio 1" and labels["c"] == "capacity 4 TiB, ratio 1.5"
+    assert label_order(points, knobs) == ["capacity 3 TiB, ratio 1", "capacity 4 TiB, ratio 1",
+                                          "capacity 4 TiB, ratio 1.5"]
+
+
+def test_a_strategies_sweep_over_kinds_keeps_only_the_knobs_each_kind_uses(tmp_path):
+    """A full copy and an RBD clone are not drawn "at 64 KiB": their cluster size is absent,
+    and a knob varies only where it applies (refcount bits, at 16 everywhere it means
+    anything, is no knob)."""
+    root = tmp_path / "kinds"
+    root.mkdir()
+    sim_run(root / "a", {"strategy.kind": "qcow2_overlay", "strategy.cluster_size": "16KiB"})
+    sim_run(root / "b", {"strategy.kind": "qcow2_overlay", "strategy.cluster_size": "2MiB"})
+    sim_run(root / "c", {"strategy.kind": "full_copy"})
+    sim_run(root / "d", {"strategy.kind": "rbd_clone"})
+    res = load_results(root)
+    assert res.knobs == ["strategy.kind", "strategy.cluster_size"]
+    pts = res.points.set_index("point")
+    assert math.isnan(pts.loc["c", "strategy.cluster_size"])
+    assert math.isnan(pts.loc["d", "strategy.cluster_size"])
+    assert "strategy.object_size" in pts.columns and math.isnan(pts.loc["a",
+                                                                        "strategy.object_size"])
+    labels = point_labels(res.points, res.knobs)
+    assert labels["c"] == "full_copy" and labels["a"] == "qcow2_overlay, cluster 16 KiB"
 
 
 def test_error_by_point_is_the_median_abs_error_per_metric_and_point():
@@ -178,20 +220,24 @@ def test_sim_sweep_space_amplification_grows_with_cluster_size(tmp_path):
     assert space[4096] >= 1.0
 
 
-def test_report_takes_the_host_capacity_from_the_scenario(tmp_path):
-    """`cowbench report` without --capacity uses what the scenario says a host holds."""
-    import yaml
+def test_each_point_carries_its_own_capacity_and_horizon(tmp_path):
+    """The capacity line of a group is its own points' capacity, not the first point's."""
+    from cowbench.capacity import scenario_capacity
 
-    from cowbench.report import scenario_capacity
-
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "scenario.yaml").write_text(yaml.safe_dump({"fleet": {"hosts": {"capacity": 4096}}}))
-    assert scenario_capacity(run) == 4096
-    sweep = tmp_path / "sweep"
-    (sweep / "points" / "p1").mkdir(parents=True)
-    (sweep / "points" / "p1" / "scenario.yaml").write_text(yaml.safe_dump(
-        {"hosts": [{"name": "a", "capacity_bytes": 8192}, {"name": "b", "capacity_bytes": 8192}]}))
-    assert scenario_capacity(sweep) == 8192
-    (run / "scenario.yaml").write_text(yaml.safe_dump({"hosts": [{"name": "a"}]}))
-    assert scenario_capacity(run) is None
+    assert scenario_capacity({"fleet": {"hosts": {"capacity": 4096}}}) == 4096
+    assert scenario_capacity({"hosts": [{"name": "a", "capacity_bytes": 8192},
+                                        {"name": "b", "capacity_bytes": 4096}]}) == 4096
+    assert scenario_capacity({"hosts": [{"name": "a"}]}) is None
+    root = tmp_path / "caps"
+    root.mkdir()
+    for name, cap in (("small", 1 << 30), ("big", 4 << 30)):
+        synthetic_run(root / name, host_series(hosts=1, seeds=1, days=2),
+                      scenario=f"name: f\nduration: 172800\n"
+                               f"fleet: {{hosts: {{capacity: {cap}}}}}\n",
+                      overrides={"fleet": {"hosts": {"capacity": cap}}})
+    res = load_results(root)
+    assert "capacity_bytes" not in res.knobs and "capacity_bytes" not in res.records.columns
+    caps = res.points.set_index("point")["capacity_bytes"]
+    assert caps["small"] == 1 << 30 and caps["big"] == 4 << 30
+    assert res.knobs == ["fleet.hosts.capacity"]
+    assert set(res.points["horizon_s"]) == {172800.0}

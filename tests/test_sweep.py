@@ -106,7 +106,14 @@ def test_inprocess_sweep_writes_run_dirs_summary_and_resumes(tmp_path: Path) -> 
     assert pd.read_parquet(out / "summary.parquet").shape[0] == 4
     bands = pd.read_csv(out / "bands.csv")
     assert {"p50", "p95", "p99", "n", "cell"} <= set(bands.columns) and (bands.n == 2).all()
-    assert (out / "time_to_full.csv").exists()
+    # every CSV names the cell by its knobs, and gives days beside seconds
+    assert set(bands["label"]) == {"ratio 1", "ratio 2"}
+    assert (bands["override.fleet.hosts.disk_allocation_ratio"].isin([1.0, 2.0])).all()
+    assert (bands["t_d"] * 86400 == bands["t_s"]).all()
+    ttf = pd.read_csv(out / "time_to_full.csv")
+    assert list(ttf["label"]) == ["ratio 1", "ratio 2"]
+    assert (ttf["duration_d"] == 4.0).all() and (ttf["seeds_needed"] == 6).all()
+    assert "time_to_full_d" in summary.columns and list(summary["label"])[0] == "ratio 1"
     # a point left unfinished is redone; finished ones are kept as they are
     before = _starts(out)
     run["status"] = "interrupted"
@@ -210,3 +217,70 @@ def test_a_finished_sweep_without_time_series_resumes_to_nothing(tmp_path: Path)
     first = run_sweep(load_sweep(spec), out, "inprocess", 1)
     again = run_sweep(load_sweep(spec), out, "inprocess", 1)
     assert (first.status == "ok").all() and (again.status == "ok").all()
+
+
+def test_a_grid_with_exclusions_explicit_points_and_zipped_axes(tmp_path: Path) -> None:
+    """The natural strategies grid: cells QEMU refuses are excluded, a whole strategy is
+    listed as a point, and zipped keys advance together."""
+    sw = load_sweep(sweep_file(
+        tmp_path, {"strategy.cluster_size": ["4KiB", "64KiB"],
+                   "strategy.extended_l2": [False, True],
+                   "fleet.hosts.capacity": ["8GiB", "16GiB"], "fleet.hosts.count": [2, 4]},
+        seeds=1, exclude=[{"strategy.cluster_size": "4KiB", "strategy.extended_l2": True}],
+        points=[{"strategy": {"kind": "qcow2_overlay", "cluster_size": "2MiB"}}],
+        zip=[["fleet.hosts.capacity", "fleet.hosts.count"]]))
+    cells = [p.overrides for p in sw.points]
+    assert len(cells) == 2 * 2 * 2 - 2 + 1
+    assert {"strategy.cluster_size": "4KiB", "strategy.extended_l2": True,
+            "fleet.hosts.capacity": "8GiB", "fleet.hosts.count": 2} not in cells
+    assert all((c.get("fleet.hosts.capacity"), c.get("fleet.hosts.count"))
+               in (("8GiB", 2), ("16GiB", 4)) for c in cells[:-1])
+    assert cells[-1] == {"strategy": {"kind": "qcow2_overlay", "cluster_size": "2MiB"}}
+    # a whole strategy per point: its other fields take their defaults
+    last = sw.points[-1].scenario.strategy
+    assert last.cluster_size == 2 << 20 and last.extended_l2 is False
+
+
+def test_grid_problems_name_their_key_path(tmp_path: Path) -> None:
+    with pytest.raises(ScenarioError) as info:
+        load_sweep(sweep_file(tmp_path, {"strategy.cluster_size": ["4KiB"],
+                                         "strategy.extended_l2": [True]}))
+    assert "exclude" in str(info.value) and "extended_l2 needs cluster_size" in str(info.value)
+    with pytest.raises(ScenarioError) as info:
+        load_sweep(sweep_file(tmp_path, {"fleet.vms": [1, 2], "fleet.hosts.count": [1]},
+                              zip=[["fleet.vms", "fleet.hosts.count"], ["fleet.bogus"]],
+                              exclude=[{"fleet.nope": 1}, {"fleet.vms": 3}]))
+    text = str(info.value)
+    assert "zip[0]: zipped keys need lists of the same length" in text
+    assert "zip[1]: 'fleet.bogus' is not a key of grid" in text
+    assert "exclude[0].fleet.nope: not a key of grid" in text
+    assert "exclude[1]: matches no cell of the grid" in text
+
+
+def test_dry_run_lists_points_and_validate_checks_a_sweep(tmp_path: Path) -> None:
+    p = sweep_file(tmp_path, {"fleet.hosts.disk_allocation_ratio": [1.0, 1.5]}, seeds=3)
+    out = tmp_path / "out"
+    proc = cowbench("sweep", str(p), "--out", str(out), "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["cell   0: ratio 1; seeds 1, 2, 3",
+                                        "cell   1: ratio 1.5; seeds 1, 2, 3",
+                                        "6 point(s) in 2 cell(s); nothing run"]
+    assert not out.exists()
+    proc = cowbench("validate", str(p))
+    assert proc.returncode == 0, proc.stderr
+    assert "2 cell(s) x 3 seed(s) = 6 point(s)" in proc.stdout and proc.stderr == ""
+    p.write_text(yaml.safe_dump({"scenario": "fleet.yaml", "grid": {"fleet.vms": [-1]}}))
+    assert_clean_error(cowbench("validate", str(p)), "fleet.vms")
+
+
+def test_seeds_that_cannot_change_the_figures_are_warned_about(tmp_path: Path) -> None:
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(
+        {"scenario": str(ROOT / "scenarios" / "quickstart.yaml"), "seeds": 2}))
+    proc = cowbench("validate", str(tmp_path / "sweep.yaml"))
+    assert proc.returncode == 0 and "cannot change the figures" in proc.stderr
+    assert "randrepeat" in proc.stderr
+    (tmp_path / "one.yaml").write_text(yaml.safe_dump(
+        {"scenario": str(ROOT / "scenarios" / "quickstart.yaml"), "seeds": 1}))
+    assert "warning" not in cowbench("validate", str(tmp_path / "one.yaml")).stderr
+    # a fleet draws its arrivals from the seed: no warning
+    assert "warning" not in cowbench("validate", str(sweep_file(tmp_path, {}, 2))).stderr

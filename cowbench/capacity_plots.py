@@ -1,0 +1,172 @@
+"""The capacity report's figures: the Monte Carlo headline first, then disk use per group.
+
+Times are in days and never drawn past the simulated horizon: a replication whose hosts did
+not fill is drawn at the horizon as "later" (an open triangle), the axis ends just after the
+horizon, and a dashed line marks it. Each group is drawn against its own capacity. Categories
+(groups) are on the y axis, labels wrapped, so none overlaps another at 1000 px.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from .capacity import DAY, days_text, interval_text
+from .knobs import size_text
+from .plots import (
+    category_axis,
+    category_height,
+    display_unit,
+    empty,
+    legend_below,
+    new_figure,
+    style,
+    time_unit,
+)
+
+
+def _jitter(n: int) -> np.ndarray:
+    return np.linspace(-0.18, 0.18, n) if n > 1 else np.zeros(n)
+
+
+def first_full_figure(first: pd.DataFrame, head: pd.DataFrame, group: str,
+                      order: Sequence[str]) -> Figure:
+    """When each replication's first host fills, per group: one dot per replication (an open
+    triangle at the horizon when none filled), the median and its 95% interval."""
+    names = [o for o in order if o in set(head[group])] if not head.empty else []
+    title = "when the first host's disk is full (one mark per replication)"
+    with style():
+        fig, (ax,) = new_figure(category_height(names, 2.2))
+        if not names:
+            return empty(fig, ax, title, "no host series with a capacity")
+        horizon = float(head["horizon_s"].max()) / DAY
+        for i, name in enumerate(names):
+            _first_full_row(ax, i, first[first[group] == name],
+                            head[head[group] == name].iloc[0], horizon)
+        ax.axvline(horizon, color="grey", ls="--", lw=1,
+                   label=f"end of the simulation ({horizon:.3g} d)")
+        category_axis(ax, names)
+        ax.set_xlim(0, horizon * 1.1)
+        ax.set_title(title)
+        ax.set_xlabel("time until the first host is full (days; censored at the horizon)")
+        legend_below(fig, ax, ncols=2)
+    return fig
+
+
+def _first_full_row(ax: object, i: int, g: pd.DataFrame, row: pd.Series,
+                    horizon: float) -> None:
+    from matplotlib.axes import Axes
+
+    assert isinstance(ax, Axes)
+    t = g["t_first_full_s"].to_numpy(float) / DAY
+    y = i + _jitter(t.size)
+    full = np.isfinite(t)
+    ax.scatter(t[full], y[full], s=22, color="tab:blue", alpha=0.7, zorder=3,
+               label="a replication: first host full" if i == 0 else None)
+    ax.scatter(np.full((~full).sum(), horizon), y[~full], s=40, marker=">", facecolors="none",
+               edgecolors="tab:red", zorder=3,
+               label="a replication: no host full by the end" if i == 0 else None)
+    lo, hi, med = (row["median_ci_low_s"] / DAY, row["median_ci_high_s"] / DAY,
+                   row["median_s"] / DAY)
+    if math.isfinite(lo):
+        ax.plot([lo, min(hi, horizon)], [i, i], color="black", lw=3, alpha=0.5, zorder=2,
+                label=f"{row['level']:.0%} interval of the median" if i == 0 else None)
+    if math.isfinite(med):
+        ax.scatter([med], [i], s=90, marker="D", color="black", zorder=4,
+                   label="median replication" if i == 0 else None)
+    horizon_s = horizon * DAY
+    text = f"median {days_text(row['median_s'], horizon_s)}; {interval_text(row)}"
+    ax.text(0.005, i - 0.3, text, transform=ax.get_yaxis_transform(), fontsize=9, va="center",
+            bbox={"facecolor": "white", "alpha": 0.8, "lw": 0, "pad": 1})
+
+
+def peak_figure(first: pd.DataFrame, group: str, order: Sequence[str]) -> Figure:
+    """The fullest host's peak demand per replication, as a share of the group's capacity."""
+    names = [o for o in order if o in set(first[group])] if not first.empty else []
+    title = "the fullest host's peak demand against its capacity"
+    with style():
+        fig, (ax,) = new_figure(category_height(names, 2.0))
+        if not names:
+            return empty(fig, ax, title, "no host series with a capacity")
+        data = [100 * (g["peak_bytes"] / g["capacity_bytes"]).to_numpy(float)
+                for g in (first[first[group] == n] for n in names)]
+        ax.boxplot(data, orientation="horizontal", positions=range(len(names)), widths=0.5,
+                   whis=(0, 100), showfliers=False)
+        for i, v in enumerate(data):
+            ax.scatter(v, i + _jitter(v.size), s=14, color="tab:blue", alpha=0.6, zorder=3,
+                       label="a replication" if i == 0 else None)
+        ax.axvline(100, color="tab:red", ls=":", label="the group's capacity (100%)")
+        category_axis(ax, names)
+        ax.set_xlim(left=0)
+        ax.set_title(title)
+        ax.set_xlabel("peak allocated on the fullest host (% of capacity); box: p25 to p75, "
+                      "line: median, whiskers: min to max")
+        legend_below(fig, ax, ncols=2)
+    return fig
+
+
+def rejections_figure(band: pd.DataFrame, group: str, order: Sequence[str]) -> Figure:
+    """VMs placement refused (NoValidHost), cumulative over time: median replication, p5-p95."""
+    title = "VMs refused by placement (NoValidHost), cumulative"
+    with style():
+        fig, (ax,) = new_figure(5.0)
+        d = band[band["t_s"].notna()] if not band.empty else band
+        if d.empty:
+            return empty(fig, ax, title, "no rejection series recorded")
+        tlabel, tdiv = time_unit(d["t_s"].to_numpy(float))
+        for name in [o for o in order if o in set(d[group])]:
+            g = d[d[group] == name].sort_values("t_s")
+            line = ax.plot(g["t_s"] / tdiv, g["p50"], lw=2, label=name)[0]
+            ax.fill_between(g["t_s"] / tdiv, g["p5"], g["p95"], color=line.get_color(),
+                            alpha=0.15, lw=0)
+        ax.set_title(title)
+        ax.set_xlabel(f"time ({tlabel})")
+        ax.set_ylabel("VMs refused (median replication; band p5 to p95)")
+        ax.set_ylim(bottom=0)
+        legend_below(fig, ax, ncols=2)
+    return fig
+
+
+def disk_use_facets(band: pd.DataFrame, capacity: pd.Series, group: str,
+                    order: Sequence[str]) -> Figure:
+    """Host demand over time, one panel per group, each with its own capacity line: the
+    median host and the p5-p95 band over hosts and replications."""
+    d = band[band["t_s"].notna()] if not band.empty else band
+    names = [o for o in order if o in set(d[group])] if not d.empty else []
+    ncols = min(max(len(names), 1), 2)
+    nrows = max(1, math.ceil(len(names) / ncols))
+    title = "host disk demand over time, each group against its own capacity"
+    with style():
+        fig = Figure(figsize=(10.0, 1.2 + 2.9 * nrows), layout="constrained")
+        axes = fig.subplots(nrows, ncols, squeeze=False, sharex=True, sharey=True).ravel()
+        if not names:
+            return empty(fig, axes[0], title, "no time series recorded (end-of-run only)")
+        caps = [float(capacity.get(n, math.nan)) for n in names]
+        label, div = display_unit("B", np.concatenate([d["p50"].to_numpy(float), caps]))
+        tlabel, tdiv = time_unit(d["t_s"].to_numpy(float))
+        top = np.nanmax([*caps, float(d["p95"].max())]) / div * 1.08
+        for ax, name, cap in zip(axes, names, caps, strict=False):
+            g = d[d[group] == name].sort_values("t_s")
+            ax.plot(g["t_s"] / tdiv, g["p50"] / div, lw=2, color="tab:blue",
+                    label="median host")
+            ax.fill_between(g["t_s"] / tdiv, g["p5"] / div, g["p95"] / div, alpha=0.2,
+                            color="tab:blue", lw=0, label="p5 to p95 of hosts")
+            if math.isfinite(cap):
+                ax.axhline(cap / div, color="tab:red", ls=":",
+                           label="capacity of the group")
+                ax.text(0.01, cap / div, f" {size_text(cap)}", color="tab:red", va="bottom",
+                        transform=ax.get_yaxis_transform(), fontsize=9)
+            ax.set_title(name, fontsize=11)
+            ax.set_ylim(0, top)
+        for ax in axes[len(names):]:
+            ax.set_axis_off()
+        for ax in axes[max(0, len(names) - ncols):len(names)]:
+            ax.set_xlabel(f"time ({tlabel})")
+        fig.suptitle(title)
+        fig.supylabel(f"allocated on a host ({label})")
+        legend_below(fig, axes[0])
+    return fig

@@ -1,0 +1,129 @@
+"""A sweep point's knobs as a person reads them: ``capacity 3 TiB, ratio 1.5``, ``cluster 64 KiB``.
+
+A knob is a scenario field by its dotted key path (``strategy.cluster_size``,
+``fleet.hosts.capacity``). Labels use short names (:data:`SHORT`), sizes in binary units with a
+space (``64 KiB``, as the axes print them), switches as ``on``/``off``, and the strategy's kind
+alone (``reflink_copy``, not ``kind=reflink_copy``). A strategy knob that a kind does not use
+(a full copy's ``cluster_size``, an RBD clone's ``extended_l2``) is no knob of that point: it
+is absent (NaN), so such points are never drawn "at 64 KiB" (:func:`applies`).
+
+Labels are made once per point and mapped onto records by the ``point`` column: a sweep of
+millions of records is labelled in one vectorised ``map``, never row by row.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+from .units import parse_size
+
+#: Short names of the knobs a planner or a researcher varies most.
+SHORT = {"fleet.hosts.capacity": "capacity", "fleet.hosts.disk_allocation_ratio": "ratio",
+         "fleet.hosts.count": "hosts", "fleet.hosts.reserved_host_disk": "reserved",
+         "fleet.vms": "VMs", "strategy.cluster_size": "cluster",
+         "strategy.extended_l2": "extended L2", "strategy.refcount_bits": "refcount bits",
+         "strategy.chain_depth": "chain depth", "strategy.object_size": "object",
+         "strategy.clone_depth": "clone depth", "strategy.max_clone_depth": "max clone depth",
+         "strategy.detect_zeroes": "detect-zeroes", "strategy.kind": "", "duration": "duration",
+         "seed": "seed"}
+#: Strategy kinds in the order reports list them: Nova's default first, then by family.
+KINDS = ("qcow2_overlay", "resized_base", "snapshot_chain", "internal_snapshot", "full_copy",
+         "rbd_clone", "reflink_copy")
+QCOW2_KINDS = ("qcow2_overlay", "resized_base", "snapshot_chain", "internal_snapshot")
+#: strategy knobs that only some kinds use (every other strategy knob applies to all kinds)
+ONLY_FOR = {"cluster_size": QCOW2_KINDS, "extended_l2": QCOW2_KINDS,
+            "refcount_bits": QCOW2_KINDS, "preallocation": QCOW2_KINDS,
+            "chain_depth": ("snapshot_chain",), "sparse": ("full_copy",),
+            "object_size": ("rbd_clone",), "clone_depth": ("rbd_clone",),
+            "max_clone_depth": ("rbd_clone",)}
+_SIZED = ("cluster_size", "_bytes", "_size", "capacity", "reserved_host_disk", "root",
+          "ephemeral", "swap")
+_BIN = (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10))
+
+
+def applies(key: str, kind: object) -> bool:
+    """Whether strategy knob ``key`` means anything for a strategy of ``kind``."""
+    field = key.removeprefix("strategy.")
+    return not key.startswith("strategy.") or field not in ONLY_FOR or kind in ONLY_FOR[field]
+
+
+def knob_name(key: str) -> str:
+    """``fleet.hosts.disk_allocation_ratio`` -> ``ratio``; unknown keys by their last part."""
+    if key in SHORT:
+        return SHORT[key]
+    return key.rsplit(".", 1)[-1].replace("_", " ")
+
+
+def is_sized(key: str) -> bool:
+    return key.endswith(_SIZED)
+
+
+def size_text(value: float) -> str:
+    """``3298534883328`` -> ``3 TiB``; ``1.5 * 2**40`` -> ``1.5 TiB``."""
+    for unit, size in _BIN:
+        if value >= size:
+            q = value / size
+            return f"{q:.0f} {unit}" if q == round(q) else f"{q:.3g} {unit}"
+    return f"{value:g} B"
+
+
+def knob_value(key: str, value: Any) -> str:
+    """A knob's value in human units: sizes binary, switches on/off, numbers plain."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, str) and is_sized(key):
+        try:
+            value = parse_size(value)
+        except ValueError:
+            return str(value)
+    if isinstance(value, int | float) and is_sized(key) and value > 0:
+        return size_text(float(value))
+    if isinstance(value, float) and value == round(value) and abs(value) < 1e15:
+        return f"{value:g}"
+    return str(value)
+
+
+def knob_text(key: str, value: Any) -> str:
+    """``capacity 3 TiB``, ``extended L2 on``, ``reflink_copy``: one knob in a label."""
+    name = knob_name(key)
+    text = knob_value(key, value)
+    return f"{name} {text}" if name else text
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def knob_label(row: Mapping[Any, Any] | pd.Series, knobs: list[str]) -> str:
+    """A point's varying knobs in a legend label: ``capacity 3 TiB, ratio 1.5``; knobs that do
+    not apply to the point (NaN) are left out."""
+    parts = [knob_text(k, row[k]) for k in knobs if k in row and not _missing(row[k])]
+    return ", ".join(parts) if parts else "all"
+
+
+def point_labels(points: pd.DataFrame, knobs: list[str]) -> pd.Series:
+    """The label of each point, indexed by ``point``: made once per point, not per record."""
+    if points.empty:
+        return pd.Series(dtype=object)
+    labels = [knob_label(r, knobs) for r in points.to_dict("records")]
+    return pd.Series(labels, index=points["point"].to_numpy(), dtype=object)
+
+
+def label_order(points: pd.DataFrame, knobs: list[str]) -> list[str]:
+    """Labels in the order a reader expects: by the knobs' values (numbers as numbers)."""
+    if points.empty:
+        return []
+    cols = [k for k in knobs if k in points.columns]
+    kinds = {k: i for i, k in enumerate(KINDS)}
+
+    def key(col: pd.Series) -> pd.Series:
+        return col.map(lambda v: kinds.get(v, len(kinds))) if col.name == "strategy.kind" \
+            else col
+
+    order = points.sort_values(cols, kind="stable", na_position="first", key=key) \
+        if cols else points
+    return list(dict.fromkeys(point_labels(order, knobs).tolist()))
