@@ -199,9 +199,10 @@ def load_sweep(path: Path) -> Sweep:
 
 def _check_size(spec: SweepSpec, base: dict[str, Any], source: str) -> None:
     """Points and up-front validation work, counted before the grid is expanded."""
-    # the grid's product (before exclusions: an upper bound) and the explicit points
-    cells = (product(len(v) for v in spec.grid.values()) if spec.grid or not spec.points
-             else 0) + len(spec.points)
+    # the grid's product (zipped keys one axis; before exclusions) and the explicit points
+    zipped = {k: i for i, keys in enumerate(spec.zip) for k in keys}
+    axes = {zipped.get(k, k): len(v) for k, v in spec.grid.items()}
+    cells = (product(axes.values()) if spec.grid or not spec.points else 0) + len(spec.points)
     seeds = spec.seeds if isinstance(spec.seeds, int) else len(spec.seeds)
     if cells * seeds > MAX_SWEEP_POINTS:
         raise ScenarioError(source, [("grid", f"{cells} cells x {seeds} seeds = "
