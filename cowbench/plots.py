@@ -261,8 +261,10 @@ def time_unit(t: np.ndarray) -> tuple[str, float]:
 
 def disk_use_by_group(band: pd.DataFrame, group: str | None = None,
                       order: Sequence[str] | None = None,
-                      title: str = "host disk use at the end") -> Figure:
-    """End-of-run host disk use per group: a bar at the median host, whiskers p5 to p95."""
+                      title: str = "host disk use at the end",
+                      capacity: pd.Series | None = None) -> Figure:
+    """End-of-run host disk use per group: a bar at the median host, whiskers p5 to p95, and
+    each group's own capacity (``capacity`` by group label) as a mark on its row."""
     d = band[band["t_s"].isna()] if not band.empty else band
     names = [str(x) for x in d[group]] if group and not d.empty else ["all hosts"] * len(d)
     if order is not None and group and not d.empty:
@@ -272,11 +274,16 @@ def disk_use_by_group(band: pd.DataFrame, group: str | None = None,
         fig, (ax,) = new_figure(category_height(names))
         if d.empty:
             return empty(fig, ax, title, "no end-of-run host figures")
+        caps = np.array([float(capacity.get(n, np.nan)) for n in names]) \
+            if capacity is not None else np.full(len(names), np.nan)
         label, div = display_unit("B", d["p50"].to_numpy(float))
         mid = d["p50"].to_numpy(float) / div
         err = np.vstack([mid - d["p5"].to_numpy(float) / div, d["p95"].to_numpy(float) / div - mid])
         ax.barh(range(len(d)), mid, xerr=err, capsize=5, color="tab:blue", alpha=0.8,
                 height=0.6, label="median host; whiskers: p5 to p95 of hosts")
+        if np.isfinite(caps).any():
+            ax.scatter(caps / div, range(len(d)), marker="|", s=900, color="tab:red",
+                       linewidths=2.5, zorder=4, label="the group's capacity")
         category_axis(ax, names)
         ax.set_title(title)
         ax.set_xlabel(f"allocated ({label})")

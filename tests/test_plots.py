@@ -152,7 +152,7 @@ def test_time_to_full_is_interpolated_against_each_points_capacity_and_never_ext
     assert (big["capacity_bytes"] == 40 * GiB).all() and (big["horizon_s"] == 730 * 86400).all()
     assert cap.days_text(math.nan, 730 * 86400.0) == "> 730 d"
     assert cap.days_text(math.inf, 730 * 86400.0) == "> 730 d"
-    assert cap.days_text(86400.0 * 363.8, 730 * 86400.0) == "364 d"
+    assert cap.days_text(86400.0 * 363.8, 730 * 86400.0) == "363.8 d"
 
 
 def test_the_headline_is_the_first_host_with_its_interval_or_the_seeds_it_needs():
@@ -165,7 +165,7 @@ def test_the_headline_is_the_first_host_with_its_interval_or_the_seeds_it_needs(
     assert cap.interval_text(head) == "needs 6 seeds for a 95% interval (has 5)"
     six = pd.concat([first, first.iloc[:1].assign(point="f")])
     head = cap.headline(six, pd.DataFrame(), "group").iloc[0]
-    assert cap.interval_text(head) == f"{10 / 86400:.3g} d to > {100 / 86400:.3g} d"
+    assert cap.interval_text(head) == f"{10 / 86400:.2f} d to > {100 / 86400:.3g} d"
 
 
 def test_disk_use_facets_draw_each_group_against_its_own_capacity():
