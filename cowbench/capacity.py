@@ -180,7 +180,7 @@ def headline(first: pd.DataFrame, rejected: pd.DataFrame, group: str,
 
 
 def days_text(seconds: float, horizon_s: float | None = None) -> str:
-    """``3.1e7`` -> ``358.8 d``; a censored time (``inf``, NaN or past the horizon) -> ``> 730 d``."""
+    """``3.1e7`` -> ``358.8 d``; censored (``inf``, NaN, past the horizon) -> ``> 730 d``."""
     if horizon_s is not None and (not math.isfinite(seconds) or seconds > horizon_s):
         return f"> {horizon_s / DAY:.3g} d"
     if not math.isfinite(seconds):
