@@ -194,9 +194,14 @@ def test_a_capacity_sweep_over_capacities_draws_each_group_against_its_own(tmp_p
 
 def test_capacity_report_on_a_model_run_without_time_series(tmp_path):
     run = sim_run(tmp_path / "sim")
-    outcome = make_report(run)
+    cells: list[tuple[int, int]] = []
+    outcome = make_report(run, progress=lambda done, total: cells.append((done, total)))
     assert outcome.notebook == "capacity"
     assert figures_of(run) == ["host-disk-by-group", "vm-disk-by-group"]
+    # a progress report per notebook cell (papermill adds one: the injected parameters),
+    # ending with all of them done
+    n = len(nbformat.read(ROOT / "notebooks" / "capacity.ipynb", as_version=4).cells) + 1
+    assert cells[-1] == (n, n) and cells == sorted(cells)
     assert "End-of-run figures only" in html_of(run).read_text()
 
 
