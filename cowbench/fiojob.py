@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .iolog import Trace, parse_iolog, read_iolog, read_latlogs
+from .iolog import Trace, parse_iolog, read_iolog, read_latlogs, read_log
 from .scenario import Workload
 from .tools import RawLog, run, which
 
@@ -61,8 +61,8 @@ def record_options(wl: Workload, directory: Path) -> list[str]:
 def recorded_traces(directory: Path) -> list[Trace]:
     """The per-clone traces fio recorded under ``directory`` (see :func:`record_options`)."""
     iolog = directory / "issued.iolog"
-    if iolog.exists():
-        return [t for t in parse_iolog(iolog.read_text(), str(iolog)).values() if len(t)]
+    if iolog.exists() or iolog.is_symlink():
+        return [t for t in parse_iolog(read_log(iolog), str(iolog)).values() if len(t)]
     return read_latlogs(directory / "issued")
 
 

@@ -124,10 +124,7 @@ def parse_latlog(text: str, source: str = "<lat log>") -> Trace:
 
 def read_iolog(path: Path) -> list[Trace]:
     """The clones' traces in a ``read_iolog`` file (one per file name it uses)."""
-    try:
-        text = read_input(path, "iolog", MAX_IOLOG_BYTES)
-    except ScenarioError as err:
-        raise TraceError(str(err)) from None
+    text = read_log(path)
     traces = list(parse_iolog(text, str(path)).values())
     if not any(len(t) for t in traces):
         raise TraceError(f"{path}: the iolog holds no read, write or trim")
@@ -149,4 +146,12 @@ def read_latlogs(prefix: Path) -> list[Trace]:
     files = latlog_files(prefix)
     if not files:
         raise TraceError(f"{prefix}: fio wrote no latency logs ({prefix.name}_lat.N.log)")
-    return [parse_latlog(p.read_text(), str(p)) for p in files]
+    return [parse_latlog(read_log(p), str(p)) for p in files]
+
+
+def read_log(path: Path) -> str:
+    """A log fio wrote (an iolog, a latency log): a regular file, size-capped."""
+    try:
+        return read_input(path, "fio log", MAX_IOLOG_BYTES)
+    except ScenarioError as err:
+        raise TraceError(str(err)) from None

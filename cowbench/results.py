@@ -34,7 +34,7 @@ from .compare import COMPARISON_COLUMNS
 from .errors import ScenarioError, UsageError
 from .knobs import applies, point_labels
 from .records import COLUMNS
-from .safeload import load_yaml_file
+from .safeload import load_json_file, load_yaml_file
 from .store import read_comparison, read_records, read_run
 
 SWEEP_FILE = "sweep.json"
@@ -174,12 +174,12 @@ def _with_point(df: pd.DataFrame, row: dict[str, Any]) -> pd.DataFrame:
 
 
 def _sweep_name(path: Path) -> str:
-    try:
-        meta = json.loads((path / SWEEP_FILE).read_text())
-    except FileNotFoundError:
+    if not (path / SWEEP_FILE).exists():
         return path.resolve().name
-    except ValueError as err:
-        raise UsageError(f"{path / SWEEP_FILE}: not valid JSON: {err}") from None
+    try:
+        meta = load_json_file(path / SWEEP_FILE, SWEEP_FILE)
+    except ScenarioError as err:
+        raise UsageError(str(err)) from None
     name = meta.get("name") if isinstance(meta, dict) else None
     return str(name) if name else path.resolve().name
 
