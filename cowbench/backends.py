@@ -89,8 +89,10 @@ class Backend(ABC):
         """The I/O model's parameters fitted to the probes."""
         raise self._lacks("fit a calibration")
 
-    def fit_rows(self, params: PerfParams, probes: Sequence[Probe]) -> list[FitRow]:
-        """Each probe replayed by the fitted model beside what was measured."""
+    def fit_rows(self, params: PerfParams, probes: Sequence[Probe],
+                 ios: int = 3000) -> list[FitRow]:
+        """Each probe replayed by the fitted model (``ios`` simulated I/Os) beside what was
+        measured."""
         raise self._lacks("fit a calibration")
 
     def _lacks(self, what: str) -> UsageError:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Literal
@@ -16,8 +17,12 @@ from typing import Literal
 from .atomic import atomic_write_text
 from .backends import get_backend
 from .profile import Profile, profile_json
+from .profile_cache import fingerprint
 from .signals import interrupts_raise
 from .store import host_facts, now_iso, tool_versions
+
+Matrix = Literal["quick", "short", "long"]
+Progress = Callable[[int, int, str], None]
 
 
 def _load() -> list[float]:
@@ -27,13 +32,16 @@ def _load() -> list[float]:
         return []
 
 
-def calibrate(directory: Path, out: Path, matrix: Literal["short", "long"], exports: int,
-              runtime: float | None = None, rounds: int | None = None,
-              progress: object = None) -> Profile:
+def measure_profile(directory: Path, matrix: Matrix, exports: int = 4,
+                    runtime: float | None = None, rounds: int | None = None,
+                    progress: Progress | None = None) -> Profile:
+    """Probe the storage under ``directory``, fit the model, and return the profile (keyed
+    by the storage's fingerprint); nothing is left in ``directory``."""
     real, model = get_backend("real"), get_backend("sim")
     measure, settings = real.measure_probes, real.probe_settings
     fit, fit_rows = model.fit, model.fit_rows
 
+    directory = Path(os.path.abspath(directory))
     s = settings(matrix, exports)
     if runtime is not None:
         s = replace(s, runtime_s=runtime, ramp_s=min(s.ramp_s, runtime / 4))
@@ -44,13 +52,22 @@ def calibrate(directory: Path, out: Path, matrix: Literal["short", "long"], expo
     t0 = time.monotonic()
     with interrupts_raise():
         probes = measure(directory, s, progress=progress)
-    load_after = _load()
-    params = fit(probes)
-    rows = fit_rows(params, probes)
+        load_after = _load()
+        if progress is not None:
+            progress(1, 1, "fitting the I/O model and replaying the probes")
+        params = fit(probes)
+        # the quick matrix replays with fewer simulated I/Os: it is for the fit's quality
+        rows = fit_rows(params, probes, ios=1500 if matrix == "quick" else 3000)
     duration = time.monotonic() - t0  # probes, fit and replay: the whole calibration
-    prof = Profile(created=created, duration_s=round(duration, 1), matrix=matrix,
-                   dir=str(directory.resolve()), host=host_facts(directory),
-                   tools=tool_versions(), settings=s.as_dict(), load_before=load_before,
-                   load_after=load_after, probes=probes, params=params, fit=rows)
+    return Profile(created=created, duration_s=round(duration, 1), matrix=matrix,
+                   dir=str(directory), host=host_facts(directory), tools=tool_versions(),
+                   settings=s.as_dict(), load_before=load_before, load_after=load_after,
+                   probes=probes, params=params, fit=rows, fingerprint=fingerprint(directory))
+
+
+def calibrate(directory: Path, out: Path, matrix: Matrix, exports: int,
+              runtime: float | None = None, rounds: int | None = None,
+              progress: Progress | None = None) -> Profile:
+    prof = measure_profile(directory, matrix, exports, runtime, rounds, progress)
     atomic_write_text(out, profile_json(prof))
     return prof

@@ -136,8 +136,12 @@ def run(
                                                   "2**63 - 1 (default: the scenario's).",
                                              min=0, max=2**63 - 1)] = None,
     profile: Annotated[Path | None, typer.Option(help="A calibration profile (from `cowbench "
-                       "calibrate`) for the model's I/O figures; overrides the scenario's "
-                       "device.profile.")] = None,
+                       "calibrate`) for the model's I/O figures, for every host; overrides "
+                       "the scenario's device.profile and hosts[].profile.")] = None,
+    uncalibrated: Annotated[bool, typer.Option(help="Predict I/O with the uncalibrated device "
+                            "model: no profile, and no calibration of this machine (by "
+                            "default --backend both uses this machine's cached profile, "
+                            "or makes one first with the quick calibration).")] = False,
 ) -> None:
     """Run a scenario and write its run directory (run.json, records, comparison.csv, raw/)."""
     from .runner import BACKENDS, default_backend, run_scenario
@@ -146,19 +150,18 @@ def run(
     if backend is not None and backend not in BACKENDS:
         raise UsageError(f"--backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
     s = _load(scenario)
-    if profile is not None:
-        from .resolve import with_profile
-
-        s = with_profile(s, profile, str(scenario))
     chosen = backend or default_backend(s)
     _print_estimate(s, err)  # a large model says what it will take before it starts
     if out_dir is None:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         out_dir = Path("results") / f"{s.name}-{stamp}"
+    s = _choose_profiles(s, str(scenario), chosen, out_dir, profile, uncalibrated)
     with _progress(transient=True) as bar:
         task = bar.add_task(f"{s.name}: starting", total=None)
         outcome = run_scenario(s, out_dir, chosen, seed,
                                progress=lambda msg: bar.update(task, description=msg))
+    if outcome.predicted is not None and s.fleet is None:
+        _print_profile_line(outcome.run_dir)
     if outcome.comparison is not None:
         print_comparison(outcome.comparison, out)
     model_only = [vm.name for vm in s.vms if s.model_only(vm)]
@@ -184,13 +187,39 @@ def _backend_line(backend: str, by_default: bool, fleet: bool) -> str:
     return f"{backend} ({BACKEND_WHAT[backend]}{why})"
 
 
+def _choose_profiles(s: Scenario, source: str, backend: str, out_dir: Path,
+                     profile: Path | None, uncalibrated: bool) -> Scenario:
+    """The profile of each host (``cowbench.autoprofile``), calibrating with a progress bar
+    when ``--backend both`` finds none of this machine's storage."""
+    from .autoprofile import choose_profiles
+
+    with _progress(bar=True, transient=True) as bar:
+        task = bar.add_task("calibration profile: looking for this machine's", total=None)
+
+        def step(i: int, n: int, msg: str) -> None:
+            bar.update(task, description=f"quick calibration: {msg}", completed=i, total=n)
+
+        return choose_profiles(s, source, backend, out_dir, profile=profile,
+                               uncalibrated=uncalibrated, progress=step,
+                               say=lambda msg: err.print(msg, soft_wrap=True))
+
+
+def _print_profile_line(run_dir: Path) -> None:
+    from .profile_use import describe
+    from .store import read_run
+
+    out.print(describe(read_run(run_dir).get("profile")), soft_wrap=True, highlight=False)
+
+
 @app.command()
 def calibrate(
     dir: Annotated[Path, typer.Option("--dir", help="Directory on the storage to calibrate "
                    "(probe images are made in a private subdirectory, removed at the end).")],
     out_path: Annotated[Path, typer.Option("--out", help="Profile to write (JSON).")],
-    matrix: Annotated[str, typer.Option(help="short (under 3 minutes) or long (finer: more "
-                      "sizes, depths, iodepths and exports; about 11 minutes).")] = "short",
+    matrix: Annotated[str, typer.Option(help="quick (about a minute: what `cowbench run` "
+                      "makes when it finds no profile), short (under 3 minutes) or long "
+                      "(finer: more sizes, depths, iodepths and exports; about 11 "
+                      "minutes).")] = "short",
     exports: Annotated[int, typer.Option(help="Most concurrent exports probed.", min=2,
                        max=16)] = 4,
     runtime: Annotated[float | None, typer.Option(help="Seconds each probe runs per round "
@@ -205,8 +234,8 @@ def calibrate(
     model to it, and write a calibration profile for `device.profile` / `run --profile`."""
     from .calibration import calibrate as do_calibrate
 
-    if matrix not in ("short", "long"):
-        raise UsageError(f"--matrix must be short or long, not {matrix!r}")
+    if matrix not in ("quick", "short", "long"):
+        raise UsageError(f"--matrix must be quick, short or long, not {matrix!r}")
     if out_path.exists() and not force:
         raise UsageError(f"--out {out_path}: exists (use --force to replace it)")
     if not out_path.parent.is_dir():

@@ -138,7 +138,7 @@ class Profile(_Frozen):
     kind: Literal["cowbench-calibration"] = "cowbench-calibration"
     created: str
     duration_s: float = Field(ge=0)
-    matrix: Literal["short", "long"]
+    matrix: Literal["quick", "short", "long"]
     dir: str
     host: dict[str, Any]
     tools: dict[str, str | None]
@@ -148,6 +148,17 @@ class Profile(_Frozen):
     probes: list[Probe] = Field(min_length=1)
     params: PerfParams
     fit: list[FitRow] = Field(default_factory=list)
+    fingerprint: dict[str, Any] | None = Field(
+        default=None, description="the machine and storage it was measured on "
+        "(cowbench.profile_cache.fingerprint): what keys it in the profile cache")
+
+    def fit_error(self, metric: str = "iops") -> float | None:
+        """How well the model replays the probes: the median |rel_error| of ``metric``."""
+        errs = sorted(abs(r.rel_error) for r in self.fit if r.metric == metric)
+        if not errs:
+            return None
+        mid = len(errs) // 2
+        return errs[mid] if len(errs) % 2 else (errs[mid - 1] + errs[mid]) / 2
 
 
 def _loc(loc: tuple[int | str, ...]) -> str:

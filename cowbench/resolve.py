@@ -83,27 +83,41 @@ def _inspection_failed(fmt: str, err: ToolError) -> str:
 
 
 def _calibration(scenario: Scenario, source: str) -> Scenario:
-    """``device.profile`` loaded (relative to the scenario file) into ``device.calibrated``."""
-    name = scenario.device.profile
-    if name is None:
+    """``device.profile`` and every ``hosts[].profile`` loaded (relative to the scenario file)
+    into ``device.calibrated`` and ``hosts[].calibrated``."""
+    named = [("device.profile", scenario.device.profile)] + [
+        (f"hosts[{i}].profile", h.profile) for i, h in enumerate(scenario.hosts)]
+    if all(name is None for _, name in named):
         return scenario
+    if scenario.fleet is not None:
+        key = next(k for k, name in named if name is not None)
+        raise ScenarioError(source, [(key, "a fleet scenario has no I/O figures to "
+                                      "calibrate")])
     here = Path(source).parent if Path(source).is_file() else Path.cwd()
-    path = Path(name) if Path(name).is_absolute() else (here / name).resolve()
-    try:
-        profile = load_profile(path)
-    except UsageError as err:
-        raise ScenarioError(source, [("device.profile", str(err))]) from None
     data = scenario.model_dump(mode="json")
-    data["device"]["profile"] = str(path)
-    data["device"]["calibrated"] = profile.params.model_dump(mode="json")
+    for key, name in named:
+        if name is None:
+            continue
+        path = Path(name) if Path(name).is_absolute() else (here / name).resolve()
+        try:
+            profile = load_profile(path)
+        except UsageError as err:
+            raise ScenarioError(source, [(key, str(err))]) from None
+        where = data["device"] if key == "device.profile" else \
+            data["hosts"][int(key.split("[")[1].split("]")[0])]
+        where["profile"] = str(path)
+        where["calibrated"] = profile.params.model_dump(mode="json")
     return parse_scenario(data, source)
 
 
 def with_profile(scenario: Scenario, profile: Path, source: str) -> Scenario:
-    """``scenario`` with ``device.profile`` set to ``profile`` (``cowbench run --profile``)."""
+    """``scenario`` with ``device.profile`` set to ``profile`` for every host
+    (``cowbench run --profile``: it wins over the hosts' own profiles too)."""
     data = scenario.model_dump(mode="json")
     data["device"]["profile"] = str(profile.resolve())
     data["device"]["calibrated"] = None
+    for host in data["hosts"]:
+        host["profile"] = host["calibrated"] = None
     return _calibration(parse_scenario(data, source), source)
 
 
@@ -111,6 +125,26 @@ def _scenario_relative(name: str, source: str) -> Path:
     """``name`` as an absolute path; a relative one is relative to the scenario file."""
     here = Path(source).parent if Path(source).is_file() else Path.cwd()
     return Path(name) if Path(name).is_absolute() else absolute(here / name)
+
+
+def with_host_profiles(scenario: Scenario, paths: dict[str, Path], source: str) -> Scenario:
+    """``scenario`` with ``hosts[name].profile`` set to ``paths[name]`` (the cached profiles
+    ``cowbench run`` chose for the hosts that name none)."""
+    data = scenario.model_dump(mode="json")
+    for host in data["hosts"]:
+        if host["name"] in paths:
+            host["profile"] = str(paths[host["name"]])
+            host["calibrated"] = None
+    return _calibration(parse_scenario(data, source), source)
+
+
+def without_profiles(scenario: Scenario, source: str) -> Scenario:
+    """``scenario`` with no profile anywhere (``cowbench run --uncalibrated``)."""
+    data = scenario.model_dump(mode="json")
+    data["device"]["profile"] = data["device"]["calibrated"] = None
+    for host in data["hosts"]:
+        host["profile"] = host["calibrated"] = None
+    return parse_scenario(data, source)
 
 
 def _absolute_iologs(scenario: Scenario, source: str) -> Scenario:

@@ -17,6 +17,7 @@ import pandas as pd
 from .backends import get_backend
 from .compare import compare
 from .errors import CowbenchError, Interrupted, RunFailed, UsageError
+from .profile_use import run_profile
 from .scenario import Scenario, dump_scenario, load_scenario
 from .signals import interrupts_raise
 from .space import check_free_space
@@ -155,6 +156,7 @@ class _Run:
             scenario={"name": self.scenario.name, "hash": self.scenario.scenario_id},
             seed=self.seed, backends=backends, status="running", start=now_iso(), end=None,
             host=host_facts(self.rd.path), tools=tool_versions(), completed=self.completed,
+            profile=run_profile(self.scenario, backends),
             model_only=[f"vm:{vm.name}" for vm in self.scenario.vms
                         if self.scenario.model_only(vm)], **self.meta)
         self.rd.write_text("scenario.yaml", dump_scenario(self.scenario))

@@ -74,6 +74,13 @@ class Host(_Frozen):
         default=None, gt=0,
         description="Disk for instances; with disk_allocation_ratio, what placement may give.")
     disk_allocation_ratio: float = Field(default=1.0, gt=0)
+    profile: str | None = Field(
+        default=None, description="This host's own calibration profile (JSON from `cowbench "
+        "calibrate` on that host), relative to the scenario file: the model predicts this "
+        "host's I/O with it, whatever device.profile says (`run --profile` overrides it).")
+    calibrated: PerfParams | None = Field(
+        default=None, description="This host's I/O model parameters; filled from `profile` "
+        "when the scenario is resolved.")
 
     @field_validator("storage_dir")
     @classmethod

@@ -27,6 +27,7 @@ from rich.table import Table
 from .capacity import time_to_full
 from .compare import summary
 from .errors import ScenarioError, UsageError
+from .profile_use import describe
 from .results import (
     RunResults,
     _knob_value,
@@ -100,6 +101,9 @@ def _run_header(run: RunResults) -> list[str]:
     took = _elapsed(meta.get("start"), meta.get("end"))
     lines.append(escape(f"backend: {what}; seed {meta.get('seed', '-')}"
                         + (f"; took {took}" if took else "")))
+    if "sim" in backends and isinstance(meta.get("profile"), dict) and \
+            not isinstance(run.scenario.get("fleet"), dict):
+        lines.append(escape(describe(meta["profile"])))  # what the I/O figures rest on
     return lines
 
 

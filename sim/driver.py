@@ -75,5 +75,6 @@ class SimBackend(Backend):
     def fit(self, probes: Sequence[Probe]) -> PerfParams:
         return perf.fit(probes)
 
-    def fit_rows(self, params: PerfParams, probes: Sequence[Probe]) -> list[FitRow]:
-        return perf.fit_rows(params, probes)
+    def fit_rows(self, params: PerfParams, probes: Sequence[Probe],
+                 ios: int = 3000) -> list[FitRow]:
+        return perf.fit_rows(params, probes, ios)

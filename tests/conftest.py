@@ -80,6 +80,16 @@ def processes_mentioning(*paths: Path | str) -> list[tuple[int, str]]:
     return found
 
 
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory: pytest.TempPathFactory,
+                  monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own empty ``$XDG_CACHE_HOME`` (subprocesses inherit it): no test
+    reads or writes the real ``~/.cache``, where `cowbench run` keeps calibration profiles."""
+    cache = tmp_path_factory.mktemp("xdg-cache")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    return cache
+
+
 @pytest.fixture
 def private_tmp(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A private, short ``$TMPDIR`` for this test (unix socket paths are limited to 108 bytes)."""

@@ -295,10 +295,14 @@ def test_report_writes_only_in_the_folder_it_owns(tmp_path):
 def test_report_on_a_real_run(tmp_path, no_leaks):
     scenario = write(tmp_path, small_dict())
     run = tmp_path / "run"
-    proc = cowbench("run", str(scenario), "--backend", "both", "--out", str(run))
+    proc = cowbench("run", str(scenario), "--backend", "both", "--out", str(run),
+                    "--uncalibrated")
     assert proc.returncode == 0, proc.stderr
     proc = cowbench("report", str(run))
     assert proc.returncode == 0, proc.stderr
+    # the report says at the top what the I/O figures rest on
+    assert "I/O figures are uncalibrated (no calibration profile)" in \
+        (run / "report.html").read_text()
     comp = pd.read_csv(run / "comparison.csv")
     names = figures_of(run)
     assert names == sorted(["rel-error-by-metric",

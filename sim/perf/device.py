@@ -105,9 +105,13 @@ class CalibratedDevice:
 AnyDevice = Device | CalibratedDevice
 
 
-def make_device(env: simpy.Environment, spec: DeviceSpec, seed: int, host_index: int) -> AnyDevice:
-    """The host's device: calibrated when the scenario carries a profile's parameters."""
-    if spec.calibrated is None:
+def make_device(env: simpy.Environment, spec: DeviceSpec, seed: int, host_index: int,
+                own: PerfParams | None = None) -> AnyDevice:
+    """The host's device: calibrated with the host's own profile (``own``, from
+    ``hosts[].profile``) or else the scenario's (``device.calibrated``), uncalibrated without
+    either."""
+    params = own if own is not None else spec.calibrated
+    if params is None:
         return Device(env, spec)
     rng = np.random.default_rng([seed, host_index, 0x5E5F])
-    return CalibratedDevice(env, spec.calibrated, rng)
+    return CalibratedDevice(env, params, rng)

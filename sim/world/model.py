@@ -46,7 +46,7 @@ def simulate_vms(scenario: Scenario, rec: Recorder,
     ``iolog``, or a finished real run's record); other VMs generate their offsets."""
     seed = scenario.seed
     env = simpy.Environment()
-    devices = {h.name: make_device(env, scenario.device, seed, i)
+    devices = {h.name: make_device(env, scenario.device, seed, i, h.calibrated)
                for i, h in enumerate(scenario.hosts)}
     disks: dict[str, Disk] = {}
     stats: dict[str, VmStats] = {}

@@ -224,7 +224,9 @@ def run_group(world: World, ops: list[Op]) -> None:
     """Workload runs that start at the same instant, together, contending per host."""
     s = world.s
     env = simpy.Environment()
-    devices = {h: make_device(env, s.device, s.seed, i) for i, h in enumerate(world.hosts)}
+    own = {h.name: h.calibrated for h in s.hosts}
+    devices = {h: make_device(env, s.device, s.seed, i, own.get(h))
+               for i, h in enumerate(world.hosts)}
     stats: dict[int, VmStats] = {}
     for op in ops:
         vm = s.vms[world.vm_index[op.vm]]

@@ -1,0 +1,222 @@
+"""Calibration profiles kept per machine and storage: the fingerprint and the cache.
+
+A profile describes one storage stack on one machine. ``cowbench run --backend both`` looks
+for one whose *fingerprint* matches the storage it is about to measure, and calibrates when
+none does (``cowbench.autoprofile``). The fingerprint is what changes the I/O the probes
+measure: the host name, the kernel, the CPU count, the filesystem type and the device under
+the storage directory (its mount source and device number), and the versions of qemu-img and
+fio. Anything else (load, free space) is recorded in the profile but does not key it.
+
+The cache is ``$XDG_CACHE_HOME/cowbench/profiles/`` (``~/.cache`` when unset or not absolute,
+as the XDG spec says), one file per fingerprint: ``<host>-<fs>-<16 hex of the fingerprint's
+SHA-256>.json``. It is root-safe: its directories are made 0700 and opened one component at a
+time without following symlinks (``O_NOFOLLOW``), each must belong to the user and be writable
+by no one else; a profile is read through a descriptor opened the same way and written to a
+temporary name in the directory (through its descriptor) and renamed, so a reader sees the old
+file or the new one. A lock file (``flock``) keeps two runs from calibrating the same storage
+at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import platform
+import re
+import secrets
+import socket
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .errors import UsageError
+from .profile import Profile, parse_profile, profile_json
+from .tools import tool_version
+
+#: the fingerprint's keys, in the order they are listed
+FINGERPRINT_KEYS = ("hostname", "kernel", "cpu_count", "fs_type", "device", "qemu-img", "fio")
+
+
+def existing_ancestor(path: Path) -> Path:
+    """``path``, or the nearest of its parents that exists (a run directory not made yet)."""
+    p = Path(os.path.abspath(path))
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def _mount_of(path: Path) -> tuple[str, str]:
+    """(filesystem type, mount source) of the mount holding ``path`` (/proc/self/mountinfo)."""
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return "unknown", "unknown"
+    target = str(path.resolve())
+    best, found = "", ("unknown", "unknown")
+    for line in lines:
+        left, _, right = line.partition(" - ")
+        fields, rest = left.split(), right.split()
+        if len(fields) < 5 or len(rest) < 2:
+            continue
+        point = fields[4].replace("\\040", " ")
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, found = point, (rest[0], rest[1])
+    return found
+
+
+def fingerprint(storage: Path) -> dict[str, Any]:
+    """What keys a profile of the storage under ``storage`` on this machine (see the module
+    docstring); ``storage`` may not exist yet (its nearest existing parent is looked at)."""
+    where = existing_ancestor(storage)
+    fs_type, source = _mount_of(where)
+    st_dev = os.stat(where).st_dev
+    return {"hostname": socket.gethostname(), "kernel": platform.release(),
+            "cpu_count": os.cpu_count(), "fs_type": fs_type,
+            "device": f"{source} ({os.major(st_dev)}:{os.minor(st_dev)})",
+            "qemu-img": tool_version("qemu-img"), "fio": tool_version("fio")}
+
+
+def fingerprint_key(fp: dict[str, Any]) -> str:
+    blob = json.dumps({k: fp.get(k) for k in FINGERPRINT_KEYS}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _safe(text: object) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(text))[:40] or "_"
+
+
+def profile_name(fp: dict[str, Any]) -> str:
+    return f"{_safe(fp.get('hostname'))}-{_safe(fp.get('fs_type'))}-{fingerprint_key(fp)}.json"
+
+
+def cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/cowbench/profiles`` (``~/.cache`` if unset or relative)."""
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
+    return base / "cowbench" / "profiles"
+
+
+def _check_owned(fd: int, path: Path) -> None:
+    st = os.fstat(fd)
+    if st.st_uid != os.geteuid():
+        raise UsageError(f"{path}: owned by uid {st.st_uid}, not by this user "
+                         f"({os.geteuid()}); the profile cache refuses it")
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise UsageError(f"{path}: writable by others (mode {stat.S_IMODE(st.st_mode):o}); "
+                         "the profile cache refuses it")
+
+
+def _open_dir(parent: int, path: Path, name: str, create: bool) -> int:
+    """Open ``name`` under the descriptor ``parent`` as a directory, never through a symlink
+    (``path`` names it in errors); make it 0700 first when ``create``."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    if create:
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(name, 0o700, dir_fd=parent)
+    try:
+        return os.open(name, flags, dir_fd=parent)
+    except OSError as err:
+        raise UsageError(f"{path}: cannot open the profile cache directory: "
+                         f"{err.strerror} (a symlink is refused)") from None
+
+
+@contextlib.contextmanager
+def open_cache(create: bool) -> Iterator[int | None]:
+    """A descriptor of the cache directory (made if ``create``), or None if it is absent.
+    The base (``$XDG_CACHE_HOME`` or ``~/.cache``) may be a symlink the user made; below it,
+    ``cowbench`` and ``profiles`` may not, and each must be the user's own."""
+    target = cache_dir()
+    base = target.parent.parent
+    if not create and not target.is_dir():
+        yield None
+        return
+    if create:
+        base.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for name in ("cowbench", "profiles"):
+            sub = _open_dir(fd, base / name, name, create)
+            os.close(fd)
+            fd = sub
+            _check_owned(fd, base / name)
+            base = base / name
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _read(dirfd: int, name: str) -> str | None:
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dirfd)
+    except (FileNotFoundError, OSError):
+        return None
+    with os.fdopen(fd) as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+            return None
+        return f.read()
+
+
+def lookup(fp: dict[str, Any]) -> tuple[Path, Profile] | None:
+    """The cached profile of this fingerprint, or None. A file that is not a valid profile,
+    or whose recorded fingerprint differs, is no match (it will be replaced)."""
+    name = profile_name(fp)
+    with open_cache(create=False) as dirfd:
+        if dirfd is None:
+            return None
+        text = _read(dirfd, name)
+    if text is None:
+        return None
+    path = cache_dir() / name
+    try:
+        prof = parse_profile(json.loads(text), str(path))
+    except (UsageError, ValueError):
+        return None
+    if prof.fingerprint is None or fingerprint_key(prof.fingerprint) != fingerprint_key(fp):
+        return None
+    return path, prof
+
+
+def store(prof: Profile) -> Path:
+    """Write ``prof`` (which carries its fingerprint) into the cache, atomically."""
+    if prof.fingerprint is None:
+        raise ValueError("a cached profile needs its fingerprint")
+    name = profile_name(prof.fingerprint)
+    data = profile_json(prof).encode()
+    with open_cache(create=True) as dirfd:
+        assert dirfd is not None
+        tmp = f".{name}.{secrets.token_hex(4)}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600, dir_fd=dirfd)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.rename(tmp, name, src_dir_fd=dirfd, dst_dir_fd=dirfd)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=dirfd)
+            raise
+    return cache_dir() / name
+
+
+@contextlib.contextmanager
+def calibration_lock(fp: dict[str, Any]) -> Iterator[None]:
+    """Held while this storage is being calibrated: a second run waits, then finds the
+    profile the first one made."""
+    with open_cache(create=True) as dirfd:
+        assert dirfd is not None
+        name = f".{profile_name(fp)}.lock"
+        fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                     dir_fd=dirfd)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)

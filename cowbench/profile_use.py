@@ -1,0 +1,120 @@
+"""Which calibration profile a run's I/O figures rest on, said the same way everywhere.
+
+run.json's ``profile`` block, the line above the terminal table and the first sentence of the
+validation report all come from here. A host's I/O is predicted with its own profile
+(``hosts[].profile``) if it names one, else the scenario's (``device.profile``, or
+``cowbench run --profile``, or the cached one ``cowbench run`` chose), else the uncalibrated
+device model. The block of one profile::
+
+    {"calibrated": true, "path": ..., "source": "cache" | "file", "fingerprint": {...},
+     "created": ..., "age_s": ..., "matrix": "quick", "probes": 27, "duration_s": 80.1,
+     "fit_median_abs_error": {"iops": 0.06, "lat_mean_s": 0.07}}
+
+or ``{"calibrated": false, "reason": ...}``; when the hosts rest on different profiles,
+``{"calibrated": "per host", "hosts": {name: block}}``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .errors import UsageError
+from .profile import load_profile
+from .profile_cache import cache_dir
+from .scenario import Scenario
+
+NO_PROFILE = "no calibration profile"
+
+
+def _age_s(created: str, now: datetime) -> float | None:
+    try:
+        return round((now - datetime.fromisoformat(created)).total_seconds(), 1)
+    except ValueError:
+        return None
+
+
+def profile_block(path: str, now: datetime | None = None) -> dict[str, Any]:
+    """The block of the profile file at ``path`` (see the module docstring)."""
+    now = now or datetime.now(UTC)
+    p = Path(path)
+    source = "cache" if p.parent == cache_dir() else "file"
+    try:
+        prof = load_profile(p)
+    except UsageError as err:  # read at resolve time; gone or changed since
+        return {"calibrated": True, "path": path, "source": source, "error": str(err)}
+    fit = {m: prof.fit_error(m) for m in ("iops", "lat_mean_s")}
+    return {"calibrated": True, "path": path, "source": source,
+            "fingerprint": prof.fingerprint, "created": prof.created,
+            "age_s": _age_s(prof.created, now), "matrix": prof.matrix,
+            "probes": len(prof.probes), "duration_s": prof.duration_s,
+            "fit_median_abs_error": {m: None if v is None else round(v, 4)
+                                     for m, v in fit.items()}}
+
+
+def _host_source(scenario: Scenario, name: str) -> str | None:
+    """The profile path a host's I/O rests on; "" for parameters given inline; None for
+    the uncalibrated model."""
+    host = next(h for h in scenario.hosts if h.name == name)
+    if host.calibrated is not None:
+        return host.profile or ""
+    if scenario.device.calibrated is not None:
+        return scenario.device.profile or ""
+    return None
+
+
+def run_profile(scenario: Scenario, backends: list[str]) -> dict[str, Any]:
+    """run.json's ``profile`` block for a run of ``scenario`` with ``backends``."""
+    if "sim" not in backends:
+        return {"calibrated": False, "reason": "the real backend alone: nothing predicted"}
+    if scenario.fleet is not None:
+        return {"calibrated": False, "reason": "a fleet has no I/O figures"}
+    now = datetime.now(UTC)
+    blocks: dict[str, dict[str, Any]] = {}
+    for host in scenario.hosts:
+        src = _host_source(scenario, host.name)
+        blocks[host.name] = (
+            {"calibrated": False, "reason": NO_PROFILE} if src is None else
+            {"calibrated": True, "path": None, "source": "scenario (inline parameters)"}
+            if src == "" else profile_block(src, now))
+    distinct = {str(b.get("path")) + str(b["calibrated"]) for b in blocks.values()}
+    if len(distinct) == 1:
+        return next(iter(blocks.values()))
+    return {"calibrated": "per host", "hosts": blocks}
+
+
+def _one(block: dict[str, Any]) -> str:
+    if not block.get("calibrated"):
+        return (f"are uncalibrated ({block.get('reason', NO_PROFILE)}): the device model's "
+                "first guesses, for comparison only")
+    if block.get("path") is None:
+        return f"rest on the parameters given in the scenario ({block.get('source')})"
+    if "error" in block:
+        return f"rest on the profile {block['path']} ({block['error']})"
+    fit = (block.get("fit_median_abs_error") or {}).get("iops")
+    fit_txt = "" if fit is None else f"; it replays its probes' IOPS within {fit:.1%} (median)"
+    return (f"rest on the {block.get('matrix')} calibration profile {block['path']} "
+            f"({'cached, ' if block.get('source') == 'cache' else ''}"
+            f"made {_age(block.get('age_s'))} ago{fit_txt})")
+
+
+def _age(age_s: object) -> str:
+    if not isinstance(age_s, int | float):
+        return "an unknown time"
+    s = float(age_s)
+    for unit, span in (("d", 86400.0), ("h", 3600.0), ("min", 60.0)):
+        if s >= span:
+            return f"{s / span:.1f} {unit}"
+    return f"{s:.0f} s"
+
+
+def describe(block: dict[str, Any] | None) -> str:
+    """One sentence (no final stop): which profile the run's I/O figures rest on."""
+    if block is None:
+        return "I/O figures: this run did not record its calibration profile"
+    if block.get("calibrated") == "per host":
+        hosts = block.get("hosts") or {}
+        return "I/O figures, per host: " + "; ".join(
+            f"{name}'s {_one(b)}" for name, b in hosts.items())
+    return "I/O figures " + _one(block)
