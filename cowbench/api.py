@@ -89,19 +89,30 @@ def simulate(scenario: Scenario | str | Path | Mapping[str, Any],
 
 def run(scenario: Scenario | str | Path | Mapping[str, Any], out: str | Path,
         backend: str | None = None, seed: int | None = None,
-        progress: Callable[[str], None] | None = None) -> RunOutcome:
+        progress: Callable[[str], None] | None = None, profile: str | Path | None = None,
+        uncalibrated: bool = False) -> RunOutcome:
     """Run a scenario into a new run directory ``out``, as ``cowbench run`` does, and return
     its outcome: ``run_dir`` and the ``predicted``, ``measured`` and ``comparison`` frames
     (None for what did not run).
 
     ``backend`` is ``sim`` (the model), ``real`` (qemu + fio on this machine) or ``both``;
     ``None`` is what the scenario supports (``sim`` for a fleet, ``both`` otherwise).
-    ``progress`` is called with a short message at each step.
+    ``progress`` is called with a short message at each step. The I/O figures rest on the
+    profile ``cowbench run`` would choose (``cowbench.autoprofile``: with both backends and
+    none of this machine cached, a quick calibration first); ``profile`` and
+    ``uncalibrated`` are ``--profile`` and ``--uncalibrated``.
     """
-    from .runner import run_scenario
+    from .autoprofile import choose_profiles
+    from .runner import default_backend, run_scenario
 
-    return run_scenario(_scenario(scenario), Path(out), backend, seed,
-                        progress=progress or (lambda _msg: None))
+    say = progress or (lambda _msg: None)
+    s = _scenario(scenario)
+    chosen = backend or default_backend(s)
+    s = choose_profiles(s, "<scenario>", chosen, Path(out),
+                        profile=None if profile is None else Path(profile),
+                        uncalibrated=uncalibrated, say=say,
+                        progress=lambda i, n, msg: say(f"quick calibration {i}/{n}: {msg}"))
+    return run_scenario(s, Path(out), backend, seed, progress=say)
 
 
 def load_results(path: str | Path) -> RunResults | SweepResults:

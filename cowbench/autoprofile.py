@@ -36,6 +36,7 @@ from .profile_cache import (
 )
 from .resolve import with_host_profiles, with_profile, without_profiles
 from .scenario import Host, Scenario
+from .tools import require_tools
 
 Progress = Callable[[int, int, str], None]
 Say = Callable[[str], None]
@@ -91,6 +92,7 @@ def cached_or_calibrated(storage: Path, *, calibrate: bool, progress: Progress |
             say(f"no calibration profile of this machine's storage under {where} "
                 f"({fp['fs_type']} on {fp['device']}, key {fingerprint_key(fp)}): running "
                 "the quick calibration first, kept for the next runs (--uncalibrated skips it)")
+        require_tools(("qemu-img", "qemu-nbd", "fio"))  # a missing tool, named as such
         prof = _quick(where, progress)
         return store(prof.model_copy(update={"fingerprint": fp}))
 

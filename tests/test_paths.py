@@ -71,7 +71,7 @@ def test_run_and_repredict(tmp_path: Path, mode: str, no_leaks: None) -> None:
     d["workloads"]["w"]["offsets"] = "fio"
     cwd, out, run = _place(tmp_path, mode, "runs/one")
     _ok(cowbench("run", _scenario(tmp_path, mode, d), "--backend", "both", "--out", out,
-                 cwd=cwd))
+                 "--uncalibrated", cwd=cwd))
     _assert_ok_run(run, "predicted.parquet", "measured.parquet", "comparison.csv")
     fio = [json.loads(d.read_text()) for d in (run / "raw").glob("*-fio-*/argv.json")]
     outputs = [a.partition("=")[2] for argv in fio for a in argv if a.startswith("--output=")]

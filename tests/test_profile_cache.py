@@ -307,6 +307,8 @@ def test_the_cli_uses_the_cache_and_refuses_contradictions(tmp_path: Path) -> No
     proc = cowbench("run", str(scenario), "--backend", "sim", "--out", str(tmp_path / "a"))
     assert proc.returncode == 0, proc.stderr
     assert f"I/O figures rest on the quick calibration profile {path}" in proc.stdout
+    shown = cowbench("show", str(tmp_path / "a"))
+    assert f"I/O figures rest on the quick calibration profile {path}" in shown.stdout
     proc = cowbench("run", str(scenario), "--backend", "sim", "--out", str(tmp_path / "b"),
                     "--uncalibrated")
     assert proc.returncode == 0 and "I/O figures are uncalibrated" in proc.stdout

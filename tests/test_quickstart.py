@@ -54,6 +54,11 @@ def test_quickstart_exactly_as_the_readme_writes_it() -> None:
             assert (run / name).is_file(), name
         assert f"comparison:    {run / 'comparison.csv'}" in proc.stdout
         assert "allocated_bytes" in proc.stdout  # the predicted-vs-measured table
+        # calibrated by default: this machine's profile, made by this first run (the tests'
+        # profile cache is empty), named above the table
+        assert "running the quick calibration first" in proc.stderr
+        assert "I/O figures rest on the quick calibration profile" in proc.stdout
+        assert meta["profile"]["calibrated"] is True and meta["profile"]["source"] == "cache"
     finally:  # only what this run made
         if run is not None and run.parent == results and run not in before and run.is_dir():
             shutil.rmtree(run)
