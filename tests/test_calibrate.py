@@ -17,7 +17,7 @@ from cowbench.profile_cache import cache_dir, fingerprint
 from real.measure.calibrate import probe_matrix, settings
 
 from .conftest import needs_tools, small_dict
-from .test_cli import ROOT, assert_clean_error, cowbench, write
+from .test_cli import ROOT, assert_clean_error, cowbench, cowbench_process, write
 
 
 @needs_tools
@@ -28,7 +28,7 @@ def test_calibrate_writes_a_usable_profile_and_leaves_nothing(tmp_path: Path,
     out = tmp_path / "profile.json"
     proc = cowbench("calibrate", "--dir", str(target), "--out", str(out), "--runtime", "0.3",
                     "--exports", "2", "--rounds", "2")
-    assert proc.returncode == 0, proc.stderr
+    assert proc.code == 0, proc.stderr
     assert list(target.iterdir()) == []  # the probe images are gone
     prof = load_profile(out)
     names = {p.name for p in prof.probes}
@@ -62,7 +62,7 @@ def test_calibrate_writes_a_usable_profile_and_leaves_nothing(tmp_path: Path,
     run = tmp_path / "run"
     proc = cowbench("run", str(ROOT / "scenarios" / "io-holdout.yaml"), "--backend", "sim",
                     "--profile", str(out), "--out", str(run))
-    assert proc.returncode == 0, proc.stderr
+    assert proc.code == 0, proc.stderr
     assert "calibrated:" in (run / "scenario.yaml").read_text()
 
 
@@ -109,7 +109,7 @@ def test_a_first_run_calibrates_this_machine_quickly_and_the_next_uses_the_profi
     """`cowbench run --backend both` with no profile of this machine's storage: the quick
     calibration runs first, for real, and its profile is kept in the cache for the next run."""
     scenario = write(tmp_path, small_dict())
-    proc = cowbench("run", str(scenario), "--backend", "both", "--out", str(tmp_path / "a"))
+    proc = cowbench_process("run", str(scenario), "--backend", "both", "--out", str(tmp_path / "a"))
     assert proc.returncode == 0, proc.stderr
     assert "running the quick calibration first" in proc.stderr
     [cached] = list(cache_dir().glob("*.json"))
@@ -130,7 +130,7 @@ def test_a_first_run_calibrates_this_machine_quickly_and_the_next_uses_the_profi
     assert block["fit_median_abs_error"]["iops"] == pytest.approx(prof.fit_error(), abs=1e-4)
     assert f"I/O figures rest on the quick calibration profile {cached}" in proc.stdout
     # the next run finds it: no second calibration
-    proc = cowbench("run", str(scenario), "--backend", "both", "--out", str(tmp_path / "b"))
+    proc = cowbench_process("run", str(scenario), "--backend", "both", "--out", str(tmp_path / "b"))
     assert proc.returncode == 0, proc.stderr
     assert "calibration" not in proc.stderr
     assert json.loads((tmp_path / "b" / "run.json").read_text())["profile"]["path"] == \

@@ -293,7 +293,7 @@ def test_a_hosts_own_profile_drives_its_prediction(tmp_path: Path) -> None:
     for h2 in ("slow.json", "fast.json"):
         out = tmp_path / f"run-{h2}"
         proc = cowbench("run", str(scenario(h2)), "--backend", "sim", "--out", str(out))
-        assert proc.returncode == 0, proc.stderr
+        assert proc.code == 0, proc.stderr
         assert ("I/O figures, per host: h1's rest on the quick calibration profile" in
                 proc.stdout) == (h2 == "slow.json")
         rec = pd.read_parquet(out / "predicted.parquet")
@@ -305,18 +305,18 @@ def test_the_cli_uses_the_cache_and_refuses_contradictions(tmp_path: Path) -> No
     path = store(fake_profile(fingerprint(tmp_path)))
     scenario = write(tmp_path, small_dict())
     proc = cowbench("run", str(scenario), "--backend", "sim", "--out", str(tmp_path / "a"))
-    assert proc.returncode == 0, proc.stderr
+    assert proc.code == 0, proc.stderr
     assert f"I/O figures rest on the quick calibration profile {path}" in proc.stdout
     shown = cowbench("show", str(tmp_path / "a"))
     assert f"I/O figures rest on the quick calibration profile {path}" in shown.stdout
     proc = cowbench("run", str(scenario), "--backend", "sim", "--out", str(tmp_path / "b"),
                     "--uncalibrated")
-    assert proc.returncode == 0 and "I/O figures are uncalibrated" in proc.stdout
+    assert proc.code == 0 and "I/O figures are uncalibrated" in proc.stdout
     proc = cowbench("run", str(scenario), "--out", str(tmp_path / "c"), "--uncalibrated",
                     "--profile", str(path))
-    assert proc.returncode == 2 and "--profile and --uncalibrated" in proc.stderr
+    assert proc.code == 2 and "--profile and --uncalibrated" in proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "c").exists()
     bad = write(tmp_path, small_dict(hosts=[{"name": "h", "profile": "nope.json"}]))
     proc = cowbench("run", str(bad), "--backend", "sim", "--out", str(tmp_path / "d"))
-    assert proc.returncode == 2 and "hosts[0].profile" in proc.stderr
+    assert proc.code == 2 and "hosts[0].profile" in proc.stderr
     assert not (tmp_path / "d").exists()
