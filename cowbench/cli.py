@@ -216,7 +216,7 @@ def calibrate(
     dir: Annotated[Path, typer.Option("--dir", help="Directory on the storage to calibrate "
                    "(probe images are made in a private subdirectory, removed at the end).")],
     out_path: Annotated[Path, typer.Option("--out", help="Profile to write (JSON).")],
-    matrix: Annotated[str, typer.Option(help="quick (about a minute: what `cowbench run` "
+    matrix: Annotated[str, typer.Option(help="quick (one to two minutes: what `cowbench run` "
                       "makes when it finds no profile), short (under 3 minutes) or long "
                       "(finer: more sizes, depths, iodepths and exports; about 11 "
                       "minutes).")] = "short",
