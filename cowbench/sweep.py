@@ -48,7 +48,7 @@ from .runner import BACKENDS
 from .safeload import load_json_file, load_yaml_file
 from .scenario import Scenario, parse_scenario
 from .signals import interrupts_raise, shielded
-from .store import atomic_write_parquet, atomic_write_text, now_iso
+from .store import atomic_write_parquet, atomic_write_text, now_iso, read_records
 from .sweep_cluster import client_for, shut_down
 from .sweep_grid import cells as grid_cells
 from .sweep_points import point_figures, run_point
@@ -456,7 +456,7 @@ def write_summary(sweep: Sweep, out: Path, entries: dict[str, dict[str, Any]]) -
         row.update({f"override.{k}": _scalar(v) for k, v in p.overrides.items()})
         pred = out / "points" / p.id / "predicted.parquet"
         if row["status"] == "ok" and pred.exists():
-            rec = pd.read_parquet(pred)
+            rec = read_records(pred)  # a damaged file: one line naming it
             row.update(point_figures(rec))
             s = rec[rec.metric.isin(["allocated_bytes", "provisioned_bytes"])
                     & rec.entity.str.match(r"^(host|fleet):") & rec.t_s.notna()]

@@ -16,7 +16,9 @@ class Result:
 
     @property
     def lines(self) -> list[str]:
-        return self.err.strip().splitlines()
+        """stderr's lines but warnings (``warning: ...``, said before a sweep starts)."""
+        return [line for line in self.err.strip().splitlines()
+                if line.strip() and not line.startswith("warning: ")]
 
 
 def cli(*args: str) -> Result:
@@ -25,7 +27,8 @@ def cli(*args: str) -> Result:
 
 
 def assert_one_line(r: Result, code: int, *needles: str) -> None:
-    """Exit ``code``, no traceback, and every line of stderr an ``error:`` line."""
+    """Exit ``code``, no traceback, and every line of stderr an ``error:`` line (warnings
+    aside)."""
     assert r.code == code, (r.code, r.err, r.out)
     assert "Traceback" not in r.err + r.out, r.err
     assert r.lines and all(line.startswith("error: ") for line in r.lines), r.err
