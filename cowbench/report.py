@@ -99,6 +99,9 @@ def combined_notebook(names: list[str], work: Path) -> Path:
         return notebook_path(names[0])
     books = [nbformat.read(notebook_path(n), as_version=4)  # type: ignore[no-untyped-call]
              for n in names]
+    for name, book in zip(names, books, strict=True):
+        for cell in book.cells:  # ids unique across the notebooks joined
+            cell["id"] = f"{name}-{cell.get('id', id(cell))}"
     nb = books[0]
     for other in books[1:]:
         nb.cells.extend(c for c in other.cells

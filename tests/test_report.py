@@ -444,3 +444,24 @@ def test_sigterm_during_a_report_leaves_nothing_behind(tmp_path, delay_s):
     time.sleep(0.5)
     assert _kernels() - kernels == set(), "kernel left running"
     assert _connection_files() - files == set(), "kernel connection file left behind"
+
+
+def test_a_sweep_varying_strategies_with_hosts_over_time_gets_both_reports(tmp_path):
+    """Hosts sampled over time and strategy knobs over VMs with guest I/O: the capacity
+    sections, then the strategies sections, in one page."""
+    sweep = tmp_path / "both"
+    for cs, growth in (("16KiB", 1.0), ("2MiB", 2.0)):
+        made = sim_run(tmp_path / f"model-{cs}", {"strategy.cluster_size": cs})
+        vms = pd.read_parquet(made / "predicted.parquet")
+        records = pd.concat([vms, host_series(hosts=2, seeds=1, days=3,
+                                              growth_gib_per_day=growth)], ignore_index=True)
+        synthetic_run(sweep / cs, records, overrides={"strategy.cluster_size": cs},
+                      scenario=(made / "scenario.yaml").read_text())
+    assert choose_notebook(sweep) == "capacity+strategies"
+    outcome = make_report(sweep, capacity_bytes=14 * GiB)  # the scenario names none
+    assert outcome.notebook == "capacity+strategies"
+    names = figures_of(sweep)
+    assert {"first-host-full", "host-disk-over-time", "space-amplification",
+            "write-amplification", "io-by-strategy"} <= set(names)
+    text = html_of(sweep).read_text()
+    assert text.index("Headline") < text.index("space amplification")
