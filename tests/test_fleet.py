@@ -86,7 +86,7 @@ def test_cli_runs_a_fleet_in_the_model_only(tmp_path: Path) -> None:
     d["fleet"]["vms"] = 8
     p = tmp_path / "f.yaml"
     p.write_text(yaml.safe_dump(d))
-    proc = cowbench("run", str(p), "--out", str(tmp_path / "both"))
+    proc = cowbench("run", str(p), "--backend", "both", "--out", str(tmp_path / "both"))
     assert proc.returncode == 2 and "--backend sim" in proc.stderr
     assert not (tmp_path / "both").exists()
     proc = cowbench("run", str(p), "--backend", "sim", "--out", str(tmp_path / "sim"))
