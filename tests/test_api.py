@@ -25,6 +25,7 @@ def figures(records: pd.DataFrame, metric: str) -> dict[str, float]:
     return dict(zip(rows.entity.astype(str), rows.value.astype(float), strict=True))
 
 
+@pytest.mark.slow
 def test_simulate_then_run_then_load_back(tmp_path: Path) -> None:
     path = tmp_path / "small.yaml"
     path.write_text(yaml.safe_dump(small_dict()))
@@ -88,6 +89,7 @@ def in_a_fresh_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pat
     return tmp_path
 
 
+@pytest.mark.slow
 def test_the_readme_python_example_runs_as_written(in_a_fresh_directory: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     code = readme_block("## Using cowbench from Python / notebooks", "python")

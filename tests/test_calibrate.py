@@ -21,6 +21,7 @@ from .test_cli import ROOT, assert_clean_error, cowbench, cowbench_process, writ
 
 
 @needs_tools
+@pytest.mark.slow
 def test_calibrate_writes_a_usable_profile_and_leaves_nothing(tmp_path: Path,
                                                              no_leaks: None) -> None:
     target = tmp_path / "storage"
@@ -66,6 +67,7 @@ def test_calibrate_writes_a_usable_profile_and_leaves_nothing(tmp_path: Path,
     assert "calibrated:" in (run / "scenario.yaml").read_text()
 
 
+@pytest.mark.slow
 def test_calibrate_refuses_bad_input_and_creates_nothing(tmp_path: Path) -> None:
     out = tmp_path / "p.json"
     proc = cowbench("calibrate", "--dir", str(tmp_path / "nope"), "--out", str(out))

@@ -34,6 +34,7 @@ writes_st = st.lists(
 @given(raw=writes_st, cluster=st.sampled_from([512, 4 * KiB, 64 * KiB, 256 * KiB, 2 * MiB]),
        backing=st.booleans(), cuts=st.lists(st.integers(0, 80), max_size=4),
        l2_small=st.booleans())
+@pytest.mark.slow
 def test_batches_equal_per_io(raw, cluster, backing, cuts, l2_small):
     writes = [(s * 512, min(n, SIZE - s * 512)) for s, n in raw]
     base = BaseData(SIZE, [(0, 20 * MiB), (36 * MiB, 4 * MiB)]) if backing else None
@@ -76,6 +77,7 @@ def test_raw_batch_equals_per_io():
 
 
 @pytest.mark.parametrize("cluster", [4 * KiB, 64 * KiB])
+@pytest.mark.slow
 def test_one_million_writes_consistent(cluster):
     """A large batch: the allocation count equals the distinct clusters written."""
     rng = np.random.default_rng(7)

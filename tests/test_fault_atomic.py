@@ -34,6 +34,7 @@ while True:
 """
 
 
+@pytest.mark.slow
 def test_sigkill_mid_write_leaves_complete_files_only(tmp_path: Path) -> None:
     """A writer rewriting run.json and the records as fast as it can is SIGKILLed at random
     moments; every file it leaves is one complete version, never a torn one."""

@@ -117,12 +117,14 @@ def test_a_2_pib_disk_is_refused_naming_fleet_mode() -> None:
     _refused(d, "vms: the exact model would need about", "TiB", "fleet")
 
 
+@pytest.mark.slow
 def test_1e5_vms_of_2_gib_in_exact_mode_are_refused_naming_fleet_mode() -> None:
     d = yaml.safe_load((ROOT / "scenarios" / "quickstart.yaml").read_text())
     d["vms"] = [{"name": "v", "image": "ubuntu", "count": MAX_VMS}]
     _refused(d, "exact model would need about", "fleet")
 
 
+@pytest.mark.slow
 def test_a_large_scenario_that_fits_shows_its_memory_and_time(tmp_path: Path) -> None:
     d = small_dict(vms=[{"name": "v", "image": "img", "count": MAX_VMS}], workloads={})
     assert "expected: about" in str(estimate(parse_scenario(copy.deepcopy(d))))

@@ -111,6 +111,7 @@ def _assert_clean(code: int, stderr: str, source: Path) -> list[str]:
 
 @SETTINGS
 @given(case=mutations())
+@pytest.mark.slow
 def test_mutated_scenarios_fail_cleanly_naming_the_key(tmp_path: Path,
                                                         case: tuple[dict[str, Any], str,
                                                                     tuple[Key, ...]]) -> None:
@@ -132,6 +133,7 @@ def test_mutated_scenarios_fail_cleanly_naming_the_key(tmp_path: Path,
 @given(cut=st.integers(0, 2000), junk=st.sampled_from(
     [":", "[", "]", "{", "}", "\t", "*x", "&a", "!!python/object/apply:os.system ['true']",
      "- ", "? ", "\n  - a: [", "\x00", "'", '"', "%YAML 9.9\n", "---\n...\n---\n", "|"]))
+@pytest.mark.slow
 def test_broken_yaml_fails_cleanly(tmp_path: Path, cut: int, junk: str) -> None:
     text = yaml.safe_dump(small_dict())
     cut = cut % (len(text) + 1)
@@ -243,6 +245,7 @@ def _in_time(args: list[str]) -> tuple[int, str]:
 @settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
+@pytest.mark.slow
 def test_commands_on_damaged_run_and_sweep_dirs_fail_cleanly(pristine: dict[str, Path],
                                                               data: st.DataObject) -> None:
     import shutil

@@ -57,6 +57,7 @@ def _ok_points(out: Path) -> int:
     ("inprocess", signal.SIGINT, True),   # Ctrl-C in a terminal: the whole process group
     ("local", signal.SIGINT, True),
 ])
+@pytest.mark.slow
 def test_a_sweep_stops_on_the_first_signal(tmp_path: Path, scheduler: str,
                                            sig: signal.Signals, to_group: bool) -> None:
     (tmp_path / "slow.yaml").write_text(yaml.safe_dump(SLOW))
@@ -98,6 +99,7 @@ def test_a_sweep_stops_on_the_first_signal(tmp_path: Path, scheduler: str,
     assert not _group_alive(proc.pid), "worker processes outlived the sweep"
 
 
+@pytest.mark.slow
 def test_sigint_is_answered_promptly_while_the_model_runs(tmp_path: Path) -> None:
     """A model run of about 40 s here, interrupted a few seconds into the model: run.json says
     ``interrupted`` at once and the command exits 130, long before the model would end.

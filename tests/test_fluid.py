@@ -73,6 +73,7 @@ def _fluid_overlay(bs: int, ios: int) -> float:
 
 @pytest.mark.parametrize("bs,ios", [(4096, 4000), (4096, 20000), (65536, 6000),
                                     (262144, 2000)])
+@pytest.mark.slow
 def test_fluid_is_the_mean_of_the_exact_model_on_one_disk(bs: int, ios: int) -> None:
     """One disk's occupancy is random (a few hundred clusters of spread on a few thousand):
     the closed form is its expectation, so it is compared with the mean over seeds."""
@@ -128,6 +129,7 @@ def _hosts(rec: Any, metric: str = "allocated_bytes") -> Any:
 
 @pytest.mark.parametrize("shape,cluster", [("uniform", "64KiB"), ("hot-cold", "256KiB"),
                                            ("large-bs", "256KiB")])
+@pytest.mark.slow
 def test_fluid_and_exact_fleets_agree(shape: str, cluster: str) -> None:
     """Every host, every sample where it runs at least 4 VMs, within 1%, for each seed.
 

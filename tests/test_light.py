@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from .conftest import small_dict
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,6 +52,7 @@ def test_help_validate_and_import_load_no_heavy_module() -> None:
     assert seen == {step: [] for step in seen}, seen
 
 
+@pytest.mark.slow
 def test_the_api_loads_the_model_when_it_is_used() -> None:
     """The other side: the lazy names do resolve, and the model arrives with ``simulate``."""
     code = ("import sys, cowbench\n"

@@ -138,6 +138,7 @@ def started_programs() -> dict[str, list[str]]:
     return out
 
 
+@pytest.mark.slow
 def test_the_scan_finds_what_the_code_is_known_to_start() -> None:
     """The scanner itself: programs started in each of its ways are found."""
     found = started_programs()
@@ -146,6 +147,7 @@ def test_the_scan_finds_what_the_code_is_known_to_start() -> None:
         assert program in found, program
 
 
+@pytest.mark.slow
 def test_every_program_started_is_in_the_table() -> None:
     missing = {p: w for p, w in started_programs().items() if p not in PROGRAMS}
     assert not missing, f"add these to cowbench/packages.py: {missing}"
@@ -191,6 +193,7 @@ def _fake_path(tmp_path: Path, leave_out: str | None, only_shell: bool = False) 
 
 @pytest.mark.parametrize("group,options", [("run", ()), ("test", ("--test",)),
                                            ("fresh-check", ("--fresh-check",))])
+@pytest.mark.slow
 def test_bootstrap_installs_the_package_of_each_missing_program(
         tmp_path: Path, group: str, options: tuple[str, ...]) -> None:
     baseline = _dry_run(_fake_path(tmp_path, None), *options)
@@ -202,6 +205,7 @@ def test_bootstrap_installs_the_package_of_each_missing_program(
             assert package not in baseline, (program, package, baseline)
 
 
+@pytest.mark.slow
 def test_bootstrap_installs_what_its_options_ask_for(tmp_path: Path) -> None:
     """With none of the table's programs on PATH: each option's packages, no more."""
     bare = _fake_path(tmp_path, None, only_shell=True)
@@ -218,6 +222,7 @@ def test_bootstrap_lists_the_prerequisites_it_installs_before_python() -> None:
 
 
 @pytest.mark.skipif(shutil.which("dpkg") is None, reason="needs dpkg (a Debian system)")
+@pytest.mark.slow
 def test_debian_says_the_same_package_provides_each_program() -> None:
     checked = 0
     for program, (package, _group) in PROGRAMS.items():

@@ -68,6 +68,7 @@ def fitted(probes: list[Probe]) -> PerfParams:
     return fit(probes)
 
 
+@pytest.mark.slow
 def test_fit_recovers_the_parameters_that_made_the_probes(fitted: PerfParams) -> None:
     got = fitted
     assert abs(got.stages - TRUE.stages) <= 0.5
@@ -90,6 +91,7 @@ def test_fit_recovers_the_parameters_that_made_the_probes(fitted: PerfParams) ->
         assert model.chain(depth) == pytest.approx(truth.chain(depth), abs=8e-6)
 
 
+@pytest.mark.slow
 def test_replaying_the_fit_matches_the_probes(probes: list[Probe], fitted: PerfParams) -> None:
     from sim.perf.perf import fit_rows
 
@@ -101,6 +103,7 @@ def test_replaying_the_fit_matches_the_probes(probes: list[Probe], fitted: PerfP
     assert errs[-1] < 0.25
 
 
+@pytest.mark.slow
 def test_fit_refuses_a_matrix_without_what_it_needs(probes: list[Probe]) -> None:
     from sim.perf.perf import FitError
 
@@ -119,6 +122,7 @@ def probe(target: str = "raw", rw: str = "randread", bs: int = 4096, iodepth: in
                  lat_mean_s=1, lat_p99_s=1)
 
 
+@pytest.mark.slow
 def test_iodepth_raises_iops_until_the_shared_path_saturates() -> None:
     iops = [replay(TRUE, probe(iodepth=qd), ios=8000)[0] for qd in (1, 2, 4, 8, 32, 64)]
     assert all(b > a * 0.98 for a, b in zip(iops, iops[1:], strict=False))
@@ -134,6 +138,7 @@ def test_exports_share_the_host() -> None:
     assert four < TRUE.stages / (TRUE.cpu_share * TRUE.read_path_s[0][1]) * 1.02
 
 
+@pytest.mark.slow
 def test_first_writes_cost_more_than_rewrites_and_serialise_per_image() -> None:
     cow1, _ = replay(TRUE, probe("cow", "write", iodepth=1))
     rewrite1, _ = replay(TRUE, probe("qcow2", "randwrite", iodepth=1))
@@ -225,6 +230,7 @@ def test_on_the_path_a_reads_transfer_holds_the_first_stage_and_a_copy_does_not(
     assert ends["allocating write"] < 2e-4   # did not wait for the copy
 
 
+@pytest.mark.slow
 def test_the_fit_finds_where_the_transfer_is_done(fitted: PerfParams) -> None:
     """Probes made by a host whose read transfers are path work are fitted so (their mid-size
     read under load tells), with the bandwidth that made them; TRUE's are fitted beside."""
@@ -333,6 +339,7 @@ def device_probes(queue: str) -> list[Probe]:
     return out
 
 
+@pytest.mark.slow
 def test_the_fit_reads_the_device_order_off_the_storage_probes(probes: list[Probe],
                                                                fitted: PerfParams) -> None:
     fifo, shared = device_interference(device_probes("fifo")), device_interference(
@@ -427,6 +434,7 @@ def test_profile_loads_and_bad_profiles_are_refused(tmp_path: Path) -> None:
         load_profile(tmp_path / "junk.json")
 
 
+@pytest.mark.slow
 def test_the_long_matrix_is_finer_and_fits_too() -> None:
     short = probe_matrix(settings("short", 4))
     long = probe_matrix(settings("long", 6))

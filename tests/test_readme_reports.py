@@ -49,6 +49,7 @@ def fresh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
+@pytest.mark.slow
 def test_the_readme_sweep_and_report_commands_run_as_written(fresh: Path) -> None:
     sweep_cmds, _ = commands("## Running a sweep")
     report_cmds, shown = commands("## Reading a report")

@@ -114,6 +114,7 @@ def _timed_both_run(out: Path) -> Path:
     return synthetic_run(out, records_frame(rows_p), records_frame(rows_m))
 
 
+@pytest.mark.slow
 def test_validation_report_with_time_series(tmp_path):
     run = _timed_both_run(tmp_path / "run")
     assert choose_notebook(run) == "validation"
@@ -130,6 +131,7 @@ def test_validation_report_with_time_series(tmp_path):
     no_leftovers(run)
 
 
+@pytest.mark.slow
 def test_capacity_report_on_a_sweep_of_fleet_time_series(tmp_path):
     """Strategies side by side over time: hosts sampled over time make it a capacity report
     whatever the knobs; --capacity replaces every group's capacity."""
@@ -170,6 +172,7 @@ def _capacity_sweep(root: Path) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_a_capacity_sweep_over_capacities_draws_each_group_against_its_own(tmp_path):
     """The bug: every group was drawn against the first point's capacity, and a group that
     never fills got a time to full of about 500 days from extrapolation."""
@@ -192,6 +195,7 @@ def test_a_capacity_sweep_over_capacities_draws_each_group_against_its_own(tmp_p
     assert "<details>" in html  # per-host detail folded away after the headline
 
 
+@pytest.mark.slow
 def test_capacity_report_on_a_model_run_without_time_series(tmp_path):
     run = sim_run(tmp_path / "sim")
     cells: list[tuple[int, int]] = []
@@ -205,6 +209,7 @@ def test_capacity_report_on_a_model_run_without_time_series(tmp_path):
     assert "End-of-run figures only" in html_of(run).read_text()
 
 
+@pytest.mark.slow
 def test_strategies_report_on_a_sweep(tmp_path):
     sweep = sim_sweep(tmp_path / "sweep")
     proc = cowbench("report", str(sweep))
@@ -222,6 +227,7 @@ def test_strategies_report_on_a_sweep(tmp_path):
     no_leftovers(sweep)
 
 
+@pytest.mark.slow
 def test_a_strategies_sweep_over_kinds_draws_each_kind_as_a_category(tmp_path):
     """The bug: full_copy and rbd_clone drawn at "64 KiB cluster size" (a default they do not
     use), a continuous axis over extended_l2, a table of every combination."""
@@ -247,6 +253,7 @@ def test_a_strategies_sweep_over_kinds_draws_each_kind_as_a_category(tmp_path):
     assert 0.9 <= float(reflink.rstrip("×")) <= 1.5
 
 
+@pytest.mark.slow
 def test_a_fleet_sweep_over_cluster_size_gets_the_capacity_report(tmp_path):
     """The bug: strategy.cluster_size in a fleet sweep's grid picked the strategies notebook
     (three blank figures)."""
@@ -263,6 +270,7 @@ def test_a_fleet_sweep_over_cluster_size_gets_the_capacity_report(tmp_path):
     assert "cluster 64 KiB" in html_of(out).read_text()
 
 
+@pytest.mark.slow
 def test_report_writes_only_in_the_folder_it_owns(tmp_path):
     """Issue 20: a user's figures/ (or a figures symlink) and report.html survive; a second
     report replaces only the folder cowbench made and its own report.html copy."""
@@ -329,6 +337,7 @@ def _renders(html: Path, n_figures: int) -> None:
 
 
 @needs_chromium
+@pytest.mark.slow
 def test_the_report_renders_in_chromium_without_console_errors(tmp_path):
     run = _timed_both_run(tmp_path / "run")
     make_report(run)
@@ -338,6 +347,7 @@ def test_the_report_renders_in_chromium_without_console_errors(tmp_path):
 
 
 @needs_chromium
+@pytest.mark.slow
 def test_capacity_and_strategies_reports_render_in_chromium(tmp_path):
     sweep = _capacity_sweep(tmp_path / "caps")
     make_report(sweep)
@@ -348,6 +358,7 @@ def test_capacity_and_strategies_reports_render_in_chromium(tmp_path):
 
 
 @needs_chromium
+@pytest.mark.slow
 def test_the_browser_check_does_see_errors(tmp_path):
     """The check above cannot pass on a page that fails: a broken page is caught."""
     bad = tmp_path / "bad.html"
@@ -361,6 +372,7 @@ def test_the_browser_check_does_see_errors(tmp_path):
         browser.open_page(tmp_path / "ghost.html")
 
 
+@pytest.mark.slow
 def test_a_failing_cell_fails_the_report_and_leaves_nothing(tmp_path, monkeypatch):
     run = sim_run(tmp_path / "r")
     books = tmp_path / "books"
@@ -425,6 +437,7 @@ def _kernels() -> set[str]:
 
 
 @pytest.mark.parametrize("delay_s", [0.0, 1.0])  # as the kernel starts; as cells run
+@pytest.mark.slow
 def test_sigterm_during_a_report_leaves_nothing_behind(tmp_path, delay_s):
     run = sim_run(tmp_path / "r")
     before, kernels = sorted(p.name for p in run.iterdir()), _kernels()

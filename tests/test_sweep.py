@@ -89,6 +89,7 @@ def _starts(out: Path) -> dict[str, str]:
             for d in sorted((out / "points").iterdir())}
 
 
+@pytest.mark.slow
 def test_inprocess_sweep_writes_run_dirs_summary_and_resumes(tmp_path: Path) -> None:
     sw = load_sweep(sweep_file(tmp_path, {"fleet.hosts.disk_allocation_ratio": [1.0, 2.0]}))
     out = tmp_path / "sw"
@@ -166,6 +167,7 @@ def dask_cluster(tmp_path: Path) -> Iterator[str]:
                 p.wait()
 
 
+@pytest.mark.slow
 def test_sweep_on_a_separately_started_scheduler(tmp_path: Path, dask_cluster: str) -> None:
     p = sweep_file(tmp_path, {"strategy.cluster_size": ["64KiB", "256KiB"]}, seeds=1)
     out = tmp_path / "sw"
@@ -178,6 +180,7 @@ def test_sweep_on_a_separately_started_scheduler(tmp_path: Path, dask_cluster: s
     assert big > small  # 256 KiB clusters allocate more for the same small random writes
 
 
+@pytest.mark.slow
 def test_unreachable_scheduler_is_a_clean_error(tmp_path: Path) -> None:
     p = sweep_file(tmp_path, {}, seeds=1)
     proc = cowbench("sweep", str(p), "--out", str(tmp_path / "o"), "--scheduler",
@@ -185,6 +188,7 @@ def test_unreachable_scheduler_is_a_clean_error(tmp_path: Path) -> None:
     assert_clean_error(proc, "cannot reach the Dask scheduler")
 
 
+@pytest.mark.slow
 def test_cli_sweep_on_a_local_cluster_leaves_no_process(tmp_path: Path) -> None:
     p = sweep_file(tmp_path, {"fleet.migrations.kind": ["live", "cold"]}, seeds=1)
     out = tmp_path / "sw"
