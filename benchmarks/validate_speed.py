@@ -27,10 +27,11 @@ def scenario(arrivals: int) -> dict[str, Any]:
     return {
         "name": "many-arrivals",
         "hosts": [{"name": "compute-1"}, {"name": "compute-2"}],
-        "images": [{"name": "ubuntu", "virtual_size": "1GiB", "format": "qcow2",
-                    "synthetic": {"data": [{"offset": 0, "length": "320MiB"}]}}],
-        "flavors": [{"name": "m1.small", "root": "2GiB"}],
-        "workloads": {"app": {"rw": "randwrite", "bs": "4k", "io_size": "8MiB"}},
+        # small disks: the model's memory bound (cowbench.bounds) admits 10,000 of them
+        "images": [{"name": "ubuntu", "virtual_size": "32MiB", "format": "qcow2",
+                    "synthetic": {"data": [{"offset": 0, "length": "8MiB"}]}}],
+        "flavors": [{"name": "m1.small", "root": "64MiB"}],
+        "workloads": {"app": {"rw": "randwrite", "bs": "4k", "io_size": "1MiB"}},
         "timeline": {"end_s": 30 * 86400, "arrivals": [{
             "prefix": "vm", "count": arrivals, "rate_per_s": arrivals / (20 * 86400),
             "image": "ubuntu", "flavor": "m1.small", "workload": "app",
