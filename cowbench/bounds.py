@@ -11,10 +11,11 @@ The exact model keeps, per disk, an allocation map of about 11 bytes per cluster
 arrays and the cluster's place in the file, ``sim.storage.disk``), per cached base one byte per
 4 KiB block, and per VM about 8 KiB of objects and records. Measured (``/usr/bin/time -v``):
 359 KiB per VM of 2 GiB with 64 KiB clusters (352 KiB estimated); 1.72 GiB peak for 10^5 VMs
-of 64 MiB (1.7 GiB estimated) in 28 s of CPU; 7.49 GiB for 10^5 VMs of 416 MiB, the largest
-exact scenario these caps admit (7.6 GiB estimated), in 35 s of CPU; the fleet-year (10^5
-arrivals, fluid) 1.05 GiB (1.0 GiB estimated) in 9 s of CPU. The time figure (0.3 ms per VM,
-10 us per simulated I/O) is a rough guide, not a promise.
+of 64 MiB (1.7 GiB estimated) in 28 s of CPU; 7.63 GiB for 10^5 VMs of 416 MiB, the largest
+exact scenario these caps admit (7.6 GiB estimated), in 37 s of CPU
+(``benchmarks/largest_scenario.py``); the fleet-year (10^5 arrivals, fluid) 1.05 GiB (1.0 GiB
+estimated) in 9 s of CPU. The time figure (0.3 ms per VM, 10 us per simulated I/O) is a rough
+guide, not a promise.
 """
 
 from __future__ import annotations
