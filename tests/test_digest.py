@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import threading
 from pathlib import Path
 
 import pytest
 from blake3 import blake3
 
-from cowbench.tools import qemu_img_map
-from real.measure.digest import BLOCK, CHUNK, Cancelled, data_runs, file_digest, guest_digest
-
-from .conftest import needs_tools
+from real.measure.digest import BLOCK, CHUNK, Cancelled, data_runs, file_digest, pattern_digest
 
 
 def reference(path: Path) -> str:
@@ -102,29 +98,15 @@ def test_a_cancelled_digest_stops(tmp_path: Path) -> None:
         file_digest(path, cancel)
 
 
-def qemu_img(*argv: str) -> None:
-    subprocess.run(["qemu-img", *argv], check=True, capture_output=True)
 
-
-def image_with_everything(path: Path) -> Path:
-    """A qcow2 image with data, a zero cluster and unallocated space, 3 MiB + 512 bytes."""
-    qemu_img("create", "-q", "-f", "qcow2", str(path), str(3 * BLOCK + 512))
-    subprocess.run(["qemu-io", "-f", "qcow2", "-c", "write -P 3 1000k 130k", "-c",
-                    "write -z 2M 64k", "-c", "write -P 9 3M 512", str(path)],
-                   check=True, capture_output=True)
-    return path
-
-
-@pytest.mark.real
-@needs_tools
-@pytest.mark.parametrize("compressed", [False, True])
-def test_the_guest_digest_is_the_converted_files(tmp_path: Path, compressed: bool) -> None:
-    """What Integrity.hash_expected hashes while qemu-img convert runs: the digest the raw
-    base will have; None for compressed data (the map gives no offset to read it at)."""
-    src = image_with_everything(tmp_path / "img.qcow2")
-    if compressed:
-        qemu_img("convert", "-c", "-O", "qcow2", str(src), str(tmp_path / "c.qcow2"))
-        src = tmp_path / "c.qcow2"
-    qemu_img("convert", "-O", "raw", str(src), str(tmp_path / "base"))
-    got = guest_digest(src, qemu_img_map(src, "qcow2"))
-    assert got == (None if compressed else file_digest(tmp_path / "base"))
+@pytest.mark.parametrize("size,writes", [
+    (0, []),
+    (5 * BLOCK + 7, [(BLOCK, 3 * BLOCK, 0xA5)]),
+    (3 * CHUNK, [(10, BLOCK, 7), (BLOCK + 20, 5, 0), (2 * CHUNK - 3, CHUNK + 3, 255)]),
+    (2 * BLOCK, [(0, 2 * BLOCK, 1), (BLOCK // 2, BLOCK, 2)]),  # a later write wins
+], ids=["empty", "whole blocks", "edges and a tail", "overwrite"])
+def test_a_pattern_digest_is_the_written_files(tmp_path: Path, size: int,
+                                               writes: list[tuple[int, int, int]]) -> None:
+    """What a synthetic image's raw base must hash to, computed without the file."""
+    path = sparse(tmp_path / "f", size, [(off, bytes([b]) * n) for off, n, b in writes])
+    assert pattern_digest(size, writes) == file_digest(path) == reference(path)

@@ -29,7 +29,6 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 from blake3 import blake3
 
@@ -45,7 +44,7 @@ class Cancelled(Exception):
     """The digest was abandoned (the run is being torn down)."""
 
 
-def _leaf(data: memoryview | bytes) -> bytes:
+def _leaf(data: memoryview | bytes | bytearray) -> bytes:
     return blake3(data).digest()
 
 
@@ -199,48 +198,27 @@ class _Tree:
             self.h.update(_ZERO_LEAF * n)
 
 
-def guest_digest(path: Path, entries: list[dict[str, Any]],
-                 cancel: threading.Event | None = None) -> str | None:
-    """The digest of an image's guest content (what ``qemu-img convert -O raw`` writes), from
-    its ``qemu-img map --output=json`` entries: data read at its host ``offset`` in ``path``,
-    zeros elsewhere. None where the map cannot say (compressed or backed data): the caller
-    then hashes the converted file itself."""
-    runs: list[tuple[int, int, int]] = []  # (guest offset, length, host offset) of the data
-    size = 0
-    for e in entries:
-        start, length = int(e["start"]), int(e["length"])
-        size = max(size, start + length)
-        if e.get("data") and "offset" in e and int(e.get("depth", 0)) == 0:
-            runs.append((start, length, int(e["offset"])))
-        elif e.get("data") or not e.get("zero"):
-            return None
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        return _hash_runs(fd, sorted(runs), size, cancel)
-    finally:
-        os.close(fd)
-
-
-def _hash_runs(fd: int, runs: list[tuple[int, int, int]], size: int,
-               cancel: threading.Event | None) -> str:
+def pattern_digest(size: int, writes: list[tuple[int, int, int]]) -> str:
+    """The digest of a file of ``size`` zero bytes after each ``(offset, length, byte)``
+    write, in order, without making or reading it: what a synthetic image's raw base must
+    hash to. A block wholly inside one write is the same leaf wherever it is (hashed once)."""
     tree = _Tree(size)
-    buf = bytearray(BLOCK)
-    view = memoryview(buf)
-    blocks = {b for g, n, _ in runs for b in range(g // BLOCK, (g + n - 1) // BLOCK + 1)}
-    r = 0
-    for index in sorted(blocks):
-        if cancel is not None and cancel.is_set():
-            raise Cancelled("guest digest cancelled")
+    full: dict[int, bytes] = {}  # fill byte -> the leaf of a whole block of it
+    touched: dict[int, list[tuple[int, int, int]]] = {}
+    for off, length, byte in writes:
+        for index in range(off // BLOCK, (off + length - 1) // BLOCK + 1):
+            touched.setdefault(index, []).append((off, length, byte))
+    for index in sorted(touched):
         lo, hi = index * BLOCK, min(size, (index + 1) * BLOCK)
-        buf[:] = _ZEROS
-        while r < len(runs) and runs[r][0] + runs[r][1] <= lo:
-            r += 1
-        k = r
-        while k < len(runs) and runs[k][0] < hi:
-            g, n, host = runs[k]
-            a, b = max(lo, g), min(hi, g + n)
-            if _fill(fd, view[a - lo:b - lo], host + a - g, stop_at=b - a) < b - a:
-                raise OSError(errno.EIO, f"image shorter than its map (at host {host + a - g})")
-            k += 1
-        tree.add(index, _leaf(view[:hi - lo]))
+        on = touched[index]
+        if len(on) == 1 and on[0][0] <= lo and hi <= on[0][0] + on[0][1] and hi - lo == BLOCK:
+            byte = on[0][2]
+            leaf = full.get(byte) or full.setdefault(byte, _leaf(bytes([byte]) * BLOCK))
+        else:
+            block = bytearray(hi - lo)
+            for off, length, byte in on:
+                a, b = max(lo, off), min(hi, off + length)
+                block[a - lo:b - lo] = bytes([byte]) * (b - a)
+            leaf = _leaf(block)
+        tree.add(index, leaf)
     return tree.hexdigest()

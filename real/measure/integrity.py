@@ -10,12 +10,13 @@ Bases are shared read-only by every VM on a host: the image as uploaded and the 
 ``_base`` must never change (Nova relies on it; a changed base silently changes every VM's
 disk). Each is hashed when it is complete and again at the end of the run; any difference fails
 the run. The digest (``real.measure.digest``: BLAKE3 over 1 MiB blocks, holes not read)
-depends on the content only. A raw base converted from one of our images is held to that
-image's content: its first digest is of the image's guest view (``hash_expected``), so a
-conversion that went wrong fails the run too. Hashing runs in the background, beside the tools
-(the upload and its guest view while ``qemu-img convert`` makes the base), every digest is
-settled before the workloads start, so that no hashing competes with fio, and the final digests
-run beside the measuring and the last ``qemu-img check`` calls.
+depends on the content only. The raw base of a synthetic image is held to the content the
+scenario gives it: its first digest is computed from the image's extents and fill bytes
+(``expect``), without reading anything, so a generation or conversion that went wrong fails the
+run too. Hashing runs in the background, beside the tools (the upload while ``qemu-img
+convert`` makes the base), every digest is settled before the workloads start, so that no
+hashing competes with fio, and the final digests run beside the measuring and the last
+``qemu-img check`` calls.
 
 The report (``Integrity.report()``) goes into run.json under ``integrity``.
 """
@@ -29,10 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cowbench.errors import RunFailed, ToolError
-from cowbench.tools import RawLog, qemu_img_map, run_json, untrusted_limits
+from cowbench.errors import RunFailed
+from cowbench.tools import RawLog, run_json, untrusted_limits
 
-from .digest import DIGEST, Cancelled, file_digest, guest_digest
+from .digest import DIGEST, Cancelled, file_digest
 
 #: qemu-img check's exit codes (qemu-img.rst): 0 clean, 2 corruptions, 3 leaks only.
 CHECK_CODES = (0, 2, 3)
@@ -65,7 +66,6 @@ class Integrity:
     _pool: ThreadPoolExecutor | None = field(default=None, repr=False)
     _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
     _after_started: set[str] = field(default_factory=set, repr=False)
-    _expected: dict[str, Future[str | None]] = field(default_factory=dict, repr=False)
 
     def check(self, key: str, path: Path, fmt: str = "qcow2",
               untrusted: bool = False) -> dict[str, Any]:
@@ -86,18 +86,12 @@ class Integrity:
                                "after": None}
         self._start(key, "before", path)
 
-    def hash_expected(self, key: str, path: Path, source: Path, fmt: str) -> None:
-        """Start hashing the content a base about to be converted from ``source`` must hold
-        (the image's guest view: ``qemu-img map`` and the data it points at, read while
-        ``qemu-img convert`` runs, so the base itself need not be read before the workloads).
-        Where the map cannot say (compressed data), :meth:`settle` hashes ``path`` itself."""
-        self.checksums[key] = {"path": str(path), "digest": DIGEST, "before": None,
-                               "after": None, "before_from": str(source)}
-        fut = self._expected.get(str(source))
-        if fut is None:
-            fut = self._expected[str(source)] = self._submit(
-                _expected_digest, source, fmt, self.log, self._cancel)
-        self._pending[(key, "before")] = fut
+    def expect(self, key: str, path: Path, digest: str, source: str) -> None:
+        """A base about to be made whose content is known ahead (``digest``, of what
+        ``source`` says it holds): it is not read before the workloads, only at the end, and
+        must then hash to ``digest``."""
+        self.checksums[key] = {"path": str(path), "digest": DIGEST, "before": digest,
+                               "after": None, "before_from": source}
 
     def settle(self) -> set[str]:
         """Wait for every digest started; one that failed is a problem of the run. Returns the
@@ -107,15 +101,11 @@ class Integrity:
             entry = self.checksums[key]
             try:
                 entry[when] = fut.result()
-                if entry[when] is None and when == "before" and "before_from" in entry:
-                    del entry["before_from"]  # the map could not say: the base itself
-                    entry[when] = _digest_or_none(Path(entry["path"]), self._cancel)
             except OSError as e:
                 failed.add(key)
                 self.problems.append(f"{key}: could not hash {entry['path']} "
                                      f"({when} the run): {e.strerror or e}")
         self._pending.clear()
-        self._expected.clear()
         return failed
 
     def hash_after(self) -> None:
@@ -146,7 +136,6 @@ class Integrity:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
         self._pending.clear()
-        self._expected.clear()
 
     def _start(self, key: str, when: str, path: Path) -> None:
         self._pending[(key, when)] = self._submit(_digest_or_none, path, self._cancel)
@@ -173,14 +162,3 @@ def _digest_or_none(path: Path, cancel: threading.Event) -> str | None:
     except (FileNotFoundError, Cancelled):
         return None
 
-
-def _expected_digest(source: Path, fmt: str, log: RawLog | None,
-                     cancel: threading.Event) -> str | None:
-    """The digest of the raw file ``qemu-img convert -O raw`` makes of ``source``; None when
-    only the converted file can tell."""
-    try:
-        if fmt == "raw":
-            return file_digest(source, cancel)
-        return guest_digest(source, qemu_img_map(source, fmt, log=log), cancel)
-    except (ToolError, Cancelled):
-        return None

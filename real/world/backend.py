@@ -20,6 +20,7 @@ from cowbench.scenario import VM, Image, Scenario, Workload
 from cowbench.signals import shielded
 from cowbench.tools import RawLog, run, wait_exit
 from cowbench.units import format_duration
+from real.measure.digest import pattern_digest
 from real.measure.integrity import Integrity
 from real.storage.strategies import make_root_disk
 from real.workload.fio import FioResult, FioRun
@@ -56,13 +57,24 @@ def write_synthetic(image: Image, path: Path, log: RawLog) -> None:
     run(["qemu-img", "create", "-q", "-f", image.format, str(path), str(image.virtual_size)],
         log=log, label=f"qemu-img-create-{image.name}")
     cmds: list[str] = []
-    for i, (off, length) in enumerate(image.data_extents()):
-        pat = _pattern(image, i)
+    for off, length, pat in synthetic_writes(image):
         for start in range(off, off + length, WRITE_CHUNK):
             n = min(WRITE_CHUNK, off + length - start)
             cmds += ["-c", f"write -q -P {pat} {start} {n}"]
     run(["qemu-io", "-f", image.format, *cmds, str(path)], log=log,
         label=f"qemu-io-fill-{image.name}", timeout=3600)
+
+
+def synthetic_writes(image: Image) -> list[tuple[int, int, int]]:
+    """``(offset, length, fill byte)`` of each data extent a synthetic image is written with."""
+    return [(off, length, _pattern(image, i))
+            for i, (off, length) in enumerate(image.data_extents())]
+
+
+def synthetic_digest(image: Image) -> str:
+    """The digest its raw base must have (``real.measure.digest.pattern_digest``)."""
+    assert image.virtual_size is not None
+    return pattern_digest(image.virtual_size, synthetic_writes(image))
 
 
 def fetch_to_cache(src: Path, fmt: str, dest: Path, log: RawLog) -> None:
