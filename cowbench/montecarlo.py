@@ -18,7 +18,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 QUANTILES = (0.5, 0.95, 0.99)
 
@@ -38,6 +37,8 @@ def bands(series: pd.DataFrame) -> pd.DataFrame:
 
 def _coverage(n: int, j: int) -> float:
     """P(X_(j+1) <= median < X_(n-j)) for n draws: P(j < B < n - j), B ~ Binomial(n, 1/2)."""
+    from scipy import stats  # here, not at the top: scipy.stats costs every command a second
+
     return float(stats.binom.cdf(n - j - 1, n, 0.5) - stats.binom.cdf(j, n, 0.5))
 
 
@@ -85,6 +86,8 @@ def time_to_full_summary(ttf: Sequence[float] | np.ndarray, duration: float,
            "min_s": float(censored.min()) if n else math.nan,
            "max_s": float(censored.max()) if n else math.nan}
     if n >= 2 and full == n:
+        from scipy import stats
+
         half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * float(x.std(ddof=1)) / math.sqrt(n)
         out.update(mean_s=float(x.mean()), mean_ci_low_s=float(x.mean()) - half,
                    mean_ci_high_s=float(x.mean()) + half)
