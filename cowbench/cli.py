@@ -344,6 +344,19 @@ def fio_json_cmd(run_dir: Annotated[Path, typer.Argument(help="A run directory w
     out.print(f"{len(paths)} fio JSON file(s) in {_bold(run_dir / 'fio-json')}", soft_wrap=True)
 
 
+@app.command("fio-check")
+def fio_check_cmd(job: Annotated[Path, typer.Argument(help="A fio job file.")]) -> None:
+    """Print, per job section, how cowbench handles each option of a fio job file (exit 2 if
+    any is refused)."""
+    from .fiocheck import check
+
+    lines, refused = check(job)
+    for line in lines:
+        out.print(escape(line), highlight=False, soft_wrap=True)
+    if refused:
+        raise typer.Exit(2)
+
+
 @app.command("show")
 def show(path: Annotated[Path, typer.Argument(help="A run directory, or a sweep directory.")]
          ) -> None:

@@ -47,6 +47,8 @@ def fio_options(wl: Workload, runtime_cap: float | None = None) -> list[str]:
     if wl.verify is not None:
         # verify_fatal: stop at the first block that does not read back as written
         opts += [f"--verify={wl.verify}", f"--do_verify={int(wl.do_verify)}", "--verify_fatal=1"]
+    # a job file's offset options (offsets: fio), last: fio takes the last value given
+    opts += [f"--{k}" if v is None else f"--{k}={v}" for k, v in wl.fio_extra.items()]
     return opts
 
 

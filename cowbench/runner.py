@@ -158,7 +158,10 @@ class _Run:
             host=host_facts(self.rd.path), tools=tool_versions(), completed=self.completed,
             profile=run_profile(self.scenario, backends),
             model_only=[f"vm:{vm.name}" for vm in self.scenario.vms
-                        if self.scenario.model_only(vm)], **self.meta)
+                        if self.scenario.model_only(vm)],
+            workload_notes={name: [r.model_dump() for r in wl.replaced]
+                            for name, wl in self.scenario.workloads.items() if wl.replaced},
+            **self.meta)
         self.rd.write_text("scenario.yaml", dump_scenario(self.scenario))
 
     def _backends(self, predicted: pd.DataFrame | None) -> RunOutcome:

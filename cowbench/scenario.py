@@ -28,6 +28,7 @@ from pydantic import (
 from .bounds import MAX_ARRIVALS, MAX_VMS, exact_problems, too_many_vms
 from .errors import ScenarioError
 from .fleet import Fleet, fleet_problems
+from .jobopts import CARRIED, expand_scenario
 from .lifecycle import Flavor, Nova, Timeline, check_timeline
 from .profile import PerfParams
 from .safeload import load_yaml_file
@@ -251,6 +252,14 @@ RW = Literal["read", "write", "randread", "randwrite", "rw", "readwrite", "randr
              "randtrim", "trimwrite"]
 
 
+class Replaced(_Frozen):
+    """A job-file option the backend set itself (cowbench.jobopts.REPLACED says why)."""
+
+    option: str
+    value: str | None = None
+    reason: str
+
+
 class Workload(_Frozen):
     """One fio job, in fio's own option names and meanings (fio HOWTO).
 
@@ -298,6 +307,13 @@ class Workload(_Frozen):
     write_iolog: bool = Field(
         default=False, description="Real backend: record the I/Os fio issued (under raw/), so "
         "`cowbench repredict` can re-run the model on them.")
+    fio_extra: dict[str, str | None] = Field(
+        default_factory=dict, description="fio options that shape only the offsets "
+        "(offset_increment, bsrange ...), handed to fio as-is in the null-engine stream and "
+        "the real run; offsets: fio only (filled from a job_file).")
+    replaced: list[Replaced] = Field(
+        default_factory=list, description="Job-file options the backend replaced with its "
+        "own (ioengine, filename, direct, output ...): which, what value, why.")
 
     @field_validator("bs")
     @classmethod
@@ -354,6 +370,13 @@ class Workload(_Frozen):
         return self._offsets_source_ok()
 
     def _offsets_source_ok(self) -> Workload:
+        unknown = sorted(set(self.fio_extra) - set(CARRIED) - {"bs", "blocksize"})
+        if unknown:
+            raise ValueError(f"fio_extra carries only offset options ({', '.join(CARRIED)}, "
+                             f"bs ranges), not {', '.join(unknown)}")
+        if self.fio_extra and self.offsets != "fio":
+            raise ValueError(f"{', '.join(self.fio_extra)}: carried to fio only with "
+                             "offsets: fio (the model does not generate it)")
         if self.offsets == "iolog" and not self.read_iolog:
             raise ValueError("offsets: iolog needs read_iolog (a fio iolog file)")
         if self.read_iolog and self.offsets != "iolog":
@@ -660,7 +683,15 @@ def load_scenario(path: str | Path) -> Scenario:
 
     The file is read and parsed under :mod:`cowbench.safeload`'s limits (a regular file of
     bounded size; YAML without duplicate keys, deep nesting or alias bombs)."""
-    return parse_scenario(load_yaml_file(path, "scenario"), str(path))
+    origins: dict[str, str] = {}
+    data = expand_scenario(load_yaml_file(path, "scenario"), Path(path).parent, origins)
+    try:
+        return parse_scenario(data, str(path))
+    except ScenarioError as err:  # an option from a job file: named by its place there
+        if not origins:
+            raise
+        raise ScenarioError(err.source, [(origins.get(k, k), r) for k, r in err.problems]) \
+            from None
 
 
 def dump_scenario(s: Scenario) -> str:

@@ -1,0 +1,159 @@
+"""fio job files, read as fio reads them, and each option's fate in cowbench.
+
+The ini format of fio's HOWTO ("Job file format"): ``[section]`` headers, ``key=value`` or a bare
+``key`` (a flag such as ``time_based``), comments from ``#`` or ``;`` at the start of a line,
+``include FILE`` (relative to the including file), ``${VAR}`` from the environment and fio's
+keywords ``$ncpus``, ``$pagesize``, ``$mb_memory``. A ``[global]`` section sets defaults for the
+job sections after it; a later ``[global]`` adds to them for the jobs after it (fio keeps one
+running set of defaults). Files are read through :mod:`cowbench.safeload` (regular files, size
+capped) and includes nest at most :data:`MAX_INCLUDE_DEPTH` deep.
+
+Sizes follow fio's rules, measured on fio 3.33: with ``kb_base=1024`` (the default) ``k``,
+``kb`` mean 1024 and ``kib`` means 1000 (fio's compatibility mode); ``kb_base=1000`` swaps them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ScenarioError
+from .safeload import read_input
+
+#: Largest job file (or included file) read; fio's own examples are a few hundred bytes.
+MAX_JOB_FILE_BYTES = 1 << 20
+#: Deepest chain of ``include`` (fio itself stops runaway recursion; so do we).
+MAX_INCLUDE_DEPTH = 8
+#: Most job sections in one file.
+MAX_SECTIONS = 1000
+
+
+@dataclass
+class Section:
+    """One job of the file: its name and its options, [global] defaults folded in, in order."""
+
+    name: str
+    options: dict[str, str | None] = field(default_factory=dict)
+
+
+def _fail(source: str, where: str, reason: str) -> ScenarioError:
+    return ScenarioError(source, [(where, reason)])
+
+
+def _keyword(name: str) -> str:
+    if name == "ncpus":
+        return str(os.sysconf("SC_NPROCESSORS_ONLN"))
+    if name == "pagesize":
+        return str(os.sysconf("SC_PAGESIZE"))
+    pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGESIZE")
+    return str(pages * size // (1024 * 1024))
+
+
+_VAR = re.compile(r"\$\{([^}]*)\}|\$(ncpus|pagesize|mb_memory)\b|\$")
+
+
+def substitute(text: str, source: str, where: str) -> str:
+    """``${VAR}`` from the environment and fio's ``$`` keywords; anything else is refused."""
+    def one(m: re.Match[str]) -> str:
+        if m.group(1) is not None:
+            var = m.group(1)
+            if var not in os.environ:
+                raise _fail(source, where, f"${{{var}}} is not set in the environment")
+            return os.environ[var]
+        if m.group(2):
+            return _keyword(m.group(2))
+        raise _fail(source, where, "a '$' other than ${VAR}, $ncpus, $pagesize, $mb_memory "
+                                   "is not understood here; refused")
+    return _VAR.sub(one, text)
+
+
+def _lines(path: Path, depth: int, chain: tuple[Path, ...]) -> list[tuple[str, str]]:
+    """``(where, line)`` for every meaningful line, includes spliced in."""
+    source = str(path)
+    text = read_input(path, "fio job", MAX_JOB_FILE_BYTES)
+    out: list[tuple[str, str]] = []
+    for n, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        where = f"line {n}"
+        if line.startswith("include") and (len(line) == 7 or line[7] in " \t"):
+            name = substitute(line[7:].strip(), source, where)
+            if not name:
+                raise _fail(source, where, "include needs a file name")
+            if depth >= MAX_INCLUDE_DEPTH:
+                raise _fail(source, where, f"includes nest more than {MAX_INCLUDE_DEPTH} "
+                                           "deep; refused")
+            inc = path.parent / name
+            if inc.resolve() in chain:
+                raise _fail(source, where, f"include {name}: includes itself; refused")
+            out += _lines(inc, depth + 1, (*chain, inc.resolve()))
+            continue
+        out.append((f"{source}:{n}", line))
+    return out
+
+
+def read_sections(path: str | Path) -> list[Section]:
+    """The job sections of a fio job file, each with its [global] defaults folded in."""
+    p = Path(path)
+    defaults: dict[str, str | None] = {}
+    jobs: list[Section] = []
+    current: dict[str, str | None] | None = None
+    for where, line in _lines(p, 0, (p.resolve(),)):
+        source, _, lineno = where.rpartition(":")
+        if line.startswith("["):
+            if not line.endswith("]") or len(line) < 3:
+                raise _fail(source, f"line {lineno}", f"a section header is [name], got {line!r}")
+            name = line[1:-1].strip()
+            if name == "global":
+                current = defaults
+                continue
+            if any(j.name == name for j in jobs):
+                raise _fail(source, f"line {lineno}", f"job section [{name}] given twice")
+            if len(jobs) >= MAX_SECTIONS:
+                raise _fail(source, f"line {lineno}", f"more than {MAX_SECTIONS} sections")
+            jobs.append(Section(name, dict(defaults)))
+            current = jobs[-1].options
+            continue
+        if current is None:
+            raise _fail(source, f"line {lineno}", "an option before any [section]")
+        key, eq, value = line.partition("=")
+        key = key.strip()
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", key):
+            raise _fail(source, f"line {lineno}", f"{key!r} is not an option name")
+        current[key] = substitute(value.strip(), source, f"line {lineno}") if eq else None
+    return jobs
+
+
+# -- sizes and times as fio reads them --------------------------------------------------------
+
+_SIZE = re.compile(r"(\d+)\s*([kmgtp]?)(i?)(b?)", re.IGNORECASE)
+_POW = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5}
+
+
+def fio_size(value: str, kb_base: int = 1024) -> int:
+    """A size in fio's notation (``4k``, ``1m``, ``8KiB``) in bytes, under ``kb_base``."""
+    m = _SIZE.fullmatch(value.strip())
+    if not m:
+        raise ValueError(f"{value!r} is not a size fio and cowbench read alike (a whole number "
+                         "with an optional k, m, g, t, p suffix)")
+    number, prefix, iec, _ = m.groups()
+    if iec and not prefix:
+        raise ValueError(f"{value!r} is not a size")
+    base = kb_base if not iec else (1000 if kb_base == 1024 else 1024)
+    return int(number) * int(base ** _POW[prefix.lower()])
+
+
+_TIME = re.compile(r"(\d+)\s*(us|ms|s|m|h|d)?", re.IGNORECASE)
+_UNIT_S = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def fio_seconds(value: str) -> float:
+    """A time in fio's notation (seconds by default; ``us``, ``ms``, ``s``, ``m``, ``h``,
+    ``d``)."""
+    m = _TIME.fullmatch(value.strip())
+    if not m:
+        raise ValueError(f"{value!r} is not a time (a whole number with us, ms, s, m, h or d)")
+    return int(m.group(1)) * _UNIT_S[(m.group(2) or "s").lower()]

@@ -1,0 +1,250 @@
+"""Each fio option of a job file: used by both backends, carried to fio, replaced, or refused.
+
+A job section becomes one workload of the scenario (:class:`cowbench.scenario.Workload`):
+
+- **model**: an option the model knows (``rw``, ``bs``, ``size``, ``runtime`` ...), turned into
+  the workload's field; both backends use it;
+- **fio**: an option that only shapes the offsets (``offset_increment``, ``bsrange`` ...):
+  carried to fio as-is, in the null-engine stream and in the real run, with ``offsets: fio``
+  only (the model then applies fio's own stream); refused otherwise;
+- **replaced**: an option that only chooses how fio reaches a disk or reports (``ioengine``,
+  ``filename``, ``direct``, output and log options): the backend sets its own, and the
+  workload's ``replaced`` list (and run.json's ``workload_notes``) says which, what, why;
+- **refused**: anything else, with the reason.
+
+A VM runs one fio job here (``numjobs`` clones of it), so a file with several job sections is
+used one section at a time (``section:``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ScenarioError
+from .jobfile import Section, fio_seconds, fio_size, read_sections
+
+#: Options that only shape the offset stream, carried to fio with ``offsets: fio``.
+CARRIED = ("offset_increment", "bsrange", "blocksize_range", "blockalign", "ba",
+           "bs_unaligned", "percentage_random", "zonemode", "zonesize", "zonerange",
+           "zoneskip", "number_ios")
+
+_DISK = "the real backend runs fio's nbd engine on the VM's qemu-nbd export, the model its own"
+_OUT = "cowbench runs fio with JSON output into the run's raw/ and reads it itself"
+_NBD = "the nbd engine has no page cache: every I/O reaches qemu-nbd as issued"
+#: Options the backend sets itself, and why.
+REPLACED: dict[str, str] = {
+    **dict.fromkeys(("ioengine", "filename", "filename_format", "directory", "nrfiles",
+                     "unlink", "invalidate", "fadvise_hint", "create_on_open"), _DISK),
+    **dict.fromkeys(("direct", "buffered", "sync", "thread"), _NBD),
+    **dict.fromkeys(("group_reporting", "output-format", "output", "write_bw_log",
+                     "write_lat_log", "write_iops_log", "write_hist_log", "log_avg_msec",
+                     "log_hist_msec", "per_job_logs", "log_offset", "lat_percentiles",
+                     "clat_percentiles", "percentile_list", "description", "name",
+                     "new_group", "stonewall", "wait_for_previous", "eta",
+                     "status-interval"), _OUT),
+    "write_iolog": "cowbench records the issued I/O under raw/ when the workload sets "
+                   "write_iolog: true",
+    "kb_base": "read by cowbench's job-file parser (sizes are bytes once loaded)",
+}
+
+
+def _int(v: str) -> int:
+    try:
+        return int(v, 0)
+    except ValueError:
+        raise ValueError(f"{v!r} is not a whole number") from None
+
+
+def _flag(v: str) -> bool:
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{v!r} is not 0 or 1")
+
+
+def _text(v: str) -> str:
+    return v
+
+
+#: fio option -> (workload field, converter of fio's text).
+MODEL: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "rw": ("rw", _text), "readwrite": ("rw", _text), "bs": ("bs", fio_size),
+    "blocksize": ("bs", fio_size), "iodepth": ("iodepth", _int), "numjobs": ("numjobs", _int),
+    "size": ("size", fio_size), "filesize": ("size", fio_size), "offset": ("offset", fio_size),
+    "io_size": ("io_size", fio_size), "io_limit": ("io_size", fio_size),
+    "runtime": ("runtime", fio_seconds), "timeout": ("runtime", fio_seconds),
+    "time_based": ("time_based", _flag), "rate_iops": ("rate_iops", _int),
+    "rwmixread": ("rwmixread", _int), "norandommap": ("norandommap", _flag),
+    "random_generator": ("random_generator", _text), "randseed": ("randseed", _int),
+    "randrepeat": ("randrepeat", _flag), "verify": ("verify", _text),
+    "do_verify": ("do_verify", _flag), "random_distribution": ("random_distribution", _text),
+    "bssplit": ("bssplit", _text), "loops": ("loops", _int),
+    "zero_buffers": ("zero_buffers", _flag), "read_iolog": ("read_iolog", _text),
+}
+_FLAGS = {"time_based", "norandommap", "randrepeat", "do_verify", "zero_buffers"}
+
+
+@dataclass
+class Handling:
+    """What cowbench does with one option of a section."""
+
+    option: str
+    value: str | None
+    kind: str  # "model", "fio", "replaced" or "refused"
+    detail: str  # the workload field, or the reason
+
+
+def _model(key: str, value: str | None, kb_base: int) -> tuple[str, Any]:
+    field, conv = MODEL[key]
+    if value is None:
+        if key not in _FLAGS:
+            raise ValueError("needs a value")
+        return field, True
+    if conv is fio_size:
+        if "%" in value:
+            raise ValueError(f"{value!r}: a percentage is not supported here yet")
+        return field, fio_size(value, kb_base)
+    return field, conv(value)
+
+
+def classify(section: Section, offsets_fio: bool) -> list[Handling]:
+    """How each option of ``section`` is handled (``offsets_fio``: the workload says
+    ``offsets: fio``)."""
+    opts = section.options
+    try:
+        kb_base = int(opts.get("kb_base") or 1024)
+    except ValueError:
+        kb_base = 0
+    out: list[Handling] = []
+    for key, value in opts.items():
+        out.append(_one(key, value, kb_base, offsets_fio))
+    return out
+
+
+def _one(key: str, value: str | None, kb_base: int, offsets_fio: bool) -> Handling:
+    if key == "kb_base" and value not in ("1000", "1024"):
+        return Handling(key, value, "refused", "kb_base must be 1000 or 1024")
+    if key in REPLACED:
+        return Handling(key, value, "replaced", REPLACED[key])
+    if key == "rwmixwrite" and value is not None and value.isdigit():
+        return Handling(key, value, "model", f"rwmixread={100 - int(value)}")
+    if key in MODEL and not (key in ("bs", "blocksize") and value and any(
+            c in value for c in ",-:")):
+        try:
+            field, conv = _model(key, value, kb_base)
+        except ValueError as err:
+            return Handling(key, value, "refused", str(err))
+        return Handling(key, value, "model", f"{field}={conv}")
+    if key in CARRIED or key in ("bs", "blocksize"):
+        if offsets_fio:
+            return Handling(key, value, "fio", "carried to fio as-is (offsets: fio)")
+        return Handling(key, value, "refused", "the model does not generate it; fio carries "
+                                               "it with offsets: fio")
+    return Handling(key, value, "refused", "not an option the model or the backends know")
+
+
+def workload_of(section: Section, offsets_fio: bool) -> tuple[dict[str, Any], list[Handling]]:
+    """The workload mapping for ``section`` and every option's handling."""
+    handled = classify(section, offsets_fio)
+    wl: dict[str, Any] = {}
+    carried: dict[str, str | None] = {}
+    replaced: list[dict[str, str | None]] = []
+    for h in handled:
+        if h.kind == "model" and h.option == "rwmixwrite":
+            wl["rwmixread"] = 100 - int(h.value or 0)
+        elif h.kind == "model":
+            wl[MODEL[h.option][0]] = _model(h.option, h.value, _kb(section))[1]
+        elif h.kind == "fio":
+            carried[h.option] = h.value
+        elif h.kind == "replaced" and h.option != "kb_base":
+            replaced.append({"option": h.option, "value": h.value, "reason": h.detail})
+    if carried:
+        wl["fio_extra"] = carried
+    if replaced:
+        wl["replaced"] = replaced
+    return wl, handled
+
+
+def _kb(section: Section) -> int:
+    return int(section.options.get("kb_base") or 1024)
+
+
+# -- job_file in a scenario --------------------------------------------------------------------
+
+def _section(sections: list[Section], wanted: Any, file: str, where: str) -> Section:
+    if wanted is not None:
+        found = next((s for s in sections if s.name == wanted), None)
+        if found is None:
+            raise ScenarioError(file, [(f"{where}.section", f"no job section [{wanted}] in "
+                                        f"{file} (it has: {_names(sections)})")])
+        return found
+    if len(sections) != 1:
+        raise ScenarioError(file, [(f"{where}.job_file", f"{file} has {len(sections)} job "
+                                    f"sections ({_names(sections)}); a VM runs one fio job here "
+                                    "(numjobs clones of it): choose one with section:")])
+    return sections[0]
+
+
+def _names(sections: list[Section]) -> str:
+    return ", ".join(s.name for s in sections) or "none"
+
+
+def expand(spec: dict[str, Any], base: Path, where: str,
+           origins: dict[str, str]) -> dict[str, Any]:
+    """A ``{job_file: ..., section: ..., <workload keys>}`` mapping as a workload mapping; the
+    scenario's own keys (``offsets``, ``write_iolog`` ...) win over the file's."""
+    own = {k: v for k, v in spec.items() if k not in ("job_file", "section")}
+    file = spec["job_file"]
+    if not isinstance(file, str) or not file:
+        raise ScenarioError(str(base), [(f"{where}.job_file", "must be a file name")])
+    path = base / file
+    section = _section(read_sections(path), spec.get("section"), str(path), where)
+    wl, handled = workload_of(section, own.get("offsets") == "fio")
+    refused = [h for h in handled if h.kind == "refused"]
+    if refused:
+        raise ScenarioError(str(path), [(f"{where}.job_file[{section.name}].{h.option}",
+                                         h.detail) for h in refused])
+    for h in handled:
+        if h.kind == "model":
+            origins[f"{where}.{h.detail.split('=')[0]}"] = f"{where}.job_file[{section.name}]" \
+                                                          f".{h.option}"
+    return {**wl, **own}
+
+
+def expand_scenario(data: Any, base: Path, origins: dict[str, str]) -> Any:
+    """The scenario mapping with every ``job_file`` workload read (``workloads.NAME`` and
+    ``vms[i].workload``; a VM's own job file becomes a workload named after the VM).
+    ``origins`` gets, per workload key path, the job-file option it came from."""
+    if not isinstance(data, dict):
+        return data
+    wls = data.get("workloads")
+    if isinstance(wls, dict):
+        wls = {k: expand(v, base, f"workloads.{k}", origins) if _is_job(v) else v
+               for k, v in wls.items()}
+        data = {**data, "workloads": wls}
+    vms = data.get("vms")
+    if isinstance(vms, list) and any(isinstance(v, dict) and _is_job(v.get("workload"))
+                                     for v in vms):
+        wls = dict(data.get("workloads") or {})
+        new_vms = []
+        for i, vm in enumerate(vms):
+            if isinstance(vm, dict) and _is_job(vm.get("workload")):
+                name = str(vm.get("name"))
+                if name in wls:
+                    raise ScenarioError(str(base), [(f"vms[{i}].workload", f"a workload "
+                                                        f"named {name!r} exists already")])
+                wls[name] = expand(vm["workload"], base, f"vms[{i}].workload", origins)
+                for key in [k for k in origins if k.startswith(f"vms[{i}].workload.")]:
+                    origins[f"workloads.{name}." + key.rsplit(".", 1)[1]] = origins[key]
+                vm = {**vm, "workload": name}
+            new_vms.append(vm)
+        data = {**data, "workloads": wls, "vms": new_vms}
+    return data
+
+
+def _is_job(v: Any) -> bool:
+    return isinstance(v, dict) and "job_file" in v
