@@ -1,11 +1,14 @@
 """The model's I/O figures written as fio JSON, so fio's own tooling plots them.
 
-fio's ``--output-format=json`` (fio 3.33) holds, per job and direction, ``iops``, ``bw`` (KiB/s),
-``bw_bytes``, ``io_bytes``, ``io_kbytes``, ``total_ios``, ``runtime`` (ms) and the completion
-latency ``clat_ns`` (``mean``, ``percentile`` keyed ``"99.000000"``), plus the ``job options``.
-That subset is what fio-plot and fio's JSON readers use, and what cowbench's own reader
-(``real.workload.fio.FioResult``) takes from a real run, so a prediction and a measurement can be
-read by the same code. Figures the model does not know are left out, never written as zero.
+Every key fio 3.33's ``--output-format=json`` has for a job is written (the shape is in
+:mod:`cowbench.fioshape`). The model fills what it knows: per direction ``iops``, ``bw``,
+``bw_bytes``, ``io_bytes``, ``io_kbytes``, ``total_ios``, ``runtime`` (ms, I/Os over IOPS), the
+mean latency (``clat_ns`` and ``lat_ns``: the model has no separate submission stage) and the
+99th percentile (``clat_ns.percentile["99.000000"]``), plus the ``job options``. What it does
+not know is null and named in the top-level ``cowbench.unknown`` list; the four figures fio-plot
+reads as numbers regardless (``iops_stddev``, ``lat_ns.stddev``, ``usr_cpu``, ``sys_cpu``) are 0
+and named in ``cowbench.zero_for_fio_plot`` as well. cowbench's own reader
+(``real.workload.fio.FioResult``) reads these files and a real run's alike.
 """
 
 from __future__ import annotations
@@ -18,6 +21,14 @@ from typing import Any
 import pandas as pd
 
 from . import __version__
+from .fioshape import (
+    empty_stat,
+    idle_direction,
+    job_tail,
+    unknown_direction,
+    unknown_paths,
+    zero_paths,
+)
 from .lifecycle import expand_timeline
 from .scenario import Scenario, Workload
 from .store import atomic_write_text
@@ -31,23 +42,26 @@ def _figures(records: pd.DataFrame, entity: str, t_s: float | None) -> dict[str,
     return {str(m): float(v) for m, v in zip(rows.metric, rows.value, strict=True)}
 
 
-def _direction(f: dict[str, float], kind: str) -> dict[str, Any] | None:
+def _direction(f: dict[str, float], kind: str, wl: Workload | None) -> dict[str, Any]:
     ios, iops = f.get(f"{kind}_ios"), f.get(f"{kind}_iops")
     if ios is None or iops is None:
-        return None
+        # the model records a direction whenever the job issues it (trims: never modelled)
+        trims = kind == "trim" and (wl is None or "trim" in wl.rw)
+        return unknown_direction() if trims else idle_direction()
+    out = unknown_direction()
     bw = f.get(f"{kind}_bw_bytes_per_s", math.nan)
     runtime_s = ios / iops if iops > 0 else 0.0
-    out: dict[str, Any] = {"total_ios": int(ios), "iops": iops, "runtime": round(runtime_s * 1e3)}
+    out.update(total_ios=int(ios), iops=iops, runtime=round(runtime_s * 1e3))
     if math.isfinite(bw):
         out.update(bw_bytes=round(bw), bw=round(bw / 1024), io_bytes=round(bw * runtime_s),
                    io_kbytes=round(bw * runtime_s / 1024))
-    clat: dict[str, Any] = {}
-    if f"{kind}_lat_mean_s" in f:
-        clat["mean"] = f[f"{kind}_lat_mean_s"] * 1e9
-    if f"{kind}_lat_p99_s" in f:
-        clat["percentile"] = {"99.000000": round(f[f"{kind}_lat_p99_s"] * 1e9)}
-    if clat:
-        out["clat_ns"] = clat
+    mean, p99 = f.get(f"{kind}_lat_mean_s"), f.get(f"{kind}_lat_p99_s")
+    # the model has one latency, submission to completion: fio's clat and lat alike
+    for lat in ("clat_ns", "lat_ns"):
+        out[lat]["N"] = int(ios)
+        out[lat]["mean"] = None if mean is None else mean * 1e9
+    if p99 is not None:
+        out["clat_ns"]["percentile"]["99.000000"] = round(p99 * 1e9)
     return out
 
 
@@ -66,17 +80,27 @@ def job_options(wl: Workload) -> dict[str, str]:
 
 def fio_json(records: pd.DataFrame, entity: str, wl: Workload | None = None,
              t_s: float | None = None) -> dict[str, Any]:
-    """One VM's predicted I/O (the run at ``t_s``, or the end-of-run figures) as fio JSON."""
+    """One VM's predicted I/O (the run at ``t_s``, or the end-of-run figures) as fio JSON.
+
+    Every key fio 3.33 writes for a job is present; values the model does not know are null
+    and named in ``cowbench.unknown`` (:mod:`cowbench.fioshape`).
+    """
     f = _figures(records, entity, t_s)
-    job: dict[str, Any] = {"jobname": entity.removeprefix("vm:"), "groupid": 0, "error": 0}
-    if wl is not None:
-        job["job options"] = job_options(wl)
-    for kind in KINDS:
-        d = _direction(f, kind)
-        if d is not None:
-            job[kind] = d
-    return {"fio version": f"cowbench-{__version__} model (fio-3.33 JSON)",
-            "global options": {}, "jobs": [job]}
+    job: dict[str, Any] = {"jobname": entity.removeprefix("vm:"), "groupid": 0, "error": 0,
+                           "eta": None, "elapsed": None,
+                           "job options": job_options(wl) if wl is not None else {}}
+    for kind in ("read", "write", "trim"):
+        job[kind] = _direction(f, kind, wl)
+    job["sync"] = {"total_ios": 0, "lat_ns": empty_stat()}  # cowbench's jobs never fsync
+    runtimes = [job[k]["runtime"] for k in KINDS if job[k]["total_ios"]]
+    job.update(job_tail(wl.iodepth if wl is not None else 1, max(runtimes, default=None)))
+    doc: dict[str, Any] = {"fio version": f"cowbench-{__version__} model (fio-3.33 JSON)",
+                           "timestamp": None, "timestamp_ms": None, "time": None,
+                           "global options": {}, "jobs": [job]}
+    zeros = zero_paths(job, "/jobs/0")
+    doc["cowbench"] = {"model": True, "unknown": [*unknown_paths(doc), *zeros, "/disk_util"],
+                       "zero_for_fio_plot": zeros}
+    return doc
 
 
 def write_fio_json(run_dir: Path, scenario: Scenario, predicted: pd.DataFrame) -> list[Path]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,7 +34,42 @@ def test_fio_json_round_trips_through_the_real_fio_reader() -> None:
         for kind in kinds:
             for metric, value in result.figures(kind).items():
                 assert value == pytest.approx(model[metric], rel=1e-6, abs=1e-9), metric
-        assert "trim" not in job  # what the model does not know is left out
+        # cowbench's jobs never trim nor fsync: fio's own form of a direction without I/O
+        assert job["trim"]["total_ios"] == 0 and job["trim"]["lat_ns"]["N"] == 0
+        assert job["sync"]["total_ios"] == 0
+
+
+def resolve(doc: Any, path: str) -> Any:
+    for key in path.split("/")[1:]:
+        doc = doc[int(key)] if isinstance(doc, list) else doc[key]
+    return doc
+
+
+def test_what_the_model_does_not_know_is_null_or_named_as_zero() -> None:
+    s = small_scenario()
+    pred = simulate(s)
+    wl = s.workload_of(s.vms[0])
+    doc = fio_json(pred, "vm:a", wl)
+    meta = doc["cowbench"]
+    assert meta["model"] is True and "/disk_util" in meta["unknown"] and "disk_util" not in doc
+    zeros = set(meta["zero_for_fio_plot"])
+    assert zeros == {"/jobs/0/usr_cpu", "/jobs/0/sys_cpu", "/jobs/0/write/iops_stddev",
+                     "/jobs/0/write/lat_ns/stddev"}  # a write-only job: fio-plot's numbers
+    assert zeros <= set(meta["unknown"])
+    for path in meta["unknown"]:
+        if path != "/disk_util":
+            assert resolve(doc, path) == (0 if path in zeros else None), path
+    write = doc["jobs"][0]["write"]
+    rows = pred[(pred.entity == "vm:a") & pred.t_s.isna()]
+    model = dict(zip(rows.metric, rows.value, strict=True))
+    assert write["lat_ns"]["mean"] == write["clat_ns"]["mean"]
+    assert write["lat_ns"]["mean"] == pytest.approx(model["write_lat_mean_s"] * 1e9)
+    assert write["clat_ns"]["N"] == write["total_ios"] == 1024
+    assert write["clat_ns"]["percentile"]["50.000000"] is None  # the model has no median
+    assert doc["jobs"][0]["job_runtime"] == write["runtime"] > 0
+    assert doc["jobs"][0]["latency_depth"] == wl.iodepth
+    # the read direction of a write-only job: zero I/O, a figure fio writes the same way
+    assert doc["jobs"][0]["read"]["total_ios"] == 0 and doc["jobs"][0]["read"]["iops"] == 0
 
 
 def test_fio_json_command_writes_one_file_per_vm(tmp_path: Path) -> None:

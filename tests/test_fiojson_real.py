@@ -1,0 +1,101 @@
+"""The model's fio JSON against a real fio 3.33 run: the same keys, and fio-plot draws both.
+
+fio-plot (PyPI ``fio-plot``, in the test extras) is the tool users read fio's JSON with; it is
+run here as a user runs it, headless, on the model's file and a real fio run's file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cowbench.fiojson import fio_json
+from cowbench.runner import run_scenario
+from cowbench.scenario import Workload
+from sim import simulate
+
+from .clirun import cowbench
+from .conftest import needs_tools, small_scenario
+
+pytestmark = [pytest.mark.real, needs_tools]
+
+
+def real_fio(tmp: Path, wl: Workload, name: str) -> dict[str, Any]:
+    """A real fio 3.33 run of ``wl`` on a file in ``tmp`` (libaio, direct), its JSON."""
+    target, out = tmp / f"{name}.dat", tmp / f"{name}.json"
+    argv = [str(shutil.which("fio")), f"--name={name}", "--ioengine=libaio", "--direct=1",
+            f"--filename={target}", "--size=4M", f"--io_size={wl.io_size or 4 << 20}",
+            f"--rw={wl.rw}", f"--bs={wl.bs}", f"--iodepth={wl.iodepth}",
+            f"--numjobs={wl.numjobs}", f"--rwmixread={wl.rwmixread}", "--output-format=json",
+            f"--output={out}"]
+    subprocess.run(argv, check=True, capture_output=True, timeout=120)
+    target.unlink()
+    raw: dict[str, Any] = json.loads(out.read_text())
+    return raw
+
+
+def key_paths(doc: Any, prefix: str = "") -> set[str]:
+    """Every key path of ``doc`` as a JSON Pointer (lists by index), inner nodes included."""
+    if isinstance(doc, dict):
+        items = list(doc.items())
+    elif isinstance(doc, list):
+        items = list(enumerate(doc))
+    else:
+        return set()
+    out: set[str] = set()
+    for key, value in items:
+        out |= {f"{prefix}/{key}"} | key_paths(value, f"{prefix}/{key}")
+    return out
+
+
+def test_every_key_of_a_real_fio_job_is_in_the_model_json(tmp_path: Path) -> None:
+    s = small_scenario(workloads={"m": {"rw": "randrw", "bs": "4k", "iodepth": 2,
+                                        "io_size": "2MiB"}},
+                       vms=[{"name": "a", "image": "img", "workload": "m"}])
+    wl = s.workloads["m"]
+    real = real_fio(tmp_path, wl, "a")
+    model = fio_json(simulate(s), "vm:a", wl)
+    real_job = real["jobs"][0]
+    assert real_job["read"]["total_ios"] and real_job["write"]["total_ios"]
+    assert "99.000000" in real_job["write"]["clat_ns"]["percentile"]
+    unknown = set(model["cowbench"]["unknown"])
+    mine = key_paths(model)
+    # job options are the job's own (fio's engine and target options are the backend's)
+    wanted = {p for p in key_paths(real) if not p.startswith("/jobs/0/job options/")}
+    missing = sorted(p for p in wanted if p not in mine and p not in unknown
+                     and not any(p.startswith(u + "/") for u in unknown))
+    assert not missing, missing
+    assert real["fio version"] == "fio-3.33"
+
+
+def fio_plot(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MPLBACKEND": "Agg"}
+    return subprocess.run([sys.executable, "-m", "fio_plot", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_fio_plot_draws_the_model_beside_a_real_run(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    s = small_scenario()
+    run_scenario(s, run, "sim")
+    assert cowbench("fio-json", str(run)).code == 0
+    wl = s.workloads["w"]  # VM a's randwrite, iodepth 4
+    (tmp_path / "model").mkdir()
+    (tmp_path / "real").mkdir()
+    shutil.copy(run / "fio-json" / "a.json", tmp_path / "model" / "a.json")
+    (tmp_path / "real" / "a.json").write_text(json.dumps(real_fio(tmp_path, wl, "a")))
+    common = ["-r", "randwrite", "-d", str(wl.iodepth), "-n", "1"]
+    compare = fio_plot("-i", "model", "real", "-T", "model vs real", "-C", *common,
+                       "-o", "compare.png", cwd=tmp_path)
+    assert compare.returncode == 0, compare.stdout + compare.stderr
+    bars = fio_plot("-i", "model", "-T", "model", "-l", *common, "-o", "bars.png", cwd=tmp_path)
+    assert bars.returncode == 0, bars.stdout + bars.stderr
+    for png in ("compare.png", "bars.png"):
+        assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
