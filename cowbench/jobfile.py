@@ -1,10 +1,11 @@
 """fio job files, read as fio reads them, and each option's fate in cowbench.
 
 The ini format of fio's HOWTO ("Job file format"): ``[section]`` headers, ``key=value`` or a bare
-``key`` (a flag such as ``time_based``), comments from ``#`` or ``;`` at the start of a line,
-``include FILE`` (relative to the including file), ``${VAR}`` from the environment and fio's
-keywords ``$ncpus``, ``$pagesize``, ``$mb_memory``. A ``[global]`` section sets defaults for the
-job sections after it; a later ``[global]`` adds to them for the jobs after it (fio keeps one
+``key`` (a flag such as ``time_based``), ``#`` and ``;`` ending a line (fio 3.33 reads
+``bs=8k ; note`` and ``bs=8k#note`` as ``bs=8k``), ``include FILE`` (relative to the including
+file), ``${VAR}`` from the environment (unset: refused, as fio refuses it) and fio's keywords
+``$ncpus``, ``$pagesize``, ``$mb_memory``. A ``[global]`` section sets defaults for the job
+sections after it; a later ``[global]`` adds to them for the jobs after it (fio keeps one
 running set of defaults). Files are read through :mod:`cowbench.safeload` (regular files, size
 capped) and includes nest at most :data:`MAX_INCLUDE_DEPTH` deep.
 
@@ -75,8 +76,8 @@ def _lines(path: Path, depth: int, chain: tuple[Path, ...]) -> list[tuple[str, s
     text = read_input(path, "fio job", MAX_JOB_FILE_BYTES)
     out: list[tuple[str, str]] = []
     for n, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith(("#", ";")):
+        line = re.split(r"[#;]", raw, maxsplit=1)[0].strip()  # fio ends a line at # or ;
+        if not line:
             continue
         where = f"line {n}"
         if line.startswith("include") and (len(line) == 7 or line[7] in " \t"):

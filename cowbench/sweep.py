@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .bounds import MAX_SWEEP_POINTS, MAX_SWEEP_VMS, product, raw_vm_count
 from .errors import CowbenchError, Interrupted, RunFailed, ScenarioError, UsageError
+from .jobopts import expand_scenario
 from .knobs import knob_text
 from .montecarlo import bands, time_to_full_summary
 from .resolve import resolve
@@ -185,7 +186,7 @@ def load_sweep(path: Path) -> Sweep:
                                          else e["msg"].removeprefix("Value error, "))
                                         for e in err.errors(include_url=False)]) from None
     scen_path = (path.parent / spec.scenario).resolve()
-    base = _read_yaml(scen_path, "scenario")
+    base = expand_scenario(_read_yaml(scen_path, "scenario"), scen_path.parent, {})  # job files
     if not isinstance(base, dict):
         raise ScenarioError(str(scen_path), [("", "the file must hold a mapping at the top")])
     name = spec.name or path.stem
