@@ -173,7 +173,8 @@ def test_fio_check_exits_2_on_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name", ["db.fio", "fio-rand-write.fio", "fio-seq-write.fio",
-                                  "surface-scan.fio", "strided.fio"])
+                                  "surface-scan.fio", "strided.fio",
+                                  "fio-rand-RW.fio"])
 def test_example_job_files_pass_fio_check(name: str) -> None:
     ran = cowbench("fio-check", str(JOBS / name))
     assert ran.code == 0, ran.stdout + ran.stderr
@@ -189,6 +190,8 @@ def test_job_files_scenario_in_the_model(tmp_path: Path) -> None:
     # surface-scan's write pass: 32 MiB sequential from 0 = 512 clusters of 64 KiB
     assert got["vm:scan"] == 512
     assert 0 < got["vm:db"] <= (256 << 20) // 65536
+    mix = s.workloads["mix"]
+    assert (mix.rw, mix.rwmixread, mix.numjobs, mix.bs) == ("randrw", 60, 4, 4096)
     meta = json.loads((tmp_path / "run" / "run.json").read_text())
     notes = meta["workload_notes"]
     assert {n["option"] for n in notes["db"]} == {"ioengine", "direct", "group_reporting"}
@@ -205,3 +208,28 @@ def test_a_sweep_over_a_job_file_scenario(tmp_path: Path) -> None:
     points = load_sweep(sw).points
     assert sorted(p.scenario.workloads["w"].bs for p in points) == [4096, 16384]
     assert {p.scenario.workloads["w"].size for p in points} == {8 << 20}
+
+
+def test_a_vms_own_job_file_with_count_and_round_trip(tmp_path: Path) -> None:
+    import yaml
+
+    from cowbench.scenario import dump_scenario, parse_scenario
+
+    _write(tmp_path, "job.fio", "[j]\nrw=randwrite\nioengine=psync\noffset_increment=1m\n"
+                                "numjobs=2\nsize=1m\n")
+    p = _write(tmp_path, "s.yaml", "name: t\nimages: [{name: b, virtual_size: 64MiB, "
+               "synthetic: {data: [{offset: 0, length: 1MiB}]}}]\nvms: [{name: v, image: b, "
+               "count: 2, workload: {job_file: job.fio, offsets: fio}}]\n")
+    s = load_scenario(p)
+    assert [vm.workload for vm in s.vms] == ["v", "v"]
+    assert s.workloads["v"].fio_extra == {"offset_increment": "1m"}
+    again = parse_scenario(yaml.safe_load(dump_scenario(s)))
+    assert again == s and again.scenario_id == s.scenario_id
+
+
+def test_a_job_file_that_is_not_a_regular_file_is_refused(tmp_path: Path) -> None:
+    p = _scenario(tmp_path, "{job_file: /dev/zero}", "[a]\n")
+    ran = cowbench("validate", str(p))
+    assert ran.code == 2 and "/dev/zero: is a character device" in ran.stderr
+    ran = cowbench("fio-check", str(tmp_path))
+    assert ran.code == 2 and "is a directory" in ran.stderr
