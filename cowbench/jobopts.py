@@ -114,15 +114,8 @@ def _model(key: str, value: str | None, kb_base: int) -> tuple[str, Any]:
 def classify(section: Section, offsets_fio: bool) -> list[Handling]:
     """How each option of ``section`` is handled (``offsets_fio``: the workload says
     ``offsets: fio``)."""
-    opts = section.options
-    try:
-        kb_base = int(opts.get("kb_base") or 1024)
-    except ValueError:
-        kb_base = 0
-    out: list[Handling] = []
-    for key, value in opts.items():
-        out.append(_one(key, value, kb_base, offsets_fio))
-    return out
+    kb_base = _kb(section)
+    return [_one(key, value, kb_base, offsets_fio) for key, value in section.options.items()]
 
 
 def _one(key: str, value: str | None, kb_base: int, offsets_fio: bool) -> Handling:
@@ -170,7 +163,8 @@ def workload_of(section: Section, offsets_fio: bool) -> tuple[dict[str, Any], li
 
 
 def _kb(section: Section) -> int:
-    return int(section.options.get("kb_base") or 1024)
+    """The section's kb_base; 1024 when it is not 1000 (an invalid one is refused by name)."""
+    return 1000 if section.options.get("kb_base") == "1000" else 1024
 
 
 # -- job_file in a scenario --------------------------------------------------------------------

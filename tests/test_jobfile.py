@@ -233,3 +233,13 @@ def test_a_job_file_that_is_not_a_regular_file_is_refused(tmp_path: Path) -> Non
     assert ran.code == 2 and "/dev/zero: is a character device" in ran.stderr
     ran = cowbench("fio-check", str(tmp_path))
     assert ran.code == 2 and "is a directory" in ran.stderr
+
+
+def test_kb_base_in_a_job_file(tmp_path: Path) -> None:
+    p = _scenario(tmp_path, "{job_file: job.fio}", "[a]\nkb_base=1000\nbs=8kib\nsize=1m\n")
+    wl = load_scenario(p).workloads["w"]
+    assert (wl.bs, wl.size) == (8192, 10**6)
+    p = _scenario(tmp_path, "{job_file: job.fio}", "[a]\nkb_base=12\nbs=8k\n")
+    ran = cowbench("validate", str(p))
+    assert ran.code == 2, ran.stderr
+    assert "workloads.w.job_file[a].kb_base: kb_base must be 1000 or 1024" in ran.stderr
