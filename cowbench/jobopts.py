@@ -70,6 +70,11 @@ def _text(v: str) -> str:
     return v
 
 
+def _verify(v: str) -> str | None:
+    """fio's ``verify=0`` (and ``null``) is no verification."""
+    return None if v in ("0", "null") else v
+
+
 #: fio option -> (workload field, converter of fio's text).
 MODEL: dict[str, tuple[str, Callable[[str], Any]]] = {
     "rw": ("rw", _text), "readwrite": ("rw", _text), "bs": ("bs", fio_size),
@@ -80,7 +85,7 @@ MODEL: dict[str, tuple[str, Callable[[str], Any]]] = {
     "time_based": ("time_based", _flag), "rate_iops": ("rate_iops", _int),
     "rwmixread": ("rwmixread", _int), "norandommap": ("norandommap", _flag),
     "random_generator": ("random_generator", _text), "randseed": ("randseed", _int),
-    "randrepeat": ("randrepeat", _flag), "verify": ("verify", _text),
+    "randrepeat": ("randrepeat", _flag), "verify": ("verify", _verify),
     "do_verify": ("do_verify", _flag), "random_distribution": ("random_distribution", _text),
     "bssplit": ("bssplit", _text), "loops": ("loops", _int),
     "zero_buffers": ("zero_buffers", _flag), "read_iolog": ("read_iolog", _text),
@@ -202,6 +207,8 @@ def expand(spec: dict[str, Any], base: Path, where: str,
     if refused:
         raise ScenarioError(str(path), [(f"{where}.job_file[{section.name}].{h.option}",
                                          h.detail) for h in refused])
+    if wl.get("read_iolog") and not Path(wl["read_iolog"]).is_absolute():
+        wl["read_iolog"] = str(path.parent / wl["read_iolog"])  # relative to the job file
     for h in handled:
         if h.kind == "model":
             origins[f"{where}.{h.detail.split('=')[0]}"] = f"{where}.job_file[{section.name}]" \

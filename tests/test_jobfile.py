@@ -243,3 +243,12 @@ def test_kb_base_in_a_job_file(tmp_path: Path) -> None:
     ran = cowbench("validate", str(p))
     assert ran.code == 2, ran.stderr
     assert "workloads.w.job_file[a].kb_base: kb_base must be 1000 or 1024" in ran.stderr
+
+
+def test_verify_0_and_a_relative_read_iolog(tmp_path: Path) -> None:
+    (tmp_path / "jobs").mkdir()
+    _write(tmp_path / "jobs", "j.fio", "[a]\nrw=write\nverify=0\nread_iolog=trace.iolog\n")
+    p = _scenario(tmp_path, "{job_file: jobs/j.fio}", "")
+    wl = load_scenario(p).workloads["w"]
+    assert wl.verify is None
+    assert wl.read_iolog == str(tmp_path / "jobs" / "trace.iolog") and wl.offsets == "iolog"
