@@ -46,6 +46,7 @@ from real.world.backend import (
     real_vms,
     record_fio,
     run_workloads,
+    sync_files,
     synthetic_digest,
     write_images,
 )
@@ -153,7 +154,7 @@ def _execute(scenario: Scenario, work: Path, log: RawLog, roots: dict[str, Path]
     if mnt is not None:
         collect_cow_reservations(mnt, log)
     progress("measuring")
-    os.sync()  # buffered copies (cp) settle their delayed allocation before st_blocks is read
+    sync_files(*roots.values())  # buffered copies (cp) settle before st_blocks is read
     _measure(scenario, rec, layouts, disks, results, host_io, check)
     step_done("real:measure")
     progress("checking images and bases")

@@ -40,7 +40,7 @@ from cowbench.tools import RawLog, qemu_img_map, run
 from cowbench.units import format_duration
 from real.measure.integrity import Integrity
 
-from .backend import create_disk, record_fio, run_workloads, write_images
+from .backend import create_disk, record_fio, run_workloads, sync_files, write_images
 from .layout import HostLayout, glance_path
 
 EPOCH = 1_000_000_000.0  # logical t=0 as a file mtime
@@ -129,7 +129,8 @@ class RealWorld:
 
     # -- sampling ---------------------------------------------------------------------------
     def sample(self, t: float | None) -> None:
-        os.sync()  # delayed allocation settles: st_blocks then counts what the copy allocated
+        # delayed allocation settles: st_blocks then counts what the copy allocated
+        sync_files(*(lay.root for lay in self.layouts.values()), *self.snapshots.values())
         for host, layout in self.layouts.items():
             alloc, size = _tree(layout.base_dir)
             self.rec.add(f"cache:{host}", "allocated_bytes", alloc, t)
