@@ -66,6 +66,13 @@ class Backend(ABC):
         """The allocation figures the free-space check needs (a model may skip the rest)."""
         return self.simulate(scenario, seed)
 
+    def io_events(self, scenario: Scenario, seed: int | None = None,
+                  traces: Mapping[str, Sequence[Trace]] | None = None
+                  ) -> dict[str, pd.DataFrame]:
+        """Per VM, every guest I/O of :meth:`simulate`'s run (``issued_s``, ``done_s``,
+        ``bytes``, ``is_write``), for fio's time-series logs."""
+        raise self._lacks("list the I/Os of a run")
+
     def integrity(self, log: RawLog) -> Checks:
         """A fresh record of the checks a run makes (passed to :meth:`execute`)."""
         raise self._lacks("check images")

@@ -328,20 +328,27 @@ def sweep(
 
 @app.command("fio-json")
 def fio_json_cmd(run_dir: Annotated[Path, typer.Argument(help="A run directory with the "
-                                                         "model's records.")]) -> None:
+                                                         "model's records.")],
+                 logs: Annotated[bool, typer.Option(help="Also fio's bw, iops and latency logs "
+                                                    "(runs the model again).")] = False,
+                 log_avg_msec: Annotated[int, typer.Option(min=1)] = 500) -> None:
     """Write the model's I/O figures for each VM as fio JSON (fio-json/<vm>.json), for fio's
     own tooling (fio-plot) to plot beside the real run's fio output in raw/."""
     from .fiojson import write_fio_json
+    from .fiologs import write_run_logs
     from .scenario import load_scenario
     from .store import read_records, read_run
 
-    read_run(run_dir)
+    meta = read_run(run_dir)
     pred = run_dir / "predicted.parquet"
     if not pred.is_file():
         raise UsageError(f"{run_dir}: no predicted.parquet (run the model: --backend sim|both)")
-    paths = write_fio_json(run_dir, load_scenario(run_dir / "scenario.yaml"),
-                           read_records(pred))
+    scenario = load_scenario(run_dir / "scenario.yaml")
+    paths = write_fio_json(run_dir, scenario, read_records(pred))
     out.print(f"{len(paths)} fio JSON file(s) in {_bold(run_dir / 'fio-json')}", soft_wrap=True)
+    if logs:
+        n = len(write_run_logs(run_dir, scenario, meta.get("seed", scenario.seed), log_avg_msec))
+        out.print(f"{n} fio log file(s) in {_bold(run_dir / 'fio-json')}", soft_wrap=True)
 
 
 @app.command("fio-check")

@@ -57,6 +57,22 @@ def predict_space(scenario: Scenario, seed: int | None = None) -> pd.DataFrame:
     return rec.frame()
 
 
+def io_events(scenario: Scenario, seed: int | None = None,
+              traces: Mapping[str, Sequence[Trace]] | None = None) -> dict[str, pd.DataFrame]:
+    """Per VM, every guest I/O the model completes (:func:`simulate`'s run, same seed):
+    columns ``issued_s``, ``done_s``, ``bytes``, ``is_write``. Scenarios with a timeline or a
+    fleet are refused (their VMs run several times, or are not simulated one by one)."""
+    if scenario.timeline is not None or scenario.fleet is not None:
+        raise ValueError("io events: only for scenarios without timeline and fleet")
+    seed = scenario.seed if seed is None else seed
+    if seed != scenario.seed:
+        scenario = scenario.model_copy(update={"seed": seed})
+    events: dict[str, list[tuple[float, float, int, bool]]] = {}
+    simulate_vms(scenario, Recorder("sim", seed), traces, events)
+    cols = ["issued_s", "done_s", "bytes", "is_write"]
+    return {vm: pd.DataFrame(ev, columns=cols) for vm, ev in events.items()}
+
+
 class SimBackend(Backend):
     """The model, as the core finds it (``cowbench.backends``, entry point ``sim``)."""
 
@@ -71,6 +87,11 @@ class SimBackend(Backend):
 
     def predict_space(self, scenario: Scenario, seed: int | None = None) -> pd.DataFrame:
         return predict_space(scenario, seed)
+
+    def io_events(self, scenario: Scenario, seed: int | None = None,
+                  traces: Mapping[str, Sequence[Trace]] | None = None
+                  ) -> dict[str, pd.DataFrame]:
+        return io_events(scenario, seed, traces)
 
     def fit(self, probes: Sequence[Probe]) -> PerfParams:
         return perf.fit(probes)

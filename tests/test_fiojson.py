@@ -8,8 +8,11 @@ from typing import Any
 
 import pytest
 
+from cowbench.errors import UsageError
 from cowbench.fiojson import fio_json
+from cowbench.fiologs import write_run_logs
 from cowbench.runner import run_scenario
+from cowbench.scenario import load_scenario
 from real.workload.fio import FioResult
 from sim import simulate
 
@@ -83,3 +86,40 @@ def test_fio_json_command_writes_one_file_per_vm(tmp_path: Path) -> None:
     assert data["jobs"][0]["write"]["total_ios"] == 1024  # 4 MiB of 4 KiB writes
     bad = cowbench("fio-json", str(tmp_path))
     assert bad.code == 2 and "Traceback" not in bad.stderr
+
+
+def read_log(path: Path) -> list[list[int]]:
+    return [[int(x) for x in line.split(", ")] for line in path.read_text().splitlines()]
+
+
+def test_fio_json_logs_add_up_to_the_model_figures(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    run_scenario(small_scenario(), out, "sim")
+    proc = cowbench("fio-json", str(out), "--logs", "--log-avg-msec", "20")
+    assert proc.code == 0, proc.stderr
+    job = json.loads((out / "fio-json" / "a.json").read_text())["jobs"][0]["write"]
+    iops, bw = read_log(out / "fio-json" / "a_iops.1.log"), read_log(out / "fio-json" /
+                                                                     "a_bw.1.log")
+    clat = read_log(out / "fio-json" / "a_clat.1.log")
+    assert all(len(row) == 5 and row[2] == 1 and row[3:] == [0, 0] for row in iops + bw + clat)
+    times = [row[0] for row in iops]
+    assert times == sorted(times) and times[0] == 20 and times[-1] == job["runtime"]
+    lengths = [t - p for p, t in zip([0, *times], times, strict=False)]
+    # each window's rate times its length: the I/Os and bytes of the whole run
+    assert sum(r[1] * n / 1e3 for r, n in zip(iops, lengths, strict=True)) == \
+        pytest.approx(job["total_ios"], rel=0.02)
+    assert sum(r[1] * n / 1e3 for r, n in zip(bw, lengths, strict=True)) == \
+        pytest.approx(job["io_kbytes"], rel=0.02)
+    ios = [r[1] * n / 1e3 for r, n in zip(iops, lengths, strict=True)]
+    weighted = sum(c[1] * k for c, k in zip(clat, ios, strict=True)) / sum(ios)
+    assert weighted == pytest.approx(job["clat_ns"]["mean"], rel=0.02)
+    assert read_log(out / "fio-json" / "a_lat.1.log") == clat  # the model's lat is its clat
+    b = read_log(out / "fio-json" / "b_iops.1.log")
+    assert b and all(row[2] == 0 for row in b)  # VM b only reads
+
+
+def test_fio_logs_refuse_a_timeline_and_write_nothing(tmp_path: Path) -> None:
+    s = load_scenario(Path(__file__).parents[1] / "scenarios" / "nova-lifecycle.yaml")
+    with pytest.raises(UsageError, match="timeline"):
+        write_run_logs(tmp_path, s, s.seed, 500)
+    assert not any(tmp_path.iterdir())

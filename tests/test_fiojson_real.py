@@ -99,3 +99,37 @@ def test_fio_plot_draws_the_model_beside_a_real_run(tmp_path: Path) -> None:
     assert bars.returncode == 0, bars.stdout + bars.stderr
     for png in ("compare.png", "bars.png"):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+
+
+def test_fio_plot_draws_the_model_logs_beside_real_fio_logs(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    s = small_scenario()
+    run_scenario(s, run, "sim")
+    assert cowbench("fio-json", str(run), "--logs", "--log-avg-msec", "20").code == 0
+    wl = s.workloads["w"]
+    name = f"randwrite-iodepth-{wl.iodepth}-numjobs-1"  # how fio-plot's -g finds its logs
+    (tmp_path / "model").mkdir()
+    for kind in ("bw", "iops", "lat"):
+        shutil.copy(run / "fio-json" / f"a_{kind}.1.log",
+                    tmp_path / "model" / f"{name}_{kind}.1.log")
+    (tmp_path / "real").mkdir()
+    logs = [f"--write_{k}_log={tmp_path / 'real' / name}" for k in ("bw", "iops", "lat")]
+    subprocess.run([str(shutil.which("fio")), "--name=a", "--ioengine=libaio", "--direct=1",
+                    f"--filename={tmp_path / 'a.dat'}", "--size=4M", "--rw=randwrite",
+                    "--bs=4096", f"--iodepth={wl.iodepth}", "--time_based=1", "--runtime=1s",
+                    "--log_avg_msec=20", *logs,
+                    "--output-format=json", f"--output={tmp_path / 'a.json'}"],
+                   check=True, capture_output=True, timeout=120)
+    (tmp_path / "a.dat").unlink()
+    for kind in ("bw", "iops", "lat"):
+        real_rows = (tmp_path / "real" / f"{name}_{kind}.1.log").read_text().splitlines()
+        model_rows = (tmp_path / "model" / f"{name}_{kind}.1.log").read_text().splitlines()
+        assert real_rows and model_rows
+        # the same columns: time ms, value, direction 1, block size 0 (averaged), priority 0
+        for row in (real_rows[0], model_rows[0]):
+            assert [c.strip() for c in row.split(",")][2:] == ["1", "0", "0"], (kind, row)
+    plot = fio_plot("-i", "model", "real", "-T", "model vs real", "-g", "-t", "bw", "iops",
+                    "lat", "-r", "randwrite", "-d", str(wl.iodepth), "-n", "1", "-o",
+                    "logs.png", cwd=tmp_path)
+    assert plot.returncode == 0, plot.stdout + plot.stderr
+    assert (tmp_path / "logs.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -39,11 +39,13 @@ def make_disk(scenario: Scenario, vm: VM) -> Disk:
 
 
 def simulate_vms(scenario: Scenario, rec: Recorder,
-                 traces: Mapping[str, Sequence[Trace]] | None = None) -> None:
+                 traces: Mapping[str, Sequence[Trace]] | None = None,
+                 events: dict[str, list[tuple[float, float, int, bool]]] | None = None) -> None:
     """Run the scenario's VMs at once, each its workload; add their records to ``rec``.
 
     ``traces`` gives, per VM name, the exact I/O stream of each fio clone (``offsets: fio`` or
-    ``iolog``, or a finished real run's record); other VMs generate their offsets."""
+    ``iolog``, or a finished real run's record); other VMs generate their offsets. ``events``
+    receives, per VM, every guest I/O as ``(issued_s, done_s, bytes, is_write)``."""
     seed = scenario.seed
     env = simpy.Environment()
     devices = {h.name: make_device(env, scenario.device, seed, i, h.calibrated)
@@ -52,7 +54,8 @@ def simulate_vms(scenario: Scenario, rec: Recorder,
     stats: dict[str, VmStats] = {}
     for i, vm in enumerate(scenario.vms):
         disks[vm.name] = make_disk(scenario, vm)
-        stats[vm.name] = VmStats()
+        log = None if events is None else events.setdefault(vm.name, [])
+        stats[vm.name] = VmStats(events=log)
         wl = scenario.workload_of(vm)
         if wl is not None:
             env.process(run_vm(env, scenario, vm, i, disks[vm.name],

@@ -38,6 +38,8 @@ class VmStats:
     host_write: int = 0
     first_issue: float = math.inf
     last_done: float = 0.0
+    # with a list: every I/O as (issued_s, done_s, bytes, is_write), for fio's time-series logs
+    events: list[tuple[float, float, int, bool]] | None = None
 
     def add_host(self, io: HostIO) -> None:
         self.host_read += io.read_bytes
@@ -103,6 +105,8 @@ def _slot(env: simpy.Environment, job: _Job, disk: Disk, device: AnyDevice,
             stats.read_lat.append(done - issued)
             stats.read_bytes += length
         stats.last_done = max(stats.last_done, done)
+        if stats.events is not None:
+            stats.events.append((issued, done, length, is_write))
 
 
 class _Pacer:
