@@ -7,7 +7,8 @@ file), ``${VAR}`` from the environment (unset: refused, as fio refuses it) and f
 ``$ncpus``, ``$pagesize``, ``$mb_memory``. A ``[global]`` section sets defaults for the job
 sections after it; a later ``[global]`` adds to them for the jobs after it (fio keeps one
 running set of defaults). Files are read through :mod:`cowbench.safeload` (regular files, size
-capped) and includes nest at most :data:`MAX_INCLUDE_DEPTH` deep.
+capped), includes nest at most :data:`MAX_INCLUDE_DEPTH` deep and one file reads at most
+:data:`MAX_INCLUDES` files in all.
 
 Sizes follow fio's rules, measured on fio 3.33: with ``kb_base=1024`` (the default) ``k``,
 ``kb`` mean 1024 and ``kib`` means 1000 (fio's compatibility mode); ``kb_base=1000`` swaps them.
@@ -27,6 +28,9 @@ from .safeload import read_input
 MAX_JOB_FILE_BYTES = 1 << 20
 #: Deepest chain of ``include`` (fio itself stops runaway recursion; so do we).
 MAX_INCLUDE_DEPTH = 8
+#: Most files one job file may read, itself and every include (a diamond of includes would
+#: otherwise read the same files exponentially often).
+MAX_INCLUDES = 64
 #: Most job sections in one file.
 MAX_SECTIONS = 1000
 
@@ -70,9 +74,14 @@ def substitute(text: str, source: str, where: str) -> str:
     return _VAR.sub(one, text)
 
 
-def _lines(path: Path, depth: int, chain: tuple[Path, ...]) -> list[tuple[str, str]]:
-    """``(where, line)`` for every meaningful line, includes spliced in."""
+def _lines(path: Path, depth: int, chain: tuple[Path, ...],
+           read: list[Path]) -> list[tuple[str, str]]:
+    """``(where, line)`` for every meaningful line, includes spliced in (``read``: the files
+    read so far)."""
     source = str(path)
+    if len(read) >= MAX_INCLUDES:
+        raise _fail(source, "", f"more than {MAX_INCLUDES} files read through include; refused")
+    read.append(path)
     text = read_input(path, "fio job", MAX_JOB_FILE_BYTES)
     out: list[tuple[str, str]] = []
     for n, raw in enumerate(text.splitlines(), 1):
@@ -90,7 +99,7 @@ def _lines(path: Path, depth: int, chain: tuple[Path, ...]) -> list[tuple[str, s
             inc = path.parent / name
             if inc.resolve() in chain:
                 raise _fail(source, where, f"include {name}: includes itself; refused")
-            out += _lines(inc, depth + 1, (*chain, inc.resolve()))
+            out += _lines(inc, depth + 1, (*chain, inc.resolve()), read)
             continue
         out.append((f"{source}:{n}", line))
     return out
@@ -102,7 +111,7 @@ def read_sections(path: str | Path) -> list[Section]:
     defaults: dict[str, str | None] = {}
     jobs: list[Section] = []
     current: dict[str, str | None] | None = None
-    for where, line in _lines(p, 0, (p.resolve(),)):
+    for where, line in _lines(p, 0, (p.resolve(),), []):
         source, _, lineno = where.rpartition(":")
         if line.startswith("["):
             if not line.endswith("]") or len(line) < 3:

@@ -53,6 +53,12 @@ def test_include_depth_and_self_include_are_refused(tmp_path: Path) -> None:
         _write(tmp_path, f"d{i}.fio", f"include d{i + 1}.fio\n")
     with pytest.raises(ScenarioError, match="nest more than"):
         read_sections(tmp_path / "d0.fio")
+    # a diamond: each level includes the next twice, 2**8 reads from 9 small files
+    for i in range(8):
+        _write(tmp_path, f"m{i}.fio", f"include m{i + 1}.fio\ninclude m{i + 1}.fio\n")
+    _write(tmp_path, "m8.fio", "bs=4k\n")
+    with pytest.raises(ScenarioError, match="more than 64 files read through include"):
+        read_sections(tmp_path / "m0.fio")
 
 
 def test_variables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
