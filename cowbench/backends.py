@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from .iolog import Trace
+    from .lease import Lease
     from .profile import FitRow, PerfParams, Probe
     from .scenario import Scenario
     from .tools import RawLog
@@ -79,8 +80,10 @@ class Backend(ABC):
 
     def execute(self, scenario: Scenario, work: Path, log: RawLog, *, run_id: str,
                 progress: Progress = _quiet, seed: int | None = None,
-                step_done: Progress = _quiet, integrity: Checks | None = None) -> pd.DataFrame:
-        """The scenario built and run under ``work``; its records, measured."""
+                step_done: Progress = _quiet, integrity: Checks | None = None,
+                lease: Lease | None = None) -> pd.DataFrame:
+        """The scenario built and run under ``work``; its records, measured; what it creates
+        and mounts is recorded in ``lease`` (``cowbench.lease``)."""
         raise self._lacks("execute a scenario")
 
     def probe_settings(self, matrix: str, exports: int) -> Any:

@@ -59,6 +59,17 @@ def _warn_seeds(sw: object) -> None:
         err.print(f"[yellow]warning:[/] {escape(line)}", highlight=False, soft_wrap=True)
 
 
+@app.callback()
+def _leftovers(ctx: typer.Context) -> None:
+    """Every command first reports runs that died without cleaning up (cowbench.lease)."""
+    if ctx.invoked_subcommand == "gc":
+        return
+    from .lease import dead_leases, describe
+
+    for record in dead_leases():
+        err.print(f"[yellow]warning:[/] {describe(record)}", highlight=False, soft_wrap=True)
+
+
 def _load(path: Path) -> Scenario:
     from .resolve import resolve
     from .scenario import load_scenario
@@ -374,6 +385,23 @@ def show(path: Annotated[Path, typer.Argument(help="A run directory, or a sweep 
 
     # a pipe or a file gets whole rows (a terminal: its own width); 80 columns squeeze a sweep
     show_path(path, out if out.is_terminal else Console(width=160))
+
+
+@app.command("gc")
+def gc() -> None:
+    """Clean up after runs that died without doing so (killed outright): stop their qemu-nbd
+    and fio, detach their mounts, remove their trees and socket directories (only what each
+    run recorded that it created, checked by device and inode) and mark their run.json
+    abandoned. Runs still alive are left alone."""
+    from .lease import collect, dead_leases
+
+    dead = dead_leases()
+    for record in dead:
+        done = collect(record)
+        out.print(f"{record['run_dir']}: abandoned; " + ("; ".join(done) or "nothing left"),
+                  soft_wrap=True, highlight=False)
+    if not dead:
+        out.print("no dead runs")
 
 
 @app.command("report")

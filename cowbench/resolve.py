@@ -1,6 +1,8 @@
 """Resolving a scenario against the machine: facts about user-supplied image files.
 
-A ``path`` image is inspected with its *declared* format, under Nova's resource limits, and
+A ``path`` image is opened under cowbench's policy for files users name
+(``cowbench.imagefile``) and inspected through that descriptor, with its *declared* format,
+under Nova's resource limits (info and map alike, output capped, with a timeout); it is
 refused if it names a backing file or an external data file (the class of CVE-2015-5162 and
 CVE-2022-47951), or if a file declared raw is really another format. Its virtual size and the
 map of where it holds data (``qemu-img map``) are filled into the resolved scenario, so the model
@@ -14,9 +16,10 @@ from pathlib import Path
 
 from . import tools
 from .errors import ScenarioError, ToolError, UsageError
+from .imagefile import PROTOCOL_RE, ImagePolicyError, open_user_image, protocol_refusal
 from .iolog import TraceError, read_iolog
 from .profile import load_profile
-from .scenario import Extent, Scenario, parse_scenario
+from .scenario import Extent, Image, Scenario, parse_scenario
 from .tools import (
     absolute,
     data_extents_from_map,
@@ -38,38 +41,72 @@ def resolve(scenario: Scenario, source: str = "<scenario>") -> Scenario:
     for i, img in enumerate(scenario.images):
         if img.path is None:
             continue
-        where = f"images[{i}].path"
-        path = _scenario_relative(img.path, source)
+        path = _scenario_relative_checked(img, f"images[{i}].path", source)
         data["images"][i]["path"] = str(path)
-        if not path.is_file():
-            raise ScenarioError(source, [(where, f"no such file: {path}")])
-        require_tools(("qemu-img",))
-        try:
-            info = qemu_img_info(path, img.format, untrusted=True)
-        except ToolError as err:
-            raise ScenarioError(source, [(where, _inspection_failed(img.format, err))]) from None
-        problems = []
-        if info.get("backing-filename") or info.get("full-backing-filename"):
-            problems.append((where, "the image names a backing file; refused (untrusted images "
-                                    "must be standalone)"))
-        specific = (info.get("format-specific") or {}).get("data") or {}
-        if specific.get("data-file"):
-            problems.append((where, "the image names an external data file; refused"))
-        if img.format == "raw":
-            probed = qemu_img_info(path, untrusted=True).get("format")
-            if probed != "raw":
-                problems.append((where, f"declared raw but the content is {probed}; refused"))
-        vsize = int(info["virtual-size"])
-        if img.virtual_size is not None and img.virtual_size != vsize:
-            problems.append((f"images[{i}].virtual_size",
-                             f"{img.virtual_size} differs from the file's {vsize}"))
-        if problems:
-            raise ScenarioError(source, problems)
-        extents = data_extents_from_map(qemu_img_map(path, img.format))
+        vsize, extents = _inspect_path_image(img, str(path), f"images[{i}]", source)
         data["images"][i]["virtual_size"] = vsize
         data["images"][i]["data_map"] = [Extent(offset=s, length=n).model_dump()
                                          for s, n in extents]
     return parse_scenario(data, source)
+
+
+def _scenario_relative_checked(img: Image, where: str, source: str) -> Path:
+    """The image's path, absolute; a qemu protocol or ``json:`` spelling is refused first (a
+    relative ``json:{...}`` would otherwise become a plain file name)."""
+    assert img.path is not None
+    if PROTOCOL_RE.match(img.path):
+        raise ScenarioError(source, [(where, protocol_refusal(img.path))])
+    return _scenario_relative(img.path, source)
+
+
+def _inspect_path_image(img: Image, path: str, where: str, source: str
+                        ) -> tuple[int, list[tuple[int, int]]]:
+    """Open the file under the policy (``cowbench.imagefile``), inspect it through its
+    descriptor; its virtual size and data extents, or a :class:`ScenarioError`."""
+    try:
+        with open_user_image(path, img.allow_untrusted_path) as f:
+            require_tools(("qemu-img",))
+            return check_image(f.proc_path, img, where, source, (f.fd,))
+    except ImagePolicyError as err:
+        raise ScenarioError(source, [(f"{where}.path", str(err))]) from None
+
+
+def check_image(path: str, img: Image, where: str, source: str,
+                pass_fds: tuple[int, ...] = ()) -> tuple[int, list[tuple[int, int]]]:
+    """Inspect an image file with its *declared* format under Nova's limits: refuse a backing
+    file, an external data file, or raw that is not raw; its virtual size and data extents."""
+    try:
+        vsize, extents, problems = _inspect(path, img.format, pass_fds)
+    except ToolError as err:
+        raise ScenarioError(source, [(f"{where}.path", _inspection_failed(img.format, err))]) \
+            from None
+    found = [(f"{where}.path", why) for why in problems]
+    if img.virtual_size is not None and img.virtual_size != vsize:
+        found.append((f"{where}.virtual_size",
+                      f"{img.virtual_size} differs from the file's {vsize}"))
+    if found:
+        raise ScenarioError(source, found)
+    return vsize, extents
+
+
+def _inspect(path: str, fmt: str, pass_fds: tuple[int, ...]
+             ) -> tuple[int, list[tuple[int, int]], list[str]]:
+    info = qemu_img_info(path, fmt, untrusted=True, pass_fds=pass_fds)
+    problems = []
+    if info.get("backing-filename") or info.get("full-backing-filename"):
+        problems.append("the image names a backing file; refused (untrusted images must be "
+                        "standalone)")
+    specific = (info.get("format-specific") or {}).get("data") or {}
+    if specific.get("data-file"):
+        problems.append("the image names an external data file; refused")
+    if fmt == "raw":
+        probed = qemu_img_info(path, untrusted=True, pass_fds=pass_fds).get("format")
+        if probed != "raw":
+            problems.append(f"declared raw but the content is {probed}; refused")
+    if problems:
+        return int(info["virtual-size"]), [], problems
+    entries = qemu_img_map(path, fmt, untrusted=True, pass_fds=pass_fds)
+    return int(info["virtual-size"]), data_extents_from_map(entries), []
 
 
 def _inspection_failed(fmt: str, err: ToolError) -> str:
@@ -77,7 +114,10 @@ def _inspection_failed(fmt: str, err: ToolError) -> str:
     if err.returncode < 0 and err.returncode != -1:
         name = signal.Signals(-err.returncode).name
         return (f"inspecting it as {fmt} was stopped by {name} (limits: {tools.UNTRUSTED_CPU_S} s "
-                f"of CPU, {tools.UNTRUSTED_ADDRESS_SPACE >> 20} MiB of memory); refused")
+                f"of CPU, {tools.UNTRUSTED_ADDRESS_SPACE >> 20} MiB of memory, "
+                f"{tools.UNTRUSTED_OUTPUT >> 20} MiB of output); refused")
+    if err.returncode == -1 and "timed out" in err.stderr:
+        return f"inspecting it as {fmt} took longer than {tools.INSPECT_TIMEOUT_S} s; refused"
     last = (err.stderr.strip().splitlines() or [str(err)])[-1]
     return f"not a valid {fmt} image: {last}"
 

@@ -17,6 +17,7 @@ import pandas as pd
 from .backends import get_backend
 from .compare import compare
 from .errors import CowbenchError, Interrupted, RunFailed, UsageError
+from .lease import Lease
 from .profile_use import run_profile
 from .scenario import Scenario, dump_scenario, load_scenario
 from .signals import interrupts_raise
@@ -113,6 +114,7 @@ class _Run:
         self.raw_log = RawLog(self.rd.raw)  # one numbering for every external command
         # the storage_dir trees of two runs of one scenario must never meet
         self.token = f"{self.scenario.scenario_id}-{secrets.token_hex(4)}"
+        self.lease: Lease | None = None
 
     def step(self, name: str) -> None:
         """A backend (``sim``, ``real``) or ``compare`` finished: say so in run.json now."""
@@ -163,6 +165,8 @@ class _Run:
                             for name, wl in self.scenario.workloads.items() if wl.replaced},
             **self.meta)
         self.rd.write_text("scenario.yaml", dump_scenario(self.scenario))
+        # what this run holds, for `cowbench gc` should it be killed outright (cowbench.lease)
+        self.lease = Lease.take(self.rd.path, self.rd.path, self.token)
 
     def _backends(self, predicted: pd.DataFrame | None) -> RunOutcome:
         rd = self.rd
@@ -186,7 +190,8 @@ class _Run:
             self.integrity = real.integrity(self.raw_log)
             measured = real.execute(self.scenario, rd.work, self.raw_log, run_id=self.token,
                                     progress=self.progress, seed=self.seed,
-                                    step_done=self.real_step, integrity=self.integrity)
+                                    step_done=self.real_step, integrity=self.integrity,
+                                    lease=self.lease)
             rd.write_records("measured", measured)
             self.step("real")
         if predicted is not None and measured is not None:
@@ -210,6 +215,9 @@ class _Run:
         except OSError:
             if status == "ok":
                 raise
+        finally:
+            if self.lease is not None:  # everything it held is stopped and removed by now
+                self.lease.release()
 
 
 def _remove_empty(path: Path) -> None:

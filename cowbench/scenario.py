@@ -119,6 +119,11 @@ class Image(_Frozen):
     path: str | None = Field(
         default=None, description="An image file; a relative path is relative to the "
         "scenario file's directory (made absolute when the scenario is resolved).")
+    allow_untrusted_path: bool = Field(
+        default=False,
+        description="Use a `path` file owned by someone other than root or the invoking user "
+        "(it is copied into the run's private tree before it is inspected).",
+    )
     data_map: list[Extent] | None = Field(
         default=None,
         description="Where a path image holds data, as `qemu-img map` reported when the scenario "

@@ -92,6 +92,10 @@ def _run_header(run: RunResults) -> list[str]:
     meta = run.meta
     sc = meta.get("scenario") or {}
     status = str(meta.get("status"))
+    if status == "running":  # or is it? its lease knows (cowbench.lease)
+        from .lease import run_state
+
+        status = run_state(run.path, meta)
     reason = f" ({meta['reason']})" if meta.get("reason") else ""
     # paths, names and reasons are the user's text, never markup: "[/srv]" is no closing tag
     lines = [f"{escape(str(run.path))}: {escape(run.name)} (id {escape(str(sc.get('hash', '-')))}"

@@ -7,16 +7,19 @@ under the run's ``raw/`` (STYLE.md points 8 and 10; fio's ``t/fiotestlib.py``).
 
 from __future__ import annotations
 
+import ctypes
 import itertools
 import json
 import os
 import re
 import select
 import shutil
+import signal
 import subprocess
+import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,21 +106,53 @@ def require_tools(tools: Sequence[str] = REAL_TOOLS) -> None:
         which(tool)
 
 
+_PR_SET_PDEATHSIG = 1
+_LIBC = ctypes.CDLL(None, use_errno=True)
+
+
+def dies_with_us(sig: int = signal.SIGKILL,
+                 then: Callable[[], None] | None = None) -> Callable[[], None]:
+    """A ``preexec_fn`` that makes the child get ``sig`` when this process dies (SIGKILL
+    included): ``PR_SET_PDEATHSIG``. It fires on the death of the *thread* that forked the
+    child, so long-lived children are started from the main thread (or a thread that outlives
+    them). If this process died before the call, the child kills itself at once."""
+    parent = os.getpid()
+
+    def setup() -> None:  # runs in the child, before exec
+        _LIBC.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+        if os.getppid() != parent:
+            os.kill(os.getpid(), signal.SIGKILL)
+        if then is not None:
+            then()
+
+    return setup
+
+
 def run(argv: Sequence[str], *, log: RawLog | None = None, label: str | None = None,
         ok_codes: Sequence[int] = (0,), timeout: float | None = None,
-        preexec_fn: Any = None) -> subprocess.CompletedProcess[str]:
+        preexec_fn: Callable[[], None] | None = None, pass_fds: Sequence[int] = (),
+        stdout_limit: int | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``argv`` to completion; raise :class:`ToolError` on an exit code not in ``ok_codes``.
 
+    The child dies with this process (:func:`dies_with_us`). ``pass_fds`` are inherited at the
+    same numbers (``/proc/self/fd/N`` in ``argv`` names them). ``stdout_limit``: stdout goes to
+    an unnamed temporary file that the child may not grow past this many bytes
+    (``RLIMIT_FSIZE``; qemu-img's JSON of a hostile image cannot fill this process's memory).
     On an interrupt (or any exception) the child is killed and reaped before it propagates.
     """
     which(argv[0])
     label = label or Path(argv[0]).name
+    sink = tempfile.TemporaryFile() if stdout_limit else None  # noqa: SIM115 (closed below)
+    setup = dies_with_us(then=_fsize_then(stdout_limit, preexec_fn))
     proc: subprocess.Popen[str] | None = None
     try:
         with shielded():  # no interrupt between the fork and ``proc``
-            proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    text=True, stdin=subprocess.DEVNULL, preexec_fn=preexec_fn)
+            proc = subprocess.Popen(list(argv), stdout=sink or subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+                                    preexec_fn=setup, pass_fds=tuple(pass_fds))
         stdout, stderr = proc.communicate(timeout=timeout)
+        if sink is not None:
+            stdout = _read_sink(sink, stdout_limit or 0)
     except subprocess.TimeoutExpired:
         assert proc is not None
         out, errtxt = _kill(proc)
@@ -132,11 +167,34 @@ def run(argv: Sequence[str], *, log: RawLog | None = None, label: str | None = N
             log.record(label, argv, None, "",
                        "cowbench: interrupted before the command finished (killed)\n")
         raise
+    finally:
+        if sink is not None:
+            sink.close()
     if log:
         log.record(label, argv, proc.returncode, stdout, stderr)
     if proc.returncode not in ok_codes:
         raise ToolError(argv, proc.returncode, stdout, stderr)
     return subprocess.CompletedProcess(list(argv), proc.returncode, stdout, stderr)
+
+
+def _fsize_then(limit: int | None, more: Callable[[], None] | None) -> Callable[[], None] | None:
+    if limit is None:
+        return more
+
+    def setup() -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+        if more is not None:
+            more()
+
+    return setup
+
+
+def _read_sink(sink: Any, limit: int) -> str:
+    sink.seek(0)
+    data: bytes = sink.read(limit + 1)
+    return data[:limit].decode(errors="replace")
 
 
 def _kill(proc: subprocess.Popen[str]) -> tuple[str, str]:
@@ -158,9 +216,16 @@ def run_json(argv: Sequence[str], **kw: Any) -> Any:
 # -- qemu-img -----------------------------------------------------------------------------------
 
 #: Nova runs qemu-img info on images under prlimits (images_cpu_time_limit=30 s,
-#: images_address_space_limit); cowbench uses 1 GiB of address space for untrusted files.
+#: images_address_space_limit); cowbench uses 1 GiB of address space for untrusted files, and
+#: the same limits (CPU scaled to the image's size) for qemu-img map and convert.
 UNTRUSTED_CPU_S = 30
 UNTRUSTED_ADDRESS_SPACE = 1 << 30
+#: What qemu-img info/map may print about an untrusted image (a "map bomb" prints far more).
+UNTRUSTED_OUTPUT = 64 << 20
+#: Wall-clock bound on one inspection (a spin that the CPU limit misses, e.g. blocked I/O).
+INSPECT_TIMEOUT_S = 120
+#: CPU seconds a conversion of an untrusted image gets per GiB it holds, on top of the 30 s.
+CONVERT_CPU_S_PER_GIB = 20
 
 
 def untrusted_limits() -> None:  # runs in the child, before exec
@@ -170,8 +235,30 @@ def untrusted_limits() -> None:  # runs in the child, before exec
     resource.setrlimit(resource.RLIMIT_AS, (UNTRUSTED_ADDRESS_SPACE, UNTRUSTED_ADDRESS_SPACE))
 
 
+def convert_limits(nbytes: int) -> Callable[[], None]:
+    """Nova's limits for a ``qemu-img convert`` of an untrusted image of ``nbytes``."""
+    cpu = UNTRUSTED_CPU_S + CONVERT_CPU_S_PER_GIB * (nbytes >> 30)
+
+    def setup() -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
+        resource.setrlimit(resource.RLIMIT_AS, (UNTRUSTED_ADDRESS_SPACE,
+                                                UNTRUSTED_ADDRESS_SPACE))
+
+    return setup
+
+
+def _inspect_kw(untrusted: bool, pass_fds: Sequence[int]) -> dict[str, Any]:
+    if not untrusted:
+        return {"timeout": INSPECT_TIMEOUT_S, "pass_fds": pass_fds}
+    return {"timeout": INSPECT_TIMEOUT_S, "pass_fds": pass_fds, "preexec_fn": untrusted_limits,
+            "stdout_limit": UNTRUSTED_OUTPUT}
+
+
 def qemu_img_info(path: Path | str, fmt: str | None = None, *, log: RawLog | None = None,
-                  backing_chain: bool = False, untrusted: bool = False) -> dict[str, Any]:
+                  backing_chain: bool = False, untrusted: bool = False,
+                  pass_fds: Sequence[int] = ()) -> dict[str, Any]:
     """``qemu-img info``; ``untrusted`` runs it under Nova's CPU and memory limits."""
     argv = ["qemu-img", "info", "--output=json"]
     if fmt:
@@ -179,8 +266,8 @@ def qemu_img_info(path: Path | str, fmt: str | None = None, *, log: RawLog | Non
     if backing_chain:
         argv.append("--backing-chain")
     argv.append(str(path))
-    out: dict[str, Any] = run_json(argv, log=log, label="qemu-img-info", timeout=120,
-                                   preexec_fn=untrusted_limits if untrusted else None)
+    out: dict[str, Any] = run_json(argv, log=log, label="qemu-img-info",
+                                   **_inspect_kw(untrusted, pass_fds))
     return out
 
 
@@ -192,9 +279,12 @@ def qemu_img_check(path: Path | str, fmt: str = "qcow2", *,
     return out
 
 
-def qemu_img_map(path: Path | str, fmt: str, *, log: RawLog | None = None) -> list[dict[str, Any]]:
+def qemu_img_map(path: Path | str, fmt: str, *, log: RawLog | None = None,
+                 untrusted: bool = False, pass_fds: Sequence[int] = ()) -> list[dict[str, Any]]:
+    """``qemu-img map``; ``untrusted`` runs it under Nova's limits, its output capped."""
     out: list[dict[str, Any]] = run_json(["qemu-img", "map", "--output=json", "-f", fmt,
-                                          str(path)], log=log, label="qemu-img-map")
+                                          str(path)], log=log, label="qemu-img-map",
+                                         **_inspect_kw(untrusted, pass_fds))
     return out
 
 

@@ -20,10 +20,10 @@ from typing import Any
 import pandas as pd
 
 from cowbench.backends import Backend, Checks
-from cowbench.errors import UsageError
+from cowbench.fdtree import PrivateDir
+from cowbench.lease import Lease
 from cowbench.profile import Probe
 from cowbench.records import Recorder
-from cowbench.resolve import resolve
 from cowbench.scenario import VM, Scenario
 from cowbench.tools import RawLog, require_tools
 from real.measure import calibrate
@@ -59,6 +59,10 @@ def _quiet(_: str) -> None:
     pass
 
 
+def _nothing(_: PrivateDir) -> None:
+    pass
+
+
 def _tree_allocated(root: Path) -> tuple[int, int]:
     alloc = size = 0
     for dirpath, _, files in os.walk(root):
@@ -71,38 +75,40 @@ def _tree_allocated(root: Path) -> tuple[int, int]:
 
 def execute(scenario: Scenario, work: Path, log: RawLog, *, run_id: str,
             progress: Progress = _quiet, seed: int | None = None, step_done: Progress = _quiet,
-            integrity: Integrity | None = None) -> pd.DataFrame:
+            integrity: Integrity | None = None, lease: Lease | None = None) -> pd.DataFrame:
     """Build and run the scenario for real; return the measured records (backend ``real``).
 
     ``step_done`` is told each step as it completes (``real:images``, ``real:bases``,
     ``real:disks``, ``real:workloads``, ``real:measure``, ``real:integrity``). ``integrity``
-    collects the checks and checksums (see ``real.measure.integrity``); a damaged image or a changed
-    base raises :class:`~real.measure.integrity.IntegrityError` once everything is measured.
+    collects the checks and checksums (see ``real.measure.integrity``); a damaged image or a
+    changed base raises :class:`~real.measure.integrity.IntegrityError` once everything is
+    measured.
 
-    Every directory written into is one this call created (``real.world.containment``); all of them
-    are removed at the end unless the run completed and ``real.keep_images`` is set: a failed
-    or interrupted run never leaves a half-built tree.
+    Every directory written into is one this call created (``real.world.containment``),
+    recorded in the run's ``lease`` (``cowbench.lease``), as is the mount of a reflink run;
+    all of them are removed at the end unless the run completed and ``real.keep_images`` is
+    set: a failed or interrupted run never leaves a half-built tree.
     """
     require_tools()
-    _reinspect(scenario)
     rec = Recorder("real", scenario.seed if seed is None else seed)
     check = integrity if integrity is not None else Integrity(log)
-    trees = WorkTrees(work, run_id)
-    finished = False
+    trees = WorkTrees(work, run_id, on_create=lease.add_tree if lease else _nothing)
+    finished: list[bool] = []
     with ExitStack() as stack:
-        try:
-            roots = trees.create(scenario)
-            mnt = None
-            if any(scenario.strategy_of(vm).kind == "reflink_copy" for vm in real_vms(scenario)):
-                # the hosts live on a loop-mounted reflink XFS inside the work directory
-                mnt = stack.enter_context(xfs_mount(work, _reflink_fs_size(scenario), log))
-                roots = {h: mnt / "hosts" / h for h in roots}
-            _execute(scenario, work, log, roots, rec, progress, step_done, check, mnt)
-            finished = True
-        finally:
-            check.close()  # no digest still reading what is about to be removed
-            if not (finished and scenario.real.keep_images):
-                trees.remove()
+        # registered first, so it runs last: after the reflink XFS is detached
+        stack.callback(lambda: trees.remove(keep_images=bool(finished)
+                                            and scenario.real.keep_images))
+        roots = trees.create(scenario)
+        work = trees.path  # from here on, the work tree only through its descriptor
+        mnt = None
+        if any(scenario.strategy_of(vm).kind == "reflink_copy" for vm in real_vms(scenario)):
+            # the hosts live on a loop-mounted reflink XFS inside the work directory
+            mnt = stack.enter_context(xfs_mount(work, _reflink_fs_size(scenario), log, lease))
+            roots = {h: mnt / "hosts" / h for h in roots}
+        stack.callback(check.close)  # no digest still reading what is unmounted or removed
+        _execute(scenario, work, log, roots, rec, progress, step_done, check, trees.sockets,
+                 mnt)
+        finished.append(True)
     return rec.frame()
 
 
@@ -115,9 +121,9 @@ def _reflink_fs_size(scenario: Scenario) -> int:
 
 def _execute(scenario: Scenario, work: Path, log: RawLog, roots: dict[str, Path],
              rec: Recorder, progress: Progress, step_done: Progress, check: Integrity,
-             mnt: Path | None = None) -> None:
+             sockets: Path, mnt: Path | None = None) -> None:
     if scenario.timeline is not None:
-        execute_timeline(scenario, work, log, roots, rec, progress, check)
+        execute_timeline(scenario, work, log, roots, rec, progress, check, sockets)
         step_done("real:timeline")
         check_images(scenario, work, check)
         step_done("real:integrity")
@@ -136,7 +142,7 @@ def _execute(scenario: Scenario, work: Path, log: RawLog, roots: dict[str, Path]
             if image.synthetic is not None:  # its content is known: no need to read it now
                 check.expect(key, base, synthetic_digest(image),
                              f"images[{scenario.images.index(image)}].synthetic")
-            fetch_to_cache(src, image.format, base, log)
+            fetch_to_cache(src, image.format, base, log, untrusted=image.path is not None)
             if image.synthetic is None:
                 check.hash_before(key, base)
     step_done("real:bases")
@@ -148,8 +154,8 @@ def _execute(scenario: Scenario, work: Path, log: RawLog, roots: dict[str, Path]
             if (wl := scenario.workload_of(vm)) is not None]
     progress("hashing bases")
     check.settle()  # no hashing beside fio
-    # once fio is done, nothing reads the bases: their final digests run beside the rest
-    results, host_io = run_workloads(scenario, jobs, log, progress, fio_done=check.hash_after)
+    results, host_io = run_workloads(scenario, jobs, log, progress, sockets,
+                                     fio_done=check.hash_after)
     step_done("real:workloads")
     if mnt is not None:
         collect_cow_reservations(mnt, log)
@@ -160,21 +166,6 @@ def _execute(scenario: Scenario, work: Path, log: RawLog, roots: dict[str, Path]
     progress("checking images and bases")
     check_images(scenario, work, check)
     step_done("real:integrity")
-
-
-def _reinspect(scenario: Scenario) -> None:
-    """Inspect user-supplied images again, just before they are used: a file swapped since the
-    scenario was resolved (a backing file added, other content) is refused, not followed."""
-    if all(img.path is None for img in scenario.images):
-        return
-    stripped = scenario.model_copy(update={"images": [
-        img.model_copy(update={"data_map": None}) for img in scenario.images]})
-    again = resolve(stripped)
-    if again.images != scenario.images:
-        changed = [img.name for img, new in zip(scenario.images, again.images, strict=True)
-                   if img != new]
-        raise UsageError(f"image(s) {', '.join(changed)} changed since the scenario was "
-                         "resolved; refused")
 
 
 def _vms_on(scenario: Scenario, host: str) -> list[VM]:
@@ -240,10 +231,11 @@ class RealBackend(Backend):
 
     def execute(self, scenario: Scenario, work: Path, log: RawLog, *, run_id: str,
                 progress: Progress = _quiet, seed: int | None = None,
-                step_done: Progress = _quiet, integrity: Checks | None = None) -> pd.DataFrame:
+                step_done: Progress = _quiet, integrity: Checks | None = None,
+                lease: Lease | None = None) -> pd.DataFrame:
         assert integrity is None or isinstance(integrity, Integrity)
         return execute(scenario, work, log, run_id=run_id, progress=progress, seed=seed,
-                       step_done=step_done, integrity=integrity)
+                       step_done=step_done, integrity=integrity, lease=lease)
 
     def probe_settings(self, matrix: str, exports: int) -> Settings:
         return calibrate.settings(matrix, exports)  # type: ignore[arg-type]

@@ -90,6 +90,16 @@ def private_cache(tmp_path_factory: pytest.TempPathFactory,
     return cache
 
 
+@pytest.fixture(autouse=True)
+def lease_registry(tmp_path_factory: pytest.TempPathFactory,
+                   monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test registers its runs' leases (cowbench.lease) in a registry of its own, never
+    in the machine's /run/cowbench (tests of others run in parallel on this machine)."""
+    where = tmp_path_factory.mktemp("leases")
+    monkeypatch.setenv("COWBENCH_RUNTIME_DIR", str(where))
+    return where
+
+
 @pytest.fixture
 def private_tmp(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A private, short ``$TMPDIR`` for this test (unix socket paths are limited to 108 bytes)."""

@@ -102,7 +102,8 @@ def test_a_real_run_writes_only_where_it_may(tmp_path: Path, monkeypatch: pytest
                                              no_leaks: None, private_tmp: Path) -> None:
     """A symlinked storage_dir is followed to its target once, checked, and used; the run
     writes there and in its run directory only (the working directory and $TMPDIR stay empty);
-    every overlay's backing file is the base inside the run's own tree."""
+    every overlay's backing file is the base inside the run's own tree, named relative to the
+    overlay (``../_base/<sha1>``: it cannot lead out of the tree whatever path opens it)."""
     target = tmp_path / "data"
     target.mkdir()
     link = tmp_path / "srv"
@@ -124,8 +125,10 @@ def test_a_real_run_writes_only_where_it_may(tmp_path: Path, monkeypatch: pytest
     for disk in disks:
         info = subprocess.run(["qemu-img", "info", "--output=json", str(disk)],
                               capture_output=True, text=True, check=True).stdout
-        backing = Path(yaml.safe_load(info)["backing-filename"])
-        assert backing.parent == top / "host1" / "instances" / "_base"
+        meta = yaml.safe_load(info)
+        assert Path(meta["backing-filename"]).parent == Path("../_base")
+        backing = Path(meta["full-backing-filename"]).resolve()
+        assert backing.parent == top / "host1" / "instances" / "_base" and backing.is_file()
     assert {p.name for p in out.iterdir()} == {"run.json", "scenario.yaml", "measured.parquet",
                                                "measured.csv", "raw", "work"}
     assert _tree(out / "work") == {"glance", "glance/img.qcow2"}

@@ -14,13 +14,14 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from cowbench.errors import UsageError
+from cowbench.errors import CowbenchError, UsageError
+from cowbench.fdtree import detach_mount
+from cowbench.lease import Lease
+from cowbench.signals import shielded
 from cowbench.tools import RawLog, install_hint, run
 
 FIEMAP_SHARED = 0x2000
@@ -41,8 +42,11 @@ def require_loop_mount() -> None:
 
 
 @contextmanager
-def xfs_mount(work: Path, size: int, log: RawLog | None) -> Iterator[Path]:
-    """A reflink XFS of ``size`` bytes (sparse) mounted at ``work/reflink-xfs``."""
+def xfs_mount(work: Path, size: int, log: RawLog | None,
+              lease: Lease | None = None) -> Iterator[Path]:
+    """A reflink XFS of ``size`` bytes (sparse) mounted at ``work/reflink-xfs``; the mount is
+    in the run's ``lease`` while it lasts (a killed run's is detached by ``cowbench gc``; the
+    loop device of ``mount -o loop`` is set to autoclear, so it goes with the last user)."""
     require_loop_mount()
     image, mnt = work / "reflink-xfs.img", work / "reflink-xfs"
     work.mkdir(parents=True, exist_ok=True)
@@ -52,24 +56,29 @@ def xfs_mount(work: Path, size: int, log: RawLog | None) -> Iterator[Path]:
             f.truncate(size)
         run(["mkfs.xfs", "-q", "-m", "reflink=1", str(image)], log=log, label="mkfs-xfs")
         mnt.mkdir(exist_ok=True)
-        run(["mount", "-o", "loop", str(image), str(mnt)], log=log, label="mount-xfs")
-        mounted = True
+        with shielded():
+            run(["mount", "-o", "loop", str(image), str(mnt)], log=log, label="mount-xfs")
+            mounted = True
+            if lease is not None:
+                lease.add_mount(mnt)
         yield mnt
     finally:
         if mounted:
             _umount(mnt, log)
+            if lease is not None:
+                lease.drop_mount(mnt)
         if mnt.exists():
             shutil.rmtree(mnt, ignore_errors=True)
         image.unlink(missing_ok=True)
 
 
 def _umount(mnt: Path, log: RawLog | None) -> None:
-    for _ in range(50):  # a qemu-nbd that just exited may still hold it for a moment
-        proc = subprocess.run(["umount", str(mnt)], capture_output=True, text=True, check=False)
-        if proc.returncode == 0:
-            return
-        time.sleep(0.1)
-    run(["umount", "-l", str(mnt)], log=log, label="umount-xfs-lazy")
+    """Detach the filesystem through a descriptor of its mount point (``umount2`` with
+    MNT_DETACH: a qemu-nbd that just exited may still hold it; it goes once released)."""
+    if not detach_mount(mnt.parent, mnt.name):
+        raise CowbenchError(f"{mnt}: could not unmount the reflink XFS")
+    if log is not None:
+        log.record("umount-xfs-lazy", ["umount2", str(mnt), "MNT_DETACH"], 0, "", "")
 
 
 def collect_cow_reservations(mnt: Path, log: RawLog | None) -> None:

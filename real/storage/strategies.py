@@ -3,18 +3,28 @@ qemu-img / cp. The model's counterpart is ``sim/storage/strategies.py``; the two
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from cowbench.scenario import Strategy
 from cowbench.tools import RawLog, run
 
 
-def overlay_options(st: Strategy, backing: Path | None, backing_fmt: str = "raw") -> str:
-    """The ``-o`` string of ``qemu-img create -f qcow2`` for this strategy (absolute backing
-    path, as Nova writes it)."""
+def overlay_options(st: Strategy, backing: Path | None, backing_fmt: str = "raw",
+                    relative_to: Path | None = None) -> str:
+    """The ``-o`` string of ``qemu-img create -f qcow2`` for this strategy.
+
+    The backing file is named relative to ``relative_to`` (the overlay's directory) when
+    given: ``../_base/<sha1>``, which qemu resolves from wherever the overlay is opened, so
+    inside the run's private tree (``real.world.containment``) it cannot be redirected, and a copied
+    overlay still names its host's own base. Nova writes the absolute path, which on a real
+    host is a root-owned ``/var/lib/nova/instances``; without ``relative_to``, so does this.
+    """
     opts = []
     if backing is not None:
-        opts += [f"backing_file={backing.resolve()}", f"backing_fmt={backing_fmt}"]
+        name = (os.path.relpath(backing, relative_to) if relative_to is not None
+                else str(backing.resolve()))
+        opts += [f"backing_file={name}", f"backing_fmt={backing_fmt}"]
     opts.append(f"cluster_size={st.cluster_size}")
     if st.refcount_bits != 16:
         opts.append(f"refcount_bits={st.refcount_bits}")
@@ -28,7 +38,7 @@ def overlay_options(st: Strategy, backing: Path | None, backing_fmt: str = "raw"
 def create_overlay(st: Strategy, backing: Path | None, disk: Path, size: int, log: RawLog | None,
                    label: str, backing_fmt: str = "raw") -> None:
     run(["qemu-img", "create", "-q", "-f", "qcow2", "-o",
-         overlay_options(st, backing, backing_fmt), str(disk), str(size)],
+         overlay_options(st, backing, backing_fmt, disk.parent), str(disk), str(size)],
         log=log, label=label, timeout=3600)
 
 

@@ -20,7 +20,7 @@ from cowbench.errors import ToolError
 from cowbench.fiojob import fio_options, record_options
 from cowbench.scenario import Workload
 from cowbench.signals import shielded
-from cowbench.tools import RawLog, which
+from cowbench.tools import RawLog, dies_with_us, which
 
 
 @dataclass
@@ -77,9 +77,10 @@ class FioRun:
         with shielded():  # no interrupt between the fork and ``self.proc`` (stop() needs it)
             # cwd: fio writes side files (verify state, local-<job>-<n>-verify.state) in its
             # working directory; keep them in the run's raw/ (real/world/containment.py)
+            # PR_SET_PDEATHSIG: fio stops (SIGTERM, its clean stop) if cowbench is killed
             self.proc = subprocess.Popen(self.argv, stdout=self._stdout, stderr=self._stderr,
                                          stdin=subprocess.DEVNULL, start_new_session=True,
-                                         cwd=self.dir)
+                                         cwd=self.dir, preexec_fn=dies_with_us(signal.SIGTERM))
         return self
 
     @property

@@ -1,23 +1,30 @@
 """A qemu-nbd export of one image on a unix socket, as a context manager (FACTS.md 3.1).
 
-``qemu-nbd --fork`` returns once the socket listens (no start race); ``-t`` keeps the server
-up across fio's probe connection; ``-e 0`` lets every fio clone connect. On exit the export is
-flushed (so the qcow2 metadata caches reach the file and show in ``/proc/PID/io``), stopped with
-SIGTERM (qemu-nbd then closes the image cleanly), and its pid file and socket are removed.
+qemu-nbd runs as this process's child, without ``--fork``, with ``PR_SET_PDEATHSIG``
+(``cowbench.tools.dies_with_us``): if cowbench is killed outright (SIGKILL), the kernel sends
+the server SIGTERM and it closes its image cleanly, instead of serving for ever under PID 1.
+The export is ready once its socket accepts a connection (a unix socket refuses connections
+until ``listen``). ``-t`` keeps the server up across fio's probe connection; ``-e 0`` lets every
+fio clone connect. On exit the export is flushed (so the qcow2 metadata caches reach the file
+and show in ``/proc/PID/io``), stopped with SIGTERM, and its socket removed.
 """
 
 from __future__ import annotations
 
 import ctypes
+import json
 import os
+import shutil
 import signal
+import socket
+import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
 
-from cowbench.errors import CowbenchError
+from cowbench.errors import CowbenchError, ToolError
 from cowbench.signals import shielded
-from cowbench.tools import RawLog, pid_alive, proc_io, run, wait_exit
+from cowbench.tools import RawLog, dies_with_us, pid_alive, proc_io, run, wait_exit, which
 
 _PR_SET_CHILD_SUBREAPER = 36
 
@@ -115,7 +122,6 @@ class NbdExport:
         self.image_opts = image_opts  # ``--image-opts``: driver options instead of ``-f FMT``
         self.fmt = fmt
         self.socket = sock_dir / f"{name}.sock"
-        self.pid_file = sock_dir / f"{name}.pid"
         self.name = name
         self.cache = cache
         self.aio = aio
@@ -123,6 +129,8 @@ class NbdExport:
         self.detect_zeroes = detect_zeroes
         self.log = log
         self.pid: int | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._out = sock_dir
 
     @property
     def uri(self) -> str:
@@ -132,23 +140,45 @@ class NbdExport:
         become_subreaper()
         target = (["--image-opts", self.image_opts] if self.image_opts
                   else ["-f", self.fmt, str(self.image)])
-        argv = ["qemu-nbd", "--fork", f"--pid-file={self.pid_file}", "-k", str(self.socket),
-                "-t", "-e", "0", f"--cache={self.cache}", f"--aio={self.aio}",
-                f"--discard={self.discard}", f"--detect-zeroes={self.detect_zeroes}", *target]
-        try:
-            run(argv, log=self.log, label=f"qemu-nbd-{self.name}", timeout=60)
-        finally:
-            self._read_pid()
-            reap_exited()
-        if self.pid is None or not pid_alive(self.pid):
-            raise CowbenchError(f"qemu-nbd for {self.name} did not stay up")
+        argv = [which("qemu-nbd"), "-k", str(self.socket), "-t", "-e", "0",
+                f"--cache={self.cache}", f"--aio={self.aio}", f"--discard={self.discard}",
+                f"--detect-zeroes={self.detect_zeroes}", *target]
+        out = self._log_dir(argv)
+        with open(out / "stdout", "wb") as so, open(out / "stderr", "wb") as se, shielded():
+            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=so, stderr=se,
+                                         preexec_fn=dies_with_us(signal.SIGTERM))
+            self.pid = self.proc.pid
+        self._wait_listening(out, argv)
         return self
 
-    def _read_pid(self) -> None:
-        try:
-            self.pid = int(self.pid_file.read_text().strip())
-        except (OSError, ValueError):
-            self.pid = None
+    def _log_dir(self, argv: list[str]) -> Path:
+        if self.log is not None:
+            d = self.log.new_dir(f"qemu-nbd-{self.name}")
+        else:
+            d = self.socket.parent / f".{self.name}.log"
+            d.mkdir(exist_ok=True)
+        (d / "argv.json").write_text(json.dumps(argv, indent=1) + "\n")
+        self._out = d
+        return d
+
+    def _wait_listening(self, out: Path, argv: list[str], timeout: float = 60.0) -> None:
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            rc = self.proc.poll()
+            if rc is not None:
+                (out / "returncode").write_text(f"{rc}\n")
+                raise ToolError(argv, rc, "", (out / "stderr").read_text(errors="replace"))
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                try:
+                    s.connect(str(self.socket))
+                    return
+                except OSError:
+                    pass
+            if time.monotonic() > deadline:
+                raise CowbenchError(f"qemu-nbd for {self.name} did not listen within "
+                                    f"{timeout:g} s")
+            time.sleep(0.01)
 
     def io_counters(self) -> dict[str, int]:
         assert self.pid is not None
@@ -160,22 +190,30 @@ class NbdExport:
             label=f"qemu-io-flush-{self.name}", timeout=120)
 
     def stop(self, timeout: float = 20.0) -> None:
-        """Stop the server (SIGTERM, SIGKILL after ``timeout``), remove its pid file and socket.
+        """Stop the server (SIGTERM, SIGKILL after ``timeout``) and remove its socket.
 
         Shielded from SIGINT/SIGTERM, so an interrupt cannot leave the server half-stopped. If
-        the pid file was never read (an interrupt during ``--fork``), the server is found by
-        its socket in ``/proc``.
+        the process was never kept (an interrupt during the fork), it is found by its socket in
+        ``/proc``.
         """
         with shielded():
-            if self.pid is None:
-                self._read_pid()
-            pids = [self.pid] if self.pid is not None else pids_serving(self.socket)
-            for pid in pids:
-                _terminate(pid, timeout)
+            if self.proc is not None:
+                self.proc.terminate()
+                try:
+                    rc = self.proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    rc = self.proc.wait()
+                (self._out / "returncode").write_text(f"{rc}\n")
+                if self.log is None:
+                    shutil.rmtree(self._out, ignore_errors=True)
+            else:
+                for pid in pids_serving(self.socket):
+                    _terminate(pid, timeout)
             reap_exited()
+            self.proc = None
             self.pid = None
-            for p in (self.pid_file, self.socket):
-                p.unlink(missing_ok=True)
+            self.socket.unlink(missing_ok=True)
 
     def __enter__(self) -> NbdExport:
         try:

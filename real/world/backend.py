@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import stat
 import tempfile
 import time
@@ -16,10 +15,13 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
+from cowbench.errors import ScenarioError, UsageError
+from cowbench.imagefile import ImagePolicyError, copy_sparse, open_user_image
 from cowbench.records import Recorder
+from cowbench.resolve import check_image
 from cowbench.scenario import VM, Image, Scenario, Workload
 from cowbench.signals import shielded
-from cowbench.tools import RawLog, run, wait_exit
+from cowbench.tools import RawLog, convert_limits, run, wait_exit
 from cowbench.units import format_duration
 from real.measure.digest import pattern_digest
 from real.measure.integrity import Integrity
@@ -78,22 +80,33 @@ def synthetic_digest(image: Image) -> str:
     return pattern_digest(image.virtual_size, synthetic_writes(image))
 
 
-def fetch_to_cache(src: Path, fmt: str, dest: Path, log: RawLog) -> None:
+def fetch_to_cache(src: Path, fmt: str, dest: Path, log: RawLog,
+                   untrusted: bool = False) -> None:
     """Nova's fetch_to_raw: convert into ``<sha1>.converted``, then rename into place.
 
-    A convert that fails or is interrupted leaves no partial ``.converted`` behind.
+    A convert that fails or is interrupted leaves no partial ``.converted`` behind. The base
+    is never more readable than the image it came from (``keep_mode``). ``untrusted`` (a
+    user's file): the convert runs under Nova's limits, as its inspection did.
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(dest.name + ".converted")
     cache_mode = "none" if _supports_o_direct(dest.parent) else "writeback"
+    limits = convert_limits(src.stat().st_size) if untrusted else None
     try:
         run(["qemu-img", "convert", "-t", cache_mode, "-O", "raw", "-f", fmt, str(src),
-             str(tmp)], log=log, label="qemu-img-convert-to-base", timeout=3600)
+             str(tmp)], log=log, label="qemu-img-convert-to-base", timeout=3600,
+            preexec_fn=limits)
+        keep_mode(src, tmp)
         tmp.rename(dest)
     except BaseException:
         with shielded():
             tmp.unlink(missing_ok=True)
         raise
+
+
+def keep_mode(src: Path, dest: Path) -> None:
+    """``dest`` gets ``src``'s read permissions (0600, 0640 or 0644), never more."""
+    os.chmod(dest, 0o600 | (src.stat().st_mode & 0o044))
 
 
 def create_disk(scenario: Scenario, vm: VM, layout: HostLayout, log: RawLog) -> tuple[Path, str]:
@@ -144,10 +157,11 @@ def allocated(path: Path) -> tuple[int, int]:
 
 def write_images(scenario: Scenario, work: Path, log: RawLog, rec: Recorder,
                  progress: Progress, check: Integrity) -> None:
-    """Write every synthetic image the VMs use, as uploaded to Glance; record its size and
-    checksum it (an image must never change)."""
+    """Write every synthetic image the VMs use, as uploaded to Glance, and copy every ``path``
+    image into ``glance/`` (``take_copy``); record its size and checksum it (an image must
+    never change)."""
     used = {vm.image for vm in real_vms(scenario)}
-    for image in scenario.images:
+    for i, image in enumerate(scenario.images):
         if image.name not in used:
             continue
         path = glance_path(work, image)
@@ -157,7 +171,30 @@ def write_images(scenario: Scenario, work: Path, log: RawLog, rec: Recorder,
             alloc, size = allocated(path)
             rec.add(f"image:{image.name}", "allocated_bytes", alloc)
             rec.add(f"image:{image.name}", "file_bytes", size)
+        else:
+            progress(f"copying image {image.name} into the run's tree")
+            take_copy(image, i, path)
         check.hash_before(f"image:{image.name}", path)
+
+
+def take_copy(image: Image, index: int, dest: Path) -> None:
+    """Copy a user's image file into the private tree through one descriptor (opened under
+    ``cowbench.imagefile``'s policy), inspect the copy as ``resolve`` inspected the file, and
+    refuse it if it is not what the scenario was resolved against. Only the copy is used
+    after this: a file swapped later changes nothing."""
+    assert image.path is not None
+    try:
+        with open_user_image(image.path, image.allow_untrusted_path) as f:
+            copy_sparse(f.fd, dest, f.copy_mode())
+    except ImagePolicyError as err:
+        raise UsageError(f"images[{index}].path: {err}") from None
+    try:
+        vsize, extents = check_image(str(dest), image, f"images[{index}]", "<run>")
+    except ScenarioError as err:
+        raise UsageError("; ".join(f"{w}: {why}" for w, why in err.problems)) from None
+    if vsize != image.virtual_size or extents != image.data_extents():
+        raise UsageError(f"images[{index}].path: {image.path} changed since the scenario was "
+                         "resolved; refused")
 
 
 def check_images(scenario: Scenario, work: Path, check: Integrity) -> None:
@@ -176,19 +213,17 @@ Job = tuple[VM, Workload, Path, str]
 
 
 def run_workloads(scenario: Scenario, jobs: list[Job], log: RawLog, progress: Progress,
-                  fio_done: Callable[[], None] | None = None
+                  sock_dir: Path, fio_done: Callable[[], None] | None = None
                   ) -> tuple[dict[str, FioResult], dict[str, dict[str, int]]]:
     """Export each job's disk, run every fio at once, flush, and read each qemu-nbd's I/O.
+    ``sock_dir``: the run's private socket directory (``real.world.containment``);
     ``fio_done`` is called once every fio has exited, before the exports are flushed."""
     results: dict[str, FioResult] = {}
     host_io: dict[str, dict[str, int]] = {}
     if not jobs:
         return results, host_io
     with ExitStack() as stack:
-        with shielded():  # an interrupt cannot fall between making the directory and its cleanup
-            sock_dir = Path(tempfile.mkdtemp(prefix="cowbench-"))
-            stack.callback(_remove_tree, sock_dir)
-            stack.callback(stop_servers_in, sock_dir)
+        stack.callback(stop_servers_in, sock_dir)
         exports: dict[str, NbdExport] = {}
         for vm, _, path, fmt in jobs:
             exports[vm.name] = stack.enter_context(
@@ -215,11 +250,6 @@ def run_workloads(scenario: Scenario, jobs: list[Job], log: RawLog, progress: Pr
             after = e.io_counters()
             host_io[name] = {k: after[k] - before[name][k] for k in _PROC_IO_KEYS}
     return results, host_io
-
-
-def _remove_tree(path: Path) -> None:
-    with shielded():
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def _wait_all(runs: dict[str, FioRun], progress: Progress) -> None:

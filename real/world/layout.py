@@ -2,7 +2,8 @@
 
 ::
 
-    <work>/glance/<image>.<fmt>                      the image as uploaded to Glance
+    <work>/glance/<image>.<fmt>                      the image as uploaded to Glance (a copy
+                                                     of a ``path`` image)
     <host dir>/instances/_base/<sha1 of image id>    the cached base (raw)
     <host dir>/instances/<vm uuid>/disk              the VM's root disk
     <host dir>/instances/<vm uuid>/disk.info         {"<path of disk>": "<format>"}
@@ -65,6 +66,6 @@ def host_root(work: Path, host: Host, run_id: str) -> Path:
 
 
 def glance_path(work: Path, image: Image) -> Path:
-    if image.path:
-        return Path(image.path)
+    """The image as uploaded: written here (synthetic), or the user's file copied here
+    (``path``: ``real.world.backend.take_copy``), never the user's file itself."""
     return work / "glance" / f"{image.name}.{image.format}"

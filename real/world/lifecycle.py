@@ -19,8 +19,10 @@ driver does it (FACTS.md section 1), with the hosts as directories on this machi
 
 Times are logical: the timeline's ``t`` (file mtimes are set from it), so a day of cache aging
 runs in seconds; every operation's own wall time is measured as ``duration_s``. Hosts share this
-machine, so a copied overlay's absolute backing path is re-pointed at the destination's ``_base``
-with ``qemu-img rebase -u`` (a header rewrite; on real hosts the path is the same string).
+machine; overlays name their backing file relative to their directory (``../_base/<sha1>``,
+``real.storage.strategies``), and a copied overlay is re-pointed at the destination's ``_base`` with
+``qemu-img rebase -u`` all the same (a header rewrite; on real hosts the path is the same
+string).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from pathlib import Path
 from cowbench.lifecycle import Op, batches, schedule
 from cowbench.records import Recorder
 from cowbench.scenario import VM, Scenario
-from cowbench.tools import RawLog, qemu_img_map, run
+from cowbench.tools import RawLog, convert_limits, qemu_img_map, run
 from cowbench.units import format_duration
 from real.measure.integrity import Integrity
 
@@ -70,6 +72,7 @@ class RealWorld:
     log: RawLog
     rec: Recorder
     check: Integrity
+    sockets: Path  # qemu-nbd's socket directory (real.world.containment)
     instances: dict[str, RealInstance] = field(default_factory=dict)
     resizing: dict[str, tuple[str, Path]] = field(default_factory=dict)
     snapshots: dict[str, Path] = field(default_factory=dict)
@@ -79,6 +82,8 @@ class RealWorld:
 
     # -- the image cache ------------------------------------------------------------------
     def ensure_base(self, host: str, image_name: str, t: float) -> int:
+        from .backend import keep_mode
+
         image = self.s.image(image_name)
         dest = self.layouts[host].cache_file(image)
         if dest.exists():
@@ -88,16 +93,20 @@ class RealWorld:
         dest.parent.mkdir(parents=True, exist_ok=True)
         part = dest.with_name(dest.name + ".part")
         shutil.copyfile(src, part)  # the download from Glance
+        keep_mode(src, part)
         fetched = part.stat().st_size
         if self.s.nova.force_raw_images and image.format != "raw":
             conv = dest.with_name(dest.name + ".converted")
+            limits = convert_limits(fetched) if image.path is not None else None
             run(["qemu-img", "convert", "-t", "none", "-O", "raw", "-f", image.format,
                  str(part), str(conv)], log=self.log, label="qemu-img-convert-fetch",
-                timeout=3600)
+                timeout=3600, preexec_fn=limits)
+            keep_mode(src, conv)
             part.unlink()
             conv.rename(dest)
         elif image.format == "raw":
             run(["cp", "--sparse=always", str(part), str(dest)], log=self.log, label="cp-fetch")
+            keep_mode(src, dest)
             part.unlink()
         else:
             part.rename(dest)
@@ -182,7 +191,7 @@ class RealWorld:
             older = top.with_name(f"disk.{name}")
             top.rename(older)  # nothing refers to the top, so renaming it breaks no chain
             run(["qemu-img", "create", "-q", "-f", "qcow2", "-o",
-                 f"backing_file={older},backing_fmt={inst.fmt},"
+                 f"backing_file={older.name},backing_fmt={inst.fmt},"
                  f"cluster_size={self.s.strategy.cluster_size}", str(top),
                  str(inst.root_size)], log=self.log, label=f"qemu-img-create-{name}")
             inst.layers = [*inst.layers[:-1], older.name, "disk"]
@@ -248,7 +257,8 @@ class RealWorld:
                     if e.get("depth") == 0 and e.get("data"))
         assert inst.image is not None
         base_file = self.layouts[self._host_of(dest_dir)].cache_file(self.s.image(inst.image))
-        run(["qemu-img", "convert", "-f", inst.fmt, "-O", "qcow2", "-B", str(base_file), "-F",
+        run(["qemu-img", "convert", "-f", inst.fmt, "-O", "qcow2", "-B",
+             os.path.relpath(base_file, dest_dir), "-F",
              self.base_fmt(inst.image), "-o", f"cluster_size={self.s.strategy.cluster_size}",
              str(top), str(dest_dir / "disk")], log=self.log, label="live-migrate", timeout=3600)
         return moved
@@ -283,14 +293,17 @@ class RealWorld:
                 fmt = self.base_fmt(inst.image)
             else:
                 backing, fmt = dest_dir / inst.layers[i - 1], "qcow2"
-            run(["qemu-img", "rebase", "-u", "-f", "qcow2", "-b", str(backing), "-F", fmt,
+            rel = os.path.relpath(backing, dest_dir)  # as real.storage.strategies names backings
+            run(["qemu-img", "rebase", "-u", "-f", "qcow2", "-b", rel, "-F", fmt,
                  str(dest_dir / name)], log=self.log, label="rebase-unsafe")
 
     def _backing_of(self, path: Path) -> tuple[str, str] | None:
         from cowbench.tools import qemu_img_info
 
         info = qemu_img_info(path, log=self.log)
-        name = info.get("full-backing-filename") or info.get("backing-filename")
+        # as written in the header: relative to the overlay's directory
+        # (real.storage.strategies), so it names the same file for a delta made beside it
+        name = info.get("backing-filename")
         if not name:
             return None
         return str(name), str(info.get("backing-filename-format", "raw"))
@@ -339,12 +352,14 @@ def _tree(root: Path) -> tuple[int, int]:
 
 
 def execute_timeline(s: Scenario, work: Path, log: RawLog, roots: dict[str, Path],
-                     rec: Recorder, progress: Callable[[str], None], check: Integrity) -> None:
+                     rec: Recorder, progress: Callable[[str], None], check: Integrity,
+                     sockets: Path) -> None:
     """Carry out the scenario's whole timeline on this machine, recording as it goes; every
     VM's disk gets ``qemu-img check`` at the end (``check`` fails the run on damage)."""
     write_images(s, work, log, rec, progress, check)
     check.settle()  # no hashing beside the timeline's workloads
-    world = RealWorld(s, work, {h: HostLayout(r) for h, r in roots.items()}, log, rec, check)
+    world = RealWorld(s, work, {h: HostLayout(r) for h, r in roots.items()}, log, rec, check,
+                      sockets)
     for t, kind, ops in schedule(s):
         if kind == "pass":
             world.cache_pass(t)
@@ -367,7 +382,7 @@ def _run_batch(world: RealWorld, ops: list[Op], progress: Callable[[str], None])
         wl = s.workloads[op.workload or str(inst.vm.workload)]
         jobs.append((inst.vm, wl, inst.paths(world.layouts)[-1], inst.fmt))
     t0 = time.monotonic()
-    results, host_io = run_workloads(s, jobs, world.log, progress)
+    results, host_io = run_workloads(s, jobs, world.log, progress, world.sockets)
     for op, (vm, wl, _, _) in zip(ops, jobs, strict=True):
         record_fio(world.rec, f"vm:{vm.name}", wl, results[vm.name], host_io[vm.name], op.t)
         world.op_done(op, None, t0)

@@ -1,0 +1,210 @@
+"""Directories root creates, uses and removes through descriptors it holds (STYLE.md: CPython's
+``shutil.rmtree`` safe path), so a name swapped by another user cannot redirect it.
+
+A :class:`PrivateDir` is made with ``mkdir(name, 0o700, dir_fd=parent)``, opened with
+``O_NOFOLLOW | O_DIRECTORY`` and checked with ``fstat``: a directory, owned by this process's
+user, empty; its mode is set to 0700 with ``fchmod`` and its device and inode are recorded. From
+then on it is reached only through its descriptor: :attr:`PrivateDir.path` is
+``/proc/<pid>/fd/<fd>``, which the kernel resolves to the directory itself whatever happens to
+the names above it (a parent renamed, a symlink put in its place). Below it nothing can be
+swapped: no other user can write into, or even traverse, a 0700 directory of root. External
+tools get paths under :attr:`PrivateDir.path`; they resolve while this process lives.
+
+:meth:`PrivateDir.remove` empties the directory through its descriptor, never following a
+symlink and never crossing into another filesystem (a mount inside is left alone), then removes
+its entry from the parent only if that entry is still the directory created (same ``st_dev`` and
+``st_ino``); if the entry was renamed meanwhile, the parent is searched for it by inode.
+:func:`remove_recorded` does the same for a tree a dead run recorded (``cowbench gc``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import stat
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import UsageError
+from .signals import shielded
+
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_MNT_DETACH = 2
+
+
+def fd_path(fd: int) -> Path:
+    """A path to what ``fd`` refers to, valid for this process and its children."""
+    return Path(f"/proc/{os.getpid()}/fd/{fd}")
+
+
+def real_path(fd: int) -> str:
+    """The path the kernel currently knows ``fd`` by (for messages and records)."""
+    return os.readlink(f"/proc/self/fd/{fd}")
+
+
+@dataclass
+class PrivateDir:
+    """A directory this run created, held open; see the module docstring."""
+
+    parent_fd: int
+    name: str
+    fd: int
+    dev: int
+    ino: int
+    where: str  # the path it had when created
+
+    @classmethod
+    def create(cls, parent: Path, name: str) -> PrivateDir:
+        """Create ``parent/name`` (``parent`` itself may be reached through symlinks)."""
+        if "/" in name or name in ("", ".", ".."):
+            raise ValueError(f"not a plain name: {name!r}")
+        pfd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            return cls._make(pfd, name, f"{real_path(pfd)}/{name}")
+        except BaseException:
+            os.close(pfd)
+            raise
+
+    @classmethod
+    def _make(cls, pfd: int, name: str, where: str) -> PrivateDir:
+        try:
+            os.mkdir(name, 0o700, dir_fd=pfd)
+        except FileExistsError:
+            raise UsageError(f"{where}: already exists; cowbench only writes into directories "
+                             "it creates itself") from None
+        with shielded():  # created: from here on it is ours to remove, even if interrupted
+            try:
+                fd = os.open(name, DIR_FLAGS, dir_fd=pfd)
+            except OSError:  # replaced by a symlink or a file between mkdir and open
+                raise UsageError(f"{where}: replaced while it was being created; refused (the "
+                                 "empty directory made may remain under another name)") \
+                    from None
+            st = os.fstat(fd)
+            if st.st_uid != os.geteuid() or os.listdir(fd):
+                os.close(fd)
+                raise UsageError(f"{where}: replaced while it was being created (owner "
+                                 f"{st.st_uid}); refused")
+            os.fchmod(fd, 0o700)
+            return cls(pfd, name, fd, st.st_dev, st.st_ino, where)
+
+    @property
+    def path(self) -> Path:
+        return fd_path(self.fd)
+
+    def record(self) -> dict[str, object]:
+        """What a later ``cowbench gc`` needs to find and remove it."""
+        return {"parent": real_path(self.parent_fd), "name": self.name, "dev": self.dev,
+                "ino": self.ino}
+
+    def remove(self) -> None:
+        """Remove the directory and everything in it that is on its filesystem."""
+        with shielded():
+            if self.fd < 0:
+                return
+            empty_dir(self.fd, self.dev)
+            os.close(self.fd)
+            self.fd = -1
+            _rmdir_entry(self.parent_fd, self.name, self.dev, self.ino)
+            os.close(self.parent_fd)
+
+
+def empty_dir(fd: int, dev: int) -> None:
+    """Remove everything inside the open directory ``fd`` that lives on device ``dev``:
+    symlinks are unlinked, never followed; a directory on another device (a mount point) and
+    anything in it are left alone."""
+    for name in os.listdir(fd):
+        try:
+            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            if not stat.S_ISDIR(st.st_mode):
+                os.unlink(name, dir_fd=fd)
+                continue
+            if st.st_dev != dev:
+                continue
+            sub = os.open(name, DIR_FLAGS, dir_fd=fd)
+            try:
+                same = os.fstat(sub)
+                if (same.st_dev, same.st_ino) != (st.st_dev, st.st_ino):
+                    continue  # swapped between the stat and the open: not ours
+                empty_dir(sub, dev)
+            finally:
+                os.close(sub)
+            os.rmdir(name, dir_fd=fd)
+        except FileNotFoundError:
+            continue
+
+
+def _rmdir_entry(parent_fd: int, name: str, dev: int, ino: int) -> bool:
+    """rmdir the (empty) entry of ``parent_fd`` that is device ``dev`` inode ``ino``: ``name``
+    if it still is, else whichever entry it was renamed to. False if it is not there."""
+    candidates = [name] + [n for n in os.listdir(parent_fd) if n != name]
+    for n in candidates:
+        try:
+            st = os.stat(n, dir_fd=parent_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISDIR(st.st_mode) and (st.st_dev, st.st_ino) == (dev, ino):
+            try:
+                os.rmdir(n, dir_fd=parent_fd)
+            except OSError:
+                return False
+            return True
+    return False
+
+
+def remove_recorded(parent: str, name: str, dev: int, ino: int) -> bool:
+    """Remove a tree :meth:`PrivateDir.record` described, if it is still that directory (by
+    device and inode). True if it was found and removed."""
+    try:
+        pfd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        for n in [name] + [x for x in os.listdir(pfd) if x != name]:
+            try:
+                fd = os.open(n, DIR_FLAGS, dir_fd=pfd)
+            except OSError:
+                continue
+            try:
+                st = os.fstat(fd)
+                if (st.st_dev, st.st_ino) == (dev, ino):
+                    empty_dir(fd, dev)
+                    return _rmdir_entry(pfd, n, dev, ino)
+            finally:
+                os.close(fd)
+        return False
+    finally:
+        os.close(pfd)
+
+
+def detach_mount(parent: Path | str, name: str, dev: int | None = None,
+                 ino: int | None = None) -> bool:
+    """Lazily unmount (``umount2(MNT_DETACH)``, as ``umount -l``) the filesystem mounted at
+    ``parent/name``, reached through a descriptor of the mount point opened with
+    ``O_NOFOLLOW``, and only if its root is device ``dev`` inode ``ino`` (when given): a
+    swapped path cannot make root unmount something else. The filesystem is released once its
+    last user lets go (a loop device of ``mount -o loop`` then frees itself: autoclear)."""
+    try:
+        pfd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fd = os.open(name, DIR_FLAGS, dir_fd=pfd)
+    except OSError:
+        os.close(pfd)
+        return False
+    try:
+        st = os.fstat(fd)
+        if dev is not None and (st.st_dev, st.st_ino) != (dev, ino):
+            return False
+        if st.st_dev == os.fstat(pfd).st_dev:
+            return False  # not a mount point
+        libc = ctypes.CDLL(None, use_errno=True)
+        for _ in range(50):  # a qemu-nbd that just exited may still hold it for a moment
+            if libc.umount2(f"/proc/self/fd/{fd}".encode(), _MNT_DETACH) == 0:
+                return True
+            time.sleep(0.1)
+        return False
+    finally:
+        os.close(fd)
+        os.close(pfd)

@@ -1,0 +1,227 @@
+"""Leases: what a run holds, so that a run killed outright (SIGKILL, a crash, the OOM killer)
+is found and cleaned up by the next ``cowbench`` command.
+
+A run takes a lease when it starts: ``lease.json`` in its run directory and the same record in
+the registry (``/run/cowbench`` for root, else ``$XDG_RUNTIME_DIR/cowbench``;
+``$COWBENCH_RUNTIME_DIR`` overrides both). It holds the run's pid and the process's start time
+(field 22 of ``/proc/PID/stat``, with the kernel's boot id, so a reused pid is not mistaken for
+the run), and, as the run creates them, its private trees (``cowbench.fdtree`` records: parent,
+name, device, inode), its socket directory and its mounts. A run that ends (ok, failed or
+interrupted) has removed all of these and drops its lease.
+
+A lease whose process is gone is *dead*: every ``cowbench`` command reports it in one line, and
+``cowbench gc`` (:func:`collect`) stops the processes whose command line names the run's
+directories, detaches its mounts lazily (``cowbench.fdtree.detach_mount``: through a
+descriptor of the mount point, only if it is still the filesystem mounted), removes its trees
+by device and inode, marks its run.json ``abandoned`` and drops the lease.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .atomic import atomic_write_text
+from .fdtree import PrivateDir, detach_mount, fd_path, remove_recorded
+
+LEASE = "lease.json"
+TOOLS = ("qemu-nbd", "qemu-img", "qemu-io", "fio", "cp", "rsync", "xfs_io", "mkfs.xfs",
+         "xfs_spaceman")
+
+
+def registry() -> Path:
+    """Where leases are registered (created on first use, mode 0700)."""
+    env = os.environ.get("COWBENCH_RUNTIME_DIR")
+    if env:
+        where = Path(env)
+    elif os.geteuid() == 0:
+        where = Path("/run/cowbench")
+    else:
+        where = Path(os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/cowbench-{os.geteuid()}")
+        where = where / "cowbench" if os.environ.get("XDG_RUNTIME_DIR") else where
+    where.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = os.stat(where, follow_symlinks=False)
+    if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        raise PermissionError(f"{where}: not a private directory of this user; leases refused")
+    return where
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def start_ticks(pid: int) -> int | None:
+    """The process's start time (clock ticks after boot), or None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rpartition(")")[2].split()
+    return None if fields[0] in ("Z", "X") else int(fields[19])
+
+
+def alive(record: dict[str, Any]) -> bool:
+    """Is the process that took this lease still running?"""
+    return (record.get("boot_id") == _boot_id()
+            and start_ticks(int(record["pid"])) == record.get("start_ticks"))
+
+
+@dataclass
+class Lease:
+    """The lease of the running process on ``run_dir`` (``io``: where to write in it)."""
+
+    run_dir: Path
+    io: Path
+    token: str
+    record: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def take(cls, run_dir: Path, io: Path, token: str) -> Lease:
+        pid = os.getpid()
+        lease = cls(run_dir, io, token, {
+            "pid": pid, "start_ticks": start_ticks(pid), "boot_id": _boot_id(),
+            "run_dir": str(run_dir.absolute()), "token": token, "trees": [], "mounts": []})
+        lease._write()
+        return lease
+
+    def _write(self) -> None:
+        text = json.dumps(self.record, indent=1) + "\n"
+        atomic_write_text(registry() / f"{self.token}.json", text, fsync=False)
+        atomic_write_text(self.io / LEASE, text, fsync=False)
+
+    def add_tree(self, d: PrivateDir) -> None:
+        self.record["trees"].append({**d.record(), "fd_path": f"{fd_path(d.fd)}/"})
+        self._write()
+
+    def add_mount(self, mnt: Path) -> None:
+        st = os.stat(mnt)
+        self.record["mounts"].append({"path": os.path.realpath(mnt), "dev": st.st_dev,
+                                      "ino": st.st_ino})
+        self._write()
+
+    def drop_mount(self, mnt: Path) -> None:
+        real = os.path.realpath(mnt)
+        self.record["mounts"] = [m for m in self.record["mounts"] if m["path"] != real]
+        self._write()
+
+    def release(self) -> None:
+        """The run ended and removed what it held."""
+        for p in (registry() / f"{self.token}.json", self.io / LEASE):
+            p.unlink(missing_ok=True)
+
+
+def dead_leases() -> list[dict[str, Any]]:
+    """Registered leases whose process is gone."""
+    try:
+        where = registry()
+    except OSError:
+        return []
+    found = []
+    for p in sorted(where.glob("*.json")):
+        try:
+            record = json.loads(p.read_text())
+        except (OSError, ValueError):
+            continue
+        if not alive(record):
+            found.append(record)
+    return found
+
+
+def describe(record: dict[str, Any]) -> str:
+    """One line: which run died and what it left."""
+    return (f"run {record['run_dir']} (pid {record['pid']}) died and left "
+            f"{len(record['trees'])} directories and {len(record['mounts'])} mount(s); "
+            "`cowbench gc` removes them")
+
+
+def collect(record: dict[str, Any]) -> list[str]:
+    """Clean up after a dead run (module docstring); what was done, one line each."""
+    done = [f"stopped pid {p}" for p in _stop_processes(record)]
+    for m in record["mounts"]:
+        if _detach(m):
+            done.append(f"detached {m['path']}")
+    for t in record["trees"]:
+        if remove_recorded(t["parent"], t["name"], t["dev"], t["ino"]):
+            done.append(f"removed {t['parent']}/{t['name']}")
+    _mark_abandoned(Path(record["run_dir"]), record)
+    (registry() / f"{record['token']}.json").unlink(missing_ok=True)
+    (Path(record["run_dir"]) / LEASE).unlink(missing_ok=True)
+    return done
+
+
+def _needles(record: dict[str, Any]) -> list[bytes]:
+    """Strings the command line of one of the run's tools contains: a tree as the run named it
+    to tools (``/proc/<pid>/fd/<fd>/``), or its real path."""
+    out = []
+    for t in record["trees"]:
+        out.append(t["fd_path"].encode())
+        out.append(f"{t['parent']}/{t['name']}/".encode())
+    return out
+
+
+def _stop_processes(record: dict[str, Any]) -> list[int]:
+    needles = _needles(record)
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        name = os.path.basename(argv[0].decode(errors="replace")) if argv else ""
+        ticks = start_ticks(int(entry.name))
+        if (name in TOOLS and ticks is not None and ticks >= (record.get("start_ticks") or 0)
+                and any(n in a for a in argv for n in needles)):
+            pids.append(int(entry.name))
+    for pid in pids:
+        _kill(pid)
+    return pids
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while start_ticks(pid) is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if start_ticks(pid) is not None:
+            os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _detach(mount: dict[str, Any]) -> bool:
+    parent, name = os.path.split(mount["path"])
+    return detach_mount(parent, name, mount["dev"], mount["ino"])
+
+
+def _mark_abandoned(run_dir: Path, record: dict[str, Any]) -> None:
+    meta_path = run_dir / "run.json"
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError):
+        return
+    if meta.get("status") == "running":
+        meta.update(status="abandoned", reason=f"the run's process (pid {record['pid']}) died "
+                    "without cleaning up; `cowbench gc` removed what it left")
+        atomic_write_text(meta_path, json.dumps(meta, indent=2) + "\n")
+
+
+def run_state(run_dir: Path, meta: dict[str, Any]) -> str:
+    """What ``cowbench show`` says of a run whose run.json says ``running``."""
+    try:
+        record = json.loads((run_dir / LEASE).read_text())
+    except (OSError, ValueError):
+        return "running (no lease: a run of an older cowbench, or its lease was lost)"
+    if alive(record):
+        return f"running (pid {record['pid']} alive)"
+    return (f"abandoned (pid {record['pid']} is gone; `cowbench gc` removes what it left)")

@@ -1,0 +1,140 @@
+"""Survive SIGKILL (issue 20, part 2): ``kill -9`` of ``cowbench run`` while fio runs.
+
+The run's qemu-nbd and fio die with it (``PR_SET_PDEATHSIG``); what cannot die (its trees, its
+socket directory, the reflink run's XFS loop mount, run.json saying ``running``) is in its
+lease: the next command reports it in one line, ``show`` says abandoned, and ``cowbench gc``
+removes it all and marks run.json ``abandoned``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from .conftest import needs_tools, small_dict
+
+pytestmark = [pytest.mark.real, needs_tools]
+
+
+def _cowbench(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "cowbench", *args], capture_output=True,
+                          text=True, timeout=120, check=False)
+
+
+def _children(pid: int) -> list[tuple[int, str]]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rpartition(")")[2].split()[1]) == pid:
+                found.append((int(entry.name), stat[stat.find("(") + 1:stat.rfind(")")]))
+    return found
+
+
+def _tools_of(pid: int, out: Path) -> list[str]:
+    """Live qemu-nbd / fio / qemu-img processes naming the run's paths (its descriptors'
+    ``/proc/<pid>/fd/`` or its run directory)."""
+    needles = (f"/proc/{pid}/fd/".encode(), str(out).encode())
+    left = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes()
+            state = (entry / "stat").read_text().rpartition(")")[2].split()[0]
+        except OSError:
+            continue
+        name = os.path.basename(argv.split(b"\0")[0].decode(errors="replace"))
+        if name in ("qemu-nbd", "fio", "qemu-img", "qemu-io") and state != "Z" \
+                and any(n in argv for n in needles):
+            left.append(argv.replace(b"\0", b" ").decode(errors="replace"))
+    return left
+
+
+def _mounts_under(out: Path) -> list[str]:
+    return [line for line in Path("/proc/mounts").read_text().splitlines()
+            if str(out) in line]
+
+
+def _kill_during_fio(tmp_path: Path, d: dict[str, Any]) -> tuple[Path, Path, int]:
+    for wl in d["workloads"].values():  # jobs that run until stopped, rate-limited
+        wl.pop("io_size", None)
+        wl.update(time_based=True, runtime="60s", rate_iops=200)
+    scenario, out = tmp_path / "s.yaml", tmp_path / "run"
+    scenario.write_text(yaml.safe_dump(d))
+    proc = subprocess.Popen([sys.executable, "-m", "cowbench", "run", str(scenario),
+                             "--backend", "real", "--out", str(out)], text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    deadline = time.monotonic() + 120
+    while sum(name == "fio" for _, name in _children(proc.pid)) < len(d["vms"]):
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.monotonic() < deadline, "fio never started"
+        time.sleep(0.05)
+    time.sleep(0.5)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    return scenario, out, proc.pid
+
+
+def _gone_within(cond: Any, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.1)
+    return bool(cond())
+
+
+def _check_cleanup(scenario: Path, out: Path, pid: int, lease_registry: Path) -> None:
+    assert _gone_within(lambda: not _tools_of(pid, out), 2), _tools_of(pid, out)
+    assert json.loads((out / "run.json").read_text())["status"] == "running"
+    shown = _cowbench("show", str(out))
+    assert f"abandoned (pid {pid} is gone" in shown.stdout, shown.stdout
+    warned = _cowbench("validate", str(scenario))
+    assert warned.returncode == 0
+    assert [line for line in warned.stderr.splitlines() if "died and left" in line] == [
+        line for line in warned.stderr.splitlines() if line.strip()], warned.stderr
+    assert str(out) in warned.stderr
+    gc = _cowbench("gc")
+    assert gc.returncode == 0 and "abandoned" in gc.stdout, gc.stderr
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["status"] == "abandoned" and f"pid {pid}" in meta["reason"]
+    assert not (out / "work").exists() and not (out / "lease.json").exists()
+    assert list(lease_registry.iterdir()) == []
+    assert "no dead runs" in _cowbench("gc").stdout
+    assert "died" not in _cowbench("validate", str(scenario)).stderr
+
+
+def test_kill_9_during_fio_leaves_nothing_after_gc(tmp_path: Path, private_tmp: Path,
+                                                  lease_registry: Path) -> None:
+    scenario, out, pid = _kill_during_fio(tmp_path, small_dict())
+    assert list(private_tmp.iterdir()), "the socket directory is the kind of thing gc removes"
+    _check_cleanup(scenario, out, pid, lease_registry)
+    assert list(private_tmp.iterdir()) == []
+
+
+def test_kill_9_of_a_reflink_run_detaches_its_xfs(tmp_path: Path, private_tmp: Path,
+                                                 lease_registry: Path) -> None:
+    if os.geteuid() != 0 or not Path("/dev/loop-control").exists():
+        pytest.skip("needs root and loop devices")
+    d = small_dict(strategy={"kind": "reflink_copy"})
+    scenario, out, pid = _kill_during_fio(tmp_path, d)
+    assert _mounts_under(out), "the XFS loop mount outlives a killed run"
+    _check_cleanup(scenario, out, pid, lease_registry)
+    assert _mounts_under(out) == []
+    loops = [p.read_text() for p in Path("/sys/block").glob("loop*/loop/backing_file")]
+    assert not [b for b in loops if str(out) in b], loops
+    assert list(private_tmp.iterdir()) == []
