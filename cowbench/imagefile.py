@@ -86,6 +86,25 @@ def invoking_user() -> tuple[int, int]:
     return uid, gid
 
 
+def untrusted_writer(path: Path) -> str | None:
+    """Why another user could rename or replace ``path`` or a directory above it (so root
+    must not write there through its name), or None. Each directory from ``/`` down must be
+    owned by root or the invoking user and writable by no one else, unless sticky (``/tmp``:
+    others cannot rename what they do not own)."""
+    uid, gid = invoking_user()
+    real = path.resolve()
+    for d in [*reversed(real.parents), real]:
+        st = os.stat(d)
+        sticky = bool(st.st_mode & stat.S_ISVTX)
+        if st.st_uid not in (0, uid):
+            return f"{d} is owned by uid {st.st_uid}"
+        if st.st_mode & stat.S_IWOTH and not sticky:
+            return f"{d} is writable by every user"
+        if st.st_mode & stat.S_IWGRP and st.st_gid not in (0, gid) and not sticky:
+            return f"{d} is writable by group {st.st_gid}"
+    return None
+
+
 def _in_tree(real: str, trees: tuple[str, ...]) -> bool:
     p = PurePosixPath(real)
     return any(p == PurePosixPath(t) or PurePosixPath(t) in p.parents for t in trees)

@@ -34,6 +34,7 @@ import pandas as pd
 from . import __version__
 from .atomic import atomic_write_bytes, atomic_write_text, atomic_write_with
 from .errors import ScenarioError, UsageError
+from .imagefile import untrusted_writer
 from .safeload import load_json_file
 from .tools import tool_version
 
@@ -107,6 +108,11 @@ class RunDir:
     @classmethod
     def create(cls, path: Path) -> RunDir:
         cls.refuse_existing(path)
+        existing = next(p for p in (path, *path.absolute().parents) if p.exists())
+        why = untrusted_writer(existing)
+        if why is not None:  # root writes run.json and raw/ here by name
+            raise UsageError(f"{path}: {why}, who could swap it while the run writes there; "
+                             "choose a run directory only you (or root) can write")
         try:
             path.mkdir(parents=True, exist_ok=True)
             probe = path / ".cowbench-write-test"

@@ -123,6 +123,28 @@ def test_the_storage_dir_owner_swapping_the_tree_redirects_nothing(
                               and os.listdir(storage / dirs[0]) == []), dirs
 
 
+def test_a_run_directory_another_user_could_swap_is_refused(tmp_path: Path) -> None:
+    """root writes run.json and raw/ by name: not below a directory another user can write
+    (a sticky /tmp is fine: others cannot rename what root made there)."""
+    with shared_dir() as shared:
+        theirs, open_to_all = shared / "theirs", shared / "open"
+        theirs.mkdir()
+        give(theirs)
+        open_to_all.mkdir()
+        open_to_all.chmod(0o777)
+        scenario = tmp_path / "s.yaml"
+        scenario.write_text(yaml.safe_dump(small_dict()))
+        for out, why in ((theirs / "run", f"owned by uid {NOBODY}"),
+                         (open_to_all / "a" / "run", "writable by every user")):
+            proc = _run_cli("run", str(scenario), "--backend", "sim", "--out", str(out))
+            assert proc.returncode == 2 and why in proc.stderr, proc.stderr
+            assert "Traceback" not in proc.stderr and not out.exists()
+        assert os.listdir(theirs) == [] and os.listdir(open_to_all) == []
+        ok = shared / "mine"
+        assert _run_cli("run", str(scenario), "--backend", "sim", "--out",
+                        str(ok)).returncode == 0
+
+
 # -- images from files --------------------------------------------------------------------------
 
 def _run_cli(*args: str, env: dict[str, str] | None = None

@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import statistics
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -38,7 +38,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cowbench.errors import ToolError, UsageError
+from cowbench.fdtree import PrivateDir
 from cowbench.profile import Beside, Probe, Target
+from cowbench.signals import shielded
 from cowbench.tools import absolute, require_tools, run, which
 from real.workload.nbd import NbdExport, stop_servers_in
 
@@ -183,12 +185,15 @@ def check_dir(path: Path, s: Settings) -> None:
 
 @contextmanager
 def _workdir(path: Path) -> Iterator[Path]:
-    work = Path(tempfile.mkdtemp(prefix=".cowbench-calibrate-", dir=path))
+    """A private directory in ``path`` (``cowbench.fdtree``: mode 0700, reached through its
+    descriptor, removed by inode), whoever else can write in ``path``."""
+    with shielded():
+        work = PrivateDir.create(path, f".cowbench-calibrate-{secrets.token_hex(4)}")
     try:
-        yield work
+        yield work.path
     finally:
-        stop_servers_in(work)
-        shutil.rmtree(work, ignore_errors=True)
+        stop_servers_in(work.path)
+        work.remove()
 
 
 class _Images:

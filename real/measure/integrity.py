@@ -23,6 +23,7 @@ The report (``Integrity.report()``) goes into run.json under ``integrity``.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -66,13 +67,16 @@ class Integrity:
     _pool: ThreadPoolExecutor | None = field(default=None, repr=False)
     _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
     _after_started: set[str] = field(default_factory=set, repr=False)
+    #: the path each base is read by (``/proc/<pid>/fd/<fd>/...``: the run's private tree);
+    #: the report shows the name the kernel knew it by (``os.path.realpath``)
+    _access: dict[str, Path] = field(default_factory=dict, repr=False)
 
     def check(self, key: str, path: Path, fmt: str = "qcow2",
               untrusted: bool = False) -> dict[str, Any]:
         """Check one qcow2 image; remember what was wrong. Returns qemu-img's JSON."""
         out = qemu_img_check_any(path, fmt, self.log, untrusted)
         found = {k: int(out.get(k, 0) or 0) for k in ("corruptions", "leaks", "check-errors")}
-        self.checks[key] = {"path": str(path), **found,
+        self.checks[key] = {"path": os.path.realpath(path), **found,
                             "allocated_clusters": out.get("allocated-clusters")}
         bad = [f"{n} {k}" for k, n in found.items() if n]
         if bad:
@@ -82,16 +86,18 @@ class Integrity:
     def hash_before(self, key: str, path: Path) -> None:
         """Start hashing a base once it is complete (in the background: :meth:`settle`
         waits for it); :meth:`hash_after` hashes it again at the end."""
-        self.checksums[key] = {"path": str(path), "digest": DIGEST, "before": None,
-                               "after": None}
+        self.checksums[key] = {"path": os.path.realpath(path), "digest": DIGEST,
+                               "before": None, "after": None}
+        self._access[key] = path
         self._start(key, "before", path)
 
     def expect(self, key: str, path: Path, digest: str, source: str) -> None:
         """A base about to be made whose content is known ahead (``digest``, of what
         ``source`` says it holds): it is not read before the workloads, only at the end, and
         must then hash to ``digest``."""
-        self.checksums[key] = {"path": str(path), "digest": DIGEST, "before": digest,
-                               "after": None, "before_from": source}
+        self.checksums[key] = {"path": os.path.realpath(path), "digest": DIGEST,
+                               "before": digest, "after": None, "before_from": source}
+        self._access[key] = path
 
     def settle(self) -> set[str]:
         """Wait for every digest started; one that failed is a problem of the run. Returns the
@@ -113,7 +119,7 @@ class Integrity:
         for key, entry in self.checksums.items():
             if key not in self._after_started:
                 self._after_started.add(key)
-                self._start(key, "after", Path(entry["path"]))
+                self._start(key, "after", self._access.get(key, Path(entry["path"])))
 
     def compare(self) -> None:
         """Wait for the final digests; a base that changed (or vanished) is a problem."""

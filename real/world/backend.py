@@ -116,7 +116,8 @@ def create_disk(scenario: Scenario, vm: VM, layout: HostLayout, log: RawLog) -> 
     disk.parent.mkdir(parents=True, exist_ok=True)
     fmt = make_root_disk(scenario.strategy_of(vm), base, disk, scenario.root_size(vm), log,
                          vm.name)
-    (disk.parent / "disk.info").write_text(json.dumps({str(disk): fmt}))
+    # the disk's name as the kernel knows it (not the run's /proc/<pid>/fd/<fd> view of it)
+    (disk.parent / "disk.info").write_text(json.dumps({os.path.realpath(disk): fmt}))
     return disk, fmt
 
 

@@ -242,7 +242,8 @@ class RealWorld:
             transfer = self._copy_files(inst, src_dir, dest_dir)
             dest.layers = list(inst.layers)
             self._keep_resize(inst, src_dir)
-        (dest_dir / "disk.info").write_text(json.dumps({str(dest_dir / "disk"): dest.fmt}))
+        info = {os.path.realpath(dest_dir / "disk"): dest.fmt}  # as the kernel names it
+        (dest_dir / "disk.info").write_text(json.dumps(info))
         self.instances[op.vm] = dest
         self.op_done(op, transfer, t0)
 
