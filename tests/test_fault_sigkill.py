@@ -43,9 +43,10 @@ def _children(pid: int) -> list[tuple[int, str]]:
     return found
 
 
-def _tools_of(pid: int, out: Path) -> list[str]:
-    """Live qemu-nbd / fio / qemu-img processes naming the run's paths (its descriptors'
-    ``/proc/<pid>/fd/`` or its run directory)."""
+def _tools_of(pid: int, out: Path, names: tuple[str, ...] = ("qemu-nbd", "fio", "qemu-img",
+                                                              "qemu-io")) -> list[str]:
+    """Live tool processes naming the run's paths (its descriptors' ``/proc/<pid>/fd/`` or
+    its run directory)."""
     needles = (f"/proc/{pid}/fd/".encode(), str(out).encode())
     left = []
     for entry in Path("/proc").iterdir():
@@ -57,7 +58,7 @@ def _tools_of(pid: int, out: Path) -> list[str]:
         except OSError:
             continue
         name = os.path.basename(argv.split(b"\0")[0].decode(errors="replace"))
-        if name in ("qemu-nbd", "fio", "qemu-img", "qemu-io") and state != "Z" \
+        if name in names and state != "Z" \
                 and any(n in argv for n in needles):
             left.append(argv.replace(b"\0", b" ").decode(errors="replace"))
     return left
@@ -99,7 +100,11 @@ def _gone_within(cond: Any, seconds: float) -> bool:
 
 
 def _check_cleanup(scenario: Path, out: Path, pid: int, lease_registry: Path) -> None:
-    assert _gone_within(lambda: not _tools_of(pid, out), 2), _tools_of(pid, out)
+    """qemu-nbd and fio's main process get PR_SET_PDEATHSIG; fio's job processes (forked by
+    fio) do not, and fio does not always stop them when it is signalled early (seen once in
+    eight kills on the loaded machine): those are ``cowbench gc``'s to stop."""
+    servers = ("qemu-nbd", "qemu-img", "qemu-io")
+    assert _gone_within(lambda: not _tools_of(pid, out, servers), 2), _tools_of(pid, out)
     assert json.loads((out / "run.json").read_text())["status"] == "running"
     shown = _cowbench("show", str(out))
     assert f"abandoned (pid {pid} is gone" in shown.stdout, shown.stdout
@@ -110,6 +115,7 @@ def _check_cleanup(scenario: Path, out: Path, pid: int, lease_registry: Path) ->
     assert str(out) in warned.stderr
     gc = _cowbench("gc")
     assert gc.returncode == 0 and "abandoned" in gc.stdout, gc.stderr
+    assert _tools_of(pid, out) == []
     meta = json.loads((out / "run.json").read_text())
     assert meta["status"] == "abandoned" and f"pid {pid}" in meta["reason"]
     assert not (out / "work").exists() and not (out / "lease.json").exists()
