@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +68,7 @@ class FioRun:
         if wl.write_iolog:  # what fio issued, for `cowbench repredict`
             self.argv += record_options(wl, self.dir)
         self.proc: subprocess.Popen[bytes] | None = None
+        self._watchdog: subprocess.Popen[bytes] | None = None
 
     def start(self) -> FioRun:
         (self.dir / "argv.json").write_text(json.dumps(self.argv, indent=1) + "\n")
@@ -81,7 +83,27 @@ class FioRun:
             self.proc = subprocess.Popen(self.argv, stdout=self._stdout, stderr=self._stderr,
                                          stdin=subprocess.DEVNULL, start_new_session=True,
                                          cwd=self.dir, preexec_fn=dies_with_us(signal.SIGTERM))
+            self._watchdog = _watch_group(self.proc.pid)
         return self
+
+    def _exited(self, block: bool) -> bool:
+        """Has fio exited? Asked without reaping it (``WNOWAIT``): while it is unreaped its
+        process group id cannot be reused, so the watchdog can still be trusted with it."""
+        assert self.proc is not None
+        if self.proc.returncode is not None:
+            return True
+        flags = os.WEXITED | os.WNOWAIT | (0 if block else os.WNOHANG)
+        try:
+            return os.waitid(os.P_PID, self.proc.pid, flags) is not None
+        except ChildProcessError:
+            return True
+
+    def _drop_watchdog(self) -> None:
+        """fio has exited or is being stopped by us: its watchdog goes (SIGKILL: no trap)."""
+        if self._watchdog is not None:
+            self._watchdog.kill()
+            self._watchdog.wait()
+            self._watchdog = None
 
     @property
     def pid(self) -> int:
@@ -90,10 +112,15 @@ class FioRun:
 
     def poll(self) -> int | None:
         assert self.proc is not None
+        if not self._exited(block=False):
+            return None
+        self._drop_watchdog()
         return self.proc.poll()
 
     def wait(self) -> FioResult:
         assert self.proc is not None
+        self._exited(block=True)
+        self._drop_watchdog()
         rc = self.proc.wait()
         self._close(rc)
         stderr = (self.dir / "stderr").read_text(errors="replace")
@@ -117,6 +144,7 @@ class FioRun:
         SIGKILL after ``timeout``), shielded from SIGINT/SIGTERM so an interrupt cannot leave
         it half-stopped; drop its partial JSON."""
         with shielded():
+            self._drop_watchdog()
             if self.proc is not None and self.proc.poll() is None:
                 _signal_group(self.proc.pid, signal.SIGTERM)
                 deadline = time.monotonic() + timeout
@@ -129,6 +157,33 @@ class FioRun:
                 _signal_group(self.proc.pid, signal.SIGKILL)  # a job fio left behind
                 _reap_group(self.proc.pid)
             self.partial_path.unlink(missing_ok=True)
+
+
+#: fio's job processes are forked by fio, without PR_SET_PDEATHSIG, and fio does not always
+#: stop them when it is signalled early; an orphaned job whose qemu-nbd is gone spins writing
+#: errors to raw/ (25 GB in 15 minutes here). So a watchdog per fio, a child that dies with
+#: cowbench (SIGTERM) and then stops fio's whole process group: SIGTERM, SIGKILL a second later.
+_WATCHDOG = """
+import os, signal, sys, time
+group = int(sys.argv[1])
+def stop(*_):
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(group, sig)
+        except OSError:
+            break
+        time.sleep(1)
+    os._exit(0)
+signal.signal(signal.SIGTERM, stop)
+while True:
+    signal.pause()
+"""
+
+
+def _watch_group(pgid: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-S", "-c", _WATCHDOG, str(pgid)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, preexec_fn=dies_with_us(signal.SIGTERM))
 
 
 def _signal_group(pgid: int, signum: int) -> None:

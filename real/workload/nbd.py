@@ -143,6 +143,8 @@ class NbdExport:
         argv = [which("qemu-nbd"), "-k", str(self.socket), "-t", "-e", "0",
                 f"--cache={self.cache}", f"--aio={self.aio}", f"--discard={self.discard}",
                 f"--detect-zeroes={self.detect_zeroes}", *target]
+        if self.log is not None:  # the export's description names the run (ps, cowbench gc)
+            argv[1:1] = ["-D", f"cowbench {self.log.root}"]
         out = self._log_dir(argv)
         with open(out / "stdout", "wb") as so, open(out / "stderr", "wb") as se, shielded():
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=so, stderr=se,
