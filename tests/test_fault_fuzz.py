@@ -274,5 +274,5 @@ def test_commands_on_damaged_run_and_sweep_dirs_fail_cleanly(pristine: dict[str,
                 (target, kind, command, stderr)
             assert "internal error" not in stderr, (target, kind, command, stderr)
         if which == "sweep" and command[0] == "sweep" and (d / "sweep.json").is_file():
-            meta = (d / "sweep.json").read_text()
-            assert '"status": "running"' not in meta, meta
+            meta = (d / "sweep.json").read_bytes()
+            assert b'"status": "running"' not in meta, meta
