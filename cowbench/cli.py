@@ -354,7 +354,7 @@ def fio_json_cmd(run_dir: Annotated[Path, typer.Argument(help="A run directory w
     pred = run_dir / "predicted.parquet"
     if not pred.is_file():
         raise UsageError(f"{run_dir}: no predicted.parquet (run the model: --backend sim|both)")
-    scenario = load_scenario(run_dir / "scenario.yaml")
+    scenario = load_scenario(run_dir / "scenario.yaml", resolved=True)
     paths = write_fio_json(run_dir, scenario, read_records(pred))
     out.print(f"{len(paths)} fio JSON file(s) in {_bold(run_dir / 'fio-json')}", soft_wrap=True)
     if logs:

@@ -100,7 +100,7 @@ def _read_scenario(path: Path) -> dict[str, Any]:
     if not path.exists() and not path.is_symlink():
         return {}
     try:
-        data = load_yaml_file(path, "scenario")
+        data = load_yaml_file(path, "scenario", resolved=True)
     except ScenarioError as err:
         raise UsageError(f"cannot read the resolved scenario: {err}") from None
     return data if isinstance(data, dict) else {}

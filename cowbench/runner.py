@@ -233,7 +233,7 @@ def repredict(run_dir: Path) -> tuple[Path, Path | None]:
     """Re-run the model on the offsets a finished real run recorded; write
     ``repredicted.parquet`` and, with measurements, ``comparison-repredicted.csv``."""
     run_dir = absolute(run_dir)
-    scenario = load_scenario(run_dir / "scenario.yaml")
+    scenario = load_scenario(run_dir / "scenario.yaml", resolved=True)
     meta = read_run(run_dir)
     traces = recorded_run_traces(run_dir, scenario)
     seed = int(meta.get("seed", scenario.seed))

@@ -6,10 +6,14 @@ here, so one set of limits holds for all of them:
 - a file is opened with ``O_NONBLOCK`` and checked with ``fstat`` before a byte is read: a FIFO,
   a device (``/dev/zero``), a socket or a directory is refused at once, never read until it
   blocks or fills memory; a regular file larger than :data:`MAX_INPUT_BYTES` is refused;
-- YAML goes through one safe loader (PyYAML's ``SafeLoader``, pure Python) that refuses
-  nesting deeper than :data:`MAX_DEPTH`, more than :data:`MAX_ALIASES` aliases, a document
-  whose aliases would expand to more than :data:`MAX_NODES` nodes (the "billion laughs"), and
-  a key given twice in one mapping (YAML says keys are unique; PyYAML keeps the last silently).
+- YAML goes through one safe loader (PyYAML's safe composer and constructor, over libyaml's
+  parser when PyYAML has it, else PyYAML's pure-Python one: the same limits either way) that
+  refuses nesting deeper than :data:`MAX_DEPTH`, more than :data:`MAX_ALIASES` aliases, a
+  document whose aliases would expand to more than :data:`MAX_NODES` nodes (the "billion
+  laughs"), and a key given twice in one mapping (YAML says keys are unique; PyYAML keeps the
+  last silently);
+- a run directory's own ``scenario.yaml`` (``resolved=True``) is read with
+  :data:`MAX_RESOLVED_BYTES` and :data:`MAX_RESOLVED_NODES` instead.
 
 Errors are :class:`~cowbench.errors.ScenarioError` (exit 2) naming the file, the line and the
 reason, never a traceback.
@@ -24,7 +28,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from yaml.composer import Composer
+from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.resolver import Resolver
 
 from .errors import ScenarioError
 
@@ -37,6 +44,11 @@ MAX_DEPTH = 64
 MAX_ALIASES = 1000
 #: Most nodes a document may hold once every alias is expanded.
 MAX_NODES = 2_000_000
+#: The same two caps for a run directory's own ``scenario.yaml``, which cowbench wrote: the
+#: resolved form of the largest scenario the bounds admit (10^5 VMs, each with its own
+#: strategy) holds about 4.5 million nodes in 40 MiB. Parsing that many takes a few GiB.
+MAX_RESOLVED_BYTES = 64 << 20
+MAX_RESOLVED_NODES = 8_000_000
 
 _KIND = {stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device", stat.S_IFBLK:
          "a block device", stat.S_IFSOCK: "a socket", stat.S_IFDIR: "a directory"}
@@ -44,6 +56,10 @@ _KIND = {stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device", stat.S_IFBL
 
 def _refuse(source: str, reason: str) -> ScenarioError:
     return ScenarioError(source, [("", reason)])
+
+
+def _a(what: str) -> str:
+    return f"{'an' if what[:1] in tuple('aeiou') else 'a'} {what}"
 
 
 def read_input(path: str | Path, what: str = "input", limit: int = MAX_INPUT_BYTES) -> str:
@@ -62,14 +78,14 @@ def read_input(path: str | Path, what: str = "input", limit: int = MAX_INPUT_BYT
             raise _refuse(source, f"is {kind}, not a regular file; refused")
         if st.st_size > limit:
             raise _refuse(source, f"{st.st_size} bytes: larger than the {limit >> 20} MiB "
-                                  f"an {what} file may be")
+                                  f"{_a(what)} file may be")
         data = _read_at_most(fd, limit + 1)
     except OSError as err:
         raise _refuse(source, f"cannot read: {err.strerror or err}") from None
     finally:
         os.close(fd)
     if len(data) > limit:  # grew while being read
-        raise _refuse(source, f"larger than the {limit >> 20} MiB an {what} file may be")
+        raise _refuse(source, f"larger than the {limit >> 20} MiB {_a(what)} file may be")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -88,37 +104,39 @@ def _read_at_most(fd: int, n: int) -> bytes:
     return b"".join(chunks)
 
 
-class _BoundedLoader(yaml.SafeLoader):
-    """PyYAML's safe loader with depth and alias limits, and duplicate keys refused."""
+class _Limits:
+    """Depth and alias limits while composing, duplicate keys refused while constructing:
+    mixed into a loader whose composer is PyYAML's ``Composer``."""
 
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._depth = 0
-        self._aliases = 0
+    _depth = 0
+    _aliases = 0
 
     def compose_node(self, parent: Node | None, index: Any) -> Node | None:
-        if self.check_event(yaml.AliasEvent):
+        loader: Any = self
+        if loader.check_event(yaml.AliasEvent):
             self._aliases += 1
             if self._aliases > MAX_ALIASES:
                 raise yaml.composer.ComposerError(
                     None, None, f"more than {MAX_ALIASES} aliases; refused",
-                    self.peek_event().start_mark)  # type: ignore[no-untyped-call]
+                    loader.peek_event().start_mark)
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH:
                 raise yaml.composer.ComposerError(
                     None, None, f"nested more than {MAX_DEPTH} deep; refused",
-                    self.peek_event().start_mark)  # type: ignore[no-untyped-call]
-            return super().compose_node(parent, index)
+                    loader.peek_event().start_mark)
+            node: Node | None = Composer.compose_node(loader, parent, index)
+            return node
         finally:
             self._depth -= 1
 
     def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
+        loader: Any = self
         seen: dict[Any, Node] = {}
         for key_node, _ in node.value:
             if not isinstance(key_node, ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
                 continue
-            key = self.construct_object(key_node, deep=True)
+            key = loader.construct_object(key_node, deep=True)
             try:
                 first = seen.setdefault(key, key_node)
             except TypeError:  # an unhashable key: PyYAML reports it itself
@@ -127,10 +145,39 @@ class _BoundedLoader(yaml.SafeLoader):
                 raise yaml.constructor.ConstructorError(
                     None, None, f"duplicate key {key!r} (first given at line "
                                 f"{first.start_mark.line + 1}); refused", key_node.start_mark)
-        return super().construct_mapping(node, deep=deep)
+        mapping: dict[Any, Any] = SafeConstructor.construct_mapping(loader, node, deep=deep)
+        return mapping
 
 
-def _expanded_nodes(root: Node) -> int:
+class _PyLoader(_Limits, yaml.SafeLoader):
+    """Pure Python: PyYAML's own reader, scanner and parser."""
+
+
+def _loader(text: str) -> Any:
+    """A bounded loader for ``text``: libyaml parses the events when PyYAML has it (several
+    times faster on a large resolved scenario), the composition and construction are
+    PyYAML's Python, with the limits above."""
+    if not yaml.__with_libyaml__:
+        return _PyLoader(text)
+    from yaml.cyaml import CParser  # type: ignore[attr-defined]
+
+    class _CLoader(_Limits, CParser, SafeConstructor, Resolver):
+        get_single_node = Composer.get_single_node
+        compose_document = Composer.compose_document
+        compose_scalar_node = Composer.compose_scalar_node
+        compose_sequence_node = Composer.compose_sequence_node
+        compose_mapping_node = Composer.compose_mapping_node
+
+        def __init__(self, stream: str) -> None:
+            CParser.__init__(self, stream)
+            SafeConstructor.__init__(self)
+            Resolver.__init__(self)
+            self.anchors: dict[str, Node] = {}
+
+    return _CLoader(text)
+
+
+def _expanded_nodes(root: Node, cap: int) -> int:
     """Nodes of the document with every alias expanded, counted without expanding them."""
     sizes: dict[int, int] = {}
     busy: set[int] = set()
@@ -148,16 +195,16 @@ def _expanded_nodes(root: Node) -> int:
         elif isinstance(node, MappingNode):
             n += sum(size(k) + size(v) for k, v in node.value)
         busy.discard(key)
-        sizes[key] = n = min(n, MAX_NODES + 1)
+        sizes[key] = n = min(n, cap + 1)
         return n
 
     return size(root)
 
 
-def load_yaml(text: str, source: str) -> Any:
+def load_yaml(text: str, source: str, max_nodes: int = MAX_NODES) -> Any:
     """One YAML document from ``text``, under the limits above."""
     try:
-        loader = _BoundedLoader(text)
+        loader = _loader(text)
     except yaml.YAMLError as err:  # the reader refuses control characters at once
         raise _refuse(source, f"not valid YAML: {_yaml_reason(err)}") from None
     try:
@@ -165,9 +212,9 @@ def load_yaml(text: str, source: str) -> Any:
         if node is None:
             return None
         try:
-            if _expanded_nodes(node) > MAX_NODES:
+            if _expanded_nodes(node, max_nodes) > max_nodes:
                 raise _refuse(source, f"not valid YAML: its aliases expand to more than "
-                                      f"{MAX_NODES} nodes; refused")
+                                      f"{max_nodes} nodes; refused")
         except ValueError as err:
             raise _refuse(source, f"not valid YAML: {err}") from None
         return loader.construct_document(node)
@@ -184,8 +231,12 @@ def _yaml_reason(err: yaml.YAMLError) -> str:
     return f"{where}{problem}"
 
 
-def load_yaml_file(path: str | Path, what: str = "input") -> Any:
-    """Read and parse a YAML file under every limit of this module."""
+def load_yaml_file(path: str | Path, what: str = "input", resolved: bool = False) -> Any:
+    """Read and parse a YAML file under every limit of this module (``resolved``: the larger
+    caps of a run directory's own ``scenario.yaml``)."""
+    if resolved:
+        return load_yaml(read_input(path, what, MAX_RESOLVED_BYTES), str(path),
+                         MAX_RESOLVED_NODES)
     return load_yaml(read_input(path, what), str(path))
 
 

@@ -683,13 +683,14 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
     return s
 
 
-def load_scenario(path: str | Path) -> Scenario:
+def load_scenario(path: str | Path, resolved: bool = False) -> Scenario:
     """Read, parse and validate a scenario file. Every problem names its key path.
 
     The file is read and parsed under :mod:`cowbench.safeload`'s limits (a regular file of
-    bounded size; YAML without duplicate keys, deep nesting or alias bombs)."""
+    bounded size; YAML without duplicate keys, deep nesting or alias bombs); ``resolved``: a
+    run directory's own scenario.yaml, with the larger caps its resolved form needs."""
     origins: dict[str, str] = {}
-    data = expand_scenario(load_yaml_file(path, "scenario"), Path(path).parent, origins)
+    data = expand_scenario(load_yaml_file(path, "scenario", resolved), Path(path).parent, origins)
     try:
         return parse_scenario(data, str(path))
     except ScenarioError as err:  # an option from a job file: named by its place there
