@@ -114,11 +114,11 @@ def main() -> None:
     args, extra = ap.parse_known_args()
     wrap_all()
     top = Path(tempfile.mkdtemp(prefix="cowbench-phases-", dir=args.dir))
-    argv = ["run", str(ROOT / "scenarios" / "quickstart.yaml"), "--backend", "real",
-            "--out", str(top / "run"), *extra]
+    cli_args = ["run", str(ROOT / "scenarios" / "quickstart.yaml"), "--backend", "real",
+                "--out", str(top / "run"), *extra]
     t0 = time.perf_counter()
     try:
-        cowbench.cli.app(argv, standalone_mode=False)
+        cowbench.cli.app(cli_args, standalone_mode=False)
     finally:
         wall = time.perf_counter() - t0
         shutil.rmtree(top, ignore_errors=True)

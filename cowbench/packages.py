@@ -32,6 +32,8 @@ PROGRAMS: dict[str, tuple[str, str]] = {
     "mkfs.ext4": ("e2fsprogs", "test"),
     "filefrag": ("e2fsprogs", "test"),
     "truncate": ("coreutils", "test"),
+    "sleep": ("coreutils", "test"),
+    "findmnt": ("util-linux", "test"),  # the filesystem under a directory (profile tests)
     "pgrep": ("procps", "test"),
     "chromium": ("chromium", "test"),  # report.html opened headless
     "bash": ("bash", "test"),  # runs scripts/bootstrap.sh (essential in Debian)

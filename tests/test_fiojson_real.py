@@ -19,6 +19,7 @@ import pytest
 from cowbench.fiojson import fio_json
 from cowbench.runner import run_scenario
 from cowbench.scenario import Workload
+from cowbench.tools import which
 from sim import simulate
 
 from .clirun import cowbench
@@ -30,7 +31,7 @@ pytestmark = [pytest.mark.real, needs_tools]
 def real_fio(tmp: Path, wl: Workload, name: str) -> dict[str, Any]:
     """A real fio 3.33 run of ``wl`` on a file in ``tmp`` (libaio, direct), its JSON."""
     target, out = tmp / f"{name}.dat", tmp / f"{name}.json"
-    argv = [str(shutil.which("fio")), f"--name={name}", "--ioengine=libaio", "--direct=1",
+    argv = [which("fio"), f"--name={name}", "--ioengine=libaio", "--direct=1",
             f"--filename={target}", "--size=4M", f"--io_size={wl.io_size or 4 << 20}",
             f"--rw={wl.rw}", f"--bs={wl.bs}", f"--iodepth={wl.iodepth}",
             f"--numjobs={wl.numjobs}", f"--rwmixread={wl.rwmixread}", "--output-format=json",
@@ -114,7 +115,7 @@ def test_fio_plot_draws_the_model_logs_beside_real_fio_logs(tmp_path: Path) -> N
                     tmp_path / "model" / f"{name}_{kind}.1.log")
     (tmp_path / "real").mkdir()
     logs = [f"--write_{k}_log={tmp_path / 'real' / name}" for k in ("bw", "iops", "lat")]
-    subprocess.run([str(shutil.which("fio")), "--name=a", "--ioengine=libaio", "--direct=1",
+    subprocess.run([which("fio"), "--name=a", "--ioengine=libaio", "--direct=1",
                     f"--filename={tmp_path / 'a.dat'}", "--size=4M", "--rw=randwrite",
                     "--bs=4096", f"--iodepth={wl.iodepth}", "--time_based=1", "--runtime=1s",
                     "--log_avg_msec=20", *logs,
