@@ -4,8 +4,9 @@ enough that the model's expected memory stays under the 8 GiB budget (``cowbench
 beside the next size up, which ``validate`` refuses naming fleet mode.
 
 Each command runs as a child of this script; the figures printed are its maximum resident set
-size (getrusage of the children, one command at a time), wall time and CPU time. It needs about 8 GiB of free memory and a few minutes; nothing is
-asserted (a shared machine's wall time varies, CPU time much less).
+size (getrusage of the children, one command at a time), wall time and CPU time. It needs
+about 8 GiB of free memory and a few minutes; nothing is asserted (a shared machine's wall
+time varies, CPU time much less).
 
     .venv/bin/python benchmarks/largest_scenario.py [--size 416MiB] [--count 100000]
 """
