@@ -28,6 +28,7 @@ from typing import Any
 
 from .atomic import atomic_write_text
 from .fdtree import PrivateDir, detach_mount, fd_path, remove_recorded
+from .tools import process_cmdlines
 
 LEASE = "lease.json"
 TOOLS = ("qemu-nbd", "qemu-img", "qemu-io", "fio", "cp", "rsync", "xfs_io", "mkfs.xfs",
@@ -170,18 +171,12 @@ def _needles(record: dict[str, Any]) -> list[bytes]:
 def _stop_processes(record: dict[str, Any]) -> list[int]:
     needles = _needles(record)
     pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        name = os.path.basename(argv[0].decode(errors="replace")) if argv else ""
-        ticks = start_ticks(int(entry.name))
+    for pid, argv in process_cmdlines():
+        name = os.path.basename(argv[0].decode(errors="replace"))
+        ticks = start_ticks(pid)
         if (name in TOOLS and ticks is not None and ticks >= (record.get("start_ticks") or 0)
                 and any(n in a for a in argv for n in needles)):
-            pids.append(int(entry.name))
+            pids.append(pid)
     for pid in pids:
         _kill(pid)
     return pids

@@ -19,7 +19,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -346,6 +346,20 @@ def wait_exit(pids: Sequence[int], timeout: float) -> None:
     finally:
         for fd in fds:
             os.close(fd)
+
+
+def process_cmdlines() -> Iterator[tuple[int, list[bytes]]]:
+    """Every process this kernel shows and its command line (``/proc/<pid>/cmdline`` split at
+    NULs; kernel threads and processes gone meanwhile are skipped)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0]:
+            yield int(entry.name), argv
 
 
 def pid_alive(pid: int) -> bool:

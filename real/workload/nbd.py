@@ -24,7 +24,16 @@ from types import TracebackType
 
 from cowbench.errors import CowbenchError, ToolError
 from cowbench.signals import shielded
-from cowbench.tools import RawLog, dies_with_us, pid_alive, proc_io, run, wait_exit, which
+from cowbench.tools import (
+    RawLog,
+    dies_with_us,
+    pid_alive,
+    proc_io,
+    process_cmdlines,
+    run,
+    wait_exit,
+    which,
+)
 
 _PR_SET_CHILD_SUBREAPER = 36
 
@@ -59,16 +68,10 @@ def pids_serving(socket: Path, prefix: bool = False) -> list[int]:
     if prefix:
         want += b"/"
     found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
+    for pid, argv in process_cmdlines():
         hit = any(a.startswith(want) for a in argv) if prefix else want in argv
-        if argv and argv[0].endswith(b"qemu-nbd") and hit:
-            found.append(int(entry.name))
+        if argv[0].endswith(b"qemu-nbd") and hit:
+            found.append(pid)
     return found
 
 
