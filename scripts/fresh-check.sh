@@ -9,8 +9,9 @@
 # pytest selection). Everything comes from Debian's and PyPI's registries, nothing from here.
 #
 # Prints each phase's time and the total. Measured on the 2-core development machine
-# (2026-12-02, shared with other work): 700 s in all (debootstrap 76 s, quickstart 210 s with
-# its installs, test.sh smoke 340 s with chromium's install); README, "Checking a fresh machine".
+# (2026-12-02, beside a full test suite): 297 s in all (debootstrap 27 s, quickstart 167 s with
+# its installs and calibration, test.sh smoke 97 s with chromium's install; 700 s on a busier
+# machine); README, "Checking a fresh machine".
 #
 # Run as root (debootstrap, chroot, mounts): ./scripts/fresh-check.sh [--keep] [-- PYTEST ARGS]
 # It always unmounts what it mounted and stops every process left in the root, on success,
