@@ -65,17 +65,20 @@ def execute_notebook(source: Path, out: Path, params: dict[str, Any], work: Path
 
 def _wait_reporting(proc: subprocess.Popen[bytes], log: Path,
                     progress: Callable[[int, int], None]) -> int:
-    """Wait for papermill, passing on each cell it finishes (polled 5 times a second)."""
+    """Wait for papermill, passing on each cell it finishes (polled 5 times a second; the log
+    is read once more after papermill exits, so the last cells are never missed)."""
     seen = (-1, -1)
     while True:
         try:
-            return proc.wait(timeout=0.2)
+            returncode: int | None = proc.wait(timeout=0.2)
         except subprocess.TimeoutExpired:
-            pass
+            returncode = None
         found = _CELLS.findall(log.read_bytes()[-4096:])
         if found and (now := (int(found[-1][0]), int(found[-1][1]))) != seen:
             seen = now
             progress(*now)
+        if returncode is not None:
+            return returncode
 
 
 def failure(out: Path, log: Path) -> str:
