@@ -43,7 +43,11 @@ def client_for(scheduler: str, workers: int | None) -> Any:
         with _workers_ignore_sigint():
             cluster = LocalCluster(  # type: ignore[no-untyped-call]
                 n_workers=workers or 2, threads_per_worker=1, processes=True,
-                host="127.0.0.1", dashboard_address=None, silence_logs=logging.WARNING)
+                host="127.0.0.1", dashboard_address=None,
+                # a point's failure comes back through its future; the workers' own log (a
+                # heartbeat that fails while an interrupted sweep stops them prints a
+                # traceback) is not the user's to read
+                silence_logs=logging.CRITICAL)
         return Client(cluster), cluster  # type: ignore[no-untyped-call]
     if scheduler == "inprocess":
         client = Client(  # type: ignore[no-untyped-call]
