@@ -1,0 +1,11 @@
+"""Nova's behaviour in one pure place (FACTS.md section 1), for timelines, fleets and backends.
+
+- :mod:`.placement`: DISK_GB claims and inventories, the scheduler's spread choice;
+- :mod:`.draws`: arrivals (a Poisson process) and lifetimes, mixes and policies, from named
+  random streams;
+- :mod:`.imagecache`: the image cache manager's pass (aging unused bases);
+- :mod:`.clock`: when passes and samples happen;
+- :mod:`.schema`: how a scenario spells flavors, lifetimes, the image cache and host disks.
+
+Pure: numpy and pydantic only, no I/O, nothing from ``sim`` or ``real``.
+"""

@@ -1,0 +1,126 @@
+"""How a scenario spells Nova's settings, once for timelines and fleets (FACTS.md section 1).
+
+- :class:`Flavor`: a flavor's disks (root, ephemeral, swap) and the DISK_GB it claims;
+- :class:`Lifetime`: how long a VM lives (one distribution family, mean in ``mean_s``);
+- :class:`ImageCacheSettings`: ``[image_cache]`` (the scenario's ``nova.image_cache``);
+- :class:`HostDisk`: a host's disk as placement sees it (``hosts[]`` and a fleet's host pool).
+
+Keys renamed when timelines and fleets were given one language (``mean`` -> ``mean_s``,
+``capacity`` -> ``capacity_bytes``, ...) are still read: :func:`renamed` moves them to their
+new spelling and warns once, naming the key.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from ..units import parse_duration, parse_size
+from .placement import disk_gb_bytes, inventory
+
+Bytes = Annotated[int, BeforeValidator(parse_size)]
+Seconds = Annotated[float, BeforeValidator(parse_duration)]
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")]
+
+GIB = 1 << 30
+MIB = 1 << 20
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def renamed(data: Any, where: str, old_to_new: dict[str, str]) -> Any:
+    """``data`` with old keys moved to their new names (a FutureWarning names each); both
+    spellings at once is an error naming the old key."""
+    if not isinstance(data, dict):
+        return data
+    out = dict(data)
+    for old, new in old_to_new.items():
+        if old not in out:
+            continue
+        if new in out:
+            raise ValueError(f"{where}{old} and {where}{new} are the same setting "
+                             f"({old} is its old name): give only {new}")
+        warnings.warn(f"{where}{old} is now spelt {where}{new}", FutureWarning, stacklevel=2)
+        out[new] = out.pop(old)
+    return out
+
+
+class Flavor(_Frozen):
+    """A Nova flavor's disks, in bytes. Nova counts ephemeral in GB and swap in MB."""
+
+    name: Name
+    root: Bytes = Field(gt=0, description="root_gb, in bytes")
+    ephemeral: Bytes = Field(default=0, description="ephemeral_gb, in bytes (whole GiB)")
+    swap: Bytes = Field(default=0, description="swap (MB), in bytes (whole MiB)")
+
+    @model_validator(mode="after")
+    def _whole_units(self) -> Flavor:
+        if self.ephemeral % GIB:
+            raise ValueError("ephemeral must be whole GiB (Nova flavors count GB)")
+        if self.swap % MIB:
+            raise ValueError("swap must be whole MiB (Nova flavors count swap in MB)")
+        return self
+
+    @property
+    def disk_gb_bytes(self) -> int:
+        """Placement's DISK_GB for this flavor, in bytes (swap rounded up to a GiB)."""
+        return disk_gb_bytes(self.root, self.ephemeral, self.swap)
+
+
+class Lifetime(_Frozen):
+    """How long a VM lives: ``fixed`` (always ``mean_s``), ``exponential``, ``uniform`` on
+    [0, 2 mean_s] or ``lognormal`` (with ``sigma``), of mean ``mean_s``."""
+
+    distribution: Literal["fixed", "exponential", "uniform", "lognormal"] = "exponential"
+    mean_s: Seconds = Field(gt=0)
+    sigma: float = Field(default=1.0, gt=0, le=5, description="lognormal only")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_names(cls, data: Any) -> Any:
+        return renamed(data, "lifetime.", {"mean": "mean_s"})
+
+
+class ImageCacheSettings(_Frozen):
+    """``[image_cache]``: the cache manager's pass and how old an unused base must be."""
+
+    manager_interval_s: Seconds = Field(default=2400.0, gt=0)
+    remove_unused_base_images: bool = True
+    remove_unused_original_minimum_age_s: Seconds = Field(default=86400.0, ge=0)
+    remove_unused_resized_minimum_age_s: Seconds = Field(default=3600.0, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_names(cls, data: Any) -> Any:
+        return renamed(data, "image_cache.", {
+            "manager_interval": "manager_interval_s",
+            "remove_unused_original_minimum_age": "remove_unused_original_minimum_age_s",
+            "remove_unused_resized_minimum_age": "remove_unused_resized_minimum_age_s"})
+
+
+class HostDisk(_Frozen):
+    """A host's disk for instances as placement sees it (``hosts[]``, a fleet's host pool)."""
+
+    capacity_bytes: Bytes | None = Field(
+        default=None, gt=0,
+        description="Disk for instances; with disk_allocation_ratio, what placement may give.")
+    disk_allocation_ratio: float = Field(default=1.0, gt=0, le=100)
+    reserved_host_disk_bytes: Bytes = Field(
+        default=0, ge=0, description="reserved_host_disk_mb, in bytes")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_names(cls, data: Any) -> Any:
+        return renamed(data, "hosts.", {"capacity": "capacity_bytes",
+                                        "reserved_host_disk": "reserved_host_disk_bytes"})
+
+    @property
+    def placement_capacity(self) -> float:
+        """DISK_GB inventory: ``(capacity - reserved) x disk_allocation_ratio`` (inf without a
+        capacity)."""
+        return inventory(self.capacity_bytes, self.disk_allocation_ratio,
+                         self.reserved_host_disk_bytes)

@@ -1,0 +1,86 @@
+"""cowbench.nova's pure functions: placement, draws, the cache manager's pass, the clock."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from cowbench.nova.clock import sample_times, tick_count
+from cowbench.nova.draws import arrival_times, lifetimes, streams
+from cowbench.nova.imagecache import cache_pass
+from cowbench.nova.placement import NO_VALID_HOST, Placement, disk_gb_bytes, inventory
+from cowbench.nova.schema import Flavor, HostDisk, ImageCacheSettings, Lifetime
+
+GIB = 1 << 30
+
+
+def test_disk_gb_counts_swap_in_whole_gib_and_inventory_subtracts_reserved_first() -> None:
+    assert disk_gb_bytes(20 * GIB, 10 * GIB, 512 << 20) == 31 * GIB
+    assert Flavor(name="f", root="2GiB", swap="1GiB").disk_gb_bytes == 3 * GIB
+    assert inventory(100, 1.5, 20) == 120
+    assert inventory(None) == math.inf
+    assert HostDisk(capacity_bytes="10GiB", disk_allocation_ratio=2,
+                    reserved_host_disk_bytes="1GiB").placement_capacity == 18 * GIB
+
+
+def test_spread_picks_the_most_free_disk_and_refuses_when_nothing_fits() -> None:
+    p = Placement([10.0, 10.0, 10.0])
+    assert [p.select(4) for _ in range(1)] == [0]
+    for h in (0, 1, 2, 0):
+        assert p.select(4) == h and p.claim(h, 4)
+    assert p.select(4, exclude=1) == 2  # host 1 is the source: never the destination
+    assert p.select(7) == NO_VALID_HOST
+    p.release(0, 8)
+    assert p.select(7) == 0
+    assert not p.claim(1, 7)  # a forced host may be overcommitted: the claim says so
+
+
+def test_unlimited_hosts_take_vms_in_turn() -> None:
+    p = Placement([math.inf] * 3)
+    got = []
+    for _ in range(6):
+        h = p.select(5)
+        p.claim(h, 5)
+        got.append(h)
+    assert got == [0, 1, 2, 0, 1, 2]
+
+
+def test_draws_keep_their_prefix_whatever_the_count_or_the_end() -> None:
+    a = arrival_times(streams(3)["arrivals"], 0.01, count=50)
+    b = arrival_times(streams(3)["arrivals"], 0.01, until=float(a[29]))
+    c = arrival_times(streams(3)["arrivals"], 0.01, until=1e7)  # several chunks
+    assert np.array_equal(a[:30], b) and np.array_equal(a, c[:50])
+    assert np.all(np.diff(c) > 0) and c[-1] <= 1e7
+    assert abs(c.size - 1e5) < 5 * math.sqrt(1e5)  # Poisson count around rate x time
+    for dist in ("fixed", "exponential", "uniform", "lognormal"):
+        lt = Lifetime(distribution=dist, mean_s=100, sigma=0.5)
+        x = lifetimes(lt, streams(1)["lifetimes"], 20_000)
+        assert np.array_equal(x[:7], lifetimes(lt, streams(1)["lifetimes"], 7))
+        assert x.mean() == pytest.approx(100, rel=0.03)
+
+
+def test_a_pass_touches_bases_in_use_and_removes_old_unused_ones() -> None:
+    ic = ImageCacheSettings(remove_unused_original_minimum_age_s=100,
+                            remove_unused_resized_minimum_age_s=10)
+    mtime, gone = cache_pass(150.0, [True, False, False, False], [0, 0, 60, 120], ic,
+                             resized=[False, False, False, True])
+    assert mtime.tolist() == [150, 0, 60, 120]
+    assert gone.tolist() == [False, True, False, True]
+    off = ImageCacheSettings(remove_unused_base_images=False)
+    assert not cache_pass(1e9, [[False]], [[0.0]], off)[1].any()
+
+
+def test_ticks_keep_an_end_on_the_grid() -> None:
+    assert tick_count(0.1, 0.3) == 3 and tick_count(None, 5) == 0
+    assert tick_count(1.0, math.inf) == 0
+    assert sample_times(2.0, 5.0).tolist() == [2.0, 4.0]
+    assert sample_times(2.0, 4.0, start=True).tolist() == [0.0, 2.0, 4.0]
+
+
+def test_old_spellings_are_read_with_a_warning_and_both_at_once_is_refused() -> None:
+    with pytest.warns(FutureWarning, match="lifetime.mean is now spelt lifetime.mean_s"):
+        assert Lifetime.model_validate({"mean": "2d"}).mean_s == 2 * 86400
+    with pytest.raises(ValueError, match="give only capacity_bytes"):
+        HostDisk.model_validate({"capacity": 1, "capacity_bytes": 2})
