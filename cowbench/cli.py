@@ -33,6 +33,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                        "printed in KiB/MiB/GiB and s/min/h/days.")
 out = Console()
 err = Console(stderr=True)
+CSV_HELP = ("Write the records as CSV too (predicted.csv, measured.csv) whatever their size; "
+            "by default a table of more than 100,000 records is kept as parquet only.")
 
 
 def _bold(text: object) -> str:
@@ -153,6 +155,7 @@ def run(
                             "model: no profile, and no calibration of this machine (by "
                             "default --backend both uses this machine's cached profile, "
                             "or makes one first with the quick calibration).")] = False,
+    csv: Annotated[bool, typer.Option("--csv", help=CSV_HELP)] = False,
 ) -> None:
     """Run a scenario and write its run directory (run.json, records, comparison.csv, raw/)."""
     from .runner import BACKENDS, default_backend, run_scenario
@@ -170,7 +173,7 @@ def run(
     with _progress(transient=True) as bar:
         task = bar.add_task(f"{s.name}: starting", total=None)
         outcome = run_scenario(s, out_dir, chosen, seed,
-                               progress=lambda msg: bar.update(task, description=msg))
+                               progress=lambda msg: bar.update(task, description=msg), csv=csv)
     if outcome.predicted is not None and s.fleet is None:
         _print_profile_line(outcome.run_dir)
     if outcome.comparison is not None:
@@ -309,6 +312,7 @@ def sweep(
                        "2), threads for inprocess.", min=1)] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List the points (each cell's "
                        "knobs and seeds) and run nothing.")] = False,
+    csv: Annotated[bool, typer.Option("--csv", help=CSV_HELP)] = False,
 ) -> None:
     """Run a grid of scenario overrides times seeds on Dask; one run directory per point."""
     from .sweep import describe, load_sweep, run_sweep
@@ -327,7 +331,7 @@ def sweep(
         task = bar.add_task(f"{sw.name}: starting", total=len(sw.points))
         summary = run_sweep(sw, out_dir, scheduler, workers,
                             progress=lambda m, d, t: bar.update(task, description=m,
-                                                                completed=d, total=t))
+                                                                completed=d, total=t), csv=csv)
     ok = int((summary.status == "ok").sum())
     out.print(f"{ok} of {len(summary)} points ok; sweep directory: {_bold(out_dir)}",
               soft_wrap=True)

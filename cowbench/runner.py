@@ -55,11 +55,12 @@ class RunOutcome:
 def run_scenario(scenario: Scenario, out: Path, backend: str | None = None,
                  seed: int | None = None,
                  progress: Callable[[str], None] = lambda _: None,
-                 meta: dict[str, Any] | None = None) -> RunOutcome:
+                 meta: dict[str, Any] | None = None, csv: bool = False) -> RunOutcome:
     """Run ``scenario`` with the chosen backend(s) and write the run directory at ``out``.
 
     ``backend`` is ``sim``, ``real`` or ``both``; ``None`` is :func:`default_backend`.
     ``meta`` adds keys to run.json (a sweep records the point's ``overrides`` there).
+    ``csv`` writes the records' CSV copies whatever their size (``cowbench.store``).
 
     Before a real run writes anything, the model predicts the space it needs and each
     filesystem's free space is checked (``cowbench.space``). SIGINT and SIGTERM end the run
@@ -93,7 +94,7 @@ def run_scenario(scenario: Scenario, out: Path, backend: str | None = None,
         check_free_space(scenario, space, out)
         predicted = space if use_sim else None
     rd = RunDir.create(out)
-    run = _Run(rd, scenario, seed, use_sim, use_real, progress, meta or {})
+    run = _Run(rd, scenario, seed, use_sim, use_real, progress, meta or {}, csv)
     return run.go(predicted)
 
 
@@ -106,6 +107,7 @@ class _Run:
     use_real: bool
     progress: Callable[[str], None]
     meta: dict[str, Any]
+    csv: bool = False
 
     def __post_init__(self) -> None:
         self.completed: list[str] = []
@@ -180,7 +182,7 @@ class _Run:
             self.progress("model: simulating")
             if predicted is None:
                 predicted = get_backend("sim").simulate(self.scenario, self.seed, traces=traces)
-            rd.write_records("predicted", predicted)
+            rd.write_records("predicted", predicted, self.csv)
             self.step("sim")
         else:
             predicted = None
@@ -192,7 +194,7 @@ class _Run:
                                     progress=self.progress, seed=self.seed,
                                     step_done=self.real_step, integrity=self.integrity,
                                     lease=self.lease)
-            rd.write_records("measured", measured)
+            rd.write_records("measured", measured, self.csv)
             self.step("real")
         if predicted is not None and measured is not None:
             comparison = compare(predicted, measured)

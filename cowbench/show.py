@@ -147,8 +147,8 @@ def _lookup(fig: pd.DataFrame) -> dict[tuple[str, str, str], float]:
 
 def _truncated(rows: list[str], what: str, out: Console) -> list[str]:
     if len(rows) > MAX_ROWS:
-        out.print(f"(the first {MAX_ROWS} of {len(rows)} {what}; all are in predicted.csv "
-                  "and measured.csv)", highlight=False)
+        out.print(f"(the first {MAX_ROWS} of {len(rows)} {what}; all are in predicted.parquet "
+                  "and measured.parquet)", highlight=False)
     return rows[:MAX_ROWS]
 
 

@@ -288,8 +288,9 @@ ProgressFn = Callable[[str, int, int], None]
 
 
 def run_sweep(sweep: Sweep, out: Path, scheduler: str = "local", workers: int | None = None,
-              progress: ProgressFn = lambda _m, _d, _t: None) -> pd.DataFrame:
+              progress: ProgressFn = lambda _m, _d, _t: None, csv: bool = False) -> pd.DataFrame:
     """Run every point not yet ``ok`` in ``out`` on Dask; write sweep.json and the summary.
+    ``csv``: every point writes its records' CSV copies whatever their size.
 
     The first SIGINT or SIGTERM stops the sweep: pending points are cancelled, the cluster
     this sweep started is closed, every point that had not finished is marked
@@ -306,7 +307,8 @@ def run_sweep(sweep: Sweep, out: Path, scheduler: str = "local", workers: int | 
         try:
             _write_json(out, {**_sweep_meta(sweep, entries, "running"), "start": start})
             if todo:
-                _execute(sweep, out, todo, entries, scheduler, workers, progress, done, start)
+                _execute(sweep, out, todo, entries, scheduler, workers, progress, done, start,
+                         csv)
             summary = write_summary(sweep, out, entries)
         except BaseException as err:
             _stopped(sweep, out, entries, start, err)
@@ -417,7 +419,7 @@ def _point_status(d: Path) -> str:
 
 def _execute(sweep: Sweep, out: Path, todo: list[Point], entries: dict[str, dict[str, Any]],
              scheduler: str, workers: int | None, progress: ProgressFn, done: int,
-             start: str) -> None:
+             start: str, csv: bool) -> None:
     from dask.distributed import as_completed
 
     client, cluster = client_for(scheduler, workers)
@@ -426,6 +428,7 @@ def _execute(sweep: Sweep, out: Path, todo: list[Point], entries: dict[str, dict
         futures = {client.submit(run_point, p.scenario.model_dump(mode="json"), p.seed,
                                  str((out / "points" / p.id).resolve()), sweep.spec.backend,
                                  {"overrides": p.overrides, "sweep": sweep.name, "point": p.id},
+                                 csv,
                                  key=f"cowbench-{sweep.name}-{p.id}-{out.resolve()}",
                                  pure=False): p for p in todo}
         for fut in as_completed(futures):  # type: ignore[no-untyped-call]

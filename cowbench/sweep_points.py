@@ -19,11 +19,11 @@ from .scenario import parse_scenario
 
 
 def run_point(scenario: dict[str, Any], seed: int, out: str, backend: str,
-              meta: dict[str, Any]) -> tuple[str, str | None]:
+              meta: dict[str, Any], csv: bool = False) -> tuple[str, str | None]:
     """Run one point into ``out``; a failure is reported, not raised (run.json says why)."""
     try:
         run_scenario(parse_scenario(scenario, meta.get("point", "<point>")), Path(out),
-                     backend, seed, meta=meta)
+                     backend, seed, meta=meta, csv=csv)
     except CowbenchError as err:
         return "failed", str(err)
     return "ok", None
