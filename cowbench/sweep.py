@@ -4,8 +4,11 @@ A sweep file names a scenario, a ``grid`` of overrides (any scenario field by it
 ``strategy.cluster_size`` or ``fleet.flavors[0].root``, each with a list of values) and
 ``seeds``. The points are the grid's product (in the file's key order) times the seeds; every
 point's scenario is built and validated *before* anything runs, so a bad value fails at once
-with its key path. Each point runs through :func:`cowbench.runner.run_scenario` into
-``<sweep>/points/<id>/`` (run.json carries the point's ``overrides``), and the sweep writes:
+with its key path. Each point runs through :func:`cowbench.runner.run_scenario` on a Dask
+worker, in the worker's own scratch space; its run directory travels back to this process,
+which writes it as ``<sweep>/points/<id>/`` (``cowbench.sweep_files``: the workers need no
+filesystem shared with the client; run.json carries the point's ``overrides``). The sweep
+writes:
 
 ::
 
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import shutil
 from collections.abc import Callable
@@ -40,6 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .bounds import MAX_SWEEP_POINTS, MAX_SWEEP_VMS, product, raw_vm_count
 from .errors import CowbenchError, Interrupted, RunFailed, ScenarioError, UsageError
+from .fdtree import DIR_FLAGS
 from .jobopts import expand_scenario
 from .knobs import knob_text
 from .montecarlo import bands, time_to_full_summary
@@ -50,9 +55,10 @@ from .safeload import load_json_file, load_yaml_file
 from .scenario import Scenario, parse_scenario
 from .signals import interrupts_raise, shielded
 from .store import atomic_write_parquet, atomic_write_text, now_iso, read_records
-from .sweep_cluster import client_for, shut_down
+from .sweep_cluster import run_points
+from .sweep_files import remove_staging
 from .sweep_grid import cells as grid_cells
-from .sweep_points import point_figures, run_point
+from .sweep_points import point_figures
 from .tools import absolute
 
 SWEEP_SCHEMA_VERSION = 1
@@ -294,9 +300,10 @@ def run_sweep(sweep: Sweep, out: Path, scheduler: str = "local", workers: int | 
 
     The first SIGINT or SIGTERM stops the sweep: pending points are cancelled, the cluster
     this sweep started is closed, every point that had not finished is marked
-    ``interrupted`` (its run.json too, if it had begun), sweep.json says ``interrupted``, and
-    :class:`Interrupted` is raised (the CLI exits 130). Whatever else ends a sweep, sweep.json
-    says ``failed`` with the reason; it never stays ``running``."""
+    ``interrupted`` (it has no directory: a point's is written, whole, when its worker sends
+    it back), sweep.json says ``interrupted``, and :class:`Interrupted` is raised (the CLI
+    exits 130). Whatever else ends a sweep, sweep.json says ``failed`` with the reason; it
+    never stays ``running``."""
     out = absolute(out)  # the points' run directories, whatever the workers' cwd
     entries = _prepare(sweep, out)
     todo = [p for p in sweep.points if entries[p.id]["status"] != "ok"]
@@ -332,7 +339,6 @@ def _stopped(sweep: Sweep, out: Path, entries: dict[str, dict[str, Any]], start:
             entries[p.id]["status"] = "ok"
             continue
         entries[p.id]["status"] = status if interrupted else "pending"
-        _close_point(out / "points" / p.id, status, reason)
     with contextlib.suppress(OSError):
         _write_json(out, {**_sweep_meta(sweep, entries, status), "start": start,
                           "reason": reason, "end": now_iso()})
@@ -342,19 +348,6 @@ def _stopped(sweep: Sweep, out: Path, entries: dict[str, dict[str, Any]], start:
     if isinstance(err, CowbenchError):
         raise err
     raise RunFailed(f"sweep failed: {reason}; see {out}/sweep.json") from err
-
-
-def _close_point(d: Path, status: str, reason: str) -> None:
-    """A point whose run began but did not end (its worker was stopped): its run.json says
-    how it ended instead of ``running``."""
-    try:
-        meta = load_json_file(d / "run.json", "run.json")
-    except ScenarioError:
-        return
-    if isinstance(meta, dict) and meta.get("status") == "running":
-        meta.update(status=status, reason=reason, end=now_iso())
-        with contextlib.suppress(OSError):
-            atomic_write_text(d / "run.json", json.dumps(meta, indent=2) + "\n")
 
 
 def _sweep_meta(sweep: Sweep, entries: dict[str, dict[str, Any]], status: str) -> dict[str, Any]:
@@ -381,11 +374,16 @@ def _prepare(sweep: Sweep, out: Path) -> dict[str, dict[str, Any]]:
                              "choose another --out")
         for p in sweep.points:
             entries[p.id]["status"] = _point_status(out / "points" / p.id)
-    out.mkdir(parents=True, exist_ok=True)
+    (out / "points").mkdir(parents=True, exist_ok=True)
     for p in sweep.points:
         d = out / "points" / p.id
         if entries[p.id]["status"] != "ok" and d.exists():
             shutil.rmtree(d)  # a point that did not finish is redone from scratch
+    points_fd = os.open(out / "points", DIR_FLAGS)
+    try:
+        remove_staging(points_fd)  # a point being written when a client was killed
+    finally:
+        os.close(points_fd)
     return entries
 
 
@@ -420,33 +418,19 @@ def _point_status(d: Path) -> str:
 def _execute(sweep: Sweep, out: Path, todo: list[Point], entries: dict[str, dict[str, Any]],
              scheduler: str, workers: int | None, progress: ProgressFn, done: int,
              start: str, csv: bool) -> None:
-    from dask.distributed import as_completed
+    tasks = {p.id: (p.scenario.model_dump(mode="json"), p.seed, sweep.spec.backend,
+                    {"overrides": p.overrides, "sweep": sweep.name, "point": p.id}, csv)
+             for p in todo}
+    count = [done]
 
-    client, cluster = client_for(scheduler, workers)
-    futures: dict[Any, Point] = {}
-    try:
-        futures = {client.submit(run_point, p.scenario.model_dump(mode="json"), p.seed,
-                                 str((out / "points" / p.id).resolve()), sweep.spec.backend,
-                                 {"overrides": p.overrides, "sweep": sweep.name, "point": p.id},
-                                 csv,
-                                 key=f"cowbench-{sweep.name}-{p.id}-{out.resolve()}",
-                                 pure=False): p for p in todo}
-        for fut in as_completed(futures):  # type: ignore[no-untyped-call]
-            p = futures[fut]
-            try:
-                status, reason = fut.result()
-            except (Interrupted, KeyboardInterrupt):
-                raise  # the sweep's own signal, not the point's failure
-            except Exception as err:  # a bug in one point must not lose the others
-                status, reason = "failed", f"{type(err).__name__}: {err}"
-            with shielded():
-                entries[p.id].update(status=status, **({"reason": reason} if reason else {}))
-                done += 1
-                progress(f"{p.id} {status}", done, len(sweep.points))
-                _write_json(out, {**_sweep_meta(sweep, entries, "running"), "start": start})
-    finally:
+    def finished(pid: str, status: str, reason: str | None) -> None:
         with shielded():
-            shut_down(client, cluster, list(futures))
+            entries[pid].update(status=status, **({"reason": reason} if reason else {}))
+            count[0] += 1
+            progress(f"{pid} {status}", count[0], len(sweep.points))
+            _write_json(out, {**_sweep_meta(sweep, entries, "running"), "start": start})
+
+    run_points(tasks, out, f"cowbench-{sweep.name}", scheduler, workers, finished)
 
 
 def write_summary(sweep: Sweep, out: Path, entries: dict[str, dict[str, Any]]) -> pd.DataFrame:

@@ -1,18 +1,71 @@
-"""The Dask cluster a sweep runs on: started, and stopped without leaving a process behind.
+"""The Dask cluster a sweep runs on: started, given the points, and stopped without leaving a
+process behind.
 
 ``local`` starts a LocalCluster of worker processes that ignore SIGINT (a Ctrl-C reaches the
 whole process group; the sweep answers it and stops them), ``inprocess`` runs threads here, and
-any other value is the address of a running scheduler.
+any other value is the address of a running scheduler. Each finished point's run directory
+comes back as the task's result and is written here (``cowbench.sweep_files``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
+from .errors import Interrupted, UsageError
+from .fdtree import DIR_FLAGS
+from .signals import shielded
+from .sweep_files import write_point
+from .sweep_points import run_point
+
+#: ``done(point id, status, reason)``, called as each point's directory is written.
+DoneFn = Callable[[str, str, str | None], None]
+
+
+def run_points(tasks: dict[str, tuple[Any, ...]], out: Path, key: str, scheduler: str,
+               workers: int | None, done: DoneFn) -> None:
+    """Run ``run_point(*args)`` for each point id's ``args`` on ``scheduler``; write each
+    finished point as ``out/points/<id>/`` and call ``done``. Whatever ends it, the points not
+    finished are cancelled and a cluster started here is closed."""
+    from dask.distributed import as_completed
+
+    client, cluster = client_for(scheduler, workers)
+    futures: dict[Any, str] = {}
+    points_fd = -1
+    try:
+        points_fd = os.open(out / "points", DIR_FLAGS)
+        futures = {client.submit(run_point, *args, key=f"{key}-{pid}-{out.resolve()}",
+                                 pure=False): pid for pid, args in tasks.items()}
+        for fut in as_completed(futures):  # type: ignore[no-untyped-call]
+            pid = futures.pop(fut)  # the rest are cancelled should the sweep stop
+            done(pid, *_receive(fut, points_fd, pid))
+    finally:
+        with shielded():
+            shut_down(client, cluster, list(futures))
+            if points_fd >= 0:
+                os.close(points_fd)
+
+
+def _receive(fut: Any, points_fd: int, pid: str) -> tuple[str, str | None]:
+    """A finished point's status and reason, its run directory written as ``points/<pid>/``
+    from the files its worker sent back."""
+    try:
+        status, reason, files = fut.result()
+    except (Interrupted, KeyboardInterrupt):
+        raise  # the sweep's own signal, not the point's failure
+    except Exception as err:  # a bug in one point must not lose the others
+        return "failed", f"{type(err).__name__}: {err}"
+    finally:
+        fut.release()  # the worker lets go of the files
+    try:
+        write_point(points_fd, pid, files)
+    except (UsageError, OSError) as err:
+        return "failed", f"its run directory could not be written here: {err}"
+    return str(status), reason
 
 
 @contextlib.contextmanager

@@ -7,6 +7,8 @@ apart from ``cowbench.sweep`` so a worker imports only what a run needs.
 
 from __future__ import annotations
 
+import secrets
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -14,19 +16,46 @@ import numpy as np
 import pandas as pd
 
 from .errors import CowbenchError
+from .fdtree import PrivateDir
 from .runner import run_scenario
 from .scenario import parse_scenario
+from .sweep_files import MAX_POINT_BYTES, PointFiles, PointTooLarge, mark_failed, read_point
+
+PointResult = tuple[str, str | None, PointFiles]
 
 
-def run_point(scenario: dict[str, Any], seed: int, out: str, backend: str,
-              meta: dict[str, Any], csv: bool = False) -> tuple[str, str | None]:
-    """Run one point into ``out``; a failure is reported, not raised (run.json says why)."""
+def run_point(scenario: dict[str, Any], seed: int, backend: str, meta: dict[str, Any],
+              csv: bool = False, max_bytes: int = MAX_POINT_BYTES) -> PointResult:
+    """Run one point in a private directory here and return its files; a failure is
+    reported, not raised (run.json says why). The directory is removed whatever happens."""
+    point = str(meta.get("point", "point"))
+    stage = PrivateDir.create(_scratch(), f"cowbench-{point}-{secrets.token_hex(4)}")
     try:
-        run_scenario(parse_scenario(scenario, meta.get("point", "<point>")), Path(out),
-                     backend, seed, meta=meta, csv=csv)
-    except CowbenchError as err:
-        return "failed", str(err)
-    return "ok", None
+        try:
+            run_scenario(parse_scenario(scenario, point), stage.path, backend, seed, meta=meta,
+                         csv=csv)
+            status, reason = "ok", None
+        except CowbenchError as err:
+            status, reason = "failed", str(err)
+        try:
+            return status, reason, read_point(stage.fd, max_bytes)
+        except PointTooLarge as err:
+            reason = (f"its run directory holds {err}: a point sends back at most "
+                      f"{max_bytes} bytes to the sweep's client")
+            return "failed", reason, mark_failed(stage.fd, reason)
+    finally:
+        stage.remove()
+
+
+def _scratch() -> Path:
+    """Where this worker keeps scratch files: its Dask local directory (``dask worker
+    --local-directory``; Dask clears it when the worker stops), or the temporary directory."""
+    try:
+        from distributed import get_worker
+
+        return Path(get_worker().local_directory)
+    except (ImportError, ValueError):
+        return Path(tempfile.gettempdir())
 
 
 def _last(rec: pd.DataFrame, prefix: str, metric: str) -> pd.Series:
