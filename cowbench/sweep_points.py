@@ -15,19 +15,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from . import sweep_files
 from .errors import CowbenchError
 from .fdtree import PrivateDir
 from .runner import run_scenario
 from .scenario import parse_scenario
-from .sweep_files import MAX_POINT_BYTES, PointFiles, PointTooLarge, mark_failed, read_point
+from .sweep_files import PointFiles, PointTooLarge, mark_failed, read_point
 
 PointResult = tuple[str, str | None, PointFiles]
 
 
 def run_point(scenario: dict[str, Any], seed: int, backend: str, meta: dict[str, Any],
-              csv: bool = False, max_bytes: int = MAX_POINT_BYTES) -> PointResult:
-    """Run one point in a private directory here and return its files; a failure is
-    reported, not raised (run.json says why). The directory is removed whatever happens."""
+              csv: bool = False, max_bytes: int | None = None) -> PointResult:
+    """Run one point in a private directory here and return its files (at most
+    ``max_bytes``, default ``sweep_files.MAX_POINT_BYTES``); a failure is reported, not
+    raised (run.json says why). The directory is removed whatever happens."""
+    max_bytes = sweep_files.MAX_POINT_BYTES if max_bytes is None else max_bytes
     point = str(meta.get("point", "point"))
     stage = PrivateDir.create(_scratch(), f"cowbench-{point}-{secrets.token_hex(4)}")
     try:

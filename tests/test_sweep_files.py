@@ -161,3 +161,28 @@ def test_a_resumed_sweep_removes_a_killed_clients_staging_directory(tmp_path: Pa
     again = run_sweep(sw, out, scheduler="inprocess")
     assert list(again.status) == ["ok"]
     assert os.listdir(out / "points") == ["p0000"]
+
+
+def test_a_point_over_the_bound_fails_and_its_run_json_says_why(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through the CLI: exit 1, sweep.json and the point's run.json (all it sent back) give
+    the reason; the other point is whole."""
+    from .clirun import cowbench
+
+    monkeypatch.setattr(sweep_files, "MAX_POINT_BYTES", 20_000)  # 3 VMs ~11 KB, 30 more
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(small_dict()))
+    (tmp_path / "sw.yaml").write_text(yaml.safe_dump({
+        "scenario": "s.yaml", "seeds": 1, "grid": {"vms[1].count": [1, 30]}}))
+    out = tmp_path / "out"
+    ran = cowbench("sweep", str(tmp_path / "sw.yaml"), "--out", str(out), "--scheduler",
+                   "inprocess", "--csv")
+    assert ran.code == 1 and "1 point(s) failed" in ran.stderr, ran.stderr
+    meta = json.loads((out / "sweep.json").read_text())
+    (failed,) = [p for p in meta["points"] if p["status"] == "failed"]
+    assert "a point sends back at most 20000 bytes to the sweep's client" in failed["reason"]
+    run = json.loads((out / failed["dir"] / "run.json").read_text())
+    assert run["status"] == "failed" and run["reason"] == failed["reason"]
+    assert sorted(os.listdir(out / failed["dir"])) == ["run.json", "scenario.yaml"]
+    (ok,) = [p for p in meta["points"] if p["status"] == "ok"]
+    assert ok["overrides"] == {"vms[1].count": 1}
+    assert (out / ok["dir"] / "predicted.parquet").is_file()
