@@ -31,6 +31,7 @@ def test_a_small_table_gets_its_csv_and_a_large_one_only_when_asked(tmp_path: Pa
 
 
 @pytest.mark.parametrize("flag", [False, True])
+@pytest.mark.slow
 def test_run_and_sweep_write_csv_beside_a_large_table_only_with_the_flag(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flag: bool) -> None:
     """Through the CLI: the small scenario's records (dozens of rows) stand in for a large

@@ -126,6 +126,7 @@ def test_what_a_worker_sends_is_checked_before_anything_is_written(
         assert os.listdir(points) == [] and not (tmp_path / "escape").exists()
 
 
+@pytest.mark.slow
 def test_a_worker_runs_its_point_in_private_scratch_and_keeps_nothing(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     scratch = tmp_path / "scratch"
@@ -148,6 +149,7 @@ def test_a_worker_runs_its_point_in_private_scratch_and_keeps_nothing(
     assert os.listdir(scratch) == []
 
 
+@pytest.mark.slow
 def test_a_resumed_sweep_removes_a_killed_clients_staging_directory(tmp_path: Path) -> None:
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(small_dict()))
     (tmp_path / "sw.yaml").write_text(yaml.safe_dump({"scenario": "s.yaml", "seeds": 1}))
@@ -163,6 +165,7 @@ def test_a_resumed_sweep_removes_a_killed_clients_staging_directory(tmp_path: Pa
     assert os.listdir(out / "points") == ["p0000"]
 
 
+@pytest.mark.slow
 def test_a_point_over_the_bound_fails_and_its_run_json_says_why(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Through the CLI: exit 1, sweep.json and the point's run.json (all it sent back) give
