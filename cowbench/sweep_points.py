@@ -35,8 +35,10 @@ def run_point(scenario: dict[str, Any], seed: int, backend: str, meta: dict[str,
     stage = PrivateDir.create(_scratch(), f"cowbench-{point}-{secrets.token_hex(4)}")
     try:
         try:
-            run_scenario(parse_scenario(scenario, point), stage.path, backend, seed, meta=meta,
-                         csv=csv)
+            # by its name, as `cowbench run --out` (RunDir refuses a path others could swap):
+            # a lease, a message and raw/'s argv name it, not /proc/PID/fd/N
+            run_scenario(parse_scenario(scenario, point), Path(stage.where), backend, seed,
+                         meta=meta, csv=csv)
             status, reason = "ok", None
         except CowbenchError as err:
             status, reason = "failed", str(err)
