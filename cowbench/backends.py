@@ -95,6 +95,12 @@ class Backend(ABC):
         """The calibration's probes, measured on ``directory``."""
         raise self._lacks("measure calibration probes")
 
+    def measure_again(self, directory: Path, settings: Any, probes: Sequence[Probe],
+                      progress: Any = None) -> list[Probe]:
+        """``probes`` of a profile measured again on ``directory`` with ``settings`` (the
+        drift since the calibration, ``cowbench.drift``), in the same order."""
+        raise self._lacks("measure calibration probes")
+
     def fit(self, probes: Sequence[Probe]) -> PerfParams:
         """The I/O model's parameters fitted to the probes."""
         raise self._lacks("fit a calibration")

@@ -24,7 +24,6 @@ from .units import format_bytes, format_duration
 if TYPE_CHECKING:  # the commands import what they need: `cowbench --help` stays light
     from rich.progress import Progress
 
-    from .profile import Profile
     from .scenario import Scenario
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -156,6 +155,10 @@ def run(
                             "default --backend both uses this machine's cached profile, "
                             "or makes one first with the quick calibration).")] = False,
     csv: Annotated[bool, typer.Option("--csv", help=CSV_HELP)] = False,
+    repeat: Annotated[int, typer.Option(help="Run the real backend N times, each on fresh "
+                      "disks: measured.parquet keeps every run (replication 0..N-1), the "
+                      "comparison is against their mean, spread.csv holds their spread.",
+                      min=1, max=20)] = 1,
 ) -> None:
     """Run a scenario and write its run directory (run.json, records, comparison.csv, raw/)."""
     from .runner import BACKENDS, default_backend, run_scenario
@@ -173,11 +176,12 @@ def run(
     with _progress(transient=True) as bar:
         task = bar.add_task(f"{s.name}: starting", total=None)
         outcome = run_scenario(s, out_dir, chosen, seed,
-                               progress=lambda msg: bar.update(task, description=msg), csv=csv)
+                               progress=lambda msg: bar.update(task, description=msg), csv=csv,
+                               repeat=repeat)
     if outcome.predicted is not None and s.fleet is None:
         _print_profile_line(outcome.run_dir)
     if outcome.comparison is not None:
-        print_comparison(outcome.comparison, out)
+        print_comparison(outcome.comparison, out, outcome.spread, outcome.real_runs)
     model_only = [vm.name for vm in s.vms if s.model_only(vm)]
     if model_only:
         out.print(f"model only (no real counterpart here, marked model_only): "
@@ -219,17 +223,26 @@ def _choose_profiles(s: Scenario, source: str, backend: str, out_dir: Path,
 
 
 def _print_profile_line(run_dir: Path) -> None:
+    from .drift import describe as drift_line
     from .profile_use import describe
     from .store import read_run
 
-    out.print(describe(read_run(run_dir).get("profile")), soft_wrap=True, highlight=False)
+    meta = read_run(run_dir)
+    out.print(describe(meta.get("profile")), soft_wrap=True, highlight=False)
+    if "drift" in meta:
+        out.print(escape(drift_line(meta["drift"])), soft_wrap=True, highlight=False)
 
 
 @app.command()
 def calibrate(
-    dir: Annotated[Path, typer.Option("--dir", help="Directory on the storage to calibrate "
-                   "(probe images are made in a private subdirectory, removed at the end).")],
-    out_path: Annotated[Path, typer.Option("--out", help="Profile to write (JSON).")],
+    dir: Annotated[Path | None, typer.Option("--dir", help="Directory on the storage to "
+                   "calibrate (probe images are made in a private subdirectory, removed at "
+                   "the end). With --check: default, where the profile was measured.")] = None,
+    out_path: Annotated[Path | None, typer.Option("--out", help="Profile to write (JSON).")
+                        ] = None,
+    check: Annotated[Path | None, typer.Option("--check", help="Check this profile instead: "
+                     "measure five of its probes again (one round, its settings) and print "
+                     "how far each moved since it was made; writes nothing.")] = None,
     matrix: Annotated[str, typer.Option(help="quick (one to two minutes: what `cowbench run` "
                       "makes when it finds no profile), short (under 3 minutes) or long "
                       "(finer: more sizes, depths, iodepths and exports; about 11 "
@@ -246,8 +259,14 @@ def calibrate(
 ) -> None:
     """Measure the storage under DIR with a fio probe matrix through qemu-nbd, fit the I/O
     model to it, and write a calibration profile for `device.profile` / `run --profile`."""
+    from .calibrate_view import print_profile
     from .calibration import calibrate as do_calibrate
 
+    if check is not None:
+        _check_profile(check, dir)
+        return
+    if dir is None or out_path is None:
+        raise UsageError("calibrate needs --dir and --out (or --check PROFILE)")
     if matrix not in ("quick", "short", "long"):
         raise UsageError(f"--matrix must be quick, short or long, not {matrix!r}")
     if out_path.exists() and not force:
@@ -261,42 +280,23 @@ def calibrate(
 
         prof = do_calibrate(dir, out_path, matrix, exports,  # type: ignore[arg-type]
                             runtime=runtime, rounds=rounds, progress=step)
-    _print_profile(prof)
+    print_profile(prof, out)
     out.print(f"profile: {_bold(out_path)} ({len(prof.probes)} probes in "
               f"{format_duration(prof.duration_s)})", soft_wrap=True)
 
 
-def _print_profile(prof: Profile) -> None:
-    from rich.table import Table
+def _check_profile(profile: Path, where: Path | None) -> None:
+    from .calibrate_view import print_drift
+    from .drift import check_profile
 
-    p = prof.params
-    t = Table(title="I/O model fitted to the probes", show_lines=False)
-    t.add_column("parameter")
-    t.add_column("value", justify="right")
-    t.add_row("stages (shared path)", f"{p.stages:g}")
-    t.add_row("read path 4 KiB", f"{p.read_path_s[0][1] * 1e6:.1f} us")
-    t.add_row("write path 4 KiB", f"{p.write_path_s[0][1] * 1e6:.1f} us")
-    t.add_row("read bandwidth", f"{p.read_bw[0][1] / 2**20:,.0f} MiB/s")
-    t.add_row("write bandwidth", f"{p.write_bw[0][1] / 2**20:,.0f} MiB/s")
-    t.add_row("qcow2 read / write", f"{p.qcow2_read_s * 1e6:+.1f} / "
-                                    f"{p.qcow2_write_s * 1e6:+.1f} us")
-    t.add_row("cluster allocation", f"{p.alloc_s * 1e6:.1f} us")
-    t.add_row("copy-on-write read", f"{p.cow_read_s * 1e6:.1f} us")
-    t.add_row("subcluster allocation", f"{p.subcluster_alloc_s * 1e6:.1f} us")
-    t.add_row("chain depth d (k = d - 1)", f"{p.chain_base_s * 1e6:+.1f} + "
-              f"{p.chain_a_s * 1e6:.2f} k + {p.chain_b_s * 1e6:.3f} k^2 us")
-    t.add_row("L2 cache miss", f"{p.l2_miss_s * 1e6:.1f} us")
-    order = {"fifo": "in arrival order", "shared": "shared by transfers in progress"}
-    seen = ("" if p.device_interference is None else
-            f" (a small read waited {p.device_interference:.0%} of a large job's queue)")
-    t.add_row("device queue", order[p.device_queue] + seen)
-    t.add_row("transfers (reads, overwrites)", "work of the path's first stage"
-              if p.transfer_on_path else "on the device, beside the path")
-    out.print(t)
-    errs = sorted(abs(r.rel_error) for r in prof.fit if r.metric == "iops")
-    if errs:
-        out.print(f"the model replays the {len(errs)} probes' IOPS with median |error| "
-                  f"{errs[len(errs) // 2]:.1%}, worst {errs[-1]:.1%}")
+    with _progress(bar=True, transient=True) as bar:
+        task = bar.add_task("check: starting", total=None)
+
+        def step(i: int, n: int, msg: str) -> None:
+            bar.update(task, description=msg, completed=i, total=n)
+
+        block = check_profile(profile, where, progress=step)
+    print_drift(block, out if out.is_terminal else Console(width=160))  # whole rows in a pipe
 
 
 @app.command("sweep")
@@ -463,7 +463,9 @@ def repredict_cmd(run_dir: Annotated[Path, typer.Argument(
     predicted, comp = repredict(run_dir)
     out.print(f"re-predicted: {_bold(predicted)}")
     if comp is not None:
-        print_comparison(read_comparison(comp), out)
+        from .results import load_run
+
+        print_comparison(read_comparison(comp), out, runs=load_run(run_dir).real_runs)
         out.print(f"comparison:   {_bold(comp)}")
 
 

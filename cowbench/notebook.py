@@ -19,6 +19,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from .compare import summary
+from .drift import blocks as drift_blocks
+from .spread import one_run_note, spread_summary
 from .plots import PRINT_DPI, SCREEN_DPI, WIDTH_IN, save_figure
 from .units import format_bytes
 
@@ -107,26 +109,91 @@ def value_text(value: float, unit: str) -> str:
     return f"{value:,.6g} {unit}"
 
 
-def error_summary(comparison: pd.DataFrame) -> pd.DataFrame:
-    """Per metric: how many figures, median |rel_error|, worst rel_error, as text."""
+def error_summary(comparison: pd.DataFrame, spread: pd.DataFrame | None = None
+                  ) -> pd.DataFrame:
+    """Per metric: how many figures, median |rel_error|, worst rel_error, as text; with the
+    spread of two or more real runs (``cowbench.spread``), their median spread and how many
+    figures are within it."""
     s = summary(comparison)
-    return pd.DataFrame({"metric": s["metric"], "figures": s["n"],
-                         "median |rel error|": [pct(x).lstrip("+")
-                                                for x in s["median_abs_rel_error"]],
-                         "worst rel error": [pct(x) for x in s["worst_rel_error"]]})
+    out = pd.DataFrame({"metric": s["metric"], "figures": s["n"],
+                        "median |rel error|": [pct(x).lstrip("+")
+                                               for x in s["median_abs_rel_error"]],
+                        "worst rel error": [pct(x) for x in s["worst_rel_error"]]})
+    if spread is None or spread.empty:
+        return out
+    per = spread_summary(spread).set_index("metric")
+    out["real spread (median)"] = [pct(float(per["median_spread"].get(m, math.nan)))
+                                   .lstrip("+") for m in out["metric"]]
+    out["within spread"] = [f"{per['within_spread'][m]} of {per['known'][m]}"
+                            if m in per.index else "-" for m in out["metric"]]
+    return out
 
 
-def error_table(comparison: pd.DataFrame) -> pd.DataFrame:
-    """Every compared figure, values in display units, worst error first."""
+def error_table(comparison: pd.DataFrame, spread: pd.DataFrame | None = None
+                ) -> pd.DataFrame:
+    """Every compared figure, values in display units, worst error first; with ``spread``,
+    the real runs' spread and whether the error is within it."""
     d = comparison.copy()
+    if spread is not None and not spread.empty:
+        keys = ["entity", "metric", "t_s"]
+        sp = spread[[*keys, "spread", "within_spread"]].copy()
+        d, sp = d.assign(t_s=d["t_s"].fillna(-1.0)), sp.assign(t_s=sp["t_s"].fillna(-1.0))
+        d = d.merge(sp, on=keys, how="left")
+        d["t_s"] = d["t_s"].where(d["t_s"] >= 0, math.nan)
     d["_abs"] = d["rel_error"].abs()
     d = d.sort_values("_abs", ascending=False, kind="stable")
-    return pd.DataFrame({
+    out = pd.DataFrame({
         "entity": d["entity"], "metric": d["metric"],
         "t": ["end" if math.isnan(t) else f"{t:g} s" for t in d["t_s"].astype(float)],
         "predicted": [value_text(v, u) for v, u in zip(d["predicted"], d["unit"], strict=True)],
         "measured": [value_text(v, u) for v, u in zip(d["measured"], d["unit"], strict=True)],
         "rel error": [pct(x) for x in d["rel_error"]]})
+    if "spread" in d.columns:
+        out["real spread"] = [pct(float(x)).lstrip("+") for x in d["spread"]]
+        out["within spread"] = [_yes_no(x) for x in d["within_spread"]]
+    return out
+
+
+def _yes_no(x: Any) -> str:
+    if isinstance(x, str):
+        x = {"True": True, "False": False}.get(x)
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else \
+        ("yes" if x else "no")
+
+
+def runs_text(runs: int) -> str:
+    """What the measured side of a comparison rests on, in words (Markdown)."""
+    if runs >= 2:
+        return (f"Measured: the mean of **{runs} real runs**, each on fresh disks; a figure "
+                "is *within spread* when its error is no larger than the runs' own spread "
+                "((max - min) / mean).")
+    note = one_run_note(runs) or ""
+    return f"Measured: **one real run**: the comparison is {note}."
+
+
+def drift_frame(drift: dict[str, Any] | None) -> pd.DataFrame:
+    """The probes a run measured again after its real run (``cowbench.drift``), as text."""
+    rows = []
+    for block in drift_blocks(drift):
+        for r in block.get("probes") or [] if block.get("measured") is True else []:
+            rows.append({"probe": r.get("probe"),
+                         "stands for": ", ".join(r.get("stands_for") or []) or "-",
+                         "IOPS at calibration": _num(r.get("profile_iops")),
+                         "IOPS now": _num(r.get("iops")),
+                         "IOPS change": _change(r.get("iops_change")),
+                         "within the profile's rounds": _yes_no(r.get("within_profile_rounds")),
+                         "mean latency change": _change(r.get("lat_mean_change"))})
+    return pd.DataFrame(rows, columns=["probe", "stands for", "IOPS at calibration",
+                                       "IOPS now", "IOPS change", "within the profile's rounds",
+                                       "mean latency change"])
+
+
+def _num(x: Any) -> str:
+    return f"{x:,.0f}" if isinstance(x, int | float) else "-"
+
+
+def _change(x: Any) -> str:
+    return pct(float(x)) if isinstance(x, int | float) else "-"
 
 
 def error_by_point(comparison: pd.DataFrame, label: str = "point") -> pd.DataFrame:

@@ -35,7 +35,8 @@ from .errors import ScenarioError, UsageError
 from .knobs import applies, point_labels
 from .records import COLUMNS
 from .safeload import load_json_file, load_yaml_file
-from .store import read_comparison, read_records, read_run
+from .spread import SPREAD_COLUMNS, SPREAD_FILE, real_runs
+from .store import read_comparison, read_records, read_run, read_spread
 
 SWEEP_FILE = "sweep.json"
 #: Columns every sweep frame carries ahead of the point's knobs.
@@ -54,6 +55,13 @@ class RunResults:
     predicted: pd.DataFrame
     measured: pd.DataFrame
     comparison: pd.DataFrame
+    #: ``spread.csv`` (``cowbench.spread``): empty unless the real backend ran two or more times
+    spread: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    @property
+    def real_runs(self) -> int:
+        """How many real runs the measured records hold (0: the real backend did not run)."""
+        return real_runs(self.measured)
 
     @property
     def name(self) -> str:
@@ -117,7 +125,13 @@ def load_run(path: str | Path) -> RunResults:
     return RunResults(p, meta, _read_scenario(p / "scenario.yaml"),
                       _read_parquet(p / "predicted.parquet"),
                       _read_parquet(p / "measured.parquet"),
-                      _read_comparison(p / "comparison.csv"))
+                      _read_comparison(p / "comparison.csv"), _read_spread(p / SPREAD_FILE))
+
+
+def _read_spread(path: Path) -> pd.DataFrame:
+    if not path.exists() and not path.is_symlink():
+        return pd.DataFrame({c: pd.Series(dtype="float64") for c in SPREAD_COLUMNS})
+    return read_spread(path)
 
 
 def find_points(path: Path) -> list[Path]:

@@ -14,14 +14,16 @@ from typing import Any
 
 import pandas as pd
 
-from .backends import get_backend
+from .backends import Checks, get_backend
 from .compare import compare
+from .drift import run_drift
 from .errors import CowbenchError, Interrupted, RunFailed, UsageError
 from .lease import Lease
 from .profile_use import run_profile
 from .scenario import Scenario, dump_scenario, load_scenario
 from .signals import interrupts_raise
 from .space import check_free_space
+from .spread import SPREAD_FILE, spread_table
 from .store import (
     RunDir,
     atomic_write_parquet,
@@ -36,6 +38,8 @@ from .tools import RawLog, absolute, require_tools
 from .traces import needs_traces, recorded_run_traces, scenario_traces
 
 BACKENDS = ("sim", "real", "both")
+#: most real runs ``--repeat`` asks for (each builds and measures the whole scenario)
+MAX_REPEAT = 20
 
 
 def default_backend(scenario: Scenario) -> str:
@@ -50,17 +54,49 @@ class RunOutcome:
     predicted: pd.DataFrame | None
     measured: pd.DataFrame | None
     comparison: pd.DataFrame | None
+    spread: pd.DataFrame | None = None  # spread.csv: with two or more real runs
+    real_runs: int = 0
+
+
+class _Checks:
+    """The integrity checks of each real run; run.json's ``integrity`` is the last run's,
+    with every run's problems (``run k: ...``) when there were several."""
+
+    def __init__(self) -> None:
+        self.runs: list[Checks] = []
+
+    def add(self, checks: Checks) -> None:
+        self.runs.append(checks)
+
+    @property
+    def current(self) -> Checks:
+        return self.runs[-1]
+
+    def report(self) -> dict[str, Any]:
+        last = self.current.report()
+        if len(self.runs) == 1:
+            return last
+        reports = [c.report() for c in self.runs]
+        problems = [f"run {k}: {p}" for k, r in enumerate(reports, 1)
+                    for p in r.get("problems", [])]
+        return {**last, "ok": all(r.get("ok") for r in reports), "problems": problems,
+                "runs": [{"ok": r.get("ok"), "problems": r.get("problems", [])}
+                         for r in reports]}
 
 
 def run_scenario(scenario: Scenario, out: Path, backend: str | None = None,
                  seed: int | None = None,
                  progress: Callable[[str], None] = lambda _: None,
-                 meta: dict[str, Any] | None = None, csv: bool = False) -> RunOutcome:
+                 meta: dict[str, Any] | None = None, csv: bool = False,
+                 repeat: int = 1) -> RunOutcome:
     """Run ``scenario`` with the chosen backend(s) and write the run directory at ``out``.
 
     ``backend`` is ``sim``, ``real`` or ``both``; ``None`` is :func:`default_backend`.
     ``meta`` adds keys to run.json (a sweep records the point's ``overrides`` there).
     ``csv`` writes the records' CSV copies whatever their size (``cowbench.store``).
+    ``repeat`` runs the real backend that many times, each on fresh disks
+    (``cowbench.spread``: every run's records, the comparison against their mean, their
+    spread in ``spread.csv``).
 
     Before a real run writes anything, the model predicts the space it needs and each
     filesystem's free space is checked (``cowbench.space``). SIGINT and SIGTERM end the run
@@ -75,6 +111,11 @@ def run_scenario(scenario: Scenario, out: Path, backend: str | None = None,
         raise UsageError(f"a fleet scenario runs in the model only, not with backend "
                          f"{backend}: use --backend sim or leave --backend out (the real "
                          "backend builds single VMs, scaled to this machine)")
+    if not 1 <= repeat <= MAX_REPEAT:
+        raise UsageError(f"--repeat must be from 1 to {MAX_REPEAT}, not {repeat}")
+    if repeat > 1 and not use_real:
+        raise UsageError(f"--repeat {repeat} repeats the real backend's runs; with --backend "
+                         f"{backend} there are none (use --backend both or real)")
     RunDir.refuse_existing(out)  # at once, not after the model has run
     if use_real:
         get_backend("real").check(scenario)  # tools, loop devices, storage_dirs: before anything
@@ -94,7 +135,7 @@ def run_scenario(scenario: Scenario, out: Path, backend: str | None = None,
         check_free_space(scenario, space, out)
         predicted = space if use_sim else None
     rd = RunDir.create(out)
-    run = _Run(rd, scenario, seed, use_sim, use_real, progress, meta or {}, csv)
+    run = _Run(rd, scenario, seed, use_sim, use_real, progress, meta or {}, csv, repeat)
     return run.go(predicted)
 
 
@@ -108,11 +149,12 @@ class _Run:
     progress: Callable[[str], None]
     meta: dict[str, Any]
     csv: bool = False
+    repeat: int = 1
 
     def __post_init__(self) -> None:
         self.completed: list[str] = []
         self.real_completed: list[str] = []
-        self.integrity: Any = None
+        self.integrity = _Checks()
         self.raw_log = RawLog(self.rd.raw)  # one numbering for every external command
         # the storage_dir trees of two runs of one scenario must never meet
         self.token = f"{self.scenario.scenario_id}-{secrets.token_hex(4)}"
@@ -187,20 +229,48 @@ class _Run:
         else:
             predicted = None
         if self.use_real:
-            self.progress("real: building")
-            real = get_backend("real")
-            self.integrity = real.integrity(self.raw_log)
-            measured = real.execute(self.scenario, rd.work, self.raw_log, run_id=self.token,
-                                    progress=self.progress, seed=self.seed,
-                                    step_done=self.real_step, integrity=self.integrity,
-                                    lease=self.lease)
+            measured = self._real_runs()
             rd.write_records("measured", measured, self.csv)
             self.step("real")
+        spread = None
         if predicted is not None and measured is not None:
             comparison = compare(predicted, measured)
             rd.write_text("comparison.csv", comparison.to_csv(index=False))
+            if self.repeat > 1:
+                spread = spread_table(comparison, measured)
+                rd.write_text(SPREAD_FILE, spread.to_csv(index=False))
             self.step("compare")
-        return RunOutcome(rd.path, predicted, measured, comparison)
+        if self.use_sim and self.use_real:  # how far the machine moved since its profile
+            self.progress("drift: measuring the profile's probes again")
+            rd.write_meta(drift=run_drift(self.scenario, rd.path, self.progress))
+            self.step("drift")
+        return RunOutcome(rd.path, predicted, measured, comparison, spread,
+                          self.repeat if measured is not None else 0)
+
+    def _real_runs(self) -> pd.DataFrame:
+        """The real backend ``repeat`` times, each on fresh disks (its own tree, built,
+        measured and removed); the records of run k carry ``replication`` k - 1. With
+        ``real.keep_images`` only the last run's tree is kept."""
+        real = get_backend("real")
+        frames = []
+        for k in range(self.repeat):
+            last = k == self.repeat - 1
+            scenario = self.scenario
+            if not last and scenario.real.keep_images:
+                scenario = scenario.model_copy(update={
+                    "real": scenario.real.model_copy(update={"keep_images": False})})
+            self.real_completed = []
+            self.rd.write_meta(real_runs={"asked": self.repeat, "done": k})
+            say = self.progress if self.repeat == 1 else \
+                (lambda msg, k=k: self.progress(f"real run {k + 1}/{self.repeat}: {msg}"))
+            say("building")
+            self.integrity.add(real.integrity(self.raw_log))
+            frame = real.execute(scenario, self.rd.work, self.raw_log, run_id=self.token,
+                                 progress=say, seed=self.seed, step_done=self.real_step,
+                                 integrity=self.integrity.current, lease=self.lease)
+            frames.append(frame.assign(replication=k))
+        self.rd.write_meta(real_runs={"asked": self.repeat, "done": self.repeat})
+        return pd.concat(frames, ignore_index=True)
 
     def _finish(self, status: str, reason: str | None) -> None:
         """Record how the run ended; best effort when the disk is full (the error still
@@ -210,7 +280,7 @@ class _Run:
         except OSError:
             pass  # an empty directory left behind is harmless; the status is not
         extra: dict[str, Any] = {"reason": reason} if reason else {}
-        if self.integrity is not None:
+        if self.integrity.runs:
             extra["integrity"] = self.integrity.report()
         try:
             self.rd.write_meta(status=status, end=now_iso(), completed=self.completed, **extra)

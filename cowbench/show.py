@@ -26,6 +26,7 @@ from rich.table import Table
 
 from .capacity import time_to_full
 from .compare import summary
+from .drift import describe as drift_line
 from .errors import ScenarioError, UsageError
 from .profile_use import describe
 from .results import (
@@ -39,6 +40,7 @@ from .results import (
     point_knobs,
 )
 from .safeload import load_json_file
+from .spread import one_run_note, spread_summary
 from .store import read_run
 from .units import format_bytes, format_duration
 
@@ -81,7 +83,7 @@ def show_run(path: Path, out: Console) -> None:
         print_space(run, out)
         print_io(run, out)
     if not run.comparison.empty:
-        print_comparison(run.comparison, out)
+        print_comparison(run.comparison, out, run.spread, run.real_runs)
 
 
 def _float(x: Any) -> float:
@@ -108,6 +110,8 @@ def _run_header(run: RunResults) -> list[str]:
     if "sim" in backends and isinstance(meta.get("profile"), dict) and \
             not isinstance(run.scenario.get("fleet"), dict):
         lines.append(escape(describe(meta["profile"])))  # what the I/O figures rest on
+    if "drift" in meta:
+        lines.append(escape(drift_line(meta["drift"])))
     return lines
 
 
@@ -211,16 +215,35 @@ def _fmt_rel(x: float) -> str:
     return f"{x:+.2%}"
 
 
-def print_comparison(comp: pd.DataFrame, out: Console) -> None:
-    """Per metric: how many figures both backends know, median |rel_error| and the worst."""
-    table = Table(title="predicted vs measured (rel_error = (predicted - measured) / measured)")
-    for col in ("metric", "n", "median |rel_error|", "worst rel_error"):
+def print_comparison(comp: pd.DataFrame, out: Console, spread: pd.DataFrame | None = None,
+                     runs: int = 1) -> None:
+    """Per metric: how many figures both backends know, median |rel_error| and the worst;
+    with two or more real runs (``spread``, ``cowbench.spread``) the runs' median spread and
+    how many figures are within it; from one run, a line that says so."""
+    many = spread is not None and runs >= 2
+    what = f"the mean of {runs} real runs" if many else "measured"
+    table = Table(title=f"predicted vs {what} (rel_error = (predicted - measured) / measured)")
+    cols = ["metric", "n", "median |rel_error|", "worst rel_error"]
+    if many:
+        cols += ["real spread\n(median)", "within\nspread"]
+    for col in cols:
         table.add_column(col, justify="left" if col == "metric" else "right")
+    per_metric = {} if spread is None else \
+        {str(r["metric"]): r for r in spread_summary(spread).to_dict("records")}
     for row in summary(comp).to_dict("records"):
-        table.add_row(escape(str(row["metric"])), str(row["n"]),
-                      _fmt_rel(float(row["median_abs_rel_error"])).lstrip("+"),
-                      _fmt_rel(float(row["worst_rel_error"])))
+        cells = [escape(str(row["metric"])), str(row["n"]),
+                 _fmt_rel(float(row["median_abs_rel_error"])).lstrip("+"),
+                 _fmt_rel(float(row["worst_rel_error"]))]
+        if many:
+            sp = per_metric.get(str(row["metric"]))
+            cells += ["-", "-"] if sp is None else [
+                _fmt_rel(float(sp["median_spread"])).lstrip("+"),
+                f"{sp['within_spread']} of {sp['known']}"]
+        table.add_row(*cells)
     out.print(table)
+    note = one_run_note(runs) if not comp.empty else None
+    if note is not None and runs == 1:
+        out.print("comparison " + note, soft_wrap=True, highlight=False)
 
 
 # -- a fleet -------------------------------------------------------------------------------

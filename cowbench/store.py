@@ -190,6 +190,13 @@ def read_comparison(path: Path) -> pd.DataFrame:
                                                        "unit": str}), "comparison (CSV)")
 
 
+def read_spread(path: Path) -> pd.DataFrame:
+    """A run's ``spread.csv`` (``cowbench.spread``), checked like :func:`read_records`."""
+    return _read_table(path, ("entity", "metric", "runs", "spread", "within_spread"),
+                       lambda p: pd.read_csv(p, dtype={"entity": str, "metric": str,
+                                                       "unit": str}), "spread (CSV)")
+
+
 def _read_table(path: Path, columns: tuple[str, ...], reader: Any, what: str) -> pd.DataFrame:
     try:
         st = os.stat(path)

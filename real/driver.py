@@ -13,6 +13,7 @@ removes (unless a completed run sets ``real.keep_images``), on success, failure 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -243,3 +244,8 @@ class RealBackend(Backend):
     def measure_probes(self, directory: Path, settings: Any,
                        progress: Any = None) -> list[Probe]:
         return calibrate.measure(directory, settings, progress=progress)
+
+    def measure_again(self, directory: Path, settings: Any, probes: Sequence[Probe],
+                      progress: Any = None) -> list[Probe]:
+        specs = [calibrate.spec_of(p) for p in probes]
+        return calibrate.measure(directory, settings, specs, progress=progress)

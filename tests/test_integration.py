@@ -26,7 +26,7 @@ def test_small_scenario_both_backends(tmp_path: Path, no_leaks: None) -> None:
                  "comparison.csv", "raw"):
         assert (out / name).exists(), name
     meta = json.loads((out / "run.json").read_text())
-    assert meta["status"] == "ok" and meta["completed"] == ["sim", "real", "compare"]
+    assert meta["status"] == "ok" and meta["completed"] == ["sim", "real", "compare", "drift"]
     assert meta["tools"]["fio"].startswith("fio-") and meta["host"]["cpu_count"] >= 1
     assert not (out / "work").exists(), "images are removed unless keep_images"
     for name in ("predicted", "measured"):

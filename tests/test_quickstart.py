@@ -49,7 +49,7 @@ def test_quickstart_exactly_as_the_readme_writes_it() -> None:
         assert run not in before and run.name.startswith("quickstart-"), run
         meta = json.loads((run / "run.json").read_text())
         assert meta["status"] == "ok", meta.get("reason")
-        assert meta["completed"] == ["sim", "real", "compare"]
+        assert meta["completed"] == ["sim", "real", "compare", "drift"]
         for name in ("comparison.csv", "predicted.parquet", "measured.parquet"):
             assert (run / name).is_file(), name
         assert f"comparison:    {run / 'comparison.csv'}" in proc.stdout

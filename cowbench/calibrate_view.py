@@ -1,0 +1,86 @@
+"""What ``cowbench calibrate`` prints: a profile's fitted parameters, and the drift table of
+``calibrate --check`` (and of a run's ``drift`` block, ``cowbench.drift``)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from .drift import blocks, describe
+from .profile import Profile
+
+
+def print_profile(prof: Profile, out: Console) -> None:
+    """The fitted parameters of a profile and how well they replay its probes."""
+    p = prof.params
+    t = Table(title="I/O model fitted to the probes", show_lines=False)
+    t.add_column("parameter")
+    t.add_column("value", justify="right")
+    t.add_row("stages (shared path)", f"{p.stages:g}")
+    t.add_row("read path 4 KiB", f"{p.read_path_s[0][1] * 1e6:.1f} us")
+    t.add_row("write path 4 KiB", f"{p.write_path_s[0][1] * 1e6:.1f} us")
+    t.add_row("read bandwidth", f"{p.read_bw[0][1] / 2**20:,.0f} MiB/s")
+    t.add_row("write bandwidth", f"{p.write_bw[0][1] / 2**20:,.0f} MiB/s")
+    t.add_row("qcow2 read / write", f"{p.qcow2_read_s * 1e6:+.1f} / "
+                                    f"{p.qcow2_write_s * 1e6:+.1f} us")
+    t.add_row("cluster allocation", f"{p.alloc_s * 1e6:.1f} us")
+    t.add_row("copy-on-write read", f"{p.cow_read_s * 1e6:.1f} us")
+    t.add_row("subcluster allocation", f"{p.subcluster_alloc_s * 1e6:.1f} us")
+    t.add_row("chain depth d (k = d - 1)", f"{p.chain_base_s * 1e6:+.1f} + "
+              f"{p.chain_a_s * 1e6:.2f} k + {p.chain_b_s * 1e6:.3f} k^2 us")
+    t.add_row("L2 cache miss", f"{p.l2_miss_s * 1e6:.1f} us")
+    order = {"fifo": "in arrival order", "shared": "shared by transfers in progress"}
+    seen = ("" if p.device_interference is None else
+            f" (a small read waited {p.device_interference:.0%} of a large job's queue)")
+    t.add_row("device queue", order[p.device_queue] + seen)
+    t.add_row("transfers (reads, overwrites)", "work of the path's first stage"
+              if p.transfer_on_path else "on the device, beside the path")
+    out.print(t)
+    errs = sorted(abs(r.rel_error) for r in prof.fit if r.metric == "iops")
+    if errs:
+        out.print(f"the model replays the {len(errs)} probes' IOPS with median |error| "
+                  f"{errs[len(errs) // 2]:.1%}, worst {errs[-1]:.1%}")
+
+
+def _n(x: Any, fmt: str) -> str:
+    return format(x, fmt) if isinstance(x, int | float) and math.isfinite(x) else "-"
+
+
+def drift_table(block: dict[str, Any]) -> Table:
+    """One row per probe measured again: the profile's figures, now, and the change."""
+    age = block.get("profile_age_s")
+    made = "" if not isinstance(age, int | float) else f", made {age / 3600:.1f} h before"
+    t = Table(title=f"drift since the calibration (profile {escape(str(block.get('profile')))}"
+              f"{made})", title_justify="left")
+    rows = block.get("probes") or []
+    vms = any(r.get("stands_for") for r in rows)
+    for col in ("probe", "IOPS\nprofile", "IOPS\nnow", "IOPS\nchange", "within\nrounds",
+                "lat mean\nprofile", "lat mean\nnow", "lat\nchange",
+                *(["stands for"] if vms else [])):
+        t.add_column(col, justify="left" if col in ("probe", "stands for") else "right")
+    for r in rows:
+        within = r.get("within_profile_rounds")
+        t.add_row(escape(str(r.get("probe"))), _n(r.get("profile_iops"), ",.0f"),
+                  _n(r.get("iops"), ",.0f"), _n(r.get("iops_change"), "+.1%"),
+                  "-" if within is None else ("yes" if within else "no"),
+                  _n(_us(r.get("profile_lat_mean_s")), ",.0f") + " us",
+                  _n(_us(r.get("lat_mean_s")), ",.0f") + " us",
+                  _n(r.get("lat_mean_change"), "+.1%"),
+                  *([escape(", ".join(r.get("stands_for") or [])) or "-"] if vms else []))
+    return t
+
+
+def _us(x: Any) -> float | None:
+    return x * 1e6 if isinstance(x, int | float) else None
+
+
+def print_drift(drift: dict[str, Any] | None, out: Console) -> None:
+    """The drift tables (one per profile measured again), then the one-line summary."""
+    for block in blocks(drift):
+        if block.get("measured") is True:
+            out.print(drift_table(block))
+    out.print(escape(describe(drift)), soft_wrap=True, highlight=False)
