@@ -1,0 +1,214 @@
+"""``run --repeat N``'s spread (cowbench.spread), the drift probes a run picks (cowbench.drift),
+and how the terminal and the report show both: no tools needed."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from rich.console import Console
+
+from cowbench.compare import compare
+from cowbench.drift import (
+    CHECK_PROBES,
+    MAX_PROBES,
+    check_probes,
+    choose_probes,
+    describe,
+    distance,
+    vm_needs,
+)
+from cowbench.notebook import drift_frame, error_summary, error_table, runs_text
+from cowbench.profile import Probe
+from cowbench.records import records_frame
+from cowbench.scenario import parse_scenario
+from cowbench.show import print_comparison
+from cowbench.spread import SPREAD_COLUMNS, real_runs, spread_summary, spread_table
+
+from .clirun import cowbench
+from .conftest import small_dict
+from .test_cli import write
+
+
+def records(backend: str, values: dict[tuple[str, str], list[float]]) -> pd.DataFrame:
+    """One row per (entity, metric) and run: replication k holds the k-th value."""
+    rows = [(backend, math.nan, e, m, v, "1/s", 1, k)
+            for (e, m), vs in values.items() for k, v in enumerate(vs)]
+    return records_frame(rows)
+
+
+PRED = records("sim", {("vm:a", "write_iops"): [1050.0], ("vm:b", "write_iops"): [1300.0],
+                       ("vm:a", "allocated_bytes"): [100.0]})
+MEAS = records("real", {("vm:a", "write_iops"): [900.0, 1000.0, 1100.0],
+                        ("vm:b", "write_iops"): [1000.0, 1000.0, 1000.0],
+                        ("vm:a", "allocated_bytes"): [0.0, 0.0, 0.0]})
+
+
+def test_the_spread_of_three_runs_and_which_errors_lie_within_it() -> None:
+    comp = compare(PRED, MEAS)
+    sp = spread_table(comp, MEAS).set_index(["entity", "metric"])
+    assert list(spread_table(comp, MEAS).columns) == SPREAD_COLUMNS
+    a = sp.loc[("vm:a", "write_iops")]
+    assert a.runs == 3 and a.measured_mean == 1000 and a.measured_min == 900
+    assert a.spread == pytest.approx(0.2)  # (1100 - 900) / 1000
+    assert a.rel_error == pytest.approx(0.05) and a.within_spread == 1
+    b = sp.loc[("vm:b", "write_iops")]  # the runs agree exactly: any error is the model's
+    assert b.spread == 0 and b.within_spread == 0
+    zero = sp.loc[("vm:a", "allocated_bytes")]  # a mean of 0 has no relative spread
+    assert math.isnan(zero.spread) and math.isnan(zero.within_spread)
+    # comparison.csv keeps its columns and compares with the mean of the runs
+    assert comp.set_index(["entity", "metric"]).loc[("vm:a", "write_iops"), "measured"] == 1000
+    summary = spread_summary(spread_table(comp, MEAS)).set_index("metric")
+    assert summary.loc["write_iops", "within_spread"] == 1
+    assert summary.loc["write_iops", "known"] == 2
+    assert real_runs(MEAS) == 3 and real_runs(MEAS[MEAS.replication == 0]) == 1
+
+
+def test_the_terminal_table_shows_the_spread_or_says_it_rests_on_one_run() -> None:
+    comp = compare(PRED, MEAS)
+    console = Console(width=200, record=True)
+    print_comparison(comp, console, spread_table(comp, MEAS), 3)
+    text = console.export_text()
+    assert "the mean of 3 real runs" in text and "within" in text
+    row = next(line for line in text.splitlines() if "write_iops" in line)
+    assert "1 of 2" in row and "10.00%" in row  # median spread of 20% and 0%
+    one = MEAS[MEAS.replication == 0]
+    console = Console(width=200, record=True)
+    print_comparison(compare(PRED, one), console, None, 1)
+    text = console.export_text()
+    assert "from one real run" in text and "within" not in text
+
+
+def test_the_report_tables_carry_the_spread_and_the_one_run_note() -> None:
+    comp = compare(PRED, MEAS)
+    sp = spread_table(comp, MEAS)
+    summary = error_summary(comp, sp).set_index("metric")
+    assert summary.loc["write_iops", "within spread"] == "1 of 2"
+    table = error_table(comp, sp)
+    row = table[(table.entity == "vm:a") & (table.metric == "write_iops")].iloc[0]
+    assert row["real spread"] == "20.00%" and row["within spread"] == "yes"
+    assert "within spread" not in error_table(comp).columns
+    assert "one real run" in runs_text(1) and "3 real runs" in runs_text(3)
+
+
+def probe(name: str, target: str, rw: str, bs: int, iodepth: int, exports: int = 1,
+          depth: int = 0, iops: float = 1000.0) -> Probe:
+    return Probe(name=name, target=target, rw=rw, bs=bs, iodepth=iodepth,  # type: ignore[arg-type]
+                 exports=exports, depth=depth, runtime_s=1, ios=1, iops=iops,
+                 bw_bytes_per_s=iops * bs, lat_mean_s=1e-3, lat_p99_s=2e-3, rounds=2,
+                 iops_min=iops * 0.95, iops_max=iops * 1.05)
+
+
+PROBES = [probe("raw-randread-4k-qd1-x1", "raw", "randread", 4096, 1),
+          probe("raw-randread-64k-qd32-x1", "raw", "randread", 65536, 32),
+          probe("raw-randwrite-4k-qd32-x1", "raw", "randwrite", 4096, 32),
+          probe("raw-randwrite-1m-qd8-x1", "raw", "randwrite", 1 << 20, 8),
+          probe("qcow2-randread-4k-qd32-x1", "qcow2", "randread", 4096, 32),
+          probe("raw-randread-4k-qd4-x4", "raw", "randread", 4096, 4, exports=4),
+          probe("cow-write-4k-qd1-x1", "cow", "write", 4096, 1),
+          probe("cow-write-4k-qd8-x1", "cow", "write", 4096, 8),
+          probe("chain-d1-randread-4k-qd1-x1", "chain", "randread", 4096, 1, depth=1),
+          probe("device-randread-4k-qd1-x1", "device", "randread", 4096, 1)]
+
+
+def test_a_run_measures_again_the_probes_its_vms_resemble() -> None:
+    s = parse_scenario(small_dict(
+        workloads={"w1": {"rw": "randwrite", "bs": "4k", "iodepth": 1, "io_size": "1MiB"},
+                   "w8": {"rw": "randwrite", "bs": "4k", "iodepth": 8, "io_size": "1MiB"},
+                   "big": {"rw": "write", "bs": "1MiB", "iodepth": 8, "io_size": "8MiB"},
+                   "r": {"rw": "randread", "bs": "4k", "iodepth": 1, "io_size": "1MiB"}},
+        vms=[{"name": "w1", "image": "img", "workload": "w1"},
+             {"name": "w8", "image": "img", "workload": "w8"},
+             {"name": "big", "image": "img", "workload": "big",
+              "strategy": {"kind": "full_copy"}},
+             {"name": "r", "image": "img", "workload": "r"}]))
+    chosen = {p.name: vms for p, vms in choose_probes(vm_needs(s), PROBES)}
+    assert chosen == {"cow-write-4k-qd1-x1": ["w1"], "cow-write-4k-qd8-x1": ["w8"],
+                      "raw-randwrite-1m-qd8-x1": ["big"], "chain-d1-randread-4k-qd1-x1": ["r"]}
+
+
+def test_mixed_vms_vote_in_both_directions_and_at_most_four_probes_are_kept() -> None:
+    s = parse_scenario(small_dict(
+        workloads={f"m{qd}": {"rw": "randrw", "rwmixread": 70, "bs": "4k", "iodepth": qd,
+                              "io_size": "1MiB"} for qd in (1, 32)}
+        | {"big": {"rw": "randread", "bs": "64k", "iodepth": 32, "io_size": "8MiB",
+                   "offsets": "fio"}},
+        vms=[{"name": "m1", "image": "img", "workload": "m1"},
+             {"name": "m32", "image": "img", "workload": "m32"},
+             {"name": "big", "image": "img", "workload": "big",
+              "strategy": {"kind": "full_copy"}}]))
+    needs = vm_needs(s)
+    assert sorted((n.vm, n.read) for n in needs) == [
+        ("big", True), ("m1", False), ("m1", True), ("m32", False), ("m32", True)]
+    chosen = choose_probes(needs, PROBES)
+    assert 1 <= len(chosen) <= MAX_PROBES
+    names = [p.name for p, _ in chosen]
+    assert not any(n.startswith(("device", "qcow2")) for n in names), names
+    for p, vms in chosen:  # a probe stands for VMs that do I/O in its direction
+        for vm in vms:
+            assert any(n.vm == vm and n.read == (p.rw == "randread") for n in needs)
+    reader = next(n for n in needs if n.vm == "big")
+    assert min(PROBES, key=lambda p: distance(reader, p)).name == "raw-randread-64k-qd32-x1"
+
+
+def test_check_measures_the_listed_probes_the_profile_holds() -> None:
+    chosen = [p.name for p, _ in check_probes(PROBES)]
+    assert chosen == [n for n in CHECK_PROBES if n in {p.name for p in PROBES}]
+    other = [probe("x", "raw", "randread", 4096, 2), probe("d", "device", "randread", 4096, 1)]
+    assert [p.name for p, _ in check_probes(other)] == ["x"]
+
+
+def test_drift_is_described_in_one_sentence_and_as_a_table() -> None:
+    block = {"measured": True, "profile": "/p.json", "median_abs_change": {
+        "iops": 0.125, "lat_mean_s": 0.2}, "probes": [
+        {"probe": "cow-write-4k-qd1-x1", "stands_for": ["a"], "profile_iops": 2000.0,
+         "iops": 1750.0, "iops_change": -0.125, "within_profile_rounds": False,
+         "lat_mean_change": 0.2}]}
+    assert describe(block) == ("drift since the calibration: 1 probe(s) of the profile "
+                               "measured again moved by 12.5% in IOPS and 20.0% in mean "
+                               "latency (median |change|)")
+    assert "not measured (no profile)" in describe({"measured": False,
+                                                    "reason": "no profile"})
+    assert "did not record" in describe(None)
+    frame = drift_frame(block)
+    assert frame.iloc[0]["IOPS change"] == "-12.50%" and frame.iloc[0]["stands for"] == "a"
+    assert drift_frame({"measured": False, "reason": "x"}).empty
+
+
+def test_check_refuses_a_bad_profile_path_in_one_line(tmp_path: Path) -> None:
+    for bad in (tmp_path / "nope.json", write(tmp_path, {"kind": "x"}, "p.json")):
+        ran = cowbench("calibrate", "--check", str(bad))
+        assert ran.code == 2, ran.stderr
+        assert "Traceback" not in ran.stderr + ran.stdout
+        lines = [ln for ln in ran.stderr.splitlines() if ln.strip()]
+        assert len(lines) == 1 and str(bad) in lines[0], ran.stderr
+
+
+def test_check_refuses_a_profile_whose_directory_is_not_here(tmp_path: Path) -> None:
+    from .test_perf import write_profile
+
+    prof = write_profile(tmp_path / "p.json")  # measured in /x
+    ran = cowbench("calibrate", "--check", str(prof))
+    assert ran.code == 2 and "the profile's dir (/x): not a directory here" in ran.stderr
+    ran = cowbench("calibrate", "--check", str(prof), "--dir", str(tmp_path / "gone"))
+    assert ran.code == 2 and "--dir: not a directory here" in ran.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.json"]
+
+
+def test_calibrate_needs_dir_and_out_without_check(tmp_path: Path) -> None:
+    ran = cowbench("calibrate", "--dir", str(tmp_path))
+    assert ran.code == 2 and "needs --dir and --out (or --check PROFILE)" in ran.stderr
+
+
+def test_repeat_needs_the_real_backend_and_a_sane_count(tmp_path: Path) -> None:
+    s = write(tmp_path, small_dict())
+    ran = cowbench("run", str(s), "--backend", "sim", "--repeat", "3", "--out",
+                   str(tmp_path / "r"))
+    assert ran.code == 2 and "--repeat 3 repeats the real backend's runs" in ran.stderr
+    assert not (tmp_path / "r").exists()
+    for n in ("0", "21"):
+        ran = cowbench("run", str(s), "--repeat", n, "--out", str(tmp_path / "r"))
+        assert ran.code == 2 and "--repeat" in ran.stderr and "Traceback" not in ran.stderr
+        assert not (tmp_path / "r").exists()
