@@ -20,8 +20,8 @@ from matplotlib.figure import Figure
 
 from .compare import summary
 from .drift import blocks as drift_blocks
-from .spread import one_run_note, spread_summary
 from .plots import PRINT_DPI, SCREEN_DPI, WIDTH_IN, save_figure
+from .spread import one_run_note, spread_summary
 from .units import format_bytes
 
 
