@@ -212,3 +212,36 @@ def test_repeat_needs_the_real_backend_and_a_sane_count(tmp_path: Path) -> None:
         ran = cowbench("run", str(s), "--repeat", n, "--out", str(tmp_path / "r"))
         assert ran.code == 2 and "--repeat" in ran.stderr and "Traceback" not in ran.stderr
         assert not (tmp_path / "r").exists()
+
+
+def test_io_density_is_the_density_issue_16_asks_for() -> None:
+    from cowbench.scenario import load_scenario
+
+    s = load_scenario(Path(__file__).resolve().parents[1] / "scenarios" / "io-density.yaml")
+    assert len(s.vms) == 12 and len(s.hosts) == 1
+    wls = [s.workload_of(vm) for vm in s.vms]
+    assert all(w is not None for w in wls)
+    assert {w.bs for w in wls if w} >= {4096, 1 << 20}
+    assert min(w.bs for w in wls if w) == 4096 and max(w.bs for w in wls if w) == 1 << 20
+    assert {w.iodepth for w in wls if w} >= {1, 32}
+    assert {w.rw for w in wls if w} >= {"randread", "randwrite", "randrw", "read", "write"}
+    assert any(w.rate_iops for w in wls if w)
+    assert any(s.strategy_of(vm).kind == "snapshot_chain" for vm in s.vms)
+    assert len({s.strategy_of(vm).cluster_size for vm in s.vms}) == 2
+
+
+def test_io_density_reads_the_spread_of_a_run(capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "io_density.py"
+    spec = importlib.util.spec_from_file_location("io_density", path)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    comp = compare(PRED, MEAS)
+    rows = bench.io_rows(spread_table(comp, MEAS))
+    assert set(rows.metric) == {"write_iops"}  # allocated_bytes is no I/O figure
+    bench.print_summary(rows)
+    out = capsys.readouterr().out
+    assert "| IOPS | 17.5% | <= 15% | 10.0% | 1 of 2 |" in out  # |+5%| and |+30%|
+    assert "| worst VM, IOPS | b write_iops +30.0% |" in out
