@@ -96,9 +96,10 @@ class Backend(ABC):
         raise self._lacks("measure calibration probes")
 
     def measure_again(self, directory: Path, settings: Any, probes: Sequence[Probe],
-                      progress: Any = None) -> list[Probe]:
+                      progress: Any = None, lease: Lease | None = None) -> list[Probe]:
         """``probes`` of a profile measured again on ``directory`` with ``settings`` (the
-        drift since the calibration, ``cowbench.drift``), in the same order."""
+        drift since the calibration, ``cowbench.drift``), in the same order; the private
+        directory it makes is recorded in ``lease``."""
         raise self._lacks("measure calibration probes")
 
     def fit(self, probes: Sequence[Probe]) -> PerfParams:

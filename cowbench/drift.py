@@ -46,6 +46,7 @@ from typing import Any
 
 from .backends import get_backend
 from .errors import CowbenchError, Interrupted, UsageError
+from .lease import Lease
 from .profile import Probe, Profile, load_profile
 from .profile_cache import fingerprint, fingerprint_key
 from .scenario import Scenario
@@ -186,7 +187,8 @@ def _load() -> list[float]:
 
 
 def measure_drift(path: Path, profile: Profile, chosen: list[tuple[Probe, list[str]]],
-                  directory: Path, progress: Progress | None = None) -> dict[str, Any]:
+                  directory: Path, progress: Progress | None = None,
+                  lease: Lease | None = None) -> dict[str, Any]:
     """Measure ``chosen`` probes of ``profile`` again on ``directory`` (one round, the
     profile's settings) and return the block of the module docstring."""
     real = get_backend("real")
@@ -198,7 +200,7 @@ def measure_drift(path: Path, profile: Profile, chosen: list[tuple[Probe, list[s
     # the run just removed its trees: commit the journal (and, on a filesystem mounted with
     # `discard`, as this machine's is, the discards of those blocks) before measuring
     os.sync()
-    now = real.measure_again(directory, settings, [p for p, _ in chosen], progress)
+    now = real.measure_again(directory, settings, [p for p, _ in chosen], progress, lease)
     rows = [probe_row(then, again, vms)
             for (then, vms), again in zip(chosen, now, strict=True)]
     same = None if profile.fingerprint is None else \
@@ -238,19 +240,21 @@ def _profiles_of(scenario: Scenario, run_dir: Path) -> dict[str, tuple[Path, lis
 
 
 def run_drift(scenario: Scenario, run_dir: Path,
-              progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
-    """run.json's ``drift`` block for a real run of ``scenario`` just finished."""
+              progress: Callable[[str], None] = lambda _: None,
+              lease: Lease | None = None) -> dict[str, Any]:
+    """run.json's ``drift`` block for a real run of ``scenario`` just finished; the probes'
+    private directory is recorded in the run's ``lease`` (`cowbench gc` after a kill)."""
     profiles = _profiles_of(scenario, run_dir)
     if not profiles:
         return {"measured": False, "reason": "no calibration profile file: nothing to "
                 "compare with (uncalibrated, or parameters given inline)"}
-    blocks = [_one_profile(scenario, path, where, hosts, progress)
+    blocks = [_one_profile(scenario, path, where, hosts, progress, lease)
               for path, (where, hosts) in profiles.items()]
     return blocks[0] if len(blocks) == 1 else {"measured": "per profile", "profiles": blocks}
 
 
 def _one_profile(scenario: Scenario, path: str, where: Path, hosts: list[str],
-                 progress: Callable[[str], None]) -> dict[str, Any]:
+                 progress: Callable[[str], None], lease: Lease | None) -> dict[str, Any]:
     try:
         profile = load_profile(Path(path))
         on = [n for n in vm_needs(scenario) if n.host in hosts]
@@ -262,7 +266,7 @@ def _one_profile(scenario: Scenario, path: str, where: Path, hosts: list[str],
         def say(_i: int, _n: int, msg: str) -> None:
             progress(f"drift: {msg}")
 
-        return measure_drift(Path(path), profile, chosen, where, say)
+        return measure_drift(Path(path), profile, chosen, where, say, lease)
     except Interrupted:
         raise
     except CowbenchError as err:  # the run's figures stand; the drift is unknown

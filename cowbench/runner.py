@@ -242,7 +242,7 @@ class _Run:
             self.step("compare")
         if self.use_sim and self.use_real:  # how far the machine moved since its profile
             self.progress("drift: measuring the profile's probes again")
-            rd.write_meta(drift=run_drift(self.scenario, rd.path, self.progress))
+            rd.write_meta(drift=run_drift(self.scenario, rd.path, self.progress, self.lease))
             self.step("drift")
         return RunOutcome(rd.path, predicted, measured, comparison, spread,
                           self.repeat if measured is not None else 0)

@@ -246,6 +246,7 @@ class RealBackend(Backend):
         return calibrate.measure(directory, settings, progress=progress)
 
     def measure_again(self, directory: Path, settings: Any, probes: Sequence[Probe],
-                      progress: Any = None) -> list[Probe]:
+                      progress: Any = None, lease: Lease | None = None) -> list[Probe]:
         specs = [calibrate.spec_of(p) for p in probes]
-        return calibrate.measure(directory, settings, specs, progress=progress)
+        return calibrate.measure(directory, settings, specs, progress=progress,
+                                 on_create=lease.add_tree if lease else _nothing)

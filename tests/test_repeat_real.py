@@ -154,3 +154,43 @@ def test_repeat_as_the_readme_writes_it(in_a_checkout: Path, no_leaks: None) -> 
     assert "the mean of 3 real runs" in ran.stdout
     assert (pd.read_csv(out / "spread.csv").runs == 3).all()
     assert os.path.getsize(out / "comparison.csv") > 0
+
+
+def test_kill_9_while_the_drift_probes_run_leaves_nothing_after_gc(
+        tmp_path: Path, private_tmp: Path, lease_registry: Path) -> None:
+    """The probes' private directory is in the run's lease: `cowbench gc` removes it."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    slow = a_profile(tmp_path).model_copy(update={"settings": {**SETTINGS, "runtime_s": 3.0}})
+    prof = tmp_path / "p.json"
+    prof.write_text(profile_json(slow))
+    s, out = write(tmp_path, small_dict()), tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "cowbench", "run", str(s), "--profile",
+                             str(prof), "--out", str(out)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not list(out.glob(".cowbench-calibrate-*")):
+            assert proc.poll() is None, proc.communicate()[1]
+            assert time.monotonic() < deadline, "the drift probes never started"
+            time.sleep(0.05)
+        time.sleep(1.0)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        assert json.loads((out / "run.json").read_text())["status"] == "running"
+        assert list(out.glob(".cowbench-calibrate-*")), "killed after the probes' images went"
+        gc = cowbench("gc")
+        assert gc.code == 0 and "abandoned" in gc.stdout, gc.stderr
+        assert not list(out.glob(".cowbench-calibrate-*"))
+        assert json.loads((out / "run.json").read_text())["status"] == "abandoned"
+        assert list(lease_registry.iterdir()) == []
+        from .conftest import processes_mentioning
+
+        assert not processes_mentioning(out, f"/proc/{proc.pid}/fd/")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        cowbench("gc")

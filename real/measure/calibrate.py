@@ -189,12 +189,19 @@ def check_dir(path: Path, s: Settings) -> None:
                          f"{need >> 20} MiB")
 
 
+def _nothing(_: PrivateDir) -> None:
+    pass
+
+
 @contextmanager
-def _workdir(path: Path) -> Iterator[Path]:
+def _workdir(path: Path, on_create: Callable[[PrivateDir], None] = _nothing
+             ) -> Iterator[Path]:
     """A private directory in ``path`` (``cowbench.fdtree``: mode 0700, reached through its
-    descriptor, removed by inode), whoever else can write in ``path``."""
+    descriptor, removed by inode), whoever else can write in ``path``; ``on_create`` is told
+    of it at once (a run's lease, so `cowbench gc` removes it if the run is killed)."""
     with shielded():
         work = PrivateDir.create(path, f".cowbench-calibrate-{secrets.token_hex(4)}")
+        on_create(work)
     try:
         yield work.path
     finally:
@@ -337,7 +344,8 @@ Progress = Callable[[int, int, str], None]
 
 
 def measure(path: Path, s: Settings, specs: Sequence[ProbeSpec] | None = None,
-            progress: Progress | None = None) -> list[Probe]:
+            progress: Progress | None = None,
+            on_create: Callable[[PrivateDir], None] = _nothing) -> list[Probe]:
     """Run the probes on ``path``, ``s.rounds`` times over, the whole matrix per round (so a
     slow spell of a shared machine hits one round of many probes, not every round of a few);
     return each probe's median over the rounds, with its spread. Leaves nothing behind."""
@@ -348,7 +356,7 @@ def measure(path: Path, s: Settings, specs: Sequence[ProbeSpec] | None = None,
     say = progress or (lambda i, n, msg: None)
     total = len(specs) * s.rounds
     rounds: list[list[Probe]] = []
-    with _workdir(path) as work:
+    with _workdir(path, on_create) as work:
         images = _Images(work, s)
         say(0, total, f"writing {s.span >> 20} MiB of probe images")
         images.setup(specs)
