@@ -245,3 +245,30 @@ def test_io_density_reads_the_spread_of_a_run(capsys: pytest.CaptureFixture[str]
     out = capsys.readouterr().out
     assert "| IOPS | 17.5% | <= 15% | 10.0% | 1 of 2 |" in out  # |+5%| and |+30%|
     assert "| worst VM, IOPS | b write_iops +30.0% |" in out
+
+
+@pytest.mark.slow
+def test_the_validation_report_shows_the_spread_and_the_drift(tmp_path: Path) -> None:
+    import json
+
+    from cowbench.report import make_report
+    from cowbench.spread import SPREAD_FILE
+
+    from .reportkit import synthetic_run
+
+    run = synthetic_run(tmp_path / "run", PRED, MEAS)
+    spread_table(compare(PRED, MEAS), MEAS).to_csv(run / SPREAD_FILE, index=False)
+    meta = json.loads((run / "run.json").read_text())
+    meta["drift"] = {"measured": True, "profile": "/p.json", "median_abs_change": {
+        "iops": 0.125, "lat_mean_s": 0.2}, "probes": [
+        {"probe": "cow-write-4k-qd1-x1", "stands_for": ["a"], "profile_iops": 2000.0,
+         "iops": 1750.0, "iops_change": -0.125, "within_profile_rounds": False,
+         "lat_mean_change": 0.2}]}
+    (run / "run.json").write_text(json.dumps(meta))
+    make_report(run)
+    text = (run / "report" / "report.html").read_text()
+    assert "the mean of <strong>3 real runs</strong>" in text
+    assert "real spread (median)" in text and "1 of 2" in text
+    assert "drift since the calibration: 1 probe(s) of the profile measured again moved by " \
+           "12.5% in IOPS" in text
+    assert "cow-write-4k-qd1-x1" in text and "-12.50%" in text
