@@ -90,10 +90,11 @@ def simulate(scenario: Scenario | str | Path | Mapping[str, Any],
 def run(scenario: Scenario | str | Path | Mapping[str, Any], out: str | Path,
         backend: str | None = None, seed: int | None = None,
         progress: Callable[[str], None] | None = None, profile: str | Path | None = None,
-        uncalibrated: bool = False) -> RunOutcome:
+        uncalibrated: bool = False, repeat: int = 1) -> RunOutcome:
     """Run a scenario into a new run directory ``out``, as ``cowbench run`` does, and return
     its outcome: ``run_dir`` and the ``predicted``, ``measured`` and ``comparison`` frames
-    (None for what did not run).
+    (None for what did not run), and with ``repeat`` real runs (``--repeat``) their
+    ``spread`` (``cowbench.spread``).
 
     ``backend`` is ``sim`` (the model), ``real`` (qemu + fio on this machine) or ``both``;
     ``None`` is what the scenario supports (``sim`` for a fleet, ``both`` otherwise).
@@ -112,7 +113,7 @@ def run(scenario: Scenario | str | Path | Mapping[str, Any], out: str | Path,
                         profile=None if profile is None else Path(profile),
                         uncalibrated=uncalibrated, say=say,
                         progress=lambda i, n, msg: say(f"quick calibration {i}/{n}: {msg}"))
-    return run_scenario(s, Path(out), backend, seed, progress=say)
+    return run_scenario(s, Path(out), backend, seed, progress=say, repeat=repeat)
 
 
 def load_results(path: str | Path) -> RunResults | SweepResults:

@@ -272,3 +272,11 @@ def test_the_validation_report_shows_the_spread_and_the_drift(tmp_path: Path) ->
     assert "drift since the calibration: 1 probe(s) of the profile measured again moved by " \
            "12.5% in IOPS" in text
     assert "cow-write-4k-qd1-x1" in text and "-12.50%" in text
+
+
+def test_the_python_run_takes_repeat_as_the_command_does(tmp_path: Path) -> None:
+    from cowbench import UsageError, run
+
+    with pytest.raises(UsageError, match="--repeat 2 repeats the real backend's runs"):
+        run(small_dict(), tmp_path / "r", backend="sim", repeat=2)
+    assert not (tmp_path / "r").exists()
