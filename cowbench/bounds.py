@@ -53,7 +53,7 @@ MAX_SWEEP_VMS = 2_000_000
 
 CLUSTER_MAP_BYTES = 11  # allocated, zeroed, shared (bool) + data_host (int64)
 BLOCK_MAP_BYTES = 1  # one bool per 4 KiB block of a raw file
-RANDOM_MAP_BYTES = 9  # fio's random map: used (bool) + next-free (int64) per block
+RANDOM_MAP_BYTES = 8  # fio's random map: a next-free int64 per block (sim/workload/fiooffs.py)
 PER_VM_S = 3e-4
 PER_VM_BYTES = 8 << 10
 PER_IO_S = 1e-5
@@ -121,7 +121,7 @@ def _job_bytes(s: Scenario, vm: Any) -> tuple[int, float]:
     ios = (wl.io_size or region) / wl.bs * wl.numjobs * wl.loops
     if wl.time_based and wl.rate_iops and wl.runtime:
         ios = wl.rate_iops * wl.runtime * wl.numjobs
-    mem = blocks * RANDOM_MAP_BYTES * wl.numjobs if wl.is_random and not wl.norandommap else 0
+    mem = blocks * RANDOM_MAP_BYTES * wl.numjobs if wl.random_map else 0
     return mem, ios
 
 

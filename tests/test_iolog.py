@@ -71,7 +71,9 @@ def _with_workload(**wl):
 
 
 @pytest.mark.parametrize("wl,why", [
-    ({"random_distribution": "zipf:1.2"}, "set offsets: fio"),
+    ({"random_distribution": "zoned:60/10:30/20"}, "must add up to 100"),
+    ({"random_distribution": "zipf:1"}, "must differ from 1.0"),
+    ({"random_distribution": "pareto:1.5"}, "between 0 and 1"),
     ({"bssplit": "4k/50:64k/50"}, "set offsets: fio"),
     ({"random_distribution": "bogus:1"}, "must start with one of"),
     ({"bssplit": "4k/70:64k/40", "offsets": "fio"}, "more than 100"),

@@ -1,20 +1,24 @@
-"""The offsets a fio job issues, generated with fio's semantics (fio HOWTO; FACTS.md section 5).
+"""The offsets a fio job issues, as fio 3.33 issues them (fio HOWTO; FACTS.md section 5).
 
 A job covers the region ``[offset, offset + size)`` in blocks of ``bs`` and issues ``io_size``
 bytes (default ``size``), or runs until ``runtime`` when ``time_based``. What matters for
-allocation is *which* blocks it touches:
+allocation is *which* blocks it touches, and the model follows fio's own algorithms with its
+own generators and seeds (sim/workload/fiorand.py), so a random job's stream is fio's, I/O for
+I/O, given the job's name (its VM's name, as the real backend names the fio job):
 
 - ``rw=read|write``: sequential from ``offset``, wrapping at the region's end;
-- random, default (``randommap``): a uniform block; if already used this pass, the next free
-  block of the map (fio's ``axmap_next_free``); when every block is used the map resets;
-- ``norandommap=1``: uniform with replacement;
-- ``random_generator=lfsr``: every block once per pass, in a scrambled order;
-- rw mixes: each I/O is a read with probability ``rwmixread`` percent.
+- random, uniform: fio's Tausworthe draw; with the random map (the default) a block already
+  used this pass moves to the next free one (sim/workload/fiooffs.py); ``norandommap=1``:
+  uniform with replacement; ``random_generator=lfsr``: fio's LFSR, each block once per pass;
+- ``zoned``/``zoned_abs``: a zone by its access share, then as uniform inside it;
+- ``zipf``/``pareto``/``normal``: fio's ranks, hashed over the region, with no random map
+  (sim/workload/fiodist.py);
+- rw mixes: fio's runs of reads and writes (``get_rw_ddir``).
 
 Seeding follows fio: with ``randrepeat=1`` (fio's default) the stream depends only on the job's
-options, ``randseed`` and its clone number, so two VMs running the same job issue the same
-offsets, exactly as two fio processes would. Everything is vectorised with numpy; streams come
-in chunks so a time_based job can run as long as the model needs.
+options, ``randseed``, its clone number and (for zipf, pareto, normal) its name, so two VMs
+running the same job under the same name issue the same offsets. Streams come in chunks so a
+time_based job can run as long as the model needs.
 """
 
 from __future__ import annotations
@@ -28,9 +32,8 @@ from cowbench.iolog import TRIM, WRITE, Trace
 from cowbench.scenario import Workload
 
 from .fiodist import Distribution
-
-FIO_DEFAULT_RANDSEED = 0xB1899BED
-CHUNK = 1 << 16
+from .fiooffs import CHUNK, Rwmix, Stream, lfsr_blocks, uniform_blocks
+from .fiorand import BLOCK_OFF, M32, fio_seeds, jhash
 
 
 @dataclass(frozen=True)
@@ -63,91 +66,75 @@ def job_io_count(wl: Workload, disk_size: int) -> int | None:
     return total // wl.bs
 
 
-def job_seed(wl: Workload, clone: int, scenario_seed: int, vm_index: int) -> np.random.SeedSequence:
-    """fio's seeding: fixed by options and clone number unless ``randrepeat=0`` without a seed."""
-    if wl.randseed is not None or wl.randrepeat:
-        seed = wl.randseed if wl.randseed is not None else FIO_DEFAULT_RANDSEED
-        return np.random.SeedSequence([seed, clone + 1])
-    return np.random.SeedSequence([scenario_seed, vm_index, clone + 1])
+@dataclass(frozen=True)
+class FioSeed:
+    """fio's seeds for one clone: ``td->rand_seeds``, whether the job is repeatable, and the
+    seed of zipf/pareto/normal (``jhash`` of the clone's file name times its thread number)."""
+
+    seeds: tuple[int, ...]
+    repeatable: bool
+    dist_seed: int
 
 
-class _RandomMap:
-    """fio's random map for one pass: each block once, collisions move to the next free block."""
-
-    def __init__(self, nblocks: int) -> None:
-        self.nblocks = nblocks
-        self.used = np.zeros(nblocks, dtype=bool)
-        self.n_used = 0
-        # next-free pointers (union-find with path compression); index nblocks = "wrap"
-        self._next = np.arange(nblocks + 1, dtype=np.int64)
-
-    def _find(self, b: int) -> int:
-        nxt = self._next
-        root = b
-        while nxt[root] != root:
-            root = int(nxt[root])
-        while nxt[b] != root:
-            nxt[b], b = root, int(nxt[b])
-        return root
-
-    def _take(self, b: int) -> None:
-        self.used[b] = True
-        self._next[b] = b + 1
-        self.n_used += 1
-
-    def place(self, draws: np.ndarray) -> np.ndarray:
-        """Blocks for ``draws`` (each ≤ free blocks left): fresh draws kept, collisions moved."""
-        out = draws.copy()
-        # first occurrence of each draw in this batch that is still free is taken as is
-        _, first = np.unique(draws, return_index=True)
-        fresh = np.zeros(draws.shape[0], dtype=bool)
-        fresh[first] = True
-        fresh &= ~self.used[draws]
-        taken = draws[fresh]
-        self.used[taken] = True
-        self._next[taken] = taken + 1
-        self.n_used += int(taken.shape[0])
-        for i in np.flatnonzero(~fresh):
-            b = self._find(int(draws[i]))
-            if b >= self.nblocks:
-                b = self._find(0)
-            self._take(b)
-            out[i] = b
-        return out
+def clone_file_name(name: str, clone: int, numjobs: int) -> str:
+    """The file fio makes for clone ``clone`` of job ``name`` (``name.N.0``): the first job is
+    number 0, its clones are added as numjobs-1, numjobs-2, ... (init.c ``add_job``)."""
+    return f"{name}.{0 if clone == 0 else numjobs - clone}.0"
 
 
-def random_blocks(wl: Workload, nblocks: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
-    """Endless chunks of block numbers in ``[0, nblocks)`` for a random job."""
-    if wl.random_generator == "lfsr":
-        while True:
-            perm = rng.permutation(nblocks)
-            for i in range(0, nblocks, CHUNK):
-                yield perm[i:i + CHUNK]
-    dist = Distribution(wl.random_distribution, nblocks, rng)
-    if wl.norandommap:
-        while True:
-            yield dist.draw(CHUNK)
-    rmap = _RandomMap(nblocks)
-    while True:
-        room = nblocks - rmap.n_used
-        if room == 0:
-            rmap = _RandomMap(nblocks)
-            room = nblocks
-        n = min(CHUNK, room)
-        yield rmap.place(dist.draw(n))
+def job_seed(wl: Workload, clone: int, scenario_seed: int, vm_index: int,
+             name: str = "job") -> FioSeed:
+    """fio's seeding for clone ``clone`` (thread ``clone + 1``) of job ``name``: fixed by the
+    options unless ``randrepeat=0`` without ``randseed``, where fio reads /dev/urandom and the
+    model draws from the scenario's seed and the VM's index."""
+    thread = clone + 1
+    randseed = wl.randseed
+    if randseed is None and not wl.randrepeat:
+        ss = np.random.SeedSequence([scenario_seed, vm_index, thread])
+        randseed = int(ss.generate_state(1, np.uint64)[0])
+    repeatable = wl.randrepeat and wl.randseed is None
+    seeds = tuple(fio_seeds(randseed, thread, wl.randrepeat))
+    if repeatable:
+        fname = clone_file_name(name, clone, wl.numjobs).encode()
+        dist_seed = (jhash(fname) * thread) & M32
+    else:
+        dist_seed = seeds[BLOCK_OFF] & M32
+    return FioSeed(seeds, repeatable, dist_seed)
 
 
-def io_stream(wl: Workload, disk_size: int, seed: np.random.SeedSequence) -> Iterator[IoChunk]:
+def random_blocks(wl: Workload, nblocks: int, seed: FioSeed,
+                  total: int | None = None) -> Iterator[np.ndarray]:
+    """Chunks of fio's block numbers in ``[0, nblocks)`` for a random job: ``total`` of them,
+    or endless when ``None``."""
+    kind = wl.random_distribution.partition(":")[0]
+    zoned = kind.startswith("zoned")
+    # measured (fio 3.33, null engine): a zoned job repeats blocks as if it had no random
+    # map, its offsets equal to the model's without one I/O for I/O
+    st = Stream(seed.seeds, seed.repeatable, nblocks, wl.time_based, wl.norandommap or zoned,
+                wl.random_generator == "tausworthe64",
+                wl.random_distribution if zoned else None, wl.bs, total)
+    if kind in ("zipf", "pareto", "normal", "gauss"):
+        dist = Distribution(wl.random_distribution, nblocks, seed.dist_seed)
+        done = 0
+        while (k := st.chunk(done)) > 0:
+            done += k
+            yield dist.draw(k)
+    elif wl.random_generator == "lfsr":
+        yield from lfsr_blocks(st)
+    else:
+        yield from uniform_blocks(st)
+
+
+def io_stream(wl: Workload, disk_size: int, seed: FioSeed) -> Iterator[IoChunk]:
     """Every I/O of one job clone, in issue order, as chunks; ends when ``io_size`` is done."""
     start, size = job_region(wl, disk_size)
     nblocks = size // wl.bs
     if nblocks == 0:
         return
-    offset_seed, ddir_seed = seed.spawn(2)
-    ddir_rng = np.random.default_rng(ddir_seed)
+    mix = Rwmix(seed.seeds, wl.rwmixread) if 0.0 < wl.read_fraction < 1.0 else None
     remaining = job_io_count(wl, disk_size)
     if wl.is_random:
-        blocks_iter = random_blocks(wl, nblocks, np.random.default_rng(offset_seed))
+        blocks_iter = random_blocks(wl, nblocks, seed, remaining)
     else:
         blocks_iter = _sequential(nblocks)
     read_fraction = wl.read_fraction
@@ -158,13 +145,16 @@ def io_stream(wl: Workload, disk_size: int, seed: np.random.SeedSequence) -> Ite
             blocks = blocks[:remaining]
             remaining -= blocks.shape[0]
         n = blocks.shape[0]
+        if n == 0:  # a pass of the random map ended at the chunk's first draw
+            continue
         is_write: np.ndarray
         if read_fraction == 1.0:
             is_write = np.zeros(n, dtype=bool)
         elif read_fraction == 0.0:
             is_write = np.ones(n, dtype=bool)
         else:
-            is_write = np.asarray(ddir_rng.random(n) >= read_fraction)
+            assert mix is not None
+            is_write = mix.writes(n)
         yield IoChunk(start + blocks.astype(np.int64) * wl.bs,
                       np.full(n, wl.bs, dtype=np.int64), is_write)
 

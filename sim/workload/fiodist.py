@@ -1,19 +1,16 @@
-"""fio's non-uniform ``random_distribution`` for the model's own offset generator.
+"""fio's non-uniform ``random_distribution`` for the model's own offset generator, bit for bit
+(fio 3.33: lib/zipf.c, lib/gauss.c, io_u.c, filesetup.c ``__init_rand_distribution``).
 
-Follows fio's lib/zipf.c and lib/gauss.c: a *rank* is drawn (zipf by Gray et al.'s method
-with zeta(n, theta) summed over at most 10^7 ranks; pareto as ``(n-1) * u^(log h / log(1-h))``;
-normal around the middle of the range), then scrambled over the region with fio's
-``__hash_u64`` (a multiply by the 64-bit golden ratio) plus a random offset, so hot blocks are
-spread out, not packed at the start. ``zoned`` picks a zone by its access share and a block
-uniformly inside it. The random map then applies as for a uniform job (fio checks the map for
-every distribution), so a hot block's later draws move to the next free block.
-
-The ranks come from numpy, not from fio's tausworthe generator: the stream is statistically
-fio's, not I/O for I/O (``offsets: fio`` gives the exact one). Measured against fio's null
-engine (64 MiB, 4 KiB random writes, 16 MiB, distinct 64 KiB clusters, mean of 5 seeds):
-pareto:0.9 +0.0%, pareto:0.5 +0.1%, normal:30 -0.6%, normal:5 -3.2%, zipf:0.8 +2.5%; but
-zipf:1.2 +23% and zoned +6%, so the scenario schema sends those to ``offsets: fio``
-(tests/test_fio_model.py pins the good ones).
+zipf, pareto and normal draw from their own 32-bit Tausworthe state, seeded with fio's
+``jhash`` of the file name times the thread number (or the block-offset seed when the job is
+not repeatable); a *rank* is drawn (zipf by Gray et al.'s method with zeta(n, theta) summed
+left to right over at most 10^7 ranks; pareto as ``(n-1) * u^(log h / log(1-h))``; normal as
+the mean of 12 uniform draws on ``[0, n]`` plus a uniform deviation of ``dev`` percent of
+the range, halved until it fits), then scrambled with ``__hash_u64`` (a multiply by the
+64-bit golden ratio) plus ``rand_off``, modulo the ranges. fio keeps **no random map** for
+these three (``init_random_map`` returns before making one), so hot blocks repeat.
+``zoned``/``zoned_abs`` pick a zone with ``rand_between(zone_state, 1, 100)`` and a block in it
+through the uniform path (see sim/workload/fio.py); ``Zones`` holds fio's 100-entry table.
 """
 
 from __future__ import annotations
@@ -22,83 +19,130 @@ import math
 
 import numpy as np
 
+from cowbench.units import parse_size
+
+from .fiorand import Taus
+
 GOLDEN_RATIO_64 = np.uint64(0x61C8864680B583EB)
 ZIPF_MAX_GEN = 10_000_000
+GAUSS_ITERS = 12
+TWO63 = 2.0**63
 
 
-def _scramble(rank: np.ndarray, n: int, rand_off: int) -> np.ndarray:
+def _hash_mod(rank: np.ndarray, rand_off: int, n: int) -> np.ndarray:
     """fio: ``(__hash_u64(rank) + rand_off) % nranges`` in 64-bit unsigned arithmetic."""
     with np.errstate(over="ignore"):
         h = rank.astype(np.uint64) * GOLDEN_RATIO_64 + np.uint64(rand_off)
     return np.asarray((h % np.uint64(n)).astype(np.int64))
 
 
-class Distribution:
-    """Draws block numbers in ``[0, n)`` by one of fio's distributions."""
+def _to_u64(x: np.ndarray) -> np.ndarray:
+    """A double to ``unsigned long long`` as gcc does on x86-64: below 2^63 by truncation,
+    [2^63, 2^64) exactly, larger or infinite values wrap to 0, NaN gives 2^63."""
+    big = x >= TWO63
+    low = np.where(big | ~np.isfinite(x), 0.0, x).astype(np.int64).astype(np.uint64)
+    with np.errstate(invalid="ignore"):
+        high = np.where(big & (x < 2.0**64), x - TWO63, 0.0).astype(np.uint64)
+    out = np.where(big & (x < 2.0**64), high + np.uint64(1 << 63), low)
+    out = np.where(np.isnan(x), np.uint64(1 << 63), out)
+    return np.asarray(np.where(np.isposinf(x), np.uint64(0), out).astype(np.uint64))
 
-    def __init__(self, spec: str, n: int, rng: np.random.Generator) -> None:
+
+def _zetan(n: int, theta: float) -> float:
+    """``zipf_update``: pow(1/(i+1), theta) summed left to right (cumsum is sequential)."""
+    total = 0.0
+    to_gen = min(n, ZIPF_MAX_GEN)
+    for start in range(0, to_gen, 1_000_000):
+        i = np.arange(start, min(start + 1_000_000, to_gen), dtype=np.float64)
+        terms = np.power(1.0 / (i + 1.0), theta)
+        terms[0] += total
+        total = float(np.cumsum(terms)[-1])
+    return total
+
+
+class Distribution:
+    """Draws block numbers in ``[0, n)`` by fio's zipf, pareto or normal, from ``seed``
+    (the 32-bit seed ``__init_rand_distribution`` computes)."""
+
+    def __init__(self, spec: str, n: int, seed: int) -> None:
         kind, _, arg = spec.partition(":")
-        self.kind, self.n, self.rng = kind, n, rng
-        self.rand_off = int(rng.integers(0, n)) if kind != "random" else 0
+        self.kind, self.n = kind, n
+        self.rand = Taus(seed)
+        if kind in ("normal", "gauss"):
+            dev = float(arg or 0.0)
+            stddev = math.ceil(float(n * dev) / 100.0) if dev != 0.0 else 0
+            self.stddev = min(stddev, n // 2) & 0xFFFFFFFF
+            self.rand_off = 0
+            return
+        self.rand_off = self.rand.one()
         if kind == "zipf":
             self.theta = float(arg or 1.2)
-            gen = min(n, ZIPF_MAX_GEN)
-            self.zetan = float(sum(np.sum(1.0 / np.arange(a, min(a + 1_000_000, gen + 1),
-                                                          dtype=np.float64) ** self.theta)
-                                   for a in range(1, gen + 1, 1_000_000)))
-            self.zeta2 = 1.0 + 0.5 ** self.theta
-        elif kind == "pareto":
+            self.zeta2 = math.pow(1.0, self.theta) + math.pow(0.5, self.theta)
+            self.zetan = _zetan(n, self.theta)
+        else:
             h = float(arg or 0.2)
             self.pareto_pow = math.log(h) / math.log(1.0 - h)
-        elif kind in ("normal", "gauss"):
-            self.dev = float(arg or 0.0)
-        elif kind in ("zoned", "zoned_abs"):
-            self.zones = self._zones(arg)
-
-    def _zones(self, arg: str) -> list[tuple[float, int, int]]:
-        """(access share, first block, end block) per zone (sizes in percent for zoned)."""
-        out, start = [], 0
-        for part in arg.split(":"):
-            access, _, size = part.partition("/")
-            width = round(self.n * float(size) / 100.0) if self.kind == "zoned" else int(size)
-            end = min(self.n, start + max(width, 1))
-            out.append((float(access) / 100.0, start, end))
-            start = end
-        return out
 
     def draw(self, k: int) -> np.ndarray:
-        if self.kind == "random":
-            return self.rng.integers(0, self.n, size=k, dtype=np.int64)
         if self.kind == "zipf":
-            return _scramble(self._zipf(k), self.n, self.rand_off)
+            return _hash_mod(self._zipf(k), self.rand_off, self.n)
         if self.kind == "pareto":
-            u = self.rng.random(k)
-            return _scramble(((self.n - 1) * u ** self.pareto_pow).astype(np.int64), self.n,
-                             self.rand_off)
-        if self.kind in ("normal", "gauss"):
-            z = self.rng.standard_normal(k) * self.n * self.dev / 100.0 + self.n / 2
-            rank = np.clip(np.rint(z), 0, self.n - 1).astype(np.int64)
-            return _scramble(rank, self.n, self.rand_off)
-        return self._zoned(k)
+            u = self.rand.take(k).astype(np.float64) / 4294967295.0
+            rank = _to_u64(float(self.n - 1) * np.power(u, self.pareto_pow))
+            return _hash_mod(rank, self.rand_off, self.n)
+        return _hash_mod(self._gauss(k), self.rand_off, self.n)
 
     def _zipf(self, k: int) -> np.ndarray:
-        """Ranks from 0, unbounded above for theta > 1 as in fio (the hash and the modulo
-        bring them back into the region); doubles past 2^63 convert to 2^63 as on x86-64."""
         n, theta = self.n, self.theta
         alpha = 1.0 / (1.0 - theta)
-        eta = (1.0 - (2.0 / n) ** (1.0 - theta)) / (1.0 - self.zeta2 / self.zetan)
-        u = self.rng.random(k)
+        eta = (1.0 - math.pow(2.0 / n, 1.0 - theta)) / (1.0 - self.zeta2 / self.zetan)
+        u = self.rand.take(k).astype(np.float64) / 4294967295.0
         uz = u * self.zetan
         with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-            x = n * np.power(eta * u - eta + 1.0, alpha)
-        x = np.where(np.isfinite(x) & (x < 2.0**63), x, 2.0**63)
-        val = x.astype(np.uint64) + np.uint64(1)
-        val = np.where(uz < 1.0, 1, np.where(uz < 1.0 + 0.5 ** theta, 2, val))
-        return np.asarray(val.astype(np.uint64) - np.uint64(1))
+            x = float(n) * np.power(eta * u - eta + 1.0, alpha)
+        with np.errstate(over="ignore"):
+            val = _to_u64(x) + np.uint64(1)
+        val = np.where(uz < 1.0, np.uint64(1),
+                       np.where(uz < 1.0 + math.pow(0.5, theta), np.uint64(2), val))
+        with np.errstate(over="ignore"):
+            return np.asarray(val.astype(np.uint64) - np.uint64(1))
 
-    def _zoned(self, k: int) -> np.ndarray:
-        shares = np.array([z[0] for z in self.zones])
-        which = self.rng.choice(len(self.zones), size=k, p=shares / shares.sum())
-        lo = np.array([z[1] for z in self.zones])[which]
-        hi = np.array([z[2] for z in self.zones])[which]
-        return np.asarray(lo + (self.rng.random(k) * (hi - lo)).astype(np.int64))
+    def _gauss(self, k: int) -> np.ndarray:
+        per = GAUSS_ITERS + (1 if self.stddev else 0)
+        r = self.rand.take(k * per).reshape(k, per).astype(np.uint64)
+        total = (r[:, :GAUSS_ITERS] % np.uint64(self.n + 1)).sum(axis=1, dtype=np.uint64)
+        s = ((total + np.uint64(GAUSS_ITERS - 1)) // np.uint64(GAUSS_ITERS)).astype(np.int64)
+        if not self.stddev:
+            return np.asarray(s)
+        vr = (self.stddev * (r[:, GAUSS_ITERS].astype(np.float64) / 2.0**32)).astype(np.int64)
+        dev = vr - self.stddev // 2
+        # ``while (dev + sum >= nranges) dev /= 2``, the sum wrapping below zero as unsigned
+        while True:
+            bad = (s + dev < 0) | (s + dev >= self.n)
+            if not bad.any():
+                break
+            dev = np.where(bad, np.sign(dev) * (np.abs(dev) // 2), dev)
+        return np.asarray(s + dev, dtype=np.int64)
+
+
+class Zones:
+    """fio's ``zone_state_index``: for each ``v`` in 1..100, the zone's ``[start, end)`` in
+    percent of the blocks (``zoned``) or in bytes (``zoned_abs``)."""
+
+    def __init__(self, spec: str) -> None:
+        kind, _, arg = spec.partition(":")
+        self.absolute = kind == "zoned_abs"
+        access: list[int] = []
+        sizes: list[int] = []
+        for part in arg.split(":"):
+            a, _, s = part.partition("/")
+            access.append(int(a))
+            sizes.append(parse_size(s) if self.absolute else int(s))
+        self.prev = np.zeros(100, dtype=np.int64)
+        self.end = np.zeros(100, dtype=np.int64)
+        aprev = sprev = 0
+        for share, width in zip(access, sizes, strict=True):
+            self.prev[aprev:aprev + share] = sprev
+            self.end[aprev:aprev + share] = sprev + width
+            aprev += share
+            sprev += width

@@ -95,7 +95,7 @@ def place_vms(scenario: Scenario, rec: Recorder) -> None:
         if wl is not None:
             configure_io(disk, scenario.strategy_of(vm), wl)
             for clone in range(wl.numjobs):
-                seed = job_seed(wl, clone, scenario.seed, i)
+                seed = job_seed(wl, clone, scenario.seed, i, vm.name)
                 for chunk in io_stream(wl, scenario.root_size(vm), seed):
                     w = chunk.is_write
                     for off, length in zip(chunk.offsets[w].tolist(), chunk.lengths[w].tolist(),

@@ -130,7 +130,7 @@ def run_vm(env: simpy.Environment, scenario: Scenario, vm: VM, vm_index: int,
     deadline = env.now + limit
     configure_io(disk, scenario.strategy_of(vm), wl)
     streams = ([trace_chunks(t) for t in traces] if traces is not None else
-               [io_stream(wl, size, job_seed(wl, clone, scenario.seed, vm_index))
+               [io_stream(wl, size, job_seed(wl, clone, scenario.seed, vm_index, vm.name))
                 for clone in range(wl.numjobs)])
     clones = []
     for stream in streams:
@@ -160,14 +160,15 @@ def verify_reads(written: list[tuple[int, int]], wl: Workload) -> IoChunk:
 
     Once a clone's writes are done, fio reads back every block it logged and checks it. fio
     logs blocks in a list, in write order, when a block cannot be written twice (sequential,
-    or random with the random map); otherwise in an rb-tree keyed by offset, where a rewrite
-    replaces the earlier entry: so sorted, one read per block. A job cut short by its runtime
-    never reaches this phase (measured: fio 3.33, runtime=1s, no read I/O). fio reports the
-    verify reads as reads, which the model does too. Verify changes no offset and allocates
-    nothing: the read-back hits clusters the writes just allocated.
+    or random with the random map); otherwise (``norandommap``, lfsr, zipf, pareto, normal,
+    zoned) in an rb-tree keyed by offset, where a rewrite replaces the earlier entry: so
+    sorted, one read per block. A job cut short by its runtime never reaches this phase
+    (measured: fio 3.33, runtime=1s, no read I/O). fio reports the verify reads as reads,
+    which the model does too. Verify changes no offset and allocates nothing: the read-back
+    hits clusters the writes just allocated.
     """
     pieces = written
-    if wl.is_random and wl.norandommap:
+    if wl.is_random and not wl.random_map:
         pieces = sorted(dict(written).items())
     arr = np.asarray(pieces, dtype=np.int64).reshape(-1, 2)
     return IoChunk(arr[:, 0].copy(), arr[:, 1].copy(), np.zeros(arr.shape[0], dtype=bool))
