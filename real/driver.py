@@ -49,6 +49,7 @@ from real.world.backend import (
     run_workloads,
     sync_files,
     synthetic_digest,
+    unlinking,
     write_images,
 )
 from real.world.containment import WorkTrees, check_storage_dirs
@@ -165,7 +166,10 @@ def _execute(scenario: Scenario, work: Path, log: RawLog, roots: dict[str, Path]
     _measure(scenario, rec, layouts, disks, results, host_io, check)
     step_done("real:measure")
     progress("checking images and bases")
-    check_images(scenario, work, check)
+    done_with = [] if scenario.real.keep_images else \
+        [f for vm in real_vms(scenario) for f in vm_files(disks[vm.name][0])]
+    with unlinking(done_with):  # measured and checked: removed beside the last digests
+        check_images(scenario, work, check)
     step_done("real:integrity")
 
 
@@ -184,13 +188,21 @@ def _measure(scenario: Scenario, rec: Recorder, layouts: dict[str, HostLayout],
             rec.add(f"cache:{host.name}", "file_bytes", size)
         alloc, _ = _tree_allocated(layout.instances)
         rec.add(f"host:{host.name}", "allocated_bytes", alloc)
-    for vm in real_vms(scenario):
+    vms = real_vms(scenario)
+    qcow2 = [vm for vm in vms if disks[vm.name][1] == "qcow2"]
+    outs = check.check_all([(f"vm:{vm.name}", disks[vm.name][0], "qcow2", False)
+                            for vm in qcow2])
+    checked = {vm.name: out for vm, out in zip(qcow2, outs, strict=True)}
+    for vm in vms:
         _measure_vm(rec, scenario, vm, disks[vm.name], results.get(vm.name),
-                    host_io.get(vm.name), check)
+                    host_io.get(vm.name), check, checked.get(vm.name))
 
 
 def _measure_vm(rec: Recorder, scenario: Scenario, vm: VM, disk: tuple[Path, str],
-                result: FioResult | None, io: dict[str, int] | None, check: Integrity) -> None:
+                result: FioResult | None, io: dict[str, int] | None, check: Integrity,
+                checked: dict[str, Any] | None) -> None:
+    """Record the VM's allocation, its data clusters (``checked``: its ``qemu-img check``
+    JSON, qcow2 only) and fio's figures."""
     entity = f"vm:{vm.name}"
     path, fmt = disk
     alloc = size = 0
@@ -203,9 +215,8 @@ def _measure_vm(rec: Recorder, scenario: Scenario, vm: VM, disk: tuple[Path, str
         rec.add(entity, "exclusive_bytes", exclusive)
     rec.add(entity, "allocated_bytes", alloc)
     rec.add(entity, "file_bytes", size)
-    if fmt == "qcow2":
-        out = check.check(entity, path, "qcow2")
-        rec.add(entity, "data_clusters", out.get("allocated-clusters", 0))
+    if checked is not None:
+        rec.add(entity, "data_clusters", checked.get("allocated-clusters", 0))
     wl = scenario.workload_of(vm)
     if result is not None and wl is not None:
         record_fio(rec, entity, wl, result, io)

@@ -49,6 +49,22 @@ def test_qemu_img_check_finds_the_damage(tmp_path: Path, damage: Callable[[Path]
         found.raise_if_bad()
 
 
+def test_images_checked_at_once_are_reported_in_order(tmp_path: Path) -> None:
+    """``check_all`` runs the checks side by side; each image's result is its own, and the
+    report lists them in the order given, the damaged one found among clean ones."""
+    paths = []
+    for i in range(4):
+        (tmp_path / str(i)).mkdir()
+        paths.append(_image_with_data(tmp_path / str(i)))
+    corrupt_a_cluster(paths[2])
+    it = Integrity()
+    outs = it.check_all([(f"vm:{i}", p, "qcow2", False) for i, p in enumerate(paths)])
+    assert [o["filename"] for o in outs] == [str(p) for p in paths]
+    assert list(it.checks) == ["vm:0", "vm:1", "vm:2", "vm:3"]
+    assert [it.checks[f"vm:{i}"]["corruptions"] > 0 for i in range(4)] == [0, 0, 1, 0]
+    assert len(it.problems) == 1 and "vm:2" in it.problems[0]
+
+
 def test_a_changed_base_is_found(tmp_path: Path) -> None:
     base = tmp_path / "base"
     base.write_bytes(b"\1" * (1 << 20))

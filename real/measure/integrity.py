@@ -36,6 +36,10 @@ from cowbench.tools import RawLog, run_json, untrusted_limits
 
 from .digest import DIGEST, Cancelled, file_digest
 
+#: an image to check: key in the report, path, format, untrusted (a user's file)
+CheckItem = tuple[str, Path, str, bool]
+#: ``qemu-img check`` processes at once (:meth:`Integrity.check_all`)
+CHECKS_AT_ONCE = 8
 #: qemu-img check's exit codes (qemu-img.rst): 0 clean, 2 corruptions, 3 leaks only.
 CHECK_CODES = (0, 2, 3)
 
@@ -74,7 +78,22 @@ class Integrity:
     def check(self, key: str, path: Path, fmt: str = "qcow2",
               untrusted: bool = False) -> dict[str, Any]:
         """Check one qcow2 image; remember what was wrong. Returns qemu-img's JSON."""
-        out = qemu_img_check_any(path, fmt, self.log, untrusted)
+        return self._checked(key, path, qemu_img_check_any(path, fmt, self.log, untrusted))
+
+    def check_all(self, images: list[CheckItem]) -> list[dict[str, Any]]:
+        """:meth:`check` each ``(key, path, fmt, untrusted)``, every ``qemu-img check`` at once
+        (each reads its own image's metadata); recorded in the order given. Returns the JSONs."""
+        if len(images) < 2:
+            return [self.check(*item) for item in images]
+        with ThreadPoolExecutor(min(len(images), CHECKS_AT_ONCE),
+                                thread_name_prefix="check") as pool:
+            futs = [pool.submit(qemu_img_check_any, path, fmt, self.log, untrusted)
+                    for _, path, fmt, untrusted in images]
+            outs = [f.result() for f in futs]
+        return [self._checked(key, path, out)
+                for (key, path, _, _), out in zip(images, outs, strict=True)]
+
+    def _checked(self, key: str, path: Path, out: dict[str, Any]) -> dict[str, Any]:
         found = {k: int(out.get(k, 0) or 0) for k in ("corruptions", "leaks", "check-errors")}
         self.checks[key] = {"path": os.path.realpath(path), **found,
                             "allocated_clusters": out.get("allocated-clusters")}
