@@ -162,7 +162,6 @@ def run(
 ) -> None:
     """Run a scenario and write its run directory (run.json, records, comparison.csv, raw/)."""
     from .runner import BACKENDS, default_backend, run_scenario
-    from .show import print_comparison, print_fleet
 
     if backend is not None and backend not in BACKENDS:
         raise UsageError(f"--backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
@@ -178,6 +177,9 @@ def run(
         outcome = run_scenario(s, out_dir, chosen, seed,
                                progress=lambda msg: bar.update(task, description=msg), csv=csv,
                                repeat=repeat)
+    # the tables need pandas: imported once the run is done (a real run starts without it)
+    from .show import print_comparison, print_fleet
+
     if outcome.predicted is not None and s.fleet is None:
         _print_profile_line(outcome.run_dir)
     if outcome.comparison is not None:

@@ -10,20 +10,17 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from .backends import Checks, get_backend
-from .compare import compare
 from .drift import run_drift
 from .errors import CowbenchError, Interrupted, RunFailed, UsageError
 from .lease import Lease
 from .profile_use import run_profile
 from .scenario import Scenario, dump_scenario, load_scenario
 from .signals import interrupts_raise
-from .space import check_free_space
-from .spread import SPREAD_FILE, spread_table
+from .space import check_free_space, fits
+from .spacebound import bound_needs
 from .store import (
     RunDir,
     atomic_write_parquet,
@@ -36,6 +33,9 @@ from .store import (
 )
 from .tools import RawLog, absolute, require_tools
 from .traces import needs_traces, recorded_run_traces, scenario_traces
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 BACKENDS = ("sim", "real", "both")
 #: most real runs ``--repeat`` asks for (each builds and measures the whole scenario)
@@ -126,17 +126,27 @@ def run_scenario(scenario: Scenario, out: Path, backend: str | None = None,
         raise UsageError(f"--seed must be from 0 to 2**63 - 1, not {seed}")
     if seed != scenario.seed:
         scenario = scenario.model_copy(update={"seed": seed})
-    predicted = None
-    if use_real:
-        progress("model: predicting the space the real run needs")
-        model = get_backend("sim")
-        # the model's run serves both; alone, the real run needs only its allocation
-        space = model.simulate(scenario, seed) if use_sim else model.predict_space(scenario, seed)
-        check_free_space(scenario, space, out)
-        predicted = space if use_sim else None
+    predicted = _check_space(scenario, seed, out, use_sim, progress) if use_real else None
     rd = RunDir.create(out)
     run = _Run(rd, scenario, seed, use_sim, use_real, progress, meta or {}, csv, repeat)
     return run.go(predicted)
+
+
+def _check_space(scenario: Scenario, seed: int, out: Path, use_sim: bool,
+                 progress: Callable[[str], None]) -> pd.DataFrame | None:
+    """Refuse a real run that cannot fit (``cowbench.space``); return the model's records when
+    they serve the run too (``--backend both``). Alone, a real run that fits the quick upper
+    bound (``cowbench.spacebound``) needs no model at all."""
+    if not use_sim:
+        bound = bound_needs(scenario, out)
+        if bound is not None and fits(bound):
+            return None
+    progress("model: predicting the space the real run needs")
+    model = get_backend("sim")
+    # the model's run serves both; alone, the real run needs only its allocation
+    space = model.simulate(scenario, seed) if use_sim else model.predict_space(scenario, seed)
+    check_free_space(scenario, space, out)
+    return space if use_sim else None
 
 
 @dataclass
@@ -234,9 +244,13 @@ class _Run:
             self.step("real")
         spread = None
         if predicted is not None and measured is not None:
+            from .compare import compare
+
             comparison = compare(predicted, measured)
             rd.write_text("comparison.csv", comparison.to_csv(index=False))
             if self.repeat > 1:
+                from .spread import SPREAD_FILE, spread_table
+
                 spread = spread_table(comparison, measured)
                 rd.write_text(SPREAD_FILE, spread.to_csv(index=False))
             self.step("compare")
@@ -270,6 +284,8 @@ class _Run:
                                  integrity=self.integrity.current, lease=self.lease)
             frames.append(frame.assign(replication=k))
         self.rd.write_meta(real_runs={"asked": self.repeat, "done": self.repeat})
+        import pandas as pd  # by now imported (``records.import_in_background``)
+
         return pd.concat(frames, ignore_index=True)
 
     def _finish(self, status: str, reason: str | None) -> None:
@@ -315,6 +331,8 @@ def repredict(run_dir: Path) -> tuple[Path, Path | None]:
     measured_path = run_dir / "measured.parquet"
     if not measured_path.exists():
         return out, None
+    from .compare import compare
+
     comp = compare(predicted, read_records(measured_path))
     comp_path = run_dir / "comparison-repredicted.csv"
     atomic_write_text(comp_path, comp.to_csv(index=False))

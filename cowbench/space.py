@@ -1,5 +1,8 @@
 """Will a real run fit? The model's prediction of the bytes it will allocate, per filesystem.
 
+(A real run alone first tries ``cowbench.spacebound``'s quick upper bound; only a run that
+does not fit the bound is checked against the model's prediction here.)
+
 Before a real run writes anything, the model (``sim.simulate``) predicts what each host's tree
 will hold at the end (``host:<name>`` ``allocated_bytes``: the raw bases in ``_base``, every
 overlay or copy, every ``disk.info``) and what the generated Glance images take
@@ -35,14 +38,17 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from .errors import UsageError
 from .scenario import VM, Scenario, Workload
 from .units import format_bytes, parse_size
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MARGIN_FRACTION = 0.10
 MARGIN_BYTES = 4 << 20
@@ -95,11 +101,10 @@ def _predicted(predicted: pd.DataFrame, entity: str) -> int:
     return int(rows.value.max()) if len(rows) else 0
 
 
-def space_needs(scenario: Scenario, predicted: pd.DataFrame, out: Path) -> list[FsNeed]:
-    """The bytes each filesystem must have free for the real run, from the model's records."""
+def needs_by_filesystem(charges: Iterable[tuple[Path, str, int, int]]) -> list[FsNeed]:
+    """Sum each ``(directory, key, bytes, fixed bytes)`` into the filesystem it lives on."""
     needs: dict[int, FsNeed] = {}
-
-    def charge(directory: Path, key: str, nbytes: int, fixed: int = 0) -> None:
+    for directory, key, nbytes, fixed in charges:
         where = existing_ancestor(directory)
         dev = where.stat().st_dev
         need = needs.setdefault(dev, FsNeed(dev, where))
@@ -107,25 +112,31 @@ def space_needs(scenario: Scenario, predicted: pd.DataFrame, out: Path) -> list[
         need.fixed += fixed
         if key not in need.keys:
             need.keys.append(key)
-
-    charge(out, "--out", 0, RUN_DIR_BYTES)
-    used = {vm.image for vm in scenario.vms}
-    for image in scenario.images:
-        if image.name in used and image.synthetic is not None:
-            charge(out, "--out", _predicted(predicted, f"image:{image.name}"))
-    for entity in sorted(set(predicted.entity[predicted.entity.str.startswith("snapshot:")])):
-        charge(out, "--out", _predicted(predicted, entity))  # uploaded to work/glance
-    for i, host in enumerate(scenario.hosts):
-        directory = Path(host.storage_dir) if host.storage_dir else out
-        key = f"hosts[{i}].storage_dir" if host.storage_dir else "--out"
-        charge(directory, key, _predicted(predicted, f"host:{host.name}"))
-    charge(out, "--out", sum(iolog_bytes(scenario, vm, predicted) for vm in scenario.vms))
     return list(needs.values())
 
 
-def iolog_bytes(scenario: Scenario, vm: VM, predicted: pd.DataFrame) -> int:
+def space_needs(scenario: Scenario, predicted: pd.DataFrame, out: Path) -> list[FsNeed]:
+    """The bytes each filesystem must have free for the real run, from the model's records."""
+    charges: list[tuple[Path, str, int, int]] = [(out, "--out", 0, RUN_DIR_BYTES)]
+    used = {vm.image for vm in scenario.vms}
+    for image in scenario.images:
+        if image.name in used and image.synthetic is not None:
+            charges.append((out, "--out", _predicted(predicted, f"image:{image.name}"), 0))
+    for entity in sorted(set(predicted.entity[predicted.entity.str.startswith("snapshot:")])):
+        charges.append((out, "--out", _predicted(predicted, entity), 0))  # to work/glance
+    for i, host in enumerate(scenario.hosts):
+        directory = Path(host.storage_dir) if host.storage_dir else out
+        key = f"hosts[{i}].storage_dir" if host.storage_dir else "--out"
+        charges.append((directory, key, _predicted(predicted, f"host:{host.name}"), 0))
+    ios = sum(iolog_bytes(scenario, vm, predicted) for vm in scenario.vms)
+    charges.append((out, "--out", ios, 0))
+    return needs_by_filesystem(charges)
+
+
+def iolog_bytes(scenario: Scenario, vm: VM, predicted: pd.DataFrame | None) -> int:
     """Upper bound of the bytes fio's I/O records of ``vm`` take under ``raw/``: its real run's
-    (``write_iolog``) and its null-engine stream's (``offsets: fio``)."""
+    (``write_iolog``) and its null-engine stream's (``offsets: fio``). ``predicted``: the
+    model's records, if there are any (a time-based job's count)."""
     wl = scenario.workload_of(vm)
     if wl is None:
         return 0
@@ -140,7 +151,8 @@ def iolog_bytes(scenario: Scenario, vm: VM, predicted: pd.DataFrame) -> int:
     return records * wl.numjobs * per_clone
 
 
-def _ios_per_clone(scenario: Scenario, vm: VM, wl: Workload, predicted: pd.DataFrame) -> int:
+def _ios_per_clone(scenario: Scenario, vm: VM, wl: Workload,
+                   predicted: pd.DataFrame | None) -> int:
     """Upper bound of the I/Os one clone of ``wl`` issues on ``vm``'s disk."""
     runtime = wl.runtime
     if scenario.duration is not None:  # the real run and the null stream are capped by it
@@ -155,10 +167,11 @@ def _ios_per_clone(scenario: Scenario, vm: VM, wl: Workload, predicted: pd.DataF
         return by_bytes if paced is None else min(by_bytes, paced)
     if paced is not None:
         return paced
-    rows = predicted[(predicted.entity == f"vm:{vm.name}")
-                     & predicted.metric.isin(["read_ios", "write_ios"])]
-    if len(rows):
-        return math.ceil(TIME_MARGIN * float(rows.value.sum()) / wl.numjobs)
+    if predicted is not None:
+        rows = predicted[(predicted.entity == f"vm:{vm.name}")
+                         & predicted.metric.isin(["read_ios", "write_ios"])]
+        if len(rows):
+            return math.ceil(TIME_MARGIN * float(rows.value.sum()) / wl.numjobs)
     assert runtime is not None  # time_based needs a runtime
     return math.ceil(IOPS_CEILING * runtime)
 
@@ -176,6 +189,19 @@ def _smallest_block(wl: Workload) -> int:
 def check_free_space(scenario: Scenario, predicted: pd.DataFrame, out: Path) -> list[FsNeed]:
     """Raise :class:`UsageError` if some filesystem lacks the space the run will need."""
     needs = space_needs(scenario, predicted, out)
+    short = shortfalls(needs)
+    if short:
+        raise UsageError("\n".join(short))
+    return needs
+
+
+def fits(needs: list[FsNeed]) -> bool:
+    """Does every filesystem have what ``needs`` asks for?"""
+    return not shortfalls(needs)
+
+
+def shortfalls(needs: list[FsNeed]) -> list[str]:
+    """One line per filesystem short of what ``needs`` asks for."""
     short = []
     for need in needs:
         free = free_bytes(need.directory)
@@ -185,6 +211,4 @@ def check_free_space(scenario: Scenario, predicted: pd.DataFrame, out: Path) -> 
                          f"(model: {format_bytes(need.predicted)}, plus "
                          f"{MARGIN_FRACTION:.0%} and {format_bytes(need.fixed)}) but only "
                          f"{format_bytes(free)} is free; refused before writing anything")
-    if short:
-        raise UsageError("\n".join(short))
-    return needs
+    return short

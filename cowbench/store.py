@@ -32,9 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .atomic import atomic_write_bytes, atomic_write_text, atomic_write_with
@@ -42,6 +40,9 @@ from .errors import ScenarioError, UsageError
 from .imagefile import untrusted_writer
 from .safeload import load_json_file
 from .tools import tool_version
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 RUN_SCHEMA_VERSION = 1
 __all__ = ["CSV_MAX_ROWS", "atomic_write_bytes", "atomic_write_text", "atomic_write_parquet",
@@ -179,12 +180,16 @@ def read_run(path: Path) -> dict[str, Any]:
 def read_records(path: Path) -> pd.DataFrame:
     """A run's records (``predicted.parquet``, ``measured.parquet``), or a one-line
     :class:`UsageError` if the file is missing, not a regular file, damaged or not records."""
+    import pandas as pd  # reading: imported when asked (a run's start needs no pandas)
+
     return _read_table(path, ("entity", "metric", "t_s", "value", "unit"), pd.read_parquet,
                        "records (parquet)")
 
 
 def read_comparison(path: Path) -> pd.DataFrame:
     """A run's ``comparison.csv``, checked like :func:`read_records`."""
+    import pandas as pd
+
     return _read_table(path, ("entity", "metric", "predicted", "measured", "rel_error"),
                        lambda p: pd.read_csv(p, dtype={"entity": str, "metric": str,
                                                        "unit": str}), "comparison (CSV)")
@@ -198,6 +203,8 @@ def read_spread(path: Path) -> pd.DataFrame:
 
 
 def _read_table(path: Path, columns: tuple[str, ...], reader: Any, what: str) -> pd.DataFrame:
+    import pandas as pd
+
     try:
         st = os.stat(path)
     except OSError as err:

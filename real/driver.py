@@ -16,15 +16,13 @@ import os
 from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from cowbench.backends import Backend, Checks
 from cowbench.fdtree import PrivateDir
 from cowbench.lease import Lease
 from cowbench.profile import Probe
-from cowbench.records import Recorder
+from cowbench.records import Recorder, import_in_background
 from cowbench.scenario import VM, Scenario
 from cowbench.tools import RawLog, require_tools
 from real.measure import calibrate
@@ -55,6 +53,9 @@ from real.world.backend import (
 from real.world.containment import WorkTrees, check_storage_dirs
 from real.world.layout import HostLayout, glance_path
 from real.world.lifecycle import execute_timeline
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _quiet(_: str) -> None:
@@ -108,6 +109,7 @@ def execute(scenario: Scenario, work: Path, log: RawLog, *, run_id: str,
             mnt = stack.enter_context(xfs_mount(work, _reflink_fs_size(scenario), log, lease))
             roots = {h: mnt / "hosts" / h for h in roots}
         stack.callback(check.close)  # no digest still reading what is unmounted or removed
+        import_in_background()  # for the records, at the end: beside the first tools
         _execute(scenario, work, log, roots, rec, progress, step_done, check, trees.sockets,
                  mnt)
         finished.append(True)

@@ -1,0 +1,100 @@
+"""Will a real run fit? A quick upper bound of its space, without the model.
+
+``cowbench.space`` charges each filesystem the model's prediction of what the run allocates;
+the model writes every guest write of every VM to get it (0.4 s for the quickstart, plus
+importing the model). Before that, :func:`bound_needs` charges the same filesystems, under the
+same margins, what the run could allocate at most: every file written in full. A run that fits
+that bound fits the prediction too (the model never predicts more than a file can hold), so it
+is let through without the model; one that does not is left to the model's finer figure. The
+bound covers the common case, VMs booted from synthetic images with qcow2 overlays or full
+copies and no timeline; anything else (``None``) goes to the model.
+
+Per file, at most:
+
+- a raw file (a ``_base`` base, a full copy): its size, the larger of the base's and the
+  root's;
+- a qcow2 file of virtual size ``V`` and cluster ``c`` (a generated Glance image, an overlay):
+  every data cluster allocated, plus its metadata at the widest (QEMU's ``qcow2_calc_size``,
+  ``block/qcow2.c``): the header cluster, the L1 table, one L2 entry per cluster (8 bytes, 16
+  with ``extended_l2``), one refcount entry per cluster (``refcount_bits``) for the data and
+  the metadata, the refcount table, rounded up to whole clusters, and a few clusters spare.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from .scenario import Image, Scenario, Strategy
+from .space import RUN_DIR_BYTES, FsNeed, iolog_bytes, needs_by_filesystem
+
+#: strategies whose files are bounded here (others are left to the model)
+BOUNDED = ("qcow2_overlay", "full_copy")
+#: QEMU's default cluster size: ``qemu-img create -f qcow2`` of a generated Glance image
+GLANCE_CLUSTER = 65536
+SPARE_CLUSTERS = 8
+
+
+def qcow2_max_bytes(virtual_size: int, cluster: int, refcount_bits: int = 16,
+                    extended_l2: bool = False) -> int:
+    """The most a qcow2 file of ``virtual_size`` can allocate: every cluster written."""
+    data = math.ceil(virtual_size / cluster)
+    l2 = math.ceil(data * (16 if extended_l2 else 8) / cluster)
+    l1 = math.ceil(l2 * 8 / cluster)
+    counted = data + 1 + l1 + l2
+    refblocks = reftable = 0
+    while True:  # refcount blocks and their table count themselves too: grow to the fixpoint
+        total = counted + refblocks + reftable
+        need = math.ceil(total * refcount_bits / 8 / cluster)
+        table = math.ceil(need * 8 / cluster)
+        if (need, table) == (refblocks, reftable):
+            return (total + SPARE_CLUSTERS) * cluster
+        refblocks, reftable = need, table
+
+
+def _image_bytes(image: Image) -> int:
+    assert image.virtual_size is not None
+    if image.format == "raw":
+        return image.virtual_size
+    return qcow2_max_bytes(image.virtual_size, GLANCE_CLUSTER)
+
+
+def _disk_bytes(strategy: Strategy, root_size: int, base_size: int) -> int:
+    if strategy.kind == "full_copy":
+        return max(root_size, base_size)
+    return qcow2_max_bytes(root_size, strategy.cluster_size, strategy.refcount_bits,
+                           strategy.extended_l2)
+
+
+def bounded(scenario: Scenario) -> bool:
+    """Is the scenario one :func:`bound_needs` covers?"""
+    return (scenario.timeline is None and scenario.fleet is None
+            and all(scenario.strategy_of(vm).kind in BOUNDED for vm in scenario.vms)
+            and all(scenario.image(vm.image).synthetic is not None for vm in scenario.vms))
+
+
+def bound_needs(scenario: Scenario, out: Path) -> list[FsNeed] | None:
+    """The most each filesystem must have free for the real run (with ``cowbench.space``'s
+    margins), or ``None`` where the bound does not apply."""
+    if not bounded(scenario):
+        return None
+    charges: list[tuple[Path, str, int, int]] = [(out, "--out", 0, RUN_DIR_BYTES)]
+    used = {vm.image for vm in scenario.vms}
+    for image in scenario.images:
+        if image.name in used:
+            charges.append((out, "--out", _image_bytes(image), 0))
+    for i, host in enumerate(scenario.hosts):
+        directory = Path(host.storage_dir) if host.storage_dir else out
+        key = f"hosts[{i}].storage_dir" if host.storage_dir else "--out"
+        charges.append((directory, key, _host_bytes(scenario, host.name), 0))
+    ios = sum(iolog_bytes(scenario, vm, None) for vm in scenario.vms)
+    charges.append((out, "--out", ios, 0))
+    return needs_by_filesystem(charges)
+
+
+def _host_bytes(scenario: Scenario, host: str) -> int:
+    vms = [vm for vm in scenario.vms if scenario.host_of(vm).name == host]
+    bases = {vm.image: scenario.image(vm.image).virtual_size or 0 for vm in vms}
+    disks = sum(_disk_bytes(scenario.strategy_of(vm), scenario.root_size(vm), bases[vm.image])
+                for vm in vms)
+    return sum(bases.values()) + disks
