@@ -197,6 +197,8 @@ def read_comparison(path: Path) -> pd.DataFrame:
 
 def read_spread(path: Path) -> pd.DataFrame:
     """A run's ``spread.csv`` (``cowbench.spread``), checked like :func:`read_records`."""
+    import pandas as pd
+
     return _read_table(path, ("entity", "metric", "runs", "spread", "within_spread"),
                        lambda p: pd.read_csv(p, dtype={"entity": str, "metric": str,
                                                        "unit": str}), "spread (CSV)")
