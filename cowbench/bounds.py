@@ -20,7 +20,6 @@ guide, not a promise.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -139,22 +138,22 @@ def exact_cost(s: Scenario) -> tuple[int, float]:
     return mem, len(s.vms) * PER_VM_S + ios * PER_IO_S
 
 
-def fleet_cost(f: Fleet, duration: float) -> tuple[int, float]:
+def fleet_cost(f: Fleet, duration: float, pass_interval: float) -> tuple[int, float]:
     """(bytes, seconds) of the fleet model: per VM, per (VM, sample) pair, per host and
     sample, per snapshot and migration; rough, and on the safe side."""
     samples = duration / f.sample_interval
-    life = min(f.lifetime.mean, duration)
+    life = min(f.lifetime.mean_s, duration)
     pairs = f.vms * (life / f.sample_interval + 1)
     snaps = f.vms * f.snapshots.share * life / f.snapshots.interval
     migs = f.vms * f.migrations.share * life / f.migrations.interval
-    passes = duration / f.image_cache.manager_interval
+    passes = duration / pass_interval
     mem = (f.vms * 400 + pairs * 80 + samples * f.hosts.count * 120 + snaps * 80
            + migs * 600)
     secs = f.vms * 2e-5 + pairs * 3e-7 + (snaps + migs) * 5e-6 + passes * f.hosts.count * 1e-6
     return int(mem), secs
 
 
-def fleet_problems(f: Fleet, duration: float) -> list[tuple[str, str]]:
+def fleet_problems(f: Fleet, duration: float, pass_interval: float) -> list[tuple[str, str]]:
     """Sample streams and event streams of a fleet, sized before the model builds them."""
     out: list[tuple[str, str]] = []
     samples = duration / f.sample_interval
@@ -162,11 +161,11 @@ def fleet_problems(f: Fleet, duration: float) -> list[tuple[str, str]]:
         out.append(("fleet.sample_interval", f"{samples:.3g} samples of {f.hosts.count} "
                     f"host(s) over the duration; at most {MAX_SAMPLES} samples and "
                     f"{MAX_SAMPLE_VALUES:.0e} host samples"))
-    passes = duration / f.image_cache.manager_interval
+    passes = duration / pass_interval
     if passes > MAX_SAMPLES:
-        out.append(("fleet.image_cache.manager_interval", f"{passes:.3g} cache manager passes "
+        out.append(("nova.image_cache.manager_interval_s", f"{passes:.3g} cache manager passes "
                     f"over the duration; at most {MAX_SAMPLES}"))
-    mem, secs = fleet_cost(f, duration)
+    mem, secs = fleet_cost(f, duration, pass_interval)
     if not out and mem > MODEL_MEMORY_BUDGET:
         out.append(("fleet", f"the fleet model would need about {_size(mem)} of memory "
                     f"({f.vms} VMs, their snapshots and migrations, samples); at most "
@@ -189,19 +188,12 @@ def estimate(s: Scenario) -> str | None:
     """One line on the memory and time the model will take, when that is large."""
     if s.fleet is not None:
         assert s.duration is not None
-        mem, secs = fleet_cost(s.fleet, s.duration)
+        mem, secs = fleet_cost(s.fleet, s.duration, s.nova.image_cache.manager_interval_s)
     else:
         mem, secs = exact_cost(s)
     if mem < SHOW_ABOVE and secs < 60:
         return None
     return f"expected: about {_size(mem)} of memory and {_duration(secs)} in the model"
-
-
-def ticks(step: float | None, end: float) -> int:
-    """How many multiples of ``step`` fall in (0, end] (0 without a step or a finite end)."""
-    if step is None or not math.isfinite(end) or end <= 0:
-        return 0
-    return int(end // step)
 
 
 def product(lengths: Iterable[int]) -> int:

@@ -62,10 +62,11 @@ def bands(samples: pd.DataFrame, by: list[str] | None = None) -> pd.DataFrame:
 
 def scenario_capacity(scenario: dict[str, Any]) -> float | None:
     """A host's disk capacity as a resolved scenario states it: a fleet's
-    ``fleet.hosts.capacity``, else the ``capacity_bytes`` its hosts give (the smallest)."""
+    ``fleet.hosts.capacity_bytes`` (``capacity`` in results written before it was renamed),
+    else the ``capacity_bytes`` its hosts give (the smallest)."""
     fleet = scenario.get("fleet")
     if isinstance(fleet, dict) and isinstance(fleet.get("hosts"), dict):
-        cap = fleet["hosts"].get("capacity")
+        cap = fleet["hosts"].get("capacity_bytes", fleet["hosts"].get("capacity"))
         return float(cap) if isinstance(cap, int | float) and cap > 0 else None
     caps = []
     for host in scenario.get("hosts") or []:

@@ -4,7 +4,9 @@ A fleet is a stream of VM arrivals over ``duration`` (a Poisson process with ``v
 expected), each with a lifetime, a flavor, an image and a workload class drawn from the mixes;
 Nova places it on a host (placement's DISK_GB with ``disk_allocation_ratio``, FACTS.md 1.6), the
 image cache manager ages unused bases (FACTS.md 1.6), some VMs are snapshotted and some migrated
-on a schedule (FACTS.md 1.4-1.5). The model answers per host over time: demand
+on a schedule (FACTS.md 1.4-1.5). It speaks the timeline's language: flavors, lifetimes and host
+disks are ``cowbench.nova.schema``'s, the image cache is the scenario's ``nova.image_cache``, and
+every decision is ``cowbench.nova``'s. The model answers per host over time: demand
 (``allocated_bytes``), allocation (``provisioned_bytes``), cache bytes, and when the disk fills.
 
 A workload class is a set of phases in fluid form: a boot read burst, a daily volume of random
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from .bounds import fleet_problems as stream_problems
+from .nova.schema import Flavor, HostDisk, Lifetime
 from .units import is_power_of_two, parse_duration, parse_size
 
 if TYPE_CHECKING:
@@ -40,27 +43,17 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Flavor(_Frozen):
-    """A Nova flavor's disks. Nova counts them in whole GB (swap in MB) and so does this."""
+class FleetFlavor(Flavor):
+    """A flavor of the fleet's mix: Nova's :class:`~cowbench.nova.schema.Flavor` (root in
+    whole GiB, as a Nova flavor's root_gb) and its ``share`` of the arrivals."""
 
-    name: Name
-    root: Bytes = Field(gt=0, description="root_gb, in bytes (whole GiB)")
-    ephemeral: Bytes = Field(default=0, description="ephemeral_gb, in bytes (whole GiB)")
-    swap: Bytes = Field(default=0, description="swap (MB), in bytes (whole MiB)")
     share: Weight = 1.0
 
     @model_validator(mode="after")
-    def _whole_units(self) -> Flavor:
-        if self.root % GIB or self.ephemeral % GIB:
-            raise ValueError("root and ephemeral must be whole GiB (Nova flavors count GB)")
-        if self.swap % MIB:
-            raise ValueError("swap must be whole MiB (Nova flavors count swap in MB)")
+    def _whole_root(self) -> FleetFlavor:
+        if self.root % GIB:
+            raise ValueError("root must be whole GiB (Nova flavors count GB)")
         return self
-
-    @property
-    def disk_gb_bytes(self) -> int:
-        """Placement's DISK_GB for this flavor: root + ephemeral + swap rounded up to a GB."""
-        return self.root + self.ephemeral + -(-self.swap // GIB) * GIB
 
 
 class WorkloadClass(_Frozen):
@@ -94,32 +87,19 @@ class WorkloadClass(_Frozen):
         return self
 
 
-class Lifetime(_Frozen):
-    """How long a VM lives: ``exponential`` or ``lognormal`` (with ``sigma``) of this mean."""
-
-    distribution: Literal["exponential", "lognormal", "fixed"] = "exponential"
-    mean: Seconds = Field(default=30 * DAY, gt=0)
-    sigma: float = Field(default=1.0, gt=0, le=5)
-
-
-class HostPool(_Frozen):
-    """``count`` identical hosts named ``<prefix>-001`` ..., each with ``capacity`` of disk."""
+class HostPool(HostDisk):
+    """``count`` identical hosts named ``<prefix>-001`` ..., each with the disk of a
+    ``hosts[]`` entry (``capacity_bytes``, ``disk_allocation_ratio``,
+    ``reserved_host_disk_bytes``)."""
 
     count: int = Field(default=1, ge=1, le=10_000)
     prefix: Name = "host"
-    capacity: Bytes = Field(default=4 << 40, gt=0)
-    disk_allocation_ratio: float = Field(default=1.0, gt=0, le=100)
-    reserved_host_disk: Bytes = Field(default=0, description="reserved_host_disk_mb, in bytes")
+    capacity_bytes: Bytes = Field(default=4 << 40, gt=0)
 
     @property
     def names(self) -> list[str]:
         width = max(3, len(str(self.count)))
         return [f"{self.prefix}-{i:0{width}d}" for i in range(1, self.count + 1)]
-
-    @property
-    def placement_capacity(self) -> float:
-        """DISK_GB inventory as placement sees it: (total - reserved) * allocation ratio."""
-        return (self.capacity - self.reserved_host_disk) * self.disk_allocation_ratio
 
 
 class Periodic(_Frozen):
@@ -139,14 +119,6 @@ class Migrations(Periodic):
     kind: Literal["live", "cold"] = "live"
 
 
-class ImageCache(_Frozen):
-    """Nova's image cache manager (FACTS.md 1.6): a pass every ``manager_interval``."""
-
-    manager_interval: Seconds = Field(default=2400.0, gt=0)
-    remove_unused_base_images: bool = True
-    remove_unused_original_minimum_age: Seconds = Field(default=86400.0, ge=0)
-
-
 class Fleet(_Frozen):
     """A fleet of VMs arriving, living and leaving over the scenario's ``duration``."""
 
@@ -156,13 +128,12 @@ class Fleet(_Frozen):
     vms: int = Field(ge=1, le=10_000_000, description="expected arrivals over the duration")
     sample_interval: Seconds = Field(default=DAY, gt=0)
     hosts: HostPool = HostPool()
-    lifetime: Lifetime = Lifetime()
-    flavors: list[Flavor] = Field(min_length=1)
+    lifetime: Lifetime = Lifetime(mean_s=30 * DAY)
+    flavors: list[FleetFlavor] = Field(min_length=1)
     image_mix: dict[Name, Weight] = Field(min_length=1)
     classes: dict[Name, WorkloadClass] = Field(min_length=1)
     snapshots: Periodic = Periodic()
     migrations: Migrations = Migrations()
-    image_cache: ImageCache = ImageCache()
 
     @model_validator(mode="after")
     def _unique_flavors(self) -> Fleet:
@@ -206,9 +177,9 @@ def fleet_problems(s: Scenario) -> list[tuple[str, str]]:
         out.append(("fleet.model", f"about {exact_writes(f, s.duration):.1e} writes: too many "
                                    "for the exact model (2e7 at most); use fluid"))
     if max(fl.disk_gb_bytes for fl in f.flavors) > f.hosts.placement_capacity:
-        out.append(("fleet.hosts.capacity", "the largest flavor fits on no host"))
+        out.append(("fleet.hosts.capacity_bytes", "the largest flavor fits on no host"))
     if s.duration is not None and not out:
-        out += stream_problems(f, s.duration)
+        out += stream_problems(f, s.duration, s.nova.image_cache.manager_interval_s)
     return out
 
 
@@ -217,4 +188,4 @@ def exact_writes(f: Fleet, duration: float) -> float:
     total = sum(c.share for c in f.classes.values())
     per_day = sum(c.share / total * (c.daily_write + c.growth_per_day) / c.bs
                   for c in f.classes.values())
-    return f.vms * min(f.lifetime.mean, duration) / DAY * per_day
+    return f.vms * min(f.lifetime.mean_s, duration) / DAY * per_day

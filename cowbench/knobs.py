@@ -22,8 +22,10 @@ import pandas as pd
 from .units import parse_size
 
 #: Short names of the knobs a planner or a researcher varies most.
-SHORT = {"fleet.hosts.capacity": "capacity", "fleet.hosts.disk_allocation_ratio": "ratio",
-         "fleet.hosts.count": "hosts", "fleet.hosts.reserved_host_disk": "reserved",
+SHORT = {"fleet.hosts.capacity_bytes": "capacity", "fleet.hosts.capacity": "capacity",
+         "fleet.hosts.disk_allocation_ratio": "ratio", "fleet.hosts.count": "hosts",
+         "fleet.hosts.reserved_host_disk_bytes": "reserved",
+         "fleet.hosts.reserved_host_disk": "reserved",
          "fleet.vms": "VMs", "strategy.cluster_size": "cluster",
          "strategy.extended_l2": "extended L2", "strategy.refcount_bits": "refcount bits",
          "strategy.chain_depth": "chain depth", "strategy.object_size": "object",

@@ -21,14 +21,16 @@ from .bounds import (
     MAX_SAMPLE_VALUES,
     MAX_SAMPLES,
     MAX_TIMELINE_OPS,
-    ticks,
 )
+from .nova.claims import NO_VALID_HOST, disk_gb_bytes
+from .nova.clock import tick_count as ticks
+from .nova.schema import Flavor, ImageCacheSettings, Lifetime
 from .units import format_duration, parse_duration, parse_size
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from .scenario import VM, Scenario
+
+__all__ = ["Flavor", "ImageCacheSettings", "Lifetime"]  # spelt once, in cowbench.nova.schema
 
 Bytes = Annotated[int, BeforeValidator(parse_size)]
 Seconds = Annotated[float, BeforeValidator(parse_duration)]
@@ -37,15 +39,6 @@ Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")]
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ImageCacheSettings(_Frozen):
-    """``[image_cache]``: the cache manager's pass and how old an unused base must be."""
-
-    manager_interval_s: Seconds = Field(default=2400.0, gt=0)
-    remove_unused_base_images: bool = True
-    remove_unused_original_minimum_age_s: Seconds = 86400.0
-    remove_unused_resized_minimum_age_s: Seconds = 3600.0
 
 
 class Nova(_Frozen):
@@ -58,11 +51,6 @@ class Nova(_Frozen):
     resize_confirm_window_s: Seconds = 0.0
     glance_bandwidth_bytes_per_s: Bytes = 100 * 2**20
     migration_bandwidth_bytes_per_s: Bytes = 100 * 2**20
-
-
-class Flavor(_Frozen):
-    name: Name
-    root: Bytes = Field(gt=0)
 
 
 OpKind = Literal["boot", "run", "snapshot", "migrate", "resize", "confirm", "delete"]
@@ -104,11 +92,6 @@ class Event(_Frozen):
         if self.kind is not None and self.kind not in allowed.get(self.op, ()):
             raise ValueError(f"op {self.op!r} has no kind {self.kind!r}")
         return self
-
-
-class Lifetime(_Frozen):
-    distribution: Literal["fixed", "exponential", "uniform"] = "exponential"
-    mean_s: Seconds = Field(gt=0)
 
 
 class Arrivals(_Frozen):
@@ -189,18 +172,23 @@ class Op(BaseModel):
         return f"op:{self.index:04d}-{self.op}-{self.vm}"
 
 
-def _arrival_ops(a: Arrivals, hosts: list[str], rng: np.random.Generator,
-                 end: float, source: str, already: int = 0) -> list[dict[str, object]]:
+def _arrival_ops(a: Arrivals, seed: int, group: int, end: float, source: str,
+                 already: int = 0) -> list[dict[str, object]]:
+    """Boot, run, snapshots, migrations and delete of each VM of one arrival group. Arrival
+    times and lifetimes are :mod:`cowbench.nova.draws`' (group ``group`` of the seed's streams);
+    the hosts are the scheduler's (``"choose"``: see :func:`_placements`)."""
+    from .nova.draws import arrival_times, lifetimes, streams  # numpy: not at validation
+
+    rng = streams(seed, group)
+    arrive = arrival_times(rng["arrivals"], a.rate_per_s, count=a.count, until=end).tolist()
+    life = lifetimes(a.lifetime, rng["lifetimes"], a.count).tolist() if a.lifetime else []
     ops: list[dict[str, object]] = []
-    t = 0.0
-    for i in range(1, a.count + 1):
-        t += float(rng.exponential(1.0 / a.rate_per_s))
+    for i, t in enumerate(arrive, start=1):
         vm = f"{a.prefix}-{i}"
-        ops.append({"t": t, "op": "boot", "vm": vm})
+        ops.append({"t": t, "op": "boot", "vm": vm, "choose": True})
         if a.workload:
             ops.append({"t": t, "op": "run", "vm": vm, "workload": a.workload})
-        death = t + _lifetime(a.lifetime, rng) if a.lifetime else end
-        host = i % len(hosts)
+        death = t + life[i - 1] if life else end
         for every, op, kind in ((a.snapshot_every_s, "snapshot", a.snapshot_kind),
                                 (a.migrate_every_s, "migrate", a.migrate_kind)):
             if every is None:
@@ -208,13 +196,10 @@ def _arrival_ops(a: Arrivals, hosts: list[str], rng: np.random.Generator,
             _room(already + len(ops) + (min(death, end) - t) / every, source)  # sized before made
             k = 1
             while t + k * every < min(death, end):
-                extra: dict[str, object] = {"kind": kind}
-                if op == "migrate":
-                    host = (host + 1) % len(hosts)
-                    extra["to"] = hosts[host]
-                ops.append({"t": t + k * every, "op": op, "vm": vm, **extra})
+                extra = {"choose": True} if op == "migrate" else {}
+                ops.append({"t": t + k * every, "op": op, "vm": vm, "kind": kind, **extra})
                 k += 1
-        if a.lifetime and death < end:
+        if life and death < end:
             ops.append({"t": death, "op": "delete", "vm": vm})
     for entry in ops:
         entry["source"] = source
@@ -231,14 +216,6 @@ def _room(n: float, source: str) -> None:
                                "the intervals, shorten the lifetime or set timeline.end_s")
 
 
-def _lifetime(lt: Lifetime, rng: np.random.Generator) -> float:
-    if lt.distribution == "fixed":
-        return lt.mean_s
-    if lt.distribution == "uniform":
-        return float(rng.uniform(0, 2 * lt.mean_s))
-    return float(rng.exponential(lt.mean_s))
-
-
 #: strategies the lifecycle timeline can apply Nova's operations to (both backends)
 TIMELINE_STRATEGIES = {"qcow2_overlay", "full_copy"}
 
@@ -250,33 +227,116 @@ def expand_timeline(s: Scenario) -> list[Op]:
     """Every operation of the scenario, in the order both backends apply them.
 
     VMs listed in ``vms`` without a ``boot`` in the timeline boot at t=0 and run their workload
-    then (the behaviour of a scenario without a timeline).
+    then (the behaviour of a scenario without a timeline). Every ``boot`` names its host in
+    ``to``: the VM's own ``host``, or for arrivals the scheduler's choice (:func:`_placements`).
     """
+    return _expand(s)[0]
+
+
+def _expand(s: Scenario) -> tuple[list[Op], list[tuple[str, str]]]:
+    """The operations, and the placement problems of forced hosts (key path, reason)."""
     tl = s.timeline
     end = tl.end_s if tl is not None and tl.end_s is not None else float("inf")
     raw: list[dict[str, object]] = []
     if tl is not None:
         raw += [{**e.model_dump(), "source": f"timeline.events[{i}]"}
                 for i, e in enumerate(tl.events)]
-        import numpy as np  # here, not at the top: validating a scenario stays light
-
-        rng = np.random.default_rng(np.random.SeedSequence([s.seed, 0x71AE]))
-        hosts = [h.name for h in s.hosts]
         for j, a in enumerate(tl.arrivals):
-            raw += _arrival_ops(a, hosts, rng, end, f"timeline.arrivals[{j}]", len(raw))
+            raw += _arrival_ops(a, s.seed, j, end, f"timeline.arrivals[{j}]", len(raw))
     booted = {r["vm"] for r in raw if r["op"] == "boot"}
+    for a in tl.arrivals if tl is not None else []:  # those arriving after the end never boot
+        booted |= {f"{a.prefix}-{i}" for i in range(1, a.count + 1)}
     for i, vm in enumerate(s.vms):
         if vm.name not in booted:
             raw.append({"t": 0.0, "op": "boot", "vm": vm.name, "source": f"vms[{i}]"})
             if vm.workload:
                 raw.append({"t": 0.0, "op": "run", "vm": vm.name, "workload": vm.workload,
                             "source": f"vms[{i}]"})
-    raw += _auto_confirms(raw, s.nova.resize_confirm_window_s)
-    raw = [r for r in raw if float(str(r["t"])) <= end]
-    raw.sort(key=lambda r: (r["t"], _ORDER[str(r["op"])], str(r["vm"])))
+    raw = sorted((r for r in raw if float(str(r["t"])) <= end), key=_op_key)
+    raw, problems = _placements(s, raw)
+    raw += [c for c in _auto_confirms(raw, s.nova.resize_confirm_window_s)
+            if float(str(c["t"])) <= end]
+    raw.sort(key=_op_key)
     # built from validated events and values made here: not validated again (for 10,000
     # arrivals that took 0.8 s of the scenario's validation)
-    return [Op.model_construct(index=i, **cast(dict[str, Any], r)) for i, r in enumerate(raw)]
+    ops = [Op.model_construct(index=i, **cast(dict[str, Any], r)) for i, r in enumerate(raw)]
+    return ops, problems
+
+
+def _op_key(r: dict[str, object]) -> tuple[float, int, str]:
+    return float(str(r["t"])), _ORDER[str(r["op"])], str(r["vm"])
+
+
+def _claim(s: Scenario, vm: VM, root: int | None = None) -> int:
+    """What ``vm`` claims in DISK_GB (``root``: after a resize)."""
+    fl = next((f for f in s.flavors if f.name == vm.flavor), None)
+    image = next((i for i in s.images if i.name == vm.image), None)
+    size = root or vm.root_size or (fl.root if fl else None) or \
+        (image.virtual_size if image else None) or 0
+    return disk_gb_bytes(size, fl.ephemeral if fl else 0, fl.swap if fl else 0)
+
+
+def _placements(s: Scenario, raw: list[dict[str, object]]
+                ) -> tuple[list[dict[str, object]], list[tuple[str, str]]]:
+    """Nova's scheduler over the sorted operations (:class:`cowbench.nova.placement.Placement`).
+
+    A boot or migration marked ``choose`` (arrivals) goes where the scheduler puts it: the most
+    free DISK_GB (spread), never the source of a migration; an arrival nowhere fits is refused
+    (NoValidHost: none of its operations happen) and a migration nowhere fits does not happen.
+    Other boots go to the VM's ``host`` and migrations to their ``to``: a claim beyond the
+    host's inventory is a problem. Operations that make no sense here are passed on untouched
+    (:func:`check_timeline` names them)."""
+    from .nova.placement import Placement  # numpy: only for scenarios with a timeline
+
+    names = [h.name for h in s.hosts]
+    index = {h: i for i, h in enumerate(names)}
+    vms = {vm.name: vm for vm in s.vms}
+    p = Placement([h.placement_capacity for h in s.hosts])
+    where: dict[str, int] = {}
+    need: dict[str, int] = {}
+    refused: set[str] = set()
+    out: list[dict[str, object]] = []
+    problems: list[tuple[str, str]] = []
+    for r in raw:
+        vm, op, choose = str(r["vm"]), r["op"], bool(r.pop("choose", False))
+        if vm in refused or (op == "migrate" and choose and vm not in where):
+            continue
+        host: int | None = None
+        if op == "boot" and vm in vms and vm not in where:
+            need[vm] = _claim(s, vms[vm])
+            host = p.select(need[vm]) if choose else index[s.host_of(vms[vm]).name]
+            if host == NO_VALID_HOST:
+                refused.add(vm)
+                continue
+            r["to"] = names[host]
+        elif op == "migrate" and vm in where:
+            host = p.select(need[vm], exclude=where[vm]) if choose else index.get(str(r["to"]))
+            if host == NO_VALID_HOST:
+                continue
+            if choose and host is not None:
+                r["to"] = names[host]
+            if host is not None and host != where[vm]:
+                p.release(where.pop(vm), need[vm])
+        elif op == "resize" and vm in where and isinstance(r["root_size"], int):
+            new = _claim(s, vms[vm], r["root_size"])
+            p.release(where[vm], need[vm])
+            need[vm], host = new, where.pop(vm)
+        elif op == "delete" and vm in where:
+            p.release(where.pop(vm), need.pop(vm))
+        out.append(r)
+        if host is not None and vm not in where:
+            where[vm] = host
+            if not p.claim(host, need[vm]) and not choose:
+                problems.append((str(r["source"]), _no_room(s, r, host, float(p.used[host]))))
+    return out, problems
+
+
+def _no_room(s: Scenario, r: dict[str, object], host: int, used: float) -> str:
+    h = s.hosts[host]
+    return (f"{r['op']} of {r['vm']!r} at t={format_duration(float(str(r['t'])))}: no room on "
+            f"host {h.name!r}: {used:.0f} bytes of DISK_GB claimed, capacity {h.capacity_bytes} "
+            f"- reserved {h.reserved_host_disk_bytes} x allocation ratio "
+            f"{h.disk_allocation_ratio:g}")
 
 
 def _auto_confirms(raw: list[dict[str, object]], window: float) -> list[dict[str, object]]:
@@ -310,17 +370,17 @@ def check_timeline(s: Scenario) -> list[tuple[str, str]]:
     hosts = {h.name: h for h in s.hosts}
     where: dict[str, str] = {}   # vm -> host
     state: dict[str, str] = {}   # vm -> booted | deleted
-    placed: dict[str, int] = {h: 0 for h in hosts}
     size: dict[str, int] = {}
     try:
-        ops = expand_timeline(s)
+        ops, placement = _expand(s)
     except TimelineTooLarge as err:
         return [("timeline", str(err))]
     problems += _stream_problems(s, ops)
     if problems:
         return problems
+    problems += placement
     for op in ops:
-        problem = _check_op(s, op, vms, hosts, where, state, placed, size)
+        problem = _check_op(s, op, vms, hosts, where, state, size)
         if problem:
             when = format_duration(op.t)
             problems.append((op.source, f"{op.op} of {op.vm!r} at t={when}: {problem}"))
@@ -346,8 +406,8 @@ def _stream_problems(s: Scenario, ops: list[Op]) -> list[tuple[str, str]]:
 
 
 def _check_op(s: Scenario, op: Op, vms: Mapping[str, VM], hosts: Mapping[str, object],
-              where: dict[str, str], state: dict[str, str], placed: dict[str, int],
-              size: dict[str, int]) -> str | None:
+              where: dict[str, str], state: dict[str, str], size: dict[str, int]) -> str | None:
+    """What is wrong with ``op`` given the VMs' states so far (room on hosts: _placements)."""
     if op.vm not in vms:
         return "no such VM in 'vms'"
     vm = vms[op.vm]
@@ -357,9 +417,9 @@ def _check_op(s: Scenario, op: Op, vms: Mapping[str, VM], hosts: Mapping[str, ob
     if op.op == "boot":
         if st is not None:
             return "the VM is already booted"
-        state[op.vm], where[op.vm] = "booted", s.host_of(vm).name
+        state[op.vm], where[op.vm] = "booted", op.to or s.host_of(vm).name
         size[op.vm] = s.root_size(vm)
-        return _place(s, where[op.vm], size[op.vm], placed)
+        return None
     if st is None:
         return "the VM has not booted yet"
     if op.op == "run" and (op.workload or vm.workload) not in s.workloads:
@@ -372,29 +432,14 @@ def _check_op(s: Scenario, op: Op, vms: Mapping[str, VM], hosts: Mapping[str, ob
             return f"no host named {op.to!r}"
         if op.to == where[op.vm]:
             return "the VM is already on that host"
-        placed[where[op.vm]] -= size[op.vm]
         where[op.vm] = str(op.to)
-        return _place(s, where[op.vm], size[op.vm], placed)
     if op.op == "resize":
         assert op.root_size is not None
         if op.root_size < size[op.vm]:
             return "Nova refuses to shrink a disk"
-        placed[where[op.vm]] += op.root_size - size[op.vm]
         size[op.vm] = op.root_size
-        return _place(s, where[op.vm], 0, placed)
     if op.op == "delete":
         state[op.vm] = "deleted"
-        placed[where[op.vm]] -= size[op.vm]
-    return None
-
-
-def _place(s: Scenario, host: str, nbytes: int, placed: dict[str, int]) -> str | None:
-    """Nova's placement: DISK_GB of the flavors on a host within capacity x allocation ratio."""
-    placed[host] += nbytes
-    h = next(x for x in s.hosts if x.name == host)
-    if h.capacity_bytes is not None and placed[host] > h.capacity_bytes * h.disk_allocation_ratio:
-        return (f"no room on host {host!r}: {placed[host]} bytes of root disks placed, capacity "
-                f"{h.capacity_bytes} x allocation ratio {h.disk_allocation_ratio:g}")
     return None
 
 
@@ -403,10 +448,12 @@ Step = tuple[float, str, list[Op]]
 
 def _ticks(step: float | None, end: float) -> list[float]:
     """Multiples of ``step`` up to ``end`` (none without a step or an end)."""
+    from .nova.clock import sample_times
+
     n = ticks(step, end)
     if n > MAX_SAMPLES:  # validation refuses this; never build the list regardless
         raise TimelineTooLarge(f"{n} ticks of {step} s; at most {MAX_SAMPLES}")
-    return [k * (step or 0.0) for k in range(1, n + 1)]
+    return [float(t) for t in sample_times(step, end)]
 
 
 def schedule(s: Scenario) -> list[Step]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import warnings
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
@@ -31,6 +32,7 @@ from .errors import ScenarioError
 from .fleet import Fleet, fleet_problems
 from .jobopts import CARRIED, expand_scenario
 from .lifecycle import Flavor, Nova, Timeline, check_timeline
+from .nova.schema import HostDisk
 from .profile import PerfParams
 from .safeload import load_yaml_file
 from .units import is_power_of_two, parse_duration, parse_size
@@ -62,8 +64,10 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Host(_Frozen):
-    """A compute host: its own image cache (``_base``) and instance directories."""
+class Host(HostDisk):
+    """A compute host: its own image cache (``_base``) and instance directories, and its disk
+    as placement sees it (``capacity_bytes``, ``disk_allocation_ratio``,
+    ``reserved_host_disk_bytes``: :class:`cowbench.nova.schema.HostDisk`)."""
 
     name: Name
     storage_dir: str | None = Field(
@@ -72,10 +76,6 @@ class Host(_Frozen):
         "(default: inside the run directory's work/). Absolute, no '..', outside system "
         "directories; cowbench writes only into a fresh cowbench-<run> directory inside it.",
     )
-    capacity_bytes: Bytes | None = Field(
-        default=None, gt=0,
-        description="Disk for instances; with disk_allocation_ratio, what placement may give.")
-    disk_allocation_ratio: float = Field(default=1.0, gt=0)
     profile: str | None = Field(
         default=None, description="This host's own calibration profile (JSON from `cowbench "
         "calibrate` on that host), relative to the scenario file: the model predicts this "
@@ -486,7 +486,8 @@ class Scenario(_Frozen):
     @model_validator(mode="before")
     @classmethod
     def _arrival_vms(cls, data: Any) -> Any:
-        """VMs that arrive through ``timeline.arrivals`` join ``vms`` (round robin on hosts)."""
+        """VMs that arrive through ``timeline.arrivals`` join ``vms`` (no ``host``: the
+        scheduler places each when it boots, ``cowbench.lifecycle._placements``)."""
         if not isinstance(data, dict):
             return data
         too_many = too_many_vms(data)  # on the file's own counts, before any expansion
@@ -498,8 +499,6 @@ class Scenario(_Frozen):
             return data
         vms = list(data.get("vms", []))
         names = {v.get("name") for v in vms if isinstance(v, dict)}
-        hosts = [h.get("name") for h in data.get("hosts", [{"name": "host1"}])
-                 if isinstance(h, dict)] or ["host1"]
         for a in arrivals:
             if not isinstance(a, dict) or not isinstance(a.get("count"), int) or \
                     not 0 < a["count"] <= MAX_ARRIVALS:  # over the cap: its key reports it
@@ -507,12 +506,29 @@ class Scenario(_Frozen):
             for i in range(1, a["count"] + 1):
                 name = f"{a.get('prefix')}-{i}"
                 if name not in names:
-                    vm = {"name": name, "image": a.get("image"), "host": hosts[i % len(hosts)]}
+                    vm = {"name": name, "image": a.get("image")}
                     vm.update({k: a[k] for k in ("flavor", "root_size", "workload") if a.get(k)})
                     vms.append(vm)
         return {**data, "vms": vms}
     fleet: Fleet | None = Field(default=None, description="A fleet of VMs arriving and "
                                 "leaving over the duration (cowbench.fleet), instead of vms.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_image_cache(cls, data: Any) -> Any:
+        """A fleet's old ``fleet.image_cache`` is the scenario's ``nova.image_cache``."""
+        fleet = data.get("fleet") if isinstance(data, dict) else None
+        if not isinstance(fleet, dict) or "image_cache" not in fleet:
+            return data
+        nova = data.get("nova") or {}
+        if not isinstance(nova, dict) or "image_cache" in nova:
+            raise ValueError("fleet.image_cache and nova.image_cache are the same settings "
+                             "(fleet.image_cache is their old place): give only "
+                             "nova.image_cache")
+        warnings.warn("fleet.image_cache is now nova.image_cache (keys with _s for seconds)",
+                      FutureWarning, stacklevel=2)
+        rest = {k: v for k, v in fleet.items() if k != "image_cache"}
+        return {**data, "fleet": rest, "nova": {**nova, "image_cache": fleet["image_cache"]}}
 
     @model_validator(mode="after")
     def _vms_or_fleet(self) -> Scenario:

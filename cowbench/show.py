@@ -77,7 +77,8 @@ def show_run(path: Path, out: Console) -> None:
     fleet = run.scenario.get("fleet")
     if isinstance(fleet, dict):
         hosts = fleet.get("hosts") or {}
-        print_fleet(run.predicted, float(hosts.get("capacity") or math.nan),
+        cap = hosts.get("capacity_bytes", hosts.get("capacity"))  # older runs: capacity
+        print_fleet(run.predicted, float(cap or math.nan),
                     int(hosts.get("count") or 0), _float(run.scenario.get("duration")), out)
     else:
         print_space(run, out)

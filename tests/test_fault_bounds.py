@@ -99,7 +99,8 @@ def _fleet() -> dict[str, Any]:
 
 @pytest.mark.parametrize("change, key", [
     ({"sample_interval": "1ms"}, "fleet.sample_interval"),
-    ({"image_cache": {"manager_interval": "1us"}}, "fleet.image_cache.manager_interval"),
+    # the old place and spelling of the cache settings: moved to nova.image_cache, named there
+    ({"image_cache": {"manager_interval": "1us"}}, "nova.image_cache.manager_interval_s"),
     ({"snapshots": {"share": 1.0, "interval": "1us"}}, "fleet: the fleet model would need"),
     ({"migrations": {"share": 1.0, "interval": "1ms"}}, "fleet: the fleet model would need"),
 ])

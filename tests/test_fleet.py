@@ -47,6 +47,35 @@ def test_fleet_scenario_round_trips() -> None:
     assert parse_scenario(yaml.safe_load(dump_scenario(s))) == s
 
 
+def old_spelling(d: dict[str, Any]) -> dict[str, Any]:
+    """A fleet scenario as written before the fleet spoke the timeline's language."""
+    old = copy.deepcopy(d)
+    f = old["fleet"]
+    f["hosts"]["capacity"] = f["hosts"].pop("capacity_bytes")
+    f["lifetime"]["mean"] = f["lifetime"].pop("mean_s")
+    f["image_cache"] = {"manager_interval": "1200s", "remove_unused_original_minimum_age": "2h"}
+    return old
+
+
+def test_a_fleet_in_the_old_spelling_still_loads_with_a_warning_naming_each_key() -> None:
+    d = small()
+    with pytest.warns(FutureWarning) as seen:
+        old = parse_scenario(old_spelling(d))
+    said = " | ".join(str(w.message) for w in seen)
+    for key in ("hosts.capacity is now spelt hosts.capacity_bytes",
+                "lifetime.mean is now spelt lifetime.mean_s",
+                "fleet.image_cache is now nova.image_cache",
+                "image_cache.manager_interval is now spelt image_cache.manager_interval_s"):
+        assert key in said
+    d["nova"] = {"image_cache": {"manager_interval_s": "1200s",
+                                 "remove_unused_original_minimum_age_s": "2h"}}
+    assert old == parse_scenario(d)
+    both = old_spelling(small())
+    both["nova"] = {"image_cache": {}}
+    assert problems(both) == [("", "fleet.image_cache and nova.image_cache are the same settings "
+                        "(fleet.image_cache is their old place): give only nova.image_cache")]
+
+
 def test_fleet_problems_name_their_key_paths() -> None:
     d = small()
     d["fleet"]["image_mix"]["nope"] = 1
@@ -66,7 +95,8 @@ def test_fleet_problems_name_their_key_paths() -> None:
     (lambda d: d["strategy"].update(kind="full_copy"), "strategy.kind"),
     (lambda d: d["fleet"]["flavors"][0].update(root="1.5GiB"), "fleet.flavors[0]"),
     (lambda d: d["fleet"]["classes"]["web"].update(bs="3KiB"), "fleet.classes.web"),
-    (lambda d: d["fleet"]["hosts"].update(capacity="1GiB"), "fleet.hosts.capacity"),
+    (lambda d: d["fleet"]["hosts"].update(capacity_bytes="1GiB"),
+     "fleet.hosts.capacity_bytes"),
     (lambda d: d["fleet"].update(model="exact", vms=100000), "fleet.model"),
 ])
 def test_bad_fleets_are_refused(edit: Any, where: str) -> None:
@@ -113,7 +143,7 @@ def host_series(rec: Any, metric: str) -> Any:
 def test_placement_respects_the_allocation_ratio_and_rejects_beyond() -> None:
     d = small()
     d["fleet"]["vms"] = 400
-    d["fleet"]["hosts"].update(capacity="16GiB", disk_allocation_ratio=1.25)
+    d["fleet"]["hosts"].update(capacity_bytes="16GiB", disk_allocation_ratio=1.25)
     rec = run(d)
     prov = host_series(rec, "provisioned_bytes")
     assert prov.to_numpy().max() <= 16 * 1.25 * 2**30
@@ -124,8 +154,9 @@ def test_placement_respects_the_allocation_ratio_and_rejects_beyond() -> None:
 
 def test_demand_grows_with_writes_and_hosts_fill() -> None:
     d = small()
-    d["fleet"]["hosts"]["capacity"] = "12GiB"
-    d["fleet"]["lifetime"] = {"distribution": "fixed", "mean": "30d"}
+    d["fleet"]["hosts"]["capacity_bytes"] = "12GiB"
+    d["fleet"]["lifetime"] = {"distribution": "fixed", "mean_s": "30d"}
+    d["fleet"]["migrations"] = {"share": 0}  # a migration takes a VM's overlay off its host
     rec = run(d)
     demand = host_series(rec, "allocated_bytes")
     assert (demand.diff().iloc[1:] >= 0).all().all()  # nobody leaves, overlays only grow
@@ -143,7 +174,7 @@ def test_demand_grows_with_writes_and_hosts_fill() -> None:
 def test_unused_bases_leave_the_cache_a_day_after_their_last_vm() -> None:
     d = small()
     d["fleet"].update(vms=6, sample_interval="1h", migrations={"share": 0})
-    d["fleet"]["lifetime"] = {"distribution": "fixed", "mean": "1d"}
+    d["fleet"]["lifetime"] = {"distribution": "fixed", "mean_s": "1d"}
     d["duration"] = "12d"
     rec = run(d, seed=3)
     vms = host_series(rec, "vm_count")

@@ -92,8 +92,8 @@ FLEET: dict[str, Any] = {
     "strategy": {"cluster_size": "256KiB"},
     "fleet": {
         "vms": 30, "sample_interval": "12h",
-        "hosts": {"count": 2, "capacity": "64GiB"},
-        "lifetime": {"distribution": "exponential", "mean": "5d"},
+        "hosts": {"count": 2, "capacity_bytes": "64GiB"},
+        "lifetime": {"distribution": "exponential", "mean_s": "5d"},
         "flavors": [{"name": "f1", "root": "1GiB", "share": 2},
                     {"name": "f2", "root": "2GiB", "swap": "64MiB"}],
         "image_mix": {"a": 1, "b": 1},

@@ -47,13 +47,21 @@ def test_unlimited_hosts_take_vms_in_turn() -> None:
     assert got == [0, 1, 2, 0, 1, 2]
 
 
-def test_draws_keep_their_prefix_whatever_the_count_or_the_end() -> None:
-    a = arrival_times(streams(3)["arrivals"], 0.01, count=50)
-    b = arrival_times(streams(3)["arrivals"], 0.01, until=float(a[29]))
-    c = arrival_times(streams(3)["arrivals"], 0.01, until=1e7)  # several chunks
-    assert np.array_equal(a[:30], b) and np.array_equal(a, c[:50])
-    assert np.all(np.diff(c) > 0) and c[-1] <= 1e7
-    assert abs(c.size - 1e5) < 5 * math.sqrt(1e5)  # Poisson count around rate x time
+def test_arrivals_are_a_poisson_process_bounded_by_a_count_or_an_end() -> None:
+    window = arrival_times(streams(3)["arrivals"], 0.01, until=1e7)
+    assert np.all(np.diff(window) >= 0) and 0 < window[0] and window[-1] <= 1e7
+    assert abs(window.size - 1e5) < 5 * math.sqrt(1e5)  # Poisson count around rate x time
+    capped = arrival_times(streams(3)["arrivals"], 0.01, count=2 * 10**5, until=1e7)
+    assert np.array_equal(capped, window)  # a count above the expected one changes nothing
+    few = arrival_times(streams(3)["arrivals"], 0.01, count=50, until=1e7)
+    gaps = arrival_times(streams(3)["arrivals"], 0.01, count=50)
+    assert few.size == gaps.size == 50 and np.array_equal(few, gaps)  # the first 50
+    assert np.diff(gaps, prepend=0).mean() == pytest.approx(100, rel=0.5)
+    with pytest.raises(ValueError, match="a count or a finite end"):
+        arrival_times(streams(3)["arrivals"], 1.0)
+
+
+def test_lifetimes_keep_their_prefix_and_their_mean() -> None:
     for dist in ("fixed", "exponential", "uniform", "lognormal"):
         lt = Lifetime(distribution=dist, mean_s=100, sigma=0.5)
         x = lifetimes(lt, streams(1)["lifetimes"], 20_000)

@@ -126,7 +126,7 @@ def test_a_fleet_shows_its_fullest_host_against_capacity(tmp_path: Path) -> None
 
 
 def test_a_fleet_that_fills_says_when(tmp_path: Path) -> None:
-    run = fleet_run(tmp_path, capacity="3GiB", disk_allocation_ratio=20)
+    run = fleet_run(tmp_path, capacity_bytes="3GiB", disk_allocation_ratio=20)
     ran = cowbench("show", str(run))
     assert ran.code == 0, ran.stderr
     rec = pd.read_parquet(run / "predicted.parquet")

@@ -229,15 +229,15 @@ def test_a_grid_with_exclusions_explicit_points_and_zipped_axes(tmp_path: Path) 
     sw = load_sweep(sweep_file(
         tmp_path, {"strategy.cluster_size": ["4KiB", "64KiB"],
                    "strategy.extended_l2": [False, True],
-                   "fleet.hosts.capacity": ["8GiB", "16GiB"], "fleet.hosts.count": [2, 4]},
+                   "fleet.hosts.capacity_bytes": ["8GiB", "16GiB"], "fleet.hosts.count": [2, 4]},
         seeds=1, exclude=[{"strategy.cluster_size": "4KiB", "strategy.extended_l2": True}],
         points=[{"strategy": {"kind": "qcow2_overlay", "cluster_size": "2MiB"}}],
-        zip=[["fleet.hosts.capacity", "fleet.hosts.count"]]))
+        zip=[["fleet.hosts.capacity_bytes", "fleet.hosts.count"]]))
     cells = [p.overrides for p in sw.points]
     assert len(cells) == 2 * 2 * 2 - 2 + 1
     assert {"strategy.cluster_size": "4KiB", "strategy.extended_l2": True,
-            "fleet.hosts.capacity": "8GiB", "fleet.hosts.count": 2} not in cells
-    assert all((c.get("fleet.hosts.capacity"), c.get("fleet.hosts.count"))
+            "fleet.hosts.capacity_bytes": "8GiB", "fleet.hosts.count": 2} not in cells
+    assert all((c.get("fleet.hosts.capacity_bytes"), c.get("fleet.hosts.count"))
                in (("8GiB", 2), ("16GiB", 4)) for c in cells[:-1])
     assert cells[-1] == {"strategy": {"kind": "qcow2_overlay", "cluster_size": "2MiB"}}
     # a whole strategy per point: its other fields take their defaults

@@ -3,12 +3,13 @@
 Every random choice comes from a named stream spawned from one ``numpy.random.SeedSequence``
 (STYLE.md 5): the same seed gives the same arrivals, lifetimes, mixes and policies whether a
 scenario is written as a fleet or as timeline arrivals. Each draw is vectorised and its first
-``k`` values do not depend on how many are drawn, so a timeline group of ``count`` VMs and a
-fleet drawing until its duration agree on every VM they share.
+``k`` values do not depend on how many are drawn, so a timeline group of ``count`` VMs over
+``end_s`` and a fleet of the same rate over the same duration agree on every VM.
 
-- Arrivals are a Poisson process: exponential gaps of mean ``1 / rate``, up to a count and/or
-  an end time (a fleet's ``vms`` expected arrivals over ``duration`` is ``rate = vms /
-  duration``, and the number that arrives is then Poisson).
+- Arrivals are a Poisson process of a rate. Over a finite window the number that arrives is
+  Poisson and their times are sorted uniform draws (a fleet: ``vms`` expected over
+  ``duration``); with no window, or one expecting more than ``count`` arrivals, they are
+  exponential gaps, the first ``count`` of them. Both are the same process.
 - Lifetimes: ``fixed`` (the mean), ``exponential``, ``uniform`` on [0, 2 mean] or ``lognormal``
   with ``sigma`` (its ``mu`` set so that the mean is the mean).
 """
@@ -22,8 +23,7 @@ import numpy as np
 
 #: the named streams of a lifecycle, in spawn order (never reorder: seeds would change)
 STREAMS = ("arrivals", "lifetimes", "mix", "policies")
-_KEY = 0x0F1EE7
-_CHUNK = 4096
+_KEY = 0xF1EE7
 
 Distribution = Literal["fixed", "exponential", "uniform", "lognormal"]
 
@@ -41,29 +41,23 @@ class LifetimeLike(Protocol):
 
 def streams(seed: int, group: int = 0) -> dict[str, np.random.Generator]:
     """The named streams of one arrival group (a fleet is group 0; ``timeline.arrivals[j]``
-    is group ``j``)."""
-    children = np.random.SeedSequence([seed, _KEY, group]).spawn(len(STREAMS))
+    is group ``j``). Group 0 keeps the streams the fleet model always drew from."""
+    entropy = [seed, _KEY] + ([group] if group else [])
+    children = np.random.SeedSequence(entropy).spawn(len(STREAMS))
     return {name: np.random.default_rng(c) for name, c in zip(STREAMS, children, strict=True)}
 
 
 def arrival_times(rng: np.random.Generator, rate_per_s: float, count: int | None = None,
                   until: float = math.inf) -> np.ndarray:
-    """Times of a Poisson process of ``rate_per_s``: the first ``count`` arrivals (all of them
-    without a count), those at or before ``until`` (all without an end). One needs a bound."""
+    """Sorted times of a Poisson process of ``rate_per_s`` on (0, until]: at most ``count`` of
+    them (all without a count). One of the two bounds is needed."""
     if count is None and not math.isfinite(until):
         raise ValueError("arrival_times needs a count or a finite end")
-    scale = 1.0 / rate_per_s
-    if count is not None:
-        t = np.cumsum(rng.exponential(scale, size=count))
-        return np.asarray(t[t <= until])
-    parts: list[np.ndarray] = []
-    last = 0.0
-    while last <= until:
-        n = max(_CHUNK, int((until - last) * rate_per_s * 1.05) + 64)
-        t = last + np.cumsum(rng.exponential(scale, size=n))
-        parts.append(t)
-        last = float(t[-1])
-    t = np.concatenate(parts)
+    if math.isfinite(until) and (count is None or rate_per_s * until <= count):
+        n = int(rng.poisson(rate_per_s * until))
+        return np.sort(rng.uniform(0.0, until, size=n))[:count]
+    assert count is not None
+    t = np.cumsum(rng.exponential(1.0 / rate_per_s, size=count))
     return np.asarray(t[t <= until])
 
 

@@ -13,30 +13,13 @@ the one with the most free disk (the DiskWeigher's *spread*); no candidate is No
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
 
-GIB = 1 << 30
+from .claims import GIB, NO_VALID_HOST, disk_gb_bytes, inventory
 
-#: ``select``'s answer when no host has room: Nova's NoValidHost
-NO_VALID_HOST = -1
-
-
-def disk_gb_bytes(root: int, ephemeral: int = 0, swap: int = 0) -> int:
-    """What an instance claims in placement's DISK_GB, in bytes: root + ephemeral + swap, the
-    swap rounded up to a whole GiB (placement counts GB; flavors count swap in MB)."""
-    return root + ephemeral + -(-swap // GIB) * GIB
-
-
-def inventory(capacity_bytes: int | None, allocation_ratio: float = 1.0,
-              reserved_bytes: int = 0) -> float:
-    """A host's DISK_GB inventory as placement sees it: ``(total - reserved) x ratio``;
-    ``inf`` for a host whose disk is not given (nothing is ever refused there)."""
-    if capacity_bytes is None:
-        return math.inf
-    return (capacity_bytes - reserved_bytes) * allocation_ratio
+__all__ = ["GIB", "NO_VALID_HOST", "Placement", "disk_gb_bytes", "inventory"]
 
 
 class Placement:

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from ..units import parse_duration, parse_size
-from .placement import disk_gb_bytes, inventory
+from .claims import disk_gb_bytes, inventory
 
 Bytes = Annotated[int, BeforeValidator(parse_size)]
 Seconds = Annotated[float, BeforeValidator(parse_duration)]
@@ -42,8 +42,8 @@ def renamed(data: Any, where: str, old_to_new: dict[str, str]) -> Any:
         if old not in out:
             continue
         if new in out:
-            raise ValueError(f"{where}{old} and {where}{new} are the same setting "
-                             f"({old} is its old name): give only {new}")
+            raise ValueError(f"{old} and {new} are the same setting ({old} is its old "
+                             f"name): give only {new}")
         warnings.warn(f"{where}{old} is now spelt {where}{new}", FutureWarning, stacklevel=2)
         out[new] = out.pop(old)
     return out

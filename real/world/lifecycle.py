@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cowbench.lifecycle import Op, batches, schedule
+from cowbench.nova.imagecache import cache_pass
 from cowbench.records import Recorder
 from cowbench.scenario import VM, Scenario
 from cowbench.tools import RawLog, convert_limits, qemu_img_map, run
@@ -127,13 +128,13 @@ class RealWorld:
                      for vm, (h, _) in self.resizing.items() if h == host}
             by_file = {layout.cache_file(self.s.image(n)).name: n for n in
                        {img.name for img in self.s.images}}
-            for f in sorted(layout.base_dir.iterdir()):
-                name = by_file.get(f.name)
-                if name in used:
+            files = sorted(layout.base_dir.iterdir())
+            in_use = [by_file.get(f.name) in used for f in files]
+            _, removed = cache_pass(t, in_use, [f.stat().st_mtime - EPOCH for f in files], ic)
+            for f, touch, gone in zip(files, in_use, removed.tolist(), strict=True):
+                if touch:
                     _touch(f, t)
-                elif (ic.remove_unused_base_images
-                      and t - (f.stat().st_mtime - EPOCH)
-                      >= ic.remove_unused_original_minimum_age_s):
+                elif gone:
                     f.unlink()
 
     # -- sampling ---------------------------------------------------------------------------
@@ -170,7 +171,7 @@ class RealWorld:
     def boot(self, op: Op) -> None:
         t0 = time.monotonic()
         vm = self.vms[op.vm]
-        host = self.s.host_of(vm).name
+        host = op.to or self.s.host_of(vm).name  # the scheduler's choice for arrivals
         fetched = self.ensure_base(host, vm.image, op.t)
         _, fmt = create_disk(self.s, vm, self.layouts[host], self.log)
         self.instances[vm.name] = RealInstance(vm, host, vm.image, ["disk"], fmt,

@@ -25,12 +25,13 @@ import numpy as np
 import pandas as pd
 
 from cowbench.fleet import Fleet
+from cowbench.nova.draws import streams
 from cowbench.records import UNITS
 from cowbench.scenario import Scenario
 from sim.storage.images import DISK_INFO_BYTES, base_data
 
 from .fleet_exact import ExactDisk, exact_states
-from .fleet_lifecycle import Plan, run_lifecycle, streams
+from .fleet_lifecycle import Plan, run_lifecycle
 from .fluid import BaseClusters, DiskState, OverlayGeometry, Phases, fluid_state
 
 Query = tuple[np.ndarray, np.ndarray]
@@ -250,7 +251,7 @@ def _record_hosts(rows: _Rows, f: Fleet, plan: Plan, disks: FleetDisks,
         rows.add(plan.sample_t, np.array("fleet:all", dtype=object), metric, value.sum(axis=1))
     caches = np.array([f"cache:{h}" for h in plan.hosts], dtype=object)[None, :]
     rows.add(t, caches, "allocated_bytes", plan.cache_bytes)
-    ttf = time_to_full(plan.sample_t, demand, float(f.hosts.capacity))
+    ttf = time_to_full(plan.sample_t, demand, float(f.hosts.capacity_bytes))
     rows.add(np.nan, names[0], "time_to_full_s", ttf)
     first = np.nanmin(ttf) if np.isfinite(ttf).any() else np.nan
     rows.add(np.nan, np.array("fleet:all", dtype=object), "time_to_full_s", np.array(first))

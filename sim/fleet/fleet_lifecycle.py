@@ -1,20 +1,19 @@
 """A fleet's life in SimPy: arrivals, placement, lifetimes, migrations and image-cache aging.
 
-This is the part of the fleet model that is made of events (FACTS.md section 1):
+This is the part of the fleet model that is made of events (FACTS.md section 1); every
+decision is ``cowbench.nova``'s, the same functions a timeline's expansion calls:
 
 - VMs arrive as a Poisson process (``fleet.vms`` expected over the duration) and draw a
-  lifetime, a flavor, an image and a workload class from the scenario's mixes;
-- placement is Nova's DISK_GB: a host fits if its used DISK_GB plus the flavor's
-  root + ephemeral + swap stays within ``(capacity - reserved) * disk_allocation_ratio``; among
-  those the one with the most free DISK_GB wins (the DiskWeigher's spread); none means
-  NoValidHost and the VM is rejected;
+  lifetime, a flavor, an image and a workload class from the scenario's mixes
+  (``cowbench.nova.draws``: the fleet is arrival group 0 of the seed's streams);
+- placement is Nova's DISK_GB with the spread weigher (``cowbench.nova.placement``); no host
+  with room means NoValidHost and the VM is rejected;
 - a share of VMs is live- or cold-migrated every ``interval`` to the best other host;
 - the image cache: a VM's creation fetches a missing base (its Glance image) or creates the
-  ephemeral/swap base, and touches its mtime; every ``manager_interval`` a pass marks the bases
-  in use (an image base with an instance on the host) as used now and removes unused ones whose
-  last use is at least ``remove_unused_original_minimum_age`` old. Ephemeral and swap bases are
-  never "in use" for the manager (it checks only ``disk``'s backing file, FACTS.md 1.6), so they
-  age from their last creation.
+  ephemeral/swap base, and touches its mtime; the manager's passes
+  (``cowbench.nova.imagecache``, every ``nova.image_cache.manager_interval_s``) age unused
+  bases out. Passes and samples follow ``cowbench.nova.clock``; at the same instant a pass
+  comes before a sample, as in a timeline.
 
 What happens *inside* the disks is not here: the lifecycle's output is a :class:`Plan` (who was
 where, when, and the hosts' cache and placement state at each sample), which a disk model
@@ -30,19 +29,15 @@ from typing import Any
 import numpy as np
 import simpy
 
-from cowbench.fleet import Fleet
+from cowbench.nova.clock import sample_times
+from cowbench.nova.draws import arrival_times, chosen, lifetimes, pick
+from cowbench.nova.imagecache import cache_pass
+from cowbench.nova.placement import NO_VALID_HOST, Placement
 from cowbench.scenario import Scenario
 from sim.storage.images import cache_file, glance_file
 
-STREAMS = ("arrivals", "lifetimes", "mix", "policies", "offsets")
 EPHEMERAL_BASE_BYTES_PER_GIB = 34_230_272  # 1 GiB ext4 ephemeral base, du (FACTS.md E16)
 SWAP_BASE_BYTES = 4096  # a mkswap'd swap base holds one page (FACTS.md E16)
-
-
-def streams(seed: int) -> dict[str, np.random.Generator]:
-    """The fleet model's named random streams, spawned from one SeedSequence (STYLE.md 5)."""
-    children = np.random.SeedSequence([seed, 0xF1EE7]).spawn(len(STREAMS))
-    return {name: np.random.default_rng(s) for name, s in zip(STREAMS, children, strict=True)}
 
 
 @dataclass
@@ -58,35 +53,20 @@ class Population:
     migrate: np.ndarray
 
 
-def _pick(rng: np.random.Generator, weights: list[float], n: int) -> np.ndarray:
-    p = np.asarray(weights, dtype=float)
-    return rng.choice(len(p), size=n, p=p / p.sum()).astype(np.int64)
-
-
-def _lifetimes(f: Fleet, rng: np.random.Generator, n: int) -> np.ndarray:
-    lt = f.lifetime
-    if lt.distribution == "fixed":
-        return np.full(n, lt.mean)
-    if lt.distribution == "exponential":
-        return rng.exponential(lt.mean, size=n)
-    mu = np.log(lt.mean) - lt.sigma**2 / 2  # so that the mean is lt.mean
-    return rng.lognormal(mu, lt.sigma, size=n)
-
-
 def draw_population(s: Scenario, rng: dict[str, np.random.Generator]) -> Population:
     f = s.fleet
     assert f is not None and s.duration is not None
-    n = int(rng["arrivals"].poisson(f.vms))
-    arrive = np.sort(rng["arrivals"].uniform(0.0, s.duration, size=n))
+    arrive = arrival_times(rng["arrivals"], f.vms / s.duration, until=s.duration)
+    n = arrive.size
     image_index = np.array([s.images.index(s.image(name)) for name in f.image_mix])
     return Population(
         arrive=arrive,
-        life_end=arrive + _lifetimes(f, rng["lifetimes"], n),
-        flavor=_pick(rng["mix"], [fl.share for fl in f.flavors], n),
-        image=image_index[_pick(rng["mix"], list(f.image_mix.values()), n)],
-        klass=_pick(rng["mix"], [c.share for c in f.classes.values()], n),
-        snap=rng["policies"].random(n) < f.snapshots.share,
-        migrate=rng["policies"].random(n) < f.migrations.share,
+        life_end=arrive + lifetimes(f.lifetime, rng["lifetimes"], n),
+        flavor=pick(rng["mix"], [fl.share for fl in f.flavors], n),
+        image=image_index[pick(rng["mix"], list(f.image_mix.values()), n)],
+        klass=pick(rng["mix"], [c.share for c in f.classes.values()], n),
+        snap=chosen(rng["policies"], f.snapshots.share, n),
+        migrate=chosen(rng["policies"], f.migrations.share, n),
     )
 
 
@@ -153,10 +133,10 @@ class _Fleet:
         f = s.fleet
         assert f is not None and s.duration is not None
         self.env, self.f, self.pop, self.end = env, f, pop, s.duration
+        self.ic = s.nova.image_cache
         h = f.hosts.count
         self.req = np.array([fl.disk_gb_bytes for fl in f.flavors], dtype=np.float64)
-        self.cap = f.hosts.placement_capacity
-        self.used = np.zeros(h)
+        self.placement = Placement(np.full(h, f.hosts.placement_capacity))
         self.count = np.zeros(h, dtype=np.int64)
         self.entries = cache_entries(s)
         e = len(self.entries.stored_bytes)
@@ -169,14 +149,8 @@ class _Fleet:
         self.segs: list[tuple[int, int, float, float]] = []
         self.migs: list[tuple[int, float, int]] = []
 
-    def place(self, vm: int, exclude: int = -1) -> int:
-        free = self.cap - self.used
-        ok = free >= self.req[self.pop.flavor[vm]]
-        if exclude >= 0:
-            ok[exclude] = False
-        if not ok.any():
-            return -1
-        return int(np.argmax(np.where(ok, free, -np.inf)))
+    def place(self, vm: int, exclude: int = NO_VALID_HOST) -> int:
+        return self.placement.select(self.req[self.pop.flavor[vm]], exclude)
 
     def _use(self, vm: int, host: int) -> None:
         now = self.env.now
@@ -187,7 +161,7 @@ class _Fleet:
                 self.fetched[host] += self.entries.fetch_bytes[e]
             self.last_used[host, e] = now  # Nova touches the base on every disk creation
             self.users[host, e] += 1
-        self.used[host] += self.req[self.pop.flavor[vm]]
+        self.placement.claim(host, self.req[self.pop.flavor[vm]])
         self.count[host] += 1
         self.where[vm] = host
         self.seg_start[vm] = now
@@ -197,7 +171,7 @@ class _Fleet:
         ents = self.entries.per_flavor_image[(int(self.pop.flavor[vm]), int(self.pop.image[vm]))]
         for e in ents:
             self.users[host, e] -= 1
-        self.used[host] -= self.req[self.pop.flavor[vm]]
+        self.placement.release(host, self.req[self.pop.flavor[vm]])
         self.count[host] -= 1
         self.segs.append((vm, host, float(self.seg_start[vm]), float(self.env.now)))
         self.where[vm] = -1
@@ -232,13 +206,9 @@ class _Fleet:
         ev.callbacks.append(lambda _ev: action())
 
     def cache_pass(self) -> None:
-        now = self.env.now
         in_use = (self.users > 0) & self.entries.tracked[None, :]
-        self.last_used[in_use] = now
-        c = self.f.image_cache
-        if c.remove_unused_base_images:
-            old = now - self.last_used >= c.remove_unused_original_minimum_age
-            self.present &= ~(~in_use & old)
+        self.last_used, removed = cache_pass(self.env.now, in_use, self.last_used, self.ic)
+        self.present &= ~removed
 
 
 Process = Generator[simpy.Event, Any, None]
@@ -250,28 +220,26 @@ def _arrivals(env: simpy.Environment, fl: _Fleet) -> Process:
         fl.arrive(vm)
 
 
-def _cache_passes(env: simpy.Environment, fl: _Fleet) -> Process:
-    interval = fl.f.image_cache.manager_interval
-    while env.now + interval < fl.end:
-        yield env.timeout(interval)
-        fl.cache_pass()
-
-
-def _sampler(env: simpy.Environment, fl: _Fleet, plan: Plan) -> Process:
+def _clock(env: simpy.Environment, fl: _Fleet, plan: Plan) -> Process:
+    """The cache manager's passes and the samples, in time order (a pass first at a tie)."""
+    passes = sample_times(fl.ic.manager_interval_s, fl.end)
+    ticks = sorted([(t, 0) for t in passes.tolist()]
+                   + [(t, 1) for t in plan.sample_t.tolist()])
     stored = fl.entries.stored_bytes
     last_fetched = np.zeros_like(fl.fetched)
-    for i, t in enumerate(plan.sample_t.tolist()):
-        yield env.timeout(t - env.now)
+    i = 0
+    for t, kind in ticks:
+        if t > env.now:
+            yield env.timeout(t - env.now)
+        if kind == 0:
+            fl.cache_pass()
+            continue
         plan.cache_bytes[i] = fl.present.astype(np.float64) @ stored
-        plan.provisioned[i] = fl.used
+        plan.provisioned[i] = fl.placement.used
         plan.vm_count[i] = fl.count
         plan.fetch_bytes[i] = fl.fetched - last_fetched
         last_fetched = fl.fetched.copy()
-
-
-def sample_times(duration: float, interval: float) -> np.ndarray:
-    """0, interval, 2 interval, ... up to the duration (included when it falls on the grid)."""
-    return np.arange(int(np.floor(duration / interval + 1e-9)) + 1) * interval
+        i += 1
 
 
 def run_lifecycle(s: Scenario, rng: dict[str, np.random.Generator]) -> Plan:
@@ -281,14 +249,13 @@ def run_lifecycle(s: Scenario, rng: dict[str, np.random.Generator]) -> Plan:
     pop = draw_population(s, rng)
     env = simpy.Environment()
     fl = _Fleet(env, s, pop)
-    t = sample_times(s.duration, f.sample_interval)
+    t = sample_times(f.sample_interval, s.duration, start=True)
     h = f.hosts.count
     plan = Plan(f.hosts.names, pop, t, cache_bytes=np.zeros((t.size, h)),
                 provisioned=np.zeros((t.size, h)), vm_count=np.zeros((t.size, h)),
                 fetch_bytes=np.zeros((t.size, h)), end=s.duration)
-    env.process(_sampler(env, fl, plan))
+    env.process(_clock(env, fl, plan))
     env.process(_arrivals(env, fl))
-    env.process(_cache_passes(env, fl))
     env.run(until=s.duration + f.sample_interval / 2)
     _finish(fl, plan)
     return plan

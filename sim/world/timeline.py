@@ -15,6 +15,7 @@ import numpy as np
 import simpy
 
 from cowbench.lifecycle import Op, batches, schedule
+from cowbench.nova.imagecache import cache_pass
 from cowbench.records import Recorder
 from cowbench.scenario import Scenario
 from sim.perf.device import make_device
@@ -64,14 +65,15 @@ class World:
 
     def cache_pass(self, t: float) -> None:
         """Nova's image cache manager: touch bases in use, remove those unused long enough."""
-        ic = self.s.nova.image_cache
         for h in self.hosts.values():
             used = {i.image for i in [*h.instances.values(), *h.resizing.values()]}
-            for name, entry in list(h.caches.items()):
-                if name in used:
-                    entry.mtime = t
-                elif (ic.remove_unused_base_images
-                      and t - entry.mtime >= ic.remove_unused_original_minimum_age_s):
+            names = list(h.caches)
+            mtime, removed = cache_pass(t, [n in used for n in names],
+                                        [h.caches[n].mtime for n in names],
+                                        self.s.nova.image_cache)
+            for name, m, gone in zip(names, mtime.tolist(), removed.tolist(), strict=True):
+                h.caches[name].mtime = m
+                if gone:
                     del h.caches[name]
 
     # -- sampling ---------------------------------------------------------------------------
@@ -103,7 +105,7 @@ class World:
     # -- operations -------------------------------------------------------------------------
     def boot(self, op: Op) -> None:
         vm = self.s.vms[self.vm_index[op.vm]]
-        host = self.s.host_of(vm).name
+        host = op.to or self.s.host_of(vm).name  # the scheduler's choice for arrivals
         fetched_bytes = self.ensure_base(host, vm.image, op.t)
         size = self.s.root_size(vm)
         self.hosts[host].instances[vm.name] = Instance(vm, vm.image, [new_disk(self.s, vm, size)],
