@@ -203,3 +203,27 @@ def test_fluid_state_is_a_sane_occupancy(hot: float, share: float, bs_log: int, 
     assert np.all(s.union_clusters >= base.total - 1e-9)
     assert np.all(s.union_clusters <= base.total + s.data_clusters + 1e-6)
     assert np.all(s.union_clusters <= n + 1e-6)
+
+
+@pytest.mark.parametrize("shape", ["hot-cold", "large-bs"])
+def test_the_exact_fleet_disk_applies_its_writes_as_the_per_write_engine_does(shape: str) -> None:
+    """ExactDisk hands its writes to the batch engine: the overlay it builds, at every age, is
+    the one Qcow2Image.write builds taking the same writes one by one."""
+    from sim.fleet.fleet_exact import ExactDisk
+
+    cls = WorkloadClass.model_validate(next(iter(SHAPES[shape].values())))
+    size, c = 1 << 30, 256 << 10
+    ph = Phases.of(cls, size, c)
+    img = base_data(agreement_fleet(shape, "fluid").images[0])
+    mask = np.zeros(ph.n_clusters, dtype=bool)
+    disk = ExactDisk(ph, img, mask, np.random.default_rng(5), 4 * 86400.0)
+    ref = Qcow2Image(size, c, backing=img)
+    done = (0, 0)
+    for age in (0.5 * 86400, 2 * 86400, 4 * 86400):
+        n, g = (int(x[0]) for x in ph.counts(np.array([age])))
+        for off in [*disk.random[done[0]:n].tolist(), *disk.growth[done[1]:g].tolist()]:
+            ref.write(off, ph.bs)
+        done = (n, g)
+        assert disk.advance(age)[:2] == (ref.n_data, ref.n_l2)
+        assert np.array_equal(disk.img.allocated, ref.allocated)
+        assert np.array_equal(disk.img.data_host, ref.data_host)

@@ -2,11 +2,9 @@
 
 The same write model as ``fluid`` (uniform with replacement within the hot or cold region,
 sequential growth), but drawn offset by offset from a per-VM random stream and applied to a
-``sim.storage.disk.Qcow2Image``: the exact allocation engine the rest of the model uses. It
-exists to check the fluid closed forms on fleets small enough for it (``tests/test_fluid.py``).
-
-Writes into an already allocated cluster are in-place and change no allocation
-(``Qcow2Image.write``), so only the first write to each cluster is handed to the map.
+``sim.storage.disk.Qcow2Image`` in batches by ``sim.storage.engine.apply_writes``: the exact
+allocation engine the rest of the model uses, at numpy speed. It exists to check the fluid
+closed forms on fleets small enough for it (``tests/test_fluid.py``).
 """
 
 from __future__ import annotations
@@ -14,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from sim.storage.disk import BaseData, Qcow2Image
+from sim.storage.engine import apply_writes
 
 from .fluid import DiskState, Phases
 
@@ -45,13 +44,7 @@ class ExactDisk:
         self.done = (0, 0)
 
     def _apply(self, offsets: np.ndarray) -> None:
-        if offsets.size == 0:
-            return
-        clusters = offsets // self.ph.c
-        _, first = np.unique(clusters, return_index=True)
-        first = np.sort(first)
-        for off in offsets[first][~self.img.allocated[clusters[first]]].tolist():
-            self.img.write(off, self.ph.bs)
+        apply_writes(self.img, offsets, np.full(offsets.size, self.ph.bs, dtype=np.int64))
 
     def advance(self, age: float) -> tuple[int, int, int]:
         """Apply the writes done by ``age``; return (data clusters, L2 tables, union clusters)."""
