@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
-from .profile import load_profile
 from .profile_cache import cache_dir
 from .scenario import Scenario
 
@@ -37,6 +36,8 @@ def _age_s(created: str, now: datetime) -> float | None:
 
 def profile_block(path: str, now: datetime | None = None) -> dict[str, Any]:
     """The block of the profile file at ``path`` (see the module docstring)."""
+    from .profile import load_profile  # pydantic models: only where a profile is read
+
     now = now or datetime.now(UTC)
     p = Path(path)
     source = "cache" if p.parent == cache_dir() else "file"

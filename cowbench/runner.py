@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .backends import Checks, get_backend
-from .drift import run_drift
 from .errors import CowbenchError, Interrupted, RunFailed, UsageError
 from .lease import Lease
 from .profile_use import run_profile
@@ -256,6 +255,8 @@ class _Run:
             self.step("compare")
         if self.use_sim and self.use_real:  # how far the machine moved since its profile
             self.progress("drift: measuring the profile's probes again")
+            from .drift import run_drift
+
             rd.write_meta(drift=run_drift(self.scenario, rd.path, self.progress, self.lease))
             self.step("drift")
         return RunOutcome(rd.path, predicted, measured, comparison, spread,

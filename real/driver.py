@@ -21,12 +21,9 @@ from typing import TYPE_CHECKING, Any
 from cowbench.backends import Backend, Checks
 from cowbench.fdtree import PrivateDir
 from cowbench.lease import Lease
-from cowbench.profile import Probe
 from cowbench.records import Recorder, import_in_background
 from cowbench.scenario import VM, Scenario
 from cowbench.tools import RawLog, require_tools
-from real.measure import calibrate
-from real.measure.calibrate import Settings
 from real.measure.integrity import Integrity
 from real.storage.reflink import (
     collect_cow_reservations,
@@ -56,6 +53,9 @@ from real.world.lifecycle import execute_timeline
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from cowbench.profile import Probe
+    from real.measure.calibrate import Settings
 
 
 def _quiet(_: str) -> None:
@@ -252,14 +252,20 @@ class RealBackend(Backend):
                        step_done=step_done, integrity=integrity, lease=lease)
 
     def probe_settings(self, matrix: str, exports: int) -> Settings:
+        from real.measure import calibrate  # a calibration's, not a run's
+
         return calibrate.settings(matrix, exports)  # type: ignore[arg-type]
 
     def measure_probes(self, directory: Path, settings: Any,
                        progress: Any = None) -> list[Probe]:
+        from real.measure import calibrate
+
         return calibrate.measure(directory, settings, progress=progress)
 
     def measure_again(self, directory: Path, settings: Any, probes: Sequence[Probe],
                       progress: Any = None, lease: Lease | None = None) -> list[Probe]:
+        from real.measure import calibrate
+
         specs = [calibrate.spec_of(p) for p in probes]
         return calibrate.measure(directory, settings, specs, progress=progress,
                                  on_create=lease.add_tree if lease else _nothing)

@@ -134,12 +134,21 @@ class NbdExport:
         self.pid: int | None = None
         self.proc: subprocess.Popen[bytes] | None = None
         self._out = sock_dir
+        self._argv: list[str] = []
 
     @property
     def uri(self) -> str:
         return f"nbd+unix:///?socket={self.socket}"
 
     def start(self) -> NbdExport:
+        """Start the server and wait until it listens."""
+        self.launch()
+        self.wait_ready()
+        return self
+
+    def launch(self) -> NbdExport:
+        """Start the server without waiting for it (:meth:`wait_ready`): several exports
+        start side by side. On failure or interrupt the caller calls :meth:`stop`."""
         become_subreaper()
         target = (["--image-opts", self.image_opts] if self.image_opts
                   else ["-f", self.fmt, str(self.image)])
@@ -153,8 +162,12 @@ class NbdExport:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=so, stderr=se,
                                          preexec_fn=dies_with_us(signal.SIGTERM))
             self.pid = self.proc.pid
-        self._wait_listening(out, argv)
+        self._argv = argv
         return self
+
+    def wait_ready(self) -> None:
+        """Wait until the launched server accepts connections (ToolError if it exited)."""
+        self._wait_listening(self._out, self._argv)
 
     def _log_dir(self, argv: list[str]) -> Path:
         if self.log is not None:

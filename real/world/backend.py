@@ -249,12 +249,15 @@ def run_workloads(scenario: Scenario, jobs: list[Job], log: RawLog, progress: Pr
     with ExitStack() as stack:
         stack.callback(stop_servers_in, sock_dir)
         exports: dict[str, NbdExport] = {}
-        for vm, _, path, fmt in jobs:
-            exports[vm.name] = stack.enter_context(
-                NbdExport(path, fmt, sock_dir, vm.name, cache=scenario.real.cache,
-                          aio=scenario.real.aio, log=log,
-                          discard=scenario.strategy_of(vm).discard,
-                          detect_zeroes=scenario.strategy_of(vm).detect_zeroes))
+        for vm, _, path, fmt in jobs:  # every server starts, then each is waited for
+            e = exports[vm.name] = NbdExport(
+                path, fmt, sock_dir, vm.name, cache=scenario.real.cache, aio=scenario.real.aio,
+                log=log, discard=scenario.strategy_of(vm).discard,
+                detect_zeroes=scenario.strategy_of(vm).detect_zeroes)
+            stack.callback(e.stop)
+            e.launch()
+        for e in exports.values():
+            e.wait_ready()
         before = {n: e.io_counters() for n, e in exports.items()}
         runs = {vm.name: FioRun(vm.name, exports[vm.name].uri, wl, sock_dir,
                                 runtime_cap=scenario.duration, log=log)
