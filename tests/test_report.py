@@ -7,6 +7,7 @@ import io
 import json
 import math
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -114,12 +115,19 @@ def _timed_both_run(out: Path) -> Path:
     return synthetic_run(out, records_frame(rows_p), records_frame(rows_m))
 
 
-@pytest.mark.slow
-def test_validation_report_with_time_series(tmp_path):
-    run = _timed_both_run(tmp_path / "run")
+@pytest.fixture(scope="module")
+def validation_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The validation report of a run with time series, made once (each report starts a
+    notebook kernel): one test reads it, another opens it in Chromium."""
+    run = _timed_both_run(tmp_path_factory.mktemp("validation") / "run")
     assert choose_notebook(run) == "validation"
-    outcome = make_report(run)
-    assert outcome.notebook == "validation"
+    assert make_report(run).notebook == "validation"
+    return run
+
+
+@pytest.mark.slow
+def test_validation_report_with_time_series(validation_run):
+    run = validation_run
     names = figures_of(run)
     assert names == ["rel-error-by-metric", "scatter-allocated_bytes",
                      "scatter-write_lat_mean_s", "time-allocated_bytes"]
@@ -172,13 +180,19 @@ def _capacity_sweep(root: Path) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def capacity_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """:func:`_capacity_sweep` with its report, made once."""
+    sweep = _capacity_sweep(tmp_path_factory.mktemp("capacity") / "caps")
+    assert make_report(sweep).notebook == "capacity"
+    return sweep
+
+
 @pytest.mark.slow
-def test_a_capacity_sweep_over_capacities_draws_each_group_against_its_own(tmp_path):
+def test_a_capacity_sweep_over_capacities_draws_each_group_against_its_own(capacity_sweep):
     """The bug: every group was drawn against the first point's capacity, and a group that
     never fills got a time to full of about 500 days from extrapolation."""
-    sweep = _capacity_sweep(tmp_path / "caps")
-    outcome = make_report(sweep)
-    assert outcome.notebook == "capacity"
+    sweep = capacity_sweep
     html = outputs_html(sweep)
     head = read_tables(html)[0].set_index("group")
     assert list(head.index) == ["capacity 12 GiB", "capacity 40 GiB"]
@@ -209,18 +223,28 @@ def test_capacity_report_on_a_model_run_without_time_series(tmp_path):
     assert "End-of-run figures only" in html_of(run).read_text()
 
 
-@pytest.mark.slow
-def test_strategies_report_on_a_sweep(tmp_path):
-    sweep = sim_sweep(tmp_path / "sweep")
+@pytest.fixture(scope="module")
+def strategies_sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A sweep over cluster sizes and ``cowbench report``'s stdout on it, made once."""
+    sweep = sim_sweep(tmp_path_factory.mktemp("strategies") / "sweep")
     proc = cowbench("report", str(sweep))
     assert proc.returncode == 0, proc.stderr
-    assert "report (strategies)" in proc.stdout
+    return sweep, proc.stdout
+
+
+@pytest.mark.slow
+def test_strategies_report_on_a_sweep(strategies_sweep, tmp_path):
+    sweep, stdout = strategies_sweep
+    assert "report (strategies)" in stdout
     names = figures_of(sweep)
     assert names == ["io-by-strategy", "read-amplification", "space-amplification",
                      "write-amplification"]
     text = assert_self_contained(html_of(sweep), 4)
     assert "cluster-sizes" in text and "cluster 4 KiB" in text and "cluster 1 MiB" in text
-    # the capacity notebook reads the same sweep, the strategies side by side
+    no_leftovers(sweep)
+    # the capacity notebook reads the same sweep, the strategies side by side (on a copy, its
+    # strategies report replaced: the module's sweep keeps its own)
+    sweep = Path(shutil.copytree(sweep, tmp_path / "sweep", symlinks=True))
     make_report(sweep, notebook="capacity")
     text = html_of(sweep).read_text()
     assert "cluster 4 KiB" in text and "cluster 1 MiB" in text
@@ -338,9 +362,8 @@ def _renders(html: Path, n_figures: int) -> None:
 
 @needs_chromium
 @pytest.mark.slow
-def test_the_report_renders_in_chromium_without_console_errors(tmp_path):
-    run = _timed_both_run(tmp_path / "run")
-    make_report(run)
+def test_the_report_renders_in_chromium_without_console_errors(validation_run):
+    run = validation_run
     assert len(figures_of(run)) == 4
     _renders(html_of(run), 4)
     _renders(run / "report.html", 4)
@@ -348,12 +371,9 @@ def test_the_report_renders_in_chromium_without_console_errors(tmp_path):
 
 @needs_chromium
 @pytest.mark.slow
-def test_capacity_and_strategies_reports_render_in_chromium(tmp_path):
-    sweep = _capacity_sweep(tmp_path / "caps")
-    make_report(sweep)
-    _renders(html_of(sweep), len(figures_of(sweep)))
-    kinds = sim_sweep(tmp_path / "kinds")
-    make_report(kinds)
+def test_capacity_and_strategies_reports_render_in_chromium(capacity_sweep, strategies_sweep):
+    _renders(html_of(capacity_sweep), len(figures_of(capacity_sweep)))
+    kinds, _ = strategies_sweep
     _renders(html_of(kinds), len(figures_of(kinds)))
 
 
@@ -430,22 +450,30 @@ def _connection_files() -> set[str]:
     return {p.name for p in tmp.glob("tmp*.json") if "kernel_name" in p.read_text()}
 
 
-def _kernels() -> set[str]:
-    proc = subprocess.run(["pgrep", "-f", "ipykernel_launcher"], capture_output=True,
-                          text=True, check=False)
-    return set(proc.stdout.split())
+def _kernels(run: Path) -> set[str]:
+    """The notebook kernels of a report on ``run`` (their connection file is in the run's
+    working folder): only this test's, never those of tests running beside it."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes() if entry.name.isdigit() else b""
+        except OSError:
+            continue
+        if b"ipykernel_launcher" in argv and str(run).encode() in argv:
+            found.add(entry.name)
+    return found
 
 
 @pytest.mark.parametrize("delay_s", [0.0, 1.0])  # as the kernel starts; as cells run
 @pytest.mark.slow
 def test_sigterm_during_a_report_leaves_nothing_behind(tmp_path, delay_s):
     run = sim_run(tmp_path / "r")
-    before, kernels = sorted(p.name for p in run.iterdir()), _kernels()
+    before = sorted(p.name for p in run.iterdir())
     files = _connection_files()
     proc = subprocess.Popen([sys.executable, "-m", "cowbench", "report", str(run)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
-    while not _kernels() - kernels:  # the notebook's kernel is starting: mid-report
+    while not _kernels(run):  # the notebook's kernel is starting: mid-report
         assert time.monotonic() < deadline and proc.poll() is None, "no kernel started"
         time.sleep(0.02)
     time.sleep(delay_s)
@@ -455,10 +483,11 @@ def test_sigterm_during_a_report_leaves_nothing_behind(tmp_path, delay_s):
     assert "interrupted by signal SIGTERM" in err and "Traceback" not in err
     assert sorted(p.name for p in run.iterdir()) == before
     time.sleep(0.5)
-    assert _kernels() - kernels == set(), "kernel left running"
+    assert _kernels(run) == set(), "kernel left running"
     assert _connection_files() - files == set(), "kernel connection file left behind"
 
 
+@pytest.mark.slow
 def test_a_sweep_varying_strategies_with_hosts_over_time_gets_both_reports(tmp_path):
     """Hosts sampled over time and strategy knobs over VMs with guest I/O: the capacity
     sections, then the strategies sections, in one page."""
