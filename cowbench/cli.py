@@ -260,7 +260,8 @@ def calibrate(
     force: Annotated[bool, typer.Option(help="Replace an existing profile.")] = False,
 ) -> None:
     """Measure the storage under DIR with a fio probe matrix through qemu-nbd, fit the I/O
-    model to it, and write a calibration profile for `device.profile` / `run --profile`."""
+    model to it, and write a calibration profile for `device.profile` / `run --profile`.
+    With --check PROFILE: how far the machine moved since PROFILE was made (a table)."""
     from .calibrate_view import print_profile
     from .calibration import calibrate as do_calibrate
 
