@@ -280,3 +280,47 @@ def test_the_python_run_takes_repeat_as_the_command_does(tmp_path: Path) -> None
     with pytest.raises(UsageError, match="--repeat 2 repeats the real backend's runs"):
         run(small_dict(), tmp_path / "r", backend="sim", repeat=2)
     assert not (tmp_path / "r").exists()
+
+
+def _with_profile(tmp_path: Path) -> tuple[object, Path]:
+    from cowbench.profile import Profile, profile_json
+    from cowbench.resolve import with_profile
+
+    from .test_perf import TRUE
+
+    prof = Profile(created="2026-12-02T00:00:00+00:00", duration_s=1.0, matrix="quick",
+                   dir=str(tmp_path), host={}, tools={}, settings={
+                       "runtime_s": 0.2, "ramp_s": 0.05, "span_bytes": 1 << 27,
+                       "max_exports": 4}, probes=PROBES, params=TRUE)
+    path = tmp_path / "p.json"
+    path.write_text(profile_json(prof))
+    return with_profile(parse_scenario(small_dict()), path, "s.yaml"), path
+
+
+def test_a_drift_probe_that_fails_leaves_the_reason_and_an_interrupt_stops_the_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cowbench.backends import get_backend
+    from cowbench.drift import run_drift
+    from cowbench.errors import Interrupted, ToolError
+
+    s, path = _with_profile(tmp_path)
+    real = get_backend("real")
+    asked: list[list[str]] = []
+
+    def failing(directory: Path, settings: object, probes: list[Probe], *a: object) -> None:
+        asked.append([p.name for p in probes])
+        raise ToolError(["fio"], 1, "", "fio: no space left")
+
+    monkeypatch.setattr(real, "measure_again", failing)
+    block = run_drift(s, tmp_path)  # type: ignore[arg-type]
+    assert block["measured"] is False and block["profile"] == str(path.resolve())
+    assert "no space left" in block["reason"]
+    assert asked == [["cow-write-4k-qd1-x1", "cow-write-4k-qd8-x1",  # one vote each:
+                      "chain-d1-randread-4k-qd1-x1"]]  # the profile's order
+
+    def interrupted(*a: object) -> None:
+        raise Interrupted("interrupted by signal SIGINT")
+
+    monkeypatch.setattr(real, "measure_again", interrupted)
+    with pytest.raises(Interrupted):
+        run_drift(s, tmp_path)  # type: ignore[arg-type]
