@@ -59,7 +59,7 @@ def test_repeat_runs_the_real_backend_n_times_and_measures_the_drift(
         tmp_path: Path, no_leaks: None) -> None:
     prof = tmp_path / "p.json"
     prof.write_text(profile_json(a_profile(tmp_path)))
-    s = write(tmp_path, small_dict())
+    s = write(tmp_path, small_dict(real={"keep_images": True}))
     out = tmp_path / "run"
     ran = cowbench("run", str(s), "--profile", str(prof), "--repeat", "2", "--out", str(out))
     assert ran.code == 0, ran.stderr
@@ -93,7 +93,10 @@ def test_repeat_runs_the_real_backend_n_times_and_measures_the_drift(
     assert drift["median_abs_change"]["iops"] is not None and drift["duration_s"] < 60
     assert "the mean of 2 real runs" in ran.stdout and "within" in ran.stdout
     assert "drift since the calibration: 3 probe(s)" in ran.stdout
-    assert not list(out.glob(".cowbench-calibrate-*")) and not (out / "work").exists()
+    assert not list(out.glob(".cowbench-calibrate-*"))
+    # keep_images keeps the last run's tree only: the first run's was removed for the second
+    assert sorted(p.name for p in (out / "work").iterdir()) == ["glance", "hosts"]
+    assert len(list((out / "work" / "hosts" / "host1" / "instances").glob("*/disk"))) == 3
     shown = cowbench("show", str(out))
     assert shown.code == 0 and "drift since the calibration" in shown.stdout
     assert "the mean of 2 real runs" in shown.stdout
