@@ -22,7 +22,6 @@ from .bounds import (
     MAX_SAMPLES,
     MAX_TIMELINE_OPS,
 )
-from .nova.claims import NO_VALID_HOST, disk_gb_bytes
 from .nova.clock import tick_count as ticks
 from .nova.schema import Flavor, ImageCacheSettings, Lifetime
 from .units import format_duration, parse_duration, parse_size
@@ -97,9 +96,11 @@ class Event(_Frozen):
 class Arrivals(_Frozen):
     """VMs that arrive as a Poisson process and live for a random time.
 
-    The VMs are named ``<prefix>-1`` .. ``<prefix>-<count>``; each boots on the next host in
-    turn, runs ``workload`` once after booting, takes a snapshot every ``snapshot_every_s`` and
-    migrates every ``migrate_every_s`` (to the next host), and is deleted when its lifetime ends.
+    The VMs are named ``<prefix>-1`` .. ``<prefix>-<count>``; each boots where Nova's scheduler
+    places it (spread over DISK_GB; refused when nothing fits), runs ``workload`` once after
+    booting, takes a snapshot every ``snapshot_every_s`` and migrates every ``migrate_every_s``
+    (to the scheduler's best other host), and is deleted when its lifetime ends. Arrivals and
+    lifetimes are drawn as a fleet's (:mod:`cowbench.nova.draws`).
     """
 
     prefix: Name
@@ -176,7 +177,7 @@ def _arrival_ops(a: Arrivals, seed: int, group: int, end: float, source: str,
                  already: int = 0) -> list[dict[str, object]]:
     """Boot, run, snapshots, migrations and delete of each VM of one arrival group. Arrival
     times and lifetimes are :mod:`cowbench.nova.draws`' (group ``group`` of the seed's streams);
-    the hosts are the scheduler's (``"choose"``: see :func:`_placements`)."""
+    the hosts are the scheduler's (``"choose"``: :mod:`cowbench.nova.scheduler`)."""
     from .nova.draws import arrival_times, lifetimes, streams  # numpy: not at validation
 
     rng = streams(seed, group)
@@ -228,7 +229,8 @@ def expand_timeline(s: Scenario) -> list[Op]:
 
     VMs listed in ``vms`` without a ``boot`` in the timeline boot at t=0 and run their workload
     then (the behaviour of a scenario without a timeline). Every ``boot`` names its host in
-    ``to``: the VM's own ``host``, or for arrivals the scheduler's choice (:func:`_placements`).
+    ``to``: the VM's own ``host``, or for arrivals the scheduler's choice
+    (:mod:`cowbench.nova.scheduler`).
     """
     return _expand(s)[0]
 
@@ -253,7 +255,9 @@ def _expand(s: Scenario) -> tuple[list[Op], list[tuple[str, str]]]:
                 raw.append({"t": 0.0, "op": "run", "vm": vm.name, "workload": vm.workload,
                             "source": f"vms[{i}]"})
     raw = sorted((r for r in raw if float(str(r["t"])) <= end), key=_op_key)
-    raw, problems = _placements(s, raw)
+    from .nova.scheduler import schedule_ops  # numpy: not at validation without a timeline
+
+    raw, problems = schedule_ops(s, raw)
     raw += [c for c in _auto_confirms(raw, s.nova.resize_confirm_window_s)
             if float(str(c["t"])) <= end]
     raw.sort(key=_op_key)
@@ -265,78 +269,6 @@ def _expand(s: Scenario) -> tuple[list[Op], list[tuple[str, str]]]:
 
 def _op_key(r: dict[str, object]) -> tuple[float, int, str]:
     return float(str(r["t"])), _ORDER[str(r["op"])], str(r["vm"])
-
-
-def _claim(s: Scenario, vm: VM, root: int | None = None) -> int:
-    """What ``vm`` claims in DISK_GB (``root``: after a resize)."""
-    fl = next((f for f in s.flavors if f.name == vm.flavor), None)
-    image = next((i for i in s.images if i.name == vm.image), None)
-    size = root or vm.root_size or (fl.root if fl else None) or \
-        (image.virtual_size if image else None) or 0
-    return disk_gb_bytes(size, fl.ephemeral if fl else 0, fl.swap if fl else 0)
-
-
-def _placements(s: Scenario, raw: list[dict[str, object]]
-                ) -> tuple[list[dict[str, object]], list[tuple[str, str]]]:
-    """Nova's scheduler over the sorted operations (:class:`cowbench.nova.placement.Placement`).
-
-    A boot or migration marked ``choose`` (arrivals) goes where the scheduler puts it: the most
-    free DISK_GB (spread), never the source of a migration; an arrival nowhere fits is refused
-    (NoValidHost: none of its operations happen) and a migration nowhere fits does not happen.
-    Other boots go to the VM's ``host`` and migrations to their ``to``: a claim beyond the
-    host's inventory is a problem. Operations that make no sense here are passed on untouched
-    (:func:`check_timeline` names them)."""
-    from .nova.placement import Placement  # numpy: only for scenarios with a timeline
-
-    names = [h.name for h in s.hosts]
-    index = {h: i for i, h in enumerate(names)}
-    vms = {vm.name: vm for vm in s.vms}
-    p = Placement([h.placement_capacity for h in s.hosts])
-    where: dict[str, int] = {}
-    need: dict[str, int] = {}
-    refused: set[str] = set()
-    out: list[dict[str, object]] = []
-    problems: list[tuple[str, str]] = []
-    for r in raw:
-        vm, op, choose = str(r["vm"]), r["op"], bool(r.pop("choose", False))
-        if vm in refused or (op == "migrate" and choose and vm not in where):
-            continue
-        host: int | None = None
-        if op == "boot" and vm in vms and vm not in where:
-            need[vm] = _claim(s, vms[vm])
-            host = p.select(need[vm]) if choose else index[s.host_of(vms[vm]).name]
-            if host == NO_VALID_HOST:
-                refused.add(vm)
-                continue
-            r["to"] = names[host]
-        elif op == "migrate" and vm in where:
-            host = p.select(need[vm], exclude=where[vm]) if choose else index.get(str(r["to"]))
-            if host == NO_VALID_HOST:
-                continue
-            if choose and host is not None:
-                r["to"] = names[host]
-            if host is not None and host != where[vm]:
-                p.release(where.pop(vm), need[vm])
-        elif op == "resize" and vm in where and isinstance(r["root_size"], int):
-            new = _claim(s, vms[vm], r["root_size"])
-            p.release(where[vm], need[vm])
-            need[vm], host = new, where.pop(vm)
-        elif op == "delete" and vm in where:
-            p.release(where.pop(vm), need.pop(vm))
-        out.append(r)
-        if host is not None and vm not in where:
-            where[vm] = host
-            if not p.claim(host, need[vm]) and not choose:
-                problems.append((str(r["source"]), _no_room(s, r, host, float(p.used[host]))))
-    return out, problems
-
-
-def _no_room(s: Scenario, r: dict[str, object], host: int, used: float) -> str:
-    h = s.hosts[host]
-    return (f"{r['op']} of {r['vm']!r} at t={format_duration(float(str(r['t'])))}: no room on "
-            f"host {h.name!r}: {used:.0f} bytes of DISK_GB claimed, capacity {h.capacity_bytes} "
-            f"- reserved {h.reserved_host_disk_bytes} x allocation ratio "
-            f"{h.disk_allocation_ratio:g}")
 
 
 def _auto_confirms(raw: list[dict[str, object]], window: float) -> list[dict[str, object]]:
@@ -407,7 +339,8 @@ def _stream_problems(s: Scenario, ops: list[Op]) -> list[tuple[str, str]]:
 
 def _check_op(s: Scenario, op: Op, vms: Mapping[str, VM], hosts: Mapping[str, object],
               where: dict[str, str], state: dict[str, str], size: dict[str, int]) -> str | None:
-    """What is wrong with ``op`` given the VMs' states so far (room on hosts: _placements)."""
+    """What is wrong with ``op`` given the VMs' states so far (room on hosts:
+    :mod:`cowbench.nova.scheduler`)."""
     if op.vm not in vms:
         return "no such VM in 'vms'"
     vm = vms[op.vm]

@@ -487,7 +487,7 @@ class Scenario(_Frozen):
     @classmethod
     def _arrival_vms(cls, data: Any) -> Any:
         """VMs that arrive through ``timeline.arrivals`` join ``vms`` (no ``host``: the
-        scheduler places each when it boots, ``cowbench.lifecycle._placements``)."""
+        scheduler places each when it boots, ``cowbench.nova.scheduler``)."""
         if not isinstance(data, dict):
             return data
         too_many = too_many_vms(data)  # on the file's own counts, before any expansion

@@ -109,6 +109,31 @@ def test_migration_to_a_host_without_room():
     assert path == "timeline.events[2]" and "no room on host 'h2'" in reason
 
 
+def test_reserved_disk_is_taken_off_a_hosts_inventory_before_the_ratio():
+    d = events({"t": 0, "op": "boot", "vm": "a"}, {"t": 0, "op": "boot", "vm": "b"})
+    d["vms"].append({"name": "b", "image": "img", "flavor": "tiny", "host": "h1"})
+    d["hosts"][0].update(capacity_bytes="160MiB", reserved_host_disk_bytes="64MiB",
+                         disk_allocation_ratio=2)  # (160 - 64) x 2 = 192 MiB: two 96 MiB roots
+    parse_scenario(d)
+    d["hosts"][0]["reserved_host_disk_bytes"] = "65MiB"
+    [(path, reason)] = problems(d)
+    assert path == "timeline.events[1]" and "no room on host 'h1'" in reason
+    assert "reserved 68157440 x allocation ratio 2" in reason
+
+
+def test_arrivals_are_placed_by_the_scheduler_and_refused_when_nothing_fits():
+    d = life()
+    d["vms"] = []
+    d["hosts"] = [{"name": "h1", "capacity_bytes": "192MiB"},
+                  {"name": "h2", "capacity_bytes": "288MiB"}]
+    d["timeline"] = {"end_s": 36000, "arrivals": [{
+        "prefix": "web", "count": 8, "rate_per_s": 0.01, "image": "img", "flavor": "tiny"}]}
+    boots = [(o.vm, o.to) for o in expand_timeline(parse_scenario(d)) if o.op == "boot"]
+    # most free first (h2: 288 MiB), then the tie at 192 MiB goes to the less used h1, ...
+    assert [to for _, to in boots] == ["h2", "h1", "h2", "h1", "h2"]
+    assert [vm for vm, _ in boots] == [f"web-{i}" for i in range(1, 6)]  # 6-8: NoValidHost
+
+
 def test_bad_kind_and_missing_keys():
     d = events({"t": 0, "op": "snapshot", "vm": "a", "kind": "sideways"})
     assert "no kind 'sideways'" in problems(d)[0][1]

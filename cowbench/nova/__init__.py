@@ -1,6 +1,7 @@
 """Nova's behaviour in one pure place (FACTS.md section 1), for timelines, fleets and backends.
 
-- :mod:`.placement`: DISK_GB claims and inventories, the scheduler's spread choice;
+- :mod:`.placement` (and :mod:`.claims`): DISK_GB claims and inventories, the scheduler's
+  spread choice; :mod:`.scheduler`: that choice over a timeline's operations;
 - :mod:`.draws`: arrivals (a Poisson process) and lifetimes, mixes and policies, from named
   random streams;
 - :mod:`.imagecache`: the image cache manager's pass (aging unused bases);

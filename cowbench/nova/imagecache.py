@@ -4,9 +4,9 @@ Every ``manager_interval_s`` a pass sets the mtime of every base in use to now (
 use when an instance on the host, or a ``<uuid>_resize`` directory, is backed by it) and, if
 ``remove_unused_base_images``, removes each unused base whose mtime is at least
 ``remove_unused_original_minimum_age_s`` old (``remove_unused_resized_minimum_age_s`` for
-resized ``<sha1>_<N>`` copies). Creating a disk from a base also touches its mtime (the
-caller does that: :func:`touch`). Ephemeral and swap bases are never "in use" for the manager
-(it checks only ``disk``'s backing file), so they age from their last creation.
+resized ``<sha1>_<N>`` copies). Creating a disk from a base also touches its mtime (the caller
+sets it to now when it creates the disk). Ephemeral and swap bases are never "in use" for the
+manager (it checks only ``disk``'s backing file), so they age from their last creation.
 
 One function for a whole host or a whole fleet: ``in_use`` and ``mtime`` are arrays (one entry
 per base, or a hosts x bases matrix); the timeline passes a host's few bases, the fleet all.

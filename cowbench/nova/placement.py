@@ -27,8 +27,8 @@ class Placement:
 
     Hosts are indices into ``inventories`` (bytes; ``inf``: unlimited). ``claim`` and
     ``release`` move usage; ``select`` is the scheduler: among hosts where the claim fits, the
-    most free disk wins (spread); ties go to the least used host, then the lowest index, so
-    unlimited hosts take equal VMs in turn.
+    most free disk wins (spread), the lowest index among equals; among unlimited hosts (free
+    disk infinite everywhere) the least used wins, so they take equal VMs in turn.
     """
 
     def __init__(self, inventories: Sequence[float] | np.ndarray) -> None:

@@ -1,0 +1,115 @@
+"""Nova's scheduler over a timeline: who boots and migrates where, in time order.
+
+A timeline's operations (dicts, sorted by time) pass through :func:`schedule_ops` once. It
+keeps every host's DISK_GB usage in a :class:`~cowbench.nova.placement.Placement` (the fleet's
+own) and decides:
+
+- a boot or migration marked ``choose`` (timeline arrivals) goes where the scheduler puts it:
+  the most free DISK_GB (spread), never the migration's source; an arrival that fits nowhere
+  is refused (NoValidHost: none of its operations happen), a migration that fits nowhere does
+  not happen;
+- other boots go to the VM's ``host``, other migrations to their ``to``: a claim beyond the
+  host's inventory is a problem (key path, reason);
+- a resize claims its new root; a delete frees the claim.
+
+Every boot leaves with its host in ``to``. Operations that make no sense (an unknown VM, a
+second boot) pass untouched: ``cowbench.lifecycle.check_timeline`` names them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..units import format_duration
+from .claims import NO_VALID_HOST, disk_gb_bytes
+from .placement import Placement
+
+if TYPE_CHECKING:
+    from ..scenario import VM, Scenario
+
+Raw = dict[str, object]
+
+
+def claim_bytes(s: Scenario, vm: VM, root: int | None = None) -> int:
+    """What ``vm`` claims in DISK_GB (``root``: after a resize to it)."""
+    fl = next((f for f in s.flavors if f.name == vm.flavor), None)
+    image = next((i for i in s.images if i.name == vm.image), None)
+    size = root or vm.root_size or (fl.root if fl else None) or \
+        (image.virtual_size if image else None) or 0
+    return disk_gb_bytes(size, fl.ephemeral if fl else 0, fl.swap if fl else 0)
+
+
+class _Scheduler:
+    """The walk's state: placement, where each VM is and what it claims."""
+
+    def __init__(self, s: Scenario) -> None:
+        self.s = s
+        self.names = [h.name for h in s.hosts]
+        self.index = {h: i for i, h in enumerate(self.names)}
+        self.vms = {vm.name: vm for vm in s.vms}
+        self.p = Placement([h.placement_capacity for h in s.hosts])
+        self.where: dict[str, int] = {}
+        self.need: dict[str, int] = {}
+        self.refused: set[str] = set()
+
+    def host_for(self, r: Raw, choose: bool) -> int | None:
+        """The host ``r`` moves its VM to (None: it moves nothing; NO_VALID_HOST: refused)."""
+        vm, op = str(r["vm"]), r["op"]
+        if op == "boot" and vm in self.vms and vm not in self.where:
+            self.need[vm] = claim_bytes(self.s, self.vms[vm])
+            return self.p.select(self.need[vm]) if choose else \
+                self.index[self.s.host_of(self.vms[vm]).name]
+        if vm not in self.where:
+            return None
+        if op == "migrate":
+            return self.p.select(self.need[vm], exclude=self.where[vm]) if choose else \
+                self.index.get(str(r["to"]))
+        if op == "resize" and isinstance(r["root_size"], int):
+            self.p.release(self.where[vm], self.need[vm])
+            self.need[vm] = claim_bytes(self.s, self.vms[vm], r["root_size"])
+            return self.where.pop(vm)
+        if op == "delete":
+            self.p.release(self.where.pop(vm), self.need.pop(vm))
+        return None
+
+    def move(self, r: Raw, host: int, choose: bool) -> str | None:
+        """Claim on ``host`` for ``r``'s VM; a problem when a forced host overcommits."""
+        vm = str(r["vm"])
+        if r["op"] in ("boot", "migrate"):
+            r["to"] = self.names[host]
+        if vm in self.where:
+            if self.where[vm] == host:
+                return None  # a migration to where it is: check_timeline names it
+            self.p.release(self.where.pop(vm), self.need[vm])
+        self.where[vm] = host
+        if self.p.claim(host, self.need[vm]) or choose:
+            return None
+        h = self.s.hosts[host]
+        return (f"{r['op']} of {vm!r} at t={format_duration(float(str(r['t'])))}: no room on "
+                f"host {h.name!r}: {self.p.used[host]:.0f} bytes of DISK_GB claimed, capacity "
+                f"{h.capacity_bytes} - reserved {h.reserved_host_disk_bytes} x allocation "
+                f"ratio {h.disk_allocation_ratio:g}")
+
+
+def schedule_ops(s: Scenario, raw: list[Raw]) -> tuple[list[Raw], list[tuple[str, str]]]:
+    """The operations that happen, each boot and chosen migration with its host in ``to``, and
+    the problems of forced hosts without room (key path, reason)."""
+    sched = _Scheduler(s)
+    out: list[Raw] = []
+    problems: list[tuple[str, str]] = []
+    for r in raw:
+        vm, choose = str(r["vm"]), bool(r.pop("choose", False))
+        if vm in sched.refused:
+            continue
+        host = sched.host_for(r, choose)
+        if host == NO_VALID_HOST:
+            if r["op"] == "boot":
+                sched.refused.add(vm)
+            continue
+        if r["op"] == "migrate" and choose and host is None:
+            continue  # the VM is gone
+        out.append(r)
+        problem = sched.move(r, host, choose) if host is not None else None
+        if problem:
+            problems.append((str(r["source"]), problem))
+    return out, problems
