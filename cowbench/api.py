@@ -70,9 +70,11 @@ def simulate(scenario: Scenario | str | Path | Mapping[str, Any],
     """Run the model once and return its records (``backend`` ``sim``); nothing is written.
 
     ``seed`` replaces the scenario's (same scenario and seed: the same records, bit for bit).
-    Workloads with ``offsets: fio`` first ask fio's null engine for their offset streams (fio
-    must be installed; its output goes to a temporary directory, removed at the end).
+    Workloads first ask fio's null engine for their offset streams (``offsets: auto``, the
+    default, when fio is installed; ``offsets: fio``, which needs it); its output goes to a
+    temporary directory, removed at the end.
     """
+    from .streams import fio_installed, refuse_without_fio, seed_random_jobs
     from .tools import RawLog, require_tools
     from .traces import needs_traces, scenario_traces
 
@@ -80,11 +82,17 @@ def simulate(scenario: Scenario | str | Path | Mapping[str, Any],
     seed = s.seed if seed is None else seed
     if seed != s.seed:
         s = s.model_copy(update={"seed": seed})
+    if any(wl.offsets == "fio" for wl in s.workloads.values()):
+        require_tools(("fio",))
+    refuse_without_fio(s, fio_installed())
     if not needs_traces(s):
         return _model()(s, seed)
-    require_tools(("fio",))
+    s = seed_random_jobs(s, seed)
+    model = _model()
     with tempfile.TemporaryDirectory(prefix="cowbench-traces-") as tmp:
-        return _model()(s, seed, traces=scenario_traces(s, RawLog(Path(tmp))))
+        plan = scenario_traces(s, RawLog(Path(tmp)), lambda sc, t: model(sc, seed, traces=t))
+        return plan.predicted if plan.predicted is not None else \
+            model(s, seed, traces=plan.traces)
 
 
 def run(scenario: Scenario | str | Path | Mapping[str, Any], out: str | Path,

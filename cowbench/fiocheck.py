@@ -11,7 +11,7 @@ from .jobopts import MODEL, Handling, workload_of
 from .scenario import Workload
 
 #: How each kind of handling is printed.
-LABELS = {"model": "both backends", "fio": "fio only, with offsets: fio",
+LABELS = {"model": "both backends", "fio": "fio only, with offsets: auto or fio",
           "replaced": "replaced by the backend", "refused": "refused"}
 
 
@@ -28,7 +28,7 @@ def _validated(handled: list[Handling], wl: dict[str, object]) -> list[Handling]
         out = []
         for h in handled:
             field = MODEL.get(h.option, ("", None))[0] if h.kind == "model" else ""
-            if field in bad:
+            if field and field in bad:
                 out.append(Handling(h.option, h.value, "refused", bad.pop(field)))
             else:
                 out.append(h)

@@ -90,8 +90,11 @@ def write_run_logs(run_dir: Path, scenario: Scenario, seed: object, avg_ms: int)
         raise UsageError("fio-json --logs: scenarios with a timeline or a fleet are not "
                          "supported (their VMs run several times or in aggregate)")
     with tempfile.TemporaryDirectory(prefix="cowbench-logs-") as tmp:
-        traces = scenario_traces(scenario, RawLog(Path(tmp))) if needs_traces(scenario) else None
-        events = get_backend("sim").io_events(scenario, seed, traces)
+        model = get_backend("sim")
+        traces = scenario_traces(
+            scenario, RawLog(Path(tmp)), lambda s, t: model.simulate(s, seed, traces=t)
+        ).traces if needs_traces(scenario) else None
+        events = model.io_events(scenario, seed, traces)
     written = []
     for vm, ev in sorted(events.items()):
         written += write_fio_logs(run_dir / "fio-json", vm, ev, avg_ms)

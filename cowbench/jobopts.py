@@ -5,8 +5,9 @@ A job section becomes one workload of the scenario (:class:`cowbench.scenario.Wo
 - **model**: an option the model knows (``rw``, ``bs``, ``size``, ``runtime`` ...), turned into
   the workload's field; both backends use it;
 - **fio**: an option that only shapes the offsets (``offset_increment``, ``bsrange`` ...):
-  carried to fio as-is, in the null-engine stream and in the real run, with ``offsets: fio``
-  only (the model then applies fio's own stream); refused otherwise;
+  carried to fio as-is, in the null-engine stream and in the real run, with ``offsets: auto``
+  (the default) or ``fio`` (the model then applies fio's own stream); refused with
+  ``offsets: model``;
 - **replaced**: an option that only chooses how fio reaches a disk or reports (``ioengine``,
   ``filename``, ``direct``, output and log options): the backend sets its own, and the
   workload's ``replaced`` list (and run.json's ``workload_notes``) says which, what, why;
@@ -18,6 +19,7 @@ used one section at a time (``section:``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,10 +28,10 @@ from typing import Any
 from .errors import ScenarioError
 from .jobfile import Section, fio_seconds, fio_size, read_sections
 
-#: Options that only shape the offset stream, carried to fio with ``offsets: fio``.
+#: Options that only shape the offset stream, carried to fio with ``offsets: auto`` or ``fio``.
 CARRIED = ("offset_increment", "bsrange", "blocksize_range", "blockalign", "ba",
            "bs_unaligned", "percentage_random", "zonemode", "zonesize", "zonerange",
-           "zoneskip", "number_ios")
+           "zoneskip", "number_ios", "rw", "readwrite", "rw_sequencer")
 
 _DISK = "the real backend runs fio's nbd engine on the VM's qemu-nbd export, the model its own"
 _OUT = "cowbench runs fio with JSON output into the run's raw/ and reads it itself"
@@ -117,8 +119,8 @@ def _model(key: str, value: str | None, kb_base: int) -> tuple[str, Any]:
 
 
 def classify(section: Section, offsets_fio: bool) -> list[Handling]:
-    """How each option of ``section`` is handled (``offsets_fio``: the workload says
-    ``offsets: fio``)."""
+    """How each option of ``section`` is handled (``offsets_fio``: the workload's offsets come
+    from fio, ``offsets: auto`` or ``fio``)."""
     kb_base = _kb(section)
     return [_one(key, value, kb_base, offsets_fio) for key, value in section.options.items()]
 
@@ -130,8 +132,11 @@ def _one(key: str, value: str | None, kb_base: int, offsets_fio: bool) -> Handli
         return Handling(key, value, "replaced", REPLACED[key])
     if key == "rwmixwrite" and value is not None and value.isdigit():
         return Handling(key, value, "model", f"rwmixread={100 - int(value)}")
-    if key in MODEL and not (key in ("bs", "blocksize") and value and any(
-            c in value for c in ",-:")):
+    if key in ("rw", "readwrite") and ":" in (value or "") and not _rw_suffix(value or ""):
+        return Handling(key, value, "refused", "after ':' fio takes a count of I/Os per "
+                        "random offset (rw=randrw:8) or, sequential, a size to skip "
+                        "(rw=read:-8k)")
+    if key in MODEL and not _offset_form(key, value):
         try:
             field, conv = _model(key, value, kb_base)
         except ValueError as err:
@@ -139,10 +144,26 @@ def _one(key: str, value: str | None, kb_base: int, offsets_fio: bool) -> Handli
         return Handling(key, value, "model", f"{field}={conv}")
     if key in CARRIED or key in ("bs", "blocksize"):
         if offsets_fio:
-            return Handling(key, value, "fio", "carried to fio as-is (offsets: fio)")
+            return Handling(key, value, "fio", "carried to fio as-is (offsets: auto or fio)")
         return Handling(key, value, "refused", "the model does not generate it; fio carries "
-                                               "it with offsets: fio")
+                                               "it with offsets: auto (the default) or fio")
     return Handling(key, value, "refused", "not an option the model or the backends know")
+
+
+def _rw_suffix(value: str) -> bool:
+    """``rw=randrw:8`` (random: a count) or ``rw=read:-8k`` (sequential: a size)."""
+    mode, _, n = value.partition(":")
+    if mode.startswith("rand"):
+        return n.isdigit()
+    return re.fullmatch(r"-?\d+([kmgt](i?b)?)?", n.lower()) is not None
+
+
+def _offset_form(key: str, value: str | None) -> bool:
+    """A model option in a form only fio's stream carries: ``bs`` ranges or per-direction
+    sizes, ``rw=randrw:N`` (N I/Os per offset, fio's rw_sequencer)."""
+    if key in ("bs", "blocksize"):
+        return bool(value) and any(c in (value or "") for c in ",-:")
+    return key in ("rw", "readwrite") and ":" in (value or "")
 
 
 def workload_of(section: Section, offsets_fio: bool) -> tuple[dict[str, Any], list[Handling]]:
@@ -158,6 +179,8 @@ def workload_of(section: Section, offsets_fio: bool) -> tuple[dict[str, Any], li
             wl[MODEL[h.option][0]] = _model(h.option, h.value, _kb(section))[1]
         elif h.kind == "fio":
             carried[h.option] = h.value
+            if h.option in ("rw", "readwrite") and h.value:  # randrw:8: randrw for the model
+                wl["rw"] = h.value.split(":", 1)[0]
         elif h.kind == "replaced" and h.option != "kb_base":
             replaced.append({"option": h.option, "value": h.value, "reason": h.detail})
     if carried:
@@ -202,7 +225,7 @@ def expand(spec: dict[str, Any], base: Path, where: str,
         raise ScenarioError(str(base), [(f"{where}.job_file", "must be a file name")])
     path = base / file
     section = _section(read_sections(path), spec.get("section"), str(path), where)
-    wl, handled = workload_of(section, own.get("offsets") == "fio")
+    wl, handled = workload_of(section, own.get("offsets", "auto") in ("auto", "fio"))
     refused = [h for h in handled if h.kind == "refused"]
     if refused:
         raise ScenarioError(str(path), [(f"{where}.job_file[{section.name}].{h.option}",

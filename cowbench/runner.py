@@ -30,8 +30,9 @@ from .store import (
     read_run,
     tool_versions,
 )
+from .streams import fio_installed, refuse_without_fio, seed_random_jobs
 from .tools import RawLog, absolute, require_tools
-from .traces import needs_traces, recorded_run_traces, scenario_traces
+from .traces import needs_traces, offsets_used, recorded_run_traces, scenario_traces
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -118,13 +119,16 @@ def run_scenario(scenario: Scenario, out: Path, backend: str | None = None,
     RunDir.refuse_existing(out)  # at once, not after the model has run
     if use_real:
         get_backend("real").check(scenario)  # tools, loop devices, storage_dirs: before anything
-    elif use_sim and needs_traces(scenario):
+    elif use_sim and any(wl.offsets == "fio" for wl in scenario.workloads.values()):
         require_tools(("fio",))
+    if use_sim:
+        refuse_without_fio(scenario, fio_installed())
     seed = scenario.seed if seed is None else seed
     if not 0 <= seed < 2**63:
         raise UsageError(f"--seed must be from 0 to 2**63 - 1, not {seed}")
     if seed != scenario.seed:
         scenario = scenario.model_copy(update={"seed": seed})
+    scenario = seed_random_jobs(scenario, seed)
     predicted = _check_space(scenario, seed, out, use_sim, progress) if use_real else None
     rd = RunDir.create(out)
     run = _Run(rd, scenario, seed, use_sim, use_real, progress, meta or {}, csv, repeat)
@@ -142,9 +146,12 @@ def _check_space(scenario: Scenario, seed: int, out: Path, use_sim: bool,
             return None
     progress("model: predicting the space the real run needs")
     model = get_backend("sim")
-    # the model's run serves both; alone, the real run needs only its allocation
-    space = model.simulate(scenario, seed) if use_sim else model.predict_space(scenario, seed)
-    check_free_space(scenario, space, out)
+    # the model's run serves both; alone, or before fio's exact streams are taken, the real
+    # run needs only its allocation
+    streams = use_sim and needs_traces(scenario)
+    alone = not use_sim or streams
+    space = model.predict_space(scenario, seed) if alone else model.simulate(scenario, seed)
+    check_free_space(scenario, space, out, streams=streams)
     return space if use_sim else None
 
 
@@ -225,14 +232,7 @@ class _Run:
         rd = self.rd
         measured = comparison = None
         if self.use_sim:
-            traces = None
-            if needs_traces(self.scenario):
-                self.progress("model: asking fio for the exact offset streams")
-                traces = scenario_traces(self.scenario, self.raw_log)
-                predicted = None  # the space check's prediction used the model's own offsets
-            self.progress("model: simulating")
-            if predicted is None:
-                predicted = get_backend("sim").simulate(self.scenario, self.seed, traces=traces)
+            predicted = self._predict(predicted)
             rd.write_records("predicted", predicted, self.csv)
             self.step("sim")
         else:
@@ -288,6 +288,25 @@ class _Run:
         import pandas as pd  # by now imported (``records.import_in_background``)
 
         return pd.concat(frames, ignore_index=True)
+
+    def _predict(self, space: pd.DataFrame | None) -> pd.DataFrame:
+        """The model's records, on fio's exact streams where the workloads take them (run.json
+        says, per VM, where its offsets came from)."""
+        model = get_backend("sim")
+        if not needs_traces(self.scenario):
+            self.rd.write_meta(offsets=offsets_used(self.scenario))
+            self.progress("model: simulating")
+            return space if space is not None else model.simulate(self.scenario, self.seed)
+        self.progress("model: asking fio for the exact offset streams")
+        timed = space is not None and space.metric.isin(["read_ios", "write_ios"]).any()
+        plan = scenario_traces(self.scenario, self.raw_log,
+                               lambda s, t: model.simulate(s, self.seed, traces=t),
+                               first=space if timed else None)
+        self.rd.write_meta(offsets=plan.offsets)
+        self.progress("model: simulating")
+        if plan.predicted is not None:
+            return plan.predicted
+        return model.simulate(self.scenario, self.seed, traces=plan.traces)
 
     def _finish(self, status: str, reason: str | None) -> None:
         """Record how the run ended; best effort when the disk is full (the error still

@@ -24,7 +24,8 @@ the run directory); directories on one filesystem share its free space (``statvf
   output, fio's JSON with percentiles), the records as Parquet and CSV;
 - on the run directory's filesystem, every I/O record fio will write under ``raw/``
   (:func:`iolog_bytes`): a ``write_iolog: true`` workload's record of the real run, and the
-  ``offsets: fio`` null-engine stream. One clone writes an iolog v3, one line per I/O
+  null-engine stream of ``offsets: auto`` or ``fio`` when the model runs too. One clone
+  writes an iolog v3, one line per I/O
   (``TIME_MS FILE ACTION OFFSET LENGTH``; measured 40.9 bytes a line on average, 42 at most, for
   a 4 KiB randrw job over 20 GiB named ``vm-web-01``); several clones write latency logs with
   offsets (lat, slat, clat: three lines per I/O). Each line is charged at its widest (every
@@ -115,7 +116,8 @@ def needs_by_filesystem(charges: Iterable[tuple[Path, str, int, int]]) -> list[F
     return list(needs.values())
 
 
-def space_needs(scenario: Scenario, predicted: pd.DataFrame, out: Path) -> list[FsNeed]:
+def space_needs(scenario: Scenario, predicted: pd.DataFrame, out: Path,
+                streams: bool = True) -> list[FsNeed]:
     """The bytes each filesystem must have free for the real run, from the model's records."""
     charges: list[tuple[Path, str, int, int]] = [(out, "--out", 0, RUN_DIR_BYTES)]
     used = {vm.image for vm in scenario.vms}
@@ -128,19 +130,21 @@ def space_needs(scenario: Scenario, predicted: pd.DataFrame, out: Path) -> list[
         directory = Path(host.storage_dir) if host.storage_dir else out
         key = f"hosts[{i}].storage_dir" if host.storage_dir else "--out"
         charges.append((directory, key, _predicted(predicted, f"host:{host.name}"), 0))
-    ios = sum(iolog_bytes(scenario, vm, predicted) for vm in scenario.vms)
+    ios = sum(iolog_bytes(scenario, vm, predicted, streams) for vm in scenario.vms)
     charges.append((out, "--out", ios, 0))
     return needs_by_filesystem(charges)
 
 
-def iolog_bytes(scenario: Scenario, vm: VM, predicted: pd.DataFrame | None) -> int:
+def iolog_bytes(scenario: Scenario, vm: VM, predicted: pd.DataFrame | None,
+                streams: bool = True) -> int:
     """Upper bound of the bytes fio's I/O records of ``vm`` take under ``raw/``: its real run's
-    (``write_iolog``) and its null-engine stream's (``offsets: fio``). ``predicted``: the
+    (``write_iolog``) and, when the model runs too (``streams``), its null-engine stream's
+    (``offsets: auto`` or ``fio``; a time-based one cut to what the model used). ``predicted``: the
     model's records, if there are any (a time-based job's count)."""
     wl = scenario.workload_of(vm)
     if wl is None:
         return 0
-    records = int(wl.write_iolog) + int(wl.offsets == "fio")
+    records = int(wl.write_iolog) + int(streams and wl.offsets in ("fio", "auto"))
     if not records:
         return 0
     ios = _ios_per_clone(scenario, vm, wl, predicted)
@@ -186,9 +190,11 @@ def _smallest_block(wl: Workload) -> int:
     return max(512, min(sizes))
 
 
-def check_free_space(scenario: Scenario, predicted: pd.DataFrame, out: Path) -> list[FsNeed]:
-    """Raise :class:`UsageError` if some filesystem lacks the space the run will need."""
-    needs = space_needs(scenario, predicted, out)
+def check_free_space(scenario: Scenario, predicted: pd.DataFrame, out: Path,
+                     streams: bool = True) -> list[FsNeed]:
+    """Raise :class:`UsageError` if some filesystem lacks the space the run will need
+    (``streams``: the model runs too and takes fio's null-engine streams)."""
+    needs = space_needs(scenario, predicted, out, streams)
     short = shortfalls(needs)
     if short:
         raise UsageError("\n".join(short))

@@ -87,7 +87,7 @@ def bound_needs(scenario: Scenario, out: Path) -> list[FsNeed] | None:
         directory = Path(host.storage_dir) if host.storage_dir else out
         key = f"hosts[{i}].storage_dir" if host.storage_dir else "--out"
         charges.append((directory, key, _host_bytes(scenario, host.name), 0))
-    ios = sum(iolog_bytes(scenario, vm, None) for vm in scenario.vms)
+    ios = sum(iolog_bytes(scenario, vm, None, streams=False) for vm in scenario.vms)
     charges.append((out, "--out", ios, 0))
     return needs_by_filesystem(charges)
 

@@ -10,49 +10,37 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .errors import UsageError
-from .fiojob import fio_null_traces, recorded_traces, replay_traces
-from .iolog import Trace
+from .fiojob import recorded_traces
 from .scenario import Scenario
+from .streams import Plan, Simulate, Traces, fio_installed, source_of, take_streams
 from .tools import RawLog
 
-Traces = dict[str, list[Trace]]
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def needs_traces(scenario: Scenario) -> bool:
-    return any(wl.offsets != "model" for wl in scenario.workloads.values())
+    """Does some VM take an exact stream (fio's, with ``offsets`` auto and fio installed, or
+    fio; or an iolog) rather than the model's own offsets?"""
+    if scenario.timeline is not None or scenario.fleet is not None:
+        return False
+    here = fio_installed()
+    return any(source_of(wl, here) != "model" for wl in scenario.workloads.values())
 
 
-def check_traces(traces: list[Trace], disk_size: int, where: str) -> None:
-    """Refuse traces the model cannot apply: I/O past the disk's end."""
-    for t in traces:
-        if t.end > disk_size:
-            raise UsageError(f"{where}: the trace writes up to byte {t.end}, past the disk's "
-                             f"end ({disk_size})")
+def offsets_used(scenario: Scenario) -> dict[str, dict[str, Any]]:
+    """run.json's ``offsets`` when no VM takes a stream: every VM's are the model's."""
+    return {vm.name: {"workload": vm.workload, "offsets": "model"} for vm in scenario.vms
+            if vm.workload}
 
 
-def scenario_traces(scenario: Scenario, log: RawLog) -> Traces:
-    """Per VM, the exact stream of each fio clone, for workloads with ``offsets`` fio/iolog.
-
-    VMs that run the same workload on disks of the same size issue the same streams (fio seeds
-    by job options and clone number), so fio runs once for each such pair."""
-    out: Traces = {}
-    done: dict[tuple[str, int], list[Trace]] = {}
-    for vm in scenario.vms:
-        wl = scenario.workload_of(vm)
-        if wl is None or wl.offsets == "model":
-            continue
-        disk = scenario.root_size(vm)
-        key = (vm.workload or "", disk)
-        if key not in done:
-            if wl.offsets == "fio":
-                done[key] = fio_null_traces(wl, vm.name, disk, log, scenario.duration)
-            else:
-                done[key] = replay_traces(wl)
-            check_traces(done[key], disk, f"vm {vm.name} (workload {vm.workload})")
-        out[vm.name] = done[key]
-    return out
+def scenario_traces(scenario: Scenario, log: RawLog, simulate: Simulate,
+                    first: pd.DataFrame | None = None) -> Plan:
+    """Per VM, the exact streams of its fio clones (:func:`cowbench.streams.take_streams`)."""
+    return take_streams(scenario, scenario.seed, log, simulate, first)
 
 
 def _safe(label: str) -> str:

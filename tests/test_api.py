@@ -132,5 +132,8 @@ def test_simulate_asks_fio_for_exact_offsets_and_leaves_nothing(tmp_path: Path,
     assert outcome.predicted is not None
     pd.testing.assert_frame_equal(records, outcome.predicted)
     assert any((tmp_path / "run" / "raw").iterdir())
-    own = simulate(small_dict())  # the model's own offsets: another stream
+    auto = small_dict()  # the default, offsets: auto: fio's stream too, fio being here
+    pd.testing.assert_frame_equal(records, simulate(auto))
+    auto["workloads"]["w"]["offsets"] = "model"
+    own = simulate(auto)  # the model's own offsets: another stream
     assert figures(records, "data_clusters")["vm:a"] != figures(own, "data_clusters")["vm:a"]

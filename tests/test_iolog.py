@@ -74,15 +74,26 @@ def _with_workload(**wl):
     ({"random_distribution": "zoned:60/10:30/20"}, "must add up to 100"),
     ({"random_distribution": "zipf:1"}, "must differ from 1.0"),
     ({"random_distribution": "pareto:1.5"}, "between 0 and 1"),
-    ({"bssplit": "4k/50:64k/50"}, "set offsets: fio"),
+    ({"bssplit": "4k/50:64k/50", "offsets": "model"}, "set offsets: auto or fio"),
     ({"random_distribution": "bogus:1"}, "must start with one of"),
     ({"bssplit": "4k/70:64k/40", "offsets": "fio"}, "more than 100"),
     ({"offsets": "iolog"}, "needs read_iolog"),
-    ({"offsets": "fio", "time_based": True, "runtime": 5}, "needs rate_iops"),
+    ({"offset": 1000, "offsets": "model"}, "multiple of bs for the model"),
 ])
 def test_offset_source_rules(wl, why):
     with pytest.raises(ScenarioError, match=why):
         parse_scenario(_with_workload(**wl))
+
+
+@pytest.mark.parametrize("wl", [
+    {"random_distribution": "zipf:1.2"}, {"bssplit": "4k/50:64k/50"}, {"offset": 1000},
+    {"time_based": True, "runtime": 5}, {"offsets": "fio", "time_based": True, "runtime": 5},
+])
+def test_offsets_auto_is_the_default_and_takes_what_fio_does(wl):
+    """``offsets: auto`` (the default) accepts what only fio's own stream carries; a
+    time-based job no longer needs rate_iops (its count of I/Os is predicted)."""
+    s = parse_scenario(_with_workload(**wl))
+    assert s.workloads["w"].offsets == wl.get("offsets", "auto")
 
 
 def test_read_iolog_implies_iolog_source():

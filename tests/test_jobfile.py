@@ -122,16 +122,16 @@ def test_a_job_file_becomes_a_workload(tmp_path: Path) -> None:
 
 
 def test_refused_options_name_their_key_path(tmp_path: Path) -> None:
-    p = _scenario(tmp_path, "{job_file: job.fio}", "[db]\nrw=randwrite\nfsync=1\n"
-                                                   "offset_increment=1m\n")
+    p = _scenario(tmp_path, "{job_file: job.fio, offsets: model}",
+                  "[db]\nrw=randwrite\nfsync=1\noffset_increment=1m\n")
     with pytest.raises(ScenarioError) as err:
         load_scenario(p)
     text = str(err.value)
     assert "workloads.w.job_file[db].fsync: not an option" in text
     assert "workloads.w.job_file[db].offset_increment: the model does not generate it; " \
-           "fio carries it with offsets: fio" in text
-    p = _scenario(tmp_path, "{job_file: job.fio}", "[db]\nrw=randrw:4\n")
-    with pytest.raises(ScenarioError, match=r"workloads\.w\.job_file\[db\]\.rw: Input should"):
+           "fio carries it with offsets: auto (the default) or fio" in text
+    p = _scenario(tmp_path, "{job_file: job.fio}", "[db]\nrw=randrw:bogus\n")
+    with pytest.raises(ScenarioError, match=r"workloads\.w\.job_file\[db\]\.rw: after ':'"):
         load_scenario(p)
     ran = cowbench("validate", str(p))
     assert ran.code == 2 and "job_file[db].rw" in ran.stderr and "Traceback" not in ran.stderr
@@ -147,10 +147,10 @@ def test_several_sections_need_one_chosen(tmp_path: Path) -> None:
         load_scenario(p)
 
 
-def test_offset_options_are_carried_with_offsets_fio(tmp_path: Path) -> None:
+def test_offset_options_are_carried_with_offsets_auto(tmp_path: Path) -> None:
     from cowbench.fiojob import fio_options
 
-    p = _scenario(tmp_path, "{job_file: job.fio, offsets: fio}",
+    p = _scenario(tmp_path, "{job_file: job.fio}",
                   "[s]\nrw=randwrite\nnumjobs=2\nsize=8m\noffset_increment=16m\n")
     wl = load_scenario(p).workloads["w"]
     assert wl.fio_extra == {"offset_increment": "16m"}
@@ -175,7 +175,7 @@ def test_fio_check_exits_2_on_refused(tmp_path: Path) -> None:
     ran = cowbench("fio-check", str(p))
     assert ran.code == 2
     assert "fsync=4" in ran.stdout and "refused" in ran.stdout
-    assert "zonemode=strided" in ran.stdout and "fio only, with offsets: fio" in ran.stdout
+    assert "zonemode=strided" in ran.stdout and "fio only, with offsets: auto or fio" in ran.stdout
 
 
 @pytest.mark.parametrize("name", ["db.fio", "fio-rand-write.fio", "fio-seq-write.fio",

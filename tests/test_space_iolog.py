@@ -34,8 +34,9 @@ def _scenario(storage_dir: Path, **wl: Any) -> dict[str, Any]:
 
 
 def _run_dir_need(d: dict[str, Any], out: Path, field: str = "predicted") -> int:
+    """What a real run alone (--backend real: no null-engine streams) needs beside ``out``."""
     s = parse_scenario(d)
-    need = {n.directory: n for n in space_needs(s, predict_space(s), out)}
+    need = {n.directory: n for n in space_needs(s, predict_space(s), out, streams=False)}
     return int(getattr(need[out.parent], field))
 
 
@@ -51,9 +52,14 @@ def test_an_iolog_is_charged_to_the_run_directory_line_by_line(tmp_path: Path) -
 
 
 def test_time_based_jobs_are_bounded_by_their_pace_or_the_model(tmp_path: Path) -> None:
-    paced = _scenario(tmp_path, write_iolog=True, time_based=True, runtime=10, rate_iops=100)
+    paced = _scenario(tmp_path, write_iolog=True, time_based=True, runtime=10, rate_iops=100,
+                      offsets="model")
     s = parse_scenario(paced)
-    assert 1000 * MEASURED_LINE < iolog_bytes(s, s.vms[0], predict_space(s)) < 1200 * 130
+    one = iolog_bytes(s, s.vms[0], predict_space(s))
+    assert 1000 * MEASURED_LINE < one < 1200 * 130
+    del paced["workloads"]["w"]["offsets"]  # auto: fio's null-engine stream is kept too
+    s = parse_scenario(paced)
+    assert iolog_bytes(s, s.vms[0], predict_space(s)) == 2 * one
     free = _scenario(tmp_path, write_iolog=True, time_based=True, runtime=1)
     s = parse_scenario(free)
     predicted = predict_space(s)

@@ -1,0 +1,155 @@
+"""fio job files as users write them, in both backends (issue 19's "Done when" table).
+
+Each job of ``benchmarks/jobs/`` (fio's own examples, scaled to tens of MiB, and jobs written
+like users' database, web and log jobs) runs alone on one VM, a 64 KiB-cluster qcow2 overlay
+of a 128 MiB base holding 32 MiB of data, through ``job_file:`` with ``offsets: auto`` (the
+default), with ``cowbench run --backend both``. Printed per job: how it is bounded (its
+``io_size`` or size, or its time), the overlay's ``data_clusters`` predicted and measured, and
+the relative error of the VM's ``allocated_bytes``. Targets: a job bounded by its size
+predicted exactly, a time-bounded one within 0.5%.
+
+    .venv/bin/python benchmarks/jobfile_table.py --out results/jobfile-table [--only a,b]
+
+Every run directory stays under ``--out`` (``raw/`` holds fio's null-engine streams).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+JOBS_DIR = ROOT / "benchmarks" / "jobs"
+
+#: (row name, job file, section or None, bounded by time)
+JOBS: list[tuple[str, str, str | None, bool]] = [
+    ("fio-rand-read", "fio-rand-read.fio", None, True),
+    ("fio-rand-write", "fio-rand-write.fio", None, True),
+    ("fio-rand-RW", "fio-rand-RW.fio", None, True),
+    ("fio-seq-write", "fio-seq-write.fio", None, True),
+    ("fio-seq-RW", "fio-seq-RW.fio", None, True),
+    ("basic-verify", "basic-verify.fio", None, False),
+    ("ssd-test", "ssd-test.fio", "rand-write", False),
+    ("jesd219", "jesd219.fio", None, False),
+    ("iometer-file-server", "iometer-file-access-server.fio", None, False),
+    ("tiobench", "tiobench-example.fio", "f2", False),
+    ("disk-zone-profile", "disk-zone-profile.fio", None, False),
+    ("rand-zones", "rand-zones.fio", None, False),
+    ("backwards-read", "backwards-read.fio", None, False),
+    ("surface-scan", "surface-scan.fio", "write-phase", False),
+    ("db-oltp", "db-oltp.fio", None, False),
+    ("db-wal", "db-wal.fio", None, True),
+    ("db-checkpoint", "db-checkpoint.fio", None, False),
+    ("db-mostly-random", "db-mostly-random.fio", None, False),
+    ("web-cache", "web-cache.fio", None, True),
+    ("web-static", "web-static.fio", None, False),
+    ("log-append", "log-append.fio", None, False),
+    ("log-rotate", "log-rotate.fio", None, False),
+    ("kv-store", "kv-store.fio", None, False),
+    ("mail-server", "mail-server.fio", None, False),
+    ("app-unaligned", "app-unaligned.fio", None, False),
+]
+
+SCENARIO = """\
+name: job-{name}
+seed: 1
+images:
+  - {{name: base, virtual_size: 128MiB, format: qcow2,
+     synthetic: {{data: [{{offset: 0, length: 32MiB}}]}}}}
+strategy: {{kind: qcow2_overlay, cluster_size: 64KiB}}
+vms:
+  - name: {name}
+    image: base
+    workload: {{job_file: {path}{section}}}
+"""
+
+
+@dataclass
+class Row:
+    name: str
+    timed: bool
+    predicted: float
+    measured: float
+    allocated_rel_error: float
+    offsets: str
+    seconds: float
+
+    @property
+    def clusters_error(self) -> float:
+        if self.measured == 0:
+            return 0.0 if self.predicted == 0 else float("inf")
+        return (self.predicted - self.measured) / self.measured
+
+    @property
+    def on_target(self) -> bool:
+        return abs(self.clusters_error) <= 0.005 if self.timed else \
+            self.predicted == self.measured
+
+
+def scenario_text(name: str, job: str, section: str | None) -> str:
+    sec = f", section: {section}" if section else ""
+    return SCENARIO.format(name=name, path=JOBS_DIR / job, section=sec)
+
+
+def run_job(name: str, out: Path) -> Row:
+    """Run one job of :data:`JOBS` in both backends under ``out/name``; its row."""
+    from cowbench import load_results, run
+
+    _, job, section, timed = next(j for j in JOBS if j[0] == name)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.yaml"
+    path.write_text(scenario_text(name, job, section))
+    start = time.monotonic()
+    outcome = run(str(path), out / name, backend="both")
+    seconds = time.monotonic() - start
+    comp = outcome.comparison
+    assert comp is not None
+    vm = comp[comp.entity == f"vm:{name}"].set_index("metric")
+    offsets = load_results(outcome.run_dir).meta["offsets"][name]
+    return Row(name, timed, float(vm.loc["data_clusters", "predicted"]),
+               float(vm.loc["data_clusters", "measured"]),
+               float(vm.loc["allocated_bytes", "rel_error"]),
+               f"{offsets['offsets']}/{offsets.get('stream', '-')}", seconds)
+
+
+def print_table(rows: list[Row]) -> None:
+    print(f"{'job':<22}{'bound':<7}{'offsets':<16}{'clusters pred':>14}{'measured':>10}"
+          f"{'error':>9}{'alloc err':>11}{'target':>8}{'s':>6}")
+    for r in rows:
+        print(f"{r.name:<22}{'time' if r.timed else 'size':<7}{r.offsets:<16}"
+              f"{r.predicted:>14.0f}{r.measured:>10.0f}{r.clusters_error:>9.2%}"
+              f"{r.allocated_rel_error:>11.2%}{'yes' if r.on_target else 'NO':>8}"
+              f"{r.seconds:>6.0f}")
+    frame = pd.DataFrame([r.__dict__ for r in rows])
+    print(f"{len(rows)} jobs, {sum(r.on_target for r in rows)} on target; "
+          f"{int((~frame.timed).sum())} bounded by size, {int(frame.timed.sum())} by time")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", type=Path, default=ROOT / "results" / "jobfile-table")
+    ap.add_argument("--only", default="", help="comma-separated job names (default: all)")
+    args = ap.parse_args(argv)
+    names = [n for n in args.only.split(",") if n] or [j[0] for j in JOBS]
+    unknown = sorted(set(names) - {j[0] for j in JOBS})
+    if unknown:
+        print(f"error: unknown jobs: {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    if args.out.exists() and any(args.out.iterdir()):
+        print(f"error: --out {args.out} is not empty", file=sys.stderr)
+        return 2
+    rows = []
+    for name in names:
+        rows.append(run_job(name, args.out))
+        print(f"  {name}: done in {rows[-1].seconds:.0f} s", file=sys.stderr, flush=True)
+    print_table(rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,255 @@
+"""Where each VM's offsets come from, and the exact streams from fio's null engine.
+
+``offsets: auto`` (the default) takes every job's stream from fio itself whenever fio is
+installed (``cowbench.fiojob.fio_null_traces``): the model then applies exactly what the real
+run will issue. A job bounded by its I/O count (``io_size``, ``size``, ``number_ios``) is asked
+for its whole stream. A job bounded by time (``time_based``, or a ``runtime`` or the scenario's
+``duration`` that may cut it short) issues as many I/Os as the machine lets it, so the I/O
+model first predicts how many each clone issues (a run of the model on its own offsets, or on a
+stand-in for what it cannot generate), fio is asked for that many and a margin, and the model
+runs on fio's stream; where a stream ran out before the job's time did, the prediction moved:
+fio is asked again for the count the model's rate now gives, and the model runs again.
+
+The model stays a pure function of the scenario and the streams handed to it (STYLE.md point
+4); fio's output lands under the run's ``raw/``. :class:`StreamCache` keeps the streams of one
+run by (workload, disk size, seed), so VMs running the same job on disks of the same size ask
+fio once, and a timeline's later runs can take theirs from the same cache.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .errors import UsageError
+from .fiojob import cut, fio_null_traces, null_options, replay_traces
+from .iolog import TRIM, Trace
+from .scenario import VM, Scenario, Workload
+from .tools import RawLog
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+Traces = dict[str, list[Trace]]
+Simulate = Callable[[Scenario, "Traces | None"], "pd.DataFrame"]
+
+#: A time-bounded job's stream is asked for this much more than the model predicts.
+MARGIN = 1.2
+#: Rounds of (ask fio, run the model) before giving up on a prediction that keeps moving.
+ROUNDS = 3
+
+
+def fio_installed() -> bool:
+    return shutil.which("fio") is not None
+
+
+def source_of(wl: Workload, fio_here: bool) -> str:
+    """Where ``wl``'s offsets come from: ``fio``, ``model`` or ``iolog`` (``auto`` resolved)."""
+    if wl.offsets == "auto":
+        return "fio" if fio_here else "model"
+    return wl.offsets
+
+
+def refuse_without_fio(scenario: Scenario, fio_here: bool) -> None:
+    """A workload the model's generator cannot do, with ``offsets: auto`` and no fio here (or
+    in a timeline, whose runs take the model's offsets): one line naming it and why."""
+    for name, wl in scenario.workloads.items():
+        beyond = wl.beyond_model
+        if wl.offsets == "auto" and beyond and (not fio_here or scenario.timeline is not None):
+            where = "fio is not installed" if not fio_here else \
+                "a timeline's runs take the model's own offsets"
+            raise UsageError(f"workloads.{name}: {', '.join(beyond)} needs fio's own offset "
+                             f"stream (offsets: auto), but {where}")
+
+
+def seed_random_jobs(scenario: Scenario, seed: int) -> Scenario:
+    """``scenario`` with the run's seed as ``randseed`` of every job fio would seed at random
+    (``randrepeat=0`` without ``randseed``) whose offsets come from fio: the null engine and
+    the real run then issue one stream, and the run's ``scenario.yaml`` shows the seed."""
+    here = fio_installed()
+    swap = {n: wl.model_copy(update={"randseed": seed}) for n, wl in scenario.workloads.items()
+            if not wl.randrepeat and wl.randseed is None and source_of(wl, here) == "fio"}
+    if not swap or scenario.timeline is not None or scenario.fleet is not None:
+        return scenario
+    return scenario.model_copy(update={"workloads": {**scenario.workloads, **swap}})
+
+
+def is_timed(scenario: Scenario, wl: Workload) -> bool:
+    """Is the job bounded by time (its count of I/Os then depends on the machine's speed)?"""
+    return wl.time_based or wl.runtime is not None or scenario.duration is not None
+
+
+@dataclass
+class StreamCache:
+    """The null-engine streams of one run, by (workload, disk size, seed): each clone's I/Os,
+    the whole stream or its first ``ios``."""
+
+    log: RawLog
+    _done: dict[tuple[str, int], tuple[int | None, list[Trace]]] = field(
+        default_factory=dict)
+
+    def take(self, wl: Workload, label: str, disk_size: int, seed: int,
+             ios: int | None = None) -> list[Trace]:
+        """``wl``'s per-clone streams on a disk of ``disk_size`` bytes (``ios``: the first
+        ``ios`` I/Os of each clone; ``None``: the whole stream of a job bounded by count)."""
+        # what fio is told, but for the bound: jobs that differ in iodepth alone issue one stream
+        key = (" ".join(null_options(wl, None, seed)), disk_size)
+        have = self._done.get(key)
+        if have is not None and (have[0] is None or (ios is not None and have[0] >= ios)):
+            return have[1] if ios is None else [cut(t, ios) for t in have[1]]
+        traces = fio_null_traces(wl, label, disk_size, self.log, ios, seed)
+        self._done[key] = (ios, traces)
+        return traces
+
+
+@dataclass
+class Plan:
+    """What :func:`take_streams` decided: per VM its streams, what they came from, and the
+    model's records on those streams when it already ran on them."""
+
+    traces: Traces
+    offsets: dict[str, dict[str, Any]]
+    predicted: pd.DataFrame | None = None
+
+
+def take_streams(scenario: Scenario, seed: int, log: RawLog, simulate: Simulate,
+                 first: pd.DataFrame | None = None) -> Plan:
+    """Per VM, the exact streams its workload issues (``offsets`` fio, or auto with fio here,
+    or iolog), and run.json's account of each VM's offsets.
+
+    ``simulate(scenario, traces)`` runs the model; ``first`` is a run of it on its own
+    offsets, if the caller has one (the space check's). Time-bounded jobs are sized with the
+    model (see the module's docstring); the model's records on the final streams come back in
+    ``predicted``."""
+    fio_here = fio_installed()
+    refuse_without_fio(scenario, fio_here)
+    cache = StreamCache(log)
+    plan = Plan({}, {})
+    timed: list[VM] = []
+    for vm in scenario.vms:
+        wl = scenario.workload_of(vm)
+        if wl is None:
+            continue
+        source = "model" if scenario.timeline is not None else source_of(wl, fio_here)
+        plan.offsets[vm.name] = {"workload": vm.workload, "offsets": source}
+        if source == "iolog":
+            plan.traces[vm.name] = _checked(replay_traces(wl), scenario, vm)
+        elif source == "fio" and is_timed(scenario, wl):
+            timed.append(vm)
+        elif source == "fio":
+            plan.traces[vm.name] = _checked(cache.take(wl, vm.name, scenario.root_size(vm),
+                                                       seed), scenario, vm)
+            plan.offsets[vm.name]["stream"] = "whole"
+    if timed:
+        _size_timed(scenario, seed, cache, plan, timed, simulate, first)
+    return plan
+
+
+def _size_timed(scenario: Scenario, seed: int, cache: StreamCache, plan: Plan,
+                timed: list[VM], simulate: Simulate, first: pd.DataFrame | None) -> None:
+    """Ask fio for each time-bounded job's predicted count, run the model on the streams, and
+    ask again where a stream ran out before its job's time (see the module's docstring)."""
+    stand_in = _stand_in(scenario, timed)
+    if first is None or stand_in is not scenario:
+        first = simulate(stand_in, {k: v for k, v in plan.traces.items()})
+    want = {vm.name: _predicted_ios(first, scenario, vm) for vm in timed}
+    for rounds in range(1, ROUNDS + 1):
+        for vm in (v for v in timed if v.name in want):
+            wl = scenario.workload_of(vm)
+            assert wl is not None
+            ios = math.ceil(want[vm.name] * MARGIN) + wl.iodepth
+            plan.traces[vm.name] = _checked(
+                cache.take(wl, vm.name, scenario.root_size(vm), seed, ios), scenario, vm)
+            plan.offsets[vm.name].update(stream="predicted", ios_per_clone=ios, rounds=rounds)
+        plan.predicted = simulate(scenario, plan.traces)
+        want = {vm.name: _extrapolated(plan.predicted, scenario, vm) for vm in timed
+                if _ran_out(plan.predicted, vm, plan.traces[vm.name],
+                            plan.offsets[vm.name]["ios_per_clone"])}
+        if not want:
+            return
+    raise UsageError(f"offsets: the model's count of I/Os for vm {next(iter(want))} kept "
+                     f"moving over {ROUNDS} rounds of fio's null engine; set offsets: model")
+
+
+def _checked(traces: list[Trace], scenario: Scenario, vm: VM) -> list[Trace]:
+    """Refuse streams the model cannot apply: I/O past the disk's end."""
+    disk = scenario.root_size(vm)
+    for t in traces:
+        if t.end > disk:
+            raise UsageError(f"vm {vm.name} (workload {vm.workload}): the stream writes up to "
+                             f"byte {t.end}, past the disk's end ({disk})")
+    return traces
+
+
+def _ios(records: pd.DataFrame, vm: VM, metrics: tuple[str, ...]) -> float:
+    rows = records[(records.entity == f"vm:{vm.name}") & records.metric.isin(metrics)]
+    return float(rows.value.sum())
+
+
+def _issued(records: pd.DataFrame, scenario: Scenario, vm: VM) -> float:
+    """Guest reads and writes the model issued for ``vm`` (a verify phase's reads left out)."""
+    wl = scenario.workload_of(vm)
+    assert wl is not None
+    return _ios(records, vm, ("write_ios",) if wl.verifies else ("read_ios", "write_ios"))
+
+
+def _predicted_ios(records: pd.DataFrame, scenario: Scenario, vm: VM) -> float:
+    """I/Os one clone of ``vm``'s job issues in the model's run."""
+    wl = scenario.workload_of(vm)
+    assert wl is not None
+    return max(_issued(records, scenario, vm) / wl.numjobs, 1.0)
+
+
+def _ran_out(records: pd.DataFrame, vm: VM, traces: list[Trace], asked: int) -> bool:
+    """Did the model use up every read and write of a stream that fio cut at ``asked`` I/Os
+    per clone (a stream fio ended itself, shorter, is the job's whole)?"""
+    if not any(len(t) >= asked for t in traces):
+        return False
+    reads_writes = sum(int((t.ddir != TRIM).sum()) for t in traces)
+    return reads_writes > 0 and _ios(records, vm, ("read_ios", "write_ios")) >= reads_writes
+
+
+def _extrapolated(records: pd.DataFrame, scenario: Scenario, vm: VM) -> float:
+    """Per clone, the I/Os the job issues over its whole time at the rate the model ran it
+    (at least half as many again as it used up)."""
+    wl = scenario.workload_of(vm)
+    assert wl is not None
+    issued = _issued(records, scenario, vm)
+    iops = _ios(records, vm, ("read_iops", "write_iops"))
+    limit = min(x for x in (wl.runtime, scenario.duration, math.inf) if x is not None)
+    over_time = iops * limit if math.isfinite(limit) else 0.0
+    return max(over_time, 1.5 * issued) / wl.numjobs
+
+
+def _stand_in(scenario: Scenario, timed: list[VM]) -> Scenario:
+    """``scenario`` with each time-bounded job the model cannot generate replaced by the
+    nearest one it can (uniform offsets, the mean block size), for a first count of I/Os;
+    ``scenario`` itself when there is none."""
+    names = {vm.workload for vm in timed}
+    swap = {n: _nearest(wl) for n, wl in scenario.workloads.items()
+            if n in names and wl.beyond_model}
+    if not swap:
+        return scenario
+    return scenario.model_copy(update={"workloads": {**scenario.workloads, **swap}})
+
+
+def _nearest(wl: Workload) -> Workload:
+    bs = wl.bs
+    if wl.bssplit:
+        parts = [p.partition("/") for p in wl.bssplit.split(",")[0].split(":")]
+        sizes = [(_bytes(s), int(pct or 0)) for s, _, pct in parts]
+        weight = sum(p for _, p in sizes) or 1
+        bs = max(512, int(sum(s * p for s, p in sizes) / weight) // 512 * 512)
+    rw = "write" if wl.rw == "trimwrite" else wl.rw.replace("trim", "write")
+    return wl.model_copy(update={
+        "offsets": "model", "fio_extra": {}, "bssplit": None, "loops": 1, "bs": bs, "rw": rw,
+        "offset": wl.offset - wl.offset % bs, "random_distribution": "random"})
+
+
+def _bytes(text: str) -> int:
+    from .units import parse_size
+
+    return parse_size(text)
