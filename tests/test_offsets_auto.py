@@ -1,0 +1,176 @@
+"""``offsets: auto``, the default (issue 19, deliverable 2): every option fio accepts for the
+block offsets is carried exactly through fio's own stream, or refused by name with its key
+path; time-bounded jobs are sized by the I/O model and asked again when the count moves."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cowbench import simulate
+from cowbench.errors import ScenarioError, UsageError
+from cowbench.fiojob import null_options
+from cowbench.iolog import WRITE, parse_iolog
+from cowbench.runner import run_scenario
+from cowbench.scenario import load_scenario, parse_scenario
+from cowbench.streams import take_streams
+from cowbench.tools import RawLog
+
+from .conftest import needs_tools
+
+CLUSTER = 64 << 10
+
+#: One job per family of offset options fio accepts: (family, job file lines).
+FAMILIES: list[tuple[str, str]] = [
+    ("offset_increment", "rw=randwrite\nnumjobs=3\nsize=2m\noffset_increment=3m\n"),
+    ("unaligned offset", "rw=randwrite\nbs=4k\noffset=3k\nsize=4m\n"),
+    ("zonemode=strided", "rw=write\nbs=16k\nzonemode=strided\nzonesize=256k\nzoneskip=1m\n"
+                         "size=6m\n"),
+    ("zipf", "rw=randwrite\nrandom_distribution=zipf:1.2\nio_size=2m\n"),
+    ("pareto", "rw=randwrite\nrandom_distribution=pareto:0.3\nio_size=2m\n"),
+    ("normal", "rw=randwrite\nrandom_distribution=normal:10\nio_size=2m\n"),
+    ("zoned", "rw=randwrite\nrandom_distribution=zoned:60/10:30/20:10/70\nio_size=2m\n"),
+    ("zoned_abs", "rw=randwrite\nrandom_distribution=zoned_abs:70/1m:30/7m\nio_size=2m\n"),
+    ("bssplit", "rw=randwrite\nbssplit=4k/50:16k/30:64k/20\nio_size=2m\n"),
+    ("bsrange", "rw=randwrite\nbsrange=4k-32k\nio_size=2m\n"),
+    ("blockalign", "rw=randwrite\nbs=4k\nblockalign=32k\nio_size=1m\n"),
+    ("percentage_random", "rw=randwrite\nbs=8k\npercentage_random=60\nio_size=2m\n"),
+    ("rw=randrw:N", "rw=randrw:8\nbs=4k\nio_size=2m\n"),
+    ("rw=read:-8k", "rw=write:8k\nbs=4k\nsize=4m\n"),
+    ("norandommap", "rw=randwrite\nnorandommap\nio_size=2m\n"),
+    ("lfsr", "rw=randwrite\nrandom_generator=lfsr\nio_size=2m\n"),
+]
+#: Options of each family the model's own generator does not do (refused with offsets: model).
+BEYOND_MODEL = {"offset_increment", "unaligned offset", "zonemode=strided", "zipf", "zoned",
+                "zoned_abs", "bssplit", "bsrange", "blockalign", "percentage_random",
+                "rw=randrw:N", "rw=read:-8k"}
+
+
+def _scenario(tmp: Path, job: str, own: str = "") -> Path:
+    (tmp / "job.fio").write_text("[global]\nioengine=libaio\ndirect=1\nsize=8m\n[j]\n" + job)
+    p = tmp / "s.yaml"
+    p.write_text("name: t\nseed: 2\nimages: [{name: b, virtual_size: 16MiB, synthetic: "
+                 "{data: [{offset: 0, length: 1MiB}]}}]\nstrategy: {kind: qcow2_overlay, "
+                 f"cluster_size: 64KiB}}\nworkloads: {{w: {{job_file: job.fio{own}}}}}\n"
+                 "vms: [{name: v, image: b, workload: w}]\n")
+    return p
+
+
+@pytest.mark.parametrize("family,job", FAMILIES, ids=[f for f, _ in FAMILIES])
+def test_each_family_is_taken_by_auto_and_named_when_refused(tmp_path: Path, family: str,
+                                                             job: str) -> None:
+    wl = load_scenario(_scenario(tmp_path, job)).workloads["w"]
+    assert wl.offsets == "auto"
+    if family not in BEYOND_MODEL:
+        return
+    with pytest.raises(ScenarioError, match=r"workloads\.w[.:]") as err:
+        load_scenario(_scenario(tmp_path, job, ", offsets: model"))
+    assert "offsets: auto" in str(err.value)
+    named = family.split("=")[0].split()[-1] if family not in ("zipf", "zoned", "zoned_abs") \
+        else f"random_distribution={family}"
+    assert named in str(err.value)
+
+
+@pytest.mark.parametrize("text,why", [
+    ("size=50%", r"workloads\.w\.job_file\[j\]\.size: '50%': a percentage"),
+    ("offset=25%", r"workloads\.w\.job_file\[j\]\.offset: '25%': a percentage"),
+    ("rw=randrw:x", r"workloads\.w\.job_file\[j\]\.rw: after ':' fio takes a count"),
+])
+def test_percentages_and_bad_sequences_are_refused_by_key_path(tmp_path: Path, text: str,
+                                                               why: str) -> None:
+    with pytest.raises(ScenarioError, match=why):
+        load_scenario(_scenario(tmp_path, f"rw=randwrite\n{text}\n"))
+
+
+def _fio_clusters(tmp: Path, wl_opts: list[str], disk: int) -> int:
+    """Distinct 64 KiB clusters fio's null engine writes for these options: the oracle, run
+    here with the test's own argv."""
+    log = tmp / "oracle.iolog"
+    subprocess.run(["fio", "--name=v", "--ioengine=null", f"--size={disk}", *wl_opts,
+                    f"--write_iolog={log}", "--output-format=json", f"--output={tmp / 'o'}"],
+                   check=True, capture_output=True)
+    clusters: set[int] = set()
+    for t in parse_iolog(log.read_text()).values():
+        w = t.ddir == WRITE
+        for off, n in zip(t.offsets[w].tolist(), t.lengths[w].tolist(), strict=True):
+            clusters.update(range(off // CLUSTER, (off + n - 1) // CLUSTER + 1))
+    return len(clusters)
+
+
+@needs_tools
+@pytest.mark.real
+@pytest.mark.parametrize("family,job", [f for f in FAMILIES if "numjobs" not in f[1]],
+                         ids=[f for f, j in FAMILIES if "numjobs" not in j])
+def test_the_model_applies_fios_own_stream(tmp_path: Path, family: str, job: str) -> None:
+    """With auto, the model's data_clusters are the distinct clusters of fio's own stream."""
+    s = load_scenario(_scenario(tmp_path, job))
+    records = simulate(s)
+    got = records[(records.entity == "vm:v") & (records.metric == "data_clusters")].value
+    opts = null_options(s.workloads["w"], None, None)
+    assert float(got.iloc[0]) == _fio_clusters(tmp_path, opts, 16 << 20)
+
+
+def _records(vm: str, ios: float, seconds: float) -> pd.DataFrame:
+    rows = [("write_ios", ios), ("write_iops", ios / seconds)]
+    return pd.DataFrame({"entity": f"vm:{vm}", "metric": [m for m, _ in rows],
+                         "value": [v for _, v in rows]})
+
+
+@needs_tools
+@pytest.mark.real
+def test_a_time_based_job_is_asked_again_when_its_stream_runs_out(tmp_path: Path) -> None:
+    """The first prediction (on the model's own offsets) says 1000 I/Os; on fio's stream the
+    model runs faster and uses all of it before its 2 s: fio is asked again, for the count
+    at the rate the model ran (4000 I/Os a second over 2 s), plus the margin."""
+    data = {"data": [{"offset": 0, "length": "1MiB"}]}
+    s = parse_scenario({"name": "t", "images": [{"name": "b", "virtual_size": "16MiB",
+                                                 "synthetic": data}],
+                        "workloads": {"w": {"rw": "randwrite", "size": "8MiB", "iodepth": 2,
+                                            "time_based": True, "runtime": 2}},
+                        "vms": [{"name": "v", "image": "b", "workload": "w"}]})
+    calls: list[dict[str, Any]] = []
+
+    def model(_s: Any, traces: Any) -> pd.DataFrame:
+        calls.append(dict(traces or {}))
+        if len(calls) == 1:  # the model's own offsets
+            return _records("v", 1000, 2)
+        n = len(traces["v"][0])
+        return _records("v", n, 0.25 * n / 1000) if len(calls) == 2 else _records("v", 7000, 2)
+
+    plan = take_streams(s, 1, RawLog(tmp_path / "raw"), model)
+    assert len(calls) == 3
+    assert len(calls[1]["v"][0]) == 1000 * 12 // 10 + 2  # the margin and the depth
+    assert len(calls[2]["v"][0]) == 8000 * 12 // 10 + 2
+    assert plan.offsets["v"] == {"workload": "w", "offsets": "fio", "stream": "predicted",
+                                 "ios_per_clone": 9602, "rounds": 2}
+    first, again = calls[1]["v"][0], calls[2]["v"][0]
+    assert np.array_equal(again.offsets[:len(first)], first.offsets)  # one stream, longer
+
+
+@needs_tools
+@pytest.mark.real
+def test_run_json_says_where_each_vms_offsets_came_from(tmp_path: Path) -> None:
+    s = load_scenario(_scenario(tmp_path, "rw=randwrite\nio_size=1m\n"))
+    run_scenario(s, tmp_path / "run", "sim")
+    meta = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert meta["offsets"] == {"v": {"workload": "w", "offsets": "fio", "stream": "whole"}}
+
+
+def test_without_fio_auto_is_the_model_and_refuses_what_only_fio_does(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no fio on it
+    plain = load_scenario(_scenario(tmp_path, "rw=randwrite\nio_size=1m\n"))
+    run_scenario(plain, tmp_path / "run", "sim")
+    meta = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert meta["offsets"] == {"v": {"workload": "w", "offsets": "model"}}
+    split = load_scenario(_scenario(tmp_path, "rw=randwrite\nbssplit=4k/50:64k/50\n"))
+    with pytest.raises(UsageError, match=r"workloads\.w: bssplit needs fio's own offset "
+                                         r"stream \(offsets: auto\), but fio is not installed"):
+        run_scenario(split, tmp_path / "run2", "sim")
+    assert not (tmp_path / "run2").exists()
