@@ -88,15 +88,17 @@ class StreamCache:
     the whole stream or its first ``ios``."""
 
     log: RawLog
-    _done: dict[tuple[str, int], tuple[int | None, list[Trace]]] = field(
+    _done: dict[tuple[str, int, str], tuple[int | None, list[Trace]]] = field(
         default_factory=dict)
 
     def take(self, wl: Workload, label: str, disk_size: int, seed: int,
              ios: int | None = None) -> list[Trace]:
         """``wl``'s per-clone streams on a disk of ``disk_size`` bytes (``ios``: the first
         ``ios`` I/Os of each clone; ``None``: the whole stream of a job bounded by count)."""
-        # what fio is told, but for the bound: jobs that differ in iodepth alone issue one stream
-        key = (" ".join(null_options(wl, None, seed)), disk_size)
+        # what fio is told, but for the bound: jobs that differ in iodepth alone issue one
+        # stream; zipf, pareto and normal draws also depend on the job's name (the VM's)
+        named = wl.random_distribution.split(":")[0] in ("zipf", "pareto", "normal", "gauss")
+        key = (" ".join(null_options(wl, None, seed)), disk_size, label if named else "")
         have = self._done.get(key)
         if have is not None and (have[0] is None or (ios is not None and have[0] >= ios)):
             return have[1] if ios is None else [cut(t, ios) for t in have[1]]
@@ -226,7 +228,7 @@ def _extrapolated(records: pd.DataFrame, scenario: Scenario, vm: VM) -> float:
 
 def _stand_in(scenario: Scenario, timed: list[VM]) -> Scenario:
     """``scenario`` with each time-bounded job the model cannot generate replaced by the
-    nearest one it can (uniform offsets, the mean block size), for a first count of I/Os;
+    nearest one it can (the mean block size, no offset options), for a first count of I/Os;
     ``scenario`` itself when there is none."""
     names = {vm.workload for vm in timed}
     swap = {n: _nearest(wl) for n, wl in scenario.workloads.items()
@@ -246,7 +248,7 @@ def _nearest(wl: Workload) -> Workload:
     rw = "write" if wl.rw == "trimwrite" else wl.rw.replace("trim", "write")
     return wl.model_copy(update={
         "offsets": "model", "fio_extra": {}, "bssplit": None, "loops": 1, "bs": bs, "rw": rw,
-        "offset": wl.offset - wl.offset % bs, "random_distribution": "random"})
+        "offset": wl.offset - wl.offset % bs})
 
 
 def _bytes(text: str) -> int:
