@@ -13,8 +13,9 @@ against a raw file (``full_copy``, ``reflink_copy``) or a qcow2 overlay (first w
 on write: ``cow`` probes; reads fall through its layers to the base: ``chain`` probes), beside
 the other VMs of its host (``exports``). Each VM's reads and writes vote for the probe of the
 same direction nearest to them (:func:`distance`), and the :data:`MAX_PROBES` probes with
-the most votes are measured: about 8 s here (writing and reading back the 1 GiB raw image
-the probes run on, then one throwaway probe and four probes of 0.5 s). Probes of the
+the most votes are measured: 9.8 s after a quickstart here at load 6, 11 to 14 s at load 12
+to 17 (writing and reading back the 1 GiB raw image the probes run on, 4 s, then one
+throwaway probe and four probes of 0.5 s, each about 1.1 s with its qemu-nbd). Probes of the
 allocated qcow2 image are never chosen: converting it would add 5 s.
 
 The block, in run.json and as ``calibrate --check`` prints it::
