@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PHASES = [
     ("cowbench.cli", "run"),
     ("cowbench.runner", "run_scenario"),
+    ("cowbench.spacebound", "bound_needs"),  # the quick bound: no model when the run fits
     ("sim.driver", "SimBackend.predict_space"),
     ("sim.driver", "SimBackend.simulate"),
     ("sim", "simulate"),  # before the backends registry
@@ -44,6 +45,8 @@ PHASES = [
     ("cowbench.runner", "tool_versions"),
     ("real.driver", "RealBackend.execute"),
     ("real", "execute"),
+    ("real.world.timeline", "execute_timeline"),  # every scenario as a timeline
+    ("real.world.lifecycle", "RealWorld.ensure_base"),
     ("real.world.backend", "write_synthetic"),
     ("real.backend", "write_synthetic"),  # the layout before real/ had sub-packages
     ("real.driver", "fetch_to_cache"),
@@ -55,8 +58,11 @@ PHASES = [
     ("real.measure.integrity", "Integrity.settle"),
     ("real.driver", "run_workloads"),
     ("real.backend", "_run_workloads"),
+    ("real.workload.nbd", "NbdExport.launch"),  # the exports start side by side
+    ("real.workload.nbd", "NbdExport.wait_ready"),
     ("real.workload.nbd", "NbdExport.start"),
     ("real.nbd", "NbdExport.start"),
+    ("real.world.backend", "flush_all"),  # every export flushed at once
     ("real.workload.nbd", "NbdExport.flush"),
     ("real.nbd", "NbdExport.flush"),
     ("real.workload.nbd", "NbdExport.stop"),
@@ -66,12 +72,15 @@ PHASES = [
     ("os", "sync"),
     ("real.driver", "_measure"),
     ("real.backend", "_measure"),
+    ("real.world.timeline", "sample"),
+    ("real.measure.integrity", "Integrity.check_all"),  # qemu-img checks at once
     ("real.measure.integrity", "Integrity.check"),
     ("real.integrity", "Integrity.check"),
     ("real.driver", "check_images"),
     ("real.backend", "check_images"),
     ("real.measure.integrity", "Integrity.compare"),
     ("real.integrity", "Integrity.hash_after"),
+    ("real.world.containment", "WorkTrees.remove"),
     ("cowbench.store", "RunDir.write_records"),
     ("cowbench.store", "RunDir.write_meta"),
     ("cowbench.tools", "RawLog.record"),

@@ -44,7 +44,6 @@ from real.world.backend import (
     run_workloads,
     sync_files,
     synthetic_digest,
-    unlinking,
     write_images,
 )
 from real.world.containment import WorkTrees, check_storage_dirs
@@ -168,10 +167,9 @@ def _execute(scenario: Scenario, work: Path, log: RawLog, roots: dict[str, Path]
     _measure(scenario, rec, layouts, disks, results, host_io, check)
     step_done("real:measure")
     progress("checking images and bases")
-    done_with = [] if scenario.real.keep_images else \
+    done_with = None if scenario.real.keep_images else \
         [f for vm in real_vms(scenario) for f in vm_files(disks[vm.name][0])]
-    with unlinking(done_with):  # measured and checked: removed beside the last digests
-        check_images(scenario, work, check)
+    check_images(scenario, work, check, done_with)  # measured and checked: unlinked beside
     step_done("real:integrity")
 
 

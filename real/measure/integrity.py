@@ -140,6 +140,16 @@ class Integrity:
                 self._after_started.add(key)
                 self._start(key, "after", self._access.get(key, Path(entry["path"])))
 
+    def hashed_files(self) -> list[tuple[Path, Callable[[], object]]]:
+        """Every file checksummed, each with a wait for its last digest (:meth:`hash_after`
+        started it): once that returns, the run needs nothing more of the file."""
+        files: list[tuple[Path, Callable[[], object]]] = []
+        for key, entry in self.checksums.items():
+            fut = self._pending.get((key, "after"))
+            files.append((self._access.get(key, Path(entry["path"])),
+                          fut.exception if fut is not None else _nothing))
+        return files
+
     def compare(self) -> None:
         """Wait for the final digests; a base that changed (or vanished) is a problem."""
         self.hash_after()
@@ -178,6 +188,10 @@ class Integrity:
     def raise_if_bad(self) -> None:
         if self.problems:
             raise IntegrityError("integrity: " + "; ".join(self.problems))
+
+
+def _nothing() -> None:
+    pass
 
 
 def _digest_or_none(path: Path, cancel: threading.Event) -> str | None:

@@ -12,8 +12,8 @@ import stat
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import CancelledError, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -154,11 +154,12 @@ def _fsync_file(path: str) -> None:
 
 
 @contextmanager
-def unlinking(paths: list[Path]) -> Iterator[None]:
-    """Unlink ``paths`` (files of the run's own tree, done with) in a thread while the body
-    runs; the body's end waits for it. Freeing a GiB takes ext4 about 0.3 s (with ``discard``),
-    time the final digests would otherwise wait for alone."""
-    worker = threading.Thread(target=_unlink_all, args=(paths,), name="unlink")
+def unlinking(files: Sequence[Path | tuple[Path, Callable[[], object]]]) -> Iterator[None]:
+    """Unlink ``files`` (of the run's own tree, done with) in a thread, in order, while the
+    body runs; a ``(path, wait)`` is unlinked once ``wait()`` returns. The body's end waits for
+    the thread. Freeing a GiB takes ext4 about 0.3 s here, time the final digests would
+    otherwise wait for alone."""
+    worker = threading.Thread(target=_unlink_all, args=(files,), name="unlink")
     worker.start()
     try:
         yield
@@ -166,11 +167,14 @@ def unlinking(paths: list[Path]) -> Iterator[None]:
         worker.join()
 
 
-def _unlink_all(paths: list[Path]) -> None:
-    for path in paths:
+def _unlink_all(files: Sequence[Path | tuple[Path, Callable[[], object]]]) -> None:
+    for item in files:
+        path, wait = item if isinstance(item, tuple) else (item, None)
         try:
+            if wait is not None:
+                wait()
             path.unlink()
-        except OSError:  # gone, or not removable now: the tree's removal deals with it
+        except (OSError, CancelledError):  # gone, busy, abandoned: the tree's removal's
             pass
 
 
@@ -221,15 +225,23 @@ def take_copy(image: Image, index: int, dest: Path) -> None:
                          "resolved; refused")
 
 
-def check_images(scenario: Scenario, work: Path, check: Integrity) -> None:
-    """``qemu-img check`` every qcow2 image used, compare every checksum, fail if damaged."""
+def check_images(scenario: Scenario, work: Path, check: Integrity,
+                 done_with: Sequence[Path] | None = None) -> None:
+    """``qemu-img check`` every qcow2 image used, compare every checksum, fail if damaged.
+
+    ``done_with`` (a run that keeps no images): files measured and checked, unlinked beside
+    the final digests, then each checksummed image and base once its last digest is taken."""
     check.hash_after()  # beside the checks
     used = {vm.image for vm in scenario.vms}
     check.check_all([(f"image:{image.name}", glance_path(work, image), "qcow2",
                       image.path is not None)
                      for image in scenario.images
                      if image.name in used and image.format == "qcow2"])
-    check.compare()
+    gone: list[Path | tuple[Path, Callable[[], object]]] = []
+    if done_with is not None:
+        gone += [*done_with, *check.hashed_files()]
+    with unlinking(gone):
+        check.compare()
     check.raise_if_bad()
 
 
