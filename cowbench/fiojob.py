@@ -148,8 +148,8 @@ def null_options(wl: Workload, ios: int | None, randseed: int | None,
     opts = [o for o in fio_options(wl) if not o.startswith(("--runtime=", "--do_verify=")) and
             (keep_rate or not o.startswith("--rate_iops="))]
     opts = _depth_one(opts)
-    if wl.verify is not None:
-        opts.append("--do_verify=0")
+    if wl.verify is not None:  # no state file either: fio would write it in its cwd
+        opts += ["--do_verify=0", "--verify_state_save=0"]
     if randseed is not None and wl.randseed is None and not wl.randrepeat:
         opts.append(f"--randseed={randseed}")
     if ms is not None:

@@ -171,3 +171,17 @@ def test_without_fio_auto_is_the_model_and_refuses_what_only_fio_does(
                                          r"stream \(offsets: auto\), but fio is not installed"):
         run_scenario(split, tmp_path / "run2", "sim")
     assert not (tmp_path / "run2").exists()
+
+
+@needs_tools
+@pytest.mark.real
+def test_a_verify_jobs_null_run_leaves_nothing_in_the_working_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """fio saves a verify job's state in its working directory (local-*-verify.state); the
+    null run asks it not to."""
+    s = load_scenario(_scenario(tmp_path, "rw=write\nverify=md5\ndo_verify=0\n"))
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    simulate(s)
+    assert list(cwd.iterdir()) == []
