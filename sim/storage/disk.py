@@ -20,14 +20,15 @@ Host bytes count what reaches the block layer (``/proc/PID/io`` read_bytes/write
 
 from __future__ import annotations
 
-import bisect
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
 
+from .backing import BaseData as BaseData  # re-exported: images are made over it
 from .fs import FS_BLOCK, extent_tree_bytes
 from .hostfile import HostFile, block_runs
+from .qcow2cache import L2Cache, prealloc_scan_blocks
 
 L1_SECTOR = 512          # qcow2_write_l1_entry writes one 512-byte sector of the L1 table
 MERGE_READS_MAX = 16384  # perform_cow merges head and tail reads for requests up to 16 KiB
@@ -59,70 +60,6 @@ class HostIO:
     allocs: int = 0
     sub_allocs: int = 0
     backing_reads: int = 0
-
-
-class BaseData:
-    """Where a raw base holds data, per byte range: answers "how many bytes of [a, b) are data"."""
-
-    def __init__(self, size: int, extents: list[tuple[int, int]],
-                 raw_size: int | None = None) -> None:
-        self.size = size
-        #: a raw base counts as allocated everywhere up to its size, holes included (FACTS.md
-        #: E4); past the end of the backing chain QEMU zeroes a new cluster with fallocate
-        #: instead of copying (measured: a 1 GiB overlay on a 512 MiB base)
-        self.raw_size = size if raw_size is None else raw_size
-        ext = sorted(extents)
-        self._starts = np.array([s for s, _ in ext], dtype=np.int64)
-        self._ends = np.array([s + n for s, n in ext], dtype=np.int64)
-        self._cum = np.concatenate([[0], np.cumsum(self._ends - self._starts)])
-        # the same as Python lists: one lookup (every COW of a new cluster asks) is bisect's
-        # fraction of a microsecond, where numpy's per-call overhead is several
-        self._starts_l: list[int] = self._starts.tolist()
-        self._ends_l: list[int] = self._ends.tolist()
-        self._cum_l: list[int] = self._cum.tolist()
-
-    def _upto(self, x: int) -> int:
-        """Data bytes in [0, x)."""
-        i = bisect.bisect_right(self._starts_l, x)
-        if i == 0:
-            return 0
-        return self._cum_l[i - 1] + min(x, self._ends_l[i - 1]) - self._starts_l[i - 1]
-
-    def _upto_many(self, x: np.ndarray) -> np.ndarray:
-        i = np.searchsorted(self._starts, x, side="right")
-        j = np.maximum(i - 1, 0)
-        if self._starts.shape[0] == 0:
-            return np.zeros(x.shape[0], dtype=np.int64)
-        part = np.minimum(x, self._ends[j]) - self._starts[j]
-        return np.where(i > 0, self._cum[j] + part, 0)
-
-    def data_in_many(self, start: np.ndarray, end: np.ndarray) -> np.ndarray:
-        """``data_in`` for arrays of ranges."""
-        end = np.minimum(end, self.size)
-        out = self._upto_many(end) - self._upto_many(np.minimum(start, end))
-        return np.asarray(np.maximum(out, 0), dtype=np.int64)
-
-    def data_in(self, start: int, end: int) -> int:
-        """Bytes of data of the base within [start, end), with blocks rounded out to FS_BLOCK."""
-        end = min(end, self.size)
-        if end <= start:
-            return 0
-        return self._upto(end) - self._upto(start)
-
-    def has_backing(self, start: int, end: int) -> bool:
-        """True if a first write in [start, end) must copy from the backing chain."""
-        return start < self.raw_size or self.data_in(start, end) > 0
-
-    def blocks(self, nblocks: int) -> np.ndarray:
-        """Per 4 KiB block of [0, nblocks * 4 KiB): does the backing hold data there?"""
-        out = np.zeros(nblocks, dtype=bool)
-        for s, e in zip(self._starts.tolist(), self._ends.tolist(), strict=True):
-            out[s // FS_BLOCK:min(nblocks, -(-e // FS_BLOCK))] = True
-        return out
-
-    @property
-    def data_bytes(self) -> int:
-        return int(self._cum[-1])
 
 
 @dataclass
@@ -165,25 +102,48 @@ class Qcow2Image:
         self.file = HostFile(c, self.refcount_bits, self.l1_bytes)
         self.dirty_l2: set[int] = set()
         self.dirty_refblocks = False
-        self.refblock_cached = False
         self._l1_clusters = self.file.l1_clusters
         self._l1_start = 3
         self.l2_host = np.full(self.l1_entries, -1, dtype=np.int64)  # L2 tables in the file
-        self.l2_cached: set[int] = set()
+        self.open()
 
     def open(self) -> None:
         """A new QEMU process opens the image (qemu-nbd): its metadata caches start empty, so
-        the first touch of an existing L2 table reads it, and the first allocation reads the
-        refcount block (measured: /proc/PID/io of qemu-nbd)."""
+        the first touch of an existing L2 table reads it, the first allocation reads the
+        refcount block, and so does the first read (``qcow2cache``; measured: /proc/PID/io of
+        qemu-nbd)."""
         self.refblock_cached = False
-        self.l2_cached = set()
+        self.prealloc_checked = False
+        self.l2_cached = L2Cache(self.l1_entries, self.cluster_size)
 
     def _touch_l2(self, g: int, io: HostIO) -> None:
         idx = g // self.l2_entries
         if self.l2_allocated[idx] and idx not in self.l2_cached:
-            self.l2_cached.add(idx)
             io.read_bytes += self.cluster_size if self.l2_cache_whole else FS_BLOCK
             io.read_ops += 1
+        self._cache_l2(idx, io)
+
+    def _cache_l2(self, idx: int, io: HostIO) -> None:
+        """Table ``idx`` in the L2 cache; a dirty table it evicts is written back first."""
+        out = self.l2_cached.use(idx)
+        if out is not None and out in self.dirty_l2:
+            self.dirty_l2.discard(out)
+            io.write_bytes += self.cluster_size if self.l2_cache_whole else FS_BLOCK
+            io.write_ops += 1
+            if self.dirty_refblocks:  # the L2 cache depends on the refcount cache
+                self.dirty_refblocks = False
+                io.write_bytes += self.cluster_size
+                io.write_ops += 1
+
+    def _detect_prealloc(self, io: HostIO) -> None:
+        """The first read after an open loads the refcount blocks ``qcow2cache`` says."""
+        self.prealloc_checked = True
+        n = prealloc_scan_blocks(self.file_bytes, self.allocated_bytes, self.cluster_size,
+                                 self.file.covers) - int(self.refblock_cached)
+        self.refblock_cached = True
+        if n > 0:
+            io.read_bytes += n * self.cluster_size
+            io.read_ops += n
 
     def resize(self, new_size: int) -> None:
         """``qemu-img resize`` to a larger size: a big enough L1 table is written where the
@@ -356,7 +316,7 @@ class Qcow2Image:
             self.n_l2 += 1
         self.l2_allocated[idx] = True
         self.l2_host[idx] = self._alloc_host_cluster(io)
-        self.l2_cached.add(idx)
+        self._cache_l2(idx, io)
         self.dirty_l2.add(idx)
         # l2_allocate flushes the L2 cache (refcounts first), then writes one L1 sector
         io.write_bytes += self._flush_bytes() + L1_SECTOR
@@ -439,6 +399,8 @@ class Qcow2Image:
 
     def read(self, offset: int, length: int) -> HostIO:
         io = HostIO()
+        if not self.prealloc_checked:
+            self._detect_prealloc(io)
         c = self.cluster_size
         end = offset + length
         for g in range(offset // c, (end - 1) // c + 1):

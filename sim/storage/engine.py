@@ -144,6 +144,12 @@ def _metadata_writes(img: Qcow2Image, l2: np.ndarray, event: np.ndarray) -> tupl
     return nbytes, n_events
 
 
+def _l2_reads(img: Qcow2Image) -> bool:
+    """Whether the batch may read L2 tables: some are on disk but not in the cache (a
+    reopened image), or the cache cannot hold them all (qcow2cache)."""
+    return len(img.l2_cached) < img.n_l2 or img.l2_cached.capacity < img.l1_entries
+
+
 def apply_writes(img: Qcow2Image | RawImage, offsets: np.ndarray,
                  lengths: np.ndarray) -> HostIO:
     """Apply a batch of guest writes in issue order; return their summed host I/O."""
@@ -154,7 +160,7 @@ def apply_writes(img: Qcow2Image | RawImage, offsets: np.ndarray,
         return io
     p = split(offsets, lengths, img.cluster_size)
     if getattr(img, "extended_l2", False) or img.any_zeroed or img.any_shared or \
-            not img.file.can_bulk(2 * len(p.cluster)):
+            not img.file.can_bulk(2 * len(p.cluster)) or _l2_reads(img):
         return _loop(img, offsets, lengths)  # holes to fill, a table to grow, zero clusters
     new = first_occurrence(p.cluster, img.n_clusters) & ~img.allocated[p.cluster]
     _account_data(img, p, new, io)
@@ -172,6 +178,8 @@ def apply_writes(img: Qcow2Image | RawImage, offsets: np.ndarray,
     img.data_host[g_new] = _host_positions(img, p.req[new], g_new, l2, event)
     img.allocated[g_new] = True
     img.l2_allocated[l2[event]] = True
+    for idx in l2[event].tolist():
+        img.l2_cached.use(idx)
     img.n_data += n_new
     img.n_l2 += n_l2
     img.file.take_bulk(n_new + n_l2)

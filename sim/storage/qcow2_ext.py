@@ -115,6 +115,7 @@ class Qcow2ExtImage(Qcow2Image):
         g, last = offset // c, (end - 1) // c
         expected = -1
         while g <= last:
+            self._touch_l2(g, io)  # a reopened image reads the table first (measured)
             if self.allocated[g]:
                 expected = int(self.data_host[g]) + 1
                 h = g + 1

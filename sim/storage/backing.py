@@ -1,0 +1,73 @@
+"""What a raw base holds, for the images over it (sim.storage.disk re-exports ``BaseData``)."""
+
+from __future__ import annotations
+
+import bisect
+
+import numpy as np
+
+from .fs import FS_BLOCK
+
+
+class BaseData:
+    """Where a raw base holds data, per byte range: answers "how many bytes of [a, b) are data"."""
+
+    def __init__(self, size: int, extents: list[tuple[int, int]],
+                 raw_size: int | None = None) -> None:
+        self.size = size
+        #: a raw base counts as allocated everywhere up to its size, holes included (FACTS.md
+        #: E4); past the end of the backing chain QEMU zeroes a new cluster with fallocate
+        #: instead of copying (measured: a 1 GiB overlay on a 512 MiB base)
+        self.raw_size = size if raw_size is None else raw_size
+        ext = sorted(extents)
+        self._starts = np.array([s for s, _ in ext], dtype=np.int64)
+        self._ends = np.array([s + n for s, n in ext], dtype=np.int64)
+        self._cum = np.concatenate([[0], np.cumsum(self._ends - self._starts)])
+        # the same as Python lists: one lookup (every COW of a new cluster asks) is bisect's
+        # fraction of a microsecond, where numpy's per-call overhead is several
+        self._starts_l: list[int] = self._starts.tolist()
+        self._ends_l: list[int] = self._ends.tolist()
+        self._cum_l: list[int] = self._cum.tolist()
+
+    def _upto(self, x: int) -> int:
+        """Data bytes in [0, x)."""
+        i = bisect.bisect_right(self._starts_l, x)
+        if i == 0:
+            return 0
+        return self._cum_l[i - 1] + min(x, self._ends_l[i - 1]) - self._starts_l[i - 1]
+
+    def _upto_many(self, x: np.ndarray) -> np.ndarray:
+        i = np.searchsorted(self._starts, x, side="right")
+        j = np.maximum(i - 1, 0)
+        if self._starts.shape[0] == 0:
+            return np.zeros(x.shape[0], dtype=np.int64)
+        part = np.minimum(x, self._ends[j]) - self._starts[j]
+        return np.where(i > 0, self._cum[j] + part, 0)
+
+    def data_in_many(self, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+        """``data_in`` for arrays of ranges."""
+        end = np.minimum(end, self.size)
+        out = self._upto_many(end) - self._upto_many(np.minimum(start, end))
+        return np.asarray(np.maximum(out, 0), dtype=np.int64)
+
+    def data_in(self, start: int, end: int) -> int:
+        """Bytes of data of the base within [start, end), with blocks rounded out to FS_BLOCK."""
+        end = min(end, self.size)
+        if end <= start:
+            return 0
+        return self._upto(end) - self._upto(start)
+
+    def has_backing(self, start: int, end: int) -> bool:
+        """True if a first write in [start, end) must copy from the backing chain."""
+        return start < self.raw_size or self.data_in(start, end) > 0
+
+    def blocks(self, nblocks: int) -> np.ndarray:
+        """Per 4 KiB block of [0, nblocks * 4 KiB): does the backing hold data there?"""
+        out = np.zeros(nblocks, dtype=bool)
+        for s, e in zip(self._starts.tolist(), self._ends.tolist(), strict=True):
+            out[s // FS_BLOCK:min(nblocks, -(-e // FS_BLOCK))] = True
+        return out
+
+    @property
+    def data_bytes(self) -> int:
+        return int(self._cum[-1])

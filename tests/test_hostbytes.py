@@ -1,0 +1,96 @@
+"""Host bytes of qcow2 metadata (issue 19, point 5): what qemu-nbd reads and writes beyond the
+guest's data, pinned to strace and /proc/PID/io of qemu-nbd (QEMU 7.2, cache=none) and, for
+the real backend, to an oracle run where metadata dominates (sim/storage/qcow2cache.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cowbench.scenario import Workload, parse_scenario
+from sim.storage.disk import BaseData, HostIO, Qcow2Image, add_io
+from sim.storage.qcow2_ext import Qcow2ExtImage
+from sim.workload.fio import io_stream, job_seed
+
+from .conftest import needs_tools
+
+KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
+
+
+def base() -> BaseData:
+    return BaseData(2 * GiB, [(0, GiB)])
+
+
+def run(img: Qcow2Image, name: str, **job: object) -> HostIO:
+    """fio's job ``name`` through the image, then the flush, as one qemu-nbd session."""
+    wl = Workload(**job)
+    io = HostIO()
+    for chunk in io_stream(wl, 2 * GiB, job_seed(wl, 0, 0, 0, name)):
+        for off, n, w in zip(chunk.offsets.tolist(), chunk.lengths.tolist(),
+                             chunk.is_write.tolist(), strict=True):
+            add_io(io, img.write(off, n) if w else img.read(off, n))
+    add_io(io, img.flush())
+    return io
+
+
+def test_the_first_read_of_a_session_loads_the_refcount_block():
+    """strace of qemu-nbd: 32 MiB written in 2 MiB blocks, a new session, 1 MiB of random
+    4 KiB reads: the overlay gave the refcount block (2 MiB at 4 MiB, read by
+    qcow2_detect_metadata_preallocation at the first block-status query), the L2 table
+    (2 MiB at 8 MiB), and the data; /proc/PID/io: 4726784 bytes read."""
+    img = Qcow2Image(2 * GiB, 2 * MiB, backing=base())
+    run(img, "s2m", rw="write", bs=2 * MiB, io_size=32 * MiB)
+    img.open()
+    io = run(img, "s2m", rw="randread", bs=4096, io_size=MiB)
+    assert io.read_bytes == 4726784 and io.write_bytes == 0
+
+
+def test_a_fresh_overlay_reads_its_refcount_block_once_for_reads():
+    """/proc/PID/io: 32 MiB of random 4 KiB reads on a new 64 KiB overlay read 64 KiB more
+    than the guest's data from the base; a second read adds nothing."""
+    img = Qcow2Image(2 * GiB, 64 * KiB, backing=base())
+    first = img.read(0, 4096)
+    assert first.read_bytes == 64 * KiB + 4096
+    assert img.read(GiB - 4096, 4096).read_bytes == 4096
+    assert img.read(GiB, 4096).read_bytes == 0  # a hole of the base moves nothing
+
+
+def test_extended_l2_writes_of_a_new_session_read_the_l2_tables():
+    """/proc/PID/io: 1 MiB of random 4 KiB writes on a 64 KiB extended-L2 overlay, then the
+    same job again in a new session (same offsets, so subclusters already allocated): the
+    second session read 524288 bytes, its eight L2 tables, and wrote the guest's 1 MiB."""
+    img = Qcow2ExtImage(2 * GiB, 64 * KiB, backing=base())
+    run(img, "w1x", rw="randwrite", bs=4096, io_size=MiB)
+    img.open()
+    io = run(img, "w1x", rw="randwrite", bs=4096, io_size=MiB)
+    assert (io.read_bytes, io.write_bytes) == (524288, MiB)
+
+
+def test_extended_l2_metadata_writes_match_strace():
+    """strace of qemu-nbd, 8192 random 4 KiB writes (job rw64x) on a 64 KiB extended-L2
+    overlay of a 1 GiB-data base, then a flush: 35983360 bytes in pwrite64 calls (8192 of
+    4 KiB, 37 of 64 KiB, 8 of 512 B) and one 64 KiB read."""
+    img = Qcow2ExtImage(2 * GiB, 64 * KiB, backing=base())
+    io = run(img, "rw64x", rw="randwrite", bs=4096, io_size=32 * MiB)
+    assert (io.read_bytes, io.write_bytes) == (65536, 35983360)
+
+
+def test_the_l2_cache_holds_32_mib_of_tables_least_recently_used_out():
+    """QEMU's default l2-cache-size on Linux: the whole disk's tables up to 32 MiB, one entry
+    per table: 512 tables at 64 KiB clusters. A 300 GiB disk has 600; after a reopen, the
+    513th table read evicts the first, which is read again (and written back if dirty)."""
+    img = Qcow2Image(300 * GiB, 64 * KiB)
+    span = img.l2_entries * 64 * KiB  # guest bytes one table maps
+    for t in range(600):
+        img.write(t * span, 4096)
+    img.flush()
+    img.open()
+    assert img.l2_cached.capacity == 512
+    reads = [img.read(t * span, 4096).read_bytes for t in range(513)]
+    assert reads[0] == 64 * KiB + 4096 + 64 * KiB  # the refcount block, the table, the data
+    assert set(reads[1:]) == {64 * KiB + 4096}
+    assert img.read(0, 4096).read_bytes == 64 * KiB + 4096  # evicted: read again
+    assert img.read(512 * span, 4096).read_bytes == 4096  # still cached
+    small = Qcow2Image(2 * GiB, 2 * MiB)
+    assert small.l2_cached.capacity == 2  # QEMU's minimum: two entries
