@@ -17,6 +17,7 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import time
 from pathlib import Path
@@ -114,6 +115,22 @@ def _terminate(pid: int, timeout: float) -> None:
     _reap(pid)
 
 
+NBD_IHAVEOPT = 0x49484156454F5054
+NBD_GREETING = b"NBDMAGIC" + struct.pack(">Q", NBD_IHAVEOPT)
+NBD_CLIENT_FLAGS = 3  # NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES
+NBD_OPT_ABORT = 2
+
+
+def _recv_exact(s: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        part = s.recv(n - len(data))
+        if not part:
+            break
+        data += part
+    return data
+
+
 class NbdExport:
     """``with NbdExport(image, "qcow2", sock_dir, "vm1") as nbd: nbd.uri`` ..."""
 
@@ -195,16 +212,26 @@ class NbdExport:
             time.sleep(0.01)
 
     def _greets(self) -> bool:
-        """Whether the server sends NBD's greeting. qemu-nbd listens *before* it opens the
-        image (strace: bind, listen, then the header, L1 and refcount-table reads), so a bare
-        connect can succeed while it is still reading: only the greeting, sent once it
-        accepts, says the opening I/O is done and ``io_counters`` will not move by itself
-        (measured: 512 B read at the connect, 2 MiB + 20 KiB 0.3 s later, 2 MiB clusters)."""
+        """Whether the server greets and closes a client that aborts cleanly.
+
+        qemu-nbd listens *before* it opens the image (strace: bind, listen, then the header,
+        L1 and refcount-table reads), so a bare connect can succeed while it is still
+        reading: only the greeting, sent once it accepts, says the opening I/O is done and
+        ``io_counters`` will not move by itself (measured: 512 B read at the connect, 2 MiB +
+        20 KiB 0.3 s later, 2 MiB clusters). The probe then ends the handshake with
+        NBD_OPT_ABORT: a client that just hangs up makes qemu-nbd print an error to its
+        stderr file, a buffered write that /proc/PID/io counts as the run's (4 KiB)."""
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             try:
                 s.connect(str(self.socket))
                 s.settimeout(5.0)
-                return s.recv(8) == b"NBDMAGIC"
+                greeting = _recv_exact(s, 18)
+                if greeting[:16] != NBD_GREETING:
+                    return False
+                s.sendall(struct.pack(">IQII", NBD_CLIENT_FLAGS, NBD_IHAVEOPT, NBD_OPT_ABORT, 0))
+                while s.recv(64):  # the server's acknowledgement, then it closes
+                    pass
+                return True
             except OSError:
                 return False
 
