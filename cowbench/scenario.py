@@ -293,8 +293,8 @@ class Workload(_Frozen):
     offsets: Literal["auto", "model", "fio", "iolog"] = Field(
         default="auto", description="Where the model gets the offsets: 'auto' asks fio itself "
         "for the exact stream (ioengine=null, same options) when fio is installed, else the "
-        "model generates them; 'fio' always asks fio; 'model' generates them (numpy, fio's "
-        "semantics, statistically); 'iolog' reads read_iolog (set automatically by it).")
+        "model generates them; 'fio' always asks fio; 'model' generates them (fio 3.33's "
+        "generators and algorithms, sim/workload/fio.py); 'iolog' reads read_iolog (set by it).")
     read_iolog: str | None = Field(
         default=None, description="A fio iolog (v2 or v3) to replay instead of generating I/O; "
         "the real backend hands it to fio, the model applies it.")
