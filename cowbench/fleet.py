@@ -111,9 +111,10 @@ class Periodic(_Frozen):
 
 class Migrations(Periodic):
     """``live`` block migration copies the overlay's data (VIR_MIGRATE_NON_SHARED_INC); ``cold``
-    copies the overlay file as is (scp keeps no holes). Backing files are never copied; a
-    destination without the base fetches it from Glance (FACTS.md 1.5). Not modelled: the
-    source's ``<dir>_resize`` copy a cold migration keeps until it is confirmed."""
+    copies the overlay file as is (scp keeps no holes) and leaves the source's
+    ``<dir>_resize`` copy until it is confirmed (``nova.resize_confirm_window_s`` after, never
+    with 0, at the latest when the VM is deleted). Backing files are never copied; a
+    destination without the base fetches it from Glance (FACTS.md 1.5)."""
 
     interval: Seconds = Field(default=30 * DAY, gt=0)
     kind: Literal["live", "cold"] = "live"

@@ -254,13 +254,13 @@ def _expand(s: Scenario) -> tuple[list[Op], list[tuple[str, str]]]:
             if vm.workload:
                 raw.append({"t": 0.0, "op": "run", "vm": vm.name, "workload": vm.workload,
                             "source": f"vms[{i}]"})
-    raw = sorted((r for r in raw if float(str(r["t"])) <= end), key=_op_key)
-    from .nova.scheduler import schedule_ops  # numpy: not at validation without a timeline
-
-    raw, problems = schedule_ops(s, raw)
+    raw = [r for r in raw if float(str(r["t"])) <= end]
     raw += [c for c in _auto_confirms(raw, s.nova.resize_confirm_window_s)
             if float(str(c["t"])) <= end]
     raw.sort(key=_op_key)
+    from .nova.scheduler import schedule_ops  # numpy: not at validation without a timeline
+
+    raw, problems = schedule_ops(s, raw)
     # built from validated events and values made here: not validated again (for 10,000
     # arrivals that took 0.8 s of the scenario's validation)
     ops = [Op.model_construct(index=i, **cast(dict[str, Any], r)) for i, r in enumerate(raw)]
@@ -272,21 +272,26 @@ def _op_key(r: dict[str, object]) -> tuple[float, int, str]:
 
 
 def _auto_confirms(raw: list[dict[str, object]], window: float) -> list[dict[str, object]]:
-    """Nova confirms a cold migration by itself after ``resize_confirm_window`` (0: never)."""
+    """Nova confirms a cold migration by itself after ``resize_confirm_window`` (0: never),
+    unless the VM is deleted first (its ``_resize`` directory goes with it). Marked
+    ``choose``: the scheduler drops those of migrations that did not happen."""
     if window <= 0:
         return []
     out = []
     last_confirm: dict[object, float] = {}  # vm -> its latest explicit confirm
+    deleted: dict[object, float] = {}  # vm -> its delete
     for x in raw:
         if x["op"] == "confirm":
             last_confirm[x["vm"]] = max(float(str(x["t"])), last_confirm.get(x["vm"], -math.inf))
+        elif x["op"] == "delete":
+            deleted.setdefault(x["vm"], float(str(x["t"])))
     for r in raw:
         if r["op"] != "migrate" or r.get("kind") == "live":
             continue
         t = float(str(r["t"]))
         explicit = last_confirm.get(r["vm"], -math.inf) >= t
-        if not explicit:
-            out.append({"t": t + window, "op": "confirm", "vm": r["vm"],
+        if not explicit and deleted.get(r["vm"], math.inf) >= t + window:
+            out.append({"t": t + window, "op": "confirm", "vm": r["vm"], "choose": True,
                         "source": f"{r['source']} (resize_confirm_window_s)"})
     return out
 

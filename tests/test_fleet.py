@@ -233,3 +233,50 @@ def test_boot_bursts_add_up_per_host_and_per_vm() -> None:
     per_host = rec[rec.entity.str.startswith("host:") & (rec.metric == "host_read_bytes")].value
     assert per_vm.sum() == pytest.approx(per_host.sum()) and per_vm.sum() > 0
     assert per_vm.max() <= 96 << 20  # the web class's burst, the largest
+
+
+def cold_fleet(window: str) -> dict[str, Any]:
+    d = small()
+    d["fleet"].update(vms=12, sample_interval="6h", snapshots={"share": 0},
+                      migrations={"share": 1.0, "interval": "2d", "kind": "cold"})
+    d["fleet"]["hosts"]["count"] = 2
+    d["fleet"]["lifetime"] = {"distribution": "exponential", "mean_s": "8d"}
+    d["nova"] = {"resize_confirm_window_s": window}
+    return d
+
+
+@pytest.mark.parametrize("window", ["1d", "0"])
+def test_a_cold_migration_keeps_its_source_copy_until_confirmed(window: str) -> None:
+    """The source's <uuid>_resize holds its claim in placement and its disk until confirmed
+    (after the window; never with 0, until the VM goes), and the VM cannot migrate again
+    before (VERIFY_RESIZE)."""
+    from cowbench.nova.draws import streams
+    from sim.fleet.fleet_lifecycle import run_lifecycle
+
+    s = parse_scenario(cold_fleet(window))
+    plan = run_lifecycle(s, streams(1))
+    life = plan.population.life_end[plan.mig_vm]
+    wait = 86400.0 if window == "1d" else np.inf
+    assert np.array_equal(plan.mig_confirm, np.minimum(plan.mig_t + wait, life))
+    for vm in np.unique(plan.mig_vm).tolist():
+        mine = plan.mig_vm == vm
+        assert np.all(plan.mig_t[mine][1:] >= plan.mig_confirm[mine][:-1])
+    assert (np.bincount(plan.mig_vm).max() > 1) == (window == "1d")
+    # placement: each host's claims are its VMs' and the copies it still holds
+    assert s.fleet is not None
+    req = np.array([fl.disk_gb_bytes for fl in s.fleet.flavors])[plan.population.flavor]
+    t = plan.sample_t[:, None]
+    on = (plan.seg_t0[None, :] <= t) & (t < plan.seg_t1[None, :])
+    held = (plan.mig_t[None, :] <= t) & (t < plan.mig_confirm[None, :])
+    copies = np.stack([(held & (plan.mig_src == h)).sum(axis=1) for h in (0, 1)], axis=1)
+    for h in (0, 1):
+        claims = (on & (plan.seg_host == h)) @ req[plan.seg_vm] + \
+            (held & (plan.mig_src == h)) @ req[plan.mig_vm]
+        assert np.array_equal(plan.provisioned[:, h], claims)
+    assert copies.sum() > 0
+    # demand: a host with no VM left holds more than its cache while it keeps a copy
+    rec = simulate(s, 1)
+    alone = (plan.vm_count == 0) & (copies > 0)
+    extra = host_series(rec, "allocated_bytes").to_numpy() - plan.cache_bytes
+    assert alone.any() and np.all(extra[alone] > 2**20)
+    assert np.all(extra[(plan.vm_count == 0) & (copies == 0)] == 0)

@@ -121,6 +121,26 @@ def test_reserved_disk_is_taken_off_a_hosts_inventory_before_the_ratio():
     assert "reserved 68157440 x allocation ratio 2" in reason
 
 
+@pytest.mark.parametrize("kind, confirm, full", [("cold", None, True), ("cold", 6.5, False),
+                                                  ("live", None, False)])
+def test_a_cold_migration_holds_its_source_claim_until_confirmed(kind: str, confirm: Any,
+                                                                 full: bool) -> None:
+    evs = [{"t": 0, "op": "boot", "vm": "a"},
+           {"t": 5, "op": "migrate", "vm": "a", "to": "h2", "kind": kind},
+           {"t": 6, "op": "boot", "vm": "b"}]
+    if confirm is not None:
+        evs.append({"t": confirm, "op": "confirm", "vm": "a"})
+    evs.append({"t": 7, "op": "boot", "vm": "c"})
+    d = events(*evs)
+    d["vms"] += [{"name": n, "image": "img", "flavor": "tiny", "host": "h1"} for n in "bc"]
+    d["hosts"][0]["capacity_bytes"] = "192MiB"  # two 96 MiB roots
+    if not full:
+        parse_scenario(d)
+        return
+    [(path, reason)] = problems(d)
+    assert path == f"timeline.events[{len(evs) - 1}]" and "no room on host 'h1'" in reason
+
+
 def test_arrivals_are_placed_by_the_scheduler_and_refused_when_nothing_fits():
     d = life()
     d["vms"] = []

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from cowbench.lifecycle import expand_timeline
 from cowbench.nova.draws import streams
@@ -26,21 +27,22 @@ COMMON: dict[str, Any] = {
                 "synthetic": {"data": [{"offset": 0, "length": "64MiB"}]}}],
     "strategy": {"kind": "qcow2_overlay", "cluster_size": "64KiB"},
     "nova": {"image_cache": {"manager_interval_s": "10m",
-                             "remove_unused_original_minimum_age_s": "1h"}},
+                             "remove_unused_original_minimum_age_s": "1h"},
+             "resize_confirm_window_s": "2h"},  # cold migrations: _resize kept 2 h
 }
 LIFETIME = {"distribution": "exponential", "mean_s": "12h"}
 
 
-def as_fleet() -> Scenario:
+def as_fleet(kind: str = "live") -> Scenario:
     return parse_scenario({**COMMON, "name": "as-fleet", "fleet": {
         "vms": VMS, "sample_interval": "1h",
         "hosts": {"count": 3, "capacity_bytes": "3GiB"},
         "lifetime": LIFETIME, "flavors": [{"name": "f", "root": "1GiB"}],
         "image_mix": {"img": 1}, "classes": {"idle": {}},
-        "migrations": {"share": 1.0, "interval": "6h", "kind": "live"}}})
+        "migrations": {"share": 1.0, "interval": "6h", "kind": kind}}})
 
 
-def as_timeline() -> Scenario:
+def as_timeline(kind: str = "live") -> Scenario:
     return parse_scenario({
         **COMMON, "name": "as-timeline", "vms": [],
         "hosts": [{"name": h, "capacity_bytes": "3GiB"} for h in HOSTS],
@@ -48,7 +50,7 @@ def as_timeline() -> Scenario:
         "timeline": {"sample_interval_s": "1h", "end_s": "2d", "arrivals": [{
             "prefix": "vm", "count": 2 * VMS, "rate_per_s": VMS / DURATION, "image": "img",
             "flavor": "f", "lifetime": LIFETIME, "migrate_every_s": "6h",
-            "migrate_kind": "live"}]}})
+            "migrate_kind": kind}]}})
 
 
 def fleet_decisions(s: Scenario) -> tuple[dict[int, list[tuple[float, str]]], np.ndarray,
@@ -83,8 +85,9 @@ def cache_held(rec: pd.DataFrame) -> pd.DataFrame:
     return (c.pivot(index="t_s", columns="entity", values="value") > 0).sort_index()
 
 
-def test_a_timeline_and_a_fleet_take_the_same_nova_decisions() -> None:
-    fleet, timeline = as_fleet(), as_timeline()
+@pytest.mark.parametrize("kind", ["live", "cold"])
+def test_a_timeline_and_a_fleet_take_the_same_nova_decisions(kind: str) -> None:
+    fleet, timeline = as_fleet(kind), as_timeline(kind)
     f_moves, arrive, life_end = fleet_decisions(fleet)
     t_moves, deaths = timeline_decisions(timeline)
     # the same VMs arrive at the same instants, and the same ones are refused (NoValidHost)

@@ -10,6 +10,10 @@ own) and decides:
   not happen;
 - other boots go to the VM's ``host``, other migrations to their ``to``: a claim beyond the
   host's inventory is a problem (key path, reason);
+- a cold (or flatten) migration's source keeps its claim (the ``<uuid>_resize`` directory, as
+  in placement: the migration holds the source's allocation) until a ``confirm`` or the
+  VM's ``delete``; a live migration frees it at once; an automatic confirm (``choose``) of a
+  migration that did not happen is dropped;
 - a resize claims its new root; a delete frees the claim.
 
 Every boot leaves with its host in ``to``. Operations that make no sense (an unknown VM, a
@@ -51,10 +55,14 @@ class _Scheduler:
         self.where: dict[str, int] = {}
         self.need: dict[str, int] = {}
         self.refused: set[str] = set()
+        self.held: dict[str, list[tuple[int, int]]] = {}  # vm -> its sources' (host, claim)
 
     def host_for(self, r: Raw, choose: bool) -> int | None:
         """The host ``r`` moves its VM to (None: it moves nothing; NO_VALID_HOST: refused)."""
         vm, op = str(r["vm"]), r["op"]
+        if op in ("confirm", "delete"):
+            for host, need in self.held.pop(vm, []):
+                self.p.release(host, need)
         if op == "boot" and vm in self.vms and vm not in self.where:
             self.need[vm] = claim_bytes(self.s, self.vms[vm])
             return self.p.select(self.need[vm]) if choose else \
@@ -80,7 +88,11 @@ class _Scheduler:
         if vm in self.where:
             if self.where[vm] == host:
                 return None  # a migration to where it is: check_timeline names it
-            self.p.release(self.where.pop(vm), self.need[vm])
+            src = self.where.pop(vm)
+            if r["op"] == "migrate" and r.get("kind") != "live":
+                self.held.setdefault(vm, []).append((src, self.need[vm]))
+            else:
+                self.p.release(src, self.need[vm])
         self.where[vm] = host
         if self.p.claim(host, self.need[vm]) or choose:
             return None
@@ -99,8 +111,8 @@ def schedule_ops(s: Scenario, raw: list[Raw]) -> tuple[list[Raw], list[tuple[str
     problems: list[tuple[str, str]] = []
     for r in raw:
         vm, choose = str(r["vm"]), bool(r.pop("choose", False))
-        if vm in sched.refused:
-            continue
+        if vm in sched.refused or (r["op"] == "confirm" and choose and vm not in sched.held):
+            continue  # a refused VM's, or the automatic confirm of a migration not made
         host = sched.host_for(r, choose)
         if host == NO_VALID_HOST:
             if r["op"] == "boot":

@@ -131,14 +131,21 @@ class _Rows:
                           "seed": "int64", "replication": "int64"})
 
 
-def _sample_pairs(plan: Plan) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(vm, host, sample index) for every sample each placement segment covers."""
-    i0 = np.searchsorted(plan.sample_t, plan.seg_t0, side="left")
-    i1 = np.searchsorted(plan.sample_t, plan.seg_t1, side="left")
+def _covered(sample_t: np.ndarray, t0: np.ndarray, t1: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """(span index, sample index) for every sample in each span ``[t0, t1)``."""
+    i0 = np.searchsorted(sample_t, t0, side="left")
+    i1 = np.searchsorted(sample_t, t1, side="left")
     n = i1 - i0
     seg = np.repeat(np.arange(n.size), n)
     starts = np.repeat(i0 - np.concatenate([[0], np.cumsum(n)[:-1]]), n)
-    return plan.seg_vm[seg], plan.seg_host[seg], starts + np.arange(seg.size)
+    return seg, starts + np.arange(seg.size)
+
+
+def _sample_pairs(plan: Plan) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(vm, host, sample index) for every sample each placement segment covers."""
+    seg, si = _covered(plan.sample_t, plan.seg_t0, plan.seg_t1)
+    return plan.seg_vm[seg], plan.seg_host[seg], si
 
 
 def _host_at(plan: Plan, vm: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -222,6 +229,14 @@ def _evaluate(disks: FleetDisks, queries: dict[str, Query]) -> dict[str, Answer]
     return out
 
 
+def _resize_copies(plan: Plan, disks: FleetDisks, frozen: np.ndarray) -> np.ndarray:
+    """Per sample and host, the cold migrations' sources' ``<uuid>_resize`` directories: each
+    the VM's files as they were when it left (no guest writes there), until confirmed."""
+    files = frozen + disks.extra_bytes(plan.population.flavor[plan.mig_vm])
+    mig, si = _covered(plan.sample_t, plan.mig_t, plan.mig_confirm)
+    return _by_host_sample(plan, si, plan.mig_src[mig], files[mig])
+
+
 def _record_hosts(rows: _Rows, f: Fleet, plan: Plan, disks: FleetDisks,
                   q: dict[str, Answer], pairs: tuple[np.ndarray, ...]) -> None:
     pop = plan.population
@@ -229,6 +244,8 @@ def _record_hosts(rows: _Rows, f: Fleet, plan: Plan, disks: FleetDisks,
     alloc = q["samples"][3]
     demand = _by_host_sample(plan, si, host, alloc + disks.extra_bytes(pop.flavor[vm]))
     demand += plan.cache_bytes
+    if f.migrations.kind == "cold":
+        demand += _resize_copies(plan, disks, q["migrations"][3])
     c = disks.s.strategy.cluster_size
     snap_vm, snap_t, snap_state, _ = q["snapshots"]
     snap = _by_host_sample(plan, _interval_of(plan, snap_t), _host_at(plan, snap_vm, snap_t),

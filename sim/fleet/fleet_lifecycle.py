@@ -8,7 +8,11 @@ decision is ``cowbench.nova``'s, the same functions a timeline's expansion calls
   (``cowbench.nova.draws``: the fleet is arrival group 0 of the seed's streams);
 - placement is Nova's DISK_GB with the spread weigher (``cowbench.nova.placement``); no host
   with room means NoValidHost and the VM is rejected;
-- a share of VMs is live- or cold-migrated every ``interval`` to the best other host;
+- a share of VMs is live- or cold-migrated every ``interval`` to the best other host; a cold
+  migration leaves the source's ``<uuid>_resize`` directory (the overlay as it was, its claim
+  in placement, its base in use) until it is confirmed: ``nova.resize_confirm_window_s`` after
+  it, never with 0 (Nova's default), and at the latest when the VM is deleted; Nova refuses to
+  migrate a VM whose resize is not confirmed yet (VERIFY_RESIZE);
 - the image cache: a VM's creation fetches a missing base (its Glance image) or creates the
   ephemeral/swap base, and touches its mtime; the manager's passes
   (``cowbench.nova.imagecache``, every ``nova.image_cache.manager_interval_s``) age unused
@@ -118,6 +122,7 @@ class Plan:
     mig_vm: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     mig_t: np.ndarray = field(default_factory=lambda: np.zeros(0))
     mig_src: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    mig_confirm: np.ndarray = field(default_factory=lambda: np.zeros(0))  # cold: _resize ends
     cache_bytes: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     provisioned: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     vm_count: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
@@ -148,6 +153,10 @@ class _Fleet:
         self.seg_start = np.zeros(pop.arrive.shape[0])
         self.segs: list[tuple[int, int, float, float]] = []
         self.migs: list[tuple[int, float, int]] = []
+        self.confirm: list[float] = []  # per migration: when its source copy goes (cold)
+        self.cold = f.migrations.kind == "cold"
+        self.window = s.nova.resize_confirm_window_s
+        self.unconfirmed = np.zeros(pop.arrive.shape[0], dtype=bool)
 
     def place(self, vm: int, exclude: int = NO_VALID_HOST) -> int:
         return self.placement.select(self.req[self.pop.flavor[vm]], exclude)
@@ -192,12 +201,35 @@ class _Fleet:
         src = int(self.where[vm])
         if src < 0:
             return  # gone
+        if self.unconfirmed[vm]:  # VERIFY_RESIZE: Nova refuses another migration
+            self._after(self.f.migrations.interval, lambda: self.migrate(vm))
+            return
         dst = self.place(vm, exclude=src)
         if dst >= 0:
             self._release(vm)
             self._use(vm, dst)
             self.migs.append((vm, float(self.env.now), src))
+            self.confirm.append(self._hold(vm, src) if self.cold else float(self.env.now))
         self._after(self.f.migrations.interval, lambda: self.migrate(vm))
+
+    def _resize_dir(self, vm: int, host: int, sign: int) -> None:
+        """The source's ``<uuid>_resize`` (sign 1: kept; -1: removed): its claim, its base."""
+        ents = self.entries.per_flavor_image[(int(self.pop.flavor[vm]), int(self.pop.image[vm]))]
+        self.users[host, ents] += sign
+        need = self.req[self.pop.flavor[vm]]
+        if sign > 0:
+            self.placement.claim(host, need)
+        else:
+            self.placement.release(host, need)
+        self.unconfirmed[vm] = sign > 0
+
+    def _hold(self, vm: int, src: int) -> float:
+        """Keep a cold migration's source copy until it is confirmed; return when that is."""
+        self._resize_dir(vm, src, 1)
+        confirm = self.env.now + self.window if self.window > 0 else np.inf
+        confirm = min(confirm, float(self.pop.life_end[vm]))
+        self._after(confirm - self.env.now, lambda: self._resize_dir(vm, src, -1))
+        return confirm
 
     def _after(self, delay: float, action: Callable[[], Any]) -> None:
         if self.env.now + delay >= self.end:
@@ -273,6 +305,7 @@ def _finish(fl: _Fleet, plan: Plan) -> None:
     mig = np.array(fl.migs, dtype=np.float64).reshape(-1, 3)
     plan.mig_vm, plan.mig_t = mig[:, 0].astype(np.int64), mig[:, 1]
     plan.mig_src = mig[:, 2].astype(np.int64)
+    plan.mig_confirm = np.array(fl.confirm, dtype=np.float64)
     placed = np.zeros(fl.pop.arrive.shape[0], dtype=bool)
     placed[plan.seg_vm] = True
     plan.placed = placed
