@@ -29,7 +29,7 @@ from cowbench.runner import run_scenario
 from cowbench.scenario import load_scenario, parse_scenario
 from cowbench.tools import RawLog
 
-from .clirun import cowbench
+from .clirun import cowbench as cowbench_cli
 from .conftest import needs_tools, small_dict
 from .hostile import NOBODY, SWAP_ON_CLOSE, SWAP_TREE, attacker, give, shared_dir
 
@@ -137,19 +137,19 @@ def test_a_run_directory_another_user_could_swap_is_refused(tmp_path: Path) -> N
         scenario.write_text(yaml.safe_dump(small_dict()))
         for out, why in ((theirs / "run", f"owned by uid {NOBODY}"),
                          (open_to_all / "a" / "run", "writable by every user")):
-            proc = cowbench("run", str(scenario), "--backend", "sim", "--out", str(out))
+            proc = cowbench_cli("run", str(scenario), "--backend", "sim", "--out", str(out))
             assert proc.returncode == 2 and why in proc.stderr, proc.stderr
             assert "Traceback" not in proc.stderr and not out.exists()
         assert os.listdir(theirs) == [] and os.listdir(open_to_all) == []
         ok = shared / "mine"
-        assert cowbench("run", str(scenario), "--backend", "sim", "--out",
+        assert cowbench_cli("run", str(scenario), "--backend", "sim", "--out",
                         str(ok)).returncode == 0
 
 
 # -- images from files --------------------------------------------------------------------------
 
 def test_etc_shadow_is_refused(tmp_path: Path) -> None:
-    proc = cowbench("validate", str(_image_scenario(tmp_path, "/etc/shadow")))
+    proc = cowbench_cli("validate", str(_image_scenario(tmp_path, "/etc/shadow")))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "images[0].path" in proc.stderr and "under /etc" in proc.stderr
 
