@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
@@ -505,11 +506,29 @@ def _run_app() -> int:
     return rv if isinstance(rv, int) else 0
 
 
+_SHOWN: set[str] = set()
+
+
+def _show_warning(message: Warning | str, category: type[Warning], *rest: object,
+                  **kw: object) -> None:
+    """A renamed scenario key (FutureWarning) as one ``warning:`` line, once per message."""
+    if not issubclass(category, FutureWarning):
+        _SHOW_WARNING(message, category, *rest, **kw)  # type: ignore[arg-type]
+    elif str(message) not in _SHOWN:
+        _SHOWN.add(str(message))
+        err.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+
+
+_SHOW_WARNING = warnings.showwarning
+
+
 def main() -> None:
     """The console script: every failure ends as ``error:`` lines and an exit code (2 bad
     input, 1 a failure, 130 interrupted), never a traceback; ``COWBENCH_DEBUG=1`` shows the
     traceback of an unexpected error (a bug) as well."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    _SHOWN.clear()
+    warnings.showwarning = _show_warning
     try:
         sys.exit(_run_app())
     except CowbenchError as e:

@@ -76,6 +76,17 @@ def test_a_fleet_in_the_old_spelling_still_loads_with_a_warning_naming_each_key(
                         "(fleet.image_cache is their old place): give only nova.image_cache")]
 
 
+def test_validate_names_each_old_key_on_one_warning_line(tmp_path: Path) -> None:
+    path = tmp_path / "old.yaml"
+    path.write_text(yaml.safe_dump(old_spelling(small())))
+    ran = cowbench("validate", str(path))
+    assert ran.code == 0, ran.stderr
+    lines = ran.stderr.splitlines()
+    assert "warning: lifetime.mean is now spelt lifetime.mean_s" in lines
+    assert "warning: fleet.image_cache is now nova.image_cache (keys with _s for seconds)" in lines
+    assert len(lines) == len(set(lines)) == 5 and "Traceback" not in ran.stderr
+
+
 def test_fleet_problems_name_their_key_paths() -> None:
     d = small()
     d["fleet"]["image_mix"]["nope"] = 1
