@@ -80,6 +80,41 @@ def processes_mentioning(*paths: Path | str) -> list[tuple[int, str]]:
     return found
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(config: pytest.Config,
+                                  items: list[pytest.Item]) -> Iterator[None]:
+    """Groups for ``pytest -n N`` (pytest-xdist, ``--dist loadgroup`` in pyproject.toml): the
+    ``real`` tests run one after another on one worker (their I/O timings are measured: two
+    fio runs side by side would slow each other), and the tests of a module that share a
+    module-scoped fixture (a fit, a report, a run) run on one worker, which builds it once."""
+    for item in items:
+        if item.get_closest_marker("real") is not None:
+            item.add_marker(pytest.mark.xdist_group("real"))
+        elif _uses_a_module_fixture(item):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+    yield  # the other hooks, xdist's among them (it names each item's group)
+    if getattr(config.option, "loadgroup", False):
+        _name_the_groups(items)
+
+
+def _name_the_groups(items: list[pytest.Item]) -> None:
+    """pytest-xdist 3.8 tells its loadgroup scheduler an item's group by appending ``@group``
+    to ``item._nodeid``, which pytest 9.2's structured node ids no longer read (xdist issue
+    1386; pull request 1388 proposes the fix): without this the groups are silently ignored.
+    Appends it to the structured id the same way; a no-op once xdist does it itself."""
+    for item in items:
+        groups = sorted({str(m.args[0]) for m in item.iter_markers("xdist_group") if m.args})
+        ident = getattr(item, "_id", None)
+        if groups and ident is not None and "@" not in item.nodeid.rpartition("]")[2]:
+            item._id = type(ident).parse(f"{item.nodeid}@{'_'.join(groups)}")
+
+
+def _uses_a_module_fixture(item: pytest.Item) -> bool:
+    info = getattr(item, "_fixtureinfo", None)
+    return info is not None and any(
+        d.scope == "module" for defs in info.name2fixturedefs.values() for d in defs)
+
+
 @pytest.fixture(autouse=True)
 def private_cache(tmp_path_factory: pytest.TempPathFactory,
                   monkeypatch: pytest.MonkeyPatch) -> Path:
