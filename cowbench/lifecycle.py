@@ -217,8 +217,27 @@ def _room(n: float, source: str) -> None:
                                "the intervals, shorten the lifetime or set timeline.end_s")
 
 
-#: strategies the lifecycle timeline can apply Nova's operations to (both backends)
-TIMELINE_STRATEGIES = {"qcow2_overlay", "full_copy"}
+#: what each strategy's disk allows besides boot, run, confirm and delete, as (op, kind)
+#: pairs, in both backends: internal and external snapshots need a qcow2 top, block migration
+#: (live) an overlay over the base, file operations a file on the host (an RBD clone is in
+#: Ceph, and a reflink copy shares extents with its host's base)
+_OVERLAY = frozenset({("snapshot", "live"), ("snapshot", "external"), ("snapshot", "internal"),
+                      ("migrate", "cold"), ("migrate", "live"), ("migrate", "flatten"),
+                      ("resize", None)})
+STRATEGY_OPS: dict[str, frozenset[tuple[str, str | None]]] = {
+    "qcow2_overlay": _OVERLAY,
+    "resized_base": _OVERLAY,
+    "snapshot_chain": _OVERLAY,
+    "internal_snapshot": _OVERLAY - {("migrate", "live")},
+    "full_copy": frozenset({("snapshot", "live"), ("migrate", "cold"), ("migrate", "flatten"),
+                            ("resize", None)}),
+    "reflink_copy": frozenset({("snapshot", "live")}),
+    "rbd_clone": frozenset(),
+}
+#: strategies whose disk may stand on a qcow2 base (force_raw_images off): overlays, and RBD
+#: clones (in Ceph, no _base)
+OVER_ANY_BASE = frozenset({"qcow2_overlay", "snapshot_chain", "rbd_clone"})
+_DEFAULT_KIND = {"snapshot": "live", "migrate": "cold"}
 
 _ORDER = {"boot": 0, "run": 1, "snapshot": 2, "resize": 3, "migrate": 4, "confirm": 5,
           "delete": 6}
@@ -296,13 +315,23 @@ def _auto_confirms(raw: list[dict[str, object]], window: float) -> list[dict[str
     return out
 
 
+def nova_problems(s: Scenario) -> list[tuple[str, str]]:
+    """Nova options a VM's strategy cannot follow: a non-raw base (``force_raw_images``
+    off) under a disk that is not an overlay (:data:`OVER_ANY_BASE`)."""
+    if s.nova.force_raw_images or s.fleet is not None:
+        return []
+    fmt = {i.name: i.format for i in s.images}
+    kinds = {s.strategy_of(vm).kind for vm in s.vms if fmt.get(vm.image) != "raw"}
+    kinds -= OVER_ANY_BASE
+    if not kinds:
+        return []
+    return [("nova.force_raw_images", f"false (qcow2 bases in _base) is modelled for "
+             f"{' and '.join(sorted(OVER_ANY_BASE))} disks; not {', '.join(sorted(kinds))}")]
+
+
 def check_timeline(s: Scenario) -> list[tuple[str, str]]:
     """Problems a timeline has that can be known before running it (key path, reason)."""
     problems: list[tuple[str, str]] = []
-    kinds = {s.strategy_of(vm).kind for vm in s.vms}
-    if s.timeline is not None and not kinds <= TIMELINE_STRATEGIES:
-        return [("strategy.kind", f"a timeline runs {' and '.join(sorted(TIMELINE_STRATEGIES))} "
-                                  f"disks; not {', '.join(sorted(kinds - TIMELINE_STRATEGIES))}")]
     vms = {vm.name: vm for vm in s.vms}
     hosts = {h.name: h for h in s.hosts}
     where: dict[str, str] = {}   # vm -> host
@@ -362,9 +391,9 @@ def _check_op(s: Scenario, op: Op, vms: Mapping[str, VM], hosts: Mapping[str, ob
         return "the VM has not booted yet"
     if op.op == "run" and (op.workload or vm.workload) not in s.workloads:
         return f"no workload named {op.workload or vm.workload!r}"
-    if op.op == "snapshot" and op.kind in ("external", "internal") and \
-            s.strategy_of(vm).kind != "qcow2_overlay":
-        return f"a {op.kind} snapshot needs a qcow2 disk, not {s.strategy_of(vm).kind}"
+    problem = _allowed(s.strategy_of(vm).kind, op)
+    if problem:
+        return problem
     if op.op == "migrate":
         if op.to not in hosts:
             return f"no host named {op.to!r}"
@@ -379,6 +408,24 @@ def _check_op(s: Scenario, op: Op, vms: Mapping[str, VM], hosts: Mapping[str, ob
     if op.op == "delete":
         state[op.vm] = "deleted"
     return None
+
+
+def _allowed(strategy: str, op: Op) -> str | None:
+    """Does the VM's strategy allow the operation (:data:`STRATEGY_OPS`)?"""
+    if op.op not in ("snapshot", "migrate", "resize"):
+        return None
+    kind = op.kind or _DEFAULT_KIND.get(op.op)
+    if (op.op, kind) in STRATEGY_OPS[strategy]:
+        return None
+    if op.op == "snapshot":
+        return f"a {kind} snapshot needs a qcow2 disk, not {strategy}"
+    if kind == "live":
+        return f"a live (block) migration needs an overlay over the base, not {strategy}"
+    return f"a {strategy} disk cannot {op.op}: {_WHY[strategy]}"
+
+
+_WHY = {"reflink_copy": "it shares its extents with its host's base (modelled on one host)",
+        "rbd_clone": "it lives in Ceph, not on a host (model only)"}
 
 
 Step = tuple[float, str, list[Op]]

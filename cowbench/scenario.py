@@ -31,7 +31,7 @@ from .bounds import MAX_ARRIVALS, MAX_VMS, exact_problems, too_many_vms
 from .errors import ScenarioError
 from .fleet import Fleet, fleet_problems
 from .jobopts import CARRIED, expand_scenario
-from .lifecycle import Flavor, Nova, Timeline, check_timeline
+from .lifecycle import Flavor, Nova, Timeline, check_timeline, nova_problems
 from .nova.schema import HostDisk
 from .profile import PerfParams
 from .safeload import load_yaml_file
@@ -676,6 +676,8 @@ def _cross_check(s: Scenario) -> list[tuple[str, str]]:
                 problems.append((f"{where}.workload",
                                  f"workload {vm.workload!r} spans [{wl.offset}, "
                                  f"{end or disk}) but the disk is {disk} bytes"))
+    if not problems:
+        problems += nova_problems(s)
     if not problems and s.timeline is not None:
         problems += check_timeline(s)
     return problems

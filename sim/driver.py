@@ -1,8 +1,8 @@
 """The model as a backend: ``simulate(scenario, seed) -> records``, for every kind of scenario.
 
 A fleet scenario goes to ``sim.fleet`` (its lifecycle in SimPy, its disks in closed form or
-write by write), a scenario with a timeline to ``sim.world.timeline``, any other to
-``sim.world.model`` (its VMs booted at t=0, each running its workload).
+write by write), any other is a timeline (``sim.world.runs``): one without a ``timeline``
+section boots its VMs at t=0, each running its workload then.
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ from cowbench.records import Recorder
 from cowbench.scenario import Scenario
 from sim.fleet.fleet import simulate_fleet
 from sim.perf import perf
-from sim.world.model import place_vms, record_images, simulate_vms, untimed_is_upper_bound
-from sim.world.timeline import simulate_timeline
+from sim.world.runs import place_vms, simulate_timeline, untimed_is_upper_bound
 
 
 def simulate(scenario: Scenario, seed: int | None = None,
@@ -34,23 +33,18 @@ def simulate(scenario: Scenario, seed: int | None = None,
     if scenario.fleet is not None:
         return simulate_fleet(scenario, seed)
     rec = Recorder("sim", seed)
-    if scenario.timeline is not None:
-        record_images(scenario, rec)
-        simulate_timeline(scenario, rec)
-    else:
-        simulate_vms(scenario, rec, traces)
+    simulate_timeline(scenario, rec, traces)
     return rec.frame()
 
 
 def predict_space(scenario: Scenario, seed: int | None = None) -> pd.DataFrame:
     """The model's allocation figures, for the free-space check before a real run alone: its
-    VMs' writes applied without the clock (``sim.world.model.place_vms``) where that is an
+    VMs' writes applied without the clock (``sim.world.runs.place_vms``) where that is an
     upper bound of what :func:`simulate` allocates, else :func:`simulate` itself."""
     seed = scenario.seed if seed is None else seed
     if seed != scenario.seed:
         scenario = scenario.model_copy(update={"seed": seed})
-    if scenario.fleet is not None or scenario.timeline is not None \
-            or not untimed_is_upper_bound(scenario):
+    if not untimed_is_upper_bound(scenario):
         return simulate(scenario, seed)
     rec = Recorder("sim", seed)
     place_vms(scenario, rec)
@@ -67,8 +61,8 @@ def io_events(scenario: Scenario, seed: int | None = None,
     seed = scenario.seed if seed is None else seed
     if seed != scenario.seed:
         scenario = scenario.model_copy(update={"seed": seed})
-    events: dict[str, list[tuple[float, float, int, bool]]] = {}
-    simulate_vms(scenario, Recorder("sim", seed), traces, events)
+    events: dict[str, list[tuple[float, float, int, bool]]] = {vm.name: [] for vm in scenario.vms}
+    simulate_timeline(scenario, Recorder("sim", seed), traces, events)
     cols = ["issued_s", "done_s", "bytes", "is_write"]
     return {vm: pd.DataFrame(ev, columns=cols) for vm, ev in events.items()}
 

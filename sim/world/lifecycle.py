@@ -21,10 +21,14 @@ from cowbench.scenario import VM, Image, Scenario
 from sim.storage.disk import BaseData, HostIO, Qcow2Image, RawImage
 from sim.storage.fs import FS_BLOCK, extent_tree_bytes
 from sim.storage.images import base_data, cache_file, glance_file
-from sim.storage.strategies import root_disk
+from sim.storage.rbd import RbdClone
+from sim.storage.reflink import ReflinkCopy
+from sim.storage.strategies import ChainDisk, root_disk
 
 SNAPSHOT_CLUSTER = 65536  # qemu-img convert -O qcow2: QEMU's default cluster size
 Disk = Qcow2Image | RawImage
+#: one file of a VM's disk: a qcow2 layer, a raw file, a reflink copy, an RBD clone
+LayerImage = Qcow2Image | RawImage | RbdClone | ReflinkCopy
 
 
 @dataclass
@@ -32,13 +36,13 @@ class Layer:
     """One file of a VM's disk chain, and which 4 KiB guest blocks the guest wrote into it."""
 
     name: str
-    image: Disk
+    image: LayerImage
     written: np.ndarray
     filled: bool = False  # copied by a transport that writes holes out (scp)
     sparse_at_copy: tuple[int, int] | None = None  # rsync --sparse: (bytes, image's then)
 
     @classmethod
-    def new(cls, name: str, image: Disk, size: int) -> Layer:
+    def new(cls, name: str, image: LayerImage, size: int) -> Layer:
         return cls(name, image, np.zeros(-(-size // FS_BLOCK), dtype=bool))
 
     @property
@@ -48,6 +52,8 @@ class Layer:
     @property
     def allocated_bytes(self) -> int:
         img = self.image
+        if not isinstance(img, Qcow2Image | RawImage):  # never copied (check_timeline)
+            return img.allocated_bytes
         if self.sparse_at_copy is not None:
             # exact right after the copy; later growth counted as the image's own growth
             copied, then = self.sparse_at_copy
@@ -81,6 +87,15 @@ class Instance:
     image: str | None  # the base in _base it is backed by; None once flattened
     layers: list[Layer]
     root_size: int
+    bases: list[str] = field(default_factory=list)  # the cache entries it keeps in use
+    remote: bool = False  # an RBD clone: in Ceph, not in the host's files
+
+    @property
+    def backed(self) -> bool:
+        """Does the bottom layer name a base in ``_base`` as its backing file?"""
+        bottom = self.layers[0].image
+        return isinstance(bottom, Qcow2Image) and bottom.backing is not None \
+            and self.image is not None
 
     @property
     def top(self) -> Layer:
@@ -96,6 +111,12 @@ class Instance:
 class CacheEntry:
     file: Disk
     mtime: float
+    resized: bool = False  # a resized copy ``<sha1>_<size>`` (Nova before Dec 2012)
+
+
+def resized_key(image: str, size: int) -> str:
+    """The cache key of an image's copy resized to ``size`` (``@``: in no scenario name)."""
+    return f"{image}@{size}"
 
 
 @dataclass
@@ -158,11 +179,25 @@ def _runs(blocks: np.ndarray) -> list[tuple[int, int]]:
                                                                        strict=True)]
 
 
-def new_disk(scenario: Scenario, vm: VM, size: int) -> Layer:
-    image = scenario.image(vm.image)
-    disk = root_disk(size, scenario.strategy_of(vm), base_data(image))
-    assert isinstance(disk, Qcow2Image | RawImage), "refused by check_timeline"
-    return Layer.new("disk", disk, size)
+def new_layers(scenario: Scenario, vm: VM, size: int) -> list[Layer]:
+    """The files of a new root disk made by the VM's strategy, bottom first (a snapshot
+    chain's lower overlays are ``disk.chain-<k>``, as ``real.storage.strategies`` names them)."""
+    disk = root_disk(size, scenario.strategy_of(vm), base_data(scenario.image(vm.image)))
+    if isinstance(disk, ChainDisk):
+        return [*(Layer.new(f"disk.chain-{k}", img, size) for k, img in enumerate(disk.lower, 1)),
+                Layer.new("disk", disk.top, size)]
+    return [Layer.new("disk", disk, size)]
+
+
+def run_disk(inst: Instance, unmap: bool) -> ChainDisk | LayerImage:
+    """What a workload run writes to: the top file, seen through its chain of qcow2 layers
+    (the I/O model charges a chain by its depth); ``unmap``: the drive's discard option."""
+    images = [x.image for x in inst.layers]
+    disk: ChainDisk | LayerImage = inst.top.image
+    if len(images) > 1 and all(isinstance(i, Qcow2Image) for i in images):
+        disk = ChainDisk(images[-1], images[:-1])  # type: ignore[arg-type]
+    disk.unmap = unmap
+    return disk
 
 
 def fetched(scenario: Scenario, image: Image) -> tuple[Disk, int]:
@@ -171,6 +206,11 @@ def fetched(scenario: Scenario, image: Image) -> tuple[Disk, int]:
     if scenario.nova.force_raw_images or image.format == "raw":
         return cache_file(image), g.file_bytes
     return g, g.file_bytes
+
+
+def resized_copy(image: Image, size: int) -> RawImage:
+    """``_base/<sha1>_<size>``: a sparse copy of the raw base grown to ``size``."""
+    return RawImage(size, base_data(image))
 
 
 def transfer_time(nbytes: int, bandwidth: int) -> float:
@@ -189,6 +229,7 @@ def nonzero_blocks(layer: Layer) -> np.ndarray:
     allocated L2 tables, each L2 table's entries; data clusters where the guest wrote or the
     copy-on-write brought base data (FACTS.md 2.1; measured: 39 blocks of a 904-block overlay)."""
     img = layer.image
+    assert isinstance(img, Qcow2Image | RawImage), "check_timeline: no such disk migrates"
     if isinstance(img, RawImage):
         return np.flatnonzero(img.blocks & _guest_content(layer, img.blocks.shape[0]))
     if img.snapshots:
@@ -220,7 +261,9 @@ def _guest_content(layer: Layer, nblocks: int) -> np.ndarray:
     content = np.zeros(nblocks, dtype=bool)
     w = layer.written[:nblocks]
     content[:w.shape[0]] = w
-    below = layer.image.backing if isinstance(layer.image, Qcow2Image) else layer.image.data
+    img = layer.image
+    assert isinstance(img, Qcow2Image | RawImage), "check_timeline: no such disk migrates"
+    below = img.backing if isinstance(img, Qcow2Image) else img.data
     if below is not None:
         content |= below.blocks(nblocks)
     return content

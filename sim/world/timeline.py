@@ -1,28 +1,27 @@
-"""The model's timeline engine: operations applied in order, the cache manager, sampling.
+"""The model's world over a timeline: Nova's operations, the cache manager, sampling.
 
 Operations take logical time: each is applied at its ``t`` and completes before the next, as in
 the real backend; an operation's own predicted duration is a figure (``duration_s``). Workload
-runs at the same instant run together in SimPy, contending for their hosts' devices
-(``sim.world.model``), each VM's I/O applied to the top file of its disk chain.
+runs at the same instant run together in SimPy (``sim.world.runs``), contending for their
+hosts' devices, each VM's I/O applied to the top file of its disk chain. Every strategy's disk
+boots and runs; which other operations it allows is ``cowbench.lifecycle.STRATEGY_OPS``.
 """
 
 from __future__ import annotations
 
 import copy
-import math
 
 import numpy as np
-import simpy
 
-from cowbench.lifecycle import Op, batches, schedule
+from cowbench.lifecycle import Op
 from cowbench.nova.imagecache import cache_pass
 from cowbench.records import Recorder
 from cowbench.scenario import Scenario
-from sim.perf.device import make_device
-from sim.storage.disk import Qcow2Image
+from sim.storage.disk import Qcow2Image, RawImage
 from sim.storage.fs import FS_BLOCK
-from sim.storage.images import DISK_INFO_BYTES
+from sim.storage.images import DISK_INFO_BYTES, base_data
 from sim.storage.snapshot import take_internal_snapshot
+from sim.storage.strategies import extra_figures, overlay
 
 from .lifecycle import (
     CacheEntry,
@@ -33,12 +32,13 @@ from .lifecycle import (
     content_blocks,
     fetched,
     flattened,
-    new_disk,
+    new_layers,
     record_files,
+    resized_copy,
+    resized_key,
     sparse_copy,
     transfer_time,
 )
-from .vm import VmStats, record_io, run_vm
 
 
 class World:
@@ -51,26 +51,39 @@ class World:
         self.where: dict[str, str] = {}
         self.snapshots: dict[str, tuple[int, int]] = {}
         self.vm_index = {vm.name: i for i, vm in enumerate(scenario.vms)}
+        # a scenario without a timeline has one instant: only its end-of-run figures
+        self.timed = scenario.timeline is not None
 
     # -- the image cache ------------------------------------------------------------------
-    def ensure_base(self, host: str, image_name: str, t: float) -> int:
-        """Fetch (and convert) a base into the host's cache if absent; bytes fetched."""
+    def ensure_base(self, host: str, key: str, t: float) -> int:
+        """Fetch (and convert) a base, or make a resized copy of one (``image@size``), into
+        the host's cache if absent; bytes fetched from Glance."""
         cache = self.hosts[host].caches
-        if image_name in cache:
-            cache[image_name].mtime = t
+        if key in cache:
+            cache[key].mtime = t
             return 0
-        disk, nbytes = fetched(self.s, self.s.image(image_name))
-        cache[image_name] = CacheEntry(disk, t)
+        name, _, size = key.partition("@")
+        if size:
+            nbytes = self.ensure_base(host, name, t)
+            cache[key] = CacheEntry(resized_copy(self.s.image(name), int(size)), t, resized=True)
+            return nbytes
+        disk, nbytes = fetched(self.s, self.s.image(name))
+        cache[key] = CacheEntry(disk, t)
         return nbytes
 
+    def ensure_bases(self, host: str, inst: Instance, t: float) -> int:
+        return sum(self.ensure_base(host, key, t) for key in inst.bases)
+
     def cache_pass(self, t: float) -> None:
-        """Nova's image cache manager: touch bases in use, remove those unused long enough."""
+        """Nova's image cache manager (``cowbench.nova.imagecache``): touch bases in use,
+        remove those unused long enough (resized copies: their own minimum age)."""
         for h in self.hosts.values():
-            used = {i.image for i in [*h.instances.values(), *h.resizing.values()]}
+            used = {b for i in [*h.instances.values(), *h.resizing.values()] for b in i.bases}
             names = list(h.caches)
             mtime, removed = cache_pass(t, [n in used for n in names],
                                         [h.caches[n].mtime for n in names],
-                                        self.s.nova.image_cache)
+                                        self.s.nova.image_cache,
+                                        [h.caches[n].resized for n in names])
             for name, m, gone in zip(names, mtime.tolist(), removed.tolist(), strict=True):
                 h.caches[name].mtime = m
                 if gone:
@@ -78,26 +91,41 @@ class World:
 
     # -- sampling ---------------------------------------------------------------------------
     def sample(self, t: float | None) -> None:
+        """Every figure at ``t`` (``None``: the end of the run, with each VM's data clusters
+        and the figures only some disks have); a scenario without a timeline has only that."""
+        if t is not None and not self.timed:
+            return
         for name, h in self.hosts.items():
             c_alloc = sum(e.file.allocated_bytes for e in h.caches.values())
             c_size = sum(e.file.file_bytes for e in h.caches.values())
             record_files(self.rec, f"cache:{name}", c_alloc, c_size, t)
             alloc = c_alloc
             for inst in [*h.instances.values(), *h.resizing.values()]:
-                alloc += inst.files()[0] + DISK_INFO_BYTES
+                if not inst.remote:  # an RBD clone lives in Ceph
+                    alloc += inst.files()[0] + DISK_INFO_BYTES
             self.rec.add(f"host:{name}", "allocated_bytes", alloc, t)
             for vm, inst in h.instances.items():
                 a, s = inst.files()
                 record_files(self.rec, f"vm:{vm}", a, s, t)
                 if t is None:
-                    self.rec.add(f"vm:{vm}", "data_clusters", inst.top.data_clusters)
+                    self._end_figures(f"vm:{vm}", inst)
         for name, (a, s) in self.snapshots.items():
             record_files(self.rec, f"snapshot:{name}", a, s, t)
+
+    def _end_figures(self, entity: str, inst: Instance) -> None:
+        self.rec.add(entity, "data_clusters", inst.top.data_clusters)
+        if inst.remote:
+            self.rec.add(entity, "model_only", 1.0)
+        for metric, value in extra_figures(inst.top.image).items():
+            self.rec.add(entity, metric, value)
 
     def instance(self, vm: str) -> Instance:
         return self.hosts[self.where[vm]].instances[vm]
 
     def op_done(self, op: Op, transfer: int | None, duration: float) -> None:
+        """The operation's own figures (none in a scenario without a timeline)."""
+        if not self.timed:
+            return
         if transfer is not None:
             self.rec.add(op.entity, "transfer_bytes", transfer, op.t)
         self.rec.add(op.entity, "duration_s", duration, op.t)
@@ -106,10 +134,15 @@ class World:
     def boot(self, op: Op) -> None:
         vm = self.s.vms[self.vm_index[op.vm]]
         host = op.to or self.s.host_of(vm).name  # the scheduler's choice for arrivals
-        fetched_bytes = self.ensure_base(host, vm.image, op.t)
         size = self.s.root_size(vm)
-        self.hosts[host].instances[vm.name] = Instance(vm, vm.image, [new_disk(self.s, vm, size)],
-                                                       size)
+        inst = Instance(vm, vm.image, new_layers(self.s, vm, size), size,
+                        remote=self.s.model_only(vm))
+        if not inst.remote:  # an RBD clone needs no local base
+            inst.bases.append(vm.image)
+        if self.s.strategy_of(vm).kind == "resized_base":
+            inst.bases.append(resized_key(vm.image, size))
+        fetched_bytes = self.ensure_bases(host, inst, op.t)
+        self.hosts[host].instances[vm.name] = inst
         self.where[vm.name] = host
         copy = self.hosts[host].caches[vm.image].file.allocated_bytes if fetched_bytes else 0
         dev = self.s.device
@@ -129,7 +162,7 @@ class World:
             below = chain_data(self.s, inst)
             top = inst.top
             top.name = f"disk.{name}"
-            st = self.s.strategy
+            st = self.s.strategy_of(inst.vm)
             img = Qcow2Image(inst.root_size, st.cluster_size, backing=below)
             inst.layers.append(Layer.new("disk", img, inst.root_size))
             self.op_done(op, None, self.s.device.write_latency_s)
@@ -151,18 +184,18 @@ class World:
         if op.kind == "flatten":
             flat = flattened(self.s, inst, "qcow2")
             moved = Instance(inst.vm, None, [Layer.new("disk", flat, inst.root_size)],
-                             inst.root_size)
+                             inst.root_size, [])
             moved.top.written[:] = content_blocks(self.s, inst)
             transfer = flat.file_bytes
             self.hosts[src].resizing[op.vm] = inst
         elif op.kind == "live":
-            fetched_bytes = self.ensure_base(op.to, str(inst.image), op.t)
+            fetched_bytes = self.ensure_bases(op.to, inst, op.t)
             moved = self._live_copy(inst)
             top = inst.top.image
             transfer = (top.data_clusters * top.cluster_size if isinstance(top, Qcow2Image)
                         else top.allocated_bytes)
         else:
-            fetched_bytes = self.ensure_base(op.to, str(inst.image), op.t)
+            fetched_bytes = self.ensure_bases(op.to, inst, op.t)
             transfer = sum(x.file_bytes for x in inst.layers)
             moved = _copied(inst, fill=self.s.nova.remote_filesystem_transport == "ssh")
             self.hosts[src].resizing[op.vm] = inst
@@ -173,14 +206,16 @@ class World:
     def _live_copy(self, inst: Instance) -> Instance:
         """Block migration: an empty overlay at the destination, then the top's clusters."""
         vm = inst.vm
-        layer = new_disk(self.s, vm, inst.root_size)
+        assert inst.image is not None
+        img = overlay(inst.root_size, self.s.strategy_of(vm), base_data(self.s.image(inst.image)))
+        layer = Layer.new("disk", img, inst.root_size)
         top = inst.top.image
-        if isinstance(top, Qcow2Image) and isinstance(layer.image, Qcow2Image):
-            c = top.cluster_size
-            for g in np.flatnonzero(top.allocated).tolist():
-                layer.image.write(g * c, min(c, inst.root_size - g * c))
+        assert isinstance(top, Qcow2Image), "check_timeline: block migration of overlays only"
+        c = top.cluster_size
+        for g in np.flatnonzero(top.allocated).tolist():
+            img.write(g * c, min(c, inst.root_size - g * c))
         layer.written[:] = inst.top.written
-        return Instance(vm, inst.image, [layer], inst.root_size)
+        return Instance(vm, inst.image, [layer], inst.root_size, list(inst.bases))
 
     def resize(self, op: Op) -> None:
         assert op.root_size is not None
@@ -189,6 +224,7 @@ class World:
         if isinstance(img, Qcow2Image):
             img.resize(op.root_size)
         else:
+            assert isinstance(img, RawImage), "check_timeline: no such disk resizes"
             img.virtual_size = op.root_size
             img.blocks = np.concatenate([img.blocks, np.zeros(
                 -(-op.root_size // FS_BLOCK) - img.blocks.shape[0], dtype=bool)])
@@ -219,47 +255,4 @@ def _copied(inst: Instance, fill: bool) -> Instance:
     if not fill:
         for layer in layers:
             layer.sparse_at_copy = sparse_copy(layer)
-    return Instance(inst.vm, inst.image, layers, inst.root_size)
-
-
-def run_group(world: World, ops: list[Op]) -> None:
-    """Workload runs that start at the same instant, together, contending per host."""
-    s = world.s
-    env = simpy.Environment()
-    own = {h.name: h.calibrated for h in s.hosts}
-    devices = {h: make_device(env, s.device, s.seed, i, own.get(h))
-               for i, h in enumerate(world.hosts)}
-    stats: dict[int, VmStats] = {}
-    for op in ops:
-        vm = s.vms[world.vm_index[op.vm]]
-        wl = s.workloads[op.workload or str(vm.workload)]
-        st = stats[op.index] = VmStats()
-        inst = world.instance(op.vm)
-        if isinstance(inst.top.image, Qcow2Image):
-            inst.top.image.open()  # each run exports the disk with a fresh qemu-nbd
-        env.process(run_vm(env, s, vm, world.vm_index[op.vm], inst.top,  # type: ignore[arg-type]
-                           devices[world.where[op.vm]], st, wl, size=inst.root_size))
-    env.run()
-    for op in ops:
-        vm = s.vms[world.vm_index[op.vm]]
-        wl = s.workloads[op.workload or str(vm.workload)]
-        st = stats[op.index]
-        record_io(world.rec, f"vm:{op.vm}", st, wl, op.t)
-        elapsed = st.last_done - st.first_issue if st.last_done > st.first_issue else math.nan
-        world.op_done(op, None, elapsed)
-
-
-def simulate_timeline(scenario: Scenario, rec: Recorder) -> None:
-    """Apply the scenario's whole timeline to a fresh world, recording as it goes."""
-    world = World(scenario, rec)
-    for t, kind, ops in schedule(scenario):
-        if kind == "pass":
-            world.cache_pass(t)
-        for is_run, batch in batches(ops):
-            if is_run:
-                run_group(world, batch)
-            else:
-                for op in batch:
-                    getattr(world, op.op)(op)
-        world.sample(t)
-    world.sample(None)
+    return Instance(inst.vm, inst.image, layers, inst.root_size, list(inst.bases))

@@ -2,7 +2,7 @@
 
 Every clone of the job keeps ``iodepth`` I/Os in flight (a closed loop); each I/O is applied to
 the VM's exact allocation map and the host I/O it causes is served by the host's shared device
-(``sim.perf.device``). Used by the plain-VM model (``model``) and the timeline (``timeline``).
+(``sim.perf.device``). Used by every workload run of a timeline (``sim.world.runs``).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from cowbench.records import Recorder
 from cowbench.scenario import VM, Scenario, Workload
 from sim.perf.device import AnyDevice
 from sim.storage.disk import HostIO
+from sim.storage.fs import FS_BLOCK
 from sim.storage.strategies import Disk, configure_io, guest_write, trim
 from sim.workload.fio import IoChunk, io_stream, job_seed, trace_chunks
 
@@ -40,6 +41,8 @@ class VmStats:
     last_done: float = 0.0
     # with a list: every I/O as (issued_s, done_s, bytes, is_write), for fio's time-series logs
     events: list[tuple[float, float, int, bool]] | None = None
+    # with an array: the 4 KiB guest blocks written get marked (what a later flatten copies)
+    written: np.ndarray | None = None
 
     def add_host(self, io: HostIO) -> None:
         self.host_read += io.read_bytes
@@ -95,6 +98,8 @@ def _slot(env: simpy.Environment, job: _Job, disk: Disk, device: AnyDevice,
             stats.add_host(trim(disk, offset, length))
             continue
         host = guest_write(disk, offset, length) if is_write else disk.read(offset, length)
+        if is_write and stats.written is not None:
+            stats.written[offset // FS_BLOCK:-(-(offset + length) // FS_BLOCK)] = True
         yield from device.serve_io(disk, is_write, length, host)
         stats.add_host(host)
         done = env.now

@@ -1,0 +1,164 @@
+"""Every scenario as a timeline, in the model: operations applied in order to a ``World``
+(``sim.world.timeline``), workload runs of one instant together in SimPy.
+
+A scenario without a timeline is one too: its VMs boot at t=0 and run their workloads then
+(``cowbench.lifecycle.expand_timeline``); it records only end-of-run figures. Each VM's I/O is
+applied to the exact allocation map of the top file of its disk (``sim.storage``), and the host
+I/O it causes is served by the host's shared ``Device`` (``sim.perf.device``). A fresh
+``simpy.Environment`` per run, no module state, no files: the caller writes results (STYLE.md
+point 4).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import simpy
+
+from cowbench.iolog import Trace
+from cowbench.lifecycle import Op, batches, schedule
+from cowbench.records import Recorder
+from cowbench.scenario import Scenario, Workload
+from sim.perf.device import make_device
+from sim.storage.disk import Qcow2Image
+from sim.storage.images import glance_file
+from sim.storage.strategies import configure_io, guest_write
+from sim.workload.fio import io_stream, job_seed
+
+from .lifecycle import run_disk
+from .timeline import World
+from .vm import VmStats, record_io, run_vm
+
+Traces = Mapping[str, Sequence[Trace]]
+Events = dict[str, list[tuple[float, float, int, bool]]]
+
+
+def _workload(world: World, op: Op) -> tuple[str, Workload]:
+    vm = world.s.vms[world.vm_index[op.vm]]
+    name = op.workload or str(vm.workload)
+    return name, world.s.workloads[name]
+
+
+def _trace(world: World, op: Op, traces: Traces | None) -> Sequence[Trace] | None:
+    """The exact stream handed in for this VM's own workload (``offsets: fio`` or ``iolog``)."""
+    vm = world.s.vms[world.vm_index[op.vm]]
+    if traces is None or _workload(world, op)[0] != vm.workload:
+        return None
+    return traces.get(op.vm)
+
+
+def run_group(world: World, ops: list[Op], traces: Traces | None = None,
+              events: Events | None = None) -> None:
+    """Workload runs that start at the same instant, together, contending per host; started
+    in the scenario's order of VMs. ``events`` receives, per VM, every guest I/O as
+    ``(issued_s, done_s, bytes, is_write)``."""
+    s = world.s
+    env = simpy.Environment()
+    own = {h.name: h.calibrated for h in s.hosts}
+    devices = {h: make_device(env, s.device, s.seed, i, own.get(h))
+               for i, h in enumerate(world.hosts)}
+    stats: dict[int, VmStats] = {}
+    for op in sorted(ops, key=lambda o: (world.vm_index[o.vm], o.index)):
+        vm = s.vms[world.vm_index[op.vm]]
+        wl = _workload(world, op)[1]
+        inst = world.instance(op.vm)
+        log = None if events is None else events.setdefault(op.vm, [])
+        st = stats[op.index] = VmStats(events=log,
+                                       written=None if wl.zero_buffers else inst.top.written)
+        if isinstance(inst.top.image, Qcow2Image):
+            inst.top.image.open()  # each run exports the disk with a fresh qemu-nbd
+        disk = run_disk(inst, s.strategy_of(vm).discard == "unmap")
+        env.process(run_vm(env, s, vm, world.vm_index[op.vm], disk, devices[world.where[op.vm]],
+                           st, wl, _trace(world, op, traces), size=inst.root_size))
+    env.run()
+    for op in ops:
+        wl = _workload(world, op)[1]
+        st = stats[op.index]
+        record_io(world.rec, f"vm:{op.vm}", st, wl, op.t if world.timed else None)
+        elapsed = st.last_done - st.first_issue if st.last_done > st.first_issue else math.nan
+        world.op_done(op, None, elapsed)
+
+
+def record_images(scenario: Scenario, rec: Recorder) -> None:
+    """Each synthetic image the VMs use, as uploaded to Glance."""
+    used = {vm.image for vm in scenario.vms}
+    for image in scenario.images:
+        if image.name in used and image.synthetic is not None:
+            g = glance_file(image)
+            rec.add(f"image:{image.name}", "allocated_bytes", g.allocated_bytes)
+            rec.add(f"image:{image.name}", "file_bytes", g.file_bytes)
+
+
+def simulate_timeline(scenario: Scenario, rec: Recorder, traces: Traces | None = None,
+                      events: Events | None = None) -> None:
+    """Apply the scenario's whole timeline to a fresh world, recording as it goes.
+
+    ``traces`` gives, per VM name, the exact I/O stream of each fio clone of its own workload
+    (``offsets: fio`` or ``iolog``, or a finished real run's record); other runs generate their
+    offsets."""
+    record_images(scenario, rec)
+    world = World(scenario, rec)
+    for t, kind, ops in schedule(scenario):
+        if kind == "pass":
+            world.cache_pass(t)
+        for is_run, batch in batches(ops):
+            if is_run:
+                run_group(world, batch, traces, events)
+            else:
+                for op in batch:
+                    getattr(world, op.op)(op)
+        world.sample(t)
+    world.sample(None)
+
+
+def untimed_is_upper_bound(scenario: Scenario) -> bool:
+    """Does :func:`place_vms` allocate at least what :func:`simulate_timeline` does? Yes for a
+    scenario without a timeline when every write only adds (no trims, no zero writes that may
+    unmap) and every job is bounded by its I/O count, not by time: then writing all of it, in
+    any order, allocates the same clusters the clock would let through, or more (a runtime
+    that cuts a job short only removes writes)."""
+    if scenario.timeline is not None or scenario.fleet is not None:
+        return False
+    for vm in scenario.vms:
+        wl = scenario.workload_of(vm)
+        if wl is None:
+            continue
+        if wl.time_based or "trim" in wl.rw or (
+                wl.zero_buffers and scenario.strategy_of(vm).detect_zeroes != "off"):
+            return False
+    return True
+
+
+def place_vms(scenario: Scenario, rec: Recorder) -> None:
+    """The VMs' space without the clock: the timeline's operations applied, each run's writes
+    clone after clone, no device, no timing; add the allocation records to ``rec`` (no I/O
+    figures). For the free-space check before a real run, where it is an upper bound of
+    :func:`simulate_timeline`'s allocation (see :func:`untimed_is_upper_bound`) at a fraction
+    of its cost."""
+    record_images(scenario, rec)
+    world = World(scenario, rec)
+    for _, _, ops in schedule(scenario):
+        for op in ops:
+            if op.op != "run":
+                getattr(world, op.op)(op)
+                continue
+            _write_untimed(world, op)
+    world.sample(None)
+
+
+def _write_untimed(world: World, op: Op) -> None:
+    s = world.s
+    vm = s.vms[world.vm_index[op.vm]]
+    wl = _workload(world, op)[1]
+    inst = world.instance(op.vm)
+    disk = run_disk(inst, s.strategy_of(vm).discard == "unmap")
+    configure_io(disk, s.strategy_of(vm), wl)
+    for clone in range(wl.numjobs):
+        seed = job_seed(wl, clone, s.seed, world.vm_index[op.vm], op.vm)
+        for chunk in io_stream(wl, inst.root_size, seed):
+            w = chunk.is_write
+            for off, length in zip(chunk.offsets[w].tolist(), chunk.lengths[w].tolist(),
+                                   strict=True):
+                guest_write(disk, off, length)
+    disk.flush()
