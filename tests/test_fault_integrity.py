@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-import real.driver
 import real.world.backend
+import real.world.timeline
 from cowbench.errors import RunFailed
 from cowbench.runner import run_scenario
 from cowbench.tools import RawLog
@@ -162,7 +162,7 @@ def test_a_damaged_run_fails_and_says_why(tmp_path: Path, monkeypatch: pytest.Mo
                                           no_leaks: None, fault: str, problem: str | None) -> None:
     """The damage is done after fio, as a bug would leave it: an overlay's once the exports
     are stopped, a base's as soon as fio is done (the final digests start then)."""
-    original = real.driver.run_workloads
+    original = real.world.timeline.run_workloads
 
     def damaging(scenario: Any, jobs: list[Any], *a: Any,
                  fio_done: Callable[[], None] | None = None) -> Any:
@@ -179,7 +179,7 @@ def test_a_damaged_run_fails_and_says_why(tmp_path: Path, monkeypatch: pytest.Mo
             _damage(fault, disks)
         return result
 
-    monkeypatch.setattr(real.driver, "run_workloads", damaging)
+    monkeypatch.setattr(real.world.timeline, "run_workloads", damaging)
     out = tmp_path / "run"
     if problem is None:
         run_scenario(small_scenario(), out, "real")

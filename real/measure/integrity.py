@@ -118,6 +118,22 @@ class Integrity:
                                "before": digest, "after": None, "before_from": source}
         self._access[key] = path
 
+    def retire(self, key: str, as_key: str) -> None:
+        """A base about to be removed (Nova's cache manager): hashed a last time now and
+        kept in the report as ``as_key``, where :meth:`compare` judges it with the others; a
+        base fetched again later under ``key`` starts afresh."""
+        self.settle()
+        entry = self.checksums.pop(key, None)
+        if entry is None:
+            return
+        path = self._access.pop(key, Path(entry["path"]))
+        self._after_started.discard(key)
+        self.checksums[as_key] = entry
+        self._access[as_key] = path
+        self._after_started.add(as_key)
+        self._start(as_key, "after", path)
+        self.settle()
+
     def settle(self) -> set[str]:
         """Wait for every digest started; one that failed is a problem of the run. Returns the
         keys whose digest failed."""

@@ -67,9 +67,9 @@ def chain_layers(disk: Path, depth: int) -> list[Path]:
 
 
 def create_chain(st: Strategy, base: Path, disk: Path, size: int, log: RawLog | None,
-                 label: str) -> None:
+                 label: str, base_fmt: str = "raw") -> None:
     """``chain_depth`` qcow2 overlays, each backed by the one below, the lowest by the base."""
-    below, fmt = base, "raw"
+    below, fmt = base, base_fmt
     for layer in chain_layers(disk, st.chain_depth):
         create_overlay(st, below, layer, size, log, f"{label}-{layer.name}", fmt)
         below, fmt = layer, "qcow2"
@@ -96,15 +96,16 @@ def snapshotted_copy(st: Strategy, base: Path, disk: Path, size: int, log: RawLo
 
 
 def make_root_disk(st: Strategy, base: Path, disk: Path, size: int, log: RawLog | None,
-                   label: str) -> str:
-    """Build the VM's root disk by the strategy; return its format."""
+                   label: str, base_fmt: str = "raw") -> str:
+    """Build the VM's root disk by the strategy over ``base`` (a ``base_fmt`` file: qcow2 for
+    overlays when Nova's ``force_raw_images`` is off); return its format."""
     create = f"qemu-img-create-{label}"
     if st.kind == "qcow2_overlay":
-        create_overlay(st, base, disk, size, log, create)
+        create_overlay(st, base, disk, size, log, create, base_fmt)
     elif st.kind == "resized_base":
         create_overlay(st, resized_base(base, size, log), disk, size, log, create)
     elif st.kind == "snapshot_chain":
-        create_chain(st, base, disk, size, log, create)
+        create_chain(st, base, disk, size, log, create, base_fmt)
     elif st.kind == "internal_snapshot":
         snapshotted_copy(st, base, disk, size, log, label)
     elif st.kind == "reflink_copy":
@@ -119,6 +120,11 @@ def make_root_disk(st: Strategy, base: Path, disk: Path, size: int, log: RawLog 
     return "qcow2"
 
 
+def disk_files(st: Strategy, disk: Path) -> list[Path]:
+    """Every file of a VM's new root disk, bottom first (a chain's lower layers included)."""
+    return chain_layers(disk, st.chain_depth) if st.kind == "snapshot_chain" else [disk]
+
+
 def vm_files(disk: Path) -> list[Path]:
-    """Every file of a VM's root disk (the chain's lower layers included)."""
+    """Every file of a VM's root disk found beside it (the chain's lower layers included)."""
     return sorted(disk.parent.glob(f"{disk.name}.chain-*")) + [disk]

@@ -111,13 +111,15 @@ def keep_mode(src: Path, dest: Path) -> None:
     os.chmod(dest, 0o600 | (src.stat().st_mode & 0o044))
 
 
-def create_disk(scenario: Scenario, vm: VM, layout: HostLayout, log: RawLog) -> tuple[Path, str]:
+def create_disk(scenario: Scenario, vm: VM, layout: HostLayout, log: RawLog,
+                base_fmt: str = "raw") -> tuple[Path, str]:
+    """The VM's root disk over its host's cached base (a ``base_fmt`` file)."""
     image = scenario.image(vm.image)
     base = layout.cache_file(image)
     disk = layout.disk(vm)
     disk.parent.mkdir(parents=True, exist_ok=True)
     fmt = make_root_disk(scenario.strategy_of(vm), base, disk, scenario.root_size(vm), log,
-                         vm.name)
+                         vm.name, base_fmt)
     # the disk's name as the kernel knows it (not the run's /proc/<pid>/fd/<fd> view of it)
     (disk.parent / "disk.info").write_text(json.dumps({os.path.realpath(disk): fmt}))
     return disk, fmt
