@@ -21,13 +21,16 @@ from .test_cli import ROOT, assert_clean_error, cowbench, cowbench_process, writ
 
 
 @needs_tools
+@pytest.mark.real
 @pytest.mark.slow
-def test_calibrate_writes_a_usable_profile_and_leaves_nothing(tmp_path: Path,
-                                                             no_leaks: None) -> None:
+def test_calibrate_writes_a_usable_profile_and_leaves_nothing(
+        tmp_path: Path, no_leaks: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Given relative to where it starts (``--dir storage --out profile.json``)."""
     target = tmp_path / "storage"
     target.mkdir()
     out = tmp_path / "profile.json"
-    proc = cowbench("calibrate", "--dir", str(target), "--out", str(out), "--runtime", "0.3",
+    monkeypatch.chdir(tmp_path)
+    proc = cowbench("calibrate", "--dir", "storage", "--out", "profile.json", "--runtime", "0.3",
                     "--exports", "2", "--rounds", "2")
     assert proc.code == 0, proc.stderr
     assert list(target.iterdir()) == []  # the probe images are gone

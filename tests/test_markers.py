@@ -26,7 +26,7 @@ def test_the_readme_fast_loop_leaves_out_real_and_slow_tests() -> None:
     assert out.returncode == 0, out.stdout + out.stderr
     ids = {x for x in out.stdout.splitlines() if "::" in x}
     assert "tests/test_units.py::test_helpers" in ids
-    assert not any(x.startswith("tests/test_cli.py::test_quickstart_end_to_end") for x in ids)
+    assert not any(x.startswith("tests/test_quickstart.py::test_quickstart_exactly") for x in ids)
     assert not any(x.startswith("tests/test_perf.py::test_fit_recovers") for x in ids)
     assert len(ids) > 300
 

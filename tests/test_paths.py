@@ -4,7 +4,8 @@ fio runs in its ``raw/`` folder, so a relative path handed to it (``--output``, 
 point nowhere: every command here is run twice, once from the directory the relative paths are
 relative to and once from an unrelated directory with absolute paths, and the run must land
 where it was asked to and be complete. Run, repredict, a lifecycle with an rsync cold
-migration, a reflink run (loop mount, mkfs.xfs, cp --reflink), a sweep and calibrate.
+migration, a reflink run (loop mount, mkfs.xfs, cp --reflink) and a sweep; calibrate with a
+relative ``--dir`` and ``--out`` is tests/test_calibrate.py's (one calibration for both).
 """
 
 from __future__ import annotations
@@ -125,11 +126,3 @@ def test_sweep_with_the_real_backend(tmp_path: Path, mode: str, private_tmp: Pat
     assert [p["status"] for p in points] == ["ok"]
     _assert_ok_run(where / points[0]["dir"], "measured.parquet")
     assert not processes_mentioning(tmp_path, private_tmp)
-
-
-def test_calibrate_with_a_relative_dir_and_out(tmp_path: Path, no_leaks: None) -> None:
-    (tmp_path / "storage").mkdir()
-    _ok(cowbench("calibrate", "--dir", "storage", "--out", "profile.json", "--runtime", "0.1",
-                 "--rounds", "1", "--exports", "2", cwd=tmp_path))
-    assert json.loads((tmp_path / "profile.json").read_text())["probes"]
-    assert list((tmp_path / "storage").iterdir()) == [], "the probe images are gone"

@@ -3,7 +3,8 @@
 ``./scripts/quickstart.sh`` with no arguments installs what is missing, runs
 scenarios/quickstart.yaml with both backends into ``results/<name>-<time>`` and prints where.
 This test takes the command from the README itself, runs it the way a new user types it, and
-removes only the run directory it made.
+removes only the run directory it made. It is also the CLI's end-to-end check of the quickstart
+scenario's target (issue 2): every VM's allocated_bytes within 2% of the measured.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from .conftest import needs_tools
@@ -59,6 +61,11 @@ def test_quickstart_exactly_as_the_readme_writes_it() -> None:
         assert "running the quick calibration first" in proc.stderr
         assert "I/O figures rest on the quick calibration profile" in proc.stdout
         assert meta["profile"]["calibrated"] is True and meta["profile"]["source"] == "cache"
+        # issue 2's target: every VM's allocated_bytes predicted within 2% of the measured
+        comp = pd.read_csv(run / "comparison.csv")
+        vms = comp[(comp.metric == "allocated_bytes") & comp.entity.str.startswith("vm:")]
+        assert len(vms) == 4
+        assert (vms.rel_error.abs() <= 0.02).all(), vms
     finally:  # only what this run made
         if run is not None and run.parent == results and run not in before and run.is_dir():
             shutil.rmtree(run)
