@@ -124,8 +124,7 @@ def fio_null_traces(wl: Workload, name: str, disk_size: int, log: RawLog,
     got = 0
     for _ in range(5):
         d = log.new_dir(f"fio-null-{name}-issued")
-        region = [] if wl.size is not None else [f"--size={disk_size - wl.offset}"]
-        argv = [which("fio"), f"--name={name}", "--ioengine=null", *region,
+        argv = [which("fio"), f"--name={name}", "--ioengine=null", *null_region(wl, disk_size),
                 "--output-format=json", f"--output={d / 'output.json'}",
                 *null_options(wl, ios, randseed, ms), *record_options(wl, d)]
         run(argv, log=log, label=f"fio-null-{name}", timeout=3600)
@@ -137,6 +136,20 @@ def fio_null_traces(wl: Workload, name: str, disk_size: int, log: RawLog,
             return [cut(t, ios) for t in traces]
         ms = int(ms * ios / max(got, 1) * 1.5) + 100  # the machine was slower than guessed
     raise ToolError(argv, 0, "", f"fio's null engine issued {got} of {ios} I/Os per clone")
+
+
+def null_region(wl: Workload, disk_size: int) -> list[str]:
+    """The null engine's stand-in for the VM's disk. A job without ``size`` addresses the rest
+    of the export after ``offset``. With ``zonemode=strided``, fio jumps its zones over the
+    whole device, past ``size`` (measured: 64 KiB writes, size=48m, zonesize=1m, zoneskip=3m
+    on a 128 MiB export touched 32 MiB; the null engine with size=48m alone, 12 MiB), so the
+    null "file" is given the disk's size there (``filesize``; elsewhere it would widen the
+    region of a random job that sets ``size``)."""
+    if wl.size is None:
+        return [f"--size={disk_size - wl.offset}"]
+    if "zonemode" in wl.fio_extra:
+        return [f"--filesize={disk_size}"]
+    return []
 
 
 def null_options(wl: Workload, ios: int | None, randseed: int | None,

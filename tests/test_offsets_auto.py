@@ -87,9 +87,11 @@ def test_percentages_and_bad_sequences_are_refused_by_key_path(tmp_path: Path, t
 
 def _fio_clusters(tmp: Path, wl_opts: list[str], disk: int) -> int:
     """Distinct 64 KiB clusters fio's null engine writes for these options: the oracle, run
-    here with the test's own argv."""
+    here with the test's own argv. Strided zones jump over the whole device (a file of the
+    disk's size; tests/test_jobfile_table.py checks that against qemu-nbd)."""
     log = tmp / "oracle.iolog"
-    subprocess.run(["fio", "--name=v", "--ioengine=null", f"--size={disk}", *wl_opts,
+    whole = "--filesize" if any(o.startswith("--zonemode") for o in wl_opts) else "--size"
+    subprocess.run(["fio", "--name=v", "--ioengine=null", f"{whole}={disk}", *wl_opts,
                     f"--write_iolog={log}", "--output-format=json", f"--output={tmp / 'o'}"],
                    check=True, capture_output=True)
     clusters: set[int] = set()

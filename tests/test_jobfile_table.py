@@ -1,0 +1,47 @@
+"""The job-file table (issue 19, "Done when"): a few of its fastest jobs, in both backends
+through job_file: with offsets: auto, predict the overlay's data clusters exactly."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from .conftest import needs_tools
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _table() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("jobfile_table",
+                                                  ROOT / "benchmarks" / "jobfile_table.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclass looks itself up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_job_of_the_table_loads(tmp_path: Path) -> None:
+    from cowbench.scenario import load_scenario
+
+    table = _table()
+    assert len(table.JOBS) >= 20
+    for name, job, section, _ in table.JOBS:
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(table.scenario_text(name, job, section))
+        assert load_scenario(path).workloads[name].offsets == "auto"
+
+
+@needs_tools
+@pytest.mark.real
+@pytest.mark.parametrize("name", ["jesd219", "log-append", "app-unaligned", "kv-store",
+                                  "log-rotate"])
+def test_size_bounded_jobs_predict_data_clusters_exactly(tmp_path: Path, name: str) -> None:
+    row = _table().run_job(name, tmp_path)
+    assert row.measured > 0
+    assert row.predicted == row.measured
+    assert row.offsets == "fio/whole"
