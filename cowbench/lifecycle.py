@@ -461,6 +461,31 @@ def schedule(s: Scenario) -> list[Step]:
     return [(t, kind, group) for t, _, kind, group in steps]
 
 
+def workload_runs(s: Scenario) -> list[tuple[str, str, int]]:
+    """Every workload run of the scenario's timeline, in the order of ``vms`` (then time):
+    ``(VM, workload name, the VM's disk size in bytes then)``, each once."""
+    index = {vm.name: i for i, vm in enumerate(s.vms)}
+    size: dict[str, int] = {}
+    out: dict[tuple[str, str, int], int] = {}
+    for op in expand_timeline(s):
+        vm = s.vms[index[op.vm]]
+        if op.op == "resize" and op.root_size is not None:
+            size[op.vm] = op.root_size
+        elif op.op == "run":
+            key = (op.vm, op.workload or str(vm.workload), size.get(op.vm, s.root_size(vm)))
+            out.setdefault(key, index[op.vm])
+    return sorted(out, key=lambda k: out[k])
+
+
+def stream_key(s: Scenario, vm: VM, workload: str, disk: int) -> str:
+    """Whose exact stream ``traces[key]`` holds: the VM's name for its own workload on its own
+    disk, ``<vm>:<workload>:<disk bytes>`` for any other run of a timeline (no name has a
+    ``:``)."""
+    if workload == vm.workload and disk == s.root_size(vm):
+        return vm.name
+    return f"{vm.name}:{workload}:{disk}"
+
+
 def batches(ops: list[Op]) -> list[tuple[bool, list[Op]]]:
     """Operations of one instant in order, consecutive workload runs batched (they run
     together): ``[(is_run, ops), ...]``."""

@@ -13,7 +13,9 @@ fio is asked again for the count the model's rate now gives, and the model runs 
 The model stays a pure function of the scenario and the streams handed to it (STYLE.md point
 4); fio's output lands under the run's ``raw/``. :class:`StreamCache` keeps the streams of one
 run by (workload, disk size, seed), so VMs running the same job on disks of the same size ask
-fio once, and a timeline's later runs can take theirs from the same cache.
+fio once. Every workload run of a timeline takes its own stream, keyed by
+``cowbench.lifecycle.stream_key`` (a later ``run`` event naming another workload, or a run on a
+resized disk); a time-bounded job in a timeline takes the model's offsets.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import UsageError
 from .fiojob import cut, fio_null_traces, null_options, replay_traces
 from .iolog import TRIM, Trace
+from .lifecycle import stream_key, workload_runs
 from .scenario import VM, Scenario, Workload
 from .tools import RawLog
 
@@ -55,12 +58,14 @@ def source_of(wl: Workload, fio_here: bool) -> str:
 
 def refuse_without_fio(scenario: Scenario, fio_here: bool) -> None:
     """A workload the model's generator cannot do, with ``offsets: auto`` and no fio here (or
-    in a timeline, whose runs take the model's offsets): one line naming it and why."""
+    bounded by time in a timeline, whose such runs take the model's offsets): one line naming
+    it and why."""
     for name, wl in scenario.workloads.items():
         beyond = wl.beyond_model
-        if wl.offsets == "auto" and beyond and (not fio_here or scenario.timeline is not None):
+        in_timeline = scenario.timeline is not None and is_timed(scenario, wl)
+        if wl.offsets == "auto" and beyond and (not fio_here or in_timeline):
             where = "fio is not installed" if not fio_here else \
-                "a timeline's runs take the model's own offsets"
+                "a timeline's time-bounded runs take the model's own offsets"
             raise UsageError(f"workloads.{name}: {', '.join(beyond)} needs fio's own offset "
                              f"stream (offsets: auto), but {where}")
 
@@ -72,7 +77,7 @@ def seed_random_jobs(scenario: Scenario, seed: int) -> Scenario:
     here = fio_installed()
     swap = {n: wl.model_copy(update={"randseed": seed}) for n, wl in scenario.workloads.items()
             if not wl.randrepeat and wl.randseed is None and source_of(wl, here) == "fio"}
-    if not swap or scenario.timeline is not None or scenario.fleet is not None:
+    if not swap or scenario.fleet is not None:
         return scenario
     return scenario.model_copy(update={"workloads": {**scenario.workloads, **swap}})
 
@@ -119,8 +124,9 @@ class Plan:
 
 def take_streams(scenario: Scenario, seed: int, log: RawLog, simulate: Simulate,
                  first: pd.DataFrame | None = None) -> Plan:
-    """Per VM, the exact streams its workload issues (``offsets`` fio, or auto with fio here,
-    or iolog), and run.json's account of each VM's offsets.
+    """Per workload run (``cowbench.lifecycle.stream_key``: a VM's name for its own workload),
+    the exact streams it issues (``offsets`` fio, or auto with fio here, or iolog), and
+    run.json's account of where each run's offsets come from.
 
     ``simulate(scenario, traces)`` runs the model; ``first`` is a run of it on its own
     offsets, if the caller has one (the space check's). Time-bounded jobs are sized with the
@@ -131,20 +137,21 @@ def take_streams(scenario: Scenario, seed: int, log: RawLog, simulate: Simulate,
     cache = StreamCache(log)
     plan = Plan({}, {})
     timed: list[VM] = []
-    for vm in scenario.vms:
-        wl = scenario.workload_of(vm)
-        if wl is None:
-            continue
-        source = "model" if scenario.timeline is not None else source_of(wl, fio_here)
-        plan.offsets[vm.name] = {"workload": vm.workload, "offsets": source}
+    vms = {vm.name: vm for vm in scenario.vms}
+    for name, workload, disk in workload_runs(scenario):
+        vm, wl = vms[name], scenario.workloads[workload]
+        key = stream_key(scenario, vm, workload, disk)
+        source = source_of(wl, fio_here)
+        if source == "fio" and is_timed(scenario, wl) and scenario.timeline is not None:
+            source = "model"  # sized by a count of I/Os per run the records do not give yet
+        plan.offsets[key] = {"workload": workload, "offsets": source}
         if source == "iolog":
-            plan.traces[vm.name] = _checked(replay_traces(wl), scenario, vm)
+            plan.traces[key] = _checked(replay_traces(wl), vm, workload, disk)
         elif source == "fio" and is_timed(scenario, wl):
             timed.append(vm)
         elif source == "fio":
-            plan.traces[vm.name] = _checked(cache.take(wl, vm.name, scenario.root_size(vm),
-                                                       seed), scenario, vm)
-            plan.offsets[vm.name]["stream"] = "whole"
+            plan.traces[key] = _checked(cache.take(wl, vm.name, disk, seed), vm, workload, disk)
+            plan.offsets[key]["stream"] = "whole"
     if timed:
         _size_timed(scenario, seed, cache, plan, timed, simulate, first)
     return plan
@@ -163,8 +170,9 @@ def _size_timed(scenario: Scenario, seed: int, cache: StreamCache, plan: Plan,
             wl = scenario.workload_of(vm)
             assert wl is not None
             ios = math.ceil(want[vm.name] * MARGIN) + wl.iodepth
+            disk = scenario.root_size(vm)
             plan.traces[vm.name] = _checked(
-                cache.take(wl, vm.name, scenario.root_size(vm), seed, ios), scenario, vm)
+                cache.take(wl, vm.name, disk, seed, ios), vm, str(vm.workload), disk)
             plan.offsets[vm.name].update(stream="predicted", ios_per_clone=ios, rounds=rounds)
         plan.predicted = simulate(scenario, plan.traces)
         want = {vm.name: _extrapolated(plan.predicted, scenario, vm) for vm in timed
@@ -176,12 +184,11 @@ def _size_timed(scenario: Scenario, seed: int, cache: StreamCache, plan: Plan,
                      f"moving over {ROUNDS} rounds of fio's null engine; set offsets: model")
 
 
-def _checked(traces: list[Trace], scenario: Scenario, vm: VM) -> list[Trace]:
+def _checked(traces: list[Trace], vm: VM, workload: str, disk: int) -> list[Trace]:
     """Refuse streams the model cannot apply: I/O past the disk's end."""
-    disk = scenario.root_size(vm)
     for t in traces:
         if t.end > disk:
-            raise UsageError(f"vm {vm.name} (workload {vm.workload}): the stream writes up to "
+            raise UsageError(f"vm {vm.name} (workload {workload}): the stream writes up to "
                              f"byte {t.end}, past the disk's end ({disk})")
     return traces
 

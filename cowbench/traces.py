@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 def needs_traces(scenario: Scenario) -> bool:
     """Does some VM take an exact stream (fio's, with ``offsets`` auto and fio installed, or
     fio; or an iolog) rather than the model's own offsets?"""
-    if scenario.timeline is not None or scenario.fleet is not None:
+    if scenario.fleet is not None:
         return False
     here = fio_installed()
     return any(source_of(wl, here) != "model" for wl in scenario.workloads.values())

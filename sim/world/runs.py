@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 import simpy
 
 from cowbench.iolog import Trace
-from cowbench.lifecycle import Op, batches, schedule
+from cowbench.lifecycle import Op, batches, schedule, stream_key
 from cowbench.records import Recorder
 from cowbench.scenario import Scenario, Workload
 from sim.perf.device import make_device
@@ -41,11 +41,13 @@ def _workload(world: World, op: Op) -> tuple[str, Workload]:
 
 
 def _trace(world: World, op: Op, traces: Traces | None) -> Sequence[Trace] | None:
-    """The exact stream handed in for this VM's own workload (``offsets: fio`` or ``iolog``)."""
-    vm = world.s.vms[world.vm_index[op.vm]]
-    if traces is None or _workload(world, op)[0] != vm.workload:
+    """The exact stream handed in for this run (``cowbench.lifecycle.stream_key``: the VM's
+    workload, or another one of a later ``run`` event, on the disk's size then)."""
+    if traces is None:
         return None
-    return traces.get(op.vm)
+    vm = world.s.vms[world.vm_index[op.vm]]
+    key = stream_key(world.s, vm, _workload(world, op)[0], world.instance(op.vm).root_size)
+    return traces.get(key)
 
 
 def run_group(world: World, ops: list[Op], traces: Traces | None = None,
@@ -94,9 +96,9 @@ def simulate_timeline(scenario: Scenario, rec: Recorder, traces: Traces | None =
                       events: Events | None = None) -> None:
     """Apply the scenario's whole timeline to a fresh world, recording as it goes.
 
-    ``traces`` gives, per VM name, the exact I/O stream of each fio clone of its own workload
-    (``offsets: fio`` or ``iolog``, or a finished real run's record); other runs generate their
-    offsets."""
+    ``traces`` gives, per run (``cowbench.lifecycle.stream_key``: the VM's name for its own
+    workload), the exact I/O stream of each fio clone (fio's null engine, an ``iolog``, or a
+    finished real run's record); other runs generate their offsets."""
     record_images(scenario, rec)
     world = World(scenario, rec)
     for t, kind, ops in schedule(scenario):
