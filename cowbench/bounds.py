@@ -56,6 +56,9 @@ RANDOM_MAP_BYTES = 8  # fio's random map: a next-free int64 per block (sim/workl
 PER_VM_S = 3e-4
 PER_VM_BYTES = 8 << 10
 PER_IO_S = 1e-5
+FLEET_FIXED_BYTES = 256 * MIB  # the interpreter, numpy, pandas, simpy; a chunk's evaluation
+FLEET_VM_BYTES = 600  # draws, placements, events of the living, end-of-life figures
+FLEET_HOST_SAMPLE_BYTES = 900  # 8 records per host and sample, while the frame is built
 
 
 def _count(item: Any) -> int | None:
@@ -147,8 +150,11 @@ def fleet_cost(f: Fleet, duration: float, pass_interval: float) -> tuple[int, fl
     snaps = f.vms * f.snapshots.share * life / f.snapshots.interval
     migs = f.vms * f.migrations.share * life / f.migrations.interval
     passes = duration / pass_interval
-    mem = (f.vms * 400 + pairs * 80 + samples * f.hosts.count * 120 + snaps * 80
-           + migs * 600)
+    # the disks are evaluated a chunk of VMs at a time, but one VM's instants all at once
+    one_vm = duration / f.sample_interval + (duration / f.snapshots.interval
+                                            if f.snapshots.share else 0.0)
+    mem = (FLEET_FIXED_BYTES + f.vms * FLEET_VM_BYTES + samples * f.hosts.count
+           * FLEET_HOST_SAMPLE_BYTES + migs * 200 + one_vm * 150)
     secs = f.vms * 2e-5 + pairs * 3e-7 + (snaps + migs) * 5e-6 + passes * f.hosts.count * 1e-6
     return int(mem), secs
 

@@ -128,6 +128,11 @@ class Fleet(_Frozen):
         "applied to an exact qcow2 allocation map (small fleets only)")
     vms: int = Field(ge=1, le=10_000_000, description="expected arrivals over the duration")
     sample_interval: Seconds = Field(default=DAY, gt=0)
+    records: Literal["aggregate", "per_vm"] = Field(
+        default="aggregate", description="aggregate: records per host and sample, the VMs' "
+        "end-of-life figures as a grid of quantiles (entities vms:p0 ... vms:p100, "
+        "cowbench.vmdist); per_vm: one record per VM and figure as well (vm:<id>), for "
+        "fleets small enough to list")
     hosts: HostPool = HostPool()
     lifetime: Lifetime = Lifetime(mean_s=30 * DAY)
     flavors: list[FleetFlavor] = Field(min_length=1)

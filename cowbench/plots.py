@@ -19,6 +19,8 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from .vmdist import group_quantiles
+
 WIDTH_IN = 10.0
 SCREEN_DPI = 100  # 10 in x 100 dpi = 1000 px, the width the figures are made to be read at
 PRINT_DPI = 200
@@ -293,21 +295,21 @@ def disk_use_by_group(band: pd.DataFrame, group: str | None = None,
 
 def vm_disk_by_group(records: pd.DataFrame, group: str, order: Sequence[str] | None = None,
                      title: str = "disk use per VM at the end") -> Figure:
-    """The spread of VM disk use (``allocated_bytes`` of ``vm:`` entities) per group: a box
-    from p25 to p75 with the median, whiskers from p5 to p95 (said in the axis title)."""
-    d = records[records["entity"].astype(str).str.startswith("vm:")
-                & (records["metric"] == "allocated_bytes")] if not records.empty else records
-    have = set(d[group].astype(str)) if not d.empty else set()
-    names = [o for o in (order or sorted(have)) if o in have]
+    """The spread of VM disk use (``allocated_bytes`` of ``vm:`` entities, or a fleet's
+    quantile grid, ``cowbench.vmdist``) per group: a box from p25 to p75 with the median,
+    whiskers from p5 to p95 (said in the axis title)."""
+    levels = (5, 25, 50, 75, 95)
+    q = group_quantiles(records, group, "allocated_bytes", levels) if not records.empty else {}
+    names = [o for o in (order or sorted(q)) if o in q]
     with style():
         fig, (ax,) = new_figure(category_height(names))
-        if d.empty:
+        if not names:
             return empty(fig, ax, title, "no VM disk figures")
-        label, div = display_unit("B", d["value"].to_numpy(float))
-        grouped = d.groupby(d[group].astype(str))["value"]
-        data = [grouped.get_group(n).to_numpy(float) / div for n in names]
-        ax.boxplot(data, whis=(5, 95), showfliers=False, orientation="horizontal",
-                   positions=range(len(names)), widths=0.6)
+        label, div = display_unit("B", np.concatenate([q[n] for n in names]))
+        stats = [{"whislo": lo, "q1": q1, "med": med, "q3": q3, "whishi": hi, "fliers": []}
+                 for lo, q1, med, q3, hi in (q[n] / div for n in names)]
+        ax.bxp(stats, showfliers=False, orientation="horizontal", positions=range(len(names)),
+               widths=0.6)
         category_axis(ax, names)
         ax.set_title(title)
         ax.set_xlabel(f"allocated per VM ({label}); box: p25 to p75, line: median, "

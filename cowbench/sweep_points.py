@@ -21,6 +21,7 @@ from .fdtree import PrivateDir
 from .runner import run_scenario
 from .scenario import parse_scenario
 from .sweep_files import PointFiles, PointTooLarge, mark_failed, read_point
+from .vmdist import has_vm_figures, vm_quantiles
 
 PointResult = tuple[str, str | None, PointFiles]
 
@@ -77,10 +78,10 @@ def point_figures(rec: pd.DataFrame) -> dict[str, float]:
     if len(hosts):
         out["hosts_allocated_bytes"] = float(hosts.sum())
         out["host_allocated_bytes_max"] = float(hosts.max())
-    vms = rec[rec.entity.str.startswith("vm:") & (rec.metric == "allocated_bytes")].value
-    if len(vms):
-        for q in (50, 95, 99):
-            out[f"vm_allocated_bytes_p{q}"] = float(np.percentile(vms, q))
+    if has_vm_figures(rec):  # per VM, or a fleet's quantile grid (cowbench.vmdist)
+        levels = (50, 95, 99)
+        for q, v in zip(levels, vm_quantiles(rec, "allocated_bytes", levels), strict=True):
+            out[f"vm_allocated_bytes_p{q}"] = float(v)
     fleet = rec[rec.entity == "fleet:all"]
     if len(fleet):
         _fleet_figures(fleet, rec, out)

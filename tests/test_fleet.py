@@ -239,7 +239,9 @@ def test_median_interval_by_order_statistics() -> None:
 
 
 def test_boot_bursts_add_up_per_host_and_per_vm() -> None:
-    rec = run(small())
+    d = small()
+    d["fleet"]["records"] = "per_vm"
+    rec = run(d)
     per_vm = rec[rec.entity.str.startswith("vm:") & (rec.metric == "host_read_bytes")].value
     per_host = rec[rec.entity.str.startswith("host:") & (rec.metric == "host_read_bytes")].value
     assert per_vm.sum() == pytest.approx(per_host.sum()) and per_vm.sum() > 0
@@ -291,3 +293,65 @@ def test_a_cold_migration_keeps_its_source_copy_until_confirmed(window: str) -> 
     extra = host_series(rec, "allocated_bytes").to_numpy() - plan.cache_bytes
     assert alone.any() and np.all(extra[alone] > 2**20)
     assert np.all(extra[(plan.vm_count == 0) & (copies == 0)] == 0)
+
+
+def test_vms_are_recorded_as_quantiles_unless_per_vm_is_asked() -> None:
+    """The default keeps no record per VM: each end-of-life figure is a grid of 101 quantiles
+    equal to numpy's percentiles of the per-VM records; every other record is the same."""
+    agg = run(small())
+    d = small()
+    d["fleet"]["records"] = "per_vm"
+    per = run(d)
+    assert not agg.entity.str.startswith("vm:").any()
+    vm = per[per.entity.str.startswith("vm:")]
+    assert vm.entity.nunique() > 40
+    for metric in ("allocated_bytes", "data_clusters", "host_read_bytes"):
+        grid = agg[agg.entity.str.startswith("vms:p") & (agg.metric == metric)]
+        assert list(grid.entity) == [f"vms:p{q}" for q in range(101)] and grid.t_s.isna().all()
+        want = np.percentile(vm[vm.metric == metric].value, np.arange(101))
+        assert np.array_equal(grid.value.to_numpy(), want), metric
+    rest = per[~per.entity.str.startswith("vm:")].reset_index(drop=True)
+    assert rest.equals(agg)
+
+
+@pytest.mark.parametrize("model,migrations", [("fluid", "live"), ("exact", "live"),
+                                              ("fluid", "cold")])
+def test_evaluating_in_chunks_changes_no_record(model: str, migrations: str,
+                                                monkeypatch: Any) -> None:
+    """The disks are evaluated a chunk of VMs at a time: chunks of ~50 instants (a dozen
+    chunks) give the records one chunk does (sums of expected, fractional clusters in another
+    order: equal to the last bits)."""
+    import sim.fleet.fleet as fleet_model
+
+    d = small()
+    d["fleet"].update(model=model, records="per_vm")
+    d["fleet"]["migrations"].update(kind=migrations, share=0.5)
+    d["nova"] = {"resize_confirm_window_s": "2d"}
+    whole = run(d)
+    monkeypatch.setattr(fleet_model, "CHUNK_QUERIES", 50)
+    chunks = list(fleet_model._chunks(*_plan_and_snaps(d)))
+    assert len(chunks) >= 10 and chunks[0][0] == 0
+    assert all(a[1] == b[0] for a, b in zip(chunks, chunks[1:], strict=False))
+    chunked = run(d)
+    assert chunked.drop(columns="value").equals(whole.drop(columns="value"))
+    assert np.allclose(chunked.value, whole.value, rtol=1e-12, atol=0)
+    assert (chunked.value != whole.value).mean() < 0.05
+
+
+def _plan_and_snaps(d: dict[str, Any]) -> tuple[Any, Any]:
+    import sim.fleet.fleet as fleet_model
+
+    s = parse_scenario(d)
+    assert s.fleet is not None
+    plan = fleet_model.run_lifecycle(s, fleet_model.streams(1))
+    end = np.minimum(plan.population.life_end, plan.end)
+    return plan, fleet_model._snapshot_counts(s.fleet, plan, end)
+
+
+def test_records_grow_with_hosts_and_samples_not_with_vms() -> None:
+    few, many = small(), small()
+    many["fleet"]["vms"] = 600
+    a, b = run(few), run(many)
+    assert b[b.entity == "fleet:all"].query("metric == 'arrived_vms'").value.iloc[0] > 500
+    hosts = few["fleet"]["hosts"]["count"]
+    assert abs(len(a) - len(b)) <= hosts + 1  # only the hosts' time_to_full_s may differ

@@ -290,7 +290,9 @@ def test_a_fleet_sweep_over_cluster_size_gets_the_capacity_report(tmp_path):
     assert choose_notebook(out) == "capacity"
     make_report(out)
     names = figures_of(out)
-    assert {"first-host-full", "host-disk-over-time", "vms-refused"} <= set(names)
+    # the VMs' disks from the fleets' quantile grids (no record per VM)
+    assert {"first-host-full", "host-disk-over-time", "vms-refused",
+            "vm-disk-by-group"} <= set(names)
     assert "cluster 64 KiB" in html_of(out).read_text()
 
 

@@ -12,29 +12,42 @@ snapshot, each migration, each VM's end. Records (the run directory's tidy shape
   ``host_read_bytes`` (boot bursts of the VMs that started there);
   ``time_to_full_s`` (end of run, absent if the host never fills);
 - ``cache:<h>``: ``allocated_bytes`` of ``_base`` per sample;
-- ``vm:<id>``: ``allocated_bytes``, ``data_clusters``, ``host_read_bytes`` (the boot burst) at
-  the end of the VM's life or of the run: the per-VM distribution;
+- ``vms:p<q>`` (q = 0, 1, ..., 100): the VMs' ``allocated_bytes``, ``data_clusters`` and
+  ``host_read_bytes`` (the boot burst) at the end of each VM's life or of the run, as a grid of
+  quantiles (``cowbench.vmdist``); ``vm:<id>`` the same per VM, only with
+  ``fleet.records: per_vm``;
 - ``fleet:all``: the sums per sample, ``rejected_vms`` per interval ending at a sample (VMs
   placement refused, NoValidHost); at the end of the run ``arrived_vms``, ``rejected_vms`` (the
   total) and ``time_to_full_s`` (when the first host fills).
+
+Memory grows with VMs only through a few numbers per VM (the population's draws, its
+placements, its end-of-life figures): the disks are evaluated in chunks of VMs
+(:data:`CHUNK_QUERIES` instants at a time) and each chunk is summed into per-host totals
+(``sim.fleet.fleet_records``) before the next one is made.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
 
 from cowbench.fleet import Fleet
 from cowbench.nova.draws import streams
-from cowbench.records import UNITS
 from cowbench.scenario import Scenario
 from sim.storage.images import DISK_INFO_BYTES, base_data
 
 from .fleet_exact import ExactDisk, exact_states
 from .fleet_lifecycle import Plan, run_lifecycle
+from .fleet_records import Rows, Totals, boot_read_bytes, record_hosts, record_vms
 from .fluid import BaseClusters, DiskState, OverlayGeometry, Phases, fluid_state
 
 Query = tuple[np.ndarray, np.ndarray]
+Answer = tuple[np.ndarray, np.ndarray, DiskState, np.ndarray]  # vm, t, state, root alloc
+#: Instants evaluated at once (a chunk of whole VMs, so the exact model replays each disk
+#: once): about 150 bytes each while a chunk is worked on, some 80 MB, whatever the fleet.
+CHUNK_QUERIES = 1 << 19
 
 
 class FleetDisks:
@@ -46,8 +59,10 @@ class FleetDisks:
         self.f, self.s, self.plan, self.seed = f, s, plan, seed
         c = s.strategy.cluster_size
         self.geoms = {fl.root: OverlayGeometry(fl.root, c) for fl in f.flavors}
-        self.empty = {z: OverlayGeometry(z, c).empty_bytes
-                      for fl in f.flavors for z in (fl.ephemeral, fl.swap) if z}
+        empty = {z: OverlayGeometry(z, c).empty_bytes
+                 for fl in f.flavors for z in (fl.ephemeral, fl.swap) if z}
+        self.extra = np.array([DISK_INFO_BYTES + sum(empty[z] for z in (fl.ephemeral, fl.swap)
+                                                     if z) for fl in f.flavors], dtype=float)
         self.phases = {(j, k): Phases.of(wc, fl.root, c) for j, fl in enumerate(f.flavors)
                        for k, wc in enumerate(f.classes.values())}
         self.bases = {i: BaseClusters(img.data_extents(), c) for i, img in enumerate(s.images)
@@ -55,20 +70,29 @@ class FleetDisks:
 
     def extra_bytes(self, flavor: np.ndarray) -> np.ndarray:
         """Per VM beyond the root overlay: empty ephemeral and swap overlays, disk.info."""
-        per = [DISK_INFO_BYTES + sum(self.empty[z] for z in (fl.ephemeral, fl.swap) if z)
-               for fl in self.f.flavors]
-        return np.asarray(np.asarray(per, dtype=np.float64)[flavor])
+        return np.asarray(self.extra[flavor])
+
+    def _keys(self, vm: np.ndarray) -> tuple[np.ndarray, int]:
+        """Each VM's (flavor, class, image) as one small integer, and how many there can be."""
+        pop = self.plan.population
+        n_c, n_i = len(self.f.classes), len(self.s.images)
+        key = (pop.flavor[vm] * n_c + pop.klass[vm]) * n_i + pop.image[vm]
+        return key, len(self.f.flavors) * n_c * n_i
 
     def state(self, vm: np.ndarray, t: np.ndarray) -> tuple[DiskState, np.ndarray]:
-        """(DiskState, root overlay allocated_bytes) for each (vm, t) query."""
-        pop = self.plan.population
-        age = t - pop.arrive[vm]
-        key = (pop.flavor[vm] * len(self.f.classes) + pop.klass[vm]) * len(self.s.images)
-        key = key + pop.image[vm]
-        out = DiskState(np.zeros(vm.size), np.zeros(vm.size), np.zeros(vm.size))
-        for k in np.unique(key).tolist():
-            idx = np.flatnonzero(key == k)
-            j, rest = divmod(k, len(self.f.classes) * len(self.s.images))
+        """(DiskState, root overlay allocated_bytes) for each (vm, t) query: one sort by
+        (flavor, class, image), then each group's closed forms on a contiguous slice."""
+        age = t - self.plan.population.arrive[vm]
+        key, n_keys = self._keys(vm)
+        small = key.astype(np.int16) if n_keys < 1 << 15 else key
+        order = np.argsort(small, kind="stable")  # a radix sort for 16-bit keys
+        count = np.bincount(key, minlength=n_keys)
+        stop = np.cumsum(count)
+        out = DiskState(np.empty(vm.size), np.empty(vm.size), np.empty(vm.size))
+        alloc = np.empty(vm.size)
+        for k in np.flatnonzero(count).tolist():
+            idx = order[stop[k] - count[k]:stop[k]]
+            j, rest = divmod(k, n_keys // len(self.f.flavors))
             klass, image = divmod(rest, len(self.s.images))
             ph, base = self.phases[(j, klass)], self.bases[image]
             if self.f.model == "fluid":
@@ -77,12 +101,8 @@ class FleetDisks:
                 st = self._exact(ph, image, vm[idx], age[idx])
             out.data_clusters[idx], out.l2_tables[idx] = st.data_clusters, st.l2_tables
             out.union_clusters[idx] = st.union_clusters
-        alloc = np.zeros(vm.size)
-        roots = np.array([fl.root for fl in self.f.flavors])[pop.flavor[vm]]
-        for root, geom in self.geoms.items():
-            m = roots == root
-            k = np.rint(out.data_clusters[m] + out.l2_tables[m]).astype(np.int64)
-            alloc[m] = geom.allocated_bytes(k)
+            used = np.rint(st.data_clusters + st.l2_tables).astype(np.int64)
+            alloc[idx] = self.geoms[self.f.flavors[j].root].allocated_bytes(used)
         return out, alloc
 
     def _exact(self, ph: Phases, image: int, vm: np.ndarray, age: np.ndarray) -> DiskState:
@@ -99,72 +119,66 @@ class FleetDisks:
         return out
 
 
-class _Rows:
-    """Columns of the records frame, appended as arrays (one DataFrame at the end)."""
+class Span:
+    """The placements of the VMs ``v0 <= vm < v1``: a slice of the plan's (vm, t0)-sorted
+    segments, with what the queries of those VMs need."""
 
-    def __init__(self) -> None:
-        self.t: list[np.ndarray] = []
-        self.entity: list[np.ndarray] = []
-        self.metric: list[np.ndarray] = []
-        self.value: list[np.ndarray] = []
+    def __init__(self, plan: Plan, v0: int, v1: int) -> None:
+        a, b = np.searchsorted(plan.seg_vm, [v0, v1], side="left").tolist()
+        self.plan, self.v0, self.v1 = plan, v0, v1
+        self.vm, self.host = plan.seg_vm[a:b], plan.seg_host[a:b]
+        self.t0, self.t1 = plan.seg_t0[a:b], plan.seg_t1[a:b]
 
-    def add(self, t: np.ndarray | float, entity: np.ndarray, metric: str,
-            value: np.ndarray) -> None:
-        if metric not in UNITS:
-            raise KeyError(f"unknown metric {metric!r}: add it to cowbench.records.UNITS")
-        n = np.broadcast(t, entity, value).shape
-        keep = ~np.isnan(np.broadcast_to(np.asarray(value, dtype=np.float64), n))
-        self.t.append(np.broadcast_to(np.asarray(t, dtype=np.float64), n)[keep])
-        self.entity.append(np.broadcast_to(np.asarray(entity, dtype=object), n)[keep])
-        self.metric.append(np.full(int(keep.sum()), metric, dtype=object))
-        self.value.append(np.broadcast_to(np.asarray(value, dtype=np.float64), n)[keep])
+    def sample_pairs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(vm, host, sample index) for every sample each placement covers."""
+        seg, si = _covered(self.plan.sample_t, self.t0, self.t1)
+        return self.vm[seg], self.host[seg], si
 
-    def frame(self, seed: int) -> pd.DataFrame:
-        metric = np.concatenate(self.metric)
-        df = pd.DataFrame({
-            "backend": "sim", "t_s": np.concatenate(self.t),
-            "entity": np.concatenate(self.entity), "metric": metric,
-            "value": np.concatenate(self.value),
-            "unit": pd.Series(metric).map(UNITS).to_numpy(), "seed": seed, "replication": 0})
-        return df.astype({"backend": "string", "t_s": "float64", "entity": "string",
-                          "metric": "string", "value": "float64", "unit": "string",
-                          "seed": "int64", "replication": "int64"})
+    def host_at(self, vm: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """Host of each of the span's VMs at each instant."""
+        scale = self.plan.end * 4 + 1.0
+        keys = (self.vm - self.v0) * scale + self.t0
+        i = np.searchsorted(keys, (vm - self.v0) * scale + t, side="right") - 1
+        return np.asarray(self.host[i])
 
 
 def _covered(sample_t: np.ndarray, t0: np.ndarray, t1: np.ndarray
              ) -> tuple[np.ndarray, np.ndarray]:
     """(span index, sample index) for every sample in each span ``[t0, t1)``."""
     i0 = np.searchsorted(sample_t, t0, side="left")
-    i1 = np.searchsorted(sample_t, t1, side="left")
-    n = i1 - i0
+    n = np.searchsorted(sample_t, t1, side="left") - i0
     seg = np.repeat(np.arange(n.size), n)
-    starts = np.repeat(i0 - np.concatenate([[0], np.cumsum(n)[:-1]]), n)
+    starts = np.repeat(i0 - (np.cumsum(n) - n), n)
     return seg, starts + np.arange(seg.size)
 
 
-def _sample_pairs(plan: Plan) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(vm, host, sample index) for every sample each placement segment covers."""
-    seg, si = _covered(plan.sample_t, plan.seg_t0, plan.seg_t1)
-    return plan.seg_vm[seg], plan.seg_host[seg], si
+def _chunks(plan: Plan, snaps: np.ndarray) -> Iterator[tuple[int, int]]:
+    """VM ranges whose queries (samples, snapshots, migrations, end) add up to about
+    :data:`CHUNK_QUERIES` each (a VM is never split)."""
+    n_vm = plan.population.arrive.size
+    t = plan.sample_t
+    per_seg = np.searchsorted(t, plan.seg_t1, side="left") - np.searchsorted(t, plan.seg_t0)
+    cost = np.bincount(plan.seg_vm, weights=per_seg, minlength=n_vm)
+    cost += snaps + np.bincount(plan.mig_vm, minlength=n_vm) + 1
+    cum = np.cumsum(cost)
+    total = int(cum[-1]) if n_vm else 0
+    cuts = np.searchsorted(cum, np.arange(1, total // CHUNK_QUERIES + 1) * CHUNK_QUERIES)
+    edges = np.unique(np.concatenate([[0], cuts + 1, [n_vm]]).clip(0, n_vm))
+    yield from zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True)
 
 
-def _host_at(plan: Plan, vm: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Host of each VM at each instant, from the (vm, t0)-sorted segments."""
-    scale = plan.end * 4 + 1.0
-    keys = plan.seg_vm * scale + plan.seg_t0
-    i = np.searchsorted(keys, vm * scale + t, side="right") - 1
-    return np.asarray(plan.seg_host[i])
-
-
-def _snapshots(f: Fleet, plan: Plan, end: np.ndarray) -> Query:
-    """(vm, t) of every snapshot: each ``interval`` after arrival, while the VM lives."""
+def _snapshot_counts(f: Fleet, plan: Plan, end: np.ndarray) -> np.ndarray:
+    """Snapshots of each VM: one each ``interval`` after its arrival, while it lives."""
     pop = plan.population
-    vms = np.flatnonzero(pop.snap & plan.placed)
-    every = f.snapshots.interval
-    count = np.floor((end[vms] - pop.arrive[vms]) / every - 1e-9).astype(np.int64).clip(0)
-    vm = np.repeat(vms, count)
+    count = np.floor((end - pop.arrive) / f.snapshots.interval - 1e-9).astype(np.int64)
+    return np.where(pop.snap & plan.placed, count.clip(0), 0)
+
+
+def _snapshots(f: Fleet, plan: Plan, count: np.ndarray, v0: int) -> Query:
+    """(vm, t) of every snapshot of the VMs ``v0, v0 + 1, ...`` (``count`` of each)."""
+    vm = np.repeat(np.arange(v0, v0 + count.size), count)
     m = np.arange(vm.size) - np.repeat(np.cumsum(count) - count, count) + 1
-    return vm, pop.arrive[vm] + m * every
+    return vm, plan.population.arrive[vm] + m * f.snapshots.interval
 
 
 def _interval_of(plan: Plan, t: np.ndarray) -> np.ndarray:
@@ -178,20 +192,6 @@ def _by_host_sample(plan: Plan, s: np.ndarray, h: np.ndarray, w: np.ndarray) -> 
     return np.asarray(flat.reshape(shape))
 
 
-def time_to_full(t: np.ndarray, used: np.ndarray, capacity: float) -> np.ndarray:
-    """Per column, the first instant ``used`` reaches ``capacity`` (linear between samples)."""
-    out = np.full(used.shape[1], np.nan)
-    full = used >= capacity
-    for h in np.flatnonzero(full.any(axis=0)).tolist():
-        i = int(np.argmax(full[:, h]))
-        if i == 0:
-            out[h] = t[0]
-            continue
-        a, b = used[i - 1, h], used[i, h]
-        out[h] = t[i - 1] + (capacity - a) / (b - a) * (t[i] - t[i - 1])
-    return out
-
-
 def simulate_fleet(s: Scenario, seed: int) -> pd.DataFrame:
     """Run a fleet scenario once (fluid or exact disks); return its records."""
     f = s.fleet
@@ -199,20 +199,61 @@ def simulate_fleet(s: Scenario, seed: int) -> pd.DataFrame:
     plan = run_lifecycle(s, streams(seed))
     disks = FleetDisks(s, plan, seed)
     end = np.minimum(plan.population.life_end, plan.end)
-    vm, host, si = _sample_pairs(plan)
-    placed = np.flatnonzero(plan.placed)
-    # one evaluation for every instant that matters: the exact model replays each disk once
-    q = _evaluate(disks, {"samples": (vm, plan.sample_t[si]),
-                          "snapshots": _snapshots(f, plan, end),
-                          "migrations": (plan.mig_vm, plan.mig_t),
-                          "ends": (placed, end[placed])})
-    rows = _Rows()
-    _record_hosts(rows, f, plan, disks, q, (vm, host, si))
-    _record_vms(rows, s, plan, disks, q["ends"], end)
+    tot = Totals.zeros(plan)
+    snaps = _snapshot_counts(f, plan, end)
+    boot = boot_read_bytes(s, plan)
+    by_vm = np.argsort(plan.mig_vm, kind="stable")
+    mig_vm = plan.mig_vm[by_vm]
+    for v0, v1 in _chunks(plan, snaps):
+        span = Span(plan, v0, v1)
+        m0, m1 = np.searchsorted(mig_vm, [v0, v1]).tolist()
+        _add_chunk(tot, disks, span, snaps[v0:v1], by_vm[m0:m1], (end, boot))
+    rows = Rows()
+    record_hosts(rows, f, plan, tot)
+    record_vms(rows, s, plan, tot, end, boot)
     return rows.frame(seed)
 
 
-Answer = tuple[np.ndarray, np.ndarray, DiskState, np.ndarray]  # vm, t, state, root alloc
+def _add_chunk(tot: Totals, disks: FleetDisks, span: Span, snaps: np.ndarray,
+               migs: np.ndarray, per_vm: tuple[np.ndarray, np.ndarray]) -> None:
+    """Evaluate one span's disks at every instant that matters and add them to the totals
+    (``snaps``: the span's snapshot counts, ``migs``: its migrations, ``per_vm``: every VM's
+    end of life and boot burst)."""
+    end, boot = per_vm
+    f, plan = disks.f, span.plan
+    pop = plan.population
+    vm, host, si = span.sample_pairs()
+    placed = span.v0 + np.flatnonzero(plan.placed[span.v0:span.v1])
+    # one evaluation for every instant that matters: the exact model replays each disk once
+    q = _evaluate(disks, {"samples": (vm, plan.sample_t[si]),
+                          "snapshots": _snapshots(f, plan, snaps, span.v0),
+                          "migrations": (plan.mig_vm[migs], plan.mig_t[migs]),
+                          "ends": (placed, end[placed])})
+    tot.demand += _by_host_sample(plan, si, host, q["samples"][3] + disks.extra_bytes(
+        pop.flavor[vm]))
+    c = disks.s.strategy.cluster_size
+    snap_vm, snap_t, snap_state, _ = q["snapshots"]
+    tot.snapshot += _by_host_sample(plan, _interval_of(plan, snap_t),
+                                    span.host_at(snap_vm, snap_t), snap_state.union_clusters * c)
+    mig_vm, mig_t, mig_state, mig_alloc = q["migrations"]
+    moved = mig_state.data_clusters * c if f.migrations.kind == "live" else mig_alloc
+    tot.migration += _by_host_sample(plan, _interval_of(plan, mig_t), plan.mig_src[migs], moved)
+    if f.migrations.kind == "cold":
+        tot.demand += _resize_copies(plan, migs, mig_alloc + disks.extra_bytes(
+            pop.flavor[mig_vm]))
+    arrive = pop.arrive[placed]
+    tot.boot += _by_host_sample(plan, _interval_of(plan, arrive), span.host_at(placed, arrive),
+                                boot[placed])
+    _, _, end_state, end_alloc = q["ends"]
+    tot.end_allocated[placed] = end_alloc + disks.extra_bytes(pop.flavor[placed])
+    tot.end_clusters[placed] = end_state.data_clusters
+
+
+def _resize_copies(plan: Plan, migs: np.ndarray, files: np.ndarray) -> np.ndarray:
+    """Per sample and host, the cold migrations' sources' ``<uuid>_resize`` directories: each
+    the VM's files as they were when it left (no guest writes there), until confirmed."""
+    mig, si = _covered(plan.sample_t, plan.mig_t[migs], plan.mig_confirm[migs])
+    return _by_host_sample(plan, si, plan.mig_src[migs][mig], files[mig])
 
 
 def _evaluate(disks: FleetDisks, queries: dict[str, Query]) -> dict[str, Answer]:
@@ -227,78 +268,3 @@ def _evaluate(disks: FleetDisks, queries: dict[str, Query]) -> dict[str, Answer]
                                      st.union_clusters[sl]), alloc[sl])
         i += v.size
     return out
-
-
-def _resize_copies(plan: Plan, disks: FleetDisks, frozen: np.ndarray) -> np.ndarray:
-    """Per sample and host, the cold migrations' sources' ``<uuid>_resize`` directories: each
-    the VM's files as they were when it left (no guest writes there), until confirmed."""
-    files = frozen + disks.extra_bytes(plan.population.flavor[plan.mig_vm])
-    mig, si = _covered(plan.sample_t, plan.mig_t, plan.mig_confirm)
-    return _by_host_sample(plan, si, plan.mig_src[mig], files[mig])
-
-
-def _record_hosts(rows: _Rows, f: Fleet, plan: Plan, disks: FleetDisks,
-                  q: dict[str, Answer], pairs: tuple[np.ndarray, ...]) -> None:
-    pop = plan.population
-    vm, host, si = pairs
-    alloc = q["samples"][3]
-    demand = _by_host_sample(plan, si, host, alloc + disks.extra_bytes(pop.flavor[vm]))
-    demand += plan.cache_bytes
-    if f.migrations.kind == "cold":
-        demand += _resize_copies(plan, disks, q["migrations"][3])
-    c = disks.s.strategy.cluster_size
-    snap_vm, snap_t, snap_state, _ = q["snapshots"]
-    snap = _by_host_sample(plan, _interval_of(plan, snap_t), _host_at(plan, snap_vm, snap_t),
-                           snap_state.union_clusters * c)
-    _, _, mig_state, mig_alloc = q["migrations"]
-    moved = mig_state.data_clusters * c if f.migrations.kind == "live" else mig_alloc
-    mig = _by_host_sample(plan, _interval_of(plan, plan.mig_t), plan.mig_src, moved)
-    placed = np.flatnonzero(plan.placed)
-    boot = _by_host_sample(plan, _interval_of(plan, pop.arrive[placed]),
-                           _host_at(plan, placed, pop.arrive[placed]),
-                           boot_read_bytes(disks.s, plan)[placed])
-    t = plan.sample_t[:, None]
-    names = np.array([f"host:{h}" for h in plan.hosts], dtype=object)[None, :]
-    for metric, value in (("allocated_bytes", demand), ("provisioned_bytes", plan.provisioned),
-                          ("vm_count", plan.vm_count), ("snapshot_transfer_bytes", snap),
-                          ("migration_transfer_bytes", mig),
-                          ("image_fetch_bytes", plan.fetch_bytes),
-                          ("host_read_bytes", boot)):
-        rows.add(t, names, metric, value)
-        rows.add(plan.sample_t, np.array("fleet:all", dtype=object), metric, value.sum(axis=1))
-    caches = np.array([f"cache:{h}" for h in plan.hosts], dtype=object)[None, :]
-    rows.add(t, caches, "allocated_bytes", plan.cache_bytes)
-    ttf = time_to_full(plan.sample_t, demand, float(f.hosts.capacity_bytes))
-    rows.add(np.nan, names[0], "time_to_full_s", ttf)
-    first = np.nanmin(ttf) if np.isfinite(ttf).any() else np.nan
-    rows.add(np.nan, np.array("fleet:all", dtype=object), "time_to_full_s", np.array(first))
-
-
-def _record_vms(rows: _Rows, s: Scenario, plan: Plan, disks: FleetDisks, ends: Answer,
-                end: np.ndarray) -> None:
-    f = s.fleet
-    assert f is not None
-    pop = plan.population
-    fleet = np.array("fleet:all", dtype=object)
-    rows.add(np.nan, fleet, "arrived_vms", np.array(float(pop.arrive.size)))
-    rows.add(np.nan, fleet, "rejected_vms", np.array(float((~plan.placed).sum())))
-    refused = _interval_of(plan, pop.arrive[~plan.placed])
-    rows.add(plan.sample_t, fleet, "rejected_vms",
-             np.bincount(refused, minlength=plan.sample_t.size).astype(np.float64))
-    vms, _, state, alloc = ends
-    width = max(6, len(str(pop.arrive.size)))
-    names = np.array([f"vm:vm-{v:0{width}d}" for v in vms.tolist()], dtype=object)
-    rows.add(end[vms], names, "allocated_bytes", alloc + disks.extra_bytes(pop.flavor[vms]))
-    rows.add(end[vms], names, "data_clusters", state.data_clusters)
-    rows.add(pop.arrive[vms], names, "host_read_bytes", boot_read_bytes(s, plan)[vms])
-
-
-def boot_read_bytes(s: Scenario, plan: Plan) -> np.ndarray:
-    """Each VM's boot burst, read from its base: no more than the base's data (holes are free)."""
-    f = s.fleet
-    assert f is not None
-    pop = plan.population
-    base_bytes = np.array([base_data(i).data_bytes if i.name in f.image_mix else 0
-                           for i in s.images], dtype=np.float64)
-    boot = np.array([c.boot_read for c in f.classes.values()], dtype=np.float64)
-    return np.asarray(np.minimum(boot[pop.klass], base_bytes[pop.image]))
