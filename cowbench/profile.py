@@ -117,6 +117,12 @@ class PerfParams(_Frozen):
         default=False, description="the transfer of an I/O that allocates nothing is work of "
         "the path's first stage (it holds that stage) rather than of a device beside the path; "
         "allocating writes' transfers stay on the device")
+    host_alloc_s: float | None = Field(
+        default=None, gt=0, description="the storage's own time per allocating write (a "
+        "copy-on-write and cluster write), one at a time for the whole host, overlapping the "
+        "write's own work: N VMs allocating at once complete at most 1 / host_alloc_s such "
+        "writes per second; None (profiles made before it, or probes that showed no host-wide "
+        "limit): no such limit")
     device_interference: float | None = Field(
         default=None, ge=0, le=1, description="how much of a large job's queue a small read "
         "beside it waited for, measured on the storage alone: 1 in arrival order, near 0 "

@@ -17,7 +17,7 @@ from cowbench.profile import FitRow, PerfParams, Probe
 from cowbench.records import Recorder
 from cowbench.scenario import Scenario
 from sim.fleet.fleet import simulate_fleet
-from sim.perf import perf
+from sim.perf import alloc, perf
 from sim.world.runs import place_vms, simulate_timeline, untimed_is_upper_bound
 
 
@@ -88,7 +88,8 @@ class SimBackend(Backend):
         return io_events(scenario, seed, traces)
 
     def fit(self, probes: Sequence[Probe]) -> PerfParams:
-        return perf.fit(probes)
+        """The I/O model's parameters, then the host's allocation rate (``sim.perf.alloc``)."""
+        return alloc.fit_host_alloc(perf.fit(probes), probes)
 
     def fit_rows(self, params: PerfParams, probes: Sequence[Probe],
                  ios: int = 3000) -> list[FitRow]:

@@ -98,7 +98,7 @@ def test_replaying_the_fit_matches_the_probes(probes: list[Probe], fitted: PerfP
     rows = fit_rows(fitted, probes)
     errs = sorted(abs(r.rel_error) for r in rows if r.metric == "iops")
     # every probe through the stack; the storage-alone probes only order the device
-    assert len(errs) == len([p for p in probes if p.target != "device"]) == 38
+    assert len(errs) == len([p for p in probes if p.target != "device"]) == 39
     assert np.median(errs) < 0.05
     assert errs[-1] < 0.25
 

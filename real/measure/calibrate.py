@@ -145,6 +145,8 @@ def probe_matrix(s: Settings) -> list[ProbeSpec]:
         specs.append(ProbeSpec("raw", "randwrite", 4 * KiB, 4, exports=k))
     specs += [ProbeSpec("cow", "write", 4 * KiB, qd) for qd in (1, 8)]
     specs.append(ProbeSpec("cow", "write", 64 * KiB, 1))
+    if n > 1:  # several images allocating at once: the storage's own rate (sim.perf.alloc)
+        specs.append(ProbeSpec("cow", "write", 4 * KiB, 8, exports=n))
     if s.matrix == "long":
         specs += [ProbeSpec("cow", "write", bs, 1) for bs in (16 * KiB, 32 * KiB)]
     specs.append(ProbeSpec("cow_ext", "write", 4 * KiB, 1))

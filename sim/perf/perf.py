@@ -20,7 +20,10 @@ How a guest I/O is served (one host; every VM on it shares everything below):
   through the same stages (``cow_read_s`` per copy-on-write read, ``alloc_s`` per cluster)
   and its transfer. Reads of the image's own data and overwrites share that lock, so they
   wait for the allocating writes queued before them (reads that fall through to the backing
-  file do not);
+  file do not); with ``host_alloc_s`` (fitted where several exports allocating at once
+  saturated), each allocating write also takes a turn of the host's one allocator, overlapping
+  its own work, so the host completes at most ``1 / host_alloc_s`` of them per second whatever
+  the number of images (``sim.perf.alloc``);
 - a *device* demand: the host bytes the I/O moves (``HostIO``: COW copies and metadata
   included) over the storage's bandwidth, on one device. The device serves what waits for it
   either in arrival order (``device_queue: fifo``: a 4 KiB read waits for the 64 KiB
@@ -298,6 +301,9 @@ class Host:
         self.fifo = model.p.device_queue == "fifo"
         self.on_path = model.p.transfer_on_path
         self.queue = simpy.Resource(env, capacity=1)  # the device in arrival order
+        # the storage's allocation of copies-on-write and cluster writes, one for the host
+        self.allocator = (simpy.Resource(env, capacity=1)
+                          if model.p.host_alloc_s is not None else None)
         self._locks: dict[int, FileLock] = {}
 
     def lock(self, image: object) -> FileLock:
@@ -331,18 +337,34 @@ class Host:
         else:
             yield self.disk.transfer(seconds)
 
+    def _allocation(self, d: Demand) -> Process:
+        """An allocating write's own round through the path, then its copy."""
+        yield from self._path(d.alloc_s)
+        if d.device_s > 0:
+            yield from self.transfer(d.device_s, alloc=True)
+
+    def _allocator_turn(self) -> Process:
+        """The host storage's allocation of one write: ``host_alloc_s``, one at a time for
+        every image of the host (``sim.perf.alloc``)."""
+        assert self.allocator is not None and self.model.p.host_alloc_s is not None
+        with self.allocator.request() as req:
+            yield req
+            yield self.env.timeout(self.model.p.host_alloc_s)
+
     def serve(self, d: Demand, image: object = None) -> Process:
         yield from self._path(d.path_s)
         if d.delay_s > 0:
             yield self.env.timeout(self.rng.exponential(d.delay_s))
         if d.wait_s > 0:  # the copy-on-write read's round trip: waiting, not working
             yield self.env.timeout(self.rng.exponential(d.wait_s))
-        if d.alloc_s > 0:  # the allocation's own round through the path, then its copy
+        if d.alloc_s > 0:
             lock = self.lock(image)
             yield lock.acquire(alone=True)
-            yield from self._path(d.alloc_s)
-            if d.device_s > 0:
-                yield from self.transfer(d.device_s, alloc=True)
+            if self.allocator is None:
+                yield from self._allocation(d)
+            else:  # the write's own work and its turn of the host's allocator, both
+                yield self.env.all_of([self.env.process(self._allocation(d)),
+                                       self.env.process(self._allocator_turn())])
             lock.release(alone=True)
         elif d.shares_file and d.device_s > 0:
             lock = self.lock(image)
@@ -479,7 +501,7 @@ def fit(probes: Sequence[Probe]) -> PerfParams:
         best = best.model_copy(update={
             "device_interference": round(interference, 3),
             "device_queue": "fifo" if interference >= 0.5 else "shared"})
-    return best
+    return best  # the host's allocation rate is fitted after: sim.perf.alloc
 
 
 #: rounds of the fixed point between the bandwidths and the path (the second changed the

@@ -1,0 +1,120 @@
+"""The host storage's rate of allocating writes (sim/perf/alloc.py): N VMs allocating at once
+saturate at the fitted rate, readers do not take the allocator, and profiles without the
+parameter predict what they predicted before it existed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import simpy
+
+from cowbench.profile import PerfParams, Probe
+from real.measure.calibrate import probe_matrix, settings
+from sim.perf.alloc import allocating_probe, fit_host_alloc
+from sim.perf.perf import Host, PerfModel, replay
+from sim.storage.disk import HostIO
+
+from .test_perf import TRUE, probe
+
+# TRUE with a device four times faster, so an image's own work (its lock), not the device,
+# paces one allocating VM: about 9.5k 4 KiB first writes per second per image
+FAST = TRUE.model_copy(update={"read_bw": [(s, 4 * b) for s, b in TRUE.read_bw],
+                               "write_bw": [(s, 4 * b) for s, b in TRUE.write_bw]})
+RATE = 12000.0  # the host's allocating writes per second
+LIMITED = FAST.model_copy(update={"host_alloc_s": 1 / RATE})
+
+
+def writers(n: int) -> Probe:
+    """n exports, each writing 4 KiB first writes at iodepth 8 into its own fresh overlay."""
+    return probe(target="cow", rw="write", iodepth=8, exports=n)
+
+
+@pytest.mark.slow
+def test_n_allocating_writers_saturate_at_the_allocation_rate() -> None:
+    limited = [replay(LIMITED, writers(n), ios=3000)[0] for n in (1, 2, 3, 6)]
+    free = [replay(FAST, writers(n), ios=3000)[0] for n in (1, 2, 3, 6)]
+    # one VM: paced by its own lock, below the host's rate, and as fast as without the limit
+    assert limited[0] < 0.9 * RATE
+    assert limited[0] == pytest.approx(free[0], rel=0.03)
+    # several: the total saturates at the host's rate, where the model without it climbs on
+    for total in limited[1:]:
+        assert 0.9 * RATE <= total <= 1.01 * RATE
+    assert free[-1] > 1.4 * RATE
+
+
+def _reader_beside_writers(params: PerfParams, n: int, t_end: float = 0.5) -> float:
+    """A reader's IOPS (4 KiB reads of an allocated qcow2 image, iodepth 4) beside n VMs
+    allocating at iodepth 8, each on its own image, on one host."""
+    env = simpy.Environment()
+    model = PerfModel(params)
+    host = Host(env, model, np.random.default_rng(7))
+    cow = model.probe_demand(writers(1))
+    read = model.demand(is_write=False, length=4096, fmt="qcow2",
+                        host=HostIO(read_bytes=4096, read_ops=1))
+    done = [0]
+
+    def loop(image: object, demand: object, count: bool) -> simpy.events.ProcessGenerator:
+        while True:
+            yield host.client()
+            yield from host.serve(demand, image)  # type: ignore[arg-type]
+            if count and env.now > t_end / 5:
+                done[0] += 1
+
+    for i in range(n):
+        for _ in range(8):
+            env.process(loop(f"w{i}", cow, False))
+    for _ in range(4):
+        env.process(loop("reader", read, True))
+    env.run(until=t_end)
+    return done[0] / (t_end * 4 / 5)
+
+
+@pytest.mark.slow
+def test_a_reader_beside_allocating_writers_does_not_take_the_allocator() -> None:
+    alone = _reader_beside_writers(LIMITED, 0)
+    for n in (3, 6):
+        free, limited = _reader_beside_writers(FAST, n), _reader_beside_writers(LIMITED, n)
+        # the writers are held back by the host's allocator, which the reader never waits
+        # for: it runs at least as fast as beside writers the device alone limits, and still
+        # shares the path and the device with them
+        assert limited >= 0.98 * free
+        assert limited < 0.9 * alone
+
+
+def test_profiles_without_the_rate_predict_as_before() -> None:
+    assert TRUE.host_alloc_s is None
+    # produced by main at a95aacd, before the allocator existed (same seed, same I/Os)
+    assert replay(TRUE, writers(1), ios=2000) == (5075.358953093216, 0.001572181091292642)
+    assert replay(TRUE, writers(3), ios=2000) == (7945.236007009127, 0.0030181949379768963)
+
+
+def _measured(params: PerfParams, p: Probe) -> Probe:
+    iops, lat = replay(params, p, ios=6000, seed=3)
+    return p.model_copy(update={"iops": iops, "lat_mean_s": lat})
+
+
+@pytest.mark.slow
+def test_the_fit_finds_the_rate_from_several_exports_allocating_at_once() -> None:
+    many = _measured(LIMITED, writers(4))
+    got = fit_host_alloc(FAST, [_measured(LIMITED, writers(1)), many])
+    assert got.host_alloc_s == pytest.approx(1 / RATE, rel=0.1)
+    # the fitted model replays the probe it came from
+    assert replay(got, writers(4), ios=3000)[0] == pytest.approx(many.iops, rel=0.05)
+
+
+@pytest.mark.slow
+def test_the_fit_adds_no_rate_without_evidence_of_one() -> None:
+    # the storage scaled with the exports: no host-wide limit
+    assert fit_host_alloc(FAST, [_measured(FAST, writers(4))]).host_alloc_s is None
+    # the matrix has no probe of several exports allocating at once (profiles before it)
+    assert fit_host_alloc(FAST, [_measured(FAST, writers(1))]).host_alloc_s is None
+
+
+def test_every_matrix_has_one_probe_of_several_exports_allocating() -> None:
+    for matrix in ("quick", "short", "long"):
+        specs = probe_matrix(settings(matrix, 4))  # type: ignore[arg-type]
+        many = [s for s in specs if s.target == "cow" and s.exports > 1]
+        assert [(s.bs, s.iodepth, s.exports) for s in many] == [(4096, 8, 4)]
+    assert not [s for s in probe_matrix(settings("quick", 1))
+                if s.target == "cow" and s.exports > 1]
+    assert allocating_probe([writers(1)]) is None
