@@ -48,6 +48,12 @@ Answer = tuple[np.ndarray, np.ndarray, DiskState, np.ndarray]  # vm, t, state, r
 #: Instants evaluated at once (a chunk of whole VMs, so the exact model replays each disk
 #: once): about 150 bytes each while a chunk is worked on, some 80 MB, whatever the fleet.
 CHUNK_QUERIES = 1 << 19
+#: Age step of the fluid model's table of root-overlay allocation, which the daily samples of
+#: a large fleet read (linear between steps) instead of evaluating the closed forms, and the
+#: age below which a sample is still evaluated directly (a young disk's curve bends most).
+#: fleet-year: within 5e-6 of every host's demand, 3e-5 of every VM's, against the closed forms.
+TABLE_STEP_S = 900.0
+TABLE_FROM_S = 86400.0
 
 
 class FleetDisks:
@@ -67,6 +73,45 @@ class FleetDisks:
                        for k, wc in enumerate(f.classes.values())}
         self.bases = {i: BaseClusters(img.data_extents(), c) for i, img in enumerate(s.images)
                       if img.name in f.image_mix}
+        self.table: np.ndarray | None = None
+
+    def table_size(self, duration: float) -> int:
+        """Entries :meth:`tabulate` would compute."""
+        return self._keys(np.zeros(0, dtype=np.int64))[1] * (int(duration / TABLE_STEP_S) + 2)
+
+    def tabulate(self, duration: float) -> None:
+        """Tabulate every (flavor, class, image)'s root allocation over ages 0 to
+        ``duration`` every :data:`TABLE_STEP_S` (fluid model only)."""
+        assert self.f.model == "fluid"
+        ages = np.arange(int(np.ceil(duration / TABLE_STEP_S)) + 2) * TABLE_STEP_S
+        _, n_keys = self._keys(np.zeros(0, dtype=np.int64))
+        n_c, n_i = len(self.f.classes), len(self.s.images)
+        table = np.zeros((n_keys, ages.size))
+        for k in range(n_keys):
+            j, rest = divmod(k, n_c * n_i)
+            klass, image = divmod(rest, n_i)
+            if image in self.bases:
+                st = fluid_state(self.phases[(j, klass)], self.bases[image], ages)
+                used = np.rint(st.data_clusters + st.l2_tables).astype(np.int64)
+                table[k] = self.geoms[self.f.flavors[j].root].allocated_bytes(used)
+        self.table = table
+
+    def root_bytes(self, vm: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """Root overlay allocated_bytes of each (vm, t): from the table if there is one."""
+        table = self.table
+        if table is None:
+            return self.state(vm, t)[1]
+        age = t - self.plan.population.arrive[vm]
+        x = age / TABLE_STEP_S
+        i = np.minimum(x.astype(np.int64), table.shape[1] - 2)
+        at = self._keys(vm)[0] * table.shape[1] + i
+        flat = table.ravel()
+        lo = flat[at]
+        out = lo + (x - i) * (flat[at + 1] - lo)
+        young = np.flatnonzero(age < TABLE_FROM_S)
+        if young.size:
+            out[young] = self.state(vm[young], t[young])[1]
+        return np.asarray(out)
 
     def extra_bytes(self, flavor: np.ndarray) -> np.ndarray:
         """Per VM beyond the root overlay: empty ephemeral and swap overlays, disk.info."""
@@ -167,6 +212,12 @@ def _chunks(plan: Plan, snaps: np.ndarray) -> Iterator[tuple[int, int]]:
     yield from zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True)
 
 
+def _sample_count(plan: Plan) -> int:
+    """(VM, sample) pairs of the whole run."""
+    t = plan.sample_t
+    return int((np.searchsorted(t, plan.seg_t1) - np.searchsorted(t, plan.seg_t0)).sum())
+
+
 def _snapshot_counts(f: Fleet, plan: Plan, end: np.ndarray) -> np.ndarray:
     """Snapshots of each VM: one each ``interval`` after its arrival, while it lives."""
     pop = plan.population
@@ -204,6 +255,8 @@ def simulate_fleet(s: Scenario, seed: int) -> pd.DataFrame:
     boot = boot_read_bytes(s, plan)
     by_vm = np.argsort(plan.mig_vm, kind="stable")
     mig_vm = plan.mig_vm[by_vm]
+    if f.model == "fluid" and _sample_count(plan) > 4 * disks.table_size(plan.end):
+        disks.tabulate(plan.end)  # cheaper than the closed forms at every sample
     for v0, v1 in _chunks(plan, snaps):
         span = Span(plan, v0, v1)
         m0, m1 = np.searchsorted(mig_vm, [v0, v1]).tolist()
@@ -224,13 +277,14 @@ def _add_chunk(tot: Totals, disks: FleetDisks, span: Span, snaps: np.ndarray,
     pop = plan.population
     vm, host, si = span.sample_pairs()
     placed = span.v0 + np.flatnonzero(plan.placed[span.v0:span.v1])
-    # one evaluation for every instant that matters: the exact model replays each disk once
-    q = _evaluate(disks, {"samples": (vm, plan.sample_t[si]),
-                          "snapshots": _snapshots(f, plan, snaps, span.v0),
+    # one evaluation for every other instant that matters: the exact model replays each disk
+    # once (the samples with them, unless the fluid model's table answers them)
+    samples = {"samples": (vm, plan.sample_t[si])} if disks.table is None else {}
+    q = _evaluate(disks, {**samples, "snapshots": _snapshots(f, plan, snaps, span.v0),
                           "migrations": (plan.mig_vm[migs], plan.mig_t[migs]),
                           "ends": (placed, end[placed])})
-    tot.demand += _by_host_sample(plan, si, host, q["samples"][3] + disks.extra_bytes(
-        pop.flavor[vm]))
+    root = q["samples"][3] if samples else disks.root_bytes(vm, plan.sample_t[si])
+    tot.demand += _by_host_sample(plan, si, host, root + disks.extra_bytes(pop.flavor[vm]))
     c = disks.s.strategy.cluster_size
     snap_vm, snap_t, snap_state, _ = q["snapshots"]
     tot.snapshot += _by_host_sample(plan, _interval_of(plan, snap_t),
