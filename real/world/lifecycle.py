@@ -40,7 +40,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cowbench.lifecycle import Op
-from cowbench.nova.imagecache import cache_pass
 from cowbench.records import Recorder
 from cowbench.scenario import VM, Scenario
 from cowbench.tools import RawLog, qemu_img_info, qemu_img_map, run
@@ -132,6 +131,8 @@ class RealWorld:
     def cache_pass(self, t: float) -> None:
         """Nova's image cache manager: bases in use touched, unused ones old enough removed
         (resized copies after ``remove_unused_resized_minimum_age_s``)."""
+        from cowbench.nova.imagecache import cache_pass  # numpy: not before a run's first tool
+
         ic = self.s.nova.image_cache
         images = {self.layouts[h].cache_file(i).name: i.name for h in self.layouts
                   for i in self.s.images}
