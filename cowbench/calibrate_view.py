@@ -30,6 +30,9 @@ def print_profile(prof: Profile, out: Console) -> None:
     t.add_row("cluster allocation", f"{p.alloc_s * 1e6:.1f} us")
     t.add_row("copy-on-write read", f"{p.cow_read_s * 1e6:.1f} us")
     t.add_row("subcluster allocation", f"{p.subcluster_alloc_s * 1e6:.1f} us")
+    t.add_row("host's allocating writes (all images)", "no limit seen"
+              if p.host_alloc_s is None else
+              f"{p.host_alloc_s * 1e6:.1f} us each: at most {1 / p.host_alloc_s:,.0f}/s")
     t.add_row("chain depth d (k = d - 1)", f"{p.chain_base_s * 1e6:+.1f} + "
               f"{p.chain_a_s * 1e6:.2f} k + {p.chain_b_s * 1e6:.3f} k^2 us")
     t.add_row("L2 cache miss", f"{p.l2_miss_s * 1e6:.1f} us")

@@ -118,3 +118,19 @@ def test_every_matrix_has_one_probe_of_several_exports_allocating() -> None:
     assert not [s for s in probe_matrix(settings("quick", 1))
                 if s.target == "cow" and s.exports > 1]
     assert allocating_probe([writers(1)]) is None
+
+
+def test_calibrate_prints_the_hosts_allocation_rate() -> None:
+    from rich.console import Console
+
+    from cowbench.calibrate_view import print_profile
+    from cowbench.profile import Profile
+
+    def shown(params: PerfParams) -> str:
+        out = Console(record=True, width=200)
+        print_profile(Profile(created="now", duration_s=1.0, matrix="quick", dir="/d", host={},
+                              tools={}, settings={}, probes=[writers(1)], params=params), out)
+        return out.export_text()
+
+    assert "at most 12,000/s" in shown(LIMITED) and "83.3 us each" in shown(LIMITED)
+    assert "no limit seen" in shown(FAST)
