@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
@@ -23,6 +22,17 @@ from .bounds import (
     MAX_TIMELINE_OPS,
 )
 from .nova.clock import tick_count as ticks
+from .nova.machine import (
+    Boot,
+    Confirm,
+    Delete,
+    Machine,
+    Migrate,
+    Operation,
+    Resize,
+    Run,
+    Snapshot,
+)
 from .nova.schema import Flavor, ImageCacheSettings, Lifetime
 from .units import format_duration, parse_duration, parse_size
 
@@ -237,7 +247,6 @@ STRATEGY_OPS: dict[str, frozenset[tuple[str, str | None]]] = {
 #: strategies whose disk may stand on a qcow2 base (force_raw_images off): overlays, and RBD
 #: clones (in Ceph, no _base)
 OVER_ANY_BASE = frozenset({"qcow2_overlay", "snapshot_chain", "rbd_clone"})
-_DEFAULT_KIND = {"snapshot": "live", "migrate": "cold"}
 
 _ORDER = {"boot": 0, "run": 1, "snapshot": 2, "resize": 3, "migrate": 4, "confirm": 5,
           "delete": 6}
@@ -329,14 +338,30 @@ def nova_problems(s: Scenario) -> list[tuple[str, str]]:
              f"{' and '.join(sorted(OVER_ANY_BASE))} disks; not {', '.join(sorted(kinds))}")]
 
 
+def typed(op: Op) -> Operation:
+    """The typed value of an expanded timeline's operation."""
+    at = (op.index, op.t, op.vm, op.source)
+    kind = op.kind or _DEFAULT_KIND.get(op.op, "")
+    if op.op == "boot":
+        return Boot(*at, host=op.to)
+    if op.op == "run":
+        return Run(*at, workload=op.workload)
+    if op.op == "snapshot":
+        return Snapshot(*at, kind=kind, name=op.name)
+    if op.op == "migrate":
+        return Migrate(*at, to=str(op.to), kind=kind)
+    if op.op == "resize":
+        assert op.root_size is not None
+        return Resize(*at, root_size=op.root_size)
+    return Confirm(*at) if op.op == "confirm" else Delete(*at)
+
+
+_DEFAULT_KIND = {"snapshot": "live", "migrate": "cold"}
+
+
 def check_timeline(s: Scenario) -> list[tuple[str, str]]:
     """Problems a timeline has that can be known before running it (key path, reason)."""
     problems: list[tuple[str, str]] = []
-    vms = {vm.name: vm for vm in s.vms}
-    hosts = {h.name: h for h in s.hosts}
-    where: dict[str, str] = {}   # vm -> host
-    state: dict[str, str] = {}   # vm -> booted | deleted
-    size: dict[str, int] = {}
     try:
         ops, placement = _expand(s)
     except TimelineTooLarge as err:
@@ -345,8 +370,9 @@ def check_timeline(s: Scenario) -> list[tuple[str, str]]:
     if problems:
         return problems
     problems += placement
+    machine = Machine(s, _allowed)  # the validator: Nova's state, nothing carried out
     for op in ops:
-        problem = _check_op(s, op, vms, hosts, where, state, size)
+        problem = machine.apply(typed(op))
         if problem:
             when = format_duration(op.t)
             problems.append((op.source, f"{op.op} of {op.vm!r} at t={when}: {problem}"))
@@ -371,53 +397,17 @@ def _stream_problems(s: Scenario, ops: list[Op]) -> list[tuple[str, str]]:
     return out
 
 
-def _check_op(s: Scenario, op: Op, vms: Mapping[str, VM], hosts: Mapping[str, object],
-              where: dict[str, str], state: dict[str, str], size: dict[str, int]) -> str | None:
-    """What is wrong with ``op`` given the VMs' states so far (room on hosts:
-    :mod:`cowbench.nova.scheduler`)."""
-    if op.vm not in vms:
-        return "no such VM in 'vms'"
-    vm = vms[op.vm]
-    st = state.get(op.vm)
-    if st == "deleted":
-        return "the VM was already deleted"
-    if op.op == "boot":
-        if st is not None:
-            return "the VM is already booted"
-        state[op.vm], where[op.vm] = "booted", op.to or s.host_of(vm).name
-        size[op.vm] = s.root_size(vm)
-        return None
-    if st is None:
-        return "the VM has not booted yet"
-    if op.op == "run" and (op.workload or vm.workload) not in s.workloads:
-        return f"no workload named {op.workload or vm.workload!r}"
-    problem = _allowed(s.strategy_of(vm).kind, op)
-    if problem:
-        return problem
-    if op.op == "migrate":
-        if op.to not in hosts:
-            return f"no host named {op.to!r}"
-        if op.to == where[op.vm]:
-            return "the VM is already on that host"
-        where[op.vm] = str(op.to)
-    if op.op == "resize":
-        assert op.root_size is not None
-        if op.root_size < size[op.vm]:
-            return "Nova refuses to shrink a disk"
-        size[op.vm] = op.root_size
-    if op.op == "delete":
-        state[op.vm] = "deleted"
-    return None
-
-
-def _allowed(strategy: str, op: Op) -> str | None:
+def _allowed(strategy: str, op: Operation) -> str | None:
     """Does the VM's strategy allow the operation (:data:`STRATEGY_OPS`)?"""
-    if op.op not in ("snapshot", "migrate", "resize"):
+    if isinstance(op, Snapshot | Migrate):
+        kind: str | None = op.kind
+    elif isinstance(op, Resize):
+        kind = None
+    else:
         return None
-    kind = op.kind or _DEFAULT_KIND.get(op.op)
     if (op.op, kind) in STRATEGY_OPS[strategy]:
         return None
-    if op.op == "snapshot":
+    if isinstance(op, Snapshot):
         return f"a {kind} snapshot needs a qcow2 disk, not {strategy}"
     if kind == "live":
         return f"a live (block) migration needs an overlay over the base, not {strategy}"

@@ -37,9 +37,19 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import singledispatchmethod
 from pathlib import Path
 
 from cowbench.lifecycle import Op
+from cowbench.nova.machine import (
+    Boot,
+    Confirm,
+    Delete,
+    Migrate,
+    Operation,
+    Resize,
+    Snapshot,
+)
 from cowbench.records import Recorder
 from cowbench.scenario import VM, Scenario
 from cowbench.tools import RawLog, qemu_img_info, qemu_img_map, run
@@ -156,7 +166,7 @@ class RealWorld:
                         self.check.retire(key, f"{key} (removed at t={t:g} s)")
                     f.unlink()
 
-    def op_done(self, op: Op, transfer: int | None, started: float) -> None:
+    def op_done(self, op: Op | Operation, transfer: int | None, started: float) -> None:
         """The operation's own figures (none in a scenario without a timeline)."""
         if not self.timed:
             return
@@ -164,11 +174,17 @@ class RealWorld:
             self.rec.add(op.entity, "transfer_bytes", transfer, op.t)
         self.rec.add(op.entity, "duration_s", time.monotonic() - started, op.t)
 
-    # -- operations -------------------------------------------------------------------------
-    def boot(self, op: Op) -> None:
+    # -- operations, dispatched by type (cowbench.nova.machine) ------------------------------
+    @singledispatchmethod
+    def apply(self, operation: Operation) -> None:
+        """Carry out one operation (a workload run goes in a batch, not here)."""
+        raise TypeError(f"no executor for {type(operation).__name__}")
+
+    @apply.register
+    def boot(self, op: Boot) -> None:
         t0 = time.monotonic()
         vm = self.vms[op.vm]
-        host = op.to or self.s.host_of(vm).name  # the scheduler's choice for arrivals
+        host = op.host or self.s.host_of(vm).name  # the scheduler's choice for arrivals
         st = self.s.strategy_of(vm)
         size = self.s.root_size(vm)
         fetched = self.ensure_base(host, vm.image, op.t)
@@ -183,7 +199,8 @@ class RealWorld:
         self.instances[vm.name] = inst
         self.op_done(op, fetched, t0)
 
-    def snapshot(self, op: Op) -> None:
+    @apply.register
+    def snapshot(self, op: Snapshot) -> None:
         t0 = time.monotonic()
         inst = self.instances[op.vm]
         name = op.name or f"{op.vm}-snap-{op.index}"
@@ -223,7 +240,8 @@ class RealWorld:
         self.snapshots[name] = out
         self.op_done(op, out.stat().st_size, t0)
 
-    def migrate(self, op: Op) -> None:
+    @apply.register
+    def migrate(self, op: Migrate) -> None:
         t0 = time.monotonic()
         assert op.to is not None
         inst = self.instances[op.vm]
@@ -318,7 +336,8 @@ class RealWorld:
             return None
         return str(name), str(info.get("backing-filename-format", "raw"))
 
-    def resize(self, op: Op) -> None:
+    @apply.register
+    def resize(self, op: Resize) -> None:
         t0 = time.monotonic()
         inst = self.instances[op.vm]
         assert op.root_size is not None
@@ -327,7 +346,8 @@ class RealWorld:
         inst.root_size = op.root_size
         self.op_done(op, None, t0)
 
-    def confirm(self, op: Op) -> None:
+    @apply.register
+    def confirm(self, op: Confirm) -> None:
         t0 = time.monotonic()
         self._drop_resize(op.vm)
         self.op_done(op, None, t0)
@@ -336,7 +356,8 @@ class RealWorld:
         for _, path in self.resizing.pop(vm, {}).values():
             shutil.rmtree(path)
 
-    def delete(self, op: Op) -> None:
+    @apply.register
+    def delete(self, op: Delete) -> None:
         t0 = time.monotonic()
         inst = self.instances.pop(op.vm)
         shutil.rmtree(inst.dir(self.layouts))

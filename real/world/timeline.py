@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from cowbench.lifecycle import Op, batches, schedule
+from cowbench.lifecycle import Op, batches, schedule, typed
 from cowbench.records import Recorder
 from cowbench.scenario import Scenario
 from cowbench.tools import RawLog
@@ -87,7 +87,7 @@ def _apply(world: RealWorld, ops: list[Op], t: float, step_done: Progress) -> No
     for op in ops:
         if world.timed:
             world.progress(f"t={format_duration(t)}: {op.op} {op.vm}")
-        getattr(world, op.op)(op)
+        world.apply(typed(op))
     _step(world, step_done, "real:disks")
 
 

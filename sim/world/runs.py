@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 import simpy
 
 from cowbench.iolog import Trace
-from cowbench.lifecycle import Op, batches, schedule, stream_key
+from cowbench.lifecycle import Op, batches, schedule, stream_key, typed
 from cowbench.records import Recorder
 from cowbench.scenario import Scenario, Workload
 from sim.perf.device import make_device
@@ -109,7 +109,7 @@ def simulate_timeline(scenario: Scenario, rec: Recorder, traces: Traces | None =
                 run_group(world, batch, traces, events)
             else:
                 for op in batch:
-                    getattr(world, op.op)(op)
+                    world.apply(typed(op))
         world.sample(t)
     world.sample(None)
 
@@ -143,7 +143,7 @@ def place_vms(scenario: Scenario, rec: Recorder) -> None:
     for _, _, ops in schedule(scenario):
         for op in ops:
             if op.op != "run":
-                getattr(world, op.op)(op)
+                world.apply(typed(op))
                 continue
             _write_untimed(world, op)
     world.sample(None)

@@ -10,11 +10,21 @@ boots and runs; which other operations it allows is ``cowbench.lifecycle.STRATEG
 from __future__ import annotations
 
 import copy
+from functools import singledispatchmethod
 
 import numpy as np
 
 from cowbench.lifecycle import Op
 from cowbench.nova.imagecache import cache_pass
+from cowbench.nova.machine import (
+    Boot,
+    Confirm,
+    Delete,
+    Migrate,
+    Operation,
+    Resize,
+    Snapshot,
+)
 from cowbench.records import Recorder
 from cowbench.scenario import Scenario
 from sim.storage.disk import Qcow2Image, RawImage
@@ -122,7 +132,7 @@ class World:
     def instance(self, vm: str) -> Instance:
         return self.hosts[self.where[vm]].instances[vm]
 
-    def op_done(self, op: Op, transfer: int | None, duration: float) -> None:
+    def op_done(self, op: Op | Operation, transfer: int | None, duration: float) -> None:
         """The operation's own figures (none in a scenario without a timeline)."""
         if not self.timed:
             return
@@ -130,10 +140,16 @@ class World:
             self.rec.add(op.entity, "transfer_bytes", transfer, op.t)
         self.rec.add(op.entity, "duration_s", duration, op.t)
 
-    # -- operations -------------------------------------------------------------------------
-    def boot(self, op: Op) -> None:
+    # -- operations, dispatched by type (cowbench.nova.machine) ------------------------------
+    @singledispatchmethod
+    def apply(self, operation: Operation) -> None:
+        """Carry out one operation (a workload run goes in a batch, not here)."""
+        raise TypeError(f"no executor for {type(operation).__name__}")
+
+    @apply.register
+    def boot(self, op: Boot) -> None:
         vm = self.s.vms[self.vm_index[op.vm]]
-        host = op.to or self.s.host_of(vm).name  # the scheduler's choice for arrivals
+        host = op.host or self.s.host_of(vm).name  # the scheduler's choice for arrivals
         size = self.s.root_size(vm)
         inst = Instance(vm, vm.image, new_layers(self.s, vm, size), size,
                         remote=self.s.model_only(vm))
@@ -150,7 +166,8 @@ class World:
                      transfer_time(fetched_bytes, self.s.nova.glance_bandwidth_bytes_per_s)
                      + copy / dev.write_bandwidth_bytes_per_s)
 
-    def snapshot(self, op: Op) -> None:
+    @apply.register
+    def snapshot(self, op: Snapshot) -> None:
         inst = self.instance(op.vm)
         name = op.name or f"{op.vm}-snap-{op.index}"
         if op.kind == "internal":
@@ -175,7 +192,8 @@ class World:
                      + flat.allocated_bytes / dev.write_bandwidth_bytes_per_s
                      + transfer_time(flat.file_bytes, self.s.nova.glance_bandwidth_bytes_per_s))
 
-    def migrate(self, op: Op) -> None:
+    @apply.register
+    def migrate(self, op: Migrate) -> None:
         assert op.to is not None
         src = self.where[op.vm]
         inst = self.hosts[src].instances.pop(op.vm)
@@ -217,7 +235,8 @@ class World:
         layer.written[:] = inst.top.written
         return Instance(vm, inst.image, [layer], inst.root_size, list(inst.bases))
 
-    def resize(self, op: Op) -> None:
+    @apply.register
+    def resize(self, op: Resize) -> None:
         assert op.root_size is not None
         inst = self.instance(op.vm)
         img = inst.top.image
@@ -236,12 +255,14 @@ class World:
         inst.root_size = op.root_size
         self.op_done(op, None, self.s.device.write_latency_s)
 
-    def confirm(self, op: Op) -> None:
+    @apply.register
+    def confirm(self, op: Confirm) -> None:
         for h in self.hosts.values():
             h.resizing.pop(op.vm, None)
         self.op_done(op, None, 0.0)
 
-    def delete(self, op: Op) -> None:
+    @apply.register
+    def delete(self, op: Delete) -> None:
         self.hosts[self.where.pop(op.vm)].instances.pop(op.vm)
         for h in self.hosts.values():
             h.resizing.pop(op.vm, None)
