@@ -34,6 +34,7 @@ PROGRAMS: dict[str, tuple[str, str]] = {
     "truncate": ("coreutils", "test"),
     "sleep": ("coreutils", "test"),
     "findmnt": ("util-linux", "test"),  # the filesystem under a directory (profile tests)
+    "unshare": ("util-linux", "test"),  # sweep workers in their own mount namespaces
     "pgrep": ("procps", "test"),
     "chromium": ("chromium", "test"),  # report.html opened headless
     "bash": ("bash", "test"),  # runs scripts/bootstrap.sh (essential in Debian)
