@@ -134,3 +134,27 @@ def test_calibrate_prints_the_hosts_allocation_rate() -> None:
 
     assert "at most 12,000/s" in shown(LIMITED) and "83.3 us each" in shown(LIMITED)
     assert "no limit seen" in shown(FAST)
+
+
+def _three_allocating_vms(params: PerfParams) -> dict[str, float]:
+    from cowbench.scenario import parse_scenario
+    from sim import simulate
+
+    from .conftest import small_dict
+
+    d = small_dict()
+    # whole-cluster first writes: every write allocates
+    d["workloads"] = {"w": {"rw": "write", "bs": "64k", "iodepth": 8, "io_size": "48MiB"}}
+    d["vms"] = [{"name": n, "image": "img", "workload": "w"} for n in ("a", "b", "c")]
+    d["device"] = {"calibrated": params.model_dump(mode="json")}
+    df = simulate(parse_scenario(d), seed=5)
+    done = df[df.t_s.isna() & (df.metric == "write_iops")]
+    return {str(e): float(v) for e, v in zip(done.entity, done.value, strict=True)}
+
+
+@pytest.mark.slow
+def test_a_scenarios_allocating_vms_share_the_hosts_rate_deterministically() -> None:
+    limited = _three_allocating_vms(LIMITED)
+    assert limited == _three_allocating_vms(LIMITED)  # same profile, same seed: same figures
+    free = _three_allocating_vms(FAST)
+    assert sum(limited.values()) <= 1.01 * RATE < sum(free.values())
