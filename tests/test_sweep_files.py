@@ -172,7 +172,8 @@ def test_a_point_over_the_bound_fails_and_its_run_json_says_why(
     the reason; the other point is whole."""
     from .clirun import cowbench
 
-    monkeypatch.setattr(sweep_files, "MAX_POINT_BYTES", 20_000)  # 3 VMs ~11 KB, 30 more
+    monkeypatch.setattr(sweep_files, "MAX_POINT_BYTES", 100_000)  # 3 VMs 89 KB, 32 VMs 111 KB
+    # (measured with offsets: auto, whose null-engine streams are in each point's raw/)
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(small_dict()))
     (tmp_path / "sw.yaml").write_text(yaml.safe_dump({
         "scenario": "s.yaml", "seeds": 1, "grid": {"vms[1].count": [1, 30]}}))
@@ -182,7 +183,7 @@ def test_a_point_over_the_bound_fails_and_its_run_json_says_why(
     assert ran.code == 1 and "1 point(s) failed" in ran.stderr, ran.stderr
     meta = json.loads((out / "sweep.json").read_text())
     (failed,) = [p for p in meta["points"] if p["status"] == "failed"]
-    assert "a point sends back at most 20000 bytes to the sweep's client" in failed["reason"]
+    assert "a point sends back at most 100000 bytes to the sweep's client" in failed["reason"]
     run = json.loads((out / failed["dir"] / "run.json").read_text())
     assert run["status"] == "failed" and run["reason"] == failed["reason"]
     assert sorted(os.listdir(out / failed["dir"])) == ["run.json", "scenario.yaml"]
