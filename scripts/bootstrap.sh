@@ -71,7 +71,9 @@ if [ ! -x .venv/bin/python ]; then
     echo "bootstrap: creating .venv" >&2
     python3 -m venv .venv
 fi
-stamp=$(sha256sum pyproject.toml | cut -d' ' -f1)
+# the stamp names this tree too: a venv whose editable install points at another checkout
+# (a copy, a git worktree sharing it) is reinstalled here, not trusted
+stamp=$({ sha256sum pyproject.toml; pwd -P; } | sha256sum | cut -d' ' -f1)
 have=$(cat .venv/.cowbench-stamp 2>/dev/null || true)
 if [ "$stamp" != "$have" ]; then
     echo "bootstrap: installing cowbench and its Python dependencies into .venv" >&2
