@@ -28,13 +28,13 @@ PROGRAMS: dict[str, tuple[str, str]] = {
     "mkfs.xfs": ("xfsprogs", "run"),
     "xfs_io": ("xfsprogs", "run"),
     "xfs_spaceman": ("xfsprogs", "run"),
+    "unshare": ("util-linux", "run"),  # fio in its own PID namespace; sweep tests' workers
     "losetup": ("mount", "test"),
     "mkfs.ext4": ("e2fsprogs", "test"),
     "filefrag": ("e2fsprogs", "test"),
     "truncate": ("coreutils", "test"),
     "sleep": ("coreutils", "test"),
     "findmnt": ("util-linux", "test"),  # the filesystem under a directory (profile tests)
-    "unshare": ("util-linux", "test"),  # sweep workers in their own mount namespaces
     "pgrep": ("procps", "test"),
     "chromium": ("chromium", "test"),  # report.html opened headless
     "bash": ("bash", "test"),  # runs scripts/bootstrap.sh (essential in Debian)

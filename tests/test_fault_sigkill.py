@@ -43,6 +43,13 @@ def _children(pid: int) -> list[tuple[int, str]]:
     return found
 
 
+def _descendants(pid: int) -> list[tuple[int, str]]:
+    """Children and grandchildren: fio runs under ``unshare`` (its own PID namespace) where
+    the machine allows it, beside cowbench's direct children elsewhere."""
+    kids = _children(pid)
+    return kids + [g for k, _ in kids for g in _children(k)]
+
+
 def _tools_of(pid: int, out: Path) -> list[str]:
     """Live qemu-nbd / fio / qemu-img processes naming the run's paths (its descriptors'
     ``/proc/<pid>/fd/`` or its run directory): their command lines."""
@@ -65,7 +72,7 @@ def _tools(pid: int, out: Path) -> list[tuple[int, str]]:
         except OSError:
             continue
         name = os.path.basename(argv.split(b"\0")[0].decode(errors="replace"))
-        if name in ("qemu-nbd", "fio", "qemu-img", "qemu-io") and state != "Z" \
+        if name in ("qemu-nbd", "fio", "qemu-img", "qemu-io", "unshare") and state != "Z" \
                 and any(n in argv for n in needles):
             left.append((int(entry.name), argv.replace(b"\0", b" ").decode(errors="replace")))
     return left
@@ -87,7 +94,7 @@ def _kill_during_fio(tmp_path: Path, d: dict[str, Any]) -> tuple[Path, Path, int
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True)
     deadline = time.monotonic() + 120
-    while sum(name == "fio" for _, name in _children(proc.pid)) < len(d["vms"]):
+    while sum(name == "fio" for _, name in _descendants(proc.pid)) < len(d["vms"]):
         assert proc.poll() is None, proc.communicate()[1]
         assert time.monotonic() < deadline, "fio never started"
         time.sleep(0.05)

@@ -7,6 +7,7 @@ fio is stopped with SIGTERM, never SIGKILL first, so it cleans up (fio's t/fiote
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -74,16 +75,19 @@ class FioRun:
         (self.dir / "argv.json").write_text(json.dumps(self.argv, indent=1) + "\n")
         self._stdout = open(self.dir / "stdout", "wb")  # noqa: SIM115 (closed in wait/stop)
         self._stderr = open(self.dir / "stderr", "wb")  # noqa: SIM115
-        # its own process group: fio forks one process per job, and stop() must reach them all
-        # (a terminal's Ctrl-C reaches cowbench, which stops fio itself)
+        # its own process group: stop() signals it (a terminal's Ctrl-C reaches cowbench, which
+        # stops fio itself); its own PID namespace where allowed, for fio's job processes
+        isolated = own_pid_namespace()
+        argv, death = ([*_PID_NAMESPACE, *self.argv], signal.SIGKILL) if isolated else \
+            (self.argv, signal.SIGTERM)  # PR_SET_PDEATHSIG: SIGTERM is fio's clean stop
         with shielded():  # no interrupt between the fork and ``self.proc`` (stop() needs it)
             # cwd: fio writes side files (verify state, local-<job>-<n>-verify.state) in its
             # working directory; keep them in the run's raw/ (real/world/containment.py)
-            # PR_SET_PDEATHSIG: fio stops (SIGTERM, its clean stop) if cowbench is killed
-            self.proc = subprocess.Popen(self.argv, stdout=self._stdout, stderr=self._stderr,
+            self.proc = subprocess.Popen(argv, stdout=self._stdout, stderr=self._stderr,
                                          stdin=subprocess.DEVNULL, start_new_session=True,
-                                         cwd=self.dir, preexec_fn=dies_with_us(signal.SIGTERM))
-            self._watchdog = _watch_group(self.proc.pid)
+                                         cwd=self.dir, preexec_fn=dies_with_us(death))
+            if not isolated:
+                self._watchdog = _watch_group(self.proc.pid)
         return self
 
     def _exited(self, block: bool) -> bool:
@@ -159,10 +163,35 @@ class FioRun:
             self.partial_path.unlink(missing_ok=True)
 
 
-#: fio's job processes are forked by fio, without PR_SET_PDEATHSIG, and fio does not always
-#: stop them when it is signalled early; an orphaned job whose qemu-nbd is gone spins writing
-#: errors to raw/ (25 GB in 15 minutes here). So a watchdog per fio, a child that dies with
-#: cowbench (SIGTERM) and then stops fio's whole process group: SIGTERM, SIGKILL a second later.
+#: fio forks one process per job, and each job calls ``setsid()`` (it leaves fio's process
+#: group: signalling the group does not reach it) and has no ``PR_SET_PDEATHSIG``. fio does not
+#: always stop its jobs when it is signalled while they run; an orphaned job whose qemu-nbd is
+#: gone spins writing errors to raw/ (25 GB in 15 minutes here; seen in CI, under load, a
+#: second after ``kill -9`` of cowbench). So fio runs as the first process of its own PID
+#: namespace, under ``unshare --fork --kill-child``: unshare dies with cowbench (SIGKILL), which
+#: SIGKILLs fio, and when a namespace's first process dies the kernel SIGKILLs every other
+#: process in it. No timing and no Python is involved. unshare blocks SIGTERM and waits, so a
+#: SIGTERM to the process group (``stop()``) still reaches fio alone, for its clean stop, and
+#: unshare exits with fio's status.
+_PID_NAMESPACE = ("unshare", "--pid", "--fork", "--kill-child")  # util-linux (essential)
+
+
+@functools.cache
+def own_pid_namespace() -> bool:
+    """Can fio run in a PID namespace of its own here (root, or CAP_SYS_ADMIN, and a kernel
+    and container that allow it)? Asked once per process, by trying."""
+    try:
+        return subprocess.run([*_PID_NAMESPACE, "true"], stdin=subprocess.DEVNULL,
+                              capture_output=True, timeout=10, check=False,
+                              preexec_fn=dies_with_us()).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+#: Without a PID namespace (an unprivileged user), a watchdog per fio, a child that dies with
+#: cowbench (SIGTERM) and then stops fio's process group: SIGTERM, SIGKILL a second later. It
+#: cannot reach a job that fio left behind (the job's own session), which only the namespace
+#: can; the README says so.
 _WATCHDOG = """
 import os, signal, sys, time
 group = int(sys.argv[1])
