@@ -12,413 +12,39 @@ import hashlib
 import json
 import re
 import warnings
-from pathlib import Path, PurePosixPath
-from typing import Annotated, Any, Literal
+from pathlib import Path
+from typing import Any, Literal
 
 import yaml
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, ValidationError, field_validator, model_validator
 
-from . import randdist
 from .bounds import MAX_ARRIVALS, MAX_VMS, exact_problems, too_many_vms
 from .errors import ScenarioError
 from .fleet import Fleet, fleet_problems
-from .jobopts import CARRIED, expand_scenario
+from .jobopts import expand_scenario
 from .lifecycle import Flavor, Nova, Timeline, check_timeline, nova_problems
-from .nova.schema import HostDisk
 from .profile import PerfParams
 from .safeload import load_yaml_file
-from .units import is_power_of_two, parse_duration, parse_size
+from .schema_base import Bytes, Frozen, Name, Seconds
+from .storage_schema import (
+    MAX_CLUSTER,
+    MIN_CLUSTER,
+    MIN_EXT_L2_CLUSTER,
+    QCOW_MAX_L1_ENTRIES,
+    SYSTEM_TREES,
+    Extent,
+    Host,
+    Image,
+    Strategy,
+    Synthetic,
+    in_system_tree,
+)
+from .workload_schema import RW, Replaced, Workload
 
 SCHEMA_VERSION = 1
 
-Bytes = Annotated[int, BeforeValidator(parse_size)]
-Seconds = Annotated[float, BeforeValidator(parse_duration)]
-Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")]
 
-MIN_CLUSTER = 512
-MAX_CLUSTER = 2 * 1024 * 1024
-#: QEMU's largest qcow2 L1 table (QCOW_MAX_L1_SIZE, block/qcow2.h): 32 MiB of 8-byte entries.
-QCOW_MAX_L1_ENTRIES = (32 << 20) // 8
-#: Trees a ``storage_dir`` may never be in: the system's own (real/world/containment.py).
-SYSTEM_TREES = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc",
-                "/run", "/sbin", "/sys", "/usr")
-
-
-def in_system_tree(path: PurePosixPath | Path) -> bool:
-    """True for ``/`` itself and anything inside ``/etc``, ``/usr``, ``/proc``, ..."""
-    p = PurePosixPath(path)
-    return p == PurePosixPath("/") or any(
-        p == PurePosixPath(t) or PurePosixPath(t) in p.parents for t in SYSTEM_TREES)
-MIN_EXT_L2_CLUSTER = 16 * 1024
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Host(HostDisk):
-    """A compute host: its own image cache (``_base``) and instance directories, and its disk
-    as placement sees it (``capacity_bytes``, ``disk_allocation_ratio``,
-    ``reserved_host_disk_bytes``: :class:`cowbench.nova.schema.HostDisk`)."""
-
-    name: Name
-    storage_dir: str | None = Field(
-        default=None,
-        description="Real backend: directory holding this host's instances path "
-        "(default: inside the run directory's work/). Absolute, no '..', outside system "
-        "directories; cowbench writes only into a fresh cowbench-<run> directory inside it.",
-    )
-    profile: str | None = Field(
-        default=None, description="This host's own calibration profile (JSON from `cowbench "
-        "calibrate` on that host), relative to the scenario file: the model predicts this "
-        "host's I/O with it, whatever device.profile says (`run --profile` overrides it).")
-    calibrated: PerfParams | None = Field(
-        default=None, description="This host's I/O model parameters; filled from `profile` "
-        "when the scenario is resolved.")
-
-    @field_validator("storage_dir")
-    @classmethod
-    def _contained(cls, v: str | None) -> str | None:
-        if v is None:
-            return v
-        p = PurePosixPath(v)
-        if "\0" in v or not p.is_absolute():
-            raise ValueError(f"must be an absolute path, got {v!r}")
-        if ".." in p.parts:
-            raise ValueError(f"must not contain '..', got {v!r}")
-        if in_system_tree(p):
-            raise ValueError(f"{v!r} is a system directory; refused")
-        return v
-
-
-class Extent(_Frozen):
-    offset: Bytes
-    length: Bytes = Field(gt=0)
-
-
-class Synthetic(_Frozen):
-    """Generated content: these extents hold data (a deterministic pattern), the rest is zero."""
-
-    data: list[Extent] = Field(min_length=1)
-
-
-class Image(_Frozen):
-    """A base image as uploaded to Glance: generated (``synthetic``) or a file (``path``)."""
-
-    name: Name
-    virtual_size: Bytes | None = Field(default=None, gt=0)
-    format: Literal["qcow2", "raw"] = "qcow2"
-    synthetic: Synthetic | None = None
-    path: str | None = Field(
-        default=None, description="An image file; a relative path is relative to the "
-        "scenario file's directory (made absolute when the scenario is resolved).")
-    allow_untrusted_path: bool = Field(
-        default=False,
-        description="Use a `path` file owned by someone other than root or the invoking user "
-        "(it is copied into the run's private tree before it is inspected).",
-    )
-    data_map: list[Extent] | None = Field(
-        default=None,
-        description="Where a path image holds data, as `qemu-img map` reported when the scenario "
-        "was resolved; filled in by cowbench, not written by hand.",
-    )
-
-    @model_validator(mode="after")
-    def _one_source(self) -> Image:
-        if (self.synthetic is None) == (self.path is None):
-            raise ValueError("give exactly one of 'synthetic' (generated content) or 'path'")
-        if self.synthetic is not None:
-            if self.virtual_size is None:
-                raise ValueError("a synthetic image needs 'virtual_size'")
-            spans = sorted((e.offset, e.offset + e.length) for e in self.synthetic.data)
-            for (_, e0), (s1, _) in zip(spans, spans[1:], strict=False):
-                if s1 < e0:
-                    raise ValueError(f"synthetic data extents overlap at offset {s1}")
-            if spans[-1][1] > self.virtual_size:
-                raise ValueError(
-                    f"synthetic data ends at {spans[-1][1]}, past virtual_size {self.virtual_size}"
-                )
-            for s, e in spans:
-                if s % 512 or e % 512:
-                    raise ValueError("synthetic data extents must be multiples of 512 bytes")
-        return self
-
-    def data_extents(self) -> list[tuple[int, int]]:
-        """Sorted ``(offset, length)`` pairs where the image holds data."""
-        source = self.synthetic.data if self.synthetic is not None else self.data_map
-        assert source is not None, "resolve path images (cowbench.resolve) before asking"
-        return sorted((e.offset, e.length) for e in source)
-
-
-class Strategy(_Frozen):
-    """How each VM's root disk is made from the cached base.
-
-    ``qcow2_overlay`` is Nova's default (a qcow2 file backed by the raw base in ``_base``);
-    ``full_copy`` is Nova's Flat backend (a copy of the base, resized to the flavor; ``sparse``
-    keeps its holes); ``resized_base`` is Nova before Dec 2012 (a full copy of the base per
-    flavor size, ``_base/<sha1>_<size>``, shared by the host's overlays of that size, FACTS.md
-    1.1); ``snapshot_chain`` stacks ``chain_depth`` qcow2 overlays (external snapshots), the
-    VM writing to the top one; ``reflink_copy`` clones the raw base with ``cp --reflink`` on
-    XFS (the real backend loop-mounts one, as root); ``rbd_clone`` is a Ceph RBD clone
-    (model only: marked ``model_only`` in the records, the real backend skips such VMs);
-    ``internal_snapshot``
-    gives each VM a standalone qcow2 copy of the base (``qemu-img convert``) with an internal
-    snapshot taken at once (``qemu-img snapshot -c``), so first writes copy clusters inside
-    the file. The qcow2 knobs are
-    ``qemu-img create -o`` options with QEMU's defaults (FACTS.md 1.3, 2.2):
-    ``extended_l2`` (32 subclusters per cluster, clusters of 16 KiB or more), ``preallocation``
-    (over a backing file QEMU allows it only with ``extended_l2``), ``refcount_bits``.
-    """
-
-    kind: Literal["qcow2_overlay", "full_copy", "resized_base", "snapshot_chain",
-                  "internal_snapshot", "rbd_clone", "reflink_copy"] = "qcow2_overlay"
-    cluster_size: Bytes = 65536
-    refcount_bits: int = 16
-    extended_l2: bool = False
-    preallocation: Literal["off", "metadata", "falloc", "full"] = "off"
-    sparse: bool = Field(default=True, description="full_copy: keep the base's holes "
-                         "(cp --sparse=always) or write them out (cp --sparse=never)")
-    chain_depth: int = Field(default=1, ge=1, le=1000, description="snapshot_chain: qcow2 "
-                             "layers over the base, the VM's writable top included")
-    object_size: Bytes = Field(default=4 << 20, description="rbd_clone: RBD object size "
-                               "(the unit of copy-up), 4 MiB by default")
-    clone_depth: int = Field(default=1, ge=1, le=16, description="rbd_clone: parents above the "
-                             "clone (kernel RBD refuses more than 16)")
-    max_clone_depth: int = Field(default=5, ge=1, le=16, description="rbd_clone: Cinder's "
-                                 "rbd_max_clone_depth; a deeper clone is flattened")
-    discard: Literal["ignore", "unmap"] = Field(
-        default="ignore", description="The drive's discard option (Nova hw_disk_discard, "
-        "qemu-nbd --discard): guest trims reach the image only with unmap")
-    detect_zeroes: Literal["off", "on", "unmap"] = Field(
-        default="off", description="The drive's detect-zeroes option (qemu-nbd "
-        "--detect-zeroes): all-zero writes become zero clusters; unmap also frees")
-
-    @field_validator("cluster_size")
-    @classmethod
-    def _cluster(cls, v: int) -> int:
-        if not is_power_of_two(v) or not MIN_CLUSTER <= v <= MAX_CLUSTER:
-            raise ValueError(f"cluster_size must be a power of two from 512 B to 2 MiB, got {v}")
-        return v
-
-    @field_validator("refcount_bits")
-    @classmethod
-    def _refbits(cls, v: int) -> int:
-        if v not in (1, 2, 4, 8, 16, 32, 64):
-            raise ValueError(f"refcount_bits must be a power of two from 1 to 64, got {v}")
-        return v
-
-    @model_validator(mode="after")
-    def _qemu_rules(self) -> Strategy:
-        if self.extended_l2 and self.cluster_size < MIN_EXT_L2_CLUSTER:
-            raise ValueError("extended_l2 needs cluster_size of at least 16KiB (QEMU refuses "
-                             "smaller)")
-        if self.kind == "internal_snapshot" and (self.extended_l2 or self.refcount_bits < 2):
-            raise ValueError("internal_snapshot is modelled without extended_l2 and needs "
-                             "refcount_bits of 2 or more (a snapshot adds a reference)")
-        if self.kind == "rbd_clone" and (not is_power_of_two(self.object_size)
-                                         or not 4096 <= self.object_size <= 32 << 20):
-            raise ValueError("object_size must be a power of two from 4 KiB to 32 MiB")
-        if self.detect_zeroes == "unmap" and self.discard != "unmap":
-            raise ValueError("detect_zeroes: unmap needs discard: unmap (qemu-nbd refuses it)")
-        if self.detect_zeroes != "off" and (self.extended_l2 or self.kind in ("rbd_clone",
-                                                                             "reflink_copy")):
-            raise ValueError("detect_zeroes is modelled for qcow2 without extended_l2 and for "
-                             "raw files only")
-        if self.chain_depth > 1 and self.kind != "snapshot_chain":
-            raise ValueError("chain_depth applies to kind: snapshot_chain only")
-        if self.preallocation != "off" and not self.extended_l2:
-            raise ValueError("preallocation over a backing file needs extended_l2 (QEMU: "
-                             "'Backing file and preallocation can only be used at the same "
-                             "time if extended_l2 is on')")
-        return self
-
-
-RW = Literal["read", "write", "randread", "randwrite", "rw", "readwrite", "randrw", "trim",
-             "randtrim", "trimwrite"]
-
-
-class Replaced(_Frozen):
-    """A job-file option the backend set itself (cowbench.jobopts.REPLACED says why)."""
-
-    option: str
-    value: str | None = None
-    reason: str
-
-
-class Workload(_Frozen):
-    """One fio job, in fio's own option names and meanings (fio HOWTO).
-
-    Sizes in bytes and times in seconds once loaded. ``size`` defaults to the rest of the disk
-    after ``offset``; ``io_size`` to ``size``. Each of ``numjobs`` clones runs the whole job.
-    """
-
-    rw: RW = "randwrite"
-    bs: Bytes = 4096
-    iodepth: int = Field(default=1, ge=1, le=1024)
-    numjobs: int = Field(default=1, ge=1, le=64)
-    size: Bytes | None = Field(default=None, gt=0)
-    offset: Bytes = 0
-    io_size: Bytes | None = Field(default=None, gt=0)
-    runtime: Seconds | None = Field(default=None, gt=0)
-    time_based: bool = False
-    rate_iops: int | None = Field(default=None, gt=0)
-    rwmixread: int = Field(default=50, ge=0, le=100)
-    norandommap: bool = False
-    random_generator: Literal["tausworthe", "lfsr", "tausworthe64"] = "tausworthe"
-    randseed: int | None = Field(default=None, ge=0, lt=2**64)
-    randrepeat: bool = True
-    verify: Literal["crc32c", "crc32c-intel", "md5", "sha1", "sha256", "sha512",
-                    "xxhash"] | None = Field(
-        default=None,
-        description="fio's verify: each written block carries a checksum, and (with do_verify) "
-        "fio reads every block back after the write phase and checks it. Write jobs only.",
-    )
-    do_verify: bool = True
-    random_distribution: str = Field(
-        default="random", description="fio's random_distribution: random, zipf:THETA, "
-        "pareto:H, normal:DEV (or gauss), zoned:..., zoned_abs:... (fio HOWTO)")
-    bssplit: str | None = Field(
-        default=None, description="fio's bssplit, e.g. '4k/50:64k/50' (sizes and percentages)")
-    loops: int = Field(default=1, ge=1, le=1_000_000)
-    zero_buffers: bool = Field(default=False, description="fio's zero_buffers: write all-zero "
-                               "data (what detect_zeroes acts on)")
-    offsets: Literal["auto", "model", "fio", "iolog"] = Field(
-        default="auto", description="Where the model gets the offsets: 'auto' asks fio itself "
-        "for the exact stream (ioengine=null, same options) when fio is installed, else the "
-        "model generates them; 'fio' always asks fio; 'model' generates them (fio 3.33's "
-        "generators and algorithms, sim/workload/fio.py); 'iolog' reads read_iolog (set by it).")
-    read_iolog: str | None = Field(
-        default=None, description="A fio iolog (v2 or v3) to replay instead of generating I/O; "
-        "the real backend hands it to fio, the model applies it.")
-    write_iolog: bool = Field(
-        default=False, description="Real backend: record the I/Os fio issued (under raw/), so "
-        "`cowbench repredict` can re-run the model on them.")
-    fio_extra: dict[str, str | None] = Field(
-        default_factory=dict, description="fio options that shape only the offsets "
-        "(offset_increment, bsrange ...), handed to fio as-is in the null-engine stream and "
-        "the real run; offsets: auto or fio (filled from a job_file).")
-    replaced: list[Replaced] = Field(
-        default_factory=list, description="Job-file options the backend replaced with its "
-        "own (ioengine, filename, direct, output ...): which, what value, why.")
-
-    @field_validator("bs")
-    @classmethod
-    def _bs(cls, v: int) -> int:
-        if v <= 0 or v % 512:
-            raise ValueError(f"bs must be a positive multiple of 512 bytes, got {v}")
-        return v
-
-    @model_validator(mode="before")
-    @classmethod
-    def _iolog_source(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("read_iolog") and "offsets" not in data:
-            return {**data, "offsets": "iolog"}
-        return data
-
-    @field_validator("random_distribution")
-    @classmethod
-    def _distribution(cls, v: str) -> str:
-        return randdist.check(v)
-
-    @field_validator("bssplit")
-    @classmethod
-    def _bssplit(cls, v: str | None) -> str | None:
-        if v is None:
-            return v
-        total = 0
-        for part in v.split(":"):
-            size, _, pct = part.partition("/")
-            if parse_size(size) % 512:
-                raise ValueError(f"bssplit sizes must be multiples of 512 bytes, got {size!r}")
-            try:
-                total += int(pct or 0)
-            except ValueError:
-                raise ValueError(f"bssplit percentage {pct!r} is not an integer") from None
-        if total > 100:
-            raise ValueError(f"bssplit percentages add up to {total}, more than 100")
-        return v
-
-    @model_validator(mode="after")
-    def _consistent(self) -> Workload:
-        if self.time_based and self.runtime is None:
-            raise ValueError("time_based needs a runtime")
-        if self.offset % self.bs and self.offsets == "model":
-            raise ValueError("offset must be a multiple of bs for the model's own offsets "
-                             "(offsets: auto or fio carry fio's own rounding)")
-        if self.verify is not None and self.rw not in ("write", "randwrite"):
-            raise ValueError("verify is for write jobs (rw: write or randwrite)")
-        if self.verify is not None and self.time_based:
-            raise ValueError("verify with time_based: the write phase ends with the runtime, "
-                             "so fio would never read back; drop one")
-        return self._offsets_source_ok()
-
-    def _offsets_source_ok(self) -> Workload:
-        unknown = sorted(set(self.fio_extra) - set(CARRIED) - {"bs", "blocksize"})
-        for key in ("rw", "readwrite"):
-            if key in self.fio_extra and ":" not in (self.fio_extra[key] or ""):
-                unknown.append(f"{key} without ':N'")
-        if unknown:
-            raise ValueError(f"fio_extra carries only offset options ({', '.join(CARRIED)}, "
-                             f"bs ranges), not {', '.join(unknown)}")
-        if self.fio_extra and self.offsets not in ("fio", "auto"):
-            raise ValueError(f"{', '.join(self.fio_extra)}: carried to fio only with "
-                             "offsets: auto or fio (the model does not generate it)")
-        if self.offsets == "iolog" and not self.read_iolog:
-            raise ValueError("offsets: iolog needs read_iolog (a fio iolog file)")
-        if self.read_iolog and self.offsets != "iolog":
-            raise ValueError("read_iolog replays a trace: offsets must be 'iolog'")
-        if self.read_iolog and self.numjobs != 1:
-            raise ValueError("read_iolog replays the trace once; numjobs must be 1 (a clone "
-                             "would replay it again)")
-        if self.offsets == "model" and self.beyond_model:
-            raise ValueError(f"{', '.join(self.beyond_model)} is not generated by the model's "
-                             "offset generator; set offsets: auto or fio (exact, from fio)")
-        return self
-
-    @property
-    def beyond_model(self) -> list[str]:
-        """What of this job the model's own offset generator does not do (fio must)."""
-        return [k for k, on in (
-            ("rw=" + self.rw, "trim" in self.rw),
-            ("bssplit", self.bssplit is not None), ("loops", self.loops != 1),
-            ("offset (not a multiple of bs)", self.offset % self.bs != 0),
-            *((k, True) for k in self.fio_extra)) if on]
-
-    @property
-    def verifies(self) -> bool:
-        """True when fio reads back and checks every written block after the write phase."""
-        return self.verify is not None and self.do_verify
-
-    @property
-    def is_random(self) -> bool:
-        return self.rw.startswith("rand")
-
-    @property
-    def random_map(self) -> bool:
-        """Whether fio keeps its random map (no block twice a pass): a random, uniform job
-        without ``norandommap`` or lfsr (zipf, pareto and normal have none; zoned measured
-        without one: sim/workload/fiooffs.py)."""
-        return (self.is_random and not self.norandommap and self.random_generator != "lfsr"
-                and self.random_distribution.partition(":")[0] == "random")
-
-    @property
-    def read_fraction(self) -> float:
-        if self.rw in ("read", "randread"):
-            return 1.0
-        if self.rw in ("write", "randwrite"):
-            return 0.0
-        return self.rwmixread / 100.0
-
-
-class VM(_Frozen):
+class VM(Frozen):
     """A VM (or ``count`` of them, named ``NAME-1`` .. ``NAME-count`` once loaded)."""
 
     name: Name
@@ -433,7 +59,7 @@ class VM(_Frozen):
         "scenario can compare cluster sizes or formats side by side.")
 
 
-class Device(_Frozen):
+class Device(Frozen):
     """The model's first storage device: one queue shared by every VM on a host.
 
     A host I/O costs ``op_latency_s`` plus its bytes over the bandwidth; ``channels`` I/Os are
@@ -456,7 +82,7 @@ class Device(_Frozen):
         "the scenario is resolved (a run's scenario.yaml keeps the ones it used).")
 
 
-class RealOptions(_Frozen):
+class RealOptions(Frozen):
     """How the real backend exports disks (qemu-nbd flags, FACTS.md 3.1)."""
 
     cache: Literal["none", "writeback", "writethrough", "directsync", "unsafe"] = "none"
@@ -474,7 +100,7 @@ def _default_hosts() -> list[Host]:
     return [Host(name="host1")]
 
 
-class Scenario(_Frozen):
+class Scenario(Frozen):
     schema_version: Literal[1] = 1
     name: Name
     description: str = ""
@@ -719,3 +345,10 @@ def load_scenario(path: str | Path, resolved: bool = False) -> Scenario:
 def dump_scenario(s: Scenario) -> str:
     """The resolved scenario as YAML (defaults filled, bytes and seconds)."""
     return yaml.safe_dump(s.model_dump(mode="json"), sort_keys=False)
+
+
+__all__ = ["MAX_CLUSTER", "MIN_CLUSTER", "MIN_EXT_L2_CLUSTER", "QCOW_MAX_L1_ENTRIES", "RW",
+           "SCHEMA_VERSION", "SYSTEM_TREES", "VM", "Bytes", "Device", "Extent", "Host", "Image",
+           "Name", "RealOptions", "Replaced", "Scenario", "Seconds", "Strategy", "Synthetic",
+           "Workload", "dump_scenario", "in_system_tree", "load_scenario", "parse_scenario",
+           "scenario_hash"]

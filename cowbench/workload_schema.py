@@ -1,0 +1,189 @@
+"""A scenario's workload: one fio job in fio's own option names and meanings (fio HOWTO),
+checked against what the model's offset generator and fio itself can do."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from . import randdist
+from .jobopts import CARRIED
+from .schema_base import Bytes, Frozen, Seconds
+from .units import parse_size
+
+RW = Literal["read", "write", "randread", "randwrite", "rw", "readwrite", "randrw", "trim",
+             "randtrim", "trimwrite"]
+
+
+class Replaced(Frozen):
+    """A job-file option the backend set itself (cowbench.jobopts.REPLACED says why)."""
+
+    option: str
+    value: str | None = None
+    reason: str
+
+
+class Workload(Frozen):
+    """One fio job, in fio's own option names and meanings (fio HOWTO).
+
+    Sizes in bytes and times in seconds once loaded. ``size`` defaults to the rest of the disk
+    after ``offset``; ``io_size`` to ``size``. Each of ``numjobs`` clones runs the whole job.
+    """
+
+    rw: RW = "randwrite"
+    bs: Bytes = 4096
+    iodepth: int = Field(default=1, ge=1, le=1024)
+    numjobs: int = Field(default=1, ge=1, le=64)
+    size: Bytes | None = Field(default=None, gt=0)
+    offset: Bytes = 0
+    io_size: Bytes | None = Field(default=None, gt=0)
+    runtime: Seconds | None = Field(default=None, gt=0)
+    time_based: bool = False
+    rate_iops: int | None = Field(default=None, gt=0)
+    rwmixread: int = Field(default=50, ge=0, le=100)
+    norandommap: bool = False
+    random_generator: Literal["tausworthe", "lfsr", "tausworthe64"] = "tausworthe"
+    randseed: int | None = Field(default=None, ge=0, lt=2**64)
+    randrepeat: bool = True
+    verify: Literal["crc32c", "crc32c-intel", "md5", "sha1", "sha256", "sha512",
+                    "xxhash"] | None = Field(
+        default=None,
+        description="fio's verify: each written block carries a checksum, and (with do_verify) "
+        "fio reads every block back after the write phase and checks it. Write jobs only.",
+    )
+    do_verify: bool = True
+    random_distribution: str = Field(
+        default="random", description="fio's random_distribution: random, zipf:THETA, "
+        "pareto:H, normal:DEV (or gauss), zoned:..., zoned_abs:... (fio HOWTO)")
+    bssplit: str | None = Field(
+        default=None, description="fio's bssplit, e.g. '4k/50:64k/50' (sizes and percentages)")
+    loops: int = Field(default=1, ge=1, le=1_000_000)
+    zero_buffers: bool = Field(default=False, description="fio's zero_buffers: write all-zero "
+                               "data (what detect_zeroes acts on)")
+    offsets: Literal["auto", "model", "fio", "iolog"] = Field(
+        default="auto", description="Where the model gets the offsets: 'auto' asks fio itself "
+        "for the exact stream (ioengine=null, same options) when fio is installed, else the "
+        "model generates them; 'fio' always asks fio; 'model' generates them (fio 3.33's "
+        "generators and algorithms, sim/workload/fio.py); 'iolog' reads read_iolog (set by it).")
+    read_iolog: str | None = Field(
+        default=None, description="A fio iolog (v2 or v3) to replay instead of generating I/O; "
+        "the real backend hands it to fio, the model applies it.")
+    write_iolog: bool = Field(
+        default=False, description="Real backend: record the I/Os fio issued (under raw/), so "
+        "`cowbench repredict` can re-run the model on them.")
+    fio_extra: dict[str, str | None] = Field(
+        default_factory=dict, description="fio options that shape only the offsets "
+        "(offset_increment, bsrange ...), handed to fio as-is in the null-engine stream and "
+        "the real run; offsets: auto or fio (filled from a job_file).")
+    replaced: list[Replaced] = Field(
+        default_factory=list, description="Job-file options the backend replaced with its "
+        "own (ioengine, filename, direct, output ...): which, what value, why.")
+
+    @field_validator("bs")
+    @classmethod
+    def _bs(cls, v: int) -> int:
+        if v <= 0 or v % 512:
+            raise ValueError(f"bs must be a positive multiple of 512 bytes, got {v}")
+        return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _iolog_source(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("read_iolog") and "offsets" not in data:
+            return {**data, "offsets": "iolog"}
+        return data
+
+    @field_validator("random_distribution")
+    @classmethod
+    def _distribution(cls, v: str) -> str:
+        return randdist.check(v)
+
+    @field_validator("bssplit")
+    @classmethod
+    def _bssplit(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        total = 0
+        for part in v.split(":"):
+            size, _, pct = part.partition("/")
+            if parse_size(size) % 512:
+                raise ValueError(f"bssplit sizes must be multiples of 512 bytes, got {size!r}")
+            try:
+                total += int(pct or 0)
+            except ValueError:
+                raise ValueError(f"bssplit percentage {pct!r} is not an integer") from None
+        if total > 100:
+            raise ValueError(f"bssplit percentages add up to {total}, more than 100")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Workload:
+        if self.time_based and self.runtime is None:
+            raise ValueError("time_based needs a runtime")
+        if self.offset % self.bs and self.offsets == "model":
+            raise ValueError("offset must be a multiple of bs for the model's own offsets "
+                             "(offsets: auto or fio carry fio's own rounding)")
+        if self.verify is not None and self.rw not in ("write", "randwrite"):
+            raise ValueError("verify is for write jobs (rw: write or randwrite)")
+        if self.verify is not None and self.time_based:
+            raise ValueError("verify with time_based: the write phase ends with the runtime, "
+                             "so fio would never read back; drop one")
+        return self._offsets_source_ok()
+
+    def _offsets_source_ok(self) -> Workload:
+        unknown = sorted(set(self.fio_extra) - set(CARRIED) - {"bs", "blocksize"})
+        for key in ("rw", "readwrite"):
+            if key in self.fio_extra and ":" not in (self.fio_extra[key] or ""):
+                unknown.append(f"{key} without ':N'")
+        if unknown:
+            raise ValueError(f"fio_extra carries only offset options ({', '.join(CARRIED)}, "
+                             f"bs ranges), not {', '.join(unknown)}")
+        if self.fio_extra and self.offsets not in ("fio", "auto"):
+            raise ValueError(f"{', '.join(self.fio_extra)}: carried to fio only with "
+                             "offsets: auto or fio (the model does not generate it)")
+        if self.offsets == "iolog" and not self.read_iolog:
+            raise ValueError("offsets: iolog needs read_iolog (a fio iolog file)")
+        if self.read_iolog and self.offsets != "iolog":
+            raise ValueError("read_iolog replays a trace: offsets must be 'iolog'")
+        if self.read_iolog and self.numjobs != 1:
+            raise ValueError("read_iolog replays the trace once; numjobs must be 1 (a clone "
+                             "would replay it again)")
+        if self.offsets == "model" and self.beyond_model:
+            raise ValueError(f"{', '.join(self.beyond_model)} is not generated by the model's "
+                             "offset generator; set offsets: auto or fio (exact, from fio)")
+        return self
+
+    @property
+    def beyond_model(self) -> list[str]:
+        """What of this job the model's own offset generator does not do (fio must)."""
+        return [k for k, on in (
+            ("rw=" + self.rw, "trim" in self.rw),
+            ("bssplit", self.bssplit is not None), ("loops", self.loops != 1),
+            ("offset (not a multiple of bs)", self.offset % self.bs != 0),
+            *((k, True) for k in self.fio_extra)) if on]
+
+    @property
+    def verifies(self) -> bool:
+        """True when fio reads back and checks every written block after the write phase."""
+        return self.verify is not None and self.do_verify
+
+    @property
+    def is_random(self) -> bool:
+        return self.rw.startswith("rand")
+
+    @property
+    def random_map(self) -> bool:
+        """Whether fio keeps its random map (no block twice a pass): a random, uniform job
+        without ``norandommap`` or lfsr (zipf, pareto and normal have none; zoned measured
+        without one: sim/workload/fiooffs.py)."""
+        return (self.is_random and not self.norandommap and self.random_generator != "lfsr"
+                and self.random_distribution.partition(":")[0] == "random")
+
+    @property
+    def read_fraction(self) -> float:
+        if self.rw in ("read", "randread"):
+            return 1.0
+        if self.rw in ("write", "randwrite"):
+            return 0.0
+        return self.rwmixread / 100.0
