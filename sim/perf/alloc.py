@@ -2,20 +2,20 @@
 
 An allocating write (a first write into a cluster: the copy-on-write read of the rest of the
 cluster from the backing file, the cluster write, the file's extension) holds its image's
-file lock (:class:`sim.perf.perf.FileLock`), so one image allocates one write at a time; but
+file lock (:class:`sim.perf.host.FileLock`), so one image allocates one write at a time; but
 images are not independent: the host's storage allocates for all of them (ext4's block
 allocation and journal, the device's own writes). Measured for real (``benchmarks/io_groups.py``,
 8 KiB writes at iodepth 6, each VM into a fresh overlay): 8.1k, 11.0k, 11.3k and 11.7k IOPS in
 total for 1, 2, 3 and 6 VMs, where a model with only the per-image lock and the shared path
 climbed to 20.0k.
 
-So the host has one *allocator* (:attr:`sim.perf.perf.Host.allocator`, one SimPy resource):
+So the host has one *allocator* (:attr:`sim.perf.host.Host.allocator`, one SimPy resource):
 each allocating write takes a turn of ``host_alloc_s`` on it, overlapping its own work (the
 path's allocation round and the device transfer), and is done when both are. One image alone
 is paced by its own work (its lock), several by the allocator, at most ``1 / host_alloc_s``
 allocating writes per second for the whole host. Readers and overwrites never take it.
 
-The fit (the sim backend's, after ``sim.perf.perf.fit``) reads the probe of several exports
+The fit (the sim backend's, after ``sim.perf.fit.fit``) reads the probe of several exports
 each writing first writes at once (``cow-write-4k-qd8-xN``): if the model without the
 allocator replays it more than ``SATURATION`` faster than it ran, ``host_alloc_s`` is the turn
 that makes the replay meet it (bisection between no turn and ``1 / IOPS``); otherwise the
@@ -29,7 +29,7 @@ from collections.abc import Sequence
 
 from cowbench.profile import PerfParams, Probe
 
-from .perf import replay
+from .replay import replay
 
 #: the replay without the allocator must beat the probe by more than this to fit one: a fit
 #: replays the probes within a few percent, which is no evidence of a host-wide limit

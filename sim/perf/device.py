@@ -26,7 +26,8 @@ from cowbench.scenario import Device as DeviceSpec
 from sim.storage.disk import HostIO, Qcow2Image
 from sim.storage.qcow2_ext import Qcow2ExtImage
 
-from .perf import Fmt, Host, PerfModel
+from .demand import Fmt, PerfModel
+from .host import Host
 
 
 class Device:

@@ -1,0 +1,137 @@
+"""What one guest I/O asks of the host: the demand model of the calibrated I/O model
+(``sim.perf.perf`` describes the whole model; ``sim.perf.host`` serves these demands)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from cowbench.profile import PerfParams, Probe
+from sim.storage.disk import HostIO
+
+Fmt = Literal["raw", "qcow2", "qcow2_ext"]
+
+MIN_PATH_S = 1e-6
+#: the path's part of a probe's qd1 time is never taken below this share of it
+MIN_PATH_SHARE = 0.1
+
+
+def interp_log(table: Sequence[tuple[int, float]], size: float) -> float:
+    """Piecewise-linear in log(size) through ``table`` (sorted by size), flat past its ends."""
+    xs = [math.log(max(s, 1)) for s, _ in table]
+    ys = [v for _, v in table]
+    return float(np.interp(math.log(max(size, 1.0)), xs, ys))
+
+
+@dataclass(frozen=True)
+class Demand:
+    """What one guest I/O asks of the host: path seconds (over the stages), device seconds,
+    and for an allocating write, the seconds of allocation work (``alloc_s``, the COW read's
+    round and the cluster allocation) that it does holding its image file's lock alone,
+    together with its device transfer."""
+
+    path_s: float
+    device_s: float
+    alloc_s: float = 0.0
+    wait_s: float = 0.0
+    delay_s: float = 0.0  # the path's waiting part (wake-ups, the virtual disk's round trip)
+    #: a transfer to or from the image's own file that allocates nothing: it shares the
+    #: file's lock with others like it, and waits for the allocating writes before it
+    shares_file: bool = False
+
+
+class PerfModel:
+    """Service demands from a :class:`PerfParams`."""
+
+    def __init__(self, params: PerfParams) -> None:
+        self.p = params
+        self.client_s = params.client_s
+
+    def bandwidth(self, is_write: bool, op_bytes: float) -> float:
+        return interp_log(self.p.write_bw if is_write else self.p.read_bw, op_bytes)
+
+    def raw_path(self, is_write: bool, length: int) -> float:
+        return interp_log(self.p.write_path_s if is_write else self.p.read_path_s, length)
+
+    def chain(self, depth: int) -> float:
+        """What a read that falls through ``depth`` qcow2 layers adds to an allocated read:
+        one layer's ``chain_base_s`` (may be negative: the base answers a read a layer does
+        not hold), plus ``a k + b k^2`` for the ``k = depth - 1`` layers above it."""
+        if depth <= 0:
+            return 0.0
+        k = depth - 1
+        return self.p.chain_base_s + self.p.chain_a_s * k + self.p.chain_b_s * k * k
+
+    def device(self, read_bytes: int, read_ops: int, write_bytes: int, write_ops: int) -> float:
+        t = 0.0
+        if read_bytes:
+            t += read_bytes / self.bandwidth(False, read_bytes / max(read_ops, 1))
+        if write_bytes:
+            t += write_bytes / self.bandwidth(True, write_bytes / max(write_ops, 1))
+        return t
+
+    def demand(self, *, is_write: bool, length: int, host: HostIO, fmt: Fmt,
+               depth: int = 1, l2_miss: bool = False) -> Demand:
+        """The demand of one guest I/O whose host-side effect is ``host``."""
+        p = self.p
+        raw = self.raw_path(is_write, length)
+        served = 1.0 if is_write else min(1.0, host.read_bytes / length)
+        extra = alloc = wait = 0.0
+        if fmt != "raw":
+            extra += p.qcow2_write_s if is_write else p.qcow2_read_s
+            if is_write:
+                if fmt == "qcow2_ext":
+                    alloc += p.subcluster_alloc_s * host.sub_allocs
+                else:
+                    alloc += p.alloc_s * host.allocs
+                # a copy-on-write read (or an L2 table load) is a synchronous host read
+                # before the data write: a round through the block layer of its own
+                alloc += p.cow_read_s * host.read_ops
+                wait += p.cow_wait_s * host.read_ops
+            elif host.backing_reads:
+                extra += self.chain(depth)
+            if l2_miss:
+                extra += p.l2_miss_s
+        # the part of a read the device does not serve (holes) costs the hole path
+        dev_path = served * raw + extra
+        # a hole's path does not grow or shrink with the size read (measured: reads of a hole
+        # at iodepth 1 took 58, 63 and 64 us for 4, 16 and 64 KiB): the smallest size's
+        hole_path = (1 - served) * max(p.read_path_s[0][1] - p.hole_read_s, MIN_PATH_S)
+        dev_path = max(dev_path, MIN_PATH_S - hole_path, 0.0)
+        cpu = p.cpu_share * dev_path + p.hole_cpu_share * hole_path
+        delay = dev_path + hole_path - cpu
+        dev = self.device(host.read_bytes, host.read_ops, host.write_bytes, host.write_ops)
+        own = fmt != "raw" and alloc == 0.0 and (
+            is_write or host.read_ops > host.backing_reads)
+        return Demand(cpu, dev, alloc, wait, delay, shares_file=own)
+
+    def probe_demand(self, probe: Probe) -> Demand:
+        """The demand of one I/O of a calibration probe (what its target makes the host do)."""
+        w = probe.rw != "randread"
+        bs, c = probe.bs, probe.cluster_size
+        host = HostIO(read_bytes=0 if w else bs, read_ops=0 if w else 1,
+                      write_bytes=bs if w else 0, write_ops=1 if w else 0)
+        if probe.target == "device":  # the storage alone: no qemu-nbd path
+            return Demand(0.0, self.device(host.read_bytes, host.read_ops, host.write_bytes,
+                                           host.write_ops))
+        if probe.target == "raw":
+            return self.demand(is_write=w, length=bs, host=host, fmt="raw")
+        if probe.target == "hole":
+            return self.demand(is_write=w, length=bs, fmt="raw", host=HostIO(read_ops=1))
+        if probe.target == "cow":
+            n = -(-bs // c)
+            cow_read = n * c - bs
+            host = HostIO(read_bytes=cow_read, read_ops=int(cow_read > 0),
+                          write_bytes=n * c, write_ops=1, allocs=n)
+        elif probe.target == "cow_ext":
+            n = -(-bs // c)
+            host = HostIO(write_bytes=bs, write_ops=1, allocs=n, sub_allocs=n)
+        elif probe.target == "chain":
+            host.backing_reads = 1
+        fmt: Fmt = "qcow2_ext" if probe.target == "cow_ext" else "qcow2"
+        return self.demand(is_write=w, length=bs, host=host, fmt=fmt,
+                           depth=max(probe.depth, 1), l2_miss=probe.target == "l2miss")
