@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 from .errors import ToolError
+from .fiopercent import on_disk
 from .iolog import (
     Trace,
     latlog_files,
@@ -120,6 +121,7 @@ def fio_null_traces(wl: Workload, name: str, disk_size: int, log: RawLog,
     (at the end of the region it resets its random map and goes on with its generator:
     measured, 4 of 7 rw modes differ from ``io_size`` = 3 x ``size``): the null run is then
     time-based too, given enough time, and each clone's stream is cut at ``ios``."""
+    wl = on_disk(wl, disk_size)  # size=N%, offset=N%: the bytes fio makes of them there
     ms = _null_ms(wl, ios) if ios is not None and wl.time_based else None
     got = 0
     for _ in range(5):

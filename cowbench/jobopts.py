@@ -32,6 +32,10 @@ from .jobfile import Section, fio_seconds, fio_size, read_sections
 CARRIED = ("offset_increment", "bsrange", "blocksize_range", "blockalign", "ba",
            "bs_unaligned", "percentage_random", "zonemode", "zonesize", "zonerange",
            "zoneskip", "number_ios", "rw", "readwrite", "rw_sequencer")
+#: Options fio also reads as a whole-number percentage of the disk (``size=50%``,
+#: ``offset=25%``): carried to fio in that form (the real run's fio takes it against the
+#: export's size; the null run gets the bytes it comes to, ``cowbench.fiopercent``).
+PERCENT = ("size", "offset")
 
 _DISK = "the real backend runs fio's nbd engine on the VM's qemu-nbd export, the model its own"
 _OUT = "cowbench runs fio with JSON output into the run's raw/ and reads it itself"
@@ -113,7 +117,7 @@ def _model(key: str, value: str | None, kb_base: int) -> tuple[str, Any]:
         return field, True
     if conv is fio_size:
         if "%" in value:
-            raise ValueError(f"{value!r}: a percentage is not supported here yet")
+            raise ValueError(f"{value!r}: a percentage is only read for size and offset")
         return field, fio_size(value, kb_base)
     return field, conv(value)
 
@@ -142,12 +146,25 @@ def _one(key: str, value: str | None, kb_base: int, offsets_fio: bool) -> Handli
         except ValueError as err:
             return Handling(key, value, "refused", str(err))
         return Handling(key, value, "model", f"{field}={conv}")
-    if key in CARRIED or key in ("bs", "blocksize"):
+    if key in CARRIED or key in ("bs", "blocksize") or _offset_form(key, value):
+        if key in PERCENT and (problem := percent_problem(key, value)):
+            return Handling(key, value, "refused", problem)
         if offsets_fio:
             return Handling(key, value, "fio", "carried to fio as-is (offsets: auto or fio)")
         return Handling(key, value, "refused", "the model does not generate it; fio carries "
                                                "it with offsets: auto (the default) or fio")
     return Handling(key, value, "refused", "not an option the model or the backends know")
+
+
+def percent_problem(key: str, value: str | None) -> str | None:
+    """Why fio's ``size=N%`` or ``offset=N%`` is not carried exactly, or None: fio reads a
+    whole number (``12.5%`` becomes 12 bytes in fio 3.33), and a size of 0% or over 100% as the
+    whole disk."""
+    text = (value or "").strip()
+    low = 1 if key == "size" else 0
+    if not re.fullmatch(r"\d+%", text) or not low <= int(text[:-1]) <= 100:
+        return f"{key} in percent is a whole number from {low}% to 100% of the disk, got {text!r}"
+    return None
 
 
 def _rw_suffix(value: str) -> bool:
@@ -163,6 +180,8 @@ def _offset_form(key: str, value: str | None) -> bool:
     sizes, ``rw=randrw:N`` (N I/Os per offset, fio's rw_sequencer)."""
     if key in ("bs", "blocksize"):
         return bool(value) and any(c in (value or "") for c in ",-:")
+    if key in PERCENT:
+        return (value or "").strip().endswith("%")
     return key in ("rw", "readwrite") and ":" in (value or "")
 
 

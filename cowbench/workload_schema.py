@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from . import randdist
-from .jobopts import CARRIED
+from .jobopts import CARRIED, PERCENT, percent_problem
 from .schema_base import Bytes, Frozen, Seconds
 from .units import parse_size
 
@@ -132,7 +132,14 @@ class Workload(Frozen):
         return self._offsets_source_ok()
 
     def _offsets_source_ok(self) -> Workload:
-        unknown = sorted(set(self.fio_extra) - set(CARRIED) - {"bs", "blocksize"})
+        unknown = sorted(set(self.fio_extra) - set(CARRIED) - {"bs", "blocksize", *PERCENT})
+        for key in set(PERCENT) & set(self.fio_extra):
+            problem = percent_problem(key, self.fio_extra[key])
+            if problem:
+                raise ValueError(f"fio_extra.{problem}")
+            if "offset_increment" in self.fio_extra:
+                raise ValueError(f"fio_extra.{key} in percent with offset_increment: each "
+                                 "clone's region is not carried exactly; give bytes")
         for key in ("rw", "readwrite"):
             if key in self.fio_extra and ":" not in (self.fio_extra[key] or ""):
                 unknown.append(f"{key} without ':N'")

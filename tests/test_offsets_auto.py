@@ -75,11 +75,12 @@ def test_each_family_is_taken_by_auto_and_named_when_refused(tmp_path: Path, fam
 
 
 @pytest.mark.parametrize("text,why", [
-    ("size=50%", r"workloads\.w\.job_file\[j\]\.size: '50%': a percentage"),
-    ("offset=25%", r"workloads\.w\.job_file\[j\]\.offset: '25%': a percentage"),
+    ("size=12.5%", r"workloads\.w\.job_file\[j\]\.size: size in percent is a whole number"),
+    ("offset=125%", r"workloads\.w\.job_file\[j\]\.offset: offset in percent is a whole "),
+    ("filesize=50%", r"workloads\.w\.job_file\[j\]\.filesize: '50%': a percentage is only"),
     ("rw=randrw:x", r"workloads\.w\.job_file\[j\]\.rw: after ':' fio takes a count"),
 ])
-def test_percentages_and_bad_sequences_are_refused_by_key_path(tmp_path: Path, text: str,
+def test_bad_percentages_and_sequences_are_refused_by_key_path(tmp_path: Path, text: str,
                                                                why: str) -> None:
     with pytest.raises(ScenarioError, match=why):
         load_scenario(_scenario(tmp_path, f"rw=randwrite\n{text}\n"))
