@@ -4,11 +4,11 @@ A sweep file names a scenario, a ``grid`` of overrides (any scenario field by it
 ``strategy.cluster_size`` or ``fleet.flavors[0].root``, each with a list of values) and
 ``seeds``. The points are the grid's product (in the file's key order) times the seeds; every
 point's scenario is built and validated *before* anything runs, so a bad value fails at once
-with its key path. Each point runs through :func:`cowbench.runner.run_scenario` on a Dask
-worker, in the worker's own scratch space; its run directory travels back to this process,
-which writes it as ``<sweep>/points/<id>/`` (``cowbench.sweep_files``: the workers need no
-filesystem shared with the client; run.json carries the point's ``overrides``). The sweep
-writes:
+with its key path (``cowbench.sweep_spec``). Each point runs through
+:func:`cowbench.runner.run_scenario` on a Dask worker, in the worker's own scratch space; its
+run directory travels back to this process, which writes it as ``<sweep>/points/<id>/``
+(``cowbench.sweep_files``: the workers need no filesystem shared with the client; run.json
+carries the point's ``overrides``). The sweep writes:
 
 ::
 
@@ -35,261 +35,33 @@ import os
 import re
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .bounds import MAX_SWEEP_POINTS, MAX_SWEEP_VMS, product, raw_vm_count
 from .errors import CowbenchError, Interrupted, RunFailed, ScenarioError, UsageError
 from .fdtree import DIR_FLAGS
-from .jobopts import expand_scenario
-from .knobs import knob_text
 from .montecarlo import bands, time_to_full_summary
-from .resolve import resolve
-from .results import flatten
-from .runner import BACKENDS
-from .safeload import load_json_file, load_yaml_file
-from .scenario import Scenario, parse_scenario
+from .safeload import load_json_file
 from .signals import interrupts_raise, shielded
 from .store import atomic_write_parquet, atomic_write_text, now_iso, read_records
 from .sweep_cluster import run_points
 from .sweep_files import remove_staging
-from .sweep_grid import cells as grid_cells
 from .sweep_points import point_figures
+from .sweep_spec import (
+    Point,
+    Sweep,
+    SweepSpec,
+    apply_override,
+    cell_label,
+    describe,
+    load_sweep,
+    seed_warnings,
+)
 from .tools import absolute
 
 SWEEP_SCHEMA_VERSION = 1
-
-
-class SweepSpec(BaseModel):
-    """A sweep file, validated (unknown keys refused)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    scenario: str = Field(description="scenario file, relative to the sweep file")
-    name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-    seeds: list[int] | int = Field(default=1, description="a list, or N for seeds 1..N")
-    grid: dict[str, list[Any]] = Field(default_factory=dict)
-    zip: list[list[str]] = Field(default_factory=list, description="grid keys whose lists "
-                                 "advance together")
-    exclude: list[dict[str, Any]] = Field(default_factory=list, description="cells to leave "
-                                          "out: every key of an entry matches")
-    points: list[dict[str, Any]] = Field(default_factory=list, description="explicit cells, "
-                                         "after the grid's")
-    backend: str = Field(default="sim", description="sim (default: real points running side "
-                         "by side on one machine would measure each other), real or both")
-
-    @field_validator("seeds")
-    @classmethod
-    def _seeds(cls, v: list[int] | int) -> list[int] | int:
-        n = v if isinstance(v, int) else len(v)
-        if n > MAX_SWEEP_POINTS:  # counted before a list is made
-            raise ValueError(f"{n} seeds; a sweep has at most {MAX_SWEEP_POINTS} points")
-        seeds = list(range(1, v + 1)) if isinstance(v, int) else v
-        if not seeds or any(not 0 <= s < 2**63 for s in seeds) or len(set(seeds)) != len(seeds):
-            raise ValueError("seeds must be N >= 1 or a list of distinct integers from 0 to "
-                             "2**63 - 1")
-        return v
-
-    @field_validator("grid")
-    @classmethod
-    def _grid(cls, v: dict[str, list[Any]]) -> dict[str, list[Any]]:
-        for key, values in v.items():
-            if not values:
-                raise ValueError(f"{key}: give at least one value")
-        return v
-
-    @field_validator("backend")
-    @classmethod
-    def _backend(cls, v: str) -> str:
-        if v not in BACKENDS:
-            raise ValueError(f"must be one of {', '.join(BACKENDS)}")
-        return v
-
-    @property
-    def seed_list(self) -> list[int]:
-        return list(range(1, self.seeds + 1)) if isinstance(self.seeds, int) else self.seeds
-
-
-@dataclass(frozen=True)
-class Point:
-    id: str
-    cell: int
-    overrides: dict[str, Any]
-    seed: int
-    scenario: Scenario
-
-    def entry(self, status: str = "pending") -> dict[str, Any]:
-        return {"id": self.id, "cell": self.cell, "overrides": self.overrides,
-                "seed": self.seed, "dir": f"points/{self.id}", "status": status}
-
-
-@dataclass
-class Sweep:
-    name: str
-    spec: SweepSpec
-    source: str
-    base: dict[str, Any]
-    points: list[Point]
-
-
-def _parse_path(path: str) -> list[str | int]:
-    """``fleet.flavors[0].root`` -> ["fleet", "flavors", 0, "root"]."""
-    parts: list[str | int] = []
-    for piece in path.split("."):
-        name, _, rest = piece.partition("[")
-        if not name:
-            raise ValueError(f"empty key in {path!r}")
-        parts.append(name)
-        for idx in filter(None, rest.replace("]", "").split("[")) if rest else []:
-            if not idx.isdigit():
-                raise ValueError(f"bad index [{idx}] in {path!r}")
-            parts.append(int(idx))
-    return parts
-
-
-def apply_override(data: dict[str, Any], path: str, value: Any) -> None:
-    """Set ``path`` in a scenario mapping (creating sections that are missing)."""
-    parts = _parse_path(path)
-    node: Any = data
-    for here, nxt in zip(parts, parts[1:], strict=False):
-        if isinstance(here, int):
-            if not isinstance(node, list) or here >= len(node):
-                raise ValueError(f"{path}: no element [{here}]")
-            node = node[here]
-            continue
-        if not isinstance(node, dict):
-            raise ValueError(f"{path}: {here!r} is not inside a mapping")
-        if here not in node or node[here] is None:
-            node[here] = [] if isinstance(nxt, int) else {}
-        node = node[here]
-    last = parts[-1]
-    if isinstance(last, int):
-        if not isinstance(node, list) or last >= len(node):
-            raise ValueError(f"{path}: no element [{last}]")
-    elif not isinstance(node, dict):
-        raise ValueError(f"{path}: {last!r} is not inside a mapping")
-    node[last] = value
-
-
-def _read_yaml(path: Path, what: str) -> Any:
-    return load_yaml_file(path, what)
-
-
-def load_sweep(path: Path) -> Sweep:
-    """Read a sweep file and build (and validate) every point's scenario."""
-    raw = _read_yaml(path, "sweep")
-    if not isinstance(raw, dict):
-        raise ScenarioError(str(path), [("", "the file must hold a mapping at the top")])
-    try:
-        spec = SweepSpec.model_validate(raw)
-    except ValidationError as err:
-        raise ScenarioError(str(path), [(".".join(map(str, e["loc"])),
-                                         "unknown key" if e["type"] == "extra_forbidden"
-                                         else e["msg"].removeprefix("Value error, "))
-                                        for e in err.errors(include_url=False)]) from None
-    scen_path = (path.parent / spec.scenario).resolve()
-    base = expand_scenario(_read_yaml(scen_path, "scenario"), scen_path.parent, {})  # job files
-    if not isinstance(base, dict):
-        raise ScenarioError(str(scen_path), [("", "the file must hold a mapping at the top")])
-    name = spec.name or path.stem
-    _check_size(spec, base, str(path))
-    points = _points(spec, base, str(path))
-    if spec.backend != "sim" and any(p.scenario.fleet is not None for p in points):
-        raise ScenarioError(str(path), [("backend", f"a fleet scenario runs in the model only, "
-                                         f"not with {spec.backend}: use sim (the default)")])
-    return Sweep(name, spec, str(path), base, points)
-
-
-def _check_size(spec: SweepSpec, base: dict[str, Any], source: str) -> None:
-    """Points and up-front validation work, counted before the grid is expanded."""
-    # the grid's product (zipped keys one axis; before exclusions) and the explicit points
-    zipped = {k: i for i, keys in enumerate(spec.zip) for k in keys}
-    axes = {zipped.get(k, k): len(v) for k, v in spec.grid.items()}
-    cells = (product(axes.values()) if spec.grid or not spec.points else 0) + len(spec.points)
-    seeds = spec.seeds if isinstance(spec.seeds, int) else len(spec.seeds)
-    if cells * seeds > MAX_SWEEP_POINTS:
-        raise ScenarioError(source, [("grid", f"{cells} cells x {seeds} seeds = "
-                                              f"{cells * seeds} points; at most "
-                                              f"{MAX_SWEEP_POINTS}")])
-    vms = max(raw_vm_count(base), 1)
-    if cells * vms > MAX_SWEEP_VMS:
-        raise ScenarioError(source, [("grid", f"{cells} cells of a {vms}-VM scenario are "
-                                              f"{cells * vms} VMs to validate up front; at "
-                                              f"most {MAX_SWEEP_VMS}")])
-
-
-def _points(spec: SweepSpec, base: dict[str, Any], source: str) -> list[Point]:
-    problems: list[tuple[str, str]] = []
-    overrides_list = grid_cells(spec.grid, spec.zip, spec.exclude, spec.points, problems)
-    if problems:
-        raise ScenarioError(source, problems)
-    points: list[Point] = []
-    width = max(4, len(str(len(overrides_list) * len(spec.seed_list))))
-    for cell, overrides in enumerate(overrides_list):
-        where = f"points[{cell - (len(overrides_list) - len(spec.points))}]" \
-            if cell >= len(overrides_list) - len(spec.points) else "grid"
-        scenario = _cell_scenario(base, overrides, problems, where)
-        if scenario is None:
-            continue
-        for seed in spec.seed_list:
-            pid = f"p{len(points):0{width}d}"
-            points.append(Point(pid, cell, overrides, seed,
-                                scenario.model_copy(update={"seed": seed})))
-    if problems:
-        raise ScenarioError(source, problems)
-    return points
-
-
-def _cell_scenario(base: dict[str, Any], overrides: dict[str, Any],
-                   problems: list[tuple[str, str]], where: str = "grid") -> Scenario | None:
-    data = json.loads(json.dumps(base))  # a deep copy of plain YAML data
-    label = ", ".join(f"{k}={v!r}" for k, v in overrides.items()) or "(no overrides)"
-    for key, value in overrides.items():
-        try:
-            apply_override(data, key, value)
-        except ValueError as err:
-            problems.append((f"{where}.{key}", str(err)))
-            return None
-    try:
-        return resolve(parse_scenario(data, label), label)
-    except ScenarioError as err:
-        hint = " (leave the cell out with `exclude:`)" if where == "grid" else ""
-        problems.extend((f"{where} ({label}): {p}" if p else f"{where} ({label})", r + hint)
-                        for p, r in err.problems)
-        return None
-
-
-def seed_warnings(sweep: Sweep) -> list[str]:
-    """Why several seeds may give the same figures: the model draws a workload's offsets
-    from the seed only when fio would (``randrepeat: false``, or a ``randseed`` per point);
-    with fio's default ``randrepeat=1`` and no ``randseed`` every seed replays one stream."""
-    if len(sweep.spec.seed_list) < 2:
-        return []
-    fixed = [p for p in sweep.points if p.scenario.fleet is None and p.scenario.workloads
-             and all(w.randrepeat and w.randseed is None
-                     for w in p.scenario.workloads.values())]
-    if len(fixed) < len(sweep.points):
-        return []
-    return [f"seeds {', '.join(map(str, sweep.spec.seed_list[:4]))}"
-            f"{', ...' if len(sweep.spec.seed_list) > 4 else ''} cannot change the figures: "
-            "every workload keeps fio's randrepeat on with no randseed, so every seed issues "
-            "the same offsets (set randrepeat: false in the workloads to vary them, or use "
-            "seeds: 1)"]
-
-
-def describe(sweep: Sweep) -> list[tuple[int, str, list[int]]]:
-    """Every cell with its label and seeds, in order (what ``--dry-run`` lists)."""
-    by_cell: dict[int, tuple[str, list[int]]] = {}
-    for p in sweep.points:
-        label, seeds = by_cell.setdefault(p.cell, (cell_label(p.overrides), []))
-        seeds.append(p.seed)
-    return [(c, label, seeds) for c, (label, seeds) in sorted(by_cell.items())]
-
-
 ProgressFn = Callable[[str, int, int], None]
 
 
@@ -460,10 +232,6 @@ def write_summary(sweep: Sweep, out: Path, entries: dict[str, dict[str, Any]]) -
     return summary
 
 
-def cell_label(overrides: dict[str, Any]) -> str:
-    """``capacity 8 GiB, ratio 1.5``: a cell's overrides as the report labels them."""
-    flat = flatten(overrides)
-    return ", ".join(knob_text(k, v) for k, v in flat.items()) or "all"
 
 
 def with_days(frame: pd.DataFrame) -> pd.DataFrame:
@@ -504,4 +272,5 @@ def _write_mc(sweep: Sweep, out: Path, series: list[pd.DataFrame],
         atomic_write_text(out / "time_to_full.csv", with_days(table).to_csv(index=False))
 
 
-__all__ = ["CowbenchError", "Sweep", "SweepSpec", "load_sweep", "run_sweep", "apply_override"]
+__all__ = ["CowbenchError", "Point", "Sweep", "SweepSpec", "apply_override", "cell_label",
+           "describe", "load_sweep", "run_sweep", "seed_warnings", "with_days"]
