@@ -32,6 +32,7 @@ from .nova.machine import (
     Resize,
     Run,
     Snapshot,
+    refusal,
 )
 from .nova.schema import Flavor, ImageCacheSettings, Lifetime
 from .units import format_duration, parse_duration, parse_size
@@ -372,7 +373,7 @@ def check_timeline(s: Scenario) -> list[tuple[str, str]]:
     problems += placement
     machine = Machine(s, _allowed)  # the validator: Nova's state, nothing carried out
     for op in ops:
-        problem = machine.apply(typed(op))
+        problem = refusal(machine.apply(typed(op)))
         if problem:
             when = format_duration(op.t)
             problems.append((op.source, f"{op.op} of {op.vm!r} at t={when}: {problem}"))

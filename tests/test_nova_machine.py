@@ -15,6 +15,7 @@ from cowbench.nova.machine import (
     Resize,
     Run,
     Snapshot,
+    refusal,
 )
 from cowbench.records import Recorder
 from cowbench.scenario import parse_scenario
@@ -42,14 +43,14 @@ def test_the_machine_follows_who_is_where() -> None:
     s = parse_scenario(life())
     m = Machine(s, _allowed)
     at = (0, 0.0, "a", "test")
-    assert m.apply(Run(*at)) == "the VM has not booted yet"
-    assert m.apply(Boot(*at)) is None and m.where["a"] == "h1"
-    assert m.apply(Boot(*at)) == "the VM is already booted"
-    assert m.apply(Migrate(*at, to="h1")) == "the VM is already on that host"
-    assert m.apply(Migrate(*at, to="h2")) is None and m.where["a"] == "h2"
-    assert m.apply(Resize(*at, root_size=1)) == "Nova refuses to shrink a disk"
-    assert m.apply(Delete(*at)) is None
-    assert m.apply(Confirm(*at)) == "the VM was already deleted"
+    assert refusal(m.apply(Run(*at))) == "the VM has not booted yet"
+    assert refusal(m.apply(Boot(*at))) is None and m.where["a"] == "h1"
+    assert refusal(m.apply(Boot(*at))) == "the VM is already booted"
+    assert refusal(m.apply(Migrate(*at, to="h1"))) == "the VM is already on that host"
+    assert refusal(m.apply(Migrate(*at, to="h2"))) is None and m.where["a"] == "h2"
+    assert refusal(m.apply(Resize(*at, root_size=1))) == "Nova refuses to shrink a disk"
+    assert refusal(m.apply(Delete(*at))) is None
+    assert refusal(m.apply(Confirm(*at))) == "the VM was already deleted"
 
 
 def test_a_world_carries_out_operations_by_class_and_batches_runs() -> None:

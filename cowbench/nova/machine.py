@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from functools import singledispatchmethod
 from typing import TYPE_CHECKING, ClassVar
 
+from .instructions import Instruction, Refuse
+
 if TYPE_CHECKING:
     from cowbench.scenario import Scenario
 
@@ -93,8 +95,9 @@ class Delete(Operation):
 
 class Machine:
     """Who is where: each VM's state (booted, deleted), host and disk size, moved on by
-    :meth:`apply`, which returns what Nova would refuse of an operation (None: nothing).
-    The strategy's own limits are ``cowbench.lifecycle.STRATEGY_OPS`` (``allowed``)."""
+    :meth:`apply`, which returns what to do (:mod:`.instructions`): a :class:`Refuse` alone
+    when Nova refuses the operation. The strategy's own limits are
+    ``cowbench.lifecycle.STRATEGY_OPS`` (``allowed``)."""
 
     def __init__(self, s: Scenario, allowed: AllowedFn) -> None:
         self.s = s
@@ -105,7 +108,12 @@ class Machine:
         self.size: dict[str, int] = {}
         self._allowed = allowed
 
-    def apply(self, operation: Operation) -> str | None:
+    def apply(self, operation: Operation) -> list[Instruction]:
+        """What to do for ``operation``, its effect on Nova's state made."""
+        problem = self._problem(operation)
+        return [Refuse(problem)] if problem else []
+
+    def _problem(self, operation: Operation) -> str | None:
         if operation.vm not in self.vms:
             return "no such VM in 'vms'"
         st = self.state.get(operation.vm)
@@ -160,6 +168,11 @@ class Machine:
     def _(self, operation: Delete) -> str | None:
         self.state[operation.vm] = "deleted"
         return None
+
+
+def refusal(instructions: list[Instruction]) -> str | None:
+    """Why Nova refused the operation these instructions answer (None: it did not)."""
+    return next((i.reason for i in instructions if isinstance(i, Refuse)), None)
 
 
 if TYPE_CHECKING:
