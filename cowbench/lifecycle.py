@@ -371,13 +371,18 @@ def check_timeline(s: Scenario) -> list[tuple[str, str]]:
     if problems:
         return problems
     problems += placement
-    machine = Machine(s, _allowed)  # the validator: Nova's state, nothing carried out
+    machine = nova_machine(s)  # the validator: Nova's state, nothing carried out
     for op in ops:
         problem = refusal(machine.apply(typed(op)))
         if problem:
             when = format_duration(op.t)
             problems.append((op.source, f"{op.op} of {op.vm!r} at t={when}: {problem}"))
     return problems
+
+
+def nova_machine(s: Scenario) -> Machine:
+    """Nova's state machine for ``s``, with each strategy's limits (:data:`STRATEGY_OPS`)."""
+    return Machine(s, _allowed)
 
 
 def _stream_problems(s: Scenario, ops: list[Op]) -> list[tuple[str, str]]:

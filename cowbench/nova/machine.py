@@ -15,7 +15,15 @@ from dataclasses import dataclass
 from functools import singledispatchmethod
 from typing import TYPE_CHECKING, ClassVar
 
-from .instructions import Instruction, Refuse
+from .instructions import (
+    Base,
+    FetchBase,
+    Instruction,
+    MakeResizedBase,
+    Refuse,
+    RemoveBase,
+    TouchBase,
+)
 
 if TYPE_CHECKING:
     from cowbench.scenario import Scenario
@@ -94,10 +102,12 @@ class Delete(Operation):
 
 
 class Machine:
-    """Who is where: each VM's state (booted, deleted), host and disk size, moved on by
-    :meth:`apply`, which returns what to do (:mod:`.instructions`): a :class:`Refuse` alone
-    when Nova refuses the operation. The strategy's own limits are
-    ``cowbench.lifecycle.STRATEGY_OPS`` (``allowed``)."""
+    """Nova's state, moved on by :meth:`apply`, which returns what to do (:mod:`.instructions`;
+    a :class:`Refuse` alone when Nova refuses the operation): each VM's state (booted,
+    deleted), host, disk size and the bases its disk keeps in use; the ``_resize`` copies
+    cold migrations leave; every host's image cache (bases and their mtimes), aged by
+    :meth:`cache_pass`. The strategy's own limits are ``cowbench.lifecycle.STRATEGY_OPS``
+    (``allowed``)."""
 
     def __init__(self, s: Scenario, allowed: AllowedFn) -> None:
         self.s = s
@@ -106,12 +116,15 @@ class Machine:
         self.where: dict[str, str] = {}
         self.state: dict[str, str] = {}
         self.size: dict[str, int] = {}
+        self.bases: dict[str, tuple[Base, ...]] = {}  # a live VM's bases, on its host
+        self.kept: dict[str, dict[str, tuple[Base, ...]]] = {}  # vm -> host -> _resize's bases
+        self.cache: dict[str, dict[Base, float]] = {h.name: {} for h in s.hosts}  # -> mtime
         self._allowed = allowed
 
     def apply(self, operation: Operation) -> list[Instruction]:
         """What to do for ``operation``, its effect on Nova's state made."""
         problem = self._problem(operation)
-        return [Refuse(problem)] if problem else []
+        return [Refuse(problem)] if problem else self._apply(operation)
 
     def _problem(self, operation: Operation) -> str | None:
         if operation.vm not in self.vms:
@@ -121,53 +134,121 @@ class Machine:
             return "the VM was already deleted"
         if st is None and not isinstance(operation, Boot):
             return "the VM has not booted yet"
-        return self._apply(operation)
-
-    @singledispatchmethod
-    def _apply(self, operation: Operation) -> str | None:
+        if isinstance(operation, Boot) and st is not None:
+            return "the VM is already booted"
         return self._allowed(self.s.strategy_of(self.vms[operation.vm]).kind, operation)
 
+    @singledispatchmethod
+    def _apply(self, operation: Operation) -> list[Instruction]:
+        return []
+
     @_apply.register
-    def _(self, operation: Boot) -> str | None:
+    def _(self, operation: Boot) -> list[Instruction]:
         vm = self.vms[operation.vm]
-        if self.state.get(operation.vm) is not None:
-            return "the VM is already booted"
+        host = operation.host or self.s.host_of(vm).name  # the scheduler's, for arrivals
         self.state[vm.name] = "booted"
-        self.where[vm.name] = operation.host or self.s.host_of(vm).name
-        self.size[vm.name] = self.s.root_size(vm)
-        return None
+        self.where[vm.name] = host
+        self.size[vm.name] = size = self.s.root_size(vm)
+        self.bases[vm.name] = self._bases_of(vm.name, size)
+        return self._ensure(host, self.bases[vm.name], operation.t)
+
+    def _bases_of(self, name: str, size: int) -> tuple[Base, ...]:
+        """What a new disk keeps in use in ``_base``: nothing for an RBD clone (in Ceph), the
+        base and its resized copy for ``resized_base``, else the base."""
+        vm = self.vms[name]
+        if self.s.model_only(vm):
+            return ()
+        resized = self.s.strategy_of(vm).kind == "resized_base"
+        return (Base(vm.image),) + ((Base(vm.image, size),) if resized else ())
+
+    def _ensure(self, host: str, bases: tuple[Base, ...], t: float) -> list[Instruction]:
+        """Each base on ``host``: touched if cached, else fetched (a resized copy: made from
+        its base, fetched first if absent); every one's mtime is then ``t``."""
+        cache, out = self.cache[host], list[Instruction]()
+        for b in bases:
+            if b in cache:
+                out.append(TouchBase(host, b, t))
+            elif b.size is None:
+                out.append(FetchBase(host, b.image, t))
+            else:
+                if Base(b.image) not in cache:
+                    out.append(FetchBase(host, b.image, t))
+                    cache[Base(b.image)] = t
+                out.append(MakeResizedBase(host, b.image, b.size, t))
+            cache[b] = t
+        return out
 
     @_apply.register
-    def _(self, operation: Run) -> str | None:
+    def _(self, operation: Run) -> list[Instruction]:
         name = operation.workload or self.vms[operation.vm].workload
-        return None if name in self.s.workloads else f"no workload named {name!r}"
+        return [] if name in self.s.workloads else [Refuse(f"no workload named {name!r}")]
 
     @_apply.register
-    def _(self, operation: Migrate) -> str | None:
-        problem = self._allowed(self.s.strategy_of(self.vms[operation.vm]).kind, operation)
-        if problem:
-            return problem
-        if operation.to not in self.hosts:
-            return f"no host named {operation.to!r}"
-        if operation.to == self.where[operation.vm]:
-            return "the VM is already on that host"
-        self.where[operation.vm] = operation.to
-        return None
+    def _(self, operation: Migrate) -> list[Instruction]:
+        vm, to = operation.vm, operation.to
+        if to not in self.hosts:
+            return [Refuse(f"no host named {to!r}")]
+        src = self.where[vm]
+        if to == src:
+            return [Refuse("the VM is already on that host")]
+        self.where[vm] = to
+        bases = self.bases[vm]
+        if operation.kind != "live":  # the source's instance directory stays as _resize
+            self.kept.setdefault(vm, {})[src] = bases
+        if operation.kind == "flatten":  # the whole image ships: it needs no base any more
+            self.bases[vm] = ()
+            return []
+        return self._ensure(to, bases, operation.t)
 
     @_apply.register
-    def _(self, operation: Resize) -> str | None:
-        problem = self._allowed(self.s.strategy_of(self.vms[operation.vm]).kind, operation)
-        if problem:
-            return problem
+    def _(self, operation: Resize) -> list[Instruction]:
         if operation.root_size < self.size[operation.vm]:
-            return "Nova refuses to shrink a disk"
+            return [Refuse("Nova refuses to shrink a disk")]
         self.size[operation.vm] = operation.root_size
-        return None
+        return []
 
     @_apply.register
-    def _(self, operation: Delete) -> str | None:
+    def _(self, operation: Confirm) -> list[Instruction]:
+        self.kept.pop(operation.vm, None)
+        return []
+
+    @_apply.register
+    def _(self, operation: Delete) -> list[Instruction]:
         self.state[operation.vm] = "deleted"
-        return None
+        self.bases.pop(operation.vm, None)
+        self.kept.pop(operation.vm, None)
+        return []
+
+    def cache_pass(self, t: float) -> list[Instruction]:
+        """Nova's image cache manager at ``t`` (:mod:`.imagecache`): every base in use
+        touched, the unused ones old enough removed (resized copies: their own minimum age)."""
+        from .imagecache import cache_pass  # numpy: not at validation
+
+        used = self._in_use()
+        out: list[Instruction] = []
+        for host, cache in self.cache.items():
+            names = list(cache)
+            mtime, removed = cache_pass(t, [b in used[host] for b in names],
+                                        [cache[b] for b in names], self.s.nova.image_cache,
+                                        [b.resized for b in names])
+            for b, m, gone in zip(names, mtime.tolist(), removed.tolist(), strict=True):
+                cache[b] = m
+                if b in used[host]:
+                    out.append(TouchBase(host, b, t))
+                elif gone:
+                    del cache[b]
+                    out.append(RemoveBase(host, b, t))
+        return out
+
+    def _in_use(self) -> dict[str, set[Base]]:
+        """Per host, the bases a live disk or a ``_resize`` copy there is backed by."""
+        used: dict[str, set[Base]] = {h: set() for h in self.cache}
+        for vm, bases in self.bases.items():
+            used[self.where[vm]].update(bases)
+        for kept in self.kept.values():
+            for host, bases in kept.items():
+                used[host].update(bases)
+        return used
 
 
 def refusal(instructions: list[Instruction]) -> str | None:

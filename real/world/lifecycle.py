@@ -40,7 +40,16 @@ from dataclasses import dataclass, field
 from functools import singledispatchmethod
 from pathlib import Path
 
-from cowbench.lifecycle import Op
+from cowbench.lifecycle import Op, nova_machine
+from cowbench.nova.instructions import (
+    Base,
+    FetchBase,
+    Instruction,
+    MakeResizedBase,
+    Refuse,
+    RemoveBase,
+    TouchBase,
+)
 from cowbench.nova.machine import (
     Boot,
     Confirm,
@@ -101,18 +110,28 @@ class RealWorld:
         self.vms = {vm.name: vm for vm in self.s.vms}
         # a scenario without a timeline has one instant: only its end-of-run figures
         self.timed = self.s.timeline is not None
+        self.machine = nova_machine(self.s)
+        self.started = time.monotonic()  # when the operation being carried out started
+        self.fetched = 0  # bytes it fetched from Glance
 
-    # -- the image cache ------------------------------------------------------------------
-    def ensure_base(self, host: str, image_name: str, t: float) -> int:
-        """Fetch the image into the host's ``_base`` unless cached; bytes fetched."""
-        image = self.s.image(image_name)
-        dest = self.layouts[host].cache_file(image)
-        if dest.exists():
-            _touch(dest, t)
-            return 0
-        self.progress(f"{host}: caching {image.name} in _base")
+    # -- the image cache, as the machine says (cowbench.nova.instructions) -------------------
+    @singledispatchmethod
+    def execute(self, instruction: Instruction) -> None:
+        """Carry out one of the machine's instructions."""
+        raise TypeError(f"no executor for {type(instruction).__name__}")
+
+    @execute.register
+    def _(self, ins: Refuse) -> None:
+        raise ValueError(f"Nova refuses the operation: {ins.reason}")
+
+    @execute.register
+    def _(self, ins: FetchBase) -> None:
+        """The image into the host's ``_base``; its bytes counted as fetched."""
+        image = self.s.image(ins.image)
+        dest = self.layouts[ins.host].cache_file(image)
+        self.progress(f"{ins.host}: caching {image.name} in _base")
         src = glance_path(self.work, image)
-        key, raw = f"cache:{host}/{image.name}", self.base_fmt(image_name) == "raw"
+        key, raw = f"cache:{ins.host}/{image.name}", self.base_fmt(ins.image) == "raw"
         if raw and image.synthetic is not None:  # its content is known: no need to read it
             self.check.expect(key, dest, synthetic_digest(image),
                               f"images[{self.s.images.index(image)}].synthetic")
@@ -122,49 +141,38 @@ class RealWorld:
             _copy_in(src, dest)
         if not raw or image.synthetic is None:
             self.check.hash_before(key, dest)
-        _touch(dest, t)
-        return src.stat().st_size
+        _touch(dest, ins.t)
+        self.fetched += src.stat().st_size
 
-    def ensure_bases(self, host: str, inst: RealInstance, t: float) -> None:
-        """The bases the instance needs on ``host`` (a resized copy made from the base)."""
-        assert inst.image is not None
-        self.ensure_base(host, inst.image, t)
-        base = self.layouts[host].cache_file(self.s.image(inst.image))
-        for name in inst.bases[1:]:
-            copy = resized_base(base, inst_size(name), self.log)
-            _touch(copy, t)
+    @execute.register
+    def _(self, ins: MakeResizedBase) -> None:
+        base = self.layouts[ins.host].cache_file(self.s.image(ins.image))
+        _touch(resized_base(base, ins.size, self.log), ins.t)
+
+    @execute.register
+    def _(self, ins: TouchBase) -> None:
+        _touch(self._base_path(ins.host, ins.base), ins.t)
+
+    @execute.register
+    def _(self, ins: RemoveBase) -> None:
+        """Hashed a last time first (``real.measure.integrity``), then removed."""
+        if not ins.base.resized:
+            key = f"cache:{ins.host}/{ins.base.image}"
+            self.check.retire(key, f"{key} (removed at t={ins.t:g} s)")
+        self._base_path(ins.host, ins.base).unlink()
+
+    def _base_path(self, host: str, base: Base) -> Path:
+        path = self.layouts[host].cache_file(self.s.image(base.image))
+        return path if base.size is None else path.with_name(f"{path.name}_{size_tag(base.size)}")
 
     def base_fmt(self, image_name: str) -> str:
         image = self.s.image(image_name)
         return "raw" if self.s.nova.force_raw_images or image.format == "raw" else image.format
 
     def cache_pass(self, t: float) -> None:
-        """Nova's image cache manager: bases in use touched, unused ones old enough removed
-        (resized copies after ``remove_unused_resized_minimum_age_s``)."""
-        from cowbench.nova.imagecache import cache_pass  # numpy: not before a run's first tool
-
-        ic = self.s.nova.image_cache
-        images = {self.layouts[h].cache_file(i).name: i.name for h in self.layouts
-                  for i in self.s.images}
-        for host, layout in self.layouts.items():
-            if not layout.base_dir.exists():
-                continue
-            users = [i for i in self.instances.values() if i.host == host]
-            users += [i for kept in self.resizing.values() for i, _ in kept.values()
-                      if i.host == host]
-            used = {b for i in users for b in i.bases}
-            files = sorted(layout.base_dir.iterdir())
-            in_use = [f.name in used for f in files]
-            _, removed = cache_pass(t, in_use, [f.stat().st_mtime - EPOCH for f in files], ic,
-                                    [f.name not in images for f in files])
-            for f, touch, gone in zip(files, in_use, removed.tolist(), strict=True):
-                if touch:
-                    _touch(f, t)
-                elif gone:
-                    if f.name in images:
-                        key = f"cache:{host}/{images[f.name]}"
-                        self.check.retire(key, f"{key} (removed at t={t:g} s)")
-                    f.unlink()
+        """Nova's image cache manager, as the machine decides it."""
+        for ins in self.machine.cache_pass(t):
+            self.execute(ins)
 
     def op_done(self, op: Op | Operation, transfer: int | None, started: float) -> None:
         """The operation's own figures (none in a scenario without a timeline)."""
@@ -175,19 +183,29 @@ class RealWorld:
         self.rec.add(op.entity, "duration_s", time.monotonic() - started, op.t)
 
     # -- operations, dispatched by type (cowbench.nova.machine) ------------------------------
-    @singledispatchmethod
     def apply(self, operation: Operation) -> None:
         """Carry out one operation (a workload run goes in a batch, not here)."""
+        self.carry_out(operation, self.machine.apply(operation))
+
+    def carry_out(self, operation: Operation, instructions: list[Instruction]) -> None:
+        """The machine's instructions for ``operation``, then what is left of it here; its
+        ``duration_s`` counts both."""
+        self.started, self.fetched = time.monotonic(), 0
+        for ins in instructions:
+            self.execute(ins)
+        self.operate(operation)
+
+    @singledispatchmethod
+    def operate(self, operation: Operation) -> None:
         raise TypeError(f"no executor for {type(operation).__name__}")
 
-    @apply.register
+    @operate.register
     def boot(self, op: Boot) -> None:
-        t0 = time.monotonic()
+        t0 = self.started
         vm = self.vms[op.vm]
         host = op.host or self.s.host_of(vm).name  # the scheduler's choice for arrivals
         st = self.s.strategy_of(vm)
         size = self.s.root_size(vm)
-        fetched = self.ensure_base(host, vm.image, op.t)
         path, fmt = create_disk(self.s, vm, self.layouts[host], self.log,
                                 self.base_fmt(vm.image))
         inst = RealInstance(vm, host, vm.image, [p.name for p in disk_files(st, path)], fmt,
@@ -195,13 +213,12 @@ class RealWorld:
                             st.kind in BACKED)
         if st.kind == "resized_base":
             inst.bases.append(f"{inst.bases[0]}_{size_tag(size)}")
-            _touch(self.layouts[host].base_dir / inst.bases[-1], op.t)
         self.instances[vm.name] = inst
-        self.op_done(op, fetched, t0)
+        self.op_done(op, self.fetched, t0)
 
-    @apply.register
+    @operate.register
     def snapshot(self, op: Snapshot) -> None:
-        t0 = time.monotonic()
+        t0 = self.started
         inst = self.instances[op.vm]
         name = op.name or f"{op.vm}-snap-{op.index}"
         top = inst.paths(self.layouts)[-1]
@@ -240,9 +257,9 @@ class RealWorld:
         self.snapshots[name] = out
         self.op_done(op, out.stat().st_size, t0)
 
-    @apply.register
+    @operate.register
     def migrate(self, op: Migrate) -> None:
-        t0 = time.monotonic()
+        t0 = self.started
         assert op.to is not None
         inst = self.instances[op.vm]
         src_dir = inst.dir(self.layouts)
@@ -258,11 +275,9 @@ class RealWorld:
             transfer = flat.stat().st_size
             self._keep_resize(inst, src_dir)
         elif op.kind == "live":
-            self.ensure_bases(op.to, inst, op.t)
             transfer = self._live_copy(inst, dest, src_dir, dest_dir)
             shutil.rmtree(src_dir)
         else:
-            self.ensure_bases(op.to, inst, op.t)
             transfer = self._copy_files(inst, dest, src_dir, dest_dir)
             dest.layers = list(inst.layers)
             self._keep_resize(inst, src_dir)
@@ -336,9 +351,9 @@ class RealWorld:
             return None
         return str(name), str(info.get("backing-filename-format", "raw"))
 
-    @apply.register
+    @operate.register
     def resize(self, op: Resize) -> None:
-        t0 = time.monotonic()
+        t0 = self.started
         inst = self.instances[op.vm]
         assert op.root_size is not None
         run(["qemu-img", "resize", "-q", "-f", inst.fmt, str(inst.paths(self.layouts)[-1]),
@@ -346,9 +361,9 @@ class RealWorld:
         inst.root_size = op.root_size
         self.op_done(op, None, t0)
 
-    @apply.register
+    @operate.register
     def confirm(self, op: Confirm) -> None:
-        t0 = time.monotonic()
+        t0 = self.started
         self._drop_resize(op.vm)
         self.op_done(op, None, t0)
 
@@ -356,9 +371,9 @@ class RealWorld:
         for _, path in self.resizing.pop(vm, {}).values():
             shutil.rmtree(path)
 
-    @apply.register
+    @operate.register
     def delete(self, op: Delete) -> None:
-        t0 = time.monotonic()
+        t0 = self.started
         inst = self.instances.pop(op.vm)
         shutil.rmtree(inst.dir(self.layouts))
         self._drop_resize(op.vm)
@@ -367,12 +382,6 @@ class RealWorld:
 
 def _touch(path: Path, t: float) -> None:
     os.utime(path, (EPOCH + t, EPOCH + t))
-
-
-def inst_size(resized_name: str) -> int:
-    """The size in a resized copy's name ``<sha1>_<GiB>`` or ``<sha1>_<bytes>B``."""
-    tag = resized_name.rpartition("_")[2]
-    return int(tag[:-1]) if tag.endswith("B") else int(tag) << 30
 
 
 def _copy_in(src: Path, dest: Path) -> None:

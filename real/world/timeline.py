@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cowbench.lifecycle import Op, batches, schedule, typed
+from cowbench.nova.instructions import FetchBase
 from cowbench.records import Recorder
 from cowbench.scenario import Scenario
 from cowbench.tools import RawLog
@@ -77,17 +78,21 @@ def _step(world: RealWorld, step_done: Progress, name: str, timed: bool = False)
 
 
 def _apply(world: RealWorld, ops: list[Op], t: float, step_done: Progress) -> None:
-    """Operations one after the other; a scenario without a timeline fetches every base
-    before it makes the disks (its ``bases`` step)."""
+    """Operations one after the other, as the machine instructs; a scenario without a
+    timeline fetches every base before it makes the disks (its ``bases`` step)."""
+    typed_ops = [typed(op) for op in ops]
+    planned = [(op, world.machine.apply(op)) for op in typed_ops]
     if not world.timed:
-        for op in ops:
-            vm = world.vms[op.vm]
-            world.ensure_base(op.to or world.s.host_of(vm).name, vm.image, t)
+        for _, instructions in planned:
+            for ins in instructions:
+                if isinstance(ins, FetchBase):
+                    world.execute(ins)
         step_done("real:bases")
-    for op in ops:
+    for op, instructions in planned:
         if world.timed:
             world.progress(f"t={format_duration(t)}: {op.op} {op.vm}")
-        world.apply(typed(op))
+        world.carry_out(op, [i for i in instructions
+                             if world.timed or not isinstance(i, FetchBase)])
     _step(world, step_done, "real:disks")
 
 

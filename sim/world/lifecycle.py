@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from cowbench.nova.instructions import Base
 from cowbench.records import Recorder
 from cowbench.scenario import VM, Image, Scenario
 from sim.storage.disk import BaseData, HostIO, Qcow2Image, RawImage
@@ -87,7 +88,6 @@ class Instance:
     image: str | None  # the base in _base it is backed by; None once flattened
     layers: list[Layer]
     root_size: int
-    bases: list[str] = field(default_factory=list)  # the cache entries it keeps in use
     remote: bool = False  # an RBD clone: in Ceph, not in the host's files
 
     @property
@@ -114,14 +114,9 @@ class CacheEntry:
     resized: bool = False  # a resized copy ``<sha1>_<size>`` (Nova before Dec 2012)
 
 
-def resized_key(image: str, size: int) -> str:
-    """The cache key of an image's copy resized to ``size`` (``@``: in no scenario name)."""
-    return f"{image}@{size}"
-
-
 @dataclass
 class HostState:
-    caches: dict[str, CacheEntry] = field(default_factory=dict)
+    caches: dict[Base, CacheEntry] = field(default_factory=dict)
     instances: dict[str, Instance] = field(default_factory=dict)
     resizing: dict[str, Instance] = field(default_factory=dict)
 

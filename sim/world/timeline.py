@@ -14,8 +14,16 @@ from functools import singledispatchmethod
 
 import numpy as np
 
-from cowbench.lifecycle import Op
-from cowbench.nova.imagecache import cache_pass
+from cowbench.lifecycle import Op, nova_machine
+from cowbench.nova.instructions import (
+    Base,
+    FetchBase,
+    Instruction,
+    MakeResizedBase,
+    Refuse,
+    RemoveBase,
+    TouchBase,
+)
 from cowbench.nova.machine import (
     Boot,
     Confirm,
@@ -45,7 +53,6 @@ from .lifecycle import (
     new_layers,
     record_files,
     resized_copy,
-    resized_key,
     sparse_copy,
     transfer_time,
 )
@@ -61,43 +68,44 @@ class World:
         self.where: dict[str, str] = {}
         self.snapshots: dict[str, tuple[int, int]] = {}
         self.vm_index = {vm.name: i for i, vm in enumerate(scenario.vms)}
+        self.machine = nova_machine(scenario)
+        self.fetched = 0  # bytes the operation being carried out fetched from Glance
         # a scenario without a timeline has one instant: only its end-of-run figures
         self.timed = scenario.timeline is not None
 
-    # -- the image cache ------------------------------------------------------------------
-    def ensure_base(self, host: str, key: str, t: float) -> int:
-        """Fetch (and convert) a base, or make a resized copy of one (``image@size``), into
-        the host's cache if absent; bytes fetched from Glance."""
-        cache = self.hosts[host].caches
-        if key in cache:
-            cache[key].mtime = t
-            return 0
-        name, _, size = key.partition("@")
-        if size:
-            nbytes = self.ensure_base(host, name, t)
-            cache[key] = CacheEntry(resized_copy(self.s.image(name), int(size)), t, resized=True)
-            return nbytes
-        disk, nbytes = fetched(self.s, self.s.image(name))
-        cache[key] = CacheEntry(disk, t)
-        return nbytes
+    # -- the image cache, as the machine says (cowbench.nova.instructions) -------------------
+    @singledispatchmethod
+    def execute(self, instruction: Instruction) -> None:
+        """Carry out one of the machine's instructions."""
+        raise TypeError(f"no executor for {type(instruction).__name__}")
 
-    def ensure_bases(self, host: str, inst: Instance, t: float) -> int:
-        return sum(self.ensure_base(host, key, t) for key in inst.bases)
+    @execute.register
+    def _(self, ins: Refuse) -> None:
+        raise ValueError(f"Nova refuses the operation: {ins.reason}")
+
+    @execute.register
+    def _(self, ins: FetchBase) -> None:
+        disk, nbytes = fetched(self.s, self.s.image(ins.image))
+        self.hosts[ins.host].caches[Base(ins.image)] = CacheEntry(disk, ins.t)
+        self.fetched += nbytes
+
+    @execute.register
+    def _(self, ins: MakeResizedBase) -> None:
+        copy = resized_copy(self.s.image(ins.image), ins.size)
+        self.hosts[ins.host].caches[Base(ins.image, ins.size)] = CacheEntry(copy, ins.t, True)
+
+    @execute.register
+    def _(self, ins: TouchBase) -> None:
+        self.hosts[ins.host].caches[ins.base].mtime = ins.t
+
+    @execute.register
+    def _(self, ins: RemoveBase) -> None:
+        del self.hosts[ins.host].caches[ins.base]
 
     def cache_pass(self, t: float) -> None:
-        """Nova's image cache manager (``cowbench.nova.imagecache``): touch bases in use,
-        remove those unused long enough (resized copies: their own minimum age)."""
-        for h in self.hosts.values():
-            used = {b for i in [*h.instances.values(), *h.resizing.values()] for b in i.bases}
-            names = list(h.caches)
-            mtime, removed = cache_pass(t, [n in used for n in names],
-                                        [h.caches[n].mtime for n in names],
-                                        self.s.nova.image_cache,
-                                        [h.caches[n].resized for n in names])
-            for name, m, gone in zip(names, mtime.tolist(), removed.tolist(), strict=True):
-                h.caches[name].mtime = m
-                if gone:
-                    del h.caches[name]
+        """Nova's image cache manager, as the machine decides it."""
+        for ins in self.machine.cache_pass(t):
+            self.execute(ins)
 
     # -- sampling ---------------------------------------------------------------------------
     def sample(self, t: float | None) -> None:
@@ -141,32 +149,36 @@ class World:
         self.rec.add(op.entity, "duration_s", duration, op.t)
 
     # -- operations, dispatched by type (cowbench.nova.machine) ------------------------------
-    @singledispatchmethod
     def apply(self, operation: Operation) -> None:
-        """Carry out one operation (a workload run goes in a batch, not here)."""
+        """Carry out one operation (a workload run goes in a batch, not here): the machine's
+        instructions, then what is left of it here."""
+        self.fetched = 0
+        for ins in self.machine.apply(operation):
+            self.execute(ins)
+        self.operate(operation)
+
+    @singledispatchmethod
+    def operate(self, operation: Operation) -> None:
         raise TypeError(f"no executor for {type(operation).__name__}")
 
-    @apply.register
+    @operate.register
     def boot(self, op: Boot) -> None:
         vm = self.s.vms[self.vm_index[op.vm]]
         host = op.host or self.s.host_of(vm).name  # the scheduler's choice for arrivals
         size = self.s.root_size(vm)
         inst = Instance(vm, vm.image, new_layers(self.s, vm, size), size,
                         remote=self.s.model_only(vm))
-        if not inst.remote:  # an RBD clone needs no local base
-            inst.bases.append(vm.image)
-        if self.s.strategy_of(vm).kind == "resized_base":
-            inst.bases.append(resized_key(vm.image, size))
-        fetched_bytes = self.ensure_bases(host, inst, op.t)
+        fetched_bytes = self.fetched
         self.hosts[host].instances[vm.name] = inst
         self.where[vm.name] = host
-        copy = self.hosts[host].caches[vm.image].file.allocated_bytes if fetched_bytes else 0
+        copy = self.hosts[host].caches[Base(vm.image)].file.allocated_bytes \
+            if fetched_bytes else 0
         dev = self.s.device
         self.op_done(op, fetched_bytes,
                      transfer_time(fetched_bytes, self.s.nova.glance_bandwidth_bytes_per_s)
                      + copy / dev.write_bandwidth_bytes_per_s)
 
-    @apply.register
+    @operate.register
     def snapshot(self, op: Snapshot) -> None:
         inst = self.instance(op.vm)
         name = op.name or f"{op.vm}-snap-{op.index}"
@@ -192,7 +204,7 @@ class World:
                      + flat.allocated_bytes / dev.write_bandwidth_bytes_per_s
                      + transfer_time(flat.file_bytes, self.s.nova.glance_bandwidth_bytes_per_s))
 
-    @apply.register
+    @operate.register
     def migrate(self, op: Migrate) -> None:
         assert op.to is not None
         src = self.where[op.vm]
@@ -202,18 +214,18 @@ class World:
         if op.kind == "flatten":
             flat = flattened(self.s, inst, "qcow2")
             moved = Instance(inst.vm, None, [Layer.new("disk", flat, inst.root_size)],
-                             inst.root_size, [])
+                             inst.root_size)
             moved.top.written[:] = content_blocks(self.s, inst)
             transfer = flat.file_bytes
             self.hosts[src].resizing[op.vm] = inst
         elif op.kind == "live":
-            fetched_bytes = self.ensure_bases(op.to, inst, op.t)
+            fetched_bytes = self.fetched
             moved = self._live_copy(inst)
             top = inst.top.image
             transfer = (top.data_clusters * top.cluster_size if isinstance(top, Qcow2Image)
                         else top.allocated_bytes)
         else:
-            fetched_bytes = self.ensure_bases(op.to, inst, op.t)
+            fetched_bytes = self.fetched
             transfer = sum(x.file_bytes for x in inst.layers)
             moved = _copied(inst, fill=self.s.nova.remote_filesystem_transport == "ssh")
             self.hosts[src].resizing[op.vm] = inst
@@ -233,9 +245,9 @@ class World:
         for g in np.flatnonzero(top.allocated).tolist():
             img.write(g * c, min(c, inst.root_size - g * c))
         layer.written[:] = inst.top.written
-        return Instance(vm, inst.image, [layer], inst.root_size, list(inst.bases))
+        return Instance(vm, inst.image, [layer], inst.root_size)
 
-    @apply.register
+    @operate.register
     def resize(self, op: Resize) -> None:
         assert op.root_size is not None
         inst = self.instance(op.vm)
@@ -255,13 +267,13 @@ class World:
         inst.root_size = op.root_size
         self.op_done(op, None, self.s.device.write_latency_s)
 
-    @apply.register
+    @operate.register
     def confirm(self, op: Confirm) -> None:
         for h in self.hosts.values():
             h.resizing.pop(op.vm, None)
         self.op_done(op, None, 0.0)
 
-    @apply.register
+    @operate.register
     def delete(self, op: Delete) -> None:
         self.hosts[self.where.pop(op.vm)].instances.pop(op.vm)
         for h in self.hosts.values():
@@ -276,4 +288,4 @@ def _copied(inst: Instance, fill: bool) -> Instance:
     if not fill:
         for layer in layers:
             layer.sparse_at_copy = sparse_copy(layer)
-    return Instance(inst.vm, inst.image, layers, inst.root_size, list(inst.bases))
+    return Instance(inst.vm, inst.image, layers, inst.root_size)
