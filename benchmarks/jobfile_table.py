@@ -78,6 +78,11 @@ class Row:
     allocated_rel_error: float
     offsets: str
     seconds: float
+    #: time-bounded: I/Os per clone predicted and measured, data_clusters at the measured
+    #: count (run.json's offsets[vm].at_measured_ios, ``cowbench.iocount``)
+    ios_predicted: float = float("nan")
+    ios_measured: float = float("nan")
+    at_measured_ios: float = float("nan")
 
     @property
     def clusters_error(self) -> float:
@@ -111,10 +116,18 @@ def run_job(name: str, out: Path) -> Row:
     assert comp is not None
     vm = comp[comp.entity == f"vm:{name}"].set_index("metric")
     offsets = load_results(outcome.run_dir).meta["offsets"][name]
+    at = offsets.get("at_measured_ios", {})
     return Row(name, timed, float(vm.loc["data_clusters", "predicted"]),
                float(vm.loc["data_clusters", "measured"]),
                float(vm.loc["allocated_bytes", "rel_error"]),
-               f"{offsets['offsets']}/{offsets.get('stream', '-')}", seconds)
+               f"{offsets['offsets']}/{offsets.get('stream', '-')}", seconds,
+               float(at.get("predicted_ios_per_clone", "nan")),
+               float(at.get("measured_ios_per_clone", "nan")),
+               float(at.get("data_clusters", "nan")))
+
+
+def _rel(a: float, b: float) -> float:
+    return (a - b) / b if b else float("nan")
 
 
 def print_table(rows: list[Row]) -> None:
@@ -125,6 +138,16 @@ def print_table(rows: list[Row]) -> None:
               f"{r.predicted:>14.0f}{r.measured:>10.0f}{r.clusters_error:>9.2%}"
               f"{r.allocated_rel_error:>11.2%}{'yes' if r.on_target else 'NO':>8}"
               f"{r.seconds:>6.0f}")
+    counted = [r for r in rows if r.ios_measured == r.ios_measured]
+    if counted:
+        print("time-bounded jobs: I/Os per clone predicted and issued by fio, and the model's "
+              "data_clusters on fio's stream cut at fio's count")
+        print(f"{'job':<22}{'ios pred':>10}{'ios real':>10}{'ios err':>9}"
+              f"{'clusters at real ios':>22}{'error':>9}")
+        for r in counted:
+            print(f"{r.name:<22}{r.ios_predicted:>10.0f}{r.ios_measured:>10.0f}"
+                  f"{_rel(r.ios_predicted, r.ios_measured):>9.2%}{r.at_measured_ios:>22.0f}"
+                  f"{_rel(r.at_measured_ios, r.measured):>9.2%}")
     frame = pd.DataFrame([r.__dict__ for r in rows])
     print(f"{len(rows)} jobs, {sum(r.on_target for r in rows)} on target; "
           f"{int((~frame.timed).sum())} bounded by size, {int(frame.timed.sum())} by time")

@@ -23,6 +23,7 @@ from .errors import CowbenchError, RunFailed, UsageError
 from .units import format_bytes, format_duration
 
 if TYPE_CHECKING:  # the commands import what they need: `cowbench --help` stays light
+    import pandas as pd
     from rich.progress import Progress
 
     from .scenario import Scenario
@@ -185,6 +186,7 @@ def run(
         _print_profile_line(outcome.run_dir)
     if outcome.comparison is not None:
         print_comparison(outcome.comparison, out, outcome.spread, outcome.real_runs)
+        _print_counts(outcome.run_dir, outcome.comparison)
     model_only = [vm.name for vm in s.vms if s.model_only(vm)]
     if model_only:
         out.print(f"model only (no real counterpart here, marked model_only): "
@@ -197,6 +199,18 @@ def run(
     out.print(f"run directory: {_bold(outcome.run_dir)}", soft_wrap=True)
     if outcome.comparison is not None:
         out.print(f"comparison:    {_bold(outcome.run_dir / 'comparison.csv')}", soft_wrap=True)
+
+
+def _print_counts(run_dir: Path, comp: pd.DataFrame) -> None:
+    """The time-bounded VMs' count of I/Os against fio's (``cowbench.iocount``)."""
+    from .iocount import describe
+    from .store import read_run
+
+    clusters = comp[comp.metric == "data_clusters"]
+    measured = {str(e).removeprefix("vm:"): float(v)
+                for e, v in zip(clusters.entity, clusters.measured, strict=True)}
+    for line in describe(read_run(run_dir).get("offsets", {}), measured):
+        out.print(line, soft_wrap=True, highlight=False)
 
 
 def _backend_line(backend: str, by_default: bool, fleet: bool) -> str:

@@ -175,6 +175,7 @@ class _Run:
         # the storage_dir trees of two runs of one scenario must never meet
         self.token = f"{self.scenario.scenario_id}-{secrets.token_hex(4)}"
         self.lease: Lease | None = None
+        self.offsets: dict[str, dict[str, Any]] = {}  # run.json's: where offsets came from
 
     def step(self, name: str) -> None:
         """A backend (``sim``, ``real``) or ``compare`` finished: say so in run.json now."""
@@ -247,6 +248,7 @@ class _Run:
 
             comparison = compare(predicted, measured)
             rd.write_text("comparison.csv", comparison.to_csv(index=False))
+            self._count_note(predicted, measured)
             if self.repeat > 1:
                 from .spread import SPREAD_FILE, spread_table
 
@@ -303,10 +305,27 @@ class _Run:
                                lambda s, t: model.simulate(s, self.seed, traces=t),
                                first=space if timed else None)
         self.rd.write_meta(offsets=plan.offsets)
+        self.offsets = plan.offsets
         self.progress("model: simulating")
         if plan.predicted is not None:
             return plan.predicted
         return model.simulate(self.scenario, self.seed, traces=plan.traces)
+
+    def _count_note(self, predicted: pd.DataFrame, measured: pd.DataFrame) -> None:
+        """run.json's account, per time-bounded VM, of how much of its error is its count of
+        I/Os (``cowbench.iocount``); the prediction itself is unchanged."""
+        from .iocount import at_measured_ios, timed_vms
+
+        if not timed_vms(self.scenario, self.offsets):
+            return
+        self.progress("model: the time-bounded jobs at the count of I/Os fio issued")
+        model = get_backend("sim")
+        counts = at_measured_ios(self.scenario, self.seed, self.offsets, predicted, measured,
+                                 self.raw_log,
+                                 lambda s, t: model.simulate(s, self.seed, traces=t))
+        for vm, count in counts.items():
+            self.offsets[vm]["at_measured_ios"] = count
+        self.rd.write_meta(offsets=self.offsets)
 
     def _finish(self, status: str, reason: str | None) -> None:
         """Record how the run ended; best effort when the disk is full (the error still
