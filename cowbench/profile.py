@@ -72,6 +72,14 @@ class Probe(_Frozen):
     iops_min: float | None = Field(default=None, ge=0)
     iops_max: float | None = Field(default=None, ge=0)
     beside: Beside | None = None
+    issuer_cpu_s: float | None = Field(
+        default=None, ge=0, description="CPU seconds per I/O of the process that issues it "
+        "(fio's usr_cpu + sys_cpu over its job_runtime, per I/O); None: not measured "
+        "(profiles made before it)")
+    server_cpu_s: float | None = Field(
+        default=None, ge=0, description="CPU seconds per I/O of the process that serves it "
+        "(qemu-nbd's utime + stime over fio's run, per I/O, ramp included); None: not "
+        "measured, or no server (the storage-alone probes)")
 
 
 class PerfParams(_Frozen):

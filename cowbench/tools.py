@@ -327,6 +327,14 @@ def proc_io(pid: int) -> dict[str, int]:
     return out
 
 
+def proc_cpu_s(pid: int) -> float:
+    """The CPU seconds process ``pid`` has used, all its threads (those that exited too):
+    ``utime + stime`` of ``/proc/PID/stat`` over the clock tick (10 ms resolution)."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    fields = text[text.rindex(")") + 2:].split()  # the name may hold spaces and parentheses
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def wait_exit(pids: Sequence[int], timeout: float) -> None:
     """Sleep until one of ``pids`` exits or ``timeout`` seconds pass, woken by the exit itself
     (a pidfd turns readable) rather than by polling; callers then check who exited. Where

@@ -58,6 +58,11 @@ def test_calibrate_writes_a_usable_profile_and_leaves_nothing(
     assert device == {"device-randread-4k-qd1-x1", "device-randread-64k-qd8-x1",
                       "device-randread-4k-qd1-x1-beside-randread-64k-qd8"}
     assert {r.probe for r in prof.fit} == names - device
+    # the CPU each I/O took: of fio everywhere, of qemu-nbd where it served the probe
+    assert all(p.issuer_cpu_s is not None and p.issuer_cpu_s > 0 for p in prof.probes)
+    assert all((p.server_cpu_s is None) == (p.target == "device") for p in prof.probes)
+    assert all(p.server_cpu_s is None or 0 < p.server_cpu_s < 1 / p.iops * p.iodepth * p.exports
+               for p in prof.probes)
     assert prof.params.device_interference is not None
     assert prof.params.device_queue == (
         "fifo" if prof.params.device_interference >= 0.5 else "shared")

@@ -317,9 +317,12 @@ def _device_argv(spec: ProbeSpec, raw: Path, s: Settings, out: Path) -> list[str
     return argv
 
 
-def _summarise(spec: ProbeSpec, data: dict[str, Any], runtime: float) -> Probe:
+def _summarise(spec: ProbeSpec, data: dict[str, Any], runtime: float,
+               server_cpu: float | None = None, ramp_s: float = 0.0) -> Probe:
+    """The probe's figures from fio's JSON; ``server_cpu``: the CPU seconds qemu-nbd used
+    while fio ran, over ``ramp_s`` of ramp and the jobs' runtime."""
     kind = "read" if spec.rw == "randread" else "write"
-    ios = iops = bw = lat_w = 0.0
+    ios = iops = bw = lat_w = cpu = wall = 0.0
     p99 = 0.0
     for job in data["jobs"]:
         if job.get("jobname") == "bg":  # the job beside the probe's: not the probe's figures
@@ -327,6 +330,9 @@ def _summarise(spec: ProbeSpec, data: dict[str, Any], runtime: float) -> Probe:
         d = job[kind]
         n = float(d["total_ios"])
         ios += n
+        cpu_s, run_s = _job_cpu(job)
+        cpu += cpu_s
+        wall = max(wall, run_s)
         iops += float(d["iops"])
         bw += float(d["bw_bytes"])
         clat = d.get("clat_ns", {})
@@ -339,7 +345,24 @@ def _summarise(spec: ProbeSpec, data: dict[str, Any], runtime: float) -> Probe:
     return Probe(name=spec.name, target=spec.target, rw=spec.rw, bs=spec.bs,
                  iodepth=spec.iodepth, exports=spec.exports, depth=spec.depth,
                  cluster_size=spec.cluster_size, runtime_s=runtime, ios=int(ios), iops=iops,
-                 bw_bytes_per_s=bw, lat_mean_s=lat_w / ios, lat_p99_s=p99, beside=spec.beside)
+                 bw_bytes_per_s=bw, lat_mean_s=lat_w / ios, lat_p99_s=p99, beside=spec.beside,
+                 issuer_cpu_s=cpu / ios, server_cpu_s=_server_per_io(server_cpu, ios, wall,
+                                                                     ramp_s))
+
+
+def _job_cpu(job: dict[str, Any]) -> tuple[float, float]:
+    """(CPU seconds, runtime seconds) of one fio job after its ramp: fio resets its CPU
+    figures when the ramp ends and gives them as percents of ``job_runtime`` (ms)."""
+    run_s = float(job.get("job_runtime", 0.0)) / 1000
+    return (float(job.get("usr_cpu", 0.0)) + float(job.get("sys_cpu", 0.0))) / 100 * run_s, run_s
+
+
+def _server_per_io(cpu: float | None, ios: float, run_s: float, ramp_s: float) -> float | None:
+    """qemu-nbd's CPU seconds per I/O: its CPU over fio's run (the ramp's I/Os too, at the
+    measured rate: ``ios`` counts only those after the ramp)."""
+    if cpu is None or run_s <= 0:
+        return None
+    return cpu / (ios * (1 + ramp_s / run_s))
 
 
 Progress = Callable[[int, int, str], None]
@@ -384,7 +407,10 @@ def _median(runs: list[Probe]) -> Probe:
         return float(statistics.median(getattr(r, field) for r in runs))
 
     iops = [r.iops for r in runs]
-    return runs[0].model_copy(update={
+    cpu = {f: float(statistics.median(v)) if (v := [getattr(r, f) for r in runs
+                                                   if getattr(r, f) is not None]) else None
+           for f in ("issuer_cpu_s", "server_cpu_s")}
+    return runs[0].model_copy(update={**cpu,
         "iops": med("iops"), "bw_bytes_per_s": med("bw_bytes_per_s"),
         "lat_mean_s": med("lat_mean_s"), "lat_p99_s": med("lat_p99_s"),
         "ios": sum(r.ios for r in runs), "runtime_s": sum(r.runtime_s for r in runs),
@@ -393,23 +419,26 @@ def _median(runs: list[Probe]) -> Probe:
 
 def _run_probe(spec: ProbeSpec, images: _Images, work: Path, s: Settings) -> Probe:
     out = work / "fio.json"
+    servers: list[NbdExport] = []
     with ExitStack() as stack:
         if spec.target == "device":  # the storage alone, no qemu-nbd
             argv = _device_argv(spec, images.raw, s, out)
         else:
-            uris = []
             for k, (image, fmt, opts) in enumerate(images.export_args(spec)):
                 nbd = NbdExport(image, fmt, work, f"e{k}", image_opts=opts)
                 stack.enter_context(nbd)
-                uris.append(nbd.uri)
-            argv = _fio_argv(spec, uris, s, out)
+                servers.append(nbd)
+            argv = _fio_argv(spec, [n.uri for n in servers], s, out)
+        cpu0 = sum(n.cpu_s() for n in servers)
         t0 = time.monotonic()
         run(argv, timeout=s.runtime_s + s.ramp_s + 120)
         runtime = time.monotonic() - t0
+        server_cpu = sum(n.cpu_s() for n in servers) - cpu0 if servers else None
     data = _fio_json(argv, out, spec)
     for image in work.glob("cow-*.qcow2"):  # first-write overlays are used once
         image.unlink()
-    return _summarise(spec, data, runtime)
+    ramped = spec.rw != "write" and spec.target != "device"  # see _fio_argv
+    return _summarise(spec, data, runtime, server_cpu, s.ramp_s if ramped else 0.0)
 
 
 def _fio_json(argv: list[str], out: Path, spec: ProbeSpec) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from cowbench.tools import (
     RawLog,
     dies_with_us,
     pid_alive,
+    proc_cpu_s,
     proc_io,
     process_cmdlines,
     run,
@@ -238,6 +239,12 @@ class NbdExport:
     def io_counters(self) -> dict[str, int]:
         assert self.pid is not None
         return proc_io(self.pid)
+
+    def cpu_s(self) -> float:
+        """The CPU seconds the server has used so far (every thread: the main loop and the
+        thread pool's workers)."""
+        assert self.pid is not None
+        return proc_cpu_s(self.pid)
 
     def flush(self) -> None:
         """An NBD flush: QEMU writes back its dirty L2 and refcount caches."""

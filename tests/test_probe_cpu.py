@@ -1,0 +1,61 @@
+"""The CPU each probe's I/O took (real/measure/calibrate.py): fio's own figures per I/O, and
+qemu-nbd's from /proc/PID/stat; profiles made before it load with none."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from cowbench.profile import Probe
+from cowbench.tools import proc_cpu_s
+from real.measure.calibrate import ProbeSpec, _median, _summarise
+
+
+def fio_json(*jobs: tuple[str, int, float, float, int]) -> dict[str, object]:
+    """fio's JSON with jobs of (name, total_ios, usr_cpu %, sys_cpu %, job_runtime ms)."""
+    return {"jobs": [{"jobname": name, "usr_cpu": usr, "sys_cpu": sys, "job_runtime": ms,
+                      "read": {"total_ios": ios, "iops": ios / (ms / 1000),
+                               "bw_bytes": 4096 * ios / (ms / 1000),
+                               "clat_ns": {"mean": 100e3, "percentile": {"99.000000": 400e3}}}}
+                     for name, ios, usr, sys, ms in jobs]}
+
+
+def test_cpu_per_io_is_the_jobs_cpu_over_their_ios() -> None:
+    spec = ProbeSpec("raw", "randread", 4096, 4, exports=2)
+    # two jobs, 1 s each: 10% + 5% of 1 s and 20% + 10% of 1 s over 10000 + 20000 I/Os
+    data = fio_json(("p0", 10000, 10.0, 5.0, 1000), ("p1", 20000, 20.0, 10.0, 1000))
+    p = _summarise(spec, data, 1.2, server_cpu=0.66, ramp_s=0.1)
+    assert p.issuer_cpu_s == pytest.approx((0.15 + 0.30) / 30000)
+    # qemu-nbd ran through the ramp too: its I/Os at the measured rate, 1.1 s of them
+    assert p.server_cpu_s == pytest.approx(0.66 / (30000 * 1.1))
+
+
+def test_the_job_beside_and_a_probe_without_server_count_nothing() -> None:
+    spec = ProbeSpec("device", "randread", 4096, 1)
+    data = fio_json(("p0", 10000, 10.0, 10.0, 1000), ("bg", 5000, 50.0, 50.0, 1000))
+    p = _summarise(spec, data, 1.0)
+    assert p.issuer_cpu_s == pytest.approx(0.2 / 10000)
+    assert p.server_cpu_s is None
+
+
+def test_rounds_keep_the_median_cpu_and_old_probes_have_none() -> None:
+    spec = ProbeSpec("raw", "randread", 4096, 1)
+    runs = [_summarise(spec, fio_json(("p0", 10000, u, 0.0, 1000)), 1.0, server_cpu=s)
+            for u, s in ((10.0, 0.3), (30.0, 0.1), (20.0, 0.2))]
+    p = _median(runs)
+    assert p.issuer_cpu_s == pytest.approx(0.2 / 10000)
+    assert p.server_cpu_s == pytest.approx(0.2 / 10000)
+    old = Probe.model_validate({k: v for k, v in p.model_dump().items()
+                                if k not in ("issuer_cpu_s", "server_cpu_s")})
+    assert old.issuer_cpu_s is None and old.server_cpu_s is None
+    assert _median([old, old]).server_cpu_s is None
+
+
+def test_a_process_cpu_time_grows_with_its_work() -> None:
+    before = proc_cpu_s(os.getpid())
+    t = time.process_time()
+    while time.process_time() - t < 0.1:  # 100 ms of CPU: ten clock ticks
+        pass
+    assert 0.05 <= proc_cpu_s(os.getpid()) - before <= 1.0
