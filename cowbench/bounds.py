@@ -38,7 +38,7 @@ MAX_VMS = 100_000
 MAX_ARRIVALS = 10_000
 #: Operations a timeline may expand to (events, boots, runs, snapshots, migrations, deletes).
 MAX_TIMELINE_OPS = 1_000_000
-#: Sample instants (timeline ``sample_interval_s``, fleet ``sample_interval``) and cache
+#: Sample instants (timeline ``sample_interval_s``, fleet ``sample_interval_s``) and cache
 #: manager passes over a scenario.
 MAX_SAMPLES = 1_000_000
 #: Sampled values: sample instants times the entities sampled each time.
@@ -146,14 +146,14 @@ def exact_cost(s: Scenario) -> tuple[int, float]:
 def fleet_cost(f: Fleet, duration: float, pass_interval: float) -> tuple[int, float]:
     """(bytes, seconds) of the fleet model: per VM, per (VM, sample) pair, per host and
     sample, per snapshot and migration; rough, and on the safe side."""
-    samples = duration / f.sample_interval
+    samples = duration / f.sample_interval_s
     life = min(f.lifetime.mean_s, duration)
-    pairs = f.vms * (life / f.sample_interval + 1)
-    snaps = f.vms * f.snapshots.share * life / f.snapshots.interval
-    migs = f.vms * f.migrations.share * life / f.migrations.interval
+    pairs = f.vms * (life / f.sample_interval_s + 1)
+    snaps = f.vms * f.snapshots.share * life / f.snapshots.every_s
+    migs = f.vms * f.migrations.share * life / f.migrations.every_s
     passes = duration / pass_interval
     # the disks are evaluated a chunk of VMs at a time, but one VM's instants all at once
-    one_vm = duration / f.sample_interval + (duration / f.snapshots.interval
+    one_vm = duration / f.sample_interval_s + (duration / f.snapshots.every_s
                                             if f.snapshots.share else 0.0)
     mem = (FLEET_FIXED_BYTES + f.vms * FLEET_VM_BYTES + samples * f.hosts.count
            * FLEET_HOST_SAMPLE_BYTES + migs * 200 + one_vm * 150)
@@ -164,9 +164,9 @@ def fleet_cost(f: Fleet, duration: float, pass_interval: float) -> tuple[int, fl
 def fleet_problems(f: Fleet, duration: float, pass_interval: float) -> list[tuple[str, str]]:
     """Sample streams and event streams of a fleet, sized before the model builds them."""
     out: list[tuple[str, str]] = []
-    samples = duration / f.sample_interval
+    samples = duration / f.sample_interval_s
     if samples > MAX_SAMPLES or samples * f.hosts.count > MAX_SAMPLE_VALUES:
-        out.append(("fleet.sample_interval", f"{samples:.3g} samples of {f.hosts.count} "
+        out.append(("fleet.sample_interval_s", f"{samples:.3g} samples of {f.hosts.count} "
                     f"host(s) over the duration; at most {MAX_SAMPLES} samples and "
                     f"{MAX_SAMPLE_VALUES:.0e} host samples"))
     passes = duration / pass_interval

@@ -59,19 +59,19 @@ class FleetFlavor(Flavor):
 class WorkloadClass(_Frozen):
     """What a VM of this class does to its root disk, per phase, in fluid terms.
 
-    ``daily_write`` bytes of random ``bs`` writes a day: a share ``hot_share`` lands uniformly in
+    ``write_bytes_per_day`` of random ``bs`` writes: a share ``hot_share`` lands uniformly in
     the first ``hot_fraction`` of the disk, the rest uniformly in the remainder.
-    ``growth_per_day`` bytes a day are appended sequentially from ``growth_start`` (a fraction of
-    the disk), as logs and databases grow. ``boot_read`` bytes are read from the base at boot.
+    ``growth_bytes_per_day`` are appended sequentially from ``growth_start`` (a fraction of the
+    disk), as logs and databases grow. ``boot_read_bytes`` are read from the base at boot.
     """
 
     share: Weight = 1.0
-    boot_read: Bytes = 0
-    daily_write: Bytes = 0
+    boot_read_bytes: Bytes = 0
+    write_bytes_per_day: Bytes = 0
     bs: Bytes = 4096
     hot_fraction: Fraction = 1.0
     hot_share: Fraction = 1.0
-    growth_per_day: Bytes = 0
+    growth_bytes_per_day: Bytes = 0
     growth_start: Fraction = 0.5
 
     @model_validator(mode="after")
@@ -82,8 +82,8 @@ class WorkloadClass(_Frozen):
             raise ValueError("hot_share > 0 needs a hot_fraction > 0")
         if self.hot_fraction == 1 and self.hot_share < 1:
             raise ValueError("hot_share < 1 needs a cold region (hot_fraction < 1)")
-        if self.growth_start >= 1 and self.growth_per_day:
-            raise ValueError("growth_start must be below 1 when growth_per_day is set")
+        if self.growth_start >= 1 and self.growth_bytes_per_day:
+            raise ValueError("growth_start must be below 1 when growth_bytes_per_day is set")
         return self
 
 
@@ -103,10 +103,11 @@ class HostPool(HostDisk):
 
 
 class Periodic(_Frozen):
-    """A policy applied to a ``share`` of VMs (chosen at arrival) every ``interval``."""
+    """A policy applied to a ``share`` of VMs (chosen at arrival) every ``every_s`` (a
+    timeline's arrivals spell it ``snapshot_every_s``, ``migrate_every_s``)."""
 
     share: Fraction = 0.0
-    interval: Seconds = Field(default=DAY, gt=0)
+    every_s: Seconds = Field(default=DAY, gt=0)
 
 
 class Migrations(Periodic):
@@ -116,7 +117,7 @@ class Migrations(Periodic):
     with 0, at the latest when the VM is deleted). Backing files are never copied; a
     destination without the base fetches it from Glance (FACTS.md 1.5)."""
 
-    interval: Seconds = Field(default=30 * DAY, gt=0)
+    every_s: Seconds = Field(default=30 * DAY, gt=0)
     kind: Literal["live", "cold"] = "live"
 
 
@@ -127,7 +128,7 @@ class Fleet(_Frozen):
         default="fluid", description="fluid: closed forms per phase; exact: every write "
         "applied to an exact qcow2 allocation map (small fleets only)")
     vms: int = Field(ge=1, le=10_000_000, description="expected arrivals over the duration")
-    sample_interval: Seconds = Field(default=DAY, gt=0)
+    sample_interval_s: Seconds = Field(default=DAY, gt=0)
     records: Literal["aggregate", "per_vm"] = Field(
         default="aggregate", description="aggregate: records per host and sample, the VMs' "
         "end-of-life figures as a grid of quantiles (entities vms:p0 ... vms:p100, "
@@ -177,8 +178,8 @@ def fleet_problems(s: Scenario) -> list[tuple[str, str]]:
                 out.append((f"fleet.flavors[{j}].root",
                             f"{fl.root} is smaller than image {name!r} ({size}); Nova refuses "
                             "this (FlavorDiskSmallerThanImage)"))
-    if s.duration is not None and f.sample_interval > s.duration:
-        out.append(("fleet.sample_interval", "longer than the scenario's duration"))
+    if s.duration is not None and f.sample_interval_s > s.duration:
+        out.append(("fleet.sample_interval_s", "longer than the scenario's duration"))
     if f.model == "exact" and s.duration is not None and exact_writes(f, s.duration) > 2e7:
         out.append(("fleet.model", f"about {exact_writes(f, s.duration):.1e} writes: too many "
                                    "for the exact model (2e7 at most); use fluid"))
@@ -192,6 +193,6 @@ def fleet_problems(s: Scenario) -> list[tuple[str, str]]:
 def exact_writes(f: Fleet, duration: float) -> float:
     """Rough number of writes the exact model would draw: arrivals x life x daily writes."""
     total = sum(c.share for c in f.classes.values())
-    per_day = sum(c.share / total * (c.daily_write + c.growth_per_day) / c.bs
+    per_day = sum(c.share / total * (c.write_bytes_per_day + c.growth_bytes_per_day) / c.bs
                   for c in f.classes.values())
     return f.vms * min(f.lifetime.mean_s, duration) / DAY * per_day

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,6 +22,8 @@ from .errors import ScenarioError
 from .fleet import Fleet, fleet_problems
 from .jobopts import expand_scenario
 from .lifecycle import Flavor, Nova, Timeline, check_timeline, nova_problems
+from .nova.schema import BothSpellings
+from .oldkeys import upgrade
 from .profile import PerfParams
 from .safeload import load_yaml_file
 from .schema_base import Bytes, Frozen, Name, Seconds
@@ -146,23 +147,6 @@ class Scenario(Frozen):
         return {**data, "vms": vms}
     fleet: Fleet | None = Field(default=None, description="A fleet of VMs arriving and "
                                 "leaving over the duration (cowbench.fleet), instead of vms.")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _one_image_cache(cls, data: Any) -> Any:
-        """A fleet's old ``fleet.image_cache`` is the scenario's ``nova.image_cache``."""
-        fleet = data.get("fleet") if isinstance(data, dict) else None
-        if not isinstance(fleet, dict) or "image_cache" not in fleet:
-            return data
-        nova = data.get("nova") or {}
-        if not isinstance(nova, dict) or "image_cache" in nova:
-            raise ValueError("fleet.image_cache and nova.image_cache are the same settings "
-                             "(fleet.image_cache is their old place): give only "
-                             "nova.image_cache")
-        warnings.warn("fleet.image_cache is now nova.image_cache (keys with _s for seconds)",
-                      FutureWarning, stacklevel=2)
-        rest = {k: v for k, v in fleet.items() if k != "image_cache"}
-        return {**data, "fleet": rest, "nova": {**nova, "image_cache": fleet["image_cache"]}}
 
     @model_validator(mode="after")
     def _vms_or_fleet(self) -> Scenario:
@@ -314,7 +298,9 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
     if not isinstance(data, dict):
         raise ScenarioError(source, [("", "the file must hold a mapping (key: value) at the top")])
     try:
-        s = Scenario.model_validate(data)
+        s = Scenario.model_validate(upgrade(data))
+    except BothSpellings as err:
+        raise ScenarioError(source, [(err.key, str(err))]) from None
     except ValidationError as err:
         raise ScenarioError(source, _problems(err)) from None
     problems = _cross_check(s) + fleet_problems(s)

@@ -98,15 +98,15 @@ def _fleet() -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("change, key", [
-    ({"sample_interval": "1ms"}, "fleet.sample_interval"),
+    ({"sample_interval_s": "1ms"}, "fleet.sample_interval_s"),
     # the old place and spelling of the cache settings: moved to nova.image_cache, named there
     ({"image_cache": {"manager_interval": "1us"}}, "nova.image_cache.manager_interval_s"),
-    ({"snapshots": {"share": 1.0, "interval": "1us"}}, "fleet: the fleet model would need"),
-    ({"migrations": {"share": 1.0, "interval": "1ms"}}, "fleet: the fleet model would need"),
+    ({"snapshots": {"share": 1.0, "every_s": "1us"}}, "fleet: the fleet model would need"),
+    ({"migrations": {"share": 1.0, "every_s": "1ms"}}, "fleet: the fleet model would need"),
 ])
 def test_fleet_streams_are_sized_first(change: dict[str, Any], key: str) -> None:
     d = _fleet()
-    d["duration"] = "100000d" if "sample_interval" in change else d["duration"]
+    d["duration"] = "100000d" if "sample_interval_s" in change else d["duration"]
     d["fleet"].update(change)
     _refused(d, key)
 

@@ -66,7 +66,7 @@ def _exact_overlay(bs: int, ios: int, seed: int) -> float:
 
 def _fluid_overlay(bs: int, ios: int) -> float:
     s = small_scenario()
-    ph = Phases.of(WorkloadClass(daily_write=bs * ios, bs=bs), 1 * GIB, 65536)
+    ph = Phases.of(WorkloadClass(write_bytes_per_day=bs * ios, bs=bs), 1 * GIB, 65536)
     base = BaseClusters(s.images[0].data_extents(), 65536)
     st = fluid_state(ph, base, np.array([86400.0]))
     k = np.rint(st.data_clusters + st.l2_tables).astype(np.int64)
@@ -93,22 +93,23 @@ FLEET: dict[str, Any] = {
                 "synthetic": {"data": [{"offset": "64MiB", "length": "128MiB"}]}}],
     "strategy": {"cluster_size": "256KiB"},
     "fleet": {
-        "vms": 30, "sample_interval": "12h",
+        "vms": 30, "sample_interval_s": "12h",
         "hosts": {"count": 2, "capacity_bytes": "64GiB"},
         "lifetime": {"distribution": "exponential", "mean_s": "5d"},
         "flavors": [{"name": "f1", "root": "1GiB", "share": 2},
                     {"name": "f2", "root": "2GiB", "swap": "64MiB"}],
         "image_mix": {"a": 1, "b": 1},
         "classes": {},
-        "snapshots": {"share": 0.5, "interval": "1d"},
-        "migrations": {"share": 0.3, "interval": "2d"},
+        "snapshots": {"share": 0.5, "every_s": "1d"},
+        "migrations": {"share": 0.3, "every_s": "2d"},
     },
 }
 SHAPES: dict[str, dict[str, Any]] = {
-    "uniform": {"u": {"daily_write": "12MiB"}},
-    "hot-cold": {"h": {"daily_write": "64MiB", "hot_fraction": 0.2, "hot_share": 0.85},
-                 "g": {"daily_write": "8MiB", "growth_per_day": "32MiB", "growth_start": 0.3}},
-    "large-bs": {"l": {"daily_write": "1GiB", "bs": "1MiB", "hot_fraction": 0.5,
+    "uniform": {"u": {"write_bytes_per_day": "12MiB"}},
+    "hot-cold": {"h": {"write_bytes_per_day": "64MiB", "hot_fraction": 0.2, "hot_share": 0.85},
+                 "g": {"write_bytes_per_day": "8MiB", "growth_bytes_per_day": "32MiB",
+                       "growth_start": 0.3}},
+    "large-bs": {"l": {"write_bytes_per_day": "1GiB", "bs": "1MiB", "hot_fraction": 0.5,
                        "hot_share": 0.6}},
 }
 # 1 MiB writes allocate 1 MiB units: bigger disks keep a VM's unit count in the thousands
@@ -165,7 +166,7 @@ def test_fluid_matches_exact_on_everything_but_the_disks() -> None:
 
 
 def test_a_unit_that_takes_every_write_is_missed_only_before_the_first() -> None:
-    ph = Phases.of(WorkloadClass(daily_write=GIB, bs=4096, hot_fraction=0.5, hot_share=0.5),
+    ph = Phases.of(WorkloadClass(write_bytes_per_day=GIB, bs=4096, hot_fraction=0.5, hot_share=0.5),
                    GIB, 4096)
     n = np.array([0.0, 1.0, 7.0])
     assert ph.untouched(n, 1.0, 1).tolist() == [1.0, 0.0, 0.0]
@@ -192,8 +193,8 @@ def test_fluid_state_is_a_sane_occupancy(hot: float, share: float, bs_log: int, 
                                          root_gib: int) -> None:
     """Grows with age, never past the disk, L2 within the table count, union within bounds."""
     share = 1.0 if hot == 1.0 else share
-    wc = WorkloadClass(daily_write=daily, bs=1 << bs_log, hot_fraction=hot, hot_share=share,
-                       growth_per_day=growth, growth_start=start)
+    wc = WorkloadClass(write_bytes_per_day=daily, bs=1 << bs_log, hot_fraction=hot, hot_share=share,
+                       growth_bytes_per_day=growth, growth_start=start)
     ph = Phases.of(wc, root_gib * GIB, 1 << c_log)
     base = BaseClusters([(0, GIB // 2)], 1 << c_log)
     ages = np.array([0.0, 3600.0, 86400.0, 30 * 86400.0, 400 * 86400.0])

@@ -35,11 +35,11 @@ LIFETIME = {"distribution": "exponential", "mean_s": "12h"}
 
 def as_fleet(kind: str = "live") -> Scenario:
     return parse_scenario({**COMMON, "name": "as-fleet", "fleet": {
-        "vms": VMS, "sample_interval": "1h",
+        "vms": VMS, "sample_interval_s": "1h",
         "hosts": {"count": 3, "capacity_bytes": "3GiB"},
         "lifetime": LIFETIME, "flavors": [{"name": "f", "root": "1GiB"}],
         "image_mix": {"img": 1}, "classes": {"idle": {}},
-        "migrations": {"share": 1.0, "interval": "6h", "kind": kind}}})
+        "migrations": {"share": 1.0, "every_s": "6h", "kind": kind}}})
 
 
 def as_timeline(kind: str = "live") -> Scenario:

@@ -7,7 +7,7 @@
 
 Keys renamed when timelines and fleets were given one language (``mean`` -> ``mean_s``,
 ``capacity`` -> ``capacity_bytes``, ...) are still read: :func:`renamed` moves them to their
-new spelling and warns once, naming the key.
+new spelling and warns, naming the full key path (``cowbench.oldkeys`` walks a scenario).
 """
 
 from __future__ import annotations
@@ -32,9 +32,18 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class BothSpellings(ValueError):
+    """A setting given in its old and its new spelling at once; ``key`` is the old one's path."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(reason)
+        self.key = key
+
+
 def renamed(data: Any, where: str, old_to_new: dict[str, str]) -> Any:
-    """``data`` with old keys moved to their new names (a FutureWarning names each); both
-    spellings at once is an error naming the old key."""
+    """``data`` (the mapping at key path ``where``, e.g. ``fleet.hosts.``) with old keys moved
+    to their new names; a FutureWarning names each by its full path, and both spellings at once
+    raise :class:`BothSpellings` naming the old key's path."""
     if not isinstance(data, dict):
         return data
     out = dict(data)
@@ -42,8 +51,8 @@ def renamed(data: Any, where: str, old_to_new: dict[str, str]) -> Any:
         if old not in out:
             continue
         if new in out:
-            raise ValueError(f"{old} and {new} are the same setting ({old} is its old "
-                             f"name): give only {new}")
+            raise BothSpellings(f"{where}{old}", f"{old} and {new} are the same setting "
+                                f"({old} is its old name): give only {new}")
         warnings.warn(f"{where}{old} is now spelt {where}{new}", FutureWarning, stacklevel=2)
         out[new] = out.pop(old)
     return out
@@ -79,11 +88,6 @@ class Lifetime(_Frozen):
     mean_s: Seconds = Field(gt=0)
     sigma: float = Field(default=1.0, gt=0, le=5, description="lognormal only")
 
-    @model_validator(mode="before")
-    @classmethod
-    def _old_names(cls, data: Any) -> Any:
-        return renamed(data, "lifetime.", {"mean": "mean_s"})
-
 
 class ImageCacheSettings(_Frozen):
     """``[image_cache]``: the cache manager's pass and how old an unused base must be."""
@@ -92,14 +96,6 @@ class ImageCacheSettings(_Frozen):
     remove_unused_base_images: bool = True
     remove_unused_original_minimum_age_s: Seconds = Field(default=86400.0, ge=0)
     remove_unused_resized_minimum_age_s: Seconds = Field(default=3600.0, ge=0)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _old_names(cls, data: Any) -> Any:
-        return renamed(data, "image_cache.", {
-            "manager_interval": "manager_interval_s",
-            "remove_unused_original_minimum_age": "remove_unused_original_minimum_age_s",
-            "remove_unused_resized_minimum_age": "remove_unused_resized_minimum_age_s"})
 
 
 class HostDisk(_Frozen):
@@ -111,12 +107,6 @@ class HostDisk(_Frozen):
     disk_allocation_ratio: float = Field(default=1.0, gt=0, le=100)
     reserved_host_disk_bytes: Bytes = Field(
         default=0, ge=0, description="reserved_host_disk_mb, in bytes")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _old_names(cls, data: Any) -> Any:
-        return renamed(data, "hosts.", {"capacity": "capacity_bytes",
-                                        "reserved_host_disk": "reserved_host_disk_bytes"})
 
     @property
     def placement_capacity(self) -> float:

@@ -221,7 +221,7 @@ def _sample_count(plan: Plan) -> int:
 def _snapshot_counts(f: Fleet, plan: Plan, end: np.ndarray) -> np.ndarray:
     """Snapshots of each VM: one each ``interval`` after its arrival, while it lives."""
     pop = plan.population
-    count = np.floor((end - pop.arrive) / f.snapshots.interval - 1e-9).astype(np.int64)
+    count = np.floor((end - pop.arrive) / f.snapshots.every_s - 1e-9).astype(np.int64)
     return np.where(pop.snap & plan.placed, count.clip(0), 0)
 
 
@@ -229,7 +229,7 @@ def _snapshots(f: Fleet, plan: Plan, count: np.ndarray, v0: int) -> Query:
     """(vm, t) of every snapshot of the VMs ``v0, v0 + 1, ...`` (``count`` of each)."""
     vm = np.repeat(np.arange(v0, v0 + count.size), count)
     m = np.arange(vm.size) - np.repeat(np.cumsum(count) - count, count) + 1
-    return vm, plan.population.arrive[vm] + m * f.snapshots.interval
+    return vm, plan.population.arrive[vm] + m * f.snapshots.every_s
 
 
 def _interval_of(plan: Plan, t: np.ndarray) -> np.ndarray:

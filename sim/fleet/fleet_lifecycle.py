@@ -195,14 +195,14 @@ class _Fleet:
         if end < self.end:
             self._after(end - self.env.now, lambda: self._release(vm))
         if self.pop.migrate[vm]:
-            self._after(self.f.migrations.interval, lambda: self.migrate(vm))
+            self._after(self.f.migrations.every_s, lambda: self.migrate(vm))
 
     def migrate(self, vm: int) -> None:
         src = int(self.where[vm])
         if src < 0:
             return  # gone
         if self.unconfirmed[vm]:  # VERIFY_RESIZE: Nova refuses another migration
-            self._after(self.f.migrations.interval, lambda: self.migrate(vm))
+            self._after(self.f.migrations.every_s, lambda: self.migrate(vm))
             return
         dst = self.place(vm, exclude=src)
         if dst >= 0:
@@ -210,7 +210,7 @@ class _Fleet:
             self._use(vm, dst)
             self.migs.append((vm, float(self.env.now), src))
             self.confirm.append(self._hold(vm, src) if self.cold else float(self.env.now))
-        self._after(self.f.migrations.interval, lambda: self.migrate(vm))
+        self._after(self.f.migrations.every_s, lambda: self.migrate(vm))
 
     def _resize_dir(self, vm: int, host: int, sign: int) -> None:
         """The source's ``<uuid>_resize`` (sign 1: kept; -1: removed): its claim, its base."""
@@ -281,14 +281,14 @@ def run_lifecycle(s: Scenario, rng: dict[str, np.random.Generator]) -> Plan:
     pop = draw_population(s, rng)
     env = simpy.Environment()
     fl = _Fleet(env, s, pop)
-    t = sample_times(f.sample_interval, s.duration, start=True)
+    t = sample_times(f.sample_interval_s, s.duration, start=True)
     h = f.hosts.count
     plan = Plan(f.hosts.names, pop, t, cache_bytes=np.zeros((t.size, h)),
                 provisioned=np.zeros((t.size, h)), vm_count=np.zeros((t.size, h)),
                 fetch_bytes=np.zeros((t.size, h)), end=s.duration)
     env.process(_clock(env, fl, plan))
     env.process(_arrivals(env, fl))
-    env.run(until=s.duration + f.sample_interval / 2)
+    env.run(until=s.duration + f.sample_interval_s / 2)
     _finish(fl, plan)
     return plan
 

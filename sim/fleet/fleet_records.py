@@ -161,5 +161,5 @@ def boot_read_bytes(s: Scenario, plan: Plan) -> np.ndarray:
     pop = plan.population
     base_bytes = np.array([base_data(i).data_bytes if i.name in f.image_mix else 0
                            for i in s.images], dtype=np.float64)
-    boot = np.array([c.boot_read for c in f.classes.values()], dtype=np.float64)
+    boot = np.array([c.boot_read_bytes for c in f.classes.values()], dtype=np.float64)
     return np.asarray(np.minimum(boot[pop.klass], base_bytes[pop.image]))

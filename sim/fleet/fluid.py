@@ -113,7 +113,7 @@ class Phases:
         hot = int(wc.hot_fraction * size) // unit * unit
         g0 = int(wc.growth_start * size) // unit * unit
         return cls(size, c, wc.bs, unit, hot // c, wc.hot_share if hot < size else 1.0,
-                   wc.daily_write / wc.bs / DAY, wc.growth_per_day / wc.bs / DAY, g0)
+                   wc.write_bytes_per_day / wc.bs / DAY, wc.growth_bytes_per_day / wc.bs / DAY, g0)
 
     @property
     def n_clusters(self) -> int:
