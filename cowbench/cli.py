@@ -19,28 +19,15 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from . import cli_results
+from .cli_app import CSV_HELP, app, bold, err, out, progress_bar
 from .errors import CowbenchError, RunFailed, UsageError
 from .units import format_bytes, format_duration
 
 if TYPE_CHECKING:  # the commands import what they need: `cowbench --help` stays light
     import pandas as pd
-    from rich.progress import Progress
 
     from .scenario import Scenario
-
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Predict and measure the disk space and I/O of VMs sharing base images "
-                       "through copy-on-write. Results are kept in bytes and seconds and "
-                       "printed in KiB/MiB/GiB and s/min/h/days.")
-out = Console()
-err = Console(stderr=True)
-CSV_HELP = ("Write the records as CSV too (predicted.csv, measured.csv) whatever their size; "
-            "by default a table of more than 100,000 records is kept as parquet only.")
-
-
-def _bold(text: object) -> str:
-    """``text`` (a path, a name: the user's text, never markup) in bold."""
-    return f"[bold]{escape(str(text))}[/]"
 
 
 def _is_sweep_file(path: Path) -> bool:
@@ -80,21 +67,6 @@ def _load(path: Path) -> Scenario:
     return resolve(load_scenario(path), str(path))
 
 
-def _progress(bar: bool = False, transient: bool = False) -> Progress:
-    """A progress display on stderr: a spinner, the step, and with ``bar`` a bar and N/M."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        SpinnerColumn,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-
-    columns = [SpinnerColumn(), TextColumn("{task.description}")]
-    if bar:
-        columns += [BarColumn(), MofNCompleteColumn()]
-    return Progress(*columns, TimeElapsedColumn(), console=err, transient=transient)
 
 
 @app.command()
@@ -115,7 +87,7 @@ def validate(scenario: Annotated[Path, typer.Argument(help="Scenario file, or sw
     s = _load(scenario)
     if s.fleet is not None:
         f = s.fleet
-        out.print(f"{_bold(s.name)} (id {s.scenario_id}): fleet ({f.model} model) of "
+        out.print(f"{bold(s.name)} (id {s.scenario_id}): fleet ({f.model} model) of "
                   f"{f.vms} VM arrivals over {format_duration(s.duration or 0)} on "
                   f"{f.hosts.count} host(s) of {format_bytes(f.hosts.capacity_bytes)}; "
                   f"{len(f.flavors)} flavor(s), "
@@ -123,7 +95,7 @@ def validate(scenario: Annotated[Path, typer.Argument(help="Scenario file, or sw
         _print_estimate(s)
         return
     wl_names = sorted({vm.workload or "-" for vm in s.vms})
-    out.print(f"{_bold(s.name)} (id {s.scenario_id}): {len(s.hosts)} host(s), "
+    out.print(f"{bold(s.name)} (id {s.scenario_id}): {len(s.hosts)} host(s), "
               f"{len(s.images)} image(s), {len(s.vms)} VM(s), strategy {s.strategy.kind} "
               f"cluster {format_bytes(s.strategy.cluster_size)}; workloads: "
               f"{', '.join(wl_names)}")
@@ -174,7 +146,7 @@ def run(
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         out_dir = Path("results") / f"{s.name}-{stamp}"
     s = _choose_profiles(s, str(scenario), chosen, out_dir, profile, uncalibrated)
-    with _progress(transient=True) as bar:
+    with progress_bar(transient=True) as bar:
         task = bar.add_task(f"{s.name}: starting", total=None)
         outcome = run_scenario(s, out_dir, chosen, seed,
                                progress=lambda msg: bar.update(task, description=msg), csv=csv,
@@ -196,9 +168,9 @@ def run(
                     s.duration or float("nan"), out)
     out.print(f"backend:       {_backend_line(chosen, backend is None, s.fleet is not None)}",
               soft_wrap=True, highlight=False)
-    out.print(f"run directory: {_bold(outcome.run_dir)}", soft_wrap=True)
+    out.print(f"run directory: {bold(outcome.run_dir)}", soft_wrap=True)
     if outcome.comparison is not None:
-        out.print(f"comparison:    {_bold(outcome.run_dir / 'comparison.csv')}", soft_wrap=True)
+        out.print(f"comparison:    {bold(outcome.run_dir / 'comparison.csv')}", soft_wrap=True)
 
 
 def _print_counts(run_dir: Path, comp: pd.DataFrame) -> None:
@@ -228,7 +200,7 @@ def _choose_profiles(s: Scenario, source: str, backend: str, out_dir: Path,
     when ``--backend both`` finds none of this machine's storage."""
     from .autoprofile import choose_profiles
 
-    with _progress(bar=True, transient=True) as bar:
+    with progress_bar(bar=True, transient=True) as bar:
         task = bar.add_task("calibration profile: looking for this machine's", total=None)
 
         def step(i: int, n: int, msg: str) -> None:
@@ -291,7 +263,7 @@ def calibrate(
         raise UsageError(f"--out {out_path}: exists (use --force to replace it)")
     if not out_path.parent.is_dir():
         raise UsageError(f"--out {out_path}: no such directory {out_path.parent}")
-    with _progress(bar=True) as bar:
+    with progress_bar(bar=True) as bar:
         task = bar.add_task("calibrate: starting", total=None)
         def step(i: int, n: int, msg: str) -> None:
             bar.update(task, description=msg, completed=i, total=n)
@@ -299,7 +271,7 @@ def calibrate(
         prof = do_calibrate(dir, out_path, matrix, exports,  # type: ignore[arg-type]
                             runtime=runtime, rounds=rounds, progress=step)
     print_profile(prof, out)
-    out.print(f"profile: {_bold(out_path)} ({len(prof.probes)} probes in "
+    out.print(f"profile: {bold(out_path)} ({len(prof.probes)} probes in "
               f"{format_duration(prof.duration_s)})", soft_wrap=True)
 
 
@@ -307,7 +279,7 @@ def _check_profile(profile: Path, where: Path | None) -> None:
     from .calibrate_view import print_drift
     from .drift import check_profile
 
-    with _progress(bar=True, transient=True) as bar:
+    with progress_bar(bar=True, transient=True) as bar:
         task = bar.add_task("check: starting", total=None)
 
         def step(i: int, n: int, msg: str) -> None:
@@ -345,146 +317,24 @@ def sweep(
                   highlight=False)
         return
     out_dir = out_dir or Path("results") / sw.name
-    with _progress(bar=True, transient=True) as bar:
+    with progress_bar(bar=True, transient=True) as bar:
         task = bar.add_task(f"{sw.name}: starting", total=len(sw.points))
         summary = run_sweep(sw, out_dir, scheduler, workers,
                             progress=lambda m, d, t: bar.update(task, description=m,
                                                                 completed=d, total=t), csv=csv)
     ok = int((summary.status == "ok").sum())
-    out.print(f"{ok} of {len(summary)} points ok; sweep directory: {_bold(out_dir)}",
+    out.print(f"{ok} of {len(summary)} points ok; sweep directory: {bold(out_dir)}",
               soft_wrap=True)
     out.print(f"backend:         {sw.spec.backend}", highlight=False)
-    out.print(f"summary:         {_bold(out_dir / 'summary.csv')}", soft_wrap=True)
+    out.print(f"summary:         {bold(out_dir / 'summary.csv')}", soft_wrap=True)
     if ok < len(summary):
         raise RunFailed(f"{len(summary) - ok} point(s) failed; see {out_dir}/sweep.json")
 
 
-@app.command("fio-json")
-def fio_json_cmd(run_dir: Annotated[Path, typer.Argument(help="A run directory with the "
-                                                         "model's records.")],
-                 logs: Annotated[bool, typer.Option(help="Also fio's bw, iops and latency logs "
-                                                    "(runs the model again).")] = False,
-                 log_avg_msec: Annotated[int, typer.Option(min=1)] = 500) -> None:
-    """Write the model's I/O figures for each VM as fio JSON (fio-json/<vm>.json), for fio's
-    own tooling (fio-plot) to plot beside the real run's fio output in raw/."""
-    from .fiojson import write_fio_json
-    from .fiologs import write_run_logs
-    from .scenario import load_scenario
-    from .store import read_records, read_run
-
-    meta = read_run(run_dir)
-    pred = run_dir / "predicted.parquet"
-    if not pred.is_file():
-        raise UsageError(f"{run_dir}: no predicted.parquet (run the model: --backend sim|both)")
-    scenario = load_scenario(run_dir / "scenario.yaml", resolved=True)
-    paths = write_fio_json(run_dir, scenario, read_records(pred))
-    out.print(f"{len(paths)} fio JSON file(s) in {_bold(run_dir / 'fio-json')}", soft_wrap=True)
-    if logs:
-        n = len(write_run_logs(run_dir, scenario, meta.get("seed", scenario.seed), log_avg_msec))
-        out.print(f"{n} fio log file(s) in {_bold(run_dir / 'fio-json')}", soft_wrap=True)
-
-
-@app.command("fio-check")
-def fio_check_cmd(job: Annotated[Path, typer.Argument(help="A fio job file.")]) -> None:
-    """Print, per job section, how cowbench handles each option of a fio job file (exit 2 if
-    any is refused)."""
-    from .fiocheck import check
-
-    lines, refused = check(job)
-    for line in lines:
-        out.print(escape(line), highlight=False, soft_wrap=True)
-    if refused:
-        raise typer.Exit(2)
-
-
-@app.command("show")
-def show(path: Annotated[Path, typer.Argument(help="A run directory, or a sweep directory.")]
-         ) -> None:
-    """Print a run's figures (per host and VM: allocated, file size, IOPS, latency, predicted
-    and measured; for a fleet its fullest hosts and when they fill) and its comparison, or a
-    sweep's points (status, knobs, headline figures). Sizes in KiB/MiB/GiB."""
-    from .show import show as show_path
-
-    # a pipe or a file gets whole rows (a terminal: its own width); 80 columns squeeze a sweep
-    show_path(path, out if out.is_terminal else Console(width=160))
-
-
-@app.command("gc")
-def gc() -> None:
-    """Clean up after runs that died without doing so (killed outright): stop their qemu-nbd
-    and fio, detach their mounts, remove their trees and socket directories (only what each
-    run recorded that it created, checked by device and inode) and mark their run.json
-    abandoned. Runs still alive are left alone."""
-    from .lease import collect, dead_leases
-
-    dead = dead_leases()
-    for record in dead:
-        done = collect(record)
-        out.print(f"{record['run_dir']}: abandoned; " + ("; ".join(done) or "nothing left"),
-                  soft_wrap=True, highlight=False)
-    if not dead:
-        out.print("no dead runs")
-
-
-@app.command("report")
-def report(
-    path: Annotated[Path, typer.Argument(help="A run directory, or a sweep directory (a folder "
-                                              "of run directories, with or without sweep.json).")],
-    notebook: Annotated[str | None, typer.Option(help="validation, capacity or strategies "
-                        "(default: validation for a run with both backends, capacity for a "
-                        "fleet or anything whose hosts were sampled over time, strategies for a "
-                        "sweep over strategy knobs; capacity then strategies when a sweep is "
-                        "both).")] = None,
-    capacity: Annotated[str | None, typer.Option(help="Host disk capacity for time to full, "
-                        "e.g. 2TiB, for every group (default: each point's scenario's).")] = None,
-) -> None:
-    """Execute the notebooks on a run or sweep; write DIR/report/ (report.html, report.ipynb,
-    figures/) and a copy of report.html at DIR/report.html."""
-    from .report import make_report
-    from .units import parse_size
-
-    try:
-        cap = parse_size(capacity) if capacity is not None else None
-    except ValueError as e:
-        raise UsageError(f"--capacity: {e}") from None
-    if cap == 0:
-        raise UsageError("--capacity: must be more than 0 bytes")
-    with _progress(bar=True, transient=True) as bar:
-        task = bar.add_task(f"report: notebook cells on {path}", total=None)
-        outcome = make_report(path, notebook, cap, progress=lambda d, t: bar.update(
-            task, completed=d, total=t))
-    # soft_wrap: a path is never broken across lines, so it can be copied
-    # paths as the user gave DIR, so they can be copied
-    out.print(f"report ({outcome.notebook}): {_bold(path / 'report' / 'report.html')}",
-              soft_wrap=True, highlight=False)
-    if outcome.top_html is not None:
-        out.print(f"copy:     {_bold(path / 'report.html')}", soft_wrap=True, highlight=False)
-    else:
-        out.print(f"{escape(str(path / 'report.html'))}: not written by cowbench, left as it "
-                  "was", soft_wrap=True, highlight=False)
-    out.print(f"figures:  {len(outcome.figures)} files in "
-              f"{_bold(path / 'report' / 'figures')}", soft_wrap=True, highlight=False)
-
-
-@app.command("repredict")
-def repredict_cmd(run_dir: Annotated[Path, typer.Argument(
-        help="A finished run directory whose workloads set write_iolog: true.")]) -> None:
-    """Re-run the model on the offsets the real run recorded (raw/), so the comparison shows
-    the allocation model's own error, without the offset model's. Writes repredicted.parquet
-    and comparison-repredicted.csv."""
-    if not (run_dir / "scenario.yaml").is_file():
-        raise UsageError(f"{run_dir}: not a run directory (no scenario.yaml)")
-    from .runner import repredict
-    from .show import print_comparison
-    from .store import read_comparison
-
-    predicted, comp = repredict(run_dir)
-    out.print(f"re-predicted: {_bold(predicted)}")
-    if comp is not None:
-        from .results import load_run
-
-        print_comparison(read_comparison(comp), out, runs=load_run(run_dir).real_runs)
-        out.print(f"comparison:   {_bold(comp)}")
+# the commands over what runs wrote (cowbench/cli_results.py), after those that run: the order
+# --help lists them in
+for _name, _command in cli_results.COMMANDS.items():
+    app.command(_name)(_command)
 
 
 def _error(message: str, code: int) -> NoReturn:

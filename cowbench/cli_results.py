@@ -1,0 +1,149 @@
+"""The commands over what runs wrote: ``fio-json``, ``fio-check``, ``show``, ``gc``, ``report``
+and ``repredict``. Plain functions, registered on the app by :mod:`cowbench.cli` (after the
+commands that run, the order ``--help`` lists them in)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from .cli_app import bold, out, progress_bar
+from .errors import UsageError
+
+
+def fio_json_cmd(run_dir: Annotated[Path, typer.Argument(help="A run directory with the "
+                                                         "model's records.")],
+                 logs: Annotated[bool, typer.Option(help="Also fio's bw, iops and latency logs "
+                                                    "(runs the model again).")] = False,
+                 log_avg_msec: Annotated[int, typer.Option(min=1)] = 500) -> None:
+    """Write the model's I/O figures for each VM as fio JSON (fio-json/<vm>.json), for fio's
+    own tooling (fio-plot) to plot beside the real run's fio output in raw/."""
+    from .fiojson import write_fio_json
+    from .fiologs import write_run_logs
+    from .scenario import load_scenario
+    from .store import read_records, read_run
+
+    meta = read_run(run_dir)
+    pred = run_dir / "predicted.parquet"
+    if not pred.is_file():
+        raise UsageError(f"{run_dir}: no predicted.parquet (run the model: --backend sim|both)")
+    scenario = load_scenario(run_dir / "scenario.yaml", resolved=True)
+    paths = write_fio_json(run_dir, scenario, read_records(pred))
+    out.print(f"{len(paths)} fio JSON file(s) in {bold(run_dir / 'fio-json')}", soft_wrap=True)
+    if logs:
+        n = len(write_run_logs(run_dir, scenario, meta.get("seed", scenario.seed), log_avg_msec))
+        out.print(f"{n} fio log file(s) in {bold(run_dir / 'fio-json')}", soft_wrap=True)
+
+
+def fio_check_cmd(job: Annotated[Path, typer.Argument(help="A fio job file.")]) -> None:
+    """Print, per job section, how cowbench handles each option of a fio job file (exit 2 if
+    any is refused)."""
+    from .fiocheck import check
+
+    lines, refused = check(job)
+    for line in lines:
+        out.print(escape(line), highlight=False, soft_wrap=True)
+    if refused:
+        raise typer.Exit(2)
+
+
+def show(path: Annotated[Path, typer.Argument(help="A run directory, or a sweep directory.")]
+         ) -> None:
+    """Print a run's figures (per host and VM: allocated, file size, IOPS, latency, predicted
+    and measured; for a fleet its fullest hosts and when they fill) and its comparison, or a
+    sweep's points (status, knobs, headline figures). Sizes in KiB/MiB/GiB."""
+    from .show import show as show_path
+
+    # a pipe or a file gets whole rows (a terminal: its own width); 80 columns squeeze a sweep
+    show_path(path, out if out.is_terminal else Console(width=160))
+
+
+def gc() -> None:
+    """Clean up after runs that died without doing so (killed outright): stop their qemu-nbd
+    and fio, detach their mounts, remove their trees and socket directories (only what each
+    run recorded that it created, checked by device and inode) and mark their run.json
+    abandoned. Runs still alive are left alone."""
+    from .lease import collect, dead_leases
+
+    dead = dead_leases()
+    for record in dead:
+        done = collect(record)
+        out.print(f"{record['run_dir']}: abandoned; " + ("; ".join(done) or "nothing left"),
+                  soft_wrap=True, highlight=False)
+    if not dead:
+        out.print("no dead runs")
+
+
+def report(
+    path: Annotated[Path, typer.Argument(help="A run directory, or a sweep directory (a folder "
+                                              "of run directories, with or without sweep.json).")],
+    notebook: Annotated[str | None, typer.Option(help="validation, capacity or strategies "
+                        "(default: validation for a run with both backends, capacity for a "
+                        "fleet or anything whose hosts were sampled over time, strategies for a "
+                        "sweep over strategy knobs; capacity then strategies when a sweep is "
+                        "both).")] = None,
+    capacity: Annotated[str | None, typer.Option(help="Host disk capacity for time to full, "
+                        "e.g. 2TiB, for every group (default: each point's scenario's).")] = None,
+) -> None:
+    """Execute the notebooks on a run or sweep; write DIR/report/ (report.html, report.ipynb,
+    figures/) and a copy of report.html at DIR/report.html."""
+    from .report import make_report
+    from .units import parse_size
+
+    try:
+        cap = parse_size(capacity) if capacity is not None else None
+    except ValueError as e:
+        raise UsageError(f"--capacity: {e}") from None
+    if cap == 0:
+        raise UsageError("--capacity: must be more than 0 bytes")
+    with progress_bar(bar=True, transient=True) as bar:
+        task = bar.add_task(f"report: notebook cells on {path}", total=None)
+        outcome = make_report(path, notebook, cap, progress=lambda d, t: bar.update(
+            task, completed=d, total=t))
+    # soft_wrap: a path is never broken across lines, so it can be copied
+    # paths as the user gave DIR, so they can be copied
+    out.print(f"report ({outcome.notebook}): {bold(path / 'report' / 'report.html')}",
+              soft_wrap=True, highlight=False)
+    if outcome.top_html is not None:
+        out.print(f"copy:     {bold(path / 'report.html')}", soft_wrap=True, highlight=False)
+    else:
+        out.print(f"{escape(str(path / 'report.html'))}: not written by cowbench, left as it "
+                  "was", soft_wrap=True, highlight=False)
+    out.print(f"figures:  {len(outcome.figures)} files in "
+              f"{bold(path / 'report' / 'figures')}", soft_wrap=True, highlight=False)
+
+
+def repredict_cmd(run_dir: Annotated[Path, typer.Argument(
+        help="A finished run directory whose workloads set write_iolog: true.")]) -> None:
+    """Re-run the model on the offsets the real run recorded (raw/), so the comparison shows
+    the allocation model's own error, without the offset model's. Writes repredicted.parquet
+    and comparison-repredicted.csv."""
+    if not (run_dir / "scenario.yaml").is_file():
+        raise UsageError(f"{run_dir}: not a run directory (no scenario.yaml)")
+    from .runner import repredict
+    from .show import print_comparison
+    from .store import read_comparison
+
+    predicted, comp = repredict(run_dir)
+    out.print(f"re-predicted: {bold(predicted)}")
+    if comp is not None:
+        from .results import load_run
+
+        print_comparison(read_comparison(comp), out, runs=load_run(run_dir).real_runs)
+        out.print(f"comparison:   {bold(comp)}")
+
+
+#: name on the command line -> function, in the order ``--help`` lists them
+COMMANDS: dict[str, Callable[..., None]] = {
+    "fio-json": fio_json_cmd,
+    "fio-check": fio_check_cmd,
+    "show": show,
+    "gc": gc,
+    "report": report,
+    "repredict": repredict_cmd,
+}
