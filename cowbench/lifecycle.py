@@ -460,17 +460,25 @@ def schedule(s: Scenario) -> list[Step]:
 def workload_runs(s: Scenario) -> list[tuple[str, str, int]]:
     """Every workload run of the scenario's timeline, in the order of ``vms`` (then time):
     ``(VM, workload name, the VM's disk size in bytes then)``, each once."""
+    return list(run_times(s))
+
+
+def run_times(s: Scenario) -> dict[tuple[str, str, int], list[float]]:
+    """:func:`workload_runs`, each with the instants it starts at (a VM may run the same
+    workload on the same disk several times)."""
     index = {vm.name: i for i, vm in enumerate(s.vms)}
     size: dict[str, int] = {}
-    out: dict[tuple[str, str, int], int] = {}
+    out: dict[tuple[str, str, int], list[float]] = {}
+    first: dict[tuple[str, str, int], int] = {}
     for op in expand_timeline(s):
         vm = s.vms[index[op.vm]]
         if op.op == "resize" and op.root_size is not None:
             size[op.vm] = op.root_size
         elif op.op == "run":
             key = (op.vm, op.workload or str(vm.workload), size.get(op.vm, s.root_size(vm)))
-            out.setdefault(key, index[op.vm])
-    return sorted(out, key=lambda k: out[k])
+            first.setdefault(key, index[op.vm])
+            out.setdefault(key, []).append(op.t)
+    return {k: out[k] for k in sorted(out, key=lambda k: first[k])}
 
 
 def stream_key(s: Scenario, vm: VM, workload: str, disk: int) -> str:

@@ -15,7 +15,8 @@ The model stays a pure function of the scenario and the streams handed to it (ST
 run by (workload, disk size, seed), so VMs running the same job on disks of the same size ask
 fio once. Every workload run of a timeline takes its own stream, keyed by
 ``cowbench.lifecycle.stream_key`` (a later ``run`` event naming another workload, or a run on a
-resized disk); a time-bounded job in a timeline takes the model's offsets.
+resized disk); a time-bounded one is sized by its own records (those at the instants it
+starts: runs of one key issue one stream from its start, so the longest decides).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import UsageError
 from .fiojob import cut, fio_null_traces, null_options, replay_traces
 from .iolog import TRIM, Trace
-from .lifecycle import stream_key, workload_runs
+from .lifecycle import run_times, stream_key
 from .scenario import VM, Scenario, Workload
 from .tools import RawLog
 
@@ -57,17 +58,13 @@ def source_of(wl: Workload, fio_here: bool) -> str:
 
 
 def refuse_without_fio(scenario: Scenario, fio_here: bool) -> None:
-    """A workload the model's generator cannot do, with ``offsets: auto`` and no fio here (or
-    bounded by time in a timeline, whose such runs take the model's offsets): one line naming
-    it and why."""
+    """A workload the model's generator cannot do, with ``offsets: auto`` and no fio here:
+    one line naming it and why."""
     for name, wl in scenario.workloads.items():
         beyond = wl.beyond_model
-        in_timeline = scenario.timeline is not None and is_timed(scenario, wl)
-        if wl.offsets == "auto" and beyond and (not fio_here or in_timeline):
-            where = "fio is not installed" if not fio_here else \
-                "a timeline's time-bounded runs take the model's own offsets"
+        if wl.offsets == "auto" and beyond and not fio_here:
             raise UsageError(f"workloads.{name}: {', '.join(beyond)} needs fio's own offset "
-                             f"stream (offsets: auto), but {where}")
+                             "stream (offsets: auto), but fio is not installed")
 
 
 def seed_random_jobs(scenario: Scenario, seed: int) -> Scenario:
@@ -112,6 +109,18 @@ class StreamCache:
         return traces
 
 
+@dataclass(frozen=True)
+class Run:
+    """One key of ``traces``: a VM running a workload on a disk of ``disk`` bytes, at the
+    instants ``times`` (``None``: a scenario without a timeline, whose records have none)."""
+
+    key: str
+    vm: VM
+    workload: str
+    disk: int
+    times: tuple[float, ...] | None
+
+
 @dataclass
 class Plan:
     """What :func:`take_streams` decided: per VM its streams, what they came from, and the
@@ -136,19 +145,18 @@ def take_streams(scenario: Scenario, seed: int, log: RawLog, simulate: Simulate,
     refuse_without_fio(scenario, fio_here)
     cache = StreamCache(log)
     plan = Plan({}, {})
-    timed: list[VM] = []
+    timed: list[Run] = []
     vms = {vm.name: vm for vm in scenario.vms}
-    for name, workload, disk in workload_runs(scenario):
+    for (name, workload, disk), times in run_times(scenario).items():
         vm, wl = vms[name], scenario.workloads[workload]
         key = stream_key(scenario, vm, workload, disk)
         source = source_of(wl, fio_here)
-        if source == "fio" and is_timed(scenario, wl) and scenario.timeline is not None:
-            source = "model"  # sized by a count of I/Os per run the records do not give yet
         plan.offsets[key] = {"workload": workload, "offsets": source}
         if source == "iolog":
             plan.traces[key] = _checked(replay_traces(wl), vm, workload, disk)
         elif source == "fio" and is_timed(scenario, wl):
-            timed.append(vm)
+            timed.append(Run(key, vm, workload, disk, None if scenario.timeline is None
+                             else tuple(times)))
         elif source == "fio":
             plan.traces[key] = _checked(cache.take(wl, vm.name, disk, seed), vm, workload, disk)
             plan.offsets[key]["stream"] = "whole"
@@ -158,29 +166,27 @@ def take_streams(scenario: Scenario, seed: int, log: RawLog, simulate: Simulate,
 
 
 def _size_timed(scenario: Scenario, seed: int, cache: StreamCache, plan: Plan,
-                timed: list[VM], simulate: Simulate, first: pd.DataFrame | None) -> None:
-    """Ask fio for each time-bounded job's predicted count, run the model on the streams, and
+                timed: list[Run], simulate: Simulate, first: pd.DataFrame | None) -> None:
+    """Ask fio for each time-bounded run's predicted count, run the model on the streams, and
     ask again where a stream ran out before its job's time (see the module's docstring)."""
     stand_in = _stand_in(scenario, timed)
     if first is None or stand_in is not scenario:
         first = simulate(stand_in, {k: v for k, v in plan.traces.items()})
-    want = {vm.name: _predicted_ios(first, scenario, vm) for vm in timed}
+    want = {r.key: _predicted_ios(first, scenario, r) for r in timed}
     for rounds in range(1, ROUNDS + 1):
-        for vm in (v for v in timed if v.name in want):
-            wl = scenario.workload_of(vm)
-            assert wl is not None
-            ios = math.ceil(want[vm.name] * MARGIN) + wl.iodepth
-            disk = scenario.root_size(vm)
-            plan.traces[vm.name] = _checked(
-                cache.take(wl, vm.name, disk, seed, ios), vm, str(vm.workload), disk)
-            plan.offsets[vm.name].update(stream="predicted", ios_per_clone=ios, rounds=rounds)
+        for r in (r for r in timed if r.key in want):
+            wl = scenario.workloads[r.workload]
+            ios = math.ceil(want[r.key] * MARGIN) + wl.iodepth
+            plan.traces[r.key] = _checked(
+                cache.take(wl, r.vm.name, r.disk, seed, ios), r.vm, r.workload, r.disk)
+            plan.offsets[r.key].update(stream="predicted", ios_per_clone=ios, rounds=rounds)
         plan.predicted = simulate(scenario, plan.traces)
-        want = {vm.name: _extrapolated(plan.predicted, scenario, vm) for vm in timed
-                if _ran_out(plan.predicted, vm, plan.traces[vm.name],
-                            plan.offsets[vm.name]["ios_per_clone"])}
+        want = {r.key: _extrapolated(plan.predicted, scenario, r) for r in timed
+                if _ran_out(plan.predicted, r, plan.traces[r.key],
+                            plan.offsets[r.key]["ios_per_clone"])}
         if not want:
             return
-    raise UsageError(f"offsets: the model's count of I/Os for vm {next(iter(want))} kept "
+    raise UsageError(f"offsets: the model's count of I/Os for {next(iter(want))} kept "
                      f"moving over {ROUNDS} rounds of fio's null engine; set offsets: model")
 
 
@@ -193,51 +199,54 @@ def _checked(traces: list[Trace], vm: VM, workload: str, disk: int) -> list[Trac
     return traces
 
 
-def _ios(records: pd.DataFrame, vm: VM, metrics: tuple[str, ...]) -> float:
-    rows = records[(records.entity == f"vm:{vm.name}") & records.metric.isin(metrics)]
-    return float(rows.value.sum())
+def _per_run(records: pd.DataFrame, r: Run, metrics: tuple[str, ...]) -> list[float]:
+    """The sum of ``metrics`` in each of ``r``'s runs (one, without a timeline)."""
+    rows = records[(records.entity == f"vm:{r.vm.name}") & records.metric.isin(metrics)]
+    if r.times is None:
+        return [float(rows.value.sum())]
+    rows = rows[rows.t_s.isin(r.times)]
+    return [float(v) for v in rows.groupby("t_s").value.sum()] or [0.0]
 
 
-def _issued(records: pd.DataFrame, scenario: Scenario, vm: VM) -> float:
-    """Guest reads and writes the model issued for ``vm`` (a verify phase's reads left out)."""
-    wl = scenario.workload_of(vm)
-    assert wl is not None
-    return _ios(records, vm, ("write_ios",) if wl.verifies else ("read_ios", "write_ios"))
+def _issued(records: pd.DataFrame, scenario: Scenario, r: Run) -> float:
+    """Guest reads and writes the model issued in ``r``'s longest run (a verify phase's reads
+    left out): each run of one key issues the same stream from its start."""
+    wl = scenario.workloads[r.workload]
+    return max(_per_run(records, r, ("write_ios",) if wl.verifies else
+                        ("read_ios", "write_ios")))
 
 
-def _predicted_ios(records: pd.DataFrame, scenario: Scenario, vm: VM) -> float:
-    """I/Os one clone of ``vm``'s job issues in the model's run."""
-    wl = scenario.workload_of(vm)
-    assert wl is not None
-    return max(_issued(records, scenario, vm) / wl.numjobs, 1.0)
+def _predicted_ios(records: pd.DataFrame, scenario: Scenario, r: Run) -> float:
+    """I/Os one clone of ``r``'s job issues in the model's run."""
+    return max(_issued(records, scenario, r) / scenario.workloads[r.workload].numjobs, 1.0)
 
 
-def _ran_out(records: pd.DataFrame, vm: VM, traces: list[Trace], asked: int) -> bool:
+def _ran_out(records: pd.DataFrame, r: Run, traces: list[Trace], asked: int) -> bool:
     """Did the model use up every read and write of a stream that fio cut at ``asked`` I/Os
-    per clone (a stream fio ended itself, shorter, is the job's whole)?"""
+    per clone, in some run (a stream fio ended itself, shorter, is the job's whole)?"""
     if not any(len(t) >= asked for t in traces):
         return False
     reads_writes = sum(int((t.ddir != TRIM).sum()) for t in traces)
-    return reads_writes > 0 and _ios(records, vm, ("read_ios", "write_ios")) >= reads_writes
+    used = max(_per_run(records, r, ("read_ios", "write_ios")))
+    return reads_writes > 0 and used >= reads_writes
 
 
-def _extrapolated(records: pd.DataFrame, scenario: Scenario, vm: VM) -> float:
+def _extrapolated(records: pd.DataFrame, scenario: Scenario, r: Run) -> float:
     """Per clone, the I/Os the job issues over its whole time at the rate the model ran it
     (at least half as many again as it used up)."""
-    wl = scenario.workload_of(vm)
-    assert wl is not None
-    issued = _issued(records, scenario, vm)
-    iops = _ios(records, vm, ("read_iops", "write_iops"))
+    wl = scenario.workloads[r.workload]
+    issued = _issued(records, scenario, r)
+    iops = max(_per_run(records, r, ("read_iops", "write_iops")))
     limit = min(x for x in (wl.runtime, scenario.duration, math.inf) if x is not None)
     over_time = iops * limit if math.isfinite(limit) else 0.0
     return max(over_time, 1.5 * issued) / wl.numjobs
 
 
-def _stand_in(scenario: Scenario, timed: list[VM]) -> Scenario:
+def _stand_in(scenario: Scenario, timed: list[Run]) -> Scenario:
     """``scenario`` with each time-bounded job the model cannot generate replaced by the
     nearest one it can (the mean block size, no offset options), for a first count of I/Os;
     ``scenario`` itself when there is none."""
-    names = {vm.workload for vm in timed}
+    names = {r.workload for r in timed}
     swap = {n: _nearest(wl) for n, wl in scenario.workloads.items()
             if n in names and wl.beyond_model}
     if not swap:

@@ -80,3 +80,39 @@ def test_a_later_run_is_predicted_from_its_own_stream_in_both_backends(
     b = comp[(comp.entity == "vm:b") & comp.metric.isin(DISK) & comp.t_s.isna()]
     assert set(b.metric) == set(DISK)
     assert (b.rel_error.abs() <= 0.02).all(), b
+
+
+def _timed() -> Scenario:
+    d = copy.deepcopy(SCENARIO)
+    d["workloads"]["mixed"] = {"rw": "randwrite", "bssplit": "4k/50:64k/50", "iodepth": 2,
+                               "size": "48MiB", "time_based": True, "runtime": "1s"}
+    return parse_scenario(d)
+
+
+def _clusters(t: Any, n: int) -> int:
+    offs, lens = t.offsets[:n].tolist(), t.lengths[:n].tolist()
+    return len({c for o, length in zip(offs, lens, strict=True)
+                for c in range(o // (64 << 10), (o + length - 1) // (64 << 10) + 1)})
+
+
+def test_a_time_bounded_later_run_takes_fios_stream_sized_by_its_own_run(
+        tmp_path: Path) -> None:
+    """A time-bounded job (bssplit: only fio knows its offsets; refused in a timeline before)
+    as VM a's first workload and as VM b's later run: each run takes fio's stream, sized by the
+    model's count of I/Os in that run, and its data clusters are those of the stream's first
+    that many writes."""
+    s = _timed()
+    plan = scenario_traces(s, RawLog(tmp_path / "raw"), lambda sc, tr: simulate(sc, traces=tr))
+    later = f"b:mixed:{96 << 20}"
+    assert plan.predicted is not None
+    rec = plan.predicted
+    for key, vm, t in (("a", "a", 0.0), (later, "b", 10.0)):
+        assert plan.offsets[key]["offsets"] == "fio"
+        assert plan.offsets[key]["stream"] == "predicted"
+        ios = rec[(rec.entity == f"vm:{vm}") & (rec.metric == "write_ios") & (rec.t_s == t)]
+        n = int(ios.value.iloc[0])
+        (trace,) = plan.traces[key]
+        assert 0 < n < len(trace)  # the stream did not run out before the job's time
+        end = rec[(rec.entity == f"vm:{vm}") & (rec.metric == "data_clusters")
+                  & rec.t_s.isna()]
+        assert float(end.value.iloc[0]) == _clusters(trace, n)
