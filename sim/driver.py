@@ -1,6 +1,6 @@
 """The model as a backend: ``simulate(scenario, seed) -> records``, for every kind of scenario.
 
-A fleet scenario goes to ``sim.fleet`` (its lifecycle in SimPy, its disks in closed form or
+A fleet scenario goes to ``sim.fleet`` (its lifecycle an event loop, its disks in closed form or
 write by write), any other is a timeline (``sim.world.runs``): one without a ``timeline``
 section boots its VMs at t=0, each running its workload then.
 """

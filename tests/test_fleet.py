@@ -405,7 +405,7 @@ def _plan_and_snaps(d: dict[str, Any]) -> tuple[Any, Any]:
 
     s = parse_scenario(d)
     assert s.fleet is not None
-    plan = fleet_model.run_lifecycle(s, fleet_model.streams(1))
+    plan = fleet_model.run_events(s, fleet_model.streams(1))
     end = np.minimum(plan.population.life_end, plan.end)
     return plan, fleet_model._snapshot_counts(s.fleet, plan, end)
 

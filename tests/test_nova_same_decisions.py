@@ -15,7 +15,7 @@ from cowbench.lifecycle import expand_timeline
 from cowbench.nova.draws import streams
 from cowbench.scenario import Scenario, parse_scenario
 from sim import simulate
-from sim.fleet.fleet_lifecycle import run_lifecycle
+from sim.fleet.fleet_events import run_events
 
 SEED = 7
 VMS = 40
@@ -55,7 +55,7 @@ def as_timeline(kind: str = "live") -> Scenario:
 
 def fleet_decisions(s: Scenario) -> tuple[dict[int, list[tuple[float, str]]], np.ndarray,
                                            np.ndarray]:
-    plan = run_lifecycle(s, streams(SEED))
+    plan = run_events(s, streams(SEED))
     moves: dict[int, list[tuple[float, str]]] = defaultdict(list)
     for vm, host, t0 in zip(plan.seg_vm.tolist(), plan.seg_host.tolist(),
                             plan.seg_t0.tolist(), strict=True):

@@ -1,9 +1,10 @@
 """``simulate`` for fleet scenarios: the lifecycle's plan, turned into bytes per host over time.
 
-``fleet_lifecycle`` decides who runs where and when (SimPy); a disk model (``fluid``: closed
-forms, vectorised over every VM and instant with numpy; ``exact``: every write applied to a
-qcow2 map) gives each root overlay's allocation at the instants that matter: the samples, each
-snapshot, each migration, each VM's end. Records (the run directory's tidy shape):
+``fleet_events`` decides who runs where and when (Nova's decisions, in SimPy's order); a disk
+model (``fluid``: closed forms, vectorised over every VM and instant with numpy; ``exact``:
+every write applied to a qcow2 map) gives each root overlay's allocation at the instants that
+matter: the samples, each snapshot, each migration, each VM's end. Records (the run directory's
+tidy shape):
 
 - ``host:<h>``: ``allocated_bytes`` (demand: cache + every overlay + disk.info),
   ``provisioned_bytes`` (placement's DISK_GB in bytes), ``vm_count``, per sample; per interval
@@ -38,8 +39,9 @@ from cowbench.nova.draws import streams
 from cowbench.scenario import Scenario
 from sim.storage.images import DISK_INFO_BYTES, base_data
 
+from .fleet_events import run_events
 from .fleet_exact import ExactDisk, exact_states
-from .fleet_lifecycle import Plan, run_lifecycle
+from .fleet_lifecycle import Plan
 from .fleet_records import Rows, Totals, boot_read_bytes, record_hosts, record_vms
 from .fluid import BaseClusters, DiskState, OverlayGeometry, Phases, fluid_state
 
@@ -247,7 +249,7 @@ def simulate_fleet(s: Scenario, seed: int) -> pd.DataFrame:
     """Run a fleet scenario once (fluid or exact disks); return its records."""
     f = s.fleet
     assert f is not None
-    plan = run_lifecycle(s, streams(seed))
+    plan = run_events(s, streams(seed))
     disks = FleetDisks(s, plan, seed)
     end = np.minimum(plan.population.life_end, plan.end)
     tot = Totals.zeros(plan)

@@ -281,11 +281,7 @@ def run_lifecycle(s: Scenario, rng: dict[str, np.random.Generator]) -> Plan:
     pop = draw_population(s, rng)
     env = simpy.Environment()
     fl = _Fleet(env, s, pop)
-    t = sample_times(f.sample_interval_s, s.duration, start=True)
-    h = f.hosts.count
-    plan = Plan(f.hosts.names, pop, t, cache_bytes=np.zeros((t.size, h)),
-                provisioned=np.zeros((t.size, h)), vm_count=np.zeros((t.size, h)),
-                fetch_bytes=np.zeros((t.size, h)), end=s.duration)
+    plan = new_plan(s, pop)
     env.process(_clock(env, fl, plan))
     env.process(_arrivals(env, fl))
     env.run(until=s.duration + f.sample_interval_s / 2)
@@ -293,19 +289,40 @@ def run_lifecycle(s: Scenario, rng: dict[str, np.random.Generator]) -> Plan:
     return plan
 
 
+def new_plan(s: Scenario, pop: Population) -> Plan:
+    """An empty :class:`Plan` for ``pop``: the samples' times, their per-host arrays zero."""
+    f = s.fleet
+    assert f is not None and s.duration is not None
+    t = sample_times(f.sample_interval_s, s.duration, start=True)
+    h = f.hosts.count
+    return Plan(f.hosts.names, pop, t, cache_bytes=np.zeros((t.size, h)),
+                provisioned=np.zeros((t.size, h)), vm_count=np.zeros((t.size, h)),
+                fetch_bytes=np.zeros((t.size, h)), end=s.duration)
+
+
 def _finish(fl: _Fleet, plan: Plan) -> None:
-    alive = np.flatnonzero(fl.where >= 0)
-    segs = fl.segs + [(int(v), int(fl.where[v]), float(fl.seg_start[v]), np.inf)
-                      for v in alive.tolist()]
+    finish_plan(plan, fl.segs, fl.where, fl.seg_start, fl.migs, fl.confirm)
+
+
+Segment = tuple[int, int, float, float]  # vm, host, start, end
+
+
+def finish_plan(plan: Plan, segs: list[Segment], where: np.ndarray, seg_start: np.ndarray,
+                migs: list[tuple[int, float, int]], confirm: list[float]) -> None:
+    """Fill ``plan``'s placements from a run's closed segments, where each VM still is (-1:
+    nowhere) since when, its migrations (vm, t, source) and their confirmations."""
+    alive = np.flatnonzero(where >= 0)
+    segs = segs + [(int(v), int(where[v]), float(seg_start[v]), np.inf)
+                   for v in alive.tolist()]
     arr = np.array(segs, dtype=np.float64).reshape(-1, 4)
     order = np.lexsort((arr[:, 2], arr[:, 0]))
     arr = arr[order]
     plan.seg_vm, plan.seg_host = arr[:, 0].astype(np.int64), arr[:, 1].astype(np.int64)
     plan.seg_t0, plan.seg_t1 = arr[:, 2], arr[:, 3]
-    mig = np.array(fl.migs, dtype=np.float64).reshape(-1, 3)
+    mig = np.array(migs, dtype=np.float64).reshape(-1, 3)
     plan.mig_vm, plan.mig_t = mig[:, 0].astype(np.int64), mig[:, 1]
     plan.mig_src = mig[:, 2].astype(np.int64)
-    plan.mig_confirm = np.array(fl.confirm, dtype=np.float64)
-    placed = np.zeros(fl.pop.arrive.shape[0], dtype=bool)
+    plan.mig_confirm = np.array(confirm, dtype=np.float64)
+    placed = np.zeros(where.shape[0], dtype=bool)
     placed[plan.seg_vm] = True
     plan.placed = placed
