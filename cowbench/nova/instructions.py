@@ -76,3 +76,105 @@ class RemoveBase(Instruction):
     host: str
     base: Base
     t: float
+
+
+@dataclass(frozen=True)
+class MakeDisk(Instruction):
+    """Make ``vm``'s root disk of ``size`` bytes on ``host`` by its strategy, over the host's
+    base of ``image`` (an RBD clone: in Ceph)."""
+
+    vm: str
+    host: str
+    image: str
+    size: int
+
+
+@dataclass(frozen=True)
+class SnapshotInternal(Instruction):
+    """``qemu-img snapshot -c name`` on ``vm``'s top file (clusters shared inside it)."""
+
+    vm: str
+    host: str
+    name: str
+
+
+@dataclass(frozen=True)
+class SnapshotExternal(Instruction):
+    """``vm``'s top file becomes ``disk.<name>``, a new qcow2 ``disk`` on top of the chain."""
+
+    vm: str
+    host: str
+    name: str
+
+
+@dataclass(frozen=True)
+class UploadSnapshot(Instruction):
+    """Nova's live snapshot: the chain flattened into a ``fmt`` image ``name`` in Glance."""
+
+    vm: str
+    host: str
+    name: str
+    fmt: str
+
+
+@dataclass(frozen=True)
+class CopyFiles(Instruction):
+    """A cold migration: ``vm``'s files copied from ``src`` to ``dst`` by ``transport``
+    (``ssh``: scp writes holes out; ``rsync``: ``--sparse``), re-pointed at ``dst``'s base."""
+
+    vm: str
+    src: str
+    dst: str
+    transport: str
+
+
+@dataclass(frozen=True)
+class BlockCopy(Instruction):
+    """A live (block) migration: an empty overlay on ``dst``'s base, then only the top
+    overlay's clusters."""
+
+    vm: str
+    src: str
+    dst: str
+
+
+@dataclass(frozen=True)
+class FlattenCopy(Instruction):
+    """A 2012 migration: the whole chain flattened into one qcow2 on ``dst`` (no base)."""
+
+    vm: str
+    src: str
+    dst: str
+
+
+@dataclass(frozen=True)
+class KeepResize(Instruction):
+    """``vm``'s instance directory on ``host`` becomes ``<uuid>_resize`` (until confirmed)."""
+
+    vm: str
+    host: str
+
+
+@dataclass(frozen=True)
+class RemoveResize(Instruction):
+    """``vm``'s ``<uuid>_resize`` directory on ``host`` is removed."""
+
+    vm: str
+    host: str
+
+
+@dataclass(frozen=True)
+class RemoveInstance(Instruction):
+    """``vm``'s instance directory on ``host`` is removed."""
+
+    vm: str
+    host: str
+
+
+@dataclass(frozen=True)
+class GrowDisk(Instruction):
+    """``vm``'s root disk (its top file) grows to ``size`` bytes."""
+
+    vm: str
+    host: str
+    size: int

@@ -18,11 +18,16 @@ from typing import TYPE_CHECKING, ClassVar
 from .instructions import (
     Base,
     FetchBase,
+    GrowDisk,
     Instruction,
+    MakeDisk,
     MakeResizedBase,
     Refuse,
     RemoveBase,
+    SnapshotExternal,
+    SnapshotInternal,
     TouchBase,
+    UploadSnapshot,
 )
 
 if TYPE_CHECKING:
@@ -150,7 +155,8 @@ class Machine:
         self.where[vm.name] = host
         self.size[vm.name] = size = self.s.root_size(vm)
         self.bases[vm.name] = self._bases_of(vm.name, size)
-        return self._ensure(host, self.bases[vm.name], operation.t)
+        return [*self._ensure(host, self.bases[vm.name], operation.t),
+                MakeDisk(vm.name, host, vm.image, size)]
 
     def _bases_of(self, name: str, size: int) -> tuple[Base, ...]:
         """What a new disk keeps in use in ``_base``: nothing for an RBD clone (in Ceph), the
@@ -184,6 +190,16 @@ class Machine:
         return [] if name in self.s.workloads else [Refuse(f"no workload named {name!r}")]
 
     @_apply.register
+    def _(self, operation: Snapshot) -> list[Instruction]:
+        vm, host = operation.vm, self.where[operation.vm]
+        name = operation.name or f"{vm}-snap-{operation.index}"
+        if operation.kind == "internal":
+            return [SnapshotInternal(vm, host, name)]
+        if operation.kind == "external":
+            return [SnapshotExternal(vm, host, name)]
+        return [UploadSnapshot(vm, host, name, self.s.nova.snapshot_image_format)]
+
+    @_apply.register
     def _(self, operation: Migrate) -> list[Instruction]:
         vm, to = operation.vm, operation.to
         if to not in self.hosts:
@@ -205,7 +221,7 @@ class Machine:
         if operation.root_size < self.size[operation.vm]:
             return [Refuse("Nova refuses to shrink a disk")]
         self.size[operation.vm] = operation.root_size
-        return []
+        return [GrowDisk(operation.vm, self.where[operation.vm], operation.root_size)]
 
     @_apply.register
     def _(self, operation: Confirm) -> list[Instruction]:

@@ -44,20 +44,22 @@ from cowbench.lifecycle import Op, nova_machine
 from cowbench.nova.instructions import (
     Base,
     FetchBase,
+    GrowDisk,
     Instruction,
+    MakeDisk,
     MakeResizedBase,
     Refuse,
     RemoveBase,
+    SnapshotExternal,
+    SnapshotInternal,
     TouchBase,
+    UploadSnapshot,
 )
 from cowbench.nova.machine import (
-    Boot,
     Confirm,
     Delete,
     Migrate,
     Operation,
-    Resize,
-    Snapshot,
 )
 from cowbench.records import Recorder
 from cowbench.scenario import VM, Scenario
@@ -113,6 +115,7 @@ class RealWorld:
         self.machine = nova_machine(self.s)
         self.started = time.monotonic()  # when the operation being carried out started
         self.fetched = 0  # bytes it fetched from Glance
+        self.transfer: int | None = None  # bytes it moved (its transfer_bytes)
 
     # -- the image cache, as the machine says (cowbench.nova.instructions) -------------------
     @singledispatchmethod
@@ -188,74 +191,74 @@ class RealWorld:
         self.carry_out(operation, self.machine.apply(operation))
 
     def carry_out(self, operation: Operation, instructions: list[Instruction]) -> None:
-        """The machine's instructions for ``operation``, then what is left of it here; its
-        ``duration_s`` counts both."""
-        self.started, self.fetched = time.monotonic(), 0
+        """The machine's instructions for ``operation``, then its own figures (its
+        ``duration_s``: the wall time of it all)."""
+        self.started, self.fetched, self.transfer = time.monotonic(), 0, None
         for ins in instructions:
             self.execute(ins)
         self.operate(operation)
 
     @singledispatchmethod
     def operate(self, operation: Operation) -> None:
-        raise TypeError(f"no executor for {type(operation).__name__}")
+        self.op_done(operation, self.transfer, self.started)
 
-    @operate.register
-    def boot(self, op: Boot) -> None:
-        t0 = self.started
-        vm = self.vms[op.vm]
-        host = op.host or self.s.host_of(vm).name  # the scheduler's choice for arrivals
+    @execute.register
+    def _(self, ins: MakeDisk) -> None:
+        vm = self.vms[ins.vm]
         st = self.s.strategy_of(vm)
-        size = self.s.root_size(vm)
-        path, fmt = create_disk(self.s, vm, self.layouts[host], self.log,
-                                self.base_fmt(vm.image))
-        inst = RealInstance(vm, host, vm.image, [p.name for p in disk_files(st, path)], fmt,
-                            size, [self.layouts[host].cache_file(self.s.image(vm.image)).name],
-                            st.kind in BACKED)
+        path, fmt = create_disk(self.s, vm, self.layouts[ins.host], self.log,
+                                self.base_fmt(ins.image))
+        base = self.layouts[ins.host].cache_file(self.s.image(ins.image)).name
+        inst = RealInstance(vm, ins.host, ins.image, [p.name for p in disk_files(st, path)],
+                            fmt, ins.size, [base], st.kind in BACKED)
         if st.kind == "resized_base":
-            inst.bases.append(f"{inst.bases[0]}_{size_tag(size)}")
+            inst.bases.append(f"{base}_{size_tag(ins.size)}")
         self.instances[vm.name] = inst
-        self.op_done(op, self.fetched, t0)
+        self.transfer = self.fetched
 
-    @operate.register
-    def snapshot(self, op: Snapshot) -> None:
-        t0 = self.started
-        inst = self.instances[op.vm]
-        name = op.name or f"{op.vm}-snap-{op.index}"
+    @execute.register
+    def _(self, ins: SnapshotInternal) -> None:
+        top = self.instances[ins.vm].paths(self.layouts)[-1]
+        run(["qemu-img", "snapshot", "-c", ins.name, str(top)], log=self.log,
+            label=f"qemu-img-snapshot-{ins.name}")
+
+    @execute.register
+    def _(self, ins: SnapshotExternal) -> None:
+        inst = self.instances[ins.vm]
         top = inst.paths(self.layouts)[-1]
-        if op.kind == "internal":
-            run(["qemu-img", "snapshot", "-c", name, str(top)], log=self.log,
-                label=f"qemu-img-snapshot-{name}")
-            self.op_done(op, None, t0)
-            return
-        if op.kind == "external":
-            older = top.with_name(f"disk.{name}")
-            top.rename(older)  # nothing refers to the top, so renaming it breaks no chain
-            run(["qemu-img", "create", "-q", "-f", "qcow2", "-o",
-                 f"backing_file={older.name},backing_fmt={inst.fmt},"
-                 f"cluster_size={self.s.strategy_of(inst.vm).cluster_size}", str(top),
-                 str(inst.root_size)], log=self.log, label=f"qemu-img-create-{name}")
-            inst.layers = [*inst.layers[:-1], older.name, "disk"]
-            inst.fmt = "qcow2"
-            self.op_done(op, None, t0)
-            return
-        out = self.work / "glance" / "snapshots" / f"{name}.{self.s.nova.snapshot_image_format}"
+        older = top.with_name(f"disk.{ins.name}")
+        top.rename(older)  # nothing refers to the top, so renaming it breaks no chain
+        run(["qemu-img", "create", "-q", "-f", "qcow2", "-o",
+             f"backing_file={older.name},backing_fmt={inst.fmt},"
+             f"cluster_size={self.s.strategy_of(inst.vm).cluster_size}", str(top),
+             str(inst.root_size)], log=self.log, label=f"qemu-img-create-{ins.name}")
+        inst.layers = [*inst.layers[:-1], older.name, "disk"]
+        inst.fmt = "qcow2"
+
+    @execute.register
+    def _(self, ins: UploadSnapshot) -> None:
+        """A delta of the top's clusters (libvirt's shallow blockRebase), flattened into
+        Glance; the upload's bytes are its size."""
+        inst = self.instances[ins.vm]
+        top = inst.paths(self.layouts)[-1]
+        out = self.work / "glance" / "snapshots" / f"{ins.name}.{ins.fmt}"
         out.parent.mkdir(parents=True, exist_ok=True)
-        delta = top.with_name(f"{name}.delta")
+        delta = top.with_name(f"{ins.name}.delta")
         backing = self._backing_of(top)
         if backing is not None and inst.fmt == "qcow2":
             path, fmt = backing
             run(["qemu-img", "convert", "-f", "qcow2", "-O", "qcow2", "-B", path, "-F", fmt,
                  "-o", f"cluster_size={self.s.strategy_of(inst.vm).cluster_size}", str(top),
                  str(delta)],
-                log=self.log, label=f"snapshot-delta-{name}", timeout=3600)
+                log=self.log, label=f"snapshot-delta-{ins.name}", timeout=3600)
             src, src_fmt = delta, "qcow2"
         else:
             src, src_fmt = top, inst.fmt
-        run(["qemu-img", "convert", "-f", src_fmt, "-O", self.s.nova.snapshot_image_format,
-             str(src), str(out)], log=self.log, label=f"snapshot-flatten-{name}", timeout=3600)
+        run(["qemu-img", "convert", "-f", src_fmt, "-O", ins.fmt, str(src), str(out)],
+            log=self.log, label=f"snapshot-flatten-{ins.name}", timeout=3600)
         delta.unlink(missing_ok=True)
-        self.snapshots[name] = out
-        self.op_done(op, out.stat().st_size, t0)
+        self.snapshots[ins.name] = out
+        self.transfer = out.stat().st_size
 
     @operate.register
     def migrate(self, op: Migrate) -> None:
@@ -351,15 +354,12 @@ class RealWorld:
             return None
         return str(name), str(info.get("backing-filename-format", "raw"))
 
-    @operate.register
-    def resize(self, op: Resize) -> None:
-        t0 = self.started
-        inst = self.instances[op.vm]
-        assert op.root_size is not None
+    @execute.register
+    def _(self, ins: GrowDisk) -> None:
+        inst = self.instances[ins.vm]
         run(["qemu-img", "resize", "-q", "-f", inst.fmt, str(inst.paths(self.layouts)[-1]),
-             str(op.root_size)], log=self.log, label=f"qemu-img-resize-{op.vm}")
-        inst.root_size = op.root_size
-        self.op_done(op, None, t0)
+             str(ins.size)], log=self.log, label=f"qemu-img-resize-{ins.vm}")
+        inst.root_size = ins.size
 
     @operate.register
     def confirm(self, op: Confirm) -> None:

@@ -10,6 +10,7 @@ boots and runs; which other operations it allows is ``cowbench.lifecycle.STRATEG
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from functools import singledispatchmethod
 
 import numpy as np
@@ -18,20 +19,23 @@ from cowbench.lifecycle import Op, nova_machine
 from cowbench.nova.instructions import (
     Base,
     FetchBase,
+    GrowDisk,
     Instruction,
+    MakeDisk,
     MakeResizedBase,
     Refuse,
     RemoveBase,
+    SnapshotExternal,
+    SnapshotInternal,
     TouchBase,
+    UploadSnapshot,
 )
 from cowbench.nova.machine import (
-    Boot,
     Confirm,
     Delete,
     Migrate,
     Operation,
-    Resize,
-    Snapshot,
+    Run,
 )
 from cowbench.records import Recorder
 from cowbench.scenario import Scenario
@@ -58,6 +62,17 @@ from .lifecycle import (
 )
 
 
+@dataclass
+class Done:
+    """An operation's figures, as its instructions are carried out: bytes fetched from
+    Glance, bytes it moved (``transfer_bytes``; None: not a transfer) and its predicted
+    ``duration_s``."""
+
+    fetched: int = 0
+    transfer: int | None = None
+    duration: float = 0.0
+
+
 class World:
     """Everything on every host at the current logical time."""
 
@@ -69,7 +84,7 @@ class World:
         self.snapshots: dict[str, tuple[int, int]] = {}
         self.vm_index = {vm.name: i for i, vm in enumerate(scenario.vms)}
         self.machine = nova_machine(scenario)
-        self.fetched = 0  # bytes the operation being carried out fetched from Glance
+        self.done = Done()  # what the operation being carried out did, for its figures
         # a scenario without a timeline has one instant: only its end-of-run figures
         self.timed = scenario.timeline is not None
 
@@ -87,7 +102,7 @@ class World:
     def _(self, ins: FetchBase) -> None:
         disk, nbytes = fetched(self.s, self.s.image(ins.image))
         self.hosts[ins.host].caches[Base(ins.image)] = CacheEntry(disk, ins.t)
-        self.fetched += nbytes
+        self.done.fetched += nbytes
 
     @execute.register
     def _(self, ins: MakeResizedBase) -> None:
@@ -151,58 +166,59 @@ class World:
     # -- operations, dispatched by type (cowbench.nova.machine) ------------------------------
     def apply(self, operation: Operation) -> None:
         """Carry out one operation (a workload run goes in a batch, not here): the machine's
-        instructions, then what is left of it here."""
-        self.fetched = 0
+        instructions, then the operation's own figures."""
+        if isinstance(operation, Run):
+            raise TypeError("no executor for Run: workload runs go in a batch")
+        self.done = Done()
         for ins in self.machine.apply(operation):
             self.execute(ins)
         self.operate(operation)
 
     @singledispatchmethod
     def operate(self, operation: Operation) -> None:
-        raise TypeError(f"no executor for {type(operation).__name__}")
+        self.op_done(operation, self.done.transfer, self.done.duration)
 
-    @operate.register
-    def boot(self, op: Boot) -> None:
-        vm = self.s.vms[self.vm_index[op.vm]]
-        host = op.host or self.s.host_of(vm).name  # the scheduler's choice for arrivals
-        size = self.s.root_size(vm)
-        inst = Instance(vm, vm.image, new_layers(self.s, vm, size), size,
+    @execute.register
+    def _(self, ins: MakeDisk) -> None:
+        """The strategy's disk; its time: the fetch from Glance and the base's copy."""
+        vm = self.s.vms[self.vm_index[ins.vm]]
+        inst = Instance(vm, ins.image, new_layers(self.s, vm, ins.size), ins.size,
                         remote=self.s.model_only(vm))
-        fetched_bytes = self.fetched
-        self.hosts[host].instances[vm.name] = inst
-        self.where[vm.name] = host
-        copy = self.hosts[host].caches[Base(vm.image)].file.allocated_bytes \
-            if fetched_bytes else 0
-        dev = self.s.device
-        self.op_done(op, fetched_bytes,
-                     transfer_time(fetched_bytes, self.s.nova.glance_bandwidth_bytes_per_s)
-                     + copy / dev.write_bandwidth_bytes_per_s)
+        self.hosts[ins.host].instances[vm.name] = inst
+        self.where[vm.name] = ins.host
+        fetched = self.done.fetched
+        copy = self.hosts[ins.host].caches[Base(ins.image)].file.allocated_bytes \
+            if fetched else 0
+        self.done.transfer = fetched
+        self.done.duration = transfer_time(fetched, self.s.nova.glance_bandwidth_bytes_per_s) \
+            + copy / self.s.device.write_bandwidth_bytes_per_s
 
-    @operate.register
-    def snapshot(self, op: Snapshot) -> None:
-        inst = self.instance(op.vm)
-        name = op.name or f"{op.vm}-snap-{op.index}"
-        if op.kind == "internal":
-            if isinstance(inst.top.image, Qcow2Image):
-                take_internal_snapshot(inst.top.image, name)
-            self.op_done(op, None, self.s.device.write_latency_s)
-            return
-        if op.kind == "external":
-            below = chain_data(self.s, inst)
-            top = inst.top
-            top.name = f"disk.{name}"
-            st = self.s.strategy_of(inst.vm)
-            img = Qcow2Image(inst.root_size, st.cluster_size, backing=below)
-            inst.layers.append(Layer.new("disk", img, inst.root_size))
-            self.op_done(op, None, self.s.device.write_latency_s)
-            return
-        flat = flattened(self.s, inst, self.s.nova.snapshot_image_format)
-        self.snapshots[name] = (flat.allocated_bytes, flat.file_bytes)
+    @execute.register
+    def _(self, ins: SnapshotInternal) -> None:
+        top = self.instance(ins.vm).top.image
+        if isinstance(top, Qcow2Image):
+            take_internal_snapshot(top, ins.name)
+        self.done.duration = self.s.device.write_latency_s
+
+    @execute.register
+    def _(self, ins: SnapshotExternal) -> None:
+        inst = self.instance(ins.vm)
+        below = chain_data(self.s, inst)
+        inst.top.name = f"disk.{ins.name}"
+        img = Qcow2Image(inst.root_size, self.s.strategy_of(inst.vm).cluster_size, backing=below)
+        inst.layers.append(Layer.new("disk", img, inst.root_size))
+        self.done.duration = self.s.device.write_latency_s
+
+    @execute.register
+    def _(self, ins: UploadSnapshot) -> None:
+        inst = self.instance(ins.vm)
+        flat = flattened(self.s, inst, ins.fmt)
+        self.snapshots[ins.name] = (flat.allocated_bytes, flat.file_bytes)
         dev = self.s.device
-        self.op_done(op, flat.file_bytes,
-                     inst.top.allocated_bytes / dev.write_bandwidth_bytes_per_s
-                     + flat.allocated_bytes / dev.write_bandwidth_bytes_per_s
-                     + transfer_time(flat.file_bytes, self.s.nova.glance_bandwidth_bytes_per_s))
+        self.done.transfer = flat.file_bytes
+        self.done.duration = inst.top.allocated_bytes / dev.write_bandwidth_bytes_per_s \
+            + flat.allocated_bytes / dev.write_bandwidth_bytes_per_s \
+            + transfer_time(flat.file_bytes, self.s.nova.glance_bandwidth_bytes_per_s)
 
     @operate.register
     def migrate(self, op: Migrate) -> None:
@@ -219,13 +235,13 @@ class World:
             transfer = flat.file_bytes
             self.hosts[src].resizing[op.vm] = inst
         elif op.kind == "live":
-            fetched_bytes = self.fetched
+            fetched_bytes = self.done.fetched
             moved = self._live_copy(inst)
             top = inst.top.image
             transfer = (top.data_clusters * top.cluster_size if isinstance(top, Qcow2Image)
                         else top.allocated_bytes)
         else:
-            fetched_bytes = self.fetched
+            fetched_bytes = self.done.fetched
             transfer = sum(x.file_bytes for x in inst.layers)
             moved = _copied(inst, fill=self.s.nova.remote_filesystem_transport == "ssh")
             self.hosts[src].resizing[op.vm] = inst
@@ -247,25 +263,24 @@ class World:
         layer.written[:] = inst.top.written
         return Instance(vm, inst.image, [layer], inst.root_size)
 
-    @operate.register
-    def resize(self, op: Resize) -> None:
-        assert op.root_size is not None
-        inst = self.instance(op.vm)
+    @execute.register
+    def _(self, ins: GrowDisk) -> None:
+        inst = self.instance(ins.vm)
         img = inst.top.image
         if isinstance(img, Qcow2Image):
-            img.resize(op.root_size)
+            img.resize(ins.size)
         else:
             assert isinstance(img, RawImage), "check_timeline: no such disk resizes"
-            img.virtual_size = op.root_size
+            img.virtual_size = ins.size
             img.blocks = np.concatenate([img.blocks, np.zeros(
-                -(-op.root_size // FS_BLOCK) - img.blocks.shape[0], dtype=bool)])
-        grown = np.zeros(-(-op.root_size // FS_BLOCK), dtype=bool)
+                -(-ins.size // FS_BLOCK) - img.blocks.shape[0], dtype=bool)])
+        grown = np.zeros(-(-ins.size // FS_BLOCK), dtype=bool)
         for layer in inst.layers:
             g = grown.copy()
             g[:layer.written.shape[0]] = layer.written
             layer.written = g
-        inst.root_size = op.root_size
-        self.op_done(op, None, self.s.device.write_latency_s)
+        inst.root_size = ins.size
+        self.done.duration = self.s.device.write_latency_s
 
     @operate.register
     def confirm(self, op: Confirm) -> None:
