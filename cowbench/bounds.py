@@ -117,15 +117,16 @@ def _disk_bytes(s: Scenario, vm: Any) -> int:
 
 def _job_bytes(s: Scenario, vm: Any) -> tuple[int, float]:
     """fio's random map and the I/O count of the VM's job (memory, I/Os)."""
-    wl = s.workload_of(vm)
-    if wl is None:
-        return 0, 0.0
-    region = wl.size or max(_root(s, vm) - wl.offset, 0)
-    blocks = region // wl.bs
-    ios = (wl.io_size or region) / wl.bs * wl.numjobs * wl.loops
-    if wl.time_based and wl.rate_iops and wl.runtime:
-        ios = wl.rate_iops * wl.runtime * wl.numjobs
-    mem = blocks * RANDOM_MAP_BYTES * wl.numjobs if wl.random_map else 0
+    group = s.workload_of(vm)
+    mem, ios = 0, 0.0
+    for wl in group.parts if group is not None else []:  # several jobs of one VM: their sum
+        region = wl.size or max(_root(s, vm) - wl.offset, 0)
+        blocks = region // wl.bs
+        job_ios = (wl.io_size or region) / wl.bs * wl.numjobs * wl.loops
+        if wl.time_based and wl.rate_iops and wl.runtime:
+            job_ios = wl.rate_iops * wl.runtime * wl.numjobs
+        mem += blocks * RANDOM_MAP_BYTES * wl.numjobs if wl.random_map else 0
+        ios += job_ios
     return mem, ios
 
 

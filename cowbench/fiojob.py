@@ -11,6 +11,7 @@ stays a pure function of the scenario and the traces it is given.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from .errors import ToolError
@@ -65,10 +66,26 @@ def fio_options(wl: Workload, runtime_cap: float | None = None) -> list[str]:
 
 def record_options(wl: Workload, directory: Path) -> list[str]:
     """Options that make fio record what it issued: ``write_iolog`` for one clone; per-clone
-    latency logs with offsets for several (clones sharing one iolog file may corrupt it)."""
-    if wl.numjobs == 1:
+    latency logs with offsets for several (clones sharing one iolog file may corrupt it),
+    numbered by fio's job numbers (several jobs: given after each job's ``--name``)."""
+    if wl.numjobs == 1 and not wl.jobs:
         return [f"--write_iolog={directory / 'issued.iolog'}"]
     return [f"--write_lat_log={directory / 'issued'}", "--log_offset=1"]
+
+
+def job_args(wl: Workload, name: str, options: Callable[[Workload], list[str]],
+             record: Path | None = None) -> list[str]:
+    """The VM's fio jobs on fio's command line (after the global options): ``--name`` and
+    ``options(job)`` per job; several jobs are named ``<name>.<section>``, in order (fio
+    numbers them so, and seeds each job's offsets by its number: the null run and the real run
+    must list the same jobs in the same order). ``record``: where fio records what it issued."""
+    out = []
+    for part in wl.parts:
+        label = f"{name}.{part.section}" if wl.jobs else name
+        out += [f"--name={label}", *options(part)]
+        if record is not None:
+            out += record_options(part if not wl.jobs else wl, record)
+    return out
 
 
 def recorded_traces(directory: Path, limit: int | None = None) -> list[Trace]:
@@ -121,14 +138,17 @@ def fio_null_traces(wl: Workload, name: str, disk_size: int, log: RawLog,
     (at the end of the region it resets its random map and goes on with its generator:
     measured, 4 of 7 rw modes differ from ``io_size`` = 3 x ``size``): the null run is then
     time-based too, given enough time, and each clone's stream is cut at ``ios``."""
-    wl = on_disk(wl, disk_size)  # size=N%, offset=N%: the bytes fio makes of them there
     ms = _null_ms(wl, ios) if ios is not None and wl.time_based else None
     got = 0
     for _ in range(5):
         d = log.new_dir(f"fio-null-{name}-issued")
-        argv = [which("fio"), f"--name={name}", "--ioengine=null", *null_region(wl, disk_size),
-                "--output-format=json", f"--output={d / 'output.json'}",
-                *null_options(wl, ios, randseed, ms), *record_options(wl, d)]
+
+        def opts(part: Workload, ms: int | None = ms) -> list[str]:
+            part = on_disk(part, disk_size)  # size=N%, offset=N%: fio's bytes there
+            return [*null_region(part, disk_size), *null_options(part, ios, randseed, ms)]
+
+        argv = [which("fio"), "--ioengine=null", "--output-format=json",
+                f"--output={d / 'output.json'}", *job_args(wl, name, opts, d)]
         run(argv, log=log, label=f"fio-null-{name}", timeout=3600)
         traces = recorded_traces(d, ios)
         if ios is None:

@@ -13,8 +13,8 @@ A job section becomes one workload of the scenario (:class:`cowbench.scenario.Wo
   workload's ``replaced`` list (and run.json's ``workload_notes``) says which, what, why;
 - **refused**: anything else, with the reason.
 
-A VM runs one fio job here (``numjobs`` clones of it), so a file with several job sections is
-used one section at a time (``section:``).
+A file with several job sections is several jobs of the VM (``Workload.jobs``: one fio process
+in the real run), or one of them with ``section:``.
 """
 
 from __future__ import annotations
@@ -217,17 +217,11 @@ def _kb(section: Section) -> int:
 # -- job_file in a scenario --------------------------------------------------------------------
 
 def _section(sections: list[Section], wanted: Any, file: str, where: str) -> Section:
-    if wanted is not None:
-        found = next((s for s in sections if s.name == wanted), None)
-        if found is None:
-            raise ScenarioError(file, [(f"{where}.section", f"no job section [{wanted}] in "
-                                        f"{file} (it has: {_names(sections)})")])
-        return found
-    if len(sections) != 1:
-        raise ScenarioError(file, [(f"{where}.job_file", f"{file} has {len(sections)} job "
-                                    f"sections ({_names(sections)}); a VM runs one fio job here "
-                                    "(numjobs clones of it): choose one with section:")])
-    return sections[0]
+    found = next((s for s in sections if s.name == wanted), None)
+    if found is None:
+        raise ScenarioError(file, [(f"{where}.section", f"no job section [{wanted}] in "
+                                    f"{file} (it has: {_names(sections)})")])
+    return found
 
 
 def _names(sections: list[Section]) -> str:
@@ -237,13 +231,29 @@ def _names(sections: list[Section]) -> str:
 def expand(spec: dict[str, Any], base: Path, where: str,
            origins: dict[str, str]) -> dict[str, Any]:
     """A ``{job_file: ..., section: ..., <workload keys>}`` mapping as a workload mapping; the
-    scenario's own keys (``offsets``, ``write_iolog`` ...) win over the file's."""
+    scenario's own keys (``offsets``, ``write_iolog`` ...) win over the file's. Without
+    ``section``, a file of several job sections is several jobs of the VM (``jobs``)."""
     own = {k: v for k, v in spec.items() if k not in ("job_file", "section")}
     file = spec["job_file"]
     if not isinstance(file, str) or not file:
         raise ScenarioError(str(base), [(f"{where}.job_file", "must be a file name")])
     path = base / file
-    section = _section(read_sections(path), spec.get("section"), str(path), where)
+    sections = read_sections(path)
+    if spec.get("section") is not None:
+        sections = [_section(sections, spec.get("section"), str(path), where)]
+    if not sections:
+        raise ScenarioError(str(path), [(f"{where}.job_file", f"{file} has no job section")])
+    if len(sections) == 1:
+        return {**_section_workload(sections[0], path, where, own, origins), **own}
+    jobs = [{**_section_workload(sec, path, where, own, origins, f"{where}.jobs.{i}"), **own,
+             "section": sec.name} for i, sec in enumerate(sections)]
+    return {**jobs[0], "jobs": jobs}
+
+
+def _section_workload(section: Section, path: Path, where: str, own: dict[str, Any],
+         origins: dict[str, str], at: str | None = None) -> dict[str, Any]:
+    """One section's workload mapping (refused options raise, by key path); ``origins`` gets
+    the job-file option each workload key (under ``at``) came from."""
     wl, handled = workload_of(section, own.get("offsets", "auto") in ("auto", "fio"))
     refused = [h for h in handled if h.kind == "refused"]
     if refused:
@@ -253,9 +263,9 @@ def expand(spec: dict[str, Any], base: Path, where: str,
         wl["read_iolog"] = str(path.parent / wl["read_iolog"])  # relative to the job file
     for h in handled:
         if h.kind == "model":
-            origins[f"{where}.{h.detail.split('=')[0]}"] = f"{where}.job_file[{section.name}]" \
-                                                          f".{h.option}"
-    return {**wl, **own}
+            origins[f"{at or where}.{h.detail.split('=')[0]}"] = \
+                f"{where}.job_file[{section.name}].{h.option}"
+    return wl
 
 
 def expand_scenario(data: Any, base: Path, origins: dict[str, str]) -> Any:
@@ -282,7 +292,7 @@ def expand_scenario(data: Any, base: Path, origins: dict[str, str]) -> Any:
                                                         f"named {name!r} exists already")])
                 wls[name] = expand(vm["workload"], base, f"vms[{i}].workload", origins)
                 for key in [k for k in origins if k.startswith(f"vms[{i}].workload.")]:
-                    origins[f"workloads.{name}." + key.rsplit(".", 1)[1]] = origins[key]
+                    origins[f"workloads.{name}." + key.split(".workload.", 1)[1]] = origins[key]
                 vm = {**vm, "workload": name}
             new_vms.append(vm)
         data = {**data, "workloads": wls, "vms": new_vms}

@@ -147,6 +147,10 @@ def iolog_bytes(scenario: Scenario, vm: VM, predicted: pd.DataFrame | None,
     records = int(wl.write_iolog) + int(streams and wl.offsets in ("fio", "auto"))
     if not records:
         return 0
+    if wl.jobs:  # several jobs of one VM: latency logs for every clone of each
+        return records * sum(part.numjobs * 3 * LATLOG_LINE_BYTES
+                             * _ios_per_clone(scenario, vm, part, predicted)
+                             for part in wl.jobs)
     ios = _ios_per_clone(scenario, vm, wl, predicted)
     if wl.numjobs == 1:  # iolog v3: a header, add, open, close and a line per I/O
         per_clone = (ios + 4) * (IOLOG_LINE_BYTES + len(vm.name))

@@ -99,8 +99,10 @@ class StreamCache:
         ``ios`` I/Os of each clone; ``None``: the whole stream of a job bounded by count)."""
         # what fio is told, but for the bound: jobs that differ in iodepth alone issue one
         # stream; zipf, pareto and normal draws also depend on the job's name (the VM's)
-        named = wl.random_distribution.split(":")[0] in ("zipf", "pareto", "normal", "gauss")
-        key = (" ".join(null_options(wl, None, seed)), disk_size, label if named else "")
+        named = any(p.random_distribution.split(":")[0] in ("zipf", "pareto", "normal", "gauss")
+                    for p in wl.parts)
+        told = [o for p in wl.parts for o in (f"[{p.section}]", *null_options(p, None, seed))]
+        key = (" ".join(told), disk_size, label if named else "")
         have = self._done.get(key)
         if have is not None and (have[0] is None or (ios is not None and have[0] >= ios)):
             return have[1] if ios is None else [cut(t, ios) for t in have[1]]
@@ -154,6 +156,9 @@ def take_streams(scenario: Scenario, seed: int, log: RawLog, simulate: Simulate,
         plan.offsets[key] = {"workload": workload, "offsets": source}
         if source == "iolog":
             plan.traces[key] = _checked(replay_traces(wl), vm, workload, disk)
+        elif source == "fio" and is_timed(scenario, wl) and wl.jobs:
+            raise UsageError(f"workloads.{workload}: several jobs of one VM bounded by the "
+                             "scenario's duration are not supported yet")
         elif source == "fio" and is_timed(scenario, wl):
             timed.append(Run(key, vm, workload, disk, None if scenario.timeline is None
                              else tuple(times)))

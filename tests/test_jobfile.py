@@ -137,11 +137,13 @@ def test_refused_options_name_their_key_path(tmp_path: Path) -> None:
     assert ran.code == 2 and "job_file[db].rw" in ran.stderr and "Traceback" not in ran.stderr
 
 
-def test_several_sections_need_one_chosen(tmp_path: Path) -> None:
+def test_several_sections_are_several_jobs_or_one_chosen(tmp_path: Path) -> None:
     p = _scenario(tmp_path, "{job_file: job.fio}", "[a]\nrw=read\n[b]\nrw=write\n")
-    with pytest.raises(ScenarioError, match=r"workloads\.w\.job_file: .* has 2 job sections "
-                                            r"\(a, b\).*choose one with section:"):
-        load_scenario(p)
+    wl = load_scenario(p).workloads["w"]
+    assert [(j.section, j.rw) for j in wl.jobs] == [("a", "read"), ("b", "write")]
+    p = _scenario(tmp_path, "{job_file: job.fio, section: b}", "[a]\nrw=read\n[b]\nrw=write\n")
+    wl = load_scenario(p).workloads["w"]
+    assert (wl.rw, wl.jobs) == ("write", [])
     p = _scenario(tmp_path, "{job_file: job.fio, section: c}", "[a]\nrw=read\n")
     with pytest.raises(ScenarioError, match=r"workloads\.w\.section: no job section \[c\]"):
         load_scenario(p)

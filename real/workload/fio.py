@@ -1,7 +1,8 @@
 """fio, run against a qemu-nbd export with fio's ``nbd`` engine, and its JSON read back.
 
 The workload's options go to fio under their own names (a scenario speaks fio), with sizes in
-bytes. Each VM gets one fio process; ``group_reporting`` folds its clones into one result.
+bytes. Each VM gets one fio process (with several jobs, ``Workload.jobs``, all of them);
+``group_reporting`` folds its clones and jobs into one result.
 fio is stopped with SIGTERM, never SIGKILL first, so it cleans up (fio's t/fiotestlib.py).
 """
 
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from cowbench.errors import ToolError
-from cowbench.fiojob import fio_options, record_options
+from cowbench.fiojob import fio_options, job_args
 from cowbench.scenario import Workload
 from cowbench.signals import shielded
 from cowbench.tools import RawLog, dies_with_us, which
@@ -63,11 +64,11 @@ class FioRun:
         # fio writes its JSON as it likes; it is renamed to output.json only once fio exited 0,
         # so a killed run never leaves an output.json that looks complete
         self.partial_path = self.dir / ".output.json.part"
-        self.argv = [which("fio"), f"--name={name}", "--ioengine=nbd", f"--uri={uri}",
-                     "--group_reporting=1", "--output-format=json",
-                     f"--output={self.partial_path}", *fio_options(wl, runtime_cap)]
-        if wl.write_iolog:  # what fio issued, for `cowbench repredict`
-            self.argv += record_options(wl, self.dir)
+        # global options first, then the VM's jobs (several: one fio process, one group)
+        self.argv = [which("fio"), "--ioengine=nbd", f"--uri={uri}", "--group_reporting=1",
+                     "--output-format=json", f"--output={self.partial_path}",
+                     *job_args(wl, name, lambda job: fio_options(job, runtime_cap),
+                               self.dir if wl.write_iolog else None)]  # for repredict
         self.proc: subprocess.Popen[bytes] | None = None
         self._watchdog: subprocess.Popen[bytes] | None = None
 

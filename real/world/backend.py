@@ -325,8 +325,10 @@ def record_fio(rec: Recorder, entity: str, wl: Workload, result: FioResult,
     if io is not None:
         rec.add(entity, "host_read_bytes", io["read_bytes"], t_s)
         rec.add(entity, "host_write_bytes", io["write_bytes"], t_s)
-    reads = wl.read_fraction > 0 or wl.verifies  # fio counts its verify reads as reads
-    kinds = [k for k, on in (("read", reads), ("write", wl.read_fraction < 1)) if on]
+    # fio counts its verify reads as reads; several jobs: what any of them does
+    reads = any(p.read_fraction > 0 or p.verifies for p in wl.parts)
+    kinds = [k for k, on in (("read", reads),
+                             ("write", any(p.read_fraction < 1 for p in wl.parts))) if on]
     for kind in kinds:
         for metric, value in result.figures(kind).items():
             rec.add(entity, metric, value, t_s)

@@ -126,7 +126,7 @@ def untimed_is_upper_bound(scenario: Scenario) -> bool:
         wl = scenario.workload_of(vm)
         if wl is None:
             continue
-        if wl.time_based or "trim" in wl.rw or (
+        if any(p.time_based or "trim" in p.rw for p in wl.parts) or (
                 wl.zero_buffers and scenario.strategy_of(vm).detect_zeroes != "off"):
             return False
     return True
@@ -156,9 +156,9 @@ def _write_untimed(world: World, op: Op) -> None:
     inst = world.instance(op.vm)
     disk = run_disk(inst, s.strategy_of(vm).discard == "unmap")
     configure_io(disk, s.strategy_of(vm), wl)
-    for clone in range(wl.numjobs):
-        seed = job_seed(wl, clone, s.seed, world.vm_index[op.vm], op.vm)
-        for chunk in io_stream(wl, inst.root_size, seed):
+    for part, clone in ((p, k) for p in wl.parts for k in range(p.numjobs)):
+        seed = job_seed(part, clone, s.seed, world.vm_index[op.vm], op.vm)
+        for chunk in io_stream(part, inst.root_size, seed):
             w = chunk.is_write
             for off, length in zip(chunk.offsets[w].tolist(), chunk.lengths[w].tolist(),
                                    strict=True):

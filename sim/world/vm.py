@@ -131,17 +131,19 @@ def run_vm(env: simpy.Environment, scenario: Scenario, vm: VM, vm_index: int,
            disk: Disk, device: AnyDevice, stats: VmStats, wl: Workload,
            traces: Sequence[Trace] | None = None, size: int | None = None) -> Process:
     size = scenario.root_size(vm) if size is None else size
-    limit = min(x for x in (wl.runtime, scenario.duration, math.inf) if x is not None)
-    deadline = env.now + limit
     configure_io(disk, scenario.strategy_of(vm), wl)
+    # every clone of every job (several jobs of one VM: in fio's order, on the same disk)
+    jobs = [part for part in wl.parts for _ in range(part.numjobs)]
     streams = ([trace_chunks(t) for t in traces] if traces is not None else
-               [io_stream(wl, size, job_seed(wl, clone, scenario.seed, vm_index, vm.name))
-                for clone in range(wl.numjobs)])
+               [io_stream(part, size, job_seed(part, clone, scenario.seed, vm_index, vm.name))
+                for part in wl.parts for clone in range(part.numjobs)])
     clones = []
-    for stream in streams:
-        job = _Job(stream, record_writes=wl.verifies)
-        pacer = _Pacer(wl.rate_iops) if wl.rate_iops else None
-        clones.append(env.process(_clone(env, wl, job, disk, device, stats, deadline, pacer)))
+    for part, stream in zip(jobs, streams, strict=True):
+        limit = min(x for x in (part.runtime, scenario.duration, math.inf) if x is not None)
+        job = _Job(stream, record_writes=part.verifies)
+        pacer = _Pacer(part.rate_iops) if part.rate_iops else None
+        clones.append(env.process(_clone(env, part, job, disk, device, stats, env.now + limit,
+                                         pacer)))
     yield simpy.AllOf(env, clones)
     stats.add_host(disk.flush())
 
@@ -185,10 +187,11 @@ def record_io(rec: Recorder, entity: str, st: VmStats, wl: Workload,
     rec.add(entity, "host_read_bytes", st.host_read, t_s)
     rec.add(entity, "host_write_bytes", st.host_write, t_s)
     elapsed = st.last_done - st.first_issue if st.last_done > st.first_issue else math.nan
-    reads = wl.read_fraction > 0 or wl.verifies  # fio counts its verify reads as reads
+    # fio counts its verify reads as reads
+    reads = any(p.read_fraction > 0 or p.verifies for p in wl.parts)
+    writes = any(p.read_fraction < 1 for p in wl.parts)
     for kind, lat, nbytes, present in (("read", st.read_lat, st.read_bytes, reads),
-                                       ("write", st.write_lat, st.write_bytes,
-                                        wl.read_fraction < 1)):
+                                       ("write", st.write_lat, st.write_bytes, writes)):
         if not present:
             continue
         arr = np.asarray(lat)
