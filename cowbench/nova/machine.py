@@ -17,13 +17,19 @@ from typing import TYPE_CHECKING, ClassVar
 
 from .instructions import (
     Base,
+    BlockCopy,
+    CopyFiles,
     FetchBase,
+    FlattenCopy,
     GrowDisk,
     Instruction,
+    KeepResize,
     MakeDisk,
     MakeResizedBase,
     Refuse,
     RemoveBase,
+    RemoveInstance,
+    RemoveResize,
     SnapshotExternal,
     SnapshotInternal,
     TouchBase,
@@ -208,13 +214,24 @@ class Machine:
         if to == src:
             return [Refuse("the VM is already on that host")]
         self.where[vm] = to
-        bases = self.bases[vm]
-        if operation.kind != "live":  # the source's instance directory stays as _resize
-            self.kept.setdefault(vm, {})[src] = bases
+        bases, t = self.bases[vm], operation.t
+        if operation.kind == "live":  # the source's directory goes once the copy is done
+            return [*self._ensure(to, bases, t), BlockCopy(vm, src, to), RemoveInstance(vm, src)]
         if operation.kind == "flatten":  # the whole image ships: it needs no base any more
             self.bases[vm] = ()
-            return []
-        return self._ensure(to, bases, operation.t)
+            copy: list[Instruction] = [FlattenCopy(vm, src, to)]
+        else:
+            transport = self.s.nova.remote_filesystem_transport
+            copy = [*self._ensure(to, bases, t), CopyFiles(vm, src, to, transport)]
+        return copy + self._keep(vm, src, bases)
+
+    def _keep(self, vm: str, host: str, bases: tuple[Base, ...]) -> list[Instruction]:
+        """The source's instance directory stays as ``_resize`` (back on a host it left
+        unconfirmed: the older copy goes first)."""
+        kept = self.kept.setdefault(vm, {})
+        older: list[Instruction] = [RemoveResize(vm, host)] if host in kept else []
+        kept[host] = bases
+        return [*older, KeepResize(vm, host)]
 
     @_apply.register
     def _(self, operation: Resize) -> list[Instruction]:
@@ -225,15 +242,15 @@ class Machine:
 
     @_apply.register
     def _(self, operation: Confirm) -> list[Instruction]:
-        self.kept.pop(operation.vm, None)
-        return []
+        return [RemoveResize(operation.vm, h) for h in self.kept.pop(operation.vm, {})]
 
     @_apply.register
     def _(self, operation: Delete) -> list[Instruction]:
-        self.state[operation.vm] = "deleted"
-        self.bases.pop(operation.vm, None)
-        self.kept.pop(operation.vm, None)
-        return []
+        vm = operation.vm
+        self.state[vm] = "deleted"
+        self.bases.pop(vm, None)
+        return [RemoveInstance(vm, self.where[vm]),
+                *(RemoveResize(vm, h) for h in self.kept.pop(vm, {}))]
 
     def cache_pass(self, t: float) -> list[Instruction]:
         """Nova's image cache manager at ``t`` (:mod:`.imagecache`): every base in use

@@ -43,24 +43,25 @@ from pathlib import Path
 from cowbench.lifecycle import Op, nova_machine
 from cowbench.nova.instructions import (
     Base,
+    BlockCopy,
+    CopyFiles,
     FetchBase,
+    FlattenCopy,
     GrowDisk,
     Instruction,
+    KeepResize,
     MakeDisk,
     MakeResizedBase,
     Refuse,
     RemoveBase,
+    RemoveInstance,
+    RemoveResize,
     SnapshotExternal,
     SnapshotInternal,
     TouchBase,
     UploadSnapshot,
 )
-from cowbench.nova.machine import (
-    Confirm,
-    Delete,
-    Migrate,
-    Operation,
-)
+from cowbench.nova.machine import Operation
 from cowbench.records import Recorder
 from cowbench.scenario import VM, Scenario
 from cowbench.tools import RawLog, qemu_img_info, qemu_img_map, run
@@ -105,7 +106,7 @@ class RealWorld:
     progress: Callable[[str], None]
     instances: dict[str, RealInstance] = field(default_factory=dict)
     # per VM, the ``_resize`` copies cold migrations left (one per source host, as the model)
-    resizing: dict[str, dict[str, tuple[RealInstance, Path]]] = field(default_factory=dict)
+    resizing: dict[str, dict[str, Path]] = field(default_factory=dict)
     snapshots: dict[str, Path] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -196,10 +197,6 @@ class RealWorld:
         self.started, self.fetched, self.transfer = time.monotonic(), 0, None
         for ins in instructions:
             self.execute(ins)
-        self.operate(operation)
-
-    @singledispatchmethod
-    def operate(self, operation: Operation) -> None:
         self.op_done(operation, self.transfer, self.started)
 
     @execute.register
@@ -260,42 +257,60 @@ class RealWorld:
         self.snapshots[ins.name] = out
         self.transfer = out.stat().st_size
 
-    @operate.register
-    def migrate(self, op: Migrate) -> None:
-        t0 = self.started
-        assert op.to is not None
-        inst = self.instances[op.vm]
-        src_dir = inst.dir(self.layouts)
-        dest = RealInstance(inst.vm, op.to, inst.image, ["disk"], inst.fmt, inst.root_size,
+    @execute.register
+    def _(self, ins: FlattenCopy) -> None:
+        inst, dest, src_dir, dest_dir = self._leaving(ins.vm, ins.dst)
+        flat = dest_dir / "disk"
+        run(["qemu-img", "convert", "-f", inst.fmt, "-O", "qcow2", str(src_dir / "disk"),
+             str(flat)], log=self.log, label=f"flatten-{ins.vm}", timeout=3600)
+        dest.image, dest.fmt, dest.bases, dest.backed = None, "qcow2", [], False
+        self._arrived(dest, flat.stat().st_size)
+
+    @execute.register
+    def _(self, ins: BlockCopy) -> None:
+        inst, dest, src_dir, dest_dir = self._leaving(ins.vm, ins.dst)
+        self._arrived(dest, self._live_copy(inst, dest, src_dir, dest_dir))
+
+    @execute.register
+    def _(self, ins: CopyFiles) -> None:
+        inst, dest, src_dir, dest_dir = self._leaving(ins.vm, ins.dst)
+        transfer = self._copy_files(inst, dest, src_dir, dest_dir, ins.transport)
+        dest.layers = list(inst.layers)
+        self._arrived(dest, transfer)
+
+    def _leaving(self, vm: str, dst: str) -> tuple[RealInstance, RealInstance, Path, Path]:
+        """The VM's instance, the one it becomes on ``dst`` and both directories (the
+        destination's made)."""
+        inst = self.instances[vm]
+        dest = RealInstance(inst.vm, dst, inst.image, ["disk"], inst.fmt, inst.root_size,
                             list(inst.bases), inst.backed)
         dest_dir = dest.dir(self.layouts)
         dest_dir.mkdir(parents=True)
-        if op.kind == "flatten":
-            flat = dest_dir / "disk"
-            run(["qemu-img", "convert", "-f", inst.fmt, "-O", "qcow2", str(src_dir / "disk"),
-                 str(flat)], log=self.log, label=f"flatten-{op.vm}", timeout=3600)
-            dest.image, dest.fmt, dest.bases, dest.backed = None, "qcow2", [], False
-            transfer = flat.stat().st_size
-            self._keep_resize(inst, src_dir)
-        elif op.kind == "live":
-            transfer = self._live_copy(inst, dest, src_dir, dest_dir)
-            shutil.rmtree(src_dir)
-        else:
-            transfer = self._copy_files(inst, dest, src_dir, dest_dir)
-            dest.layers = list(inst.layers)
-            self._keep_resize(inst, src_dir)
+        return inst, dest, inst.dir(self.layouts), dest_dir
+
+    def _arrived(self, dest: RealInstance, transfer: int) -> None:
+        dest_dir = dest.dir(self.layouts)
         info = {os.path.realpath(dest_dir / "disk"): dest.fmt}  # as the kernel names it
         (dest_dir / "disk.info").write_text(json.dumps(info))
-        self.instances[op.vm] = dest
-        self.op_done(op, transfer, t0)
+        self.instances[dest.vm.name] = dest
+        self.transfer = transfer
 
-    def _keep_resize(self, inst: RealInstance, src_dir: Path) -> None:
+    @execute.register
+    def _(self, ins: KeepResize) -> None:
+        src_dir = self.layouts[ins.host].instance_dir(self.vms[ins.vm])
         keep = src_dir.with_name(src_dir.name + "_resize")
-        kept = self.resizing.setdefault(inst.vm.name, {})
-        if inst.host in kept:  # back on a host it left unconfirmed: the older copy goes
-            shutil.rmtree(kept.pop(inst.host)[1])
         src_dir.rename(keep)
-        kept[inst.host] = (inst, keep)
+        self.resizing.setdefault(ins.vm, {})[ins.host] = keep
+
+    @execute.register
+    def _(self, ins: RemoveResize) -> None:
+        shutil.rmtree(self.resizing[ins.vm].pop(ins.host))
+
+    @execute.register
+    def _(self, ins: RemoveInstance) -> None:
+        shutil.rmtree(self.layouts[ins.host].instance_dir(self.vms[ins.vm]))
+        if self.instances[ins.vm].host == ins.host:
+            del self.instances[ins.vm]
 
     def _live_copy(self, inst: RealInstance, dest: RealInstance, src_dir: Path,
                    dest_dir: Path) -> int:
@@ -318,12 +333,12 @@ class RealWorld:
         return self.layouts[inst.host].base_dir / inst.bases[-1], fmt
 
     def _copy_files(self, inst: RealInstance, dest: RealInstance, src_dir: Path,
-                    dest_dir: Path) -> int:
+                    dest_dir: Path, transport: str) -> int:
         transfer = 0
         for name in inst.layers:
             src = src_dir / name
             transfer += src.stat().st_size
-            if self.s.nova.remote_filesystem_transport == "rsync":
+            if transport == "rsync":
                 run(["rsync", "--sparse", str(src), str(dest_dir / name)], log=self.log,
                     label="rsync")
             else:
@@ -360,24 +375,6 @@ class RealWorld:
         run(["qemu-img", "resize", "-q", "-f", inst.fmt, str(inst.paths(self.layouts)[-1]),
              str(ins.size)], log=self.log, label=f"qemu-img-resize-{ins.vm}")
         inst.root_size = ins.size
-
-    @operate.register
-    def confirm(self, op: Confirm) -> None:
-        t0 = self.started
-        self._drop_resize(op.vm)
-        self.op_done(op, None, t0)
-
-    def _drop_resize(self, vm: str) -> None:
-        for _, path in self.resizing.pop(vm, {}).values():
-            shutil.rmtree(path)
-
-    @operate.register
-    def delete(self, op: Delete) -> None:
-        t0 = self.started
-        inst = self.instances.pop(op.vm)
-        shutil.rmtree(inst.dir(self.layouts))
-        self._drop_resize(op.vm)
-        self.op_done(op, None, t0)
 
 
 def _touch(path: Path, t: float) -> None:

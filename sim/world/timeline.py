@@ -18,25 +18,25 @@ import numpy as np
 from cowbench.lifecycle import Op, nova_machine
 from cowbench.nova.instructions import (
     Base,
+    BlockCopy,
+    CopyFiles,
     FetchBase,
+    FlattenCopy,
     GrowDisk,
     Instruction,
+    KeepResize,
     MakeDisk,
     MakeResizedBase,
     Refuse,
     RemoveBase,
+    RemoveInstance,
+    RemoveResize,
     SnapshotExternal,
     SnapshotInternal,
     TouchBase,
     UploadSnapshot,
 )
-from cowbench.nova.machine import (
-    Confirm,
-    Delete,
-    Migrate,
-    Operation,
-    Run,
-)
+from cowbench.nova.machine import Operation, Run
 from cowbench.records import Recorder
 from cowbench.scenario import Scenario
 from sim.storage.disk import Qcow2Image, RawImage
@@ -172,10 +172,6 @@ class World:
         self.done = Done()
         for ins in self.machine.apply(operation):
             self.execute(ins)
-        self.operate(operation)
-
-    @singledispatchmethod
-    def operate(self, operation: Operation) -> None:
         self.op_done(operation, self.done.transfer, self.done.duration)
 
     @execute.register
@@ -220,34 +216,36 @@ class World:
             + flat.allocated_bytes / dev.write_bandwidth_bytes_per_s \
             + transfer_time(flat.file_bytes, self.s.nova.glance_bandwidth_bytes_per_s)
 
-    @operate.register
-    def migrate(self, op: Migrate) -> None:
-        assert op.to is not None
-        src = self.where[op.vm]
-        inst = self.hosts[src].instances.pop(op.vm)
-        bw = self.s.nova.migration_bandwidth_bytes_per_s
-        fetched_bytes = 0
-        if op.kind == "flatten":
-            flat = flattened(self.s, inst, "qcow2")
-            moved = Instance(inst.vm, None, [Layer.new("disk", flat, inst.root_size)],
-                             inst.root_size)
-            moved.top.written[:] = content_blocks(self.s, inst)
-            transfer = flat.file_bytes
-            self.hosts[src].resizing[op.vm] = inst
-        elif op.kind == "live":
-            fetched_bytes = self.done.fetched
-            moved = self._live_copy(inst)
-            top = inst.top.image
-            transfer = (top.data_clusters * top.cluster_size if isinstance(top, Qcow2Image)
-                        else top.allocated_bytes)
-        else:
-            fetched_bytes = self.done.fetched
-            transfer = sum(x.file_bytes for x in inst.layers)
-            moved = _copied(inst, fill=self.s.nova.remote_filesystem_transport == "ssh")
-            self.hosts[src].resizing[op.vm] = inst
-        self.hosts[op.to].instances[op.vm] = moved
-        self.where[op.vm] = op.to
-        self.op_done(op, transfer, transfer_time(transfer + fetched_bytes, bw))
+    @execute.register
+    def _(self, ins: FlattenCopy) -> None:
+        inst = self.hosts[ins.src].instances[ins.vm]
+        flat = flattened(self.s, inst, "qcow2")
+        moved = Instance(inst.vm, None, [Layer.new("disk", flat, inst.root_size)],
+                         inst.root_size)
+        moved.top.written[:] = content_blocks(self.s, inst)
+        self._moved(ins.vm, ins.dst, moved, flat.file_bytes)
+
+    @execute.register
+    def _(self, ins: BlockCopy) -> None:
+        inst = self.hosts[ins.src].instances[ins.vm]
+        top = inst.top.image
+        transfer = (top.data_clusters * top.cluster_size if isinstance(top, Qcow2Image)
+                    else top.allocated_bytes)
+        self._moved(ins.vm, ins.dst, self._live_copy(inst), transfer)
+
+    @execute.register
+    def _(self, ins: CopyFiles) -> None:
+        inst = self.hosts[ins.src].instances[ins.vm]
+        moved = _copied(inst, fill=ins.transport == "ssh")
+        self._moved(ins.vm, ins.dst, moved, sum(x.file_bytes for x in inst.layers))
+
+    def _moved(self, vm: str, dst: str, moved: Instance, transfer: int) -> None:
+        """The VM now on ``dst``; the migration's time: what it moved and what it fetched."""
+        self.hosts[dst].instances[vm] = moved
+        self.where[vm] = dst
+        self.done.transfer = transfer
+        self.done.duration = transfer_time(transfer + self.done.fetched,
+                                           self.s.nova.migration_bandwidth_bytes_per_s)
 
     def _live_copy(self, inst: Instance) -> Instance:
         """Block migration: an empty overlay at the destination, then the top's clusters."""
@@ -282,18 +280,19 @@ class World:
         inst.root_size = ins.size
         self.done.duration = self.s.device.write_latency_s
 
-    @operate.register
-    def confirm(self, op: Confirm) -> None:
-        for h in self.hosts.values():
-            h.resizing.pop(op.vm, None)
-        self.op_done(op, None, 0.0)
+    @execute.register
+    def _(self, ins: KeepResize) -> None:
+        self.hosts[ins.host].resizing[ins.vm] = self.hosts[ins.host].instances.pop(ins.vm)
 
-    @operate.register
-    def delete(self, op: Delete) -> None:
-        self.hosts[self.where.pop(op.vm)].instances.pop(op.vm)
-        for h in self.hosts.values():
-            h.resizing.pop(op.vm, None)
-        self.op_done(op, None, 0.0)
+    @execute.register
+    def _(self, ins: RemoveResize) -> None:
+        self.hosts[ins.host].resizing.pop(ins.vm, None)
+
+    @execute.register
+    def _(self, ins: RemoveInstance) -> None:
+        self.hosts[ins.host].instances.pop(ins.vm)
+        if self.where.get(ins.vm) == ins.host:
+            del self.where[ins.vm]
 
 
 def _copied(inst: Instance, fill: bool) -> Instance:
