@@ -127,7 +127,9 @@ def run_job(name: str, out: Path) -> Row:
 
 
 def _rel(a: float, b: float) -> float:
-    return (a - b) / b if b else float("nan")
+    if b == 0:
+        return 0.0 if a == 0 else float("nan")
+    return (a - b) / b
 
 
 def print_table(rows: list[Row]) -> None:
