@@ -1,12 +1,16 @@
-"""Nova's operations as typed values, and the pure state they move: which VMs are booted, on
-which host, with which disk size (FACTS.md section 1).
+"""Nova's operations as typed values, and the pure state machine they move (FACTS.md
+section 1): who is where with which disk, the bases each disk keeps in use, the ``_resize``
+copies cold migrations leave, and every host's image cache with its mtimes.
 
 An expanded timeline's operations (``cowbench.lifecycle.Op``) become :class:`Boot`,
 :class:`Run`, :class:`Snapshot`, :class:`Migrate`, :class:`Resize`, :class:`Confirm` and
-:class:`Delete` (``cowbench.lifecycle.typed``); each executor dispatches on the class (``functools.
-singledispatchmethod``): the model's world (``sim.world.timeline``), the real backend's
-(``real.world.lifecycle``) and the validator, :class:`Machine`, which carries out nothing and
-says what Nova would refuse. Pure: nothing from ``sim`` or ``real``, no I/O.
+:class:`Delete` (``cowbench.lifecycle.typed``). :meth:`Machine.apply` dispatches on the class
+(``functools.singledispatchmethod``) and answers with what to do (:mod:`.instructions`: fetch
+a base, make a disk, copy files, remove a base, ...); :meth:`Machine.cache_pass` is the image
+cache manager's pass. The executors carry the instructions out by class: the model's world
+(``sim.world.timeline``), the real backend's (``real.world.lifecycle``) and the validator
+(``cowbench.lifecycle.check_timeline``), which carries out nothing and reports a
+:class:`~.instructions.Refuse`. Pure: nothing from ``sim`` or ``real``, no I/O.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """Nova's lifecycle, built for real: one directory tree per host, operations with real tools.
 
-Each operation of the expanded timeline (``cowbench.lifecycle``) is carried out as Nova's libvirt
-driver does it (FACTS.md section 1), with the hosts as directories on this machine:
+Each operation of the expanded timeline (``cowbench.lifecycle``) goes through Nova's state
+machine (``cowbench.nova.machine``), which decides what to do; its instructions
+(``cowbench.nova.instructions``) are carried out here as Nova's libvirt driver does it
+(FACTS.md section 1), with the hosts as directories on this machine:
 
 - boot: unless cached, the image is converted from Glance into ``_base/<sha1>.converted``
   (``qemu-img convert -O raw``, with ``-t none`` where the filesystem takes O_DIRECT, else

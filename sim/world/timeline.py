@@ -1,5 +1,9 @@
 """The model's world over a timeline: Nova's operations, the cache manager, sampling.
 
+Nova's state machine (``cowbench.nova.machine``) decides what each operation and each cache
+manager pass does; this world carries its instructions (``cowbench.nova.instructions``) out on
+the exact allocation maps of ``sim.storage``, and predicts each operation's figures.
+
 Operations take logical time: each is applied at its ``t`` and completes before the next, as in
 the real backend; an operation's own predicted duration is a figure (``duration_s``). Workload
 runs at the same instant run together in SimPy (``sim.world.runs``), contending for their
