@@ -35,7 +35,7 @@ from cowbench.scenario import Scenario
 from .fleet_lifecycle import (
     Plan,
     Population,
-    Segment,
+    Segments,
     cache_entries,
     draw_population,
     finish_plan,
@@ -79,7 +79,18 @@ class Spread:
         used = self.used
         used[host] += delta
         heapq.heappush(self.heap, (used[host] - self.inventory[host], host))
-        if len(self.heap) > 8 * len(used) + 64:
+
+    def claim_top(self, host: int, need: float) -> None:
+        """Claim on the host :meth:`select` just returned without ``exclude`` (its entry is
+        the heap's top: replaced in one step)."""
+        used = self.used
+        used[host] += need
+        heapq.heapreplace(self.heap, (used[host] - self.inventory[host], host))
+
+    def compact(self) -> None:
+        """Drop the stale entries once they outnumber the hosts."""
+        used = self.used
+        if len(self.heap) > 4 * len(used) + 64:
             self.heap = [(u - x, h) for h, (x, u) in enumerate(zip(self.inventory, used,
                                                                    strict=True))]
             heapq.heapify(self.heap)
@@ -247,20 +258,21 @@ class Engine:
         self.cache = Cache(s, h, passes)
         req = [float(fl.disk_gb_bytes) for fl in f.flavors]
         self.need = [req[j] for j in pop.flavor.tolist()]
-        self.key = (pop.flavor * len(s.images) + pop.image).tolist()
+        self.key: list[int] = (pop.flavor * len(s.images) + pop.image).tolist()
         self.migrates: list[bool] = pop.migrate.tolist()
         self.life_end: list[float] = pop.life_end.tolist()
         n = len(self.need)
-        self.where, self.since = [-1] * n, [0.0] * n
+        self.where, self.first = [-1] * n, [-1] * n
         self.unconfirmed = [False] * n
         self.count = [0] * h
-        self.segs: list[Segment] = []
         self.migs: list[tuple[int, float, int]] = []
+        self.mig_dst: list[int] = []
         self.confirm: list[float] = []
         self.heap: list[tuple[float, int, int, int, int]] = []
         self.eid = 0  # SimPy's event ids: the order of booking
         self.death_eid = [0] * n
         self.samples = 0
+        self.last_fetched = [0.0] * h
 
     def after(self, delay: float, kind: int, vm: int, src: int = -1) -> None:
         t = self.now + delay
@@ -269,29 +281,25 @@ class Engine:
             self.eid += 1
 
     def arrive(self, vm: int, dies: bool) -> None:
-        host = self.spread.select(self.need[vm])
+        need = self.need[vm]
+        host = self.spread.select(need)
         if host < 0:
             return  # NoValidHost: the VM never runs
-        self._use(vm, host)
+        self.spread.claim_top(host, need)
+        self.cache.use(host, self.key[vm], self.now)
+        self.count[host] += 1
+        self.where[vm] = self.first[vm] = host
         if dies:
             self.death_eid[vm] = self.eid
             self.eid += 1
         if self.migrates[vm]:
             self.after(self.interval, MIGRATE, vm)
 
-    def _use(self, vm: int, host: int) -> None:
-        self.cache.use(host, self.key[vm], self.now)
-        self.spread.move(host, self.need[vm])
-        self.count[host] += 1
-        self.where[vm] = host
-        self.since[vm] = self.now
-
     def release(self, vm: int) -> None:
         host = self.where[vm]
         self.cache.hold(host, self.key[vm], -1)
         self.spread.move(host, -self.need[vm])
         self.count[host] -= 1
-        self.segs.append((vm, host, self.since[vm], self.now))
         self.where[vm] = -1
 
     def migrate(self, vm: int) -> None:
@@ -302,8 +310,12 @@ class Engine:
             dst = self.spread.select(self.need[vm], exclude=src)
             if dst >= 0:
                 self.release(vm)
-                self._use(vm, dst)
+                self.cache.use(dst, self.key[vm], self.now)
+                self.spread.move(dst, self.need[vm])
+                self.count[dst] += 1
+                self.where[vm] = dst
                 self.migs.append((vm, self.now, src))
+                self.mig_dst.append(dst)
                 self.confirm.append(self._hold(vm, src) if self.cold else self.now)
         self.after(self.interval, MIGRATE, vm)
 
@@ -330,10 +342,11 @@ class Engine:
         else:
             self.resize_dir(vm, src, -1)
 
-    def tick(self, t: float, kinds: list[int], last_fetched: list[float]) -> None:
+    def tick(self, t: float, kinds: list[int]) -> None:
         """The clock: passes and samples at ``t``."""
         self.now = t
         plan = self.plan
+        self.spread.compact()
         for kind in kinds:
             if kind == 0:
                 self.cache.run_pass()
@@ -342,8 +355,25 @@ class Engine:
             plan.cache_bytes[i] = self.cache.held_bytes()
             plan.provisioned[i] = self.spread.used
             plan.vm_count[i] = self.count
-            plan.fetch_bytes[i] = np.array(self.cache.fetched) - np.array(last_fetched)
-            last_fetched[:] = self.cache.fetched
+            fetched = self.cache.fetched
+            plan.fetch_bytes[i] = np.array(fetched) - np.array(self.last_fetched)
+            self.last_fetched = list(fetched)
+
+    def segments(self, start: np.ndarray, death: np.ndarray) -> Segments:
+        """Every VM's placements: from its arrival (SimPy's instant ``start``) on its first
+        host, from each migration on its destination, each to the next or to ``death``."""
+        first = np.array(self.first, dtype=np.int64)
+        placed = np.flatnonzero(first >= 0)
+        mig = np.array(self.migs, dtype=np.float64).reshape(-1, 3)
+        vm = np.concatenate([placed, mig[:, 0].astype(np.int64)])
+        t0 = np.concatenate([start[placed], mig[:, 1]])
+        host = np.concatenate([first[placed], np.array(self.mig_dst, dtype=np.int64)])
+        order = np.lexsort((t0, vm))
+        vm, t0, host = vm[order], t0[order], host[order]
+        t1 = death[vm]
+        same = vm[1:] == vm[:-1]
+        t1[:-1][same] = t0[1:][same]
+        return vm, host, t0, t1
 
 
 def run_events(s: Scenario, rng: dict[str, np.random.Generator]) -> Plan:
@@ -355,10 +385,11 @@ def run_events(s: Scenario, rng: dict[str, np.random.Generator]) -> Plan:
     clock_t, clock_kinds = clock_groups(s, plan.sample_t)
     eng = Engine(s, pop, plan, [t for t, k in zip(clock_t, clock_kinds, strict=True)
                                 for kind in k if kind == 0])
-    static_t, static_code, dies = deaths_and_arrivals(pop, simpy_times(pop.arrive), s.duration)
+    start = simpy_times(pop.arrive)
+    static_t, static_code, dies = deaths_and_arrivals(pop, start, s.duration)
     _loop(eng, (static_t, static_code, dies), (clock_t, clock_kinds))
-    finish_plan(plan, eng.segs, np.array(eng.where, dtype=np.int64),
-                np.array(eng.since), eng.migs, eng.confirm)
+    death = np.where(dies, start + (pop.life_end - start), INF)
+    finish_plan(plan, eng.segments(start, death), eng.migs, eng.confirm)
     return plan
 
 
@@ -370,11 +401,11 @@ def _loop(eng: Engine, static: Stream, clock: tuple[list[float], list[list[int]]
     first at a tie (event ids)."""
     st_t, st_code, dies = static
     ck_t, ck_kinds = [*clock[0], INF], clock[1]
-    last_fetched = [0.0] * len(eng.count)
-    eng.tick(0.0, ck_kinds[0], last_fetched)  # the clock starts first, then the arrivals
+    eng.tick(0.0, ck_kinds[0])  # the clock starts first, then the arrivals
     ck_eid, arr_eid = 0, 1
     eng.eid = 2
     heap, i, g = eng.heap, 0, 1
+    where, arrive, release = eng.where, eng.arrive, eng.release
     while True:
         ts, tc = st_t[i], ck_t[g]
         th = heap[0][0] if heap else INF
@@ -384,14 +415,14 @@ def _loop(eng: Engine, static: Stream, clock: tuple[list[float], list[list[int]]
             vm = code >> 1
             eng.now = ts
             if code & 1:
-                if eng.where[vm] >= 0:
-                    eng.release(vm)
+                if where[vm] >= 0:
+                    release(vm)
             else:
-                eng.arrive(vm, dies[vm])
+                arrive(vm, dies[vm])
                 arr_eid, eng.eid = eng.eid, eng.eid + 1
             i += 1
         elif tc < th or tc == th < INF and ck_eid < heap[0][1]:
-            eng.tick(tc, ck_kinds[g], last_fetched)
+            eng.tick(tc, ck_kinds[g])
             ck_eid, eng.eid, g = eng.eid, eng.eid + 1, g + 1
         elif th < INF:
             eng.dynamic()

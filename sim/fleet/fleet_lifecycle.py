@@ -301,28 +301,29 @@ def new_plan(s: Scenario, pop: Population) -> Plan:
 
 
 def _finish(fl: _Fleet, plan: Plan) -> None:
-    finish_plan(plan, fl.segs, fl.where, fl.seg_start, fl.migs, fl.confirm)
-
-
-Segment = tuple[int, int, float, float]  # vm, host, start, end
-
-
-def finish_plan(plan: Plan, segs: list[Segment], where: np.ndarray, seg_start: np.ndarray,
-                migs: list[tuple[int, float, int]], confirm: list[float]) -> None:
-    """Fill ``plan``'s placements from a run's closed segments, where each VM still is (-1:
-    nowhere) since when, its migrations (vm, t, source) and their confirmations."""
-    alive = np.flatnonzero(where >= 0)
-    segs = segs + [(int(v), int(where[v]), float(seg_start[v]), np.inf)
-                   for v in alive.tolist()]
+    alive = np.flatnonzero(fl.where >= 0)
+    segs = fl.segs + [(int(v), int(fl.where[v]), float(fl.seg_start[v]), np.inf)
+                      for v in alive.tolist()]
     arr = np.array(segs, dtype=np.float64).reshape(-1, 4)
-    order = np.lexsort((arr[:, 2], arr[:, 0]))
-    arr = arr[order]
-    plan.seg_vm, plan.seg_host = arr[:, 0].astype(np.int64), arr[:, 1].astype(np.int64)
-    plan.seg_t0, plan.seg_t1 = arr[:, 2], arr[:, 3]
+    finish_plan(plan, (arr[:, 0].astype(np.int64), arr[:, 1].astype(np.int64), arr[:, 2],
+                       arr[:, 3]), fl.migs, fl.confirm)
+
+
+Segments = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # vm, host, start, end
+
+
+def finish_plan(plan: Plan, segs: Segments, migs: list[tuple[int, float, int]],
+                confirm: list[float]) -> None:
+    """Fill ``plan``'s placements from a run's segments (any order; ``inf``: to the end),
+    its migrations (vm, t, source) and their confirmations."""
+    vm, host, t0, t1 = segs
+    order = np.lexsort((t0, vm))
+    plan.seg_vm, plan.seg_host = vm[order], host[order]
+    plan.seg_t0, plan.seg_t1 = t0[order], t1[order]
     mig = np.array(migs, dtype=np.float64).reshape(-1, 3)
     plan.mig_vm, plan.mig_t = mig[:, 0].astype(np.int64), mig[:, 1]
     plan.mig_src = mig[:, 2].astype(np.int64)
     plan.mig_confirm = np.array(confirm, dtype=np.float64)
-    placed = np.zeros(where.shape[0], dtype=bool)
+    placed = np.zeros(plan.population.arrive.shape[0], dtype=bool)
     placed[plan.seg_vm] = True
     plan.placed = placed

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa  # type: ignore[import-untyped]
 
 from cowbench.fleet import Fleet
 from cowbench.records import UNITS
@@ -23,25 +24,31 @@ from .fleet_lifecycle import Plan
 
 
 class Rows:
-    """Columns of the records frame, appended as arrays (one DataFrame at the end)."""
+    """Columns of the records frame, appended as arrays (one DataFrame at the end). The
+    string columns are kept as codes into lists of names and become Arrow strings through a
+    dictionary at the end (a few names for millions of rows)."""
 
     def __init__(self) -> None:
         self.t: list[np.ndarray] = []
         self.entity: list[np.ndarray] = []
         self.metric: list[np.ndarray] = []
         self.value: list[np.ndarray] = []
+        self.names: dict[str, int] = {}
+        self.metrics: dict[str, int] = {}
 
-    def add(self, t: np.ndarray | float, entity: np.ndarray, metric: str,
+    def add(self, t: np.ndarray | float, entity: np.ndarray | str, metric: str,
             value: np.ndarray) -> None:
         if metric not in UNITS:
             raise KeyError(f"unknown metric {metric!r}: add it to cowbench.records.UNITS")
         n = np.broadcast(t, entity, value).shape
         keep = ~np.isnan(np.broadcast_to(np.asarray(value, dtype=np.float64), n))
         self.t.append(np.broadcast_to(np.asarray(t, dtype=np.float64), n)[keep])
-        self.entity.append(np.broadcast_to(np.asarray(entity, dtype=object), n)[keep])
-        names = np.empty(int(keep.sum()), dtype=object)
-        names.fill(metric)  # one str shared by every row (np.full would make one per row)
-        self.metric.append(names)
+        ent = np.asarray(entity, dtype=object)
+        codes = np.array([self.names.setdefault(x, len(self.names)) for x in ent.ravel()],
+                         dtype=np.int32).reshape(ent.shape)
+        self.entity.append(np.broadcast_to(codes, n)[keep])
+        code = self.metrics.setdefault(metric, len(self.metrics))
+        self.metric.append(np.full(int(keep.sum()), code, dtype=np.int32))
         self.value.append(np.broadcast_to(np.asarray(value, dtype=np.float64), n)[keep])
 
     def frame(self, seed: int) -> pd.DataFrame:
@@ -49,20 +56,26 @@ class Rows:
         they are joined: a fleet-region's 3 million records are never held twice over)."""
         metric = _take(self.metric)
         n = metric.size
-        unit = pd.array(pd.Series(metric).map(UNITS).to_numpy(), dtype="string")
-        backend = np.empty(n, dtype=object)
-        backend.fill("sim")
-        columns = {"backend": pd.array(backend, dtype="string"),
-                   "t_s": _take(self.t), "entity": pd.array(_take(self.entity), dtype="string"),
-                   "metric": pd.array(metric, dtype="string"), "value": _take(self.value),
-                   "unit": unit, "seed": np.full(n, seed, dtype=np.int64),
+        metrics = list(self.metrics)
+        columns = {"backend": _strings(np.zeros(n, dtype=np.int32), ["sim"]),
+                   "t_s": _take(self.t), "entity": _strings(_take(self.entity), list(self.names)),
+                   "metric": _strings(metric, metrics), "value": _take(self.value),
+                   "unit": _strings(metric, [UNITS[m] for m in metrics]),
+                   "seed": np.full(n, seed, dtype=np.int64),
                    "replication": np.zeros(n, dtype=np.int64)}
         return pd.DataFrame(columns, copy=False)
 
 
+def _strings(codes: np.ndarray, names: list[str]) -> pd.api.extensions.ExtensionArray:
+    """``names[codes]`` as pandas' ``string`` column (Arrow), without a Python str per row."""
+    table = pa.array(names, type=pa.string())
+    out = pa.DictionaryArray.from_arrays(pa.array(codes, type=pa.int32()), table)
+    return pd.arrays.ArrowStringArray(out.cast(pa.string()))
+
+
 def _take(parts: list[np.ndarray]) -> np.ndarray:
     """The parts joined into one array; the list is left empty."""
-    out = np.concatenate(parts)
+    out = np.concatenate(parts) if parts else np.zeros(0)
     parts.clear()
     return out
 
