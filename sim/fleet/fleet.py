@@ -76,6 +76,8 @@ class FleetDisks:
         self.bases = {i: BaseClusters(img.data_extents(), c) for i, img in enumerate(s.images)
                       if img.name in f.image_mix}
         self.table: np.ndarray | None = None
+        self.slope = np.zeros(0)
+        self.unions: np.ndarray | None = None
 
     def table_size(self, duration: float) -> int:
         """Entries :meth:`tabulate` would compute."""
@@ -87,33 +89,40 @@ class FleetDisks:
         assert self.f.model == "fluid"
         ages = np.arange(int(np.ceil(duration / TABLE_STEP_S)) + 2) * TABLE_STEP_S
         _, n_keys = self._keys(np.zeros(0, dtype=np.int64))
-        n_c, n_i = len(self.f.classes), len(self.s.images)
         table = np.zeros((n_keys, ages.size))
+        for k, (j, klass, image) in self._kinds():
+            st = fluid_state(self.phases[(j, klass)], self.bases[image], ages)
+            used = np.rint(st.data_clusters + st.l2_tables).astype(np.int64)
+            table[k] = self.geoms[self.f.flavors[j].root].allocated_bytes(used)
+        self.table = table
+        self.slope = np.zeros_like(table)  # to the next column
+        self.slope[:, :-1] = np.diff(table, axis=1)
+
+    def snapshot_union(self, vm: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """Clusters of the flattened image of each (vm, t) snapshot, taken a whole number of
+        ``snapshots.every_s`` after the VM's arrival (fluid model): the closed forms once per
+        (disk kind, snapshot number)."""
+        every = self.f.snapshots.every_s
+        m = np.rint((t - self.plan.population.arrive[vm]) / every).astype(np.int64)
+        if self.unions is None:
+            n_m = int(self.plan.end / every) + 2
+            _, n_keys = self._keys(np.zeros(0, dtype=np.int64))
+            self.unions = np.zeros((n_keys, n_m))
+            for k, (j, klass, image) in self._kinds():
+                st = fluid_state(self.phases[(j, klass)], self.bases[image],
+                                 np.arange(n_m) * every)
+                self.unions[k] = st.union_clusters
+        return np.asarray(self.unions.ravel()[self._keys(vm)[0] * self.unions.shape[1] + m])
+
+    def _kinds(self) -> Iterator[tuple[int, tuple[int, int, int]]]:
+        """Each (flavor, class, image) VMs can have, with its key."""
+        _, n_keys = self._keys(np.zeros(0, dtype=np.int64))
+        n_c, n_i = len(self.f.classes), len(self.s.images)
         for k in range(n_keys):
             j, rest = divmod(k, n_c * n_i)
             klass, image = divmod(rest, n_i)
             if image in self.bases:
-                st = fluid_state(self.phases[(j, klass)], self.bases[image], ages)
-                used = np.rint(st.data_clusters + st.l2_tables).astype(np.int64)
-                table[k] = self.geoms[self.f.flavors[j].root].allocated_bytes(used)
-        self.table = table
-
-    def root_bytes(self, vm: np.ndarray, t: np.ndarray) -> np.ndarray:
-        """Root overlay allocated_bytes of each (vm, t): from the table if there is one."""
-        table = self.table
-        if table is None:
-            return self.state(vm, t)[1]
-        age = t - self.plan.population.arrive[vm]
-        x = age / TABLE_STEP_S
-        i = np.minimum(x.astype(np.int64), table.shape[1] - 2)
-        at = self._keys(vm)[0] * table.shape[1] + i
-        flat = table.ravel()
-        lo = flat[at]
-        out = lo + (x - i) * (flat[at + 1] - lo)
-        young = np.flatnonzero(age < TABLE_FROM_S)
-        if young.size:
-            out[young] = self.state(vm[young], t[young])[1]
-        return np.asarray(out)
+                yield k, (j, klass, image)
 
     def extra_bytes(self, flavor: np.ndarray) -> np.ndarray:
         """Per VM beyond the root overlay: empty ephemeral and swap overlays, disk.info."""
@@ -214,6 +223,16 @@ def _chunks(plan: Plan, snaps: np.ndarray) -> Iterator[tuple[int, int]]:
     yield from zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True)
 
 
+def _on_table_grid(plan: Plan) -> bool:
+    """Samples every whole number of table steps, and a disk young (closed forms) at one
+    sample at most (what :func:`_table_demand` reads the table for)."""
+    t = plan.sample_t
+    if t.size < 2:
+        return False
+    dt = float(t[1] - t[0])
+    return dt >= TABLE_FROM_S and dt % TABLE_STEP_S == 0 and np.allclose(np.diff(t), dt)
+
+
 def _sample_count(plan: Plan) -> int:
     """(VM, sample) pairs of the whole run."""
     t = plan.sample_t
@@ -257,7 +276,8 @@ def simulate_fleet(s: Scenario, seed: int) -> pd.DataFrame:
     boot = boot_read_bytes(s, plan)
     by_vm = np.argsort(plan.mig_vm, kind="stable")
     mig_vm = plan.mig_vm[by_vm]
-    if f.model == "fluid" and _sample_count(plan) > 4 * disks.table_size(plan.end):
+    if f.model == "fluid" and _sample_count(plan) > 4 * disks.table_size(plan.end) \
+            and _on_table_grid(plan):
         disks.tabulate(plan.end)  # cheaper than the closed forms at every sample
     for v0, v1 in _chunks(plan, snaps):
         span = Span(plan, v0, v1)
@@ -277,20 +297,28 @@ def _add_chunk(tot: Totals, disks: FleetDisks, span: Span, snaps: np.ndarray,
     end, boot = per_vm
     f, plan = disks.f, span.plan
     pop = plan.population
-    vm, host, si = span.sample_pairs()
     placed = span.v0 + np.flatnonzero(plan.placed[span.v0:span.v1])
     # one evaluation for every other instant that matters: the exact model replays each disk
     # once (the samples with them, unless the fluid model's table answers them)
-    samples = {"samples": (vm, plan.sample_t[si])} if disks.table is None else {}
-    q = _evaluate(disks, {**samples, "snapshots": _snapshots(f, plan, snaps, span.v0),
-                          "migrations": (plan.mig_vm[migs], plan.mig_t[migs]),
+    samples: dict[str, Query] = {}
+    if disks.table is None:
+        vm, host, si = span.sample_pairs()
+        samples["samples"] = (vm, plan.sample_t[si])
+    snap_vm, snap_t = _snapshots(f, plan, snaps, span.v0)
+    if f.model == "exact":  # the fluid model's are read from a table of snapshot numbers
+        samples["snapshots"] = (snap_vm, snap_t)
+    q = _evaluate(disks, {**samples, "migrations": (plan.mig_vm[migs], plan.mig_t[migs]),
                           "ends": (placed, end[placed])})
-    root = q["samples"][3] if samples else disks.root_bytes(vm, plan.sample_t[si])
-    tot.demand += _by_host_sample(plan, si, host, root + disks.extra_bytes(pop.flavor[vm]))
+    if "samples" in q:
+        tot.demand += _by_host_sample(plan, si, host,
+                                      q["samples"][3] + disks.extra_bytes(pop.flavor[vm]))
+    else:
+        tot.demand += _table_demand(disks, span)
     c = disks.s.strategy.cluster_size
-    snap_vm, snap_t, snap_state, _ = q["snapshots"]
+    union = q["snapshots"][2].union_clusters if "snapshots" in q else \
+        disks.snapshot_union(snap_vm, snap_t)
     tot.snapshot += _by_host_sample(plan, _interval_of(plan, snap_t),
-                                    span.host_at(snap_vm, snap_t), snap_state.union_clusters * c)
+                                    span.host_at(snap_vm, snap_t), union * c)
     mig_vm, mig_t, mig_state, mig_alloc = q["migrations"]
     moved = mig_state.data_clusters * c if f.migrations.kind == "live" else mig_alloc
     tot.migration += _by_host_sample(plan, _interval_of(plan, mig_t), plan.mig_src[migs], moved)
@@ -303,6 +331,41 @@ def _add_chunk(tot: Totals, disks: FleetDisks, span: Span, snaps: np.ndarray,
     _, _, end_state, end_alloc = q["ends"]
     tot.end_allocated[placed] = end_alloc + disks.extra_bytes(pop.flavor[placed])
     tot.end_clusters[placed] = end_state.data_clusters
+
+
+def _table_demand(disks: FleetDisks, span: Span) -> np.ndarray:
+    """Per sample and host, the demand of the span's VMs read from the fluid model's table:
+    per placement, the table's column at its first sample and the columns a sample interval
+    apart after it (the interpolation weight is the placement's own), a disk younger than
+    :data:`TABLE_FROM_S` at its first sample by the closed forms; the files beside the root
+    overlay added per placement, from its first sample to its last."""
+    plan, table = span.plan, disks.table
+    assert table is not None
+    t, pop, n_h = plan.sample_t, plan.population, len(plan.hosts)
+    i0 = np.searchsorted(t, span.t0, side="left")
+    n = np.searchsorted(t, span.t1, side="left") - i0
+    on = np.flatnonzero(n > 0)
+    vm, host, i0, n = span.vm[on], span.host[on], i0[on], n[on]
+    age0 = t[i0] - pop.arrive[vm]
+    x0 = age0 / TABLE_STEP_S
+    col = np.floor(x0)
+    step = int(round((t[1] - t[0]) / TABLE_STEP_S))
+    first = np.cumsum(n) - n
+    ar = np.arange(int(n.sum()), dtype=np.int64)
+    at = np.repeat(disks._keys(vm)[0] * table.shape[1] + col.astype(np.int64) - first * step,
+                   n) + ar * step
+    value = table.ravel()[at] + np.repeat(x0 - col, n) * disks.slope.ravel()[at]
+    young = np.flatnonzero(age0 < TABLE_FROM_S)
+    if young.size:
+        value[first[young]] = disks.state(vm[young], t[i0[young]])[1]
+    cell = np.repeat(i0 * n_h + host - first * n_h, n) + ar * n_h
+    out = np.bincount(cell, weights=value, minlength=t.size * n_h)
+    extra = disks.extra_bytes(pop.flavor[vm])
+    size = (t.size + 1) * n_h
+    edges = np.bincount(i0 * n_h + host, weights=extra, minlength=size) \
+        - np.bincount((i0 + n) * n_h + host, weights=extra, minlength=size)
+    out += np.cumsum(edges.reshape(t.size + 1, n_h), axis=0)[:-1].ravel()
+    return np.asarray(out.reshape(t.size, n_h))
 
 
 def _resize_copies(plan: Plan, migs: np.ndarray, files: np.ndarray) -> np.ndarray:
