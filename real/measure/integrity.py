@@ -9,13 +9,15 @@ allocated bytes no model predicts, so they fail the run too, visibly, rather tha
 Bases are shared read-only by every VM on a host: the image as uploaded and the raw file in
 ``_base`` must never change (Nova relies on it; a changed base silently changes every VM's
 disk). Each is hashed when it is complete and again at the end of the run; any difference fails
-the run. The digest (``real.measure.digest``: BLAKE3 over 1 MiB blocks, holes not read)
-depends on the content only. The raw base of a synthetic image is held to the content the
-scenario gives it: its first digest is computed from the image's extents and fill bytes
-(``expect``), without reading anything, so a generation or conversion that went wrong fails the
-run too. Hashing runs in the background, beside the tools (the upload while ``qemu-img
-convert`` makes the base), every digest is settled before the workloads start, so that no
-hashing competes with fio, and the final digests run beside the measuring and the last
+the run. The second read is spared where the kernel proves the file unwritten since the first
+(``real.measure.guard``: an inotify watch and a read-lease probe, set before the first read;
+``after_from`` in the report says so). The digest (``real.measure.digest``: BLAKE3 over 1 MiB
+blocks, holes not read) depends on the content only. The raw base of a synthetic image is held
+to the content the scenario gives it: its first digest is computed from the image's extents
+and fill bytes (``expect``), without reading anything, so a generation or conversion that went
+wrong fails the run too. Hashing runs in the background, beside the tools (the upload while
+``qemu-img convert`` makes the base), every digest is settled before the workloads start, so
+that no hashing competes with fio, and the final digests run beside the measuring and the last
 ``qemu-img check`` calls.
 
 The report (``Integrity.report()``) goes into run.json under ``integrity``.
@@ -35,11 +37,15 @@ from cowbench.errors import RunFailed
 from cowbench.tools import RawLog, run_json, untrusted_limits
 
 from .digest import DIGEST, Cancelled, file_digest
+from .guard import WriteGuard
 
 #: an image to check: key in the report, path, format, untrusted (a user's file)
 CheckItem = tuple[str, Path, str, bool]
 #: ``qemu-img check`` processes at once (:meth:`Integrity.check_all`)
 CHECKS_AT_ONCE = 8
+#: ``after_from`` of a file not read again at the end (``real.measure.guard``)
+UNWRITTEN = ("unwritten since its first digest: no write or writer seen by the kernel "
+             "(inotify, read lease)")
 #: qemu-img check's exit codes (qemu-img.rst): 0 clean, 2 corruptions, 3 leaks only.
 CHECK_CODES = (0, 2, 3)
 
@@ -74,6 +80,8 @@ class Integrity:
     #: the path each base is read by (``/proc/<pid>/fd/<fd>/...``: the run's private tree);
     #: the report shows the name the kernel knew it by (``os.path.realpath``)
     _access: dict[str, Path] = field(default_factory=dict, repr=False)
+    #: the kernel's watch on each file hashed when complete (``real.measure.guard``)
+    _guards: dict[str, WriteGuard] = field(default_factory=dict, repr=False)
 
     def check(self, key: str, path: Path, fmt: str = "qcow2",
               untrusted: bool = False) -> dict[str, Any]:
@@ -104,11 +112,15 @@ class Integrity:
 
     def hash_before(self, key: str, path: Path) -> None:
         """Start hashing a base once it is complete (in the background: :meth:`settle`
-        waits for it); :meth:`hash_after` hashes it again at the end."""
+        waits for it); :meth:`hash_after` hashes it again at the end, unless the kernel
+        proves it unwritten since (``real.measure.guard``: watched before it is read)."""
         self.checksums[key] = {"path": os.path.realpath(path), "digest": DIGEST,
                                "before": None, "after": None}
         self._access[key] = path
-        self._start(key, "before", path)
+        guard = WriteGuard.start(path)
+        if guard is not None:
+            self._guards[key] = guard
+        self._start(key, "before", guard.path if guard is not None else path)
 
     def expect(self, key: str, path: Path, digest: str, source: str) -> None:
         """A base about to be made whose content is known ahead (``digest``, of what
@@ -127,6 +139,7 @@ class Integrity:
         if entry is None:
             return
         path = self._access.pop(key, Path(entry["path"]))
+        self._unguard(key)
         self._after_started.discard(key)
         self.checksums[as_key] = entry
         self._access[as_key] = path
@@ -150,11 +163,34 @@ class Integrity:
         return failed
 
     def hash_after(self) -> None:
-        """Start hashing every base again (once; in the background): :meth:`compare` waits."""
+        """Start hashing every base again (once; in the background): :meth:`compare` waits.
+        A file the kernel saw unwritten since its first digest is not read again: its digest
+        is still that one (``after_from`` says why)."""
         for key, entry in self.checksums.items():
-            if key not in self._after_started:
-                self._after_started.add(key)
-                self._start(key, "after", self._access.get(key, Path(entry["path"])))
+            if key in self._after_started:
+                continue
+            self._after_started.add(key)
+            path = self._access.get(key, Path(entry["path"]))
+            if self._unwritten(key, path):
+                entry["after"] = entry["before"]
+                entry["after_from"] = UNWRITTEN
+            else:
+                self._start(key, "after", path)
+
+    def _unwritten(self, key: str, path: Path) -> bool:
+        """The file's first digest is settled and the kernel saw no write to it since."""
+        guard = self._guards.get(key)
+        if guard is None or (key, "before") in self._pending:
+            self._unguard(key)
+            return False
+        proven = self.checksums[key]["before"] is not None and guard.unchanged(path)
+        self._unguard(key)
+        return proven
+
+    def _unguard(self, key: str) -> None:
+        guard = self._guards.pop(key, None)
+        if guard is not None:
+            guard.close()
 
     def hashed_files(self) -> list[tuple[Path, Callable[[], object]]]:
         """Every file checksummed, each with a wait for its last digest (:meth:`hash_after`
@@ -187,6 +223,8 @@ class Integrity:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
         self._pending.clear()
+        for key in list(self._guards):
+            self._unguard(key)
 
     def _start(self, key: str, when: str, path: Path) -> None:
         self._pending[(key, when)] = self._submit(_digest_or_none, path, self._cancel)
