@@ -82,6 +82,27 @@ class Probe(_Frozen):
         "measured, or no server (the storage-alone probes)")
 
 
+class SchedParams(_Frozen):
+    """The host scheduler (``sim.perf.sched``): the host's cores shared by two processes per VM
+    on the I/O path, the *issuer* (fio; a vCPU in production) and the *server* (qemu-nbd; an
+    iothread), in time slices. Each process spends ``*_io_s`` of CPU per I/O, half as the
+    request goes and half as it returns, and ``*_wake_s`` each time it wakes from sleep (one
+    wake-up serves every I/O that queued meanwhile). Measured by the calibration probes'
+    ``issuer_cpu_s`` and ``server_cpu_s``; the slice is the kernel's default."""
+
+    cores: int = Field(ge=1)
+    slice_s: float = Field(gt=0)
+    issuer_io_s: float = Field(ge=0)
+    issuer_wake_s: float = Field(ge=0)
+    server_io_s: float = Field(ge=0)
+    server_wake_s: float = Field(ge=0)
+
+    @property
+    def qd1_s(self) -> float:
+        """The CPU one I/O costs alone (one in flight: each process wakes twice per I/O)."""
+        return self.issuer_io_s + self.server_io_s + 2 * (self.issuer_wake_s + self.server_wake_s)
+
+
 class PerfParams(_Frozen):
     """The I/O model's parameters (``sim.perf``), all in seconds, bytes and bytes/s.
 
@@ -131,6 +152,10 @@ class PerfParams(_Frozen):
         "write's own work: N VMs allocating at once complete at most 1 / host_alloc_s such "
         "writes per second; None (profiles made before it, or probes that showed no host-wide "
         "limit): no such limit")
+    sched: SchedParams | None = Field(
+        default=None, description="the host's cores shared by the processes on the I/O path "
+        "(sim.perf.sched): their CPU is taken out of the path's time; None (profiles made "
+        "before it, or probes without CPU figures): no CPU stage")
     device_interference: float | None = Field(
         default=None, ge=0, le=1, description="how much of a large job's queue a small read "
         "beside it waited for, measured on the storage alone: 1 in arrival order, near 0 "

@@ -7,6 +7,7 @@ section boots its VMs at t=0, each running its workload then.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 
 import pandas as pd
@@ -88,8 +89,10 @@ class SimBackend(Backend):
         return io_events(scenario, seed, traces)
 
     def fit(self, probes: Sequence[Probe]) -> PerfParams:
-        """The I/O model's parameters, then the host's allocation rate (``sim.perf.alloc``)."""
-        return alloc.fit_host_alloc(perf.fit(probes), probes)
+        """The I/O model's parameters, then the host's allocation rate (``sim.perf.alloc``);
+        the host scheduler's cores are this machine's, where the probes ran."""
+        cores = len(os.sched_getaffinity(0))
+        return alloc.fit_host_alloc(perf.fit(probes, cores=cores), probes)
 
     def fit_rows(self, params: PerfParams, probes: Sequence[Probe],
                  ios: int = 3000) -> list[FitRow]:

@@ -4,6 +4,7 @@ wake-up serves a batch, and nothing is lost."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Generator
 from typing import Any
 
@@ -11,7 +12,15 @@ import numpy as np
 import pytest
 import simpy
 
+from cowbench.profile import PerfParams, Probe, SchedParams
+from sim.perf.demand import PerfModel
+from sim.perf.fit import fit
+from sim.perf.host import Host
+from sim.perf.replay import fit_rows
 from sim.perf.sched import Cores, Task
+from sim.perf.schedfit import kernel_slice_s, sched_params
+
+from .test_perf import TRUE, probe, synthetic_probes
 
 Proc = Generator[simpy.Event, Any, None]
 SLICE = 1.5e-3
@@ -128,3 +137,97 @@ def test_bursts_are_done_whole_and_in_order_whatever_the_slice() -> None:
     assert [k for k, _ in done] == [0, 1, 2]
     assert done[-1][1] == pytest.approx(3.9e-3 + 2e-6)  # the work and one wake-up, no more
     assert task.cpu_s == pytest.approx(3.9e-3 + 2e-6)
+
+
+# -- the scheduler in the host: its parameters, the fit, and a host of several VMs -------------
+
+SCHED = SchedParams(cores=2, slice_s=1.5e-3, issuer_io_s=4e-6, issuer_wake_s=1.5e-6,
+                    server_io_s=13e-6, server_wake_s=17e-6)
+
+
+def with_cpu(p: Probe, sched: SchedParams = SCHED) -> Probe:
+    """``p`` with the CPU figures a host with ``sched`` shows: two wake-ups per I/O with one
+    in flight, none with many."""
+    wakes = 0 if p.iodepth * p.exports > 1 else 2
+    return p.model_copy(update={"issuer_cpu_s": sched.issuer_io_s + wakes * sched.issuer_wake_s,
+                                "server_cpu_s": sched.server_io_s + wakes * sched.server_wake_s})
+
+
+def test_the_costs_come_from_the_probes_cpu_and_the_slice_from_the_kernel() -> None:
+    probes = [with_cpu(probe(iodepth=q)) for q in (1, 4, 32)]
+    assert sched_params(probes, cores=2) == SCHED
+    assert sched_params(probes, cores=8).slice_s == pytest.approx(3e-3)  # 0.75 ms x (1 + 3)
+    assert sched_params(probes, cores=None) is None
+    assert sched_params([probe(iodepth=q) for q in (1, 32)], cores=2) is None  # no figures
+    assert kernel_slice_s(64) == kernel_slice_s(8)
+
+
+def host_run(params: PerfParams, depths: list[int], until: float = 0.06
+             ) -> list[tuple[float, float, float]]:
+    """(IOPS, mean, p99 latency) of VMs of ``depths`` reading 4 KiB on one host."""
+    env = simpy.Environment()
+    model = PerfModel(params)
+    host = Host(env, model, np.random.default_rng(0))
+    d = model.probe_demand(probe())
+    lats: list[list[float]] = [[] for _ in depths]
+    warm = until / 5
+
+    def slot(k: int) -> Proc:
+        while True:
+            yield host.client()
+            t0 = env.now
+            yield from host.serve(d, k)
+            if env.now > warm:
+                lats[k].append(env.now - t0)
+
+    for k, depth in enumerate(depths):
+        for _ in range(depth):
+            env.process(slot(k))
+    env.run(until=until)
+    return [(len(x) / (until - warm), float(np.mean(x)), float(np.percentile(x, 99)))
+            for x in lats]
+
+
+def test_a_deep_vm_beside_shallow_ones_no_longer_takes_the_host() -> None:
+    def share(r: list[tuple[float, float, float]]) -> float:
+        return r[0][0] / sum(x[0] for x in r)
+
+    # in arrival order the deep VM takes about 16 / 20 of the host; scheduled, its server is
+    # one process among ten, and the shallow VMs' wake-ups go first
+    assert share(host_run(TRUE, [16, 1, 1, 1, 1])) > 0.7
+    deep, *shallow = host_run(TRUE.model_copy(update={"sched": SCHED}), [16, 1, 1, 1, 1])
+    assert share([deep, *shallow]) < 0.5
+    assert all(x[2] < deep[1] for x in shallow)  # their tail is under its mean
+
+
+def test_scheduled_tails_grow_with_the_vms_on_the_host() -> None:
+    sched = TRUE.model_copy(update={"sched": SCHED})
+    p99 = [host_run(sched, [1] * n)[0][2] for n in (1, 4, 12)]
+    assert p99[0] < p99[1] < p99[2]
+
+
+def test_a_host_without_cpu_figures_is_the_host_it_was() -> None:
+    # a profile made before the scheduler: no cores, no tasks, the same figures
+    assert TRUE.sched is None
+    assert host_run(TRUE, [4]) == host_run(TRUE.model_copy(update={"sched": None}), [4])
+    old = json.loads(TRUE.model_dump_json())
+    del old["sched"]
+    assert PerfParams.model_validate(old).sched is None
+
+
+@pytest.mark.slow
+def test_the_fit_with_a_scheduler_replays_probes_made_with_one() -> None:
+    true = TRUE.model_copy(update={"sched": SCHED})
+    probes = [with_cpu(p) for p in synthetic_probes(true, ios=4000)]
+    got = fit(probes, cores=2)
+    assert got.sched == SCHED
+    errs = sorted(abs(r.rel_error) for r in fit_rows(got, probes, ios=1500)
+                  if r.metric == "iops")
+    assert np.median(errs) < 0.03
+    assert errs[-1] < 0.2
+    # the same probes fitted as if no CPU had been measured replay worse
+    blind = fit([p.model_copy(update={"issuer_cpu_s": None, "server_cpu_s": None})
+                 for p in probes])
+    worse = sorted(abs(r.rel_error) for r in fit_rows(blind, probes, ios=1500)
+                   if r.metric == "iops")
+    assert np.median(worse) > np.median(errs)

@@ -42,6 +42,11 @@ class Demand:
     #: a transfer to or from the image's own file that allocates nothing: it shares the
     #: file's lock with others like it, and waits for the allocating writes before it
     shares_file: bool = False
+    #: with a host scheduler: the CPU its issuer and its server spend on it (beyond their
+    #: wake-ups), and what the two take of its time at iodepth 1, wake-ups included
+    issuer_s: float = 0.0
+    server_s: float = 0.0
+    sched_s: float = 0.0
 
 
 class PerfModel:
@@ -102,12 +107,28 @@ class PerfModel:
         # at iodepth 1 took 58, 63 and 64 us for 4, 16 and 64 KiB): the smallest size's
         hole_path = (1 - served) * max(p.read_path_s[0][1] - p.hole_read_s, MIN_PATH_S)
         dev_path = max(dev_path, MIN_PATH_S - hole_path, 0.0)
+        dev_path, hole_path = self._less_cpu(dev_path, hole_path)
         cpu = p.cpu_share * dev_path + p.hole_cpu_share * hole_path
         delay = dev_path + hole_path - cpu
         dev = self.device(host.read_bytes, host.read_ops, host.write_bytes, host.write_ops)
         own = fmt != "raw" and alloc == 0.0 and (
             is_write or host.read_ops > host.backing_reads)
-        return Demand(cpu, dev, alloc, wait, delay, shares_file=own)
+        s = p.sched
+        if s is None:
+            return Demand(cpu, dev, alloc, wait, delay, shares_file=own)
+        return Demand(cpu, dev, alloc, wait, delay, shares_file=own, issuer_s=s.issuer_io_s,
+                      server_s=s.server_io_s, sched_s=s.qd1_s)
+
+    def _less_cpu(self, dev_path: float, hole_path: float) -> tuple[float, float]:
+        """The path's time less what the host scheduler's processes take of it at iodepth 1
+        (their CPU is served on the host's cores instead), both parts alike, never below
+        ``MIN_PATH_S``."""
+        s = self.p.sched
+        total = dev_path + hole_path
+        if s is None or total <= 0:
+            return dev_path, hole_path
+        k = max(total - s.qd1_s, MIN_PATH_S) / total
+        return dev_path * k, hole_path * k
 
     def probe_demand(self, probe: Probe) -> Demand:
         """The demand of one I/O of a calibration probe (what its target makes the host do)."""

@@ -9,9 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from cowbench.profile import PerfParams, Probe
+from cowbench.profile import PerfParams, Probe, SchedParams
 
 from .demand import MIN_PATH_SHARE, PerfModel, interp_log
+from .schedfit import sched_params
 
 
 def mva_iops(params: PerfParams, probe: Probe) -> float:
@@ -31,13 +32,26 @@ def mva_iops(params: PerfParams, probe: Probe) -> float:
             demands.append(d.device_s)
     if d.alloc_s > 0:
         demands.append(d.alloc_s)
+    demands += _cpu_stations(params, probe.exports)
+    wakes = d.sched_s - d.issuer_s - d.server_s  # waiting, as the analysis sees it
     q = [0.0] * len(demands)
     x = 0.0
     for n in range(1, probe.exports * probe.iodepth + 1):
         r = [s * (1 + qi) for s, qi in zip(demands, q, strict=True)]
-        x = n / (model.client_s + d.delay_s + d.wait_s + sum(r))
+        x = n / (model.client_s + d.delay_s + d.wait_s + wakes + sum(r))
         q = [x * ri for ri in r]
     return x
+
+
+def _cpu_stations(params: PerfParams, exports: int) -> list[float]:
+    """The host scheduler as the analysis sees it: each export's issuer and server, one queue
+    each (an I/O visits one export's), and the cores, one queue of the CPU over their number;
+    the wake-ups are a delay."""
+    s = params.sched
+    if s is None:
+        return []
+    each = [s.issuer_io_s / exports, s.server_io_s / exports] * exports
+    return [*each, (s.issuer_io_s + s.server_io_s) / s.cores]
 
 
 class FitError(ValueError):
@@ -58,7 +72,7 @@ def _time(p: Probe) -> float:
     return p.exports * p.iodepth / p.iops
 
 
-def fit(probes: Sequence[Probe]) -> PerfParams:
+def fit(probes: Sequence[Probe], cores: int | None = None) -> PerfParams:
     """Parameters from the probe matrix (see the module docstring for what comes from where).
 
     Two shapes of host are fitted, and the one whose mean-value analysis is closer to the
@@ -66,12 +80,14 @@ def fit(probes: Sequence[Probe]) -> PerfParams:
     path (its bandwidth is the large loaded probes' own), or the transfer as work of the
     path's busiest stage (``transfer_on_path``; its bandwidth is what is left of the large
     loaded probes' time per I/O once that stage's share of the path is served)."""
+    sched = sched_params(probes, cores)
     beside = _fit_given(probes, _bw_table(probes, "randread"), _bw_table(probes, "randwrite"),
-                        on_path=False)
+                        on_path=False, sched=sched)
     on_path = beside
     for _ in range(ON_PATH_ROUNDS):
         on_path = _fit_given(probes, _bw_solved(on_path, probes, "randread"),
-                             _bw_solved(on_path, probes, "randwrite"), on_path=True)
+                             _bw_solved(on_path, probes, "randwrite"), on_path=True,
+                             sched=sched)
     best = min((beside, on_path), key=lambda p: _loaded_error(p, probes))
     interference = device_interference(probes)
     if interference is not None:
@@ -148,7 +164,8 @@ def _path_left(t: float, size: int, bw: float) -> float:
 
 
 def _fit_given(probes: Sequence[Probe], read_bw: list[tuple[int, float]],
-               write_bw: list[tuple[int, float]], *, on_path: bool) -> PerfParams:
+               write_bw: list[tuple[int, float]], *, on_path: bool,
+               sched: SchedParams | None = None) -> PerfParams:
     """Every other parameter, given the device's bandwidths and the host's shape."""
     qd1 = [p for p in probes if p.iodepth == 1 and p.exports == 1]
     base_r = _one(qd1, target="raw", rw="randread", bs=4096)
@@ -168,13 +185,14 @@ def _fit_given(probes: Sequence[Probe], read_bw: list[tuple[int, float]],
                        read_path_s=read_path, write_path_s=write_path, qcow2_read_s=0.0,
                        qcow2_write_s=0.0, alloc_s=0.0, cow_read_s=0.0, subcluster_alloc_s=0.0,
                        chain_base_s=0.0, chain_a_s=0.0, chain_b_s=0.0, l2_miss_s=0.0,
-                       transfer_on_path=on_path)
+                       transfer_on_path=on_path, sched=sched)
     model = PerfModel(draft)
 
     def extra(p: Probe) -> float:
         """What ``p`` took per I/O beyond what the draft predicts for it at qd1."""
         d = model.probe_demand(p)
-        return _time(p) - client - d.path_s - d.delay_s - d.device_s - d.alloc_s - d.wait_s
+        return (_time(p) - client - d.path_s - d.delay_s - d.device_s - d.alloc_s - d.wait_s
+                - d.sched_s)
 
     hole = [p for p in qd1 if p.target == "hole"]
     if hole:

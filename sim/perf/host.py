@@ -1,5 +1,6 @@
 """One host of the calibrated I/O model in SimPy: the path's shared stages, the device, the
-image files' locks and the host's allocator (``sim.perf.perf`` describes the whole model)."""
+image files' locks, the host's allocator and its cores (``sim.perf.sched``); ``sim.perf.perf``
+describes the whole model."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import numpy as np
 import simpy
 
 from .demand import Demand, PerfModel
+from .sched import Cores, Task
 
 Process = Generator[simpy.Event, Any, None]
 
@@ -121,6 +123,20 @@ class Host:
         self.allocator = (simpy.Resource(env, capacity=1)
                           if model.p.host_alloc_s is not None else None)
         self._locks: dict[int, FileLock] = {}
+        # the host's cores, shared by every VM's issuer and server (sim.perf.sched)
+        sched = model.p.sched
+        self.cores = Cores(env, sched.cores, sched.slice_s) if sched is not None else None
+        self._tasks: dict[int, tuple[Task, Task]] = {}
+
+    def tasks(self, image: object) -> tuple[Task, Task]:
+        """The issuer and the server of the VM whose disk is ``image``."""
+        key = id(image)
+        if key not in self._tasks:
+            s = self.model.p.sched
+            assert s is not None and self.cores is not None
+            self._tasks[key] = (Task(self.env, self.cores, s.issuer_wake_s),
+                                Task(self.env, self.cores, s.server_wake_s))
+        return self._tasks[key]
 
     def lock(self, image: object) -> FileLock:
         key = id(image)  # images are mutable dataclasses: by identity
@@ -168,6 +184,19 @@ class Host:
             yield self.env.timeout(self.model.p.host_alloc_s)
 
     def serve(self, d: Demand, image: object = None) -> Process:
+        """One guest I/O of the VM whose disk is ``image``: with a host scheduler, its issuer
+        and its server run their half of its CPU as it goes, and again as it returns."""
+        if self.cores is None:
+            yield from self._serve(d, image)
+            return
+        issuer, server = self.tasks(image)
+        yield issuer.run(d.issuer_s / 2)
+        yield server.run(d.server_s / 2)
+        yield from self._serve(d, image)
+        yield server.run(d.server_s / 2)
+        yield issuer.run(d.issuer_s / 2)
+
+    def _serve(self, d: Demand, image: object) -> Process:
         yield from self._path(d.path_s)
         if d.delay_s > 0:
             yield self.env.timeout(self.rng.exponential(d.delay_s))
