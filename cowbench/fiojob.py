@@ -138,25 +138,33 @@ def fio_null_traces(wl: Workload, name: str, disk_size: int, log: RawLog,
     (at the end of the region it resets its random map and goes on with its generator:
     measured, 4 of 7 rw modes differ from ``io_size`` = 3 x ``size``): the null run is then
     time-based too, given enough time, and each clone's stream is cut at ``ios``."""
-    ms = _null_ms(wl, ios) if ios is not None and wl.time_based else None
-    got = 0
+    # several jobs of one VM: ``ios`` bounds those bounded by time; the others run whole
+    limited = {id(p): ios if not wl.jobs or p.time_based or p.runtime is not None else None
+               for p in wl.parts}
+    scale, got = 1.0, 0
     for _ in range(5):
         d = log.new_dir(f"fio-null-{name}-issued")
 
-        def opts(part: Workload, ms: int | None = ms) -> list[str]:
+        def opts(part: Workload, scale: float = scale) -> list[str]:
+            n = limited[id(part)]
+            ms = int(_null_ms(part, n) * scale) if n is not None and part.time_based else None
             part = on_disk(part, disk_size)  # size=N%, offset=N%: fio's bytes there
-            return [*null_region(part, disk_size), *null_options(part, ios, randseed, ms)]
+            return [*null_region(part, disk_size), *null_options(part, n, randseed, ms)]
 
         argv = [which("fio"), "--ioengine=null", "--output-format=json",
                 f"--output={d / 'output.json'}", *job_args(wl, name, opts, d)]
         run(argv, log=log, label=f"fio-null-{name}", timeout=3600)
-        traces = recorded_traces(d, ios)
+        traces = recorded_traces(d, None if wl.jobs else ios)
         if ios is None:
             return traces
-        got = min((len(t) for t in traces), default=0)
-        if ms is None or got >= ios:
-            return [cut(t, ios) for t in traces]
-        ms = int(ms * ios / max(got, 1) * 1.5) + 100  # the machine was slower than guessed
+        clones = [p for p in wl.parts for _ in range(p.numjobs)]
+        short = [len(t) for t, p in zip(traces, clones, strict=True)
+                 if limited[id(p)] is not None and p.time_based and len(t) < ios]
+        if not short:
+            return [cut(t, ios) if limited[id(p)] is not None else t
+                    for t, p in zip(traces, clones, strict=True)]
+        got = min(short)
+        scale = scale * ios / max(got, 1) * 1.5 + 0.1  # the machine was slower than guessed
     raise ToolError(argv, 0, "", f"fio's null engine issued {got} of {ios} I/Os per clone")
 
 

@@ -11,8 +11,9 @@ run.json's ``offsets`` gets, per such VM, the predicted and the measured count a
 figures the model gives at the measured count (``at_measured_ios``). The prediction stays
 the one in ``predicted.parquet``; this is an account of its error.
 
-Plain VMs only (a timeline's runs share a VM's records); with ``numjobs`` > 1 the real run
-reports its clones together, so each clone is cut at their mean count.
+Plain VMs of one job only (a timeline's runs share a VM's records, and so do several jobs of
+one VM); with ``numjobs`` > 1 the real run reports its clones together, so each clone is cut
+at their mean count.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ def timed_vms(scenario: Scenario, offsets: dict[str, dict[str, Any]]) -> list[VM
     """The plain VMs whose stream was sized by the I/O model."""
     if scenario.timeline is not None:
         return []
-    return [vm for vm in scenario.vms if offsets.get(vm.name, {}).get("stream") == "predicted"]
+    return [vm for vm in scenario.vms if offsets.get(vm.name, {}).get("stream") == "predicted"
+            and not getattr(scenario.workload_of(vm), "jobs", None)]  # per job: not recorded
 
 
 def at_measured_ios(scenario: Scenario, seed: int, offsets: dict[str, dict[str, Any]],

@@ -81,7 +81,8 @@ def seed_random_jobs(scenario: Scenario, seed: int) -> Scenario:
 
 def is_timed(scenario: Scenario, wl: Workload) -> bool:
     """Is the job bounded by time (its count of I/Os then depends on the machine's speed)?"""
-    return wl.time_based or wl.runtime is not None or scenario.duration is not None
+    return any(p.time_based or p.runtime is not None for p in wl.parts) or \
+        scenario.duration is not None
 
 
 @dataclass
@@ -121,6 +122,7 @@ class Run:
     workload: str
     disk: int
     times: tuple[float, ...] | None
+    jobs: bool = False  # several jobs of one VM
 
 
 @dataclass
@@ -156,12 +158,9 @@ def take_streams(scenario: Scenario, seed: int, log: RawLog, simulate: Simulate,
         plan.offsets[key] = {"workload": workload, "offsets": source}
         if source == "iolog":
             plan.traces[key] = _checked(replay_traces(wl), vm, workload, disk)
-        elif source == "fio" and is_timed(scenario, wl) and wl.jobs:
-            raise UsageError(f"workloads.{workload}: several jobs of one VM bounded by the "
-                             "scenario's duration are not supported yet")
         elif source == "fio" and is_timed(scenario, wl):
             timed.append(Run(key, vm, workload, disk, None if scenario.timeline is None
-                             else tuple(times)))
+                             else tuple(times), bool(wl.jobs)))
         elif source == "fio":
             plan.traces[key] = _checked(cache.take(wl, vm.name, disk, seed), vm, workload, disk)
             plan.offsets[key]["stream"] = "whole"
@@ -181,7 +180,7 @@ def _size_timed(scenario: Scenario, seed: int, cache: StreamCache, plan: Plan,
     for rounds in range(1, ROUNDS + 1):
         for r in (r for r in timed if r.key in want):
             wl = scenario.workloads[r.workload]
-            ios = math.ceil(want[r.key] * MARGIN) + wl.iodepth
+            ios = math.ceil(want[r.key] * MARGIN) + max(p.iodepth for p in wl.parts)
             plan.traces[r.key] = _checked(
                 cache.take(wl, r.vm.name, r.disk, seed, ios), r.vm, r.workload, r.disk)
             plan.offsets[r.key].update(stream="predicted", ios_per_clone=ios, rounds=rounds)
@@ -221,9 +220,16 @@ def _issued(records: pd.DataFrame, scenario: Scenario, r: Run) -> float:
                         ("read_ios", "write_ios")))
 
 
+def _clones(scenario: Scenario, r: Run) -> int:
+    """What the VM's count of I/Os is divided by for one clone's: ``numjobs``; several jobs
+    of one VM: 1 (no clone issues more than the VM, whichever job it is of)."""
+    wl = scenario.workloads[r.workload]
+    return 1 if wl.jobs else wl.numjobs
+
+
 def _predicted_ios(records: pd.DataFrame, scenario: Scenario, r: Run) -> float:
-    """I/Os one clone of ``r``'s job issues in the model's run."""
-    return max(_issued(records, scenario, r) / scenario.workloads[r.workload].numjobs, 1.0)
+    """I/Os one clone of ``r``'s job issues in the model's run (at most)."""
+    return max(_issued(records, scenario, r) / _clones(scenario, r), 1.0)
 
 
 def _ran_out(records: pd.DataFrame, r: Run, traces: list[Trace], asked: int) -> bool:
@@ -231,20 +237,23 @@ def _ran_out(records: pd.DataFrame, r: Run, traces: list[Trace], asked: int) -> 
     per clone, in some run (a stream fio ended itself, shorter, is the job's whole)?"""
     if not any(len(t) >= asked for t in traces):
         return False
-    reads_writes = sum(int((t.ddir != TRIM).sum()) for t in traces)
     used = max(_per_run(records, r, ("read_ios", "write_ios")))
+    if r.jobs:  # per job the records do not say: a clone cut at ``asked`` may have run out
+        return used >= asked
+    reads_writes = sum(int((t.ddir != TRIM).sum()) for t in traces)
     return reads_writes > 0 and used >= reads_writes
 
 
 def _extrapolated(records: pd.DataFrame, scenario: Scenario, r: Run) -> float:
     """Per clone, the I/Os the job issues over its whole time at the rate the model ran it
     (at least half as many again as it used up)."""
-    wl = scenario.workloads[r.workload]
     issued = _issued(records, scenario, r)
     iops = max(_per_run(records, r, ("read_iops", "write_iops")))
-    limit = min(x for x in (wl.runtime, scenario.duration, math.inf) if x is not None)
+    runtimes = [p.runtime for p in scenario.workloads[r.workload].parts]
+    longest = max((x for x in runtimes if x is not None), default=None)
+    limit = min(x for x in (longest, scenario.duration, math.inf) if x is not None)
     over_time = iops * limit if math.isfinite(limit) else 0.0
-    return max(over_time, 1.5 * issued) / wl.numjobs
+    return max(over_time, 1.5 * issued) / _clones(scenario, r)
 
 
 def _stand_in(scenario: Scenario, timed: list[Run]) -> Scenario:

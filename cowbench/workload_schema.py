@@ -85,8 +85,7 @@ class Workload(Frozen):
     jobs: list[Workload] = Field(
         default_factory=list, description="Several fio jobs the VM runs together on its "
         "disk, in one fio process and in this order (a job file's sections); the workload's "
-        "own options are the first job's. Each takes fio's own stream (offsets auto or fio) "
-        "and is bounded by its size.")
+        "own options are the first job's. Each takes fio's own stream (offsets auto or fio).")
 
     @field_validator("bs")
     @classmethod
@@ -179,9 +178,6 @@ class Workload(Frozen):
                 raise ValueError(f"{name}: several jobs of one VM take fio's own streams "
                                  "(offsets: auto or fio): fio numbers them, and seeds each "
                                  "by its number")
-            if job.time_based or job.runtime is not None:
-                raise ValueError(f"{name}: several jobs of one VM bounded by time are not "
-                                 "supported yet (bound each by its size or io_size)")
             if not job.randrepeat and job.randseed is None:
                 raise ValueError(f"{name}: randrepeat=0 needs a randseed here")
             if job.zero_buffers != self.jobs[0].zero_buffers:
