@@ -32,26 +32,27 @@ def mva_iops(params: PerfParams, probe: Probe) -> float:
             demands.append(d.device_s)
     if d.alloc_s > 0:
         demands.append(d.alloc_s)
-    demands += _cpu_stations(params, probe.exports)
+    stations = [(s, 1) for s in demands] + _cpu_stations(params, probe.exports)
     wakes = d.sched_s - d.issuer_s - d.server_s  # waiting, as the analysis sees it
-    q = [0.0] * len(demands)
+    q = [0.0] * len(stations)
     x = 0.0
     for n in range(1, probe.exports * probe.iodepth + 1):
-        r = [s * (1 + qi) for s, qi in zip(demands, q, strict=True)]
-        x = n / (model.client_s + d.delay_s + d.wait_s + wakes + sum(r))
+        r = [s * (1 + qi) for (s, _), qi in zip(stations, q, strict=True)]
+        busy = sum(ri * k for ri, (_, k) in zip(r, stations, strict=True))
+        x = n / (model.client_s + d.delay_s + d.wait_s + wakes + busy)
         q = [x * ri for ri in r]
     return x
 
 
-def _cpu_stations(params: PerfParams, exports: int) -> list[float]:
-    """The host scheduler as the analysis sees it: each export's issuer and server, one queue
-    each (an I/O visits one export's), and the cores, one queue of the CPU over their number;
-    the wake-ups are a delay."""
+def _cpu_stations(params: PerfParams, exports: int) -> list[tuple[float, int]]:
+    """The host scheduler as the analysis sees it, as (demand, how many alike): each export's
+    issuer and server, one queue each (an I/O visits one export's), and the cores, one queue
+    of the CPU over their number; the wake-ups are a delay."""
     s = params.sched
     if s is None:
         return []
-    each = [s.issuer_io_s / exports, s.server_io_s / exports] * exports
-    return [*each, (s.issuer_io_s + s.server_io_s) / s.cores]
+    return [(s.issuer_io_s / exports, exports), (s.server_io_s / exports, exports),
+            ((s.issuer_io_s + s.server_io_s) / s.cores, 1)]
 
 
 class FitError(ValueError):
