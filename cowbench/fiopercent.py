@@ -6,7 +6,9 @@ null run that gives the model its stream gets the bytes fio 3.33 computes (``fil
 
 - ``offset=N%``: ``disk * N / 100``, rounded *up* to the job's smallest block size
   (``get_start_offset``, ``offset_align`` unset);
-- ``size=N%``: ``(disk) * N / 100``, at most the rest of the disk after the offset, cut down
+- ``offset_increment=N%``: ``disk * N / 100`` per clone, each clone's offset rounded up to
+  the smallest block (refused where no offset and increment in bytes give every clone's);
+- ``size=N%``: ``disk * N / 100``, at most the rest of the disk after the offset, cut down
   to a multiple of the smallest block size (``setup_files``); ``100%`` is the rest of the disk.
 
 Measured on a 100 MiB qemu-nbd export: ``offset=10%`` with 48 KiB blocks starts at 10,518,528
@@ -16,6 +18,7 @@ Measured on a 100 MiB qemu-nbd export: ``offset=10%`` with 48 KiB blocks starts 
 
 from __future__ import annotations
 
+from .errors import UsageError
 from .scenario import Workload
 from .units import parse_size
 
@@ -51,7 +54,8 @@ def on_disk(wl: Workload, disk: int) -> Workload:
     """``wl`` with ``size`` and ``offset`` in percent turned into the bytes fio makes of them
     on a disk of ``disk`` bytes; ``wl`` itself when it has none."""
     size_pct, offset_pct = percent(wl, "size"), percent(wl, "offset")
-    if size_pct is None and offset_pct is None:
+    inc_pct = percent(wl, "offset_increment")
+    if size_pct is None and offset_pct is None and inc_pct is None:
         return wl
     align = min_bs(wl)
     offset = wl.offset
@@ -62,4 +66,20 @@ def on_disk(wl: Workload, disk: int) -> Workload:
         size = None if size_pct == 100 else min(disk * size_pct // 100, disk - offset)
         size = None if size is None else size - size % align
     extra = {k: v for k, v in wl.fio_extra.items() if k not in ("size", "offset")}
+    if inc_pct is not None:
+        offset, inc = _increment(disk * inc_pct // 100, offset, align, wl.numjobs)
+        extra["offset_increment"] = str(inc)
     return wl.model_copy(update={"offset": offset, "size": size, "fio_extra": extra})
+
+
+def _increment(raw: int, start: int, align: int, clones: int) -> tuple[int, int]:
+    """``offset_increment=N%`` (``raw`` bytes) as an offset and an increment in bytes: fio
+    puts clone k at ``start + k * raw`` rounded up to the smallest block; the null run, given
+    bytes, at ``offset + k * inc`` unrounded. Refused where no such pair gives every clone's."""
+    offsets = [-(-(start + k * raw) // align) * align for k in range(clones)]
+    inc = offsets[1] - offsets[0] if clones > 1 else raw
+    if any(o != offsets[0] + k * inc for k, o in enumerate(offsets)):
+        raise UsageError(f"offset_increment in percent comes to {raw} bytes on this disk, "
+                         f"which fio rounds up to a multiple of {align} for each of the "
+                         f"{clones} clones unevenly ({offsets}); give it in bytes")
+    return offsets[0], inc

@@ -147,7 +147,8 @@ def _one(key: str, value: str | None, kb_base: int, offsets_fio: bool) -> Handli
             return Handling(key, value, "refused", str(err))
         return Handling(key, value, "model", f"{field}={conv}")
     if key in CARRIED or key in ("bs", "blocksize") or _offset_form(key, value):
-        if key in PERCENT and (problem := percent_problem(key, value)):
+        if (key in PERCENT or (value or "").endswith("%")) and \
+                (problem := percent_problem(key, value)):
             return Handling(key, value, "refused", problem)
         if offsets_fio:
             return Handling(key, value, "fio", "carried to fio as-is (offsets: auto or fio)")

@@ -140,6 +140,9 @@ class Workload(Frozen):
 
     def _offsets_source_ok(self) -> Workload:
         unknown = sorted(set(self.fio_extra) - set(CARRIED) - {"bs", "blocksize", *PERCENT})
+        inc = self.fio_extra.get("offset_increment") or ""
+        if inc.endswith("%") and (problem := percent_problem("offset_increment", inc)):
+            raise ValueError(f"fio_extra.{problem}")
         for key in set(PERCENT) & set(self.fio_extra):
             problem = percent_problem(key, self.fio_extra[key])
             if problem:

@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cowbench.errors import ScenarioError
+from cowbench.errors import ScenarioError, UsageError
 from cowbench.fiocheck import check
 from cowbench.fiojob import fio_null_traces, recorded_traces
 from cowbench.fiopercent import on_disk
+from cowbench.iolog import Trace
 from cowbench.jobfile import Section
 from cowbench.jobopts import workload_of
 from cowbench.scenario import Workload, load_scenario
@@ -34,6 +35,8 @@ JOBS: dict[str, dict[str, str]] = {
     "bsrange's smallest": {"rw": "write", "bsrange": "8k-24k", "offset": "13%", "size": "5%"},
     "size past the end": {"rw": "write", "bs": "64k", "offset": "90%", "size": "20%"},
     "all of it": {"rw": "randwrite", "bs": "16k", "size": "100%", "offset": "0%"},
+    "offset_increment": {"rw": "write", "bs": "4k", "size": "1m", "numjobs": "3",
+                         "offset_increment": "25%"},
 }
 
 
@@ -99,7 +102,7 @@ def test_a_percentage_with_offset_increment_is_refused() -> None:
         _workload({"rw": "write", "offset": "10%", "numjobs": "2", "offset_increment": "1m"})
 
 
-def _nbd_stream(tmp: Path, sock: Path, wl: Workload) -> list[np.ndarray]:
+def _nbd_stream(tmp: Path, sock: Path, wl: Workload) -> list[Trace]:
     disk = tmp / "disk.raw"
     subprocess.run(["qemu-img", "create", "-q", "-f", "raw", str(disk), str(DISK)], check=True)
     with NbdExport(disk, "raw", sock, "vm") as nbd:
@@ -108,8 +111,7 @@ def _nbd_stream(tmp: Path, sock: Path, wl: Workload) -> list[np.ndarray]:
             run.wait()
         finally:
             run.stop()
-    t = recorded_traces(tmp)[0]
-    return [t.offsets, t.lengths, t.ddir]
+    return recorded_traces(tmp)
 
 
 @needs_tools
@@ -122,7 +124,21 @@ def test_the_null_runs_stream_is_the_nbd_engines(tmp_path: Path, private_tmp: Pa
     fio's nbd engine issues with the percentages as written."""
     wl = _workload(JOBS[name], write_iolog=True, randseed=7)
     nbd = _nbd_stream(tmp_path, private_tmp, wl)
-    null = fio_null_traces(wl, "vm", DISK, RawLog(tmp_path / "raw"))[0]
-    assert len(nbd[0]) > 0
-    for got, want in zip([null.offsets, null.lengths, null.ddir], nbd, strict=True):
-        assert np.array_equal(got, want)
+    null = fio_null_traces(wl, "vm", DISK, RawLog(tmp_path / "raw"))
+    assert len(nbd) == wl.numjobs and len(nbd[0]) > 0
+    for clone, want in zip(null, nbd, strict=True):
+        for got, expected in zip([clone.offsets, clone.lengths, clone.ddir],
+                                 [want.offsets, want.lengths, want.ddir], strict=True):
+            assert np.array_equal(got, expected)
+
+
+def test_an_increment_fio_rounds_unevenly_is_refused() -> None:
+    """25% of the disk is 6400.75 blocks of 4 KiB: fio puts clones 0..4 at 0, 6401, 12802,
+    19203 and 25604 blocks (each rounded up), no offset plus k times one increment."""
+    wl = _workload({"rw": "write", "bs": "4k", "size": "1m", "numjobs": "5",
+                    "offset_increment": "25%"})
+    with pytest.raises(UsageError, match=r"offset_increment in percent comes to 26217472 "
+                                         r"bytes on this disk, which fio rounds up"):
+        on_disk(wl, DISK)
+    three = on_disk(wl.model_copy(update={"numjobs": 3}), DISK)
+    assert (three.offset, three.fio_extra["offset_increment"]) == (0, str(6401 * 4096))
