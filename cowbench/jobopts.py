@@ -246,6 +246,13 @@ def expand(spec: dict[str, Any], base: Path, where: str,
         raise ScenarioError(str(path), [(f"{where}.job_file", f"{file} has no job section")])
     if len(sections) == 1:
         return {**_section_workload(sections[0], path, where, own, origins), **own}
+    for sec in sections:
+        waits = [k for k in ("stonewall", "wait_for_previous") if k in sec.options]
+        if waits:
+            raise ScenarioError(str(path), [(
+                f"{where}.job_file[{sec.name}].{waits[0]}", "the jobs of one VM run together "
+                "here; jobs that wait for the ones before them are not supported yet (choose "
+                "one with section:)")])
     jobs = [{**_section_workload(sec, path, where, own, origins, f"{where}.jobs.{i}"), **own,
              "section": sec.name} for i, sec in enumerate(sections)]
     return {**jobs[0], "jobs": jobs}
