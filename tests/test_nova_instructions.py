@@ -25,6 +25,7 @@ from cowbench.nova.instructions import (
     RemoveBase,
     RemoveInstance,
     RemoveResize,
+    RunWorkload,
     SnapshotExternal,
     SnapshotInternal,
     TouchBase,
@@ -115,9 +116,20 @@ def test_snapshots_resizes_and_refusals() -> None:
     assert m.apply(Run(*at(6, 6.0), workload="nope")) == [Refuse("no workload named 'nope'")]
 
 
+def test_a_run_names_its_workload_host_and_the_disk_size_then() -> None:
+    m = _machine()
+    m.apply(Boot(*at(0, 0.0)))
+    assert m.apply(Run(*at(1, 0.0))) == [RunWorkload("a", "h1", "w", 96 * MIB)]
+    m.apply(Resize(*at(2, 1.0), root_size=128 * MIB))
+    m.apply(Migrate(*at(3, 2.0), to="h2", kind="live"))
+    assert m.apply(Run(*at(4, 3.0), workload="seq")) == [
+        RunWorkload("a", "h2", "seq", 128 * MIB)]
+
+
 def _instruction_types() -> set[type]:
+    """Every instruction but a workload run (runs of one instant go together, in a batch)."""
     return {c for _, c in inspect.getmembers(ni, inspect.isclass)
-            if issubclass(c, ni.Instruction) and c is not ni.Instruction}
+            if issubclass(c, ni.Instruction) and c not in (ni.Instruction, RunWorkload)}
 
 
 @pytest.mark.parametrize("world", [World, RealWorld])

@@ -11,6 +11,7 @@ carries out nothing and only collects :class:`Refuse`. Pure values: no I/O, no n
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 
 @dataclass(frozen=True)
@@ -178,3 +179,28 @@ class GrowDisk(Instruction):
     vm: str
     host: str
     size: int
+
+
+@dataclass(frozen=True)
+class RunWorkload(Instruction):
+    """``vm`` runs ``workload`` on ``host`` (its device), on its disk of ``size`` bytes then
+    (which exact stream it takes: ``cowbench.lifecycle.stream_key``)."""
+
+    vm: str
+    host: str
+    workload: str
+    size: int
+
+
+Ins = TypeVar("Ins", bound=Instruction)
+
+
+def only(instructions: list[Instruction], kind: type[Ins]) -> Ins:
+    """The one instruction answering an operation, of ``kind``; a refusal raises ValueError
+    with Nova's reason."""
+    for ins in instructions:
+        if isinstance(ins, Refuse):
+            raise ValueError(f"Nova refuses the operation: {ins.reason}")
+    (one,) = instructions
+    assert isinstance(one, kind), f"expected {kind.__name__}, got {one!r}"
+    return one

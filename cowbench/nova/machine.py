@@ -34,6 +34,7 @@ from .instructions import (
     RemoveBase,
     RemoveInstance,
     RemoveResize,
+    RunWorkload,
     SnapshotExternal,
     SnapshotInternal,
     TouchBase,
@@ -196,8 +197,11 @@ class Machine:
 
     @_apply.register
     def _(self, operation: Run) -> list[Instruction]:
-        name = operation.workload or self.vms[operation.vm].workload
-        return [] if name in self.s.workloads else [Refuse(f"no workload named {name!r}")]
+        vm = operation.vm
+        name = operation.workload or self.vms[vm].workload
+        if name is None or name not in self.s.workloads:
+            return [Refuse(f"no workload named {name!r}")]
+        return [RunWorkload(vm, self.where[vm], name, self.size[vm])]
 
     @_apply.register
     def _(self, operation: Snapshot) -> list[Instruction]:

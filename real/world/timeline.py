@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cowbench.lifecycle import Op, batches, schedule, typed
-from cowbench.nova.instructions import FetchBase
+from cowbench.nova.instructions import FetchBase, RunWorkload, only
 from cowbench.records import Recorder
 from cowbench.scenario import Scenario
 from cowbench.tools import RawLog
@@ -103,7 +103,7 @@ def _run_batch(world: RealWorld, ops: list[Op], progress: Progress) -> None:
     jobs: list[Job] = []
     for op in ops:
         inst = world.instances[op.vm]
-        wl = s.workloads[op.workload or str(inst.vm.workload)]
+        wl = s.workloads[only(world.machine.apply(typed(op)), RunWorkload).workload]
         jobs.append((inst.vm, wl, inst.paths(world.layouts)[-1], inst.fmt))
     progress("hashing bases")
     world.check.settle()  # no hashing beside fio

@@ -18,8 +18,9 @@ import simpy
 
 from cowbench.iolog import Trace
 from cowbench.lifecycle import Op, batches, schedule, stream_key, typed
+from cowbench.nova.instructions import RunWorkload
 from cowbench.records import Recorder
-from cowbench.scenario import Scenario, Workload
+from cowbench.scenario import Scenario
 from sim.perf.device import make_device
 from sim.storage.disk import Qcow2Image
 from sim.storage.images import glance_file
@@ -34,20 +35,13 @@ Traces = Mapping[str, Sequence[Trace]]
 Events = dict[str, list[tuple[float, float, int, bool]]]
 
 
-def _workload(world: World, op: Op) -> tuple[str, Workload]:
-    vm = world.s.vms[world.vm_index[op.vm]]
-    name = op.workload or str(vm.workload)
-    return name, world.s.workloads[name]
-
-
-def _trace(world: World, op: Op, traces: Traces | None) -> Sequence[Trace] | None:
+def _trace(world: World, run: RunWorkload, traces: Traces | None) -> Sequence[Trace] | None:
     """The exact stream handed in for this run (``cowbench.lifecycle.stream_key``: the VM's
     workload, or another one of a later ``run`` event, on the disk's size then)."""
     if traces is None:
         return None
-    vm = world.s.vms[world.vm_index[op.vm]]
-    key = stream_key(world.s, vm, _workload(world, op)[0], world.instance(op.vm).root_size)
-    return traces.get(key)
+    vm = world.s.vms[world.vm_index[run.vm]]
+    return traces.get(stream_key(world.s, vm, run.workload, run.size))
 
 
 def run_group(world: World, ops: list[Op], traces: Traces | None = None,
@@ -61,9 +55,11 @@ def run_group(world: World, ops: list[Op], traces: Traces | None = None,
     devices = {h: make_device(env, s.device, s.seed, i, own.get(h))
                for i, h in enumerate(world.hosts)}
     stats: dict[int, VmStats] = {}
+    runs = {op.index: world.run_of(op) for op in ops}
     for op in sorted(ops, key=lambda o: (world.vm_index[o.vm], o.index)):
         vm = s.vms[world.vm_index[op.vm]]
-        wl = _workload(world, op)[1]
+        run = runs[op.index]
+        wl = s.workloads[run.workload]
         inst = world.instance(op.vm)
         log = None if events is None else events.setdefault(op.vm, [])
         st = stats[op.index] = VmStats(events=log,
@@ -71,11 +67,11 @@ def run_group(world: World, ops: list[Op], traces: Traces | None = None,
         if isinstance(inst.top.image, Qcow2Image):
             inst.top.image.open()  # each run exports the disk with a fresh qemu-nbd
         disk = run_disk(inst, s.strategy_of(vm).discard == "unmap")
-        env.process(run_vm(env, s, vm, world.vm_index[op.vm], disk, devices[world.where[op.vm]],
-                           st, wl, _trace(world, op, traces), size=inst.root_size))
+        env.process(run_vm(env, s, vm, world.vm_index[op.vm], disk, devices[run.host],
+                           st, wl, _trace(world, run, traces), size=run.size))
     env.run()
     for op in ops:
-        wl = _workload(world, op)[1]
+        wl = s.workloads[runs[op.index].workload]
         st = stats[op.index]
         record_io(world.rec, f"vm:{op.vm}", st, wl, op.t if world.timed else None)
         elapsed = st.last_done - st.first_issue if st.last_done > st.first_issue else math.nan
@@ -152,13 +148,13 @@ def place_vms(scenario: Scenario, rec: Recorder) -> None:
 def _write_untimed(world: World, op: Op) -> None:
     s = world.s
     vm = s.vms[world.vm_index[op.vm]]
-    wl = _workload(world, op)[1]
-    inst = world.instance(op.vm)
-    disk = run_disk(inst, s.strategy_of(vm).discard == "unmap")
+    run = world.run_of(op)
+    wl = s.workloads[run.workload]
+    disk = run_disk(world.instance(op.vm), s.strategy_of(vm).discard == "unmap")
     configure_io(disk, s.strategy_of(vm), wl)
     for part, clone in ((p, k) for p in wl.parts for k in range(p.numjobs)):
         seed = job_seed(part, clone, s.seed, world.vm_index[op.vm], op.vm)
-        for chunk in io_stream(part, inst.root_size, seed):
+        for chunk in io_stream(part, run.size, seed):
             w = chunk.is_write
             for off, length in zip(chunk.offsets[w].tolist(), chunk.lengths[w].tolist(),
                                    strict=True):

@@ -19,7 +19,7 @@ from functools import singledispatchmethod
 
 import numpy as np
 
-from cowbench.lifecycle import Op, nova_machine
+from cowbench.lifecycle import Op, nova_machine, typed
 from cowbench.nova.instructions import (
     Base,
     BlockCopy,
@@ -35,10 +35,12 @@ from cowbench.nova.instructions import (
     RemoveBase,
     RemoveInstance,
     RemoveResize,
+    RunWorkload,
     SnapshotExternal,
     SnapshotInternal,
     TouchBase,
     UploadSnapshot,
+    only,
 )
 from cowbench.nova.machine import Operation, Run
 from cowbench.records import Recorder
@@ -155,6 +157,11 @@ class World:
             self.rec.add(entity, "model_only", 1.0)
         for metric, value in extra_figures(inst.top.image).items():
             self.rec.add(entity, metric, value)
+
+    def run_of(self, op: Op) -> RunWorkload:
+        """What the machine says a ``run`` operation runs: which workload, on which host,
+        on the disk's size then."""
+        return only(self.machine.apply(typed(op)), RunWorkload)
 
     def instance(self, vm: str) -> Instance:
         return self.hosts[self.where[vm]].instances[vm]
