@@ -8,6 +8,10 @@ usable, and nothing is left behind, whether it succeeds or is refused.
 from __future__ import annotations
 
 import json
+import os
+import re
+import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -19,22 +23,38 @@ from real.measure.calibrate import probe_matrix, settings
 from .conftest import needs_tools, small_dict
 from .test_cli import ROOT, assert_clean_error, cowbench, cowbench_process, write
 
+README = (ROOT / "README.md").read_text()
+
+
+def readme_calibrate_commands() -> list[str]:
+    """The command lines of the README's ``cowbench calibrate`` section, as written."""
+    section = README[README.index("### `cowbench calibrate`"):]
+    block = re.search(r"```sh\n(.*?)```", section, re.S)
+    assert block, "the README shows how to calibrate"
+    return block.group(1).splitlines()
+
+
+def as_written(line: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``line`` run as a user types it in a checkout (``.venv/bin/cowbench`` there)."""
+    return subprocess.run(shlex.split(line), cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, timeout=1800, check=False)
+
 
 @needs_tools
 @pytest.mark.real
 @pytest.mark.slow
-def test_calibrate_writes_a_usable_profile_and_leaves_nothing(
-        tmp_path: Path, no_leaks: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Given relative to where it starts (``--dir storage --out profile.json``)."""
-    target = tmp_path / "storage"
-    target.mkdir()
-    out = tmp_path / "profile.json"
-    monkeypatch.chdir(tmp_path)
-    proc = cowbench("calibrate", "--dir", "storage", "--out", "profile.json", "--runtime", "0.3",
-                    "--exports", "2", "--rounds", "2")
-    assert proc.code == 0, proc.stderr
-    assert list(target.iterdir()) == []  # the probe images are gone
-    prof = load_profile(out)
+def test_calibrate_as_the_readme_writes_it(tmp_path: Path, no_leaks: None) -> None:
+    """The README's two commands, from a checkout holding scenarios/, .venv and results/:
+    calibrate the storage under results/ (relative paths), then run the model with it."""
+    calibrate, run = readme_calibrate_commands()
+    for name in ("scenarios", ".venv"):
+        (tmp_path / name).symlink_to(ROOT / name)
+    results = tmp_path / "results"
+    results.mkdir()
+    proc = as_written(calibrate, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert [p.name for p in results.iterdir()] == ["profile.json"]  # the probe images are gone
+    prof = load_profile(results / "profile.json")
     names = {p.name for p in prof.probes}
     # the matrix the issue asks for: raw, allocated qcow2, first writes with COW, extended_l2,
     # chains of depth 1 to 32, 4 KiB to 1 MiB, iodepth 1 to 32, 1 to N exports
@@ -68,11 +88,11 @@ def test_calibrate_writes_a_usable_profile_and_leaves_nothing(
         "fifo" if prof.params.device_interference >= 0.5 else "shared")
     assert "profile:" in proc.stdout and "stages" in proc.stdout
     # the profile drives the model
-    run = tmp_path / "run"
-    proc = cowbench("run", str(ROOT / "scenarios" / "io-holdout.yaml"), "--backend", "sim",
-                    "--profile", str(out), "--out", str(run))
-    assert proc.code == 0, proc.stderr
-    assert "calibrated:" in (run / "scenario.yaml").read_text()
+    proc = as_written(run, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    (run_dir,) = (d for d in results.iterdir() if d.is_dir())
+    assert run_dir.name.startswith("io-holdout-")
+    assert "calibrated:" in (run_dir / "scenario.yaml").read_text()
 
 
 @pytest.mark.slow
