@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .drift import blocks, describe
-from .profile import Profile
+from .profile import Profile, SchedParams
 
 
 def print_profile(prof: Profile, out: Console) -> None:
@@ -33,6 +33,7 @@ def print_profile(prof: Profile, out: Console) -> None:
     t.add_row("host's allocating writes (all images)", "no limit seen"
               if p.host_alloc_s is None else
               f"{p.host_alloc_s * 1e6:.1f} us each: at most {1 / p.host_alloc_s:,.0f}/s")
+    t.add_row("host scheduler (CPU per I/O + per wake-up)", _sched(p.sched))
     t.add_row("chain depth d (k = d - 1)", f"{p.chain_base_s * 1e6:+.1f} + "
               f"{p.chain_a_s * 1e6:.2f} k + {p.chain_b_s * 1e6:.3f} k^2 us")
     t.add_row("L2 cache miss", f"{p.l2_miss_s * 1e6:.1f} us")
@@ -47,6 +48,14 @@ def print_profile(prof: Profile, out: Console) -> None:
     if errs:
         out.print(f"the model replays the {len(errs)} probes' IOPS with median |error| "
                   f"{errs[len(errs) // 2]:.1%}, worst {errs[-1]:.1%}")
+
+
+def _sched(s: SchedParams | None) -> str:
+    if s is None:
+        return "none (no CPU figures in the probes)"
+    return (f"{s.cores} cores, {s.slice_s * 1e3:g} ms slices; issuer {s.issuer_io_s * 1e6:.1f}"
+            f" + {s.issuer_wake_s * 1e6:.1f} us, server {s.server_io_s * 1e6:.1f} + "
+            f"{s.server_wake_s * 1e6:.1f} us")
 
 
 def _n(x: Any, fmt: str) -> str:

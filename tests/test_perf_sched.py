@@ -231,3 +231,38 @@ def test_the_fit_with_a_scheduler_replays_probes_made_with_one() -> None:
     worse = sorted(abs(r.rel_error) for r in fit_rows(blind, probes, ios=1500)
                    if r.metric == "iops")
     assert np.median(worse) > np.median(errs)
+
+
+def test_calibrate_prints_the_scheduler_or_its_absence() -> None:
+    from rich.console import Console
+
+    from cowbench.calibrate_view import print_profile
+    from cowbench.profile import Profile
+
+    def shown(params: PerfParams) -> str:
+        out = Console(record=True, width=200)
+        print_profile(Profile(created="now", duration_s=1.0, matrix="quick", dir="/d", host={},
+                              tools={}, settings={}, probes=[probe()], params=params), out)
+        return out.export_text()
+
+    assert ("2 cores, 1.5 ms slices; issuer 4.0 + 1.5 us, server 13.0 + 17.0 us"
+            in shown(TRUE.model_copy(update={"sched": SCHED})))
+    assert "none (no CPU figures in the probes)" in shown(TRUE)
+
+
+def test_a_scheduled_scenario_is_deterministic() -> None:
+    from cowbench.scenario import parse_scenario
+    from sim import simulate
+
+    from .conftest import small_dict
+
+    d = small_dict()
+    d["workloads"] = {"r": {"rw": "randread", "bs": "4k", "iodepth": 8, "io_size": "4MiB"},
+                      "w": {"rw": "randwrite", "bs": "4k", "iodepth": 1, "io_size": "1MiB"}}
+    d["vms"] = [{"name": "a", "image": "img", "workload": "r"},
+                {"name": "b", "image": "img", "workload": "w"}]
+    d["device"] = {"calibrated": TRUE.model_copy(update={"sched": SCHED}).model_dump(mode="json")}
+    first = simulate(parse_scenario(d), seed=3)
+    assert first.equals(simulate(parse_scenario(d), seed=3))
+    lat = first[first.metric == "read_lat_p99_s"].value
+    assert len(lat) == 1 and float(lat.iloc[0]) > 0
