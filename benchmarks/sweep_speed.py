@@ -32,8 +32,8 @@ def sweep_file(tmp: Path, vms: int) -> Path:
     p.write_text(yaml.safe_dump({
         "scenario": str(ROOT / "scenarios" / "fleet-year.yaml"),
         "name": "bench16",
-        "grid": {"fleet.vms": [vms], "fleet.hosts.count": [20],
-                 "fleet.hosts.disk_allocation_ratio": [1.2, 1.5, 1.7, 2.0]},
+        "grid": {"fleet.vms": [vms], "hosts[0].count": [20],
+                 "hosts[0].disk_allocation_ratio": [1.2, 1.5, 1.7, 2.0]},
         "seeds": 4}))
     return p
 

@@ -144,7 +144,8 @@ def exact_cost(s: Scenario) -> tuple[int, float]:
     return mem, len(s.vms) * PER_VM_S + ios * PER_IO_S
 
 
-def fleet_cost(f: Fleet, duration: float, pass_interval: float) -> tuple[int, float]:
+def fleet_cost(f: Fleet, hosts: int, duration: float,
+               pass_interval: float) -> tuple[int, float]:
     """(bytes, seconds) of the fleet model: per VM, per (VM, sample) pair, per host and
     sample, per snapshot and migration; rough, and on the safe side."""
     samples = duration / f.sample_interval_s
@@ -156,25 +157,26 @@ def fleet_cost(f: Fleet, duration: float, pass_interval: float) -> tuple[int, fl
     # the disks are evaluated a chunk of VMs at a time, but one VM's instants all at once
     one_vm = duration / f.sample_interval_s + (duration / f.snapshots.every_s
                                             if f.snapshots.share else 0.0)
-    mem = (FLEET_FIXED_BYTES + f.vms * FLEET_VM_BYTES + samples * f.hosts.count
+    mem = (FLEET_FIXED_BYTES + f.vms * FLEET_VM_BYTES + samples * hosts
            * FLEET_HOST_SAMPLE_BYTES + migs * 200 + one_vm * 150)
-    secs = f.vms * 2e-5 + pairs * 3e-7 + (snaps + migs) * 5e-6 + passes * f.hosts.count * 1e-6
+    secs = f.vms * 2e-5 + pairs * 3e-7 + (snaps + migs) * 5e-6 + passes * hosts * 1e-6
     return int(mem), secs
 
 
-def fleet_problems(f: Fleet, duration: float, pass_interval: float) -> list[tuple[str, str]]:
+def fleet_problems(f: Fleet, hosts: int, duration: float,
+                   pass_interval: float) -> list[tuple[str, str]]:
     """Sample streams and event streams of a fleet, sized before the model builds them."""
     out: list[tuple[str, str]] = []
     samples = duration / f.sample_interval_s
-    if samples > MAX_SAMPLES or samples * f.hosts.count > MAX_SAMPLE_VALUES:
-        out.append(("fleet.sample_interval_s", f"{samples:.3g} samples of {f.hosts.count} "
+    if samples > MAX_SAMPLES or samples * hosts > MAX_SAMPLE_VALUES:
+        out.append(("fleet.sample_interval_s", f"{samples:.3g} samples of {hosts} "
                     f"host(s) over the duration; at most {MAX_SAMPLES} samples and "
                     f"{MAX_SAMPLE_VALUES:.0e} host samples"))
     passes = duration / pass_interval
     if passes > MAX_SAMPLES:
         out.append(("nova.image_cache.manager_interval_s", f"{passes:.3g} cache manager passes "
                     f"over the duration; at most {MAX_SAMPLES}"))
-    mem, secs = fleet_cost(f, duration, pass_interval)
+    mem, secs = fleet_cost(f, hosts, duration, pass_interval)
     if not out and mem > MODEL_MEMORY_BUDGET:
         out.append(("fleet", f"the fleet model would need about {_size(mem)} of memory "
                     f"({f.vms} VMs, their snapshots and migrations, samples); at most "
@@ -197,7 +199,8 @@ def estimate(s: Scenario) -> str | None:
     """One line on the memory and time the model will take, when that is large."""
     if s.fleet is not None:
         assert s.duration is not None
-        mem, secs = fleet_cost(s.fleet, s.duration, s.nova.image_cache.manager_interval_s)
+        mem, secs = fleet_cost(s.fleet, len(s.hosts), s.duration,
+                               s.nova.image_cache.manager_interval_s)
     else:
         mem, secs = exact_cost(s)
     if mem < SHOW_ABOVE and secs < 60:

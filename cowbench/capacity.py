@@ -62,8 +62,8 @@ def bands(samples: pd.DataFrame, by: list[str] | None = None) -> pd.DataFrame:
 
 def scenario_capacity(scenario: dict[str, Any]) -> float | None:
     """A host's disk capacity as a resolved scenario states it: a fleet's
-    ``fleet.hosts.capacity_bytes`` (``capacity`` in results written before it was renamed),
-    else the ``capacity_bytes`` its hosts give (the smallest)."""
+    ``capacity_bytes`` its hosts give (the smallest), or in results written before hosts were
+    described once, ``fleet.hosts.capacity_bytes`` (``capacity`` before it was renamed)."""
     fleet = scenario.get("fleet")
     if isinstance(fleet, dict) and isinstance(fleet.get("hosts"), dict):
         cap = fleet["hosts"].get("capacity_bytes", fleet["hosts"].get("capacity"))

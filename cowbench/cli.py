@@ -89,8 +89,8 @@ def validate(scenario: Annotated[Path, typer.Argument(help="Scenario file, or sw
         f = s.fleet
         out.print(f"{bold(s.name)} (id {s.scenario_id}): fleet ({f.model} model) of "
                   f"{f.vms} VM arrivals over {format_duration(s.duration or 0)} on "
-                  f"{f.hosts.count} host(s) of {format_bytes(f.hosts.capacity_bytes)}; "
-                  f"{len(f.flavors)} flavor(s), "
+                  f"{len(s.hosts)} host(s) of {format_bytes(s.hosts[0].capacity_bytes or 0)}; "
+                  f"{len(f.flavor_mix)} flavor(s), "
                   f"{len(f.image_mix)} image(s), classes: {', '.join(f.classes)}")
         _print_estimate(s)
         return
@@ -164,7 +164,7 @@ def run(
         out.print(f"model only (no real counterpart here, marked model_only): "
                   f"{', '.join(model_only)}", soft_wrap=True)
     if s.fleet is not None and outcome.predicted is not None:
-        print_fleet(outcome.predicted, s.fleet.hosts.capacity_bytes, s.fleet.hosts.count,
+        print_fleet(outcome.predicted, s.hosts[0].capacity_bytes or 0, len(s.hosts),
                     s.duration or float("nan"), out)
     out.print(f"backend:       {_backend_line(chosen, backend is None, s.fleet is not None)}",
               soft_wrap=True, highlight=False)

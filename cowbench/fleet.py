@@ -4,9 +4,11 @@ A fleet is a stream of VM arrivals over ``duration`` (a Poisson process with ``v
 expected), each with a lifetime, a flavor, an image and a workload class drawn from the mixes;
 Nova places it on a host (placement's DISK_GB with ``disk_allocation_ratio``, FACTS.md 1.6), the
 image cache manager ages unused bases (FACTS.md 1.6), some VMs are snapshotted and some migrated
-on a schedule (FACTS.md 1.4-1.5). It speaks the timeline's language: flavors, lifetimes and host
-disks are ``cowbench.nova.schema``'s, the image cache is the scenario's ``nova.image_cache``, and
-every decision is ``cowbench.nova``'s. The model answers per host over time: demand
+on a schedule (FACTS.md 1.4-1.5). It speaks the timeline's language: the hosts are the
+scenario's ``hosts`` (``count: N`` for a pool of alike hosts), the flavors its ``flavors``
+(drawn by ``flavor_mix`` as images by ``image_mix``), lifetimes are ``cowbench.nova.schema``'s,
+the image cache is the scenario's ``nova.image_cache``, and every decision is
+``cowbench.nova``'s. The model answers per host over time: demand
 (``allocated_bytes``), allocation (``provisioned_bytes``), cache bytes, and when the disk fills.
 
 A workload class is a set of phases in fluid form: a boot read burst, a daily volume of random
@@ -22,7 +24,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from .bounds import fleet_problems as stream_problems
-from .nova.schema import Flavor, HostDisk, Lifetime
+from .nova.schema import Flavor, Lifetime
 from .units import is_power_of_two, parse_duration, parse_size
 
 if TYPE_CHECKING:
@@ -41,19 +43,6 @@ DAY = 86400.0
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class FleetFlavor(Flavor):
-    """A flavor of the fleet's mix: Nova's :class:`~cowbench.nova.schema.Flavor` (root in
-    whole GiB, as a Nova flavor's root_gb) and its ``share`` of the arrivals."""
-
-    share: Weight = 1.0
-
-    @model_validator(mode="after")
-    def _whole_root(self) -> FleetFlavor:
-        if self.root % GIB:
-            raise ValueError("root must be whole GiB (Nova flavors count GB)")
-        return self
 
 
 class WorkloadClass(_Frozen):
@@ -85,21 +74,6 @@ class WorkloadClass(_Frozen):
         if self.growth_start >= 1 and self.growth_bytes_per_day:
             raise ValueError("growth_start must be below 1 when growth_bytes_per_day is set")
         return self
-
-
-class HostPool(HostDisk):
-    """``count`` identical hosts named ``<prefix>-001`` ..., each with the disk of a
-    ``hosts[]`` entry (``capacity_bytes``, ``disk_allocation_ratio``,
-    ``reserved_host_disk_bytes``)."""
-
-    count: int = Field(default=1, ge=1, le=10_000)
-    prefix: Name = "host"
-    capacity_bytes: Bytes = Field(default=4 << 40, gt=0)
-
-    @property
-    def names(self) -> list[str]:
-        width = max(3, len(str(self.count)))
-        return [f"{self.prefix}-{i:0{width}d}" for i in range(1, self.count + 1)]
 
 
 class Periodic(_Frozen):
@@ -134,20 +108,21 @@ class Fleet(_Frozen):
         "end-of-life figures as a grid of quantiles (entities vms:p0 ... vms:p100, "
         "cowbench.vmdist); per_vm: one record per VM and figure as well (vm:<id>), for "
         "fleets small enough to list")
-    hosts: HostPool = HostPool()
     lifetime: Lifetime = Lifetime(mean_s=30 * DAY)
-    flavors: list[FleetFlavor] = Field(min_length=1)
+    flavor_mix: dict[Name, Weight] = Field(
+        min_length=1, description="the scenario's flavors (by name) the VMs are drawn from, "
+        "with their weights")
     image_mix: dict[Name, Weight] = Field(min_length=1)
     classes: dict[Name, WorkloadClass] = Field(min_length=1)
     snapshots: Periodic = Periodic()
     migrations: Migrations = Migrations()
 
-    @model_validator(mode="after")
-    def _unique_flavors(self) -> Fleet:
-        names = [f.name for f in self.flavors]
-        if len(set(names)) != len(names):
-            raise ValueError("flavor names must be unique")
-        return self
+
+def fleet_flavors(s: Scenario) -> list[Flavor]:
+    """The flavors of ``fleet.flavor_mix``, in its order (the order the mix is drawn in)."""
+    assert s.fleet is not None
+    by_name = {fl.name: fl for fl in s.flavors}
+    return [by_name[name] for name in s.fleet.flavor_mix]
 
 
 def fleet_problems(s: Scenario) -> list[tuple[str, str]]:
@@ -156,9 +131,7 @@ def fleet_problems(s: Scenario) -> list[tuple[str, str]]:
     if f is None:
         return []
     out: list[tuple[str, str]] = []
-    default_hosts = len(s.hosts) == 1 and s.hosts[0].name == "host1"
-    for key, given in (("vms", bool(s.vms)), ("workloads", bool(s.workloads)),
-                       ("hosts", not default_hosts)):
+    for key, given in (("vms", bool(s.vms)), ("workloads", bool(s.workloads))):
         if given:
             out.append((key, f"a fleet scenario generates its {key}: describe them in fleet"))
     if s.duration is None:
@@ -167,26 +140,54 @@ def fleet_problems(s: Scenario) -> list[tuple[str, str]]:
         out.append(("strategy.kind", "the fleet model covers qcow2_overlay only so far"))
     if s.strategy.cluster_size < 4096:
         out.append(("strategy.cluster_size", "the fleet model needs clusters of at least 4 KiB"))
-    sizes = {i.name: i.virtual_size for i in s.images}
-    for name in f.image_mix:
-        if name not in sizes:
-            out.append((f"fleet.image_mix.{name}", f"no image named {name!r}"))
-            continue
-        size = sizes[name]
-        for j, fl in enumerate(f.flavors):
-            if size is not None and fl.root < size:
-                out.append((f"fleet.flavors[{j}].root",
-                            f"{fl.root} is smaller than image {name!r} ({size}); Nova refuses "
-                            "this (FlavorDiskSmallerThanImage)"))
+    out += _host_problems(s) + _flavor_problems(s)
     if s.duration is not None and f.sample_interval_s > s.duration:
         out.append(("fleet.sample_interval_s", "longer than the scenario's duration"))
     if f.model == "exact" and s.duration is not None and exact_writes(f, s.duration) > 2e7:
         out.append(("fleet.model", f"about {exact_writes(f, s.duration):.1e} writes: too many "
                                    "for the exact model (2e7 at most); use fluid"))
-    if max(fl.disk_gb_bytes for fl in f.flavors) > f.hosts.placement_capacity:
-        out.append(("fleet.hosts.capacity_bytes", "the largest flavor fits on no host"))
+    if not out and max(fl.disk_gb_bytes for fl in fleet_flavors(s)) > \
+            s.hosts[0].placement_capacity:
+        out.append(("hosts[0].capacity_bytes", "the largest flavor fits on no host"))
     if s.duration is not None and not out:
-        out += stream_problems(f, s.duration, s.nova.image_cache.manager_interval_s)
+        out += stream_problems(f, len(s.hosts), s.duration,
+                               s.nova.image_cache.manager_interval_s)
+    return out
+
+
+def _host_problems(s: Scenario) -> list[tuple[str, str]]:
+    """A fleet's hosts: each with its disk's size, all alike (the model's one host shape)."""
+    first = s.hosts[0]
+    for i, h in enumerate(s.hosts):
+        if h.capacity_bytes is None:
+            return [(f"hosts[{i}].capacity_bytes", "a fleet's hosts need their disk's size "
+                     "(the model reports when it fills)")]
+        for key in ("capacity_bytes", "disk_allocation_ratio", "reserved_host_disk_bytes"):
+            if getattr(h, key) != getattr(first, key):
+                return [(f"hosts[{i}].{key}", f"differs from {first.name}'s: the fleet model "
+                         "takes hosts with one disk shape so far")]
+    return []
+
+
+def _flavor_problems(s: Scenario) -> list[tuple[str, str]]:
+    """``fleet.flavor_mix`` names flavors; their roots are whole GiB and hold each image."""
+    assert s.fleet is not None
+    index = {fl.name: j for j, fl in enumerate(s.flavors)}
+    sizes = {i.name: i.virtual_size for i in s.images}
+    out = [(f"fleet.flavor_mix.{name}", f"no flavor named {name!r}")
+           for name in s.fleet.flavor_mix if name not in index]
+    out += [(f"fleet.image_mix.{name}", f"no image named {name!r}")
+            for name in s.fleet.image_mix if name not in sizes]
+    for j in sorted(index[name] for name in s.fleet.flavor_mix if name in index):
+        fl = s.flavors[j]
+        if fl.root % GIB:
+            out.append((f"flavors[{j}].root", "must be whole GiB (Nova flavors count GB)"))
+        for name in s.fleet.image_mix:
+            size = sizes.get(name)
+            if size is not None and fl.root < size:
+                out.append((f"flavors[{j}].root",
+                            f"{fl.root} is smaller than image {name!r} ({size}); Nova refuses "
+                            "this (FlavorDiskSmallerThanImage)"))
     return out
 
 

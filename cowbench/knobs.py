@@ -1,7 +1,7 @@
 """A sweep point's knobs as a person reads them: ``capacity 3 TiB, ratio 1.5``, ``cluster 64 KiB``.
 
 A knob is a scenario field by its dotted key path (``strategy.cluster_size``,
-``fleet.hosts.capacity``). Labels use short names (:data:`SHORT`), sizes in binary units with a
+``hosts[0].capacity_bytes``). Labels use short names (:data:`SHORT`), sizes in binary units with a
 space (``64 KiB``, as the axes print them), switches as ``on``/``off``, and the strategy's kind
 alone (``reflink_copy``, not ``kind=reflink_copy``). A strategy knob that a kind does not use
 (a full copy's ``cluster_size``, an RBD clone's ``extended_l2``) is no knob of that point: it
@@ -22,7 +22,9 @@ import pandas as pd
 from .units import parse_size
 
 #: Short names of the knobs a planner or a researcher varies most.
-SHORT = {"fleet.hosts.capacity_bytes": "capacity", "fleet.hosts.capacity": "capacity",
+SHORT = {"hosts[0].capacity_bytes": "capacity", "hosts[0].disk_allocation_ratio": "ratio",
+         "hosts[0].count": "hosts", "hosts[0].reserved_host_disk_bytes": "reserved",
+         "fleet.hosts.capacity_bytes": "capacity", "fleet.hosts.capacity": "capacity",
          "fleet.hosts.disk_allocation_ratio": "ratio", "fleet.hosts.count": "hosts",
          "fleet.hosts.reserved_host_disk_bytes": "reserved",
          "fleet.hosts.reserved_host_disk": "reserved",
@@ -54,7 +56,7 @@ def applies(key: str, kind: object) -> bool:
 
 
 def knob_name(key: str) -> str:
-    """``fleet.hosts.disk_allocation_ratio`` -> ``ratio``; unknown keys by their last part."""
+    """``hosts[0].disk_allocation_ratio`` -> ``ratio``; unknown keys by their last part."""
     if key in SHORT:
         return SHORT[key]
     return key.rsplit(".", 1)[-1].replace("_", " ")

@@ -17,6 +17,9 @@ from typing import Any
 
 from .nova.schema import BothSpellings, renamed
 
+#: ``fleet.hosts`` when a fleet gave none: one host of 4 TiB named host-001.
+OLD_POOL = {"count": 1, "prefix": "host", "capacity_bytes": 4 << 40}
+
 HOST = {"capacity": "capacity_bytes", "reserved_host_disk": "reserved_host_disk_bytes"}
 LIFETIME = {"mean": "mean_s"}
 IMAGE_CACHE = {"manager_interval": "manager_interval_s",
@@ -77,7 +80,7 @@ def upgrade(data: dict[str, Any]) -> dict[str, Any]:
     out = _at(out, "nova", "", lambda n, w: _at(n, "image_cache", f"{w}.", _keys(IMAGE_CACHE)))
     out = _at(out, "timeline", "", lambda t, w: _each(t, "arrivals", f"{w}.", _arrival))
     out = _at(out, "fleet", "", _fleet)
-    return _image_cache_place(out)
+    return _flavors_place(_hosts_place(_image_cache_place(out)))
 
 
 def _image_cache_place(data: dict[str, Any]) -> dict[str, Any]:
@@ -94,3 +97,68 @@ def _image_cache_place(data: dict[str, Any]) -> dict[str, Any]:
     rest = {k: v for k, v in fleet.items() if k != "image_cache"}
     return {**data, "fleet": rest, "nova": {**nova, "image_cache": fleet["image_cache"]}}
 
+
+
+def _hosts_place(data: dict[str, Any]) -> dict[str, Any]:
+    """A fleet's old host pool ``fleet.hosts`` (count, prefix, disk) is the scenario's
+    ``hosts``: one entry ``{name: PREFIX, count: N, ...}`` (a pool of one keeps its old name,
+    ``PREFIX-001``). Over a scenario that has one ``hosts`` entry (a sweep's old key path on a
+    new file), each key goes to ``hosts[0]``."""
+    fleet = data.get("fleet")
+    if not isinstance(fleet, dict) or ("hosts" not in fleet and "hosts" in data):
+        return data
+    pool = fleet.get("hosts", {})
+    rest = {k: v for k, v in fleet.items() if k != "hosts"}
+    if not isinstance(pool, dict):
+        return data  # refused where it stands (fleet.hosts: unknown key)
+    if "hosts" in data:
+        return {**data, "fleet": rest, "hosts": _into_first(data["hosts"], pool)}
+    if "hosts" in fleet:
+        warnings.warn("fleet.hosts is now hosts (a list; {name: host, count: N, ...} "
+                      "describes N alike hosts host-001 ...)", FutureWarning, stacklevel=2)
+    else:
+        warnings.warn("a fleet without hosts had one host of 4 TiB (host-001): now give it in "
+                      "hosts", FutureWarning, stacklevel=2)
+    entry = {**OLD_POOL, **pool}
+    prefix = entry.pop("prefix")
+    entry = {"name": prefix, **entry}
+    if entry["count"] == 1:
+        entry["name"] = f"{prefix}-001"
+        del entry["count"]
+    return {**data, "fleet": rest, "hosts": [entry]}
+
+
+def _into_first(hosts: Any, pool: dict[str, Any]) -> Any:
+    if not isinstance(hosts, list) or len(hosts) != 1 or not isinstance(hosts[0], dict):
+        raise BothSpellings("fleet.hosts", "fleet.hosts is the old place of hosts: give only "
+                            "hosts")
+    first = dict(hosts[0])
+    for old, value in pool.items():
+        new = "name" if old == "prefix" else old
+        if new in first:
+            raise BothSpellings(f"fleet.hosts.{old}", f"fleet.hosts.{old} and hosts[0].{new} "
+                                "are the same setting (fleet.hosts is the old place of hosts): "
+                                f"give only hosts[0].{new}")
+        warnings.warn(f"fleet.hosts.{old} is now hosts[0].{new}", FutureWarning, stacklevel=3)
+        first[new] = value
+    return [first]
+
+
+def _flavors_place(data: dict[str, Any]) -> dict[str, Any]:
+    """A fleet's old ``fleet.flavors`` (each with its ``share``) are the scenario's
+    ``flavors`` and ``fleet.flavor_mix`` (name: share), in the same order."""
+    fleet = data.get("fleet")
+    if not isinstance(fleet, dict) or not isinstance(fleet.get("flavors"), list):
+        return data
+    old = fleet["flavors"]
+    if not all(isinstance(fl, dict) and isinstance(fl.get("name"), str) for fl in old):
+        return data  # refused where it stands (fleet.flavors: unknown key)
+    if "flavors" in data or "flavor_mix" in fleet:
+        raise BothSpellings("fleet.flavors", "fleet.flavors is the old place of flavors and "
+                            "fleet.flavor_mix: give only those two")
+    warnings.warn("fleet.flavors is now flavors, their shares fleet.flavor_mix (name: share)",
+                  FutureWarning, stacklevel=2)
+    rest = {k: v for k, v in fleet.items() if k != "flavors"}
+    mix = {fl["name"]: fl.get("share", 1.0) for fl in old}
+    flavors = [{k: v for k, v in fl.items() if k != "share"} for fl in old]
+    return {**data, "flavors": flavors, "fleet": {**rest, "flavor_mix": mix}}

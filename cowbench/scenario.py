@@ -29,6 +29,7 @@ from .safeload import load_yaml_file
 from .schema_base import Bytes, Frozen, Name, Seconds
 from .storage_schema import (
     MAX_CLUSTER,
+    MAX_HOSTS,
     MIN_CLUSTER,
     MIN_EXT_L2_CLUSTER,
     QCOW_MAX_L1_ENTRIES,
@@ -170,6 +171,25 @@ class Scenario(Frozen):
                 out.append(item)
         return out
 
+    @field_validator("hosts", mode="before")
+    @classmethod
+    def _expand_host_counts(cls, v: Any) -> Any:
+        """``{name: host, count: 3}`` -> ``host-001``, ``host-002``, ``host-003``."""
+        if not isinstance(v, list):
+            return v
+        counts = [_count(item, MAX_HOSTS) for item in v]
+        if sum(counts) > MAX_HOSTS:
+            raise ValueError(f"{sum(counts)} hosts in all; at most {MAX_HOSTS}")
+        out: list[Any] = []
+        for item, count in zip(v, counts, strict=True):
+            if count == 1:
+                out.append(item)
+                continue
+            width = max(3, len(str(count)))
+            out += [{**item, "name": f"{item.get('name')}-{i:0{width}d}", "count": 1}
+                    for i in range(1, count + 1)]
+        return out
+
     # -- lookups ---------------------------------------------------------------------------
     def image(self, name: str) -> Image:
         return next(i for i in self.images if i.name == name)
@@ -197,6 +217,14 @@ class Scenario(Frozen):
     @property
     def scenario_id(self) -> str:
         return scenario_hash(self)
+
+
+def _count(item: Any, cap: int) -> int:
+    """An entry's ``count`` if it is one to expand (an integer from 2 to ``cap``), else 1 (an
+    entry over the cap is refused at its own key)."""
+    count = item.get("count", 1) if isinstance(item, dict) else 1
+    ok = isinstance(count, int) and not isinstance(count, bool) and 1 < count <= cap
+    return count if ok else 1
 
 
 def scenario_hash(s: Scenario) -> str:

@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .capacity import time_to_full
+from .capacity import scenario_capacity, time_to_full
 from .compare import summary
 from .drift import describe as drift_line
 from .errors import ScenarioError, UsageError
@@ -76,15 +76,23 @@ def show_run(path: Path, out: Console) -> None:
         out.print(line, soft_wrap=True, highlight=False)
     fleet = run.scenario.get("fleet")
     if isinstance(fleet, dict):
-        hosts = fleet.get("hosts") or {}
-        cap = hosts.get("capacity_bytes", hosts.get("capacity"))  # older runs: capacity
-        print_fleet(run.predicted, float(cap or math.nan),
-                    int(hosts.get("count") or 0), _float(run.scenario.get("duration")), out)
+        cap = scenario_capacity(run.scenario)
+        print_fleet(run.predicted, math.nan if cap is None else cap,
+                    _host_count(run.scenario), _float(run.scenario.get("duration")), out)
     else:
         print_space(run, out)
         print_io(run, out)
     if not run.comparison.empty:
         print_comparison(run.comparison, out, run.spread, run.real_runs)
+
+
+def _host_count(scenario: dict[str, Any]) -> int:
+    """A fleet run's hosts: its ``hosts``, or an older run's ``fleet.hosts.count``."""
+    pool = scenario.get("fleet", {}).get("hosts")
+    if isinstance(pool, dict):
+        return int(pool.get("count") or 0)
+    hosts = scenario.get("hosts")
+    return len(hosts) if isinstance(hosts, list) else 0
 
 
 def _float(x: Any) -> float:

@@ -22,6 +22,8 @@ QCOW_MAX_L1_ENTRIES = (32 << 20) // 8
 SYSTEM_TREES = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc",
                 "/run", "/sbin", "/sys", "/usr")
 MIN_EXT_L2_CLUSTER = 16 * 1024
+#: Hosts a scenario may describe, counts included (a region of 10^4 compute hosts).
+MAX_HOSTS = 10_000
 
 
 def in_system_tree(path: PurePosixPath | Path) -> bool:
@@ -34,9 +36,12 @@ def in_system_tree(path: PurePosixPath | Path) -> bool:
 class Host(HostDisk):
     """A compute host: its own image cache (``_base``) and instance directories, and its disk
     as placement sees it (``capacity_bytes``, ``disk_allocation_ratio``,
-    ``reserved_host_disk_bytes``: :class:`cowbench.nova.schema.HostDisk`)."""
+    ``reserved_host_disk_bytes``: :class:`cowbench.nova.schema.HostDisk`). ``count: N`` (N > 1)
+    describes N alike hosts, named ``NAME-001`` ... ``NAME-N`` once loaded (a fleet's pool)."""
 
     name: Name
+    count: int = Field(default=1, ge=1, le=MAX_HOSTS, description="Alike hosts this entry "
+                       "describes, named NAME-001 ... NAME-count once loaded (count > 1).")
     storage_dir: str | None = Field(
         default=None,
         description="Real backend: directory holding this host's instances path "

@@ -1,7 +1,7 @@
 """Sweeps: a grid of scenario overrides times seeds, each point a normal run directory, on Dask.
 
 A sweep file names a scenario, a ``grid`` of overrides (any scenario field by its key path,
-``strategy.cluster_size`` or ``fleet.flavors[0].root``, each with a list of values) and
+``strategy.cluster_size`` or ``flavors[0].root``, each with a list of values) and
 ``seeds``. The points are the grid's product (in the file's key order) times the seeds; every
 point's scenario is built and validated *before* anything runs, so a bad value fails at once
 with its key path (``cowbench.sweep_spec``). Each point runs through

@@ -7,7 +7,7 @@
       strategy.cluster_size: [16KiB, 64KiB, 2MiB]
       strategy.extended_l2: [false, true]
     zip:                          # grid keys whose lists advance together (one axis)
-      - [fleet.hosts.capacity, fleet.hosts.count]
+      - [hosts[0].capacity_bytes, hosts[0].count]
     exclude:                      # a cell matching every key of an entry is dropped
       - {strategy.cluster_size: 2MiB, strategy.extended_l2: true}
     points:                       # explicit cells, after the grid's (any key path, or a

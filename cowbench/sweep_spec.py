@@ -97,7 +97,7 @@ class Sweep:
 
 
 def _parse_path(path: str) -> list[str | int]:
-    """``fleet.flavors[0].root`` -> ["fleet", "flavors", 0, "root"]."""
+    """``hosts[0].capacity_bytes`` -> ["hosts", 0, "capacity_bytes"]."""
     parts: list[str | int] = []
     for piece in path.split("."):
         name, _, rest = piece.partition("[")

@@ -13,8 +13,10 @@ import pytest
 import yaml
 
 from cowbench.errors import ScenarioError
+from cowbench.fleet import fleet_flavors
 from cowbench.montecarlo import median_ci, time_to_full_summary
 from cowbench.scenario import dump_scenario, load_scenario, parse_scenario
+from cowbench.sweep import load_sweep
 from sim import simulate
 
 from .test_cli import cowbench
@@ -37,8 +39,9 @@ def test_fleet_year_is_what_the_issue_asks() -> None:
     s = load_scenario(ROOT / "scenarios" / "fleet-year.yaml")
     f = s.fleet
     assert f is not None and f.model == "fluid"
-    assert (f.vms, f.hosts.count, s.duration) == (100_000, 100, 365 * 86400)
-    assert (len(f.image_mix), len(f.flavors), len(f.classes)) == (3, 4, 3)
+    assert (f.vms, len(s.hosts), s.duration) == (100_000, 100, 365 * 86400)
+    assert [h.name for h in s.hosts][::99] == ["host-001", "host-100"]
+    assert (len(f.image_mix), len(f.flavor_mix), len(f.classes)) == (3, 4, 3)
     assert 0 < f.snapshots.share < 1 and f.snapshots.every_s == 86400
     assert 0 < f.migrations.share < 1 and f.migrations.every_s == 30 * 86400
 
@@ -52,7 +55,11 @@ def old_spelling(d: dict[str, Any]) -> dict[str, Any]:
     """A fleet scenario as written before the fleet spoke the timeline's language."""
     old = copy.deepcopy(d)
     f = old["fleet"]
-    f["hosts"]["capacity"] = f["hosts"].pop("capacity_bytes")
+    pool = old.pop("hosts")[0]
+    f["hosts"] = {"prefix": pool["name"], "count": pool["count"], "capacity": pool[
+        "capacity_bytes"], "disk_allocation_ratio": pool["disk_allocation_ratio"]}
+    f["flavors"] = [{**fl, "share": f["flavor_mix"][fl["name"]]} for fl in old.pop("flavors")]
+    del f["flavor_mix"]
     f["lifetime"]["mean"] = f["lifetime"].pop("mean_s")
     f["image_cache"] = {"manager_interval": "1200s", "remove_unused_original_minimum_age": "2h"}
     f["sample_interval"] = f.pop("sample_interval_s")
@@ -66,6 +73,9 @@ def old_spelling(d: dict[str, Any]) -> dict[str, Any]:
 
 
 OLD_KEYS = ["fleet.hosts.capacity is now spelt fleet.hosts.capacity_bytes",
+            "fleet.hosts is now hosts (a list; {name: host, count: N, ...} describes N alike "
+            "hosts host-001 ...)",
+            "fleet.flavors is now flavors, their shares fleet.flavor_mix (name: share)",
             "fleet.lifetime.mean is now spelt fleet.lifetime.mean_s",
             "fleet.image_cache.manager_interval is now spelt "
             "fleet.image_cache.manager_interval_s",
@@ -99,7 +109,7 @@ def test_a_fleet_in_the_old_spelling_still_loads_with_a_warning_naming_each_key(
 
 
 @pytest.mark.parametrize(("path", "old", "new"), [
-    (("fleet", "hosts"), "capacity", "capacity_bytes"),
+    (("fleet", "lifetime"), "mean", "mean_s"),
     (("fleet",), "sample_interval", "sample_interval_s"),
     (("fleet", "migrations"), "interval", "every_s"),
     (("fleet", "classes", "db"), "daily_write", "write_bytes_per_day")])
@@ -130,6 +140,36 @@ def test_old_keys_in_hosts_and_arrivals_are_named_by_their_full_paths() -> None:
     assert s.hosts[1].capacity_bytes == 8 << 30
 
 
+def test_an_old_fleet_hosts_key_over_a_new_file_goes_to_hosts_0() -> None:
+    """A sweep's old axis (fleet.hosts.count) over a scenario that describes its hosts once."""
+    d = small()
+    d["fleet"]["hosts"] = {"count": 2, "prefix": "cn"}
+    del d["hosts"][0]["count"], d["hosts"][0]["name"]
+    with pytest.warns(FutureWarning) as seen:
+        s = parse_scenario(d)
+    assert sorted(str(w.message) for w in seen) == ["fleet.hosts.count is now hosts[0].count",
+                                                    "fleet.hosts.prefix is now hosts[0].name"]
+    assert [h.name for h in s.hosts] == ["cn-001", "cn-002"]
+    d = small()
+    d["fleet"]["hosts"] = {"capacity_bytes": "1TiB"}
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario(d)
+    assert info.value.problems == [("fleet.hosts.capacity_bytes", "fleet.hosts.capacity_bytes "
+                                    "and hosts[0].capacity_bytes are the same setting "
+                                    "(fleet.hosts is the old place of hosts): give only "
+                                    "hosts[0].capacity_bytes")]
+
+
+def test_an_old_fleet_without_hosts_keeps_its_one_host_of_4_tib() -> None:
+    d = old_spelling(small())
+    del d["fleet"]["hosts"]
+    with pytest.warns(FutureWarning) as seen:
+        s = parse_scenario(d)
+    assert "a fleet without hosts had one host of 4 TiB (host-001): now give it in hosts" in \
+        [str(w.message) for w in seen]
+    assert [(h.name, h.capacity_bytes) for h in s.hosts] == [("host-001", 4 << 40)]
+
+
 def test_validate_names_each_old_key_on_one_warning_line(tmp_path: Path) -> None:
     path = tmp_path / "old.yaml"
     path.write_text(yaml.safe_dump(old_spelling(small())))
@@ -140,13 +180,17 @@ def test_validate_names_each_old_key_on_one_warning_line(tmp_path: Path) -> None
     assert "Traceback" not in ran.stderr
 
 
-def test_every_scenario_in_the_repository_loads_without_a_warning() -> None:
+def test_every_scenario_and_sweep_in_the_repository_loads_without_a_warning() -> None:
     paths = sorted((ROOT / "scenarios").glob("*.yaml"))
     assert {p.name for p in paths} >= {"quickstart.yaml", "fleet-small.yaml", "fleet-year.yaml"}
+    sweeps = sorted((ROOT / "sweeps").glob("*.yaml"))
+    assert {p.name for p in sweeps} >= {"capacity.yaml", "fleet-small-cluster.yaml"}
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         for path in paths:
             load_scenario(path)
+        for path in sweeps:
+            assert load_sweep(path).points
 
 
 def test_fleet_problems_name_their_key_paths() -> None:
@@ -158,18 +202,21 @@ def test_fleet_problems_name_their_key_paths() -> None:
     del d["fleet"]["classes"]["web"]["bogus"]
     got = problems(d)
     assert ("fleet.image_mix.nope", "no image named 'nope'") in got
-    assert any(p == "fleet.flavors[0].root" and "FlavorDiskSmallerThanImage" in r
-               for p, r in got)
+    assert any(p == "flavors[0].root" and "FlavorDiskSmallerThanImage" in r for p, r in got)
 
 
 @pytest.mark.parametrize("edit,where", [
     (lambda d: d.update(vms=[{"name": "a", "image": "ubuntu"}]), "vms"),
     (lambda d: d.pop("duration"), "duration"),
     (lambda d: d["strategy"].update(kind="full_copy"), "strategy.kind"),
-    (lambda d: d["fleet"]["flavors"][0].update(root="1.5GiB"), "fleet.flavors[0]"),
+    (lambda d: d["flavors"][0].update(root="1.5GiB"), "flavors[0].root"),
+    (lambda d: d["fleet"]["flavor_mix"].update(huge=1), "fleet.flavor_mix.huge"),
+    (lambda d: d["hosts"][0].pop("capacity_bytes"), "hosts[0].capacity_bytes"),
+    (lambda d: d["hosts"].append({"name": "big", "capacity_bytes": "1TiB"}),
+     "hosts[3].capacity_bytes"),
+    (lambda d: d["hosts"][0].update(count=10_001), "hosts[0].count"),
     (lambda d: d["fleet"]["classes"]["web"].update(bs="3KiB"), "fleet.classes.web"),
-    (lambda d: d["fleet"]["hosts"].update(capacity_bytes="1GiB"),
-     "fleet.hosts.capacity_bytes"),
+    (lambda d: d["hosts"][0].update(capacity_bytes="1GiB"), "hosts[0].capacity_bytes"),
     (lambda d: d["fleet"].update(model="exact", vms=100000), "fleet.model"),
 ])
 def test_bad_fleets_are_refused(edit: Any, where: str) -> None:
@@ -216,7 +263,7 @@ def host_series(rec: Any, metric: str) -> Any:
 def test_placement_respects_the_allocation_ratio_and_rejects_beyond() -> None:
     d = small()
     d["fleet"]["vms"] = 400
-    d["fleet"]["hosts"].update(capacity_bytes="16GiB", disk_allocation_ratio=1.25)
+    d["hosts"][0].update(capacity_bytes="16GiB", disk_allocation_ratio=1.25)
     rec = run(d)
     prov = host_series(rec, "provisioned_bytes")
     assert prov.to_numpy().max() <= 16 * 1.25 * 2**30
@@ -227,7 +274,7 @@ def test_placement_respects_the_allocation_ratio_and_rejects_beyond() -> None:
 
 def test_demand_grows_with_writes_and_hosts_fill() -> None:
     d = small()
-    d["fleet"]["hosts"]["capacity_bytes"] = "12GiB"
+    d["hosts"][0]["capacity_bytes"] = "12GiB"
     d["fleet"]["lifetime"] = {"distribution": "fixed", "mean_s": "30d"}
     d["fleet"]["migrations"] = {"share": 0}  # a migration takes a VM's overlay off its host
     rec = run(d)
@@ -314,7 +361,7 @@ def cold_fleet(window: str) -> dict[str, Any]:
     d = small()
     d["fleet"].update(vms=12, sample_interval_s="6h", snapshots={"share": 0},
                       migrations={"share": 1.0, "every_s": "2d", "kind": "cold"})
-    d["fleet"]["hosts"]["count"] = 2
+    d["hosts"][0]["count"] = 2
     d["fleet"]["lifetime"] = {"distribution": "exponential", "mean_s": "8d"}
     d["nova"] = {"resize_confirm_window_s": window}
     return d
@@ -339,7 +386,7 @@ def test_a_cold_migration_keeps_its_source_copy_until_confirmed(window: str) -> 
     assert (np.bincount(plan.mig_vm).max() > 1) == (window == "1d")
     # placement: each host's claims are its VMs' and the copies it still holds
     assert s.fleet is not None
-    req = np.array([fl.disk_gb_bytes for fl in s.fleet.flavors])[plan.population.flavor]
+    req = np.array([fl.disk_gb_bytes for fl in fleet_flavors(s)])[plan.population.flavor]
     t = plan.sample_t[:, None]
     on = (plan.seg_t0[None, :] <= t) & (t < plan.seg_t1[None, :])
     held = (plan.mig_t[None, :] <= t) & (t < plan.mig_confirm[None, :])
@@ -415,7 +462,7 @@ def test_records_grow_with_hosts_and_samples_not_with_vms() -> None:
     many["fleet"]["vms"] = 600
     a, b = run(few), run(many)
     assert b[b.entity == "fleet:all"].query("metric == 'arrived_vms'").value.iloc[0] > 500
-    hosts = few["fleet"]["hosts"]["count"]
+    hosts = few["hosts"][0]["count"]
     assert abs(len(a) - len(b)) <= hosts + 1  # only the hosts' time_to_full_s may differ
 
 

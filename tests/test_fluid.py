@@ -92,12 +92,12 @@ FLEET: dict[str, Any] = {
                {"name": "b", "virtual_size": "512MiB",
                 "synthetic": {"data": [{"offset": "64MiB", "length": "128MiB"}]}}],
     "strategy": {"cluster_size": "256KiB"},
+    "hosts": [{"name": "host", "count": 2, "capacity_bytes": "64GiB"}],
+    "flavors": [{"name": "f1", "root": "1GiB"}, {"name": "f2", "root": "2GiB", "swap": "64MiB"}],
     "fleet": {
         "vms": 30, "sample_interval_s": "12h",
-        "hosts": {"count": 2, "capacity_bytes": "64GiB"},
         "lifetime": {"distribution": "exponential", "mean_s": "5d"},
-        "flavors": [{"name": "f1", "root": "1GiB", "share": 2},
-                    {"name": "f2", "root": "2GiB", "swap": "64MiB"}],
+        "flavor_mix": {"f1": 2, "f2": 1},
         "image_mix": {"a": 1, "b": 1},
         "classes": {},
         "snapshots": {"share": 0.5, "every_s": "1d"},
@@ -114,12 +114,14 @@ SHAPES: dict[str, dict[str, Any]] = {
 }
 # 1 MiB writes allocate 1 MiB units: bigger disks keep a VM's unit count in the thousands
 FLAVORS = {"large-bs": [{"name": "f4", "root": "4GiB"}, {"name": "f8", "root": "8GiB"}]}
+MIXES = {"large-bs": {"f4": 1, "f8": 1}}
 
 
 def agreement_fleet(shape: str, model: str, cluster: str = "256KiB") -> Any:
     d = copy.deepcopy(FLEET)
     d["fleet"]["classes"] = SHAPES[shape]
-    d["fleet"]["flavors"] = FLAVORS.get(shape, d["fleet"]["flavors"])
+    d["flavors"] = FLAVORS.get(shape, d["flavors"])
+    d["fleet"]["flavor_mix"] = MIXES.get(shape, d["fleet"]["flavor_mix"])
     d["fleet"]["model"] = model
     d["strategy"]["cluster_size"] = cluster
     return parse_scenario(d)

@@ -1,6 +1,9 @@
 """One Nova: a scenario written as a timeline and the same one written as a fleet take the same
 decisions with the same seed: arrivals and lifetimes, where each VM is placed (spread, with
-NoValidHost), where each migrates, and when each host's image cache loses its base."""
+NoValidHost), where each migrates, and when each host's image cache loses its base. Both share
+one ``hosts`` section (a pool of three alike hosts, ``count: 3``) and one ``flavors`` section;
+only the ``fleet`` and ``timeline`` sections differ (and a fleet in the old spelling, its own
+``fleet.hosts`` and ``fleet.flavors``, decides the same)."""
 
 from __future__ import annotations
 
@@ -26,6 +29,8 @@ COMMON: dict[str, Any] = {
     "images": [{"name": "img", "virtual_size": "256MiB",
                 "synthetic": {"data": [{"offset": 0, "length": "64MiB"}]}}],
     "strategy": {"kind": "qcow2_overlay", "cluster_size": "64KiB"},
+    "hosts": [{"name": "host", "count": 3, "capacity_bytes": "3GiB"}],
+    "flavors": [{"name": "f", "root": "1GiB"}],
     "nova": {"image_cache": {"manager_interval_s": "10m",
                              "remove_unused_original_minimum_age_s": "1h"},
              "resize_confirm_window_s": "2h"},  # cold migrations: _resize kept 2 h
@@ -33,20 +38,27 @@ COMMON: dict[str, Any] = {
 LIFETIME = {"distribution": "exponential", "mean_s": "12h"}
 
 
-def as_fleet(kind: str = "live") -> Scenario:
-    return parse_scenario({**COMMON, "name": "as-fleet", "fleet": {
-        "vms": VMS, "sample_interval_s": "1h",
-        "hosts": {"count": 3, "capacity_bytes": "3GiB"},
-        "lifetime": LIFETIME, "flavors": [{"name": "f", "root": "1GiB"}],
-        "image_mix": {"img": 1}, "classes": {"idle": {}},
-        "migrations": {"share": 1.0, "every_s": "6h", "kind": kind}}})
+def as_fleet(kind: str = "live", spelling: str = "new") -> Scenario:
+    fleet = {"vms": VMS, "sample_interval_s": "1h", "lifetime": LIFETIME,
+             "flavor_mix": {"f": 1}, "image_mix": {"img": 1}, "classes": {"idle": {}},
+             "migrations": {"share": 1.0, "every_s": "6h", "kind": kind}}
+    if spelling == "new":
+        return parse_scenario({**COMMON, "name": "as-fleet", "fleet": fleet})
+    old = {k: v for k, v in COMMON.items() if k not in ("hosts", "flavors")}
+    del fleet["flavor_mix"]
+    fleet.update(hosts={"count": 3, "capacity": "3GiB"},
+                 flavors=[{"name": "f", "root": "1GiB", "share": 1}],
+                 sample_interval=fleet.pop("sample_interval_s"))
+    with pytest.warns(FutureWarning) as seen:
+        s = parse_scenario({**old, "name": "as-fleet", "fleet": fleet})
+    assert {str(w.message).split(" is now")[0] for w in seen} == {
+        "fleet.hosts", "fleet.hosts.capacity", "fleet.flavors", "fleet.sample_interval"}
+    return s
 
 
 def as_timeline(kind: str = "live") -> Scenario:
     return parse_scenario({
         **COMMON, "name": "as-timeline", "vms": [],
-        "hosts": [{"name": h, "capacity_bytes": "3GiB"} for h in HOSTS],
-        "flavors": [{"name": "f", "root": "1GiB"}],
         "timeline": {"sample_interval_s": "1h", "end_s": "2d", "arrivals": [{
             "prefix": "vm", "count": 2 * VMS, "rate_per_s": VMS / DURATION, "image": "img",
             "flavor": "f", "lifetime": LIFETIME, "migrate_every_s": "6h",
@@ -85,9 +97,12 @@ def cache_held(rec: pd.DataFrame) -> pd.DataFrame:
     return (c.pivot(index="t_s", columns="entity", values="value") > 0).sort_index()
 
 
-@pytest.mark.parametrize("kind", ["live", "cold"])
-def test_a_timeline_and_a_fleet_take_the_same_nova_decisions(kind: str) -> None:
-    fleet, timeline = as_fleet(kind), as_timeline(kind)
+@pytest.mark.parametrize(("kind", "spelling"), [("live", "new"), ("cold", "new"),
+                                               ("live", "old")])
+def test_a_timeline_and_a_fleet_take_the_same_nova_decisions(kind: str, spelling: str) -> None:
+    fleet, timeline = as_fleet(kind, spelling), as_timeline(kind)
+    assert fleet.hosts == timeline.hosts and [h.name for h in fleet.hosts] == HOSTS
+    assert fleet.flavors == timeline.flavors
     f_moves, arrive, life_end = fleet_decisions(fleet)
     t_moves, deaths = timeline_decisions(timeline)
     # the same VMs arrive at the same instants, and the same ones are refused (NoValidHost)

@@ -90,7 +90,7 @@ def test_both_backends_side_by_side(sim_run: Path, tmp_path: Path) -> None:
 
 def fleet_run(tmp_path: Path, **hosts: object) -> Path:
     data = yaml.safe_load((ROOT / "scenarios" / "fleet-small.yaml").read_text())
-    data["fleet"]["hosts"].update(hosts)
+    data["hosts"][0].update(hosts)
     scenario = tmp_path / "fleet.yaml"
     scenario.write_text(yaml.safe_dump(data))
     ran = cowbench("run", str(scenario), "--out", str(tmp_path / "run"))  # the default: sim

@@ -53,15 +53,15 @@ def test_apply_override_paths() -> None:
 
 def test_points_are_the_grid_times_the_seeds(tmp_path: Path) -> None:
     sw = load_sweep(sweep_file(tmp_path, {"strategy.cluster_size": ["64KiB", "128KiB"],
-                                          "fleet.flavors[0].root": ["1GiB", "2GiB", "3GiB"]},
+                                          "flavors[0].root": ["1GiB", "2GiB", "3GiB"]},
                                seeds=[4, 9]))
     assert len(sw.points) == 12
     assert {p.cell for p in sw.points} == set(range(6))
     last = sw.points[-1]
-    assert last.overrides == {"strategy.cluster_size": "128KiB", "fleet.flavors[0].root": "3GiB"}
+    assert last.overrides == {"strategy.cluster_size": "128KiB", "flavors[0].root": "3GiB"}
     assert last.seed == 9 and last.scenario.seed == 9
     assert last.scenario.strategy.cluster_size == 131072
-    assert last.scenario.fleet is not None and last.scenario.fleet.flavors[0].root == 3 << 30
+    assert last.scenario.fleet is not None and last.scenario.flavors[0].root == 3 << 30
 
 
 def test_bad_override_values_name_their_key_path(tmp_path: Path) -> None:
@@ -76,9 +76,9 @@ def test_bad_override_values_name_their_key_path(tmp_path: Path) -> None:
 
 
 def test_cli_refuses_a_bad_sweep_cleanly(tmp_path: Path) -> None:
-    p = sweep_file(tmp_path, {"fleet.hosts.count": [0]})
+    p = sweep_file(tmp_path, {"hosts[0].count": [0]})
     out = tmp_path / "out"
-    assert_clean_error(cowbench("sweep", str(p), "--out", str(out)), "fleet.hosts.count")
+    assert_clean_error(cowbench("sweep", str(p), "--out", str(out)), "hosts[0].count")
     assert not out.exists()
     p.write_text(yaml.safe_dump({"scenario": "fleet.yaml", "sedes": 2}))
     assert_clean_error(cowbench("sweep", str(p)), "sedes: unknown key")
@@ -91,25 +91,25 @@ def _starts(out: Path) -> dict[str, str]:
 
 @pytest.mark.slow
 def test_inprocess_sweep_writes_run_dirs_summary_and_resumes(tmp_path: Path) -> None:
-    sw = load_sweep(sweep_file(tmp_path, {"fleet.hosts.disk_allocation_ratio": [1.0, 2.0]}))
+    sw = load_sweep(sweep_file(tmp_path, {"hosts[0].disk_allocation_ratio": [1.0, 2.0]}))
     out = tmp_path / "sw"
     summary = run_sweep(sw, out, scheduler="inprocess")
     assert list(summary.status) == ["ok"] * 4
-    assert set(summary.columns) >= {"point", "seed", "override.fleet.hosts.disk_allocation_ratio",
+    assert set(summary.columns) >= {"point", "seed", "override.hosts[0].disk_allocation_ratio",
                                     "hosts_allocated_bytes", "time_to_full_s"}
     meta = json.loads((out / "sweep.json").read_text())
     assert meta["schema_version"] == 1 and meta["status"] == "ok" and meta["start"] <= meta["end"]
     assert [p["seed"] for p in meta["points"]] == [1, 2, 1, 2]
     run = json.loads((out / "points" / "p0003" / "run.json").read_text())
     assert run["status"] == "ok" and run["seed"] == 2
-    assert run["overrides"] == {"fleet.hosts.disk_allocation_ratio": 2.0}
+    assert run["overrides"] == {"hosts[0].disk_allocation_ratio": 2.0}
     assert (out / "points" / "p0003" / "predicted.parquet").exists()
     assert pd.read_parquet(out / "summary.parquet").shape[0] == 4
     bands = pd.read_csv(out / "bands.csv")
     assert {"p50", "p95", "p99", "n", "cell"} <= set(bands.columns) and (bands.n == 2).all()
     # every CSV names the cell by its knobs, and gives days beside seconds
     assert set(bands["label"]) == {"ratio 1", "ratio 2"}
-    assert (bands["override.fleet.hosts.disk_allocation_ratio"].isin([1.0, 2.0])).all()
+    assert (bands["override.hosts[0].disk_allocation_ratio"].isin([1.0, 2.0])).all()
     assert (bands["t_d"] * 86400 == bands["t_s"]).all()
     ttf = pd.read_csv(out / "time_to_full.csv")
     assert list(ttf["label"]) == ["ratio 1", "ratio 2"]
@@ -229,15 +229,15 @@ def test_a_grid_with_exclusions_explicit_points_and_zipped_axes(tmp_path: Path) 
     sw = load_sweep(sweep_file(
         tmp_path, {"strategy.cluster_size": ["4KiB", "64KiB"],
                    "strategy.extended_l2": [False, True],
-                   "fleet.hosts.capacity_bytes": ["8GiB", "16GiB"], "fleet.hosts.count": [2, 4]},
+                   "hosts[0].capacity_bytes": ["8GiB", "16GiB"], "hosts[0].count": [2, 4]},
         seeds=1, exclude=[{"strategy.cluster_size": "4KiB", "strategy.extended_l2": True}],
         points=[{"strategy": {"kind": "qcow2_overlay", "cluster_size": "2MiB"}}],
-        zip=[["fleet.hosts.capacity_bytes", "fleet.hosts.count"]]))
+        zip=[["hosts[0].capacity_bytes", "hosts[0].count"]]))
     cells = [p.overrides for p in sw.points]
     assert len(cells) == 2 * 2 * 2 - 2 + 1
     assert {"strategy.cluster_size": "4KiB", "strategy.extended_l2": True,
-            "fleet.hosts.capacity_bytes": "8GiB", "fleet.hosts.count": 2} not in cells
-    assert all((c.get("fleet.hosts.capacity_bytes"), c.get("fleet.hosts.count"))
+            "hosts[0].capacity_bytes": "8GiB", "hosts[0].count": 2} not in cells
+    assert all((c.get("hosts[0].capacity_bytes"), c.get("hosts[0].count"))
                in (("8GiB", 2), ("16GiB", 4)) for c in cells[:-1])
     assert cells[-1] == {"strategy": {"kind": "qcow2_overlay", "cluster_size": "2MiB"}}
     # a whole strategy per point: its other fields take their defaults
@@ -251,8 +251,8 @@ def test_grid_problems_name_their_key_path(tmp_path: Path) -> None:
                                          "strategy.extended_l2": [True]}))
     assert "exclude" in str(info.value) and "extended_l2 needs cluster_size" in str(info.value)
     with pytest.raises(ScenarioError) as info:
-        load_sweep(sweep_file(tmp_path, {"fleet.vms": [1, 2], "fleet.hosts.count": [1]},
-                              zip=[["fleet.vms", "fleet.hosts.count"], ["fleet.bogus"]],
+        load_sweep(sweep_file(tmp_path, {"fleet.vms": [1, 2], "hosts[0].count": [1]},
+                              zip=[["fleet.vms", "hosts[0].count"], ["fleet.bogus"]],
                               exclude=[{"fleet.nope": 1}, {"fleet.vms": 3}]))
     text = str(info.value)
     assert "zip[0]: zipped keys need lists of the same length" in text
@@ -262,7 +262,7 @@ def test_grid_problems_name_their_key_path(tmp_path: Path) -> None:
 
 
 def test_dry_run_lists_points_and_validate_checks_a_sweep(tmp_path: Path) -> None:
-    p = sweep_file(tmp_path, {"fleet.hosts.disk_allocation_ratio": [1.0, 1.5]}, seeds=3)
+    p = sweep_file(tmp_path, {"hosts[0].disk_allocation_ratio": [1.0, 1.5]}, seeds=3)
     out = tmp_path / "out"
     proc = cowbench("sweep", str(p), "--out", str(out), "--dry-run")
     assert proc.returncode == 0, proc.stderr

@@ -34,7 +34,7 @@ from collections.abc import Iterator
 import numpy as np
 import pandas as pd
 
-from cowbench.fleet import Fleet
+from cowbench.fleet import Fleet, fleet_flavors
 from cowbench.nova.draws import streams
 from cowbench.scenario import Scenario
 from sim.storage.images import DISK_INFO_BYTES, base_data
@@ -65,13 +65,14 @@ class FleetDisks:
         f = s.fleet
         assert f is not None
         self.f, self.s, self.plan, self.seed = f, s, plan, seed
+        self.flavors = flavors = fleet_flavors(s)
         c = s.strategy.cluster_size
-        self.geoms = {fl.root: OverlayGeometry(fl.root, c) for fl in f.flavors}
+        self.geoms = {fl.root: OverlayGeometry(fl.root, c) for fl in flavors}
         empty = {z: OverlayGeometry(z, c).empty_bytes
-                 for fl in f.flavors for z in (fl.ephemeral, fl.swap) if z}
+                 for fl in flavors for z in (fl.ephemeral, fl.swap) if z}
         self.extra = np.array([DISK_INFO_BYTES + sum(empty[z] for z in (fl.ephemeral, fl.swap)
-                                                     if z) for fl in f.flavors], dtype=float)
-        self.phases = {(j, k): Phases.of(wc, fl.root, c) for j, fl in enumerate(f.flavors)
+                                                     if z) for fl in flavors], dtype=float)
+        self.phases = {(j, k): Phases.of(wc, fl.root, c) for j, fl in enumerate(flavors)
                        for k, wc in enumerate(f.classes.values())}
         self.bases = {i: BaseClusters(img.data_extents(), c) for i, img in enumerate(s.images)
                       if img.name in f.image_mix}
@@ -93,7 +94,7 @@ class FleetDisks:
         for k, (j, klass, image) in self._kinds():
             st = fluid_state(self.phases[(j, klass)], self.bases[image], ages)
             used = np.rint(st.data_clusters + st.l2_tables).astype(np.int64)
-            table[k] = self.geoms[self.f.flavors[j].root].allocated_bytes(used)
+            table[k] = self.geoms[self.flavors[j].root].allocated_bytes(used)
         self.table = table
         self.slope = np.zeros_like(table)  # to the next column
         self.slope[:, :-1] = np.diff(table, axis=1)
@@ -133,7 +134,7 @@ class FleetDisks:
         pop = self.plan.population
         n_c, n_i = len(self.f.classes), len(self.s.images)
         key = (pop.flavor[vm] * n_c + pop.klass[vm]) * n_i + pop.image[vm]
-        return key, len(self.f.flavors) * n_c * n_i
+        return key, len(self.flavors) * n_c * n_i
 
     def state(self, vm: np.ndarray, t: np.ndarray) -> tuple[DiskState, np.ndarray]:
         """(DiskState, root overlay allocated_bytes) for each (vm, t) query: one sort by
@@ -148,7 +149,7 @@ class FleetDisks:
         alloc = np.empty(vm.size)
         for k in np.flatnonzero(count).tolist():
             idx = order[stop[k] - count[k]:stop[k]]
-            j, rest = divmod(k, n_keys // len(self.f.flavors))
+            j, rest = divmod(k, n_keys // len(self.flavors))
             klass, image = divmod(rest, len(self.s.images))
             ph, base = self.phases[(j, klass)], self.bases[image]
             if self.f.model == "fluid":
@@ -158,7 +159,7 @@ class FleetDisks:
             out.data_clusters[idx], out.l2_tables[idx] = st.data_clusters, st.l2_tables
             out.union_clusters[idx] = st.union_clusters
             used = np.rint(st.data_clusters + st.l2_tables).astype(np.int64)
-            alloc[idx] = self.geoms[self.f.flavors[j].root].allocated_bytes(used)
+            alloc[idx] = self.geoms[self.flavors[j].root].allocated_bytes(used)
         return out, alloc
 
     def _exact(self, ph: Phases, image: int, vm: np.ndarray, age: np.ndarray) -> DiskState:
@@ -284,7 +285,7 @@ def simulate_fleet(s: Scenario, seed: int) -> pd.DataFrame:
         m0, m1 = np.searchsorted(mig_vm, [v0, v1]).tolist()
         _add_chunk(tot, disks, span, snaps[v0:v1], by_vm[m0:m1], (end, boot))
     rows = Rows()
-    record_hosts(rows, f, plan, tot)
+    record_hosts(rows, float(s.hosts[0].capacity_bytes or np.inf), plan, tot)
     record_vms(rows, s, plan, tot, end, boot)
     return rows.frame(seed)
 

@@ -29,6 +29,7 @@ import math
 
 import numpy as np
 
+from cowbench.fleet import fleet_flavors
 from cowbench.nova.clock import sample_times
 from cowbench.scenario import Scenario
 
@@ -99,7 +100,7 @@ class Cache:
         self.stored, self.fetch = ents.stored_bytes, ents.fetch_bytes.tolist()
         self.n = n = len(ents.stored_bytes)
         n_img = len(s.images)
-        keys = range(len(f.flavors) * n_img)
+        keys = range(len(f.flavor_mix) * n_img)
         self.tracked = [[e for e in ents.per_flavor_image[divmod(k, n_img)] if ents.tracked[e]]
                         for k in keys]
         self.untracked = [[e for e in ents.per_flavor_image[divmod(k, n_img)]
@@ -246,10 +247,10 @@ class Engine:
         self.plan, self.end, self.now = plan, s.duration, 0.0
         self.interval = f.migrations.every_s
         self.cold, self.window = f.migrations.kind == "cold", s.nova.resize_confirm_window_s
-        h = f.hosts.count
-        self.spread = Spread([f.hosts.placement_capacity] * h)
+        h = len(s.hosts)
+        self.spread = Spread([x.placement_capacity for x in s.hosts])
         self.cache = Cache(s, h, passes)
-        req = [float(fl.disk_gb_bytes) for fl in f.flavors]
+        req = [float(fl.disk_gb_bytes) for fl in fleet_flavors(s)]
         self.need = [req[j] for j in pop.flavor.tolist()]
         self.key: list[int] = (pop.flavor * len(s.images) + pop.image).tolist()
         self.migrates: list[bool] = pop.migrate.tolist()

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import simpy
 
+from cowbench.fleet import fleet_flavors
 from cowbench.nova.clock import sample_times
 from cowbench.nova.draws import arrival_times, chosen, lifetimes, pick
 from cowbench.nova.imagecache import cache_pass
@@ -66,7 +67,7 @@ def draw_population(s: Scenario, rng: dict[str, np.random.Generator]) -> Populat
     return Population(
         arrive=arrive,
         life_end=arrive + lifetimes(f.lifetime, rng["lifetimes"], n),
-        flavor=pick(rng["mix"], [fl.share for fl in f.flavors], n),
+        flavor=pick(rng["mix"], list(f.flavor_mix.values()), n),
         image=image_index[pick(rng["mix"], list(f.image_mix.values()), n)],
         klass=pick(rng["mix"], [c.share for c in f.classes.values()], n),
         snap=chosen(rng["policies"], f.snapshots.share, n),
@@ -91,7 +92,8 @@ def cache_entries(s: Scenario) -> CacheEntries:
     fetch = [glance_file(i).allocated_bytes if i.name in f.image_mix else 0 for i in s.images]
     tracked = [True] * len(s.images)
     extra: dict[tuple[str, int], int] = {}
-    for fl in f.flavors:
+    flavors = fleet_flavors(s)
+    for fl in flavors:
         for kind, size in (("ephemeral", fl.ephemeral), ("swap", fl.swap)):
             if size and (kind, size) not in extra:
                 extra[(kind, size)] = len(stored)
@@ -100,7 +102,7 @@ def cache_entries(s: Scenario) -> CacheEntries:
                 fetch.append(0)
                 tracked.append(False)
     mapping = {}
-    for j, fl in enumerate(f.flavors):
+    for j, fl in enumerate(flavors):
         own = [extra[(k, z)] for k, z in (("ephemeral", fl.ephemeral), ("swap", fl.swap)) if z]
         for i in range(len(s.images)):
             mapping[(j, i)] = [i, *own]
@@ -139,9 +141,9 @@ class _Fleet:
         assert f is not None and s.duration is not None
         self.env, self.f, self.pop, self.end = env, f, pop, s.duration
         self.ic = s.nova.image_cache
-        h = f.hosts.count
-        self.req = np.array([fl.disk_gb_bytes for fl in f.flavors], dtype=np.float64)
-        self.placement = Placement(np.full(h, f.hosts.placement_capacity))
+        h = len(s.hosts)
+        self.req = np.array([fl.disk_gb_bytes for fl in fleet_flavors(s)], dtype=np.float64)
+        self.placement = Placement(np.array([x.placement_capacity for x in s.hosts]))
         self.count = np.zeros(h, dtype=np.int64)
         self.entries = cache_entries(s)
         e = len(self.entries.stored_bytes)
@@ -294,8 +296,8 @@ def new_plan(s: Scenario, pop: Population) -> Plan:
     f = s.fleet
     assert f is not None and s.duration is not None
     t = sample_times(f.sample_interval_s, s.duration, start=True)
-    h = f.hosts.count
-    return Plan(f.hosts.names, pop, t, cache_bytes=np.zeros((t.size, h)),
+    h = len(s.hosts)
+    return Plan([x.name for x in s.hosts], pop, t, cache_bytes=np.zeros((t.size, h)),
                 provisioned=np.zeros((t.size, h)), vm_count=np.zeros((t.size, h)),
                 fetch_bytes=np.zeros((t.size, h)), end=s.duration)
 

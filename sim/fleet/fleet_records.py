@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa  # type: ignore[import-untyped]
 
-from cowbench.fleet import Fleet
 from cowbench.records import UNITS
 from cowbench.scenario import Scenario
 from cowbench.vmdist import LEVELS, grid_entities
@@ -118,8 +117,9 @@ def time_to_full(t: np.ndarray, used: np.ndarray, capacity: float) -> np.ndarray
     return out
 
 
-def record_hosts(rows: Rows, f: Fleet, plan: Plan, tot: Totals) -> None:
-    """Per host and sample, their sums over the fleet, the caches, and times to full."""
+def record_hosts(rows: Rows, capacity: float, plan: Plan, tot: Totals) -> None:
+    """Per host and sample, their sums over the fleet, the caches, and times to full (the
+    hosts' disks are alike: ``capacity`` bytes each)."""
     demand = tot.demand + plan.cache_bytes
     t = plan.sample_t[:, None]
     names = np.array([f"host:{h}" for h in plan.hosts], dtype=object)[None, :]
@@ -133,7 +133,7 @@ def record_hosts(rows: Rows, f: Fleet, plan: Plan, tot: Totals) -> None:
         rows.add(plan.sample_t, fleet, metric, value.sum(axis=1))
     caches = np.array([f"cache:{h}" for h in plan.hosts], dtype=object)[None, :]
     rows.add(t, caches, "allocated_bytes", plan.cache_bytes)
-    ttf = time_to_full(plan.sample_t, demand, float(f.hosts.capacity_bytes))
+    ttf = time_to_full(plan.sample_t, demand, capacity)
     rows.add(np.nan, names[0], "time_to_full_s", ttf)
     first = np.nanmin(ttf) if np.isfinite(ttf).any() else np.nan
     rows.add(np.nan, fleet, "time_to_full_s", np.array(first))
