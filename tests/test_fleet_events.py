@@ -33,7 +33,7 @@ def small(**fleet: Any) -> dict[str, Any]:
 def full() -> dict[str, Any]:
     """Hosts that refuse VMs (NoValidHost) and every VM migrated daily."""
     d = small(vms=400, migrations={"share": 1.0, "every_s": "1d", "kind": "live"})
-    d["fleet"]["hosts"].update(capacity_bytes="16GiB", disk_allocation_ratio=1.25)
+    d["hosts"][0].update(capacity_bytes="16GiB", disk_allocation_ratio=1.25)
     return d
 
 
@@ -41,7 +41,7 @@ def cold(window: str) -> dict[str, Any]:
     """Cold migrations: the _resize copies' ends tie with their VMs' deaths when they die
     within the window."""
     d = small(vms=200, migrations={"share": 0.6, "every_s": "2d", "kind": "cold"})
-    d["fleet"]["hosts"]["capacity_bytes"] = "24GiB"
+    d["hosts"][0]["capacity_bytes"] = "24GiB"
     d["nova"] = {"resize_confirm_window_s": window}
     return d
 
@@ -49,7 +49,7 @@ def cold(window: str) -> dict[str, Any]:
 def aging(remove: bool) -> dict[str, Any]:
     """Bases age out within the run (swap bases too) or are kept."""
     d = small(vms=150, lifetime={"distribution": "lognormal", "mean_s": "1d", "sigma": 1.5})
-    d["fleet"]["hosts"]["count"] = 6
+    d["hosts"][0]["count"] = 6
     d["nova"] = {"image_cache": {"manager_interval_s": "10m", "remove_unused_base_images": remove,
                                  "remove_unused_original_minimum_age_s": "3h"}}
     return d
