@@ -11,7 +11,7 @@ Bases are shared read-only by every VM on a host: the image as uploaded and the 
 disk). Each is hashed when it is complete and again at the end of the run; any difference fails
 the run. The second read is spared where the kernel proves the file unwritten since the first
 (``real.measure.guard``: an inotify watch and a read-lease probe, set before the first read;
-``after_from`` in the report says so). The digest (``real.measure.digest``: BLAKE3 over 1 MiB
+``after_from`` in the report says so). The digest (``real.measure.digest``: XXH3-128 over 1 MiB
 blocks, holes not read) depends on the content only. The raw base of a synthetic image is held
 to the content the scenario gives it: its first digest is computed from the image's extents
 and fill bytes (``expect``), without reading anything, so a generation or conversion that went
