@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from cowbench.lifecycle import nova_machine
+from cowbench.lifecycle import nova_machine, schedule
 from cowbench.nova import instructions as ni
 from cowbench.nova.instructions import (
     Base,
@@ -26,6 +26,7 @@ from cowbench.nova.instructions import (
     RemoveInstance,
     RemoveResize,
     RunWorkload,
+    Sample,
     SnapshotExternal,
     SnapshotInternal,
     TouchBase,
@@ -33,6 +34,7 @@ from cowbench.nova.instructions import (
 )
 from cowbench.nova.machine import Boot, Confirm, Delete, Migrate, Resize, Run, Snapshot
 from cowbench.scenario import parse_scenario
+from cowbench.walk import Operations, Runs, walk
 from real.world.lifecycle import RealWorld
 from sim.world.timeline import World
 
@@ -136,3 +138,23 @@ def _instruction_types() -> set[type]:
 def test_both_backends_execute_every_instruction(world: type) -> None:
     registry = world.__dict__["execute"].dispatcher.registry
     assert _instruction_types() <= set(registry)
+
+
+def test_the_walk_samples_after_every_step_of_a_timeline_and_only_at_the_end_without() -> None:
+    s = parse_scenario(life())
+    stages = list(walk(s, nova_machine(s)))
+    samples = [i.t for st in stages if isinstance(st, list) for i in st if isinstance(i, Sample)]
+    steps = len(schedule(s))
+    assert samples == [t for t, _, _ in schedule(s)] + [None] and len(samples) == steps + 1
+    runs = [st for st in stages if isinstance(st, Runs)]
+    assert [r.runs[0].workload for r in runs] == ["w", "w", "seq"]
+    d = life()
+    del d["timeline"]
+    plain = parse_scenario(d)
+    stages = list(walk(plain, nova_machine(plain)))
+    assert stages[-1] == [Sample(None)]
+    assert not any(isinstance(i, Sample) for st in stages[:-1] if isinstance(st, list)
+                   for i in st)
+    ops = [st for st in stages if isinstance(st, Operations)]
+    assert ops[0].planned[0][1] == [FetchBase("h1", "img", 0.0),
+                                    MakeDisk("a", "h1", "img", 96 * MIB)]

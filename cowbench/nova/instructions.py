@@ -204,3 +204,11 @@ def only(instructions: list[Instruction], kind: type[Ins]) -> Ins:
     (one,) = instructions
     assert isinstance(one, kind), f"expected {kind.__name__}, got {one!r}"
     return one
+
+
+@dataclass(frozen=True)
+class Sample(Instruction):
+    """Every figure at ``t`` (None: at the end of the run, with the figures only the end
+    has: data clusters, a reflink copy's shared bytes)."""
+
+    t: float | None

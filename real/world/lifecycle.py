@@ -58,6 +58,7 @@ from cowbench.nova.instructions import (
     RemoveBase,
     RemoveInstance,
     RemoveResize,
+    Sample,
     SnapshotExternal,
     SnapshotInternal,
     TouchBase,
@@ -68,9 +69,10 @@ from cowbench.records import Recorder
 from cowbench.scenario import VM, Scenario
 from cowbench.tools import RawLog, qemu_img_info, qemu_img_map, run
 from real.measure.integrity import Integrity
+from real.storage.reflink import collect_cow_reservations, shared_exclusive
 from real.storage.strategies import disk_files, resized_base, size_tag
 
-from .backend import create_disk, fetch_to_cache, keep_mode, synthetic_digest
+from .backend import create_disk, fetch_to_cache, keep_mode, sync_files, synthetic_digest
 from .layout import HostLayout, glance_path
 
 EPOCH = 1_000_000_000.0  # logical t=0 as a file mtime
@@ -106,6 +108,7 @@ class RealWorld:
     check: Integrity
     sockets: Path  # qemu-nbd's socket directory (real.world.containment)
     progress: Callable[[str], None]
+    mnt: Path | None = None  # the reflink XFS the hosts live on, if any
     instances: dict[str, RealInstance] = field(default_factory=dict)
     # per VM, the ``_resize`` copies cold migrations left (one per source host, as the model)
     resizing: dict[str, dict[str, Path]] = field(default_factory=dict)
@@ -174,11 +177,6 @@ class RealWorld:
     def base_fmt(self, image_name: str) -> str:
         image = self.s.image(image_name)
         return "raw" if self.s.nova.force_raw_images or image.format == "raw" else image.format
-
-    def cache_pass(self, t: float) -> None:
-        """Nova's image cache manager, as the machine decides it."""
-        for ins in self.machine.cache_pass(t):
-            self.execute(ins)
 
     def op_done(self, op: Op | Operation, transfer: int | None, started: float) -> None:
         """The operation's own figures (none in a scenario without a timeline)."""
@@ -378,6 +376,55 @@ class RealWorld:
              str(ins.size)], log=self.log, label=f"qemu-img-resize-{ins.vm}")
         inst.root_size = ins.size
 
+    @execute.register
+    def _(self, ins: Sample) -> None:
+        """Every figure at ``t`` (``None``: the end, with data clusters from ``qemu-img check``
+        and a reflink copy's shared and exclusive bytes)."""
+        t = ins.t
+        if self.mnt is not None:
+            collect_cow_reservations(self.mnt, self.log)
+        # delayed allocation settles: st_blocks then counts what the copy allocated
+        sync_files(*(lay.root for lay in self.layouts.values()), *self.snapshots.values())
+        rec = self.rec
+        self._sample_hosts(t)
+        for name, inst in self.instances.items():
+            alloc = size = 0
+            for p in inst.paths(self.layouts):
+                st = p.stat()
+                alloc += st.st_blocks * 512
+                size += st.st_size
+            rec.add(f"vm:{name}", "allocated_bytes", alloc, t)
+            rec.add(f"vm:{name}", "file_bytes", size, t)
+        if t is None:
+            self._end_figures()
+        for name, path in self.snapshots.items():
+            st = path.stat()
+            rec.add(f"snapshot:{name}", "allocated_bytes", st.st_blocks * 512, t)
+            rec.add(f"snapshot:{name}", "file_bytes", st.st_size, t)
+
+    def _sample_hosts(self, t: float | None) -> None:
+        """Every host's ``_base`` and instance tree at ``t``."""
+        for host, layout in self.layouts.items():
+            if self.timed or layout.base_dir.exists():  # as the plain VMs always recorded it
+                alloc, size = _tree(layout.base_dir)
+                self.rec.add(f"cache:{host}", "allocated_bytes", alloc, t)
+                self.rec.add(f"cache:{host}", "file_bytes", size, t)
+            self.rec.add(f"host:{host}", "allocated_bytes", _tree(layout.instances)[0], t)
+
+    def _end_figures(self) -> None:
+        """Each VM's data clusters (every ``qemu-img check`` at once) and a reflink copy's shared
+        and exclusive bytes."""
+        tops = {n: i.paths(self.layouts)[-1] for n, i in self.instances.items()}
+        qcow2 = [n for n, i in self.instances.items() if i.fmt == "qcow2"]
+        outs = self.check.check_all([(f"vm:{n}", tops[n], "qcow2", False) for n in qcow2])
+        for name, out in zip(qcow2, outs, strict=True):
+            self.rec.add(f"vm:{name}", "data_clusters", out.get("allocated-clusters", 0))
+        for name, inst in self.instances.items():
+            if self.s.strategy_of(inst.vm).kind == "reflink_copy":
+                shared, exclusive = shared_exclusive(tops[name], self.log)
+                self.rec.add(f"vm:{name}", "shared_bytes", shared)
+                self.rec.add(f"vm:{name}", "exclusive_bytes", exclusive)
+
 
 def _touch(path: Path, t: float) -> None:
     os.utime(path, (EPOCH + t, EPOCH + t))
@@ -395,3 +442,15 @@ def _copy_in(src: Path, dest: Path) -> None:
     except BaseException:
         part.unlink(missing_ok=True)
         raise
+
+
+def _tree(root: Path) -> tuple[int, int]:
+    alloc = size = 0
+    if not root.exists():
+        return 0, 0
+    for dirpath, _, files in os.walk(root):
+        for f in files:
+            st = (Path(dirpath) / f).stat()
+            alloc += st.st_blocks * 512
+            size += st.st_size
+    return alloc, size

@@ -17,10 +17,11 @@ from collections.abc import Mapping, Sequence
 import simpy
 
 from cowbench.iolog import Trace
-from cowbench.lifecycle import Op, batches, schedule, stream_key, typed
+from cowbench.lifecycle import Op, schedule, stream_key, typed
 from cowbench.nova.instructions import RunWorkload
 from cowbench.records import Recorder
 from cowbench.scenario import Scenario
+from cowbench.walk import Operations, Runs, walk
 from sim.perf.device import make_device
 from sim.storage.disk import Qcow2Image
 from sim.storage.images import glance_file
@@ -44,7 +45,7 @@ def _trace(world: World, run: RunWorkload, traces: Traces | None) -> Sequence[Tr
     return traces.get(stream_key(world.s, vm, run.workload, run.size))
 
 
-def run_group(world: World, ops: list[Op], traces: Traces | None = None,
+def run_group(world: World, stage: Runs, traces: Traces | None = None,
               events: Events | None = None) -> None:
     """Workload runs that start at the same instant, together, contending per host; started
     in the scenario's order of VMs. ``events`` receives, per VM, every guest I/O as
@@ -55,7 +56,8 @@ def run_group(world: World, ops: list[Op], traces: Traces | None = None,
     devices = {h: make_device(env, s.device, s.seed, i, own.get(h))
                for i, h in enumerate(world.hosts)}
     stats: dict[int, VmStats] = {}
-    runs = {op.index: world.run_of(op) for op in ops}
+    ops = stage.ops
+    runs = {op.index: run for op, run in zip(ops, stage.runs, strict=True)}
     for op in sorted(ops, key=lambda o: (world.vm_index[o.vm], o.index)):
         vm = s.vms[world.vm_index[op.vm]]
         run = runs[op.index]
@@ -97,17 +99,15 @@ def simulate_timeline(scenario: Scenario, rec: Recorder, traces: Traces | None =
     finished real run's record); other runs generate their offsets."""
     record_images(scenario, rec)
     world = World(scenario, rec)
-    for t, kind, ops in schedule(scenario):
-        if kind == "pass":
-            world.cache_pass(t)
-        for is_run, batch in batches(ops):
-            if is_run:
-                run_group(world, batch, traces, events)
-            else:
-                for op in batch:
-                    world.apply(typed(op))
-        world.sample(t)
-    world.sample(None)
+    for stage in walk(scenario, world.machine):
+        if isinstance(stage, Runs):
+            run_group(world, stage, traces, events)
+        elif isinstance(stage, Operations):
+            for op, instructions in stage.planned:
+                world.carry_out(op, instructions)
+        else:
+            for ins in stage:
+                world.execute(ins)
 
 
 def untimed_is_upper_bound(scenario: Scenario) -> bool:

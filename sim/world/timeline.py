@@ -36,6 +36,7 @@ from cowbench.nova.instructions import (
     RemoveInstance,
     RemoveResize,
     RunWorkload,
+    Sample,
     SnapshotExternal,
     SnapshotInternal,
     TouchBase,
@@ -123,17 +124,10 @@ class World:
     def _(self, ins: RemoveBase) -> None:
         del self.hosts[ins.host].caches[ins.base]
 
-    def cache_pass(self, t: float) -> None:
-        """Nova's image cache manager, as the machine decides it."""
-        for ins in self.machine.cache_pass(t):
-            self.execute(ins)
-
     # -- sampling ---------------------------------------------------------------------------
     def sample(self, t: float | None) -> None:
         """Every figure at ``t`` (``None``: the end of the run, with each VM's data clusters
-        and the figures only some disks have); a scenario without a timeline has only that."""
-        if t is not None and not self.timed:
-            return
+        and the figures only some disks have)."""
         for name, h in self.hosts.items():
             c_alloc = sum(e.file.allocated_bytes for e in h.caches.values())
             c_size = sum(e.file.file_bytes for e in h.caches.values())
@@ -176,14 +170,21 @@ class World:
 
     # -- operations, dispatched by type (cowbench.nova.machine) ------------------------------
     def apply(self, operation: Operation) -> None:
-        """Carry out one operation (a workload run goes in a batch, not here): the machine's
-        instructions, then the operation's own figures."""
+        """Carry out one operation (a workload run goes in a batch, not here)."""
+        self.carry_out(operation, self.machine.apply(operation))
+
+    def carry_out(self, operation: Operation, instructions: list[Instruction]) -> None:
+        """The machine's instructions for ``operation``, then the operation's figures."""
         if isinstance(operation, Run):
             raise TypeError("no executor for Run: workload runs go in a batch")
         self.done = Done()
-        for ins in self.machine.apply(operation):
+        for ins in instructions:
             self.execute(ins)
         self.op_done(operation, self.done.transfer, self.done.duration)
+
+    @execute.register
+    def _(self, ins: Sample) -> None:
+        self.sample(ins.t)
 
     @execute.register
     def _(self, ins: MakeDisk) -> None:
