@@ -5,14 +5,24 @@ wake-up serves a batch, and nothing is lost."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Generator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import simpy
 
-from cowbench.profile import PerfParams, Probe, SchedParams
+from cowbench.profile import (
+    PerfParams,
+    Probe,
+    Profile,
+    SchedParams,
+    load_profile,
+    profile_json,
+)
 from sim.perf.demand import PerfModel
 from sim.perf.fit import fit
 from sim.perf.host import Host
@@ -21,6 +31,8 @@ from sim.perf.sched import Cores, Task
 from sim.perf.schedfit import kernel_slice_s, sched_params
 
 from .test_perf import TRUE, probe, synthetic_probes
+
+ROOT = Path(__file__).resolve().parent.parent
 
 Proc = Generator[simpy.Event, Any, None]
 SLICE = 1.5e-3
@@ -216,7 +228,7 @@ def test_a_host_without_cpu_figures_is_the_host_it_was() -> None:
 
 
 @pytest.mark.slow
-def test_the_fit_with_a_scheduler_replays_probes_made_with_one() -> None:
+def test_the_fit_with_a_scheduler_replays_probes_made_with_one(tmp_path: Path) -> None:
     true = TRUE.model_copy(update={"sched": SCHED})
     probes = [with_cpu(p) for p in synthetic_probes(true, ios=4000)]
     got = fit(probes, cores=2)
@@ -231,6 +243,17 @@ def test_the_fit_with_a_scheduler_replays_probes_made_with_one() -> None:
     worse = sorted(abs(r.rel_error) for r in fit_rows(blind, probes, ios=1500)
                    if r.metric == "iops")
     assert np.median(worse) > np.median(errs)
+    # benchmarks/sched_ab.py makes that blind profile from a profile with the scheduler
+    src, out = tmp_path / "with.json", tmp_path / "without.json"
+    src.write_text(profile_json(Profile(created="now", duration_s=1.0, matrix="short", dir="/d",
+                                        host={}, tools={}, settings={}, probes=probes,
+                                        params=got)))
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "sched_ab.py"), str(src),
+                           str(out)], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    ab = load_profile(out)
+    assert ab.params.sched is None and ab.probes == probes
+    assert ab.params.stages == blind.stages and len(ab.fit) == 2 * len(errs)
 
 
 def test_calibrate_prints_the_scheduler_or_its_absence() -> None:
