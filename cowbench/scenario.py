@@ -326,17 +326,37 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
     if not isinstance(data, dict):
         raise ScenarioError(source, [("", "the file must hold a mapping (key: value) at the top")])
     try:
-        s = Scenario.model_validate(upgrade(data))
+        data = upgrade(data)
+        s = Scenario.model_validate(data)
     except BothSpellings as err:
         raise ScenarioError(source, [(err.key, str(err))]) from None
     except ValidationError as err:
-        raise ScenarioError(source, _problems(err)) from None
+        raise ScenarioError(source, _as_written(_problems(err), data)) from None
     problems = _cross_check(s) + fleet_problems(s)
     if not problems and s.fleet is None:
         problems = exact_problems(s)
     if problems:
-        raise ScenarioError(source, problems)
+        raise ScenarioError(source, _as_written(problems, data))
     return s
+
+
+_HOST_PATH = re.compile(r"hosts\[(\d+)\]")
+
+
+def _as_written(problems: list[tuple[str, str]], data: dict[str, Any]) -> list[tuple[str, str]]:
+    """Problems at ``hosts[i]`` of the loaded (count-expanded) hosts named by the entry of the
+    file that made host i (``hosts[1]`` for the fourth host after a ``count: 3``), once."""
+    hosts = data.get("hosts")
+    if not isinstance(hosts, list):
+        return problems
+    entry = [j for j, item in enumerate(hosts) for _ in range(_count(item, MAX_HOSTS))]
+    out: dict[tuple[str, str], None] = {}
+    for path, reason in problems:
+        m = _HOST_PATH.match(path)
+        if m and int(m.group(1)) < len(entry):
+            path = f"hosts[{entry[int(m.group(1))]}]{path[m.end():]}"
+        out[(path, reason)] = None
+    return list(out)
 
 
 def load_scenario(path: str | Path, resolved: bool = False) -> Scenario:

@@ -160,6 +160,16 @@ def test_an_old_fleet_hosts_key_over_a_new_file_goes_to_hosts_0() -> None:
                                     "hosts[0].capacity_bytes")]
 
 
+def test_a_problem_of_a_counted_host_names_the_entry_as_written_once() -> None:
+    d = small()
+    d["hosts"].append({"name": "big", "count": 2, "capacity_bytes": "64GiB",
+                       "disk_allocation_ratio": 1.5, "storage_dir": "relative"})
+    assert problems(d) == [("hosts[1].storage_dir", "must be an absolute path, got 'relative'")]
+    d["hosts"][1].update(storage_dir="/srv/x", name="host")  # host-001, host-002 again
+    assert problems(d) == [("hosts[1].name", "duplicate name 'host-001'"),
+                           ("hosts[1].name", "duplicate name 'host-002'")]
+
+
 def test_an_old_fleet_without_hosts_keeps_its_one_host_of_4_tib() -> None:
     d = old_spelling(small())
     del d["fleet"]["hosts"]
@@ -213,7 +223,7 @@ def test_fleet_problems_name_their_key_paths() -> None:
     (lambda d: d["fleet"]["flavor_mix"].update(huge=1), "fleet.flavor_mix.huge"),
     (lambda d: d["hosts"][0].pop("capacity_bytes"), "hosts[0].capacity_bytes"),
     (lambda d: d["hosts"].append({"name": "big", "capacity_bytes": "1TiB"}),
-     "hosts[3].capacity_bytes"),
+     "hosts[1].capacity_bytes"),
     (lambda d: d["hosts"][0].update(count=10_001), "hosts[0].count"),
     (lambda d: d["fleet"]["classes"]["web"].update(bs="3KiB"), "fleet.classes.web"),
     (lambda d: d["hosts"][0].update(capacity_bytes="1GiB"), "hosts[0].capacity_bytes"),
