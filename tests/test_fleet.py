@@ -126,6 +126,18 @@ def test_both_spellings_of_one_key_name_the_old_key_path(path: tuple[str, ...], 
                             f"its old name): give only {new}")]
 
 
+def test_validate_refuses_both_spellings_on_one_line_with_exit_2(tmp_path: Path) -> None:
+    d = small()
+    d["fleet"]["sample_interval"] = "1d"
+    path = tmp_path / "both.yaml"
+    path.write_text(yaml.safe_dump(d))
+    ran = cowbench("validate", str(path))
+    assert (ran.code, ran.stdout) == (2, "")
+    assert ran.stderr == (f"error: {path}: fleet.sample_interval: sample_interval and "
+                          "sample_interval_s are the same setting (sample_interval is its old "
+                          "name): give only sample_interval_s\n")
+
+
 def test_old_keys_in_hosts_and_arrivals_are_named_by_their_full_paths() -> None:
     data = {"name": "t", "images": [{"name": "i", "virtual_size": "1GiB",
                                      "synthetic": {"data": [{"offset": 0, "length": "1MiB"}]}}],
