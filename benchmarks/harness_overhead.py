@@ -10,7 +10,9 @@ the bare script's daemonised qemu-nbd servers included: this process is their su
 reaps them); alternating keeps slow drifts of a shared machine out of the ratio. CPU time is
 the less load-sensitive figure on a busy machine. Prints every wall and CPU time, the medians,
 and the ratio cowbench/bare: the ratio of the medians and the spread (min/max) of the
-per-round ratios, with the load average before and after.
+per-round ratios, with the load average before and after; and the CPU time of cowbench's own
+process (its Python alone, the tools it starts excluded: the harness's cost by itself, steadier
+still, as the tools' CPU on both sides rises with the machine's load).
 
     .venv/bin/python benchmarks/harness_overhead.py [--rounds 3] [--dir /var/tmp]
 
@@ -46,6 +48,22 @@ def env() -> dict[str, str]:
     e = dict(os.environ)
     e["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [e.get("PYTHONPATH")])])
     return e
+
+
+#: runs cowbench's CLI as its console script does, and writes the CPU time of this process
+#: alone (its threads, not its tools) to the file named by the first argument as it exits
+OWN_CPU = """
+import atexit, resource, sys
+own = sys.argv.pop(1)
+def _own():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    with open(own, "w") as f:
+        f.write(str(r.ru_utime + r.ru_stime))
+atexit.register(_own)
+sys.argv[0] = "cowbench"
+from cowbench.cli import main
+sys.exit(main())
+"""
 
 
 def has_uncalibrated() -> bool:
@@ -95,14 +113,15 @@ def load() -> str:
 Times = tuple[float, float]  # wall, CPU
 
 
-def one_round(i: int, top: Path, extra: list[str], keep: bool) -> tuple[Times, Times]:
+def one_round(i: int, top: Path, extra: list[str], keep: bool) -> tuple[Times, Times, float]:
+    """The bare script's and cowbench's times, and the CPU of cowbench's own process."""
     bare = timed(["bash", str(BARE), str(top / f"bare-{i}")])
-    out = top / f"run-{i}"
-    cow = timed([*cowbench_argv(), "run", str(SCENARIO), "--backend", "real", *extra,
-                 "--out", str(out)])
+    out, own = top / f"run-{i}", top / f"own-{i}"
+    cow = timed([sys.executable, "-c", OWN_CPU, str(own), "run", str(SCENARIO), "--backend",
+                 "real", *extra, "--out", str(out)])
     if not keep:
         shutil.rmtree(out)
-    return bare, cow
+    return bare, cow, float(own.read_text())
 
 
 def main() -> None:
@@ -118,19 +137,24 @@ def main() -> None:
     print(f"cowbench run {SCENARIO.relative_to(ROOT)} --backend real {' '.join(extra)} "
           f"against {BARE.relative_to(ROOT)}, {args.rounds} rounds, in {top}")
     print(f"load average before: {load()}")
-    rows = []
+    rows: list[tuple[Times, Times]] = []
+    owns: list[float] = []
     try:
         for i in range(args.rounds):
-            bare, cow = one_round(i, top, extra, args.keep)
+            bare, cow, own = one_round(i, top, extra, args.keep)
             rows.append((bare, cow))
+            owns.append(own)
             print(f"round {i + 1}: bare {bare[0]:6.2f} s  cowbench {cow[0]:6.2f} s  "
                   f"ratio {cow[0] / bare[0]:.3f} | CPU bare {bare[1]:6.2f} s  cowbench "
-                  f"{cow[1]:6.2f} s  ratio {cow[1] / bare[1]:.3f}  (load {load()})", flush=True)
+                  f"{cow[1]:6.2f} s  ratio {cow[1] / bare[1]:.3f}, cowbench's own process "
+                  f"{own:.2f} s  (load {load()})", flush=True)
     finally:
         if not args.keep:
             shutil.rmtree(top, ignore_errors=True)
     for k, what in ((0, "wall"), (1, "CPU ")):
         summary(what, [b[k] for b, _ in rows], [c[k] for _, c in rows])
+    print(f"median CPU of cowbench's own process (its tools' excluded): "
+          f"{statistics.median(owns):.2f} s")
     print(f"load average after: {load()}")
 
 
