@@ -3,7 +3,7 @@
 - :class:`Flavor`: a flavor's disks (root, ephemeral, swap) and the DISK_GB it claims;
 - :class:`Lifetime`: how long a VM lives (one distribution family, mean in ``mean_s``);
 - :class:`ImageCacheSettings`: ``[image_cache]`` (the scenario's ``nova.image_cache``);
-- :class:`HostDisk`: a host's disk as placement sees it (``hosts[]`` and a fleet's host pool).
+- :class:`HostDisk`: a host's disk as placement sees it (``hosts[]``, a fleet's as a timeline's).
 
 Keys renamed when timelines and fleets were given one language (``mean`` -> ``mean_s``,
 ``capacity`` -> ``capacity_bytes``, ...) are still read: :func:`renamed` moves them to their
@@ -99,7 +99,7 @@ class ImageCacheSettings(_Frozen):
 
 
 class HostDisk(_Frozen):
-    """A host's disk for instances as placement sees it (``hosts[]``, a fleet's host pool)."""
+    """A host's disk for instances as placement sees it (``hosts[]``, a fleet's as a timeline's)."""
 
     capacity_bytes: Bytes | None = Field(
         default=None, gt=0,
