@@ -217,16 +217,18 @@ def record_files(rec: Recorder, entity: str, alloc: int, size: int, t: float | N
     rec.add(entity, "file_bytes", size, t)
 
 
-def nonzero_blocks(layer: Layer) -> np.ndarray:
+def nonzero_blocks(layer: Layer, below: np.ndarray | None = None) -> np.ndarray:
     """Sorted host 4 KiB block numbers of the layer's file that hold a non-zero byte: what a
     zero-skipping copy (``rsync --sparse``) allocates. qcow2 metadata counts only where it has
     entries: the header, the refcount table's and blocks' used entries, the L1 entries of
     allocated L2 tables, each L2 table's entries; data clusters where the guest wrote or the
-    copy-on-write brought base data (FACTS.md 2.1; measured: 39 blocks of a 904-block overlay)."""
+    copy-on-write brought base data (FACTS.md 2.1; measured: 39 blocks of a 904-block overlay).
+    ``below``: the 4 KiB guest blocks holding data below the layer (default: what its backing
+    says; a chain's upper layer is given the truth, :func:`content_below`)."""
     img = layer.image
     assert isinstance(img, Qcow2Image | RawImage), "check_timeline: no such disk migrates"
     if isinstance(img, RawImage):
-        return np.flatnonzero(img.blocks & _guest_content(layer, img.blocks.shape[0]))
+        return np.flatnonzero(img.blocks & _guest_content(layer, img.blocks.shape[0], below))
     if img.snapshots:
         # the clusters internal snapshots keep are not tracked one by one: count every written
         # block of the file (an upper bound: rsync may punch zeros inside them)
@@ -245,28 +247,53 @@ def nonzero_blocks(layer: Layer) -> np.ndarray:
     for i in l2_idx.tolist():
         gs = np.flatnonzero(img.allocated[i * img.l2_entries:(i + 1) * img.l2_entries])
         out += sorted({int(img.l2_host[i]) * per + int(g) * 8 // FS_BLOCK for g in gs})
-    content = _guest_content(layer, img.n_clusters * per)
+    content = _guest_content(layer, img.n_clusters * per, below)
     for g in np.flatnonzero(img.allocated).tolist():
         blocks = np.flatnonzero(content[g * per:(g + 1) * per])
         out += (int(img.data_host[g]) * per + blocks).tolist()
     return np.unique(np.asarray(out, dtype=np.int64))
 
 
-def _guest_content(layer: Layer, nblocks: int) -> np.ndarray:
+def _guest_content(layer: Layer, nblocks: int, below: np.ndarray | None) -> np.ndarray:
     content = np.zeros(nblocks, dtype=bool)
     w = layer.written[:nblocks]
     content[:w.shape[0]] = w
+    if below is not None:
+        b = below[:nblocks]
+        content[:b.shape[0]] |= b
+        return content
     img = layer.image
     assert isinstance(img, Qcow2Image | RawImage), "check_timeline: no such disk migrates"
-    below = img.backing if isinstance(img, Qcow2Image) else img.data
-    if below is not None:
-        content |= below.blocks(nblocks)
+    data = img.backing if isinstance(img, Qcow2Image) else img.data
+    if data is not None:
+        content |= data.blocks(nblocks)
     return content
 
 
-def sparse_copy(layer: Layer) -> tuple[int, int]:
-    """(allocated bytes, the image's allocated data then) of an ``rsync --sparse`` copy."""
-    blocks = nonzero_blocks(layer)
+def content_below(layers: list[Layer]) -> list[np.ndarray | None]:
+    """Per layer of a chain, the guest blocks holding non-zero data below it: for the bottom,
+    what its backing says (the base); above, the base's and every lower layer's written
+    blocks. A lower layer's allocated cluster is data to qcow2's copy-on-write, but only these
+    blocks of it are non-zero, which is what a zero-skipping copy sees."""
+    out: list[np.ndarray | None] = [None]
+    if len(layers) < 2:
+        return out
+    img = layers[0].image
+    n = max(x.written.shape[0] for x in layers)
+    acc = np.zeros(n, dtype=bool)
+    data = img.backing if isinstance(img, Qcow2Image) else getattr(img, "data", None)
+    if data is not None:
+        acc |= data.blocks(n)
+    for layer in layers[:-1]:
+        acc[:layer.written.shape[0]] |= layer.written
+        out.append(acc.copy())
+    return out
+
+
+def sparse_copy(layer: Layer, below: np.ndarray | None = None) -> tuple[int, int]:
+    """(allocated bytes, the image's allocated data then) of an ``rsync --sparse`` copy
+    (``below``: :func:`nonzero_blocks`')."""
+    blocks = nonzero_blocks(layer, below)
     if blocks.size == 0:
         return 0, layer.image.allocated_data_bytes if isinstance(layer.image, Qcow2Image) else 0
     runs = np.diff(np.flatnonzero(np.diff(np.concatenate(([-2], blocks))) != 1).tolist()

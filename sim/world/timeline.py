@@ -58,6 +58,7 @@ from .lifecycle import (
     Instance,
     Layer,
     chain_data,
+    content_below,
     content_blocks,
     fetched,
     flattened,
@@ -312,6 +313,6 @@ def _copied(inst: Instance, fill: bool) -> Instance:
     layers = [Layer(x.name, copy.deepcopy(x.image), x.written.copy(), x.filled or fill)
               for x in inst.layers]
     if not fill:
-        for layer in layers:
-            layer.sparse_at_copy = sparse_copy(layer)
+        for layer, below in zip(layers, content_below(inst.layers), strict=True):
+            layer.sparse_at_copy = sparse_copy(layer, below)
     return Instance(inst.vm, inst.image, layers, inst.root_size)

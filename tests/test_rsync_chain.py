@@ -1,0 +1,48 @@
+"""A cold migration by ``rsync --sparse`` of an external snapshot chain whose lower layer holds
+clusters the guest wrote only a little of: the copy skips their zeros in every layer, the upper
+layers' too (the model used to count an upper layer's copy-on-write clusters as all data: 75%
+over what the real backend measured on a three-host lifecycle, 0.4% after)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from cowbench.runner import run_scenario
+from cowbench.scenario import parse_scenario
+
+from .conftest import needs_tools
+
+CHAIN: dict[str, Any] = {
+    "name": "rsync-chain",
+    "seed": 13,
+    "hosts": [{"name": "h1"}, {"name": "h2"}],
+    "images": [{"name": "img", "virtual_size": "128MiB", "format": "qcow2",
+                "synthetic": {"data": [{"offset": 0, "length": "40MiB"}]}}],
+    "strategy": {"kind": "qcow2_overlay", "cluster_size": "128KiB"},
+    "workloads": {"w": {"rw": "randwrite", "bs": "4k", "iodepth": 2, "io_size": "6MiB"}},
+    "nova": {"remote_filesystem_transport": "rsync"},
+    "vms": [{"name": "a", "image": "img", "root_size": "160MiB", "host": "h1", "workload": "w"}],
+    "timeline": {"events": [
+        {"t": 0, "op": "boot", "vm": "a"}, {"t": 0, "op": "run", "vm": "a"},
+        {"t": 10, "op": "snapshot", "vm": "a", "kind": "external", "name": "e1"},
+        {"t": 15, "op": "run", "vm": "a"},
+        {"t": 20, "op": "migrate", "vm": "a", "to": "h2", "kind": "cold"},
+        {"t": 30, "op": "confirm", "vm": "a"}]},
+}
+
+
+@pytest.mark.real
+@needs_tools
+def test_an_rsync_copy_of_a_chain_skips_the_zeros_of_every_layer(tmp_path: Path,
+                                                                 no_leaks: None) -> None:
+    run_scenario(parse_scenario(CHAIN), tmp_path / "run", "both")
+    comp = pd.read_csv(tmp_path / "run" / "comparison.csv")
+    vm = comp[(comp.entity == "vm:a") & (comp.metric == "allocated_bytes")]
+    moved = vm[vm.t_s.isna() | (vm.t_s >= 20)]
+    assert len(moved) >= 2
+    bad = moved[moved.rel_error.abs() > 0.02]
+    assert bad.empty, bad
