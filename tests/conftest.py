@@ -5,10 +5,12 @@ and skipped, with the reason, on a machine that lacks them; CI installs them
 from __future__ import annotations
 
 import copy
+import fcntl
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,10 @@ from cowbench.tools import REAL_TOOLS
 settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+#: The directory of the lock that keeps ``real`` tests off the storage while a ``quiet`` one runs.
+DEVICE_ENV = "COWBENCH_TEST_DEVICE_LOCK"
+_OWN_DEVICE_DIR = pytest.StashKey[str]()
 
 MISSING = [t for t in REAL_TOOLS if shutil.which(t) is None]
 needs_tools = pytest.mark.skipif(
@@ -84,17 +90,72 @@ def processes_mentioning(*paths: Path | str) -> list[tuple[int, str]]:
 def pytest_collection_modifyitems(config: pytest.Config,
                                   items: list[pytest.Item]) -> Iterator[None]:
     """Groups for ``pytest -n N`` (pytest-xdist, ``--dist loadgroup`` in pyproject.toml): the
-    ``real`` tests run one after another on one worker (their I/O timings are measured: two
-    fio runs side by side would slow each other), and the tests of a module that share a
+    ``quiet`` tests (their assertions rest on I/O rates) run one after another on one worker,
+    the other ``real`` tests spread over all workers (they assert bytes, files, processes and
+    errors, and mostly wait for fio and qemu), and the tests of a module that share a
     module-scoped fixture (a fit, a report, a run) run on one worker, which builds it once."""
     for item in items:
-        if item.get_closest_marker("real") is not None:
-            item.add_marker(pytest.mark.xdist_group("real"))
+        if item.get_closest_marker("quiet") is not None:
+            assert item.get_closest_marker("real") is not None, f"quiet but not real: {item}"
+            item.add_marker(pytest.mark.xdist_group("quiet"))
         elif _uses_a_module_fixture(item):
             item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
     yield  # the other hooks, xdist's among them (it names each item's group)
     if getattr(config.option, "loadgroup", False):
         _name_the_groups(items)
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """``-n auto``: two workers per core (``PYTEST_XDIST_AUTO_NUM_WORKERS`` still decides
+    when set): the ``real`` tests mostly wait for fio, qemu-img and qemu-nbd."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None  # xdist's own hook reads it
+    return 2 * max(1, len(os.sched_getaffinity(0)))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The controller (or a run without xdist) makes the directory of the device lock; its
+    workers inherit its path through the environment."""
+    if not hasattr(config, "workerinput") and DEVICE_ENV not in os.environ:
+        where = tempfile.mkdtemp(prefix="cowbench-device-")
+        os.environ[DEVICE_ENV] = where
+        config.stash[_OWN_DEVICE_DIR] = where
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    where = config.stash.get(_OWN_DEVICE_DIR, None)
+    if where is not None:
+        os.environ.pop(DEVICE_ENV, None)
+        shutil.rmtree(where, ignore_errors=True)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """A ``quiet`` test has the storage to itself: no other ``real`` test of this session
+    runs beside it (setup and teardown included: a module fixture's run is real work too)."""
+    if item.get_closest_marker("real") is None or DEVICE_ENV not in os.environ:
+        return (yield)
+    with device(Path(os.environ[DEVICE_ENV]), alone=item.get_closest_marker("quiet") is not None):
+        return (yield)
+
+
+@contextmanager
+def device(where: Path, alone: bool) -> Iterator[None]:
+    """A readers-writer lock over flock(2): ``real`` tests share it, a ``quiet`` test holds it
+    alone. The gate gives the writer precedence: a quiet test that waits closes it, so no new
+    real test starts until the ones running have finished and the quiet one has run."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+    gate, lock = os.open(where / "gate", flags, 0o600), os.open(where / "device", flags, 0o600)
+    try:
+        fcntl.flock(gate, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        finally:
+            fcntl.flock(gate, fcntl.LOCK_UN)
+        yield
+    finally:
+        os.close(lock)  # closing releases the lock
+        os.close(gate)
 
 
 def _name_the_groups(items: list[pytest.Item]) -> None:

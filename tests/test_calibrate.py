@@ -42,6 +42,7 @@ def as_written(line: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 @needs_tools
 @pytest.mark.real
+@pytest.mark.quiet  # first writes slower than rewrites, an L2 miss than a hit: measured rates
 @pytest.mark.slow
 def test_calibrate_as_the_readme_writes_it(tmp_path: Path, no_leaks: None) -> None:
     """The README's two commands, from a checkout holding scenarios/, .venv and results/:

@@ -6,9 +6,13 @@ import re
 import shlex
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
+
+from .conftest import device, pytest_xdist_auto_num_workers
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,10 +35,12 @@ def test_the_readme_fast_loop_leaves_out_real_and_slow_tests() -> None:
     assert len(ids) > 300
 
 
-def test_real_tests_and_module_fixture_users_keep_together_under_xdist(
+def test_quiet_tests_keep_together_and_the_other_real_tests_spread(
         request: pytest.FixtureRequest) -> None:
-    """``-n N --dist loadgroup`` (scripts/test.sh): every ``real`` test of this session is in
-    the one group "real"; a test sharing a module-scoped fixture is in its module's group."""
+    """``-n N --dist loadgroup`` (scripts/test.sh): every ``quiet`` test of this session is
+    ``real`` and in the one group "quiet"; the other ``real`` tests are in no group but their
+    module's (when they share a module-scoped fixture); a test sharing a module-scoped fixture
+    is in its module's group."""
     def group(item: pytest.Item) -> str | None:
         mark = item.get_closest_marker("xdist_group")
         return str(mark.args[0]) if mark is not None else None
@@ -42,11 +48,64 @@ def test_real_tests_and_module_fixture_users_keep_together_under_xdist(
     items = request.session.items
     xdist = bool(os.environ.get("PYTEST_XDIST_WORKER"))  # the scheduler reads the node id
     for item in items:
-        if item.get_closest_marker("real") is not None:
-            assert group(item) == "real", item.nodeid
-            assert not xdist or item.nodeid.endswith("@real"), item.nodeid
+        module = item.nodeid.split("::")[0].split("@")[0]
+        if item.get_closest_marker("quiet") is not None:
+            assert item.get_closest_marker("real") is not None, item.nodeid
+            assert group(item) == "quiet", item.nodeid
+            assert not xdist or item.nodeid.endswith("@quiet"), item.nodeid
+        elif item.get_closest_marker("real") is not None:
+            assert group(item) in (None, module), item.nodeid
     mine = [i for i in items if i.nodeid.startswith("tests/test_markers.py::")]
     assert mine and all(group(i) is None for i in mine)  # nothing shared: spread freely
     users = [i for i in items if i.get_closest_marker("real") is None
              and "fitted" in getattr(i, "fixturenames", ())]
     assert all(group(i) == "tests/test_perf.py" for i in users), [i.nodeid for i in users]
+
+
+def test_the_calibration_that_orders_measured_rates_is_quiet() -> None:
+    from .test_calibrate import test_calibrate_writes_a_usable_profile_and_leaves_nothing as t
+
+    marks = {m.name for m in t.pytestmark}  # type: ignore[attr-defined]
+    assert {"real", "quiet"} <= marks
+
+
+def test_a_quiet_test_waits_for_the_real_ones_running_and_goes_before_new_ones(
+        tmp_path: Path) -> None:
+    """The device lock (tests/conftest.py): real tests share it; a quiet one waits for those
+    running, and a real test that comes while it waits starts only after it."""
+    order: list[str] = []
+    first = threading.Event()
+    release = threading.Event()
+
+    def hold(name: str, alone: bool, started: threading.Event | None = None,
+             until: threading.Event | None = None) -> None:
+        with device(tmp_path, alone=alone):
+            order.append(name)
+            if started is not None:
+                started.set()
+            if until is not None:
+                until.wait(10)
+            order.append(f"/{name}")
+
+    reader = threading.Thread(target=hold, args=("real1", False, first, release))
+    reader.start()
+    assert first.wait(10)
+    writer = threading.Thread(target=hold, args=("quiet", True))
+    writer.start()
+    time.sleep(0.3)  # the quiet one is waiting, its gate closed
+    late = threading.Thread(target=hold, args=("real2", False))
+    late.start()
+    time.sleep(0.3)
+    assert order == ["real1"]
+    release.set()
+    for t in (reader, writer, late):
+        t.join(10)
+    assert order == ["real1", "/real1", "quiet", "/quiet", "real2", "/real2"]
+
+
+def test_auto_starts_two_workers_a_core(monkeypatch: pytest.MonkeyPatch,
+                                         pytestconfig: pytest.Config) -> None:
+    monkeypatch.delenv("PYTEST_XDIST_AUTO_NUM_WORKERS", raising=False)
+    assert pytest_xdist_auto_num_workers(pytestconfig) == 2 * len(os.sched_getaffinity(0))
+    monkeypatch.setenv("PYTEST_XDIST_AUTO_NUM_WORKERS", "3")
+    assert pytest_xdist_auto_num_workers(pytestconfig) is None  # xdist's own hook reads it
