@@ -63,7 +63,7 @@ def test_quiet_tests_keep_together_and_the_other_real_tests_spread(
 
 
 def test_the_calibration_that_orders_measured_rates_is_quiet() -> None:
-    from .test_calibrate import test_calibrate_writes_a_usable_profile_and_leaves_nothing as t
+    from .test_calibrate import test_calibrate_as_the_readme_writes_it as t
 
     marks = {m.name for m in t.pytestmark}  # type: ignore[attr-defined]
     assert {"real", "quiet"} <= marks
