@@ -101,8 +101,10 @@ def scenario_text(name: str, job: str, section: str | None) -> str:
     return SCENARIO.format(name=name, path=JOBS_DIR / job, section=sec)
 
 
-def run_job(name: str, out: Path) -> Row:
-    """Run one job of :data:`JOBS` in both backends under ``out/name``; its row."""
+def run_job(name: str, out: Path, uncalibrated: bool = False) -> Row:
+    """Run one job of :data:`JOBS` in both backends under ``out/name``; its row.
+    ``uncalibrated`` (``--uncalibrated``): no quick calibration first, for a size-bounded
+    job, whose clusters do not depend on the I/O rates."""
     from cowbench import load_results, run
 
     _, job, section, timed = next(j for j in JOBS if j[0] == name)
@@ -110,7 +112,7 @@ def run_job(name: str, out: Path) -> Row:
     path = out / f"{name}.yaml"
     path.write_text(scenario_text(name, job, section))
     start = time.monotonic()
-    outcome = run(str(path), out / name, backend="both")
+    outcome = run(str(path), out / name, backend="both", uncalibrated=uncalibrated)
     seconds = time.monotonic() - start
     comp = outcome.comparison
     assert comp is not None

@@ -41,7 +41,10 @@ def test_every_job_of_the_table_loads(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", ["jesd219", "log-append", "app-unaligned", "kv-store",
                                   "log-rotate"])
 def test_size_bounded_jobs_predict_data_clusters_exactly(tmp_path: Path, name: str) -> None:
-    row = _table().run_job(name, tmp_path)
+    """Uncalibrated: a size-bounded job's clusters do not rest on the I/O rates (a quick
+    calibration first took most of each test's two minutes)."""
+    row = _table().run_job(name, tmp_path, uncalibrated=True)
+    assert not row.timed
     assert row.measured > 0
     assert row.predicted == row.measured
     assert row.offsets == "fio/whole"
