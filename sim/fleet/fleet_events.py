@@ -51,6 +51,8 @@ class Spread:
     """Placement's DISK_GB usage per host and the spread weigher's choice, as a lazy heap."""
 
     def __init__(self, inventory: list[float]) -> None:
+        # a fleet's hosts always have a disk: unlimited ones are Placement's other rule
+        assert all(math.isfinite(x) for x in inventory)
         self.inventory = inventory
         self.used = [0.0] * len(inventory)
         self.heap = [(-x, h) for h, x in enumerate(inventory)]
