@@ -1,7 +1,9 @@
 """A fleet's life in SimPy: arrivals, placement, lifetimes, migrations and image-cache aging.
 
-This is the part of the fleet model that is made of events (FACTS.md section 1); every
-decision is ``cowbench.nova``'s, the same functions a timeline's expansion calls:
+This is the part of the fleet model that is made of events (FACTS.md section 1), written one
+callback per event: the reference that ``sim.fleet.fleet_events`` (the event loop runs use,
+issue 21) must match decision for decision (``tests/test_fleet_events.py``). Every decision is
+``cowbench.nova``'s, the same functions a timeline's expansion calls:
 
 - VMs arrive as a Poisson process (``fleet.vms`` expected over the duration) and draw a
   lifetime, a flavor, an image and a workload class from the scenario's mixes
