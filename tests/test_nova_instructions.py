@@ -41,6 +41,7 @@ from sim.world.timeline import World
 from .test_lifecycle import life
 
 MIB = 1 << 20
+IMG = Base("img")  # what a copied overlay is re-pointed at
 
 
 def _machine(**nova: Any) -> Any:
@@ -70,7 +71,7 @@ def test_a_resized_base_disk_needs_its_copy_made_from_the_base() -> None:
                                           MakeDisk("a", "h1", "img", 96 * MIB)]
     assert m.apply(Migrate(*at(1, 9.0), to="h2", kind="live")) == [
         FetchBase("h2", "img", 9.0), MakeResizedBase("h2", "img", 96 * MIB, 9.0),
-        BlockCopy("a", "h1", "h2"), RemoveInstance("a", "h1")]
+        BlockCopy("a", "h1", "h2", Base("img", 96 * MIB)), RemoveInstance("a", "h1")]
 
 
 @pytest.mark.parametrize("transport", ["ssh", "rsync"])
@@ -78,14 +79,14 @@ def test_a_cold_migration_copies_by_the_transport_and_keeps_its_source(transport
     m = _machine(remote_filesystem_transport=transport)
     m.apply(Boot(*at(0, 0.0)))
     assert m.apply(Migrate(*at(1, 10.0), to="h2")) == [
-        FetchBase("h2", "img", 10.0), CopyFiles("a", "h1", "h2", transport),
+        FetchBase("h2", "img", 10.0), CopyFiles("a", "h1", "h2", transport, IMG),
         KeepResize("a", "h1")]
     assert m.apply(Migrate(*at(2, 20.0), to="h1")) == [
-        TouchBase("h1", Base("img"), 20.0), CopyFiles("a", "h2", "h1", transport),
+        TouchBase("h1", Base("img"), 20.0), CopyFiles("a", "h2", "h1", transport, IMG),
         KeepResize("a", "h2")]
     # leaving again a host it left unconfirmed: the older _resize copy goes first
     assert m.apply(Migrate(*at(3, 30.0), to="h2")) == [
-        TouchBase("h2", Base("img"), 30.0), CopyFiles("a", "h1", "h2", transport),
+        TouchBase("h2", Base("img"), 30.0), CopyFiles("a", "h1", "h2", transport, IMG),
         RemoveResize("a", "h1"), KeepResize("a", "h1")]
     assert m.apply(Confirm(*at(4, 40.0))) == [RemoveResize("a", "h1"), RemoveResize("a", "h2")]
     assert m.apply(Delete(*at(5, 50.0))) == [RemoveInstance("a", "h2")]
@@ -100,7 +101,11 @@ def test_a_flattened_vm_needs_no_base_and_its_source_keeps_one_until_confirmed()
     m.apply(Confirm(*at(2, 700.0)))
     assert m.cache_pass(899.0) == []  # unused for less than 300 s: not yet
     assert m.cache_pass(900.0) == [RemoveBase("h1", Base("img"), 900.0)]
-    assert m.apply(Delete(*at(3, 950.0))) == [RemoveInstance("a", "h2")]
+    # a flattened disk names no base: copied as it is, re-pointed at nothing
+    assert m.apply(Migrate(*at(3, 940.0), to="h1")) == [
+        CopyFiles("a", "h2", "h1", "ssh", None), KeepResize("a", "h2")]
+    assert m.apply(Delete(*at(4, 950.0))) == [RemoveInstance("a", "h1"),
+                                              RemoveResize("a", "h2")]
 
 
 def test_snapshots_resizes_and_refusals() -> None:

@@ -121,22 +121,25 @@ class UploadSnapshot(Instruction):
 @dataclass(frozen=True)
 class CopyFiles(Instruction):
     """A cold migration: ``vm``'s files copied from ``src`` to ``dst`` by ``transport``
-    (``ssh``: scp writes holes out; ``rsync``: ``--sparse``), re-pointed at ``dst``'s base."""
+    (``ssh``: scp writes holes out; ``rsync``: ``--sparse``); the bottom file re-pointed at
+    ``dst``'s ``backing`` (None: it names no base)."""
 
     vm: str
     src: str
     dst: str
     transport: str
+    backing: Base | None = None
 
 
 @dataclass(frozen=True)
 class BlockCopy(Instruction):
-    """A live (block) migration: an empty overlay on ``dst``'s base, then only the top
-    overlay's clusters."""
+    """A live (block) migration: an empty overlay on ``dst``'s ``backing``, then only the
+    top overlay's clusters."""
 
     vm: str
     src: str
     dst: str
+    backing: Base | None = None
 
 
 @dataclass(frozen=True)

@@ -117,6 +117,11 @@ class Delete(Operation):
     op: ClassVar[str] = "delete"
 
 
+#: strategies whose disk's bottom file is a qcow2 overlay naming a file in ``_base`` as its
+#: backing (the last of its bases: a resized copy for ``resized_base``)
+BACKED = frozenset({"qcow2_overlay", "resized_base", "snapshot_chain"})
+
+
 class Machine:
     """Nova's state, moved on by :meth:`apply`, which returns what to do (:mod:`.instructions`;
     a :class:`Refuse` alone when Nova refuses the operation): each VM's state (booted,
@@ -222,16 +227,23 @@ class Machine:
         if to == src:
             return [Refuse("the VM is already on that host")]
         self.where[vm] = to
-        bases, t = self.bases[vm], operation.t
+        bases, t, backing = self.bases[vm], operation.t, self._backing(vm)
         if operation.kind == "live":  # the source's directory goes once the copy is done
-            return [*self._ensure(to, bases, t), BlockCopy(vm, src, to), RemoveInstance(vm, src)]
+            return [*self._ensure(to, bases, t), BlockCopy(vm, src, to, backing),
+                    RemoveInstance(vm, src)]
         if operation.kind == "flatten":  # the whole image ships: it needs no base any more
             self.bases[vm] = ()
             copy: list[Instruction] = [FlattenCopy(vm, src, to)]
         else:
             transport = self.s.nova.remote_filesystem_transport
-            copy = [*self._ensure(to, bases, t), CopyFiles(vm, src, to, transport)]
+            copy = [*self._ensure(to, bases, t), CopyFiles(vm, src, to, transport, backing)]
         return copy + self._keep(vm, src, bases)
+
+    def _backing(self, vm: str) -> Base | None:
+        """The base the VM's bottom file names as its backing file, if it names one."""
+        bases = self.bases[vm]
+        backed = self.s.strategy_of(self.vms[vm]).kind in BACKED
+        return bases[-1] if bases and backed else None
 
     def _keep(self, vm: str, host: str, bases: tuple[Base, ...]) -> list[Instruction]:
         """The source's instance directory stays as ``_resize`` (back on a host it left

@@ -76,8 +76,6 @@ from .backend import create_disk, fetch_to_cache, keep_mode, sync_files, synthet
 from .layout import HostLayout, glance_path
 
 EPOCH = 1_000_000_000.0  # logical t=0 as a file mtime
-#: strategies whose bottom layer is a qcow2 overlay naming a file in ``_base`` as its backing
-BACKED = frozenset({"qcow2_overlay", "resized_base", "snapshot_chain"})
 
 
 @dataclass
@@ -88,8 +86,6 @@ class RealInstance:
     layers: list[str]  # file names in the instance directory, bottom to top
     fmt: str
     root_size: int
-    bases: list[str] = field(default_factory=list)  # file names in _base it keeps in use
-    backed: bool = False  # the bottom layer backs onto bases[-1]
 
     def dir(self, layouts: dict[str, HostLayout]) -> Path:
         return layouts[self.host].instance_dir(self.vm)
@@ -205,12 +201,8 @@ class RealWorld:
         st = self.s.strategy_of(vm)
         path, fmt = create_disk(self.s, vm, self.layouts[ins.host], self.log,
                                 self.base_fmt(ins.image))
-        base = self.layouts[ins.host].cache_file(self.s.image(ins.image)).name
-        inst = RealInstance(vm, ins.host, ins.image, [p.name for p in disk_files(st, path)],
-                            fmt, ins.size, [base], st.kind in BACKED)
-        if st.kind == "resized_base":
-            inst.bases.append(f"{base}_{size_tag(ins.size)}")
-        self.instances[vm.name] = inst
+        self.instances[vm.name] = RealInstance(
+            vm, ins.host, ins.image, [p.name for p in disk_files(st, path)], fmt, ins.size)
         self.transfer = self.fetched
 
     @execute.register
@@ -263,18 +255,22 @@ class RealWorld:
         flat = dest_dir / "disk"
         run(["qemu-img", "convert", "-f", inst.fmt, "-O", "qcow2", str(src_dir / "disk"),
              str(flat)], log=self.log, label=f"flatten-{ins.vm}", timeout=3600)
-        dest.image, dest.fmt, dest.bases, dest.backed = None, "qcow2", [], False
+        dest.image, dest.fmt = None, "qcow2"
         self._arrived(dest, flat.stat().st_size)
 
     @execute.register
     def _(self, ins: BlockCopy) -> None:
         inst, dest, src_dir, dest_dir = self._leaving(ins.vm, ins.dst)
-        self._arrived(dest, self._live_copy(inst, dest, src_dir, dest_dir))
+        assert ins.backing is not None, "check_timeline: block migration of overlays only"
+        backing = self._base_file(ins.dst, ins.backing)
+        self._arrived(dest, self._live_copy(inst, backing, src_dir, dest_dir))
 
     @execute.register
     def _(self, ins: CopyFiles) -> None:
         inst, dest, src_dir, dest_dir = self._leaving(ins.vm, ins.dst)
-        transfer = self._copy_files(inst, dest, src_dir, dest_dir, ins.transport)
+        transfer = self._copy_files(inst, src_dir, dest_dir, ins.transport)
+        below = None if ins.backing is None else self._base_file(ins.dst, ins.backing)
+        self._repoint(inst, below, dest_dir)
         dest.layers = list(inst.layers)
         self._arrived(dest, transfer)
 
@@ -282,8 +278,7 @@ class RealWorld:
         """The VM's instance, the one it becomes on ``dst`` and both directories (the
         destination's made)."""
         inst = self.instances[vm]
-        dest = RealInstance(inst.vm, dst, inst.image, ["disk"], inst.fmt, inst.root_size,
-                            list(inst.bases), inst.backed)
+        dest = RealInstance(inst.vm, dst, inst.image, ["disk"], inst.fmt, inst.root_size)
         dest_dir = dest.dir(self.layouts)
         dest_dir.mkdir(parents=True)
         return inst, dest, inst.dir(self.layouts), dest_dir
@@ -312,28 +307,25 @@ class RealWorld:
         if self.instances[ins.vm].host == ins.host:
             del self.instances[ins.vm]
 
-    def _live_copy(self, inst: RealInstance, dest: RealInstance, src_dir: Path,
+    def _live_copy(self, inst: RealInstance, backing_file: tuple[Path, str], src_dir: Path,
                    dest_dir: Path) -> int:
         top = src_dir / "disk"
         moved = sum(int(e["length"]) for e in qemu_img_map(top, inst.fmt, log=self.log)
                     if e.get("depth") == 0 and e.get("data"))
-        backing, fmt = self._backing_file(dest)
+        backing, fmt = backing_file
         run(["qemu-img", "convert", "-f", inst.fmt, "-O", "qcow2", "-B",
              os.path.relpath(backing, dest_dir), "-F", fmt, "-o",
              f"cluster_size={self.s.strategy_of(inst.vm).cluster_size}",
              str(top), str(dest_dir / "disk")], log=self.log, label="live-migrate", timeout=3600)
-        dest.layers = ["disk"]
         return moved
 
-    def _backing_file(self, inst: RealInstance) -> tuple[Path, str]:
-        """The file in its host's ``_base`` the instance's bottom layer backs onto."""
-        assert inst.image is not None
-        resized = len(inst.bases) > 1  # a resized copy: raw, whatever the base
-        fmt = "raw" if resized else self.base_fmt(inst.image)
-        return self.layouts[inst.host].base_dir / inst.bases[-1], fmt
+    def _base_file(self, host: str, base: Base) -> tuple[Path, str]:
+        """``host``'s file of ``base`` and its format (a resized copy: raw, whatever the
+        base)."""
+        return self._base_path(host, base), "raw" if base.resized else self.base_fmt(base.image)
 
-    def _copy_files(self, inst: RealInstance, dest: RealInstance, src_dir: Path,
-                    dest_dir: Path, transport: str) -> int:
+    def _copy_files(self, inst: RealInstance, src_dir: Path, dest_dir: Path,
+                    transport: str) -> int:
         transfer = 0
         for name in inst.layers:
             src = src_dir / name
@@ -344,16 +336,18 @@ class RealWorld:
             else:
                 run(["cp", "--sparse=never", str(src), str(dest_dir / name)], log=self.log,
                     label="scp-copy")
-        self._repoint(inst, dest, dest_dir)
         return transfer
 
-    def _repoint(self, inst: RealInstance, dest: RealInstance, dest_dir: Path) -> None:
-        """Re-point copied files at the destination's base and at their copied lower layers."""
+    def _repoint(self, inst: RealInstance, base: tuple[Path, str] | None,
+                 dest_dir: Path) -> None:
+        """Re-point copied files at the destination's ``base`` (None: the bottom names none)
+        and at their copied lower layers."""
         for i, name in enumerate(inst.layers):
-            if i == 0 and not inst.backed:
+            if i == 0 and base is None:
                 continue
             if i == 0:
-                backing, fmt = self._backing_file(dest)
+                assert base is not None
+                backing, fmt = base
             else:
                 backing, fmt = dest_dir / inst.layers[i - 1], "qcow2"
             rel = os.path.relpath(backing, dest_dir)  # as real.storage.strategies names backings
