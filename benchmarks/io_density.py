@@ -13,7 +13,10 @@ Everything lands in ``--out`` (the profile, the run directory, density.csv).
 Figures, never asserted: the machine must be quiet (``uptime``), and the spread and the drift
 say how far it was.
 
-    .venv/bin/python benchmarks/io_density.py --out results/io-density [--profile P]
+    .venv/bin/python benchmarks/io_density.py --out results/io-density [--profile P] [--ab]
+
+``--ab`` also prints the summary for the same probes refitted without the host scheduler
+(``benchmarks/sched_ab.py``), against the same real runs.
 """
 
 from __future__ import annotations
@@ -92,12 +95,37 @@ def print_drift(run_dir: Path) -> None:
           f"(mean latency); load {drift.get('load')}")
 
 
+def print_without_sched(rows: pd.DataFrame, profile: Path, out: Path) -> None:
+    """With ``--ab``: the summary again for the same probes refitted without the host
+    scheduler (``benchmarks/sched_ab.py``), against the same real runs."""
+    if json.loads(profile.read_text())["params"].get("sched") is None:
+        print("A/B: the profile has no host scheduler (its probes have no CPU figures)")
+        return
+    blind = out / "profile-without-sched.json"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "sched_ab.py"), str(profile),
+                    str(blind)], check=True, capture_output=True)
+    sim = out / f"sim-without-sched-{time.strftime('%Y%m%d-%H%M%S')}"
+    cowbench("run", str(SCENARIO), "--backend", "sim", "--profile", str(blind), "--out", str(sim))
+    pred = pd.read_csv(sim / "predicted.csv")
+    pred = pred[pred.t_s.isna()].set_index(["entity", "metric"]).value
+    other = rows.copy()
+    other["predicted"] = [pred.get((e, m), np.nan) for e, m in zip(rows.entity, rows.metric,
+                                                                      strict=True)]
+    other["rel_error"] = (other.predicted - other.measured_mean) / other.measured_mean
+    other["within_spread"] = np.where(other.spread.isna(), np.nan,
+                                      (other.rel_error.abs() <= other.spread).astype(float))
+    print(f"without the host scheduler (same probes refitted, same real runs; {sim}):")
+    print_summary(other)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--profile", type=Path)
     ap.add_argument("--matrix", default="short", help="calibration matrix (default short)")
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--ab", action="store_true", help="also summarise the prediction of the "
+                    "same probes refitted without the host scheduler, against the same runs")
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
     profile = a.profile
@@ -117,6 +145,9 @@ def main() -> None:
     print_summary(rows)
     print()
     print_drift(run_dir)
+    if a.ab:
+        print()
+        print_without_sched(rows, profile, a.out)
 
 
 if __name__ == "__main__":
