@@ -284,6 +284,7 @@ def simulate_fleet(s: Scenario, seed: int) -> pd.DataFrame:
         span = Span(plan, v0, v1)
         m0, m1 = np.searchsorted(mig_vm, [v0, v1]).tolist()
         _add_chunk(tot, disks, span, snaps[v0:v1], by_vm[m0:m1], (end, boot))
+    tot.settle()
     rows = Rows()
     record_hosts(rows, float(s.hosts[0].capacity_bytes or np.inf), plan, tot)
     record_vms(rows, s, plan, tot, end, boot)
@@ -314,7 +315,7 @@ def _add_chunk(tot: Totals, disks: FleetDisks, span: Span, snaps: np.ndarray,
         tot.demand += _by_host_sample(plan, si, host,
                                       q["samples"][3] + disks.extra_bytes(pop.flavor[vm]))
     else:
-        tot.demand += _table_demand(disks, span)
+        tot.demand += _table_demand(disks, span, tot.steps)
     c = disks.s.strategy.cluster_size
     union = q["snapshots"][2].union_clusters if "snapshots" in q else \
         disks.snapshot_union(snap_vm, snap_t)
@@ -334,12 +335,13 @@ def _add_chunk(tot: Totals, disks: FleetDisks, span: Span, snaps: np.ndarray,
     tot.end_clusters[placed] = end_state.data_clusters
 
 
-def _table_demand(disks: FleetDisks, span: Span) -> np.ndarray:
+def _table_demand(disks: FleetDisks, span: Span, steps: np.ndarray) -> np.ndarray:
     """Per sample and host, the demand of the span's VMs read from the fluid model's table:
     per placement, the table's column at its first sample and the columns a sample interval
     apart after it (the interpolation weight is the placement's own), a disk younger than
     :data:`TABLE_FROM_S` at its first sample by the closed forms; the files beside the root
-    overlay added per placement, from its first sample to its last."""
+    overlay added to ``steps`` (``Totals.steps``) where each placement's first sample is and
+    taken away after its last."""
     plan, table = span.plan, disks.table
     assert table is not None
     t, pop, n_h = plan.sample_t, plan.population, len(plan.hosts)
@@ -363,9 +365,9 @@ def _table_demand(disks: FleetDisks, span: Span) -> np.ndarray:
     out = np.bincount(cell, weights=value, minlength=t.size * n_h)
     extra = disks.extra_bytes(pop.flavor[vm])
     size = (t.size + 1) * n_h
-    edges = np.bincount(i0 * n_h + host, weights=extra, minlength=size) \
-        - np.bincount((i0 + n) * n_h + host, weights=extra, minlength=size)
-    out += np.cumsum(edges.reshape(t.size + 1, n_h), axis=0)[:-1].ravel()
+    steps += (np.bincount(i0 * n_h + host, weights=extra, minlength=size)
+              - np.bincount((i0 + n) * n_h + host, weights=extra, minlength=size)
+              ).reshape(steps.shape)
     return np.asarray(out.reshape(t.size, n_h))
 
 

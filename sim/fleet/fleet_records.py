@@ -85,7 +85,9 @@ class Totals:
 
     Per sample and host (``samples x hosts``): overlay demand, snapshot and migration traffic
     in the interval ending at the sample, boot reads; per VM (NaN for a VM never placed): its
-    allocated bytes and data clusters at the end of its life or of the run.
+    allocated bytes and data clusters at the end of its life or of the run. ``steps``
+    (``samples + 1 x hosts``): how demand of a constant size (files beside the root overlays)
+    changes at each sample, summed over the samples into ``demand`` at the end.
     """
 
     demand: np.ndarray
@@ -94,13 +96,19 @@ class Totals:
     boot: np.ndarray
     end_allocated: np.ndarray
     end_clusters: np.ndarray
+    steps: np.ndarray
 
     @classmethod
     def zeros(cls, plan: Plan) -> Totals:
         shape = (plan.sample_t.size, len(plan.hosts))
         n = plan.population.arrive.size
         return cls(np.zeros(shape), np.zeros(shape), np.zeros(shape), np.zeros(shape),
-                   np.full(n, np.nan), np.full(n, np.nan))
+                   np.full(n, np.nan), np.full(n, np.nan), np.zeros((shape[0] + 1, shape[1])))
+
+    def settle(self) -> None:
+        """Add the constant-size demand to ``demand`` (after the last chunk)."""
+        self.demand += np.cumsum(self.steps, axis=0)[:-1]
+        self.steps[:] = 0
 
 
 def time_to_full(t: np.ndarray, used: np.ndarray, capacity: float) -> np.ndarray:
