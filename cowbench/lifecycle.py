@@ -22,6 +22,7 @@ from .bounds import (
     MAX_TIMELINE_OPS,
 )
 from .nova.clock import tick_count as ticks
+from .nova.instructions import RunWorkload
 from .nova.machine import (
     Boot,
     Confirm,
@@ -467,17 +468,15 @@ def run_times(s: Scenario) -> dict[tuple[str, str, int], list[float]]:
     """:func:`workload_runs`, each with the instants it starts at (a VM may run the same
     workload on the same disk several times)."""
     index = {vm.name: i for i, vm in enumerate(s.vms)}
-    size: dict[str, int] = {}
+    machine = nova_machine(s)  # what each run runs: the machine's RunWorkload
     out: dict[tuple[str, str, int], list[float]] = {}
     first: dict[tuple[str, str, int], int] = {}
     for op in expand_timeline(s):
-        vm = s.vms[index[op.vm]]
-        if op.op == "resize" and op.root_size is not None:
-            size[op.vm] = op.root_size
-        elif op.op == "run":
-            key = (op.vm, op.workload or str(vm.workload), size.get(op.vm, s.root_size(vm)))
-            first.setdefault(key, index[op.vm])
-            out.setdefault(key, []).append(op.t)
+        for run in machine.apply(typed(op)):
+            if isinstance(run, RunWorkload):
+                key = (run.vm, run.workload, run.size)
+                first.setdefault(key, index[run.vm])
+                out.setdefault(key, []).append(op.t)
     return {k: out[k] for k in sorted(out, key=lambda k: first[k])}
 
 
