@@ -154,3 +154,27 @@ def test_the_guard_lets_go_of_the_file_at_the_verdict(tmp_path: Path) -> None:
            if os.path.exists(f"/proc/self/fd/{fd}")]
     assert str(path) not in fds
     it.close()
+
+
+def test_without_leases_nothing_is_proven_and_the_file_is_hashed_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the kernel refuses leases (disabled, a filesystem without them, a seccomp
+    filter), the guard offers no proof and the run goes on hashing twice."""
+    import fcntl
+
+    real_fcntl = fcntl.fcntl
+
+    def no_leases(fd: int, cmd: int, arg: int = 0) -> int:
+        if cmd == fcntl.F_SETLEASE:
+            raise PermissionError(1, "Operation not permitted")
+        return real_fcntl(fd, cmd, arg)
+
+    monkeypatch.setattr("real.measure.guard.fcntl.fcntl", no_leases)
+    path = _file(tmp_path)
+    assert WriteGuard.start(path) is None
+    it = Integrity()
+    it.hash_before("image:img", path)
+    it.compare()
+    it.close()
+    entry = it.checksums["image:img"]
+    assert "after_from" not in entry and entry["before"] == entry["after"] == file_digest(path)
