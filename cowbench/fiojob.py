@@ -56,6 +56,8 @@ def fio_options(wl: Workload, runtime_cap: float | None = None) -> list[str]:
         opts.append(f"--loops={wl.loops}")
     if wl.zero_buffers:
         opts.append("--zero_buffers=1")
+    if wl.stonewall:  # a job of several: after the ones before it
+        opts.append("--stonewall")
     if wl.verify is not None:
         # verify_fatal: stop at the first block that does not read back as written
         opts += [f"--verify={wl.verify}", f"--do_verify={int(wl.do_verify)}", "--verify_fatal=1"]

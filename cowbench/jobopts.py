@@ -246,16 +246,23 @@ def expand(spec: dict[str, Any], base: Path, where: str,
         raise ScenarioError(str(path), [(f"{where}.job_file", f"{file} has no job section")])
     if len(sections) == 1:
         return {**_section_workload(sections[0], path, where, own, origins), **own}
-    for sec in sections:
-        waits = [k for k in ("stonewall", "wait_for_previous") if k in sec.options]
-        if waits:
-            raise ScenarioError(str(path), [(
-                f"{where}.job_file[{sec.name}].{waits[0]}", "the jobs of one VM run together "
-                "here; jobs that wait for the ones before them are not supported yet (choose "
-                "one with section:)")])
-    jobs = [{**_section_workload(sec, path, where, own, origins, f"{where}.jobs.{i}"), **own,
-             "section": sec.name} for i, sec in enumerate(sections)]
+    jobs = [{**_waits(_section_workload(sec, path, where, own, origins, f"{where}.jobs.{i}"),
+                      sec), **own, "section": sec.name} for i, sec in enumerate(sections)]
     return {**jobs[0], "jobs": jobs}
+
+
+#: Options by which a job of several waits for the ones before it (fio runs them in turn).
+WAITS = ("stonewall", "wait_for_previous")
+
+
+def _waits(wl: dict[str, Any], section: Section) -> dict[str, Any]:
+    """A job of several with ``stonewall`` or ``wait_for_previous``: carried (``stonewall``),
+    no longer a replaced option."""
+    if not any(k in section.options and section.options[k] in (None, "1") for k in WAITS):
+        return wl
+    kept = [r for r in wl.get("replaced", []) if r["option"] not in WAITS]
+    return {**{k: v for k, v in wl.items() if k != "replaced"},
+            **({"replaced": kept} if kept else {}), "stonewall": True}
 
 
 def _section_workload(section: Section, path: Path, where: str, own: dict[str, Any],

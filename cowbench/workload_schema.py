@@ -82,6 +82,9 @@ class Workload(Frozen):
     section: str | None = Field(
         default=None, description="The job-file section a job of several came from: its fio "
         "job name is <vm>.<section> in both backends.")
+    stonewall: bool = Field(
+        default=False, description="A job of several: it starts once the jobs before it have "
+        "finished (fio's stonewall or wait_for_previous).")
     jobs: list[Workload] = Field(
         default_factory=list, description="Several fio jobs the VM runs together on its "
         "disk, in one fio process and in this order (a job file's sections); the workload's "

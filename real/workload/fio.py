@@ -37,6 +37,8 @@ class FioResult:
         return job
 
     def figures(self, kind: str) -> dict[str, float]:
+        if len(self.raw["jobs"]) > 1:
+            return self._groups(kind)
         d = self.direction(kind)
         clat = d.get("clat_ns", {})
         pct = clat.get("percentile", {})
@@ -50,6 +52,22 @@ class FioResult:
             out[f"{kind}_lat_mean_s"] = float(clat["mean"]) * 1e-9
             if p99 is not None:
                 out[f"{kind}_lat_p99_s"] = float(p99) * 1e-9
+        return out
+
+
+    def _groups(self, kind: str) -> dict[str, float]:
+        """Several reporting groups (jobs of one VM run in turn, ``stonewall``): their sums
+        over their summed runtimes, the latency mean weighted by I/Os; no p99 (not a sum)."""
+        ds = [j[kind] for j in self.raw["jobs"]]
+        ios = sum(float(d["total_ios"]) for d in ds)
+        seconds = sum(float(d["runtime"]) for d in ds) / 1e3
+        out = {f"{kind}_ios": ios}
+        if seconds > 0:
+            out[f"{kind}_iops"] = ios / seconds
+            out[f"{kind}_bw_bytes_per_s"] = sum(float(d["io_bytes"]) for d in ds) / seconds
+        if ios:
+            out[f"{kind}_lat_mean_s"] = sum(float(d["clat_ns"]["mean"]) * float(d["total_ios"])
+                                            for d in ds if d["total_ios"]) / ios * 1e-9
         return out
 
 

@@ -137,8 +137,11 @@ def run_vm(env: simpy.Environment, scenario: Scenario, vm: VM, vm_index: int,
     streams = ([trace_chunks(t) for t in traces] if traces is not None else
                [io_stream(part, size, job_seed(part, clone, scenario.seed, vm_index, vm.name))
                 for part in wl.parts for clone in range(part.numjobs)])
-    clones = []
+    clones: list[simpy.Process] = []
     for part, stream in zip(jobs, streams, strict=True):
+        if part.stonewall and clones:  # fio's stonewall: once the jobs before have finished
+            yield simpy.AllOf(env, clones)
+            clones = []
         limit = min(x for x in (part.runtime, scenario.duration, math.inf) if x is not None)
         job = _Job(stream, record_writes=part.verifies)
         pacer = _Pacer(part.rate_iops) if part.rate_iops else None
