@@ -35,6 +35,8 @@ JOBS: list[tuple[str, str, str | None, bool]] = [
     ("fio-seq-RW", "fio-seq-RW.fio", None, True),
     ("basic-verify", "basic-verify.fio", None, False),
     ("ssd-test", "ssd-test.fio", "rand-write", False),
+    ("ssd-test-all", "ssd-test.fio", None, True),  # its four sections in turn (stonewall)
+    ("tiobench-all", "tiobench-example.fio", None, True),  # four sections of 4 clones
     ("jesd219", "jesd219.fio", None, False),
     ("iometer-file-server", "iometer-file-access-server.fio", None, False),
     ("tiobench", "tiobench-example.fio", "f2", False),
