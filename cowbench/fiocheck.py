@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from .jobfile import read_sections
-from .jobopts import MODEL, Handling, workload_of
+from .jobopts import MODEL, WAITS, Handling, workload_of
 from .scenario import Workload
 
 #: How each kind of handling is printed.
@@ -40,9 +40,14 @@ def check(path: Path) -> tuple[list[str], bool]:
     """The lines ``fio-check`` prints, and whether any option is refused."""
     lines = [str(path)]
     refused = False
-    for section in read_sections(path):
+    sections = read_sections(path)
+    for section in sections:
         wl, handled = workload_of(section, offsets_fio=True)
         handled = _validated(handled, wl)
+        if len(sections) > 1:  # the file whole: several jobs of one VM, in turn where asked
+            handled = [Handling(h.option, h.value, "model", "stonewall=True: starts once the "
+                                "jobs before it have finished (the file's jobs run on one VM)")
+                       if h.option in WAITS else h for h in handled]
         lines.append(f"[{section.name}]")
         for h in handled:
             opt = h.option if h.value is None else f"{h.option}={h.value}"

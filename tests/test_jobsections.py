@@ -195,3 +195,13 @@ def test_jobs_in_turn_in_both_backends(tmp_path: Path, no_leaks: None) -> None:
     doc = json.loads((next((out / "raw").glob("*-fio-v")) / "output.json").read_text())
     assert len(doc["jobs"]) == 3
     assert np.isfinite(comp.loc[("vm:v", "write_iops"), "measured"])
+
+
+def test_fio_check_says_a_stonewall_of_several_jobs_is_kept(tmp_path: Path) -> None:
+    from cowbench.fiocheck import check
+
+    (tmp_path / "j.fio").write_text(STONEWALL)
+    lines, refused = check(tmp_path / "j.fio")
+    assert not refused
+    assert any(line.split()[0] == "stonewall" and "both backends: stonewall=True" in line
+               for line in lines)
