@@ -22,8 +22,12 @@ hosts (0.26 GiB estimated), 0.32 GiB for the fleet-year (10^5 on 100; 0.34 estim
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
+
+from .errors import UsageError
+from .units import parse_size
 
 if TYPE_CHECKING:
     from .fleet import Fleet
@@ -44,7 +48,9 @@ MAX_SAMPLES = 1_000_000
 #: Sampled values: sample instants times the entities sampled each time.
 MAX_SAMPLE_VALUES = 50_000_000
 #: Memory the model may plan to use; above it a scenario is refused (exact mode names fleet).
+#: A machine with more memory to give one run says so in ``COWBENCH_MODEL_MEMORY`` (a size).
 MODEL_MEMORY_BUDGET = 8 * GIB
+MEMORY_ENV = "COWBENCH_MODEL_MEMORY"
 #: Above this, ``validate`` shows the expected memory and time.
 SHOW_ABOVE = 256 * MIB
 #: Points one sweep may have (grid cells times seeds).
@@ -177,21 +183,48 @@ def fleet_problems(f: Fleet, hosts: int, duration: float,
         out.append(("nova.image_cache.manager_interval_s", f"{passes:.3g} cache manager passes "
                     f"over the duration; at most {MAX_SAMPLES}"))
     mem, secs = fleet_cost(f, hosts, duration, pass_interval)
-    if not out and mem > MODEL_MEMORY_BUDGET:
+    budget = model_memory_budget()
+    if not out and mem > budget:
         out.append(("fleet", f"the fleet model would need about {_size(mem)} of memory "
                     f"({f.vms} VMs, their snapshots and migrations, samples); at most "
-                    f"{_size(MODEL_MEMORY_BUDGET)}: lengthen the intervals or shorten the "
-                    "duration"))
+                    f"{_size(budget)} ({MEMORY_ENV} to give it more): lengthen the "
+                    "intervals or shorten the duration"))
     return out
+
+
+def model_memory_budget() -> int:
+    """The memory a model run may plan to use: ``COWBENCH_MODEL_MEMORY`` (a size, e.g.
+    ``20GiB`` on a worker with 24 GiB to give it) or 8 GiB. Bounded by the machine's memory:
+    a budget larger than the machine has is refused, not trusted."""
+    value = os.environ.get(MEMORY_ENV)
+    if value is None:
+        return MODEL_MEMORY_BUDGET
+    try:
+        budget = parse_size(value.strip())
+    except ValueError as e:
+        raise UsageError(f"{MEMORY_ENV}: {e}") from None
+    total = _machine_memory()
+    if budget <= 0 or (total is not None and budget > total):
+        raise UsageError(f"{MEMORY_ENV}: {value!r} is not between 1 byte and this machine's "
+                         f"memory ({_size(total or 0)})")
+    return budget
+
+
+def _machine_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return None
 
 
 def exact_problems(s: Scenario) -> list[tuple[str, str]]:
     mem, _ = exact_cost(s)
-    if mem <= MODEL_MEMORY_BUDGET:
+    budget = model_memory_budget()
+    if mem <= budget:
         return []
     return [("vms", f"the exact model would need about {_size(mem)} of memory for "
                     f"{len(s.vms)} VM(s) (allocation maps of the disks and bases, fio's "
-                    f"random maps); at most {_size(MODEL_MEMORY_BUDGET)}: use a 'fleet' "
+                    f"random maps); at most {_size(budget)}: use a 'fleet' "
                     "section (the fleet model) for fleets, or smaller disks")]
 
 
