@@ -80,6 +80,11 @@ class Probe(_Frozen):
         default=None, ge=0, description="CPU seconds per I/O of the process that serves it "
         "(qemu-nbd's utime + stime over fio's run, per I/O, ramp included); None: not "
         "measured, or no server (the storage-alone probes)")
+    host_cpu_s: float | None = Field(
+        default=None, ge=0, description="CPU seconds per I/O of the whole machine while fio "
+        "ran (/proc/stat: every core's user, nice, system, irq and softirq), ramp included: on "
+        "a quiet machine, all the CPU the I/O path costs, the kernel's too; evidence, not used "
+        "by the model yet. None: not measured, or a job ran beside the probe's")
 
 
 class SchedParams(_Frozen):

@@ -335,6 +335,15 @@ def proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def host_cpu_busy_s() -> float:
+    """The CPU seconds the machine's cores have been busy since boot: user, nice, system, irq
+    and softirq of ``/proc/stat``'s first line over the clock tick (every process and the
+    kernel; idle, iowait and steal are not busy here)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq = (int(x) for x in fields[:7])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
 def wait_exit(pids: Sequence[int], timeout: float) -> None:
     """Sleep until one of ``pids`` exits or ``timeout`` seconds pass, woken by the exit itself
     (a pidfd turns readable) rather than by polling; callers then check who exited. Where

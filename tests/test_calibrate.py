@@ -82,6 +82,8 @@ def test_calibrate_as_the_readme_writes_it(tmp_path: Path, no_leaks: None) -> No
     # the CPU each I/O took: of fio everywhere, of qemu-nbd where it served the probe
     assert all(p.issuer_cpu_s is not None and p.issuer_cpu_s > 0 for p in prof.probes)
     assert all((p.server_cpu_s is None) == (p.target == "device") for p in prof.probes)
+    assert all((p.host_cpu_s is None) == (p.beside is not None) for p in prof.probes)
+    assert all(p.host_cpu_s is None or p.host_cpu_s > 0 for p in prof.probes)
     assert all(p.server_cpu_s is None or 0 < p.server_cpu_s < 1 / p.iops * p.iodepth * p.exports
                for p in prof.probes)
     assert prof.params.device_interference is not None

@@ -1,5 +1,6 @@
-"""The CPU each probe's I/O took (real/measure/calibrate.py): fio's own figures per I/O, and
-qemu-nbd's from /proc/PID/stat; profiles made before it load with none."""
+"""The CPU each probe's I/O took (real/measure/calibrate.py): fio's own figures per I/O,
+qemu-nbd's from /proc/PID/stat, the whole machine's from /proc/stat; profiles made before it
+load with none."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import time
 
 import pytest
 
-from cowbench.profile import Probe
-from cowbench.tools import proc_cpu_s
+from cowbench.profile import Beside, Probe
+from cowbench.tools import host_cpu_busy_s, proc_cpu_s
 from real.measure.calibrate import ProbeSpec, _median, _summarise
 
 
@@ -26,18 +27,24 @@ def test_cpu_per_io_is_the_jobs_cpu_over_their_ios() -> None:
     spec = ProbeSpec("raw", "randread", 4096, 4, exports=2)
     # two jobs, 1 s each: 10% + 5% of 1 s and 20% + 10% of 1 s over 10000 + 20000 I/Os
     data = fio_json(("p0", 10000, 10.0, 5.0, 1000), ("p1", 20000, 20.0, 10.0, 1000))
-    p = _summarise(spec, data, 1.2, server_cpu=0.66, ramp_s=0.1)
+    p = _summarise(spec, data, 1.2, server_cpu=0.66, ramp_s=0.1, host_cpu=1.32)
     assert p.issuer_cpu_s == pytest.approx((0.15 + 0.30) / 30000)
-    # qemu-nbd ran through the ramp too: its I/Os at the measured rate, 1.1 s of them
+    # qemu-nbd and the machine ran through the ramp too: its I/Os at the measured rate, 1.1 s
     assert p.server_cpu_s == pytest.approx(0.66 / (30000 * 1.1))
+    assert p.host_cpu_s == pytest.approx(2 * p.server_cpu_s)
 
 
 def test_the_job_beside_and_a_probe_without_server_count_nothing() -> None:
     spec = ProbeSpec("device", "randread", 4096, 1)
     data = fio_json(("p0", 10000, 10.0, 10.0, 1000), ("bg", 5000, 50.0, 50.0, 1000))
-    p = _summarise(spec, data, 1.0)
+    p = _summarise(spec, data, 1.0, host_cpu=0.5)
     assert p.issuer_cpu_s == pytest.approx(0.2 / 10000)
     assert p.server_cpu_s is None
+    assert p.host_cpu_s == pytest.approx(0.5 / 10000)
+    # the machine's CPU beside a second job is not the probe's alone
+    beside = ProbeSpec("device", "randread", 4096, 1, beside=Beside(rw="randread", bs=65536,
+                                                                    iodepth=8))
+    assert _summarise(beside, data, 1.0, host_cpu=0.5).host_cpu_s is None
 
 
 def test_rounds_keep_the_median_cpu_and_old_probes_have_none() -> None:
@@ -48,7 +55,7 @@ def test_rounds_keep_the_median_cpu_and_old_probes_have_none() -> None:
     assert p.issuer_cpu_s == pytest.approx(0.2 / 10000)
     assert p.server_cpu_s == pytest.approx(0.2 / 10000)
     old = Probe.model_validate({k: v for k, v in p.model_dump().items()
-                                if k not in ("issuer_cpu_s", "server_cpu_s")})
+                                if k not in ("issuer_cpu_s", "server_cpu_s", "host_cpu_s")})
     assert old.issuer_cpu_s is None and old.server_cpu_s is None
     assert _median([old, old]).server_cpu_s is None
 
@@ -59,3 +66,11 @@ def test_a_process_cpu_time_grows_with_its_work() -> None:
     while time.process_time() - t < 0.1:  # 100 ms of CPU: ten clock ticks
         pass
     assert 0.05 <= proc_cpu_s(os.getpid()) - before <= 1.0
+
+
+def test_the_machine_is_busy_at_least_while_this_process_works() -> None:
+    before = host_cpu_busy_s()
+    t = time.process_time()
+    while time.process_time() - t < 0.1:
+        pass
+    assert host_cpu_busy_s() - before >= 0.05

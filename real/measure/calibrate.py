@@ -41,7 +41,7 @@ from cowbench.errors import ToolError, UsageError
 from cowbench.fdtree import PrivateDir
 from cowbench.profile import Beside, Probe, Target
 from cowbench.signals import shielded
-from cowbench.tools import absolute, require_tools, run, which
+from cowbench.tools import absolute, host_cpu_busy_s, require_tools, run, which
 from real.workload.nbd import NbdExport, stop_servers_in
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
@@ -318,9 +318,11 @@ def _device_argv(spec: ProbeSpec, raw: Path, s: Settings, out: Path) -> list[str
 
 
 def _summarise(spec: ProbeSpec, data: dict[str, Any], runtime: float,
-               server_cpu: float | None = None, ramp_s: float = 0.0) -> Probe:
-    """The probe's figures from fio's JSON; ``server_cpu``: the CPU seconds qemu-nbd used
-    while fio ran, over ``ramp_s`` of ramp and the jobs' runtime."""
+               server_cpu: float | None = None, ramp_s: float = 0.0,
+               host_cpu: float | None = None) -> Probe:
+    """The probe's figures from fio's JSON; ``server_cpu`` and ``host_cpu``: the CPU seconds
+    qemu-nbd and the whole machine used while fio ran, over ``ramp_s`` of ramp and the jobs'
+    runtime."""
     kind = "read" if spec.rw == "randread" else "write"
     ios = iops = bw = lat_w = cpu = wall = 0.0
     p99 = 0.0
@@ -346,8 +348,9 @@ def _summarise(spec: ProbeSpec, data: dict[str, Any], runtime: float,
                  iodepth=spec.iodepth, exports=spec.exports, depth=spec.depth,
                  cluster_size=spec.cluster_size, runtime_s=runtime, ios=int(ios), iops=iops,
                  bw_bytes_per_s=bw, lat_mean_s=lat_w / ios, lat_p99_s=p99, beside=spec.beside,
-                 issuer_cpu_s=cpu / ios, server_cpu_s=_server_per_io(server_cpu, ios, wall,
-                                                                     ramp_s))
+                 issuer_cpu_s=cpu / ios, server_cpu_s=_per_io(server_cpu, ios, wall, ramp_s),
+                 host_cpu_s=(None if spec.beside is not None
+                             else _per_io(host_cpu, ios, wall, ramp_s)))
 
 
 def _job_cpu(job: dict[str, Any]) -> tuple[float, float]:
@@ -357,8 +360,8 @@ def _job_cpu(job: dict[str, Any]) -> tuple[float, float]:
     return (float(job.get("usr_cpu", 0.0)) + float(job.get("sys_cpu", 0.0))) / 100 * run_s, run_s
 
 
-def _server_per_io(cpu: float | None, ios: float, run_s: float, ramp_s: float) -> float | None:
-    """qemu-nbd's CPU seconds per I/O: its CPU over fio's run (the ramp's I/Os too, at the
+def _per_io(cpu: float | None, ios: float, run_s: float, ramp_s: float) -> float | None:
+    """CPU seconds per I/O of CPU measured over fio's whole run (the ramp's I/Os too, at the
     measured rate: ``ios`` counts only those after the ramp)."""
     if cpu is None or run_s <= 0:
         return None
@@ -409,7 +412,7 @@ def _median(runs: list[Probe]) -> Probe:
     iops = [r.iops for r in runs]
     cpu = {f: float(statistics.median(v)) if (v := [getattr(r, f) for r in runs
                                                    if getattr(r, f) is not None]) else None
-           for f in ("issuer_cpu_s", "server_cpu_s")}
+           for f in ("issuer_cpu_s", "server_cpu_s", "host_cpu_s")}
     return runs[0].model_copy(update={**cpu,
         "iops": med("iops"), "bw_bytes_per_s": med("bw_bytes_per_s"),
         "lat_mean_s": med("lat_mean_s"), "lat_p99_s": med("lat_p99_s"),
@@ -429,16 +432,18 @@ def _run_probe(spec: ProbeSpec, images: _Images, work: Path, s: Settings) -> Pro
                 stack.enter_context(nbd)
                 servers.append(nbd)
             argv = _fio_argv(spec, [n.uri for n in servers], s, out)
-        cpu0 = sum(n.cpu_s() for n in servers)
+        cpu0, host0 = sum(n.cpu_s() for n in servers), host_cpu_busy_s()
         t0 = time.monotonic()
         run(argv, timeout=s.runtime_s + s.ramp_s + 120)
         runtime = time.monotonic() - t0
+        host_cpu = host_cpu_busy_s() - host0
         server_cpu = sum(n.cpu_s() for n in servers) - cpu0 if servers else None
     data = _fio_json(argv, out, spec)
     for image in work.glob("cow-*.qcow2"):  # first-write overlays are used once
         image.unlink()
-    ramped = spec.rw != "write" and spec.target != "device"  # see _fio_argv
-    return _summarise(spec, data, runtime, server_cpu, s.ramp_s if ramped else 0.0)
+    # the ramp fio ran (_fio_argv, _device_argv): none for first writes, half on the device
+    ramp = 0.0 if spec.rw == "write" else s.ramp_s / 2 if spec.target == "device" else s.ramp_s
+    return _summarise(spec, data, runtime, server_cpu, ramp, host_cpu)
 
 
 def _fio_json(argv: list[str], out: Path, spec: ProbeSpec) -> dict[str, Any]:
