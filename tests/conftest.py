@@ -101,8 +101,23 @@ def pytest_collection_modifyitems(config: pytest.Config,
         elif _uses_a_module_fixture(item):
             item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
     yield  # the other hooks, xdist's among them (it names each item's group)
+    items[:] = quiet_first(items)
     if getattr(config.option, "loadgroup", False):
         _name_the_groups(items)
+
+
+def quiet_first(items: list[pytest.Item]) -> list[pytest.Item]:
+    """Whole modules, each in its own order: those with a ``quiet`` test first (it takes the
+    storage while no real test holds it yet), then those without ``real`` tests (run beside
+    it), then the rest: xdist hands out work in this order."""
+    def rank(module: list[pytest.Item]) -> int:
+        marks = {m.name for i in module for m in i.iter_markers()}
+        return 0 if "quiet" in marks else 2 if "real" in marks else 1
+
+    modules: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        modules.setdefault(item.nodeid.split("::")[0], []).append(item)
+    return [i for m in sorted(modules.values(), key=rank) for i in m]
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:

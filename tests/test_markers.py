@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import device, pytest_xdist_auto_num_workers
+from .conftest import device, pytest_xdist_auto_num_workers, quiet_first
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -109,3 +109,20 @@ def test_auto_starts_two_workers_a_core(monkeypatch: pytest.MonkeyPatch,
     assert pytest_xdist_auto_num_workers(pytestconfig) == 2 * len(os.sched_getaffinity(0))
     monkeypatch.setenv("PYTEST_XDIST_AUTO_NUM_WORKERS", "3")
     assert pytest_xdist_auto_num_workers(pytestconfig) is None  # xdist's own hook reads it
+
+
+def test_modules_with_a_quiet_test_come_first_then_those_without_real_tests(
+        request: pytest.FixtureRequest) -> None:
+    """The session's order (xdist hands out work in it): every module in one run of items,
+    the quiet ones' modules first, the modules with real tests last."""
+    items = request.session.items
+    assert quiet_first(items) == items  # already in that order
+    runs: list[tuple[str, set[str]]] = []
+    for item in items:
+        module = item.nodeid.split("::")[0]
+        if not runs or runs[-1][0] != module:
+            runs.append((module, set()))
+        runs[-1][1].update(m.name for m in item.iter_markers())
+    assert len(runs) == len({m for m, _ in runs}), "a module split in two"
+    order = [0 if "quiet" in marks else 2 if "real" in marks else 1 for _, marks in runs]
+    assert order == sorted(order), runs
