@@ -86,6 +86,15 @@ def processes_mentioning(*paths: Path | str) -> list[tuple[int, str]]:
     return found
 
 
+def mounts_under(path: Path) -> list[str]:
+    """Mount points at or under ``path`` (/proc/mounts): a test's own, never the mounts of
+    the real tests running beside it or of other engineers' tests on this machine."""
+    root = os.path.realpath(path)
+    points = [line.split()[1].encode().decode("unicode_escape")
+              for line in Path("/proc/mounts").read_text().splitlines() if line.strip()]
+    return [m for m in points if m == root or m.startswith(os.path.join(root, ""))]
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_collection_modifyitems(config: pytest.Config,
                                   items: list[pytest.Item]) -> Iterator[None]:

@@ -11,7 +11,7 @@ from cowbench.scenario import parse_scenario
 from sim.storage.disk import BaseData
 from sim.storage.reflink import ReflinkCopy
 
-from .conftest import needs_tools, small_dict
+from .conftest import mounts_under, needs_tools, small_dict
 
 MiB, KiB = 1 << 20, 1 << 10
 CAN_LOOP = os.geteuid() == 0 and Path("/dev/loop-control").exists()
@@ -45,4 +45,4 @@ def test_reflink_both_backends_agree(tmp_path: Path, no_leaks: None) -> None:
     alloc = vms[vms.metric == "allocated_bytes"]
     assert len(alloc) == 3 and (alloc.rel_error.abs() <= 0.001).all(), alloc
     assert not (tmp_path / "run" / "work" / "reflink-xfs").exists()
-    assert "reflink-xfs" not in Path("/proc/mounts").read_text()
+    assert mounts_under(tmp_path) == []  # its XFS is unmounted
