@@ -129,6 +129,7 @@ def quiet_first(items: list[pytest.Item]) -> list[pytest.Item]:
     return [i for m in sorted(modules.values(), key=rank) for i in m]
 
 
+@pytest.hookimpl(optionalhook=True)  # xdist's hook
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     """``-n auto``: two workers per core (``PYTEST_XDIST_AUTO_NUM_WORKERS`` still decides
     when set): the ``real`` tests mostly wait for fio, qemu-img and qemu-nbd."""
