@@ -389,7 +389,9 @@ def _sweep_meta(path: Path) -> tuple[str, str | None]:
         raise UsageError(str(err)) from None
     if not isinstance(meta, dict):
         return path.resolve().name, None
-    return str(meta.get("name") or path.resolve().name), meta.get("status")
+    status = meta.get("status")  # a damaged file may hold anything there
+    return (str(meta.get("name") or path.resolve().name),
+            None if status is None else str(status))
 
 
 def sweep_points(path: Path) -> tuple[pd.DataFrame, list[str]]:

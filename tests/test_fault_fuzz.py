@@ -276,3 +276,17 @@ def test_commands_on_damaged_run_and_sweep_dirs_fail_cleanly(pristine: dict[str,
         if which == "sweep" and command[0] == "sweep" and (d / "sweep.json").is_file():
             meta = (d / "sweep.json").read_bytes()
             assert b'"status": "running"' not in meta, meta
+
+
+@pytest.mark.slow
+def test_show_of_a_sweep_whose_status_is_not_text_fails_cleanly(pristine: dict[str, Path],
+                                                                tmp_path: Path) -> None:
+    """The case hypothesis found (a TypeError from ``show``): sweep.json's status a mapping."""
+    import shutil
+
+    sweep = tmp_path / "sweep"
+    shutil.copytree(pristine["sweep"], sweep, symlinks=True)
+    _damage(sweep / "sweep.json", "json-bad-status", 0)
+    code, err = _in_time(["show", str(sweep)])
+    assert "internal error" not in err and "Traceback" not in err, err
+    assert code in (0, 1, 2), (code, err)
