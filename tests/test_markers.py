@@ -35,12 +35,10 @@ def test_the_readme_fast_loop_leaves_out_real_and_slow_tests() -> None:
     assert len(ids) > 300
 
 
-def test_quiet_tests_keep_together_and_the_other_real_tests_spread(
-        request: pytest.FixtureRequest) -> None:
+def test_real_tests_keep_together_on_one_worker(request: pytest.FixtureRequest) -> None:
     """``-n N --dist loadgroup`` (scripts/test.sh): every ``quiet`` test of this session is
-    ``real`` and in the one group "quiet"; the other ``real`` tests are in no group but their
-    module's (when they share a module-scoped fixture); a test sharing a module-scoped fixture
-    is in its module's group."""
+    ``real``; every ``real`` test is in the one group "real" (one after another); a test
+    sharing a module-scoped fixture is in its module's group."""
     def group(item: pytest.Item) -> str | None:
         mark = item.get_closest_marker("xdist_group")
         return str(mark.args[0]) if mark is not None else None
@@ -48,13 +46,11 @@ def test_quiet_tests_keep_together_and_the_other_real_tests_spread(
     items = request.session.items
     xdist = bool(os.environ.get("PYTEST_XDIST_WORKER"))  # the scheduler reads the node id
     for item in items:
-        module = item.nodeid.split("::")[0].split("@")[0]
         if item.get_closest_marker("quiet") is not None:
             assert item.get_closest_marker("real") is not None, item.nodeid
-            assert group(item) == "quiet", item.nodeid
-            assert not xdist or item.nodeid.endswith("@quiet"), item.nodeid
-        elif item.get_closest_marker("real") is not None:
-            assert group(item) in (None, module), item.nodeid
+        if item.get_closest_marker("real") is not None:
+            assert group(item) == "real", item.nodeid
+            assert not xdist or item.nodeid.endswith("@real"), item.nodeid
     mine = [i for i in items if i.nodeid.startswith("tests/test_markers.py::")]
     assert mine and all(group(i) is None for i in mine)  # nothing shared: spread freely
     users = [i for i in items if i.get_closest_marker("real") is None
@@ -103,10 +99,10 @@ def test_a_quiet_test_waits_for_the_real_ones_running_and_goes_before_new_ones(
     assert order == ["real1", "/real1", "quiet", "/quiet", "real2", "/real2"]
 
 
-def test_auto_starts_two_workers_a_core(monkeypatch: pytest.MonkeyPatch,
-                                         pytestconfig: pytest.Config) -> None:
+def test_auto_starts_one_worker_a_core(monkeypatch: pytest.MonkeyPatch,
+                                        pytestconfig: pytest.Config) -> None:
     monkeypatch.delenv("PYTEST_XDIST_AUTO_NUM_WORKERS", raising=False)
-    assert pytest_xdist_auto_num_workers(pytestconfig) == 2 * len(os.sched_getaffinity(0))
+    assert pytest_xdist_auto_num_workers(pytestconfig) == len(os.sched_getaffinity(0))
     monkeypatch.setenv("PYTEST_XDIST_AUTO_NUM_WORKERS", "3")
     assert pytest_xdist_auto_num_workers(pytestconfig) is None  # xdist's own hook reads it
 
