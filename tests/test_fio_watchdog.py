@@ -69,15 +69,17 @@ def _wait_for(cond: Callable[[], object], seconds: float = 20) -> bool:
 def test_a_fio_job_leaves_fio_process_group() -> None:
     """Why a process group cannot stop fio: each job calls setsid() (fio 3.33)."""
     fio = subprocess.Popen(_null_fio(), start_new_session=True)
+    jobs: list[tuple[int, int]] = []
     try:
         assert _wait_for(lambda: _fio_jobs_of(fio.pid))
-        [(job, group)] = _fio_jobs_of(fio.pid)
+        jobs = _fio_jobs_of(fio.pid)
+        [(job, group)] = jobs
         assert group == job != fio.pid
     finally:
+        for job, _ in jobs:  # its job, which killing fio does not stop (the point)
+            os.kill(job, signal.SIGKILL)
         fio.kill()
         fio.wait()
-        for job, _ in _fio_jobs_of(1):
-            os.kill(job, signal.SIGKILL)
 
 
 @pytest.mark.real
