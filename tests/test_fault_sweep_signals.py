@@ -44,6 +44,13 @@ def _group_alive(pgid: int) -> list[int]:
     return alive
 
 
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:200]
+    except OSError:
+        return "?"
+
+
 def _ok_points(out: Path) -> int:
     try:
         meta = json.loads((out / "sweep.json").read_text())
@@ -96,7 +103,8 @@ def test_a_sweep_stops_on_the_first_signal(tmp_path: Path, scheduler: str,
     for d in (out / "points").iterdir():  # no point left saying it is running
         assert json.loads((d / "run.json").read_text())["status"] in ("ok", "interrupted")
     time.sleep(1)
-    assert not _group_alive(proc.pid), "worker processes outlived the sweep"
+    left = {pid: _cmdline(pid) for pid in _group_alive(proc.pid)}
+    assert not left, f"processes outlived the sweep: {left}"
 
 
 @pytest.mark.slow
