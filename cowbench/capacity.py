@@ -77,6 +77,15 @@ def scenario_capacity(scenario: dict[str, Any]) -> float | None:
     return min(caps) if caps else None
 
 
+def host_capacities(scenario: dict[str, Any]) -> dict[str, float]:
+    """Each host's disk by name, as a resolved scenario states it (hosts may differ); ``*``:
+    the capacity of a host not listed (results written before hosts were described once)."""
+    caps = {str(h.get("name")): float(h["capacity_bytes"]) for h in scenario.get("hosts") or []
+            if isinstance(h, dict) and isinstance(h.get("capacity_bytes"), int | float)}
+    cap = scenario_capacity(scenario)
+    return {**caps, "*": math.nan if cap is None else cap}
+
+
 def _keys(frame: pd.DataFrame) -> list[str]:
     return [k for k in REPLICATION_KEYS if k in frame.columns]
 

@@ -22,7 +22,7 @@ from rich.markup import escape
 from . import cli_results
 from .cli_app import CSV_HELP, app, bold, err, out, progress_bar
 from .errors import CowbenchError, RunFailed, UsageError
-from .units import format_bytes, format_duration
+from .units import format_bytes, format_duration, format_sizes
 
 if TYPE_CHECKING:  # the commands import what they need: `cowbench --help` stays light
     import pandas as pd
@@ -89,7 +89,8 @@ def validate(scenario: Annotated[Path, typer.Argument(help="Scenario file, or sw
         f = s.fleet
         out.print(f"{bold(s.name)} (id {s.scenario_id}): fleet ({f.model} model) of "
                   f"{f.vms} VM arrivals over {format_duration(s.duration or 0)} on "
-                  f"{len(s.hosts)} host(s) of {format_bytes(s.hosts[0].capacity_bytes or 0)}; "
+                  f"{len(s.hosts)} host(s) of "
+                  f"{format_sizes([h.capacity_bytes or 0 for h in s.hosts])}; "
                   f"{len(f.flavor_mix)} flavor(s), "
                   f"{len(f.image_mix)} image(s), classes: {', '.join(f.classes)}")
         _print_estimate(s)
@@ -164,8 +165,8 @@ def run(
         out.print(f"model only (no real counterpart here, marked model_only): "
                   f"{', '.join(model_only)}", soft_wrap=True)
     if s.fleet is not None and outcome.predicted is not None:
-        print_fleet(outcome.predicted, s.hosts[0].capacity_bytes or 0, len(s.hosts),
-                    s.duration or float("nan"), out)
+        print_fleet(outcome.predicted, {h.name: float(h.capacity_bytes or 0) for h in s.hosts},
+                    len(s.hosts), s.duration or float("nan"), out)
     out.print(f"backend:       {_backend_line(chosen, backend is None, s.fleet is not None)}",
               soft_wrap=True, highlight=False)
     out.print(f"run directory: {bold(outcome.run_dir)}", soft_wrap=True)

@@ -5,11 +5,12 @@ expected), each with a lifetime, a flavor, an image and a workload class drawn f
 Nova places it on a host (placement's DISK_GB with ``disk_allocation_ratio``, FACTS.md 1.6), the
 image cache manager ages unused bases (FACTS.md 1.6), some VMs are snapshotted and some migrated
 on a schedule (FACTS.md 1.4-1.5). It speaks the timeline's language: the hosts are the
-scenario's ``hosts`` (``count: N`` for a pool of alike hosts), the flavors its ``flavors``
-(drawn by ``flavor_mix`` as images by ``image_mix``), lifetimes are ``cowbench.nova.schema``'s,
-the image cache is the scenario's ``nova.image_cache``, and every decision is
-``cowbench.nova``'s. The model answers per host over time: demand
-(``allocated_bytes``), allocation (``provisioned_bytes``), cache bytes, and when the disk fills.
+scenario's ``hosts`` (``count: N`` for a pool of alike hosts; entries of different sizes mix),
+the flavors its ``flavors`` (drawn by ``flavor_mix`` as images by ``image_mix``), lifetimes are
+``cowbench.nova.schema``'s, the image cache is the scenario's ``nova.image_cache``, and every
+decision is ``cowbench.nova``'s. The model answers per host over time: demand
+(``allocated_bytes``), allocation (``provisioned_bytes``), cache bytes, and when each host's
+disk fills.
 
 A workload class is a set of phases in fluid form: a boot read burst, a daily volume of random
 writes over a hot/cold split of the root disk, and a daily sequential growth. Writes are uniform
@@ -146,9 +147,12 @@ def fleet_problems(s: Scenario) -> list[tuple[str, str]]:
     if f.model == "exact" and s.duration is not None and exact_writes(f, s.duration) > 2e7:
         out.append(("fleet.model", f"about {exact_writes(f, s.duration):.1e} writes: too many "
                                    "for the exact model (2e7 at most); use fluid"))
-    if not out and max(fl.disk_gb_bytes for fl in fleet_flavors(s)) > \
-            s.hosts[0].placement_capacity:
-        out.append(("hosts[0].capacity_bytes", "the largest flavor fits on no host"))
+    if not out:
+        largest = max(range(len(s.hosts)), key=lambda i: s.hosts[i].placement_capacity)
+        if max(fl.disk_gb_bytes for fl in fleet_flavors(s)) > \
+                s.hosts[largest].placement_capacity:
+            out.append((f"hosts[{largest}].capacity_bytes",
+                        "the largest flavor fits on no host"))
     if s.duration is not None and not out:
         out += stream_problems(f, len(s.hosts), s.duration,
                                s.nova.image_cache.manager_interval_s)
@@ -156,17 +160,11 @@ def fleet_problems(s: Scenario) -> list[tuple[str, str]]:
 
 
 def _host_problems(s: Scenario) -> list[tuple[str, str]]:
-    """A fleet's hosts: each with its disk's size, all alike (the model's one host shape)."""
-    first = s.hosts[0]
-    for i, h in enumerate(s.hosts):
-        if h.capacity_bytes is None:
-            return [(f"hosts[{i}].capacity_bytes", "a fleet's hosts need their disk's size "
-                     "(the model reports when it fills)")]
-        for key in ("capacity_bytes", "disk_allocation_ratio", "reserved_host_disk_bytes"):
-            if getattr(h, key) != getattr(first, key):
-                return [(f"hosts[{i}].{key}", f"differs from {first.name}'s: the fleet model "
-                         "takes hosts with one disk shape so far")]
-    return []
+    """A fleet's hosts: each with its disk's size (hosts may differ in size, allocation ratio
+    and reserved disk: placement weighs each by its own inventory)."""
+    return [(f"hosts[{i}].capacity_bytes", "a fleet's hosts need their disk's size (the model "
+             "reports when it fills)") for i, h in enumerate(s.hosts)
+            if h.capacity_bytes is None][:1]
 
 
 def _flavor_problems(s: Scenario) -> list[tuple[str, str]]:

@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .capacity import scenario_capacity, time_to_full
+from .capacity import host_capacities, time_to_full
 from .compare import summary
 from .drift import describe as drift_line
 from .errors import ScenarioError, UsageError
@@ -42,7 +42,7 @@ from .results import (
 from .safeload import load_json_file
 from .spread import one_run_note, spread_summary
 from .store import read_run
-from .units import format_bytes, format_duration
+from .units import format_bytes, format_duration, format_sizes
 
 #: Most VMs (or fleet hosts) a table lists; the records files hold them all.
 MAX_ROWS = 40
@@ -76,8 +76,7 @@ def show_run(path: Path, out: Console) -> None:
         out.print(line, soft_wrap=True, highlight=False)
     fleet = run.scenario.get("fleet")
     if isinstance(fleet, dict):
-        cap = scenario_capacity(run.scenario)
-        print_fleet(run.predicted, math.nan if cap is None else cap,
+        print_fleet(run.predicted, host_capacities(run.scenario),
                     _host_count(run.scenario), _float(run.scenario.get("duration")), out)
     else:
         print_space(run, out)
@@ -257,21 +256,31 @@ def print_comparison(comp: pd.DataFrame, out: Console, spread: pd.DataFrame | No
 
 # -- a fleet -------------------------------------------------------------------------------
 
-def print_fleet(records: pd.DataFrame, capacity: float, hosts: int, duration: float,
-                out: Console) -> None:
-    """A fleet run: arrivals, the fullest host's peak against ``capacity`` and when it fills,
-    the hosts that fill first, and the spread of the VMs' disks."""
+def _cap(capacity: dict[str, float], host: str) -> float:
+    return capacity.get(host, capacity.get("*", math.nan))
+
+
+def _known(capacity: dict[str, float]) -> list[float]:
+    return [c for h, c in capacity.items() if h != "*"] or [capacity.get("*", math.nan)]
+
+
+def print_fleet(records: pd.DataFrame, capacity: dict[str, float], hosts: int,
+                duration: float, out: Console) -> None:
+    """A fleet run: arrivals, the fullest host's peak against its ``capacity`` (by host name,
+    :func:`host_capacities`) and when it fills, the hosts that fill first, and the spread of
+    the VMs' disks."""
     from .sweep_points import point_figures
 
     f = point_figures(records)
     out.print(f"fleet: {f.get('arrived_vms', math.nan):.0f} VMs arrived, "
               f"{f.get('rejected_vms', math.nan):.0f} rejected (NoValidHost) on {hosts} "
-              f"host(s) of {format_bytes(capacity)}; peak demand of all hosts "
+              f"host(s) of {format_sizes(_known(capacity))}; peak demand of all hosts "
               f"{format_bytes(f.get('fleet_allocated_bytes_peak', math.nan))}",
               soft_wrap=True, markup=False, highlight=False)
     table = host_table(records, capacity, duration)
     if not table.empty:
-        for line in _fullest_lines(table.iloc[0], capacity, duration):
+        for line in _fullest_lines(table.iloc[0], _cap(capacity, table["host"].iloc[0]),
+                                   duration):
             out.print(line, soft_wrap=True, markup=False, highlight=False)
         full = table[np.isfinite(table["full_s"])].sort_values("full_s", kind="stable")
         if len(full):
@@ -285,10 +294,12 @@ def print_fleet(records: pd.DataFrame, capacity: float, hosts: int, duration: fl
                   f"P99 {format_bytes(f['vm_allocated_bytes_p99'])}", highlight=False)
 
 
-def host_table(records: pd.DataFrame, capacity: float, duration: float) -> pd.DataFrame:
+def host_table(records: pd.DataFrame, capacity: dict[str, float], duration: float
+               ) -> pd.DataFrame:
     """Per host: peak demand and when, demand at the end, VMs at the end, and when it is
     full (``full_s``, recorded by the model) or would be at its recent growth
-    (``extrapolated_s``; inf when it does not grow); the highest peak first."""
+    (``extrapolated_s``; inf when it does not grow); the highest peak against the host's own
+    disk first (``peak_share``; hosts may differ in size)."""
     rec = records[records["entity"].astype(str).str.startswith("host:")]
     demand = rec[(rec["metric"] == "allocated_bytes") & rec["t_s"].notna()]
     ttf = rec[(rec["metric"] == "time_to_full_s")].groupby("entity")["value"].min()
@@ -298,20 +309,22 @@ def host_table(records: pd.DataFrame, capacity: float, duration: float) -> pd.Da
         g = g.sort_values("t_s")
         peak_at = int(np.argmax(g["value"].to_numpy()))
         full = float(ttf.get(entity, math.inf))
-        extra = math.nan
-        if not math.isfinite(full) and math.isfinite(capacity):
-            extra, _ = time_to_full(g["t_s"].to_numpy(float), g["value"].to_numpy(float),
-                                    capacity)
+        extra, cap = math.nan, _cap(capacity, str(entity).removeprefix("host:"))
+        if not math.isfinite(full) and math.isfinite(cap):
+            extra, _ = time_to_full(g["t_s"].to_numpy(float), g["value"].to_numpy(float), cap)
         v = vms[vms["entity"] == entity].sort_values("t_s")["value"]
         rows.append({"host": str(entity).removeprefix("host:"),
                      "peak_bytes": float(g["value"].iloc[peak_at]),
                      "peak_t_s": float(g["t_s"].iloc[peak_at]),
                      "end_bytes": float(g["value"].iloc[-1]),
                      "vms_end": float(v.iloc[-1]) if len(v) else math.nan,
-                     "full_s": full, "extrapolated_s": extra})
-    cols = ["host", "peak_bytes", "peak_t_s", "end_bytes", "vms_end", "full_s", "extrapolated_s"]
+                     "full_s": full, "extrapolated_s": extra,
+                     "peak_share": float(g["value"].iloc[peak_at]) / cap})
+    cols = ["host", "peak_bytes", "peak_t_s", "end_bytes", "vms_end", "full_s", "extrapolated_s",
+            "peak_share"]
     table = pd.DataFrame(rows, columns=cols)
-    return table.sort_values("peak_bytes", ascending=False, kind="stable").reset_index(drop=True)
+    return table.sort_values(["peak_share", "peak_bytes"], ascending=False, kind="stable",
+                             na_position="last").reset_index(drop=True)
 
 
 def _share(x: float, capacity: float) -> str:
@@ -339,7 +352,7 @@ def _full_text(row: pd.Series, duration: float) -> str:
     return within
 
 
-def _host_rich_table(table: pd.DataFrame, capacity: float, hosts: int) -> Table:
+def _host_rich_table(table: pd.DataFrame, capacity: dict[str, float], hosts: int) -> Table:
     title = ("hosts" if hosts <= len(table) else
              f"the {len(table)} fullest of {hosts} hosts") + " (demand: allocated bytes)"
     t = Table(title=title, title_justify="left")
@@ -348,7 +361,8 @@ def _host_rich_table(table: pd.DataFrame, capacity: float, hosts: int) -> Table:
     for row in table.to_dict("records"):
         full = row["full_s"]
         t.add_row(escape(row["host"]), format_bytes(row["peak_bytes"]),
-                  _share(row["peak_bytes"], capacity), format_bytes(row["end_bytes"]),
+                  _share(row["peak_bytes"], _cap(capacity, row["host"])),
+                  format_bytes(row["end_bytes"]),
                   "-" if math.isnan(row["vms_end"]) else f"{row['vms_end']:.0f}",
                   format_duration(full) if math.isfinite(full) else "not full")
     return t

@@ -122,6 +122,12 @@ def format_bytes(n: float) -> str:
     raise AssertionError("unreachable")
 
 
+def format_sizes(sizes: list[float]) -> str:
+    """Disks of several hosts: ``'7.0 TiB'``, or ``'1.0 TiB to 7.0 TiB'`` when they differ."""
+    low, high = format_bytes(min(sizes)), format_bytes(max(sizes))
+    return low if low == high else f"{low} to {high}"
+
+
 def format_duration(seconds: float) -> str:
     """A duration as people read it: ``'412 us'``, ``'12.3 ms'``, ``'42.5 s'``, ``'7 min 30 s'``,
     ``'5 h 3 min'``, ``'730 days'``, ``'12 days 7 h'``; ``'-'`` for NaN, ``'never'`` for

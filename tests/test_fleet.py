@@ -234,8 +234,7 @@ def test_fleet_problems_name_their_key_paths() -> None:
     (lambda d: d["flavors"][0].update(root="1.5GiB"), "flavors[0].root"),
     (lambda d: d["fleet"]["flavor_mix"].update(huge=1), "fleet.flavor_mix.huge"),
     (lambda d: d["hosts"][0].pop("capacity_bytes"), "hosts[0].capacity_bytes"),
-    (lambda d: d["hosts"].append({"name": "big", "capacity_bytes": "1TiB"}),
-     "hosts[1].capacity_bytes"),
+    (lambda d: d["hosts"].append({"name": "big"}), "hosts[1].capacity_bytes"),
     (lambda d: d["hosts"][0].update(count=10_001), "hosts[0].count"),
     (lambda d: d["fleet"]["classes"]["web"].update(bs="3KiB"), "fleet.classes.web"),
     (lambda d: d["hosts"][0].update(capacity_bytes="1GiB"), "hosts[0].capacity_bytes"),
@@ -311,6 +310,28 @@ def test_demand_grows_with_writes_and_hosts_fill() -> None:
     before = col[col.index < host.value]
     after = col[col.index >= host.value]
     assert before.iloc[-1] < 12 * 2**30 <= after.iloc[0]
+
+
+def test_hosts_of_different_sizes_fill_each_against_its_own_disk() -> None:
+    d = small()
+    d["hosts"] = [{"name": "big", "capacity_bytes": "40GiB", "reserved_host_disk_bytes": "4GiB"},
+                  {"name": "small", "count": 2, "capacity_bytes": "6GiB",
+                   "disk_allocation_ratio": 2.5}]
+    d["fleet"]["lifetime"] = {"distribution": "fixed", "mean_s": "30d"}
+    d["fleet"]["migrations"] = {"share": 0}
+    rec = run(d)
+    demand = host_series(rec, "allocated_bytes")
+    cap = {"host:big": 40 * 2**30, "host:small-001": 6 * 2**30, "host:small-002": 6 * 2**30}
+    ttf = rec[(rec.metric == "time_to_full_s") & rec.entity.str.startswith("host:")]
+    assert set(ttf.entity) == {"host:small-001", "host:small-002"}  # big has room to spare
+    for host in ttf.itertuples():
+        col = demand[host.entity]
+        assert col[col.index < host.value].iloc[-1] < cap[host.entity] <= \
+            col[col.index >= host.value].iloc[0]
+    assert demand["host:big"].max() > 12 * 2**30  # twice a small host's disk, not full
+    prov = host_series(rec, "provisioned_bytes").max()  # (capacity - reserved) x ratio
+    assert prov.to_dict() == {"host:big": 36 * 2**30, "host:small-001": 15 * 2**30,
+                              "host:small-002": 15 * 2**30}
 
 
 def test_unused_bases_leave_the_cache_a_day_after_their_last_vm() -> None:

@@ -1,9 +1,11 @@
 """One Nova: a scenario written as a timeline and the same one written as a fleet take the same
 decisions with the same seed: arrivals and lifetimes, where each VM is placed (spread, with
 NoValidHost), where each migrates, and when each host's image cache loses its base. Both share
-one ``hosts`` section (a pool of three alike hosts, ``count: 3``) and one ``flavors`` section;
-only the ``fleet`` and ``timeline`` sections differ (and a fleet in the old spelling, its own
-``fleet.hosts`` and ``fleet.flavors``, decides the same)."""
+one ``hosts`` section (a pool of three alike hosts, ``count: 3``, or hosts of different sizes,
+reserved disk and allocation ratios) and one ``flavors`` section; only the ``fleet`` and
+``timeline`` sections differ (and a fleet in the old spelling, its own ``fleet.hosts`` and
+``fleet.flavors``, decides the same). On the mixed hosts, every placement is checked against
+Nova's spread weigher worked out here by hand."""
 
 from __future__ import annotations
 
@@ -24,12 +26,19 @@ SEED = 7
 VMS = 40
 DURATION = 2 * 86400.0
 HOSTS = [f"host-00{i}" for i in (1, 2, 3)]
+POOL = [{"name": "host", "count": 3, "capacity_bytes": "3GiB"}]
+#: a host whose reserved disk counts, two smaller ones overcommitted: DISK_GB inventories of
+#: (5 - 1) x 1 = 4 GiB and (1.25 - 0) x 1.6 = 2 GiB each
+MIXED = [{"name": "big", "capacity_bytes": "5GiB", "reserved_host_disk_bytes": "1GiB"},
+         {"name": "small", "count": 2, "capacity_bytes": "1280MiB",
+          "disk_allocation_ratio": 1.6}]
+INVENTORY = {"POOL": [3.0, 3.0, 3.0], "MIXED": [4.0, 2.0, 2.0]}  # GiB
+GIB = 1 << 30
 COMMON: dict[str, Any] = {
     "seed": SEED, "duration": "2d",
     "images": [{"name": "img", "virtual_size": "256MiB",
                 "synthetic": {"data": [{"offset": 0, "length": "64MiB"}]}}],
     "strategy": {"kind": "qcow2_overlay", "cluster_size": "64KiB"},
-    "hosts": [{"name": "host", "count": 3, "capacity_bytes": "3GiB"}],
     "flavors": [{"name": "f", "root": "1GiB"}],
     "nova": {"image_cache": {"manager_interval_s": "10m",
                              "remove_unused_original_minimum_age_s": "1h"},
@@ -38,13 +47,14 @@ COMMON: dict[str, Any] = {
 LIFETIME = {"distribution": "exponential", "mean_s": "12h"}
 
 
-def as_fleet(kind: str = "live", spelling: str = "new") -> Scenario:
+def as_fleet(kind: str = "live", spelling: str = "new", hosts: str = "POOL") -> Scenario:
     fleet = {"vms": VMS, "sample_interval_s": "1h", "lifetime": LIFETIME,
              "flavor_mix": {"f": 1}, "image_mix": {"img": 1}, "classes": {"idle": {}},
              "migrations": {"share": 1.0, "every_s": "6h", "kind": kind}}
     if spelling == "new":
-        return parse_scenario({**COMMON, "name": "as-fleet", "fleet": fleet})
-    old = {k: v for k, v in COMMON.items() if k not in ("hosts", "flavors")}
+        return parse_scenario({**COMMON, "name": "as-fleet", "fleet": fleet,
+                               "hosts": {"POOL": POOL, "MIXED": MIXED}[hosts]})
+    old = {k: v for k, v in COMMON.items() if k != "flavors"}
     del fleet["flavor_mix"]
     fleet.update(hosts={"count": 3, "capacity": "3GiB"},
                  flavors=[{"name": "f", "root": "1GiB", "share": 1}],
@@ -56,9 +66,10 @@ def as_fleet(kind: str = "live", spelling: str = "new") -> Scenario:
     return s
 
 
-def as_timeline(kind: str = "live") -> Scenario:
+def as_timeline(kind: str = "live", hosts: str = "POOL") -> Scenario:
     return parse_scenario({
         **COMMON, "name": "as-timeline", "vms": [],
+        "hosts": {"POOL": POOL, "MIXED": MIXED}[hosts],
         "timeline": {"sample_interval_s": "1h", "end_s": "2d", "arrivals": [{
             "prefix": "vm", "count": 2 * VMS, "rate_per_s": VMS / DURATION, "image": "img",
             "flavor": "f", "lifetime": LIFETIME, "migrate_every_s": "6h",
@@ -97,11 +108,16 @@ def cache_held(rec: pd.DataFrame) -> pd.DataFrame:
     return (c.pivot(index="t_s", columns="entity", values="value") > 0).sort_index()
 
 
-@pytest.mark.parametrize(("kind", "spelling"), [("live", "new"), ("cold", "new"),
-                                               ("live", "old")])
-def test_a_timeline_and_a_fleet_take_the_same_nova_decisions(kind: str, spelling: str) -> None:
-    fleet, timeline = as_fleet(kind, spelling), as_timeline(kind)
-    assert fleet.hosts == timeline.hosts and [h.name for h in fleet.hosts] == HOSTS
+@pytest.mark.parametrize(("kind", "spelling", "hosts"), [
+    ("live", "new", "POOL"), ("cold", "new", "POOL"), ("live", "old", "POOL"),
+    ("live", "new", "MIXED"), ("cold", "new", "MIXED")])
+def test_a_timeline_and_a_fleet_take_the_same_nova_decisions(kind: str, spelling: str,
+                                                             hosts: str) -> None:
+    fleet, timeline = as_fleet(kind, spelling, hosts), as_timeline(kind, hosts)
+    assert fleet.hosts == timeline.hosts
+    assert [h.name for h in fleet.hosts] == \
+        (HOSTS if hosts == "POOL" else ["big", "small-001", "small-002"])
+    assert [h.placement_capacity / GIB for h in fleet.hosts] == INVENTORY[hosts]
     assert fleet.flavors == timeline.flavors
     f_moves, arrive, life_end = fleet_decisions(fleet)
     t_moves, deaths = timeline_decisions(timeline)
@@ -120,3 +136,49 @@ def test_a_timeline_and_a_fleet_take_the_same_nova_decisions(kind: str, spelling
     assert f_cache.index.isin(t_cache.index).all() and (~f_cache).to_numpy().any()
     assert f_cache.to_numpy().tolist() == \
         t_cache.loc[f_cache.index, f_cache.columns].to_numpy().tolist()
+
+
+def spread(free: list[float], need: float, exclude: int = -1) -> int:
+    """Nova's choice worked by hand: the host with the most free DISK_GB that holds ``need``
+    (the lowest index among equals), never ``exclude``; -1 when none does (NoValidHost)."""
+    ok = [h for h in range(len(free)) if h != exclude and free[h] >= need]
+    return max(ok, key=lambda h: (free[h], -h)) if ok else -1
+
+
+@pytest.mark.parametrize("kind", ["live", "cold"])
+def test_a_fleet_of_mixed_hosts_places_by_the_spread_weigher(kind: str) -> None:
+    """Replay the fleet's plan against placement's arithmetic: each arrival and migration
+    went where the weigher puts it, given (capacity - reserved) x ratio per host."""
+    plan = run_events(as_fleet(kind, hosts="MIXED"), streams(SEED))
+    pop = plan.population
+    hosts: dict[int, list[int]] = defaultdict(list)  # each VM's hosts, in order
+    for vm, host in zip(plan.seg_vm.tolist(), plan.seg_host.tolist(), strict=True):
+        hosts[vm].append(host)
+    events: list[tuple[float, int, str, int, int]] = []
+    for vm, t in enumerate(pop.arrive.tolist()):
+        events.append((t, vm, "arrive", vm, hosts[vm][0] if vm in hosts else -1))
+        if vm in hosts and pop.life_end[vm] < DURATION:
+            events.append((float(pop.life_end[vm]), vm, "leave", vm, -1))
+    nth = defaultdict(int)
+    for vm, t, src, confirm in zip(plan.mig_vm.tolist(), plan.mig_t.tolist(),
+                                   plan.mig_src.tolist(), plan.mig_confirm.tolist(), strict=True):
+        nth[vm] += 1
+        events.append((t, vm, "migrate", vm, hosts[vm][nth[vm]]))
+        if kind == "cold" and confirm < DURATION:
+            events.append((confirm, vm, "confirm", vm, src))
+    free = [x * GIB for x in INVENTORY["MIXED"]]
+    where: dict[int, int] = {}
+    refused = 0
+    for _, _, what, vm, host in sorted(events):
+        if what in ("leave", "confirm"):
+            free[where.pop(vm) if what == "leave" else host] += GIB
+            continue
+        src = where.get(vm, -1)
+        assert spread(free, GIB, exclude=src) == host, (what, vm, free)
+        refused += host < 0
+        if host >= 0:
+            if src >= 0 and kind == "live":
+                free[src] += GIB  # a cold migration's source keeps its claim until confirmed
+            free[host] -= GIB
+            where[vm] = host
+    assert refused and plan.mig_vm.size and set(plan.seg_host.tolist()) == {0, 1, 2}

@@ -143,6 +143,28 @@ def test_a_fleet_that_fills_says_when(tmp_path: Path) -> None:
     assert table_rows(ran.stdout)[host][-1] == format_duration(full)
 
 
+def test_a_fleet_of_hosts_of_different_sizes_shows_each_against_its_own_disk(
+        tmp_path: Path) -> None:
+    run = fleet_run(tmp_path, name="big", capacity_bytes="40GiB", count=1,
+                    disk_allocation_ratio=1)
+    data = yaml.safe_load((tmp_path / "fleet.yaml").read_text())
+    data["hosts"].append({"name": "small", "count": 2, "capacity_bytes": "6GiB",
+                          "disk_allocation_ratio": 2.5})
+    (tmp_path / "fleet.yaml").write_text(yaml.safe_dump(data))
+    ran = cowbench("run", str(tmp_path / "fleet.yaml"), "--out", str(tmp_path / "mixed"))
+    assert ran.code == 0, ran.stderr
+    assert "on 3 host(s) of 6.0 GiB to 40.0 GiB" in ran.stdout
+    series = host_series(tmp_path / "mixed")
+    cap = {"big": 40 * 2**30, "small-001": 6 * 2**30, "small-002": 6 * 2**30}
+    rows = table_rows(ran.stdout)
+    for host, g in series.items():
+        assert rows[host][:2] == [format_bytes(g.value.max()), f"{g.value.max() / cap[host]:.1%}"]
+    fullest = max(series, key=lambda h: series[h].value.max() / cap[h])
+    assert series["big"].value.max() > series[fullest].value.max()  # fullest by share of disk
+    assert f"fullest host: {fullest}, peak" in ran.stdout
+    assert run.is_dir()
+
+
 def write_sweep(tmp_path: Path) -> Path:
     sweep = tmp_path / "sw.yaml"
     sweep.write_text(yaml.safe_dump({"scenario": str(ROOT / "scenarios" / "fleet-small.yaml"),

@@ -111,23 +111,25 @@ class Totals:
         self.steps[:] = 0
 
 
-def time_to_full(t: np.ndarray, used: np.ndarray, capacity: float) -> np.ndarray:
-    """Per column, the first instant ``used`` reaches ``capacity`` (linear between samples)."""
+def time_to_full(t: np.ndarray, used: np.ndarray, capacity: np.ndarray) -> np.ndarray:
+    """Per column, the first instant ``used`` reaches its ``capacity`` (one per column, or one
+    for all; linear between samples)."""
+    cap = np.broadcast_to(np.asarray(capacity, dtype=np.float64), used.shape[1:])
     out = np.full(used.shape[1], np.nan)
-    full = used >= capacity
+    full = used >= cap
     for h in np.flatnonzero(full.any(axis=0)).tolist():
         i = int(np.argmax(full[:, h]))
         if i == 0:
             out[h] = t[0]
             continue
         a, b = used[i - 1, h], used[i, h]
-        out[h] = t[i - 1] + (capacity - a) / (b - a) * (t[i] - t[i - 1])
+        out[h] = t[i - 1] + (cap[h] - a) / (b - a) * (t[i] - t[i - 1])
     return out
 
 
-def record_hosts(rows: Rows, capacity: float, plan: Plan, tot: Totals) -> None:
-    """Per host and sample, their sums over the fleet, the caches, and times to full (the
-    hosts' disks are alike: ``capacity`` bytes each)."""
+def record_hosts(rows: Rows, capacity: np.ndarray, plan: Plan, tot: Totals) -> None:
+    """Per host and sample, their sums over the fleet, the caches, and times to full (each
+    host against its own disk: ``capacity`` bytes per host)."""
     demand = tot.demand + plan.cache_bytes
     t = plan.sample_t[:, None]
     names = np.array([f"host:{h}" for h in plan.hosts], dtype=object)[None, :]
