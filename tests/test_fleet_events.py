@@ -16,7 +16,7 @@ import sim.fleet.fleet as fleet_model
 from cowbench.nova.draws import streams
 from cowbench.scenario import parse_scenario
 from sim import simulate
-from sim.fleet.fleet_events import Spread, run_events, simpy_times
+from sim.fleet.fleet_events import run_events, simpy_times
 from sim.fleet.fleet_lifecycle import Plan, run_lifecycle
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,19 +96,6 @@ def test_the_records_are_those_of_the_simpy_lifecycle(monkeypatch: Any) -> None:
     ours = simulate(s, 3)
     monkeypatch.setattr(fleet_model, "run_events", run_lifecycle)
     assert simulate(s, 3).equals(ours)
-
-
-def test_spread_picks_the_most_free_host_lowest_index_first() -> None:
-    sp = Spread([10.0, 10.0, 10.0])
-    assert sp.select(5.0) == 0
-    sp.move(0, 4.0)
-    assert sp.select(5.0) == 1 and sp.select(5.0, exclude=1) == 2
-    sp.move(1, 4.0)
-    sp.move(2, 6.0)
-    assert sp.select(6.0) == 0 and sp.select(6.0, exclude=0) == 1
-    assert sp.select(6.5) == -1 and sp.select(4.0, exclude=0) == 1
-    sp.move(0, -4.0)
-    assert sp.select(10.0) == 0 and sp.select(10.0, exclude=0) == -1
 
 
 def test_simpy_times_are_the_instants_simpy_reaches() -> None:

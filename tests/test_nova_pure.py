@@ -44,6 +44,33 @@ def test_spread_picks_the_most_free_disk_and_refuses_when_nothing_fits() -> None
     assert not p.claim(1, 7)  # a forced host may be overcommitted: the claim says so
 
 
+def test_the_spread_heap_follows_claims_and_releases_lowest_index_first() -> None:
+    p = Placement([10.0, 10.0, 10.0])
+    assert p.place(4.0) == 0  # select and claim at once
+    assert p.select(5.0) == 1 and p.select(5.0, exclude=1) == 2
+    p.claim(1, 4.0)
+    p.claim(2, 6.0)
+    assert p.select(6.0) == 0 and p.select(6.0, exclude=0) == 1
+    assert p.select(6.5) == NO_VALID_HOST and p.select(4.0, exclude=0) == 1
+    assert p.place(6.5) == NO_VALID_HOST and p.used == [4.0, 4.0, 6.0]  # nothing claimed
+    p.release(0, 4.0)
+    assert p.select(10.0) == 0 and p.select(10.0, exclude=0) == NO_VALID_HOST
+    for _ in range(100):
+        p.claim(2, 1.0)
+        p.release(2, 1.0)
+    p.compact()
+    assert len(p.heap) == 3 and p.select(6.0) == 0 and p.free().tolist() == [10.0, 6.0, 4.0]
+
+
+def test_hosts_of_different_sizes_are_weighed_by_free_disk_not_by_share() -> None:
+    p = Placement([inventory(100, 1.0, 20), inventory(40, 2.0)])  # 80 and 80 free
+    assert [p.place(30.0) for _ in range(4)] == [0, 1, 0, 1]  # 20 and 20 free left
+    assert p.place(25.0) == NO_VALID_HOST
+    q = Placement([10.0, math.inf, math.inf])  # unlimited hosts first, the least used
+    assert [q.place(5.0) for _ in range(3)] == [1, 2, 1]
+    assert q.select(5.0, exclude=2) == 1 and q.select(11.0) == 2
+
+
 def test_unlimited_hosts_take_vms_in_turn() -> None:
     p = Placement([math.inf] * 3)
     got = []

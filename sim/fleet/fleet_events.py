@@ -11,9 +11,9 @@ the same order, at a fraction of the cost per event (issue 21):
   ``j``'s arrival at the same instant exactly when ``i < j``); the death of a VM that was never
   placed is skipped. Migrations and the ends of cold migrations' ``_resize`` copies are a heap;
   the clock's passes and samples a third stream;
-- placement's spread weigher (:meth:`cowbench.nova.placement.Placement.select`: the most free
-  disk, the lowest index among equals) is a heap of ``(-free, host)`` whose stale entries are
-  dropped when they surface: O(log hosts) a decision instead of a scan of every host;
+- placement's spread weigher is :class:`cowbench.nova.placement.Placement` (the timeline's
+  own): an arrival is one :meth:`~cowbench.nova.placement.Placement.place`, a death one
+  ``release``;
 - the image cache manager's passes (``cowbench.nova.imagecache``) look only at the bases that
   can age out at them: a base booking a check at the first pass that would find it old enough
   when it falls out of use (a Glance base) or is touched (an ephemeral or swap base, never "in
@@ -31,6 +31,7 @@ import numpy as np
 
 from cowbench.fleet import fleet_flavors
 from cowbench.nova.clock import sample_times
+from cowbench.nova.placement import Placement
 from cowbench.scenario import Scenario
 
 from .fleet_lifecycle import (
@@ -45,51 +46,6 @@ from .fleet_lifecycle import (
 
 INF = math.inf
 MIGRATE, UNHOLD = 0, 1
-
-
-class Spread:
-    """Placement's DISK_GB usage per host and the spread weigher's choice, as a lazy heap."""
-
-    def __init__(self, inventory: list[float]) -> None:
-        # a fleet's hosts always have a disk: unlimited ones are Placement's other rule
-        assert all(math.isfinite(x) for x in inventory)
-        self.inventory = inventory
-        self.used = [0.0] * len(inventory)
-        self.heap = [(-x, h) for h, x in enumerate(inventory)]
-        heapq.heapify(self.heap)
-
-    def select(self, need: float, exclude: int = -1) -> int:
-        """The host with the most free disk (lowest index among equals) other than
-        ``exclude``, if ``need`` fits there; else -1 (NoValidHost)."""
-        heap, inv, used = self.heap, self.inventory, self.used
-        held = None
-        while heap:
-            neg, h = heap[0]
-            if inv[h] - used[h] != -neg:
-                heapq.heappop(heap)  # stale: the host's usage moved since
-            elif h == exclude:
-                held = heapq.heappop(heap)
-            else:
-                break
-        else:
-            neg, h = INF, -1
-        if held is not None:
-            heapq.heappush(heap, held)
-        return h if -neg >= need else -1
-
-    def move(self, host: int, delta: float) -> None:
-        """Claim (``delta`` > 0) or release bytes on ``host``."""
-        used = self.used
-        used[host] += delta
-        heapq.heappush(self.heap, (used[host] - self.inventory[host], host))
-
-    def compact(self) -> None:
-        """Drop the stale entries once they outnumber the hosts."""
-        used = self.used
-        if len(self.heap) > 4 * len(used) + 64:  # in place: the event loop holds the list
-            self.heap[:] = [(u - x, h) for h, (x, u) in enumerate(zip(self.inventory, used,
-                                                                      strict=True))]
-            heapq.heapify(self.heap)
 
 
 class Cache:
@@ -250,7 +206,7 @@ class Engine:
         self.interval = f.migrations.every_s
         self.cold, self.window = f.migrations.kind == "cold", s.nova.resize_confirm_window_s
         h = len(s.hosts)
-        self.spread = Spread([x.placement_capacity for x in s.hosts])
+        self.placement = Placement([x.placement_capacity for x in s.hosts])
         self.cache = Cache(s, h, passes)
         req = [float(fl.disk_gb_bytes) for fl in fleet_flavors(s)]
         self.need = [req[j] for j in pop.flavor.tolist()]
@@ -279,7 +235,7 @@ class Engine:
     def release(self, vm: int) -> None:
         host = self.where[vm]
         self.cache.hold(host, self.key[vm], -1)
-        self.spread.move(host, -self.need[vm])
+        self.placement.release(host, self.need[vm])
         self.count[host] -= 1
         self.where[vm] = -1
 
@@ -288,11 +244,11 @@ class Engine:
         if src < 0:
             return  # gone
         if not self.unconfirmed[vm]:  # else VERIFY_RESIZE: Nova refuses another migration
-            dst = self.spread.select(self.need[vm], exclude=src)
+            dst = self.placement.select(self.need[vm], exclude=src)
             if dst >= 0:
                 self.release(vm)
                 self.cache.use(dst, self.key[vm], self.now)
-                self.spread.move(dst, self.need[vm])
+                self.placement.claim(dst, self.need[vm])
                 self.count[dst] += 1
                 self.where[vm] = dst
                 self.migs.append((vm, self.now, src))
@@ -311,7 +267,10 @@ class Engine:
     def resize_dir(self, vm: int, host: int, sign: int) -> None:
         """The source's ``<uuid>_resize`` (sign 1: kept; -1: removed): its claim, its base."""
         self.cache.hold(host, self.key[vm], sign)
-        self.spread.move(host, sign * self.need[vm])
+        if sign > 0:
+            self.placement.claim(host, self.need[vm])
+        else:
+            self.placement.release(host, self.need[vm])
         self.unconfirmed[vm] = sign > 0
 
     def dynamic(self) -> None:
@@ -327,14 +286,14 @@ class Engine:
         """The clock: passes and samples at ``t``."""
         self.now = t
         plan = self.plan
-        self.spread.compact()
+        self.placement.compact()
         for kind in kinds:
             if kind == 0:
                 self.cache.run_pass()
                 continue
             i, self.samples = self.samples, self.samples + 1
             plan.cache_bytes[i] = self.cache.held_bytes()
-            plan.provisioned[i] = self.spread.used
+            plan.provisioned[i] = self.placement.used
             plan.vm_count[i] = self.count
             fetched = self.cache.fetched
             plan.fetch_bytes[i] = np.array(fetched) - np.array(self.last_fetched)
@@ -380,8 +339,8 @@ Stream = tuple[list[float], list[int], list[bool]]
 def _loop(eng: Engine, static: Stream, clock: tuple[list[float], list[list[int]]]) -> None:
     """Every event in SimPy's order: the earliest of the three streams' heads, the one booked
     first at a tie (event ids). Arrivals and deaths, nine in ten events, are handled here
-    with local names (:meth:`Engine.arrive` and :meth:`Engine.release` inlined, as
-    measured: a method call and an attribute costs as much as the decision)."""
+    with local names (:meth:`Engine.release` inlined, as measured: a method call and an
+    attribute costs as much as the decision)."""
     st_t, st_code, dies = static
     ck_t, ck_kinds = [*clock[0], INF], clock[1]
     eng.tick(0.0, ck_kinds[0])  # the clock starts first, then the arrivals
@@ -389,9 +348,9 @@ def _loop(eng: Engine, static: Stream, clock: tuple[list[float], list[list[int]]
     heap, i, g = eng.heap, 0, 1
     where, first, count, need, key = eng.where, eng.first, eng.count, eng.need, eng.key
     migrates, death_eid, end, every = eng.migrates, eng.death_eid, eng.end, eng.interval
-    sheap, used, inv = eng.spread.heap, eng.spread.used, eng.spread.inventory
+    place, release = eng.placement.place, eng.placement.release
     use, hold = eng.cache.use, eng.cache.hold
-    pop, push, replace = heapq.heappop, heapq.heappush, heapq.heapreplace
+    push = heapq.heappush
     while True:
         ts, tc = st_t[i], ck_t[g]
         th = heap[0][0] if heap else INF
@@ -403,19 +362,12 @@ def _loop(eng: Engine, static: Stream, clock: tuple[list[float], list[list[int]]
                 h = where[vm]
                 if h >= 0:
                     hold(h, key[vm], -1)
-                    used[h] -= need[vm]
-                    push(sheap, (used[h] - inv[h], h))
+                    release(h, need[vm])
                     count[h] -= 1
                     where[vm] = -1
                 continue
-            while True:  # an arrival: Spread.select, the top entry still valid
-                neg, h = sheap[0]
-                if inv[h] - used[h] == -neg:
-                    break
-                pop(sheap)
-            if -neg >= need[vm]:
-                used[h] += need[vm]
-                replace(sheap, (used[h] - inv[h], h))
+            h = place(need[vm])  # an arrival
+            if h >= 0:
                 use(h, key[vm], ts)
                 count[h] += 1
                 where[vm] = first[vm] = h
