@@ -21,6 +21,7 @@ from .bounds import (
     MAX_SAMPLES,
     MAX_TIMELINE_OPS,
 )
+from .nova.clock import PASS, clock_ticks
 from .nova.clock import tick_count as ticks
 from .nova.instructions import RunWorkload
 from .nova.machine import (
@@ -449,9 +450,9 @@ def schedule(s: Scenario) -> list[Step]:
     tl = s.timeline
     last = max((o.t for o in ops), default=0.0)
     end = tl.end_s if tl is not None and tl.end_s is not None else last
-    steps: list[tuple[float, int, str, list[Op]]] = []
-    steps += [(t, 0, "pass", []) for t in _ticks(s.nova.image_cache.manager_interval_s, end)]
-    steps += [(t, 1, "sample", []) for t in _ticks(tl.sample_interval_s if tl else None, end)]
+    clock = clock_ticks(_ticks(s.nova.image_cache.manager_interval_s, end),
+                        _ticks(tl.sample_interval_s if tl else None, end))
+    steps = [(t, kind, "pass" if kind == PASS else "sample", list[Op]()) for t, kind in clock]
     for t, group in itertools.groupby(ops, key=lambda o: o.t):
         steps.append((t, 2, "ops", list(group)))
     steps.sort(key=lambda x: (x[0], x[1]))

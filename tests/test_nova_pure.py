@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from cowbench.nova.clock import sample_times, tick_count
+from cowbench.nova.clock import PASS, SAMPLE, clock_ticks, sample_times, tick_count
 from cowbench.nova.draws import arrival_times, lifetimes, streams
-from cowbench.nova.imagecache import cache_pass
+from cowbench.nova.imagecache import HostCaches, cache_pass, first_old_pass
 from cowbench.nova.placement import NO_VALID_HOST, Placement, disk_gb_bytes, inventory
 from cowbench.nova.schema import (
     BothSpellings,
@@ -114,10 +114,38 @@ def test_a_pass_touches_bases_in_use_and_removes_old_unused_ones() -> None:
     assert not cache_pass(1e9, [[False]], [[0.0]], off)[1].any()
 
 
+def test_the_many_hosts_form_removes_what_the_passes_would() -> None:
+    """HostCaches (a fleet's) against cache_pass (a timeline's) pass by pass: one host, a
+    Glance base in use then not, an ephemeral base only touched."""
+    ic = ImageCacheSettings(remove_unused_original_minimum_age_s=100)
+    passes = sample_times(40.0, 600.0).tolist()
+    assert first_old_pass(passes, 10.0, 100.0) == 2 and first_old_pass(passes, 10.0, 100.0, 5) \
+        == 5 and first_old_pass(passes, 590.0, 100.0) == len(passes)
+    caches = HostCaches(1, ([[0]], [[1]]), ([7.0, 0.0], np.array([1.0, 2.0])), ic, passes)
+    mtime, present, users = np.zeros(2), np.zeros(2, dtype=bool), np.zeros(2, dtype=int)
+    events = {5.0: "use", 90.0: "use", 130.0: "leave", 170.0: "leave"}
+    for now in sorted([*events, *passes]):
+        if now in events:  # a disk made (both bases touched) or gone (the Glance base's user)
+            if events[now] == "use":
+                caches.use(0, 0, now)
+                mtime[:], present[:], users[0] = now, True, users[0] + 1
+            else:
+                caches.hold(0, 0, -1)
+                users[0] -= 1
+            continue
+        caches.run_pass()
+        mtime, gone = cache_pass(now, [users[0] > 0, False], mtime, ic)
+        present &= ~gone
+        assert caches.present == present.tolist(), now
+    assert caches.present == [False, False] and caches.fetched == [7.0]
+
+
 def test_ticks_keep_an_end_on_the_grid() -> None:
     assert tick_count(0.1, 0.3) == 3 and tick_count(None, 5) == 0
     assert tick_count(1.0, math.inf) == 0
     assert sample_times(2.0, 5.0).tolist() == [2.0, 4.0]
+    assert clock_ticks([2.0, 4.0], [0.0, 4.0]) == [(0.0, SAMPLE), (2.0, PASS), (4.0, PASS),
+                                                    (4.0, SAMPLE)]  # the pass first
     assert sample_times(2.0, 4.0, start=True).tolist() == [0.0, 2.0, 4.0]
 
 

@@ -14,23 +14,21 @@ the same order, at a fraction of the cost per event (issue 21):
 - placement's spread weigher is :class:`cowbench.nova.placement.Placement` (the timeline's
   own): an arrival is one :meth:`~cowbench.nova.placement.Placement.place`, a death one
   ``release``;
-- the image cache manager's passes (``cowbench.nova.imagecache``) look only at the bases that
-  can age out at them: a base booking a check at the first pass that would find it old enough
-  when it falls out of use (a Glance base) or is touched (an ephemeral or swap base, never "in
-  use"); a check that finds it used or touched since books the next one. A pass's mtime for a
-  base in use is settled when the base falls out of use (the last pass it was in use at).
+- the image cache manager's passes are :class:`cowbench.nova.imagecache.HostCaches`': they
+  look only at the bases that can age out at them (a base booking a check at the first pass
+  that would find it old enough when it falls out of use or is touched).
 """
 
 from __future__ import annotations
 
-import bisect
 import heapq
 import math
 
 import numpy as np
 
 from cowbench.fleet import fleet_flavors
-from cowbench.nova.clock import sample_times
+from cowbench.nova.clock import PASS, clock_ticks, sample_times
+from cowbench.nova.imagecache import HostCaches
 from cowbench.nova.placement import Placement
 from cowbench.scenario import Scenario
 
@@ -48,106 +46,18 @@ INF = math.inf
 MIGRATE, UNHOLD = 0, 1
 
 
-class Cache:
-    """Every host's ``_base`` (flat lists, ``host * entries + entry``) and the passes' checks."""
-
-    def __init__(self, s: Scenario, hosts: int, passes: list[float]) -> None:
-        f = s.fleet
-        assert f is not None
-        ents = cache_entries(s)
-        self.stored, self.fetch = ents.stored_bytes, ents.fetch_bytes.tolist()
-        self.n = n = len(ents.stored_bytes)
-        n_img = len(s.images)
-        keys = range(len(f.flavor_mix) * n_img)
-        self.tracked = [[e for e in ents.per_flavor_image[divmod(k, n_img)] if ents.tracked[e]]
-                        for k in keys]
-        self.untracked = [[e for e in ents.per_flavor_image[divmod(k, n_img)]
-                           if not ents.tracked[e]] for k in keys]
-        self.present = [False] * (hosts * n)
-        self.users = [0] * (hosts * n)  # Glance bases only: the others are never in use
-        self.mtime = [0.0] * (hosts * n)
-        self.busy = [0] * (hosts * n)  # passes done when the base came into use
-        self.pending = [False] * (hosts * n)
-        self.fetched = [0.0] * hosts
-        ic = s.nova.image_cache
-        self.remove = ic.remove_unused_base_images
-        self.age = ic.remove_unused_original_minimum_age_s
-        self.passes, self.done = passes, 0
-        self.due: list[list[int]] = [[] for _ in passes]
-
-    def use(self, host: int, key: int, now: float) -> None:
-        """A disk created on ``host`` from the bases of ``key`` (flavor, image): each is
-        fetched or made if missing and touched; the Glance base is in use."""
-        present, base = self.present, host * self.n
-        for e in self.tracked[key]:
-            i = base + e
-            if not present[i]:
-                present[i] = True
-                self.fetched[host] += self.fetch[e]
-            self.mtime[i] = now
-            self.users[i] += 1
-            if self.users[i] == 1:
-                self.busy[i] = self.done
-        for e in self.untracked[key]:
-            i = base + e
-            if not present[i]:
-                present[i] = True
-                self.fetched[host] += self.fetch[e]
-            self.mtime[i] = now
-            if self.remove and not self.pending[i]:
-                self._book(i)
-
-    def hold(self, host: int, key: int, sign: int) -> None:
-        """A disk backed by the Glance base of ``key`` comes (1) or goes (-1) on ``host``."""
-        users, base = self.users, host * self.n
-        for e in self.tracked[key]:
-            i = base + e
-            users[i] += sign
-            if users[i] == 0:
-                self._idle(i)
-            elif users[i] == 1 and sign > 0:
-                self.busy[i] = self.done
-
-    def _idle(self, i: int) -> None:
-        """Base ``i`` falls out of use: the passes it was in use at touched it last at the
-        latest one; it may age out from then."""
-        if self.done > self.busy[i]:
-            self.mtime[i] = max(self.mtime[i], self.passes[self.done - 1])
-        if self.remove and self.present[i] and not self.pending[i]:
-            self._book(i)
-
-    def _book(self, i: int) -> None:
-        """A check of base ``i`` at the first pass to come that finds it old enough."""
-        passes, lu, age = self.passes, self.mtime[i], self.age
-        k = bisect.bisect_left(passes, lu + age)
-        while k > 0 and passes[k - 1] - lu >= age:
-            k -= 1
-        while k < len(passes) and not passes[k] - lu >= age:
-            k += 1
-        k = max(k, self.done)
-        if k < len(passes):
-            self.pending[i] = True
-            self.due[k].append(i)
-
-    def run_pass(self) -> None:
-        """The next pass: the bases booked for it go if still unused and old enough."""
-        k = self.done
-        self.done = k + 1
-        now, due = self.passes[k], self.due[k]
-        self.due[k] = []
-        for i in due:
-            self.pending[i] = False
-            if not self.present[i] or self.users[i] > 0:  # gone, or in use (booked again
-                continue                                     # when it falls out of use)
-            if now - self.mtime[i] >= self.age:
-                self.present[i] = False
-            else:
-                self._book(i)
-
-    def held_bytes(self) -> np.ndarray:
-        """Bytes in each host's ``_base``."""
-        return np.asarray(np.array(self.present, dtype=np.float64).reshape(-1, self.n)
-                          @ self.stored)
+def host_caches(s: Scenario, hosts: int, passes: list[float]) -> HostCaches:
+    """Every host's ``_base`` for the fleet's disks: a disk's key is ``flavor x images +
+    image``, its bases those of :func:`~.fleet_lifecycle.cache_entries`."""
+    f = s.fleet
+    assert f is not None
+    ents = cache_entries(s)
+    n_img = len(s.images)
+    kinds = [ents.per_flavor_image[divmod(k, n_img)] for k in range(len(f.flavor_mix) * n_img)]
+    keys = ([[e for e in es if ents.tracked[e]] for es in kinds],
+            [[e for e in es if not ents.tracked[e]] for es in kinds])
+    return HostCaches(hosts, keys, (ents.fetch_bytes.tolist(), ents.stored_bytes),
+                      s.nova.image_cache, passes)
 
 
 def simpy_times(t: np.ndarray, start: float = 0.0) -> np.ndarray:
@@ -165,12 +75,12 @@ def simpy_times(t: np.ndarray, start: float = 0.0) -> np.ndarray:
 
 
 def clock_groups(s: Scenario, sample_t: np.ndarray) -> tuple[list[float], list[list[int]]]:
-    """The clock's resumptions (SimPy instants) and what each does: 0 a pass, 1 a sample, in
+    """The clock's resumptions (SimPy instants) and what each does (``PASS``, ``SAMPLE``), in
     ``fleet_lifecycle._clock``'s order (the ticks at 0 first, before anything waits)."""
     f = s.fleet
     assert f is not None and s.duration is not None
     passes = sample_times(s.nova.image_cache.manager_interval_s, s.duration)
-    ticks = sorted([(t, 0) for t in passes.tolist()] + [(t, 1) for t in sample_t.tolist()])
+    ticks = clock_ticks(passes.tolist(), sample_t.tolist())
     times: list[float] = [0.0]
     kinds: list[list[int]] = [[]]
     for t, kind in ticks:
@@ -207,7 +117,7 @@ class Engine:
         self.cold, self.window = f.migrations.kind == "cold", s.nova.resize_confirm_window_s
         h = len(s.hosts)
         self.placement = Placement([x.placement_capacity for x in s.hosts])
-        self.cache = Cache(s, h, passes)
+        self.cache = host_caches(s, h, passes)
         req = [float(fl.disk_gb_bytes) for fl in fleet_flavors(s)]
         self.need = [req[j] for j in pop.flavor.tolist()]
         self.key: list[int] = (pop.flavor * len(s.images) + pop.image).tolist()
@@ -288,7 +198,7 @@ class Engine:
         plan = self.plan
         self.placement.compact()
         for kind in kinds:
-            if kind == 0:
+            if kind == PASS:
                 self.cache.run_pass()
                 continue
             i, self.samples = self.samples, self.samples + 1
@@ -324,7 +234,7 @@ def run_events(s: Scenario, rng: dict[str, np.random.Generator]) -> Plan:
     plan = new_plan(s, pop)
     clock_t, clock_kinds = clock_groups(s, plan.sample_t)
     eng = Engine(s, pop, plan, [t for t, k in zip(clock_t, clock_kinds, strict=True)
-                                for kind in k if kind == 0])
+                                for kind in k if kind == PASS])
     start = simpy_times(pop.arrive)
     static_t, static_code, dies = deaths_and_arrivals(pop, start, s.duration)
     _loop(eng, (static_t, static_code, dies), (clock_t, clock_kinds))

@@ -36,7 +36,7 @@ import numpy as np
 import simpy
 
 from cowbench.fleet import fleet_flavors
-from cowbench.nova.clock import sample_times
+from cowbench.nova.clock import PASS, clock_ticks, sample_times
 from cowbench.nova.draws import arrival_times, chosen, lifetimes, pick
 from cowbench.nova.imagecache import cache_pass
 from cowbench.nova.placement import NO_VALID_HOST, Placement
@@ -259,15 +259,14 @@ def _arrivals(env: simpy.Environment, fl: _Fleet) -> Process:
 def _clock(env: simpy.Environment, fl: _Fleet, plan: Plan) -> Process:
     """The cache manager's passes and the samples, in time order (a pass first at a tie)."""
     passes = sample_times(fl.ic.manager_interval_s, fl.end)
-    ticks = sorted([(t, 0) for t in passes.tolist()]
-                   + [(t, 1) for t in plan.sample_t.tolist()])
+    ticks = clock_ticks(passes.tolist(), plan.sample_t.tolist())
     stored = fl.entries.stored_bytes
     last_fetched = np.zeros_like(fl.fetched)
     i = 0
     for t, kind in ticks:
         if t > env.now:
             yield env.timeout(t - env.now)
-        if kind == 0:
+        if kind == PASS:
             fl.cache_pass()
             continue
         plan.cache_bytes[i] = fl.present.astype(np.float64) @ stored
