@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -49,6 +49,11 @@ class Placement:
         self._open: Heap = [(0.0, h) for h in range(len(bounded)) if not bounded[h]]
         self._heap_of = [self.heap if b else self._open for b in bounded]
         heapq.heapify(self.heap)
+        #: :meth:`select` and :meth:`claim` in one step (an arrival): the host, or
+        #: :data:`NO_VALID_HOST` and nothing claimed
+        self.place = self._placer()
+        #: free a claim on a host (the instance was deleted or moved away)
+        self.release = self._releaser()
 
     def free(self) -> np.ndarray:
         """Free DISK_GB per host, in bytes (``inf`` on unlimited hosts)."""
@@ -63,25 +68,43 @@ class Placement:
                 return h if self.inventory[h] - self.used[h] >= need else NO_VALID_HOST
         return NO_VALID_HOST
 
-    def place(self, need: float) -> int:
-        """:meth:`select` and :meth:`claim` in one step (an arrival): the host, or
-        :data:`NO_VALID_HOST` and nothing claimed."""
+    def _placer(self) -> Callable[[float], int]:
+        """:attr:`place`: a closure over the heap and the usage (an arrival is the hot path of
+        a fleet of 10^6: a method's attribute look-ups cost as much as the choice)."""
         heap, used, base = self.heap, self.used, self._base
-        if self._open or not heap:
-            h = self.select(need)
-            if h != NO_VALID_HOST:
-                self.claim(h, need)
+        pop, replace = heapq.heappop, heapq.heapreplace
+
+        def place(need: float) -> int:
+            """:meth:`select` and :meth:`claim` in one step (an arrival): the host, or
+            :data:`NO_VALID_HOST` and nothing claimed."""
+            if self._open or not heap:
+                h = self.select(need)
+                if h != NO_VALID_HOST:
+                    self.claim(h, need)
+                return h
+            while True:
+                key, h = heap[0]
+                if key == used[h] - base[h]:
+                    break
+                pop(heap)  # stale: the host's usage moved since
+            if -key < need:
+                return NO_VALID_HOST
+            used[h] += need
+            replace(heap, (used[h] - base[h], h))
             return h
-        while True:
-            key, h = heap[0]
-            if key == used[h] - base[h]:
-                break
-            heapq.heappop(heap)  # stale: the host's usage moved since
-        if -key < need:
-            return NO_VALID_HOST
-        used[h] += need
-        heapq.heapreplace(heap, (used[h] - base[h], h))
-        return h
+
+        return place
+
+    def _releaser(self) -> Callable[[int, float], None]:
+        """:attr:`release`, a closure as :meth:`_placer` (a death is the other hot path)."""
+        used, base, heap_of, push = self.used, self._base, self._heap_of, heapq.heappush
+
+        def release(host: int, need: float) -> None:
+            """Free a claim: the instance was deleted or moved away."""
+            used[host] -= need
+            push(heap_of[host], (used[host] - base[host], host))
+
+        return release
 
     def claim(self, host: int, need: float) -> bool:
         """Allocate ``need`` bytes on ``host`` (a forced host too); False if it overcommits."""
@@ -89,12 +112,6 @@ class Placement:
         used[host] += need
         heapq.heappush(self._heap_of[host], (used[host] - self._base[host], host))
         return used[host] <= self.inventory[host]
-
-    def release(self, host: int, need: float) -> None:
-        """Free a claim: the instance was deleted or moved away."""
-        used = self.used
-        used[host] -= need
-        heapq.heappush(self._heap_of[host], (used[host] - self._base[host], host))
 
     def compact(self) -> None:
         """Drop the stale entries once they outnumber the hosts (a long run's pauses)."""
