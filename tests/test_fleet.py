@@ -416,7 +416,8 @@ def test_a_cold_migration_keeps_its_source_copy_until_confirmed(window: str) -> 
     (after the window; never with 0, until the VM goes), and the VM cannot migrate again
     before (VERIFY_RESIZE)."""
     from cowbench.nova.draws import streams
-    from sim.fleet.fleet_lifecycle import run_lifecycle
+
+    from .fleet_reference import run_lifecycle
 
     s = parse_scenario(cold_fleet(window))
     plan = run_lifecycle(s, streams(1))

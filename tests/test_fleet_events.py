@@ -1,5 +1,5 @@
 """The fleet's event loop (``sim.fleet.fleet_events``, the engine runs use) takes exactly the
-decisions of the per-VM SimPy lifecycle it replaced (``sim.fleet.fleet_lifecycle``, kept as the
+decisions of the per-VM SimPy lifecycle it replaced (``tests/fleet_reference.py``, kept as the
 reference): the same placements, migrations, confirmations and sampled host state, bit for bit,
 and so the same records."""
 
@@ -17,7 +17,9 @@ from cowbench.nova.draws import streams
 from cowbench.scenario import parse_scenario
 from sim import simulate
 from sim.fleet.fleet_events import run_events, simpy_times
-from sim.fleet.fleet_lifecycle import Plan, run_lifecycle
+from sim.fleet.plan import Plan
+
+from .fleet_reference import run_lifecycle
 
 ROOT = Path(__file__).resolve().parents[1]
 FIELDS = ("seg_vm", "seg_host", "seg_t0", "seg_t1", "mig_vm", "mig_t", "mig_src",

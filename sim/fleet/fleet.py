@@ -41,9 +41,9 @@ from sim.storage.images import DISK_INFO_BYTES, base_data
 
 from .fleet_events import run_events
 from .fleet_exact import ExactDisk, exact_states
-from .fleet_lifecycle import Plan
 from .fleet_records import Rows, Totals, boot_read_bytes, record_hosts, record_vms
 from .fluid import BaseClusters, DiskState, OverlayGeometry, Phases, fluid_state
+from .plan import Plan
 
 Query = tuple[np.ndarray, np.ndarray]
 Answer = tuple[np.ndarray, np.ndarray, DiskState, np.ndarray]  # vm, t, state, root alloc

@@ -1,8 +1,8 @@
 """A fleet's life as one event loop over numpy-ordered arrays: the engine fleets run on.
 
-It takes the decisions ``fleet_lifecycle.run_lifecycle`` takes (SimPy, a callback per event,
-kept as the reference: ``tests/test_fleet_events.py`` checks that both give identical plans), in
-the same order, at a fraction of the cost per event (issue 21):
+It takes the decisions a SimPy lifecycle takes (a callback per event: ``tests/fleet_reference.py``,
+kept as the tests' reference; ``tests/test_fleet_events.py`` checks that both give identical
+plans), in the same order, at a fraction of the cost per event (issue 21):
 
 - the order is SimPy's: by time, then by when the event was scheduled (SimPy's event id), and
   every time is computed as SimPy computes it (``now + delay``);
@@ -32,7 +32,7 @@ from cowbench.nova.imagecache import HostCaches
 from cowbench.nova.placement import Placement
 from cowbench.scenario import Scenario
 
-from .fleet_lifecycle import (
+from .plan import (
     Plan,
     Population,
     Segments,
@@ -48,7 +48,7 @@ MIGRATE, UNHOLD = 0, 1
 
 def host_caches(s: Scenario, hosts: int, passes: list[float]) -> HostCaches:
     """Every host's ``_base`` for the fleet's disks: a disk's key is ``flavor x images +
-    image``, its bases those of :func:`~.fleet_lifecycle.cache_entries`."""
+    image``, its bases those of :func:`~.plan.cache_entries`."""
     f = s.fleet
     assert f is not None
     ents = cache_entries(s)
@@ -76,7 +76,7 @@ def simpy_times(t: np.ndarray, start: float = 0.0) -> np.ndarray:
 
 def clock_groups(s: Scenario, sample_t: np.ndarray) -> tuple[list[float], list[list[int]]]:
     """The clock's resumptions (SimPy instants) and what each does (``PASS``, ``SAMPLE``), in
-    ``fleet_lifecycle._clock``'s order (the ticks at 0 first, before anything waits)."""
+    the SimPy reference's order (the ticks at 0 first, before anything waits)."""
     f = s.fleet
     assert f is not None and s.duration is not None
     passes = sample_times(s.nova.image_cache.manager_interval_s, s.duration)
@@ -227,8 +227,8 @@ class Engine:
 
 
 def run_events(s: Scenario, rng: dict[str, np.random.Generator]) -> Plan:
-    """Run the fleet's events to the scenario's end; return the :class:`Plan` (the same as
-    ``fleet_lifecycle.run_lifecycle``'s)."""
+    """Run the fleet's events to the scenario's end; return the :class:`Plan` (the same as the
+    SimPy reference's)."""
     assert s.duration is not None
     pop = draw_population(s, rng)
     plan = new_plan(s, pop)

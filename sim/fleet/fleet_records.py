@@ -19,7 +19,7 @@ from cowbench.scenario import Scenario
 from cowbench.vmdist import LEVELS, grid_entities
 from sim.storage.images import base_data
 
-from .fleet_lifecycle import Plan
+from .plan import Plan
 
 
 class Rows:
