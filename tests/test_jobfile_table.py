@@ -4,6 +4,7 @@ through job_file: with offsets: auto, predict the overlay's data clusters exactl
 from __future__ import annotations
 
 import importlib.util
+import math
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -48,3 +49,25 @@ def test_size_bounded_jobs_predict_data_clusters_exactly(tmp_path: Path, name: s
     assert row.measured > 0
     assert row.predicted == row.measured
     assert row.offsets == "fio/whole"
+
+
+def test_a_repeated_time_bounded_row_gives_the_range_of_its_runs() -> None:
+    """--repeat: per real run (replication), data_clusters and the reads, writes and trims
+    per clone; the table shows their least and most (fio-rand-RW: 4 clones)."""
+    import pandas as pd
+
+    table = _table()
+    rows = [("vm:a", m, v, r) for r, (reads, writes, clusters) in
+            enumerate([(300, 100, 50), (500, 140, 52), (420, 120, 49)])
+            for m, v in (("read_ios", reads), ("write_ios", writes),
+                         ("data_clusters", clusters))]
+    rows += [("vm:b", "read_ios", 10_000, 0), ("image:base", "data_clusters", 9, 0)]
+    frame = pd.DataFrame(rows, columns=["entity", "metric", "value", "replication"])
+    frame["t_s"] = float("nan")
+    assert table.clones("fio-rand-RW.fio", None) == 4
+    assert table.clones("ssd-test.fio", None) == 1  # several jobs: per VM
+    clusters, ios = table.run_ranges(frame, "a", 4)
+    assert clusters == (49.0, 52.0)
+    assert ios == (100.0, 160.0)
+    none = table.run_ranges(frame, "c", 1)  # no such VM: no range
+    assert all(math.isnan(x) for pair in none for x in pair)
