@@ -38,6 +38,12 @@ def _records(**ios: float) -> pd.DataFrame:
                          "t_s": float("nan")})
 
 
+def _runs(*runs: dict[str, float]) -> pd.DataFrame:
+    """Measured records of several real runs (``--repeat``), one ``replication`` each."""
+    return pd.concat([_records(**ios).assign(replication=k) for k, ios in enumerate(runs)],
+                     ignore_index=True)
+
+
 def _fio_prefix_clusters(tmp: Path, n: int, numjobs: int) -> list[int]:
     """Distinct 64 KiB clusters written by each clone's first ``n`` I/Os of fio's own
     time-based stream (the oracle, with the test's own argv)."""
@@ -74,6 +80,29 @@ def test_the_model_at_fios_count_applies_fios_stream_cut_there(tmp_path: Path) -
     want = _fio_prefix_clusters(tmp_path, 1200, 1)[0]
     assert got["v"]["data_clusters"] == want > 0
     assert got["v"]["allocated_bytes"] > want * CLUSTER
+
+
+@needs_tools
+@pytest.mark.real
+def test_several_real_runs_are_each_counted_at_their_own_count(tmp_path: Path) -> None:
+    """Three real runs of 1,800, 200 and 0 I/Os (mean 667): the model's data_clusters are the
+    mean of the clusters of fio's stream cut at each run's count, as the comparison takes the
+    mean of the runs' clusters; clusters grow ever slower with the count, so the stream cut at
+    the mean count writes more of them."""
+    s = _scenario(time_based=True, runtime=3)
+    offsets = {"v": {"workload": "w", "offsets": "fio", "stream": "predicted"}}
+    measured = _runs({"read_ios": 1000, "write_ios": 800}, {"read_ios": 130, "write_ios": 70},
+                     {"read_ios": 0, "write_ios": 0})
+    got = at_measured_ios(s, 4, offsets, _records(read_ios=3000, write_ios=2000), measured,
+                          RawLog(tmp_path / "raw"), lambda sc, t: simulate(sc, traces=t))["v"]
+    assert got["measured_ios_per_clone"] == 667
+    at_1800, at_200, at_667 = _fio_prefix_clusters(tmp_path, 1800, 1)[0], \
+        _fio_prefix_clusters(tmp_path, 200, 1)[0], _fio_prefix_clusters(tmp_path, 667, 1)[0]
+    assert got["data_clusters"] == pytest.approx((at_1800 + at_200 + 0) / 3)
+    assert at_667 > got["data_clusters"]
+    assert got["measured_ios_per_clone_runs"] == [1800, 200, 0]
+    assert "the mean of 3 runs from 0 to 1,800" in describe(
+        {"v": {"at_measured_ios": got}}, {"v": got["data_clusters"]})[0]
 
 
 def test_untimed_and_whole_streams_are_left_alone(tmp_path: Path) -> None:
