@@ -74,14 +74,15 @@ class Placement:
         heap, used, base = self.heap, self.used, self._base
         pop, replace = heapq.heappop, heapq.heapreplace
 
+        def anywhere(need: float) -> int:  # some hosts unlimited, or all
+            h = self.select(need)
+            if h != NO_VALID_HOST:
+                self.claim(h, need)
+            return h
+
         def place(need: float) -> int:
             """:meth:`select` and :meth:`claim` in one step (an arrival): the host, or
             :data:`NO_VALID_HOST` and nothing claimed."""
-            if self._open or not heap:
-                h = self.select(need)
-                if h != NO_VALID_HOST:
-                    self.claim(h, need)
-                return h
             while True:
                 key, h = heap[0]
                 if key == used[h] - base[h]:
@@ -93,7 +94,7 @@ class Placement:
             replace(heap, (used[h] - base[h], h))
             return h
 
-        return place
+        return anywhere if self._open or not heap else place
 
     def _releaser(self) -> Callable[[int, float], None]:
         """:attr:`release`, a closure as :meth:`_placer` (a death is the other hot path)."""
