@@ -17,11 +17,9 @@ from pathlib import Path
 import pytest
 
 from cowbench.profile import load_profile
-from cowbench.profile_cache import cache_dir, fingerprint
-from real.measure.calibrate import probe_matrix, settings
 
-from .conftest import needs_tools, small_dict
-from .test_cli import ROOT, assert_clean_error, cowbench, cowbench_process, write
+from .conftest import needs_tools
+from .test_cli import ROOT, assert_clean_error, cowbench
 
 README = (ROOT / "README.md").read_text()
 
@@ -132,39 +130,3 @@ def test_a_scenario_with_a_bad_profile_is_refused(tmp_path: Path, content: str |
     proc = cowbench("run", str(s), "--backend", "sim", "--out", str(tmp_path / "run"))
     assert_clean_error(proc, "device.profile")
     assert not (tmp_path / "run").exists()
-
-
-@needs_tools
-@pytest.mark.real
-@pytest.mark.slow
-def test_a_first_run_calibrates_this_machine_quickly_and_the_next_uses_the_profile(
-        tmp_path: Path, no_leaks: None) -> None:
-    """`cowbench run --backend both` with no profile of this machine's storage: the quick
-    calibration runs first, for real, and its profile is kept in the cache for the next run."""
-    scenario = write(tmp_path, small_dict())
-    proc = cowbench_process("run", str(scenario), "--backend", "both", "--out", str(tmp_path / "a"))
-    assert proc.returncode == 0, proc.stderr
-    assert "running the quick calibration first" in proc.stderr
-    [cached] = list(cache_dir().glob("*.json"))
-    prof = load_profile(cached)
-    assert prof.matrix == "quick" and prof.fingerprint == fingerprint(tmp_path)
-    assert prof.dir == str(tmp_path)  # the run directory's storage: its nearest parent
-    assert not list(tmp_path.glob(".cowbench-calibrate-*"))  # the probe images are gone
-    quick = [s.name for s in probe_matrix(settings("quick", 4))]
-    assert [p.name for p in prof.probes] == quick
-    assert all(p.rounds == 2 and p.iops > 0 and p.lat_mean_s > 0 for p in prof.probes)
-    assert prof.settings["runtime_s"] == 0.4 and prof.settings["rounds"] == 2
-    device = {n for n in quick if n.startswith("device-")}
-    assert {r.probe for r in prof.fit} == set(quick) - device
-    assert prof.params.device_interference is not None and prof.duration_s > 0
-    block = json.loads((tmp_path / "a" / "run.json").read_text())["profile"]
-    assert block["calibrated"] is True and block["path"] == str(cached)
-    assert block["source"] == "cache" and block["matrix"] == "quick"
-    assert block["fit_median_abs_error"]["iops"] == pytest.approx(prof.fit_error(), abs=1e-4)
-    assert f"I/O figures rest on the quick calibration profile {cached}" in proc.stdout
-    # the next run finds it: no second calibration
-    proc = cowbench_process("run", str(scenario), "--backend", "both", "--out", str(tmp_path / "b"))
-    assert proc.returncode == 0, proc.stderr
-    assert "calibration" not in proc.stderr
-    assert json.loads((tmp_path / "b" / "run.json").read_text())["profile"]["path"] == \
-        str(cached)
