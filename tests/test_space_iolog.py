@@ -96,10 +96,10 @@ def test_a_run_whose_iolog_would_not_fit_is_refused_up_front(tmp_path: Path) -> 
     mnt, store = tmp_path / "small", tmp_path / "store"
     mnt.mkdir()
     store.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mnt)], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(mnt)], check=True)
     try:
         out = mnt / "run"
-        job = {"time_based": True, "runtime": 30, "rate_iops": 10000}  # 300000 I/Os
+        job = {"time_based": True, "runtime": 12, "rate_iops": 10000}  # 120000 I/Os
         plain = _scenario(store, **job)
         logged = _scenario(store, write_iolog=True, **job)
         assert _run_dir_need(plain, out, "needed") < free_bytes(mnt) \
