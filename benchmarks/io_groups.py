@@ -7,7 +7,10 @@ exported by its own qemu-nbd (``--cache=none --aio=threads``, as the real backen
 fio with a job per VM (nbd engine, ``--runtime`` seconds), ``--runs`` times, fresh overlays
 each time. Predicted: the same group as a scenario (``scenarios/io-holdout.yaml``'s image and
 strategy) run by ``cowbench run --backend sim --profile``. Prints each VM's IOPS and mean
-latency per direction, every real run beside the prediction, and each group's total IOPS.
+latency per direction, every real run beside the prediction, and each group's total IOPS with
+its error against the runs' mean. ``--profile`` given more than once predicts with each, side
+by side against the same real runs (an A/B of two fits of the same probes: the first profile's
+columns, then each other's predicted IOPS and error).
 
 Workloads: mixb (randrw 70/30 4 KiB iodepth 16), mixa (the same at iodepth 2), rmix (4 KiB
 reads at iodepth 16), reader (4 KiB reads at iodepth 6), writer (8 KiB writes at iodepth 6),
@@ -16,8 +19,8 @@ iodepth 8), cw and w64 (4 and 64 KiB writes at iodepth 8).
 
 The machine must be quiet, and the profile measured on it shortly before.
 
-    .venv/bin/python benchmarks/io_groups.py --profile P [--dir /var/tmp] [--runs 2] \\
-        mixb mixb,writer mixb,mixa,split,writer,reader
+    .venv/bin/python benchmarks/io_groups.py --profile P [--profile Q] [--dir /var/tmp] \\
+        [--runs 2] mixb mixb,writer mixb,mixa,split,writer,reader
 """
 
 from __future__ import annotations
@@ -113,10 +116,38 @@ def predicted(work: Path, profile: Path, names: list[str], runtime: int) -> Figu
     return figs
 
 
+def err(pred: float, real: list[float]) -> float:
+    mean = sum(real) / len(real) if real else 0.0
+    return (pred - mean) / mean if mean else float("nan")
+
+
+def print_group(names: list[str], runs: list[Figures], preds: list[Figures]) -> None:
+    """The group's rows: each VM and direction, then the total; the first prediction's
+    figures, then each other prediction's IOPS and error."""
+    label = "+".join(names)
+    keys = [(f"{n}{i}", d) for i, n in enumerate(names) for d in ("read", "write")]
+    for key in (k for k in keys if k in preds[0]):
+        real = [r.get(key, (0.0, 0.0)) for r in runs]
+        iops = [x for x, _ in real]
+        lat = sum(y for _, y in real) / len(real)
+        first = preds[0][key]
+        others = "".join(f" {p.get(key, (0.0, 0.0))[0]:,.0f} | "
+                         f"{err(p.get(key, (0.0, 0.0))[0], iops):+.1%} |" for p in preds[1:])
+        print(f"| {label} | {key[0]} | {key[1]} | {', '.join(f'{x:,.0f}' for x in iops)} | "
+              f"{first[0]:,.0f} | {err(first[0], iops):+.1%} | {lat * 1e6:,.0f} | "
+              f"{first[1] * 1e6:,.0f} |{others}")
+    totals = [sum(x for x, _ in r.values()) for r in runs]
+    cells = [f" {t:,.0f} | {err(t, totals):+.1%} |"
+             for t in (sum(x for x, _ in p.values()) for p in preds)]
+    print(f"| {label} | total | | {', '.join(f'{t:,.0f}' for t in totals)} |{cells[0]} | |"
+          + "".join(cells[1:]), flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("groups", nargs="+", help="comma-separated workloads, one VM each")
-    ap.add_argument("--profile", type=Path, required=True)
+    ap.add_argument("--profile", type=Path, required=True, action="append",
+                    help="a calibration profile; again to predict with another beside it")
     ap.add_argument("--dir", type=Path, default=Path("/var/tmp"))
     ap.add_argument("--runs", type=int, default=2)
     ap.add_argument("--runtime", type=int, default=4)
@@ -125,14 +156,16 @@ def main() -> None:
     unknown = sorted({n for g in groups for n in g} - set(WORKLOADS))
     if unknown:
         ap.error(f"unknown workload(s) {', '.join(unknown)}: choose from {', '.join(WORKLOADS)}")
-    if not a.profile.is_file():
-        ap.error(f"--profile: no such file: {a.profile}")
+    for prof in a.profile:
+        if not prof.is_file():
+            ap.error(f"--profile: no such file: {prof}")
     missing = [t for t in ("qemu-img", "qemu-nbd", "fio") if shutil.which(t) is None]
     if missing:
         sys.exit(f"needs {', '.join(missing)} (./scripts/test.sh installs them)")
+    extra = "".join(f" predicted ({p.stem}) | error |" for p in a.profile[1:])
     print("| group | VM | direction | real IOPS (each run) | predicted | error vs mean "
-          "| real mean latency (us) | predicted (us) |")
-    print("|---|---|---|---|---|---|---|---|")
+          f"| real mean latency (us) | predicted (us) |{extra}")
+    print("|---|---|---|---|---|---|---|---|" + "---|---|" * (len(a.profile) - 1))
     with tempfile.TemporaryDirectory(dir=a.dir, prefix="cowbench-groups-") as tmp:
         work = Path(tmp)
         base = work / "base.raw"
@@ -141,20 +174,8 @@ def main() -> None:
            "--size=1G", "--output=/dev/null")
         for names in groups:
             runs = [real_run(work, base, names, a.runtime) for _ in range(a.runs)]
-            pred = predicted(work, a.profile, names, a.runtime)
-            label = "+".join(names)
-            keys = [(f"{n}{i}", d) for i, n in enumerate(names) for d in ("read", "write")]
-            for key in (k for k in keys if k in pred):
-                real = [r.get(key, (0.0, 0.0)) for r in runs]
-                mean = sum(x for x, _ in real) / len(real)
-                lat = sum(y for _, y in real) / len(real)
-                err = (pred[key][0] - mean) / mean if mean else float("nan")
-                print(f"| {label} | {key[0]} | {key[1]} | "
-                      f"{', '.join(f'{x:,.0f}' for x, _ in real)} | {pred[key][0]:,.0f} | "
-                      f"{err:+.1%} | {lat * 1e6:,.0f} | {pred[key][1] * 1e6:,.0f} |")
-            totals = [sum(x for x, _ in r.values()) for r in runs]
-            print(f"| {label} | total | | {', '.join(f'{t:,.0f}' for t in totals)} | "
-                  f"{sum(x for x, _ in pred.values()):,.0f} | | | |", flush=True)
+            preds = [predicted(work, prof, names, a.runtime) for prof in a.profile]
+            print_group(names, runs, preds)
 
 
 if __name__ == "__main__":
