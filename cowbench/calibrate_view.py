@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .drift import blocks, describe
-from .profile import Profile, SchedParams
+from .profile import PerfParams, Profile, SchedParams
 
 
 def print_profile(prof: Profile, out: Console) -> None:
@@ -30,9 +30,7 @@ def print_profile(prof: Profile, out: Console) -> None:
     t.add_row("cluster allocation", f"{p.alloc_s * 1e6:.1f} us")
     t.add_row("copy-on-write read", f"{p.cow_read_s * 1e6:.1f} us")
     t.add_row("subcluster allocation", f"{p.subcluster_alloc_s * 1e6:.1f} us")
-    t.add_row("host's allocating writes (all images)", "no limit seen"
-              if p.host_alloc_s is None else
-              f"{p.host_alloc_s * 1e6:.1f} us each: at most {1 / p.host_alloc_s:,.0f}/s")
+    t.add_row("allocating writes of several images", _alloc(p))
     t.add_row("host scheduler (CPU per I/O + per wake-up)", _sched(p.sched))
     t.add_row("chain depth d (k = d - 1)", f"{p.chain_base_s * 1e6:+.1f} + "
               f"{p.chain_a_s * 1e6:.2f} k + {p.chain_b_s * 1e6:.3f} k^2 us")
@@ -96,3 +94,16 @@ def print_drift(drift: dict[str, Any] | None, out: Console) -> None:
         if block.get("measured") is True:
             out.print(drift_table(block))
     out.print(escape(describe(drift)), soft_wrap=True, highlight=False)
+
+
+def _alloc(p: PerfParams) -> str:
+    """What several images allocating at once share (sim.perf.alloc)."""
+    if p.alloc_bw is not None:
+        seen = f"device {p.alloc_bw / 2**20:,.0f} MiB/s for copies-on-write and cluster writes"
+    elif p.host_alloc_s is not None:  # profiles made with the older host allocator
+        seen = f"{p.host_alloc_s * 1e6:.1f} us each: at most {1 / p.host_alloc_s:,.0f}/s"
+    else:
+        seen = "no limit seen beyond the bandwidths"
+    if p.alloc_shared < 1:
+        seen += f"; {p.alloc_shared:.0%} of the allocation round shared, the rest waits apart"
+    return seen

@@ -151,12 +151,23 @@ class PerfParams(_Frozen):
         default=False, description="the transfer of an I/O that allocates nothing is work of "
         "the path's first stage (it holds that stage) rather than of a device beside the path; "
         "allocating writes' transfers stay on the device")
+    alloc_shared: float = Field(
+        default=1.0, ge=0, le=1, description="the share of an allocating write's allocation "
+        "round (its copy-on-write read and cluster allocation, done holding its image's lock) "
+        "that is work on the path's shared stages; the rest is waiting that holds only that "
+        "image's lock (sim.perf.alloc): fitted where several exports allocating at once ran "
+        "faster than the model with all of it shared; 1 in profiles made before it")
+    alloc_bw: float | None = Field(
+        default=None, gt=0, description="the device's own rate, bytes per second, for an "
+        "allocating write's transfer (its copy-on-write read and cluster write), measured by "
+        "several exports allocating at once (sim.perf.alloc); None (profiles made before it, "
+        "or probes that showed no need): the read and write bandwidths")
     host_alloc_s: float | None = Field(
         default=None, gt=0, description="the storage's own time per allocating write (a "
         "copy-on-write and cluster write), one at a time for the whole host, overlapping the "
         "write's own work: N VMs allocating at once complete at most 1 / host_alloc_s such "
-        "writes per second; None (profiles made before it, or probes that showed no host-wide "
-        "limit): no such limit")
+        "writes per second; profiles made before alloc_bw (the fit no longer sets it); None: "
+        "no such resource")
     sched: SchedParams | None = Field(
         default=None, description="the host's cores shared by the processes on the I/O path "
         "(sim.perf.sched): their CPU is taken out of the path's time; None (profiles made "

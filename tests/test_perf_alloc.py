@@ -1,6 +1,8 @@
 """The host storage's rate of allocating writes (sim/perf/alloc.py): N VMs allocating at once
-saturate at the fitted rate, readers do not take the allocator, and profiles without the
-parameter predict what they predicted before it existed."""
+saturate at the device's rate for allocating writes, a VM that does not allocate is not slowed
+by it beyond its share, the fit finds that rate (or how much of the allocation round is shared)
+from several exports allocating at once, and profiles without the parameters predict what they
+predicted before they existed (those with the older host allocator, ``host_alloc_s``, too)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import simpy
 
 from cowbench.profile import PerfParams, Probe
 from real.measure.calibrate import probe_matrix, settings
-from sim.perf.alloc import allocating_probe, fit_host_alloc
+from sim.perf.alloc import allocating_probe, fit_host_alloc, table_bw, with_alloc_bw
 from sim.perf.perf import Host, PerfModel, replay
 from sim.storage.disk import HostIO
 
@@ -21,12 +23,27 @@ from .test_perf import TRUE, probe
 FAST = TRUE.model_copy(update={"read_bw": [(s, 4 * b) for s, b in TRUE.read_bw],
                                "write_bw": [(s, 4 * b) for s, b in TRUE.write_bw]})
 RATE = 12000.0  # the host's allocating writes per second
-LIMITED = FAST.model_copy(update={"host_alloc_s": 1 / RATE})
+LIMITED = FAST.model_copy(update={"host_alloc_s": 1 / RATE})  # the older host allocator
+#: a 4 KiB first write into a 64 KiB cluster moves 60 KiB from the backing file and 64 KiB
+#: to the overlay
+COW_BYTES = 2 * 65536 - 4096
+
+
+# FAST with a long allocation round (the copy-on-write read's): one image allocates about
+# 4k writes per second, and how much of that round is shared decides what several can do
+SLOW_COW = FAST.model_copy(update={"cow_read_s": 200e-6})
+SPLIT = 0.5
+APART = SLOW_COW.model_copy(update={"alloc_shared": SPLIT})
 
 
 def writers(n: int) -> Probe:
     """n exports, each writing 4 KiB first writes at iodepth 8 into its own fresh overlay."""
     return probe(target="cow", rw="write", iodepth=8, exports=n)
+
+
+# the device's own rate for allocating writes, as the fit sets it: an image's lock hold as
+# long as before (the allocation round shorter by what the transfer takes longer)
+DEVICE = with_alloc_bw(FAST, writers(1), RATE * COW_BYTES)
 
 
 @pytest.mark.slow
@@ -40,6 +57,30 @@ def test_n_allocating_writers_saturate_at_the_allocation_rate() -> None:
     for total in limited[1:]:
         assert 0.9 * RATE <= total <= 1.01 * RATE
     assert free[-1] > 1.4 * RATE
+
+
+@pytest.mark.slow
+def test_n_allocating_writers_saturate_at_the_devices_rate_for_allocating_writes() -> None:
+    limited = [replay(DEVICE, writers(n), ios=3000)[0] for n in (1, 2, 3, 6)]
+    free = [replay(FAST, writers(n), ios=3000)[0] for n in (1, 2, 3, 6)]
+    # one VM: paced by its own lock, below the device's rate, about as fast as without it
+    assert limited[0] < 0.9 * RATE
+    assert limited[0] == pytest.approx(free[0], rel=0.05)
+    assert limited[0] < limited[1] < limited[2]
+    # three and six: at the device's rate, where the model without it climbs on
+    for total in limited[2:]:
+        assert 0.9 * RATE <= total <= 1.01 * RATE
+    assert free[-1] > 1.4 * RATE
+
+
+@pytest.mark.slow
+def test_a_reader_is_not_slowed_by_the_devices_rate_for_allocating_writes() -> None:
+    # alone: the rate is for allocating writes only
+    assert _reader_beside_writers(DEVICE, 0) == _reader_beside_writers(FAST, 0)
+    for n in (3, 6):
+        # beside writers the device holds back, the reader has more of the path and the device
+        # than beside writers allocating as fast as the bandwidths allow
+        assert _reader_beside_writers(DEVICE, n) >= _reader_beside_writers(FAST, n)
 
 
 def _reader_beside_writers(params: PerfParams, n: int, t_end: float = 0.5) -> float:
@@ -94,20 +135,57 @@ def _measured(params: PerfParams, p: Probe) -> Probe:
 
 
 @pytest.mark.slow
-def test_the_fit_finds_the_rate_from_several_exports_allocating_at_once() -> None:
-    many = _measured(LIMITED, writers(4))
-    got = fit_host_alloc(FAST, [_measured(LIMITED, writers(1)), many])
-    assert got.host_alloc_s == pytest.approx(1 / RATE, rel=0.1)
-    # the fitted model replays the probe it came from
+def test_the_fit_finds_the_devices_rate_from_several_exports_allocating_at_once() -> None:
+    many = _measured(DEVICE, writers(4))
+    got = fit_host_alloc(FAST, [_measured(DEVICE, writers(1)), many])
+    assert got.host_alloc_s is None and got.alloc_shared == 1.0
+    assert got.alloc_bw == pytest.approx(RATE * COW_BYTES, rel=0.1)
+    # the fitted model replays the probe it came from, and one export as before
+    assert replay(got, writers(4), ios=3000)[0] == pytest.approx(many.iops, rel=0.05)
+    assert replay(got, writers(1), ios=3000)[0] == pytest.approx(
+        replay(FAST, writers(1), ios=3000)[0], rel=0.05)
+
+
+@pytest.mark.slow
+def test_the_fit_raises_the_devices_rate_where_the_device_held_the_model_back() -> None:
+    # the bandwidths say the device is four times slower than it is for copies-on-write
+    slow_device = FAST.model_copy(update={"read_bw": TRUE.read_bw, "write_bw": TRUE.write_bw})
+    table = table_bw(slow_device, writers(4))
+    many = _measured(with_alloc_bw(slow_device, writers(4), 4 * table), writers(4))
+    assert replay(slow_device, writers(4), ios=3000)[0] < 0.8 * many.iops
+    got = fit_host_alloc(slow_device, [many])
+    # one probe cannot tell the round waiting apart from a faster device: both may move
+    assert got.alloc_bw is not None and got.alloc_bw > 1.1 * table
     assert replay(got, writers(4), ios=3000)[0] == pytest.approx(many.iops, rel=0.05)
 
 
 @pytest.mark.slow
 def test_the_fit_adds_no_rate_without_evidence_of_one() -> None:
-    # the storage scaled with the exports: no host-wide limit
-    assert fit_host_alloc(FAST, [_measured(FAST, writers(4))]).host_alloc_s is None
+    # the storage scaled with the exports as the model does: no host-wide limit
+    same = fit_host_alloc(FAST, [_measured(FAST, writers(4))])
+    assert same.host_alloc_s is None and same.alloc_bw is None and same.alloc_shared == 1.0
     # the matrix has no probe of several exports allocating at once (profiles before it)
-    assert fit_host_alloc(FAST, [_measured(FAST, writers(1))]).host_alloc_s is None
+    assert fit_host_alloc(FAST, [_measured(FAST, writers(1))]) == FAST
+
+
+@pytest.mark.slow
+def test_an_allocation_round_not_shared_lets_images_allocate_side_by_side() -> None:
+    shared = [replay(SLOW_COW, writers(n), ios=3000)[0] for n in (1, 4)]
+    apart = [replay(APART, writers(n), ios=3000)[0] for n in (1, 4)]
+    # one image: its lock paces it, whatever part of its round others share
+    assert apart[0] == pytest.approx(shared[0], rel=0.06)
+    # four: the round's shared work holds them back, its waiting part does not
+    assert apart[1] > 1.25 * shared[1]
+
+
+@pytest.mark.slow
+def test_the_fit_finds_how_much_of_the_allocation_round_is_shared() -> None:
+    many = _measured(APART, writers(4))
+    got = fit_host_alloc(SLOW_COW, [_measured(APART, writers(1)), many])
+    # too slow, held back by the round's shared work, not by the device
+    assert got.host_alloc_s is None and got.alloc_bw is None
+    assert got.alloc_shared == pytest.approx(SPLIT, abs=0.2)
+    assert replay(got, writers(4), ios=3000)[0] == pytest.approx(many.iops, rel=0.05)
 
 
 def test_every_matrix_has_one_probe_of_several_exports_allocating() -> None:
@@ -133,7 +211,9 @@ def test_calibrate_prints_the_hosts_allocation_rate() -> None:
         return out.export_text()
 
     assert "at most 12,000/s" in shown(LIMITED) and "83.3 us each" in shown(LIMITED)
+    assert "device 1,453 MiB/s for copies-on-write" in shown(DEVICE)
     assert "no limit seen" in shown(FAST)
+    assert "50% of the allocation round shared" in shown(APART)
 
 
 def _three_allocating_vms(params: PerfParams) -> dict[str, float]:

@@ -3,38 +3,55 @@
 An allocating write (a first write into a cluster: the copy-on-write read of the rest of the
 cluster from the backing file, the cluster write, the file's extension) holds its image's
 file lock (:class:`sim.perf.host.FileLock`), so one image allocates one write at a time; but
-images are not independent: the host's storage allocates for all of them (ext4's block
-allocation and journal, the device's own writes). Measured for real (``benchmarks/io_groups.py``,
-8 KiB writes at iodepth 6, each VM into a fresh overlay): 8.1k, 11.0k, 11.3k and 11.7k IOPS in
-total for 1, 2, 3 and 6 VMs, where a model with only the per-image lock and the shared path
-climbed to 20.0k.
+images are not independent: they share the host's storage. Measured for real
+(``benchmarks/io_groups.py``, 8 KiB writes at iodepth 6, each VM into a fresh overlay, on a
+quiet machine): 8.1k, 11.0k, 11.3k and 11.7k IOPS in total for 1, 2, 3 and 6 VMs, where a
+model with only the per-image lock and the shared path climbed to 20.0k.
 
-So the host has one *allocator* (:attr:`sim.perf.host.Host.allocator`, one SimPy resource):
-each allocating write takes a turn of ``host_alloc_s`` on it, overlapping its own work (the
-path's allocation round and the device transfer), and is done when both are. One image alone
-is paced by its own work (its lock), several by the allocator, at most ``1 / host_alloc_s``
-allocating writes per second for the whole host. Readers and overwrites never take it.
+What several images allocating at once can do is measured by one probe of the calibration,
+``cow-write-4k-qdN-xE`` (E exports, each writing first writes into its own fresh overlay),
+and the model is fitted to it with one of two parameters, by which way it missed:
 
-The fit (the sim backend's, after ``sim.perf.fit.fit``) reads the probe of several exports
-each writing first writes at once (``cow-write-4k-qd8-xN``): if the model without the
-allocator replays it more than ``SATURATION`` faster than it ran, ``host_alloc_s`` is the turn
-that makes the replay meet it (bisection between no turn and ``1 / IOPS``); otherwise the
-storage showed no host-wide limit and the parameter stays absent. Without that probe
-(profiles made before it) nothing changes.
+- **the device's own rate for allocating writes** (``alloc_bw``, bytes per second): an
+  allocating write's transfer (its copy-on-write read and its cluster write) takes its bytes
+  over ``alloc_bw`` on the device (the one resource of the host's storage,
+  :class:`sim.perf.host.Host`), instead of over the read and write bandwidths, which the raw
+  probes measure through qemu-nbd's random I/O. E images allocating at once saturate at
+  ``alloc_bw`` over their bytes per write, and whatever else waits for the device takes its
+  turn beside them. The part of the write's lock hold that is not the transfer grows or shrinks
+  by what the transfer lost or gained (``cow_read_s``), so one image alone allocates as fast
+  as its own probe said. Fitted where the model without it replays the probe more than
+  ``SATURATION`` too fast, or too slow while the device is what holds it back;
+- **the share of the allocation round that is shared** (``alloc_shared``): the round a write
+  does holding its lock (the copy-on-write read, the cluster allocation) is work on the
+  path's shared stages in the fit of one export, but several exports allocating at once may
+  run faster than that allows (measured at load 12: 2.2k first writes per second on one export
+  at iodepth 8, 8.8k on four, where the model with the round all shared gave 5.9k: each
+  qemu-nbd waited for a core on its own, beside the machine's other processes). So only
+  ``alloc_shared`` of the round is work on the stages, the rest waiting that holds only its
+  image's lock. Fitted where the model replays the probe too slow and making the round wait
+  is enough; if it is not, the round waits whole and ``alloc_bw`` is fitted too.
+
+Both by bisection on the probe's replay (``ROUNDS`` rounds; the rate in log scale, within
+``SPAN`` times the bandwidths' either way). Within ``SATURATION`` both stay absent; without
+the probe (profiles made before it) nothing changes. Profiles made while the host's rate was a
+separate allocator (``host_alloc_s``: a turn of its own per allocating write, overlapping the
+write's own work) predict as they did.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from cowbench.profile import PerfParams, Probe
 
+from .demand import PerfModel
 from .replay import replay
 
-#: the replay without the allocator must beat the probe by more than this to fit one: a fit
-#: replays the probes within a few percent, which is no evidence of a host-wide limit
+#: the replay as fitted must miss the probe by more than this to fit either parameter: a fit
+#: replays the probes within a few percent, which is no evidence of anything missing
 SATURATION = 0.10
-#: bisection rounds (the turn to 1/2^8 of 1 / IOPS: 0.4%)
+#: bisection rounds (to 1/2^8 of the interval)
 ROUNDS = 8
 #: simulated I/Os per replay (32 in flight: 0.5-1 s each on this project's loaded machine)
 IOS = 2000
@@ -47,20 +64,64 @@ def allocating_probe(probes: Sequence[Probe]) -> Probe | None:
 
 
 def fit_host_alloc(params: PerfParams, probes: Sequence[Probe]) -> PerfParams:
-    """``params`` with ``host_alloc_s`` fitted (see the module docstring), or as they are
-    when the probes hold no evidence of a host-wide allocation limit."""
+    """``params`` with ``alloc_bw`` or ``alloc_shared`` fitted (see the module docstring), or
+    as they are when the probes hold no evidence of either."""
     probe = allocating_probe(probes)
     if probe is None:
         return params
-    free = params.model_copy(update={"host_alloc_s": None})
-    if replay(free, probe, ios=IOS)[0] <= probe.iops * (1 + SATURATION):
+    free = params.model_copy(update={"host_alloc_s": None, "alloc_shared": 1.0,
+                                     "alloc_bw": None})
+    got = _iops(free, probe)
+    table = table_bw(free, probe)
+    if got > probe.iops * (1 + SATURATION):  # the device is slower for this than the tables
+        return _bisect(lambda x: with_alloc_bw(free, probe, table * SPAN**x), probe, 0.0, -1.0)
+    if got >= probe.iops * (1 - SATURATION):
         return free
-    lo, hi = 0.0, 1.0 / probe.iops
+    apart = free.model_copy(update={"alloc_shared": 0.0})
+    if _iops(apart, probe) > probe.iops:
+        return _bisect(lambda share: free.model_copy(update={"alloc_shared": share}), probe,
+                       0.0, 1.0)
+    return _bisect(lambda x: with_alloc_bw(apart, probe, table * SPAN**x), probe, 1.0, 0.0)
+
+
+#: how far the device's rate for allocating writes may be from the bandwidths' (either way)
+SPAN = 16.0
+
+
+def _iops(params: PerfParams, probe: Probe) -> float:
+    return replay(params, probe, ios=IOS)[0]
+
+
+def table_bw(params: PerfParams, probe: Probe) -> float:
+    """The rate the read and write bandwidths give the probe's allocating transfer."""
+    d = PerfModel(params.model_copy(update={"alloc_bw": None})).probe_demand(probe)
+    return _bytes(probe) / d.device_s
+
+
+def _bytes(probe: Probe) -> int:
+    """An allocating write's transfer in the probe: its copy-on-write read and cluster write."""
+    n = -(-probe.bs // probe.cluster_size)
+    return 2 * n * probe.cluster_size - probe.bs
+
+
+def with_alloc_bw(params: PerfParams, probe: Probe, bw: float) -> PerfParams:
+    """``params`` with the device's rate for allocating writes at ``bw``, and the allocation
+    round longer or shorter by what the probe's transfer lost or gained (never below 0), so
+    its lock hold stays what its own probe measured."""
+    before = PerfModel(params).probe_demand(probe).device_s
+    after = _bytes(probe) / bw
+    cow_read = max(0.0, params.cow_read_s + before - after)
+    return params.model_copy(update={"alloc_bw": bw, "cow_read_s": cow_read})
+
+
+def _bisect(make: Callable[[float], PerfParams], probe: Probe, fast: float,
+            slow: float) -> PerfParams:
+    """``make(x)`` for the ``x`` between ``fast`` (the replay beats the probe) and ``slow``
+    (it does not) where the replay of ``probe`` meets its IOPS."""
     for _ in range(ROUNDS):
-        mid = (lo + hi) / 2
-        trial = params.model_copy(update={"host_alloc_s": mid})
-        if replay(trial, probe, ios=IOS)[0] > probe.iops:
-            lo = mid
+        mid = (fast + slow) / 2
+        if _iops(make(mid), probe) > probe.iops:
+            fast = mid
         else:
-            hi = mid
-    return params.model_copy(update={"host_alloc_s": (lo + hi) / 2})
+            slow = mid
+    return make((fast + slow) / 2)

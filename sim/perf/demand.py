@@ -47,6 +47,18 @@ class Demand:
     issuer_s: float = 0.0
     server_s: float = 0.0
     sched_s: float = 0.0
+    #: the part of the allocation round that waits holding only the image's lock (not work on
+    #: the shared stages: ``PerfParams.alloc_shared``)
+    alloc_wait_s: float = 0.0
+
+    @property
+    def allocates(self) -> bool:
+        return self.alloc_s > 0 or self.alloc_wait_s > 0
+
+    @property
+    def alloc_round_s(self) -> float:
+        """The whole allocation round, work and waiting."""
+        return self.alloc_s + self.alloc_wait_s
 
 
 class PerfModel:
@@ -111,13 +123,17 @@ class PerfModel:
         cpu = p.cpu_share * dev_path + p.hole_cpu_share * hole_path
         delay = dev_path + hole_path - cpu
         dev = self.device(host.read_bytes, host.read_ops, host.write_bytes, host.write_ops)
+        if p.alloc_bw is not None and (host.allocs or host.sub_allocs):
+            # the device's own rate for copies-on-write and cluster writes (sim.perf.alloc)
+            dev = (host.read_bytes + host.write_bytes) / p.alloc_bw
         own = fmt != "raw" and alloc == 0.0 and (
             is_write or host.read_ops > host.backing_reads)
+        work, alloc_wait = alloc * p.alloc_shared, alloc * (1 - p.alloc_shared)
         s = p.sched
         if s is None:
-            return Demand(cpu, dev, alloc, wait, delay, shares_file=own)
-        return Demand(cpu, dev, alloc, wait, delay, shares_file=own, issuer_s=s.issuer_io_s,
-                      server_s=s.server_io_s, sched_s=s.qd1_s)
+            return Demand(cpu, dev, work, wait, delay, shares_file=own, alloc_wait_s=alloc_wait)
+        return Demand(cpu, dev, work, wait, delay, shares_file=own, issuer_s=s.issuer_io_s,
+                      server_s=s.server_io_s, sched_s=s.qd1_s, alloc_wait_s=alloc_wait)
 
     def _less_cpu(self, dev_path: float, hole_path: float) -> tuple[float, float]:
         """The path's time less what the host scheduler's processes take of it at iodepth 1

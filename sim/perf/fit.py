@@ -26,7 +26,7 @@ def mva_iops(params: PerfParams, probe: Probe) -> float:
     if m - full > 1e-9:
         demands.append(d.path_s * (m - full) / m)
     if d.device_s > 0:
-        if params.transfer_on_path and d.alloc_s == 0:  # work of the first (whole) stage
+        if params.transfer_on_path and not d.allocates:  # work of the first (whole) stage
             demands[0] += d.device_s
         else:
             demands.append(d.device_s)
@@ -39,7 +39,7 @@ def mva_iops(params: PerfParams, probe: Probe) -> float:
     for n in range(1, probe.exports * probe.iodepth + 1):
         r = [s * (1 + qi) for (s, _), qi in zip(stations, q, strict=True)]
         busy = sum(ri * k for ri, (_, k) in zip(r, stations, strict=True))
-        x = n / (model.client_s + d.delay_s + d.wait_s + wakes + busy)
+        x = n / (model.client_s + d.delay_s + d.wait_s + d.alloc_wait_s + wakes + busy)
         q = [x * ri for ri in r]
     return x
 
@@ -192,7 +192,7 @@ def _fit_given(probes: Sequence[Probe], read_bw: list[tuple[int, float]],
     def extra(p: Probe) -> float:
         """What ``p`` took per I/O beyond what the draft predicts for it at qd1."""
         d = model.probe_demand(p)
-        return (_time(p) - client - d.path_s - d.delay_s - d.device_s - d.alloc_s - d.wait_s
+        return (_time(p) - client - d.path_s - d.delay_s - d.device_s - d.alloc_round_s - d.wait_s
                 - d.sched_s)
 
     hole = [p for p in qd1 if p.target == "hole"]
@@ -221,7 +221,7 @@ def _fit_given(probes: Sequence[Probe], read_bw: list[tuple[int, float]],
     if loaded:
         p8 = max(loaded, key=lambda p: p.iodepth)
         d = model.probe_demand(p8)
-        cow_read = min(cow_total, max(0.0, 1.0 / p8.iops - d.device_s - d.alloc_s))
+        cow_read = min(cow_total, max(0.0, 1.0 / p8.iops - d.device_s - d.alloc_round_s))
     ext = _one(qd1, target="cow_ext", bs=4096)
     l2 = _one(qd1, target="l2miss", bs=4096)
     sub_alloc, l2_miss = max(0.0, extra(ext)), max(0.0, extra(l2))

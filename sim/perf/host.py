@@ -170,14 +170,18 @@ class Host:
             yield self.disk.transfer(seconds)
 
     def _allocation(self, d: Demand) -> Process:
-        """An allocating write's own round through the path, then its copy."""
+        """An allocating write's own round through the path (its waiting part holds only the
+        image's lock), then its copy."""
         yield from self._path(d.alloc_s)
+        if d.alloc_wait_s > 0:
+            yield self.env.timeout(self.rng.exponential(d.alloc_wait_s))
         if d.device_s > 0:
             yield from self.transfer(d.device_s, alloc=True)
 
     def _allocator_turn(self) -> Process:
-        """The host storage's allocation of one write: ``host_alloc_s``, one at a time for
-        every image of the host (``sim.perf.alloc``)."""
+        """The older profiles' host allocator: ``host_alloc_s`` per allocating write, one at
+        a time for every image of the host (the fit now sets the device's own rate for
+        allocating writes instead, ``sim.perf.alloc``)."""
         assert self.allocator is not None and self.model.p.host_alloc_s is not None
         with self.allocator.request() as req:
             yield req
@@ -202,7 +206,7 @@ class Host:
             yield self.env.timeout(self.rng.exponential(d.delay_s))
         if d.wait_s > 0:  # the copy-on-write read's round trip: waiting, not working
             yield self.env.timeout(self.rng.exponential(d.wait_s))
-        if d.alloc_s > 0:
+        if d.allocates:
             lock = self.lock(image)
             yield lock.acquire(alone=True)
             if self.allocator is None:

@@ -24,12 +24,16 @@ How a guest I/O is served (one host; every VM on it shares everything below):
   through the same stages (``cow_read_s`` per copy-on-write read, ``alloc_s`` per cluster)
   and its transfer. Reads of the image's own data and overwrites share that lock, so they
   wait for the allocating writes queued before them (reads that fall through to the backing
-  file do not); with ``host_alloc_s`` (fitted where several exports allocating at once
-  saturated), each allocating write also takes a turn of the host's one allocator, overlapping
-  its own work, so the host completes at most ``1 / host_alloc_s`` of them per second whatever
-  the number of images (``sim.perf.alloc``);
+  file do not). Fitted to several exports allocating at once (``sim.perf.alloc``): the
+  device's own rate for allocating writes' transfers (``alloc_bw``), so that N images
+  allocating at once saturate the one device where the host did; or, where the allocation
+  round's shared work held them back, only ``alloc_shared`` of that round is work on the
+  stages and the rest waiting that holds only the image's lock (profiles made with the older
+  host allocator, ``host_alloc_s``: each allocating write also takes a turn of it, overlapping
+  its own work);
 - a *device* demand: the host bytes the I/O moves (``HostIO``: COW copies and metadata
-  included) over the storage's bandwidth, on one device. The device serves what waits for it
+  included) over the storage's bandwidth (an allocating write's over ``alloc_bw`` where the
+  fit set it), on one device. The device serves what waits for it
   either in arrival order (``device_queue: fifo``: a 4 KiB read waits for the 64 KiB
   copies-on-write queued before it) or by sharing its bandwidth equally among the transfers
   in progress (``shared``, processor sharing: the small read passes the large ones). Which
