@@ -103,11 +103,14 @@ def pytest_collection_modifyitems(config: pytest.Config,
     module-scoped fixture (a fit, a report, a run) run on one worker, which builds it once.
     Spread over workers, the real tests failed where timing decides what qemu-nbd does (a
     VM's host_read_bytes 4-8 KiB over under CPU load, in 3 of 3 runs beside busy loops) or how
-    fast a signal is answered; ``quiet`` (rates measured) stays a mark for the lock below."""
+    fast a signal is answered; ``quiet`` (rates measured) stays a mark for the lock below.
+    A real test marked ``exact`` (qemu-img and qemu-io alone, compared byte for byte) is not
+    in that group: nothing in its outcome depends on timing, so it runs beside the others."""
     for item in items:
-        if item.get_closest_marker("quiet") is not None:
-            assert item.get_closest_marker("real") is not None, f"quiet but not real: {item}"
-        if item.get_closest_marker("real") is not None:
+        for mark in ("quiet", "exact"):
+            if item.get_closest_marker(mark) is not None:
+                assert item.get_closest_marker("real") is not None, f"{mark} but not real: {item}"
+        if item.get_closest_marker("real") is not None and not _exact(item):
             item.add_marker(pytest.mark.xdist_group("real"))
         elif _uses_a_module_fixture(item):
             item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
@@ -195,6 +198,12 @@ def _name_the_groups(items: list[pytest.Item]) -> None:
         ident = getattr(item, "_id", None)
         if groups and ident is not None and "@" not in item.nodeid.rpartition("]")[2]:
             item._id = type(ident).parse(f"{item.nodeid}@{'_'.join(groups)}")
+
+
+def _exact(item: pytest.Item) -> bool:
+    exact = item.get_closest_marker("exact") is not None
+    assert not (exact and item.get_closest_marker("quiet")), f"exact and quiet: {item}"
+    return exact
 
 
 def _uses_a_module_fixture(item: pytest.Item) -> bool:

@@ -36,9 +36,9 @@ def test_the_readme_fast_loop_leaves_out_real_and_slow_tests() -> None:
 
 
 def test_real_tests_keep_together_on_one_worker(request: pytest.FixtureRequest) -> None:
-    """``-n N --dist loadgroup`` (scripts/test.sh): every ``quiet`` test of this session is
-    ``real``; every ``real`` test is in the one group "real" (one after another); a test
-    sharing a module-scoped fixture is in its module's group."""
+    """``-n N --dist loadgroup`` (scripts/test.sh): every ``quiet`` or ``exact`` test of this
+    session is ``real``; every ``real`` test but the ``exact`` ones is in the one group "real"
+    (one after another); a test sharing a module-scoped fixture is in its module's group."""
     def group(item: pytest.Item) -> str | None:
         mark = item.get_closest_marker("xdist_group")
         return str(mark.args[0]) if mark is not None else None
@@ -48,7 +48,11 @@ def test_real_tests_keep_together_on_one_worker(request: pytest.FixtureRequest) 
     for item in items:
         if item.get_closest_marker("quiet") is not None:
             assert item.get_closest_marker("real") is not None, item.nodeid
-        if item.get_closest_marker("real") is not None:
+            assert item.get_closest_marker("exact") is None, item.nodeid
+        if item.get_closest_marker("exact") is not None:
+            assert item.get_closest_marker("real") is not None, item.nodeid
+            assert group(item) != "real", item.nodeid
+        elif item.get_closest_marker("real") is not None:
             assert group(item) == "real", item.nodeid
             assert not xdist or item.nodeid.endswith("@real"), item.nodeid
     mine = [i for i in items if i.nodeid.startswith("tests/test_markers.py::")]
@@ -56,6 +60,25 @@ def test_real_tests_keep_together_on_one_worker(request: pytest.FixtureRequest) 
     users = [i for i in items if i.get_closest_marker("real") is None
              and "fitted" in getattr(i, "fixturenames", ())]
     assert all(group(i) == "tests/test_perf.py" for i in users), [i.nodeid for i in users]
+    oracles = [i for i in items if i.nodeid.startswith("tests/test_oracle.py::")]
+    assert all(group(i) == "tests/test_oracle.py" for i in oracles)  # exact, its base shared
+
+
+EXACT_MODULES = ("test_oracle.py", "test_oracle_qcow2.py", "test_oracle_discard.py",
+                 "test_oracle_strategies.py")
+
+
+def test_the_exact_tests_run_qemu_io_and_qemu_img_alone() -> None:
+    """What makes a real test ``exact`` (pyproject.toml): the modules marked so start no
+    server, no fio and nothing timed; their outcome is the files qemu-io and qemu-img leave."""
+    needle = "pytest.mark." + "exact"  # not this file
+    exact = sorted(p.name for p in (ROOT / "tests").glob("test_*.py") if needle in p.read_text())
+    assert exact == sorted(EXACT_MODULES)
+    for name in exact:
+        text = (ROOT / "tests" / name).read_text()
+        for word in ("qemu-nbd", "NbdExport", "fio", "run_scenario", "Popen", "sleep",
+                     "monotonic", "timeout"):
+            assert word not in text, (name, word)
 
 
 def test_the_calibration_that_orders_measured_rates_is_quiet() -> None:

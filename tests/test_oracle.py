@@ -26,7 +26,7 @@ from sim.storage.fs import extent_tree_bytes
 
 from .conftest import needs_tools
 
-pytestmark = [pytest.mark.real, needs_tools]
+pytestmark = [pytest.mark.real, pytest.mark.exact, needs_tools]  # exact: qemu-io, qemu-img, stat
 
 MiB, KiB = 1 << 20, 1 << 10
 SIZE = 64 * MiB

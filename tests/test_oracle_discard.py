@@ -28,7 +28,7 @@ from .test_oracle import (  # noqa: F401 (base is a fixture)
     settled_stat,
 )
 
-pytestmark = [pytest.mark.real, needs_tools]
+pytestmark = [pytest.mark.real, pytest.mark.exact, needs_tools]  # exact: qemu-io, qemu-img, stat
 KiB, MiB = 1 << 10, 1 << 20
 
 ops_st = st.lists(

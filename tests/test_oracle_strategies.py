@@ -29,7 +29,7 @@ from .test_oracle import (  # noqa: F401 (base is a fixture)
     writes_st,
 )
 
-pytestmark = [pytest.mark.real, needs_tools]
+pytestmark = [pytest.mark.real, pytest.mark.exact, needs_tools]  # exact: qemu-io, qemu-img, stat
 ROOT = 2 * SIZE  # the flavor is larger than the image: the resize matters
 
 STRATEGIES = [
