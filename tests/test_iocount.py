@@ -46,17 +46,20 @@ def _runs(*runs: dict[str, float]) -> pd.DataFrame:
 
 def _fio_prefix_clusters(tmp: Path, n: int, numjobs: int) -> list[int]:
     """Distinct 64 KiB clusters written by each clone's first ``n`` I/Os of fio's own
-    time-based stream (the oracle, with the test's own argv)."""
+    time-based stream (the oracle, with the test's own argv). A quarter of a second of the
+    null engine is hundreds of thousands of I/Os (300,000 in 0.1 s beside 4 busy loops), the
+    same first ones as in a longer run; two seconds were millions, 25 s of parsing a call."""
     log = tmp / "oracle"
     subprocess.run(["fio", "--name=v", "--ioengine=null", "--size=32m", "--rw=randrw",
                     "--rwmixread=60", "--bs=8k", "--random_distribution=pareto:0.9",
-                    f"--numjobs={numjobs}", "--time_based=1", "--runtime=2s",
+                    f"--numjobs={numjobs}", "--time_based=1", "--runtime=250ms",
                     f"--write_lat_log={log}", "--log_offset=1", "--output-format=json",
                     f"--output={tmp / 'o.json'}"], check=True, capture_output=True)
     from cowbench.iolog import read_latlogs
 
     out = []
     for t in read_latlogs(log):
+        assert len(t.offsets) >= n, f"fio issued {len(t.offsets)} I/Os, fewer than {n}"
         w = t.ddir[:n] == WRITE
         offs, lens = t.offsets[:n][w].tolist(), t.lengths[:n][w].tolist()
         out.append(len({c for o, length in zip(offs, lens, strict=True)
