@@ -129,19 +129,43 @@ ORACLE = {
 }
 
 
+FS_BLOCK = 4096  # ext4's block, the unit of its metadata reads
+BLOCK_GROUP = 8 * FS_BLOCK * FS_BLOCK  # ext4: one bitmap block's bits, 128 MiB of 4 KiB blocks
+
+
+def fs_metadata_reads(written: float) -> int:
+    """The most the host filesystem may read for its own metadata while a session writes
+    ``written`` bytes: one block per block group the writes can reach (they may straddle a
+    group boundary, hence the one more); none where nothing is written."""
+    return FS_BLOCK * (2 + int(written // BLOCK_GROUP)) if written > 0 else 0
+
+
+def test_the_filesystem_metadata_allowance_is_a_block_per_group_reached():
+    assert fs_metadata_reads(0) == 0
+    assert fs_metadata_reads(1) == 8192
+    assert fs_metadata_reads(5_305_344) == 8192  # x128's traced session: two RM reads, 8 KiB
+    assert fs_metadata_reads(BLOCK_GROUP) == 12288
+
+
 @pytest.mark.real
 @needs_tools
-@pytest.mark.xfail(strict=False, reason=(
-    "known regression under CPU load since 13a2ff2..91f6bd7 (bisect inconclusive): qemu-nbd "
-    "reads 4-8 KiB more than predicted in a write-only first session (w1x, x128, s64); "
-    "passes on a quiet machine; open in the closing note of 2026-12-02 night, to be fixed"))
 def test_host_bytes_within_5_percent_where_metadata_dominates(tmp_path, no_leaks):
     """Both backends on overlays whose second session reads or rewrites after a reopen (L2
     tables and refcount blocks read again; 4 KiB to 2 MiB clusters, with and without
     extended L2; a read-only first session too; an L2 cache too small for the disk's
     tables): every VM's host_read_bytes and
     host_write_bytes per session within 5% of qemu-nbd's /proc/PID/io, zero where it is zero
-    (measured 2026-12-02: reads exact, writes within 0.5%)."""
+    (measured 2026-12-02: reads exact, writes within 0.5%).
+
+    What the host's own filesystem reads is not qcow2's: ext4 reads a metadata block (REQ_META,
+    a block bitmap or an extent-tree block not in the buffer cache) in the thread that
+    allocates, so it lands in qemu-nbd's read_bytes. Traced (tracefs block_bio_queue, 2026-12-03)
+    in a write-only first session that read 8 KiB more than predicted: two `RM` 4 KiB reads
+    by qemu-nbd's workers at the first blocks of two consecutive 128 MiB block groups, beside
+    qcow2's own reads, which were exact. Whether they happen depends on the host filesystem's
+    cache and free space, not on the image (seen in 1 run of 4 beside busy loops, and in every
+    full run on a busy day). So a session's measured reads may exceed qcow2's by at most one
+    filesystem block per block group its writes can reach, never fall short of them."""
     from cowbench.runner import run_scenario
 
     run_scenario(parse_scenario(ORACLE), tmp_path / "run", "both")
@@ -151,7 +175,11 @@ def test_host_bytes_within_5_percent_where_metadata_dominates(tmp_path, no_leaks
     for r in rows.itertuples():
         if r.measured == 0:
             assert r.predicted == 0, r
-        else:
-            assert abs(r.predicted - r.measured) <= 0.05 * r.measured, r
+        elif abs(r.predicted - r.measured) > 0.05 * r.measured:
+            assert r.metric == "host_read_bytes", r
+            session = comp.t_s.fillna(-1) == (-1 if pd.isna(r.t_s) else r.t_s)
+            written = comp[(comp.entity == r.entity) & (comp.metric == "host_write_bytes")
+                           & session].measured.sum()
+            assert 0 < r.measured - r.predicted <= fs_metadata_reads(written), r
     reads = rows[rows.metric == "host_read_bytes"]
     assert np.count_nonzero(reads.measured) == len(reads)  # every session reads something
