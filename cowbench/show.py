@@ -304,6 +304,8 @@ def host_table(records: pd.DataFrame, capacity: dict[str, float], duration: floa
     demand = rec[(rec["metric"] == "allocated_bytes") & rec["t_s"].notna()]
     ttf = rec[(rec["metric"] == "time_to_full_s")].groupby("entity")["value"].min()
     vms = rec[(rec["metric"] == "vm_count") & rec["t_s"].notna()]
+    vms_end = (vms.sort_values("t_s", kind="stable").groupby("entity", sort=False).tail(1)
+               .set_index("entity")["value"])
     rows = []
     for entity, g in demand.groupby("entity", sort=False):
         g = g.sort_values("t_s")
@@ -312,12 +314,11 @@ def host_table(records: pd.DataFrame, capacity: dict[str, float], duration: floa
         extra, cap = math.nan, _cap(capacity, str(entity).removeprefix("host:"))
         if not math.isfinite(full) and math.isfinite(cap):
             extra, _ = time_to_full(g["t_s"].to_numpy(float), g["value"].to_numpy(float), cap)
-        v = vms[vms["entity"] == entity].sort_values("t_s")["value"]
         rows.append({"host": str(entity).removeprefix("host:"),
                      "peak_bytes": float(g["value"].iloc[peak_at]),
                      "peak_t_s": float(g["t_s"].iloc[peak_at]),
                      "end_bytes": float(g["value"].iloc[-1]),
-                     "vms_end": float(v.iloc[-1]) if len(v) else math.nan,
+                     "vms_end": float(vms_end.get(entity, math.nan)),
                      "full_s": full, "extrapolated_s": extra,
                      "peak_share": float(g["value"].iloc[peak_at]) / cap})
     cols = ["host", "peak_bytes", "peak_t_s", "end_bytes", "vms_end", "full_s", "extrapolated_s",
