@@ -43,7 +43,7 @@ def fio_options(wl: Workload, runtime_cap: float | None = None) -> list[str]:
     if runtime_cap is not None:
         runtime = min(runtime, runtime_cap) if runtime is not None else runtime_cap
     if runtime is not None:
-        opts.append(f"--runtime={runtime:g}s")
+        opts.append(f"--runtime={fio_time(runtime)}")
     if wl.time_based:
         opts.append("--time_based=1")
     if wl.rw in ("rw", "readwrite", "randrw"):
@@ -64,6 +64,12 @@ def fio_options(wl: Workload, runtime_cap: float | None = None) -> list[str]:
     # a job file's offset options (offsets: fio), last: fio takes the last value given
     opts += [f"--{k}" if v is None else f"--{k}={v}" for k, v in wl.fio_extra.items()]
     return opts
+
+
+def fio_time(seconds: float) -> str:
+    """A time as fio parses it: whole seconds, else whole microseconds (fio reads no
+    fraction: ``--runtime=0.2s`` is 0, and a ``time_based`` job then refuses to start)."""
+    return f"{seconds:g}s" if seconds == int(seconds) else f"{round(seconds * 1e6)}us"
 
 
 def record_options(wl: Workload, directory: Path) -> list[str]:
@@ -202,7 +208,7 @@ def null_options(wl: Workload, ios: int | None, randseed: int | None,
     elif ios is not None:
         opts.append(f"--number_ios={ios}")
     elif wl.runtime is not None:
-        opts.append(f"--runtime={wl.runtime:g}s")
+        opts.append(f"--runtime={fio_time(wl.runtime)}")
     return opts
 
 
