@@ -193,7 +193,8 @@ def test_jobs_in_turn_in_both_backends(tmp_path: Path, no_leaks: None) -> None:
     for metric in ("data_clusters", "read_ios", "write_ios"):
         assert comp.loc[("vm:v", metric), "rel_error"] == 0, metric
     doc = json.loads((next((out / "raw").glob("*-fio-v")) / "output.json").read_text())
-    assert len(doc["jobs"]) == 3
+    assert len(doc["jobs"]) == 4  # every clone (the writer has two), in three groups
+    assert [j["groupid"] for j in doc["jobs"]] == [0, 1, 1, 2]
     assert np.isfinite(comp.loc[("vm:v", "write_iops"), "measured"])
 
 

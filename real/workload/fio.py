@@ -1,8 +1,10 @@
 """fio, run against a qemu-nbd export with fio's ``nbd`` engine, and its JSON read back.
 
 The workload's options go to fio under their own names (a scenario speaks fio), with sizes in
-bytes. Each VM gets one fio process (with several jobs, ``Workload.jobs``, all of them);
-``group_reporting`` folds its clones and jobs into one result.
+bytes. Each VM gets one fio process (with several jobs, ``Workload.jobs``, all of them). fio
+reports each clone of each job (``json+``: with its latency histogram) and cowbench folds them
+into fio's reporting groups as ``group_reporting`` would (:mod:`real.workload.fiogroups`), so
+each clone's own count of I/Os stays on record (``cowbench.iocount``).
 fio is stopped with SIGTERM, never SIGKILL first, so it cleans up (fio's t/fiotestlib.py).
 """
 
@@ -25,21 +27,21 @@ from cowbench.scenario import Workload
 from cowbench.signals import shielded
 from cowbench.tools import RawLog, dies_with_us, which
 
+from . import fiogroups
+
 
 @dataclass
 class FioResult:
-    """The figures cowbench reads from fio's JSON (one group-reported job)."""
+    """The figures cowbench reads from fio's JSON: one job (a model's file, or one clone), or
+    a clone per entry folded into fio's reporting groups (:func:`fiogroups.groups`)."""
 
     raw: dict[str, Any]
 
-    def direction(self, kind: str) -> dict[str, Any]:
-        job: dict[str, Any] = self.raw["jobs"][0][kind]
-        return job
-
     def figures(self, kind: str) -> dict[str, float]:
-        if len(self.raw["jobs"]) > 1:
-            return self._groups(kind)
-        d = self.direction(kind)
+        groups = fiogroups.groups(self.raw["jobs"])
+        if len(groups) > 1:
+            return self._in_turn([g[kind] for g in groups], kind)
+        d = groups[0][kind]
         clat = d.get("clat_ns", {})
         pct = clat.get("percentile", {})
         p99 = pct.get("99.000000")
@@ -54,11 +56,15 @@ class FioResult:
                 out[f"{kind}_lat_p99_s"] = float(p99) * 1e-9
         return out
 
+    def clone_ios(self) -> list[int]:
+        """Each clone's reads, writes and trims, in fio's job order (a job's clones after it)."""
+        return [sum(int(j[k]["total_ios"]) for k in ("read", "write", "trim") if k in j)
+                for j in self.raw["jobs"]]
 
-    def _groups(self, kind: str) -> dict[str, float]:
+    @staticmethod
+    def _in_turn(ds: list[dict[str, Any]], kind: str) -> dict[str, float]:
         """Several reporting groups (jobs of one VM run in turn, ``stonewall``): their sums
         over their summed runtimes, the latency mean weighted by I/Os; no p99 (not a sum)."""
-        ds = [j[kind] for j in self.raw["jobs"]]
         ios = sum(float(d["total_ios"]) for d in ds)
         seconds = sum(float(d["runtime"]) for d in ds) / 1e3
         out = {f"{kind}_ios": ios}
@@ -82,9 +88,10 @@ class FioRun:
         # fio writes its JSON as it likes; it is renamed to output.json only once fio exited 0,
         # so a killed run never leaves an output.json that looks complete
         self.partial_path = self.dir / ".output.json.part"
-        # global options first, then the VM's jobs (several: one fio process, one group)
-        self.argv = [which("fio"), "--ioengine=nbd", f"--uri={uri}", "--group_reporting=1",
-                     "--output-format=json", f"--output={self.partial_path}",
+        # global options first, then the VM's jobs (several: one fio process); each clone
+        # reported with its latency histogram (json+), folded into groups by FioResult
+        self.argv = [which("fio"), "--ioengine=nbd", f"--uri={uri}",
+                     "--output-format=json+", f"--output={self.partial_path}",
                      *job_args(wl, name, lambda job: fio_options(job, runtime_cap),
                                self.dir if wl.write_iolog else None)]  # for repredict
         self.proc: subprocess.Popen[bytes] | None = None
