@@ -150,14 +150,15 @@ def run_job(name: str, out: Path, uncalibrated: bool = False, repeat: int = 1) -
 
 
 def clones(job: str, section: str | None) -> int:
-    """The clones a VM running ``job`` (``section`` of it) has: the I/Os per clone's divisor."""
+    """The clones a VM running ``job`` (``section`` of it) has, over all its jobs: the I/Os
+    per clone's divisor (as ``cowbench.iocount``'s ``measured_ios_per_clone``)."""
     from cowbench.scenario import load_scenario
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "s.yaml"
         path.write_text(scenario_text("x", job, section))
         wl = load_scenario(path).workloads["x"]
-    return 1 if wl.jobs else wl.numjobs
+    return sum(p.numjobs for p in wl.parts)
 
 
 def run_ranges(measured: pd.DataFrame, vm: str,

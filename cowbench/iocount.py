@@ -11,33 +11,42 @@ run.json's ``offsets`` gets, per such VM, the predicted and the measured count a
 figures the model gives at the measured count (``at_measured_ios``). The prediction stays
 the one in ``predicted.parquet``; this is an account of its error.
 
-Plain VMs of one job only (a timeline's runs share a VM's records, and so do several jobs of
-one VM); with ``numjobs`` > 1 the real run reports its clones together, so each clone is cut
-at their mean count.
+Plain VMs (a timeline's runs share a VM's records). The count is each clone's own: the real
+backend has fio report every clone of every job (``real.workload.fio``), and the model cuts
+each clone's stream at what that clone issued (clones of one time-based job issue different
+counts: they share the machine; jobs run in turn, ``stonewall``, each issue theirs). The
+account lists them per job (``jobs``). Without fio's per-clone report (a run made before it),
+a VM of one job cuts each clone at their mean, and a VM of several jobs gets no account.
 
 With several real runs (``--repeat``) the comparison is against the runs' mean, and the runs'
 counts can differ widely on a shared machine (web-cache: 15,165 to 43,478 I/Os in three runs
 of one minute). A job's clusters grow ever slower with its count, so the model at the mean
 count is not the mean of the runs' clusters (web-cache: 428 at the mean count against a mean of
 415 measured, a 3.2% error that is neither the model's nor the count's): the model runs at each
-run's own count, and its figures are their mean; ``measured_ios_per_clone_runs`` lists the
+run's own counts, and its figures are their mean; ``measured_ios_per_clone_runs`` lists the
 runs' counts.
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .fiojob import cut, fio_null_traces
-from .scenario import VM, Scenario
+from .scenario import VM, Scenario, Workload
 from .streams import Simulate, Traces
 from .tools import RawLog
+from .traces import fio_dirs
 
 if TYPE_CHECKING:
     import pandas as pd
 
 #: The figures compared at the measured count.
 FIGURES = ("data_clusters", "allocated_bytes")
+IOS = ("read_ios", "write_ios", "trim_ios")
+#: Per real run, each clone's I/Os in fio's job order (a job's clones after it).
+CloneRuns = list[list[int]]
 
 
 def _value(records: pd.DataFrame, vm: str, metrics: tuple[str, ...]) -> float:
@@ -52,8 +61,7 @@ def timed_vms(scenario: Scenario, offsets: dict[str, dict[str, Any]]) -> list[VM
     """The plain VMs whose stream was sized by the I/O model."""
     if scenario.timeline is not None:
         return []
-    return [vm for vm in scenario.vms if offsets.get(vm.name, {}).get("stream") == "predicted"
-            and not getattr(scenario.workload_of(vm), "jobs", None)]  # per job: not recorded
+    return [vm for vm in scenario.vms if offsets.get(vm.name, {}).get("stream") == "predicted"]
 
 
 def _runs(measured: pd.DataFrame, vm: str, metrics: tuple[str, ...]) -> list[float]:
@@ -65,43 +73,94 @@ def _runs(measured: pd.DataFrame, vm: str, metrics: tuple[str, ...]) -> list[flo
     return [float(v) for v in rows.groupby("replication").value.sum()]
 
 
+def fio_clone_ios(raw: Path, vm: str) -> CloneRuns:
+    """What each of ``vm``'s fio clones issued in each real run (reads, writes and trims of
+    each entry of fio's JSON under ``raw/``, one directory per run, in run order)."""
+    out = []
+    for d in fio_dirs(raw, vm):
+        if (d / "output.json").is_file():
+            jobs = json.loads((d / "output.json").read_text())["jobs"]
+            out.append([sum(int(j[k]["total_ios"]) for k in ("read", "write", "trim") if k in j)
+                        for j in jobs])
+    return out
+
+
+def clone_runs(wl: Workload, measured: pd.DataFrame, vm: str,
+               given: CloneRuns | None) -> CloneRuns | None:
+    """Per real run, each clone's count: fio's own per clone (``given``, when it covers every
+    run and clone), else for one job the VM's count shared evenly among its clones, else
+    (several jobs) unknown."""
+    totals = _runs(measured, vm, IOS)
+    n = sum(p.numjobs for p in wl.parts)
+    if given is not None and len(given) == len(totals) and all(len(r) == n for r in given):
+        return given
+    if wl.jobs:
+        return None
+    return [[round(x / n)] * n for x in totals]
+
+
+def _jobs(wl: Workload, name: str, runs: CloneRuns) -> list[dict[str, Any]]:
+    """The account per job: each clone's count, the mean over the runs and each run's."""
+    out, first = [], 0
+    for part in wl.parts:
+        each = [r[first:first + part.numjobs] for r in runs]
+        first += part.numjobs
+        job: dict[str, Any] = {"job": part.section or name, "clones": part.numjobs,
+                               "measured_ios_per_clone": [round(sum(c) / len(each), 1)
+                                                          for c in zip(*each, strict=True)]}
+        if len(runs) > 1:
+            job["measured_ios_per_clone_runs"] = each
+        out.append(job)
+    return out
+
+
+def _count(wl: Workload, name: str, predicted: pd.DataFrame, measured: pd.DataFrame,
+           runs: CloneRuns | None) -> dict[str, Any]:
+    """A VM's counts of I/Os per clone: predicted, measured (the runs' mean), and per job."""
+    n = sum(p.numjobs for p in wl.parts)
+    per_run = [round(x / n) for x in _runs(measured, name, IOS)] if runs is None else \
+        [round(sum(r) / n) for r in runs]
+    out: dict[str, Any] = {"predicted_ios_per_clone": _value(predicted, name, IOS) / n,
+                           "measured_ios_per_clone": round(sum(per_run) / len(per_run))}
+    if len(per_run) > 1:
+        out["measured_ios_per_clone_runs"] = per_run
+    if runs is not None:
+        out["jobs"] = _jobs(wl, str(name), runs)
+    return out
+
+
 def at_measured_ios(scenario: Scenario, seed: int, offsets: dict[str, dict[str, Any]],
                     predicted: pd.DataFrame, measured: pd.DataFrame, log: RawLog,
-                    simulate: Simulate) -> dict[str, dict[str, Any]]:
-    """Per time-bounded VM: I/Os per clone predicted and measured, and the model's
-    :data:`FIGURES` on fio's stream cut at the measured count, the mean over the real runs
-    of the figures at each run's count (see the module's docstring)."""
-    vms = timed_vms(scenario, offsets)
-    if not vms:
-        return {}
-    ios = ("read_ios", "write_ios", "trim_ios")
-    counts: dict[str, list[int]] = {}
-    streams: Traces = {}
+                    simulate: Simulate, clones: dict[str, CloneRuns] | None = None
+                    ) -> dict[str, dict[str, Any]]:
+    """Per time-bounded VM: I/Os per clone predicted and measured (per job and clone too),
+    and the model's :data:`FIGURES` on fio's stream with each clone cut at its measured
+    count, the mean over the real runs of the figures at each run's counts (see the
+    module's docstring). ``clones``: per VM, fio's per-clone counts (:func:`fio_clone_ios`)."""
     out: dict[str, dict[str, Any]] = {}
-    for vm in vms:
+    counts: dict[str, CloneRuns] = {}
+    streams: Traces = {}
+    for vm in timed_vms(scenario, offsets):
         wl = scenario.workload_of(vm)
         assert wl is not None
-        counts[vm.name] = [round(x / wl.numjobs) for x in _runs(measured, vm.name, ios)]
-        runs = counts[vm.name]
-        out[vm.name] = {"predicted_ios_per_clone": _value(predicted, vm.name, ios) / wl.numjobs,
-                        "measured_ios_per_clone": round(sum(runs) / len(runs))}
-        if len(runs) > 1:
-            out[vm.name]["measured_ios_per_clone_runs"] = runs
-        if max(runs) > 0:  # none issued: nothing to count at
+        runs = clone_runs(wl, measured, vm.name, (clones or {}).get(vm.name))
+        out[vm.name] = _count(wl, vm.name, predicted, measured, runs)
+        most = max((max(r) for r in runs or [] if r), default=0)
+        if runs is not None and most > 0:  # none issued: nothing to count at
+            counts[vm.name] = runs
             streams[vm.name] = fio_null_traces(wl, vm.name, scenario.root_size(vm), log,
-                                               max(runs), seed)
-    counted_vms = [vm for vm in vms if vm.name in streams]
-    if not counted_vms:
+                                               most, seed)
+    if not streams:
         return out
-    runs_n = min(len(counts[vm.name]) for vm in counted_vms)  # every VM's runs alike
-    sums = {(vm.name, m): 0.0 for vm in counted_vms for m in FIGURES}
+    counted_vms = [vm for vm in scenario.vms if vm.name in streams]
+    runs_n = min(len(counts[name]) for name in streams)  # every VM's runs alike
+    sums = {(name, m): 0.0 for name in streams for m in FIGURES}
     for k in range(runs_n):
-        traces = {vm.name: [cut(t, counts[vm.name][k]) for t in streams[vm.name]]
-                  for vm in counted_vms}
+        traces = {name: [cut(t, n) for t, n in zip(streams[name], counts[name][k], strict=True)]
+                  for name in streams}
         counted = simulate(_untimed(scenario, counted_vms), traces)
-        for vm in counted_vms:
-            for metric in FIGURES:
-                sums[vm.name, metric] += _value(counted, vm.name, (metric,))
+        for name, metric in sums:
+            sums[name, metric] += _value(counted, name, (metric,))
     for (name, metric), total in sums.items():
         out[name][metric] = total / runs_n
     return out
@@ -110,8 +169,10 @@ def at_measured_ios(scenario: Scenario, seed: int, offsets: dict[str, dict[str, 
 def _untimed(scenario: Scenario, vms: list[VM]) -> Scenario:
     """Only ``vms``, each job bounded by its stream alone (no runtime, no duration)."""
     names = {str(vm.workload) for vm in vms}
-    wls = {n: wl.model_copy(update={"time_based": False, "runtime": None})
-           for n, wl in scenario.workloads.items() if n in names}
+    untimed = {"time_based": False, "runtime": None}
+    wls = {n: wl.model_copy(update={**untimed, "jobs": [
+        j.model_copy(update=untimed) for j in wl.jobs]}) for n, wl in scenario.workloads.items()
+        if n in names}
     return scenario.model_copy(update={"vms": list(vms), "workloads": wls, "duration": None})
 
 
@@ -133,8 +194,15 @@ def describe(offsets: dict[str, dict[str, Any]], measured_clusters: dict[str, fl
             f", the mean of {len(runs)} runs from {min(runs):,} to {max(runs):,}"
         line = (f"vm {vm} is time-bounded: the model issued {p:,.0f} I/Os per clone, fio "
                 f"{m:,}{each} ({_rel(p, m)})")
+        jobs = at.get("jobs", [])
+        if sum(j["clones"] for j in jobs) > 1:
+            line += "; per clone (by job): " + "; ".join(
+                f"{j['job']} " + ", ".join(f"{c:,.0f}" for c in j["measured_ios_per_clone"])
+                for j in jobs)
         if "data_clusters" in at:
             where = "each run's count (their mean)" if runs else "fio's count"
+            where = where.replace("count", "counts") if len(jobs) > 1 or jobs and \
+                jobs[0]["clones"] > 1 else where
             line += (f"; at {where} the model gives {at['data_clusters']:,.0f} data_clusters "
                      f"({_rel(at['data_clusters'], measured_clusters[vm])} against the "
                      f"measured {measured_clusters[vm]:,.0f}): the rest of the error is the count")

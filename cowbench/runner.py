@@ -314,15 +314,17 @@ class _Run:
     def _count_note(self, predicted: pd.DataFrame, measured: pd.DataFrame) -> None:
         """run.json's account, per time-bounded VM, of how much of its error is its count of
         I/Os (``cowbench.iocount``); the prediction itself is unchanged."""
-        from .iocount import at_measured_ios, timed_vms
+        from .iocount import at_measured_ios, fio_clone_ios, timed_vms
 
-        if not timed_vms(self.scenario, self.offsets):
+        vms = timed_vms(self.scenario, self.offsets)
+        if not vms:
             return
         self.progress("model: the time-bounded jobs at the count of I/Os fio issued")
         model = get_backend("sim")
+        clones = {vm.name: fio_clone_ios(self.rd.raw, vm.name) for vm in vms}
         counts = at_measured_ios(self.scenario, self.seed, self.offsets, predicted, measured,
                                  self.raw_log,
-                                 lambda s, t: model.simulate(s, self.seed, traces=t))
+                                 lambda s, t: model.simulate(s, self.seed, traces=t), clones)
         for vm, count in counts.items():
             self.offsets[vm]["at_measured_ios"] = count
         self.rd.write_meta(offsets=self.offsets)

@@ -47,6 +47,11 @@ def _safe(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", label)[:60]
 
 
+def fio_dirs(raw: Path, vm: str) -> list[Path]:
+    """The directories of ``vm``'s real fio runs under a run's ``raw/``, in run order."""
+    return sorted(raw.glob(f"[0-9][0-9][0-9][0-9]-fio-{_safe(vm)}"))
+
+
 def recorded_run_traces(run_dir: Path, scenario: Scenario) -> Traces:
     """The streams a finished real run recorded (``write_iolog: true``), per VM."""
     out: Traces = {}
@@ -55,7 +60,7 @@ def recorded_run_traces(run_dir: Path, scenario: Scenario) -> Traces:
         wl = scenario.workload_of(vm)
         if wl is None or not wl.write_iolog:
             continue
-        dirs = sorted(raw.glob(f"[0-9][0-9][0-9][0-9]-fio-{_safe(vm.name)}"))
+        dirs = fio_dirs(raw, vm.name)
         if not dirs:
             raise UsageError(f"{run_dir}: no fio record for vm {vm.name} under raw/")
         out[vm.name] = recorded_traces(dirs[-1])

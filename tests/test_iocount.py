@@ -128,3 +128,123 @@ def test_the_note_says_how_much_is_the_count() -> None:
         "vm v is time-bounded: the model issued 86,916 I/Os per clone, fio 11,229 (+674.0%); "
         "at fio's count the model gives 342 data_clusters (+0.0% against the measured 342): "
         "the rest of the error is the count"]
+
+
+JOBS = """\
+[hot]
+rw=randwrite
+bs=4k
+size=32m
+numjobs=2
+time_based
+runtime=3
+[cold]
+stonewall
+rw=randwrite
+bs=4k
+offset=32m
+size=16m
+time_based
+runtime=3
+"""
+
+
+def _jobs_scenario(tmp: Path, job: str = JOBS) -> Any:
+    from cowbench.scenario import load_scenario
+
+    (tmp / "j.fio").write_text(job)
+    (tmp / "s.yaml").write_text(
+        "name: t\nseed: 4\nimages: [{name: b, virtual_size: 64MiB, synthetic: {data: "
+        "[{offset: 0, length: 1MiB}]}}]\nstrategy: {kind: qcow2_overlay, cluster_size: 64KiB}\n"
+        "vms: [{name: v, image: b, workload: {job_file: j.fio}}]\n")
+    return load_scenario(tmp / "s.yaml")
+
+
+def _oracle_jobs(tmp: Path) -> list[Any]:
+    """Each clone's stream of fio's null engine for :data:`JOBS`, with the test's own argv
+    (cowbench names a VM's jobs ``<vm>.<section>``, in the file's order)."""
+    from cowbench.iolog import read_latlogs
+
+    log = tmp / "oracle-jobs"
+    common = ["--rw=randwrite", "--bs=4k", "--time_based=1", "--runtime=250ms",
+              f"--write_lat_log={log}", "--log_offset=1"]
+    subprocess.run(["fio", "--ioengine=null", "--output-format=json",
+                    f"--output={tmp / 'oj.json'}", "--name=v.hot", "--size=32m",
+                    "--numjobs=2", *common, "--name=v.cold", "--stonewall", "--offset=32m",
+                    "--size=16m", *common], check=True, capture_output=True)
+    return read_latlogs(log)
+
+
+def _clusters(traces: list[Any], counts: list[int]) -> int:
+    return len({o // CLUSTER for t, n in zip(traces, counts, strict=True)
+                for o in t.offsets[:n].tolist()})  # 4 KiB writes: one cluster each
+
+
+@needs_tools
+@pytest.mark.real
+def test_several_jobs_and_clones_are_each_cut_at_their_own_count(tmp_path: Path) -> None:
+    """Two clones of a time-based job, then (stonewall) a third job: fio reported 1,500, 300
+    and 200 I/Os for the three clones; the model's data_clusters are those of each clone's
+    stream cut at its own count (not at their mean), and the account lists them per job."""
+    s = _jobs_scenario(tmp_path)
+    offsets = {"v": {"workload": "v", "offsets": "fio", "stream": "predicted"}}
+    counts = [1500, 300, 200]
+    got = at_measured_ios(s, 4, offsets, _records(write_ios=9000), _records(write_ios=2000),
+                          RawLog(tmp_path / "raw"), lambda sc, t: simulate(sc, traces=t),
+                          {"v": [counts]})["v"]
+    oracle = _oracle_jobs(tmp_path)
+    assert len(oracle) == 3 and all(len(t) >= 1500 for t in oracle)
+    assert got["data_clusters"] == _clusters(oracle, counts)
+    assert _clusters(oracle, [667] * 3) != got["data_clusters"]  # the mean cut differs
+    assert got["measured_ios_per_clone"] == 667 and got["predicted_ios_per_clone"] == 3000
+    assert got["jobs"] == [
+        {"job": "hot", "clones": 2, "measured_ios_per_clone": [1500.0, 300.0]},
+        {"job": "cold", "clones": 1, "measured_ios_per_clone": [200.0]}]
+
+
+def test_several_jobs_without_fios_per_clone_counts_get_counts_only(tmp_path: Path) -> None:
+    """A run whose fio output folded the clones (made before it reported each): the VM's
+    counts, no figures at a count the records cannot split among its jobs."""
+    s = _jobs_scenario(tmp_path)
+    offsets = {"v": {"workload": "v", "offsets": "fio", "stream": "predicted"}}
+
+    def never(*_: Any) -> pd.DataFrame:
+        raise AssertionError("no per-clone count: no model run")
+
+    got = at_measured_ios(s, 4, offsets, _records(write_ios=9000), _records(write_ios=2000),
+                          RawLog(tmp_path / "raw"), never, {"v": [[1700, 300]]})["v"]
+    assert got == {"predicted_ios_per_clone": 3000.0, "measured_ios_per_clone": 667}
+
+
+@needs_tools
+@pytest.mark.real
+def test_a_real_run_of_several_timed_jobs_is_exact_at_each_clones_count(
+        tmp_path: Path, no_leaks: None) -> None:
+    """The oracle, short: :data:`JOBS` for a fifth of a second per job through qemu-nbd. fio
+    reports each clone; run.json's account lists the counts fio reported, and the model's
+    data_clusters at them equal the measured ones (random 4 KiB writes: a cluster each)."""
+    import json
+
+    from cowbench.runner import run_scenario
+    from cowbench.store import read_run
+
+    s = _jobs_scenario(tmp_path, JOBS.replace("runtime=3", "runtime=200ms"))
+    out = tmp_path / "run"
+    run_scenario(s, out, "both")
+    fio = json.loads((next((out / "raw").glob("*-fio-v")) / "output.json").read_text())
+    each = [j["write"]["total_ios"] for j in fio["jobs"]]
+    at = read_run(out)["offsets"]["v"]["at_measured_ios"]
+    assert [c for job in at["jobs"] for c in job["measured_ios_per_clone"]] == each
+    comp = pd.read_csv(out / "comparison.csv").set_index(["entity", "metric"])
+    assert comp.loc[("vm:v", "write_ios"), "measured"] == sum(each)
+    assert at["data_clusters"] == comp.loc[("vm:v", "data_clusters"), "measured"]
+
+
+def test_the_note_names_each_clones_count_by_job() -> None:
+    at = {"predicted_ios_per_clone": 1153.33, "measured_ios_per_clone": 329,
+          "jobs": [{"job": "hot", "clones": 2, "measured_ios_per_clone": [208.0, 205.0]},
+                   {"job": "cold", "clones": 1, "measured_ios_per_clone": [574.0]}],
+          "data_clusters": 517.0, "allocated_bytes": 1.0}
+    line = describe({"v": {"at_measured_ios": at}}, {"v": 517.0})[0]
+    assert "fio 329 (+250.6%); per clone (by job): hot 208, 205; cold 574; at fio's counts " \
+        "the model gives 517 data_clusters (+0.0% against the measured 517)" in line
