@@ -5,6 +5,7 @@
 - :mod:`.draws`: arrivals (a Poisson process) and lifetimes, mixes and policies, from named
   random streams;
 - :mod:`.imagecache`: the image cache manager's pass (aging unused bases);
+- :mod:`.fetch`: a disk made from bases in ``_base``: the missing fetched, all touched;
 - :mod:`.machine`: the typed operations and the state machine that applies them, answering
   with :mod:`.instructions` (fetch a base, make a disk, copy files, remove a base) that the
   model, the real backend and the validator carry out;

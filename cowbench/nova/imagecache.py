@@ -5,7 +5,7 @@ use when an instance on the host, or a ``<uuid>_resize`` directory, is backed by
 ``remove_unused_base_images``, removes each unused base whose mtime is at least
 ``remove_unused_original_minimum_age_s`` old (``remove_unused_resized_minimum_age_s`` for
 resized ``<sha1>_<N>`` copies): :func:`old_enough`. Creating a disk from a base also touches
-its mtime (the caller sets it to now when it creates the disk). Ephemeral and swap bases are
+its mtime (fetching it first if missing: :func:`cowbench.nova.fetch.ensure`, for both forms). Ephemeral and swap bases are
 never "in use" for the manager (it checks only ``disk``'s backing file), so they age from their
 last creation.
 
@@ -27,6 +27,8 @@ from typing import Protocol, overload
 
 import numpy as np
 from numpy.typing import ArrayLike
+
+from .fetch import ensure
 
 
 class CacheSettings(Protocol):
@@ -78,7 +80,9 @@ def first_old_pass(passes: list[float], mtime: float, min_age: float, start: int
 
 
 class HostCaches:
-    """Every host's ``_base`` (flat lists, ``host * entries + entry``) and the passes' checks.
+    """Every host's ``_base`` and the passes' checks: a row per host of which entries it holds
+    and their mtimes (``present[host][entry]``, ``mtime``: what :func:`~.fetch.ensure` reads),
+    flat lists (``host * entries + entry``) of the rest.
 
     Entries are the bases a host can hold; a disk of kind ``key`` (a flavor and an image) uses
     ``tracked[key]`` (its Glance base, "in use" while the disk exists) and ``untracked[key]``
@@ -89,11 +93,12 @@ class HostCaches:
                  sizes: tuple[list[float], np.ndarray], ic: CacheSettings,
                  passes: list[float]) -> None:
         self.tracked, self.untracked = keys
+        self.entries = [t + u for t, u in zip(*keys, strict=True)]
         self.fetch, self.stored = sizes
         self.n = n = len(self.fetch)
-        self.present = [False] * (hosts * n)
+        self.present = [[False] * n for _ in range(hosts)]
+        self.mtime = [[0.0] * n for _ in range(hosts)]
         self.users = [0] * (hosts * n)  # Glance bases only: the others are never in use
-        self.mtime = [0.0] * (hosts * n)
         self.busy = [0] * (hosts * n)  # passes done when the base came into use
         self.pending = [False] * (hosts * n)
         self.fetched = [0.0] * hosts
@@ -103,26 +108,22 @@ class HostCaches:
         self.due: list[list[int]] = [[] for _ in passes]
 
     def use(self, host: int, key: int, now: float) -> None:
-        """A disk created on ``host`` from the bases of ``key``: each is fetched or made if
-        missing and touched; the Glance base is in use."""
-        present, base = self.present, host * self.n
+        """A disk created on ``host`` from the bases of ``key``: each is fetched if missing
+        and touched (:func:`~.fetch.ensure`); the Glance base is in use."""
+        fetched = ensure(self.present[host], self.mtime[host], self.entries[key], now)
+        if fetched:
+            for e in fetched:
+                self.fetched[host] += self.fetch[e]
+        users, base = self.users, host * self.n
         for e in self.tracked[key]:
             i = base + e
-            if not present[i]:
-                present[i] = True
-                self.fetched[host] += self.fetch[e]
-            self.mtime[i] = now
-            self.users[i] += 1
-            if self.users[i] == 1:
+            users[i] += 1
+            if users[i] == 1:
                 self.busy[i] = self.done
-        for e in self.untracked[key]:
-            i = base + e
-            if not present[i]:
-                present[i] = True
-                self.fetched[host] += self.fetch[e]
-            self.mtime[i] = now
-            if self.remove and not self.pending[i]:
-                self._book(i)
+        if self.remove:
+            for e in self.untracked[key]:
+                if not self.pending[base + e]:
+                    self._book(base + e)
 
     def hold(self, host: int, key: int, sign: int) -> None:
         """A disk backed by the Glance base of ``key`` comes (1) or goes (-1) on ``host``."""
@@ -138,14 +139,17 @@ class HostCaches:
     def _idle(self, i: int) -> None:
         """Base ``i`` falls out of use: the passes it was in use at touched it last at the
         latest one; it may age out from then."""
+        host, e = divmod(i, self.n)
+        mtime = self.mtime[host]
         if self.done > self.busy[i]:
-            self.mtime[i] = max(self.mtime[i], self.passes[self.done - 1])
-        if self.remove and self.present[i] and not self.pending[i]:
+            mtime[e] = max(mtime[e], self.passes[self.done - 1])
+        if self.remove and self.present[host][e] and not self.pending[i]:
             self._book(i)
 
     def _book(self, i: int) -> None:
         """A check of base ``i`` at the first pass to come that finds it old enough."""
-        k = first_old_pass(self.passes, self.mtime[i], self.age, self.done)
+        host, e = divmod(i, self.n)
+        k = first_old_pass(self.passes, self.mtime[host][e], self.age, self.done)
         if k < len(self.passes):
             self.pending[i] = True
             self.due[k].append(i)
@@ -158,10 +162,11 @@ class HostCaches:
         self.due[k] = []
         for i in due:
             self.pending[i] = False
-            if not self.present[i] or self.users[i] > 0:  # gone, or in use (booked again
-                continue                                     # when it falls out of use)
-            if old_enough(now, self.mtime[i], self.age):
-                self.present[i] = False
+            host, e = divmod(i, self.n)
+            if not self.present[host][e] or self.users[i] > 0:  # gone, or in use (booked
+                continue                                          # again when unused)
+            if old_enough(now, self.mtime[host][e], self.age):
+                self.present[host][e] = False
             else:
                 self._book(i)
 

@@ -15,10 +15,12 @@ cache manager's pass. The executors carry the instructions out by class: the mod
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import singledispatchmethod
 from typing import TYPE_CHECKING, ClassVar
 
+from .fetch import ensure
 from .instructions import (
     Base,
     BlockCopy,
@@ -184,21 +186,14 @@ class Machine:
         return (Base(vm.image),) + ((Base(vm.image, size),) if resized else ())
 
     def _ensure(self, host: str, bases: tuple[Base, ...], t: float) -> list[Instruction]:
-        """Each base on ``host``: touched if cached, else fetched (a resized copy: made from
-        its base, fetched first if absent); every one's mtime is then ``t``."""
-        cache, out = self.cache[host], list[Instruction]()
-        for b in bases:
-            if b in cache:
-                out.append(TouchBase(host, b, t))
-            elif b.size is None:
-                out.append(FetchBase(host, b.image, t))
-            else:
-                if Base(b.image) not in cache:
-                    out.append(FetchBase(host, b.image, t))
-                    cache[Base(b.image)] = t
-                out.append(MakeResizedBase(host, b.image, b.size, t))
-            cache[b] = t
-        return out
+        """Each base on ``host`` fetched if missing, else touched (:func:`~.fetch.ensure`): a
+        resized copy is made from its base, which comes before it in ``bases``; every one's
+        mtime is then ``t``."""
+        assert all(Base(b.image) in bases[:i] for i, b in enumerate(bases) if b.resized)
+        cache = self.cache[host]
+        fetched = ensure(_Cached(cache), cache, bases, t) or []
+        return [TouchBase(host, b, t) if b not in fetched else FetchBase(host, b.image, t)
+                if b.size is None else MakeResizedBase(host, b.image, b.size, t) for b in bases]
 
     @_apply.register
     def _(self, operation: Run) -> list[Instruction]:
@@ -302,6 +297,23 @@ class Machine:
             for host, bases in kept.items():
                 used[host].update(bases)
         return used
+
+
+class _Cached:
+    """A host's ``_base`` as :func:`~.fetch.ensure` reads it: a base is present while it has
+    an mtime in the machine's cache."""
+
+    def __init__(self, mtime: dict[Base, float]) -> None:
+        self.mtime = mtime
+
+    def __getitem__(self, base: Base) -> bool:
+        return base in self.mtime
+
+    def __setitem__(self, base: Base, present: bool) -> None:
+        if present:
+            self.mtime.setdefault(base, math.nan)  # ensure sets it next
+        else:
+            self.mtime.pop(base, None)
 
 
 def refusal(instructions: list[Instruction]) -> str | None:
