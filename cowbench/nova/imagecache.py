@@ -5,9 +5,9 @@ use when an instance on the host, or a ``<uuid>_resize`` directory, is backed by
 ``remove_unused_base_images``, removes each unused base whose mtime is at least
 ``remove_unused_original_minimum_age_s`` old (``remove_unused_resized_minimum_age_s`` for
 resized ``<sha1>_<N>`` copies): :func:`old_enough`. Creating a disk from a base also touches
-its mtime (fetching it first if missing: :func:`cowbench.nova.fetch.ensure`, for both forms). Ephemeral and swap bases are
-never "in use" for the manager (it checks only ``disk``'s backing file), so they age from their
-last creation.
+its mtime (fetching it first if missing: :func:`cowbench.nova.fetch.ensure`, for both forms).
+Ephemeral and swap bases are never "in use" for the manager (it checks only ``disk``'s backing
+file), so they age from their last creation.
 
 Two forms of the one pass, both deciding by :func:`old_enough`:
 
@@ -123,7 +123,7 @@ class HostCaches:
         if self.remove:
             for e in self.untracked[key]:
                 if not self.pending[base + e]:
-                    self._book(base + e)
+                    self._book(base + e, now)
 
     def hold(self, host: int, key: int, sign: int) -> None:
         """A disk backed by the Glance base of ``key`` comes (1) or goes (-1) on ``host``."""
@@ -132,24 +132,23 @@ class HostCaches:
             i = base + e
             users[i] += sign
             if users[i] == 0:
-                self._idle(i)
+                self._idle(host, e)
             elif users[i] == 1 and sign > 0:
                 self.busy[i] = self.done
 
-    def _idle(self, i: int) -> None:
-        """Base ``i`` falls out of use: the passes it was in use at touched it last at the
-        latest one; it may age out from then."""
-        host, e = divmod(i, self.n)
-        mtime = self.mtime[host]
+    def _idle(self, host: int, e: int) -> None:
+        """Entry ``e`` of ``host`` falls out of use: the passes it was in use at touched it
+        last at the latest one; it may age out from then."""
+        i, mtime = host * self.n + e, self.mtime[host]
         if self.done > self.busy[i]:
             mtime[e] = max(mtime[e], self.passes[self.done - 1])
         if self.remove and self.present[host][e] and not self.pending[i]:
-            self._book(i)
+            self._book(i, mtime[e])
 
-    def _book(self, i: int) -> None:
-        """A check of base ``i`` at the first pass to come that finds it old enough."""
-        host, e = divmod(i, self.n)
-        k = first_old_pass(self.passes, self.mtime[host][e], self.age, self.done)
+    def _book(self, i: int, mtime: float) -> None:
+        """A check of base ``i``, last touched at ``mtime``, at the first pass to come that
+        finds it old enough."""
+        k = first_old_pass(self.passes, mtime, self.age, self.done)
         if k < len(self.passes):
             self.pending[i] = True
             self.due[k].append(i)
@@ -165,10 +164,11 @@ class HostCaches:
             host, e = divmod(i, self.n)
             if not self.present[host][e] or self.users[i] > 0:  # gone, or in use (booked
                 continue                                          # again when unused)
-            if old_enough(now, self.mtime[host][e], self.age):
+            mtime = self.mtime[host][e]
+            if old_enough(now, mtime, self.age):
                 self.present[host][e] = False
             else:
-                self._book(i)
+                self._book(i, mtime)
 
     def held_bytes(self) -> np.ndarray:
         """Bytes in each host's ``_base``."""
