@@ -141,6 +141,25 @@ def test_a_cold_migration_holds_its_source_claim_until_confirmed(kind: str, conf
     assert path == f"timeline.events[{len(evs) - 1}]" and "no room on host 'h1'" in reason
 
 
+def test_a_source_left_twice_unconfirmed_keeps_one_claim() -> None:
+    """Back on a host it left unconfirmed and gone again: the older ``_resize`` copy goes
+    first (the machine's RemoveResize), and its claim with it: h1 keeps one 96 MiB root of
+    ``a``'s, so ``b``'s fits beside it (it was counted twice); while ``a`` is back on h1
+    beside its older copy, h1 is full."""
+    def moves(*stops: tuple[int, str]) -> dict[str, Any]:
+        d = events({"t": 0, "op": "boot", "vm": "a"},
+                   *({"t": t, "op": "migrate", "vm": "a", "to": to, "kind": "cold"}
+                     for t, to in stops),
+                   {"t": 8, "op": "boot", "vm": "b"})
+        d["vms"].append({"name": "b", "image": "img", "flavor": "tiny", "host": "h1"})
+        d["hosts"][0]["capacity_bytes"] = "192MiB"  # two 96 MiB roots
+        return d
+
+    parse_scenario(moves((5, "h2"), (6, "h1"), (7, "h2")))
+    [(path, reason)] = problems(moves((5, "h2"), (6, "h1")))
+    assert path == "timeline.events[3]" and "no room on host 'h1'" in reason
+
+
 def test_arrivals_are_placed_by_the_scheduler_and_refused_when_nothing_fits():
     d = life()
     d["vms"] = []

@@ -12,8 +12,9 @@ own) and decides:
   host's inventory is a problem (key path, reason);
 - a cold (or flatten) migration's source keeps its claim (the ``<uuid>_resize`` directory, as
   in placement: the migration holds the source's allocation) until a ``confirm`` or the
-  VM's ``delete``; a live migration frees it at once; an automatic confirm (``choose``) of a
-  migration that did not happen is dropped;
+  VM's ``delete`` (:class:`~cowbench.nova.placement.ResizeClaims`, the fleet's own); a live
+  migration frees it at once; an automatic confirm (``choose``) of a migration that did not
+  happen is dropped;
 - a resize claims its new root; a delete frees the claim.
 
 Every boot leaves with its host in ``to``. Operations that make no sense (an unknown VM, a
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from ..units import format_duration
 from .claims import NO_VALID_HOST, disk_gb_bytes
-from .placement import Placement
+from .placement import Placement, ResizeClaims
 
 if TYPE_CHECKING:
     from ..scenario import VM, Scenario
@@ -55,14 +56,13 @@ class _Scheduler:
         self.where: dict[str, int] = {}
         self.need: dict[str, int] = {}
         self.refused: set[str] = set()
-        self.held: dict[str, list[tuple[int, int]]] = {}  # vm -> its sources' (host, claim)
+        self.held = ResizeClaims(self.p)  # cold migrations' sources, until confirmed
 
     def host_for(self, r: Raw, choose: bool) -> int | None:
         """The host ``r`` moves its VM to (None: it moves nothing; NO_VALID_HOST: refused)."""
         vm, op = str(r["vm"]), r["op"]
         if op in ("confirm", "delete"):
-            for host, need in self.held.pop(vm, []):
-                self.p.release(host, need)
+            self.held.confirm(vm)
         if op == "boot" and vm in self.vms and vm not in self.where:
             self.need[vm] = claim_bytes(self.s, self.vms[vm])
             return self.p.select(self.need[vm]) if choose else \
@@ -90,7 +90,7 @@ class _Scheduler:
                 return None  # a migration to where it is: check_timeline names it
             src = self.where.pop(vm)
             if r["op"] == "migrate" and r.get("kind") != "live":
-                self.held.setdefault(vm, []).append((src, self.need[vm]))
+                self.held.keep(vm, src, self.need[vm])
             else:
                 self.p.release(src, self.need[vm])
         self.where[vm] = host

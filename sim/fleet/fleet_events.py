@@ -29,7 +29,7 @@ import numpy as np
 from cowbench.fleet import fleet_flavors
 from cowbench.nova.clock import PASS, clock_ticks, sample_times
 from cowbench.nova.imagecache import HostCaches
-from cowbench.nova.placement import Placement
+from cowbench.nova.placement import Placement, ResizeClaims
 from cowbench.scenario import Scenario
 
 from .plan import (
@@ -125,7 +125,7 @@ class Engine:
         self.life_end: list[float] = pop.life_end.tolist()
         n = len(self.need)
         self.where, self.first = [-1] * n, [-1] * n
-        self.unconfirmed = [False] * n
+        self.resizes = ResizeClaims(self.placement)  # cold migrations' sources
         self.count = [0] * h
         self.migs: list[tuple[int, float, int]] = []
         self.mig_dst: list[int] = []
@@ -153,35 +153,35 @@ class Engine:
         src = self.where[vm]
         if src < 0:
             return  # gone
-        if not self.unconfirmed[vm]:  # else VERIFY_RESIZE: Nova refuses another migration
+        if vm not in self.resizes:  # else VERIFY_RESIZE: Nova refuses another migration
             dst = self.placement.select(self.need[vm], exclude=src)
             if dst >= 0:
-                self.release(vm)
+                if self.cold:  # the source's _resize keeps the claim and the base in use
+                    self.resizes.keep(vm, src, self.need[vm])
+                    self.count[src] -= 1
+                else:
+                    self.release(vm)
                 self.cache.use(dst, self.key[vm], self.now)
                 self.placement.claim(dst, self.need[vm])
                 self.count[dst] += 1
                 self.where[vm] = dst
                 self.migs.append((vm, self.now, src))
                 self.mig_dst.append(dst)
-                self.confirm.append(self._hold(vm, src) if self.cold else self.now)
+                self.confirm.append(self._confirm_at(vm, src) if self.cold else self.now)
         self.after(self.interval, MIGRATE, vm)
 
-    def _hold(self, vm: int, src: int) -> float:
-        """Keep a cold migration's source copy until it is confirmed; return when that is."""
-        self.resize_dir(vm, src, 1)
+    def _confirm_at(self, vm: int, src: int) -> float:
+        """When a cold migration's source copy goes (its confirm, booked): the window's end,
+        or the VM's."""
         confirm = self.now + self.window if self.window > 0 else INF
         confirm = min(confirm, self.life_end[vm])
         self.after(confirm - self.now, UNHOLD, vm, src)
         return confirm
 
-    def resize_dir(self, vm: int, host: int, sign: int) -> None:
-        """The source's ``<uuid>_resize`` (sign 1: kept; -1: removed): its claim, its base."""
-        self.cache.hold(host, self.key[vm], sign)
-        if sign > 0:
-            self.placement.claim(host, self.need[vm])
-        else:
-            self.placement.release(host, self.need[vm])
-        self.unconfirmed[vm] = sign > 0
+    def unhold(self, vm: int, src: int) -> None:
+        """The source's ``<uuid>_resize`` goes: its claim (:class:`ResizeClaims`), its base."""
+        self.resizes.confirm(vm)
+        self.cache.hold(src, self.key[vm], -1)
 
     def dynamic(self) -> None:
         """The heap's next event: a migration, or the end of a ``_resize`` copy."""
@@ -190,7 +190,7 @@ class Engine:
         if kind == MIGRATE:
             self.migrate(vm)
         else:
-            self.resize_dir(vm, src, -1)
+            self.unhold(vm, src)
 
     def tick(self, t: float, kinds: list[int]) -> None:
         """The clock: passes and samples at ``t``."""
