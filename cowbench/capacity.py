@@ -4,8 +4,9 @@ Bands are taken, at each time (or once, for end-of-run figures), over every host
 group (hosts x seeds x replications x sweep points sharing the group's knobs): p5, p50 and p95
 (numpy's linear interpolation), with min and max.
 
-Time to full is where a host's ``allocated_bytes`` reaches **its own point's** capacity,
-interpolated between the two samples around the crossing. It is never extrapolated past the
+Time to full is where a host's ``allocated_bytes`` reaches **its own** capacity (hosts of a
+point may differ in size: each host's ``capacity_bytes``), interpolated between the two
+samples around the crossing. It is never extrapolated past the
 last sample: a host that has not filled by the end of the simulation is **censored** (``how``
 ``not full``, ``t_full_s`` NaN): all one knows is "later than the horizon", which a report shows
 as ``> 730 d``. End-of-run figures alone carry no crossing, so their time to full is
@@ -14,7 +15,8 @@ as ``> 730 d``. End-of-run figures alone carry no crossing, so their time to ful
 The Monte Carlo headline is per group (the points sharing every knob but the seed): the time
 the **first** host of each replication fills, its median with a distribution-free interval
 (:func:`cowbench.montecarlo.median_ci`, censored replications counted as "later"), the fullest
-host's peak against the capacity, and the VMs placement refused (NoValidHost).
+host's peak against its own capacity (the highest share), all hosts' demand summed against
+their capacities summed (the fleet's fill), and the VMs placement refused (NoValidHost).
 """
 
 from __future__ import annotations
@@ -92,9 +94,10 @@ def _keys(frame: pd.DataFrame) -> list[str]:
 
 def times_to_full(hosts: pd.DataFrame, capacity: pd.Series | float,
                   horizon: pd.Series | float | None = None) -> pd.DataFrame:
-    """Per host series (point, backend, seed, replication, entity): when it reaches the
-    capacity (``capacity`` per point, a Series indexed by ``point``, or one number for all),
-    its final and peak bytes. Vectorised: one sort, one shift, one ``drop_duplicates``.
+    """Per host series (point, backend, seed, replication, entity): when it reaches its
+    capacity (``capacity`` per host, a Series indexed by ``(point, entity)``; per point, by
+    ``point``; or one number for all), its final and peak bytes. Vectorised: one sort, one
+    shift, one ``drop_duplicates``.
 
     ``how`` is ``reached``, ``not full`` (censored at ``horizon_s``: the point's horizon, else
     its last sample) or ``unknown`` (no timed sample)."""
@@ -105,9 +108,7 @@ def times_to_full(hosts: pd.DataFrame, capacity: pd.Series | float,
     if h.empty:
         return pd.DataFrame(columns=cols)
     h = h.sort_values([*keys, "t_s"], kind="stable")
-    cap = h["point"].map(capacity) if isinstance(capacity, pd.Series) else pd.Series(
-        capacity, index=h.index)
-    h = h.assign(_cap=pd.to_numeric(cap, errors="coerce").astype(float))
+    h = h.assign(_cap=pd.to_numeric(_capacity_of(h, capacity), errors="coerce").astype(float))
     g = h.groupby(keys, sort=False, dropna=False)
     h = h.assign(_pt=g["t_s"].shift(), _pv=g["value"].shift())
     out = g.agg(capacity_bytes=("_cap", "first"), last_t=("t_s", "max"),
@@ -122,6 +123,16 @@ def times_to_full(hosts: pd.DataFrame, capacity: pd.Series | float,
     out["how"] = np.where(out["t_full_s"].notna(), "reached",
                           np.where(out["capacity_bytes"].notna(), "not full", "unknown"))
     return out[cols]
+
+
+def _capacity_of(h: pd.DataFrame, capacity: pd.Series | float) -> pd.Series:
+    """Each row's capacity: by ``(point, entity)``, by ``point`` or one for all."""
+    if not isinstance(capacity, pd.Series):
+        return pd.Series(capacity, index=h.index)
+    if capacity.index.nlevels == 2:
+        at = pd.MultiIndex.from_arrays([h["point"], h["entity"]])
+        return pd.Series(capacity.reindex(at).to_numpy(), index=h.index)
+    return h["point"].map(capacity)
 
 
 def time_to_full(t: np.ndarray, y: np.ndarray, capacity: float) -> tuple[float, str]:
@@ -157,36 +168,76 @@ def time_to_full(t: np.ndarray, y: np.ndarray, capacity: float) -> tuple[float, 
     return float(t[-1] + (capacity - y[-1]) / rate), "extrapolated"
 
 
-def first_full(ttf: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+def first_full(ttf: pd.DataFrame, by: list[str],
+               fill: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per replication (and ``by`` group): the first host's time to full (NaN: no host filled
-    within the horizon), the fullest host's peak, the capacity and the horizon."""
-    keys = [*by, *[k for k in REPLICATION_KEYS if k in ttf.columns and k not in by]]
+    within the horizon), the fullest host's peak and its capacity (the highest peak as a share
+    of its own capacity), the horizon, and from ``fill`` (:func:`fleet_fill`) all hosts' peak
+    and their capacity."""
+    keys = _replication(ttf, by)
+    cols = [*keys, "t_first_full_s", "peak_bytes", "capacity_bytes", "horizon_s"]
     if ttf.empty:
-        return pd.DataFrame(columns=[*keys, "t_first_full_s", "peak_bytes", "capacity_bytes",
-                                     "horizon_s"])
+        return pd.DataFrame(columns=cols)
+    share = ttf.assign(_share=ttf["peak_bytes"] / ttf["capacity_bytes"])
+    fullest = share.sort_values(["_share", "peak_bytes"], na_position="first", kind="stable") \
+        .drop_duplicates(keys, keep="last").set_index(keys)
     g = ttf.groupby(keys, sort=True, dropna=False)
-    return g.agg(t_first_full_s=("t_full_s", "min"), peak_bytes=("peak_bytes", "max"),
-                 capacity_bytes=("capacity_bytes", "first"),
-                 horizon_s=("horizon_s", "first")).reset_index()
+    out = g.agg(t_first_full_s=("t_full_s", "min"), horizon_s=("horizon_s", "first"))
+    out = out.join(fullest[["peak_bytes", "capacity_bytes"]]).reset_index()[cols]
+    return out if fill is None else out.merge(fill, on=keys, how="left")
+
+
+def _replication(frame: pd.DataFrame, by: list[str]) -> list[str]:
+    return [*by, *[k for k in REPLICATION_KEYS if k in frame.columns and k not in by]]
+
+
+def fleet_fill(hosts: pd.DataFrame, ttf: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Per replication (and ``by`` group): the peak of all its hosts' demand summed at each
+    sample (``fleet_peak_bytes``) and their capacities summed (``fleet_capacity_bytes``)."""
+    keys = _replication(hosts, by)
+    h = hosts[hosts["t_s"].notna()] if not hosts.empty else hosts
+    if h.empty or ttf.empty:
+        return pd.DataFrame(columns=[*keys, "fleet_peak_bytes", "fleet_capacity_bytes"])
+    total = h.groupby([*keys, "t_s"], sort=True, dropna=False)["value"].sum()
+    peak = total.groupby(level=keys, dropna=False).max().rename("fleet_peak_bytes")
+    caps = ttf.groupby(keys, sort=True, dropna=False)["capacity_bytes"].sum(min_count=1)
+    return pd.concat([peak, caps.rename("fleet_capacity_bytes")], axis=1).reset_index()
 
 
 def headline(first: pd.DataFrame, rejected: pd.DataFrame, group: str,
              level: float = 0.95) -> pd.DataFrame:
     """Per group: replications, how many filled, the first host's median time to full with
     its interval (``inf``: censored; NaN with too few replications), the fullest host's peak
-    (median over replications) against the capacity, and the VMs refused (median total)."""
+    and its share of its capacity (medians over replications), all hosts' peak against their
+    summed capacity (when ``first`` has them), and the VMs refused (median total)."""
     rows = []
     for name, g in first.groupby(group, sort=False):
         horizon = float(g["horizon_s"].max())
         s = time_to_full_summary(g["t_first_full_s"].to_numpy(float), horizon, level)
-        cap = float(g["capacity_bytes"].iloc[0])
-        peak = float(g["peak_bytes"].median())
         rej = rejected[rejected[group] == name]["value"].to_numpy(float) \
             if not rejected.empty else np.array([])
-        rows.append({group: name, "capacity_bytes": cap, "horizon_s": horizon, **s,
-                     "peak_bytes": peak, "peak_of_capacity": peak / cap if cap else math.nan,
+        rows.append({group: name, "capacity_bytes": float(g["capacity_bytes"].iloc[0]),
+                     "horizon_s": horizon, **s, **_peaks(g),
                      "rejected_vms": float(np.median(rej)) if len(rej) else math.nan})
     return pd.DataFrame(rows)
+
+
+def _peaks(g: pd.DataFrame) -> dict[str, float]:
+    """Medians over a group's replications: the fullest host's peak and its share of its
+    capacity; all hosts' peak, their capacity and the share."""
+    out = {"peak_bytes": float(g["peak_bytes"].median()),
+           "peak_of_capacity": _median_share(g["peak_bytes"], g["capacity_bytes"])}
+    if "fleet_peak_bytes" in g.columns:
+        out.update(fleet_peak_bytes=float(g["fleet_peak_bytes"].median()),
+                   fleet_capacity_bytes=float(g["fleet_capacity_bytes"].median()),
+                   fleet_peak_of_capacity=_median_share(g["fleet_peak_bytes"],
+                                                        g["fleet_capacity_bytes"]))
+    return out
+
+
+def _median_share(num: pd.Series, den: pd.Series) -> float:
+    share = (num.astype(float) / den.astype(float).where(den > 0)).to_numpy(float)
+    return float(np.median(share)) if not np.isnan(share).all() else math.nan
 
 
 def days_text(seconds: float, horizon_s: float | None = None) -> str:

@@ -85,7 +85,7 @@ def _first_full_row(ax: object, i: int, g: pd.DataFrame, row: pd.Series,
 
 
 def peak_figure(first: pd.DataFrame, group: str, order: Sequence[str]) -> Figure:
-    """The fullest host's peak demand per replication, as a share of the group's capacity."""
+    """The fullest host's peak demand per replication, as a share of its own capacity."""
     names = [o for o in order if o in set(first[group])] if not first.empty else []
     title = "the fullest host's peak demand against its capacity"
     with style():
@@ -99,7 +99,7 @@ def peak_figure(first: pd.DataFrame, group: str, order: Sequence[str]) -> Figure
         for i, v in enumerate(data):
             ax.scatter(v, i + _jitter(v.size), s=14, color="tab:blue", alpha=0.6, zorder=3,
                        label="a replication" if i == 0 else None)
-        ax.axvline(100, color="tab:red", ls=":", label="the group's capacity (100%)")
+        ax.axvline(100, color="tab:red", ls=":", label="its capacity (100%)")
         category_axis(ax, names)
         ax.set_xlim(left=0)
         ax.set_title(title)
@@ -133,8 +133,9 @@ def rejections_figure(band: pd.DataFrame, group: str, order: Sequence[str]) -> F
 
 def disk_use_facets(band: pd.DataFrame, capacity: pd.Series, group: str,
                     order: Sequence[str]) -> Figure:
-    """Host demand over time, one panel per group, each with its own capacity line: the
-    median host and the p5-p95 band over hosts and replications."""
+    """Host demand over time, one panel per group, each with its own capacity line (a line
+    per host size when its hosts differ: ``capacity`` repeats the group's label): the median
+    host and the p5-p95 band over hosts and replications."""
     d = band[band["t_s"].notna()] if not band.empty else band
     names = [o for o in order if o in set(d[group])] if not d.empty else []
     ncols = min(max(len(names), 1), 2)
@@ -145,19 +146,20 @@ def disk_use_facets(band: pd.DataFrame, capacity: pd.Series, group: str,
         axes = fig.subplots(nrows, ncols, squeeze=False, sharex=True, sharey=True).ravel()
         if not names:
             return empty(fig, axes[0], title, "no time series recorded (end-of-run only)")
-        caps = [float(capacity.get(n, math.nan)) for n in names]
-        label, div = display_unit("B", np.concatenate([d["p50"].to_numpy(float), caps]))
+        caps = [capacity[capacity.index == n].to_numpy(float) for n in names]
+        every = np.concatenate([np.array([math.nan]), *caps])
+        label, div = display_unit("B", np.concatenate([d["p50"].to_numpy(float), every]))
         tlabel, tdiv = time_unit(d["t_s"].to_numpy(float))
-        top = np.nanmax([*caps, float(d["p95"].max())]) / div * 1.08
-        for ax, name, cap in zip(axes, names, caps, strict=False):
+        top = np.nanmax([*every, float(d["p95"].max())]) / div * 1.08
+        for ax, name, sizes in zip(axes, names, caps, strict=False):
             g = d[d[group] == name].sort_values("t_s")
             ax.plot(g["t_s"] / tdiv, g["p50"] / div, lw=2, color="tab:blue",
                     label="median host")
             ax.fill_between(g["t_s"] / tdiv, g["p5"] / div, g["p95"] / div, alpha=0.2,
                             color="tab:blue", lw=0, label="p5 to p95 of hosts")
-            if math.isfinite(cap):
-                ax.axhline(cap / div, color="tab:red", ls=":",
-                           label="capacity of the group")
+            for cap in sizes[np.isfinite(sizes)]:
+                ax.axhline(cap / div, color="tab:red", ls=":", label="capacity of the group"
+                           if sizes.size == 1 else "capacity of its hosts, by size")
                 ax.text(0.01, cap / div, f" {size_text(cap)}", color="tab:red", va="bottom",
                         transform=ax.get_yaxis_transform(), fontsize=9)
             ax.set_title(name, fontsize=11)

@@ -1,14 +1,17 @@
 """Everything the capacity notebook shows, computed once from a run or sweep (vectorised).
 
-The notebook reads and plots; this module does the reading: each point's group label and its
-own capacity and horizon, each host's time to full against that capacity, each replication's
-first host and fullest host, the headline per group, and the bands drawn over time.
+The notebook reads and plots; this module does the reading: each point's group label and
+horizon, each host's own capacity (hosts may differ in size) and its time to full against it,
+each replication's first host, fullest host and all hosts' fill against their summed capacity,
+the headline per group, and the bands drawn over time.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
@@ -25,7 +28,7 @@ class CapacityView:
     final: pd.DataFrame  # end-of-run figures (computed once)
     hosts: pd.DataFrame  # host allocated_bytes samples
     order: list[str]  # group labels in knob order
-    capacity: pd.Series  # per group: the host capacity (bytes)
+    capacity: pd.Series  # per group: each host capacity its hosts have (bytes; a row each)
     ttf: pd.DataFrame  # per host series: time to full (censored), final and peak bytes
     first: pd.DataFrame  # per replication: first host's time to full, fullest host's peak
     head: pd.DataFrame  # per group: the Monte Carlo headline
@@ -50,25 +53,64 @@ def _rejected(records: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return band, rej[rej["t_s"].isna()]
 
 
+def host_capacity(hosts: pd.DataFrame, points: pd.DataFrame) -> pd.Series:
+    """Each host's own capacity by ``(point, entity)``: its point's ``host_capacities`` by
+    name, else the point's capacity (a host not listed, results before hosts were listed)."""
+    pairs = hosts[["point", "entity"]].drop_duplicates() if not hosts.empty else \
+        pd.DataFrame(columns=["point", "entity"])
+    per_point = dict(zip(points["point"], points.get("host_capacities", pd.Series(
+        [None] * len(points))), strict=True))
+    fallback = dict(zip(points["point"], points["capacity_bytes"], strict=True))
+    values = [_own(per_point.get(p), str(e).removeprefix("host:"), fallback.get(p))
+              for p, e in zip(pairs["point"], pairs["entity"], strict=True)]
+    index = pd.MultiIndex.from_arrays([pairs["point"], pairs["entity"]])
+    return pd.Series(values, index=index, dtype=float)
+
+
+def _own(caps: object, host: str, fallback: object) -> float:
+    known = caps if isinstance(caps, dict) else {}
+    value = known.get(host, known.get("*", fallback))
+    return float(value) if isinstance(value, int | float) else math.nan
+
+
 def capacity_view(res: SweepResults, capacity_bytes: float | None = None) -> CapacityView:
-    """The capacity report's data; ``capacity_bytes`` replaces every point's own capacity."""
+    """The capacity report's data; ``capacity_bytes`` replaces every host's own capacity."""
     labels, order = _groups(res)
     records = res.records.assign(**{GROUP: res.records["point"].map(labels)})
     points = res.points.assign(**{GROUP: res.points["point"].map(labels)})
-    caps = pd.Series(capacity_bytes if capacity_bytes else points["capacity_bytes"].to_numpy(),
-                     index=points["point"].to_numpy(), dtype=float)
     horizon = pd.Series(points["horizon_s"].to_numpy(), index=points["point"].to_numpy(),
                         dtype=float)
     hosts = cap.host_disk(records)
+    caps = host_capacity(hosts, points)
+    if capacity_bytes:
+        caps[:] = float(capacity_bytes)
     ttf = cap.times_to_full(hosts, caps, horizon)
     ttf[GROUP] = ttf["point"].map(labels)
-    first = cap.first_full(ttf, [GROUP])
+    first = cap.first_full(ttf, [GROUP], cap.fleet_fill(hosts, ttf, [GROUP]))
     band, rejected_end = _rejected(records)
     head = cap.headline(first, rejected_end, GROUP) if not first.empty else pd.DataFrame()
-    group_cap = pd.Series(caps.to_numpy(), index=labels.reindex(caps.index).to_numpy()) \
-        .groupby(level=0).first()
-    return CapacityView(records, end_of_run(records), hosts, order, group_cap, ttf, first,
-                        head, cap.bands(hosts, by=[GROUP]), band)
+    return CapacityView(records, end_of_run(records), hosts, order,
+                        _group_capacities(caps, labels), ttf, first, head,
+                        cap.bands(hosts, by=[GROUP]), band)
+
+
+def _group_capacities(caps: pd.Series, labels: pd.Series) -> pd.Series:
+    """Per group label, each distinct host capacity (NaN: none known), smallest first."""
+    if caps.empty:
+        return pd.Series(dtype=float)
+    group = labels.reindex(caps.index.get_level_values(0)).to_numpy()
+    frame = pd.DataFrame({GROUP: group, "c": caps.to_numpy(float)})
+    frame = frame.drop_duplicates().sort_values([GROUP, "c"], kind="stable")
+    return pd.Series(frame["c"].to_numpy(), index=frame[GROUP].to_numpy(), dtype=float)
+
+
+def capacity_text(capacity: pd.Series, group: str) -> str:
+    """A group's host capacity: ``64 GiB``, or ``12 GiB to 40 GiB`` when hosts differ."""
+    values = [float(c) for c in capacity[capacity.index == group] if math.isfinite(c)]
+    if not values:
+        return "-"
+    lo, hi = min(values), max(values)
+    return size_text(lo) if lo == hi else f"{size_text(lo)} to {size_text(hi)}"
 
 
 def headline_table(view: CapacityView) -> pd.DataFrame:
@@ -79,7 +121,7 @@ def headline_table(view: CapacityView) -> pd.DataFrame:
     h = h.set_index(GROUP).reindex([o for o in view.order if o in set(h[GROUP])]).reset_index()
     return pd.DataFrame({
         "group": h[GROUP],
-        "capacity": [size_text(c) if math.isfinite(c) else "-" for c in h["capacity_bytes"]],
+        "capacity": [capacity_text(view.capacity, g) for g in h[GROUP]],
         "replications filled": [f"{int(f)} of {int(n)}"
                                 for f, n in zip(h["filled"], h["replications"], strict=True)],
         "first host full, median": [cap.days_text(m, hz) for m, hz in
@@ -87,8 +129,19 @@ def headline_table(view: CapacityView) -> pd.DataFrame:
         "95% interval of the median": [cap.interval_text(r) for r in h.to_dict("records")],
         "fullest host's peak": [f"{size_text(p)} ({s:.0%} of capacity)" for p, s in
                                 zip(h["peak_bytes"], h["peak_of_capacity"], strict=True)],
+        "all hosts' peak": [_fill_text(r) for r in h.to_dict("records")],
         "VMs refused (median)": ["-" if math.isnan(r) else f"{r:.0f}"
                                  for r in h["rejected_vms"]]})
+
+
+def _fill_text(row: Mapping[Any, Any]) -> str:
+    """All hosts' peak demand against their summed capacity: ``28.8 GiB of 52 GiB (55%)``."""
+    peak, total = row.get("fleet_peak_bytes", math.nan), row.get("fleet_capacity_bytes", math.nan)
+    if not math.isfinite(peak):
+        return "-"
+    if not math.isfinite(total):
+        return size_text(peak)
+    return f"{size_text(peak)} of {size_text(total)} ({row['fleet_peak_of_capacity']:.0%})"
 
 
 def host_table(view: CapacityView) -> pd.DataFrame:

@@ -88,7 +88,7 @@ def report(
                         "sweep over strategy knobs; capacity then strategies when a sweep is "
                         "both).")] = None,
     capacity: Annotated[str | None, typer.Option(help="Host disk capacity for time to full, "
-                        "e.g. 2TiB, for every group (default: each point's scenario's).")] = None,
+                        "e.g. 2TiB, for every host (default: each host's own).")] = None,
 ) -> None:
     """Execute the notebooks on a run or sweep; write DIR/report/ (report.html, report.ipynb,
     figures/) and a copy of report.html at DIR/report.html."""

@@ -266,7 +266,8 @@ def disk_use_by_group(band: pd.DataFrame, group: str | None = None,
                       title: str = "host disk use at the end",
                       capacity: pd.Series | None = None) -> Figure:
     """End-of-run host disk use per group: a bar at the median host, whiskers p5 to p95, and
-    each group's own capacity (``capacity`` by group label) as a mark on its row."""
+    each group's own capacity (``capacity`` by group label; a label repeated for each size
+    when its hosts differ) as a mark on its row."""
     d = band[band["t_s"].isna()] if not band.empty else band
     names = [str(x) for x in d[group]] if group and not d.empty else ["all hosts"] * len(d)
     if order is not None and group and not d.empty:
@@ -276,21 +277,30 @@ def disk_use_by_group(band: pd.DataFrame, group: str | None = None,
         fig, (ax,) = new_figure(category_height(names))
         if d.empty:
             return empty(fig, ax, title, "no end-of-run host figures")
-        caps = np.array([float(capacity.get(n, np.nan)) for n in names]) \
-            if capacity is not None else np.full(len(names), np.nan)
+        rows, caps = _capacity_marks(capacity, names)
         label, div = display_unit("B", d["p50"].to_numpy(float))
         mid = d["p50"].to_numpy(float) / div
         err = np.vstack([mid - d["p5"].to_numpy(float) / div, d["p95"].to_numpy(float) / div - mid])
         ax.barh(range(len(d)), mid, xerr=err, capsize=5, color="tab:blue", alpha=0.8,
                 height=0.6, label="median host; whiskers: p5 to p95 of hosts")
         if np.isfinite(caps).any():
-            ax.scatter(caps / div, range(len(d)), marker="|", s=900, color="tab:red",
+            ax.scatter(caps / div, rows, marker="|", s=900, color="tab:red",
                        linewidths=2.5, zorder=4, label="the group's capacity")
         category_axis(ax, names)
         ax.set_title(title)
         ax.set_xlabel(f"allocated ({label})")
         legend_below(fig, ax)
     return fig
+
+
+def _capacity_marks(capacity: pd.Series | None, names: Sequence[str]
+                    ) -> tuple[list[int], np.ndarray]:
+    """The rows and values of every capacity mark (several on a row whose hosts differ)."""
+    if capacity is None:
+        return list(range(len(names))), np.full(len(names), np.nan)
+    marks = [(i, float(c)) for i, n in enumerate(names)
+             for c in capacity[capacity.index == n].to_numpy(float)]
+    return [i for i, _ in marks], np.array([c for _, c in marks], dtype=float)
 
 
 def vm_disk_by_group(records: pd.DataFrame, group: str, order: Sequence[str] | None = None,

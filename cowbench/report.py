@@ -5,7 +5,7 @@ Which notebook (``notebooks/``), by what the directory holds:
 - a run directory with figures known to both backends (``comparison.csv`` not empty):
   ``validation`` (the error table, predicted against measured, time series overlaid);
 - a fleet run or sweep, or any whose hosts were sampled over time (a capacity question):
-  ``capacity`` whatever its knobs (time to full, demand against each group's capacity,
+  ``capacity`` whatever its knobs (time to full, demand against each host's own capacity,
   rejections), followed by ``strategies`` when it also varies a ``strategy.*`` knob over VMs
   whose guest I/O was recorded;
 - a sweep whose points differ in a ``strategy.*`` knob: ``strategies`` (space, write and read
@@ -115,7 +115,7 @@ def make_report(path: Path, notebook: str | None = None, capacity_bytes: int | N
                 progress: ProgressFn = lambda _d, _t: None) -> ReportOutcome:
     """Execute the chosen notebook(s) on ``path``; write ``path/report/`` and report.html.
 
-    ``capacity_bytes`` replaces every group's host capacity (default: each point's own)."""
+    ``capacity_bytes`` replaces every host's capacity (default: each host's own)."""
     path = path.resolve()
     names = [notebook] if notebook else choose_notebooks(path)
     for name in names:

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .capacity import scenario_capacity
+from .capacity import host_capacities, scenario_capacity
 from .compare import COMPARISON_COLUMNS
 from .errors import ScenarioError, UsageError
 from .knobs import applies, point_labels
@@ -41,8 +41,9 @@ from .store import read_comparison, read_records, read_run, read_spread
 SWEEP_FILE = "sweep.json"
 #: Columns every sweep frame carries ahead of the point's knobs.
 POINT_COLUMNS = ["point", "scenario", "scenario_hash", "run_seed"]
-#: Columns of the points table only: each point's host capacity and horizon (its duration).
-POINT_FACTS = ["capacity_bytes", "horizon_s"]
+#: Columns of the points table only: each point's host capacity (the smallest host's), each
+#: host's (by name; ``*``: a host not listed) and the horizon (its duration).
+POINT_FACTS = ["capacity_bytes", "host_capacities", "horizon_s"]
 
 
 @dataclass
@@ -179,6 +180,7 @@ def _point_row(sweep: Path, run: RunResults) -> dict[str, Any]:
     return {"point": str(run.path.relative_to(sweep)) if run.path != sweep else ".",
             "scenario": run.name, "scenario_hash": sc.get("hash"),
             "run_seed": run.meta.get("seed"), "capacity_bytes": scenario_capacity(run.scenario),
+            "host_capacities": host_capacities(run.scenario),
             "horizon_s": float(duration) if isinstance(duration, int | float) else None,
             **point_knobs(run)}
 

@@ -1,0 +1,65 @@
+"""The capacity report on a fleet whose hosts differ in size: each host fills against its own
+disk, the fleet against the sum. Two hosts, worked out by hand: ``h0`` (12 GiB) grows 1 GiB a
+day from 10 GiB, ``h1`` (40 GiB) 1.2 GiB a day from 10 GiB, sampled daily for 4 days.
+
+- h0 reaches its 12 GiB at day 2.0; h1 never reaches 40 GiB (14.8 GiB at day 4): censored.
+  Against the smallest host's 12 GiB (the report before), h1 "filled" first, at day 1.67.
+- The fullest host is the highest share of its own disk: h0, 14 GiB of 12 (117%), not h1's
+  larger 14.8 GiB (37% of 40).
+- All hosts: 20 + 2.2 GiB a day, 28.8 GiB at day 4, of 12 + 40 = 52 GiB (55%).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from cowbench.capacity_view import capacity_view, headline_table
+from cowbench.records import records_frame
+from cowbench.results import load_results
+
+from .reportkit import synthetic_run
+
+GiB = 2**30
+DAY = 86400.0
+SCENARIO = (f"name: mixed\nduration: {4 * DAY}\n"
+            f"hosts: [{{name: h0, capacity_bytes: {12 * GiB}}},"
+            f" {{name: h1, capacity_bytes: {40 * GiB}}}]\n")
+
+
+def mixed_run(out: Path) -> Path:
+    rows = [("sim", day * DAY, f"host:{h}", "allocated_bytes", (10 + rate * day) * GiB, "B", 1, 0)
+            for h, rate in (("h0", 1.0), ("h1", 1.2)) for day in range(5)]
+    return synthetic_run(out, records_frame(rows), scenario=SCENARIO)
+
+
+def test_each_host_fills_against_its_own_disk_and_the_fleet_against_the_sum(
+        tmp_path: Path) -> None:
+    view = capacity_view(load_results(mixed_run(tmp_path / "run")))
+    ttf = view.ttf.set_index("entity")
+    assert ttf.loc["host:h0", "capacity_bytes"] == 12 * GiB
+    assert ttf.loc["host:h1", "capacity_bytes"] == 40 * GiB
+    assert ttf.loc["host:h0", "t_full_s"] == pytest.approx(2.0 * DAY)
+    assert math.isnan(ttf.loc["host:h1", "t_full_s"]) and ttf.loc["host:h1", "how"] == "not full"
+    [first] = view.first.to_dict("records")
+    assert first["t_first_full_s"] == pytest.approx(2.0 * DAY)
+    assert (first["peak_bytes"], first["capacity_bytes"]) == (14 * GiB, 12 * GiB)
+    assert first["fleet_peak_bytes"] == pytest.approx(28.8 * GiB)
+    assert first["fleet_capacity_bytes"] == 52 * GiB
+    assert sorted(view.capacity.tolist()) == [12 * GiB, 40 * GiB]
+    [row] = headline_table(view).to_dict("records")
+    assert row["capacity"] == "12 GiB to 40 GiB"
+    assert row["first host full, median"] == "2.00 d"
+    assert row["fullest host's peak"] == "14 GiB (117% of capacity)"
+    assert row["all hosts' peak"] == "28.8 GiB of 52 GiB (55%)"
+
+
+def test_a_capacity_given_replaces_every_hosts_own(tmp_path: Path) -> None:
+    """``--capacity 13GiB``: h1 (1.2 GiB a day from 10) reaches it at day 2.5, h0 at 3.0."""
+    view = capacity_view(load_results(mixed_run(tmp_path / "run")), 13 * GiB)
+    ttf = view.ttf.set_index("entity")["t_full_s"] / DAY
+    assert ttf.to_dict() == pytest.approx({"host:h0": 3.0, "host:h1": 2.5})
+    [row] = headline_table(view).to_dict("records")
+    assert row["capacity"] == "13 GiB" and row["all hosts' peak"] == "28.8 GiB of 26 GiB (111%)"
