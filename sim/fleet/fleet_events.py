@@ -142,7 +142,8 @@ class Engine:
             heapq.heappush(self.heap, (t, self.eid, kind, vm, src))
             self.eid += 1
 
-    def release(self, vm: int) -> None:
+    def leave(self, vm: int) -> None:
+        """``vm`` leaves its host: its claim freed (``Placement.release``), its base unused."""
         host = self.where[vm]
         self.cache.hold(host, self.key[vm], -1)
         self.placement.release(host, self.need[vm])
@@ -160,7 +161,7 @@ class Engine:
                     self.resizes.keep(vm, src, self.need[vm])
                     self.count[src] -= 1
                 else:
-                    self.release(vm)
+                    self.leave(vm)
                 self.cache.use(dst, self.key[vm], self.now)
                 self.placement.claim(dst, self.need[vm])
                 self.count[dst] += 1
@@ -249,7 +250,7 @@ Stream = tuple[list[float], list[int], list[bool]]
 def _loop(eng: Engine, static: Stream, clock: tuple[list[float], list[list[int]]]) -> None:
     """Every event in SimPy's order: the earliest of the three streams' heads, the one booked
     first at a tie (event ids). Arrivals and deaths, nine in ten events, are handled here
-    with local names (:meth:`Engine.release` inlined, as measured: a method call and an
+    with local names (:meth:`Engine.leave` inlined, as measured: a method call and an
     attribute costs as much as the decision)."""
     st_t, st_code, dies = static
     ck_t, ck_kinds = [*clock[0], INF], clock[1]
