@@ -101,6 +101,7 @@ class HostCaches:
         self.users = [0] * (hosts * n)  # Glance bases only: the others are never in use
         self.busy = [0] * (hosts * n)  # passes done when the base came into use
         self.pending = [False] * (hosts * n)
+        self.at = [(h, e) for h in range(hosts) for e in range(n)]  # flat index -> row, entry
         self.fetched = [0.0] * hosts
         self.remove = ic.remove_unused_base_images
         self.age = ic.remove_unused_original_minimum_age_s
@@ -159,16 +160,19 @@ class HostCaches:
         self.done = k + 1
         now, due = self.passes[k], self.due[k]
         self.due[k] = []
+        present, mtime, users, pending, at = \
+            self.present, self.mtime, self.users, self.pending, self.at
         for i in due:
-            self.pending[i] = False
-            host, e = divmod(i, self.n)
-            if not self.present[host][e] or self.users[i] > 0:  # gone, or in use (booked
-                continue                                          # again when unused)
-            mtime = self.mtime[host][e]
-            if old_enough(now, mtime, self.age):
-                self.present[host][e] = False
+            pending[i] = False
+            host, e = at[i]
+            held = present[host]
+            if not held[e] or users[i] > 0:  # gone, or in use (booked again when unused)
+                continue
+            m = mtime[host][e]
+            if old_enough(now, m, self.age):
+                held[e] = False
             else:
-                self._book(i, mtime)
+                self._book(i, m)
 
     def held_bytes(self) -> np.ndarray:
         """Bytes in each host's ``_base``."""
