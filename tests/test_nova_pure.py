@@ -136,8 +136,8 @@ def test_the_many_hosts_form_removes_what_the_passes_would() -> None:
         caches.run_pass()
         mtime, gone = cache_pass(now, [users[0] > 0, False], mtime, ic)
         present &= ~gone
-        assert caches.present == [present.tolist()], now
-    assert caches.present == [[False, False]] and caches.fetched == [7.0]
+        assert caches.present == present.tolist(), now
+    assert caches.present == [False, False] and caches.fetched == [7.0]
 
 
 def test_ticks_keep_an_end_on_the_grid() -> None:

@@ -80,9 +80,7 @@ def first_old_pass(passes: list[float], mtime: float, min_age: float, start: int
 
 
 class HostCaches:
-    """Every host's ``_base`` and the passes' checks: a row per host of which entries it holds
-    and their mtimes (``present[host][entry]``, ``mtime``: what :func:`~.fetch.ensure` reads),
-    flat lists (``host * entries + entry``) of the rest.
+    """Every host's ``_base`` (flat lists, ``host * entries + entry``) and the passes' checks.
 
     Entries are the bases a host can hold; a disk of kind ``key`` (a flavor and an image) uses
     ``tracked[key]`` (its Glance base, "in use" while the disk exists) and ``untracked[key]``
@@ -96,12 +94,11 @@ class HostCaches:
         self.entries = [t + u for t, u in zip(*keys, strict=True)]
         self.fetch, self.stored = sizes
         self.n = n = len(self.fetch)
-        self.present = [[False] * n for _ in range(hosts)]
-        self.mtime = [[0.0] * n for _ in range(hosts)]
+        self.present = [False] * (hosts * n)
+        self.mtime = [0.0] * (hosts * n)
         self.users = [0] * (hosts * n)  # Glance bases only: the others are never in use
         self.busy = [0] * (hosts * n)  # passes done when the base came into use
         self.pending = [False] * (hosts * n)
-        self.at = [(h, e) for h in range(hosts) for e in range(n)]  # flat index -> row, entry
         self.fetched = [0.0] * hosts
         self.remove = ic.remove_unused_base_images
         self.age = ic.remove_unused_original_minimum_age_s
@@ -110,12 +107,14 @@ class HostCaches:
 
     def use(self, host: int, key: int, now: float) -> None:
         """A disk created on ``host`` from the bases of ``key``: each is fetched if missing
-        and touched (:func:`~.fetch.ensure`); the Glance base is in use."""
-        fetched = ensure(self.present[host], self.mtime[host], self.entries[key], now)
+        and touched (:func:`~.fetch.ensure`, at the host's offset); the Glance base is in
+        use."""
+        base = host * self.n
+        fetched = ensure(self.present, self.mtime, self.entries[key], now, base)
         if fetched:
             for e in fetched:
                 self.fetched[host] += self.fetch[e]
-        users, base = self.users, host * self.n
+        users = self.users
         for e in self.tracked[key]:
             i = base + e
             users[i] += 1
@@ -133,18 +132,17 @@ class HostCaches:
             i = base + e
             users[i] += sign
             if users[i] == 0:
-                self._idle(host, e)
+                self._idle(i)
             elif users[i] == 1 and sign > 0:
                 self.busy[i] = self.done
 
-    def _idle(self, host: int, e: int) -> None:
-        """Entry ``e`` of ``host`` falls out of use: the passes it was in use at touched it
-        last at the latest one; it may age out from then."""
-        i, mtime = host * self.n + e, self.mtime[host]
+    def _idle(self, i: int) -> None:
+        """Base ``i`` falls out of use: the passes it was in use at touched it last at the
+        latest one; it may age out from then."""
         if self.done > self.busy[i]:
-            mtime[e] = max(mtime[e], self.passes[self.done - 1])
-        if self.remove and self.present[host][e] and not self.pending[i]:
-            self._book(i, mtime[e])
+            self.mtime[i] = max(self.mtime[i], self.passes[self.done - 1])
+        if self.remove and self.present[i] and not self.pending[i]:
+            self._book(i, self.mtime[i])
 
     def _book(self, i: int, mtime: float) -> None:
         """A check of base ``i``, last touched at ``mtime``, at the first pass to come that
@@ -160,19 +158,15 @@ class HostCaches:
         self.done = k + 1
         now, due = self.passes[k], self.due[k]
         self.due[k] = []
-        present, mtime, users, pending, at = \
-            self.present, self.mtime, self.users, self.pending, self.at
+        present, mtime, users, pending = self.present, self.mtime, self.users, self.pending
         for i in due:
             pending[i] = False
-            host, e = at[i]
-            held = present[host]
-            if not held[e] or users[i] > 0:  # gone, or in use (booked again when unused)
+            if not present[i] or users[i] > 0:  # gone, or in use (booked again when unused)
                 continue
-            m = mtime[host][e]
-            if old_enough(now, m, self.age):
-                held[e] = False
+            if old_enough(now, mtime[i], self.age):
+                present[i] = False
             else:
-                self._book(i, m)
+                self._book(i, mtime[i])
 
     def held_bytes(self) -> np.ndarray:
         """Bytes in each host's ``_base``."""

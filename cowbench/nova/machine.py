@@ -191,9 +191,12 @@ class Machine:
         mtime is then ``t``."""
         assert all(Base(b.image) in bases[:i] for i, b in enumerate(bases) if b.resized)
         cache = self.cache[host]
-        fetched = ensure(_Cached(cache), cache, bases, t) or []
-        return [TouchBase(host, b, t) if b not in fetched else FetchBase(host, b.image, t)
-                if b.size is None else MakeResizedBase(host, b.image, b.size, t) for b in bases]
+        present, mtime = [b in cache for b in bases], [math.nan] * len(bases)
+        fetched = ensure(present, mtime, range(len(bases)), t) or []
+        cache.update(zip(bases, mtime, strict=True))
+        return [TouchBase(host, b, t) if i not in fetched else FetchBase(host, b.image, t)
+                if b.size is None else MakeResizedBase(host, b.image, b.size, t)
+                for i, b in enumerate(bases)]
 
     @_apply.register
     def _(self, operation: Run) -> list[Instruction]:
@@ -297,23 +300,6 @@ class Machine:
             for host, bases in kept.items():
                 used[host].update(bases)
         return used
-
-
-class _Cached:
-    """A host's ``_base`` as :func:`~.fetch.ensure` reads it: a base is present while it has
-    an mtime in the machine's cache."""
-
-    def __init__(self, mtime: dict[Base, float]) -> None:
-        self.mtime = mtime
-
-    def __getitem__(self, base: Base) -> bool:
-        return base in self.mtime
-
-    def __setitem__(self, base: Base, present: bool) -> None:
-        if present:
-            self.mtime.setdefault(base, math.nan)  # ensure sets it next
-        else:
-            self.mtime.pop(base, None)
 
 
 def refusal(instructions: list[Instruction]) -> str | None:
