@@ -1,7 +1,7 @@
-"""A disk made from bases in a host's ``_base`` (FACTS.md 1.6): each base is fetched from
-Glance if ``_base`` lacks it, and creating the disk sets every one's mtime to now (Nova's
-``imagebackend.Image.cache``: ``fetch_func`` unless the base file exists, then the disk is
-made from it).
+"""A disk made from bases in a host's ``_base`` (FACTS.md 1.1 "Fetch", "Touch on use"; 1.5:
+a migration's destination fetches a missing base too): each base is fetched from Glance if
+``_base`` lacks it, and creating the disk refreshes every one's mtime to now
+(``_update_utime_ignore_eacces``), which the cache manager ages from (1.6).
 
 :func:`ensure` is that rule, once, for the timeline's state machine
 (``cowbench.nova.machine.Machine``: a disk's bases in order) and a fleet's columnar caches

@@ -142,9 +142,10 @@ class Placement:
 
 
 class ResizeClaims:
-    """The DISK_GB a cold migration's source keeps until the resize is confirmed (FACTS.md 1.6:
-    placement moves the instance's allocation on the source to the migration, and the source
-    keeps the disk as ``<uuid>_resize``, until ``confirm_resize`` or the instance's delete).
+    """The DISK_GB a cold migration's source keeps until the resize is confirmed (FACTS.md 1.5:
+    the source keeps the disk as ``<dir>_resize`` until confirm, so space is used twice; in
+    placement the migration holds the instance's allocation on the source until
+    ``confirm_resize`` or the instance's delete).
 
     Per VM, each source it left unconfirmed and its claim there, which :meth:`keep` leaves in
     ``placement`` and :meth:`confirm` frees. The timeline's scheduler and the fleet's event
