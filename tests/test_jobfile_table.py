@@ -65,7 +65,7 @@ def test_a_repeated_time_bounded_row_gives_the_range_of_its_runs() -> None:
     frame = pd.DataFrame(rows, columns=["entity", "metric", "value", "replication"])
     frame["t_s"] = float("nan")
     assert table.clones("fio-rand-RW.fio", None) == 4
-    assert table.clones("ssd-test.fio", None) == 1  # several jobs: per VM
+    assert table.clones("ssd-test.fio", None) == 4  # several jobs: over all their clones
     clusters, ios = table.run_ranges(frame, "a", 4)
     assert clusters == (49.0, 52.0)
     assert ios == (100.0, 160.0)
