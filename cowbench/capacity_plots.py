@@ -157,9 +157,9 @@ def disk_use_facets(band: pd.DataFrame, capacity: pd.Series, group: str,
                     label="median host")
             ax.fill_between(g["t_s"] / tdiv, g["p5"] / div, g["p95"] / div, alpha=0.2,
                             color="tab:blue", lw=0, label="p5 to p95 of hosts")
-            for cap in sizes[np.isfinite(sizes)]:
-                ax.axhline(cap / div, color="tab:red", ls=":", label="capacity of the group"
-                           if sizes.size == 1 else "capacity of its hosts, by size")
+            for j, cap in enumerate(sizes[np.isfinite(sizes)]):
+                ax.axhline(cap / div, color="tab:red", ls=":", label=None if j else (
+                    "capacity of the group" if sizes.size == 1 else "its hosts' capacities"))
                 ax.text(0.01, cap / div, f" {size_text(cap)}", color="tab:red", va="bottom",
                         transform=ax.get_yaxis_transform(), fontsize=9)
             ax.set_title(name, fontsize=11)

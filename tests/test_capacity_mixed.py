@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from cowbench import capacity_plots
 from cowbench.capacity_view import capacity_view, headline_table
 from cowbench.records import records_frame
 from cowbench.results import load_results
@@ -54,6 +55,12 @@ def test_each_host_fills_against_its_own_disk_and_the_fleet_against_the_sum(
     assert row["first host full, median"] == "2.00 d"
     assert row["fullest host's peak"] == "14 GiB (117% of capacity)"
     assert row["all hosts' peak"] == "28.8 GiB of 52 GiB (55%)"
+    # host demand over time: a capacity line per host size (GiB), one legend entry for them
+    ax = capacity_plots.disk_use_facets(view.disk_band, view.capacity, "group",
+                                        view.order).axes[0]
+    assert [ln.get_ydata()[0] for ln in ax.get_lines() if ln.get_linestyle() == ":"] == \
+        [12.0, 40.0]
+    assert ax.get_legend_handles_labels()[1].count("its hosts' capacities") == 1
 
 
 def test_a_capacity_given_replaces_every_hosts_own(tmp_path: Path) -> None:
