@@ -115,8 +115,9 @@ def _jobs(wl: Workload, name: str, runs: CloneRuns) -> list[dict[str, Any]]:
 
 
 def _count(wl: Workload, name: str, predicted: pd.DataFrame, measured: pd.DataFrame,
-           runs: CloneRuns | None) -> dict[str, Any]:
-    """A VM's counts of I/Os per clone: predicted, measured (the runs' mean), and per job."""
+           runs: CloneRuns | None, workload: str = "") -> dict[str, Any]:
+    """VM ``name``'s counts of I/Os per clone: predicted, measured (the runs' mean), and per
+    job (a job named by its section, or the VM's ``workload``'s name)."""
     n = sum(p.numjobs for p in wl.parts)
     per_run = [round(x / n) for x in _runs(measured, name, IOS)] if runs is None else \
         [round(sum(r) / n) for r in runs]
@@ -125,7 +126,7 @@ def _count(wl: Workload, name: str, predicted: pd.DataFrame, measured: pd.DataFr
     if len(per_run) > 1:
         out["measured_ios_per_clone_runs"] = per_run
     if runs is not None:
-        out["jobs"] = _jobs(wl, str(name), runs)
+        out["jobs"] = _jobs(wl, workload or name, runs)
     return out
 
 
@@ -144,7 +145,7 @@ def at_measured_ios(scenario: Scenario, seed: int, offsets: dict[str, dict[str, 
         wl = scenario.workload_of(vm)
         assert wl is not None
         runs = clone_runs(wl, measured, vm.name, (clones or {}).get(vm.name))
-        out[vm.name] = _count(wl, vm.name, predicted, measured, runs)
+        out[vm.name] = _count(wl, vm.name, predicted, measured, runs, str(vm.workload))
         most = max((max(r) for r in runs or [] if r), default=0)
         if runs is not None and most > 0:  # none issued: nothing to count at
             counts[vm.name] = runs

@@ -248,3 +248,22 @@ def test_the_note_names_each_clones_count_by_job() -> None:
     line = describe({"v": {"at_measured_ios": at}}, {"v": 517.0})[0]
     assert "fio 329 (+250.6%); per clone (by job): hot 208, 205; cold 574; at fio's counts " \
         "the model gives 517 data_clusters (+0.0% against the measured 517)" in line
+
+
+def test_each_runs_clones_are_listed_per_job_or_shared_evenly_without_them() -> None:
+    """Two real runs of a job of two clones: with fio's per-clone counts, the account lists
+    each clone's mean and each run's counts; without them (a run made before fio reported
+    each clone), each clone gets the run's even share."""
+    from cowbench.iocount import _count, clone_runs
+
+    s = _scenario(time_based=True, runtime=3, numjobs=2)
+    wl = s.workloads["w"]
+    measured = _runs({"read_ios": 600, "write_ios": 400}, {"read_ios": 200, "write_ios": 100})
+    runs = clone_runs(wl, measured, "v", [[700, 300], [250, 50]])
+    got = _count(wl, "v", _records(read_ios=4000), measured, runs, "w")
+    assert got["measured_ios_per_clone_runs"] == [500, 150]
+    assert got["jobs"] == [{"job": "w", "clones": 2, "measured_ios_per_clone": [475.0, 175.0],
+                            "measured_ios_per_clone_runs": [[700, 300], [250, 50]]}]
+    assert got["predicted_ios_per_clone"] == 2000
+    assert clone_runs(wl, measured, "v", None) == [[500, 500], [150, 150]]
+    assert clone_runs(wl, measured, "v", [[1000]]) == [[500, 500], [150, 150]]  # folded
