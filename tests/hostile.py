@@ -13,6 +13,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,18 +49,24 @@ while True:
 #: Trade an image file for another when readers have closed it ``k`` times, and trade it back
 #: two closes later (three renames each time): the window between an inspection and the
 #: next use. cowbench 0.1 closed a path image 14 times in a run; its hash before the
-#: conversion was the 9th close, the conversion the 10th and 11th.
+#: conversion was the 9th close, the conversion the 10th and 11th. It watches the opens too:
+#: the kernel merges an event into the one before it while both are unread and alike, so a
+#: lagging attacker would count two closes in a row as one. It stops at the close of
+#: ``.last-close`` (``attacker(..., last_close=...)``), having handled every close before it.
 SWAP_ON_CLOSE = r"""
 import os, sys
 from inotify_simple import INotify, flags
 where, name, other, k = sys.argv[1:5]
+LAST_CLOSE = ".last-close"
 ino = INotify()
-ino.add_watch(where, flags.CLOSE_NOWRITE)
+ino.add_watch(where, flags.CLOSE_NOWRITE | flags.OPEN)  # opens: no two closes in a row
 print("ready", flush=True)
 closes = 0
-while True:
+last = False
+while not last:
     for ev in ino.read():
-        if ev.name != name:
+        last = last or ev.name == LAST_CLOSE
+        if ev.name != name or last or not ev.mask & flags.CLOSE_NOWRITE:
             continue
         closes += 1
         if closes in (int(k), int(k) + 2):
@@ -86,10 +93,12 @@ def give(path: Path) -> Path:
 
 
 @contextmanager
-def attacker(script: str, *args: str) -> Iterator[list[str]]:
+def attacker(script: str, *args: str, last_close: Path | None = None) -> Iterator[list[str]]:
     """Run ``script`` as nobody, in a forked child that drops root with ``setuid`` (this
     interpreter lives under /root, which nobody could not exec); yields the lines it printed
-    once it stops (on exit)."""
+    once it stops (on exit). With ``last_close`` (a script that stops on that file's close)
+    it is stopped only after it has read every event before that close: on a loaded machine
+    the attacker may lag behind what it watches, and what it would still have done counts."""
     rfd, wfd = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns into pytest
@@ -118,7 +127,21 @@ def attacker(script: str, *args: str) -> Iterator[list[str]]:
     try:
         yield lines
     finally:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
+        if last_close is None or not _stopped_after(last_close, pid):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
         lines += reader.read().splitlines()
         reader.close()
+
+
+def _stopped_after(last_close: Path, pid: int, seconds: float = 120) -> bool:
+    """Close ``last_close`` once unwritten (made first) and wait for the attacker ``pid`` to
+    stop: False if it has not stopped within ``seconds``."""
+    os.close(os.open(last_close, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644))
+    os.close(os.open(last_close, os.O_RDONLY | os.O_NOFOLLOW))
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return True
+        time.sleep(0.01)
+    return False

@@ -263,7 +263,8 @@ def test_an_image_swapped_after_a_close_never_reaches_the_base(tmp_path: Path, n
                                            allow_untrusted_path=True).read_text())
         d["real"] = {"keep_images": True}
         out = tmp_path / "run"
-        with attacker(SWAP_ON_CLOSE, str(images), "user.qcow2", "evil.qcow2", str(k)) as said:
+        with attacker(SWAP_ON_CLOSE, str(images), "user.qcow2", "evil.qcow2", str(k),
+                      last_close=images / ".last-close") as said:
             try:
                 run_scenario(resolve(parse_scenario(d)), out, "real")
             except CowbenchError as err:
