@@ -87,6 +87,23 @@ class Probe(_Frozen):
         "by the model yet. None: not measured, or a job ran beside the probe's")
 
 
+class CpuCost(_Frozen):
+    """What one kind of I/O costs the host scheduler's two processes: the issuer's and the
+    server's CPU per I/O (the deepest probe's) and per wake-up (half of what the iodepth-1
+    probe spent beyond it: the wake-up that serves a read of data hands it to qemu-nbd's
+    worker threads, one that serves a hole's does not)."""
+
+    issuer_io_s: float = Field(ge=0)
+    issuer_wake_s: float = Field(ge=0)
+    server_io_s: float = Field(ge=0)
+    server_wake_s: float = Field(ge=0)
+
+    @property
+    def qd1_s(self) -> float:
+        """The CPU one I/O costs alone (one in flight: each process wakes twice per I/O)."""
+        return self.issuer_io_s + self.server_io_s + 2 * (self.issuer_wake_s + self.server_wake_s)
+
+
 class SchedParams(_Frozen):
     """The host scheduler (``sim.perf.sched``): the host's cores shared by two processes per VM
     on the I/O path, the *issuer* (fio; a vCPU in production) and the *server* (qemu-nbd; an
@@ -101,11 +118,27 @@ class SchedParams(_Frozen):
     issuer_wake_s: float = Field(ge=0)
     server_io_s: float = Field(ge=0)
     server_wake_s: float = Field(ge=0)
+    hole: CpuCost | None = Field(
+        default=None, description="what a read of a hole (the device not reached) costs the "
+        "two, from the hole probes; None (profiles made before it): a data read's. Measured "
+        "here: qemu-nbd spent 3-5 us per read of a sparse file's hole, 33-66 us per 4 KiB "
+        "read of data")
+    alloc: CpuCost | None = Field(
+        default=None, description="what an allocating write (a first write into a cluster) "
+        "costs the two, from the copy-on-write probes; None (profiles made before it): a "
+        "data read's. Measured here: qemu-nbd spent 96-118 us per 4 KiB first write")
 
     @property
     def qd1_s(self) -> float:
         """The CPU one I/O costs alone (one in flight: each process wakes twice per I/O)."""
         return self.issuer_io_s + self.server_io_s + 2 * (self.issuer_wake_s + self.server_wake_s)
+
+    def cost(self, kind: Literal["data", "hole", "alloc"]) -> CpuCost:
+        """What one I/O of ``kind`` costs the issuer and the server: a data read's or write's
+        (the 4 KiB raw reads'), a hole read's, an allocating write's."""
+        own = self.hole if kind == "hole" else self.alloc if kind == "alloc" else None
+        return own or CpuCost(issuer_io_s=self.issuer_io_s, issuer_wake_s=self.issuer_wake_s,
+                              server_io_s=self.server_io_s, server_wake_s=self.server_wake_s)
 
 
 class PerfParams(_Frozen):

@@ -10,7 +10,7 @@ from typing import Literal
 
 import numpy as np
 
-from cowbench.profile import PerfParams, Probe
+from cowbench.profile import CpuCost, PerfParams, Probe
 from sim.storage.disk import HostIO
 
 Fmt = Literal["raw", "qcow2", "qcow2_ext"]
@@ -50,6 +50,9 @@ class Demand:
     #: the part of the allocation round that waits holding only the image's lock (not work on
     #: the shared stages: ``PerfParams.alloc_shared``)
     alloc_wait_s: float = 0.0
+    #: with a host scheduler: what waking for this I/O costs its issuer and its server
+    issuer_wake_s: float = 0.0
+    server_wake_s: float = 0.0
 
     @property
     def allocates(self) -> bool:
@@ -119,7 +122,7 @@ class PerfModel:
         # at iodepth 1 took 58, 63 and 64 us for 4, 16 and 64 KiB): the smallest size's
         hole_path = (1 - served) * max(p.read_path_s[0][1] - p.hole_read_s, MIN_PATH_S)
         dev_path = max(dev_path, MIN_PATH_S - hole_path, 0.0)
-        dev_path, hole_path = self._less_cpu(dev_path, hole_path)
+        dev_path, hole_path = self._less_cpu(dev_path, hole_path, host, served)
         cpu = p.cpu_share * dev_path + p.hole_cpu_share * hole_path
         delay = dev_path + hole_path - cpu
         dev = self.device(host.read_bytes, host.read_ops, host.write_bytes, host.write_ops)
@@ -132,18 +135,34 @@ class PerfModel:
         s = p.sched
         if s is None:
             return Demand(cpu, dev, work, wait, delay, shares_file=own, alloc_wait_s=alloc_wait)
-        return Demand(cpu, dev, work, wait, delay, shares_file=own, issuer_s=s.issuer_io_s,
-                      server_s=s.server_io_s, sched_s=s.qd1_s, alloc_wait_s=alloc_wait)
+        c = self._cpu(host, served)
+        return Demand(cpu, dev, work, wait, delay, shares_file=own, issuer_s=c.issuer_io_s,
+                      server_s=c.server_io_s, sched_s=c.qd1_s, alloc_wait_s=alloc_wait,
+                      issuer_wake_s=c.issuer_wake_s, server_wake_s=c.server_wake_s)
 
-    def _less_cpu(self, dev_path: float, hole_path: float) -> tuple[float, float]:
+    def _cpu(self, host: HostIO, served: float) -> CpuCost:
+        """What an I/O costs the host scheduler's processes: an allocating write's, or a data
+        read's and a hole read's in the parts ``served`` and not."""
+        s = self.p.sched
+        assert s is not None
+        if host.allocs or host.sub_allocs:
+            return s.cost("alloc")
+        d, h = s.cost("data"), s.cost("hole")
+        if served >= 1.0 or d == h:
+            return d
+        return CpuCost(**{k: served * v + (1.0 - served) * getattr(h, k)
+                          for k, v in d.model_dump().items()})
+
+    def _less_cpu(self, dev_path: float, hole_path: float, host: HostIO,
+                  served: float) -> tuple[float, float]:
         """The path's time less what the host scheduler's processes take of it at iodepth 1
-        (their CPU is served on the host's cores instead), both parts alike, never below
-        ``MIN_PATH_S``."""
+        (their CPU is served on the host's cores instead, as :meth:`_cpu` counts it), both
+        parts alike, never below ``MIN_PATH_S``."""
         s = self.p.sched
         total = dev_path + hole_path
         if s is None or total <= 0:
             return dev_path, hole_path
-        k = max(total - s.qd1_s, MIN_PATH_S) / total
+        k = max(total - self._cpu(host, served).qd1_s, MIN_PATH_S) / total
         return dev_path * k, hole_path * k
 
     def probe_demand(self, probe: Probe) -> Demand:

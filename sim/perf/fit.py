@@ -11,7 +11,7 @@ import numpy as np
 
 from cowbench.profile import PerfParams, Probe, SchedParams
 
-from .demand import MIN_PATH_SHARE, PerfModel, interp_log
+from .demand import MIN_PATH_SHARE, Demand, PerfModel, interp_log
 from .schedfit import sched_params
 
 
@@ -32,7 +32,7 @@ def mva_iops(params: PerfParams, probe: Probe) -> float:
             demands.append(d.device_s)
     if d.alloc_s > 0:
         demands.append(d.alloc_s)
-    stations = [(s, 1) for s in demands] + _cpu_stations(params, probe.exports)
+    stations = [(s, 1) for s in demands] + _cpu_stations(params, d, probe.exports)
     wakes = d.sched_s - d.issuer_s - d.server_s  # waiting, as the analysis sees it
     q = [0.0] * len(stations)
     x = 0.0
@@ -44,15 +44,16 @@ def mva_iops(params: PerfParams, probe: Probe) -> float:
     return x
 
 
-def _cpu_stations(params: PerfParams, exports: int) -> list[tuple[float, int]]:
+def _cpu_stations(params: PerfParams, d: Demand, exports: int) -> list[tuple[float, int]]:
     """The host scheduler as the analysis sees it, as (demand, how many alike): each export's
     issuer and server, one queue each (an I/O visits one export's), and the cores, one queue
-    of the CPU over their number; the wake-ups are a delay."""
+    of the CPU over their number; the wake-ups are a delay. The CPU is the demand's own (a
+    read of a hole costs the processes less than a read of data)."""
     s = params.sched
     if s is None:
         return []
-    return [(s.issuer_io_s / exports, exports), (s.server_io_s / exports, exports),
-            ((s.issuer_io_s + s.server_io_s) / s.cores, 1)]
+    return [(d.issuer_s / exports, exports), (d.server_s / exports, exports),
+            ((d.issuer_s + d.server_s) / s.cores, 1)]
 
 
 class FitError(ValueError):

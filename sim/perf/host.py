@@ -194,11 +194,11 @@ class Host:
             yield from self._serve(d, image)
             return
         issuer, server = self.tasks(image)
-        yield issuer.run(d.issuer_s / 2)
-        yield server.run(d.server_s / 2)
+        yield issuer.run(d.issuer_s / 2, d.issuer_wake_s)
+        yield server.run(d.server_s / 2, d.server_wake_s)
         yield from self._serve(d, image)
-        yield server.run(d.server_s / 2)
-        yield issuer.run(d.issuer_s / 2)
+        yield server.run(d.server_s / 2, d.server_wake_s)
+        yield issuer.run(d.issuer_s / 2, d.issuer_wake_s)
 
     def _serve(self, d: Demand, image: object) -> Process:
         yield from self._path(d.path_s)

@@ -77,10 +77,13 @@ class Task:
         self._idle: simpy.Event | None = None
         env.process(self._loop())
 
-    def run(self, seconds: float) -> simpy.Event:
-        """An event that fires once the process has run ``seconds`` of CPU for the caller."""
+    def run(self, seconds: float, wake_s: float | None = None) -> simpy.Event:
+        """An event that fires once the process has run ``seconds`` of CPU for the caller;
+        ``wake_s``: what waking for it costs, if the process sleeps when it comes (else the
+        process's own ``wake_s``): a read of data wakes qemu-nbd's worker threads, a read of
+        a hole does not."""
         done = self.env.event()
-        self._bursts.append([max(seconds, 0.0), done])
+        self._bursts.append([max(seconds, 0.0), done, self.wake_s if wake_s is None else wake_s])
         if self._idle is not None:
             self._idle.succeed()
             self._idle = None
@@ -109,8 +112,9 @@ class Task:
         start = self.env.now
         self.turns += 1
         try:
-            if slept and self.wake_s > 0:
-                yield self.env.timeout(self.wake_s)
+            wake = self._bursts[0][2] if self._bursts else self.wake_s
+            if slept and wake > 0:
+                yield self.env.timeout(wake)
             left = self.cores.slice_s * self.weight - (self.env.now - start)
             while self._bursts and left > EPS_S:
                 burst = self._bursts[0]
