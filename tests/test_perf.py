@@ -225,7 +225,8 @@ def test_on_the_path_a_reads_transfer_holds_the_first_stage_and_a_copy_does_not(
         return env.now
 
     ends = {"read": other_ends_at(Demand(1e-9, 1e-3)),
-            "allocating write": other_ends_at(Demand(1e-9, 1e-3, alloc_s=1e-9))}
+            "allocating write": other_ends_at(Demand(1e-9, 1e-3, alloc_s=1e-9,
+                                                     allocating=True))}
     assert ends["read"] > 1e-3               # waited for the read's transfer
     assert ends["allocating write"] < 2e-4   # did not wait for the copy
 

@@ -152,3 +152,49 @@ def test_first_writes_beside_a_reader_take_the_cores_their_probes_measured() -> 
     assert alone == pytest.approx(reader_iops(blind, DATA_READ, 0))
     assert reader_iops(PARAMS, DATA_READ, 3) < 0.9 * reader_iops(blind, DATA_READ, 3)
     assert reader_iops(PARAMS, DATA_READ, 3) < alone
+
+
+# -- a first write is a first write, whatever its fitted allocation round costs ---------------
+
+WHOLE_FIRST_WRITE = HostIO(write_bytes=65536, write_ops=1, allocs=1)  # nothing to copy
+OVERWRITE = HostIO(write_bytes=65536, write_ops=1)
+
+
+def test_a_first_write_whose_round_is_fitted_to_nothing_is_no_overwrite() -> None:
+    # a whole-cluster first write copies nothing; where the fit found no allocation work
+    # beyond its transfer (alloc_s 0 s, as a quick profile here did), it still allocates
+    free = TRUE.model_copy(update={"alloc_s": 0.0, "cow_read_s": 0.0, "cow_wait_s": 0.0,
+                                   "transfer_on_path": True})
+    model = PerfModel(free)
+    first = model.demand(is_write=True, length=65536, host=WHOLE_FIRST_WRITE, fmt="qcow2")
+    over = model.demand(is_write=True, length=65536, host=OVERWRITE, fmt="qcow2")
+    assert first.alloc_round_s == 0.0
+    assert first.allocates and not first.shares_file
+    assert not over.allocates and over.shares_file
+    # on a host: the first write holds its image's lock alone (a read of its data queued
+    # after it waits for it), and its transfer goes to the device, not the path's stage (a
+    # read of another image ends sooner beside it than beside the overwrite)
+    read = model.demand(is_write=False, length=4096, host=HostIO(read_bytes=4096, read_ops=1),
+                        fmt="qcow2")
+    beside_first, beside_over = ends_beside(model, first, read), ends_beside(model, over, read)
+    assert beside_first["own read"] > beside_first["write"]  # waited for the lock
+    assert beside_first["other read"] < beside_over["other read"]
+
+
+def ends_beside(model: PerfModel, write: Demand, read: Demand) -> dict[str, float]:
+    """When ``write`` (to image a) and, just after it, a read of a and one of b end."""
+    env = simpy.Environment()
+    host = Host(env, model, np.random.default_rng(0))
+    ends: dict[str, float] = {}
+
+    def io(name: str, d: Demand, disk: str, after: float) -> Proc:
+        yield env.timeout(after)
+        yield from host.serve(d, disk)
+        ends[name] = env.now
+
+    env.process(io("write", write, "a", 0.0))
+    env.process(io("own read", read, "a", 1e-9))
+    # a read of another image whose path is done as the write's transfer is in progress
+    env.process(io("other read", Demand(1e-7, 0.0), "b", 1e-4))
+    env.run()
+    return ends

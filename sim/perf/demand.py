@@ -54,9 +54,15 @@ class Demand:
     issuer_wake_s: float = 0.0
     server_wake_s: float = 0.0
 
+    #: a first write into a cluster (or a subcluster), said by the host I/O it makes, not
+    #: by what its allocation round costs: a round fitted to 0 s is still no overwrite
+    allocating: bool = False
+
     @property
     def allocates(self) -> bool:
-        return self.alloc_s > 0 or self.alloc_wait_s > 0
+        """Whether it takes its image file's lock alone, with its transfer on the device: a
+        first write, or a write with a synchronous metadata read of its own to do."""
+        return self.allocating or self.alloc_s > 0 or self.alloc_wait_s > 0
 
     @property
     def alloc_round_s(self) -> float:
@@ -129,16 +135,19 @@ class PerfModel:
         if p.alloc_bw is not None and (host.allocs or host.sub_allocs):
             # the device's own rate for copies-on-write and cluster writes (sim.perf.alloc)
             dev = (host.read_bytes + host.write_bytes) / p.alloc_bw
-        own = fmt != "raw" and alloc == 0.0 and (
+        allocating = fmt != "raw" and is_write and bool(host.allocs or host.sub_allocs)
+        own = fmt != "raw" and not allocating and alloc == 0.0 and (
             is_write or host.read_ops > host.backing_reads)
         work, alloc_wait = alloc * p.alloc_shared, alloc * (1 - p.alloc_shared)
         s = p.sched
         if s is None:
-            return Demand(cpu, dev, work, wait, delay, shares_file=own, alloc_wait_s=alloc_wait)
+            return Demand(cpu, dev, work, wait, delay, shares_file=own, alloc_wait_s=alloc_wait,
+                          allocating=allocating)
         c = self._cpu(host, served)
         return Demand(cpu, dev, work, wait, delay, shares_file=own, issuer_s=c.issuer_io_s,
                       server_s=c.server_io_s, sched_s=c.qd1_s, alloc_wait_s=alloc_wait,
-                      issuer_wake_s=c.issuer_wake_s, server_wake_s=c.server_wake_s)
+                      issuer_wake_s=c.issuer_wake_s, server_wake_s=c.server_wake_s,
+                      allocating=allocating)
 
     def _cpu(self, host: HostIO, served: float) -> CpuCost:
         """What an I/O costs the host scheduler's processes: an allocating write's, or a data

@@ -172,7 +172,8 @@ class Host:
     def _allocation(self, d: Demand) -> Process:
         """An allocating write's own round through the path (its waiting part holds only the
         image's lock), then its copy."""
-        yield from self._path(d.alloc_s)
+        if d.alloc_s > 0:
+            yield from self._path(d.alloc_s)
         if d.alloc_wait_s > 0:
             yield self.env.timeout(self.rng.exponential(d.alloc_wait_s))
         if d.device_s > 0:
