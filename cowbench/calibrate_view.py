@@ -100,8 +100,6 @@ def _alloc(p: PerfParams) -> str:
     """What several images allocating at once share (sim.perf.alloc)."""
     if p.alloc_bw is not None:
         seen = f"device {p.alloc_bw / 2**20:,.0f} MiB/s for copies-on-write and cluster writes"
-    elif p.host_alloc_s is not None:  # profiles made with the older host allocator
-        seen = f"{p.host_alloc_s * 1e6:.1f} us each: at most {1 / p.host_alloc_s:,.0f}/s"
     else:
         seen = "no limit seen beyond the bandwidths"
     if p.alloc_shared < 1:

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import ScenarioError, UsageError
 from .safeload import load_json_file
@@ -195,12 +195,20 @@ class PerfParams(_Frozen):
         "allocating write's transfer (its copy-on-write read and cluster write), measured by "
         "several exports allocating at once (sim.perf.alloc); None (profiles made before it, "
         "or probes that showed no need): the read and write bandwidths")
-    host_alloc_s: float | None = Field(
-        default=None, gt=0, description="the storage's own time per allocating write (a "
-        "copy-on-write and cluster write), one at a time for the whole host, overlapping the "
-        "write's own work: N VMs allocating at once complete at most 1 / host_alloc_s such "
-        "writes per second; profiles made before alloc_bw (the fit no longer sets it); None: "
-        "no such resource")
+    @model_validator(mode="before")
+    @classmethod
+    def _no_host_allocator(cls, data: Any) -> Any:
+        """Profiles and scenarios written before the host allocator went say
+        ``host_alloc_s: null``, read as nothing; one that sets it was fitted with that
+        allocator and is refused (:func:`parse_profile` names the file)."""
+        if isinstance(data, dict) and "host_alloc_s" in data:
+            if data["host_alloc_s"] is not None:
+                raise ValueError("host_alloc_s: the host allocator of an older cowbench, "
+                                 "which the I/O model no longer has; calibrate again "
+                                 "(`cowbench calibrate`)")
+            data = {k: v for k, v in data.items() if k != "host_alloc_s"}
+        return data
+
     sched: SchedParams | None = Field(
         default=None, description="the host's cores shared by the processes on the I/O path "
         "(sim.perf.sched): their CPU is taken out of the path's time; None (profiles made "
@@ -266,6 +274,12 @@ def parse_profile(data: Any, source: str) -> Profile:
     if data.get("schema_version") != PROFILE_SCHEMA:
         raise UsageError(f"{source}: schema_version: {data.get('schema_version')!r} is not "
                          f"supported (this cowbench reads {PROFILE_SCHEMA}); calibrate again")
+    params = data.get("params")
+    if isinstance(params, dict) and params.get("host_alloc_s") is not None:
+        raise UsageError(f"{source}: params.host_alloc_s: made with the host allocator of "
+                         "an older cowbench, which the I/O model no longer has; make the "
+                         "profile again with `cowbench calibrate` (a cached one is remade by "
+                         "the next `cowbench run`)")
     try:
         return Profile.model_validate(data)
     except ValidationError as err:

@@ -2,9 +2,13 @@
 saturate at the device's rate for allocating writes, a VM that does not allocate is not slowed
 by it beyond its share, the fit finds that rate (or how much of the allocation round is shared)
 from several exports allocating at once, and profiles without the parameters predict what they
-predicted before they existed (those with the older host allocator, ``host_alloc_s``, too)."""
+predicted before they existed; those fitted with the older host allocator (``host_alloc_s``)
+are refused, naming the file and ``cowbench calibrate``."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,7 +27,6 @@ from .test_perf import TRUE, probe
 FAST = TRUE.model_copy(update={"read_bw": [(s, 4 * b) for s, b in TRUE.read_bw],
                                "write_bw": [(s, 4 * b) for s, b in TRUE.write_bw]})
 RATE = 12000.0  # the host's allocating writes per second
-LIMITED = FAST.model_copy(update={"host_alloc_s": 1 / RATE})  # the older host allocator
 #: a 4 KiB first write into a 64 KiB cluster moves 60 KiB from the backing file and 64 KiB
 #: to the overlay
 COW_BYTES = 2 * 65536 - 4096
@@ -44,19 +47,6 @@ def writers(n: int) -> Probe:
 # the device's own rate for allocating writes, as the fit sets it: an image's lock hold as
 # long as before (the allocation round shorter by what the transfer takes longer)
 DEVICE = with_alloc_bw(FAST, writers(1), RATE * COW_BYTES)
-
-
-@pytest.mark.slow
-def test_n_allocating_writers_saturate_at_the_allocation_rate() -> None:
-    limited = [replay(LIMITED, writers(n), ios=3000)[0] for n in (1, 2, 3, 6)]
-    free = [replay(FAST, writers(n), ios=3000)[0] for n in (1, 2, 3, 6)]
-    # one VM: paced by its own lock, below the host's rate, and as fast as without the limit
-    assert limited[0] < 0.9 * RATE
-    assert limited[0] == pytest.approx(free[0], rel=0.03)
-    # several: the total saturates at the host's rate, where the model without it climbs on
-    for total in limited[1:]:
-        assert 0.9 * RATE <= total <= 1.01 * RATE
-    assert free[-1] > 1.4 * RATE
 
 
 @pytest.mark.slow
@@ -110,20 +100,7 @@ def _reader_beside_writers(params: PerfParams, n: int, t_end: float = 0.5) -> fl
     return done[0] / (t_end * 4 / 5)
 
 
-@pytest.mark.slow
-def test_a_reader_beside_allocating_writers_does_not_take_the_allocator() -> None:
-    alone = _reader_beside_writers(LIMITED, 0)
-    for n in (3, 6):
-        free, limited = _reader_beside_writers(FAST, n), _reader_beside_writers(LIMITED, n)
-        # the writers are held back by the host's allocator, which the reader never waits
-        # for: it runs at least as fast as beside writers the device alone limits, and still
-        # shares the path and the device with them
-        assert limited >= 0.98 * free
-        assert limited < 0.9 * alone
-
-
 def test_profiles_without_the_rate_predict_as_before() -> None:
-    assert TRUE.host_alloc_s is None
     # produced by main at a95aacd, before the allocator existed (same seed, same I/Os)
     assert replay(TRUE, writers(1), ios=2000) == (5075.358953093216, 0.001572181091292642)
     assert replay(TRUE, writers(3), ios=2000) == (7945.236007009127, 0.0030181949379768963)
@@ -138,7 +115,7 @@ def _measured(params: PerfParams, p: Probe) -> Probe:
 def test_the_fit_finds_the_devices_rate_from_several_exports_allocating_at_once() -> None:
     many = _measured(DEVICE, writers(4))
     got = fit_host_alloc(FAST, [_measured(DEVICE, writers(1)), many])
-    assert got.host_alloc_s is None and got.alloc_shared == 1.0
+    assert got.alloc_shared == 1.0
     assert got.alloc_bw == pytest.approx(RATE * COW_BYTES, rel=0.1)
     # the fitted model replays the probe it came from, and one export as before
     assert replay(got, writers(4), ios=3000)[0] == pytest.approx(many.iops, rel=0.05)
@@ -163,7 +140,7 @@ def test_the_fit_raises_the_devices_rate_where_the_device_held_the_model_back() 
 def test_the_fit_adds_no_rate_without_evidence_of_one() -> None:
     # the storage scaled with the exports as the model does: no host-wide limit
     same = fit_host_alloc(FAST, [_measured(FAST, writers(4))])
-    assert same.host_alloc_s is None and same.alloc_bw is None and same.alloc_shared == 1.0
+    assert same.alloc_bw is None and same.alloc_shared == 1.0
     # the matrix has no probe of several exports allocating at once (profiles before it)
     assert fit_host_alloc(FAST, [_measured(FAST, writers(1))]) == FAST
 
@@ -183,7 +160,7 @@ def test_the_fit_finds_how_much_of_the_allocation_round_is_shared() -> None:
     many = _measured(APART, writers(4))
     got = fit_host_alloc(SLOW_COW, [_measured(APART, writers(1)), many])
     # too slow, held back by the round's shared work, not by the device
-    assert got.host_alloc_s is None and got.alloc_bw is None
+    assert got.alloc_bw is None
     assert got.alloc_shared == pytest.approx(SPLIT, abs=0.2)
     assert replay(got, writers(4), ios=3000)[0] == pytest.approx(many.iops, rel=0.05)
 
@@ -210,7 +187,6 @@ def test_calibrate_prints_the_hosts_allocation_rate() -> None:
                               tools={}, settings={}, probes=[writers(1)], params=params), out)
         return out.export_text()
 
-    assert "at most 12,000/s" in shown(LIMITED) and "83.3 us each" in shown(LIMITED)
     assert "device 1,453 MiB/s for copies-on-write" in shown(DEVICE)
     assert "no limit seen" in shown(FAST)
     assert "50% of the allocation round shared" in shown(APART)
@@ -234,7 +210,50 @@ def _three_allocating_vms(params: PerfParams) -> dict[str, float]:
 
 @pytest.mark.slow
 def test_a_scenarios_allocating_vms_share_the_hosts_rate_deterministically() -> None:
-    limited = _three_allocating_vms(LIMITED)
-    assert limited == _three_allocating_vms(LIMITED)  # same profile, same seed: same figures
+    limited = _three_allocating_vms(DEVICE)
+    assert limited == _three_allocating_vms(DEVICE)  # same profile, same seed: same figures
     free = _three_allocating_vms(FAST)
-    assert sum(limited.values()) <= 1.01 * RATE < sum(free.values())
+    assert DEVICE.alloc_bw is not None
+    # whole-cluster first writes copy nothing: 64 KiB each over the device's rate
+    assert sum(limited.values()) <= 1.01 * DEVICE.alloc_bw / 65536 < sum(free.values())
+
+
+def test_a_profile_fitted_with_the_old_host_allocator_is_refused(tmp_path: Path) -> None:
+    from cowbench.errors import UsageError
+    from cowbench.profile import Profile, load_profile, profile_json
+
+    prof = Profile(created="now", duration_s=1.0, matrix="quick", dir="/d", host={}, tools={},
+                   settings={}, probes=[writers(1)], params=DEVICE)
+    data = json.loads(profile_json(prof))
+    path = tmp_path / "old.json"
+    data["params"]["host_alloc_s"] = None  # written after alloc_bw, before the removal
+    path.write_text(json.dumps(data))
+    assert load_profile(path).params == DEVICE
+    data["params"]["host_alloc_s"] = 1 / RATE  # fitted with the old allocator
+    path.write_text(json.dumps(data))
+    with pytest.raises(UsageError) as err:
+        load_profile(path)
+    msg = str(err.value)
+    assert msg.startswith(f"{path}: params.host_alloc_s:") and "`cowbench calibrate`" in msg
+    assert "\n" not in msg
+    # the same parameters inline in a scenario (a run directory's scenario.yaml)
+    inline = {**DEVICE.model_dump(mode="json"), "host_alloc_s": 1 / RATE}
+    with pytest.raises(ValueError, match="host_alloc_s.*cowbench calibrate"):
+        PerfParams.model_validate(inline)
+
+
+def test_a_cached_profile_fitted_with_the_old_host_allocator_is_remade(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cowbench import profile_cache
+    from cowbench.profile import Profile, profile_json
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    fp = profile_cache.fingerprint(tmp_path)
+    prof = Profile(created="now", duration_s=1.0, matrix="quick", dir="/d", host={}, tools={},
+                   settings={}, probes=[writers(1)], params=DEVICE, fingerprint=fp)
+    where = profile_cache.store(prof)
+    assert profile_cache.lookup(fp) is not None
+    data = json.loads(profile_json(prof))
+    data["params"]["host_alloc_s"] = 1 / RATE
+    where.write_text(json.dumps(data))
+    assert profile_cache.lookup(fp) is None  # no match: the next run calibrates anew

@@ -34,9 +34,9 @@ and the model is fitted to it with one of two parameters, by which way it missed
 
 Both by bisection on the probe's replay (``ROUNDS`` rounds; the rate in log scale, within
 ``SPAN`` times the bandwidths' either way). Within ``SATURATION`` both stay absent; without
-the probe (profiles made before it) nothing changes. Profiles made while the host's rate was a
-separate allocator (``host_alloc_s``: a turn of its own per allocating write, overlapping the
-write's own work) predict as they did.
+the probe (profiles made before it) nothing changes. Profiles fitted with the separate host
+allocator that came before (``host_alloc_s``) are refused: ``cowbench calibrate`` makes them
+again (``cowbench.profile.parse_profile``).
 """
 
 from __future__ import annotations
@@ -69,8 +69,7 @@ def fit_host_alloc(params: PerfParams, probes: Sequence[Probe]) -> PerfParams:
     probe = allocating_probe(probes)
     if probe is None:
         return params
-    free = params.model_copy(update={"host_alloc_s": None, "alloc_shared": 1.0,
-                                     "alloc_bw": None})
+    free = params.model_copy(update={"alloc_shared": 1.0, "alloc_bw": None})
     got = _iops(free, probe)
     table = table_bw(free, probe)
     if got > probe.iops * (1 + SATURATION):  # the device is slower for this than the tables

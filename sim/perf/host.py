@@ -1,5 +1,5 @@
 """One host of the calibrated I/O model in SimPy: the path's shared stages, the device, the
-image files' locks, the host's allocator and its cores (``sim.perf.sched``); ``sim.perf.perf``
+image files' locks and its cores (``sim.perf.sched``); ``sim.perf.perf``
 describes the whole model."""
 
 from __future__ import annotations
@@ -119,9 +119,6 @@ class Host:
         self.fifo = model.p.device_queue == "fifo"
         self.on_path = model.p.transfer_on_path
         self.queue = simpy.Resource(env, capacity=1)  # the device in arrival order
-        # the storage's allocation of copies-on-write and cluster writes, one for the host
-        self.allocator = (simpy.Resource(env, capacity=1)
-                          if model.p.host_alloc_s is not None else None)
         self._locks: dict[int, FileLock] = {}
         # the host's cores, shared by every VM's issuer and server (sim.perf.sched)
         sched = model.p.sched
@@ -179,15 +176,6 @@ class Host:
         if d.device_s > 0:
             yield from self.transfer(d.device_s, alloc=True)
 
-    def _allocator_turn(self) -> Process:
-        """The older profiles' host allocator: ``host_alloc_s`` per allocating write, one at
-        a time for every image of the host (the fit now sets the device's own rate for
-        allocating writes instead, ``sim.perf.alloc``)."""
-        assert self.allocator is not None and self.model.p.host_alloc_s is not None
-        with self.allocator.request() as req:
-            yield req
-            yield self.env.timeout(self.model.p.host_alloc_s)
-
     def serve(self, d: Demand, image: object = None) -> Process:
         """One guest I/O of the VM whose disk is ``image``: with a host scheduler, its issuer
         and its server run their half of its CPU as it goes, and again as it returns."""
@@ -210,11 +198,7 @@ class Host:
         if d.allocates:
             lock = self.lock(image)
             yield lock.acquire(alone=True)
-            if self.allocator is None:
-                yield from self._allocation(d)
-            else:  # the write's own work and its turn of the host's allocator, both
-                yield self.env.all_of([self.env.process(self._allocation(d)),
-                                       self.env.process(self._allocator_turn())])
+            yield from self._allocation(d)
             lock.release(alone=True)
         elif d.shares_file and d.device_s > 0:
             lock = self.lock(image)

@@ -28,9 +28,7 @@ How a guest I/O is served (one host; every VM on it shares everything below):
   device's own rate for allocating writes' transfers (``alloc_bw``), so that N images
   allocating at once saturate the one device where the host did; or, where the allocation
   round's shared work held them back, only ``alloc_shared`` of that round is work on the
-  stages and the rest waiting that holds only the image's lock (profiles made with the older
-  host allocator, ``host_alloc_s``: each allocating write also takes a turn of it, overlapping
-  its own work);
+  stages and the rest waiting that holds only the image's lock;
 - a *device* demand: the host bytes the I/O moves (``HostIO``: COW copies and metadata
   included) over the storage's bandwidth (an allocating write's over ``alloc_bw`` where the
   fit set it), on one device. The device serves what waits for it
