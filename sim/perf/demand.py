@@ -76,6 +76,8 @@ class PerfModel:
     def __init__(self, params: PerfParams) -> None:
         self.p = params
         self.client_s = params.client_s
+        s = params.sched  # what each kind of I/O costs the scheduler's processes, made once
+        self._costs = {k: s.cost(k) for k in ("data", "hole", "alloc")} if s else {}
 
     def bandwidth(self, is_write: bool, op_bytes: float) -> float:
         return interp_log(self.p.write_bw if is_write else self.p.read_bw, op_bytes)
@@ -152,11 +154,9 @@ class PerfModel:
     def _cpu(self, host: HostIO, served: float) -> CpuCost:
         """What an I/O costs the host scheduler's processes: an allocating write's, or a data
         read's and a hole read's in the parts ``served`` and not."""
-        s = self.p.sched
-        assert s is not None
         if host.allocs or host.sub_allocs:
-            return s.cost("alloc")
-        d, h = s.cost("data"), s.cost("hole")
+            return self._costs["alloc"]
+        d, h = self._costs["data"], self._costs["hole"]
         if served >= 1.0 or d == h:
             return d
         return CpuCost(**{k: served * v + (1.0 - served) * getattr(h, k)
