@@ -71,12 +71,12 @@ def cache_pass(now: float, in_use: ArrayLike, mtime: ArrayLike, ic: CacheSetting
 def first_old_pass(passes: list[float], mtime: float, min_age: float, start: int = 0) -> int:
     """Index of the first of ``passes`` (sorted), ``start`` or later, at which a base unused
     since ``mtime`` is :func:`old_enough` (``len(passes)``: none)."""
-    k = bisect.bisect_left(passes, mtime + min_age)  # then exactly as a pass computes it
-    while k > 0 and old_enough(passes[k - 1], mtime, min_age):
+    k = bisect.bisect_left(passes, mtime + min_age, start)  # then as a pass computes it
+    while k > start and old_enough(passes[k - 1], mtime, min_age):
         k -= 1
     while k < len(passes) and not old_enough(passes[k], mtime, min_age):
         k += 1
-    return max(k, start)
+    return k
 
 
 class HostCaches:
