@@ -230,7 +230,11 @@ def _fit_given(probes: Sequence[Probe], read_bw: list[tuple[int, float]],
     chain_pts = sorted((p.depth, extra(p)) for p in qd1 if p.target == "chain")
     if not chain_pts or chain_pts[0][0] != 1:
         raise FitError("no chain probe of depth 1")
-    chain_base = chain_pts[0][1]
+    # a deeper chain never costs less than a shallower one (base + a k + b k^2, a and b >= 0),
+    # so no probe's cost is the base's plus less than nothing: the base is the lowest of them.
+    # A slow spell of a shared machine during the depth-1 probe (measured here: depth 1 at
+    # 370 us, depth 32 at 168 us, in one quick calibration) must not become every read's cost
+    chain_base = min(t for _, t in chain_pts)
     chain_a, chain_b = _fit_chain([(d - 1, t - chain_base) for d, t in chain_pts[1:]])
     params = draft.model_copy(update={"cow_read_s": cow_read,
                                       "cow_wait_s": cow_total - cow_read,
