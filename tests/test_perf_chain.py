@@ -1,8 +1,9 @@
 """Reads through a chain's empty layers (sim/perf/fit.py): a deeper chain never costs less than
 a shallower one, so a slow spell of a shared machine during the depth-1 probe does not become
 the cost of every read through an overlay (issue 15: three quick calibrations of this machine
-put it at -21, +155 and +128 us, each from the depth-1 probe alone, and the quickstart's reader,
-which reads through one layer, was predicted at 22k, 15k and 7.7k IOPS where it ran at 17k to 23k)."""
+put it at -21, +155 and +128 us, each from the depth-1 probe alone, and the quickstart's
+reader, which reads through one layer, was predicted at 22k, 15k and 7.7k IOPS where it ran
+at 17k to 23k)."""
 
 from __future__ import annotations
 
