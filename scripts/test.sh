@@ -3,8 +3,9 @@
 # the core), the import contract (lint-imports, pyproject.toml's [tool.importlinter]) and pytest
 # (unit, property, oracle against qemu-img, integration with qemu-nbd and fio, report notebooks
 # executed and opened in headless chromium). pytest runs one worker a core (pytest-xdist,
-# -n auto): the tests marked real one after another on one worker (but those marked exact), the
-# rest spread over the workers (tests/conftest.py groups them). Extra arguments go to pytest (e.g. -k oracle, -x).
+# -n auto), the real tests too: the quiet one (rates measured) alone on the storage, the serial
+# ones (deadlines) one after another on one worker (tests/conftest.py). Extra arguments go to
+# pytest (e.g. -k oracle, -x).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/bootstrap.sh --test

@@ -99,19 +99,19 @@ def mounts_under(path: Path) -> list[str]:
 def pytest_collection_modifyitems(config: pytest.Config,
                                   items: list[pytest.Item]) -> Iterator[None]:
     """Groups for ``pytest -n N`` (pytest-xdist, ``--dist loadgroup`` in pyproject.toml): the
-    ``real`` tests run one after another on one worker, and the tests of a module that share a
-    module-scoped fixture (a fit, a report, a run) run on one worker, which builds it once.
-    Spread over workers, the real tests failed where timing decides what qemu-nbd does (a
-    VM's host_read_bytes 4-8 KiB over under CPU load, in 3 of 3 runs beside busy loops) or how
-    fast a signal is answered; ``quiet`` (rates measured) stays a mark for the lock below.
-    A real test marked ``exact`` (qemu-img and qemu-io alone, compared byte for byte) is not
-    in that group: nothing in its outcome depends on timing, so it runs beside the others."""
+    tests of a module that share a module-scoped fixture (a fit, a report, a run) run on one
+    worker, which builds it once; the ``serial`` ones (a signal answered or a process gone
+    within a deadline) one after another on one worker. The other ``real`` tests spread over
+    the workers like the rest: what they assert (bytes, files, processes, errors) does not
+    depend on what runs beside them, and a ``quiet`` one (rates measured) has the storage to
+    itself through the lock below."""
     for item in items:
-        for mark in ("quiet", "exact"):
+        for mark in ("quiet", "exact", "serial"):
             if item.get_closest_marker(mark) is not None:
                 assert item.get_closest_marker("real") is not None, f"{mark} but not real: {item}"
-        if item.get_closest_marker("real") is not None and not _exact(item):
-            item.add_marker(pytest.mark.xdist_group("real"))
+        _exact(item)
+        if item.get_closest_marker("serial") is not None:
+            item.add_marker(pytest.mark.xdist_group("serial"))
         elif _uses_a_module_fixture(item):
             item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
     yield  # the other hooks, xdist's among them (it names each item's group)
@@ -120,18 +120,27 @@ def pytest_collection_modifyitems(config: pytest.Config,
         _name_the_groups(items)
 
 
-def quiet_first(items: list[pytest.Item]) -> list[pytest.Item]:
-    """Whole modules, each in its own order: those with a ``quiet`` test first (it takes the
-    storage while no real test holds it yet), then those without ``real`` tests (run beside
-    it), then the rest: xdist hands out work in this order."""
-    def rank(module: list[pytest.Item]) -> int:
-        marks = {m.name for i in module for m in i.iter_markers()}
-        return 0 if "quiet" in marks else 2 if "real" in marks else 1
+def module_rank(marks: set[str]) -> int:
+    """Where a module whose tests carry ``marks`` comes in the session: a ``quiet`` test's
+    first (it takes the storage before any real test holds it), then the slow modules
+    without real tests (run beside it), then those with real tests, the slow ones first
+    (the longest first, so the session does not end on one of them), then the rest (short,
+    they fill the end on every worker)."""
+    if "quiet" in marks:
+        return 0
+    if "real" in marks:
+        return 2 if "slow" in marks else 3
+    return 1 if "slow" in marks else 4
 
+
+def quiet_first(items: list[pytest.Item]) -> list[pytest.Item]:
+    """Whole modules, each in its own order, ranked by ``module_rank``: xdist hands out work
+    in this order (``--no-loadscope-reorder`` in pyproject.toml keeps it)."""
     modules: dict[str, list[pytest.Item]] = {}
     for item in items:
         modules.setdefault(item.nodeid.split("::")[0], []).append(item)
-    return [i for m in sorted(modules.values(), key=rank) for i in m]
+    return [i for m in sorted(modules.values(), key=lambda m: module_rank(
+        {k.name for i in m for k in i.iter_markers()})) for i in m]
 
 
 @pytest.hookimpl(optionalhook=True)  # xdist's hook
@@ -203,6 +212,7 @@ def _name_the_groups(items: list[pytest.Item]) -> None:
 def _exact(item: pytest.Item) -> bool:
     exact = item.get_closest_marker("exact") is not None
     assert not (exact and item.get_closest_marker("quiet")), f"exact and quiet: {item}"
+    assert not (exact and item.get_closest_marker("serial")), f"exact and serial: {item}"
     return exact
 
 

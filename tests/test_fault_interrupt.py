@@ -25,7 +25,7 @@ import yaml
 
 from .conftest import needs_tools, processes_mentioning, small_dict
 
-pytestmark = [pytest.mark.real, needs_tools]
+pytestmark = [pytest.mark.real, pytest.mark.serial, needs_tools]  # deadlines
 
 
 def _scenario(phase: str) -> dict[str, Any]:

@@ -22,7 +22,7 @@ import yaml
 
 from .conftest import needs_tools, small_dict
 
-pytestmark = [pytest.mark.real, needs_tools]
+pytestmark = [pytest.mark.real, pytest.mark.serial, needs_tools]  # deadlines
 
 
 def _cowbench(*args: str) -> subprocess.CompletedProcess[str]:

@@ -65,6 +65,7 @@ def _wait_for(cond: Callable[[], object], seconds: float = 20) -> bool:
 
 
 @pytest.mark.real
+@pytest.mark.serial  # a process gone within a deadline
 @needs_tools
 def test_a_fio_job_leaves_fio_process_group() -> None:
     """Why a process group cannot stop fio: each job calls setsid() (fio 3.33)."""
@@ -83,6 +84,7 @@ def test_a_fio_job_leaves_fio_process_group() -> None:
 
 
 @pytest.mark.real
+@pytest.mark.serial  # a process gone within a deadline
 @needs_tools
 def test_in_its_pid_namespace_fio_and_its_jobs_die_with_unshare() -> None:
     if not own_pid_namespace():

@@ -300,6 +300,7 @@ def test_small_lifecycle_both_backends(tmp_path: Path, transport: str, bound: fl
 
 
 @pytest.mark.real
+@pytest.mark.slow
 @needs_tools
 def test_nova_lifecycle_scenario_meets_its_target(tmp_path: Path, no_leaks: None) -> None:
     """Issue 4's "done when": every operation in both backends, every allocated_bytes and

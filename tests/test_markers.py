@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import device, pytest_xdist_auto_num_workers, quiet_first
+from .conftest import device, module_rank, pytest_xdist_auto_num_workers, quiet_first
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,10 +35,11 @@ def test_the_readme_fast_loop_leaves_out_real_and_slow_tests() -> None:
     assert len(ids) > 300
 
 
-def test_real_tests_keep_together_on_one_worker(request: pytest.FixtureRequest) -> None:
-    """``-n N --dist loadgroup`` (scripts/test.sh): every ``quiet`` or ``exact`` test of this
-    session is ``real``; every ``real`` test but the ``exact`` ones is in the one group "real"
-    (one after another); a test sharing a module-scoped fixture is in its module's group."""
+def test_the_serial_tests_keep_together_on_one_worker(request: pytest.FixtureRequest) -> None:
+    """``-n N --dist loadgroup`` (scripts/test.sh): every ``quiet``, ``exact`` or ``serial``
+    test of this session is ``real``; the ``serial`` ones are in the one group "serial" (one
+    after another), no other test is; a test sharing a module-scoped fixture is in its
+    module's group; the other real tests spread over the workers."""
     def group(item: pytest.Item) -> str | None:
         mark = item.get_closest_marker("xdist_group")
         return str(mark.args[0]) if mark is not None else None
@@ -46,15 +47,23 @@ def test_real_tests_keep_together_on_one_worker(request: pytest.FixtureRequest) 
     items = request.session.items
     xdist = bool(os.environ.get("PYTEST_XDIST_WORKER"))  # the scheduler reads the node id
     for item in items:
-        if item.get_closest_marker("quiet") is not None:
-            assert item.get_closest_marker("real") is not None, item.nodeid
-            assert item.get_closest_marker("exact") is None, item.nodeid
-        if item.get_closest_marker("exact") is not None:
-            assert item.get_closest_marker("real") is not None, item.nodeid
-            assert group(item) != "real", item.nodeid
-        elif item.get_closest_marker("real") is not None:
-            assert group(item) == "real", item.nodeid
-            assert not xdist or item.nodeid.endswith("@real"), item.nodeid
+        marks = {m.name for m in item.iter_markers()}
+        if marks & {"quiet", "exact", "serial"}:
+            assert "real" in marks, item.nodeid
+        assert len(marks & {"quiet", "exact", "serial"}) <= 1, item.nodeid
+        if "serial" in marks:
+            assert group(item) == "serial", item.nodeid
+            assert not xdist or item.nodeid.endswith("@serial"), item.nodeid
+        else:
+            assert group(item) != "serial", item.nodeid
+    serial = ("tests/test_fault_interrupt.py", "tests/test_fault_sigkill.py",
+              "tests/test_fio_watchdog.py")  # signals and deadlines
+    assert {i.nodeid.split("::")[0] for i in items if group(i) == "serial"} <= set(serial)
+    for item in items:
+        if item.nodeid.startswith(serial) and item.get_closest_marker("real") is not None:
+            assert group(item) == "serial", item.nodeid
+        if item.nodeid.startswith("tests/test_integration.py::"):  # real, spread
+            assert group(item) is None, item.nodeid
     mine = [i for i in items if i.nodeid.startswith("tests/test_markers.py::")]
     assert mine and all(group(i) is None for i in mine)  # nothing shared: spread freely
     users = [i for i in items if i.get_closest_marker("real") is None
@@ -130,10 +139,13 @@ def test_auto_starts_one_worker_a_core(monkeypatch: pytest.MonkeyPatch,
     assert pytest_xdist_auto_num_workers(pytestconfig) is None  # xdist's own hook reads it
 
 
-def test_modules_with_a_quiet_test_come_first_then_those_without_real_tests(
+def test_modules_with_a_quiet_test_come_first_then_in_rank(
         request: pytest.FixtureRequest) -> None:
-    """The session's order (xdist hands out work in it): every module in one run of items,
-    the quiet ones' modules first, the modules with real tests last."""
+    """The session's order, which xdist keeps (``--no-loadscope-reorder``: by default it
+    hands out the largest groups first): every module in one run of items, the quiet ones'
+    modules first, then the slow ones without real tests, then those with real tests (slow
+    first), then the rest (tests/conftest.py, ``module_rank``)."""
+    assert request.config.getoption("loadscopereorder") is False
     items = request.session.items
     assert quiet_first(items) == items  # already in that order
     runs: list[tuple[str, set[str]]] = []
@@ -143,5 +155,7 @@ def test_modules_with_a_quiet_test_come_first_then_those_without_real_tests(
             runs.append((module, set()))
         runs[-1][1].update(m.name for m in item.iter_markers())
     assert len(runs) == len({m for m, _ in runs}), "a module split in two"
-    order = [0 if "quiet" in marks else 2 if "real" in marks else 1 for _, marks in runs]
+    order = [module_rank(marks) for _, marks in runs]
     assert order == sorted(order), runs
+    assert [module_rank(m) for m in ({"quiet", "real"}, {"slow"}, {"real", "slow"}, {"real"},
+                                     set())] == [0, 1, 2, 3, 4]

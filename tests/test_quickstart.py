@@ -42,6 +42,7 @@ def test_the_readme_shows_the_two_commands() -> None:
     assert readme_commands() == ["./scripts/quickstart.sh", "./scripts/test.sh"]
 
 
+@pytest.mark.slow
 def test_quickstart_exactly_as_the_readme_writes_it(tmp_path: Path, no_leaks: None) -> None:
     command = readme_commands()[0]
     results = ROOT / "results"
