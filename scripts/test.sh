@@ -3,7 +3,7 @@
 # the core), the import contract (lint-imports, pyproject.toml's [tool.importlinter]) and pytest
 # (unit, property, oracle against qemu-img, integration with qemu-nbd and fio, report notebooks
 # executed and opened in headless chromium). pytest runs one worker a core (pytest-xdist,
-# -n auto), the real tests too: the quiet one (rates measured) alone on the storage, the serial
+# -n auto), the real tests too: the quiet one (rates measured) alone, the serial
 # ones (deadlines) one after another on one worker (tests/conftest.py). Extra arguments go to
 # pytest (e.g. -k oracle, -x).
 set -euo pipefail

@@ -99,7 +99,7 @@ def test_the_calibration_that_orders_measured_rates_is_quiet() -> None:
 
 def test_a_quiet_test_waits_for_the_real_ones_running_and_goes_before_new_ones(
         tmp_path: Path) -> None:
-    """The device lock (tests/conftest.py): real tests share it; a quiet one waits for those
+    """The device lock (tests/conftest.py): the tests share it; a quiet one waits for those
     running, and a real test that comes while it waits starts only after it."""
     order: list[str] = []
     first = threading.Event()
