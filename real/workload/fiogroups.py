@@ -16,8 +16,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
-
 KINDS = ("read", "write", "trim")
 LATS = ("slat_ns", "clat_ns", "lat_ns")
 
@@ -80,7 +78,10 @@ def latency(stats: list[dict[str, Any]]) -> dict[str, Any]:
 def percentiles(bins: dict[int, int], n: int, wanted: list[str]) -> dict[str, int]:
     """fio's ``calc_clat_percentiles`` on a histogram (bin value -> count) of ``n`` samples:
     for each percentile (fio's ``%f`` names), the first bin whose running count reaches its
-    share of ``n`` (compared in long double, as fio does)."""
+    share of ``n`` (compared in long double, as fio does). numpy is imported here, not at the
+    top: a real run starts without it (tests/test_spacebound.py)."""
+    import numpy as np
+
     out: dict[str, int] = {}
     todo = list(wanted)
     running = 0
