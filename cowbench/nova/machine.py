@@ -192,10 +192,9 @@ class Machine:
         assert all(Base(b.image) in bases[:i] for i, b in enumerate(bases) if b.resized)
         cache = self.cache[host]
         present, mtime = [b in cache for b in bases], [math.nan] * len(bases)
-        fetched = ensure(present, mtime, range(len(bases)), t) or []
+        fetched = set(ensure(present, mtime, range(len(bases)), t) or ())
         cache.update(zip(bases, mtime, strict=True))
-        return [TouchBase(host, b, t) if i not in fetched else FetchBase(host, b.image, t)
-                if b.size is None else MakeResizedBase(host, b.image, b.size, t)
+        return [_brought(host, b, t) if i in fetched else TouchBase(host, b, t)
                 for i, b in enumerate(bases)]
 
     @_apply.register
@@ -311,3 +310,11 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     AllowedFn = Callable[[str, Operation], str | None]
+
+
+def _brought(host: str, base: Base, t: float) -> Instruction:
+    """A base missing on ``host`` at ``t``: fetched from Glance, or a resized copy made from
+    its base (which is on the host by then)."""
+    if base.size is None:
+        return FetchBase(host, base.image, t)
+    return MakeResizedBase(host, base.image, base.size, t)
