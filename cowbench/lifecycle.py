@@ -36,6 +36,7 @@ from .nova.machine import (
     Snapshot,
     refusal,
 )
+from .nova.resize import auto_confirm
 from .nova.schema import Flavor, ImageCacheSettings, Lifetime
 from .units import format_duration, parse_duration, parse_size
 
@@ -303,11 +304,10 @@ def _op_key(r: dict[str, object]) -> tuple[float, int, str]:
 
 
 def _auto_confirms(raw: list[dict[str, object]], window: float) -> list[dict[str, object]]:
-    """Nova confirms a cold migration by itself after ``resize_confirm_window`` (0: never),
-    unless the VM is deleted first (its ``_resize`` directory goes with it). Marked
-    ``choose``: the scheduler drops those of migrations that did not happen."""
-    if window <= 0:
-        return []
+    """Nova confirms a cold migration by itself after ``resize_confirm_window``
+    (:func:`cowbench.nova.resize.auto_confirm`), unless the VM is deleted first (its
+    ``_resize`` directory goes with it). Marked ``choose``: the scheduler drops those of
+    migrations that did not happen."""
     out = []
     last_confirm: dict[object, float] = {}  # vm -> its latest explicit confirm
     deleted: dict[object, float] = {}  # vm -> its delete
@@ -320,9 +320,11 @@ def _auto_confirms(raw: list[dict[str, object]], window: float) -> list[dict[str
         if r["op"] != "migrate" or r.get("kind") == "live":
             continue
         t = float(str(r["t"]))
-        explicit = last_confirm.get(r["vm"], -math.inf) >= t
-        if not explicit and deleted.get(r["vm"], math.inf) >= t + window:
-            out.append({"t": t + window, "op": "confirm", "vm": r["vm"], "choose": True,
+        if last_confirm.get(r["vm"], -math.inf) >= t:
+            continue  # confirmed explicitly
+        at = auto_confirm(t, window, deleted.get(r["vm"], math.inf))
+        if at is not None:
+            out.append({"t": at, "op": "confirm", "vm": r["vm"], "choose": True,
                         "source": f"{r['source']} (resize_confirm_window_s)"})
     return out
 

@@ -11,6 +11,7 @@ from cowbench.nova.clock import PASS, SAMPLE, clock_ticks, sample_times, tick_co
 from cowbench.nova.draws import arrival_times, lifetimes, streams
 from cowbench.nova.imagecache import HostCaches, cache_pass, first_old_pass
 from cowbench.nova.placement import NO_VALID_HOST, Placement, disk_gb_bytes, inventory
+from cowbench.nova.resize import ResizeCopies, auto_confirm, copy_ends
 from cowbench.nova.schema import (
     BothSpellings,
     Flavor,
@@ -156,3 +157,33 @@ def test_old_spellings_are_read_with_a_warning_and_both_at_once_is_refused() -> 
     with pytest.raises(BothSpellings, match="give only capacity_bytes") as info:
         renamed({"capacity": 1, "capacity_bytes": 2}, "hosts[3].", {"capacity": "capacity_bytes"})
     assert info.value.key == "hosts[3].capacity"
+
+
+def test_a_resize_copy_keeps_its_claim_and_bases_until_confirmed() -> None:
+    """A cold migration's ``<uuid>_resize`` copy holds its source's claim and bases (nothing
+    freed when the VM leaves); its confirm frees both, through the caller's own state."""
+    p = Placement([10.0, 10.0])
+    unused: list[tuple[int, str]] = []
+    copies = ResizeCopies[int, str](release=p.release,
+                                    unuse=lambda h, b: unused.append((h, b)))
+    p.claim(0, 4)  # boots on 0
+    assert "a" not in copies and not copies.keep("a", 0, "img", 4)
+    p.claim(1, 4)  # migrated to 1: 0 keeps its copy
+    assert "a" in copies and p.used == [4.0, 4.0] and unused == []
+    assert not copies.keep("a", 1, "img", 4)
+    p.claim(0, 4)  # back on 0 beside its copy, and gone again: the older copy goes first
+    assert p.used == [8.0, 4.0] and copies.keep("a", 0, "img", 4)
+    p.claim(1, 4)
+    assert p.used == [4.0, 8.0] and unused == [(0, "img")]
+    assert [(c.host, c.bases) for c in copies.copies()] == [(0, "img"), (1, "img")]
+    assert [c.host for c in copies.confirm("a")] == [0, 1] and "a" not in copies
+    assert p.used == [0.0, 4.0] and unused == [(0, "img"), (0, "img"), (1, "img")]
+    assert copies.confirm("a") == []
+
+def test_nova_confirms_a_cold_migration_by_itself_after_the_window() -> None:
+    assert auto_confirm(5.0, 30.0) == 35.0
+    assert auto_confirm(5.0, 0.0) is None  # resize_confirm_window 0: never
+    assert auto_confirm(5.0, 30.0, ends=20.0) is None  # the copy went first (a delete)
+    assert auto_confirm(5.0, 30.0, ends=35.0) == 35.0
+    assert copy_ends(5.0, 30.0, 20.0) == 20.0 and copy_ends(5.0, 0.0, 20.0) == 20.0
+    assert copy_ends(5.0, 30.0, math.inf) == 35.0

@@ -6,6 +6,8 @@
   random streams;
 - :mod:`.imagecache`: the image cache manager's pass (aging unused bases);
 - :mod:`.fetch`: a disk made from bases in ``_base``: the missing fetched, all touched;
+- :mod:`.resize`: a cold migration's ``_resize`` copy (its claim and bases kept until
+  confirmed) and when Nova confirms by itself;
 - :mod:`.machine`: the typed operations and the state machine that applies them, answering
   with :mod:`.instructions` (fetch a base, make a disk, copy files, remove a base) that the
   model, the real backend and the validator carry out;

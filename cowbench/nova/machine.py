@@ -42,6 +42,7 @@ from .instructions import (
     TouchBase,
     UploadSnapshot,
 )
+from .resize import ResizeCopies
 
 if TYPE_CHECKING:
     from cowbench.scenario import Scenario
@@ -140,7 +141,7 @@ class Machine:
         self.state: dict[str, str] = {}
         self.size: dict[str, int] = {}
         self.bases: dict[str, tuple[Base, ...]] = {}  # a live VM's bases, on its host
-        self.kept: dict[str, dict[str, tuple[Base, ...]]] = {}  # vm -> host -> _resize's bases
+        self.resizes = ResizeCopies[str, tuple[Base, ...]]()  # the _resize copies' bases
         self.cache: dict[str, dict[Base, float]] = {h.name: {} for h in s.hosts}  # -> mtime
         self._allowed = allowed
 
@@ -245,10 +246,8 @@ class Machine:
     def _keep(self, vm: str, host: str, bases: tuple[Base, ...]) -> list[Instruction]:
         """The source's instance directory stays as ``_resize`` (back on a host it left
         unconfirmed: the older copy goes first)."""
-        kept = self.kept.setdefault(vm, {})
-        older: list[Instruction] = [RemoveResize(vm, host)] if host in kept else []
-        kept[host] = bases
-        return [*older, KeepResize(vm, host)]
+        older = self.resizes.keep(vm, host, bases)
+        return [*([RemoveResize(vm, host)] if older else []), KeepResize(vm, host)]
 
     @_apply.register
     def _(self, operation: Resize) -> list[Instruction]:
@@ -259,7 +258,7 @@ class Machine:
 
     @_apply.register
     def _(self, operation: Confirm) -> list[Instruction]:
-        return [RemoveResize(operation.vm, h) for h in self.kept.pop(operation.vm, {})]
+        return [RemoveResize(operation.vm, c.host) for c in self.resizes.confirm(operation.vm)]
 
     @_apply.register
     def _(self, operation: Delete) -> list[Instruction]:
@@ -267,7 +266,7 @@ class Machine:
         self.state[vm] = "deleted"
         self.bases.pop(vm, None)
         return [RemoveInstance(vm, self.where[vm]),
-                *(RemoveResize(vm, h) for h in self.kept.pop(vm, {}))]
+                *(RemoveResize(vm, c.host) for c in self.resizes.confirm(vm))]
 
     def cache_pass(self, t: float) -> list[Instruction]:
         """Nova's image cache manager at ``t`` (:mod:`.imagecache`): every base in use
@@ -295,9 +294,8 @@ class Machine:
         used: dict[str, set[Base]] = {h: set() for h in self.cache}
         for vm, bases in self.bases.items():
             used[self.where[vm]].update(bases)
-        for kept in self.kept.values():
-            for host, bases in kept.items():
-                used[host].update(bases)
+        for copy in self.resizes.copies():
+            used[copy.host].update(copy.bases)
         return used
 
 

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from .claims import GIB, NO_VALID_HOST, disk_gb_bytes, inventory
 
-__all__ = ["GIB", "NO_VALID_HOST", "Placement", "ResizeClaims", "disk_gb_bytes", "inventory"]
+__all__ = ["GIB", "NO_VALID_HOST", "Placement", "disk_gb_bytes", "inventory"]
 
 Heap = list[tuple[float, int]]
 
@@ -140,38 +140,3 @@ class Placement:
             heapq.heappush(heap, held)
         return h
 
-
-class ResizeClaims:
-    """The DISK_GB a cold migration's source keeps until the resize is confirmed (FACTS.md 1.5:
-    the source keeps the disk as ``<dir>_resize`` until confirm, so space is used twice; in
-    placement the migration holds the instance's allocation on the source until
-    ``confirm_resize`` or the instance's delete).
-
-    Per VM, each source it left unconfirmed and its claim there, which :meth:`keep` leaves in
-    ``placement`` and :meth:`confirm` frees. The timeline's scheduler and the fleet's event
-    loop both hold cold migrations' sources here."""
-
-    def __init__(self, placement: Placement) -> None:
-        self.placement = placement
-        self.held: dict[Hashable, dict[int, float]] = {}
-
-    def __contains__(self, vm: Hashable) -> bool:
-        """Whether ``vm`` has a migration not yet confirmed (Nova's VERIFY_RESIZE)."""
-        return vm in self.held
-
-    def keep(self, vm: Hashable, host: int, need: float) -> None:
-        """``vm`` left ``host`` by a cold migration: its claim of ``need`` there stays. Back on
-        a source it left unconfirmed, the older claim goes first, as its older ``_resize``
-        copy does (``cowbench.nova.machine.Machine``)."""
-        held = self.held.setdefault(vm, {})
-        if host in held:
-            self.placement.release(host, held.pop(host))
-        held[host] = need
-
-    def confirm(self, vm: Hashable) -> list[int]:
-        """``vm``'s resizes are confirmed (or it is deleted): every source's claim is freed;
-        the sources, in the order it left them."""
-        held = self.held.pop(vm, {})
-        for host, need in held.items():
-            self.placement.release(host, need)
-        return list(held)

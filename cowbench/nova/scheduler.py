@@ -12,7 +12,7 @@ own) and decides:
   host's inventory is a problem (key path, reason);
 - a cold (or flatten) migration's source keeps its claim (the ``<uuid>_resize`` directory, as
   in placement: the migration holds the source's allocation) until a ``confirm`` or the
-  VM's ``delete`` (:class:`~cowbench.nova.placement.ResizeClaims`, the fleet's own); a live
+  VM's ``delete`` (:class:`~cowbench.nova.resize.ResizeCopies`, the fleet's own); a live
   migration frees it at once; an automatic confirm (``choose``) of a migration that did not
   happen is dropped;
 - a resize claims its new root; a delete frees the claim.
@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING
 
 from ..units import format_duration
 from .claims import NO_VALID_HOST, disk_gb_bytes
-from .placement import Placement, ResizeClaims
+from .placement import Placement
+from .resize import ResizeCopies
 
 if TYPE_CHECKING:
     from ..scenario import VM, Scenario
@@ -56,7 +57,8 @@ class _Scheduler:
         self.where: dict[str, int] = {}
         self.need: dict[str, int] = {}
         self.refused: set[str] = set()
-        self.held = ResizeClaims(self.p)  # cold migrations' sources, until confirmed
+        # cold migrations' sources, until confirmed: their claims (the machine: their bases)
+        self.held = ResizeCopies[int, None](release=self.p.release)
 
     def host_for(self, r: Raw, choose: bool) -> int | None:
         """The host ``r`` moves its VM to (None: it moves nothing; NO_VALID_HOST: refused)."""
@@ -90,7 +92,7 @@ class _Scheduler:
                 return None  # a migration to where it is: check_timeline names it
             src = self.where.pop(vm)
             if r["op"] == "migrate" and r.get("kind") != "live":
-                self.held.keep(vm, src, self.need[vm])
+                self.held.keep(vm, src, None, self.need[vm])
             else:
                 self.p.release(src, self.need[vm])
         self.where[vm] = host

@@ -29,7 +29,8 @@ import numpy as np
 from cowbench.fleet import fleet_flavors
 from cowbench.nova.clock import PASS, clock_ticks, sample_times
 from cowbench.nova.imagecache import HostCaches
-from cowbench.nova.placement import Placement, ResizeClaims
+from cowbench.nova.placement import Placement
+from cowbench.nova.resize import ResizeCopies, copy_ends
 from cowbench.scenario import Scenario
 
 from .plan import (
@@ -125,7 +126,9 @@ class Engine:
         self.life_end: list[float] = pop.life_end.tolist()
         n = len(self.need)
         self.where, self.first = [-1] * n, [-1] * n
-        self.resizes = ResizeClaims(self.placement)  # cold migrations' sources
+        # cold migrations' sources: their claims, and their disk kinds' bases in use
+        self.resizes = ResizeCopies[int, int](release=self.placement.release,
+                                              unuse=self._unuse)
         self.count = [0] * h
         self.migs: list[tuple[int, float, int]] = []
         self.mig_dst: list[int] = []
@@ -158,7 +161,7 @@ class Engine:
             dst = self.placement.select(self.need[vm], exclude=src)
             if dst >= 0:
                 if self.cold:  # the source's _resize keeps the claim and the base in use
-                    self.resizes.keep(vm, src, self.need[vm])
+                    self.resizes.keep(vm, src, self.key[vm], self.need[vm])
                     self.count[src] -= 1
                 else:
                     self.leave(vm)
@@ -172,26 +175,29 @@ class Engine:
         self.after(self.interval, MIGRATE, vm)
 
     def _confirm_at(self, vm: int, src: int) -> float:
-        """When a cold migration's source copy goes (its confirm, booked): the window's end,
-        or the VM's."""
-        confirm = self.now + self.window if self.window > 0 else INF
-        confirm = min(confirm, self.life_end[vm])
+        """When a cold migration's source copy goes (booked): Nova's own confirm, or the VM's
+        end (:func:`~cowbench.nova.resize.copy_ends`)."""
+        confirm = copy_ends(self.now, self.window, self.life_end[vm])
         self.after(confirm - self.now, UNHOLD, vm, src)
         return confirm
 
-    def unhold(self, vm: int, src: int) -> None:
-        """The source's ``<uuid>_resize`` goes: its claim (:class:`ResizeClaims`), its base."""
+    def _unuse(self, host: int, key: int) -> None:
+        """A ``_resize`` copy of a disk of kind ``key`` goes: its base is one user less."""
+        self.cache.hold(host, key, -1)
+
+    def unhold(self, vm: int) -> None:
+        """The source's ``<uuid>_resize`` goes: its claim and its base
+        (:class:`~cowbench.nova.resize.ResizeCopies`)."""
         self.resizes.confirm(vm)
-        self.cache.hold(src, self.key[vm], -1)
 
     def dynamic(self) -> None:
         """The heap's next event: a migration, or the end of a ``_resize`` copy."""
-        t, _, kind, vm, src = heapq.heappop(self.heap)
+        t, _, kind, vm, _src = heapq.heappop(self.heap)
         self.now = t
         if kind == MIGRATE:
             self.migrate(vm)
         else:
-            self.unhold(vm, src)
+            self.unhold(vm)
 
     def tick(self, t: float, kinds: list[int]) -> None:
         """The clock: passes and samples at ``t``."""
