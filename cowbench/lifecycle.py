@@ -9,6 +9,7 @@ very same operations. Nova's behaviour and defaults are FACTS.md section 1; each
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
@@ -80,6 +81,8 @@ class Event(_Frozen):
       or internal (``qemu-img snapshot -c``: clusters shared inside the disk file);
     - ``migrate``: to host ``to``; ``kind`` cold (copy the overlay as a file), live (block
       migration: only the top overlay's data), flatten (2012 Nova: ship the full image);
+      until a cold or flatten migration is confirmed the VM neither migrates nor resizes
+      (VERIFY_RESIZE: :mod:`cowbench.nova.resize`);
     - ``resize``: the root disk grows to ``root_size``;
     - ``confirm``: a cold migration's source ``_resize`` directory is removed;
     - ``delete``: the VM's instance directory is removed (its base stays in the cache).
@@ -252,7 +255,9 @@ STRATEGY_OPS: dict[str, frozenset[tuple[str, str | None]]] = {
 #: clones (in Ceph, no _base)
 OVER_ANY_BASE = frozenset({"qcow2_overlay", "snapshot_chain", "rbd_clone"})
 
-_ORDER = {"boot": 0, "run": 1, "snapshot": 2, "resize": 3, "migrate": 4, "confirm": 5,
+#: the order of operations at one instant: a confirm before a migration or resize (the VM
+#: leaves VERIFY_RESIZE first, as in a fleet, where the confirm was booked first)
+_ORDER = {"boot": 0, "run": 1, "snapshot": 2, "confirm": 3, "resize": 4, "migrate": 5,
           "delete": 6}
 
 
@@ -305,28 +310,35 @@ def _op_key(r: dict[str, object]) -> tuple[float, int, str]:
 
 def _auto_confirms(raw: list[dict[str, object]], window: float) -> list[dict[str, object]]:
     """Nova confirms a cold migration by itself after ``resize_confirm_window``
-    (:func:`cowbench.nova.resize.auto_confirm`), unless the VM is deleted first (its
-    ``_resize`` directory goes with it). Marked ``choose``: the scheduler drops those of
-    migrations that did not happen."""
-    out = []
-    last_confirm: dict[object, float] = {}  # vm -> its latest explicit confirm
-    deleted: dict[object, float] = {}  # vm -> its delete
+    (:func:`cowbench.nova.resize.auto_confirm`) unless its ``_resize`` directory went first:
+    a confirm after the migration, or the VM's delete. Marked ``choose`` and with the
+    migration they confirm (``of``): the scheduler drops those of migrations not made."""
+    gone: dict[tuple[object, str], list[float]] = {}  # (vm, confirm or delete) -> times
     for x in raw:
-        if x["op"] == "confirm":
-            last_confirm[x["vm"]] = max(float(str(x["t"])), last_confirm.get(x["vm"], -math.inf))
-        elif x["op"] == "delete":
-            deleted.setdefault(x["vm"], float(str(x["t"])))
+        if x["op"] in ("confirm", "delete"):
+            gone.setdefault((x["vm"], str(x["op"])), []).append(float(str(x["t"])))
+    for times in gone.values():
+        times.sort()
+    out = []
     for r in raw:
         if r["op"] != "migrate" or r.get("kind") == "live":
             continue
         t = float(str(r["t"]))
-        if last_confirm.get(r["vm"], -math.inf) >= t:
-            continue  # confirmed explicitly
-        at = auto_confirm(t, window, deleted.get(r["vm"], math.inf))
+        at = auto_confirm(t, window, min(_first(gone.get((r["vm"], "confirm")), t, after=True),
+                                         _first(gone.get((r["vm"], "delete")), t)))
         if at is not None:
-            out.append({"t": at, "op": "confirm", "vm": r["vm"], "choose": True,
+            out.append({"t": at, "op": "confirm", "vm": r["vm"], "choose": True, "of": id(r),
                         "source": f"{r['source']} (resize_confirm_window_s)"})
     return out
+
+
+def _first(times: list[float] | None, t: float, after: bool = False) -> float:
+    """The first of ``times`` (sorted) at ``t`` or later (``after``: later only; a confirm
+    at the instant of a migration comes before it); ``inf`` if none."""
+    if not times:
+        return math.inf
+    k = (bisect.bisect_right if after else bisect.bisect_left)(times, t)
+    return times[k] if k < len(times) else math.inf
 
 
 def nova_problems(s: Scenario) -> list[tuple[str, str]]:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+import yaml
 
 from cowbench.errors import ScenarioError
 from cowbench.lifecycle import expand_timeline, schedule
@@ -15,6 +16,7 @@ from cowbench.runner import run_scenario
 from cowbench.scenario import load_scenario, parse_scenario
 from sim import simulate
 
+from .clirun import cowbench
 from .conftest import needs_tools
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -141,23 +143,52 @@ def test_a_cold_migration_holds_its_source_claim_until_confirmed(kind: str, conf
     assert path == f"timeline.events[{len(evs) - 1}]" and "no room on host 'h1'" in reason
 
 
-def test_a_source_left_twice_unconfirmed_keeps_one_claim() -> None:
-    """Back on a host it left unconfirmed and gone again: the older ``_resize`` copy goes
-    first (the machine's RemoveResize), and its claim with it: h1 keeps one 96 MiB root of
-    ``a``'s, so ``b``'s fits beside it (it was counted twice); while ``a`` is back on h1
-    beside its older copy, h1 is full."""
-    def moves(*stops: tuple[int, str]) -> dict[str, Any]:
-        d = events({"t": 0, "op": "boot", "vm": "a"},
-                   *({"t": t, "op": "migrate", "vm": "a", "to": to, "kind": "cold"}
-                     for t, to in stops),
-                   {"t": 8, "op": "boot", "vm": "b"})
-        d["vms"].append({"name": "b", "image": "img", "flavor": "tiny", "host": "h1"})
-        d["hosts"][0]["capacity_bytes"] = "192MiB"  # two 96 MiB roots
-        return d
+def _again(second: dict[str, Any], window: float = 0, *extra: dict[str, Any]) -> dict[str, Any]:
+    """``a`` cold-migrated to h2 at 5 s, then ``second`` (events[2]) at 20 s."""
+    d = events({"t": 0, "op": "boot", "vm": "a"},
+               {"t": 5, "op": "migrate", "vm": "a", "to": "h2", "kind": "cold"},
+               {"t": 20, "vm": "a", **second}, *extra)
+    d["nova"]["resize_confirm_window_s"] = window
+    return d
 
-    parse_scenario(moves((5, "h2"), (6, "h1"), (7, "h2")))
-    [(path, reason)] = problems(moves((5, "h2"), (6, "h1")))
-    assert path == "timeline.events[3]" and "no room on host 'h1'" in reason
+
+@pytest.mark.parametrize("second", [{"op": "migrate", "to": "h1", "kind": "cold"},
+                                    {"op": "migrate", "to": "h1", "kind": "live"},
+                                    {"op": "resize", "root_size": "128MiB"}])
+def test_nova_refuses_to_move_a_vm_whose_cold_migration_awaits_its_confirm(
+        second: dict[str, Any], tmp_path: Path) -> None:
+    """VERIFY_RESIZE: after a cold migration Nova accepts only a confirm, a revert or a delete
+    (a fleet's VMs migrate no more until then, tests/test_nova_same_decisions.py)."""
+    [(path, reason)] = problems(_again(second))
+    assert path == "timeline.events[2]"
+    assert reason.startswith(f"{second['op']} of 'a' at t=20 s: Nova refuses it: the cold "
+                             "migration at t=5 s awaits its confirm (VERIFY_RESIZE")
+    f = tmp_path / "s.yaml"
+    f.write_text(yaml.safe_dump(_again(second)))
+    ran = cowbench("validate", str(f))
+    assert ran.code == 2 and "Traceback" not in ran.stderr + ran.stdout
+    assert ran.stderr.strip().splitlines() == [f"error: {f}: {path}: {reason}"]
+    # confirmed before it, by an event or by Nova itself (the window ends at 15 s): accepted
+    parse_scenario(_again(second, 0, {"t": 12, "op": "confirm", "vm": "a"}))
+    parse_scenario(_again(second, 10))
+    assert problems(_again(second, 20))[0][0] == "timeline.events[2]"  # ends at 25 s: too late
+
+
+def test_a_confirm_at_the_instant_of_the_next_migration_comes_first() -> None:
+    """As in a fleet, where the confirm was booked first: Nova's own confirm at 20 s, then the
+    migration of the same instant."""
+    ops = expand_timeline(parse_scenario(_again({"op": "migrate", "to": "h1"}, 15)))
+    assert [(o.t, o.op, o.to) for o in ops if o.op != "run"] == [
+        (0, "boot", "h1"), (5, "migrate", "h2"), (20, "confirm", None), (20, "migrate", "h1"),
+        (35, "confirm", None)]
+
+
+def test_an_explicit_confirm_after_the_window_does_not_stop_nova_confirming_first() -> None:
+    """Nova confirms by itself at 15 s; a later confirm event (at 30 s) confirms nothing."""
+    ops = expand_timeline(parse_scenario(_again(
+        {"op": "migrate", "to": "h1"}, 10, {"t": 30, "op": "confirm", "vm": "a"})))
+    assert [(o.t, o.op) for o in ops if o.op != "run"] == [
+        (0, "boot"), (5, "migrate"), (15, "confirm"), (20, "migrate"), (30, "confirm")]
 
 
 def test_arrivals_are_placed_by_the_scheduler_and_refused_when_nothing_fits():

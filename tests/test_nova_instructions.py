@@ -81,15 +81,15 @@ def test_a_cold_migration_copies_by_the_transport_and_keeps_its_source(transport
     assert m.apply(Migrate(*at(1, 10.0), to="h2")) == [
         FetchBase("h2", "img", 10.0), CopyFiles("a", "h1", "h2", transport, IMG),
         KeepResize("a", "h1")]
-    assert m.apply(Migrate(*at(2, 20.0), to="h1")) == [
-        TouchBase("h1", Base("img"), 20.0), CopyFiles("a", "h2", "h1", transport, IMG),
+    # not again before its confirm (VERIFY_RESIZE): Nova refuses it, nothing happens
+    [refused] = m.apply(Migrate(*at(2, 20.0), to="h1"))
+    assert isinstance(refused, Refuse) and "the cold migration at t=10 s" in refused.reason
+    assert m.where["a"] == "h2"
+    assert m.apply(Confirm(*at(3, 25.0))) == [RemoveResize("a", "h1")]
+    assert m.apply(Migrate(*at(4, 30.0), to="h1")) == [
+        TouchBase("h1", Base("img"), 30.0), CopyFiles("a", "h2", "h1", transport, IMG),
         KeepResize("a", "h2")]
-    # leaving again a host it left unconfirmed: the older _resize copy goes first
-    assert m.apply(Migrate(*at(3, 30.0), to="h2")) == [
-        TouchBase("h2", Base("img"), 30.0), CopyFiles("a", "h1", "h2", transport, IMG),
-        RemoveResize("a", "h1"), KeepResize("a", "h1")]
-    assert m.apply(Confirm(*at(4, 40.0))) == [RemoveResize("a", "h1"), RemoveResize("a", "h2")]
-    assert m.apply(Delete(*at(5, 50.0))) == [RemoveInstance("a", "h2")]
+    assert m.apply(Delete(*at(5, 50.0))) == [RemoveInstance("a", "h1"), RemoveResize("a", "h2")]
 
 
 def test_a_flattened_vm_needs_no_base_and_its_source_keeps_one_until_confirmed() -> None:

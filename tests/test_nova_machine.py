@@ -48,6 +48,9 @@ def test_the_machine_follows_who_is_where() -> None:
     assert refusal(m.apply(Boot(*at))) == "the VM is already booted"
     assert refusal(m.apply(Migrate(*at, to="h1"))) == "the VM is already on that host"
     assert refusal(m.apply(Migrate(*at, to="h2"))) is None and m.where["a"] == "h2"
+    for op in (Resize(*at, root_size=1 << 30), Migrate(*at, to="h1", kind="live")):
+        assert "awaits its confirm (VERIFY_RESIZE" in str(refusal(m.apply(op)))
+    assert refusal(m.apply(Confirm(*at))) is None
     assert refusal(m.apply(Resize(*at, root_size=1))) == "Nova refuses to shrink a disk"
     assert refusal(m.apply(Delete(*at))) is None
     assert refusal(m.apply(Confirm(*at))) == "the VM was already deleted"

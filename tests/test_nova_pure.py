@@ -161,24 +161,28 @@ def test_old_spellings_are_read_with_a_warning_and_both_at_once_is_refused() -> 
 
 def test_a_resize_copy_keeps_its_claim_and_bases_until_confirmed() -> None:
     """A cold migration's ``<uuid>_resize`` copy holds its source's claim and bases (nothing
-    freed when the VM leaves); its confirm frees both, through the caller's own state."""
+    freed when the VM leaves); its confirm frees both, through the caller's own state;
+    meanwhile Nova neither migrates nor resizes the VM (VERIFY_RESIZE)."""
     p = Placement([10.0, 10.0])
     unused: list[tuple[int, str]] = []
     copies = ResizeCopies[int, str](release=p.release,
                                     unuse=lambda h, b: unused.append((h, b)))
     p.claim(0, 4)  # boots on 0
-    assert "a" not in copies and not copies.keep("a", 0, "img", 4)
+    assert "a" not in copies and copies.refusal("a", "migrate") is None
+    copies.keep("a", 0, "img", 4, t=90.0)
     p.claim(1, 4)  # migrated to 1: 0 keeps its copy
     assert "a" in copies and p.used == [4.0, 4.0] and unused == []
-    assert not copies.keep("a", 1, "img", 4)
-    p.claim(0, 4)  # back on 0 beside its copy, and gone again: the older copy goes first
-    assert p.used == [8.0, 4.0] and copies.keep("a", 0, "img", 4)
-    p.claim(1, 4)
-    assert p.used == [4.0, 8.0] and unused == [(0, "img")]
-    assert [(c.host, c.bases) for c in copies.copies()] == [(0, "img"), (1, "img")]
-    assert [c.host for c in copies.confirm("a")] == [0, 1] and "a" not in copies
-    assert p.used == [0.0, 4.0] and unused == [(0, "img"), (0, "img"), (1, "img")]
-    assert copies.confirm("a") == []
+    assert [(c.host, c.bases) for c in copies.copies()] == [(0, "img")]
+    for op in ("migrate", "resize"):
+        assert "migration at t=1 min 30 s awaits its confirm" in str(copies.refusal("a", op))
+    assert copies.refusal("a", "snapshot") is None and copies.refusal("b", "migrate") is None
+    with pytest.raises(AssertionError):
+        copies.keep("a", 1, "img", 4)
+    copy = copies.confirm("a")
+    assert copy is not None and (copy.host, copy.need, copy.t) == (0, 4, 90.0)
+    assert "a" not in copies and p.used == [0.0, 4.0] and unused == [(0, "img")]
+    assert copies.confirm("a") is None and unused == [(0, "img")]
+
 
 def test_nova_confirms_a_cold_migration_by_itself_after_the_window() -> None:
     assert auto_confirm(5.0, 30.0) == 35.0

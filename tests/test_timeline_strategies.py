@@ -91,6 +91,8 @@ def _allowed_events(kind: str) -> list[dict[str, Any]]:
             host = "h2" if host == "h1" else "h1"
             ev += [{"t": t, "op": "migrate", "vm": "a", "to": host, "kind": mig},
                    {"t": t + 5, "op": "run", "vm": "a", "workload": "r"}]
+            if mig != "live":  # Nova migrates it no more until confirmed (VERIFY_RESIZE)
+                ev.append({"t": t + 7, "op": "confirm", "vm": "a"})
             t += 10
     ev += [{"t": t, "op": "confirm", "vm": "a"}, {"t": t + 10, "op": "delete", "vm": "b"}]
     return ev

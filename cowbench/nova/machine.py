@@ -160,6 +160,9 @@ class Machine:
             return "the VM has not booted yet"
         if isinstance(operation, Boot) and st is not None:
             return "the VM is already booted"
+        refused = self.resizes.refusal(operation.vm, operation.op)
+        if refused:
+            return refused
         return self._allowed(self.s.strategy_of(self.vms[operation.vm]).kind, operation)
 
     @singledispatchmethod
@@ -235,19 +238,14 @@ class Machine:
         else:
             transport = self.s.nova.remote_filesystem_transport
             copy = [*self._ensure(to, bases, t), CopyFiles(vm, src, to, transport, backing)]
-        return copy + self._keep(vm, src, bases)
+        self.resizes.keep(vm, src, bases, t=t)  # the source stays as _resize
+        return [*copy, KeepResize(vm, src)]
 
     def _backing(self, vm: str) -> Base | None:
         """The base the VM's bottom file names as its backing file, if it names one."""
         bases = self.bases[vm]
         backed = self.s.strategy_of(self.vms[vm]).kind in BACKED
         return bases[-1] if bases and backed else None
-
-    def _keep(self, vm: str, host: str, bases: tuple[Base, ...]) -> list[Instruction]:
-        """The source's instance directory stays as ``_resize`` (back on a host it left
-        unconfirmed: the older copy goes first)."""
-        older = self.resizes.keep(vm, host, bases)
-        return [*([RemoveResize(vm, host)] if older else []), KeepResize(vm, host)]
 
     @_apply.register
     def _(self, operation: Resize) -> list[Instruction]:
@@ -258,15 +256,19 @@ class Machine:
 
     @_apply.register
     def _(self, operation: Confirm) -> list[Instruction]:
-        return [RemoveResize(operation.vm, c.host) for c in self.resizes.confirm(operation.vm)]
+        return self._confirm(operation.vm)
 
     @_apply.register
     def _(self, operation: Delete) -> list[Instruction]:
         vm = operation.vm
         self.state[vm] = "deleted"
         self.bases.pop(vm, None)
-        return [RemoveInstance(vm, self.where[vm]),
-                *(RemoveResize(vm, c.host) for c in self.resizes.confirm(vm))]
+        return [RemoveInstance(vm, self.where[vm]), *self._confirm(vm)]
+
+    def _confirm(self, vm: str) -> list[Instruction]:
+        """The VM's ``_resize`` copy goes, if it has one (:class:`~.resize.ResizeCopies`)."""
+        copy = self.resizes.confirm(vm)
+        return [RemoveResize(vm, copy.host)] if copy else []
 
     def cache_pass(self, t: float) -> list[Instruction]:
         """Nova's image cache manager at ``t`` (:mod:`.imagecache`): every base in use

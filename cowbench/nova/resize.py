@@ -5,7 +5,8 @@ FACTS.md 1.5: a cold migration (or resize) renames the source's instance directo
 itself that long after, 0 meaning never), so space is used twice meanwhile; placement holds the
 migration's DISK_GB allocation on the source until ``confirm_resize`` or the instance's
 delete. 1.6: the image cache manager counts ``<uuid>_resize`` directories, so the bases the
-copy is backed by stay in use.
+copy is backed by stay in use. Meanwhile the instance is RESIZED (VERIFY_RESIZE): Nova
+accepts only its confirm, a revert or its delete, so it migrates or resizes it no more.
 
 :class:`ResizeCopies` is that, once, for the timeline's state machine
 (``cowbench.nova.machine.Machine``: the copies' bases by value, ``RemoveResize``
@@ -23,18 +24,21 @@ from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from ..units import format_duration
+
 H = TypeVar("H", bound=Hashable)  # a host: its name, or its index in a fleet
 B = TypeVar("B")  # the bases a copy keeps in use: values, a fleet's disk kind, or nothing
 
 
 @dataclass(frozen=True)
 class ResizeCopy(Generic[H, B]):
-    """A ``<uuid>_resize`` directory on ``host``: it keeps ``need`` bytes of DISK_GB claimed
-    there and ``bases`` in use."""
+    """A ``<uuid>_resize`` directory on ``host`` since ``t``: it keeps ``need`` bytes of
+    DISK_GB claimed there and ``bases`` in use."""
 
     host: H
     need: float
     bases: B
+    t: float = math.nan
 
 
 def auto_confirm(t: float, window: float, ends: float = math.inf) -> float | None:
@@ -54,19 +58,25 @@ def copy_ends(t: float, window: float, ends: float) -> float:
     return ends if at is None else at
 
 
-class ResizeCopies(Generic[H, B]):
-    """Every VM's ``_resize`` copies: per VM, each source it left by a cold migration not yet
-    confirmed and the copy there (:class:`ResizeCopy`).
+#: what Nova refuses while a VM's cold migration awaits its confirm (vm_state RESIZED,
+#: VERIFY_RESIZE: only confirm, revert or delete): another migration, or a resize
+REFUSED = frozenset({"migrate", "resize"})
 
-    :meth:`keep` makes one when a VM leaves a host: its claim and its bases' use pass from the
-    VM's disk to the copy (nothing is freed); :meth:`confirm` (a confirm, or the VM's delete)
-    removes them, each claim given back through ``release`` and each copy's bases through
+
+class ResizeCopies(Generic[H, B]):
+    """Every VM's ``_resize`` copy: the source it left by a cold migration not yet confirmed,
+    and the copy there (:class:`ResizeCopy`). Nova migrates or resizes such a VM no more
+    (:meth:`refusal`), so a VM has one copy at most.
+
+    :meth:`keep` makes it when the VM leaves its host: its claim and its bases' use pass from
+    the VM's disk to the copy (nothing is freed); :meth:`confirm` (a confirm, or the VM's
+    delete) removes it, the claim given back through ``release`` and the bases through
     ``unuse`` (a fleet's columnar state; the timeline's machine asks :meth:`copies` instead).
     """
 
     def __init__(self, release: Callable[[H, float], None] | None = None,
                  unuse: Callable[[H, B], None] | None = None) -> None:
-        self.held: dict[Hashable, dict[H, ResizeCopy[H, B]]] = {}
+        self.held: dict[Hashable, ResizeCopy[H, B]] = {}
         self._release = release
         self._unuse = unuse
 
@@ -74,31 +84,32 @@ class ResizeCopies(Generic[H, B]):
         """Whether ``vm`` has a migration not yet confirmed (Nova's VERIFY_RESIZE)."""
         return vm in self.held
 
-    def keep(self, vm: Hashable, host: H, bases: B, need: float = 0.0) -> bool:
-        """``vm`` left ``host`` by a cold migration: its disk there stays as a copy. Back on a
-        source it left unconfirmed, the older copy goes first (returns True then)."""
-        held = self.held.setdefault(vm, {})
-        older = held.get(host)
-        if older is not None:
-            self._gone(older)
-        held[host] = ResizeCopy(host, need, bases)
-        return older is not None
+    def refusal(self, vm: Hashable, op: str) -> str | None:
+        """Why Nova refuses operation ``op`` (``migrate``, ``resize``, ...) on ``vm`` now
+        (None: it does not): its cold migration awaits confirmation."""
+        copy = self.held.get(vm)
+        if copy is None or op not in REFUSED:
+            return None
+        return (f"Nova refuses it: the cold migration at t={format_duration(copy.t)} awaits "
+                "its confirm (VERIFY_RESIZE: only confirm, revert or delete); confirm it "
+                "first or set nova.resize_confirm_window_s")
 
-    def confirm(self, vm: Hashable) -> list[ResizeCopy[H, B]]:
-        """``vm``'s migrations are confirmed (or it is deleted): every copy goes, in the order
-        it left their hosts; returned."""
-        gone = list(self.held.pop(vm, {}).values())
-        for c in gone:
-            self._gone(c)
-        return gone
+    def keep(self, vm: Hashable, host: H, bases: B, need: float = 0.0,
+             t: float = math.nan) -> None:
+        """``vm`` left ``host`` at ``t`` by a cold migration: its disk there stays as a copy."""
+        assert vm not in self.held, "Nova refuses a second migration before the confirm"
+        self.held[vm] = ResizeCopy(host, need, bases, t)
 
-    def _gone(self, c: ResizeCopy[H, B]) -> None:
-        if self._release is not None:
-            self._release(c.host, c.need)
-        if self._unuse is not None:
-            self._unuse(c.host, c.bases)
+    def confirm(self, vm: Hashable) -> ResizeCopy[H, B] | None:
+        """``vm``'s migration is confirmed (or it is deleted): its copy goes, returned."""
+        copy = self.held.pop(vm, None)
+        if copy is not None:
+            if self._release is not None:
+                self._release(copy.host, copy.need)
+            if self._unuse is not None:
+                self._unuse(copy.host, copy.bases)
+        return copy
 
     def copies(self) -> Iterator[ResizeCopy[H, B]]:
         """Every copy there is (the bases they keep in use)."""
-        for held in self.held.values():
-            yield from held.values()
+        return iter(self.held.values())

@@ -14,7 +14,8 @@ own) and decides:
   in placement: the migration holds the source's allocation) until a ``confirm`` or the
   VM's ``delete`` (:class:`~cowbench.nova.resize.ResizeCopies`, the fleet's own); a live
   migration frees it at once; an automatic confirm (``choose``) of a migration that did not
-  happen is dropped;
+  happen is dropped; meanwhile the VM neither migrates nor resizes (VERIFY_RESIZE): a chosen
+  migration does not happen (as in a fleet), any other is left to the machine to refuse;
 - a resize claims its new root; a delete frees the claim.
 
 Every boot leaves with its host in ``to``. Operations that make no sense (an unknown VM, a
@@ -69,8 +70,8 @@ class _Scheduler:
             self.need[vm] = claim_bytes(self.s, self.vms[vm])
             return self.p.select(self.need[vm]) if choose else \
                 self.index[self.s.host_of(self.vms[vm]).name]
-        if vm not in self.where:
-            return None
+        if vm not in self.where or self.held.refusal(vm, str(op)):
+            return None  # gone, or awaiting its confirm (VERIFY_RESIZE): nothing moves
         if op == "migrate":
             return self.p.select(self.need[vm], exclude=self.where[vm]) if choose else \
                 self.index.get(str(r["to"]))
@@ -92,7 +93,7 @@ class _Scheduler:
                 return None  # a migration to where it is: check_timeline names it
             src = self.where.pop(vm)
             if r["op"] == "migrate" and r.get("kind") != "live":
-                self.held.keep(vm, src, None, self.need[vm])
+                self.held.keep(vm, src, None, self.need[vm], float(str(r["t"])))
             else:
                 self.p.release(src, self.need[vm])
         self.where[vm] = host
@@ -111,9 +112,11 @@ def schedule_ops(s: Scenario, raw: list[Raw]) -> tuple[list[Raw], list[tuple[str
     sched = _Scheduler(s)
     out: list[Raw] = []
     problems: list[tuple[str, str]] = []
+    made: set[object] = set()  # the migrations made (their raw operations' ids)
     for r in raw:
-        vm, choose = str(r["vm"]), bool(r.pop("choose", False))
-        if vm in sched.refused or (r["op"] == "confirm" and choose and vm not in sched.held):
+        vm, choose, of = str(r["vm"]), bool(r.pop("choose", False)), r.pop("of", None)
+        if vm in sched.refused or (r["op"] == "confirm" and choose and
+                                   (of not in made or vm not in sched.held)):
             continue  # a refused VM's, or the automatic confirm of a migration not made
         host = sched.host_for(r, choose)
         if host == NO_VALID_HOST:
@@ -121,7 +124,9 @@ def schedule_ops(s: Scenario, raw: list[Raw]) -> tuple[list[Raw], list[tuple[str
                 sched.refused.add(vm)
             continue
         if r["op"] == "migrate" and choose and host is None:
-            continue  # the VM is gone
+            continue  # the VM is gone, or Nova refuses it (VERIFY_RESIZE), as a fleet's
+        if r["op"] == "migrate":
+            made.add(id(r))
         out.append(r)
         problem = sched.move(r, host, choose) if host is not None else None
         if problem:

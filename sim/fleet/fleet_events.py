@@ -157,11 +157,11 @@ class Engine:
         src = self.where[vm]
         if src < 0:
             return  # gone
-        if vm not in self.resizes:  # else VERIFY_RESIZE: Nova refuses another migration
+        if self.resizes.refusal(vm, "migrate") is None:  # else VERIFY_RESIZE
             dst = self.placement.select(self.need[vm], exclude=src)
             if dst >= 0:
                 if self.cold:  # the source's _resize keeps the claim and the base in use
-                    self.resizes.keep(vm, src, self.key[vm], self.need[vm])
+                    self.resizes.keep(vm, src, self.key[vm], self.need[vm], self.now)
                     self.count[src] -= 1
                 else:
                     self.leave(vm)
