@@ -37,7 +37,7 @@ from .nova.machine import (
     Snapshot,
     refusal,
 )
-from .nova.resize import auto_confirm
+from .nova.resize import auto_confirm, leaves_copy
 from .nova.schema import Flavor, ImageCacheSettings, Lifetime
 from .units import format_duration, parse_duration, parse_size
 
@@ -321,7 +321,7 @@ def _auto_confirms(raw: list[dict[str, object]], window: float) -> list[dict[str
         times.sort()
     out = []
     for r in raw:
-        if r["op"] != "migrate" or r.get("kind") == "live":
+        if r["op"] != "migrate" or not leaves_copy(cast(str | None, r.get("kind"))):
             continue
         t = float(str(r["t"]))
         at = auto_confirm(t, window, min(_first(gone.get((r["vm"], "confirm")), t, after=True),

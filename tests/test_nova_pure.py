@@ -11,7 +11,7 @@ from cowbench.nova.clock import PASS, SAMPLE, clock_ticks, sample_times, tick_co
 from cowbench.nova.draws import arrival_times, lifetimes, streams
 from cowbench.nova.imagecache import HostCaches, cache_pass, first_old_pass
 from cowbench.nova.placement import NO_VALID_HOST, Placement, disk_gb_bytes, inventory
-from cowbench.nova.resize import ResizeCopies, auto_confirm, copy_ends
+from cowbench.nova.resize import ResizeCopies, auto_confirm, copy_ends, leaves_copy
 from cowbench.nova.schema import (
     BothSpellings,
     Flavor,
@@ -191,3 +191,5 @@ def test_nova_confirms_a_cold_migration_by_itself_after_the_window() -> None:
     assert auto_confirm(5.0, 30.0, ends=35.0) == 35.0
     assert copy_ends(5.0, 30.0, 20.0) == 20.0 and copy_ends(5.0, 0.0, 20.0) == 20.0
     assert copy_ends(5.0, 30.0, math.inf) == 35.0
+    # which migrations leave a copy: cold (the default) and flatten; live removes its source
+    assert [leaves_copy(k) for k in ("cold", None, "flatten", "live")] == [True] * 3 + [False]

@@ -42,7 +42,7 @@ from .instructions import (
     TouchBase,
     UploadSnapshot,
 )
-from .resize import ResizeCopies
+from .resize import ResizeCopies, leaves_copy
 
 if TYPE_CHECKING:
     from cowbench.scenario import Scenario
@@ -229,7 +229,7 @@ class Machine:
             return [Refuse("the VM is already on that host")]
         self.where[vm] = to
         bases, t, backing = self.bases[vm], operation.t, self._backing(vm)
-        if operation.kind == "live":  # the source's directory goes once the copy is done
+        if not leaves_copy(operation.kind):  # the source's directory goes after the copy
             return [*self._ensure(to, bases, t), BlockCopy(vm, src, to, backing),
                     RemoveInstance(vm, src)]
         if operation.kind == "flatten":  # the whole image ships: it needs no base any more

@@ -41,6 +41,13 @@ class ResizeCopy(Generic[H, B]):
     t: float = math.nan
 
 
+def leaves_copy(kind: str | None) -> bool:
+    """Whether a migration of ``kind`` leaves a ``_resize`` copy on its source: a cold one
+    (the default, None) and a flatten one do; a live (block) migration removes the source's
+    directory once its copy is done."""
+    return kind != "live"
+
+
 def auto_confirm(t: float, window: float, ends: float = math.inf) -> float | None:
     """When Nova confirms by itself a cold migration made at ``t``: ``window``
     (``resize_confirm_window``) later; None when it never does: a window of 0, or the copy

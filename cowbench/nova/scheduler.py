@@ -24,12 +24,12 @@ second boot) pass untouched: ``cowbench.lifecycle.check_timeline`` names them.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from ..units import format_duration
 from .claims import NO_VALID_HOST, disk_gb_bytes
 from .placement import Placement
-from .resize import ResizeCopies
+from .resize import ResizeCopies, leaves_copy
 
 if TYPE_CHECKING:
     from ..scenario import VM, Scenario
@@ -92,7 +92,7 @@ class _Scheduler:
             if self.where[vm] == host:
                 return None  # a migration to where it is: check_timeline names it
             src = self.where.pop(vm)
-            if r["op"] == "migrate" and r.get("kind") != "live":
+            if r["op"] == "migrate" and leaves_copy(cast("str | None", r.get("kind"))):
                 self.held.keep(vm, src, None, self.need[vm], float(str(r["t"])))
             else:
                 self.p.release(src, self.need[vm])

@@ -30,7 +30,7 @@ from cowbench.fleet import fleet_flavors
 from cowbench.nova.clock import PASS, clock_ticks, sample_times
 from cowbench.nova.imagecache import HostCaches
 from cowbench.nova.placement import Placement
-from cowbench.nova.resize import ResizeCopies, copy_ends
+from cowbench.nova.resize import ResizeCopies, copy_ends, leaves_copy
 from cowbench.scenario import Scenario
 
 from .plan import (
@@ -115,7 +115,7 @@ class Engine:
         assert f is not None and s.duration is not None
         self.plan, self.end, self.now = plan, s.duration, 0.0
         self.interval = f.migrations.every_s
-        self.cold, self.window = f.migrations.kind == "cold", s.nova.resize_confirm_window_s
+        self.cold, self.window = leaves_copy(f.migrations.kind), s.nova.resize_confirm_window_s
         h = len(s.hosts)
         self.placement = Placement([x.placement_capacity for x in s.hosts])
         self.cache = host_caches(s, h, passes)
