@@ -9,7 +9,6 @@ very same operations. Nova's behaviour and defaults are FACTS.md section 1; each
 
 from __future__ import annotations
 
-import bisect
 import itertools
 import math
 from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
@@ -37,7 +36,7 @@ from .nova.machine import (
     Snapshot,
     refusal,
 )
-from .nova.resize import auto_confirm, leaves_copy
+from .nova.resize import auto_confirms
 from .nova.schema import Flavor, ImageCacheSettings, Lifetime
 from .units import format_duration, parse_duration, parse_size
 
@@ -292,7 +291,7 @@ def _expand(s: Scenario) -> tuple[list[Op], list[tuple[str, str]]]:
                 raw.append({"t": 0.0, "op": "run", "vm": vm.name, "workload": vm.workload,
                             "source": f"vms[{i}]"})
     raw = [r for r in raw if float(str(r["t"])) <= end]
-    raw += [c for c in _auto_confirms(raw, s.nova.resize_confirm_window_s)
+    raw += [c for c in auto_confirms(raw, s.nova.resize_confirm_window_s)
             if float(str(c["t"])) <= end]
     raw.sort(key=_op_key)
     from .nova.scheduler import schedule_ops  # numpy: not at validation without a timeline
@@ -306,39 +305,6 @@ def _expand(s: Scenario) -> tuple[list[Op], list[tuple[str, str]]]:
 
 def _op_key(r: dict[str, object]) -> tuple[float, int, str]:
     return float(str(r["t"])), _ORDER[str(r["op"])], str(r["vm"])
-
-
-def _auto_confirms(raw: list[dict[str, object]], window: float) -> list[dict[str, object]]:
-    """Nova confirms a cold migration by itself after ``resize_confirm_window``
-    (:func:`cowbench.nova.resize.auto_confirm`) unless its ``_resize`` directory went first:
-    a confirm after the migration, or the VM's delete. Marked ``choose`` and with the
-    migration they confirm (``of``): the scheduler drops those of migrations not made."""
-    gone: dict[tuple[object, str], list[float]] = {}  # (vm, confirm or delete) -> times
-    for x in raw:
-        if x["op"] in ("confirm", "delete"):
-            gone.setdefault((x["vm"], str(x["op"])), []).append(float(str(x["t"])))
-    for times in gone.values():
-        times.sort()
-    out = []
-    for r in raw:
-        if r["op"] != "migrate" or not leaves_copy(cast(str | None, r.get("kind"))):
-            continue
-        t = float(str(r["t"]))
-        at = auto_confirm(t, window, min(_first(gone.get((r["vm"], "confirm")), t, after=True),
-                                         _first(gone.get((r["vm"], "delete")), t)))
-        if at is not None:
-            out.append({"t": at, "op": "confirm", "vm": r["vm"], "choose": True, "of": id(r),
-                        "source": f"{r['source']} (resize_confirm_window_s)"})
-    return out
-
-
-def _first(times: list[float] | None, t: float, after: bool = False) -> float:
-    """The first of ``times`` (sorted) at ``t`` or later (``after``: later only; a confirm
-    at the instant of a migration comes before it); ``inf`` if none."""
-    if not times:
-        return math.inf
-    k = (bisect.bisect_right if after else bisect.bisect_left)(times, t)
-    return times[k] if k < len(times) else math.inf
 
 
 def nova_problems(s: Scenario) -> list[tuple[str, str]]:

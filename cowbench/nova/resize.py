@@ -12,22 +12,24 @@ accepts only its confirm, a revert or its delete, so it migrates or resizes it n
 (``cowbench.nova.machine.Machine``: the copies' bases by value, ``RemoveResize``
 instructions), its scheduler (``cowbench.nova.scheduler``: the claims) and a fleet's event loop
 (``sim.fleet.fleet_events``: claims and a disk kind per copy, given back into its columnar
-placement and user counts); :func:`auto_confirm` says when Nova confirms by itself, for the
-timeline's expansion (``cowbench.lifecycle``) and the fleet's event loop alike.
+placement and user counts); :func:`auto_confirm` says when Nova confirms by itself, for a
+timeline's operations (:func:`auto_confirms`) and the fleet's event loop alike.
 Pure and numpy-free: scenario validation walks the machine.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 from ..units import format_duration
 
 H = TypeVar("H", bound=Hashable)  # a host: its name, or its index in a fleet
 B = TypeVar("B")  # the bases a copy keeps in use: values, a fleet's disk kind, or nothing
+Raw = dict[str, object]  # a timeline's operation before it is typed
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,40 @@ def copy_ends(t: float, window: float, ends: float) -> float:
     explicitly: at Nova's own confirm (:func:`auto_confirm`), else with the VM at ``ends``."""
     at = auto_confirm(t, window, ends)
     return ends if at is None else at
+
+
+def auto_confirms(raw: list[Raw], window: float) -> list[Raw]:
+    """Nova confirms a cold migration by itself after ``resize_confirm_window``
+    (:func:`auto_confirm`) unless its ``_resize`` directory went first: a confirm after the
+    migration, or the VM's delete. ``raw``: a timeline's operations (``cowbench.lifecycle``);
+    the confirms are marked ``choose`` and with the migration they confirm (``of``): the
+    scheduler (``cowbench.nova.scheduler``) drops those of migrations not made."""
+    gone: dict[tuple[object, str], list[float]] = {}  # (vm, confirm or delete) -> times
+    for x in raw:
+        if x["op"] in ("confirm", "delete"):
+            gone.setdefault((x["vm"], str(x["op"])), []).append(float(str(x["t"])))
+    for times in gone.values():
+        times.sort()
+    out = []
+    for r in raw:
+        if r["op"] != "migrate" or not leaves_copy(cast(str | None, r.get("kind"))):
+            continue
+        t = float(str(r["t"]))
+        at = auto_confirm(t, window, min(_first(gone.get((r["vm"], "confirm")), t, after=True),
+                                         _first(gone.get((r["vm"], "delete")), t)))
+        if at is not None:
+            out.append({"t": at, "op": "confirm", "vm": r["vm"], "choose": True, "of": id(r),
+                        "source": f"{r['source']} (resize_confirm_window_s)"})
+    return out
+
+
+def _first(times: list[float] | None, t: float, after: bool = False) -> float:
+    """The first of ``times`` (sorted) at ``t`` or later (``after``: later only; a confirm
+    at the instant of a migration comes before it); ``inf`` if none."""
+    if not times:
+        return math.inf
+    k = (bisect.bisect_right if after else bisect.bisect_left)(times, t)
+    return times[k] if k < len(times) else math.inf
 
 
 #: what Nova refuses while a VM's cold migration awaits its confirm (vm_state RESIZED,
