@@ -9,7 +9,7 @@ import fcntl
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ if os.environ.get("CI"):
 #: The directory of the lock that keeps ``real`` tests off the storage while a ``quiet`` one runs.
 DEVICE_ENV = "COWBENCH_TEST_DEVICE_LOCK"
 _OWN_DEVICE_DIR = pytest.StashKey[str]()
+_SHARE = pytest.StashKey[Callable[[], None]]()  # what gives a quiet test's machine back
 
 MISSING = [t for t in REAL_TOOLS if shutil.which(t) is None]
 needs_tools = pytest.mark.skipif(
@@ -177,15 +178,27 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     (load 6 to 9)."""
     if DEVICE_ENV not in os.environ:
         return (yield)
-    with device(Path(os.environ[DEVICE_ENV]), alone=item.get_closest_marker("quiet") is not None):
+    alone = item.get_closest_marker("quiet") is not None
+    with device(Path(os.environ[DEVICE_ENV]), alone=alone) as share:
+        item.stash[_SHARE] = share
         return (yield)
 
 
+@pytest.fixture
+def share_the_machine(request: pytest.FixtureRequest) -> Callable[[], None]:
+    """For a ``quiet`` test: gives the machine back once its rates are measured (what is
+    left, a fit or a model run, runs beside the other tests like any test). A no-op without
+    the lock (a run without the controller's lock directory)."""
+    return request.node.stash.get(_SHARE, lambda: None)
+
+
 @contextmanager
-def device(where: Path, alone: bool) -> Iterator[None]:
+def device(where: Path, alone: bool) -> Iterator[Callable[[], None]]:
     """A readers-writer lock over flock(2): the tests share it, a ``quiet`` test holds it
     alone. The gate gives the writer precedence: a quiet test that waits closes it, so no new
-    real test starts until the ones running have finished and the quiet one has run."""
+    real test starts until the ones running have finished and the quiet one has run. Yields
+    what turns a writer into a reader (flock converts the lock: those waiting to share it
+    start)."""
     flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
     gate, lock = os.open(where / "gate", flags, 0o600), os.open(where / "device", flags, 0o600)
     try:
@@ -194,7 +207,7 @@ def device(where: Path, alone: bool) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
         finally:
             fcntl.flock(gate, fcntl.LOCK_UN)
-        yield
+        yield lambda: fcntl.flock(lock, fcntl.LOCK_SH)
     finally:
         os.close(lock)  # closing releases the lock
         os.close(gate)

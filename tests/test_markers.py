@@ -131,6 +131,59 @@ def test_a_quiet_test_waits_for_the_real_ones_running_and_goes_before_new_ones(
     assert order == ["real1", "/real1", "quiet", "/quiet", "real2", "/real2"]
 
 
+def test_a_quiet_test_that_shares_the_machine_lets_the_waiting_ones_start(
+        tmp_path: Path) -> None:
+    """A quiet test done with its measurements gives the machine back (``share_the_machine``):
+    a real test waiting for the lock starts while the quiet one still runs, and a quiet one
+    waiting still waits for both."""
+    order: list[str] = []
+    shared, release = threading.Event(), threading.Event()
+
+    def quiet() -> None:
+        with device(tmp_path, alone=True) as share:
+            order.append("quiet")
+            time.sleep(0.3)  # the real one waits for the machine
+            share()
+            shared.set()
+            release.wait(10)
+            order.append("/quiet")
+
+    def real() -> None:
+        with device(tmp_path, alone=False):
+            order.append("real")
+
+    first = threading.Thread(target=quiet)
+    first.start()
+    time.sleep(0.1)
+    second = threading.Thread(target=real)
+    second.start()
+    second.join(10)
+    assert shared.is_set() and order == ["quiet", "real"]
+    release.set()
+    first.join(10)
+    assert order == ["quiet", "real", "/quiet"]
+
+
+def test_the_calibration_gives_the_machine_back_once_its_probes_are_gone(
+        tmp_path: Path) -> None:
+    """``calibrated_as_written`` (tests/test_calibrate.py) shares the machine once the probes'
+    directory has come and gone, while the command still runs (its fit), not before."""
+    from .test_calibrate import calibrated_as_written
+
+    work, mark = tmp_path / ".cowbench-calibrate-x", tmp_path / "shared"
+    script = (f"sleep 0.5; mkdir {work}; sleep 1; test ! -e {mark} && rmdir {work} && "
+              f"sleep 1 && test -e {mark} && echo fitted")
+    seen: list[bool] = []
+
+    def done() -> None:
+        seen.append(work.exists())
+        mark.touch()
+
+    proc = calibrated_as_written(f"sh -c '{script}'", tmp_path, tmp_path, done)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "fitted\n" and seen == [False]
+
+
 def test_auto_starts_one_worker_a_core(monkeypatch: pytest.MonkeyPatch,
                                         pytestconfig: pytest.Config) -> None:
     monkeypatch.delenv("PYTEST_XDIST_AUTO_NUM_WORKERS", raising=False)
