@@ -13,10 +13,19 @@ import pytest
 import simpy
 
 from cowbench.errors import UsageError
-from cowbench.profile import Beside, PerfParams, Probe, Profile, load_profile, profile_json
+from cowbench.profile import (
+    Beside,
+    PerfParams,
+    Probe,
+    Profile,
+    SchedParams,
+    load_profile,
+    profile_json,
+)
 from cowbench.scenario import parse_scenario
 from real.measure.calibrate import probe_matrix, settings
 from sim import simulate
+from sim.perf.fit import _cpu_stations, mva_iops_stages
 from sim.perf.perf import (
     Demand,
     FileLock,
@@ -25,6 +34,7 @@ from sim.perf.perf import (
     SharedDevice,
     device_interference,
     fit,
+    mva_iops,
     replay,
 )
 from sim.storage.disk import HostIO
@@ -55,6 +65,60 @@ def synthetic_probes(params: PerfParams, ios: int = 10000,
                                             "lat_mean_s": lat, "lat_p99_s": 3 * lat,
                                             "ios": ios}))
     return out
+
+
+def shells(matrix: str = "short", exports: int = 4) -> list[Probe]:
+    """The probe matrix with placeholder figures (what the analysis reads is the shape)."""
+    return [Probe(name=s.name, target=s.target, rw=s.rw, bs=s.bs, iodepth=s.iodepth,
+                  exports=s.exports, depth=s.depth, cluster_size=s.cluster_size, runtime_s=1.0,
+                  ios=1, iops=1.0, bw_bytes_per_s=1.0, lat_mean_s=1.0, lat_p99_s=1.0,
+                  beside=s.beside)
+            for s in probe_matrix(settings(matrix, exports))]  # type: ignore[arg-type]
+
+
+def mva_one_by_one(params: PerfParams, probe: Probe) -> float:
+    """The mean-value analysis station by station, one number of stages: the reference the
+    fit's analysis of every number of stages at once must equal."""
+    model = PerfModel(params)
+    d = model.probe_demand(probe)
+    m, full = params.stages, int(params.stages)
+    demands = [d.path_s / m] * full + ([d.path_s * (m - full) / m] if m - full > 1e-9 else [])
+    if d.device_s > 0:
+        if params.transfer_on_path and not d.allocates:
+            demands[0] += d.device_s
+        else:
+            demands.append(d.device_s)
+    if d.alloc_s > 0:
+        demands.append(d.alloc_s)
+    stations = [(s, 1) for s in demands] + _cpu_stations(params, d, probe.exports)
+    delay = model.client_s + d.delay_s + d.wait_s + d.alloc_wait_s + (
+        d.sched_s - d.issuer_s - d.server_s)
+    q, x = [0.0] * len(stations), 0.0
+    for n in range(1, probe.exports * probe.iodepth + 1):
+        r = [s * (1 + qi) for (s, _), qi in zip(stations, q, strict=True)]
+        x = n / (delay + sum(ri * k for ri, (_, k) in zip(r, stations, strict=True)))
+        q = [x * ri for ri in r]
+    return x
+
+
+@pytest.mark.parametrize("update", [{}, {"transfer_on_path": True},
+                                    {"sched": SchedParams(cores=2, slice_s=1.5e-3,
+                                                          issuer_io_s=4e-6, issuer_wake_s=1.5e-6,
+                                                          server_io_s=13e-6,
+                                                          server_wake_s=17e-6)}])
+def test_the_analysis_of_every_number_of_stages_at_once_is_each_ones(update: dict) -> None:
+    """The fit's grid (``mva_iops_stages``, every number of stages in one go) gives what the
+    analysis of each number alone gives, for every probe of the matrix, whole and partial
+    stages alike."""
+    params = TRUE.model_copy(update=update)
+    stages = [1.0, 1.5, 2.0, 3.3, 3.5, 7.9, 8.0]
+    for probe in shells():
+        got = mva_iops_stages(params, probe, stages)
+        for m, x in zip(stages, got, strict=True):
+            want = mva_one_by_one(params.model_copy(update={"stages": m}), probe)
+            assert x == pytest.approx(want, rel=1e-12), (probe.name, m)
+            assert mva_iops(params.model_copy(update={"stages": m}), probe) == pytest.approx(
+                x, rel=1e-12)
 
 
 @pytest.fixture(scope="module")

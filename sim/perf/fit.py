@@ -18,30 +18,49 @@ from .schedfit import sched_params
 def mva_iops(params: PerfParams, probe: Probe) -> float:
     """Exact mean-value analysis of the probe's closed loop (one class, N in flight): the
     stages and the device as queues, the client as a delay. Used to fit ``stages``."""
+    return float(mva_iops_stages(params, probe, [params.stages])[0])
+
+
+def mva_iops_stages(params: PerfParams, probe: Probe, stages: Sequence[float]) -> np.ndarray:
+    """:func:`mva_iops` for each number of stages in ``stages`` (``params`` otherwise), all
+    at once: the demand does not depend on the stages, so it is made once, and the analysis
+    runs on every row of stations together (a row with fewer stages has stations of no
+    demand, which queue nothing)."""
     model = PerfModel(params)
     d = model.probe_demand(probe)
-    m = params.stages
-    full = int(m)
-    demands = [d.path_s / m] * full
-    if m - full > 1e-9:
-        demands.append(d.path_s * (m - full) / m)
+    demand, count = _stations(params, d, probe.exports, np.asarray(stages, dtype=float))
+    wakes = d.sched_s - d.issuer_s - d.server_s  # waiting, as the analysis sees it
+    delay = model.client_s + d.delay_s + d.wait_s + d.alloc_wait_s + wakes
+    q = np.zeros_like(demand)
+    x = np.zeros(len(demand))
+    for n in range(1, probe.exports * probe.iodepth + 1):
+        r = demand * (1 + q)
+        x = n / (delay + r @ count)
+        q = x[:, None] * r
+    return x
+
+
+def _stations(params: PerfParams, d: Demand, exports: int,
+              m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The stations' demands, a row for each number of stages in ``m``, and how many alike
+    each column's station stands for: the path's stages (``m`` of them, the last partial),
+    the device, the allocation round, the host's processes and cores."""
+    full = m.astype(int)
+    cols = np.arange(int(full.max()) + 1)
+    path = np.where(cols < full[:, None], (d.path_s / m)[:, None], 0.0)
+    path[np.arange(len(m)), full] = np.where(m - full > 1e-9, d.path_s * (m - full) / m, 0.0)
+    extra: list[float] = []
     if d.device_s > 0:
         if params.transfer_on_path and not d.allocates:  # work of the first (whole) stage
-            demands[0] += d.device_s
+            path[:, 0] += d.device_s
         else:
-            demands.append(d.device_s)
+            extra.append(d.device_s)
     if d.alloc_s > 0:
-        demands.append(d.alloc_s)
-    stations = [(s, 1) for s in demands] + _cpu_stations(params, d, probe.exports)
-    wakes = d.sched_s - d.issuer_s - d.server_s  # waiting, as the analysis sees it
-    q = [0.0] * len(stations)
-    x = 0.0
-    for n in range(1, probe.exports * probe.iodepth + 1):
-        r = [s * (1 + qi) for (s, _), qi in zip(stations, q, strict=True)]
-        busy = sum(ri * k for ri, (_, k) in zip(r, stations, strict=True))
-        x = n / (model.client_s + d.delay_s + d.wait_s + d.alloc_wait_s + wakes + busy)
-        q = [x * ri for ri in r]
-    return x
+        extra.append(d.alloc_s)
+    cpu = _cpu_stations(params, d, exports)
+    demand = np.hstack([path, np.tile(extra + [s for s, _ in cpu], (len(m), 1))])
+    count = np.array([1.0] * (path.shape[1] + len(extra)) + [float(k) for _, k in cpu])
+    return demand, count
 
 
 def _cpu_stations(params: PerfParams, d: Demand, exports: int) -> list[tuple[float, int]]:
@@ -306,13 +325,14 @@ def _fit_stages(params: PerfParams, probes: Sequence[Probe]) -> PerfParams:
         return sum(math.log(mva_iops(trial, p) / p.iops) ** 2 for p in ps)
 
     best, best_p = math.inf, params
+    stages = [round(float(m), 2) for m in np.arange(1.0, 8.0001, 0.1)]
     for share in np.arange(0.2, 1.0001, 0.05):
-        for m in np.arange(1.0, 8.0001, 0.1):
-            trial = params.model_copy(update={"stages": round(float(m), 2),
-                                              "cpu_share": round(float(share), 2)})
-            e = err(trial, loaded)
-            if e < best:
-                best, best_p = e, trial
+        trial = params.model_copy(update={"cpu_share": round(float(share), 2)})
+        errs = np.sum([np.log(mva_iops_stages(trial, p, stages) / p.iops) ** 2
+                       for p in loaded], axis=0)
+        i = int(np.argmin(errs))  # the first of equals, as a scan in order keeps
+        if errs[i] < best:
+            best, best_p = float(errs[i]), trial.model_copy(update={"stages": stages[i]})
     holes = [p for p in probes if p.exports * p.iodepth > 1 and p.target == "hole"]
     if holes:
         best = math.inf
