@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 import xxhash
 
-from real.measure.digest import BLOCK, CHUNK, Cancelled, data_runs, file_digest, pattern_digest
+from real.measure.digest import (
+    BLOCK,
+    CHUNK,
+    Cancelled,
+    cache_state,
+    data_runs,
+    file_digest,
+    pattern_digest,
+)
 
 
 def reference(path: Path) -> str:
@@ -58,6 +66,40 @@ def test_the_digest_is_its_definition(tmp_path: Path, name: str) -> None:
     assert file_digest(path) == reference(path)
     uncached(path)  # the same through O_DIRECT reads
     assert file_digest(path) == reference(path)
+
+
+def test_a_file_not_in_the_page_cache_is_read_once_direct(tmp_path: Path) -> None:
+    """Nothing of it enters the page cache: no readahead besides the direct reads (a
+    ``RWF_NOWAIT`` probe of each chunk started one, and the file was read twice)."""
+    path = sparse(tmp_path / "f", 3 * CHUNK, [(0, os.urandom(CHUNK)), (2 * CHUNK, b"z" * BLOCK)])
+    uncached(path)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if cache_state(fd, 0, 3 * CHUNK) != (0, 0):
+            pytest.skip("the kernel cannot say what is cached (cachestat, Linux 6.5) or "
+                        "keeps this file cached")
+        try:
+            os.close(os.open(path, os.O_RDONLY | os.O_DIRECT))
+        except OSError:
+            pytest.skip(f"no O_DIRECT on the filesystem of {tmp_path}")
+        digest = file_digest(path)
+        assert cache_state(fd, 0, 3 * CHUNK) == (0, 0)
+        assert digest == reference(path)  # which reads it into the cache: after
+    finally:
+        os.close(fd)
+
+
+def test_a_file_in_the_page_cache_is_read_from_it(tmp_path: Path) -> None:
+    path = sparse(tmp_path / "f", 2 * CHUNK, [(0, os.urandom(2 * CHUNK))])
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        before = cache_state(fd, 0, 2 * CHUNK)
+        if before is None:
+            pytest.skip("the kernel cannot say what is cached (cachestat, Linux 6.5)")
+        assert before[0] == 2 * CHUNK // os.sysconf("SC_PAGESIZE")  # just written
+        assert file_digest(path) == reference(path)
+    finally:
+        os.close(fd)
 
 
 def test_holes_and_written_zeros_hash_alike(tmp_path: Path) -> None:
