@@ -41,4 +41,8 @@ def progress_bar(bar: bool = False, transient: bool = False) -> Progress:
     columns = [SpinnerColumn(), TextColumn("{task.description}")]
     if bar:
         columns += [BarColumn(), MofNCompleteColumn()]
-    return Progress(*columns, TimeElapsedColumn(), console=err, transient=transient)
+    # a transient display shows nothing where stderr is no terminal (a pipe, a file): then it
+    # is not drawn at all (rich renders it ten times a second even so: 0.1 s of CPU in 20 s)
+    hidden = transient and not err.is_terminal and not err.is_jupyter
+    return Progress(*columns, TimeElapsedColumn(), console=err, transient=transient,
+                    disable=hidden)

@@ -133,3 +133,19 @@ def test_sim_run_then_show(tmp_path):
     assert (out / "predicted.parquet").exists() and not (out / "measured.parquet").exists()
     shown = cowbench("show", str(out))
     assert shown.returncode == 0 and "status ok" in shown.stdout
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_a_transient_progress_is_drawn_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch,
+                                                          terminal: bool) -> None:
+    """Where stderr is no terminal a transient display would show nothing: it is not drawn
+    (no refresh thread rendering it for no one); on a terminal it is, and a lasting one is
+    drawn anywhere."""
+    from cowbench.cli_app import err, progress_bar
+
+    monkeypatch.setattr(err, "_force_terminal", terminal)
+    with progress_bar(transient=True) as bar:
+        bar.add_task("step")
+        assert (bar.live._refresh_thread is not None) == terminal
+    with progress_bar(bar=True) as bar:
+        assert bar.live._refresh_thread is not None
