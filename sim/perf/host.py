@@ -61,6 +61,53 @@ class SharedDevice:
         return ev
 
 
+class Stage:
+    """A single server that serves in arrival order: ``simpy.Resource(env, capacity=1)`` as
+    the host used it, in a fraction of its steps (the replays of a fit simulate millions of
+    I/Os). Exactly its order of events: a request is granted at once if the stage is free
+    (the oldest waiting first); a release frees the stage at once but hands it to the next in
+    line only when its event is processed (SimPy's ``Release``), so a request made meanwhile
+    takes it for the oldest waiting one."""
+
+    __slots__ = ("env", "busy", "waiting")
+
+    def __init__(self, env: simpy.Environment) -> None:
+        self.env = env
+        self.busy = False
+        self.waiting: deque[simpy.Event] = deque()
+
+    def request(self) -> simpy.Event:
+        """An event that fires when the stage is the caller's."""
+        ev = self.env.event()
+        self.waiting.append(ev)
+        self._grant()
+        return ev
+
+    def _grant(self, _: object = None) -> None:
+        if not self.busy and self.waiting:
+            self.busy = True
+            self.waiting.popleft().succeed()
+
+    def release(self, request: simpy.Event) -> None:
+        """Done with ``request``'s turn, or with waiting for it."""
+        if request.triggered:
+            self.busy = False
+        else:
+            self.waiting.remove(request)
+        done = self.env.event()
+        done.callbacks.append(self._grant)
+        done.succeed()
+
+    def hold(self, seconds: float) -> Process:
+        """Wait for the stage, then hold it ``seconds``."""
+        req = self.request()
+        try:
+            yield req
+            yield self.env.timeout(seconds)
+        finally:
+            self.release(req)
+
+
 class FileLock:
     """An image file's lock as the host filesystem takes it around O_DIRECT I/O (ext4's inode
     lock): allocating writes, which extend the file, take it alone and keep it until their
@@ -114,11 +161,11 @@ class Host:
         m = model.p.stages
         full = int(m)
         self.shares = [1.0 / m] * full + ([(m - full) / m] if m - full > 1e-9 else [])
-        self.stages = [simpy.Resource(env, capacity=1) for _ in self.shares]
+        self.stages = [Stage(env) for _ in self.shares]
         self.disk = SharedDevice(env)
         self.fifo = model.p.device_queue == "fifo"
         self.on_path = model.p.transfer_on_path
-        self.queue = simpy.Resource(env, capacity=1)  # the device in arrival order
+        self.queue = Stage(env)  # the device in arrival order
         self._locks: dict[int, FileLock] = {}
         # the host's cores, shared by every VM's issuer and server (sim.perf.sched)
         sched = model.p.sched
@@ -147,22 +194,21 @@ class Host:
     def _path(self, seconds: float) -> Process:
         exp = self.rng.exponential
         for stage, share in zip(self.stages, self.shares, strict=True):
-            with stage.request() as req:
+            req = stage.request()
+            try:
                 yield req
-                yield self.env.timeout(exp(seconds * share))
+                yield self.env.timeout(exp(seconds * share))  # drawn once it is served
+            finally:
+                stage.release(req)
 
     def transfer(self, seconds: float, alloc: bool = False) -> Process:
         """One transfer of ``seconds`` at the device's full rate, as the host serves it: with
         ``transfer_on_path``, the transfer of an I/O that allocates nothing is work of the
         path's first stage (a whole one); the rest is served by the device."""
         if self.on_path and not alloc:
-            with self.stages[0].request() as req:
-                yield req
-                yield self.env.timeout(seconds)
+            yield from self.stages[0].hold(seconds)
         elif self.fifo:
-            with self.queue.request() as req:
-                yield req
-                yield self.env.timeout(seconds)
+            yield from self.queue.hold(seconds)
         else:
             yield self.disk.transfer(seconds)
 
