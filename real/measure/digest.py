@@ -106,16 +106,28 @@ def _chunks(runs: list[tuple[int, int]], size: int) -> list[int]:
     return [c * CHUNK for c in sorted(hit) if c * CHUNK < size]
 
 
-def cache_state(fd: int, off: int, n: int) -> tuple[int, int] | None:
-    """``(cached, dirty)`` pages of ``[off, off + n)`` (``cachestat(2)``: nothing is read);
-    None where the kernel cannot say (before Linux 6.5, or a syscall filter refuses it)."""
+def _cachestat(fd: int, off: int, n: int) -> _CacheStat | None:
+    """``cachestat(2)`` of ``[off, off + n)`` (``n`` 0: to the end of the file); None where the
+    kernel cannot say (before Linux 6.5, or a syscall filter refuses it)."""
     if _CACHESTAT is None:
         return None
     stat = _CacheStat()
     if _LIBC.syscall(_CACHESTAT, fd, ctypes.byref(_CacheRange(off, n)), ctypes.byref(stat),
                      0) != 0:
         return None
-    return stat.nr_cache, stat.nr_dirty
+    return stat
+
+
+def cache_state(fd: int, off: int, n: int) -> tuple[int, int] | None:
+    """``(cached, dirty)`` pages of ``[off, off + n)``: nothing is read; None: unknown."""
+    stat = _cachestat(fd, off, n)
+    return None if stat is None else (stat.nr_cache, stat.nr_dirty)
+
+
+def unsettled_pages(fd: int) -> int | None:
+    """The file's pages not yet on its device (dirty or being written back); None: unknown."""
+    stat = _cachestat(fd, 0, 0)
+    return None if stat is None else stat.nr_dirty + stat.nr_writeback
 
 
 class _Reader:
