@@ -175,7 +175,8 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     it (setup and teardown included: a module fixture's run is work too). Not only the real
     ones: its rates are CPU-bound too (qemu-nbd and fio on this 2-core machine), and beside
     a worker running fits its qcow2 hits came out slower than its L2 misses in one full run
-    (load 6 to 9)."""
+    (load 6 to 9). Until it gives the machine back (``share_the_machine``: its rates are
+    measured, what is left is a fit or a model run)."""
     if DEVICE_ENV not in os.environ:
         return (yield)
     alone = item.get_closest_marker("quiet") is not None
