@@ -84,7 +84,7 @@ def test_a_cold_migration_copies_by_the_transport_and_keeps_its_source(transport
     # not again before its confirm (VERIFY_RESIZE): Nova refuses it, nothing happens
     [refused] = m.apply(Migrate(*at(2, 20.0), to="h1"))
     assert isinstance(refused, Refuse) and "the cold migration at t=10 s" in refused.reason
-    assert m.where["a"] == "h2"
+    assert m.at.host("a") == "h2"
     assert m.apply(Confirm(*at(3, 25.0))) == [RemoveResize("a", "h1")]
     assert m.apply(Migrate(*at(4, 30.0), to="h1")) == [
         TouchBase("h1", Base("img"), 30.0), CopyFiles("a", "h2", "h1", transport, IMG),

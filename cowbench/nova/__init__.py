@@ -6,6 +6,8 @@
   random streams;
 - :mod:`.imagecache`: the image cache manager's pass (aging unused bases);
 - :mod:`.fetch`: a disk made from bases in ``_base``: the missing fetched, all touched;
+- :mod:`.tenancy`: who is where, with its DISK_GB claim and disk size, for the scheduler and
+  the machine alike;
 - :mod:`.resize`: a cold migration's ``_resize`` copy (its claim and bases kept until
   confirmed) and when Nova confirms by itself;
 - :mod:`.machine`: the typed operations and the state machine that applies them, answering

@@ -43,6 +43,7 @@ from .instructions import (
     UploadSnapshot,
 )
 from .resize import ResizeCopies, leaves_copy
+from .tenancy import Tenancy, claim_bytes
 
 if TYPE_CHECKING:
     from cowbench.scenario import Scenario
@@ -128,8 +129,9 @@ BACKED = frozenset({"qcow2_overlay", "resized_base", "snapshot_chain"})
 class Machine:
     """Nova's state, moved on by :meth:`apply`, which returns what to do (:mod:`.instructions`;
     a :class:`Refuse` alone when Nova refuses the operation): each VM's state (booted,
-    deleted), host, disk size and the bases its disk keeps in use; the ``_resize`` copies
-    cold migrations leave; every host's image cache (bases and their mtimes), aged by
+    deleted), who is where with its claim and disk size (:class:`~.tenancy.Tenancy`, as the
+    scheduler's), the bases each disk keeps in use; the ``_resize`` copies cold migrations
+    leave, each with its claim; every host's image cache (bases and their mtimes), aged by
     :meth:`cache_pass`. The strategy's own limits are ``cowbench.lifecycle.STRATEGY_OPS``
     (``allowed``)."""
 
@@ -137,9 +139,8 @@ class Machine:
         self.s = s
         self.vms = {vm.name: vm for vm in s.vms}
         self.hosts = {h.name for h in s.hosts}
-        self.where: dict[str, str] = {}
+        self.at = Tenancy[str]()  # who is where, its claim and disk size (as the scheduler's)
         self.state: dict[str, str] = {}
-        self.size: dict[str, int] = {}
         self.bases: dict[str, tuple[Base, ...]] = {}  # a live VM's bases, on its host
         self.resizes = ResizeCopies[str, tuple[Base, ...]]()  # the _resize copies' bases
         self.cache: dict[str, dict[Base, float]] = {h.name: {} for h in s.hosts}  # -> mtime
@@ -174,8 +175,8 @@ class Machine:
         vm = self.vms[operation.vm]
         host = operation.host or self.s.host_of(vm).name  # the scheduler's, for arrivals
         self.state[vm.name] = "booted"
-        self.where[vm.name] = host
-        self.size[vm.name] = size = self.s.root_size(vm)
+        size = self.s.root_size(vm)
+        self.at.arrive(vm.name, host, claim_bytes(self.s, vm, size), size)
         self.bases[vm.name] = self._bases_of(vm.name, size)
         return [*self._ensure(host, self.bases[vm.name], operation.t),
                 MakeDisk(vm.name, host, vm.image, size)]
@@ -207,11 +208,11 @@ class Machine:
         name = operation.workload or self.vms[vm].workload
         if name is None or name not in self.s.workloads:
             return [Refuse(f"no workload named {name!r}")]
-        return [RunWorkload(vm, self.where[vm], name, self.size[vm])]
+        return [RunWorkload(vm, self.at.host(vm), name, self.at[vm].size)]
 
     @_apply.register
     def _(self, operation: Snapshot) -> list[Instruction]:
-        vm, host = operation.vm, self.where[operation.vm]
+        vm, host = operation.vm, self.at.host(operation.vm)
         name = operation.name or f"{vm}-snap-{operation.index}"
         if operation.kind == "internal":
             return [SnapshotInternal(vm, host, name)]
@@ -224,10 +225,11 @@ class Machine:
         vm, to = operation.vm, operation.to
         if to not in self.hosts:
             return [Refuse(f"no host named {to!r}")]
-        src = self.where[vm]
+        was = self.at[vm]
+        src = was.host
         if to == src:
             return [Refuse("the VM is already on that host")]
-        self.where[vm] = to
+        self.at.move(vm, to, keep=leaves_copy(operation.kind))
         bases, t, backing = self.bases[vm], operation.t, self._backing(vm)
         if not leaves_copy(operation.kind):  # the source's directory goes after the copy
             return [*self._ensure(to, bases, t), BlockCopy(vm, src, to, backing),
@@ -238,7 +240,7 @@ class Machine:
         else:
             transport = self.s.nova.remote_filesystem_transport
             copy = [*self._ensure(to, bases, t), CopyFiles(vm, src, to, transport, backing)]
-        self.resizes.keep(vm, src, bases, t=t)  # the source stays as _resize
+        self.resizes.keep(vm, src, bases, was.need, t)  # the source stays as _resize
         return [*copy, KeepResize(vm, src)]
 
     def _backing(self, vm: str) -> Base | None:
@@ -249,10 +251,11 @@ class Machine:
 
     @_apply.register
     def _(self, operation: Resize) -> list[Instruction]:
-        if operation.root_size < self.size[operation.vm]:
+        vm, size = operation.vm, operation.root_size
+        if size < self.at[vm].size:
             return [Refuse("Nova refuses to shrink a disk")]
-        self.size[operation.vm] = operation.root_size
-        return [GrowDisk(operation.vm, self.where[operation.vm], operation.root_size)]
+        self.at.grow(vm, size, claim_bytes(self.s, self.vms[vm], size))
+        return [GrowDisk(vm, self.at.host(vm), size)]
 
     @_apply.register
     def _(self, operation: Confirm) -> list[Instruction]:
@@ -263,7 +266,7 @@ class Machine:
         vm = operation.vm
         self.state[vm] = "deleted"
         self.bases.pop(vm, None)
-        return [RemoveInstance(vm, self.where[vm]), *self._confirm(vm)]
+        return [RemoveInstance(vm, self.at.leave(vm).host), *self._confirm(vm)]
 
     def _confirm(self, vm: str) -> list[Instruction]:
         """The VM's ``_resize`` copy goes, if it has one (:class:`~.resize.ResizeCopies`)."""
@@ -295,7 +298,7 @@ class Machine:
         """Per host, the bases a live disk or a ``_resize`` copy there is backed by."""
         used: dict[str, set[Base]] = {h: set() for h in self.cache}
         for vm, bases in self.bases.items():
-            used[self.where[vm]].update(bases)
+            used[self.at.host(vm)].update(bases)
         for copy in self.resizes.copies():
             used[copy.host].update(copy.bases)
         return used

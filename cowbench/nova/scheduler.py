@@ -16,7 +16,11 @@ own) and decides:
   migration frees it at once; an automatic confirm (``choose``) of a migration that did not
   happen is dropped; meanwhile the VM neither migrates nor resizes (VERIFY_RESIZE): a chosen
   migration does not happen (as in a fleet), any other is left to the machine to refuse;
-- a resize claims its new root; a delete frees the claim.
+- a resize claims its new root (a shrink is left to the machine to refuse); a delete frees
+  the claim.
+
+Who is where with what claim is a :class:`~cowbench.nova.tenancy.Tenancy`, the record the
+machine (``cowbench.nova.machine``) keeps too.
 
 Every boot leaves with its host in ``to``. Operations that make no sense (an unknown VM, a
 second boot) pass untouched: ``cowbench.lifecycle.check_timeline`` names them.
@@ -27,27 +31,20 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, cast
 
 from ..units import format_duration
-from .claims import NO_VALID_HOST, disk_gb_bytes
+from .claims import NO_VALID_HOST
 from .placement import Placement
 from .resize import ResizeCopies, leaves_copy
+from .tenancy import Tenancy, claim_bytes, root_bytes
 
 if TYPE_CHECKING:
-    from ..scenario import VM, Scenario
+    from ..scenario import Scenario
 
 Raw = dict[str, object]
 
 
-def claim_bytes(s: Scenario, vm: VM, root: int | None = None) -> int:
-    """What ``vm`` claims in DISK_GB (``root``: after a resize to it)."""
-    fl = next((f for f in s.flavors if f.name == vm.flavor), None)
-    image = next((i for i in s.images if i.name == vm.image), None)
-    size = root or vm.root_size or (fl.root if fl else None) or \
-        (image.virtual_size if image else None) or 0
-    return disk_gb_bytes(size, fl.ephemeral if fl else 0, fl.swap if fl else 0)
-
-
 class _Scheduler:
-    """The walk's state: placement, where each VM is and what it claims."""
+    """The walk's state: placement, and who is where with what claim (a
+    :class:`~cowbench.nova.tenancy.Tenancy` whose claims move in the placement)."""
 
     def __init__(self, s: Scenario) -> None:
         self.s = s
@@ -55,8 +52,8 @@ class _Scheduler:
         self.index = {h: i for i, h in enumerate(self.names)}
         self.vms = {vm.name: vm for vm in s.vms}
         self.p = Placement([h.placement_capacity for h in s.hosts])
-        self.where: dict[str, int] = {}
-        self.need: dict[str, int] = {}
+        self.at = Tenancy[int](claim=self.p.claim, release=self.p.release)
+        self.booting = (0, 0)  # the claim and root of the boot :meth:`host_for` placed
         self.refused: set[str] = set()
         # cold migrations' sources, until confirmed: their claims (the machine: their bases)
         self.held = ResizeCopies[int, None](release=self.p.release)
@@ -66,21 +63,21 @@ class _Scheduler:
         vm, op = str(r["vm"]), r["op"]
         if op in ("confirm", "delete"):
             self.held.confirm(vm)
-        if op == "boot" and vm in self.vms and vm not in self.where:
-            self.need[vm] = claim_bytes(self.s, self.vms[vm])
-            return self.p.select(self.need[vm]) if choose else \
+        if op == "boot" and vm in self.vms and vm not in self.at:
+            root = root_bytes(self.s, self.vms[vm])
+            self.booting = (claim_bytes(self.s, self.vms[vm], root), root)
+            return self.p.select(self.booting[0]) if choose else \
                 self.index[self.s.host_of(self.vms[vm]).name]
-        if vm not in self.where or self.held.refusal(vm, str(op)):
+        if vm not in self.at or self.held.refusal(vm, str(op)):
             return None  # gone, or awaiting its confirm (VERIFY_RESIZE): nothing moves
         if op == "migrate":
-            return self.p.select(self.need[vm], exclude=self.where[vm]) if choose else \
+            return self.p.select(self.at[vm].need, exclude=self.at.host(vm)) if choose else \
                 self.index.get(str(r["to"]))
-        if op == "resize" and isinstance(r["root_size"], int):
-            self.p.release(self.where[vm], self.need[vm])
-            self.need[vm] = claim_bytes(self.s, self.vms[vm], r["root_size"])
-            return self.where.pop(vm)
+        if op == "resize" and isinstance(r["root_size"], int) and \
+                r["root_size"] >= self.at[vm].size:  # else the machine refuses the shrink
+            return self.at.host(vm)
         if op == "delete":
-            self.p.release(self.where.pop(vm), self.need.pop(vm))
+            self.at.leave(vm)
         return None
 
     def move(self, r: Raw, host: int, choose: bool) -> str | None:
@@ -88,16 +85,20 @@ class _Scheduler:
         vm = str(r["vm"])
         if r["op"] in ("boot", "migrate"):
             r["to"] = self.names[host]
-        if vm in self.where:
-            if self.where[vm] == host:
+        if r["op"] == "boot":
+            fits = self.at.arrive(vm, host, *self.booting)
+        elif r["op"] == "resize":
+            root = cast(int, r["root_size"])
+            fits = self.at.grow(vm, root, claim_bytes(self.s, self.vms[vm], root))
+        else:
+            was = self.at[vm]
+            if was.host == host:
                 return None  # a migration to where it is: check_timeline names it
-            src = self.where.pop(vm)
-            if r["op"] == "migrate" and leaves_copy(cast("str | None", r.get("kind"))):
-                self.held.keep(vm, src, None, self.need[vm], float(str(r["t"])))
-            else:
-                self.p.release(src, self.need[vm])
-        self.where[vm] = host
-        if self.p.claim(host, self.need[vm]) or choose:
+            keep = leaves_copy(cast("str | None", r.get("kind")))
+            if keep:
+                self.held.keep(vm, was.host, None, was.need, float(str(r["t"])))
+            fits = self.at.move(vm, host, keep)
+        if fits or choose:
             return None
         h = self.s.hosts[host]
         return (f"{r['op']} of {vm!r} at t={format_duration(float(str(r['t'])))}: no room on "
