@@ -292,3 +292,40 @@ def test_a_scheduled_scenario_is_deterministic() -> None:
     assert first.equals(simulate(parse_scenario(d), seed=3))
     lat = first[first.metric == "read_lat_p99_s"].value
     assert len(lat) == 1 and float(lat.iloc[0]) > 0
+
+
+class SimpyCores(simpy.PreemptiveResource):
+    """The cores as SimPy's own preemptive resource: what :class:`Cores` must equal."""
+
+    def __init__(self, env: simpy.Environment, count: int, slice_s: float) -> None:
+        super().__init__(env, capacity=count)
+        self.slice_s = slice_s
+        self.min_vruntime = 0.0
+
+
+@pytest.mark.parametrize("count", [1, 2])
+def test_the_cores_run_as_simpys_preemptive_resource_to_the_step(count: int) -> None:
+    """Tasks of random bursts and wake-ups, light ones preempting busy ones, on
+    :class:`Cores` and on ``simpy.PreemptiveResource``: the same CPU, turns and vruntime for
+    every task, at the same moments."""
+
+    def run(make: Any) -> list[tuple[float, ...]]:
+        env = simpy.Environment()
+        cores = make(env, count, 2e-4)
+        rng = np.random.default_rng(5)
+        tasks = [Task(env, cores, wake_s=float(rng.uniform(0, 2e-5)), weight=w)
+                 for w in (1.0, 1.0, 2.0, 0.5, 1.0)]
+        seen: list[tuple[float, ...]] = []
+
+        def feed(task: Task, k: int) -> Proc:
+            for _ in range(300):
+                yield env.timeout(float(rng.exponential(1e-4 * (k + 1))))
+                yield task.run(float(rng.exponential(3e-5 * (k + 1))))
+                seen.append((k, env.now))
+
+        for k, task in enumerate(tasks):
+            env.process(feed(task, k))
+        env.run()
+        return seen + [(t.cpu_s, t.turns, t.vruntime) for t in tasks]
+
+    assert run(Cores) == run(SimpyCores)
