@@ -138,13 +138,17 @@ def sync_files(*roots: Path) -> None:
     to). A file the kernel says has none (``cachestat(2)``: written direct, as qemu-nbd and
     ``convert -t none`` write, or already written back) has its blocks allocated: its fsync
     would only commit the journal for its times (the quickstart's five files took 0.34 s so,
-    at load 6); where the kernel cannot say, every file is synced."""
+    at load 6); where the kernel cannot say, every file is synced. The files are synced side
+    by side: their fsyncs share a journal commit (the quickstart's four disk.info, written
+    seconds before, took 0.06 to 0.12 s each one after the other at load 11)."""
+    paths = []
     for root in roots:
         if not root.is_dir():
-            _fsync_file(str(root))
+            paths.append(str(root))
         for dirpath, _, files in os.walk(root):
-            for name in files:
-                _fsync_file(os.path.join(dirpath, name))
+            paths += [os.path.join(dirpath, name) for name in files]
+    with ThreadPoolExecutor(min(8, max(1, len(paths))), thread_name_prefix="fsync") as pool:
+        list(pool.map(_fsync_file, paths))
 
 
 def _fsync_file(path: str) -> None:
