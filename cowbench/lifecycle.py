@@ -80,8 +80,8 @@ class Event(_Frozen):
       or internal (``qemu-img snapshot -c``: clusters shared inside the disk file);
     - ``migrate``: to host ``to``; ``kind`` cold (copy the overlay as a file), live (block
       migration: only the top overlay's data), flatten (2012 Nova: ship the full image);
-      until a cold or flatten migration is confirmed the VM neither migrates nor resizes
-      (VERIFY_RESIZE: :mod:`cowbench.nova.resize`);
+      until a cold or flatten migration is confirmed the VM neither migrates, resizes nor is
+      snapshotted (VERIFY_RESIZE: :mod:`cowbench.nova.resize`);
     - ``resize``: the root disk grows to ``root_size``;
     - ``confirm``: a cold migration's source ``_resize`` directory is removed;
     - ``delete``: the VM's instance directory is removed (its base stays in the cache).
@@ -213,8 +213,8 @@ def _arrival_ops(a: Arrivals, seed: int, group: int, end: float, source: str,
             _room(already + len(ops) + (min(death, end) - t) / every, source)  # sized before made
             k = 1
             while t + k * every < min(death, end):
-                extra = {"choose": True} if op == "migrate" else {}
-                ops.append({"t": t + k * every, "op": op, "vm": vm, "kind": kind, **extra})
+                ops.append({"t": t + k * every, "op": op, "vm": vm, "kind": kind,
+                            "choose": True})
                 k += 1
         if life and death < end:
             ops.append({"t": death, "op": "delete", "vm": vm})
@@ -254,9 +254,10 @@ STRATEGY_OPS: dict[str, frozenset[tuple[str, str | None]]] = {
 #: clones (in Ceph, no _base)
 OVER_ANY_BASE = frozenset({"qcow2_overlay", "snapshot_chain", "rbd_clone"})
 
-#: the order of operations at one instant: a confirm before a migration or resize (the VM
-#: leaves VERIFY_RESIZE first, as in a fleet, where the confirm was booked first)
-_ORDER = {"boot": 0, "run": 1, "snapshot": 2, "confirm": 3, "resize": 4, "migrate": 5,
+#: the order of operations at one instant: a confirm before a snapshot, migration or resize
+#: (the VM leaves VERIFY_RESIZE first, as in a fleet, where the confirm was booked first), a
+#: snapshot before a migration
+_ORDER = {"boot": 0, "run": 1, "confirm": 2, "snapshot": 3, "resize": 4, "migrate": 5,
           "delete": 6}
 
 

@@ -154,11 +154,13 @@ def _again(second: dict[str, Any], window: float = 0, *extra: dict[str, Any]) ->
 
 @pytest.mark.parametrize("second", [{"op": "migrate", "to": "h1", "kind": "cold"},
                                     {"op": "migrate", "to": "h1", "kind": "live"},
-                                    {"op": "resize", "root_size": "128MiB"}])
+                                    {"op": "resize", "root_size": "128MiB"},
+                                    {"op": "snapshot", "kind": "live"}])
 def test_nova_refuses_to_move_a_vm_whose_cold_migration_awaits_its_confirm(
         second: dict[str, Any], tmp_path: Path) -> None:
     """VERIFY_RESIZE: after a cold migration Nova accepts only a confirm, a revert or a delete
-    (a fleet's VMs migrate no more until then, tests/test_nova_same_decisions.py)."""
+    (a fleet's VMs migrate and are snapshotted no more until then,
+    tests/test_nova_same_decisions.py)."""
     [(path, reason)] = problems(_again(second))
     assert path == "timeline.events[2]"
     assert reason.startswith(f"{second['op']} of 'a' at t=20 s: Nova refuses it: the cold "
@@ -181,6 +183,14 @@ def test_a_confirm_at_the_instant_of_the_next_migration_comes_first() -> None:
     assert [(o.t, o.op, o.to) for o in ops if o.op != "run"] == [
         (0, "boot", "h1"), (5, "migrate", "h2"), (20, "confirm", None), (20, "migrate", "h1"),
         (35, "confirm", None)]
+
+
+def test_a_confirm_at_the_instant_of_a_snapshot_comes_first() -> None:
+    """Nova's own confirm at 20 s, then the snapshot of the same instant: taken (a fleet's
+    too, tests/test_nova_same_decisions.py)."""
+    s = parse_scenario(_again({"op": "snapshot", "kind": "live"}, 15))
+    assert [(o.t, o.op) for o in expand_timeline(s) if o.op != "run"] == [
+        (0, "boot"), (5, "migrate"), (20, "confirm"), (20, "snapshot")]
 
 
 def test_an_explicit_confirm_after_the_window_does_not_stop_nova_confirming_first() -> None:

@@ -162,7 +162,7 @@ def test_old_spellings_are_read_with_a_warning_and_both_at_once_is_refused() -> 
 def test_a_resize_copy_keeps_its_claim_and_bases_until_confirmed() -> None:
     """A cold migration's ``<uuid>_resize`` copy holds its source's claim and bases (nothing
     freed when the VM leaves); its confirm frees both, through the caller's own state;
-    meanwhile Nova neither migrates nor resizes the VM (VERIFY_RESIZE)."""
+    meanwhile Nova neither migrates, resizes nor snapshots the VM (VERIFY_RESIZE)."""
     p = Placement([10.0, 10.0])
     unused: list[tuple[int, str]] = []
     copies = ResizeCopies[int, str](release=p.release,
@@ -173,9 +173,9 @@ def test_a_resize_copy_keeps_its_claim_and_bases_until_confirmed() -> None:
     p.claim(1, 4)  # migrated to 1: 0 keeps its copy
     assert "a" in copies and p.used == [4.0, 4.0] and unused == []
     assert [(c.host, c.bases) for c in copies.copies()] == [(0, "img")]
-    for op in ("migrate", "resize"):
+    for op in ("migrate", "resize", "snapshot"):
         assert "migration at t=1 min 30 s awaits its confirm" in str(copies.refusal("a", op))
-    assert copies.refusal("a", "snapshot") is None and copies.refusal("b", "migrate") is None
+    assert copies.refusal("a", "run") is None and copies.refusal("b", "migrate") is None
     with pytest.raises(AssertionError):
         copies.keep("a", 1, "img", 4)
     copy = copies.confirm("a")

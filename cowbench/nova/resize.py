@@ -6,7 +6,8 @@ itself that long after, 0 meaning never), so space is used twice meanwhile; plac
 migration's DISK_GB allocation on the source until ``confirm_resize`` or the instance's
 delete. 1.6: the image cache manager counts ``<uuid>_resize`` directories, so the bases the
 copy is backed by stay in use. Meanwhile the instance is RESIZED (VERIFY_RESIZE): Nova
-accepts only its confirm, a revert or its delete, so it migrates or resizes it no more.
+accepts only its confirm, a revert or its delete, so it migrates, resizes or snapshots it no
+more (the compute API's snapshot takes ACTIVE, STOPPED, PAUSED or SUSPENDED instances).
 
 :class:`ResizeCopies` is that, once, for the timeline's state machine
 (``cowbench.nova.machine.Machine``: the copies' bases by value, ``RemoveResize``
@@ -102,13 +103,14 @@ def _first(times: list[float] | None, t: float, after: bool = False) -> float:
 
 
 #: what Nova refuses while a VM's cold migration awaits its confirm (vm_state RESIZED,
-#: VERIFY_RESIZE: only confirm, revert or delete): another migration, or a resize
-REFUSED = frozenset({"migrate", "resize"})
+#: VERIFY_RESIZE: only confirm, revert or delete): another migration, a resize, a snapshot
+REFUSED = frozenset({"migrate", "resize", "snapshot"})
 
 
 class ResizeCopies(Generic[H, B]):
     """Every VM's ``_resize`` copy: the source it left by a cold migration not yet confirmed,
-    and the copy there (:class:`ResizeCopy`). Nova migrates or resizes such a VM no more
+    and the copy there (:class:`ResizeCopy`). Nova migrates, resizes or snapshots such a VM no
+    more
     (:meth:`refusal`), so a VM has one copy at most.
 
     :meth:`keep` makes it when the VM leaves its host: its claim and its bases' use pass from

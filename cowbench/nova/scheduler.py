@@ -14,8 +14,9 @@ own) and decides:
   in placement: the migration holds the source's allocation) until a ``confirm`` or the
   VM's ``delete`` (:class:`~cowbench.nova.resize.ResizeCopies`, the fleet's own); a live
   migration frees it at once; an automatic confirm (``choose``) of a migration that did not
-  happen is dropped; meanwhile the VM neither migrates nor resizes (VERIFY_RESIZE): a chosen
-  migration does not happen (as in a fleet), any other is left to the machine to refuse;
+  happen is dropped; meanwhile the VM neither migrates, resizes nor is snapshotted
+  (VERIFY_RESIZE): a chosen migration or snapshot (an arrival's periodic one) does not happen
+  (as in a fleet), any other is left to the machine to refuse;
 - a resize claims its new root (a shrink is left to the machine to refuse); a delete frees
   the claim.
 
@@ -124,7 +125,8 @@ def schedule_ops(s: Scenario, raw: list[Raw]) -> tuple[list[Raw], list[tuple[str
             if r["op"] == "boot":
                 sched.refused.add(vm)
             continue
-        if r["op"] == "migrate" and choose and host is None:
+        if r["op"] == "migrate" and choose and host is None or r["op"] == "snapshot" and \
+                choose and sched.held.refusal(vm, "snapshot"):
             continue  # the VM is gone, or Nova refuses it (VERIFY_RESIZE), as a fleet's
         if r["op"] == "migrate":
             made.add(id(r))

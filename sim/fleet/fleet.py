@@ -247,11 +247,48 @@ def _snapshot_counts(f: Fleet, plan: Plan, end: np.ndarray) -> np.ndarray:
     return np.where(pop.snap & plan.placed, count.clip(0), 0)
 
 
-def _snapshots(f: Fleet, plan: Plan, count: np.ndarray, v0: int) -> Query:
-    """(vm, t) of every snapshot of the VMs ``v0, v0 + 1, ...`` (``count`` of each)."""
+def _snapshots(f: Fleet, plan: Plan, count: np.ndarray, v0: int, migs: np.ndarray) -> Query:
+    """(vm, t) of every snapshot of the VMs ``v0, v0 + 1, ...`` (``count`` of each) that Nova
+    takes: none while the VM's cold migration awaits its confirm (``migs``: the VMs'
+    migrations, by VM then time; :func:`_awaiting_confirm`)."""
     vm = np.repeat(np.arange(v0, v0 + count.size), count)
     m = np.arange(vm.size) - np.repeat(np.cumsum(count) - count, count) + 1
-    return vm, plan.population.arrive[vm] + m * f.snapshots.every_s
+    t = plan.population.arrive[vm] + m * f.snapshots.every_s
+    if f.migrations.kind == "cold" and migs.size:
+        keep = ~_awaiting_confirm(plan, migs, vm, t)
+        vm, t = vm[keep], t[keep]
+    return vm, t
+
+
+def snapshots_taken(s: Scenario, plan: Plan) -> Query:
+    """(vm, t) of every snapshot the fleet's VMs take, by VM then time (as
+    :func:`simulate_fleet` takes them, a chunk of VMs at a time)."""
+    f = s.fleet
+    assert f is not None
+    count = _snapshot_counts(f, plan, np.minimum(plan.population.life_end, plan.end))
+    return _snapshots(f, plan, count, 0, np.argsort(plan.mig_vm, kind="stable"))
+
+
+def _awaiting_confirm(plan: Plan, migs: np.ndarray, vm: np.ndarray, t: np.ndarray
+                      ) -> np.ndarray:
+    """Which of the (``vm``, ``t``) pairs (by VM, then time) fall while the VM's migration
+    awaits its confirm (VERIFY_RESIZE: Nova refuses a snapshot then,
+    ``cowbench.nova.resize.REFUSED``): after a migration of ``migs`` (by VM, then time), before
+    its copy goes (``mig_confirm``). As in a timeline, an instant's snapshot comes after its
+    confirm and before its migration."""
+    n = vm.size
+    every_vm = np.concatenate([vm, plan.mig_vm[migs]])
+    every_t = np.concatenate([t, plan.mig_t[migs]])
+    is_mig = np.arange(every_vm.size) >= n
+    order = np.lexsort((is_mig, every_t, every_vm))
+    # each pair's latest migration before it in that order (-1: none); another VM's if it has
+    # none of its own
+    last = np.maximum.accumulate(np.where(is_mig[order], order - n, -1))[~is_mig[order]]
+    at = order[~is_mig[order]]
+    own = (last >= 0) & (plan.mig_vm[migs][last] == vm[at])
+    out = np.zeros(n, dtype=bool)
+    out[at] = own & (t[at] < plan.mig_confirm[migs][last])
+    return out
 
 
 def _interval_of(plan: Plan, t: np.ndarray) -> np.ndarray:
@@ -307,7 +344,7 @@ def _add_chunk(tot: Totals, disks: FleetDisks, span: Span, snaps: np.ndarray,
     if disks.table is None:
         vm, host, si = span.sample_pairs()
         samples["samples"] = (vm, plan.sample_t[si])
-    snap_vm, snap_t = _snapshots(f, plan, snaps, span.v0)
+    snap_vm, snap_t = _snapshots(f, plan, snaps, span.v0, migs)
     if f.model == "exact":  # the fluid model's are read from a table of snapshot numbers
         samples["snapshots"] = (snap_vm, snap_t)
     q = _evaluate(disks, {**samples, "migrations": (plan.mig_vm[migs], plan.mig_t[migs]),
