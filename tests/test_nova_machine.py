@@ -64,7 +64,7 @@ def test_a_world_carries_out_operations_by_class_and_batches_runs() -> None:
     s = parse_scenario(life())
     world = World(s, Recorder("sim", s.seed))
     world.apply(Boot(0, 0.0, "a", "test"))
-    assert world.where["a"] == "h1"
+    assert list(world.hosts["h1"].instances) == ["a"] and not world.hosts["h2"].instances
     with pytest.raises(TypeError, match="no executor for Run"):
         world.apply(Run(1, 0.0, "a", "test"))
 

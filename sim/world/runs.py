@@ -62,7 +62,7 @@ def run_group(world: World, stage: Runs, traces: Traces | None = None,
         vm = s.vms[world.vm_index[op.vm]]
         run = runs[op.index]
         wl = s.workloads[run.workload]
-        inst = world.instance(op.vm)
+        inst = world.instance(op.vm, run.host)
         log = None if events is None else events.setdefault(op.vm, [])
         st = stats[op.index] = VmStats(events=log,
                                        written=None if wl.zero_buffers else inst.top.written)
@@ -150,7 +150,7 @@ def _write_untimed(world: World, op: Op) -> None:
     vm = s.vms[world.vm_index[op.vm]]
     run = world.run_of(op)
     wl = s.workloads[run.workload]
-    disk = run_disk(world.instance(op.vm), s.strategy_of(vm).discard == "unmap")
+    disk = run_disk(world.instance(op.vm, run.host), s.strategy_of(vm).discard == "unmap")
     configure_io(disk, s.strategy_of(vm), wl)
     for part, clone in ((p, k) for p in wl.parts for k in range(p.numjobs)):
         seed = job_seed(part, clone, s.seed, world.vm_index[op.vm], op.vm)

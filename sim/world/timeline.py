@@ -88,7 +88,6 @@ class World:
         self.s = scenario
         self.rec = rec
         self.hosts = {h.name: HostState() for h in scenario.hosts}
-        self.where: dict[str, str] = {}
         self.snapshots: dict[str, tuple[int, int]] = {}
         self.vm_index = {vm.name: i for i, vm in enumerate(scenario.vms)}
         self.machine = nova_machine(scenario)
@@ -158,8 +157,10 @@ class World:
         on the disk's size then."""
         return only(self.machine.apply(typed(op)), RunWorkload)
 
-    def instance(self, vm: str) -> Instance:
-        return self.hosts[self.where[vm]].instances[vm]
+    def instance(self, vm: str, host: str) -> Instance:
+        """``vm``'s disk on ``host``: where the machine's instruction says it is (who is where
+        is the machine's record, ``cowbench.nova.tenancy``)."""
+        return self.hosts[host].instances[vm]
 
     def op_done(self, op: Op | Operation, transfer: int | None, duration: float) -> None:
         """The operation's own figures (none in a scenario without a timeline)."""
@@ -194,7 +195,6 @@ class World:
         inst = Instance(vm, ins.image, new_layers(self.s, vm, ins.size), ins.size,
                         remote=self.s.model_only(vm))
         self.hosts[ins.host].instances[vm.name] = inst
-        self.where[vm.name] = ins.host
         fetched = self.done.fetched
         copy = self.hosts[ins.host].caches[Base(ins.image)].file.allocated_bytes \
             if fetched else 0
@@ -204,14 +204,14 @@ class World:
 
     @execute.register
     def _(self, ins: SnapshotInternal) -> None:
-        top = self.instance(ins.vm).top.image
+        top = self.instance(ins.vm, ins.host).top.image
         if isinstance(top, Qcow2Image):
             take_internal_snapshot(top, ins.name)
         self.done.duration = self.s.device.write_latency_s
 
     @execute.register
     def _(self, ins: SnapshotExternal) -> None:
-        inst = self.instance(ins.vm)
+        inst = self.instance(ins.vm, ins.host)
         below = chain_data(self.s, inst)
         inst.top.name = f"disk.{ins.name}"
         img = Qcow2Image(inst.root_size, self.s.strategy_of(inst.vm).cluster_size, backing=below)
@@ -220,7 +220,7 @@ class World:
 
     @execute.register
     def _(self, ins: UploadSnapshot) -> None:
-        inst = self.instance(ins.vm)
+        inst = self.instance(ins.vm, ins.host)
         flat = flattened(self.s, inst, ins.fmt)
         self.snapshots[ins.name] = (flat.allocated_bytes, flat.file_bytes)
         dev = self.s.device
@@ -255,7 +255,6 @@ class World:
     def _moved(self, vm: str, dst: str, moved: Instance, transfer: int) -> None:
         """The VM now on ``dst``; the migration's time: what it moved and what it fetched."""
         self.hosts[dst].instances[vm] = moved
-        self.where[vm] = dst
         self.done.transfer = transfer
         self.done.duration = transfer_time(transfer + self.done.fetched,
                                            self.s.nova.migration_bandwidth_bytes_per_s)
@@ -276,7 +275,7 @@ class World:
 
     @execute.register
     def _(self, ins: GrowDisk) -> None:
-        inst = self.instance(ins.vm)
+        inst = self.instance(ins.vm, ins.host)
         img = inst.top.image
         if isinstance(img, Qcow2Image):
             img.resize(ins.size)
@@ -304,8 +303,6 @@ class World:
     @execute.register
     def _(self, ins: RemoveInstance) -> None:
         self.hosts[ins.host].instances.pop(ins.vm)
-        if self.where.get(ins.vm) == ins.host:
-            del self.where[ins.vm]
 
 
 def _copied(inst: Instance, fill: bool) -> Instance:
