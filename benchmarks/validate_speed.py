@@ -2,7 +2,9 @@
 and events; 10,000 arrivals in under 2 s).
 
 The scenario: two hosts, one image, a flavor, a workload, and ``timeline.arrivals`` of N VMs
-(exponential lifetimes, a snapshot every hour, a cold migration every day), so validation
+(exponential lifetimes of mean 2 days, a snapshot every day, a cold migration every 2 days,
+confirmed by Nova an hour later: ``nova.resize_confirm_window_s``, without which every VM would
+wait for its confirm after its first migration and Nova would refuse the rest), so validation
 expands and checks about 5N operations. The figures are the median wall time of
 ``parse_scenario`` (schema, cross checks, the timeline's expansion and its check) over
 ``--repeat`` runs, for each N, and the median CPU time of this process, which a machine shared
@@ -31,6 +33,7 @@ def scenario(arrivals: int) -> dict[str, Any]:
         "images": [{"name": "ubuntu", "virtual_size": "32MiB", "format": "qcow2",
                     "synthetic": {"data": [{"offset": 0, "length": "8MiB"}]}}],
         "flavors": [{"name": "m1.small", "root": "64MiB"}],
+        "nova": {"resize_confirm_window_s": 3600},
         "workloads": {"app": {"rw": "randwrite", "bs": "4k", "io_size": "1MiB"}},
         "timeline": {"end_s": 30 * 86400, "arrivals": [{
             "prefix": "vm", "count": arrivals, "rate_per_s": arrivals / (20 * 86400),
