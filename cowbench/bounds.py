@@ -27,6 +27,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from .errors import UsageError
+from .nova.tenancy import root_bytes
 from .units import parse_size
 
 if TYPE_CHECKING:
@@ -104,9 +105,7 @@ def _qcow2_map(size: int, cluster: int) -> int:
 
 def _root(s: Scenario, vm: Any) -> int:
     """The VM's disk size, or 0 while a path image is not resolved yet."""
-    flavor = next((f.root for f in s.flavors if f.name == vm.flavor), None)
-    image = next((i for i in s.images if i.name == vm.image), None)
-    return int(vm.root_size or flavor or (image.virtual_size if image else None) or 0)
+    return int(root_bytes(s, vm))
 
 
 def _disk_bytes(s: Scenario, vm: Any) -> int:
