@@ -4,8 +4,9 @@ A profile describes one storage stack on one machine. ``cowbench run --backend b
 for one whose *fingerprint* matches the storage it is about to measure, and calibrates when
 none does (``cowbench.autoprofile``). The fingerprint is what changes the I/O the probes
 measure: the host name, the kernel, the CPU count, the filesystem type and the device under
-the storage directory (its mount source and device number), and the versions of qemu-img and
-fio. Anything else (load, free space) is recorded in the profile but does not key it.
+the storage directory (its mount source and device number, ``cowbench.fsinfo``: mountinfo's
+mount, else the kernel's own answer for the path, as in a chroot), and the versions of
+qemu-img and fio. Anything else (load, free space) is recorded in the profile but does not key it.
 
 The cache is ``$XDG_CACHE_HOME/cowbench/profiles/`` (``~/.cache`` when unset or not absolute,
 as the XDG spec says), one file per fingerprint: ``<host>-<fs>-<16 hex of the fingerprint's
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
+from .fsinfo import filesystem_of
 from .profile import Profile, parse_profile, profile_json
 from .tools import tool_version
 
@@ -49,31 +51,11 @@ def existing_ancestor(path: Path) -> Path:
     return p
 
 
-def _mount_of(path: Path) -> tuple[str, str]:
-    """(filesystem type, mount source) of the mount holding ``path`` (/proc/self/mountinfo)."""
-    try:
-        lines = Path("/proc/self/mountinfo").read_text().splitlines()
-    except OSError:
-        return "unknown", "unknown"
-    target = str(path.resolve())
-    best, found = "", ("unknown", "unknown")
-    for line in lines:
-        left, _, right = line.partition(" - ")
-        fields, rest = left.split(), right.split()
-        if len(fields) < 5 or len(rest) < 2:
-            continue
-        point = fields[4].replace("\\040", " ")
-        inside = target == point or target.startswith(point.rstrip("/") + "/")
-        if inside and len(point) >= len(best):
-            best, found = point, (rest[0], rest[1])
-    return found
-
-
 def fingerprint(storage: Path) -> dict[str, Any]:
     """What keys a profile of the storage under ``storage`` on this machine (see the module
     docstring); ``storage`` may not exist yet (its nearest existing parent is looked at)."""
     where = existing_ancestor(storage)
-    fs_type, source = _mount_of(where)
+    fs_type, source = filesystem_of(where)
     st_dev = os.stat(where).st_dev
     return {"hostname": socket.gethostname(), "kernel": platform.release(),
             "cpu_count": os.cpu_count(), "fs_type": fs_type,

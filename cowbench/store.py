@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 from . import __version__
 from .atomic import atomic_write_bytes, atomic_write_text, atomic_write_with
 from .errors import ScenarioError, UsageError
+from .fsinfo import filesystem_of
 from .imagefile import untrusted_writer
 from .safeload import load_json_file
 from .tools import tool_version
@@ -77,25 +78,8 @@ def host_facts(work: Path | None = None) -> dict[str, Any]:
     except (ValueError, OSError):
         pass
     if work is not None:
-        facts["work_dir_fs"] = _fs_type(work)
+        facts["work_dir_fs"] = filesystem_of(work)[0]  # in a chroot too (cowbench.fsinfo)
     return facts
-
-
-def _fs_type(path: Path) -> str | None:
-    try:
-        mounts = Path("/proc/mounts").read_text().splitlines()
-    except OSError:
-        return None
-    best, fstype = "", None
-    target = str(path.resolve())
-    for line in mounts:
-        parts = line.split()
-        if len(parts) < 3:
-            continue
-        inside = target == parts[1] or target.startswith(parts[1].rstrip("/") + "/")
-        if len(parts) >= 3 and inside and len(parts[1]) >= len(best):
-            best, fstype = parts[1], parts[2]
-    return fstype
 
 
 def tool_versions() -> dict[str, str | None]:
