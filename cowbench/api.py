@@ -111,17 +111,18 @@ def run(scenario: Scenario | str | Path | Mapping[str, Any], out: str | Path,
     none of this machine cached, a quick calibration first); ``profile`` and
     ``uncalibrated`` are ``--profile`` and ``--uncalibrated``.
     """
-    from .autoprofile import choose_profiles
+    from .autoprofile import profiles_for_run
     from .runner import default_backend, run_scenario
 
     say = progress or (lambda _msg: None)
     s = _scenario(scenario)
     chosen = backend or default_backend(s)
-    s = choose_profiles(s, "<scenario>", chosen, Path(out),
-                        profile=None if profile is None else Path(profile),
-                        uncalibrated=uncalibrated, say=say,
-                        progress=lambda i, n, msg: say(f"quick calibration {i}/{n}: {msg}"))
-    return run_scenario(s, Path(out), backend, seed, progress=say, repeat=repeat)
+    s, checked = profiles_for_run(s, "<scenario>", chosen, Path(out),
+                                  profile=None if profile is None else Path(profile),
+                                  uncalibrated=uncalibrated, say=say,
+                                  progress=lambda i, n, msg: say(f"{msg} ({i}/{n})"))
+    return run_scenario(s, Path(out), backend, seed, progress=say, repeat=repeat,
+                        meta={"profile_check": checked})
 
 
 def load_results(path: str | Path) -> RunResults | SweepResults:

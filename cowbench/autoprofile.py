@@ -14,6 +14,12 @@ In order, the first that applies:
    kept in the cache for the next runs (``--backend sim`` never calibrates);
 6. otherwise none: the uncalibrated device model, and the run says so.
 
+With ``--backend both``, :func:`profiles_for_run` then checks every profile file the run's
+I/O figures rest on against this machine (``cowbench.profile_check``): a cached profile the
+machine has moved away from is made again with the quick calibration (once per run), and a
+profile the run was told to use (``--profile``, ``device.profile``, ``hosts[].profile``) is
+kept with a warning; run.json's ``profile_check`` records the check, and the new profile.
+
 The storage a host's profile is keyed by is its ``storage_dir``, or the run directory's
 ``work/`` (its nearest existing parent before the run exists).
 """
@@ -23,9 +29,10 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from .errors import UsageError
-from .profile import Profile
+from .profile import Profile, load_profile
 from .profile_cache import (
     calibration_lock,
     existing_ancestor,
@@ -34,6 +41,7 @@ from .profile_cache import (
     lookup,
     store,
 )
+from .profile_check import check, moved_text, remade_block
 from .resolve import with_host_profiles, with_profile, without_profiles
 from .scenario import Host, Scenario
 from .tools import require_tools
@@ -97,11 +105,107 @@ def cached_or_calibrated(storage: Path, *, calibrate: bool, progress: Progress |
         return store(prof.model_copy(update={"fingerprint": fp}))
 
 
+def _labelled(progress: Progress | None, label: str) -> Progress | None:
+    if progress is None:
+        return None
+
+    def step(i: int, n: int, msg: str, progress: Progress = progress) -> None:
+        progress(i, n, f"{label}: {msg}")
+
+    return step
+
+
 def _quick(where: Path, progress: Progress | None) -> Profile:
     from .calibration import measure_profile
 
     try:
-        return measure_profile(where, "quick", progress=progress)
+        return measure_profile(where, "quick", progress=_labelled(progress, "quick calibration"))
     except UsageError as err:  # no room for the probe images, not writable, ...
         raise UsageError(f"calibrating this machine's storage: {err}; pass --uncalibrated "
                          "or --profile FILE to run without calibrating") from None
+
+
+def profiles_for_run(scenario: Scenario, source: str, backend: str, out: Path, *,
+                     profile: Path | None = None, uncalibrated: bool = False,
+                     progress: Progress | None = None,
+                     say: Say | None = None) -> tuple[Scenario, dict[str, Any]]:
+    """:func:`choose_profiles`, then with ``--backend both`` the check of every profile file
+    chosen (``cowbench.profile_check``): the scenario to run and run.json's
+    ``profile_check``."""
+    chosen = choose_profiles(scenario, source, backend, out, profile=profile,
+                             uncalibrated=uncalibrated, progress=progress, say=say)
+    if backend != "both" or chosen.fleet is not None:
+        return chosen, {"checked": False, "reason": f"--backend {backend}: nothing measured "
+                        "here is predicted with a profile"}
+    cached = {h.name for h, was in zip(chosen.hosts, scenario.hosts, strict=True)
+              if profile is None and h.profile and was.profile is None
+              and scenario.device.profile is None}
+    groups = _profile_files(chosen, out)
+    if not groups:
+        return chosen, {"checked": False, "reason": "no calibration profile file "
+                        "(uncalibrated, or parameters given inline)"}
+    found = []
+    for path, (where, hosts) in groups.items():
+        chosen, block = _check_one(chosen, source, path, where, hosts,
+                                   cached.issuperset(hosts), progress, say)
+        found.append(block)
+    return chosen, found[0] if len(found) == 1 else {"checked": "per profile",
+                                                     "profiles": found}
+
+
+def _profile_files(scenario: Scenario, out: Path) -> dict[Path, tuple[Path, list[str]]]:
+    """Profile file -> (an existing directory on its first host's storage, its hosts)."""
+    groups: dict[Path, tuple[Path, list[str]]] = {}
+    for host in scenario.hosts:
+        src = host.profile if host.calibrated is not None else (
+            scenario.device.profile if scenario.device.calibrated is not None else None)
+        if src:
+            where = existing_ancestor(storage_of(host, out))
+            groups.setdefault(Path(src), (where, []))[1].append(host.name)
+    return groups
+
+
+def _check_one(scenario: Scenario, source: str, path: Path, where: Path, hosts: list[str],
+               cached: bool, progress: Progress | None,
+               say: Say | None) -> tuple[Scenario, dict[str, Any]]:
+    """Check one profile file; re-make it if it is this machine's cached one and moved."""
+    say = say or (lambda _msg: None)
+    try:
+        prof = load_profile(path)
+    except UsageError as err:  # read when the scenario was resolved; gone since
+        return scenario, {"checked": False, "profile": str(path), "hosts": hosts,
+                          "reason": str(err)}
+    block = check(path, prof, scenario, hosts, where, _labelled(progress, "checking the profile"))
+    block["source"] = "cache" if cached else "file"
+    if block.get("checked") is not True:
+        return scenario, block
+    if block["moved"] is None:
+        block["action"] = "kept"
+        return scenario, block
+    if not cached or prof.fingerprint is None:
+        block["action"] = "kept (named by the run; never replaced)"
+        say(f"warning: the calibration profile {path} no longer describes this machine: "
+            f"{moved_text(block)}; the run uses it as told (a profile named by the run is "
+            "never replaced; `cowbench calibrate` makes a new one)")
+        return scenario, block
+    say(f"the cached calibration profile {path} no longer describes this machine: "
+        f"{moved_text(block)}; re-making it with the quick calibration first, kept for the "
+        "next runs (--uncalibrated skips it)")
+    new_path, new = _remake(prof, where, progress)
+    block["action"] = "remade"
+    block["remade"] = remade_block(new_path, new, block)
+    return with_host_profiles(scenario, dict.fromkeys(hosts, new_path), source), block
+
+
+def _remake(stale: Profile, where: Path, progress: Progress | None) -> tuple[Path, Profile]:
+    """The quick calibration of ``where`` in place of the ``stale`` cached profile; a run
+    that re-made it meanwhile (the lock) gives its new one instead."""
+    fp = stale.fingerprint
+    assert fp is not None
+    with calibration_lock(fp):
+        hit = lookup(fp)
+        if hit is not None and hit[1].created != stale.created:
+            return hit
+        require_tools(("qemu-img", "qemu-nbd", "fio"))
+        new = _quick(where, progress).model_copy(update={"fingerprint": fp})
+        return store(new), new

@@ -13,7 +13,7 @@ import sys
 import warnings
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -146,12 +146,12 @@ def run(
     if out_dir is None:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         out_dir = Path("results") / f"{s.name}-{stamp}"
-    s = _choose_profiles(s, str(scenario), chosen, out_dir, profile, uncalibrated)
+    s, checked = _choose_profiles(s, str(scenario), chosen, out_dir, profile, uncalibrated)
     with progress_bar(transient=True) as bar:
         task = bar.add_task(f"{s.name}: starting", total=None)
         outcome = run_scenario(s, out_dir, chosen, seed,
                                progress=lambda msg: bar.update(task, description=msg), csv=csv,
-                               repeat=repeat)
+                               repeat=repeat, meta={"profile_check": checked})
     # the tables need pandas: imported once the run is done (a real run starts without it)
     from .show import print_comparison, print_fleet
 
@@ -196,29 +196,34 @@ def _backend_line(backend: str, by_default: bool, fleet: bool) -> str:
 
 
 def _choose_profiles(s: Scenario, source: str, backend: str, out_dir: Path,
-                     profile: Path | None, uncalibrated: bool) -> Scenario:
-    """The profile of each host (``cowbench.autoprofile``), calibrating with a progress bar
-    when ``--backend both`` finds none of this machine's storage."""
-    from .autoprofile import choose_profiles
+                     profile: Path | None, uncalibrated: bool) -> tuple[Scenario, dict[str, Any]]:
+    """The profile of each host and its check (``cowbench.autoprofile``), calibrating with a
+    progress bar when ``--backend both`` finds none of this machine's storage, or finds that
+    the machine moved away from its cached one."""
+    from .autoprofile import profiles_for_run
 
     with progress_bar(bar=True, transient=True) as bar:
         task = bar.add_task("calibration profile: looking for this machine's", total=None)
 
         def step(i: int, n: int, msg: str) -> None:
-            bar.update(task, description=f"quick calibration: {msg}", completed=i, total=n)
+            bar.update(task, description=msg, completed=i, total=n)
 
-        return choose_profiles(s, source, backend, out_dir, profile=profile,
-                               uncalibrated=uncalibrated, progress=step,
-                               say=lambda msg: err.print(msg, soft_wrap=True))
+        return profiles_for_run(s, source, backend, out_dir, profile=profile,
+                                uncalibrated=uncalibrated, progress=step,
+                                say=lambda msg: err.print(escape(msg), soft_wrap=True))
 
 
 def _print_profile_line(run_dir: Path) -> None:
     from .drift import describe as drift_line
+    from .profile_check import describe as check_line
     from .profile_use import describe
     from .store import read_run
 
     meta = read_run(run_dir)
     out.print(describe(meta.get("profile")), soft_wrap=True, highlight=False)
+    checked = check_line(meta.get("profile_check"))
+    if checked is not None:
+        out.print(escape(checked), soft_wrap=True, highlight=False)
     if "drift" in meta:
         out.print(escape(drift_line(meta["drift"])), soft_wrap=True, highlight=False)
 

@@ -24,7 +24,8 @@ The block, in run.json and as ``calibrate --check`` prints it::
      "dir": where measured, "same_storage": the fingerprint of "dir" is the profile's,
      "duration_s": ..., "load": [1, 5, 15 min],
      "probes": [{"probe", "stands_for": [vm names], "profile_iops", "profile_iops_min",
-                 "profile_iops_max", "iops", "iops_change", "profile_lat_mean_s",
+                 "profile_iops_max", "iops", "iops_min", "iops_max" (the rounds' range now),
+                 "iops_change", "profile_lat_mean_s",
                  "lat_mean_s", "lat_mean_change", "within_profile_rounds"}],
      "median_abs_change": {"iops": ..., "lat_mean_s": ...}}
 
@@ -161,7 +162,8 @@ def probe_row(then: Probe, now: Probe, stands_for: list[str]) -> dict[str, Any]:
     lo, hi = then.iops_min, then.iops_max
     return {"probe": then.name, "stands_for": stands_for,
             "profile_iops": then.iops, "profile_iops_min": lo, "profile_iops_max": hi,
-            "iops": now.iops, "iops_change": _change(now.iops, then.iops),
+            "iops": now.iops, "iops_min": now.iops_min, "iops_max": now.iops_max,
+            "iops_change": _change(now.iops, then.iops),
             "profile_lat_mean_s": then.lat_mean_s, "lat_mean_s": now.lat_mean_s,
             "lat_mean_change": _change(now.lat_mean_s, then.lat_mean_s),
             "within_profile_rounds": None if lo is None or hi is None
@@ -189,14 +191,14 @@ def _load() -> list[float]:
 
 def measure_drift(path: Path, profile: Profile, chosen: list[tuple[Probe, list[str]]],
                   directory: Path, progress: Progress | None = None,
-                  lease: Lease | None = None) -> dict[str, Any]:
-    """Measure ``chosen`` probes of ``profile`` again on ``directory`` (one round, the
-    profile's settings) and return the block of the module docstring."""
+                  lease: Lease | None = None, rounds: int = 1) -> dict[str, Any]:
+    """Measure ``chosen`` probes of ``profile`` again on ``directory`` (``rounds`` rounds,
+    the profile's settings) and return the block of the module docstring."""
     real = get_backend("real")
     s = profile.settings
     settings = replace(real.probe_settings(profile.matrix, int(s.get("max_exports", 4))),
                        runtime_s=float(s["runtime_s"]), ramp_s=float(s["ramp_s"]),
-                       span=int(s["span_bytes"]), rounds=1)
+                       span=int(s["span_bytes"]), rounds=rounds)
     t0 = time.monotonic()
     # the run just removed its trees: commit the journal (and, on a filesystem mounted with
     # `discard`, as this machine's is, the discards of those blocks) before measuring

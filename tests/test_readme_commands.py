@@ -28,7 +28,7 @@ from cowbench.profile_cache import fingerprint, store
 
 from .clirun import cowbench_line
 from .conftest import needs_tools
-from .test_repeat_real import a_profile
+from .test_repeat_real import a_profile, just_made
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -185,7 +185,7 @@ def test_the_run_shown_as_the_readme_writes_it(in_a_checkout: Path, no_leaks: No
     line = block[0].removeprefix("$ ")
     assert line in RUN_BY
     out = in_a_checkout / "results" / "qs"
-    store(a_profile(in_a_checkout, fingerprint(out / "work")))
+    store(just_made(a_profile(in_a_checkout, fingerprint(out / "work"))))
     ran = cowbench_line(line)
     assert ran.code == 0, ran.stderr
     meta = json.loads((out / "run.json").read_text())

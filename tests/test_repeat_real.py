@@ -18,6 +18,7 @@ import pytest
 from cowbench.profile import Probe, Profile, profile_json
 from cowbench.profile_cache import fingerprint, store
 from cowbench.spread import SPREAD_COLUMNS
+from cowbench.store import now_iso
 
 from .clirun import cowbench, cowbench_line
 from .conftest import needs_tools, small_dict
@@ -53,6 +54,13 @@ def a_profile(where: Path, fp: dict[str, object] | None = None) -> Profile:
     return Profile(created="2026-12-02T00:00:00+00:00", duration_s=1.0, matrix="quick",
                    dir=str(where), host={}, tools={}, settings=SETTINGS, probes=PROBES,
                    params=TRUE, fingerprint=fp)
+
+
+def just_made(prof: Profile) -> Profile:
+    """``prof`` as a calibration that just ended made it: a run does not check it against the
+    machine before using it (``cowbench.profile_check.RECHECK_AFTER_S``), as it would a
+    hand-made profile it finds in the cache (and make it again)."""
+    return prof.model_copy(update={"created": now_iso()})
 
 
 def test_repeat_runs_the_real_backend_n_times_and_measures_the_drift(
@@ -149,7 +157,7 @@ def test_repeat_as_the_readme_writes_it(in_a_checkout: Path, no_leaks: None) -> 
     storage (so no calibration runs first)."""
     line = readme_command("cowbench run scenarios/quickstart.yaml --repeat ")
     out = Path(line.split("--out ")[1].split()[0])
-    store(a_profile(in_a_checkout, fingerprint(out / "work")))
+    store(just_made(a_profile(in_a_checkout, fingerprint(out / "work"))))
     ran = cowbench_line(line)
     assert ran.code == 0, ran.stderr
     meta = json.loads((out / "run.json").read_text())

@@ -1,0 +1,176 @@
+"""Before a run: does the profile its I/O figures rest on still describe this machine?
+
+A cached profile is used silently by every later run on the same storage, and a machine
+shared with others moves: the quick profile this machine cached at 08:14 under load said
+``cow-write-4k-qd8-x1`` ran 4,500 IOPS and ``chain-d1-randread-4k-qd1-x1`` 3,526; three hours
+later, quiet, they ran 6,269 and 9,511, and every time-bounded job's count of I/Os (and every
+I/O figure) was predicted for a machine half as fast. So before ``cowbench run --backend both``
+predicts with a profile file, the drift probes (``cowbench.drift``: the profile's probes the
+run's VMs resemble most, its own settings) are measured again where the run's disks will be,
+:data:`CHECK_ROUNDS` rounds each, a few seconds.
+
+A probe has *moved* when every round of it now lies beyond the range of the profile's own
+rounds by more than :data:`MOVED_FACTOR` (faster: its slowest round now is above the profile's
+fastest times the factor; slower: its fastest round is below the profile's slowest over the
+factor). The profile no longer describes the machine when at least half of the probes checked
+(and at least one) moved the same way. Noise on this 2-core machine shared by four sessions:
+checks a few minutes after a quick calibration moved the probes by 1% to 12% at load 3 to 7;
+bursts of load move a single round by 10x for seconds, which the rounds and the majority damp.
+
+What follows (``cowbench.autoprofile``): a cached profile is made again with the quick
+calibration, at most once per run, and the run uses the new one; a profile the run was told to
+use (``--profile FILE``, ``device.profile``, ``hosts[].profile``) is never replaced: the run
+warns and goes on with it. A profile whose calibration ended less than
+:data:`RECHECK_AFTER_S` ago is not checked (a run right after the calibration that made it, as
+the quickstart's second run): the check bounds what a shared machine's bursts can cost, a quick
+calibration (about two minutes here) at most once per run and not again for that long.
+
+run.json's ``profile_check``, per profile (``{"checked": "per profile", "profiles": [...]}``
+for several)::
+
+    {"checked": true, "profile": PATH, "source": "cache" | "file", "hosts": [...],
+     "threshold": {"factor": 1.5, "rounds": 2, "rule": ...},
+     "measured": {the drift block of the check (cowbench.drift)},
+     "moved": "faster" | "slower" | null, "probes_moved": n,
+     "action": "kept" | "remade" | "kept (named by the run; never replaced)",
+     "remade": {"path", "created", "duration_s", "probes": [{"probe", "iops", "iops_min",
+                "iops_max", "lat_mean_s", "check_iops"}]}}
+
+or ``{"checked": false, "profile": PATH, "reason": ...}``.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .drift import Progress, choose_probes, measure_drift, vm_needs
+from .errors import CowbenchError, Interrupted
+from .profile import Profile
+from .scenario import Scenario
+
+#: a probe moved when all its rounds now lie beyond the profile rounds' range by this factor
+MOVED_FACTOR = 1.5
+#: rounds of each probe in the check
+CHECK_ROUNDS = 2
+#: a profile younger than this is not checked
+RECHECK_AFTER_S = 600.0
+RULE = (f"a probe moved when every one of its {CHECK_ROUNDS} rounds lies beyond the range of "
+        f"the profile's rounds by more than x{MOVED_FACTOR}; the profile no longer describes "
+        "the machine when at least half of the probes (and at least one) moved the same way")
+
+
+def probe_moved(row: dict[str, Any]) -> int:
+    """+1 when the probe of a drift row is faster now beyond the threshold, -1 slower, else 0."""
+    lo = row.get("profile_iops_min") or row["profile_iops"]
+    hi = row.get("profile_iops_max") or row["profile_iops"]
+    now_lo = row.get("iops_min") or row["iops"]
+    now_hi = row.get("iops_max") or row["iops"]
+    if now_lo > hi * MOVED_FACTOR:
+        return 1
+    if now_hi * MOVED_FACTOR < lo:
+        return -1
+    return 0
+
+
+def verdict(rows: list[dict[str, Any]]) -> tuple[int, int]:
+    """(direction, probes that moved that way): +1 faster, -1 slower, 0 the profile holds."""
+    moves = [probe_moved(r) for r in rows]
+    for way in (1, -1):
+        n = moves.count(way)
+        if n and 2 * n >= len(moves):
+            return way, n
+    return 0, 0
+
+
+def age_s(profile: Profile, now: datetime | None = None) -> float | None:
+    """Seconds since the calibration that made ``profile`` ended; None if unknown."""
+    try:
+        made = datetime.fromisoformat(profile.created)
+    except ValueError:
+        return None
+    if made.tzinfo is None:
+        return None
+    return ((now or datetime.now(UTC)) - made).total_seconds() - profile.duration_s
+
+
+def check(path: Path, profile: Profile, scenario: Scenario, hosts: list[str], where: Path,
+          progress: Progress | None = None) -> dict[str, Any]:
+    """The check of ``profile`` (at ``path``), the profile of ``hosts``, on ``where`` (an
+    existing directory on their storage): the block of the module docstring, without
+    ``action`` (the caller's)."""
+    head: dict[str, Any] = {"profile": str(path), "hosts": hosts}
+    age = age_s(profile)
+    if age is not None and age < RECHECK_AFTER_S:
+        return {"checked": False, **head, "reason": f"made {age / 60:.0f} min ago: a profile "
+                f"younger than {RECHECK_AFTER_S / 60:.0f} min is not checked"}
+    chosen = choose_probes([n for n in vm_needs(scenario) if n.host in hosts], profile.probes)
+    if not chosen:
+        return {"checked": False, **head,
+                "reason": "no VM does I/O that a probe of the profile resembles"}
+    try:
+        measured = measure_drift(path, profile, chosen, where, progress, rounds=CHECK_ROUNDS)
+    except Interrupted:
+        raise
+    except CowbenchError as err:  # the run goes on with the profile; the check says why not
+        return {"checked": False, **head, "reason": f"the probes failed: {err}"}
+    way, n = verdict(measured["probes"])
+    return {"checked": True, **head,
+            "threshold": {"factor": MOVED_FACTOR, "rounds": CHECK_ROUNDS, "rule": RULE},
+            "measured": measured, "moved": {1: "faster", -1: "slower"}.get(way),
+            "probes_moved": n}
+
+
+def remade_block(path: Path, new: Profile, checked: dict[str, Any]) -> dict[str, Any]:
+    """run.json's ``remade``: the new profile's figures of the probes the check measured."""
+    by_name = {p.name: p for p in new.probes}
+    rows = []
+    for row in checked["measured"]["probes"]:
+        p = by_name.get(row["probe"])
+        if p is not None:
+            rows.append({"probe": p.name, "iops": p.iops, "iops_min": p.iops_min,
+                         "iops_max": p.iops_max, "lat_mean_s": p.lat_mean_s,
+                         "check_iops": row["iops"]})
+    return {"path": str(path), "created": new.created, "duration_s": new.duration_s,
+            "probes": rows}
+
+
+def _x(row: dict[str, Any]) -> str:
+    then, now = row["profile_iops"], row["iops"]
+    ratio = now / then if then > 0 else math.inf
+    return f"{row['probe']} {then:,.0f} -> {now:,.0f} IOPS (x{ratio:.2f})"
+
+
+def moved_text(block: dict[str, Any]) -> str:
+    """Why a check found the profile moved, in one clause."""
+    rows = block["measured"]["probes"]
+    return (f"{block['probes_moved']} of {len(rows)} probe(s) ran {block['moved']} than its "
+            f"rounds by more than x{MOVED_FACTOR} ({'; '.join(_x(r) for r in rows)})")
+
+
+def blocks(check_block: dict[str, Any] | None) -> list[dict[str, Any]]:
+    if not isinstance(check_block, dict):
+        return []
+    if check_block.get("checked") == "per profile":
+        return [b for b in check_block.get("profiles") or [] if isinstance(b, dict)]
+    return [check_block]
+
+
+def describe(check_block: dict[str, Any] | None) -> str | None:
+    """One sentence (no final stop) on the checks that measured, or None if none did."""
+    parts = []
+    for b in blocks(check_block):
+        if b.get("checked") is not True:
+            continue
+        n = len(b["measured"]["probes"])
+        if b.get("action") == "remade":
+            parts.append(f"{moved_text(b)}: re-made with the quick calibration")
+        elif b.get("moved"):
+            parts.append(f"{moved_text(b)}: kept, as the run was told to use it")
+        else:
+            parts.append(f"{n} probe(s) measured again within its rounds x{MOVED_FACTOR}: kept")
+    if not parts:
+        return None
+    return "profile checked before the run: " + "; ".join(parts)

@@ -1,0 +1,257 @@
+"""Before a run with both backends: the profile its I/O figures rest on is checked against this
+machine, and a cached one the machine moved away from is made again (cowbench.profile_check,
+cowbench.autoprofile.profiles_for_run).
+
+The rule and what follows from it are tested with the check's measurement replaced
+(``measured_at``); the tests marked ``real`` measure the probes for real, with profiles this
+machine cannot match (ten million IOPS: any load only makes it slower) or cannot leave (rounds
+from 1 to 10^9 IOPS), so that what they assert does not depend on the load. The quick
+calibration itself is replaced (``fake_quick``): tests/test_calibrate.py runs it for real.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cowbench import autoprofile, profile_check
+from cowbench.autoprofile import profiles_for_run
+from cowbench.drift import probe_row
+from cowbench.profile import Probe, Profile, load_profile, profile_json
+from cowbench.profile_cache import cache_dir, fingerprint, lookup, store
+from cowbench.profile_check import MOVED_FACTOR, describe, probe_moved, verdict
+
+from .clirun import cowbench
+from .conftest import needs_tools, small_dict
+from .test_cli import write
+from .test_perf import TRUE
+from .test_profile_cache import OTHER, scenario_at
+from .test_repeat_real import a_profile
+
+HOUR_AGO = (datetime.now(UTC) - timedelta(hours=1)).isoformat(timespec="seconds")
+
+
+def row(then: float, now: float, spread: float = 0.05, now_spread: float = 0.05
+        ) -> dict[str, Any]:
+    return {"probe": "p", "profile_iops": then, "profile_iops_min": then * (1 - spread),
+            "profile_iops_max": then * (1 + spread), "iops": now,
+            "iops_min": now * (1 - now_spread), "iops_max": now * (1 + now_spread)}
+
+
+def test_a_probe_moved_when_all_its_rounds_are_beyond_the_profiles_by_the_factor() -> None:
+    assert MOVED_FACTOR == 1.5
+    assert probe_moved(row(1000, 1000)) == 0
+    assert probe_moved(row(1000, 1500)) == 0  # x1.5 of the median, not beyond its rounds
+    assert probe_moved(row(1000, 1800)) == 1
+    assert probe_moved(row(1000, 1800, now_spread=0.5)) == 0  # its slowest round is not
+    assert probe_moved(row(1000, 1800, spread=0.3)) == 0  # the profile's rounds allow it
+    assert probe_moved(row(1000, 650)) == 0
+    assert probe_moved(row(1000, 500)) == -1
+    assert probe_moved(row(4500, 6269, 0.006)) == 0  # the 08:14 profile, quiet at 11:11
+    assert probe_moved(row(3526, 9511, 0.007)) == 1
+    # without the rounds' ranges (a profile of one round): the medians
+    bare = {"probe": "p", "profile_iops": 1000.0, "profile_iops_min": None,
+            "profile_iops_max": None, "iops": 1600.0}
+    assert probe_moved(bare) == 1
+
+
+def test_the_profile_moved_when_half_the_probes_moved_the_same_way() -> None:
+    up, same, down = row(1000, 3000), row(1000, 1000), row(1000, 300)
+    assert verdict([up]) == (1, 1)
+    assert verdict([same, up]) == (1, 1)  # web-cache's two probes at 11:11
+    assert verdict([same, same, up]) == (0, 0)
+    assert verdict([up, down]) == (1, 1)  # half each way: the first way that has half
+    assert verdict([up, down, same]) == (0, 0)
+    assert verdict([down, down, up, same]) == (-1, 2)
+    assert verdict([]) == (0, 0)
+
+
+def measured_at(monkeypatch: pytest.MonkeyPatch, factor: float) -> list[Path]:
+    """The check measures every probe at ``factor`` times the profile's IOPS; returns where
+    it was asked to measure."""
+    where: list[Path] = []
+
+    def fake(path: Path, profile: Profile, chosen: list[tuple[Probe, list[str]]],
+             directory: Path, progress: object = None, lease: object = None,
+             rounds: int = 1) -> dict[str, Any]:
+        assert rounds == 2
+        where.append(directory)
+        rows = [probe_row(p, p.model_copy(update={
+            "iops": p.iops * factor, "iops_min": p.iops * factor * 0.98,
+            "iops_max": p.iops * factor * 1.02}), vms) for p, vms in chosen]
+        return {"measured": True, "profile": str(path), "dir": str(directory), "probes": rows}
+
+    monkeypatch.setattr(profile_check, "measure_drift", fake)
+    return where
+
+
+@pytest.fixture
+def fake_quick(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """The quick calibration replaced: a profile of OTHER parameters, made now."""
+    calls: list[Path] = []
+
+    def quick(where: Path, progress: object) -> Profile:
+        calls.append(where)
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        return a_profile(where).model_copy(update={"params": OTHER, "created": now})
+
+    monkeypatch.setattr(autoprofile, "_quick", quick)
+    return calls
+
+
+def cached_old(tmp_path: Path, **update: Any) -> Path:
+    prof = a_profile(tmp_path, fingerprint(tmp_path)).model_copy(
+        update={"created": HOUR_AGO, **update})
+    return store(prof)
+
+
+def test_a_cached_profile_the_machine_moved_away_from_is_remade_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_quick: list[Path]) -> None:
+    path = cached_old(tmp_path)
+    checked_on = measured_at(monkeypatch, 3.0)
+    s, src = scenario_at(tmp_path)
+    said: list[str] = []
+    got, block = profiles_for_run(s, src, "both", tmp_path / "run", say=said.append)
+    assert checked_on == [tmp_path] and fake_quick == [tmp_path]  # once each, where it runs
+    assert block["checked"] is True and block["source"] == "cache"
+    assert block["moved"] == "faster" and block["action"] == "remade"
+    assert block["hosts"] == ["host1"] and block["threshold"]["factor"] == MOVED_FACTOR
+    # both measurements: the check's (against the old profile) and the new profile's
+    rows = block["measured"]["probes"]
+    assert rows and all(r["iops"] == pytest.approx(3 * r["profile_iops"]) for r in rows)
+    remade = block["remade"]
+    assert remade["path"] == str(path)
+    assert [r["probe"] for r in remade["probes"]] == [r["probe"] for r in rows]
+    assert all(r["check_iops"] == pytest.approx(6000.0) for r in remade["probes"])
+    # the run predicts with the new profile, which replaced the old one in the cache
+    assert got.hosts[0].profile == str(path) and got.hosts[0].calibrated == OTHER
+    assert load_profile(path).params == OTHER
+    assert len(said) == 1 and "no longer describes this machine" in said[0]
+    assert "re-making it with the quick calibration" in said[0]
+    assert "x3.00" in said[0] and "2,000 -> 6,000 IOPS" in said[0]
+    line = describe(block)
+    assert line is not None and line.startswith("profile checked before the run: ")
+    assert line.endswith("re-made with the quick calibration")
+    # the next run: the profile is minutes old, not checked again
+    got, block = profiles_for_run(s, src, "both", tmp_path / "run2")
+    assert block["checked"] is False and "is not checked" in block["reason"]
+    assert len(checked_on) == 1 and len(fake_quick) == 1
+
+
+def test_a_profile_that_still_describes_the_machine_is_kept(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_quick: list[Path]) -> None:
+    path = cached_old(tmp_path)
+    before = path.read_bytes()
+    checked_on = measured_at(monkeypatch, 1.4)
+    s, src = scenario_at(tmp_path)
+    said: list[str] = []
+    got, block = profiles_for_run(s, src, "both", tmp_path / "run", say=said.append)
+    assert len(checked_on) == 1 and fake_quick == [] and said == []
+    assert block["checked"] is True and block["moved"] is None and block["action"] == "kept"
+    assert got.hosts[0].calibrated == TRUE and path.read_bytes() == before
+    assert describe(block) == ("profile checked before the run: 3 probe(s) measured again "
+                               f"within its rounds x{MOVED_FACTOR}: kept")
+
+
+def test_a_named_profile_is_never_replaced_but_the_run_warns(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_quick: list[Path]) -> None:
+    cached = cached_old(tmp_path)
+    mine = tmp_path / "mine.json"
+    mine.write_text(profile_json(a_profile(tmp_path).model_copy(update={"created": HOUR_AGO})))
+    before = mine.read_bytes(), cached.read_bytes()
+    measured_at(monkeypatch, 0.2)
+    s, src = scenario_at(tmp_path)
+    for how in ({"profile": mine}, {"profile": cached}):  # a cached file named is named too
+        said: list[str] = []
+        got, block = profiles_for_run(s, src, "both", tmp_path / "run", say=said.append, **how)
+        assert block["moved"] == "slower" and block["source"] == "file"
+        assert block["action"] == "kept (named by the run; never replaced)"
+        assert "remade" not in block and got.device.profile == str(how["profile"])
+        assert len(said) == 1 and said[0].startswith(
+            f"warning: the calibration profile {how['profile']} no longer describes")
+    # a host's own profile in the scenario: the same
+    s, src = scenario_at(tmp_path, hosts=[{"name": "a", "profile": "mine.json"}])
+    _, block = profiles_for_run(s, src, "both", tmp_path / "run")
+    assert block["action"].startswith("kept (named")
+    assert fake_quick == [] and (mine.read_bytes(), cached.read_bytes()) == before
+
+
+def test_only_both_backends_check_and_uncalibrated_checks_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_quick: list[Path]) -> None:
+    cached_old(tmp_path)
+    checked_on = measured_at(monkeypatch, 3.0)
+    s, src = scenario_at(tmp_path)
+    for backend in ("sim", "real"):
+        _, block = profiles_for_run(s, src, backend, tmp_path / "run")
+        assert block["checked"] is False and f"--backend {backend}" in block["reason"]
+    got, block = profiles_for_run(s, src, "both", tmp_path / "run", uncalibrated=True)
+    assert block["checked"] is False and got.hosts[0].calibrated is None
+    assert checked_on == [] and fake_quick == []
+    # a profile whose age is unknown is checked
+    cached_old(tmp_path, created="now")
+    _, block = profiles_for_run(s, src, "both", tmp_path / "run")
+    assert block["checked"] is True and len(checked_on) == 1
+
+
+def test_a_run_that_remade_it_meanwhile_is_not_repeated(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_quick: list[Path]) -> None:
+    """Two runs checked the same stale profile; the second finds the first one's new profile
+    once it holds the lock, and uses it without calibrating again."""
+    stale = load_profile(cached_old(tmp_path))
+    store(stale.model_copy(update={"created": datetime.now(UTC).isoformat(), "params": OTHER}))
+    path, new = autoprofile._remake(stale, tmp_path, None)
+    assert fake_quick == [] and new.params == OTHER and path.parent == cache_dir()
+
+
+# -- for real: the probes measured on this machine ---------------------------------------------
+
+def impossible(tmp_path: Path, iops: float, lo: float, hi: float) -> Profile:
+    prof = a_profile(tmp_path, fingerprint(tmp_path))
+    probes = [p.model_copy(update={"iops": iops, "iops_min": lo, "iops_max": hi})
+              for p in prof.probes]
+    return prof.model_copy(update={"created": HOUR_AGO, "probes": probes})
+
+
+@needs_tools
+@pytest.mark.real
+def test_a_profile_ten_million_iops_fast_is_remade_and_the_run_says_so(
+        tmp_path: Path, fake_quick: list[Path], no_leaks: None) -> None:
+    path = store(impossible(tmp_path, 1e7, 0.99e7, 1.01e7))
+    scenario = write(tmp_path, small_dict())
+    out = tmp_path / "run"
+    ran = cowbench("run", str(scenario), "--backend", "both", "--out", str(out))
+    assert ran.code == 0, ran.stderr
+    assert fake_quick == [tmp_path]
+    assert f"the cached calibration profile {path} no longer describes this machine" in \
+        " ".join(ran.stderr.split())
+    meta = json.loads((out / "run.json").read_text())
+    block = meta["profile_check"]
+    assert block["checked"] is True and block["moved"] == "slower"
+    assert block["action"] == "remade" and block["measured"]["dir"] == str(tmp_path)
+    assert all(r["iops_max"] < 1e7 / MOVED_FACTOR for r in block["measured"]["probes"])
+    assert block["remade"]["path"] == str(path) and block["remade"]["probes"]
+    assert meta["profile"]["path"] == str(path)
+    assert meta["profile"]["created"] == block["remade"]["created"]
+    assert meta["drift"]["profile"] == str(path)  # measured after against the new one
+    assert "profile checked before the run: " in ran.stdout
+    found = lookup(fingerprint(tmp_path))
+    assert found is not None and found[1].params == OTHER
+    assert not list(tmp_path.glob(".cowbench-*"))  # the check's probe images are gone
+
+
+@needs_tools
+@pytest.mark.real
+def test_a_profile_whose_rounds_cover_any_machine_is_kept(
+        tmp_path: Path, fake_quick: list[Path], no_leaks: None) -> None:
+    path = store(impossible(tmp_path, 2000.0, 1.0, 1e9))
+    s, src = scenario_at(tmp_path)
+    got, block = profiles_for_run(s, src, "both", tmp_path / "run")
+    assert block["checked"] is True and block["action"] == "kept", block
+    assert {r["probe"] for r in block["measured"]["probes"]} == {  # the small VMs' nearest
+        "cow-write-4k-qd8-x1", "chain-d1-randread-4k-qd1-x1", "cow-write-4k-qd1-x1"}
+    assert all(r["iops"] > 0 for r in block["measured"]["probes"])
+    assert fake_quick == [] and got.hosts[0].profile == str(path)
