@@ -15,7 +15,10 @@ fastest times the factor; slower: its fastest round is below the profile's slowe
 factor). The profile no longer describes the machine when at least half of the probes checked
 (and at least one) moved the same way. Noise on this 2-core machine shared by four sessions:
 checks a few minutes after a quick calibration moved the probes by 1% to 12% at load 3 to 7;
-bursts of load move a single round by 10x for seconds, which the rounds and the majority damp.
+bursts of load move a probe by 3x to 10x for seconds (at load 6 a check found both of
+web-cache's probes 3.3x and 3.8x slower than a profile that the drift after the run found
+1.5x and 1.7x too slow), so a profile found *slower* is measured once more and must be found
+slower again (``measured_again``); faster is never a neighbour's burst.
 
 What follows (``cowbench.autoprofile``): a cached profile is made again with the quick
 calibration, at most once per run, and the run uses the new one; a profile the run was told to
@@ -31,6 +34,7 @@ for several)::
     {"checked": true, "profile": PATH, "source": "cache" | "file", "hosts": [...],
      "threshold": {"factor": 1.5, "rounds": 2, "rule": ...},
      "measured": {the drift block of the check (cowbench.drift)},
+     "measured_again": {the same, when the first found the machine slower},
      "moved": "faster" | "slower" | null, "probes_moved": n,
      "action": "kept" | "remade" | "kept (named by the run; never replaced)",
      "remade": {"path", "created", "duration_s", "probes": [{"probe", "iops", "iops_min",
@@ -112,15 +116,20 @@ def check(path: Path, profile: Profile, scenario: Scenario, hosts: list[str], wh
                 "reason": "no VM does I/O that a probe of the profile resembles"}
     try:
         measured = measure_drift(path, profile, chosen, where, progress, rounds=CHECK_ROUNDS)
+        way, n = verdict(measured["probes"])
+        again = None
+        if way < 0:  # slower: a neighbour's burst lasts seconds; it must still be there
+            again = measure_drift(path, profile, chosen, where, progress, rounds=CHECK_ROUNDS)
+            way2, n2 = verdict(again["probes"])
+            way, n = (way, min(n, n2)) if way2 == way else (0, 0)
     except Interrupted:
         raise
     except CowbenchError as err:  # the run goes on with the profile; the check says why not
         return {"checked": False, **head, "reason": f"the probes failed: {err}"}
-    way, n = verdict(measured["probes"])
     return {"checked": True, **head,
             "threshold": {"factor": MOVED_FACTOR, "rounds": CHECK_ROUNDS, "rule": RULE},
-            "measured": measured, "moved": {1: "faster", -1: "slower"}.get(way),
-            "probes_moved": n}
+            "measured": measured, **({"measured_again": again} if again else {}),
+            "moved": {1: "faster", -1: "slower"}.get(way), "probes_moved": n}
 
 
 def remade_block(path: Path, new: Profile, checked: dict[str, Any]) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from .capacity import host_capacities, time_to_full
 from .compare import summary
 from .drift import describe as drift_line
 from .errors import ScenarioError, UsageError
+from .profile_check import describe as check_line
 from .profile_use import describe
 from .results import (
     RunResults,
@@ -118,6 +119,9 @@ def _run_header(run: RunResults) -> list[str]:
     if "sim" in backends and isinstance(meta.get("profile"), dict) and \
             not isinstance(run.scenario.get("fleet"), dict):
         lines.append(escape(describe(meta["profile"])))  # what the I/O figures rest on
+    checked = check_line(meta.get("profile_check"))
+    if checked is not None:
+        lines.append(escape(checked))
     if "drift" in meta:
         lines.append(escape(drift_line(meta["drift"])))
     return lines

@@ -70,15 +70,16 @@ def test_the_profile_moved_when_half_the_probes_moved_the_same_way() -> None:
     assert verdict([]) == (0, 0)
 
 
-def measured_at(monkeypatch: pytest.MonkeyPatch, factor: float) -> list[Path]:
-    """The check measures every probe at ``factor`` times the profile's IOPS; returns where
-    it was asked to measure."""
+def measured_at(monkeypatch: pytest.MonkeyPatch, *factors: float) -> list[Path]:
+    """The check's k-th measurement finds every probe at ``factors[k]`` (the last one for
+    later ones) times the profile's IOPS; returns where it was asked to measure."""
     where: list[Path] = []
 
     def fake(path: Path, profile: Profile, chosen: list[tuple[Probe, list[str]]],
              directory: Path, progress: object = None, lease: object = None,
              rounds: int = 1) -> dict[str, Any]:
         assert rounds == 2
+        factor = factors[min(len(where), len(factors) - 1)]
         where.append(directory)
         rows = [probe_row(p, p.model_copy(update={
             "iops": p.iops * factor, "iops_min": p.iops * factor * 0.98,
@@ -180,6 +181,22 @@ def test_a_named_profile_is_never_replaced_but_the_run_warns(
     assert fake_quick == [] and (mine.read_bytes(), cached.read_bytes()) == before
 
 
+def test_a_machine_found_slower_is_measured_again_before_the_profile_is_remade(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_quick: list[Path]) -> None:
+    """A neighbour's burst slows the probes for seconds: slower must be found twice."""
+    cached_old(tmp_path)
+    s, src = scenario_at(tmp_path)
+    checked_on = measured_at(monkeypatch, 0.3, 0.9)  # a burst, then the machine as it was
+    _, block = profiles_for_run(s, src, "both", tmp_path / "run")
+    assert len(checked_on) == 2 and block["action"] == "kept" and block["moved"] is None
+    assert block["measured_again"]["probes"][0]["iops"] == pytest.approx(1800.0)
+    assert fake_quick == []
+    checked_on = measured_at(monkeypatch, 3.0)  # faster is never a burst: measured once
+    _, block = profiles_for_run(s, src, "both", tmp_path / "run")
+    assert len(checked_on) == 1 and "measured_again" not in block
+    assert block["action"] == "remade" and len(fake_quick) == 1
+
+
 def test_only_both_backends_check_and_uncalibrated_checks_nothing(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_quick: list[Path]) -> None:
     cached_old(tmp_path)
@@ -238,6 +255,8 @@ def test_a_profile_ten_million_iops_fast_is_remade_and_the_run_says_so(
     assert meta["profile"]["created"] == block["remade"]["created"]
     assert meta["drift"]["profile"] == str(path)  # measured after against the new one
     assert "profile checked before the run: " in ran.stdout
+    shown = cowbench("show", str(out))
+    assert shown.code == 0 and "re-made with the quick calibration" in shown.stdout
     found = lookup(fingerprint(tmp_path))
     assert found is not None and found[1].params == OTHER
     assert not list(tmp_path.glob(".cowbench-*"))  # the check's probe images are gone
