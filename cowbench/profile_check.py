@@ -124,8 +124,9 @@ def check(path: Path, profile: Profile, scenario: Scenario, hosts: list[str], wh
             way, n = (way, min(n, n2)) if way2 == way else (0, 0)
     except Interrupted:
         raise
-    except CowbenchError as err:  # the run goes on with the profile; the check says why not
-        return {"checked": False, **head, "reason": f"the probes failed: {err}"}
+    except (CowbenchError, KeyError, ValueError) as err:  # a failed probe, or a hand-made
+        # profile without the settings its probes ran with: the run goes on with the profile
+        return {"checked": False, **head, "reason": f"the probes failed: {err!s}"}
     return {"checked": True, **head,
             "threshold": {"factor": MOVED_FACTOR, "rounds": CHECK_ROUNDS, "rule": RULE},
             "measured": measured, **({"measured_again": again} if again else {}),

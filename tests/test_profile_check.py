@@ -214,6 +214,16 @@ def test_only_both_backends_check_and_uncalibrated_checks_nothing(
     assert block["checked"] is True and len(checked_on) == 1
 
 
+def test_a_profile_without_its_probes_settings_is_not_checked_and_the_run_goes_on(
+        tmp_path: Path, fake_quick: list[Path]) -> None:
+    cached_old(tmp_path, settings={})
+    s, src = scenario_at(tmp_path)
+    got, block = profiles_for_run(s, src, "both", tmp_path / "run")
+    assert block["checked"] is False and block["reason"].startswith("the probes failed: ")
+    assert "runtime_s" in block["reason"] and "action" not in block
+    assert got.hosts[0].calibrated == TRUE and fake_quick == []
+
+
 def test_a_run_that_remade_it_meanwhile_is_not_repeated(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_quick: list[Path]) -> None:
     """Two runs checked the same stale profile; the second finds the first one's new profile
