@@ -38,12 +38,15 @@ from .profile_cache import (
     existing_ancestor,
     fingerprint,
     fingerprint_key,
+    last_checked,
     lookup,
+    mark_checked,
     store,
 )
 from .profile_check import check, moved_text, remade_block
 from .resolve import with_host_profiles, with_profile, without_profiles
 from .scenario import Host, Scenario
+from .store import now_iso
 from .tools import require_tools
 
 Progress = Callable[[int, int, str], None]
@@ -175,12 +178,15 @@ def _check_one(scenario: Scenario, source: str, path: Path, where: Path, hosts: 
     except UsageError as err:  # read when the scenario was resolved; gone since
         return scenario, {"checked": False, "profile": str(path), "hosts": hosts,
                           "reason": str(err)}
-    block = check(path, prof, scenario, hosts, where, _labelled(progress, "checking the profile"))
+    block = check(path, prof, scenario, hosts, where, _labelled(progress, "checking the profile"),
+                  checked=last_checked(prof) if cached else None)
     block["source"] = "cache" if cached else "file"
     if block.get("checked") is not True:
         return scenario, block
     if block["moved"] is None:
         block["action"] = "kept"
+        if cached and prof.fingerprint is not None:
+            mark_checked(prof, now_iso())
         return scenario, block
     if not cached or prof.fingerprint is None:
         block["action"] = "kept (named by the run; never replaced)"

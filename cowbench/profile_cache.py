@@ -164,6 +164,23 @@ def lookup(fp: dict[str, Any]) -> tuple[Path, Profile] | None:
     return path, prof
 
 
+def _write(dirfd: int, name: str, data: bytes) -> None:
+    """``data`` into ``name`` under the cache's descriptor, atomically (temporary, rename)."""
+    tmp = f".{name}.{secrets.token_hex(4)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o600, dir_fd=dirfd)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(tmp, name, src_dir_fd=dirfd, dst_dir_fd=dirfd)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp, dir_fd=dirfd)
+        raise
+
+
 def store(prof: Profile) -> Path:
     """Write ``prof`` (which carries its fingerprint) into the cache, atomically."""
     if prof.fingerprint is None:
@@ -172,20 +189,33 @@ def store(prof: Profile) -> Path:
     data = profile_json(prof).encode()
     with open_cache(create=True) as dirfd:
         assert dirfd is not None
-        tmp = f".{name}.{secrets.token_hex(4)}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     0o600, dir_fd=dirfd)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.rename(tmp, name, src_dir_fd=dirfd, dst_dir_fd=dirfd)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp, dir_fd=dirfd)
-            raise
+        _write(dirfd, name, data)
     return cache_dir() / name
+
+
+def mark_checked(prof: Profile, when: str) -> None:
+    """Note beside the cached ``prof`` that a run checked it against the machine at ``when``
+    (ISO time) and kept it (``cowbench.profile_check``)."""
+    assert prof.fingerprint is not None
+    data = json.dumps({"checked": when, "created": prof.created}).encode()
+    with open_cache(create=True) as dirfd:
+        assert dirfd is not None
+        _write(dirfd, f".{profile_name(prof.fingerprint)}.checked", data)
+
+
+def last_checked(prof: Profile) -> str | None:
+    """When a run last checked the cached ``prof`` and kept it; None if never (a profile
+    made again since is another profile)."""
+    if prof.fingerprint is None:
+        return None
+    with open_cache(create=False) as dirfd:
+        text = None if dirfd is None else _read(dirfd, f".{profile_name(prof.fingerprint)}.checked")
+    try:
+        note = json.loads(text or "{}")
+    except ValueError:
+        return None
+    ok = isinstance(note, dict) and note.get("created") == prof.created
+    return str(note["checked"]) if ok and isinstance(note.get("checked"), str) else None
 
 
 @contextlib.contextmanager

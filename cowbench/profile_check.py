@@ -25,8 +25,11 @@ calibration, at most once per run, and the run uses the new one; a profile the r
 use (``--profile FILE``, ``device.profile``, ``hosts[].profile``) is never replaced: the run
 warns and goes on with it. A profile whose calibration ended less than
 :data:`RECHECK_AFTER_S` ago is not checked (a run right after the calibration that made it, as
-the quickstart's second run): the check bounds what a shared machine's bursts can cost, a quick
-calibration (about two minutes here) at most once per run and not again for that long.
+the quickstart's second run), nor a cached one a run checked and kept that recently (a note
+beside it in the cache, ``cowbench.profile_cache.mark_checked``: a table of 27 jobs checks once,
+not 27 times): this bounds what a shared machine's bursts can cost, a quick calibration (about
+two minutes here) at most once per run and not again for that long, and a check (5 to 10 s)
+at most once per that long.
 
 run.json's ``profile_check``, per profile (``{"checked": "per profile", "profiles": [...]}``
 for several)::
@@ -100,16 +103,36 @@ def age_s(profile: Profile, now: datetime | None = None) -> float | None:
     return ((now or datetime.now(UTC)) - made).total_seconds() - profile.duration_s
 
 
+def _since(when: str | None) -> float | None:
+    try:
+        return None if when is None else \
+            (datetime.now(UTC) - datetime.fromisoformat(when)).total_seconds()
+    except (ValueError, TypeError):
+        return None
+
+
+def _recent(profile: Profile, checked: str | None) -> str | None:
+    """Why ``profile`` is not checked now (made, or checked and kept, within
+    :data:`RECHECK_AFTER_S`), or None."""
+    limit = f"{RECHECK_AFTER_S / 60:.0f} min"
+    made, kept = age_s(profile), _since(checked)
+    if made is not None and made < RECHECK_AFTER_S:
+        return f"made {made / 60:.0f} min ago: a profile younger than {limit} is not checked"
+    if kept is not None and 0 <= kept < RECHECK_AFTER_S:
+        return (f"checked and kept {kept / 60:.0f} min ago: a profile is checked at most "
+                f"every {limit}")
+    return None
+
+
 def check(path: Path, profile: Profile, scenario: Scenario, hosts: list[str], where: Path,
-          progress: Progress | None = None) -> dict[str, Any]:
+          progress: Progress | None = None, checked: str | None = None) -> dict[str, Any]:
     """The check of ``profile`` (at ``path``), the profile of ``hosts``, on ``where`` (an
     existing directory on their storage): the block of the module docstring, without
-    ``action`` (the caller's)."""
+    ``action`` (the caller's). ``checked``: when a run last checked it and kept it."""
     head: dict[str, Any] = {"profile": str(path), "hosts": hosts}
-    age = age_s(profile)
-    if age is not None and age < RECHECK_AFTER_S:
-        return {"checked": False, **head, "reason": f"made {age / 60:.0f} min ago: a profile "
-                f"younger than {RECHECK_AFTER_S / 60:.0f} min is not checked"}
+    recent = _recent(profile, checked)
+    if recent is not None:
+        return {"checked": False, **head, "reason": recent}
     chosen = choose_probes([n for n in vm_needs(scenario) if n.host in hosts], profile.probes)
     if not chosen:
         return {"checked": False, **head,

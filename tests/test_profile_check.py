@@ -22,7 +22,7 @@ from cowbench import autoprofile, profile_check
 from cowbench.autoprofile import profiles_for_run
 from cowbench.drift import probe_row
 from cowbench.profile import Probe, Profile, load_profile, profile_json
-from cowbench.profile_cache import cache_dir, fingerprint, lookup, store
+from cowbench.profile_cache import cache_dir, fingerprint, last_checked, lookup, store
 from cowbench.profile_check import MOVED_FACTOR, describe, probe_moved, verdict
 
 from .clirun import cowbench
@@ -156,6 +156,16 @@ def test_a_profile_that_still_describes_the_machine_is_kept(
     assert got.hosts[0].calibrated == TRUE and path.read_bytes() == before
     assert describe(block) == ("profile checked before the run: 3 probe(s) measured again "
                                f"within its rounds x{MOVED_FACTOR}: kept")
+    # checked and kept: the next runs do not check it again for a while
+    _, block = profiles_for_run(s, src, "both", tmp_path / "run2")
+    assert len(checked_on) == 1 and block["checked"] is False
+    assert block["reason"].startswith("checked and kept 0 min ago")
+    assert last_checked(load_profile(path)) is not None
+    # the note is of that profile: one made again (here by hand) is checked
+    two_hours = (datetime.now(UTC) - timedelta(hours=2)).isoformat(timespec="seconds")
+    store(load_profile(path).model_copy(update={"created": two_hours}))
+    _, block = profiles_for_run(s, src, "both", tmp_path / "run3")
+    assert len(checked_on) == 2 and block["checked"] is True
 
 
 def test_a_named_profile_is_never_replaced_but_the_run_warns(
@@ -191,6 +201,7 @@ def test_a_machine_found_slower_is_measured_again_before_the_profile_is_remade(
     assert len(checked_on) == 2 and block["action"] == "kept" and block["moved"] is None
     assert block["measured_again"]["probes"][0]["iops"] == pytest.approx(1800.0)
     assert fake_quick == []
+    cached_old(tmp_path, created=(datetime.now(UTC) - timedelta(hours=2)).isoformat())
     checked_on = measured_at(monkeypatch, 3.0)  # faster is never a burst: measured once
     _, block = profiles_for_run(s, src, "both", tmp_path / "run")
     assert len(checked_on) == 1 and "measured_again" not in block
