@@ -108,7 +108,8 @@ def run(scenario: Scenario | str | Path | Mapping[str, Any], out: str | Path,
     ``None`` is what the scenario supports (``sim`` for a fleet, ``both`` otherwise).
     ``progress`` is called with a short message at each step. The I/O figures rest on the
     profile ``cowbench run`` would choose (``cowbench.autoprofile``: with both backends and
-    none of this machine cached, a quick calibration first); ``profile`` and
+    none of this machine cached, a quick calibration first; with both backends, the profile
+    checked against this machine first, ``cowbench.profile_check``); ``profile`` and
     ``uncalibrated`` are ``--profile`` and ``--uncalibrated``.
     """
     from .autoprofile import profiles_for_run

@@ -128,7 +128,8 @@ def run(
     uncalibrated: Annotated[bool, typer.Option(help="Predict I/O with the uncalibrated device "
                             "model: no profile, and no calibration of this machine (by "
                             "default --backend both uses this machine's cached profile, "
-                            "or makes one first with the quick calibration).")] = False,
+                            "checked against the machine first, or makes one first with the "
+                            "quick calibration).")] = False,
     csv: Annotated[bool, typer.Option("--csv", help=CSV_HELP)] = False,
     repeat: Annotated[int, typer.Option(help="Run the real backend N times, each on fresh "
                       "disks: measured.parquet keeps every run (replication 0..N-1), the "
