@@ -171,47 +171,66 @@ def _profile_files(scenario: Scenario, out: Path) -> dict[Path, tuple[Path, list
 def _check_one(scenario: Scenario, source: str, path: Path, where: Path, hosts: list[str],
                cached: bool, progress: Progress | None,
                say: Say | None) -> tuple[Scenario, dict[str, Any]]:
-    """Check one profile file; re-make it if it is this machine's cached one and moved."""
-    say = say or (lambda _msg: None)
+    """Check one profile file; re-make it if it is this machine's cached one and moved. A
+    cached one is checked under its calibration lock: a second run waits for the first's
+    check (two checks at once would slow each other's probes), then finds it checked and
+    kept, or made again (and uses the new one)."""
     try:
         prof = load_profile(path)
     except UsageError as err:  # read when the scenario was resolved; gone since
         return scenario, {"checked": False, "profile": str(path), "hosts": hosts,
                           "reason": str(err)}
-    block = check(path, prof, scenario, hosts, where, _labelled(progress, "checking the profile"),
-                  checked=last_checked(prof) if cached else None)
-    block["source"] = "cache" if cached else "file"
-    if block.get("checked") is not True:
-        return scenario, block
-    if block["moved"] is None:
-        block["action"] = "kept"
-        if cached and prof.fingerprint is not None:
-            mark_checked(prof, now_iso())
-        return scenario, block
     if not cached or prof.fingerprint is None:
-        block["action"] = "kept (named by the run; never replaced)"
-        say(f"warning: the calibration profile {path} no longer describes this machine: "
-            f"{moved_text(block)}; the run uses it as told (a profile named by the run is "
-            "never replaced; `cowbench calibrate` makes a new one)")
-        return scenario, block
-    say(f"the cached calibration profile {path} no longer describes this machine: "
-        f"{moved_text(block)}; re-making it with the quick calibration first, kept for the "
-        "next runs (--uncalibrated skips it)")
-    new_path, new = _remake(prof, where, progress)
+        return scenario, _named(path, prof, scenario, hosts, where, progress, say)
+    with calibration_lock(prof.fingerprint):
+        hit = lookup(prof.fingerprint)
+        if hit is not None:  # made again since the scenario was resolved with it: the new one
+            prof = hit[1]
+            if _params_of(scenario, hosts[0]) != prof.params:
+                scenario = with_host_profiles(scenario, dict.fromkeys(hosts, hit[0]), source)
+        block = check(path, prof, scenario, hosts, where,
+                      _labelled(progress, "checking the profile"), checked=last_checked(prof))
+        block["source"] = "cache"
+        if block.get("checked") is not True:
+            return scenario, block
+        if block["moved"] is None:
+            block["action"] = "kept"
+            mark_checked(prof, now_iso())
+            return scenario, block
+        if say is not None:
+            say(f"the cached calibration profile {path} no longer describes this machine: "
+                f"{moved_text(block)}; re-making it with the quick calibration first, kept "
+                "for the next runs (--uncalibrated skips it)")
+        new_path, new = _remake(prof, where, progress)
     block["action"] = "remade"
     block["remade"] = remade_block(new_path, new, block)
     return with_host_profiles(scenario, dict.fromkeys(hosts, new_path), source), block
 
 
+def _params_of(scenario: Scenario, host: str) -> object:
+    return next(h.calibrated for h in scenario.hosts if h.name == host)
+
+
+def _named(path: Path, prof: Profile, scenario: Scenario, hosts: list[str], where: Path,
+           progress: Progress | None, say: Say | None) -> dict[str, Any]:
+    """The check of a profile the run was told to use: never replaced, a warning if moved."""
+    block = check(path, prof, scenario, hosts, where, _labelled(progress, "checking the profile"))
+    block["source"] = "file"
+    if block.get("checked") is True:
+        block["action"] = "kept" if block["moved"] is None else \
+            "kept (named by the run; never replaced)"
+    if block.get("moved") and say is not None:
+        say(f"warning: the calibration profile {path} no longer describes this machine: "
+            f"{moved_text(block)}; the run uses it as told (a profile named by the run is "
+            "never replaced; `cowbench calibrate` makes a new one)")
+    return block
+
+
 def _remake(stale: Profile, where: Path, progress: Progress | None) -> tuple[Path, Profile]:
-    """The quick calibration of ``where`` in place of the ``stale`` cached profile; a run
-    that re-made it meanwhile (the lock) gives its new one instead."""
+    """The quick calibration of ``where`` in place of the ``stale`` cached profile (under its
+    calibration lock, held by the caller)."""
     fp = stale.fingerprint
     assert fp is not None
-    with calibration_lock(fp):
-        hit = lookup(fp)
-        if hit is not None and hit[1].created != stale.created:
-            return hit
-        require_tools(("qemu-img", "qemu-nbd", "fio"))
-        new = _quick(where, progress).model_copy(update={"fingerprint": fp})
-        return store(new), new
+    require_tools(("qemu-img", "qemu-nbd", "fio"))
+    new = _quick(where, progress).model_copy(update={"fingerprint": fp})
+    return store(new), new

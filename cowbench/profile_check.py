@@ -117,7 +117,8 @@ def _recent(profile: Profile, checked: str | None) -> str | None:
     limit = f"{RECHECK_AFTER_S / 60:.0f} min"
     made, kept = age_s(profile), _since(checked)
     if made is not None and made < RECHECK_AFTER_S:
-        return f"made {made / 60:.0f} min ago: a profile younger than {limit} is not checked"
+        return (f"made {max(made, 0.0) / 60:.0f} min ago: a profile younger than {limit} is "
+                "not checked")
     if kept is not None and 0 <= kept < RECHECK_AFTER_S:
         return (f"checked and kept {kept / 60:.0f} min ago: a profile is checked at most "
                 f"every {limit}")

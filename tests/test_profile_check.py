@@ -22,7 +22,7 @@ from cowbench import autoprofile, profile_check
 from cowbench.autoprofile import profiles_for_run
 from cowbench.drift import probe_row
 from cowbench.profile import Probe, Profile, load_profile, profile_json
-from cowbench.profile_cache import cache_dir, fingerprint, last_checked, lookup, store
+from cowbench.profile_cache import fingerprint, last_checked, lookup, store
 from cowbench.profile_check import MOVED_FACTOR, describe, probe_moved, verdict
 
 from .clirun import cowbench
@@ -237,12 +237,18 @@ def test_a_profile_without_its_probes_settings_is_not_checked_and_the_run_goes_o
 
 def test_a_run_that_remade_it_meanwhile_is_not_repeated(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_quick: list[Path]) -> None:
-    """Two runs checked the same stale profile; the second finds the first one's new profile
-    once it holds the lock, and uses it without calibrating again."""
-    stale = load_profile(cached_old(tmp_path))
-    store(stale.model_copy(update={"created": datetime.now(UTC).isoformat(), "params": OTHER}))
-    path, new = autoprofile._remake(stale, tmp_path, None)
-    assert fake_quick == [] and new.params == OTHER and path.parent == cache_dir()
+    """Two runs chose the same stale profile; the second, once it holds the profile's lock,
+    finds the first one's new profile and predicts with it, without checking or calibrating."""
+    path = cached_old(tmp_path)
+    s, src = scenario_at(tmp_path)
+    chose = autoprofile.choose_profiles(s, src, "both", tmp_path / "run")
+    assert chose.hosts[0].calibrated == TRUE
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    store(load_profile(path).model_copy(update={"created": now, "params": OTHER}))
+    checked_on = measured_at(monkeypatch, 3.0)
+    got, block = autoprofile._check_one(chose, src, path, tmp_path, ["host1"], True, None, None)
+    assert block["checked"] is False and block["reason"].startswith("made 0 min ago")
+    assert got.hosts[0].calibrated == OTHER and checked_on == [] and fake_quick == []
 
 
 # -- for real: the probes measured on this machine ---------------------------------------------
