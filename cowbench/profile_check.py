@@ -174,14 +174,14 @@ def remade_block(path: Path, new: Profile, checked: dict[str, Any]) -> dict[str,
 def _x(row: dict[str, Any]) -> str:
     then, now = row["profile_iops"], row["iops"]
     ratio = now / then if then > 0 else math.inf
-    return f"{row['probe']} {then:,.0f} -> {now:,.0f} IOPS (x{ratio:.2f})"
+    return f"{row['probe']} {then:,.0f} -> {now:,.0f} IOPS (x{ratio:.3g})"
 
 
 def moved_text(block: dict[str, Any]) -> str:
     """Why a check found the profile moved, in one clause."""
     rows = block["measured"]["probes"]
-    return (f"{block['probes_moved']} of {len(rows)} probe(s) ran {block['moved']} than its "
-            f"rounds by more than x{MOVED_FACTOR} ({'; '.join(_x(r) for r in rows)})")
+    return (f"{block['probes_moved']} of {len(rows)} probe(s) ran {block['moved']} than the "
+            f"profile's rounds by more than x{MOVED_FACTOR} ({'; '.join(_x(r) for r in rows)})")
 
 
 def blocks(check_block: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -204,7 +204,8 @@ def describe(check_block: dict[str, Any] | None) -> str | None:
         elif b.get("moved"):
             parts.append(f"{moved_text(b)}: kept, as the run was told to use it")
         else:
-            parts.append(f"{n} probe(s) measured again within its rounds x{MOVED_FACTOR}: kept")
+            parts.append(f"{n} probe(s) measured again within the profile's rounds and "
+                         f"x{MOVED_FACTOR}: kept")
     if not parts:
         return None
     return "profile checked before the run: " + "; ".join(parts)

@@ -133,7 +133,7 @@ def test_a_cached_profile_the_machine_moved_away_from_is_remade_once(
     assert load_profile(path).params == OTHER
     assert len(said) == 1 and "no longer describes this machine" in said[0]
     assert "re-making it with the quick calibration" in said[0]
-    assert "x3.00" in said[0] and "2,000 -> 6,000 IOPS" in said[0]
+    assert "(x3)" in said[0] and "2,000 -> 6,000 IOPS" in said[0]
     line = describe(block)
     assert line is not None and line.startswith("profile checked before the run: ")
     assert line.endswith("re-made with the quick calibration")
@@ -155,7 +155,7 @@ def test_a_profile_that_still_describes_the_machine_is_kept(
     assert block["checked"] is True and block["moved"] is None and block["action"] == "kept"
     assert got.hosts[0].calibrated == TRUE and path.read_bytes() == before
     assert describe(block) == ("profile checked before the run: 3 probe(s) measured again "
-                               f"within its rounds x{MOVED_FACTOR}: kept")
+                               f"within the profile's rounds and x{MOVED_FACTOR}: kept")
     # checked and kept: the next runs do not check it again for a while
     _, block = profiles_for_run(s, src, "both", tmp_path / "run2")
     assert len(checked_on) == 1 and block["checked"] is False
