@@ -35,6 +35,7 @@ calibration (``sim.perf.schedfit``).
 from __future__ import annotations
 
 import bisect
+import operator
 from collections import deque
 from collections.abc import Generator
 from typing import Any
@@ -107,8 +108,9 @@ class Cores:
         done.succeed()
 
 
-def _key(req: CoreRequest) -> tuple[int, float, bool]:
-    return req.key
+#: a request's place in the queue (``CoreRequest.key``), read in C: the queue is sorted and
+#: searched by it some twenty million times in a calibrated run of scenarios/io-holdout.yaml
+_key = operator.attrgetter("key")
 
 
 class CoreRequest(simpy.Event):
