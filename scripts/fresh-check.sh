@@ -4,9 +4,9 @@
 # /etc/apt/sources.list.d/debian.sources), mounts /proc, /sys, /dev, /dev/pts and tmpfs /tmp
 # and /dev/shm into it, clones the committed HEAD of this repository into it (git clone: not
 # the work tree), and there, as a new user would, as root: runs `./scripts/quickstart.sh`
-# with no arguments, then a smoke part of `./scripts/test.sh` (ruff, mypy, and by default the
-# tool-table tests and the real integration and path tests; arguments after `--` replace that
-# pytest selection). Everything comes from Debian's and PyPI's registries, nothing from here.
+# with no arguments, then a smoke part of `./scripts/test.sh` (ruff, and by default mypy's
+# test, the tool-table tests and the real integration and path tests; arguments after `--`
+# replace that pytest selection). Everything comes from Debian's and PyPI's registries, nothing from here.
 #
 # Prints each phase's time and the total. Measured on the 2-core development machine
 # (2026-12-02, beside a full test suite): 297 s in all (debootstrap 27 s, quickstart 167 s with
@@ -22,7 +22,8 @@ cd "$(dirname "$0")/.."
 repo=$PWD
 
 keep=""
-smoke=(-x -q tests/test_packages.py tests/test_integration.py tests/test_paths.py)
+smoke=(-x -q tests/test_types.py tests/test_packages.py tests/test_integration.py
+       tests/test_paths.py)
 while [ $# -gt 0 ]; do
     case "$1" in
         --keep) keep=1; shift ;;

@@ -1,5 +1,6 @@
 """The import contract (pyproject.toml's [tool.importlinter]): sim and real independent, the
-core importing neither, each package layered, no cycles. scripts/test.sh runs it too."""
+core importing neither, each package layered, no cycles. scripts/test.sh runs it here, beside
+the other tests (``.venv/bin/lint-imports`` prints the same contracts)."""
 
 import os
 import shutil
