@@ -8,7 +8,12 @@ interpreter's start to cowbench's CLI imported. The counterpart of the bare scri
 write_synthetic (qemu-io), fetch_to_cache (qemu-img convert), create_disk (qemu-img create),
 run_workloads (qemu-nbd + fio), Integrity.check (qemu-img check).
 
-    .venv/bin/python benchmarks/harness_phases.py [--dir /var/tmp] [extra cowbench run options]
+``--timeline`` prints, beside the totals, when each phase call and each external program ran
+(start and end in seconds from the interpreter's start, the program's first arguments): what
+waits for what, and what runs beside what.
+
+    .venv/bin/python benchmarks/harness_phases.py [--dir /var/tmp] [--timeline]
+        [extra cowbench run options]
 """
 
 from __future__ import annotations
@@ -22,8 +27,10 @@ import functools  # noqa: E402
 import importlib  # noqa: E402
 import os  # noqa: E402
 import shutil  # noqa: E402
+import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
+import threading  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
@@ -63,6 +70,8 @@ PHASES = [
     ("real.workload.nbd", "NbdExport.start"),
     ("real.nbd", "NbdExport.start"),
     ("real.world.backend", "flush_all"),  # every export flushed at once
+    ("real.world.backend", "finish_all"),  # every export stopped at once, its I/O read
+    ("real.workload.nbd", "NbdExport.finish"),
     ("real.workload.nbd", "NbdExport.flush"),
     ("real.nbd", "NbdExport.flush"),
     ("real.workload.nbd", "NbdExport.stop"),
@@ -86,6 +95,8 @@ PHASES = [
     ("cowbench.tools", "RawLog.record"),
 ]
 totals: dict[str, list[float]] = {}
+#: (start, end, what) of every phase call and every program started (``--timeline``)
+events: list[tuple[float, float, str]] = []
 
 
 def timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -95,10 +106,33 @@ def timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*a, **kw)
         finally:
+            t1 = time.perf_counter()
             entry = totals.setdefault(name, [0.0, 0])
-            entry[0] += time.perf_counter() - t0
+            entry[0] += t1 - t0
             entry[1] += 1
+            thread = threading.current_thread().name
+            where = "" if thread == "MainThread" else f" [{thread}]"
+            events.append((t0, t1, f"{name}{where}"))
     return wrapper
+
+
+def trace_programs() -> None:
+    """Every program started (``subprocess.Popen``): from its start to its reaping."""
+    popen = subprocess.Popen
+    init, handle = popen.__init__, popen._handle_exitstatus  # type: ignore[attr-defined]
+
+    def started(self: Any, args: Any, *a: Any, **kw: Any) -> None:
+        self._t0 = time.perf_counter()
+        init(self, args, *a, **kw)
+
+    def reaped(self: Any, *a: Any, **kw: Any) -> None:
+        handle(self, *a, **kw)
+        argv = [Path(str(self.args[0])).name, *map(str, self.args[1:3])]
+        events.append((getattr(self, "_t0", 0.0), time.perf_counter(),
+                       "$ " + " ".join(argv)[:60]))
+
+    popen.__init__ = started  # type: ignore[method-assign]
+    popen._handle_exitstatus = reaped  # type: ignore[attr-defined]
 
 
 def wrap_all() -> None:
@@ -120,8 +154,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()),
                     help="where the run directory goes (the storage measured)")
+    ap.add_argument("--timeline", action="store_true",
+                    help="print when each phase call and each program ran")
     args, extra = ap.parse_known_args()
     wrap_all()
+    if args.timeline:
+        trace_programs()
     top = Path(tempfile.mkdtemp(prefix="cowbench-phases-", dir=args.dir))
     cli_args = ["run", str(ROOT / "scenarios" / "quickstart.yaml"), "--backend", "real",
                 "--out", str(top / "run"), *extra]
@@ -139,6 +177,10 @@ def main() -> None:
         if name in totals:
             secs, calls = totals[name]
             print(f"  {name:53s} {secs:7.2f} s  x{int(calls)}")
+    if args.timeline:
+        print("timeline (s from the interpreter's start):")
+        for t0, t1, what in sorted(events):
+            print(f"  {t0 - T_START:7.3f} {t1 - T_START:7.3f} {t1 - t0:6.3f}  {what}")
 
 
 if __name__ == "__main__":
