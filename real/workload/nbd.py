@@ -6,7 +6,10 @@ the server SIGTERM and it closes its image cleanly, instead of serving for ever 
 The export is ready once its socket accepts a connection (a unix socket refuses connections
 until ``listen``). ``-t`` keeps the server up across fio's probe connection; ``-e 0`` lets every
 fio clone connect. On exit the export is flushed (so the qcow2 metadata caches reach the file
-and show in ``/proc/PID/io``), stopped with SIGTERM, and its socket removed.
+and show in ``/proc/PID/io``), stopped with SIGTERM, and its socket removed. The flush is sent
+by this process over the export's socket (:func:`nbd_flush`: the NBD protocol's handshake,
+``NBD_CMD_FLUSH``, a clean disconnect), as ``qemu-io -c flush`` sends it, without starting a
+program per export.
 """
 
 from __future__ import annotations
@@ -32,7 +35,6 @@ from cowbench.tools import (
     proc_cpu_s,
     proc_io,
     process_cmdlines,
-    run,
     wait_exit,
     which,
 )
@@ -120,6 +122,14 @@ NBD_IHAVEOPT = 0x49484156454F5054
 NBD_GREETING = b"NBDMAGIC" + struct.pack(">Q", NBD_IHAVEOPT)
 NBD_CLIENT_FLAGS = 3  # NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES
 NBD_OPT_ABORT = 2
+NBD_OPT_EXPORT_NAME = 1
+NBD_FLAG_NO_ZEROES = 2  # the server's handshake flag: no 124 zero bytes after the export's
+NBD_FLAG_SEND_FLUSH = 4  # the export's transmission flag: it takes NBD_CMD_FLUSH
+NBD_REQUEST = struct.Struct(">IHHQQI")  # magic, command flags, type, handle, offset, length
+NBD_REQUEST_MAGIC = 0x25609513
+NBD_SIMPLE_REPLY = struct.Struct(">IIQ")  # magic, error, handle
+NBD_SIMPLE_REPLY_MAGIC = 0x67446698
+NBD_CMD_DISC, NBD_CMD_FLUSH = 2, 3
 
 
 def _recv_exact(s: socket.socket, n: int) -> bytes:
@@ -130,6 +140,38 @@ def _recv_exact(s: socket.socket, n: int) -> bytes:
             break
         data += part
     return data
+
+
+def nbd_flush(path: Path, timeout: float = 120.0) -> None:
+    """Flush the default export of the NBD server on the unix socket ``path``: the fixed
+    newstyle handshake (``NBD_OPT_EXPORT_NAME``, simple replies), one ``NBD_CMD_FLUSH``
+    (when the export takes it) and ``NBD_CMD_DISC``, then wait for the server to close the
+    connection (doc/proto.md of the NBD project). :class:`CowbenchError` if the server says
+    the flush failed or speaks otherwise."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(str(path))
+        greeting = _recv_exact(s, 18)
+        if len(greeting) < 18 or greeting[:16] != NBD_GREETING:
+            raise CowbenchError(f"{path}: not an NBD server's greeting")
+        zeroes = not struct.unpack(">H", greeting[16:])[0] & NBD_FLAG_NO_ZEROES
+        client = NBD_CLIENT_FLAGS & ~(NBD_FLAG_NO_ZEROES if zeroes else 0)
+        s.sendall(struct.pack(">IQII", client, NBD_IHAVEOPT, NBD_OPT_EXPORT_NAME, 0))
+        export = _recv_exact(s, 10 + (124 if zeroes else 0))
+        if len(export) < 10:
+            raise CowbenchError(f"{path}: the NBD server refused its default export")
+        if struct.unpack(">QH", export[:10])[1] & NBD_FLAG_SEND_FLUSH:
+            s.sendall(NBD_REQUEST.pack(NBD_REQUEST_MAGIC, 0, NBD_CMD_FLUSH, 1, 0, 0))
+            reply = _recv_exact(s, NBD_SIMPLE_REPLY.size)
+            if len(reply) < NBD_SIMPLE_REPLY.size:
+                raise CowbenchError(f"{path}: the NBD server hung up before its flush's reply")
+            magic, error, handle = NBD_SIMPLE_REPLY.unpack(reply)
+            if magic != NBD_SIMPLE_REPLY_MAGIC or handle != 1 or error:
+                raise CowbenchError(f"{path}: the NBD flush failed ({os.strerror(error)})"
+                                    if error else f"{path}: not an NBD reply to the flush")
+        s.sendall(NBD_REQUEST.pack(NBD_REQUEST_MAGIC, 0, NBD_CMD_DISC, 2, 0, 0))
+        while s.recv(64):  # the server closes the connection once it has seen the disconnect
+            pass
 
 
 class NbdExport:
@@ -247,9 +289,9 @@ class NbdExport:
         return proc_cpu_s(self.pid)
 
     def flush(self) -> None:
-        """An NBD flush: QEMU writes back its dirty L2 and refcount caches."""
-        run(["qemu-io", "-f", "raw", "-c", "flush", self.uri], log=self.log,
-            label=f"qemu-io-flush-{self.name}", timeout=120)
+        """An NBD flush (:func:`nbd_flush`): QEMU writes back its dirty L2 and refcount
+        caches."""
+        nbd_flush(self.socket)
 
     def stop(self, timeout: float = 20.0) -> None:
         """Stop the server (SIGTERM, SIGKILL after ``timeout``) and remove its socket.
