@@ -87,6 +87,11 @@ class Probe(_Frozen):
         "by the model yet. None: not measured, or a job ran beside the probe's")
 
 
+#: the size of the I/Os whose CPU the scheduler's per-kind costs are (the 4 KiB probes'):
+#: ``SchedParams.*_bytes_cpu`` is for the bytes beyond it
+BYTES_BASE = 4096
+
+
 class CpuCost(_Frozen):
     """What one kind of I/O costs the host scheduler's two processes: the issuer's and the
     server's CPU per I/O (the deepest probe's) and per wake-up (half of what the iodepth-1
@@ -128,10 +133,34 @@ class SchedParams(_Frozen):
         "costs the two, from the copy-on-write probes; None (profiles made before it): a "
         "data read's. Measured here: qemu-nbd spent 96-118 us per 4 KiB first write")
 
+    read_bytes_cpu: list[tuple[int, float, float]] = Field(
+        default_factory=list, description="[[bytes, issuer s, server s], ...]: what a read "
+        "of data of that size costs the two beyond a 4 KiB one (its bytes copied through the "
+        "socket between them and by the kernel), from the raw read probes at iodepth 1; "
+        "linear in bytes between sizes and past the largest; empty (profiles made before it): "
+        "every size costs a 4 KiB read's")
+    write_bytes_cpu: list[tuple[int, float, float]] = Field(
+        default_factory=list, description="the same for writes, from the raw write probes")
+
     @property
     def qd1_s(self) -> float:
         """The CPU one I/O costs alone (one in flight: each process wakes twice per I/O)."""
         return self.issuer_io_s + self.server_io_s + 2 * (self.issuer_wake_s + self.server_wake_s)
+
+    def bytes_cpu(self, is_write: bool, length: float) -> tuple[float, float]:
+        """(issuer, server) CPU an I/O moving ``length`` bytes of data costs beyond a 4 KiB
+        one: linear in bytes between the probed sizes, and past the largest in proportion."""
+        table = self.write_bytes_cpu if is_write else self.read_bytes_cpu
+        if not table or length <= BYTES_BASE:
+            return 0.0, 0.0
+        points = [(BYTES_BASE, 0.0, 0.0), *table]
+        for (s0, i0, v0), (s1, i1, v1) in zip(points, points[1:], strict=False):
+            if length <= s1:
+                k = (length - s0) / (s1 - s0)
+                return i0 + k * (i1 - i0), v0 + k * (v1 - v0)
+        top, issuer, server = points[-1]
+        k = (length - BYTES_BASE) / (top - BYTES_BASE)
+        return issuer * k, server * k
 
     def cost(self, kind: Literal["data", "hole", "alloc"]) -> CpuCost:
         """What one I/O of ``kind`` costs the issuer and the server: a data read's or write's

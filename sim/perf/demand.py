@@ -130,7 +130,8 @@ class PerfModel:
         # at iodepth 1 took 58, 63 and 64 us for 4, 16 and 64 KiB): the smallest size's
         hole_path = (1 - served) * max(p.read_path_s[0][1] - p.hole_read_s, MIN_PATH_S)
         dev_path = max(dev_path, MIN_PATH_S - hole_path, 0.0)
-        dev_path, hole_path = self._less_cpu(dev_path, hole_path, host, served)
+        moved = length if is_write else served * length  # the data through the socket
+        dev_path, hole_path = self._less_cpu(dev_path, hole_path, host, served, is_write, moved)
         cpu = p.cpu_share * dev_path + p.hole_cpu_share * hole_path
         delay = dev_path + hole_path - cpu
         dev = self.device(host.read_bytes, host.read_ops, host.write_bytes, host.write_ops)
@@ -145,13 +146,25 @@ class PerfModel:
         if s is None:
             return Demand(cpu, dev, work, wait, delay, shares_file=own, alloc_wait_s=alloc_wait,
                           allocating=allocating)
-        c = self._cpu(host, served)
+        c = self._cpu(host, served, is_write, moved)
         return Demand(cpu, dev, work, wait, delay, shares_file=own, issuer_s=c.issuer_io_s,
                       server_s=c.server_io_s, sched_s=c.qd1_s, alloc_wait_s=alloc_wait,
                       issuer_wake_s=c.issuer_wake_s, server_wake_s=c.server_wake_s,
                       allocating=allocating)
 
-    def _cpu(self, host: HostIO, served: float) -> CpuCost:
+    def _cpu(self, host: HostIO, served: float, is_write: bool, moved: float) -> CpuCost:
+        """What an I/O costs the host scheduler's processes: its kind's (:meth:`_kind_cpu`),
+        and the CPU of the ``moved`` bytes of data beyond 4 KiB (``SchedParams.bytes_cpu``)."""
+        c = self._kind_cpu(host, served)
+        s = self.p.sched
+        assert s is not None
+        issuer, server = s.bytes_cpu(is_write, moved)
+        if issuer == server == 0.0:
+            return c
+        return c.model_copy(update={"issuer_io_s": c.issuer_io_s + issuer,
+                                    "server_io_s": c.server_io_s + server})
+
+    def _kind_cpu(self, host: HostIO, served: float) -> CpuCost:
         """What an I/O costs the host scheduler's processes: an allocating write's, or a data
         read's and a hole read's in the parts ``served`` and not. An allocating write that
         copies (a copy-on-write read) costs what the copy-on-write probes measured; one that
@@ -167,8 +180,8 @@ class PerfModel:
         return CpuCost(**{k: served * v + (1.0 - served) * getattr(h, k)
                           for k, v in d.model_dump().items()})
 
-    def _less_cpu(self, dev_path: float, hole_path: float, host: HostIO,
-                  served: float) -> tuple[float, float]:
+    def _less_cpu(self, dev_path: float, hole_path: float, host: HostIO, served: float,
+                  is_write: bool, moved: float) -> tuple[float, float]:
         """The path's time less what the host scheduler's processes take of it at iodepth 1
         (their CPU is served on the host's cores instead, as :meth:`_cpu` counts it), both
         parts alike, never below ``MIN_PATH_S``."""
@@ -176,7 +189,7 @@ class PerfModel:
         total = dev_path + hole_path
         if s is None or total <= 0:
             return dev_path, hole_path
-        k = max(total - self._cpu(host, served).qd1_s, MIN_PATH_S) / total
+        k = max(total - self._cpu(host, served, is_write, moved).qd1_s, MIN_PATH_S) / total
         return dev_path * k, hole_path * k
 
     def probe_demand(self, probe: Probe) -> Demand:

@@ -102,14 +102,21 @@ def fit(probes: Sequence[Probe], cores: int | None = None) -> PerfParams:
     path's busiest stage (``transfer_on_path``; its bandwidth is what is left of the large
     loaded probes' time per I/O once that stage's share of the path is served)."""
     sched = sched_params(probes, cores)
-    beside = _fit_given(probes, _bw_table(probes, "randread"), _bw_table(probes, "randwrite"),
+    beside = _fit_given(probes, _bw_floor(_bw_table(probes, "randread"), probes, sched,
+                                          "randread"),
+                        _bw_floor(_bw_table(probes, "randwrite"), probes, sched, "randwrite"),
                         on_path=False, sched=sched)
     on_path = beside
     for _ in range(ON_PATH_ROUNDS):
         on_path = _fit_given(probes, _bw_solved(on_path, probes, "randread"),
                              _bw_solved(on_path, probes, "randwrite"), on_path=True,
                              sched=sched)
-    best = min((beside, on_path), key=lambda p: _loaded_error(p, probes))
+    # with each size's CPU measured and served on the cores, the transfer stays on the path:
+    # the device beside it, serving in arrival order, put every small transfer of every VM
+    # behind the 1 MiB and 2 MiB-cluster copies (see the README's density sessions)
+    by_size = sched is not None and bool(sched.read_bytes_cpu or sched.write_bytes_cpu)
+    best = on_path if by_size else min((beside, on_path),
+                                       key=lambda p: _loaded_error(p, probes))
     interference = device_interference(probes)
     if interference is not None:
         best = best.model_copy(update={
@@ -143,6 +150,24 @@ def _bw_table(probes: Sequence[Probe], rw: str) -> list[tuple[int, float]]:
     if not best:
         raise FitError(f"no raw {rw} probe of 64 KiB or more")
     return sorted(best.items())
+
+
+def _bw_floor(table: list[tuple[int, float]], probes: Sequence[Probe],
+              sched: SchedParams | None, rw: str) -> list[tuple[int, float]]:
+    """The bandwidths of ``table`` no lower than what leaves each size's raw probe at
+    iodepth 1 the CPU its processes spent on it: the device's share of that probe's time is
+    what the measured CPU does not take (the CPU at most ``1 - MIN_PATH_SHARE`` of it)."""
+    if sched is None or not (sched.read_bytes_cpu or sched.write_bytes_cpu):
+        return table
+    qd1 = {p.bs: p for p in probes if p.target == "raw" and p.rw == rw and p.exports == 1
+           and p.iodepth == 1 and p.iops > 0}
+    out = []
+    for size, bw in table:
+        if size in qd1:
+            t = _time(qd1[size])
+            bw = max(bw, size / max(t - cpu_qd1(sched, rw, size), MIN_PATH_SHARE * t))
+        out.append((size, bw))
+    return out
 
 
 def _bw_solved(params: PerfParams, probes: Sequence[Probe],
@@ -182,6 +207,14 @@ def _path_left(t: float, size: int, bw: float) -> float:
     """A raw probe's path at qd1: its time ``t`` (client excluded) less its transfer, never
     below ``MIN_PATH_SHARE`` of it."""
     return max(t - size / bw, MIN_PATH_SHARE * t)
+
+
+def cpu_qd1(sched: SchedParams | None, rw: str, size: int) -> float:
+    """The CPU a raw ``rw`` of ``size`` bytes costs the host scheduler's processes with one
+    I/O in flight (0 without a scheduler)."""
+    if sched is None:
+        return 0.0
+    return sched.cost("data").qd1_s + sum(sched.bytes_cpu(rw != "randread", size))
 
 
 def _fit_given(probes: Sequence[Probe], read_bw: list[tuple[int, float]],
