@@ -91,8 +91,9 @@ class Backend(ABC):
         raise self._lacks("measure calibration probes")
 
     def measure_probes(self, directory: Path, settings: Any,
-                       progress: Any = None) -> list[Probe]:
-        """The calibration's probes, measured on ``directory``."""
+                       progress: Any = None, lease: Lease | None = None) -> list[Probe]:
+        """The calibration's probes, measured on ``directory``; the private directory it
+        makes is recorded in ``lease``."""
         raise self._lacks("measure calibration probes")
 
     def measure_again(self, directory: Path, settings: Any, probes: Sequence[Probe],

@@ -16,6 +16,7 @@ from typing import Literal
 
 from .atomic import atomic_write_text
 from .backends import get_backend
+from .lease import held
 from .profile import Profile, profile_json
 from .profile_cache import fingerprint
 from .signals import interrupts_raise
@@ -51,7 +52,8 @@ def measure_profile(directory: Path, matrix: Matrix, exports: int = 4,
     load_before = _load()
     t0 = time.monotonic()
     with interrupts_raise():
-        probes = measure(directory, s, progress=progress)
+        with held(directory) as lease:  # `cowbench gc` removes its probe images if killed
+            probes = measure(directory, s, progress=progress, lease=lease)
         load_after = _load()
         if progress is not None:
             progress(1, 1, "fitting the I/O model and replaying the probes")

@@ -64,16 +64,18 @@ def show(path: Annotated[Path, typer.Argument(help="A run directory, or a sweep 
 
 
 def gc() -> None:
-    """Clean up after runs that died without doing so (killed outright): stop their qemu-nbd
-    and fio, detach their mounts, remove their trees and socket directories (only what each
-    run recorded that it created, checked by device and inode) and mark their run.json
-    abandoned. Runs still alive are left alone."""
+    """Clean up after runs and calibrations that died without doing so (killed outright): stop
+    their qemu-nbd and fio, detach their mounts, remove their trees and socket directories
+    (only what each recorded that it created, checked by device and inode) and mark a run's
+    run.json abandoned. Those still alive are left alone."""
     from .lease import collect, dead_leases
 
     dead = dead_leases()
     for record in dead:
         done = collect(record)
-        out.print(f"{record['run_dir']}: abandoned; " + ("; ".join(done) or "nothing left"),
+        what = ("calibration of " if record.get("kind") == "calibration" else "") + \
+            record["run_dir"]
+        out.print(f"{what}: abandoned; " + ("; ".join(done) or "nothing left"),
                   soft_wrap=True, highlight=False)
     if not dead:
         out.print("no dead runs")

@@ -48,7 +48,7 @@ from typing import Any
 
 from .backends import get_backend
 from .errors import CowbenchError, Interrupted, UsageError
-from .lease import Lease
+from .lease import Lease, held
 from .profile import Probe, Profile, load_profile
 from .profile_cache import fingerprint, fingerprint_key
 from .scenario import Scenario
@@ -203,7 +203,8 @@ def measure_drift(path: Path, profile: Profile, chosen: list[tuple[Probe, list[s
     # the run just removed its trees: commit the journal (and, on a filesystem mounted with
     # `discard`, as this machine's is, the discards of those blocks) before measuring
     os.sync()
-    now = real.measure_again(directory, settings, [p for p, _ in chosen], progress, lease)
+    with held(directory, lease) as holder:  # the run's lease, else its own
+        now = real.measure_again(directory, settings, [p for p, _ in chosen], progress, holder)
     rows = [probe_row(then, again, vms)
             for (then, vms), again in zip(chosen, now, strict=True)]
     same = None if profile.fingerprint is None else \

@@ -1,6 +1,11 @@
 """Leases: what a run holds, so that a run killed outright (SIGKILL, a crash, the OOM killer)
 is found and cleaned up by the next ``cowbench`` command.
 
+A calibration holds one too (``held``: ``cowbench calibrate``, the quick calibration of a first
+run, the check of a profile before a run, ``calibrate --check``): its probe images are a tree in
+the storage directory, and ``qemu-nbd``/``fio`` die with it but the tree does not. Its lease is
+only in the registry (it has no run directory), and ``gc`` removes its trees the same way.
+
 A run takes a lease when it starts: ``lease.json`` in its run directory and the same record in
 the registry (``/run/cowbench`` for root, else ``$XDG_RUNTIME_DIR/cowbench``;
 ``$COWBENCH_RUNTIME_DIR`` overrides both). It holds the run's pid and the process's start time
@@ -20,8 +25,11 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,18 +85,20 @@ def alive(record: dict[str, Any]) -> bool:
 
 @dataclass
 class Lease:
-    """The lease of the running process on ``run_dir`` (``io``: where to write in it)."""
+    """The lease of the running process on ``run_dir`` (``io``: where to write a copy in it;
+    None for a calibration's, which is only in the registry). ``kind``: ``run`` or
+    ``calibration`` (then ``run_dir`` is the storage directory it measures)."""
 
     run_dir: Path
-    io: Path
+    io: Path | None
     token: str
     record: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def take(cls, run_dir: Path, io: Path, token: str) -> Lease:
+    def take(cls, run_dir: Path, io: Path | None, token: str, kind: str = "run") -> Lease:
         pid = os.getpid()
         lease = cls(run_dir, io, token, {
-            "pid": pid, "start_ticks": start_ticks(pid), "boot_id": _boot_id(),
+            "pid": pid, "start_ticks": start_ticks(pid), "boot_id": _boot_id(), "kind": kind,
             "run_dir": str(run_dir.absolute()), "token": token, "trees": [], "mounts": []})
         lease._write()
         return lease
@@ -96,7 +106,8 @@ class Lease:
     def _write(self) -> None:
         text = json.dumps(self.record, indent=1) + "\n"
         atomic_write_text(registry() / f"{self.token}.json", text, fsync=False)
-        atomic_write_text(self.io / LEASE, text, fsync=False)
+        if self.io is not None:
+            atomic_write_text(self.io / LEASE, text, fsync=False)
 
     def add_tree(self, d: PrivateDir) -> None:
         self.record["trees"].append({**d.record(), "fd_path": f"{fd_path(d.fd)}/"})
@@ -115,8 +126,24 @@ class Lease:
 
     def release(self) -> None:
         """The run ended and removed what it held."""
-        for p in (registry() / f"{self.token}.json", self.io / LEASE):
-            p.unlink(missing_ok=True)
+        (registry() / f"{self.token}.json").unlink(missing_ok=True)
+        if self.io is not None:
+            (self.io / LEASE).unlink(missing_ok=True)
+
+
+@contextmanager
+def held(directory: Path, lease: Lease | None = None) -> Iterator[Lease]:
+    """``lease`` if given (a run's: its calibration probes are the run's), else a
+    calibration's own lease on ``directory``, dropped when the block ends (the block removes
+    its trees; a SIGKILL leaves the lease for ``gc``)."""
+    if lease is not None:
+        yield lease
+        return
+    own = Lease.take(directory, None, f"calibration-{secrets.token_hex(4)}", "calibration")
+    try:
+        yield own
+    finally:
+        own.release()
 
 
 def dead_leases() -> list[dict[str, Any]]:
@@ -137,8 +164,9 @@ def dead_leases() -> list[dict[str, Any]]:
 
 
 def describe(record: dict[str, Any]) -> str:
-    """One line: which run died and what it left."""
-    return (f"run {record['run_dir']} (pid {record['pid']}) died and left "
+    """One line: which run (or calibration) died and what it left."""
+    what = "calibration of" if record.get("kind") == "calibration" else "run"
+    return (f"{what} {record['run_dir']} (pid {record['pid']}) died and left "
             f"{len(record['trees'])} directories and {len(record['mounts'])} mount(s); "
             "`cowbench gc` removes them")
 
@@ -152,9 +180,10 @@ def collect(record: dict[str, Any]) -> list[str]:
     for t in record["trees"]:
         if remove_recorded(t["parent"], t["name"], t["dev"], t["ino"]):
             done.append(f"removed {t['parent']}/{t['name']}")
-    _mark_abandoned(Path(record["run_dir"]), record)
+    if record.get("kind", "run") == "run":  # a calibration's directory is not a run's
+        _mark_abandoned(Path(record["run_dir"]), record)
+        (Path(record["run_dir"]) / LEASE).unlink(missing_ok=True)
     (registry() / f"{record['token']}.json").unlink(missing_ok=True)
-    (Path(record["run_dir"]) / LEASE).unlink(missing_ok=True)
     return done
 
 

@@ -127,10 +127,11 @@ class RealBackend(Backend):
         return calibrate.settings(matrix, exports)  # type: ignore[arg-type]
 
     def measure_probes(self, directory: Path, settings: Any,
-                       progress: Any = None) -> list[Probe]:
+                       progress: Any = None, lease: Lease | None = None) -> list[Probe]:
         from real.measure import calibrate
 
-        return calibrate.measure(directory, settings, progress=progress)
+        return calibrate.measure(directory, settings, progress=progress,
+                                 on_create=lease.add_tree if lease else _nothing)
 
     def measure_again(self, directory: Path, settings: Any, probes: Sequence[Probe],
                       progress: Any = None, lease: Lease | None = None) -> list[Probe]:

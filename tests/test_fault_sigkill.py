@@ -173,3 +173,40 @@ def test_kill_9_of_a_reflink_run_detaches_its_xfs(tmp_path: Path, private_tmp: P
         assert list(private_tmp.iterdir()) == []
     finally:
         _leave_nothing(pid, out)
+
+
+def test_kill_9_of_a_calibration_leaves_nothing_after_gc(tmp_path: Path,
+                                                        lease_registry: Path) -> None:
+    """A calibration (`cowbench calibrate`, a first run's quick one, the check of a profile
+    before a run) makes its probe images in a private tree of the storage directory: killed
+    outright, its lease (in the registry only) lets gc remove that tree."""
+    storage, out = tmp_path / "storage", tmp_path / "profile.json"
+    storage.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "cowbench", "calibrate", "--dir",
+                             str(storage), "--out", str(out), "--runtime", "30", "--rounds",
+                             "1", "--exports", "2"], text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not any(name == "fio" for _, name in _descendants(proc.pid)):
+            assert proc.poll() is None, proc.communicate()[1]
+            assert time.monotonic() < deadline, "fio never started"
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        assert _gone_within(lambda: not _tools_of(proc.pid, storage), 3)
+        left = [p.name for p in storage.iterdir()]
+        assert len(left) == 1 and left[0].startswith(".cowbench-calibrate-"), left
+        scenario = tmp_path / "s.yaml"
+        scenario.write_text(yaml.safe_dump(small_dict()))
+        warned = _cowbench("validate", str(scenario))  # every command but gc reports it
+        assert f"calibration of {storage} (pid {proc.pid}) died and left 1 directories" \
+            in warned.stderr, warned.stderr
+        gc = _cowbench("gc")
+        assert gc.returncode == 0, gc.stderr
+        assert f"calibration of {storage}: abandoned" in gc.stdout, gc.stdout
+        assert list(storage.iterdir()) == [] and not out.exists()
+        assert list(lease_registry.iterdir()) == []
+        assert "no dead runs" in _cowbench("gc").stdout
+    finally:
+        _leave_nothing(proc.pid, storage)
