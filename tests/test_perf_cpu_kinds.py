@@ -57,6 +57,27 @@ def test_each_kind_costs_what_its_own_probes_measured() -> None:
     assert old.cost("hole") == old.cost("alloc") == DATA
 
 
+def test_a_first_writes_kernel_cpu_beyond_the_processes_is_its_servers() -> None:
+    # the machine spent 60 us per first write beyond fio and qemu-nbd at iodepth 1 and 30 at
+    # iodepth 8 (ext4's allocation and journal in kernel threads): the server serves it
+    extra = {1: 60e-6, 8: 30e-6}
+    probes = [p.model_copy(update={"host_cpu_s": p.issuer_cpu_s + p.server_cpu_s
+                                   + extra[p.iodepth]}) if p.target == "cow" else p
+              for p in kinds_probes()]
+    s = sched_params(probes, cores=2)
+    assert s is not None
+    alloc = s.cost("alloc")
+    assert alloc.issuer_io_s == pytest.approx(ALLOC.issuer_io_s)
+    assert alloc.server_io_s == pytest.approx(ALLOC.server_io_s + 30e-6)
+    assert alloc.server_wake_s == pytest.approx(ALLOC.server_wake_s + 15e-6)
+    assert s.cost("data").model_dump() == pytest.approx(DATA.model_dump())  # not the others'
+    # a machine figure under the processes' own (rounding, a ramp) takes nothing away
+    less = [p.model_copy(update={"host_cpu_s": 1e-6}) if p.target == "cow" else p
+            for p in kinds_probes()]
+    got = sched_params(less, cores=2)
+    assert got is not None and got.cost("alloc").model_dump() == pytest.approx(ALLOC.model_dump())
+
+
 def test_a_hole_read_beyond_what_the_counters_saw_is_its_servers_time() -> None:
     # the deep hole probe ran at 131k/s (7.6 us each) where fio and qemu-nbd counted 3 and
     # 3.5 us (as measured here): one qemu-nbd thread serves every read of its export, so
