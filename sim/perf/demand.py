@@ -78,6 +78,7 @@ class PerfModel:
         self.client_s = params.client_s
         s = params.sched  # what each kind of I/O costs the scheduler's processes, made once
         self._costs = {k: s.cost(k) for k in ("data", "hole", "alloc")} if s else {}
+        self._sized: dict[tuple[CpuCost, bool, float], CpuCost] = {}
 
     def bandwidth(self, is_write: bool, op_bytes: float) -> float:
         return interp_log(self.p.write_bw if is_write else self.p.read_bw, op_bytes)
@@ -161,8 +162,11 @@ class PerfModel:
         issuer, server = s.bytes_cpu(is_write, moved)
         if issuer == server == 0.0:
             return c
-        return c.model_copy(update={"issuer_io_s": c.issuer_io_s + issuer,
-                                    "server_io_s": c.server_io_s + server})
+        key = (c, is_write, moved)  # made once per kind and size (one per simulated I/O is slow)
+        if key not in self._sized:
+            self._sized[key] = c.model_copy(update={"issuer_io_s": c.issuer_io_s + issuer,
+                                                    "server_io_s": c.server_io_s + server})
+        return self._sized[key]
 
     def _kind_cpu(self, host: HostIO, served: float) -> CpuCost:
         """What an I/O costs the host scheduler's processes: an allocating write's, or a data
