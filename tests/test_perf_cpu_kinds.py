@@ -57,25 +57,39 @@ def test_each_kind_costs_what_its_own_probes_measured() -> None:
     assert old.cost("hole") == old.cost("alloc") == DATA
 
 
-def test_a_first_writes_kernel_cpu_beyond_the_processes_is_its_servers() -> None:
-    # the machine spent 60 us per first write beyond fio and qemu-nbd at iodepth 1 and 30 at
-    # iodepth 8 (ext4's allocation and journal in kernel threads): the server serves it
-    extra = {1: 60e-6, 8: 30e-6}
-    probes = [p.model_copy(update={"host_cpu_s": p.issuer_cpu_s + p.server_cpu_s
-                                   + extra[p.iodepth]}) if p.target == "cow" else p
-              for p in kinds_probes()]
-    s = sched_params(probes, cores=2)
+def on_machine(background: float = 0.0, scale: float = 1.0) -> list[Probe]:
+    """The kinds' probes with a machine figure: each probe's processes, the first writes' 60
+    and 30 us beyond them at iodepth 1 and 8 (ext4's allocation and journal in kernel
+    threads), and ``background`` CPU seconds per second of other processes, which every
+    probe's figure counts; ``scale``: the first writes' machine figures times that."""
+    rates = {("cow", 1): (2500.0, 60e-6), ("cow", 8): (5000.0, 30e-6)}
+    out = []
+    for p in kinds_probes():
+        iops, kernel = rates.get((p.target, p.iodepth), (10000.0, 0.0))
+        own = p.issuer_cpu_s + p.server_cpu_s  # type: ignore[operator]
+        host = (own + kernel) * (scale if kernel else 1.0) + background / iops
+        out.append(p.model_copy(update={"iops": iops, "host_cpu_s": host}))
+    return out
+
+
+@pytest.mark.parametrize("background", [0.0, 0.8])
+def test_a_first_writes_kernel_cpu_beyond_the_processes_is_its_servers(background: float) -> None:
+    s = sched_params(on_machine(background), cores=2)
     assert s is not None
     alloc = s.cost("alloc")
     assert alloc.issuer_io_s == pytest.approx(ALLOC.issuer_io_s)
     assert alloc.server_io_s == pytest.approx(ALLOC.server_io_s + 30e-6)
     assert alloc.server_wake_s == pytest.approx(ALLOC.server_wake_s + 15e-6)
     assert s.cost("data").model_dump() == pytest.approx(DATA.model_dump())  # not the others'
-    # a machine figure under the processes' own (rounding, a ramp) takes nothing away
-    less = [p.model_copy(update={"host_cpu_s": 1e-6}) if p.target == "cow" else p
-            for p in kinds_probes()]
-    got = sched_params(less, cores=2)
-    assert got is not None and got.cost("alloc").model_dump() == pytest.approx(ALLOC.model_dump())
+
+
+def test_a_machine_figure_the_cores_could_not_have_spent_is_not_the_first_writes() -> None:
+    # a busy machine: fio's whole run counted others' CPU, more than the 2 cores could give
+    s = sched_params(on_machine(scale=50.0), cores=2)
+    assert s is not None and s.cost("alloc").model_dump() == pytest.approx(ALLOC.model_dump())
+    # without machine figures, as before
+    s = sched_params(kinds_probes(), cores=2)
+    assert s is not None and s.cost("alloc").model_dump() == pytest.approx(ALLOC.model_dump())
 
 
 def test_a_hole_read_beyond_what_the_counters_saw_is_its_servers_time() -> None:
