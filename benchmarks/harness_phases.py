@@ -127,9 +127,9 @@ def trace_programs() -> None:
 
     def reaped(self: Any, *a: Any, **kw: Any) -> None:
         handle(self, *a, **kw)
-        argv = [Path(str(self.args[0])).name, *map(str, self.args[1:3])]
-        events.append((getattr(self, "_t0", 0.0), time.perf_counter(),
-                       "$ " + " ".join(argv)[:60]))
+        program = Path(str(self.args[0])).name  # and its first two arguments, as a label
+        label = " ".join([program, *map(str, self.args[1:3])])[:60]
+        events.append((getattr(self, "_t0", 0.0), time.perf_counter(), f"$ {label}"))
 
     popen.__init__ = started  # type: ignore[method-assign]
     popen._handle_exitstatus = reaped  # type: ignore[attr-defined]
