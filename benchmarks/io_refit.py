@@ -1,0 +1,77 @@
+"""A stored session again with today's model: a profile's probes refitted by the code on the
+path, the session's scenario predicted with it, and the prediction against the session's own
+real runs (the mean in its ``spread.csv``), as median |error| per kind of figure. No real I/O:
+what a change to the model does to sessions already measured (issue 16).
+
+    .venv/bin/python benchmarks/io_refit.py PROFILE RUN_DIR --out DIR
+
+``RUN_DIR`` is a ``cowbench run --repeat N`` directory (its ``scenario.yaml`` and
+``spread.csv``); the refitted profile and the model's run land in ``DIR``. The fit uses the
+profile's machine's cores, as ``cowbench calibrate`` did where it measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cowbench.atomic import atomic_write_text
+from cowbench.profile import load_profile, profile_json
+from sim.perf import alloc, perf
+
+KINDS = {"IOPS": "_iops", "mean latency": "_lat_mean_s", "p99 latency": "_lat_p99_s"}
+
+
+def refit(src: Path, dst: Path) -> None:
+    """``src``'s probes fitted again, with the replay of each, written to ``dst``."""
+    prof = load_profile(src)
+    cores = int(prof.host.get("cpu_count") or 1)
+    params = alloc.fit_host_alloc(perf.fit(prof.probes, cores=cores), prof.probes)
+    rows = perf.fit_rows(params, prof.probes, 1500)
+    atomic_write_text(dst, profile_json(prof.model_copy(update={"params": params, "fit": rows})))
+    errs = [abs(r.rel_error) for r in rows if r.metric == "iops"]
+    print(f"{dst}: the probes' IOPS replayed with median |error| {np.median(errs):.1%}")
+
+
+def compare(predicted: Path, spread: Path) -> pd.DataFrame:
+    """Each VM's end-of-run figure: the model's, the real runs' mean, the error."""
+    real = pd.read_csv(spread)
+    real = real[real.t_s.isna() & real.entity.str.startswith("vm:")]
+    model = pd.read_csv(predicted)
+    model = model[model.t_s.isna()].set_index(["entity", "metric"]).value
+    real = real.assign(model=[model.get((e, m), np.nan)
+                              for e, m in zip(real.entity, real.metric, strict=True)])
+    return real.assign(error=(real.model - real.measured_mean) / real.measured_mean)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("profile", type=Path)
+    ap.add_argument("run_dir", type=Path)
+    ap.add_argument("--out", type=Path, required=True)
+    a = ap.parse_args()
+    a.out.mkdir(parents=True, exist_ok=True)
+    profile, sim = a.out / "profile.json", a.out / "sim"
+    refit(a.profile, profile)
+    proc = subprocess.run([sys.executable, "-m", "cowbench", "run",
+                           str(a.run_dir / "scenario.yaml"), "--backend", "sim", "--profile",
+                           str(profile), "--out", str(sim)], capture_output=True, text=True,
+                          check=False)
+    if proc.returncode != 0:
+        sys.exit(f"cowbench run failed:\n{proc.stderr}")
+    rows = compare(sim / "predicted.csv", a.run_dir / "spread.csv")
+    for kind, suffix in KINDS.items():
+        sel = rows[rows.metric.str.endswith(suffix)]
+        print(f"{kind}: median |error| {sel.error.abs().median():.1%}")
+    iops = rows[rows.metric.str.endswith("_iops")]
+    worst = iops.loc[iops.error.abs().idxmax()]
+    print(f"worst VM, IOPS: {worst.entity.removeprefix('vm:')} {worst.metric} {worst.error:+.1%}")
+
+
+if __name__ == "__main__":
+    main()
