@@ -277,11 +277,12 @@ def _one_profile(scenario: Scenario, path: str, where: Path, hosts: list[str],
         return {"measured": False, "profile": path, "reason": str(err)}
 
 
-def blocks(drift: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """The per-profile blocks of a ``drift`` block (one, or those of ``per profile``)."""
+def blocks(drift: dict[str, Any] | None, key: str = "measured") -> list[dict[str, Any]]:
+    """The per-profile blocks of a ``drift`` block (one, or those of ``per profile``); ``key``:
+    the field that says ``per profile`` (``checked`` in a ``profile_check`` block)."""
     if not isinstance(drift, dict):
         return []
-    if drift.get("measured") == "per profile":
+    if drift.get(key) == "per profile":
         return [b for b in drift.get("profiles") or [] if isinstance(b, dict)]
     return [drift]
 

@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from .drift import Progress, choose_probes, measure_drift, vm_needs
+from .drift import blocks as drift_blocks
 from .errors import CowbenchError, Interrupted
 from .profile import Profile
 from .scenario import Scenario
@@ -185,11 +186,8 @@ def moved_text(block: dict[str, Any]) -> str:
 
 
 def blocks(check_block: dict[str, Any] | None) -> list[dict[str, Any]]:
-    if not isinstance(check_block, dict):
-        return []
-    if check_block.get("checked") == "per profile":
-        return [b for b in check_block.get("profiles") or [] if isinstance(b, dict)]
-    return [check_block]
+    """The per-profile blocks of a ``profile_check`` block (one, or those of ``per profile``)."""
+    return drift_blocks(check_block, "checked")
 
 
 def describe(check_block: dict[str, Any] | None) -> str | None:
