@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .drift import blocks, describe
+from .drift import STEAL_SHOWN, blocks, describe
 from .profile import PerfParams, Profile, SchedParams
 
 
@@ -46,6 +46,11 @@ def print_profile(prof: Profile, out: Console) -> None:
     if errs:
         out.print(f"the model replays the {len(errs)} probes' IOPS with median |error| "
                   f"{errs[len(errs) // 2]:.1%}, worst {errs[-1]:.1%}")
+    stolen = sorted(p.steal_share for p in prof.probes if p.steal_share is not None)
+    if stolen and stolen[-1] >= STEAL_SHOWN:
+        out.print(f"the hypervisor took {stolen[len(stolen) // 2]:.0%} of the cores while the "
+                  f"probes ran (median; the most {stolen[-1]:.0%}): a virtual machine's host "
+                  "was busy, and the probes' rates rest on what it left")
 
 
 def _sched(s: SchedParams | None) -> str:
@@ -68,8 +73,11 @@ def drift_table(block: dict[str, Any]) -> Table:
               f"{made})", title_justify="left")
     rows = block.get("probes") or []
     vms = any(r.get("stands_for") for r in rows)
+    steal = any(isinstance(r.get(k), int | float) and r[k] >= STEAL_SHOWN
+                for r in rows for k in ("profile_steal_share", "steal_share"))
     for col in ("probe", "IOPS\nprofile", "IOPS\nnow", "IOPS\nchange", "within\nrounds",
                 "lat mean\nprofile", "lat mean\nnow", "lat\nchange",
+                *(["hypervisor\nprofile / now"] if steal else []),
                 *(["stands for"] if vms else [])):
         t.add_column(col, justify="left" if col in ("probe", "stands for") else "right")
     for r in rows:
@@ -80,6 +88,8 @@ def drift_table(block: dict[str, Any]) -> Table:
                   _n(_us(r.get("profile_lat_mean_s")), ",.0f") + " us",
                   _n(_us(r.get("lat_mean_s")), ",.0f") + " us",
                   _n(r.get("lat_mean_change"), "+.1%"),
+                  *([f"{_n(r.get('profile_steal_share'), '.0%')} / "
+                     f"{_n(r.get('steal_share'), '.0%')}"] if steal else []),
                   *([escape(", ".join(r.get("stands_for") or [])) or "-"] if vms else []))
     return t
 

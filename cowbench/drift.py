@@ -26,12 +26,18 @@ The block, in run.json and as ``calibrate --check`` prints it::
      "probes": [{"probe", "stands_for": [vm names], "profile_iops", "profile_iops_min",
                  "profile_iops_max", "iops", "iops_min", "iops_max" (the rounds' range now),
                  "iops_change", "profile_lat_mean_s",
-                 "lat_mean_s", "lat_mean_change", "within_profile_rounds"}],
-     "median_abs_change": {"iops": ..., "lat_mean_s": ...}}
+                 "lat_mean_s", "lat_mean_change", "within_profile_rounds",
+                 "profile_steal_share", "steal_share"}],
+     "median_abs_change": {"iops": ..., "lat_mean_s": ...},
+     "steal_share": {"profile": ..., "now": ...}}
 
 ``*_change = (now - profile) / profile``; ``within_profile_rounds``: the IOPS now lies within
-the range of the profile's own rounds. Or ``{"measured": false, "reason": ...}``; when hosts
-rest on different profiles, ``{"measured": "per profile", "profiles": [block, ...]}``.
+the range of the profile's own rounds. ``steal_share``: the share of the machine's core-time
+the hypervisor took while those probes ran (``Probe.steal_share``), median over the probes, at
+calibration and now (None where a profile predates it): on a virtual machine its host's
+other work is a common reason a machine moves, and this says how much of it there was. Or
+``{"measured": false, "reason": ...}``; when hosts rest on different profiles,
+``{"measured": "per profile", "profiles": [block, ...]}``.
 """
 
 from __future__ import annotations
@@ -55,6 +61,8 @@ from .scenario import Scenario
 
 #: most probes a run measures again
 MAX_PROBES = 4
+#: below this share of the cores taken by the hypervisor (then and now), it is not mentioned
+STEAL_SHOWN = 0.01
 #: what ``calibrate --check`` measures without a scenario: the path's latency, the device's
 #: bandwidth, small writes under load, first writes (allocation) and four exports at once
 CHECK_PROBES = ("raw-randread-4k-qd1-x1", "raw-randread-64k-qd32-x1",
@@ -167,7 +175,13 @@ def probe_row(then: Probe, now: Probe, stands_for: list[str]) -> dict[str, Any]:
             "profile_lat_mean_s": then.lat_mean_s, "lat_mean_s": now.lat_mean_s,
             "lat_mean_change": _change(now.lat_mean_s, then.lat_mean_s),
             "within_profile_rounds": None if lo is None or hi is None
-            else bool(lo <= now.iops <= hi)}
+            else bool(lo <= now.iops <= hi),
+            "profile_steal_share": then.steal_share, "steal_share": now.steal_share}
+
+
+def _median_of(rows: list[dict[str, Any]], key: str) -> float | None:
+    vals = [r[key] for r in rows if isinstance(r.get(key), int | float)]
+    return round(statistics.median(vals), 4) if vals else None
 
 
 def _median_abs(rows: list[dict[str, Any]], key: str) -> float | None:
@@ -214,7 +228,9 @@ def measure_drift(path: Path, profile: Profile, chosen: list[tuple[Probe, list[s
             "same_storage": same,
             "duration_s": round(time.monotonic() - t0, 1), "load": _load(), "probes": rows,
             "median_abs_change": {"iops": _median_abs(rows, "iops_change"),
-                                  "lat_mean_s": _median_abs(rows, "lat_mean_change")}}
+                                  "lat_mean_s": _median_abs(rows, "lat_mean_change")},
+            "steal_share": {"profile": _median_of(rows, "profile_steal_share"),
+                            "now": _median_of(rows, "steal_share")}}
 
 
 def check_profile(path: Path, directory: Path | None = None,
@@ -301,8 +317,22 @@ def describe(drift: dict[str, Any] | None) -> str:
         iops, lat = med.get("iops"), med.get("lat_mean_s")
         n = len(b.get("probes") or [])
         parts.append(f"{n} probe(s) of the profile measured again moved by "
-                     f"{_pct(iops)} in IOPS and {_pct(lat)} in mean latency (median |change|)")
+                     f"{_pct(iops)} in IOPS and {_pct(lat)} in mean latency (median |change|)"
+                     + _stolen(b.get("steal_share")))
     return "drift since the calibration: " + "; ".join(parts)
+
+
+def _stolen(steal: object) -> str:
+    """The hypervisor's share of the cores during the probes, then and now, when it took
+    any (nothing on bare metal, or for a profile that predates the figure)."""
+    if not isinstance(steal, dict):
+        return ""
+    then, now = steal.get("profile"), steal.get("now")
+    if not isinstance(now, int | float) or (now < STEAL_SHOWN and not (
+            isinstance(then, int | float) and then >= STEAL_SHOWN)):
+        return ""
+    was = f", {then:.0%} at calibration" if isinstance(then, int | float) else ""
+    return f"; the hypervisor took {now:.0%} of the cores while they ran{was}"
 
 
 def _pct(x: object) -> str:

@@ -182,10 +182,18 @@ def drift_frame(drift: dict[str, Any] | None) -> pd.DataFrame:
                          "IOPS now": _num(r.get("iops")),
                          "IOPS change": _change(r.get("iops_change")),
                          "within the profile's rounds": _yes_no(r.get("within_profile_rounds")),
-                         "mean latency change": _change(r.get("lat_mean_change"))})
+                         "mean latency change": _change(r.get("lat_mean_change")),
+                         "hypervisor's share of the cores (calibration / now)":
+                             f"{_share(r.get('profile_steal_share'))} / "
+                             f"{_share(r.get('steal_share'))}"})
     return pd.DataFrame(rows, columns=["probe", "stands for", "IOPS at calibration",
                                        "IOPS now", "IOPS change", "within the profile's rounds",
-                                       "mean latency change"])
+                                       "mean latency change",
+                                       "hypervisor's share of the cores (calibration / now)"])
+
+
+def _share(x: Any) -> str:
+    return f"{x:.0%}" if isinstance(x, int | float) else "-"
 
 
 def _num(x: Any) -> str:

@@ -85,6 +85,13 @@ class Probe(_Frozen):
         "ran (/proc/stat: every core's user, nice, system, irq and softirq), ramp included: on "
         "a quiet machine, all the CPU the I/O path costs, the kernel's too; evidence, not used "
         "by the model yet. None: not measured, or a job ran beside the probe's")
+    steal_share: float | None = Field(
+        default=None, ge=0, le=1, description="the share of the machine's core-time the "
+        "hypervisor took while fio ran (/proc/stat's steal over the wall time and the cores): "
+        "on a virtual machine, its host's other guests and its own work (the virtual disk's "
+        "emulation among it) running on the cores this machine's CPUs wanted; 0 on bare "
+        "metal. Evidence of how busy the hypervisor was, for the drift (cowbench.drift), not "
+        "used by the model. None: profiles made before it")
 
 
 #: the size of the I/Os whose CPU the scheduler's per-kind costs are (the 4 KiB probes'):

@@ -344,6 +344,15 @@ def host_cpu_busy_s() -> float:
     return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
+def host_cpu_stolen_s() -> float:
+    """The CPU seconds the hypervisor has taken from this machine's cores since boot
+    (``steal`` of ``/proc/stat``'s first line over the clock tick): time a virtual CPU wanted
+    to run and its host ran something else (another guest, or the host's own work, the
+    emulation of this machine's virtual disk among it). 0 on bare metal."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    return (int(fields[7]) if len(fields) > 7 else 0) / os.sysconf("SC_CLK_TCK")
+
+
 def wait_exit(pids: Sequence[int], timeout: float) -> None:
     """Sleep until one of ``pids`` exits or ``timeout`` seconds pass, woken by the exit itself
     (a pidfd turns readable) rather than by polling; callers then check who exited. Where

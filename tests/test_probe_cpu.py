@@ -10,8 +10,8 @@ import time
 import pytest
 
 from cowbench.profile import Beside, Probe
-from cowbench.tools import host_cpu_busy_s, proc_cpu_s
-from real.measure.calibrate import ProbeSpec, _median, _summarise
+from cowbench.tools import host_cpu_busy_s, host_cpu_stolen_s, proc_cpu_s
+from real.measure.calibrate import ProbeSpec, _median, _share, _summarise
 
 
 def fio_json(*jobs: tuple[str, int, float, float, int]) -> dict[str, object]:
@@ -74,3 +74,24 @@ def test_the_machine_is_busy_at_least_while_this_process_works() -> None:
     while time.process_time() - t < 0.1:
         pass
     assert host_cpu_busy_s() - before >= 0.05
+
+
+def test_the_hypervisor_share_is_steal_over_the_machine_core_time() -> None:
+    cores = os.cpu_count() or 1
+    assert _share(0.5 * cores, 2.0) == pytest.approx(0.25)
+    assert _share(0.0, 1.0) == 0.0
+    assert _share(3.0 * cores, 1.0) == 1.0  # a tick's rounding never makes it more than all
+    assert _share(-0.01, 1.0) == 0.0 and _share(1.0, 0.0) is None
+    spec = ProbeSpec("raw", "randread", 4096, 1)
+    runs = [_summarise(spec, fio_json(("p0", 10000, 10.0, 0.0, 1000)), 1.0).model_copy(
+        update={"steal_share": s}) for s in (0.3, 0.1, 0.2)]
+    assert _median(runs).steal_share == pytest.approx(0.2)
+    assert Probe.model_validate({k: v for k, v in runs[0].model_dump().items()
+                                 if k != "steal_share"}).steal_share is None
+
+
+def test_the_hypervisor_steal_counter_never_goes_back() -> None:
+    before = host_cpu_stolen_s()
+    assert before >= 0.0
+    time.sleep(0.05)
+    assert host_cpu_stolen_s() >= before

@@ -324,3 +324,22 @@ def test_a_drift_probe_that_fails_leaves_the_reason_and_an_interrupt_stops_the_r
     monkeypatch.setattr(real, "measure_again", interrupted)
     with pytest.raises(Interrupted):
         run_drift(s, tmp_path)  # type: ignore[arg-type]
+
+
+def test_drift_says_how_much_of_the_cores_the_hypervisor_took() -> None:
+    row = {"probe": "cow-write-4k-qd8-x4", "stands_for": ["a"], "profile_iops": 4000.0,
+           "iops": 5600.0, "iops_change": 0.4, "within_profile_rounds": False,
+           "lat_mean_change": -0.3, "profile_steal_share": 0.31, "steal_share": 0.08}
+    block = {"measured": True, "profile": "/p.json", "median_abs_change": {
+        "iops": 0.4, "lat_mean_s": 0.3}, "probes": [row],
+        "steal_share": {"profile": 0.31, "now": 0.08}}
+    assert describe(block).endswith("(median |change|); the hypervisor took 8% of the cores "
+                                    "while they ran, 31% at calibration")
+    assert drift_frame(block).iloc[0][
+        "hypervisor's share of the cores (calibration / now)"] == "31% / 8%"
+    # bare metal (or a profile made before the figure): nothing said
+    for steal in ({"profile": 0.0, "now": 0.002}, {"profile": None, "now": None}, None):
+        quiet = {**block, "steal_share": steal}
+        assert "hypervisor" not in describe(quiet)
+    assert "hypervisor took 5% of the cores while they ran" in describe(
+        {**block, "steal_share": {"profile": None, "now": 0.05}})

@@ -41,7 +41,7 @@ from cowbench.errors import ToolError, UsageError
 from cowbench.fdtree import PrivateDir
 from cowbench.profile import Beside, Probe, Target
 from cowbench.signals import shielded
-from cowbench.tools import absolute, host_cpu_busy_s, require_tools, run, which
+from cowbench.tools import absolute, host_cpu_busy_s, host_cpu_stolen_s, require_tools, run, which
 from real.workload.nbd import NbdExport, stop_servers_in
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
@@ -412,7 +412,7 @@ def _median(runs: list[Probe]) -> Probe:
     iops = [r.iops for r in runs]
     cpu = {f: float(statistics.median(v)) if (v := [getattr(r, f) for r in runs
                                                    if getattr(r, f) is not None]) else None
-           for f in ("issuer_cpu_s", "server_cpu_s", "host_cpu_s")}
+           for f in ("issuer_cpu_s", "server_cpu_s", "host_cpu_s", "steal_share")}
     return runs[0].model_copy(update={**cpu,
         "iops": med("iops"), "bw_bytes_per_s": med("bw_bytes_per_s"),
         "lat_mean_s": med("lat_mean_s"), "lat_p99_s": med("lat_p99_s"),
@@ -432,18 +432,27 @@ def _run_probe(spec: ProbeSpec, images: _Images, work: Path, s: Settings) -> Pro
                 stack.enter_context(nbd)
                 servers.append(nbd)
             argv = _fio_argv(spec, [n.uri for n in servers], s, out)
-        cpu0, host0 = sum(n.cpu_s() for n in servers), host_cpu_busy_s()
+        cpu0, host0, stolen0 = sum(n.cpu_s() for n in servers), host_cpu_busy_s(), \
+            host_cpu_stolen_s()
         t0 = time.monotonic()
         run(argv, timeout=s.runtime_s + s.ramp_s + 120)
         runtime = time.monotonic() - t0
         host_cpu = host_cpu_busy_s() - host0
+        stolen = host_cpu_stolen_s() - stolen0
         server_cpu = sum(n.cpu_s() for n in servers) - cpu0 if servers else None
     data = _fio_json(argv, out, spec)
     for image in work.glob("cow-*.qcow2"):  # first-write overlays are used once
         image.unlink()
     # the ramp fio ran (_fio_argv, _device_argv): none for first writes, half on the device
     ramp = 0.0 if spec.rw == "write" else s.ramp_s / 2 if spec.target == "device" else s.ramp_s
-    return _summarise(spec, data, runtime, server_cpu, ramp, host_cpu)
+    probe = _summarise(spec, data, runtime, server_cpu, ramp, host_cpu)
+    return probe.model_copy(update={"steal_share": _share(stolen, runtime)})
+
+
+def _share(stolen_s: float, wall_s: float) -> float | None:
+    """The share of the machine's core-time the hypervisor took over ``wall_s``."""
+    cores = os.cpu_count() or 1
+    return None if wall_s <= 0 else round(min(max(stolen_s, 0.0) / (wall_s * cores), 1.0), 4)
 
 
 def _fio_json(argv: list[str], out: Path, spec: ProbeSpec) -> dict[str, Any]:
