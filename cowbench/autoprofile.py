@@ -26,6 +26,7 @@ The storage a host's profile is keyed by is its ``storage_dir``, or the run dire
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -35,15 +36,15 @@ from .errors import UsageError
 from .profile import Profile, load_profile
 from .profile_cache import (
     calibration_lock,
+    checked_probes,
     existing_ancestor,
     fingerprint,
     fingerprint_key,
-    last_checked,
     lookup,
     mark_checked,
     store,
 )
-from .profile_check import check, moved_text, remade_block
+from .profile_check import check, moved_text, probe_records, remade_block
 from .resolve import with_host_profiles, with_profile, without_profiles
 from .scenario import Host, Scenario
 from .store import now_iso
@@ -189,13 +190,14 @@ def _check_one(scenario: Scenario, source: str, path: Path, where: Path, hosts: 
             if _params_of(scenario, hosts[0]) != prof.params:
                 scenario = with_host_profiles(scenario, dict.fromkeys(hosts, hit[0]), source)
         block = check(path, prof, scenario, hosts, where,
-                      _labelled(progress, "checking the profile"), checked=last_checked(prof))
+                      _labelled(progress, "checking the profile"),
+                      checked=checked_probes(prof))
         block["source"] = "cache"
         if block.get("checked") is not True:
             return scenario, block
         if block["moved"] is None:
             block["action"] = "kept"
-            mark_checked(prof, now_iso())
+            mark_checked(prof, probe_records(block, now_iso()))
             return scenario, block
         if say is not None:
             say(f"the cached calibration profile {path} no longer describes this machine: "
@@ -213,12 +215,21 @@ def _params_of(scenario: Scenario, host: str) -> object:
 
 def _named(path: Path, prof: Profile, scenario: Scenario, hosts: list[str], where: Path,
            progress: Progress | None, say: Say | None) -> dict[str, Any]:
-    """The check of a profile the run was told to use: never replaced, a warning if moved."""
-    block = check(path, prof, scenario, hosts, where, _labelled(progress, "checking the profile"))
+    """The check of a profile the run was told to use: never replaced, a warning if moved.
+    Its probes' verdicts are noted in the cache (``cowbench.profile_cache.note_name``), moved
+    or not: the next runs spare those that held, as for a cached profile."""
+    try:
+        noted = checked_probes(prof, where)
+    except (UsageError, OSError):  # a cache this user cannot use: every probe is checked
+        noted = {}
+    block = check(path, prof, scenario, hosts, where, _labelled(progress, "checking the profile"),
+                  checked=noted)
     block["source"] = "file"
     if block.get("checked") is True:
         block["action"] = "kept" if block["moved"] is None else \
             "kept (named by the run; never replaced)"
+        with contextlib.suppress(UsageError, OSError):  # as above: the next run checks again
+            mark_checked(prof, probe_records(block, now_iso()), where)
     if block.get("moved") and say is not None:
         say(f"warning: the calibration profile {path} no longer describes this machine: "
             f"{moved_text(block)}; the run uses it as told (a profile named by the run is "

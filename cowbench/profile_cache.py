@@ -193,29 +193,63 @@ def store(prof: Profile) -> Path:
     return cache_dir() / name
 
 
-def mark_checked(prof: Profile, when: str) -> None:
-    """Note beside the cached ``prof`` that a run checked it against the machine at ``when``
-    (ISO time) and kept it (``cowbench.profile_check``)."""
-    assert prof.fingerprint is not None
-    data = json.dumps({"checked": when, "created": prof.created}).encode()
-    with open_cache(create=True) as dirfd:
-        assert dirfd is not None
-        _write(dirfd, f".{profile_name(prof.fingerprint)}.checked", data)
+def note_name(prof: Profile, where: Path | None = None) -> str | None:
+    """The name in the cache of the note of ``prof``'s checked probes
+    (``cowbench.profile_check``): beside the cached profile of its fingerprint; for a profile
+    file a run was told to use, one per the profile's content and ``where``'s storage (the
+    storage it is checked on). None for a cached profile without its fingerprint."""
+    if where is None:
+        return None if prof.fingerprint is None else \
+            f".{profile_name(prof.fingerprint)}.checked"
+    blob = f"{profile_json(prof)}\0{fingerprint_key(fingerprint(where))}".encode()
+    return f".named-{hashlib.sha256(blob).hexdigest()[:16]}.checked"
 
 
-def last_checked(prof: Profile) -> str | None:
-    """When a run last checked the cached ``prof`` and kept it; None if never (a profile
-    made again since is another profile)."""
-    if prof.fingerprint is None:
-        return None
+def checked_probes(prof: Profile, where: Path | None = None) -> dict[str, dict[str, Any]]:
+    """The probes of ``prof`` that runs checked against the machine, by name: each
+    ``{"checked": ISO time, "moved": None | "faster" | "slower", "iops": ...}`` of its latest
+    check; ``where``: of a profile file a run was told to use, checked there (:func:`note_name`).
+    Empty if none (a note of another profile, made again since, or of a version that did not
+    record its probes, counts as none)."""
+    name = note_name(prof, where)
+    if name is None:
+        return {}
     with open_cache(create=False) as dirfd:
-        text = None if dirfd is None else _read(dirfd, f".{profile_name(prof.fingerprint)}.checked")
+        text = None if dirfd is None else _read(dirfd, name)
     try:
         note = json.loads(text or "{}")
     except ValueError:
-        return None
-    ok = isinstance(note, dict) and note.get("created") == prof.created
-    return str(note["checked"]) if ok and isinstance(note.get("checked"), str) else None
+        return {}
+    if not isinstance(note, dict) or note.get("created") != prof.created:
+        return {}
+    probes = note.get("probes")
+    if not isinstance(probes, dict):
+        return {}
+    return {str(k): v for k, v in probes.items()
+            if isinstance(v, dict) and isinstance(v.get("checked"), str)}
+
+
+def mark_checked(prof: Profile, probes: dict[str, dict[str, Any]],
+                 where: Path | None = None) -> None:
+    """Note the verdicts of the probes of ``prof`` a run just checked (``{name: {"checked":
+    ISO time, "moved": ..., ...}}``) over those of earlier checks (:func:`checked_probes`),
+    atomically: a reader sees the old note or the new one. A cached profile's is written
+    under its calibration lock (the caller's); two runs checking a named one at once may
+    each write theirs, and the last one's stands (the other's probes are checked again)."""
+    name = note_name(prof, where)
+    assert name is not None
+    merged = {**checked_probes(prof, where), **probes}
+    data = json.dumps({"created": prof.created, "probes": merged}, sort_keys=True).encode()
+    with open_cache(create=True) as dirfd:
+        assert dirfd is not None
+        _write(dirfd, name, data)
+
+
+def last_checked(prof: Profile, where: Path | None = None) -> str | None:
+    """When a run last checked a probe of ``prof`` (see :func:`checked_probes`); None if
+    never."""
+    times = [str(v["checked"]) for v in checked_probes(prof, where).values()]
+    return max(times) if times else None
 
 
 @contextlib.contextmanager

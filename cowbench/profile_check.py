@@ -25,10 +25,19 @@ calibration, at most once per run, and the run uses the new one; a profile the r
 use (``--profile FILE``, ``device.profile``, ``hosts[].profile``) is never replaced: the run
 warns and goes on with it. A profile whose calibration ended less than
 :data:`RECHECK_AFTER_S` ago is not checked (a run right after the calibration that made it, as
-the quickstart's second run), nor a cached one a run checked and kept that recently (a note
-beside it in the cache, ``cowbench.profile_cache.mark_checked``: a table of 27 jobs checks once,
-not 27 times): this bounds what a shared machine's bursts can cost, a quick calibration (about
-two minutes here) at most once per run and not again for that long, and a check (5 to 10 s)
+the quickstart's second run). Nor is a probe of a cached profile that a run checked that
+recently and found within the profile's rounds: a note beside the profile in the cache
+(``cowbench.profile_cache.mark_checked``) keeps, per probe a check measured, when and whether
+it moved by itself. A run whose probes all held that recently is not checked (a table of 27
+jobs of one kind checks once, not 27 times); one that needs other probes measures only those,
+and the verdict counts the recent ones as held (a table whose first job checked
+``raw-randread-4k-qd32-x1`` still checks web-cache's ``cow-write-4k-qd8-x1`` and
+``chain-d1-randread-4k-qd1-x1``, which a profile made under load had 1.4x and 2.7x slow).
+A profile file the run was told to use gets such a note too (in the cache, by the file's
+content and the storage it is checked on): the probes that held are spared for as long, those
+that moved are measured, and warned of, again by every run that rests on them.
+This bounds what a shared machine's bursts can cost: a quick calibration (about two minutes
+here) at most once per run and not again for that long, and a check (5 to 10 s) of any probe
 at most once per that long.
 
 run.json's ``profile_check``, per profile (``{"checked": "per profile", "profiles": [...]}``
@@ -36,14 +45,17 @@ for several)::
 
     {"checked": true, "profile": PATH, "source": "cache" | "file", "hosts": [...],
      "threshold": {"factor": 1.5, "rounds": 2, "rule": ...},
-     "measured": {the drift block of the check (cowbench.drift)},
+     "measured": {the drift block of the check (cowbench.drift): the probes measured now},
      "measured_again": {the same, when the first found the machine slower},
+     "checked_before": [{"probe", "stands_for", "checked" (ISO time), "profile_iops",
+                         "iops"}: the run's other probes, held when checked recently],
      "moved": "faster" | "slower" | null, "probes_moved": n,
      "action": "kept" | "remade" | "kept (named by the run; never replaced)",
      "remade": {"path", "created", "duration_s", "probes": [{"probe", "iops", "iops_min",
                 "iops_max", "lat_mean_s", "check_iops"}]}}
 
-or ``{"checked": false, "profile": PATH, "reason": ...}``.
+or ``{"checked": false, "profile": PATH, "reason": ...}`` (with ``checked_before`` when every
+probe the run rests on held recently).
 """
 
 from __future__ import annotations
@@ -56,7 +68,7 @@ from typing import Any
 from .drift import Progress, choose_probes, measure_drift, vm_needs
 from .drift import blocks as drift_blocks
 from .errors import CowbenchError, Interrupted
-from .profile import Profile
+from .profile import Probe, Profile
 from .scenario import Scenario
 
 #: a probe moved when all its rounds now lie beyond the profile rounds' range by this factor
@@ -83,9 +95,11 @@ def probe_moved(row: dict[str, Any]) -> int:
     return 0
 
 
-def verdict(rows: list[dict[str, Any]]) -> tuple[int, int]:
-    """(direction, probes that moved that way): +1 faster, -1 slower, 0 the profile holds."""
-    moves = [probe_moved(r) for r in rows]
+def verdict(rows: list[dict[str, Any]], held: int = 0) -> tuple[int, int]:
+    """(direction, probes that moved that way): +1 faster, -1 slower, 0 the profile holds;
+    ``held``: more probes the run rests on, found within the profile's rounds by a check a
+    few minutes ago."""
+    moves = [probe_moved(r) for r in rows] + [0] * held
     for way in (1, -1):
         n = moves.count(way)
         if n and 2 * n >= len(moves):
@@ -104,48 +118,89 @@ def age_s(profile: Profile, now: datetime | None = None) -> float | None:
     return ((now or datetime.now(UTC)) - made).total_seconds() - profile.duration_s
 
 
-def _since(when: str | None) -> float | None:
+def _since(when: object) -> float | None:
     try:
-        return None if when is None else \
+        return None if not isinstance(when, str) else \
             (datetime.now(UTC) - datetime.fromisoformat(when)).total_seconds()
     except (ValueError, TypeError):
         return None
 
 
-def _recent(profile: Profile, checked: str | None) -> str | None:
-    """Why ``profile`` is not checked now (made, or checked and kept, within
+def _limit() -> str:
+    return f"{RECHECK_AFTER_S / 60:.0f} min"
+
+
+def _made_recently(profile: Profile) -> str | None:
+    """Why ``profile`` is not checked now (its calibration ended within
     :data:`RECHECK_AFTER_S`), or None."""
-    limit = f"{RECHECK_AFTER_S / 60:.0f} min"
-    made, kept = age_s(profile), _since(checked)
+    made = age_s(profile)
     if made is not None and made < RECHECK_AFTER_S:
-        return (f"made {max(made, 0.0) / 60:.0f} min ago: a profile younger than {limit} is "
-                "not checked")
-    if kept is not None and 0 <= kept < RECHECK_AFTER_S:
-        return (f"checked and kept {kept / 60:.0f} min ago: a profile is checked at most "
-                f"every {limit}")
+        return (f"made {max(made, 0.0) / 60:.0f} min ago: a profile younger than {_limit()} "
+                "is not checked")
     return None
 
 
+def _fresh(record: dict[str, Any] | None) -> float | None:
+    """Seconds since a probe's noted check, if it was within :data:`RECHECK_AFTER_S` and the
+    probe held (did not move); else None."""
+    if record is None or record.get("moved") is not None:
+        return None
+    since = _since(record.get("checked"))
+    return since if since is not None and 0 <= since < RECHECK_AFTER_S else None
+
+
+def kept_before(chosen: list[tuple[Probe, list[str]]],
+                checked: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ``chosen`` probes that a run checked within :data:`RECHECK_AFTER_S` and found
+    within the profile's rounds (``checked``: the note's records,
+    ``cowbench.profile_cache.checked_probes``), as run.json's ``checked_before`` rows."""
+    rows = []
+    for p, vms in chosen:
+        rec = checked.get(p.name)
+        if _fresh(rec) is not None:
+            assert rec is not None
+            rows.append({"probe": p.name, "stands_for": vms, "checked": rec["checked"],
+                         "profile_iops": p.iops, "iops": rec.get("iops")})
+    return rows
+
+
+def _kept_reason(before: list[dict[str, Any]]) -> str:
+    oldest = max(_since(r["checked"]) or 0.0 for r in before)
+    names = ", ".join(r["probe"] for r in before)
+    return (f"checked and kept {oldest / 60:.0f} min ago: the {len(before)} probe(s) this "
+            f"run's VMs resemble ({names}) held at a check in the last {_limit()}; a probe "
+            f"is checked at most every {_limit()}")
+
+
 def check(path: Path, profile: Profile, scenario: Scenario, hosts: list[str], where: Path,
-          progress: Progress | None = None, checked: str | None = None) -> dict[str, Any]:
+          progress: Progress | None = None,
+          checked: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """The check of ``profile`` (at ``path``), the profile of ``hosts``, on ``where`` (an
     existing directory on their storage): the block of the module docstring, without
-    ``action`` (the caller's). ``checked``: when a run last checked it and kept it."""
+    ``action`` (the caller's). ``checked``: the probes runs checked before, by name
+    (``cowbench.profile_cache.checked_probes``); those that held within
+    :data:`RECHECK_AFTER_S` are not measured again, and count as held in the verdict."""
     head: dict[str, Any] = {"profile": str(path), "hosts": hosts}
-    recent = _recent(profile, checked)
+    recent = _made_recently(profile)
     if recent is not None:
         return {"checked": False, **head, "reason": recent}
     chosen = choose_probes([n for n in vm_needs(scenario) if n.host in hosts], profile.probes)
     if not chosen:
         return {"checked": False, **head,
                 "reason": "no VM does I/O that a probe of the profile resembles"}
+    before = kept_before(chosen, checked or {})
+    held = {r["probe"] for r in before}
+    todo = [(p, vms) for p, vms in chosen if p.name not in held]
+    if not todo:
+        return {"checked": False, **head, "reason": _kept_reason(before),
+                "checked_before": before}
     try:
-        measured = measure_drift(path, profile, chosen, where, progress, rounds=CHECK_ROUNDS)
-        way, n = verdict(measured["probes"])
+        measured = measure_drift(path, profile, todo, where, progress, rounds=CHECK_ROUNDS)
+        way, n = verdict(measured["probes"], held=len(before))
         again = None
         if way < 0:  # slower: a neighbour's burst lasts seconds; it must still be there
-            again = measure_drift(path, profile, chosen, where, progress, rounds=CHECK_ROUNDS)
-            way2, n2 = verdict(again["probes"])
+            again = measure_drift(path, profile, todo, where, progress, rounds=CHECK_ROUNDS)
+            way2, n2 = verdict(again["probes"], held=len(before))
             way, n = (way, min(n, n2)) if way2 == way else (0, 0)
     except Interrupted:
         raise
@@ -155,7 +210,18 @@ def check(path: Path, profile: Profile, scenario: Scenario, hosts: list[str], wh
     return {"checked": True, **head,
             "threshold": {"factor": MOVED_FACTOR, "rounds": CHECK_ROUNDS, "rule": RULE},
             "measured": measured, **({"measured_again": again} if again else {}),
+            "checked_before": before,
             "moved": {1: "faster", -1: "slower"}.get(way), "probes_moved": n}
+
+
+def probe_records(block: dict[str, Any], when: str) -> dict[str, dict[str, Any]]:
+    """What the note beside a cached profile keeps of a check that measured
+    (``cowbench.profile_cache.mark_checked``): per probe measured, when, and whether it
+    moved by itself (:func:`probe_moved`, on its latest measurement) with its IOPS."""
+    rows = (block.get("measured_again") or block["measured"])["probes"]
+    return {r["probe"]: {"checked": when, "moved": {1: "faster", -1: "slower"}.get(
+        probe_moved(r)), "iops": r["iops"], "iops_min": r.get("iops_min"),
+        "iops_max": r.get("iops_max")} for r in rows}
 
 
 def remade_block(path: Path, new: Profile, checked: dict[str, Any]) -> dict[str, Any]:
@@ -181,8 +247,12 @@ def _x(row: dict[str, Any]) -> str:
 def moved_text(block: dict[str, Any]) -> str:
     """Why a check found the profile moved, in one clause."""
     rows = block["measured"]["probes"]
-    return (f"{block['probes_moved']} of {len(rows)} probe(s) ran {block['moved']} than the "
-            f"profile's rounds by more than x{MOVED_FACTOR} ({'; '.join(_x(r) for r in rows)})")
+    before = block.get("checked_before") or []
+    held = "" if not before else (
+        f"; {', '.join(r['probe'] for r in before)} held at a check in the last {_limit()}")
+    return (f"{block['probes_moved']} of {len(rows) + len(before)} probe(s) ran "
+            f"{block['moved']} than the profile's rounds by more than x{MOVED_FACTOR} "
+            f"({'; '.join(_x(r) for r in rows)}{held})")
 
 
 def blocks(check_block: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -191,9 +261,15 @@ def blocks(check_block: dict[str, Any] | None) -> list[dict[str, Any]]:
 
 
 def describe(check_block: dict[str, Any] | None) -> str | None:
-    """One sentence (no final stop) on the checks that measured, or None if none did."""
+    """One sentence (no final stop) on the checks that measured, or that found every probe
+    held at a recent check; None if there is none."""
     parts = []
     for b in blocks(check_block):
+        before = b.get("checked_before") or []
+        if b.get("checked") is False and before:
+            parts.append(f"not measured again: its {len(before)} probe(s) "
+                         f"({', '.join(r['probe'] for r in before)}) held at a check in "
+                         f"the last {_limit()}: kept")
         if b.get("checked") is not True:
             continue
         n = len(b["measured"]["probes"])
@@ -202,8 +278,10 @@ def describe(check_block: dict[str, Any] | None) -> str | None:
         elif b.get("moved"):
             parts.append(f"{moved_text(b)}: kept, as the run was told to use it")
         else:
+            k = len(b.get("checked_before") or [])
+            more = f" ({k} more held at a check in the last {_limit()})" if k else ""
             parts.append(f"{n} probe(s) measured again within the profile's rounds and "
-                         f"x{MOVED_FACTOR}: kept")
+                         f"x{MOVED_FACTOR}{more}: kept")
     if not parts:
         return None
     return "profile checked before the run: " + "; ".join(parts)

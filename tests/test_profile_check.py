@@ -168,6 +168,117 @@ def test_a_profile_that_still_describes_the_machine_is_kept(
     assert len(checked_on) == 2 and block["checked"] is True
 
 
+def measured_per_probe(monkeypatch: pytest.MonkeyPatch, factors: dict[str, float]
+                       ) -> list[list[str]]:
+    """The check finds each probe at ``factors[name]`` (1 if not named) times the profile's
+    IOPS; returns the probes each measurement was asked for."""
+    asked: list[list[str]] = []
+
+    def fake(path: Path, profile: Profile, chosen: list[tuple[Probe, list[str]]],
+             directory: Path, progress: object = None, lease: object = None,
+             rounds: int = 1) -> dict[str, Any]:
+        asked.append([p.name for p, _ in chosen])
+        rows = [probe_row(p, at(p, factors.get(p.name, 1.0)), vms) for p, vms in chosen]
+        return {"measured": True, "profile": str(path), "dir": str(directory), "probes": rows}
+
+    def at(p: Probe, factor: float) -> Probe:
+        return p.model_copy(update={"iops": p.iops * factor, "iops_min": p.iops * factor * 0.98,
+                                    "iops_max": p.iops * factor * 1.02})
+
+    monkeypatch.setattr(profile_check, "measure_drift", fake)
+    return asked
+
+
+#: the small scenario's VMs, one at a time, and the probe each one resembles most
+ONLY_A = {"vms": [{"name": "a", "image": "img", "root_size": "96MiB", "workload": "w"}]}
+ONLY_B = {"vms": [{"name": "b", "image": "img", "workload": "r"}]}
+A_AND_B = {"vms": ONLY_A["vms"] + ONLY_B["vms"]}
+COW, CHAIN, COW1 = "cow-write-4k-qd8-x1", "chain-d1-randread-4k-qd1-x1", "cow-write-4k-qd1-x1"
+
+
+def test_a_run_is_checked_on_the_probes_no_recent_check_covered(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_quick: list[Path]) -> None:
+    """A check kept the profile for the probes of the run that made it, not for others: a
+    table's first job (reads) must not spare a later one (first writes) its check."""
+    path = cached_old(tmp_path)
+    asked = measured_per_probe(monkeypatch, {})
+    runs = iter(range(10))
+
+    def run(**over: Any) -> dict[str, Any]:
+        s, src = scenario_at(tmp_path, **over)
+        return profiles_for_run(s, src, "both", tmp_path / f"run{next(runs)}")[1]
+
+    block = run(**ONLY_B)
+    assert asked == [[CHAIN]] and block["action"] == "kept" and not block.get("checked_before")
+    block = run(**ONLY_A)  # another probe: checked (the old note spared it)
+    assert asked[1:] == [[COW]] and block["checked"] is True and block["action"] == "kept"
+    block = run(**ONLY_B)  # the same probe as the first run's: not checked again
+    assert len(asked) == 2 and block["checked"] is False
+    assert block["reason"].startswith("checked and kept 0 min ago: the 1 probe(s) ")
+    assert [r["probe"] for r in block["checked_before"]] == [CHAIN]
+    block = run(**A_AND_B)  # both held at their checks
+    assert len(asked) == 2 and block["checked"] is False
+    assert {r["probe"] for r in block["checked_before"]} == {COW, CHAIN}
+    line = describe(block)
+    assert line is not None and "not measured again: its 2 probe(s)" in line
+    block = run()  # a, b and c: only c's probe is measured; the others count as held
+    assert asked[2:] == [[COW1]] and block["action"] == "kept"
+    assert {r["probe"] for r in block["checked_before"]} == {COW, CHAIN}
+    assert describe(block) == (
+        "profile checked before the run: 1 probe(s) measured again within the profile's "
+        f"rounds and x{MOVED_FACTOR} (2 more held at a check in the last 10 min): kept")
+    assert fake_quick == [] and load_profile(path).params == TRUE
+
+
+def test_a_probe_that_moved_is_not_spared_by_the_check_that_kept_the_profile(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_quick: list[Path]) -> None:
+    """The note keeps each probe's own verdict: one that moved while the others held (the
+    profile kept) is measured again by the next run that rests on it, and a profile that
+    moved on that run's probes is made again, the line saying which probes and why."""
+    path = cached_old(tmp_path)
+    asked = measured_per_probe(monkeypatch, {COW: 3.0})
+    s, src = scenario_at(tmp_path)
+    _, block = profiles_for_run(s, src, "both", tmp_path / "run")
+    assert asked == [[COW1, COW, CHAIN]] and block["action"] == "kept"  # 1 of 3 moved
+    assert block["probes_moved"] == 0
+    s, src = scenario_at(tmp_path, **A_AND_B)
+    said: list[str] = []
+    got, block = profiles_for_run(s, src, "both", tmp_path / "run2", say=said.append)
+    assert asked[1:] == [[COW]]  # the chain probe held a minute ago; the cow one moved
+    assert block["moved"] == "faster" and block["probes_moved"] == 1
+    assert block["action"] == "remade" and fake_quick == [tmp_path]
+    assert [r["probe"] for r in block["checked_before"]] == [CHAIN]
+    assert got.hosts[0].calibrated == OTHER and load_profile(path).params == OTHER
+    assert len(said) == 1 and "1 of 2 probe(s) ran faster" in said[0]
+    assert f"{COW} 2,000 -> 6,000 IOPS (x3); {CHAIN} held at a check in the last 10 min" \
+        in said[0]
+    line = describe(block)
+    assert line is not None and line.endswith("re-made with the quick calibration")
+
+
+def test_the_note_of_checked_probes_is_written_atomically_and_never_through_a_symlink(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_quick: list[Path]) -> None:
+    path = cached_old(tmp_path)
+    asked = measured_per_probe(monkeypatch, {})
+    note = path.parent / f".{path.name}.checked"
+    victim = tmp_path / "victim"
+    victim.write_text("mine")
+    note.symlink_to(victim)  # planted: not read (the probes are checked), not written through
+    s, src = scenario_at(tmp_path, **ONLY_B)
+    _, block = profiles_for_run(s, src, "both", tmp_path / "run")
+    assert block["action"] == "kept" and asked == [[CHAIN]]
+    assert victim.read_text() == "mine" and not note.is_symlink()
+    assert oct(note.stat().st_mode & 0o777) == "0o600"
+    recorded = json.loads(note.read_text())
+    assert recorded["created"] == HOUR_AGO and list(recorded["probes"]) == [CHAIN]
+    assert recorded["probes"][CHAIN]["moved"] is None
+    assert [p.name for p in path.parent.iterdir() if p.name.endswith(".tmp")] == []
+    # a note of the version that recorded no probes spares nothing
+    note.write_text(json.dumps({"checked": datetime.now(UTC).isoformat(), "created": HOUR_AGO}))
+    _, block = profiles_for_run(s, src, "both", tmp_path / "run2")
+    assert block["checked"] is True and asked[1:] == [[CHAIN]]
+
+
 def test_a_named_profile_is_never_replaced_but_the_run_warns(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_quick: list[Path]) -> None:
     cached = cached_old(tmp_path)
@@ -189,6 +300,40 @@ def test_a_named_profile_is_never_replaced_but_the_run_warns(
     _, block = profiles_for_run(s, src, "both", tmp_path / "run")
     assert block["action"].startswith("kept (named")
     assert fake_quick == [] and (mine.read_bytes(), cached.read_bytes()) == before
+
+
+def test_a_named_profiles_probes_that_held_are_not_checked_again_for_a_while(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_quick: list[Path]) -> None:
+    """A profile named by the run was checked before every run (6 to 10 s each); now its
+    probes' verdicts are noted in the cache by its content and the storage: those that held
+    are spared, those that moved are measured and warned of again."""
+    mine = tmp_path / "mine.json"
+    mine.write_text(profile_json(a_profile(tmp_path).model_copy(update={"created": HOUR_AGO})))
+    asked = measured_per_probe(monkeypatch, {})
+    s, src = scenario_at(tmp_path, **ONLY_B)
+    _, block = profiles_for_run(s, src, "both", tmp_path / "run", profile=mine)
+    assert asked == [[CHAIN]] and block["source"] == "file" and block["action"] == "kept"
+    _, block = profiles_for_run(s, src, "both", tmp_path / "run2", profile=mine)
+    assert len(asked) == 1 and block["checked"] is False
+    assert block["reason"].startswith("checked and kept 0 min ago")
+    s2, src2 = scenario_at(tmp_path, **A_AND_B)  # another probe besides: that one only
+    _, block = profiles_for_run(s2, src2, "both", tmp_path / "run3", profile=mine)
+    assert asked[1:] == [[COW]] and [r["probe"] for r in block["checked_before"]] == [CHAIN]
+    # on other storage, the note is another's
+    prof = load_profile(mine)
+    block = autoprofile._named(mine, prof, s, ["host1"], Path("/dev/shm"), None, None)
+    assert asked[2:] == [[CHAIN]] and block["checked"] is True
+    # another profile in the same file: checked; one whose probes moved: warned every run
+    mine.write_text(profile_json(prof.model_copy(update={"duration_s": 2.0})))
+    asked = measured_per_probe(monkeypatch, {CHAIN: 0.2})
+    for k in range(2):
+        said: list[str] = []
+        _, block = profiles_for_run(s, src, "both", tmp_path / f"run{4 + k}", say=said.append,
+                                    profile=mine)
+        assert len(asked) == 2 * (k + 1) and block["moved"] == "slower"  # measured twice
+        assert block["action"] == "kept (named by the run; never replaced)"
+        assert len(said) == 1 and said[0].startswith("warning: ")
+    assert fake_quick == []
 
 
 def test_a_machine_found_slower_is_measured_again_before_the_profile_is_remade(
