@@ -12,7 +12,8 @@ A time-bounded job's count of I/Os is the machine's, and on a shared machine it 
 to run: with ``--repeat N`` each time-bounded job runs the real backend N times
 (``cowbench run --repeat``), its measured figures are their mean, and the table adds the
 range of the runs' I/Os per clone and ``data_clusters`` (a prediction cannot be told closer to
-the mean than the runs are to each other). Size-bounded jobs run once.
+the mean than the runs are to each other), and whether the predicted count is within the runs'
+spread (``cowbench.iocount``: ``predicted_ios_within_spread``). Size-bounded jobs run once.
 
     .venv/bin/python benchmarks/jobfile_table.py --out results/jobfile-table [--only a,b] \
         [--repeat N]
@@ -99,6 +100,9 @@ class Row:
     runs: int = 1
     clusters_range: tuple[float, float] = (float("nan"), float("nan"))
     ios_range: tuple[float, float] = (float("nan"), float("nan"))
+    #: the predicted count no further from the runs' mean than the runs lie apart (None: one
+    #: run, or no account)
+    ios_within_spread: bool | None = None
 
     @property
     def clusters_error(self) -> float:
@@ -146,7 +150,8 @@ def run_job(name: str, out: Path, uncalibrated: bool = False, repeat: int = 1) -
                float(at.get("predicted_ios_per_clone", "nan")),
                float(at.get("measured_ios_per_clone", "nan")),
                float(at.get("data_clusters", "nan")), runs,
-               *run_ranges(outcome.measured, name, clones(job, section)))
+               *run_ranges(outcome.measured, name, clones(job, section)),
+               at.get("predicted_ios_within_spread"))
 
 
 def clones(job: str, section: str | None) -> int:
@@ -206,12 +211,13 @@ def print_table(rows: list[Row]) -> None:
               "and their range), the model's data_clusters on fio's stream cut at fio's count, "
               "and the range of the runs' data_clusters")
         print(f"{'job':<22}{'ios pred':>10}{'ios real':>10}{'ios err':>9}{'runs':>5}"
-              f"{'ios range':>14}{'clusters at real ios':>22}{'error':>9}"
+              f"{'ios range':>14}{'in spread':>10}{'clusters at real ios':>22}{'error':>9}"
               f"{'clusters range':>16}")
         for r in counted:
+            inside = {True: "yes", False: "no", None: "-"}[r.ios_within_spread]
             print(f"{r.name:<22}{r.ios_predicted:>10.0f}{r.ios_measured:>10.0f}"
                   f"{_rel(r.ios_predicted, r.ios_measured):>9.2%}{r.runs:>5}"
-                  f"{_range(r.ios_range):>14}{r.at_measured_ios:>22.0f}"
+                  f"{_range(r.ios_range):>14}{inside:>10}{r.at_measured_ios:>22.0f}"
                   f"{_rel(r.at_measured_ios, r.measured):>9.2%}"
                   f"{_range(r.clusters_range):>16}")
     frame = pd.DataFrame([r.__dict__ for r in rows])

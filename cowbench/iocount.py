@@ -24,7 +24,15 @@ of one minute). A job's clusters grow ever slower with its count, so the model a
 count is not the mean of the runs' clusters (web-cache: 428 at the mean count against a mean of
 415 measured, a 3.2% error that is neither the model's nor the count's): the model runs at each
 run's own counts, and its figures are their mean; ``measured_ios_per_clone_runs`` lists the
-runs' counts.
+runs' counts, and ``data_clusters_runs`` / ``allocated_bytes_runs`` the model's figures at each.
+
+The count's own uncertainty is the machine's: ``measured_ios_per_clone_spread`` is how far the
+runs' counts lie apart, ``(max - min) / mean`` as ``spread.csv`` takes a figure's, and
+``predicted_ios_within_spread`` says whether the predicted count is no further from their mean
+than that (then the runs cannot tell a better count from the one predicted; web-cache at load 5
+to 7, 3 runs of 3 s: 14,869 to 28,642 I/Os, a spread of 66%, against 43,309 predicted: beyond
+it). The model's figures at the runs' least and most counts bound what that noise alone makes
+of them.
 """
 
 from __future__ import annotations
@@ -125,9 +133,22 @@ def _count(wl: Workload, name: str, predicted: pd.DataFrame, measured: pd.DataFr
                            "measured_ios_per_clone": round(sum(per_run) / len(per_run))}
     if len(per_run) > 1:
         out["measured_ios_per_clone_runs"] = per_run
+        out.update(_count_spread(out["predicted_ios_per_clone"], per_run))
     if runs is not None:
         out["jobs"] = _jobs(wl, workload or name, runs)
     return out
+
+
+def _count_spread(predicted: float, runs: list[int]) -> dict[str, Any]:
+    """How far the runs' counts lie apart, ``(max - min) / mean`` (as ``cowbench.spread``
+    takes a figure's), and whether the predicted count is no further from their mean: then
+    no count the model could predict is told apart from the machine's own noise."""
+    mean = sum(runs) / len(runs)
+    if mean <= 0:
+        return {}
+    spread = (max(runs) - min(runs)) / mean
+    return {"measured_ios_per_clone_spread": round(spread, 4),
+            "predicted_ios_within_spread": bool(abs(predicted - mean) / mean <= spread)}
 
 
 def at_measured_ios(scenario: Scenario, seed: int, offsets: dict[str, dict[str, Any]],
@@ -155,15 +176,18 @@ def at_measured_ios(scenario: Scenario, seed: int, offsets: dict[str, dict[str, 
         return out
     counted_vms = [vm for vm in scenario.vms if vm.name in streams]
     runs_n = min(len(counts[name]) for name in streams)  # every VM's runs alike
-    sums = {(name, m): 0.0 for name in streams for m in FIGURES}
+    each: dict[tuple[str, str], list[float]] = {(name, m): [] for name in streams
+                                                 for m in FIGURES}
     for k in range(runs_n):
         traces = {name: [cut(t, n) for t, n in zip(streams[name], counts[name][k], strict=True)]
                   for name in streams}
         counted = simulate(_untimed(scenario, counted_vms), traces)
-        for name, metric in sums:
-            sums[name, metric] += _value(counted, name, (metric,))
-    for (name, metric), total in sums.items():
-        out[name][metric] = total / runs_n
+        for name, metric in each:
+            each[name, metric].append(_value(counted, name, (metric,)))
+    for (name, metric), values in each.items():
+        out[name][metric] = sum(values) / runs_n
+        if runs_n > 1:  # what the count's noise alone makes of the figure
+            out[name][f"{metric}_runs"] = values
     return out
 
 
@@ -193,8 +217,12 @@ def describe(offsets: dict[str, dict[str, Any]], measured_clusters: dict[str, fl
         runs = at.get("measured_ios_per_clone_runs")
         each = "" if not runs else \
             f", the mean of {len(runs)} runs from {min(runs):,} to {max(runs):,}"
+        spread = at.get("measured_ios_per_clone_spread")
+        noise = "" if spread is None else (
+            f", {'within' if at.get('predicted_ios_within_spread') else 'beyond'} the runs' "
+            f"spread of {spread:.1%}")
         line = (f"vm {vm} is time-bounded: the model issued {p:,.0f} I/Os per clone, fio "
-                f"{m:,}{each} ({_rel(p, m)})")
+                f"{m:,}{each} ({_rel(p, m)}{noise})")
         jobs = at.get("jobs", [])
         if sum(j["clones"] for j in jobs) > 1:
             line += "; per clone (by job): " + "; ".join(
@@ -204,8 +232,12 @@ def describe(offsets: dict[str, dict[str, Any]], measured_clusters: dict[str, fl
             where = "each run's count (their mean)" if runs else "fio's count"
             where = where.replace("count", "counts") if len(jobs) > 1 or jobs and \
                 jobs[0]["clones"] > 1 else where
+            at_runs = at.get("data_clusters_runs")
+            over = "" if not at_runs else \
+                f", {min(at_runs):,.0f} to {max(at_runs):,.0f} over the runs"
             line += (f"; at {where} the model gives {at['data_clusters']:,.0f} data_clusters "
                      f"({_rel(at['data_clusters'], measured_clusters[vm])} against the "
-                     f"measured {measured_clusters[vm]:,.0f}): the rest of the error is the count")
+                     f"measured {measured_clusters[vm]:,.0f}{over}): the rest of the error is "
+                     "the count")
         lines.append(line)
     return lines

@@ -104,8 +104,14 @@ def test_several_real_runs_are_each_counted_at_their_own_count(tmp_path: Path) -
     assert got["data_clusters"] == pytest.approx((at_1800 + at_200 + 0) / 3)
     assert at_667 > got["data_clusters"]
     assert got["measured_ios_per_clone_runs"] == [1800, 200, 0]
-    assert "the mean of 3 runs from 0 to 1,800" in describe(
-        {"v": {"at_measured_ios": got}}, {"v": got["data_clusters"]})[0]
+    assert got["data_clusters_runs"] == [at_1800, at_200, 0]  # what the count's noise makes
+    # the runs lie 1,800 / 667 = 270% apart; 5,000 predicted is 650% off their mean: beyond
+    assert got["measured_ios_per_clone_spread"] == pytest.approx(1800 / (2000 / 3), abs=1e-4)
+    assert got["predicted_ios_within_spread"] is False
+    line = describe({"v": {"at_measured_ios": got}}, {"v": got["data_clusters"]})[0]
+    assert "the mean of 3 runs from 0 to 1,800 (+649.6%, beyond the runs' spread of 270.0%)" \
+        in line
+    assert f", 0 to {at_1800:,.0f} over the runs)" in line
 
 
 def test_untimed_and_whole_streams_are_left_alone(tmp_path: Path) -> None:
@@ -128,6 +134,24 @@ def test_the_note_says_how_much_is_the_count() -> None:
         "vm v is time-bounded: the model issued 86,916 I/Os per clone, fio 11,229 (+674.0%); "
         "at fio's count the model gives 342 data_clusters (+0.0% against the measured 342): "
         "the rest of the error is the count"]
+
+
+def test_the_note_says_whether_the_count_is_within_the_runs_spread() -> None:
+    """Several runs: the predicted count against the runs' spread, and the model's clusters
+    at the least and the most count the runs issued (web-cache at load 5 to 7, 14:41 UTC)."""
+    at = {"predicted_ios_per_clone": 43309.0, "measured_ios_per_clone": 20872,
+          "measured_ios_per_clone_runs": [28642, 14869, 19105],
+          "measured_ios_per_clone_spread": 0.6599, "predicted_ios_within_spread": False,
+          "data_clusters": 390.3, "data_clusters_runs": [420.0, 365.0, 386.0],
+          "allocated_bytes": 1.0}
+    assert describe({"v": {"at_measured_ios": at}}, {"v": 390.3}) == [
+        "vm v is time-bounded: the model issued 43,309 I/Os per clone, fio 20,872, the mean of "
+        "3 runs from 14,869 to 28,642 (+107.5%, beyond the runs' spread of 66.0%); at each "
+        "run's count (their mean) the model gives 390 data_clusters (+0.0% against the "
+        "measured 390, 365 to 420 over the runs): the rest of the error is the count"]
+    within = {**at, "predicted_ios_per_clone": 25000.0, "predicted_ios_within_spread": True}
+    assert "(+19.8%, within the runs' spread of 66.0%)" in describe(
+        {"v": {"at_measured_ios": within}}, {"v": 390.3})[0]
 
 
 JOBS = """\

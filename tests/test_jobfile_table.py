@@ -71,3 +71,21 @@ def test_a_repeated_time_bounded_row_gives_the_range_of_its_runs() -> None:
     assert ios == (100.0, 160.0)
     none = table.run_ranges(frame, "c", 1)  # no such VM: no range
     assert all(math.isnan(x) for pair in none for x in pair)
+
+
+def test_a_time_bounded_row_says_whether_its_count_is_within_the_runs_spread(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """web-cache at load 5 to 7 (14:41 UTC): 43,309 I/Os predicted against runs of 14,869 to
+    28,642 (mean 20,872): beyond their spread; a row of one run has no spread to say."""
+    table = _table()
+    row = table.Row("web-cache", True, 445.0, 390.3, 0.1385, "fio/predicted", 145.0,
+                    43309.0, 20872.0, 390.3, 3, (365.0, 420.0), (14869.0, 28642.0), False)
+    one = table.Row("db-wal", True, 64.0, 64.0, 0.0, "fio/predicted", 20.0, 1200.0, 1195.0,
+                    64.0)
+    table.print_table([row, one])
+    lines = capsys.readouterr().out.splitlines()
+    head = next(x for x in lines if x.startswith("job") and "in spread" in x)
+    at = head.index("in spread") + len("in spread")
+    web = next(x for x in lines if x.startswith("web-cache") and "14869-28642" in x)
+    wal = next(x for x in lines if x.startswith("db-wal") and "1195" in x)
+    assert web[:at].endswith(" no") and wal[:at].endswith(" -")
