@@ -12,6 +12,7 @@ entry fails here.
 from __future__ import annotations
 
 import ast
+import functools
 import os
 import re
 import shutil
@@ -99,8 +100,9 @@ def _looped(node: ast.For | ast.comprehension, body: list[ast.AST]) -> Iterator[
 def programs_in(path: Path) -> Iterator[tuple[str, str]]:
     """``(program, where)`` for every program the module at ``path`` can start."""
     tree = ast.parse(path.read_text(), str(path))
+    rel = path.relative_to(ROOT)  # once: per node it was most of the scan's time
     for node in ast.walk(tree):
-        where = f"{path.relative_to(ROOT)}:{getattr(node, 'lineno', 0)}"
+        where = f"{rel}:{getattr(node, 'lineno', 0)}"
         found: list[str] = []
         if isinstance(node, ast.Call):
             name = _name(node)
@@ -127,7 +129,9 @@ def programs_in(path: Path) -> Iterator[tuple[str, str]]:
             yield program, where
 
 
+@functools.cache
 def started_programs() -> dict[str, list[str]]:
+    """Program -> where it is started; scanned once per process (two tests read it)."""
     out: dict[str, list[str]] = {}
     for d in SOURCES:
         for path in sorted((ROOT / d).rglob("*.py")):

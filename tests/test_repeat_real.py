@@ -169,13 +169,18 @@ def test_repeat_as_the_readme_writes_it(in_a_checkout: Path, no_leaks: None) -> 
 
 def test_kill_9_while_the_drift_probes_run_leaves_nothing_after_gc(
         tmp_path: Path, private_tmp: Path, lease_registry: Path) -> None:
-    """The probes' private directory is in the run's lease: `cowbench gc` removes it."""
+    """The probes' private directory is in the run's lease: `cowbench gc` removes it. The
+    profile is as a calibration that just ended left it (``just_made``): the run does not
+    check it against the machine first (``cowbench.profile_check``, in a probes' directory of
+    its own beside the run's, 2 rounds of these 3 s probes), so the only probes are the
+    drift's, after the real run, in the run directory: the ones this test kills."""
     import signal
     import subprocess
     import sys
     import time
 
-    slow = a_profile(tmp_path).model_copy(update={"settings": {**SETTINGS, "runtime_s": 3.0}})
+    slow = just_made(a_profile(tmp_path)).model_copy(
+        update={"settings": {**SETTINGS, "runtime_s": 3.0}})
     prof = tmp_path / "p.json"
     prof.write_text(profile_json(slow))
     s, out = write(tmp_path, small_dict()), tmp_path / "run"
