@@ -5,6 +5,7 @@ run, which is a process of its own as a user's would be."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -21,18 +22,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def cowbench(*args: str, env: dict[str, str] | None = None,
-             cwd: Path | None = None) -> Ran | subprocess.CompletedProcess[str]:
+             cwd: Path | None = None) -> Ran:
     """``cowbench ARGS`` in this process; with ``cwd`` (where a run starts is what the test is
-    about: relative paths) in a process of its own started there."""
-    if cwd is not None:
-        return cowbench_process(*args, env=env, cwd=cwd)
-    return cowbench_here(*args, env=dict(env) if env is not None else None)
-
-
-def cowbench_process(*args: str, env: dict[str, str] | None = None,
-                     cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cowbench", *args], capture_output=True,
-                          text=True, env=env, cwd=cwd, timeout=600, check=False)
+    about: relative paths), from there: this process's working directory is ``cwd`` while it
+    runs, as a shell's would be for the command it starts (about 1.8 s less than starting
+    Python for it)."""
+    with contextlib.chdir(cwd) if cwd is not None else contextlib.nullcontext():
+        return cowbench_here(*args, env=dict(env) if env is not None else None)
 
 
 def write(tmp_path: Path, data: object, name: str = "s.yaml") -> Path:

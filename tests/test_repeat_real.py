@@ -65,8 +65,11 @@ def just_made(prof: Profile) -> Profile:
 
 def test_repeat_runs_the_real_backend_n_times_and_measures_the_drift(
         tmp_path: Path, no_leaks: None) -> None:
+    """As a calibration that just ended left its profile (``just_made``): the run does not
+    first check it against the machine (tests/test_profile_check.py does), so the only
+    probes measured are the drift's, after the runs."""
     prof = tmp_path / "p.json"
-    prof.write_text(profile_json(a_profile(tmp_path)))
+    prof.write_text(profile_json(just_made(a_profile(tmp_path))))
     s = write(tmp_path, small_dict(real={"keep_images": True}))
     out = tmp_path / "run"
     ran = cowbench("run", str(s), "--profile", str(prof), "--repeat", "2", "--out", str(out))
