@@ -218,6 +218,7 @@ def _choose_profiles(s: Scenario, source: str, backend: str, out_dir: Path,
 
 def _print_profile_line(run_dir: Path) -> None:
     from .drift import describe as drift_line
+    from .drift import describe_machine
     from .profile_check import describe as check_line
     from .profile_use import describe
     from .store import read_run
@@ -229,6 +230,9 @@ def _print_profile_line(run_dir: Path) -> None:
         out.print(escape(checked), soft_wrap=True, highlight=False)
     if "drift" in meta:
         out.print(escape(drift_line(meta["drift"])), soft_wrap=True, highlight=False)
+    machine = describe_machine(meta.get("real_runs"))
+    if machine is not None:
+        out.print(escape(machine), soft_wrap=True, highlight=False)
 
 
 @app.command()

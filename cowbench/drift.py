@@ -322,6 +322,22 @@ def describe(drift: dict[str, Any] | None) -> str:
     return "drift since the calibration: " + "; ".join(parts)
 
 
+def describe_machine(real_runs: object) -> str | None:
+    """One sentence (no final stop) on the hypervisor's share of the cores during the real
+    runs (run.json's ``real_runs.machine``, ``cowbench.tools.CpuSpan``), or None when it took
+    less than :data:`STEAL_SHOWN` in every run (bare metal) or nothing was recorded."""
+    runs = real_runs.get("machine") if isinstance(real_runs, dict) else None
+    shares = [r["steal_share"] for r in runs or [] if isinstance(r, dict)
+              and isinstance(r.get("steal_share"), int | float)]
+    if not shares or max(shares) < STEAL_SHOWN:
+        return None
+    each = "" if len(shares) == 1 else \
+        f" (runs: {', '.join(f'{x:.0%}' for x in shares)})"
+    return (f"the hypervisor took {statistics.median(shares):.0%} of this machine's cores "
+            f"during the real run{'s' if len(shares) > 1 else ''}{each}: a virtual machine's "
+            "host was busy, and the measured I/O rests on what it left")
+
+
 def _stolen(steal: object) -> str:
     """The hypervisor's share of the cores during the probes, then and now, when it took
     any (nothing on bare metal, or for a profile that predates the figure)."""

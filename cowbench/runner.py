@@ -31,7 +31,7 @@ from .store import (
     tool_versions,
 )
 from .streams import fio_installed, refuse_without_fio, seed_random_jobs
-from .tools import RawLog, absolute, require_tools
+from .tools import CpuSpan, RawLog, absolute, require_tools
 from .traces import needs_traces, offsets_used, recorded_run_traces, scenario_traces
 
 if TYPE_CHECKING:
@@ -270,6 +270,7 @@ class _Run:
         ``real.keep_images`` only the last run's tree is kept."""
         real = get_backend("real")
         frames = []
+        machine: list[dict[str, Any]] = []  # the machine's cores over each run
         for k in range(self.repeat):
             last = k == self.repeat - 1
             scenario = self.scenario
@@ -277,16 +278,19 @@ class _Run:
                 scenario = scenario.model_copy(update={
                     "real": scenario.real.model_copy(update={"keep_images": False})})
             self.real_completed = []
-            self.rd.write_meta(real_runs={"asked": self.repeat, "done": k})
+            self.rd.write_meta(real_runs={"asked": self.repeat, "done": k, "machine": machine})
             say = self.progress if self.repeat == 1 else \
                 (lambda msg, k=k: self.progress(f"real run {k + 1}/{self.repeat}: {msg}"))
             say("building")
             self.integrity.add(real.integrity(self.raw_log))
+            span = CpuSpan()
             frame = real.execute(scenario, self.rd.work, self.raw_log, run_id=self.token,
                                  progress=say, seed=self.seed, step_done=self.real_step,
                                  integrity=self.integrity.current, lease=self.lease)
+            machine.append({"run": k + 1, **span.figures()})
             frames.append(frame.assign(replication=k))
-        self.rd.write_meta(real_runs={"asked": self.repeat, "done": self.repeat})
+        self.rd.write_meta(real_runs={"asked": self.repeat, "done": self.repeat,
+                                      "machine": machine})
         import pandas as pd  # by now imported (``records.import_in_background``)
 
         return pd.concat(frames, ignore_index=True)

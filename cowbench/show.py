@@ -27,6 +27,7 @@ from rich.table import Table
 from .capacity import host_capacities, time_to_full
 from .compare import summary
 from .drift import describe as drift_line
+from .drift import describe_machine
 from .errors import ScenarioError, UsageError
 from .profile_check import describe as check_line
 from .profile_use import describe
@@ -124,6 +125,9 @@ def _run_header(run: RunResults) -> list[str]:
         lines.append(escape(checked))
     if "drift" in meta:
         lines.append(escape(drift_line(meta["drift"])))
+    machine = describe_machine(meta.get("real_runs"))
+    if machine is not None:
+        lines.append(escape(machine))
     return lines
 
 

@@ -353,6 +353,31 @@ def host_cpu_stolen_s() -> float:
     return (int(fields[7]) if len(fields) > 7 else 0) / os.sysconf("SC_CLK_TCK")
 
 
+class CpuSpan:
+    """The machine's cores over a span of wall time (``/proc/stat``): how busy they were and
+    how much of them the hypervisor took, each as a share of the span's core-time. Started
+    when made; :meth:`figures` reads the counters again."""
+
+    def __init__(self) -> None:
+        self.t0, self.busy0, self.stolen0 = time.monotonic(), host_cpu_busy_s(), \
+            host_cpu_stolen_s()
+
+    def figures(self) -> dict[str, Any]:
+        """``{"wall_s", "busy_share", "steal_share", "load"}`` since the start."""
+        wall = time.monotonic() - self.t0
+        core_s = wall * (os.cpu_count() or 1)
+
+        def share(x: float) -> float | None:
+            return None if core_s <= 0 else round(min(max(x, 0.0) / core_s, 1.0), 4)
+
+        try:
+            load = [round(x, 2) for x in os.getloadavg()]
+        except OSError:
+            load = []
+        return {"wall_s": round(wall, 1), "busy_share": share(host_cpu_busy_s() - self.busy0),
+                "steal_share": share(host_cpu_stolen_s() - self.stolen0), "load": load}
+
+
 def wait_exit(pids: Sequence[int], timeout: float) -> None:
     """Sleep until one of ``pids`` exits or ``timeout`` seconds pass, woken by the exit itself
     (a pidfd turns readable) rather than by polling; callers then check who exited. Where

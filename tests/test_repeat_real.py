@@ -75,7 +75,13 @@ def test_repeat_runs_the_real_backend_n_times_and_measures_the_drift(
     ran = cowbench("run", str(s), "--profile", str(prof), "--repeat", "2", "--out", str(out))
     assert ran.code == 0, ran.stderr
     meta = json.loads((out / "run.json").read_text())
-    assert meta["status"] == "ok" and meta["real_runs"] == {"asked": 2, "done": 2}
+    assert meta["status"] == "ok"
+    runs = meta["real_runs"]
+    assert (runs["asked"], runs["done"]) == (2, 2)
+    # the machine's cores over each run: how busy, how much the hypervisor took
+    assert [m["run"] for m in runs["machine"]] == [1, 2]
+    for m in runs["machine"]:
+        assert m["wall_s"] > 0 and 0 < m["busy_share"] <= 1 and 0 <= m["steal_share"] <= 1
     assert meta["completed"] == ["sim", "real", "compare", "drift"]
     assert [r["ok"] for r in meta["integrity"]["runs"]] == [True, True]
     measured = pd.read_parquet(out / "measured.parquet")
@@ -164,7 +170,9 @@ def test_repeat_as_the_readme_writes_it(in_a_checkout: Path, no_leaks: None) -> 
     ran = cowbench_line(line)
     assert ran.code == 0, ran.stderr
     meta = json.loads((out / "run.json").read_text())
-    assert meta["real_runs"] == {"asked": 3, "done": 3} and meta["drift"]["measured"] is True
+    runs = meta["real_runs"]
+    assert (runs["asked"], runs["done"], len(runs["machine"])) == (3, 3, 3)
+    assert meta["drift"]["measured"] is True
     assert "the mean of 3 real runs" in ran.stdout
     assert (pd.read_csv(out / "spread.csv").runs == 3).all()
     assert os.path.getsize(out / "comparison.csv") > 0

@@ -343,3 +343,36 @@ def test_drift_says_how_much_of_the_cores_the_hypervisor_took() -> None:
         assert "hypervisor" not in describe(quiet)
     assert "hypervisor took 5% of the cores while they ran" in describe(
         {**block, "steal_share": {"profile": None, "now": 0.05}})
+
+
+def test_the_real_runs_machine_is_described_only_when_the_hypervisor_took_some() -> None:
+    from cowbench.drift import describe_machine
+
+    runs = {"asked": 3, "done": 3, "machine": [
+        {"run": k + 1, "wall_s": 30.0, "busy_share": 0.8, "steal_share": s, "load": [5.0]}
+        for k, s in enumerate((0.12, 0.31, 0.08))]}
+    assert describe_machine(runs) == (
+        "the hypervisor took 12% of this machine's cores during the real runs (runs: 12%, "
+        "31%, 8%): a virtual machine's host was busy, and the measured I/O rests on what it "
+        "left")
+    one = {"machine": [{"run": 1, "steal_share": 0.05}]}
+    assert "took 5% of this machine's cores during the real run:" in str(describe_machine(one))
+    for quiet in (None, {}, {"asked": 1, "done": 1},  # a run.json made before the figure
+                  {"machine": [{"run": 1, "steal_share": 0.004}]},  # bare metal
+                  {"machine": [{"run": 1, "steal_share": None}]}):
+        assert describe_machine(quiet) is None
+
+
+def test_a_cpu_span_measures_this_process_work_as_busy() -> None:
+    import time
+
+    from cowbench.tools import CpuSpan
+
+    span = CpuSpan()
+    t = time.process_time()
+    while time.process_time() - t < 0.2:
+        pass
+    got = span.figures()
+    assert got["wall_s"] >= 0.2 and len(got["load"]) == 3
+    assert got["busy_share"] is not None and got["busy_share"] > 0
+    assert got["steal_share"] is not None and 0 <= got["steal_share"] <= 1
