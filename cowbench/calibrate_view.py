@@ -56,9 +56,13 @@ def print_profile(prof: Profile, out: Console) -> None:
 def _sched(s: SchedParams | None) -> str:
     if s is None:
         return "none (no CPU figures in the probes)"
+    kernel = ""
+    if s.read_kernel_cpu or s.write_kernel_cpu:
+        kernel = (f"; kernel per 1 MiB read / write {s.kernel_cpu(False, 1 << 20) * 1e6:.0f} / "
+                  f"{s.kernel_cpu(True, 1 << 20) * 1e6:.0f} us")
     return (f"{s.cores} cores, {s.slice_s * 1e3:g} ms slices; issuer {s.issuer_io_s * 1e6:.1f}"
             f" + {s.issuer_wake_s * 1e6:.1f} us, server {s.server_io_s * 1e6:.1f} + "
-            f"{s.server_wake_s * 1e6:.1f} us")
+            f"{s.server_wake_s * 1e6:.1f} us{kernel}")
 
 
 def _n(x: Any, fmt: str) -> str:

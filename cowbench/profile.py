@@ -13,6 +13,7 @@ busy the machine was.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -116,6 +117,22 @@ class CpuCost(_Frozen):
         return self.issuer_io_s + self.server_io_s + 2 * (self.issuer_wake_s + self.server_wake_s)
 
 
+def _in_bytes(table: Sequence[tuple[Any, ...]], length: float, width: int) -> tuple[float, ...]:
+    """The ``width`` figures of ``table`` (rows ``(bytes, *figures)``, sorted, all beyond a
+    4 KiB I/O's) for ``length`` bytes: 0 at 4 KiB and below, linear in bytes between the
+    probed sizes, and past the largest in proportion."""
+    if not table or length <= BYTES_BASE:
+        return (0.0,) * width
+    points = [(BYTES_BASE, *(0.0,) * width), *table]
+    for lo, hi in zip(points, points[1:], strict=False):
+        if length <= hi[0]:
+            k = (length - lo[0]) / (hi[0] - lo[0])
+            return tuple(a + k * (b - a) for a, b in zip(lo[1:], hi[1:], strict=True))
+    top = points[-1]
+    k = (length - BYTES_BASE) / (top[0] - BYTES_BASE)
+    return tuple(v * k for v in top[1:])
+
+
 class SchedParams(_Frozen):
     """The host scheduler (``sim.perf.sched``): the host's cores shared by two processes per VM
     on the I/O path, the *issuer* (fio; a vCPU in production) and the *server* (qemu-nbd; an
@@ -148,6 +165,15 @@ class SchedParams(_Frozen):
         "every size costs a 4 KiB read's")
     write_bytes_cpu: list[tuple[int, float, float]] = Field(
         default_factory=list, description="the same for writes, from the raw write probes")
+    read_kernel_cpu: list[tuple[int, float]] = Field(
+        default_factory=list, description="[[bytes, s], ...]: what the machine spent per read "
+        "of data of that size beyond fio, qemu-nbd and a 4 KiB read's, outside any process "
+        "(the block layer's completions in softirq, kworkers), from the raw read probes with "
+        "several in flight (host_cpu_s); served on the host's cores by its kernel "
+        "(sim.perf.host); linear in bytes as the bytes' CPU; empty (profiles made before "
+        "it): none")
+    write_kernel_cpu: list[tuple[int, float]] = Field(
+        default_factory=list, description="the same for writes, from the raw write probes")
 
     @property
     def qd1_s(self) -> float:
@@ -157,17 +183,15 @@ class SchedParams(_Frozen):
     def bytes_cpu(self, is_write: bool, length: float) -> tuple[float, float]:
         """(issuer, server) CPU an I/O moving ``length`` bytes of data costs beyond a 4 KiB
         one: linear in bytes between the probed sizes, and past the largest in proportion."""
-        table = self.write_bytes_cpu if is_write else self.read_bytes_cpu
-        if not table or length <= BYTES_BASE:
-            return 0.0, 0.0
-        points = [(BYTES_BASE, 0.0, 0.0), *table]
-        for (s0, i0, v0), (s1, i1, v1) in zip(points, points[1:], strict=False):
-            if length <= s1:
-                k = (length - s0) / (s1 - s0)
-                return i0 + k * (i1 - i0), v0 + k * (v1 - v0)
-        top, issuer, server = points[-1]
-        k = (length - BYTES_BASE) / (top - BYTES_BASE)
-        return issuer * k, server * k
+        issuer, server = _in_bytes(self.write_bytes_cpu if is_write else self.read_bytes_cpu,
+                                   length, 2)
+        return issuer, server
+
+    def kernel_cpu(self, is_write: bool, length: float) -> float:
+        """The kernel's CPU (outside the processes) an I/O of ``length`` bytes of data costs
+        beyond a 4 KiB one, as :meth:`bytes_cpu` interpolates."""
+        return _in_bytes(self.write_kernel_cpu if is_write else self.read_kernel_cpu,
+                         length, 1)[0]
 
     def cost(self, kind: Literal["data", "hole", "alloc"]) -> CpuCost:
         """What one I/O of ``kind`` costs the issuer and the server: a data read's or write's

@@ -53,6 +53,9 @@ class Demand:
     #: with a host scheduler: what waking for this I/O costs its issuer and its server
     issuer_wake_s: float = 0.0
     server_wake_s: float = 0.0
+    #: with a host scheduler: the CPU the host's kernel spends on its data outside any
+    #: process (softirq completions, kworkers: ``SchedParams.kernel_cpu``), once it is done
+    kernel_s: float = 0.0
 
     #: a first write into a cluster (or a subcluster), said by the host I/O it makes, not
     #: by what its allocation round costs: a round fitted to 0 s is still no overwrite
@@ -151,7 +154,7 @@ class PerfModel:
         return Demand(cpu, dev, work, wait, delay, shares_file=own, issuer_s=c.issuer_io_s,
                       server_s=c.server_io_s, sched_s=c.qd1_s, alloc_wait_s=alloc_wait,
                       issuer_wake_s=c.issuer_wake_s, server_wake_s=c.server_wake_s,
-                      allocating=allocating)
+                      kernel_s=s.kernel_cpu(is_write, moved), allocating=allocating)
 
     def _cpu(self, host: HostIO, served: float, is_write: bool, moved: float) -> CpuCost:
         """What an I/O costs the host scheduler's processes: its kind's (:meth:`_kind_cpu`),
@@ -186,14 +189,15 @@ class PerfModel:
 
     def _less_cpu(self, dev_path: float, hole_path: float, host: HostIO, served: float,
                   is_write: bool, moved: float) -> tuple[float, float]:
-        """The path's time less what the host scheduler's processes take of it at iodepth 1
-        (their CPU is served on the host's cores instead, as :meth:`_cpu` counts it), both
-        parts alike, never below ``MIN_PATH_S``."""
+        """The path's time less what the host scheduler's processes and its kernel take of it
+        at iodepth 1 (their CPU is served on the host's cores instead, as :meth:`_cpu` and
+        ``SchedParams.kernel_cpu`` count it), both parts alike, never below ``MIN_PATH_S``."""
         s = self.p.sched
         total = dev_path + hole_path
         if s is None or total <= 0:
             return dev_path, hole_path
-        k = max(total - self._cpu(host, served, is_write, moved).qd1_s, MIN_PATH_S) / total
+        cpu = self._cpu(host, served, is_write, moved).qd1_s + s.kernel_cpu(is_write, moved)
+        k = max(total - cpu, MIN_PATH_S) / total
         return dev_path * k, hole_path * k
 
     def probe_demand(self, probe: Probe) -> Demand:

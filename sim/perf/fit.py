@@ -65,14 +65,15 @@ def _stations(params: PerfParams, d: Demand, exports: int,
 
 def _cpu_stations(params: PerfParams, d: Demand, exports: int) -> list[tuple[float, int]]:
     """The host scheduler as the analysis sees it, as (demand, how many alike): each export's
-    issuer and server, one queue each (an I/O visits one export's), and the cores, one queue
-    of the CPU over their number; the wake-ups are a delay. The CPU is the demand's own (a
-    read of a hole costs the processes less than a read of data)."""
+    issuer and server, one queue each (an I/O visits one export's), the host's kernel, and
+    the cores, one queue of the CPU over their number; the wake-ups are a delay. The CPU is
+    the demand's own (a read of a hole costs the processes less than a read of data)."""
     s = params.sched
     if s is None:
         return []
-    return [(d.issuer_s / exports, exports), (d.server_s / exports, exports),
-            ((d.issuer_s + d.server_s) / s.cores, 1)]
+    cpu = d.issuer_s + d.server_s + d.kernel_s
+    return [(d.issuer_s / exports, exports), (d.server_s / exports, exports), (d.kernel_s, 1),
+            (cpu / s.cores, 1)]
 
 
 class FitError(ValueError):
@@ -214,7 +215,8 @@ def cpu_qd1(sched: SchedParams | None, rw: str, size: int) -> float:
     I/O in flight (0 without a scheduler)."""
     if sched is None:
         return 0.0
-    return sched.cost("data").qd1_s + sum(sched.bytes_cpu(rw != "randread", size))
+    w = rw != "randread"
+    return sched.cost("data").qd1_s + sum(sched.bytes_cpu(w, size)) + sched.kernel_cpu(w, size)
 
 
 def _fit_given(probes: Sequence[Probe], read_bw: list[tuple[int, float]],
@@ -246,7 +248,7 @@ def _fit_given(probes: Sequence[Probe], read_bw: list[tuple[int, float]],
         """What ``p`` took per I/O beyond what the draft predicts for it at qd1."""
         d = model.probe_demand(p)
         return (_time(p) - client - d.path_s - d.delay_s - d.device_s - d.alloc_round_s - d.wait_s
-                - d.sched_s)
+                - d.sched_s - d.kernel_s)
 
     hole = [p for p in qd1 if p.target == "hole"]
     if hole:

@@ -171,6 +171,7 @@ class Host:
         sched = model.p.sched
         self.cores = Cores(env, sched.cores, sched.slice_s) if sched is not None else None
         self._tasks: dict[int, tuple[Task, Task]] = {}
+        self._kernel: Task | None = None
 
     def tasks(self, image: object) -> tuple[Task, Task]:
         """The issuer and the server of the VM whose disk is ``image``."""
@@ -181,6 +182,15 @@ class Host:
             self._tasks[key] = (Task(self.env, self.cores, s.issuer_wake_s),
                                 Task(self.env, self.cores, s.server_wake_s))
         return self._tasks[key]
+
+    def kernel(self) -> Task:
+        """The host's kernel as one more process on its cores: the CPU an I/O's data costs
+        outside fio and qemu-nbd (the disk's completions in softirq, kworkers), one queue for
+        the host's one disk (a virtio disk of one queue interrupts one core)."""
+        if self._kernel is None:
+            assert self.cores is not None
+            self._kernel = Task(self.env, self.cores, 0.0)
+        return self._kernel
 
     def lock(self, image: object) -> FileLock:
         key = id(image)  # images are mutable dataclasses: by identity
@@ -224,7 +234,8 @@ class Host:
 
     def serve(self, d: Demand, image: object = None) -> Process:
         """One guest I/O of the VM whose disk is ``image``: with a host scheduler, its issuer
-        and its server run their half of its CPU as it goes, and again as it returns."""
+        and its server run their half of its CPU as it goes, and again as it returns, and the
+        host's kernel its own once the device is done."""
         if self.cores is None:
             yield from self._serve(d, image)
             return
@@ -232,6 +243,8 @@ class Host:
         yield issuer.run(d.issuer_s / 2, d.issuer_wake_s)
         yield server.run(d.server_s / 2, d.server_wake_s)
         yield from self._serve(d, image)
+        if d.kernel_s > 0:
+            yield self.kernel().run(d.kernel_s)
         yield server.run(d.server_s / 2, d.server_wake_s)
         yield issuer.run(d.issuer_s / 2, d.issuer_wake_s)
 

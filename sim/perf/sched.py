@@ -21,6 +21,11 @@ four others predicted at twice its real rate; p99 five-fold low).
   order, those that arrive meanwhile too (a server batches the requests that queued while it
   waited), for at most one slice (``slice_s`` times its weight); then it gives the core up,
   back to the queue if work is left, asleep if not (waiting for the device or its peer).
+- the host's *kernel* (``sim.perf.host.Host.kernel``): one more :class:`Task`, the host's
+  own, for the CPU an I/O's data costs outside the two processes (the disk's completions in
+  softirq, kworkers: ``SchedParams.kernel_cpu``), run once the device is done. One for the
+  host: its virtio disk here has one queue, whose interrupts all land on one core
+  (``/sys/block/vda/mq/0``; ``virtio1-req.0`` in /proc/interrupts).
 
 So a process that always has work gets its fair share of the cores and no more, a waking
 process waits for the slices of those ahead of it (the tail), and the CPU one I/O costs falls
