@@ -30,7 +30,12 @@ and the model is fitted to it with one of two parameters, by which way it missed
   qemu-nbd waited for a core on its own, beside the machine's other processes). So only
   ``alloc_shared`` of the round is work on the stages, the rest waiting that holds only its
   image's lock. Fitted where the model replays the probe too slow and making the round wait
-  is enough; if it is not, the round waits whole and ``alloc_bw`` is fitted too.
+  is enough; if it is not, the round waits whole and ``alloc_bw`` is fitted too. On a host
+  with a scheduler (``sim.perf.sched``) the round waits whole from the start: a first write's
+  CPU, its processes' and the kernel's, is served on the cores, and what is left of the round
+  holds only its image's lock (as shared work, it queued every VM's I/Os behind the
+  allocating ones at density: io-density's 4 KiB first writers 66% slow); only ``alloc_bw``
+  is fitted then.
 
 Both by bisection on the probe's replay (``ROUNDS`` rounds; the rate in log scale, within
 ``SPAN`` times the bandwidths' either way). Within ``SATURATION`` both stay absent; without
@@ -66,10 +71,16 @@ def allocating_probe(probes: Sequence[Probe]) -> Probe | None:
 def fit_host_alloc(params: PerfParams, probes: Sequence[Probe]) -> PerfParams:
     """``params`` with ``alloc_bw`` or ``alloc_shared`` fitted (see the module docstring), or
     as they are when the probes hold no evidence of either."""
+    # with a host scheduler a first write's CPU is served on the cores (its processes' and
+    # the kernel's, sim.perf.schedfit): what is left of its allocation round is waiting that
+    # holds its image's lock, not work on the shared stages
+    share = 0.0 if params.sched is not None else 1.0
+    if params.sched is not None:
+        params = params.model_copy(update={"alloc_shared": share})
     probe = allocating_probe(probes)
     if probe is None:
         return params
-    free = params.model_copy(update={"alloc_shared": 1.0, "alloc_bw": None})
+    free = params.model_copy(update={"alloc_shared": share, "alloc_bw": None})
     got = _iops(free, probe)
     table = table_bw(free, probe)
     if got > probe.iops * (1 + SATURATION):  # the device is slower for this than the tables
