@@ -353,29 +353,37 @@ def host_cpu_stolen_s() -> float:
     return (int(fields[7]) if len(fields) > 7 else 0) / os.sysconf("SC_CLK_TCK")
 
 
+def core_share(cpu_s: float, wall_s: float) -> float | None:
+    """``cpu_s`` CPU seconds as a share of the machine's core-time over ``wall_s`` (clamped to
+    0..1: the clock tick's rounding); None for no time."""
+    core_s = wall_s * (os.cpu_count() or 1)
+    return None if core_s <= 0 else round(min(max(cpu_s, 0.0) / core_s, 1.0), 4)
+
+
 class CpuSpan:
     """The machine's cores over a span of wall time (``/proc/stat``): how busy they were and
-    how much of them the hypervisor took, each as a share of the span's core-time. Started
-    when made; :meth:`figures` reads the counters again."""
+    how much of them the hypervisor took. Started when made; :meth:`used` and :meth:`figures`
+    read the counters again."""
 
     def __init__(self) -> None:
         self.t0, self.busy0, self.stolen0 = time.monotonic(), host_cpu_busy_s(), \
             host_cpu_stolen_s()
 
+    def used(self) -> tuple[float, float, float]:
+        """(wall seconds, busy CPU seconds, stolen CPU seconds) since the start."""
+        return (time.monotonic() - self.t0, host_cpu_busy_s() - self.busy0,
+                host_cpu_stolen_s() - self.stolen0)
+
     def figures(self) -> dict[str, Any]:
-        """``{"wall_s", "busy_share", "steal_share", "load"}`` since the start."""
-        wall = time.monotonic() - self.t0
-        core_s = wall * (os.cpu_count() or 1)
-
-        def share(x: float) -> float | None:
-            return None if core_s <= 0 else round(min(max(x, 0.0) / core_s, 1.0), 4)
-
+        """``{"wall_s", "busy_share", "steal_share", "load"}`` since the start, the CPU as
+        shares of the span's core-time."""
+        wall, busy, stolen = self.used()
         try:
             load = [round(x, 2) for x in os.getloadavg()]
         except OSError:
             load = []
-        return {"wall_s": round(wall, 1), "busy_share": share(host_cpu_busy_s() - self.busy0),
-                "steal_share": share(host_cpu_stolen_s() - self.stolen0), "load": load}
+        return {"wall_s": round(wall, 1), "busy_share": core_share(busy, wall),
+                "steal_share": core_share(stolen, wall), "load": load}
 
 
 def wait_exit(pids: Sequence[int], timeout: float) -> None:

@@ -10,8 +10,9 @@ import time
 import pytest
 
 from cowbench.profile import Beside, Probe
+from cowbench.tools import core_share as _share
 from cowbench.tools import host_cpu_busy_s, host_cpu_stolen_s, proc_cpu_s
-from real.measure.calibrate import ProbeSpec, _median, _share, _summarise
+from real.measure.calibrate import ProbeSpec, _median, _summarise
 
 
 def fio_json(*jobs: tuple[str, int, float, float, int]) -> dict[str, object]:

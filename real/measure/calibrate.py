@@ -30,7 +30,6 @@ import os
 import secrets
 import shutil
 import statistics
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
@@ -41,7 +40,7 @@ from cowbench.errors import ToolError, UsageError
 from cowbench.fdtree import PrivateDir
 from cowbench.profile import Beside, Probe, Target
 from cowbench.signals import shielded
-from cowbench.tools import absolute, host_cpu_busy_s, host_cpu_stolen_s, require_tools, run, which
+from cowbench.tools import CpuSpan, absolute, core_share, require_tools, run, which
 from real.workload.nbd import NbdExport, stop_servers_in
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
@@ -432,13 +431,9 @@ def _run_probe(spec: ProbeSpec, images: _Images, work: Path, s: Settings) -> Pro
                 stack.enter_context(nbd)
                 servers.append(nbd)
             argv = _fio_argv(spec, [n.uri for n in servers], s, out)
-        cpu0, host0, stolen0 = sum(n.cpu_s() for n in servers), host_cpu_busy_s(), \
-            host_cpu_stolen_s()
-        t0 = time.monotonic()
+        cpu0, span = sum(n.cpu_s() for n in servers), CpuSpan()
         run(argv, timeout=s.runtime_s + s.ramp_s + 120)
-        runtime = time.monotonic() - t0
-        host_cpu = host_cpu_busy_s() - host0
-        stolen = host_cpu_stolen_s() - stolen0
+        runtime, host_cpu, stolen = span.used()
         server_cpu = sum(n.cpu_s() for n in servers) - cpu0 if servers else None
     data = _fio_json(argv, out, spec)
     for image in work.glob("cow-*.qcow2"):  # first-write overlays are used once
@@ -446,13 +441,7 @@ def _run_probe(spec: ProbeSpec, images: _Images, work: Path, s: Settings) -> Pro
     # the ramp fio ran (_fio_argv, _device_argv): none for first writes, half on the device
     ramp = 0.0 if spec.rw == "write" else s.ramp_s / 2 if spec.target == "device" else s.ramp_s
     probe = _summarise(spec, data, runtime, server_cpu, ramp, host_cpu)
-    return probe.model_copy(update={"steal_share": _share(stolen, runtime)})
-
-
-def _share(stolen_s: float, wall_s: float) -> float | None:
-    """The share of the machine's core-time the hypervisor took over ``wall_s``."""
-    cores = os.cpu_count() or 1
-    return None if wall_s <= 0 else round(min(max(stolen_s, 0.0) / (wall_s * cores), 1.0), 4)
+    return probe.model_copy(update={"steal_share": core_share(stolen, runtime)})
 
 
 def _fio_json(argv: list[str], out: Path, spec: ProbeSpec) -> dict[str, Any]:
