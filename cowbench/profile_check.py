@@ -265,13 +265,14 @@ def blocks(check_block: dict[str, Any] | None) -> list[dict[str, Any]]:
 def describe(check_block: dict[str, Any] | None) -> str | None:
     """One sentence (no final stop) on the checks that measured, or that found every probe
     held at a recent check; None if there is none."""
-    parts = []
+    parts: list[str] = []
+    spared: list[str] = []
     for b in blocks(check_block):
         before = b.get("checked_before") or []
         if b.get("checked") is False and before:
-            parts.append(f"not measured again: its {len(before)} probe(s) "
-                         f"({', '.join(r['probe'] for r in before)}) held at a check in "
-                         f"the last {_limit()}: kept")
+            spared.append(f"its {len(before)} probe(s) "
+                          f"({', '.join(r['probe'] for r in before)}) held at a check in "
+                          f"the last {_limit()}: kept")
         if b.get("checked") is not True:
             continue
         n = len(b["measured"]["probes"])
@@ -285,5 +286,8 @@ def describe(check_block: dict[str, Any] | None) -> str | None:
             parts.append(f"{n} probe(s) measured again within the profile's rounds and "
                          f"x{MOVED_FACTOR}{more}: kept")
     if not parts:
-        return None
+        return ("profile not measured again before the run: " + "; ".join(spared)
+                if spared else None)
+    if spared:
+        parts.append("another profile not measured again: " + "; ".join(spared))
     return "profile checked before the run: " + "; ".join(parts)

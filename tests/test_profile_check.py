@@ -220,7 +220,9 @@ def test_a_run_is_checked_on_the_probes_no_recent_check_covered(
     assert len(asked) == 2 and block["checked"] is False
     assert {r["probe"] for r in block["checked_before"]} == {COW, CHAIN}
     line = describe(block)
-    assert line is not None and "not measured again: its 2 probe(s)" in line
+    assert line is not None and line.startswith(
+        "profile not measured again before the run: its 2 probe(s) (")
+    assert line.endswith(") held at a check in the last 10 min: kept")
     block = run()  # a, b and c: only c's probe is measured; the others count as held
     assert asked[2:] == [[COW1]] and block["action"] == "kept"
     assert {r["probe"] for r in block["checked_before"]} == {COW, CHAIN}
