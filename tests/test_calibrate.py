@@ -12,9 +12,6 @@ import os
 import re
 import shlex
 import subprocess
-import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -40,33 +37,6 @@ def as_written(line: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """``line`` run as a user types it in a checkout (``.venv/bin/cowbench`` there)."""
     return subprocess.run(shlex.split(line), cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)},
                           capture_output=True, text=True, timeout=1800, check=False)
-
-
-def calibrated_as_written(line: str, cwd: Path, probed: Path,
-                          done_probing: Callable[[], None]) -> subprocess.CompletedProcess[str]:
-    """``line`` run as :func:`as_written` does; ``done_probing`` is called once the probes'
-    private directory in ``probed`` has come and gone (the probes are over: the fit and the
-    replay that follow measure nothing), or when the command ends."""
-    argv = shlex.split(line)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    deadline = time.monotonic() + 1800
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        with subprocess.Popen(argv, cwd=cwd, env=env, stdout=out, stderr=err, text=True) as proc:
-            seen = False
-            while proc.poll() is None and time.monotonic() < deadline:
-                probing = any(probed.glob(".cowbench-calibrate-*"))
-                if seen and not probing:
-                    break
-                seen = seen or probing
-                time.sleep(0.2)
-            done_probing()
-            try:
-                code = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
-            finally:
-                proc.kill()  # a no-op once it has ended
-        out.seek(0)
-        err.seek(0)
-        return subprocess.CompletedProcess(argv, code, out.read(), err.read())
 
 
 #: (probe, probe it is slower than): a first write than a rewrite, an L2 miss than a hit
@@ -100,19 +70,22 @@ def assert_slower_side_by_side(path: Path, where: Path) -> None:
 
 @needs_tools
 @pytest.mark.real
-@pytest.mark.quiet  # first writes slower than rewrites, an L2 miss than a hit: measured rates
 @pytest.mark.slow
-def test_calibrate_as_the_readme_writes_it(tmp_path: Path, no_leaks: None,
-                                          share_the_machine: Callable[[], None]) -> None:
+def test_calibrate_as_the_readme_writes_it(tmp_path: Path, no_leaks: None) -> None:
     """The README's two commands, from a checkout holding scenarios/, .venv and results/:
-    calibrate the storage under results/ (relative paths), then run the model with it. The
-    machine is this test's alone while the probes run, shared from the fit on."""
+    calibrate the storage under results/ (relative paths), then run the model with it.
+
+    Not ``quiet``: no assertion rests on the rates its probes measure beside other tests (that
+    they are positive, their rounds' spread, qemu-nbd's CPU under an I/O's time); the measured
+    orderings (a first write slower than a rewrite, an L2 miss than a hit) are asserted on
+    :func:`assert_slower_side_by_side`'s pairs, measured back to back in rounds, which keep
+    their order at load 7 to 8 (7f3f9ed)."""
     calibrate, run = readme_calibrate_commands()
     for name in ("scenarios", ".venv"):
         (tmp_path / name).symlink_to(ROOT / name)
     results = tmp_path / "results"
     results.mkdir()
-    proc = calibrated_as_written(calibrate, tmp_path, results, share_the_machine)
+    proc = as_written(calibrate, tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert [p.name for p in results.iterdir()] == ["profile.json"]  # the probe images are gone
     prof = load_profile(results / "profile.json")
