@@ -116,32 +116,41 @@ def pytest_collection_modifyitems(config: pytest.Config,
         elif _uses_a_module_fixture(item):
             item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
     yield  # the other hooks, xdist's among them (it names each item's group)
-    items[:] = quiet_first(items)
+    items[:] = session_order(items)
     if getattr(config.option, "loadgroup", False):
         _name_the_groups(items)
 
 
-def module_rank(marks: set[str]) -> int:
-    """Where a module whose tests carry ``marks`` comes in the session: a ``quiet`` test's
-    first (it takes the machine before the other tests hold the lock), then the slow modules
-    without real tests, then those with real tests, the slow ones first
-    (the longest first, so the session does not end on one of them), then the rest (short,
-    they fill the end on every worker)."""
-    if "quiet" in marks:
-        return 0
-    if "real" in marks:
-        return 2 if "slow" in marks else 3
-    return 1 if "slow" in marks else 4
-
-
-def quiet_first(items: list[pytest.Item]) -> list[pytest.Item]:
-    """Whole modules, each in its own order, ranked by ``module_rank``: xdist hands out work
-    in this order (``--no-loadscope-reorder`` in pyproject.toml keeps it)."""
+def session_order(items: list[pytest.Item]) -> list[pytest.Item]:
+    """The order xdist hands work out in (``--no-loadscope-reorder`` in pyproject.toml keeps
+    it): the modules with a ``quiet`` test first (it takes the machine before the other tests
+    hold the lock); then two streams merged evenly, the modules with ``real`` tests and the
+    others, each module whole and in its own order, the slow modules first in each stream.
+    Slow first: the longest tests (the README's runs, the fits) start at once and cannot end
+    the session; short ones fill the end on every worker. Two streams merged: a worker that
+    finishes takes the next item, so the two workers mostly run a real test (fio and qemu
+    waiting on the storage: the README's run took 34 s of CPU in 53 s, its calibration 141 s
+    in 240 s) beside one that computes, rather than two real tests sharing the storage while
+    the cores idle, then two fits side by side."""
     modules: dict[str, list[pytest.Item]] = {}
     for item in items:
         modules.setdefault(item.nodeid.split("::")[0], []).append(item)
-    return [i for m in sorted(modules.values(), key=lambda m: module_rank(
-        {k.name for i in m for k in i.iter_markers()})) for i in m]
+    marks = {m: {k.name for i in its for k in i.iter_markers()} for m, its in modules.items()}
+
+    def stream(real: bool) -> list[pytest.Item]:
+        chosen = [m for m in modules if "quiet" not in marks[m] and ("real" in marks[m]) == real]
+        return [i for m in sorted(chosen, key=lambda m: "slow" not in marks[m])
+                for i in modules[m]]
+
+    first = [i for m, its in modules.items() if "quiet" in marks[m] for i in its]
+    return first + evenly(stream(True), stream(False))
+
+
+def evenly(a: list[pytest.Item], b: list[pytest.Item]) -> list[pytest.Item]:
+    """``a`` and ``b`` merged, each in its order, each spread evenly over the whole: the k-th
+    of n at (k + 1/2) / n, ``a``'s first on a tie."""
+    keyed = [((k + 0.5) / len(s), n, x) for n, s in enumerate((a, b)) for k, x in enumerate(s)]
+    return [x for *_, x in sorted(keyed, key=lambda t: (t[0], t[1]))]
 
 
 @pytest.hookimpl(optionalhook=True)  # xdist's hook

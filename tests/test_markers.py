@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import device, module_rank, pytest_xdist_auto_num_workers, quiet_first
+from .conftest import device, evenly, pytest_xdist_auto_num_workers, session_order
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -181,23 +181,41 @@ def test_auto_starts_one_worker_a_core(monkeypatch: pytest.MonkeyPatch,
     assert pytest_xdist_auto_num_workers(pytestconfig) is None  # xdist's own hook reads it
 
 
-def test_modules_with_a_quiet_test_come_first_then_in_rank(
+def test_the_session_runs_slow_modules_first_real_ones_spread_among_the_others(
         request: pytest.FixtureRequest) -> None:
     """The session's order, which xdist keeps (``--no-loadscope-reorder``: by default it
     hands out the largest groups first): every module in one run of items, the quiet ones'
-    modules first, then the slow ones without real tests, then those with real tests (slow
-    first), then the rest (tests/conftest.py, ``module_rank``)."""
+    modules first, then the real modules' and the others' items merged evenly, the slow
+    modules first in each (tests/conftest.py, ``session_order``)."""
     assert request.config.getoption("loadscopereorder") is False
     items = request.session.items
-    assert quiet_first(items) == items  # already in that order
-    runs: list[tuple[str, set[str]]] = []
+    assert session_order(items) == items  # already in that order
+    marks: dict[str, set[str]] = {i.nodeid.split("::")[0]: set() for i in items}
     for item in items:
-        module = item.nodeid.split("::")[0]
-        if not runs or runs[-1][0] != module:
-            runs.append((module, set()))
-        runs[-1][1].update(m.name for m in item.iter_markers())
-    assert len(runs) == len({m for m, _ in runs}), "a module split in two"
-    order = [module_rank(marks) for _, marks in runs]
-    assert order == sorted(order), runs
-    assert [module_rank(m) for m in ({"quiet", "real"}, {"slow"}, {"real", "slow"}, {"real"},
-                                     set())] == [0, 1, 2, 3, 4]
+        marks[item.nodeid.split("::")[0]].update(m.name for m in item.iter_markers())
+    for real in (True, False):
+        stream = [i.nodeid.split("::")[0] for i in items
+                  if ("real" in marks[i.nodeid.split("::")[0]]) == real]
+        runs = [m for k, m in enumerate(stream) if k == 0 or stream[k - 1] != m]
+        assert len(runs) == len(set(runs)), "a module split in two"
+        slow = ["slow" in marks[m] for m in runs]
+        assert slow == sorted(slow, reverse=True), runs
+
+
+def test_the_order_merges_the_real_modules_evenly_with_the_others() -> None:
+    class Item:
+        def __init__(self, nodeid: str, *marks: str) -> None:
+            self.nodeid, self.marks = nodeid, [getattr(pytest.mark, m).mark for m in marks]
+
+        def iter_markers(self) -> list[pytest.Mark]:
+            return self.marks
+
+    items = [Item("a.py::x"), Item("a.py::y"), Item("b.py::x", "real"),
+             Item("c.py::x", "slow"), Item("d.py::x", "real", "slow"), Item("d.py::y"),
+             Item("e.py::x", "real", "quiet"), Item("f.py::x"), Item("f.py::y")]
+    got = [i.nodeid for i in session_order(items)]  # type: ignore[arg-type]
+    # e (quiet) first; then the real d (slow), b at 1/6, 3/6, 5/6 among the others c (slow),
+    # a, f at 1/10, 3/10, ... 9/10
+    assert got == ["e.py::x", "c.py::x", "d.py::x", "a.py::x", "d.py::y", "a.py::y",
+                   "f.py::x", "b.py::x", "f.py::y"]
+    assert evenly([], [1, 2]) == [1, 2] and evenly([1], []) == [1]  # type: ignore[list-item]
