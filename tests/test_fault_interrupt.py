@@ -142,6 +142,11 @@ def test_interrupt_leaves_nothing_behind(tmp_path: Path, private_tmp: Path, phas
         fio_dirs = list((out / "raw").glob("*-fio-*"))
         assert len(fio_dirs) == 3 and not any((d / "output.json").exists() for d in fio_dirs), \
             "an interrupted fio leaves no output.json that looks complete"
+    if phase == "fio" and not group:  # the signal to cowbench alone: it stops each fio
+        # each fio stopped itself on SIGTERM (its clean stop: exit 128), none was SIGKILLed,
+        # even when the signal came as its jobs were being set up (fio ignores one then)
+        codes = {d.name: (d / "returncode").read_text().strip() for d in fio_dirs}
+        assert set(codes.values()) == {"128"}, codes
     _assert_nothing_left(out, private_tmp)
     # a second run into the same directory is refused, and the directory is left as it was
     before = sorted(str(p) for p in out.rglob("*"))

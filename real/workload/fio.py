@@ -170,16 +170,21 @@ class FioRun:
             f.close()
 
     def stop(self, timeout: float = 15.0) -> None:
-        """Terminate a running fio and its job processes (SIGTERM to its process group, then
-        SIGKILL after ``timeout``), shielded from SIGINT/SIGTERM so an interrupt cannot leave
-        it half-stopped; drop its partial JSON."""
+        """Terminate a running fio and its job processes (SIGTERM to its process group, sent
+        again every :data:`TERM_AGAIN_S` until fio exits, then SIGKILL after ``timeout``),
+        shielded from SIGINT/SIGTERM so an interrupt cannot leave it half-stopped; drop its
+        partial JSON. Again, because fio ignores a SIGTERM that lands before its jobs are set
+        up (fio 3.33's handler acts only once its job table exists): stopped at its start, it
+        ran its jobs on until the SIGKILL 15 s later."""
         with shielded():
             self._drop_watchdog()
             if self.proc is not None and self.proc.poll() is None:
-                _signal_group(self.proc.pid, signal.SIGTERM)
                 deadline = time.monotonic() + timeout
                 while self.proc.poll() is None and time.monotonic() < deadline:
-                    time.sleep(0.05)
+                    _signal_group(self.proc.pid, signal.SIGTERM)
+                    again = min(deadline, time.monotonic() + TERM_AGAIN_S)
+                    while self.proc.poll() is None and time.monotonic() < again:
+                        time.sleep(0.05)
                 if self.proc.poll() is None:
                     self.proc.kill()
                 self._close(self.proc.wait())
@@ -188,6 +193,9 @@ class FioRun:
                 _reap_group(self.proc.pid)
             self.partial_path.unlink(missing_ok=True)
 
+
+#: how often :meth:`FioRun.stop` sends fio its SIGTERM again while it runs on
+TERM_AGAIN_S = 0.5
 
 #: fio forks one process per job, and each job calls ``setsid()`` (it leaves fio's process
 #: group: signalling the group does not reach it) and has no ``PR_SET_PDEATHSIG``. fio does not
