@@ -11,12 +11,13 @@ from cowbench.profile import FitRow, PerfParams, Probe
 
 from .demand import PerfModel
 from .host import Host, Process
+from .loop import EventLoop
 
 
 def replay(params: PerfParams, probe: Probe, *, ios: int = 6000,
            seed: int = 0) -> tuple[float, float]:
     """The model's (IOPS, mean latency) for ``probe``: its exports x iodepth closed loops."""
-    env = simpy.Environment()
+    env = EventLoop()
     model = PerfModel(params)
     host = Host(env, model, np.random.default_rng(seed))
     demand = model.probe_demand(probe)

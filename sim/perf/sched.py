@@ -46,7 +46,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import simpy
-from simpy.events import URGENT
+from simpy.events import PENDING, URGENT
 from simpy.resources.resource import Preempted
 
 #: what is left of a burst below this is done (float rounding of the slices)
@@ -81,6 +81,11 @@ class Cores:
         """An event that fires when a core is the caller's (a context manager that releases
         it)."""
         req = CoreRequest(self, priority, preempt)
+        if not self.queue and len(self.users) < self.capacity:  # a free core, no one waiting
+            self.users.append(req)
+            req.usage_since = self.env.now
+            req.succeed()
+            return req
         bisect.insort_right(self.queue, req, key=_key)
         self._put()
         return req
@@ -108,9 +113,10 @@ class Cores:
         at when this release's event is processed."""
         if req in self.users:
             self.users.remove(req)
-        done = self.env.event()
+        done = simpy.Event(self.env)
         done.callbacks.append(self._put)
-        done.succeed()
+        done._ok, done._value = True, None  # succeed(), in fewer steps
+        self.env.schedule(done)
 
 
 #: a request's place in the queue (``CoreRequest.key``), read in C: the queue is sorted and
@@ -128,11 +134,13 @@ class CoreRequest(simpy.Event):
     """A request for one of the :class:`Cores`."""
 
     def __init__(self, cores: Cores, priority: int, preempt: bool) -> None:
-        super().__init__(cores.env)
+        env = self.env = cores.env  # simpy.Event.__init__, inlined as SimPy's own do
+        self.callbacks = []
+        self._value = PENDING
         self.cores = cores
-        self.proc: Preemptible | None = cores.env.active_process
+        self.proc: Preemptible | None = env.active_process
         self.preempt = preempt
-        self.key = (priority, cores.env.now, not preempt)
+        self.key = (priority, env.now, not preempt)
         self.usage_since: float | None = None
 
     def __enter__(self) -> CoreRequest:

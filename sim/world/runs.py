@@ -5,16 +5,14 @@ A scenario without a timeline is one too: its VMs boot at t=0 and run their work
 (``cowbench.lifecycle.expand_timeline``); it records only end-of-run figures. Each VM's I/O is
 applied to the exact allocation map of the top file of its disk (``sim.storage``), and the host
 I/O it causes is served by the host's shared ``Device`` (``sim.perf.device``). A fresh
-``simpy.Environment`` per run, no module state, no files: the caller writes results (STYLE.md
-point 4).
+``simpy.Environment`` (``sim.perf.loop.EventLoop``) per run, no module state, no files: the
+caller writes results (STYLE.md point 4).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-
-import simpy
 
 from cowbench.iolog import Trace
 from cowbench.lifecycle import Op, schedule, stream_key, typed
@@ -23,6 +21,7 @@ from cowbench.records import Recorder
 from cowbench.scenario import Scenario
 from cowbench.walk import Operations, Runs, walk
 from sim.perf.device import make_device
+from sim.perf.loop import EventLoop
 from sim.storage.disk import Qcow2Image
 from sim.storage.images import glance_file
 from sim.storage.strategies import configure_io, guest_write
@@ -51,7 +50,7 @@ def run_group(world: World, stage: Runs, traces: Traces | None = None,
     in the scenario's order of VMs. ``events`` receives, per VM, every guest I/O as
     ``(issued_s, done_s, bytes, is_write)``."""
     s = world.s
-    env = simpy.Environment()
+    env = EventLoop()
     own = {h.name: h.calibrated for h in s.hosts}
     devices = {h: make_device(env, s.device, s.seed, i, own.get(h))
                for i, h in enumerate(world.hosts)}
