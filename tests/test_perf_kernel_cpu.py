@@ -136,7 +136,7 @@ def beside_writer(params: PerfParams, until: float = 0.2) -> tuple[float, float,
     return counts["read"] / 3 / span, counts["write"] / span, host
 
 
-def test_the_kernels_cpu_takes_the_hosts_cores_from_every_vm() -> None:
+def test_the_kernels_cpu_runs_on_the_hosts_cores_and_holds_back_its_writer() -> None:
     reads, writes, host = beside_writer(KERNEL)
     reads0, writes0, host0 = beside_writer(PARAMS)
     assert host0._kernel is None  # no kernel CPU measured: no kernel task, as before
@@ -144,7 +144,9 @@ def test_the_kernels_cpu_takes_the_hosts_cores_from_every_vm() -> None:
     # the kernel ran each 1 MiB write's own, on the host's cores
     assert host._kernel.cpu_s == pytest.approx(398e-6 * writes * 0.2, rel=0.3)
     assert writes < 0.95 * writes0
-    assert reads < reads0
+    # (the readers are not slower for it: the kernel's work waits for a core in line, as a
+    # process's does, and the writer it holds back leaves them the cores it no longer uses)
+    assert reads > 0.9 * reads0
 
 
 def test_calibrate_prints_the_kernels_cpu_per_mib() -> None:

@@ -21,8 +21,9 @@ class ReferenceTask:
     """:class:`sim.perf.sched.Task` as a SimPy process (its code before it became callbacks)."""
 
     def __init__(self, env: simpy.Environment, cores: Any, wake_s: float,
-                 weight: float = 1.0) -> None:
+                 weight: float = 1.0, cfs: bool = False) -> None:
         self.env, self.cores, self.wake_s, self.weight = env, cores, wake_s, weight
+        self.cfs = cfs
         self.vruntime = self.cpu_s = 0.0
         self.turns = 0
         self._bursts: deque[list[Any]] = deque()
@@ -44,8 +45,9 @@ class ReferenceTask:
                 self._idle = self.env.event()
                 yield self._idle
                 slept = True
-                self.vruntime = max(self.vruntime, self.cores.min_vruntime - self.cores.slice_s)
-            with self.cores.request(priority=ns(self.vruntime), preempt=True) as req:
+                credit = self.cores.slice_s if self.cfs else 0.0
+                self.vruntime = max(self.vruntime, self.cores.min_vruntime - credit)
+            with self.cores.request(priority=ns(self.vruntime), preempt=self.cfs) as req:
                 try:
                     yield req
                 except simpy.Interrupt:
@@ -87,15 +89,16 @@ class SimpyCores(simpy.PreemptiveResource):
         self.min_vruntime = 0.0
 
 
-def trace(task_type: Any, cores_type: Any, count: int, seed: int) -> list[Any]:
+def trace(task_type: Any, cores_type: Any, count: int, seed: int,
+          cfs: bool = True) -> list[Any]:
     """Every completion (who, when, the heap's event count at it) and each task's CPU,
-    turns and vruntime, for random bursts, wake-ups and weights: light tasks preempt busy
-    ones, at the same instants as others complete (bursts of 0 s, equal gaps)."""
+    turns and vruntime, for random bursts, wake-ups and weights: with ``cfs``, light tasks
+    preempt busy ones, at the same instants as others complete (bursts of 0 s, equal gaps)."""
     env = simpy.Environment()
     cores = cores_type(env, count, 2e-4)
     rng = np.random.default_rng(seed)
     tasks = [task_type(env, cores, wake_s=float(rng.choice([0.0, rng.uniform(0, 2e-5)])),
-                       weight=w) for w in (1.0, 1.0, 2.0, 0.5, 1.0, 1.0)]
+                       weight=w, cfs=cfs) for w in (1.0, 1.0, 2.0, 0.5, 1.0, 1.0)]
     seen: list[Any] = []
 
     def feed(task: Any, k: int) -> Proc:
@@ -113,12 +116,14 @@ def trace(task_type: Any, cores_type: Any, count: int, seed: int) -> list[Any]:
     return seen + [(t.cpu_s, t.turns, t.vruntime) for t in tasks]
 
 
+@pytest.mark.parametrize("cfs", [True, False])
 @pytest.mark.parametrize("count", [1, 2, 3])
 @pytest.mark.parametrize("cores_type", [Cores, SimpyCores])
-def test_the_callback_task_is_the_process_to_the_bit(count: int, cores_type: Any) -> None:
+def test_the_callback_task_is_the_process_to_the_bit(count: int, cores_type: Any,
+                                                     cfs: bool) -> None:
     for seed in range(3):
-        assert trace(Task, cores_type, count, seed) == trace(ReferenceTask, cores_type,
-                                                              count, seed)
+        assert trace(Task, cores_type, count, seed, cfs) == trace(ReferenceTask, cores_type,
+                                                                   count, seed, cfs)
 
 
 def test_the_comparison_sees_preemptions() -> None:
