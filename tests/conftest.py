@@ -125,28 +125,30 @@ def session_order(items: list[pytest.Item]) -> list[pytest.Item]:
     """The order xdist hands work out in (``--no-loadscope-reorder`` in pyproject.toml keeps
     it): the modules with a ``quiet`` test first (it takes the machine before the other tests
     hold the lock); then two streams merged evenly, the modules with ``real`` tests and the
-    others, each module whole and in its own order, the slow modules first in each stream.
+    others, each module in its own order, the slow modules first in each. A module with a
+    group (a module-scoped fixture, the serial tests) stays whole, so that a run without xdist
+    (``-n 0``) builds its fixture once too; the other modules' tests are merged one by one.
     Slow first: the longest tests (the README's runs, the fits) start at once and cannot end
     the session; short ones fill the end on every worker. Two streams merged: a worker that
-    finishes takes the next item, so the two workers mostly run a real test (fio and qemu
-    waiting on the storage: the README's run took 34 s of CPU in 53 s, its calibration 141 s
-    in 240 s) beside one that computes, rather than two real tests sharing the storage while
-    the cores idle, then two fits side by side."""
+    finishes takes the next item, so a real test (fio and qemu, partly waiting on the
+    storage) mostly runs beside one that computes, rather than two real tests sharing the
+    storage, then two fits side by side."""
     modules: dict[str, list[pytest.Item]] = {}
     for item in items:
         modules.setdefault(item.nodeid.split("::")[0], []).append(item)
     marks = {m: {k.name for i in its for k in i.iter_markers()} for m, its in modules.items()}
 
-    def stream(real: bool) -> list[pytest.Item]:
+    def stream(real: bool) -> list[list[pytest.Item]]:
         chosen = [m for m in modules if "quiet" not in marks[m] and ("real" in marks[m]) == real]
-        return [i for m in sorted(chosen, key=lambda m: "slow" not in marks[m])
-                for i in modules[m]]
+        return [unit for m in sorted(chosen, key=lambda m: "slow" not in marks[m])
+                for unit in ([modules[m]] if "xdist_group" in marks[m] else
+                             [[i] for i in modules[m]])]
 
     first = [i for m, its in modules.items() if "quiet" in marks[m] for i in its]
-    return first + evenly(stream(True), stream(False))
+    return first + [i for unit in evenly(stream(True), stream(False)) for i in unit]
 
 
-def evenly(a: list[pytest.Item], b: list[pytest.Item]) -> list[pytest.Item]:
+def evenly(a: list[Any], b: list[Any]) -> list[Any]:
     """``a`` and ``b`` merged, each in its order, each spread evenly over the whole: the k-th
     of n at (k + 1/2) / n, ``a``'s first on a tie."""
     keyed = [((k + 0.5) / len(s), n, x) for n, s in enumerate((a, b)) for k, x in enumerate(s)]

@@ -200,6 +200,13 @@ def test_the_session_runs_slow_modules_first_real_ones_spread_among_the_others(
         assert len(runs) == len(set(runs)), "a module split in two"
         slow = ["slow" in marks[m] for m in runs]
         assert slow == sorted(slow, reverse=True), runs
+    # a module with a group (a module fixture, the serial tests) is one run of the session
+    order = [i.nodeid.split("::")[0] for i in items]
+    runs = [m for k, m in enumerate(order) if k == 0 or order[k - 1] != m]
+    grouped = {m for m in marks if "xdist_group" in marks[m]}
+    assert {"tests/test_perf.py", "tests/test_fault_interrupt.py"} & set(marks) <= grouped
+    assert [m for m in runs if m in grouped] == sorted(grouped, key=runs.index)
+    assert len([m for m in runs if m in grouped]) == len(grouped), "a grouped module split"
 
 
 def test_the_order_merges_the_real_modules_evenly_with_the_others() -> None:
@@ -218,4 +225,10 @@ def test_the_order_merges_the_real_modules_evenly_with_the_others() -> None:
     # a, f at 1/10, 3/10, ... 9/10
     assert got == ["e.py::x", "c.py::x", "d.py::x", "a.py::x", "d.py::y", "a.py::y",
                    "f.py::x", "b.py::x", "f.py::y"]
+    # a module with a group (here f: a module fixture) is one unit, kept whole
+    items[7].marks.append(pytest.mark.xdist_group("f.py").mark)
+    got = [i.nodeid for i in session_order(items)]  # type: ignore[arg-type]
+    # the others are now c, a.x, a.y and f whole: at 1/8, 3/8, 5/8, 7/8
+    assert got == ["e.py::x", "c.py::x", "d.py::x", "a.py::x", "d.py::y", "a.py::y",
+                   "b.py::x", "f.py::x", "f.py::y"]
     assert evenly([], [1, 2]) == [1, 2] and evenly([1], []) == [1]  # type: ignore[list-item]
