@@ -260,7 +260,7 @@ class Task:
         self.turns += 1
         wake = self._bursts[0][2] if self._bursts else self.wake_s
         if self._slept and wake > 0:
-            self._target = ev = self.env.timeout(wake)
+            self._target = ev = simpy.Timeout(self.env, wake)
             self._then = self._awake
             ev.callbacks.append(self._awake)
             return
@@ -276,7 +276,7 @@ class Task:
             env = self.env
             self._t = env.now
             self._step = step = min(self._bursts[0][0], self._left)
-            self._target = ev = env.timeout(step)
+            self._target = ev = simpy.Timeout(env, step)
             self._then = self._ran
             ev.callbacks.append(self._ran)
             return
