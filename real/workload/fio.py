@@ -165,6 +165,10 @@ class FioRun:
         return FioResult(data)
 
     def _close(self, rc: int | None) -> None:
+        """fio's exit code left in its raw/ directory and its output files closed, once (a
+        stop() after wait() or after fio ended on its own changes nothing)."""
+        if self._stdout.closed:
+            return
         (self.dir / "returncode").write_text(f"{rc}\n")
         for f in (self._stdout, self._stderr):
             f.close()
@@ -187,8 +191,8 @@ class FioRun:
                         time.sleep(0.05)
                 if self.proc.poll() is None:
                     self.proc.kill()
-                self._close(self.proc.wait())
             if self.proc is not None:
+                self._close(self.proc.wait())  # also when fio had ended before the stop
                 _signal_group(self.proc.pid, signal.SIGKILL)  # a job fio left behind
                 _reap_group(self.proc.pid)
             self.partial_path.unlink(missing_ok=True)
