@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import simpy
 
-from sim.perf.sched import EPS_S, Cores, Task, ns
+from sim.perf.sched import EPS_S, Cores, Task, avg_vruntime, ns
 
 Proc = Generator[simpy.Event, Any, None]
 
@@ -45,8 +45,12 @@ class ReferenceTask:
                 self._idle = self.env.event()
                 yield self._idle
                 slept = True
-                credit = self.cores.slice_s if self.cfs else 0.0
-                self.vruntime = max(self.vruntime, self.cores.min_vruntime - credit)
+                if self.cfs:
+                    self.vruntime = max(self.vruntime,
+                                        self.cores.min_vruntime - self.cores.slice_s)
+                else:
+                    self.vruntime = max(self.vruntime, self.cores.min_vruntime,
+                                        avg_vruntime(self.cores))
             with self.cores.request(priority=ns(self.vruntime), preempt=self.cfs) as req:
                 try:
                     yield req

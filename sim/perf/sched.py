@@ -25,16 +25,15 @@ four others predicted at twice its real rate; p99 five-fold low).
 
 A process that wakes takes no core from a running one (Linux 6.6 and later schedule with
 EEVDF, ``kernel/sched/fair.c``; this machine runs 6.18: with ``RUN_TO_PARITY`` the process
-picked keeps its core for its slice unless it sleeps first), and it re-enters the queue at
-the queue's virtual time (``Cores.min_vruntime``), banking nothing for the time it slept.
-EEVDF keeps the lag a process had when it slept (up to two slices); the model keeps none: with
-one slice of credit (the CFS-like placement before) and no wake-up preemption, the six stored
-density sessions refitted worse (IOPS median |error| 28.6-32.4% against 16.1-23.4% on the
-four latest, dens9-12; the commit that made this has the table). So a process with many I/Os
-in flight stays runnable, keeps the core its slices and reaps many completions per turn; one
-at iodepth 1 sleeps on every I/O and waits for a core at each wake-up, behind those running:
-on the quiet density sessions the 4 KiB reader at iodepth 1 ran 460-650 IOPS beside eleven
-VMs, where alone it ran 3.4k-5.5k.
+picked keeps its core for its slice unless it sleeps first), and it re-enters the queue at the
+mean vruntime of the processes that want a core (:func:`avg_vruntime`, EEVDF's
+``avg_vruntime``), behind those that waited runnable with less, banking nothing for the time it
+slept. EEVDF keeps the lag a process had when it slept (up to two slices); the model keeps
+none: the six stored density sessions refitted worse with it (see the README's density
+sessions). So a process with many I/Os in flight stays runnable, keeps the core its slices and
+reaps many completions per turn; one at iodepth 1 sleeps on every I/O and waits for a core at
+each wake-up: on the quiet density sessions the 4 KiB reader at iodepth 1 ran 460-650 IOPS
+beside eleven VMs, where alone it ran 3.4k-5.5k.
 
 So a process that always has work gets its fair share of the cores and no more, a waking
 process waits for the slices of those ahead of it (the tail), and the CPU one I/O costs falls
@@ -163,6 +162,17 @@ class CoreRequest(simpy.Event):
             self.cores.release(self)
 
 
+def avg_vruntime(cores: Any) -> float:
+    """The mean vruntime of the processes that want one of ``cores`` (:class:`Cores`, or
+    SimPy's resource as the tests use it), running or waiting, each as it asked: EEVDF's
+    ``avg_vruntime``, where a process that wakes with no lag is placed (0 with none)."""
+    n = len(cores.queue) + len(cores.users)
+    if not n:
+        return 0.0
+    total: int = sum(r.key[0] for r in cores.queue) + sum(r.key[0] for r in cores.users)
+    return total / n / 1e9
+
+
 class Task:
     """One process on the I/O path: its bursts run on the host's :class:`Cores`.
 
@@ -237,11 +247,13 @@ class Task:
         self._ask()
 
     def placed(self) -> float:
-        """Where a waking process re-enters the queue: at the queue's virtual time, or later
-        if it has run more: its sleep earns it no place ahead of those that waited runnable
-        (the module docstring says why no lag)."""
-        credit = self.cores.slice_s if self.cfs else 0.0
-        return max(self.vruntime, self.cores.min_vruntime - credit)
+        """Where a waking process re-enters the queue: at the mean vruntime of those that want
+        a core, or later if it has run more: its sleep earns it no place ahead of those that
+        waited runnable (the module docstring says why no lag)."""
+        cores = self.cores
+        if self.cfs:
+            return max(self.vruntime, cores.min_vruntime - cores.slice_s)
+        return max(self.vruntime, cores.min_vruntime, avg_vruntime(cores))
 
     def _ask(self) -> None:
         # no wake-up preemption (EEVDF's RUN_TO_PARITY): it waits for a core to be given up
