@@ -182,8 +182,10 @@ class Task:
     a preemption (an ``Interrupt`` to that process) ends the turn or the wait for the core.
     It is written as callbacks on the same events, scheduled in the same order, rather than
     as a generator: a calibrated run of scenarios/io-holdout.yaml resumes the tasks some two
-    million times and preempts them 230,000 times, and a generator's resume, and above all
-    an exception thrown into it, cost more than a plain call.
+    million times, and a generator's resume (and, with ``cfs``'s preemptions, an exception
+    thrown into it) costs more than a plain call. Only ``cfs`` tasks preempt: the model's own
+    tasks never do (EEVDF), so ``cfs`` and the cores' preemption serve the comparison with the
+    reference process and the model before 2026-12-03.
 
     ``cfs``: schedule as the model did before 2026-12-03 (Linux's CFS, before 6.6): a waking
     process re-enters a slice behind the queue's virtual time and takes a core at once from a
