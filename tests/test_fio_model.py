@@ -173,3 +173,42 @@ def test_streams_are_fio_s_io_for_io(tmp_path, job):
         off, w = stream(wl, clone=clone, name="db")
         fio = next(t for t in theirs if len(t) == len(off) and (t.offsets[:8] == off[:8]).all())
         assert (fio.offsets == off).all() and ((fio.ddir == WRITE) == w).all()
+
+
+@pytest.mark.real
+@needs_tools
+@pytest.mark.parametrize("job", [{"rw": "randrw", "bs": "4k", "io_size": "2MiB", "numjobs": 2},
+                                 {"rw": "randread", "bs": "4k", "io_size": "2MiB",
+                                  "random_distribution": "zipf:1.2"},
+                                 {"rw": "randwrite", "bs": "16k", "time_based": True,
+                                  "runtime": 1}],
+                         ids=["randrw-2-clones", "zipf", "time-based"])
+def test_the_null_run_issues_what_fio_on_its_own_clock_issues(tmp_path, job):
+    """The null run keeps time with clock_gettime (fio's cycle counter is calibrated at each
+    start, 60-75 ms of CPU): every clone's stream, whole or cut at ``ios``, is the one the
+    same command issues on fio's default clock."""
+    import json
+    import subprocess
+
+    from cowbench.fiojob import fio_null_traces, recorded_traces
+    from cowbench.tools import RawLog
+
+    wl = Workload(**job)
+    ios = 300 if wl.time_based else None
+    ours = fio_null_traces(wl, "db", 64 << 20, RawLog(tmp_path / "raw"), ios, 7)
+    argv = json.loads(next((tmp_path / "raw").glob("*-fio-null-db/argv.json")).read_text())
+    assert "--clocksource=clock_gettime" in argv
+    theirs_dir = tmp_path / "default-clock"
+    theirs_dir.mkdir()
+    own = [a for a in argv if a != "--clocksource=clock_gettime"]
+    own = [a.replace(str(next((tmp_path / "raw").glob("*-issued"))), str(theirs_dir))
+           for a in own]
+    subprocess.run(own, check=True, capture_output=True, cwd=tmp_path)
+    theirs = recorded_traces(theirs_dir, ios)
+    assert len(ours) == len(theirs) == wl.numjobs
+    for a, b in zip(sorted(ours, key=lambda t: t.offsets[:8].tolist()),
+                    sorted(theirs, key=lambda t: t.offsets[:8].tolist()), strict=True):
+        n = len(a) if ios is None else ios
+        assert len(a) == n and len(b) >= n
+        assert (a.offsets == b.offsets[:n]).all() and (a.lengths == b.lengths[:n]).all()
+        assert (a.ddir == b.ddir[:n]).all()
