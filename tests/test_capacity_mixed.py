@@ -36,6 +36,7 @@ def mixed_run(out: Path) -> Path:
     return synthetic_run(out, records_frame(rows), scenario=SCENARIO)
 
 
+@pytest.mark.slow  # the capacity figures drawn: 1.2 s of CPU, 2.0-2.3 s wall
 def test_each_host_fills_against_its_own_disk_and_the_fleet_against_the_sum(
         tmp_path: Path) -> None:
     view = capacity_view(load_results(mixed_run(tmp_path / "run")))

@@ -132,6 +132,7 @@ def test_a_damaged_sweep_json_is_one_line_and_left_alone(tmp_path: Path, text: s
     assert sorted(x.name for x in out.iterdir()) == ["sweep.json"]
 
 
+@pytest.mark.slow  # a sweep: 1.5 s of CPU, 2.4-3.2 s wall
 def test_a_sweep_that_fails_late_never_stays_running(tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     import cowbench.sweep

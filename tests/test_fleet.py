@@ -467,8 +467,9 @@ def test_vms_are_recorded_as_quantiles_unless_per_vm_is_asked() -> None:
     assert rest.equals(agg)
 
 
-@pytest.mark.parametrize("model,migrations", [("fluid", "live"), ("exact", "live"),
-                                              ("fluid", "cold")])
+@pytest.mark.parametrize("model,migrations", [
+    ("fluid", "live"), pytest.param("exact", "live", marks=pytest.mark.slow),  # 1.2 s of CPU
+    ("fluid", "cold")])
 def test_evaluating_in_chunks_changes_no_record(model: str, migrations: str,
                                                 monkeypatch: Any) -> None:
     """The disks are evaluated a chunk of VMs at a time: chunks of ~50 instants (a dozen
