@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from cowbench.profile import PerfParams, Probe, load_profile
-from sim.perf import alloc, perf
+from sim.perf import perf
 
 
 def drawn(probes: Sequence[Probe], rng: np.random.Generator) -> list[Probe]:
@@ -50,7 +50,7 @@ def scalars(params: PerfParams) -> dict[str, float]:
 
 
 def fitted(probes: Sequence[Probe], cores: int) -> dict[str, float]:
-    return scalars(alloc.fit_host_alloc(perf.fit(probes, cores=cores), probes))
+    return scalars(perf.fit_with_alloc(probes, cores))
 
 
 def unit(name: str) -> tuple[float, str]:

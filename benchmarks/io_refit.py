@@ -22,7 +22,7 @@ import pandas as pd
 
 from cowbench.atomic import atomic_write_text
 from cowbench.profile import load_profile, profile_json
-from sim.perf import alloc, perf
+from sim.perf import perf
 
 KINDS = {"IOPS": "_iops", "mean latency": "_lat_mean_s", "p99 latency": "_lat_p99_s"}
 
@@ -31,7 +31,7 @@ def refit(src: Path, dst: Path) -> None:
     """``src``'s probes fitted again, with the replay of each, written to ``dst``."""
     prof = load_profile(src)
     cores = int(prof.host.get("cpu_count") or 1)
-    params = alloc.fit_host_alloc(perf.fit(prof.probes, cores=cores), prof.probes)
+    params = perf.fit_with_alloc(prof.probes, cores)
     rows = perf.fit_rows(params, prof.probes, 1500)
     atomic_write_text(dst, profile_json(prof.model_copy(update={"params": params, "fit": rows})))
     errs = [abs(r.rel_error) for r in rows if r.metric == "iops"]

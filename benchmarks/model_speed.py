@@ -9,8 +9,8 @@ shared machine), repeated with the spread:
   with fio's null engine, before the clock starts: the model's own runs that size them are
   not timed);
 - ``fit``: the fit of the profile's probes as ``benchmarks/io_refit.py`` does it
-  (``perf.fit`` with the profile's machine's cores, ``alloc.fit_host_alloc``, then
-  ``perf.fit_rows`` with 1500 I/Os per probe).
+  (``perf.fit_with_alloc`` with the profile's machine's cores, then ``perf.fit_rows`` with
+  1500 I/Os per probe).
 
 Beside each time, a digest (sha256, first 16 hex digits) of what the case computed: the
 records of the run (every column, floats at full precision) or the fitted parameters and the
@@ -41,7 +41,7 @@ from cowbench.scenario import Scenario
 from cowbench.streams import Traces, take_streams
 from cowbench.tools import RawLog
 from sim import simulate
-from sim.perf import alloc, perf
+from sim.perf import perf
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = {"holdout": "io-holdout", "density": "io-density"}
@@ -82,7 +82,7 @@ def fit_case(profile: Path) -> Callable[[], str]:
     cores = int(prof.host.get("cpu_count") or 1)
 
     def run() -> str:
-        params = alloc.fit_host_alloc(perf.fit(prof.probes, cores=cores), prof.probes)
+        params = perf.fit_with_alloc(prof.probes, cores)
         rows = perf.fit_rows(params, prof.probes, 1500)
         return digest(params.model_dump_json() + "".join(r.model_dump_json() for r in rows))
 

@@ -18,7 +18,7 @@ from cowbench.profile import FitRow, PerfParams, Probe
 from cowbench.records import Recorder
 from cowbench.scenario import Scenario
 from sim.fleet.fleet import simulate_fleet
-from sim.perf import alloc, perf
+from sim.perf import perf
 from sim.world.runs import place_vms, simulate_timeline, untimed_is_upper_bound
 
 
@@ -92,7 +92,7 @@ class SimBackend(Backend):
         """The I/O model's parameters, then the host's allocation rate (``sim.perf.alloc``);
         the host scheduler's cores are this machine's, where the probes ran."""
         cores = len(os.sched_getaffinity(0))
-        return alloc.fit_host_alloc(perf.fit(probes, cores=cores), probes)
+        return perf.fit_with_alloc(probes, cores)
 
     def fit_rows(self, params: PerfParams, probes: Sequence[Probe],
                  ios: int = 3000) -> list[FitRow]:

@@ -68,6 +68,11 @@ the closed loops of the probes with several I/Os in flight.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from cowbench.profile import PerfParams, Probe
+
+from .alloc import fit_host_alloc
 from .demand import MIN_PATH_S, MIN_PATH_SHARE, Demand, Fmt, PerfModel, interp_log
 from .fit import FitError, device_interference, fit, mva_iops
 from .host import FileLock, Host, Process, SharedDevice
@@ -75,4 +80,11 @@ from .replay import fit_rows, replay
 
 __all__ = ["MIN_PATH_S", "MIN_PATH_SHARE", "Demand", "FileLock", "FitError", "Fmt", "Host",
            "PerfModel", "Process", "SharedDevice", "device_interference", "fit", "fit_rows",
-           "interp_log", "mva_iops", "replay"]
+           "fit_with_alloc", "interp_log", "mva_iops", "replay"]
+
+
+def fit_with_alloc(probes: Sequence[Probe], cores: int | None) -> PerfParams:
+    """What a profile's parameters are: :func:`fit` on ``probes`` with the host scheduler on
+    ``cores`` (the cores of the machine where the probes ran), then the host's allocation
+    rate (``sim.perf.alloc``)."""
+    return fit_host_alloc(fit(probes, cores=cores), probes)
