@@ -8,6 +8,7 @@ import copy
 import fcntl
 import os
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -278,6 +279,48 @@ def private_tmp(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("TMPDIR", str(tmp))
     yield tmp
     shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _can_loop_mount() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root to loop-mount a small filesystem"
+    if not Path("/dev/loop-control").exists():
+        return "needs loop devices (/dev/loop-control)"
+    if shutil.which("mkfs.ext4") is None:
+        return "needs mkfs.ext4 (e2fsprogs)"
+    return None
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Callable[[int], Path]]:
+    """``small_fs(mib)`` mounts a fresh ext4 filesystem of that size (a sparse file under the
+    test's directory, loop-mounted) and returns its root; the finalizer unmounts and detaches
+    it whatever happens. Skipped with the reason where loop mounts are not possible."""
+    why = _can_loop_mount()
+    if why:
+        pytest.skip(why)
+    mounts: list[tuple[Path, Path]] = []
+
+    def make(mib: int) -> Path:
+        image, mnt = tmp_path / f"fs{len(mounts)}.img", tmp_path / f"mnt{len(mounts)}"
+        subprocess.run(["truncate", "-s", f"{mib}M", str(image)], check=True)
+        subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)
+        mnt.mkdir()
+        proc = subprocess.run(["mount", "-o", "loop", str(image), str(mnt)],
+                              capture_output=True, text=True, check=False)
+        if proc.returncode:
+            pytest.skip(f"cannot loop-mount here: {proc.stderr.strip()}")
+        mounts.append((image, mnt))
+        return mnt
+
+    yield make
+    for image, mnt in mounts:
+        if subprocess.run(["umount", str(mnt)], check=False).returncode:
+            subprocess.run(["umount", "-l", str(mnt)], check=False)
+        loops = subprocess.run(["losetup", "-j", str(image)], capture_output=True, text=True,
+                               check=False).stdout
+        for line in loops.splitlines():  # mount -o loop autoclears; this is belt and braces
+            subprocess.run(["losetup", "-d", line.split(":")[0]], check=False)
 
 
 @pytest.fixture

@@ -129,6 +129,9 @@ ORACLE = {
 }
 
 
+#: the oracle run's own filesystem: its base (256 MiB of data) and fetched copy, eight
+#: overlays (c4k's the largest: 282 MB written), with room to spare
+RUN_FS_MIB = 4096
 FS_BLOCK = 4096  # ext4's block, the unit of its metadata reads
 BLOCK_GROUP = 8 * FS_BLOCK * FS_BLOCK  # ext4: one bitmap block's bits, 128 MiB of 4 KiB blocks
 
@@ -149,7 +152,7 @@ def test_the_filesystem_metadata_allowance_is_a_block_per_group_reached():
 
 @pytest.mark.real
 @needs_tools
-def test_host_bytes_within_5_percent_where_metadata_dominates(tmp_path, no_leaks):
+def test_host_bytes_within_5_percent_where_metadata_dominates(tmp_path, small_fs, no_leaks):
     """Both backends on overlays whose second session reads or rewrites after a reopen (L2
     tables and refcount blocks read again; 4 KiB to 2 MiB clusters, with and without
     extended L2; a read-only first session too; an L2 cache too small for the disk's
@@ -165,11 +168,20 @@ def test_host_bytes_within_5_percent_where_metadata_dominates(tmp_path, no_leaks
     qcow2's own reads, which were exact. Whether they happen depends on the host filesystem's
     cache and free space, not on the image (seen in 1 run of 4 beside busy loops, and in every
     full run on a busy day). So a session's measured reads may exceed qcow2's by at most one
-    filesystem block per block group its writes can reach, never fall short of them."""
+    filesystem block per block group its writes can reach, never fall short of them.
+
+    The run's disks are on a filesystem of their own (ext4, loop-mounted, :func:`small_fs`):
+    on the machine's shared one, what ext4 reads for its metadata also follows what other
+    writers did to it and to the buffer cache meanwhile. Three runs there beside the suite's
+    other worker (load 3.2-4.1, 2026-12-03) read up to 45 KiB more than qcow2 in x2m's first
+    session (2 MiB sparse clusters: an extent tree of many extents) and 12 KiB in x128's
+    once (a failed run: its allowance is 8 KiB); three on a filesystem of its own read
+    exactly qcow2's bytes in every session but c4k's first (8 KiB, within its 16 KiB)."""
     from cowbench.runner import run_scenario
 
-    run_scenario(parse_scenario(ORACLE), tmp_path / "run", "both")
-    comp = pd.read_csv(tmp_path / "run" / "comparison.csv")
+    run = small_fs(RUN_FS_MIB) / "run"
+    run_scenario(parse_scenario(ORACLE), run, "both")
+    comp = pd.read_csv(run / "comparison.csv")
     rows = comp[comp.metric.isin(["host_read_bytes", "host_write_bytes"])]
     assert len(rows) == 4 * len(VMS)
     for r in rows.itertuples():
