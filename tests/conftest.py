@@ -21,6 +21,8 @@ from hypothesis import settings
 from cowbench.scenario import Scenario, parse_scenario
 from cowbench.tools import REAL_TOOLS
 
+from . import cputime
+
 # CI (CI=true) draws the same examples every run, so a submission's result does not depend on
 # the luck of the draw; a developer's run draws new ones each time and explores further.
 settings.register_profile("ci", derandomize=True, print_blob=True)
@@ -165,9 +167,22 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     return max(1, len(os.sched_getaffinity(0)))
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--cpu-times", dest="cpu_times", metavar="FILE", default=None,
+                     help="append each test's CPU seconds (user and system, of the worker and "
+                          "its reaped children) to FILE as JSON lines, and print the costliest "
+                          "at the end (tests/cputime.py)")
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    cputime.summary(terminalreporter, config)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """The controller (or a run without xdist) makes the directory of the device lock; its
-    workers inherit its path through the environment."""
+    workers inherit its path through the environment. ``--cpu-times``: each process that runs
+    tests records their CPU."""
+    cputime.configure(config)
     if not hasattr(config, "workerinput") and DEVICE_ENV not in os.environ:
         where = tempfile.mkdtemp(prefix="cowbench-device-")
         os.environ[DEVICE_ENV] = where
