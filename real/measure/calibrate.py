@@ -41,6 +41,7 @@ from cowbench.fdtree import PrivateDir
 from cowbench.profile import Beside, Probe, Target
 from cowbench.signals import shielded
 from cowbench.tools import CpuSpan, absolute, core_share, require_tools, run, which
+from real.workload.fioclock import clock_args
 from real.workload.nbd import NbdExport, stop_servers_in
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
@@ -228,9 +229,9 @@ class _Images:
         which a drift check of raw, copy-on-write and chain probes saves)."""
         run(["qemu-img", "create", "-q", "-f", "raw", str(self.raw), str(self.s.span)])
         run(["qemu-img", "create", "-q", "-f", "raw", str(self.hole), str(self.s.span)])
-        run([which("fio"), "--name=fill", f"--filename={self.raw}", "--rw=write", "--bs=1M",
-             "--direct=1", "--ioengine=psync", f"--size={self.s.span}", "--output=/dev/null"],
-            timeout=600)
+        run([which("fio"), *clock_args(), "--name=fill", f"--filename={self.raw}", "--rw=write",
+             "--bs=1M", "--direct=1", "--ioengine=psync", f"--size={self.s.span}",
+             "--output=/dev/null"], timeout=600)
         images = [self.raw]
         if any(s.target in ("qcow2", "l2miss") for s in specs):
             run(["qemu-img", "convert", "-t", "none", "-O", "qcow2", "-o",
@@ -245,8 +246,8 @@ class _Images:
         reads of a just-written file ran at 11k IOPS and of a file not read since at 4-7k.
         A VM's run reads its freshly made base and overlay, so the probes read warm data."""
         for image in images:
-            run([which("fio"), "--name=warm", f"--filename={image}", "--rw=read", "--bs=1M",
-                 "--direct=1", "--ioengine=psync", "--output=/dev/null"], timeout=600)
+            run([which("fio"), *clock_args(), "--name=warm", f"--filename={image}", "--rw=read",
+                 "--bs=1M", "--direct=1", "--ioengine=psync", "--output=/dev/null"], timeout=600)
 
     def fresh_overlay(self, ext: bool, cluster: int) -> Path:
         self._n += 1
@@ -284,7 +285,7 @@ class _Images:
 
 
 def _fio_argv(spec: ProbeSpec, uris: Sequence[str], s: Settings, out: Path) -> list[str]:
-    argv = [which("fio"), "--output-format=json", f"--output={out}"]
+    argv = [which("fio"), *clock_args(), "--output-format=json", f"--output={out}"]
     for i, uri in enumerate(uris):
         job = [f"--name=p{i}", "--ioengine=nbd", f"--uri={uri}", f"--bs={spec.bs}",
                f"--iodepth={spec.iodepth}", f"--size={s.span}",
@@ -306,7 +307,7 @@ def _device_argv(spec: ProbeSpec, raw: Path, s: Settings, out: Path) -> list[str
     common = ["--ioengine=libaio", "--direct=1", f"--filename={raw}", f"--size={s.span}",
               "--time_based=1", f"--runtime={round(s.runtime_s * 500)}ms",
               f"--ramp_time={round(s.ramp_s * 500)}ms", "--norandommap=1", "--randrepeat=0"]
-    argv = [which("fio"), "--output-format=json", f"--output={out}",
+    argv = [which("fio"), *clock_args(), "--output-format=json", f"--output={out}",
             "--name=p0", f"--rw={spec.rw}", f"--bs={spec.bs}", f"--iodepth={spec.iodepth}",
             *common]
     if spec.beside is not None:

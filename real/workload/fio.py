@@ -28,6 +28,7 @@ from cowbench.signals import shielded
 from cowbench.tools import RawLog, dies_with_us, which
 
 from . import fiogroups
+from .fioclock import clock_args
 
 
 @dataclass
@@ -90,7 +91,7 @@ class FioRun:
         self.partial_path = self.dir / ".output.json.part"
         # global options first, then the VM's jobs (several: one fio process); each clone
         # reported with its latency histogram (json+), folded into groups by FioResult
-        self.argv = [which("fio"), "--ioengine=nbd", f"--uri={uri}",
+        self.argv = [which("fio"), *clock_args(), "--ioengine=nbd", f"--uri={uri}",
                      "--output-format=json+", f"--output={self.partial_path}",
                      *job_args(wl, name, lambda job: fio_options(job, runtime_cap),
                                self.dir if wl.write_iolog else None)]  # for repredict
