@@ -126,9 +126,11 @@ def pytest_collection_modifyitems(config: pytest.Config,
 
 def session_order(items: list[pytest.Item]) -> list[pytest.Item]:
     """The order xdist hands work out in (``--no-loadscope-reorder`` in pyproject.toml keeps
-    it): the modules with a ``quiet`` test first (it takes the machine before the other tests
-    hold the lock); then two streams merged evenly, the modules with ``real`` tests and the
-    others, each module in its own order, the slow modules first in each. A module with a
+    it): two streams merged evenly, the modules with ``real`` tests and the others, each
+    module in its own order, the slow modules first in each; then the modules with a ``quiet``
+    test. Last, a quiet test waits for a short test on the other worker before it takes the
+    machine; first, it raced the other worker's first test, the README's calibration or
+    quickstart, and waited 98 s for it to end (2026-12-04). A module with a
     group (a module-scoped fixture, the serial tests) stays whole, so that a run without xdist
     (``-n 0``) builds its fixture once too; the other modules' tests are merged one by one.
     Slow first: the longest tests (the README's runs, the fits) start at once and cannot end
@@ -147,8 +149,8 @@ def session_order(items: list[pytest.Item]) -> list[pytest.Item]:
                 for unit in ([modules[m]] if "xdist_group" in marks[m] else
                              [[i] for i in modules[m]])]
 
-    first = [i for m, its in modules.items() if "quiet" in marks[m] for i in its]
-    return first + [i for unit in evenly(stream(True), stream(False)) for i in unit]
+    last = [i for m, its in modules.items() if "quiet" in marks[m] for i in its]
+    return [i for unit in evenly(stream(True), stream(False)) for i in unit] + last
 
 
 def evenly(a: list[Any], b: list[Any]) -> list[Any]:

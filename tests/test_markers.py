@@ -97,16 +97,17 @@ def test_the_calibrations_orderings_are_measured_alone() -> None:
     than a hit) are measured by a ``quiet`` test of their own, in rounds, each pair back to
     back: measured side by side beside another test they flipped (CI, 2026-12-03)."""
     from . import test_calibrate as c
+    from . import test_probe_order as o
 
     def marks(test: object) -> set[str]:
         return {m.name for m in test.pytestmark}  # type: ignore[attr-defined]
 
     readme = c.test_calibrate_as_the_readme_writes_it
     assert "real" in marks(readme) and "quiet" not in marks(readme)
-    alone = c.test_first_writes_and_l2_misses_are_slower_measured_alone
+    alone = o.test_first_writes_and_l2_misses_are_slower_measured_alone
     assert {"real", "quiet"} <= marks(alone)
     assert "PAIR_ROUNDS" in inspect.getsource(alone) and "SLOWER_THAN" in inspect.getsource(alone)
-    assert c.PAIR_ROUNDS >= 5
+    assert o.PAIR_ROUNDS >= 5
 
 
 def test_a_quiet_test_waits_for_the_real_ones_running_and_goes_before_new_ones(
@@ -187,9 +188,9 @@ def test_auto_starts_one_worker_a_core(monkeypatch: pytest.MonkeyPatch,
 def test_the_session_runs_slow_modules_first_real_ones_spread_among_the_others(
         request: pytest.FixtureRequest) -> None:
     """The session's order, which xdist keeps (``--no-loadscope-reorder``: by default it
-    hands out the largest groups first): every module in one run of items, the quiet ones'
-    modules first, then the real modules' and the others' items merged evenly, the slow
-    modules first in each (tests/conftest.py, ``session_order``)."""
+    hands out the largest groups first): every module in one run of items, the real modules'
+    and the others' items merged evenly, the slow modules first in each, then the quiet ones'
+    modules (tests/conftest.py, ``session_order``)."""
     assert request.config.getoption("loadscopereorder") is False
     items = request.session.items
     assert session_order(items) == items  # already in that order
@@ -223,14 +224,14 @@ def test_the_order_merges_the_real_modules_evenly_with_the_others() -> None:
              Item("c.py::x", "slow"), Item("d.py::x", "real", "slow"), Item("d.py::y"),
              Item("e.py::x", "real", "quiet"), Item("f.py::x"), Item("f.py::y")]
     got = [i.nodeid for i in session_order(items)]  # type: ignore[arg-type]
-    # e (quiet) first; then the real d (slow), b at 1/6, 3/6, 5/6 among the others c (slow),
-    # a, f at 1/10, 3/10, ... 9/10
-    assert got == ["e.py::x", "c.py::x", "d.py::x", "a.py::x", "d.py::y", "a.py::y",
-                   "f.py::x", "b.py::x", "f.py::y"]
+    # the real d (slow), b at 1/6, 3/6, 5/6 among the others c (slow), a, f at 1/10, 3/10,
+    # ... 9/10; e (quiet) last
+    assert got == ["c.py::x", "d.py::x", "a.py::x", "d.py::y", "a.py::y",
+                   "f.py::x", "b.py::x", "f.py::y", "e.py::x"]
     # a module with a group (here f: a module fixture) is one unit, kept whole
     items[7].marks.append(pytest.mark.xdist_group("f.py").mark)
     got = [i.nodeid for i in session_order(items)]  # type: ignore[arg-type]
     # the others are now c, a.x, a.y and f whole: at 1/8, 3/8, 5/8, 7/8
-    assert got == ["e.py::x", "c.py::x", "d.py::x", "a.py::x", "d.py::y", "a.py::y",
-                   "b.py::x", "f.py::x", "f.py::y"]
+    assert got == ["c.py::x", "d.py::x", "a.py::x", "d.py::y", "a.py::y",
+                   "b.py::x", "f.py::x", "f.py::y", "e.py::x"]
     assert evenly([], [1, 2]) == [1, 2] and evenly([1], []) == [1]  # type: ignore[list-item]
