@@ -197,15 +197,16 @@ def test_the_session_runs_slow_modules_first_real_ones_spread_among_the_others(
     marks: dict[str, set[str]] = {i.nodeid.split("::")[0]: set() for i in items}
     for item in items:
         marks[item.nodeid.split("::")[0]].update(m.name for m in item.iter_markers())
+    order = [i.nodeid.split("::")[0] for i in items]
+    quiet = [m for m in order if "quiet" in marks[m]]
+    assert order[len(order) - len(quiet):] == quiet  # the quiet modules' tests, last
     for real in (True, False):
-        stream = [i.nodeid.split("::")[0] for i in items
-                  if ("real" in marks[i.nodeid.split("::")[0]]) == real]
+        stream = [m for m in order if "quiet" not in marks[m] and ("real" in marks[m]) == real]
         runs = [m for k, m in enumerate(stream) if k == 0 or stream[k - 1] != m]
         assert len(runs) == len(set(runs)), "a module split in two"
         slow = ["slow" in marks[m] for m in runs]
         assert slow == sorted(slow, reverse=True), runs
     # a module with a group (a module fixture, the serial tests) is one run of the session
-    order = [i.nodeid.split("::")[0] for i in items]
     runs = [m for k, m in enumerate(order) if k == 0 or order[k - 1] != m]
     grouped = {m for m in marks if "xdist_group" in marks[m]}
     assert [m for m in runs if m in grouped] == sorted(grouped, key=runs.index)
