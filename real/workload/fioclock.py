@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import functools
 import re
-import subprocess
 
-from cowbench.tools import which
+from cowbench.errors import ToolError
+from cowbench.tools import run, which
 
 #: fio's clocks by the number ``--debug=time`` gives them (``enum fio_cs``, fio's gettime.h)
 CLOCKS = {1: "gettimeofday", 2: "clock_gettime", 3: "cpu"}
@@ -37,11 +37,10 @@ def settled_clock(debug_output: str) -> str | None:
 @functools.cache
 def clock_args() -> tuple[str, ...]:
     """``("--clocksource=NAME",)`` naming the clock fio itself chooses here, or ``()``."""
-    try:
-        out = subprocess.run([which("fio"), "--debug=time", "--name=clock", "--ioengine=null",
-                              "--size=4k", "--bs=4k"], capture_output=True, text=True,
-                             stdin=subprocess.DEVNULL, timeout=60, check=False)
-    except (OSError, subprocess.SubprocessError):
+    try:  # as every tool is run: the child dies with this process, even killed
+        out = run([which("fio"), "--debug=time", "--name=clock", "--ioengine=null",
+                   "--size=4k", "--bs=4k"], timeout=60)
+    except (ToolError, OSError):
         return ()
-    clock = settled_clock(out.stdout + out.stderr) if out.returncode == 0 else None
+    clock = settled_clock(out.stdout + out.stderr)
     return (f"--clocksource={clock}",) if clock else ()
