@@ -12,10 +12,12 @@ import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from itertools import combinations
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _pytest.mark.expression import Expression  # pytest's own parser of -m
 from hypothesis import settings
 
 from cowbench.scenario import Scenario, parse_scenario
@@ -162,11 +164,30 @@ def evenly(a: list[Any], b: list[Any]) -> list[Any]:
 
 @pytest.hookimpl(optionalhook=True)  # xdist's hook
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
-    """``-n auto``: one worker per core this process may run on (``PYTEST_XDIST_AUTO_NUM_WORKERS``
-    still decides when set): two a core made the timing-bound tests fail."""
+    """``-n auto``: one worker per core this process may run on, and one more when the session
+    may run ``real`` tests (``-m`` does not leave them out); ``PYTEST_XDIST_AUTO_NUM_WORKERS``
+    still decides when set. A real test waits on the disk and on its processes' wake-ups for
+    much of its time (nothing in its process tree was runnable for 37% of its wall), and the
+    extra worker computes meanwhile: the whole suite on this 2-core machine, back to back,
+    took 549 s of pytest with two workers and 453 s with three (467 s in another run; 2026-12-04,
+    at 31c2f31). Two a core (four here) made timing-bound tests fail; the fast loop, all
+    computation, keeps one a core."""
     if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
         return None  # xdist's own hook reads it
-    return max(1, len(os.sched_getaffinity(0)))
+    cores = max(1, len(os.sched_getaffinity(0)))
+    return cores + 1 if may_run_real(config.getoption("markexpr", "") or "") else cores
+
+
+def may_run_real(markexpr: str) -> bool:
+    """Whether a ``-m`` expression selects a ``real`` test with any of the other marks this
+    project gives (pyproject.toml's markers; pytest's own parser of ``-m``)."""
+    if not markexpr.strip():
+        return True
+    expr = Expression.compile(markexpr)
+    others = ("quiet", "exact", "serial", "slow")
+    marks = [{"real", *chosen} for k in range(len(others) + 1)
+             for chosen in combinations(others, k)]
+    return any(expr.evaluate(lambda name, m=m, **_: name in m) for m in marks)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -177,10 +177,15 @@ def test_a_quiet_test_that_shares_the_machine_lets_the_waiting_ones_start(
     assert order == ["quiet", "real", "/quiet"]
 
 
-def test_auto_starts_one_worker_a_core(monkeypatch: pytest.MonkeyPatch,
-                                        pytestconfig: pytest.Config) -> None:
+def test_auto_starts_a_worker_a_core_and_one_more_for_real_tests(
+        monkeypatch: pytest.MonkeyPatch, pytestconfig: pytest.Config) -> None:
     monkeypatch.delenv("PYTEST_XDIST_AUTO_NUM_WORKERS", raising=False)
-    assert pytest_xdist_auto_num_workers(pytestconfig) == len(os.sched_getaffinity(0))
+    cores = len(os.sched_getaffinity(0))
+    for expr, workers in (("", cores + 1), ("real", cores + 1), ("not slow", cores + 1),
+                          ("not real and not slow", cores), ("not (slow or real)", cores),
+                          ("slow and not real", cores), ("real and quiet", cores + 1)):
+        monkeypatch.setattr(pytestconfig.option, "markexpr", expr)
+        assert pytest_xdist_auto_num_workers(pytestconfig) == workers, expr
     monkeypatch.setenv("PYTEST_XDIST_AUTO_NUM_WORKERS", "3")
     assert pytest_xdist_auto_num_workers(pytestconfig) is None  # xdist's own hook reads it
 
