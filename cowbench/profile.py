@@ -48,6 +48,9 @@ class Beside(_Frozen):
     rw: Literal["randread", "randwrite"]
     bs: int = Field(gt=0)
     iodepth: int = Field(ge=1)
+    exports: int = Field(default=1, ge=1, le=64, description="beside a probe through the "
+                         "stack: how many exports of their own the job reads, each with "
+                         "``iodepth`` in flight (a device probe's job is one)")
 
 
 class Probe(_Frozen):

@@ -65,7 +65,8 @@ def test_calibrate_as_the_readme_writes_it(tmp_path: Path, no_leaks: None) -> No
     for want in ("raw-randread-4k-qd1-x1", "raw-randread-1m-qd1-x1", "raw-randwrite-4k-qd32-x1",
                  "qcow2-randwrite-4k-qd1-x1", "cow-write-4k-qd1-x1", "cow_ext-write-4k-qd1-x1",
                  "chain-d1-randread-4k-qd1-x1", "chain-d32-randread-4k-qd1-x1",
-                 "raw-randread-4k-qd4-x2", "l2miss-randread-4k-qd1-x1"):
+                 "raw-randread-4k-qd4-x2", "l2miss-randread-4k-qd1-x1",
+                 "raw-randread-4k-qd1-x1-beside-randread-4k-qd32-x2"):
         assert want in names
     assert all(p.iops > 0 and p.ios > 0 and p.lat_mean_s > 0 for p in prof.probes)
     assert all(p.rounds == 2 and p.iops_min <= p.iops <= p.iops_max  # type: ignore[operator]

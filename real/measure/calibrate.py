@@ -17,10 +17,15 @@ stopped). The images:
   reads alone, large reads alone, and small reads beside large ones, to see in what order the
   storage serves requests (``sim.perf.device_interference``).
 
-The short matrix (the default) took 173-177 s on this project's 2-core machine; ``long``
-probes more sizes, depths, iodepths and exports (80 probes: 686-689 s); ``quick``, what
-``cowbench run`` makes when it finds no profile of the storage, is 34 of the short matrix's
-probes, twice over, 0.4 s each (``_in_quick``).
+A probe through the stack may have a job beside it on exports of its own (``Beside.exports``):
+the contention probe, a 4 KiB reader at iodepth 1 beside deep readers that keep every core busy
+(replayed, not fitted: ``sim.perf.fit.contended``).
+
+The short matrix (the default, 43 probes) took 173-177 s on this project's 2-core machine
+before the contention probe; ``long`` probes more sizes, depths, iodepths and exports (82
+probes with 4 exports; 80 then: 686-689 s); ``quick``, what ``cowbench run`` makes when it
+finds no profile of the storage, is 36 of the short matrix's probes, twice over, 0.4 s each
+(``_in_quick``): 65 s here with the contention probe.
 """
 
 from __future__ import annotations
@@ -68,6 +73,7 @@ class ProbeSpec:
         if self.beside is not None:
             b = self.beside
             name += f"-beside-{b.rw}-{_size(b.bs)}-qd{b.iodepth}"
+            name += f"-x{b.exports}" if b.exports > 1 else ""
         return name
 
 
@@ -143,6 +149,11 @@ def probe_matrix(s: Settings) -> list[ProbeSpec]:
     for k in exports:
         specs.append(ProbeSpec("raw", "randread", 4 * KiB, 4, exports=k))
         specs.append(ProbeSpec("raw", "randwrite", 4 * KiB, 4, exports=k))
+    # a reader at iodepth 1 beside deep readers on exports of their own that keep every core
+    # busy: how the host's scheduler serves a process that sleeps on every I/O beside
+    # processes that never do (replayed, not fitted: sim.perf.fit.contended)
+    specs.append(ProbeSpec("raw", "randread", 4 * KiB, 1, beside=Beside(
+        rw="randread", bs=4 * KiB, iodepth=32, exports=max(2, n - 1))))
     specs += [ProbeSpec("cow", "write", 4 * KiB, qd) for qd in (1, 8)]
     specs.append(ProbeSpec("cow", "write", 64 * KiB, 1))
     if n > 1:  # several images allocating at once: the storage's own rate (sim.perf.alloc)
@@ -267,7 +278,12 @@ class _Images:
         return self._chain[depth - 1]
 
     def export_args(self, spec: ProbeSpec) -> list[tuple[Path, str, str | None]]:
-        """(image, format, image-opts) for each export of ``spec``."""
+        """(image, format, image-opts) for each export of ``spec``, then for each export of
+        the job beside it (``raw.img``)."""
+        bg = [(self.raw, "raw", None)] * (spec.beside.exports if spec.beside else 0)
+        return self._own_exports(spec) + bg
+
+    def _own_exports(self, spec: ProbeSpec) -> list[tuple[Path, str, str | None]]:
         if spec.target == "raw":
             return [(self.raw, "raw", None)] * spec.exports
         if spec.target == "hole":
@@ -285,16 +301,20 @@ class _Images:
 
 
 def _fio_argv(spec: ProbeSpec, uris: Sequence[str], s: Settings, out: Path) -> list[str]:
+    """fio through the exports at ``uris``: job ``p<i>`` on each of the probe's own, then a
+    job ``bg`` on each export of the job beside it (``spec.beside``), for as long."""
     argv = [which("fio"), *clock_args(), "--output-format=json", f"--output={out}"]
     for i, uri in enumerate(uris):
-        job = [f"--name=p{i}", "--ioengine=nbd", f"--uri={uri}", f"--bs={spec.bs}",
-               f"--iodepth={spec.iodepth}", f"--size={s.span}",
+        b = spec.beside if i >= spec.exports else None
+        rw, bs, qd = (spec.rw, spec.bs, spec.iodepth) if b is None else (b.rw, b.bs, b.iodepth)
+        job = [f"--name={'bg' if b is not None else f'p{i}'}", "--ioengine=nbd", f"--uri={uri}",
+               f"--bs={bs}", f"--iodepth={qd}", f"--size={s.span}",
                f"--runtime={round(s.runtime_s * 1000)}ms"]
-        if spec.rw == "write":  # first writes: one per cluster, each a new cluster
+        if rw == "write":  # first writes: one per cluster, each a new cluster
             skip = spec.cluster_size - spec.bs if spec.bs < spec.cluster_size else 0
             job += [f"--rw=write:{skip}" if skip else "--rw=write"]
         else:
-            job += [f"--rw={spec.rw}", "--time_based=1", f"--ramp_time={round(s.ramp_s * 1000)}ms",
+            job += [f"--rw={rw}", "--time_based=1", f"--ramp_time={round(s.ramp_s * 1000)}ms",
                     "--norandommap=1", "--randrepeat=0"]
         argv += job
     return argv
@@ -432,10 +452,11 @@ def _run_probe(spec: ProbeSpec, images: _Images, work: Path, s: Settings) -> Pro
                 stack.enter_context(nbd)
                 servers.append(nbd)
             argv = _fio_argv(spec, [n.uri for n in servers], s, out)
-        cpu0, span = sum(n.cpu_s() for n in servers), CpuSpan()
+        own = servers[:spec.exports]  # the probe's; the others serve the job beside it
+        cpu0, span = sum(n.cpu_s() for n in own), CpuSpan()
         run(argv, timeout=s.runtime_s + s.ramp_s + 120)
         runtime, host_cpu, stolen = span.used()
-        server_cpu = sum(n.cpu_s() for n in servers) - cpu0 if servers else None
+        server_cpu = sum(n.cpu_s() for n in own) - cpu0 if own else None
     data = _fio_json(argv, out, spec)
     for image in work.glob("cow-*.qcow2"):  # first-write overlays are used once
         image.unlink()

@@ -76,6 +76,15 @@ def _cpu_stations(params: PerfParams, d: Demand, exports: int) -> list[tuple[flo
             (cpu / s.cores, 1)]
 
 
+def contended(p: Probe) -> bool:
+    """Whether ``p`` is a contention probe: a reader through the stack beside readers on
+    exports of their own that keep every core busy (``real.measure.calibrate``). It is
+    replayed (``sim.perf.replay.fit_rows``: how the host scheduler serves a process that
+    sleeps on every I/O beside ones that never do), not fitted: nothing here reads it (those
+    of the storage alone, ``device``, order the device: :func:`device_interference`)."""
+    return p.beside is not None and p.target != "device"
+
+
 class FitError(ValueError):
     """The probes do not hold what the fit needs."""
 
@@ -102,6 +111,7 @@ def fit(probes: Sequence[Probe], cores: int | None = None) -> PerfParams:
     path (its bandwidth is the large loaded probes' own), or the transfer as work of the
     path's busiest stage (``transfer_on_path``; its bandwidth is what is left of the large
     loaded probes' time per I/O once that stage's share of the path is served)."""
+    probes = [p for p in probes if not contended(p)]
     sched = sched_params(probes, cores)
     beside = _fit_given(probes, _bw_floor(_bw_table(probes, "randread"), probes, sched,
                                           "randread"),

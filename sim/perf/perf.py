@@ -74,7 +74,7 @@ from cowbench.profile import PerfParams, Probe
 
 from .alloc import fit_host_alloc
 from .demand import MIN_PATH_S, MIN_PATH_SHARE, Demand, Fmt, PerfModel, interp_log
-from .fit import FitError, device_interference, fit, mva_iops
+from .fit import FitError, contended, device_interference, fit, mva_iops
 from .host import FileLock, Host, Process, SharedDevice
 from .replay import fit_rows, replay
 
@@ -86,5 +86,7 @@ __all__ = ["MIN_PATH_S", "MIN_PATH_SHARE", "Demand", "FileLock", "FitError", "Fm
 def fit_with_alloc(probes: Sequence[Probe], cores: int | None) -> PerfParams:
     """What a profile's parameters are: :func:`fit` on ``probes`` with the host scheduler on
     ``cores`` (the cores of the machine where the probes ran), then the host's allocation
-    rate (``sim.perf.alloc``)."""
-    return fit_host_alloc(fit(probes, cores=cores), probes)
+    rate (``sim.perf.alloc``), both without the contention probe (``sim.perf.fit.contended``:
+    it is replayed, not fitted)."""
+    alone = [p for p in probes if not contended(p)]
+    return fit_host_alloc(fit(alone, cores=cores), alone)

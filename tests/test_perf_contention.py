@@ -1,0 +1,86 @@
+"""The contention probe: a 4 KiB reader at iodepth 1 through the stack beside readers at
+iodepth 32 on exports of their own, enough to keep every core busy. fio runs the reader's job
+and one job beside it on each other export; the model replays it with those exports' own
+processes; the fit does not read it (it shows how the host scheduler serves a process that
+sleeps on every I/O beside processes that never do)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cowbench.profile import Beside, Probe, SchedParams
+from real.measure.calibrate import KiB, ProbeSpec, _fio_argv, probe_matrix, settings
+from sim.perf.fit import contended
+from sim.perf.perf import fit_with_alloc
+from sim.perf.replay import CONTENDED_IOS, replay
+
+from .test_perf import TRUE, synthetic_probes
+from .test_perf_sched import with_cpu
+
+SCHED = SchedParams(cores=2, slice_s=1.5e-3, issuer_io_s=4e-6, issuer_wake_s=1.5e-6,
+                    server_io_s=13e-6, server_wake_s=17e-6)
+PARAMS = TRUE.model_copy(update={"sched": SCHED})
+DEEP = Beside(rw="randread", bs=4096, iodepth=32, exports=3)
+
+
+def reader(beside: Beside | None = DEEP) -> Probe:
+    return Probe(name="reader", target="raw", rw="randread", bs=4096, iodepth=1, exports=1,
+                 runtime_s=1.0, ios=1000, iops=1000.0, bw_bytes_per_s=4096e3,
+                 lat_mean_s=1e-3, lat_p99_s=3e-3, beside=beside)
+
+
+@pytest.mark.parametrize("matrix", ["quick", "short", "long"])
+@pytest.mark.parametrize(("exports", "beside"), [(4, 3), (2, 2), (8, 7)])
+def test_every_matrix_holds_one_contention_probe(matrix: str, exports: int,
+                                                 beside: int) -> None:
+    specs = probe_matrix(settings(matrix, exports))  # type: ignore[arg-type]
+    [spec] = [s for s in specs if s.beside is not None and s.target != "device"]
+    assert spec == ProbeSpec("raw", "randread", 4 * KiB, 1, beside=Beside(
+        rw="randread", bs=4 * KiB, iodepth=32, exports=beside))
+    assert spec.name == f"raw-randread-4k-qd1-x1-beside-randread-4k-qd32-x{beside}"
+    # the storage-alone probe beside a large job keeps its name (profiles made before)
+    assert "device-randread-4k-qd1-x1-beside-randread-64k-qd8" in {s.name for s in specs}
+
+
+def test_fio_runs_the_readers_job_then_one_beside_on_each_other_export(tmp_path: Path) -> None:
+    spec = ProbeSpec("raw", "randread", 4 * KiB, 1, beside=DEEP)
+    uris = [f"nbd+unix:///?socket=/s{k}" for k in range(4)]
+    argv = _fio_argv(spec, uris, settings("short", 4), tmp_path / "fio.json")
+    jobs = " ".join(argv).split(" --name=")[1:]
+    assert [j.split()[0] for j in jobs] == ["p0", "bg", "bg", "bg"]
+    for job, uri in zip(jobs, uris, strict=True):
+        assert f"--uri={uri}" in job and "--rw=randread" in job and "--bs=4096" in job
+        assert ("--iodepth=1" in job) == job.startswith("p0")
+        assert ("--iodepth=32" in job) == job.startswith("bg")
+        assert "--time_based=1" in job
+
+
+def test_a_reader_beside_deep_readers_waits_for_the_cores_they_keep_busy() -> None:
+    """The model's reader: slower beside one deep reader than alone, slower again beside
+    three on exports of their own (each export its own issuer and server)."""
+    alone = replay(PARAMS, reader(None), ios=400)[0]
+    one = replay(PARAMS, reader(DEEP.model_copy(update={"exports": 1})), ios=400)[0]
+    three = replay(PARAMS, reader(), ios=400)[0]
+    assert three < one < alone
+    assert three < 0.5 * alone
+
+
+def test_a_contention_probe_is_replayed_for_a_bounded_count_of_its_own_ios() -> None:
+    assert contended(reader()) and not contended(reader(None))
+    assert not contended(reader().model_copy(update={"target": "device"}))
+    assert replay(PARAMS, reader(), ios=50 * CONTENDED_IOS) == replay(PARAMS, reader(),
+                                                                       ios=CONTENDED_IOS)
+
+
+@pytest.mark.slow
+def test_the_fit_does_not_read_the_contention_probe() -> None:
+    """The same parameters with and without it among the probes, and a reader twenty times
+    faster changes nothing."""
+    probes = [with_cpu(p, SCHED) for p in synthetic_probes(PARAMS, ios=1500)]
+    [probe] = [p for p in probes if contended(p)]
+    alone = fit_with_alloc([p for p in probes if not contended(p)], 2)
+    assert fit_with_alloc(probes, 2) == alone
+    fast = probe.model_copy(update={"iops": 20 * probe.iops, "lat_mean_s": probe.lat_mean_s / 20})
+    assert fit_with_alloc([fast if p is probe else p for p in probes], 2) == alone
