@@ -86,8 +86,12 @@ def test_calibrate_as_the_readme_writes_it(tmp_path: Path, no_leaks: None) -> No
     assert all((p.server_cpu_s is None) == (p.target == "device") for p in prof.probes)
     assert all((p.host_cpu_s is None) == (p.beside is not None) for p in prof.probes)
     assert all(p.host_cpu_s is None or p.host_cpu_s > 0 for p in prof.probes)
-    assert all(p.server_cpu_s is None or 0 < p.server_cpu_s < 1 / p.iops * p.iodepth * p.exports
-               for p in prof.probes)
+    # qemu-nbd's CPU per I/O is under an I/O's time in every round, so their median is under
+    # the slowest round's: a round that stalls (2.8 IOPS against 3,326 for cow-write-64k at
+    # -n 3, 2026-12-04) sets half of the two-round median of both figures, not of their ratio
+    assert all(p.server_cpu_s is None or 0 < p.server_cpu_s < p.iodepth * p.exports / p.iops_min
+               for p in prof.probes if p.iops_min)
+    assert all(p.iops_min for p in prof.probes)
     assert prof.params.device_interference is not None
     assert prof.params.device_queue == (
         "fifo" if prof.params.device_interference >= 0.5 else "shared")
