@@ -150,11 +150,12 @@ def test_a_quiet_test_that_shares_the_machine_lets_the_waiting_ones_start(
     a real test waiting for the lock starts while the quiet one still runs, and a quiet one
     waiting still waits for both."""
     order: list[str] = []
-    shared, release = threading.Event(), threading.Event()
+    holding, shared, release = threading.Event(), threading.Event(), threading.Event()
 
     def quiet() -> None:
         with device(tmp_path, alone=True) as share:
             order.append("quiet")
+            holding.set()
             time.sleep(0.3)  # the real one waits for the machine
             share()
             shared.set()
@@ -167,7 +168,9 @@ def test_a_quiet_test_that_shares_the_machine_lets_the_waiting_ones_start(
 
     first = threading.Thread(target=quiet)
     first.start()
-    time.sleep(0.1)
+    # the real one asks once the quiet one holds the machine (a fixed 0.1 s was not enough
+    # for the quiet thread to take the lock with three workers on two cores: 2026-12-04)
+    assert holding.wait(10)
     second = threading.Thread(target=real)
     second.start()
     second.join(10)
