@@ -5,9 +5,9 @@
 # qemu-img, integration with qemu-nbd and fio, report notebooks executed and opened in headless
 # chromium. mypy and the contract are tests so that they run beside the others, not alone
 # before them (mypy: about 18 s of CPU from a fresh clone). pytest runs one worker a core and
-# one more (pytest-xdist, -n auto; tests/conftest.py), the real tests too: a quiet one (rates measured) alone, the
-# serial ones (deadlines) one after another on one worker (tests/conftest.py). Extra arguments
-# go to pytest (e.g. -k oracle, -x).
+# one more (pytest-xdist, -n auto), the real tests too: a quiet one (rates measured) alone,
+# the serial ones (deadlines) one after another on one worker (tests/conftest.py). Extra
+# arguments go to pytest (e.g. -k oracle, -x).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/bootstrap.sh --test

@@ -10,6 +10,7 @@ import simpy
 from cowbench.profile import FitRow, PerfParams, Probe
 
 from .demand import PerfModel
+from .fit import contended
 from .host import Host, Process
 from .loop import EventLoop
 
@@ -25,7 +26,7 @@ def replay(params: PerfParams, probe: Probe, *, ios: int = 6000,
     ``CONTENDED_IOS`` of its own I/Os: the readers beside it complete some fifty times as
     many. The job beside a probe runs on exports of its own (``Beside.exports``), each with
     its own processes."""
-    if probe.beside is not None and probe.target != "device":
+    if contended(probe):
         ios = min(ios, CONTENDED_IOS)
     env = EventLoop()
     model = PerfModel(params)
