@@ -20,7 +20,8 @@ def print_profile(prof: Profile, out: Console) -> None:
     t = Table(title="I/O model fitted to the probes", show_lines=False)
     t.add_column("parameter")
     t.add_column("value", justify="right")
-    t.add_row("stages (shared path)", f"{p.stages:g}")
+    t.add_row("stages (each VM's path)" if p.path == "vm" else "stages (shared path)",
+              f"{p.stages:g}")
     t.add_row("read path 4 KiB", f"{p.read_path_s[0][1] * 1e6:.1f} us")
     t.add_row("write path 4 KiB", f"{p.write_path_s[0][1] * 1e6:.1f} us")
     t.add_row("read bandwidth", f"{p.read_bw[0][1] / 2**20:,.0f} MiB/s")
@@ -39,8 +40,10 @@ def print_profile(prof: Profile, out: Console) -> None:
     seen = ("" if p.device_interference is None else
             f" (a small read waited {p.device_interference:.0%} of a large job's queue)")
     t.add_row("device queue", order[p.device_queue] + seen)
-    t.add_row("transfers (reads, overwrites)", "work of the path's first stage"
-              if p.transfer_on_path else "on the device, beside the path")
+    t.add_row("transfers (reads, overwrites)",
+              ("the device's, holding the VM's first stage" if p.path == "vm" else
+               "work of the path's first stage") if p.transfer_on_path else
+              "on the device, beside the path")
     out.print(t)
     errs = sorted(abs(r.rel_error) for r in prof.fit if r.metric == "iops")
     if errs:

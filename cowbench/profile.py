@@ -218,6 +218,12 @@ class PerfParams(_Frozen):
     """
 
     stages: float = Field(ge=1, le=64)
+    path: Literal["host", "vm"] = Field(
+        default="host", description="whose the path's stages are: the host's, one tandem "
+        "shared by every VM (profiles made before 2026-12-04, and profiles without a host "
+        "scheduler), or each VM's own (vm: a tandem per VM, its processes' pipeline; the VMs "
+        "share the host's cores and its device; a transfer on the path holds the VM's first "
+        "stage while the device serves it)")
     cpu_share: float = Field(default=1.0, gt=0, le=1, description="share of the path demand "
                              "that is work on the shared stages; the rest is waiting")
     hole_cpu_share: float = Field(default=1.0, gt=0, le=1, description="the same for reads "

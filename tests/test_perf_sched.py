@@ -26,6 +26,7 @@ from cowbench.profile import (
 from sim.perf.demand import PerfModel
 from sim.perf.fit import fit
 from sim.perf.host import Host
+from sim.perf.perf import fit_with_alloc
 from sim.perf.replay import fit_rows
 from sim.perf.sched import Cores, Task, ns
 from sim.perf.schedfit import kernel_slice_s, sched_params
@@ -230,10 +231,11 @@ def test_a_host_without_cpu_figures_is_the_host_it_was() -> None:
 
 @pytest.mark.slow
 def test_the_fit_with_a_scheduler_replays_probes_made_with_one(tmp_path: Path) -> None:
-    true = TRUE.model_copy(update={"sched": SCHED})
+    # a host as a calibration with CPU figures fits it: each VM's path its own
+    true = TRUE.model_copy(update={"sched": SCHED, "path": "vm"})
     probes = [with_cpu(p) for p in synthetic_probes(true, ios=4000)]
-    got = fit(probes, cores=2)
-    assert got.sched is not None
+    got = fit_with_alloc(probes, cores=2)
+    assert got.sched is not None and got.path == "vm"
     # every kind of probe here shows the same CPU: the kinds' own costs are the data reads'
     assert got.sched.model_copy(update={"hole": None, "alloc": None}) == SCHED
     assert got.sched.cost("alloc") == pytest.approx(got.sched.cost("data"))

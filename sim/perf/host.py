@@ -1,5 +1,5 @@
-"""One host of the calibrated I/O model in SimPy: the path's shared stages, the device, the
-image files' locks and its cores (``sim.perf.sched``); ``sim.perf.perf``
+"""One host of the calibrated I/O model in SimPy: the path's stages (the host's, or each VM's
+own), the device, the image files' locks and its cores (``sim.perf.sched``); ``sim.perf.perf``
 describes the whole model."""
 
 from __future__ import annotations
@@ -155,9 +155,12 @@ class FileLock:
 
 
 class Host:
-    """One host's shared stages and device, in a SimPy environment; ``lock(key)`` is the
-    file lock of one image (allocating writes to one image run one at a time: measured,
-    4 KiB first writes reached 5.3k IOPS on one export at iodepth 8 or 32 and 8.3k on four)."""
+    """One host's stages and device, in a SimPy environment; ``lock(key)`` is the file lock
+    of one image (allocating writes to one image run one at a time: measured, 4 KiB first
+    writes reached 5.3k IOPS on one export at iodepth 8 or 32 and 8.3k on four).
+
+    The path's stages are the host's, shared by every VM (``PerfParams.path: host``), or each
+    VM's own (``vm``), made when the VM's first I/O comes, as its processes are."""
 
     def __init__(self, env: simpy.Environment, model: PerfModel, rng: np.random.Generator) -> None:
         self.env = env
@@ -167,6 +170,8 @@ class Host:
         full = int(m)
         self.shares = [1.0 / m] * full + ([(m - full) / m] if m - full > 1e-9 else [])
         self.stages = [Stage(env) for _ in self.shares]
+        self.per_vm = model.p.path == "vm"
+        self._paths: dict[int, list[Stage]] = {}
         self.disk = SharedDevice(env)
         self.fifo = model.p.device_queue == "fifo"
         self.on_path = model.p.transfer_on_path
@@ -188,6 +193,15 @@ class Host:
                                 Task(self.env, self.cores, s.server_wake_s))
         return self._tasks[key]
 
+    def path_stages(self, image: object) -> list[Stage]:
+        """The stages the path of the VM whose disk is ``image`` goes through."""
+        if not self.per_vm:
+            return self.stages
+        key = id(image)
+        if key not in self._paths:
+            self._paths[key] = [Stage(self.env) for _ in self.shares]
+        return self._paths[key]
+
     def kernel(self) -> Task:
         """The host's kernel as one more process on its cores: the CPU an I/O's data costs
         outside fio and qemu-nbd (the disk's completions in softirq, kworkers), one queue for
@@ -206,9 +220,9 @@ class Host:
     def client(self) -> simpy.Timeout:
         return self.env.timeout(self.model.client_s)
 
-    def _path(self, seconds: float) -> Process:
+    def _path(self, seconds: float, image: object) -> Process:
         exp = self.rng.exponential
-        for stage, share in zip(self.stages, self.shares, strict=True):
+        for stage, share in zip(self.path_stages(image), self.shares, strict=True):
             req = stage.request()
             try:
                 yield req
@@ -216,26 +230,41 @@ class Host:
             finally:
                 stage.release(req)
 
-    def transfer(self, seconds: float, alloc: bool = False) -> Process:
-        """One transfer of ``seconds`` at the device's full rate, as the host serves it: with
-        ``transfer_on_path``, the transfer of an I/O that allocates nothing is work of the
-        path's first stage (a whole one); the rest is served by the device."""
-        if self.on_path and not alloc:
+    def transfer(self, seconds: float, image: object, alloc: bool = False) -> Process:
+        """One transfer of ``seconds`` at the device's full rate, as the host serves it. With
+        ``transfer_on_path``, the transfer of an I/O that allocates nothing holds the path's
+        first stage (a whole one): on the host's path it is that stage's work; where each VM
+        has its own path, the VM's first stage is held while the device, which every VM
+        shares, serves it (the VM's server waits on its read or write as the others' transfers
+        go on). Every other transfer is the device's alone."""
+        if self.on_path and not alloc and not self.per_vm:
             yield from self.stages[0].hold(seconds)
-        elif self.fifo:
+        elif self.on_path and not alloc:
+            stage = self.path_stages(image)[0]
+            req = stage.request()
+            try:
+                yield req
+                yield from self._device(seconds)
+            finally:
+                stage.release(req)
+        else:
+            yield from self._device(seconds)
+
+    def _device(self, seconds: float) -> Process:
+        if self.fifo:
             yield from self.queue.hold(seconds)
         else:
             yield self.disk.transfer(seconds)
 
-    def _allocation(self, d: Demand) -> Process:
+    def _allocation(self, d: Demand, image: object) -> Process:
         """An allocating write's own round through the path (its waiting part holds only the
         image's lock), then its copy."""
         if d.alloc_s > 0:
-            yield from self._path(d.alloc_s)
+            yield from self._path(d.alloc_s, image)
         if d.alloc_wait_s > 0:
             yield self.env.timeout(self.rng.exponential(d.alloc_wait_s))
         if d.device_s > 0:
-            yield from self.transfer(d.device_s, alloc=True)
+            yield from self.transfer(d.device_s, image, alloc=True)
 
     def serve(self, d: Demand, image: object = None) -> Process:
         """One guest I/O of the VM whose disk is ``image``: with a host scheduler, its issuer
@@ -254,7 +283,7 @@ class Host:
         yield issuer.run(d.issuer_s / 2, d.issuer_wake_s)
 
     def _serve(self, d: Demand, image: object) -> Process:
-        yield from self._path(d.path_s)
+        yield from self._path(d.path_s, image)
         if d.delay_s > 0:
             yield self.env.timeout(self.rng.exponential(d.delay_s))
         if d.wait_s > 0:  # the copy-on-write read's round trip: waiting, not working
@@ -262,12 +291,12 @@ class Host:
         if d.allocates:
             lock = self.lock(image)
             yield lock.acquire(alone=True)
-            yield from self._allocation(d)
+            yield from self._allocation(d, image)
             lock.release(alone=True)
         elif d.shares_file and d.device_s > 0:
             lock = self.lock(image)
             yield lock.acquire(alone=False)
-            yield from self.transfer(d.device_s)
+            yield from self.transfer(d.device_s, image)
             lock.release(alone=False)
         elif d.device_s > 0:
-            yield from self.transfer(d.device_s)
+            yield from self.transfer(d.device_s, image)
