@@ -1,4 +1,4 @@
-"""The calibrated I/O model: service demands per guest I/O, a shared host, and the fit.
+"""The calibrated I/O model: service demands per guest I/O, the host that serves them, the fit.
 
 This module is its overview and public face; the parts live beside it: the demand model
 (``demand``), the host that serves it (``host``), probe replay (``replay``), fitting (``fit``)
@@ -10,13 +10,15 @@ How a guest I/O is served (one host; every VM on it shares everything below):
   not part of the latency fio reports;
 - a *path* demand: the CPU and wake-ups of the software path (fio's nbd engine, qemu-nbd, the
   qcow2 driver, the thread pool), served by ``stages`` single-server stages in turn, each
-  taking its share (exponentially distributed). The stages are shared by all VMs of the host:
-  on a small host the path is CPU-bound, and a tandem of stages reproduces what one shared
-  queue cannot, the slow climb of throughput with the I/Os in flight (measured: 4 KiB reads
-  at 1/4/8/16/24 in flight ran at 10.4k/20.1k/28.6k/37.5k/38.9k IOPS, from one export or
-  several). Only ``cpu_share`` of the path (``hole_cpu_share`` for reads of holes) is work on
-  the stages; the rest is waiting (wake-ups, the virtual disk's round trip), a delay that
-  does not hold a stage (measured: reads of holes ran at 16k IOPS at iodepth 1 but 218k at 32);
+  taking its share (exponentially distributed). The stages are shared by all VMs of the host
+  (``path: host``), or, where the host's cores are modelled (``sched``), each VM's own
+  (``path: vm``: its fio and its qemu-nbd are processes of its own, and the VMs meet on the
+  cores and the device): a tandem of stages reproduces what one queue cannot, the slow
+  climb of throughput with the I/Os in flight (measured: 4 KiB reads at 1/4/8/16/24 in flight
+  ran at 10.4k/20.1k/28.6k/37.5k/38.9k IOPS, from one export or several). Only
+  ``cpu_share`` of the path (``hole_cpu_share`` for reads of holes) is work on the stages;
+  the rest is waiting (wake-ups, the virtual disk's round trip), a delay that does not hold
+  a stage (measured: reads of holes ran at 16k IOPS at iodepth 1 but 218k at 32);
 - an allocating write (a first write into a cluster, or into a subcluster with extended_l2)
   then waits ``cow_wait_s`` per copy-on-write read (the read's round trip through the thread
   pool), and takes its image file's lock alone (:class:`FileLock`, ext4's inode lock: a write
@@ -40,8 +42,10 @@ How a guest I/O is served (one host; every VM on it shares everything below):
   at iodepth 8, whose own latency was 400 us: arrival order (``fio --ioengine=libaio
   --direct=1`` on a 1 GiB file);
 - or, with ``transfer_on_path``, the transfer of an I/O that allocates nothing (a read's data,
-  an overwrite) is work of the path's first stage, which every VM's path also goes through: the
-  busiest stage serves the I/O's path share and then its bytes, so the saturated rate falls
+  an overwrite) is work of the path's first stage, which every VM's path also goes through
+  (with ``path: vm``, it holds the VM's own first stage while the device serves it, in
+  arrival order with every other VM's transfers): the busiest stage serves the I/O's path
+  share and then its bytes, so the saturated rate falls
   with the size as ``a + b size`` (measured through qemu-nbd here: 4, 16 and 64 KiB reads at
   iodepth 32 ran at 35.4k, 27.7k and 12.9k IOPS; a device beside the path gave 42k for
   16 KiB), and a VM moving many bytes slows every other VM's path. Allocating writes' transfers
