@@ -155,6 +155,45 @@ def test_a_time_based_job_is_asked_again_when_its_stream_runs_out(tmp_path: Path
 
 @needs_tools
 @pytest.mark.real
+def test_a_stand_ins_count_is_asked_with_the_wider_margin(tmp_path: Path) -> None:
+    """A job the model cannot generate (``bssplit``) is sized by its stand-in, a cruder guess
+    (one block size, the model's own offsets): fio is asked for twice its count and the depth,
+    so a job up to twice as fast on its own stream costs no second run of the model; a count
+    the model ran on fio's stream is asked with the usual margin."""
+    data = {"data": [{"offset": 0, "length": "1MiB"}]}
+    s = parse_scenario({"name": "t", "images": [{"name": "b", "virtual_size": "16MiB",
+                                                 "synthetic": data}],
+                        "workloads": {"w": {"rw": "randwrite", "bssplit": "4k/50:64k/50",
+                                            "size": "8MiB", "iodepth": 2, "time_based": True,
+                                            "runtime": 2, "offsets": "fio"}},
+                        "vms": [{"name": "v", "image": "b", "workload": "w"}]})
+
+    def sized(iops_on_stream: float) -> tuple[list[tuple[Any, Any]], dict[str, Any]]:
+        calls: list[tuple[Any, Any]] = []
+
+        def model(scenario: Any, traces: Any) -> pd.DataFrame:
+            calls.append((scenario, dict(traces or {})))
+            if len(calls) == 1:  # the stand-in: 500 I/Os a second over the job's 2 s
+                return _records("v", 1000, 2)
+            used = min(len(traces["v"][0]), iops_on_stream * 2)  # until the stream runs out
+            return _records("v", used, used / iops_on_stream)
+
+        plan = take_streams(s, 1, RawLog(tmp_path / f"raw-{iops_on_stream}"), model)
+        return calls, plan.offsets["v"]
+
+    calls, offsets = sized(900)  # 1.8 times the stand-in's rate
+    stand_in = calls[0][0].workloads["w"]
+    assert stand_in.bssplit is None and stand_in.offsets == "model"
+    assert len(calls) == 2 and len(calls[1][1]["v"][0]) == 2 * 1000 + 2
+    assert offsets["ios_per_clone"] == 2002 and offsets["rounds"] == 1
+    calls, offsets = sized(1500)  # three times: the stream of 2002 runs out at 1.33 s
+    assert len(calls) == 3  # asked again for 1.5 times what it used, 3003, and the margin
+    assert offsets["ios_per_clone"] == len(calls[2][1]["v"][0]) == 3604 + 2
+    assert offsets["rounds"] == 2
+
+
+@needs_tools
+@pytest.mark.real
 def test_run_json_says_where_each_vms_offsets_came_from(tmp_path: Path) -> None:
     s = load_scenario(_scenario(tmp_path, "rw=randwrite\nio_size=1m\n"))
     run_scenario(s, tmp_path / "run", "sim")
