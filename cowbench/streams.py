@@ -47,9 +47,12 @@ MARGIN = 1.2
 #: generate, run as the nearest one it can: its mean block size, no offset options). The
 #: model's own offsets predict the count on fio's stream within 2% (io-holdout.yaml's five
 #: jobs it generates, 2026-12-04); the stand-in of io-holdout's ``bssplit`` reader
-#: (4k/50:16k/30:64k/20, run as 19.5 KiB reads that straddle clusters) was 22% short, and
-#: a stream that runs out costs a whole run of the model more, where asking fio for more
-#: costs a longer null-engine stream (cheap beside a run of the model).
+#: (4k/50:16k/30:64k/20 with ``io_size: 1GiB``) was 18-22% short: run as 19.5 KiB reads, the
+#: split's mean, it stopped at 1 GiB after 53,773, where fio's own stream averages 15.3 KiB
+#: an I/O (fio shrinks a random I/O to the room its random map leaves: 8.7% of the reads are
+#: 64 KiB, not 20%) and the model ran 65.7-69.0k of it in the job's 8 s. A stream that runs
+#: out costs a whole run of the model more; asking fio for more costs a longer null-engine
+#: stream, cheap beside a run of the model.
 STAND_IN_MARGIN = 2.0
 #: Rounds of (ask fio, run the model) before giving up on a prediction that keeps moving.
 ROUNDS = 3
