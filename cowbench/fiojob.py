@@ -26,7 +26,7 @@ from .iolog import (
     read_log,
 )
 from .scenario import Workload
-from .tools import RawLog, run, which
+from .tools import PID_NAMESPACE, RawLog, own_pid_namespace, run, which
 
 
 def fio_options(wl: Workload, runtime_cap: float | None = None) -> list[str]:
@@ -164,7 +164,9 @@ def fio_null_traces(wl: Workload, name: str, disk_size: int, log: RawLog,
             part = on_disk(part, disk_size)  # size=N%, offset=N%: fio's bytes there
             return [*null_region(part, disk_size), *null_options(part, n, randseed, ms)]
 
-        argv = [which("fio"), "--ioengine=null", "--clocksource=clock_gettime",
+        # in a PID namespace of its own where it can: fio's job processes die with it
+        argv = [*(PID_NAMESPACE if own_pid_namespace() else ()),
+                which("fio"), "--ioengine=null", "--clocksource=clock_gettime",
                 "--output-format=json", f"--output={d / 'output.json'}",
                 *job_args(wl, name, opts, d)]
         run(argv, log=log, label=f"fio-null-{name}", timeout=3600)

@@ -10,7 +10,6 @@ fio is stopped with SIGTERM, never SIGKILL first, so it cleans up (fio's t/fiote
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import signal
@@ -25,7 +24,7 @@ from cowbench.errors import ToolError
 from cowbench.fiojob import fio_options, job_args
 from cowbench.scenario import Workload
 from cowbench.signals import shielded
-from cowbench.tools import RawLog, dies_with_us, which
+from cowbench.tools import PID_NAMESPACE, RawLog, dies_with_us, own_pid_namespace, which
 
 from . import fiogroups
 from .fioclock import clock_args
@@ -202,29 +201,9 @@ class FioRun:
 #: how often :meth:`FioRun.stop` sends fio its SIGTERM again while it runs on
 TERM_AGAIN_S = 0.5
 
-#: fio forks one process per job, and each job calls ``setsid()`` (it leaves fio's process
-#: group: signalling the group does not reach it) and has no ``PR_SET_PDEATHSIG``. fio does not
-#: always stop its jobs when it is signalled while they run; an orphaned job whose qemu-nbd is
-#: gone spins writing errors to raw/ (25 GB in 15 minutes here; seen in CI, under load, a
-#: second after ``kill -9`` of cowbench). So fio runs as the first process of its own PID
-#: namespace, under ``unshare --fork --kill-child``: unshare dies with cowbench (SIGKILL), which
-#: SIGKILLs fio, and when a namespace's first process dies the kernel SIGKILLs every other
-#: process in it. No timing and no Python is involved. unshare blocks SIGTERM and waits, so a
-#: SIGTERM to the process group (``stop()``) still reaches fio alone, for its clean stop, and
-#: unshare exits with fio's status.
-_PID_NAMESPACE = ("unshare", "--pid", "--fork", "--kill-child")  # util-linux (essential)
-
-
-@functools.cache
-def own_pid_namespace() -> bool:
-    """Can fio run in a PID namespace of its own here (root, or CAP_SYS_ADMIN, and a kernel
-    and container that allow it)? Asked once per process, by trying."""
-    try:
-        return subprocess.run([*_PID_NAMESPACE, "true"], stdin=subprocess.DEVNULL,
-                              capture_output=True, timeout=10, check=False,
-                              preexec_fn=dies_with_us()).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
+#: fio runs as the first process of a PID namespace of its own where it can
+#: (``cowbench.tools.PID_NAMESPACE``, which says why), as the null-engine runs do.
+_PID_NAMESPACE = PID_NAMESPACE
 
 
 #: Without a PID namespace (an unprivileged user), a watchdog per fio, a child that dies with
