@@ -156,7 +156,6 @@ def own_pid_namespace() -> bool:
         return False
 
 
-
 def run(argv: Sequence[str], *, log: RawLog | None = None, label: str | None = None,
         ok_codes: Sequence[int] = (0,), timeout: float | None = None,
         preexec_fn: Callable[[], None] | None = None, pass_fds: Sequence[int] = (),
