@@ -6,19 +6,14 @@ its death signal sends is held until its handler is in place)."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
-from cowbench.fiojob import fio_null_traces
-from cowbench.scenario import Workload
-from cowbench.tools import PID_NAMESPACE, RawLog
 from real.workload.fio import _PID_NAMESPACE, _watch_group, own_pid_namespace
 
 from .conftest import needs_tools
@@ -111,17 +106,3 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
-
-
-@pytest.mark.real
-@needs_tools
-def test_a_null_engine_run_is_in_a_pid_namespace_of_its_own(tmp_path: Path) -> None:
-    """The runs that take a job's offset stream from fio's null engine are contained as the
-    real runs are: unshare, dying with cowbench, takes fio and its job processes with it."""
-    if not own_pid_namespace():
-        pytest.skip("this machine does not allow a PID namespace (needs CAP_SYS_ADMIN)")
-    wl = Workload(rw="randwrite", io_size=1 << 20)
-    traces = fio_null_traces(wl, "v", 16 << 20, RawLog(tmp_path / "raw"), None, 1)
-    assert sum(len(t) for t in traces) == 256  # the stream itself, as before
-    argv = json.loads(next((tmp_path / "raw").glob("*-fio-null-v/argv.json")).read_text())
-    assert argv[:len(PID_NAMESPACE)] == list(PID_NAMESPACE) and "--ioengine=null" in argv

@@ -15,12 +15,12 @@ import pytest
 
 from cowbench import simulate
 from cowbench.errors import ScenarioError, UsageError
-from cowbench.fiojob import null_options
+from cowbench.fiojob import fio_null_traces, null_options
 from cowbench.iolog import WRITE, parse_iolog
 from cowbench.runner import run_scenario
-from cowbench.scenario import load_scenario, parse_scenario
+from cowbench.scenario import Workload, load_scenario, parse_scenario
 from cowbench.streams import take_streams
-from cowbench.tools import RawLog
+from cowbench.tools import PID_NAMESPACE, RawLog, own_pid_namespace
 
 from .conftest import needs_tools
 
@@ -227,3 +227,18 @@ def test_a_verify_jobs_null_run_leaves_nothing_in_the_working_directory(
     monkeypatch.chdir(cwd)
     simulate(s)
     assert list(cwd.iterdir()) == []
+
+
+@needs_tools
+@pytest.mark.real
+def test_a_null_engine_run_is_in_a_pid_namespace_of_its_own(tmp_path: Path) -> None:
+    """The runs that take a job's offset stream from fio's null engine are contained as the
+    real runs are (``cowbench.tools.PID_NAMESPACE``): unshare, dying with cowbench, takes fio
+    and its job processes with it (tests/test_fio_watchdog.py)."""
+    if not own_pid_namespace():
+        pytest.skip("this machine does not allow a PID namespace (needs CAP_SYS_ADMIN)")
+    wl = Workload(rw="randwrite", io_size=1 << 20)
+    traces = fio_null_traces(wl, "v", 16 << 20, RawLog(tmp_path / "raw"), None, 1)
+    assert sum(len(t) for t in traces) == 256  # the stream itself, as before
+    argv = json.loads(next((tmp_path / "raw").glob("*-fio-null-v/argv.json")).read_text())
+    assert argv[:len(PID_NAMESPACE)] == list(PID_NAMESPACE) and "--ioengine=null" in argv
