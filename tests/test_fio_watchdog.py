@@ -14,7 +14,8 @@ from collections.abc import Callable
 
 import pytest
 
-from real.workload.fio import _PID_NAMESPACE, _watch_group, own_pid_namespace
+from cowbench.tools import PID_NAMESPACE, own_pid_namespace
+from real.workload.fio import _watch_group
 
 from .conftest import needs_tools
 
@@ -89,7 +90,7 @@ def test_a_fio_job_leaves_fio_process_group() -> None:
 def test_in_its_pid_namespace_fio_and_its_jobs_die_with_unshare() -> None:
     if not own_pid_namespace():
         pytest.skip("this machine does not allow a PID namespace (needs CAP_SYS_ADMIN)")
-    ns = subprocess.Popen([*_PID_NAMESPACE, *_null_fio()], start_new_session=True)
+    ns = subprocess.Popen([*PID_NAMESPACE, *_null_fio()], start_new_session=True)
     try:
         assert _wait_for(lambda: any(_fio_jobs_of(f) for f, _ in _fio_jobs_of(ns.pid)))
         [(fio, _)] = _fio_jobs_of(ns.pid)

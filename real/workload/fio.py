@@ -104,7 +104,7 @@ class FioRun:
         # its own process group: stop() signals it (a terminal's Ctrl-C reaches cowbench, which
         # stops fio itself); its own PID namespace where allowed, for fio's job processes
         isolated = own_pid_namespace()
-        argv, death = ([*_PID_NAMESPACE, *self.argv], signal.SIGKILL) if isolated else \
+        argv, death = ([*PID_NAMESPACE, *self.argv], signal.SIGKILL) if isolated else \
             (self.argv, signal.SIGTERM)  # PR_SET_PDEATHSIG: SIGTERM is fio's clean stop
         with shielded():  # no interrupt between the fork and ``self.proc`` (stop() needs it)
             # cwd: fio writes side files (verify state, local-<job>-<n>-verify.state) in its
@@ -200,11 +200,6 @@ class FioRun:
 
 #: how often :meth:`FioRun.stop` sends fio its SIGTERM again while it runs on
 TERM_AGAIN_S = 0.5
-
-#: fio runs as the first process of a PID namespace of its own where it can
-#: (``cowbench.tools.PID_NAMESPACE``, which says why), as the null-engine runs do.
-_PID_NAMESPACE = PID_NAMESPACE
-
 
 #: Without a PID namespace (an unprivileged user), a watchdog per fio, a child that dies with
 #: cowbench (SIGTERM) and then stops fio's process group: SIGTERM, SIGKILL a second later. It
