@@ -13,6 +13,7 @@ import pytest
 from cowbench.profile import Beside, Probe, SchedParams
 from real.measure.calibrate import KiB, ProbeSpec, _fio_argv, probe_matrix, settings
 from sim.perf.fit import contended
+from sim.perf.host import Host
 from sim.perf.perf import fit_with_alloc
 from sim.perf.replay import CONTENDED_IOS, replay
 
@@ -84,3 +85,17 @@ def test_the_fit_does_not_read_the_contention_probe() -> None:
     assert fit_with_alloc(probes, 2) == alone
     fast = probe.model_copy(update={"iops": 20 * probe.iops, "lat_mean_s": probe.lat_mean_s / 20})
     assert fit_with_alloc([fast if p is probe else p for p in probes], 2) == alone
+
+
+def test_a_replay_hands_over_its_host_with_every_exports_processes() -> None:
+    """``on_host`` (benchmarks/io_turns.py) gets the replayed host once it is done: the
+    reader's export first, then one per export beside it, each with an issuer and a server
+    that have run; the reader's each turned about twice per I/O (it sleeps on every one)."""
+    hosts: list[Host] = []
+    iops, _ = replay(PARAMS, reader(), ios=400, on_host=hosts.append)
+    [host] = hosts
+    pairs = host.all_tasks()
+    assert len(pairs) == 1 + DEEP.exports and pairs[0] is host.tasks(0)
+    assert all(t.turns > 0 and t.cpu_s > 0 for pair in pairs for t in pair)
+    for task in pairs[0]:
+        assert 1.5 < task.turns / (iops * host.env.now) < 2.5

@@ -193,6 +193,10 @@ class Host:
                                 Task(self.env, self.cores, s.server_wake_s))
         return self._tasks[key]
 
+    def all_tasks(self) -> list[tuple[Task, Task]]:
+        """Every VM's (issuer, server) made so far, in the order of their first I/O."""
+        return list(self._tasks.values())
+
     def path_stages(self, image: object) -> list[Stage]:
         """The stages the path of the VM whose disk is ``image`` goes through."""
         if not self.per_vm:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import simpy
@@ -19,13 +19,14 @@ from .loop import EventLoop
 CONTENDED_IOS = 400
 
 
-def replay(params: PerfParams, probe: Probe, *, ios: int = 6000,
-           seed: int = 0) -> tuple[float, float]:
+def replay(params: PerfParams, probe: Probe, *, ios: int = 6000, seed: int = 0,
+           on_host: Callable[[Host], None] | None = None) -> tuple[float, float]:
     """The model's (IOPS, mean latency) for ``probe``: its exports x iodepth closed loops. A
     contention probe's reader (``sim.perf.fit.contended``) is replayed for at most
     ``CONTENDED_IOS`` of its own I/Os: the readers beside it complete some fifty times as
     many. The job beside a probe runs on exports of its own (``Beside.exports``), each with
-    its own processes."""
+    its own processes. ``on_host`` is given the simulated host once the replay is done (its
+    processes' turns: benchmarks/io_turns.py)."""
     if contended(probe):
         ios = min(ios, CONTENDED_IOS)
     env = EventLoop()
@@ -64,6 +65,8 @@ def replay(params: PerfParams, probe: Probe, *, ios: int = 6000,
             for _ in range(b.iodepth):
                 env.process(background(key))
     env.run(simpy.AllOf(env, procs))
+    if on_host is not None:
+        on_host(host)
     elapsed = env.now - t0[0]
     return len(lat) / elapsed, float(np.mean(lat))
 
