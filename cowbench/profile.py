@@ -41,6 +41,19 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class Turns(_Frozen):
+    """How one kind of thread served a probe's I/Os on the host's cores, from the kernel's
+    scheduler statistics (``/proc/PID/task/TID/schedstat``) over fio's run, ramp included:
+    evidence for the host scheduler (``sim.perf.sched``, whose processes batch the I/Os that
+    queued and keep a core for up to a slice, where qemu-nbd's threads run some 10 to 60 us a
+    turn, one to a few turns per I/O: benchmarks/io_turns.py), not used by the model yet."""
+
+    threads: int = Field(ge=0, description="threads of this kind that ran")
+    turns: float = Field(ge=0, description="turns on a core per I/O")
+    cpu_s: float = Field(ge=0, description="CPU seconds per I/O")
+    wait_s: float = Field(ge=0, description="seconds waited runnable for a core, per turn")
+
+
 class Beside(_Frozen):
     """A job that runs beside a probe's own, on the same storage; its figures are not the
     probe's."""
@@ -89,6 +102,16 @@ class Probe(_Frozen):
         "ran (/proc/stat: every core's user, nice, system, irq and softirq), ramp included: on "
         "a quiet machine, all the CPU the I/O path costs, the kernel's too; evidence, not used "
         "by the model yet. None: not measured, or a job ran beside the probe's")
+    issuer_turns: float | None = Field(
+        default=None, ge=0, description="fio's context switches per I/O (its JSON's ctx over "
+        "its I/Os, after the ramp): how often the issuer gave up its core; None: not measured "
+        "(profiles made before 2026-12-04 18:00 UTC)")
+    server_main: Turns | None = Field(
+        default=None, description="qemu-nbd's main thread (it speaks NBD), of the probe's own "
+        "exports; None: not measured, or no server")
+    server_pool: Turns | None = Field(
+        default=None, description="qemu-nbd's other threads (the pool that reads and writes "
+        "the image), of the probe's own exports; None: not measured, or no server")
     steal_share: float | None = Field(
         default=None, ge=0, le=1, description="the share of the machine's core-time the "
         "hypervisor took while fio ran (/proc/stat's steal over the wall time and the cores): "

@@ -365,6 +365,28 @@ def proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+#: one thread's scheduler statistics: (CPU ns, ns waited runnable for a core, turns on a core)
+Schedstat = tuple[int, int, int]
+
+
+def thread_schedstats(pid: int) -> dict[int, Schedstat]:
+    """Every live thread of process ``pid`` with the kernel's scheduler statistics for it
+    (``/proc/PID/task/TID/schedstat``: the CPU it used, the time it waited runnable for a core,
+    its turns on a core); {} once the process is gone, a thread gone meanwhile left out."""
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except (FileNotFoundError, ProcessLookupError):
+        return {}
+    out: dict[int, Schedstat] = {}
+    for tid in tids:
+        try:
+            cpu, wait, turns = Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()
+        except (FileNotFoundError, ProcessLookupError, ValueError):
+            continue
+        out[int(tid)] = (int(cpu), int(wait), int(turns))
+    return out
+
+
 def host_cpu_busy_s() -> float:
     """The CPU seconds the machine's cores have been busy since boot: user, nice, system, irq
     and softirq of ``/proc/stat``'s first line over the clock tick (every process and the

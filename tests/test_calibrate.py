@@ -84,6 +84,16 @@ def test_calibrate_as_the_readme_writes_it(tmp_path: Path, no_leaks: None) -> No
     # the CPU each I/O took: of fio everywhere, of qemu-nbd where it served the probe
     assert all(p.issuer_cpu_s is not None and p.issuer_cpu_s > 0 for p in prof.probes)
     assert all((p.server_cpu_s is None) == (p.target == "device") for p in prof.probes)
+    # what fio and qemu-nbd's threads did on the cores (evidence for the host scheduler, issue
+    # 16): every read of data goes through qemu-nbd's pool (a turn per I/O at least), and with
+    # one I/O in flight its main thread wakes for each
+    assert all((p.server_main is None) == (p.target == "device") for p in prof.probes)
+    assert all((p.server_pool is None) == (p.target == "device") for p in prof.probes)
+    assert all(p.issuer_turns is not None and p.issuer_turns > 0 for p in prof.probes)
+    for p in prof.probes:
+        if p.target == "raw" and p.rw == "randread" and p.beside is None:
+            assert p.server_pool is not None and p.server_pool.turns >= 1, p
+            assert p.server_main is not None and (p.iodepth > 1 or p.server_main.turns >= 1), p
     assert all((p.host_cpu_s is None) == (p.beside is not None) for p in prof.probes)
     assert all(p.host_cpu_s is None or p.host_cpu_s > 0 for p in prof.probes)
     # qemu-nbd's CPU per I/O is under an I/O's time in every round, so their median is under

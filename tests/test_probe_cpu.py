@@ -5,14 +5,15 @@ load with none."""
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 import pytest
 
-from cowbench.profile import Beside, Probe
+from cowbench.profile import Beside, Probe, Turns
 from cowbench.tools import core_share as _share
-from cowbench.tools import host_cpu_busy_s, host_cpu_stolen_s, proc_cpu_s
-from real.measure.calibrate import ProbeSpec, _median, _summarise
+from cowbench.tools import host_cpu_busy_s, host_cpu_stolen_s, proc_cpu_s, thread_schedstats
+from real.measure.calibrate import ProbeSpec, _median, _summarise, _thread_delta
 
 
 def fio_json(*jobs: tuple[str, int, float, float, int]) -> dict[str, object]:
@@ -96,3 +97,42 @@ def test_the_hypervisor_steal_counter_never_goes_back() -> None:
     assert before >= 0.0
     time.sleep(0.05)
     assert host_cpu_stolen_s() >= before
+
+
+def test_qemu_nbds_threads_per_io_split_into_its_main_thread_and_the_rest() -> None:
+    """schedstat readings before and after a run (tid: CPU ns, ns waited, turns): the main
+    thread (tid = pid) apart, a thread started meanwhile counted from 0, one that did not run
+    left out; per I/O over the ramp's I/Os too, the wait per turn as it is."""
+    pid = 100
+    before = {100: (1_000, 500, 10), 101: (2_000, 0, 5), 102: (7, 7, 7)}
+    after = {100: (41_000, 2_500, 30), 101: (12_000, 1_000, 15), 102: (7, 7, 7),
+             103: (10_000, 3_000, 10)}
+    main, pool = _thread_delta(before, after, pid)
+    assert main == (1, 40_000, 2_000, 20) and pool == (2, 20_000, 4_000, 20)
+    spec = ProbeSpec("raw", "randread", 4096, 1)
+    data = fio_json(("p0", 10, 10.0, 0.0, 1000))
+    data["jobs"][0]["ctx"] = 11  # type: ignore[index]
+    p = _summarise(spec, data, 1.1, ramp_s=0.1, threads=(main, pool))
+    assert p.issuer_turns == pytest.approx(1.1)  # fio's ctx counts after its ramp, as its I/Os
+    assert p.server_main == Turns(threads=1, turns=20 / 11, cpu_s=40e-6 / 11, wait_s=100e-9)
+    assert p.server_pool == Turns(threads=2, turns=20 / 11, cpu_s=20e-6 / 11, wait_s=200e-9)
+    # rounds: each figure's median; a probe without a server (or made before) has none
+    runs = [p.model_copy(update={"server_main": p.server_main.model_copy(
+        update={"turns": t}) if p.server_main else None}) for t in (3.0, 1.0, 2.0)]
+    assert _median(runs).server_main.turns == 2.0  # type: ignore[union-attr]
+    device = _summarise(ProbeSpec("device", "randread", 4096, 1), data, 1.0)
+    assert device.server_main is None and device.server_pool is None
+    assert _median([device, device]).server_pool is None
+
+
+def test_a_threads_schedstat_counts_its_turns_and_cpu() -> None:
+    before = thread_schedstats(os.getpid())
+    t = time.process_time()
+    while time.process_time() - t < 0.05:
+        pass
+    time.sleep(0.01)  # a sleep ends a turn
+    after = thread_schedstats(os.getpid())
+    me = threading.get_native_id()
+    assert after[me][0] - before[me][0] >= 40_000_000  # ns of CPU
+    assert after[me][2] > before[me][2]
+    assert thread_schedstats(2**22 + 1) == {}  # no such process (above pid_max's default)

@@ -43,9 +43,18 @@ from typing import Any, Literal
 
 from cowbench.errors import ToolError, UsageError
 from cowbench.fdtree import PrivateDir
-from cowbench.profile import Beside, Probe, Target
+from cowbench.profile import Beside, Probe, Target, Turns
 from cowbench.signals import shielded
-from cowbench.tools import CpuSpan, absolute, core_share, require_tools, run, which
+from cowbench.tools import (
+    CpuSpan,
+    Schedstat,
+    absolute,
+    core_share,
+    require_tools,
+    run,
+    thread_schedstats,
+    which,
+)
 from real.workload.fioclock import clock_args
 from real.workload.nbd import NbdExport, stop_servers_in
 
@@ -339,12 +348,14 @@ def _device_argv(spec: ProbeSpec, raw: Path, s: Settings, out: Path) -> list[str
 
 def _summarise(spec: ProbeSpec, data: dict[str, Any], runtime: float,
                server_cpu: float | None = None, ramp_s: float = 0.0,
-               host_cpu: float | None = None) -> Probe:
+               host_cpu: float | None = None,
+               threads: tuple[Schedstats, Schedstats] | None = None) -> Probe:
     """The probe's figures from fio's JSON; ``server_cpu`` and ``host_cpu``: the CPU seconds
     qemu-nbd and the whole machine used while fio ran, over ``ramp_s`` of ramp and the jobs'
-    runtime."""
+    runtime; ``threads``: what qemu-nbd's main threads and its other threads did on the cores
+    meanwhile (:func:`_thread_delta`)."""
     kind = "read" if spec.rw == "randread" else "write"
-    ios = iops = bw = lat_w = cpu = wall = 0.0
+    ios = iops = bw = lat_w = cpu = wall = ctx = 0.0
     p99 = 0.0
     for job in data["jobs"]:
         if job.get("jobname") == "bg":  # the job beside the probe's: not the probe's figures
@@ -354,6 +365,7 @@ def _summarise(spec: ProbeSpec, data: dict[str, Any], runtime: float,
         ios += n
         cpu_s, run_s = _job_cpu(job)
         cpu += cpu_s
+        ctx += float(job.get("ctx", 0))
         wall = max(wall, run_s)
         iops += float(d["iops"])
         bw += float(d["bw_bytes"])
@@ -370,7 +382,47 @@ def _summarise(spec: ProbeSpec, data: dict[str, Any], runtime: float,
                  bw_bytes_per_s=bw, lat_mean_s=lat_w / ios, lat_p99_s=p99, beside=spec.beside,
                  issuer_cpu_s=cpu / ios, server_cpu_s=_per_io(server_cpu, ios, wall, ramp_s),
                  host_cpu_s=(None if spec.beside is not None
-                             else _per_io(host_cpu, ios, wall, ramp_s)))
+                             else _per_io(host_cpu, ios, wall, ramp_s)),
+                 issuer_turns=ctx / ios,
+                 server_main=None if threads is None else _turns(threads[0], ios, wall, ramp_s),
+                 server_pool=None if threads is None else _turns(threads[1], ios, wall, ramp_s))
+
+
+#: what some threads did on the cores: (threads that ran, CPU ns, ns waited for a core, turns)
+Schedstats = tuple[int, int, int, int]
+
+
+def _thread_delta(before: dict[int, Schedstat], after: dict[int, Schedstat],
+                  pid: int) -> tuple[Schedstats, Schedstats]:
+    """What process ``pid``'s main thread and its other threads did on the cores between two
+    readings of :func:`cowbench.tools.thread_schedstats` (a thread started meanwhile from 0)."""
+    main, pool = [0, 0, 0, 0], [0, 0, 0, 0]
+    for tid, now in after.items():
+        was = before.get(tid, (0, 0, 0))
+        d = [n - w for n, w in zip(now, was, strict=True)]
+        if d[2] <= 0:
+            continue
+        into = main if tid == pid else pool
+        into[0] += 1
+        for i in range(3):
+            into[i + 1] += d[i]
+    return (main[0], main[1], main[2], main[3]), (pool[0], pool[1], pool[2], pool[3])
+
+
+def _turns(t: Schedstats, ios: float, run_s: float, ramp_s: float) -> Turns | None:
+    """One kind of thread's figures per I/O (over the ramp's I/Os too, as ``_per_io``)."""
+    threads, cpu_ns, wait_ns, turns = t
+    per_turn = _per_io(float(turns), ios, run_s, ramp_s)
+    per_cpu = _per_io(cpu_ns / 1e9, ios, run_s, ramp_s)
+    if per_turn is None or per_cpu is None:
+        return None
+    return Turns(threads=threads, turns=per_turn, cpu_s=per_cpu,
+                 wait_s=wait_ns / 1e9 / turns if turns else 0.0)
+
+
+def _sum_stats(parts: Sequence[Schedstats]) -> Schedstats:
+    return (sum(p[0] for p in parts), sum(p[1] for p in parts), sum(p[2] for p in parts),
+            sum(p[3] for p in parts))
 
 
 def _job_cpu(job: dict[str, Any]) -> tuple[float, float]:
@@ -432,12 +484,24 @@ def _median(runs: list[Probe]) -> Probe:
     iops = [r.iops for r in runs]
     cpu = {f: float(statistics.median(v)) if (v := [getattr(r, f) for r in runs
                                                    if getattr(r, f) is not None]) else None
-           for f in ("issuer_cpu_s", "server_cpu_s", "host_cpu_s", "steal_share")}
-    return runs[0].model_copy(update={**cpu,
+           for f in ("issuer_cpu_s", "server_cpu_s", "host_cpu_s", "steal_share",
+                     "issuer_turns")}
+    threads = {f: _median_turns([t for r in runs if (t := getattr(r, f)) is not None])
+               for f in ("server_main", "server_pool")}
+    return runs[0].model_copy(update={**cpu, **threads,
         "iops": med("iops"), "bw_bytes_per_s": med("bw_bytes_per_s"),
         "lat_mean_s": med("lat_mean_s"), "lat_p99_s": med("lat_p99_s"),
         "ios": sum(r.ios for r in runs), "runtime_s": sum(r.runtime_s for r in runs),
         "rounds": len(runs), "iops_min": min(iops), "iops_max": max(iops)})
+
+
+def _median_turns(runs: Sequence[Turns]) -> Turns | None:
+    """The rounds' median of each figure of one kind of thread (None if never measured)."""
+    if not runs:
+        return None
+    return Turns(threads=round(statistics.median(t.threads for t in runs)),
+                 **{f: float(statistics.median(getattr(t, f) for t in runs))
+                    for f in ("turns", "cpu_s", "wait_s")})
 
 
 def _run_probe(spec: ProbeSpec, images: _Images, work: Path, s: Settings) -> Probe:
@@ -453,16 +517,21 @@ def _run_probe(spec: ProbeSpec, images: _Images, work: Path, s: Settings) -> Pro
                 servers.append(nbd)
             argv = _fio_argv(spec, [n.uri for n in servers], s, out)
         own = servers[:spec.exports]  # the probe's; the others serve the job beside it
+        before = [thread_schedstats(n.pid) for n in own if n.pid is not None]
         cpu0, span = sum(n.cpu_s() for n in own), CpuSpan()
         run(argv, timeout=s.runtime_s + s.ramp_s + 120)
         runtime, host_cpu, stolen = span.used()
         server_cpu = sum(n.cpu_s() for n in own) - cpu0 if own else None
+        deltas = [_thread_delta(b, thread_schedstats(n.pid), n.pid)
+                  for b, n in zip(before, own, strict=True) if n.pid is not None]
+        threads = ((_sum_stats([d[0] for d in deltas]), _sum_stats([d[1] for d in deltas]))
+                   if deltas else None)
     data = _fio_json(argv, out, spec)
     for image in work.glob("cow-*.qcow2"):  # first-write overlays are used once
         image.unlink()
     # the ramp fio ran (_fio_argv, _device_argv): none for first writes, half on the device
     ramp = 0.0 if spec.rw == "write" else s.ramp_s / 2 if spec.target == "device" else s.ramp_s
-    probe = _summarise(spec, data, runtime, server_cpu, ramp, host_cpu)
+    probe = _summarise(spec, data, runtime, server_cpu, ramp, host_cpu, threads)
     return probe.model_copy(update={"steal_share": core_share(stolen, runtime)})
 
 
