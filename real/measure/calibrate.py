@@ -517,13 +517,14 @@ def _run_probe(spec: ProbeSpec, images: _Images, work: Path, s: Settings) -> Pro
                 servers.append(nbd)
             argv = _fio_argv(spec, [n.uri for n in servers], s, out)
         own = servers[:spec.exports]  # the probe's; the others serve the job beside it
-        before = [thread_schedstats(n.pid) for n in own if n.pid is not None]
+        pids = [n.pid for n in own if n.pid is not None]
+        before = [thread_schedstats(pid) for pid in pids]
         cpu0, span = sum(n.cpu_s() for n in own), CpuSpan()
         run(argv, timeout=s.runtime_s + s.ramp_s + 120)
         runtime, host_cpu, stolen = span.used()
         server_cpu = sum(n.cpu_s() for n in own) - cpu0 if own else None
-        deltas = [_thread_delta(b, thread_schedstats(n.pid), n.pid)
-                  for b, n in zip(before, own, strict=True) if n.pid is not None]
+        deltas = [_thread_delta(b, thread_schedstats(pid), pid)
+                  for b, pid in zip(before, pids, strict=True)]
         threads = ((_sum_stats([d[0] for d in deltas]), _sum_stats([d[1] for d in deltas]))
                    if deltas else None)
     data = _fio_json(argv, out, spec)
