@@ -36,7 +36,14 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from cowbench.profile import load_profile
-from cowbench.tools import PID_NAMESPACE, dies_with_us, own_pid_namespace, which
+from cowbench.tools import (
+    PID_NAMESPACE,
+    Schedstat,
+    dies_with_us,
+    own_pid_namespace,
+    thread_schedstats,
+    which,
+)
 from real.workload.nbd import NbdExport
 from sim.perf.fit import contended
 from sim.perf.host import Host
@@ -51,26 +58,6 @@ SETTINGS = {
     "alone-qd32": [(32, 1)],
     "contended": [(1, 1), (32, 3)],
 }
-
-Stat = tuple[int, int, int]  # CPU ns, ns waited runnable, turns
-
-
-def schedstat(pid: int) -> dict[int, Stat]:
-    """Every thread of ``pid``: (CPU ns, ns waited runnable, turns); {} once it is gone."""
-    out: dict[int, Stat] = {}
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except FileNotFoundError:
-        return out
-    for tid in tids:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                cpu, wait, turns = (int(x) for x in f.read().split())
-        except (FileNotFoundError, ProcessLookupError, ValueError):
-            continue
-        out[int(tid)] = (cpu, wait, turns)
-    return out
-
 
 def children(pid: int) -> list[int]:
     """The child processes of ``pid`` (every thread's)."""
@@ -108,19 +95,20 @@ def fio_jobs(root: int) -> list[int]:
     return found
 
 
-def snapshot(nbds: list[NbdExport], fios: list[subprocess.Popen[bytes]]) -> list[dict[str, Stat]]:
+def snapshot(nbds: list[NbdExport],
+             fios: list[subprocess.Popen[bytes]]) -> list[dict[str, Schedstat]]:
     """Per job: its fio job's threads summed, qemu-nbd's main thread, its other threads summed."""
     rows = []
     for nbd, proc in zip(nbds, fios, strict=True):
         assert nbd.pid is not None
-        threads = schedstat(nbd.pid)
+        threads = thread_schedstats(nbd.pid)
         main = threads.pop(nbd.pid, (0, 0, 0))
-        jobs = [t for pid in fio_jobs(proc.pid) for t in schedstat(pid).values()]
+        jobs = [t for pid in fio_jobs(proc.pid) for t in thread_schedstats(pid).values()]
         rows.append({"fio": _sum(jobs), "nbd-main": main, "nbd-pool": _sum(threads.values())})
     return rows
 
 
-def _sum(stats: Iterable[Stat]) -> Stat:
+def _sum(stats: Iterable[Schedstat]) -> Schedstat:
     s = list(stats)
     return (sum(x[0] for x in s), sum(x[1] for x in s), sum(x[2] for x in s))
 

@@ -412,11 +412,11 @@ def _thread_delta(before: dict[int, Schedstat], after: dict[int, Schedstat],
 def _turns(t: Schedstats, ios: float, run_s: float, ramp_s: float) -> Turns | None:
     """One kind of thread's figures per I/O (over the ramp's I/Os too, as ``_per_io``)."""
     threads, cpu_ns, wait_ns, turns = t
-    per_turn = _per_io(float(turns), ios, run_s, ramp_s)
-    per_cpu = _per_io(cpu_ns / 1e9, ios, run_s, ramp_s)
-    if per_turn is None or per_cpu is None:
+    turns_per_io = _per_io(float(turns), ios, run_s, ramp_s)
+    cpu_per_io = _per_io(cpu_ns / 1e9, ios, run_s, ramp_s)
+    if turns_per_io is None or cpu_per_io is None:
         return None
-    return Turns(threads=threads, turns=per_turn, cpu_s=per_cpu,
+    return Turns(threads=threads, turns=turns_per_io, cpu_s=cpu_per_io,
                  wait_s=wait_ns / 1e9 / turns if turns else 0.0)
 
 
