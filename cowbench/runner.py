@@ -191,10 +191,9 @@ class _Run:
     def go(self, predicted: pd.DataFrame | None) -> RunOutcome:
         """Run the backends; whatever ends the run, run.json says how (never ``running``)."""
         out = self.rd.path
-        with interrupts_raise():
+        with interrupts_raise() as received:
             try:
-                self._start()
-                outcome = self._backends(predicted)
+                outcome = self._interruptible(predicted, received)
             except (KeyboardInterrupt, Interrupted) as err:
                 reason = str(err) or "interrupted by signal SIGINT"
                 self._finish("interrupted", reason)
@@ -228,6 +227,22 @@ class _Run:
         self.rd.write_text("scenario.yaml", dump_scenario(self.scenario))
         # what this run holds, for `cowbench gc` should it be killed outright (cowbench.lease)
         self.lease = Lease.take(self.rd.path, self.rd.path, self.token)
+
+    def _interruptible(self, predicted: pd.DataFrame | None, received: list[str]) -> RunOutcome:
+        """Start the run and its backends. Once a signal was received, whatever error ends
+        them is the interrupt's: its exception, raised at whatever line was running, can leave
+        what it cut through half done (a SimPy resource's release, which then fails as
+        "already triggered" in another process), and the run would otherwise end as failed
+        on that breakage."""
+        try:
+            self._start()
+            return self._backends(predicted)
+        except (KeyboardInterrupt, Interrupted):
+            raise
+        except BaseException as err:
+            if received:
+                raise Interrupted(f"interrupted by signal {received[0]}") from err
+            raise
 
     def _backends(self, predicted: pd.DataFrame | None) -> RunOutcome:
         rd = self.rd

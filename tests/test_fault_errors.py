@@ -8,13 +8,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
 import yaml
+
+from cowbench.runner import _Run
 
 from .clikit import assert_one_line, cli
 from .conftest import small_dict
@@ -159,3 +163,33 @@ def test_an_os_error_anywhere_is_one_line(tmp_path: Path,
     monkeypatch.setattr(cowbench.cli, "_load", denied)
     r = cli("validate", str(_scenario(tmp_path)))
     assert_one_line(r, 1, "Permission denied: /srv/locked/scratch")
+
+
+def test_an_error_left_by_an_interrupt_ends_the_run_as_interrupted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A signal's exception is raised at whatever line runs, and can break what it cuts
+    through (found: a SimPy resource's release half done, then "already triggered" in another
+    process, the run recorded as failed). Once a signal has come, the error that ends the run
+    is the interrupt's: run.json says ``interrupted``, the command exits 130."""
+    def broken_by_the_signal(self: object, predicted: object) -> None:
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)  # the handler raises here
+        except BaseException:
+            raise RuntimeError("<Release() object> has already been triggered") from None
+
+    monkeypatch.setattr(_Run, "_backends", broken_by_the_signal)
+    out = tmp_path / "out"
+    r = cli("run", str(_scenario(tmp_path)), "--backend", "sim", "--out", str(out))
+    assert r.code == 130, (r.err, r.out)
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["status"] == "interrupted" and "SIGINT" in meta["reason"]
+
+    def failing(self: object, predicted: object) -> None:
+        raise RuntimeError("a bug")  # without a signal an error is a failure, as before
+
+    monkeypatch.setattr(_Run, "_backends", failing)
+    out2 = tmp_path / "out2"
+    r = cli("run", str(_scenario(tmp_path)), "--backend", "sim", "--out", str(out2))
+    assert r.code == 1, (r.err, r.out)
+    assert json.loads((out2 / "run.json").read_text())["status"] == "failed"
