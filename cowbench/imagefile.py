@@ -1,7 +1,7 @@
 """A user's image file, opened once and then only used through that descriptor.
 
 cowbench runs as root on files other users name and own, so a ``path`` image is held to a
-policy before a byte of it is read (README, "Images from files"):
+policy before a byte of it is read (README, "Faults and bad input", "Root-safe"):
 
 - a plain file name: ``json:{...}``, ``nbd:``, ``http:``, ``file:`` and every other
   ``<protocol>:`` spelling qemu would parse is refused (qemu never sees the user's string: it
