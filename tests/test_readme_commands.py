@@ -1,4 +1,5 @@
-"""Every command the README shows is run by a test exactly as written (the house rule).
+"""Every command the README shows is run by a test exactly as written (the house rule), and
+every command of the pages under docs/ too.
 
 :func:`readme_commands` finds every command line of README.md: in fenced code blocks (plain,
 ``sh`` or ``console``: the ``$ `` lines of a block that has them, else every line, a trailing
@@ -134,7 +135,10 @@ def readme_commands(text: str = README) -> list[str]:
 
 
 def test_every_readme_command_names_the_test_that_runs_it() -> None:
-    shown = readme_commands()
+    """The README's commands, and those of the pages under docs/ it sends readers to."""
+    shown = list(dict.fromkeys(readme_commands() + [
+        c for page in sorted((ROOT / "docs").glob("*.md"))
+        for c in readme_commands(page.read_text())]))
     assert [c for c in shown if c not in RUN_BY] == [], "README commands no test runs"
     assert [c for c in RUN_BY if c not in shown] == [], "no longer in the README"
 
