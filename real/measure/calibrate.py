@@ -185,7 +185,7 @@ def probe_matrix(s: Settings) -> list[ProbeSpec]:
 
 def _in_quick(p: ProbeSpec, exports: int) -> bool:
     """The quick matrix: the short one without the probes whose parameters others already
-    pin down (the evidence is in README, "Calibrating the I/O model"): two exports are
+    pin down (the evidence is in docs/io-model.md): two exports are
     between one and ``exports``; 16 KiB writes at iodepth 1 and 4 KiB writes at iodepth 4 are
     interpolated between their neighbours; the chain keeps depths 1, 4 and the deepest at
     iodepth 1 (the form ``base + a k + b k^2`` needs three points)."""

@@ -134,7 +134,7 @@ def fit(probes: Sequence[Probe], cores: int | None = None) -> PerfParams:
                              sched=sched)
     # with each size's CPU measured and served on the cores, the transfer stays on the path:
     # the device beside it, serving in arrival order, put every small transfer of every VM
-    # behind the 1 MiB and 2 MiB-cluster copies (see the README's density sessions)
+    # behind the 1 MiB and 2 MiB-cluster copies (docs/io-model.md, the density sessions)
     by_size = sched is not None and bool(sched.read_bytes_cpu or sched.write_bytes_cpu)
     best = on_path if by_size else min((beside, on_path),
                                        key=lambda p: _loaded_error(p, probes))

@@ -29,7 +29,7 @@ picked keeps its core for its slice unless it sleeps first), and it re-enters th
 mean vruntime of the processes that want a core (:func:`avg_vruntime`, EEVDF's
 ``avg_vruntime``), behind those that waited runnable with less, banking nothing for the time it
 slept. EEVDF keeps the lag a process had when it slept (up to two slices); the model keeps
-none: the six stored density sessions refitted worse with it (see the README's density
+none: the six stored density sessions refitted worse with it (docs/io-model.md, the density
 sessions). So a process with many I/Os in flight stays runnable, keeps the core its slices and
 reaps many completions per turn; one at iodepth 1 sleeps on every I/O and waits for a core at
 each wake-up: on the quiet density sessions the 4 KiB reader at iodepth 1 ran 460-650 IOPS
