@@ -53,8 +53,9 @@ def level_and_shares(iops: pd.DataFrame) -> tuple[float, pd.Series]:
     """The host's level: the median over the VMs' IOPS figures of model over real (a geometric
     median); and each figure's error once that level is taken out. A profile that sets the
     whole host fast or slow moves every VM alike (the transfer on the path's first stage,
-    measured through a loaded qemu-nbd, sets it: docs/io-model.md, the density sessions); how the host
-    is shared out among its VMs is the scheduler's, and the second figure shows it alone: in
+    measured through a loaded qemu-nbd, sets it: docs/io-model.md, the density sessions); how
+    the host is shared out among its VMs is the scheduler's, and the second figure shows it
+    alone: in
     the nine stored sessions the 4 KiB reader at iodepth 32 ran 7.9 to 9.0 times as many IOPS
     as the one at iodepth 1, whatever the level."""
     ratio = (iops.model / iops.measured_mean).dropna()

@@ -1,8 +1,8 @@
 """``cowbench calibrate`` for real (qemu-nbd + fio on a directory), and its bad input.
 
 The accuracy of the calibrated model is measured on scenarios/io-holdout.yaml and
-io-density.yaml (README, "How accurate the I/O figures are"); here: the probes really run, the profile is complete and
-usable, and nothing is left behind, whether it succeeds or is refused.
+io-density.yaml (README, "How accurate the I/O figures are"); here: the probes really run, the
+profile is complete and usable, and nothing is left behind, whether it succeeds or is refused.
 """
 
 from __future__ import annotations
