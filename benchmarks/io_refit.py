@@ -55,9 +55,8 @@ def level_and_shares(iops: pd.DataFrame) -> tuple[float, pd.Series]:
     whole host fast or slow moves every VM alike (the transfer on the path's first stage,
     measured through a loaded qemu-nbd, sets it: docs/io-model.md, the density sessions); how
     the host is shared out among its VMs is the scheduler's, and the second figure shows it
-    alone: in
-    the nine stored sessions the 4 KiB reader at iodepth 32 ran 7.9 to 9.0 times as many IOPS
-    as the one at iodepth 1, whatever the level."""
+    alone: in the nine stored sessions the 4 KiB reader at iodepth 32 ran 7.9 to 9.0 times as
+    many IOPS as the one at iodepth 1, whatever the level."""
     ratio = (iops.model / iops.measured_mean).dropna()
     level = float(np.exp(np.median(np.log(ratio))))
     return level, ratio / level - 1
