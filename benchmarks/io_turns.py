@@ -31,7 +31,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -39,8 +38,11 @@ from cowbench.profile import load_profile
 from cowbench.tools import (
     PID_NAMESPACE,
     Schedstat,
+    Schedstats,
     dies_with_us,
     own_pid_namespace,
+    sum_stats,
+    thread_delta,
     thread_schedstats,
     which,
 )
@@ -48,6 +50,9 @@ from real.workload.nbd import NbdExport
 from sim.perf.fit import contended
 from sim.perf.host import Host
 from sim.perf.replay import CONTENDED_IOS, replay
+
+#: one job's readings: its qemu-nbd's threads, and per fio job process its threads
+Readings = tuple[dict[int, Schedstat], dict[int, dict[int, Schedstat]]]
 
 MiB = 1 << 20
 #: the region each export's file holds (random data: the reads reach the device)
@@ -95,22 +100,24 @@ def fio_jobs(root: int) -> list[int]:
     return found
 
 
-def snapshot(nbds: list[NbdExport],
-             fios: list[subprocess.Popen[bytes]]) -> list[dict[str, Schedstat]]:
-    """Per job: its fio job's threads summed, qemu-nbd's main thread, its other threads summed."""
+def snapshot(nbds: list[NbdExport], fios: list[subprocess.Popen[bytes]]) -> list[Readings]:
+    """Per job: its qemu-nbd's threads, and each of its fio job processes' threads."""
     rows = []
     for nbd, proc in zip(nbds, fios, strict=True):
         assert nbd.pid is not None
-        threads = thread_schedstats(nbd.pid)
-        main = threads.pop(nbd.pid, (0, 0, 0))
-        jobs = [t for pid in fio_jobs(proc.pid) for t in thread_schedstats(pid).values()]
-        rows.append({"fio": _sum(jobs), "nbd-main": main, "nbd-pool": _sum(threads.values())})
+        rows.append((thread_schedstats(nbd.pid),
+                     {pid: thread_schedstats(pid) for pid in fio_jobs(proc.pid)}))
     return rows
 
 
-def _sum(stats: Iterable[Schedstat]) -> Schedstat:
-    s = list(stats)
-    return (sum(x[0] for x in s), sum(x[1] for x in s), sum(x[2] for x in s))
+def between(before: Readings, after: Readings, nbd_pid: int) -> dict[str, Schedstats]:
+    """What the job's fio threads (summed), qemu-nbd's main thread and its other threads did
+    between two snapshots (``cowbench.tools.thread_delta``: per thread, so a pool thread
+    that comes or goes meanwhile moves nothing it did not do)."""
+    main, pool = thread_delta(before[0], after[0], nbd_pid)
+    fio = sum_stats(part for pid, now in after[1].items()
+                    for part in thread_delta(before[1].get(pid, {}), now, pid))
+    return {"fio": fio, "nbd-main": main, "nbd-pool": pool}
 
 
 def run_setting(tmp: Path, name: str, seconds: float, k: int) -> list[dict[str, float]]:
@@ -145,13 +152,15 @@ def run_setting(tmp: Path, name: str, seconds: float, k: int) -> list[dict[str, 
             if proc.returncode != 0:
                 raise RuntimeError(f"fio failed: {err.decode(errors='replace')[-500:]}")
         rows = []
-        for i, (b, a) in enumerate(zip(before, after, strict=True)):
+        for i, (b, a, nbd) in enumerate(zip(before, after, nbds, strict=True)):
+            assert nbd.pid is not None
+            done = between(b, a, nbd.pid)
             job = json.loads((tmp / f"{name}-{k}-{i}.json").read_text())["jobs"][0]["read"]
             ios = job["iops"] * (t1 - t0)  # the window's I/Os, at the run's rate
             row = {"iodepth": float(layout[i]), "iops": job["iops"],
                    "lat_us": job["lat_ns"]["mean"] / 1e3}
             for role in ("fio", "nbd-main", "nbd-pool"):
-                cpu, wait, turns = (a[role][j] - b[role][j] for j in range(3))
+                _, cpu, wait, turns = done[role]
                 row[f"{role} turns/io"] = turns / ios if ios else float("nan")
                 row[f"{role} cpu/turn"] = cpu / turns / 1e3 if turns else float("nan")
                 row[f"{role} wait/turn"] = wait / turns / 1e3 if turns else float("nan")

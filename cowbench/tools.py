@@ -20,7 +20,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -385,6 +385,36 @@ def thread_schedstats(pid: int) -> dict[int, Schedstat]:
             continue
         out[int(tid)] = (int(cpu), int(wait), int(turns))
     return out
+
+
+#: what some threads did on the cores: (threads that ran, CPU ns, ns waited for a core, turns)
+Schedstats = tuple[int, int, int, int]
+
+
+def thread_delta(before: dict[int, Schedstat], after: dict[int, Schedstat],
+                 pid: int) -> tuple[Schedstats, Schedstats]:
+    """What process ``pid``'s main thread and its other threads did on the cores between two
+    readings of :func:`thread_schedstats` (a thread started meanwhile counted from 0, one that
+    did not run left out, one gone meanwhile lost)."""
+    main, rest = [0, 0, 0, 0], [0, 0, 0, 0]
+    for tid, now in after.items():
+        was = before.get(tid, (0, 0, 0))
+        d = [n - w for n, w in zip(now, was, strict=True)]
+        if d[2] <= 0:
+            continue
+        into = main if tid == pid else rest
+        into[0] += 1
+        for i in range(3):
+            into[i + 1] += d[i]
+    return (main[0], main[1], main[2], main[3]), (rest[0], rest[1], rest[2], rest[3])
+
+
+def sum_stats(parts: Iterable[Schedstats]) -> Schedstats:
+    """Several threads' or processes' :data:`Schedstats` together."""
+    t = c = w = n = 0
+    for threads, cpu, wait, turns in parts:
+        t, c, w, n = t + threads, c + cpu, w + wait, n + turns
+    return t, c, w, n
 
 
 def host_cpu_busy_s() -> float:

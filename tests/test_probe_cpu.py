@@ -12,8 +12,14 @@ import pytest
 
 from cowbench.profile import Beside, Probe, Turns
 from cowbench.tools import core_share as _share
-from cowbench.tools import host_cpu_busy_s, host_cpu_stolen_s, proc_cpu_s, thread_schedstats
-from real.measure.calibrate import ProbeSpec, _median, _summarise, _thread_delta
+from cowbench.tools import (
+    host_cpu_busy_s,
+    host_cpu_stolen_s,
+    proc_cpu_s,
+    thread_delta,
+    thread_schedstats,
+)
+from real.measure.calibrate import ProbeSpec, _median, _summarise
 
 
 def fio_json(*jobs: tuple[str, int, float, float, int]) -> dict[str, object]:
@@ -107,7 +113,7 @@ def test_qemu_nbds_threads_per_io_split_into_its_main_thread_and_the_rest() -> N
     before = {100: (1_000, 500, 10), 101: (2_000, 0, 5), 102: (7, 7, 7)}
     after = {100: (41_000, 2_500, 30), 101: (12_000, 1_000, 15), 102: (7, 7, 7),
              103: (10_000, 3_000, 10)}
-    main, pool = _thread_delta(before, after, pid)
+    main, pool = thread_delta(before, after, pid)
     assert main == (1, 40_000, 2_000, 20) and pool == (2, 20_000, 4_000, 20)
     spec = ProbeSpec("raw", "randread", 4096, 1)
     data = fio_json(("p0", 10, 10.0, 0.0, 1000))

@@ -47,11 +47,13 @@ from cowbench.profile import Beside, Probe, Target, Turns
 from cowbench.signals import shielded
 from cowbench.tools import (
     CpuSpan,
-    Schedstat,
+    Schedstats,
     absolute,
     core_share,
     require_tools,
     run,
+    sum_stats,
+    thread_delta,
     thread_schedstats,
     which,
 )
@@ -353,7 +355,7 @@ def _summarise(spec: ProbeSpec, data: dict[str, Any], runtime: float,
     """The probe's figures from fio's JSON; ``server_cpu`` and ``host_cpu``: the CPU seconds
     qemu-nbd and the whole machine used while fio ran, over ``ramp_s`` of ramp and the jobs'
     runtime; ``threads``: what qemu-nbd's main threads and its other threads did on the cores
-    meanwhile (:func:`_thread_delta`)."""
+    meanwhile (:func:`cowbench.tools.thread_delta`)."""
     kind = "read" if spec.rw == "randread" else "write"
     ios = iops = bw = lat_w = cpu = wall = ctx = 0.0
     p99 = 0.0
@@ -388,27 +390,6 @@ def _summarise(spec: ProbeSpec, data: dict[str, Any], runtime: float,
                  server_pool=None if threads is None else _turns(threads[1], ios, wall, ramp_s))
 
 
-#: what some threads did on the cores: (threads that ran, CPU ns, ns waited for a core, turns)
-Schedstats = tuple[int, int, int, int]
-
-
-def _thread_delta(before: dict[int, Schedstat], after: dict[int, Schedstat],
-                  pid: int) -> tuple[Schedstats, Schedstats]:
-    """What process ``pid``'s main thread and its other threads did on the cores between two
-    readings of :func:`cowbench.tools.thread_schedstats` (a thread started meanwhile from 0)."""
-    main, pool = [0, 0, 0, 0], [0, 0, 0, 0]
-    for tid, now in after.items():
-        was = before.get(tid, (0, 0, 0))
-        d = [n - w for n, w in zip(now, was, strict=True)]
-        if d[2] <= 0:
-            continue
-        into = main if tid == pid else pool
-        into[0] += 1
-        for i in range(3):
-            into[i + 1] += d[i]
-    return (main[0], main[1], main[2], main[3]), (pool[0], pool[1], pool[2], pool[3])
-
-
 def _turns(t: Schedstats, ios: float, run_s: float, ramp_s: float) -> Turns | None:
     """One kind of thread's figures per I/O (over the ramp's I/Os too, as ``_per_io``)."""
     threads, cpu_ns, wait_ns, turns = t
@@ -418,11 +399,6 @@ def _turns(t: Schedstats, ios: float, run_s: float, ramp_s: float) -> Turns | No
         return None
     return Turns(threads=threads, turns=turns_per_io, cpu_s=cpu_per_io,
                  wait_s=wait_ns / 1e9 / turns if turns else 0.0)
-
-
-def _sum_stats(parts: Sequence[Schedstats]) -> Schedstats:
-    return (sum(p[0] for p in parts), sum(p[1] for p in parts), sum(p[2] for p in parts),
-            sum(p[3] for p in parts))
 
 
 def _job_cpu(job: dict[str, Any]) -> tuple[float, float]:
@@ -523,9 +499,9 @@ def _run_probe(spec: ProbeSpec, images: _Images, work: Path, s: Settings) -> Pro
         run(argv, timeout=s.runtime_s + s.ramp_s + 120)
         runtime, host_cpu, stolen = span.used()
         server_cpu = sum(n.cpu_s() for n in own) - cpu0 if own else None
-        deltas = [_thread_delta(b, thread_schedstats(pid), pid)
+        deltas = [thread_delta(b, thread_schedstats(pid), pid)
                   for b, pid in zip(before, pids, strict=True)]
-        threads = ((_sum_stats([d[0] for d in deltas]), _sum_stats([d[1] for d in deltas]))
+        threads = ((sum_stats(d[0] for d in deltas), sum_stats(d[1] for d in deltas))
                    if deltas else None)
     data = _fio_json(argv, out, spec)
     for image in work.glob("cow-*.qcow2"):  # first-write overlays are used once
