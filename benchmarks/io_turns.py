@@ -10,15 +10,19 @@ runs it) with fio's nbd engine, 4 KiB random reads of a raw file per export:
 
 - ``alone-qd1``, ``alone-qd32``: one export, fio at iodepth 1, then 32;
 - ``contended``: the calibration's contention probe (``real.measure.calibrate``): a reader at
-  iodepth 1 on its export beside readers at iodepth 32 on three exports of their own.
+  iodepth 1 on its export beside readers at iodepth 32 on three exports of their own;
+- ``writer-alone``, ``writer-beside``: io-holdout's kind of host: 8 KiB random writes at
+  iodepth 6 into a fresh qcow2 overlay of 64 KiB clusters (each first write into a cluster
+  allocates it), alone, then beside two 4 KiB readers at iodepth 6.
 
-Printed per setting and job, the median over the rounds (and their range): IOPS and fio's mean
-completion latency, then for each kind of thread (fio's job process; qemu-nbd's main thread,
-which speaks NBD; its other threads, the pool that does the reads) its turns on a core per I/O,
-CPU per turn and wait for a core per turn. Counted over the middle half of each run (after a
-quarter of it, for half of it), so that start and end are left out.
+Printed per setting and job, the median over the rounds (and their range): IOPS, fio's mean
+latency and its 99th percentile of completion latency, then for each kind of thread (fio's job
+process; qemu-nbd's main thread, which speaks NBD; its other threads, the pool that does the
+reads and writes) its turns on a core per I/O, CPU per turn and wait for a core per turn.
+Counted over the middle half of each run (after a quarter of it, for half of it), so that start
+and end are left out.
 
-    .venv/bin/python benchmarks/io_turns.py [--rounds 3] [--seconds 4]
+    .venv/bin/python benchmarks/io_turns.py [--rounds 3] [--seconds 4] [--settings NAME ...]
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import sys
 import tempfile
 import time
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
 from cowbench.profile import load_profile
@@ -41,6 +46,7 @@ from cowbench.tools import (
     Schedstats,
     dies_with_us,
     own_pid_namespace,
+    run,
     sum_stats,
     thread_delta,
     thread_schedstats,
@@ -57,11 +63,32 @@ Readings = tuple[dict[int, Schedstat], dict[int, dict[int, Schedstat]]]
 MiB = 1 << 20
 #: the region each export's file holds (random data: the reads reach the device)
 FILE_BYTES = 128 * MiB
-#: setting: [(iodepth, exports)]: the first job is the one watched most
+@dataclass(frozen=True)
+class Job:
+    """One fio job on an export of its own: ``target`` ``raw`` (a raw file of random data) or
+    ``cow`` (a fresh qcow2 overlay of 64 KiB clusters over it, 1 GiB: every write in a
+    cluster not yet written allocates it, copying the rest of the cluster from the file)."""
+
+    rw: str
+    bs: str
+    iodepth: int
+    target: str = "raw"
+
+    @property
+    def label(self) -> str:
+        return f"{self.rw} {self.bs} qd{self.iodepth}{' cow' if self.target == 'cow' else ''}"
+
+
+READ1, READ32, READ6 = Job("randread", "4k", 1), Job("randread", "4k", 32), Job("randread", "4k", 6)
+WRITER = Job("randwrite", "8k", 6, "cow")
+#: setting: [(job, exports)]: the first job is the one watched most
 SETTINGS = {
-    "alone-qd1": [(1, 1)],
-    "alone-qd32": [(32, 1)],
-    "contended": [(1, 1), (32, 3)],
+    "alone-qd1": [(READ1, 1)],
+    "alone-qd32": [(READ32, 1)],
+    "contended": [(READ1, 1), (READ32, 3)],
+    # io-holdout's kind of host: a VM allocating 8 KiB writes beside two readers at iodepth 6
+    "writer-alone": [(WRITER, 1)],
+    "writer-beside": [(WRITER, 1), (READ6, 2)],
 }
 
 def children(pid: int) -> list[int]:
@@ -122,23 +149,31 @@ def between(before: Readings, after: Readings, nbd_pid: int) -> dict[str, Scheds
 
 def run_setting(tmp: Path, name: str, seconds: float, k: int) -> list[dict[str, float]]:
     """One run of setting ``name``: per export, its job's figures."""
-    layout = [qd for qd, exports in SETTINGS[name] for _ in range(exports)]
+    layout = [job for job, exports in SETTINGS[name] for _ in range(exports)]
     wrap = list(PID_NAMESPACE) if own_pid_namespace() else []
     with ExitStack() as stack:
         nbds = []
-        for i in range(len(layout)):
-            nbd = NbdExport(tmp / f"f{i}.raw", "raw", tmp, f"{name}-{k}-{i}")
+        for i, job in enumerate(layout):
+            if job.target == "cow":
+                image, fmt = tmp / f"{name}-{k}-{i}.qcow2", "qcow2"
+                stack.callback(image.unlink, missing_ok=True)
+                run(["qemu-img", "create", "-q", "-f", "qcow2", "-o", "cluster_size=65536",
+                     "-b", str(tmp / f"f{i}.raw"), "-F", "raw", str(image), "1G"])
+            else:
+                image, fmt = tmp / f"f{i}.raw", "raw"
+            nbd = NbdExport(image, fmt, tmp, f"{name}-{k}-{i}")
             stack.callback(nbd.stop)
             nbds.append(nbd.launch())
         for nbd in nbds:
             nbd.wait_ready()
         fios: list[subprocess.Popen[bytes]] = []
-        for i, (nbd, qd) in enumerate(zip(nbds, layout, strict=True)):
+        for i, (nbd, job) in enumerate(zip(nbds, layout, strict=True)):
             out = tmp / f"{name}-{k}-{i}.json"
             proc = subprocess.Popen(
                 [*wrap, which("fio"), "--name=j", "--ioengine=nbd", f"--uri={nbd.uri}",
-                 "--rw=randread", "--bs=4k", f"--iodepth={qd}", "--time_based",
-                 f"--runtime={seconds:g}", "--output-format=json", f"--output={out}"],
+                 f"--rw={job.rw}", f"--bs={job.bs}", f"--iodepth={job.iodepth}",
+                 "--time_based", f"--runtime={seconds:g}", "--output-format=json",
+                 f"--output={out}"],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                 preexec_fn=dies_with_us())
             stack.callback(_stop, proc)
@@ -155,10 +190,11 @@ def run_setting(tmp: Path, name: str, seconds: float, k: int) -> list[dict[str, 
         for i, (b, a, nbd) in enumerate(zip(before, after, nbds, strict=True)):
             assert nbd.pid is not None
             done = between(b, a, nbd.pid)
-            job = json.loads((tmp / f"{name}-{k}-{i}.json").read_text())["jobs"][0]["read"]
+            data = json.loads((tmp / f"{name}-{k}-{i}.json").read_text())["jobs"][0]
+            job = data["write" if "write" in layout[i].rw else "read"]
             ios = job["iops"] * (t1 - t0)  # the window's I/Os, at the run's rate
-            row = {"iodepth": float(layout[i]), "iops": job["iops"],
-                   "lat_us": job["lat_ns"]["mean"] / 1e3}
+            row = {"job": float(i), "iops": job["iops"], "lat_us": job["lat_ns"]["mean"] / 1e3,
+                   "p99_us": job["clat_ns"]["percentile"]["99.000000"] / 1e3}
             for role in ("fio", "nbd-main", "nbd-pool"):
                 _, cpu, wait, turns = done[role]
                 row[f"{role} turns/io"] = turns / ios if ios else float("nan")
@@ -208,10 +244,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--profile", type=Path, help="also replay this profile's contention probe "
                     "on the model and print its processes' turns")
+    ap.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS),
+                    help="the settings to run (all by default)")
     args = ap.parse_args(argv)
     if not 1 <= args.rounds <= 100 or not 1 <= args.seconds <= 600:
         ap.error("--rounds must be 1 to 100 and --seconds 1 to 600")
-    results: dict[str, list[list[dict[str, float]]]] = {n: [] for n in SETTINGS}
+    results: dict[str, list[list[dict[str, float]]]] = {n: [] for n in args.settings}
     with tempfile.TemporaryDirectory(prefix="io-turns-") as d:
         tmp = Path(d)
         for i in range(max(sum(n for _, n in jobs) for jobs in SETTINGS.values())):
@@ -221,20 +259,23 @@ def main(argv: list[str] | None = None) -> int:
         for k in range(args.rounds):
             print(f"round {k + 1} at {time.strftime('%H:%M:%S', time.gmtime())} UTC, load "
                   f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
-            for name in SETTINGS:
+            for name in args.settings:
                 results[name].append(run_setting(tmp, name, args.seconds, k))
     roles = ("fio", "nbd-main", "nbd-pool")
-    print(f"{'setting, job':<24}{'IOPS':>22}{'mean lat us':>18}")
-    print(f"{'  thread':<24}{'turns per I/O':>22}{'CPU us per turn':>18}{'wait us per turn':>20}")
+    print(f"{'setting, job':<34}{'IOPS':>22}{'mean lat us':>18}{'p99 us':>20}")
+    print(f"{'  thread':<34}{'turns per I/O':>22}{'CPU us per turn':>18}"
+          f"{'wait us per turn':>20}")
     for name, runs in results.items():
         # jobs alike (the iodepth-32 readers beside the probe) shown once: the first of them
-        firsts = {int(r["iodepth"]): i for i, r in reversed(list(enumerate(runs[0])))}
-        for qd, i in sorted(firsts.items()):
+        layout = [job for job, n in SETTINGS[name] for _ in range(n)]
+        firsts = {job: layout.index(job) for job in layout}
+        for job, i in firsts.items():
             col = [run[i] for run in runs]
-            print(f"{name + ', qd' + str(qd):<24}{cell([c['iops'] for c in col], '.0f'):>22}"
-                  f"{cell([c['lat_us'] for c in col], '.0f'):>18}")
+            print(f"{name + ', ' + job.label:<34}{cell([c['iops'] for c in col], '.0f'):>22}"
+                  f"{cell([c['lat_us'] for c in col], '.0f'):>18}"
+                  f"{cell([c['p99_us'] for c in col], '.0f'):>20}")
             for r in roles:
-                print(f"{'  ' + r:<24}{cell([c[r + ' turns/io'] for c in col], '.2f'):>22}"
+                print(f"{'  ' + r:<34}{cell([c[r + ' turns/io'] for c in col], '.2f'):>22}"
                       f"{cell([c[r + ' cpu/turn'] for c in col], '.1f'):>18}"
                       f"{cell([c[r + ' wait/turn'] for c in col], '.1f'):>20}")
     if args.profile is not None:
