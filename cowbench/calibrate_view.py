@@ -45,15 +45,35 @@ def print_profile(prof: Profile, out: Console) -> None:
                "work of the path's first stage") if p.transfer_on_path else
               "on the device, beside the path")
     out.print(t)
-    errs = sorted(abs(r.rel_error) for r in prof.fit if r.metric == "iops")
-    if errs:
-        out.print(f"the model replays the {len(errs)} probes' IOPS with median |error| "
-                  f"{errs[len(errs) // 2]:.1%}, worst {errs[-1]:.1%}")
+    _print_replay(prof, out)
     stolen = sorted(p.steal_share for p in prof.probes if p.steal_share is not None)
     if stolen and stolen[-1] >= STEAL_SHOWN:
         out.print(f"the hypervisor took {stolen[len(stolen) // 2]:.0%} of the cores while the "
                   f"probes ran (median; the most {stolen[-1]:.0%}): a virtual machine's host "
                   "was busy, and the probes' rates rest on what it left")
+
+
+def _print_replay(prof: Profile, out: Console) -> None:
+    """How well the model replays the probes: the fitted ones (median and worst |error| of
+    IOPS, the worst named), then each contention probe apart: the fit does not read it (a
+    reader at iodepth 1 beside readers that keep every core busy, ``sim.perf.fit.contended``),
+    and its replay is the model's weakest figure (README, "How accurate the I/O figures are");
+    folded into the others it would stand as the worst of every profile, unexplained."""
+    beside = {p.name: p for p in prof.probes if p.beside is not None and p.target != "device"}
+    rows = [r for r in prof.fit if r.metric == "iops"]
+    fitted = sorted((r for r in rows if r.probe not in beside), key=lambda r: abs(r.rel_error))
+    if fitted:
+        worst = fitted[-1]
+        out.print(f"the model replays the {len(fitted)} fitted probes' IOPS with median "
+                  f"|error| {abs(fitted[len(fitted) // 2].rel_error):.1%}, worst "
+                  f"{worst.rel_error:+.1%} ({escape(worst.probe)})")
+    for r in rows:
+        if r.probe in beside:
+            out.print(f"the contention probe, which the fit does not read ({escape(r.probe)}): "
+                      f"the model {r.model:,.0f} IOPS, measured {r.measured:,.0f} "
+                      f"({r.rel_error:+.0%}); where a VM with few I/Os in flight shares a busy "
+                      "host, trust its I/O figures less (README: \"How accurate the I/O "
+                      "figures are\")")
 
 
 def _sched(s: SchedParams | None) -> str:
