@@ -59,7 +59,7 @@ def _print_replay(prof: Profile, out: Console) -> None:
     reader at iodepth 1 beside readers that keep every core busy, ``sim.perf.fit.contended``),
     and its replay is the model's weakest figure (README, "How accurate the I/O figures are");
     folded into the others it would stand as the worst of every profile, unexplained."""
-    beside = {p.name: p for p in prof.probes if p.beside is not None and p.target != "device"}
+    beside = {p.name for p in prof.probes if p.beside is not None and p.target != "device"}
     rows = [r for r in prof.fit if r.metric == "iops"]
     fitted = sorted((r for r in rows if r.probe not in beside), key=lambda r: abs(r.rel_error))
     if fitted:
