@@ -18,9 +18,11 @@ runs it) with fio's nbd engine, 4 KiB random reads of a raw file per export:
 Printed per setting and job, the median over the rounds (and their range): IOPS, fio's mean
 latency and its 99th percentile of completion latency, then for each kind of thread (fio's job
 process; qemu-nbd's main thread, which speaks NBD; its other threads, the pool that does the
-reads and writes) its turns on a core per I/O, CPU per turn and wait for a core per turn.
-Counted over the middle half of each run (after a quarter of it, for half of it), so that start
-and end are left out.
+reads and writes) its turns on a core per I/O, CPU per turn, wait for a core per turn, and
+the share of its turns that the scheduler ended while it still had work (preempted:
+``nonvoluntary_ctxt_switches`` of ``/proc/PID/task/TID/status``) rather than the thread (it
+went to wait). Counted over the middle half of each run (after a quarter of it, for half of
+it), so that start and end are left out.
 
     .venv/bin/python benchmarks/io_turns.py [--rounds 3] [--seconds 4] [--settings NAME ...]
 """
@@ -137,6 +139,62 @@ def snapshot(nbds: list[NbdExport], fios: list[subprocess.Popen[bytes]]) -> list
     return rows
 
 
+#: per thread: (turns it ended by waiting, turns ended by the scheduler taking the core)
+Switches = dict[int, tuple[int, int]]
+
+
+def thread_switches(pid: int) -> Switches:
+    """Every live thread of ``pid`` with its ``voluntary_ctxt_switches`` (it gave the core up
+    to wait) and ``nonvoluntary_ctxt_switches`` (the scheduler took the core while it still had
+    work: preempted) from ``/proc/PID/task/TID/status``; {} once the process is gone."""
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except (FileNotFoundError, ProcessLookupError):
+        return {}
+    out: Switches = {}
+    for tid in tids:
+        try:
+            text = Path(f"/proc/{pid}/task/{tid}/status").read_text()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+        out[int(tid)] = (int(fields["voluntary_ctxt_switches"]),
+                         int(fields["nonvoluntary_ctxt_switches"]))
+    return out
+
+
+def switch_snapshot(nbds: list[NbdExport],
+                    fios: list[subprocess.Popen[bytes]]) -> list[tuple[Switches, list[Switches]]]:
+    """Per job: its qemu-nbd's threads' switches, and each fio job process's threads'."""
+    rows = []
+    for nbd, proc in zip(nbds, fios, strict=True):
+        assert nbd.pid is not None
+        rows.append((thread_switches(nbd.pid), [thread_switches(p) for p in fio_jobs(proc.pid)]))
+    return rows
+
+
+def preempted(before: tuple[Switches, list[Switches]], after: tuple[Switches, list[Switches]],
+              nbd_pid: int) -> dict[str, float]:
+    """The share of each kind of thread's turns that the scheduler ended (it was preempted)
+    rather than the thread (it went to wait), between two snapshots."""
+    counts = {"fio": [0, 0], "nbd-main": [0, 0], "nbd-pool": [0, 0]}
+
+    def add(role: str, was: Switches, now: Switches) -> None:
+        for tid, (v, n) in now.items():
+            v0, n0 = was.get(tid, (0, 0))
+            counts[role][0] += v - v0
+            counts[role][1] += n - n0
+
+    add("nbd-main", {t: x for t, x in before[0].items() if t == nbd_pid},
+        {t: x for t, x in after[0].items() if t == nbd_pid})
+    add("nbd-pool", {t: x for t, x in before[0].items() if t != nbd_pid},
+        {t: x for t, x in after[0].items() if t != nbd_pid})
+    was_fio = {t: x for part in before[1] for t, x in part.items()}
+    add("fio", was_fio, {t: x for part in after[1] for t, x in part.items()})
+    return {role: n / (v + n) if v + n > 0 else float("nan")
+            for role, (v, n) in counts.items()}
+
+
 def between(before: Readings, after: Readings, nbd_pid: int) -> dict[str, Schedstats]:
     """What the job's fio threads (summed), qemu-nbd's main thread and its other threads did
     between two snapshots (``cowbench.tools.thread_delta``: per thread, so a pool thread
@@ -180,8 +238,10 @@ def run_setting(tmp: Path, name: str, seconds: float, k: int) -> list[dict[str, 
             fios.append(proc)
         time.sleep(seconds / 4)
         t0, before = time.monotonic(), snapshot(nbds, fios)
+        sw0 = switch_snapshot(nbds, fios)
         time.sleep(seconds / 2)
         t1, after = time.monotonic(), snapshot(nbds, fios)
+        sw1 = switch_snapshot(nbds, fios)
         for proc in fios:
             _, err = proc.communicate(timeout=60 + seconds)
             if proc.returncode != 0:
@@ -190,6 +250,7 @@ def run_setting(tmp: Path, name: str, seconds: float, k: int) -> list[dict[str, 
         for i, (b, a, nbd) in enumerate(zip(before, after, nbds, strict=True)):
             assert nbd.pid is not None
             done = between(b, a, nbd.pid)
+            cut = preempted(sw0[i], sw1[i], nbd.pid)
             data = json.loads((tmp / f"{name}-{k}-{i}.json").read_text())["jobs"][0]
             job = data["write" if "write" in layout[i].rw else "read"]
             ios = job["iops"] * (t1 - t0)  # the window's I/Os, at the run's rate
@@ -200,6 +261,7 @@ def run_setting(tmp: Path, name: str, seconds: float, k: int) -> list[dict[str, 
                 row[f"{role} turns/io"] = turns / ios if ios else float("nan")
                 row[f"{role} cpu/turn"] = cpu / turns / 1e3 if turns else float("nan")
                 row[f"{role} wait/turn"] = wait / turns / 1e3 if turns else float("nan")
+                row[f"{role} preempted"] = cut[role]
             rows.append(row)
         return rows
 
@@ -264,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     roles = ("fio", "nbd-main", "nbd-pool")
     print(f"{'setting, job':<34}{'IOPS':>22}{'mean lat us':>18}{'p99 us':>20}")
     print(f"{'  thread':<34}{'turns per I/O':>22}{'CPU us per turn':>18}"
-          f"{'wait us per turn':>20}")
+          f"{'wait us per turn':>20}{'preempted':>22}")
     for name, runs in results.items():
         # jobs alike (the iodepth-32 readers beside the probe) shown once: the first of them
         layout = [job for job, n in SETTINGS[name] for _ in range(n)]
@@ -277,7 +339,8 @@ def main(argv: list[str] | None = None) -> int:
             for r in roles:
                 print(f"{'  ' + r:<34}{cell([c[r + ' turns/io'] for c in col], '.2f'):>22}"
                       f"{cell([c[r + ' cpu/turn'] for c in col], '.1f'):>18}"
-                      f"{cell([c[r + ' wait/turn'] for c in col], '.1f'):>20}")
+                      f"{cell([c[r + ' wait/turn'] for c in col], '.1f'):>20}"
+                      f"{cell([c[r + ' preempted'] for c in col], '.0%'):>22}")
     if args.profile is not None:
         print(model_turns(args.profile))
     print(f"load at the end {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
