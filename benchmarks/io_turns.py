@@ -65,6 +65,8 @@ Readings = tuple[dict[int, Schedstat], dict[int, dict[int, Schedstat]]]
 MiB = 1 << 20
 #: the region each export's file holds (random data: the reads reach the device)
 FILE_BYTES = 128 * MiB
+
+
 @dataclass(frozen=True)
 class Job:
     """One fio job on an export of its own: ``target`` ``raw`` (a raw file of random data) or
@@ -92,6 +94,7 @@ SETTINGS = {
     "writer-alone": [(WRITER, 1)],
     "writer-beside": [(WRITER, 1), (READ6, 2)],
 }
+
 
 def children(pid: int) -> list[int]:
     """The child processes of ``pid`` (every thread's)."""
