@@ -132,13 +132,12 @@ def fio_jobs(root: int) -> list[int]:
     return found
 
 
-def snapshot(nbds: list[NbdExport], fios: list[subprocess.Popen[bytes]]) -> list[Readings]:
-    """Per job: its qemu-nbd's threads, and each of its fio job processes' threads."""
+def snapshot(nbds: list[NbdExport], jobs: list[list[int]]) -> list[Readings]:
+    """Per job: its qemu-nbd's threads, and each of its fio job processes' (``jobs``) threads."""
     rows = []
-    for nbd, proc in zip(nbds, fios, strict=True):
+    for nbd, pids in zip(nbds, jobs, strict=True):
         assert nbd.pid is not None
-        rows.append((thread_schedstats(nbd.pid),
-                     {pid: thread_schedstats(pid) for pid in fio_jobs(proc.pid)}))
+        rows.append((thread_schedstats(nbd.pid), {pid: thread_schedstats(pid) for pid in pids}))
     return rows
 
 
@@ -166,34 +165,29 @@ def thread_switches(pid: int) -> Switches:
     return out
 
 
-def switch_snapshot(nbds: list[NbdExport],
-                    fios: list[subprocess.Popen[bytes]]) -> list[tuple[Switches, list[Switches]]]:
-    """Per job: its qemu-nbd's threads' switches, and each fio job process's threads'."""
+def switch_snapshot(nbds: list[NbdExport], jobs: list[list[int]]) -> list[Switches]:
+    """Per job: the switches of its qemu-nbd's threads and of its fio job processes' threads
+    (thread ids are unique across processes)."""
     rows = []
-    for nbd, proc in zip(nbds, fios, strict=True):
+    for nbd, pids in zip(nbds, jobs, strict=True):
         assert nbd.pid is not None
-        rows.append((thread_switches(nbd.pid), [thread_switches(p) for p in fio_jobs(proc.pid)]))
+        row = thread_switches(nbd.pid)
+        for pid in pids:
+            row.update(thread_switches(pid))
+        rows.append(row)
     return rows
 
 
-def preempted(before: tuple[Switches, list[Switches]], after: tuple[Switches, list[Switches]],
-              nbd_pid: int) -> dict[str, float]:
+def preempted(before: Switches, after: Switches, nbd_pid: int,
+              fio_threads: set[int]) -> dict[str, float]:
     """The share of each kind of thread's turns that the scheduler ended (it was preempted)
     rather than the thread (it went to wait), between two snapshots."""
     counts = {"fio": [0, 0], "nbd-main": [0, 0], "nbd-pool": [0, 0]}
-
-    def add(role: str, was: Switches, now: Switches) -> None:
-        for tid, (v, n) in now.items():
-            v0, n0 = was.get(tid, (0, 0))
-            counts[role][0] += v - v0
-            counts[role][1] += n - n0
-
-    add("nbd-main", {t: x for t, x in before[0].items() if t == nbd_pid},
-        {t: x for t, x in after[0].items() if t == nbd_pid})
-    add("nbd-pool", {t: x for t, x in before[0].items() if t != nbd_pid},
-        {t: x for t, x in after[0].items() if t != nbd_pid})
-    was_fio = {t: x for part in before[1] for t, x in part.items()}
-    add("fio", was_fio, {t: x for part in after[1] for t, x in part.items()})
+    for tid, (v, n) in after.items():
+        v0, n0 = before.get(tid, (0, 0))
+        role = "fio" if tid in fio_threads else "nbd-main" if tid == nbd_pid else "nbd-pool"
+        counts[role][0] += v - v0
+        counts[role][1] += n - n0
     return {role: n / (v + n) if v + n > 0 else float("nan")
             for role, (v, n) in counts.items()}
 
@@ -240,11 +234,12 @@ def run_setting(tmp: Path, name: str, seconds: float, k: int) -> list[dict[str, 
             stack.callback(_stop, proc)
             fios.append(proc)
         time.sleep(seconds / 4)
-        t0, before = time.monotonic(), snapshot(nbds, fios)
-        sw0 = switch_snapshot(nbds, fios)
+        jobs = [fio_jobs(proc.pid) for proc in fios]  # forked by now; the same to the end
+        t0, before = time.monotonic(), snapshot(nbds, jobs)
+        sw0 = switch_snapshot(nbds, jobs)
         time.sleep(seconds / 2)
-        t1, after = time.monotonic(), snapshot(nbds, fios)
-        sw1 = switch_snapshot(nbds, fios)
+        t1, after = time.monotonic(), snapshot(nbds, jobs)
+        sw1 = switch_snapshot(nbds, jobs)
         for proc in fios:
             _, err = proc.communicate(timeout=60 + seconds)
             if proc.returncode != 0:
@@ -253,7 +248,8 @@ def run_setting(tmp: Path, name: str, seconds: float, k: int) -> list[dict[str, 
         for i, (b, a, nbd) in enumerate(zip(before, after, nbds, strict=True)):
             assert nbd.pid is not None
             done = between(b, a, nbd.pid)
-            cut = preempted(sw0[i], sw1[i], nbd.pid)
+            fio_threads = {tid for threads in a[1].values() for tid in threads}
+            cut = preempted(sw0[i], sw1[i], nbd.pid, fio_threads)
             data = json.loads((tmp / f"{name}-{k}-{i}.json").read_text())["jobs"][0]
             job = data["write" if "write" in layout[i].rw else "read"]
             ios = job["iops"] * (t1 - t0)  # the window's I/Os, at the run's rate
