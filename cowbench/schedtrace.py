@@ -1,0 +1,264 @@
+"""The kernel's own record of who ran on each core, and when: the scheduler's and the block
+layer's tracepoints, read through tracefs (issue 16).
+
+``/proc/PID/task/TID/schedstat`` (``cowbench.tools.thread_schedstats``) gives each thread's
+sums: CPU, time waiting for a core, turns. The sums cannot say how a wait is distributed (a
+tail of I/O latency is made of its long waits), who took a thread's core when it was preempted,
+or how long the device kept each request. The tracepoints can:
+
+- ``sched:sched_switch``: a core goes from one thread to another; the one leaving is still
+  runnable (``prev_state=R``: preempted) or went to wait;
+- ``sched:sched_wakeup``: a thread becomes runnable (woken by the thread running where the
+  event is recorded, or by an interrupt);
+- ``block:block_rq_issue`` and ``block_rq_complete``: a request handed to the disk's driver
+  and done.
+
+:class:`Trace` records them in a tracefs *instance* of its own (a private buffer with its own
+events: the host's main buffer, and anyone else's instance, are left alone), for the seconds
+asked, and :func:`analyse` turns the text into each kind of thread's turns and waits.
+Root only (tracefs is); an instance is named after the process that made it, and one left by
+a process that no longer exists (killed before it could remove it) is removed by the next.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import subprocess
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+#: the events recorded
+EVENTS = ("sched/sched_switch", "sched/sched_wakeup", "sched/sched_wakeup_new",
+          "block/block_rq_issue", "block/block_rq_complete")
+#: the instance's buffer per core; a busy 2-core host records about 250,000 events a second
+BUFFER_KB = 32 * 1024
+#: the most of the trace read back (its text): about 60 s of a busy 2-core host
+MAX_TEXT = 1 << 30
+#: the most seconds one recording may last
+MAX_SECONDS = 60.0
+_PREFIX = "cowbench-"
+_MOUNTED = Path("/sys/kernel/tracing")
+
+
+class TraceUnavailable(RuntimeError):
+    """tracefs cannot be used here (not root, no tracefs, an event missing)."""
+
+
+def _tracefs() -> tuple[Path, Callable[[], None]]:
+    """Where tracefs is (mounted by us on a private directory if it is not mounted), and what
+    to do when done (unmount and remove what was mounted here)."""
+    if (_MOUNTED / "instances").is_dir():
+        return _MOUNTED, lambda: None
+    if os.geteuid() != 0:
+        raise TraceUnavailable("tracefs is not mounted and mounting it needs root")
+    where = Path(tempfile.mkdtemp(prefix="cowbench-tracefs-"))
+    proc = subprocess.run(["mount", "-t", "tracefs", "nodev", str(where)],
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0 or not (where / "instances").is_dir():
+        where.rmdir()
+        raise TraceUnavailable(f"cannot mount tracefs: {proc.stderr.strip() or 'no instances'}")
+
+    def done() -> None:
+        subprocess.run(["umount", str(where)], capture_output=True, check=False)
+        where.rmdir()
+    return where, done
+
+
+def _stale(instances: Path) -> None:
+    """Remove the instances of cowbench processes that no longer exist."""
+    for d in instances.iterdir():
+        m = re.fullmatch(rf"{_PREFIX}(\d+)-[0-9a-f]+", d.name)
+        if m and not Path(f"/proc/{m.group(1)}").exists():
+            try:
+                d.rmdir()  # tracefs removes an instance with everything in it
+            except OSError:
+                pass
+
+
+class Trace:
+    """A recording of :data:`EVENTS` in a tracefs instance of its own:
+    ``with Trace() as t: t.record(seconds)``, then ``t.text``."""
+
+    def __init__(self, buffer_kb: int = BUFFER_KB) -> None:
+        if not 64 <= buffer_kb <= 256 * 1024:
+            raise ValueError("buffer_kb must be 64 KiB to 256 MiB")
+        self.buffer_kb = buffer_kb
+        self.text = ""
+        self.lost = 0
+        self._dir: Path | None = None
+        self._done: Callable[[], None] = lambda: None
+
+    def __enter__(self) -> Trace:
+        root, self._done = _tracefs()
+        try:
+            _stale(root / "instances")
+            d = root / "instances" / f"{_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
+            d.mkdir()  # a new instance, or an error: never one of someone else's
+            self._dir = d
+            (d / "tracing_on").write_text("0")
+            (d / "buffer_size_kb").write_text(str(self.buffer_kb))
+            (d / "trace_clock").write_text("mono")
+            for ev in EVENTS:
+                enable = d / "events" / ev / "enable"
+                if not enable.exists():
+                    raise TraceUnavailable(f"this kernel has no tracepoint {ev}")
+                enable.write_text("1")
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def record(self, seconds: float) -> None:
+        """Record for ``seconds`` (:meth:`start`, sleep, :meth:`stop`), then :meth:`read`."""
+        if not 0 < seconds <= MAX_SECONDS:
+            raise ValueError(f"seconds must be above 0 and at most {MAX_SECONDS:g}")
+        self.start()
+        try:
+            time.sleep(seconds)
+        finally:
+            self.stop()
+        self.read()
+
+    def start(self) -> None:
+        """Empty the buffer and start recording."""
+        assert self._dir is not None, "start() inside `with Trace()`"
+        (self._dir / "trace").write_text("")  # this recording's events only
+        (self._dir / "tracing_on").write_text("1")
+
+    def stop(self) -> None:
+        assert self._dir is not None, "stop() inside `with Trace()`"
+        (self._dir / "tracing_on").write_text("0")
+
+    def read(self) -> None:
+        """Keep the recording's text (at most :data:`MAX_TEXT`; the kernel formats it as it
+        is read: about 10 s of CPU for a second of a busy 2-core host, so read it once the
+        measured run is over) and the events the buffer had no room for (``lost``)."""
+        assert self._dir is not None, "read() inside `with Trace()`"
+        with open(self._dir / "trace", encoding="utf-8", errors="replace") as f:
+            self.text = f.read(MAX_TEXT)
+        stats = (self._dir / "per_cpu").glob("cpu*/stats")
+        self.lost = sum(int(m.group(1)) for s in stats
+                        for m in [re.search(r"overrun: (\d+)", s.read_text())] if m)
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        try:
+            if self._dir is not None:
+                (self._dir / "tracing_on").write_text("0")
+                self._dir.rmdir()
+                self._dir = None
+        finally:
+            self._done()
+
+
+# --- reading the text -------------------------------------------------------------------------
+
+_LINE = re.compile(r"^\s*(?P<comm>.+?)-(?P<tid>\d+)\s+(?:\(\s*\S+\)\s+)?\[(?P<cpu>\d+)\]\s+"
+                   r"\S+\s+(?P<ts>\d+\.\d+): (?P<event>\w+): (?P<rest>.*)$")
+_FIELD = re.compile(r"(\w+)=(\S+)")
+_BLOCK = re.compile(r"^(?P<dev>\d+,\d+) (?P<rwbs>\S+) (?:\d+ )?\(.*?\) (?P<sector>\d+) \+ "
+                    r"(?P<sectors>\d+)")
+
+
+@dataclass(frozen=True)
+class Event:
+    t: float
+    cpu: int
+    tid: int  # the thread running where the event was recorded
+    name: str
+    rest: str
+
+
+def events(text: str) -> Iterator[Event]:
+    """The trace's events, in its order (each core's in time; tracefs merges the cores')."""
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        m = _LINE.match(line)
+        if m:
+            yield Event(float(m["ts"]), int(m["cpu"]), int(m["tid"]), m["event"], m["rest"])
+
+
+@dataclass
+class Kind:
+    """One kind of thread's turns on the cores and waits for one, in seconds."""
+
+    turns: list[float] = field(default_factory=list)
+    waits: list[float] = field(default_factory=list)
+    preempted: int = 0  # turns the scheduler ended while the thread could still run
+    by_wakee: int = 0  # of those, ended for a thread woken during the turn
+
+
+@dataclass
+class Analysis:
+    seconds: float
+    kinds: dict[str, Kind]
+    #: the device's time per request, by direction ("read", "write")
+    device: dict[str, list[float]]
+
+
+def analyse(evs: Iterable[Event], kind: Callable[[int], str | None]) -> Analysis:
+    """Each kind of thread's turns (a core given to it, to the core going to another), waits
+    (runnable, woken or preempted, to its next turn), and preemptions, with ``kind(tid)`` its
+    kind (``None``: not counted, though it takes cores); and the device's time per request.
+    Turns and waits cut by the start or the end of the recording are left out."""
+    kinds: dict[str, Kind] = defaultdict(Kind)
+    device: dict[str, list[float]] = defaultdict(list)
+    on: dict[int, tuple[int, float]] = {}  # core -> (thread, since)
+    running: set[int] = set()
+    runnable: dict[int, float] = {}
+    woken: dict[int, float] = {}
+    issued: dict[tuple[str, str, str], float] = {}
+    first = last = None
+    for e in evs:
+        first = e.t if first is None else first
+        last = e.t
+        if e.name in ("sched_wakeup", "sched_wakeup_new"):
+            f = dict(_FIELD.findall(e.rest))
+            tid = int(f["pid"])
+            if tid not in running:
+                runnable.setdefault(tid, e.t)
+                woken[tid] = e.t
+        elif e.name == "sched_switch":
+            f = dict(_FIELD.findall(e.rest))
+            prev, nxt = int(f["prev_pid"]), int(f["next_pid"])
+            was = on.get(e.cpu)
+            running.discard(prev)
+            if was is not None and was[0] == prev and prev != 0:
+                k = kind(prev)
+                if k is not None:
+                    kinds[k].turns.append(e.t - was[1])
+                if f["prev_state"].startswith("R"):
+                    runnable[prev] = e.t
+                    if k is not None:
+                        kinds[k].preempted += 1
+                        if woken.get(nxt, -1.0) >= was[1]:
+                            kinds[k].by_wakee += 1
+            on[e.cpu] = (nxt, e.t)
+            if nxt != 0:
+                running.add(nxt)
+                since = runnable.pop(nxt, None)
+                k = kind(nxt)
+                if since is not None and k is not None:
+                    kinds[k].waits.append(e.t - since)
+        elif e.name in ("block_rq_issue", "block_rq_complete"):
+            m = _BLOCK.match(e.rest)
+            if not m:
+                continue
+            key = (m["dev"], m["sector"], m["sectors"])
+            if e.name == "block_rq_issue":
+                issued[key] = e.t
+            elif key in issued:
+                rw = "write" if "W" in m["rwbs"] else "read" if "R" in m["rwbs"] else None
+                t0 = issued.pop(key)
+                if rw is not None:
+                    device[rw].append(e.t - t0)
+    span = (last - first) if first is not None and last is not None else 0.0
+    return Analysis(span, dict(kinds), dict(device))

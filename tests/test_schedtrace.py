@@ -1,0 +1,125 @@
+"""cowbench.schedtrace: the kernel's scheduler and block events read into turns, waits and
+the device's time per request (benchmarks/io_turns.py --trace)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cowbench.schedtrace import Trace, TraceUnavailable, analyse, events
+
+# two cores: "a" (tid 10) runs, wakes "b" (tid 20), which takes a's core (a preempted, still
+# runnable); b goes to wait; a runs again; on the other core "c" (tid 30) runs and waits for
+# the disk, whose read takes 300 us
+TEXT = """\
+# tracer: nop
+#
+           a-10      (   10) [000] d..2.   100.000000: sched_switch: prev_comm=swapper/0 \
+prev_pid=0 prev_prio=120 prev_state=R ==> next_comm=a next_pid=10 next_prio=120
+           a-10      (   10) [000] d..3.   100.000040: sched_wakeup: comm=b pid=20 prio=120 \
+target_cpu=000
+           a-10      (   10) [000] d..2.   100.000050: sched_switch: prev_comm=a prev_pid=10 \
+prev_prio=120 prev_state=R ==> next_comm=b next_pid=20 next_prio=120
+           b-20      (   20) [000] d..2.   100.000080: sched_switch: prev_comm=b prev_pid=20 \
+prev_prio=120 prev_state=S ==> next_comm=a next_pid=10 next_prio=120
+      <idle>-0       (-----) [001] d..2.   100.000000: sched_switch: prev_comm=swapper/1 \
+prev_pid=0 prev_prio=120 prev_state=R ==> next_comm=c next_pid=30 next_prio=120
+           c-30      (   30) [001] .....   100.000010: block_rq_issue: 254,0 RS 4096 () \
+1000 + 8 be,0,4 [c]
+           c-30      (   30) [001] d..2.   100.000020: sched_switch: prev_comm=c prev_pid=30 \
+prev_prio=120 prev_state=D ==> next_comm=swapper/1 next_pid=0 next_prio=120
+      <idle>-0       (-----) [001] d.s3.   100.000310: block_rq_complete: 254,0 RS () \
+1000 + 8 be,0,4 [0]
+      <idle>-0       (-----) [001] d.s3.   100.000311: sched_wakeup: comm=c pid=30 prio=120 \
+target_cpu=001
+      <idle>-0       (-----) [001] d..2.   100.000321: sched_switch: prev_comm=swapper/1 \
+prev_pid=0 prev_prio=120 prev_state=R ==> next_comm=c next_pid=30 next_prio=120
+           a-10      (   10) [000] d..2.   100.000400: sched_switch: prev_comm=a prev_pid=10 \
+prev_prio=120 prev_state=S ==> next_comm=swapper/0 next_pid=0 next_prio=120
+"""
+
+
+def kinds() -> dict[int, str]:
+    return {10: "a", 20: "b", 30: "c"}
+
+
+def us(xs: list[float]) -> list[int]:
+    return [round(x * 1e6) for x in xs]
+
+
+def test_turns_waits_preemptions_and_the_device_are_read_from_the_events() -> None:
+    a = analyse(events(TEXT.replace("\\\n", "")), kinds().get)
+    assert us(a.kinds["a"].turns) == [50, 320]  # to b's turn; from b's end to its own wait
+    assert a.kinds["a"].preempted == 1 and a.kinds["a"].by_wakee == 1  # b, woken meanwhile
+    assert us(a.kinds["a"].waits) == [30]  # runnable from its preemption to its next turn
+    assert us(a.kinds["b"].waits) == [10] and us(a.kinds["b"].turns) == [30]
+    assert a.kinds["b"].preempted == 0  # it went to wait (prev_state S)
+    assert us(a.kinds["c"].turns) == [20]  # its second turn is cut by the recording's end
+    assert us(a.kinds["c"].waits) == [10]  # woken by the completion, on an idle core
+    assert us(a.device["read"]) == [300] and "write" not in a.device
+    assert round(a.seconds * 1e6) == 400
+
+
+def test_a_thread_not_counted_still_takes_the_core() -> None:
+    only_a = {10: "a"}.get
+    a = analyse(events(TEXT.replace("\\\n", "")), only_a)
+    assert set(a.kinds) == {"a"}
+    assert a.kinds["a"].by_wakee == 1
+
+
+def test_recording_bounds_are_checked_before_anything_is_touched() -> None:
+    with pytest.raises(ValueError, match="buffer_kb"):
+        Trace(buffer_kb=1 << 30)
+
+
+def tracefs_usable() -> str | None:
+    """Why the kernel's events cannot be recorded here, or None."""
+    if os.geteuid() != 0:
+        return "tracefs needs root"
+    try:
+        with Trace(buffer_kb=1024):
+            return None
+    except TraceUnavailable as e:
+        return str(e)
+
+
+def test_a_real_recording_sees_a_thread_sleep_and_leaves_no_instance() -> None:
+    why = tracefs_usable()
+    if why is not None:
+        pytest.skip(f"cannot record the kernel's events here: {why}")
+    child = subprocess.Popen([sys.executable, "-c",
+                              "import time\nfor _ in range(400): time.sleep(0.001)"])
+    try:
+        with Trace(buffer_kb=4096) as t:
+            t.record(0.3)
+            where = t._dir
+            assert where is not None and where.is_dir()
+        assert not where.exists()  # the instance is gone with the `with`
+    finally:
+        child.wait(timeout=30)
+    a = analyse(events(t.text), {child.pid: "sleeper"}.get)
+    assert len(a.kinds["sleeper"].turns) > 50  # it wakes every millisecond
+    assert all(0 <= w < 0.3 for w in a.kinds["sleeper"].waits)
+
+
+def test_an_instance_left_by_a_dead_process_is_removed_by_the_next() -> None:
+    why = tracefs_usable()
+    if why is not None:
+        pytest.skip(f"cannot record the kernel's events here: {why}")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    root = Path("/sys/kernel/tracing/instances")
+    if not root.is_dir():
+        pytest.skip("tracefs is not mounted at /sys/kernel/tracing (mounted privately each time)")
+    stale = root / f"cowbench-{dead.pid}-00000000"
+    stale.mkdir()
+    try:
+        with Trace(buffer_kb=1024):
+            assert not stale.exists()
+    finally:
+        if stale.exists():
+            stale.rmdir()
