@@ -1,0 +1,166 @@
+"""Who runs, for how long, and how long each waits, while a scenario runs for real (issue 16):
+the kernel's scheduler and block events (``cowbench.schedtrace``) recorded for a second in the
+middle of ``cowbench run SCENARIO --backend real``, each thread counted as its VM's: fio's job
+(``VM:fio``), qemu-nbd's main thread (``VM:main``) and its other threads, the pool that does
+the reads and writes (``VM:pool``).
+
+Printed per VM and kind of thread: turns on a core in the second, the share of a core used,
+the turn's 50th/90th/99th percentiles, the wait for a core (mean, then percentiles), and the
+share of turns the scheduler ended (preempted); then the device's time per request. Root only
+(tracefs); the run directory is kept (``--out``).
+
+    .venv/bin/python benchmarks/io_trace.py scenarios/io-density.yaml --out /tmp/dens-trace
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import numpy as np
+
+from cowbench.schedtrace import Trace, TraceUnavailable, analyse, events
+from cowbench.tools import dies_with_us
+
+#: how long to wait for the run's first fio job before giving up
+START_TIMEOUT_S = 600.0
+
+
+def _cmdline(pid: str) -> list[bytes]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().split(b"\0")
+    except OSError:  # gone meanwhile
+        return []
+
+
+def descendants(root: int) -> set[int]:
+    """``root`` and every process under it."""
+    parent: dict[int, int] = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        parent[int(pid)] = int(stat[stat.rindex(b")") + 2:].split()[1])
+    out, todo = {root}, [root]
+    while todo:
+        p = todo.pop()
+        kids = [c for c, pp in parent.items() if pp == p and c not in out]
+        out.update(kids)
+        todo.extend(kids)
+    return out
+
+
+def thread_kinds(root: int) -> dict[int, str]:
+    """Every thread of the run's qemu-nbd and fio processes, as ``VM:kind``: the VM from
+    qemu-nbd's socket (``-k .../VM.sock``) and from fio's ``--name=VM``."""
+    kinds: dict[int, str] = {}
+    for pid in map(str, descendants(root)):
+        argv = _cmdline(pid)
+        if not argv:
+            continue
+        exe = os.path.basename(argv[0].decode(errors="replace"))
+        vm = None
+        if exe == "qemu-nbd":
+            vm = next((m.group(1).decode(errors="replace") for a in argv
+                       for m in [re.search(rb"/([^/]+)\.sock$", a)] if m), None)
+        elif exe == "fio":
+            vm = next((a[7:].decode(errors="replace") for a in argv
+                       if a.startswith(b"--name=")), None)
+        if vm is None:
+            continue
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            kind = "fio" if exe == "fio" else "main" if tid == pid else "pool"
+            kinds[int(tid)] = f"{vm}:{kind}"
+    return kinds
+
+
+def fio_running(root: int) -> bool:
+    return any(os.path.basename(_cmdline(str(p))[0].decode(errors="replace")) == "fio"
+               for p in descendants(root) if _cmdline(str(p)))
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+def pct(xs: list[float], q: float) -> float:
+    return float(np.percentile(xs, q)) * 1e6 if xs else float("nan")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    ap.add_argument("scenario", type=Path)
+    ap.add_argument("--out", type=Path, required=True, help="the real run's directory")
+    ap.add_argument("--after", type=float, default=6.0,
+                    help="seconds after the first fio job starts before recording (6)")
+    ap.add_argument("--seconds", type=float, default=1.0, help="seconds recorded (1)")
+    args = ap.parse_args(argv)
+    if not 0 <= args.after <= 600 or not 0 < args.seconds <= 5:
+        ap.error("--after must be 0 to 600 and --seconds above 0 and at most 5")
+    with ExitStack() as stack:
+        try:
+            trace = stack.enter_context(Trace())
+        except TraceUnavailable as e:
+            print(f"io_trace.py: {e}", file=sys.stderr)
+            return 2
+        run = subprocess.Popen(
+            [sys.executable, "-m", "cowbench", "run", str(args.scenario), "--backend", "real",
+             "--out", str(args.out)], stdin=subprocess.DEVNULL, preexec_fn=dies_with_us())
+        stack.callback(_stop, run)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not fio_running(run.pid):
+            if run.poll() is not None or time.monotonic() > deadline:
+                print("io_trace.py: the run ended or never started fio", file=sys.stderr)
+                return 1
+            time.sleep(0.2)
+        time.sleep(args.after)
+        kinds = thread_kinds(run.pid)
+        trace.start()
+        time.sleep(args.seconds)
+        trace.stop()
+        kinds.update(thread_kinds(run.pid))  # pool threads started meanwhile
+        code = run.wait()
+        trace.read()  # once the run is over: formatting the text takes the cores for seconds
+    if code != 0:
+        print(f"io_trace.py: the run failed ({code})", file=sys.stderr)
+        return 1
+    if trace.lost:
+        print(f"io_trace.py: the trace buffer lost {trace.lost} events: the figures are "
+              "incomplete", file=sys.stderr)
+    a = analyse(events(trace.text), kinds.get)
+    print(f"{args.seconds:g} s recorded {args.after:g} s after the first fio job started "
+          f"({args.scenario}; run directory {args.out})")
+    print(f"{'VM:thread':<24}{'turns':>7}{'core':>7}{'turn us p50/p90/p99':>22}"
+          f"{'wait us mean p50/p90/p99':>30}{'preempted':>11}")
+    for name in sorted(a.kinds):
+        k = a.kinds[name]
+        mean = statistics.fmean(k.waits) * 1e6 if k.waits else float("nan")
+        turns = "/".join(f"{pct(k.turns, q):.0f}" for q in (50, 90, 99))
+        waits = "/".join(f"{pct(k.waits, q):.0f}" for q in (50, 90, 99))
+        print(f"{name:<24}{len(k.turns):>7}{sum(k.turns) / a.seconds:>7.1%}{turns:>22}"
+              f"{f'{mean:.0f} {waits}':>30}{k.preempted / max(len(k.turns), 1):>11.0%}")
+    for rw in sorted(a.device):
+        xs = a.device[rw]
+        print(f"the device, {rw}: {len(xs)} requests, mean {statistics.fmean(xs) * 1e6:.0f} us, "
+              f"p50/p90/p99 {'/'.join(f'{pct(xs, q):.0f}' for q in (50, 90, 99))} us")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
