@@ -316,7 +316,8 @@ def model_turns(path: Path) -> str:
     if probe is None or prof.params.sched is None:
         return f"{path}: no contention probe or no host scheduler: nothing to replay"
     hosts: list[Host] = []
-    iops, lat = replay(prof.params, probe, ios=CONTENDED_IOS, on_host=hosts.append)
+    iops, lat = replay(prof.params, probe, ios=CONTENDED_IOS, on_host=hosts.append,
+                       record_turns=True)
     host = hosts[0]
     lines = [f"the model, {probe.name} ({path}): the reader {iops:.0f} IOPS at {lat * 1e6:.0f} "
              f"us (measured then: {probe.iops:.0f} at {probe.lat_mean_s * 1e6:.0f} us)"]
@@ -326,9 +327,15 @@ def model_turns(path: Path) -> str:
         for role, task in zip(("issuer", "server"), pair, strict=True):
             per_io = f", {task.turns / iops / host.env.now:.2f} turns per I/O" if (
                 pair is own) else ""
+            assert task.record is not None
+            waits, turns = task.record
+            mean = statistics.fmean(waits) * 1e6 if waits else float("nan")
             lines.append(f"  {who}, its {role}: {task.cpu_s / max(task.turns, 1) * 1e6:.1f} us "
                          f"of CPU per turn, {task.turns / host.env.now:.0f} turns a second"
-                         + per_io)
+                         + per_io + "; turn us p50/p90/p99 "
+                         + "/".join(f"{pct(turns, q):.0f}" for q in (50, 90, 99))
+                         + f", wait us mean {mean:.0f}, p50/p90/p99 "
+                         + "/".join(f"{pct(waits, q):.0f}" for q in (50, 90, 99)))
     return "\n".join(lines)
 
 

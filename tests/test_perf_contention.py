@@ -101,6 +101,28 @@ def test_a_replay_hands_over_its_host_with_every_exports_processes() -> None:
         assert 1.5 < task.turns / (iops * host.env.now) < 2.5
 
 
+def test_a_replay_keeps_each_wait_and_turn_when_asked() -> None:
+    """``record_turns`` (benchmarks/io_turns.py --profile, beside the kernel's record of the
+    real threads) keeps every task's waits for a core and turns: one of each per turn (a turn
+    still running at the end: its wait only), the turns summing to the CPU it used; the
+    replay's figures are the same as without."""
+    hosts: list[Host] = []
+    kept = replay(PARAMS, reader(), ios=400, on_host=hosts.append, record_turns=True)
+    plain: list[Host] = []
+    assert replay(PARAMS, reader(), ios=400, on_host=plain.append) == kept
+    assert all(t.record is None for pair in plain[0].all_tasks() for t in pair)
+    for pair in hosts[0].all_tasks():
+        for task in pair:
+            assert task.record is not None
+            waits, turns = task.record
+            # a wait kept as the turn starts, the turn as it ends: the last may be running
+            assert len(waits) == task.turns and len(turns) in (task.turns - 1, task.turns)
+            assert sum(turns) == pytest.approx(task.cpu_s)
+            assert min(waits) >= 0
+    deep_waits = hosts[0].all_tasks()[1][1].record
+    assert deep_waits is not None and max(deep_waits[0]) > 0  # the deep readers do wait
+
+
 def test_calibrate_prints_the_contention_probe_apart_from_the_fitted_ones() -> None:
     """The contention probe's replay is the model's weakest figure in every profile (-73% to
     -88% on this machine): folded into the fitted probes' figure it stood there as their

@@ -182,6 +182,8 @@ class Host:
         self.cores = Cores(env, sched.cores, sched.slice_s) if sched is not None else None
         self._tasks: dict[int, tuple[Task, Task]] = {}
         self._kernel: Task | None = None
+        #: keep every task's waits for a core and turns (``Task.record``)
+        self.record_turns = False
 
     def tasks(self, image: object) -> tuple[Task, Task]:
         """The issuer and the server of the VM whose disk is ``image``."""
@@ -191,6 +193,9 @@ class Host:
             assert s is not None and self.cores is not None
             self._tasks[key] = (Task(self.env, self.cores, s.issuer_wake_s),
                                 Task(self.env, self.cores, s.server_wake_s))
+            if self.record_turns:
+                for task in self._tasks[key]:
+                    task.record = ([], [])
         return self._tasks[key]
 
     def all_tasks(self) -> list[tuple[Task, Task]]:
@@ -213,6 +218,8 @@ class Host:
         if self._kernel is None:
             assert self.cores is not None
             self._kernel = Task(self.env, self.cores, 0.0)
+            if self.record_turns:
+                self._kernel.record = ([], [])
         return self._kernel
 
     def lock(self, image: object) -> FileLock:

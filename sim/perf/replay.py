@@ -20,18 +20,21 @@ CONTENDED_IOS = 400
 
 
 def replay(params: PerfParams, probe: Probe, *, ios: int = 6000, seed: int = 0,
-           on_host: Callable[[Host], None] | None = None) -> tuple[float, float]:
+           on_host: Callable[[Host], None] | None = None,
+           record_turns: bool = False) -> tuple[float, float]:
     """The model's (IOPS, mean latency) for ``probe``: its exports x iodepth closed loops. A
     contention probe's reader (``sim.perf.fit.contended``) is replayed for at most
     ``CONTENDED_IOS`` of its own I/Os: the readers beside it complete some fifty times as
     many. The job beside a probe runs on exports of its own (``Beside.exports``), each with
     its own processes. ``on_host`` is given the simulated host once the replay is done (its
-    processes' turns: benchmarks/io_turns.py)."""
+    processes' turns: benchmarks/io_turns.py; with ``record_turns``, each wait for a core and
+    each turn too)."""
     if contended(probe):
         ios = min(ios, CONTENDED_IOS)
     env = EventLoop()
     model = PerfModel(params)
     host = Host(env, model, np.random.default_rng(seed))
+    host.record_turns = record_turns
     demand = model.probe_demand(probe)
     warm = ios // 10
     lat: list[float] = []

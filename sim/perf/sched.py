@@ -201,6 +201,10 @@ class Task:
         self.vruntime = 0.0
         self.cpu_s = 0.0  # CPU used: wake-ups and bursts
         self.turns = 0
+        #: (each wait for a core, each turn's length) in seconds, when asked for
+        #: (``Host.record_turns``: benchmarks/io_turns.py --profile); None: not kept
+        self.record: tuple[list[float], list[float]] | None = None
+        self._asked = 0.0
         self._bursts: deque[list[Any]] = deque()  # [seconds left, done event, wake-up]
         self._idle: simpy.Event | None = None
         self._slept = True  # a process starts asleep: its first turn pays a wake-up
@@ -259,6 +263,7 @@ class Task:
 
     def _ask(self) -> None:
         # no wake-up preemption (EEVDF's RUN_TO_PARITY): it waits for a core to be given up
+        self._asked = self.env.now
         req = self._req = self.cores.request(priority=round(self.vruntime * 1e9),
                                              preempt=self.cfs)
         req.proc = self  # the one preempted if it is
@@ -272,6 +277,8 @@ class Task:
         cores.min_vruntime = max(cores.min_vruntime, self.vruntime)
         self._start = now
         self.turns += 1
+        if self.record is not None:
+            self.record[0].append(now - self._asked)
         wake = self._bursts[0][2] if self._bursts else self.wake_s
         if self._slept and wake > 0:
             self._target = ev = simpy.Timeout(self.env, wake)
@@ -307,6 +314,8 @@ class Task:
 
     def _end_turn(self) -> None:
         used = self.env.now - self._start
+        if self.record is not None:
+            self.record[1].append(used)
         self.cpu_s += used
         self.vruntime += used / self.weight
         self._slept = False
