@@ -38,6 +38,7 @@ NOT_NAMED_HERE = {
     "list(argv)": "tools.run: its callers' argument lists are scanned",
     "tool": "tools.tool_version(tool): its callers name the program",
     "CHROMIUM": "tests/browser.py: which('chromium'), scanned",
+    "str(exe)": "tests/test_io_trace.py: Python itself, under a tool's name",
 }
 
 

@@ -110,7 +110,7 @@ def test_an_instance_left_by_a_dead_process_is_removed_by_the_next() -> None:
     why = tracefs_usable()
     if why is not None:
         pytest.skip(f"cannot record the kernel's events here: {why}")
-    dead = subprocess.Popen(["true"])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     root = Path("/sys/kernel/tracing/instances")
     if not root.is_dir():
