@@ -6,11 +6,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from cowbench.schedtrace import Trace, TraceUnavailable, analyse, events
+from cowbench.schedtrace import Trace, TraceUnavailable, _tracefs, analyse, events
 
 # two cores: "a" (tid 10) runs, wakes "b" (tid 20), which takes a's core (a preempted, still
 # runnable); b goes to wait; a runs again; on the other core "c" (tid 30) runs and waits for
@@ -112,14 +111,15 @@ def test_an_instance_left_by_a_dead_process_is_removed_by_the_next() -> None:
         pytest.skip(f"cannot record the kernel's events here: {why}")
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    root = Path("/sys/kernel/tracing/instances")
-    if not root.is_dir():
-        pytest.skip("tracefs is not mounted at /sys/kernel/tracing (mounted privately each time)")
-    stale = root / f"cowbench-{dead.pid}-00000000"
-    stale.mkdir()
+    root, done = _tracefs()  # tracefs is one: the same instances wherever it is mounted
     try:
-        with Trace(buffer_kb=1024):
-            assert not stale.exists()
+        stale = root / "instances" / f"cowbench-{dead.pid}-00000000"
+        stale.mkdir()
+        try:
+            with Trace(buffer_kb=1024):
+                assert not stale.exists()
+        finally:
+            if stale.exists():
+                stale.rmdir()
     finally:
-        if stale.exists():
-            stale.rmdir()
+        done()
