@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+from .fdtree import DIR_FLAGS, detach_mount
+
 #: the events recorded
 EVENTS = ("sched/sched_switch", "sched/sched_wakeup", "sched/sched_wakeup_new",
           "block/block_rq_issue", "block/block_rq_complete")
@@ -51,40 +53,72 @@ class TraceUnavailable(RuntimeError):
     """tracefs cannot be used here (not root, no tracefs, an event missing)."""
 
 
-def _tracefs() -> tuple[Path, Callable[[], None]]:
-    """Where tracefs is (mounted by us on a private directory if it is not mounted), and what
-    to do when done (unmount and remove what was mounted here)."""
-    if (_MOUNTED / "instances").is_dir():
-        return _MOUNTED, lambda: None
+def tracefs() -> int:
+    """A descriptor of tracefs's root (the caller closes it): the mounted one, or, where it
+    is not mounted, one mounted here on a private directory and detached at once (the
+    descriptor keeps it reachable; nothing is left mounted, even if this process is killed)."""
+    try:
+        fd = os.open(_MOUNTED, DIR_FLAGS)
+    except OSError:
+        fd = -1
+    if fd >= 0:
+        try:
+            os.stat("instances", dir_fd=fd)
+            return fd
+        except OSError:
+            os.close(fd)
     if os.geteuid() != 0:
         raise TraceUnavailable("tracefs is not mounted and mounting it needs root")
     where = Path(tempfile.mkdtemp(prefix="cowbench-tracefs-"))
-    proc = subprocess.run(["mount", "-t", "tracefs", "nodev", str(where)],
-                          capture_output=True, text=True, check=False)
-    if proc.returncode != 0 or not (where / "instances").is_dir():
+    try:
+        proc = subprocess.run(["mount", "-t", "tracefs", "nodev", str(where)],
+                              capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise TraceUnavailable(f"cannot mount tracefs: {proc.stderr.strip()}")
+        fd = os.open(where, DIR_FLAGS)
+        st = os.fstat(fd)
+        if not detach_mount(where.parent, where.name, st.st_dev, st.st_ino):
+            os.close(fd)
+            raise TraceUnavailable("cannot detach the tracefs mounted here")
+        try:
+            os.stat("instances", dir_fd=fd)
+        except OSError:
+            os.close(fd)
+            raise TraceUnavailable("this kernel's tracefs has no instances") from None
+        return fd
+    finally:
         where.rmdir()
-        raise TraceUnavailable(f"cannot mount tracefs: {proc.stderr.strip() or 'no instances'}")
-
-    def done() -> None:
-        subprocess.run(["umount", str(where)], capture_output=True, check=False)
-        where.rmdir()
-    return where, done
 
 
-def _stale(instances: Path) -> None:
+def _write(dir_fd: int, name: str, text: str) -> None:
+    fd = os.open(name, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def _read(dir_fd: int, name: str, limit: int) -> str:
+    fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dir_fd)
+    with os.fdopen(fd, "rb") as f:
+        return f.read(limit).decode("utf-8", errors="replace")
+
+
+def _stale(instances: int) -> None:
     """Remove the instances of cowbench processes that no longer exist."""
-    for d in instances.iterdir():
-        m = re.fullmatch(rf"{_PREFIX}(\d+)-[0-9a-f]+", d.name)
-        if m and not Path(f"/proc/{m.group(1)}").exists():
+    for name in os.listdir(instances):
+        m = re.fullmatch(rf"{_PREFIX}(\d+)-[0-9a-f]+", name)
+        if m and not os.path.exists(f"/proc/{m.group(1)}"):
             try:
-                d.rmdir()  # tracefs removes an instance with everything in it
+                os.rmdir(name, dir_fd=instances)  # tracefs removes all an instance holds
             except OSError:
                 pass
 
 
 class Trace:
     """A recording of :data:`EVENTS` in a tracefs instance of its own:
-    ``with Trace() as t: t.record(seconds)``, then ``t.text``."""
+    ``with Trace() as t: t.record(seconds)``, then ``t.text``. Every file is reached through
+    descriptors of tracefs held from the start."""
 
     def __init__(self, buffer_kb: int = BUFFER_KB) -> None:
         if not 64 <= buffer_kb <= 256 * 1024:
@@ -92,24 +126,29 @@ class Trace:
         self.buffer_kb = buffer_kb
         self.text = ""
         self.lost = 0
-        self._dir: Path | None = None
-        self._done: Callable[[], None] = lambda: None
+        #: the instance's name under tracefs's ``instances``
+        self.name = f"{_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
+        self._instances = -1
+        self._fd = -1
 
     def __enter__(self) -> Trace:
-        root, self._done = _tracefs()
+        root = tracefs()
         try:
-            _stale(root / "instances")
-            d = root / "instances" / f"{_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
-            d.mkdir()  # a new instance, or an error: never one of someone else's
-            self._dir = d
-            (d / "tracing_on").write_text("0")
-            (d / "buffer_size_kb").write_text(str(self.buffer_kb))
-            (d / "trace_clock").write_text("mono")
+            self._instances = os.open("instances", DIR_FLAGS, dir_fd=root)
+        finally:
+            os.close(root)
+        try:
+            _stale(self._instances)
+            os.mkdir(self.name, dir_fd=self._instances)  # new, or an error: never another's
+            self._fd = os.open(self.name, DIR_FLAGS, dir_fd=self._instances)
+            _write(self._fd, "tracing_on", "0")
+            _write(self._fd, "buffer_size_kb", str(self.buffer_kb))
+            _write(self._fd, "trace_clock", "mono")
             for ev in EVENTS:
-                enable = d / "events" / ev / "enable"
-                if not enable.exists():
-                    raise TraceUnavailable(f"this kernel has no tracepoint {ev}")
-                enable.write_text("1")
+                try:
+                    _write(self._fd, f"events/{ev}/enable", "1")
+                except FileNotFoundError:
+                    raise TraceUnavailable(f"this kernel has no tracepoint {ev}") from None
         except BaseException:
             self.__exit__(None, None, None)
             raise
@@ -128,34 +167,44 @@ class Trace:
 
     def start(self) -> None:
         """Empty the buffer and start recording."""
-        assert self._dir is not None, "start() inside `with Trace()`"
-        (self._dir / "trace").write_text("")  # this recording's events only
-        (self._dir / "tracing_on").write_text("1")
+        assert self._fd >= 0, "start() inside `with Trace()`"
+        _write(self._fd, "trace", "")  # opened to truncate: this recording's events only
+        _write(self._fd, "tracing_on", "1")
 
     def stop(self) -> None:
-        assert self._dir is not None, "stop() inside `with Trace()`"
-        (self._dir / "tracing_on").write_text("0")
+        assert self._fd >= 0, "stop() inside `with Trace()`"
+        _write(self._fd, "tracing_on", "0")
 
     def read(self) -> None:
         """Keep the recording's text (at most :data:`MAX_TEXT`; the kernel formats it as it
         is read: about 10 s of CPU for a second of a busy 2-core host, so read it once the
         measured run is over) and the events the buffer had no room for (``lost``)."""
-        assert self._dir is not None, "read() inside `with Trace()`"
-        with open(self._dir / "trace", encoding="utf-8", errors="replace") as f:
-            self.text = f.read(MAX_TEXT)
-        stats = (self._dir / "per_cpu").glob("cpu*/stats")
-        self.lost = sum(int(m.group(1)) for s in stats
-                        for m in [re.search(r"overrun: (\d+)", s.read_text())] if m)
+        assert self._fd >= 0, "read() inside `with Trace()`"
+        self.text = _read(self._fd, "trace", MAX_TEXT)
+        lost = 0
+        per_cpu = os.open("per_cpu", DIR_FLAGS, dir_fd=self._fd)
+        try:
+            for cpu in os.listdir(per_cpu):
+                m = re.search(r"overrun: (\d+)", _read(per_cpu, f"{cpu}/stats", 1 << 16))
+                lost += int(m.group(1)) if m else 0
+        finally:
+            os.close(per_cpu)
+        self.lost = lost
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         try:
-            if self._dir is not None:
-                (self._dir / "tracing_on").write_text("0")
-                self._dir.rmdir()
-                self._dir = None
+            if self._fd >= 0:
+                try:
+                    _write(self._fd, "tracing_on", "0")
+                finally:
+                    os.close(self._fd)
+                    self._fd = -1
+                    os.rmdir(self.name, dir_fd=self._instances)
         finally:
-            self._done()
+            if self._instances >= 0:
+                os.close(self._instances)
+                self._instances = -1
 
 
 # --- reading the text -------------------------------------------------------------------------

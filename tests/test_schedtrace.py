@@ -6,10 +6,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
-from cowbench.schedtrace import Trace, TraceUnavailable, _tracefs, analyse, events
+from cowbench.schedtrace import Trace, TraceUnavailable, analyse, events, tracefs
 
 # two cores: "a" (tid 10) runs, wakes "b" (tid 20), which takes a's core (a preempted, still
 # runnable); b goes to wait; a runs again; on the other core "c" (tid 30) runs and waits for
@@ -86,23 +88,39 @@ def tracefs_usable() -> str | None:
         return str(e)
 
 
-def test_a_real_recording_sees_a_thread_sleep_and_leaves_no_instance() -> None:
+def instances() -> list[str]:
+    """The names under tracefs's ``instances`` (tracefs is one: the same wherever mounted)."""
+    root = tracefs()
+    try:
+        fd = os.open("instances", os.O_RDONLY | os.O_DIRECTORY, dir_fd=root)
+        try:
+            return os.listdir(fd)
+        finally:
+            os.close(fd)
+    finally:
+        os.close(root)
+
+
+def test_a_real_recording_sees_a_thread_sleep_and_leaves_nothing() -> None:
     why = tracefs_usable()
     if why is not None:
         pytest.skip(f"cannot record the kernel's events here: {why}")
+    mounts = Path("/proc/self/mounts").read_text()
     child = subprocess.Popen([sys.executable, "-c",
                               "import time\nfor _ in range(400): time.sleep(0.001)"])
     try:
         with Trace(buffer_kb=4096) as t:
+            assert t.name in instances()
             t.record(0.3)
-            where = t._dir
-            assert where is not None and where.is_dir()
-        assert not where.exists()  # the instance is gone with the `with`
+        assert t.name not in instances()  # the instance is gone with the `with`
     finally:
         child.wait(timeout=30)
+    assert Path("/proc/self/mounts").read_text() == mounts  # nothing left mounted
+    assert not list(Path(tempfile.gettempdir()).glob("cowbench-tracefs-*"))
     a = analyse(events(t.text), {child.pid: "sleeper"}.get)
     assert len(a.kinds["sleeper"].turns) > 50  # it wakes every millisecond
     assert all(0 <= w < 0.3 for w in a.kinds["sleeper"].waits)
+    assert t.lost == 0
 
 
 def test_an_instance_left_by_a_dead_process_is_removed_by_the_next() -> None:
@@ -111,15 +129,17 @@ def test_an_instance_left_by_a_dead_process_is_removed_by_the_next() -> None:
         pytest.skip(f"cannot record the kernel's events here: {why}")
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    root, done = _tracefs()  # tracefs is one: the same instances wherever it is mounted
+    stale = f"cowbench-{dead.pid}-00000000"
+    root = tracefs()
+    fd = os.open("instances", os.O_RDONLY | os.O_DIRECTORY, dir_fd=root)
     try:
-        stale = root / "instances" / f"cowbench-{dead.pid}-00000000"
-        stale.mkdir()
+        os.mkdir(stale, dir_fd=fd)
         try:
             with Trace(buffer_kb=1024):
-                assert not stale.exists()
+                assert stale not in instances()
         finally:
-            if stale.exists():
-                stale.rmdir()
+            if stale in os.listdir(fd):
+                os.rmdir(stale, dir_fd=fd)
     finally:
-        done()
+        os.close(fd)
+        os.close(root)
