@@ -24,9 +24,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-import numpy as np
-
-from cowbench.schedtrace import Trace, TraceUnavailable, analyse, events
+from cowbench.schedtrace import Trace, TraceUnavailable, analyse, events, percentile_us
 from cowbench.tools import dies_with_us
 
 #: how long to wait for the run's first fio job before giving up
@@ -99,10 +97,6 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def pct(xs: list[float], q: float) -> float:
-    return float(np.percentile(xs, q)) * 1e6 if xs else float("nan")
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     ap.add_argument("scenario", type=Path)
@@ -151,14 +145,14 @@ def main(argv: list[str] | None = None) -> int:
     for name in sorted(a.kinds):
         k = a.kinds[name]
         mean = statistics.fmean(k.waits) * 1e6 if k.waits else float("nan")
-        turns = "/".join(f"{pct(k.turns, q):.0f}" for q in (50, 90, 99))
-        waits = "/".join(f"{pct(k.waits, q):.0f}" for q in (50, 90, 99))
+        turns = "/".join(f"{percentile_us(k.turns, q):.0f}" for q in (50, 90, 99))
+        waits = "/".join(f"{percentile_us(k.waits, q):.0f}" for q in (50, 90, 99))
         print(f"{name:<24}{len(k.turns):>7}{sum(k.turns) / a.seconds:>7.1%}{turns:>22}"
               f"{f'{mean:.0f} {waits}':>30}{k.preempted / max(len(k.turns), 1):>11.0%}")
     for rw in sorted(a.device):
         xs = a.device[rw]
         print(f"the device, {rw}: {len(xs)} requests, mean {statistics.fmean(xs) * 1e6:.0f} us, "
-              f"p50/p90/p99 {'/'.join(f'{pct(xs, q):.0f}' for q in (50, 90, 99))} us")
+              f"p50/p90/p99 {'/'.join(f'{percentile_us(xs, q):.0f}' for q in (50, 90, 99))} us")
     return 0
 
 

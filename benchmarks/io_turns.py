@@ -50,10 +50,16 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from cowbench.profile import load_profile
-from cowbench.schedtrace import Analysis, Kind, Trace, TraceUnavailable, analyse, events
+from cowbench.schedtrace import (
+    Analysis,
+    Kind,
+    Trace,
+    TraceUnavailable,
+    analyse,
+    events,
+    percentile_us,
+)
 from cowbench.tools import (
     PID_NAMESPACE,
     Schedstat,
@@ -333,15 +339,10 @@ def model_turns(path: Path) -> str:
             lines.append(f"  {who}, its {role}: {task.cpu_s / max(task.turns, 1) * 1e6:.1f} us "
                          f"of CPU per turn, {task.turns / host.env.now:.0f} turns a second"
                          + per_io + "; turn us p50/p90/p99 "
-                         + "/".join(f"{pct(turns, q):.0f}" for q in (50, 90, 99))
+                         + "/".join(f"{percentile_us(turns, q):.0f}" for q in (50, 90, 99))
                          + f", wait us mean {mean:.0f}, p50/p90/p99 "
-                         + "/".join(f"{pct(waits, q):.0f}" for q in (50, 90, 99)))
+                         + "/".join(f"{percentile_us(waits, q):.0f}" for q in (50, 90, 99)))
     return "\n".join(lines)
-
-
-def pct(xs: list[float], q: float) -> float:
-    """The ``q``-th percentile of ``xs`` in microseconds (nan for none)."""
-    return float(np.percentile(xs, q)) * 1e6 if xs else float("nan")
 
 
 def trace_table(traces: dict[str, list[Analysis]]) -> str:
@@ -365,8 +366,8 @@ def trace_table(traces: dict[str, list[Analysis]]) -> str:
                 device.setdefault(rw, []).extend(xs)
         for k in sorted(merged):
             v = merged[k]
-            turns = "/".join(f"{pct(v.turns, q):.0f}" for q in (50, 90, 99))
-            waits = "/".join(f"{pct(v.waits, q):.0f}" for q in (50, 90, 99))
+            turns = "/".join(f"{percentile_us(v.turns, q):.0f}" for q in (50, 90, 99))
+            waits = "/".join(f"{percentile_us(v.waits, q):.0f}" for q in (50, 90, 99))
             mean = statistics.fmean(v.waits) * 1e6 if v.waits else float("nan")
             cut = v.preempted / len(v.turns) if v.turns else float("nan")
             by = v.by_wakee / v.preempted if v.preempted else float("nan")
@@ -375,7 +376,7 @@ def trace_table(traces: dict[str, list[Analysis]]) -> str:
         for rw in sorted(device):
             xs = device[rw]
             lines.append(f"{name + ', the device: ' + rw:<46}"
-                         f"{'/'.join(f'{pct(xs, q):.0f}' for q in (50, 90, 99)):>22}"
+                         f"{'/'.join(f'{percentile_us(xs, q):.0f}' for q in (50, 90, 99)):>22}"
                          f"{f'mean {statistics.fmean(xs) * 1e6:.0f}, {len(xs)} requests':>30}")
     return "\n".join(lines)
 

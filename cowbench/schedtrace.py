@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+import numpy as np
+
 from .fdtree import DIR_FLAGS, detach_mount
 
 #: the events recorded
@@ -311,3 +313,10 @@ def analyse(evs: Iterable[Event], kind: Callable[[int], str | None]) -> Analysis
                     device[rw].append(e.t - t0)
     span = (last - first) if first is not None and last is not None else 0.0
     return Analysis(span, dict(kinds), dict(device))
+
+
+def percentile_us(xs: list[float], q: float) -> float:
+    """The ``q``-th percentile of ``xs`` (seconds) in microseconds; nan for none."""
+    if not xs:
+        return float("nan")
+    return float(np.percentile(xs, q)) * 1e6
