@@ -7,9 +7,13 @@ the reads and writes (``VM:pool``).
 Printed per VM and kind of thread: turns on a core in the second, the share of a core used,
 the turn's 50th/90th/99th percentiles, the wait for a core (mean, then percentiles), and the
 share of turns the scheduler ended (preempted); then the device's time per request. Root only
-(tracefs); the run directory is kept (``--out``).
+(tracefs); the run directory is kept (``--out``). With ``--profile``, the model is run on the
+same scenario with that profile and its processes are printed the same way (each VM's issuer
+as ``VM:fio``, its server as ``VM:main``, over the whole simulated run): the two side by side
+at the level of each turn and wait.
 
-    .venv/bin/python benchmarks/io_trace.py scenarios/io-density.yaml --out /tmp/dens-trace
+    .venv/bin/python benchmarks/io_trace.py scenarios/io-density.yaml --out /tmp/dens-trace \
+        [--profile results/profile.json]
 """
 
 from __future__ import annotations
@@ -104,6 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--after", type=float, default=6.0,
                     help="seconds after the first fio job starts before recording (6)")
     ap.add_argument("--seconds", type=float, default=1.0, help="seconds recorded (1)")
+    ap.add_argument("--profile", type=Path,
+                    help="also run the model on the scenario with this profile and print its "
+                    "processes' turns and waits per VM the same way (its run directory beside "
+                    "--out, with -model added to the name)")
     args = ap.parse_args(argv)
     if not 0 <= args.after <= 600 or not 0 < args.seconds <= 5:
         ap.error("--after must be 0 to 600 and --seconds above 0 and at most 5")
@@ -140,19 +148,60 @@ def main(argv: list[str] | None = None) -> int:
     a = analyse(events(trace.text), kinds.get)
     print(f"{args.seconds:g} s recorded {args.after:g} s after the first fio job started "
           f"({args.scenario}; run directory {args.out})")
-    print(f"{'VM:thread':<24}{'turns':>7}{'core':>7}{'turn us p50/p90/p99':>22}"
-          f"{'wait us mean p50/p90/p99':>30}{'preempted':>11}")
+    print(HEADER)
     for name in sorted(a.kinds):
         k = a.kinds[name]
-        mean = statistics.fmean(k.waits) * 1e6 if k.waits else float("nan")
-        turns = "/".join(f"{percentile_us(k.turns, q):.0f}" for q in (50, 90, 99))
-        waits = "/".join(f"{percentile_us(k.waits, q):.0f}" for q in (50, 90, 99))
-        print(f"{name:<24}{len(k.turns):>7}{sum(k.turns) / a.seconds:>7.1%}{turns:>22}"
-              f"{f'{mean:.0f} {waits}':>30}{k.preempted / max(len(k.turns), 1):>11.0%}")
+        print(row(name, k.turns, k.waits, a.seconds, k.preempted / max(len(k.turns), 1)))
     for rw in sorted(a.device):
         xs = a.device[rw]
         print(f"the device, {rw}: {len(xs)} requests, mean {statistics.fmean(xs) * 1e6:.0f} us, "
               f"p50/p90/p99 {'/'.join(f'{percentile_us(xs, q):.0f}' for q in (50, 90, 99))} us")
+    if args.profile is not None:
+        model_out = args.out.with_name(args.out.name + "-model")
+        code = model_side(args.scenario, args.profile, model_out)
+        if code != 0:
+            print(f"io_trace.py: the model's run failed ({code})", file=sys.stderr)
+            return 1
+    return 0
+
+
+HEADER = (f"{'VM:thread':<24}{'turns/s':>8}{'core':>7}{'turn us p50/p90/p99':>22}"
+          f"{'wait us mean p50/p90/p99':>30}{'preempted':>11}")
+
+
+def row(name: str, turns: list[float], waits: list[float], seconds: float,
+        preempted: float | None) -> str:
+    """One kind of thread's line: turns a second, share of a core, percentiles."""
+    mean = statistics.fmean(waits) * 1e6 if waits else float("nan")
+    t = "/".join(f"{percentile_us(turns, q):.0f}" for q in (50, 90, 99))
+    w = "/".join(f"{percentile_us(waits, q):.0f}" for q in (50, 90, 99))
+    cut = "" if preempted is None else f"{preempted:.0%}"
+    return (f"{name:<24}{len(turns) / seconds:>8.0f}{sum(turns) / seconds:>7.1%}{t:>22}"
+            f"{f'{mean:.0f} {w}':>30}{cut:>11}")
+
+
+def model_side(scenario: Path, profile: Path, out: Path) -> int:
+    """Run the model on ``scenario`` with ``profile`` (as ``cowbench run --backend sim
+    --profile``) keeping its processes' turns and waits, and print them per VM: its issuer
+    as ``VM:fio``, its server as ``VM:main`` (the model's server is qemu-nbd's main thread and
+    its pool in one), the host's kernel as ``kernel``; over the whole simulated run."""
+    import cowbench.cli  # noqa: F401  (registers the commands on the app)
+    from cowbench.cli_app import app
+    from sim.perf.host import recording
+
+    with recording() as hosts:
+        rv = app(["run", str(scenario), "--backend", "sim", "--profile", str(profile),
+                  "--out", str(out)], standalone_mode=False)
+    if rv not in (None, 0):
+        return int(rv)
+    print(f"the model ({profile}; run directory {out}), over the whole simulated run:")
+    print(HEADER)
+    for host in hosts:
+        seconds = host.env.now
+        for name, task in sorted(host.named_tasks(), key=lambda nt: nt[0]):
+            if task.record is not None and seconds > 0:
+                waits, turns = task.record
+                print(row(name, turns, waits, seconds, None))
     return 0
 
 

@@ -297,6 +297,40 @@ def test_a_scheduled_scenario_is_deterministic() -> None:
     assert len(lat) == 1 and float(lat.iloc[0]) > 0
 
 
+def test_a_recorded_run_names_each_task_after_its_vm_and_changes_nothing() -> None:
+    """Inside ``sim.perf.host.recording()`` (benchmarks/io_trace.py --profile) every host
+    made keeps its tasks' turns and waits, each task named after the VM it serves; the run's
+    figures are the ones it has outside."""
+    from cowbench.scenario import parse_scenario
+    from sim import simulate
+    from sim.perf.host import recording
+
+    from .conftest import small_dict
+
+    d = small_dict()
+    d["workloads"] = {"r": {"rw": "randread", "bs": "4k", "iodepth": 8, "io_size": "4MiB"},
+                      "w": {"rw": "randwrite", "bs": "4k", "iodepth": 1, "io_size": "1MiB"}}
+    d["vms"] = [{"name": "a", "image": "img", "workload": "r"},
+                {"name": "b", "image": "img", "workload": "w"}]
+    d["device"] = {"calibrated": TRUE.model_copy(update={"sched": SCHED}).model_dump(mode="json")}
+    plain = simulate(parse_scenario(d), seed=3)
+    with recording() as hosts:
+        kept = simulate(parse_scenario(d), seed=3)
+    assert kept.equals(plain)
+    [host] = hosts
+    named = dict(host.named_tasks())
+    assert {"a:fio", "a:main", "b:fio", "b:main"} <= set(named)
+    for task in named.values():
+        assert task.record is not None and len(task.record[0]) == task.turns > 0
+    with recording():
+        pass
+    assert Host(simpy.Environment(), PerfModel(PARAMS_SCHED), np.random.default_rng(0)
+                ).record_turns is False  # outside, nothing is kept
+
+
+PARAMS_SCHED = TRUE.model_copy(update={"sched": SCHED})
+
+
 class SimpyCores(simpy.PreemptiveResource):
     """The cores as SimPy's own preemptive resource: what :class:`Cores` must equal."""
 

@@ -99,6 +99,10 @@ class CalibratedDevice:
             self._formats[key] = (fmt, depth, miss)
         return self._formats[key]
 
+    def label(self, disk: object, name: str) -> None:
+        """The VM whose disk is ``disk`` is called ``name`` (``Host.names``)."""
+        self.host.label(getattr(disk, "top", disk), name)
+
     def serve_io(self, disk: object, is_write: bool, length: int,
                  io: HostIO) -> Generator[simpy.Event, Any, None]:
         fmt, depth, miss = self._format(disk)

@@ -5,7 +5,8 @@ describes the whole model."""
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,24 @@ from .demand import Demand, PerfModel
 from .sched import Cores, Task
 
 Process = Generator[simpy.Event, Any, None]
+
+#: the hosts made inside :func:`recording`, each keeping its tasks' turns and waits
+_recording: list[Host] | None = None
+
+
+@contextmanager
+def recording() -> Iterator[list[Host]]:
+    """Every :class:`Host` made inside the ``with`` keeps its tasks' waits for a core and
+    turns (``Task.record``) and is added to the list it gives: a scenario's run, read per VM
+    (``Host.names``) by benchmarks/io_trace.py beside the kernel's record of the real one."""
+    global _recording
+    outer = _recording
+    hosts: list[Host] = []
+    _recording = hosts
+    try:
+        yield hosts
+    finally:
+        _recording = outer
 
 
 class SharedDevice:
@@ -183,7 +202,15 @@ class Host:
         self._tasks: dict[int, tuple[Task, Task]] = {}
         self._kernel: Task | None = None
         #: keep every task's waits for a core and turns (``Task.record``)
-        self.record_turns = False
+        self.record_turns = _recording is not None
+        #: each VM's name by its disk (``label``): who a task serves, for a reader of turns
+        self.names: dict[int, str] = {}
+        if _recording is not None:
+            _recording.append(self)
+
+    def label(self, image: object, name: str) -> None:
+        """The VM whose disk is ``image`` is called ``name``."""
+        self.names[id(image)] = name
 
     def tasks(self, image: object) -> tuple[Task, Task]:
         """The issuer and the server of the VM whose disk is ``image``."""
@@ -197,6 +224,14 @@ class Host:
                 for task in self._tasks[key]:
                     task.record = ([], [])
         return self._tasks[key]
+
+    def named_tasks(self) -> list[tuple[str, Task]]:
+        """Every task made so far, named ``VM:fio`` (the issuer), ``VM:main`` (the server)
+        by its VM's name (``label``; ``?`` for a disk not labelled), and ``kernel``."""
+        out = [(f"{self.names.get(key, '?')}:{kind}", task)
+               for key, pair in self._tasks.items()
+               for kind, task in zip(("fio", "main"), pair, strict=True)]
+        return out + ([("kernel", self._kernel)] if self._kernel is not None else [])
 
     def all_tasks(self) -> list[tuple[Task, Task]]:
         """Every VM's (issuer, server) made so far, in the order of their first I/O."""

@@ -18,7 +18,7 @@ import simpy
 from cowbench.iolog import Trace
 from cowbench.records import Recorder
 from cowbench.scenario import VM, Scenario, Workload
-from sim.perf.device import AnyDevice
+from sim.perf.device import AnyDevice, CalibratedDevice
 from sim.storage.disk import HostIO
 from sim.storage.fs import FS_BLOCK
 from sim.storage.strategies import Disk, configure_io, guest_write, trim
@@ -132,6 +132,8 @@ def run_vm(env: simpy.Environment, scenario: Scenario, vm: VM, vm_index: int,
            traces: Sequence[Trace] | None = None, size: int | None = None) -> Process:
     size = scenario.root_size(vm) if size is None else size
     configure_io(disk, scenario.strategy_of(vm), wl)
+    if isinstance(device, CalibratedDevice):
+        device.label(disk, vm.name)
     # every clone of every job (several jobs of one VM: in fio's order, on the same disk)
     jobs = [part for part in wl.parts for _ in range(part.numjobs)]
     streams = ([trace_chunks(t) for t in traces] if traces is not None else
