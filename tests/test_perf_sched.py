@@ -279,10 +279,11 @@ def test_calibrate_prints_the_scheduler_or_its_absence() -> None:
     assert "none (no CPU figures in the probes)" in shown(TRUE)
 
 
-def test_a_scheduled_scenario_is_deterministic() -> None:
-    from cowbench.scenario import parse_scenario
-    from sim import simulate
+PARAMS_SCHED = TRUE.model_copy(update={"sched": SCHED})
 
+
+def scheduled_scenario() -> dict[str, Any]:
+    """Two VMs (a reader at iodepth 8, a writer at iodepth 1) on a host with a scheduler."""
     from .conftest import small_dict
 
     d = small_dict()
@@ -290,7 +291,15 @@ def test_a_scheduled_scenario_is_deterministic() -> None:
                       "w": {"rw": "randwrite", "bs": "4k", "iodepth": 1, "io_size": "1MiB"}}
     d["vms"] = [{"name": "a", "image": "img", "workload": "r"},
                 {"name": "b", "image": "img", "workload": "w"}]
-    d["device"] = {"calibrated": TRUE.model_copy(update={"sched": SCHED}).model_dump(mode="json")}
+    d["device"] = {"calibrated": PARAMS_SCHED.model_dump(mode="json")}
+    return d
+
+
+def test_a_scheduled_scenario_is_deterministic() -> None:
+    from cowbench.scenario import parse_scenario
+    from sim import simulate
+
+    d = scheduled_scenario()
     first = simulate(parse_scenario(d), seed=3)
     assert first.equals(simulate(parse_scenario(d), seed=3))
     lat = first[first.metric == "read_lat_p99_s"].value
@@ -305,14 +314,7 @@ def test_a_recorded_run_names_each_task_after_its_vm_and_changes_nothing() -> No
     from sim import simulate
     from sim.perf.host import recording
 
-    from .conftest import small_dict
-
-    d = small_dict()
-    d["workloads"] = {"r": {"rw": "randread", "bs": "4k", "iodepth": 8, "io_size": "4MiB"},
-                      "w": {"rw": "randwrite", "bs": "4k", "iodepth": 1, "io_size": "1MiB"}}
-    d["vms"] = [{"name": "a", "image": "img", "workload": "r"},
-                {"name": "b", "image": "img", "workload": "w"}]
-    d["device"] = {"calibrated": TRUE.model_copy(update={"sched": SCHED}).model_dump(mode="json")}
+    d = scheduled_scenario()
     plain = simulate(parse_scenario(d), seed=3)
     with recording() as hosts:
         kept = simulate(parse_scenario(d), seed=3)
@@ -327,8 +329,6 @@ def test_a_recorded_run_names_each_task_after_its_vm_and_changes_nothing() -> No
     assert Host(simpy.Environment(), PerfModel(PARAMS_SCHED), np.random.default_rng(0)
                 ).record_turns is False  # outside, nothing is kept
 
-
-PARAMS_SCHED = TRUE.model_copy(update={"sched": SCHED})
 
 
 class SimpyCores(simpy.PreemptiveResource):
