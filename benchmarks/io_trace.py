@@ -91,8 +91,9 @@ def thread_kinds(root: int) -> dict[int, str]:
 
 
 def fio_running(root: int) -> bool:
-    return any(os.path.basename(_cmdline(str(p))[0].decode(errors="replace")) == "fio"
-               for p in descendants(root) if _cmdline(str(p)))
+    """Whether a fio process runs under ``root`` (each command line read once)."""
+    return any(argv and os.path.basename(argv[0]) == b"fio"
+               for argv in (_cmdline(str(p)) for p in descendants(root)))
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
