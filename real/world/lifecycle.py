@@ -352,6 +352,11 @@ class RealWorld:
             else:
                 backing, fmt = dest_dir / inst.layers[i - 1], "qcow2"
             rel = os.path.relpath(backing, dest_dir)  # as real.storage.strategies names backings
+            if self._backing_of(dest_dir / name) == (rel, fmt):
+                # already so (a host's layout mirrors the others'), as Nova's copies are: a
+                # rebase would rewrite the header's whole cluster, allocating the holes
+                # rsync --sparse left in it, which no real migration does
+                continue
             run(["qemu-img", "rebase", "-u", "-f", "qcow2", "-b", rel, "-F", fmt,
                  str(dest_dir / name)], log=self.log, label="rebase-unsafe")
 
