@@ -33,6 +33,32 @@ LayerImage = Qcow2Image | RawImage | RbdClone | ReflinkCopy
 
 
 @dataclass
+class SparseCopy:
+    """What an ``rsync --sparse`` copy of a layer allocated: the host 4 KiB blocks holding a
+    non-zero byte (sorted), the file's blocks then (``end``), the image's allocated data then,
+    and the guest blocks with data below the layer that the copy was made with.
+
+    Later writes allocate what they touch: a write into a cluster the copy left partly holes
+    (the rest of a guest's 4 KiB write in a 64 KiB cluster was zeros) fills the blocks it
+    writes, an entry added to an L2 table or a refcount block fills its block, and clusters
+    appended past the copy's end are the image's own growth (whole clusters)."""
+
+    blocks: np.ndarray
+    end: int
+    then: int
+    below: np.ndarray | None
+
+    def allocated_bytes(self, layer: Layer) -> int:
+        img = layer.image
+        now = nonzero_blocks(layer, self.below)
+        blocks = np.union1d(self.blocks, now[now < self.end])
+        inside = int(blocks.size) * FS_BLOCK + extent_tree_bytes(_runs_of(blocks))
+        if isinstance(img, Qcow2Image):
+            return inside + max(0, img.allocated_data_bytes - self.then)
+        return inside
+
+
+@dataclass
 class Layer:
     """One file of a VM's disk chain, and which 4 KiB guest blocks the guest wrote into it."""
 
@@ -40,7 +66,7 @@ class Layer:
     image: LayerImage
     written: np.ndarray
     filled: bool = False  # copied by a transport that writes holes out (scp)
-    sparse_at_copy: tuple[int, int] | None = None  # rsync --sparse: (bytes, image's then)
+    sparse_at_copy: SparseCopy | None = None  # copied by rsync --sparse
 
     @classmethod
     def new(cls, name: str, image: LayerImage, size: int) -> Layer:
@@ -56,9 +82,7 @@ class Layer:
         if not isinstance(img, Qcow2Image | RawImage):  # never copied (check_timeline)
             return img.allocated_bytes
         if self.sparse_at_copy is not None:
-            # exact right after the copy; later growth counted as the image's own growth
-            copied, then = self.sparse_at_copy
-            return copied + max(0, img.allocated_data_bytes - then)
+            return self.sparse_at_copy.allocated_bytes(self)
         if not self.filled:
             return img.allocated_bytes
         size = -(-img.file_bytes // FS_BLOCK) * FS_BLOCK
@@ -244,14 +268,14 @@ def nonzero_blocks(layer: Layer, below: np.ndarray | None = None) -> np.ndarray:
             out += [2 * per + b for b in range(-(-used * img.refcount_bits // 8 // FS_BLOCK))]
     l2_idx = np.flatnonzero(img.l2_allocated)
     out += sorted({img._l1_start * per + int(i) * 8 // FS_BLOCK for i in l2_idx})
-    for i in l2_idx.tolist():
-        gs = np.flatnonzero(img.allocated[i * img.l2_entries:(i + 1) * img.l2_entries])
-        out += sorted({int(img.l2_host[i]) * per + int(g) * 8 // FS_BLOCK for g in gs})
+    alloc = np.flatnonzero(img.allocated)
+    # each allocated cluster's L2 entry (16 bytes with extended_l2), in its table's cluster
+    entries = img.l2_host[alloc // img.l2_entries] * per + (
+        alloc % img.l2_entries) * img.L2_ENTRY_BYTES // FS_BLOCK
     content = _guest_content(layer, img.n_clusters * per, below)
-    for g in np.flatnonzero(img.allocated).tolist():
-        blocks = np.flatnonzero(content[g * per:(g + 1) * per])
-        out += (int(img.data_host[g]) * per + blocks).tolist()
-    return np.unique(np.asarray(out, dtype=np.int64))
+    rows, cols = np.nonzero(content.reshape(-1, per)[alloc])
+    data = img.data_host[alloc][rows] * per + cols
+    return np.unique(np.concatenate([np.asarray(out, dtype=np.int64), entries, data]))
 
 
 def _guest_content(layer: Layer, nblocks: int, below: np.ndarray | None) -> np.ndarray:
@@ -290,14 +314,19 @@ def content_below(layers: list[Layer]) -> list[np.ndarray | None]:
     return out
 
 
-def sparse_copy(layer: Layer, below: np.ndarray | None = None) -> tuple[int, int]:
-    """(allocated bytes, the image's allocated data then) of an ``rsync --sparse`` copy
-    (``below``: :func:`nonzero_blocks`')."""
-    blocks = nonzero_blocks(layer, below)
+def sparse_copy(layer: Layer, below: np.ndarray | None = None) -> SparseCopy:
+    """What an ``rsync --sparse`` copy of ``layer`` allocates (``below``:
+    :func:`nonzero_blocks`')."""
+    img = layer.image
+    assert isinstance(img, Qcow2Image | RawImage), "check_timeline: no such disk migrates"
+    then = img.allocated_data_bytes if isinstance(img, Qcow2Image) else 0
+    return SparseCopy(nonzero_blocks(layer, below), -(-img.file_bytes // FS_BLOCK), then,
+                      None if below is None else below.copy())
+
+
+def _runs_of(blocks: np.ndarray) -> list[int]:
+    """The lengths of the runs of consecutive numbers in sorted ``blocks``."""
     if blocks.size == 0:
-        return 0, layer.image.allocated_data_bytes if isinstance(layer.image, Qcow2Image) else 0
-    runs = np.diff(np.flatnonzero(np.diff(np.concatenate(([-2], blocks))) != 1).tolist()
-                   + [blocks.size])
-    nbytes = int(blocks.size) * FS_BLOCK + extent_tree_bytes(runs.tolist())
-    then = layer.image.allocated_data_bytes if isinstance(layer.image, Qcow2Image) else 0
-    return nbytes, then
+        return []
+    starts = np.flatnonzero(np.diff(blocks) != 1) + 1
+    return [int(n) for n in np.diff(np.concatenate(([0], starts, [blocks.size])))]
