@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .compare import summary
+from .compare import nth, summary
 from .drift import blocks as drift_blocks
 from .plots import PRINT_DPI, SCREEN_DPI, WIDTH_IN, save_figure
 from .spread import one_run_note, spread_summary
@@ -138,7 +138,9 @@ def error_table(comparison: pd.DataFrame, spread: pd.DataFrame | None = None
         keys = ["entity", "metric", "t_s"]
         sp = spread[[*keys, "spread", "within_spread"]].copy()
         d, sp = d.assign(t_s=d["t_s"].fillna(-1.0)), sp.assign(t_s=sp["t_s"].fillna(-1.0))
-        d = d.merge(sp, on=keys, how="left")
+        # a figure sampled twice at one instant has a row per sample in both, in one order
+        d, sp = d.assign(_nth=nth(d, keys)), sp.assign(_nth=nth(sp, keys))
+        d = d.merge(sp, on=[*keys, "_nth"], how="left")
         d["t_s"] = d["t_s"].where(d["t_s"] >= 0, math.nan)
     d["_abs"] = d["rel_error"].abs()
     d = d.sort_values("_abs", ascending=False, kind="stable")

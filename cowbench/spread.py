@@ -32,10 +32,13 @@ import math
 import numpy as np
 import pandas as pd
 
+from .compare import nth
+
 SPREAD_FILE = "spread.csv"
 SPREAD_COLUMNS = ["entity", "metric", "t_s", "runs", "measured_mean", "measured_min",
                   "measured_max", "spread", "predicted", "rel_error", "within_spread", "unit"]
 _KEY = ["entity", "metric", "t_s"]
+_NTH = "_nth"
 
 
 def real_runs(measured: pd.DataFrame) -> int:
@@ -51,12 +54,16 @@ def spread_table(comparison: pd.DataFrame, measured: pd.DataFrame) -> pd.DataFra
     the prediction's error is within it (module docstring)."""
     m = measured[["entity", "metric", "t_s", "value", "replication"]].copy()
     m["t_s"] = m["t_s"].fillna(-1.0)  # NaN never equals NaN in a join: mark end-of-run
-    per_run = m.groupby([*_KEY, "replication"], as_index=False)["value"].mean()
-    runs = per_run.groupby(_KEY, as_index=False)["value"].agg(
+    # a figure sampled twice at one instant: the k-th sample of each run beside the k-th row
+    # of the comparison (cowbench.compare.compare)
+    m[_NTH] = nth(m, [*_KEY, "replication"])
+    per_run = m.groupby([*_KEY, _NTH, "replication"], as_index=False)["value"].mean()
+    runs = per_run.groupby([*_KEY, _NTH], as_index=False)["value"].agg(
         runs="count", measured_mean="mean", measured_min="min", measured_max="max")
     comp = comparison.copy()
     comp["t_s"] = comp["t_s"].fillna(-1.0)
-    out = comp.merge(runs, on=_KEY, how="left")
+    comp[_NTH] = nth(comp, _KEY)
+    out = comp.merge(runs, on=[*_KEY, _NTH], how="left")
     out["spread"] = [_spread(n, lo, hi, mean) for n, lo, hi, mean in
                      zip(out["runs"], out["measured_min"], out["measured_max"],
                          out["measured_mean"], strict=True)]

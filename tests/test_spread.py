@@ -66,6 +66,28 @@ def test_the_spread_of_three_runs_and_which_errors_lie_within_it() -> None:
     assert real_runs(MEAS) == 3 and real_runs(MEAS[MEAS.replication == 0]) == 1
 
 
+def test_two_samples_at_one_instant_are_two_rows_never_their_mean() -> None:
+    """A lifecycle samples every entity after each operation: a snapshot at t = 60 gives the
+    host's bytes before and after it, both at 60 s. The k-th sample of the model stands beside
+    the k-th measured (of each run's, averaged over the runs), in the order recorded."""
+    def at_60(backend: str, runs: list[tuple[float, float]]) -> pd.DataFrame:
+        rows = [(backend, 60.0, "host:h1", "allocated_bytes", v, "B", 1, k)
+                for k, pair in enumerate(runs) for v in pair]
+        return records_frame(rows)
+
+    pred = at_60("sim", [(270.0, 151.0)])
+    meas = at_60("real", [(268.0, 150.0), (272.0, 154.0)])
+    comp = compare(pred, meas)
+    assert comp.predicted.tolist() == [270.0, 151.0]
+    assert comp.measured.tolist() == [270.0, 152.0]  # each sample's mean over the two runs
+    sp = spread_table(comp, meas)
+    assert sp.measured_min.tolist() == [268.0, 150.0]
+    assert sp.measured_max.tolist() == [272.0, 154.0]
+    assert sp.spread.round(4).tolist() == [round(4 / 270, 4), round(4 / 152, 4)]
+    table = error_table(comp, sp)  # the report's table: one row per sample, each its spread
+    assert len(table) == 2 and table["real spread"].nunique() == 2
+
+
 def test_the_terminal_table_shows_the_spread_or_says_it_rests_on_one_run() -> None:
     comp = compare(PRED, MEAS)
     console = Console(width=200, record=True)
