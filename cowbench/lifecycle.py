@@ -132,6 +132,16 @@ class Arrivals(_Frozen):
     migrate_every_s: Seconds | None = Field(default=None, gt=0)
     migrate_kind: MigrateKind = "cold"
 
+    @model_validator(mode="after")
+    def _chain_moves(self) -> Arrivals:
+        if (self.snapshot_every_s is not None and self.snapshot_kind == "external"
+                and self.migrate_every_s is not None and self.migrate_kind == "live"):
+            raise ValueError("external snapshots with live migrations: a live migration "
+                             "copies only the disk's top layer, and the layers the snapshots "
+                             "leave below it would not reach the destination (migrate_kind "
+                             "cold or flatten)")
+        return self
+
 
 class Timeline(_Frozen):
     """Operations over time, and how often every figure is sampled between them."""

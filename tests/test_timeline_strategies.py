@@ -77,7 +77,12 @@ def _allowed_events(kind: str) -> list[dict[str, Any]]:
     """Boot, run, then every operation the strategy allows, on VM ``a``."""
     ops = STRATEGY_OPS[kind]
     ev: list[dict[str, Any]] = [{"t": 0, "op": "boot", "vm": "a"}, {"t": 0, "op": "run", "vm": "a"}]
-    t = 10
+    t, host = 10, "h1"
+    if ("migrate", "live") in ops:  # first: after an external snapshot Nova's would lose it
+        host = "h2"
+        ev += [{"t": t, "op": "migrate", "vm": "a", "to": host, "kind": "live"},
+               {"t": t + 5, "op": "run", "vm": "a", "workload": "r"}]
+        t += 10
     for snap in ("live", "external", "internal"):
         if ("snapshot", snap) in ops:
             ev.append({"t": t, "op": "snapshot", "vm": "a", "kind": snap, "name": f"{snap}-a"})
@@ -85,14 +90,13 @@ def _allowed_events(kind: str) -> list[dict[str, Any]]:
     if ("resize", None) in ops:
         ev.append({"t": t, "op": "resize", "vm": "a", "root_size": "112MiB"})
         t += 10
-    host = "h1"
-    for mig in ("cold", "live", "flatten"):
+    for mig in ("cold", "flatten"):
         if ("migrate", mig) in ops:
             host = "h2" if host == "h1" else "h1"
             ev += [{"t": t, "op": "migrate", "vm": "a", "to": host, "kind": mig},
-                   {"t": t + 5, "op": "run", "vm": "a", "workload": "r"}]
-            if mig != "live":  # Nova migrates it no more until confirmed (VERIFY_RESIZE)
-                ev.append({"t": t + 7, "op": "confirm", "vm": "a"})
+                   {"t": t + 5, "op": "run", "vm": "a", "workload": "r"},
+                   # Nova migrates it no more until confirmed (VERIFY_RESIZE)
+                   {"t": t + 7, "op": "confirm", "vm": "a"}]
             t += 10
     ev += [{"t": t, "op": "confirm", "vm": "a"}, {"t": t + 10, "op": "delete", "vm": "b"}]
     return ev
@@ -110,6 +114,30 @@ def test_every_strategy_takes_what_it_allows_in_the_model(kind: str) -> None:
         assert end["vm:a", "model_only"] == 1.0 and end["cache:h1", "allocated_bytes"] == 0
     if kind == "resized_base":  # the base and one copy per root size, on h1
         assert end["cache:h1", "file_bytes"] > 64 << 20
+
+
+def test_a_live_migration_after_an_external_snapshot_is_refused_until_flattened() -> None:
+    """libvirt's block migration mirrors the top layer onto a disk over the destination's
+    base: the layer an external snapshot left below it would not reach the destination. A
+    cold migration copies every layer; a flatten ships one file, after which a live one is
+    whole again."""
+    def events(*middle: dict[str, Any]) -> list[dict[str, Any]]:
+        return [{"t": 0, "op": "boot", "vm": "a"}, {"t": 0, "op": "run", "vm": "a"},
+                {"t": 5, "op": "snapshot", "vm": "a", "kind": "external"}, *middle]
+
+    live = {"t": 30, "op": "migrate", "vm": "a", "to": "h2", "kind": "live"}
+    with pytest.raises(ScenarioError) as err:
+        parse_scenario(scenario("qcow2_overlay", timeline={"events": events(live)}))
+    [(where, why)] = err.value.problems
+    assert where == "timeline.events[3]"
+    assert "copies only the disk's top layer" in why and "1 layer below it" in why
+    cold = [{"t": 10, "op": "migrate", "vm": "a", "to": "h2", "kind": "cold"},
+            {"t": 20, "op": "confirm", "vm": "a"}, {**live, "to": "h1"}]
+    with pytest.raises(ScenarioError, match="copies only the disk's top layer"):
+        parse_scenario(scenario("qcow2_overlay", timeline={"events": events(*cold)}))
+    flat = [{"t": 10, "op": "migrate", "vm": "a", "to": "h2", "kind": "flatten"},
+            {"t": 20, "op": "confirm", "vm": "a"}, {**live, "to": "h1"}]
+    parse_scenario(scenario("qcow2_overlay", timeline={"events": events(*flat)}))
 
 
 @pytest.mark.parametrize("kind,event,reason", [

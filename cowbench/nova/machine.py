@@ -144,6 +144,7 @@ class Machine:
         self.bases: dict[str, tuple[Base, ...]] = {}  # a live VM's bases, on its host
         self.resizes = ResizeCopies[str, tuple[Base, ...]]()  # the _resize copies' bases
         self.cache: dict[str, dict[Base, float]] = {h.name: {} for h in s.hosts}  # -> mtime
+        self.snapshots_below: dict[str, int] = {}  # a disk's layers under its top: external
         self._allowed = allowed
 
     def apply(self, operation: Operation) -> list[Instruction]:
@@ -217,6 +218,7 @@ class Machine:
         if operation.kind == "internal":
             return [SnapshotInternal(vm, host, name)]
         if operation.kind == "external":
+            self.snapshots_below[vm] = self.snapshots_below.get(vm, 0) + 1
             return [SnapshotExternal(vm, host, name)]
         return [UploadSnapshot(vm, host, name, self.s.nova.snapshot_image_format)]
 
@@ -229,6 +231,17 @@ class Machine:
         src = was.host
         if to == src:
             return [Refuse("the VM is already on that host")]
+        below = self.snapshots_below.get(vm, 0)
+        if operation.kind == "live" and below:
+            # libvirt's block migration (VIR_MIGRATE_NON_SHARED_INC) mirrors the top layer
+            # onto a disk Nova makes over the destination's base: a layer between them is lost
+            return [Refuse(f"a live migration copies only the disk's top layer, onto the base "
+                           f"on {to!r}; the guest's writes before the external snapshot"
+                           f"{'s' if below > 1 else ''} are in {below} layer"
+                           f"{'s' if below > 1 else ''} below it and would not reach it: "
+                           "migrate it cold (kind: cold) or flattened (kind: flatten)")]
+        if operation.kind == "flatten":
+            self.snapshots_below.pop(vm, None)  # one file ships, the chain flattened
         self.at.move(vm, to, keep=leaves_copy(operation.kind))
         bases, t, backing = self.bases[vm], operation.t, self._backing(vm)
         if not leaves_copy(operation.kind):  # the source's directory goes after the copy
@@ -266,6 +279,7 @@ class Machine:
         vm = operation.vm
         self.state[vm] = "deleted"
         self.bases.pop(vm, None)
+        self.snapshots_below.pop(vm, None)
         return [RemoveInstance(vm, self.at.leave(vm).host), *self._confirm(vm)]
 
     def _confirm(self, vm: str) -> list[Instruction]:
