@@ -23,7 +23,7 @@ from .bounds import (
 )
 from .nova.clock import PASS, clock_ticks
 from .nova.clock import tick_count as ticks
-from .nova.instructions import RunWorkload
+from .nova.instructions import Instruction, RunWorkload
 from .nova.machine import (
     Boot,
     Confirm,
@@ -39,6 +39,7 @@ from .nova.machine import (
 from .nova.resize import auto_confirms
 from .nova.schema import Flavor, ImageCacheSettings, Lifetime
 from .units import format_duration, parse_duration, parse_size
+from .workload_schema import workload_misfit
 
 if TYPE_CHECKING:
     from .scenario import VM, Scenario
@@ -106,7 +107,24 @@ class Event(_Frozen):
                    "migrate": ("cold", "live", "flatten")}
         if self.kind is not None and self.kind not in allowed.get(self.op, ()):
             raise ValueError(f"op {self.op!r} has no kind {self.kind!r}")
+        takes = _OP_KEYS[self.op]
+        extra = [k for k in ("workload", "kind", "to", "root_size", "name")
+                 if getattr(self, k) is not None and k not in takes]
+        if extra:  # never silently: a migrate's root_size reads as a resize
+            reads = " and ".join(takes) + ", besides t, op and vm" if takes else "only t, op and vm"
+            raise ValueError(f"op {self.op!r} takes no {_either(extra)} (it reads {reads})")
         return self
+
+
+def _either(keys: list[str]) -> str:
+    quoted = [repr(k) for k in keys]
+    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+
+
+#: the keys each op reads, besides t, op and vm
+_OP_KEYS: dict[str, tuple[str, ...]] = {
+    "boot": (), "run": ("workload",), "snapshot": ("kind", "name"), "migrate": ("to", "kind"),
+    "resize": ("root_size",), "confirm": (), "delete": ()}
 
 
 class Arrivals(_Frozen):
@@ -366,11 +384,41 @@ def check_timeline(s: Scenario) -> list[tuple[str, str]]:
     problems += placement
     machine = nova_machine(s)  # the validator: Nova's state, nothing carried out
     for op in ops:
-        problem = refusal(machine.apply(typed(op)))
+        answer = machine.apply(typed(op))
+        problem = refusal(answer) or _misfit(s, answer)
         if problem:
             when = format_duration(op.t)
             problems.append((op.source, f"{op.op} of {op.vm!r} at t={when}: {problem}"))
-    return problems
+    return _few_per_source(problems)
+
+
+def _misfit(s: Scenario, answer: list[Instruction]) -> str | None:
+    """Why a run's workload cannot run on the disk it has then (a later ``run`` names any
+    workload, and a resize may have grown the disk)."""
+    for ins in answer:
+        if isinstance(ins, RunWorkload):
+            misfit = workload_misfit(s.workloads[ins.workload], ins.size)
+            if misfit:
+                return f"workload {ins.workload!r} {misfit}"
+    return None
+
+
+#: problems shown per key path of the file: an arrivals entry's VMs may all fail alike
+FEW = 3
+
+
+def _few_per_source(problems: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The first :data:`FEW` problems of each key path, then how many more it has."""
+    count: dict[str, int] = {}
+    out = []
+    for where, why in problems:
+        count[where] = count.get(where, 0) + 1
+        if count[where] <= FEW:
+            out.append((where, why))
+    for where, n in count.items():
+        if n > FEW:
+            out.append((where, f"and {n - FEW} more problem(s) like these"))
+    return out
 
 
 def nova_machine(s: Scenario) -> Machine:

@@ -41,7 +41,7 @@ from .storage_schema import (
     Synthetic,
     in_system_tree,
 )
-from .workload_schema import RW, Replaced, Workload
+from .workload_schema import RW, Replaced, Workload, workload_misfit
 
 SCHEMA_VERSION = 1
 
@@ -262,6 +262,17 @@ def _problems(err: ValidationError) -> list[tuple[str, str]]:
     return out
 
 
+def _arrived(s: Scenario) -> dict[str, str]:
+    """The VMs ``timeline.arrivals`` made (``Scenario._arrival_vms``: named after the entry,
+    no host, its image), each with its entry's key path."""
+    out: dict[str, tuple[str, str]] = {}
+    for j, a in enumerate(s.timeline.arrivals if s.timeline is not None else []):
+        for i in range(1, a.count + 1):
+            out.setdefault(f"{a.prefix}-{i}", (f"timeline.arrivals[{j}]", a.image))
+    return {vm.name: out[vm.name][0] for vm in s.vms
+            if vm.name in out and vm.host is None and vm.image == out[vm.name][1]}
+
+
 def _cross_check(s: Scenario) -> list[tuple[str, str]]:
     """Problems pydantic cannot see: references between sections, duplicate names, sizes."""
     problems: list[tuple[str, str]] = []
@@ -277,8 +288,10 @@ def _cross_check(s: Scenario) -> list[tuple[str, str]]:
             seen.add(n)
     images = {i.name: i for i in s.images}
     hosts = {h.name for h in s.hosts}
+    arrived = _arrived(s)
     for i, vm in enumerate(s.vms):
-        where = f"vms[{i}]"
+        # a VM of timeline.arrivals is not in the file: its problems are its entry's
+        where = arrived.get(vm.name, f"vms[{i}]")
         if vm.image not in images:
             problems.append((f"{where}.image", f"no image named {vm.image!r}"))
         if vm.host is not None and vm.host not in hosts:
@@ -305,15 +318,10 @@ def _cross_check(s: Scenario) -> list[tuple[str, str]]:
                                  "(FlavorDiskSmallerThanImage)"))
         wl = s.workloads.get(vm.workload or "")
         disk = root or (img.virtual_size if img else None)
-        if wl is not None and disk is not None and wl.bs > disk:
-            problems.append((f"{where}.workload", f"workload {vm.workload!r} has bs {wl.bs}, "
-                             f"larger than the {disk}-byte disk"))
-        elif wl is not None and disk is not None:
-            end = wl.offset + (wl.size or 0)
-            if wl.offset >= disk or end > disk:
-                problems.append((f"{where}.workload",
-                                 f"workload {vm.workload!r} spans [{wl.offset}, "
-                                 f"{end or disk}) but the disk is {disk} bytes"))
+        misfit = None if wl is None or disk is None else workload_misfit(wl, disk)
+        if misfit:
+            problems.append((f"{where}.workload", f"workload {vm.workload!r} {misfit}"))
+    problems = list(dict.fromkeys(problems))  # an arrivals entry's VMs fail alike: once
     if not problems:
         problems += nova_problems(s)
     if not problems and s.timeline is not None:

@@ -233,3 +233,14 @@ class Workload(Frozen):
 
 
 Workload.model_rebuild()  # jobs: a list of Workload
+
+
+def workload_misfit(wl: Workload, disk: int) -> str | None:
+    """Why ``wl`` cannot run on a disk of ``disk`` bytes (None: it can): a block larger than
+    the disk, or a region past its end."""
+    if wl.bs > disk:
+        return f"has bs {wl.bs}, larger than the {disk}-byte disk"
+    end = wl.offset + (wl.size or 0)
+    if wl.offset >= disk or end > disk:
+        return f"spans [{wl.offset}, {end or disk}) but the disk is {disk} bytes"
+    return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
@@ -219,6 +220,63 @@ def test_bad_kind_and_missing_keys():
     assert "no kind 'sideways'" in problems(d)[0][1]
     d = events({"t": 0, "op": "migrate", "vm": "a"})
     assert "needs 'to'" in problems(d)[0][1]
+
+
+def test_keys_an_op_does_not_read_are_refused_never_ignored():
+    """A ``migrate`` carrying ``root_size`` reads as a resize, a snapshot carrying ``to`` as a
+    move: each is refused with the keys the op does read."""
+    d = events({"t": 0, "op": "boot", "vm": "a"},
+               {"t": 5, "op": "snapshot", "vm": "a", "to": "h2", "workload": "w"},
+               {"t": 9, "op": "migrate", "vm": "a", "to": "h2", "root_size": "1GiB"},
+               {"t": 12, "op": "confirm", "vm": "a", "name": "c"})
+    assert problems(d) == [
+        ("timeline.events[1]", "op 'snapshot' takes no 'workload' or 'to' (it reads kind and "
+                               "name, besides t, op and vm)"),
+        ("timeline.events[2]", "op 'migrate' takes no 'root_size' (it reads to and kind, "
+                               "besides t, op and vm)"),
+        ("timeline.events[3]", "op 'confirm' takes no 'name' (it reads only t, op and vm)")]
+
+
+def test_a_later_runs_workload_must_fit_the_disk_it_has_then():
+    """As a VM's own workload is checked against its disk, so is a later ``run``'s, against
+    the disk at that time (a resize grows it): refused before anything runs, not failed in
+    the middle of a run with its directory half-written."""
+    d = life()
+    d["workloads"]["far"] = {"rw": "write", "bs": "1MiB", "offset": "100MiB", "size": "8MiB"}
+    d["workloads"]["big"] = {"rw": "write", "bs": "128MiB", "io_size": "128MiB"}
+    d["timeline"]["events"] = [
+        {"t": 0, "op": "boot", "vm": "a"},
+        {"t": 5, "op": "run", "vm": "a", "workload": "far"},
+        {"t": 6, "op": "run", "vm": "a", "workload": "big"},
+        {"t": 10, "op": "resize", "vm": "a", "root_size": "112MiB"},
+        {"t": 20, "op": "run", "vm": "a", "workload": "far"}]
+    disk = 96 << 20  # the flavor's root
+    assert problems(d) == [
+        ("timeline.events[1]", f"run of 'a' at t=5 s: workload 'far' spans [{100 << 20}, "
+                               f"{108 << 20}) but the disk is {disk} bytes"),
+        ("timeline.events[2]", f"run of 'a' at t=6 s: workload 'big' has bs {128 << 20}, "
+                               f"larger than the {disk}-byte disk")]
+
+
+def test_an_arrivals_entry_is_blamed_once_for_what_all_its_vms_share():
+    """Its VMs are not in the file: a bad reference is the entry's, said once, not once per
+    VM at a ``vms[N]`` the file does not have; a refusal every VM meets is shown three times,
+    then counted."""
+    d = life()
+    d["timeline"] = {"end_s": 600, "arrivals": [{
+        "prefix": "x", "count": 500, "rate_per_s": 1, "image": "ghost", "flavor": "nof",
+        "workload": "none"}]}
+    assert problems(d) == [("timeline.arrivals[0].image", "no image named 'ghost'"),
+                           ("timeline.arrivals[0].workload", "no workload named 'none'"),
+                           ("timeline.arrivals[0].flavor", "no flavor named 'nof'")]
+    d["timeline"]["arrivals"][0].update(image="img", flavor="tiny", workload="w",
+                                        migrate_every_s=30, migrate_kind="cold",
+                                        count=40, rate_per_s=0.5)
+    d["strategy"] = {"kind": "reflink_copy"}  # whose disks cannot migrate
+    found = problems(d)
+    assert len(found) == 4 and {p for p, _ in found} == {"timeline.arrivals[0]"}
+    assert all("cannot migrate" in r for _, r in found[:3]), found
+    assert re.fullmatch(r"and \d+ more problem\(s\) like these", found[3][1]), found
 
 
 # -- expansion ------------------------------------------------------------------------------
