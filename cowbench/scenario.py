@@ -373,8 +373,14 @@ def load_scenario(path: str | Path, resolved: bool = False) -> Scenario:
     The file is read and parsed under :mod:`cowbench.safeload`'s limits (a regular file of
     bounded size; YAML without duplicate keys, deep nesting or alias bombs); ``resolved``: a
     run directory's own scenario.yaml, with the larger caps its resolved form needs."""
+    return scenario_of(load_yaml_file(path, "scenario", resolved), path)
+
+
+def scenario_of(document: Any, path: str | Path) -> Scenario:
+    """:func:`load_scenario` of the document already read from the file at ``path`` (its job
+    files and includes are found beside it)."""
     origins: dict[str, str] = {}
-    data = expand_scenario(load_yaml_file(path, "scenario", resolved), Path(path).parent, origins)
+    data = expand_scenario(document, Path(path).parent, origins)
     try:
         return parse_scenario(data, str(path))
     except ScenarioError as err:  # an option from a job file: named by its place there
@@ -393,4 +399,5 @@ __all__ = ["MAX_CLUSTER", "MIN_CLUSTER", "MIN_EXT_L2_CLUSTER", "QCOW_MAX_L1_ENTR
            "SCHEMA_VERSION", "SYSTEM_TREES", "VM", "Bytes", "Device", "Extent", "Host", "Image",
            "Name", "RealOptions", "Replaced", "Scenario", "Seconds", "Strategy", "Synthetic",
            "Workload", "dump_scenario", "in_system_tree", "load_scenario", "parse_scenario",
+           "scenario_of",
            "scenario_hash"]
