@@ -176,6 +176,12 @@ def print_space(run: RunResults, out: Console) -> None:
     """Per host, cache and VM: allocated and file size at the end, per backend."""
     fig = _end_figures(run, ("host:", "cache:", "vm:"))
     fig = fig[fig["metric"].isin(["allocated_bytes", "file_bytes"])]
+    # a run sampled to its end gives each entity there a final figure: one without it (a VM
+    # deleted on the way) holds nothing at the end, whatever it held when last sampled
+    size = run.records[run.records["metric"].isin(["allocated_bytes", "file_bytes"])]
+    final = set(size.loc[size["t_s"].isna(), "entity"].astype(str))
+    if final:
+        fig = fig[fig["entity"].astype(str).isin(final)]
     backends = _backends(run)
     if fig.empty or not backends:
         return

@@ -59,6 +59,23 @@ def test_a_run_shows_each_host_and_vm(sim_run: Path) -> None:
     assert "e+0" not in ran.stdout and "e-0" not in ran.stdout
 
 
+def test_a_vm_deleted_on_the_way_holds_no_space_at_the_end(tmp_path: Path) -> None:
+    """The host's end figure leaves a deleted VM out, so does the table (it listed its size
+    when last sampled, and the VMs' rows summed to more than the host); its I/O stays."""
+    d = small_dict()
+    d["timeline"] = {"events": [{"t": 0, "op": "boot", "vm": v} for v in ("a", "b", "c")]
+                     + [{"t": 0, "op": "run", "vm": v} for v in ("a", "b", "c")]
+                     + [{"t": 10, "op": "delete", "vm": "a"}]}
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(yaml.safe_dump(d))
+    ran = cowbench("run", str(scenario), "--backend", "sim", "--out", str(tmp_path / "run"))
+    assert ran.code == 0, ran.stderr
+    shown = cowbench("show", str(tmp_path / "run"))
+    rows = table_rows(shown.stdout)
+    assert "vm:a" not in rows and "vm:b" in rows and "vm:c" in rows, shown.stdout
+    assert "a" in rows  # its I/O
+
+
 def fake_measured(sim_run: Path, dest: Path, scale: float) -> Path:
     """A copy of ``sim_run`` as if the real backend had measured every figure x ``scale``."""
     shutil.copytree(sim_run, dest)
