@@ -378,9 +378,6 @@ def test_small_lifecycle_both_backends(tmp_path: Path, transport: str, bound: fl
                                        no_leaks: None) -> None:
     d = life()
     d["nova"]["remote_filesystem_transport"] = transport
-    if transport == "rsync":  # the rsync model does not know a snapshot's own clusters
-        d["timeline"]["events"] = [e for e in d["timeline"]["events"]
-                                   if e.get("kind") != "internal"]
     comp = _compare(tmp_path, d)
     ops = [o.entity for o in expand_timeline(parse_scenario(d))]
     both = set(comp[comp.metric == "duration_s"].entity)

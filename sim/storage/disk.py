@@ -94,6 +94,7 @@ class Qcow2Image:
         self.l2_shared = np.zeros(self.l1_entries, dtype=bool)
         self.any_shared = False
         self.snapshots: list[str] = []  # internal snapshots' names, oldest first
+        self.snapshot_l1s: list[int] = []  # the first cluster of each one's L1 table copy
         self.snapshot_table: tuple[int, int] | None = None  # (first cluster, clusters)
         self.data_host = np.full(self.n_clusters, -1, dtype=np.int64)  # index in the file
         self.l2_allocated = np.zeros(self.l1_entries, dtype=bool)

@@ -30,8 +30,9 @@ def table_bytes(names: list[str]) -> int:
     return sum(-(-x // 8) * 8 for x in sizes[:-1]) + sizes[-1]
 
 
-def take_internal_snapshot(img: Qcow2Image, name: str = "golden") -> None:
-    """``qemu-img snapshot -c NAME``: one more internal snapshot of ``img``.
+def take_internal_snapshot(img: Qcow2Image, name: str = "golden") -> int:
+    """``qemu-img snapshot -c NAME``: one more internal snapshot of ``img``; returns the first
+    cluster of its copy of the L1 table.
 
     The active L1 table is copied into new clusters, the table of all snapshots is written
     anew into new clusters and the old table freed (its cluster reused first later; measured:
@@ -42,6 +43,7 @@ def take_internal_snapshot(img: Qcow2Image, name: str = "golden") -> None:
     if img.l1_bytes % c:
         f.partial[l1_copy + img._l1_clusters - 1] = img.l1_bytes % c
     img.snapshots.append(name)
+    img.snapshot_l1s.append(l1_copy)
     nbytes = table_bytes(img.snapshots)
     n = -(-nbytes // c)
     table = f.take(n)
@@ -54,3 +56,4 @@ def take_internal_snapshot(img: Qcow2Image, name: str = "golden") -> None:
     img.l2_shared |= img.l2_allocated
     img.any_shared = True
     img.dirty_refblocks = True
+    return l1_copy

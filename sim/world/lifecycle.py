@@ -24,6 +24,7 @@ from sim.storage.fs import FS_BLOCK, extent_tree_bytes
 from sim.storage.images import base_data, cache_file, glance_file
 from sim.storage.rbd import RbdClone
 from sim.storage.reflink import ReflinkCopy
+from sim.storage.snapshot import table_bytes
 from sim.storage.strategies import ChainDisk, root_disk
 
 SNAPSHOT_CLUSTER = 65536  # qemu-img convert -O qcow2: QEMU's default cluster size
@@ -58,6 +59,31 @@ class SparseCopy:
         return inside
 
 
+@dataclass(frozen=True)
+class Kept:
+    """What an internal snapshot keeps inside the file (``qemu-img snapshot -c``): the copy of
+    the L1 table (its first cluster), the L2 tables and data clusters it maps, the guest blocks
+    written by then, and the snapshot table written then (first cluster, bytes). Later writes
+    copy a shared cluster before changing it, so these keep their content; a zero-skipping
+    copy (rsync --sparse) reads them as they are."""
+
+    l1: int
+    l2_allocated: np.ndarray
+    l2_host: np.ndarray
+    allocated: np.ndarray
+    data_host: np.ndarray
+    written: np.ndarray
+    table: tuple[int, int]
+
+    @classmethod
+    def of(cls, layer: Layer, l1: int) -> Kept:
+        img = layer.image
+        assert isinstance(img, Qcow2Image) and img.snapshot_table is not None
+        return cls(l1, img.l2_allocated.copy(), img.l2_host.copy(), img.allocated.copy(),
+                   img.data_host.copy(), layer.written.copy(),
+                   (img.snapshot_table[0], table_bytes(img.snapshots)))
+
+
 @dataclass
 class Layer:
     """One file of a VM's disk chain, and which 4 KiB guest blocks the guest wrote into it."""
@@ -67,6 +93,9 @@ class Layer:
     written: np.ndarray
     filled: bool = False  # copied by a transport that writes holes out (scp)
     sparse_at_copy: SparseCopy | None = None  # copied by rsync --sparse
+    kept: list[Kept] = field(default_factory=list)  # its internal snapshots, taken in order
+    #: guest blocks holding data since the file was made (a base converted into it), if any
+    data: np.ndarray | None = None
 
     @classmethod
     def new(cls, name: str, image: LayerImage, size: int) -> Layer:
@@ -201,11 +230,18 @@ def _runs(blocks: np.ndarray) -> list[tuple[int, int]]:
 def new_layers(scenario: Scenario, vm: VM, size: int) -> list[Layer]:
     """The files of a new root disk made by the VM's strategy, bottom first (a snapshot
     chain's lower overlays are ``disk.chain-<k>``, as ``real.storage.strategies`` names them)."""
-    disk = root_disk(size, scenario.strategy_of(vm), base_data(scenario.image(vm.image)))
+    base = base_data(scenario.image(vm.image))
+    disk = root_disk(size, scenario.strategy_of(vm), base)
     if isinstance(disk, ChainDisk):
         return [*(Layer.new(f"disk.chain-{k}", img, size) for k, img in enumerate(disk.lower, 1)),
                 Layer.new("disk", disk.top, size)]
-    return [Layer.new("disk", disk, size)]
+    layer = Layer.new("disk", disk, size)
+    if isinstance(disk, Qcow2Image) and disk.snapshots and disk.backing is None:
+        # the internal_snapshot strategy's golden image: the base converted in, then
+        # snapshotted (its snapshot kept as a timeline's are, for a zero-skipping copy)
+        layer.data = base.blocks(layer.written.shape[0])
+        layer.kept = [Kept.of(layer, l1) for l1 in disk.snapshot_l1s]
+    return [layer]
 
 
 def run_disk(inst: Instance, unmap: bool) -> ChainDisk | LayerImage:
@@ -246,16 +282,19 @@ def nonzero_blocks(layer: Layer, below: np.ndarray | None = None) -> np.ndarray:
     zero-skipping copy (``rsync --sparse``) allocates. qcow2 metadata counts only where it has
     entries: the header, the refcount table's and blocks' used entries, the L1 entries of
     allocated L2 tables, each L2 table's entries; data clusters where the guest wrote or the
-    copy-on-write brought base data (FACTS.md 2.1; measured: 39 blocks of a 904-block overlay).
-    ``below``: the 4 KiB guest blocks holding data below the layer (default: what its backing
-    says; a chain's upper layer is given the truth, :func:`content_below`)."""
+    copy-on-write brought base data (FACTS.md 2.1; measured: 39 blocks of a 904-block overlay);
+    and the same for each internal snapshot's L1 copy, tables and clusters, as they were when
+    it was taken, with the snapshot table. ``below``: the 4 KiB guest blocks holding data
+    below the layer (default: what its backing says; a chain's upper layer is given the
+    truth, :func:`content_below`)."""
     img = layer.image
     assert isinstance(img, Qcow2Image | RawImage), "check_timeline: no such disk migrates"
     if isinstance(img, RawImage):
         return np.flatnonzero(img.blocks & _guest_content(layer, img.blocks.shape[0], below))
-    if img.snapshots:
-        # the clusters internal snapshots keep are not tracked one by one: count every written
-        # block of the file (an upper bound: rsync may punch zeros inside them)
+    if len(layer.kept) != len(img.snapshots):
+        # snapshots taken when the disk was made (the internal_snapshot strategy's golden
+        # image) are not kept one by one: count every written block of the file (an upper
+        # bound: rsync may punch zeros inside them)
         return np.concatenate([np.arange(a // FS_BLOCK, -(-b // FS_BLOCK))
                                for a, b in img.file.written()]).astype(np.int64)
     c = img.cluster_size
@@ -266,22 +305,42 @@ def nonzero_blocks(layer: Layer, below: np.ndarray | None = None) -> np.ndarray:
         used = min(refs, img.file.end - k * refs)
         if k == 0:
             out += [2 * per + b for b in range(-(-used * img.refcount_bits // 8 // FS_BLOCK))]
-    l2_idx = np.flatnonzero(img.l2_allocated)
-    out += sorted({img._l1_start * per + int(i) * 8 // FS_BLOCK for i in l2_idx})
-    alloc = np.flatnonzero(img.allocated)
-    # each allocated cluster's L2 entry (16 bytes with extended_l2), in its table's cluster
-    entries = img.l2_host[alloc // img.l2_entries] * per + (
+    parts = [np.asarray(out, dtype=np.int64),
+             _mapped(img, img._l1_start, img.l2_allocated, img.l2_host, img.allocated,
+                     img.data_host, _guest_content(layer, img.n_clusters * per, below))]
+    for snap in layer.kept:
+        n = snap.allocated.shape[0] * per
+        parts.append(_mapped(img, snap.l1, snap.l2_allocated, snap.l2_host, snap.allocated,
+                             snap.data_host, _guest_content(layer, n, below, snap.written)))
+        first, nbytes = snap.table  # the table written then (a later one frees it, unpunched)
+        parts.append(first * per + np.arange(-(-nbytes // FS_BLOCK), dtype=np.int64))
+    return np.unique(np.concatenate(parts))
+
+
+def _mapped(img: Qcow2Image, l1: int, l2_allocated: np.ndarray, l2_host: np.ndarray,
+            allocated: np.ndarray, data_host: np.ndarray, content: np.ndarray) -> np.ndarray:
+    """The blocks one L1 table reaches: its entries of allocated L2 tables (8 bytes each),
+    their entries of allocated clusters (16 bytes with extended_l2), and the clusters' blocks
+    that hold ``content``."""
+    per = img.cluster_size // FS_BLOCK
+    tables = np.flatnonzero(l2_allocated)
+    l1_entries = l1 * per + tables * 8 // FS_BLOCK
+    alloc = np.flatnonzero(allocated)
+    entries = l2_host[alloc // img.l2_entries] * per + (
         alloc % img.l2_entries) * img.L2_ENTRY_BYTES // FS_BLOCK
-    content = _guest_content(layer, img.n_clusters * per, below)
     rows, cols = np.nonzero(content.reshape(-1, per)[alloc])
-    data = img.data_host[alloc][rows] * per + cols
-    return np.unique(np.concatenate([np.asarray(out, dtype=np.int64), entries, data]))
+    data = data_host[alloc][rows] * per + cols
+    return np.concatenate([l1_entries, entries, data]).astype(np.int64)
 
 
-def _guest_content(layer: Layer, nblocks: int, below: np.ndarray | None) -> np.ndarray:
+def _guest_content(layer: Layer, nblocks: int, below: np.ndarray | None,
+                   written: np.ndarray | None = None) -> np.ndarray:
     content = np.zeros(nblocks, dtype=bool)
-    w = layer.written[:nblocks]
-    content[:w.shape[0]] = w
+    if layer.data is not None:
+        d = layer.data[:nblocks]
+        content[:d.shape[0]] = d
+    w = (layer.written if written is None else written)[:nblocks]
+    content[:w.shape[0]] |= w
     if below is not None:
         b = below[:nblocks]
         content[:b.shape[0]] |= b

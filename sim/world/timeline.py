@@ -56,6 +56,7 @@ from .lifecycle import (
     CacheEntry,
     HostState,
     Instance,
+    Kept,
     Layer,
     chain_data,
     content_below,
@@ -204,9 +205,10 @@ class World:
 
     @execute.register
     def _(self, ins: SnapshotInternal) -> None:
-        top = self.instance(ins.vm, ins.host).top.image
-        if isinstance(top, Qcow2Image):
-            take_internal_snapshot(top, ins.name)
+        layer = self.instance(ins.vm, ins.host).top
+        if isinstance(layer.image, Qcow2Image):
+            l1 = take_internal_snapshot(layer.image, ins.name)
+            layer.kept.append(Kept.of(layer, l1))
         self.done.duration = self.s.device.write_latency_s
 
     @execute.register
@@ -307,8 +309,8 @@ class World:
 
 def _copied(inst: Instance, fill: bool) -> Instance:
     """A file copy of the instance's chain: scp writes holes out, rsync --sparse keeps them."""
-    layers = [Layer(x.name, copy.deepcopy(x.image), x.written.copy(), x.filled or fill)
-              for x in inst.layers]
+    layers = [Layer(x.name, copy.deepcopy(x.image), x.written.copy(), x.filled or fill,
+                    kept=list(x.kept), data=x.data) for x in inst.layers]
     if not fill:
         for layer, below in zip(layers, content_below(inst.layers), strict=True):
             layer.sparse_at_copy = sparse_copy(layer, below)
