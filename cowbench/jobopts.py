@@ -203,6 +203,8 @@ def workload_of(section: Section, offsets_fio: bool) -> tuple[dict[str, Any], li
                 wl["rw"] = h.value.split(":", 1)[0]
         elif h.kind == "replaced" and h.option != "kb_base":
             replaced.append({"option": h.option, "value": h.value, "reason": h.detail})
+    if not any(k in section.options for k in ("rw", "readwrite")):
+        wl["rw"] = "read"  # fio's default (HOWTO: rw, "Default: read"), not the schema's
     if carried:
         wl["fio_extra"] = carried
     if replaced:
