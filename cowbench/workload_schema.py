@@ -27,11 +27,12 @@ class Replaced(Frozen):
 class Workload(Frozen):
     """One fio job, in fio's own option names and meanings (fio HOWTO).
 
-    Sizes in bytes and times in seconds once loaded. ``size`` defaults to the rest of the disk
-    after ``offset``; ``io_size`` to ``size``. Each of ``numjobs`` clones runs the whole job.
+    Sizes in bytes and times in seconds once loaded. ``rw`` defaults to fio's ``read``;
+    ``size`` to the rest of the disk after ``offset``; ``io_size`` to ``size``. Each of
+    ``numjobs`` clones runs the whole job.
     """
 
-    rw: RW = "randwrite"
+    rw: RW = "read"
     bs: Bytes = 4096
     iodepth: int = Field(default=1, ge=1, le=1024)
     numjobs: int = Field(default=1, ge=1, le=64)

@@ -50,6 +50,12 @@ def test_a_job_without_rw_reads_sequentially(tmp_path: Path) -> None:
     assert [j.rw for j in wl.jobs] == ["read", "write"]
 
 
+def test_a_scenario_workload_without_rw_reads_as_fio_does() -> None:
+    from cowbench.scenario import Workload
+
+    assert Workload.model_validate({"bs": "64k"}).rw == "read"
+
+
 @needs_tools
 @pytest.mark.real
 def test_fio_reads_sequentially_without_rw(tmp_path: Path) -> None:
