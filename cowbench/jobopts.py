@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ScenarioError
+from .fioengines import engine_problem
 from .jobfile import Section, fio_seconds, fio_size, read_sections
 
 #: Options that only shape the offset stream, carried to fio with ``offsets: auto`` or ``fio``.
@@ -132,6 +133,8 @@ def classify(section: Section, offsets_fio: bool) -> list[Handling]:
 def _one(key: str, value: str | None, kb_base: int, offsets_fio: bool) -> Handling:
     if key == "kb_base" and value not in ("1000", "1024"):
         return Handling(key, value, "refused", "kb_base must be 1000 or 1024")
+    if key == "ioengine" and (problem := engine_problem(value)):
+        return Handling(key, value, "refused", problem)
     if key in REPLACED:
         return Handling(key, value, "replaced", REPLACED[key])
     if key == "rwmixwrite" and value is not None and value.isdigit():
