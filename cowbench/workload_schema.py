@@ -56,7 +56,7 @@ class Workload(Frozen):
     do_verify: bool = True
     random_distribution: str = Field(
         default="random", description="fio's random_distribution: random, zipf:THETA, "
-        "pareto:H, normal:DEV (or gauss), zoned:..., zoned_abs:... (fio HOWTO)")
+        "pareto:H, normal:DEV, zoned:..., zoned_abs:... (fio HOWTO; cowbench.randdist)")
     bssplit: str | None = Field(
         default=None, description="fio's bssplit, e.g. '4k/50:64k/50' (sizes and percentages)")
     loops: int = Field(default=1, ge=1, le=1_000_000)
@@ -204,6 +204,8 @@ class Workload(Frozen):
             ("rw=" + self.rw, "trim" in self.rw),
             ("bssplit", self.bssplit is not None), ("loops", self.loops != 1),
             ("offset (not a multiple of bs)", self.offset % self.bs != 0),
+            (randdist.model_problem(self.random_distribution) or "",
+             randdist.model_problem(self.random_distribution) is not None),
             *((k, True) for k in self.fio_extra),
             ("several jobs (job-file sections)", bool(self.jobs))) if on]
 
