@@ -84,11 +84,22 @@ def seed_random_jobs(scenario: Scenario, seed: int) -> Scenario:
     (``randrepeat=0`` without ``randseed``) whose offsets come from fio: the null engine and
     the real run then issue one stream, and the run's ``scenario.yaml`` shows the seed."""
     here = fio_installed()
-    swap = {n: wl.model_copy(update={"randseed": seed}) for n, wl in scenario.workloads.items()
-            if not wl.randrepeat and wl.randseed is None and source_of(wl, here) == "fio"}
+    swap = {n: _seeded(wl, seed) for n, wl in scenario.workloads.items()
+            if source_of(wl, here) == "fio" and any(_unseeded(p) for p in wl.parts)}
     if not swap or scenario.fleet is not None:
         return scenario
     return scenario.model_copy(update={"workloads": {**scenario.workloads, **swap}})
+
+
+def _unseeded(wl: Workload) -> bool:
+    return not wl.randrepeat and wl.randseed is None
+
+
+def _seeded(wl: Workload, seed: int) -> Workload:
+    """``wl`` and each of its jobs fio would seed at random with ``randseed`` = ``seed`` (fio
+    seeds a job of several by the seed and its number, so they stay apart)."""
+    jobs = [j.model_copy(update={"randseed": seed}) if _unseeded(j) else j for j in wl.jobs]
+    return wl.model_copy(update={"jobs": jobs, **({"randseed": seed} if _unseeded(wl) else {})})
 
 
 def is_timed(scenario: Scenario, wl: Workload) -> bool:

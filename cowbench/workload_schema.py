@@ -185,8 +185,6 @@ class Workload(Frozen):
                 raise ValueError(f"{name}: several jobs of one VM take fio's own streams "
                                  "(offsets: auto or fio): fio numbers them, and seeds each "
                                  "by its number")
-            if not job.randrepeat and job.randseed is None:
-                raise ValueError(f"{name}: randrepeat=0 needs a randseed here")
             if job.zero_buffers != self.jobs[0].zero_buffers:
                 raise ValueError(f"{name}: zero_buffers differs from the first job's (the "
                                  "drive sees one kind of data per VM here)")

@@ -206,3 +206,42 @@ def test_fio_check_says_a_stonewall_of_several_jobs_is_kept(tmp_path: Path) -> N
     assert not refused
     assert any(line.split()[0] == "stonewall" and "both backends: stonewall=True" in line
                for line in lines)
+
+
+UNSEEDED = """\
+[global]
+randrepeat=0
+rw=randwrite
+bs=4k
+size=4m
+[a]
+[b]
+offset=8m
+"""
+
+
+def test_randrepeat_0_of_several_jobs_gets_the_runs_seed(tmp_path: Path) -> None:
+    """The README: a job fio seeds at random gets the run's seed as randseed; so does each job
+    of a file of several (fio seeds each by the seed and its number, so they stay apart)."""
+    from cowbench.streams import seed_random_jobs
+
+    s = seed_random_jobs(load_scenario(_scenario(tmp_path, UNSEEDED)), 11)
+    assert [p.randseed for p in s.workloads["v"].parts] == [11, 11]
+
+
+@needs_tools
+@pytest.mark.real
+def test_randrepeat_0_of_several_jobs_in_both_backends(tmp_path: Path, no_leaks: None) -> None:
+    out = tmp_path / "run"
+    run_scenario(load_scenario(_scenario(tmp_path, UNSEEDED, ", write_iolog: true")), out,
+                 "both")
+    comp = pd.read_csv(out / "comparison.csv").set_index(["entity", "metric"])
+    assert comp.loc[("vm:v", "data_clusters"), "rel_error"] == 0
+    real = recorded_traces(next((out / "raw").glob("*-fio-v")))
+    null = recorded_traces(next((out / "raw").glob("*-fio-null-v-issued")))
+    assert [len(t) for t in real] == [1024, 1024]
+    for got, want in zip(null, real, strict=True):
+        assert _sorted(got) == _sorted(want)
+    assert _sorted(real[0]) != _sorted(real[1])
+    argv = (next((out / "raw").glob("*-fio-v")) / "argv.json").read_text()
+    assert argv.count("--randseed=3") == 2  # the scenario's seed, once per job
