@@ -1,4 +1,6 @@
-"""``cowbench fio-check JOB.fio``: per job section, what cowbench does with each option."""
+"""``cowbench fio-check JOB.fio``: per job section, what cowbench does with each option, and
+whether ``cowbench run`` accepts the file as a VM's workload (``{job_file: JOB.fio}``): the same
+expansion and the same checks, so the two agree."""
 
 from __future__ import annotations
 
@@ -6,51 +8,68 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from .errors import ScenarioError, UsageError
+from .iolog import TraceError, read_iolog
 from .jobfile import read_sections
-from .jobopts import MODEL, WAITS, Handling, workload_of
-from .scenario import Workload
+from .jobopts import WAITS, Handling, as_written, expand, waits_on, workload_of
+from .scenario import Workload, validation_problems
 
 #: How each kind of handling is printed.
 LABELS = {"model": "both backends", "fio": "fio only, with offsets: auto or fio",
           "replaced": "replaced by the backend", "refused": "refused"}
+#: The key path of the file's workload in fio-check's messages (a scenario's is
+#: ``workloads.NAME`` or ``vms[i].workload``).
+WHERE = "workload"
 
 
-def _validated(handled: list[Handling], wl: dict[str, object]) -> list[Handling]:
-    """The handling with options the workload's own checks refuse marked refused."""
+def run_problems(path: Path) -> list[tuple[str, str]]:
+    """What ``cowbench run`` refuses in the job file as a VM's whole workload, by key path (the
+    job file's section and option where the problem comes from one)."""
+    origins: dict[str, str] = {}
     try:
-        Workload.model_validate({**wl, "offsets": "fio"})
-        return handled
+        wl = Workload.model_validate(expand({"job_file": path.name}, path.parent, WHERE,
+                                            origins))
+        if wl.read_iolog:  # as the run reads it before it starts (cowbench.resolve)
+            read_iolog(Path(wl.read_iolog))
+    except ScenarioError as err:
+        return err.problems
     except ValidationError as err:
-        bad: dict[str, str] = {}
-        for e in err.errors(include_url=False):
-            field = str(e["loc"][0]) if e["loc"] else ""
-            bad[field] = e["msg"].removeprefix("Value error, ")
-        out = []
-        for h in handled:
-            field = MODEL.get(h.option, ("", None))[0] if h.kind == "model" else ""
-            if field and field in bad:
-                out.append(Handling(h.option, h.value, "refused", bad.pop(field)))
-            else:
-                out.append(h)
-        out += [Handling(f or "(job)", None, "refused", msg) for f, msg in bad.items()]
-        return out
+        return [(as_written(origins, f"{WHERE}.{k}" if k else WHERE), r)
+                for k, r in validation_problems(err)]
+    except (TraceError, UsageError, OSError) as err:
+        return [(as_written(origins, f"{WHERE}.read_iolog"), str(err))]
+    return []
+
+
+def _stonewall(h: Handling, several: bool) -> Handling:
+    """A job of several with fio's stonewall on waits for the ones before it (jobopts)."""
+    if not several or h.option not in WAITS or h.kind != "replaced":
+        return h
+    on = waits_on(h.value)
+    if on is None:
+        return h
+    detail = ("stonewall=True: starts once the jobs before it have finished (the file's jobs "
+              "run on one VM)" if on else "stonewall=False: starts with the jobs before it")
+    return Handling(h.option, h.value, "model", detail)
 
 
 def check(path: Path) -> tuple[list[str], bool]:
-    """The lines ``fio-check`` prints, and whether any option is refused."""
+    """The lines ``fio-check`` prints, and whether the file is refused."""
     lines = [str(path)]
-    refused = False
     sections = read_sections(path)
+    shown: set[tuple[str, str]] = set()
     for section in sections:
-        wl, handled = workload_of(section, offsets_fio=True)
-        handled = _validated(handled, wl)
-        if len(sections) > 1:  # the file whole: several jobs of one VM, in turn where asked
-            handled = [Handling(h.option, h.value, "model", "stonewall=True: starts once the "
-                                "jobs before it have finished (the file's jobs run on one VM)")
-                       if h.option in WAITS else h for h in handled]
+        _, handled = workload_of(section, offsets_fio=True)
         lines.append(f"[{section.name}]")
         for h in handled:
+            h = _stonewall(h, len(sections) > 1)
             opt = h.option if h.value is None else f"{h.option}={h.value}"
             lines.append(f"  {opt:<28} {LABELS[h.kind]}: {h.detail}")
-            refused |= h.kind == "refused"
-    return lines, refused
+            if h.kind == "refused":
+                shown.add((f"{WHERE}.job_file[{section.name}].{h.option}", h.detail))
+    problems = [p for p in run_problems(path) if p not in shown]
+    if problems:
+        lines.append("refused by cowbench run, as a VM's workload:")
+        lines += [f"  {where}: {reason}" if where else f"  {reason}"
+                  for where, reason in problems]
+    return lines, bool(problems or shown)

@@ -251,7 +251,7 @@ def expand(spec: dict[str, Any], base: Path, where: str,
         raise ScenarioError(str(path), [(f"{where}.job_file", f"{file} has no job section")])
     if len(sections) == 1:
         return {**_section_workload(sections[0], path, where, own, origins), **own}
-    jobs = [{**_waits(_section_workload(sec, path, where, own, origins, f"{where}.jobs.{i}"),
+    jobs = [{**_waits(_section_workload(sec, path, where, own, origins, f"{where}.jobs[{i}]"),
                       sec), **own, "section": sec.name} for i, sec in enumerate(sections)]
     return {**jobs[0], "jobs": jobs}
 
@@ -260,10 +260,18 @@ def expand(spec: dict[str, Any], base: Path, where: str,
 WAITS = ("stonewall", "wait_for_previous")
 
 
+def waits_on(value: str | None) -> bool | None:
+    """Whether ``stonewall=value`` (or ``wait_for_previous``) turns fio's stonewall on; None
+    when cowbench does not read the value."""
+    if value is None or value == "1":
+        return True
+    return False if value == "0" else None
+
+
 def _waits(wl: dict[str, Any], section: Section) -> dict[str, Any]:
     """A job of several with ``stonewall`` or ``wait_for_previous``: carried (``stonewall``),
     no longer a replaced option."""
-    if not any(k in section.options and section.options[k] in (None, "1") for k in WAITS):
+    if not any(k in section.options and waits_on(section.options[k]) for k in WAITS):
         return wl
     kept = [r for r in wl.get("replaced", []) if r["option"] not in WAITS]
     return {**{k: v for k, v in wl.items() if k != "replaced"},
@@ -281,11 +289,30 @@ def _section_workload(section: Section, path: Path, where: str, own: dict[str, A
                                          h.detail) for h in refused])
     if wl.get("read_iolog") and not Path(wl["read_iolog"]).is_absolute():
         wl["read_iolog"] = str(path.parent / wl["read_iolog"])  # relative to the job file
+    named = f"{where}.job_file[{section.name}]"
+    if at:
+        origins[at] = named
     for h in handled:
         if h.kind == "model":
-            origins[f"{at or where}.{h.detail.split('=')[0]}"] = \
-                f"{where}.job_file[{section.name}].{h.option}"
+            origins[f"{at or where}.{h.detail.split('=')[0]}"] = f"{named}.{h.option}"
+        elif h.kind == "fio":
+            origins[f"{at or where}.fio_extra.{h.option}"] = f"{named}.{h.option}"
     return wl
+
+
+def as_written(origins: dict[str, str], key: str) -> str:
+    """The job-file key path a workload key path came from (``workloads.w.verify`` ->
+    ``workloads.w.job_file[db].verify``; ``...jobs[1].x`` -> ``...job_file[b].x``), else
+    ``key``."""
+    if key in origins:
+        return origins[key]
+    head, dot, tail = key.rpartition(".")
+    while dot:
+        if head in origins:
+            return f"{origins[head]}.{tail}"
+        head, dot, rest = head.rpartition(".")
+        tail = f"{rest}.{tail}"
+    return key
 
 
 def expand_scenario(data: Any, base: Path, origins: dict[str, str]) -> Any:

@@ -20,7 +20,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from .bounds import MAX_ARRIVALS, MAX_VMS, exact_problems, too_many_vms
 from .errors import ScenarioError
 from .fleet import Fleet, fleet_problems
-from .jobopts import expand_scenario
+from .jobopts import as_written, expand_scenario
 from .lifecycle import Flavor, Nova, Timeline, check_timeline, nova_problems
 from .nova.schema import BothSpellings
 from .oldkeys import upgrade
@@ -41,7 +41,7 @@ from .storage_schema import (
     Synthetic,
     in_system_tree,
 )
-from .workload_schema import RW, Replaced, Workload, workload_misfit
+from .workload_schema import RW, Replaced, Workload, WorkloadProblem, workload_misfit
 
 SCHEMA_VERSION = 1
 
@@ -250,7 +250,8 @@ def _loc(loc: tuple[int | str, ...]) -> str:
     return out
 
 
-def _problems(err: ValidationError) -> list[tuple[str, str]]:
+def validation_problems(err: ValidationError) -> list[tuple[str, str]]:
+    """``(key path, reason)`` of each of pydantic's errors, relative to the validated model."""
     out = []
     for e in err.errors(include_url=False):
         msg = e["msg"].removeprefix("Value error, ")
@@ -258,7 +259,11 @@ def _problems(err: ValidationError) -> list[tuple[str, str]]:
             msg = "unknown key"
         elif e["type"] == "missing":
             msg = "required key is missing"
-        out.append((_loc(tuple(e["loc"])), msg))
+        path = _loc(tuple(e["loc"]))
+        problem = (e.get("ctx") or {}).get("error")
+        if isinstance(problem, WorkloadProblem):  # the field it concerns
+            path = f"{path}.{problem.fields[0]}" if path else problem.fields[0]
+        out.append((path, msg))
     return out
 
 
@@ -339,7 +344,7 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
     except BothSpellings as err:
         raise ScenarioError(source, [(err.key, str(err))]) from None
     except ValidationError as err:
-        raise ScenarioError(source, _as_written(_problems(err), data)) from None
+        raise ScenarioError(source, _as_written(validation_problems(err), data)) from None
     problems = _cross_check(s) + fleet_problems(s)
     if not problems and s.fleet is None:
         problems = exact_problems(s)
@@ -386,7 +391,7 @@ def scenario_of(document: Any, path: str | Path) -> Scenario:
     except ScenarioError as err:  # an option from a job file: named by its place there
         if not origins:
             raise
-        raise ScenarioError(err.source, [(origins.get(k, k), r) for k, r in err.problems]) \
+        raise ScenarioError(err.source, [(as_written(origins, k), r) for k, r in err.problems]) \
             from None
 
 

@@ -16,6 +16,16 @@ RW = Literal["read", "write", "randread", "randwrite", "rw", "readwrite", "randr
              "randtrim", "trimwrite"]
 
 
+class WorkloadProblem(ValueError):
+    """A workload's problem with the fields it concerns (``verify``, ``fio_extra.size``,
+    ``jobs[1].zero_buffers``): the key path names the first, and a job file's own option
+    where the field came from one."""
+
+    def __init__(self, fields: tuple[str, ...], message: str) -> None:
+        super().__init__(message)
+        self.fields = fields
+
+
 class Replaced(Frozen):
     """A job-file option the backend set itself (cowbench.jobopts.REPLACED says why)."""
 
@@ -136,24 +146,28 @@ class Workload(Frozen):
             raise ValueError("offset must be a multiple of bs for the model's own offsets "
                              "(offsets: auto or fio carry fio's own rounding)")
         if self.verify is not None and self.rw not in ("write", "randwrite"):
-            raise ValueError("verify is for write jobs (rw: write or randwrite)")
+            raise WorkloadProblem(("verify", "rw"), f"verify is for write jobs (rw: write or "
+                                  f"randwrite), not rw={self.rw}")
         if self.verify is not None and self.time_based:
-            raise ValueError("verify with time_based: the write phase ends with the runtime, "
-                             "so fio would never read back; drop one")
+            raise WorkloadProblem(("verify", "time_based"), "verify with time_based: the "
+                                  "write phase ends with the runtime, so fio would never "
+                                  "read back; drop one")
         return self._offsets_source_ok()
 
     def _offsets_source_ok(self) -> Workload:
         unknown = sorted(set(self.fio_extra) - set(CARRIED) - {"bs", "blocksize", *PERCENT})
         inc = self.fio_extra.get("offset_increment") or ""
         if inc.endswith("%") and (problem := percent_problem("offset_increment", inc)):
-            raise ValueError(f"fio_extra.{problem}")
-        for key in set(PERCENT) & set(self.fio_extra):
+            raise WorkloadProblem(("fio_extra.offset_increment",), problem)
+        for key in sorted(set(PERCENT) & set(self.fio_extra)):
             problem = percent_problem(key, self.fio_extra[key])
             if problem:
-                raise ValueError(f"fio_extra.{problem}")
+                raise WorkloadProblem((f"fio_extra.{key}",), problem)
             if "offset_increment" in self.fio_extra:
-                raise ValueError(f"fio_extra.{key} in percent with offset_increment: each "
-                                 "clone's region is not carried exactly; give bytes")
+                raise WorkloadProblem(
+                    (f"fio_extra.{key}", "fio_extra.offset_increment"),
+                    f"{key} in percent with offset_increment ({key}={self.fio_extra[key]}): "
+                    "each clone's region is not carried exactly; give bytes")
         for key in ("rw", "readwrite"):
             if key in self.fio_extra and ":" not in (self.fio_extra[key] or ""):
                 unknown.append(f"{key} without ':N'")
@@ -186,8 +200,9 @@ class Workload(Frozen):
                                  "(offsets: auto or fio): fio numbers them, and seeds each "
                                  "by its number")
             if job.zero_buffers != self.jobs[0].zero_buffers:
-                raise ValueError(f"{name}: zero_buffers differs from the first job's (the "
-                                 "drive sees one kind of data per VM here)")
+                raise WorkloadProblem((f"jobs[{i}].zero_buffers",), f"{name}: zero_buffers "
+                                      "differs from the first job's (the drive sees one kind "
+                                      "of data per VM here)")
         return self
 
     @property
