@@ -65,12 +65,36 @@ def _int(v: str) -> int:
         raise ValueError(f"{v!r} is not a whole number") from None
 
 
-def _flag(v: str) -> bool:
-    if v in ("1", "true", "yes", "on"):
+#: fio 3.33's FIO_OPT_BOOL options: a value is required, 0 or 1.
+BOOLS = frozenset(("randrepeat", "do_verify", "direct", "buffered", "unlink", "invalidate",
+                   "create_on_open", "per_job_logs", "log_offset", "lat_percentiles",
+                   "clat_percentiles"))
+#: fio 3.33's FIO_OPT_STR_SET options: bare means on; a number is on unless it is 0.
+SETS = frozenset(("time_based", "norandommap", "zero_buffers", "stonewall",
+                  "wait_for_previous", "thread", "group_reporting", "new_group"))
+
+
+def fio_flag(key: str, value: str | None) -> bool:
+    """``key=value`` of a flag option as fio 3.33 reads it (parse.c, ``check_int``: a number;
+    no ``true`` or ``yes``); ValueError for what fio refuses, or reads only in part (``1k``)."""
+    if value is None:
+        if key in BOOLS:
+            raise ValueError(f"fio requires a value for {key} (0 or 1)")
         return True
-    if v in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"{v!r} is not 0 or 1")
+    text = value.strip()
+    if re.fullmatch(r"\d+", text):
+        n = int(text)
+    elif re.fullmatch(r"0[xX][0-9a-fA-F]+", text):
+        n = int(text, 16)
+    else:
+        raise ValueError(f"fio 3.33 takes a number for {key} (0 off, 1 on), not {value!r}")
+    if key in BOOLS and n > 1:
+        raise ValueError(f"fio 3.33 takes 0 or 1 for {key}, not {value!r}")
+    return n != 0
+
+
+def _flag(v: str) -> bool:  # the key's own rule is applied first (_model)
+    return v != "0"
 
 
 def _text(v: str) -> str:
@@ -97,7 +121,6 @@ MODEL: dict[str, tuple[str, Callable[[str], Any]]] = {
     "bssplit": ("bssplit", _text), "loops": ("loops", _int),
     "zero_buffers": ("zero_buffers", _flag), "read_iolog": ("read_iolog", _text),
 }
-_FLAGS = {"time_based", "norandommap", "randrepeat", "do_verify", "zero_buffers"}
 
 
 @dataclass
@@ -112,10 +135,10 @@ class Handling:
 
 def _model(key: str, value: str | None, kb_base: int) -> tuple[str, Any]:
     field, conv = MODEL[key]
+    if key in BOOLS or key in SETS:
+        return field, fio_flag(key, value)
     if value is None:
-        if key not in _FLAGS:
-            raise ValueError("needs a value")
-        return field, True
+        raise ValueError("needs a value")
     if conv is fio_size:
         if "%" in value:
             raise ValueError(f"{value!r}: a percentage is only read for size and offset")
@@ -133,6 +156,11 @@ def classify(section: Section, offsets_fio: bool) -> list[Handling]:
 def _one(key: str, value: str | None, kb_base: int, offsets_fio: bool) -> Handling:
     if key == "kb_base" and value not in ("1000", "1024"):
         return Handling(key, value, "refused", "kb_base must be 1000 or 1024")
+    if key in BOOLS or key in SETS:
+        try:
+            fio_flag(key, value)
+        except ValueError as err:
+            return Handling(key, value, "refused", str(err))
     if key == "ioengine" and (problem := engine_problem(value)):
         return Handling(key, value, "refused", problem)
     if key in REPLACED:
@@ -263,9 +291,10 @@ WAITS = ("stonewall", "wait_for_previous")
 def waits_on(value: str | None) -> bool | None:
     """Whether ``stonewall=value`` (or ``wait_for_previous``) turns fio's stonewall on; None
     when cowbench does not read the value."""
-    if value is None or value == "1":
-        return True
-    return False if value == "0" else None
+    try:
+        return fio_flag("stonewall", value)
+    except ValueError:
+        return None
 
 
 def _waits(wl: dict[str, Any], section: Section) -> dict[str, Any]:

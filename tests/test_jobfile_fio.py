@@ -196,3 +196,50 @@ def test_fio_check_and_the_run_agree(tmp_path: Path, case: str) -> None:
         assert f"workloads.w.{why}" in ran.stderr
         assert f"workload.{why}" in checked.stdout
     assert why in ran.stderr and why in checked.stdout
+
+
+FLAG_OPTIONS = ("randrepeat", "do_verify", "stonewall", "wait_for_previous", "time_based",
+                "zero_buffers", "norandommap", "direct", "thread", "group_reporting")
+FLAG_VALUES = (None, "0", "1", "2", "0x1", "true", "yes", "on")
+
+
+def _flag_job(option: str, value: str | None) -> str:
+    return ("[a]\nrw=randwrite\nsize=1m\nruntime=1\n"
+            f"{option if value is None else f'{option}={value}'}\n")
+
+
+def _cowbench_takes(tmp: Path, option: str, value: str | None) -> bool:
+    from cowbench.jobfile import read_sections
+    from cowbench.jobopts import workload_of
+
+    (section,) = read_sections(_write(tmp, "f.fio", _flag_job(option, value)))
+    return all(h.kind != "refused" for h in workload_of(section, offsets_fio=True)[1])
+
+
+def test_flags_are_read_as_fio_reads_them(tmp_path: Path) -> None:
+    """fio 3.33 reads a number (0 off, anything else on); its bool options (randrepeat,
+    do_verify, direct) need a value of 0 or 1; true, yes, on are refused."""
+    taken = {(o, v) for o in FLAG_OPTIONS for v in FLAG_VALUES
+             if _cowbench_takes(tmp_path, o, v)}
+    bools = ("randrepeat", "do_verify", "direct")
+    assert taken == {(o, v) for o in FLAG_OPTIONS for v in (None, "0", "1", "2", "0x1")
+                     if not (o in bools and v in (None, "2"))}
+    p = _scenario(tmp_path, "[a]\nrw=write\nsize=1m\n[b]\nrw=write\nsize=1m\nstonewall=0\n"
+                            "[c]\nrw=write\nsize=1m\nwait_for_previous=2\n")
+    assert [j.stonewall for j in load_scenario(p).workloads["w"].jobs] == [False, False, True]
+    checked = cowbench("fio-check", str(tmp_path / "job.fio"))
+    assert "stonewall=0                  both backends: stonewall=False" in checked.stdout
+    assert "wait_for_previous=2          both backends: stonewall=True" in checked.stdout
+
+
+@needs_tools
+@pytest.mark.real
+def test_fio_takes_the_same_flags(tmp_path: Path) -> None:
+    for option in FLAG_OPTIONS:
+        for value in FLAG_VALUES:
+            job = _write(tmp_path, "f.fio", _flag_job(option, value).replace(
+                "[a]\n", "[a]\nioengine=null\n"))
+            ran = subprocess.run(["fio", "--parse-only", str(job)], capture_output=True,
+                                 text=True)
+            fio_takes = ran.returncode == 0 and "failed parsing" not in ran.stderr
+            assert fio_takes == _cowbench_takes(tmp_path, option, value), (option, value)
