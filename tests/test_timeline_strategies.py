@@ -116,6 +116,22 @@ def test_every_strategy_takes_what_it_allows_in_the_model(kind: str) -> None:
         assert end["cache:h1", "file_bytes"] > 64 << 20
 
 
+@pytest.mark.parametrize("knob,reason", [({"extended_l2": True}, "without extended_l2"),
+                                         ({"refcount_bits": 1}, "refcount_bits 1 cannot")])
+def test_an_internal_snapshot_is_refused_where_the_model_cannot_follow_it(
+        knob: dict[str, Any], reason: str) -> None:
+    """As the internal_snapshot strategy refuses these knobs, so does a timeline's snapshot."""
+    d = scenario("qcow2_overlay", timeline={"events": [
+        {"t": 0, "op": "boot", "vm": "a"},
+        {"t": 5, "op": "snapshot", "vm": "a", "kind": "internal"}]})
+    d["strategy"] = {**d.get("strategy", {}), "kind": "qcow2_overlay",
+                     "cluster_size": "128KiB", **knob}
+    with pytest.raises(ScenarioError) as err:
+        parse_scenario(d)
+    [(where, why)] = err.value.problems
+    assert where == "timeline.events[1]" and reason in why
+
+
 def test_a_live_migration_after_an_external_snapshot_is_refused_until_flattened() -> None:
     """libvirt's block migration mirrors the top layer onto a disk over the destination's
     base: the layer an external snapshot left below it would not reach the destination. A

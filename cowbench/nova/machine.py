@@ -216,6 +216,13 @@ class Machine:
         vm, host = operation.vm, self.at.host(operation.vm)
         name = operation.name or f"{vm}-snap-{operation.index}"
         if operation.kind == "internal":
+            st = self.s.strategy_of(self.vms[vm])  # as for the internal_snapshot kind
+            if st.extended_l2:
+                return [Refuse("internal snapshots are modelled without extended_l2 (a write "
+                               "into a cluster they share copies it subcluster-wise)")]
+            if st.refcount_bits < 2:
+                return [Refuse("an internal snapshot adds a reference to every cluster: "
+                               "refcount_bits 1 cannot count it")]
             return [SnapshotInternal(vm, host, name)]
         if operation.kind == "external":
             self.snapshots_below[vm] = self.snapshots_below.get(vm, 0) + 1
