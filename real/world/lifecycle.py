@@ -70,7 +70,7 @@ from cowbench.scenario import VM, Scenario
 from cowbench.tools import RawLog, qemu_img_info, qemu_img_map, run
 from real.measure.integrity import Integrity
 from real.storage.reflink import collect_cow_reservations, shared_exclusive
-from real.storage.strategies import disk_files, resized_base, size_tag
+from real.storage.strategies import disk_files, overlay_options, resized_base, size_tag
 
 from .backend import create_disk, fetch_to_cache, keep_mode, sync_files, synthetic_digest
 from .layout import HostLayout, glance_path
@@ -314,9 +314,10 @@ class RealWorld:
         moved = sum(int(e["length"]) for e in qemu_img_map(top, inst.fmt, log=self.log)
                     if e.get("depth") == 0 and e.get("data"))
         backing, fmt = backing_file
+        # the destination's disk is made as every disk of the strategy is (extended_l2 ...)
         run(["qemu-img", "convert", "-f", inst.fmt, "-O", "qcow2", "-B",
              os.path.relpath(backing, dest_dir), "-F", fmt, "-o",
-             f"cluster_size={self.s.strategy_of(inst.vm).cluster_size}",
+             overlay_options(self.s.strategy_of(inst.vm), None),
              str(top), str(dest_dir / "disk")], log=self.log, label="live-migrate", timeout=3600)
         return moved
 

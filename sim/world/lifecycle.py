@@ -22,6 +22,7 @@ from cowbench.scenario import VM, Image, Scenario
 from sim.storage.disk import BaseData, HostIO, Qcow2Image, RawImage
 from sim.storage.fs import FS_BLOCK, extent_tree_bytes
 from sim.storage.images import base_data, cache_file, glance_file
+from sim.storage.qcow2_ext import SUBCLUSTERS, Qcow2ExtImage
 from sim.storage.rbd import RbdClone
 from sim.storage.reflink import ReflinkCopy
 from sim.storage.snapshot import table_bytes
@@ -36,27 +37,56 @@ LayerImage = Qcow2Image | RawImage | RbdClone | ReflinkCopy
 @dataclass
 class SparseCopy:
     """What an ``rsync --sparse`` copy of a layer allocated: the host 4 KiB blocks holding a
-    non-zero byte (sorted), the file's blocks then (``end``), the image's allocated data then,
-    and the guest blocks with data below the layer that the copy was made with.
+    non-zero byte (sorted), the file's blocks then (``end``), the guest blocks with data below
+    the layer that the copy was made with, and the image's mapping then (its allocated
+    clusters, with extended_l2 their subclusters, and its host clusters in use).
 
     Later writes allocate what they touch: a write into a cluster the copy left partly holes
     (the rest of a guest's 4 KiB write in a 64 KiB cluster was zeros) fills the blocks it
-    writes, an entry added to an L2 table or a refcount block fills its block, and clusters
-    appended past the copy's end are the image's own growth (whole clusters)."""
+    writes; a changed L2 table is written back whole from QEMU's L2 cache (its entries are a
+    cluster, ``l2_cache_whole``), and the first refcount block whole when clusters are
+    allocated under it, filling the holes the copy left in them; what is written past the
+    copy's end is the image's own growth (whole clusters, or with extended_l2 the subclusters
+    written)."""
 
     blocks: np.ndarray
     end: int
-    then: int
     below: np.ndarray | None
+    allocated: np.ndarray | None = None
+    subclusters: np.ndarray | None = None
+    used: int = 0
 
     def allocated_bytes(self, layer: Layer) -> int:
         img = layer.image
         now = nonzero_blocks(layer, self.below)
-        blocks = np.union1d(self.blocks, now[now < self.end])
-        inside = int(blocks.size) * FS_BLOCK + extent_tree_bytes(_runs_of(blocks))
+        parts = [self.blocks, now[now < self.end]]
         if isinstance(img, Qcow2Image):
-            return inside + max(0, img.allocated_data_bytes - self.then)
+            parts.append(self._rewritten(img))
+        blocks = np.unique(np.concatenate(parts))
+        inside = int(blocks.size) * FS_BLOCK + extent_tree_bytes(_runs_of(blocks))
+        if isinstance(img, Qcow2ExtImage):  # past the copy's end: the subclusters written
+            return inside + int(img._block_map()[self.end:].sum()) * FS_BLOCK
+        if isinstance(img, Qcow2Image):  # past the copy's end: the clusters written whole
+            return inside + sum(max(0, -(-b // FS_BLOCK) - max(a // FS_BLOCK, self.end))
+                                for a, b in img.file.written()) * FS_BLOCK
         return inside
+
+    def _rewritten(self, img: Qcow2Image) -> np.ndarray:
+        """Blocks inside the copy of the metadata clusters written back whole since."""
+        if not img.l2_cache_whole or self.allocated is None:
+            return np.zeros(0, dtype=np.int64)
+        per = img.cluster_size // FS_BLOCK
+        n = self.allocated.shape[0]
+        changed = np.flatnonzero(img.allocated[:n] != self.allocated)
+        if self.subclusters is not None and isinstance(img, Qcow2ExtImage):
+            changed = np.union1d(changed, np.flatnonzero(img.sc_bits[:n] != self.subclusters))
+        grown = np.flatnonzero(img.allocated[n:]) + n  # after a resize
+        tables = np.unique(np.concatenate([changed, grown]) // img.l2_entries)
+        hosts = img.l2_host[tables]
+        out = [(h * per + np.arange(per)) for h in hosts.tolist() if 0 <= h * per < self.end]
+        if img.file.used > self.used and 3 * per <= self.end:  # refcount block 0, cluster 2
+            out.append(2 * per + np.arange(per))
+        return np.concatenate(out).astype(np.int64) if out else np.zeros(0, dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -74,14 +104,16 @@ class Kept:
     data_host: np.ndarray
     written: np.ndarray
     table: tuple[int, int]
+    subclusters: np.ndarray | None  # with extended_l2: each cluster's allocated subclusters
 
     @classmethod
     def of(cls, layer: Layer, l1: int) -> Kept:
         img = layer.image
         assert isinstance(img, Qcow2Image) and img.snapshot_table is not None
+        sc = img.sc_bits.copy() if isinstance(img, Qcow2ExtImage) else None
         return cls(l1, img.l2_allocated.copy(), img.l2_host.copy(), img.allocated.copy(),
                    img.data_host.copy(), layer.written.copy(),
-                   (img.snapshot_table[0], table_bytes(img.snapshots)))
+                   (img.snapshot_table[0], table_bytes(img.snapshots)), sc)
 
 
 @dataclass
@@ -305,32 +337,51 @@ def nonzero_blocks(layer: Layer, below: np.ndarray | None = None) -> np.ndarray:
         used = min(refs, img.file.end - k * refs)
         if k == 0:
             out += [2 * per + b for b in range(-(-used * img.refcount_bits // 8 // FS_BLOCK))]
+    sc = img.sc_bits if isinstance(img, Qcow2ExtImage) else None
     parts = [np.asarray(out, dtype=np.int64),
              _mapped(img, img._l1_start, img.l2_allocated, img.l2_host, img.allocated,
-                     img.data_host, _guest_content(layer, img.n_clusters * per, below))]
+                     img.data_host, _guest_content(layer, img.n_clusters * per, below), sc)]
     for snap in layer.kept:
         n = snap.allocated.shape[0] * per
         parts.append(_mapped(img, snap.l1, snap.l2_allocated, snap.l2_host, snap.allocated,
-                             snap.data_host, _guest_content(layer, n, below, snap.written)))
+                             snap.data_host, _guest_content(layer, n, below, snap.written),
+                             snap.subclusters))
         first, nbytes = snap.table  # the table written then (a later one frees it, unpunched)
         parts.append(first * per + np.arange(-(-nbytes // FS_BLOCK), dtype=np.int64))
     return np.unique(np.concatenate(parts))
 
 
 def _mapped(img: Qcow2Image, l1: int, l2_allocated: np.ndarray, l2_host: np.ndarray,
-            allocated: np.ndarray, data_host: np.ndarray, content: np.ndarray) -> np.ndarray:
+            allocated: np.ndarray, data_host: np.ndarray, content: np.ndarray,
+            subclusters: np.ndarray | None = None) -> np.ndarray:
     """The blocks one L1 table reaches: its entries of allocated L2 tables (8 bytes each),
     their entries of allocated clusters (16 bytes with extended_l2), and the clusters' blocks
-    that hold ``content``."""
+    that hold ``content``; with extended_l2 (``subclusters``: each cluster's allocation
+    bitmap), only within allocated subclusters: the others were never written in the file."""
     per = img.cluster_size // FS_BLOCK
     tables = np.flatnonzero(l2_allocated)
     l1_entries = l1 * per + tables * 8 // FS_BLOCK
     alloc = np.flatnonzero(allocated)
     entries = l2_host[alloc // img.l2_entries] * per + (
         alloc % img.l2_entries) * img.L2_ENTRY_BYTES // FS_BLOCK
-    rows, cols = np.nonzero(content.reshape(-1, per)[alloc])
+    held = content.reshape(-1, per)[alloc]
+    if subclusters is not None:
+        held = held & _in_subclusters(subclusters[alloc], img.cluster_size)
+    rows, cols = np.nonzero(held)
     data = data_host[alloc][rows] * per + cols
     return np.concatenate([l1_entries, entries, data]).astype(np.int64)
+
+
+def _in_subclusters(bits: np.ndarray, cluster: int) -> np.ndarray:
+    """Per cluster (its 32-bit subcluster allocation bitmap in ``bits``), which of its 4 KiB
+    blocks touch an allocated subcluster."""
+    per, sc = cluster // FS_BLOCK, cluster // SUBCLUSTERS
+    masks = np.zeros(per, dtype=np.uint64)
+    for j in range(per):  # the subclusters block j covers
+        first, last = j * FS_BLOCK // sc, ((j + 1) * FS_BLOCK - 1) // sc
+        masks[j] = ((1 << (last + 1)) - 1) ^ ((1 << first) - 1)
+    held: np.ndarray = (bits.astype(np.uint64)[:, None] & masks[None, :]) != 0
+    return held
 
 
 def _guest_content(layer: Layer, nblocks: int, below: np.ndarray | None,
@@ -378,9 +429,13 @@ def sparse_copy(layer: Layer, below: np.ndarray | None = None) -> SparseCopy:
     :func:`nonzero_blocks`')."""
     img = layer.image
     assert isinstance(img, Qcow2Image | RawImage), "check_timeline: no such disk migrates"
-    then = img.allocated_data_bytes if isinstance(img, Qcow2Image) else 0
-    return SparseCopy(nonzero_blocks(layer, below), -(-img.file_bytes // FS_BLOCK), then,
-                      None if below is None else below.copy())
+    end = -(-img.file_bytes // FS_BLOCK)
+    below = None if below is None else below.copy()
+    if not isinstance(img, Qcow2Image):
+        return SparseCopy(nonzero_blocks(layer, below), end, below)
+    sc = img.sc_bits.copy() if isinstance(img, Qcow2ExtImage) else None
+    return SparseCopy(nonzero_blocks(layer, below), end, below, img.allocated.copy(), sc,
+                      img.file.used)
 
 
 def _runs_of(blocks: np.ndarray) -> list[int]:

@@ -49,8 +49,9 @@ from cowbench.scenario import Scenario
 from sim.storage.disk import Qcow2Image, RawImage
 from sim.storage.fs import FS_BLOCK
 from sim.storage.images import DISK_INFO_BYTES, base_data
+from sim.storage.qcow2_ext import SUBCLUSTERS, Qcow2ExtImage
 from sim.storage.snapshot import take_internal_snapshot
-from sim.storage.strategies import extra_figures, overlay
+from sim.storage.strategies import CONVERT_CHUNK, extra_figures, overlay
 
 from .lifecycle import (
     CacheEntry,
@@ -244,8 +245,12 @@ class World:
     def _(self, ins: BlockCopy) -> None:
         inst = self.hosts[ins.src].instances[ins.vm]
         top = inst.top.image
-        transfer = (top.data_clusters * top.cluster_size if isinstance(top, Qcow2Image)
-                    else top.allocated_bytes)
+        if isinstance(top, Qcow2ExtImage):  # what qemu-img map says it holds: subclusters
+            transfer = sum(b - a for a, b in _subcluster_runs(top))
+        elif isinstance(top, Qcow2Image):
+            transfer = top.data_clusters * top.cluster_size
+        else:
+            transfer = top.allocated_bytes
         self._moved(ins.vm, ins.dst, self._live_copy(inst), transfer)
 
     @execute.register
@@ -270,8 +275,13 @@ class World:
         top = inst.top.image
         assert isinstance(top, Qcow2Image), "check_timeline: block migration of overlays only"
         c = top.cluster_size
-        for g in np.flatnonzero(top.allocated).tolist():
-            img.write(g * c, min(c, inst.root_size - g * c))
+        if isinstance(top, Qcow2ExtImage):  # only the subclusters the top holds
+            for start, end in _subcluster_runs(top):
+                for off in range(start, end, CONVERT_CHUNK):
+                    img.write(off, min(CONVERT_CHUNK, end - off))
+        else:
+            for g in np.flatnonzero(top.allocated).tolist():
+                img.write(g * c, min(c, inst.root_size - g * c))
         layer.written[:] = inst.top.written
         return Instance(vm, inst.image, [layer], inst.root_size)
 
@@ -305,6 +315,23 @@ class World:
     @execute.register
     def _(self, ins: RemoveInstance) -> None:
         self.hosts[ins.host].instances.pop(ins.vm)
+
+
+def _subcluster_runs(img: Qcow2ExtImage) -> list[tuple[int, int]]:
+    """The guest byte ranges an extended-L2 image holds itself (its allocated subclusters),
+    merged where they touch, in order: what ``qemu-img convert -B`` copies of it."""
+    sc, runs = img.sc_size, list[tuple[int, int]]()
+    for g in np.flatnonzero(img.allocated).tolist():
+        bits = int(img.sc_bits[g])
+        for k in range(SUBCLUSTERS):
+            if bits >> k & 1:
+                a = g * img.cluster_size + k * sc
+                if runs and runs[-1][1] == a:
+                    runs[-1] = (runs[-1][0], a + sc)
+                else:
+                    runs.append((a, a + sc))
+    size = img.virtual_size
+    return [(a, min(b, size)) for a, b in runs if a < size]
 
 
 def _copied(inst: Instance, fill: bool) -> Instance:
