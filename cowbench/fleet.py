@@ -141,6 +141,12 @@ def fleet_problems(s: Scenario) -> list[tuple[str, str]]:
         out.append(("strategy.kind", "the fleet model covers qcow2_overlay only so far"))
     if s.strategy.cluster_size < 4096:
         out.append(("strategy.cluster_size", "the fleet model needs clusters of at least 4 KiB"))
+    default = type(s.strategy)()
+    for knob in ("extended_l2", "refcount_bits", "preallocation", "discard", "detect_zeroes"):
+        if getattr(s.strategy, knob) != getattr(default, knob):  # never silently the default's
+            out.append((f"strategy.{knob}", "the fleet model does not model it (its figures "
+                        f"would be those of {knob}: {getattr(default, knob)!r}); describe "
+                        "these VMs as a timeline (timeline.arrivals) to compare it"))
     out += _host_problems(s) + _flavor_problems(s)
     if s.duration is not None and f.sample_interval_s > s.duration:
         out.append(("fleet.sample_interval_s", "longer than the scenario's duration"))

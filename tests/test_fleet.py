@@ -239,6 +239,14 @@ def test_fleet_problems_name_their_key_paths() -> None:
     (lambda d: d["fleet"]["classes"]["web"].update(bs="3KiB"), "fleet.classes.web"),
     (lambda d: d["hosts"][0].update(capacity_bytes="1GiB"), "hosts[0].capacity_bytes"),
     (lambda d: d["fleet"].update(model="exact", vms=100000), "fleet.model"),
+    # knobs the fleet model does not follow: refused, never the default's figures silently
+    (lambda d: d["strategy"].update(extended_l2=True, cluster_size="64KiB"),
+     "strategy.extended_l2"),
+    (lambda d: d["strategy"].update(refcount_bits=64), "strategy.refcount_bits"),
+    (lambda d: d["strategy"].update(preallocation="metadata", extended_l2=True),
+     "strategy.preallocation"),
+    (lambda d: d["strategy"].update(discard="unmap"), "strategy.discard"),
+    (lambda d: d["strategy"].update(detect_zeroes="on"), "strategy.detect_zeroes"),
 ])
 def test_bad_fleets_are_refused(edit: Any, where: str) -> None:
     d = small()
