@@ -89,7 +89,7 @@ def capacity_view(res: SweepResults, capacity_bytes: float | None = None) -> Cap
     first = cap.first_full(ttf, [GROUP], cap.fleet_fill(hosts, ttf, [GROUP]))
     band, rejected_end = _rejected(records)
     head = cap.headline(first, rejected_end, GROUP) if not first.empty else pd.DataFrame()
-    return CapacityView(records, end_of_run(records), hosts, order,
+    return CapacityView(records, end_of_run(records, present_only=True), hosts, order,
                         _group_capacities(caps, labels), ttf, first, head,
                         cap.bands(hosts, by=[GROUP]), band)
 

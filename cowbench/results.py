@@ -119,10 +119,23 @@ def is_run_dir(path: Path) -> bool:
     return (path / "run.json").is_file()
 
 
+#: what a run directory holds once each stage of run.json's ``completed`` is done
+STAGE_FILES = {"sim": ("predicted.parquet", "scenario.yaml"),
+               "real": ("measured.parquet", "scenario.yaml"), "compare": ("comparison.csv",)}
+
+
 def load_run(path: str | Path) -> RunResults:
-    """Read a run directory; a missing record file is an empty frame (that backend did not run)."""
+    """Read a run directory; a missing record file is an empty frame (that backend did not
+    run), unless run.json says the stage that writes it was done: a damaged directory is an
+    error, not a run without figures."""
     p = Path(path)
     meta = read_run(p)
+    done = meta.get("completed")
+    for stage in done if isinstance(done, list) else []:
+        for name in STAGE_FILES.get(str(stage), ()):
+            if not (p / name).exists() and not (p / name).is_symlink():
+                raise UsageError(f"{p}: damaged run directory: run.json says {stage!r} was "
+                                 f"done, but {name} is missing")
     return RunResults(p, meta, _read_scenario(p / "scenario.yaml"),
                       _read_parquet(p / "predicted.parquet"),
                       _read_parquet(p / "measured.parquet"),
@@ -239,11 +252,14 @@ def _assemble(path: Path, rows: list[dict[str, Any]], records: list[pd.DataFrame
 SERIES_KEYS = ("backend", "point", "entity", "metric", "seed", "replication")
 
 
-def end_of_run(records: pd.DataFrame) -> pd.DataFrame:
+def end_of_run(records: pd.DataFrame, present_only: bool = False) -> pd.DataFrame:
     """The end-of-run figures: ``t_s`` NaN (DESIGN.md), or else each series' last sample.
 
-    Vectorised (one sort, one ``drop_duplicates``, one merge), so a sweep of millions of
-    records takes seconds; call it once and keep the result."""
+    ``present_only``: leave out an entity's last sample where the run gave entities of its
+    kind (``vm:``, ``host:`` ...) an end-of-run figure of that metric and it has none: a VM
+    deleted during a lifecycle holds no disk at the end (its I/O figures, which no entity has
+    at the end, stay). Vectorised (one sort, one ``drop_duplicates``, one merge), so a sweep of
+    millions of records takes seconds; call it once and keep the result."""
     if records.empty:
         return records
     final = records[records["t_s"].isna()]
@@ -256,7 +272,19 @@ def end_of_run(records: pd.DataFrame) -> pd.DataFrame:
         have = final[keys].drop_duplicates().assign(_final=True)
         last = last.merge(have, on=keys, how="left")
         last = last[last["_final"].isna()].drop(columns="_final")
+        if present_only and not last.empty:
+            kind = [k for k in keys if k != "entity"]
+            ended = final.assign(_kind=_kind_of(final["entity"]))[[*kind, "_kind"]]
+            ended = ended.drop_duplicates().assign(_ended=True)
+            last = last.assign(_kind=_kind_of(last["entity"])).merge(
+                ended, on=[*kind, "_kind"], how="left")
+            last = last[last["_ended"].isna()].drop(columns=["_kind", "_ended"])
     return pd.concat([final, last], ignore_index=True)
+
+
+def _kind_of(entity: pd.Series) -> pd.Series:
+    """``vm``, ``host``, ... of each entity name (``kind:name``)."""
+    return entity.astype(str).str.split(":", n=1).str[0]
 
 
 def labelled(res: SweepResults, column: str = "group") -> pd.DataFrame:

@@ -139,9 +139,11 @@ def _elapsed(start: Any, end: Any) -> str | None:
         return None
 
 
-def _end_figures(run: RunResults, prefixes: tuple[str, ...]) -> pd.DataFrame:
-    """End-of-run value per (entity, backend, metric) for entities of the given kinds."""
-    rec = end_of_run(run.records)
+def _end_figures(run: RunResults, prefixes: tuple[str, ...],
+                 present_only: bool = False) -> pd.DataFrame:
+    """End-of-run value per (entity, backend, metric) for entities of the given kinds
+    (``present_only``: :func:`~cowbench.results.end_of_run`'s)."""
+    rec = end_of_run(run.records, present_only)
     if rec.empty:
         return pd.DataFrame(columns=["entity", "backend", "metric", "value"])
     rec = rec[rec["entity"].astype(str).str.startswith(prefixes)]
@@ -174,14 +176,9 @@ def _truncated(rows: list[str], what: str, out: Console) -> list[str]:
 
 def print_space(run: RunResults, out: Console) -> None:
     """Per host, cache and VM: allocated and file size at the end, per backend."""
-    fig = _end_figures(run, ("host:", "cache:", "vm:"))
+    # a VM deleted on the way holds nothing at the end, whatever it held when last sampled
+    fig = _end_figures(run, ("host:", "cache:", "vm:"), present_only=True)
     fig = fig[fig["metric"].isin(["allocated_bytes", "file_bytes"])]
-    # a run sampled to its end gives each entity there a final figure: one without it (a VM
-    # deleted on the way) holds nothing at the end, whatever it held when last sampled
-    size = run.records[run.records["metric"].isin(["allocated_bytes", "file_bytes"])]
-    final = set(size.loc[size["t_s"].isna(), "entity"].astype(str))
-    if final:
-        fig = fig[fig["entity"].astype(str).isin(final)]
     backends = _backends(run)
     if fig.empty or not backends:
         return

@@ -188,6 +188,21 @@ def test_end_of_run_prefers_nan_t_and_else_takes_the_last_sample():
     assert got == {"vm:a": 5.0, "vm:b": 9.0}
 
 
+def test_present_only_leaves_out_what_was_gone_at_the_end():
+    """vm:b was deleted at t = 2 (every other VM has an end-of-run size, it has none): it
+    holds nothing at the end; its I/O, which no VM has at the end, stays; a host with no
+    end-of-run figure of its kind anywhere keeps its last sample."""
+    df = _rec([(math.nan, "vm:a", "allocated_bytes", 5.0), (1.0, "vm:b", "allocated_bytes", 7.0),
+               (1.0, "vm:a", "write_iops", 10.0), (1.0, "vm:b", "write_iops", 20.0),
+               (3.0, "host:h", "allocated_bytes", 12.0)])
+    full = end_of_run(df)
+    assert len(full) == 5  # as ever: every series' last figure
+    got = {(e, m): v for e, m, v in end_of_run(df, present_only=True)[
+        ["entity", "metric", "value"]].itertuples(index=False)}
+    assert got == {("vm:a", "allocated_bytes"): 5.0, ("vm:a", "write_iops"): 10.0,
+                   ("vm:b", "write_iops"): 20.0, ("host:h", "allocated_bytes"): 12.0}
+
+
 def test_guest_bytes_is_bandwidth_over_iops_times_ios():
     f = pd.DataFrame({"write_bw_bytes_per_s": [4096 * 100.0], "write_iops": [100.0],
                       "write_ios": [1000.0]})
