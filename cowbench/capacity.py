@@ -28,7 +28,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .compare import nth
 from .montecarlo import time_to_full_summary
+from .units import format_duration
 
 QUANTILES = (5, 50, 95)
 BAND_COLUMNS = ["t_s", "n", "min", "p5", "p50", "p95", "max"]
@@ -198,7 +200,10 @@ def fleet_fill(hosts: pd.DataFrame, ttf: pd.DataFrame, by: list[str]) -> pd.Data
     h = hosts[hosts["t_s"].notna()] if not hosts.empty else hosts
     if h.empty or ttf.empty:
         return pd.DataFrame(columns=[*keys, "fleet_peak_bytes", "fleet_capacity_bytes"])
-    total = h.groupby([*keys, "t_s"], sort=True, dropna=False)["value"].sum()
+    # a lifecycle samples every host after each operation: the k-th sample of each host at
+    # one instant is one state of the fleet (two samples of a host there are not summed)
+    h = h.assign(_nth=nth(h, [*keys, "entity", "t_s"]))
+    total = h.groupby([*keys, "t_s", "_nth"], sort=True, dropna=False)["value"].sum()
     peak = total.groupby(level=keys, dropna=False).max().rename("fleet_peak_bytes")
     caps = ttf.groupby(keys, sort=True, dropna=False)["capacity_bytes"].sum(min_count=1)
     return pd.concat([peak, caps.rename("fleet_capacity_bytes")], axis=1).reset_index()
@@ -241,11 +246,17 @@ def _median_share(num: pd.Series, den: pd.Series) -> float:
 
 
 def days_text(seconds: float, horizon_s: float | None = None) -> str:
-    """``3.1e7`` -> ``358.8 d``; censored (``inf``, NaN, past the horizon) -> ``> 730 d``."""
+    """``3.1e7`` -> ``358.8 d``; censored (``inf``, NaN, past the horizon) -> ``> 730 d``;
+    under a day as people read it (``12 min 30 s``, ``> 20 min``: a lifecycle of minutes is
+    not ``0.00 d``)."""
     if horizon_s is not None and (not math.isfinite(seconds) or seconds > horizon_s):
+        if horizon_s < DAY:
+            return f"> {format_duration(horizon_s)}"
         return f"> {horizon_s / DAY:.3g} d"
     if not math.isfinite(seconds):
         return "-"
+    if seconds < DAY:
+        return format_duration(seconds)
     days = seconds / DAY
     return f"{days:.2f} d" if days < 10 else f"{days:.1f} d" if days < 1000 else f"{days:.0f} d"
 

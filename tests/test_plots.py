@@ -165,7 +165,7 @@ def test_the_headline_is_the_first_host_with_its_interval_or_the_seeds_it_needs(
     assert cap.interval_text(head) == "needs 6 seeds for a 95% interval (has 5)"
     six = pd.concat([first, first.iloc[:1].assign(point="f")])
     head = cap.headline(six, pd.DataFrame(), "group").iloc[0]
-    assert cap.interval_text(head) == f"{10 / 86400:.2f} d to > {100 / 86400:.3g} d"
+    assert cap.interval_text(head) == "10 s to > 1 min 40 s"  # under a day: not 0.00 d
 
 
 def test_disk_use_facets_draw_each_group_against_its_own_capacity():
@@ -257,3 +257,22 @@ def test_save_figure_writes_png_and_svg(tmp_path):
     width = int.from_bytes(png.read_bytes()[16:20], "big")
     assert width == plots.WIDTH_IN * plots.PRINT_DPI
     assert "relative error" in svg.read_text()  # text kept as text in the SVG
+
+
+def test_all_hosts_peak_sums_one_state_of_the_fleet_at_a_time():
+    """A lifecycle samples every host after each operation: at t = 60 each host has its
+    state before and after a migration there. All hosts' peak is the largest sum of one state
+    (270 + 10 before, 151 + 129 after), never every sample at 60 s summed (560)."""
+    rows = [("sim", 0.0, "host:h1", "allocated_bytes", 270.0, "B", 1, 0),
+            ("sim", 0.0, "host:h2", "allocated_bytes", 10.0, "B", 1, 0),
+            ("sim", 60.0, "host:h1", "allocated_bytes", 270.0, "B", 1, 0),
+            ("sim", 60.0, "host:h2", "allocated_bytes", 10.0, "B", 1, 0),
+            ("sim", 60.0, "host:h1", "allocated_bytes", 151.0, "B", 1, 0),
+            ("sim", 60.0, "host:h2", "allocated_bytes", 129.0, "B", 1, 0)]
+    hosts = cap.host_disk(records_frame(rows))
+    ttf = pd.DataFrame({"backend": ["sim"] * 2, "seed": [1, 1], "replication": [0, 0],
+                        "entity": ["host:h1", "host:h2"],
+                        "capacity_bytes": [300.0, 300.0]})
+    fill = cap.fleet_fill(hosts, ttf, [])
+    assert fill["fleet_peak_bytes"].tolist() == [280.0]
+    assert fill["fleet_capacity_bytes"].tolist() == [600.0]
