@@ -121,10 +121,15 @@ def make_report(path: Path, notebook: str | None = None, capacity_bytes: int | N
     for name in names:
         notebook_path(name)
     if notebook is not None:
-        load_results(path)  # a clear error now rather than one from inside a cell
+        res = load_results(path)  # a clear error now rather than one from inside a cell
         if notebook == "validation" and not is_run_dir(path):
             raise UsageError(f"{path}: --notebook validation reads one run directory "
                              "(run.json), not a sweep")
+        if notebook == "validation" and res.comparison.dropna(subset=["rel_error"]).empty:
+            raise UsageError(f"{path}: --notebook validation compares the model with a real "
+                             "run, and this run has no figure both backends know (run it "
+                             "with --backend both; --notebook capacity or strategies read "
+                             "the model alone)")
     owned_report_dir(path)
     try:
         tmp = Path(tempfile.mkdtemp(prefix=".report-", dir=path))

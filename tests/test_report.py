@@ -425,6 +425,9 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path):
     assert_clean_error(cowbench("report", str(run), "--capacity", "0"), "--capacity")
     assert_clean_error(cowbench("report", str(tmp_path), "--notebook", "validation"),
                        "not a sweep")
+    # the model alone: nothing to validate (it wrote a page of empty tables, exit 0)
+    assert_clean_error(cowbench("report", str(run), "--notebook", "validation"),
+                       "no figure both backends know")
     assert sorted(p.name for p in run.iterdir()) == before
     meta = json.loads((run / "run.json").read_text())
     meta["status"] = "failed"

@@ -76,6 +76,22 @@ def test_a_vm_deleted_on_the_way_holds_no_space_at_the_end(tmp_path: Path) -> No
     assert "a" in rows  # its I/O
 
 
+@pytest.mark.parametrize("name", ["predicted.parquet", "scenario.yaml"])
+def test_a_run_missing_what_its_run_json_says_was_made_is_refused(
+        sim_run: Path, tmp_path: Path, name: str) -> None:
+    """run.json says the model ran: a run directory without its records (or its scenario)
+    is damaged, not a run without figures (it showed 'nan VMs' or nothing, and exited 0)."""
+    run = tmp_path / "run"
+    shutil.copytree(sim_run, run)
+    (run / name).unlink()
+    for command in ("show", "report"):
+        ran = cowbench(command, str(run))
+        assert ran.code == 2, (command, ran.stdout, ran.stderr)
+        assert ran.stderr.strip() == (f"error: {run}: damaged run directory: run.json says "
+                                      f"'sim' was done, but {name} is missing"), command
+    assert not (run / "report.html").exists() and not (run / "report").exists()
+
+
 def fake_measured(sim_run: Path, dest: Path, scale: float) -> Path:
     """A copy of ``sim_run`` as if the real backend had measured every figure x ``scale``."""
     shutil.copytree(sim_run, dest)
