@@ -156,14 +156,32 @@ def fio_size(value: str, kb_base: int = 1024) -> int:
     return int(number) * int(base ** _POW[prefix.lower()])
 
 
-_TIME = re.compile(r"(\d+)\s*(us|ms|s|m|h|d)?", re.IGNORECASE)
-_UNIT_S = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_TIME = re.compile(r"(\d+)([A-Za-z]*)")
+_UNIT_S = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 def fio_seconds(value: str) -> float:
-    """A time in fio's notation (seconds by default; ``us``, ``ms``, ``s``, ``m``, ``h``,
-    ``d``)."""
-    m = _TIME.fullmatch(value.strip())
+    """A time as fio 3.33 reads it (parse.c, ``get_mult_time``): whole digits, then seconds
+    with no unit; a unit starting ``us`` (``usec``) or ``ms`` (``msec``), or exactly ``s``,
+    ``m``, ``h``, ``d`` (any case). fio reads any other letters as microseconds (``1min``,
+    ``10sec``, ``0x10``) and stops a number at a ``.`` (``1.5`` is 1 s): such values are
+    refused, saying what fio makes of them, since they are surely not what was meant."""
+    text = value.strip()
+    m = _TIME.fullmatch(text)
     if not m:
-        raise ValueError(f"{value!r} is not a time (a whole number with us, ms, s, m, h or d)")
-    return int(m.group(1)) * _UNIT_S[(m.group(2) or "s").lower()]
+        lead = re.match(r"\d+", text)
+        if lead and text[lead.end()] in ".,":
+            raise ValueError(f"{value!r}: fio 3.33 reads whole numbers only and takes "
+                             f"{lead.group()} s; write it in ms or us (such as 1500ms)")
+        raise ValueError(f"{value!r} is not a time (a whole number with us, usec, ms, msec, "
+                         "s, m, h or d; seconds without one)")
+    number, unit = int(m.group(1)), m.group(2).lower()
+    if unit.startswith("us"):
+        return number / 1e6
+    if unit.startswith("ms"):
+        return number / 1e3
+    if unit in _UNIT_S or not unit:
+        return number * _UNIT_S[unit or "s"]
+    raise ValueError(f"{value!r}: fio 3.33 knows no unit {m.group(2)!r} and reads it as "
+                     f"{number} us (its units are us, usec, ms, msec, s, m, h, d; "
+                     "1m is a minute)")

@@ -123,6 +123,11 @@ MODEL: dict[str, tuple[str, Callable[[str], Any]]] = {
 }
 
 
+#: Fields whose 0 in a job file is fio's default (``runtime=0``: no time limit; ``io_size=0``:
+#: the job's size), measured on fio 3.33's null engine: left absent in the workload.
+UNLIMITED = {"runtime": "no time limit", "io_size": "the job's size"}
+
+
 @dataclass
 class Handling:
     """What cowbench does with one option of a section."""
@@ -141,9 +146,14 @@ def _model(key: str, value: str | None, kb_base: int) -> tuple[str, Any]:
         raise ValueError("needs a value")
     if conv is fio_size:
         if "%" in value:
-            raise ValueError(f"{value!r}: a percentage is only read for size and offset")
-        return field, fio_size(value, kb_base)
-    return field, conv(value)
+            raise ValueError(f"{value!r}: a percentage is only read for size, offset and "
+                             "io_size")
+        out: Any = fio_size(value, kb_base)
+    else:
+        out = conv(value)
+    if field in UNLIMITED and not out:
+        return field, None  # fio's 0 is its default, no limit: the field stays absent
+    return field, out
 
 
 def classify(section: Section, offsets_fio: bool) -> list[Handling]:
@@ -176,6 +186,9 @@ def _one(key: str, value: str | None, kb_base: int, offsets_fio: bool) -> Handli
             field, conv = _model(key, value, kb_base)
         except ValueError as err:
             return Handling(key, value, "refused", str(err))
+        if conv is None and field in UNLIMITED:
+            return Handling(key, value, "model", f"{field} absent (0 is fio's default: "
+                            f"{UNLIMITED[field]})")
         return Handling(key, value, "model", f"{field}={conv}")
     if key in CARRIED or key in ("bs", "blocksize") or _offset_form(key, value):
         if (key in PERCENT or (value or "").endswith("%")) and \
@@ -227,7 +240,10 @@ def workload_of(section: Section, offsets_fio: bool) -> tuple[dict[str, Any], li
         if h.kind == "model" and h.option == "rwmixwrite":
             wl["rwmixread"] = 100 - int(h.value or 0)
         elif h.kind == "model":
-            wl[MODEL[h.option][0]] = _model(h.option, h.value, _kb(section))[1]
+            field, value = _model(h.option, h.value, _kb(section))
+            wl[field] = value
+            if value is None:  # runtime=0, io_size=0: fio's default (a later one may set it)
+                del wl[field]
         elif h.kind == "fio":
             carried[h.option] = h.value
             if h.option in ("rw", "readwrite") and h.value:  # randrw:8: randrw for the model
@@ -323,7 +339,8 @@ def _section_workload(section: Section, path: Path, where: str, own: dict[str, A
         origins[at] = named
     for h in handled:
         if h.kind == "model":
-            origins[f"{at or where}.{h.detail.split('=')[0]}"] = f"{named}.{h.option}"
+            field = MODEL[h.option][0] if h.option in MODEL else h.detail.split("=")[0]
+            origins[f"{at or where}.{field}"] = f"{named}.{h.option}"
         elif h.kind == "fio":
             origins[f"{at or where}.fio_extra.{h.option}"] = f"{named}.{h.option}"
     return wl

@@ -1,0 +1,121 @@
+"""Option values of job files as fio 3.33 reads them: times with its units, 0 as its default.
+The ``real`` tests ask the installed fio (``--debug=parse`` prints each value as parsed;
+``--output-format=json`` of a null-engine run gives the bytes a job moves)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from cowbench.jobfile import fio_seconds
+from cowbench.scenario import load_scenario
+
+from .clirun import cowbench
+from .conftest import needs_tools
+
+
+def _write(tmp: Path, name: str, text: str) -> Path:
+    p = tmp / name
+    p.write_text(text)
+    return p
+
+
+def _scenario(tmp: Path, job: str, workload: str = "{job_file: job.fio}") -> Path:
+    _write(tmp, "job.fio", job)
+    return _write(tmp, "s.yaml", "name: t\nimages: [{name: b, virtual_size: 64MiB, synthetic: "
+                                 "{data: [{offset: 0, length: 1MiB}]}}]\n"
+                                 f"workloads: {{w: {workload}}}\n"
+                                 "vms: [{name: v, image: b, workload: w}]\n")
+
+
+def _fio_parsed(tmp: Path, option: str, value: str) -> int | None:
+    """``option=value`` as fio parses it (its integer), None when fio refuses it."""
+    job = _write(tmp, "p.fio", f"[j]\nioengine=null\nrw=write\nsize=1m\n{option}={value}\n")
+    ran = subprocess.run(["fio", "--debug=parse", "--parse-only", str(job)],
+                         capture_output=True, text=True)
+    text = ran.stdout + ran.stderr
+    if ran.returncode or "failed parsing" in text:
+        return None
+    m = re.search(rf"handle_option={option}, .*\n.*\n.*ret=0, out=(\d+)", text)
+    assert m, text
+    return int(m.group(1))
+
+
+def _fio_bytes(tmp: Path, job: str) -> list[tuple[int, int]]:
+    """``(read, written)`` bytes of each job fio's null engine runs for ``job``."""
+    p = _write(tmp, "b.fio", job.replace("]\n", "]\nioengine=null\n", 1))
+    ran = subprocess.run(["fio", "--output-format=json", str(p)], check=True,
+                         capture_output=True, text=True, cwd=tmp)
+    return [(j["read"]["io_bytes"], j["write"]["io_bytes"])
+            for j in json.loads(ran.stdout)["jobs"]]
+
+
+#: runtime values and the microseconds fio 3.33 makes of them (fio --debug=parse, measured).
+FIO_TIMES_US = {"30": 30_000_000, "30s": 30_000_000, "500msec": 500_000, "500ms": 500_000,
+                "5MS": 5_000, "1000000usec": 1_000_000, "10us": 10, "2m": 120_000_000,
+                "2M": 120_000_000, "1h": 3_600_000_000, "1H": 3_600_000_000,
+                "1d": 86_400_000_000, "0": 0,
+                # fio reads unknown letters as microseconds and stops a number at '.'
+                "1min": 1, "10sec": 10, "10mins": 10, "1hour": 1, "3x": 3, "1.5": 1_000_000}
+#: The values cowbench refuses, since fio's reading is surely not what they mean.
+SURPRISES = {"1min", "10sec", "10mins", "1hour", "3x", "1.5"}
+
+
+def test_times_are_read_as_fio_reads_them() -> None:
+    for value, us in FIO_TIMES_US.items():
+        if value in SURPRISES:
+            with pytest.raises(ValueError, match="fio 3.33") as err:
+                fio_seconds(value)
+            shown = f"{us} us" if value != "1.5" else "takes 1 s"
+            assert shown in str(err.value), (value, str(err.value))
+        else:
+            assert round(fio_seconds(value) * 1e6) == us, value
+
+
+@needs_tools
+@pytest.mark.real
+def test_fio_reads_the_same_times(tmp_path: Path) -> None:
+    assert {v: _fio_parsed(tmp_path, "runtime", v) for v in FIO_TIMES_US} == FIO_TIMES_US
+
+
+def test_runtime_suffixes_reach_the_workload(tmp_path: Path) -> None:
+    wl = load_scenario(_scenario(tmp_path, "[j]\nrw=write\nsize=1m\nruntime=500msec\n"
+                                           "time_based\n")).workloads["w"]
+    assert (wl.runtime, wl.time_based) == (0.5, True)
+    from cowbench.fiojob import fio_options
+
+    assert "--runtime=500000us" in fio_options(wl)
+
+
+def test_a_refused_runtime_is_the_only_problem(tmp_path: Path) -> None:
+    p = _scenario(tmp_path, "[j]\nrw=write\nsize=1m\nruntime=1min\ntime_based\n")
+    ran = cowbench("validate", str(p))
+    assert ran.code == 2 and "Traceback" not in ran.stderr
+    assert "workloads.w.job_file[j].runtime: '1min': fio 3.33 knows no unit 'min'" in ran.stderr
+    assert "time_based" not in ran.stderr
+    checked = cowbench("fio-check", str(tmp_path / "job.fio"))
+    assert checked.code == 2 and "time_based needs" not in checked.stdout
+
+
+@pytest.mark.parametrize("job,field", [("runtime=0\n", "runtime"), ("timeout=0s\n", "runtime"),
+                                       ("io_size=0\n", "io_size"), ("io_limit=0\n", "io_size"),
+                                       ("io_size=4m\nio_size=0\n", "io_size"),
+                                       ("runtime=5\nruntime=0\n", "runtime")])
+def test_zero_is_fios_default(tmp_path: Path, job: str, field: str) -> None:
+    p = _scenario(tmp_path, f"[j]\nrw=randwrite\nsize=8m\n{job}")
+    wl = load_scenario(p).workloads["w"]
+    assert getattr(wl, field) is None
+    checked = cowbench("fio-check", str(tmp_path / "job.fio"))
+    assert checked.code == 0 and f"{field} absent (0 is fio's default" in checked.stdout
+
+
+@needs_tools
+@pytest.mark.real
+def test_fio_takes_zero_as_its_default(tmp_path: Path) -> None:
+    for zero in ("runtime=0", "io_size=0"):
+        assert _fio_bytes(tmp_path, f"[j]\nrw=write\nbs=64k\nsize=8m\n{zero}\n") == \
+            [(0, 8 << 20)]
