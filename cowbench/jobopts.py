@@ -33,10 +33,11 @@ from .jobfile import Section, fio_seconds, fio_size, read_sections
 CARRIED = ("offset_increment", "bsrange", "blocksize_range", "blockalign", "ba",
            "bs_unaligned", "percentage_random", "zonemode", "zonesize", "zonerange",
            "zoneskip", "number_ios", "rw", "readwrite", "rw_sequencer")
-#: Options fio also reads as a whole-number percentage of the disk (``size=50%``,
-#: ``offset=25%``): carried to fio in that form (the real run's fio takes it against the
-#: export's size; the null run gets the bytes it comes to, ``cowbench.fiopercent``).
-PERCENT = ("size", "offset")
+#: Options fio also reads as a whole-number percentage (``size=50%``, ``offset=25%`` of the
+#: disk; ``io_size=10%`` of the job's region): carried to fio in that form (the real run's fio
+#: takes it against the export's size; the null run gets the bytes it comes to,
+#: ``cowbench.fiopercent``).
+PERCENT = ("size", "offset", "io_size")
 
 _DISK = "the real backend runs fio's nbd engine on the VM's qemu-nbd export, the model its own"
 _OUT = "cowbench runs fio with JSON output into the run's raw/ and reads it itself"
@@ -202,13 +203,14 @@ def _one(key: str, value: str | None, kb_base: int, offsets_fio: bool) -> Handli
 
 
 def percent_problem(key: str, value: str | None) -> str | None:
-    """Why fio's ``size=N%`` or ``offset=N%`` is not carried exactly, or None: fio reads a
-    whole number (``12.5%`` becomes 12 bytes in fio 3.33), and a size of 0% or over 100% as the
-    whole disk."""
+    """Why fio's ``size=N%``, ``offset=N%`` or ``io_size=N%`` is not carried exactly, or
+    None: fio reads a whole number (``12.5%`` becomes 12 bytes in fio 3.33), a size of 0% or
+    over 100% as the whole disk, and refuses an io_size over 100% (0% is its default)."""
     text = (value or "").strip()
     low = 1 if key == "size" else 0
+    of = "the job's size" if key == "io_size" else "the disk"
     if not re.fullmatch(r"\d+%", text) or not low <= int(text[:-1]) <= 100:
-        return f"{key} in percent is a whole number from {low}% to 100% of the disk, got {text!r}"
+        return f"{key} in percent is a whole number from {low}% to 100% of {of}, got {text!r}"
     return None
 
 

@@ -3,6 +3,7 @@ model's stream from fio's null engine is the nbd engine's own, I/O for I/O."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -37,6 +38,10 @@ JOBS: dict[str, dict[str, str]] = {
     "all of it": {"rw": "randwrite", "bs": "16k", "size": "100%", "offset": "0%"},
     "offset_increment": {"rw": "write", "bs": "4k", "size": "1m", "numjobs": "3",
                          "offset_increment": "25%"},
+    "io_size of the rest": {"rw": "randwrite", "bs": "48k", "offset": "3m", "io_size": "10%"},
+    "io_size of size in percent": {"rw": "randrw", "bs": "4k", "size": "25%",
+                                   "io_size": "10%"},
+    "io_size of size in bytes": {"rw": "write", "bs": "64k", "size": "8m", "io_size": "33%"},
 }
 
 
@@ -59,6 +64,35 @@ def test_percentages_become_fios_bytes_on_the_disk() -> None:
     assert wl.fio_extra == {}
     plain = _workload({"rw": "write", "size": "1m"})
     assert on_disk(plain, DISK) is plain
+
+
+def test_io_size_in_percent_is_of_the_jobs_region() -> None:
+    """fio 3.33 (filesetup.c): io_size=N% is N% of the job's region, its size, else the rest
+    of the disk after its offset; 0% and 100% are the region (fio, null engine, size=100m:
+    io_size=10% moves 10 MiB, 0% and 100% all of it, 150% is refused)."""
+    wl = on_disk(_workload(JOBS["io_size of the rest"]), DISK)
+    assert (wl.io_size, wl.size, wl.fio_extra) == ((DISK - (3 << 20)) // 10, None, {})
+    wl = on_disk(_workload(JOBS["io_size of size in percent"]), DISK)
+    size = DISK * 25 // 100 - DISK * 25 // 100 % 4096
+    assert (wl.size, wl.io_size) == (size, size // 10)
+    assert on_disk(_workload(JOBS["io_size of size in bytes"]), DISK).io_size == \
+        (8 << 20) * 33 // 100
+    for whole in ("0%", "100%"):
+        assert on_disk(_workload({"rw": "write", "io_size": whole}), DISK).io_size is None
+
+
+@needs_tools
+@pytest.mark.real
+def test_fio_takes_io_size_in_percent_of_the_size(tmp_path: Path) -> None:
+    job = tmp_path / "j.fio"
+    moved = {}
+    for pct in ("10%", "0%", "100%", "150%"):
+        job.write_text(f"[j]\nioengine=null\nrw=write\nbs=4k\nsize=100m\nio_size={pct}\n")
+        ran = subprocess.run(["fio", "--output-format=json", str(job)], capture_output=True,
+                             text=True)
+        moved[pct] = json.loads(ran.stdout)["jobs"][0]["write"]["io_bytes"] \
+            if ran.returncode == 0 else None
+    assert moved == {"10%": 10 << 20, "0%": 100 << 20, "100%": 100 << 20, "150%": None}
 
 
 def test_the_real_run_gets_the_percentages_as_written() -> None:

@@ -119,3 +119,19 @@ def test_fio_takes_zero_as_its_default(tmp_path: Path) -> None:
     for zero in ("runtime=0", "io_size=0"):
         assert _fio_bytes(tmp_path, f"[j]\nrw=write\nbs=64k\nsize=8m\n{zero}\n") == \
             [(0, 8 << 20)]
+
+
+def test_io_size_in_percent_goes_to_fio(tmp_path: Path) -> None:
+    """fio reads io_size=N% as N% of the job's size (cowbench.fiopercent gives the null run
+    its bytes; tests/test_fiopercent.py compares the stream with the nbd engine's)."""
+    p = _scenario(tmp_path, "[p]\nrw=randwrite\nbs=4k\nsize=25%\nio_size=10%\n")
+    wl = load_scenario(p).workloads["w"]
+    assert (wl.io_size, wl.fio_extra) == (None, {"size": "25%", "io_size": "10%"})
+    checked = cowbench("fio-check", str(tmp_path / "job.fio"))
+    assert checked.code == 0 and "io_size=10%                  fio only" in checked.stdout
+    ran = cowbench("validate", str(_scenario(tmp_path, "[p]\nrw=write\nio_size=150%\n")))
+    assert ran.code == 2 and "workloads.w.job_file[p].io_size: io_size in percent is a whole " \
+        "number from 0% to 100% of the job's size, got '150%'" in ran.stderr
+    ran = cowbench("validate", str(_scenario(tmp_path, "[p]\nrw=write\nio_size=10%\n",
+                                             "{job_file: job.fio, offsets: model}")))
+    assert ran.code == 2 and "job_file[p].io_size: the model does not generate it" in ran.stderr
