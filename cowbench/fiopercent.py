@@ -38,7 +38,7 @@ def _sizes(text: str) -> list[int]:
 
 def min_bs(wl: Workload) -> int:
     """fio's ``td_min_bs``: the smallest block size the job issues in any direction."""
-    sizes = [size for key in ("bs", "blocksize", "bsrange", "blocksize_range")
+    sizes = [size for key in ("bs", "blocksize", "bsrange", "blocksize_range", "bssplit")
              if wl.fio_extra.get(key) for size in _sizes(str(wl.fio_extra[key]))]
     if wl.bssplit:
         sizes += _sizes(wl.bssplit)

@@ -32,7 +32,7 @@ from .jobfile import Section, fio_seconds, fio_size, read_sections
 #: Options that only shape the offset stream, carried to fio with ``offsets: auto`` or ``fio``.
 CARRIED = ("offset_increment", "bsrange", "blocksize_range", "blockalign", "ba",
            "bs_unaligned", "percentage_random", "zonemode", "zonesize", "zonerange",
-           "zoneskip", "number_ios", "rw", "readwrite", "rw_sequencer")
+           "zoneskip", "number_ios", "rw", "readwrite", "rw_sequencer", "bssplit")
 #: Options fio also reads as a whole-number percentage (``size=50%``, ``offset=25%`` of the
 #: disk; ``io_size=10%`` of the job's region): carried to fio in that form (the real run's fio
 #: takes it against the export's size; the null run gets the bytes it comes to,
@@ -224,9 +224,12 @@ def _rw_suffix(value: str) -> bool:
 
 def _offset_form(key: str, value: str | None) -> bool:
     """A model option in a form only fio's stream carries: ``bs`` ranges or per-direction
-    sizes, ``rw=randrw:N`` (N I/Os per offset, fio's rw_sequencer)."""
+    sizes, a per-direction ``bssplit`` (reads', then writes'), ``rw=randrw:N`` (N I/Os per
+    offset, fio's rw_sequencer)."""
     if key in ("bs", "blocksize"):
         return bool(value) and any(c in (value or "") for c in ",-:")
+    if key == "bssplit":
+        return "," in (value or "")
     if key in PERCENT:
         return (value or "").strip().endswith("%")
     return key in ("rw", "readwrite") and ":" in (value or "")

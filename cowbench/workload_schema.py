@@ -123,19 +123,8 @@ class Workload(Frozen):
     @field_validator("bssplit")
     @classmethod
     def _bssplit(cls, v: str | None) -> str | None:
-        if v is None:
-            return v
-        total = 0
-        for part in v.split(":"):
-            size, _, pct = part.partition("/")
-            if parse_size(size) % 512:
-                raise ValueError(f"bssplit sizes must be multiples of 512 bytes, got {size!r}")
-            try:
-                total += int(pct or 0)
-            except ValueError:
-                raise ValueError(f"bssplit percentage {pct!r} is not an integer") from None
-        if total > 100:
-            raise ValueError(f"bssplit percentages add up to {total}, more than 100")
+        if v is not None:
+            check_bssplit(v)
         return v
 
     @model_validator(mode="after")
@@ -155,6 +144,12 @@ class Workload(Frozen):
         return self._offsets_source_ok()
 
     def _offsets_source_ok(self) -> Workload:
+        for split in (self.fio_extra.get("bssplit") or "").split(","):
+            if split:  # a per-direction bssplit: each direction's split as the model's
+                try:
+                    check_bssplit(split)
+                except ValueError as err:
+                    raise WorkloadProblem(("fio_extra.bssplit",), str(err)) from None
         unknown = sorted(set(self.fio_extra) - set(CARRIED) - {"bs", "blocksize", *PERCENT})
         inc = self.fio_extra.get("offset_increment") or ""
         if inc.endswith("%") and (problem := percent_problem("offset_increment", inc)):
@@ -249,6 +244,22 @@ class Workload(Frozen):
 
 
 Workload.model_rebuild()  # jobs: a list of Workload
+
+
+def check_bssplit(v: str) -> None:
+    """One direction's ``bssplit`` (``4k/50:64k/50``): sizes multiples of 512 bytes, whole
+    percentages adding up to at most 100; ValueError otherwise."""
+    total = 0
+    for part in v.split(":"):
+        size, _, pct = part.partition("/")
+        if parse_size(size) % 512:
+            raise ValueError(f"bssplit sizes must be multiples of 512 bytes, got {size!r}")
+        try:
+            total += int(pct or 0)
+        except ValueError:
+            raise ValueError(f"bssplit percentage {pct!r} is not an integer") from None
+    if total > 100:
+        raise ValueError(f"bssplit percentages add up to {total}, more than 100")
 
 
 def workload_misfit(wl: Workload, disk: int) -> str | None:

@@ -135,3 +135,40 @@ def test_io_size_in_percent_goes_to_fio(tmp_path: Path) -> None:
     ran = cowbench("validate", str(_scenario(tmp_path, "[p]\nrw=write\nio_size=10%\n",
                                              "{job_file: job.fio, offsets: model}")))
     assert ran.code == 2 and "job_file[p].io_size: the model does not generate it" in ran.stderr
+
+
+PER_DIRECTION = ("[bs]\nrw=randrw\nsize=16m\nio_size=4m\nnorandommap\n"
+                 "bssplit=4k/50:64k/50,64k/100\n")  # norandommap: fio shrinks no I/O
+
+
+def test_a_per_direction_bssplit_goes_to_fio(tmp_path: Path) -> None:
+    from cowbench.fiojob import fio_options
+
+    wl = load_scenario(_scenario(tmp_path, PER_DIRECTION)).workloads["w"]
+    assert (wl.bssplit, wl.fio_extra) == (None, {"bssplit": "4k/50:64k/50,64k/100"})
+    assert fio_options(wl)[-1] == "--bssplit=4k/50:64k/50,64k/100"
+    ran = cowbench("validate", str(_scenario(tmp_path, PER_DIRECTION,
+                                             "{job_file: job.fio, offsets: model}")))
+    assert ran.code == 2 and "job_file[bs].bssplit: the model does not generate it" in ran.stderr
+    bad = PER_DIRECTION.replace(",64k/100", ",64k/60:4k/60")
+    ran = cowbench("validate", str(_scenario(tmp_path, bad)))
+    assert ran.code == 2
+    assert "workloads.w.job_file[bs].bssplit: bssplit percentages add up to 120" in ran.stderr
+    checked = cowbench("fio-check", str(tmp_path / "job.fio"))
+    assert checked.code == 2 and "job_file[bs].bssplit: bssplit percentages" in checked.stdout
+
+
+@needs_tools
+@pytest.mark.real
+def test_fio_splits_each_direction_by_its_own_bssplit(tmp_path: Path) -> None:
+    """The null run the model takes its stream from (the real run gets the same option):
+    reads of 4 KiB and 64 KiB, writes of 64 KiB only, io_size's 4 MiB (with its random map fio
+    would shrink an I/O to the room the map leaves)."""
+    from cowbench.fiojob import fio_null_traces
+    from cowbench.tools import RawLog
+
+    wl = load_scenario(_scenario(tmp_path, PER_DIRECTION)).workloads["w"]
+    (trace,) = fio_null_traces(wl, "v", 64 << 20, RawLog(tmp_path / "raw"))
+    reads, writes = trace.lengths[trace.ddir == 0], trace.lengths[trace.ddir == 1]
+    assert set(reads.tolist()) == {4096, 65536} and set(writes.tolist()) == {65536}
+    assert 4 << 20 <= int(trace.lengths.sum()) < (4 << 20) + 65536  # the last I/O whole
