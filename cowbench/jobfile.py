@@ -59,8 +59,14 @@ def _keyword(name: str) -> str:
 _VAR = re.compile(r"\$\{([^}]*)\}|\$(ncpus|pagesize|mb_memory)\b|\$")
 
 
-def substitute(text: str, source: str, where: str) -> str:
-    """``${VAR}`` from the environment and fio's ``$`` keywords; anything else is refused."""
+#: Options whose ``$`` names fio fills in per job and file (``$jobname``, ``$jobnum``,
+#: ``$filenum``, ``$clientuid``): kept as written (the backend replaces the option anyway).
+OWN_DOLLARS = ("filename_format",)
+
+
+def substitute(text: str, source: str, where: str, keep: bool = False) -> str:
+    """``${VAR}`` from the environment and fio's ``$`` keywords; anything else is refused, or
+    kept as written with ``keep`` (an option of :data:`OWN_DOLLARS`)."""
     def one(m: re.Match[str]) -> str:
         if m.group(1) is not None:
             var = m.group(1)
@@ -69,6 +75,8 @@ def substitute(text: str, source: str, where: str) -> str:
             return os.environ[var]
         if m.group(2):
             return _keyword(m.group(2))
+        if keep:
+            return m.group(0)
         raise _fail(source, where, "a '$' other than ${VAR}, $ncpus, $pagesize, $mb_memory "
                                    "is not understood here; refused")
     return _VAR.sub(one, text)
@@ -133,7 +141,8 @@ def read_sections(path: str | Path) -> list[Section]:
         key = key.strip()
         if not re.fullmatch(r"[A-Za-z0-9_-]+", key):
             raise _fail(source, f"line {lineno}", f"{key!r} is not an option name")
-        current[key] = substitute(value.strip(), source, f"line {lineno}") if eq else None
+        current[key] = substitute(value.strip(), source, f"line {lineno}",
+                                  key in OWN_DOLLARS) if eq else None
     return jobs
 
 

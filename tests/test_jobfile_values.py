@@ -172,3 +172,23 @@ def test_fio_splits_each_direction_by_its_own_bssplit(tmp_path: Path) -> None:
     reads, writes = trace.lengths[trace.ddir == 0], trace.lengths[trace.ddir == 1]
     assert set(reads.tolist()) == {4096, 65536} and set(writes.tolist()) == {65536}
     assert 4 << 20 <= int(trace.lengths.sum()) < (4 << 20) + 65536  # the last I/O whole
+
+
+def test_filename_format_keeps_fios_own_variables(tmp_path: Path) -> None:
+    """fio fills in $jobnum, $filenum ... per file; the backend replaces the option anyway."""
+    job = "[j]\nrw=write\nsize=1m\nfilename_format=x.$jobnum.$filenum\n"
+    wl = load_scenario(_scenario(tmp_path, job)).workloads["w"]
+    assert [(r.option, r.value) for r in wl.replaced] == [("filename_format",
+                                                           "x.$jobnum.$filenum")]
+    checked = cowbench("fio-check", str(tmp_path / "job.fio"))
+    assert checked.code == 0 and "replaced by the backend" in checked.stdout
+    ran = cowbench("validate", str(_scenario(tmp_path, job.replace("filename_format", "bs"))))
+    assert ran.code == 2 and "a '$' other than ${VAR}" in ran.stderr
+
+
+@needs_tools
+@pytest.mark.real
+def test_fio_takes_filename_format_with_its_variables(tmp_path: Path) -> None:
+    job = _write(tmp_path, "f.fio", "[j]\nioengine=null\nrw=write\nsize=1m\n"
+                                    "filename_format=x.$jobnum.$filenum\n")
+    assert subprocess.run(["fio", "--parse-only", str(job)], capture_output=True).returncode == 0
