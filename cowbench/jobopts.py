@@ -42,11 +42,27 @@ PERCENT = ("size", "offset", "io_size")
 _DISK = "the real backend runs fio's nbd engine on the VM's qemu-nbd export, the model its own"
 _OUT = "cowbench runs fio with JSON output into the run's raw/ and reads it itself"
 _NBD = "the nbd engine has no page cache: every I/O reaches qemu-nbd as issued"
+_THREAD = ("fio runs each job as a thread of its process rather than a forked process; each "
+           "job issues the same I/O either way, and the backend starts fio its own way")
+_NO_FLUSH = ("the model does not simulate flushes yet (a flush writes back qcow2's metadata "
+             "caches), nor does the real backend pass them to fio's nbd engine: refused "
+             "rather than run without them")
+#: Options that make fio flush the disk or write synchronously, and what they do; 0 (and
+#: sync=none) is fio's default, no flush.
+FLUSHES: dict[str, str] = {
+    "fsync": "a flush of the disk after every N writes",
+    "fdatasync": "a flush of the disk's data after every N writes",
+    "end_fsync": "a flush of the disk when the job's writes end",
+    "fsync_on_close": "a flush of the disk when fio closes it",
+    "sync": "every write synchronous (O_SYNC or O_DSYNC): on a VM's disk, a flush or a "
+            "forced unit access with each write",
+}
 #: Options the backend sets itself, and why.
 REPLACED: dict[str, str] = {
     **dict.fromkeys(("ioengine", "filename", "filename_format", "directory", "nrfiles",
                      "unlink", "invalidate", "fadvise_hint", "create_on_open"), _DISK),
-    **dict.fromkeys(("direct", "buffered", "sync", "thread"), _NBD),
+    **dict.fromkeys(("direct", "buffered"), _NBD),
+    "thread": _THREAD,
     **dict.fromkeys(("group_reporting", "output-format", "output", "write_bw_log",
                      "write_lat_log", "write_iops_log", "write_hist_log", "log_avg_msec",
                      "log_hist_msec", "per_job_logs", "log_offset", "lat_percentiles",
@@ -174,6 +190,11 @@ def _one(key: str, value: str | None, kb_base: int, offsets_fio: bool) -> Handli
             return Handling(key, value, "refused", str(err))
     if key == "ioengine" and (problem := engine_problem(value)):
         return Handling(key, value, "refused", problem)
+    if key in FLUSHES:
+        if value is not None and value.strip() in ("0", "none"):
+            return Handling(key, value, "replaced", "fio's default, no flush: the runs issue "
+                            "none")
+        return Handling(key, value, "refused", f"{key}: {FLUSHES[key]}; {_NO_FLUSH}")
     if key in REPLACED:
         return Handling(key, value, "replaced", REPLACED[key])
     if key == "rwmixwrite" and value is not None and value.isdigit():

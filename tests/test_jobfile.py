@@ -127,7 +127,8 @@ def test_refused_options_name_their_key_path(tmp_path: Path) -> None:
     with pytest.raises(ScenarioError) as err:
         load_scenario(p)
     text = str(err.value)
-    assert "workloads.w.job_file[db].fsync: not an option" in text
+    assert "workloads.w.job_file[db].fsync: fsync: a flush of the disk after every N " \
+           "writes; the model does not simulate flushes yet" in text
     assert "workloads.w.job_file[db].offset_increment: the model does not generate it; " \
            "fio carries it with offsets: auto (the default) or fio" in text
     p = _scenario(tmp_path, "{job_file: job.fio}", "[db]\nrw=randrw:bogus\n")

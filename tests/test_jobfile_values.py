@@ -192,3 +192,36 @@ def test_fio_takes_filename_format_with_its_variables(tmp_path: Path) -> None:
     job = _write(tmp_path, "f.fio", "[j]\nioengine=null\nrw=write\nsize=1m\n"
                                     "filename_format=x.$jobnum.$filenum\n")
     assert subprocess.run(["fio", "--parse-only", str(job)], capture_output=True).returncode == 0
+
+
+@pytest.mark.parametrize("option", ["fsync=32", "fdatasync=1", "end_fsync=1",
+                                    "fsync_on_close=1", "sync=1", "sync=dsync"])
+def test_flushes_are_refused_alike(tmp_path: Path, option: str) -> None:
+    """sync=1 changes the I/O as much as fsync: each is refused, saying why, none replaced."""
+    key = option.split("=")[0]
+    ran = cowbench("validate", str(_scenario(tmp_path, f"[db]\nrw=write\nsize=1m\n{option}\n")))
+    assert ran.code == 2 and "Traceback" not in ran.stderr
+    assert f"workloads.w.job_file[db].{key}: {key}: " in ran.stderr
+    assert "the model does not simulate flushes yet" in ran.stderr
+    checked = cowbench("fio-check", str(tmp_path / "job.fio"))
+    assert checked.code == 2 and "the model does not simulate flushes yet" in checked.stdout
+
+
+def test_no_flush_and_thread_are_replaced_saying_why(tmp_path: Path) -> None:
+    job = "[db]\nrw=write\nsize=1m\nfsync=0\nsync=none\nend_fsync=0\nthread\n"
+    wl = load_scenario(_scenario(tmp_path, job)).workloads["w"]
+    reasons = {r.option: r.reason for r in wl.replaced}
+    assert set(reasons) == {"fsync", "sync", "end_fsync", "thread"}
+    assert reasons["fsync"] == "fio's default, no flush: the runs issue none"
+    assert reasons["thread"].startswith("fio runs each job as a thread of its process")
+    assert "page cache" not in reasons["thread"]
+
+
+@needs_tools
+@pytest.mark.real
+def test_fio_takes_these_flush_options(tmp_path: Path) -> None:
+    for option in ("fsync=32", "fdatasync=1", "end_fsync=1", "fsync_on_close=1", "sync=1",
+                   "sync=dsync", "sync=none", "fsync=0"):
+        job = _write(tmp_path, "f.fio", f"[j]\nioengine=null\nrw=write\nsize=1m\n{option}\n")
+        ran = subprocess.run(["fio", "--parse-only", str(job)], capture_output=True, text=True)
+        assert ran.returncode == 0 and "failed parsing" not in ran.stderr, option
