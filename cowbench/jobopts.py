@@ -177,7 +177,36 @@ def classify(section: Section, offsets_fio: bool) -> list[Handling]:
     """How each option of ``section`` is handled (``offsets_fio``: the workload's offsets come
     from fio, ``offsets: auto`` or ``fio``)."""
     kb_base = _kb(section)
-    return [_one(key, value, kb_base, offsets_fio) for key, value in section.options.items()]
+    handled = [_one(key, value, kb_base, offsets_fio) for key, value in section.options.items()]
+    return [_files(h, section, kb_base) for h in handled]
+
+
+def _files(h: Handling, section: Section, kb_base: int) -> Handling:
+    """``nrfiles`` and ``filesize`` as fio 3.33 reads them with ``size`` (measured on a 128
+    MiB file, psync, and the null engine: ``size=64m`` with ``filesize=16m``, in either order,
+    writes the stream of ``size=16m``; ``size=8m`` with it, 8 MiB over the 16 MiB file;
+    ``nrfiles=4`` with ``filesize=16m``, four files of 16 MiB)."""
+    if h.option == "nrfiles" and h.value is not None and h.value.strip().isdigit() \
+            and int(h.value) > 1:
+        return Handling(h.option, h.value, "refused", f"fio spreads the job over {h.value} "
+                        "files, each with its own offsets and bytes; the backend exports one "
+                        "disk per VM, so no run issues that I/O")
+    opts = section.options
+    if h.kind != "model" or h.option not in ("size", "filesize") or not (
+            "size" in opts and "filesize" in opts):
+        return h
+    try:
+        size, per_file = (fio_size(opts[k] or "", kb_base) for k in ("size", "filesize"))
+    except ValueError:
+        return h  # refused by its own handling, or a percentage carried to fio
+    if size < per_file and h.option == "filesize":
+        return Handling(h.option, h.value, "refused", f"a size ({opts['size']}) smaller than "
+                        "filesize: fio moves size's bytes within the larger file; give size "
+                        "and io_size instead")
+    if h.option == "size" and size >= per_file:
+        return Handling(h.option, h.value, "model", f"size={per_file} (fio's one file is "
+                        f"filesize={opts['filesize']} long, and the job ends with it)")
+    return h
 
 
 def _one(key: str, value: str | None, kb_base: int, offsets_fio: bool) -> Handling:
@@ -267,6 +296,8 @@ def workload_of(section: Section, offsets_fio: bool) -> tuple[dict[str, Any], li
             wl["rwmixread"] = 100 - int(h.value or 0)
         elif h.kind == "model":
             field, value = _model(h.option, h.value, _kb(section))
+            if h.option == "size" and h.detail.startswith("size=") and "filesize" in h.detail:
+                value = int(h.detail[5:].split(" ")[0])  # filesize, the file's length (_files)
             wl[field] = value
             if value is None:  # runtime=0, io_size=0: fio's default (a later one may set it)
                 del wl[field]

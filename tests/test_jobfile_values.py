@@ -5,6 +5,7 @@ The ``real`` tests ask the installed fio (``--debug=parse`` prints each value as
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -225,3 +226,46 @@ def test_fio_takes_these_flush_options(tmp_path: Path) -> None:
         job = _write(tmp_path, "f.fio", f"[j]\nioengine=null\nrw=write\nsize=1m\n{option}\n")
         ran = subprocess.run(["fio", "--parse-only", str(job)], capture_output=True, text=True)
         assert ran.returncode == 0 and "failed parsing" not in ran.stderr, option
+
+
+@pytest.mark.parametrize("job", ["size=64m\nfilesize=16m\n", "filesize=16m\nsize=64m\n",
+                                 "filesize=16m\n", "size=16m\n"])
+def test_filesize_is_the_files_length_whatever_the_order(tmp_path: Path, job: str) -> None:
+    wl = load_scenario(_scenario(tmp_path, f"[j]\nrw=randwrite\nbs=64k\n{job}")).workloads["w"]
+    assert wl.size == 16 << 20
+
+
+def test_more_files_or_a_smaller_size_are_refused(tmp_path: Path) -> None:
+    ran = cowbench("validate", str(_scenario(tmp_path, "[j]\nrw=write\nfilesize=16m\n"
+                                                       "nrfiles=4\n")))
+    assert ran.code == 2 and "workloads.w.job_file[j].nrfiles: fio spreads the job over 4 " \
+        "files" in ran.stderr
+    ran = cowbench("validate", str(_scenario(tmp_path, "[j]\nrw=write\nsize=8m\n"
+                                                       "filesize=16m\n")))
+    assert ran.code == 2 and "workloads.w.job_file[j].filesize: a size (8m) smaller than " \
+        "filesize" in ran.stderr
+    assert load_scenario(_scenario(tmp_path, "[j]\nrw=write\nsize=1m\nnrfiles=1\n")
+                         ).workloads["w"].size == 1 << 20
+
+
+@needs_tools
+@pytest.mark.real
+def test_fio_writes_the_files_length(tmp_path: Path) -> None:
+    """On a 128 MiB file (psync), size and filesize in either order issue size=16m's stream;
+    four files of 16 MiB are 64 MiB; a smaller size moves only its bytes."""
+    disk = tmp_path / "big.raw"
+    disk.write_bytes(b"")
+    os.truncate(disk, 128 << 20)
+    streams = {}
+    for name, opts in {"both": "size=64m\nfilesize=16m\n", "swapped": "filesize=16m\nsize=64m\n",
+                       "size": "size=16m\n", "smaller": "size=8m\nfilesize=16m\n"}.items():
+        log = tmp_path / f"{name}.iolog"
+        job = _write(tmp_path, "f.fio", f"[j]\nioengine=psync\nfilename={disk}\nrw=randwrite\n"
+                                         f"bs=64k\nrandseed=3\nwrite_iolog={log}\n{opts}")
+        subprocess.run(["fio", "--output=/dev/null", str(job)], check=True, capture_output=True)
+        streams[name] = [ln.split()[3] for ln in log.read_text().splitlines()
+                         if len(ln.split()) == 5 and ln.split()[2] == "write"]
+    assert streams["both"] == streams["swapped"] == streams["size"]
+    assert len(streams["both"]) == 256 and len(streams["smaller"]) == 128
+    assert _fio_bytes(tmp_path, "[j]\nrw=write\nbs=64k\nfilesize=16m\nnrfiles=4\n") == \
+        [(0, 64 << 20)]
