@@ -392,6 +392,7 @@ def _section_workload(section: Section, path: Path, where: str, own: dict[str, A
     if wl.get("read_iolog") and not Path(wl["read_iolog"]).is_absolute():
         wl["read_iolog"] = str(path.parent / wl["read_iolog"])  # relative to the job file
     named = f"{where}.job_file[{section.name}]"
+    origins[f"@{where}"] = str(path)  # the job file, for a problem's source (job_file_of)
     if at:
         origins[at] = named
     for h in handled:
@@ -416,6 +417,13 @@ def as_written(origins: dict[str, str], key: str) -> str:
         head, dot, rest = head.rpartition(".")
         tail = f"{rest}.{tail}"
     return key
+
+
+def job_file_of(origins: dict[str, str], key: str) -> str | None:
+    """The job file a key path as written (``workloads.w.job_file[a].verify``) names, or
+    None."""
+    head, found, _ = key.partition(".job_file[")
+    return origins.get(f"@{head}") if found else None
 
 
 def expand_scenario(data: Any, base: Path, origins: dict[str, str]) -> Any:

@@ -19,7 +19,7 @@ from .errors import ScenarioError, ToolError, UsageError
 from .imagefile import PROTOCOL_RE, ImagePolicyError, open_user_image, protocol_refusal
 from .iolog import TraceError, read_iolog
 from .profile import load_profile
-from .scenario import Extent, Image, Scenario, parse_scenario
+from .scenario import Extent, Image, Scenario, as_written_in, parse_scenario
 from .tools import (
     absolute,
     data_extents_from_map,
@@ -187,6 +187,14 @@ def without_profiles(scenario: Scenario, source: str) -> Scenario:
     return parse_scenario(data, source)
 
 
+def _iolog_problem(source: str, name: str, reason: str) -> ScenarioError:
+    """A workload's bad trace, named by the job file's section where it came from one."""
+    key = f"workloads.{name}.read_iolog"
+    if Path(source).is_file():
+        source, key = as_written_in(source, key)
+    return ScenarioError(source, [(key, reason)])
+
+
 def _absolute_iologs(scenario: Scenario, source: str) -> Scenario:
     here = Path(source).parent if Path(source).is_file() else Path.cwd()
     data = scenario.model_dump(mode="json")
@@ -198,12 +206,10 @@ def _absolute_iologs(scenario: Scenario, source: str) -> Scenario:
             changed = True
         path = Path(data["workloads"][name]["read_iolog"] or ".")
         if wl.read_iolog and not path.is_file():
-            raise ScenarioError(source, [(f"workloads.{name}.read_iolog",
-                                          f"no such file: {path}")])
+            raise _iolog_problem(source, name, f"no such file: {path}")
         if wl.read_iolog:
             try:
                 read_iolog(path)  # refuse a bad trace now, before any run directory exists
             except TraceError as err:
-                raise ScenarioError(source, [(f"workloads.{name}.read_iolog", str(err))]) \
-                    from None
+                raise _iolog_problem(source, name, str(err)) from None
     return parse_scenario(data, source) if changed else scenario

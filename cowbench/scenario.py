@@ -20,7 +20,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from .bounds import MAX_ARRIVALS, MAX_VMS, exact_problems, too_many_vms
 from .errors import ScenarioError
 from .fleet import Fleet, fleet_problems
-from .jobopts import as_written, expand_scenario
+from .jobopts import as_written, expand_scenario, job_file_of
 from .lifecycle import Flavor, Nova, Timeline, check_timeline, nova_problems
 from .nova.schema import BothSpellings
 from .oldkeys import upgrade
@@ -391,8 +391,22 @@ def scenario_of(document: Any, path: str | Path) -> Scenario:
     except ScenarioError as err:  # an option from a job file: named by its place there
         if not origins:
             raise
-        raise ScenarioError(err.source, [(as_written(origins, k), r) for k, r in err.problems]) \
-            from None
+        problems = [(as_written(origins, k), r) for k, r in err.problems]
+        files = {job_file_of(origins, k) for k, _ in problems}
+        source = files.pop() if len(files) == 1 and None not in files else err.source
+        raise ScenarioError(str(source), problems) from None
+
+
+def as_written_in(path: str | Path, key: str) -> tuple[str, str]:
+    """The file and key path a problem of the scenario at ``path`` is named by: a key that
+    came from a job file (``workloads.w.read_iolog``) as the file's section and option."""
+    origins: dict[str, str] = {}
+    try:
+        expand_scenario(load_yaml_file(path, "scenario"), Path(path).parent, origins)
+    except ScenarioError:
+        return str(path), key
+    written = as_written(origins, key)
+    return job_file_of(origins, written) or str(path), written
 
 
 def dump_scenario(s: Scenario) -> str:

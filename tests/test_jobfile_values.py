@@ -269,3 +269,18 @@ def test_fio_writes_the_files_length(tmp_path: Path) -> None:
     assert len(streams["both"]) == 256 and len(streams["smaller"]) == 128
     assert _fio_bytes(tmp_path, "[j]\nrw=write\nbs=64k\nfilesize=16m\nnrfiles=4\n") == \
         [(0, 64 << 20)]
+
+
+@pytest.mark.parametrize("job,key", [("[r]\nrw=read\nverify=md5\n", "verify"),
+                                     ("[r]\nread_iolog=none.iolog\n", "read_iolog"),
+                                     ("[r]\nread_iolog=empty.iolog\n", "read_iolog")])
+def test_validate_names_the_job_file_and_section(tmp_path: Path, job: str, key: str) -> None:
+    """As fio-check does: the job file, its section and option, not the scenario file nor
+    workloads.w.read_iolog."""
+    _write(tmp_path, "empty.iolog", "fio version 2 iolog\nf add\n")
+    ran = cowbench("validate", str(_scenario(tmp_path, job)))
+    assert ran.code == 2 and "Traceback" not in ran.stderr
+    assert f"{tmp_path / 'job.fio'}: workloads.w.job_file[r].{key}: " in ran.stderr, ran.stderr
+    assert "s.yaml" not in ran.stderr
+    checked = cowbench("fio-check", str(tmp_path / "job.fio"))
+    assert checked.code == 2 and f"workload.job_file[r].{key}: " in checked.stdout
