@@ -30,7 +30,7 @@ from .plots import (
 
 
 def _jitter(n: int) -> np.ndarray:
-    return np.linspace(-0.18, 0.18, n) if n > 1 else np.zeros(n)
+    return np.linspace(-0.15, 0.15, n) if n > 1 else np.zeros(n)
 
 
 def first_full_figure(first: pd.DataFrame, head: pd.DataFrame, group: str,
@@ -50,6 +50,7 @@ def first_full_figure(first: pd.DataFrame, head: pd.DataFrame, group: str,
         ax.axvline(horizon, color="grey", ls="--", lw=1,
                    label=f"end of the simulation ({horizon:.3g} d)")
         category_axis(ax, names)
+        ax.set_ylim(len(names) - 0.5, -0.62)  # room for the first row's line of text
         ax.set_xlim(0, horizon * 1.1)
         ax.set_title(title)
         ax.set_xlabel("time until the first host is full (days; censored at the horizon)")
@@ -80,8 +81,10 @@ def _first_full_row(ax: object, i: int, g: pd.DataFrame, row: pd.Series,
                    label="median replication" if i == 0 else None)
     horizon_s = horizon * DAY
     text = f"median {days_text(row['median_s'], horizon_s)}; {interval_text(row)}"
-    ax.text(0.005, i - 0.3, text, transform=ax.get_yaxis_transform(), fontsize=9, va="center",
-            bbox={"facecolor": "white", "alpha": 0.8, "lw": 0, "pad": 1})
+    # above the row's marks, and under them where a mark reaches it (zorder 1: a mark is
+    # never hidden by the text's box)
+    ax.text(0.005, i - 0.36, text, transform=ax.get_yaxis_transform(), fontsize=9,
+            va="center", zorder=1, bbox={"facecolor": "white", "alpha": 0.8, "lw": 0, "pad": 1})
 
 
 def peak_figure(first: pd.DataFrame, group: str, order: Sequence[str]) -> Figure:
@@ -101,7 +104,8 @@ def peak_figure(first: pd.DataFrame, group: str, order: Sequence[str]) -> Figure
                        label="a replication" if i == 0 else None)
         ax.axvline(100, color="tab:red", ls=":", label="its capacity (100%)")
         category_axis(ax, names)
-        ax.set_xlim(left=0)
+        top = max([100.0, *(float(np.nanmax(v)) for v in data if np.isfinite(v).any())])
+        ax.set_xlim(0, top * 1.05)  # the largest mark whole, not cut by the frame
         ax.set_title(title)
         ax.set_xlabel("peak allocated on the fullest host (% of capacity); box: p25 to p75, "
                       "line: median, whiskers: min to max")

@@ -17,6 +17,7 @@ import matplotlib as mpl
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.collections import PathCollection
 from matplotlib.figure import Figure
 
 from .vmdist import group_quantiles
@@ -127,8 +128,11 @@ def legend_below(fig: Figure, ax: Axes, ncols: int = 3) -> None:
     """The legend under the axes, outside them: never over data or tick labels."""
     handles, labels = ax.get_legend_handles_labels()
     if handles:
-        fig.legend(handles, labels, loc="outside lower center",
-                   ncols=min(ncols, len(handles)), frameon=False)
+        legend = fig.legend(handles, labels, loc="outside lower center",
+                            ncols=min(ncols, len(handles)), frameon=False)
+        for handle in legend.legend_handles:  # a row-tall mark drawn in a legend's line
+            if isinstance(handle, PathCollection) and handle.get_sizes().max(initial=0) > 120:
+                handle.set_sizes([120])
 
 
 def empty(fig: Figure, ax: Axes, title: str, why: str) -> Figure:

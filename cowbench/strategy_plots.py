@@ -89,7 +89,8 @@ def _dots(ax: Axes, amp: pd.DataFrame, column: str, order: Sequence[str],
     many = len(colours) > MAX_SERIES
     pos = {name: i for i, name in enumerate(order)}
     for j, (vm, g) in enumerate(sorted(amp.groupby(amp["entity"].astype(str)))):
-        y = g[SETTING].map(pos).to_numpy(float) + (j / max(len(colours) - 1, 1) - 0.5) * 0.4
+        spread = (j / (len(colours) - 1) - 0.5) * 0.4 if len(colours) > 1 else 0.0
+        y = g[SETTING].map(pos).to_numpy(float) + spread  # one VM: on its box's line
         ax.scatter(g[column].to_numpy(float) / scale, y, s=18, zorder=3, alpha=0.8,
                    color="tab:blue" if many else colours[vm],
                    label=(None if many and j else "a VM" if many else vm.removeprefix("vm:")))
@@ -113,8 +114,8 @@ def amplification_boxes(view: StrategyView, column: str) -> Figure:
         values = np.concatenate(data)
         if values.min() > 0 and values.max() / values.min() > 50:
             ax.set_xscale("log")
-        else:
-            ax.set_xlim(left=0)
+        else:  # 1 (no amplification) in view, and the largest mark whole
+            ax.set_xlim(0, max(1.0, float(values.max())) * 1.05)
         ax.axvline(1, color="grey", lw=1, ls="--")
         category_axis(ax, order)
         ax.set_title(f"{title}\n({_WHAT.get(column, column)})")
@@ -164,7 +165,9 @@ def io_by_strategy(view: StrategyView) -> Figure:
             _dots(ax, d[d[SETTING].isin(order)], column, order, scale)
             ax.set_xlabel({"iops": "IOPS (reads + writes)", "lat_mean_s": "mean latency (ms)",
                            "lat_p99_s": "p99 latency (ms)"}[column])
-            ax.set_xlim(left=0)
+            seen = _col(d, column).to_numpy(float) / scale
+            seen = seen[np.isfinite(seen)]
+            ax.set_xlim(0, float(seen.max()) * 1.05 if seen.size and seen.max() > 0 else None)
         category_axis(axes[0], order)
         fig.suptitle(f"{title} (latency: writes for a VM that wrote, else reads)")
         legend_below(fig, axes[0], ncols=4)
