@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from .units import parse_size
+from .units import parse_duration, parse_size
 
 #: Short names of the knobs a planner or a researcher varies most.
 SHORT = {"hosts[0].capacity_bytes": "capacity", "hosts[0].disk_allocation_ratio": "ratio",
@@ -117,6 +117,23 @@ def point_labels(points: pd.DataFrame, knobs: list[str]) -> pd.Series:
     return pd.Series(labels, index=points["point"].to_numpy(), dtype=object)
 
 
+def _as_numbers(col: pd.Series) -> pd.Series:
+    """Sizes and durations as written (``8GiB``, ``12GiB``, ``30d``) by their value, so
+    8 GiB comes before 12 GiB; a column with anything else as it is."""
+    if not col.map(lambda v: isinstance(v, str)).any():
+        return col
+    for parse in (parse_size, parse_duration):
+        try:
+            return pd.Series([_value(v, parse) for v in col], index=col.index, name=col.name)
+        except (ValueError, TypeError):
+            continue
+    return col
+
+
+def _value(v: Any, parse: Any) -> Any:
+    return v if v is None or (isinstance(v, float) and math.isnan(v)) else float(parse(v))
+
+
 def label_order(points: pd.DataFrame, knobs: list[str]) -> list[str]:
     """Labels in the order a reader expects: by the knobs' values (numbers as numbers)."""
     if points.empty:
@@ -125,8 +142,9 @@ def label_order(points: pd.DataFrame, knobs: list[str]) -> list[str]:
     kinds = {k: i for i, k in enumerate(KINDS)}
 
     def key(col: pd.Series) -> pd.Series:
-        return col.map(lambda v: kinds.get(v, len(kinds))) if col.name == "strategy.kind" \
-            else col
+        if col.name == "strategy.kind":
+            return col.map(lambda v: kinds.get(v, len(kinds)))
+        return _as_numbers(col)
 
     order = points.sort_values(cols, kind="stable", na_position="first", key=key) \
         if cols else points

@@ -133,6 +133,13 @@ def test_labels_are_made_per_point_and_ordered_by_value():
     assert labels["b"] == "capacity 3 TiB, ratio 1" and labels["c"] == "capacity 4 TiB, ratio 1.5"
     assert label_order(points, knobs) == ["capacity 3 TiB, ratio 1", "capacity 4 TiB, ratio 1",
                                           "capacity 4 TiB, ratio 1.5"]
+    # sizes and durations as a sweep file writes them: by value, not as text (12 before 8)
+    written = pd.DataFrame({"point": ["a", "b", "c"],
+                            "hosts[0].capacity_bytes": ["8GiB", "12GiB", "16GiB"],
+                            "duration": ["30d", "7d", "12h"]})
+    assert label_order(written, ["hosts[0].capacity_bytes"]) == [
+        "capacity 8 GiB", "capacity 12 GiB", "capacity 16 GiB"]
+    assert [x.split()[-1] for x in label_order(written, ["duration"])] == ["12h", "7d", "30d"]
 
 
 def test_a_strategies_sweep_over_kinds_keeps_only_the_knobs_each_kind_uses(tmp_path):
