@@ -150,10 +150,12 @@ def host_table(view: CapacityView) -> pd.DataFrame:
     if t.empty:
         return t
     t = t.sort_values([GROUP, "point", "entity"], kind="stable")
-    return pd.DataFrame({
+    out = pd.DataFrame({
         "group": t[GROUP], "point": t["point"], "host": t["entity"].str.removeprefix("host:"),
         "final": [size_text(v) for v in t["final_bytes"]],
         "peak": [size_text(v) for v in t["peak_bytes"]],
         "time to full": [cap.days_text(x, hz) if how != "unknown" else "unknown"
                          for x, hz, how in zip(t["t_full_s"], t["horizon_s"], t["how"],
                                                strict=True)]})
+    # one run directory is one point, named "." (the run itself): no column to read then
+    return out.drop(columns="point") if set(out["point"]) <= {"."} else out

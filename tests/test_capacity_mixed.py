@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from cowbench import capacity_plots
-from cowbench.capacity_view import capacity_view, headline_table
+from cowbench.capacity_view import capacity_view, headline_table, host_table
 from cowbench.records import records_frame
 from cowbench.results import load_results
 
@@ -56,6 +56,8 @@ def test_each_host_fills_against_its_own_disk_and_the_fleet_against_the_sum(
     assert row["first host full, median"] == "2.00 d"
     assert row["fullest host's peak"] == "14 GiB (117% of capacity)"
     assert row["all hosts' peak"] == "28.8 GiB of 52 GiB (55%)"
+    # one run: per host, no "point" column of dots
+    assert list(host_table(view).columns) == ["group", "host", "final", "peak", "time to full"]
     # host demand over time: a capacity line per host size (GiB), one legend entry for them
     ax = capacity_plots.disk_use_facets(view.disk_band, view.capacity, "group",
                                         view.order).axes[0]
