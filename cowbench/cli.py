@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # the commands import what they need: `cowbench --help` stays
     import pandas as pd
 
     from .scenario import Scenario
+    from .sweep_spec import Sweep
 
 
 def _read_input(path: Path) -> tuple[bool, object]:
@@ -320,9 +321,22 @@ def sweep(
     csv: Annotated[bool, typer.Option("--csv", help=CSV_HELP)] = False,
 ) -> None:
     """Run a grid of scenario overrides times seeds on Dask; one run directory per point."""
-    from .sweep import describe, load_sweep, run_sweep
+    from .signals import interrupts_raise, shielded
 
-    sw = load_sweep(sweep_file)
+    # a signal while the sweep is read ends it as one later would, once it is read: raised
+    # at once, it could land in a library's `except Exception` (an import's) and be lost
+    with interrupts_raise():
+        with shielded():
+            from .sweep import load_sweep
+
+            sw = load_sweep(sweep_file)
+        _sweep(sw, out_dir, scheduler, workers, dry_run, csv)
+
+
+def _sweep(sw: Sweep, out_dir: Path | None, scheduler: str, workers: int | None,
+           dry_run: bool, csv: bool) -> None:
+    from .sweep import describe, run_sweep
+
     _warn_seeds(sw)
     if dry_run:
         for cell, label, seeds in describe(sw):
@@ -350,6 +364,10 @@ def sweep(
 # --help lists them in
 for _name, _command in cli_results.COMMANDS.items():
     app.command(_name)(_command)
+
+
+#: What a Ctrl-C says where no command caught it: as a command's own interrupt says it.
+INTERRUPTED = "interrupted by signal SIGINT"
 
 
 def _error(message: str, code: int) -> NoReturn:
@@ -381,7 +399,7 @@ def _run_app() -> int:
         hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
         _error(_one_line(fmt() if callable(fmt) else str(e)) + hint, code)
     if rv == 130:  # typer turned a KeyboardInterrupt outside a run into exit 130
-        err.print("[red]interrupted[/]")
+        _error(INTERRUPTED, 130)
     return rv if isinstance(rv, int) else 0
 
 
@@ -418,9 +436,8 @@ def main() -> None:
         sys.exit(_run_app())
     except CowbenchError as e:
         _error(str(e), e.exit_code)
-    except KeyboardInterrupt:
-        err.print("[red]interrupted[/]")
-        sys.exit(130)
+    except KeyboardInterrupt:  # a Ctrl-C before a command answers signals itself
+        _error(INTERRUPTED, 130)
     except MemoryError:
         _error("out of memory: the input asks for more than this machine has (the bounds "
                "cowbench checks did not catch it; please report the input)", 1)

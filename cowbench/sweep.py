@@ -77,19 +77,24 @@ def run_sweep(sweep: Sweep, out: Path, scheduler: str = "local", workers: int | 
     exits 130). Whatever else ends a sweep, sweep.json says ``failed`` with the reason; it
     never stays ``running``."""
     out = absolute(out)  # the points' run directories, whatever the workers' cwd
-    entries = _prepare(sweep, out)
-    todo = [p for p in sweep.points if entries[p.id]["status"] != "ok"]
-    done = len(sweep.points) - len(todo)
-    progress(f"{done} of {len(sweep.points)} points already done", done, len(sweep.points))
     start = now_iso()
+    entries: dict[str, dict[str, Any]] | None = None
     with interrupts_raise():  # so a signal still stops the cluster it started
         try:
-            _write_json(out, {**_sweep_meta(sweep, entries, "running"), "start": start})
+            with shielded():  # the directory is made and says "running", or it is untouched
+                entries = _prepare(sweep, out)
+                _write_json(out, {**_sweep_meta(sweep, entries, "running"), "start": start})
+            todo = [p for p in sweep.points if entries[p.id]["status"] != "ok"]
+            done = len(sweep.points) - len(todo)
+            progress(f"{done} of {len(sweep.points)} points already done", done,
+                     len(sweep.points))
             if todo:
                 _execute(sweep, out, todo, entries, scheduler, workers, progress, done, start,
                          csv)
             summary = write_summary(sweep, out, entries)
         except BaseException as err:
+            if entries is None:  # refused before anything was written
+                raise
             _stopped(sweep, out, entries, start, err)
         failed = [e for e in entries.values() if e["status"] != "ok"]
         _write_json(out, {**_sweep_meta(sweep, entries, "failed" if failed else "ok"),

@@ -1,7 +1,7 @@
 """The Dask cluster a sweep runs on: started, given the points, and stopped without leaving a
 process behind.
 
-``local`` starts a LocalCluster of worker processes that ignore SIGINT (a Ctrl-C reaches the
+``local`` starts a LocalCluster of worker processes that never take SIGINT (a Ctrl-C reaches the
 whole process group; the sweep answers it and stops them), ``inprocess`` runs threads here, and
 any other value is the address of a running scheduler. Each finished point's run directory
 comes back as the task's result and is written here (``cowbench.sweep_files``).
@@ -27,16 +27,21 @@ DoneFn = Callable[[str, str, str | None], None]
 
 
 def run_points(tasks: dict[str, tuple[Any, ...]], out: Path, key: str, scheduler: str,
-               workers: int | None, done: DoneFn) -> None:
-    """Run ``run_point(*args)`` for each point id's ``args`` on ``scheduler``; write each
-    finished point as ``out/points/<id>/`` and call ``done``. Whatever ends it, the points not
-    finished are cancelled and a cluster started here is closed."""
-    from dask.distributed import as_completed
-
-    client, cluster = client_for(scheduler, workers)
+               workers: int | None, done: DoneFn, client: Any = None) -> None:
+    """Run ``run_point(*args)`` for each point id's ``args`` on ``scheduler`` (or on
+    ``client``, already connected to it; it is closed here); write each finished point as
+    ``out/points/<id>/`` and call ``done``. Whatever ends it, the points not finished are
+    cancelled and a cluster started here is closed: an interrupt while the cluster starts
+    raises once it is held, so it is closed too."""
+    cluster = None
     futures: dict[Any, str] = {}
     points_fd = -1
     try:
+        with shielded():  # Dask's imports and start-up (their `except Exception` included)
+            from dask.distributed import as_completed
+
+            if client is None:
+                client, cluster = client_for(scheduler, workers)
         points_fd = os.open(out / "points", DIR_FLAGS)
         futures = {client.submit(run_point, *args, key=f"{key}-{pid}-{out.resolve()}",
                                  pure=False): pid for pid, args in tasks.items()}
@@ -45,7 +50,8 @@ def run_points(tasks: dict[str, tuple[Any, ...]], out: Path, key: str, scheduler
             done(pid, *_receive(fut, points_fd, pid))
     finally:
         with shielded():
-            shut_down(client, cluster, list(futures))
+            if client is not None:
+                shut_down(client, cluster, list(futures))
             if points_fd >= 0:
                 os.close(points_fd)
 
@@ -69,20 +75,29 @@ def _receive(fut: Any, points_fd: int, pid: str) -> tuple[str, str | None]:
 
 
 @contextlib.contextmanager
-def _workers_ignore_sigint() -> Iterator[None]:
-    """Worker processes started in the block inherit SIGINT ignored (an ignored signal stays
-    ignored across exec): a Ctrl-C reaches the whole process group, and it is the sweep's to
-    answer (it stops the workers), not each worker's to die of with a traceback."""
+def _workers_block_sigint() -> Iterator[None]:
+    """Threads started in the block (the cluster's event loop and those that spawn each
+    worker) and the worker processes they start have SIGINT blocked (a blocked signal stays
+    blocked across fork and exec): a Ctrl-C reaches the whole process group, and it is the
+    sweep's to answer (it stops the workers), not each worker's to die of with a traceback.
+
+    Only this thread's mask changes: a SIGINT meanwhile stays this process's, taken by a
+    thread that does not block it or, at the latest, by this one when the block ends (setting
+    SIGINT to ignored here instead lost a Ctrl-C that came while the cluster started: the
+    sweep ran to its end). multiprocessing's resource tracker is started first: starting it
+    unblocks SIGINT in the thread that does, which would pass it on to the workers."""
     import threading
+    from multiprocessing import resource_tracker
 
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    resource_tracker.ensure_running()
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, old)
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def client_for(scheduler: str, workers: int | None) -> Any:
@@ -93,7 +108,7 @@ def client_for(scheduler: str, workers: int | None) -> Any:
 
     logging.getLogger("distributed").setLevel(logging.WARNING)  # the CLI's level, not Dask's
     if scheduler == "local":
-        with _workers_ignore_sigint():
+        with _workers_block_sigint(), _reaped_on_failure():
             cluster = LocalCluster(  # type: ignore[no-untyped-call]
                 n_workers=workers or 2, threads_per_worker=1, processes=True,
                 host="127.0.0.1", dashboard_address=None,
@@ -101,7 +116,12 @@ def client_for(scheduler: str, workers: int | None) -> Any:
                 # heartbeat that fails while an interrupted sweep stops them prints a
                 # traceback) is not the user's to read
                 silence_logs=logging.CRITICAL)
-        return Client(cluster), cluster  # type: ignore[no-untyped-call]
+        try:
+            return Client(cluster), cluster  # type: ignore[no-untyped-call]
+        except BaseException:
+            with shielded():
+                shut_down(None, cluster, [])
+            raise
     if scheduler == "inprocess":
         client = Client(  # type: ignore[no-untyped-call]
             processes=False, n_workers=1, threads_per_worker=workers or 1,
@@ -113,16 +133,28 @@ def client_for(scheduler: str, workers: int | None) -> Any:
         raise UsageError(f"cannot reach the Dask scheduler at {scheduler}: {err}") from None
 
 
+@contextlib.contextmanager
+def _reaped_on_failure() -> Iterator[None]:
+    """A cluster that fails to start leaves none of its worker processes behind."""
+    try:
+        yield
+    except BaseException:
+        with shielded():
+            reap_workers(grace_s=5.0)
+        raise
+
+
 def shut_down(client: Any, cluster: Any, futures: list[Any]) -> None:
     """Cancel what has not run and close what this sweep started (an interrupt waits)."""
     import logging
 
     logging.getLogger("distributed").setLevel(logging.ERROR)  # no warnings as workers stop
-    with contextlib.suppress(Exception):
-        if futures:
-            client.cancel(futures, force=True)
-    with contextlib.suppress(Exception):
-        client.close(timeout=10)
+    if client is not None:
+        with contextlib.suppress(Exception):
+            if futures:
+                client.cancel(futures, force=True)
+        with contextlib.suppress(Exception):
+            client.close(timeout=10)
     if cluster is not None:
         with contextlib.suppress(Exception):
             cluster.close(timeout=10)

@@ -144,3 +144,101 @@ def test_sigint_is_answered_promptly_while_the_model_runs(tmp_path: Path) -> Non
     meta = json.loads((out / "run.json").read_text())
     assert meta["status"] == "interrupted" and meta["reason"] == "interrupted by signal SIGINT"
     assert err.strip().splitlines()[-1].startswith("error: interrupted by signal SIGINT")
+
+
+def _sigint_blocked_or_ignored(pid: int) -> bool:
+    """Whether process ``pid`` never takes SIGINT (blocked in every thread, or ignored)."""
+    def mask(text: str, key: str) -> int:
+        return int(next(ln for ln in text.splitlines() if ln.startswith(key)).split()[1], 16)
+
+    bit = 1 << (signal.SIGINT - 1)
+    status = Path(f"/proc/{pid}/status").read_text()
+    if mask(status, "SigIgn:") & bit:
+        return True
+    return all(mask((t / "status").read_text(), "SigBlk:") & bit
+               for t in Path(f"/proc/{pid}/task").iterdir())
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.slow  # a local cluster started and stopped: 2-4 s
+def test_a_signal_while_the_cluster_starts_stops_the_sweep(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sig: signal.Signals) -> None:
+    """A signal that arrives while the LocalCluster starts (delivered from inside its start,
+    so at that moment every time) stops the sweep once the cluster is held: no point runs,
+    sweep.json and every point say ``interrupted``, no worker is left. Before, SIGINT was
+    set to ignored in the sweep's own process while the cluster started (so the workers
+    inherited it ignored): a Ctrl-C then was lost and every point ran. The workers still
+    never take SIGINT themselves."""
+    import multiprocessing
+
+    import dask.distributed
+
+    from cowbench.errors import Interrupted
+    from cowbench.sweep import load_sweep, run_sweep
+
+    real = dask.distributed.LocalCluster
+    workers_immune: list[bool] = []
+
+    class SignalledWhileStarting(real):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            os.kill(os.getpid(), sig)
+            super().__init__(*args, **kwargs)
+            workers_immune.extend(_sigint_blocked_or_ignored(c.pid)  # type: ignore[arg-type]
+                                  for c in multiprocessing.active_children()
+                                  if "Worker" in c.name)
+
+    monkeypatch.setattr(dask.distributed, "LocalCluster", SignalledWhileStarting)
+    (tmp_path / "slow.yaml").write_text(yaml.safe_dump(SLOW))
+    (tmp_path / "sw.yaml").write_text(yaml.safe_dump({"scenario": "slow.yaml", "seeds": 3}))
+    out = tmp_path / "out"
+    t0 = time.monotonic()
+    with pytest.raises(Interrupted, match=f"^interrupted by signal {sig.name}; sweep "
+                                          f"directory: {out}"):
+        run_sweep(load_sweep(tmp_path / "sw.yaml"), out, scheduler="local", workers=1)
+    assert time.monotonic() - t0 < 60
+    assert workers_immune == [True]
+    meta = json.loads((out / "sweep.json").read_text())
+    assert meta["status"] == "interrupted" and meta["reason"] == f"interrupted by signal {sig.name}"
+    assert [p["status"] for p in meta["points"]] == ["interrupted"] * 3
+    assert list((out / "points").iterdir()) == []
+    assert multiprocessing.active_children() == []
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, set())
+
+
+def test_a_signal_while_the_sweep_file_is_read_is_one_error_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Ctrl-C before the sweep runs (here, while its file is read) ends it as a later one
+    would: ``error: interrupted by signal SIGINT``, exit 130, nothing written. Before, a bare
+    ``interrupted`` line (and a SIGTERM then killed the command outright)."""
+    from cowbench import sweep as sweep_module
+
+    from .clirun import cowbench
+
+    real = sweep_module.load_sweep
+
+    def signalled(path: Path) -> object:
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real(path)
+
+    monkeypatch.setattr(sweep_module, "load_sweep", signalled)
+    (tmp_path / "slow.yaml").write_text(yaml.safe_dump(SLOW))
+    (tmp_path / "sw.yaml").write_text(yaml.safe_dump({"scenario": "slow.yaml"}))
+    ran = cowbench("sweep", str(tmp_path / "sw.yaml"), "--out", str(tmp_path / "out"))
+    assert ran.code == 130, ran
+    assert ran.stderr.strip().splitlines() == ["error: interrupted by signal SIGTERM"]
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_ctrl_c_outside_any_command_says_error_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cowbench import lease
+
+    from .clirun import cowbench
+
+    def interrupted() -> list[object]:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(lease, "dead_leases", interrupted)
+    ran = cowbench("validate", "nothing.yaml")
+    assert ran.code == 130, ran
+    assert ran.stderr.strip().splitlines() == ["error: interrupted by signal SIGINT"]
