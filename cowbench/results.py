@@ -15,7 +15,8 @@ columns of every frame: the scalar fields of its resolved ``scenario.yaml``'s ``
 section (``strategy.kind``, ``strategy.cluster_size``, ...), and the keys of an ``overrides``
 mapping in its ``run.json`` (nested mappings flattened to dotted key paths), valued as resolved
 in ``scenario.yaml`` where that path exists. Points whose status is not ``ok`` are skipped and
-listed with the reason, never mixed in.
+listed with the reason, never mixed in; a sweep with no ``ok`` point yet is refused, saying how
+many points have which status.
 """
 
 from __future__ import annotations
@@ -219,11 +220,13 @@ def load_sweep(path: str | Path) -> SweepResults:
     if not p.is_dir():
         raise UsageError(f"{p}: no such directory")
     points = find_points(p)
-    if not points:
+    if not points and not (p / SWEEP_FILE).is_file():
         raise UsageError(f"{p}: not a sweep directory (no run directory with run.json below it)")
     rows, records, comparisons, skipped = [], [], [], []
+    statuses: list[str] = []
     for point in points:
         run = load_run(point)
+        statuses.append(str(run.meta.get("status")))
         if run.meta.get("status") != "ok":
             reason = run.meta.get("reason") or f"status {run.meta.get('status')!r}"
             skipped.append((str(point.relative_to(p)), str(reason)))
@@ -232,7 +235,33 @@ def load_sweep(path: str | Path) -> SweepResults:
         rows.append(row)
         records.append(_with_point(run.records, row))
         comparisons.append(_with_point(run.comparison, row))
+    if not rows:
+        raise UsageError(f"{p}: no finished point yet, nothing to read "
+                         f"({_tally(_sweep_statuses(p) or statuses)}); run the sweep (again) "
+                         "to finish its points")
     return _assemble(p, rows, records, comparisons, skipped)
+
+
+def _sweep_statuses(path: Path) -> list[str]:
+    """The status of every point sweep.json lists (none where it lists none)."""
+    if not (path / SWEEP_FILE).is_file():
+        return []
+    try:
+        meta = load_json_file(path / SWEEP_FILE, SWEEP_FILE)
+    except ScenarioError as err:
+        raise UsageError(str(err)) from None
+    points = meta.get("points") if isinstance(meta, dict) else None
+    if not isinstance(points, list):
+        return []
+    return [str(e.get("status")) if isinstance(e, dict) else "unknown" for e in points]
+
+
+def _tally(statuses: list[str]) -> str:
+    """``6 interrupted, 2 failed``: how many points have each status."""
+    counts: dict[str, int] = {}
+    for s in statuses:
+        counts[s] = counts.get(s, 0) + 1
+    return ", ".join(f"{n} {s}" for s, n in counts.items()) or "no points"
 
 
 def _assemble(path: Path, rows: list[dict[str, Any]], records: list[pd.DataFrame],
