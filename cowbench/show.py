@@ -29,6 +29,7 @@ from .compare import summary
 from .drift import describe as drift_line
 from .drift import describe_machine
 from .errors import ScenarioError, UsageError
+from .knobs import applies
 from .profile_check import describe as check_line
 from .profile_use import describe
 from .results import (
@@ -36,6 +37,7 @@ from .results import (
     _knob_value,
     end_of_run,
     find_points,
+    flatten,
     is_run_dir,
     is_sweep_dir,
     load_run,
@@ -391,46 +393,114 @@ VM_FIGURES = [("hosts_allocated_bytes", "all hosts"), ("vm_allocated_bytes_p50",
               ("vm_allocated_bytes_p95", "VM P95")]
 
 
+#: The order a sweep's points are counted in (any other status after these).
+STATUS_ORDER = ("ok", "failed", "interrupted", "pending", "running")
+
+
 def show_sweep(path: Path, out: Console) -> None:
-    name, status = _sweep_meta(path)
+    name, status, reason = _sweep_meta(path)
     points, knobs = sweep_points(path)
-    counts = points["status"].astype(str).value_counts()
-    tally = ", ".join(f"{n} {s}" for s, n in counts.items())
+    counts = points["status"].astype(str).value_counts() if len(points) else pd.Series()
+    order = sorted(counts.index, key=lambda s: (STATUS_ORDER.index(s) if s in STATUS_ORDER
+                                                 else len(STATUS_ORDER), s))
+    tally = ", ".join(f"{counts[s]} {s}" for s in order)
     out.print(f"{escape(str(path))}: sweep {escape(name)}"
               + (f", status [bold]{escape(status)}[/]" if status else "")
-              + f"; {len(points)} point(s): {tally}", soft_wrap=True, highlight=False)
-    out.print(_sweep_table(points, knobs))
-    for row in points[points["status"] != "ok"].to_dict("records"):
+              + (f" ({escape(reason)})" if reason and status != "ok" else "")
+              + f"; {len(points)} point(s)" + (f": {tally}" if tally else ""),
+              soft_wrap=True, highlight=False)
+    if len(points):
+        out.print(_sweep_table(points, knobs))
+    for row in points[points["status"] != "ok"].to_dict("records") if len(points) else []:
         if isinstance(row.get("reason"), str) and row["reason"]:
             out.print(f"{row['point']} {row['status']}: {row['reason']}", soft_wrap=True,
                       markup=False, highlight=False)
 
 
-def _sweep_meta(path: Path) -> tuple[str, str | None]:
+def _sweep_json(path: Path) -> dict[str, Any] | None:
+    """The sweep's sweep.json, or None where there is none (a folder of run directories)."""
     if not (path / "sweep.json").exists():
-        return path.resolve().name, None
+        return None
     try:
         meta = load_json_file(path / "sweep.json", "sweep.json")
     except ScenarioError as err:
         raise UsageError(str(err)) from None
-    if not isinstance(meta, dict):
-        return path.resolve().name, None
-    status = meta.get("status")  # a damaged file may hold anything there
+    return meta if isinstance(meta, dict) else None
+
+
+def _sweep_meta(path: Path) -> tuple[str, str | None, str | None]:
+    """The sweep's name, status and the reason it stopped (None where sweep.json lacks it)."""
+    meta = _sweep_json(path)
+    if meta is None:
+        return path.resolve().name, None, None
+    status, reason = meta.get("status"), meta.get("reason")  # a damaged file: anything there
     return (str(meta.get("name") or path.resolve().name),
-            None if status is None else str(status))
+            None if status is None else str(status), None if reason is None else str(reason))
 
 
 def sweep_points(path: Path) -> tuple[pd.DataFrame, list[str]]:
-    """One row per point (``point``, ``seed``, ``status``, its knobs, its figures) and the
-    knob columns: from ``summary.csv`` when the sweep wrote one, else from the points."""
-    summary_csv = path / "summary.csv"
-    if summary_csv.is_file():
-        table = _read_summary(summary_csv)
-        knobs = [c for c in table.columns if c.startswith("override.")]
-        table = table.rename(columns={c: c.removeprefix("override.") for c in table.columns})
-        return _with_reasons(path, table), [k.removeprefix("override.") for k in knobs]
+    """One row per point (``point``, ``seed``, ``status``, ``reason``, its knobs, its
+    figures) and the knob columns. The points are sweep.json's, finished or not; a point's
+    status is its run.json's where it has a run directory, else sweep.json's; the figures of
+    a finished point come from ``summary.csv`` where it says ``ok`` too, else from the
+    point's records. A folder of run directories without sweep.json: its runs."""
+    meta = _sweep_json(path)
+    entries = meta.get("points") if meta is not None else None
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        return _points_of_runs(path)
+    summary = _summary_figures(path)
+    base = meta.get("scenario") if meta is not None else None
+    kind = _base_kind(base if isinstance(base, dict) else {})
+    rows: list[dict[str, Any]] = []
+    knob_keys: dict[str, None] = {}
+    for entry in entries:
+        overrides = entry.get("overrides")
+        knobs = flatten(overrides) if isinstance(overrides, dict) else {}
+        knob_keys.update(dict.fromkeys(knobs))
+        point_kind = knobs.get("strategy.kind", kind)
+        row: dict[str, Any] = {"point": str(entry.get("id")), "seed": entry.get("seed"),
+                               "status": str(entry.get("status")),
+                               "reason": entry.get("reason"),
+                               **{k: v for k, v in knobs.items() if applies(k, point_kind)}}
+        run_dir = path / str(entry.get("dir") or f"points/{row['point']}")
+        if is_run_dir(run_dir):
+            run_meta = read_run(run_dir)
+            row.update(status=str(run_meta.get("status")), reason=run_meta.get("reason"))
+        if row["status"] == "ok":
+            row.update(summary.get(row["point"]) or _figures(run_dir))
+        rows.append(row)
+    return pd.DataFrame(rows), list(knob_keys)
+
+
+def _base_kind(scenario: dict[str, Any]) -> str:
+    strategy = scenario.get("strategy")
+    kind = strategy.get("kind") if isinstance(strategy, dict) else None
+    return str(kind) if kind is not None else "qcow2_overlay"
+
+
+def _figures(run_dir: Path) -> dict[str, float]:
     from .sweep_points import point_figures
 
+    run = load_run(run_dir)
+    return point_figures(run.predicted if len(run.predicted) else run.measured)
+
+
+def _summary_figures(path: Path) -> dict[str, dict[str, Any]]:
+    """The figures of every point summary.csv says is ``ok``, by point id."""
+    summary_csv = path / "summary.csv"
+    if not summary_csv.is_file():
+        return {}
+    table = _read_summary(summary_csv)
+    drop = [c for c in table.columns if c.startswith("override.") or c in
+            ("point", "cell", "seed", "status", "run_dir", "label", "reason")]
+    ok = table[table["status"] == "ok"]
+    records = ok.drop(columns=drop).to_dict("records")
+    return {str(p): {str(k): v for k, v in row.items()}
+            for p, row in zip(ok["point"], records, strict=True)}
+
+
+def _points_of_runs(path: Path) -> tuple[pd.DataFrame, list[str]]:
+    """A folder of run directories: each run a point, its knobs those that vary."""
     rows: list[dict[str, Any]] = []
     knob_keys: dict[str, None] = {}
     for point in find_points(path):
@@ -442,7 +512,7 @@ def sweep_points(path: Path) -> tuple[pd.DataFrame, list[str]]:
                                "status": str(run.meta.get("status")),
                                "reason": run.meta.get("reason"), **point_knob}
         if row["status"] == "ok":
-            row.update(point_figures(run.predicted if len(run.predicted) else run.measured))
+            row.update(_figures(point))
         rows.append(row)
     table = pd.DataFrame(rows)
     varying = [k for k in knob_keys if table[k].astype(str).nunique(dropna=False) > 1]
@@ -463,17 +533,6 @@ def _read_summary(path: Path) -> pd.DataFrame:
     return table
 
 
-def _with_reasons(path: Path, table: pd.DataFrame) -> pd.DataFrame:
-    """Add each point's failure reason (run.json) to the summary's rows."""
-    reasons: list[str] = []
-    for rel in table.get("run_dir", pd.Series([None] * len(table))):
-        try:
-            reasons.append(str(read_run(path / str(rel)).get("reason") or ""))
-        except UsageError:  # a point that never started has no run.json
-            reasons.append("")
-    return table.assign(reason=pd.Series(reasons, index=table.index, dtype=object))
-
-
 def _sweep_table(points: pd.DataFrame, knobs: list[str]) -> Table:
     fleet = "fleet_allocated_bytes_peak" in points.columns and \
         points["fleet_allocated_bytes_peak"].notna().any()
@@ -484,11 +543,19 @@ def _sweep_table(points: pd.DataFrame, knobs: list[str]) -> Table:
                 *[label for _, label in figures]):
         table.add_column(col, justify="left" if col in ("point", "status") else "right")
     for row in points.to_dict("records"):
-        cells = [escape(_knob_value(k, row.get(k, "-"))) for k in knobs]  # 65536 -> 64KiB
+        cells = [escape(_knob_cell(k, row.get(k))) for k in knobs]  # 65536 -> 64KiB
         figs = [_figure(c, row.get(c, math.nan), row.get("status") == "ok") for c, _ in figures]
         table.add_row(escape(str(row["point"])), *cells, _int_text(row.get("seed")),
                       escape(str(row["status"])), *figs)
     return table
+
+
+def _knob_cell(key: str, value: Any) -> str:
+    """A knob's value as the sweep file would say it; ``-`` where the point has none (a
+    strategy knob its kind does not use, a knob only other points set)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return _knob_value(key, value)
 
 
 def _int_text(x: Any) -> str:

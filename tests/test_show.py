@@ -237,6 +237,77 @@ def test_a_sweep_shows_its_points(tmp_path: Path) -> None:
     assert "2 point(s): 1 ok, 1 failed" in again and "p0001 failed: no room" in again
 
 
+def _unfinished_sweep(out: Path, statuses: list[str]) -> None:
+    """A sweep directory as a sweep that stopped before any point finished leaves it: its
+    sweep.json, an empty points/ (an unfinished point has no directory)."""
+    (out / "points").mkdir(parents=True)
+    points = [{"id": f"p{i:04d}", "cell": i // 2, "seed": 1 + i % 2, "status": status,
+               "overrides": {"hosts[0].capacity_bytes": ["8GiB", "12GiB"][i // 2]},
+               "dir": f"points/p{i:04d}", **({"reason": "no room"} if status == "failed"
+                                              else {})}
+              for i, status in enumerate(statuses)]
+    (out / "sweep.json").write_text(json.dumps(
+        {"schema_version": 1, "name": "cap", "status": "interrupted",
+         "reason": "interrupted by signal SIGINT", "points": points,
+         "scenario": {"strategy": {"kind": "qcow2_overlay"}}}))
+
+
+def test_a_sweep_without_a_finished_point_shows_its_state(tmp_path: Path) -> None:
+    """Before, show failed with ``internal error (KeyError): 'status'`` and report said "not a
+    sweep directory" although sweep.json was there."""
+    out = tmp_path / "cap"
+    _unfinished_sweep(out, ["failed", "interrupted", "interrupted", "pending"])
+    shown = cowbench("show", str(out))
+    assert shown.code == 0, shown.stderr
+    assert (f"{out}: sweep cap, status interrupted (interrupted by signal SIGINT); 4 point(s): "
+            "1 failed, 2 interrupted, 1 pending") in shown.stdout
+    rows = table_rows(shown.stdout)
+    assert rows["p0000"] == ["8GiB", "1", "failed"]
+    assert rows["p0003"] == ["12GiB", "2", "pending"]
+    assert "p0000 failed: no room" in shown.stdout
+    ran = cowbench("report", str(out))  # nothing to report yet: one line, exit 2
+    assert ran.code == 2 and "Traceback" not in ran.stderr, ran
+    assert ran.stderr.strip().splitlines() == [
+        f"error: {out}: no finished point yet, nothing to read (1 failed, 2 interrupted, 1 "
+        "pending); run the sweep (again) to finish its points"]
+    _unfinished_sweep(tmp_path / "again", ["interrupted", "pending"])
+    ran = cowbench("report", str(tmp_path / "again"))
+    assert ran.code == 2, ran
+    assert ran.stderr.strip() == (f"error: {tmp_path / 'again'}: no finished point yet, nothing "
+                                  "to read (1 interrupted, 1 pending); run the sweep (again) to "
+                                  "finish its points")
+    assert not (tmp_path / "again" / "report").exists()
+
+
+def test_a_partly_finished_sweep_lists_its_unfinished_points(tmp_path: Path) -> None:
+    """An interrupted sweep (no summary.csv, unfinished points without a directory) counts
+    and lists every point, with every knob: before, "2 point(s): 2 ok" of four, and the
+    capacity column gone (it did not vary among the finished points)."""
+    sweep = tmp_path / "sw.yaml"
+    sweep.write_text(yaml.safe_dump({"scenario": str(ROOT / "scenarios" / "fleet-small.yaml"),
+                                     "grid": {"hosts[0].capacity_bytes": ["8GiB", "12GiB"]},
+                                     "seeds": [1, 2]}))
+    out = tmp_path / "out"
+    ran = cowbench("sweep", str(sweep), "--out", str(out), "--scheduler", "inprocess")
+    assert ran.code == 0, ran.stderr
+    done = table_rows(cowbench("show", str(out)).stdout)
+    (out / "summary.csv").unlink()
+    meta = json.loads((out / "sweep.json").read_text())
+    for entry in meta["points"][2:]:
+        entry["status"] = "interrupted"
+        shutil.rmtree(out / entry["dir"])
+    meta.update(status="interrupted", reason="interrupted by signal SIGINT")
+    (out / "sweep.json").write_text(json.dumps(meta))
+    shown = cowbench("show", str(out))
+    assert shown.code == 0, shown.stderr
+    assert "4 point(s): 2 ok, 2 interrupted" in shown.stdout
+    rows = table_rows(shown.stdout)
+    assert rows["p0000"] == done["p0000"] and rows["p0001"] == done["p0001"]
+    assert rows["p0000"][:3] == ["8GiB", "1", "ok"]
+    assert rows["p0002"] == ["12GiB", "1", "interrupted", "", "", "", ""]
+    assert rows["p0003"][:3] == ["12GiB", "2", "interrupted"]
+
+
 def test_a_folder_of_runs_with_a_failed_one(sim_run: Path, tmp_path: Path) -> None:
     shutil.copytree(sim_run, tmp_path / "one")
     shutil.copytree(sim_run, tmp_path / "two")
