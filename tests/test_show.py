@@ -308,6 +308,27 @@ def test_a_partly_finished_sweep_lists_its_unfinished_points(tmp_path: Path) -> 
     assert rows["p0003"][:3] == ["12GiB", "2", "interrupted"]
 
 
+def test_a_sweep_and_its_point_agree_on_the_fullest_host(tmp_path: Path) -> None:
+    """The sweep table's "fullest host" and summary.csv's host_allocated_bytes_max are the
+    peak over the run, as the point's own show says it. Before, they held the host's value at
+    the end: here 11.8 GiB against the point's "peak 12.2 GiB"."""
+    sweep = tmp_path / "sw.yaml"
+    sweep.write_text(yaml.safe_dump({"scenario": str(ROOT / "scenarios" / "fleet-small.yaml"),
+                                     "grid": {"hosts[0].disk_allocation_ratio": [3.0]},
+                                     "seeds": [6]}))
+    out = tmp_path / "out"
+    ran = cowbench("sweep", str(sweep), "--out", str(out), "--scheduler", "inprocess")
+    assert ran.code == 0, ran.stderr
+    series = host_series(out / "points" / "p0000")
+    peak = max(g.value.max() for g in series.values())
+    assert max(g.value.iloc[-1] for g in series.values()) < peak  # it ends below its peak
+    summary = pd.read_csv(out / "summary.csv")
+    assert summary.host_allocated_bytes_max[0] == peak
+    point = cowbench("show", str(out / "points" / "p0000")).stdout
+    assert f", peak {format_bytes(peak)} of 64.0 GiB" in point
+    assert table_rows(cowbench("show", str(out)).stdout)["p0000"][3] == format_bytes(peak)
+
+
 def test_a_folder_of_runs_with_a_failed_one(sim_run: Path, tmp_path: Path) -> None:
     shutil.copytree(sim_run, tmp_path / "one")
     shutil.copytree(sim_run, tmp_path / "two")
