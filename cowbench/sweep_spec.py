@@ -156,12 +156,28 @@ def load_sweep(path: Path) -> Sweep:
     if not isinstance(base, dict):
         raise ScenarioError(str(scen_path), [("", "the file must hold a mapping at the top")])
     name = spec.name or path.stem
+    _check_knobs(spec, str(path))
     _check_size(spec, base, str(path))
     points = _points(spec, base, str(path))
     if spec.backend != "sim" and any(p.scenario.fleet is not None for p in points):
         raise ScenarioError(str(path), [("backend", f"a fleet scenario runs in the model only, "
                                          f"not with {spec.backend}: use sim (the default)")])
     return Sweep(name, spec, str(path), base, points)
+
+
+#: Why a point's seed is no knob: ``seeds:`` sets every point's, and would override it.
+SEED_KNOB = ("the seed is no knob: `seeds:` gives every point its seed (a list such as "
+             "[1, 7, 9], or N for 1..N)")
+
+
+def _check_knobs(spec: SweepSpec, source: str) -> None:
+    """Keys a grid or a point may not set: ``seed`` (``seeds:`` overrode it, so a grid over
+    it ran the same points again under two seed columns)."""
+    problems = [(f"grid.{key}", SEED_KNOB) for key in spec.grid if key == "seed"]
+    problems += [(f"points[{i}].seed", SEED_KNOB) for i, p in enumerate(spec.points)
+                 if "seed" in p]
+    if problems:
+        raise ScenarioError(source, problems)
 
 
 def _check_size(spec: SweepSpec, base: dict[str, Any], source: str) -> None:

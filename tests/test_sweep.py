@@ -288,3 +288,17 @@ def test_seeds_that_cannot_change_the_figures_are_warned_about(tmp_path: Path) -
     assert "warning" not in cowbench("validate", str(tmp_path / "one.yaml")).stderr
     # a fleet draws its arrivals from the seed: no warning
     assert "warning" not in cowbench("validate", str(sweep_file(tmp_path, {}, 2))).stderr
+
+
+def test_a_seed_knob_is_refused_pointing_to_seeds(tmp_path: Path) -> None:
+    """``seeds:`` set every point's seed over a grid's ``seed``: the same points ran twice
+    under two seed columns. Now the key is refused, naming it and ``seeds:``."""
+    p = sweep_file(tmp_path, {"seed": [1, 2]}, seeds=[1, 2])
+    out = tmp_path / "out"
+    ran = cowbench("sweep", str(p), "--out", str(out))
+    assert_clean_error(ran, f"{p}: grid.seed: the seed is no knob: `seeds:` gives every point "
+                            "its seed")
+    errors = [ln for ln in ran.stderr.splitlines() if not ln.startswith("warning: ")]
+    assert len(errors) == 1 and not out.exists()
+    p = sweep_file(tmp_path, {}, seeds=1, points=[{"seed": 3}])
+    assert_clean_error(cowbench("validate", str(p)), f"{p}: points[0].seed: the seed is no knob")
