@@ -46,7 +46,7 @@ from .montecarlo import bands, time_to_full_summary
 from .safeload import load_json_file
 from .signals import interrupts_raise, shielded
 from .store import atomic_write_parquet, atomic_write_text, now_iso, read_records
-from .sweep_cluster import run_points
+from .sweep_cluster import check_scheduler, connect, run_points, shut_down
 from .sweep_files import remove_staging
 from .sweep_points import point_figures
 from .sweep_spec import (
@@ -77,10 +77,17 @@ def run_sweep(sweep: Sweep, out: Path, scheduler: str = "local", workers: int | 
     exits 130). Whatever else ends a sweep, sweep.json says ``failed`` with the reason; it
     never stays ``running``."""
     out = absolute(out)  # the points' run directories, whatever the workers' cwd
+    check_scheduler(scheduler)  # refused before anything is written
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out}: not a directory; choose another --out")
     start = now_iso()
     entries: dict[str, dict[str, Any]] | None = None
+    remote: list[Any] = []  # a running scheduler's client, until run_points takes it
     with interrupts_raise():  # so a signal still stops the cluster it started
         try:
+            if scheduler not in ("local", "inprocess"):
+                with shielded():  # reached before anything is written, or refused
+                    remote.append(connect(scheduler))
             with shielded():  # the directory is made and says "running", or it is untouched
                 entries = _prepare(sweep, out)
                 _write_json(out, {**_sweep_meta(sweep, entries, "running"), "start": start})
@@ -90,12 +97,16 @@ def run_sweep(sweep: Sweep, out: Path, scheduler: str = "local", workers: int | 
                      len(sweep.points))
             if todo:
                 _execute(sweep, out, todo, entries, scheduler, workers, progress, done, start,
-                         csv)
+                         csv, remote)
             summary = write_summary(sweep, out, entries)
         except BaseException as err:
             if entries is None:  # refused before anything was written
                 raise
             _stopped(sweep, out, entries, start, err)
+        finally:
+            with shielded():
+                for client in remote:
+                    shut_down(client, None, [])
         failed = [e for e in entries.values() if e["status"] != "ok"]
         _write_json(out, {**_sweep_meta(sweep, entries, "failed" if failed else "ok"),
                           "start": start, "end": now_iso()})
@@ -151,7 +162,11 @@ def _prepare(sweep: Sweep, out: Path) -> dict[str, dict[str, Any]]:
                              "choose another --out")
         for p in sweep.points:
             entries[p.id]["status"] = _point_status(out / "points" / p.id)
-    (out / "points").mkdir(parents=True, exist_ok=True)
+    try:
+        (out / "points").mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # a parent that is a file, or not writable
+        raise UsageError(f"{out}: cannot be made ({err.strerror}); choose another --out") \
+            from None
     for p in sweep.points:
         d = out / "points" / p.id
         if entries[p.id]["status"] != "ok" and d.exists():
@@ -194,7 +209,7 @@ def _point_status(d: Path) -> str:
 
 def _execute(sweep: Sweep, out: Path, todo: list[Point], entries: dict[str, dict[str, Any]],
              scheduler: str, workers: int | None, progress: ProgressFn, done: int,
-             start: str, csv: bool) -> None:
+             start: str, csv: bool, remote: list[Any]) -> None:
     tasks = {p.id: (p.scenario.model_dump(mode="json"), p.seed, sweep.spec.backend,
                     {"overrides": p.overrides, "sweep": sweep.name, "point": p.id}, csv)
              for p in todo}
@@ -207,7 +222,8 @@ def _execute(sweep: Sweep, out: Path, todo: list[Point], entries: dict[str, dict
             progress(f"{pid} {status}", count[0], len(sweep.points))
             _write_json(out, {**_sweep_meta(sweep, entries, "running"), "start": start})
 
-    run_points(tasks, out, f"cowbench-{sweep.name}", scheduler, workers, finished)
+    client = remote.pop() if remote else None  # run_points closes it
+    run_points(tasks, out, f"cowbench-{sweep.name}", scheduler, workers, finished, client)
 
 
 def write_summary(sweep: Sweep, out: Path, entries: dict[str, dict[str, Any]]) -> pd.DataFrame:

@@ -100,6 +100,38 @@ def _workers_block_sigint() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
+def check_scheduler(scheduler: str) -> None:
+    """``local``, ``inprocess`` or a scheduler's address Dask can connect to
+    (``tcp://HOST:PORT``, ``tls://...``, ``HOST:PORT``), or a :class:`UsageError` saying why,
+    before anything is started or written."""
+    if scheduler in ("local", "inprocess"):
+        return
+    from distributed.comm import registry
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    try:
+        scheme, location = parse_address(scheduler)
+        if scheme not in registry.backends:
+            raise ValueError(f"unknown protocol {scheme!r} (one of "
+                             f"{', '.join(sorted(registry.backends))})")
+        if scheme in ("tcp", "tls", "ws", "wss"):
+            parse_host_port(location)
+    except ValueError as err:
+        raise UsageError(f"--scheduler {scheduler}: not local, inprocess or a scheduler's "
+                         f"address such as tcp://HOST:8786 ({err})") from None
+
+
+def connect(scheduler: str) -> Any:
+    """A client of the running scheduler at ``scheduler`` (an address), or a
+    :class:`UsageError` if it cannot be reached in 5 s."""
+    from dask.distributed import Client
+
+    try:
+        return Client(scheduler, timeout="5s")  # type: ignore[no-untyped-call]
+    except (OSError, TimeoutError) as err:
+        raise UsageError(f"cannot reach the Dask scheduler at {scheduler}: {err}") from None
+
+
 def client_for(scheduler: str, workers: int | None) -> Any:
     """``(client, cluster)`` for ``scheduler``; ``cluster`` is None unless started here."""
     import logging
@@ -127,10 +159,7 @@ def client_for(scheduler: str, workers: int | None) -> Any:
             processes=False, n_workers=1, threads_per_worker=workers or 1,
             dashboard_address=None)
         return client, None
-    try:
-        return Client(scheduler, timeout="5s"), None  # type: ignore[no-untyped-call]
-    except (OSError, TimeoutError) as err:
-        raise UsageError(f"cannot reach the Dask scheduler at {scheduler}: {err}") from None
+    return connect(scheduler), None
 
 
 @contextlib.contextmanager

@@ -186,6 +186,30 @@ def test_unreachable_scheduler_is_a_clean_error(tmp_path: Path) -> None:
     proc = cowbench("sweep", str(p), "--out", str(tmp_path / "o"), "--scheduler",
                     "tcp://127.0.0.1:9")
     assert_clean_error(proc, "cannot reach the Dask scheduler")
+    assert not (tmp_path / "o").exists()  # reached before anything is written
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--scheduler", "bogus"], "--scheduler bogus: not local, inprocess or a scheduler's "
+                               "address such as tcp://HOST:8786 (missing port number"),
+    (["--scheduler", "foo://h:1"], "unknown protocol 'foo'"),
+    (["--scheduler", "tcp://h"], "--scheduler tcp://h: not local"),
+    (["--out", "afile"], "afile: not a directory; choose another --out"),
+    (["--out", "afile/sub"], "afile/sub: cannot be made (Not a directory); choose another"),
+])
+def test_bad_scheduler_or_out_is_refused_before_anything_is_written(
+        tmp_path: Path, args: list[str], needle: str) -> None:
+    """Before, --scheduler bogus failed (exit 1, 'sweep failed: ValueError: missing port
+    number') leaving sweep.json and points/, and --out naming a file exited 1."""
+    p = sweep_file(tmp_path, {}, seeds=1)
+    (tmp_path / "afile").write_text("")
+    args = [str(tmp_path / a) if a.startswith("afile") else a for a in args]
+    before = sorted(tmp_path.iterdir())
+    ran = cowbench("sweep", str(p), *(["--out", str(tmp_path / "o")] if "--out" not in args
+                                      else []), *args)
+    assert_clean_error(ran, needle)
+    assert len([ln for ln in ran.stderr.splitlines() if not ln.startswith("warning: ")]) == 1
+    assert sorted(tmp_path.iterdir()) == before
 
 
 @pytest.mark.slow
