@@ -158,7 +158,7 @@ def load_sweep(path: Path) -> Sweep:
     name = spec.name or path.stem
     _check_knobs(spec, str(path))
     _check_size(spec, base, str(path))
-    points = _points(spec, base, str(path))
+    points = _points(spec, base, str(path), scen_path)
     if spec.backend != "sim" and any(p.scenario.fleet is not None for p in points):
         raise ScenarioError(str(path), [("backend", f"a fleet scenario runs in the model only, "
                                          f"not with {spec.backend}: use sim (the default)")])
@@ -198,7 +198,8 @@ def _check_size(spec: SweepSpec, base: dict[str, Any], source: str) -> None:
                                               f"most {MAX_SWEEP_VMS}")])
 
 
-def _points(spec: SweepSpec, base: dict[str, Any], source: str) -> list[Point]:
+def _points(spec: SweepSpec, base: dict[str, Any], source: str, scenario_file: Path
+            ) -> list[Point]:
     problems: list[tuple[str, str]] = []
     overrides_list = grid_cells(spec.grid, spec.zip, spec.exclude, spec.points, problems)
     if problems:
@@ -208,7 +209,7 @@ def _points(spec: SweepSpec, base: dict[str, Any], source: str) -> list[Point]:
     for cell, overrides in enumerate(overrides_list):
         where = f"points[{cell - (len(overrides_list) - len(spec.points))}]" \
             if cell >= len(overrides_list) - len(spec.points) else "grid"
-        scenario = _cell_scenario(base, overrides, problems, where)
+        scenario = _cell_scenario(base, overrides, problems, where, scenario_file)
         if scenario is None:
             continue
         for seed in spec.seed_list:
@@ -221,7 +222,11 @@ def _points(spec: SweepSpec, base: dict[str, Any], source: str) -> list[Point]:
 
 
 def _cell_scenario(base: dict[str, Any], overrides: dict[str, Any],
-                   problems: list[tuple[str, str]], where: str = "grid") -> Scenario | None:
+                   problems: list[tuple[str, str]], where: str = "grid",
+                   scenario_file: Path | None = None) -> Scenario | None:
+    """A cell's scenario, resolved as ``cowbench run`` resolves the scenario file (its
+    relative paths, an image's or an iolog's, against the file's directory), or None with
+    its problems added."""
     data = json.loads(json.dumps(base))  # a deep copy of plain YAML data
     label = ", ".join(f"{k}={v!r}" for k, v in overrides.items()) or "(no overrides)"
     for key, value in overrides.items():
@@ -231,7 +236,8 @@ def _cell_scenario(base: dict[str, Any], overrides: dict[str, Any],
             problems.append((f"{where}.{key}", str(err)))
             return None
     try:
-        return resolve(parse_scenario(data, label), label)
+        return resolve(parse_scenario(data, label),
+                       label if scenario_file is None else str(scenario_file))
     except ScenarioError as err:
         hint = " (leave the cell out with `exclude:`)" if where == "grid" else ""
         problems.extend((f"{where} ({label}): {p}" if p else f"{where} ({label})", r + hint)

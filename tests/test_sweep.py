@@ -326,3 +326,31 @@ def test_a_seed_knob_is_refused_pointing_to_seeds(tmp_path: Path) -> None:
     assert len(errors) == 1 and not out.exists()
     p = sweep_file(tmp_path, {}, seeds=1, points=[{"seed": 3}])
     assert_clean_error(cowbench("validate", str(p)), f"{p}: points[0].seed: the seed is no knob")
+
+
+@pytest.mark.skipif(not __import__("shutil").which("qemu-img"), reason="needs qemu-img")
+def test_a_scenarios_relative_image_path_is_beside_the_scenario_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sweep's scenario naming ``path: ../img/base.qcow2`` finds it beside the scenario
+    file, as ``cowbench run`` does, from any working directory. Before, every cell failed
+    validation with "no such file" against the working directory."""
+    from .conftest import small_dict
+
+    (tmp_path / "img").mkdir()
+    (tmp_path / "scenarios").mkdir()
+    (tmp_path / "sweeps").mkdir()
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(tmp_path / "img" / "b.qcow2"),
+                    "64M"], check=True)
+    scenario = small_dict()
+    scenario["images"] = [{"name": "img", "format": "qcow2", "path": "../img/b.qcow2"}]
+    (tmp_path / "scenarios" / "s.yaml").write_text(yaml.safe_dump(scenario))
+    spec = tmp_path / "sweeps" / "sw.yaml"
+    spec.write_text(yaml.safe_dump({"scenario": "../scenarios/s.yaml",
+                                    "grid": {"strategy.cluster_size": ["64KiB", "128KiB"]}}))
+    for cwd in (tmp_path, tmp_path / "sweeps", tmp_path / "img"):
+        monkeypatch.chdir(cwd)
+        sw = load_sweep(spec)
+        assert {str(Path(str(p.scenario.images[0].path)).resolve()) for p in sw.points} == {
+            str((tmp_path / "img" / "b.qcow2").resolve())}
+        ran = cowbench("validate", str(spec))
+        assert ran.returncode == 0 and "every point's scenario is valid" in ran.stdout, ran
