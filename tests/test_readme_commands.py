@@ -24,6 +24,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 from cowbench.profile_cache import fingerprint, store
 
@@ -141,6 +142,20 @@ def test_every_readme_command_names_the_test_that_runs_it() -> None:
         for c in readme_commands(page.read_text())]))
     assert [c for c in shown if c not in RUN_BY] == [], "README commands no test runs"
     assert [c for c in RUN_BY if c not in shown] == [], "no longer in the README"
+
+
+def test_every_yaml_example_of_the_readme_and_docs_is_yaml() -> None:
+    """A reader copies them: each ```yaml block parses (the sweep section's zip example, its
+    flow list of unquoted key paths holding '[', did not)."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    blocks = [(page.name, block) for page in pages
+              for block in re.findall(r"```yaml\n(.*?)```", page.read_text(), re.S)]
+    assert len(blocks) >= 6
+    for name, block in blocks:
+        try:
+            yaml.safe_load(block)
+        except yaml.YAMLError as err:
+            raise AssertionError(f"{name}: a YAML example that is not YAML: {err}") from None
 
 
 @pytest.mark.parametrize("where", sorted(set(RUN_BY.values())))
