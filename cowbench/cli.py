@@ -40,7 +40,13 @@ def _read_input(path: Path) -> tuple[bool, object]:
     from .safeload import load_yaml_file
 
     data = load_yaml_file(path, "scenario")
-    return isinstance(data, dict) and "scenario" in data, data
+    # a sweep file names its scenario; one that forgot it still has a sweep's own keys
+    sweep = isinstance(data, dict) and bool(SWEEP_KEYS & set(data))
+    return sweep, data
+
+
+#: keys only a sweep file has (cowbench.sweep_spec.SweepSpec); a scenario has none of them
+SWEEP_KEYS = frozenset({"scenario", "grid", "seeds", "zip", "exclude", "points"})
 
 
 def _warn_seeds(sw: object) -> None:

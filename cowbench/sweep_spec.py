@@ -147,9 +147,7 @@ def load_sweep(path: Path) -> Sweep:
     try:
         spec = SweepSpec.model_validate(raw)
     except ValidationError as err:
-        raise ScenarioError(str(path), [(".".join(map(str, e["loc"])),
-                                         "unknown key" if e["type"] == "extra_forbidden"
-                                         else e["msg"].removeprefix("Value error, "))
+        raise ScenarioError(str(path), [(".".join(map(str, e["loc"])), _why(e["type"], e["msg"]))
                                         for e in err.errors(include_url=False)]) from None
     scen_path = (path.parent / spec.scenario).resolve()
     base = expand_scenario(_read_yaml(scen_path, "scenario"), scen_path.parent, {})  # job files
@@ -163,6 +161,15 @@ def load_sweep(path: Path) -> Sweep:
         raise ScenarioError(str(path), [("backend", f"a fleet scenario runs in the model only, "
                                          f"not with {spec.backend}: use sim (the default)")])
     return Sweep(name, spec, str(path), base, points)
+
+
+def _why(kind: str, message: str) -> str:
+    """A sweep file's problem as the scenario's are said (``cowbench.scenario``)."""
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required key is missing"
+    return message.removeprefix("Value error, ")
 
 
 #: Why a point's seed is no knob: ``seeds:`` sets every point's, and would override it.
@@ -217,7 +224,7 @@ def _points(spec: SweepSpec, base: dict[str, Any], source: str, scenario_file: P
             points.append(Point(pid, cell, overrides, seed,
                                 scenario.model_copy(update={"seed": seed})))
     if problems:
-        raise ScenarioError(source, problems)
+        raise ScenarioError(source, list(dict.fromkeys(problems)))
     return points
 
 
@@ -233,15 +240,22 @@ def _cell_scenario(base: dict[str, Any], overrides: dict[str, Any],
         try:
             apply_override(data, key, value)
         except ValueError as err:
-            problems.append((f"{where}.{key}", str(err)))
+            problems.append((f"{where}.{key}", str(err).removeprefix(f"{key}: ")))
             return None
     try:
         return resolve(parse_scenario(data, label),
                        label if scenario_file is None else str(scenario_file))
     except ScenarioError as err:
         hint = " (leave the cell out with `exclude:`)" if where == "grid" else ""
-        problems.extend((f"{where} ({label}): {p}" if p else f"{where} ({label})", r + hint)
-                        for p, r in err.problems)
+        for p, r in err.problems:
+            knob = next((k for k in overrides if p == k or p.startswith((k + ".", k + "["))),
+                        None)
+            if r == "unknown key" and knob is not None:  # the knob's own name: once, no cell
+                problems.append((f"{where}.{knob}", "unknown key: the scenario has no such "
+                                 "field"))
+            else:
+                problems.append((f"{where} ({label}): {p}" if p else f"{where} ({label})",
+                                 r + hint))
         return None
 
 

@@ -285,6 +285,26 @@ def test_grid_problems_name_their_key_path(tmp_path: Path) -> None:
     assert "exclude[1]: matches no cell of the grid" in text
 
 
+def test_a_knob_that_names_nothing_is_said_once_at_its_key(tmp_path: Path) -> None:
+    """A typo names no field of any cell: one line at grid.<key>, not one per value with a
+    hint to exclude cells; a sweep file without its scenario says that, from validate too."""
+    with pytest.raises(ScenarioError) as info:
+        load_sweep(sweep_file(tmp_path, {"strategy.cluster_sise": ["64KiB", "2MiB"],
+                                         "hosts[3].capacity_bytes": ["8GiB"]}))
+    assert info.value.problems == [
+        ("grid.hosts[3].capacity_bytes", "no element [3]")]  # the first knob that fails
+    with pytest.raises(ScenarioError) as info:
+        load_sweep(sweep_file(tmp_path, {"strategy.cluster_sise": ["64KiB", "2MiB"]}))
+    assert info.value.problems == [
+        ("grid.strategy.cluster_sise", "unknown key: the scenario has no such field")]
+    bare = tmp_path / "bare.yaml"
+    bare.write_text("grid: {strategy.cluster_size: [64KiB]}\nseeds: 1\n")
+    ran = cowbench("validate", str(bare))
+    assert ran.code == 2
+    assert ran.stderr.strip().splitlines()[-1] == \
+        f"error: {bare}: scenario: required key is missing"
+
+
 def test_dry_run_lists_points_and_validate_checks_a_sweep(tmp_path: Path) -> None:
     p = sweep_file(tmp_path, {"hosts[0].disk_allocation_ratio": [1.0, 1.5]}, seeds=3)
     out = tmp_path / "out"
