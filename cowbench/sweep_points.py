@@ -18,6 +18,7 @@ import pandas as pd
 from . import sweep_files
 from .errors import CowbenchError
 from .fdtree import PrivateDir
+from .results import end_of_run
 from .runner import run_scenario
 from .scenario import parse_scenario
 from .sweep_files import PointFiles, PointTooLarge, mark_failed, read_point
@@ -85,7 +86,9 @@ def point_figures(rec: pd.DataFrame) -> dict[str, float]:
         out["host_allocated_bytes_max"] = float(host.value.max())
     if has_vm_figures(rec):  # per VM, or a fleet's quantile grid (cowbench.vmdist)
         levels = (50, 95, 99)
-        for q, v in zip(levels, vm_quantiles(rec, "allocated_bytes", levels), strict=True):
+        # each VM once, at the end (a lifecycle samples them over time; a deleted one is gone)
+        end = end_of_run(rec, present_only=True)
+        for q, v in zip(levels, vm_quantiles(end, "allocated_bytes", levels), strict=True):
             out[f"vm_allocated_bytes_p{q}"] = float(v)
     fleet = rec[rec.entity == "fleet:all"]
     if len(fleet):

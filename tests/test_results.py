@@ -263,3 +263,17 @@ def test_each_point_carries_its_own_capacity_and_horizon(tmp_path):
     assert caps["small"] == 1 << 30 and caps["big"] == 4 << 30
     assert res.knobs == ["fleet.hosts.capacity"]
     assert set(res.points["horizon_s"]) == {172800.0}
+
+
+def test_a_sweep_points_vm_percentiles_count_each_vm_once_at_the_end():
+    """A lifecycle samples its VMs over time and deletes some: the sweep's per-VM percentiles
+    are of the VMs there at the end, each at its end (they were of every sample of every VM,
+    the deleted ones' too)."""
+    from cowbench.sweep_points import point_figures
+
+    df = _rec([(0.0, "vm:a", "allocated_bytes", 100.0), (10.0, "vm:a", "allocated_bytes", 200.0),
+               (math.nan, "vm:a", "allocated_bytes", 300.0),
+               (math.nan, "vm:c", "allocated_bytes", 500.0),
+               (0.0, "vm:b", "allocated_bytes", 50.0)])
+    got = point_figures(df)
+    assert got["vm_allocated_bytes_p50"] == 400.0  # of 300 and 500: b was deleted
