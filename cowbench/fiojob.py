@@ -69,7 +69,8 @@ def fio_options(wl: Workload, runtime_cap: float | None = None) -> list[str]:
 def fio_time(seconds: float) -> str:
     """A time as fio parses it: whole seconds, else whole microseconds (fio reads no
     fraction: ``--runtime=0.2s`` is 0, and a ``time_based`` job then refuses to start)."""
-    return f"{seconds:g}s" if seconds == int(seconds) else f"{round(seconds * 1e6)}us"
+    # never an exponent: fio reads --runtime=8.64e+06s as 8 s
+    return f"{int(seconds)}s" if seconds == int(seconds) else f"{round(seconds * 1e6)}us"
 
 
 def record_options(wl: Workload, directory: Path) -> list[str]:

@@ -104,3 +104,5 @@ def test_a_runtime_under_a_second_reaches_fio_whole() -> None:
 
     assert [fio_time(x) for x in (3.0, 60.0, 0.2, 1.5)] == ["3s", "60s", "200000us",
                                                             "1500000us"]
+    # 100 days in whole seconds: fio read '8.64e+06s' as 8 s (and the run said ok)
+    assert fio_time(100 * 86400.0) == "8640000s"
