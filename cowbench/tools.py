@@ -228,11 +228,25 @@ def _read_sink(sink: Any, limit: int) -> str:
 
 
 def _kill(proc: subprocess.Popen[str]) -> tuple[str, str]:
-    """Kill and reap the child; what it had printed."""
+    """Kill and reap the child; what it had printed. A grandchild in a session of its own
+    (fio's job process) may hold the pipes open past the child's death: what it printed is
+    read for a bounded time, then the pipes are closed (a drift probe interrupted at its
+    start hung here, deaf to every signal)."""
     with shielded():
         proc.kill()
-        out, err = proc.communicate()
+        try:
+            out, err = proc.communicate(timeout=KILL_READ_S)
+        except subprocess.TimeoutExpired:
+            for pipe in (proc.stdout, proc.stderr):
+                if pipe is not None:
+                    pipe.close()
+            proc.wait()
+            out, err = "", ""
         return out or "", err or ""
+
+
+#: how long a killed tool's last output is read for
+KILL_READ_S = 5.0
 
 
 def run_json(argv: Sequence[str], **kw: Any) -> Any:
