@@ -153,26 +153,29 @@ def _rmdir_entry(parent_fd: int, name: str, dev: int, ino: int) -> bool:
 
 
 def remove_recorded(parent: str, name: str, dev: int, ino: int) -> bool:
-    """Remove a tree :meth:`PrivateDir.record` described, if it is still that directory (by
-    device and inode). True if it was found and removed."""
+    """Remove a tree :meth:`PrivateDir.record` described, if it is still that directory: at
+    its name, the same device and inode, owned by this user. True if it was found and removed.
+
+    Never by inode alone: a directory removed by someone else (a tmp cleaner) frees its inode,
+    and the next one made in the parent may take it (another user's, measured: gc removed it
+    and its files). A tree renamed since is left where it is, for its owner to judge."""
     try:
         pfd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:
         return False
     try:
-        for n in [name] + [x for x in os.listdir(pfd) if x != name]:
-            try:
-                fd = os.open(n, DIR_FLAGS, dir_fd=pfd)
-            except OSError:
-                continue
-            try:
-                st = os.fstat(fd)
-                if (st.st_dev, st.st_ino) == (dev, ino):
-                    empty_dir(fd, dev)
-                    return _rmdir_entry(pfd, n, dev, ino)
-            finally:
-                os.close(fd)
-        return False
+        try:
+            fd = os.open(name, DIR_FLAGS, dir_fd=pfd)
+        except OSError:
+            return False
+        try:
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) != (dev, ino) or st.st_uid != os.geteuid():
+                return False
+            empty_dir(fd, dev)
+            return _rmdir_entry(pfd, name, dev, ino)
+        finally:
+            os.close(fd)
     finally:
         os.close(pfd)
 

@@ -344,3 +344,30 @@ def test_the_conversion_runs_under_the_inspection_limits(tmp_path: Path,
     assert table["Max cpu time"][:2] == ["30", "30"]
     assert table["Max address space"][:2] == [str(1 << 30)] * 2
     assert not list((tmp_path / "base").iterdir())
+
+
+def test_gc_removes_a_recorded_tree_only_at_its_name_and_owned_by_us(tmp_path: Path) -> None:
+    """Never by inode alone: a tree removed by someone else frees its inode, which another
+    directory in the parent may take (another user's: gc removed it and its files). One moved
+    to another name, or owned by another user, is left where it is."""
+    from cowbench.fdtree import remove_recorded
+
+    moved = tmp_path / "cowbench-aaaa"
+    moved.mkdir()
+    st = moved.stat()
+    moved.rename(tmp_path / "userdir")  # the same inode under another name
+    (tmp_path / "userdir" / "data.txt").write_text("theirs")
+    assert not remove_recorded(str(tmp_path), "cowbench-aaaa", st.st_dev, st.st_ino)
+    assert (tmp_path / "userdir" / "data.txt").read_text() == "theirs"
+    theirs = tmp_path / "cowbench-bbbb"
+    theirs.mkdir()
+    (theirs / "data.txt").write_text("theirs")
+    os.chown(theirs, 1234, 1234)
+    st = theirs.stat()
+    assert not remove_recorded(str(tmp_path), "cowbench-bbbb", st.st_dev, st.st_ino)
+    assert (theirs / "data.txt").exists()
+    mine = tmp_path / "cowbench-cccc"
+    (mine / "sub").mkdir(parents=True)
+    st = mine.stat()
+    assert remove_recorded(str(tmp_path), "cowbench-cccc", st.st_dev, st.st_ino)
+    assert not mine.exists()
