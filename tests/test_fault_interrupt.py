@@ -165,3 +165,40 @@ def _assert_nothing_left(out: Path, tmp: Path) -> None:
     assert list(tmp.iterdir()) == [], "sockets and temporary files are removed"
     leftovers = [p for p in out.rglob("*") if p.name.endswith((".tmp", ".converted", ".part"))]
     assert leftovers == []
+
+
+def test_a_qemu_nbd_that_dies_under_its_fio_fails_the_run_at_once(tmp_path: Path,
+                                                                 private_tmp: Path) -> None:
+    """fio's nbd engine does not give up on a dead server: it spun writing 'nothing to poll
+    for' to its stderr (26 GB in 10 minutes, measured) until someone stopped cowbench. The
+    run fails within seconds, naming the server, and leaves nothing running."""
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(yaml.safe_dump(_scenario("fio")))
+    out = tmp_path / "run"
+    argv = [sys.executable, "-m", "cowbench", "run", str(scenario), "--backend", "real",
+            "--out", str(out)]
+    env = {**os.environ, "TMPDIR": str(private_tmp)}
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, env=env)
+    try:
+        _wait(lambda: PHASES["fio"](out), proc, "fio")
+        time.sleep(1.0)
+        [server] = [pid for pid, argv0 in processes_mentioning(out)
+                    if "qemu-nbd" in argv0][:1] or [None]
+        assert server is not None
+        t0 = time.monotonic()
+        os.kill(server, signal.SIGKILL)
+        stdout, stderr = proc.communicate(timeout=120)
+        took = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pid, _ in processes_mentioning(out, private_tmp):
+            os.kill(pid, signal.SIGKILL)
+    assert proc.returncode == 1, stderr
+    assert took < 30, took
+    assert "Traceback" not in stderr + stdout and "error: run failed" in stderr, stderr
+    raw = sum(f.stat().st_size for f in (out / "raw").rglob("*") if f.is_file())
+    assert raw < 10 << 20, (raw, took)
+    assert processes_mentioning(out, private_tmp) == []

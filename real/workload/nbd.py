@@ -219,8 +219,12 @@ class NbdExport:
             argv[1:1] = ["-D", f"cowbench {self.log.root}"]
         out = self._log_dir(argv)
         with open(out / "stdout", "wb") as so, open(out / "stderr", "wb") as se, shielded():
+            # a session of its own, as fio's: a terminal's Ctrl-C (to the whole foreground
+            # group) reached it first, and its fio then spun on the dead socket while
+            # cowbench stopped; cowbench stops it itself, and it dies with cowbench
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=so, stderr=se,
-                                         preexec_fn=dies_with_us(signal.SIGTERM))
+                                         preexec_fn=dies_with_us(signal.SIGTERM),
+                                         start_new_session=True)
             self.pid = self.proc.pid
         self._argv = argv
         return self
