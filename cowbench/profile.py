@@ -13,6 +13,7 @@ busy the machine was.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -227,6 +228,26 @@ class SchedParams(_Frozen):
                               server_io_s=self.server_io_s, server_wake_s=self.server_wake_s)
 
 
+#: the longest a profile may say one step of one I/O takes, in seconds (a disk's seek is
+#: milliseconds; a whole slow I/O on a loaded machine well under a second)
+MAX_STEP_S = 10.0
+
+
+def _implausible(value: Any, key: str) -> str | None:
+    """The first figure of a profile's parameters that is not finite, or a ``*_s`` time
+    over :data:`MAX_STEP_S`, with its key; None if there is none."""
+    if isinstance(value, dict):
+        return next((b for k, v in value.items() if (b := _implausible(v, k)) is not None), None)
+    if isinstance(value, list | tuple):
+        return next((b for v in value if (b := _implausible(v, key)) is not None), None)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return f"{key}: {value} is not a number a profile can hold"
+        if key.endswith("_s") and value > MAX_STEP_S:
+            return f"{key}: {value:g} s for one step of one I/O (at most {MAX_STEP_S:g} s)"
+    return None
+
+
 class PerfParams(_Frozen):
     """The I/O model's parameters (``sim.perf``), all in seconds, bytes and bytes/s.
 
@@ -287,6 +308,16 @@ class PerfParams(_Frozen):
         "allocating write's transfer (its copy-on-write read and cluster write), measured by "
         "several exports allocating at once (sim.perf.alloc); None (profiles made before it, "
         "or probes that showed no need): the read and write bandwidths")
+    @model_validator(mode="after")
+    def _plausible(self) -> PerfParams:
+        """Every figure finite, and no time of one I/O's steps over :data:`MAX_STEP_S` (a
+        profile edited to ``client_s: Infinity`` failed inside the model with exit 1; one
+        of ``1e300`` made a run that never ended)."""
+        bad = _implausible(self.model_dump(), "")
+        if bad:
+            raise ValueError(bad)
+        return self
+
     @model_validator(mode="before")
     @classmethod
     def _no_host_allocator(cls, data: Any) -> Any:
@@ -376,7 +407,12 @@ def parse_profile(data: Any, source: str) -> Profile:
         return Profile.model_validate(data)
     except ValidationError as err:
         first = err.errors()[0]
-        raise UsageError(f"{source}: {_loc(tuple(first['loc']))}: {first['msg']}") from None
+        msg = first["msg"].removeprefix("Value error, ")
+        where = _loc(tuple(first["loc"]))
+        if ": " in msg and first["type"] == "value_error":  # a validator's own key path
+            key, _, msg = msg.partition(": ")
+            where = f"{where}.{key}" if where else key
+        raise UsageError(f"{source}: {where}: {msg}") from None
 
 
 def load_profile(path: Path) -> Profile:

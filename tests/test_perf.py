@@ -536,6 +536,16 @@ def test_profile_loads_and_bad_profiles_are_refused(tmp_path: Path) -> None:
     (tmp_path / "junk.json").write_text("{")
     with pytest.raises(UsageError, match="not JSON"):
         load_profile(tmp_path / "junk.json")
+    # absurd figures, refused with their key (Infinity failed inside the model, exit 1; 1e300
+    # made a run that never ended)
+    for value, needle in ((float("inf"), r"params\.client_s: inf is not a number"),
+                          (1e300, r"params\.client_s: 1e\+300 s for one step")):
+        bad = json.loads(good.read_text())
+        bad["params"]["client_s"] = value
+        p = tmp_path / "absurd.json"
+        p.write_text(json.dumps(bad))
+        with pytest.raises(UsageError, match=needle):
+            load_profile(p)
 
 
 @pytest.mark.slow
