@@ -198,14 +198,26 @@ def _needles(record: dict[str, Any]) -> list[bytes]:
 
 
 def _stop_processes(record: dict[str, Any]) -> list[int]:
+    """Stop the dead run's tools. A tree named as ``/proc/<pid>/fd/<fd>/`` names whatever
+    process holds that pid now: when a new process took the dead run's pid (pids wrap), a
+    tool started since it is that process's, not the dead run's (gc stopped a live run's
+    qemu-nbd and fio so, measured), and is left alone; one that names a tree by its real
+    path is the dead run's whoever holds the pid."""
     needles = _needles(record)
+    real = [f"{t['parent']}/{t['name']}/".encode() for t in record["trees"]]
+    heir = start_ticks(int(record["pid"]))  # the pid's present holder (the run is dead)
     pids = []
     for pid, argv in process_cmdlines():
         name = os.path.basename(argv[0].decode(errors="replace"))
         ticks = start_ticks(pid)
-        if (name in TOOLS and ticks is not None and ticks >= (record.get("start_ticks") or 0)
+        if not (name in TOOLS and ticks is not None
+                and ticks >= (record.get("start_ticks") or 0)
                 and any(n in a for a in argv for n in needles)):
-            pids.append(pid)
+            continue
+        by_path = any(n in a for a in argv for n in real)
+        if heir is not None and ticks >= heir and not by_path:
+            continue
+        pids.append(pid)
     for pid in pids:
         _kill(pid)
     return pids

@@ -371,3 +371,42 @@ def test_gc_removes_a_recorded_tree_only_at_its_name_and_owned_by_us(tmp_path: P
     st = mine.stat()
     assert remove_recorded(str(tmp_path), "cowbench-cccc", st.st_dev, st.st_ino)
     assert not mine.exists()
+
+
+@needs_tools
+@pytest.mark.real
+def test_gc_leaves_the_tools_of_a_live_process_that_took_a_dead_runs_pid(tmp_path: Path) -> None:
+    """A dead run named its trees to tools as /proc/<pid>/fd/<fd>/; when its pid has been
+    taken since (pids wrap), a tool started after the pid's new holder and naming such a path
+    is the new holder's: gc stopped a live run's qemu-nbd and fio so. A tool naming the dead
+    run's tree by its real path is still stopped."""
+    import subprocess
+
+    from cowbench.lease import _stop_processes, start_ticks
+    from cowbench.tools import which
+
+    me = os.getpid()  # the pid's present holder, alive, started before the tools below
+    dead = {"pid": me, "start_ticks": 1, "trees": [
+        {"fd_path": f"/proc/{me}/fd/987/", "parent": str(tmp_path), "name": "cowbench-dead"}]}
+    ours_now = f"/proc/{me}/fd/987/x"
+    theirs = str(tmp_path / "cowbench-dead" / "x")
+
+    def tool(path: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen([which("fio"), "--name=t", "--ioengine=null", "--size=1m",
+                                 "--time_based", "--runtime=30", f"--filename={path}",
+                                 "--output=/dev/null"], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+
+    live, stale = tool(ours_now), tool(theirs)
+    try:
+        deadline = time.monotonic() + 10
+        while (start_ticks(live.pid) is None or start_ticks(stale.pid) is None) and \
+                time.monotonic() < deadline:
+            time.sleep(0.05)
+        stopped = _stop_processes(dead)
+        assert live.pid not in stopped and live.poll() is None
+        assert stale.pid in stopped
+    finally:
+        for p in (live, stale):
+            p.kill()
+            p.wait()
