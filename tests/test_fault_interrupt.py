@@ -60,6 +60,19 @@ def _wait(cond: Callable[[], bool], proc: subprocess.Popen[str], what: str,
         time.sleep(0.002)
 
 
+def _start_run(tmp_path: Path, private_tmp: Path, phase: str,
+               out: Path) -> tuple[subprocess.Popen[str], list[str]]:
+    """``cowbench run`` of the phase's scenario with the real backend into ``out``, in a
+    session of its own (a signal to its group reaches it and its tools alone)."""
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(yaml.safe_dump(_scenario(phase)))
+    argv = [sys.executable, "-m", "cowbench", "run", str(scenario), "--backend", "real",
+            "--out", str(out)]
+    env = {**os.environ, "TMPDIR": str(private_tmp)}
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, env=env), argv
+
+
 def _converting(out: Path) -> bool:
     return any((out / "work").glob("hosts/*/instances/_base/*.converted"))
 
@@ -98,14 +111,8 @@ PHASES: dict[str, Callable[[Path], bool]] = {
 ])
 def test_interrupt_leaves_nothing_behind(tmp_path: Path, private_tmp: Path, phase: str,
                                          signum: signal.Signals, group: bool) -> None:
-    scenario = tmp_path / "s.yaml"
-    scenario.write_text(yaml.safe_dump(_scenario(phase)))
     out = tmp_path / "run"
-    argv = [sys.executable, "-m", "cowbench", "run", str(scenario), "--backend", "real",
-            "--out", str(out)]
-    env = {**os.environ, "TMPDIR": str(private_tmp)}
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, env=env)
+    proc, argv = _start_run(tmp_path, private_tmp, phase, out)
     try:
         _wait(lambda: PHASES[phase](out), proc, phase)
         if group:
@@ -172,14 +179,8 @@ def test_a_qemu_nbd_that_dies_under_its_fio_fails_the_run_at_once(tmp_path: Path
     """fio's nbd engine does not give up on a dead server: it spun writing 'nothing to poll
     for' to its stderr (26 GB in 10 minutes, measured) until someone stopped cowbench. The
     run fails within seconds, naming the server, and leaves nothing running."""
-    scenario = tmp_path / "s.yaml"
-    scenario.write_text(yaml.safe_dump(_scenario("fio")))
     out = tmp_path / "run"
-    argv = [sys.executable, "-m", "cowbench", "run", str(scenario), "--backend", "real",
-            "--out", str(out)]
-    env = {**os.environ, "TMPDIR": str(private_tmp)}
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, env=env)
+    proc, _ = _start_run(tmp_path, private_tmp, "fio", out)
     try:
         _wait(lambda: PHASES["fio"](out), proc, "fio")
         time.sleep(1.0)

@@ -17,20 +17,7 @@ from cowbench.scenario import load_scenario
 
 from .clirun import cowbench
 from .conftest import needs_tools
-
-
-def _write(tmp: Path, name: str, text: str) -> Path:
-    p = tmp / name
-    p.write_text(text)
-    return p
-
-
-def _scenario(tmp: Path, job: str, workload: str = "{job_file: job.fio}") -> Path:
-    _write(tmp, "job.fio", job)
-    return _write(tmp, "s.yaml", "name: t\nimages: [{name: b, virtual_size: 64MiB, synthetic: "
-                                 "{data: [{offset: 0, length: 1MiB}]}}]\n"
-                                 f"workloads: {{w: {workload}}}\n"
-                                 "vms: [{name: v, image: b, workload: w}]\n")
+from .test_jobfile_fio import _scenario, _write
 
 
 def _fio_parsed(tmp: Path, option: str, value: str) -> int | None:
