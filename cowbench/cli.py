@@ -148,7 +148,7 @@ def run(
                       min=1, max=20)] = 1,
 ) -> None:
     """Run a scenario and write its run directory (run.json, records, comparison.csv, raw/)."""
-    from .runner import BACKENDS, default_backend, run_scenario
+    from .runner import BACKENDS, default_backend, preflight, run_scenario
 
     if backend is not None and backend not in BACKENDS:
         raise UsageError(f"--backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
@@ -158,6 +158,7 @@ def run(
     if out_dir is None:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         out_dir = Path("results") / f"{s.name}-{stamp}"
+    preflight(s, out_dir, chosen, repeat)  # what the run refuses, before a calibration
     s, checked = _choose_profiles(s, str(scenario), chosen, out_dir, profile, uncalibrated)
     with progress_bar(transient=True) as bar:
         task = bar.add_task(f"{s.name}: starting", total=None)

@@ -102,27 +102,9 @@ def run_scenario(scenario: Scenario, out: Path, backend: str | None = None,
     filesystem's free space is checked (``cowbench.space``). SIGINT and SIGTERM end the run
     cleanly (``cowbench.signals``): run.json says ``interrupted`` and what ``completed``.
     """
-    backend = backend or default_backend(scenario)
-    if backend not in BACKENDS:
-        raise UsageError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    backend = preflight(scenario, out, backend, repeat)
     out = absolute(out)  # every path a tool is handed derives from it
     use_sim, use_real = backend in ("sim", "both"), backend in ("real", "both")
-    if use_real and scenario.fleet is not None:
-        raise UsageError(f"a fleet scenario runs in the model only, not with backend "
-                         f"{backend}: use --backend sim or leave --backend out (the real "
-                         "backend builds single VMs, scaled to this machine)")
-    if not 1 <= repeat <= MAX_REPEAT:
-        raise UsageError(f"--repeat must be from 1 to {MAX_REPEAT}, not {repeat}")
-    if repeat > 1 and not use_real:
-        raise UsageError(f"--repeat {repeat} repeats the real backend's runs; with --backend "
-                         f"{backend} there are none (use --backend both or real)")
-    RunDir.refuse_existing(out)  # at once, not after the model has run
-    if use_real:
-        get_backend("real").check(scenario)  # tools, loop devices, storage_dirs: before anything
-    elif use_sim and any(wl.offsets == "fio" for wl in scenario.workloads.values()):
-        require_tools(("fio",))
-    if use_sim:
-        refuse_without_fio(scenario, fio_installed())
     seed = scenario.seed if seed is None else seed
     if not 0 <= seed < 2**63:
         raise UsageError(f"--seed must be from 0 to 2**63 - 1, not {seed}")
@@ -133,6 +115,36 @@ def run_scenario(scenario: Scenario, out: Path, backend: str | None = None,
     rd = RunDir.create(out)
     run = _Run(rd, scenario, seed, use_sim, use_real, progress, meta or {}, csv, repeat)
     return run.go(predicted)
+
+
+def preflight(scenario: Scenario, out: Path, backend: str | None = None,
+              repeat: int = 1) -> str:
+    """Refuse at once (``UsageError``) what :func:`run_scenario` would refuse before it made
+    anything: the backend or ``repeat`` that does not fit the scenario, a run directory that
+    exists, missing tools, the real backend's checks (loop devices, storage_dirs, the VMs it
+    runs at once). `cowbench run` calls it before a calibration, not after. Returns the
+    backend chosen."""
+    backend = backend or default_backend(scenario)
+    if backend not in BACKENDS:
+        raise UsageError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    use_sim, use_real = backend in ("sim", "both"), backend in ("real", "both")
+    if use_real and scenario.fleet is not None:
+        raise UsageError(f"a fleet scenario runs in the model only, not with backend "
+                         f"{backend}: use --backend sim or leave --backend out (the real "
+                         "backend builds single VMs, scaled to this machine)")
+    if not 1 <= repeat <= MAX_REPEAT:
+        raise UsageError(f"--repeat must be from 1 to {MAX_REPEAT}, not {repeat}")
+    if repeat > 1 and not use_real:
+        raise UsageError(f"--repeat {repeat} repeats the real backend's runs; with --backend "
+                         f"{backend} there are none (use --backend both or real)")
+    RunDir.refuse_existing(absolute(out))  # at once, not after the model has run
+    if use_real:
+        get_backend("real").check(scenario)  # tools, loop devices, storage_dirs: before anything
+    elif use_sim and any(wl.offsets == "fio" for wl in scenario.workloads.values()):
+        require_tools(("fio",))
+    if use_sim:
+        refuse_without_fio(scenario, fio_installed())
+    return backend
 
 
 def _check_space(scenario: Scenario, seed: int, out: Path, use_sim: bool,
