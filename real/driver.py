@@ -27,6 +27,7 @@ from cowbench.tools import RawLog, require_tools
 from real.measure.integrity import Integrity
 from real.storage.reflink import require_loop_mount, xfs_mount
 from real.world.backend import Progress, real_vms
+from real.world.concurrency import check_concurrency
 from real.world.containment import WorkTrees, check_storage_dirs
 from real.world.timeline import execute_timeline
 
@@ -102,13 +103,14 @@ class RealBackend(Backend):
 
     def check(self, scenario: Scenario) -> None:
         """The tools (rsync when cold migrations copy with it), loop devices for reflink copies,
-        and every ``storage_dir``."""
+        every ``storage_dir``, and the machine's room for the VMs that run at once."""
         require_tools()
         if scenario.timeline is not None and scenario.nova.remote_filesystem_transport == "rsync":
             require_tools(("rsync",))  # cold migrations copy with it
         if any(scenario.strategy_of(vm).kind == "reflink_copy" for vm in scenario.vms):
             require_loop_mount()
         check_storage_dirs(scenario)
+        check_concurrency(scenario)
 
     def integrity(self, log: RawLog) -> Integrity:
         return Integrity(log)
