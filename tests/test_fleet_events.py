@@ -17,7 +17,7 @@ from cowbench.nova.draws import streams
 from cowbench.scenario import parse_scenario
 from sim import simulate
 from sim.fleet.fleet_events import run_events, simpy_times
-from sim.fleet.plan import Plan
+from sim.fleet.plan import Plan, cache_entries
 
 from .fleet_reference import run_lifecycle
 
@@ -107,3 +107,34 @@ def test_simpy_times_are_the_instants_simpy_reaches() -> None:
         now = now + (x - now)
         want.append(now)
     assert simpy_times(t).tolist() == want
+
+
+def test_a_swap_base_stays_while_its_vms_live_and_an_ephemeral_base_always() -> None:
+    """Nova's manager touches a swap base a running instance uses and never lists an
+    ephemeral base among those it ages (nova/virt/libvirt/imagecache.py): with VMs that live
+    past the run's end, their host's ``_base`` keeps the image's base, the ephemeral base and
+    the swap base to the end (a user's fleet lost them a day after the last boot, 2026-12-05)."""
+    s = parse_scenario(yaml.safe_load("""
+name: eph
+seed: 3
+duration: 10d
+images: [{name: img, virtual_size: 1GiB, format: qcow2,
+          synthetic: {data: [{offset: 0, length: 256MiB}]}}]
+hosts: [{name: h, capacity_bytes: 100GiB}]
+flavors: [{name: f20, root: 20GiB, ephemeral: 10GiB, swap: 2GiB}]
+strategy: {kind: qcow2_overlay, cluster_size: 64KiB}
+nova: {image_cache: {remove_unused_original_minimum_age_s: 1h}}
+fleet: {vms: 3, sample_interval_s: 1d, records: per_vm,
+        lifetime: {distribution: fixed, mean_s: 30d},
+        flavor_mix: {f20: 1}, image_mix: {img: 1}, classes: {idle: {}}}
+"""))
+    rec = simulate(s, 3)
+    cache = rec[(rec.entity == "cache:h") & (rec.metric == "allocated_bytes")]
+    alive = rec[(rec.entity == "host:h") & (rec.metric == "vm_count")]
+    ents = cache_entries(s)
+    every = float(ents.stored_bytes.sum())  # the image's base, the ephemeral and swap bases
+    assert ents.kept.tolist() == [False, True, False] and ents.tracked.tolist() == [
+        True, False, True]
+    first = float(alive[alive.value > 0].t_s.min())
+    held = cache[cache.t_s >= first].value
+    assert len(held) >= 2 and (held == every).all(), cache

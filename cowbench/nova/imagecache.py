@@ -6,8 +6,9 @@ use when an instance on the host, or a ``<uuid>_resize`` directory, is backed by
 ``remove_unused_original_minimum_age_s`` old (``remove_unused_resized_minimum_age_s`` for
 resized ``<sha1>_<N>`` copies): :func:`old_enough`. Creating a disk from a base also touches
 its mtime (fetching it first if missing: :func:`cowbench.nova.fetch.ensure`, for both forms).
-Ephemeral and swap bases are never "in use" for the manager (it checks only ``disk``'s backing
-file), so they age from their last creation.
+A swap base (``swap_<MiB>``) is in use while a running instance on the host has swap of its
+size, and ages as a Glance base; an ephemeral base (``ephemeral_<GiB>_<fs>``) matches neither
+name the manager scans ``_base`` for (nova/virt/libvirt/imagecache.py), so it is never removed.
 
 Two forms of the one pass, both deciding by :func:`old_enough`:
 
@@ -83,20 +84,21 @@ class HostCaches:
     """Every host's ``_base`` (flat lists, ``host * entries + entry``) and the passes' checks.
 
     Entries are the bases a host can hold; a disk of kind ``key`` (a flavor and an image) uses
-    ``tracked[key]`` (its Glance base, "in use" while the disk exists) and ``untracked[key]``
-    (ephemeral and swap bases, only touched). ``fetch``: bytes downloaded to create each entry,
-    ``stored``: bytes it holds in ``_base``; ``passes``: the manager's instants, in order."""
+    ``tracked[key]`` (its Glance base and its swap base, "in use" while the disk exists) and
+    ``kept[key]`` (its ephemeral base, made once, never removed). ``fetch``: bytes downloaded
+    to create each entry, ``stored``: bytes it holds in ``_base``; ``passes``: the manager's
+    instants, in order."""
 
     def __init__(self, hosts: int, keys: tuple[list[list[int]], list[list[int]]],
                  sizes: tuple[list[float], np.ndarray], ic: CacheSettings,
                  passes: list[float]) -> None:
-        self.tracked, self.untracked = keys
+        self.tracked, self.kept = keys
         self.entries = [t + u for t, u in zip(*keys, strict=True)]
         self.fetch, self.stored = sizes
         self.n = n = len(self.fetch)
         self.present = [False] * (hosts * n)
         self.mtime = [0.0] * (hosts * n)
-        self.users = [0] * (hosts * n)  # Glance bases only: the others are never in use
+        self.users = [0] * (hosts * n)  # tracked bases only: the kept ones are never removed
         self.busy = [0] * (hosts * n)  # passes done when the base came into use
         self.pending = [False] * (hosts * n)
         self.fetched = [0.0] * hosts
@@ -107,7 +109,7 @@ class HostCaches:
 
     def use(self, host: int, key: int, now: float) -> None:
         """A disk created on ``host`` from the bases of ``key``: each is fetched if missing
-        and touched (:func:`~.fetch.ensure`, at the host's offset); the Glance base is in
+        and touched (:func:`~.fetch.ensure`, at the host's offset); the tracked ones are in
         use."""
         base = host * self.n
         fetched = ensure(self.present, self.mtime, self.entries[key], now, base)
@@ -120,13 +122,9 @@ class HostCaches:
             users[i] += 1
             if users[i] == 1:
                 self.busy[i] = self.done
-        if self.remove:
-            for e in self.untracked[key]:
-                if not self.pending[base + e]:
-                    self._book(base + e, now)
 
     def hold(self, host: int, key: int, sign: int) -> None:
-        """A disk backed by the Glance base of ``key`` comes (1) or goes (-1) on ``host``."""
+        """A disk backed by the tracked bases of ``key`` comes (1) or goes (-1) on ``host``."""
         users, base = self.users, host * self.n
         for e in self.tracked[key]:
             i = base + e
