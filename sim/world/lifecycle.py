@@ -59,7 +59,9 @@ class SparseCopy:
     def allocated_bytes(self, layer: Layer) -> int:
         img = layer.image
         now = nonzero_blocks(layer, self.below)
-        parts = [self.blocks, now[now < self.end]]
+        # a raw file's blocks past the copy's end (a resize since) are the ones written there;
+        # a qcow2 file's growth is counted below, by what QEMU wrote
+        parts = [self.blocks, now if isinstance(img, RawImage) else now[now < self.end]]
         if isinstance(img, Qcow2Image):
             parts.append(self._rewritten(img))
         blocks = np.unique(np.concatenate(parts))

@@ -335,9 +335,17 @@ def _subcluster_runs(img: Qcow2ExtImage) -> list[tuple[int, int]]:
 
 
 def _copied(inst: Instance, fill: bool) -> Instance:
-    """A file copy of the instance's chain: scp writes holes out, rsync --sparse keeps them."""
-    layers = [Layer(x.name, copy.deepcopy(x.image), x.written.copy(), x.filled or fill,
+    """A file copy of the instance's chain: scp writes holes out, rsync --sparse keeps them.
+    A raw file scp wrote whole has every block allocated: a later resize grows it with a hole
+    (``qemu-img resize`` of a raw file: measured, a 1 GiB copy resized to 2 GiB kept 1 GiB
+    allocated, where counting the whole file as filled said 2 GiB), a discard punches one."""
+    layers = [Layer(x.name, copy.deepcopy(x.image), x.written.copy(),
+                    x.filled or (fill and not isinstance(x.image, RawImage)),
                     kept=list(x.kept), data=x.data) for x in inst.layers]
+    if fill:
+        for layer in layers:
+            if isinstance(layer.image, RawImage):
+                layer.image.blocks[:] = True
     if not fill:
         for layer, below in zip(layers, content_below(inst.layers), strict=True):
             layer.sparse_at_copy = sparse_copy(layer, below)
