@@ -292,14 +292,9 @@ def print_fleet(records: pd.DataFrame, capacity: dict[str, float], hosts: int,
               soft_wrap=True, markup=False, highlight=False)
     table = host_table(records, capacity, duration)
     if not table.empty:
-        for line in _fullest_lines(table.iloc[0], _cap(capacity, table["host"].iloc[0]),
-                                   duration):
+        for line in _fullest_lines(table, _cap(capacity, table["host"].iloc[0]), duration,
+                                   hosts):
             out.print(line, soft_wrap=True, markup=False, highlight=False)
-        full = table[np.isfinite(table["full_s"])].sort_values("full_s", kind="stable")
-        if len(full):
-            out.print(f"hosts full: {len(full)} of {hosts} by the end, the first "
-                      f"({full['host'].iloc[0]}) after {format_duration(full['full_s'].iloc[0])}",
-                      markup=False, highlight=False)
         out.print(_host_rich_table(table.head(FLEET_HOSTS_SHOWN), capacity, hosts))
     if math.isfinite(f.get("vm_allocated_bytes_p50", math.nan)):
         out.print(f"per VM allocated: P50 {format_bytes(f['vm_allocated_bytes_p50'])}, "
@@ -345,24 +340,32 @@ def _share(x: float, capacity: float) -> str:
     return f"{x / capacity:.1%}" if math.isfinite(capacity) and capacity > 0 else "-"
 
 
-def _fullest_lines(row: pd.Series, capacity: float, duration: float) -> list[str]:
+def _fullest_lines(table: pd.DataFrame, capacity: float, duration: float,
+                   hosts: int) -> list[str]:
+    """The fullest host (``table``'s first: the highest peak against its own disk), then when
+    the first host fills: a planner's "time to full" is the first host's, which need not be
+    the fullest's at the end when hosts differ in size (each host's own is in the table)."""
+    row = table.iloc[0]
     head = (f"fullest host: {row['host']}, peak {format_bytes(row['peak_bytes'])} of "
             f"{format_bytes(capacity)} ({_share(row['peak_bytes'], capacity)}) after "
             f"{format_duration(row['peak_t_s'])}")
-    return [head, "time to full: " + _full_text(row, duration)]
+    full = table[np.isfinite(table["full_s"])].sort_values("full_s", kind="stable")
+    if len(full):
+        return [head, f"time to full: the first host ({full['host'].iloc[0]}) after "
+                      f"{format_duration(full['full_s'].iloc[0])}; {len(full)} of {hosts} "
+                      f"host(s) full by the end"]
+    return [head, "time to full: " + _not_full_text(row, duration)]
 
 
-def _full_text(row: pd.Series, duration: float) -> str:
-    if math.isfinite(row["full_s"]):
-        return f"full after {format_duration(row['full_s'])}"
+def _not_full_text(row: pd.Series, duration: float) -> str:
     within = f"not full within {format_duration(duration)}" if math.isfinite(duration) \
         else "not full by the end"
     extra = row["extrapolated_s"]
     if math.isinf(extra):
-        return within + " (its demand stopped growing)"
+        return within + " (the fullest host's demand stopped growing)"
     if math.isfinite(extra):
-        return within + (f"; at its growth over the second half of the run, after about "
-                         f"{format_duration(extra)} (extrapolated)")
+        return within + (f"; the fullest host at its growth over the second half of the run, "
+                         f"after about {format_duration(extra)} (extrapolated)")
     return within
 
 
@@ -479,10 +482,11 @@ def _base_kind(scenario: dict[str, Any]) -> str:
 
 
 def _figures(run_dir: Path) -> dict[str, float]:
-    from .sweep_points import point_figures
+    from .sweep_points import fullest_host, point_figures
 
     run = load_run(run_dir)
-    return point_figures(run.predicted if len(run.predicted) else run.measured)
+    rec = run.predicted if len(run.predicted) else run.measured
+    return {**point_figures(rec), **fullest_host(rec, host_capacities(run.scenario))}
 
 
 def _summary_figures(path: Path) -> dict[str, dict[str, Any]]:
@@ -544,7 +548,9 @@ def _sweep_table(points: pd.DataFrame, knobs: list[str]) -> Table:
         table.add_column(col, justify="left" if col in ("point", "status") else "right")
     for row in points.to_dict("records"):
         cells = [escape(_knob_cell(k, row.get(k))) for k in knobs]  # 65536 -> 64KiB
-        figs = [_figure(c, row.get(c, math.nan), row.get("status") == "ok") for c, _ in figures]
+        figs = [_fullest(row) if c == "host_allocated_bytes_max" and row.get("status") == "ok"
+                else _figure(c, row.get(c, math.nan), row.get("status") == "ok")
+                for c, _ in figures]
         table.add_row(escape(str(row["point"])), *cells, _int_text(row.get("seed")),
                       escape(str(row["status"])), *figs)
     return table
@@ -560,6 +566,15 @@ def _knob_cell(key: str, value: Any) -> str:
 
 def _int_text(x: Any) -> str:
     return str(int(x)) if isinstance(x, int | float) and math.isfinite(x) else str(x)
+
+
+def _fullest(row: dict[Any, Any]) -> str:
+    """The point's fullest host as its own ``show`` names it (the highest peak against its
+    own disk) with that share; a summary without capacities: the most any host held."""
+    peak, share = _float(row.get("fullest_host_peak_bytes")), _float(row.get("host_peak_share_max"))
+    if math.isfinite(peak) and math.isfinite(share):
+        return f"{format_bytes(peak)} ({share:.1%})"
+    return _figure("host_allocated_bytes_max", row.get("host_allocated_bytes_max"), True)
 
 
 def _figure(column: str, value: Any, ok: bool) -> str:

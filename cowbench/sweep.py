@@ -48,7 +48,7 @@ from .signals import interrupts_raise, shielded
 from .store import atomic_write_parquet, atomic_write_text, now_iso, read_records
 from .sweep_cluster import check_scheduler, connect, run_points, shut_down
 from .sweep_files import remove_staging
-from .sweep_points import point_figures
+from .sweep_points import fullest_host, point_figures
 from .sweep_spec import (
     Point,
     Sweep,
@@ -239,6 +239,8 @@ def write_summary(sweep: Sweep, out: Path, entries: dict[str, dict[str, Any]]) -
         if row["status"] == "ok" and pred.exists():
             rec = read_records(pred)  # a damaged file: one line naming it
             row.update(point_figures(rec))
+            row.update(fullest_host(rec, {h.name: float(h.capacity_bytes)
+                                          for h in p.scenario.hosts if h.capacity_bytes}))
             s = rec[rec.metric.isin(["allocated_bytes", "provisioned_bytes"])
                     & rec.entity.str.match(r"^(host|fleet):") & rec.t_s.notna()]
             series.append(s.assign(cell=p.cell))

@@ -96,6 +96,23 @@ def point_figures(rec: pd.DataFrame) -> dict[str, float]:
     return out
 
 
+
+def fullest_host(rec: pd.DataFrame, capacity: dict[str, float]) -> dict[str, Any]:
+    """The fullest host as a run's ``show`` names it: the highest peak against its own disk
+    (``capacity``: bytes by host name, ``*`` for any other, as
+    ``cowbench.capacity.host_capacities``; hosts may differ in size), its name, its peak and that
+    share (``host_peak_share_max``); empty without hosts or capacities."""
+    host = rec[rec.entity.str.startswith("host:") & (rec.metric == "allocated_bytes")]
+    peaks = {str(e).removeprefix("host:"): float(v)
+             for e, v in host.groupby("entity").value.max().items()}
+    caps = {h: capacity.get(h, capacity.get("*", np.nan)) for h in peaks}
+    shares = {h: v / caps[h] for h, v in peaks.items() if caps[h] > 0}
+    if not shares:
+        return {}
+    top = max(shares, key=lambda h: (shares[h], peaks[h]))
+    return {"fullest_host": top, "fullest_host_peak_bytes": peaks[top],
+            "host_peak_share_max": shares[top]}
+
 def _fleet_figures(fleet: pd.DataFrame, rec: pd.DataFrame, out: dict[str, float]) -> None:
     end = fleet[fleet.t_s.isna()].set_index("metric").value
     for metric in ("time_to_full_s", "arrived_vms", "rejected_vms"):

@@ -150,12 +150,13 @@ def test_a_fleet_shows_its_fullest_host_against_capacity(tmp_path: Path) -> None
             f"({peak / cap:.1%}) after {format_duration(g.t_s[g.value.idxmax()])}") in ran.stdout
     extra, how = time_to_full(g.t_s.to_numpy(float), g.value.to_numpy(float), cap)
     assert how == "extrapolated"
-    assert (f"time to full: not full within 20 days; at its growth over the second half of "
-            f"the run, after about {format_duration(extra)} (extrapolated)") in ran.stdout
+    assert (f"time to full: not full within 20 days; the fullest host at its growth over the "
+            f"second half of the run, after about {format_duration(extra)} (extrapolated)"
+            ) in ran.stdout
     rows = table_rows(ran.stdout)
     assert rows[host][:2] == [format_bytes(peak), f"{peak / cap:.1%}"]
     assert {"host-001", "host-002", "host-003"} <= set(rows)
-    assert "per VM allocated: P50" in ran.stdout and "hosts full" not in ran.stdout
+    assert "per VM allocated: P50" in ran.stdout and "full by the end" not in ran.stdout
 
 
 def test_a_fleet_that_fills_says_when(tmp_path: Path) -> None:
@@ -166,13 +167,13 @@ def test_a_fleet_that_fills_says_when(tmp_path: Path) -> None:
     ttf = rec[rec.entity.str.startswith("host:") & (rec.metric == "time_to_full_s")]
     assert len(ttf) >= 2, "the scenario is meant to fill hosts"
     first = ttf.loc[ttf.value.idxmin()]
-    assert (f"hosts full: {len(ttf)} of 3 by the end, the first "
-            f"({str(first.entity).removeprefix('host:')}) after "
-            f"{format_duration(first.value)}") in ran.stdout
+    # the first host to fill, which a planner asks for, not the fullest at the end
+    assert (f"time to full: the first host ({str(first.entity).removeprefix('host:')}) after "
+            f"{format_duration(first.value)}; {len(ttf)} of 3 host(s) full by the end"
+            ) in ran.stdout
     series = host_series(run)
     host = max(series, key=lambda h: series[h].value.max())
     full = float(ttf[ttf.entity == f"host:{host}"].value.iloc[0])
-    assert f"time to full: full after {format_duration(full)}" in ran.stdout
     assert table_rows(ran.stdout)[host][-1] == format_duration(full)
 
 
@@ -219,7 +220,8 @@ def test_a_sweep_shows_its_points(tmp_path: Path) -> None:
     rows = table_rows(shown.stdout)
     for point, knob in (("p0000", "64KiB"), ("p0001", "2MiB")):
         assert rows[point][:3] == [knob, "1", "ok"]
-        assert format_bytes(summary.host_allocated_bytes_max[point]) == rows[point][3]
+        assert rows[point][3] == (f"{format_bytes(summary.fullest_host_peak_bytes[point])} "
+                                  f"({summary.host_peak_share_max[point]:.1%})")
         assert format_bytes(summary.fleet_allocated_bytes_peak[point]) == rows[point][4]
     # a failed point is counted, and its reason comes from its run.json
     summary_csv = pd.read_csv(out / "summary.csv")
@@ -325,7 +327,39 @@ def test_a_sweep_and_its_point_agree_on_the_fullest_host(tmp_path: Path) -> None
     assert summary.host_allocated_bytes_max[0] == peak
     point = cowbench("show", str(out / "points" / "p0000")).stdout
     assert f", peak {format_bytes(peak)} of 64.0 GiB" in point
-    assert table_rows(cowbench("show", str(out)).stdout)["p0000"][3] == format_bytes(peak)
+    assert table_rows(cowbench("show", str(out)).stdout)["p0000"][3] == (
+        f"{format_bytes(peak)} ({peak / 2**36:.1%})")
+
+
+def test_with_hosts_of_different_sizes_a_sweep_names_the_fullest_against_its_own_disk(
+        tmp_path: Path) -> None:
+    """The host that held most is not the fullest when it has the larger disk: the sweep's
+    "fullest host" is the point's own show's (a user's sweep showed 7.8 TiB, a 16 TiB host at
+    49%, where the point said big-001 at 62.4%)."""
+    scen = yaml.safe_load((ROOT / "scenarios" / "fleet-small.yaml").read_text())
+    # placement spreads by free DISK_GB (capacity x ratio): the small hosts take VMs beyond
+    # their disks, the big one holds more bytes at a smaller share of its own
+    scen["hosts"] = [{"name": "big", "capacity_bytes": "256GiB", "disk_allocation_ratio": 1.0},
+                     {"name": "small", "count": 2, "capacity_bytes": "8GiB",
+                      "disk_allocation_ratio": 5.0}]
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(scen))
+    sweep = tmp_path / "sw.yaml"
+    sweep.write_text(yaml.safe_dump({"scenario": str(tmp_path / "s.yaml"),
+                                     "grid": {"fleet.vms": [60]}, "seeds": [2]}))
+    out = tmp_path / "out"
+    assert cowbench("sweep", str(sweep), "--out", str(out), "--scheduler", "inprocess").code == 0
+    series = host_series(out / "points" / "p0000")
+    peaks = {h: g.value.max() for h, g in series.items()}
+    caps = {"big": 256 * 2**30, "small-001": 8 * 2**30, "small-002": 8 * 2**30}
+    top = max(peaks, key=lambda h: peaks[h] / caps[h])
+    assert max(peaks, key=lambda h: peaks[h]) != top  # the case: most bytes, not fullest
+    summary = pd.read_csv(out / "summary.csv")
+    assert summary.fullest_host[0] == top
+    assert summary.host_peak_share_max[0] == pytest.approx(peaks[top] / caps[top])
+    point = cowbench("show", str(out / "points" / "p0000")).stdout
+    assert f"fullest host: {top}, peak {format_bytes(peaks[top])}" in point
+    assert table_rows(cowbench("show", str(out)).stdout)["p0000"][3] == (
+        f"{format_bytes(peaks[top])} ({peaks[top] / caps[top]:.1%})")
 
 
 def test_a_folder_of_runs_with_a_failed_one(sim_run: Path, tmp_path: Path) -> None:
