@@ -111,6 +111,13 @@ def validate(scenario: Annotated[Path, typer.Argument(help="Scenario file, or sw
               f"{len(s.images)} image(s), {len(s.vms)} VM(s), strategy {s.strategy.kind} "
               f"cluster {format_bytes(s.strategy.cluster_size)}; workloads: "
               f"{', '.join(wl_names)}")
+    if s.timeline is not None and s.timeline.arrivals:
+        from .lifecycle import timeline_plan
+
+        ops, refused = timeline_plan(s)
+        booted = sum(op.op == "boot" for op in ops)
+        out.print(f"timeline: {booted} VM(s) boot by its end, {len(refused)} arrival(s) "
+                  f"refused (NoValidHost, no host had room)", highlight=False)
     _print_estimate(s)
 
 
@@ -166,13 +173,17 @@ def run(
                                progress=lambda msg: bar.update(task, description=msg), csv=csv,
                                repeat=repeat, meta={"profile_check": checked})
     # the tables need pandas: imported once the run is done (a real run starts without it)
-    from .show import print_comparison, print_fleet
+    from .show import print_comparison, print_fleet, refused_line
+    from .store import read_run
 
     if outcome.predicted is not None and s.fleet is None:
         _print_profile_line(outcome.run_dir)
     if outcome.comparison is not None:
         print_comparison(outcome.comparison, out, outcome.spread, outcome.real_runs)
         _print_counts(outcome.run_dir, outcome.comparison)
+    refused = refused_line(read_run(outcome.run_dir).get("refused_arrivals"))
+    if refused is not None:
+        out.print(refused, soft_wrap=True, highlight=False, markup=False)
     model_only = [vm.name for vm in s.vms if s.model_only(vm)]
     if model_only:
         out.print(f"model only (no real counterpart here, marked model_only): "

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from .backends import Checks, get_backend
 from .errors import CowbenchError, Interrupted, RunFailed, UsageError
 from .lease import Lease
+from .lifecycle import refused_arrivals
 from .profile_use import run_profile
 from .scenario import Scenario, dump_scenario, load_scenario
 from .signals import interrupts_raise
@@ -235,10 +236,19 @@ class _Run:
                         if self.scenario.model_only(vm)],
             workload_notes={name: [r.model_dump() for r in wl.replaced]
                             for name, wl in self.scenario.workloads.items() if wl.replaced},
-            **self.meta)
+            **self._refused(), **self.meta)
         self.rd.write_text("scenario.yaml", dump_scenario(self.scenario))
         # what this run holds, for `cowbench gc` should it be killed outright (cowbench.lease)
         self.lease = Lease.take(self.rd.path, self.rd.path, self.token)
+
+    def _refused(self) -> dict[str, Any]:
+        """run.json's ``refused_arrivals``: the timeline's arrivals no host had room for
+        (NoValidHost), each with when it arrived; none of their operations happen."""
+        tl = self.scenario.timeline
+        if tl is None or not tl.arrivals:
+            return {}
+        return {"refused_arrivals": [{"vm": vm, "t_s": t}
+                                     for vm, t in refused_arrivals(self.scenario)]}
 
     def _interruptible(self, predicted: pd.DataFrame | None, received: list[str]) -> RunOutcome:
         """Start the run and its backends. Once a signal was received, whatever error ends

@@ -130,7 +130,26 @@ def _run_header(run: RunResults) -> list[str]:
     machine = describe_machine(meta.get("real_runs"))
     if machine is not None:
         lines.append(escape(machine))
+    refused = refused_line(meta.get("refused_arrivals"))
+    if refused is not None:
+        lines.append(escape(refused))
     return lines
+
+
+#: refused arrivals a line names before it counts the rest
+REFUSED_NAMED = 5
+
+
+def refused_line(refused: Any) -> str | None:
+    """run.json's ``refused_arrivals`` in a line: how many arrivals no host had room for and
+    the first few of them (None: none refused)."""
+    if not isinstance(refused, list) or not refused:
+        return None
+    named = [f"{r.get('vm')} at t={format_duration(_float(r.get('t_s')))}"
+             for r in refused[:REFUSED_NAMED] if isinstance(r, dict)]
+    more = f" and {len(refused) - len(named)} more" if len(refused) > len(named) else ""
+    return (f"arrivals refused (NoValidHost, no host had room): {len(refused)}: "
+            f"{', '.join(named)}{more}; none of their operations happen")
 
 
 def _elapsed(start: Any, end: Any) -> str | None:

@@ -9,6 +9,7 @@ Nova's spread weigher worked out here by hand."""
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from typing import Any
 
@@ -233,3 +234,36 @@ def test_a_fleet_of_mixed_hosts_places_by_the_spread_weigher(kind: str) -> None:
             free[host] -= GIB
             where[vm] = host
     assert refused and plan.mig_vm.size and set(plan.seg_host.tolist()) == {0, 1, 2}
+
+
+def test_arrivals_a_timeline_refuses_are_counted_listed_and_said(tmp_path: Any) -> None:
+    """An arrival no host has room for is refused (NoValidHost), as in a fleet, and the user
+    is told: validate counts them, run.json lists them (``refused_arrivals``), run and show
+    print them. Before, a timeline's refused arrivals vanished without a word (a user's 60
+    arrivals: 31 booted, two refused, nothing said)."""
+    from .clirun import cowbench
+    from .test_cli import write
+
+    d: dict[str, Any] = {
+        "name": "full", "seed": 5,
+        "images": [{"name": "img", "virtual_size": "1GiB", "format": "qcow2",
+                    "synthetic": {"data": [{"offset": 0, "length": "64MiB"}]}}],
+        "hosts": [{"name": "h", "capacity_bytes": "3GiB"}],
+        "flavors": [{"name": "f1", "root": "1GiB"}],
+        "vms": [],
+        "timeline": {"sample_interval_s": "1h", "end_s": "1d", "arrivals": [
+            {"prefix": "vm", "count": 5, "rate_per_s": 1 / 3600, "image": "img",
+             "flavor": "f1", "lifetime": {"distribution": "fixed", "mean_s": "2d"}}]}}
+    s = parse_scenario(d)
+    booted = [op.vm for op in expand_timeline(s) if op.op == "boot"]
+    assert booted == ["vm-1", "vm-2", "vm-3"]  # three 1 GiB roots fill the 3 GiB host
+    path = write(tmp_path, d)
+    shown = cowbench("validate", str(path))
+    assert shown.code == 0, shown.stderr
+    assert "timeline: 3 VM(s) boot by its end, 2 arrival(s) refused (NoValidHost" in shown.stdout
+    ran = cowbench("run", str(path), "--backend", "sim", "--out", str(tmp_path / "run"))
+    assert ran.code == 0, ran.stderr
+    meta = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert [r["vm"] for r in meta["refused_arrivals"]] == ["vm-4", "vm-5"]
+    line = "arrivals refused (NoValidHost, no host had room): 2: vm-4 at t="
+    assert line in ran.stdout and line in cowbench("show", str(tmp_path / "run")).stdout

@@ -108,12 +108,15 @@ class _Scheduler:
                 f"ratio {h.disk_allocation_ratio:g}")
 
 
-def schedule_ops(s: Scenario, raw: list[Raw]) -> tuple[list[Raw], list[tuple[str, str]]]:
-    """The operations that happen, each boot and chosen migration with its host in ``to``, and
-    the problems of forced hosts without room (key path, reason)."""
+def schedule_ops(s: Scenario, raw: list[Raw]
+                 ) -> tuple[list[Raw], list[tuple[str, str]], list[tuple[str, float]]]:
+    """The operations that happen, each boot and chosen migration with its host in ``to``, the
+    problems of forced hosts without room (key path, reason), and the arrivals refused
+    (NoValidHost: the VM and when it arrived)."""
     sched = _Scheduler(s)
     out: list[Raw] = []
     problems: list[tuple[str, str]] = []
+    refused: list[tuple[str, float]] = []
     made: set[object] = set()  # the migrations made (their raw operations' ids)
     for r in raw:
         vm, choose, of = str(r["vm"]), bool(r.pop("choose", False)), r.pop("of", None)
@@ -124,6 +127,7 @@ def schedule_ops(s: Scenario, raw: list[Raw]) -> tuple[list[Raw], list[tuple[str
         if host == NO_VALID_HOST:
             if r["op"] == "boot":
                 sched.refused.add(vm)
+                refused.append((vm, float(str(r["t"]))))
             continue
         if r["op"] == "migrate" and choose and host is None or r["op"] == "snapshot" and \
                 choose and sched.held.refusal(vm, "snapshot"):
@@ -134,4 +138,4 @@ def schedule_ops(s: Scenario, raw: list[Raw]) -> tuple[list[Raw], list[tuple[str
         problem = sched.move(r, host, choose) if host is not None else None
         if problem:
             problems.append((str(r["source"]), problem))
-    return out, problems
+    return out, problems, refused
