@@ -29,7 +29,7 @@ from .units import format_bytes, format_duration, format_sizes
 if TYPE_CHECKING:  # the commands import what they need: `cowbench --help` stays light
     import pandas as pd
 
-    from .scenario import Scenario
+    from .scenario import Scenario, Strategy
     from .sweep_spec import Sweep
 
 
@@ -106,11 +106,10 @@ def validate(scenario: Annotated[Path, typer.Argument(help="Scenario file, or sw
                   f"{len(f.image_mix)} image(s), classes: {', '.join(f.classes)}")
         _print_estimate(s)
         return
-    wl_names = sorted({vm.workload or "-" for vm in s.vms})
     out.print(f"{bold(s.name)} (id {s.scenario_id}): {len(s.hosts)} host(s), "
-              f"{len(s.images)} image(s), {len(s.vms)} VM(s), strategy {s.strategy.kind} "
-              f"cluster {format_bytes(s.strategy.cluster_size)}; workloads: "
-              f"{', '.join(wl_names)}")
+              f"{len(s.images)} image(s), {len(s.vms)} VM(s), "
+              f"{_strategies_text(s)}; workloads: {', '.join(_workloads_run(s)) or '-'}",
+              soft_wrap=True)
     if s.timeline is not None and s.timeline.arrivals:
         from .lifecycle import timeline_plan
 
@@ -119,6 +118,29 @@ def validate(scenario: Annotated[Path, typer.Argument(help="Scenario file, or sw
         out.print(f"timeline: {booted} VM(s) boot by its end, {len(refused)} arrival(s) "
                   f"refused (NoValidHost, no host had room)", highlight=False)
     _print_estimate(s)
+
+
+def _strategies_text(s: Scenario) -> str:
+    """The strategies the VMs use (each VM's own, else the scenario's), most used first."""
+    from collections import Counter
+
+    def text(st: Strategy) -> str:
+        if st.kind in ("full_copy", "reflink_copy", "rbd_clone"):
+            return st.kind + (" (dense)" if st.kind == "full_copy" and not st.sparse else "")
+        return (f"{st.kind} cluster {format_bytes(st.cluster_size)}"
+                + (" extended_l2" if st.extended_l2 else ""))
+
+    used = Counter(text(s.strategy_of(vm)) for vm in s.vms) or Counter([text(s.strategy)])
+    parts = [t for t, _ in used.most_common()]
+    return ("strategy " if len(parts) == 1 else "strategies ") + ", ".join(parts)
+
+
+def _workloads_run(s: Scenario) -> list[str]:
+    """The workloads the scenario runs: its VMs' own and those its ``run`` events name."""
+    named = {vm.workload for vm in s.vms if vm.workload}
+    if s.timeline is not None:
+        named |= {e.workload for e in s.timeline.events if e.op == "run" and e.workload}
+    return sorted(named)
 
 
 def _print_estimate(s: Scenario, console: Console | None = None) -> None:

@@ -60,6 +60,14 @@ class VM(Frozen):
         default=None, description="This VM's own strategy (default: the scenario's), so one "
         "scenario can compare cluster sizes or formats side by side.")
 
+    @field_validator("workload", mode="before")
+    @classmethod
+    def _named(cls, v: Any) -> Any:
+        if isinstance(v, dict):  # a job_file mapping was read before (cowbench.jobopts)
+            raise ValueError("the name of a workload under `workloads` (fio options go "
+                             "there, under a name), or {job_file: FILE}")
+        return v
+
 
 class Device(Frozen):
     """The model's first storage device: one queue shared by every VM on a host.

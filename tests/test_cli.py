@@ -48,6 +48,29 @@ def test_validate_prints_a_summary():
     proc = cowbench("validate", str(ROOT / "scenarios" / "quickstart.yaml"))
     assert proc.returncode == 0, proc.stderr
     assert "quickstart" in proc.stdout and "4 VM(s)" in proc.stdout
+    assert "strategy qcow2_overlay cluster 64.0 KiB; workloads: randread-qd8, " in proc.stdout
+
+
+def test_validate_names_the_strategies_and_workloads_the_vms_use(tmp_path):
+    """Each VM's own strategy, most used first, and the workloads of later ``run`` events:
+    the summary showed the scenario's strategy when every VM had its own, and left out the
+    workloads named only by events (a user's s2 and s3 scenarios, 2026-12-05)."""
+    d = small_dict()
+    d["vms"][1]["strategy"] = {"kind": "full_copy", "sparse": False}
+    d["vms"][2]["strategy"] = {"kind": "qcow2_overlay", "cluster_size": "2MiB"}
+    d["timeline"] = {"events": [{"t": 10, "op": "run", "vm": "a", "workload": "s"}]}
+    d["vms"][2].pop("workload")
+    proc = cowbench("validate", str(write(tmp_path, d)))
+    assert proc.returncode == 0, proc.stderr
+    assert ("strategies qcow2_overlay cluster 64.0 KiB, full_copy (dense), qcow2_overlay "
+            "cluster 2.0 MiB; workloads: r, s, w") in " ".join(proc.stdout.split())
+
+
+def test_fio_options_inline_under_a_vm_are_refused_with_what_to_write(tmp_path):
+    d = small_dict()
+    d["vms"][0]["workload"] = {"rw": "randwrite", "bs": "4k"}
+    assert_clean_error(cowbench("validate", str(write(tmp_path, d))), "vms[0].workload",
+                       "the name of a workload under `workloads`", "{job_file: FILE}")
 
 
 @pytest.mark.parametrize("mutate,needles", [
