@@ -1,6 +1,8 @@
 """Oracle for reflink copies: Hypothesis write/discard traces through qemu-io on a real
 ``cp --reflink`` clone on a loop-mounted XFS, against sim/storage/reflink.py: shared and exclusive
-bytes (FIEMAP) exact, apparent size exact."""
+bytes (FIEMAP) exact, apparent size exact. The copies that are not reflinks (a full copy, sparse
+or dense, a resized base, a cold migration's scp) share nothing on that XFS and hold what the
+model says."""
 
 from __future__ import annotations
 
@@ -13,9 +15,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cowbench.scenario import Strategy
 from real.storage.reflink import collect_cow_reservations, shared_exclusive, xfs_mount
-from sim.storage.disk import BaseData
+from real.storage.strategies import copy_file, make_root_disk, resized_base
+from sim.storage.disk import BaseData, RawImage
 from sim.storage.reflink import ReflinkCopy
+from sim.storage.strategies import root_disk
 
 from .conftest import needs_tools
 from .test_oracle import BASE_DATA, SIZE
@@ -70,3 +75,35 @@ def test_reflink_copy_equals_xfs(xfs: Path, raw: list[tuple[str, int, int]]) -> 
     shared, exclusive = shared_exclusive(vm, None)
     assert (model.shared_bytes, model.exclusive_bytes) == (shared, exclusive)
     assert model.file_bytes == vm.stat().st_size
+
+
+@pytest.mark.parametrize("sparse", [True, False], ids=["sparse", "dense"])
+def test_a_full_copy_on_xfs_holds_data_of_its_own(xfs: Path, sparse: bool) -> None:
+    """coreutils 9's cp clones unless told not to: on this XFS a dense copy of a base with 24
+    MiB of data shared those 24 MiB and kept the 40 MiB of holes (s2-copies: 252 MiB measured
+    for a 1 GiB dense copy the model put at 1 GiB)."""
+    st = Strategy(kind="full_copy", sparse=sparse)
+    d = xfs / f"full-{sparse}"
+    d.mkdir()
+    fmt = make_root_disk(st, xfs / "base.raw", d / "disk", 2 * SIZE, None, "vm")
+    model = root_disk(2 * SIZE, st, BaseData(SIZE, BASE_DATA))
+    assert fmt == "raw" and isinstance(model, RawImage)
+    collect_cow_reservations(xfs, None)
+    assert shared_exclusive(d / "disk", None) == (0, model.allocated_data_bytes)
+    assert (d / "disk").stat().st_blocks * 512 == model.allocated_data_bytes
+
+
+def test_a_resized_base_and_an_scp_copy_on_xfs_share_nothing(xfs: Path) -> None:
+    """The resized base is a sparse copy, a cold migration's scp copy a dense one; neither may
+    be a clone of its source (cp clones on XFS unless told not to)."""
+    d = xfs / "resized"
+    d.mkdir()
+    base = d / "base"
+    copy_file(xfs / "base.raw", base, True, None, "cp-base")
+    resized = resized_base(base, 2 * SIZE, None)
+    scp = d / "scp"
+    copy_file(resized, scp, False, None, "scp-copy")
+    collect_cow_reservations(xfs, None)
+    data = sum(n for _, n in BASE_DATA)
+    assert shared_exclusive(resized, None) == (0, data)
+    assert shared_exclusive(scp, None) == (0, 2 * SIZE)

@@ -13,9 +13,10 @@ machine (``cowbench.nova.machine``), which decides what to do; its instructions
   libvirt's shallow blockRebase copies), flattened with ``qemu-img convert -O qcow2`` into Glance
   (upload bytes = its size), the delta deleted; ``external``: a new qcow2 on top of the chain;
 - migrate ``cold``: the instance directory is renamed ``<uuid>_resize`` and its files copied to the
-  destination (``ssh``: ``cp --sparse=never``, which writes holes out as scp does; ``rsync``:
-  ``rsync --sparse``); ``live``: an empty overlay on the destination's base, then only the top
-  overlay's clusters (``qemu-img convert -B``); ``flatten``: the whole image (2012 Nova);
+  destination (``ssh``: ``cp --sparse=never --reflink=never``, which writes holes out as scp
+  does, never sharing extents on a reflink XFS; ``rsync``: ``rsync --sparse``); ``live``: an
+  empty overlay on the destination's base, then only the top overlay's clusters (``qemu-img
+  convert -B``); ``flatten``: the whole image (2012 Nova);
 - resize (``qemu-img resize``), confirm (the ``_resize`` copy removed), delete;
 - the cache manager pass: bases in use get their mtime set to the pass time; unused bases older
   than the minimum age are removed (hashed a last time first, ``real.measure.integrity``).
@@ -70,7 +71,13 @@ from cowbench.scenario import VM, Scenario
 from cowbench.tools import RawLog, qemu_img_info, qemu_img_map, run
 from real.measure.integrity import Integrity
 from real.storage.reflink import collect_cow_reservations, shared_exclusive
-from real.storage.strategies import disk_files, overlay_options, resized_base, size_tag
+from real.storage.strategies import (
+    copy_file,
+    disk_files,
+    overlay_options,
+    resized_base,
+    size_tag,
+)
 
 from .backend import create_disk, fetch_to_cache, keep_mode, sync_files, synthetic_digest
 from .layout import HostLayout, glance_path
@@ -336,8 +343,7 @@ class RealWorld:
                 run(["rsync", "--sparse", str(src), str(dest_dir / name)], log=self.log,
                     label="rsync")
             else:
-                run(["cp", "--sparse=never", str(src), str(dest_dir / name)], log=self.log,
-                    label="scp-copy")
+                copy_file(src, dest_dir / name, False, self.log, "scp-copy")
         return transfer
 
     def _repoint(self, inst: RealInstance, base: tuple[Path, str] | None,
