@@ -404,7 +404,7 @@ def check_timeline(s: Scenario) -> list[tuple[str, str]]:
         return [("timeline", str(err))]
     _checked = (s, expanded)
     ops, placement, _ = expanded
-    problems += _stream_problems(s, ops)
+    problems += _stream_problems(s, ops) + _double_runs(ops)
     if problems:
         return problems
     problems += placement
@@ -416,6 +416,26 @@ def check_timeline(s: Scenario) -> list[tuple[str, str]]:
             when = format_duration(op.t)
             problems.append((op.source, f"{op.op} of {op.vm!r} at t={when}: {problem}"))
     return _few_per_source(problems)
+
+
+def _double_runs(ops: list[Op]) -> list[tuple[str, str]]:
+    """Two runs of one VM at one instant: both backends would start both workloads together on
+    one disk (the real one's second qemu-nbd finds the image locked). Named at the timeline's
+    event rather than at ``vms[i]``, whose implicit t=0 run the event repeats."""
+    first: dict[tuple[str, float], Op] = {}
+    out = []
+    for op in ops:
+        if op.op != "run" or first.setdefault((op.vm, op.t), op) is op:
+            continue
+        here, other = first[(op.vm, op.t)].source, op.source
+        if not other.startswith("vms["):
+            here, other = other, here
+        why = (f"{other}: a VM without a boot event boots and runs its workload at t=0; drop "
+               "this run or boot the VM in the timeline" if other.startswith("vms[") else
+               f"{other}; a disk runs one workload at a time: give one run a later t")
+        out.append((here, f"vm {op.vm!r} already runs a workload at "
+                          f"t={format_duration(op.t)} ({why})"))
+    return out
 
 
 def _misfit(s: Scenario, answer: list[Instruction]) -> str | None:

@@ -19,6 +19,7 @@ from sim import simulate
 
 from .clirun import cowbench
 from .conftest import needs_tools
+from .test_cli import assert_clean_error, write
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -95,6 +96,31 @@ def test_run_before_boot_and_migrate_to_same_host():
     d = events({"t": 0, "op": "boot", "vm": "a"}, {"t": 1, "op": "migrate", "vm": "a",
                                                    "to": "h1"})
     assert "already on that host" in problems(d)[0][1]
+
+
+def test_two_runs_of_a_vm_at_one_instant_are_refused(tmp_path: Path) -> None:
+    """A VM without a boot event runs its workload at t=0; a run event then too made two
+    workloads on one disk at once: the model ran both, the real backend's second qemu-nbd
+    found the image locked (exit 1) mid-run."""
+    d = events({"t": 0, "op": "run", "vm": "a"})
+    [(path, reason)] = problems(d)
+    assert path == "timeline.events[0]"
+    assert reason.startswith("vm 'a' already runs a workload at t=0 s (vms[0]: ")
+    d = events({"t": 0, "op": "boot", "vm": "a"}, {"t": 3, "op": "run", "vm": "a"},
+               {"t": 3, "op": "run", "vm": "a", "workload": "seq"})
+    [(path, reason)] = problems(d)
+    assert path == "timeline.events[2]"
+    assert "already runs a workload at t=3 s (timeline.events[1]; " in reason
+    d = events({"t": 0, "op": "boot", "vm": "a"}, {"t": 3, "op": "run", "vm": "a"},
+               {"t": 4, "op": "run", "vm": "a", "workload": "seq"})
+    parse_scenario(d)  # one after the other: allowed
+    dup = str(write(tmp_path, events({"t": 0, "op": "run", "vm": "a"})))
+    needle = "timeline.events[0]: vm 'a' already runs a workload at t=0 s"
+    assert_clean_error(cowbench("validate", dup), needle)
+    for backend in ("sim", "both"):
+        out = str(tmp_path / "out")
+        assert_clean_error(cowbench("run", dup, "--backend", backend, "--out", out), needle)
+    assert not (tmp_path / "out").exists()
 
 
 def test_missing_flavor():
