@@ -14,12 +14,13 @@ import pandas as pd
 import pytest
 
 from cowbench.errors import ScenarioError
-from cowbench.lifecycle import STRATEGY_OPS, expand_timeline
+from cowbench.lifecycle import STRATEGY_OPS
 from cowbench.runner import run_scenario
 from cowbench.scenario import parse_scenario
 from sim import simulate
 
 from .conftest import needs_tools
+from .test_lifecycle import assert_durations
 
 KINDS = sorted(STRATEGY_OPS)
 IO = {"host_read_bytes", "host_write_bytes", "read_ios", "write_ios", "read_iops", "write_iops",
@@ -106,8 +107,7 @@ def _allowed_events(kind: str) -> list[dict[str, Any]]:
 def test_every_strategy_takes_what_it_allows_in_the_model(kind: str) -> None:
     s = parse_scenario(scenario(kind, timeline={"events": _allowed_events(kind)}))
     rec = simulate(s)
-    ops = {o.entity for o in expand_timeline(s)}
-    assert ops <= set(rec[rec.metric == "duration_s"].entity)
+    assert_durations(s, rec)
     end = rec[rec.t_s.isna()].set_index(["entity", "metric"]).value
     assert end["vm:a", "allocated_bytes"] > 0 and ("vm:b", "allocated_bytes") not in end
     if kind == "rbd_clone":  # in Ceph: no base in _base, nothing on the hosts
@@ -217,8 +217,8 @@ def test_every_strategy_takes_what_it_allows_in_both_backends(tmp_path: Path, ki
     out = tmp_path / "run"
     run_scenario(s, out, "both")
     comp = pd.read_csv(out / "comparison.csv")
-    ops = {o.entity for o in expand_timeline(s)}
-    assert ops <= set(comp[comp.metric == "duration_s"].entity)
+    assert_durations(s, pd.read_csv(out / "predicted.csv"), pd.read_csv(out / "measured.csv"),
+                     comp)
     sizes = comp[comp.metric.isin(["allocated_bytes", "file_bytes", "transfer_bytes"])]
     assert len(sizes) > 20
     bad = sizes[sizes.rel_error.abs() > 0.02]

@@ -14,6 +14,7 @@ boots and runs; which other operations it allows is ``cowbench.lifecycle.STRATEG
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 from functools import singledispatchmethod
 
@@ -76,11 +77,23 @@ from .lifecycle import (
 class Done:
     """An operation's figures, as its instructions are carried out: bytes fetched from
     Glance, bytes it moved (``transfer_bytes``; None: not a transfer) and its predicted
-    ``duration_s``."""
+    ``duration_s``: NaN (no prediction) unless an instruction moves bytes or writes, as a
+    delete, a confirm or a boot onto a cached base whose disk copies nothing does not (their
+    time is the tools' start-up and the filesystem's metadata, which the model leaves out)."""
 
     fetched: int = 0
     transfer: int | None = None
-    duration: float = 0.0
+    duration: float = math.nan
+    timed: bool = False  # an instruction gave a time (NaN: one it cannot know)
+
+    def took(self, seconds: float) -> None:
+        """The operation also spends ``seconds``."""
+        self.duration = self.duration + seconds if self.timed else seconds
+        self.timed = True
+
+
+#: strategies whose disk is a copy of the base's data, written when the disk is made
+COPYING = frozenset({"full_copy", "internal_snapshot"})
 
 
 class World:
@@ -117,6 +130,7 @@ class World:
     def _(self, ins: MakeResizedBase) -> None:
         copy = resized_copy(self.s.image(ins.image), ins.size)
         self.hosts[ins.host].caches[Base(ins.image, ins.size)] = CacheEntry(copy, ins.t, True)
+        self.done.took(copy.allocated_bytes / self.s.device.write_bandwidth_bytes_per_s)
 
     @execute.register
     def _(self, ins: TouchBase) -> None:
@@ -198,11 +212,17 @@ class World:
                         remote=self.s.model_only(vm))
         self.hosts[ins.host].instances[vm.name] = inst
         fetched = self.done.fetched
-        copy = self.hosts[ins.host].caches[Base(ins.image)].file.allocated_bytes \
-            if fetched else 0
         self.done.transfer = fetched
-        self.done.duration = transfer_time(fetched, self.s.nova.glance_bandwidth_bytes_per_s) \
-            + copy / self.s.device.write_bandwidth_bytes_per_s
+        # bytes written on the host: the fetched base's raw copy in _base, and the disk's own
+        # copy of the base (a full copy; the converted data of an internal_snapshot's qcow2)
+        written = self.hosts[ins.host].caches[Base(ins.image)].file.allocated_bytes \
+            if fetched else 0
+        if self.s.strategy_of(vm).kind in COPYING:
+            written += inst.files()[0]
+        if fetched:
+            self.done.took(transfer_time(fetched, self.s.nova.glance_bandwidth_bytes_per_s))
+        if written:
+            self.done.took(written / self.s.device.write_bandwidth_bytes_per_s)
 
     @execute.register
     def _(self, ins: SnapshotInternal) -> None:
@@ -210,7 +230,7 @@ class World:
         if isinstance(layer.image, Qcow2Image):
             l1 = take_internal_snapshot(layer.image, ins.name)
             layer.kept.append(Kept.of(layer, l1))
-        self.done.duration = self.s.device.write_latency_s
+        self.done.took(self.s.device.write_latency_s)
 
     @execute.register
     def _(self, ins: SnapshotExternal) -> None:
@@ -219,7 +239,7 @@ class World:
         inst.top.name = f"disk.{ins.name}"
         img = Qcow2Image(inst.root_size, self.s.strategy_of(inst.vm).cluster_size, backing=below)
         inst.layers.append(Layer.new("disk", img, inst.root_size))
-        self.done.duration = self.s.device.write_latency_s
+        self.done.took(self.s.device.write_latency_s)
 
     @execute.register
     def _(self, ins: UploadSnapshot) -> None:
@@ -228,9 +248,9 @@ class World:
         self.snapshots[ins.name] = (flat.allocated_bytes, flat.file_bytes)
         dev = self.s.device
         self.done.transfer = flat.file_bytes
-        self.done.duration = inst.top.allocated_bytes / dev.write_bandwidth_bytes_per_s \
-            + flat.allocated_bytes / dev.write_bandwidth_bytes_per_s \
-            + transfer_time(flat.file_bytes, self.s.nova.glance_bandwidth_bytes_per_s)
+        self.done.took((inst.top.allocated_bytes + flat.allocated_bytes)
+                       / dev.write_bandwidth_bytes_per_s
+                       + transfer_time(flat.file_bytes, self.s.nova.glance_bandwidth_bytes_per_s))
 
     @execute.register
     def _(self, ins: FlattenCopy) -> None:
@@ -263,8 +283,8 @@ class World:
         """The VM now on ``dst``; the migration's time: what it moved and what it fetched."""
         self.hosts[dst].instances[vm] = moved
         self.done.transfer = transfer
-        self.done.duration = transfer_time(transfer + self.done.fetched,
-                                           self.s.nova.migration_bandwidth_bytes_per_s)
+        self.done.took(transfer_time(transfer + self.done.fetched,
+                                     self.s.nova.migration_bandwidth_bytes_per_s))
 
     def _live_copy(self, inst: Instance) -> Instance:
         """Block migration: an empty overlay at the destination, then the top's clusters."""
@@ -302,7 +322,7 @@ class World:
             g[:layer.written.shape[0]] = layer.written
             layer.written = g
         inst.root_size = ins.size
-        self.done.duration = self.s.device.write_latency_s
+        self.done.took(self.s.device.write_latency_s)
 
     @execute.register
     def _(self, ins: KeepResize) -> None:
