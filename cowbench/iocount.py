@@ -11,12 +11,14 @@ run.json's ``offsets`` gets, per such VM, the predicted and the measured count a
 figures the model gives at the measured count (``at_measured_ios``). The prediction stays
 the one in ``predicted.parquet``; this is an account of its error.
 
-Plain VMs (a timeline's runs share a VM's records). The count is each clone's own: the real
-backend has fio report every clone of every job (``real.workload.fio``), and the model cuts
-each clone's stream at what that clone issued (clones of one time-based job issue different
-counts: they share the machine; jobs run in turn, ``stonewall``, each issue theirs). The
-account lists them per job (``jobs``). Without fio's per-clone report (a run made before it),
-a VM of one job cuts each clone at their mean, and a VM of several jobs gets no account.
+Plain VMs only (a timeline's runs share a VM's records, and each stands on what the operations
+before it left, which a model of the VM alone does not have; the README says so). The count
+is each clone's own: the real backend has fio report every clone of every job
+(``real.workload.fio``), and the model cuts each clone's stream at what that clone issued
+(clones of one time-based job issue different counts: they share the machine; jobs run in
+turn, ``stonewall``, each issue theirs). The account lists them per job (``jobs``). Without
+fio's per-clone report (a run made before it), a VM of one job cuts each clone at their mean,
+and a VM of several jobs gets no account.
 
 With several real runs (``--repeat``) the comparison is against the runs' mean, and the runs'
 counts can differ widely on a shared machine (web-cache: 15,165 to 43,478 I/Os in three runs

@@ -291,3 +291,18 @@ def test_each_runs_clones_are_listed_per_job_or_shared_evenly_without_them() -> 
     assert got["predicted_ios_per_clone"] == 2000
     assert clone_runs(wl, measured, "v", None) == [[500, 500], [150, 150]]
     assert clone_runs(wl, measured, "v", [[1000]]) == [[500, 500], [150, 150]]  # folded
+
+
+def test_a_timelines_vms_get_no_count_account_and_the_readme_says_so(tmp_path: Path) -> None:
+    """The README promised ``at_measured_ios`` to every time-bounded VM of a both-backends run;
+    a timeline's get none (s6-reflink-life's ov-tb): the promise names its limit."""
+    s = _scenario(time_based=True, runtime="1s")
+    timed = parse_scenario({**s.model_dump(mode="json", exclude_none=True),
+                            "timeline": {"events": []}})
+    offsets = {"v": {"stream": "predicted", "ios_per_clone": 10}}
+    records = _records(read_ios=3000, write_ios=2000)
+    assert at_measured_ios(timed, 4, offsets, records, records, RawLog(tmp_path / "raw"),
+                           lambda sc, t: simulate(sc, 4, traces=t)) == {}
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    assert ("a time-bounded VM of a scenario without a `timeline` also has `at_measured_ios`"
+            " in its entry (a timeline's VMs get none") in readme
