@@ -24,6 +24,7 @@ from rich.markup import escape
 from . import cli_results
 from .cli_app import CSV_HELP, app, bold, err, out, progress_bar
 from .errors import CowbenchError, RunFailed, UsageError
+from .probe_limits import EXPORTS, ROUNDS, RUNTIME_S
 from .units import format_bytes, format_duration, format_sizes
 
 if TYPE_CHECKING:  # the commands import what they need: `cowbench --help` stays light
@@ -292,14 +293,14 @@ def calibrate(
                       "makes when it finds no profile), short (under 3 minutes) or long "
                       "(finer: more sizes, depths, iodepths and exports; about 11 "
                       "minutes).")] = "short",
-    exports: Annotated[int, typer.Option(help="Most concurrent exports probed.", min=2,
-                       max=16)] = 4,
+    exports: Annotated[int, typer.Option(help="Most concurrent exports probed.",
+                       min=EXPORTS[0], max=EXPORTS[1])] = 4,
     runtime: Annotated[float | None, typer.Option(help="Seconds each probe runs per round "
-                       "(default 0.8 short, 2 long); longer probes are steadier.", min=0.1,
-                       max=600)] = None,
+                       "(default 0.8 short, 2 long); longer probes are steadier.",
+                       min=RUNTIME_S[0], max=RUNTIME_S[1])] = None,
     rounds: Annotated[int | None, typer.Option(help="Times the whole matrix runs (default "
-                      "3); each probe's figures are its medians over the rounds.", min=1,
-                      max=50)] = None,
+                      "3); each probe's figures are its medians over the rounds.",
+                      min=ROUNDS[0], max=ROUNDS[1])] = None,
     force: Annotated[bool, typer.Option(help="Replace an existing profile.")] = False,
 ) -> None:
     """Measure the storage under DIR with a fio probe matrix through qemu-nbd, fit the I/O

@@ -55,6 +55,7 @@ from typing import Any
 from .backends import get_backend
 from .errors import CowbenchError, Interrupted, UsageError
 from .lease import Lease, held
+from .probe_limits import missing
 from .profile import Probe, Profile, load_profile
 from .profile_cache import fingerprint, fingerprint_key
 from .scenario import Scenario
@@ -243,6 +244,9 @@ def check_profile(path: Path, directory: Path | None = None,
         flag = "--dir" if directory is not None else f"the profile's dir ({profile.dir})"
         raise UsageError(f"{flag}: not a directory here; name one on the storage to check "
                          "with --dir")
+    lacks = missing(profile.settings)
+    if lacks is not None:  # a hand-made profile: a run goes on without the check
+        raise UsageError(f"{path}: settings.{lacks}")
     return measure_drift(path, profile, check_probes(profile.probes), where, progress)
 
 

@@ -18,9 +18,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ScenarioError, UsageError
+from .probe_limits import settings_problem
 from .safeload import load_json_file
 
 PROFILE_SCHEMA = 1
@@ -370,6 +371,16 @@ class Profile(_Frozen):
     fingerprint: dict[str, Any] | None = Field(
         default=None, description="the machine and storage it was measured on "
         "(cowbench.profile_cache.fingerprint): what keys it in the profile cache")
+
+    @field_validator("settings")
+    @classmethod
+    def _settings_in_bounds(cls, value: dict[str, Any]) -> dict[str, Any]:
+        """The probes' settings within ``calibrate``'s bounds (``cowbench.probe_limits``):
+        the check before a run and ``calibrate --check`` run the probes with them."""
+        bad = settings_problem(value)
+        if bad:
+            raise ValueError(bad)
+        return value
 
     def fit_error(self, metric: str = "iops") -> float | None:
         """How well the model replays the probes: the median |rel_error| of ``metric``."""

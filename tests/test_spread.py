@@ -29,7 +29,7 @@ from cowbench.spread import SPREAD_COLUMNS, real_runs, spread_summary, spread_ta
 
 from .clirun import cowbench
 from .conftest import small_dict
-from .test_cli import write
+from .test_cli import assert_clean_error, write
 
 
 def records(backend: str, values: dict[tuple[str, str], list[float]]) -> pd.DataFrame:
@@ -216,6 +216,73 @@ def test_check_refuses_a_profile_whose_directory_is_not_here(tmp_path: Path) -> 
     assert ran.code == 2 and "the profile's dir (/x): not a directory here" in ran.stderr
     ran = cowbench("calibrate", "--check", str(prof), "--dir", str(tmp_path / "gone"))
     assert ran.code == 2 and "--dir: not a directory here" in ran.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.json"]
+
+
+BAD_SETTINGS = [("runtime_s", 1e300, "1e+300 s is not from 0.1 to 600 s"),
+                ("runtime_s", -1, "-1 s is not from 0.1 to 600 s"),
+                ("runtime_s", math.nan, "nan is not a number of seconds"),
+                ("runtime_s", None, "null is not a number of seconds"),
+                ("ramp_s", 1e9, "1e+09 s is not from 0 to 600 s"),
+                ("ramp_s", -0.5, "-0.5 s is not from 0 to 600 s"),
+                ("rounds", 10**9, "1e+09 is not from 1 to 50"),
+                ("rounds", 0, "0 is not from 1 to 50"),
+                ("rounds", 2.5, "2.5 is not a whole number"),
+                ("span_bytes", "1GiB", "'1GiB' is not a whole number"),
+                ("max_exports", 1000, "1000 is not from 2 to 16")]
+BAD_IDS = [f"{key}={value}" for key, value, _ in BAD_SETTINGS]
+
+
+def _edited_profile(tmp_path: Path, key: str, value: object) -> Path:
+    """A profile measured in ``tmp_path/d`` (which exists) whose ``settings.<key>`` a user
+    edited to ``value``, written as such (NaN as JSON's NaN)."""
+    import json
+
+    from .test_perf import write_profile
+
+    (tmp_path / "d").mkdir(exist_ok=True)
+    data = json.loads(write_profile(tmp_path / "p.json").read_text())
+    data["dir"] = str(tmp_path / "d")
+    data["settings"] = {"matrix": "quick", "runtime_s": 0.4, "ramp_s": 0.1, "rounds": 2,
+                        "span_bytes": 1 << 30, "max_exports": 4, key: value}
+    (tmp_path / "p.json").write_text(json.dumps(data))
+    return tmp_path / "p.json"
+
+
+@pytest.mark.parametrize(("key", "value", "reason"), BAD_SETTINGS, ids=BAD_IDS)
+def test_check_refuses_a_profile_whose_probe_settings_are_out_of_bounds(
+        tmp_path: Path, key: str, value: object, reason: str) -> None:
+    """A hand-edited profile's settings.runtime_s of 1e300 ended calibrate --check in an
+    internal error, -1 in two minutes of waiting for fio's watchdog and a probe directory
+    left behind; they are refused with the key path, before anything is made."""
+    prof = _edited_profile(tmp_path, key, value)
+    ran = cowbench("calibrate", "--check", str(prof))
+    assert_clean_error(ran, f"{prof}: settings.{key}: {reason}")
+    assert len([ln for ln in ran.stderr.splitlines() if ln.strip()]) == 1, ran.stderr
+    assert list((tmp_path / "d").iterdir()) == []
+
+
+@pytest.mark.parametrize(("key", "value", "reason"), BAD_SETTINGS[:3], ids=BAD_IDS[:3])
+def test_a_run_refuses_a_profile_whose_probe_settings_are_out_of_bounds(
+        tmp_path: Path, key: str, value: object, reason: str) -> None:
+    """The run checks its profile against the machine with those settings (1e300: an
+    internal error; -1: the check waited two minutes for fio, then the run went on)."""
+    prof = _edited_profile(tmp_path, key, value)
+    s = write(tmp_path, small_dict())
+    ran = cowbench("run", str(s), "--profile", str(prof), "--backend", "both", "--out",
+                   str(tmp_path / "run"))
+    assert_clean_error(ran, f"{prof}: settings.{key}: {reason}")
+    assert not (tmp_path / "run").exists() and list((tmp_path / "d").iterdir()) == []
+
+
+def test_check_refuses_a_profile_without_its_probes_settings(tmp_path: Path) -> None:
+    """A hand-made profile without settings (a run goes on without checking it) cannot be
+    measured again: refused (it was an internal error, KeyError)."""
+    from .test_perf import write_profile
+
+    prof = write_profile(tmp_path / "p.json")
+    ran = cowbench("calibrate", "--check", str(prof), "--dir", str(tmp_path))
+    assert_clean_error(ran, f"{prof}: settings.runtime_s: missing")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.json"]
 
 
