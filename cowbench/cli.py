@@ -246,18 +246,26 @@ def _choose_profiles(s: Scenario, source: str, backend: str, out_dir: Path,
                      profile: Path | None, uncalibrated: bool) -> tuple[Scenario, dict[str, Any]]:
     """The profile of each host and its check (``cowbench.autoprofile``), calibrating with a
     progress bar when ``--backend both`` finds none of this machine's storage, or finds that
-    the machine moved away from its cached one."""
+    the machine moved away from its cached one. A SIGINT or SIGTERM meanwhile stops its probes
+    as it stops a run (``cowbench.signals``: their qemu-nbd, fio and images go; exit 130),
+    before the run directory is made."""
     from .autoprofile import profiles_for_run
+    from .errors import Interrupted
+    from .signals import interrupts_raise
 
-    with progress_bar(bar=True, transient=True) as bar:
-        task = bar.add_task("calibration profile: looking for this machine's", total=None)
+    try:
+        with interrupts_raise(), progress_bar(bar=True, transient=True) as bar:
+            task = bar.add_task("calibration profile: looking for this machine's", total=None)
 
-        def step(i: int, n: int, msg: str) -> None:
-            bar.update(task, description=msg, completed=i, total=n)
+            def step(i: int, n: int, msg: str) -> None:
+                bar.update(task, description=msg, completed=i, total=n)
 
-        return profiles_for_run(s, source, backend, out_dir, profile=profile,
-                                uncalibrated=uncalibrated, progress=step,
-                                say=lambda msg: err.print(escape(msg), soft_wrap=True))
+            return profiles_for_run(s, source, backend, out_dir, profile=profile,
+                                    uncalibrated=uncalibrated, progress=step,
+                                    say=lambda msg: err.print(escape(msg), soft_wrap=True))
+    except (KeyboardInterrupt, Interrupted) as e:
+        raise Interrupted(f"{str(e) or INTERRUPTED} while the run's calibration profile was "
+                          f"chosen and checked, before the run: {out_dir} was not made") from None
 
 
 def _print_profile_line(run_dir: Path) -> None:
@@ -335,8 +343,10 @@ def calibrate(
 def _check_profile(profile: Path, where: Path | None) -> None:
     from .calibrate_view import print_drift
     from .drift import check_profile
+    from .signals import interrupts_raise
 
-    with progress_bar(bar=True, transient=True) as bar:
+    # a SIGINT or SIGTERM stops the probes cleanly (their qemu-nbd, fio and images go)
+    with interrupts_raise(), progress_bar(bar=True, transient=True) as bar:
         task = bar.add_task("check: starting", total=None)
 
         def step(i: int, n: int, msg: str) -> None:

@@ -203,3 +203,95 @@ def test_a_qemu_nbd_that_dies_under_its_fio_fails_the_run_at_once(tmp_path: Path
     raw = sum(f.stat().st_size for f in (out / "raw").rglob("*") if f.is_file())
     assert raw < 10 << 20, (raw, took)
     assert processes_mentioning(out, private_tmp) == []
+
+
+# -- before the run: the check of its calibration profile (cowbench.profile_check) -------------
+
+def _probe_tools(pid: int) -> list[tuple[int, str]]:
+    """Processes whose command line names ``pid``'s descriptors (``/proc/PID/fd/N/``): the
+    probes' qemu-img, qemu-nbd and fio reach their private directory that way, so their
+    command lines never name the directory itself."""
+    needle = f"/proc/{pid}/fd/".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes() if entry.name.isdigit() else b""
+        except OSError:
+            continue
+        if needle in argv:
+            found.append((int(entry.name), argv.replace(b"\0", b" ").decode(errors="replace")))
+    return found
+
+
+def _start_checked(tmp_path: Path, private_tmp: Path, command: str
+                   ) -> tuple[subprocess.Popen[str], Path]:
+    """``cowbench run --backend both --profile P`` (or ``calibrate --check P``) with a profile
+    made days ago (its probes 0.2 s each, on a 128 MiB image) of the storage under
+    ``tmp_path``: the probes are measured again there first."""
+    from cowbench.profile import profile_json
+
+    from .test_repeat_real import a_profile
+
+    prof = tmp_path / "p.json"
+    prof.write_text(profile_json(a_profile(tmp_path)))
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(yaml.safe_dump(small_dict()))
+    out = tmp_path / "run"
+    args = ["run", str(scenario), "--backend", "both", "--profile", str(prof), "--out",
+            str(out)] if command == "run" else ["calibrate", "--check", str(prof)]
+    env = {**os.environ, "TMPDIR": str(private_tmp)}
+    return subprocess.Popen([sys.executable, "-m", "cowbench", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env=env), out
+
+
+@pytest.mark.parametrize("command,moment,signum,group", [
+    ("run", "probe directory", signal.SIGTERM, False),
+    ("run", "qemu-nbd", signal.SIGTERM, False),
+    ("run", "qemu-nbd", signal.SIGINT, True),
+    ("calibrate --check", "qemu-nbd", signal.SIGTERM, False),
+])
+def test_interrupting_the_profile_check_leaves_nothing_behind(
+        tmp_path: Path, private_tmp: Path, command: str, moment: str, signum: signal.Signals,
+        group: bool) -> None:
+    """A SIGTERM while a run checked its profile against the machine killed cowbench outright
+    (exit 143, by the default handler): the probe directory stayed for `cowbench gc`. It stops
+    as an interrupted run stops: exit 130, one line saying so, the probes' processes and
+    images gone; no run directory, since the run had not begun."""
+    proc, out = _start_checked(tmp_path, private_tmp, command)
+
+    def reached() -> bool:
+        if moment == "probe directory":
+            return any(tmp_path.glob(".cowbench-calibrate-*"))
+        return any("qemu-nbd" in argv.split()[0] for _, argv in _probe_tools(proc.pid))
+
+    try:
+        _wait(reached, proc, moment)
+        if group:
+            os.killpg(proc.pid, signum)
+        else:
+            os.kill(proc.pid, signum)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for pid, _ in _probe_tools(proc.pid) + processes_mentioning(tmp_path, private_tmp):
+            os.kill(pid, signal.SIGKILL)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr + stdout, stderr
+    lines = [ln for ln in stderr.splitlines() if ln.strip() and not ln.startswith("warning:")]
+    assert lines[-1].startswith(f"error: interrupted by signal {signum.name}"), stderr
+    if command == "run":
+        assert f"before the run: {out} was not made" in lines[-1], stderr
+        assert not out.exists()
+    deadline = time.monotonic() + 5  # a SIGKILLed child may take a moment to vanish
+    while _probe_tools(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _probe_tools(proc.pid) == [] and processes_mentioning(tmp_path, private_tmp) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.json", "s.yaml"]
+    assert list(private_tmp.iterdir()) == []
