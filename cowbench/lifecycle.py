@@ -84,7 +84,8 @@ class Event(_Frozen):
       until a cold or flatten migration is confirmed the VM neither migrates, resizes nor is
       snapshotted (VERIFY_RESIZE: :mod:`cowbench.nova.resize`);
     - ``resize``: the root disk grows to ``root_size``;
-    - ``confirm``: a cold migration's source ``_resize`` directory is removed;
+    - ``confirm``: a cold migration's source ``_resize`` directory is removed; refused when
+      the VM awaits none (no cold or flatten migration or resize since its last confirm);
     - ``delete``: the VM's instance directory is removed (its base stays in the cache).
     """
 

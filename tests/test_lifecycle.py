@@ -203,6 +203,57 @@ def test_nova_refuses_to_move_a_vm_whose_cold_migration_awaits_its_confirm(
     assert problems(_again(second, 20))[0][0] == "timeline.events[2]"  # ends at 25 s: too late
 
 
+NOTHING = "Nova refuses it: the VM has no resize or cold migration to confirm"
+
+
+@pytest.mark.parametrize("evs", [
+    [],  # booted, never moved
+    [{"t": 5, "op": "migrate", "vm": "a", "to": "h2", "kind": "live"}],  # needs no confirm
+    [{"t": 5, "op": "migrate", "vm": "a", "to": "h2"}, {"t": 8, "op": "confirm", "vm": "a"}],
+    [{"t": 5, "op": "resize", "vm": "a", "root_size": "128MiB"},
+     {"t": 8, "op": "confirm", "vm": "a"}],
+    [{"t": 20, "op": "migrate", "vm": "a", "to": "h2"}],  # the confirm of 20 s comes first
+], ids=["never-moved", "live", "confirmed-already", "resize-confirmed", "same-instant"])
+def test_a_confirm_with_nothing_to_confirm_is_refused(evs: list[dict[str, Any]],
+                                                      tmp_path: Path) -> None:
+    """Nova answers confirm_resize with 409 unless the instance awaits one (VERIFY_RESIZE);
+    such a confirm was accepted and did nothing (a confirm written at the instant of its
+    migration left the _resize copy in place)."""
+    d = events({"t": 0, "op": "boot", "vm": "a"}, *evs, {"t": 20, "op": "confirm", "vm": "a"})
+    at = len(evs) + 1
+    assert problems(d) == [(f"timeline.events[{at}]", f"confirm of 'a' at t=20 s: {NOTHING} "
+                            "(a live migration needs none; an earlier confirm, its delete or "
+                            "Nova's own after nova.resize_confirm_window_s confirmed the last "
+                            "one; a confirm at the instant of a migration comes before it)")]
+    f = tmp_path / "s.yaml"
+    f.write_text(yaml.safe_dump(d))
+    ran = cowbench("validate", str(f))
+    assert_clean_error(ran, f"{f}: timeline.events[{at}]: confirm of 'a' at t=20 s: {NOTHING}")
+    assert len(ran.stderr.strip().splitlines()) == 1, ran.stderr
+
+
+def test_a_confirm_after_nova_confirmed_by_itself_is_refused() -> None:
+    """The window (10 s) ends at 15 s: Nova confirmed the migration then, so a confirm at 30 s
+    confirms nothing; at 12 s it is the migration's."""
+    [(path, reason)] = problems(_again({"op": "run"}, 10, {"t": 30, "op": "confirm", "vm": "a"}))
+    assert path == "timeline.events[3]" and NOTHING in reason
+    parse_scenario(_again({"op": "run"}, 10, {"t": 12, "op": "confirm", "vm": "a"}))
+
+
+def test_a_confirm_follows_a_cold_or_flatten_migration_or_a_resize() -> None:
+    """What Nova leaves awaiting its confirm: accepted, each once."""
+    for move in ({"op": "migrate", "to": "h2", "kind": "cold"},
+                 {"op": "migrate", "to": "h2", "kind": "flatten"},
+                 {"op": "resize", "root_size": "128MiB"}):
+        parse_scenario(events({"t": 0, "op": "boot", "vm": "a"}, {"t": 5, "vm": "a", **move},
+                              {"t": 8, "op": "confirm", "vm": "a"}))
+    # a resize, then a cold migration, before one confirm: VERIFY_RESIZE once
+    parse_scenario(events({"t": 0, "op": "boot", "vm": "a"},
+                          {"t": 5, "op": "resize", "vm": "a", "root_size": "128MiB"},
+                          {"t": 6, "op": "migrate", "vm": "a", "to": "h2"},
+                          {"t": 8, "op": "confirm", "vm": "a"}))
+
+
 def test_a_confirm_at_the_instant_of_the_next_migration_comes_first() -> None:
     """As in a fleet, where the confirm was booked first: Nova's own confirm at 20 s, then the
     migration of the same instant."""

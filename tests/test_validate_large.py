@@ -44,11 +44,16 @@ def test_a_bad_event_among_many_arrivals_is_named() -> None:
         ("timeline.events[1]", "run of 'nobody' at t=20 s: no such VM in 'vms'")]
 
 
-def _migrations(confirm_at: list[float]) -> list[tuple[float, str]]:
+def _migrations(confirm_at: list[float], first: float | None = None
+                ) -> list[tuple[float, str]]:
+    """``a`` cold-migrated at 5 s (and at ``first`` before it, if given), ``confirm_at``."""
     d: dict[str, Any] = copy.deepcopy(many_arrivals(1))
+    before = [] if first is None else [
+        {"t": first, "op": "migrate", "vm": "a", "to": "compute-2", "kind": "cold"}]
     d["timeline"] = {"events": [
-        {"t": 0, "op": "boot", "vm": "a"},
-        {"t": 5, "op": "migrate", "vm": "a", "to": "compute-2", "kind": "cold"},
+        {"t": 0, "op": "boot", "vm": "a"}, *before,
+        {"t": 5, "op": "migrate", "vm": "a", "to": "compute-1" if before else "compute-2",
+         "kind": "cold"},
         *({"t": t, "op": "confirm", "vm": "a"} for t in confirm_at)]}
     d["vms"] = [{"name": "a", "image": "ubuntu", "flavor": "m1.small", "host": "compute-1"}]
     d["nova"] = {"resize_confirm_window_s": 30}
@@ -58,4 +63,9 @@ def _migrations(confirm_at: list[float]) -> list[tuple[float, str]]:
 def test_nova_confirms_by_itself_unless_a_confirm_follows_the_migration() -> None:
     assert _migrations([]) == [(0, "boot"), (5, "migrate"), (35, "confirm")]
     assert _migrations([8]) == [(0, "boot"), (5, "migrate"), (8, "confirm")]
-    assert _migrations([1]) == [(0, "boot"), (1, "confirm"), (5, "migrate"), (35, "confirm")]
+    # a confirm before the migration is an earlier one's: Nova still confirms this one itself
+    assert _migrations([1], first=0.5) == [(0, "boot"), (0.5, "migrate"), (1, "confirm"),
+                                           (5, "migrate"), (35, "confirm")]
+    with pytest.raises(ScenarioError, match=r"timeline.events\[2\]: confirm of 'a' at t=1 s: "
+                       "Nova refuses it: the VM has no resize or cold migration to confirm"):
+        _migrations([1])  # nothing to confirm at 1 s

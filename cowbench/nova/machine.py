@@ -109,7 +109,8 @@ class Resize(Operation):
 
 @dataclass(frozen=True)
 class Confirm(Operation):
-    """A cold migration's source ``_resize`` directory is removed."""
+    """A cold migration's source ``_resize`` directory is removed (refused when the VM awaits
+    no confirm: :data:`NOTHING_TO_CONFIRM`)."""
 
     op: ClassVar[str] = "confirm"
 
@@ -120,6 +121,13 @@ class Delete(Operation):
 
     op: ClassVar[str] = "delete"
 
+
+#: why Nova refuses a confirm (confirm_resize) of a VM that does not await one: it answers
+#: 409 unless the instance is RESIZED (VERIFY_RESIZE)
+NOTHING_TO_CONFIRM = ("Nova refuses it: the VM has no resize or cold migration to confirm (a "
+                      "live migration needs none; an earlier confirm, its delete or Nova's own "
+                      "after nova.resize_confirm_window_s confirmed the last one; a confirm at "
+                      "the instant of a migration comes before it)")
 
 #: strategies whose disk's bottom file is a qcow2 overlay naming a file in ``_base`` as its
 #: backing (the last of its bases: a resized copy for ``resized_base``)
@@ -145,6 +153,7 @@ class Machine:
         self.resizes = ResizeCopies[str, tuple[Base, ...]]()  # the _resize copies' bases
         self.cache: dict[str, dict[Base, float]] = {h.name: {} for h in s.hosts}  # -> mtime
         self.snapshots_below: dict[str, int] = {}  # a disk's layers under its top: external
+        self.resized: set[str] = set()  # resized since their last confirm (VERIFY_RESIZE)
         self._allowed = allowed
 
     def apply(self, operation: Operation) -> list[Instruction]:
@@ -275,11 +284,16 @@ class Machine:
         if size < self.at[vm].size:
             return [Refuse("Nova refuses to shrink a disk")]
         self.at.grow(vm, size, claim_bytes(self.s, self.vms[vm], size))
+        self.resized.add(vm)
         return [GrowDisk(vm, self.at.host(vm), size)]
 
     @_apply.register
     def _(self, operation: Confirm) -> list[Instruction]:
-        return self._confirm(operation.vm)
+        vm = operation.vm
+        if vm not in self.resizes and vm not in self.resized:
+            return [Refuse(NOTHING_TO_CONFIRM)]
+        self.resized.discard(vm)
+        return self._confirm(vm)
 
     @_apply.register
     def _(self, operation: Delete) -> list[Instruction]:
@@ -287,6 +301,7 @@ class Machine:
         self.state[vm] = "deleted"
         self.bases.pop(vm, None)
         self.snapshots_below.pop(vm, None)
+        self.resized.discard(vm)
         return [RemoveInstance(vm, self.at.leave(vm).host), *self._confirm(vm)]
 
     def _confirm(self, vm: str) -> list[Instruction]:
