@@ -189,6 +189,9 @@ class _Run:
         self.token = f"{self.scenario.scenario_id}-{secrets.token_hex(4)}"
         self.lease: Lease | None = None
         self.offsets: dict[str, dict[str, Any]] = {}  # run.json's: where offsets came from
+        # the real runs done so far: their records, and the machine's cores over each
+        self.real_frames: list[pd.DataFrame] = []
+        self.machine: list[dict[str, Any]] = []
 
     def step(self, name: str) -> None:
         """A backend (``sim``, ``real``) or ``compare`` finished: say so in run.json now."""
@@ -209,15 +212,18 @@ class _Run:
                 outcome = self._interruptible(predicted, received)
             except (KeyboardInterrupt, Interrupted) as err:
                 reason = str(err) or "interrupted by signal SIGINT"
+                kept = self._keep_measured()
                 self._finish("interrupted", reason)
-                raise Interrupted(f"{reason}; run directory: {out}") from None
+                raise Interrupted(f"{reason}; run directory: {out}{kept}") from None
             except CowbenchError as err:
+                kept = self._keep_measured()
                 self._finish("failed", str(err))
                 raise RunFailed(f"run failed: {err}; details in {out}/run.json and "
-                                f"{out}/raw/") from err
+                                f"{out}/raw/{kept}") from err
             except OSError as err:  # ENOSPC, EIO, ...: a reason, not a traceback
+                kept = self._keep_measured()
                 self._finish("failed", f"{err.strerror or err}: {err.filename or ''}".strip())
-                raise RunFailed(f"run failed: {err}; details in {out}/run.json") from err
+                raise RunFailed(f"run failed: {err}; details in {out}/run.json{kept}") from err
             except BaseException as err:  # MemoryError, a bug: still recorded, one line
                 reason = f"{type(err).__name__}: {err}".strip().rstrip(":")
                 self._finish("failed", reason)
@@ -306,8 +312,7 @@ class _Run:
         measured and removed); the records of run k carry ``replication`` k - 1. With
         ``real.keep_images`` only the last run's tree is kept."""
         real = get_backend("real")
-        frames = []
-        machine: list[dict[str, Any]] = []  # the machine's cores over each run
+        frames, machine = self.real_frames, self.machine
         for k in range(self.repeat):
             last = k == self.repeat - 1
             scenario = self.scenario
@@ -331,6 +336,25 @@ class _Run:
         import pandas as pd  # by now imported (``records.import_in_background``)
 
         return pd.concat(frames, ignore_index=True)
+
+    def _keep_measured(self) -> str:
+        """When ``--repeat`` stops before its last real run (interrupted, or a run failed),
+        the records of the runs done are still written (``measured.parquet``, their
+        ``replication`` 0 .. done - 1; run.json's ``real_runs.kept``): nothing measured is
+        lost. Best effort, as :meth:`_finish`. What to tell the user (empty: nothing kept)."""
+        if "real" in self.completed or not self.real_frames:
+            return ""
+        import pandas as pd
+
+        done = len(self.real_frames)
+        try:
+            self.rd.write_records("measured", pd.concat(self.real_frames, ignore_index=True),
+                                  self.csv)
+            self.rd.write_meta(real_runs={"asked": self.repeat, "done": done,
+                                          "machine": self.machine, "kept": "measured.parquet"})
+        except OSError:
+            return ""
+        return f"; the {done} real run(s) done of {self.repeat} are kept in measured.parquet"
 
     def _predict(self, space: pd.DataFrame | None) -> pd.DataFrame:
         """The model's records, on fio's exact streams where the workloads take them (run.json

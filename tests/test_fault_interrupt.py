@@ -163,6 +163,57 @@ def test_interrupt_leaves_nothing_behind(tmp_path: Path, private_tmp: Path, phas
     assert _meta(out) == meta
 
 
+def test_an_interrupted_repeat_keeps_the_real_runs_it_completed(tmp_path: Path,
+                                                                private_tmp: Path) -> None:
+    """``--repeat 3`` stopped by Ctrl-C during its second real run: the first run's records
+    were only in memory and went with it (run.json said ``done: 1``, the run directory held
+    no measured.parquet). They are written, and said so: nothing measured is lost."""
+    d = small_dict()
+    for wl in d["workloads"].values():  # each real run takes seconds: the signal lands in one
+        wl.pop("io_size", None)
+        wl.update(time_based=True, runtime="3s", rate_iops=200)
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(yaml.safe_dump(d))
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "cowbench", "run", str(scenario), "--backend",
+                             "real", "--repeat", "3", "--out", str(out)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env={**os.environ, "TMPDIR": str(private_tmp)})
+    try:
+        _wait(lambda: (_meta(out).get("real_runs") or {}).get("done", 0) >= 1, proc,
+              "the first real run")
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for pid, _ in processes_mentioning(out, private_tmp):
+            os.kill(pid, signal.SIGKILL)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr + stdout, stderr
+    meta = _meta(out)
+    assert meta["status"] == "interrupted" and "real" not in meta["completed"], meta
+    runs = meta["real_runs"]
+    done = runs["done"]
+    assert runs["asked"] == 3 and 1 <= done < 3 and runs["kept"] == "measured.parquet", runs
+    assert [r["run"] for r in runs["machine"]] == list(range(1, done + 1))
+    assert f"the {done} real run(s) done of 3 are kept in measured.parquet" in stderr, stderr
+    import pandas as pd
+
+    measured = pd.read_parquet(out / "measured.parquet")
+    assert sorted(measured.replication.unique()) == list(range(done))
+    for k in range(done):  # every VM's figures, from each run done
+        rows = measured[measured.replication == k]
+        assert {"vm:a", "vm:b", "vm:c"} <= set(rows.entity), rows
+        assert (rows[rows.metric == "write_ios"].value > 0).any()
+    _assert_nothing_left(out, private_tmp)
+
+
 def _assert_nothing_left(out: Path, tmp: Path) -> None:
     deadline = time.monotonic() + 5  # a SIGKILLed child may take a moment to vanish
     while processes_mentioning(out, tmp) and time.monotonic() < deadline:

@@ -221,3 +221,35 @@ def test_kill_9_while_the_drift_probes_run_leaves_nothing_after_gc(
         if proc.poll() is None:
             proc.kill()
         cowbench("gc")
+
+
+def test_a_repeat_whose_second_run_fails_keeps_the_first(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_leaks: None) -> None:
+    """The real runs done before one that fails keep their records (measured.parquet,
+    run.json's ``real_runs.kept``); they were lost with the run (tests/test_fault_interrupt.py
+    has the same for an interrupt)."""
+    from cowbench.backends import get_backend
+    from cowbench.errors import ToolError
+
+    real = get_backend("real")
+    execute, calls = real.execute, []
+
+    def second_fails(*args: object, **kw: object) -> object:
+        calls.append(1)
+        if len(calls) == 2:
+            raise ToolError(["fio"], 1, "", "the second run's fio failed")
+        return execute(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(real, "execute", second_fails)
+    s = write(tmp_path, small_dict())
+    out = tmp_path / "run"
+    ran = cowbench("run", str(s), "--backend", "real", "--repeat", "3", "--out", str(out))
+    assert ran.code == 1 and "the second run's fio failed" in ran.stderr, ran.stderr
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["status"] == "failed" and "real" not in meta["completed"]
+    runs = meta["real_runs"]
+    assert (runs["asked"], runs["done"], runs["kept"]) == (3, 1, "measured.parquet"), runs
+    assert "the 1 real run(s) done of 3 are kept in measured.parquet" in ran.stderr, ran.stderr
+    measured = pd.read_parquet(out / "measured.parquet")
+    assert sorted(measured.replication.unique()) == [0]
+    assert {"vm:a", "vm:b", "vm:c"} <= set(measured.entity)
