@@ -185,6 +185,41 @@ class Qcow2ExtImage(Qcow2Image):
         host = int(self.data_host[g]) * self.cluster_size - cs
         self._touch(host + a, host + b)
 
+    def read(self, offset: int, length: int) -> HostIO:
+        """A guest read, subcluster by subcluster: an allocated one is read from this file,
+        an unallocated one from the backing file (nothing where the base has a hole), a zero
+        one is read from nowhere (``qcow2_get_host_offset`` gives each subcluster's type).
+
+        A cluster with a host offset is not data: ``preallocation=metadata`` or ``falloc``
+        reserves every cluster with no subcluster allocated, so reads still fall through to
+        the base. Measured (s1b-reads, 1 GiB overlay of a base with 288 MiB of data, 16 MiB
+        of random 16 KiB reads): qemu-nbd read 5226496 bytes, not the 17104896 a read of the
+        whole 16 MiB from the overlay would be."""
+        io = HostIO()
+        if not self.prealloc_checked:
+            self._detect_prealloc(io)
+        c, scs = self.cluster_size, self.sc_size
+        end = offset + length
+        for g in range(offset // c, (end - 1) // c + 1):
+            cs = g * c
+            ps, pe = max(offset, cs), min(end, cs + c)
+            self._touch_l2(g, io)
+            io.read_ops += 1
+            bits = int(self.sc_bits[g]) if self.allocated[g] else 0
+            s0, s1 = (ps - cs) // scs, (pe - 1 - cs) // scs
+            if bits & _mask(s0, s1) == _mask(s0, s1):
+                io.read_bytes += pe - ps
+                continue
+            if not self.zeroed[g]:
+                io.backing_reads += 1
+            for s in range(s0, s1 + 1):
+                lo, hi = max(ps, cs + s * scs), min(pe, cs + (s + 1) * scs)
+                if bits >> s & 1:
+                    io.read_bytes += hi - lo
+                elif not self.zeroed[g]:
+                    io.read_bytes += self._backing_bytes(lo, hi)
+        return io
+
     # -- layout -------------------------------------------------------------------------------
     @property
     def file_bytes(self) -> int:
