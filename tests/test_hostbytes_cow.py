@@ -56,3 +56,23 @@ def test_preallocated_extended_l2_reads_fall_through_to_the_base(tmp_path, no_le
     reads = rows[rows.metric == "host_read_bytes"]
     assert len(reads) == 2 and (reads.measured < 2 * MiB).all()  # the base is 28% data
     assert_within(reads, 0.02)
+
+
+def test_first_writes_over_a_qcow2_base_zero_where_it_has_no_clusters(tmp_path, no_leaks):
+    """``force_raw_images: false``: the overlays stand on the qcow2 image itself, allocated
+    only where it has data, so a first write whose COW regions fall outside its clusters
+    zeroes the new cluster (fallocate) and writes the guest bytes only; the raw base of the
+    same image would be copied from everywhere (s8-qcow2base, vm ch: 838713856 bytes
+    predicted before, 114606592 after, 114696704 measured). Writes within 2%."""
+    rows = host_bytes(tmp_path, {
+        "name": "qcow2-base", "seed": 2, "hosts": [{"name": "h"}],
+        "images": [_image([("0", "24MiB"), ("200MiB", "4MiB")])],
+        "nova": {"force_raw_images": False},
+        "workloads": {"w": {"rw": "randwrite", "bs": "16k", "iodepth": 4, "io_size": "2MiB"}},
+        "vms": [{"name": "ch", "image": "base", "root_size": "256MiB", "workload": "w",
+                 "strategy": {"kind": "snapshot_chain", "chain_depth": 2,
+                              "cluster_size": "2MiB"}},
+                {"name": "ov", "image": "base", "root_size": "256MiB", "workload": "w",
+                 "strategy": {"kind": "qcow2_overlay", "cluster_size": "64KiB"}}]})
+    assert_within(rows[rows.metric == "host_write_bytes"], 0.02)
+

@@ -57,9 +57,13 @@ class BaseData:
             return 0
         return self._upto(end) - self._upto(start)
 
-    def has_backing(self, start: int, end: int) -> bool:
-        """True if a first write in [start, end) must copy from the backing chain."""
-        return start < self.raw_size or self.data_in(start, end) > 0
+    def allocated(self, start: int, end: int) -> bool:
+        """Whether the backing chain holds any of [start, end) (``bdrv_is_allocated_above``):
+        a raw file everywhere up to its size, holes included, a qcow2 file only where it has
+        clusters (``raw_size`` 0). A first write copies from the backing only when one of its
+        COW regions is allocated there (``is_zero_cow`` in block/qcow2.c); else the new cluster
+        is zeroed with fallocate and only the guest bytes are written."""
+        return end > start and (start < self.raw_size or self.data_in(start, end) > 0)
 
     def blocks(self, nblocks: int) -> np.ndarray:
         """Per 4 KiB block of [0, nblocks * 4 KiB): does the backing hold data there?"""

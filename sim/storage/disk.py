@@ -261,13 +261,27 @@ class Qcow2Image:
                 first = self._alloc_host_cluster(io, h - g)
                 expected = first + h - g
             self.data_host[g:h] = np.arange(first, first + h - g)
+            copy = self._cow_from_backing(max(offset, g * c), min(end, h * c), g, h)
             for k in range(g, h):
-                self._new_cluster(k, max(offset, k * c), min(end, (k + 1) * c), length, io)
+                self._new_cluster(k, max(offset, k * c), min(end, (k + 1) * c), length, io,
+                                  copy)
             g = h
         return io
 
-    def _new_cluster(self, g: int, ps: int, pe: int, length: int, io: HostIO) -> None:
-        """Guest cluster ``g`` gets its host cluster: COW of what the write leaves out."""
+    def _cow_from_backing(self, ps: int, pe: int, g: int, h: int) -> bool:
+        """Whether the run of new clusters ``[g, h)`` written in ``[ps, pe)`` copies from the
+        backing file: QEMU allocates the run as one piece whose COW regions are the head of
+        its first cluster and the tail of its last, and zeroes it instead when the backing
+        chain holds neither (``is_zero_cow``; ``BaseData.allocated``)."""
+        if self.backing is None:
+            return False
+        c = self.cluster_size
+        return self.backing.allocated(g * c, ps) or self.backing.allocated(pe, h * c)
+
+    def _new_cluster(self, g: int, ps: int, pe: int, length: int, io: HostIO,
+                     copy: bool) -> None:
+        """Guest cluster ``g`` gets its host cluster: COW of what the write leaves out
+        (``copy``: from the backing file, see ``_cow_from_backing``)."""
         c = self.cluster_size
         cs, ce = g * c, (g + 1) * c
         own_cow = bool(self.shared[g])  # a snapshot keeps the old cluster: copy from it
@@ -289,8 +303,7 @@ class Qcow2Image:
             io.read_ops += 1 if merged else int(head > 0) + int(tail > 0)
             io.write_bytes += c
             io.write_ops += 1
-        elif (self.backing is not None and not zero_cow
-              and self.backing.has_backing(cs, ce)):
+        elif copy and not zero_cow:
             head, tail = ps - cs, ce - pe
             if head and tail and length <= MERGE_READS_MAX:
                 io.read_bytes += self._backing_bytes(cs, ce)

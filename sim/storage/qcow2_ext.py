@@ -167,7 +167,9 @@ class Qcow2ExtImage(Qcow2Image):
         a = cs + s0 * scs if not old >> s0 & 1 else ps
         b = cs + (s1 + 1) * scs if not old >> s1 & 1 else pe
         head, tail = ps > a, pe < b
-        if self.backing is None or self.zeroed[g]:  # COW from zeros: fallocate, guest bytes
+        # COW from zeros (no backing data in the COW regions): fallocate, then the guest bytes
+        if self.backing is None or self.zeroed[g] or not (
+                self.backing.allocated(a, ps) or self.backing.allocated(pe, b)):
             io.write_bytes += pe - ps
             io.write_ops += 1 + int(head or tail)
         else:

@@ -21,7 +21,7 @@ from cowbench.records import Recorder
 from cowbench.scenario import VM, Image, Scenario
 from sim.storage.disk import BaseData, HostIO, Qcow2Image, RawImage
 from sim.storage.fs import FS_BLOCK, extent_tree_bytes
-from sim.storage.images import base_data, cache_file, glance_file
+from sim.storage.images import backing_data, base_data, cache_file, glance_file
 from sim.storage.qcow2_ext import SUBCLUSTERS, Qcow2ExtImage
 from sim.storage.rbd import RbdClone
 from sim.storage.reflink import ReflinkCopy
@@ -250,7 +250,9 @@ def chain_data(scenario: Scenario, inst: Instance) -> BaseData:
                     blocks[g * per:(g + 1) * per] = True
     raw = 0
     if inst.image is not None:
-        raw = scenario.image(inst.image).virtual_size or 0
+        image = scenario.image(inst.image)
+        if scenario.nova.force_raw_images or image.format == "raw":
+            raw = image.virtual_size or 0  # a qcow2 base holds only its clusters: in blocks
     return BaseData(inst.root_size, _runs(blocks), raw_size=raw)
 
 
@@ -264,7 +266,7 @@ def _runs(blocks: np.ndarray) -> list[tuple[int, int]]:
 def new_layers(scenario: Scenario, vm: VM, size: int) -> list[Layer]:
     """The files of a new root disk made by the VM's strategy, bottom first (a snapshot
     chain's lower overlays are ``disk.chain-<k>``, as ``real.storage.strategies`` names them)."""
-    base = base_data(scenario.image(vm.image))
+    base = backing_data(scenario.image(vm.image), scenario.nova.force_raw_images)
     disk = root_disk(size, scenario.strategy_of(vm), base)
     if isinstance(disk, ChainDisk):
         return [*(Layer.new(f"disk.chain-{k}", img, size) for k, img in enumerate(disk.lower, 1)),

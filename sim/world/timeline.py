@@ -49,7 +49,7 @@ from cowbench.records import Recorder
 from cowbench.scenario import Scenario
 from sim.storage.disk import Qcow2Image, RawImage
 from sim.storage.fs import FS_BLOCK
-from sim.storage.images import DISK_INFO_BYTES, base_data
+from sim.storage.images import DISK_INFO_BYTES, backing_data
 from sim.storage.qcow2_ext import SUBCLUSTERS, Qcow2ExtImage
 from sim.storage.snapshot import take_internal_snapshot
 from sim.storage.strategies import CONVERT_CHUNK, extra_figures, overlay
@@ -290,7 +290,8 @@ class World:
         """Block migration: an empty overlay at the destination, then the top's clusters."""
         vm = inst.vm
         assert inst.image is not None
-        img = overlay(inst.root_size, self.s.strategy_of(vm), base_data(self.s.image(inst.image)))
+        img = overlay(inst.root_size, self.s.strategy_of(vm),
+                      backing_data(self.s.image(inst.image), self.s.nova.force_raw_images))
         layer = Layer.new("disk", img, inst.root_size)
         top = inst.top.image
         assert isinstance(top, Qcow2Image), "check_timeline: block migration of overlays only"
