@@ -65,6 +65,12 @@ class BaseData:
         is zeroed with fallocate and only the guest bytes are written."""
         return end > start and (start < self.raw_size or self.data_in(start, end) > 0)
 
+    def grown(self, size: int) -> BaseData:
+        """A raw copy of this data grown to ``size`` (``qemu-img resize``): allocated to its
+        new end, holes included."""
+        return BaseData(size, [(s, e - s) for s, e in zip(self._starts_l, self._ends_l,
+                                                           strict=True)])
+
     def blocks(self, nblocks: int) -> np.ndarray:
         """Per 4 KiB block of [0, nblocks * 4 KiB): does the backing hold data there?"""
         out = np.zeros(nblocks, dtype=bool)
