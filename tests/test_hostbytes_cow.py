@@ -89,3 +89,18 @@ def test_first_writes_over_a_resized_base_copy_up_to_the_root_size(tmp_path, no_
         "vms": [{"name": "rb", "image": "base", "root_size": "512MiB", "workload": "w",
                  "strategy": {"kind": "resized_base", "cluster_size": "64KiB"}}]})
     assert_within(rows[rows.metric == "host_write_bytes"], 0.02)
+
+
+def test_writes_over_an_internal_snapshot_flush_metadata_at_each_turn(tmp_path, no_leaks):
+    """``internal_snapshot``: a write to a shared cluster copies it and decreases the old
+    one's refcount, which makes the refcount cache depend on the L2 cache; the next new
+    cluster makes the L2 cache depend on the refcount cache again. Each turn writes the
+    dirty tables first (s2b-ext4 internal: 21763072 bytes predicted before, 47125504
+    after, 46892032 measured). Writes within 2%."""
+    rows = host_bytes(tmp_path, {
+        "name": "internal", "seed": 5, "hosts": [{"name": "h"}],
+        "images": [_image([("0", "48MiB"), ("128MiB", "16MiB")])],
+        "workloads": {"w": {"rw": "randwrite", "bs": "20k", "iodepth": 4, "io_size": "3MiB"}},
+        "vms": [{"name": "int", "image": "base", "root_size": "256MiB", "workload": "w",
+                 "strategy": {"kind": "internal_snapshot", "cluster_size": "64KiB"}}]})
+    assert_within(rows[rows.metric == "host_write_bytes"], 0.02)

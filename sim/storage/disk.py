@@ -103,6 +103,9 @@ class Qcow2Image:
         self.file = HostFile(c, self.refcount_bits, self.l1_bytes)
         self.dirty_l2: set[int] = set()
         self.dirty_refblocks = False
+        #: the refcount cache depends on the L2 cache (a refcount was decreased since the last
+        #: flush of the L2 tables): see ``_link`` and ``_unref``
+        self.rc_on_l2 = False
         self._l1_clusters = self.file.l1_clusters
         self._l1_start = 3
         self.l2_host = np.full(self.l1_entries, -1, dtype=np.int64)  # L2 tables in the file
@@ -131,7 +134,7 @@ class Qcow2Image:
             self.dirty_l2.discard(out)
             io.write_bytes += self.cluster_size if self.l2_cache_whole else FS_BLOCK
             io.write_ops += 1
-            if self.dirty_refblocks:  # the L2 cache depends on the refcount cache
+            if self.dirty_refblocks and not self.rc_on_l2:  # L2 depends on the refcounts
                 self.dirty_refblocks = False
                 io.write_bytes += self.cluster_size
                 io.write_ops += 1
@@ -262,11 +265,40 @@ class Qcow2Image:
                 expected = first + h - g
             self.data_host[g:h] = np.arange(first, first + h - g)
             copy = self._cow_from_backing(max(offset, g * c), min(end, h * c), g, h)
-            for k in range(g, h):
-                self._new_cluster(k, max(offset, k * c), min(end, (k + 1) * c), length, io,
-                                  copy)
+            self._link(io)
+            shared = [self._new_cluster(k, max(offset, k * c), min(end, (k + 1) * c), length,
+                                        io, copy) for k in range(g, h)]
+            if any(shared):  # the old clusters lose the reference the image held
+                self._unref(io)
             g = h
         return io
+
+    def _link(self, io: HostIO) -> None:
+        """L2 entries are about to point at newly allocated clusters
+        (``qcow2_alloc_cluster_link_l2``): the L2 cache must depend on the refcount cache, so
+        if the refcount cache depends on the L2 cache, the dirty L2 tables are written first
+        (``qcow2_cache_set_dependency``, block/qcow2-cache.c)."""
+        if self.rc_on_l2:
+            self.rc_on_l2 = False
+            n = len(self.dirty_l2)
+            self.dirty_l2.clear()
+            io.write_bytes += n * (self.cluster_size if self.l2_cache_whole else FS_BLOCK)
+            io.write_ops += n
+
+    def _unref(self, io: HostIO) -> None:
+        """A refcount is decreased (a shared cluster copied, an L2 table copied, a cluster
+        discarded; ``update_refcount`` with a negative addend): the refcount cache must now
+        depend on the L2 cache, so a dirty refcount block the L2 cache depended on is written
+        first. A workload that alternates the two pays a metadata write at each turn:
+        measured (s2b-ext4, internal snapshot, 614 random 20 KiB writes over shared and zero
+        clusters), qemu-nbd wrote 46892032 bytes, 22 MB of them L2 tables and refcount
+        blocks written 64 KiB at a time."""
+        if not self.rc_on_l2:
+            self.rc_on_l2 = True
+            if self.dirty_refblocks:
+                io.write_bytes += self.cluster_size
+                io.write_ops += 1
+        self.dirty_refblocks = True
 
     def _cow_from_backing(self, ps: int, pe: int, g: int, h: int) -> bool:
         """Whether the run of new clusters ``[g, h)`` written in ``[ps, pe)`` copies from the
@@ -279,9 +311,10 @@ class Qcow2Image:
         return self.backing.allocated(g * c, ps) or self.backing.allocated(pe, h * c)
 
     def _new_cluster(self, g: int, ps: int, pe: int, length: int, io: HostIO,
-                     copy: bool) -> None:
+                     copy: bool) -> bool:
         """Guest cluster ``g`` gets its host cluster: COW of what the write leaves out
-        (``copy``: from the backing file, see ``_cow_from_backing``)."""
+        (``copy``: from the backing file, see ``_cow_from_backing``); returns whether it was
+        a snapshot's cluster (its old copy loses a reference)."""
         c = self.cluster_size
         cs, ce = g * c, (g + 1) * c
         own_cow = bool(self.shared[g])  # a snapshot keeps the old cluster: copy from it
@@ -320,11 +353,13 @@ class Qcow2Image:
         else:
             io.write_bytes += pe - ps  # fallocate(ZERO_RANGE) moves no data
             io.write_ops += 2
+        return own_cow
 
     def _ensure_l2(self, idx: int, io: HostIO) -> None:
         if self.l2_allocated[idx] and not self.l2_shared[idx]:
             return
-        if self.l2_shared[idx]:  # a snapshot's table: the image gets its own copy
+        copied = bool(self.l2_shared[idx])
+        if copied:  # a snapshot's table: the image gets its own copy
             self.l2_shared[idx] = False
         else:
             self.n_l2 += 1
@@ -335,6 +370,8 @@ class Qcow2Image:
         # l2_allocate flushes the L2 cache (refcounts first), then writes one L1 sector
         io.write_bytes += self._flush_bytes() + L1_SECTOR
         io.write_ops += 1
+        if copied:  # then the old table loses the image's reference
+            self._unref(io)
 
     def _flush_bytes(self) -> int:
         entry = self.cluster_size if self.l2_cache_whole else FS_BLOCK
@@ -343,6 +380,7 @@ class Qcow2Image:
             out += self.cluster_size
         self.dirty_l2.clear()
         self.dirty_refblocks = False
+        self.rc_on_l2 = False
         return out
 
     def write_zeroes(self, offset: int, length: int, unmap: bool) -> HostIO:
