@@ -28,7 +28,7 @@ import numpy as np
 from .backing import BaseData as BaseData  # re-exported: images are made over it
 from .fs import FS_BLOCK, extent_tree_bytes
 from .hostfile import HostFile, block_runs
-from .qcow2cache import L2Cache, prealloc_scan_blocks
+from .qcow2cache import REFCOUNT_CACHE_BLOCKS, L2Cache, prealloc_scan_blocks
 
 L1_SECTOR = 512          # qcow2_write_l1_entry writes one 512-byte sector of the L1 table
 MERGE_READS_MAX = 16384  # perform_cow merges head and tail reads for requests up to 16 KiB
@@ -106,6 +106,7 @@ class Qcow2Image:
         #: the refcount cache depends on the L2 cache (a refcount was decreased since the last
         #: flush of the L2 tables): see ``_link`` and ``_unref``
         self.rc_on_l2 = False
+        self.rc_dirty: set[int] = set()  # refcount blocks a free dirtied (``_refblock_for_free``)
         self._l1_clusters = self.file.l1_clusters
         self._l1_start = 3
         self.l2_host = np.full(self.l1_entries, -1, dtype=np.int64)  # L2 tables in the file
@@ -119,6 +120,7 @@ class Qcow2Image:
         self.refblock_cached = False
         self.prealloc_checked = False
         self.l2_cached = L2Cache(self.l1_entries, self.cluster_size)
+        self.rc_cache = L2Cache(REFCOUNT_CACHE_BLOCKS, self.cluster_size)
 
     def _touch_l2(self, g: int, io: HostIO) -> None:
         idx = g // self.l2_entries
@@ -285,7 +287,7 @@ class Qcow2Image:
             io.write_bytes += n * (self.cluster_size if self.l2_cache_whole else FS_BLOCK)
             io.write_ops += n
 
-    def _unref(self, io: HostIO) -> None:
+    def _unref(self, io: HostIO, mark: bool = True) -> None:
         """A refcount is decreased (a shared cluster copied, an L2 table copied, a cluster
         discarded; ``update_refcount`` with a negative addend): the refcount cache must now
         depend on the L2 cache, so a dirty refcount block the L2 cache depended on is written
@@ -295,10 +297,10 @@ class Qcow2Image:
         blocks written 64 KiB at a time."""
         if not self.rc_on_l2:
             self.rc_on_l2 = True
-            if self.dirty_refblocks:
-                io.write_bytes += self.cluster_size
-                io.write_ops += 1
-        self.dirty_refblocks = True
+            nbytes = self._refblocks_out()
+            io.write_bytes += nbytes
+            io.write_ops += nbytes // self.cluster_size
+        self.dirty_refblocks = self.dirty_refblocks or mark
 
     def _cow_from_backing(self, ps: int, pe: int, g: int, h: int) -> bool:
         """Whether the run of new clusters ``[g, h)`` written in ``[ps, pe)`` copies from the
@@ -375,11 +377,8 @@ class Qcow2Image:
 
     def _flush_bytes(self) -> int:
         entry = self.cluster_size if self.l2_cache_whole else FS_BLOCK
-        out = len(self.dirty_l2) * entry
-        if self.dirty_refblocks:
-            out += self.cluster_size
+        out = len(self.dirty_l2) * entry + self._refblocks_out()
         self.dirty_l2.clear()
-        self.dirty_refblocks = False
         self.rc_on_l2 = False
         return out
 
@@ -427,16 +426,53 @@ class Qcow2Image:
         return io
 
     def _discard_cluster(self, g: int, io: HostIO) -> None:
+        """``discard_in_l2_slice``: the L2 table first (loaded, or allocated when a zero
+        flag needs one), the entry changed and the table dirtied, then the refcount
+        decreased."""
         l2 = g // self.l2_entries
-        if self.allocated[g]:
-            self._free_data(g)
-            self.dirty_refblocks = True
+        if self.l2_allocated[l2]:
+            self._touch_l2(g, io)
         if self.backing is not None:
             self._ensure_l2(l2, io)  # the zero flag needs an L2 entry
             self.zeroed[g] = True
             self.any_zeroed = True
         if self.l2_allocated[l2]:
             self.dirty_l2.add(l2)
+        if self.allocated[g]:
+            block = int(self.data_host[g]) // self.file.covers
+            self._free_data(g)
+            self._unref(io, mark=False)
+            self._refblock_for_free(block, io)
+
+    def _refblock_for_free(self, block: int, io: HostIO) -> None:
+        """``update_refcount`` loads the refcount block of a freed cluster into the refcount
+        cache (4 clusters, ``MIN_REFCOUNT_CACHE_SIZE``); a miss reads it and writes back the
+        least recently used block if dirty, after the L2 tables it depends on. Measured
+        (s5c-trim2 c4k-4k: 4 KiB clusters, 2048 random 4 KiB discards over 64 MiB of data
+        spread over eight refcount blocks): qemu-nbd read 4358144 and wrote 12386304 bytes."""
+        miss = block not in self.rc_cache
+        out = self.rc_cache.use(block)
+        if miss and not (self.refblock_cached and block == self._end_block()):
+            io.read_bytes += self.cluster_size
+            io.read_ops += 1
+        if out is not None and out in self.rc_dirty:
+            self.rc_dirty.discard(out)
+            self._link(io)  # the L2 tables go first
+            self.rc_on_l2 = True
+            io.write_bytes += self.cluster_size
+            io.write_ops += 1
+        self.rc_dirty.add(block)
+
+    def _end_block(self) -> int:
+        """The refcount block that new clusters at the file's end are counted in."""
+        return max(self.file.end - 1, 0) // self.file.covers
+
+    def _refblocks_out(self) -> int:
+        """Bytes of the dirty refcount blocks, now written (a flush of the refcount cache)."""
+        blocks = self.rc_dirty | ({self._end_block()} if self.dirty_refblocks else set())
+        self.rc_dirty = set()
+        self.dirty_refblocks = False
+        return len(blocks) * self.cluster_size
 
     def _free_data(self, g: int) -> None:
         self.file.free(int(self.data_host[g]))

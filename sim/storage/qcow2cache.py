@@ -21,6 +21,7 @@ from collections import OrderedDict
 
 DEFAULT_L2_CACHE_MAX = 32 << 20  # DEFAULT_L2_CACHE_MAX_SIZE on Linux
 MIN_L2_CACHE_ENTRIES = 2  # MIN_L2_CACHE_SIZE, in clusters
+REFCOUNT_CACHE_BLOCKS = 4  # MIN_REFCOUNT_CACHE_SIZE, in clusters: the default refcount cache
 
 
 class L2Cache:
