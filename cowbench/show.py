@@ -376,12 +376,21 @@ def _fullest_lines(table: pd.DataFrame, capacity: float, duration: float,
     return [head, "time to full: " + _not_full_text(row, duration)]
 
 
+#: how far past the run's end a linear extrapolation is still shown (in run lengths): a
+#: 2-day fleet said "full after about 6110 days"
+EXTRAPOLATE_MAX = 20
+
+
 def _not_full_text(row: pd.Series, duration: float) -> str:
     within = f"not full within {format_duration(duration)}" if math.isfinite(duration) \
         else "not full by the end"
     extra = row["extrapolated_s"]
     if math.isinf(extra):
         return within + " (the fullest host's demand stopped growing)"
+    if math.isfinite(extra) and math.isfinite(duration) and extra > EXTRAPOLATE_MAX * duration:
+        return within + (f"; the fullest host, at its growth over the second half of the run, "
+                         f"not within {EXTRAPOLATE_MAX} times the run's length (no forecast "
+                         f"reaches that far)")
     if math.isfinite(extra):
         return within + (f"; the fullest host at its growth over the second half of the run, "
                          f"after about {format_duration(extra)} (extrapolated)")

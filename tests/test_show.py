@@ -446,3 +446,16 @@ def test_a_run_directory_with_brackets_prints_as_given(tmp_path: Path) -> None:
     ran = cowbench("run", str(scenario), "--backend", "sim", "--out", str(out))
     assert ran.code == 0, ran.stderr
     assert f"run directory: {out}" in ran.stdout.splitlines()
+
+
+def test_a_fleet_far_from_full_is_not_extrapolated_beyond_twenty_run_lengths(
+        tmp_path: Path) -> None:
+    """A short run of a nearly idle fleet grows little: its linear extrapolation says
+    thousands of days (a user's 2-day fleet: "full after about 6110 days"), which is no
+    forecast; beyond twenty times the run's length the line says so instead."""
+    run = fleet_run(tmp_path, capacity_bytes="64TiB")
+    ran = cowbench("show", str(run))
+    assert ran.code == 0, ran.stderr
+    assert ("time to full: not full within 20 days; the fullest host, at its growth over the "
+            "second half of the run, not within 20 times the run's length") in ran.stdout
+    assert "(extrapolated)" not in ran.stdout
