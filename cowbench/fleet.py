@@ -26,7 +26,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 
 from .bounds import fleet_problems as stream_problems
 from .nova.schema import Flavor, Lifetime
-from .units import is_power_of_two, parse_duration, parse_size
+from .units import format_bytes, is_power_of_two, parse_duration, parse_size
 
 if TYPE_CHECKING:
     from .scenario import Scenario
@@ -155,10 +155,16 @@ def fleet_problems(s: Scenario) -> list[tuple[str, str]]:
                                    "for the exact model (2e7 at most); use fluid"))
     if not out:
         largest = max(range(len(s.hosts)), key=lambda i: s.hosts[i].placement_capacity)
-        if max(fl.disk_gb_bytes for fl in fleet_flavors(s)) > \
-                s.hosts[largest].placement_capacity:
+        need = max(fl.disk_gb_bytes for fl in fleet_flavors(s))
+        h = s.hosts[largest]
+        if need > h.placement_capacity:
+            why = (f"(capacity_bytes {format_bytes(h.capacity_bytes or 0)} - "
+                   f"reserved_host_disk_bytes {format_bytes(h.reserved_host_disk_bytes)}) x "
+                   f"disk_allocation_ratio {h.disk_allocation_ratio:g} = "
+                   f"{format_bytes(max(h.placement_capacity, 0))} of DISK_GB")
             out.append((f"hosts[{largest}].capacity_bytes",
-                        "the largest flavor fits on no host"))
+                        f"the largest flavor ({format_bytes(need)} of DISK_GB) fits on no "
+                        f"host: the roomiest offers {why}"))
     if s.duration is not None and not out:
         out += stream_problems(f, len(s.hosts), s.duration,
                                s.nova.image_cache.manager_interval_s)

@@ -254,6 +254,16 @@ def test_bad_fleets_are_refused(edit: Any, where: str) -> None:
     assert any(p.startswith(where) for p, _ in problems(d)), problems(d)
 
 
+def test_a_reserve_beyond_the_disk_is_named_as_the_reason_no_flavor_fits() -> None:
+    d = small()
+    d["hosts"][0].update(capacity_bytes="100GiB", reserved_host_disk_bytes="200GiB")
+    [(path, reason)] = problems(d)
+    assert path == "hosts[0].capacity_bytes"
+    assert "fits on no host: the roomiest offers (capacity_bytes 100.0 GiB - " \
+           "reserved_host_disk_bytes 200.0 GiB) x disk_allocation_ratio" in reason
+    assert reason.endswith("= 0 B of DISK_GB")
+
+
 def test_cli_validate_summarises_a_fleet() -> None:
     proc = cowbench("validate", str(ROOT / "scenarios" / "fleet-year.yaml"))
     assert proc.returncode == 0, proc.stderr
