@@ -50,6 +50,7 @@ from cowbench.tools import (
     Schedstats,
     absolute,
     core_share,
+    fio_isolated,
     require_tools,
     run,
     sum_stats,
@@ -251,9 +252,9 @@ class _Images:
         which a drift check of raw, copy-on-write and chain probes saves)."""
         run(["qemu-img", "create", "-q", "-f", "raw", str(self.raw), str(self.s.span)])
         run(["qemu-img", "create", "-q", "-f", "raw", str(self.hole), str(self.s.span)])
-        run([which("fio"), *clock_args(), "--name=fill", f"--filename={self.raw}", "--rw=write",
-             "--bs=1M", "--direct=1", "--ioengine=psync", f"--size={self.s.span}",
-             "--output=/dev/null"], timeout=600)
+        run(fio_isolated([which("fio"), *clock_args(), "--name=fill", f"--filename={self.raw}",
+                          "--rw=write", "--bs=1M", "--direct=1", "--ioengine=psync",
+                          f"--size={self.s.span}", "--output=/dev/null"]), timeout=600)
         images = [self.raw]
         if any(s.target in ("qcow2", "l2miss") for s in specs):
             run(["qemu-img", "convert", "-t", "none", "-O", "qcow2", "-o",
@@ -268,8 +269,9 @@ class _Images:
         reads of a just-written file ran at 11k IOPS and of a file not read since at 4-7k.
         A VM's run reads its freshly made base and overlay, so the probes read warm data."""
         for image in images:
-            run([which("fio"), *clock_args(), "--name=warm", f"--filename={image}", "--rw=read",
-                 "--bs=1M", "--direct=1", "--ioengine=psync", "--output=/dev/null"], timeout=600)
+            run(fio_isolated([which("fio"), *clock_args(), "--name=warm", f"--filename={image}",
+                              "--rw=read", "--bs=1M", "--direct=1", "--ioengine=psync",
+                              "--output=/dev/null"]), timeout=600)
 
     def fresh_overlay(self, ext: bool, cluster: int) -> Path:
         self._n += 1
@@ -496,7 +498,7 @@ def _run_probe(spec: ProbeSpec, images: _Images, work: Path, s: Settings) -> Pro
         pids = [n.pid for n in own if n.pid is not None]
         before = [thread_schedstats(pid) for pid in pids]
         cpu0, span = sum(n.cpu_s() for n in own), CpuSpan()
-        run(argv, timeout=s.runtime_s + s.ramp_s + 120)
+        run(fio_isolated(argv), timeout=s.runtime_s + s.ramp_s + 120)
         runtime, host_cpu, stolen = span.used()
         server_cpu = sum(n.cpu_s() for n in own) - cpu0 if own else None
         deltas = [thread_delta(b, thread_schedstats(pid), pid)

@@ -21,7 +21,7 @@ import functools
 import re
 
 from cowbench.errors import ToolError
-from cowbench.tools import run, which
+from cowbench.tools import fio_isolated, run, which
 
 #: fio's clocks by the number ``--debug=time`` gives them (``enum fio_cs``, fio's gettime.h)
 CLOCKS = {1: "gettimeofday", 2: "clock_gettime", 3: "cpu"}
@@ -38,8 +38,8 @@ def settled_clock(debug_output: str) -> str | None:
 def clock_args() -> tuple[str, ...]:
     """``("--clocksource=NAME",)`` naming the clock fio itself chooses here, or ``()``."""
     try:  # as every tool is run: the child dies with this process, even killed
-        out = run([which("fio"), "--debug=time", "--name=clock", "--ioengine=null",
-                   "--size=4k", "--bs=4k"], timeout=60)
+        out = run(fio_isolated([which("fio"), "--debug=time", "--name=clock",
+                                "--ioengine=null", "--size=4k", "--bs=4k"]), timeout=60)
     except (ToolError, OSError):
         return ()
     clock = settled_clock(out.stdout + out.stderr)
