@@ -240,12 +240,29 @@ def _implausible(value: Any, key: str) -> str | None:
     if isinstance(value, dict):
         return next((b for k, v in value.items() if (b := _implausible(v, k)) is not None), None)
     if isinstance(value, list | tuple):
-        return next((b for v in value if (b := _implausible(v, key)) is not None), None)
+        found = next((b for v in value if (b := _implausible(v, key)) is not None), None)
+        return found or _bad_table(value, key)
     if isinstance(value, float):
         if not math.isfinite(value):
             return f"{key}: {value} is not a number a profile can hold"
         if key.endswith("_s") and value > MAX_STEP_S:
             return f"{key}: {value:g} s for one step of one I/O (at most {MAX_STEP_S:g} s)"
+    return None
+
+
+def _bad_table(rows: list[Any] | tuple[Any, ...], key: str) -> str | None:
+    """A table ``[[bs, figure, ...], ...]`` whose block size is not positive, whose bandwidth
+    (``*_bw``) is not positive or whose time or CPU is negative: a hand-edited ``read_bw:
+    [[0, 0]]`` ended a run in a ZeroDivisionError, a negative ``write_bw`` gave IOPS."""
+    for row in rows:
+        if not isinstance(row, list | tuple) or not row:
+            continue
+        if row[0] <= 0:
+            return f"{key}: block size {row[0]} is not positive"
+        if key.endswith("_bw") and any(x <= 0 for x in row[1:]):
+            return f"{key}: {list(row[1:])} bytes/s at {row[0]} bytes is not positive"
+        if any(x < 0 for x in row[1:]):
+            return f"{key}: {list(row[1:])} at {row[0]} bytes is negative"
     return None
 
 

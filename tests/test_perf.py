@@ -538,10 +538,16 @@ def test_profile_loads_and_bad_profiles_are_refused(tmp_path: Path) -> None:
         load_profile(tmp_path / "junk.json")
     # absurd figures, refused with their key (Infinity failed inside the model, exit 1; 1e300
     # made a run that never ended)
-    for value, needle in ((float("inf"), r"params\.client_s: inf is not a number"),
-                          (1e300, r"params\.client_s: 1e\+300 s for one step")):
+    for key, value, needle in (
+            ("client_s", float("inf"), r"params\.client_s: inf is not a number"),
+            ("client_s", 1e300, r"params\.client_s: 1e\+300 s for one step"),
+            # a zero bandwidth divided by zero in the model; a negative one gave IOPS
+            ("read_bw", [[0, 0.0]], r"params\.read_bw: block size 0 is not positive"),
+            ("read_bw", [[65536, 0.0]], r"params\.read_bw: \[0\.0\] bytes/s at 65536"),
+            ("write_bw", [[65536, -1.0]], r"params\.write_bw: \[-1\.0\] bytes/s"),
+            ("read_path_s", [[4096, -1e-5]], r"params\.read_path_s: .* is negative")):
         bad = json.loads(good.read_text())
-        bad["params"]["client_s"] = value
+        bad["params"][key] = value
         p = tmp_path / "absurd.json"
         p.write_text(json.dumps(bad))
         with pytest.raises(UsageError, match=needle):
