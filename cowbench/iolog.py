@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from .errors import ScenarioError, UsageError
 from .safeload import read_input
+from .units import MAX_SIZE
 
 #: Largest iolog read (a few million I/Os).
 MAX_IOLOG_BYTES = 256 << 20
@@ -80,6 +81,10 @@ def parse_iolog(text: str, source: str = "<iolog>") -> dict[str, Trace]:
         fields = line.split()
         if not fields:
             continue
+        if skip and not (fields[0].isdigit() and len(fields) > 1):  # v3: its time first
+            raise TraceError(f"{source}: line {n}: a version 3 iolog line starts with its "
+                             f"time since the run's start (a whole number), got "
+                             f"{fields[0]!r}")
         fields = fields[skip:]
         if len(fields) < 2:
             raise TraceError(f"{source}: line {n}: too few fields: {line.strip()!r}")
@@ -96,6 +101,9 @@ def parse_iolog(text: str, source: str = "<iolog>") -> dict[str, Trace]:
             raise TraceError(f"{source}: line {n}: offset and length must be integers") from None
         if off < 0 or length <= 0:
             raise TraceError(f"{source}: line {n}: negative offset or non-positive length")
+        if off + length > MAX_SIZE:
+            raise TraceError(f"{source}: line {n}: reaches byte {off + length}, past any disk "
+                             f"(at most 2**63 - 1 bytes)")
         o, ln, d = per_file.setdefault(name, ([], [], []))
         o.append(off)
         ln.append(length)

@@ -17,7 +17,7 @@ from pathlib import Path
 from . import tools
 from .errors import ScenarioError, ToolError, UsageError
 from .imagefile import PROTOCOL_RE, ImagePolicyError, open_user_image, protocol_refusal
-from .iolog import TraceError, read_iolog
+from .iolog import Trace, TraceError, read_iolog
 from .profile import load_profile
 from .scenario import Extent, Image, Scenario, as_written_in, parse_scenario
 from .tools import (
@@ -195,6 +195,20 @@ def _iolog_problem(source: str, name: str, reason: str) -> ScenarioError:
     return ScenarioError(source, [(key, reason)])
 
 
+def _trace_misfit(s: Scenario, name: str, traces: list[Trace]) -> str | None:
+    """Why a replayed trace cannot run as workload ``name``: it names several files (fio would
+    open each; a VM has one disk), or it reaches past the disk of a VM whose workload it is."""
+    if len(traces) > 1:
+        return (f"it names {len(traces)} files with I/O; cowbench replays one file onto a "
+                f"VM's disk")
+    end = max(t.end for t in traces)
+    for vm in s.vms:
+        if vm.workload == name and end > s.root_size(vm):
+            return (f"it reaches byte {end}, past the end of vm {vm.name}'s "
+                    f"{s.root_size(vm)}-byte disk")
+    return None
+
+
 def _absolute_iologs(scenario: Scenario, source: str) -> Scenario:
     here = Path(source).parent if Path(source).is_file() else Path.cwd()
     data = scenario.model_dump(mode="json")
@@ -209,7 +223,10 @@ def _absolute_iologs(scenario: Scenario, source: str) -> Scenario:
             raise _iolog_problem(source, name, f"no such file: {path}")
         if wl.read_iolog:
             try:
-                read_iolog(path)  # refuse a bad trace now, before any run directory exists
+                traces = read_iolog(path)  # refuse a bad trace now, before any run exists
             except TraceError as err:
                 raise _iolog_problem(source, name, str(err)) from None
+            problem = _trace_misfit(scenario, name, traces)
+            if problem:
+                raise _iolog_problem(source, name, f"{path}: {problem}")
     return parse_scenario(data, source) if changed else scenario

@@ -49,6 +49,10 @@ def test_v3_splits_clones_by_file_name():
     ("fio version 3 iolog\n1 f write x 4096\n", "integers"),
     ("fio version 2 iolog\nf write 0\n", "expected FILE"),
     ("fio version 2 iolog\nf write -4 4096\n", "negative"),
+    # an OverflowError inside numpy before (exit 1); v3's time is a whole number from 0
+    ("fio version 2 iolog\nf write 0 99999999999999999999999\n", "past any disk"),
+    ("fio version 3 iolog\n-5 f write 0 4096\n", "time since the run's start"),
+    ("fio version 3 iolog\nNaN f write 0 4096\n", "time since the run's start"),
 ])
 def test_bad_iologs_name_line_and_reason(text, why):
     with pytest.raises(TraceError, match=why):
@@ -121,4 +125,21 @@ def test_bad_read_iolog_is_refused_at_load_with_exit_2(tmp_path):
                     str(tmp_path / "run"))
     assert proc.code == 2
     assert "workloads.w.read_iolog" in proc.stderr and "integers" in proc.stderr
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("text,why", [
+    # fio would open both files; the run failed inside the model (zip() ... longer), exit 1
+    ("fio version 2 iolog\ny write 0 4096\nx write 0 4096\n", "names 2 files with I/O"),
+    # past the VM's disk: validate passed it and the run failed, exit 1
+    ("fio version 2 iolog\nx write 1073741824 4096\n", "past the end of vm a's"),
+])
+def test_a_trace_that_cannot_replay_on_the_vms_disk_is_refused_at_load(tmp_path, text, why):
+    (tmp_path / "t.iolog").write_text(text)
+    d = _with_workload(read_iolog="t.iolog")
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(d))
+    for args in (["validate"], ["run", "--backend", "sim", "--out", str(tmp_path / "run")]):
+        proc = cowbench(args[0], str(tmp_path / "s.yaml"), *args[1:])
+        assert proc.code == 2, proc.stderr
+        assert "workloads.w.read_iolog" in proc.stderr and why in proc.stderr, proc.stderr
     assert not (tmp_path / "run").exists()
