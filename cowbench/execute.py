@@ -25,6 +25,7 @@ import yaml
 
 from .errors import CowbenchError, Interrupted
 from .signals import interrupts_raise
+from .tools import dies_with_us
 
 
 class NotebookFailed(CowbenchError):
@@ -50,8 +51,11 @@ def execute_notebook(source: Path, out: Path, params: dict[str, Any], work: Path
             "--log-level", "CRITICAL"]
     log_path = work / "papermill.log"
     with open(log_path, "wb") as log:
+        # SIGTERM, papermill's clean stop, if cowbench dies (SIGKILL included): it stops its
+        # kernel; killed outright, papermill and its kernel ran on about 10 s (a user's checks)
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, env=env, start_new_session=True)
+                                stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                                preexec_fn=dies_with_us(signal.SIGTERM))
         try:
             with interrupts_raise():
                 returncode = _wait_reporting(proc, log_path, progress)

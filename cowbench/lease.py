@@ -165,7 +165,8 @@ def dead_leases() -> list[dict[str, Any]]:
 
 def describe(record: dict[str, Any]) -> str:
     """One line: which run (or calibration) died and what it left."""
-    what = "calibration of" if record.get("kind") == "calibration" else "run"
+    what = {"calibration": "calibration of", "report": "report of"}.get(
+        str(record.get("kind")), "run")
     return (f"{what} {record['run_dir']} (pid {record['pid']}) died and left "
             f"{len(record['trees'])} directories and {len(record['mounts'])} mount(s); "
             "`cowbench gc` removes them")

@@ -27,8 +27,7 @@ temporary folder and moved into place only when the notebooks ran without error.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,8 @@ import nbformat
 
 from .errors import Interrupted, UsageError
 from .execute import execute_notebook
+from .fdtree import PrivateDir
+from .lease import Lease
 from .results import is_run_dir, is_sweep_dir, load_results
 
 NOTEBOOKS = ("validation", "capacity", "strategies")
@@ -131,11 +132,16 @@ def make_report(path: Path, notebook: str | None = None, capacity_bytes: int | N
                              "with --backend both; --notebook capacity or strategies read "
                              "the model alone)")
     owned_report_dir(path)
+    token = secrets.token_hex(4)
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=".report-", dir=path))
+        # a private tree in a lease of its own: killed outright, `cowbench gc` removes it
+        work = PrivateDir.create(path, f".report-{token}")
     except OSError as err:
         raise UsageError(f"{path}: cannot write the report there: {err.strerror}") from None
+    lease = Lease.take(path, None, f"report-{token}", "report")
+    tmp = path / work.name
     try:
+        lease.add_tree(work)
         new = tmp / REPORT_DIR
         new.mkdir()
         (new / MARKER).write_text("written by `cowbench report`; the whole folder is "
@@ -151,7 +157,8 @@ def make_report(path: Path, notebook: str | None = None, capacity_bytes: int | N
         (new / "report.html").write_text(render_html(executed, title))
         return _publish(path, tmp, "+".join(names))
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        work.remove()
+        lease.release()
 
 
 def owned_report_dir(path: Path) -> Path | None:

@@ -258,3 +258,43 @@ def _pid_ns(pid: int) -> str | None:
         return os.readlink(f"/proc/{pid}/ns/pid")
     except OSError:
         return None
+
+
+def test_kill_9_of_a_report_stops_papermill_and_gc_removes_its_folder(
+        tmp_path: Path, lease_registry: Path) -> None:
+    """`cowbench report` works in a private ``.report-*`` folder of the run directory, held in
+    a lease of its own, and papermill gets SIGTERM when cowbench dies: killed outright, the
+    folder stayed for good (no gc knew it, the next report did not remove it) and papermill
+    and its kernel ran on for about 10 s (a user's checks, 2026-12-05)."""
+    scenario, run = tmp_path / "s.yaml", tmp_path / "run"
+    scenario.write_text(yaml.safe_dump(small_dict()))
+    made = _cowbench("run", str(scenario), "--backend", "sim", "--out", str(run))
+    assert made.returncode == 0, made.stderr
+    proc = subprocess.Popen([sys.executable, "-m", "cowbench", "report", str(run)], text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+
+    def papermill() -> list[int]:
+        return [p for p, name in _descendants(proc.pid) if "python" in name or "papermill"
+                in name]
+
+    try:
+        deadline = time.monotonic() + 120
+        while not (list(run.glob(".report-*")) and papermill()):
+            assert proc.poll() is None, proc.communicate()[1]
+            assert time.monotonic() < deadline, "papermill never started"
+            time.sleep(0.05)
+        kids = papermill()
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        assert _gone_within(lambda: not any(Path(f"/proc/{p}").exists() for p in kids), 8), kids
+        scenario.write_text(yaml.safe_dump(small_dict()))
+        warned = _cowbench("validate", str(scenario))
+        assert f"report of {run} (pid {proc.pid}) died and left 1 directories" \
+            in warned.stderr, warned.stderr
+        gc = _cowbench("gc")
+        assert gc.returncode == 0, gc.stderr
+        assert not list(run.glob(".report-*")) and list(lease_registry.iterdir()) == []
+        assert json.loads((run / "run.json").read_text())["status"] == "ok"  # the run's own
+    finally:
+        _cowbench("gc")
