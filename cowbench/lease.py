@@ -178,11 +178,18 @@ def collect(record: dict[str, Any]) -> list[str]:
     for m in record["mounts"]:
         if _detach(m):
             done.append(f"detached {m['path']}")
+    missed = 0
     for t in record["trees"]:
+        where = f"{t['parent']}/{t['name']}"
         if remove_recorded(t["parent"], t["name"], t["dev"], t["ino"]):
-            done.append(f"removed {t['parent']}/{t['name']}")
+            done.append(f"removed {where}")
+        elif os.path.lexists(where):  # another directory (or file) at its name: not touched
+            missed += 1
+            done.append(f"left alone {where}: not the directory the run made (moved or "
+                        f"replaced since; the run's own, if moved, is still on that "
+                        f"filesystem, device {t['dev']} inode {t['ino']})")
     if record.get("kind", "run") == "run":  # a calibration's directory is not a run's
-        _mark_abandoned(Path(record["run_dir"]), record)
+        _mark_abandoned(Path(record["run_dir"]), record, missed)
         (Path(record["run_dir"]) / LEASE).unlink(missing_ok=True)
     (registry() / f"{record['token']}.json").unlink(missing_ok=True)
     return done
@@ -241,15 +248,18 @@ def _detach(mount: dict[str, Any]) -> bool:
     return detach_mount(parent, name, mount["dev"], mount["ino"])
 
 
-def _mark_abandoned(run_dir: Path, record: dict[str, Any]) -> None:
+def _mark_abandoned(run_dir: Path, record: dict[str, Any], missed: int = 0) -> None:
     meta_path = run_dir / "run.json"
     try:
         meta = json.loads(meta_path.read_text())
     except (OSError, ValueError):
         return
     if meta.get("status") == "running":
+        what = ("removed what it left" if not missed else
+                f"removed what it found; {missed} directory(ies) the run made had been moved or "
+                "replaced and were left alone (gc's output names them)")
         meta.update(status="abandoned", reason=f"the run's process (pid {record['pid']}) died "
-                    "without cleaning up; `cowbench gc` removed what it left")
+                    f"without cleaning up; `cowbench gc` {what}")
         atomic_write_text(meta_path, json.dumps(meta, indent=2) + "\n")
 
 

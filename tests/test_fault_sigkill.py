@@ -298,3 +298,27 @@ def test_kill_9_of_a_report_stops_papermill_and_gc_removes_its_folder(
         assert json.loads((run / "run.json").read_text())["status"] == "ok"  # the run's own
     finally:
         _cowbench("gc")
+
+
+def test_gc_says_what_it_left_when_a_dead_runs_tree_was_moved(
+        tmp_path: Path, private_tmp: Path, lease_registry: Path) -> None:
+    """A dead run's tree renamed and another directory put at its name: gc leaves both (never
+    by name alone), and says so, in its output and in run.json's reason; it said only what it
+    removed, and run.json that gc removed what the run left (a user's checks)."""
+    scenario, out, pid = _kill_during_fio(tmp_path, small_dict())
+    try:
+        assert _gone_within(lambda: not _tools_of(pid, out), 3), _tools_of(pid, out)
+        (out / "work").rename(out / "work-moved")
+        (out / "work").mkdir()
+        (out / "work" / "decoy").write_text("not the run's")
+        gc = _cowbench("gc")
+        assert gc.returncode == 0, gc.stderr
+        assert f"left alone {out}/work: not the directory the run made" in gc.stdout, gc.stdout
+        assert (out / "work" / "decoy").read_text() == "not the run's"
+        assert (out / "work-moved").is_dir()
+        reason = json.loads((out / "run.json").read_text())["reason"]
+        assert "1 directory(ies) the run made had been moved or replaced" in reason, reason
+    finally:
+        _leave_nothing(pid, out)
+        for moved in (out / "work-moved", out / "work"):
+            subprocess.run(["rm", "-rf", str(moved)], check=False)
