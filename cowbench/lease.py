@@ -77,6 +77,12 @@ def start_ticks(pid: int) -> int | None:
     return None if fields[0] in ("Z", "X") else int(fields[19])
 
 
+def this_process() -> dict[str, Any]:
+    """Who this process is, as :func:`alive` asks later (a sweep's sweep.json keeps it)."""
+    pid = os.getpid()
+    return {"pid": pid, "start_ticks": start_ticks(pid), "boot_id": _boot_id()}
+
+
 def alive(record: dict[str, Any]) -> bool:
     """Is the process that took this lease still running?"""
     return (record.get("boot_id") == _boot_id()

@@ -465,6 +465,13 @@ def _sweep_meta(path: Path) -> tuple[str, str | None, str | None]:
     if meta is None:
         return path.resolve().name, None, None
     status, reason = meta.get("status"), meta.get("reason")  # a damaged file: anything there
+    who = meta.get("process")
+    if status == "running" and isinstance(who, dict) and "pid" in who:
+        from .lease import alive
+
+        if not alive(who):
+            status, reason = "abandoned", (f"pid {who['pid']} is gone: killed outright; run "
+                                           "the sweep again to finish its points")
     return (str(meta.get("name") or path.resolve().name),
             None if status is None else str(status), None if reason is None else str(reason))
 

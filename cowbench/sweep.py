@@ -42,6 +42,7 @@ import pandas as pd
 
 from .errors import CowbenchError, Interrupted, RunFailed, ScenarioError, UsageError
 from .fdtree import DIR_FLAGS
+from .lease import this_process
 from .montecarlo import bands, time_to_full_summary
 from .safeload import load_json_file
 from .signals import interrupts_raise, shielded
@@ -139,9 +140,11 @@ def _stopped(sweep: Sweep, out: Path, entries: dict[str, dict[str, Any]], start:
 
 
 def _sweep_meta(sweep: Sweep, entries: dict[str, dict[str, Any]], status: str) -> dict[str, Any]:
+    # while it runs, who runs it: `cowbench show` tells a sweep killed outright by its pid
+    who = {"process": this_process()} if status == "running" else {}
     return {"schema_version": SWEEP_SCHEMA_VERSION, "name": sweep.name, "source": sweep.source,
             "spec": sweep.spec.model_dump(mode="json"), "scenario": sweep.base,
-            "status": status, "points": [entries[p.id] for p in sweep.points]}
+            "status": status, **who, "points": [entries[p.id] for p in sweep.points]}
 
 
 def _write_json(out: Path, meta: dict[str, Any]) -> None:

@@ -459,3 +459,30 @@ def test_a_fleet_far_from_full_is_not_extrapolated_beyond_twenty_run_lengths(
     assert ("time to full: not full within 20 days; the fullest host, at its growth over the "
             "second half of the run, not within 20 times the run's length") in ran.stdout
     assert "(extrapolated)" not in ran.stdout
+
+
+def test_a_sweep_killed_outright_shows_as_abandoned(tmp_path: Path) -> None:
+    """sweep.json says ``running`` after a SIGKILL: show asks whether the process that wrote it
+    lives (its pid, start time and boot, kept while it runs), as for a run; it said
+    "status running" for good (a user's checks)."""
+    import subprocess
+    import sys
+
+    from cowbench.lease import this_process
+
+    out = tmp_path / "out"
+    ran = cowbench("sweep", str(write_sweep(tmp_path)), "--out", str(out), "--scheduler",
+                   "inprocess")
+    assert ran.code == 0, ran.stderr
+    meta = json.loads((out / "sweep.json").read_text())
+    assert "process" not in meta  # only while it runs
+    gone = subprocess.run([sys.executable, "-c", "import os, json, cowbench.lease as l; "
+                           "print(json.dumps(l.this_process()))"], capture_output=True,
+                          text=True, check=True)
+    for who, said in ((json.loads(gone.stdout), "status abandoned (pid "),
+                      (this_process(), "status running;")):
+        (out / "sweep.json").write_text(json.dumps({**meta, "status": "running",
+                                                    "process": who}))
+        shown = cowbench("show", str(out))
+        assert shown.code == 0, shown.stderr
+        assert said in " ".join(shown.stdout.split()), shown.stdout
