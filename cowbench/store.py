@@ -117,7 +117,13 @@ class RunDir:
 
     @staticmethod
     def refuse_existing(path: Path) -> None:
-        """Raise :class:`UsageError` if ``path`` cannot become a new run's directory."""
+        """Raise :class:`UsageError` if ``path`` cannot become a new run's directory: a file,
+        a directory holding anything, or a symlink (whoever planted it in a shared directory
+        such as /tmp chose where root writes: a user's link there sent a run into another
+        directory)."""
+        if path.is_symlink():
+            raise UsageError(f"{path}: is a symlink (to {os.readlink(path)}); give the "
+                             "directory itself (a new or empty one)")
         if path.exists() and not path.is_dir():
             raise UsageError(f"{path}: exists and is not a directory")
         if path.is_dir() and any(path.iterdir()):

@@ -146,6 +146,22 @@ def test_a_run_directory_another_user_could_swap_is_refused(tmp_path: Path) -> N
                         str(ok)).returncode == 0
 
 
+def test_a_run_directory_named_by_a_symlink_is_refused(tmp_path: Path) -> None:
+    """Another user's link in a sticky shared directory (/tmp) chose where root's run went (a
+    user's checks: the run wrote its results into the link's target); a symlink as --out is
+    refused, and nothing is written where it points."""
+    with shared_dir() as shared:
+        target = tmp_path / "target"
+        target.mkdir()
+        link = shared / "planted"
+        link.symlink_to(target)
+        scenario = tmp_path / "s.yaml"
+        scenario.write_text(yaml.safe_dump(small_dict()))
+        proc = cowbench_cli("run", str(scenario), "--backend", "sim", "--out", str(link))
+        assert proc.returncode == 2 and "is a symlink" in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr and os.listdir(target) == []
+
+
 # -- images from files --------------------------------------------------------------------------
 
 def test_etc_shadow_is_refused(tmp_path: Path) -> None:
