@@ -69,6 +69,20 @@ def _leftovers(ctx: typer.Context) -> None:
         err.print(f"[yellow]warning:[/] {describe(record)}", highlight=False, soft_wrap=True)
 
 
+def _warn_beside() -> None:
+    """A real run measured beside another run or calibration of this machine measures it too
+    (two runs at once here: one said its machine had drifted 44% in IOPS): said, not refused
+    (the user may mean it)."""
+    from .lease import live_leases
+
+    for r in live_leases():
+        if r.get("kind") in ("run", "calibration"):
+            what = "calibration of" if r.get("kind") == "calibration" else "run"
+            err.print(f"[yellow]warning:[/] {escape(what)} {escape(str(r['run_dir']))} (pid "
+                      f"{r['pid']}) is running on this machine: this run's I/O is measured "
+                      "beside it, and its beside this one's", highlight=False, soft_wrap=True)
+
+
 def _load(path: Path, *document: object) -> Scenario:
     """The scenario in ``path``, resolved (``document``: the file's, already read)."""
     from .resolve import resolve
@@ -189,6 +203,8 @@ def run(
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         out_dir = Path("results") / f"{s.name}-{stamp}"
     preflight(s, out_dir, chosen, repeat)  # what the run refuses, before a calibration
+    if chosen in ("real", "both"):
+        _warn_beside()
     s, checked = _choose_profiles(s, str(scenario), chosen, out_dir, profile, uncalibrated)
     with progress_bar(transient=True) as bar:
         task = bar.add_task(f"{s.name}: starting", total=None)

@@ -154,6 +154,15 @@ def held(directory: Path, lease: Lease | None = None) -> Iterator[Lease]:
 
 def dead_leases() -> list[dict[str, Any]]:
     """Registered leases whose process is gone."""
+    return [r for r in _leases() if not alive(r)]
+
+
+def live_leases() -> list[dict[str, Any]]:
+    """Registered leases of other processes that still run (runs, calibrations, reports)."""
+    return [r for r in _leases() if alive(r) and int(r["pid"]) != os.getpid()]
+
+
+def _leases() -> list[dict[str, Any]]:
     try:
         where = registry()
     except OSError:
@@ -164,7 +173,7 @@ def dead_leases() -> list[dict[str, Any]]:
             record = json.loads(p.read_text())
         except (OSError, ValueError):
             continue
-        if not alive(record):
+        if isinstance(record, dict) and "pid" in record:
             found.append(record)
     return found
 

@@ -91,3 +91,31 @@ def test_a_run_short_of_process_ids_is_refused_before_a_calibration(
     assert "timeline: 19 VMs run their workloads at once at t=1 min on the real" in ran.stderr
     assert "process ids free" in ran.stderr and not out.exists()
     assert "calibration" not in ran.stderr
+
+
+@needs_tools
+@pytest.mark.real
+def test_a_real_run_beside_another_is_warned(tmp_path: Path) -> None:
+    """Two real runs at once measure each other (a user's pair: one said its machine had
+    drifted 44% in IOPS) and nothing said so: a run of the real backend names every other run
+    or calibration of this machine still running (their leases), and goes on."""
+    import subprocess
+    import sys
+
+    other = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from pathlib import Path; from cowbench.lease import Lease; "
+        f"Lease.take(Path({str(tmp_path / 'other')!r}), None, 'other-run'); "
+        "print('held', flush=True); time.sleep(120)")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout is not None and other.stdout.readline().strip() == "held"
+        ran = cowbench("run", str(write(tmp_path, small_dict())), "--backend", "real",
+                       "--out", str(tmp_path / "run"))
+        assert ran.code == 0, ran.stderr
+        assert (f"warning: run {tmp_path / 'other'} (pid {other.pid}) is running on this "
+                "machine: this run's I/O is measured beside it") in " ".join(ran.stderr.split())
+        alone = cowbench("run", str(write(tmp_path, small_dict())), "--backend", "sim",
+                         "--out", str(tmp_path / "model"))
+        assert "is running on this machine" not in alone.stderr  # the model measures nothing
+    finally:
+        other.kill()
+        other.wait()
