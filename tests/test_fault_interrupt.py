@@ -60,6 +60,21 @@ def _wait(cond: Callable[[], bool], proc: subprocess.Popen[str], what: str,
         time.sleep(0.002)
 
 
+def _leave_nothing(proc: subprocess.Popen[str],
+                   tools: Callable[[], list[tuple[int, str]]]) -> None:
+    """If the test itself failed: let the run clean up (SIGTERM, SIGKILL after 60 s), then
+    never leave its tools (what ``tools`` finds then) behind."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    for pid, _ in tools():
+        os.kill(pid, signal.SIGKILL)
+
+
 def _start_run(tmp_path: Path, private_tmp: Path, phase: str,
                out: Path) -> tuple[subprocess.Popen[str], list[str]]:
     """``cowbench run`` of the phase's scenario with the real backend into ``out``, in a
@@ -121,15 +136,7 @@ def test_interrupt_leaves_nothing_behind(tmp_path: Path, private_tmp: Path, phas
             os.kill(proc.pid, signum)  # what kill(1), systemd or a batch scheduler does
         stdout, stderr = proc.communicate(timeout=120)
     finally:  # if the test itself fails: let the run clean up, and never leave its tools behind
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        for pid, _ in processes_mentioning(out, private_tmp):
-            os.kill(pid, signal.SIGKILL)
+        _leave_nothing(proc, lambda: processes_mentioning(out, private_tmp))
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr + stdout and "interrupted" in stderr, stderr
     meta = _meta(out)
@@ -185,15 +192,7 @@ def test_an_interrupted_repeat_keeps_the_real_runs_it_completed(tmp_path: Path,
         os.killpg(proc.pid, signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=120)
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        for pid, _ in processes_mentioning(out, private_tmp):
-            os.kill(pid, signal.SIGKILL)
+        _leave_nothing(proc, lambda: processes_mentioning(out, private_tmp))
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr + stdout, stderr
     meta = _meta(out)
@@ -324,15 +323,8 @@ def test_interrupting_the_profile_check_leaves_nothing_behind(
             os.kill(proc.pid, signum)
         stdout, stderr = proc.communicate(timeout=120)
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        for pid, _ in _probe_tools(proc.pid) + processes_mentioning(tmp_path, private_tmp):
-            os.kill(pid, signal.SIGKILL)
+        _leave_nothing(proc, lambda: _probe_tools(proc.pid)
+                       + processes_mentioning(tmp_path, private_tmp))
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr + stdout, stderr
     lines = [ln for ln in stderr.splitlines() if ln.strip() and not ln.startswith("warning:")]
