@@ -22,9 +22,9 @@ from cowbench.fleet import fleet_flavors
 from cowbench.nova.clock import sample_times
 from cowbench.nova.draws import arrival_times, chosen, lifetimes, pick
 from cowbench.scenario import Scenario
+from sim.storage.fs import ext4_mkfs_allocated_bytes
 from sim.storage.images import cache_file, glance_file
 
-EPHEMERAL_BASE_BYTES_PER_GIB = 34_230_272  # 1 GiB ext4 ephemeral base, du (FACTS.md E16)
 SWAP_BASE_BYTES = 4096  # a mkswap'd swap base holds one page (FACTS.md E16)
 
 
@@ -86,7 +86,7 @@ def cache_entries(s: Scenario) -> CacheEntries:
         for kind, size in (("ephemeral", fl.ephemeral), ("swap", fl.swap)):
             if size and (kind, size) not in extra:
                 extra[(kind, size)] = len(stored)
-                stored.append(EPHEMERAL_BASE_BYTES_PER_GIB * size // (1 << 30)
+                stored.append(ext4_mkfs_allocated_bytes(size)
                               if kind == "ephemeral" else SWAP_BASE_BYTES)
                 fetch.append(0)
                 tracked.append(kind == "swap")
