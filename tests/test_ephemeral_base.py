@@ -32,9 +32,9 @@ def test_a_base_under_mke2fs_small_type_is_refused() -> None:
 
 
 def _on_ext4(path: Path) -> bool:
-    found = subprocess.run(["stat", "-f", "-c", "%T", str(path)], capture_output=True,
-                           text=True, check=True).stdout.strip()
-    return found == "ext2/ext3"
+    found = subprocess.run(["findmnt", "-n", "-o", "FSTYPE", "--target", str(path)],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    return found == "ext4"
 
 
 @pytest.mark.real

@@ -75,7 +75,7 @@ def test_the_serial_tests_keep_together_on_one_worker(request: pytest.FixtureReq
 
 
 EXACT_MODULES = ("test_oracle.py", "test_oracle_qcow2.py", "test_oracle_discard.py",
-                 "test_oracle_strategies.py")
+                 "test_oracle_strategies.py", "test_ephemeral_base.py")
 
 
 def test_the_exact_tests_run_qemu_io_and_qemu_img_alone() -> None:
