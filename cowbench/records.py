@@ -39,6 +39,13 @@ UNITS: dict[str, str] = {
     # additions (not in the original contract, never renamed either)
     "read_ios": "ios",
     "write_ios": "ios",
+    # fio's trims (rw=trim, randtrim, trimwrite): counted by both backends; their rate and
+    # latency measured only (the model applies a trim to the disk's space, in no time)
+    "trim_ios": "ios",
+    "trim_iops": "1/s",
+    "trim_bw_bytes_per_s": "B/s",
+    "trim_lat_mean_s": "s",
+    "trim_lat_p99_s": "s",
     # 1 for an entity only the model knows (no real counterpart here, e.g. a Ceph RBD clone)
     "model_only": "flag",
     # reflink copies: bytes still shared with the base, and bytes the file has to itself

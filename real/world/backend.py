@@ -361,7 +361,8 @@ def record_fio(rec: Recorder, entity: str, wl: Workload, result: FioResult,
     # fio counts its verify reads as reads; several jobs: what any of them does
     reads = any(p.read_fraction > 0 or p.verifies for p in wl.parts)
     kinds = [k for k, on in (("read", reads),
-                             ("write", any(p.read_fraction < 1 for p in wl.parts))) if on]
+                             ("write", any(p.read_fraction < 1 for p in wl.parts)),
+                             ("trim", any("trim" in p.rw for p in wl.parts))) if on]
     for kind in kinds:
         for metric, value in result.figures(kind).items():
             rec.add(entity, metric, value, t_s)

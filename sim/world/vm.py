@@ -35,6 +35,7 @@ class VmStats:
     write_lat: list[float] = field(default_factory=list)
     read_bytes: int = 0
     write_bytes: int = 0
+    trims: int = 0  # fio's trims: counted, applied to the space, taking no time
     host_read: int = 0
     host_write: int = 0
     first_issue: float = math.inf
@@ -113,8 +114,9 @@ def _slot(env: simpy.Environment, job: _Job, disk: Disk, device: AnyDevice,
         issued = env.now
         stats.first_issue = min(stats.first_issue, issued)
         job.first_issue = min(job.first_issue, issued)
-        if is_trim:  # a discard: space only (fio's trim figures are not recorded)
+        if is_trim:  # a discard: space and count only (its time is not modelled)
             stats.add_host(trim(disk, offset, length))
+            stats.trims += 1
             continue
         host = guest_write(disk, offset, length) if is_write else disk.read(offset, length)
         if is_write and stats.written is not None:
@@ -251,3 +253,5 @@ def record_io(rec: Recorder, entity: str, st: VmStats, wl: Workload,
         if arr.size:
             rec.add(entity, f"{kind}_lat_mean_s", float(arr.mean()), t_s)
             rec.add(entity, f"{kind}_lat_p99_s", float(np.percentile(arr, 99)), t_s)
+    if any("trim" in p.rw for p in wl.parts):
+        rec.add(entity, "trim_ios", st.trims, t_s)
