@@ -108,6 +108,16 @@ class Workload(Frozen):
             raise ValueError(f"bs must be a positive multiple of 512 bytes, got {v}")
         return v
 
+    @field_validator("offset")
+    @classmethod
+    def _offset(cls, v: int) -> int:
+        if v % 512:
+            raise ValueError(
+                f"offset must be a multiple of 512 bytes, got {v}: a VM's disk takes I/O in "
+                "512-byte sectors (so must bs), and through qemu-nbd an unaligned offset has "
+                "QEMU read and rewrite the sectors it cuts, which no guest causes")
+        return v
+
     @model_validator(mode="before")
     @classmethod
     def _iolog_source(cls, data: Any) -> Any:
