@@ -242,10 +242,13 @@ def _print_counts(run_dir: Path, comp: pd.DataFrame) -> None:
     from .iocount import describe
     from .store import read_run
 
-    clusters = comp[comp.metric == "data_clusters"]
-    measured = {str(e).removeprefix("vm:"): float(v)
-                for e, v in zip(clusters.entity, clusters.measured, strict=True)}
-    for line in describe(read_run(run_dir).get("offsets", {}), measured):
+    def measured(metric: str) -> dict[str, float]:
+        rows = comp[comp.metric == metric]
+        return {str(e).removeprefix("vm:"): float(v)
+                for e, v in zip(rows.entity, rows.measured, strict=True)}
+
+    for line in describe(read_run(run_dir).get("offsets", {}), measured("data_clusters"),
+                         measured("allocated_bytes")):
         out.print(line, soft_wrap=True, highlight=False)
 
 

@@ -207,9 +207,12 @@ def _rel(a: float, b: float) -> str:
     return f"{(a - b) / b:+.1%}" if b else "n/a"
 
 
-def describe(offsets: dict[str, dict[str, Any]], measured_clusters: dict[str, float]) -> list[str]:
+def describe(offsets: dict[str, dict[str, Any]], measured_clusters: dict[str, float],
+             measured_allocated: dict[str, float] | None = None) -> list[str]:
     """One line per time-bounded VM of run.json's ``offsets``: its count of I/Os predicted
-    and measured, and its data_clusters predicted, at the measured count and measured."""
+    and measured, and its data_clusters predicted, at the measured count and measured (and
+    its allocated bytes the same way, given ``measured_allocated``: with extended L2 or large
+    clusters the clusters can agree while the bytes do not)."""
     lines = []
     for vm, info in offsets.items():
         at = info.get("at_measured_ios")
@@ -239,7 +242,11 @@ def describe(offsets: dict[str, dict[str, Any]], measured_clusters: dict[str, fl
                 f", {min(at_runs):,.0f} to {max(at_runs):,.0f} over the runs"
             line += (f"; at {where} the model gives {at['data_clusters']:,.0f} data_clusters "
                      f"({_rel(at['data_clusters'], measured_clusters[vm])} against the "
-                     f"measured {measured_clusters[vm]:,.0f}{over}): the rest of the error is "
-                     "the count")
+                     f"measured {measured_clusters[vm]:,.0f}{over})")
+            alloc = (measured_allocated or {}).get(vm)
+            if alloc is not None and "allocated_bytes" in at:
+                line += (f" and {at['allocated_bytes']:,.0f} allocated bytes "
+                         f"({_rel(at['allocated_bytes'], alloc)} against {alloc:,.0f})")
+            line += ": the rest of the error is the count"
         lines.append(line)
     return lines
