@@ -62,3 +62,9 @@ class Interrupted(CowbenchError):
     """SIGINT or SIGTERM arrived during a run."""
 
     exit_code = 130
+
+
+class InexactStream(UserWarning):
+    """A job's offset stream taken from fio's null engine where it may differ from the real
+    run's (``cowbench.fiojob.engine_gap``), as no qemu-nbd is installed to take it from the
+    nbd engine; the command line shows it as one ``warning:`` line."""

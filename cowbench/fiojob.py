@@ -1,20 +1,23 @@
 """A workload as fio options, and the exact offset stream fio would issue for it.
 
 Both backends speak fio (DESIGN.md): the real backend hands these options to fio's ``nbd``
-engine; for ``offsets: fio`` the core runs the *same* options through fio's ``null`` engine
-first, which issues the same offsets without touching a disk (FACTS.md section 5: a 16 MiB job
-takes 0.3 s; the per-clone offset sets equal those of the real run, measured here with
-``numjobs=2`` and ``random_distribution=zipf:1.2``). The model then applies that stream, so it
-stays a pure function of the scenario and the traces it is given.
+engine; for ``offsets: fio`` (and ``auto``) the core runs the *same* options through fio first,
+without touching a disk, and the model applies that stream, so it stays a pure function of the
+scenario and the traces it is given. fio's ``null`` engine issues it fastest (FACTS.md section
+5: a 16 MiB job takes 0.3 s; the per-clone offset sets equal those of the real run, measured
+with ``numjobs=2`` and ``random_distribution=zipf:1.2``), but it is not the nbd engine in two
+ways that change some streams (:func:`engine_gap`); those jobs are run through the nbd engine
+itself on a disk that stores nothing (``cowbench.nullexport``).
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-from .errors import ToolError
+from .errors import InexactStream, ToolError
 from .fiopercent import on_disk
 from .iolog import (
     Trace,
@@ -25,8 +28,10 @@ from .iolog import (
     read_latlogs,
     read_log,
 )
+from .nullexport import null_export, qemu_nbd_installed
 from .scenario import Workload
 from .tools import PID_NAMESPACE, RawLog, own_pid_namespace, run, which
+from .units import parse_size
 
 
 def fio_options(wl: Workload, runtime_cap: float | None = None) -> list[str]:
@@ -126,6 +131,54 @@ def _head(path: Path, lines: int | None) -> str:
 #: far fewer on the loaded machine; a time-based null run is first given time for 200,000
 #: a second (the rest of what it issues is never parsed).
 NULL_IOPS_GUESS = 200_000
+#: ... and the nbd engine on a null-co export 8-16k (``cowbench.nullexport``).
+NBD_IOPS_GUESS = 8_000
+
+
+def engine_gap(wl: Workload, disk_size: int) -> list[str]:
+    """Why fio's ``null`` engine may issue another stream for ``wl`` (a job) than the real
+    run's ``nbd`` engine on a disk of ``disk_size`` bytes; empty: the same stream. From fio
+    3.33's source (``filesetup.c``, ``io_u.c``, ``backend.c``), each measured against the nbd
+    engine on a 1 GiB qemu-nbd export:
+
+    - *the file's end.* The null engine has no file, so fio ends it where the job's region
+      ends (``real_file_size`` = ``offset`` + ``size``); the nbd engine's ends at the export's
+      end. Sequential offsets look at it: with holes (``rw=write:4k``) fio wraps to the
+      region's start only at the file's end, so the null engine writes the holes next
+      (size=64m: 16,384 writes, nbd 8,192); a sequential stretch inside a random job
+      (``randrw:8``, ``percentage_random``) that reaches the region's end goes on at random
+      offsets on the null engine but ends the job on nbd (randwrite percentage_random=50
+      offset=64m size=64m: 16,384 writes, nbd 5,860; randrw:8 size=64m: 8,160/8,224 reads and
+      writes, nbd 5,909/5,974). ``filesize`` would move the end but widen a random job's
+      region with it. Clones at other offsets (``offset_increment``) end elsewhere too.
+    - *sync against async.* At iodepth 1 the null engine is synchronous, and fio counts a
+      round's ``bytes_issued`` only for queued I/O: a round (a loop) of a synchronous engine
+      ends when the job's total reaches ``size`` x ``loops`` or the round runs out of
+      offsets, of an asynchronous one (nbd, libaio) at ``size`` bytes. A job whose bytes go
+      past one round (``loops`` > 1, ``io_size`` > its region, not ``time_based``) may then
+      split its directions otherwise: rw=rw rwmixread=70 bs=64k size=128m loops=2: 2,830
+      reads and 1,266 writes on the null engine (and psync), 2,852 and 1,244 on nbd (and
+      libaio, io_uring, posixaio). Taken whole, though some such jobs agree (one direction,
+      or a random map that runs out at ``size`` bytes: randrw with loops)."""
+    part = on_disk(wl, disk_size)
+    why: list[str] = []
+    region = disk_size - part.offset if part.size is None else part.size
+    inc = part.fio_extra.get("offset_increment")
+    step = parse_size(inc) if inc else 0
+    ends = {part.offset + k * step + region for k in range(part.numjobs)}
+    rw = part.fio_extra.get("rw") or part.fio_extra.get("readwrite") or ""
+    sequential = ":" in rw or any(k in part.fio_extra for k in ("rw_sequencer",
+                                                                "percentage_random"))
+    if step and part.numjobs > 1 and part.size is None:
+        why.append("offset_increment without size: the null engine gives each clone the "
+                   "region of the first")
+    elif sequential and min(ends) < disk_size:
+        why.append(f"{'rw=' + rw if ':' in rw else 'a sequential stretch'} in a region that "
+                   "ends before the disk's end: fio's null engine ends its file there")
+    if not part.time_based and (part.loops > 1 or (part.io_size or 0) > region):
+        why.append("bytes past one round (loops, or io_size over the region): fio's null "
+                   "engine at iodepth 1 is synchronous and ends a round elsewhere")
+    return why
 
 
 def fio_null_traces(wl: Workload, name: str, disk_size: int, log: RawLog,
@@ -133,14 +186,19 @@ def fio_null_traces(wl: Workload, name: str, disk_size: int, log: RawLog,
     """The exact per-clone streams fio issues for ``wl`` on a disk of ``disk_size`` bytes
     (``ios``: only the first ``ios`` I/Os of each clone, for a job bounded by time).
 
-    fio runs the job with ``ioengine=null`` under the same job name and records it. Where the
-    job has no ``size``, the nbd engine's region is the rest of the export after ``offset``, so
-    the null run gets ``size`` = disk - offset (measured: ``filesize`` instead would change the
-    region of a job that sets ``size``). The
-    null engine runs at iodepth 1: deeper, it requeues I/Os and logs them twice (fio 3.33),
-    while the stream itself does not depend on the depth (measured: the same offsets in the
-    same order as a qemu-nbd run at iodepth 4). ``randseed`` seeds a job whose fio seeding is
-    random (``randrepeat=0`` without ``randseed``), so the model stays a function of its seed.
+    fio runs the job with ``ioengine=null`` under the same job name and records it; a job
+    where that engine would issue another stream than the real run's (:func:`engine_gap`) runs
+    through the real run's ``nbd`` engine on a ``null-co`` export of the disk's size
+    (``cowbench.nullexport``), or, where no qemu-nbd is installed, through the null engine
+    with an :class:`InexactStream` warning. Where the job has no ``size``, the nbd engine's
+    region is the rest of the export after ``offset``, so the null run gets ``size`` = disk -
+    offset (measured: ``filesize`` instead would change the region of a job that sets
+    ``size``). The run is at iodepth 1, its stream the same as at the job's depth (measured:
+    the same offsets in the same order as a qemu-nbd run at iodepth 4 and 8; the null engine
+    deeper requeues I/Os and logs them twice, fio 3.33). Depth 1 makes the null engine
+    synchronous, where the nbd engine stays asynchronous: :func:`engine_gap` says where that
+    matters. ``randseed`` seeds a job whose fio seeding is random (``randrepeat=0`` without
+    ``randseed``), so the model stays a function of its seed.
     The null run keeps time with ``clock_gettime``: fio's default clock first calibrates the
     CPU's cycle counter, 60-75 ms of CPU at every start (fio 3.33 here: a null run of 1,024
     I/Os took 170-229 ms of CPU, 95-103 ms with this; perf stat, 3 runs each), and what fio
@@ -152,22 +210,54 @@ def fio_null_traces(wl: Workload, name: str, disk_size: int, log: RawLog,
     (at the end of the region it resets its random map and goes on with its generator:
     measured, 4 of 7 rw modes differ from ``io_size`` = 3 x ``size``): the null run is then
     time-based too, given enough time, and each clone's stream is cut at ``ios``."""
+    gaps = [g for p in wl.parts for g in engine_gap(p, disk_size)]
+    if gaps and qemu_nbd_installed():
+        with null_export(disk_size, log, name) as uri:
+            return _traces(wl, name, disk_size, log, ios, randseed, uri)
+    if gaps:
+        warnings.warn(f"vm {name}: {gaps[0]}, and without qemu-nbd its stream comes from "
+                      "that engine: the model's counts may differ from the real run's "
+                      "(install qemu-utils)", InexactStream, stacklevel=2)
+    return _traces(wl, name, disk_size, log, ios, randseed, None)
+
+
+def stream_engine(wl: Workload, disk_size: int) -> dict[str, object]:
+    """run.json's account of which fio engine gives ``wl``'s stream on a disk of
+    ``disk_size`` bytes (:func:`fio_null_traces`), and why; ``exact`` false where it may differ
+    from the real run's."""
+    gaps = [g for p in wl.parts for g in engine_gap(p, disk_size)]
+    if not gaps:
+        return {"engine": "null", "exact": True}
+    if qemu_nbd_installed():
+        return {"engine": "nbd (a null-co export)", "exact": True, "why": gaps}
+    return {"engine": "null", "exact": False, "why": gaps}
+
+
+def _traces(wl: Workload, name: str, disk_size: int, log: RawLog, ios: int | None,
+            randseed: int | None, uri: str | None) -> list[Trace]:
+    """:func:`fio_null_traces` on the null engine (``uri`` None) or the nbd engine at
+    ``uri``."""
     # several jobs of one VM: ``ios`` bounds those bounded by time; the others run whole
     limited = {id(p): ios if not wl.jobs or p.time_based or p.runtime is not None else None
                for p in wl.parts}
+    guess = NULL_IOPS_GUESS if uri is None else NBD_IOPS_GUESS
+    engine = ["--ioengine=null"] if uri is None else ["--ioengine=nbd", f"--uri={uri}"]
     scale, got = 1.0, 0
     for _ in range(5):
         d = log.new_dir(f"fio-null-{name}-issued")
 
         def opts(part: Workload, scale: float = scale) -> list[str]:
             n = limited[id(part)]
-            ms = int(_null_ms(part, n) * scale) if n is not None and part.time_based else None
+            ms = int(_null_ms(part, n, guess) * scale) \
+                if n is not None and part.time_based else None
+            if uri is not None:  # the export is the disk: fio takes its geometry as the real run
+                return null_options(part, n, randseed, ms)
             part = on_disk(part, disk_size)  # size=N%, offset=N%: fio's bytes there
             return [*null_region(part, disk_size), *null_options(part, n, randseed, ms)]
 
         # in a PID namespace of its own where it can: fio's job processes die with it
         argv = [*(PID_NAMESPACE if own_pid_namespace() else ()),
-                which("fio"), "--ioengine=null", "--clocksource=clock_gettime",
+                which("fio"), *engine, "--clocksource=clock_gettime",
                 "--output-format=json", f"--output={d / 'output.json'}",
                 *job_args(wl, name, opts, d)]
         run(argv, log=log, label=f"fio-null-{name}", timeout=3600)
@@ -221,12 +311,12 @@ def null_options(wl: Workload, ios: int | None, randseed: int | None,
     return opts
 
 
-def _null_ms(wl: Workload, ios: int) -> int:
+def _null_ms(wl: Workload, ios: int, guess: int = NULL_IOPS_GUESS) -> int:
     """Milliseconds a time-based null run first gets for ``ios`` per clone: paced by the
-    job's rate where it keeps it, else at :data:`NULL_IOPS_GUESS`."""
+    job's rate where it keeps it, else at ``guess`` I/Os a second."""
     if wl.rate_iops is not None and 0 < wl.read_fraction < 1:
         return int(ios / wl.rate_iops * 1050) + 200
-    return max(100, int(ios * 1000 / NULL_IOPS_GUESS))
+    return max(100, int(ios * 1000 / guess))
 
 
 def cut(trace: Trace, n: int) -> Trace:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .errors import UsageError
-from .fiojob import cut, fio_null_traces, null_options, replay_traces
+from .fiojob import cut, fio_null_traces, null_options, replay_traces, stream_engine
 from .iolog import TRIM, Trace
 from .lifecycle import run_times, stream_key
 from .scenario import VM, Scenario, Workload
@@ -179,6 +179,8 @@ def take_streams(scenario: Scenario, seed: int, log: RawLog, simulate: Simulate,
         key = stream_key(scenario, vm, workload, disk)
         source = source_of(wl, fio_here)
         plan.offsets[key] = {"workload": workload, "offsets": source}
+        if source == "fio":
+            plan.offsets[key].update(stream_engine(wl, disk))
         if source == "iolog":
             plan.traces[key] = _checked(replay_traces(wl), vm, workload, disk)
         elif source == "fio" and is_timed(scenario, wl):

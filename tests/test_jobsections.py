@@ -107,7 +107,8 @@ def test_several_jobs_in_both_backends(tmp_path: Path, no_leaks: None) -> None:
     for got, want in zip(null, real, strict=True):
         assert _sorted(got) == _sorted(want)
     assert read_run(out)["offsets"]["v"] == {"workload": "v", "offsets": "fio",
-                                             "stream": "whole"}
+                                             "stream": "whole", "engine": "null",
+                                             "exact": True}
     argv = (next((out / "raw").glob("*-fio-v")) / "argv.json").read_text()
     names = [a for a in __import__("json").loads(argv) if a.startswith("--name=")]
     assert names == ["--name=v.reader", "--name=v.writer", "--name=v.logger"]

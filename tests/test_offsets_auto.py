@@ -148,7 +148,8 @@ def test_a_time_based_job_is_asked_again_when_its_stream_runs_out(tmp_path: Path
     assert len(calls[1]["v"][0]) == 1000 * 12 // 10 + 2  # the margin and the depth
     assert len(calls[2]["v"][0]) == 8000 * 12 // 10 + 2
     assert plan.offsets["v"] == {"workload": "w", "offsets": "fio", "stream": "predicted",
-                                 "ios_per_clone": 9602, "rounds": 2}
+                                 "ios_per_clone": 9602, "rounds": 2, "engine": "null",
+                                 "exact": True}
     first, again = calls[1]["v"][0], calls[2]["v"][0]
     assert np.array_equal(again.offsets[:len(first)], first.offsets)  # one stream, longer
 
@@ -198,7 +199,8 @@ def test_run_json_says_where_each_vms_offsets_came_from(tmp_path: Path) -> None:
     s = load_scenario(_scenario(tmp_path, "rw=randwrite\nio_size=1m\n"))
     run_scenario(s, tmp_path / "run", "sim")
     meta = json.loads((tmp_path / "run" / "run.json").read_text())
-    assert meta["offsets"] == {"v": {"workload": "w", "offsets": "fio", "stream": "whole"}}
+    assert meta["offsets"] == {"v": {"workload": "w", "offsets": "fio", "stream": "whole",
+                                      "engine": "null", "exact": True}}
 
 
 def test_without_fio_auto_is_the_model_and_refuses_what_only_fio_does(

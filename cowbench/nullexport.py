@@ -1,0 +1,82 @@
+"""A disk that costs nothing, for fio's ``nbd`` engine: qemu-nbd serving QEMU's ``null-co``
+driver (reads return at once, writes are dropped, nothing is stored) with the VM disk's size.
+
+Where fio's ``null`` engine would issue another stream than the real run
+(``cowbench.fiojob.engine_gap``), the stream is taken from the real run's own engine on this
+export instead: the same engine, the same export size, so the same offsets in the same order
+(measured, fio 3.33: the four forms of ``engine_gap`` on a 1 GiB export, each equal I/O for
+I/O to fio's nbd engine on a qemu-nbd export of a raw file, at iodepth 1 and 8). It costs a
+socket round trip an I/O (8-16k I/Os a second here, against the null engine's millions), so
+it is used only where the null engine is wrong.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import CowbenchError, ToolError
+from .signals import shielded
+from .tools import RawLog, dies_with_us, which
+
+
+def qemu_nbd_installed() -> bool:
+    return shutil.which("qemu-nbd") is not None
+
+
+@contextmanager
+def null_export(disk_size: int, log: RawLog, name: str) -> Iterator[str]:
+    """``with null_export(size, log, vm) as uri:`` an NBD URI of a ``null-co`` disk of
+    ``disk_size`` bytes, served while the block runs (every fio clone may connect: ``-e 0``).
+    The socket lives in a short temporary directory (a UNIX socket's path is at most 107
+    bytes; a run's ``raw/`` may be deeper); qemu-nbd's argv and output land under ``raw/``."""
+    out = log.new_dir(f"qemu-nbd-null-{name}")
+    sock_dir = Path(tempfile.mkdtemp(prefix="cowbench-null-"))
+    sock = sock_dir / "null.sock"
+    argv = [which("qemu-nbd"), "-k", str(sock), "-t", "-e", "0",
+            "--image-opts", f"driver=null-co,size={disk_size}"]
+    (out / "argv").write_text(" ".join(argv) + "\n")
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        with open(out / "stdout", "wb") as so, open(out / "stderr", "wb") as se, shielded():
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=so, stderr=se,
+                                    preexec_fn=dies_with_us(signal.SIGTERM),
+                                    start_new_session=True)
+        _wait_listening(proc, sock, argv, out)
+        yield f"nbd+unix:///?socket={sock}"
+    finally:
+        with shielded():
+            if proc is not None:
+                proc.terminate()
+                try:
+                    proc.wait(20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            shutil.rmtree(sock_dir, ignore_errors=True)
+
+
+def _wait_listening(proc: subprocess.Popen[bytes], sock: Path, argv: list[str], out: Path,
+                    timeout: float = 30.0) -> None:
+    """Until the server accepts a connection (null-co opens nothing: listening is ready)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rc = proc.poll()
+        if rc is not None:
+            raise ToolError(argv, rc, "", (out / "stderr").read_text(errors="replace"))
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            try:
+                s.connect(str(sock))
+                return
+            except OSError:
+                pass
+        if time.monotonic() > deadline:
+            raise CowbenchError(f"qemu-nbd (null-co) did not listen within {timeout:g} s")
+        time.sleep(0.01)
