@@ -128,8 +128,8 @@ def _job_bytes(s: Scenario, vm: Any) -> tuple[int, float]:
         region = wl.size or max(_root(s, vm) - wl.offset, 0)
         blocks = region // wl.bs
         job_ios = (wl.io_size or region) / wl.bs * wl.numjobs * wl.loops
-        if wl.time_based and wl.rate_iops and wl.runtime:
-            job_ios = wl.rate_iops * wl.runtime * wl.numjobs
+        if wl.time_based and wl.rate_cap and wl.runtime:  # each direction at its cap
+            job_ios = wl.rate_cap * wl.runtime * wl.numjobs
         mem += blocks * RANDOM_MAP_BYTES * wl.numjobs if wl.random_map else 0
         ios += job_ios
     return mem, ios

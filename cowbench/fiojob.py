@@ -313,9 +313,11 @@ def null_options(wl: Workload, ios: int | None, randseed: int | None,
 
 def _null_ms(wl: Workload, ios: int, guess: int = NULL_IOPS_GUESS) -> int:
     """Milliseconds a time-based null run first gets for ``ios`` per clone: paced by the
-    job's rate where it keeps it, else at ``guess`` I/Os a second."""
-    if wl.rate_iops is not None and 0 < wl.read_fraction < 1:
-        return int(ios / wl.rate_iops * 1050) + 200
+    job's rate where it keeps it (each direction at its own cap: ``rate_iops=300`` on a mix
+    issues 600 a second), else at ``guess`` I/Os a second."""
+    cap = wl.rate_cap
+    if cap is not None and 0 < wl.read_fraction < 1:
+        return int(ios / cap * 1050) + 200
     return max(100, int(ios * 1000 / guess))
 
 

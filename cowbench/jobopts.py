@@ -75,6 +75,48 @@ REPLACED: dict[str, str] = {
 }
 
 
+def parse_rate_iops(v: object) -> tuple[int, int, int]:
+    """fio's ``rate_iops`` as (read, write, trim) I/Os a second, 0 for no cap (fio 3.33's
+    split option, measured with its null engine: one value caps all three directions; two cap
+    reads and writes, trims taking the second; an empty place is no cap, ``100,`` reads only,
+    ``,50`` writes and trims). A value that caps nothing, or a negative one, is refused."""
+    if isinstance(v, bool):
+        raise ValueError(f"rate_iops must be a whole number or 'R,W[,T]', got {v!r}")
+    if isinstance(v, int):
+        parts = [str(v)]
+    elif isinstance(v, str):
+        parts = [p.strip() for p in v.split(",")]
+    else:
+        raise ValueError(f"rate_iops must be a whole number or 'R,W[,T]', got {v!r}")
+    if len(parts) > 3:
+        raise ValueError(f"rate_iops takes at most 3 values (read,write,trim), got {v!r}")
+    nums: list[int] = []
+    for p in parts:
+        try:
+            n = int(p, 0) if p else 0
+        except ValueError:
+            raise ValueError(f"rate_iops: {p!r} in {v!r} is not a whole number") from None
+        if n < 0:
+            raise ValueError(f"rate_iops: {n} in {v!r} is negative")
+        nums.append(n)
+    if len(nums) == 1:
+        nums *= 3
+    elif len(nums) == 2:
+        nums.append(nums[1])
+    if not any(nums):
+        raise ValueError(f"rate_iops {v!r} caps no direction (give a rate above 0)")
+    return nums[0], nums[1], nums[2]
+
+
+def rate_iops_value(v: object) -> int | str:
+    """``rate_iops`` as the scenario keeps it and fio takes it: one number when every
+    direction has the same cap, else ``R,W,T`` (an empty place: no cap)."""
+    rates = parse_rate_iops(v)
+    if len(set(rates)) == 1:
+        return rates[0]
+    return ",".join(str(r) if r else "" for r in rates)
+
+
 def _int(v: str) -> int:
     try:
         return int(v, 0)
@@ -130,7 +172,7 @@ MODEL: dict[str, tuple[str, Callable[[str], Any]]] = {
     "size": ("size", fio_size), "filesize": ("size", fio_size), "offset": ("offset", fio_size),
     "io_size": ("io_size", fio_size), "io_limit": ("io_size", fio_size),
     "runtime": ("runtime", fio_seconds), "timeout": ("runtime", fio_seconds),
-    "time_based": ("time_based", _flag), "rate_iops": ("rate_iops", _int),
+    "time_based": ("time_based", _flag), "rate_iops": ("rate_iops", rate_iops_value),
     "rwmixread": ("rwmixread", _int), "norandommap": ("norandommap", _flag),
     "random_generator": ("random_generator", _text), "randseed": ("randseed", _int),
     "randrepeat": ("randrepeat", _flag), "verify": ("verify", _verify),

@@ -30,8 +30,9 @@ the run directory); directories on one filesystem share its free space (``statvf
   a 4 KiB randrw job over 20 GiB named ``vm-web-01``); several clones write latency logs with
   offsets (lat, slat, clat: three lines per I/O). Each line is charged at its widest (every
   number 20 digits). I/Os per clone: at most (``io_size`` or ``size`` or the disk) x ``loops``
-  / the smallest block (x2 with ``do_verify``), and no more than ``rate_iops`` x the runtime
-  (x2 for mixed jobs: fio paces each direction); a time-based job without ``rate_iops``: twice
+  / the smallest block (x2 with ``do_verify``), and no more than the sum of the ``rate_iops``
+  caps of the directions it issues x the runtime (fio paces each direction; a direction with
+  no cap: no such bound); a time-based job without that bound: twice
   the model's count where its records have one, else ``IOPS_CEILING`` a second per clone.
 """
 
@@ -165,9 +166,8 @@ def _ios_per_clone(scenario: Scenario, vm: VM, wl: Workload,
     runtime = wl.runtime
     if scenario.duration is not None:  # the real run and the null stream are capped by it
         runtime = min(runtime, scenario.duration) if runtime is not None else scenario.duration
-    mixed = 2 if wl.rw in ("rw", "readwrite", "randrw") else 1
-    paced = (None if wl.rate_iops is None or runtime is None
-             else math.ceil(mixed * wl.rate_iops * (runtime + 1)))
+    cap = wl.rate_cap
+    paced = None if cap is None or runtime is None else math.ceil(cap * (runtime + 1))
     if not wl.time_based:
         region = wl.io_size or wl.size or scenario.root_size(vm) - wl.offset
         by_bytes = math.ceil(region * wl.loops / _smallest_block(wl)) \

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from . import randdist
-from .jobopts import CARRIED, PERCENT, percent_problem
+from .jobopts import CARRIED, PERCENT, parse_rate_iops, percent_problem, rate_iops_value
 from .schema_base import Bytes, Frozen, Seconds
 from .units import parse_size
 
@@ -51,7 +51,12 @@ class Workload(Frozen):
     io_size: Bytes | None = Field(default=None, gt=0)
     runtime: Seconds | None = Field(default=None, gt=0)
     time_based: bool = False
-    rate_iops: int | None = Field(default=None, gt=0)
+    rate_iops: int | str | None = Field(
+        default=None, description="fio's rate_iops: a cap on each direction's I/Os a second, "
+        "per clone. One number caps reads, writes and trims alike (a read/write mix then "
+        "issues up to that many reads AND that many writes a second); 'R,W' or 'R,W,T' caps "
+        "each direction on its own (trims take W when T is not given), an empty or 0 place "
+        "none ('100,' caps reads only).")
     rwmixread: int = Field(default=50, ge=0, le=100)
     norandommap: bool = False
     random_generator: Literal["tausworthe", "lfsr", "tausworthe64"] = "tausworthe"
@@ -129,6 +134,11 @@ class Workload(Frozen):
     @classmethod
     def _distribution(cls, v: str) -> str:
         return randdist.check(v)
+
+    @field_validator("rate_iops", mode="before")
+    @classmethod
+    def _rate_iops(cls, v: Any) -> int | str | None:
+        return None if v is None else rate_iops_value(v)
 
     @field_validator("bssplit")
     @classmethod
@@ -243,6 +253,28 @@ class Workload(Frozen):
         without one: sim/workload/fiooffs.py)."""
         return (self.is_random and not self.norandommap and self.random_generator != "lfsr"
                 and self.random_distribution.partition(":")[0] == "random")
+
+    @property
+    def rates(self) -> tuple[int, int, int]:
+        """fio's rate_iops per direction (read, write, trim): I/Os a second, 0 for none."""
+        return (0, 0, 0) if self.rate_iops is None else parse_rate_iops(self.rate_iops)
+
+    @property
+    def rate_cap(self) -> int | None:
+        """The most I/Os a second fio's ``rate_iops`` lets one clone issue: the sum of the caps
+        of the directions it issues (``trimwrite``: a trim beside each write), ``None`` without
+        a rate or where a direction it issues has no cap."""
+        if self.rate_iops is None:
+            return None
+        read, write, trim = self.rates
+        if self.rw == "trimwrite":
+            caps = [write, write]
+        elif "trim" in self.rw:
+            caps = [trim]
+        else:
+            caps = ([read] if self.read_fraction > 0 else []) + \
+                ([write] if self.read_fraction < 1 else [])
+        return None if not all(caps) else sum(caps)
 
     @property
     def read_fraction(self) -> float:

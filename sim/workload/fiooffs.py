@@ -185,14 +185,25 @@ class Rwmix:
             self._buf = self.rnd.between(1024, 1, 100).tolist()[::-1]
         return self._buf.pop()
 
+    def propose(self) -> int:
+        """The direction the mix asks for next (0 read, 1 write), before fio's rate check."""
+        if self.issues[self.ddir] >= self.limit:
+            ddir = 0 if self._draw() <= self.mix[0] else 1
+            if ddir != self.ddir:
+                self.limit = self.issues[self.ddir] * self.mix[self.ddir ^ 1] // 100
+            self.ddir = ddir
+        return self.ddir
+
+    def commit(self, ddir: int) -> None:
+        """The I/O went out in ``ddir``: fio's ``rate_ddir`` may have switched the mix's
+        proposal to the direction behind its rate, and the mix goes on from that one."""
+        self.ddir = ddir
+        self.issues[ddir] += 1
+
     def writes(self, k: int) -> np.ndarray:
         out = np.zeros(k, dtype=bool)
         for i in range(k):
-            if self.issues[self.ddir] >= self.limit:
-                ddir = 0 if self._draw() <= self.mix[0] else 1
-                if ddir != self.ddir:
-                    self.limit = self.issues[self.ddir] * self.mix[self.ddir ^ 1] // 100
-                self.ddir = ddir
-            self.issues[self.ddir] += 1
-            out[i] = self.ddir == 1
+            ddir = self.propose()
+            self.commit(ddir)
+            out[i] = ddir == 1
         return out

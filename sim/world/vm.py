@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import simpy
 
-from cowbench.iolog import Trace
+from cowbench.iolog import READ, TRIM, WRITE, Trace
 from cowbench.records import Recorder
 from cowbench.scenario import VM, Scenario, Workload
 from sim.perf.device import AnyDevice, CalibratedDevice
@@ -23,6 +23,7 @@ from sim.storage.disk import HostIO
 from sim.storage.fs import FS_BLOCK
 from sim.storage.strategies import Disk, configure_io, guest_write, trim
 from sim.workload.fio import IoChunk, io_stream, job_seed, trace_chunks
+from sim.workload.fiooffs import Rwmix
 
 Process = Generator[simpy.Event, Any, None]
 
@@ -67,12 +68,17 @@ class CloneRun:
 class _Job:
     """One fio clone's stream, shared by its ``iodepth`` in-flight slots.
 
-    With ``record_writes`` it keeps every write it hands out, for fio's verify phase. It
-    counts what its slots complete, and when its first I/O went and its last came back.
+    With ``record_writes`` it keeps every write it hands out, for fio's verify phase (a
+    live ``mix`` is only ever given to a job that does not verify). It counts what its slots
+    complete, and when its first I/O went and its last came back.
     """
 
-    def __init__(self, chunks: Iterator[IoChunk], record_writes: bool = False) -> None:
+    def __init__(self, chunks: Iterator[IoChunk], record_writes: bool = False,
+                 mix: Rwmix | None = None) -> None:
         self._chunks = chunks
+        # a paced read/write mix of the model's own stream: each I/O's direction is chosen
+        # as it issues (fio's mix, then its rate check), not taken from the stream
+        self.mix = mix
         self._ios: Iterator[tuple[int, int, bool, bool]] = iter(())
         self.written: list[tuple[int, int]] | None = [] if record_writes else None
         self.exhausted = False
@@ -104,13 +110,20 @@ def _slot(env: simpy.Environment, job: _Job, disk: Disk, device: AnyDevice,
             return
         if device.client_s:  # fio's own work between a completion and the next submission
             yield env.timeout(device.client_s)
+        offset, length, is_write, is_trim = io
         if pacer is not None:
-            wait = pacer.reserve(env.now)
+            if job.mix is not None:
+                wait, ddir = pacer.choose(env.now, job.mix.propose())
+                job.mix.commit(ddir)
+                is_write = ddir == WRITE
+            else:
+                ddir = TRIM if is_trim else WRITE if is_write else READ
+                wait = pacer.wait(env.now, ddir)
+            pacer.issued(ddir, length)
             if wait > 0:
                 yield env.timeout(wait)
                 if env.now >= deadline:
                     return
-        offset, length, is_write, is_trim = io
         issued = env.now
         stats.first_issue = min(stats.first_issue, issued)
         job.first_issue = min(job.first_issue, issued)
@@ -139,16 +152,59 @@ def _slot(env: simpy.Environment, job: _Job, disk: Disk, device: AnyDevice,
 
 
 class _Pacer:
-    """fio's rate_iops for one job: issues no faster than one per ``1/rate`` seconds."""
+    """fio's ``rate_iops`` for one clone: each direction on its own schedule (fio 3.33,
+    ``backend.c`` usec_for_io, ``io_u.c`` rate_ddir).
 
-    def __init__(self, rate: int) -> None:
-        self.gap = 1.0 / rate
-        self.next_t = 0.0
+    fio caps reads, writes and trims separately: ``rate_iops=300`` on a read/write mix lets
+    300 reads AND 300 writes a second through, whatever ``rwmixread`` is (measured with the
+    null engine, rwmixread 10 to 90: 600 reads and 600 writes in 2 s). A direction's next
+    I/O is due when the bytes it has issued since the clone started, at ``rate x min_bs``
+    bytes a second (``units``: fio's smallest block of that direction), have elapsed: a
+    schedule from the start, so a clone that fell behind catches up at once rather than
+    losing the time. No cap (0) is never due later than now. Before an I/O fio asks
+    :meth:`choose` (a mix whose direction is picked as it issues) or, where the direction is
+    the stream's, sleeps until it is due (:meth:`wait`; fio's null-engine stream of a paced
+    mix already carries the directions its rate chose). In ``trimwrite`` a trim rides on the
+    write schedule and does not move it (measured: ``rate_iops=100,50,20`` gave 100 writes
+    and 101 trims in 2 s).
+    """
 
-    def reserve(self, now: float) -> float:
-        t = max(now, self.next_t)
-        self.next_t = t + self.gap
-        return t - now
+    def __init__(self, rates: tuple[int, int, int], units: tuple[int, int, int], start: float,
+                 trimwrite: bool = False) -> None:
+        self.rates = rates
+        self.units = units
+        self.start = start
+        self.trimwrite = trimwrite
+        self.bytes = [0, 0, 0]
+
+    def due(self, ddir: int) -> float:
+        """When ``ddir`` may issue next (``-inf``: no cap)."""
+        if self.trimwrite and ddir == TRIM:
+            ddir = WRITE
+        rate = self.rates[ddir]
+        if not rate:
+            return -math.inf
+        return self.start + self.bytes[ddir] / (rate * self.units[ddir])
+
+    def wait(self, now: float, ddir: int) -> float:
+        """Seconds an I/O of ``ddir`` waits at ``now``."""
+        return max(0.0, self.due(ddir) - now)
+
+    def choose(self, now: float, ddir: int) -> tuple[float, int]:
+        """fio's rate_ddir for a read/write mix whose mix asks for ``ddir``: that direction if
+        it is due; else the other if that one is; else the one due first, after waiting."""
+        if self.due(ddir) <= now:
+            return 0.0, ddir
+        other = ddir ^ 1
+        if self.due(other) <= now:
+            return 0.0, other
+        if self.due(other) < self.due(ddir):
+            ddir = other
+        return self.due(ddir) - now, ddir
+
+    def issued(self, ddir: int, length: int) -> None:
+        if not (self.trimwrite and ddir == TRIM):
+            self.bytes[ddir] += length
 
 
 def run_vm(env: simpy.Environment, scenario: Scenario, vm: VM, vm_index: int,
@@ -160,23 +216,45 @@ def run_vm(env: simpy.Environment, scenario: Scenario, vm: VM, vm_index: int,
         device.label(disk, vm.name)
     # every clone of every job (several jobs of one VM: in fio's order, on the same disk)
     jobs = [part for part in wl.parts for _ in range(part.numjobs)]
+    seeds = [job_seed(part, clone, scenario.seed, vm_index, vm.name)
+             for part in wl.parts for clone in range(part.numjobs)]
     streams = ([trace_chunks(t) for t in traces] if traces is not None else
-               [io_stream(part, size, job_seed(part, clone, scenario.seed, vm_index, vm.name))
-                for part in wl.parts for clone in range(part.numjobs)])
+               [io_stream(part, size, seed) for part, seed in zip(jobs, seeds, strict=True)])
     clones: list[simpy.Process] = []
     stage = 0
-    for part, stream in zip(jobs, streams, strict=True):
+    for i, (part, stream) in enumerate(zip(jobs, streams, strict=True)):
         if part.stonewall and clones:  # fio's stonewall: once the jobs before have finished
             yield simpy.AllOf(env, clones)
             clones = []
             stage += 1
         limit = min(x for x in (part.runtime, scenario.duration, math.inf) if x is not None)
-        job = _Job(stream, record_writes=part.verifies)
-        pacer = _Pacer(part.rate_iops) if part.rate_iops else None
+        pacer = None
+        mix = None
+        if part.rate_iops is not None:
+            pacer = _Pacer(part.rates, _units(part, None if traces is None else traces[i]),
+                           env.now, trimwrite=part.rw == "trimwrite")
+            if traces is None and 0.0 < part.read_fraction < 1.0:
+                mix = Rwmix(seeds[i].seeds, part.rwmixread)
+        job = _Job(stream, record_writes=part.verifies, mix=mix)
         clones.append(env.process(_clone(env, part, job, disk, device, stats, env.now + limit,
                                          pacer, stage)))
     yield simpy.AllOf(env, clones)
     stats.add_host(disk.flush())
+
+
+def _units(wl: Workload, trace: Trace | None) -> tuple[int, int, int]:
+    """fio's smallest block per direction, the unit of its rate (``rate_iops x min_bs`` bytes
+    a second): ``bs`` in the model's own stream; in fio's, each direction's smallest I/O
+    (``bssplit`` and block ranges: fio 3.33 paces their bytes, so larger blocks go slower,
+    measured: ``rate_iops=300`` with ``bssplit=4k/50:16k/50`` gave 125 I/Os a second)."""
+    if trace is None:
+        return wl.bs, wl.bs, wl.bs
+    units = [wl.bs] * 3
+    for ddir in (READ, WRITE, TRIM):
+        lengths = trace.lengths[trace.ddir == ddir]
+        if lengths.size:
+            units[ddir] = int(lengths.min())
+    return units[0], units[1], units[2]
 
 
 def _clone(env: simpy.Environment, wl: Workload, job: _Job, disk: Disk,
