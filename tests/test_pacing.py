@@ -127,3 +127,23 @@ def test_a_paced_mix_predicts_the_real_runs_count_of_each_direction(tmp_path: Pa
         assert row.predicted == pytest.approx(row.measured, rel=0.1), metric
     assert read_run(out)["offsets"]["v"]["at_measured_ios"]["predicted_ios_per_clone"] \
         == pytest.approx(400, abs=2)
+
+
+def test_a_job_files_rate_iops_takes_fios_forms(tmp_path: Path) -> None:
+    """``rate_iops=100,50`` in a job file was refused as not a whole number; fio's 0 (no cap)
+    leaves the workload unpaced, as ``runtime=0`` leaves it untimed; four values are refused
+    with the key path, exit 2."""
+    from cowbench.scenario import load_scenario
+
+    from .clirun import cowbench
+    from .test_jobfile_fio import _scenario as _job_scenario
+
+    p = _job_scenario(tmp_path, "[j]\nrw=randrw\nsize=8m\nrate_iops=100,50\n")
+    assert load_scenario(p).workloads["w"].rates == (100, 50, 50)
+    p = _job_scenario(tmp_path, "[j]\nrw=randrw\nsize=8m\nrate_iops=0\n")
+    assert load_scenario(p).workloads["w"].rate_iops is None
+    ran = cowbench("validate", str(_job_scenario(tmp_path, "[j]\nrw=randrw\nrate_iops=1,2,3,4\n")))
+    assert ran.code == 2 and "workloads.w.job_file[j].rate_iops: rate_iops takes at most 3 " \
+        "values" in ran.stderr and "Traceback" not in ran.stderr
+    ran = cowbench("validate", str(_job_scenario(tmp_path, "", "{rw: randrw, rate_iops: 'x,5'}")))
+    assert ran.code == 2 and "workloads.w.rate_iops" in ran.stderr, ran.stderr
