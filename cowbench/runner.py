@@ -89,7 +89,7 @@ def run_scenario(scenario: Scenario, out: Path, backend: str | None = None,
                  seed: int | None = None,
                  progress: Callable[[str], None] = lambda _: None,
                  meta: dict[str, Any] | None = None, csv: bool = False,
-                 repeat: int = 1) -> RunOutcome:
+                 repeat: int = 1, lease: Lease | None = None) -> RunOutcome:
     """Run ``scenario`` with the chosen backend(s) and write the run directory at ``out``.
 
     ``backend`` is ``sim``, ``real`` or ``both``; ``None`` is :func:`default_backend`.
@@ -98,6 +98,10 @@ def run_scenario(scenario: Scenario, out: Path, backend: str | None = None,
     ``repeat`` runs the real backend that many times, each on fresh disks
     (``cowbench.spread``: every run's records, the comparison against their mean, their
     spread in ``spread.csv``).
+
+    ``lease``: the caller's (``cowbench.lease``), held before the run and released by the
+    caller after it (a sweep point's, which also holds the directory the point runs in); the
+    run records what it creates there instead of taking a lease of its own.
 
     Before a real run writes anything, the model predicts the space it needs and each
     filesystem's free space is checked (``cowbench.space``). SIGINT and SIGTERM end the run
@@ -114,7 +118,7 @@ def run_scenario(scenario: Scenario, out: Path, backend: str | None = None,
     scenario = seed_random_jobs(scenario, seed)
     predicted = _check_space(scenario, seed, out, use_sim, progress) if use_real else None
     rd = RunDir.create(out)
-    run = _Run(rd, scenario, seed, use_sim, use_real, progress, meta or {}, csv, repeat)
+    run = _Run(rd, scenario, seed, use_sim, use_real, progress, meta or {}, csv, repeat, lease)
     return run.go(predicted)
 
 
@@ -179,6 +183,7 @@ class _Run:
     meta: dict[str, Any]
     csv: bool = False
     repeat: int = 1
+    given_lease: Lease | None = None  # the caller's: not this run's to release
 
     def __post_init__(self) -> None:
         self.completed: list[str] = []
@@ -245,7 +250,7 @@ class _Run:
             **self._refused(), **self.meta)
         self.rd.write_text("scenario.yaml", dump_scenario(self.scenario))
         # what this run holds, for `cowbench gc` should it be killed outright (cowbench.lease)
-        self.lease = Lease.take(self.rd.path, self.rd.path, self.token)
+        self.lease = self.given_lease or Lease.take(self.rd.path, self.rd.path, self.token)
 
     def _refused(self) -> dict[str, Any]:
         """run.json's ``refused_arrivals``: the timeline's arrivals no host had room for
@@ -410,7 +415,8 @@ class _Run:
             if status == "ok":
                 raise
         finally:
-            if self.lease is not None:  # everything it held is stopped and removed by now
+            # everything it held is stopped and removed by now
+            if self.lease is not None and self.lease is not self.given_lease:
                 self.lease.release()
 
 

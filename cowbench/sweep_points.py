@@ -18,6 +18,7 @@ import pandas as pd
 from . import sweep_files
 from .errors import CowbenchError
 from .fdtree import PrivateDir
+from .lease import Lease
 from .results import end_of_run
 from .runner import run_scenario
 from .scenario import parse_scenario
@@ -31,27 +32,45 @@ def run_point(scenario: dict[str, Any], seed: int, backend: str, meta: dict[str,
               csv: bool = False, max_bytes: int | None = None) -> PointResult:
     """Run one point in a private directory here and return its files (at most
     ``max_bytes``, default ``sweep_files.MAX_POINT_BYTES``); a failure is reported, not
-    raised (run.json says why). The directory is removed whatever happens."""
+    raised (run.json says why). The directory is removed whatever happens.
+
+    The directory is in the lease the point's run holds (``cowbench.lease``), from when it is
+    made until it is removed: a worker killed outright leaves it, with the run's trees and
+    mounts, to ``cowbench gc`` (it is in Dask's scratch, where nothing else would find it)."""
     max_bytes = sweep_files.MAX_POINT_BYTES if max_bytes is None else max_bytes
     point = str(meta.get("point", "point"))
-    stage = PrivateDir.create(_scratch(), f"cowbench-{point}-{secrets.token_hex(4)}")
+    token = secrets.token_hex(4)
+    stage = PrivateDir.create(_scratch(), f"cowbench-{point}-{token}")
     try:
-        try:
-            # by its name, as `cowbench run --out` (RunDir refuses a path others could swap):
-            # a lease, a message and raw/'s argv name it, not /proc/PID/fd/N
-            run_scenario(parse_scenario(scenario, point), Path(stage.where), backend, seed,
-                         meta=meta, csv=csv)
-            status, reason = "ok", None
-        except CowbenchError as err:
-            status, reason = "failed", str(err)
-        try:
-            return status, reason, read_point(stage.fd, max_bytes)
-        except PointTooLarge as err:
-            reason = (f"its run directory holds {err}: a point sends back at most "
-                      f"{max_bytes} bytes to the sweep's client")
-            return "failed", reason, mark_failed(stage.fd, reason)
+        lease = Lease.take(Path(stage.where), None, f"point-{point}-{token}")
+        lease.add_tree(stage)
+    except BaseException:
+        stage.remove()
+        raise
+    try:
+        return _run_in(stage, lease, scenario, seed, backend, meta, csv, max_bytes)
     finally:
         stage.remove()
+        lease.release()  # not reached if the directory could not be removed: gc's then
+
+
+def _run_in(stage: PrivateDir, lease: Lease, scenario: dict[str, Any], seed: int,
+            backend: str, meta: dict[str, Any], csv: bool, max_bytes: int) -> PointResult:
+    point = str(meta.get("point", "point"))
+    try:
+        # by its name, as `cowbench run --out` (RunDir refuses a path others could swap):
+        # a lease, a message and raw/'s argv name it, not /proc/PID/fd/N
+        run_scenario(parse_scenario(scenario, point), Path(stage.where), backend, seed,
+                     meta=meta, csv=csv, lease=lease)
+        status, reason = "ok", None
+    except CowbenchError as err:
+        status, reason = "failed", str(err)
+    try:
+        return status, reason, read_point(stage.fd, max_bytes)
+    except PointTooLarge as err:
+        reason = (f"its run directory holds {err}: a point sends back at most "
+                  f"{max_bytes} bytes to the sweep's client")
+        return "failed", reason, mark_failed(stage.fd, reason)
 
 
 def _scratch() -> Path:
