@@ -14,6 +14,11 @@ the run), and, as the run creates them, its private trees (``cowbench.fdtree`` r
 name, device, inode), its socket directory and its mounts. A run that ends (ok, failed or
 interrupted) has removed all of these and drops its lease.
 
+A sweep's point holds a lease in its Dask worker (``cowbench.sweep_points``), with the point's
+private directory in Dask's scratch among its trees and the sweep's client as its ``owner``:
+the client collects the dead ones itself once it has stopped its workers (a worker killed by a
+signal to the sweep's process group dies at once, in the middle of its point).
+
 A lease whose process is gone is *dead*: every ``cowbench`` command reports it in one line, and
 ``cowbench gc`` (:func:`collect`) stops the processes whose command line names the run's
 directories, detaches its mounts lazily (``cowbench.fdtree.detach_mount``: through a
@@ -101,11 +106,16 @@ class Lease:
     record: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def take(cls, run_dir: Path, io: Path | None, token: str, kind: str = "run") -> Lease:
+    def take(cls, run_dir: Path, io: Path | None, token: str, kind: str = "run",
+             owner: dict[str, Any] | None = None) -> Lease:
+        """``owner``: the process this one works for (:func:`this_process` of a sweep's
+        client, for a point its worker runs), which collects the lease once it has stopped
+        its workers (:func:`collect_owned`)."""
         pid = os.getpid()
         lease = cls(run_dir, io, token, {
             "pid": pid, "start_ticks": start_ticks(pid), "boot_id": _boot_id(), "kind": kind,
-            "run_dir": str(run_dir.absolute()), "token": token, "trees": [], "mounts": []})
+            "run_dir": str(run_dir.absolute()), "token": token, "trees": [], "mounts": [],
+            **({"owner": owner} if owner is not None else {})})
         lease._write()
         return lease
 
@@ -207,6 +217,17 @@ def collect(record: dict[str, Any]) -> list[str]:
         _mark_abandoned(Path(record["run_dir"]), record, missed)
         (Path(record["run_dir"]) / LEASE).unlink(missing_ok=True)
     (registry() / f"{record['token']}.json").unlink(missing_ok=True)
+    return done
+
+
+def collect_owned(owner: dict[str, Any]) -> list[str]:
+    """:func:`collect` every dead lease taken for ``owner`` (a sweep's client, once it has
+    stopped its workers: what a worker killed in a point left, the sweep removes itself rather
+    than leave it to the next ``cowbench gc``); what was done, one line each."""
+    done = []
+    for record in dead_leases():
+        if record.get("owner") == owner:
+            done += collect(record)
     return done
 
 

@@ -213,8 +213,9 @@ def _point_status(d: Path) -> str:
 def _execute(sweep: Sweep, out: Path, todo: list[Point], entries: dict[str, dict[str, Any]],
              scheduler: str, workers: int | None, progress: ProgressFn, done: int,
              start: str, csv: bool, remote: list[Any]) -> None:
+    owner = this_process()  # in each point's lease: what this sweep collects once stopped
     tasks = {p.id: (p.scenario.model_dump(mode="json"), p.seed, sweep.spec.backend,
-                    {"overrides": p.overrides, "sweep": sweep.name, "point": p.id}, csv)
+                    {"overrides": p.overrides, "sweep": sweep.name, "point": p.id}, csv, owner)
              for p in todo}
     count = [done]
 

@@ -4,7 +4,9 @@ process behind.
 ``local`` starts a LocalCluster of worker processes that never take SIGINT (a Ctrl-C reaches the
 whole process group; the sweep answers it and stops them), ``inprocess`` runs threads here, and
 any other value is the address of a running scheduler. Each finished point's run directory
-comes back as the task's result and is written here (``cowbench.sweep_files``).
+comes back as the task's result and is written here (``cowbench.sweep_files``). Once the
+cluster is stopped, what a point left when its worker died in it is removed here
+(:func:`collect_points`).
 """
 
 from __future__ import annotations
@@ -54,6 +56,19 @@ def run_points(tasks: dict[str, tuple[Any, ...]], out: Path, key: str, scheduler
                 shut_down(client, cluster, list(futures))
             if points_fd >= 0:
                 os.close(points_fd)
+            collect_points()
+
+
+def collect_points() -> None:
+    """Remove what the points of this sweep left when their worker died in them (a signal to
+    the sweep's process group kills a local cluster's workers at once; a worker the cluster's
+    close killed): once the workers are stopped, their leases are dead (``cowbench.lease``),
+    and this sweep, their owner, stops their tools, detaches their mounts and removes their
+    directories, as ``cowbench gc`` would. A failure leaves the lease to ``cowbench gc``."""
+    from .lease import collect_owned, this_process
+
+    with contextlib.suppress(OSError):
+        collect_owned(this_process())
 
 
 def _receive(fut: Any, points_fd: int, pid: str) -> tuple[str, str | None]:

@@ -29,20 +29,23 @@ PointResult = tuple[str, str | None, PointFiles]
 
 
 def run_point(scenario: dict[str, Any], seed: int, backend: str, meta: dict[str, Any],
-              csv: bool = False, max_bytes: int | None = None) -> PointResult:
+              csv: bool = False, owner: dict[str, Any] | None = None,
+              max_bytes: int | None = None) -> PointResult:
     """Run one point in a private directory here and return its files (at most
     ``max_bytes``, default ``sweep_files.MAX_POINT_BYTES``); a failure is reported, not
     raised (run.json says why). The directory is removed whatever happens.
 
     The directory is in the lease the point's run holds (``cowbench.lease``), from when it is
     made until it is removed: a worker killed outright leaves it, with the run's trees and
-    mounts, to ``cowbench gc`` (it is in Dask's scratch, where nothing else would find it)."""
+    mounts, to ``cowbench gc`` (it is in Dask's scratch, where nothing else would find it).
+    ``owner``: the sweep's client (``cowbench.lease.this_process``), which collects the lease
+    itself once it has stopped its workers."""
     max_bytes = sweep_files.MAX_POINT_BYTES if max_bytes is None else max_bytes
     point = str(meta.get("point", "point"))
     token = secrets.token_hex(4)
     stage = PrivateDir.create(_scratch(), f"cowbench-{point}-{token}")
     try:
-        lease = Lease.take(Path(stage.where), None, f"point-{point}-{token}")
+        lease = Lease.take(Path(stage.where), None, f"point-{point}-{token}", owner=owner)
         lease.add_tree(stage)
     except BaseException:
         stage.remove()
