@@ -180,6 +180,27 @@ def remove_recorded(parent: str, name: str, dev: int, ino: int) -> bool:
         os.close(pfd)
 
 
+def unlink_recorded(parent: str, name: str, dev: int, ino: int) -> bool:
+    """Unlink the file ``parent/name`` if it is still the regular file a run recorded (the
+    same device and inode, owned by this user): True if it was. A file renamed since (fio's
+    JSON, renamed to ``output.json`` once complete) or replaced is left alone."""
+    try:
+        pfd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+        if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != (dev, ino) \
+                or st.st_uid != os.geteuid():
+            return False
+        os.unlink(name, dir_fd=pfd)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(pfd)
+
+
 def detach_mount(parent: Path | str, name: str, dev: int | None = None,
                  ino: int | None = None) -> bool:
     """Lazily unmount (``umount2(MNT_DETACH)``, as ``umount -l``) the filesystem mounted at

@@ -11,8 +11,9 @@ the registry (``/run/cowbench`` for root, else ``$XDG_RUNTIME_DIR/cowbench``;
 ``$COWBENCH_RUNTIME_DIR`` overrides both). It holds the run's pid and the process's start time
 (field 22 of ``/proc/PID/stat``, with the kernel's boot id, so a reused pid is not mistaken for
 the run), and, as the run creates them, its private trees (``cowbench.fdtree`` records: parent,
-name, device, inode), its socket directory and its mounts. A run that ends (ok, failed or
-interrupted) has removed all of these and drops its lease.
+name, device, inode), its socket directory, its mounts and the partial files it writes in its
+run directory (fio's JSON until fio exits 0: parent, name, device, inode). A run that ends
+(ok, failed or interrupted) has removed all of these and drops its lease.
 
 A sweep's point holds a lease in its Dask worker (``cowbench.sweep_points``), with the point's
 private directory in Dask's scratch among its trees and the sweep's client as its ``owner``:
@@ -22,7 +23,8 @@ signal to the sweep's process group dies at once, in the middle of its point).
 A lease whose process is gone is *dead*: every ``cowbench`` command reports it in one line, and
 ``cowbench gc`` (:func:`collect`) stops the processes whose command line names the run's
 directories, detaches its mounts lazily (``cowbench.fdtree.detach_mount``: through a
-descriptor of the mount point, only if it is still the filesystem mounted), removes its trees
+descriptor of the mount point, only if it is still the filesystem mounted), unlinks its
+partial files that are still the files it made, removes its trees
 by device and inode, marks its run.json ``abandoned`` and drops the lease.
 """
 
@@ -40,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import atomic_write_text
-from .fdtree import PrivateDir, detach_mount, fd_path, remove_recorded
+from .fdtree import PrivateDir, detach_mount, fd_path, remove_recorded, unlink_recorded
 from .tools import process_cmdlines
 
 LEASE = "lease.json"
@@ -115,6 +117,7 @@ class Lease:
         lease = cls(run_dir, io, token, {
             "pid": pid, "start_ticks": start_ticks(pid), "boot_id": _boot_id(), "kind": kind,
             "run_dir": str(run_dir.absolute()), "token": token, "trees": [], "mounts": [],
+            "files": [],
             **({"owner": owner} if owner is not None else {})})
         lease._write()
         return lease
@@ -138,6 +141,23 @@ class Lease:
     def drop_mount(self, mnt: Path) -> None:
         real = os.path.realpath(mnt)
         self.record["mounts"] = [m for m in self.record["mounts"] if m["path"] != real]
+        self._write()
+
+    def add_file(self, path: Path) -> None:
+        """A file the run just made at ``path`` and will complete or remove itself (fio's
+        partial JSON): a run killed before leaves it to gc, which unlinks it if it is still
+        that file (its name, device and inode)."""
+        st = os.stat(path, follow_symlinks=False)
+        self.record.setdefault("files", []).append({
+            "parent": os.path.realpath(path.parent), "name": path.name, "dev": st.st_dev,
+            "ino": st.st_ino})
+        self._write()
+
+    def drop_file(self, path: Path) -> None:
+        """The file at ``path`` was completed (renamed) or removed."""
+        where = (os.path.realpath(path.parent), path.name)
+        self.record["files"] = [f for f in self.record.get("files", [])
+                                if (f["parent"], f["name"]) != where]
         self._write()
 
     def release(self) -> None:
@@ -203,6 +223,9 @@ def collect(record: dict[str, Any]) -> list[str]:
     for m in record["mounts"]:
         if _detach(m):
             done.append(f"detached {m['path']}")
+    for f in record.get("files", []):  # a partial file inside a run directory gc keeps
+        if unlink_recorded(f["parent"], f["name"], f["dev"], f["ino"]):
+            done.append(f"removed {f['parent']}/{f['name']}")
     missed = 0
     for t in record["trees"]:
         where = f"{t['parent']}/{t['name']}"

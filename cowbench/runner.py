@@ -251,6 +251,7 @@ class _Run:
         self.rd.write_text("scenario.yaml", dump_scenario(self.scenario))
         # what this run holds, for `cowbench gc` should it be killed outright (cowbench.lease)
         self.lease = self.given_lease or Lease.take(self.rd.path, self.rd.path, self.token)
+        self.raw_log.lease = self.lease  # fio's partial JSON under raw/ is recorded there
 
     def _refused(self) -> dict[str, Any]:
         """run.json's ``refused_arrivals``: the timeline's arrivals no host had room for

@@ -21,9 +21,9 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from .atomic import atomic_write_text
 from .errors import MissingToolError, ToolError
@@ -49,11 +49,22 @@ def absolute(path: Path | str) -> Path:
     return Path(path).absolute()
 
 
+class PartialFiles(Protocol):
+    """What records a run's partial files (``cowbench.lease.Lease``)."""
+
+    def add_file(self, path: Path) -> None: ...
+
+    def drop_file(self, path: Path) -> None: ...
+
+
 @dataclass
 class RawLog:
-    """Writes one folder per external command under ``root`` (the run's ``raw/``)."""
+    """Writes one folder per external command under ``root`` (the run's ``raw/``). ``lease``:
+    the run's (set once taken), where a tool's partial output under ``root`` is recorded
+    while it is written (``cowbench.lease``: gc removes it after a kill)."""
 
     root: Path
+    lease: PartialFiles | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         self.root = absolute(self.root)  # fio is handed paths under it and runs elsewhere

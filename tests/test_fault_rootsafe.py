@@ -389,6 +389,35 @@ def test_gc_removes_a_recorded_tree_only_at_its_name_and_owned_by_us(tmp_path: P
     assert not mine.exists()
 
 
+def test_gc_unlinks_a_recorded_partial_file_only_if_it_is_still_that_file(
+        tmp_path: Path) -> None:
+    """fio's partial JSON, recorded in a run's lease: gc unlinks it at its name while it is the
+    file the run made; renamed into place (``output.json``, complete), replaced by another
+    file or a symlink, or owned by another user, it is left alone."""
+    from cowbench.fdtree import unlink_recorded
+
+    def made(name: str) -> os.stat_result:
+        (tmp_path / name).write_text("{")
+        return (tmp_path / name).stat()
+
+    st = made(".output.json.part")
+    (tmp_path / ".output.json.part").rename(tmp_path / "output.json")
+    assert not unlink_recorded(str(tmp_path), ".output.json.part", st.st_dev, st.st_ino)
+    assert (tmp_path / "output.json").exists()
+    st = made("b.part")
+    (tmp_path / "b.part").unlink()
+    (tmp_path / "b.part").symlink_to(tmp_path / "output.json")
+    assert not unlink_recorded(str(tmp_path), "b.part", st.st_dev, st.st_ino)
+    assert (tmp_path / "b.part").is_symlink()
+    st = made("c.part")
+    os.chown(tmp_path / "c.part", 1234, 1234)
+    assert not unlink_recorded(str(tmp_path), "c.part", st.st_dev, st.st_ino)
+    st = made("d.part")
+    assert unlink_recorded(str(tmp_path), "d.part", st.st_dev, st.st_ino)
+    assert not (tmp_path / "d.part").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.part", "c.part", "output.json"]
+
+
 @needs_tools
 @pytest.mark.real
 def test_gc_leaves_the_tools_of_a_live_process_that_took_a_dead_runs_pid(tmp_path: Path) -> None:

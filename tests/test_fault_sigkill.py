@@ -132,6 +132,9 @@ def _check_cleanup(scenario: Path, out: Path, pid: int, lease_registry: Path) ->
     meta = json.loads((out / "run.json").read_text())
     assert meta["status"] == "abandoned" and f"pid {pid}" in meta["reason"]
     assert not (out / "work").exists() and not (out / "lease.json").exists()
+    # nothing half-written: fio's partial JSON (which fio, stopped by its death signal, may
+    # fill with what it had) is never left in the run directory
+    assert [p for p in out.rglob("*") if p.name.endswith(".part")] == []
     assert list(lease_registry.iterdir()) == []
     assert "no dead runs" in _cowbench("gc").stdout
     assert "died" not in _cowbench("validate", str(scenario)).stderr
