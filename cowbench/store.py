@@ -90,6 +90,22 @@ def tool_versions() -> dict[str, str | None]:
     return {**versions, "python": sys.version.split()[0], "cowbench": __version__}
 
 
+def refuse_control_characters(path: Path) -> None:
+    """Raise :class:`UsageError` if ``path`` (a run's or a sweep's directory, absolute) holds a
+    control character (a newline, a tab, ...): fio is handed paths under a run directory and
+    writes them into its JSON unescaped (a newline in --out: fio's JSON did not parse and the
+    real run failed after building everything), and every message naming the directory would
+    break across lines."""
+    text = str(path)
+    bad = sorted({c for c in text if ord(c) < 0x20 or ord(c) == 0x7F})
+    if bad:
+        shown = "".join(repr(c)[1:-1] if c in bad else c for c in text)
+        raise UsageError(f"{shown}: holds a control character ({', '.join(repr(c) for c in bad)})"
+                         "; fio writes a run's paths into its JSON unescaped, and every message "
+                         "naming the directory would break across lines: choose a path without "
+                         "newlines, tabs or other control characters")
+
+
 @dataclass
 class RunDir:
     """One run's directory; ``create`` refuses a directory that already holds a run."""
@@ -121,6 +137,7 @@ class RunDir:
         a directory holding anything, or a symlink (whoever planted it in a shared directory
         such as /tmp chose where root writes: a user's link there sent a run into another
         directory)."""
+        refuse_control_characters(path)
         if path.is_symlink():
             raise UsageError(f"{path}: is a symlink (to {os.readlink(path)}); give the "
                              "directory itself (a new or empty one)")

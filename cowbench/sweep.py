@@ -46,7 +46,13 @@ from .lease import this_process
 from .montecarlo import bands, time_to_full_summary
 from .safeload import load_json_file
 from .signals import interrupts_raise, shielded
-from .store import atomic_write_parquet, atomic_write_text, now_iso, read_records
+from .store import (
+    atomic_write_parquet,
+    atomic_write_text,
+    now_iso,
+    read_records,
+    refuse_control_characters,
+)
 from .sweep_cluster import check_scheduler, connect, run_points, shut_down
 from .sweep_files import remove_staging
 from .sweep_points import fullest_host, point_figures
@@ -78,6 +84,7 @@ def run_sweep(sweep: Sweep, out: Path, scheduler: str = "local", workers: int | 
     exits 130). Whatever else ends a sweep, sweep.json says ``failed`` with the reason; it
     never stays ``running``."""
     out = absolute(out)  # the points' run directories, whatever the workers' cwd
+    refuse_control_characters(out)  # as a run's directory: before anything is written
     check_scheduler(scheduler)  # refused before anything is written
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out}: not a directory; choose another --out")

@@ -77,6 +77,25 @@ def test_billion_laughs_in_a_scenario_and_a_sweep_grid(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("char", ["\n", "\t", "\x1b"])
+def test_a_control_character_in_out_is_refused_before_anything_is_made(
+        tmp_path: Path, char: str) -> None:
+    """A newline in a run's --out reached fio in its command line and came back unescaped in
+    its JSON, which then did not parse: the real run built everything and failed with "fio
+    wrote no JSON result", its error broken across lines. Refused at once now, as a run's
+    other --out checks are (exit 2, one line, the reason), for a sweep too; nothing made."""
+    s = _write(tmp_path / "s.yaml", yaml.safe_dump(small_dict()))
+    sw = _write(tmp_path / "sw.yaml", "scenario: s.yaml\n")
+    shown = repr(char)[1:-1]
+    for args in (("run", str(s), "--backend", "real"), ("run", str(s), "--backend", "sim"),
+                 ("sweep", str(sw))):
+        out = tmp_path / f"a{char}b" / "run"
+        assert_one_line(cli(*args, "--out", str(out)), 2,
+                        f"{tmp_path}/a{shown}b/run: holds a control character ({char!r})",
+                        "fio writes a run's paths into its JSON unescaped")
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["s.yaml", "sw.yaml"]
+
+
 def test_an_alias_inside_itself_is_refused() -> None:
     with pytest.raises(ScenarioError, match="refers to the collection that holds it"):
         load_yaml("a: &x [1, *x]\n", "s.yaml")
