@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import randdist
 from .errors import ScenarioError
 from .fioengines import engine_problem
 from .jobfile import Section, fio_seconds, fio_size, read_sections
@@ -216,6 +217,8 @@ def _model(key: str, value: str | None, kb_base: int) -> tuple[str, Any]:
             raise ValueError(f"{value!r}: a percentage is only read for size, offset and "
                              "io_size")
         out: Any = fio_size(value, kb_base)
+    elif key == "random_distribution":
+        out = randdist.in_bytes(value, kb_base)  # zoned_abs sizes under the file's kb_base
     else:
         out = conv(value)
     if field in UNLIMITED and not out:

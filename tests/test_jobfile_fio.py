@@ -149,8 +149,53 @@ def test_fio_accepts_the_same_random_distributions(tmp_path: Path) -> None:
     assert fio_says == DISTRIBUTIONS
 
 
-@pytest.mark.parametrize("spec", ["zipf:1.2:0.3", "zoned:50/5:30/15:20/", "zoned:50/0:50/50",
-                                  "zoned:100", "zoned:50/50:50/50:", "zoned_abs:50/1m:50"])
+#: Specs whose zones fio fills in (zone_split_ddir), and fio's zones for them.
+FILLED: dict[str, tuple[tuple[int, int], ...]] = {
+    "zoned:50/5:30/15:20/": ((50, 5), (30, 15), (20, 80)),  # fio's examples/rand-zones.fio
+    "zoned:50/5:30/15:20": ((50, 5), (30, 15), (20, 80)),
+    "zoned:50/0:50/50": ((50, 50), (50, 50)),
+    "zoned:40/:40/:20/10": ((40, 45), (40, 45), (20, 10)),
+    "zoned:50/50:50/50:": ((50, 50), (50, 50)),
+    "zoned:100": ((100, 0),),  # fio's own special case: every I/O at the region's start
+    "zoned:100/150": ((100, 100),),
+    "zoned_abs:50/1m:50": ((50, 1 << 20), (50, 0)),
+}
+
+
+@pytest.mark.parametrize("spec", FILLED)
+def test_zones_are_filled_in_as_fio_fills_them(spec: str) -> None:
+    from cowbench import randdist
+
+    assert randdist.parse(spec).zones == FILLED[spec]
+
+
+def test_a_bare_distribution_takes_fios_default() -> None:
+    from cowbench import randdist
+
+    assert [randdist.parse(k).value for k in ("zipf", "pareto", "normal")] == [1.1, 0.2, 0.0]
+
+
+@pytest.mark.parametrize("spec", [*FILLED, "zipf:1.2:0.3", "normal:5:0.2"])
+def test_the_space_check_reads_the_spec_as_validate_does(tmp_path: Path, spec: str) -> None:
+    """validate accepts it, the model generates it itself (offsets: model), and the free-space
+    check before a real run (the model's untimed placement) reads it too: the same parser."""
+    from sim.driver import predict_space
+
+    job = f"[j]\nrw=randwrite\nsize=4m\nio_size=1m\nrandom_distribution={spec}\n"
+    p = _scenario(tmp_path, job, "{job_file: job.fio, offsets: model}")
+    ran = cowbench("validate", str(p))
+    assert ran.code == 0, ran.stderr
+    space = predict_space(load_scenario(p))
+    assert (space[space.metric == "data_clusters"].value > 0).all()
+
+
+def test_zoned_abs_sizes_follow_the_files_kb_base(tmp_path: Path) -> None:
+    job = "[j]\nkb_base=1000\nrw=randwrite\nsize=4m\nrandom_distribution=zoned_abs:50/1k:50/1m\n"
+    wl = load_scenario(_scenario(tmp_path, job)).workloads["w"]
+    assert wl.random_distribution == "zoned_abs:50/1000:50/1000000"
+
+
+@pytest.mark.parametrize("spec", ["zoned:50/ 5:50/95", "zoned_abs:50 /1m:50/1m"])
 def test_what_the_model_does_not_generate_goes_to_fio(tmp_path: Path, spec: str) -> None:
     job = f"[j]\nrw=randwrite\nsize=4m\nrandom_distribution={spec}\n"
     wl = load_scenario(_scenario(tmp_path, job)).workloads["w"]

@@ -128,3 +128,19 @@ def test_generator_within_one_percent_of_fio_over_the_grid():
     # the grid is not degenerate: the distributions really differ in what they touch
     at_64k = {c.label: c.fio for c in cells if c.cluster == 64 * KiB and c.bs == 4 * KiB}
     assert at_64k["random_distribution=zipf:1.2"] < 0.5 * at_64k["random"]
+
+
+#: Specs fio fills in or reads with a default or a center (cowbench.randdist.parse): the model's
+#: stream is fio's, I/O for I/O.
+FILLED_IN = ("zoned:50/5:30/15:20/", "zoned:40/:30/:30/:", "zoned:50/0:50/50", "zoned:100",
+             "zoned:100/150", "zoned_abs:50/1m:50", "zipf", "zipf:1.2:0.3", "pareto:0.5:0.6",
+             "normal:5:0.2", "normal:5:0.7")
+
+
+@pytest.mark.real
+@needs_tools
+@pytest.mark.parametrize("spec", FILLED_IN)
+def test_filled_in_distributions_are_fios_stream(tmp_path: Path, spec: str) -> None:
+    wl = workload({"random_distribution": spec}, 4 * KiB)
+    theirs = fio_offsets(wl, tmp_path)
+    assert np.array_equal(model_offsets(wl), theirs)

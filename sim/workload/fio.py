@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cowbench import randdist
 from cowbench.iolog import TRIM, WRITE, Trace
 from cowbench.scenario import Workload
 
@@ -113,8 +114,8 @@ def random_blocks(wl: Workload, nblocks: int, seed: FioSeed,
     st = Stream(seed.seeds, seed.repeatable, nblocks, wl.time_based, wl.norandommap or zoned,
                 wl.random_generator == "tausworthe64",
                 wl.random_distribution if zoned else None, wl.bs, total)
-    if kind in ("zipf", "pareto", "normal", "gauss"):
-        dist = Distribution(wl.random_distribution, nblocks, seed.dist_seed)
+    if kind in ("zipf", "pareto", "normal"):
+        dist = Distribution(randdist.parse(wl.random_distribution), nblocks, seed.dist_seed)
         done = 0
         while (k := st.chunk(done)) > 0:
             done += k

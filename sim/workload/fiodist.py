@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from cowbench.units import parse_size
+from cowbench.randdist import Dist
 
 from .fiorand import Taus
 
@@ -60,27 +60,38 @@ def _zetan(n: int, theta: float) -> float:
     return total
 
 
+def _center_off(n: int, center: float, bits: int) -> int:
+    """fio's ``rand_off`` from a center: ``nranges * center`` (zipf, pareto: a uint64_t) or
+    ``nranges * (center - 0.5)`` (normal: an unsigned int), converted as gcc does."""
+    off = int(_to_u64(np.array([float(n) * center]))[0])
+    return off & ((1 << bits) - 1)
+
+
 class Distribution:
     """Draws block numbers in ``[0, n)`` by fio's zipf, pareto or normal, from ``seed``
-    (the 32-bit seed ``__init_rand_distribution`` computes)."""
+    (the 32-bit seed ``__init_rand_distribution`` computes), as ``dist`` (cowbench.randdist's
+    reading of the spec, fio's defaults filled in) says."""
 
-    def __init__(self, spec: str, n: int, seed: int) -> None:
-        kind, _, arg = spec.partition(":")
-        self.kind, self.n = kind, n
+    def __init__(self, dist: Dist, n: int, seed: int) -> None:
+        self.kind, self.n = dist.kind, n
         self.rand = Taus(seed)
-        if kind in ("normal", "gauss"):
-            dev = float(arg or 0.0)
+        if dist.kind == "normal":
+            dev = dist.value
             stddev = math.ceil(float(n * dev) / 100.0) if dev != 0.0 else 0
             self.stddev = min(stddev, n // 2) & 0xFFFFFFFF
-            self.rand_off = 0
+            # gauss_init: 0, or nranges * (center - 0.5) into an unsigned int (gcc: through
+            # a signed 64-bit conversion, so below the middle it wraps)
+            self.rand_off = 0 if dist.center is None else _center_off(n, dist.center - 0.5, 32)
             return
-        self.rand_off = self.rand.one()
-        if kind == "zipf":
-            self.theta = float(arg or 1.2)
+        self.rand_off = self.rand.one()  # shared_rand_init draws it even when a center is set
+        if dist.center is not None:
+            self.rand_off = _center_off(n, dist.center, 64)
+        if dist.kind == "zipf":
+            self.theta = dist.value
             self.zeta2 = math.pow(1.0, self.theta) + math.pow(0.5, self.theta)
             self.zetan = _zetan(n, self.theta)
         else:
-            h = float(arg or 0.2)
+            h = dist.value
             self.pareto_pow = math.log(h) / math.log(1.0 - h)
 
     def draw(self, k: int) -> np.ndarray:
@@ -126,22 +137,16 @@ class Distribution:
 
 
 class Zones:
-    """fio's ``zone_state_index``: for each ``v`` in 1..100, the zone's ``[start, end)`` in
-    percent of the blocks (``zoned``) or in bytes (``zoned_abs``)."""
+    """fio's ``zone_state_index`` (zone-dist.c): for each ``v`` in 1..100, the zone's
+    ``[start, end)`` in percent of the blocks (``zoned``) or in bytes (``zoned_abs``), from
+    ``dist``'s zones as fio fills them in (cowbench.randdist.parse)."""
 
-    def __init__(self, spec: str) -> None:
-        kind, _, arg = spec.partition(":")
-        self.absolute = kind == "zoned_abs"
-        access: list[int] = []
-        sizes: list[int] = []
-        for part in arg.split(":"):
-            a, _, s = part.partition("/")
-            access.append(int(a))
-            sizes.append(parse_size(s) if self.absolute else int(s))
+    def __init__(self, dist: Dist) -> None:
+        self.absolute = dist.absolute
         self.prev = np.zeros(100, dtype=np.int64)
         self.end = np.zeros(100, dtype=np.int64)
         aprev = sprev = 0
-        for share, width in zip(access, sizes, strict=True):
+        for share, width in dist.zones:
             self.prev[aprev:aprev + share] = sprev
             self.end[aprev:aprev + share] = sprev + width
             aprev += share

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cowbench import randdist
+
 from .fiodist import Zones
 from .fiorand import BLOCK_OFF, MIX_OFF, ZONE_OFF, Taus
 
@@ -99,7 +101,7 @@ def _draws(st: Stream, rnd: Taus, zone_rnd: Taus | None, zones: Zones | None,
 
 def uniform_blocks(st: Stream) -> Iterator[np.ndarray]:
     """Chunks of fio's blocks for a uniform or zoned job (``st.total`` of them)."""
-    zones = Zones(st.zones) if st.zones else None
+    zones = Zones(randdist.parse(st.zones)) if st.zones else None
 
     def states() -> tuple[Taus, Taus | None]:
         zr = Taus(st.seeds[ZONE_OFF]) if zones is not None else None
