@@ -9,6 +9,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from .errors import ScenarioError, UsageError
+from .fiopercent import increment_problem
 from .iolog import TraceError, read_iolog
 from .jobfile import read_sections
 from .jobopts import WAITS, Handling, as_written, expand, waits_on, workload_of
@@ -31,6 +32,11 @@ def run_problems(path: Path) -> list[tuple[str, str]]:
                                             origins))
         if wl.read_iolog:  # as the run reads it before it starts (cowbench.resolve)
             read_iolog(Path(wl.read_iolog))
+        for i, part in enumerate(wl.parts):  # no disk: uneven on some (validate: the VM's)
+            if problem := increment_problem(part, None):
+                key = f"jobs[{i}].fio_extra.offset_increment" if wl.jobs else \
+                    "fio_extra.offset_increment"
+                return [(as_written(origins, f"{WHERE}.{key}"), problem)]
     except ScenarioError as err:
         return err.problems
     except ValidationError as err:

@@ -90,3 +90,31 @@ def _increment(raw: int, start: int, align: int, clones: int) -> tuple[int, int]
                          f"which fio rounds up to a multiple of {align} for each of the "
                          f"{clones} clones unevenly ({offsets}); give it in bytes")
     return offsets[0], inc
+
+
+#: A disk size fio-check shows an uneven ``offset_increment=N%`` on (it has no disk).
+EXAMPLE_DISK = 1 << 30
+
+
+def increment_problem(wl: Workload, disk: int | None) -> str | None:
+    """Why ``wl``'s ``offset_increment=N%`` cannot be carried exactly (:func:`on_disk`
+    refuses it), or None: on a disk of ``disk`` bytes; with no disk (``fio-check``), where
+    it is not exact on every disk of whole MiB (``N% * 1 MiB`` not a whole number of the
+    job's smallest blocks), shown on a 1 GiB one. ``validate`` and ``run`` check the VM's own
+    disk, so the three agree on the disks they know."""
+    inc_pct, align = percent(wl, "offset_increment"), min_bs(wl)
+    if inc_pct is None or wl.numjobs < 2:
+        return None
+    if disk is None and ((1 << 20) * inc_pct) % (100 * align) == 0:
+        return None
+    offset_pct = percent(wl, "offset")
+    on = EXAMPLE_DISK if disk is None else disk
+    start = wl.offset if offset_pct is None else -(-(on * offset_pct // 100) // align) * align
+    try:
+        _increment(on * inc_pct // 100, start, align, wl.numjobs)
+    except UsageError as err:
+        if disk is not None:
+            return str(err)
+        return (f"{inc_pct}% of a disk is a whole number of {align}-byte blocks only on some "
+                f"disk sizes; on a {on}-byte disk, {str(err).replace(' on this disk', '')}")
+    return None

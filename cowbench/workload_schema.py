@@ -306,9 +306,15 @@ def check_bssplit(v: str) -> None:
 
 def workload_misfit(wl: Workload, disk: int) -> str | None:
     """Why ``wl`` cannot run on a disk of ``disk`` bytes (None: it can): a block larger than
-    the disk, or a region past its end."""
+    the disk, an ``offset_increment`` in percent fio rounds unevenly there, or a region past
+    its end."""
+    from .fiopercent import increment_problem  # it reads Workload
+
     if wl.bs > disk:
         return f"has bs {wl.bs}, larger than the {disk}-byte disk"
+    for part in wl.parts:
+        if problem := increment_problem(part, disk):
+            return problem
     end = wl.offset + (wl.size or 0)
     if wl.offset >= disk or end > disk:
         return f"spans [{wl.offset}, {end or disk}) but the disk is {disk} bytes"

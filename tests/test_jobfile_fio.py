@@ -222,7 +222,27 @@ AGREE: dict[str, tuple[str, int, str]] = {
     "size in percent with offset_increment": (
         "[s]\nrw=randwrite\nnumjobs=4\nsize=10%\noffset_increment=25%\n", 2,
         "job_file[s].size: size in percent with offset_increment (size=10%)"),
+    "offset_increment in percent, rounded unevenly": (
+        "[global]\ngroup_reporting\n[w]\nrw=write\nbs=128k\nnumjobs=4\nsize=32m\n"
+        "offset_increment=20%\n", 2,
+        "which fio rounds up to a multiple of 131072 for each of the 4 clones unevenly"),
+    "offset_increment in percent, whole blocks": (
+        "[w]\nrw=write\nbs=128k\nnumjobs=4\nsize=8m\noffset_increment=25%\n", 0, ""),
 }
+
+
+def test_an_uneven_offset_increment_is_refused_by_its_key_path(tmp_path: Path) -> None:
+    """fio rounds each clone's offset up to a block: 20% of a disk is rarely whole blocks, and
+    no offset and increment in bytes give fio's clones; validate names the VM's disk,
+    fio-check (no disk) the option, before a run fails on it."""
+    job = "[a]\nrw=write\nsize=1m\n[w]\nrw=write\nbs=128k\nnumjobs=4\nsize=8m\n" \
+          "offset_increment=20%\n"
+    ran = cowbench("validate", str(_scenario(tmp_path, job)))
+    checked = cowbench("fio-check", str(tmp_path / "job.fio"))
+    assert (ran.code, checked.code) == (2, 2)
+    assert "vms[0].workload: workload 'w' offset_increment in percent comes to 13421772 " \
+        "bytes on this disk" in ran.stderr, ran.stderr
+    assert "workload.job_file[w].offset_increment: 20% of a disk" in checked.stdout
 
 
 @pytest.mark.parametrize("case", AGREE)
