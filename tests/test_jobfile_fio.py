@@ -308,3 +308,23 @@ def test_fio_takes_the_same_flags(tmp_path: Path) -> None:
                                  text=True)
             fio_takes = ran.returncode == 0 and "failed parsing" not in ran.stderr
             assert fio_takes == _cowbench_takes(tmp_path, option, value), (option, value)
+
+
+@pytest.mark.parametrize(("option", "value", "why"), [
+    ("rw", "randwrte", "Input should be 'read', 'write'"),
+    ("random_distribution", "zoned:60/10:40/90,100/100", "random_distribution must start"),
+    ("bs", "4000", "bs must be a positive multiple of 512 bytes, got 4000"),
+])
+def test_an_invalid_value_is_not_shown_as_carried(tmp_path: Path, option: str, value: str,
+                                                  why: str) -> None:
+    """fio-check's line for the option says refused, with the run's reason, and the run
+    refuses it by the same key path."""
+    _write(tmp_path, "job.fio", f"[j]\nrw=randwrite\nsize=1m\n{option}={value}\n")
+    checked = cowbench("fio-check", str(tmp_path / "job.fio"))
+    line = next(x for x in checked.stdout.splitlines() if x.strip().startswith(f"{option}="))
+    assert checked.code == 2 and "both backends" not in line and f"refused: {why}" in line, \
+        checked.stdout
+    ran = cowbench("validate", str(_scenario(tmp_path, f"[j]\nrw=randwrite\nsize=1m\n"
+                                                       f"{option}={value}\n")))
+    assert ran.code == 2 and f"workloads.w.job_file[j].{option}: {why}" in ran.stderr, \
+        ran.stderr
