@@ -1,7 +1,8 @@
 """fio job files, read as fio reads them, and each option's fate in cowbench.
 
 The ini format of fio's HOWTO ("Job file format"): ``[section]`` headers, ``key=value`` or a bare
-``key`` (a flag such as ``time_based``), ``#`` and ``;`` ending a line (fio 3.33 reads
+``key`` (a flag such as ``time_based``; a blank after ``=`` is refused for an option of
+:data:`CHOICES`, where fio fails on it), ``#`` and ``;`` ending a line (fio 3.33 reads
 ``bs=8k ; note`` and ``bs=8k#note`` as ``bs=8k``), ``include FILE`` (relative to the including
 file), ``${VAR}`` from the environment (unset: refused, as fio refuses it) and fio's keywords
 ``$ncpus``, ``$pagesize``, ``$mb_memory``. A ``[global]`` section sets defaults for the job
@@ -58,6 +59,19 @@ def _keyword(name: str) -> str:
 
 _VAR = re.compile(r"\$\{([^}]*)\}|\$(ncpus|pagesize|mb_memory)\b|\$")
 
+
+#: fio 3.33's options that take one of a list of words (options.c: ``FIO_OPT_STR`` with
+#: ``posval``, and their aliases). parse.c matches the value against the list from the first
+#: character after ``=``, so ``rw = randwrite`` fails in fio ("failed parsing rw = randwrite",
+#: the job dropped) where ``bs = 8k`` (a number) and ``rw =randwrite`` work: measured with
+#: ``fio --parse-only`` on every one of them.
+CHOICES = frozenset((
+    "rw", "readwrite", "rw_sequencer", "random_generator", "random_distribution", "verify",
+    "sync", "kb_base", "unit_base", "mem", "iomem", "lockfile", "io_submit_mode",
+    "file_service_type", "fallocate", "fadvise_hint", "sync_file_range", "clocksource",
+    "zonemode", "thinktime_blocks_type", "rate_process", "write_hint", "cpus_allowed_policy",
+    "exit_what", "dedupe_mode", "unified_rw_reporting", "continue_on_error", "steadystate",
+    "ss"))
 
 #: Options whose ``$`` names fio fills in per job and file (``$jobname``, ``$jobnum``,
 #: ``$filenum``, ``$clientuid``): kept as written (the backend replaces the option anyway).
@@ -141,6 +155,10 @@ def read_sections(path: str | Path) -> list[Section]:
         key = key.strip()
         if not re.fullmatch(r"[A-Za-z0-9_-]+", key):
             raise _fail(source, f"line {lineno}", f"{key!r} is not an option name")
+        if eq and key in CHOICES and value[:1].isspace():
+            raise _fail(source, f"line {lineno}", f"{line!r}: fio 3.33 fails parsing it (it "
+                        f"reads {key}'s value from right after '=', blank included); write "
+                        f"{key}={value.strip()}")
         current[key] = substitute(value.strip(), source, f"line {lineno}",
                                   key in OWN_DOLLARS) if eq else None
     return jobs

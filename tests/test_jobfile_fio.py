@@ -328,3 +328,35 @@ def test_an_invalid_value_is_not_shown_as_carried(tmp_path: Path, option: str, v
                                                        f"{option}={value}\n")))
     assert ran.code == 2 and f"workloads.w.job_file[j].{option}: {why}" in ran.stderr, \
         ran.stderr
+
+
+@pytest.mark.parametrize(("line", "taken"), [
+    ("rw = randwrite", False), ("rw= randwrite", False), ("rw =randwrite", True),
+    ("random_distribution = zipf", False), ("verify = md5", False), ("bs = 8k", True),
+    ("iodepth = 4", True), ("rw=randwrite ", True),
+])
+def test_blanks_around_equals_are_read_as_fio_reads_them(tmp_path: Path, line: str,
+                                                         taken: bool) -> None:
+    """fio 3.33 fails on a blank after '=' in an option that takes one of a list of words (it
+    matches the word from right after '='), and reads a number or a blank before '=' alike:
+    cowbench refuses what fio would, naming the line."""
+    job = f"[j]\nsize=1m\nrw=randwrite\n{line}\n"
+    checked = cowbench("fio-check", str(_write(tmp_path, "job.fio", job)))
+    ran = cowbench("validate", str(_scenario(tmp_path, job)))
+    assert (checked.code, ran.code) == ((0, 0) if taken else (2, 2)), checked.stderr
+    if not taken:
+        key = line.split("=")[0].strip()
+        for out in (checked.stderr, ran.stderr):
+            assert f"line 4: {line!r}: fio 3.33 fails parsing it" in out, out
+            assert f"write {key}={line.split('=')[1].strip()}" in out
+            assert "Traceback" not in out
+
+
+@needs_tools
+@pytest.mark.real
+def test_fio_fails_on_the_same_blanks(tmp_path: Path) -> None:
+    for line, taken in (("rw = randwrite", False), ("rw =randwrite", True),
+                        ("verify = md5", False), ("bs = 8k", True)):
+        job = _write(tmp_path, "b.fio", f"[a]\nioengine=null\nsize=1m\n{line}\n")
+        ran = subprocess.run(["fio", "--parse-only", str(job)], capture_output=True, text=True)
+        assert ("failed parsing" not in ran.stderr) == taken, (line, ran.stderr)
