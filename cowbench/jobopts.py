@@ -191,6 +191,10 @@ MODEL: dict[str, tuple[str, Callable[[str], Any]]] = {
 }
 
 
+#: fio's limits of bytes per second (and their minimums): refused with a pointer to
+#: ``rate_iops``, the pace the model does carry.
+BANDWIDTH_LIMITS = ("rate", "rate_min", "ratemin")
+
 #: Fields whose 0 in a job file is fio's default (``runtime=0``: no time limit; ``io_size=0``:
 #: the job's size), measured on fio 3.33's null engine: left absent in the workload.
 UNLIMITED = {"runtime": "no time limit", "io_size": "the job's size", "rate_iops": "no cap"}
@@ -304,6 +308,10 @@ def _one(key: str, value: str | None, kb_base: int, offsets_fio: bool) -> Handli
             return Handling(key, value, "fio", "carried to fio as-is (offsets: auto or fio)")
         return Handling(key, value, "refused", "the model does not generate it; fio carries "
                                                "it with offsets: auto (the default) or fio")
+    if key in BANDWIDTH_LIMITS:
+        return Handling(key, value, "refused", f"a bandwidth rate limit ({key}, bytes per "
+                        "second) is not modelled; pace the job by I/Os with rate_iops=N (I/Os per "
+                        "second), which both backends carry")
     return Handling(key, value, "refused", "not an option the model or the backends know")
 
 

@@ -360,3 +360,20 @@ def test_fio_fails_on_the_same_blanks(tmp_path: Path) -> None:
         job = _write(tmp_path, "b.fio", f"[a]\nioengine=null\nsize=1m\n{line}\n")
         ran = subprocess.run(["fio", "--parse-only", str(job)], capture_output=True, text=True)
         assert ("failed parsing" not in ran.stderr) == taken, (line, ran.stderr)
+
+
+@pytest.mark.parametrize("option", ["rate=2m", "rate_min=1m"])
+def test_a_bandwidth_limit_points_to_rate_iops(tmp_path: Path, option: str) -> None:
+    """rate (bytes per second) is refused as not modelled, not as unknown: rate_iops is."""
+    job = f"[j]\nrw=randwrite\nsize=1m\n{option}\n"
+    checked = cowbench("fio-check", str(_write(tmp_path, "job.fio", job)))
+    ran = cowbench("validate", str(_scenario(tmp_path, job)))
+    key = option.split("=")[0]
+    why = f"a bandwidth rate limit ({key}, bytes per second) is not modelled; pace the job " \
+          "by I/Os with rate_iops=N"
+    assert (checked.code, ran.code) == (2, 2)
+    assert why in checked.stdout and f"workloads.w.job_file[j].{key}: {why}" in ran.stderr
+    assert "not an option the model or the backends know" not in checked.stdout + ran.stderr
+    ok = cowbench("validate", str(_scenario(tmp_path, "[j]\nrw=randwrite\nsize=1m\n"
+                                                      "rate_iops=200\n")))
+    assert ok.code == 0, ok.stderr
