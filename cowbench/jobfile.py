@@ -143,7 +143,13 @@ def read_sections(path: str | Path) -> list[Section]:
                 current = defaults
                 continue
             if any(j.name == name for j in jobs):
-                raise _fail(source, f"line {lineno}", f"job section [{name}] given twice")
+                # fio 3.33 runs each as a job of its own, both named {name} (measured): here a
+                # section's name is its key path, its fio job name (<vm>.<section>), how its
+                # output and logs are found and what job_file's section picks
+                raise _fail(source, f"line {lineno}", f"job section [{name}] given twice: "
+                            "fio would run both, as two jobs of that name, but cowbench tells "
+                            "a file's jobs apart by their section names (key paths, fio's job "
+                            f"names, their output); rename one, e.g. [{name}-2]")
             if len(jobs) >= MAX_SECTIONS:
                 raise _fail(source, f"line {lineno}", f"more than {MAX_SECTIONS} sections")
             jobs.append(Section(name, dict(defaults)))

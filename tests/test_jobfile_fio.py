@@ -377,3 +377,29 @@ def test_a_bandwidth_limit_points_to_rate_iops(tmp_path: Path, option: str) -> N
     ok = cowbench("validate", str(_scenario(tmp_path, "[j]\nrw=randwrite\nsize=1m\n"
                                                       "rate_iops=200\n")))
     assert ok.code == 0, ok.stderr
+
+
+def test_a_section_given_twice_says_what_fio_does_and_how_to_rename(tmp_path: Path) -> None:
+    """fio 3.33 runs two [w] sections as two jobs named w; cowbench keeps a file's jobs apart
+    by their section names, so it refuses, saying so and how to rename."""
+    job = "[w]\nrw=write\nsize=1m\n[w]\nrw=read\nsize=2m\n"
+    checked = cowbench("fio-check", str(_write(tmp_path, "job.fio", job)))
+    ran = cowbench("validate", str(_scenario(tmp_path, job)))
+    assert (checked.code, ran.code) == (2, 2)
+    for out in (checked.stderr, ran.stderr):
+        assert "line 4: job section [w] given twice: fio would run both, as two jobs of that " \
+            "name" in out and "rename one, e.g. [w-2]" in out, out
+
+
+@needs_tools
+@pytest.mark.real
+def test_fio_runs_a_section_given_twice_as_two_jobs(tmp_path: Path) -> None:
+    import json
+
+    job = _write(tmp_path, "d.fio", "[w]\nioengine=null\nrw=write\nsize=1m\n[w]\n"
+                                    "ioengine=null\nrw=read\nsize=2m\n")
+    ran = subprocess.run(["fio", "--output-format=json", str(job)], capture_output=True,
+                         text=True, check=True, cwd=tmp_path)
+    jobs = json.loads(ran.stdout)["jobs"]
+    assert [(j["jobname"], j["write"]["io_bytes"], j["read"]["io_bytes"]) for j in jobs] == \
+        [("w", 1 << 20, 0), ("w", 0, 2 << 20)]
