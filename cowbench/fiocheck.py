@@ -9,11 +9,20 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from .errors import ScenarioError, UsageError
-from .fiopercent import increment_problem
 from .iolog import TraceError, read_iolog
-from .jobfile import read_sections
-from .jobopts import WAITS, Handling, as_written, expand, waits_on, workload_of
+from .jobfile import Section, read_sections
+from .jobopts import (
+    MODEL,
+    WAITS,
+    Handling,
+    as_written,
+    expand,
+    model_value,
+    waits_on,
+    workload_of,
+)
 from .scenario import Workload, validation_problems
+from .workload_schema import increment_problem
 
 #: How each kind of handling is printed.
 LABELS = {"model": "both backends", "fio": "fio only, with offsets: auto or fio",
@@ -47,6 +56,23 @@ def run_problems(path: Path) -> list[tuple[str, str]]:
     return []
 
 
+def _field_checked(h: Handling, section: Section) -> Handling:
+    """``h`` refused, with the workload's own reason, when its value fails the workload's
+    check of that field alone (``rw=randwrte``, ``bs=4000``): an option is shown as carried
+    only when its value is one the run takes."""
+    if h.kind != "model" or h.option not in MODEL:
+        return h
+    field, value = model_value(section, h)
+    try:
+        Workload.model_validate({field: value})
+    except ValidationError as err:
+        for e in err.errors(include_url=False):
+            if tuple(e["loc"][:1]) == (field,):
+                why = str(e["msg"]).removeprefix("Value error, ")
+                return Handling(h.option, h.value, "refused", why)
+    return h
+
+
 def _stonewall(h: Handling, several: bool) -> Handling:
     """A job of several with fio's stonewall on waits for the ones before it (jobopts)."""
     if not several or h.option not in WAITS or h.kind != "replaced":
@@ -68,7 +94,7 @@ def check(path: Path) -> tuple[list[str], bool]:
         _, handled = workload_of(section, offsets_fio=True)
         lines.append(f"[{section.name}]")
         for h in handled:
-            h = _stonewall(h, len(sections) > 1)
+            h = _stonewall(_field_checked(h, section), len(sections) > 1)
             opt = h.option if h.value is None else f"{h.option}={h.value}"
             lines.append(f"  {opt:<28} {LABELS[h.kind]}: {h.detail}")
             if h.kind == "refused":

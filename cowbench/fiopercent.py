@@ -22,34 +22,7 @@ from __future__ import annotations
 
 from .errors import UsageError
 from .scenario import Workload
-from .units import parse_size
-
-
-def _sizes(text: str) -> list[int]:
-    """Every block size a ``bs``/``bsrange``/``bssplit`` value names (per direction, ranges,
-    split entries)."""
-    out = []
-    for part in text.replace(",", ":").split(":"):
-        for size in part.split("/")[0].split("-"):
-            if size.strip():
-                out.append(parse_size(size.strip()))
-    return out
-
-
-def min_bs(wl: Workload) -> int:
-    """fio's ``td_min_bs``: the smallest block size the job issues in any direction."""
-    sizes = [size for key in ("bs", "blocksize", "bsrange", "blocksize_range", "bssplit")
-             if wl.fio_extra.get(key) for size in _sizes(str(wl.fio_extra[key]))]
-    if wl.bssplit:
-        sizes += _sizes(wl.bssplit)
-    return min(sizes) if sizes else wl.bs
-
-
-def percent(wl: Workload, key: str) -> int | None:
-    value = wl.fio_extra.get(key)
-    if value is None or not value.endswith("%"):
-        return None
-    return int(value[:-1])
+from .workload_schema import increment_offsets, min_bs, percent
 
 
 def on_disk(wl: Workload, disk: int) -> Workload:
@@ -80,41 +53,9 @@ def on_disk(wl: Workload, disk: int) -> Workload:
 
 
 def _increment(raw: int, start: int, align: int, clones: int) -> tuple[int, int]:
-    """``offset_increment=N%`` (``raw`` bytes) as an offset and an increment in bytes: fio
-    puts clone k at ``start + k * raw`` rounded up to the smallest block; the null run, given
-    bytes, at ``offset + k * inc`` unrounded. Refused where no such pair gives every clone's."""
-    offsets = [-(-(start + k * raw) // align) * align for k in range(clones)]
-    inc = offsets[1] - offsets[0] if clones > 1 else raw
-    if any(o != offsets[0] + k * inc for k, o in enumerate(offsets)):
-        raise UsageError(f"offset_increment in percent comes to {raw} bytes on this disk, "
-                         f"which fio rounds up to a multiple of {align} for each of the "
-                         f"{clones} clones unevenly ({offsets}); give it in bytes")
-    return offsets[0], inc
-
-
-#: A disk size fio-check shows an uneven ``offset_increment=N%`` on (it has no disk).
-EXAMPLE_DISK = 1 << 30
-
-
-def increment_problem(wl: Workload, disk: int | None) -> str | None:
-    """Why ``wl``'s ``offset_increment=N%`` cannot be carried exactly (:func:`on_disk`
-    refuses it), or None: on a disk of ``disk`` bytes; with no disk (``fio-check``), where
-    it is not exact on every disk of whole MiB (``N% * 1 MiB`` not a whole number of the
-    job's smallest blocks), shown on a 1 GiB one. ``validate`` and ``run`` check the VM's own
-    disk, so the three agree on the disks they know."""
-    inc_pct, align = percent(wl, "offset_increment"), min_bs(wl)
-    if inc_pct is None or wl.numjobs < 2:
-        return None
-    if disk is None and ((1 << 20) * inc_pct) % (100 * align) == 0:
-        return None
-    offset_pct = percent(wl, "offset")
-    on = EXAMPLE_DISK if disk is None else disk
-    start = wl.offset if offset_pct is None else -(-(on * offset_pct // 100) // align) * align
-    try:
-        _increment(on * inc_pct // 100, start, align, wl.numjobs)
-    except UsageError as err:
-        if disk is not None:
-            return str(err)
-        return (f"{inc_pct}% of a disk is a whole number of {align}-byte blocks only on some "
-                f"disk sizes; on a {on}-byte disk, {str(err).replace(' on this disk', '')}")
-    return None
+    """``offset_increment=N%`` (``raw`` bytes) as an offset and an increment in bytes
+    (:func:`cowbench.workload_schema.increment_offsets`); UsageError where fio's are uneven."""
+    offset, inc, problem = increment_offsets(raw, start, align, clones)
+    if problem:
+        raise UsageError(problem)
+    return offset, inc

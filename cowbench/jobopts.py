@@ -297,8 +297,6 @@ def _one(key: str, value: str | None, kb_base: int, offsets_fio: bool) -> Handli
         if conv is None and field in UNLIMITED:
             return Handling(key, value, "model", f"{field} absent (0 is fio's default: "
                             f"{UNLIMITED[field]})")
-        if problem := _field_problem(field, conv):
-            return Handling(key, value, "refused", problem)
         return Handling(key, value, "model", f"{field}={conv}")
     if key in CARRIED or key in ("bs", "blocksize") or _offset_form(key, value):
         if (key in PERCENT or (value or "").endswith("%")) and \
@@ -315,21 +313,10 @@ def _one(key: str, value: str | None, kb_base: int, offsets_fio: bool) -> Handli
     return Handling(key, value, "refused", "not an option the model or the backends know")
 
 
-def _field_problem(field: str, value: Any) -> str | None:
-    """What the workload's own check of ``field`` says of ``value`` alone (``rw=randwrte``, a
-    ``random_distribution`` fio refuses), or None: an option is shown as carried only when
-    its value is one the run takes."""
-    from pydantic import ValidationError
-
-    from .workload_schema import Workload  # it reads this module's tables
-
-    try:
-        Workload.model_validate({field: value})
-    except ValidationError as err:
-        for e in err.errors(include_url=False):
-            if tuple(e["loc"][:1]) == (field,):
-                return str(e["msg"]).removeprefix("Value error, ")
-    return None
+def model_value(section: Section, h: Handling) -> tuple[str, Any]:
+    """The workload field and value of ``h``, an option of ``section`` handled by the model
+    (one of :data:`MODEL`)."""
+    return _model(h.option, h.value, _kb(section))
 
 
 def percent_problem(key: str, value: str | None) -> str | None:

@@ -308,8 +308,6 @@ def workload_misfit(wl: Workload, disk: int) -> str | None:
     """Why ``wl`` cannot run on a disk of ``disk`` bytes (None: it can): a block larger than
     the disk, an ``offset_increment`` in percent fio rounds unevenly there, or a region past
     its end."""
-    from .fiopercent import increment_problem  # it reads Workload
-
     if wl.bs > disk:
         return f"has bs {wl.bs}, larger than the {disk}-byte disk"
     for part in wl.parts:
@@ -319,3 +317,70 @@ def workload_misfit(wl: Workload, disk: int) -> str | None:
     if wl.offset >= disk or end > disk:
         return f"spans [{wl.offset}, {end or disk}) but the disk is {disk} bytes"
     return None
+
+
+def _sizes(text: str) -> list[int]:
+    """Every block size a ``bs``/``bsrange``/``bssplit`` value names (per direction, ranges,
+    split entries)."""
+    out = []
+    for part in text.replace(",", ":").split(":"):
+        for size in part.split("/")[0].split("-"):
+            if size.strip():
+                out.append(parse_size(size.strip()))
+    return out
+
+
+def min_bs(wl: Workload) -> int:
+    """fio's ``td_min_bs``: the smallest block size the job issues in any direction."""
+    sizes = [size for key in ("bs", "blocksize", "bsrange", "blocksize_range", "bssplit")
+             if wl.fio_extra.get(key) for size in _sizes(str(wl.fio_extra[key]))]
+    if wl.bssplit:
+        sizes += _sizes(wl.bssplit)
+    return min(sizes) if sizes else wl.bs
+
+
+def percent(wl: Workload, key: str) -> int | None:
+    value = wl.fio_extra.get(key)
+    if value is None or not value.endswith("%"):
+        return None
+    return int(value[:-1])
+
+
+def increment_offsets(raw: int, start: int, align: int,
+                      clones: int) -> tuple[int, int, str | None]:
+    """``offset_increment=N%`` (``raw`` bytes) as an offset and an increment in bytes, and
+    why they are not fio's (None: they are): fio puts clone k at ``start + k * raw`` rounded
+    up to the smallest block; the null run, given bytes, at ``offset + k * inc`` unrounded."""
+    offsets = [-(-(start + k * raw) // align) * align for k in range(clones)]
+    inc = offsets[1] - offsets[0] if clones > 1 else raw
+    if any(o != offsets[0] + k * inc for k, o in enumerate(offsets)):
+        return offsets[0], inc, (
+            f"offset_increment in percent comes to {raw} bytes on this disk, which fio rounds "
+            f"up to a multiple of {align} for each of the {clones} clones unevenly "
+            f"({offsets}); give it in bytes")
+    return offsets[0], inc, None
+
+
+#: A disk size fio-check shows an uneven ``offset_increment=N%`` on (it has no disk).
+EXAMPLE_DISK = 1 << 30
+
+
+def increment_problem(wl: Workload, disk: int | None) -> str | None:
+    """Why ``wl``'s ``offset_increment=N%`` cannot be carried exactly (cowbench.fiopercent
+    refuses it in the run), or None: on a disk of ``disk`` bytes; with no disk
+    (``fio-check``), where it is not exact on every disk of whole MiB (``N% * 1 MiB`` not a
+    whole number of the job's smallest blocks), shown on a 1 GiB one. ``validate`` checks the
+    VM's own disk, so the three agree on the disks they know."""
+    inc_pct, align = percent(wl, "offset_increment"), min_bs(wl)
+    if inc_pct is None or wl.numjobs < 2:
+        return None
+    if disk is None and ((1 << 20) * inc_pct) % (100 * align) == 0:
+        return None
+    offset_pct = percent(wl, "offset")
+    on = EXAMPLE_DISK if disk is None else disk
+    start = wl.offset if offset_pct is None else -(-(on * offset_pct // 100) // align) * align
+    problem = increment_offsets(on * inc_pct // 100, start, align, wl.numjobs)[2]
+    if problem is None or disk is not None:
+        return problem
+    return (f"{inc_pct}% of a disk is a whole number of {align}-byte blocks only on some "
+            f"disk sizes; on a {on}-byte disk, {problem.replace(' on this disk', '')}")
