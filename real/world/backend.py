@@ -34,6 +34,7 @@ from .layout import HostLayout, glance_path
 
 Progress = Callable[[str], None]
 WRITE_CHUNK = 64 << 20
+DOWNLOAD_CHUNK = 1 << 20  # what each write of a download carries (every byte is written)
 _PROC_IO_KEYS = ("read_bytes", "write_bytes")
 
 
@@ -83,12 +84,17 @@ def synthetic_digest(image: Image) -> str:
 
 def fetch_to_cache(src: Path, fmt: str, dest: Path, log: RawLog,
                    untrusted: bool = False) -> None:
-    """Nova's fetch_to_raw: convert into ``<sha1>.converted``, then rename into place.
+    """Nova's fetch_to_raw: a raw image is downloaded as it is (:func:`download`); any other
+    format is converted into ``<sha1>.converted`` (``qemu-img convert -O raw``: zero runs
+    stay holes), then renamed into place.
 
     A convert that fails or is interrupted leaves no partial ``.converted`` behind. The base
     is never more readable than the image it came from (``keep_mode``). ``untrusted`` (a
     user's file): the convert runs under Nova's limits, as its inspection did.
     """
+    if fmt == "raw":
+        download(src, dest)
+        return
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(dest.name + ".converted")
     cache_mode = "none" if _supports_o_direct(dest.parent) else "writeback"
@@ -102,6 +108,27 @@ def fetch_to_cache(src: Path, fmt: str, dest: Path, log: RawLog,
     except BaseException:
         with shielded():
             tmp.unlink(missing_ok=True)
+        raise
+
+
+def download(src: Path, dest: Path) -> None:
+    """Nova's download from Glance (nova/image/glance.py ``download``/``_verify_and_write``):
+    the image's bytes streamed into ``<sha1>.part`` chunk by chunk, every chunk written --
+    zeros too, so the file is dense, allocated to its size whatever holes the Glance file
+    has -- then renamed into place. Written here with plain reads and writes, never
+    ``copy_file_range``/``sendfile`` (which a filesystem may answer by sharing extents or
+    keeping holes). A copy that fails or is interrupted leaves no ``.part`` behind."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    try:
+        with open(src, "rb") as fin, open(part, "wb") as fout:
+            while chunk := fin.read(DOWNLOAD_CHUNK):
+                fout.write(chunk)
+        keep_mode(src, part)
+        part.rename(dest)
+    except BaseException:
+        with shielded():
+            part.unlink(missing_ok=True)
         raise
 
 

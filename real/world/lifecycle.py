@@ -5,10 +5,12 @@ machine (``cowbench.nova.machine``), which decides what to do; its instructions
 (``cowbench.nova.instructions``) are carried out here as Nova's libvirt driver does it
 (FACTS.md section 1), with the hosts as directories on this machine:
 
-- boot: unless cached, the image is converted from Glance into ``_base/<sha1>.converted``
-  (``qemu-img convert -O raw``, with ``-t none`` where the filesystem takes O_DIRECT, else
-  writeback) and renamed, or copied as it is (``force_raw_images`` off); the disk is made by
-  the VM's strategy (``real.storage.strategies``); the base's mtime is touched;
+- boot: unless cached, a qcow2 image is converted from Glance into
+  ``_base/<sha1>.converted`` (``qemu-img convert -O raw``, with ``-t none`` where the
+  filesystem takes O_DIRECT, else writeback) and renamed; a raw image, or a qcow2 one with
+  ``force_raw_images`` off, is downloaded as it is into ``<sha1>.part``, every byte written
+  (dense, as Nova's download writes it), and renamed; the disk is made by the VM's strategy
+  (``real.storage.strategies``); the base's mtime is touched;
 - snapshot ``live``: a delta overlay with the top's clusters (``qemu-img convert -B``, what
   libvirt's shallow blockRebase copies), flattened with ``qemu-img convert -O qcow2`` into Glance
   (upload bytes = its size), the delta deleted; ``external``: a new qcow2 on top of the chain;
@@ -79,7 +81,13 @@ from real.storage.strategies import (
     size_tag,
 )
 
-from .backend import create_disk, fetch_to_cache, keep_mode, sync_files, synthetic_digest
+from .backend import (
+    create_disk,
+    download,
+    fetch_to_cache,
+    sync_files,
+    synthetic_digest,
+)
 from .layout import HostLayout, glance_path
 
 EPOCH = 1_000_000_000.0  # logical t=0 as a file mtime
@@ -150,8 +158,8 @@ class RealWorld:
                               f"images[{self.s.images.index(image)}].synthetic")
         if raw:
             fetch_to_cache(src, image.format, dest, self.log, untrusted=image.path is not None)
-        else:
-            _copy_in(src, dest)
+        else:  # force_raw_images off: the qcow2 image kept as downloaded
+            download(src, dest)
         if not raw or image.synthetic is None:
             self.check.hash_before(key, dest)
         _touch(dest, ins.t)
@@ -435,20 +443,6 @@ class RealWorld:
 
 def _touch(path: Path, t: float) -> None:
     os.utime(path, (EPOCH + t, EPOCH + t))
-
-
-def _copy_in(src: Path, dest: Path) -> None:
-    """The image kept in its format (``force_raw_images`` off): downloaded into
-    ``<sha1>.part`` and renamed; a failed copy leaves no ``.part`` behind."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
-    try:
-        shutil.copyfile(src, part)
-        keep_mode(src, part)
-        part.rename(dest)
-    except BaseException:
-        part.unlink(missing_ok=True)
-        raise
 
 
 def _tree(root: Path) -> tuple[int, int]:

@@ -17,7 +17,7 @@ import pyarrow as pa  # type: ignore[import-untyped]
 from cowbench.records import UNITS
 from cowbench.scenario import Scenario
 from cowbench.vmdist import LEVELS, grid_entities
-from sim.storage.images import base_data
+from sim.storage.images import backing_data
 
 from .plan import Plan
 
@@ -178,11 +178,13 @@ def record_vms(rows: Rows, s: Scenario, plan: Plan, tot: Totals, end: np.ndarray
 
 
 def boot_read_bytes(s: Scenario, plan: Plan) -> np.ndarray:
-    """Each VM's boot burst, read from its base: no more than the base's data (holes are free)."""
+    """Each VM's boot burst, read from its base: no more than the base holds on disk (holes
+    are free; a raw image's base is dense, its zeros read as data, ``backing_data``)."""
     f = s.fleet
     assert f is not None
     pop = plan.population
-    base_bytes = np.array([base_data(i).data_bytes if i.name in f.image_mix else 0
-                           for i in s.images], dtype=np.float64)
+    force_raw = s.nova.force_raw_images
+    base_bytes = np.array([backing_data(i, force_raw).held_bytes if i.name in f.image_mix
+                           else 0 for i in s.images], dtype=np.float64)
     boot = np.array([c.boot_read_bytes for c in f.classes.values()], dtype=np.float64)
     return np.asarray(np.minimum(boot[pop.klass], base_bytes[pop.image]))

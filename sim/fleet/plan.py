@@ -23,7 +23,7 @@ from cowbench.nova.clock import sample_times
 from cowbench.nova.draws import arrival_times, chosen, lifetimes, pick
 from cowbench.scenario import Scenario
 from sim.storage.fs import ext4_mkfs_allocated_bytes
-from sim.storage.images import cache_file, glance_file
+from sim.storage.images import cache_file, fetch_bytes
 
 SWAP_BASE_BYTES = 4096  # a mkswap'd swap base holds one page (FACTS.md E16)
 
@@ -72,8 +72,12 @@ class CacheEntries:
 def cache_entries(s: Scenario) -> CacheEntries:
     f = s.fleet
     assert f is not None
-    stored = [cache_file(i).allocated_bytes if i.name in f.image_mix else 0 for i in s.images]
-    fetch = [glance_file(i).allocated_bytes if i.name in f.image_mix else 0 for i in s.images]
+    # the timeline's figures for the same base (sim.world.lifecycle.fetched): a raw image's
+    # base dense to its virtual size, a qcow2 one converted under force_raw_images or kept
+    force_raw = s.nova.force_raw_images
+    stored = [cache_file(i, force_raw).allocated_bytes if i.name in f.image_mix else 0
+              for i in s.images]
+    fetch = [fetch_bytes(i) if i.name in f.image_mix else 0 for i in s.images]
     # Nova's manager (nova/virt/libvirt/imagecache.py) scans _base for Glance bases (a SHA-1
     # name, resized ones with a size after it) and swap bases (``swap_<MiB>``, in use while a
     # running instance has swap of that size); an ephemeral base (``ephemeral_<GiB>_<fs>``)

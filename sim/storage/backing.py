@@ -10,11 +10,22 @@ from .fs import FS_BLOCK
 
 
 class BaseData:
-    """Where a raw base holds data, per byte range: answers "how many bytes of [a, b) are data"."""
+    """Where a base holds data, per byte range: answers "how many bytes of [a, b) are data".
+
+    Two views of it. Its *content* (``extents``: :meth:`blocks`, :attr:`data_bytes`) is where
+    it holds non-zero bytes: what a copy that skips zeros keeps (``qemu-img convert``,
+    ``rsync --sparse``, ``cp --sparse=always``). What it *holds on disk* (:meth:`data_in`) is
+    what a read of it costs the host and what QEMU's block status calls data: the content,
+    and every byte below ``dense_size`` -- a raw Glance image in ``_base`` is written byte for
+    byte by Nova's download (``nova/image/glance.py`` ``_verify_and_write``), its zeros
+    included, so reading its zeros reads the disk (qemu-nbd's /proc/PID/io counts them) and a
+    partial write over them is no all-zero range to QEMU."""
 
     def __init__(self, size: int, extents: list[tuple[int, int]],
-                 raw_size: int | None = None) -> None:
+                 raw_size: int | None = None, dense_size: int = 0) -> None:
         self.size = size
+        #: bytes from 0 the file holds on disk whatever they contain (a dense download)
+        self.dense_size = min(dense_size, size)
         #: a raw base counts as allocated everywhere up to its size, holes included (FACTS.md
         #: E4); past the end of the backing chain QEMU zeroes a new cluster with fallocate
         #: instead of copying (measured: a 1 GiB overlay on a 512 MiB base)
@@ -47,15 +58,24 @@ class BaseData:
     def data_in_many(self, start: np.ndarray, end: np.ndarray) -> np.ndarray:
         """``data_in`` for arrays of ranges."""
         end = np.minimum(end, self.size)
+        d = self.dense_size
+        if d:  # below dense_size every byte is held; above it, the content
+            dense = np.clip(np.minimum(end, d) - start, 0, None)
+            start = np.maximum(start, d)
+        else:
+            dense = np.zeros(np.shape(start), dtype=np.int64)
         out = self._upto_many(end) - self._upto_many(np.minimum(start, end))
-        return np.asarray(np.maximum(out, 0), dtype=np.int64)
+        return np.asarray(dense + np.maximum(out, 0), dtype=np.int64)
 
     def data_in(self, start: int, end: int) -> int:
-        """Bytes of data of the base within [start, end), with blocks rounded out to FS_BLOCK."""
+        """Bytes the base holds on disk within [start, end), with blocks rounded out to
+        FS_BLOCK: its content's, and all of them below ``dense_size``."""
         end = min(end, self.size)
+        dense = max(0, min(end, self.dense_size) - start)
+        start = max(start, self.dense_size)
         if end <= start:
-            return 0
-        return self._upto(end) - self._upto(start)
+            return dense
+        return dense + self._upto(end) - self._upto(start)
 
     def allocated(self, start: int, end: int) -> bool:
         """Whether the backing chain holds any of [start, end) (``bdrv_is_allocated_above``):
@@ -67,16 +87,30 @@ class BaseData:
 
     def grown(self, size: int) -> BaseData:
         """A raw copy of this data grown to ``size`` (``qemu-img resize``): allocated to its
-        new end, holes included."""
+        new end, holes included. The copy skips zeros (``cp --sparse=always``,
+        ``real.storage.strategies.resized_base``): it holds the content only."""
         return BaseData(size, [(s, e - s) for s, e in zip(self._starts_l, self._ends_l,
                                                            strict=True)])
 
     def blocks(self, nblocks: int) -> np.ndarray:
-        """Per 4 KiB block of [0, nblocks * 4 KiB): does the backing hold data there?"""
+        """Per 4 KiB block of [0, nblocks * 4 KiB): does the backing hold non-zero data there
+        (its content)?"""
         out = np.zeros(nblocks, dtype=bool)
         for s, e in zip(self._starts.tolist(), self._ends.tolist(), strict=True):
             out[s // FS_BLOCK:min(nblocks, -(-e // FS_BLOCK))] = True
         return out
+
+    def held_blocks(self, nblocks: int) -> np.ndarray:
+        """Per 4 KiB block of [0, nblocks * 4 KiB): does the file hold a block there on disk
+        (its content, and every block below ``dense_size``)? What a reflink clone shares."""
+        out = self.blocks(nblocks)
+        out[:-(-self.dense_size // FS_BLOCK)] = True
+        return out
+
+    @property
+    def held_bytes(self) -> int:
+        """Bytes the file holds on disk: what reading all of it reads."""
+        return self.data_in(0, self.size)
 
     @property
     def data_bytes(self) -> int:

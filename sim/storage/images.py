@@ -1,9 +1,18 @@
 """The files a scenario's images become on a host, and the one every instance directory holds.
 
 ``glance_file`` is the image as uploaded (synthetic images are written with qemu-io, extent by
-extent), ``cache_file`` the raw base Nova converts it into in ``_base`` (FACTS.md 1.1), and
-``DISK_INFO_BYTES`` the ``disk.info`` beside each root disk. Shared by the plain-VM model, the
-timeline and the fleet (``sim.world``, ``sim.fleet``).
+extent), ``cache_file`` the base Nova makes of it in ``_base`` (FACTS.md 1.1),
+``fetch_bytes`` what that costs the network, and ``DISK_INFO_BYTES`` the ``disk.info`` beside
+each root disk. Shared by the plain-VM model, the timeline and the fleet (``sim.world``,
+``sim.fleet``): one rule for all three.
+
+How Nova fills ``_base`` (nova/virt/images.py ``fetch_to_raw``, nova/image/glance.py
+``download``/``_verify_and_write``, current master; no Nova release has a sparse download):
+the Glance file is streamed into ``<base>.part`` chunk by chunk, every byte written, so the
+``.part`` is dense and the whole file crosses the network. A raw image is then renamed into
+place as it is: the base is allocated to its virtual size, zeros included. A qcow2 image is
+converted (``qemu-img convert -O raw``, which leaves zero runs as holes) under
+``force_raw_images``, or renamed as it is (dense: allocated to its file size) without it.
 """
 
 from __future__ import annotations
@@ -29,8 +38,16 @@ def backing_data(image: Image, raw_base: bool) -> BaseData:
     base only in its own clusters (``glance_file``'s), so a first write over the rest zeroes
     its new cluster rather than copying it (``BaseData.allocated``). Measured (s8-qcow2base,
     2 MiB clusters over a 1 GiB qcow2 base with 108 MiB of data, 12 MiB of random 16 KiB
-    writes): qemu-nbd wrote 114696704 bytes, where copying every new cluster is 838713856."""
-    if raw_base or image.format == "raw":
+    writes): qemu-nbd wrote 114696704 bytes, where copying every new cluster is 838713856.
+
+    A raw image's base is its dense download (module docstring): it holds every byte on disk
+    (``dense_size``), so reading its zeros costs what reading data does; a qcow2 image
+    converted to raw keeps its holes."""
+    if image.format == "raw":
+        assert image.virtual_size is not None
+        return BaseData(image.virtual_size, image.data_extents(),
+                        dense_size=image.virtual_size)
+    if raw_base:
         return base_data(image)
     g = glance_file(image)
     assert isinstance(g, Qcow2Image) and image.virtual_size is not None
@@ -41,10 +58,25 @@ def backing_data(image: Image, raw_base: bool) -> BaseData:
                                                                   strict=True)], raw_size=0)
 
 
-def cache_file(image: Image) -> RawImage:
-    """The raw base in ``_base``: ``qemu-img convert -O raw`` keeps zero runs as holes."""
+def cache_file(image: Image, force_raw: bool) -> RawImage:
+    """The base in ``_base`` (``force_raw``: Nova's ``force_raw_images``; module docstring):
+    a qcow2 image converted to raw keeps its zero runs as holes (``qemu-img convert -O raw``);
+    anything renamed from the download as it is -- a raw image, or a qcow2 one kept without
+    ``force_raw`` -- is a file written byte for byte, allocated to its size (plus the
+    filesystem's extent-tree blocks, ``fs.extent_tree_bytes``)."""
     assert image.virtual_size is not None
-    return RawImage(image.virtual_size, base_data(image))
+    if image.format != "raw" and force_raw:
+        return RawImage(image.virtual_size, base_data(image))
+    size = glance_file(image).file_bytes
+    dense = RawImage(size)  # the bytes' layout, not their meaning: only its allocation counts
+    dense.blocks[:] = True
+    return dense
+
+
+def fetch_bytes(image: Image) -> int:
+    """Bytes fetched from Glance to make the image's base: the whole Glance file (its size,
+    holes and a qcow2 file's unwritten table tails included), whatever ``_base`` keeps."""
+    return glance_file(image).file_bytes
 
 
 def glance_file(image: Image) -> Qcow2Image | RawImage:

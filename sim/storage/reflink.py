@@ -38,9 +38,8 @@ class ReflinkCopy:
 
     def __post_init__(self) -> None:
         n = -(-self.virtual_size // FS_BLOCK)
-        self.mapped = np.zeros(n, dtype=bool)
-        for s, e in zip(self.base._starts.tolist(), self.base._ends.tolist(), strict=True):
-            self.mapped[s // FS_BLOCK:-(-e // FS_BLOCK)] = True
+        # the clone shares every block the base holds on disk (a dense download's zeros too)
+        self.mapped = self.base.held_blocks(n)
         self.shared = self.mapped.copy()
 
     def write(self, offset: int, length: int) -> HostIO:

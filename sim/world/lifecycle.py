@@ -21,7 +21,7 @@ from cowbench.records import Recorder
 from cowbench.scenario import VM, Image, Scenario
 from sim.storage.disk import BaseData, HostIO, Qcow2Image, RawImage
 from sim.storage.fs import FS_BLOCK, extent_tree_bytes
-from sim.storage.images import backing_data, base_data, cache_file, glance_file
+from sim.storage.images import backing_data, base_data, cache_file, fetch_bytes
 from sim.storage.qcow2_ext import SUBCLUSTERS, Qcow2ExtImage
 from sim.storage.rbd import RbdClone
 from sim.storage.reflink import ReflinkCopy
@@ -248,12 +248,14 @@ def chain_data(scenario: Scenario, inst: Instance) -> BaseData:
                 idx = np.flatnonzero(img.allocated)
                 for g in idx.tolist():
                     blocks[g * per:(g + 1) * per] = True
-    raw = 0
+    raw = dense = 0
     if inst.image is not None:
         image = scenario.image(inst.image)
         if scenario.nova.force_raw_images or image.format == "raw":
             raw = image.virtual_size or 0  # a qcow2 base holds only its clusters: in blocks
-    return BaseData(inst.root_size, _runs(blocks), raw_size=raw)
+        # a raw image's base holds its zeros on disk too (sim.storage.images.backing_data)
+        dense = backing_data(image, scenario.nova.force_raw_images).dense_size
+    return BaseData(inst.root_size, _runs(blocks), raw_size=raw, dense_size=dense)
 
 
 def _runs(blocks: np.ndarray) -> list[tuple[int, int]]:
@@ -292,11 +294,9 @@ def run_disk(inst: Instance, unmap: bool) -> ChainDisk | LayerImage:
 
 
 def fetched(scenario: Scenario, image: Image) -> tuple[Disk, int]:
-    """The cached base and the bytes fetched from Glance for it."""
-    g = glance_file(image)
-    if scenario.nova.force_raw_images or image.format == "raw":
-        return cache_file(image), g.file_bytes
-    return g, g.file_bytes
+    """The cached base and the bytes fetched from Glance for it (``sim.storage.images``: the
+    fleet's cache entries are the same two figures)."""
+    return cache_file(image, scenario.nova.force_raw_images), fetch_bytes(image)
 
 
 def resized_copy(image: Image, size: int) -> RawImage:
