@@ -117,7 +117,8 @@ def download(src: Path, dest: Path) -> None:
     zeros too, so the file is dense, allocated to its size whatever holes the Glance file
     has -- then renamed into place. Written here with plain reads and writes, never
     ``copy_file_range``/``sendfile`` (which a filesystem may answer by sharing extents or
-    keeping holes). A copy that fails or is interrupted leaves no ``.part`` behind."""
+    keeping holes). A copy that fails or is interrupted leaves no ``.part`` behind; a write
+    that fails (ENOSPC) names the ``.part`` it was writing."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     try:
@@ -126,9 +127,11 @@ def download(src: Path, dest: Path) -> None:
                 fout.write(chunk)
         keep_mode(src, part)
         part.rename(dest)
-    except BaseException:
+    except BaseException as err:
         with shielded():
             part.unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.filename is None:
+            err.filename = str(part)  # a write's error says no file of its own
         raise
 
 
