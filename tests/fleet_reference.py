@@ -44,7 +44,8 @@ class _Fleet:
         self.ic = s.nova.image_cache
         h = len(s.hosts)
         self.req = np.array([fl.disk_gb_bytes for fl in fleet_flavors(s)], dtype=np.float64)
-        self.placement = Placement(np.array([x.placement_capacity for x in s.hosts]))
+        self.placement = Placement(np.array([x.placement_capacity for x in s.hosts]),
+                                   [x.weighed_disk for x in s.hosts])
         self.count = np.zeros(h, dtype=np.int64)
         self.entries = cache_entries(s)
         e = len(self.entries.stored_bytes)

@@ -64,9 +64,28 @@ def test_the_spread_heap_follows_claims_and_releases_lowest_index_first() -> Non
 
 
 def test_hosts_of_different_sizes_are_weighed_by_free_disk_not_by_share() -> None:
-    p = Placement([inventory(100, 1.0, 20), inventory(40, 2.0)])  # 80 and 80 free
-    assert [p.place(30.0) for _ in range(4)] == [0, 1, 0, 1]  # 20 and 20 free left
+    p = Placement([inventory(100, 1.0, 20), inventory(40, 1.0)])  # 80 and 40 free
+    assert [p.place(30.0) for _ in range(4)] == [0, 0, 1, NO_VALID_HOST]  # 20 and 10 left
     assert p.place(25.0) == NO_VALID_HOST
+
+
+def test_the_weigher_counts_free_disk_before_the_allocation_ratio() -> None:
+    """Nova's DiskWeigher weighs ``free_disk_mb``: the host's disk less the reserve and the
+    claims, no ratio (the ratio only lets the filter pass more). A user's hosts a (10 GiB,
+    ratio 3.0) and b (20 GiB, ratio 1.0), four VMs of 4 GiB: before, a took the first three
+    (30 GiB of inventory free against 20); Nova gives b three and a the fourth."""
+    a, b = HostDisk(capacity_bytes="10GiB", disk_allocation_ratio=3.0), \
+        HostDisk(capacity_bytes="20GiB")
+    p = Placement([a.placement_capacity, b.placement_capacity], [a.weighed_disk, b.weighed_disk])
+    assert [p.place(4.0 * GIB) for _ in range(4)] == [1, 1, 1, 0]  # b 8 GiB free, a 10: a
+    # the weigher's first host does not hold the claim, another does by its ratio
+    q = Placement([inventory(10, 1.0), inventory(8, 3.0)], [10.0, 8.0])
+    assert q.place(9.0) == 0 and q.place(9.0) == 1 and q.place(9.0) == 1
+    assert q.select(9.0) == NO_VALID_HOST and q.select(6.0) == 1  # 1 and 6 left by inventory
+    assert q.select(1.0) == 0 and q.select(1.0, exclude=0) == 1  # weighed 1 and -10 free
+    assert p.heap == [] and len(q.free()) == 2
+    r = Placement([inventory(10, 2.0), inventory(10, 2.0)], [10.0, 10.0])  # one pool: a heap
+    assert len(r.heap) == 2 and [r.place(8.0) for _ in range(5)] == [0, 1, 0, 1, NO_VALID_HOST]
     q = Placement([10.0, math.inf, math.inf])  # unlimited hosts first, the least used
     assert [q.place(5.0) for _ in range(3)] == [1, 2, 1]
     assert q.select(5.0, exclude=2) == 1 and q.select(11.0) == 2

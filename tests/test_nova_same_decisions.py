@@ -35,6 +35,8 @@ MIXED = [{"name": "big", "capacity_bytes": "5GiB", "reserved_host_disk_bytes": "
          {"name": "small", "count": 2, "capacity_bytes": "1280MiB",
           "disk_allocation_ratio": 1.6}]
 INVENTORY = {"POOL": [3.0, 3.0, 3.0], "MIXED": [4.0, 2.0, 2.0]}  # GiB
+#: what the DiskWeigher counts of each: capacity - reserved, no ratio (GiB)
+DISK = {"POOL": [3.0, 3.0, 3.0], "MIXED": [4.0, 1.25, 1.25]}
 GIB = 1 << 30
 COMMON: dict[str, Any] = {
     "seed": SEED, "duration": "2d",
@@ -190,17 +192,22 @@ def test_a_timeline_and_a_fleet_take_the_same_snapshots(kind: str, window: str) 
         assert at & set(taken) and (window != "2h" or len(at & set(taken)) > len(window_of))
 
 
-def spread(free: list[float], need: float, exclude: int = -1) -> int:
-    """Nova's choice worked by hand: the host with the most free DISK_GB that holds ``need``
-    (the lowest index among equals), never ``exclude``; -1 when none does (NoValidHost)."""
+def spread(free: list[float], need: float, exclude: int = -1,
+           weighed: list[float] | None = None) -> int:
+    """Nova's choice worked by hand: of the hosts whose free DISK_GB holds ``need``, never
+    ``exclude``, the one the DiskWeigher weighs most free (``weighed``: its disk less the claims,
+    no ratio; ``free`` when not given), the lowest index among equals; -1 when none fits
+    (NoValidHost)."""
+    w = free if weighed is None else weighed
     ok = [h for h in range(len(free)) if h != exclude and free[h] >= need]
-    return max(ok, key=lambda h: (free[h], -h)) if ok else -1
+    return max(ok, key=lambda h: (w[h], -h)) if ok else -1
 
 
 @pytest.mark.parametrize("kind", ["live", "cold"])
 def test_a_fleet_of_mixed_hosts_places_by_the_spread_weigher(kind: str) -> None:
     """Replay the fleet's plan against placement's arithmetic: each arrival and migration
-    went where the weigher puts it, given (capacity - reserved) x ratio per host."""
+    went where the weigher puts it: among the hosts whose (capacity - reserved) x ratio holds
+    the claim, the most free capacity - reserved (no ratio)."""
     plan = run_events(as_fleet(kind, hosts="MIXED"), streams(SEED))
     pop = plan.population
     hosts: dict[int, list[int]] = defaultdict(list)  # each VM's hosts, in order
@@ -218,20 +225,22 @@ def test_a_fleet_of_mixed_hosts_places_by_the_spread_weigher(kind: str) -> None:
         events.append((t, vm, "migrate", vm, hosts[vm][nth[vm]]))
         if kind == "cold" and confirm < DURATION:
             events.append((confirm, vm, "confirm", vm, src))
-    free = [x * GIB for x in INVENTORY["MIXED"]]
+    used = [0.0] * 3
     where: dict[int, int] = {}
     refused = 0
     for _, _, what, vm, host in sorted(events):
         if what in ("leave", "confirm"):
-            free[where.pop(vm) if what == "leave" else host] += GIB
+            used[where.pop(vm) if what == "leave" else host] -= GIB
             continue
         src = where.get(vm, -1)
-        assert spread(free, GIB, exclude=src) == host, (what, vm, free)
+        free = [x * GIB - u for x, u in zip(INVENTORY["MIXED"], used, strict=True)]
+        weighed = [x * GIB - u for x, u in zip(DISK["MIXED"], used, strict=True)]
+        assert spread(free, GIB, exclude=src, weighed=weighed) == host, (what, vm, free)
         refused += host < 0
         if host >= 0:
             if src >= 0 and kind == "live":
-                free[src] += GIB  # a cold migration's source keeps its claim until confirmed
-            free[host] -= GIB
+                used[src] -= GIB  # a cold migration's source keeps its claim until confirmed
+            used[host] += GIB
             where[vm] = host
     assert refused and plan.mig_vm.size and set(plan.seg_host.tolist()) == {0, 1, 2}
 

@@ -5,7 +5,8 @@ keeps every host's DISK_GB usage in a :class:`~cowbench.nova.placement.Placement
 own) and decides:
 
 - a boot or migration marked ``choose`` (timeline arrivals) goes where the scheduler puts it:
-  the most free DISK_GB (spread), never the migration's source; an arrival that fits nowhere
+  the most free disk as the DiskWeigher counts it, among the hosts whose DISK_GB holds the claim
+  (:mod:`~cowbench.nova.placement`), never the migration's source; an arrival that fits nowhere
   is refused (NoValidHost: none of its operations happen), a migration that fits nowhere does
   not happen;
 - other boots go to the VM's ``host``, other migrations to their ``to``: a claim beyond the
@@ -52,7 +53,8 @@ class _Scheduler:
         self.names = [h.name for h in s.hosts]
         self.index = {h: i for i, h in enumerate(self.names)}
         self.vms = {vm.name: vm for vm in s.vms}
-        self.p = Placement([h.placement_capacity for h in s.hosts])
+        self.p = Placement([h.placement_capacity for h in s.hosts],
+                           [h.weighed_disk for h in s.hosts])
         self.at = Tenancy[int](claim=self.p.claim, release=self.p.release)
         self.booting = (0, 0)  # the claim and root of the boot :meth:`host_for` placed
         self.refused: set[str] = set()

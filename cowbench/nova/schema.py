@@ -114,3 +114,10 @@ class HostDisk(_Frozen):
         capacity)."""
         return inventory(self.capacity_bytes, self.disk_allocation_ratio,
                          self.reserved_host_disk_bytes)
+
+    @property
+    def weighed_disk(self) -> float:
+        """What the DiskWeigher counts before the claims: ``capacity - reserved``, no ratio
+        (the resource tracker's ``local_gb`` less ``reserved_host_disk_mb``; inf without a
+        capacity). See :mod:`cowbench.nova.placement`."""
+        return inventory(self.capacity_bytes, 1.0, self.reserved_host_disk_bytes)

@@ -117,7 +117,8 @@ class Engine:
         self.interval = f.migrations.every_s
         self.cold, self.window = leaves_copy(f.migrations.kind), s.nova.resize_confirm_window_s
         h = len(s.hosts)
-        self.placement = Placement([x.placement_capacity for x in s.hosts])
+        self.placement = Placement([x.placement_capacity for x in s.hosts],
+                                   [x.weighed_disk for x in s.hosts])
         self.cache = host_caches(s, h, passes)
         req = [float(fl.disk_gb_bytes) for fl in fleet_flavors(s)]
         self.need = [req[j] for j in pop.flavor.tolist()]
