@@ -142,7 +142,7 @@ class _Fleet:
         ev.callbacks.append(lambda _ev: action())
 
     def cache_pass(self) -> None:
-        in_use = ((self.users > 0) & self.entries.tracked[None, :]) | self.entries.kept[None, :]
+        in_use = self.users > 0
         self.last_used, removed = cache_pass(self.env.now, in_use, self.last_used, self.ic)
         self.present &= ~removed
 

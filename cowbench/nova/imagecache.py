@@ -6,9 +6,11 @@ use when an instance on the host, or a ``<uuid>_resize`` directory, is backed by
 ``remove_unused_original_minimum_age_s`` old (``remove_unused_resized_minimum_age_s`` for
 resized ``<sha1>_<N>`` copies): :func:`old_enough`. Creating a disk from a base also touches
 its mtime (fetching it first if missing: :func:`cowbench.nova.fetch.ensure`, for both forms).
-A swap base (``swap_<MiB>``) is in use while a running instance on the host has swap of its
-size, and ages as a Glance base; an ephemeral base (``ephemeral_<GiB>_<fs>``) matches neither
-name the manager scans ``_base`` for (nova/virt/libvirt/imagecache.py), so it is never removed.
+A swap base (``swap_<MiB>``) is in use while an instance on the host has swap of its size, an
+ephemeral base (``ephemeral_<GiB>_<fs>``) while one has an ephemeral disk of that size and
+filesystem, and both age as a Glance base (``remove_unused_original_minimum_age_s``;
+``_age_and_verify_swap_images`` and, since Nova 23.0.0, Wallaby, commit f44700935f for bug
+1602193, ``_age_and_verify_ephemeral_images`` in nova/virt/libvirt/imagecache.py).
 
 Two forms of the one pass, both deciding by :func:`old_enough`:
 
@@ -84,21 +86,19 @@ class HostCaches:
     """Every host's ``_base`` (flat lists, ``host * entries + entry``) and the passes' checks.
 
     Entries are the bases a host can hold; a disk of kind ``key`` (a flavor and an image) uses
-    ``tracked[key]`` (its Glance base and its swap base, "in use" while the disk exists) and
-    ``kept[key]`` (its ephemeral base, made once, never removed). ``fetch``: bytes downloaded
-    to create each entry, ``stored``: bytes it holds in ``_base``; ``passes``: the manager's
-    instants, in order."""
+    ``keys[key]`` (its Glance base, its ephemeral and its swap base, each "in use" while the
+    disk exists). ``fetch``: bytes downloaded to create each entry, ``stored``: bytes it holds
+    in ``_base``; ``passes``: the manager's instants, in order."""
 
-    def __init__(self, hosts: int, keys: tuple[list[list[int]], list[list[int]]],
+    def __init__(self, hosts: int, keys: list[list[int]],
                  sizes: tuple[list[float], np.ndarray], ic: CacheSettings,
                  passes: list[float]) -> None:
-        self.tracked, self.kept = keys
-        self.entries = [t + u for t, u in zip(*keys, strict=True)]
+        self.entries = keys
         self.fetch, self.stored = sizes
         self.n = n = len(self.fetch)
         self.present = [False] * (hosts * n)
         self.mtime = [0.0] * (hosts * n)
-        self.users = [0] * (hosts * n)  # tracked bases only: the kept ones are never removed
+        self.users = [0] * (hosts * n)  # disks using each base
         self.busy = [0] * (hosts * n)  # passes done when the base came into use
         self.pending = [False] * (hosts * n)
         self.fetched = [0.0] * hosts
@@ -109,24 +109,23 @@ class HostCaches:
 
     def use(self, host: int, key: int, now: float) -> None:
         """A disk created on ``host`` from the bases of ``key``: each is fetched if missing
-        and touched (:func:`~.fetch.ensure`, at the host's offset); the tracked ones are in
-        use."""
+        and touched (:func:`~.fetch.ensure`, at the host's offset), and in use."""
         base = host * self.n
         fetched = ensure(self.present, self.mtime, self.entries[key], now, base)
         if fetched:
             for e in fetched:
                 self.fetched[host] += self.fetch[e]
         users = self.users
-        for e in self.tracked[key]:
+        for e in self.entries[key]:
             i = base + e
             users[i] += 1
             if users[i] == 1:
                 self.busy[i] = self.done
 
     def hold(self, host: int, key: int, sign: int) -> None:
-        """A disk backed by the tracked bases of ``key`` comes (1) or goes (-1) on ``host``."""
+        """A disk backed by the bases of ``key`` comes (1) or goes (-1) on ``host``."""
         users, base = self.users, host * self.n
-        for e in self.tracked[key]:
+        for e in self.entries[key]:
             i = base + e
             users[i] += sign
             if users[i] == 0:

@@ -55,9 +55,7 @@ def host_caches(s: Scenario, hosts: int, passes: list[float]) -> HostCaches:
     ents = cache_entries(s)
     n_img = len(s.images)
     kinds = [ents.per_flavor_image[divmod(k, n_img)] for k in range(len(f.flavor_mix) * n_img)]
-    keys = ([[e for e in es if ents.tracked[e]] for es in kinds],
-            [[e for e in es if ents.kept[e]] for es in kinds])
-    return HostCaches(hosts, keys, (ents.fetch_bytes.tolist(), ents.stored_bytes),
+    return HostCaches(hosts, kinds, (ents.fetch_bytes.tolist(), ents.stored_bytes),
                       s.nova.image_cache, passes)
 
 

@@ -4,8 +4,8 @@
   class and policies (:func:`draw_population`, from ``cowbench.nova.draws``: the fleet is
   arrival group 0 of the seed's streams, as a timeline's first arrival group);
 - :func:`cache_entries`: the bases a host's ``_base`` can hold (one per image, one per
-  ephemeral and swap size), their sizes, which the cache manager counts as "in use" while a
-  disk uses them and which it never removes;
+  ephemeral and swap size) and their sizes; the cache manager counts each as "in use" while a
+  disk uses it;
 - :class:`Plan`: who was where and when (placements, migrations and their confirmations) and
   the hosts' sampled cache, placement and VM counts: what the event loop
   (``sim.fleet.fleet_events``) decides with ``cowbench.nova``'s placement and image cache, and
@@ -64,8 +64,6 @@ class CacheEntries:
 
     stored_bytes: np.ndarray  # allocated bytes of the file in _base
     fetch_bytes: np.ndarray  # bytes downloaded from Glance to create it (0: made locally)
-    tracked: np.ndarray  # "in use" while a disk uses it: Glance and swap bases
-    kept: np.ndarray  # never removed by the cache manager: ephemeral bases
     per_flavor_image: dict[tuple[int, int], list[int]]
 
 
@@ -79,11 +77,10 @@ def cache_entries(s: Scenario) -> CacheEntries:
               for i in s.images]
     fetch = [fetch_bytes(i) if i.name in f.image_mix else 0 for i in s.images]
     # Nova's manager (nova/virt/libvirt/imagecache.py) scans _base for Glance bases (a SHA-1
-    # name, resized ones with a size after it) and swap bases (``swap_<MiB>``, in use while a
-    # running instance has swap of that size); an ephemeral base (``ephemeral_<GiB>_<fs>``)
-    # matches neither form, so no pass ever removes it
-    tracked = [True] * len(s.images)
-    kept = [False] * len(s.images)
+    # name, resized ones with a size after it), swap bases (``swap_<MiB>``, in use while an
+    # instance of the host has swap of that size) and, since 23.0.0 (Wallaby, f44700935f),
+    # ephemeral bases (``ephemeral_<GiB>_<fs>``, in use while one has that ephemeral disk): an
+    # unused one of each goes after remove_unused_original_minimum_age_seconds
     extra: dict[tuple[str, int], int] = {}
     flavors = fleet_flavors(s)
     for fl in flavors:
@@ -93,15 +90,13 @@ def cache_entries(s: Scenario) -> CacheEntries:
                 stored.append(ext4_mkfs_allocated_bytes(size)
                               if kind == "ephemeral" else SWAP_BASE_BYTES)
                 fetch.append(0)
-                tracked.append(kind == "swap")
-                kept.append(kind == "ephemeral")
     mapping = {}
     for j, fl in enumerate(flavors):
         own = [extra[(k, z)] for k, z in (("ephemeral", fl.ephemeral), ("swap", fl.swap)) if z]
         for i in range(len(s.images)):
             mapping[(j, i)] = [i, *own]
     return CacheEntries(np.array(stored, dtype=np.float64), np.array(fetch, dtype=np.float64),
-                        np.array(tracked), np.array(kept), mapping)
+                        mapping)
 
 
 @dataclass
