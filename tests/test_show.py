@@ -179,7 +179,10 @@ def test_a_fleet_that_fills_says_when(tmp_path: Path) -> None:
 
 def test_a_fleet_of_hosts_of_different_sizes_shows_each_against_its_own_disk(
         tmp_path: Path) -> None:
-    run = fleet_run(tmp_path, name="big", capacity_bytes="40GiB", count=1,
+    """A big host (24 GiB) and two small ones (6 GiB, ratio 2.5): the weigher sends VMs to
+    the big one until its free disk (no ratio) falls to the small ones' 6 GiB, so the big one
+    holds the most bytes and a small one the highest share of its disk."""
+    run = fleet_run(tmp_path, name="big", capacity_bytes="24GiB", count=1,
                     disk_allocation_ratio=1)
     data = yaml.safe_load((tmp_path / "fleet.yaml").read_text())
     data["hosts"].append({"name": "small", "count": 2, "capacity_bytes": "6GiB",
@@ -187,9 +190,9 @@ def test_a_fleet_of_hosts_of_different_sizes_shows_each_against_its_own_disk(
     (tmp_path / "fleet.yaml").write_text(yaml.safe_dump(data))
     ran = cowbench("run", str(tmp_path / "fleet.yaml"), "--out", str(tmp_path / "mixed"))
     assert ran.code == 0, ran.stderr
-    assert "on 3 host(s) of 6.0 GiB to 40.0 GiB" in ran.stdout
+    assert "on 3 host(s) of 6.0 GiB to 24.0 GiB" in ran.stdout
     series = host_series(tmp_path / "mixed")
-    cap = {"big": 40 * 2**30, "small-001": 6 * 2**30, "small-002": 6 * 2**30}
+    cap = {"big": 24 * 2**30, "small-001": 6 * 2**30, "small-002": 6 * 2**30}
     rows = table_rows(ran.stdout)
     for host, g in series.items():
         assert rows[host][:2] == [format_bytes(g.value.max()), f"{g.value.max() / cap[host]:.1%}"]
