@@ -4,9 +4,11 @@ Bands are taken, at each time (or once, for end-of-run figures), over every host
 group (hosts x seeds x replications x sweep points sharing the group's knobs): p5, p50 and p95
 (numpy's linear interpolation), with min and max.
 
-Time to full is where a host's ``allocated_bytes`` reaches **its own** capacity (hosts of a
-point may differ in size: each host's ``capacity_bytes``), interpolated between the two
-samples around the crossing. It is never extrapolated past the
+Time to full is where a host's ``allocated_bytes`` reaches **its own** capacity for instances
+(hosts of a point may differ in size: each host's ``capacity_bytes`` less its
+``reserved_host_disk_bytes``, the disk Nova keeps for the host's own use; the model's
+``time_to_full_s`` records and every share of capacity count the same), interpolated between
+the two samples around the crossing. It is never extrapolated past the
 last sample: a host that has not filled by the end of the simulation is **censored** (``how``
 ``not full``, ``t_full_s`` NaN): all one knows is "later than the horizon", which a report shows
 as ``> 730 d``. End-of-run figures alone carry no crossing, so their time to full is
@@ -64,10 +66,19 @@ def bands(samples: pd.DataFrame, by: list[str] | None = None) -> pd.DataFrame:
     return out[[*(by or []), *BAND_COLUMNS]]
 
 
+def _usable(host: dict[str, Any], value: float) -> float:
+    """A host's disk for instances: ``value`` (its capacity) less ``reserved_host_disk_bytes``
+    (``reserved_host_disk_mb``: Nova's reserve for the host's own files, which no instance may
+    claim), as ``cowbench.nova.schema.HostDisk.weighed_disk``."""
+    reserved = host.get("reserved_host_disk_bytes", 0)
+    return value - float(reserved) if isinstance(reserved, int | float) else value
+
+
 def scenario_capacity(scenario: dict[str, Any]) -> float | None:
-    """A host's disk capacity as a resolved scenario states it: a fleet's
-    ``capacity_bytes`` its hosts give (the smallest), or in results written before hosts were
-    described once, ``fleet.hosts.capacity_bytes`` (``capacity`` before it was renamed)."""
+    """A host's disk for instances as a resolved scenario states it: a fleet's
+    ``capacity_bytes`` its hosts give less each one's ``reserved_host_disk_bytes`` (the
+    smallest), or in results written before hosts were described once,
+    ``fleet.hosts.capacity_bytes`` (``capacity`` before it was renamed)."""
     fleet = scenario.get("fleet")
     if isinstance(fleet, dict) and isinstance(fleet.get("hosts"), dict):
         cap = fleet["hosts"].get("capacity_bytes", fleet["hosts"].get("capacity"))
@@ -77,14 +88,16 @@ def scenario_capacity(scenario: dict[str, Any]) -> float | None:
         value = host.get("capacity_bytes", host.get("capacity")) if isinstance(host, dict) \
             else None
         if isinstance(value, int | float) and value > 0:
-            caps.append(float(value))
+            caps.append(_usable(host, float(value)))
     return min(caps) if caps else None
 
 
 def host_capacities(scenario: dict[str, Any]) -> dict[str, float]:
-    """Each host's disk by name, as a resolved scenario states it (hosts may differ); ``*``:
-    the capacity of a host not listed (results written before hosts were described once)."""
-    caps = {str(h.get("name")): float(h["capacity_bytes"]) for h in scenario.get("hosts") or []
+    """Each host's own disk for instances by name (capacity less reserved), as a resolved
+    scenario states it (hosts may differ); ``*``: the capacity of a host not listed (results
+    written before hosts were described once)."""
+    caps = {str(h.get("name")): _usable(h, float(h["capacity_bytes"]))
+            for h in scenario.get("hosts") or []
             if isinstance(h, dict) and isinstance(h.get("capacity_bytes"), int | float)}
     cap = scenario_capacity(scenario)
     return {**caps, "*": math.nan if cap is None else cap}

@@ -228,8 +228,9 @@ def run(
         out.print(f"model only (no real counterpart here, marked model_only): "
                   f"{', '.join(model_only)}", soft_wrap=True)
     if s.fleet is not None and outcome.predicted is not None:
-        print_fleet(outcome.predicted, {h.name: float(h.capacity_bytes or 0) for h in s.hosts},
-                    len(s.hosts), s.duration or float("nan"), out)
+        # each host's disk for instances (capacity less reserved), as show reads run.json
+        usable = {h.name: h.weighed_disk if h.capacity_bytes else 0.0 for h in s.hosts}
+        print_fleet(outcome.predicted, usable, len(s.hosts), s.duration or float("nan"), out)
     out.print(f"backend:       {_backend_line(chosen, backend is None, s.fleet is not None)}",
               soft_wrap=True, highlight=False)
     out.print(f"run directory: {bold(outcome.run_dir)}", soft_wrap=True)

@@ -73,3 +73,45 @@ def test_a_capacity_given_replaces_every_hosts_own(tmp_path: Path) -> None:
     assert ttf.to_dict() == pytest.approx({"host:h0": 3.0, "host:h1": 2.5})
     [row] = headline_table(view).to_dict("records")
     assert row["capacity"] == "13 GiB" and row["all hosts' peak"] == "28.8 GiB of 26 GiB (111%)"
+
+
+def test_a_host_is_full_at_its_capacity_less_its_reserve() -> None:
+    """``reserved_host_disk_bytes`` is the host's own (Nova's ``reserved_host_disk_mb``): no
+    instance may have it, so a host is full for instances at capacity - reserved. A user's
+    host of 10 GiB reserving 2 GiB whose demand grows past 8 GiB: before, its time to full was
+    where demand reached 10 GiB (5 days 7 h) and its peak was a share of 10 GiB; now the
+    model's ``time_to_full_s``, ``show``'s capacities and the report's all take 8 GiB."""
+    import yaml
+
+    from cowbench.capacity import host_capacities
+    from cowbench.scenario import parse_scenario
+    from sim import simulate
+
+    raw = yaml.safe_load("""
+name: fcr
+seed: 5
+duration: 10d
+images:
+  - {name: ubu, virtual_size: 1GiB, format: qcow2,
+     synthetic: {data: [{offset: 0, length: 256MiB}]}}
+hosts:
+  - {name: h, capacity_bytes: 10GiB, disk_allocation_ratio: 3.75,
+     reserved_host_disk_bytes: 2GiB}
+flavors: [{name: m8, root: 8GiB}]
+strategy: {kind: qcow2_overlay, cluster_size: 64KiB}
+fleet:
+  vms: 12
+  sample_interval_s: 1h
+  lifetime: {distribution: fixed, mean_s: 100d}
+  flavor_mix: {m8: 1}
+  image_mix: {ubu: 1}
+  classes: {grow: {share: 1, growth_bytes_per_day: 1GiB, growth_start: 0.5}}
+""")
+    rec = simulate(parse_scenario(raw), 5)
+    demand = rec[(rec.entity == "host:h") & (rec.metric == "allocated_bytes")]
+    ttf = float(rec[(rec.entity == "host:h") & (rec.metric == "time_to_full_s")].value.iloc[0])
+    before, after = demand[demand.t_s < ttf].value, demand[demand.t_s >= ttf].value
+    assert before.max() < 8 * GiB <= after.iloc[0] < 10 * GiB  # crossed 8 GiB, not 10
+    hosts = [{"name": "h", "capacity_bytes": 10 * GiB, "reserved_host_disk_bytes": 2 * GiB},
+             {"name": "k", "capacity_bytes": 4 * GiB}]
+    assert host_capacities({"hosts": hosts}) == {"h": 8 * GiB, "k": 4 * GiB, "*": 4 * GiB}

@@ -323,7 +323,7 @@ def simulate_fleet(s: Scenario, seed: int) -> pd.DataFrame:
         _add_chunk(tot, disks, span, snaps[v0:v1], by_vm[m0:m1], (end, boot))
     tot.settle()
     rows = Rows()
-    record_hosts(rows, np.array([h.capacity_bytes or np.inf for h in s.hosts], dtype=float),
+    record_hosts(rows, np.array([h.weighed_disk for h in s.hosts], dtype=float),
                  plan, tot)
     record_vms(rows, s, plan, tot, end, boot)
     return rows.frame(seed)

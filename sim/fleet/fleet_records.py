@@ -129,7 +129,8 @@ def time_to_full(t: np.ndarray, used: np.ndarray, capacity: np.ndarray) -> np.nd
 
 def record_hosts(rows: Rows, capacity: np.ndarray, plan: Plan, tot: Totals) -> None:
     """Per host and sample, their sums over the fleet, the caches, and times to full (each
-    host against its own disk: ``capacity`` bytes per host)."""
+    host against its own disk for instances: ``capacity`` bytes per host, its capacity less
+    the reserve)."""
     demand = tot.demand + plan.cache_bytes
     t = plan.sample_t[:, None]
     names = np.array([f"host:{h}" for h in plan.hosts], dtype=object)[None, :]
