@@ -154,17 +154,7 @@ def fleet_problems(s: Scenario) -> list[tuple[str, str]]:
         out.append(("fleet.model", f"about {exact_writes(f, s.duration):.1e} writes: too many "
                                    "for the exact model (2e7 at most); use fluid"))
     if not out:
-        largest = max(range(len(s.hosts)), key=lambda i: s.hosts[i].placement_capacity)
-        need = max(fl.disk_gb_bytes for fl in fleet_flavors(s))
-        h = s.hosts[largest]
-        if need > h.placement_capacity:
-            why = (f"(capacity_bytes {format_bytes(h.capacity_bytes or 0)} - "
-                   f"reserved_host_disk_bytes {format_bytes(h.reserved_host_disk_bytes)}) x "
-                   f"disk_allocation_ratio {h.disk_allocation_ratio:g} = "
-                   f"{format_bytes(max(h.placement_capacity, 0))} of DISK_GB")
-            out.append((f"hosts[{largest}].capacity_bytes",
-                        f"the largest flavor ({format_bytes(need)} of DISK_GB) fits on no "
-                        f"host: the roomiest offers {why}"))
+        out += _oversized_flavors(s)
     if s.duration is not None and not out:
         out += stream_problems(f, len(s.hosts), s.duration,
                                s.nova.image_cache.manager_interval_s)
@@ -173,10 +163,51 @@ def fleet_problems(s: Scenario) -> list[tuple[str, str]]:
 
 def _host_problems(s: Scenario) -> list[tuple[str, str]]:
     """A fleet's hosts: each with its disk's size (hosts may differ in size, allocation ratio
-    and reserved disk: placement weighs each by its own inventory)."""
-    return [(f"hosts[{i}].capacity_bytes", "a fleet's hosts need their disk's size (the model "
-             "reports when it fills)") for i, h in enumerate(s.hosts)
-            if h.capacity_bytes is None][:1]
+    and reserved disk: placement weighs each by its own inventory), and a reserve that leaves
+    some of it to instances (the key path is the reserve's: the disk is not what is wrong)."""
+    out = [(f"hosts[{i}].capacity_bytes", "a fleet's hosts need their disk's size (the model "
+            "reports when it fills)") for i, h in enumerate(s.hosts)
+           if h.capacity_bytes is None][:1]
+    out += [(f"hosts[{i}].reserved_host_disk_bytes",
+             f"reserves {format_bytes(h.reserved_host_disk_bytes)} of the host's "
+             f"{format_bytes(h.capacity_bytes)} disk (capacity_bytes): nothing is left for "
+             "instances") for i, h in enumerate(s.hosts)
+            if h.capacity_bytes is not None and h.reserved_host_disk_bytes >= h.capacity_bytes]
+    return out
+
+
+def _oversized_flavors(s: Scenario) -> list[tuple[str, str]]:
+    """Each flavor of the mix whose DISK_GB claim fits on no host, at its own key path
+    (``flavors[N].root`` when its root alone is too large, else ``flavors[N]``), saying what
+    the roomiest host offers: one flavor too large would refuse every VM drawn from it. When
+    no flavor of the mix fits, the hosts are what is too small: the roomiest one's
+    ``capacity_bytes`` is named."""
+    largest = max(range(len(s.hosts)), key=lambda i: s.hosts[i].placement_capacity)
+    h = s.hosts[largest]
+    room = h.placement_capacity
+    offers = (f"the roomiest, hosts[{largest}], offers (capacity_bytes "
+              f"{format_bytes(h.capacity_bytes or 0)} - reserved_host_disk_bytes "
+              f"{format_bytes(h.reserved_host_disk_bytes)}) x disk_allocation_ratio "
+              f"{h.disk_allocation_ratio:g} = {format_bytes(max(room, 0))} of DISK_GB")
+    mixed = {fl.name for fl in fleet_flavors(s)}
+    smallest = min(fl.disk_gb_bytes for fl in fleet_flavors(s))
+    if smallest > room:
+        return [(f"hosts[{largest}].capacity_bytes",
+                 f"no flavor of fleet.flavor_mix fits on any host (the smallest claims "
+                 f"{format_bytes(smallest)} of DISK_GB): {offers}")]
+    out = []
+    for n, fl in enumerate(s.flavors):
+        if fl.name not in mixed or fl.disk_gb_bytes <= room:
+            continue
+        parts = f"root {format_bytes(fl.root)}"
+        if fl.ephemeral or fl.swap:
+            parts += (f" + ephemeral {format_bytes(fl.ephemeral)} + swap "
+                      f"{format_bytes(fl.swap)} (rounded up to a GiB)")
+        where = f"flavors[{n}].root" if fl.root > room else f"flavors[{n}]"
+        out.append((where, f"flavor {fl.name!r} claims {format_bytes(fl.disk_gb_bytes)} of "
+                           f"DISK_GB ({parts}) and fits on no host: {offers}; every VM of "
+                           "fleet.flavor_mix drawn from it would be refused"))
+    return out
 
 
 def _flavor_problems(s: Scenario) -> list[tuple[str, str]]:

@@ -237,7 +237,8 @@ def test_fleet_problems_name_their_key_paths() -> None:
     (lambda d: d["hosts"].append({"name": "big"}), "hosts[1].capacity_bytes"),
     (lambda d: d["hosts"][0].update(count=10_001), "hosts[0].count"),
     (lambda d: d["fleet"]["classes"]["web"].update(bs="3KiB"), "fleet.classes.web"),
-    (lambda d: d["hosts"][0].update(capacity_bytes="1GiB"), "hosts[0].capacity_bytes"),
+    (lambda d: d["hosts"][0].update(capacity_bytes="512MiB"), "hosts[0].capacity_bytes"),
+    (lambda d: d["hosts"][0].update(capacity_bytes="1GiB"), "flavors[1].root"),  # tiny fits
     (lambda d: d["fleet"].update(model="exact", vms=100000), "fleet.model"),
     # knobs the fleet model does not follow: refused, never the default's figures silently
     (lambda d: d["strategy"].update(extended_l2=True, cluster_size="64KiB"),
@@ -254,14 +255,34 @@ def test_bad_fleets_are_refused(edit: Any, where: str) -> None:
     assert any(p.startswith(where) for p, _ in problems(d)), problems(d)
 
 
-def test_a_reserve_beyond_the_disk_is_named_as_the_reason_no_flavor_fits() -> None:
+def test_a_reserve_beyond_the_disk_is_named_at_its_own_key_path() -> None:
+    """A reserve of 20 GiB on a 16 GiB host: the reserve is wrong, not the disk (before, the
+    problem was reported at hosts[0].capacity_bytes)."""
     d = small()
-    d["hosts"][0].update(capacity_bytes="100GiB", reserved_host_disk_bytes="200GiB")
+    d["hosts"][0].update(capacity_bytes="16GiB", reserved_host_disk_bytes="20GiB")
     [(path, reason)] = problems(d)
-    assert path == "hosts[0].capacity_bytes"
-    assert "fits on no host: the roomiest offers (capacity_bytes 100.0 GiB - " \
-           "reserved_host_disk_bytes 200.0 GiB) x disk_allocation_ratio" in reason
-    assert reason.endswith("= 0 B of DISK_GB")
+    assert path == "hosts[0].reserved_host_disk_bytes"
+    assert reason == ("reserves 20.0 GiB of the host's 16.0 GiB disk (capacity_bytes): "
+                      "nothing is left for instances")
+
+
+def test_an_oversized_flavor_of_a_mix_is_named_at_its_key_path() -> None:
+    """One flavor too large for every host in a mix: the problem names it (flavors[N].root,
+    or flavors[N] when its disks together are too large), not hosts[0].capacity_bytes."""
+    d = small()
+    d["hosts"][0].update(capacity_bytes="16GiB", disk_allocation_ratio=1.0)
+    d["flavors"].append({"name": "huge", "root": "20GiB"})
+    d["flavors"].append({"name": "wide", "root": "12GiB", "ephemeral": "4GiB", "swap": "1MiB"})
+    d["fleet"]["flavor_mix"].update(huge=1, wide=1)
+    n = len(d["flavors"])
+    got = dict(problems(d))
+    assert set(got) == {f"flavors[{n - 2}].root", f"flavors[{n - 1}]"}, got
+    assert got[f"flavors[{n - 2}].root"].startswith(
+        "flavor 'huge' claims 20.0 GiB of DISK_GB (root 20.0 GiB) and fits on no host: the "
+        "roomiest, hosts[0], offers (capacity_bytes 16.0 GiB - reserved_host_disk_bytes 0 B) x "
+        "disk_allocation_ratio 1 = 16.0 GiB of DISK_GB")
+    assert "claims 17.0 GiB of DISK_GB (root 12.0 GiB + ephemeral 4.0 GiB + swap 1.0 MiB" \
+        in got[f"flavors[{n - 1}]"]
 
 
 def test_cli_validate_summarises_a_fleet() -> None:
