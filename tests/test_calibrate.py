@@ -148,3 +148,25 @@ def test_a_scenario_with_a_bad_profile_is_refused(tmp_path: Path, content: str |
     proc = cowbench("run", str(s), "--backend", "sim", "--out", str(tmp_path / "run"))
     assert_clean_error(proc, "device.profile")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_signal_while_the_probe_directory_is_made_removes_it(tmp_path: Path) -> None:
+    """A SIGTERM that arrives while the probe directory is being made is held until the
+    directory is made and leased, then raised as the shield ends: before 2026-12-05 that was
+    outside the block that removes the directory, so it stayed for `cowbench gc` (the whole
+    suite's interrupt test caught it under load)."""
+    import os
+    import signal
+
+    from cowbench.errors import Interrupted
+    from cowbench.signals import interrupts_raise
+    from real.measure.calibrate import _workdir
+
+    def signalled(_: object) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    entered = False
+    with pytest.raises(Interrupted), interrupts_raise(), _workdir(tmp_path, signalled):
+        entered = True
+    assert not entered
+    assert list(tmp_path.iterdir()) == []

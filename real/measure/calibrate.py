@@ -224,14 +224,16 @@ def _workdir(path: Path, on_create: Callable[[PrivateDir], None] = _nothing
     """A private directory in ``path`` (``cowbench.fdtree``: mode 0700, reached through its
     descriptor, removed by inode), whoever else can write in ``path``; ``on_create`` is told
     of it at once (a run's lease, so `cowbench gc` removes it if the run is killed)."""
-    with shielded():
-        work = PrivateDir.create(path, f".cowbench-calibrate-{secrets.token_hex(4)}")
-        on_create(work)
-    try:
+    work: PrivateDir | None = None
+    try:  # an interrupt held while it is made is raised as the shield ends: remove it then too
+        with shielded():
+            work = PrivateDir.create(path, f".cowbench-calibrate-{secrets.token_hex(4)}")
+            on_create(work)
         yield work.path
     finally:
-        stop_servers_in(work.path)
-        work.remove()
+        if work is not None:
+            stop_servers_in(work.path)
+            work.remove()
 
 
 class _Images:
