@@ -167,6 +167,8 @@ class Qcow2ExtImage(Qcow2Image):
         a = cs + s0 * scs if not old >> s0 & 1 else ps
         b = cs + (s1 + 1) * scs if not old >> s1 & 1 else pe
         head, tail = ps > a, pe < b
+        if self.below and (head or tail) and not self.zeroed[g]:
+            self._look_below(g, io)
         # COW from zeros (no backing data in the COW regions): fallocate, then the guest bytes
         if self.backing is None or self.zeroed[g] or not (
                 self.backing.allocated(a, ps) or self.backing.allocated(pe, b)):
@@ -214,6 +216,8 @@ class Qcow2ExtImage(Qcow2Image):
                 continue
             if not self.zeroed[g]:
                 io.backing_reads += 1
+                if self.below:
+                    self._look_below(g, io)
             for s in range(s0, s1 + 1):
                 lo, hi = max(ps, cs + s * scs), min(pe, cs + (s + 1) * scs)
                 if bits >> s & 1:

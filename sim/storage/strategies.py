@@ -55,6 +55,14 @@ class ChainDisk:
     zero_writes: bool = False
     zero_unmap: bool = False
 
+    def __post_init__(self) -> None:
+        self.top.below = self.lower[::-1]  # lookups missing the top go down, nearest first
+
+    def open(self) -> None:
+        """A new qemu-nbd opens the whole chain: every layer's caches start empty."""
+        for img in (self.top, *self.lower):
+            img.open()
+
     def write(self, offset: int, length: int) -> HostIO:
         return self.top.write(offset, length)
 

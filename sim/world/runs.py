@@ -24,7 +24,7 @@ from sim.perf.device import make_device
 from sim.perf.loop import EventLoop
 from sim.storage.disk import Qcow2Image
 from sim.storage.images import glance_file
-from sim.storage.strategies import configure_io, guest_write
+from sim.storage.strategies import ChainDisk, configure_io, guest_write
 from sim.workload.fio import io_stream, job_seed
 
 from .lifecycle import run_disk
@@ -65,9 +65,12 @@ def run_group(world: World, stage: Runs, traces: Traces | None = None,
         log = None if events is None else events.setdefault(op.vm, [])
         st = stats[op.index] = VmStats(events=log,
                                        written=None if wl.zero_buffers else inst.top.written)
-        if isinstance(inst.top.image, Qcow2Image):
-            inst.top.image.open()  # each run exports the disk with a fresh qemu-nbd
         disk = run_disk(inst, s.strategy_of(vm).discard == "unmap")
+        # each run exports the disk with a fresh qemu-nbd, which opens every layer anew
+        if isinstance(disk, ChainDisk):
+            disk.open()
+        elif isinstance(inst.top.image, Qcow2Image):
+            inst.top.image.open()
         env.process(run_vm(env, s, vm, world.vm_index[op.vm], disk, devices[run.host],
                            st, wl, _trace(world, run, traces), size=run.size))
     env.run()
