@@ -74,7 +74,7 @@ def simulate(scenario: Scenario | str | Path | Mapping[str, Any],
     default, when fio is installed; ``offsets: fio``, which needs it); its output goes to a
     temporary directory, removed at the end.
     """
-    from .streams import fio_installed, refuse_without_fio, seed_random_jobs
+    from .streams import fio_installed, refuse_without_fio
     from .tools import RawLog, require_tools
     from .traces import needs_traces, scenario_traces
 
@@ -87,7 +87,6 @@ def simulate(scenario: Scenario | str | Path | Mapping[str, Any],
     refuse_without_fio(s, fio_installed())
     if not needs_traces(s):
         return _model()(s, seed)
-    s = seed_random_jobs(s, seed)
     model = _model()
     with tempfile.TemporaryDirectory(prefix="cowbench-traces-") as tmp:
         plan = scenario_traces(s, RawLog(Path(tmp)), lambda sc, t: model(sc, seed, traces=t))

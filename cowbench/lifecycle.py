@@ -551,29 +551,35 @@ def workload_runs(s: Scenario) -> list[tuple[str, str, int]]:
     return list(run_times(s))
 
 
+def run_ops(s: Scenario) -> list[tuple[Op, RunWorkload]]:
+    """Every workload run of the expanded timeline, in order: its operation and what it runs
+    (the machine's ``RunWorkload``)."""
+    machine = nova_machine(s)  # what each run runs: the machine's RunWorkload
+    return [(op, run) for op in expand_timeline(s) for run in machine.apply(typed(op))
+            if isinstance(run, RunWorkload)]
+
+
 def run_times(s: Scenario) -> dict[tuple[str, str, int], list[float]]:
     """:func:`workload_runs`, each with the instants it starts at (a VM may run the same
     workload on the same disk several times)."""
     index = {vm.name: i for i, vm in enumerate(s.vms)}
-    machine = nova_machine(s)  # what each run runs: the machine's RunWorkload
     out: dict[tuple[str, str, int], list[float]] = {}
     first: dict[tuple[str, str, int], int] = {}
-    for op in expand_timeline(s):
-        for run in machine.apply(typed(op)):
-            if isinstance(run, RunWorkload):
-                key = (run.vm, run.workload, run.size)
-                first.setdefault(key, index[run.vm])
-                out.setdefault(key, []).append(op.t)
+    for op, run in run_ops(s):
+        key = (run.vm, run.workload, run.size)
+        first.setdefault(key, index[run.vm])
+        out.setdefault(key, []).append(op.t)
     return {k: out[k] for k in sorted(out, key=lambda k: first[k])}
 
 
-def stream_key(s: Scenario, vm: VM, workload: str, disk: int) -> str:
+def stream_key(s: Scenario, vm: VM, workload: str, disk: int, run: int | None = None) -> str:
     """Whose exact stream ``traces[key]`` holds: the VM's name for its own workload on its own
     disk, ``<vm>:<workload>:<disk bytes>`` for any other run of a timeline (no name has a
-    ``:``)."""
-    if workload == vm.workload and disk == s.root_size(vm):
-        return vm.name
-    return f"{vm.name}:{workload}:{disk}"
+    ``:``); ``run``: the VM's run number, for a workload seeded per run
+    (``cowbench.runseed``), whose every run takes a stream of its own: ``<key>@<run>``."""
+    key = vm.name if workload == vm.workload and disk == s.root_size(vm) else \
+        f"{vm.name}:{workload}:{disk}"
+    return key if run is None else f"{key}@{run}"
 
 
 def batches(ops: list[Op]) -> list[tuple[bool, list[Op]]]:

@@ -31,7 +31,7 @@ from .store import (
     read_run,
     tool_versions,
 )
-from .streams import fio_installed, refuse_without_fio, seed_random_jobs
+from .streams import fio_installed, refuse_without_fio
 from .tools import CpuSpan, RawLog, absolute, require_tools
 from .traces import needs_traces, offsets_used, recorded_run_traces, scenario_traces
 
@@ -115,7 +115,6 @@ def run_scenario(scenario: Scenario, out: Path, backend: str | None = None,
         raise UsageError(f"--seed must be from 0 to 2**63 - 1, not {seed}")
     if seed != scenario.seed:
         scenario = scenario.model_copy(update={"seed": seed})
-    scenario = seed_random_jobs(scenario, seed)
     predicted = _check_space(scenario, seed, out, use_sim, progress) if use_real else None
     rd = RunDir.create(out)
     run = _Run(rd, scenario, seed, use_sim, use_real, progress, meta or {}, csv, repeat, lease)

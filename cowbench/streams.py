@@ -17,7 +17,9 @@ run by (workload, disk size, seed), so VMs running the same job on disks of the 
 fio once. Every workload run of a timeline takes its own stream, keyed by
 ``cowbench.lifecycle.stream_key`` (a later ``run`` event naming another workload, or a run on a
 resized disk); a time-bounded one is sized by its own records (those at the instants it
-starts: runs of one key issue one stream from its start, so the longest decides).
+starts: runs of one key issue one stream from its start, so the longest decides). A job fio
+seeds at random takes a new seed at each run (``cowbench.runseed``), so each of its runs has
+a stream and a key of its own, ``<key>@<run number>``.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ from typing import TYPE_CHECKING, Any
 from .errors import UsageError
 from .fiojob import cut, fio_null_traces, null_options, replay_traces, stream_engine
 from .iolog import TRIM, Trace
-from .lifecycle import run_times, stream_key
+from .lifecycle import run_ops, stream_key
+from .runseed import for_run, run_numbers, varies_per_run
 from .scenario import VM, Scenario, Workload
 from .tools import RawLog
 
@@ -79,29 +82,6 @@ def refuse_without_fio(scenario: Scenario, fio_here: bool) -> None:
                              "stream (offsets: auto), but fio is not installed")
 
 
-def seed_random_jobs(scenario: Scenario, seed: int) -> Scenario:
-    """``scenario`` with the run's seed as ``randseed`` of every job fio would seed at random
-    (``randrepeat=0`` without ``randseed``) whose offsets come from fio: the null engine and
-    the real run then issue one stream, and the run's ``scenario.yaml`` shows the seed."""
-    here = fio_installed()
-    swap = {n: _seeded(wl, seed) for n, wl in scenario.workloads.items()
-            if source_of(wl, here) == "fio" and any(_unseeded(p) for p in wl.parts)}
-    if not swap or scenario.fleet is not None:
-        return scenario
-    return scenario.model_copy(update={"workloads": {**scenario.workloads, **swap}})
-
-
-def _unseeded(wl: Workload) -> bool:
-    return not wl.randrepeat and wl.randseed is None
-
-
-def _seeded(wl: Workload, seed: int) -> Workload:
-    """``wl`` and each of its jobs fio would seed at random with ``randseed`` = ``seed`` (fio
-    seeds a job of several by the seed and its number, so they stay apart)."""
-    jobs = [j.model_copy(update={"randseed": seed}) if _unseeded(j) else j for j in wl.jobs]
-    return wl.model_copy(update={"jobs": jobs, **({"randseed": seed} if _unseeded(wl) else {})})
-
-
 def is_timed(scenario: Scenario, wl: Workload) -> bool:
     """Is the job bounded by time (its count of I/Os then depends on the machine's speed)?"""
     return any(p.time_based or p.runtime is not None for p in wl.parts) or \
@@ -146,6 +126,7 @@ class Run:
     disk: int
     times: tuple[float, ...] | None
     jobs: bool = False  # several jobs of one VM
+    seeded: Workload | None = None  # what fio runs, seeded for this run (cowbench.runseed)
 
 
 @dataclass
@@ -174,24 +155,45 @@ def take_streams(scenario: Scenario, seed: int, log: RawLog, simulate: Simulate,
     plan = Plan({}, {})
     timed: list[Run] = []
     vms = {vm.name: vm for vm in scenario.vms}
-    for (name, workload, disk), times in run_times(scenario).items():
+    numbers = run_numbers(scenario)
+    for (name, workload, disk), times in _runs(scenario, numbers):
         vm, wl = vms[name], scenario.workloads[workload]
-        key = stream_key(scenario, vm, workload, disk)
+        number = numbers[times[0][0]] if varies_per_run(wl) else None
+        key = stream_key(scenario, vm, workload, disk, number)
         source = source_of(wl, fio_here)
         plan.offsets[key] = {"workload": workload, "offsets": source}
+        if number is not None and source != "iolog":
+            wl = for_run(wl, seed, name, number)
+            plan.offsets[key].update(run=number, randseed=wl.parts[0].randseed)
         if source == "fio":
             plan.offsets[key].update(stream_engine(wl, disk))
         if source == "iolog":
             plan.traces[key] = _checked(replay_traces(wl), vm, workload, disk)
         elif source == "fio" and is_timed(scenario, wl):
             timed.append(Run(key, vm, workload, disk, None if scenario.timeline is None
-                             else tuple(times), bool(wl.jobs)))
+                             else tuple(t for _, t in times), bool(wl.jobs), wl))
         elif source == "fio":
             plan.traces[key] = _checked(cache.take(wl, vm.name, disk, seed), vm, workload, disk)
             plan.offsets[key]["stream"] = "whole"
     if timed:
         _size_timed(scenario, seed, cache, plan, timed, simulate, first)
     return plan
+
+
+def _runs(scenario: Scenario, numbers: dict[int, int]
+          ) -> list[tuple[tuple[str, str, int], list[tuple[int, float]]]]:
+    """The runs that take one stream, each with its runs' ``(operation index, instant)``: a
+    VM's runs of one workload on one disk size together, but each run of a workload seeded
+    per run (``cowbench.runseed``) alone."""
+    out: dict[tuple[str, str, int, int | None], list[tuple[int, float]]] = {}
+    for op, run in run_ops(scenario):
+        alone = varies_per_run(scenario.workloads[run.workload])
+        key = (run.vm, run.workload, run.size, numbers[op.index] if alone else None)
+        out.setdefault(key, []).append((op.index, op.t))
+    # run_times' order: by the VM's place in ``vms``, then time
+    index = {vm.name: i for i, vm in enumerate(scenario.vms)}
+    order = sorted(out, key=lambda k: (index[k[0]], out[k][0][1], out[k][0][0]))
+    return [((k[0], k[1], k[2]), out[k]) for k in order]
 
 
 def _size_timed(scenario: Scenario, seed: int, cache: StreamCache, plan: Plan,
@@ -206,7 +208,7 @@ def _size_timed(scenario: Scenario, seed: int, cache: StreamCache, plan: Plan,
               else MARGIN for r in timed}
     for rounds in range(1, ROUNDS + 1):
         for r in (r for r in timed if r.key in want):
-            wl = scenario.workloads[r.workload]
+            wl = r.seeded or scenario.workloads[r.workload]
             ios = math.ceil(want[r.key] * margin[r.key]) + max(p.iodepth for p in wl.parts)
             plan.traces[r.key] = _checked(
                 cache.take(wl, r.vm.name, r.disk, seed, ios), r.vm, r.workload, r.disk)

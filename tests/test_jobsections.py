@@ -13,6 +13,7 @@ import pytest
 from cowbench.errors import ScenarioError, UsageError
 from cowbench.fiojob import recorded_traces
 from cowbench.runner import run_scenario
+from cowbench.runseed import run_seed
 from cowbench.scenario import load_scenario
 from cowbench.store import read_run
 
@@ -222,12 +223,14 @@ offset=8m
 
 
 def test_randrepeat_0_of_several_jobs_gets_the_runs_seed(tmp_path: Path) -> None:
-    """The README: a job fio seeds at random gets the run's seed as randseed; so does each job
-    of a file of several (fio seeds each by the seed and its number, so they stay apart)."""
-    from cowbench.streams import seed_random_jobs
+    """The README: a job fio seeds at random gets its run's own seed as randseed; so does each
+    job of a file of several (fio seeds each by the seed and its number, so they stay
+    apart)."""
+    from cowbench.runseed import for_run
 
-    s = seed_random_jobs(load_scenario(_scenario(tmp_path, UNSEEDED)), 11)
-    assert [p.randseed for p in s.workloads["v"].parts] == [11, 11]
+    s = load_scenario(_scenario(tmp_path, UNSEEDED))
+    wl = for_run(s.workloads["v"], 11, "v", 0)
+    assert [p.randseed for p in wl.parts] == [run_seed(11, "v", 0)] * 2
 
 
 @needs_tools
@@ -245,7 +248,8 @@ def test_randrepeat_0_of_several_jobs_in_both_backends(tmp_path: Path, no_leaks:
         assert _sorted(got) == _sorted(want)
     assert _sorted(real[0]) != _sorted(real[1])
     argv = (next((out / "raw").glob("*-fio-v")) / "argv.json").read_text()
-    assert argv.count("--randseed=3") == 2  # the scenario's seed, once per job
+    # the VM's first run's seed (from the scenario's, 3), once per job
+    assert argv.count(f"--randseed={run_seed(3, 'v', 0)}") == 2
 
 
 WRITE_THEN_READ = """\

@@ -69,6 +69,7 @@ from cowbench.nova.instructions import (
 )
 from cowbench.nova.machine import Operation
 from cowbench.records import Recorder
+from cowbench.runseed import run_numbers
 from cowbench.scenario import VM, Scenario
 from cowbench.tools import RawLog, qemu_img_info, qemu_img_map, run
 from real.measure.integrity import Integrity
@@ -134,6 +135,8 @@ class RealWorld:
         self.started = time.monotonic()  # when the operation being carried out started
         self.fetched = 0  # bytes it fetched from Glance
         self.transfer: int | None = None  # bytes it moved (its transfer_bytes)
+        # per workload run (by operation index), the VM's run number (cowbench.runseed)
+        self.run_number = run_numbers(self.s)
 
     # -- the image cache, as the machine says (cowbench.nova.instructions) -------------------
     @singledispatchmethod

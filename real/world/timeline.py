@@ -17,6 +17,7 @@ from pathlib import Path
 
 from cowbench.nova.instructions import FetchBase, Sample
 from cowbench.records import Recorder
+from cowbench.runseed import for_run
 from cowbench.scenario import Scenario
 from cowbench.tools import RawLog
 from cowbench.units import format_duration
@@ -97,7 +98,8 @@ def _run_batch(world: RealWorld, stage: Runs, progress: Progress) -> None:
     jobs: list[Job] = []
     for op, run in zip(ops, stage.runs, strict=True):
         inst = world.instances[op.vm]
-        wl = s.workloads[run.workload]
+        # seeded for this run when fio would seed it at random, as the model's (cowbench.runseed)
+        wl = for_run(s.workloads[run.workload], s.seed, op.vm, world.run_number[op.index])
         jobs.append((inst.vm, wl, inst.paths(world.layouts)[-1], inst.fmt))
     progress("hashing bases")
     world.check.settle()  # no hashing beside fio

@@ -18,7 +18,8 @@ from cowbench.iolog import Trace
 from cowbench.lifecycle import Op, schedule, stream_key, typed
 from cowbench.nova.instructions import RunWorkload
 from cowbench.records import Recorder
-from cowbench.scenario import Scenario
+from cowbench.runseed import for_run, varies_per_run
+from cowbench.scenario import Scenario, Workload
 from cowbench.walk import Operations, Runs, walk
 from sim.perf.device import make_device
 from sim.perf.loop import EventLoop
@@ -35,13 +36,29 @@ Traces = Mapping[str, Sequence[Trace]]
 Events = dict[str, list[tuple[float, float, int, bool]]]
 
 
-def _trace(world: World, run: RunWorkload, traces: Traces | None) -> Sequence[Trace] | None:
+def _trace(world: World, op: Op, run: RunWorkload, traces: Traces | None
+           ) -> Sequence[Trace] | None:
     """The exact stream handed in for this run (``cowbench.lifecycle.stream_key``: the VM's
-    workload, or another one of a later ``run`` event, on the disk's size then)."""
+    workload, or another one of a later ``run`` event, on the disk's size then; a workload
+    seeded per run takes its run's own, else the one stream of the key, e.g. a real run's
+    record)."""
     if traces is None:
         return None
     vm = world.s.vms[world.vm_index[run.vm]]
-    return traces.get(stream_key(world.s, vm, run.workload, run.size))
+    key = stream_key(world.s, vm, run.workload, run.size)
+    if varies_per_run(world.s.workloads[run.workload]):
+        own = traces.get(stream_key(world.s, vm, run.workload, run.size,
+                                    world.run_number[op.index]))
+        if own is not None:
+            return own
+    return traces.get(key)
+
+
+def _workload(world: World, op: Op, run: RunWorkload) -> Workload:
+    """What the run issues: its workload, seeded for this run when fio would seed it at
+    random (``cowbench.runseed``)."""
+    return for_run(world.s.workloads[run.workload], world.s.seed, op.vm,
+                   world.run_number[op.index])
 
 
 def run_group(world: World, stage: Runs, traces: Traces | None = None,
@@ -60,7 +77,7 @@ def run_group(world: World, stage: Runs, traces: Traces | None = None,
     for op in sorted(ops, key=lambda o: (world.vm_index[o.vm], o.index)):
         vm = s.vms[world.vm_index[op.vm]]
         run = runs[op.index]
-        wl = s.workloads[run.workload]
+        wl = _workload(world, op, run)
         inst = world.instance(op.vm, run.host)
         log = None if events is None else events.setdefault(op.vm, [])
         st = stats[op.index] = VmStats(events=log,
@@ -72,7 +89,7 @@ def run_group(world: World, stage: Runs, traces: Traces | None = None,
         elif isinstance(inst.top.image, Qcow2Image):
             inst.top.image.open()
         env.process(run_vm(env, s, vm, world.vm_index[op.vm], disk, devices[run.host],
-                           st, wl, _trace(world, run, traces), size=run.size))
+                           st, wl, _trace(world, op, run, traces), size=run.size))
     env.run()
     for op in ops:
         wl = s.workloads[runs[op.index].workload]
@@ -151,7 +168,7 @@ def _write_untimed(world: World, op: Op) -> None:
     s = world.s
     vm = s.vms[world.vm_index[op.vm]]
     run = world.run_of(op)
-    wl = s.workloads[run.workload]
+    wl = _workload(world, op, run)
     disk = run_disk(world.instance(op.vm, run.host), s.strategy_of(vm).discard == "unmap")
     configure_io(disk, s.strategy_of(vm), wl)
     for part, clone in ((p, k) for p in wl.parts for k in range(p.numjobs)):

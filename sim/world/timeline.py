@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from functools import singledispatchmethod
+from functools import cached_property, singledispatchmethod
 
 import numpy as np
 
@@ -46,6 +46,7 @@ from cowbench.nova.instructions import (
 )
 from cowbench.nova.machine import Operation, Run
 from cowbench.records import Recorder
+from cowbench.runseed import run_numbers
 from cowbench.scenario import Scenario
 from sim.storage.disk import Qcow2Image, RawImage
 from sim.storage.fs import FS_BLOCK
@@ -109,6 +110,12 @@ class World:
         self.done = Done()  # what the operation being carried out did, for its figures
         # a scenario without a timeline has one instant: only its end-of-run figures
         self.timed = scenario.timeline is not None
+
+    @cached_property
+    def run_number(self) -> dict[int, int]:
+        """Per workload run (by its operation's index), the VM's run number
+        (``cowbench.runseed``)."""
+        return run_numbers(self.s)
 
     # -- the image cache, as the machine says (cowbench.nova.instructions) -------------------
     @singledispatchmethod
