@@ -21,6 +21,7 @@ The model is reached through :func:`_model` only, lazily: importing this module 
 from __future__ import annotations
 
 import tempfile
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -65,11 +66,26 @@ def _model() -> Callable[..., pd.DataFrame]:
     return get_backend("sim").simulate
 
 
+class SeedWarning(UserWarning):
+    """Another seed cannot change some workload's offsets (``cowbench.runseed``)."""
+
+
+def _warn_fixed(s: Scenario) -> None:
+    from .runseed import fixed_offsets, seed_warning
+
+    line = seed_warning(fixed_offsets(s))
+    if line is not None:
+        warnings.warn(line, SeedWarning, stacklevel=3)
+
+
 def simulate(scenario: Scenario | str | Path | Mapping[str, Any],
              seed: int | None = None) -> pd.DataFrame:
     """Run the model once and return its records (``backend`` ``sim``); nothing is written.
 
-    ``seed`` replaces the scenario's (same scenario and seed: the same records, bit for bit).
+    ``seed`` replaces the scenario's (same scenario and seed: the same records, bit for bit);
+    another seed than the scenario's warns (``SeedWarning``) when some random workload's
+    offsets cannot change with it (``randrepeat`` on, fio's default, or a fixed ``randseed``:
+    fio pins them, so replications over seeds would not vary them).
     Workloads first ask fio's null engine for their offset streams (``offsets: auto``, the
     default, when fio is installed; ``offsets: fio``, which needs it); its output goes to a
     temporary directory, removed at the end.
@@ -79,6 +95,8 @@ def simulate(scenario: Scenario | str | Path | Mapping[str, Any],
     from .traces import needs_traces, scenario_traces
 
     s = _scenario(scenario)
+    if seed is not None and seed != s.seed:
+        _warn_fixed(s)
     seed = s.seed if seed is None else seed
     if seed != s.seed:
         s = s.model_copy(update={"seed": seed})

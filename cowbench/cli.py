@@ -58,6 +58,20 @@ def _warn_seeds(sw: object) -> None:
         err.print(f"[yellow]warning:[/] {escape(line)}", highlight=False, soft_wrap=True)
 
 
+def _warn_fixed(s: object) -> None:
+    """``--seed`` given to a scenario whose random workloads fio pins whatever the seed
+    (``cowbench.runseed.fixed_offsets``): said, so a replication is not taken for one that
+    could differ."""
+    from .runseed import fixed_offsets, seed_warning
+    from .scenario import Scenario
+
+    assert isinstance(s, Scenario)
+    line = seed_warning(fixed_offsets(s))
+    if line is not None:
+        err.print(f"[yellow]warning:[/] --seed: {escape(line)}", highlight=False,
+                  soft_wrap=True)
+
+
 @app.callback()
 def _leftovers(ctx: typer.Context) -> None:
     """Every command first reports runs that died without cleaning up (cowbench.lease)."""
@@ -203,6 +217,8 @@ def run(
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         out_dir = Path("results") / f"{s.name}-{stamp}"
     preflight(s, out_dir, chosen, repeat)  # what the run refuses, before a calibration
+    if seed is not None:
+        _warn_fixed(s)
     if chosen in ("real", "both"):
         _warn_beside()
     s, checked = _choose_profiles(s, str(scenario), chosen, out_dir, profile, uncalibrated)

@@ -65,3 +65,40 @@ def run_numbers(s: Scenario) -> dict[int, int]:
         out[op.index] = count.get(run.vm, 0)
         count[run.vm] = out[op.index] + 1
     return out
+
+
+def fixed_offsets(s: Scenario) -> list[str]:
+    """The random workloads whose offsets no seed changes, each with why: ``w (randseed 7)``
+    or ``w (randrepeat on)``. fio pins a job's offsets with ``randrepeat`` on (its default;
+    even with a ``randseed``, sim/workload/fiorand.py) or with a ``randseed`` of its own; a
+    replayed ``iolog`` and a job without random offsets have none to vary. Empty for a fleet
+    (its model draws from the seed itself)."""
+    if s.fleet is not None:
+        return []
+    tl = s.timeline
+    used = {vm.workload for vm in s.vms} | {
+        e.workload for e in (tl.events if tl is not None else [])} | {
+        a.workload for a in (tl.arrivals if tl is not None else [])}
+    out = []
+    for name, wl in s.workloads.items():
+        random = [p for p in wl.parts if p.is_random]
+        if name not in used or wl.offsets == "iolog" or not random:
+            continue
+        pinned = [p for p in random if not unseeded(p)]
+        if pinned:
+            p = pinned[0]
+            why = ["randrepeat on"] if p.randrepeat else []
+            why += [] if p.randseed is None else [f"randseed {p.randseed}"]
+            out.append(f"{name} ({', '.join(why)})")
+    return out
+
+
+def seed_warning(fixed: list[str]) -> str | None:
+    """One line saying that ``fixed`` (:func:`fixed_offsets`) issue the same offsets under
+    every seed, and how to let replications differ; ``None`` when there is none."""
+    if not fixed:
+        return None
+    return (f"workload(s) {', '.join(fixed)} issue the same offsets under every seed, as fio "
+            "does (randrepeat on, or a fixed randseed): replications with other seeds do not "
+            "vary them; for varied replications set randrepeat: false and no randseed in "
+            "them (each run then takes a seed of its own, drawn from the run's seed)")

@@ -260,21 +260,22 @@ def _cell_scenario(base: dict[str, Any], overrides: dict[str, Any],
 
 
 def seed_warnings(sweep: Sweep) -> list[str]:
-    """Why several seeds may give the same figures: the model draws a workload's offsets
-    from the seed only when fio would (``randrepeat: false``, or a ``randseed`` per point);
-    with fio's default ``randrepeat=1`` and no ``randseed`` every seed replays one stream."""
+    """Why several seeds may give the same figures: the random workloads whose offsets fio
+    pins whatever the seed (``randrepeat`` on, fio's default, or a fixed ``randseed``:
+    ``cowbench.runseed.fixed_offsets``), over every point, named."""
+    from .runseed import fixed_offsets, seed_warning
+
     if len(sweep.spec.seed_list) < 2:
         return []
-    fixed = [p for p in sweep.points if p.scenario.fleet is None and p.scenario.workloads
-             and all(w.randrepeat and w.randseed is None
-                     for w in p.scenario.workloads.values())]
-    if len(fixed) < len(sweep.points):
+    fixed: dict[str, None] = {}
+    for p in sweep.points:
+        fixed.update(dict.fromkeys(fixed_offsets(p.scenario)))
+    line = seed_warning(list(fixed))
+    if line is None:
         return []
-    return [f"seeds {', '.join(map(str, sweep.spec.seed_list[:4]))}"
-            f"{', ...' if len(sweep.spec.seed_list) > 4 else ''} cannot change the figures: "
-            "every workload keeps fio's randrepeat on with no randseed, so every seed issues "
-            "the same offsets (set randrepeat: false in the workloads to vary them, or use "
-            "seeds: 1)"]
+    seeds = sweep.spec.seed_list
+    return [f"seeds {', '.join(map(str, seeds[:4]))}{', ...' if len(seeds) > 4 else ''} "
+            f"cannot change the figures: {line} (or use seeds: 1)"]
 
 
 def describe(sweep: Sweep) -> list[tuple[int, str, list[int]]]:

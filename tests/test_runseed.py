@@ -7,17 +7,21 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
+import yaml
 
 import cowbench
+from cowbench.api import SeedWarning
 from cowbench.resolve import resolve
 from cowbench.runseed import for_run, run_numbers, run_seed
 from cowbench.scenario import Scenario, parse_scenario
 from cowbench.streams import take_streams
+from cowbench.sweep import load_sweep, seed_warnings
 from cowbench.tools import RawLog
 
 
@@ -91,3 +95,44 @@ def test_run_seed_depends_on_seed_vm_and_run() -> None:
     assert len(seeds) == 12 and all(0 <= x < 2**63 for x in seeds)
     numbers = run_numbers(_grow("model"))
     assert sorted(numbers.values()) == [0, 0, 1, 1, 2, 2]
+
+
+def _sweep(tmp_path: Path, workload: dict[str, Any]) -> Path:
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump({
+        "name": "s", "seed": 1, "hosts": [{"name": "h1"}],
+        "images": [{"name": "img", "virtual_size": "256MiB", "format": "qcow2",
+                    "synthetic": {"data": [{"offset": 0, "length": "1MiB"}]}}],
+        "strategy": {"kind": "qcow2_overlay"},
+        "workloads": {"oltp": {"rw": "randwrite", "bs": "4k", "io_size": "1MiB", **workload},
+                      "seqlog": {"rw": "write", "bs": "1MiB", "size": "4MiB"}},
+        "vms": [{"name": "db", "image": "img", "root_size": "256MiB", "workload": "oltp"},
+                {"name": "log", "image": "img", "root_size": "256MiB",
+                 "workload": "seqlog"}]}))
+    (tmp_path / "sw.yaml").write_text(yaml.safe_dump({"scenario": "s.yaml", "seeds": 3}))
+    return tmp_path / "sw.yaml"
+
+
+@pytest.mark.parametrize(("workload", "why"), [
+    ({"randseed": 5}, "oltp (randrepeat on, randseed 5)"),
+    ({"randseed": 5, "randrepeat": False}, "oltp (randseed 5)"),
+    ({}, "oltp (randrepeat on)")])
+def test_a_sweep_over_seeds_names_the_workloads_they_cannot_vary(
+        tmp_path: Path, workload: dict[str, Any], why: str) -> None:
+    """A fixed randseed pins the offsets as randrepeat does (before: no warning with a
+    randseed); the sequential writer has no offsets to vary and is not named."""
+    warned = seed_warnings(load_sweep(_sweep(tmp_path, workload)))
+    assert len(warned) == 1 and f"workload(s) {why} issue the same offsets" in warned[0]
+    assert "seqlog" not in warned[0] and "randrepeat: false" in warned[0]
+
+
+def test_varied_workloads_are_not_warned_about(tmp_path: Path) -> None:
+    assert seed_warnings(load_sweep(_sweep(tmp_path, {"randrepeat": False}))) == []
+
+
+def test_simulate_with_another_seed_warns(tmp_path: Path) -> None:
+    _sweep(tmp_path, {"randseed": 5})
+    with pytest.warns(SeedWarning, match=r"oltp \(randrepeat on, randseed 5\)"):
+        cowbench.simulate(tmp_path / "s.yaml", seed=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cowbench.simulate(tmp_path / "s.yaml")  # its own seed: nothing to say
