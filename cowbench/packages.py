@@ -39,7 +39,9 @@ PROGRAMS: dict[str, tuple[str, str]] = {
     "chromium": ("chromium", "test"),  # report.html opened headless
     "bash": ("bash", "test"),  # runs scripts/bootstrap.sh (essential in Debian)
     "dpkg": ("dpkg", "test"),  # which package provides a program (essential in Debian)
-    "git": ("git", "fresh-check"),  # a clean clone of the committed HEAD
+    # a clean clone of the committed HEAD; and, when present, whether a checkout cowbench
+    # runs from is dirty (run.json's tools; optional: without git it says None)
+    "git": ("git", "fresh-check"),
     "debootstrap": ("debootstrap", "fresh-check"),
     "chroot": ("coreutils", "fresh-check"),
 }

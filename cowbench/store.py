@@ -82,12 +82,78 @@ def host_facts(work: Path | None = None) -> dict[str, Any]:
     return facts
 
 
-def tool_versions() -> dict[str, str | None]:
+def tool_versions() -> dict[str, str | bool | None]:
     tools = ("qemu-img", "qemu-nbd", "fio")
     with ThreadPoolExecutor(len(tools)) as pool:  # three --version calls at once
-        versions: dict[str, str | None] = dict(zip(tools, pool.map(tool_version, tools),
+        versions: dict[str, str | bool | None] = dict(zip(tools, pool.map(tool_version, tools),
                                                    strict=True))
-    return {**versions, "python": sys.version.split()[0], "cowbench": __version__}
+    return {**versions, "python": sys.version.split()[0], "cowbench": __version__,
+            **library_versions(), **source_tree()}
+
+
+#: the libraries whose versions decide the model's and the reports' figures
+LIBRARIES = ("numpy", "simpy", "pandas", "pyarrow", "pydantic")
+
+
+def library_versions() -> dict[str, str | None]:
+    """Each of :data:`LIBRARIES`'s installed version (from its metadata: nothing imported),
+    ``None`` when it is not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str | None] = {}
+    for name in LIBRARIES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def source_tree(root: Path | None = None) -> dict[str, str | bool | None]:
+    """When cowbench runs from a git checkout (``root``: the directory above the package):
+    ``git_commit`` read from ``.git`` directly (a worktree's ``.git`` file, a branch's ref
+    or packed-refs; no git needed), and ``git_dirty``: whether tracked files differ from it,
+    asked of git when it is installed (``None`` without git, or when it fails). Empty outside
+    a checkout (an installed package)."""
+    root = root or Path(__file__).resolve().parent.parent
+    dot = root / ".git"
+    try:
+        gitdir = dot if dot.is_dir() else \
+            (root / dot.read_text().split("gitdir:", 1)[1].strip()).resolve()
+        head = (gitdir / "HEAD").read_text().strip()
+        common = gitdir / (gitdir / "commondir").read_text().strip() \
+            if (gitdir / "commondir").is_file() else gitdir
+        commit = head if not head.startswith("ref:") else _ref(common, head[4:].strip())
+    except (OSError, IndexError):
+        return {}
+    return {"git_commit": commit, "git_dirty": _dirty(root)}
+
+
+def _ref(common: Path, ref: str) -> str | None:
+    loose = common / ref
+    if loose.is_file():
+        return loose.read_text().strip()
+    packed = common / "packed-refs"
+    for line in packed.read_text().splitlines() if packed.is_file() else []:
+        parts = line.split()
+        if len(parts) == 2 and parts[1] == ref:
+            return parts[0]
+    return None
+
+
+def _dirty(root: Path) -> bool | None:
+    import shutil
+    import subprocess
+
+    if shutil.which("git") is None:
+        return None
+    try:
+        proc = subprocess.run(["git", "-C", str(root), "status", "--porcelain",
+                               "--untracked-files=no"], capture_output=True, timeout=10,
+                              stdin=subprocess.DEVNULL, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return bool(proc.stdout.strip()) if proc.returncode == 0 else None
 
 
 def refuse_control_characters(path: Path) -> None:
