@@ -162,7 +162,12 @@ def scatter_predicted_measured(comparison: pd.DataFrame, metric: str) -> Figure:
         for entity, g in d.groupby(entity_groups(d["entity"]), sort=True):
             ax.scatter(g["measured"] / div, g["predicted"] / div, s=40, label=str(entity),
                        zorder=3)
-        _identity_with_bands(ax, both / div)
+        if _identity_with_bands(ax, both / div):
+            zeros = int(((d["measured"] <= 0) | (d["predicted"] <= 0)).sum())
+            if zeros:  # a log axis has no 0: say what is not drawn
+                ax.text(0.99, 0.01, f"{zeros} figure(s) of 0 not drawn (log axes)",
+                        transform=ax.transAxes, ha="right", va="bottom", fontsize=8,
+                        color="dimgray")
         ax.set_title(title)
         ax.set_xlabel(f"measured ({label})")
         ax.set_ylabel(f"predicted ({label})")
@@ -180,9 +185,13 @@ def entity_groups(entities: pd.Series, most: int = MAX_SERIES) -> pd.Series:
     return kinds.map(lambda k: f"{k} ({counts[k]})")
 
 
-def _identity_with_bands(ax: Axes, values: np.ndarray) -> None:
+def _identity_with_bands(ax: Axes, values: np.ndarray) -> bool:
+    """y = x and the error bands over the values' range; True when the axes are logarithmic
+    (the values span more than two decades), where only the positive values set the range."""
     finite = values[np.isfinite(values)]
     log = _spans_decades(finite)
+    if log:  # a 0 (a read-only run's writes) has no place on a log axis
+        finite = finite[finite > 0]
     lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
     if log:
         lo, hi = lo / 1.5, hi * 1.5
@@ -198,6 +207,7 @@ def _identity_with_bands(ax: Axes, values: np.ndarray) -> None:
     ax.plot(x, x, color="black", lw=1, label="y = x")
     ax.set_xlim(lo, hi)
     ax.set_ylim(lo, hi)
+    return log
 
 
 def rel_error_by_metric(comparison: pd.DataFrame) -> Figure:

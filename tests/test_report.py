@@ -42,6 +42,9 @@ def assert_self_contained(html: Path, n_figures: int) -> str:
     assert not re.search(r"@import\s+url\(\s*['\"]?https?:", text)
     assert len(re.findall(r'<img [^>]*src="data:image/png;base64,', text)) == n_figures
     assert "load_run" not in text and "figs.show" not in text  # code cells hidden
+    # no Python warning printed into the report (a log axis given a 0 once put matplotlib's
+    # "Attempt to set non-positive xlim" there)
+    assert not re.search(r"\w+Warning: ", text), re.search(r".{80}\w+Warning: .{80}", text)
     return text
 
 
