@@ -51,6 +51,9 @@ UNITS: dict[str, str] = {
     # reflink copies: bytes still shared with the base, and bytes the file has to itself
     "shared_bytes": "B",
     "exclusive_bytes": "B",
+    # a host's files' physical space: allocated_bytes with the extents several files share
+    # (reflink clones of a base) counted once (real: FIEMAP, real.measure.extents)
+    "used_bytes": "B",
     # fleet figures (cowbench.fleet, sim.fleet)
     "provisioned_bytes": "B",
     "vm_count": "vms",

@@ -72,6 +72,7 @@ from cowbench.records import Recorder
 from cowbench.runseed import run_numbers
 from cowbench.scenario import VM, Scenario
 from cowbench.tools import RawLog, qemu_img_info, qemu_img_map, run
+from real.measure.extents import tree_space
 from real.measure.integrity import Integrity
 from real.storage.reflink import collect_cow_reservations, shared_exclusive
 from real.storage.strategies import (
@@ -421,13 +422,17 @@ class RealWorld:
             rec.add(f"snapshot:{name}", "file_bytes", st.st_size, t)
 
     def _sample_hosts(self, t: float | None) -> None:
-        """Every host's ``_base`` and instance tree at ``t``."""
+        """Every host's ``_base`` and instance tree at ``t``: the tree's ``allocated_bytes``
+        (every file's st_blocks, a reflink clone's shared extents counted in each) and its
+        ``used_bytes`` (FIEMAP: shared extents counted once, ``real.measure.extents``)."""
         for host, layout in self.layouts.items():
             if self.timed or layout.base_dir.exists():  # as the plain VMs always recorded it
                 alloc, size = _tree(layout.base_dir)
                 self.rec.add(f"cache:{host}", "allocated_bytes", alloc, t)
                 self.rec.add(f"cache:{host}", "file_bytes", size, t)
-            self.rec.add(f"host:{host}", "allocated_bytes", _tree(layout.instances)[0], t)
+            alloc, used, _ = tree_space(layout.instances)
+            self.rec.add(f"host:{host}", "allocated_bytes", alloc, t)
+            self.rec.add(f"host:{host}", "used_bytes", used, t)
 
     def _end_figures(self) -> None:
         """Each VM's data clusters (every ``qemu-img check`` at once) and a reflink copy's shared

@@ -98,3 +98,23 @@ class ReflinkCopy:
         if tree > XFS_INODE_PTRS:
             tree += -(-tree // XFS_NODE_PTRS)
         return (int(self.mapped.sum()) + tree) * FS_BLOCK
+
+
+def counted_again(copies: list[ReflinkCopy], base_on_host: bool) -> int:
+    """Bytes that summing the ``allocated_bytes`` of a host's files counts more than once,
+    for ``copies`` cloned from one base file: each copy's shared blocks are the base's own
+    extents (a clone maps them; a CoW write gives the block an extent of its own). With the
+    base in the host's ``_base`` every shared byte was already counted there; without it, the
+    union of the copies' shared blocks is counted once. What a host's ``used_bytes`` takes off
+    its ``allocated_bytes`` (the real backend measures the same with FIEMAP,
+    ``real.measure.extents``)."""
+    if not copies:
+        return 0
+    total = sum(int(c.shared.sum()) for c in copies)
+    if base_on_host:
+        return total * FS_BLOCK
+    n = max(c.shared.shape[0] for c in copies)
+    union = np.zeros(n, dtype=bool)
+    for c in copies:
+        union[:c.shared.shape[0]] |= c.shared
+    return (total - int(union.sum())) * FS_BLOCK

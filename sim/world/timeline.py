@@ -52,6 +52,7 @@ from sim.storage.disk import Qcow2Image, RawImage
 from sim.storage.fs import FS_BLOCK
 from sim.storage.images import DISK_INFO_BYTES, backing_data
 from sim.storage.qcow2_ext import SUBCLUSTERS, Qcow2ExtImage
+from sim.storage.reflink import ReflinkCopy, counted_again
 from sim.storage.snapshot import take_internal_snapshot
 from sim.storage.strategies import CONVERT_CHUNK, extra_figures, overlay
 
@@ -156,10 +157,12 @@ class World:
             c_size = sum(e.file.file_bytes for e in h.caches.values())
             record_files(self.rec, f"cache:{name}", c_alloc, c_size, t)
             alloc = c_alloc
-            for inst in [*h.instances.values(), *h.resizing.values()]:
-                if not inst.remote:  # an RBD clone lives in Ceph
-                    alloc += inst.files()[0] + DISK_INFO_BYTES
+            on_host = [i for i in [*h.instances.values(), *h.resizing.values()]
+                       if not i.remote]  # an RBD clone lives in Ceph
+            for inst in on_host:
+                alloc += inst.files()[0] + DISK_INFO_BYTES
             self.rec.add(f"host:{name}", "allocated_bytes", alloc, t)
+            self.rec.add(f"host:{name}", "used_bytes", alloc - _counted_again(h, on_host), t)
             for vm, inst in h.instances.items():
                 a, s = inst.files()
                 record_files(self.rec, f"vm:{vm}", a, s, t)
@@ -378,3 +381,16 @@ def _copied(inst: Instance, fill: bool) -> Instance:
         for layer, below in zip(layers, content_below(inst.layers), strict=True):
             layer.sparse_at_copy = sparse_copy(layer, below)
     return Instance(inst.vm, inst.image, layers, inst.root_size)
+
+
+def _counted_again(h: HostState, on_host: list[Instance]) -> int:
+    """Bytes of the host's files counted more than once in its ``allocated_bytes``: the
+    extents its reflink copies share with their base (``sim.storage.reflink.counted_again``),
+    per base file (the image's ``_base`` entry: clones of one image share its extents)."""
+    by_image: dict[str, list[ReflinkCopy]] = {}
+    for inst in on_host:
+        for layer in inst.layers:
+            if isinstance(layer.image, ReflinkCopy) and inst.image is not None:
+                by_image.setdefault(inst.image, []).append(layer.image)
+    return sum(counted_again(copies, Base(image) in h.caches)
+               for image, copies in by_image.items())
