@@ -41,12 +41,36 @@ REPLICATION_KEYS = ("point", "backend", "seed", "replication")
 DAY = 86400.0
 
 
-def host_disk(records: pd.DataFrame, metric: str = "allocated_bytes") -> pd.DataFrame:
-    """The records of ``metric`` for ``host:`` entities (host disk use by default)."""
+def host_disk(records: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
+    """The records of ``metric`` for ``host:`` entities; by default each host's disk use as
+    capacity sees it (:func:`host_space`)."""
     if records.empty:
         return records
+    if metric is None:
+        return host_space(records)
     keep = records["entity"].astype(str).str.startswith("host:") & (records["metric"] == metric)
     return records[keep].reset_index(drop=True)
+
+
+def host_space(records: pd.DataFrame) -> pd.DataFrame:
+    """Each host's disk use as capacity sees it: its ``used_bytes`` (its files' physical
+    space, the extents reflink copies share with their base counted once), and
+    ``allocated_bytes`` (every file's st_blocks, shared extents counted in each file) for a
+    host whose run recorded no ``used_bytes`` (a fleet, whose disks share no extents; records
+    written before the figure existed). Summing ``allocated_bytes`` over a host's files counts
+    a base shared by N reflink clones N + 1 times: a host of clones looks as full as one of
+    full copies."""
+    if records.empty:
+        return records
+    host = records[records["entity"].astype(str).str.startswith("host:")]
+    used = host[host["metric"] == "used_bytes"]
+    alloc = host[host["metric"] == "allocated_bytes"]
+    if used.empty:
+        return alloc.reset_index(drop=True)
+    ids = [c for c in host.columns if c not in ("t_s", "metric", "value", "unit")]
+    known = set(map(tuple, used[ids].astype(str).to_numpy().tolist()))
+    rest = [tuple(r) not in known for r in alloc[ids].astype(str).to_numpy().tolist()]
+    return pd.concat([used, alloc[rest]]).sort_index().reset_index(drop=True)
 
 
 def bands(samples: pd.DataFrame, by: list[str] | None = None) -> pd.DataFrame:

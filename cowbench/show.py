@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .capacity import host_capacities, time_to_full
+from .capacity import host_capacities, host_space, time_to_full
 from .compare import summary
 from .drift import describe as drift_line
 from .drift import describe_machine
@@ -196,24 +196,71 @@ def _truncated(rows: list[str], what: str, out: Console) -> list[str]:
 
 
 def print_space(run: RunResults, out: Console) -> None:
-    """Per host, cache and VM: allocated and file size at the end, per backend."""
+    """Per host, cache and VM: allocated and file size at the end, per backend; a host's
+    physical space (``used_bytes``: extents shared by reflink copies counted once) beside
+    them where it differs from its allocated bytes, and a note on RBD clones, which live in
+    Ceph and in no host's figures."""
     # a VM deleted on the way holds nothing at the end, whatever it held when last sampled
     fig = _end_figures(run, ("host:", "cache:", "vm:"), present_only=True)
-    fig = fig[fig["metric"].isin(["allocated_bytes", "file_bytes"])]
+    fig = fig[fig["metric"].isin(["allocated_bytes", "file_bytes", "used_bytes"])]
     backends = _backends(run)
     if fig.empty or not backends:
         return
     val = _lookup(fig)
+    used = _shared_once(val)
+    metrics = [("used", "used_bytes")] if used else []
+    metrics += [("allocated", "allocated_bytes"), ("file size", "file_bytes")]
     two = len(backends) > 1
     table = Table(title="disk space at the end of the run", title_justify="left")
     table.add_column("entity")
-    for label in ("allocated", "file size"):
+    for label, _ in metrics:
         for b in backends:
             table.add_column(f"{label}\n{BACKEND_NAMES[b]}" if two else label, justify="right")
     for entity in _truncated(_entities(fig), "hosts, caches and VMs", out):
         table.add_row(escape(entity), *(format_bytes(val.get((entity, b, m), math.nan))
-                                for m in ("allocated_bytes", "file_bytes") for b in backends))
+                                        for _, m in metrics for b in backends))
     out.print(table)
+    if used:
+        out.print("used: the host's physical space, extents its reflink copies share with "
+                  "their base counted once (allocated counts them in every file: "
+                  f"{', '.join(used)}); capacity figures use it",
+                  soft_wrap=True, markup=False, highlight=False)
+    note = rbd_note(run.records)
+    if note:
+        out.print(note, soft_wrap=True, markup=False, highlight=False)
+
+
+def _shared_once(val: dict[tuple[str, str, str], float]) -> list[str]:
+    """The hosts whose physical space differs from their allocated bytes, as
+    ``h1 2.1 GiB allocated, 640.3 MiB used`` (the model's figure when it has one)."""
+    out = []
+    for (entity, backend, metric), used in val.items():
+        alloc = val.get((entity, backend, "allocated_bytes"), math.nan)
+        if metric != "used_bytes" or not used < alloc or \
+                (backend == "real" and (entity, "sim", "used_bytes") in val):
+            continue
+        out.append(f"{entity.removeprefix('host:')} {format_bytes(alloc)} allocated, "
+                   f"{format_bytes(used)} used")
+    return out
+
+
+def rbd_note(records: pd.DataFrame) -> str | None:
+    """What a run's host figures leave out of its Ceph RBD clones (``model_only`` VMs): they
+    live in the Ceph pool, not on a host; the model knows each clone's objects, not the pool's
+    copy of the parent image."""
+    rec = records[records["backend"].astype(str) == "sim"] if len(records) else records
+    if rec.empty:
+        return None
+    remote = rec[(rec["metric"] == "model_only") & (rec["value"] > 0)]["entity"]
+    if remote.empty:
+        return None
+    names = set(remote.astype(str))
+    end = end_of_run(rec, True)
+    held = end[end["entity"].astype(str).isin(names) & (end["metric"] == "allocated_bytes")]
+    return (f"{len(names)} RBD clone(s) (model only) live in the Ceph pool, not on a host: "
+            "the host figures leave them out; the pool holds "
+            f"{format_bytes(float(held['value'].sum()))} of their own objects (the clones' "
+            "allocated bytes), besides the parent image")
 
 
 def print_io(run: RunResults, out: Console) -> None:
@@ -328,7 +375,8 @@ def host_table(records: pd.DataFrame, capacity: dict[str, float], duration: floa
     (``extrapolated_s``; inf when it does not grow); the highest peak against the host's own
     disk first (``peak_share``; hosts may differ in size)."""
     rec = records[records["entity"].astype(str).str.startswith("host:")]
-    demand = rec[(rec["metric"] == "allocated_bytes") & rec["t_s"].notna()]
+    space = host_space(records)  # extents shared by reflink copies counted once
+    demand = space[space["t_s"].notna()]
     ttf = rec[(rec["metric"] == "time_to_full_s")].groupby("entity")["value"].min()
     vms = rec[(rec["metric"] == "vm_count") & rec["t_s"].notna()]
     vms_end = (vms.sort_values("t_s", kind="stable").groupby("entity", sort=False).tail(1)
@@ -420,8 +468,12 @@ def _host_rich_table(table: pd.DataFrame, capacity: dict[str, float], hosts: int
 FLEET_FIGURES = [("host_allocated_bytes_max", "fullest host"),
                  ("fleet_allocated_bytes_peak", "fleet peak"),
                  ("time_to_full_s", "first full"), ("rejected_vms", "rejected")]
-VM_FIGURES = [("hosts_allocated_bytes", "all hosts"), ("vm_allocated_bytes_p50", "VM P50"),
+VM_FIGURES = [("hosts_used_bytes", "all hosts"), ("vm_allocated_bytes_p50", "VM P50"),
               ("vm_allocated_bytes_p95", "VM P95")]
+#: A figure of a summary written before its physical counterpart existed, shown in its place
+#: (the same for disks that share no extents).
+OLDER_FIGURES = {"hosts_used_bytes": "hosts_allocated_bytes",
+                 "host_used_bytes_max": "host_allocated_bytes_max"}
 
 
 #: The order a sweep's points are counted in (any other status after these).
@@ -442,6 +494,8 @@ def show_sweep(path: Path, out: Console) -> None:
               soft_wrap=True, highlight=False)
     if len(points):
         out.print(_sweep_table(points, knobs))
+        for line in _sweep_notes(points):
+            out.print(line, soft_wrap=True, markup=False, highlight=False)
     for row in points[points["status"] != "ok"].to_dict("records") if len(points) else []:
         if isinstance(row.get("reason"), str) and row["reason"]:
             out.print(f"{row['point']} {row['status']}: {row['reason']}", soft_wrap=True,
@@ -498,7 +552,7 @@ def sweep_points(path: Path) -> tuple[pd.DataFrame, list[str]]:
         point_kind = knobs.get("strategy.kind", kind)
         row: dict[str, Any] = {"point": str(entry.get("id")), "seed": entry.get("seed"),
                                "status": str(entry.get("status")),
-                               "reason": entry.get("reason"),
+                               "reason": entry.get("reason"), "kind": str(point_kind),
                                **{k: v for k, v in knobs.items() if applies(k, point_kind)}}
         run_dir = path / str(entry.get("dir") or f"points/{row['point']}")
         if is_run_dir(run_dir):
@@ -572,7 +626,26 @@ def _read_summary(path: Path) -> pd.DataFrame:
     return table
 
 
+def _sweep_notes(points: pd.DataFrame) -> list[str]:
+    """What the table's host figures are: physical space (extents reflink copies share with
+    their base counted once), and none of an RBD clone's (it lives in Ceph)."""
+    lines = []
+    if "hosts_used_bytes" in points.columns and points["hosts_used_bytes"].notna().any():
+        lines.append("all hosts: the hosts' physical space at the end, extents that reflink "
+                     "copies share with their base counted once (summary.csv "
+                     "hosts_used_bytes; hosts_allocated_bytes counts them in every file)")
+    kinds = points["kind"].astype(str) if "kind" in points.columns else pd.Series(dtype=str)
+    if (kinds == "rbd_clone").any():
+        lines.append("rbd_clone points: the disks are RBD clones in the Ceph pool, not on a "
+                     "host (model only); the host figures leave them out")
+    return lines
+
+
 def _sweep_table(points: pd.DataFrame, knobs: list[str]) -> Table:
+    for new, old in OLDER_FIGURES.items():
+        if old in points.columns and (new not in points.columns
+                                      or points[new].isna().all()):
+            points = points.assign(**{new: points[old]})
     fleet = "fleet_allocated_bytes_peak" in points.columns and \
         points["fleet_allocated_bytes_peak"].notna().any()
     figures = [(c, label) for c, label in (FLEET_FIGURES if fleet else VM_FIGURES)
@@ -609,7 +682,10 @@ def _fullest(row: dict[Any, Any]) -> str:
     peak, share = _float(row.get("fullest_host_peak_bytes")), _float(row.get("host_peak_share_max"))
     if math.isfinite(peak) and math.isfinite(share):
         return f"{format_bytes(peak)} ({share:.1%})"
-    return _figure("host_allocated_bytes_max", row.get("host_allocated_bytes_max"), True)
+    peak = _float(row.get("host_used_bytes_max"))
+    if not math.isfinite(peak):  # a summary written before the figure existed
+        peak = _float(row.get("host_allocated_bytes_max"))
+    return _figure("host_used_bytes_max", peak, True)
 
 
 def _figure(column: str, value: Any, ok: bool) -> str:

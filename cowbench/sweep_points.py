@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from . import sweep_files
+from .capacity import host_space
 from .errors import CowbenchError
 from .fdtree import PrivateDir
 from .lease import Lease
@@ -95,9 +96,11 @@ def _last(rec: pd.DataFrame, prefix: str, metric: str) -> pd.Series:
 
 
 def point_figures(rec: pd.DataFrame) -> dict[str, float]:
-    """The figures of one run a sweep compares: totals at the end (``hosts_allocated_bytes``),
-    peaks over the run (``host_allocated_bytes_max``: the highest any host held, sampled or
-    at the end; ``fleet_allocated_bytes_peak``), spreads, time to full."""
+    """The figures of one run a sweep compares: totals at the end (``hosts_allocated_bytes``;
+    ``hosts_used_bytes``: the hosts' physical space, extents shared by reflink copies counted
+    once, ``cowbench.capacity.host_space``), peaks over the run (``host_allocated_bytes_max``,
+    ``host_used_bytes_max``: the highest any host held, sampled or at the end;
+    ``fleet_allocated_bytes_peak``), spreads, time to full."""
     out: dict[str, float] = {}
     hosts = _last(rec, "host:", "allocated_bytes")
     if len(hosts):
@@ -106,6 +109,9 @@ def point_figures(rec: pd.DataFrame) -> dict[str, float]:
         # fleet's host may end below its peak: VMs deleted, bases aged out)
         host = rec[rec.entity.str.startswith("host:") & (rec.metric == "allocated_bytes")]
         out["host_allocated_bytes_max"] = float(host.value.max())
+        space = host_space(rec).assign(metric="space")  # one metric per host
+        out["hosts_used_bytes"] = float(_last(space, "host:", "space").sum())
+        out["host_used_bytes_max"] = float(space.value.max())
     if has_vm_figures(rec):  # per VM, or a fleet's quantile grid (cowbench.vmdist)
         levels = (50, 95, 99)
         # each VM once, at the end (a lifecycle samples them over time; a deleted one is gone)
@@ -124,7 +130,7 @@ def fullest_host(rec: pd.DataFrame, capacity: dict[str, float]) -> dict[str, Any
     (``capacity``: bytes by host name, ``*`` for any other, as
     ``cowbench.capacity.host_capacities``; hosts may differ in size), its name, its peak and that
     share (``host_peak_share_max``); empty without hosts or capacities."""
-    host = rec[rec.entity.str.startswith("host:") & (rec.metric == "allocated_bytes")]
+    host = host_space(rec)
     peaks = {str(e).removeprefix("host:"): float(v)
              for e, v in host.groupby("entity").value.max().items()}
     caps = {h: capacity.get(h, capacity.get("*", np.nan)) for h in peaks}
