@@ -7,6 +7,7 @@ model says."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,10 +17,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cowbench.scenario import Strategy
-from real.storage.reflink import collect_cow_reservations, shared_exclusive, xfs_mount
+from real.measure.extents import tree_space, union_bytes
+from real.storage.reflink import _ROW, collect_cow_reservations, shared_exclusive, xfs_mount
 from real.storage.strategies import copy_file, make_root_disk, resized_base
 from sim.storage.disk import BaseData, RawImage
-from sim.storage.reflink import ReflinkCopy
+from sim.storage.reflink import ReflinkCopy, counted_again
 from sim.storage.strategies import root_disk
 
 from .conftest import needs_tools
@@ -107,3 +109,59 @@ def test_a_resized_base_and_an_scp_copy_on_xfs_share_nothing(xfs: Path) -> None:
     data = sum(n for _, n in BASE_DATA)
     assert shared_exclusive(resized, None) == (0, data)
     assert shared_exclusive(scp, None) == (0, 2 * SIZE)
+
+
+def _fiemap_blocks(path: Path) -> list[tuple[int, int]]:
+    """``xfs_io fiemap -v``'s physical ranges of ``path``, in 512-byte sectors [first, last]."""
+    out = subprocess.run(["xfs_io", "-c", "fiemap -v", str(path)], check=True,
+                         capture_output=True, text=True).stdout
+    rows = []
+    for _, _, where, _ in _ROW.findall(out):
+        if where != "hole":
+            first, last = where.split("..")
+            rows.append((int(first), int(last)))
+    return rows
+
+
+@settings(max_examples=8, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(raws=st.lists(ops_st, min_size=1, max_size=3))
+def test_a_hosts_used_bytes_is_the_union_of_its_files_extents(
+        xfs: Path, raws: list[list[tuple[str, int, int]]]) -> None:
+    """A host tree of a cached base and reflink clones of it, each written (and discarded):
+    its ``used_bytes`` is every physical block its files map counted once (``xfs_io
+    fiemap``'s ranges, merged), what ``st_blocks`` counts besides extents kept per file; the
+    model's blocks less ``counted_again`` are that union."""
+    host = xfs / "host"
+    shutil.rmtree(host, ignore_errors=True)
+    (host / "_base").mkdir(parents=True)
+    base = host / "_base" / "base"
+    subprocess.run(["cp", "--reflink=never", str(xfs / "base.raw"), str(base)], check=True)
+    models = []
+    for i, raw in enumerate(raws):
+        vm = host / f"vm{i}" / "disk"
+        vm.parent.mkdir()
+        subprocess.run(["cp", "--reflink=always", str(base), str(vm)], check=True)
+        model = ReflinkCopy(SIZE, BaseData(SIZE, BASE_DATA))
+        cmds = []
+        for k, b, n in raw:
+            off, n = b * 4 * KiB, min(n, SIZE - b * 4 * KiB)
+            cmds += ["-c", f"discard -q {off} {n}" if k == "discard" else
+                     f"write -q -P {i + 1} {off} {n}"]
+            model.write(off, n) if k == "write" else model.discard(off, n)
+        subprocess.run(["qemu-io", "-d", "unmap", "-t", "none", "-f", "raw", *cmds, str(vm)],
+                       check=True)
+        models.append(model)
+    collect_cow_reservations(xfs, None)
+    files = [p for p in host.rglob("*") if p.is_file()]
+    ranges = {p: _fiemap_blocks(p) for p in files}
+    sectors = union_bytes((a, b - a + 1) for r in ranges.values() for a, b in r)
+    beyond = sum(p.stat().st_blocks - sum(b - a + 1 for a, b in ranges[p]) for p in files)
+    alloc, used, _ = tree_space(host)
+    assert used == (sectors + beyond) * 512
+    assert alloc == sum(p.stat().st_blocks for p in files) * 512
+    assert alloc - used == sum(m.shared_bytes for m in models)  # each clone's shared, again
+    # the model's blocks (its extent B+tree estimate aside, checked in test_reflink): the
+    # union exactly
+    mapped = base.stat().st_blocks * 512 + sum(int(m.mapped.sum()) * 4 * KiB for m in models)
+    assert mapped - counted_again(models, True) == sectors * 512
