@@ -107,7 +107,7 @@ def peak_figure(first: pd.DataFrame, group: str, order: Sequence[str]) -> Figure
         top = max([100.0, *(float(np.nanmax(v)) for v in data if np.isfinite(v).any())])
         ax.set_xlim(0, top * 1.05)  # the largest mark whole, not cut by the frame
         ax.set_title(title)
-        ax.set_xlabel("peak allocated on the fullest host (% of capacity); box: p25 to p75, "
+        ax.set_xlabel("peak used on the fullest host (% of capacity); box: p25 to p75, "
                       "line: median, whiskers: min to max")
         legend_below(fig, ax, ncols=2)
     return fig
@@ -173,6 +173,6 @@ def disk_use_facets(band: pd.DataFrame, capacity: pd.Series, group: str,
         for ax in axes[max(0, len(names) - ncols):len(names)]:
             ax.set_xlabel(f"time ({tlabel})")
         fig.suptitle(title)
-        fig.supylabel(f"allocated on a host ({label})")
+        fig.supylabel(f"used on a host ({label})")
         legend_below(fig, axes[0])
     return fig

@@ -302,7 +302,7 @@ def disk_use_by_group(band: pd.DataFrame, group: str | None = None,
                        linewidths=2.5, zorder=4, label="the group's capacity")
         category_axis(ax, names)
         ax.set_title(title)
-        ax.set_xlabel(f"allocated ({label})")
+        ax.set_xlabel(f"used ({label}): shared extents counted once")
         legend_below(fig, ax)
     return fig
 

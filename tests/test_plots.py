@@ -246,7 +246,7 @@ def test_end_of_run_disk_use_by_group():
     fig = plots.disk_use_by_group(cap.bands(final, by=["group"]), "group")
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["g"]
-    assert ax.get_xlabel() == "allocated (GiB)"
+    assert ax.get_xlabel() == "used (GiB): shared extents counted once"
     assert ax.patches[0].get_width() == pytest.approx(final["value"].median() / GiB)
 
 

@@ -9,6 +9,7 @@ import pytest
 import yaml
 from rich.console import Console
 
+from cowbench import capacity as cap
 from cowbench.runner import run_scenario
 from cowbench.scenario import parse_scenario
 from cowbench.show import show
@@ -112,3 +113,19 @@ def test_a_runs_show_puts_a_reflink_hosts_physical_space_beside_its_allocated(
     row = next(line for line in text.splitlines() if "host:host1" in line)
     assert row.split("│")[2].strip() == format_bytes(host["used_bytes"])  # "used" first
     assert "capacity figures use it" in text
+
+
+def test_capacity_reads_a_hosts_physical_space_where_recorded(tmp_path: Path) -> None:
+    """The capacity views' host demand (``cowbench.capacity.host_disk``: the report's demand
+    over time, disk use at the end, time to full) is a host's ``used_bytes``; a host whose
+    run recorded none (a fleet's) keeps its ``allocated_bytes``."""
+    out = tmp_path / "run"
+    run_scenario(parse_scenario(small_dict(strategy={"kind": "reflink_copy"})), out, "sim")
+    rec = pd.read_parquet(out / "predicted.parquet")
+    other = rec[(rec.entity == "host:host1") & (rec.metric == "allocated_bytes")]
+    rec = pd.concat([rec, other.assign(entity="host:h2", value=5.0)], ignore_index=True)
+    demand = cap.host_disk(rec).set_index("entity")
+    assert list(demand.metric) == ["used_bytes", "allocated_bytes"]
+    used = rec[(rec.entity == "host:host1") & (rec.metric == "used_bytes")].value.iloc[0]
+    assert demand.value["host:host1"] == used < other.value.iloc[0]
+    assert demand.value["host:h2"] == 5.0
