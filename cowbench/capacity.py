@@ -174,14 +174,24 @@ def _capacity_of(h: pd.DataFrame, capacity: pd.Series | float) -> pd.Series:
     return h["point"].map(capacity)
 
 
-def time_to_full(t: np.ndarray, y: np.ndarray, capacity: float) -> tuple[float, str]:
+def time_to_full(t: np.ndarray, y: np.ndarray, capacity: float,
+                 ceiling: float = math.inf) -> tuple[float, str]:
     """When one series ``y(t)`` reaches ``capacity``, and how that was found: the estimate
     ``cowbench show`` prints and labels ``extrapolated`` when the series has not reached it.
     Reports never use it: they censor at the horizon (:func:`times_to_full`).
 
+    ``ceiling`` is the most the series can ever be (a host: what its VMs' disks and bases can
+    hold, :func:`cowbench.ceiling.demand_ceiling`). A line drawn through growth knows nothing
+    of it: a host holding the two VMs it has room for grows until their disks are full, then
+    stops. So a series that has not reached ``capacity`` and whose ceiling is below it never
+    fills (``bounded``); a ceiling at or above ``capacity`` (an allocation ratio over 1) leaves
+    the extrapolation as it is (the line meets ``capacity`` before the ceiling). A ceiling the
+    series already passed is no ceiling: it is ignored.
+
     Returns ``(t_full, how)`` with ``how`` one of ``reached`` (interpolated between the two
     samples around the crossing), ``extrapolated`` (linear growth of the series' second half),
-    ``never`` (no growth) or ``unknown`` (fewer than two timed samples).
+    ``bounded`` (``inf``: the ceiling is under ``capacity``), ``never`` (no growth) or
+    ``unknown`` (fewer than two timed samples).
     """
     ok = ~(np.isnan(t) | np.isnan(y))
     t, y = t[ok], y[ok]
@@ -194,6 +204,8 @@ def time_to_full(t: np.ndarray, y: np.ndarray, capacity: float) -> tuple[float, 
         i = int(above[0])
         frac = (capacity - y[i - 1]) / (y[i] - y[i - 1])
         return float(t[i - 1] + frac * (t[i] - t[i - 1])), "reached"
+    if ceiling < capacity and (not y.size or float(y.max()) <= ceiling):
+        return math.inf, "bounded"
     if t.size < 2:
         return math.nan, "unknown"
     half = t.size // 2

@@ -25,6 +25,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .capacity import host_capacities, host_space, time_to_full
+from .ceiling import demand_ceiling
 from .compare import summary
 from .drift import describe as drift_line
 from .drift import describe_machine
@@ -81,7 +82,8 @@ def show_run(path: Path, out: Console) -> None:
     fleet = run.scenario.get("fleet")
     if isinstance(fleet, dict):
         print_fleet(run.predicted, host_capacities(run.scenario),
-                    _host_count(run.scenario), _float(run.scenario.get("duration")), out)
+                    _host_count(run.scenario), _float(run.scenario.get("duration")), out,
+                    demand_ceiling(run.scenario))
     else:
         print_space(run, out)
         print_io(run, out)
@@ -344,10 +346,10 @@ def _known(capacity: dict[str, float]) -> list[float]:
 
 
 def print_fleet(records: pd.DataFrame, capacity: dict[str, float], hosts: int,
-                duration: float, out: Console) -> None:
+                duration: float, out: Console, ceiling: dict[str, float] | None = None) -> None:
     """A fleet run: arrivals, the fullest host's peak against its ``capacity`` (by host name,
-    :func:`host_capacities`) and when it fills, the hosts that fill first, and the spread of
-    the VMs' disks."""
+    :func:`host_capacities`) and when it fills (never, under its ``ceiling``:
+    :func:`demand_ceiling`), the hosts that fill first, and the spread of the VMs' disks."""
     from .sweep_points import point_figures
 
     f = point_figures(records)
@@ -356,7 +358,7 @@ def print_fleet(records: pd.DataFrame, capacity: dict[str, float], hosts: int,
               f"host(s) of {format_sizes(_known(capacity))}; peak demand of all hosts "
               f"{format_bytes(f.get('fleet_allocated_bytes_peak', math.nan))}",
               soft_wrap=True, markup=False, highlight=False)
-    table = host_table(records, capacity, duration)
+    table = host_table(records, capacity, duration, ceiling)
     if not table.empty:
         for line in _fullest_lines(table, _cap(capacity, table["host"].iloc[0]), duration,
                                    hosts):
@@ -368,12 +370,14 @@ def print_fleet(records: pd.DataFrame, capacity: dict[str, float], hosts: int,
                   f"P99 {format_bytes(f['vm_allocated_bytes_p99'])}", highlight=False)
 
 
-def host_table(records: pd.DataFrame, capacity: dict[str, float], duration: float
-               ) -> pd.DataFrame:
+def host_table(records: pd.DataFrame, capacity: dict[str, float], duration: float,
+               ceiling: dict[str, float] | None = None) -> pd.DataFrame:
     """Per host: peak demand and when, demand at the end, VMs at the end, and when it is
     full (``full_s``, recorded by the model) or would be at its recent growth
-    (``extrapolated_s``; inf when it does not grow); the highest peak against the host's own
-    disk first (``peak_share``; hosts may differ in size)."""
+    (``extrapolated_s``; inf when it does not grow or ``never_fills``: the most its VMs'
+    disks and bases can hold, ``ceiling_bytes`` from ``ceiling`` by host name, is under its
+    capacity); the highest peak against the host's own disk first (``peak_share``; hosts may
+    differ in size)."""
     rec = records[records["entity"].astype(str).str.startswith("host:")]
     space = host_space(records)  # extents shared by reflink copies counted once
     demand = space[space["t_s"].notna()]
@@ -386,18 +390,22 @@ def host_table(records: pd.DataFrame, capacity: dict[str, float], duration: floa
         g = g.sort_values("t_s")
         peak_at = int(np.argmax(g["value"].to_numpy()))
         full = float(ttf.get(entity, math.inf))
-        extra, cap = math.nan, _cap(capacity, str(entity).removeprefix("host:"))
+        name = str(entity).removeprefix("host:")
+        extra, how, cap = math.nan, "", _cap(capacity, name)
+        most = (ceiling or {}).get(name, math.inf)
         if not math.isfinite(full) and math.isfinite(cap):
-            extra, _ = time_to_full(g["t_s"].to_numpy(float), g["value"].to_numpy(float), cap)
+            extra, how = time_to_full(g["t_s"].to_numpy(float), g["value"].to_numpy(float),
+                                      cap, most)
         rows.append({"host": str(entity).removeprefix("host:"),
                      "peak_bytes": float(g["value"].iloc[peak_at]),
                      "peak_t_s": float(g["t_s"].iloc[peak_at]),
                      "end_bytes": float(g["value"].iloc[-1]),
                      "vms_end": float(vms_end.get(entity, math.nan)),
-                     "full_s": full, "extrapolated_s": extra,
+                     "full_s": full, "extrapolated_s": extra, "ceiling_bytes": most,
+                     "never_fills": how == "bounded",
                      "peak_share": float(g["value"].iloc[peak_at]) / cap})
     cols = ["host", "peak_bytes", "peak_t_s", "end_bytes", "vms_end", "full_s", "extrapolated_s",
-            "peak_share"]
+            "ceiling_bytes", "never_fills", "peak_share"]
     table = pd.DataFrame(rows, columns=cols)
     return table.sort_values(["peak_share", "peak_bytes"], ascending=False, kind="stable",
                              na_position="last").reset_index(drop=True)
@@ -421,7 +429,7 @@ def _fullest_lines(table: pd.DataFrame, capacity: float, duration: float,
         return [head, f"time to full: the first host ({full['host'].iloc[0]}) after "
                       f"{format_duration(full['full_s'].iloc[0])}; {len(full)} of {hosts} "
                       f"host(s) full by the end"]
-    return [head, "time to full: " + _not_full_text(row, duration)]
+    return [head, "time to full: " + _not_full_text(row, duration, capacity)]
 
 
 #: how far past the run's end a linear extrapolation is still shown (in run lengths): a
@@ -429,9 +437,14 @@ def _fullest_lines(table: pd.DataFrame, capacity: float, duration: float,
 EXTRAPOLATE_MAX = 20
 
 
-def _not_full_text(row: pd.Series, duration: float) -> str:
+def _not_full_text(row: pd.Series, duration: float, capacity: float) -> str:
     within = f"not full within {format_duration(duration)}" if math.isfinite(duration) \
         else "not full by the end"
+    if row["never_fills"]:  # no growth carries it past what its VMs' disks can hold
+        return within + (f"; never fills: its VMs' disks hold at most "
+                         f"{format_bytes(row['ceiling_bytes'])} of {format_bytes(capacity)} "
+                         f"(the most VMs placement admits there, every disk and base "
+                         f"written in full)")
     extra = row["extrapolated_s"]
     if math.isinf(extra):
         return within + " (the fullest host's demand stopped growing)"
@@ -457,7 +470,8 @@ def _host_rich_table(table: pd.DataFrame, capacity: dict[str, float], hosts: int
                   _share(row["peak_bytes"], _cap(capacity, row["host"])),
                   format_bytes(row["end_bytes"]),
                   "-" if math.isnan(row["vms_end"]) else f"{row['vms_end']:.0f}",
-                  format_duration(full) if math.isfinite(full) else "not full")
+                  format_duration(full) if math.isfinite(full) else
+                  "never fills" if row["never_fills"] else "not full")
     return t
 
 

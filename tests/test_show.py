@@ -489,3 +489,52 @@ def test_a_sweep_killed_outright_shows_as_abandoned(tmp_path: Path) -> None:
         shown = cowbench("show", str(out))
         assert shown.code == 0, shown.stderr
         assert said in " ".join(shown.stdout.split()), shown.stdout
+
+
+def capped_fleet(tmp_path: Path, ratio: float) -> Path:
+    """A user's fleet: flavors of 20 GiB root + 2 GiB ephemeral + 1 GiB swap on hosts of 64
+    GiB, VMs whose disks grow for 60 days."""
+    data = {
+        "name": "capped", "seed": 1, "duration": "60d",
+        "images": [{"name": "ubu", "virtual_size": "2GiB", "format": "qcow2",
+                    "synthetic": {"data": [{"offset": 0, "length": "512MiB"}]}}],
+        "hosts": [{"name": "h", "count": 3, "capacity_bytes": "64GiB",
+                   "disk_allocation_ratio": ratio}],
+        "flavors": [{"name": "m", "root": "20GiB", "ephemeral": "2GiB", "swap": "1GiB"}],
+        "strategy": {"kind": "qcow2_overlay", "cluster_size": "64KiB"},
+        "fleet": {"vms": 60, "lifetime": {"distribution": "exponential", "mean_s": "30d"},
+                  "flavor_mix": {"m": 1}, "image_mix": {"ubu": 1},
+                  "classes": {"db": {"share": 1, "write_bytes_per_day": "256MiB",
+                                     "growth_bytes_per_day": "128MiB",
+                                     "growth_start": 0.5}}}}
+    scenario = tmp_path / "capped.yaml"
+    scenario.write_text(yaml.safe_dump(data))
+    ran = cowbench("run", str(scenario), "--out", str(tmp_path / "run"))
+    assert ran.code == 0, ran.stderr
+    return tmp_path / "run"
+
+
+def test_a_host_whose_vms_cannot_fill_it_never_fills(tmp_path: Path) -> None:
+    """Two VMs of 23 GiB fit a host of 64 GiB, a third does not: their disks and the bases
+    hold at most about 51 GiB, so the host never fills however its demand grew ("full after
+    about 102 days (extrapolated)" said a linear fit)."""
+    run = capped_fleet(tmp_path, 1.0)
+    ran = cowbench("show", str(run))
+    assert ran.code == 0, ran.stderr
+    assert "(extrapolated)" not in ran.stdout
+    line = next(x for x in ran.stdout.splitlines() if x.startswith("time to full:"))
+    assert line.startswith("time to full: not full within 60 days; never fills: its VMs' "
+                           "disks hold at most 51.0 GiB of 64.0 GiB"), line
+    rows = table_rows(ran.stdout)
+    assert [rows[h][-1] for h in ("h-001", "h-002", "h-003")] == ["never fills"] * 3
+    assert all(float(rows[h][3]) <= 2 for h in ("h-001", "h-002", "h-003"))  # VMs at end
+
+
+def test_an_overcommitted_host_keeps_its_extrapolation(tmp_path: Path) -> None:
+    """At ratio 2.0 five such VMs fit a host: their disks can hold more than it has, so
+    where it has not filled the extrapolation stands."""
+    run = capped_fleet(tmp_path, 2.0)
+    ran = cowbench("show", str(run))
+    assert ran.code == 0, ran.stderr
+    assert "never fills" not in ran.stdout
+    assert "time to full: the first host" in ran.stdout
