@@ -311,12 +311,20 @@ def days_text(seconds: float, horizon_s: float | None = None) -> str:
 
 
 def interval_text(row: Mapping[Any, Any] | pd.Series) -> str:
-    """``[363.8, 427.0] d``, ``[363.8 d, > 730 d)``, or why there is none."""
+    """``363.8 d to 427.0 d``, ``363.8 d to > 730 d``, ``both ends > 730 d``, or why there is
+    none.
+
+    The interval's ends are order statistics (:func:`cowbench.montecarlo.median_ci`): with 10
+    replications, the 2nd and the 9th time. So one replication of ten filling puts neither end
+    within the horizon: the 2nd time is censored too. That says the *median* is later than
+    the horizon, with 95% confidence, not that every replication is: the text names the ends
+    ("both ends"), never "all", which a reader took for "no replication filled" next to a
+    filled one."""
     lo, hi, horizon = row["median_ci_low_s"], row["median_ci_high_s"], row["horizon_s"]
     if math.isnan(lo) or math.isnan(hi):
         return (f"needs {int(row['seeds_needed'])} seeds for a {row['level']:.0%} interval "
                 f"(has {int(row['replications'])})")
     if not math.isfinite(lo):
-        return "all later than the horizon"
+        return f"both ends {days_text(lo, horizon)} (later than the horizon)"
     high = days_text(hi, horizon)
     return f"{days_text(lo, horizon)} to {high}"

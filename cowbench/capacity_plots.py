@@ -80,7 +80,10 @@ def _first_full_row(ax: object, i: int, g: pd.DataFrame, row: pd.Series,
         ax.scatter([med], [i], s=90, marker="D", color="black", zorder=4,
                    label="median replication" if i == 0 else None)
     horizon_s = horizon * DAY
-    text = f"median {days_text(row['median_s'], horizon_s)}; {interval_text(row)}"
+    # the count first: a filled replication's dot beside "median > 20 d" is read right
+    text = (f"{int(row['filled'])} of {int(row['replications'])} filled; median "
+            f"{days_text(row['median_s'], horizon_s)}; {row['level']:.0%} interval: "
+            f"{interval_text(row)}")
     # above the row's marks, and under them where a mark reaches it (zorder 1: a mark is
     # never hidden by the text's box)
     ax.text(0.005, i - 0.36, text, transform=ax.get_yaxis_transform(), fontsize=9,
@@ -88,7 +91,9 @@ def _first_full_row(ax: object, i: int, g: pd.DataFrame, row: pd.Series,
 
 
 def peak_figure(first: pd.DataFrame, group: str, order: Sequence[str]) -> Figure:
-    """The fullest host's peak demand per replication, as a share of its own capacity."""
+    """The fullest host's peak demand per replication, as a share of its own capacity; past
+    100% shaded: the model keeps writing past a full disk, where a host's writes would have
+    failed (the demand asked for, not bytes held)."""
     names = [o for o in order if o in set(first[group])] if not first.empty else []
     title = "the fullest host's peak demand against its capacity"
     with style():
@@ -106,6 +111,10 @@ def peak_figure(first: pd.DataFrame, group: str, order: Sequence[str]) -> Figure
         category_axis(ax, names)
         top = max([100.0, *(float(np.nanmax(v)) for v in data if np.isfinite(v).any())])
         ax.set_xlim(0, top * 1.05)  # the largest mark whole, not cut by the frame
+        if top > 100.0:
+            ax.axvspan(100, top * 1.05, color="tab:red", alpha=0.08, lw=0, zorder=0,
+                       label="past a full disk: the model keeps writing (a host's writes "
+                             "would fail)")
         ax.set_title(title)
         ax.set_xlabel("peak used on the fullest host (% of capacity); box: p25 to p75, "
                       "line: median, whiskers: min to max")
@@ -113,8 +122,17 @@ def peak_figure(first: pd.DataFrame, group: str, order: Sequence[str]) -> Figure
     return fig
 
 
+#: line styles and markers the groups of the refused-VMs figure cycle through: groups that
+#: refused none lie on one another at 0, and colour alone let the last drawn hide the others
+_DASHES = ("-", "--", "-.", ":")
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+
 def rejections_figure(band: pd.DataFrame, group: str, order: Sequence[str]) -> Figure:
-    """VMs placement refused (NoValidHost), cumulative over time: median replication, p5-p95."""
+    """VMs placement refused (NoValidHost), cumulative over time: median replication, p5-p95.
+
+    Each group has its own colour, dash and marker; the groups that refused no VM in any
+    replication (lines on one another at 0) are named in a note inside the axes."""
     title = "VMs refused by placement (NoValidHost), cumulative"
     with style():
         fig, (ax,) = new_figure(5.0)
@@ -122,17 +140,35 @@ def rejections_figure(band: pd.DataFrame, group: str, order: Sequence[str]) -> F
         if d.empty:
             return empty(fig, ax, title, "no rejection series recorded")
         tlabel, tdiv = time_unit(d["t_s"].to_numpy(float))
-        for name in [o for o in order if o in set(d[group])]:
+        names = [o for o in order if o in set(d[group])]
+        none: list[str] = []
+        for i, name in enumerate(names):
             g = d[d[group] == name].sort_values("t_s")
-            line = ax.plot(g["t_s"] / tdiv, g["p50"], lw=2, label=name)[0]
+            line = ax.plot(g["t_s"] / tdiv, g["p50"], lw=2, label=name,
+                           ls=_DASHES[i % len(_DASHES)], marker=_MARKERS[i % len(_MARKERS)],
+                           markersize=6, markevery=_every(len(g), i, len(names)))[0]
             ax.fill_between(g["t_s"] / tdiv, g["p5"], g["p95"], color=line.get_color(),
                             alpha=0.15, lw=0)
+            if not (g["max"] > 0).any():
+                none.append(name)
+        if none:
+            ax.text(0.01, 0.97, "no VM refused in any replication:\n" + "\n".join(none),
+                    transform=ax.transAxes, va="top", fontsize=9,
+                    bbox={"facecolor": "white", "alpha": 0.85, "lw": 0.5,
+                          "edgecolor": "grey"})
         ax.set_title(title)
         ax.set_xlabel(f"time ({tlabel})")
         ax.set_ylabel("VMs refused (median replication; band p5 to p95)")
         ax.set_ylim(bottom=0)
         legend_below(fig, ax, ncols=2)
     return fig
+
+
+def _every(n: int, i: int, groups: int) -> slice:
+    """Markers on about ten samples of a line, each group's shifted, so that lines lying on
+    one another still show every group's marker side by side."""
+    step = max(1, n // 10, groups)
+    return slice(i % step, None, step)
 
 
 def disk_use_facets(band: pd.DataFrame, capacity: pd.Series, group: str,

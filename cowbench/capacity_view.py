@@ -127,11 +127,37 @@ def headline_table(view: CapacityView) -> pd.DataFrame:
         "first host full, median": [cap.days_text(m, hz) for m, hz in
                                     zip(h["median_s"], h["horizon_s"], strict=True)],
         "95% interval of the median": [cap.interval_text(r) for r in h.to_dict("records")],
-        "fullest host's peak": [f"{size_text(p)} ({s:.0%} of capacity)" for p, s in
-                                zip(h["peak_bytes"], h["peak_of_capacity"], strict=True)],
-        "all hosts' peak": [_fill_text(r) for r in h.to_dict("records")],
+        "fullest host's peak (median)": [f"{size_text(p)} ({s:.0%} of capacity)" for p, s in
+                                         zip(h["peak_bytes"], h["peak_of_capacity"],
+                                             strict=True)],
+        "all hosts' peak (median)": [_fill_text(r) for r in h.to_dict("records")],
         "VMs refused (median)": ["-" if math.isnan(r) else f"{r:.0f}"
                                  for r in h["rejected_vms"]]})
+
+
+def overfull_note(view: CapacityView) -> str | None:
+    """What a peak past 100% of capacity means, or None where no host went past its own:
+    the model charges every write to the host's disk and keeps going when it is full, where
+    a real host would have failed the writes (with QEMU's default ``werror=enospc``, which
+    Nova leaves as it is, the guest is paused on ENOSPC). Its demand past the capacity is
+    what the VMs asked for, not what a host could have held."""
+    first = view.first
+    if first.empty:
+        return None
+    share = (first["peak_bytes"] / first["capacity_bytes"]).astype(float)
+    over = first[share > 1.0]
+    if over.empty:
+        return None
+    groups = [g for g in view.order if g in set(over[GROUP])]
+    worst = float(share.max())
+    counts = over.groupby(GROUP).size()
+    where = "; ".join(f"`{g}`: {counts[g]} of {int((first[GROUP] == g).sum())}"
+                      for g in groups)
+    return (f"**The fullest host's peak passes 100% of its capacity** (up to {worst:.0%}) "
+            f"in some replications ({where}): the model keeps writing past a full disk, "
+            "charging every guest write to the host. A real host would have failed those "
+            "writes there (QEMU pauses a guest whose write finds no space); read such a peak "
+            "as the demand the VMs had, not as bytes a host held.")
 
 
 def _fill_text(row: Mapping[Any, Any]) -> str:

@@ -54,8 +54,8 @@ def test_each_host_fills_against_its_own_disk_and_the_fleet_against_the_sum(
     [row] = headline_table(view).to_dict("records")
     assert row["capacity"] == "12 GiB to 40 GiB"
     assert row["first host full, median"] == "2.00 d"
-    assert row["fullest host's peak"] == "14 GiB (117% of capacity)"
-    assert row["all hosts' peak"] == "28.8 GiB of 52 GiB (55%)"
+    assert row["fullest host's peak (median)"] == "14 GiB (117% of capacity)"
+    assert row["all hosts' peak (median)"] == "28.8 GiB of 52 GiB (55%)"
     # one run: per host, no "point" column of dots
     assert list(host_table(view).columns) == ["group", "host", "final", "peak", "time to full"]
     # host demand over time: a capacity line per host size (GiB), one legend entry for them
@@ -72,7 +72,8 @@ def test_a_capacity_given_replaces_every_hosts_own(tmp_path: Path) -> None:
     ttf = view.ttf.set_index("entity")["t_full_s"] / DAY
     assert ttf.to_dict() == pytest.approx({"host:h0": 3.0, "host:h1": 2.5})
     [row] = headline_table(view).to_dict("records")
-    assert row["capacity"] == "13 GiB" and row["all hosts' peak"] == "28.8 GiB of 26 GiB (111%)"
+    assert row["capacity"] == "13 GiB"
+    assert row["all hosts' peak (median)"] == "28.8 GiB of 26 GiB (111%)"
 
 
 def test_a_host_is_full_at_its_capacity_less_its_reserve() -> None:

@@ -203,12 +203,13 @@ def test_a_capacity_sweep_over_capacities_draws_each_group_against_its_own(capac
     assert head.loc["capacity 40 GiB", "replications filled"] == "0 of 6"
     assert head.loc["capacity 40 GiB", "first host full, median"] == "> 4 d"
     assert head.loc["capacity 40 GiB", "95% interval of the median"] == \
-        "all later than the horizon"
+        "both ends > 4 d (later than the horizon)"
     # host h1 grows 1.2 GiB a day from 10 GiB: 12 GiB at day 1.67 in every replication
     assert head.loc["capacity 12 GiB", "first host full, median"] == "1.67 d"
     assert head.loc["capacity 40 GiB", "capacity"] == "40 GiB"
     # the fullest host, h1, at day 4: 10 + 4 x 1.2 = 14.8 GiB of 40
-    assert head.loc["capacity 40 GiB", "fullest host's peak"] == "14.8 GiB (37% of capacity)"
+    assert head.loc["capacity 40 GiB", "fullest host's peak (median)"] == \
+        "14.8 GiB (37% of capacity)"
     assert "<details>" in html  # per-host detail folded away after the headline
 
 
