@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from . import capacity as cap
@@ -34,6 +35,9 @@ class CapacityView:
     head: pd.DataFrame  # per group: the Monte Carlo headline
     disk_band: pd.DataFrame  # per group and time: host demand percentiles
     rejected_band: pd.DataFrame  # per group and time: cumulative VMs refused
+    #: per group: the most any of its hosts can ever hold where none can fill (its VMs' disks
+    #: and bases under its own capacity, :func:`cowbench.ceiling.demand_ceiling`), else absent
+    never: pd.Series | None = None
 
 
 def _groups(res: SweepResults) -> tuple[pd.Series, list[str]]:
@@ -91,7 +95,27 @@ def capacity_view(res: SweepResults, capacity_bytes: float | None = None) -> Cap
     head = cap.headline(first, rejected_end, GROUP) if not first.empty else pd.DataFrame()
     return CapacityView(records, end_of_run(records, present_only=True), hosts, order,
                         _group_capacities(caps, labels), ttf, first, head,
-                        cap.bands(hosts, by=[GROUP]), band)
+                        cap.bands(hosts, by=[GROUP]), band, _never(caps, points))
+
+
+def _never(caps: pd.Series, points: pd.DataFrame) -> pd.Series:
+    """Per group whose every host can never fill (its ceiling under its own capacity, as
+    ``caps`` has it: ``--capacity`` included), the highest ceiling of its hosts."""
+    if caps.empty or "host_ceilings" not in points.columns:
+        return pd.Series(dtype=float)
+    ceilings = dict(zip(points["point"], points["host_ceilings"], strict=True))
+    group = dict(zip(points["point"], points[GROUP], strict=True))
+    most: dict[str, float] = {}
+    pairs = zip(caps.index.get_level_values(0), caps.index.get_level_values(1),
+                caps.to_numpy(float), strict=True)
+    for point, entity, c in pairs:
+        known = ceilings.get(point)
+        top = known.get(str(entity).removeprefix("host:"), math.inf) \
+            if isinstance(known, dict) else math.inf
+        g = str(group.get(point))
+        most[g] = max(most.get(g, -math.inf), top if top < c else math.inf)
+    out = pd.Series(most, dtype=float)
+    return out[np.isfinite(out)]
 
 
 def _group_capacities(caps: pd.Series, labels: pd.Series) -> pd.Series:
@@ -124,8 +148,9 @@ def headline_table(view: CapacityView) -> pd.DataFrame:
         "capacity": [capacity_text(view.capacity, g) for g in h[GROUP]],
         "replications filled": [f"{int(f)} of {int(n)}"
                                 for f, n in zip(h["filled"], h["replications"], strict=True)],
-        "first host full, median": [cap.days_text(m, hz) for m, hz in
-                                    zip(h["median_s"], h["horizon_s"], strict=True)],
+        "first host full, median": [_median_text(view, g, m, hz, f) for g, m, hz, f in
+                                    zip(h[GROUP], h["median_s"], h["horizon_s"], h["filled"],
+                                        strict=True)],
         "95% interval of the median": [cap.interval_text(r) for r in h.to_dict("records")],
         "fullest host's peak (median)": [f"{size_text(p)} ({s:.0%} of capacity)" for p, s in
                                          zip(h["peak_bytes"], h["peak_of_capacity"],
@@ -133,6 +158,16 @@ def headline_table(view: CapacityView) -> pd.DataFrame:
         "all hosts' peak (median)": [_fill_text(r) for r in h.to_dict("records")],
         "VMs refused (median)": ["-" if math.isnan(r) else f"{r:.0f}"
                                  for r in h["rejected_vms"]]})
+
+
+def _median_text(view: CapacityView, group: str, median: float, horizon: float,
+                 filled: float) -> str:
+    """``17.8 d``, ``> 20 d``, or where no host of the group can ever fill, ``never (its VMs'
+    disks hold at most 51 GiB)``: later than the horizon is true but says less."""
+    never = view.never if view.never is not None else pd.Series(dtype=float)
+    if group in never.index and not filled:
+        return f"never (its VMs' disks hold at most {size_text(float(never[group]))})"
+    return cap.days_text(median, horizon)
 
 
 def overfull_note(view: CapacityView) -> str | None:

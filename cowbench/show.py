@@ -559,6 +559,7 @@ def sweep_points(path: Path) -> tuple[pd.DataFrame, list[str]]:
     kind = _base_kind(base if isinstance(base, dict) else {})
     rows: list[dict[str, Any]] = []
     knob_keys: dict[str, None] = {}
+    never: dict[str, bool] = {}  # by the point's overrides: the seed changes no ceiling
     for entry in entries:
         overrides = entry.get("overrides")
         knobs = flatten(overrides) if isinstance(overrides, dict) else {}
@@ -574,8 +575,25 @@ def sweep_points(path: Path) -> tuple[pd.DataFrame, list[str]]:
             row.update(status=str(run_meta.get("status")), reason=run_meta.get("reason"))
         if row["status"] == "ok":
             row.update(summary.get(row["point"]) or _figures(run_dir))
+            if not math.isfinite(_float(row.get("time_to_full_s"))):
+                key = repr(sorted(knobs.items()))
+                if key not in never:
+                    never[key] = _never_fills(run_dir)
+                row["never_fills"] = never[key]
         rows.append(row)
     return pd.DataFrame(rows), list(knob_keys)
+
+
+def _never_fills(run_dir: Path) -> bool:
+    """Whether no host of the point can ever fill: each one's ceiling (the most its VMs'
+    disks and bases can hold, :func:`demand_ceiling`) under its own capacity."""
+    try:
+        scenario = load_run(run_dir).scenario
+    except UsageError:
+        return False
+    caps, ceiling = host_capacities(scenario), demand_ceiling(scenario)
+    return bool(ceiling) and all(math.isfinite(_cap(caps, h)) and most < _cap(caps, h)
+                                 for h, most in ceiling.items())
 
 
 def _base_kind(scenario: dict[str, Any]) -> str:
@@ -671,6 +689,7 @@ def _sweep_table(points: pd.DataFrame, knobs: list[str]) -> Table:
     for row in points.to_dict("records"):
         cells = [escape(_knob_cell(k, row.get(k))) for k in knobs]  # 65536 -> 64KiB
         figs = [_fullest(row) if c == "host_allocated_bytes_max" and row.get("status") == "ok"
+                else "never fills" if c == "time_to_full_s" and row.get("never_fills") is True
                 else _figure(c, row.get(c, math.nan), row.get("status") == "ok")
                 for c, _ in figures]
         table.add_row(escape(str(row["point"])), *cells, _int_text(row.get("seed")),

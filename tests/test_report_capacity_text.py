@@ -7,6 +7,7 @@ lines at 0."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,7 +15,10 @@ from matplotlib.text import Text
 
 from cowbench import capacity as cap
 from cowbench import capacity_plots
-from cowbench.capacity_view import CapacityView, headline_table, overfull_note
+from cowbench.capacity_view import CapacityView, capacity_view, headline_table, overfull_note
+from cowbench.results import load_results
+
+from .test_show import capped_sweep
 
 DAY = 86400.0
 GIB = float(1 << 30)
@@ -104,3 +108,20 @@ def test_groups_refusing_no_vm_stay_distinguishable() -> None:
     assert len({m[0] for m in marked}) == 3
     notes = [x.get_text() for x in ax.findobj(Text) if "no VM refused" in x.get_text()]
     assert notes == ["no VM refused in any replication:\nb\nc\nd"]
+
+
+def test_a_group_whose_hosts_cannot_fill_says_never(tmp_path: Path) -> None:
+    """A group whose hosts hold at most two VMs of 23 GiB on 64 GiB: its first host full
+    "never", with the most its VMs' disks hold, not "> 60 d"; the group that fills, its
+    time; "--capacity" smaller than the ceiling takes "never" back."""
+    sweep = capped_sweep(tmp_path)
+    res = load_results(sweep)
+    table = headline_table(capacity_view(res)).set_index("group")
+    assert table.loc["ratio 1", "first host full, median"] == \
+        "never (its VMs' disks hold at most 51 GiB)"
+    assert table.loc["ratio 2", "first host full, median"].endswith(" d")
+    assert not table.loc["ratio 2", "first host full, median"].startswith(">")
+    small = headline_table(capacity_view(res, 40 * GIB)).set_index("group")
+    assert small.loc["ratio 1", "first host full, median"] != table.loc[
+        "ratio 1", "first host full, median"]
+    assert not small.loc["ratio 1", "first host full, median"].startswith("never")

@@ -494,6 +494,25 @@ def test_a_sweep_killed_outright_shows_as_abandoned(tmp_path: Path) -> None:
 def capped_fleet(tmp_path: Path, ratio: float) -> Path:
     """A user's fleet: flavors of 20 GiB root + 2 GiB ephemeral + 1 GiB swap on hosts of 64
     GiB, VMs whose disks grow for 60 days."""
+    scenario = capped_scenario(tmp_path, ratio)
+    ran = cowbench("run", str(scenario), "--out", str(tmp_path / "run"))
+    assert ran.code == 0, ran.stderr
+    return tmp_path / "run"
+
+
+def capped_sweep(tmp_path: Path) -> Path:
+    """:func:`capped_fleet` at ratio 1.0 (never fills) and 2.0 (fills), one seed each."""
+    sweep = tmp_path / "sw.yaml"
+    sweep.write_text(yaml.safe_dump({"scenario": str(capped_scenario(tmp_path, 1.0)),
+                                     "grid": {"hosts[0].disk_allocation_ratio": [1.0, 2.0]},
+                                     "seeds": [1]}))
+    ran = cowbench("sweep", str(sweep), "--out", str(tmp_path / "out"), "--scheduler",
+                   "inprocess")
+    assert ran.code == 0, ran.stderr
+    return tmp_path / "out"
+
+
+def capped_scenario(tmp_path: Path, ratio: float) -> Path:
     data = {
         "name": "capped", "seed": 1, "duration": "60d",
         "images": [{"name": "ubu", "virtual_size": "2GiB", "format": "qcow2",
@@ -509,9 +528,7 @@ def capped_fleet(tmp_path: Path, ratio: float) -> Path:
                                      "growth_start": 0.5}}}}
     scenario = tmp_path / "capped.yaml"
     scenario.write_text(yaml.safe_dump(data))
-    ran = cowbench("run", str(scenario), "--out", str(tmp_path / "run"))
-    assert ran.code == 0, ran.stderr
-    return tmp_path / "run"
+    return scenario
 
 
 def test_a_host_whose_vms_cannot_fill_it_never_fills(tmp_path: Path) -> None:
@@ -538,3 +555,14 @@ def test_an_overcommitted_host_keeps_its_extrapolation(tmp_path: Path) -> None:
     assert ran.code == 0, ran.stderr
     assert "never fills" not in ran.stdout
     assert "time to full: the first host" in ran.stdout
+
+
+def test_a_sweep_point_whose_hosts_cannot_fill_says_never_fills(tmp_path: Path) -> None:
+    """The sweep's "first full" column applies the same ceiling: "never fills" at ratio 1.0
+    (two VMs a host), a time at 2.0."""
+    out = capped_sweep(tmp_path)
+    shown = cowbench("show", str(out))
+    assert shown.code == 0, shown.stderr
+    rows = table_rows(shown.stdout)
+    assert rows["p0000"][0] == "1.0" and rows["p0000"][-2] == "never fills"
+    assert rows["p0001"][0] == "2.0" and rows["p0001"][-2].endswith(" h")
