@@ -58,7 +58,7 @@ def test_the_serial_tests_keep_together_on_one_worker(request: pytest.FixtureReq
         else:
             assert group(item) != "serial", item.nodeid
     serial = ("tests/test_fault_interrupt.py", "tests/test_fault_sigkill.py",
-              "tests/test_fio_watchdog.py")  # signals and deadlines
+              "tests/test_fio_watchdog.py", "tests/test_fault_sweep_leases.py")  # signals
     assert {i.nodeid.split("::")[0] for i in items if group(i) == "serial"} <= set(serial)
     for item in items:
         if item.nodeid.startswith(serial) and item.get_closest_marker("real") is not None:
