@@ -17,7 +17,7 @@ def state(img: Qcow2Image) -> tuple:
     return (img.data_clusters, img.file_bytes, img.allocated_bytes, img.host_clusters,
             img.n_l2, sorted(img.dirty_l2), img.dirty_refblocks, img.refblock_cached,
             img.allocated.tobytes(), img.l2_allocated.tobytes(), img.data_host.tobytes(),
-            img.file.end, img.file.n_refblocks)
+            img.file.end, img.file.n_refblocks, sorted(img.holes.items()))
 
 
 def totals(io: HostIO) -> tuple:

@@ -14,6 +14,15 @@ FACTS.md 2.1-2.2, measured here and pinned in tests/test_oracle.py):
   backing data the cluster is zeroed with fallocate and only the guest bytes are written;
 - a write into an allocated cluster is an in-place write of exactly the guest bytes.
 
+A cluster zeroed with fallocate (``handle_alloc_space``: ``FALLOC_FL_ZERO_RANGE``) is allocated
+in the host file (it counts in ``st_blocks``), but the 4 KiB blocks the write left out are
+unwritten extents on ext4: reading them returns zeros without touching the device, so they
+move no host bytes until something writes them (``Qcow2Image.holes``). ``qemu-img convert``
+into a new qcow2 file builds a whole image this way: it skips every zero run of 4 KiB and more,
+so a cluster that held one 4 KiB block of data is copied as that block in a zeroed cluster
+(measured, FIEMAP of the copy: 1 written block and 15 unwritten; a 4 KiB read of an unwritten
+one through qemu-nbd read no data).
+
 Host bytes count what reaches the block layer (``/proc/PID/io`` read_bytes/write_bytes under
 ``cache=none``): reading a hole of a raw base moves nothing.
 """
@@ -88,6 +97,12 @@ class Qcow2Image:
         self.refblock_covers = c * 8 // self.refcount_bits
         self.allocated = np.zeros(self.n_clusters, dtype=bool)
         self.zeroed = np.zeros(self.n_clusters, dtype=bool)  # zero flag, no host cluster
+        #: allocated clusters zeroed with fallocate whose 4 KiB blocks are not all written
+        #: since: guest cluster -> bitmask of its unwritten blocks (bit j: bytes
+        #: ``[j * 4096, (j + 1) * 4096)`` of the cluster), which read as zeros with no host
+        #: I/O. Absent: every block written (the usual case: copy-on-write from a backing
+        #: file writes the whole cluster). Clusters under 4 KiB are not tracked.
+        self.holes: dict[int, int] = {}
         self.any_zeroed = False
         # internal snapshots (snapshot.py): clusters and L2 tables a snapshot also references
         self.shared = np.zeros(self.n_clusters, dtype=bool)
@@ -274,8 +289,11 @@ class Qcow2Image:
         while g <= last:
             self._touch_l2(g, io)
             if self.allocated[g] and not self.shared[g]:
-                io.write_bytes += min(end, (g + 1) * c) - max(offset, g * c)
+                ps, pe = max(offset, g * c), min(end, (g + 1) * c)
+                io.write_bytes += pe - ps
                 io.write_ops += 1
+                if self.holes and g in self.holes:
+                    self._fill(g, ps, pe)
                 expected = int(self.data_host[g]) + 1
                 g += 1
                 continue
@@ -362,13 +380,18 @@ class Qcow2Image:
         io.allocs += 1
         zero_cow = self.zeroed[g]  # a discarded cluster reads as zeros, not as the backing
         self.zeroed[g] = False
+        old_holes = self.holes.pop(g, 0) if self.holes else 0  # a snapshot's cluster's
         if ps == cs and pe == ce:
             io.write_bytes += c
             io.write_ops += 1
         elif own_cow:
             head, tail = ps - cs, ce - pe
             merged = head and tail and length <= MERGE_READS_MAX
-            io.read_bytes += c if merged else head + tail
+            if merged:
+                io.read_bytes += c - _hole_bytes(old_holes, 0, c)
+            else:
+                io.read_bytes += head + tail - _hole_bytes(old_holes, 0, head) \
+                    - _hole_bytes(old_holes, c - tail, c)
             io.read_ops += 1 if merged else int(head > 0) + int(tail > 0)
             io.write_bytes += c
             io.write_ops += 1
@@ -389,7 +412,20 @@ class Qcow2Image:
         else:
             io.write_bytes += pe - ps  # fallocate(ZERO_RANGE) moves no data
             io.write_ops += 2
+            unwritten = ((1 << c // FS_BLOCK) - 1) & ~_block_mask(ps - cs, pe - cs)
+            if unwritten:
+                self.holes[g] = unwritten
         return own_cow
+
+    def _fill(self, g: int, ps: int, pe: int) -> None:
+        """Guest bytes ``[ps, pe)`` of cluster ``g`` written in place: the unwritten blocks
+        they touch now hold data (a partial block is written whole, zeros around the bytes)."""
+        cs = g * self.cluster_size
+        left = self.holes[g] & ~_block_mask(ps - cs, pe - cs)
+        if left:
+            self.holes[g] = left
+        else:
+            del self.holes[g]
 
     def _ensure_l2(self, idx: int, io: HostIO) -> None:
         if self.l2_allocated[idx] and not self.l2_shared[idx]:
@@ -509,6 +545,7 @@ class Qcow2Image:
         return len(blocks) * self.cluster_size
 
     def _free_data(self, g: int) -> None:
+        self.holes.pop(g, None)
         self.file.free(int(self.data_host[g]))
         self.allocated[g] = False
         self.data_host[g] = -1
@@ -530,6 +567,8 @@ class Qcow2Image:
             self._touch_l2(g, io)
             if self.allocated[g]:
                 io.read_bytes += pe - ps
+                if self.holes and g in self.holes:  # unwritten blocks: zeros, no I/O
+                    io.read_bytes -= _hole_bytes(self.holes[g], ps - g * c, pe - g * c)
             elif not self.zeroed[g]:
                 if self.below:
                     self._look_below(g, io)
@@ -537,6 +576,29 @@ class Qcow2Image:
                 io.backing_reads += 1
             io.read_ops += 1
         return io
+
+
+def _block_mask(start: int, end: int) -> int:
+    """Bitmask of the 4 KiB blocks that bytes ``[start, end)`` of a cluster touch."""
+    b0, b1 = start // FS_BLOCK, -(-end // FS_BLOCK)
+    return ((1 << b1) - 1) ^ ((1 << b0) - 1)
+
+
+def _hole_bytes(holes: int, start: int, end: int) -> int:
+    """Bytes of ``[start, end)`` (offsets in a cluster) that fall in the unwritten blocks
+    ``holes`` (a ``Qcow2Image.holes`` bitmask)."""
+    if end <= start:
+        return 0
+    b0, b1 = start // FS_BLOCK, (end - 1) // FS_BLOCK
+    m = holes & _block_mask(start, end)
+    if not m:
+        return 0
+    n = m.bit_count() * FS_BLOCK
+    if m >> b0 & 1:
+        n -= start - b0 * FS_BLOCK
+    if m >> b1 & 1:
+        n -= (b1 + 1) * FS_BLOCK - end
+    return n
 
 
 @dataclass

@@ -377,6 +377,8 @@ def _copied(inst: Instance, fill: bool) -> Instance:
         for layer in layers:
             if isinstance(layer.image, RawImage):
                 layer.image.blocks[:] = True
+            elif isinstance(layer.image, Qcow2Image):  # unwritten extents written as zeros
+                layer.image.holes.clear()
     if not fill:
         for layer, below in zip(layers, content_below(inst.layers), strict=True):
             layer.sparse_at_copy = sparse_copy(layer, below)
