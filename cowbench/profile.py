@@ -378,7 +378,7 @@ class Profile(_Frozen):
     matrix: Literal["quick", "short", "long"]
     dir: str
     host: dict[str, Any]
-    tools: dict[str, str | None]
+    tools: dict[str, str | bool | None]  # cowbench.store.tool_versions: git_dirty a bool
     settings: dict[str, Any]
     load_before: list[float] = Field(default_factory=list)
     load_after: list[float] = Field(default_factory=list)

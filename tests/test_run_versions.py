@@ -38,3 +38,16 @@ def test_commit_read_without_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(shutil, "which", lambda _name: None)
     assert source_tree(tmp_path / "tree") == {"git_commit": "ab" * 20, "git_dirty": None}
     assert source_tree(tmp_path / "nowhere") == {}
+
+
+def test_a_profile_takes_the_versions_a_run_records() -> None:
+    """A calibration profile records the same versions as run.json; ``git_dirty`` is a bool,
+    which the profile's ``tools`` refused (every calibration in a git checkout with git
+    installed failed with an internal error: the whole suite's README calibration)."""
+    from pydantic import TypeAdapter
+
+    from cowbench.profile import Profile
+    from cowbench.store import tool_versions
+
+    tools = tool_versions() | {"git_dirty": True}
+    assert TypeAdapter(Profile.model_fields["tools"].annotation).validate_python(tools) == tools
