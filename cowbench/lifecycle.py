@@ -576,10 +576,12 @@ def stream_key(s: Scenario, vm: VM, workload: str, disk: int, run: int | None = 
     """Whose exact stream ``traces[key]`` holds: the VM's name for its own workload on its own
     disk, ``<vm>:<workload>:<disk bytes>`` for any other run of a timeline (no name has a
     ``:``); ``run``: the VM's run number, for a workload seeded per run
-    (``cowbench.runseed``), whose every run takes a stream of its own: ``<key>@<run>``."""
+    (``cowbench.runseed``), whose every run after its first takes a stream of its own:
+    ``<key>@<run>`` (the first keeps the plain key: run.json's ``offsets`` of a VM that runs
+    once is under its name, whatever its seeding)."""
     key = vm.name if workload == vm.workload and disk == s.root_size(vm) else \
         f"{vm.name}:{workload}:{disk}"
-    return key if run is None else f"{key}@{run}"
+    return key if not run else f"{key}@{run}"
 
 
 def batches(ops: list[Op]) -> list[tuple[bool, list[Op]]]:
