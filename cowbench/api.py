@@ -79,7 +79,8 @@ def _warn_fixed(s: Scenario) -> None:
 
 
 def simulate(scenario: Scenario | str | Path | Mapping[str, Any],
-             seed: int | None = None) -> pd.DataFrame:
+             seed: int | None = None, profile: str | Path | None = None,
+             uncalibrated: bool = False) -> pd.DataFrame:
     """Run the model once and return its records (``backend`` ``sim``); nothing is written.
 
     ``seed`` replaces the scenario's (same scenario and seed: the same records, bit for bit);
@@ -89,9 +90,19 @@ def simulate(scenario: Scenario | str | Path | Mapping[str, Any],
     Workloads first ask fio's null engine for their offset streams (``offsets: auto``, the
     default, when fio is installed; ``offsets: fio``, which needs it); its output goes to a
     temporary directory, removed at the end.
+
+    The I/O figures rest on the profile ``cowbench run --backend sim`` would take from here
+    (``cowbench.autoprofile``): ``profile`` (``--profile``), else the scenario's own, else this
+    machine's cached profile of the storage a run would land on (``./results/``, the
+    default run directory's, for a host without ``storage_dir``); ``uncalibrated``
+    (``--uncalibrated``) takes none. Nothing is calibrated. The frame's ``attrs["profile"]``
+    is run.json's ``profile`` block (``cowbench.profile_use``) and ``attrs["calibration"]``
+    says it in words: which profile and how old, or that the figures are uncalibrated.
     """
+    from .autoprofile import choose_profiles
+    from .profile_use import describe, run_profile
     from .streams import fio_installed, refuse_without_fio
-    from .tools import RawLog, require_tools
+    from .tools import RawLog, absolute, require_tools
     from .traces import needs_traces, scenario_traces
 
     s = _scenario(scenario)
@@ -100,16 +111,27 @@ def simulate(scenario: Scenario | str | Path | Mapping[str, Any],
     seed = s.seed if seed is None else seed
     if seed != s.seed:
         s = s.model_copy(update={"seed": seed})
+    source = str(scenario) if isinstance(scenario, str | Path) else "<scenario>"
+    # where `cowbench run` puts a run directory by default: results/<name>-<time>
+    s = choose_profiles(s, source, "sim", absolute(Path("results") / s.name),
+                        profile=None if profile is None else Path(profile),
+                        uncalibrated=uncalibrated)
     if any(wl.offsets == "fio" for wl in s.workloads.values()):
         require_tools(("fio",))
     refuse_without_fio(s, fio_installed())
     if not needs_traces(s):
-        return _model()(s, seed)
-    model = _model()
-    with tempfile.TemporaryDirectory(prefix="cowbench-traces-") as tmp:
-        plan = scenario_traces(s, RawLog(Path(tmp)), lambda sc, t: model(sc, seed, traces=t))
-        return plan.predicted if plan.predicted is not None else \
-            model(s, seed, traces=plan.traces)
+        records = _model()(s, seed)
+    else:
+        model = _model()
+        with tempfile.TemporaryDirectory(prefix="cowbench-traces-") as tmp:
+            plan = scenario_traces(s, RawLog(Path(tmp)),
+                                   lambda sc, t: model(sc, seed, traces=t))
+            records = plan.predicted if plan.predicted is not None else \
+                model(s, seed, traces=plan.traces)
+    block = run_profile(s, ["sim"])
+    records.attrs["profile"] = block
+    records.attrs["calibration"] = describe(block)
+    return records
 
 
 def run(scenario: Scenario | str | Path | Mapping[str, Any], out: str | Path,

@@ -66,8 +66,13 @@ def on_this_machine(host: Host) -> bool:
 
 def choose_profiles(scenario: Scenario, source: str, backend: str, out: Path, *,
                     profile: Path | None = None, uncalibrated: bool = False,
-                    progress: Progress | None = None, say: Say | None = None) -> Scenario:
-    """``scenario`` with the profile of every host set by the rules of the module docstring."""
+                    progress: Progress | None = None, say: Say | None = None,
+                    memo: dict[str, Path | None] | None = None) -> Scenario:
+    """``scenario`` with the profile of every host set by the rules of the module docstring.
+
+    ``memo``: the cache lookups already made, by the storage's nearest existing directory
+    (a sweep chooses for each of its cells, whose storage is mostly one directory: one
+    fingerprint, not one per cell); only where nothing is calibrated."""
     if profile is not None and uncalibrated:
         raise UsageError("--profile and --uncalibrated contradict each other; give one")
     if uncalibrated:
@@ -80,8 +85,15 @@ def choose_profiles(scenario: Scenario, source: str, backend: str, out: Path, *,
               and (backend == "both" or on_this_machine(h))]
     paths: dict[str, Path] = {}
     for host in wanted:
-        found = cached_or_calibrated(storage_of(host, out), calibrate=backend == "both",
-                                     progress=progress, say=say)
+        storage = storage_of(host, out)
+        key = str(existing_ancestor(storage))
+        if memo is not None and backend != "both" and key in memo:
+            found = memo[key]
+        else:
+            found = cached_or_calibrated(storage, calibrate=backend == "both",
+                                         progress=progress, say=say)
+            if memo is not None and backend != "both":
+                memo[key] = found
         if found is not None:
             paths[host.name] = found
     return with_host_profiles(scenario, paths, source) if paths else scenario

@@ -406,6 +406,13 @@ def sweep(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List the points (each cell's "
                        "knobs and seeds) and run nothing.")] = False,
     csv: Annotated[bool, typer.Option("--csv", help=CSV_HELP)] = False,
+    profile: Annotated[Path | None, typer.Option(help="A calibration profile for every "
+                       "point's I/O figures, as `cowbench run --profile`. Default: the one "
+                       "`cowbench run` would take for each point, chosen here for a model-only "
+                       "sweep (this machine's cached profile of the storage under --out), on "
+                       "the worker for real points.")] = None,
+    uncalibrated: Annotated[bool, typer.Option(help="Every point's I/O with the uncalibrated "
+                            "device model, as `cowbench run --uncalibrated`.")] = False,
 ) -> None:
     """Run a grid of scenario overrides times seeds on Dask; one run directory per point."""
     from .signals import interrupts_raise, shielded
@@ -417,12 +424,16 @@ def sweep(
             from .sweep import load_sweep
 
             sw = load_sweep(sweep_file)
-        _sweep(sw, out_dir, scheduler, workers, dry_run, csv)
+        _sweep(sw, out_dir, scheduler, workers, dry_run, csv, profile, uncalibrated)
 
 
 def _sweep(sw: Sweep, out_dir: Path | None, scheduler: str, workers: int | None,
-           dry_run: bool, csv: bool) -> None:
-    from .sweep import describe, run_sweep
+           dry_run: bool, csv: bool, profile: Path | None, uncalibrated: bool) -> None:
+    from .profile_use import describe_runs
+    from .sweep import describe, recorded_profiles, run_sweep
+
+    if profile is not None and uncalibrated:
+        raise UsageError("--profile and --uncalibrated contradict each other; give one")
 
     _warn_seeds(sw)
     if dry_run:
@@ -437,10 +448,13 @@ def _sweep(sw: Sweep, out_dir: Path | None, scheduler: str, workers: int | None,
         task = bar.add_task(f"{sw.name}: starting", total=len(sw.points))
         summary = run_sweep(sw, out_dir, scheduler, workers,
                             progress=lambda m, d, t: bar.update(task, description=m,
-                                                                completed=d, total=t), csv=csv)
+                                                                completed=d, total=t), csv=csv,
+                            profile=profile, uncalibrated=uncalibrated)
     ok = int((summary.status == "ok").sum())
     out.print(f"{ok} of {len(summary)} points ok; sweep directory: {bold(out_dir)}",
               soft_wrap=True)
+    out.print(escape(describe_runs(recorded_profiles(out_dir, sw))), soft_wrap=True,
+              highlight=False)
     out.print(f"backend:         {sw.spec.backend}", highlight=False)
     out.print(f"summary:         {bold(out_dir / 'summary.csv')}", soft_wrap=True)
     if ok < len(summary):

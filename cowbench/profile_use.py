@@ -16,6 +16,7 @@ or ``{"calibrated": false, "reason": ...}``; when the hosts rest on different pr
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ from .profile_cache import cache_dir
 from .scenario import Scenario
 
 NO_PROFILE = "no calibration profile"
+#: the reasons of a run that predicts no I/O figures at all (nothing rests on a profile)
+NOTHING_PREDICTED = ("the real backend alone: nothing predicted", "a fleet has no I/O figures")
 
 
 def _age_s(created: str, now: datetime) -> float | None:
@@ -68,9 +71,9 @@ def _host_source(scenario: Scenario, name: str) -> str | None:
 def run_profile(scenario: Scenario, backends: list[str]) -> dict[str, Any]:
     """run.json's ``profile`` block for a run of ``scenario`` with ``backends``."""
     if "sim" not in backends:
-        return {"calibrated": False, "reason": "the real backend alone: nothing predicted"}
+        return {"calibrated": False, "reason": NOTHING_PREDICTED[0]}
     if scenario.fleet is not None:
-        return {"calibrated": False, "reason": "a fleet has no I/O figures"}
+        return {"calibrated": False, "reason": NOTHING_PREDICTED[1]}
     now = datetime.now(UTC)
     blocks: dict[str, dict[str, Any]] = {}
     for host in scenario.hosts:
@@ -86,6 +89,8 @@ def run_profile(scenario: Scenario, backends: list[str]) -> dict[str, Any]:
 
 
 def _one(block: dict[str, Any]) -> str:
+    if not block.get("calibrated") and block.get("reason") in NOTHING_PREDICTED:
+        return f"are not predicted here ({block['reason']}): no profile applies"
     if not block.get("calibrated"):
         return (f"are uncalibrated ({block.get('reason', NO_PROFILE)}): the device model's "
                 "first guesses, for comparison only")
@@ -119,3 +124,39 @@ def describe(block: dict[str, Any] | None) -> str:
         return "I/O figures, per host: " + "; ".join(
             f"{name}'s {_one(b)}" for name, b in hosts.items())
     return "I/O figures " + _one(block)
+
+
+def _identity(block: dict[str, Any] | None) -> str:
+    """What tells one profile choice from another: the profile (path and when it was made) or
+    the reason there is none; not the age, which each run measured at its own start."""
+    if block is None:
+        return "unrecorded"
+    if block.get("calibrated") == "per host":
+        hosts = block.get("hosts") or {}
+        return "per host:" + ";".join(f"{h}={_identity(b)}" for h, b in sorted(hosts.items()))
+    if block.get("calibrated"):
+        return f"profile:{block.get('path')}@{block.get('created')}"
+    return f"none:{block.get('reason')}"
+
+
+def describe_runs(blocks: Mapping[str, dict[str, Any] | None]) -> str:
+    """One sentence (no final stop) for several runs, a sweep's points by id: which profile
+    their I/O figures rest on, as :func:`describe` says it of one run, with how many points
+    share each choice when they differ (a sweep resumed with another profile, hosts that
+    differ by point). A report and ``cowbench sweep`` print it above their I/O figures."""
+    if not blocks:
+        return "I/O figures: no finished run"
+    groups: dict[str, list[str]] = {}
+    for point, block in blocks.items():
+        groups.setdefault(_identity(block), []).append(point)
+    if len(groups) == 1:
+        first = next(iter(blocks.values()))
+        every = f" (every one of the {len(blocks)} points)" if len(blocks) > 1 else ""
+        return describe(first) + every
+    parts = []
+    for points in sorted(groups.values(), key=len, reverse=True):
+        block = blocks[points[0]]
+        text = describe(block).removeprefix("I/O figures ")
+        named = ", ".join(points[:3]) + (", ..." if len(points) > 3 else "")
+        parts.append(f"{len(points)} point(s) ({named}): {text}")
+    return "I/O figures differ by point: " + "; ".join(parts)

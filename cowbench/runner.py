@@ -93,7 +93,9 @@ def run_scenario(scenario: Scenario, out: Path, backend: str | None = None,
     """Run ``scenario`` with the chosen backend(s) and write the run directory at ``out``.
 
     ``backend`` is ``sim``, ``real`` or ``both``; ``None`` is :func:`default_backend`.
-    ``meta`` adds keys to run.json (a sweep records the point's ``overrides`` there).
+    ``meta`` adds keys to run.json (a sweep records the point's ``overrides`` there; its
+    ``profile``, when given, is run.json's ``profile`` block as it was decided where the
+    profile was chosen, instead of the block read here from the scenario's profile paths).
     ``csv`` writes the records' CSV copies whatever their size (``cowbench.store``).
     ``repeat`` runs the real backend that many times, each on fresh disks
     (``cowbench.spread``: every run's records, the comparison against their mean, their
@@ -241,12 +243,13 @@ class _Run:
             scenario={"name": self.scenario.name, "hash": self.scenario.scenario_id},
             seed=self.seed, backends=backends, status="running", start=now_iso(), end=None,
             host=host_facts(self.rd.path), tools=tool_versions(), completed=self.completed,
-            profile=run_profile(self.scenario, backends),
+            # a sweep point's, chosen where the profile is valid (cowbench.sweep_points)
+            profile=self.meta.get("profile") or run_profile(self.scenario, backends),
             model_only=[f"vm:{vm.name}" for vm in self.scenario.vms
                         if self.scenario.model_only(vm)],
             workload_notes={name: [r.model_dump() for r in wl.replaced]
                             for name, wl in self.scenario.workloads.items() if wl.replaced},
-            **self._refused(), **self.meta)
+            **self._refused(), **{k: v for k, v in self.meta.items() if k != "profile"})
         self.rd.write_text("scenario.yaml", dump_scenario(self.scenario))
         # what this run holds, for `cowbench gc` should it be killed outright (cowbench.lease)
         self.lease = self.given_lease or Lease.take(self.rd.path, self.rd.path, self.token)

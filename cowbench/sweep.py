@@ -34,6 +34,7 @@ import json
 import os
 import re
 import shutil
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
@@ -45,6 +46,7 @@ from .fdtree import DIR_FLAGS
 from .lease import this_process
 from .montecarlo import bands, time_to_full_summary
 from .safeload import load_json_file
+from .scenario import Scenario
 from .signals import interrupts_raise, shielded
 from .store import (
     atomic_write_parquet,
@@ -73,9 +75,19 @@ ProgressFn = Callable[[str, int, int], None]
 
 
 def run_sweep(sweep: Sweep, out: Path, scheduler: str = "local", workers: int | None = None,
-              progress: ProgressFn = lambda _m, _d, _t: None, csv: bool = False) -> pd.DataFrame:
+              progress: ProgressFn = lambda _m, _d, _t: None, csv: bool = False,
+              profile: Path | None = None, uncalibrated: bool = False) -> pd.DataFrame:
     """Run every point not yet ``ok`` in ``out`` on Dask; write sweep.json and the summary.
     ``csv``: every point writes its records' CSV copies whatever their size.
+
+    Each point's I/O figures rest on the profile ``cowbench run`` would take for it
+    (``cowbench.autoprofile``; ``profile`` and ``uncalibrated`` are ``--profile`` and
+    ``--uncalibrated``), decided where that profile is valid (:func:`point_profiles`): with
+    ``backend: sim``, or ``profile``, or ``uncalibrated``, here, once per cell, as ``cowbench
+    run --out <out>/points/<id>`` would (the model's points do not depend on the cache of
+    whichever worker they land on); with the real backend and neither, on the worker, against
+    the storage the point measures there. Each point's run.json ``profile`` says which, and
+    where it was chosen (``chosen_on``).
 
     The first SIGINT or SIGTERM stops the sweep: pending points are cancelled, the cluster
     this sweep started is closed, every point that had not finished is marked
@@ -104,8 +116,9 @@ def run_sweep(sweep: Sweep, out: Path, scheduler: str = "local", workers: int | 
             progress(f"{done} of {len(sweep.points)} points already done", done,
                      len(sweep.points))
             if todo:
+                chosen = point_profiles(sweep, out, todo, profile, uncalibrated)
                 _execute(sweep, out, todo, entries, scheduler, workers, progress, done, start,
-                         csv, remote)
+                         csv, remote, chosen)
             summary = write_summary(sweep, out, entries)
         except BaseException as err:
             if entries is None:  # refused before anything was written
@@ -219,10 +232,12 @@ def _point_status(d: Path) -> str:
 
 def _execute(sweep: Sweep, out: Path, todo: list[Point], entries: dict[str, dict[str, Any]],
              scheduler: str, workers: int | None, progress: ProgressFn, done: int,
-             start: str, csv: bool, remote: list[Any]) -> None:
+             start: str, csv: bool, remote: list[Any],
+             chosen: dict[str, tuple[Scenario, dict[str, Any]]]) -> None:
     owner = this_process()  # in each point's lease: what this sweep collects once stopped
-    tasks = {p.id: (p.scenario.model_dump(mode="json"), p.seed, sweep.spec.backend,
-                    {"overrides": p.overrides, "sweep": sweep.name, "point": p.id}, csv, owner)
+    tasks = {p.id: (chosen[p.id][0].model_dump(mode="json"), p.seed, sweep.spec.backend,
+                    {"overrides": p.overrides, "sweep": sweep.name, "point": p.id,
+                     **chosen[p.id][1]}, csv, owner)
              for p in todo}
     count = [done]
 
@@ -235,6 +250,60 @@ def _execute(sweep: Sweep, out: Path, todo: list[Point], entries: dict[str, dict
 
     client = remote.pop() if remote else None  # run_points closes it
     run_points(tasks, out, f"cowbench-{sweep.name}", scheduler, workers, finished, client)
+
+
+BACKENDS_RUN = {"sim": ["sim"], "real": ["real"], "both": ["sim", "real"]}
+
+
+def point_profiles(sweep: Sweep, out: Path, points: list[Point], profile: Path | None,
+                   uncalibrated: bool) -> dict[str, tuple[Scenario, dict[str, Any]]]:
+    """Each point's scenario with its hosts' profiles, and the run.json ``profile`` block to
+    record (``{}``: the worker chooses), by the rule of ``cowbench run``
+    (``cowbench.autoprofile``).
+
+    With ``backend: sim`` the model stands for a run of the point here: the profile is the one
+    ``cowbench run --backend sim --out <out>/points/<id>`` would take (``--profile``, else the
+    scenario's, else this machine's cached profile of the storage under the sweep directory,
+    or of a host's ``storage_dir`` that exists here; never a calibration), chosen here once per
+    cell, so a point's figures do not depend on which worker, on which machine, runs it. With
+    ``--profile`` or ``--uncalibrated`` the choice is here too, whatever the backend. With the
+    real backend and neither, the point measures its worker's storage: the worker chooses
+    (``cowbench.sweep_points``), as ``cowbench run`` would there, its cached profile checked or
+    a quick calibration made first."""
+    from .autoprofile import choose_profiles
+    from .profile_use import run_profile
+
+    backend = sweep.spec.backend
+    if backend != "sim" and profile is None and not uncalibrated:
+        return {p.id: (p.scenario, {}) for p in points}
+    memo: dict[str, Path | None] = {}
+    by_cell: dict[int, tuple[Scenario, dict[str, Any]]] = {}
+    chosen: dict[str, tuple[Scenario, dict[str, Any]]] = {}
+    here = {"side": "sweep client", "hostname": socket.gethostname()}
+    for p in points:
+        if p.cell not in by_cell:
+            scenario = choose_profiles(p.scenario, sweep.source, backend,
+                                       out / "points" / p.id, profile=profile,
+                                       uncalibrated=uncalibrated, memo=memo)
+            block = {**run_profile(scenario, BACKENDS_RUN[backend]), "chosen_on": here}
+            by_cell[p.cell] = scenario, {"profile": block}
+        scenario, meta = by_cell[p.cell]
+        chosen[p.id] = scenario.model_copy(update={"seed": p.seed}), meta
+    return chosen
+
+
+def recorded_profiles(out: Path, sweep: Sweep) -> dict[str, dict[str, Any] | None]:
+    """The run.json ``profile`` block of every ``ok`` point of the sweep in ``out``."""
+    blocks: dict[str, dict[str, Any] | None] = {}
+    for p in sweep.points:
+        try:
+            meta = load_json_file(out / "points" / p.id / "run.json", "run.json")
+        except ScenarioError:
+            continue
+        if isinstance(meta, dict) and meta.get("status") == "ok":
+            block = meta.get("profile")
+            blocks[p.id] = block if isinstance(block, dict) else None
+    return blocks
 
 
 def write_summary(sweep: Sweep, out: Path, entries: dict[str, dict[str, Any]]) -> pd.DataFrame:

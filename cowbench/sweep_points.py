@@ -8,6 +8,7 @@ apart from ``cowbench.sweep`` so a worker imports only what a run needs.
 from __future__ import annotations
 
 import secrets
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from .fdtree import PrivateDir
 from .lease import Lease
 from .results import end_of_run
 from .runner import run_scenario
-from .scenario import parse_scenario
+from .scenario import Scenario, parse_scenario
 from .sweep_files import PointFiles, PointTooLarge, mark_failed, read_point
 from .vmdist import has_vm_figures, vm_quantiles
 
@@ -64,8 +65,11 @@ def _run_in(stage: PrivateDir, lease: Lease, scenario: dict[str, Any], seed: int
     try:
         # by its name, as `cowbench run --out` (RunDir refuses a path others could swap):
         # a lease, a message and raw/'s argv name it, not /proc/PID/fd/N
-        run_scenario(parse_scenario(scenario, point), Path(stage.where), backend, seed,
-                     meta=meta, csv=csv, lease=lease)
+        where = Path(stage.where)
+        s = parse_scenario(scenario, point)
+        if "profile" not in meta:  # the client left the choice to the storage measured here
+            s, meta = _choose_here(s, point, backend, where, meta)
+        run_scenario(s, where, backend, seed, meta=meta, csv=csv, lease=lease)
         status, reason = "ok", None
     except CowbenchError as err:
         status, reason = "failed", str(err)
@@ -75,6 +79,22 @@ def _run_in(stage: PrivateDir, lease: Lease, scenario: dict[str, Any], seed: int
         reason = (f"its run directory holds {err}: a point sends back at most "
                   f"{max_bytes} bytes to the sweep's client")
         return "failed", reason, mark_failed(stage.fd, reason)
+
+
+def _choose_here(s: Scenario, point: str, backend: str, where: Path,
+                 meta: dict[str, Any]) -> tuple[Scenario, dict[str, Any]]:
+    """The profile of a point that measures this worker's storage, as ``cowbench run
+    --out WHERE`` would choose it here (``cowbench.autoprofile``: the cached profile of this
+    machine's storage, checked first, or a quick calibration made and kept), and the point's
+    run.json ``profile`` (saying it was chosen on this worker) and ``profile_check``."""
+    from .autoprofile import profiles_for_run
+    from .profile_use import run_profile
+
+    s, checked = profiles_for_run(s, point, backend, where)
+    backends = ["sim", "real"] if backend == "both" else [backend]
+    block = {**run_profile(s, backends),
+             "chosen_on": {"side": "worker", "hostname": socket.gethostname()}}
+    return s, {**meta, "profile": block, "profile_check": checked}
 
 
 def _scratch() -> Path:
