@@ -93,6 +93,17 @@ class SweepResults:
     comparison: pd.DataFrame
     knobs: list[str]
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    #: each point's run.json ``profile`` (what its I/O figures rest on), by point;
+    #: ``cowbench.profile_use.describe_runs`` says it in one sentence
+    profiles: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+
+    @property
+    def calibration(self) -> str:
+        """Which calibration profile the points' I/O figures rest on, or that they are
+        uncalibrated, in one sentence (no final stop), as the reports say it."""
+        from .profile_use import describe_runs
+
+        return describe_runs(self.profiles)
 
 
 def empty_records() -> pd.DataFrame:
@@ -231,6 +242,7 @@ def load_sweep(path: str | Path) -> SweepResults:
         raise UsageError(f"{p}: not a sweep directory (no run directory with run.json below it)")
     rows, records, comparisons, skipped = [], [], [], []
     statuses: list[str] = []
+    profiles: dict[str, dict[str, Any] | None] = {}
     for point in points:
         run = load_run(point)
         statuses.append(str(run.meta.get("status")))
@@ -242,11 +254,19 @@ def load_sweep(path: str | Path) -> SweepResults:
         rows.append(row)
         records.append(_with_point(run.records, row))
         comparisons.append(_with_point(run.comparison, row))
+        profiles[row["point"]] = _profile_of(run)
     if not rows:
         raise UsageError(f"{p}: no finished point yet, nothing to read "
                          f"({_tally(_sweep_statuses(p) or statuses)}); run the sweep (again) "
                          "to finish its points")
-    return _assemble(p, rows, records, comparisons, skipped)
+    res = _assemble(p, rows, records, comparisons, skipped)
+    res.profiles = profiles
+    return res
+
+
+def _profile_of(run: RunResults) -> dict[str, Any] | None:
+    block = run.meta.get("profile")
+    return block if isinstance(block, dict) else None
 
 
 def _sweep_statuses(path: Path) -> list[str]:
@@ -434,6 +454,7 @@ def load_results(path: str | Path) -> SweepResults:
     res = _assemble(p, [row], [_with_point(run.records, row)],
                     [_with_point(run.comparison, row)], [])
     res.name = run.name
+    res.profiles = {row["point"]: _profile_of(run)}
     return res
 
 

@@ -245,6 +245,8 @@ def test_strategies_report_on_a_sweep(strategies_sweep, tmp_path):
                      "write-amplification"]
     text = assert_self_contained(html_of(sweep), 4)
     assert "cluster-sizes" in text and "cluster 4 KiB" in text and "cluster 1 MiB" in text
+    # the IOPS and latency figures say what they rest on, as the validation report does
+    assert "I/O figures are uncalibrated (no calibration profile)" in text
     no_leftovers(sweep)
     # the capacity notebook reads the same sweep, the strategies side by side (on a copy, its
     # strategies report replaced: the module's sweep keeps its own)
@@ -252,6 +254,7 @@ def test_strategies_report_on_a_sweep(strategies_sweep, tmp_path):
     make_report(sweep, notebook="capacity")
     text = html_of(sweep).read_text()
     assert "cluster 4 KiB" in text and "cluster 1 MiB" in text
+    assert "I/O figures are uncalibrated (no calibration profile)" in text
     no_leftovers(sweep)
 
 
