@@ -106,6 +106,10 @@ def simulate(scenario: Scenario | str | Path | Mapping[str, Any],
     from .traces import needs_traces, scenario_traces
 
     s = _scenario(scenario)
+    if seed is not None:
+        from .runner import valid_seed
+
+        seed = valid_seed(seed, "seed")
     if seed is not None and seed != s.seed:
         _warn_fixed(s)
     seed = s.seed if seed is None else seed

@@ -112,15 +112,22 @@ def run_scenario(scenario: Scenario, out: Path, backend: str | None = None,
     backend = preflight(scenario, out, backend, repeat)
     out = absolute(out)  # every path a tool is handed derives from it
     use_sim, use_real = backend in ("sim", "both"), backend in ("real", "both")
-    seed = scenario.seed if seed is None else seed
-    if not 0 <= seed < 2**63:
-        raise UsageError(f"--seed must be from 0 to 2**63 - 1, not {seed}")
+    seed = scenario.seed if seed is None else valid_seed(seed)
     if seed != scenario.seed:
         scenario = scenario.model_copy(update={"seed": seed})
     predicted = _check_space(scenario, seed, out, use_sim, progress) if use_real else None
     rd = RunDir.create(out)
     run = _Run(rd, scenario, seed, use_sim, use_real, progress, meta or {}, csv, repeat, lease)
     return run.go(predicted)
+
+
+def valid_seed(seed: object, what: str = "--seed") -> int:
+    """``seed`` if it is a seed the scenario takes (a whole number from 0 to 2**63 - 1; not a
+    float a caller truncates, nor a bool or a string), else a :class:`UsageError` naming
+    ``what``."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise UsageError(f"{what} must be a whole number from 0 to 2**63 - 1, not {seed!r}")
+    return seed
 
 
 def preflight(scenario: Scenario, out: Path, backend: str | None = None,

@@ -49,9 +49,21 @@ def test_the_library_refuses_a_seed_that_would_not_load_again(tmp_path: Path) ->
     from cowbench.runner import run_scenario
     from cowbench.scenario import parse_scenario
 
-    with pytest.raises(UsageError, match="--seed must be from 0"):
+    with pytest.raises(UsageError, match="--seed must be a whole number from 0"):
         run_scenario(parse_scenario(small_dict()), tmp_path / "out", "sim", seed=-1)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("seed", [3.7, "3", True, -1, 2**63])
+def test_simulate_refuses_a_seed_the_scenario_would_not_take(seed: object) -> None:
+    """``simulate(seed=3.7)`` ran as seed 3 and ``seed="3"`` was taken (a researcher's
+    replications keyed by the seed they passed would not be the ones run)."""
+    from cowbench import simulate
+    from cowbench.errors import UsageError
+
+    with pytest.raises(UsageError, match=f"seed must be a whole number from 0 to 2\\*\\*63 - 1, "
+                                         f"not {seed!r}"):
+        simulate(small_dict(), seed=seed)  # type: ignore[arg-type]
 
 
 def test_out_under_proc_is_one_line(tmp_path: Path) -> None:
