@@ -73,9 +73,10 @@ def small_scenario(**overrides: Any) -> Scenario:
 TOOL_NAMES = ("qemu-nbd", "qemu-img", "qemu-io", "fio", "cp")
 
 
-def processes_mentioning(*paths: Path | str) -> list[tuple[int, str]]:
-    """Tool processes whose command line mentions one of ``paths``: a test's own processes,
-    never those of the other engineers' tests running on the same machine."""
+def processes_mentioning(*paths: Path | str, names: tuple[str, ...] = TOOL_NAMES
+                         ) -> list[tuple[int, str]]:
+    """Tool processes (``names``) whose command line mentions one of ``paths``: a test's own
+    processes, never those of the other engineers' tests running on the same machine."""
     needles = [str(p).encode() for p in paths]
     found = []
     for entry in Path("/proc").iterdir():
@@ -87,7 +88,7 @@ def processes_mentioning(*paths: Path | str) -> list[tuple[int, str]]:
         except OSError:
             continue
         name = Path(argv.split(b"\0")[0].decode(errors="replace")).name
-        if name in TOOL_NAMES and state not in ("Z", "X") and any(n in argv for n in needles):
+        if name in names and state not in ("Z", "X") and any(n in argv for n in needles):
             found.append((int(entry.name), argv.replace(b"\0", b" ").decode(errors="replace")))
     return found
 

@@ -4,7 +4,6 @@ stream; without qemu-nbd it says so rather than give a wrong count quietly."""
 
 from __future__ import annotations
 
-import subprocess
 import warnings
 from pathlib import Path
 
@@ -13,16 +12,15 @@ import pytest
 
 from cowbench import fiojob
 from cowbench.errors import InexactStream
-from cowbench.fiojob import engine_gap, fio_null_traces, recorded_traces, stream_engine
+from cowbench.fiojob import engine_gap, fio_null_traces, stream_engine
 from cowbench.iolog import Trace
 from cowbench.jobfile import Section
 from cowbench.jobopts import workload_of
 from cowbench.scenario import Workload
 from cowbench.tools import RawLog
-from real.workload.fio import FioRun
-from real.workload.nbd import NbdExport
 
 from .conftest import needs_tools
+from .test_fiopercent import nbd_stream
 
 DISK = 256 << 20
 
@@ -73,19 +71,6 @@ def test_the_gap_is_named_for_each_form_and_not_elsewhere() -> None:
     assert engine_gap(timed, DISK) == []
 
 
-def _nbd_stream(tmp: Path, sock: Path, wl: Workload) -> list[Trace]:
-    """What the real run issues: fio's nbd engine on a qemu-nbd export of a raw disk."""
-    disk = tmp / "disk.raw"
-    subprocess.run(["qemu-img", "create", "-q", "-f", "raw", str(disk), str(DISK)], check=True)
-    with NbdExport(disk, "raw", sock, "vm") as nbd:
-        run = FioRun("vm", nbd.uri, wl, tmp).start()
-        try:
-            run.wait()
-        finally:
-            run.stop()
-    return recorded_traces(tmp)
-
-
 def _same(got: list[Trace], want: list[Trace]) -> bool:
     return len(got) == len(want) and all(
         np.array_equal(a, b) for g, w in zip(got, want, strict=True)
@@ -103,7 +88,7 @@ def test_the_models_stream_is_the_real_runs(tmp_path: Path, private_tmp: Path,
     percentage_random 4,096 writes where it issues 2,903; the rw mixes with loops split reads
     and writes otherwise)."""
     wl = _workload({**GAPS, **ROUTED, **SAME}[name], write_iolog=True, randseed=7)
-    real = _nbd_stream(tmp_path, private_tmp, wl)
+    real = nbd_stream(tmp_path, private_tmp, wl, DISK)
     model = fio_null_traces(wl, "vm", DISK, RawLog(tmp_path / "raw"))
     assert len(real) == wl.numjobs and len(real[0]) > 0
     assert _same(model, real), [len(t) for t in model] + [len(t) for t in real]

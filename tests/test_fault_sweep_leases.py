@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from .conftest import needs_tools, small_dict
+from .conftest import TOOL_NAMES, needs_tools, processes_mentioning, small_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 LONG = {  # a point of about 40 s in the model: still running when it is killed
@@ -93,22 +93,9 @@ def test_a_killed_sweeps_point_directory_is_in_a_lease_gc_removes(
 
 
 def _tools_under(where: Path) -> list[str]:
-    """Live qemu-nbd / fio / qemu-img processes whose command line names ``where``."""
-    needle = str(where).encode()
-    left = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes()
-            state = (entry / "stat").read_text().rpartition(")")[2].split()[0]
-        except OSError:
-            continue
-        name = os.path.basename(argv.split(b"\0")[0].decode(errors="replace"))
-        if name in ("qemu-nbd", "fio", "qemu-img", "qemu-io", "unshare") and state != "Z" \
-                and needle in argv:
-            left.append(argv.replace(b"\0", b" ").decode(errors="replace"))
-    return left
+    """Live qemu-nbd / fio / qemu-img processes (and fio's PID-namespace ``unshare``) whose
+    command line names ``where``."""
+    return [argv for _, argv in processes_mentioning(where, names=(*TOOL_NAMES, "unshare"))]
 
 
 def _loop_mounts_under(where: Path) -> list[str]:

@@ -136,9 +136,11 @@ def test_a_percentage_with_offset_increment_is_refused() -> None:
         _workload({"rw": "write", "offset": "10%", "numjobs": "2", "offset_increment": "1m"})
 
 
-def _nbd_stream(tmp: Path, sock: Path, wl: Workload) -> list[Trace]:
+def nbd_stream(tmp: Path, sock: Path, wl: Workload, size: int = DISK) -> list[Trace]:
+    """What the real run issues: fio's nbd engine on a qemu-nbd export of a raw disk of
+    ``size`` bytes."""
     disk = tmp / "disk.raw"
-    subprocess.run(["qemu-img", "create", "-q", "-f", "raw", str(disk), str(DISK)], check=True)
+    subprocess.run(["qemu-img", "create", "-q", "-f", "raw", str(disk), str(size)], check=True)
     with NbdExport(disk, "raw", sock, "vm") as nbd:
         run = FioRun("vm", nbd.uri, wl, tmp).start()
         try:
@@ -157,7 +159,7 @@ def test_the_null_runs_stream_is_the_nbd_engines(tmp_path: Path, private_tmp: Pa
     takes (fio's null engine on the bytes the percentages come to) equals, I/O for I/O, what
     fio's nbd engine issues with the percentages as written."""
     wl = _workload(JOBS[name], write_iolog=True, randseed=7)
-    nbd = _nbd_stream(tmp_path, private_tmp, wl)
+    nbd = nbd_stream(tmp_path, private_tmp, wl)
     null = fio_null_traces(wl, "vm", DISK, RawLog(tmp_path / "raw"))
     assert len(nbd) == wl.numjobs and len(nbd[0]) > 0
     for clone, want in zip(null, nbd, strict=True):
