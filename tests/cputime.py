@@ -1,14 +1,15 @@
 """The CPU each test costs, for finding where the suite's time goes (``--cpu-times=FILE``).
 
 Wall time says little on a shared 2-core machine: a test waiting for the core that another
-worker holds looks slow. CPU does not move with the load: each test's user and system
-seconds, of the process that runs it (the worker) and of its children, are appended to
-``FILE`` as one JSON line (``nodeid``, ``self_user_s``, ``self_sys_s``, ``children_user_s``,
-``children_sys_s``, ``wall_s``, ``worker``), and the controller prints the costliest at the
-end. Setup and teardown count with the test: a module fixture's work lands on the first test
-that asks for it. A child counts once it is reaped (``getrusage(RUSAGE_CHILDREN)``): the
-subprocesses a test waits for (cowbench, fio, qemu-img, papermill and its kernel), not a
-daemon that outlives it nor the kernel's own writeback of the pages a test dirtied.
+worker holds looks slow. CPU does not move with the load: each test's user and system seconds,
+of the process that runs it (the worker) and of its children, are appended to ``FILE`` as one
+JSON line (``nodeid``, ``self_user_s``, ``self_sys_s``, ``children_user_s``,
+``children_sys_s``, ``wall_s``, ``worker``, ``end_unix``: when it ended, for the session's
+timeline), and the controller prints the costliest at the end. Setup and teardown count with
+the test: a module fixture's work lands on the first test that asks for it. A child counts once
+it is reaped (``getrusage(RUSAGE_CHILDREN)``): the subprocesses a test waits for (cowbench,
+fio, qemu-img, papermill and its kernel), not a daemon that outlives it nor the kernel's own
+writeback of the pages a test dirtied.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class CpuTimes:
             line = json.dumps({"nodeid": item.nodeid, "self_user_s": round(su, 3),
                                "self_sys_s": round(ss, 3), "children_user_s": round(cu, 3),
                                "children_sys_s": round(cs, 3), "wall_s": round(wall, 3),
-                               "worker": self.worker})
+                               "worker": self.worker, "end_unix": round(time.time(), 3)})
             with open(self.path, "a") as f:  # one write of one line: appends do not interleave
                 f.write(line + "\n")
 
