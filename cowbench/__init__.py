@@ -5,7 +5,7 @@ records, the run directory, the comparison, the external-tool wrappers and the C
 
 From Python (a notebook, a script)::
 
-    from cowbench import load_scenario, simulate, run, load_results
+    from cowbench import load_scenario, simulate, run, load_results, run_sweep, make_report
 
 Importing the package is light: these names are loaded on first use (PEP 562), so
 ``import cowbench`` pulls in neither pandas nor the model (see :mod:`cowbench.api`).
@@ -19,19 +19,22 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # what the lazy attributes are, for type checkers and editors
-    from .api import load_results, load_scenario, run, simulate
+    from .api import load_results, load_scenario, make_report, run, run_sweep, simulate
     from .errors import CowbenchError, UsageError
+    from .report import ReportOutcome
     from .results import RunResults, SweepResults
     from .runner import RunOutcome
     from .scenario import Scenario
 
 #: Public name -> the module that defines it.
 _LAZY = {"load_scenario": "api", "simulate": "api", "run": "api", "load_results": "api",
-         "Scenario": "scenario", "RunOutcome": "runner", "RunResults": "results",
-         "SweepResults": "results", "CowbenchError": "errors", "UsageError": "errors"}
+         "run_sweep": "api", "make_report": "api", "Scenario": "scenario", "RunOutcome": "runner",
+         "ReportOutcome": "report", "RunResults": "results", "SweepResults": "results",
+         "CowbenchError": "errors", "UsageError": "errors"}
 
-__all__ = ["load_scenario", "simulate", "run", "load_results", "Scenario", "RunOutcome",
-           "RunResults", "SweepResults", "CowbenchError", "UsageError", "__version__"]
+__all__ = ["load_scenario", "simulate", "run", "load_results", "run_sweep", "make_report",
+           "Scenario", "RunOutcome", "ReportOutcome", "RunResults", "SweepResults", "CowbenchError",
+           "UsageError", "__version__"]
 
 
 def __getattr__(name: str) -> Any:

@@ -2,12 +2,14 @@
 
 ::
 
-    from cowbench import load_scenario, simulate, run, load_results
+    from cowbench import load_scenario, simulate, run, load_results, run_sweep, make_report
 
     scenario = load_scenario("scenarios/quickstart.yaml")  # validated, units resolved
     records = simulate(scenario, seed=2)                    # the model's records: a DataFrame
     outcome = run(scenario, "results/qs", backend="sim")    # a run directory, as `cowbench run`
     results = load_results("results/qs")                    # its frames, read back
+    points = run_sweep("sweeps/strategies.yaml", "results/st")  # a sweep, read back
+    html = make_report("results/st").html                   # its report, as `cowbench report`
 
 Records are the tidy long format of the run directory contract (DESIGN.md): ``backend, t_s,
 entity, metric, value, unit, seed, replication``. Bad input raises
@@ -29,11 +31,12 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
+    from .report import ReportOutcome
     from .results import RunResults, SweepResults
     from .runner import RunOutcome
     from .scenario import Scenario
 
-__all__ = ["load_scenario", "simulate", "run", "load_results"]
+__all__ = ["load_scenario", "simulate", "run", "load_results", "run_sweep", "make_report"]
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -182,3 +185,54 @@ def load_results(path: str | Path) -> RunResults | SweepResults:
 
     p = Path(path)
     return load_run(p) if is_run_dir(p) else load_sweep(p)
+
+
+def run_sweep(sweep_file: str | Path, out: str | Path | None = None, scheduler: str = "local",
+              workers: int | None = None, profile: str | Path | None = None,
+              uncalibrated: bool = False,
+              progress: Callable[[str, int, int], None] | None = None) -> SweepResults:
+    """Run a sweep file's grid of overrides times seeds, as ``cowbench sweep`` does, and read
+    its directory back (:func:`load_results`: ``points``, ``records``, ``comparison``; a point
+    that did not end ``ok`` is in ``skipped`` with its reason, where the CLI exits 1).
+
+    ``out`` is the sweep directory (default ``results/<sweep name>``; one that holds this
+    sweep is resumed: its finished points are kept). ``scheduler``, ``workers``, ``profile``
+    and ``uncalibrated`` are the CLI's options of the same names; ``progress`` is called with
+    a message, the points done and their total. A seed the sweep cannot vary a random
+    workload's offsets with warns (``SeedWarning``), as the CLI's ``warning:`` line says it.
+    """
+    from .results import load_sweep as read_back
+    from .sweep import load_sweep, seed_warnings
+    from .sweep import run_sweep as execute
+
+    if profile is not None and uncalibrated:
+        from .errors import UsageError
+
+        raise UsageError("profile and uncalibrated contradict each other; give one")
+    sw = load_sweep(Path(sweep_file))
+    for line in seed_warnings(sw):
+        warnings.warn(line, SeedWarning, stacklevel=2)
+    where = Path("results") / sw.name if out is None else Path(out)
+    execute(sw, where, scheduler, workers,
+            progress=progress or (lambda _m, _d, _t: None),
+            profile=None if profile is None else Path(profile), uncalibrated=uncalibrated)
+    return read_back(where)
+
+
+def make_report(path: str | Path, notebook: str | None = None,
+                capacity_bytes: int | None = None) -> ReportOutcome:
+    """Make a run or sweep directory's report, as ``cowbench report`` does: the notebooks
+    executed, ``path/report/`` (report.html, report.ipynb, figures/) and a copy of report.html
+    at ``path/report.html``. Returns the notebook(s) run, the report's ``html``, its
+    ``figures`` and ``top_html`` (the copy; None where a report.html cowbench did not write
+    was left as it was). ``notebook`` and ``capacity_bytes`` are ``--notebook`` and
+    ``--capacity`` (bytes here: ``cowbench.units.parse_size`` reads ``"2TiB"``)."""
+    from .errors import UsageError
+    from .report import make_report as execute
+
+    if capacity_bytes is not None and (isinstance(capacity_bytes, bool) or
+                                       not isinstance(capacity_bytes, int) or
+                                       capacity_bytes <= 0):
+        raise UsageError(f"capacity_bytes: a whole number of bytes above 0, got "
+                         f"{capacity_bytes!r}")
+    return execute(Path(path), notebook, capacity_bytes)

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from cowbench import UsageError, load_results, load_scenario, run, simulate
+from cowbench import UsageError, load_results, load_scenario, make_report, run, run_sweep, simulate
 
 from .clirun import cowbench_line
 from .conftest import needs_tools, small_dict
@@ -137,3 +137,40 @@ def test_simulate_asks_fio_for_exact_offsets_and_leaves_nothing(tmp_path: Path,
     auto["workloads"]["w"]["offsets"] = "model"
     own = simulate(auto)  # the model's own generator issues fio's stream too (offset_grid)
     assert figures(records, "data_clusters")["vm:a"] == figures(own, "data_clusters")["vm:a"]
+
+
+@pytest.mark.slow
+def test_a_sweep_and_its_report_from_python(tmp_path: Path) -> None:
+    sweep_file = tmp_path / "grid.yaml"
+    (tmp_path / "small.yaml").write_text(yaml.safe_dump(small_dict()))
+    sweep_file.write_text(yaml.safe_dump({
+        "scenario": "small.yaml", "grid": {"strategy.cluster_size": ["64KiB", "256KiB"]},
+        "seeds": 1}))
+    seen: list[tuple[int, int]] = []
+    done = run_sweep(sweep_file, tmp_path / "sw", scheduler="inprocess", workers=1,
+                     uncalibrated=True, progress=lambda _m, d, t: seen.append((d, t)))
+    assert sorted(done.points["strategy.cluster_size"]) == [65536, 262144]
+    assert done.skipped == [] and seen and seen[-1][0] == seen[-1][1] == 2
+    # the same figures as each point's own run directory
+    for point in done.points.point:
+        alone = load_results(tmp_path / "sw" / point)
+        mine = done.records[(done.records.point == point)]
+        assert figures(mine, "data_clusters") == figures(alone.records, "data_clusters")
+    outcome = make_report(tmp_path / "sw")
+    assert outcome.html == tmp_path / "sw" / "report" / "report.html"
+    assert outcome.html.is_file() and outcome.figures
+    with pytest.raises(UsageError, match="capacity_bytes"):
+        make_report(tmp_path / "sw", capacity_bytes=0)
+    with pytest.raises(UsageError, match="profile and uncalibrated"):
+        run_sweep(sweep_file, tmp_path / "other", profile="p.json", uncalibrated=True)
+    assert not (tmp_path / "other").exists()
+
+
+def test_no_public_name_is_hidden_by_a_submodule_of_the_same_name() -> None:
+    """``from cowbench import x`` must give the documented function whatever was imported
+    before: a submodule ``cowbench.x``, once imported, would replace a lazy attribute ``x``."""
+    import cowbench
+
+    modules = {p.stem for p in (ROOT / "cowbench").glob("*.py")} | \
+        {p.name for p in (ROOT / "cowbench").iterdir() if (p / "__init__.py").is_file()}
+    assert not set(cowbench.__all__) & modules
