@@ -42,7 +42,7 @@ from .lease import Lease
 from .results import is_run_dir, is_sweep_dir, load_results
 
 NOTEBOOKS = ("validation", "capacity", "strategies")
-NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOK_DIR = Path(__file__).resolve().parent / "notebooks"  # -> ../notebooks, in the wheel too
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 FIGURES = "figures"
 REPORT_DIR = "report"
