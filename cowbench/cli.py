@@ -58,6 +58,13 @@ def _warn_seeds(sw: object) -> None:
         err.print(f"[yellow]warning:[/] {escape(line)}", highlight=False, soft_wrap=True)
 
 
+def _reserve_text(reserves: list[int]) -> str:
+    """What the hosts hold back for themselves (``reserved_host_disk_bytes``), if anything."""
+    if not any(reserves):
+        return ""
+    return f" ({format_sizes([float(r) for r in reserves])} reserved on each)"
+
+
 def _warn_fixed(s: object) -> None:
     """``--seed`` given to a scenario whose random workloads fio pins whatever the seed
     (``cowbench.runseed.fixed_offsets``): said, so a replication is not taken for one that
@@ -130,7 +137,8 @@ def validate(scenario: Annotated[Path, typer.Argument(help="Scenario file, or sw
         out.print(f"{bold(s.name)} (id {s.scenario_id}): fleet ({f.model} model) of "
                   f"{f.vms} VM arrivals over {format_duration(s.duration or 0)} on "
                   f"{len(s.hosts)} host(s) of "
-                  f"{format_sizes([h.capacity_bytes or 0 for h in s.hosts])}; "
+                  f"{format_sizes([h.capacity_bytes or 0 for h in s.hosts])}"
+                  f"{_reserve_text([h.reserved_host_disk_bytes for h in s.hosts])}; "
                   f"{len(f.flavor_mix)} flavor(s), "
                   f"{len(f.image_mix)} image(s), classes: {', '.join(f.classes)}")
         _print_estimate(s)
@@ -246,7 +254,8 @@ def run(
     if s.fleet is not None and outcome.predicted is not None:
         # each host's disk for instances (capacity less reserved), as show reads run.json
         usable = {h.name: h.weighed_disk if h.capacity_bytes else 0.0 for h in s.hosts}
-        print_fleet(outcome.predicted, usable, len(s.hosts), s.duration or float("nan"), out)
+        print_fleet(outcome.predicted, usable, len(s.hosts), s.duration or float("nan"), out,
+                    reserves=[h.reserved_host_disk_bytes for h in s.hosts])
     out.print(f"backend:       {_backend_line(chosen, backend is None, s.fleet is not None)}",
               soft_wrap=True, highlight=False)
     out.print(f"run directory: {bold(outcome.run_dir)}", soft_wrap=True)

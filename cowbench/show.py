@@ -14,6 +14,7 @@ Everything here reads files through :mod:`cowbench.results`; it never runs anyth
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -83,7 +84,7 @@ def show_run(path: Path, out: Console) -> None:
     if isinstance(fleet, dict):
         print_fleet(run.predicted, host_capacities(run.scenario),
                     _host_count(run.scenario), _float(run.scenario.get("duration")), out,
-                    demand_ceiling(run.scenario))
+                    demand_ceiling(run.scenario), host_reserves(run.scenario))
     else:
         print_space(run, out)
         print_io(run, out)
@@ -345,17 +346,36 @@ def _known(capacity: dict[str, float]) -> list[float]:
     return [c for h, c in capacity.items() if h != "*"] or [capacity.get("*", math.nan)]
 
 
+def host_reserves(scenario: dict[str, Any]) -> list[float]:
+    """Each host's ``reserved_host_disk_bytes`` as a resolved scenario states it (none for a
+    run written before hosts were described once)."""
+    return [float(h.get("reserved_host_disk_bytes") or 0) for h in scenario.get("hosts") or []
+            if isinstance(h, dict)]
+
+
+def hosts_text(hosts: int, sizes: list[float], reserves: Sequence[float] = ()) -> str:
+    """``3 host(s) of 8.0 GiB``, and where a host keeps a reserve for itself (Nova's
+    ``reserved_host_disk_mb``), that the sizes are what is left for instances and how much was
+    held back: ``3 host(s) of 8.0 GiB for instances (2.0 GiB reserved on each)``."""
+    text = f"{hosts} host(s) of {format_sizes(sizes)}"
+    if any(r > 0 for r in reserves):
+        text += f" for instances ({format_sizes(list(reserves))} reserved on each)"
+    return text
+
+
 def print_fleet(records: pd.DataFrame, capacity: dict[str, float], hosts: int,
-                duration: float, out: Console, ceiling: dict[str, float] | None = None) -> None:
+                duration: float, out: Console, ceiling: dict[str, float] | None = None,
+                reserves: Sequence[float] = ()) -> None:
     """A fleet run: arrivals, the fullest host's peak against its ``capacity`` (by host name,
-    :func:`host_capacities`) and when it fills (never, under its ``ceiling``:
-    :func:`demand_ceiling`), the hosts that fill first, and the spread of the VMs' disks."""
+    :func:`host_capacities`: each host's disk less its reserve, ``reserves``) and when it fills
+    (never, under its ``ceiling``: :func:`demand_ceiling`), the hosts that fill first, and the
+    spread of the VMs' disks."""
     from .sweep_points import point_figures
 
     f = point_figures(records)
     out.print(f"fleet: {f.get('arrived_vms', math.nan):.0f} VMs arrived, "
-              f"{f.get('rejected_vms', math.nan):.0f} rejected (NoValidHost) on {hosts} "
-              f"host(s) of {format_sizes(_known(capacity))}; peak demand of all hosts "
+              f"{f.get('rejected_vms', math.nan):.0f} rejected (NoValidHost) on "
+              f"{hosts_text(hosts, _known(capacity), reserves)}; peak demand of all hosts "
               f"{format_bytes(f.get('fleet_allocated_bytes_peak', math.nan))}",
               soft_wrap=True, markup=False, highlight=False)
     table = host_table(records, capacity, duration, ceiling)

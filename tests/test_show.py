@@ -177,6 +177,22 @@ def test_a_fleet_that_fills_says_when(tmp_path: Path) -> None:
     assert table_rows(ran.stdout)[host][-1] == format_duration(full)
 
 
+def test_a_fleet_whose_hosts_keep_a_reserve_says_so_wherever_it_states_their_size(
+        tmp_path: Path) -> None:
+    """10 GiB hosts reserving 2 GiB for themselves: run and show give the 8 GiB left for
+    instances and say what was held back; validate gives the disk and the reserve."""
+    run = fleet_run(tmp_path, capacity_bytes="10GiB", reserved_host_disk_bytes="2GiB")
+    line = "on 3 host(s) of 8.0 GiB for instances (2.0 GiB reserved on each)"
+    assert line in cowbench("show", str(run)).stdout
+    again = cowbench("run", str(tmp_path / "fleet.yaml"), "--out", str(tmp_path / "again"))
+    assert line in again.stdout
+    checked = cowbench("validate", str(tmp_path / "fleet.yaml"))
+    assert "3 host(s) of 10.0 GiB (2.0 GiB reserved on each);" in checked.stdout
+    (tmp_path / "plain").mkdir()
+    plain = fleet_run(tmp_path / "plain")  # no reserve: no word of one
+    assert "reserved" not in cowbench("show", str(plain)).stdout
+
+
 def test_a_fleet_of_hosts_of_different_sizes_shows_each_against_its_own_disk(
         tmp_path: Path) -> None:
     """A big host (24 GiB) and two small ones (6 GiB, ratio 2.5): the weigher sends VMs to
