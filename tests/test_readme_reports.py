@@ -60,9 +60,11 @@ def test_the_readme_sweep_and_report_commands_run_as_written(fresh: Path) -> Non
         ran = cowbench_line(line)
         assert ran.code == 0, (line, ran.stderr)
         printed[line] = ran.stdout
-    # the dry run lists every cell: 21 of the grid and 3 explicit points, and runs nothing
+    # the dry run lists every cell: 15 of the grid and 9 explicit points, and runs nothing
     dry = printed["cowbench sweep sweeps/strategies.yaml --dry-run"]
     assert "24 point(s) in 24 cell(s); nothing run" in dry
+    # a chain of one layer would be qcow2_overlay again: the chains are four deep
+    assert "snapshot_chain, chain depth 4, cluster 64 KiB, extended L2 off; seeds 1" in dry
     assert "cell  21: full_copy; seeds 1" in dry and "internal_snapshot, cluster 16 KiB, " \
         "extended L2 off" in dry and "internal_snapshot, cluster 16 KiB, extended L2 on" not in dry
     assert not (fresh / "results" / "strategies").exists()
