@@ -29,8 +29,9 @@ PROGRAMS: dict[str, tuple[str, str]] = {
     "xfs_io": ("xfsprogs", "run"),
     "xfs_spaceman": ("xfsprogs", "run"),
     "unshare": ("util-linux", "run"),  # fio in its own PID namespace; sweep tests' workers
+    "mkfs.ext4": ("e2fsprogs", "run"),  # a flavor's ephemeral base (Nova's mkfs -t ext4)
+    "mkswap": ("util-linux", "run"),  # a flavor's swap base
     "losetup": ("mount", "test"),
-    "mkfs.ext4": ("e2fsprogs", "test"),
     "filefrag": ("e2fsprogs", "test"),
     "truncate": ("coreutils", "test"),
     "sleep": ("coreutils", "test"),

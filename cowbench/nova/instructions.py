@@ -13,18 +13,55 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TypeVar
 
+#: the file system Nova formats an ephemeral base with (``mkfs -t ext4 -F -L ephemeral0``: the
+#: default for a Linux guest, nova/privsep/fs.py), and the label it gives it
+EPHEMERAL_FS = "ext4"
+EPHEMERAL_LABEL = "ephemeral0"
+#: a flavor's local disks beside the root disk: the kind of base each stands on -> its file
+#: in the instance directory (nova/virt/libvirt/driver.py ``_create_image``)
+LOCAL_DISKS = {"ephemeral": "disk.local", "swap": "disk.swap"}
+
 
 @dataclass(frozen=True)
 class Base:
     """A file in a host's ``_base``: an image's base, or (``size``) its copy resized to
-    ``size`` bytes (``<sha1>_<size>``, Nova's Qcow2 backend before Dec 2012, FACTS.md 1.1)."""
+    ``size`` bytes (``<sha1>_<size>``, Nova's Qcow2 backend before Dec 2012, FACTS.md 1.1);
+    or (``kind`` ``ephemeral`` or ``swap``, ``image`` empty) the base of a flavor's local disk
+    of ``size`` bytes, made on the host rather than fetched: ``ephemeral_<GiB>_ext4`` (a raw
+    file formatted by mkfs) or ``swap_<MiB>`` (one made by mkswap)."""
 
     image: str
     size: int | None = None
+    kind: str = "image"
+
+    @classmethod
+    def local(cls, kind: str, size: int) -> Base:
+        """The base of a flavor's ``kind`` disk (``ephemeral`` or ``swap``) of ``size``."""
+        assert kind in LOCAL_DISKS, kind
+        return cls("", size, kind)
 
     @property
     def resized(self) -> bool:
-        return self.size is not None
+        return self.kind == "image" and self.size is not None
+
+    @property
+    def is_local(self) -> bool:
+        """The base of an ephemeral or swap disk (made on the host, never from Glance)."""
+        return self.kind != "image"
+
+    @property
+    def name(self) -> str:
+        """A local base's file name in ``_base``, as Nova names it (``_get_ephemeral_filename``:
+        the size in GB and the file system; ``swap_<MB>``)."""
+        assert self.is_local and self.size is not None
+        if self.kind == "ephemeral":
+            return f"ephemeral_{self.size >> 30}_{EPHEMERAL_FS}"
+        return f"swap_{self.size >> 20}"
+
+    @property
+    def disk_name(self) -> str:
+        """The file of the instance's disk standing on this local base."""
+        return LOCAL_DISKS[self.kind]
 
 
 @dataclass(frozen=True)
@@ -91,6 +128,27 @@ class MakeDisk(Instruction):
 
 
 @dataclass(frozen=True)
+class MakeLocalBase(Instruction):
+    """Make ``host``'s local ``base`` in ``_base``: a sparse raw file of its size, formatted
+    (``mkfs -t ext4 -F -L ephemeral0``) or made swap (``mkswap``), as Nova's
+    ``_create_ephemeral`` and ``_create_swap`` do; its mtime is ``t``."""
+
+    host: str
+    base: Base
+    t: float
+
+
+@dataclass(frozen=True)
+class MakeLocalDisk(Instruction):
+    """Make ``vm``'s ``disk.local`` or ``disk.swap`` on ``host``: a qcow2 overlay of the local
+    ``base``'s size over it, with the strategy's options (Nova's Qcow2 image backend)."""
+
+    vm: str
+    host: str
+    base: Base
+
+
+@dataclass(frozen=True)
 class SnapshotInternal(Instruction):
     """``qemu-img snapshot -c name`` on ``vm``'s top file (clusters shared inside it)."""
 
@@ -122,7 +180,7 @@ class UploadSnapshot(Instruction):
 class CopyFiles(Instruction):
     """A cold migration: ``vm``'s files copied from ``src`` to ``dst`` by ``transport``
     (``ssh``: scp writes holes out; ``rsync``: ``--sparse``); the bottom file re-pointed at
-    ``dst``'s ``backing`` (None: it names no base)."""
+    ``dst``'s ``backing`` (None: it names no base), its local disks at ``dst``'s bases."""
 
     vm: str
     src: str
@@ -134,7 +192,8 @@ class CopyFiles(Instruction):
 @dataclass(frozen=True)
 class BlockCopy(Instruction):
     """A live (block) migration: an empty overlay on ``dst``'s ``backing``, then only the
-    top overlay's clusters."""
+    top overlay's clusters; its local disks made afresh over ``dst``'s bases (the guest's
+    workloads never write them: none of their clusters moves)."""
 
     vm: str
     src: str

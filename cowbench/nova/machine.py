@@ -31,6 +31,8 @@ from .instructions import (
     Instruction,
     KeepResize,
     MakeDisk,
+    MakeLocalBase,
+    MakeLocalDisk,
     MakeResizedBase,
     Refuse,
     RemoveBase,
@@ -132,6 +134,10 @@ NOTHING_TO_CONFIRM = ("Nova refuses it: the VM has no resize or cold migration t
 #: strategies whose disk's bottom file is a qcow2 overlay naming a file in ``_base`` as its
 #: backing (the last of its bases: a resized copy for ``resized_base``)
 BACKED = frozenset({"qcow2_overlay", "resized_base", "snapshot_chain"})
+#: strategies whose VMs' ephemeral and swap disks are modelled: Nova's Qcow2 image backend,
+#: which makes them qcow2 overlays over their bases in ``_base`` (a raw, reflink or RBD
+#: backend makes them otherwise, which neither backend here builds yet)
+LOCAL_OVERLAYS = BACKED
 
 
 class Machine:
@@ -184,12 +190,34 @@ class Machine:
     def _(self, operation: Boot) -> list[Instruction]:
         vm = self.vms[operation.vm]
         host = operation.host or self.s.host_of(vm).name  # the scheduler's, for arrivals
-        self.state[vm.name] = "booted"
         size = self.s.root_size(vm)
+        local = self._local_bases(vm.name)
+        if isinstance(local, str):
+            return [Refuse(local)]
+        self.state[vm.name] = "booted"
         self.at.arrive(vm.name, host, claim_bytes(self.s, vm, size), size)
-        self.bases[vm.name] = self._bases_of(vm.name, size)
+        self.bases[vm.name] = self._bases_of(vm.name, size) + local
         return [*self._ensure(host, self.bases[vm.name], operation.t),
-                MakeDisk(vm.name, host, vm.image, size)]
+                MakeDisk(vm.name, host, vm.image, size),
+                *(MakeLocalDisk(vm.name, host, b) for b in local)]
+
+    def _local_bases(self, name: str) -> tuple[Base, ...] | str:
+        """The bases of the VM's local disks (its flavor's ephemeral, then swap: Nova's
+        ``disk.local`` and ``disk.swap``, each a qcow2 overlay over its base in ``_base``), or
+        why they are not modelled for its strategy (only Nova's Qcow2 image backend is)."""
+        vm = self.vms[name]
+        j, fl = next(((j, f) for j, f in enumerate(self.s.flavors) if f.name == vm.flavor),
+                     (-1, None))
+        if fl is None or not (fl.ephemeral or fl.swap):
+            return ()
+        kind = self.s.strategy_of(vm).kind
+        if kind not in LOCAL_OVERLAYS:
+            return (f"flavors[{j}] ({fl.name!r}) has ephemeral or swap disks, made as qcow2 "
+                    f"overlays over their bases in _base (Nova's Qcow2 image backend) for "
+                    f"{', '.join(sorted(LOCAL_OVERLAYS))} disks; not modelled for {kind}: "
+                    "give the VM a flavor without them or one of those strategies")
+        return tuple(Base.local(k, z) for k, z in (("ephemeral", fl.ephemeral),
+                                                     ("swap", fl.swap)) if z)
 
     def _bases_of(self, name: str, size: int) -> tuple[Base, ...]:
         """What a new disk keeps in use in ``_base``: nothing for an RBD clone (in Ceph), the
@@ -205,6 +233,7 @@ class Machine:
         resized copy is made from its base, which comes before it in ``bases``; every one's
         mtime is then ``t``."""
         assert all(Base(b.image) in bases[:i] for i, b in enumerate(bases) if b.resized)
+        assert all(not b.is_local for b in bases[:len(bases) - self._n_local(bases)])
         cache = self.cache[host]
         present, mtime = [b in cache for b in bases], [math.nan] * len(bases)
         fetched = set(ensure(present, mtime, range(len(bases)), t) or ())
@@ -256,6 +285,10 @@ class Machine:
                            f"{'s' if below > 1 else ''} are in {below} layer"
                            f"{'s' if below > 1 else ''} below it and would not reach it: "
                            "migrate it cold (kind: cold) or flattened (kind: flatten)")]
+        if operation.kind == "flatten" and self._n_local(self.bases[vm]):
+            return [Refuse("a flattening (2012) migration of a VM with ephemeral or swap disks "
+                           "is not modelled (it flattens the root disk only): migrate it cold "
+                           "or live")]
         if operation.kind == "flatten":
             self.snapshots_below.pop(vm, None)  # one file ships, the chain flattened
         self.at.move(vm, to, keep=leaves_copy(operation.kind))
@@ -275,8 +308,14 @@ class Machine:
     def _backing(self, vm: str) -> Base | None:
         """The base the VM's bottom file names as its backing file, if it names one."""
         bases = self.bases[vm]
+        bases = bases[:len(bases) - self._n_local(bases)]  # the root disk's
         backed = self.s.strategy_of(self.vms[vm]).kind in BACKED
         return bases[-1] if bases and backed else None
+
+    @staticmethod
+    def _n_local(bases: tuple[Base, ...]) -> int:
+        """How many of a VM's bases (its root disk's first) are its local disks'."""
+        return sum(b.is_local for b in bases)
 
     @_apply.register
     def _(self, operation: Resize) -> list[Instruction]:
@@ -352,8 +391,10 @@ if TYPE_CHECKING:
 
 
 def _brought(host: str, base: Base, t: float) -> Instruction:
-    """A base missing on ``host`` at ``t``: fetched from Glance, or a resized copy made from
-    its base (which is on the host by then)."""
+    """A base missing on ``host`` at ``t``: fetched from Glance, a local disk's base made
+    there, or a resized copy made from its base (which is on the host by then)."""
+    if base.is_local:
+        return MakeLocalBase(host, base, t)
     if base.size is None:
         return FetchBase(host, base.image, t)
     return MakeResizedBase(host, base.image, base.size, t)

@@ -5,7 +5,11 @@
     <work>/glance/<image>.<fmt>                      the image as uploaded to Glance (a copy
                                                      of a ``path`` image)
     <host dir>/instances/_base/<sha1 of image id>    the cached base (raw)
+    <host dir>/instances/_base/ephemeral_<GiB>_ext4  a flavor's ephemeral base (raw, mkfs'd)
+    <host dir>/instances/_base/swap_<MiB>            a flavor's swap base (raw, mkswap'd)
     <host dir>/instances/<vm uuid>/disk              the VM's root disk
+    <host dir>/instances/<vm uuid>/disk.local        its ephemeral disk (a qcow2 overlay)
+    <host dir>/instances/<vm uuid>/disk.swap         its swap disk (a qcow2 overlay)
     <host dir>/instances/<vm uuid>/disk.info         {"<path of disk>": "<format>"}
 
 Image ids and VM uuids are derived from their names (uuid5), so a scenario always lays out the

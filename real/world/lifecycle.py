@@ -10,7 +10,11 @@ machine (``cowbench.nova.machine``), which decides what to do; its instructions
   filesystem takes O_DIRECT, else writeback) and renamed; a raw image, or a qcow2 one with
   ``force_raw_images`` off, is downloaded as it is into ``<sha1>.part``, every byte written
   (dense, as Nova's download writes it), and renamed; the disk is made by the VM's strategy
-  (``real.storage.strategies``); the base's mtime is touched;
+  (``real.storage.strategies``); the base's mtime is touched; a flavor's ephemeral and swap
+  disks are qcow2 overlays (``disk.local``, ``disk.swap``) over bases made once per host
+  (``qemu-img create -f raw``, then ``mkfs.ext4 -F -L ephemeral0`` or ``mkswap``), copied
+  with the instance on a cold migration, made afresh over the destination's bases on a live
+  one, and aged by the cache manager as a Glance base;
 - snapshot ``live``: a delta overlay with the top's clusters (``qemu-img convert -B``, what
   libvirt's shallow blockRebase copies), flattened with ``qemu-img convert -O qcow2`` into Glance
   (upload bytes = its size), the delta deleted; ``external``: a new qcow2 on top of the chain;
@@ -47,6 +51,8 @@ from pathlib import Path
 
 from cowbench.lifecycle import Op, nova_machine
 from cowbench.nova.instructions import (
+    EPHEMERAL_FS,
+    EPHEMERAL_LABEL,
     Base,
     BlockCopy,
     CopyFiles,
@@ -56,6 +62,8 @@ from cowbench.nova.instructions import (
     Instruction,
     KeepResize,
     MakeDisk,
+    MakeLocalBase,
+    MakeLocalDisk,
     MakeResizedBase,
     Refuse,
     RemoveBase,
@@ -77,6 +85,7 @@ from real.measure.integrity import Integrity
 from real.storage.reflink import collect_cow_reservations, shared_exclusive
 from real.storage.strategies import (
     copy_file,
+    create_overlay,
     disk_files,
     overlay_options,
     resized_base,
@@ -103,12 +112,19 @@ class RealInstance:
     layers: list[str]  # file names in the instance directory, bottom to top
     fmt: str
     root_size: int
+    #: its local disks (``disk.local``, ``disk.swap``), each over its base in ``_base``
+    local: list[Base] = field(default_factory=list)
 
     def dir(self, layouts: dict[str, HostLayout]) -> Path:
         return layouts[self.host].instance_dir(self.vm)
 
     def paths(self, layouts: dict[str, HostLayout]) -> list[Path]:
+        """The root disk's files, bottom to top."""
         return [self.dir(layouts) / n for n in self.layers]
+
+    def files(self, layouts: dict[str, HostLayout]) -> list[Path]:
+        """Every disk file of the instance: the root disk's, then the local disks'."""
+        return [*self.paths(layouts), *(self.dir(layouts) / b.disk_name for b in self.local)]
 
 
 @dataclass
@@ -175,18 +191,53 @@ class RealWorld:
         _touch(resized_base(base, ins.size, self.log), ins.t)
 
     @execute.register
+    def _(self, ins: MakeLocalBase) -> None:
+        """An ephemeral or swap base, as Nova's ``_create_ephemeral`` and ``_create_swap``
+        make it: ``qemu-img create -f raw`` of its size, then ``mkfs -t ext4 -F -L
+        ephemeral0`` (run as ``mkfs.ext4``, which mkfs -t ext4 starts) or ``mkswap``."""
+        b = ins.base
+        path = self._base_path(ins.host, b)
+        self.progress(f"{ins.host}: making {b.name} in _base")
+        run(["qemu-img", "create", "-q", "-f", "raw", str(path), str(b.size)], log=self.log,
+            label=f"qemu-img-create-{b.name}")
+        if b.kind == "ephemeral":
+            run([f"mkfs.{EPHEMERAL_FS}", "-q", "-F", "-L", EPHEMERAL_LABEL, str(path)],
+                log=self.log, label=f"mkfs-{b.name}", timeout=3600)
+        else:
+            run(["mkswap", str(path)], log=self.log, label=f"mkswap-{b.name}")
+        _touch(path, ins.t)
+
+    @execute.register
+    def _(self, ins: MakeLocalDisk) -> None:
+        inst = self.instances[ins.vm]
+        self._local_disk(inst, ins.base)
+        inst.local.append(ins.base)
+        _write_disk_info(inst, self.layouts)
+
+    def _local_disk(self, inst: RealInstance, base: Base) -> None:
+        """``disk.local`` or ``disk.swap`` in the instance's directory: a qcow2 overlay of
+        the base's size over its host's ``base`` (Nova's Qcow2 backend), as the strategy
+        makes overlays."""
+        assert base.size is not None
+        create_overlay(self.s.strategy_of(inst.vm), self._base_path(inst.host, base),
+                       inst.dir(self.layouts) / base.disk_name, base.size, self.log,
+                       f"qemu-img-create-{inst.vm.name}-{base.disk_name}")
+
+    @execute.register
     def _(self, ins: TouchBase) -> None:
         _touch(self._base_path(ins.host, ins.base), ins.t)
 
     @execute.register
     def _(self, ins: RemoveBase) -> None:
         """Hashed a last time first (``real.measure.integrity``), then removed."""
-        if not ins.base.resized:
+        if not ins.base.resized and not ins.base.is_local:
             key = f"cache:{ins.host}/{ins.base.image}"
             self.check.retire(key, f"{key} (removed at t={ins.t:g} s)")
         self._base_path(ins.host, ins.base).unlink()
 
     def _base_path(self, host: str, base: Base) -> Path:
+        if base.is_local:
+            return self.layouts[host].base_dir / base.name
         path = self.layouts[host].cache_file(self.s.image(base.image))
         return path if base.size is None else path.with_name(f"{path.name}_{size_tag(base.size)}")
 
@@ -283,7 +334,13 @@ class RealWorld:
         inst, dest, src_dir, dest_dir = self._leaving(ins.vm, ins.dst)
         assert ins.backing is not None, "check_timeline: block migration of overlays only"
         backing = self._base_file(ins.dst, ins.backing)
-        self._arrived(dest, self._live_copy(inst, backing, src_dir, dest_dir))
+        moved = self._live_copy(inst, backing, src_dir, dest_dir)
+        # Nova makes the local disks on the destination over its bases before the mirror
+        # starts; the guest's workloads never write them, so no cluster of theirs moves
+        for b in inst.local:
+            self._local_disk(dest, b)
+        dest.local = list(inst.local)
+        self._arrived(dest, moved)
 
     @execute.register
     def _(self, ins: CopyFiles) -> None:
@@ -292,6 +349,9 @@ class RealWorld:
         below = None if ins.backing is None else self._base_file(ins.dst, ins.backing)
         self._repoint(inst, below, dest_dir)
         dest.layers = list(inst.layers)
+        for b in inst.local:  # each a file of its own over its base: re-pointed alike
+            self._repoint_file(dest_dir / b.disk_name, self._base_file(ins.dst, b), dest_dir)
+        dest.local = list(inst.local)
         self._arrived(dest, transfer)
 
     def _leaving(self, vm: str, dst: str) -> tuple[RealInstance, RealInstance, Path, Path]:
@@ -304,9 +364,7 @@ class RealWorld:
         return inst, dest, inst.dir(self.layouts), dest_dir
 
     def _arrived(self, dest: RealInstance, transfer: int) -> None:
-        dest_dir = dest.dir(self.layouts)
-        info = {os.path.realpath(dest_dir / "disk"): dest.fmt}  # as the kernel names it
-        (dest_dir / "disk.info").write_text(json.dumps(info))
+        _write_disk_info(dest, self.layouts)
         self.instances[dest.vm.name] = dest
         self.transfer = transfer
 
@@ -343,12 +401,13 @@ class RealWorld:
     def _base_file(self, host: str, base: Base) -> tuple[Path, str]:
         """``host``'s file of ``base`` and its format (a resized copy: raw, whatever the
         base)."""
-        return self._base_path(host, base), "raw" if base.resized else self.base_fmt(base.image)
+        raw = base.resized or base.is_local
+        return self._base_path(host, base), "raw" if raw else self.base_fmt(base.image)
 
     def _copy_files(self, inst: RealInstance, src_dir: Path, dest_dir: Path,
                     transport: str) -> int:
         transfer = 0
-        for name in inst.layers:
+        for name in [*inst.layers, *(b.disk_name for b in inst.local)]:
             src = src_dir / name
             transfer += src.stat().st_size
             if transport == "rsync":
@@ -370,14 +429,20 @@ class RealWorld:
                 backing, fmt = base
             else:
                 backing, fmt = dest_dir / inst.layers[i - 1], "qcow2"
-            rel = os.path.relpath(backing, dest_dir)  # as real.storage.strategies names backings
-            if self._backing_of(dest_dir / name) == (rel, fmt):
-                # already so (a host's layout mirrors the others'), as Nova's copies are: a
-                # rebase would rewrite the header's whole cluster, allocating the holes
-                # rsync --sparse left in it, which no real migration does
-                continue
-            run(["qemu-img", "rebase", "-u", "-f", "qcow2", "-b", rel, "-F", fmt,
-                 str(dest_dir / name)], log=self.log, label="rebase-unsafe")
+            self._repoint_file(dest_dir / name, (backing, fmt), dest_dir)
+
+    def _repoint_file(self, path: Path, base: tuple[Path, str], dest_dir: Path) -> None:
+        """Re-point one copied qcow2 file at ``base`` (path, format), named relative to
+        ``dest_dir``, unless it names it already."""
+        backing, fmt = base
+        rel = os.path.relpath(backing, dest_dir)  # as real.storage.strategies names backings
+        if self._backing_of(path) == (rel, fmt):
+            # already so (a host's layout mirrors the others'), as Nova's copies are: a
+            # rebase would rewrite the header's whole cluster, allocating the holes
+            # rsync --sparse left in it, which no real migration does
+            return
+        run(["qemu-img", "rebase", "-u", "-f", "qcow2", "-b", rel, "-F", fmt, str(path)],
+            log=self.log, label="rebase-unsafe")
 
     def _backing_of(self, path: Path) -> tuple[str, str] | None:
         info = qemu_img_info(path, log=self.log)
@@ -408,7 +473,7 @@ class RealWorld:
         self._sample_hosts(t)
         for name, inst in self.instances.items():
             alloc = size = 0
-            for p in inst.paths(self.layouts):
+            for p in inst.files(self.layouts):
                 st = p.stat()
                 alloc += st.st_blocks * 512
                 size += st.st_size
@@ -447,6 +512,15 @@ class RealWorld:
                 shared, exclusive = shared_exclusive(tops[name], self.log)
                 self.rec.add(f"vm:{name}", "shared_bytes", shared)
                 self.rec.add(f"vm:{name}", "exclusive_bytes", exclusive)
+
+
+def _write_disk_info(inst: RealInstance, layouts: dict[str, HostLayout]) -> None:
+    """The instance's ``disk.info``: each disk file's path (as the kernel names it) and format
+    (Nova's: the root disk's, ``disk.local`` and ``disk.swap`` qcow2)."""
+    d = inst.dir(layouts)
+    info = {os.path.realpath(d / "disk"): inst.fmt,
+            **{os.path.realpath(d / b.disk_name): "qcow2" for b in inst.local}}
+    (d / "disk.info").write_text(json.dumps(info))
 
 
 def _touch(path: Path, t: float) -> None:

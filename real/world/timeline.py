@@ -62,7 +62,7 @@ def execute_timeline(s: Scenario, work: Path, log: RawLog, roots: dict[str, Path
     step_done("real:measure")
     progress("checking images and bases")
     done_with = None if s.real.keep_images else \
-        [p for inst in world.instances.values() for p in inst.paths(world.layouts)]
+        [p for inst in world.instances.values() for p in inst.files(world.layouts)]
     check_images(s, work, check, done_with)  # measured and checked: unlinked beside
     step_done("real:integrity")
 

@@ -22,10 +22,8 @@ from cowbench.fleet import fleet_flavors
 from cowbench.nova.clock import sample_times
 from cowbench.nova.draws import arrival_times, chosen, lifetimes, pick
 from cowbench.scenario import Scenario
-from sim.storage.fs import ext4_mkfs_allocated_bytes
+from sim.storage.fs import local_base_allocated_bytes
 from sim.storage.images import cache_file, fetch_bytes
-
-SWAP_BASE_BYTES = 4096  # a mkswap'd swap base holds one page (FACTS.md E16)
 
 
 @dataclass
@@ -87,8 +85,7 @@ def cache_entries(s: Scenario) -> CacheEntries:
         for kind, size in (("ephemeral", fl.ephemeral), ("swap", fl.swap)):
             if size and (kind, size) not in extra:
                 extra[(kind, size)] = len(stored)
-                stored.append(ext4_mkfs_allocated_bytes(size)
-                              if kind == "ephemeral" else SWAP_BASE_BYTES)
+                stored.append(local_base_allocated_bytes(kind, size))
                 fetch.append(0)
     mapping = {}
     for j, fl in enumerate(flavors):

@@ -89,3 +89,15 @@ def ext4_mkfs_allocated_bytes(size: int) -> int:
     runs = [1 + desc + reserved, *[1 + desc] * backups, *[1] * flex, 1,
             *[EXT4_MAX_EXTENT_BLOCKS] * (journal // EXT4_MAX_EXTENT_BLOCKS), EXT4_MKFS_TAIL_BLOCKS]
     return written * FS_BLOCK + extent_tree_bytes(runs)
+
+
+#: a swap base after ``mkswap`` (Nova's ``swap_<MiB>``): the one page it writes (FACTS.md E16)
+SWAP_BASE_BYTES = FS_BLOCK
+
+
+def local_base_allocated_bytes(kind: str, size: int) -> int:
+    """Bytes ``du`` counts for a flavor's local base of ``size`` bytes in ``_base``: an
+    ``ephemeral`` one formatted ext4 (:func:`ext4_mkfs_allocated_bytes`), a ``swap`` one
+    made by mkswap (:data:`SWAP_BASE_BYTES`). The fleet's cache entries and the timeline's
+    bases are both these figures."""
+    return ext4_mkfs_allocated_bytes(size) if kind == "ephemeral" else SWAP_BASE_BYTES

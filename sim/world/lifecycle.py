@@ -1,8 +1,9 @@
 """Nova's lifecycle in the model: hosts, image caches, instance directories, over time.
 
 The world holds, per host, the image cache (``_base``: bases with the mtime Nova ages them by),
-the instance directories (a chain of disk files plus ``disk.info``) and the ``_resize`` copies a
-cold migration leaves behind until it is confirmed; and the snapshots uploaded to Glance. The
+the instance directories (a chain of disk files, the flavor's ``disk.local`` and ``disk.swap``
+overlays, and ``disk.info``) and the ``_resize`` copies a cold migration leaves behind until
+it is confirmed; and the snapshots uploaded to Glance. The
 timeline's operations (``cowbench.lifecycle.expand_timeline``) are applied in order; the cache
 manager runs its pass every ``manager_interval_s``. Each operation is an entity with
 ``transfer_bytes`` and ``duration_s``; every host, cache and VM is sampled (``allocated_bytes``,
@@ -176,6 +177,9 @@ class Instance:
     layers: list[Layer]
     root_size: int
     remote: bool = False  # an RBD clone: in Ceph, not in the host's files
+    #: its local disks beside the root disk, each an overlay over its base in ``_base``
+    #: (``disk.local``, ``disk.swap``; the guest's workloads run on the root disk only)
+    local: dict[Base, Layer] = field(default_factory=dict)
 
     @property
     def backed(self) -> bool:
@@ -189,14 +193,25 @@ class Instance:
         return self.layers[-1]
 
     def files(self) -> tuple[int, int]:
-        """The disk chain's files: (allocated, apparent) bytes; disk.info is not counted."""
-        return (sum(x.allocated_bytes for x in self.layers),
-                sum(x.file_bytes for x in self.layers))
+        """The instance's disk files, the root disk's chain and the local disks: (allocated,
+        apparent) bytes; disk.info is not counted."""
+        every = [*self.layers, *self.local.values()]
+        return sum(x.allocated_bytes for x in every), sum(x.file_bytes for x in every)
+
+
+@dataclass(frozen=True)
+class LocalBaseFile:
+    """A flavor's local base in ``_base`` (``ephemeral_<GiB>_ext4``, ``swap_<MiB>``): a sparse
+    raw file of the disk's size holding what mkfs or mkswap wrote
+    (``sim.storage.fs.local_base_allocated_bytes``)."""
+
+    allocated_bytes: int
+    file_bytes: int
 
 
 @dataclass
 class CacheEntry:
-    file: Disk
+    file: Disk | LocalBaseFile
     mtime: float
     resized: bool = False  # a resized copy ``<sha1>_<size>`` (Nova before Dec 2012)
 

@@ -31,6 +31,8 @@ from cowbench.nova.instructions import (
     Instruction,
     KeepResize,
     MakeDisk,
+    MakeLocalBase,
+    MakeLocalDisk,
     MakeResizedBase,
     Refuse,
     RemoveBase,
@@ -48,8 +50,9 @@ from cowbench.nova.machine import Operation, Run
 from cowbench.records import Recorder
 from cowbench.runseed import run_numbers
 from cowbench.scenario import Scenario
+from sim.storage.backing import BaseData
 from sim.storage.disk import Qcow2Image, RawImage
-from sim.storage.fs import FS_BLOCK
+from sim.storage.fs import FS_BLOCK, local_base_allocated_bytes
 from sim.storage.images import DISK_INFO_BYTES, backing_data
 from sim.storage.qcow2_ext import SUBCLUSTERS, Qcow2ExtImage
 from sim.storage.reflink import ReflinkCopy, counted_again
@@ -62,6 +65,7 @@ from .lifecycle import (
     Instance,
     Kept,
     Layer,
+    LocalBaseFile,
     chain_data,
     content_below,
     content_blocks,
@@ -139,6 +143,21 @@ class World:
         copy = resized_copy(self.s.image(ins.image), ins.size)
         self.hosts[ins.host].caches[Base(ins.image, ins.size)] = CacheEntry(copy, ins.t, True)
         self.done.took(copy.allocated_bytes / self.s.device.write_bandwidth_bytes_per_s)
+
+    @execute.register
+    def _(self, ins: MakeLocalBase) -> None:
+        """An ephemeral or swap base: what mkfs or mkswap writes, written at the device's
+        bandwidth."""
+        b = ins.base
+        assert b.size is not None
+        made = LocalBaseFile(local_base_allocated_bytes(b.kind, b.size), b.size)
+        self.hosts[ins.host].caches[b] = CacheEntry(made, ins.t)
+        self.done.took(made.allocated_bytes / self.s.device.write_bandwidth_bytes_per_s)
+
+    @execute.register
+    def _(self, ins: MakeLocalDisk) -> None:
+        inst = self.instance(ins.vm, ins.host)
+        inst.local[ins.base] = _local_overlay(self.s, inst, ins.base)
 
     @execute.register
     def _(self, ins: TouchBase) -> None:
@@ -287,7 +306,7 @@ class World:
     def _(self, ins: CopyFiles) -> None:
         inst = self.hosts[ins.src].instances[ins.vm]
         moved = _copied(inst, fill=ins.transport == "ssh")
-        self._moved(ins.vm, ins.dst, moved, sum(x.file_bytes for x in inst.layers))
+        self._moved(ins.vm, ins.dst, moved, inst.files()[1])
 
     def _moved(self, vm: str, dst: str, moved: Instance, transfer: int) -> None:
         """The VM now on ``dst``; the migration's time: what it moved and what it fetched."""
@@ -314,7 +333,11 @@ class World:
             for g in np.flatnonzero(top.allocated).tolist():
                 img.write(g * c, min(c, inst.root_size - g * c))
         layer.written[:] = inst.top.written
-        return Instance(vm, inst.image, [layer], inst.root_size)
+        moved = Instance(vm, inst.image, [layer], inst.root_size)
+        # Nova makes the local disks on the destination over its bases before the mirror
+        # starts; the guest's workloads never write them, so no cluster of theirs moves
+        moved.local = {b: _local_overlay(self.s, moved, b) for b in inst.local}
+        return moved
 
     @execute.register
     def _(self, ins: GrowDisk) -> None:
@@ -365,6 +388,15 @@ def _subcluster_runs(img: Qcow2ExtImage) -> list[tuple[int, int]]:
     return [(a, min(b, size)) for a, b in runs if a < size]
 
 
+def _local_overlay(s: Scenario, inst: Instance, base: Base) -> Layer:
+    """A new ``disk.local`` or ``disk.swap``: an empty overlay of the local base's size with
+    the strategy's options, over a base whose content the model leaves out (the guest never
+    writes these disks here, and an empty overlay copies nothing of it)."""
+    assert base.size is not None
+    img = overlay(base.size, s.strategy_of(inst.vm), BaseData(base.size, []))
+    return Layer.new(base.disk_name, img, base.size)
+
+
 def _copied(inst: Instance, fill: bool) -> Instance:
     """A file copy of the instance's chain: scp writes holes out, rsync --sparse keeps them.
     A raw file scp wrote whole has every block allocated: a later resize grows it with a hole
@@ -382,7 +414,11 @@ def _copied(inst: Instance, fill: bool) -> Instance:
     if not fill:
         for layer, below in zip(layers, content_below(inst.layers), strict=True):
             layer.sparse_at_copy = sparse_copy(layer, below)
-    return Instance(inst.vm, inst.image, layers, inst.root_size)
+    moved = Instance(inst.vm, inst.image, layers, inst.root_size)
+    # each local disk is a file of its own over its base, copied alike
+    moved.local = {b: _copied(Instance(inst.vm, None, [x], x.image.virtual_size), fill).top
+                   for b, x in inst.local.items()}
+    return moved
 
 
 def _counted_again(h: HostState, on_host: list[Instance]) -> int:
