@@ -117,7 +117,11 @@ def _disk_bytes(s: Scenario, vm: Any) -> int:
         return -(-size // st.object_size) * CLUSTER_MAP_BYTES
     depth = st.chain_depth if st.kind == "snapshot_chain" else 1
     extra = -(-size // 4096) if st.kind == "resized_base" else 0
-    return depth * _qcow2_map(size, st.cluster_size) + extra
+    # the flavor's disk.local and disk.swap: an overlay's map each (cowbench.nova.machine)
+    fl = next((f for f in s.flavors if f.name == vm.flavor), None)
+    local = sum(_qcow2_map(z, st.cluster_size) for z in (fl.ephemeral, fl.swap) if z) \
+        if fl is not None else 0
+    return depth * _qcow2_map(size, st.cluster_size) + extra + local
 
 
 def _job_bytes(s: Scenario, vm: Any) -> tuple[int, float]:
