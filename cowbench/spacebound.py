@@ -11,9 +11,10 @@ copies and no timeline; anything else (``None``) goes to the model.
 
 Per file, at most:
 
-- a raw file (a ``_base`` base, a full copy): its size, the larger of the base's and the
-  root's;
-- a qcow2 file of virtual size ``V`` and cluster ``c`` (a generated Glance image, an overlay):
+- a raw file (a ``_base`` base, a flavor's ephemeral or swap base, a full copy): its size,
+  the larger of the base's and the root's;
+- a qcow2 file of virtual size ``V`` and cluster ``c`` (a generated Glance image, an overlay,
+  a flavor's ``disk.local`` or ``disk.swap``):
   every data cluster allocated, plus its metadata at the widest (QEMU's ``qcow2_calc_size``,
   ``block/qcow2.c``): the header cluster, the L1 table, one L2 entry per cluster (8 bytes, 16
   with ``extended_l2``), one refcount entry per cluster (``refcount_bits``) for the data and
@@ -97,4 +98,15 @@ def _host_bytes(scenario: Scenario, host: str) -> int:
     bases = {vm.image: scenario.image(vm.image).virtual_size or 0 for vm in vms}
     disks = sum(_disk_bytes(scenario.strategy_of(vm), scenario.root_size(vm), bases[vm.image])
                 for vm in vms)
-    return sum(bases.values()) + disks
+    # a flavor's disk.local and disk.swap: a qcow2 overlay each, over a raw base in _base of
+    # its size, one per size and kind on the host (cowbench.nova.machine)
+    local: set[tuple[str, int]] = set()
+    for vm in vms:
+        fl = next((f for f in scenario.flavors if f.name == vm.flavor), None)
+        for kind, size in (("ephemeral", fl.ephemeral), ("swap", fl.swap)) if fl else ():
+            if size:
+                st = scenario.strategy_of(vm)
+                local.add((kind, size))
+                disks += qcow2_max_bytes(size, st.cluster_size, st.refcount_bits,
+                                         st.extended_l2)
+    return sum(bases.values()) + disks + sum(size for _, size in local)

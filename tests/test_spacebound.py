@@ -49,12 +49,17 @@ def _scenarios() -> list[dict[str, Any]]:
                                "extended_l2": True, "preallocation": "full"})
     raw = small_dict()
     raw["images"][0]["format"] = "raw"
+    # a flavor's disk.local and disk.swap, and their bases (ext4 of 80 GiB: its 512 MiB journal)
+    local = small_dict(flavors=[{"name": "l", "root": "96MiB", "ephemeral": "80GiB",
+                                 "swap": "64MiB"}])
+    for vm in local["vms"]:
+        vm["flavor"] = "l"
     return [small_dict(), small_dict(strategy={"kind": "full_copy", "sparse": False}), ext,
-            raw, two_hosts]
+            raw, two_hosts, local]
 
 
 @pytest.mark.parametrize("d", _scenarios(), ids=["overlay", "full-copy", "extended-l2", "raw",
-                                                 "two-hosts"])
+                                                 "two-hosts", "local-disks"])
 def test_the_bound_is_never_below_the_models_prediction(tmp_path: Path,
                                                          d: dict[str, Any]) -> None:
     s = parse_scenario(d)
