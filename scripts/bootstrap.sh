@@ -3,11 +3,11 @@
 #  - first what a minimal Debian lacks to run the rest: python3, python3-venv, ca-certificates;
 #  - then, through apt-get, the package of every program the code can start that is not on
 #    PATH, from the one table in cowbench/packages.py (qemu-utils: qemu-img, qemu-io, qemu-nbd;
-#    fio; rsync; coreutils; mount; xfsprogs ...);
+#    fio; rsync; coreutils; mount; xfsprogs; e2fsprogs ...);
 #  - a venv in .venv holding cowbench and its Python dependencies (re-installed when
 #    pyproject.toml changes).
 # Options: --test (scripts/test.sh passes it) adds what only the tests start (chromium, which
-# opens report.html headless; e2fsprogs; procps); --fresh-check installs only what
+# opens report.html headless; procps); --fresh-check installs only what
 # scripts/fresh-check.sh needs on the host (debootstrap, git) and makes no venv; --dry-run
 # prints the Debian packages it would install, one a line, and changes nothing.
 # Safe to run again: it does only what is missing.
