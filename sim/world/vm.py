@@ -8,6 +8,7 @@ the VM's exact allocation map and the host I/O it causes is served by the host's
 from __future__ import annotations
 
 import math
+from array import array
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import numpy as np
 import simpy
 
+from cowbench.fiojobs import reported_jobs
 from cowbench.iolog import READ, TRIM, WRITE, Trace
 from cowbench.records import Recorder
 from cowbench.scenario import VM, Scenario, Workload
@@ -56,13 +58,22 @@ class VmStats:
 
 @dataclass
 class CloneRun:
-    """One fio clone's run: what fio's per-direction ``runtime`` is made of."""
+    """One fio clone's run: what fio's per-direction ``runtime`` is made of, and what fio
+    reports for the clone on its own (``index``: its place in fio's run order, each job's
+    clones after it; its latencies, bytes and trims), for the entries of fio's ``jobs`` array
+    (:func:`record_jobs`)."""
 
     stage: int
     first_issue: float
     last_done: float
     reads: int
     writes: int
+    index: int = 0
+    read_lat: Sequence[float] = ()
+    write_lat: Sequence[float] = ()
+    read_bytes: int = 0
+    write_bytes: int = 0
+    trims: int = 0
 
 
 class _Job:
@@ -82,7 +93,10 @@ class _Job:
         self._ios: Iterator[tuple[int, int, bool, bool]] = iter(())
         self.written: list[tuple[int, int]] | None = [] if record_writes else None
         self.exhausted = False
-        self.reads = self.writes = 0
+        self.reads = self.writes = self.trims = 0
+        # each completed read's and write's latency and bytes ([0]: reads, [1]: writes)
+        self.lat = (array("d"), array("d"))
+        self.nbytes = [0, 0]
         self.first_issue = math.inf
         self.last_done = -math.inf
 
@@ -130,6 +144,7 @@ def _slot(env: simpy.Environment, job: _Job, disk: Disk, device: AnyDevice,
         if is_trim:  # a discard: space and count only (its time is not modelled)
             stats.add_host(trim(disk, offset, length))
             stats.trims += 1
+            job.trims += 1
             continue
         host = guest_write(disk, offset, length) if is_write else disk.read(offset, length)
         if is_write and stats.written is not None:
@@ -138,6 +153,8 @@ def _slot(env: simpy.Environment, job: _Job, disk: Disk, device: AnyDevice,
         stats.add_host(host)
         done = env.now
         job.last_done = max(job.last_done, done)
+        job.lat[is_write].append(done - issued)
+        job.nbytes[is_write] += length
         if is_write:
             job.writes += 1
             stats.write_lat.append(done - issued)
@@ -237,7 +254,7 @@ def run_vm(env: simpy.Environment, scenario: Scenario, vm: VM, vm_index: int,
                 mix = Rwmix(seeds[i].seeds, part.rwmixread)
         job = _Job(stream, record_writes=part.verifies, mix=mix)
         clones.append(env.process(_clone(env, part, job, disk, device, stats, env.now + limit,
-                                         pacer, stage)))
+                                         pacer, stage, i)))
     yield simpy.AllOf(env, clones)
     stats.add_host(disk.flush())
 
@@ -260,8 +277,9 @@ def _units(wl: Workload, trace: Trace | None) -> tuple[int, int, int]:
 
 def _clone(env: simpy.Environment, wl: Workload, job: _Job, disk: Disk,
            device: AnyDevice, stats: VmStats, deadline: float, pacer: _Pacer | None,
-           stage: int = 0) -> Process:
-    """One fio clone: ``iodepth`` slots, then fio's verify phase if the job asks for it."""
+           stage: int = 0, index: int = 0) -> Process:
+    """One fio clone (``index``: its place in fio's run order): ``iodepth`` slots, then fio's
+    verify phase if the job asks for it."""
     slots = [env.process(_slot(env, job, disk, device, stats, deadline, pacer))
              for _ in range(wl.iodepth)]
     yield simpy.AllOf(env, slots)
@@ -271,10 +289,13 @@ def _clone(env: simpy.Environment, wl: Workload, job: _Job, disk: Disk,
                  for _ in range(wl.iodepth)]
         yield simpy.AllOf(env, slots)
         job.reads += check.reads  # fio counts its verify reads as the job's reads
+        job.lat[0].extend(check.lat[0])
+        job.nbytes[0] += check.nbytes[0]
         job.last_done = max(job.last_done, check.last_done)
-    if job.reads or job.writes:
+    if job.reads or job.writes or job.trims:
         stats.clones.append(CloneRun(stage, job.first_issue, job.last_done, job.reads,
-                                     job.writes))
+                                     job.writes, index, job.lat[0], job.lat[1],
+                                     job.nbytes[0], job.nbytes[1], job.trims))
 
 
 def verify_reads(written: list[tuple[int, int]], wl: Workload) -> IoChunk:
@@ -334,3 +355,43 @@ def record_io(rec: Recorder, entity: str, st: VmStats, wl: Workload,
             rec.add(entity, f"{kind}_lat_p99_s", float(np.percentile(arr, 99)), t_s)
     if any("trim" in p.rw for p in wl.parts):
         rec.add(entity, "trim_ios", st.trims, t_s)
+    record_jobs(rec, entity.removeprefix("vm:"), st, wl, t_s)
+
+
+def record_jobs(rec: Recorder, vm: str, st: VmStats, wl: Workload,
+                t_s: float | None = None) -> None:
+    """The figures of each entry of fio's ``jobs`` array, for a VM whose fio reports several
+    (several job sections, or clones without ``group_reporting``: :mod:`cowbench.fiojobs`),
+    as entity ``job:<vm>/<k>``, ``k`` the entry's place in the array. An entry's figures are
+    those of the clones it sums, as fio sums them: I/Os, bytes and latencies add up; a
+    direction's runtime is its longest clone's that did I/O that way (all in one stage), the
+    rates over it. A VM of one entry records none: its own figures are that job's."""
+    entries = reported_jobs(wl, vm)
+    if len(entries) < 2:
+        return
+    part_of = [p for p, part in enumerate(wl.parts) for _ in range(part.numjobs)]
+    ran = {c.index: c for c in st.clones}
+    for k, entry in enumerate(entries):
+        entity, clones = f"job:{vm}/{k}", [ran[i] for i in entry.runs if i in ran]
+        parts = [wl.parts[p] for p in sorted({part_of[i] for i in entry.runs})]
+        spans = {c.index: c.last_done - c.first_issue for c in clones
+                 if (c.reads or c.writes) and c.last_done > c.first_issue}
+        for kind, present in (("read", any(p.read_fraction > 0 or p.verifies for p in parts)),
+                              ("write", any(p.read_fraction < 1 for p in parts))):
+            if not present:
+                continue
+            did = [c for c in clones if (c.reads if kind == "read" else c.writes)]
+            lat = np.concatenate([np.asarray(c.read_lat if kind == "read" else c.write_lat,
+                                             dtype=float) for c in did] or [np.empty(0)])
+            nbytes = sum(c.read_bytes if kind == "read" else c.write_bytes for c in did)
+            # none done that way: fio's 0 IOPS over the entry's run
+            elapsed = max((spans[c.index] for c in did if c.index in spans),
+                          default=max(spans.values(), default=math.nan))
+            rec.add(entity, f"{kind}_ios", lat.size, t_s)
+            rec.add(entity, f"{kind}_iops", lat.size / elapsed, t_s)
+            rec.add(entity, f"{kind}_bw_bytes_per_s", nbytes / elapsed, t_s)
+            if lat.size:
+                rec.add(entity, f"{kind}_lat_mean_s", float(lat.mean()), t_s)
+                rec.add(entity, f"{kind}_lat_p99_s", float(np.percentile(lat, 99)), t_s)
+        if any("trim" in p.rw for p in parts):
+            rec.add(entity, "trim_ios", sum(c.trims for c in clones), t_s)
