@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 
 from . import __version__
+from .fiojobs import reported_jobs
 from .fioshape import (
     empty_stat,
     idle_direction,
@@ -82,11 +83,34 @@ def fio_json(records: pd.DataFrame, entity: str, wl: Workload | None = None,
              t_s: float | None = None) -> dict[str, Any]:
     """One VM's predicted I/O (the run at ``t_s``, or the end-of-run figures) as fio JSON.
 
-    Every key fio 3.33 writes for a job is present; values the model does not know are null
-    and named in ``cowbench.unknown`` (:mod:`cowbench.fioshape`).
+    One entry in ``jobs`` per entry fio's own JSON has for the VM's workload
+    (:func:`cowbench.fiojobs.reported_jobs`: per job, per clone unless ``group_reporting``),
+    named and grouped as fio names and groups them, each with the figures the model recorded
+    for it (entity ``job:<vm>/<k>``); a VM of one such entry is its own figures. Every key fio
+    3.33 writes for a job is present; values the model does not know are null and named in
+    ``cowbench.unknown`` (:mod:`cowbench.fioshape`).
     """
-    f = _figures(records, entity, t_s)
-    job: dict[str, Any] = {"jobname": entity.removeprefix("vm:"), "groupid": 0, "error": 0,
+    name = entity.removeprefix("vm:")
+    entries = reported_jobs(wl, name) if wl is not None else []
+    if wl is not None and len(entries) > 1 and _figures(records, f"job:{name}/0", t_s):
+        jobs = [_job(_figures(records, f"job:{name}/{k}", t_s), e.jobname, e.groupid,
+                     wl.parts[e.part]) for k, e in enumerate(entries)]
+    else:  # one entry; or records from before the model kept each job's (all summed in one)
+        jobname = entries[0].jobname if len(entries) == 1 else name
+        jobs = [_job(_figures(records, entity, t_s), jobname, 0, wl)]
+    doc: dict[str, Any] = {"fio version": f"cowbench-{__version__} model (fio-3.33 JSON)",
+                           "timestamp": None, "timestamp_ms": None, "time": None,
+                           "global options": {}, "jobs": jobs}
+    zeros = [p for i, job in enumerate(jobs) for p in zero_paths(job, f"/jobs/{i}")]
+    doc["cowbench"] = {"model": True, "unknown": [*unknown_paths(doc), *zeros, "/disk_util"],
+                       "zero_for_fio_plot": zeros}
+    return doc
+
+
+def _job(f: dict[str, float], jobname: str, groupid: int, wl: Workload | None
+         ) -> dict[str, Any]:
+    """One entry of ``jobs``: the figures ``f`` of the job ``wl`` (its options)."""
+    job: dict[str, Any] = {"jobname": jobname, "groupid": groupid, "error": 0,
                            "eta": None, "elapsed": None,
                            "job options": job_options(wl) if wl is not None else {}}
     for kind in ("read", "write", "trim"):
@@ -94,18 +118,13 @@ def fio_json(records: pd.DataFrame, entity: str, wl: Workload | None = None,
     job["sync"] = {"total_ios": 0, "lat_ns": empty_stat()}  # cowbench's jobs never fsync
     runtimes = [job[k]["runtime"] for k in KINDS if job[k]["total_ios"]]
     job.update(job_tail(wl.iodepth if wl is not None else 1, max(runtimes, default=None)))
-    doc: dict[str, Any] = {"fio version": f"cowbench-{__version__} model (fio-3.33 JSON)",
-                           "timestamp": None, "timestamp_ms": None, "time": None,
-                           "global options": {}, "jobs": [job]}
-    zeros = zero_paths(job, "/jobs/0")
-    doc["cowbench"] = {"model": True, "unknown": [*unknown_paths(doc), *zeros, "/disk_util"],
-                       "zero_for_fio_plot": zeros}
-    return doc
+    return job
 
 
 def write_fio_json(run_dir: Path, scenario: Scenario, predicted: pd.DataFrame) -> list[Path]:
     """``fio-json/<vm>[-t<seconds>].json`` for every VM run the model predicted."""
-    ios = predicted[predicted.metric.isin(["read_iops", "write_iops"])]
+    ios = predicted[predicted.metric.isin(["read_iops", "write_iops"])
+                    & predicted.entity.str.startswith("vm:")]
     runs = {(op.vm, op.t): op.workload for op in expand_timeline(scenario) if op.op == "run"}
     written = []
     keys = sorted({(str(e), float(t)) for e, t in zip(ios.entity, ios.t_s.fillna(-1.0),

@@ -1,0 +1,134 @@
+"""The model's fio JSON has one entry per job as fio's own has (issue 19): per job section,
+per clone unless ``group_reporting``, each named and grouped as fio names and groups it, with
+the figures of the clones it sums (``job:<vm>/<k>`` records, ``cowbench.fiojobs``)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from cowbench.fiojobs import reported_jobs
+from cowbench.fiojson import fio_json
+from cowbench.runner import run_scenario
+from cowbench.scenario import Scenario, load_scenario
+from cowbench.store import read_records
+
+needs_fio = pytest.mark.skipif(shutil.which("fio") is None, reason="needs fio")
+
+WRITE_THEN_READ = """\
+[global]
+bs=64k
+iodepth=2
+size=2m
+[writer]
+rw=write
+[reader]
+rw=read
+stonewall
+"""
+CLONES = "[global]\nbs=4k\niodepth=2\nsize=1m\n[w]\nrw=randwrite\nnumjobs=2\n"
+CLONES_GROUPED = CLONES.replace("[w]", "group_reporting\n[w]")
+# new_group in [global]: every job after the first starts a group; y has two clones
+NEW_GROUPS = ("[global]\nbs=4k\nsize=1m\nrw=read\nnew_group\n[x]\n[y]\nnumjobs=2\nstonewall\n"
+              "[z]\n")
+# y's clones, reported as a group, join x's entry (the same group, the run before); z does not
+JOINED = "[global]\nbs=4k\nsize=1m\nrw=read\n[x]\n[y]\ngroup_reporting\nnumjobs=2\n[z]\n"
+
+Entry = tuple[str, int, tuple[int, ...]]  # jobname, groupid, the runs it sums
+#: a job file, and each entry of fio's jobs array for it
+CASES: dict[str, tuple[str, list[Entry]]] = {
+    "write-then-read": (WRITE_THEN_READ, [("v.writer", 0, (0,)), ("v.reader", 1, (1,))]),
+    "clones": (CLONES, [("v", 0, (0,)), ("v", 0, (1,))]),
+    "clones-grouped": (CLONES_GROUPED, [("v", 0, (0, 1))]),
+    "new-groups": (NEW_GROUPS, [("v.x", 0, (0,)), ("v.y", 1, (1,)), ("v.y", 1, (2,)),
+                                ("v.z", 2, (3,))]),
+    "joined": (JOINED, [("v.x", 0, (0, 1, 2)), ("v.z", 0, (3,))]),
+}
+
+
+def _scenario(tmp: Path, job: str) -> Scenario:
+    (tmp / "job.fio").write_text(job)
+    p = tmp / "s.yaml"
+    p.write_text("name: fj\nseed: 3\nimages: [{name: b, virtual_size: 64MiB, synthetic: "
+                 "{data: [{offset: 0, length: 16MiB}]}}]\nstrategy: {kind: qcow2_overlay, "
+                 "cluster_size: 64KiB}\nvms: [{name: v, image: b, workload: "
+                 "{job_file: job.fio, offsets: fio}}]\n")
+    return load_scenario(p)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_the_jobs_fio_reports_for_a_workload(tmp_path: Path, case: str) -> None:
+    job, wanted = CASES[case]
+    got = reported_jobs(_scenario(tmp_path, job).workloads["v"], "v")
+    assert [(e.jobname, e.groupid, e.runs) for e in got] == wanted
+
+
+@needs_fio
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_the_jobs_are_fio_s_own(tmp_path: Path, case: str) -> None:
+    """fio's null engine on the same file: the same entries (its names are the sections'),
+    groups, and each entry's I/Os the sum of its runs'."""
+    job, _ = CASES[case]
+    wl = _scenario(tmp_path, job).workloads["v"]
+    out = subprocess.run(["fio", "--ioengine=null", "--output-format=json",
+                          str(tmp_path / "job.fio")], check=True, capture_output=True,
+                         text=True, timeout=60).stdout
+    fio = [(j["jobname"], j["groupid"], j["read"]["total_ios"] + j["write"]["total_ios"])
+           for j in json.loads(out)["jobs"]
+           if "jobname" in j]  # not fio's empty last entry of a mixed group (cowbench.fiojobs)
+    ios = [(p.size or 0) // p.bs for p in wl.parts for _ in range(p.numjobs)]  # each run's
+    mine = [(wl.parts[e.part].section or "w", e.groupid, sum(ios[i] for i in e.runs))
+            for e in reported_jobs(wl, "v")]
+    assert mine == fio
+
+
+def _model_doc(tmp: Path, job: str) -> tuple[dict[str, Any], pd.DataFrame]:
+    s = _scenario(tmp, job)
+    run_scenario(s, tmp / "run", "sim")
+    rec = read_records(tmp / "run" / "predicted.parquet")
+    return fio_json(rec, "vm:v", s.workloads["v"]), rec
+
+
+@needs_fio
+@pytest.mark.parametrize("case", ["write-then-read", "clones", "clones-grouped"])
+def test_the_model_json_has_an_entry_per_job_fio_reports(tmp_path: Path, case: str) -> None:
+    """Each entry its own clones' figures: they add up to the VM's, which are unchanged."""
+    job, wanted = CASES[case]
+    doc, rec = _model_doc(tmp_path, job)
+    jobs: list[dict[str, Any]] = doc["jobs"]
+    assert [(j["jobname"], j["groupid"]) for j in jobs] == [(n, g) for n, g, _ in wanted]
+    vm = rec[rec.entity == "vm:v"].set_index("metric").value
+    for kind in ("read", "write"):
+        assert sum(j[kind]["total_ios"] for j in jobs) == vm.get(f"{kind}_ios", 0)
+    if case == "write-then-read":  # the writer writes only, the reader reads only
+        assert [(j["read"]["total_ios"], j["write"]["total_ios"]) for j in jobs] == [
+            (0, 32), (32, 0)]
+        # each over its own stage: the VM's rates are the jobs' own
+        assert jobs[0]["write"]["iops"] == pytest.approx(vm["write_iops"])
+        assert jobs[1]["read"]["iops"] == pytest.approx(vm["read_iops"])
+    if case == "clones":  # each clone did its own 256 writes, over its own run
+        assert [j["write"]["total_ios"] for j in jobs] == [256, 256]
+        assert sum(j["write"]["iops"] for j in jobs) == pytest.approx(vm["write_iops"],
+                                                                      rel=0.05)
+    assert set(rec.entity) == {"vm:v", "host:host1", "image:b", "cache:host1"} | (
+        {f"job:v/{k}" for k in range(len(wanted))} if len(wanted) > 1 else set())
+
+
+@needs_fio
+def test_the_fio_json_command_writes_the_jobs(tmp_path: Path) -> None:
+    from .clirun import cowbench
+
+    s = _scenario(tmp_path, WRITE_THEN_READ)
+    run_scenario(s, tmp_path / "run", "sim")
+    assert cowbench("fio-json", str(tmp_path / "run")).code == 0
+    assert sorted(p.name for p in (tmp_path / "run" / "fio-json").iterdir()) == ["v.json"]
+    doc = json.loads((tmp_path / "run" / "fio-json" / "v.json").read_text())
+    assert [(j["jobname"], j["groupid"], j["job options"]["rw"]) for j in doc["jobs"]] == [
+        ("v.writer", 0, "write"), ("v.reader", 1, "read")]
+    assert "/jobs/1/usr_cpu" in doc["cowbench"]["zero_for_fio_plot"]
