@@ -134,3 +134,57 @@ def test_fio_plot_draws_the_model_logs_beside_real_fio_logs(tmp_path: Path) -> N
                     "logs.png", cwd=tmp_path)
     assert plot.returncode == 0, plot.stdout + plot.stderr
     assert (tmp_path / "logs.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_model_json_has_the_real_run_s_jobs_and_fio_plot_draws_both(
+        tmp_path: Path, no_leaks: None) -> None:
+    """Issue 19: a VM of two job sections (a writer, then a stonewalled reader) and a VM of
+    ``numjobs=2``: the model's fio JSON lists the jobs of the real run's own fio JSON (under
+    ``raw/``), in its order, by its names and groupids, each with its I/O count (the jobs are
+    bounded by their size: exact); before, one job per VM. A VM whose job file asks for
+    ``group_reporting`` gets fio's folded entry, where the real backend asks fio for every
+    clone and folds them itself (real.workload.fiogroups). fio-plot draws both files."""
+    from cowbench.scenario import load_scenario
+    from real.workload.fiogroups import groups
+
+    from .test_fiojobs import CLONES, CLONES_GROUPED, WRITE_THEN_READ
+
+    vms = {"sections": (WRITE_THEN_READ, "write", 1), "clones": (CLONES, "randwrite", 2),
+           "grouped": (CLONES_GROUPED, "randwrite", 2)}
+    for vm, (job, _, _) in vms.items():
+        (tmp_path / f"{vm}.fio").write_text(job)
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(
+        "name: jobs\nseed: 3\nimages: [{name: b, virtual_size: 64MiB, synthetic: {data: "
+        "[{offset: 0, length: 16MiB}]}}]\nstrategy: {kind: qcow2_overlay, cluster_size: 64KiB}"
+        "\nvms:\n" + "".join(f"  - {{name: {vm}, image: b, workload: {{job_file: {vm}.fio}}}}\n"
+                             for vm in vms))
+    run = tmp_path / "run"
+    run_scenario(load_scenario(scenario), run, "both")
+    assert cowbench("fio-json", str(run)).code == 0
+
+    def jobs(doc: list[dict[str, Any]]) -> list[tuple[int, int, int]]:
+        return [(j["groupid"], j["read"]["total_ios"], j["write"]["total_ios"]) for j in doc]
+
+    for vm, (_, rw, numjobs) in vms.items():
+        model = json.loads((run / "fio-json" / f"{vm}.json").read_text())
+        real = json.loads((next((run / "raw").glob(f"*-fio-{vm}")) / "output.json").read_text())
+        if vm == "grouped":
+            assert jobs(model["jobs"]) == jobs(groups(real["jobs"])) == [(0, 0, 512)]
+            assert [j["jobname"] for j in model["jobs"]] == [vm]
+        else:
+            assert [(j["jobname"], j["groupid"]) for j in model["jobs"]] == [
+                (j["jobname"], j["groupid"]) for j in real["jobs"]]
+            assert jobs(model["jobs"]) == jobs(real["jobs"])
+        for side, doc in (("model", model), ("real", real)):
+            (tmp_path / vm / side).mkdir(parents=True)
+            (tmp_path / vm / side / f"{vm}.json").write_text(json.dumps(doc))
+        common = ["-r", rw, "-d", "2", "-n", str(numjobs)]
+        compare = fio_plot("-i", "model", "real", "-T", "model vs real", "-C", *common,
+                           "-o", "compare.png", cwd=tmp_path / vm)
+        assert compare.returncode == 0, compare.stdout + compare.stderr
+        bars = fio_plot("-i", "model", "-T", "model", "-l", *common, "-o", "bars.png",
+                        cwd=tmp_path / vm)
+        assert bars.returncode == 0, bars.stdout + bars.stderr
+        for png in ("compare.png", "bars.png"):
+            assert (tmp_path / vm / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", (vm, png)
