@@ -132,3 +132,26 @@ def test_the_fio_json_command_writes_the_jobs(tmp_path: Path) -> None:
     assert [(j["jobname"], j["groupid"], j["job options"]["rw"]) for j in doc["jobs"]] == [
         ("v.writer", 0, "write"), ("v.reader", 1, "read")]
     assert "/jobs/1/usr_cpu" in doc["cowbench"]["zero_for_fio_plot"]
+
+
+@needs_fio
+@pytest.mark.parametrize("case", ["write-then-read", "clones"])
+def test_cowbench_s_fio_reader_reads_a_model_file_of_several_jobs(tmp_path: Path,
+                                                                  case: str) -> None:
+    """real.workload.fio.FioResult folds the entries as it folds a real run's clones: the
+    VM's counts and mean latencies come back (the model leaves slat, min, max and stddev
+    null; the p99 of several clones is not theirs to fold), the rates within the rounding of
+    fio's runtime to whole milliseconds (half a millisecond of runs of a few here)."""
+    from real.workload.fio import FioResult
+
+    doc, rec = _model_doc(tmp_path, CASES[case][0])
+    vm = rec[rec.entity == "vm:v"].set_index("metric").value
+    result = FioResult(doc)
+    for kind in ("read", "write"):
+        got = result.figures(kind)
+        assert got[f"{kind}_ios"] == vm.get(f"{kind}_ios", 0)
+        if f"{kind}_lat_mean_s" in vm:
+            assert got[f"{kind}_lat_mean_s"] == pytest.approx(vm[f"{kind}_lat_mean_s"])
+            runtime_ms = max(j[kind]["runtime"] for j in doc["jobs"])
+            assert got[f"{kind}_iops"] == pytest.approx(vm[f"{kind}_iops"],
+                                                        rel=0.5 / runtime_ms)

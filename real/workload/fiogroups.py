@@ -45,7 +45,8 @@ def direction(ds: list[dict[str, Any]]) -> dict[str, Any]:
     }
     out["bw"] = out["bw_bytes"] // 1024
     for lat in LATS:
-        if all(lat in d for d in ds):
+        # a model's file (cowbench.fiojson) leaves what it does not know null: slat_ns's N
+        if all(lat in d and d[lat]["N"] is not None for d in ds):
             out[lat] = latency([d[lat] for d in ds])
     return out
 
@@ -58,12 +59,15 @@ def latency(stats: list[dict[str, Any]]) -> dict[str, Any]:
     if not n:
         return {"min": 0, "max": 0, "mean": 0.0, "stddev": 0.0, "N": 0}
     mean = sum(float(s["mean"]) * int(s["N"]) for s in live) / n
-    # each clone's sum of squared deviations, and their spread about the merged mean
-    ss = sum(float(s["stddev"]) ** 2 * (int(s["N"]) - 1)
-             + int(s["N"]) * (float(s["mean"]) - mean) ** 2 for s in live)
-    out: dict[str, Any] = {"min": min(int(s["min"]) for s in live),
-                           "max": max(int(s["max"]) for s in live), "mean": mean,
-                           "stddev": math.sqrt(ss / (n - 1)) if n > 1 else 0.0, "N": n}
+    out: dict[str, Any] = {"min": None, "max": None, "mean": mean, "stddev": None, "N": n}
+    # a model's file (cowbench.fiojson) has a count and a mean; the rest may be null
+    if all(s["min"] is not None and s["max"] is not None for s in live):
+        out.update(min=min(int(s["min"]) for s in live), max=max(int(s["max"]) for s in live))
+    if all(s["stddev"] is not None for s in live):
+        # each clone's sum of squared deviations, and their spread about the merged mean
+        ss = sum(float(s["stddev"]) ** 2 * (int(s["N"]) - 1)
+                 + int(s["N"]) * (float(s["mean"]) - mean) ** 2 for s in live)
+        out["stddev"] = math.sqrt(ss / (n - 1)) if n > 1 else 0.0
     if all("bins" in s for s in live):
         bins: dict[int, int] = {}
         for s in live:
