@@ -21,8 +21,9 @@ def fio_json_cmd(run_dir: Annotated[Path, typer.Argument(help="A run directory w
                  logs: Annotated[bool, typer.Option(help="Also fio's bw, iops and latency logs "
                                                     "(runs the model again).")] = False,
                  log_avg_msec: Annotated[int, typer.Option(min=1)] = 500) -> None:
-    """Write the model's I/O figures for each VM as fio JSON (fio-json/<vm>.json), for fio's
-    own tooling (fio-plot) to plot beside the real run's fio output in raw/."""
+    """Write the model's I/O figures for each VM as fio JSON (fio-json/<vm>.json), one entry
+    per job fio reports (each job section and clone, group_reporting folding clones), for
+    fio's own tooling (fio-plot) to plot beside the real run's fio output in raw/."""
     from .fiojson import write_fio_json
     from .fiologs import write_run_logs
     from .scenario import load_scenario

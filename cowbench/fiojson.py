@@ -1,6 +1,10 @@
 """The model's I/O figures written as fio JSON, so fio's own tooling plots them.
 
-Every key fio 3.33's ``--output-format=json`` has for a job is written (the shape is in
+One entry in ``jobs`` per entry fio's own JSON has for the VM's workload, in fio's order, with
+fio's names and groupids (:mod:`cowbench.fiojobs`): a job section each, a clone each unless
+the job file asks for ``group_reporting``; each filled from the model's ``job:<vm>/<k>``
+records, or from the VM's own for a VM of one job. Every key fio 3.33's
+``--output-format=json`` has for a job is written (the shape is in
 :mod:`cowbench.fioshape`). The model fills what it knows: per direction ``iops``, ``bw``,
 ``bw_bytes``, ``io_bytes``, ``io_kbytes``, ``total_ios``, ``runtime`` (ms, I/Os over IOPS), the
 mean latency (``clat_ns`` and ``lat_ns``: the model has no separate submission stage) and the
@@ -122,7 +126,8 @@ def _job(f: dict[str, float], jobname: str, groupid: int, wl: Workload | None
 
 
 def write_fio_json(run_dir: Path, scenario: Scenario, predicted: pd.DataFrame) -> list[Path]:
-    """``fio-json/<vm>[-t<seconds>].json`` for every VM run the model predicted."""
+    """``fio-json/<vm>[-t<seconds>].json`` for every VM run the model predicted (its jobs
+    as fio reports them)."""
     ios = predicted[predicted.metric.isin(["read_iops", "write_iops"])
                     & predicted.entity.str.startswith("vm:")]
     runs = {(op.vm, op.t): op.workload for op in expand_timeline(scenario) if op.op == "run"}
