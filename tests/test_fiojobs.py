@@ -155,3 +155,28 @@ def test_cowbench_s_fio_reader_reads_a_model_file_of_several_jobs(tmp_path: Path
             runtime_ms = max(j[kind]["runtime"] for j in doc["jobs"])
             assert got[f"{kind}_iops"] == pytest.approx(vm[f"{kind}_iops"],
                                                         rel=0.5 / runtime_ms)
+
+
+def test_a_timeline_run_gets_its_own_jobs(tmp_path: Path) -> None:
+    """Each run of a timeline is its own fio process: its jobs' records carry its ``t_s``,
+    and its file (``<vm>-t<seconds>.json``) lists them."""
+    from .clirun import cowbench
+
+    p = tmp_path / "s.yaml"
+    p.write_text("name: fj\nseed: 3\nimages: [{name: b, virtual_size: 64MiB, synthetic: "
+                 "{data: [{offset: 0, length: 16MiB}]}}]\nstrategy: {kind: qcow2_overlay, "
+                 "cluster_size: 64KiB}\nworkloads:\n  one: {rw: randwrite, bs: 4k, size: 1m}\n"
+                 "  two: {rw: randwrite, bs: 4k, size: 1m, numjobs: 2, offsets: model}\n"
+                 "vms: [{name: v, image: b, workload: one}]\ntimeline:\n  end_s: 100\n"
+                 "  events:\n    - {t: 0, op: boot, vm: v}\n    - {t: 0, op: run, vm: v}\n"
+                 "    - {t: 50, op: run, vm: v, workload: two}\n")
+    run_scenario(load_scenario(p), tmp_path / "run", "sim")
+    rec = read_records(tmp_path / "run" / "predicted.parquet")
+    jobs = rec[rec.entity.str.startswith("job:")]
+    assert set(jobs.entity) == {"job:v/0", "job:v/1"} and set(jobs.t_s) == {50.0}
+    assert cowbench("fio-json", str(tmp_path / "run")).code == 0
+    docs = {t: json.loads((tmp_path / "run" / "fio-json" / f"v-t{t}.json").read_text())
+            for t in (0, 50)}
+    assert [(j["jobname"], j["write"]["total_ios"]) for j in docs[0]["jobs"]] == [("v", 256)]
+    assert [(j["jobname"], j["write"]["total_ios"]) for j in docs[50]["jobs"]] == [
+        ("v", 256), ("v", 256)]
