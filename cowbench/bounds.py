@@ -133,7 +133,7 @@ def _job_bytes(s: Scenario, vm: Any) -> tuple[int, float]:
         blocks = region // wl.bs
         job_ios = (wl.io_size or region) / wl.bs * wl.numjobs * wl.loops
         if wl.time_based and wl.rate_cap and wl.runtime:  # each direction at its cap
-            job_ios = wl.rate_cap * wl.runtime * wl.numjobs
+            job_ios = wl.rate_cap * (wl.ramp_s + wl.runtime) * wl.numjobs  # the ramp's too
         mem += blocks * RANDOM_MAP_BYTES * wl.numjobs if wl.random_map else 0
         ios += job_ios
     return mem, ios

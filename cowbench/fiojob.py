@@ -51,6 +51,12 @@ def fio_options(wl: Workload, runtime_cap: float | None = None) -> list[str]:
         opts.append(f"--runtime={fio_time(runtime)}")
     if wl.time_based:
         opts.append("--time_based=1")
+    if wl.ramp_time is not None:
+        opts.append(f"--ramp_time={fio_time(wl.ramp_time)}")
+    if wl.startdelay is not None:
+        low, high = wl.startdelay_range
+        opts.append(f"--startdelay={fio_time(low)}" if low == high else
+                    f"--startdelay={fio_time(low)}-{fio_time(high)}")
     if wl.rw in ("rw", "readwrite", "randrw"):
         opts.append(f"--rwmixread={wl.rwmixread}")
     if wl.norandommap:
@@ -238,8 +244,8 @@ def _traces(wl: Workload, name: str, disk_size: int, log: RawLog, ios: int | Non
     """:func:`fio_null_traces` on the null engine (``uri`` None) or the nbd engine at
     ``uri``."""
     # several jobs of one VM: ``ios`` bounds those bounded by time; the others run whole
-    limited = {id(p): ios if not wl.jobs or p.time_based or p.runtime is not None else None
-               for p in wl.parts}
+    limited = {id(p): ios if not wl.jobs or p.time_based or p.runtime is not None
+               or p.counts_after_ramp else None for p in wl.parts}
     guess = NULL_IOPS_GUESS if uri is None else NBD_IOPS_GUESS
     engine = ["--ioengine=null"] if uri is None else ["--ioengine=nbd", f"--uri={uri}"]
     scale, got = 1.0, 0
@@ -295,7 +301,11 @@ def null_options(wl: Workload, ios: int | None, randseed: int | None,
     adds it), the rate only where it chooses directions (a paced rw mix), and the bound:
     ``number_ios`` or, time-based, ``ms`` milliseconds."""
     keep_rate = wl.rate_iops is not None and 0 < wl.read_fraction < 1
-    opts = [o for o in fio_options(wl) if not o.startswith(("--runtime=", "--do_verify=")) and
+    # no ramp and no delay: they change no offset (measured: randwrite size=8m with
+    # rate_iops=2000 ramp_time=1 issues the stream of the job without them), only when the
+    # I/Os go and which fio counts; the bound asked for counts the ramp's I/Os
+    timing = ("--runtime=", "--do_verify=", "--ramp_time=", "--startdelay=")
+    opts = [o for o in fio_options(wl) if not o.startswith(timing) and
             (keep_rate or not o.startswith("--rate_iops="))]
     opts = _depth_one(opts)
     if wl.verify is not None:  # no state file either: fio would write it in its cwd

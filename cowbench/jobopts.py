@@ -169,6 +169,18 @@ def _text(v: str) -> str:
     return v
 
 
+def _delay(v: str) -> float | str | None:
+    """fio's ``startdelay``: a time, or a range ``LOW-HIGH`` of times (``1-3``, ``500ms-2s``)
+    from which fio 3.33 draws each clone's own delay; 0 (or ``0-0``) is its default, none."""
+    low, dash, high = v.strip().partition("-")
+    ends = (fio_seconds(low), fio_seconds(high)) if dash else (fio_seconds(low),) * 2
+    if ends[1] < ends[0]:
+        raise ValueError(f"{v!r}: the range's high end is below its low end")
+    if ends == (0.0, 0.0):
+        return None
+    return ends[0] if ends[0] == ends[1] else f"{ends[0]:.15g}-{ends[1]:.15g}"
+
+
 def _verify(v: str) -> str | None:
     """fio's ``verify=0`` (and ``null``) is no verification."""
     return None if v in ("0", "null") else v
@@ -188,6 +200,7 @@ MODEL: dict[str, tuple[str, Callable[[str], Any]]] = {
     "do_verify": ("do_verify", _flag), "random_distribution": ("random_distribution", _text),
     "bssplit": ("bssplit", _text), "loops": ("loops", _int),
     "zero_buffers": ("zero_buffers", _flag), "read_iolog": ("read_iolog", _text),
+    "ramp_time": ("ramp_time", fio_seconds), "startdelay": ("startdelay", _delay),
 }
 
 
@@ -197,7 +210,8 @@ BANDWIDTH_LIMITS = ("rate", "rate_min", "ratemin")
 
 #: Fields whose 0 in a job file is fio's default (``runtime=0``: no time limit; ``io_size=0``:
 #: the job's size), measured on fio 3.33's null engine: left absent in the workload.
-UNLIMITED = {"runtime": "no time limit", "io_size": "the job's size", "rate_iops": "no cap"}
+UNLIMITED = {"runtime": "no time limit", "io_size": "the job's size", "rate_iops": "no cap",
+             "ramp_time": "no ramp", "startdelay": "no delay"}
 
 
 @dataclass

@@ -46,6 +46,9 @@ UNITS: dict[str, str] = {
     "trim_bw_bytes_per_s": "B/s",
     "trim_lat_mean_s": "s",
     "trim_lat_p99_s": "s",
+    # the model's I/Os in fio's ramps (ramp_time): they reach the disk, but fio's output
+    # counts none of them, so only the model has this figure
+    "ramp_ios": "ios",
     # 1 for an entity only the model knows (no real counterpart here, e.g. a Ceph RBD clone)
     "model_only": "flag",
     # reflink copies: bytes still shared with the base, and bytes the file has to itself

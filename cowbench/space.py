@@ -166,6 +166,8 @@ def _ios_per_clone(scenario: Scenario, vm: VM, wl: Workload,
     runtime = wl.runtime
     if scenario.duration is not None:  # the real run and the null stream are capped by it
         runtime = min(runtime, scenario.duration) if runtime is not None else scenario.duration
+    if runtime is not None:  # fio's runtime starts after the ramp, whose I/Os are issued too
+        runtime += wl.ramp_s
     cap = wl.rate_cap
     paced = None if cap is None or runtime is None else math.ceil(cap * (runtime + 1))
     if not wl.time_based:
@@ -177,7 +179,7 @@ def _ios_per_clone(scenario: Scenario, vm: VM, wl: Workload,
         return paced
     if predicted is not None:
         rows = predicted[(predicted.entity == f"vm:{vm.name}")
-                         & predicted.metric.isin(["read_ios", "write_ios"])]
+                         & predicted.metric.isin(["read_ios", "write_ios", "ramp_ios"])]
         if len(rows):
             return math.ceil(TIME_MARGIN * float(rows.value.sum()) / wl.numjobs)
     assert runtime is not None  # time_based needs a runtime

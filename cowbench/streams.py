@@ -83,9 +83,10 @@ def refuse_without_fio(scenario: Scenario, fio_here: bool) -> None:
 
 
 def is_timed(scenario: Scenario, wl: Workload) -> bool:
-    """Is the job bounded by time (its count of I/Os then depends on the machine's speed)?"""
-    return any(p.time_based or p.runtime is not None for p in wl.parts) or \
-        scenario.duration is not None
+    """Is the job bounded by time (its count of I/Os then depends on the machine's speed)?
+    A ``number_ios`` counted after a ramp is too: the ramp's I/Os come on top."""
+    return any(p.time_based or p.runtime is not None or p.counts_after_ramp
+               for p in wl.parts) or scenario.duration is not None
 
 
 @dataclass
@@ -244,10 +245,11 @@ def _per_run(records: pd.DataFrame, r: Run, metrics: tuple[str, ...]) -> list[fl
 
 def _issued(records: pd.DataFrame, scenario: Scenario, r: Run) -> float:
     """Guest reads and writes the model issued in ``r``'s longest run (a verify phase's reads
-    left out): each run of one key issues the same stream from its start."""
+    left out), those of fio's ramps too (``ramp_ios``: fio's figures leave them out, but its
+    stream issues them): each run of one key issues the same stream from its start."""
     wl = scenario.workloads[r.workload]
-    return max(_per_run(records, r, ("write_ios",) if wl.verifies else
-                        ("read_ios", "write_ios")))
+    return max(_per_run(records, r, ("write_ios", "ramp_ios") if wl.verifies else
+                        ("read_ios", "write_ios", "ramp_ios")))
 
 
 def _clones(scenario: Scenario, r: Run) -> int:
@@ -267,7 +269,7 @@ def _ran_out(records: pd.DataFrame, r: Run, traces: list[Trace], asked: int) -> 
     per clone, in some run (a stream fio ended itself, shorter, is the job's whole)?"""
     if not any(len(t) >= asked for t in traces):
         return False
-    used = max(_per_run(records, r, ("read_ios", "write_ios")))
+    used = max(_per_run(records, r, ("read_ios", "write_ios", "ramp_ios")))
     if r.jobs:  # per job the records do not say: a clone cut at ``asked`` may have run out
         return used >= asked
     reads_writes = sum(int((t.ddir != TRIM).sum()) for t in traces)
@@ -279,10 +281,11 @@ def _extrapolated(records: pd.DataFrame, scenario: Scenario, r: Run) -> float:
     (at least half as many again as it used up)."""
     issued = _issued(records, scenario, r)
     iops = max(_per_run(records, r, ("read_iops", "write_iops")))
-    runtimes = [p.runtime for p in scenario.workloads[r.workload].parts]
-    longest = max((x for x in runtimes if x is not None), default=None)
+    parts = scenario.workloads[r.workload].parts
+    longest = max((p.runtime for p in parts if p.runtime is not None), default=None)
     limit = min(x for x in (longest, scenario.duration, math.inf) if x is not None)
-    over_time = iops * limit if math.isfinite(limit) else 0.0
+    ramp = max(p.ramp_s for p in parts)  # fio's runtime starts after it
+    over_time = iops * (limit + ramp) if math.isfinite(limit) else 0.0
     return max(over_time, 1.5 * issued) / _clones(scenario, r)
 
 

@@ -10,7 +10,7 @@ from pydantic import Field, field_validator, model_validator
 from . import randdist
 from .jobopts import CARRIED, PERCENT, parse_rate_iops, percent_problem, rate_iops_value
 from .schema_base import Bytes, Frozen, Seconds
-from .units import parse_size
+from .units import parse_duration, parse_size
 
 RW = Literal["read", "write", "randread", "randwrite", "rw", "readwrite", "randrw", "trim",
              "randtrim", "trimwrite"]
@@ -51,6 +51,18 @@ class Workload(Frozen):
     io_size: Bytes | None = Field(default=None, gt=0)
     runtime: Seconds | None = Field(default=None, gt=0)
     time_based: bool = False
+    ramp_time: Seconds | None = Field(
+        default=None, gt=0, description="fio's ramp_time: each clone runs this long before "
+        "fio counts anything. Its I/Os reach the disk (they allocate, and the host's bytes "
+        "count them) but fio leaves them out of its I/O figures (ios, IOPS, bandwidth, "
+        "latency), and runtime counts from the ramp's end: a time_based job runs ramp_time "
+        "+ runtime; size and io_size count the ramp's I/Os, number_ios does not (fio 3.33, "
+        "measured: sim.world.vm).")
+    startdelay: Seconds | str | None = Field(
+        default=None, description="fio's startdelay: each clone starts this long after fio "
+        "does (not after a stonewall's wait: fio counts from its own start), its runtime "
+        "from then; 'LOW-HIGH' gives each clone its own delay in that range, drawn as fio "
+        "3.33 draws it (the clone's seeds, fio's rand_between in microseconds).")
     rate_iops: int | str | None = Field(
         default=None, description="fio's rate_iops: a cap on each direction's I/Os a second, "
         "per clone. One number caps reads, writes and trims alike (a read/write mix then "
@@ -134,6 +146,11 @@ class Workload(Frozen):
     @classmethod
     def _distribution(cls, v: str) -> str:
         return randdist.check(v)
+
+    @field_validator("startdelay", mode="before")
+    @classmethod
+    def _startdelay(cls, v: Any) -> float | str | None:
+        return None if v is None else startdelay_value(v)
 
     @field_validator("rate_iops", mode="before")
     @classmethod
@@ -253,6 +270,27 @@ class Workload(Frozen):
         without one: sim/workload/fiooffs.py)."""
         return (self.is_random and not self.norandommap and self.random_generator != "lfsr"
                 and self.random_distribution.partition(":")[0] == "random")
+
+    @property
+    def startdelay_range(self) -> tuple[float, float]:
+        """fio's startdelay as (low, high) seconds; equal for one value, (0, 0) for none."""
+        if self.startdelay is None:
+            return 0.0, 0.0
+        if isinstance(self.startdelay, str):
+            low, high = self.startdelay.split("-")
+            return float(low), float(high)
+        return self.startdelay, self.startdelay
+
+    @property
+    def ramp_s(self) -> float:
+        """fio's ramp_time in seconds (0: none)."""
+        return self.ramp_time or 0.0
+
+    @property
+    def counts_after_ramp(self) -> bool:
+        """A job file's ``number_ios`` with a ramp: fio counts it from the ramp's end, so
+        the I/Os it issues depend on how many the ramp's time lets through."""
+        return self.ramp_time is not None and "number_ios" in self.fio_extra
 
     @property
     def rates(self) -> tuple[int, int, int]:
@@ -384,3 +422,16 @@ def increment_problem(wl: Workload, disk: int | None) -> str | None:
         return problem
     return (f"{inc_pct}% of a disk is a whole number of {align}-byte blocks only on some "
             f"disk sizes; on a {on}-byte disk, {problem.replace(' on this disk', '')}")
+
+
+def startdelay_value(v: object) -> float | str:
+    """A ``startdelay`` as the workload keeps it: seconds (a number, ``30s``, ``500ms``), or
+    a range ``LOW-HIGH`` of two such (fio's ``startdelay=1-3``) kept as ``'LOW-HIGH'`` in
+    seconds; a range whose ends are equal is that one value. ValueError otherwise."""
+    if isinstance(v, str) and "-" in v.strip().lstrip("-"):
+        low_text, _, high_text = v.strip().partition("-")
+        low, high = parse_duration(low_text.strip()), parse_duration(high_text.strip())
+        if high < low:
+            raise ValueError(f"startdelay {v!r}: the range's high end is below its low end")
+        return low if low == high else f"{low:.15g}-{high:.15g}"
+    return parse_duration(v)

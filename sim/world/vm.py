@@ -3,6 +3,30 @@
 Every clone of the job keeps ``iodepth`` I/Os in flight (a closed loop); each I/O is applied to
 the VM's exact allocation map and the host I/O it causes is served by the host's shared device
 (``sim.perf.device``). Used by every workload run of a timeline (``sim.world.runs``).
+
+``startdelay`` and ``ramp_time`` as fio 3.33 does them (measured with its null engine,
+``rate_iops=1000``, 4 KiB writes):
+
+- *ramp*: a clone's first ``ramp_time`` seconds issue I/O that reaches the disk (it allocates,
+  and qemu-nbd's /proc/PID/io, the real backend's host bytes, counts it) but that fio leaves
+  out of every I/O figure: at the ramp's end fio resets the clone's counts, bytes, latencies
+  and its runtime's start (size=4m, ramp_time=1: all 1,024 writes issued, 23 reported over
+  23 ms). ``size`` and ``io_size`` count the ramp's I/Os; ``number_ios`` counts from the
+  ramp's end (number_ios=1500: 2,501 issued, 1,500 reported). A time-based job runs
+  ``ramp_time`` + ``runtime`` (runtime=2, ramp_time=1: 3,002 issued, 2,001 reported over
+  2,001 ms). A clone that ends inside its ramp is never reset: fio then reports all its I/Os
+  and bytes, its runtime from its start, but no latency (size=400k, ramp_time=1: 100 writes
+  over 108 ms, clat N=0; number_ios=500: 500 of 500). Each clone ramps from its own start;
+  ``group_reporting`` only sums the clones' post-ramp figures (numjobs=2: 23 + 23 = 46).
+- *startdelay*: a clone issues nothing until that long after fio started, and its runtime
+  counts from then (startdelay=1, runtime=1 time_based: 1,000 writes over 1,000 ms); its ramp
+  starts then too. fio counts the delay from its own start, not from a ``stonewall``'s
+  release: a stonewalled job with startdelay=4 after a job of 1 s started at 4.04 s, one with
+  startdelay=500ms at 1.22 s, as soon as the job before it ended. A range ``LOW-HIGH`` gives
+  each clone its own delay, ``rand_between`` of the clone's ``FIO_RAND_START_DELAY`` seed in
+  microseconds (fio's ``fixup_options``): startdelay=1-3 with numjobs=3 draws 2.339, 1.176
+  and 2.119 s for threads 1 to 3; measured from a job without delay, 2.268, 1.165 and 2.067 s
+  (fio polls for due jobs, so a start lands within 0.1 s of its delay).
 """
 
 from __future__ import annotations
@@ -26,6 +50,11 @@ from sim.storage.fs import FS_BLOCK
 from sim.storage.strategies import Disk, configure_io, guest_write, trim
 from sim.workload.fio import IoChunk, io_stream, job_seed, trace_chunks
 from sim.workload.fiooffs import Rwmix
+from sim.workload.fiorand import Taus, fio_seeds
+
+#: fio 3.33's index of the start delay's seed in ``td->rand_seeds`` (fio.h,
+#: ``FIO_RAND_START_DELAY``).
+START_DELAY_SEED = 13
 
 Process = Generator[simpy.Event, Any, None]
 
@@ -39,6 +68,11 @@ class VmStats:
     read_bytes: int = 0
     write_bytes: int = 0
     trims: int = 0  # fio's trims: counted, applied to the space, taking no time
+    # I/Os done in the clones' ramps: on the disk and in the host's bytes, in no fio figure
+    ramped: int = 0
+    # reads and writes of clones that ended inside their ramp: fio counts them, with no latency
+    unsampled_reads: int = 0
+    unsampled_writes: int = 0
     host_read: int = 0
     host_write: int = 0
     first_issue: float = math.inf
@@ -99,6 +133,23 @@ class _Job:
         self.nbytes = [0, 0]
         self.first_issue = math.inf
         self.last_done = -math.inf
+        # fio's ramp: I/Os issued before ``ramp_end`` are left out of the figures, unless the
+        # clone ends before it (then fio never reset its counts: see the module's docstring)
+        self.ramp_end = -math.inf
+        self.reset = False  # the ramp ended with the clone still running
+        self.ramp = Ramp()
+        # fio's number_ios: I/Os since the clone's start or its ramp's end (fio resets it too)
+        self.number_ios: int | None = None
+        self.since_reset = 0
+
+    def in_ramp(self, now: float) -> bool:
+        """Does an I/O issued at ``now`` belong to the ramp (fio resets at its first issue
+        after the ramp's end)?"""
+        if now < self.ramp_end:
+            return True
+        if not self.reset and self.ramp_end > -math.inf:
+            self.reset, self.since_reset = True, 0
+        return False
 
     def next(self) -> tuple[int, int, bool, bool] | None:
         while True:
@@ -116,15 +167,43 @@ class _Job:
                             chunk.is_write.tolist(), trims.tolist(), strict=True)
 
 
+@dataclass
+class Ramp:
+    """A clone's I/Os in its ramp, kept apart in case it ends there (fio then counts them)."""
+
+    reads: int = 0
+    writes: int = 0
+    read_bytes: int = 0
+    write_bytes: int = 0
+    first_issue: float = math.inf
+    last_done: float = -math.inf
+
+    def done(self, issued: float, done: float, length: int, is_write: bool) -> None:
+        self.first_issue = min(self.first_issue, issued)
+        self.last_done = max(self.last_done, done)
+        if is_write:
+            self.writes += 1
+            self.write_bytes += length
+        else:
+            self.reads += 1
+            self.read_bytes += length
+
+
 def _slot(env: simpy.Environment, job: _Job, disk: Disk, device: AnyDevice,
           stats: VmStats, deadline: float, pacer: _Pacer | None) -> Process:
     while env.now < deadline:
+        if job.number_ios is not None and job.since_reset >= job.number_ios:
+            return
         io = job.next()
         if io is None:
             return
         if device.client_s:  # fio's own work between a completion and the next submission
             yield env.timeout(device.client_s)
         offset, length, is_write, is_trim = io
+        # fio decides the ramp before it sleeps for its rate: an I/O due at the ramp's end
+        # is the ramp's (rate_iops=1000, ramp_time=1: 1,001 in the ramp)
+        job.since_reset += 1
+        ramp = job.in_ramp(env.now)
         if pacer is not None:
             if job.mix is not None:
                 wait, ddir = pacer.choose(env.now, job.mix.propose())
@@ -139,12 +218,16 @@ def _slot(env: simpy.Environment, job: _Job, disk: Disk, device: AnyDevice,
                 if env.now >= deadline:
                     return
         issued = env.now
-        stats.first_issue = min(stats.first_issue, issued)
-        job.first_issue = min(job.first_issue, issued)
+        if not ramp:
+            stats.first_issue = min(stats.first_issue, issued)
+            job.first_issue = min(job.first_issue, issued)
         if is_trim:  # a discard: space and count only (its time is not modelled)
             stats.add_host(trim(disk, offset, length))
-            stats.trims += 1
-            job.trims += 1
+            if ramp:
+                stats.ramped += 1
+            else:
+                stats.trims += 1
+                job.trims += 1
             continue
         host = guest_write(disk, offset, length) if is_write else disk.read(offset, length)
         if is_write and stats.written is not None:
@@ -152,6 +235,10 @@ def _slot(env: simpy.Environment, job: _Job, disk: Disk, device: AnyDevice,
         yield from device.serve_io(disk, is_write, length, host)
         stats.add_host(host)
         done = env.now
+        if ramp:  # on the disk, in no figure of fio's
+            stats.ramped += 1
+            job.ramp.done(issued, done, length, is_write)
+            continue
         job.last_done = max(job.last_done, done)
         job.lat[is_write].append(done - issued)
         job.nbytes[is_write] += length
@@ -239,6 +326,7 @@ def run_vm(env: simpy.Environment, scenario: Scenario, vm: VM, vm_index: int,
                [io_stream(part, size, seed) for part, seed in zip(jobs, seeds, strict=True)])
     clones: list[simpy.Process] = []
     stage = 0
+    began = env.now  # fio's start, from which every clone's startdelay counts
     for i, (part, stream) in enumerate(zip(jobs, streams, strict=True)):
         if part.stonewall and clones:  # fio's stonewall: once the jobs before have finished
             yield simpy.AllOf(env, clones)
@@ -253,8 +341,10 @@ def run_vm(env: simpy.Environment, scenario: Scenario, vm: VM, vm_index: int,
             if traces is None and 0.0 < part.read_fraction < 1.0:
                 mix = Rwmix(seeds[i].seeds, part.rwmixread)
         job = _Job(stream, record_writes=part.verifies, mix=mix)
-        clones.append(env.process(_clone(env, part, job, disk, device, stats, env.now + limit,
-                                         pacer, stage, i)))
+        job.number_ios = _number_ios(part)
+        delay = start_delay(part, i + 1, scenario.seed, vm_index)
+        clones.append(env.process(_clone(env, part, job, disk, device, stats, limit, pacer,
+                                         stage, i, began + delay)))
     yield simpy.AllOf(env, clones)
     stats.add_host(disk.flush())
 
@@ -276,15 +366,24 @@ def _units(wl: Workload, trace: Trace | None) -> tuple[int, int, int]:
 
 
 def _clone(env: simpy.Environment, wl: Workload, job: _Job, disk: Disk,
-           device: AnyDevice, stats: VmStats, deadline: float, pacer: _Pacer | None,
-           stage: int = 0, index: int = 0) -> Process:
-    """One fio clone (``index``: its place in fio's run order): ``iodepth`` slots, then fio's
-    verify phase if the job asks for it."""
+           device: AnyDevice, stats: VmStats, limit: float, pacer: _Pacer | None,
+           stage: int = 0, index: int = 0, starts: float = -math.inf) -> Process:
+    """One fio clone (``index``: its place in fio's run order): from ``starts`` (its
+    startdelay after fio's start; at once if that has passed), ``iodepth`` slots for its ramp
+    and ``limit`` seconds more, then fio's verify phase if the job asks for it."""
+    if starts > env.now:
+        yield env.timeout(starts - env.now)
+    if pacer is not None:
+        pacer.start = env.now  # fio paces a clone from its own start
+    if wl.ramp_time is not None:
+        job.ramp_end = env.now + wl.ramp_time
+    deadline = env.now + wl.ramp_s + limit
     slots = [env.process(_slot(env, job, disk, device, stats, deadline, pacer))
              for _ in range(wl.iodepth)]
     yield simpy.AllOf(env, slots)
     if job.written is not None and job.exhausted and env.now < deadline:
         check = _Job(iter([verify_reads(job.written, wl)]))
+        check.ramp_end, check.reset, check.ramp = job.ramp_end, job.reset, job.ramp
         slots = [env.process(_slot(env, check, disk, device, stats, deadline, pacer))
                  for _ in range(wl.iodepth)]
         yield simpy.AllOf(env, slots)
@@ -292,10 +391,60 @@ def _clone(env: simpy.Environment, wl: Workload, job: _Job, disk: Disk,
         job.lat[0].extend(check.lat[0])
         job.nbytes[0] += check.nbytes[0]
         job.last_done = max(job.last_done, check.last_done)
+        job.first_issue = min(job.first_issue, check.first_issue)
+        job.reset = job.reset or check.reset
+    if not job.reset:
+        _ended_in_ramp(job, stats)
     if job.reads or job.writes or job.trims:
         stats.clones.append(CloneRun(stage, job.first_issue, job.last_done, job.reads,
                                      job.writes, index, job.lat[0], job.lat[1],
                                      job.nbytes[0], job.nbytes[1], job.trims))
+
+
+def _ended_in_ramp(job: _Job, stats: VmStats) -> None:
+    """A clone that ended inside its ramp: fio never reset it, so it reports the ramp's I/Os
+    and bytes, over its runtime from its first I/O, with no latency sampled."""
+    r = job.ramp
+    stats.ramped -= r.reads + r.writes
+    stats.unsampled_reads += r.reads
+    stats.unsampled_writes += r.writes
+    stats.read_bytes += r.read_bytes
+    stats.write_bytes += r.write_bytes
+    job.reads += r.reads
+    job.writes += r.writes
+    job.nbytes[0] += r.read_bytes
+    job.nbytes[1] += r.write_bytes
+    job.first_issue = min(job.first_issue, r.first_issue)
+    job.last_done = max(job.last_done, r.last_done)
+    if r.reads or r.writes:
+        stats.first_issue = min(stats.first_issue, r.first_issue)
+        stats.last_done = max(stats.last_done, r.last_done)
+
+
+def _number_ios(wl: Workload) -> int | None:
+    """fio's ``number_ios`` of a job file (carried in ``fio_extra``), a plain count; None
+    otherwise (fio's own stream then ends where it does)."""
+    value = (wl.fio_extra.get("number_ios") or "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else None
+
+
+def start_delay(wl: Workload, thread: int, scenario_seed: int, vm_index: int) -> float:
+    """Seconds after fio's start that clone ``thread`` (fio's thread number: 1 for the first
+    clone of the VM's first job, numbered on through its clones and the jobs after it) starts:
+    ``startdelay``, or for a range fio 3.33's draw, ``rand_between(delay_state, low, high)``
+    in microseconds from the clone's ``FIO_RAND_START_DELAY`` seed (``init.c``
+    fixup_options; seeded as its offsets are, ``sim.workload.fio.job_seed``)."""
+    low, high = wl.startdelay_range
+    if low == high:
+        return low
+    randseed = wl.randseed
+    if randseed is None and not wl.randrepeat:
+        ss = np.random.SeedSequence([scenario_seed, vm_index, thread])
+        randseed = int(ss.generate_state(1, np.uint64)[0])
+    seed = fio_seeds(randseed, thread, wl.randrepeat)[START_DELAY_SEED]
+    unit = float(Taus(seed, wl.random_generator == "tausworthe64").unit(1)[0])
+    low_us, high_us = round(low * 1e6), round(high * 1e6)
+    return (low_us + int((high_us - low_us + 1) * unit)) / 1e6
 
 
 def verify_reads(written: list[tuple[int, int]], wl: Workload) -> IoChunk:
@@ -347,14 +496,17 @@ def record_io(rec: Recorder, entity: str, st: VmStats, wl: Workload,
         elapsed = direction_runtime(st.clones, kind)
         if math.isnan(elapsed):  # none done that way: fio's 0 IOPS over the VM's run
             elapsed = st.last_done - st.first_issue if st.last_done > st.first_issue else math.nan
-        rec.add(entity, f"{kind}_ios", arr.size, t_s)
-        rec.add(entity, f"{kind}_iops", arr.size / elapsed, t_s)
+        ios = arr.size + (st.unsampled_reads if kind == "read" else st.unsampled_writes)
+        rec.add(entity, f"{kind}_ios", ios, t_s)
+        rec.add(entity, f"{kind}_iops", ios / elapsed, t_s)
         rec.add(entity, f"{kind}_bw_bytes_per_s", nbytes / elapsed, t_s)
         if arr.size:
             rec.add(entity, f"{kind}_lat_mean_s", float(arr.mean()), t_s)
             rec.add(entity, f"{kind}_lat_p99_s", float(np.percentile(arr, 99)), t_s)
     if any("trim" in p.rw for p in wl.parts):
         rec.add(entity, "trim_ios", st.trims, t_s)
+    if any(p.ramp_time is not None for p in wl.parts):  # what fio's figures leave out
+        rec.add(entity, "ramp_ios", st.ramped, t_s)
     record_jobs(rec, entity.removeprefix("vm:"), st, wl, t_s)
 
 
@@ -383,12 +535,14 @@ def record_jobs(rec: Recorder, vm: str, st: VmStats, wl: Workload,
             did = [c for c in clones if (c.reads if kind == "read" else c.writes)]
             lat = np.concatenate([np.asarray(c.read_lat if kind == "read" else c.write_lat,
                                              dtype=float) for c in did] or [np.empty(0)])
+            # a clone that ended inside its ramp reports I/Os without latencies, as fio does
+            count = sum(c.reads if kind == "read" else c.writes for c in did)
             nbytes = sum(c.read_bytes if kind == "read" else c.write_bytes for c in did)
             # none done that way: fio's 0 IOPS over the entry's run
             elapsed = max((spans[c.index] for c in did if c.index in spans),
                           default=max(spans.values(), default=math.nan))
-            rec.add(entity, f"{kind}_ios", lat.size, t_s)
-            rec.add(entity, f"{kind}_iops", lat.size / elapsed, t_s)
+            rec.add(entity, f"{kind}_ios", count, t_s)
+            rec.add(entity, f"{kind}_iops", count / elapsed, t_s)
             rec.add(entity, f"{kind}_bw_bytes_per_s", nbytes / elapsed, t_s)
             if lat.size:
                 rec.add(entity, f"{kind}_lat_mean_s", float(lat.mean()), t_s)
