@@ -192,3 +192,39 @@ def test_fios_stream_for_a_time_based_ramp_holds_the_ramps_ios(tmp_path: Path) -
     argv = "".join(p.read_text() for p in (tmp_path / "raw").rglob("*argv*"))
     assert "--ioengine=null" in argv and "--number_ios" not in argv
     assert "ramp_time" not in argv and "startdelay" not in argv
+
+
+@needs_tools
+def test_the_count_account_adds_the_models_ramp_and_says_so(tmp_path: Path) -> None:
+    """fio's total_ios leaves out the ramp's I/Os and nothing in its output counts them: the
+    measured count stays fio's (after the ramp, as the model's read/write_ios), the stream is
+    cut at it plus the model's own ramp, and the account says the ramp was not measured."""
+    from cowbench.iocount import at_measured_ios, describe
+    from cowbench.tools import RawLog
+
+    sc = _scenario(rw="randwrite", size="64m", time_based=True, runtime=1, ramp_time=1,
+                   offsets="fio")
+    records = pd.DataFrame({"entity": "vm:v", "metric": ["write_ios", "ramp_ios"],
+                            "value": [1000.0, 1001.0], "t_s": float("nan")})
+    measured = records[records.metric == "write_ios"].assign(value=400.0)
+    offsets = {"v": {"workload": "w", "offsets": "fio", "stream": "predicted"}}
+    got = at_measured_ios(sc, 1, offsets, records, measured, RawLog(tmp_path / "raw"),
+                          lambda s, traces: simulate(s, traces=traces))["v"]
+    assert (got["predicted_ios_per_clone"], got["measured_ios_per_clone"]) == (1000, 400)
+    assert (got["ramp_ios_per_clone"], got["ramp_measured"]) == (1001, False)
+    # 1,401 random 4 KiB writes over 1,024 clusters of 64 KiB touch about
+    # 1024 x (1 - e^(-1401/1024)) = 763 of them; 400 alone would touch at most 400
+    assert 700 < got["data_clusters"] < 850
+    line = describe({"v": {"at_measured_ios": got}}, {"v": got["data_clusters"]})[0]
+    assert "1,001 per clone taken from the model, not measured" in line
+
+
+def test_number_ios_counts_from_the_ramps_end() -> None:
+    """number_ios=1500 with ramp_time=1: fio issued 2,501 and reported 1,500; number_ios=500
+    ends the job inside its ramp: 500 issued, 500 reported (fio never reset it)."""
+    common = {"rw": "write", "bs": "4k", "rate_iops": 1000, "ramp_time": 1, "offsets": "fio",
+              "size": "100m"}
+    for n, reported, ramp in ((1500, 1500, 1001), (500, 500, 0)):
+        sc = _scenario(**{**common, "fio_extra": {"number_ios": str(n)}})
+        got = _figures(simulate(sc, traces={"v": [_trace(4000)]}))
+        assert (got["write_ios"], got["ramp_ios"]) == (reported, ramp)

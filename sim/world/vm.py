@@ -202,8 +202,8 @@ def _slot(env: simpy.Environment, job: _Job, disk: Disk, device: AnyDevice,
         offset, length, is_write, is_trim = io
         # fio decides the ramp before it sleeps for its rate: an I/O due at the ramp's end
         # is the ramp's (rate_iops=1000, ramp_time=1: 1,001 in the ramp)
-        job.since_reset += 1
         ramp = job.in_ramp(env.now)
+        job.since_reset += 1
         if pacer is not None:
             if job.mix is not None:
                 wait, ddir = pacer.choose(env.now, job.mix.propose())
