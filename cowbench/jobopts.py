@@ -204,6 +204,13 @@ MODEL: dict[str, tuple[str, Callable[[str], Any]]] = {
 }
 
 
+#: What the model makes of fio's timing options (sim/world/vm.py), as fio-check says it.
+TIMING = {
+    "ramp_time": " s: its I/Os reach the disk but no I/O figure; a time_based job runs "
+                 "ramp_time + runtime",
+    "startdelay": " s after fio's start, each clone (a range: each its own, as fio draws it)",
+}
+
 #: fio's limits of bytes per second (and their minimums): refused with a pointer to
 #: ``rate_iops``, the pace the model does carry.
 BANDWIDTH_LIMITS = ("rate", "rate_min", "ratemin")
@@ -311,7 +318,7 @@ def _one(key: str, value: str | None, kb_base: int, offsets_fio: bool) -> Handli
         if conv is None and field in UNLIMITED:
             return Handling(key, value, "model", f"{field} absent (0 is fio's default: "
                             f"{UNLIMITED[field]})")
-        return Handling(key, value, "model", f"{field}={conv}")
+        return Handling(key, value, "model", f"{field}={conv}{TIMING.get(field, '')}")
     if key in CARRIED or key in ("bs", "blocksize") or _offset_form(key, value):
         if (key in PERCENT or (value or "").endswith("%")) and \
                 (problem := percent_problem(key, value)):

@@ -141,6 +141,7 @@ def test_job_file_options_become_workload_keys(tmp_path: Path) -> None:
     assert ran.code == 0, ran.stdout + ran.stderr
     assert "ramp_time=1500ms" in ran.stdout and "both backends: ramp_time=1.5" in ran.stdout
     assert "both backends: startdelay=1-3" in ran.stdout
+    assert "its I/Os reach the disk but no I/O figure" in ran.stdout
     # fio gets them unchanged in the real run; the null-engine run, which only gives the
     # offsets (they change none), gets neither
     opts = fio_options(wl)
