@@ -35,9 +35,10 @@ def test_a_ramp_in_both_backends(tmp_path: Path, no_leaks: None) -> None:
     p = pred[pred.entity == "vm:v"].set_index("metric").value
     assert p["write_ios"] + p["ramp_ios"] == 2048
     assert 1000 <= p["ramp_ios"] <= 1002
-    # fio's figures leave the ramp out: the model's and the real run's writes agree
+    # fio's figures leave the ramp out; its ramp, paced at 1,000 a second, holds at most the
+    # model's ramp (1,001) and, on a busy machine, a few fewer: the real run reports at least
+    # the model's writes and not many more (the ramp's I/Os left out, not a handful of them)
     measured = row.loc["write_ios", "measured"]
-    assert measured < 2048 - 900, measured
-    assert abs(p["write_ios"] - measured) <= 25, (p["write_ios"], measured)
+    assert p["write_ios"] - 2 <= measured < 2048 - 900, (p["write_ios"], measured)
     argv = json.loads(next((tmp_path / "run" / "raw").glob("*fio-v*/argv.json")).read_text())
     assert "--ramp_time=1s" in argv and "--startdelay=500000us" in argv
