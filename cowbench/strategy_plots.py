@@ -2,16 +2,19 @@
 
 A category is a point's label (``qcow2_overlay, cluster 64 KiB, extended L2 on``,
 ``reflink_copy``): a strategy is drawn with the knobs it uses only, so a full copy is never
-placed "at 64 KiB". Per category: space, write and read amplification per VM (a box over the
-VMs, one dot per VM coloured by VM), a reflink copy's exclusive and shared bytes, and the I/O
-each VM saw (IOPS, mean and p99 completion latency). Categories are on the y axis, wrapped.
+placed "at 64 KiB". Per category: what the hosts' disks hold at the end in bytes (the bases
+in ``_base`` and the instances' disks; a median over the seeds, their range beside it), space,
+write and read amplification per VM (a box over the VMs, one dot per VM coloured by VM), a
+reflink copy's exclusive and shared bytes, and the I/O each VM saw (IOPS, mean and p99
+completion latency). Categories are on the y axis, wrapped.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -42,6 +45,7 @@ _WHAT = {"space_amplification": "host bytes the disk holds per byte the guest wr
 class StrategyView:
     amp: pd.DataFrame  # one row per VM and point: amplifications, I/O, bytes; SETTING
     order: list[str]  # settings in knob order, only those that ran
+    disk: pd.DataFrame | None = None  # one row per point and backend: host_disk's columns
 
 
 def strategy_view(res: SweepResults) -> StrategyView:
@@ -54,7 +58,54 @@ def strategy_view(res: SweepResults) -> StrategyView:
         amp[SETTING] = amp["backend"].map({"sim": "predicted", "real": "measured"})
     _io_columns(amp)
     order = label_order(res.points, res.knobs) if res.knobs else sorted(amp[SETTING].unique())
-    return StrategyView(amp, [o for o in order if o in set(amp[SETTING])])
+    disk = host_disk(res.records)
+    disk[SETTING] = disk["point"].map(labels) if res.knobs else "all"
+    return StrategyView(amp, [o for o in order if o in set(amp[SETTING])], disk)
+
+
+def _last(records: pd.DataFrame, prefix: str, metric: str) -> pd.Series:
+    """Per point, backend and entity named ``prefix...``, ``metric`` at the end (the row
+    without ``t_s``, else the last sample)."""
+    ent = records["entity"].astype(str)
+    d = records[ent.str.startswith(prefix) & (records["metric"] == metric)]
+    if d.empty:
+        return pd.Series(dtype=float)
+    d = d.sort_values("t_s", na_position="last", kind="stable")
+    d = d.groupby(["point", "backend", "entity"], observed=True).tail(1)
+    return d.set_index(["point", "backend", "entity"])["value"].astype(float)
+
+
+def _summed(per_entity: pd.Series) -> pd.Series:
+    """Per point and backend, the sum over entities."""
+    if per_entity.empty:
+        return per_entity
+    return per_entity.groupby(level=["point", "backend"], observed=True).sum()
+
+
+def host_disk(records: pd.DataFrame) -> pd.DataFrame:
+    """What a setting costs in bytes, per point and backend: ``host_bytes`` (the hosts' disks
+    at the end, physical: ``used_bytes``, where extents a reflink copy shares with its base
+    count once), ``base_bytes`` (the image caches, ``_base``) and ``instance_bytes`` (the
+    rest: the instances' disks and their files), and ``ceph_bytes`` (disks that live in Ceph,
+    not on a host: RBD clones, whose ``model_only`` flag is set)."""
+    cols = ["point", "backend", "host_bytes", "base_bytes", "instance_bytes", "ceph_bytes"]
+    if records.empty or "point" not in records.columns:
+        return pd.DataFrame(columns=cols)
+    # each host's physical bytes where known, else what it allocates
+    host = _summed(_last(records, "host:", "used_bytes").combine_first(
+        _last(records, "host:", "allocated_bytes")))
+    out = pd.DataFrame({"host_bytes": host})
+    out["base_bytes"] = _summed(_last(records, "cache:", "allocated_bytes")).reindex(out.index)
+    out["base_bytes"] = out["base_bytes"].fillna(0.0)
+    out["instance_bytes"] = out["host_bytes"] - out["base_bytes"]
+    # a VM the real backend skips (its metric model_only = 1) is an RBD clone, in Ceph
+    keys = ["point", "backend", "entity"]
+    flags = records[records["metric"] == "model_only"]
+    flagged = flags[flags["value"] > 0][keys].drop_duplicates()
+    ceph = _summed(_last(records.merge(flagged, on=keys), "vm:", "allocated_bytes")) \
+        if not flagged.empty else pd.Series(dtype=float)
+    out["ceph_bytes"] = ceph.reindex(out.index).fillna(0.0)
+    return out.reset_index()[cols]
 
 
 def _col(frame: pd.DataFrame, name: str) -> pd.Series:
@@ -183,6 +234,7 @@ def strategy_table(view: StrategyView) -> pd.DataFrame:
         return pd.DataFrame(columns=[SETTING])
     med = a.groupby(SETTING)[[c for c in cols if c in a.columns]].median()
     med = med.reindex([o for o in view.order if o in med.index])
+    disk = _disk_by_setting(view).reindex(med.index)
 
     def x(v: float) -> str:
         return "-" if math.isnan(v) else f"{v:.3g}×"
@@ -192,9 +244,81 @@ def strategy_table(view: StrategyView) -> pd.DataFrame:
 
     return pd.DataFrame({
         "strategy and knobs": med.index,
+        "host disk at the end": [_bytes_range(r) for r in disk.to_dict("records")],
         "space amp.": [x(v) for v in med["space_amplification"]],
         "write amp.": [x(v) for v in med["write_amplification"]],
         "read amp.": [x(v) for v in med["read_amplification"]],
         "IOPS": ["-" if math.isnan(v) else f"{v:,.0f}" for v in med["iops"]],
         "mean latency": [ms(v) for v in med["lat_mean_s"]],
         "p99 latency": [ms(v) for v in med["lat_p99_s"]]})
+
+
+def _disk_by_setting(view: StrategyView) -> pd.DataFrame:
+    """Per setting (the model's figures where both backends ran): the median over its points
+    (seeds) of each of host_disk's columns, the least and most host bytes, and how many."""
+    d = view.disk
+    if d is None or d.empty:
+        return pd.DataFrame(columns=["host_bytes", "base_bytes", "instance_bytes",
+                                     "ceph_bytes", "total", "low", "high", "points"])
+    if (d["backend"] == "sim").any():
+        d = d[d["backend"] == "sim"]
+    g = d.groupby(SETTING)
+    out = g[["host_bytes", "base_bytes", "instance_bytes", "ceph_bytes"]].median()
+    total = d["host_bytes"] + d["ceph_bytes"]
+    out["total"] = total.groupby(d[SETTING]).median()
+    out["low"] = total.groupby(d[SETTING]).min()
+    out["high"] = total.groupby(d[SETTING]).max()
+    out["points"] = g.size()
+    return out
+
+
+def _bytes_range(row: Mapping[Hashable, Any]) -> str:
+    from .units import format_bytes
+
+    if not row or row.get("points") != row.get("points"):  # a setting without a host figure
+        return "-"
+    text = format_bytes(row["host_bytes"])
+    if row["ceph_bytes"] > 0:
+        text += f" (+ {format_bytes(row['ceph_bytes'])} in Ceph)"
+    if row["points"] > 1:
+        text += (f"; {format_bytes(row['low'])} to {format_bytes(row['high'])} over "
+                 f"{row['points']:.0f} seeds")
+    return text
+
+
+def disk_by_strategy(view: StrategyView) -> Figure:
+    """What each setting's hosts hold at the end, in bytes: the bases in ``_base`` and the
+    instances' disks stacked (and disks in Ceph apart), a median over its seeds with their
+    range (least to most) as a whisker where there are several."""
+    d = _disk_by_setting(view)
+    order = [o for o in view.order if o in d.index]
+    d = d.reindex(order)
+    title = "disk each strategy takes at the end (physical bytes)"
+    with style():
+        fig, (ax,) = new_figure(category_height(order, 2.2))
+        if not order:
+            return empty(fig, ax, title, "no host disk figures in these runs")
+        values = np.concatenate([d["high"].to_numpy(float), d["host_bytes"].to_numpy(float)])
+        label, div = display_unit("B", values)
+        y = np.arange(len(order))
+        base, inst = d["base_bytes"].to_numpy(float), d["instance_bytes"].to_numpy(float)
+        ceph = d["ceph_bytes"].to_numpy(float)
+        ax.barh(y, base / div, color="tab:grey", alpha=0.6, label="bases in _base (shared)")
+        ax.barh(y, inst / div, left=base / div, color="tab:blue",
+                label="instances' disks (their own bytes)")
+        if (ceph > 0).any():
+            ax.barh(y, ceph / div, left=(base + inst) / div, color="tab:purple", alpha=0.6,
+                    label="in Ceph, not on a host (RBD clones)")
+        several = d["points"].to_numpy(float) > 1
+        if several.any():
+            mid = d["total"].to_numpy(float)[several] / div
+            lo = d["low"].to_numpy(float)[several] / div
+            hi = d["high"].to_numpy(float)[several] / div
+            ax.errorbar(mid, y[several], xerr=[mid - lo, hi - mid], fmt="none", ecolor="black",
+                        capsize=3, lw=1, label="range over the seeds")
+        category_axis(ax, order)
+        ax.set_xlim(0, float(np.nanmax(values)) / div * 1.05 if np.nanmax(values) > 0 else 1)
+        ax.set_title(title)
+        ax.set_xlabel(f"bytes ({label}); median over seeds")
+        legend_below(fig, ax, ncols=2)
+    return fig

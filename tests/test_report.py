@@ -24,6 +24,7 @@ from cowbench import report as report_mod
 from cowbench.execute import NotebookFailed
 from cowbench.records import records_frame
 from cowbench.report import choose_notebook, make_report
+from cowbench.units import format_bytes
 
 from . import browser
 from .conftest import needs_tools, small_dict
@@ -241,9 +242,9 @@ def test_strategies_report_on_a_sweep(strategies_sweep, tmp_path):
     sweep, stdout = strategies_sweep
     assert "report (strategies)" in stdout
     names = figures_of(sweep)
-    assert names == ["io-by-strategy", "read-amplification", "space-amplification",
-                     "write-amplification"]
-    text = assert_self_contained(html_of(sweep), 4)
+    assert names == ["disk-by-strategy", "io-by-strategy", "read-amplification",
+                     "space-amplification", "write-amplification"]
+    text = assert_self_contained(html_of(sweep), 5)
     assert "cluster-sizes" in text and "cluster 4 KiB" in text and "cluster 1 MiB" in text
     # the IOPS and latency figures say what they rest on, as the validation report does
     assert "I/O figures are uncalibrated (no calibration profile)" in text
@@ -272,8 +273,8 @@ def test_a_strategies_sweep_over_kinds_draws_each_kind_as_a_category(tmp_path):
         sim_run(root / name, knobs)
     assert choose_notebook(root) == "strategies"
     make_report(root)
-    assert figures_of(root) == ["io-by-strategy", "read-amplification", "reflink-bytes",
-                                "space-amplification", "write-amplification"]
+    assert figures_of(root) == ["disk-by-strategy", "io-by-strategy", "read-amplification",
+                                "reflink-bytes", "space-amplification", "write-amplification"]
     table = read_tables(outputs_html(root))[0]
     # one row per setting that ran, each kind with only its own knobs, in knob order
     assert list(table["strategy and knobs"]) == [
@@ -282,6 +283,17 @@ def test_a_strategies_sweep_over_kinds_draws_each_kind_as_a_category(tmp_path):
     # a reflink copy costs its exclusive bytes: about what the guest wrote, not the base too
     reflink = table.set_index("strategy and knobs").loc["reflink_copy", "space amp."]
     assert 0.9 <= float(reflink.rstrip("×")) <= 1.5
+    # what each setting takes in bytes: the host's physical bytes at the end, an RBD clone's
+    # disks in Ceph (its host holds nothing of them)
+    disk = table.set_index("strategy and knobs")["host disk at the end"]
+    for name in ("a", "c", "e"):
+        rec = pd.read_parquet(root / name / "predicted.parquet")
+        used = rec[(rec.entity.str.startswith("host:")) & (rec.metric == "used_bytes")
+                   & rec.t_s.isna()].value.sum()
+        label = {"a": "qcow2_overlay, extended L2 off", "c": "full_copy",
+                 "e": "reflink_copy"}[name]
+        assert disk[label] == format_bytes(used)
+    assert "in Ceph)" in disk["rbd_clone"] and "in Ceph" not in disk["full_copy"]
 
 
 @pytest.mark.slow

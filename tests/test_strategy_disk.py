@@ -1,0 +1,58 @@
+"""The strategies report's bytes per setting (cowbench.strategy_plots.host_disk): what the
+hosts hold at the end, the bases apart from the instances' disks, RBD clones in Ceph, and a
+setting's seeds as a median and a range."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from cowbench.strategy_plots import (
+    SETTING,
+    StrategyView,
+    _disk_by_setting,
+    host_disk,
+    strategy_table,
+)
+
+GiB = float(1 << 30)
+
+
+def rows(point: str, *entries: tuple[str, str, float, float | None]) -> list[dict[str, object]]:
+    return [{"point": point, "backend": "sim", "entity": e, "metric": m, "value": v, "t_s": t}
+            for e, m, v, t in entries]
+
+
+def test_the_end_of_each_host_the_bases_apart_and_rbd_clones_in_ceph() -> None:
+    nan = math.nan
+    rec = pd.DataFrame(
+        rows("p1", ("host:a", "allocated_bytes", 5 * GiB, nan), ("host:a", "used_bytes",
+             3 * GiB, nan), ("host:b", "allocated_bytes", 9 * GiB, 10.0),
+             ("host:b", "allocated_bytes", 2 * GiB, 20.0),  # a timed host: its last sample
+             ("cache:a", "allocated_bytes", 1 * GiB, nan), ("vm:x", "allocated_bytes", GiB, nan))
+        + rows("p2", ("host:a", "allocated_bytes", 0.0, nan), ("vm:r", "allocated_bytes",
+               4 * GiB, nan), ("vm:r", "model_only", 1.0, nan), ("vm:s", "allocated_bytes",
+               GiB, nan), ("vm:s", "model_only", 0.0, nan)))
+    d = host_disk(rec).set_index("point")
+    # physical bytes where known (reflink: shared extents once), else allocated; summed hosts
+    assert d.loc["p1", "host_bytes"] == 5 * GiB and d.loc["p1", "base_bytes"] == GiB
+    assert d.loc["p1", "instance_bytes"] == 4 * GiB and d.loc["p1", "ceph_bytes"] == 0
+    assert d.loc["p2", "host_bytes"] == 0 and d.loc["p2", "ceph_bytes"] == 4 * GiB
+
+
+def test_a_setting_of_several_seeds_gives_its_median_and_range() -> None:
+    disk = pd.DataFrame({"point": ["p1", "p2", "p3"], "backend": "sim",
+                         "host_bytes": [2 * GiB, 3 * GiB, 7 * GiB], "base_bytes": GiB,
+                         "instance_bytes": [GiB, 2 * GiB, 6 * GiB], "ceph_bytes": 0.0,
+                         SETTING: "qcow2_overlay"})
+    amp = pd.DataFrame({SETTING: ["qcow2_overlay"], "entity": ["vm:x"], "point": ["p1"],
+                        **{c: [1.0] for c in ("space_amplification", "write_amplification",
+                                              "read_amplification", "iops", "lat_mean_s",
+                                              "lat_p99_s")}})
+    view = StrategyView(amp, ["qcow2_overlay"], disk)
+    by = _disk_by_setting(view).loc["qcow2_overlay"]
+    assert (by["host_bytes"], by["low"], by["high"], by["points"]) == (3 * GiB, 2 * GiB,
+                                                                       7 * GiB, 3)
+    cell = strategy_table(view)["host disk at the end"].iloc[0]
+    assert cell == "3.0 GiB; 2.0 GiB to 7.0 GiB over 3 seeds"
