@@ -3,14 +3,16 @@
 The notebook reads and plots; this module does the reading: each point's group label and
 horizon, each host's own capacity (hosts may differ in size) and its time to full against it,
 each replication's first host, fullest host and all hosts' fill against their summed capacity,
-the headline per group, and the bands drawn over time.
+the headline per group, and the bands drawn over time. A run or sweep of both backends has
+each group twice, its predicted and its measured hosts apart (``..., predicted``, ``...,
+measured``): pooled, the measured hosts would count as one more replication of the model's.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -40,11 +42,38 @@ class CapacityView:
     never: pd.Series | None = None
 
 
+#: How a group of each backend's hosts is named where both ran.
+BACKEND_WORDS = {"sim": "predicted", "real": "measured"}
+
+
 def _groups(res: SweepResults) -> tuple[pd.Series, list[str]]:
     if res.knobs:
-        return point_labels(res.points, res.knobs), label_order(res.points, res.knobs)
-    labels = pd.Series("all hosts", index=res.points["point"].to_numpy(), dtype=object)
-    return labels, ["all hosts"]
+        labels, order = point_labels(res.points, res.knobs), label_order(res.points, res.knobs)
+    else:
+        labels = pd.Series("all hosts", index=res.points["point"].to_numpy(), dtype=object)
+        order = ["all hosts"]
+    if "backend" not in res.points.columns:
+        return labels, order
+    words = pd.Series(res.points["backend"].to_numpy(), index=res.points["point"].to_numpy())
+    labels = labels + ", " + words.reindex(labels.index)
+    return labels, [f"{o}, {w}" for o in order for w in BACKEND_WORDS.values()
+                    if f"{o}, {w}" in set(labels)]
+
+
+def split_backends(res: SweepResults) -> SweepResults:
+    """Where both backends ran, each point as two: ``<point>@predicted`` with the model's
+    records and ``<point>@measured`` with the real run's, each with the point's own row
+    (capacities, horizon) and a ``backend`` column naming which; else ``res`` as it is."""
+    present = [b for b in BACKEND_WORDS if (res.records["backend"] == b).any()] \
+        if not res.records.empty else []
+    if len(present) < 2:
+        return res
+    word = res.records["backend"].map(BACKEND_WORDS).fillna(res.records["backend"])
+    records = res.records.assign(point=res.records["point"].astype(str) + "@" + word)
+    points = pd.concat([res.points.assign(point=res.points["point"].astype(str) + "@" +
+                                          BACKEND_WORDS[b], backend=BACKEND_WORDS[b])
+                        for b in present], ignore_index=True)
+    return replace(res, points=points, records=records)
 
 
 def _rejected(records: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -79,6 +108,7 @@ def _own(caps: object, host: str, fallback: object) -> float:
 
 def capacity_view(res: SweepResults, capacity_bytes: float | None = None) -> CapacityView:
     """The capacity report's data; ``capacity_bytes`` replaces every host's own capacity."""
+    res = split_backends(res)
     labels, order = _groups(res)
     records = res.records.assign(**{GROUP: res.records["point"].map(labels)})
     points = res.points.assign(**{GROUP: res.points["point"].map(labels)})

@@ -1,0 +1,51 @@
+"""The capacity report on a run of both backends: the predicted hosts and the measured ones are
+groups of their own, never pooled as if the real run were one more replication of the model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cowbench.capacity_view import capacity_view, headline_table
+from cowbench.report import make_report
+from cowbench.results import load_results
+
+from .reportkit import host_series, synthetic_run
+
+GiB = float(1 << 30)
+
+
+def both(out: Path) -> Path:
+    """One seed's three hosts per backend: the model's grow 1 GiB a day (from 10 GiB), the
+    real run's 3 GiB a day; hosts of 20 GiB."""
+    predicted = host_series(hosts=3, seeds=1, days=8)
+    measured = host_series(hosts=3, seeds=1, days=8, growth_gib_per_day=3).assign(
+        backend="real")
+    return synthetic_run(out, predicted, measured,
+                         scenario="name: fleet\nhosts: [{name: h, count: 3, capacity_bytes: "
+                                  "20GiB}]\n")
+
+
+def test_each_backend_is_a_group_of_its_own(tmp_path: Path) -> None:
+    view = capacity_view(load_results(both(tmp_path / "run")), 20 * GiB)
+    assert view.order == ["all hosts, predicted", "all hosts, measured"]
+    first = view.first.set_index("group")
+    # each group one replication, its own backend's: the real hosts (3 to 4.2 GiB a day from
+    # 10 GiB) fill first after 10 / 4.2 = 2.4 days, the model's (1 to 1.4) after 7.1
+    assert list(first.loc[view.order, "backend"]) == ["sim", "real"]
+    days = first.loc[view.order, "t_first_full_s"] / 86400
+    assert days.iloc[0] == pytest.approx(10 / 1.4, abs=0.05)
+    assert days.iloc[1] == pytest.approx(10 / 4.2, abs=0.05)
+    head = headline_table(view)
+    assert list(head["group"]) == view.order and list(head["replications filled"]) == \
+        ["1 of 1", "1 of 1"]
+
+
+@pytest.mark.slow
+def test_the_capacity_report_names_the_predicted_and_the_measured_hosts(tmp_path: Path
+                                                                        ) -> None:
+    run = both(tmp_path / "run")
+    make_report(run, notebook="capacity", capacity_bytes=int(20 * GiB))
+    text = (run / "report" / "report.html").read_text()
+    assert "all hosts, predicted" in text and "all hosts, measured" in text
