@@ -47,7 +47,7 @@ from .tools import process_cmdlines
 
 LEASE = "lease.json"
 TOOLS = ("qemu-nbd", "qemu-img", "qemu-io", "fio", "cp", "rsync", "xfs_io", "mkfs.xfs",
-         "xfs_spaceman")
+         "xfs_spaceman", "mkfs.ext4", "mkswap")
 
 
 def registry() -> Path:
