@@ -201,7 +201,8 @@ class RealWorld:
         run(["qemu-img", "create", "-q", "-f", "raw", str(path), str(b.size)], log=self.log,
             label=f"qemu-img-create-{b.name}")
         if b.kind == "ephemeral":
-            run([f"mkfs.{EPHEMERAL_FS}", "-q", "-F", "-L", EPHEMERAL_LABEL, str(path)],
+            assert EPHEMERAL_FS == "ext4"  # the one mkfs named here (cowbench/packages.py)
+            run(["mkfs.ext4", "-q", "-F", "-L", EPHEMERAL_LABEL, str(path)],
                 log=self.log, label=f"mkfs-{b.name}", timeout=3600)
         else:
             run(["mkswap", str(path)], log=self.log, label=f"mkswap-{b.name}")
