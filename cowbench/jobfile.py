@@ -193,12 +193,14 @@ _TIME = re.compile(r"(\d+)([A-Za-z]*)")
 _UNIT_S = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
-def fio_seconds(value: str) -> float:
+def fio_seconds(value: str, bare: str = "s") -> float:
     """A time as fio 3.33 reads it (parse.c, ``get_mult_time``): whole digits, then seconds
-    with no unit; a unit starting ``us`` (``usec``) or ``ms`` (``msec``), or exactly ``s``,
-    ``m``, ``h``, ``d`` (any case). fio reads any other letters as microseconds (``1min``,
-    ``10sec``, ``0x10``) and stops a number at a ``.`` (``1.5`` is 1 s): such values are
-    refused, saying what fio makes of them, since they are surely not what was meant."""
+    with no unit (``bare="us"``: microseconds, for fio's options that are not ``is_seconds``,
+    such as ``thinktime``); a unit starting ``us`` (``usec``) or ``ms`` (``msec``), or
+    exactly ``s``, ``m``, ``h``, ``d`` (any case). fio reads any other letters as
+    microseconds (``1min``, ``10sec``, ``0x10``) and stops a number at a ``.`` (``1.5`` is
+    1 s): such values are refused, saying what fio makes of them, since they are surely not
+    what was meant."""
     text = value.strip()
     m = _TIME.fullmatch(text)
     if not m:
@@ -213,6 +215,8 @@ def fio_seconds(value: str) -> float:
         return number / 1e6
     if unit.startswith("ms"):
         return number / 1e3
+    if not unit and bare == "us":
+        return number / 1e6
     if unit in _UNIT_S or not unit:
         return number * _UNIT_S[unit or "s"]
     raise ValueError(f"{value!r}: fio 3.33 knows no unit {m.group(2)!r} and reads it as "

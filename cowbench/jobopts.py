@@ -181,6 +181,26 @@ def _delay(v: str) -> float | str | None:
     return ends[0] if ends[0] == ends[1] else f"{ends[0]:.15g}-{ends[1]:.15g}"
 
 
+def _usec(v: str) -> float:
+    """A time fio reads in microseconds without a unit (``thinktime=1000``: 1 ms), in
+    seconds."""
+    return fio_seconds(v, bare="us")
+
+
+#: fio 3.33's thinktime options (backend.c ``handle_thinktime``), what each does as both
+#: backends run it: fio-check prints it beside the value.
+THINK: dict[str, str] = {
+    "thinktime": "seconds; every thinktime_blocks I/Os fio issues no more, waits for those in "
+                 "flight, then pauses this long (the runtime includes the pauses)",
+    "thinktime_blocks": "I/Os between pauses (fio's default 1); the I/Os in flight never "
+                        "exceed it",
+    "thinktime_blocks_type": "fio counts issued I/Os (issue) or completed ones (complete, "
+                             "fio's default; the same at iodepth 1)",
+    "thinktime_iotime": "seconds; a pause also once this long has passed since the last one "
+                        "began (fio counts the pause in it)",
+}
+
+
 def _verify(v: str) -> str | None:
     """fio's ``verify=0`` (and ``null``) is no verification."""
     return None if v in ("0", "null") else v
@@ -201,6 +221,10 @@ MODEL: dict[str, tuple[str, Callable[[str], Any]]] = {
     "bssplit": ("bssplit", _text), "loops": ("loops", _int),
     "zero_buffers": ("zero_buffers", _flag), "read_iolog": ("read_iolog", _text),
     "ramp_time": ("ramp_time", fio_seconds), "startdelay": ("startdelay", _delay),
+    "thinktime": ("thinktime", _usec), "thinktime_spin": ("thinktime_spin", _usec),
+    "thinktime_blocks": ("thinktime_blocks", _int),
+    "thinktime_blocks_type": ("thinktime_blocks_type", _text),
+    "thinktime_iotime": ("thinktime_iotime", fio_seconds),
 }
 
 
@@ -218,7 +242,9 @@ BANDWIDTH_LIMITS = ("rate", "rate_min", "ratemin")
 #: Fields whose 0 in a job file is fio's default (``runtime=0``: no time limit; ``io_size=0``:
 #: the job's size), measured on fio 3.33's null engine: left absent in the workload.
 UNLIMITED = {"runtime": "no time limit", "io_size": "the job's size", "rate_iops": "no cap",
-             "ramp_time": "no ramp", "startdelay": "no delay"}
+             "ramp_time": "no ramp", "startdelay": "no delay",
+             "thinktime": "no pause", "thinktime_spin": "no spinning",
+             "thinktime_iotime": "no pause by time"}
 
 
 @dataclass
@@ -318,7 +344,8 @@ def _one(key: str, value: str | None, kb_base: int, offsets_fio: bool) -> Handli
         if conv is None and field in UNLIMITED:
             return Handling(key, value, "model", f"{field} absent (0 is fio's default: "
                             f"{UNLIMITED[field]})")
-        return Handling(key, value, "model", f"{field}={conv}{TIMING.get(field, '')}")
+        note = f" ({THINK[key]})" if key in THINK else TIMING.get(field, "")
+        return Handling(key, value, "model", f"{field}={conv}{note}")
     if key in CARRIED or key in ("bs", "blocksize") or _offset_form(key, value):
         if (key in PERCENT or (value or "").endswith("%")) and \
                 (problem := percent_problem(key, value)):

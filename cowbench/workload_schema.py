@@ -5,15 +5,27 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from . import randdist
+from .jobfile import fio_seconds
 from .jobopts import CARRIED, PERCENT, parse_rate_iops, percent_problem, rate_iops_value
 from .schema_base import Bytes, Frozen, Seconds
 from .units import parse_duration, parse_size
 
 RW = Literal["read", "write", "randread", "randwrite", "rw", "readwrite", "randrw", "trim",
              "randtrim", "trimwrite"]
+
+
+#: Why a thinktime_spin above 0 is refused. fio 3.33 (backend.c handle_thinktime) sleeps
+#: ``int left = thinktime - spun`` after spinning, and when the spin took longer than the
+#: whole thinktime (preempted, or a spin as long as the thinktime) that is negative, which
+#: usec_sleep reads as an unsigned ~2**64 us: the job sleeps until it is killed.
+SPIN_HANGS = ("fio 3.33 sleeps for ever once a spin outlasts the thinktime (its remainder, "
+              "negative, read as unsigned): measured, thinktime=1000 thinktime_spin=500 on "
+              "the null engine and thinktime=2000 thinktime_spin=1000 on nbd, runs of 2 s, "
+              "still asleep after 25 and 13 minutes; the model has no such hang. Drop "
+              "thinktime_spin (the pause is thinktime long either way)")
 
 
 class WorkloadProblem(ValueError):
@@ -70,6 +82,25 @@ class Workload(Frozen):
         "each direction on its own (trims take W when T is not given), an empty or 0 place "
         "none ('100,' caps reads only).")
     rwmixread: int = Field(default=50, ge=0, le=100)
+    thinktime: float | None = Field(
+        default=None, description="fio's thinktime: every thinktime_blocks I/Os, fio stops "
+        "issuing, waits for the I/Os in flight, then pauses this long (a bursty application). "
+        "Seconds (0.001), or fio's text ('1000' or '1000us': 1 ms; '2ms'); a whole number is "
+        "refused (fio's microseconds or seconds?). 0 is fio's default, no pause.")
+    thinktime_blocks: int | None = Field(
+        default=None, ge=0, description="fio's thinktime_blocks: I/Os between two pauses "
+        "(unset: fio's 1; 0 pauses after every I/O, as 1 does); the I/Os in flight never "
+        "exceed it.")
+    thinktime_blocks_type: Literal["complete", "issue"] = Field(
+        default="complete", description="fio's thinktime_blocks_type: count issued I/Os "
+        "(issue) or completed ones (complete, fio's default: the same at iodepth 1).")
+    thinktime_spin: float | None = Field(
+        default=None, description="fio's thinktime_spin: only 0 (fio's default, no spinning) "
+        "is taken; see SPIN_HANGS.")
+    thinktime_iotime: float | None = Field(
+        default=None, description="fio's thinktime_iotime: a pause also once this long has "
+        "passed since the last pause began (seconds, or fio's text: bare is seconds); "
+        "without thinktime_blocks, only by time.")
     norandommap: bool = False
     random_generator: Literal["tausworthe", "lfsr", "tausworthe64"] = "tausworthe"
     randseed: int | None = Field(default=None, ge=0, lt=2**64)
@@ -157,6 +188,29 @@ class Workload(Frozen):
     def _rate_iops(cls, v: Any) -> int | str | None:
         return None if v is None else rate_iops_value(v)
 
+    @field_validator("thinktime", "thinktime_spin", "thinktime_iotime", mode="before")
+    @classmethod
+    def _think_time(cls, v: Any, info: ValidationInfo) -> float | None:
+        """Seconds, as every time of a scenario (a resolved scenario stores them so), or fio's
+        own text (``"1000"`` and ``"1000us"`` are 1 ms for thinktime; ``thinktime_iotime``
+        reads bare text as seconds, as fio does). A whole number for thinktime or
+        thinktime_spin is refused: fio reads it as microseconds, a scenario as seconds."""
+        usec = info.field_name != "thinktime_iotime"
+        if v is None:
+            return None
+        if isinstance(v, str):
+            seconds = fio_seconds(v, bare="us" if usec else "s")
+        elif isinstance(v, int) and not isinstance(v, bool) and usec and v:
+            raise ValueError(f"{v} is microseconds to fio and seconds to a scenario: write "
+                             f"'{v}us' (fio's meaning) or {v}.0 (seconds)")
+        elif isinstance(v, int | float) and not isinstance(v, bool):
+            seconds = parse_duration(v)
+        else:
+            raise ValueError(f"a time in seconds, or fio's text such as '2ms', got {v!r}")
+        if seconds and info.field_name == "thinktime_spin":
+            raise ValueError(SPIN_HANGS)
+        return seconds or None
+
     @field_validator("bssplit")
     @classmethod
     def _bssplit(cls, v: str | None) -> str | None:
@@ -174,6 +228,8 @@ class Workload(Frozen):
         if self.verify is not None and self.rw not in ("write", "randwrite"):
             raise WorkloadProblem(("verify", "rw"), f"verify is for write jobs (rw: write or "
                                   f"randwrite), not rw={self.rw}")
+        if self.thinktime is not None and (problem := think_problem(self)):
+            raise WorkloadProblem(problem[0], problem[1])
         if self.verify is not None and self.time_based:
             raise WorkloadProblem(("verify", "time_based"), "verify with time_based: the "
                                   "write phase ends with the runtime, so fio would never "
@@ -324,6 +380,37 @@ class Workload(Frozen):
 
 
 Workload.model_rebuild()  # jobs: a list of Workload
+
+
+def think_problem(wl: Workload) -> tuple[tuple[str, ...], str] | None:
+    """Why ``wl``'s thinktime is not run exactly alike by the model and fio 3.33's nbd engine
+    (the fields it concerns and the reason), or None.
+
+    Exact: iodepth 1, or ``thinktime_blocks_type=issue`` with ``thinktime_blocks`` (set) no
+    more than ``iodepth``: fio then never fills its queue between two pauses, and drains
+    every I/O before each pause. Where the queue fills between pauses, fio reaps completions
+    as it goes, and the nbd engine then leaves an I/O in flight across the pause (measured on
+    a qemu-nbd null-co export, fio 3.33, randwrite 4k, thinktime=1000, 2 s: iodepth=8
+    thinktime_blocks=4: one write in each cycle took 1.5-4.8 ms, mean latency 2.46 ms, 2,112
+    writes; the same with thinktime_blocks_type=issue: 0.16 ms, 6,032; iodepth=4
+    thinktime_blocks=16 issue: 0.86 ms, 6,292, where iodepth 1 did 12,304), which the model,
+    draining all before it pauses, does not do."""
+    if wl.iodepth == 1:
+        return None
+    if wl.thinktime_blocks_type != "issue":
+        return (("thinktime", "thinktime_blocks_type", "iodepth"), "thinktime at iodepth > 1 "
+                "counts completed I/Os (thinktime_blocks_type=complete, fio's default): fio "
+                "fills its queue between pauses and its nbd engine then keeps an I/O in flight "
+                "across each pause, which the model does not reproduce; use iodepth=1, or "
+                "thinktime_blocks_type=issue with thinktime_blocks <= iodepth")
+    if wl.thinktime_blocks is None or wl.thinktime_blocks > wl.iodepth:
+        named = "thinktime" if wl.thinktime_blocks is None else "thinktime_blocks"
+        return ((named, "iodepth"), f"thinktime_blocks "
+                f"({wl.thinktime_blocks or 'unset: 1'}) above iodepth ({wl.iodepth}): fio "
+                "fills its queue between pauses and its nbd engine then keeps an I/O in "
+                "flight across each pause, which the model does not reproduce; use "
+                "thinktime_blocks <= iodepth (the I/Os in flight never exceed it)")
+    return None
 
 
 def check_bssplit(v: str) -> None:

@@ -119,8 +119,9 @@ class _Job:
     """
 
     def __init__(self, chunks: Iterator[IoChunk], record_writes: bool = False,
-                 mix: Rwmix | None = None) -> None:
+                 mix: Rwmix | None = None, think: _Think | None = None) -> None:
         self._chunks = chunks
+        self.think = think  # fio's thinktime: the clone's slots issue nothing while it thinks
         # a paced read/write mix of the model's own stream: each I/O's direction is chosen
         # as it issues (fio's mix, then its rate check), not taken from the stream
         self.mix = mix
@@ -194,6 +195,9 @@ def _slot(env: simpy.Environment, job: _Job, disk: Disk, device: AnyDevice,
     while env.now < deadline:
         if job.number_ios is not None and job.since_reset >= job.number_ios:
             return
+        if job.think is not None and job.think.thinking is not None:
+            yield from job.think.ready()  # fio's work for the next I/O comes after the pause
+            continue
         io = job.next()
         if io is None:
             return
@@ -217,10 +221,16 @@ def _slot(env: simpy.Environment, job: _Job, disk: Disk, device: AnyDevice,
                 yield env.timeout(wait)
                 if env.now >= deadline:
                     return
+        if job.think is not None and job.think.thinking is not None:  # began meanwhile
+            yield from job.think.ready()
+            if env.now >= deadline:
+                return
         issued = env.now
         if not ramp:
             stats.first_issue = min(stats.first_issue, issued)
             job.first_issue = min(job.first_issue, issued)
+        if job.think is not None:  # fio counts the ramp's I/Os between pauses too
+            job.think.issued(job, deadline)
         if is_trim:  # a discard: space and count only (its time is not modelled)
             stats.add_host(trim(disk, offset, length))
             if ramp:
@@ -228,6 +238,8 @@ def _slot(env: simpy.Environment, job: _Job, disk: Disk, device: AnyDevice,
             else:
                 stats.trims += 1
                 job.trims += 1
+            if job.think is not None:
+                job.think.completed()
             continue
         host = guest_write(disk, offset, length) if is_write else disk.read(offset, length)
         if is_write and stats.written is not None:
@@ -235,6 +247,8 @@ def _slot(env: simpy.Environment, job: _Job, disk: Disk, device: AnyDevice,
         yield from device.serve_io(disk, is_write, length, host)
         stats.add_host(host)
         done = env.now
+        if job.think is not None:
+            job.think.completed()
         if ramp:  # on the disk, in no figure of fio's
             stats.ramped += 1
             job.ramp.done(issued, done, length, is_write)
@@ -253,6 +267,77 @@ def _slot(env: simpy.Environment, job: _Job, disk: Disk, device: AnyDevice,
         stats.last_done = max(stats.last_done, done)
         if stats.events is not None:
             stats.events.append((issued, done, length, is_write))
+
+
+class _Think:
+    """fio's ``thinktime`` for one clone: bursts of I/O with pauses between (fio 3.33,
+    ``backend.c`` handle_thinktime, ``io_u.c`` io_u_quiesce).
+
+    After each I/O it submits, fio counts the I/Os issued so far; once ``thinktime_blocks``
+    more have gone since the last pause (fio's default 1; 0 acts as 1), it issues nothing
+    more, waits for every I/O in flight to complete (io_u_quiesce), then pauses
+    ``thinktime`` (``thinktime_spin``, part of it spinning, is refused: fio can hang). So the
+    I/Os in flight never exceed ``thinktime_blocks``, and a clone's runtime includes its
+    pauses, a last one after its last I/O too (measured on fio's nbd engine: 8 writes with
+    thinktime=50ms thinktime_blocks=8 ran 61 ms; 9 writes, 51 ms). With ``thinktime_iotime``
+    it also pauses once that long plus ``thinktime`` has passed since the last pause began
+    (from the clone's start), and without ``thinktime_blocks`` only so. A pause ends with
+    the clone's runtime. Measured, fio 3.33 on a qemu-nbd null-co export, randwrite 4k, 2 s:
+    iodepth=1 thinktime=1000 thinktime_blocks=16: 12,304 writes (769 bursts of 16, 2.6 ms
+    each: the pause, 16 writes of 84 us, and the sleep's overshoot); iodepth=8 thinktime=1000
+    thinktime_blocks=4 thinktime_blocks_type=issue: 6,032 writes, at most 4 in flight. fio
+    counts completed I/Os instead by default (``thinktime_blocks_type=complete``), the same
+    count at iodepth 1; where fio's queue fills between pauses its nbd engine keeps an I/O
+    in flight across them, which is refused (cowbench.workload_schema.think_problem).
+    """
+
+    def __init__(self, env: simpy.Environment, wl: Workload) -> None:
+        assert wl.thinktime is not None
+        self.env = env
+        self.pause = wl.thinktime
+        self.iotime = wl.thinktime_iotime
+        blocks = wl.thinktime_blocks
+        # fio checks the count only where thinktime_blocks is set or thinktime_iotime is not
+        self.blocks = max(blocks, 1) if blocks is not None else None if self.iotime else 1
+        self.count = self.last_count = 0  # I/Os issued, and as counted at the last pause
+        self.last_time = env.now  # when the last pause began (the clone's start)
+        self.in_flight = 0
+        self.thinking: simpy.Event | None = None  # succeeds when the pause ends
+        self._drained: simpy.Event | None = None
+
+    def ready(self) -> Process:
+        """Until the clone is not thinking."""
+        while self.thinking is not None:
+            yield self.thinking
+
+    def issued(self, job: _Job, deadline: float) -> None:
+        """An I/O went: fio's check after each submission."""
+        self.count += 1
+        self.in_flight += 1
+        now = self.env.now
+        by_time = self.iotime is not None and now - self.last_time >= self.iotime + self.pause
+        by_count = self.blocks is not None and self.count >= self.last_count + self.blocks
+        if self.thinking is None and (by_time or by_count):
+            self.last_count = self.count
+            self.last_time = now
+            self.thinking = self.env.event()
+            self.env.process(self._think(job, deadline))
+
+    def completed(self) -> None:
+        self.in_flight -= 1
+        if not self.in_flight and self._drained is not None:
+            self._drained.succeed()
+
+    def _think(self, job: _Job, deadline: float) -> Process:
+        if self.in_flight:  # io_u_quiesce: every I/O in flight completes first
+            self._drained = self.env.event()
+            yield self._drained
+            self._drained = None
+        yield self.env.timeout(max(0.0, min(self.pause, deadline - self.env.now)))
+        job.last_done = max(job.last_done, self.env.now)  # fio's runtime has the pause
+        assert self.thinking is not None
+        thinking, self.thinking = self.thinking, None
+        thinking.succeed()
 
 
 class _Pacer:
@@ -340,7 +425,8 @@ def run_vm(env: simpy.Environment, scenario: Scenario, vm: VM, vm_index: int,
                            env.now, trimwrite=part.rw == "trimwrite")
             if traces is None and 0.0 < part.read_fraction < 1.0:
                 mix = Rwmix(seeds[i].seeds, part.rwmixread)
-        job = _Job(stream, record_writes=part.verifies, mix=mix)
+        think = _Think(env, part) if part.thinktime is not None else None
+        job = _Job(stream, record_writes=part.verifies, mix=mix, think=think)
         job.number_ios = _number_ios(part)
         delay = start_delay(part, i + 1, scenario.seed, vm_index)
         clones.append(env.process(_clone(env, part, job, disk, device, stats, limit, pacer,
@@ -375,6 +461,8 @@ def _clone(env: simpy.Environment, wl: Workload, job: _Job, disk: Disk,
         yield env.timeout(starts - env.now)
     if pacer is not None:
         pacer.start = env.now  # fio paces a clone from its own start
+    if job.think is not None:
+        job.think.last_time = env.now  # and counts thinktime_iotime from it
     if wl.ramp_time is not None:
         job.ramp_end = env.now + wl.ramp_time
     deadline = env.now + wl.ramp_s + limit
