@@ -386,8 +386,9 @@ def think_problem(wl: Workload) -> tuple[tuple[str, ...], str] | None:
     """Why ``wl``'s thinktime is not run exactly alike by the model and fio 3.33's nbd engine
     (the fields it concerns and the reason), or None.
 
-    Exact: iodepth 1, or ``thinktime_blocks_type=issue`` with ``thinktime_blocks`` (set) no
-    more than ``iodepth``: fio then never fills its queue between two pauses, and drains
+    Exact: iodepth 1, or ``thinktime_blocks_type=issue`` with ``thinktime_blocks`` (fio's
+    default 1; needed with ``thinktime_iotime``, which alone pauses by time) no more than
+    ``iodepth``: fio then never fills its queue between two pauses, and drains
     every I/O before each pause. Where the queue fills between pauses, fio reaps completions
     as it goes, and the nbd engine then leaves an I/O in flight across the pause (measured on
     a qemu-nbd null-co export, fio 3.33, randwrite 4k, thinktime=1000, 2 s: iodepth=8
@@ -403,13 +404,17 @@ def think_problem(wl: Workload) -> tuple[tuple[str, ...], str] | None:
                 "fills its queue between pauses and its nbd engine then keeps an I/O in flight "
                 "across each pause, which the model does not reproduce; use iodepth=1, or "
                 "thinktime_blocks_type=issue with thinktime_blocks <= iodepth")
-    if wl.thinktime_blocks is None or wl.thinktime_blocks > wl.iodepth:
-        named = "thinktime" if wl.thinktime_blocks is None else "thinktime_blocks"
-        return ((named, "iodepth"), f"thinktime_blocks "
-                f"({wl.thinktime_blocks or 'unset: 1'}) above iodepth ({wl.iodepth}): fio "
-                "fills its queue between pauses and its nbd engine then keeps an I/O in "
-                "flight across each pause, which the model does not reproduce; use "
-                "thinktime_blocks <= iodepth (the I/Os in flight never exceed it)")
+    if wl.thinktime_blocks is None and wl.thinktime_iotime is not None:
+        return (("thinktime_iotime", "iodepth"), "thinktime_iotime without thinktime_blocks "
+                f"at iodepth {wl.iodepth}: fio pauses by time only, fills its queue between "
+                "pauses, and its nbd engine then keeps an I/O in flight across each pause, "
+                "which the model does not reproduce; add thinktime_blocks <= iodepth")
+    if (wl.thinktime_blocks or 1) > wl.iodepth:
+        return (("thinktime_blocks", "iodepth"), f"thinktime_blocks ({wl.thinktime_blocks}) "
+                f"above iodepth ({wl.iodepth}): fio fills its queue between pauses and its nbd "
+                "engine then keeps an I/O in flight across each pause, which the model does "
+                "not reproduce; use thinktime_blocks <= iodepth (the I/Os in flight never "
+                "exceed it)")
     return None
 
 

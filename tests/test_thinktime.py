@@ -169,6 +169,11 @@ def test_what_the_model_cannot_run_as_fio_is_refused_by_name(tmp_path: Path) -> 
     ran = cowbench("validate", str(p))
     assert ran.code == 2 and "workloads.w.thinktime_blocks: thinktime_blocks (16) above " \
         "iodepth (4)" in ran.stderr, ran.stderr
+    p = _job_scenario(tmp_path, "", "{rw: randwrite, iodepth: 4, thinktime: '1ms', "
+                      "thinktime_iotime: 1, thinktime_blocks_type: issue}")
+    ran = cowbench("validate", str(p))
+    assert ran.code == 2 and "workloads.w.thinktime_iotime: thinktime_iotime without " \
+        "thinktime_blocks at iodepth 4" in ran.stderr, ran.stderr
     p = _job_scenario(tmp_path, "[j]\nthinktime=1000\nthinktime_spin=500\n")
     ran = cowbench("validate", str(p))
     assert ran.code == 2 and "workloads.w.job_file[j].thinktime_spin: fio 3.33 sleeps for " \
