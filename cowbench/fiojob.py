@@ -311,10 +311,10 @@ def null_region(wl: Workload, disk_size: int) -> list[str]:
 def null_options(wl: Workload, ios: int | None, randseed: int | None,
                  ms: int | None = None) -> list[str]:
     """The job's options as the null run takes them: iodepth 1, no verify read-back (the model
-    adds it), the rate and the thinktime only where the rate chooses directions (a paced rw
-    mix: the directions then follow the time), and the bound: ``number_ios`` or, time-based,
-    ``ms`` milliseconds. Elsewhere thinktime changes only when fio issues, never what: the
-    null run drops it, which would slow it by its pauses (measured, fio 3.33, 1 s runs on a
+    adds it), the rate only where it chooses directions (a paced rw mix), no thinktime, and
+    the bound: ``number_ios`` or, time-based, ``ms`` milliseconds. thinktime changes only
+    when fio issues, never what (a paced mix with it is refused: there it would change the
+    directions), and its pauses would slow the null run (measured, fio 3.33, 1 s runs on a
     qemu-nbd export: the nbd engine's first 2,000 I/Os with thinktime were the null engine's
     without it, in order, for randwrite and a zipf:1.2 randrw at iodepth 1 with
     thinktime=2000 thinktime_blocks=8, and write with thinktime_iotime=1ms; at iodepth 4
@@ -323,9 +323,9 @@ def null_options(wl: Workload, ios: int | None, randseed: int | None,
     # no ramp and no delay: they change no offset (measured: randwrite size=8m with
     # rate_iops=2000 ramp_time=1 issues the stream of the job without them), only when the
     # I/Os go and which fio counts; the bound asked for counts the ramp's I/Os
-    timing = ("--runtime=", "--do_verify=", "--ramp_time=", "--startdelay=")
+    timing = ("--runtime=", "--do_verify=", "--ramp_time=", "--startdelay=", "--thinktime")
     opts = [o for o in fio_options(wl) if not o.startswith(timing) and
-            (keep_rate or not o.startswith(("--rate_iops=", "--thinktime")))]
+            (keep_rate or not o.startswith("--rate_iops="))]
     opts = _depth_one(opts)
     if wl.verify is not None:  # no state file either: fio would write it in its cwd
         opts += ["--do_verify=0", "--verify_state_save=0"]
@@ -346,8 +346,7 @@ def _null_ms(wl: Workload, ios: int, guess: int = NULL_IOPS_GUESS) -> int:
     issues 600 a second), else at ``guess`` I/Os a second."""
     cap = wl.rate_cap
     if cap is not None and 0 < wl.read_fraction < 1:
-        pauses = ios / max(wl.thinktime_blocks or 1, 1) * (wl.thinktime or 0.0)
-        return int((ios / cap + pauses) * 1050) + 200
+        return int(ios / cap * 1050) + 200
     return max(100, int(ios * 1000 / guess))
 
 

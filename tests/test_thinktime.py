@@ -123,15 +123,14 @@ def test_a_job_without_thinktime_is_unchanged() -> None:
 
 def test_the_options_reach_fio_and_the_null_run_drops_them() -> None:
     """The real run's fio gets them as given; the null run (the exact stream) does not: they
-    change when fio issues, not what, and the pauses would slow it. A paced mix keeps them
-    (its directions follow the time)."""
+    change when fio issues, not what, and the pauses would slow it."""
     wl = Workload(rw="randwrite", thinktime="2000", thinktime_blocks=8, thinktime_iotime="1",
                   thinktime_spin="0")
     think = ["--thinktime=2000us", "--thinktime_iotime=1s", "--thinktime_blocks=8"]
     assert [o for o in fio_options(wl) if o.startswith("--thinktime")] == think
     assert not any(o.startswith("--thinktime") for o in null_options(wl, 100, None))
-    paced = Workload(rw="randrw", rate_iops=100, thinktime="2000", thinktime_blocks=8)
-    assert "--thinktime=2000us" in null_options(paced, 100, None)
+    paced = Workload(rw="randwrite", rate_iops=100, thinktime="2000", thinktime_blocks=8)
+    assert not any(o.startswith("--thinktime") for o in null_options(paced, 100, None))
     assert not any("thinktime" in o for o in fio_options(Workload(rw="randwrite")))
 
 
@@ -156,7 +155,8 @@ def test_a_job_file_with_thinktime_runs_and_fio_check_says_how(tmp_path: Path) -
 def test_what_the_model_cannot_run_as_fio_is_refused_by_name(tmp_path: Path) -> None:
     """At iodepth > 1 counting completions (fio's default), or counting issues past the
     depth, fio's nbd engine keeps an I/O in flight across each pause: refused, with the
-    option's key path, exit 2, no traceback; so is thinktime_spin, with which fio 3.33 can
+    option's key path, exit 2, no traceback; so are a paced read/write mix, whose directions
+    follow the pauses' timing, and thinktime_spin, with which fio 3.33 can
     sleep for ever. A bare whole number in a scenario is refused (fio's microseconds, or the
     scenario's seconds?)."""
     p = _job_scenario(tmp_path, "[j]\nrw=randwrite\niodepth=8\nthinktime=1000\n"
@@ -174,6 +174,10 @@ def test_what_the_model_cannot_run_as_fio_is_refused_by_name(tmp_path: Path) -> 
     ran = cowbench("validate", str(p))
     assert ran.code == 2 and "workloads.w.thinktime_iotime: thinktime_iotime without " \
         "thinktime_blocks at iodepth 4" in ran.stderr, ran.stderr
+    p = _job_scenario(tmp_path, "[j]\nrw=randrw\nrate_iops=100\nthinktime=20ms\n")
+    ran = cowbench("validate", str(p))
+    assert ran.code == 2 and "workloads.w.job_file[j].thinktime: thinktime on a read/write " \
+        "mix under rate_iops" in ran.stderr, ran.stderr
     p = _job_scenario(tmp_path, "[j]\nthinktime=1000\nthinktime_spin=500\n")
     ran = cowbench("validate", str(p))
     assert ran.code == 2 and "workloads.w.job_file[j].thinktime_spin: fio 3.33 sleeps for " \
