@@ -72,7 +72,7 @@ CHECK_PROBES = ("raw-randread-4k-qd1-x1", "raw-randread-64k-qd32-x1",
 #: an undersized L2 cache, holes), and those of the fully allocated qcow2 image, which would
 #: cost converting it (5 s here): a VM's overlay is stood for by first writes and by reads
 #: through its layers
-_NOT_A_VM = ("device", "l2miss", "hole", "qcow2")
+_NOT_A_VM = ("device", "l2miss", "hole", "qcow2", "trim")
 
 Progress = Callable[[int, int, str], None]
 

@@ -35,8 +35,11 @@ PROFILE_KIND = "cowbench-calibration"
 #: an L2 cache far smaller than the image needs; hole: reads of a raw file that holds no data
 #: (a sparse base's holes: the filesystem answers with zeros, the device is not reached);
 #: device: the storage alone, fio's libaio engine with O_DIRECT on the raw file, no qemu-nbd
-#: (with ``beside``: while another job runs on it, to see how the storage orders requests)
-Target = Literal["raw", "hole", "qcow2", "cow", "cow_ext", "chain", "l2miss", "device"]
+#: (with ``beside``: while another job runs on it, to see how the storage orders requests);
+#: trim: whole-cluster trims of a qcow2 copy of the raw file's start, every cluster allocated
+#: and written (what a trim that frees data costs: ``PerfParams.punch_s``)
+Target = Literal["raw", "hole", "qcow2", "cow", "cow_ext", "chain", "l2miss", "device",
+                 "trim"]
 
 
 class _Frozen(BaseModel):
@@ -74,7 +77,7 @@ class Probe(_Frozen):
 
     name: str
     target: Target
-    rw: Literal["randread", "randwrite", "write"]
+    rw: Literal["randread", "randwrite", "write", "randtrim"]
     bs: int = Field(gt=0)
     iodepth: int = Field(ge=1)
     exports: int = Field(default=1, ge=1)
@@ -326,6 +329,11 @@ class PerfParams(_Frozen):
         "allocating write's transfer (its copy-on-write read and cluster write), measured by "
         "several exports allocating at once (sim.perf.alloc); None (profiles made before it, "
         "or probes that showed no need): the read and write bandwidths")
+    punch_s: float | None = Field(
+        default=None, ge=0, description="what a trim that frees data costs beyond its bare "
+        "round trip, per hole it punches in the image's file (fallocate PUNCH_HOLE on the "
+        "storage: sim.perf.demand.PerfModel.trim), from the trim probe; None (profiles made "
+        "before it): sim.perf.demand.PUNCH_FALLBACK_S")
     @model_validator(mode="after")
     def _plausible(self) -> PerfParams:
         """Every figure finite, and no time of one I/O's steps over :data:`MAX_STEP_S` (a

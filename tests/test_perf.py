@@ -161,8 +161,9 @@ def test_replaying_the_fit_matches_the_probes(probes: list[Probe], fitted: PerfP
 
     rows = fit_rows(fitted, probes)
     errs = sorted(abs(r.rel_error) for r in rows if r.metric == "iops")
-    # every probe through the stack; the storage-alone probes only order the device
-    assert len(errs) == len([p for p in probes if p.target != "device"]) == 40
+    # every probe through the stack (the trim probe too); the storage-alone probes only
+    # order the device
+    assert len(errs) == len([p for p in probes if p.target != "device"]) == 41
     assert np.median(errs) < 0.05
     assert errs[-1] < 0.25
 
@@ -556,9 +557,12 @@ def test_profile_loads_and_bad_profiles_are_refused(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_the_long_matrix_is_finer_and_fits_too() -> None:
-    # the probes the fit reads (each matrix also holds one contention probe, replayed only)
-    short = [p for p in probe_matrix(settings("short", 4)) if p.beside is None]
-    long = [p for p in probe_matrix(settings("long", 6)) if p.beside is None]
+    # the probes the fit reads (each matrix also holds one contention probe, replayed only,
+    # and the same one trim probe)
+    short = [p for p in probe_matrix(settings("short", 4))
+             if p.beside is None and p.target != "trim"]
+    long = [p for p in probe_matrix(settings("long", 6))
+            if p.beside is None and p.target != "trim"]
     assert len(long) > 2 * len(short)
     depths = {p.depth for p in long if p.target == "chain"}
     assert {1, 8, 32} <= depths and len(depths) >= 8

@@ -15,7 +15,11 @@ stopped). The images:
 - ``qcow2.img`` again with a two-entry L2 cache of 4 KiB slices, so nearly every read misses;
 - ``raw.img`` read by fio alone (libaio, O_DIRECT, no qemu-nbd): the storage itself, small
   reads alone, large reads alone, and small reads beside large ones, to see in what order the
-  storage serves requests (``sim.perf.device_interference``).
+  storage serves requests (``sim.perf.device_interference``);
+- for the trim probe, last: a qcow2 copy of the first ``TRIM_SPAN`` of ``raw.img`` (written
+  with O_DIRECT, every cluster allocated and on the storage, as a VM's written clusters are),
+  made anew for each run of it, trimmed a whole cluster at a time (each trim frees its cluster
+  and punches a hole in the file: ``PerfParams.punch_s``); 0.4 s to make here.
 
 A probe through the stack may have a job beside it on exports of its own (``Beside.exports``):
 the contention probe, a 4 KiB reader at iodepth 1 beside deep readers that keep every core busy
@@ -65,12 +69,15 @@ KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 CLUSTER = 64 * KiB
 L2_SLICE = 4 * KiB
 L2_ENTRIES = 2  # QEMU's minimum L2 cache: two entries
+#: the trim probe's image: more clusters than its trims reach in its runtime (about 1,000 a
+#: second here, 135-2041 us each), so none is trimmed twice (fio's random map)
+TRIM_SPAN = 256 * MiB
 
 
 @dataclass(frozen=True)
 class ProbeSpec:
     target: Target
-    rw: Literal["randread", "randwrite", "write"]
+    rw: Literal["randread", "randwrite", "write", "randtrim"]
     bs: int
     iodepth: int
     exports: int = 1
@@ -183,6 +190,8 @@ def probe_matrix(s: Settings) -> list[ProbeSpec]:
     for large in larges:
         specs += [ProbeSpec("device", large.rw, large.bs, large.iodepth),
                   ProbeSpec("device", "randread", 4 * KiB, 1, beside=large)]
+    # whole-cluster trims of written clusters: what a hole punched in the file costs
+    specs.append(ProbeSpec("trim", "randtrim", CLUSTER, 1))
     return specs
 
 
@@ -207,7 +216,7 @@ def check_dir(path: Path, s: Settings) -> None:
         raise UsageError(f"--dir {path}: not a directory")
     if not os.access(path, os.W_OK | os.X_OK):
         raise UsageError(f"--dir {path}: not writable")
-    need = 3 * s.span + 256 * MiB
+    need = 3 * s.span + 256 * MiB + TRIM_SPAN
     free = shutil.disk_usage(path).free
     if free < need:
         raise UsageError(f"--dir {path}: {free >> 20} MiB free, the probes need "
@@ -283,6 +292,18 @@ class _Images:
              "-F", "raw", str(path), str(self.s.span)])
         return path
 
+    def trim_image(self, cluster: int) -> Path:
+        """A qcow2 copy of the first ``TRIM_SPAN`` of the raw file, written with O_DIRECT:
+        every cluster allocated, its data on the storage (a trim of a cluster only cached
+        would free pages, not blocks: measured, 135 us a trim against 989 us)."""
+        self._n += 1
+        path = self.work / f"trim-{self._n}.qcow2"
+        run(["qemu-img", "convert", "-t", "none", "-O", "qcow2", "-o",
+             f"cluster_size={cluster}", "--image-opts",
+             f"driver=raw,size={TRIM_SPAN},file.driver=file,file.filename={self.raw}",
+             str(path)], timeout=600)
+        return path
+
     def chain(self, depth: int) -> Path:
         while len(self._chain) < depth:
             below, fmt = (self._chain[-1], "qcow2") if self._chain else (self.raw, "raw")
@@ -312,6 +333,9 @@ class _Images:
         if spec.target in ("cow", "cow_ext"):
             return [(self.fresh_overlay(spec.target == "cow_ext", spec.cluster_size), "qcow2",
                      None) for _ in range(spec.exports)]
+        if spec.target == "trim":
+            return [(self.trim_image(spec.cluster_size), "qcow2", None)
+                    for _ in range(spec.exports)]
         return [(self.chain(spec.depth), "qcow2", None)] * spec.exports
 
 
@@ -328,6 +352,9 @@ def _fio_argv(spec: ProbeSpec, uris: Sequence[str], s: Settings, out: Path) -> l
         if rw == "write":  # first writes: one per cluster, each a new cluster
             skip = spec.cluster_size - spec.bs if spec.bs < spec.cluster_size else 0
             job += [f"--rw=write:{skip}" if skip else "--rw=write"]
+        elif rw == "randtrim":  # each cluster once (fio's random map), no ramp
+            job = [j for j in job if not j.startswith("--size=")]
+            job += ["--rw=randtrim", f"--size={TRIM_SPAN}", "--randrepeat=0"]
         else:
             job += [f"--rw={rw}", "--time_based=1", f"--ramp_time={round(s.ramp_s * 1000)}ms",
                     "--norandommap=1", "--randrepeat=0"]
@@ -360,7 +387,7 @@ def _summarise(spec: ProbeSpec, data: dict[str, Any], runtime: float,
     qemu-nbd and the whole machine used while fio ran, over ``ramp_s`` of ramp and the jobs'
     runtime; ``threads``: what qemu-nbd's main threads and its other threads did on the cores
     meanwhile (:func:`cowbench.tools.thread_delta`)."""
-    kind = "read" if spec.rw == "randread" else "write"
+    kind = {"randread": "read", "randtrim": "trim"}.get(spec.rw, "write")
     ios = iops = bw = lat_w = cpu = wall = ctx = 0.0
     p99 = 0.0
     for job in data["jobs"]:
@@ -508,10 +535,13 @@ def _run_probe(spec: ProbeSpec, images: _Images, work: Path, s: Settings) -> Pro
         threads = ((sum_stats(d[0] for d in deltas), sum_stats(d[1] for d in deltas))
                    if deltas else None)
     data = _fio_json(argv, out, spec)
-    for image in work.glob("cow-*.qcow2"):  # first-write overlays are used once
-        image.unlink()
-    # the ramp fio ran (_fio_argv, _device_argv): none for first writes, half on the device
-    ramp = 0.0 if spec.rw == "write" else s.ramp_s / 2 if spec.target == "device" else s.ramp_s
+    for pattern in ("cow-*.qcow2", "trim-*.qcow2"):  # first writes' and trims' are used once
+        for image in work.glob(pattern):
+            image.unlink()
+    # the ramp fio ran (_fio_argv, _device_argv): none for first writes and trims, half on
+    # the device
+    ramp = (0.0 if spec.rw in ("write", "randtrim") else s.ramp_s / 2
+            if spec.target == "device" else s.ramp_s)
     probe = _summarise(spec, data, runtime, server_cpu, ramp, host_cpu, threads)
     return probe.model_copy(update={"steal_share": core_share(stolen, runtime)})
 

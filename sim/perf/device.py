@@ -16,6 +16,7 @@ section; ``cowbench calibrate`` (issue 5) fits them to fio measurements of the t
 from __future__ import annotations
 
 from collections.abc import Generator
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -55,6 +56,11 @@ class Device:
     def serve_io(self, disk: object, is_write: bool, length: int,
                  io: HostIO) -> Generator[simpy.Event, Any, None]:
         yield from self.serve(io)
+
+    def serve_trim(self, disk: object, io: HostIO) -> Generator[simpy.Event, Any, None]:
+        """A guest trim: the request's own metadata operation, what its discard made the
+        image read and write, and a write operation per hole it punched in the file."""
+        yield from self.serve(replace(io, write_ops=io.write_ops + io.punches))
 
 
 def disk_format(disk: object) -> tuple[Fmt, int, Qcow2Image | None]:
@@ -112,6 +118,14 @@ class CalibratedDevice:
         if d is None:
             d = self._demands[key] = self.model.demand(
                 is_write=is_write, length=length, host=io, fmt=fmt, depth=depth, l2_miss=l2_miss)
+        yield from self.host.serve(d, getattr(disk, "top", disk))
+
+    def serve_trim(self, disk: object, io: HostIO) -> Generator[simpy.Event, Any, None]:
+        """A guest trim whose discard did ``io`` (``PerfModel.trim``)."""
+        key = ("trim", *vars(io).values())
+        d = self._demands.get(key)
+        if d is None:
+            d = self._demands[key] = self.model.trim(io)
         yield from self.host.serve(d, getattr(disk, "top", disk))
 
 

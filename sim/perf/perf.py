@@ -80,17 +80,17 @@ from .alloc import fit_host_alloc
 from .demand import MIN_PATH_S, MIN_PATH_SHARE, Demand, Fmt, PerfModel, interp_log
 from .fit import FitError, contended, device_interference, fit, mva_iops
 from .host import FileLock, Host, Process, SharedDevice
-from .replay import fit_rows, replay
+from .replay import fit_punch, fit_rows, replay
 
 __all__ = ["MIN_PATH_S", "MIN_PATH_SHARE", "Demand", "FileLock", "FitError", "Fmt", "Host",
            "PerfModel", "Process", "SharedDevice", "device_interference", "fit", "fit_rows",
-           "fit_with_alloc", "interp_log", "mva_iops", "replay"]
+           "fit_punch", "fit_with_alloc", "interp_log", "mva_iops", "replay"]
 
 
 def fit_with_alloc(probes: Sequence[Probe], cores: int | None) -> PerfParams:
     """What a profile's parameters are: :func:`fit` on ``probes`` with the host scheduler on
     ``cores`` (the cores of the machine where the probes ran), then the host's allocation
-    rate (``sim.perf.alloc``), both without the contention probe (``sim.perf.fit.contended``:
-    it is replayed, not fitted)."""
+    rate (``sim.perf.alloc``) and a trim's hole punch (``fit_punch``), all without the
+    contention probe (``sim.perf.fit.contended``: it is replayed, not fitted)."""
     alone = [p for p in probes if not contended(p)]
-    return fit_host_alloc(fit(alone, cores=cores), alone)
+    return fit_punch(fit_host_alloc(fit(alone, cores=cores), alone), alone)

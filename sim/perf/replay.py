@@ -74,6 +74,19 @@ def replay(params: PerfParams, probe: Probe, *, ios: int = 6000, seed: int = 0,
     return len(lat) / elapsed, float(np.mean(lat))
 
 
+def fit_punch(params: PerfParams, probes: Sequence[Probe], ios: int = 600) -> PerfParams:
+    """``params`` with ``punch_s``: what the trim probe (whole-cluster trims of written
+    clusters at iodepth 1, each punching a hole in the image's file) took per trim beyond
+    what the model gives a trim that frees nothing (a bare round trip: ``PerfModel.trim``),
+    or as they are without such a probe (profiles made before it keep the fallback)."""
+    probe = next((p for p in probes if p.target == "trim" and p.iodepth == 1
+                  and p.exports == 1 and p.ios > 0), None)
+    if probe is None:
+        return params
+    _, bare = replay(params.model_copy(update={"punch_s": 0.0}), probe, ios=ios)
+    return params.model_copy(update={"punch_s": max(0.0, probe.lat_mean_s - bare)})
+
+
 def fit_rows(params: PerfParams, probes: Sequence[Probe], ios: int = 3000) -> list[FitRow]:
     """The model's replay of each probe beside what was measured (``ios`` simulated I/Os
     each: 3000 replay the short matrix in about 5 s on this project's machine)."""

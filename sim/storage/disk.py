@@ -69,6 +69,10 @@ class HostIO:
     allocs: int = 0
     sub_allocs: int = 0
     backing_reads: int = 0
+    #: holes a discard punches in the image's file (``fallocate(PUNCH_HOLE)``, one per run of
+    #: adjacent host clusters freed: qcow2 merges them, ``qcow2_process_discards``): the
+    #: filesystem's work, by far the costliest part of a trim (sim.perf's ``punch_s``)
+    punches: int = 0
 
 
 @dataclass
@@ -491,8 +495,13 @@ class Qcow2Image:
         cluster so the backing data stays hidden (``qcow2_cluster_discard``; FACTS.md E12)."""
         io = HostIO()
         c = self.cluster_size
+        last = -2  # the host cluster freed last: an adjacent one extends the same hole
         for g in range(-(-offset // c), (offset + length) // c):
+            host = int(self.data_host[g]) // c if self.allocated[g] else -2
             self._discard_cluster(g, io)
+            if host >= 0:
+                io.punches += host != last + 1
+                last = host
         return io
 
     def _discard_cluster(self, g: int, io: HostIO) -> None:
@@ -644,9 +653,12 @@ class RawImage:
         return HostIO(write_bytes=length, write_ops=1)
 
     def discard(self, offset: int, length: int) -> HostIO:
-        """QEMU's raw driver punches the range out of the file: whole blocks are freed."""
-        self.blocks[-(-offset // FS_BLOCK):(offset + length) // FS_BLOCK] = False
-        return HostIO()
+        """QEMU's raw driver punches the range out of the file: whole blocks are freed (a
+        punch, :attr:`HostIO.punches`, where any of them held data)."""
+        whole = slice(-(-offset // FS_BLOCK), (offset + length) // FS_BLOCK)
+        punched = bool(self.blocks[whole].any())
+        self.blocks[whole] = False
+        return HostIO(punches=int(punched))
 
     def read(self, offset: int, length: int) -> HostIO:
         b0, b1 = offset // FS_BLOCK, -(-(offset + length) // FS_BLOCK)

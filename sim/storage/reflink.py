@@ -56,9 +56,10 @@ class ReflinkCopy:
 
     def discard(self, offset: int, length: int) -> HostIO:
         b0, b1 = -(-offset // FS_BLOCK), (offset + length) // FS_BLOCK
+        punched = bool(self.mapped[b0:b1].any())  # a hole punched where the file held data
         self.mapped[b0:b1] = False
         self.shared[b0:b1] = False
-        return HostIO()
+        return HostIO(punches=int(punched))
 
     def flush(self) -> HostIO:
         return HostIO()

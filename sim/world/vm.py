@@ -67,7 +67,9 @@ class VmStats:
     write_lat: list[float] = field(default_factory=list)
     read_bytes: int = 0
     write_bytes: int = 0
-    trims: int = 0  # fio's trims: counted, applied to the space, taking no time
+    trims: int = 0  # fio's trims: each a request through the host (PerfModel.trim)
+    trim_lat: list[float] = field(default_factory=list)
+    trim_bytes: int = 0
     # I/Os done in the clones' ramps: on the disk and in the host's bytes, in no fio figure
     ramped: int = 0
     # reads and writes of clones that ended inside their ramp: fio counts them, with no latency
@@ -82,7 +84,7 @@ class VmStats:
     # with an array: the 4 KiB guest blocks written get marked (what a later flatten copies)
     written: np.ndarray | None = None
     # every clone once it has finished: its stage (jobs between stonewalls), when it issued
-    # its first I/O and completed its last, and how many reads and writes it did
+    # its first I/O and completed its last, and how many reads, writes and trims it did
     clones: list[CloneRun] = field(default_factory=list)
 
     def add_host(self, io: HostIO) -> None:
@@ -231,42 +233,55 @@ def _slot(env: simpy.Environment, job: _Job, disk: Disk, device: AnyDevice,
             job.first_issue = min(job.first_issue, issued)
         if job.think is not None:  # fio counts the ramp's I/Os between pauses too
             job.think.issued(job, deadline)
-        if is_trim:  # a discard: space and count only (its time is not modelled)
-            stats.add_host(trim(disk, offset, length))
+        if is_trim:  # a discard: a request of its own through the host (PerfModel.trim)
+            host = trim(disk, offset, length)
+            yield from device.serve_trim(disk, host)
+            stats.add_host(host)
+            if job.think is not None:
+                job.think.completed()
             if ramp:
                 stats.ramped += 1
             else:
-                stats.trims += 1
-                job.trims += 1
-            if job.think is not None:
-                job.think.completed()
+                _done(env, job, stats, issued, length, TRIM, stats.trim_lat)
             continue
         host = guest_write(disk, offset, length) if is_write else disk.read(offset, length)
         if is_write and stats.written is not None:
             stats.written[offset // FS_BLOCK:-(-(offset + length) // FS_BLOCK)] = True
         yield from device.serve_io(disk, is_write, length, host)
         stats.add_host(host)
-        done = env.now
         if job.think is not None:
             job.think.completed()
         if ramp:  # on the disk, in no figure of fio's
             stats.ramped += 1
-            job.ramp.done(issued, done, length, is_write)
+            job.ramp.done(issued, env.now, length, is_write)
             continue
-        job.last_done = max(job.last_done, done)
-        job.lat[is_write].append(done - issued)
-        job.nbytes[is_write] += length
-        if is_write:
-            job.writes += 1
-            stats.write_lat.append(done - issued)
-            stats.write_bytes += length
-        else:
-            job.reads += 1
-            stats.read_lat.append(done - issued)
-            stats.read_bytes += length
-        stats.last_done = max(stats.last_done, done)
+        _done(env, job, stats, issued, length, WRITE if is_write else READ,
+              stats.write_lat if is_write else stats.read_lat)
         if stats.events is not None:
-            stats.events.append((issued, done, length, is_write))
+            stats.events.append((issued, env.now, length, is_write))
+
+
+def _done(env: simpy.Environment, job: _Job, stats: VmStats, issued: float, length: int,
+          ddir: int, lat: list[float]) -> None:
+    """An I/O of ``ddir`` issued at ``issued`` is complete now: counted for its clone and
+    its VM, its latency in ``lat``."""
+    done = env.now
+    job.last_done = max(job.last_done, done)
+    lat.append(done - issued)
+    if ddir == WRITE:
+        job.writes += 1
+        stats.write_bytes += length
+    elif ddir == READ:
+        job.reads += 1
+        stats.read_bytes += length
+    else:
+        job.trims += 1
+        stats.trims += 1
+        stats.trim_bytes += length
+    if ddir != TRIM:  # the clone's own, for fio's job entries (record_jobs)
+        job.lat[ddir].append(done - issued)
+        job.nbytes[ddir] += length
+    stats.last_done = max(stats.last_done, done)
 
 
 class _Think:
@@ -563,7 +578,8 @@ def direction_runtime(clones: Sequence[CloneRun], kind: str) -> float:
     not the VM's whole run: the model divided by the whole run, 77% low on such a file."""
     longest: dict[int, float] = {}
     for c in clones:
-        if (c.reads if kind == "read" else c.writes) and c.last_done > c.first_issue:
+        did = c.reads if kind == "read" else c.writes if kind == "write" else c.trims
+        if did and c.last_done > c.first_issue:
             longest[c.stage] = max(longest.get(c.stage, 0.0), c.last_done - c.first_issue)
     return sum(longest.values()) if longest else math.nan
 
@@ -576,23 +592,23 @@ def record_io(rec: Recorder, entity: str, st: VmStats, wl: Workload,
     # fio counts its verify reads as reads
     reads = any(p.read_fraction > 0 or p.verifies for p in wl.parts)
     writes = any(p.read_fraction < 1 for p in wl.parts)
+    trims = any("trim" in p.rw for p in wl.parts)
     for kind, lat, nbytes, present in (("read", st.read_lat, st.read_bytes, reads),
-                                       ("write", st.write_lat, st.write_bytes, writes)):
+                                       ("write", st.write_lat, st.write_bytes, writes),
+                                       ("trim", st.trim_lat, st.trim_bytes, trims)):
         if not present:
             continue
         arr = np.asarray(lat)
         elapsed = direction_runtime(st.clones, kind)
         if math.isnan(elapsed):  # none done that way: fio's 0 IOPS over the VM's run
             elapsed = st.last_done - st.first_issue if st.last_done > st.first_issue else math.nan
-        ios = arr.size + (st.unsampled_reads if kind == "read" else st.unsampled_writes)
+        ios = arr.size + {"read": st.unsampled_reads, "write": st.unsampled_writes}.get(kind, 0)
         rec.add(entity, f"{kind}_ios", ios, t_s)
         rec.add(entity, f"{kind}_iops", ios / elapsed, t_s)
         rec.add(entity, f"{kind}_bw_bytes_per_s", nbytes / elapsed, t_s)
         if arr.size:
             rec.add(entity, f"{kind}_lat_mean_s", float(arr.mean()), t_s)
             rec.add(entity, f"{kind}_lat_p99_s", float(np.percentile(arr, 99)), t_s)
-    if any("trim" in p.rw for p in wl.parts):
-        rec.add(entity, "trim_ios", st.trims, t_s)
     if any(p.ramp_time is not None for p in wl.parts):  # what fio's figures leave out
         rec.add(entity, "ramp_ios", st.ramped, t_s)
     record_jobs(rec, entity.removeprefix("vm:"), st, wl, t_s)
