@@ -519,7 +519,9 @@ def _run_probe(spec: ProbeSpec, images: _Images, work: Path, s: Settings) -> Pro
             argv = _device_argv(spec, images.raw, s, out)
         else:
             for k, (image, fmt, opts) in enumerate(images.export_args(spec)):
-                nbd = NbdExport(image, fmt, work, f"e{k}", image_opts=opts)
+                # trims reach the image only with --discard=unmap (Nova's hw_disk_discard)
+                nbd = NbdExport(image, fmt, work, f"e{k}", image_opts=opts,
+                                discard="unmap" if spec.rw == "randtrim" else "ignore")
                 stack.enter_context(nbd)
                 servers.append(nbd)
             argv = _fio_argv(spec, [n.uri for n in servers], s, out)
