@@ -92,13 +92,13 @@ def check(path: Path) -> tuple[list[str], bool]:
     shown: set[tuple[str, str]] = set()
     for section in sections:
         _, handled = workload_of(section, offsets_fio=True)
-        lines.append(f"[{section.name}]")
+        lines.append(f"[{section.key}]")
         for h in handled:
             h = _stonewall(_field_checked(h, section), len(sections) > 1)
             opt = h.option if h.value is None else f"{h.option}={h.value}"
             lines.append(f"  {opt:<28} {LABELS[h.kind]}: {h.detail}")
             if h.kind == "refused":
-                shown.add((f"{WHERE}.job_file[{section.name}].{h.option}", h.detail))
+                shown.add((f"{WHERE}.job_file[{section.key}].{h.option}", h.detail))
     problems = [p for p in run_problems(path) if p not in shown]
     if problems:
         lines.append("refused by cowbench run, as a VM's workload:")

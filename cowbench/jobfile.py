@@ -38,10 +38,21 @@ MAX_SECTIONS = 1000
 
 @dataclass
 class Section:
-    """One job of the file: its name and its options, [global] defaults folded in, in order."""
+    """One job of the file: its name and its options, [global] defaults folded in, in order.
+
+    fio 3.33 runs two sections of one name as two jobs, both of that name (measured: ``fio
+    --ioengine=null`` on ``[job]`` twice runs both, and ``--section=job`` runs both). cowbench
+    tells them apart by ``key``: the name for the first section of a name, ``name#2``,
+    ``name#3`` ... for the later ones (a ``#`` ends a job file's line, so no section is named
+    so): in key paths (``job_file[job#2].rw``), a job's ``section`` and so its fio job name
+    (``<vm>.job#2``), the streams' keys and the ``at_measured_ios`` account's ``jobs``."""
 
     name: str
     options: dict[str, str | None] = field(default_factory=dict)
+    key: str = ""
+
+    def __post_init__(self) -> None:
+        self.key = self.key or self.name
 
 
 def _fail(source: str, where: str, reason: str) -> ScenarioError:
@@ -142,17 +153,10 @@ def read_sections(path: str | Path) -> list[Section]:
             if name == "global":
                 current = defaults
                 continue
-            if any(j.name == name for j in jobs):
-                # fio 3.33 runs each as a job of its own, both named {name} (measured): here a
-                # section's name is its key path, its fio job name (<vm>.<section>), how its
-                # output and logs are found and what job_file's section picks
-                raise _fail(source, f"line {lineno}", f"job section [{name}] given twice: "
-                            "fio would run both, as two jobs of that name, but cowbench tells "
-                            "a file's jobs apart by their section names (key paths, fio's job "
-                            f"names, their output); rename one, e.g. [{name}-2]")
             if len(jobs) >= MAX_SECTIONS:
                 raise _fail(source, f"line {lineno}", f"more than {MAX_SECTIONS} sections")
-            jobs.append(Section(name, dict(defaults)))
+            same = sum(j.name == name for j in jobs)  # fio runs each: see Section.key
+            jobs.append(Section(name, dict(defaults), f"{name}#{same + 1}" if same else name))
             current = jobs[-1].options
             continue
         if current is None:

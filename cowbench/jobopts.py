@@ -438,16 +438,20 @@ def _kb(section: Section) -> int:
 
 # -- job_file in a scenario --------------------------------------------------------------------
 
-def _section(sections: list[Section], wanted: Any, file: str, where: str) -> Section:
-    found = next((s for s in sections if s.name == wanted), None)
-    if found is None:
+def _section(sections: list[Section], wanted: Any, file: str,
+             where: str) -> list[Section]:
+    """The sections ``section: wanted`` picks: every section of that name, as fio's
+    ``--section`` runs them (two ``[job]``: both), or else the one whose key it is
+    (``job#2``: the second ``[job]`` alone)."""
+    found = [s for s in sections if s.name == wanted] or [s for s in sections if s.key == wanted]
+    if not found:
         raise ScenarioError(file, [(f"{where}.section", f"no job section [{wanted}] in "
                                     f"{file} (it has: {_names(sections)})")])
     return found
 
 
 def _names(sections: list[Section]) -> str:
-    return ", ".join(s.name for s in sections) or "none"
+    return ", ".join(s.key for s in sections) or "none"
 
 
 def expand(spec: dict[str, Any], base: Path, where: str,
@@ -462,13 +466,13 @@ def expand(spec: dict[str, Any], base: Path, where: str,
     path = base / file
     sections = read_sections(path)
     if spec.get("section") is not None:
-        sections = [_section(sections, spec.get("section"), str(path), where)]
+        sections = _section(sections, spec.get("section"), str(path), where)
     if not sections:
         raise ScenarioError(str(path), [(f"{where}.job_file", f"{file} has no job section")])
     if len(sections) == 1:
         return {**_section_workload(sections[0], path, where, own, origins), **own}
     jobs = [{**_waits(_section_workload(sec, path, where, own, origins, f"{where}.jobs[{i}]"),
-                      sec), **own, "section": sec.name} for i, sec in enumerate(sections)]
+                      sec), **own, "section": sec.key} for i, sec in enumerate(sections)]
     return {**jobs[0], "jobs": jobs}
 
 
@@ -502,11 +506,11 @@ def _section_workload(section: Section, path: Path, where: str, own: dict[str, A
     wl, handled = workload_of(section, own.get("offsets", "auto") in ("auto", "fio"))
     refused = [h for h in handled if h.kind == "refused"]
     if refused:
-        raise ScenarioError(str(path), [(f"{where}.job_file[{section.name}].{h.option}",
+        raise ScenarioError(str(path), [(f"{where}.job_file[{section.key}].{h.option}",
                                          h.detail) for h in refused])
     if wl.get("read_iolog") and not Path(wl["read_iolog"]).is_absolute():
         wl["read_iolog"] = str(path.parent / wl["read_iolog"])  # relative to the job file
-    named = f"{where}.job_file[{section.name}]"
+    named = f"{where}.job_file[{section.key}]"
     origins[f"@{where}"] = str(path)  # the job file, for a problem's source (job_file_of)
     if at:
         origins[at] = named

@@ -298,3 +298,54 @@ def test_the_runtime_of_a_direction_sums_stages_of_their_longest_clone() -> None
     assert direction_runtime(clones, "read") == 3.0 + 1.0
     assert direction_runtime(clones, "write") == 3.0 + 0.5
     assert np.isnan(direction_runtime(clones[:1], "read"))
+
+
+TWICE = """\
+[global]
+bs=64k
+[w]
+rw=write
+size=2m
+[w]
+rw=randwrite
+bs=16k
+offset=8m
+size=4m
+"""
+
+
+def test_a_section_name_given_twice_is_two_jobs_kept_apart(tmp_path: Path) -> None:
+    """fio 3.33 runs two [w] sections as two jobs (tests/test_jobfile_fio.py): the model
+    applies both, the second known as w#2 (its section, its fio job name, its key path), and
+    ``section: w`` picks both, as fio's --section does."""
+    wl = load_scenario(_scenario(tmp_path, TWICE)).workloads["v"]
+    assert [(j.section, j.rw, j.bs, j.offset) for j in wl.parts] == [
+        ("w", "write", 65536, 0), ("w#2", "randwrite", 16384, 8 << 20)]
+    from cowbench.fiojob import job_args
+
+    names = [a for a in job_args(wl, "v", lambda job: []) if a.startswith("--name=")]
+    assert names == ["--name=v.w", "--name=v.w#2"]
+    picked = load_scenario(_scenario(tmp_path, TWICE, ", section: w")).workloads["v"]
+    assert [j.section for j in picked.parts] == ["w", "w#2"]
+    second = load_scenario(_scenario(tmp_path, TWICE, ", section: 'w#2'")).workloads["v"]
+    assert (second.jobs, second.rw, second.offset) == ([], "randwrite", 8 << 20)
+    f = _model_figures(tmp_path, TWICE)
+    # 2 MiB written in order: 32 clusters; 4 MiB of random 16 KiB blocks, every one once
+    # (fio's random map): 64 clusters more
+    assert (f["write_ios"], f["data_clusters"]) == (32 + 256, 32 + 64)
+
+
+@needs_tools
+@pytest.mark.real
+def test_a_section_name_given_twice_in_both_backends(tmp_path: Path, no_leaks: None) -> None:
+    out = tmp_path / "run"
+    run_scenario(load_scenario(_scenario(tmp_path, TWICE)), out, "both")
+    comp = pd.read_csv(out / "comparison.csv").set_index(["entity", "metric"])
+    for metric in ("data_clusters", "write_ios"):
+        assert comp.loc[("vm:v", metric), "rel_error"] == 0, metric
+    assert comp.loc[("vm:v", "data_clusters"), "measured"] == 32 + 64
+    argv = (next((out / "raw").glob("*-fio-v")) / "argv.json").read_text()
+    names = [a for a in __import__("json").loads(argv) if a.startswith("--name=")]
+    assert names == ["--name=v.w", "--name=v.w#2"]
+    jobs = read_run(out)["offsets"]["v"]
+    assert jobs["workload"] == "v" and jobs["exact"] is True
