@@ -6,7 +6,6 @@ backends."""
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ import pytest
 import yaml
 
 from cowbench.profile import Probe
+from cowbench.profile_check import MOVED_FACTOR
 from cowbench.runner import run_scenario
 from cowbench.scenario import parse_scenario
 from sim.perf.demand import PUNCH_FALLBACK_S, PerfModel
@@ -99,30 +99,36 @@ def test_the_punch_is_fitted_from_the_trim_probe() -> None:
 
 
 def _tolerance(profile: dict[str, Any]) -> float:
-    """How far apart a prediction and a measurement may be, from the profile the run used:
-    the model is as far from the machine as it is from its own probes (the median |error| of
-    its replays' IOPS), and a measurement as far from another as the probes' rounds were
-    apart (their median max/min): the product, as a factor either way."""
+    """How far apart a prediction and a measurement of one run may be, from the profile the
+    run used: the model is as far from the machine as from its own probes (the median |error|
+    of its replays' IOPS); the machine may have moved by up to ``MOVED_FACTOR`` since the
+    calibration and still be the profile's (``cowbench.profile_check`` keeps a profile whose
+    probes measure again within it); and one run's figure may lie as far again from the
+    machine's (the same gate: a probe measured once more is the same within that factor).
+    The product, as a factor either way: 2.5 with a median error of 10%. On this shared
+    2-core machine, 2,048 bare trims beside two writers came out 0.49 to 1.01 of fio's rate
+    in three runs, and 64 KiB first writes 0.52 to 1.74 in four."""
     errs = sorted(abs(r["rel_error"]) for r in profile["fit"] if r["metric"] == "iops")
-    spread = sorted(p["iops_max"] / p["iops_min"] for p in profile["probes"]
-                    if p.get("iops_min"))
-    return (1 + errs[len(errs) // 2]) * spread[len(spread) // 2]
+    return MOVED_FACTOR ** 2 * (1 + errs[len(errs) // 2])
 
 
 @pytest.mark.real
 @needs_tools
 def test_trims_in_both_backends(tmp_path: Path, no_leaks: None) -> None:
-    """trimwrite's write IOPS and randtrim's trim IOPS, model against fio through qemu-nbd on
-    fresh overlays (trims of clusters not allocated: the round trip, no hole punched), each
-    beside a writer of the same size in the same run: the machine's load when the test runs,
-    which is not the calibration's, moves all three alike, so each error is taken relative to
-    the writer's."""
+    """randtrim's trim IOPS, and trimwrite's write IOPS beside a writer of the same blocks
+    (its control), model against fio through qemu-nbd on fresh overlays (trims of clusters
+    not allocated: the round trip, no hole punched). 64 KiB first writes on this shared
+    machine came out 0.52 to 1.74 times fio's in single runs, whatever trims do: the writes'
+    own error is taken out by the control, what is left is the trims'."""
     d = small_dict(strategy={"kind": "qcow2_overlay", "cluster_size": "64KiB",
                              "discard": "unmap"})
-    d["workloads"] = {"tw": {"rw": "trimwrite", "bs": "64k", "size": "16MiB"},
-                      "rt": {"rw": "randtrim", "bs": "64k", "size": "16MiB"},
-                      "w": {"rw": "write", "bs": "64k", "size": "16MiB"}}
-    d["vms"] = [{"name": n, "image": "img", "workload": n} for n in ("tw", "rt", "w")]
+    # long enough for fio's runtime, in whole ms, to be a figure: 512 trims and writes, and
+    # 2,048 trims (which run at some 20k a second: 16 MiB of them took 12 ms)
+    d["workloads"] = {"tw": {"rw": "trimwrite", "bs": "64k", "size": "32MiB"},
+                      "w": {"rw": "write", "bs": "64k", "size": "32MiB"},
+                      "rt": {"rw": "randtrim", "bs": "64k", "size": "128MiB"}}
+    d["vms"] = [{"name": n, "image": "img", "workload": n, "root_size": "128MiB"}
+                for n in ("tw", "w", "rt")]
     src = tmp_path / "trims.yaml"
     src.write_text(yaml.safe_dump(d))
     ran = cowbench("run", str(src), "--backend", "both", "--out", str(tmp_path / "run"))
@@ -131,10 +137,11 @@ def test_trims_in_both_backends(tmp_path: Path, no_leaks: None) -> None:
     tol = _tolerance(json.loads(Path(run["profile"]["path"]).read_text()))
     comp = pd.read_csv(tmp_path / "run" / "comparison.csv").set_index(["entity", "metric"])
 
-    def err(vm: str, metric: str) -> float:
+    def ratio(vm: str, metric: str) -> float:
         row = comp.loc[(f"vm:{vm}", metric)]
-        return math.log(float(row.predicted) / float(row.measured))
+        return float(row.predicted) / float(row.measured)
 
-    base = err("w", "write_iops")
-    for vm, metric in (("tw", "write_iops"), ("rt", "trim_iops")):
-        assert abs(err(vm, metric) - base) <= math.log(tol), (vm, metric, tol, comp)
+    trims = ratio("rt", "trim_iops")
+    writes = ratio("tw", "write_iops") / ratio("w", "write_iops")
+    assert 1 / tol <= trims <= tol, (trims, tol)
+    assert 1 / tol <= writes <= tol, (writes, tol)
