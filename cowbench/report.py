@@ -3,7 +3,9 @@
 Which notebook (``notebooks/``), by what the directory holds:
 
 - a run directory with figures known to both backends (``comparison.csv`` not empty):
-  ``validation`` (the error table, predicted against measured, time series overlaid);
+  ``validation`` (the error table, predicted against measured, time series overlaid),
+  followed by ``capacity`` when its hosts were sampled over time and have a capacity (the
+  predicted and the measured hosts' time to full side by side);
 - a fleet run or sweep, or any whose hosts were sampled over time (a capacity question):
   ``capacity`` whatever its knobs (time to full, demand against each host's own capacity,
   rejections), followed by ``strategies`` when it also varies a ``strategy.*`` knob over VMs
@@ -26,6 +28,7 @@ temporary folder and moved into place only when the notebooks ran without error.
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 from collections.abc import Callable
@@ -34,12 +37,13 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
+import pandas as pd
 
 from .errors import Interrupted, UsageError
 from .execute import execute_notebook
 from .fdtree import PrivateDir
 from .lease import Lease
-from .results import is_run_dir, is_sweep_dir, load_results
+from .results import SweepResults, is_run_dir, is_sweep_dir, load_results
 
 NOTEBOOKS = ("validation", "capacity", "strategies")
 NOTEBOOK_DIR = Path(__file__).resolve().parent / "notebooks"  # -> ../notebooks, in the wheel too
@@ -67,15 +71,26 @@ def choose_notebooks(path: Path) -> list[str]:
                          "(sweep.json, or run directories below it)")
     res = load_results(path)
     rec = res.records
-    if is_run_dir(path) and not res.comparison.dropna(subset=["rel_error"]).empty:
-        return ["validation"]
-    strategies = any(k.startswith("strategy.") for k in res.knobs)
     entity = rec["entity"].astype(str)
     hosts_over_time = bool((entity.str.startswith("host:") & rec["t_s"].notna()).any())
+    if is_run_dir(path) and not res.comparison.dropna(subset=["rel_error"]).empty:
+        return ["validation", "capacity"] if hosts_over_time and _capacity_known(res) else \
+            ["validation"]
+    strategies = any(k.startswith("strategy.") for k in res.knobs)
     if (entity == "fleet:all").any() or hosts_over_time:
         guest_io = bool(rec["metric"].isin(["write_ios", "read_ios"]).any())
         return ["capacity", "strategies"] if strategies and guest_io else ["capacity"]
     return ["strategies"] if strategies else ["capacity"]
+
+
+def _capacity_known(res: SweepResults) -> bool:
+    """Whether some point's hosts have a capacity (time to full is then a question)."""
+    caps = res.points.get("host_capacities", pd.Series(dtype=object))
+    known = [c for row in caps if isinstance(row, dict) for c in row.values()
+             if isinstance(c, int | float) and math.isfinite(c) and c > 0]
+    fallback = pd.to_numeric(res.points.get("capacity_bytes", pd.Series(dtype=float)),
+                             errors="coerce")
+    return bool(known) or bool((fallback > 0).any())
 
 
 def choose_notebook(path: Path) -> str:

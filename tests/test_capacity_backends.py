@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from cowbench.capacity_view import capacity_view, headline_table
-from cowbench.report import make_report
+from cowbench.report import choose_notebooks, make_report
 from cowbench.results import load_results
 
 from .reportkit import host_series, synthetic_run
@@ -16,15 +16,15 @@ from .reportkit import host_series, synthetic_run
 GiB = float(1 << 30)
 
 
-def both(out: Path) -> Path:
+def both(out: Path, capacity: str = f", capacity_bytes: {20 << 30}") -> Path:
     """One seed's three hosts per backend: the model's grow 1 GiB a day (from 10 GiB), the
-    real run's 3 GiB a day; hosts of 20 GiB."""
+    real run's 3 GiB a day; hosts of 20 GiB (a resolved scenario: in bytes)."""
     predicted = host_series(hosts=3, seeds=1, days=8)
     measured = host_series(hosts=3, seeds=1, days=8, growth_gib_per_day=3).assign(
         backend="real")
     return synthetic_run(out, predicted, measured,
-                         scenario="name: fleet\nhosts: [{name: h, count: 3, capacity_bytes: "
-                                  "20GiB}]\n")
+                         scenario="name: fleet\nhosts: [" + ", ".join(
+                             f"{{name: h{i}{capacity}}}" for i in range(3)) + "]\n")
 
 
 def test_each_backend_is_a_group_of_its_own(tmp_path: Path) -> None:
@@ -42,10 +42,19 @@ def test_each_backend_is_a_group_of_its_own(tmp_path: Path) -> None:
         ["1 of 1", "1 of 1"]
 
 
+def test_a_run_of_both_backends_whose_hosts_fill_gets_validation_then_capacity(
+        tmp_path: Path) -> None:
+    assert choose_notebooks(both(tmp_path / "cap")) == ["validation", "capacity"]
+    # no capacity: no time to full to give, the validation report alone
+    assert choose_notebooks(both(tmp_path / "none", capacity="")) == ["validation"]
+
+
 @pytest.mark.slow
 def test_the_capacity_report_names_the_predicted_and_the_measured_hosts(tmp_path: Path
                                                                         ) -> None:
     run = both(tmp_path / "run")
-    make_report(run, notebook="capacity", capacity_bytes=int(20 * GiB))
+    outcome = make_report(run)  # the default: validation, then capacity
+    assert outcome.notebook == "validation+capacity"
     text = (run / "report" / "report.html").read_text()
     assert "all hosts, predicted" in text and "all hosts, measured" in text
+    assert "predicted vs measured" in text  # the validation report's table
