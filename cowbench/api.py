@@ -36,7 +36,8 @@ if TYPE_CHECKING:
     from .runner import RunOutcome
     from .scenario import Scenario
 
-__all__ = ["load_scenario", "simulate", "run", "load_results", "run_sweep", "make_report"]
+__all__ = ["load_scenario", "simulate", "run", "load_results", "load_run", "load_sweep",
+           "run_sweep", "make_report", "SeedWarning"]
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -58,7 +59,23 @@ def _scenario(scenario: Scenario | str | Path | Mapping[str, Any]) -> Scenario:
         return scenario
     if isinstance(scenario, Mapping):
         return resolve(parse_scenario(dict(scenario), "<mapping>"), "<mapping>")
+    if not isinstance(scenario, str | Path):
+        from .errors import UsageError
+
+        raise UsageError(f"scenario: a Scenario, a file path or a mapping, not "
+                         f"{type(scenario).__name__}")
     return load_scenario(scenario)
+
+
+def _options(profile: object, uncalibrated: bool, seed: object = None) -> int | None:
+    """The options every function takes, checked as the API names them: ``seed`` a whole
+    number (or None), ``profile`` and ``uncalibrated`` not both."""
+    from .errors import UsageError
+    from .runner import valid_seed
+
+    if profile is not None and uncalibrated:
+        raise UsageError("profile and uncalibrated contradict each other; give one")
+    return None if seed is None else valid_seed(seed, "seed")
 
 
 def _model() -> Callable[..., pd.DataFrame]:
@@ -70,7 +87,9 @@ def _model() -> Callable[..., pd.DataFrame]:
 
 
 class SeedWarning(UserWarning):
-    """Another seed cannot change some workload's offsets (``cowbench.runseed``)."""
+    """Another seed cannot change some workload's offsets (``cowbench.runseed``): raised as a
+    warning by :func:`simulate`, :func:`run` and :func:`run_sweep`, as the CLI prints its
+    ``warning:`` line."""
 
 
 def _warn_fixed(s: Scenario) -> None:
@@ -108,11 +127,8 @@ def simulate(scenario: Scenario | str | Path | Mapping[str, Any],
     from .tools import RawLog, absolute, require_tools
     from .traces import needs_traces, scenario_traces
 
+    seed = _options(profile, uncalibrated, seed)
     s = _scenario(scenario)
-    if seed is not None:
-        from .runner import valid_seed
-
-        seed = valid_seed(seed, "seed")
     if seed is not None and seed != s.seed:
         _warn_fixed(s)
     seed = s.seed if seed is None else seed
@@ -159,10 +175,16 @@ def run(scenario: Scenario | str | Path | Mapping[str, Any], out: str | Path,
     ``uncalibrated`` are ``--profile`` and ``--uncalibrated``.
     """
     from .autoprofile import profiles_for_run
-    from .runner import default_backend, run_scenario
+    from .errors import UsageError
+    from .runner import MAX_REPEAT, default_backend, run_scenario
 
+    seed = _options(profile, uncalibrated, seed)
+    if isinstance(repeat, bool) or not isinstance(repeat, int) or not 1 <= repeat <= MAX_REPEAT:
+        raise UsageError(f"repeat must be a whole number from 1 to {MAX_REPEAT}, not {repeat!r}")
     say = progress or (lambda _msg: None)
     s = _scenario(scenario)
+    if seed is not None and seed != s.seed:
+        _warn_fixed(s)
     chosen = backend or default_backend(s)
     s, checked = profiles_for_run(s, "<scenario>", chosen, Path(out),
                                   profile=None if profile is None else Path(profile),
@@ -175,16 +197,45 @@ def run(scenario: Scenario | str | Path | Mapping[str, Any], out: str | Path,
 def load_results(path: str | Path) -> RunResults | SweepResults:
     """Read a finished run or sweep directory back.
 
-    A run directory gives :class:`~cowbench.results.RunResults` (``meta`` from run.json,
+    A finished run directory (status ``ok``; any other is refused: :func:`load_run` reads
+    those) gives :class:`~cowbench.results.RunResults` (``meta`` from run.json,
     ``scenario`` as resolved, ``predicted``, ``measured``, ``records`` and ``comparison``
     frames); a sweep directory gives :class:`~cowbench.results.SweepResults` (``points``, one
     row per ``ok`` point with its knobs, and ``records`` and ``comparison`` with the knobs as
     columns; ``skipped`` lists the others with their reason).
     """
-    from .results import is_run_dir, load_run, load_sweep
+    from .results import is_run_dir
 
     p = Path(path)
-    return load_run(p) if is_run_dir(p) else load_sweep(p)
+    if not is_run_dir(p):
+        return load_sweep(p)
+    run = load_run(p)
+    if run.meta.get("status") != "ok":
+        from .errors import UsageError
+
+        raise UsageError(f"{p}: run status is {run.meta.get('status')!r}"
+                         + (f" ({run.meta['reason']})" if run.meta.get("reason") else "")
+                         + "; load_results reads finished runs only (load_run reads any, "
+                         "its meta says how it ended)")
+    return run
+
+
+def load_run(path: str | Path) -> RunResults:
+    """Read a run directory back, finished or not (``meta["status"]``: ``ok``, ``failed``,
+    ``interrupted``, ``abandoned``); for a type checker, what :func:`load_results` gives for
+    a run."""
+    from .results import load_run as read
+
+    return read(Path(path))
+
+
+def load_sweep(path: str | Path) -> SweepResults:
+    """Read a sweep directory (or a folder of run directories) back: its ``ok`` points, the
+    others in ``skipped`` with their reason; for a type checker, what :func:`load_results`
+    gives for a sweep."""
+    from .results import load_sweep as read
+
+    return read(Path(path))
 
 
 def run_sweep(sweep_file: str | Path, out: str | Path | None = None, scheduler: str = "local",
@@ -200,15 +251,20 @@ def run_sweep(sweep_file: str | Path, out: str | Path | None = None, scheduler: 
     and ``uncalibrated`` are the CLI's options of the same names; ``progress`` is called with
     a message, the points done and their total. A seed the sweep cannot vary a random
     workload's offsets with warns (``SeedWarning``), as the CLI's ``warning:`` line says it.
+
+    The default scheduler starts Dask worker processes, which import the ``__main__`` module:
+    from a script, call this under ``if __name__ == "__main__":`` (Python's rule for every
+    process pool), or pass ``scheduler="inprocess"``; a notebook needs neither.
     """
+    from .errors import UsageError
     from .results import load_sweep as read_back
     from .sweep import load_sweep, seed_warnings
     from .sweep import run_sweep as execute
 
-    if profile is not None and uncalibrated:
-        from .errors import UsageError
-
-        raise UsageError("profile and uncalibrated contradict each other; give one")
+    _options(profile, uncalibrated)
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
+                                or workers < 1):
+        raise UsageError(f"workers must be a whole number of at least 1, not {workers!r}")
     sw = load_sweep(Path(sweep_file))
     for line in seed_warnings(sw):
         warnings.warn(line, SeedWarning, stacklevel=2)
@@ -228,8 +284,11 @@ def make_report(path: str | Path, notebook: str | None = None,
     was left as it was). ``notebook`` and ``capacity_bytes`` are ``--notebook`` and
     ``--capacity`` (bytes here: ``cowbench.units.parse_size`` reads ``"2TiB"``)."""
     from .errors import UsageError
+    from .report import NOTEBOOKS
     from .report import make_report as execute
 
+    if notebook is not None and notebook not in NOTEBOOKS:
+        raise UsageError(f"notebook must be one of {', '.join(NOTEBOOKS)}, not {notebook!r}")
     if capacity_bytes is not None and (isinstance(capacity_bytes, bool) or
                                        not isinstance(capacity_bytes, int) or
                                        capacity_bytes <= 0):

@@ -3,15 +3,32 @@ and the README's example and commands run exactly as written."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
-from cowbench import UsageError, load_results, load_scenario, make_report, run, run_sweep, simulate
+from cowbench import (
+    RunResults,
+    SeedWarning,
+    SweepResults,
+    UsageError,
+    load_results,
+    load_run,
+    load_scenario,
+    load_sweep,
+    make_report,
+    run,
+    run_sweep,
+    simulate,
+)
 
 from .clirun import cowbench_line
 from .conftest import needs_tools, small_dict
@@ -174,3 +191,75 @@ def test_no_public_name_is_hidden_by_a_submodule_of_the_same_name() -> None:
     modules = {p.stem for p in (ROOT / "cowbench").glob("*.py")} | \
         {p.name for p in (ROOT / "cowbench").iterdir() if (p / "__init__.py").is_file()}
     assert not set(cowbench.__all__) & modules
+
+
+def test_what_the_api_refuses_it_names_as_the_api_names_it(tmp_path: Path) -> None:
+    """Each option by its Python name (not the CLI's flag), a UsageError before anything is
+    made: the sweep's workers as the CLI's --workers (-1 hung, 0 ran 2 workers)."""
+    sweep_file = tmp_path / "grid.yaml"
+    (tmp_path / "small.yaml").write_text(yaml.safe_dump(small_dict()))
+    sweep_file.write_text(yaml.safe_dump({"scenario": "small.yaml",
+                                          "grid": {"strategy.cluster_size": ["64KiB"]}}))
+    for bad in (0, -1, True, 1.5):
+        with pytest.raises(UsageError, match=r"^workers must be a whole number of at least 1"):
+            run_sweep(sweep_file, tmp_path / "sw", workers=bad)  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match=r"^seed must be a whole number"):
+        run(small_dict(), tmp_path / "run", backend="sim", seed=-1)
+    with pytest.raises(UsageError, match=r"^repeat must be a whole number from 1 to 20"):
+        run(small_dict(), tmp_path / "run", backend="sim", repeat=0)
+    with pytest.raises(UsageError, match=r"^profile and uncalibrated contradict"):
+        simulate(small_dict(), profile="p.json", uncalibrated=True)
+    with pytest.raises(UsageError, match=r"^scenario: a Scenario, a file path or a mapping"):
+        simulate([1, 2])  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match=r"^notebook must be one of"):
+        make_report(tmp_path, notebook="nope")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["grid.yaml", "small.yaml"]
+
+
+def test_run_with_another_seed_warns_as_simulate_does(tmp_path: Path) -> None:
+    """A seed that cannot vary a random workload's offsets (randrepeat on, fio's default):
+    run() said nothing where simulate() and the CLI warn, and its replications were the same
+    run twice."""
+    d = small_dict()
+    with pytest.warns(SeedWarning, match="randrepeat"):
+        run(d, tmp_path / "a", backend="sim", seed=9)
+    with pytest.warns(SeedWarning, match="randrepeat"):
+        simulate(d, seed=9)
+
+
+def test_load_results_reads_finished_runs_and_load_run_any(tmp_path: Path) -> None:
+    outcome = run(small_dict(), tmp_path / "run", backend="sim")
+    assert isinstance(load_results(outcome.run_dir), RunResults)
+    assert load_run(outcome.run_dir).meta["status"] == "ok"
+    assert isinstance(load_sweep(tmp_path), SweepResults)  # a folder of run directories
+    meta = json.loads((outcome.run_dir / "run.json").read_text())
+    meta.update(status="interrupted", reason="interrupted by signal SIGINT")
+    (outcome.run_dir / "run.json").write_text(json.dumps(meta))
+    with pytest.raises(UsageError, match=r"run status is 'interrupted' \(interrupted by signal "
+                                         r"SIGINT\); load_results reads finished runs only"):
+        load_results(outcome.run_dir)
+    assert load_run(outcome.run_dir).meta["status"] == "interrupted"
+
+
+@pytest.mark.slow
+def test_mypy_checks_a_scripts_names_and_calls(tmp_path: Path) -> None:
+    """The package's public names are seen by a type checker as what they are: a misspelled
+    one is an error (a module ``__getattr__`` typed ``Any`` had made every name pass), and so
+    is a call with a wrong argument."""
+    good = tmp_path / "good.py"
+    good.write_text("from cowbench import load_run, simulate\n"
+                    "records = simulate('s.yaml', seed=2)\n"
+                    "print(records.shape, load_run('r').meta['status'])\n")
+    bad = tmp_path / "bad.py"
+    bad.write_text("import cowbench\nfrom cowbench import simulat\n"
+                   "cowbench.rnu('s.yaml', 'out')\n")
+    env = {**os.environ, "MYPYPATH": str(ROOT)}
+
+    # one run for both (mypy's analysis of cowbench is most of its time)
+    out = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--no-incremental",
+                          "--follow-imports=silent", good.name, bad.name], capture_output=True,
+                         text=True, cwd=tmp_path, env=env, timeout=600).stdout
+    errors = [line for line in out.splitlines() if ": error:" in line]
+    assert errors and all(line.startswith("bad.py:") for line in errors), out
+    assert 'Module "cowbench" has no attribute "simulat"' in out, out
+    assert 'Module has no attribute "rnu"' in out, out
