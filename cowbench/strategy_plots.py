@@ -57,10 +57,27 @@ def strategy_view(res: SweepResults) -> StrategyView:
     if not res.knobs and amp["backend"].nunique() > 1:
         amp[SETTING] = amp["backend"].map({"sim": "predicted", "real": "measured"})
     _io_columns(amp)
+    _no_io_in_ceph(amp)
     order = label_order(res.points, res.knobs) if res.knobs else sorted(amp[SETTING].unique())
     disk = host_disk(res.records)
     disk[SETTING] = disk["point"].map(labels) if res.knobs else "all"
     return StrategyView(amp, [o for o in order if o in set(amp[SETTING])], disk)
+
+
+def _ceph_vms(records: pd.DataFrame) -> pd.DataFrame:
+    """``point, backend, entity`` of each VM whose disk is in Ceph (an RBD clone: its
+    ``model_only`` flag set)."""
+    keys = ["point", "backend", "entity"]
+    flags = records[records["metric"] == "model_only"]
+    return flags[flags["value"] > 0][keys].drop_duplicates()
+
+
+def _no_io_in_ceph(amp: pd.DataFrame) -> None:
+    """An RBD clone's I/O figures are the local device model's (Ceph's network and OSDs are
+    not modelled): none is drawn or tabulated as if they were RBD's; ``in_ceph`` marks such
+    VMs (their ``model_only`` flag)."""
+    amp["in_ceph"] = _col(amp, "model_only").fillna(0) > 0
+    amp.loc[amp["in_ceph"], ["iops", "lat_mean_s", "lat_p99_s"]] = np.nan
 
 
 def _last(records: pd.DataFrame, prefix: str, metric: str) -> pd.Series:
@@ -100,8 +117,7 @@ def host_disk(records: pd.DataFrame) -> pd.DataFrame:
     out["instance_bytes"] = out["host_bytes"] - out["base_bytes"]
     # a VM the real backend skips (its metric model_only = 1) is an RBD clone, in Ceph
     keys = ["point", "backend", "entity"]
-    flags = records[records["metric"] == "model_only"]
-    flagged = flags[flags["value"] > 0][keys].drop_duplicates()
+    flagged = _ceph_vms(records)
     ceph = _summed(_last(records.merge(flagged, on=keys), "vm:", "allocated_bytes")) \
         if not flagged.empty else pd.Series(dtype=float)
     out["ceph_bytes"] = ceph.reindex(out.index).fillna(0.0)
@@ -184,6 +200,9 @@ def reflink_bytes(view: StrategyView) -> Figure:
     title = "reflink copies: bytes each VM holds alone and bytes it shares with the base"
     rows = [f"{s}, {e.removeprefix('vm:')}" for s, e in zip(d[SETTING], d["entity"],
                                                             strict=True)] if len(d) else []
+    if len(set(rows)) < len(rows):  # a setting of several points (seeds): each its own row
+        rows = [f"{r} ({str(p).rsplit('/', 1)[-1]})" for r, p in zip(rows, d["point"],
+                                                                     strict=True)]
     with style():
         fig, (ax,) = new_figure(category_height(rows, 2.0))
         if d.empty:
@@ -217,8 +236,12 @@ def io_by_strategy(view: StrategyView) -> Figure:
             ax.set_xlabel({"iops": "IOPS (reads + writes)", "lat_mean_s": "mean latency (ms)",
                            "lat_p99_s": "p99 latency (ms)"}[column])
             seen = _col(d, column).to_numpy(float) / scale
-            seen = seen[np.isfinite(seen)]
-            ax.set_xlim(0, float(seen.max()) * 1.05 if seen.size and seen.max() > 0 else None)
+            seen = seen[np.isfinite(seen) & (seen > 0)]
+            if seen.size and seen.max() / seen.min() > 50:  # a few slow VMs would squash the rest
+                ax.set_xscale("log")
+                ax.set_xlabel(ax.get_xlabel().replace(")", ", log)"))
+            else:
+                ax.set_xlim(0, float(seen.max()) * 1.05 if seen.size else None)
         category_axis(axes[0], order)
         fig.suptitle(f"{title} (latency: writes for a VM that wrote, else reads)")
         legend_below(fig, axes[0], ncols=4)
@@ -281,7 +304,8 @@ def _bytes_range(row: Mapping[Hashable, Any]) -> str:
     if row["ceph_bytes"] > 0:
         text += f" (+ {format_bytes(row['ceph_bytes'])} in Ceph)"
     if row["points"] > 1:
-        text += (f"; {format_bytes(row['low'])} to {format_bytes(row['high'])} over "
+        what = "all told, " if row["ceph_bytes"] > 0 else ""
+        text += (f"; {what}{format_bytes(row['low'])} to {format_bytes(row['high'])} over "
                  f"{row['points']:.0f} seeds")
     return text
 

@@ -56,3 +56,19 @@ def test_a_setting_of_several_seeds_gives_its_median_and_range() -> None:
                                                                        7 * GiB, 3)
     cell = strategy_table(view)["host disk at the end"].iloc[0]
     assert cell == "3.0 GiB; 2.0 GiB to 7.0 GiB over 3 seeds"
+
+
+def test_an_rbd_clones_io_is_not_drawn_as_rbds() -> None:
+    """The model times an RBD clone's I/O as the local device's (Ceph is not modelled): its
+    VMs are marked and carry no IOPS or latency in the strategies view."""
+    from cowbench.strategy_plots import _io_columns, _no_io_in_ceph
+
+    amp = pd.DataFrame({"entity": ["vm:a", "vm:b"], "point": ["p1", "p2"],
+                        "model_only": [1.0, math.nan], "write_iops": [900.0, 800.0],
+                        "write_ios": [10.0, 10.0], "write_lat_mean_s": [1e-3, 2e-3],
+                        "write_lat_p99_s": [3e-3, 4e-3]})
+    _io_columns(amp)
+    _no_io_in_ceph(amp)
+    assert list(amp["in_ceph"]) == [True, False]
+    assert amp.loc[0, ["iops", "lat_mean_s", "lat_p99_s"]].isna().all()
+    assert amp.loc[1, "iops"] == 800.0
