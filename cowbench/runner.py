@@ -18,7 +18,7 @@ from .lease import Lease
 from .lifecycle import refused_arrivals
 from .profile_use import run_profile
 from .scenario import Scenario, dump_scenario, load_scenario
-from .signals import interrupts_raise
+from .signals import interrupts_raise, signal_name
 from .space import check_free_space, fits
 from .spacebound import bound_needs
 from .store import (
@@ -80,7 +80,9 @@ class _Checks:
         reports = [c.report() for c in self.runs]
         problems = [f"run {k}: {p}" for k, r in enumerate(reports, 1)
                     for p in r.get("problems", [])]
-        return {**last, "ok": all(r.get("ok") for r in reports), "problems": problems,
+        oks = [r.get("ok") for r in reports]
+        ok = False if False in oks else None if None in oks else True
+        return {**last, "ok": ok, "problems": problems,
                 "runs": [{"ok": r.get("ok"), "problems": r.get("problems", [])}
                          for r in reports]}
 
@@ -226,7 +228,7 @@ class _Run:
             except (KeyboardInterrupt, Interrupted) as err:
                 reason = str(err) or "interrupted by signal SIGINT"
                 kept = self._keep_measured()
-                self._finish("interrupted", reason)
+                self._finish("interrupted", reason, signal=signal_name(received, reason))
                 raise Interrupted(f"{reason}; run directory: {out}{kept}") from None
             except CowbenchError as err:
                 kept = self._keep_measured()
@@ -409,14 +411,17 @@ class _Run:
             self.offsets[vm]["at_measured_ios"] = count
         self.rd.write_meta(offsets=self.offsets)
 
-    def _finish(self, status: str, reason: str | None) -> None:
+    def _finish(self, status: str, reason: str | None, signal: str | None = None) -> None:
         """Record how the run ended; best effort when the disk is full (the error still
-        reaches the user)."""
+        reaches the user). ``signal``: the interrupted run's signal, run.json's ``signal``
+        (README: run.json says "which signal"; before, only within ``reason``'s words)."""
         try:
             _remove_empty(self.rd.work)
         except OSError:
             pass  # an empty directory left behind is harmless; the status is not
         extra: dict[str, Any] = {"reason": reason} if reason else {}
+        if signal is not None:
+            extra["signal"] = signal
         if self.integrity.runs:
             extra["integrity"] = self.integrity.report()
         try:

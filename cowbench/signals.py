@@ -20,6 +20,7 @@ process has one set of handlers.
 
 from __future__ import annotations
 
+import re
 import signal
 import threading
 from collections.abc import Iterator
@@ -88,3 +89,14 @@ def shielded() -> Iterator[None]:
         if _SHIELD.depth == 0 and _SHIELD.pending is not None:
             name, _SHIELD.pending = _SHIELD.pending, None
             raise Interrupted(f"interrupted by signal {name}")
+
+
+def signal_name(received: list[str], reason: str) -> str:
+    """The name of the signal that interrupted a run (run.json's ``signal``): the first
+    :func:`interrupts_raise` received, else the one its :class:`Interrupted` names (raised
+    within another such block), else ``SIGINT`` (Python's ``KeyboardInterrupt``, where no
+    handler was installed)."""
+    if received:
+        return received[0]
+    named = re.search(r"interrupted by signal (SIG[A-Z0-9]+)", reason)
+    return named.group(1) if named else "SIGINT"

@@ -196,6 +196,7 @@ def test_an_error_left_by_an_interrupt_ends_the_run_as_interrupted(
     assert r.code == 130, (r.err, r.out)
     meta = json.loads((out / "run.json").read_text())
     assert meta["status"] == "interrupted" and "SIGINT" in meta["reason"]
+    assert meta["signal"] == "SIGINT"
 
     def failing(self: object, predicted: object) -> None:
         raise RuntimeError("a bug")  # without a signal an error is a failure, as before
@@ -205,3 +206,44 @@ def test_an_error_left_by_an_interrupt_ends_the_run_as_interrupted(
     r = cli("run", str(_scenario(tmp_path)), "--backend", "sim", "--out", str(out2))
     assert r.code == 1, (r.err, r.out)
     assert json.loads((out2 / "run.json").read_text())["status"] == "failed"
+
+
+def test_an_interrupted_run_names_its_signal_and_claims_no_integrity_it_did_not_check(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """README: run.json says ``interrupted`` and which signal: a field, ``signal`` (before:
+    only within ``reason``'s words). A real run stopped before its checks checked nothing:
+    its ``integrity`` says ``ok: null``, not ``ok: true`` over ``checks: {}`` (the SRE's
+    Ctrl-C during the copy of the bases)."""
+    from real.measure.integrity import Integrity
+
+    def stopped_before_the_checks(self: _Run, predicted: object) -> None:
+        self.integrity.add(Integrity())  # what the real backend's run starts with
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler raises here
+
+    monkeypatch.setattr(_Run, "_backends", stopped_before_the_checks)
+    out = tmp_path / "out"
+    r = cli("run", str(_scenario(tmp_path)), "--backend", "sim", "--out", str(out))
+    assert r.code == 130, (r.err, r.out)
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["status"] == "interrupted" and meta["signal"] == "SIGTERM"
+    assert meta["reason"] == "interrupted by signal SIGTERM"
+    assert meta["integrity"]["checks"] == {} and meta["integrity"]["ok"] is None
+
+
+def test_integrity_is_ok_once_checked_and_found_sound() -> None:
+    from cowbench.runner import _Checks
+    from real.measure.integrity import Integrity
+
+    done, bad, cut = Integrity(), Integrity(), Integrity()
+    assert cut.report()["ok"] is None  # nothing checked yet
+    done.compare()
+    bad.problems.append("image:a: corrupt")
+    assert done.report()["ok"] is True and bad.report()["ok"] is False
+    runs = _Checks()
+    runs.add(done)
+    runs.add(cut)  # the second real run interrupted before its checks
+    assert runs.report()["ok"] is None and [r["ok"] for r in runs.report()["runs"]] == [True, None]
+    runs.add(bad)
+    assert runs.report()["ok"] is False
+

@@ -72,6 +72,8 @@ class Integrity:
     checks: dict[str, dict[str, Any]] = field(default_factory=dict)
     checksums: dict[str, dict[str, Any]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    #: the end of the run's checks was reached (:meth:`compare`): ``ok`` means something
+    compared: bool = False
     _pending: dict[tuple[str, str], Future[str | None]] = field(default_factory=dict,
                                                               repr=False)
     _pool: ThreadPoolExecutor | None = field(default=None, repr=False)
@@ -206,6 +208,7 @@ class Integrity:
         """Wait for the final digests; a base that changed (or vanished) is a problem."""
         self.hash_after()
         failed = self.settle()
+        self.compared = True
         for key, entry in self.checksums.items():
             before, after = entry["before"], entry["after"]
             if key in failed or (before is not None and after == before):
@@ -236,7 +239,12 @@ class Integrity:
         return self._pool.submit(fn, *args)
 
     def report(self) -> dict[str, Any]:
-        return {"ok": not self.problems, "problems": list(self.problems),
+        """run.json's ``integrity``. ``ok``: ``false`` with a problem, ``true`` once the run's
+        checks are done (:meth:`compare`, after every ``qemu-img check``) and found none,
+        ``null`` before: a run interrupted or failed earlier checked nothing, and said
+        ``ok: true`` over ``checks: {}``."""
+        ok = False if self.problems else True if self.compared else None
+        return {"ok": ok, "problems": list(self.problems),
                 "checks": self.checks, "checksums": self.checksums}
 
     def raise_if_bad(self) -> None:
