@@ -93,9 +93,11 @@ class SeedWarning(UserWarning):
 
 
 def _warn_fixed(s: Scenario) -> None:
-    from .runseed import fixed_offsets, seed_warning
+    """The CLI's ``--seed`` warning (``cowbench.cli._warn_fixed``), of ``s`` with its
+    profiles chosen, as a :class:`SeedWarning`."""
+    from .runseed import calibrated, fixed_offsets, seed_draws, seed_warning
 
-    line = seed_warning(fixed_offsets(s))
+    line = seed_warning(fixed_offsets(s), seed_draws(s, calibrated(s)))
     if line is not None:
         warnings.warn(line, SeedWarning, stacklevel=3)
 
@@ -129,8 +131,7 @@ def simulate(scenario: Scenario | str | Path | Mapping[str, Any],
 
     seed = _options(profile, uncalibrated, seed)
     s = _scenario(scenario)
-    if seed is not None and seed != s.seed:
-        _warn_fixed(s)
+    warn = seed is not None and seed != s.seed
     seed = s.seed if seed is None else seed
     if seed != s.seed:
         s = s.model_copy(update={"seed": seed})
@@ -139,6 +140,8 @@ def simulate(scenario: Scenario | str | Path | Mapping[str, Any],
     s = choose_profiles(s, source, "sim", absolute(Path("results") / s.name),
                         profile=None if profile is None else Path(profile),
                         uncalibrated=uncalibrated)
+    if warn:
+        _warn_fixed(s)
     if any(wl.offsets == "fio" for wl in s.workloads.values()):
         require_tools(("fio",))
     refuse_without_fio(s, fio_installed())
@@ -183,13 +186,14 @@ def run(scenario: Scenario | str | Path | Mapping[str, Any], out: str | Path,
         raise UsageError(f"repeat must be a whole number from 1 to {MAX_REPEAT}, not {repeat!r}")
     say = progress or (lambda _msg: None)
     s = _scenario(scenario)
-    if seed is not None and seed != s.seed:
-        _warn_fixed(s)
+    warn = seed is not None and seed != s.seed
     chosen = backend or default_backend(s)
     s, checked = profiles_for_run(s, "<scenario>", chosen, Path(out),
                                   profile=None if profile is None else Path(profile),
                                   uncalibrated=uncalibrated, say=say,
                                   progress=lambda i, n, msg: say(f"{msg} ({i}/{n})"))
+    if warn:  # what the seed draws depends on the profile just chosen
+        _warn_fixed(s)
     return run_scenario(s, Path(out), backend, seed, progress=say, repeat=repeat,
                         meta={"profile_check": checked})
 
@@ -266,7 +270,8 @@ def run_sweep(sweep_file: str | Path, out: str | Path | None = None, scheduler: 
                                 or workers < 1):
         raise UsageError(f"workers must be a whole number of at least 1, not {workers!r}")
     sw = load_sweep(Path(sweep_file))
-    for line in seed_warnings(sw):
+    calibrated = False if uncalibrated else True if profile is not None else None
+    for line in seed_warnings(sw, calibrated):
         warnings.warn(line, SeedWarning, stacklevel=2)
     where = Path("results") / sw.name if out is None else Path(out)
     execute(sw, where, scheduler, workers,

@@ -50,11 +50,13 @@ def _read_input(path: Path) -> tuple[bool, object]:
 SWEEP_KEYS = frozenset({"scenario", "grid", "seeds", "zip", "exclude", "points"})
 
 
-def _warn_seeds(sw: object) -> None:
+def _warn_seeds(sw: object, calibrated: bool | None = None) -> None:
+    """What a sweep's seeds cannot vary (``cowbench.sweep_spec.seed_warnings``);
+    ``calibrated``: ``False`` with ``--uncalibrated``, ``True`` with ``--profile``."""
     from .sweep import Sweep, seed_warnings
 
     assert isinstance(sw, Sweep)
-    for line in seed_warnings(sw):
+    for line in seed_warnings(sw, calibrated):
         err.print(f"[yellow]warning:[/] {escape(line)}", highlight=False, soft_wrap=True)
 
 
@@ -67,13 +69,14 @@ def _reserve_text(reserves: list[int]) -> str:
 
 def _warn_fixed(s: object) -> None:
     """``--seed`` given to a scenario whose random workloads fio pins whatever the seed
-    (``cowbench.runseed.fixed_offsets``): said, so a replication is not taken for one that
-    could differ."""
-    from .runseed import fixed_offsets, seed_warning
+    (``cowbench.runseed.fixed_offsets``): said, with what the seed varies all the same
+    (``seed_draws``, of ``s`` with its profiles chosen), so a replication is not taken for
+    one that could differ, nor the other way round."""
+    from .runseed import calibrated, fixed_offsets, seed_draws, seed_warning
     from .scenario import Scenario
 
     assert isinstance(s, Scenario)
-    line = seed_warning(fixed_offsets(s))
+    line = seed_warning(fixed_offsets(s), seed_draws(s, calibrated(s)))
     if line is not None:
         err.print(f"[yellow]warning:[/] --seed: {escape(line)}", highlight=False,
                   soft_wrap=True)
@@ -225,11 +228,11 @@ def run(
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         out_dir = Path("results") / f"{s.name}-{stamp}"
     preflight(s, out_dir, chosen, repeat)  # what the run refuses, before a calibration
-    if seed is not None:
-        _warn_fixed(s)
     if chosen in ("real", "both"):
         _warn_beside()
     s, checked = _choose_profiles(s, str(scenario), chosen, out_dir, profile, uncalibrated)
+    if seed is not None:
+        _warn_fixed(s)
     with progress_bar(transient=True) as bar:
         task = bar.add_task(f"{s.name}: starting", total=None)
         outcome = run_scenario(s, out_dir, chosen, seed,
@@ -444,7 +447,7 @@ def _sweep(sw: Sweep, out_dir: Path | None, scheduler: str, workers: int | None,
     if profile is not None and uncalibrated:
         raise UsageError("--profile and --uncalibrated contradict each other; give one")
 
-    _warn_seeds(sw)
+    _warn_seeds(sw, False if uncalibrated else True if profile is not None else None)
     if dry_run:
         for cell, label, seeds in describe(sw):
             out.print(f"cell {cell:>3}: {escape(label)}; seeds {', '.join(map(str, seeds))}",

@@ -67,6 +67,14 @@ def run_numbers(s: Scenario) -> dict[int, int]:
     return out
 
 
+def _used(s: Scenario) -> set[str]:
+    """The workloads some VM, event or arrival group of ``s`` runs."""
+    tl = s.timeline
+    return {vm.workload for vm in s.vms if vm.workload} | {
+        e.workload for e in (tl.events if tl is not None else []) if e.workload} | {
+        a.workload for a in (tl.arrivals if tl is not None else []) if a.workload}
+
+
 def fixed_offsets(s: Scenario) -> list[str]:
     """The random workloads whose offsets no seed changes, each with why: ``w (randseed 7)``
     or ``w (randrepeat on)``. fio pins a job's offsets with ``randrepeat`` on (its default;
@@ -75,10 +83,7 @@ def fixed_offsets(s: Scenario) -> list[str]:
     (its model draws from the seed itself)."""
     if s.fleet is not None:
         return []
-    tl = s.timeline
-    used = {vm.workload for vm in s.vms} | {
-        e.workload for e in (tl.events if tl is not None else [])} | {
-        a.workload for a in (tl.arrivals if tl is not None else [])}
+    used = _used(s)
     out = []
     for name, wl in s.workloads.items():
         random = [p for p in wl.parts if p.is_random]
@@ -93,12 +98,61 @@ def fixed_offsets(s: Scenario) -> list[str]:
     return out
 
 
-def seed_warning(fixed: list[str]) -> str | None:
+def _draws(p: Workload) -> bool:
+    """Does job ``p``, seeded at random, draw anything from its seed: random offsets, the
+    read/write choice of a mix, or a start delay within a range (sim/workload/fio.py)?"""
+    low, high = p.startdelay_range
+    return unseeded(p) and (p.is_random or 0.0 < p.read_fraction < 1.0 or low != high)
+
+
+def calibrated(s: Scenario) -> bool:
+    """Does the model of ``s`` rest on a calibration profile (the scenario's or a host's,
+    as ``cowbench.autoprofile`` left them)?"""
+    return s.device.calibrated is not None or any(h.calibrated is not None for h in s.hosts)
+
+
+def seed_draws(s: Scenario, calibrated: bool | None = None) -> list[str]:
+    """What of ``s``'s figures another seed changes, in words: each arrival group's arrival
+    times (and lifetimes, unless ``fixed``), the workloads fio would seed at random (each run
+    takes a seed drawn from the run's, :func:`for_run`), and the calibrated I/O model's
+    service times (``sim.perf.host`` draws each stage's time of each I/O; IOPS and latency
+    moved by 0.2% between seeds 1 and 2 of one random writer, and nothing moved
+    uncalibrated). ``calibrated``: whether the model rests on a profile, ``None`` when not
+    known yet (``validate``; a run chooses its profile when it starts). A fleet draws
+    everything from the seed. Empty when no seed can change a figure.
+
+    The SRE's sweep of ``fleet-arrivals.yaml`` over seeds 1 and 2 (Poisson arrivals of a
+    ``randrepeat``-on writer) was warned that its seeds "cannot change the figures"; they gave
+    2.2 GiB against 2.8 GiB on the hosts and 16 against 14 VMs refused."""
+    if s.fleet is not None:
+        return ["the fleet's arrivals, lifetimes, mixes and policies"]
+    out = []
+    tl = s.timeline
+    for j, a in enumerate(tl.arrivals if tl is not None else []):
+        lives = a.lifetime is not None and a.lifetime.distribution != "fixed"
+        out.append(f"timeline.arrivals[{j}] ({a.prefix})'s arrival times"
+                   f"{' and lifetimes' if lives else ''}")
+    used = _used(s)
+    varied = [n for n, wl in s.workloads.items()
+              if n in used and wl.offsets != "iolog" and any(_draws(p) for p in wl.parts)]
+    if varied:
+        out.append(f"the workload(s) {', '.join(varied)} fio seeds at random (a seed per run)")
+    if used and calibrated is not False:
+        out.append("the calibrated I/O model's service times (IOPS, latency)" if calibrated
+                   else "the I/O model's service times when it is calibrated (IOPS, latency; "
+                   "not with --uncalibrated)")
+    return out
+
+
+def seed_warning(fixed: list[str], draws: list[str] | None = None) -> str | None:
     """One line saying that ``fixed`` (:func:`fixed_offsets`) issue the same offsets under
-    every seed, and how to let replications differ; ``None`` when there is none."""
+    every seed, what varies with the seed all the same (``draws``, :func:`seed_draws`), and
+    how to let their offsets vary too; ``None`` when there is no fixed workload."""
     if not fixed:
         return None
+    rest = (f"; the rest varies with the seed: {'; '.join(draws)}" if draws else
+            "; nothing else in the scenario draws from the seed")
     return (f"workload(s) {', '.join(fixed)} issue the same offsets under every seed, as fio "
-            "does (randrepeat on, or a fixed randseed): replications with other seeds do not "
-            "vary them; for varied replications set randrepeat: false and no randseed in "
-            "them (each run then takes a seed of its own, drawn from the run's seed)")
+            f"does (randrepeat on, or a fixed randseed){rest}; for their offsets to vary too, "
+            "set randrepeat: false and no randseed in them (each run then takes a seed of its "
+            "own, drawn from the run's seed)")

@@ -259,23 +259,31 @@ def _cell_scenario(base: dict[str, Any], overrides: dict[str, Any],
         return None
 
 
-def seed_warnings(sweep: Sweep) -> list[str]:
-    """Why several seeds may give the same figures: the random workloads whose offsets fio
-    pins whatever the seed (``randrepeat`` on, fio's default, or a fixed ``randseed``:
-    ``cowbench.runseed.fixed_offsets``), over every point, named."""
-    from .runseed import fixed_offsets, seed_warning
+def seed_warnings(sweep: Sweep, calibrated: bool | None = None) -> list[str]:
+    """Why several seeds may give the same figures, or the same offsets: the random workloads
+    whose offsets fio pins whatever the seed (``randrepeat`` on, fio's default, or a fixed
+    ``randseed``: ``cowbench.runseed.fixed_offsets``), over every point, named, with what
+    varies all the same (``cowbench.runseed.seed_draws``: arrivals, workloads seeded per run,
+    a calibrated model's service times). "cannot change the figures" only when nothing does.
+    ``calibrated``: whether the points' model rests on a profile (``False`` with
+    ``--uncalibrated``), ``None`` when not known yet."""
+    from .runseed import fixed_offsets, seed_draws, seed_warning
 
     if len(sweep.spec.seed_list) < 2:
         return []
     fixed: dict[str, None] = {}
+    draws: dict[str, None] = {}
     for p in sweep.points:
         fixed.update(dict.fromkeys(fixed_offsets(p.scenario)))
-    line = seed_warning(list(fixed))
+        draws.update(dict.fromkeys(seed_draws(p.scenario, calibrated)))
+    line = seed_warning(list(fixed), list(draws))
     if line is None:
         return []
     seeds = sweep.spec.seed_list
-    return [f"seeds {', '.join(map(str, seeds[:4]))}{', ...' if len(seeds) > 4 else ''} "
-            f"cannot change the figures: {line} (or use seeds: 1)"]
+    named = f"seeds {', '.join(map(str, seeds[:4]))}{', ...' if len(seeds) > 4 else ''}"
+    if draws:
+        return [f"{named} cannot change some offsets: {line}"]
+    return [f"{named} cannot change the figures: {line} (or use seeds: 1)"]
 
 
 def describe(sweep: Sweep) -> list[tuple[int, str, list[int]]]:

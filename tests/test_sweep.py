@@ -325,8 +325,13 @@ def test_seeds_that_cannot_change_the_figures_are_warned_about(tmp_path: Path) -
     (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(
         {"scenario": str(ROOT / "scenarios" / "quickstart.yaml"), "seeds": 2}))
     proc = cowbench("validate", str(tmp_path / "sweep.yaml"))
+    # a run calibrates by default, and the calibrated model's service times draw from the seed
+    assert proc.returncode == 0 and "cannot change some offsets" in proc.stderr
+    assert "randrepeat" in proc.stderr and "service times" in proc.stderr
+    proc = cowbench("sweep", str(tmp_path / "sweep.yaml"), "--uncalibrated", "--dry-run",
+                    "--out", str(tmp_path / "out"))
     assert proc.returncode == 0 and "cannot change the figures" in proc.stderr
-    assert "randrepeat" in proc.stderr
+    assert "nothing else in the scenario draws from the seed" in proc.stderr
     (tmp_path / "one.yaml").write_text(yaml.safe_dump(
         {"scenario": str(ROOT / "scenarios" / "quickstart.yaml"), "seeds": 1}))
     assert "warning" not in cowbench("validate", str(tmp_path / "one.yaml")).stderr
