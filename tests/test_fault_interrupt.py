@@ -141,7 +141,7 @@ def test_interrupt_leaves_nothing_behind(tmp_path: Path, private_tmp: Path, phas
     assert "Traceback" not in stderr + stdout and "interrupted" in stderr, stderr
     meta = _meta(out)
     assert meta["status"] == "interrupted", meta
-    assert signum.name in meta["reason"] and meta["end"]
+    assert signum.name in meta["reason"] and meta["end"] and meta["signal"] == signum.name
     assert "real" not in meta["completed"]
     done = meta.get("real_completed", [])
     if phase == "copy":
