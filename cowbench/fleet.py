@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from .bounds import fleet_problems as stream_problems
-from .nova.schema import Flavor, Lifetime
+from .nova.schema import Flavor, Lifetime, host_disk_problems
 from .units import format_bytes, is_power_of_two, parse_duration, parse_size
 
 if TYPE_CHECKING:
@@ -168,12 +168,7 @@ def _host_problems(s: Scenario) -> list[tuple[str, str]]:
     out = [(f"hosts[{i}].capacity_bytes", "a fleet's hosts need their disk's size (the model "
             "reports when it fills)") for i, h in enumerate(s.hosts)
            if h.capacity_bytes is None][:1]
-    out += [(f"hosts[{i}].reserved_host_disk_bytes",
-             f"reserves {format_bytes(h.reserved_host_disk_bytes)} of the host's "
-             f"{format_bytes(h.capacity_bytes)} disk (capacity_bytes): nothing is left for "
-             "instances") for i, h in enumerate(s.hosts)
-            if h.capacity_bytes is not None and h.reserved_host_disk_bytes >= h.capacity_bytes]
-    return out
+    return out + host_disk_problems(s.hosts)
 
 
 def _oversized_flavors(s: Scenario) -> list[tuple[str, str]]:
@@ -227,7 +222,8 @@ def _flavor_problems(s: Scenario) -> list[tuple[str, str]]:
             size = sizes.get(name)
             if size is not None and fl.root < size:
                 out.append((f"flavors[{j}].root",
-                            f"{fl.root} is smaller than image {name!r} ({size}); Nova refuses "
+                            f"{format_bytes(fl.root)} is smaller than image {name!r} "
+                            f"({format_bytes(size)}); Nova refuses "
                             "this (FlavorDiskSmallerThanImage)"))
     return out
 

@@ -22,7 +22,7 @@ from .errors import ScenarioError
 from .fleet import Fleet, fleet_problems
 from .jobopts import as_written, expand_scenario, job_file_of
 from .lifecycle import Flavor, Nova, Timeline, check_timeline, nova_problems
-from .nova.schema import BothSpellings
+from .nova.schema import BothSpellings, host_disk_problems
 from .oldkeys import upgrade
 from .profile import PerfParams
 from .safeload import load_yaml_file
@@ -41,6 +41,7 @@ from .storage_schema import (
     Synthetic,
     in_system_tree,
 )
+from .units import format_bytes
 from .workload_schema import RW, Replaced, Workload, WorkloadProblem, workload_misfit
 
 SCHEMA_VERSION = 1
@@ -299,9 +300,11 @@ def _cross_check(s: Scenario) -> list[tuple[str, str]]:
             if n in seen:
                 problems.append((f"{section}[{i}].name", f"duplicate name {n!r}"))
             seen.add(n)
+    problems += host_disk_problems(s.hosts)
     images = {i.name: i for i in s.images}
     hosts = {h.name for h in s.hosts}
     arrived = _arrived(s)
+    flavor_at = {f.name: j for j, f in reversed(list(enumerate(s.flavors)))}  # the first
     for i, vm in enumerate(s.vms):
         # a VM of timeline.arrivals is not in the file: its problems are its entry's
         where = arrived.get(vm.name, f"vms[{i}]")
@@ -314,21 +317,21 @@ def _cross_check(s: Scenario) -> list[tuple[str, str]]:
         if vm.flavor is not None and vm.flavor not in flavors:
             problems.append((f"{where}.flavor", f"no flavor named {vm.flavor!r}"))
         img = images.get(vm.image)
-        root = vm.root_size or next((f.root for f in s.flavors if f.name == vm.flavor), None)
+        root, root_key = _root_of(s, vm, where, flavor_at)
         disk_size = root or (img.virtual_size if img else None)
         cluster = s.strategy.cluster_size
         limit = QCOW_MAX_L1_ENTRIES * (cluster // 8) * cluster
         if s.strategy.kind == "qcow2_overlay" and disk_size and disk_size > limit:
-            key = "root_size" if root else "image"
-            problems.append((f"{where}.{key}", f"a {disk_size}-byte qcow2 disk with "
-                             f"{cluster}-byte clusters needs more than QEMU's 32 MiB L1 table "
-                             f"(at most {limit} bytes)"))
-        if img is not None and img.virtual_size and root is not None:
-            if root < img.virtual_size:
-                problems.append((f"{where}.root_size",
-                                 f"{root} is smaller than image {img.name!r} "
-                                 f"({img.virtual_size}); Nova refuses this "
-                                 "(FlavorDiskSmallerThanImage)"))
+            key = root_key if root else f"{where}.image"
+            problems.append((key, f"a {format_bytes(disk_size)} qcow2 disk with "
+                             f"{format_bytes(cluster)} clusters needs more than QEMU's 32 MiB "
+                             f"L1 table (at most {format_bytes(limit)})"))
+        if img is not None and img.virtual_size and root is not None and \
+                root < img.virtual_size:
+            problems.append((root_key, f"{_size_as_written(root)} is smaller than image "
+                             f"{img.name!r} ({format_bytes(img.virtual_size)}); Nova refuses "
+                             "this (FlavorDiskSmallerThanImage)"))
+            continue  # its workload's fit on that disk follows from it: not checked
         wl = s.workloads.get(vm.workload or "")
         disk = root or (img.virtual_size if img else None)
         misfit = None if wl is None or disk is None else workload_misfit(wl, disk)
@@ -340,6 +343,27 @@ def _cross_check(s: Scenario) -> list[tuple[str, str]]:
     if not problems and s.timeline is not None:
         problems += check_timeline(s)
     return problems
+
+
+def _root_of(s: Scenario, vm: VM, where: str, flavor_at: dict[str, int]
+             ) -> tuple[int | None, str]:
+    """The VM's root disk as written, if it is (its own ``root_size``, else its flavor's
+    ``root``), and the key path it is written at (``flavors[j].root`` for a flavor's: one
+    problem for every VM of the flavor)."""
+    if vm.root_size is not None:
+        return vm.root_size, f"{where}.root_size"
+    j = flavor_at.get(vm.flavor or "")
+    if j is None:
+        return None, f"{where}.root_size"
+    return s.flavors[j].root, f"flavors[{j}].root"
+
+
+def _size_as_written(n: int) -> str:
+    """A size for a problem: binary units; under 1 MiB, its bytes and that a bare number is
+    bytes (``root: 4`` is 4 bytes, not 4 GiB)."""
+    if n >= 1 << 20:
+        return format_bytes(n)
+    return f"{n} bytes (a bare number is bytes: write a unit, as in {n}GiB)"
 
 
 def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:

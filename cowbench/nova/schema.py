@@ -13,11 +13,12 @@ new spelling and warns, naming the full key path (``cowbench.oldkeys`` walks a s
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from ..units import parse_duration, parse_size
+from ..units import format_bytes, parse_duration, parse_size
 from .claims import disk_gb_bytes, inventory
 
 Bytes = Annotated[int, BeforeValidator(parse_size)]
@@ -121,3 +122,30 @@ class HostDisk(_Frozen):
         (the resource tracker's ``local_gb`` less ``reserved_host_disk_mb``; inf without a
         capacity). See :mod:`cowbench.nova.placement`."""
         return inventory(self.capacity_bytes, 1.0, self.reserved_host_disk_bytes)
+
+
+#: the least disk a host may have for instances: a smaller one holds no VM's disk (a qcow2
+#: overlay's header and tables alone take hundreds of KiB), and is a unit left out (a bare
+#: number is bytes: ``capacity_bytes: 40`` is 40 bytes, not 40 GiB)
+MIN_HOST_DISK = MIB
+
+
+def host_disk_problems(hosts: Sequence[HostDisk]) -> list[tuple[str, str]]:
+    """A host disk that can hold no instance, at its own key path (``hosts[i].``): a capacity
+    under :data:`MIN_HOST_DISK`, else a reserve that takes all of it (the reserve is what is
+    wrong then, not the disk)."""
+    out = []
+    for i, h in enumerate(hosts):
+        cap, reserved = h.capacity_bytes, h.reserved_host_disk_bytes
+        if cap is None:
+            continue
+        if cap < MIN_HOST_DISK:
+            out.append((f"hosts[{i}].capacity_bytes",
+                        f"{cap} bytes (a bare number is bytes: write a unit, as in "
+                        f"{cap}GiB): less than {format_bytes(MIN_HOST_DISK)}, which holds no "
+                        "VM's disk"))
+        elif reserved >= cap:
+            out.append((f"hosts[{i}].reserved_host_disk_bytes",
+                        f"reserves {format_bytes(reserved)} of the host's {format_bytes(cap)} "
+                        "disk (capacity_bytes): nothing is left for instances"))
+    return out
