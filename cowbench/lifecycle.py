@@ -9,11 +9,22 @@ very same operations. Nova's behaviour and defaults are FACTS.md section 1; each
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import math
+import re
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from .bounds import (
     MAX_ARRIVALS,
@@ -98,16 +109,24 @@ class Event(_Frozen):
     root_size: Bytes | None = None
     name: Name | None = None
 
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, v: str | None, info: ValidationInfo) -> str | None:
+        """A kind of its op, refused at ``kind`` with the op's kinds listed (an op without
+        kinds is the model's check: it takes no ``kind``)."""
+        kinds = _KINDS.get(str(info.data.get("op")), ())
+        if v is not None and kinds and v not in kinds:
+            listed = ", ".join(repr(k) for k in kinds[:-1]) + f" or {kinds[-1]!r}"
+            raise ValueError(f"Input should be {listed} (op {info.data['op']!r} has no kind "
+                             f"{v!r})")
+        return v
+
     @model_validator(mode="after")
     def _keys(self) -> Event:
         need = {"migrate": ("to",), "resize": ("root_size",)}.get(self.op, ())
         for key in need:
             if getattr(self, key) is None:
                 raise ValueError(f"op {self.op!r} needs {key!r}")
-        allowed = {"snapshot": ("live", "external", "internal"),
-                   "migrate": ("cold", "live", "flatten")}
-        if self.kind is not None and self.kind not in allowed.get(self.op, ()):
-            raise ValueError(f"op {self.op!r} has no kind {self.kind!r}")
         takes = _OP_KEYS[self.op]
         extra = [k for k in ("workload", "kind", "to", "root_size", "name")
                  if getattr(self, k) is not None and k not in takes]
@@ -115,6 +134,11 @@ class Event(_Frozen):
             reads = " and ".join(takes) + ", besides t, op and vm" if takes else "only t, op and vm"
             raise ValueError(f"op {self.op!r} takes no {_either(extra)} (it reads {reads})")
         return self
+
+
+#: the kinds of the ops that have kinds (``op: snapshot`` and ``op: migrate``)
+_KINDS: dict[str, tuple[str, ...]] = {"snapshot": ("live", "external", "internal"),
+                                      "migrate": ("cold", "live", "flatten")}
 
 
 def _either(keys: list[str]) -> str:
@@ -301,7 +325,7 @@ def expand_timeline(s: Scenario) -> list[Op]:
     return _expand(s)[0]
 
 
-Expanded = tuple[list[Op], list[tuple[str, str]], list[tuple[str, float]]]
+Expanded = tuple[list[Op], dict[int, str], list[tuple[str, float]]]
 #: the last scenario :func:`check_timeline` expanded, and what it found: `cowbench validate`
 #: counts the boots and refused arrivals of the scenario it just validated without a second
 #: walk (0.8 s for 10,000 arrivals)
@@ -324,8 +348,8 @@ def refused_arrivals(s: Scenario) -> list[tuple[str, float]]:
 
 
 def _expand(s: Scenario) -> Expanded:
-    """The operations, the placement problems of forced hosts (key path, reason), and the
-    arrivals refused (NoValidHost)."""
+    """The operations, the placement problems of forced hosts (by the operation's index), and
+    the arrivals refused (NoValidHost)."""
     tl = s.timeline
     end = tl.end_s if tl is not None and tl.end_s is not None else float("inf")
     raw: list[dict[str, object]] = []
@@ -396,27 +420,88 @@ _DEFAULT_KIND = {"snapshot": "live", "migrate": "cold"}
 
 
 def check_timeline(s: Scenario) -> list[tuple[str, str]]:
-    """Problems a timeline has that can be known before running it (key path, reason)."""
+    """Problems a timeline has that can be known before running it (key path, reason), in
+    the order of their key paths (``timeline.events[2]`` before ``timeline.events[10]``).
+
+    The operations are walked in time order through the scheduler's placement and Nova's state
+    machine. Once Nova refuses one of a VM's operations (or a forced host has no room for it),
+    the VM's later ones are not checked: their problems would follow from it (a confirm of a
+    migration Nova refused, a run of a VM that never booted), so the refusal says so once
+    instead; an operation of an unknown VM whose name is close to a VM's (``db1``, ``db-1``)
+    names it, and that VM's later operations are not checked either (a confirm of the
+    migration the typo lost). A run whose workload does not fit its disk is named and the walk
+    goes on: Nova accepted it, and nothing after it depends on it."""
     global _checked
-    problems: list[tuple[str, str]] = []
     try:
         expanded = _expand(s)
     except TimelineTooLarge as err:
         return [("timeline", str(err))]
     _checked = (s, expanded)
     ops, placement, _ = expanded
-    problems += _stream_problems(s, ops) + _double_runs(ops)
+    problems = _stream_problems(s, ops) + _double_runs(ops)
     if problems:
-        return problems
-    problems += placement
+        return _in_file_order(_after_end(s) + problems)
+    problems = _after_end(s)  # the walk leaves them out, as the run would
     machine = nova_machine(s)  # the validator: Nova's state, nothing carried out
+    refused: dict[str, int] = {}  # a VM whose operation was refused -> its problem's index
+    later: set[str] = set()  # ... which has operations after it, not checked
     for op in ops:
-        answer = machine.apply(typed(op))
-        problem = refusal(answer) or _misfit(s, answer)
-        if problem:
+        if op.vm in refused:
+            later.add(op.vm)
+            continue
+        problem = placement.get(op.index)
+        misfit = None
+        if problem is None:
+            answer = machine.apply(typed(op))
+            problem, misfit = refusal(answer), _misfit(s, answer)
+        if problem:  # Nova refuses it: the VM's state is not what its later operations expect
+            meant = _meant(op.vm, machine.vms) if op.vm not in machine.vms else None
+            if meant:  # a typo: the VM it meant misses this operation from now on
+                problem += f" (did you mean {meant!r}?)"
+                refused.setdefault(meant, len(problems))
+            refused[op.vm] = len(problems)
+        if problem or misfit:  # a workload that does not fit its disk changes nothing
             when = format_duration(op.t)
-            problems.append((op.source, f"{op.op} of {op.vm!r} at t={when}: {problem}"))
-    return _few_per_source(problems)
+            problems.append((op.source, f"{op.op} of {op.vm!r} at t={when}: {problem or misfit}"))
+    unchecked: dict[int, list[str]] = {}
+    for vm in sorted(later):
+        unchecked.setdefault(refused[vm], []).append(repr(vm))
+    for i, vms in unchecked.items():
+        where, why = problems[i]
+        problems[i] = (where, f"{why} (the later operations of {' and '.join(vms)} were not "
+                              "checked)")
+    return _few_per_source(_in_file_order(problems))
+
+
+def _meant(name: str, vms: Iterable[str]) -> str | None:
+    """The VM an unknown name most likely misspells (``db1`` for ``db-1``), if one is close."""
+    close = difflib.get_close_matches(name, list(vms), n=1, cutoff=0.75)
+    return close[0] if close else None
+
+
+def _after_end(s: Scenario) -> list[tuple[str, str]]:
+    """Events after ``timeline.end_s``: the timeline ends before them, so they would never
+    happen (a delete after the end would leave its VM's disk in every figure)."""
+    tl = s.timeline
+    if tl is None or tl.end_s is None:
+        return []
+    end = format_duration(tl.end_s)
+    return [(f"timeline.events[{i}].t", f"t={format_duration(e.t)} is after timeline.end_s "
+             f"({end}): the timeline ends before it, so the {e.op} of {e.vm!r} would never "
+             "happen; give it an earlier t or a later end_s")
+            for i, e in enumerate(tl.events) if e.t > tl.end_s]
+
+
+_INDEX = re.compile(r"\[(\d+)\]")
+
+
+def _in_file_order(problems: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """``problems`` ordered by key path, each list index as a number (``events[2]`` before
+    ``events[10]``); the problems of one key path keep their order."""
+    def key(problem: tuple[str, str]) -> list[tuple[str, int]]:
+        parts = _INDEX.split(problem[0])  # names and indices in turn
+        return [(p, 0) if k % 2 == 0 else ("", int(p)) for k, p in enumerate(parts)]
+    return sorted(problems, key=key)
 
 
 def _double_runs(ops: list[Op]) -> list[tuple[str, str]]:

@@ -112,11 +112,12 @@ def test_the_scheduler_claims_as_the_machine_and_leaves_a_shrink_to_it() -> None
     grow = {"t": 8, "op": "resize", "vm": "a", "root_size": "97MiB"}
     [(path, reason)] = _room(grow, capacity=claim)
     assert path == "timeline.events[1]" and "no room on host 'h1'" in reason
-    assert f"{claim + MIB} bytes of DISK_GB claimed" in reason
+    assert "it claims 2.1 GiB of DISK_GB, beside 0 B claimed there by the VMs placed" in reason
     assert _room(grow, capacity=claim + MIB) == []
     shrink = {"t": 5, "op": "resize", "vm": "a", "root_size": "64MiB"}
     b = {"t": 6, "op": "boot", "vm": "b"}
     assert [p for _, p in _room(shrink, b, capacity=2 * claim - 32 * MIB, b="h1")] == [
-        f"boot of 'b' at t=6 s: no room on host 'h1': {2 * claim} bytes of DISK_GB claimed, "
-        f"capacity {2 * claim - 32 * MIB} - reserved 0 x allocation ratio 1",
-        "resize of 'a' at t=5 s: Nova refuses to shrink a disk"]
+        "resize of 'a' at t=5 s: Nova refuses to shrink a disk",
+        "boot of 'b' at t=6 s: no room on host 'h1': it claims 2.1 GiB of DISK_GB, beside "
+        "2.1 GiB claimed there by the VMs placed, of 4.2 GiB (capacity 4.2 GiB - reserved 0 B x "
+        "allocation ratio 1)"]

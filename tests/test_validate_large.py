@@ -40,7 +40,8 @@ def test_a_bad_event_among_many_arrivals_is_named() -> None:
     with pytest.raises(ScenarioError) as err:
         parse_scenario(d)
     assert err.value.problems == [
-        ("timeline.events[0]", "snapshot of 'vm-1999' at t=10 s: the VM has not booted yet"),
+        ("timeline.events[0]", "snapshot of 'vm-1999' at t=10 s: the VM has not booted yet "
+         "(the later operations of 'vm-1999' were not checked)"),
         ("timeline.events[1]", "run of 'nobody' at t=20 s: no such VM in 'vms'")]
 
 

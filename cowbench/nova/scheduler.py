@@ -10,7 +10,10 @@ own) and decides:
   is refused (NoValidHost: none of its operations happen), a migration that fits nowhere does
   not happen;
 - other boots go to the VM's ``host``, other migrations to their ``to``: a claim beyond the
-  host's inventory is a problem (key path, reason);
+  host's inventory is a problem (by the operation's index) and is not made, as Nova refuses
+  it: the VM of a refused boot is never placed (its later operations pass untouched), that
+  of a refused migration or resize stays as it was, and the VMs placed after it are counted
+  against the claims of the VMs placed only;
 - a cold (or flatten) migration's source keeps its claim (the ``<uuid>_resize`` directory, as
   in placement: the migration holds the source's allocation) until a ``confirm`` or the
   VM's ``delete`` (:class:`~cowbench.nova.resize.ResizeCopies`, the fleet's own); a live
@@ -32,7 +35,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, cast
 
-from ..units import format_duration
+from ..units import format_bytes
 from .claims import NO_VALID_HOST
 from .placement import Placement
 from .resize import ResizeCopies, leaves_copy
@@ -58,6 +61,7 @@ class _Scheduler:
         self.at = Tenancy[int](claim=self.p.claim, release=self.p.release)
         self.booting = (0, 0)  # the claim and root of the boot :meth:`host_for` placed
         self.refused: set[str] = set()
+        self.unplaced: set[str] = set()  # forced boots refused for want of room
         # cold migrations' sources, until confirmed: their claims (the machine: their bases)
         self.held = ResizeCopies[int, None](release=self.p.release)
 
@@ -66,6 +70,8 @@ class _Scheduler:
         vm, op = str(r["vm"]), r["op"]
         if op in ("confirm", "delete"):
             self.held.confirm(vm)
+        if vm in self.unplaced:
+            return None  # its boot was refused: nothing of it moves
         if op == "boot" and vm in self.vms and vm not in self.at:
             root = root_bytes(self.s, self.vms[vm])
             self.booting = (claim_bytes(self.s, self.vms[vm], root), root)
@@ -84,40 +90,61 @@ class _Scheduler:
         return None
 
     def move(self, r: Raw, host: int, choose: bool) -> str | None:
-        """Claim on ``host`` for ``r``'s VM; a problem when a forced host overcommits."""
+        """Claim on ``host`` for ``r``'s VM; a problem when a forced host has no room for it,
+        and then nothing is claimed: Nova refuses the boot (the VM is never placed), the
+        migration or the resize (the VM stays as it was), so a refused claim never counts
+        against the VMs placed after it."""
         vm = str(r["vm"])
         if r["op"] in ("boot", "migrate"):
             r["to"] = self.names[host]
         if r["op"] == "boot":
-            fits = self.at.arrive(vm, host, *self.booting)
+            need, freed = self.booting[0], 0
         elif r["op"] == "resize":
             root = cast(int, r["root_size"])
-            fits = self.at.grow(vm, root, claim_bytes(self.s, self.vms[vm], root))
+            need, freed = claim_bytes(self.s, self.vms[vm], root), self.at[vm].need
+        else:
+            if self.at[vm].host == host:
+                return None  # a migration to where it is: check_timeline names it
+            need, freed = self.at[vm].need, 0
+        room = self.p.inventory[host] - self.p.used[host] + freed
+        if need > room and not choose:
+            if r["op"] == "boot":
+                self.unplaced.add(vm)
+            return self._no_room(r, host, need, freed)
+        if r["op"] == "boot":
+            self.at.arrive(vm, host, *self.booting)
+        elif r["op"] == "resize":
+            self.at.grow(vm, root, need)
         else:
             was = self.at[vm]
-            if was.host == host:
-                return None  # a migration to where it is: check_timeline names it
             keep = leaves_copy(cast("str | None", r.get("kind")))
             if keep:
                 self.held.keep(vm, was.host, None, was.need, float(str(r["t"])))
-            fits = self.at.move(vm, host, keep)
-        if fits or choose:
-            return None
+            self.at.move(vm, host, keep)
+        return None
+
+    def _no_room(self, r: Raw, host: int, need: int, freed: int) -> str:
+        """Why a forced host has no room for ``r``'s claim of ``need`` bytes (``freed``: the
+        claim it replaces there, a resize's old root), in binary units."""
         h = self.s.hosts[host]
-        return (f"{r['op']} of {vm!r} at t={format_duration(float(str(r['t'])))}: no room on "
-                f"host {h.name!r}: {self.p.used[host]:.0f} bytes of DISK_GB claimed, capacity "
-                f"{h.capacity_bytes} - reserved {h.reserved_host_disk_bytes} x allocation "
-                f"ratio {h.disk_allocation_ratio:g}")
+        others = self.p.used[host] - freed
+        return (f"no room on host {h.name!r}: it claims {format_bytes(need)} of DISK_GB, "
+                f"beside {format_bytes(others)} claimed there by the VMs placed, of "
+                f"{format_bytes(max(self.p.inventory[host], 0))} (capacity "
+                f"{format_bytes(h.capacity_bytes or 0)} - reserved "
+                f"{format_bytes(h.reserved_host_disk_bytes)} x allocation ratio "
+                f"{h.disk_allocation_ratio:g})")
 
 
 def schedule_ops(s: Scenario, raw: list[Raw]
-                 ) -> tuple[list[Raw], list[tuple[str, str]], list[tuple[str, float]]]:
+                 ) -> tuple[list[Raw], dict[int, str], list[tuple[str, float]]]:
     """The operations that happen, each boot and chosen migration with its host in ``to``, the
-    problems of forced hosts without room (key path, reason), and the arrivals refused
-    (NoValidHost: the VM and when it arrived)."""
+    problems of forced hosts without room (the operation's index in the list returned, the
+    reason: ``no room on host ...``), and the arrivals refused (NoValidHost: the VM and when
+    it arrived)."""
     sched = _Scheduler(s)
     out: list[Raw] = []
-    problems: list[tuple[str, str]] = []
+    problems: dict[int, str] = {}
     refused: list[tuple[str, float]] = []
     made: set[object] = set()  # the migrations made (their raw operations' ids)
     for r in raw:
@@ -139,5 +166,5 @@ def schedule_ops(s: Scenario, raw: list[Raw]
         out.append(r)
         problem = sched.move(r, host, choose) if host is not None else None
         if problem:
-            problems.append((str(r["source"]), problem))
+            problems[len(out) - 1] = problem
     return out, problems, refused
