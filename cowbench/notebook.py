@@ -217,9 +217,9 @@ def error_by_point(comparison: pd.DataFrame, label: str = "point") -> pd.DataFra
     return out.reset_index()
 
 
-def worst_entities(comparison: pd.DataFrame, metric: str, n: int = 8) -> list[str]:
+def worst_entities(comparison: pd.DataFrame, metric: str, n: int | None = 8) -> list[str]:
     """The ``n`` entities whose ``metric`` is worst predicted (largest |rel_error| at any time),
-    so a fleet's time series stay readable; every entity when there are no more than ``n``."""
+    worst first; every entity, ranked, when ``n`` is None or there are no more than ``n``."""
     d = comparison[comparison["metric"] == metric]
     worst = d.assign(a=d["rel_error"].abs()).groupby("entity")["a"].max()
     return [str(e) for e in worst.sort_values(ascending=False, kind="stable").index[:n]]

@@ -235,32 +235,110 @@ def rel_error_by_metric(comparison: pd.DataFrame) -> Figure:
     return fig
 
 
-def time_series(records: pd.DataFrame, metric: str, entities: Sequence[str] | None = None,
-                title: str | None = None) -> Figure:
-    """A metric over time per entity, the model solid and the measurement dashed, one colour
-    per entity, so prediction and measurement overlay."""
-    with style():
+def time_series(records: pd.DataFrame, metric: str, first: Sequence[str] = (),
+                title: str | None = None, most: int = MAX_SERIES) -> Figure:
+    """A metric over time, one panel per kind of entity (host, cache, vm, ...), one colour per
+    entity, the model solid and the measurement dashed with a dot at each sample.
+
+    A level (disk use) changes at operations and holds until the next sample, so each sample
+    is drawn as a step held to the next one; two samples at one instant (before and after an
+    operation) are both drawn, as a vertical step, never averaged. Several real runs are
+    averaged sample by sample (the k-th sample at an instant with the k-th). A panel draws at
+    most ``most`` entities, those in ``first`` (e.g. the worst predicted) before the rest in
+    name order; the note under the figure names every entity not drawn and why (over the cap,
+    or sampled only at the end of the run), so no entity is left out silently."""
+    d = records[records["metric"] == metric]
+    timed = d[d["t_s"].notna()]
+    title = title or f"{pretty_metric(metric)} over time"
+    if timed.empty:
         fig, (ax,) = new_figure()
-        d = records[(records["metric"] == metric) & records["t_s"].notna()]
-        if entities is not None:
-            d = d[d["entity"].isin(list(entities))]
-        title = title or f"{pretty_metric(metric)} over time"
-        if d.empty:
-            return empty(fig, ax, title, "no time series recorded (end-of-run figures only)")
-        label, div = display_unit(str(d["unit"].iloc[0]), d["value"].to_numpy(float))
-        tlabel, tdiv = time_unit(d["t_s"].to_numpy(float))
-        colours = mpl.rcParams["axes.prop_cycle"].by_key()["color"]
-        for i, (entity, g) in enumerate(d.groupby("entity", sort=True)):
-            for backend, b in sorted(g.groupby("backend"), key=lambda kv: kv[0] != "sim"):
-                m = b.groupby("t_s", as_index=False)["value"].mean()
-                ax.plot(m["t_s"] / tdiv, m["value"] / div, color=colours[i % len(colours)],
-                        ls="-" if backend == "sim" else "--", marker="" if backend == "sim"
-                        else ".", label=f"{entity} ({_backend_word(str(backend))})")
-        ax.set_title(title)
-        ax.set_xlabel(f"time ({tlabel})")
-        ax.set_ylabel(f"{pretty_metric(metric)} ({label})")
-        ax.legend(loc="best", ncols=2 if d["entity"].nunique() > 6 else 1)
+        return empty(fig, ax, title, "no time series recorded (end-of-run figures only)")
+    kinds = _kind(timed["entity"])
+    panels = sorted(kinds.unique())
+    with style():
+        fig = Figure(figsize=(WIDTH_IN, 1.4 + 2.6 * len(panels)), layout="constrained")
+        axes = list(fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0])
+        tlabel, tdiv = time_unit(timed["t_s"].to_numpy(float))
+        left: list[str] = []
+        for ax, kind in zip(axes, panels, strict=True):
+            g = timed[kinds == kind]
+            names = _ordered(g["entity"], first)
+            left += names[most:]
+            _time_panel(ax, g[g["entity"].isin(names[:most])], sorted(names[:most]), tdiv)
+            ax.set_title(f"{kind} ({len(names)})" if len(names) > most or len(panels) > 1
+                         else kind, loc="left", fontsize=11)
+        axes[-1].set_xlabel(f"time ({tlabel})")
+        fig.suptitle(title)
+        _time_notes(fig, metric, left, most, bool(first),
+                    sorted(set(d["entity"].astype(str)) - set(timed["entity"].astype(str))))
     return fig
+
+
+def _kind(entities: pd.Series) -> pd.Series:
+    return entities.astype(str).str.split(":").str[0]
+
+
+def _ordered(entities: pd.Series, first: Sequence[str]) -> list[str]:
+    present = set(entities.astype(str))
+    head = [e for e in dict.fromkeys(first) if e in present]
+    return head + sorted(present - set(head))
+
+
+def _instants(b: pd.DataFrame) -> pd.DataFrame:
+    """One backend's samples of one entity in time order, the k-th sample at an instant
+    averaged over real runs with the k-th (samples at one instant kept apart)."""
+    b = b.sort_values("t_s", kind="stable")
+    k = b.groupby(["replication", "t_s"], sort=False).cumcount() if "replication" in b \
+        else b.groupby("t_s", sort=False).cumcount()
+    mean = b.assign(_k=k).groupby(["t_s", "_k"], sort=True)["value"].mean()
+    return mean.reset_index()
+
+
+def _time_panel(ax: Axes, g: pd.DataFrame, names: Sequence[str], tdiv: float) -> None:
+    from matplotlib.lines import Line2D
+
+    label, div = display_unit(str(g["unit"].iloc[0]), g["value"].to_numpy(float))
+    colours = mpl.rcParams["axes.prop_cycle"].by_key()["color"]
+    lone = ""  # a predicted series of one sample has no line: it is drawn as an x
+    for i, entity in enumerate(names):
+        colour = colours[i % len(colours)]
+        by_backend = g[g["entity"] == entity].groupby("backend")
+        for backend, b in sorted(by_backend, key=lambda kv: kv[0] != "sim"):  # model first
+            m = _instants(b)
+            sim = backend == "sim"
+            mark = ("x" if len(m) == 1 else "") if sim else "."
+            lone = lone or (mark if sim else "")
+            ax.plot(m["t_s"] / tdiv, m["value"] / div, color=colour, ls="-" if sim else "--",
+                    marker=mark, ms=6 if sim else 5, lw=1.6 if sim else 1.2,
+                    drawstyle="steps-post", label=f"{entity} ({_backend_word(str(backend))})")
+    handles = [Line2D([], [], color=colours[i % len(colours)], lw=2, label=e)
+               for i, e in enumerate(names)]
+    handles += [Line2D([], [], color="black", ls="-", marker=lone, label="predicted"),
+                Line2D([], [], color="black", ls="--", marker=".", label="measured")]
+    ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=9,
+              ncols=2 if len(handles) > 12 else 1, frameon=False)
+    ax.set_ylabel(label)
+    lo = min(0.0, float(np.nanmin(g["value"])) / div)
+    hi = float(np.nanmax(g["value"])) / div
+    ax.set_ylim(lo, hi + 0.08 * (hi - lo) if hi > lo else lo + 1.0)  # a level at the top shows
+
+
+def _time_notes(fig: Figure, metric: str, left: Sequence[str], most: int, ranked: bool,
+                end_only: Sequence[str]) -> None:
+    """Say under the figure which entities are not drawn, and the rule that left them out."""
+    import textwrap
+
+    rule = "worst predicted first" if ranked else "in name order"
+    notes = []
+    if left:
+        notes.append(f"Not drawn ({len(left)}; at most {most} per panel, {rule}): "
+                     + ", ".join(left) + ".")
+    if end_only:
+        notes.append(f"Sampled only at the end of the run (no {metric} over time): "
+                     + ", ".join(end_only) + ".")
+    if notes:
+        fig.supxlabel("\n".join(textwrap.fill(n, 120) for n in notes), fontsize=9,
+                      color="dimgray", ha="left", x=0.01)
 
 
 def _backend_word(backend: str) -> str:

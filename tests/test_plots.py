@@ -106,12 +106,52 @@ def test_time_series_overlays_prediction_and_measurement():
         rows.append(("real", float(t * 60), "vm:a", "allocated_bytes", t * 2**20 * 1.1,
                      "B", 1, 0))
     fig = plots.time_series(records_frame(rows), "allocated_bytes")
-    title, xlabel, ylabel, legend = texts(fig)
-    assert xlabel == "time (min)" and ylabel == "allocated space (MiB)"
-    assert legend == ["vm:a (predicted)", "vm:a (measured)"]
-    lines = fig.axes[0].get_lines()
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "time (min)" and ax.get_ylabel() == "MiB"
+    assert "allocated space" in fig.get_suptitle()
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == \
+        ["vm:a", "predicted", "measured"]
+    lines = ax.get_lines()
     assert [line.get_linestyle() for line in lines] == ["-", "--"]
     assert lines[1].get_ydata()[-1] == pytest.approx(4 * 1.1)
+
+
+def _drawn(fig) -> dict[str, list[float]]:
+    return {line.get_label(): list(line.get_ydata()) for ax in fig.axes
+            for line in ax.get_lines()}
+
+
+def test_time_series_draws_two_samples_at_one_instant_as_a_step_never_their_mean():
+    """Before and after an operation at t = 60 s: 0 B and 96 MiB, both drawn, 48 MiB nowhere."""
+    rows = [(b, t, "host:b", "allocated_bytes", v * 2**20, "B", 1, 0)
+            for b in ("sim", "real") for t, v in ((0.0, 0), (60.0, 0), (60.0, 96), (120.0, 96))]
+    fig = plots.time_series(records_frame(rows), "allocated_bytes")
+    line = fig.axes[0].get_lines()[1]
+    assert list(line.get_xdata()) == [0.0, 60.0, 60.0, 120.0]
+    assert list(line.get_ydata()) == [0.0, 0.0, 96.0, 96.0]
+    assert line.get_drawstyle() == "steps-post"
+
+
+def test_time_series_averages_real_runs_sample_by_sample():
+    rows = [("real", 60.0, "host:b", "used_bytes", v, "B", 1, rep)
+            for rep, pair in enumerate(((0, 100), (0, 300))) for v in pair]
+    fig = plots.time_series(records_frame(rows), "used_bytes")
+    assert _drawn(fig)["host:b (measured)"] == [0.0, 200.0]
+
+
+def test_time_series_draws_every_entity_or_names_those_left_out():
+    rows = [("sim", float(t), e, "allocated_bytes", 2.0**20, "B", 1, 0)
+            for t in (0, 60) for e in ["host:a", "host:b", "cache:a"]
+            + [f"vm:{i:02d}" for i in range(13)]]
+    rows.append(("sim", math.nan, "image:ubuntu", "allocated_bytes", 2.0**20, "B", 1, 0))
+    fig = plots.time_series(records_frame(rows), "allocated_bytes", first=["vm:12"], most=10)
+    drawn = {k.split(" (")[0] for k in _drawn(fig)}
+    assert {"host:a", "host:b", "cache:a", "vm:12"} <= drawn and len(drawn) == 13
+    note = fig.get_supxlabel()
+    left = [f"vm:{i:02d}" for i in range(9, 12)]
+    assert all(e in note and e not in drawn for e in left)
+    assert "at most 10 per panel, worst predicted first" in note
+    assert "image:ubuntu" in note and "end of the run" in note
 
 
 def test_time_series_without_samples_says_so():

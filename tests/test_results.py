@@ -176,6 +176,7 @@ def test_worst_entities_ranks_by_the_largest_error_over_time():
                          "rel_error": [0.01, -0.4, 0.2, 0.3, 9.0]})
     assert worst_entities(comp, "m", 2) == ["a", "c"]
     assert worst_entities(comp, "x") == []
+    assert worst_entities(comp, "m", None) == ["a", "c", "b"]  # every entity, ranked
 
 
 def test_flatten_makes_dotted_key_paths():
