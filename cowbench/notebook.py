@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .compare import nth, summary
+from .compare import UNCALIBRATED, nth, summary, uncalibrated_note
 from .drift import blocks as drift_blocks
 from .plots import PRINT_DPI, SCREEN_DPI, WIDTH_IN, save_figure
 from .spread import one_run_note, spread_summary
@@ -111,11 +111,14 @@ def value_text(value: float, unit: str) -> str:
 
 def error_summary(comparison: pd.DataFrame, spread: pd.DataFrame | None = None
                   ) -> pd.DataFrame:
-    """Per metric: how many figures, median |rel_error|, worst rel_error, as text; with the
+    """Per metric: how many figures, median |rel_error|, worst rel_error, as text, the
+    uncalibrated metrics last and marked so (``compare.UNCALIBRATED``); with the
     spread of two or more real runs (``cowbench.spread``), their median spread and how many
     figures are within it."""
     s = summary(comparison)
-    out = pd.DataFrame({"metric": s["metric"], "figures": s["n"],
+    out = pd.DataFrame({"metric": [m if c else f"{m} (uncalibrated)"
+                                   for m, c in zip(s["metric"], s["calibrated"], strict=True)],
+                        "figures": s["n"],
                         "median |rel error|": [pct(x).lstrip("+")
                                                for x in s["median_abs_rel_error"]],
                         "worst rel error": [pct(x) for x in s["worst_rel_error"]]})
@@ -123,10 +126,16 @@ def error_summary(comparison: pd.DataFrame, spread: pd.DataFrame | None = None
         return out
     per = spread_summary(spread).set_index("metric")
     out["real spread (median)"] = [pct(float(per["median_spread"].get(m, math.nan)))
-                                   .lstrip("+") for m in out["metric"]]
+                                   .lstrip("+") for m in s["metric"]]
     out["within spread"] = [f"{per['within_spread'][m]} of {per['known'][m]}"
-                            if m in per.index else "-" for m in out["metric"]]
+                            if m in per.index else "-" for m in s["metric"]]
     return out
+
+
+def uncalibrated_text(comparison: pd.DataFrame) -> str:
+    """A note (Markdown) for each uncalibrated metric the comparison holds, or ``""``."""
+    return "\n\n".join(f"*{uncalibrated_note(m)}.*"
+                        for m in sorted(set(comparison["metric"].dropna()) & set(UNCALIBRATED)))
 
 
 def error_table(comparison: pd.DataFrame, spread: pd.DataFrame | None = None

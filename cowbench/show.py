@@ -27,7 +27,7 @@ from rich.table import Table
 
 from .capacity import host_capacities, host_space, time_to_full
 from .ceiling import demand_ceiling
-from .compare import summary
+from .compare import summary, uncalibrated_note
 from .drift import describe as drift_line
 from .drift import describe_machine
 from .errors import ScenarioError, UsageError
@@ -320,8 +320,12 @@ def print_comparison(comp: pd.DataFrame, out: Console, spread: pd.DataFrame | No
         table.add_column(col, justify="left" if col == "metric" else "right")
     per_metric = {} if spread is None else \
         {str(r["metric"]): r for r in spread_summary(spread).to_dict("records")}
-    for row in summary(comp).to_dict("records"):
-        cells = [escape(str(row["metric"])), str(row["n"]),
+    rows = summary(comp).to_dict("records")
+    for i, row in enumerate(rows):
+        if not row["calibrated"] and (i == 0 or rows[i - 1]["calibrated"]):
+            table.add_section()  # the uncalibrated figures: a group of their own, below
+        cells = [escape(_metric_label(str(row["metric"]), bool(row["calibrated"]))),
+                 str(row["n"]),
                  _fmt_rel(float(row["median_abs_rel_error"])).lstrip("+"),
                  _fmt_rel(float(row["worst_rel_error"]))]
         if many:
@@ -331,9 +335,15 @@ def print_comparison(comp: pd.DataFrame, out: Console, spread: pd.DataFrame | No
                 f"{sp['within_spread']} of {sp['known']}"]
         table.add_row(*cells)
     out.print(table)
+    for metric in (str(r["metric"]) for r in rows if not r["calibrated"]):
+        out.print(uncalibrated_note(metric), soft_wrap=True, highlight=False)
     note = one_run_note(runs) if not comp.empty else None
     if note is not None and runs == 1:
         out.print("comparison " + note, soft_wrap=True, highlight=False)
+
+
+def _metric_label(metric: str, calibrated: bool) -> str:
+    return metric if calibrated else f"{metric} (uncalibrated)"
 
 
 # -- a fleet -------------------------------------------------------------------------------

@@ -20,7 +20,13 @@ from cowbench.drift import (
     distance,
     vm_needs,
 )
-from cowbench.notebook import drift_frame, error_summary, error_table, runs_text
+from cowbench.notebook import (
+    drift_frame,
+    error_summary,
+    error_table,
+    runs_text,
+    uncalibrated_text,
+)
 from cowbench.profile import Probe
 from cowbench.records import records_frame
 from cowbench.scenario import parse_scenario
@@ -465,3 +471,25 @@ def test_a_cpu_span_measures_this_process_work_as_busy() -> None:
     assert got["wall_s"] >= 0.2 and len(got["load"]) == 3
     assert got["busy_share"] is not None and got["busy_share"] > 0
     assert got["steal_share"] is not None and 0 <= got["steal_share"] <= 1
+
+
+def test_uncalibrated_durations_are_shown_apart_from_the_calibrated_figures() -> None:
+    """A lifecycle's ``duration_s`` rests on the nova section's bandwidths, never calibrated
+    (README, "How far to trust each figure"): its +256% sits below the calibrated rows, marked,
+    with a note, in the terminal and the report alike; it is not dropped."""
+    pred = pd.concat([PRED, records("sim", {("op:0001-boot-a", "duration_s"): [3.56]})])
+    meas = pd.concat([MEAS, records("real", {("op:0001-boot-a", "duration_s"): [1.0] * 3})])
+    comp = compare(pred, meas)
+    console = Console(width=200, record=True)
+    print_comparison(comp, console, spread_table(comp, meas), 3)
+    lines = console.export_text().splitlines()
+    row = next(i for i, line in enumerate(lines) if "duration_s" in line)
+    assert "duration_s (uncalibrated)" in lines[row] and "+256.00%" in lines[row]
+    assert "─" in lines[row - 1]  # a group of its own, after every calibrated row
+    assert row > max(i for i, line in enumerate(lines) if "write_iops" in line)
+    assert any("duration_s is not calibrated" in line for line in lines[row:])
+    summary = error_summary(comp, sp := spread_table(comp, meas))
+    assert summary["metric"].tolist()[-1] == "duration_s (uncalibrated)"
+    assert summary["within spread"].tolist()[-1] == "0 of 1" and len(sp) == 4
+    assert "duration_s is not calibrated" in uncalibrated_text(comp)
+    assert uncalibrated_text(compare(PRED, MEAS)) == ""
