@@ -245,7 +245,8 @@ def run(
     if outcome.predicted is not None and s.fleet is None:
         _print_profile_line(outcome.run_dir)
     if outcome.comparison is not None:
-        print_comparison(outcome.comparison, out, outcome.spread, outcome.real_runs)
+        print_comparison(outcome.comparison, out if out.is_terminal else Console(width=160),
+                         outcome.spread, outcome.real_runs)  # whole rows in a pipe, as show
         _print_counts(outcome.run_dir, outcome.comparison)
     refused = refused_line(read_run(outcome.run_dir).get("refused_arrivals"))
     if refused is not None:

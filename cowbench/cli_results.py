@@ -137,7 +137,8 @@ def repredict_cmd(run_dir: Annotated[Path, typer.Argument(
     if comp is not None:
         from .results import load_run
 
-        print_comparison(read_comparison(comp), out, runs=load_run(run_dir).real_runs)
+        print_comparison(read_comparison(comp), out if out.is_terminal else Console(width=160),
+                         runs=load_run(run_dir).real_runs)  # whole rows in a pipe
         out.print(f"comparison:   {bold(comp)}")
 
 

@@ -119,9 +119,9 @@ def _run_header(run: RunResults) -> list[str]:
              f"), status [bold]{escape(status)}[/]{escape(reason)}"]
     backends = [b for b in meta.get("backends") or [] if isinstance(b, str)]
     what = ", ".join(f"{b} ({BACKEND_WHAT.get(b, b)})" for b in backends) or "-"
-    took = _elapsed(meta.get("start"), meta.get("end"))
+    took = _took(meta)
     lines.append(escape(f"backend: {what}; seed {meta.get('seed', '-')}"
-                        + (f"; took {took}" if took else "")))
+                        + (f"; {took}" if took else "")))
     if "sim" in backends and isinstance(meta.get("profile"), dict) and \
             not isinstance(run.scenario.get("fleet"), dict):
         lines.append(escape(describe(meta["profile"])))  # what the I/O figures rest on
@@ -153,6 +153,22 @@ def refused_line(refused: Any) -> str | None:
     more = f" and {len(refused) - len(named)} more" if len(refused) > len(named) else ""
     return (f"arrivals refused (NoValidHost, no host had room): {len(refused)}: "
             f"{', '.join(named)}{more}; none of their operations happen")
+
+
+def _took(meta: dict[str, Any]) -> str | None:
+    """How long the run took, saying what that is: run.json's ``start`` to ``end`` spans the
+    runner (model, real run, comparison, drift), not the profile check the command made
+    before it, which is named beside it with its own time, nor the command's start-up."""
+    took = _elapsed(meta.get("start"), meta.get("end"))
+    if took is None:
+        return None
+    check = meta.get("profile_check")
+    measured = check.get("measured") if isinstance(check, dict) else None
+    before = measured.get("duration_s") if isinstance(measured, dict) else None
+    if isinstance(before, int | float) and not isinstance(before, bool) and before > 0:
+        return (f"took {took} from start to end in run.json, not counting the profile check "
+                f"before it ({format_duration(float(before))})")
+    return f"took {took} from start to end in run.json"
 
 
 def _elapsed(start: Any, end: Any) -> str | None:
@@ -316,11 +332,16 @@ def print_comparison(comp: pd.DataFrame, out: Console, spread: pd.DataFrame | No
     cols = ["metric", "n", "median |rel_error|", "worst rel_error"]
     if many:
         cols += ["real spread\n(median)", "within\nspread"]
-    for col in cols:
-        table.add_column(col, justify="left" if col == "metric" else "right")
+    rows = summary(comp).to_dict("records")
+    longest = max((len(_metric_label(str(r["metric"]), bool(r["calibrated"]))) for r in rows),
+                  default=6)
+    for col in cols:  # a metric's name is never cut, whatever the console's width
+        if col == "metric":
+            table.add_column(col, justify="left", no_wrap=True, min_width=longest)
+        else:
+            table.add_column(col, justify="right")
     per_metric = {} if spread is None else \
         {str(r["metric"]): r for r in spread_summary(spread).to_dict("records")}
-    rows = summary(comp).to_dict("records")
     for i, row in enumerate(rows):
         if not row["calibrated"] and (i == 0 or rows[i - 1]["calibrated"]):
             table.add_section()  # the uncalibrated figures: a group of their own, below
@@ -692,7 +713,7 @@ def _sweep_notes(points: pd.DataFrame) -> list[str]:
     """What the table's host figures are: physical space (extents reflink copies share with
     their base counted once), and none of an RBD clone's (it lives in Ceph)."""
     lines = []
-    if "hosts_used_bytes" in points.columns and points["hosts_used_bytes"].notna().any():
+    if "all hosts" in (label for _, label in _sweep_figures(points)):  # a column it explains
         lines.append("all hosts: the hosts' physical space at the end, extents that reflink "
                      "copies share with their base counted once (summary.csv "
                      "hosts_used_bytes; hosts_allocated_bytes counts them in every file)")
@@ -703,15 +724,27 @@ def _sweep_notes(points: pd.DataFrame) -> list[str]:
     return lines
 
 
-def _sweep_table(points: pd.DataFrame, knobs: list[str]) -> Table:
+def _with_older_figures(points: pd.DataFrame) -> pd.DataFrame:
     for new, old in OLDER_FIGURES.items():
         if old in points.columns and (new not in points.columns
                                       or points[new].isna().all()):
             points = points.assign(**{new: points[old]})
+    return points
+
+
+def _sweep_figures(points: pd.DataFrame) -> list[tuple[str, str]]:
+    """The figure columns of a sweep's table, ``(summary column, label)``: a fleet's, or the
+    single VMs' when no point ran a fleet."""
+    points = _with_older_figures(points)
     fleet = "fleet_allocated_bytes_peak" in points.columns and \
         points["fleet_allocated_bytes_peak"].notna().any()
-    figures = [(c, label) for c, label in (FLEET_FIGURES if fleet else VM_FIGURES)
-               if c in points.columns and (points[c].notna().any() or c == "time_to_full_s")]
+    return [(c, label) for c, label in (FLEET_FIGURES if fleet else VM_FIGURES)
+            if c in points.columns and (points[c].notna().any() or c == "time_to_full_s")]
+
+
+def _sweep_table(points: pd.DataFrame, knobs: list[str]) -> Table:
+    points = _with_older_figures(points)
+    figures = _sweep_figures(points)
     table = Table(title="points (figures from the model's records)", title_justify="left")
     for col in ("point", *[k.rsplit(".", 1)[-1] for k in knobs], "seed", "status",
                 *[label for _, label in figures]):

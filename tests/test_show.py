@@ -43,6 +43,7 @@ def test_a_run_shows_each_host_and_vm(sim_run: Path) -> None:
     ran = cowbench("show", str(sim_run))
     assert ran.code == 0, ran.stderr
     assert "status ok" in ran.stdout and "backend: sim (the model); seed 3" in ran.stdout
+    assert "took " in ran.stdout and " from start to end in run.json" in ran.stdout
     fig, rows = end_figures(sim_run), table_rows(ran.stdout)
     for entity in ("host:host1", "cache:host1", "vm:a", "vm:b", "vm:c"):
         assert rows[entity][0] == format_bytes(fig[(entity, "allocated_bytes")]), entity
@@ -57,6 +58,25 @@ def test_a_run_shows_each_host_and_vm(sim_run: Path) -> None:
                              format_duration(fig[("vm:b", "read_lat_p99_s")])]
     assert rows["b"][4:] == ["-", "-"]
     assert "e+0" not in ran.stdout and "e-0" not in ran.stdout
+
+
+def test_took_says_what_it_measured_and_names_the_profile_check_before_it(
+        sim_run: Path, tmp_path: Path) -> None:
+    """run.json's start to end spans the runner, not the profile check the command made
+    before it: a run that took 45 s of wall time said "took 28 s" without saying so."""
+    run = tmp_path / "run"
+    shutil.copytree(sim_run, run)
+    meta = json.loads((run / "run.json").read_text())
+    meta.update(start="2026-12-05T11:01:38+00:00", end="2026-12-05T11:02:06+00:00",
+                profile_check={"checked": True, "profile": "p.json", "source": "cache",
+                               "action": "kept", "probes_moved": 0, "moved": None,
+                               "measured": {"measured": True, "probes": [],
+                                            "duration_s": 12.0}})
+    (run / "run.json").write_text(json.dumps(meta))
+    shown = cowbench("show", str(run))
+    assert shown.code == 0, shown.stderr
+    assert ("took 28 s from start to end in run.json, not counting the profile check before "
+            "it (12 s)") in " ".join(shown.stdout.split())
 
 
 def test_a_vm_deleted_on_the_way_holds_no_space_at_the_end(tmp_path: Path) -> None:
@@ -235,6 +255,8 @@ def test_a_sweep_shows_its_points(tmp_path: Path) -> None:
     shown = cowbench("show", str(out))
     assert shown.code == 0, shown.stderr
     assert "sweep sw, status ok; 2 point(s): 2 ok" in shown.stdout
+    # a fleet's table has no "all hosts" column: no footer explains one
+    assert "all hosts" not in shown.stdout and "hosts_used_bytes" not in shown.stdout
     summary = pd.read_csv(out / "summary.csv").set_index("point")
     rows = table_rows(shown.stdout)
     for point, knob in (("p0000", "64KiB"), ("p0001", "2MiB")):

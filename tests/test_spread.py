@@ -493,3 +493,16 @@ def test_uncalibrated_durations_are_shown_apart_from_the_calibrated_figures() ->
     assert summary["within spread"].tolist()[-1] == "0 of 1" and len(sp) == 4
     assert "duration_s is not calibrated" in uncalibrated_text(comp)
     assert uncalibrated_text(compare(PRED, MEAS)) == ""
+
+
+def test_metric_names_are_never_cut_in_a_narrow_console() -> None:
+    """Piped, the console is 80 columns: the --repeat table cut "write_lat_mean_s" and
+    "write_lat_p99_s" to "write_lat_m…" and "write_lat_p…"."""
+    names = ["allocated_bytes", "write_bw_bytes_per_s", "write_lat_mean_s", "write_lat_p99_s"]
+    pred = records("sim", {("vm:a", m): [1.0] for m in names})
+    meas = records("real", {("vm:a", m): [0.9, 1.0, 1.1] for m in names})
+    comp = compare(pred, meas)
+    console = Console(width=80, record=True)
+    print_comparison(comp, console, spread_table(comp, meas), 3)
+    text = console.export_text()
+    assert all(f" {m} " in text for m in names) and "…" not in text.split("┡")[1]
