@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from .capacity import DAY, days_text, interval_text
@@ -31,6 +32,33 @@ from .plots import (
 
 def _jitter(n: int) -> np.ndarray:
     return np.linspace(-0.15, 0.15, n) if n > 1 else np.zeros(n)
+
+
+def coinciding(values: np.ndarray, within: float) -> tuple[np.ndarray, np.ndarray]:
+    """The finite values in runs no wider than ``within`` (replications a figure cannot tell
+    apart at its scale), as each run's mean and how many values it stands for."""
+    v = np.sort(values[np.isfinite(values)])
+    starts = [0] if v.size else []
+    for i in range(1, v.size):  # a run starts where a value lies ``within`` past its first
+        if v[i] - v[starts[-1]] > within:
+            starts.append(i)
+    ends = [*starts[1:], v.size]
+    return (np.array([v[a:b].mean() for a, b in zip(starts, ends, strict=True)]),
+            np.array([b - a for a, b in zip(starts, ends, strict=True)]))
+
+
+def _marks_with_counts(ax: Axes, values: np.ndarray, row: int, within: float,
+                       label: str | None) -> None:
+    """One mark per value on the row's line, never jittered, so replications that agree read
+    as one figure, not as a spread; values closer than ``within`` (a pixel of the axis) are one
+    mark that says ×n."""
+    v, counts = coinciding(values, within) if values.size else (values, np.zeros(0, int))
+    ax.scatter(v, np.full(v.size, float(row)), s=18 + 10 * np.minimum(counts - 1, 6),
+               color="tab:blue", alpha=0.7, zorder=3, label=label)
+    for x, n in zip(v, counts, strict=True):
+        if n > 1:
+            ax.annotate(f"×{n}", (x, row), xytext=(0, 7), textcoords="offset points",
+                        ha="center", va="bottom", fontsize=9, color="tab:blue", zorder=3)
 
 
 def first_full_figure(first: pd.DataFrame, head: pd.DataFrame, group: str,
@@ -104,12 +132,12 @@ def peak_figure(first: pd.DataFrame, group: str, order: Sequence[str]) -> Figure
                 for g in (first[first[group] == n] for n in names)]
         ax.boxplot(data, orientation="horizontal", positions=range(len(names)), widths=0.5,
                    whis=(0, 100), showfliers=False)
-        for i, v in enumerate(data):
-            ax.scatter(v, i + _jitter(v.size), s=14, color="tab:blue", alpha=0.6, zorder=3,
-                       label="a replication" if i == 0 else None)
+        top = max([100.0, *(float(np.nanmax(v)) for v in data if np.isfinite(v).any())])
+        for i, v in enumerate(data):  # a pixel of the 1000 px figure's axis: 1/1000 of it
+            _marks_with_counts(ax, v, i, top * 1.05 / 1000, "a replication (×n: n "
+                               "replications that coincide at this scale)" if i == 0 else None)
         ax.axvline(100, color="tab:red", ls=":", label="its capacity (100%)")
         category_axis(ax, names)
-        top = max([100.0, *(float(np.nanmax(v)) for v in data if np.isfinite(v).any())])
         ax.set_xlim(0, top * 1.05)  # the largest mark whole, not cut by the frame
         if top > 100.0:
             ax.axvspan(100, top * 1.05, color="tab:red", alpha=0.08, lw=0, zorder=0,

@@ -245,8 +245,20 @@ def facts_table(meta: dict[str, Any]) -> pd.DataFrame:
             ("end", meta.get("end")), ("host", host.get("hostname")),
             ("kernel", host.get("kernel")), ("cpus", host.get("cpu_count")),
             ("filesystem", host.get("work_dir_fs")),
-            *((f"{k} version", v) for k, v in tools.items())]
+            *(_tool_fact(k, v) for k, v in tools.items())]
     return pd.DataFrame(rows, columns=["fact", "value"])
+
+
+#: run.json ``tools`` entries that are not a tool's version: cowbench's own source tree.
+_SOURCE_FACTS = {"git_commit": "cowbench git commit",
+                 "git_dirty": "cowbench source changed since that commit"}
+
+
+def _tool_fact(key: str, value: Any) -> tuple[str, Any]:
+    """A ``tools`` entry of run.json as a row: a version, or what the source tree was."""
+    if key in _SOURCE_FACTS:
+        return _SOURCE_FACTS[key], _yes_no(value) if isinstance(value, bool) else value
+    return f"{key} version", value
 
 
 def duration_text(seconds: float) -> str:

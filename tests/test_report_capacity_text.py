@@ -125,3 +125,22 @@ def test_a_group_whose_hosts_cannot_fill_says_never(tmp_path: Path) -> None:
     assert small.loc["ratio 1", "first host full, median"] != table.loc[
         "ratio 1", "first host full, median"]
     assert not small.loc["ratio 1", "first host full, median"].startswith("never")
+
+
+def test_replications_of_one_value_are_one_mark_with_their_count() -> None:
+    """Replications the model gives the same peak (to a pixel) were jittered apart and read as
+    a spread: now each is a mark on its row's line, and those a pixel apart one mark with ×n."""
+    rows = first_rows()
+    alike = 0.6 * 12 * GIB * (1 + np.linspace(0, 3e-5, 10))  # 10 alike: 61 KiB apart at most
+    rows.loc[rows["group"] == GROUPS[1], "peak_bytes"] = alike
+    fig = capacity_plots.peak_figure(rows, "group", GROUPS)
+    ax = fig.axes[0]
+    marks = [c.get_offsets() for c in ax.collections if c.get_offsets().size]
+    row1 = np.concatenate([m[np.isclose(m[:, 1], 1.0)] for m in marks])
+    assert row1.shape == (1, 2) and round(row1[0, 0], 2) == 60.0  # one mark, on the line
+    row0 = np.concatenate([m[np.abs(m[:, 1]) < 0.5] for m in marks])
+    assert set(row0[:, 1]) == {0.0}  # no jitter: distinct values differ along x only
+    assert sorted(row0[:, 0].round(6)) == [80.0, 90.0, 100.0, 101.0, 102.0, 105.0, 110.0,
+                                            120.0, 150.0]
+    counts = [t.get_text() for t in ax.texts]
+    assert sorted(counts) == ["×10", "×2"]  # the two replications at 90% and the ten at 60%

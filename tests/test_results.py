@@ -11,7 +11,7 @@ import pytest
 
 from cowbench.errors import UsageError
 from cowbench.knobs import applies, knob_label, label_order, point_labels
-from cowbench.notebook import error_by_point, worst_entities
+from cowbench.notebook import error_by_point, facts_table, worst_entities
 from cowbench.records import COLUMNS, records_frame
 from cowbench.results import (
     amplification,
@@ -278,3 +278,14 @@ def test_a_sweep_points_vm_percentiles_count_each_vm_once_at_the_end():
                (0.0, "vm:b", "allocated_bytes", 50.0)])
     got = point_figures(df)
     assert got["vm_allocated_bytes_p50"] == 400.0  # of 300 and 500: b was deleted
+
+
+def test_the_facts_table_labels_cowbench_source_as_such_not_as_versions() -> None:
+    """run.json's tools hold git_commit and git_dirty beside the versions: they read
+    "git_commit version" and "git_dirty version"."""
+    table = facts_table({"tools": {"fio": "fio-3.33", "git_commit": "139206c",
+                                   "git_dirty": False}}).set_index("fact")["value"]
+    assert table["fio version"] == "fio-3.33"
+    assert table["cowbench git commit"] == "139206c"
+    assert table["cowbench source changed since that commit"] == "no"
+    assert not any(f.startswith("git_") for f in table.index)
