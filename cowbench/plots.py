@@ -20,6 +20,7 @@ from matplotlib.axes import Axes
 from matplotlib.collections import PathCollection
 from matplotlib.figure import Figure
 
+from .compare import UNCALIBRATED
 from .vmdist import group_quantiles
 
 WIDTH_IN = 10.0
@@ -153,7 +154,8 @@ def scatter_predicted_measured(comparison: pd.DataFrame, metric: str) -> Figure:
     with style():
         fig, (ax,) = new_figure(6.5)
         d = comparison[comparison["metric"] == metric]
-        title = f"{pretty_metric(metric)}: predicted vs measured"
+        mark = " (uncalibrated)" if metric in UNCALIBRATED else ""
+        title = f"{pretty_metric(metric)}{mark}: predicted vs measured"
         if d.empty:
             return empty(fig, ax, title, "no figure known to both backends")
         unit = str(d["unit"].iloc[0])
@@ -215,7 +217,9 @@ def rel_error_by_metric(comparison: pd.DataFrame) -> Figure:
     with style():
         d = comparison[np.isfinite(comparison["rel_error"].to_numpy(float))] \
             if not comparison.empty else comparison
-        metrics = sorted(d["metric"].unique()) if not d.empty else []
+        # the uncalibrated metrics (compare.UNCALIBRATED) at the bottom, below a rule, marked
+        metrics = sorted(d["metric"].unique(), key=lambda m: (m not in UNCALIBRATED, m)) \
+            if not d.empty else []
         fig, (ax,) = new_figure(max(3.5, 0.45 * len(metrics) + 1.8))
         title = "relative error of each figure: (predicted − measured) / measured"
         if d.empty:
@@ -228,7 +232,11 @@ def rel_error_by_metric(comparison: pd.DataFrame) -> Figure:
         for band in ERROR_BANDS:
             ax.axvspan(-band * 100, band * 100, color="tab:green", alpha=0.08, lw=0)
         ax.axvline(0, color="black", lw=1)
-        ax.set_yticks(range(len(metrics)), [pretty_metric(m) for m in metrics])
+        ax.set_yticks(range(len(metrics)), [pretty_metric(m) + (" (uncalibrated)" if m in
+                                            UNCALIBRATED else "") for m in metrics])
+        apart = sum(m in UNCALIBRATED for m in metrics)
+        if 0 < apart < len(metrics):
+            ax.axhline(apart - 0.5, color="dimgray", lw=1.2)
         ax.set_title(title)
         ax.set_xlabel("relative error (%)")
         ax.legend(loc="best", fontsize=9)

@@ -99,6 +99,21 @@ def test_rel_error_plot_has_one_row_per_metric():
     assert texts(fig)[1] == "relative error (%)"
 
 
+def test_rel_error_plot_marks_uncalibrated_metrics_and_keeps_them_apart():
+    """A lifecycle's duration_s (not calibrated) sits below a rule at the bottom, marked."""
+    comp = pd.DataFrame({"entity": ["vm:a", "op:1", "vm:a"], "t_s": [math.nan] * 3,
+                         "metric": ["allocated_bytes", "duration_s", "write_iops"],
+                         "predicted": [1.0, 3.56, 1.0], "measured": [1.0, 1.0, 2.0],
+                         "rel_error": [0.0, 2.56, -0.5], "unit": ["B", "s", "1/s"]})
+    ax = plots.rel_error_by_metric(comp).axes[0]
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels[0] == "duration (uncalibrated)"  # y = 0: the bottom row
+    assert sorted(labels[1:]) == ["allocated space", "write IOPS"]
+    assert any(list(line.get_ydata()) == [0.5, 0.5] for line in ax.get_lines())
+    title = plots.scatter_predicted_measured(comp, "duration_s").axes[0].get_title()
+    assert title == "duration (uncalibrated): predicted vs measured"
+
+
 def test_time_series_overlays_prediction_and_measurement():
     rows = []
     for t in range(5):
