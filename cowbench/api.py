@@ -75,6 +75,15 @@ def _options(profile: object, uncalibrated: bool, seed: object = None) -> int | 
 
     if profile is not None and uncalibrated:
         raise UsageError("profile and uncalibrated contradict each other; give one")
+    if profile is not None:  # read here, so that its error names the argument
+        from .profile import load_profile
+
+        if not isinstance(profile, str | Path):
+            raise UsageError(f"profile: a path, not {type(profile).__name__}")
+        try:
+            load_profile(Path(profile))
+        except UsageError as err:
+            raise UsageError(f"profile: {err}") from None
     return None if seed is None else valid_seed(seed, "seed")
 
 

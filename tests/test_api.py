@@ -209,6 +209,8 @@ def test_what_the_api_refuses_it_names_as_the_api_names_it(tmp_path: Path) -> No
         run(small_dict(), tmp_path / "run", backend="sim", repeat=0)
     with pytest.raises(UsageError, match=r"^profile and uncalibrated contradict"):
         simulate(small_dict(), profile="p.json", uncalibrated=True)
+    with pytest.raises(UsageError, match=r"^profile: .*nope\.json: cannot read the profile"):
+        simulate(small_dict(), profile=tmp_path / "nope.json")  # not device.profile's
     with pytest.raises(UsageError, match=r"^scenario: a Scenario, a file path or a mapping"):
         simulate([1, 2])  # type: ignore[arg-type]
     with pytest.raises(UsageError, match=r"^notebook must be one of"):
