@@ -11,8 +11,8 @@
     points = run_sweep("sweeps/strategies.yaml", "results/st")  # a sweep, read back
     html = make_report("results/st").html                   # its report, as `cowbench report`
 
-Records are the tidy long format of the run directory contract (DESIGN.md): ``backend, t_s,
-entity, metric, value, unit, seed, replication``. Bad input raises
+Records are the tidy long format of the run directory contract (README.md, "Reading a run
+directory"): ``backend, t_s, entity, metric, value, unit, seed, replication``. Bad input raises
 :class:`cowbench.errors.UsageError` (a :class:`~cowbench.errors.CowbenchError`) with the key
 path and the reason, as the CLI prints it.
 

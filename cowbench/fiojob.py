@@ -1,13 +1,13 @@
 """A workload as fio options, and the exact offset stream fio would issue for it.
 
-Both backends speak fio (DESIGN.md): the real backend hands these options to fio's ``nbd``
-engine; for ``offsets: fio`` (and ``auto``) the core runs the *same* options through fio first,
-without touching a disk, and the model applies that stream, so it stays a pure function of the
-scenario and the traces it is given. fio's ``null`` engine issues it fastest (FACTS.md section
-5: a 16 MiB job takes 0.3 s; the per-clone offset sets equal those of the real run, measured
-with ``numjobs=2`` and ``random_distribution=zipf:1.2``), but it is not the nbd engine in two
-ways that change some streams (:func:`engine_gap`); those jobs are run through the nbd engine
-itself on a disk that stores nothing (``cowbench.nullexport``).
+Both backends speak fio (README.md, "Writing a scenario"): the real backend hands these options
+to fio's ``nbd`` engine; for ``offsets: fio`` (and ``auto``) the core runs the *same* options
+through fio first, without touching a disk, and the model applies that stream, so it stays a
+pure function of the scenario and the traces it is given. fio's ``null`` engine issues it
+fastest (FACTS.md section 5: a 16 MiB job takes 0.3 s; the per-clone offset sets equal those of
+the real run, measured with ``numjobs=2`` and ``random_distribution=zipf:1.2``), but it is not
+the nbd engine in two ways that change some streams (:func:`engine_gap`); those jobs are run
+through the nbd engine itself on a disk that stores nothing (``cowbench.nullexport``).
 """
 
 from __future__ import annotations

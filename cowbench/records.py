@@ -1,4 +1,4 @@
-"""Tidy records: the one shape both backends emit (DESIGN.md, "The run directory").
+"""Tidy records: the one shape both backends emit (README.md, "Reading a run directory").
 
 Long format, one row per figure: ``backend, t_s, entity, metric, value, unit, seed,
 replication``. ``t_s`` is NaN for end-of-run figures. A figure a backend cannot know is absent,

@@ -1,6 +1,6 @@
 """Reading finished runs and sweeps back as tidy frames (what reports and notebooks read).
 
-A **run directory** is the contract of DESIGN.md ("The run directory"). A **sweep directory**
+A **run directory** is the contract of README.md ("Reading a run directory"). A **sweep directory**
 is, for reading, minimal on purpose so any tool that makes one can be read:
 
 ::
@@ -309,7 +309,8 @@ SERIES_KEYS = ("backend", "point", "entity", "metric", "seed", "replication")
 
 
 def end_of_run(records: pd.DataFrame, present_only: bool = False) -> pd.DataFrame:
-    """The end-of-run figures: ``t_s`` NaN (DESIGN.md), or else each series' last sample.
+    """The end-of-run figures: ``t_s`` NaN (README.md, "Reading a run directory"), or else
+    each series' last sample.
 
     ``present_only``: leave out an entity's last sample where the run gave entities of its
     kind (``vm:``, ``host:`` ...) an end-of-run figure of that metric and it has none: a VM

@@ -18,7 +18,7 @@ runs' mean than the runs are from each other, so this measurement cannot tell th
 error from the machine's noise. A run directory from one real run has no ``spread.csv``: its
 comparison rests on one run, and every view says so.
 
-Why these places (DESIGN.md, "The run directory": other tools read it): the records' long
+Why these places (README.md, "Reading a run directory": other tools read it): the records' long
 format already carries ``replication``, so the N runs' rows fit ``measured.parquet`` as the
 contract defines it, and every reader that groups by (entity, metric, t_s) and averages, as
 ``compare`` always did, reads their mean; ``comparison.csv``'s columns are fixed, so the

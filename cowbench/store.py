@@ -1,4 +1,4 @@
-"""The run directory, a contract other tools read (DESIGN.md, "The run directory").
+"""The run directory, a contract other tools read (README.md, "Reading a run directory").
 
 ::
 
