@@ -7,14 +7,24 @@ alone (``reflink_copy``, not ``kind=reflink_copy``). A strategy knob that a kind
 (a full copy's ``cluster_size``, an RBD clone's ``extended_l2``) is no knob of that point: it
 is absent (NaN), so such points are never drawn "at 64 KiB" (:func:`applies`).
 
+A point's knobs are its overrides' key paths (:func:`override_knobs`): a whole section set at
+once (``{strategy: {kind: full_copy}}``) is as many knobs as the keys it sets, plus its
+``kind`` (filled in by default where it names none), each valued as the point's resolved
+scenario has it (bytes and seconds: ``16384``, not ``16KiB``). As columns, a knob keeps its
+type (:func:`knob_dtypes`): integers as pandas' nullable ``Int64`` and switches as its nullable
+``boolean``, so a knob that some points lack stays ``16384``, not ``16384.0``. summary.csv and
+``cowbench.load_results`` follow these two rules alike.
+
 Labels are made once per point and mapped onto records by the ``point`` column: a sweep of
 millions of records is labelled in one vectorised ``map``, never row by row.
 """
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pandas as pd
@@ -53,6 +63,81 @@ def applies(key: str, kind: object) -> bool:
     """Whether strategy knob ``key`` means anything for a strategy of ``kind``."""
     field = key.removeprefix("strategy.")
     return not key.startswith("strategy.") or field not in ONLY_FOR or kind in ONLY_FOR[field]
+
+
+_ABSENT = object()
+_STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def resolved_at(data: Any, path: str) -> Any:
+    """The value at key path ``path`` (``hosts[0].capacity_bytes``) in a resolved scenario
+    mapping, or ``_ABSENT`` where it has none."""
+    node = data
+    for name, index in _STEP.findall(path):
+        if index:
+            if not isinstance(node, list) or int(index) >= len(node):
+                return _ABSENT
+            node = node[int(index)]
+        elif isinstance(node, Mapping) and name in node:
+            node = node[name]
+        else:
+            return _ABSENT
+    return node
+
+
+def _cell(value: Any) -> Any:
+    """A knob's value as one table cell: lists and mappings as JSON text."""
+    return json.dumps(value) if isinstance(value, list | dict) else value
+
+
+def _flat(value: Any, path: str) -> dict[str, Any]:
+    if isinstance(value, Mapping) and value:
+        out: dict[str, Any] = {}
+        for key, sub in value.items():
+            out.update(_flat(sub, f"{path}.{key}"))
+        return out
+    return {path: value}
+
+
+def override_knobs(overrides: Mapping[str, Any], resolved: Mapping[str, Any]) -> dict[str, Any]:
+    """A point's overrides as knobs, by key path, valued as ``resolved`` (the point's resolved
+    scenario, bytes and seconds) has them, or as written where it has no such path. A section
+    set whole (``strategy: {kind: full_copy}``) gives every key path it sets and its ``kind``
+    (the default where it names none), so a grid's ``strategy.kind`` and a point's whole
+    strategy land in one column. A knob that the point's strategy kind does not use is left
+    out (:func:`applies`)."""
+    written: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if isinstance(value, Mapping):
+            kind = resolved_at(resolved, f"{key}.kind")
+            if kind is not _ABSENT:
+                written[f"{key}.kind"] = kind
+        written.update(_flat(value, key))
+    kind = resolved_at(resolved, "strategy.kind")
+    out: dict[str, Any] = {}
+    for key, value in written.items():
+        if applies(key, None if kind is _ABSENT else kind):
+            got = resolved_at(resolved, key)
+            out[key] = _cell(value if got is _ABSENT else got)
+    return out
+
+
+def knob_dtypes(rows: Iterable[Mapping[str, Any]], columns: Iterable[str]) -> dict[str, str]:
+    """The pandas dtype that keeps each knob column's type where some points lack the knob:
+    ``Int64`` for integers, ``boolean`` for switches (a frame built from rows would make them
+    float64 with NaN, or objects). Columns of floats, text or mixed values are not named."""
+    values: dict[str, list[Any]] = {c: [] for c in columns}
+    for row in rows:
+        for c, seen in values.items():
+            if c in row and not _missing(row[c]):
+                seen.append(row[c])
+    dtypes: dict[str, str] = {}
+    for c, seen in values.items():
+        if seen and all(isinstance(v, bool) for v in seen):
+            dtypes[c] = "boolean"
+        elif seen and all(isinstance(v, int) and not isinstance(v, bool) for v in seen):
+            dtypes[c] = "Int64"
+    return dtypes
 
 
 def knob_name(key: str) -> str:

@@ -13,8 +13,10 @@ is, for reading, minimal on purpose so any tool that makes one can be read:
 A folder of run directories without ``sweep.json`` is a sweep too. Each point's knobs become
 columns of every frame: the scalar fields of its resolved ``scenario.yaml``'s ``strategy``
 section (``strategy.kind``, ``strategy.cluster_size``, ...), and the keys of an ``overrides``
-mapping in its ``run.json`` (nested mappings flattened to dotted key paths), valued as resolved
-in ``scenario.yaml`` where that path exists. Points whose status is not ``ok`` are skipped and
+mapping in its ``run.json`` (nested mappings flattened to dotted key paths, a section set
+whole adding its ``kind``), valued as resolved in ``scenario.yaml`` where that path exists, and
+typed as summary.csv's are (:mod:`cowbench.knobs`: integers ``Int64`` and switches ``boolean``
+even where some points lack the knob). Points whose status is not ``ok`` are skipped and
 listed with the reason, never mixed in; a sweep with no ``ok`` point yet is refused, saying how
 many points have which status.
 """
@@ -34,7 +36,7 @@ from .capacity import host_capacities, scenario_capacity
 from .ceiling import demand_ceiling
 from .compare import COMPARISON_COLUMNS
 from .errors import ScenarioError, UsageError
-from .knobs import applies, point_labels
+from .knobs import applies, knob_dtypes, override_knobs, point_labels
 from .records import COLUMNS
 from .safeload import load_json_file, load_yaml_file
 from .spread import SPREAD_COLUMNS, SPREAD_FILE, real_runs
@@ -194,15 +196,15 @@ def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def point_knobs(run: RunResults) -> dict[str, Any]:
-    """The knobs of one point: its strategy's scalar fields and its run.json ``overrides``."""
-    resolved = flatten(run.scenario)
-    knobs = {k: v for k, v in resolved.items() if k.startswith("strategy.")}
+    """The knobs of one point: its strategy's scalar fields and its run.json ``overrides``
+    (:func:`cowbench.knobs.override_knobs`: every key path, as resolved)."""
+    knobs = {k: v for k, v in flatten(run.scenario).items() if k.startswith("strategy.")}
+    kind = knobs.get("strategy.kind")
+    knobs = {k: v for k, v in knobs.items() if applies(k, kind)}
     overrides = run.meta.get("overrides")
     if isinstance(overrides, dict):
-        for key, value in flatten(overrides).items():
-            knobs[key] = resolved.get(key, value)
-    kind = knobs.get("strategy.kind")
-    return {k: v for k, v in knobs.items() if applies(k, kind)}
+        knobs.update(override_knobs(overrides, run.scenario))
+    return knobs
 
 
 def _point_row(sweep: Path, run: RunResults) -> dict[str, Any]:
@@ -297,10 +299,15 @@ def _assemble(path: Path, rows: list[dict[str, Any]], records: list[pd.DataFrame
     if table.empty:
         table = pd.DataFrame(columns=POINT_COLUMNS)
     knob_cols = [c for c in table.columns if c not in [*POINT_COLUMNS, *POINT_FACTS]]
+    # each knob keeps its type where some points lack it (16384, not 16384.0), in every frame
+    dtypes = knob_dtypes(rows, knob_cols)
+    table = table.astype(dtypes)
     # a knob varies where it applies: a full copy's missing cluster size is no second value
     knobs = [c for c in knob_cols if table[c].dropna().astype(str).nunique() > 1]
     recs = pd.concat(records, ignore_index=True) if records else empty_records()
     comp = pd.concat(comparisons, ignore_index=True) if comparisons else pd.DataFrame()
+    recs = recs.astype({c: t for c, t in dtypes.items() if c in recs.columns})
+    comp = comp.astype({c: t for c, t in dtypes.items() if c in comp.columns})
     return SweepResults(path, _sweep_name(path), table, recs, comp, knobs, skipped)
 
 

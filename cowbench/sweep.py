@@ -43,6 +43,7 @@ import pandas as pd
 
 from .errors import CowbenchError, Interrupted, RunFailed, ScenarioError, UsageError
 from .fdtree import DIR_FLAGS
+from .knobs import knob_dtypes, override_knobs
 from .lease import this_process
 from .montecarlo import bands, time_to_full_summary
 from .safeload import load_json_file
@@ -314,7 +315,7 @@ def write_summary(sweep: Sweep, out: Path, entries: dict[str, dict[str, Any]]) -
         row: dict[str, Any] = {"point": p.id, "cell": p.cell, "seed": p.seed,
                                "status": entries[p.id]["status"], "run_dir": f"points/{p.id}",
                                "label": cell_label(p.overrides)}
-        row.update({f"override.{k}": _scalar(v) for k, v in p.overrides.items()})
+        row.update(_override_columns(p))
         pred = out / "points" / p.id / "predicted.parquet"
         if row["status"] == "ok" and pred.exists():
             rec = read_records(pred)  # a damaged file: one line naming it
@@ -328,7 +329,7 @@ def write_summary(sweep: Sweep, out: Path, entries: dict[str, dict[str, Any]]) -
                 ttf.append({"cell": p.cell, "seed": p.seed, "duration": p.scenario.duration,
                             "ttf": row.get("time_to_full_s", float("nan"))})
         rows.append(row)
-    summary = with_days(pd.DataFrame(rows))
+    summary = with_days(_typed(rows))
     atomic_write_text(out / "summary.csv", summary.to_csv(index=False))
     atomic_write_parquet(out / "summary.parquet", summary)
     _write_mc(sweep, out, series, ttf)
@@ -348,11 +349,31 @@ def with_days(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _override_columns(p: Point) -> dict[str, Any]:
+    """A point's ``override.<path>`` columns: each key path it sets, valued as its resolved
+    scenario has it (:func:`cowbench.knobs.override_knobs`, as ``load_results`` reads the
+    knobs), so a whole section (``strategy: {kind: full_copy}``) fills ``override.strategy.kind``
+    beside the grid's points; the section as written stays in ``override.strategy`` (JSON)."""
+    cols = {f"override.{k}": _scalar(v) for k, v in p.overrides.items() if isinstance(v, dict)}
+    resolved = p.scenario.model_dump(mode="json")
+    cols.update({f"override.{k}": v for k, v in override_knobs(p.overrides, resolved).items()})
+    return cols
+
+
+def _typed(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """The rows as a frame whose override columns follow ``label`` (every point's, whichever
+    point first has one) and keep their type (``Int64``, ``boolean``)."""
+    frame = pd.DataFrame(rows)
+    knobs = [c for c in frame.columns if c.startswith("override.")]
+    head = list(frame.columns[:list(frame.columns).index("label") + 1])
+    order = head + knobs + [c for c in frame.columns if c not in head and c not in knobs]
+    return frame[order].astype(knob_dtypes(rows, knobs))
+
+
 def _cells(sweep: Sweep) -> pd.DataFrame:
     first = {p.cell: p for p in reversed(sweep.points)}
-    return pd.DataFrame([{"cell": c, "label": cell_label(p.overrides),
-                          **{f"override.{k}": _scalar(v) for k, v in p.overrides.items()}}
-                         for c, p in sorted(first.items())])
+    return _typed([{"cell": c, "label": cell_label(p.overrides), **_override_columns(p)}
+                   for c, p in sorted(first.items())])
 
 
 def _scalar(v: Any) -> Any:

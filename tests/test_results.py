@@ -155,12 +155,48 @@ def test_a_strategies_sweep_over_kinds_keeps_only_the_knobs_each_kind_uses(tmp_p
     res = load_results(root)
     assert res.knobs == ["strategy.kind", "strategy.cluster_size"]
     pts = res.points.set_index("point")
-    assert math.isnan(pts.loc["c", "strategy.cluster_size"])
-    assert math.isnan(pts.loc["d", "strategy.cluster_size"])
-    assert "strategy.object_size" in pts.columns and math.isnan(pts.loc["a",
-                                                                        "strategy.object_size"])
+    assert pd.isna(pts.loc["c", "strategy.cluster_size"])
+    assert pd.isna(pts.loc["d", "strategy.cluster_size"])
+    assert "strategy.object_size" in pts.columns and pd.isna(pts.loc["a",
+                                                                      "strategy.object_size"])
     labels = point_labels(res.points, res.knobs)
     assert labels["c"] == "full_copy" and labels["a"] == "qcow2_overlay, cluster 16 KiB"
+
+
+def test_knob_columns_keep_their_type_and_whole_sections_count(tmp_path):
+    """Points that set a whole strategy (run.json ``overrides: {strategy: {...}}``, as
+    sweeps/strategies.yaml's points do) beside a grid's: the kind and the keys the section sets
+    are knobs like the grid's, and in every frame an integer knob that some kinds lack is a
+    nullable integer (16384, labelled ``16 KiB``; it was float64 16384.0), a switch a nullable
+    boolean (it was an object column)."""
+    root = tmp_path / "kinds"
+    root.mkdir()
+    sim_run(root / "a", {"strategy.kind": "qcow2_overlay", "strategy.cluster_size": "16KiB"})
+    for name, section in (("b", {"kind": "snapshot_chain", "chain_depth": 2,
+                                 "cluster_size": "64KiB", "extended_l2": True}),
+                          ("c", {"kind": "full_copy"})):
+        sim_run(root / name, {f"strategy.{k}": v for k, v in section.items()})
+        meta = json.loads((root / name / "run.json").read_text())
+        meta["overrides"] = {"strategy": section}
+        (root / name / "run.json").write_text(json.dumps(meta))
+    res = load_results(root)
+    assert res.knobs[:2] == ["strategy.kind", "strategy.cluster_size"]
+    for frame in (res.points, res.records, res.comparison):
+        if frame.empty:
+            continue
+        assert str(frame["strategy.cluster_size"].dtype) == "Int64"
+        assert str(frame["strategy.chain_depth"].dtype) == "Int64"
+        assert str(frame["strategy.extended_l2"].dtype) == "boolean"
+    pts = res.points.set_index("point")
+    assert pts["strategy.cluster_size"].tolist() == [16384, 65536, pd.NA]
+    assert pts["strategy.chain_depth"].tolist() == [pd.NA, 2, pd.NA]
+    assert res.points.groupby("strategy.kind").size().to_dict() == {
+        "full_copy": 1, "qcow2_overlay": 1, "snapshot_chain": 1}
+    per_point = res.records.groupby("point")["strategy.cluster_size"].first()
+    assert per_point.dropna().to_dict() == {"a": 16384, "b": 65536}
+    assert pd.isna(per_point["c"])
+    labels = point_labels(res.points, res.knobs)
+    assert labels["a"].startswith("qcow2_overlay, cluster 16 KiB") and labels["c"] == "full_copy"
 
 
 def test_error_by_point_is_the_median_abs_error_per_metric_and_point():

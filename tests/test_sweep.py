@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from cowbench.errors import ScenarioError
-from cowbench.sweep import apply_override, load_sweep, run_sweep
+from cowbench.sweep import apply_override, load_sweep, run_sweep, write_summary
 
 from .test_cli import assert_clean_error, cowbench
 
@@ -267,6 +267,45 @@ def test_a_grid_with_exclusions_explicit_points_and_zipped_axes(tmp_path: Path) 
     # a whole strategy per point: its other fields take their defaults
     last = sw.points[-1].scenario.strategy
     assert last.cluster_size == 2 << 20 and last.extended_l2 is False
+
+
+def test_summary_knob_columns_cover_whole_sections_and_keep_their_type(
+        tmp_path: Path) -> None:
+    """sweeps/strategies.yaml's form: a grid over strategy keys, then whole strategies as
+    points. Each point's knobs are the key paths it sets, as resolved (bytes), so grouping by
+    ``override.strategy.kind`` keeps the whole-strategy points (it dropped them: their kind was
+    only in a JSON ``override.strategy`` column), and an integer knob that some points lack
+    stays an integer (``16384``, not ``16KiB`` as written nor ``16384.0``)."""
+    spec = tmp_path / "strategies.yaml"
+    spec.write_text(yaml.safe_dump({
+        "scenario": str(ROOT / "scenarios" / "quickstart.yaml"), "seeds": 1,
+        "grid": {"strategy.kind": ["qcow2_overlay"], "strategy.cluster_size": ["16KiB"]},
+        "points": [{"strategy": {"kind": "snapshot_chain", "chain_depth": 2,
+                                 "extended_l2": True}},
+                   {"strategy": {"kind": "full_copy"}},
+                   {"strategy": {"cluster_size": "64KiB"}}]}))
+    sw = load_sweep(spec)
+    out = tmp_path / "out"
+    out.mkdir()
+    summary = write_summary(sw, out, {p.id: {"status": "failed"} for p in sw.points})
+    assert len(summary) == 4
+    for table in (summary, pd.read_csv(out / "summary.csv"),
+                  pd.read_parquet(out / "summary.parquet")):
+        kinds = table.groupby("override.strategy.kind").size().to_dict()
+        # the last point names no kind: the default one, filled in
+        assert kinds == {"qcow2_overlay": 2, "snapshot_chain": 1, "full_copy": 1}
+    assert str(summary["override.strategy.cluster_size"].dtype) == "Int64"
+    assert summary["override.strategy.cluster_size"].tolist() == [16384, pd.NA, pd.NA, 65536]
+    assert str(summary["override.strategy.chain_depth"].dtype) == "Int64"
+    assert str(summary["override.strategy.extended_l2"].dtype) == "boolean"
+    assert summary["override.strategy.extended_l2"].tolist() == [pd.NA, True, pd.NA, pd.NA]
+    as_text = pd.read_csv(out / "summary.csv", dtype=str, keep_default_na=False)
+    assert as_text["override.strategy.cluster_size"].tolist() == ["16384", "", "", "65536"]
+    assert as_text["override.strategy.chain_depth"].tolist() == ["", "2", "", ""]
+    parquet = pd.read_parquet(out / "summary.parquet")
+    assert str(parquet["override.strategy.cluster_size"].dtype) == "Int64"
+    # the section as written is still there, as before
+    assert json.loads(summary["override.strategy"].iloc[2]) == {"kind": "full_copy"}
 
 
 def test_grid_problems_name_their_key_path(tmp_path: Path) -> None:
