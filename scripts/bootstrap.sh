@@ -71,15 +71,25 @@ if [ ! -x .venv/bin/python ]; then
     echo "bootstrap: creating .venv" >&2
     python3 -m venv .venv
 fi
-# the stamp names this tree too: a venv whose editable install points at another checkout
-# (a copy, a git worktree sharing it) is reinstalled here, not trusted
-stamp=$({ sha256sum pyproject.toml; pwd -P; } | sha256sum | cut -d' ' -f1)
+# cowbench is installed editable as a path: a .pth file in the venv's site-packages names this
+# tree, so `import cowbench` reads it (edits take effect without reinstalling) and so does mypy,
+# which follows .pth path entries but not import hooks: a user's script or notebook outside the
+# tree type-checks against cowbench's py.typed packages with no MYPYPATH
+# (tests/test_typed_install.py). setuptools' default for this flat layout is an import hook (a
+# __editable___*_finder module), which mypy cannot see ("Cannot find implementation or library
+# stub for module named cowbench"). The path is the tree's root, so its other top-level
+# directories (tests, scripts, ...) become importable names too; cowbench imports none of them.
+install=(-e '.[test]' --config-settings editable_mode=compat)
+# the stamp names this tree and the install's form too: a venv whose editable install points at
+# another checkout (a copy, a git worktree sharing it), or was made by an older bootstrap as an
+# import hook, is reinstalled here, not trusted
+stamp=$({ sha256sum pyproject.toml; pwd -P; echo "${install[*]}"; } | sha256sum | cut -d' ' -f1)
 have=$(cat .venv/.cowbench-stamp 2>/dev/null || true)
 if [ "$stamp" != "$have" ]; then
     echo "bootstrap: installing cowbench and its Python dependencies into .venv" >&2
     log=.venv/pip-install.log
     if ! { .venv/bin/python -m pip install -q --upgrade pip &&
-           .venv/bin/python -m pip install -q -e '.[test]'; } >"$log" 2>&1; then
+           .venv/bin/python -m pip install -q "${install[@]}"; } >"$log" 2>&1; then
         cat "$log" >&2
         echo "bootstrap: pip install failed (log above, also in $log)" >&2
         exit 1
