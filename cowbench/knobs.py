@@ -184,7 +184,8 @@ def knob_text(key: str, value: Any) -> str:
 
 
 def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
+    """No value: None, a float NaN, or pandas' NA (an ``Int64`` or ``boolean`` column's gap)."""
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
 
 
 def knob_label(row: Mapping[Any, Any] | pd.Series, knobs: list[str]) -> str:
@@ -216,7 +217,7 @@ def _as_numbers(col: pd.Series) -> pd.Series:
 
 
 def _value(v: Any, parse: Any) -> Any:
-    return v if v is None or (isinstance(v, float) and math.isnan(v)) else float(parse(v))
+    return v if _missing(v) else float(parse(v))
 
 
 def label_order(points: pd.DataFrame, knobs: list[str]) -> list[str]:
