@@ -4,11 +4,8 @@ and the README's example and commands run exactly as written."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -241,27 +238,3 @@ def test_load_results_reads_finished_runs_and_load_run_any(tmp_path: Path) -> No
                                          r"SIGINT\); load_results reads finished runs only"):
         load_results(outcome.run_dir)
     assert load_run(outcome.run_dir).meta["status"] == "interrupted"
-
-
-@pytest.mark.slow
-def test_mypy_checks_a_scripts_names_and_calls(tmp_path: Path) -> None:
-    """The package's public names are seen by a type checker as what they are: a misspelled
-    one is an error (a module ``__getattr__`` typed ``Any`` had made every name pass), and so
-    is a call with a wrong argument."""
-    good = tmp_path / "good.py"
-    good.write_text("from cowbench import load_run, simulate\n"
-                    "records = simulate('s.yaml', seed=2)\n"
-                    "print(records.shape, load_run('r').meta['status'])\n")
-    bad = tmp_path / "bad.py"
-    bad.write_text("import cowbench\nfrom cowbench import simulat\n"
-                   "cowbench.rnu('s.yaml', 'out')\n")
-    env = {**os.environ, "MYPYPATH": str(ROOT)}
-
-    # one run for both (mypy's analysis of cowbench is most of its time)
-    out = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--no-incremental",
-                          "--follow-imports=silent", good.name, bad.name], capture_output=True,
-                         text=True, cwd=tmp_path, env=env, timeout=600).stdout
-    errors = [line for line in out.splitlines() if ": error:" in line]
-    assert errors and all(line.startswith("bad.py:") for line in errors), out
-    assert 'Module "cowbench" has no attribute "simulat"' in out, out
-    assert 'Module has no attribute "rnu"' in out, out

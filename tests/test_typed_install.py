@@ -53,11 +53,14 @@ except CowbenchError as err:
     print(err)
 '''
 
-#: A wrong argument type on a correctly spelled name: mypy must name it.
+#: A wrong argument type on a correctly spelled name, and misspelled names: mypy must name
+#: each (a module ``__getattr__`` typed ``Any`` had let every name pass).
 BAD = '''\
-from cowbench import load_scenario, simulate
+import cowbench
+from cowbench import load_scenario, simulat, simulate
 
 simulate(load_scenario("study.yaml"), seed="3")
+cowbench.rnu("study.yaml", "out")
 '''
 
 
@@ -80,5 +83,9 @@ def test_a_script_outside_the_tree_type_checks_against_the_installed_package(
     bad = _mypy(tmp_path, "wrong.py")  # the cache of the first run makes this one quick
     assert bad.returncode == 1, bad.stdout + bad.stderr
     assert bad.stdout.splitlines() == [
-        'wrong.py:3: error: Argument "seed" to "simulate" has incompatible type "str"; '
-        'expected "int | None"  [arg-type]'], bad.stdout + bad.stderr
+        'wrong.py:2: error: Module "cowbench" has no attribute "simulat"; maybe "simulate"?  '
+        '[attr-defined]',
+        'wrong.py:4: error: Argument "seed" to "simulate" has incompatible type "str"; '
+        'expected "int | None"  [arg-type]',
+        'wrong.py:5: error: Module has no attribute "rnu"  [attr-defined]'],\
+        bad.stdout + bad.stderr
