@@ -23,6 +23,7 @@ from cowbench.fdtree import PrivateDir
 from cowbench.lease import Lease
 from cowbench.records import Recorder, import_in_background
 from cowbench.scenario import Scenario
+from cowbench.timeline_fleet import record_fleet
 from cowbench.tools import RawLog, require_tools
 from real.measure.integrity import Integrity
 from real.storage.reflink import require_loop_mount, xfs_mount
@@ -86,6 +87,7 @@ def execute(scenario: Scenario, work: Path, log: RawLog, *, run_id: str,
         execute_timeline(scenario, work, log, roots, rec, progress, step_done, check,
                          trees.sockets, mnt)
         finished.append(True)
+    record_fleet(scenario, rec)  # a timeline's placement and capacity figures, as a fleet's
     return rec.frame()
 
 

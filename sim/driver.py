@@ -17,6 +17,7 @@ from cowbench.iolog import Trace
 from cowbench.profile import FitRow, PerfParams, Probe
 from cowbench.records import Recorder
 from cowbench.scenario import Scenario
+from cowbench.timeline_fleet import record_fleet
 from sim.fleet.fleet import simulate_fleet
 from sim.perf import perf
 from sim.world.runs import place_vms, simulate_timeline, untimed_is_upper_bound
@@ -35,6 +36,7 @@ def simulate(scenario: Scenario, seed: int | None = None,
         return simulate_fleet(scenario, seed)
     rec = Recorder("sim", seed)
     simulate_timeline(scenario, rec, traces)
+    record_fleet(scenario, rec)  # a timeline's placement and capacity figures, as a fleet's
     return rec.frame()
 
 

@@ -348,6 +348,19 @@ class Machine:
         copy = self.resizes.confirm(vm)
         return [RemoveResize(vm, copy.host)] if copy else []
 
+    def claims(self) -> dict[str, tuple[float, int]]:
+        """Per host, what is claimed there in DISK_GB (every VM on it, and every ``_resize``
+        copy a cold migration left there until its confirm: placement's usage, which decides
+        where the next VM fits) and how many VMs are on it (copies not counted)."""
+        out = {h.name: (0.0, 0) for h in self.s.hosts}
+        for tenant in self.at.tenants.values():
+            need, n = out[tenant.host]
+            out[tenant.host] = (need + tenant.need, n + 1)
+        for copy in self.resizes.copies():
+            need, n = out[copy.host]
+            out[copy.host] = (need + copy.need, n)
+        return out
+
     def cache_pass(self, t: float) -> list[Instruction]:
         """Nova's image cache manager at ``t`` (:mod:`.imagecache`): every base in use
         touched, the unused ones old enough removed (resized copies: their own minimum age)."""

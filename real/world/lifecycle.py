@@ -79,6 +79,7 @@ from cowbench.nova.machine import Operation
 from cowbench.records import Recorder
 from cowbench.runseed import run_numbers
 from cowbench.scenario import VM, Scenario
+from cowbench.timeline_fleet import record_claims
 from cowbench.tools import RawLog, qemu_img_info, qemu_img_map, run
 from real.measure.extents import tree_space
 from real.measure.integrity import Integrity
@@ -472,6 +473,7 @@ class RealWorld:
         sync_files(*(lay.root for lay in self.layouts.values()), *self.snapshots.values())
         rec = self.rec
         self._sample_hosts(t)
+        record_claims(self.s, rec, self.machine, t)  # a fleet's figures, if it is one
         for name, inst in self.instances.items():
             alloc = size = 0
             for p in inst.files(self.layouts):

@@ -50,6 +50,7 @@ from cowbench.nova.machine import Operation, Run
 from cowbench.records import Recorder
 from cowbench.runseed import run_numbers
 from cowbench.scenario import Scenario
+from cowbench.timeline_fleet import record_claims
 from sim.storage.backing import BaseData
 from sim.storage.disk import Qcow2Image, RawImage
 from sim.storage.fs import FS_BLOCK, local_base_allocated_bytes
@@ -232,6 +233,7 @@ class World:
     @execute.register
     def _(self, ins: Sample) -> None:
         self.sample(ins.t)
+        record_claims(self.s, self.rec, self.machine, ins.t)  # a fleet's figures, if it is one
 
     @execute.register
     def _(self, ins: MakeDisk) -> None:
