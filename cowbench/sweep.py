@@ -41,6 +41,7 @@ from typing import Any, NoReturn
 
 import pandas as pd
 
+from .capacity import host_capacities
 from .errors import CowbenchError, Interrupted, RunFailed, ScenarioError, UsageError
 from .fdtree import DIR_FLAGS
 from .knobs import knob_dtypes, override_knobs
@@ -69,6 +70,7 @@ from .sweep_spec import (
     load_sweep,
     seed_warnings,
 )
+from .timeline_fleet import applies
 from .tools import absolute
 
 SWEEP_SCHEMA_VERSION = 1
@@ -320,13 +322,14 @@ def write_summary(sweep: Sweep, out: Path, entries: dict[str, dict[str, Any]]) -
         if row["status"] == "ok" and pred.exists():
             rec = read_records(pred)  # a damaged file: one line naming it
             row.update(point_figures(rec))
-            row.update(fullest_host(rec, {h.name: float(h.capacity_bytes)
-                                          for h in p.scenario.hosts if h.capacity_bytes}))
+            # each host's disk for instances (capacity less reserve), as show and the reports
+            row.update(fullest_host(rec, host_capacities(p.scenario.model_dump(mode="json"))))
             s = rec[rec.metric.isin(["allocated_bytes", "provisioned_bytes"])
                     & rec.entity.str.match(r"^(host|fleet):") & rec.t_s.notna()]
             series.append(s.assign(cell=p.cell))
-            if p.scenario.fleet is not None and p.scenario.duration is not None:
-                ttf.append({"cell": p.cell, "seed": p.seed, "duration": p.scenario.duration,
+            horizon = _horizon(p.scenario)
+            if horizon is not None:
+                ttf.append({"cell": p.cell, "seed": p.seed, "duration": horizon,
                             "ttf": row.get("time_to_full_s", float("nan"))})
         rows.append(row)
     summary = with_days(_typed(rows))
@@ -336,6 +339,17 @@ def write_summary(sweep: Sweep, out: Path, entries: dict[str, dict[str, Any]]) -
     return summary
 
 
+
+
+def _horizon(s: Scenario) -> float | None:
+    """How long a point's hosts are watched filling, for time_to_full.csv: a fleet's
+    ``duration``, or the ``end_s`` of a timeline that records a fleet's figures
+    (``cowbench.timeline_fleet``); None for any other point."""
+    if s.fleet is not None:
+        return s.duration
+    if applies(s) and s.timeline is not None and s.timeline.end_s is not None:
+        return float(s.timeline.end_s)
+    return None
 
 
 def with_days(frame: pd.DataFrame) -> pd.DataFrame:
