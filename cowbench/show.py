@@ -87,6 +87,7 @@ def show_run(path: Path, out: Console) -> None:
                     demand_ceiling(run.scenario), host_reserves(run.scenario))
     else:
         print_space(run, out)
+        print_timeline_capacity(run, out)
         print_io(run, out)
     if not run.comparison.empty:
         print_comparison(run.comparison, out, run.spread, run.real_runs)
@@ -419,6 +420,24 @@ def print_fleet(records: pd.DataFrame, capacity: dict[str, float], hosts: int,
         out.print(f"per VM allocated: P50 {format_bytes(f['vm_allocated_bytes_p50'])}, "
                   f"P95 {format_bytes(f['vm_allocated_bytes_p95'])}, "
                   f"P99 {format_bytes(f['vm_allocated_bytes_p99'])}", highlight=False)
+
+
+def print_timeline_capacity(run: RunResults, out: Console) -> None:
+    """A timeline whose hosts have a capacity: its fullest host's peak against its own disk
+    for instances and when the first host fills, as for a fleet (:func:`print_fleet`'s
+    lines), from the model's records (the real run's without them)."""
+    timeline = run.scenario.get("timeline")
+    caps = host_capacities(run.scenario)
+    if not isinstance(timeline, dict) or not any(math.isfinite(c) and c > 0
+                                                 for c in caps.values()):
+        return
+    rec = run.predicted if len(run.predicted) else run.measured
+    table = host_table(rec, caps, _float(timeline.get("end_s")))
+    if table.empty:
+        return
+    for line in _fullest_lines(table, _cap(caps, table["host"].iloc[0]),
+                               _float(timeline.get("end_s")), len(table)):
+        out.print(line, soft_wrap=True, markup=False, highlight=False)
 
 
 def host_table(records: pd.DataFrame, capacity: dict[str, float], duration: float,
