@@ -27,9 +27,10 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from .lifecycle import timeline_plan
+from .lifecycle import schedule, timeline_plan
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
     from .nova.machine import Machine
@@ -82,7 +83,7 @@ def record_fleet(s: Scenario, rec: Recorder) -> None:
     boots = sum(op.op == "boot" for op in ops)
     rec.add(FLEET, "arrived_vms", float(boots + len(refused)))
     rec.add(FLEET, "rejected_vms", float(len(refused)))
-    samples = np.unique(hosts["t_s"].to_numpy(float))
+    samples = _grid(s, hosts["t_s"].to_numpy(float))
     if samples.size:  # each refusal in the interval (t_{s-1}, t_s] that holds it, as a fleet's
         at = np.minimum(np.searchsorted(samples, [t for _, t in refused], side="left"),
                         samples.size - 1)
@@ -90,6 +91,18 @@ def record_fleet(s: Scenario, rec: Recorder) -> None:
                         strict=True):
             rec.add(FLEET, "rejected_vms", float(n), t)
     _record_full(s, rec, frame)
+
+
+def _grid(s: Scenario, sampled: np.ndarray) -> np.ndarray:
+    """The instants refusals are counted at: the timeline's periodic samples
+    (``sample_interval_s``), one grid for every seed, as a fleet's, so that replications line
+    up (their operations, and the samples after each, fall at instants of their own: counted
+    there, a band over replications took one replication's count at each); a timeline
+    without periodic samples, the instants its hosts were sampled at."""
+    import numpy as np
+
+    ticks = [t for t, kind, _ in schedule(s) if kind == "sample"]
+    return np.unique(np.asarray(ticks if ticks else sampled, dtype=np.float64))
 
 
 def _record_full(s: Scenario, rec: Recorder, frame: pd.DataFrame) -> None:

@@ -151,3 +151,20 @@ def test_show_of_a_timeline_with_capacities_names_its_fullest_host(timeline_swee
     shown = cowbench("show", str(point)).stdout
     assert f"fullest host: {top}, peak {format_bytes(peaks[top])} of 1.0 GiB" in shown
     assert f"after {format_duration(s.time_to_full_s)}; 2 of 2 host(s) full by the end" in shown
+
+
+def test_refusals_of_every_seed_are_counted_on_one_grid() -> None:
+    """Refusals per interval fall on the timeline's periodic samples, the same instants for
+    every seed, as a fleet's: counted at each run's own operation instants, the report's band
+    over replications took one replication's cumulative count at each instant, and its
+    median line jumped between 16 and 11 refused."""
+    from cowbench.scenario import parse_scenario
+
+    grids = []
+    for seed in (1, 2):
+        rec = simulate(parse_scenario({**TIMELINE, "seed": seed}), seed)
+        timed = fleet_rows(rec, "rejected_vms").dropna(subset=["t_s"])
+        assert timed.value.sum() == fleet_rows(rec, "rejected_vms").value[
+            fleet_rows(rec, "rejected_vms").t_s.isna()].sum() > 0
+        grids.append(timed.t_s.tolist())
+    assert grids[0] == grids[1] == [3600.0 * k for k in range(1, 25)]
