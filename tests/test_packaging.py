@@ -48,6 +48,10 @@ def test_the_wheel_holds_the_notebooks_the_template_and_the_typing_marker(wheel:
     assert {str(p.relative_to(ROOT)) for p in template.rglob("*") if p.is_file()} <= names
     assert {"cowbench/py.typed", "sim/py.typed", "real/py.typed"} <= names
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
+    # every module of the three packages, subpackages too (cowbench.nova was left out)
+    for package in ("cowbench", "sim", "real"):
+        modules = {str(p.relative_to(ROOT)) for p in (ROOT / package).rglob("*.py")}
+        assert modules <= names, sorted(modules - names)
 
 
 def test_an_installed_wheel_finds_its_notebooks_and_template(wheel: Path,
