@@ -8,6 +8,7 @@ so no global figure state is kept and the Agg canvas is used whatever the backen
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -226,7 +227,9 @@ def rel_error_by_metric(comparison: pd.DataFrame) -> Figure:
             return empty(fig, ax, title, "no figure known to both backends")
         ypos = {m: i for i, m in enumerate(metrics)}
         for entity, g in d.groupby(entity_groups(d["entity"]), sort=True):
-            jitter = (hash(entity) % 7 - 3) * 0.05
+            # a fixed offset per entity (crc32: the same in every process, where hash() of a
+            # string is salted per process, so one run drew a different figure each time)
+            jitter = (zlib.crc32(str(entity).encode()) % 7 - 3) * 0.05
             ax.scatter(g["rel_error"] * 100, [ypos[m] + jitter for m in g["metric"]], s=30,
                        label=str(entity), zorder=3)
         for band in ERROR_BANDS:

@@ -82,6 +82,24 @@ def test_latency_is_shown_in_ms():
     assert texts(fig)[1] == "measured (ms)"
 
 
+def test_rel_error_plot_is_the_same_in_every_process():
+    """Each entity's offset on its row is fixed (it came from hash(), salted per process:
+    the same run drew another figure each time)."""
+    import os
+    import subprocess
+    import sys
+
+    script = ("import sys; sys.path.insert(0, '.'); from tests.test_plots import _comparison; "
+              "from cowbench import plots; ax = plots.rel_error_by_metric(_comparison()).axes[0]; "
+              "print([c.get_offsets()[:, 1].round(3).tolist() for c in ax.collections])")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    seen = {subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True,
+                           text=True, check=True, timeout=120,
+                           env={**os.environ, "PYTHONHASHSEED": str(salt)}).stdout
+            for salt in (1, 2, 3)}
+    assert len(seen) == 1, seen
+
+
 def test_missing_metric_gives_a_titled_empty_figure():
     fig = plots.scatter_predicted_measured(_comparison(), "read_iops")
     assert "read IOPS" in texts(fig)[0]
