@@ -74,11 +74,15 @@ def host_space(records: pd.DataFrame) -> pd.DataFrame:
 
 
 def bands(samples: pd.DataFrame, by: list[str] | None = None) -> pd.DataFrame:
-    """Percentile bands of ``value`` per ``by`` group and ``t_s`` (NaN ``t_s`` = end of run)."""
+    """Percentile bands of ``value`` per ``by`` group and ``t_s`` (NaN ``t_s`` = end of run).
+    Series sampled at different instants (a timeline's hosts, sampled at each one's own
+    operations, another seed's at other times) are first held at their last value at every
+    instant of their group (:func:`held`)."""
     keys = [*(by or []), "t_s"]
     d = samples.dropna(subset=["value"]) if not samples.empty else samples
     if d.empty:
         return pd.DataFrame(columns=[*(by or []), *BAND_COLUMNS])
+    d = held(d, by or [])
     # end-of-run figures (t_s NaN) as -inf while grouping: NaN keys do not align in quantile
     d = d.assign(t_s=d["t_s"].fillna(-np.inf))
     g = d.groupby(keys, sort=True)["value"]
@@ -88,6 +92,38 @@ def bands(samples: pd.DataFrame, by: list[str] | None = None) -> pd.DataFrame:
                     axis=1).reset_index()
     out["t_s"] = out["t_s"].replace(-np.inf, np.nan)
     return out[[*(by or []), *BAND_COLUMNS]]
+
+
+def held(samples: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """``samples`` where every series (one entity of one replication) of a ``by`` group has a
+    value at every instant any series of that group was sampled: its last value before it
+    (disk use holds between samples), none before its first sample; at an instant sampled
+    twice (before and after an operation) the later. A band over series sampled at different
+    instants is otherwise a band over whichever few were sampled at each one. Samples already
+    on one grid (a fleet's) are returned as they are."""
+    series = [k for k in (*REPLICATION_KEYS, "entity") if k in samples.columns]
+    timed = samples[samples["t_s"].notna()]
+    if timed.empty or not series:
+        return samples
+    grids = timed.groupby(series, dropna=False, sort=False)["t_s"].agg(
+        lambda t: hash(tuple(np.unique(t.to_numpy()))))
+    if grids.nunique() <= 1:
+        return samples
+    out = [samples[samples["t_s"].isna()]]
+    groups = timed.groupby(by, dropna=False, sort=False) if by else [((), timed)]
+    for _, g in groups:
+        last = g.drop_duplicates([*series, "t_s"], keep="last")
+        ids = last[series].astype(str).agg("\x1f".join, axis=1)
+        wide = pd.DataFrame({"id": ids.to_numpy(), "t_s": last["t_s"].to_numpy(),
+                             "value": last["value"].to_numpy()}).pivot(
+            index="t_s", columns="id", values="value").sort_index().ffill()
+        long = wide.reset_index().melt(id_vars="t_s", var_name="id", value_name="value")
+        long = long.dropna(subset=["value"])
+        first = last.assign(id=ids.to_numpy()).drop_duplicates("id").set_index("id")
+        cols = [c for c in samples.columns if c not in ("t_s", "value")]
+        long = long.join(first[cols], on="id")
+        out.append(long[samples.columns])
+    return pd.concat(out, ignore_index=True)
 
 
 def _usable(host: dict[str, Any], value: float) -> float:

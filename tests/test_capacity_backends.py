@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from cowbench.capacity_view import capacity_view, headline_table
@@ -58,3 +59,27 @@ def test_the_capacity_report_names_the_predicted_and_the_measured_hosts(tmp_path
     text = (run / "report" / "report.html").read_text()
     assert "all hosts, predicted" in text and "all hosts, measured" in text
     assert "predicted vs measured" in text  # the validation report's table
+
+
+def test_bands_hold_each_series_between_its_own_samples() -> None:
+    """Two replications of a timeline, each host sampled at its own operations: the band at
+    an instant is over every series, each at its last value (disk use holds between samples),
+    not over whichever was sampled at that very instant."""
+    import math
+
+    from cowbench.capacity import bands, held
+
+    rows = [("sim", t, "host:a", 1, v) for t, v in ((0.0, 1.0), (10.0, 2.0), (10.0, 2.5),
+                                                     (20.0, 3.0))]
+    rows += [("sim", t, "host:a", 2, v) for t, v in ((5.0, 10.0), (15.0, 20.0))]
+    rows += [("sim", math.nan, "host:a", 1, 3.0), ("sim", math.nan, "host:a", 2, 20.0)]
+    d = pd.DataFrame(rows, columns=["backend", "t_s", "entity", "seed", "value"]).assign(
+        point=".", replication=0, group="g")
+    b = bands(d, by=["group"]).set_index("t_s")
+    assert list(b.loc[[0.0, 5.0, 10.0, 15.0, 20.0], "n"]) == [1, 2, 2, 2, 2]
+    # at 10: the first at its later sample there (2.5), the second held at 10
+    assert (b.loc[10.0, "min"], b.loc[10.0, "max"]) == (2.5, 10.0)
+    assert (b.loc[15.0, "min"], b.loc[15.0, "max"]) == (2.5, 20.0)
+    assert b.loc[b.index.isna(), "n"].iloc[0] == 2  # the end of the run as it was
+    same = d[d["seed"] == 1].drop_duplicates(["t_s"], keep="last")
+    pd.testing.assert_frame_equal(held(same, ["group"]), same)  # one grid: as it is
