@@ -152,6 +152,23 @@ def scenario_capacity(scenario: dict[str, Any]) -> float | None:
     return min(caps) if caps else None
 
 
+def host_claimables(scenario: dict[str, Any]) -> dict[str, float]:
+    """Each host's DISK_GB inventory by name, what placement may give its VMs' claims:
+    ``(capacity - reserved) x disk_allocation_ratio`` (``cowbench.nova.claims.inventory``),
+    for the hosts a resolved scenario gives a capacity."""
+    from .nova.claims import inventory
+
+    out = {}
+    for h in scenario.get("hosts") or []:
+        if isinstance(h, dict) and isinstance(h.get("capacity_bytes"), int | float):
+            ratio = h.get("disk_allocation_ratio", 1.0)
+            reserved = h.get("reserved_host_disk_bytes", 0)
+            out[str(h.get("name"))] = inventory(
+                int(h["capacity_bytes"]), float(ratio) if isinstance(ratio, int | float)
+                else 1.0, int(reserved) if isinstance(reserved, int | float) else 0)
+    return out
+
+
 def host_capacities(scenario: dict[str, Any]) -> dict[str, float]:
     """Each host's own disk for instances by name (capacity less reserved), as a resolved
     scenario states it (hosts may differ); ``*``: the capacity of a host not listed (results

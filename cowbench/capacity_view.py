@@ -40,6 +40,9 @@ class CapacityView:
     #: per group: the most any of its hosts can ever hold where none can fill (its VMs' disks
     #: and bases under its own capacity, :func:`cowbench.ceiling.demand_ceiling`), else absent
     never: pd.Series | None = None
+    #: per replication: its most claimed host's DISK_GB claims at their highest share of its
+    #: inventory (:func:`claims`), with the group
+    claimed: pd.DataFrame | None = None
 
 
 #: How a group of each backend's hosts is named where both ran.
@@ -125,7 +128,35 @@ def capacity_view(res: SweepResults, capacity_bytes: float | None = None) -> Cap
     head = cap.headline(first, rejected_end, GROUP) if not first.empty else pd.DataFrame()
     return CapacityView(records, end_of_run(records, present_only=True), hosts, order,
                         _group_capacities(caps, labels), ttf, first, head,
-                        cap.bands(hosts, by=[GROUP]), band, _never(caps, points))
+                        cap.bands(hosts, by=[GROUP]), band, _never(caps, points),
+                        claims(records, points))
+
+
+def claims(records: pd.DataFrame, points: pd.DataFrame) -> pd.DataFrame:
+    """Per replication: the host whose DISK_GB claims (``provisioned_bytes``: its VMs' root,
+    ephemeral and swap as placement counts them) came nearest its inventory (``(capacity -
+    reserved) x disk_allocation_ratio``, the points' ``host_claimables``): the claims then,
+    the inventory and the share. Placement refuses a VM by claims, not by bytes written: a
+    host can refuse VMs while its disk is nearly empty."""
+    cols = [GROUP, "claimed_bytes", "inventory_bytes", "claimed_share"]
+    d = records[(records["metric"] == "provisioned_bytes") & records["t_s"].notna()
+                & records["entity"].astype(str).str.startswith("host:")]
+    if d.empty or "host_claimables" not in points.columns:
+        return pd.DataFrame(columns=cols)
+    inventory = {(p, f"host:{h}"): float(v)
+                 for p, row in zip(points["point"], points["host_claimables"], strict=True)
+                 if isinstance(row, dict) for h, v in row.items()}
+    inv = np.array([inventory.get((p, e), math.nan)
+                    for p, e in zip(d["point"], d["entity"].astype(str), strict=True)])
+    ok = np.isfinite(inv) & (inv > 0)
+    d = d.assign(inventory_bytes=inv)[ok]
+    if d.empty:
+        return pd.DataFrame(columns=cols)
+    d = d.assign(claimed_bytes=d["value"].astype(float),
+                 claimed_share=d["value"].astype(float) / d["inventory_bytes"])
+    keys = [k for k in cap.REPLICATION_KEYS if k in d.columns]
+    top = d.loc[d.groupby(keys, dropna=False, sort=False)["claimed_share"].idxmax()]
+    return pd.DataFrame(top[cols]).reset_index(drop=True)
 
 
 def _never(caps: pd.Series, points: pd.DataFrame) -> pd.Series:
@@ -186,8 +217,21 @@ def headline_table(view: CapacityView) -> pd.DataFrame:
                                          zip(h["peak_bytes"], h["peak_of_capacity"],
                                              strict=True)],
         "all hosts' peak (median)": [_fill_text(r) for r in h.to_dict("records")],
+        "most claimed host (median)": [_claims_text(view, g) for g in h[GROUP]],
         "VMs refused (median)": ["-" if math.isnan(r) else f"{r:.0f}"
                                  for r in h["rejected_vms"]]})
+
+
+def _claims_text(view: CapacityView, group: str) -> str:
+    """``26 GiB claimed of 26 GiB (100%)``: the medians over the group's replications of the
+    most claimed host's DISK_GB claims, its inventory and their share; ``-`` where unknown."""
+    c = view.claimed
+    g = c[c[GROUP] == group] if c is not None and not c.empty else pd.DataFrame()
+    if g.empty:
+        return "-"
+    return (f"{size_text(float(g['claimed_bytes'].median()))} claimed of "
+            f"{size_text(float(g['inventory_bytes'].median()))} "
+            f"({float(g['claimed_share'].median()):.0%})")
 
 
 def _median_text(view: CapacityView, group: str, median: float, horizon: float,

@@ -83,3 +83,24 @@ def test_bands_hold_each_series_between_its_own_samples() -> None:
     assert b.loc[b.index.isna(), "n"].iloc[0] == 2  # the end of the run as it was
     same = d[d["seed"] == 1].drop_duplicates(["t_s"], keep="last")
     pd.testing.assert_frame_equal(held(same, ["group"]), same)  # one grid: as it is
+
+
+def test_the_headline_gives_the_most_claimed_host_against_its_inventory(tmp_path: Path
+                                                                        ) -> None:
+    """Placement refuses VMs by their DISK_GB claims, not by what they wrote: the headline
+    says how near its inventory, (capacity - reserved) x ratio, the most claimed host came,
+    which is why VMs are refused while the disks are nearly empty."""
+    from cowbench.records import records_frame
+
+    rows = [("sim", float(t), f"host:h{h}", "allocated_bytes", (1 + t) * GiB, "B", 1, 0)
+            for h in range(2) for t in range(3)]
+    # h1's claims reach 18 GiB of its (20 - 2) x 1.0 = 18 GiB; h0's 9 of 18
+    rows += [("sim", float(t), f"host:h{h}", "provisioned_bytes", c * GiB, "B", 1, 0)
+             for h, cs in ((0, (3, 6, 9)), (1, (6, 18, 12))) for t, c in enumerate(cs)]
+    hosts = ", ".join(f"{{name: h{i}, capacity_bytes: {20 << 30}, reserved_host_disk_bytes: "
+                      f"{2 << 30}}}" for i in range(2))
+    run = synthetic_run(tmp_path / "run", records_frame(rows),
+                        scenario=f"name: fleet\nhosts: [{hosts}]\n")
+    head = headline_table(capacity_view(load_results(run)))
+    assert list(head["most claimed host (median)"]) == ["18 GiB claimed of 18 GiB (100%)"]
+    assert list(head["fullest host's peak (median)"]) == ["3 GiB (17% of capacity)"]
