@@ -186,6 +186,12 @@ def test_what_the_model_cannot_run_as_fio_is_refused_by_name(tmp_path: Path) -> 
     ran = cowbench("validate", str(p))
     assert ran.code == 2 and "workloads.w.thinktime: 1000 is microseconds to fio" \
         in ran.stderr, ran.stderr
+    # after a ramp fio 3.33 stops pausing for a while (a user's OLTP job: 45% under)
+    p = _job_scenario(tmp_path, "[j]\nrw=randrw\nramp_time=2\nruntime=1\ntime_based\n"
+                      "thinktime=5ms\nthinktime_blocks=16\n")
+    ran = cowbench("validate", str(p))
+    assert ran.code == 2 and "workloads.w.job_file[j].thinktime: thinktime after a " \
+        "ramp_time" in ran.stderr, ran.stderr
 
 
 #: Each pause of the real run may last longer than asked: Linux's timer slack (50 us) and the
