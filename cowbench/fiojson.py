@@ -38,7 +38,7 @@ from .lifecycle import expand_timeline
 from .scenario import Scenario, Workload
 from .store import atomic_write_text
 
-KINDS = ("read", "write")
+KINDS = ("read", "write", "trim")
 
 
 def _figures(records: pd.DataFrame, entity: str, t_s: float | None) -> dict[str, float]:
@@ -50,7 +50,8 @@ def _figures(records: pd.DataFrame, entity: str, t_s: float | None) -> dict[str,
 def _direction(f: dict[str, float], kind: str, wl: Workload | None) -> dict[str, Any]:
     ios, iops = f.get(f"{kind}_ios"), f.get(f"{kind}_iops")
     if ios is None or iops is None:
-        # the model records a direction whenever the job issues it (trims: never modelled)
+        # the model records a direction whenever the job issues it (a record from before
+        # trims took time has their count only)
         trims = kind == "trim" and (wl is None or "trim" in wl.rw)
         return unknown_direction() if trims else idle_direction()
     out = unknown_direction()
@@ -117,7 +118,7 @@ def _job(f: dict[str, float], jobname: str, groupid: int, wl: Workload | None
     job: dict[str, Any] = {"jobname": jobname, "groupid": groupid, "error": 0,
                            "eta": None, "elapsed": None,
                            "job options": job_options(wl) if wl is not None else {}}
-    for kind in ("read", "write", "trim"):
+    for kind in KINDS:
         job[kind] = _direction(f, kind, wl)
     job["sync"] = {"total_ios": 0, "lat_ns": empty_stat()}  # cowbench's jobs never fsync
     runtimes = [job[k]["runtime"] for k in KINDS if job[k]["total_ios"]]
@@ -128,7 +129,7 @@ def _job(f: dict[str, float], jobname: str, groupid: int, wl: Workload | None
 def write_fio_json(run_dir: Path, scenario: Scenario, predicted: pd.DataFrame) -> list[Path]:
     """``fio-json/<vm>[-t<seconds>].json`` for every VM run the model predicted (its jobs
     as fio reports them)."""
-    ios = predicted[predicted.metric.isin(["read_iops", "write_iops"])
+    ios = predicted[predicted.metric.isin(["read_iops", "write_iops", "trim_iops"])
                     & predicted.entity.str.startswith("vm:")]
     runs = {(op.vm, op.t): op.workload for op in expand_timeline(scenario) if op.op == "run"}
     written = []

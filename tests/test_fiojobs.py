@@ -12,12 +12,16 @@ from typing import Any
 
 import pandas as pd
 import pytest
+import yaml
 
 from cowbench.fiojobs import reported_jobs
 from cowbench.fiojson import fio_json
 from cowbench.runner import run_scenario
 from cowbench.scenario import Scenario, load_scenario
 from cowbench.store import read_records
+
+from .clirun import cowbench
+from .conftest import small_dict
 
 needs_fio = pytest.mark.skipif(shutil.which("fio") is None, reason="needs fio")
 
@@ -180,3 +184,28 @@ def test_a_timeline_run_gets_its_own_jobs(tmp_path: Path) -> None:
     assert [(j["jobname"], j["write"]["total_ios"]) for j in docs[0]["jobs"]] == [("v", 256)]
     assert [(j["jobname"], j["write"]["total_ios"]) for j in docs[50]["jobs"]] == [
         ("v", 256), ("v", 256)]
+
+
+def test_a_trim_jobs_entry_has_its_trims(tmp_path: Path) -> None:
+    """A trimwrite job, then a randtrim one after a stonewall: each entry of the model's fio
+    JSON has its own trims (count, IOPS, latency) and its runtime; the randtrim job, which
+    neither reads nor writes, was an entry without I/O and without a runtime."""
+    d = small_dict(strategy={"kind": "qcow2_overlay", "cluster_size": "64KiB",
+                             "discard": "unmap"})
+    (tmp_path / "trims.fio").write_text("[tw]\nrw=trimwrite\nbs=64k\nsize=8m\n"
+                                        "[rt]\nstonewall\nrw=randtrim\nbs=64k\nsize=8m\n")
+    d["workloads"] = {"t": {"job_file": "trims.fio"}}
+    d["vms"] = [{"name": "v", "image": "img", "workload": "t"}]
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(d))
+    run = cowbench("run", str(tmp_path / "s.yaml"), "--backend", "sim", "--uncalibrated",
+                   "--out", str(tmp_path / "run"))
+    assert run.code == 0, run.stderr
+    made = cowbench("fio-json", str(tmp_path / "run"))
+    assert made.code == 0, made.stderr
+    jobs = json.loads((tmp_path / "run" / "fio-json" / "v.json").read_text())["jobs"]
+    assert [j["jobname"] for j in jobs] == ["v.tw", "v.rt"]
+    for job in jobs:
+        trim = job["trim"]
+        assert trim["total_ios"] == 128 and trim["iops"] > 0, trim
+        assert trim["clat_ns"]["mean"] > 0 and job["job_runtime"] is not None, job
+    assert jobs[0]["write"]["total_ios"] == 128 and jobs[1]["write"]["total_ios"] == 0

@@ -110,6 +110,8 @@ class CloneRun:
     read_bytes: int = 0
     write_bytes: int = 0
     trims: int = 0
+    trim_lat: Sequence[float] = ()
+    trim_bytes: int = 0
 
 
 class _Job:
@@ -131,9 +133,9 @@ class _Job:
         self.written: list[tuple[int, int]] | None = [] if record_writes else None
         self.exhausted = False
         self.reads = self.writes = self.trims = 0
-        # each completed read's and write's latency and bytes ([0]: reads, [1]: writes)
-        self.lat = (array("d"), array("d"))
-        self.nbytes = [0, 0]
+        # each completed I/O's latency and bytes, by direction (READ, WRITE, TRIM: 0, 1, 2)
+        self.lat = (array("d"), array("d"), array("d"))
+        self.nbytes = [0, 0, 0]
         self.first_issue = math.inf
         self.last_done = -math.inf
         # fio's ramp: I/Os issued before ``ramp_end`` are left out of the figures, unless the
@@ -278,9 +280,8 @@ def _done(env: simpy.Environment, job: _Job, stats: VmStats, issued: float, leng
         job.trims += 1
         stats.trims += 1
         stats.trim_bytes += length
-    if ddir != TRIM:  # the clone's own, for fio's job entries (record_jobs)
-        job.lat[ddir].append(done - issued)
-        job.nbytes[ddir] += length
+    job.lat[ddir].append(done - issued)  # the clone's own, for fio's job entries (record_jobs)
+    job.nbytes[ddir] += length
     stats.last_done = max(stats.last_done, done)
 
 
@@ -501,7 +502,8 @@ def _clone(env: simpy.Environment, wl: Workload, job: _Job, disk: Disk,
     if job.reads or job.writes or job.trims:
         stats.clones.append(CloneRun(stage, job.first_issue, job.last_done, job.reads,
                                      job.writes, index, job.lat[0], job.lat[1],
-                                     job.nbytes[0], job.nbytes[1], job.trims))
+                                     job.nbytes[0], job.nbytes[1], job.trims, job.lat[2],
+                                     job.nbytes[2]))
 
 
 def _ended_in_ramp(job: _Job, stats: VmStats) -> None:
@@ -578,8 +580,7 @@ def direction_runtime(clones: Sequence[CloneRun], kind: str) -> float:
     not the VM's whole run: the model divided by the whole run, 77% low on such a file."""
     longest: dict[int, float] = {}
     for c in clones:
-        did = c.reads if kind == "read" else c.writes if kind == "write" else c.trims
-        if did and c.last_done > c.first_issue:
+        if _count(c, kind) and c.last_done > c.first_issue:
             longest[c.stage] = max(longest.get(c.stage, 0.0), c.last_done - c.first_issue)
     return sum(longest.values()) if longest else math.nan
 
@@ -631,17 +632,18 @@ def record_jobs(rec: Recorder, vm: str, st: VmStats, wl: Workload,
         entity, clones = f"job:{vm}/{k}", [ran[i] for i in entry.runs if i in ran]
         parts = [wl.parts[p] for p in sorted({part_of[i] for i in entry.runs})]
         spans = {c.index: c.last_done - c.first_issue for c in clones
-                 if (c.reads or c.writes) and c.last_done > c.first_issue}
+                 if (c.reads or c.writes or c.trims) and c.last_done > c.first_issue}
         for kind, present in (("read", any(p.read_fraction > 0 or p.verifies for p in parts)),
-                              ("write", any(p.read_fraction < 1 for p in parts))):
+                              ("write", any(p.read_fraction < 1 for p in parts)),
+                              ("trim", any("trim" in p.rw for p in parts))):
             if not present:
                 continue
-            did = [c for c in clones if (c.reads if kind == "read" else c.writes)]
-            lat = np.concatenate([np.asarray(c.read_lat if kind == "read" else c.write_lat,
-                                             dtype=float) for c in did] or [np.empty(0)])
+            did = [c for c in clones if _count(c, kind)]
+            lat = np.concatenate([np.asarray(_lat(c, kind), dtype=float) for c in did]
+                                 or [np.empty(0)])
             # a clone that ended inside its ramp reports I/Os without latencies, as fio does
-            count = sum(c.reads if kind == "read" else c.writes for c in did)
-            nbytes = sum(c.read_bytes if kind == "read" else c.write_bytes for c in did)
+            count = sum(_count(c, kind) for c in did)
+            nbytes = sum(_bytes(c, kind) for c in did)
             # none done that way: fio's 0 IOPS over the entry's run
             elapsed = max((spans[c.index] for c in did if c.index in spans),
                           default=max(spans.values(), default=math.nan))
@@ -651,5 +653,16 @@ def record_jobs(rec: Recorder, vm: str, st: VmStats, wl: Workload,
             if lat.size:
                 rec.add(entity, f"{kind}_lat_mean_s", float(lat.mean()), t_s)
                 rec.add(entity, f"{kind}_lat_p99_s", float(np.percentile(lat, 99)), t_s)
-        if any("trim" in p.rw for p in parts):
-            rec.add(entity, "trim_ios", sum(c.trims for c in clones), t_s)
+
+
+def _count(c: CloneRun, kind: str) -> int:
+    return c.reads if kind == "read" else c.writes if kind == "write" else c.trims
+
+
+def _lat(c: CloneRun, kind: str) -> Sequence[float]:
+    return c.read_lat if kind == "read" else c.write_lat if kind == "write" else c.trim_lat
+
+
+def _bytes(c: CloneRun, kind: str) -> int:
+    return c.read_bytes if kind == "read" else c.write_bytes if kind == "write" else \
+        c.trim_bytes
