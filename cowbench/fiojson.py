@@ -72,15 +72,15 @@ def _direction(f: dict[str, float], kind: str, wl: Workload | None) -> dict[str,
 
 
 def job_options(wl: Workload) -> dict[str, str]:
-    """The job's options as fio prints them in ``job options`` (strings, bytes as numbers)."""
-    opts = {"rw": wl.rw, "bs": str(wl.bs), "iodepth": str(wl.iodepth),
-            "numjobs": str(wl.numjobs)}
-    for key in ("size", "io_size", "rate_iops", "runtime"):
-        value = getattr(wl, key)
-        if value is not None:
-            opts[key] = str(value)
-    if wl.rw in ("rw", "readwrite", "randrw"):
-        opts["rwmixread"] = str(wl.rwmixread)
+    """The job's options as fio prints them in ``job options``: those the real backend gives
+    fio for the job (``cowbench.fiojob.fio_options``, the engine's and the target's aside), as
+    fio echoes them (strings; ``ramp_time``, ``thinktime`` and the like included)."""
+    from .fiojob import fio_options
+
+    opts = {}
+    for arg in fio_options(wl):
+        key, _, value = arg.removeprefix("--").partition("=")
+        opts[key] = value
     return opts
 
 

@@ -123,3 +123,25 @@ def test_fio_logs_refuse_a_timeline_and_write_nothing(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="timeline"):
         write_run_logs(tmp_path, s, s.seed, 500)
     assert not any(tmp_path.iterdir())
+
+
+def test_job_options_are_what_the_real_run_gives_fio() -> None:
+    """A job's options as the real run's fio echoes them: its ramp, think time and time bound
+    too (they were left out: rw, bs, iodepth, numjobs, size, runtime and rwmixread only)."""
+    from cowbench.fiojob import fio_options
+    from cowbench.fiojson import job_options
+    from cowbench.scenario import parse_scenario
+
+    from .conftest import small_dict
+
+    d = small_dict()
+    d["workloads"]["w"] = {"rw": "randrw", "bs": "8k", "size": "64MiB", "runtime": 1,
+                           "time_based": True, "startdelay": 2, "thinktime": "5ms",
+                           "thinktime_blocks": 16}
+    wl = parse_scenario(d).workloads["w"]
+    opts = job_options(wl)
+    assert {k: opts[k] for k in ("rw", "bs", "runtime", "time_based", "startdelay", "thinktime",
+                                 "thinktime_blocks", "rwmixread")} == {
+        "rw": "randrw", "bs": "8192", "runtime": "1s", "time_based": "1", "startdelay": "2s",
+        "thinktime": "5000us", "thinktime_blocks": "16", "rwmixread": "50"}
+    assert [f"--{k}={v}" for k, v in opts.items()] == fio_options(wl)
