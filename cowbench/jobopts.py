@@ -64,12 +64,16 @@ REPLACED: dict[str, str] = {
                      "unlink", "invalidate", "fadvise_hint", "create_on_open"), _DISK),
     **dict.fromkeys(("direct", "buffered"), _NBD),
     "thread": _THREAD,
-    **dict.fromkeys(("group_reporting", "output-format", "output", "write_bw_log",
+    **dict.fromkeys(("output-format", "output", "write_bw_log",
                      "write_lat_log", "write_iops_log", "write_hist_log", "log_avg_msec",
                      "log_hist_msec", "per_job_logs", "log_offset", "lat_percentiles",
                      "clat_percentiles", "percentile_list", "description", "name",
-                     "new_group", "stonewall", "wait_for_previous", "eta",
-                     "status-interval"), _OUT),
+                     "stonewall", "wait_for_previous", "eta", "status-interval"), _OUT),
+    "group_reporting": "reporting only: the real run reports every clone (cowbench reads each "
+                       "one's count), and `cowbench fio-json` folds the job's clones into one "
+                       "entry as fio does",
+    "new_group": "reporting only: `cowbench fio-json` starts a new groupid at the job as fio "
+                 "does; the I/O is the same",
     "write_iolog": "cowbench records the issued I/O under raw/ when the workload sets "
                    "write_iolog: true",
     "kb_base": "read by cowbench's job-file parser (sizes are bytes once loaded)",
