@@ -10,7 +10,9 @@ is absent (NaN), so such points are never drawn "at 64 KiB" (:func:`applies`).
 A point's knobs are its overrides' key paths (:func:`override_knobs`): a whole section set at
 once (``{strategy: {kind: full_copy}}``) is as many knobs as the keys it sets, plus its
 ``kind`` (filled in by default where it names none), each valued as the point's resolved
-scenario has it (bytes and seconds: ``16384``, not ``16KiB``). As columns, a knob keeps its
+scenario has it (bytes and seconds: ``16384``, not ``16KiB``), but for an item of a list
+(``hosts[0].count``), valued as written (a host of ``count: 2`` is two hosts of count 1 once
+resolved), its size in bytes or its time in seconds. As columns, a knob keeps its
 type (:func:`knob_dtypes`): integers as pandas' nullable ``Int64`` and switches as its nullable
 ``boolean``, so a knob that some points lack stays ``16384``, not ``16384.0``. summary.csv and
 ``cowbench.load_results`` follow these two rules alike.
@@ -117,9 +119,25 @@ def override_knobs(overrides: Mapping[str, Any], resolved: Mapping[str, Any]) ->
     out: dict[str, Any] = {}
     for key, value in written.items():
         if applies(key, None if kind is _ABSENT else kind):
-            got = resolved_at(resolved, key)
-            out[key] = _cell(value if got is _ABSENT else got)
+            # a list's items are not where the file has them once resolved (a host of
+            # `count: 2` is two hosts of count 1): such a knob is its value as written, in
+            # bytes or seconds
+            got = resolved_at(resolved, key) if "[" not in key else _ABSENT
+            out[key] = _cell(_in_units(key, value) if got is _ABSENT else got)
     return out
+
+
+def _in_units(key: str, value: Any) -> Any:
+    """A value as written, a size in bytes or a time (a key ending in ``_s``) in seconds where
+    it is one (``30GiB``, ``2h``); anything else as it is."""
+    if not isinstance(value, str):
+        return value
+    from .units import parse_duration, parse_size
+
+    try:
+        return parse_duration(value) if key.endswith("_s") else parse_size(value)
+    except ValueError:
+        return value
 
 
 def knob_dtypes(rows: Iterable[Mapping[str, Any]], columns: Iterable[str]) -> dict[str, str]:

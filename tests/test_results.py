@@ -325,3 +325,23 @@ def test_the_facts_table_labels_cowbench_source_as_such_not_as_versions() -> Non
     assert table["cowbench git commit"] == "139206c"
     assert table["cowbench source changed since that commit"] == "no"
     assert not any(f.startswith("git_") for f in table.index)
+
+
+def test_a_list_items_knob_is_its_value_as_written() -> None:
+    """A host of ``count: 2`` is two hosts of count 1 once resolved, so a knob on a list's
+    item read from the resolved scenario was another host's, or count 1 for every point (a
+    capacity sweep over hosts[0].count lost that knob and pooled its points in one group)."""
+    from cowbench.knobs import override_knobs
+
+    gib = 1 << 30
+    resolved = {"hosts": [{"name": "a-001", "count": 1, "capacity_bytes": 30 * gib},
+                          {"name": "a-002", "count": 1, "capacity_bytes": 30 * gib},
+                          {"name": "b", "count": 1, "capacity_bytes": 8 * gib}],
+                "timeline": {"end_s": 7200.0}, "strategy": {"kind": "qcow2_overlay",
+                                                            "cluster_size": 65536}}
+    knobs = override_knobs({"hosts[0].count": 2, "hosts[0].capacity_bytes": "30GiB",
+                            "hosts[1].capacity_bytes": "8GiB", "timeline.end_s": "2h",
+                            "strategy.cluster_size": "64KiB"}, resolved)
+    assert knobs == {"hosts[0].count": 2, "hosts[0].capacity_bytes": 30 * gib,
+                     "hosts[1].capacity_bytes": 8 * gib, "timeline.end_s": 7200.0,
+                     "strategy.cluster_size": 65536}
