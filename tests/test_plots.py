@@ -82,6 +82,7 @@ def test_latency_is_shown_in_ms():
     assert texts(fig)[1] == "measured (ms)"
 
 
+@pytest.mark.slow  # three Python processes drawing the figure
 def test_rel_error_plot_is_the_same_in_every_process():
     """Each entity's offset on its row is fixed (it came from hash(), salted per process:
     the same run drew another figure each time)."""
