@@ -217,20 +217,13 @@ def load_results(path: str | Path) -> RunResults | SweepResults:
     row per ``ok`` point with its knobs, and ``records`` and ``comparison`` with the knobs as
     columns; ``skipped`` lists the others with their reason).
     """
-    from .results import is_run_dir
+    from .results import is_run_dir, load_finished_run
 
     p = Path(path)
     if not is_run_dir(p):
         return load_sweep(p)
-    run = load_run(p)
-    if run.meta.get("status") != "ok":
-        from .errors import UsageError
-
-        raise UsageError(f"{p}: run status is {run.meta.get('status')!r}"
-                         + (f" ({run.meta['reason']})" if run.meta.get("reason") else "")
-                         + "; load_results reads finished runs only (load_run reads any, "
-                         "its meta says how it ended)")
-    return run
+    return load_finished_run(p, "load_results reads finished runs only (load_run reads any, "
+                                "its meta says how it ended)")
 
 
 def load_run(path: str | Path) -> RunResults:

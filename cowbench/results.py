@@ -450,16 +450,23 @@ def amplification(records: pd.DataFrame, by: list[str] | None = None) -> pd.Data
     return w
 
 
+def load_finished_run(path: Path, only: str = "only finished runs are reported") -> RunResults:
+    """:func:`load_run` of a run that ended ``ok``; any other is a UsageError saying how it
+    ended and ``only``."""
+    run = load_run(path)
+    if run.meta.get("status") != "ok":
+        raise UsageError(f"{path}: run status is {run.meta.get('status')!r}"
+                         + (f" ({run.meta['reason']})" if run.meta.get("reason") else "")
+                         + f"; {only}")
+    return run
+
+
 def load_results(path: str | Path) -> SweepResults:
     """A sweep directory, or a single run directory read as a sweep of one point."""
     p = Path(path)
     if not is_run_dir(p):
         return load_sweep(p)
-    run = load_run(p)
-    if run.meta.get("status") != "ok":
-        raise UsageError(f"{p}: run status is {run.meta.get('status')!r}"
-                         + (f" ({run.meta['reason']})" if run.meta.get("reason") else "")
-                         + "; only finished runs are reported")
+    run = load_finished_run(p)
     row = _point_row(p, run)
     res = _assemble(p, [row], [_with_point(run.records, row)],
                     [_with_point(run.comparison, row)], [])

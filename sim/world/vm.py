@@ -590,26 +590,16 @@ def record_io(rec: Recorder, entity: str, st: VmStats, wl: Workload,
     """Host and guest I/O figures of one workload run (``t_s``: when the run started)."""
     rec.add(entity, "host_read_bytes", st.host_read, t_s)
     rec.add(entity, "host_write_bytes", st.host_write, t_s)
-    # fio counts its verify reads as reads
-    reads = any(p.read_fraction > 0 or p.verifies for p in wl.parts)
-    writes = any(p.read_fraction < 1 for p in wl.parts)
-    trims = any("trim" in p.rw for p in wl.parts)
-    for kind, lat, nbytes, present in (("read", st.read_lat, st.read_bytes, reads),
-                                       ("write", st.write_lat, st.write_bytes, writes),
-                                       ("trim", st.trim_lat, st.trim_bytes, trims)):
-        if not present:
-            continue
-        arr = np.asarray(lat)
+    figures = {"read": (st.read_lat, st.read_bytes, st.unsampled_reads),
+               "write": (st.write_lat, st.write_bytes, st.unsampled_writes),
+               "trim": (st.trim_lat, st.trim_bytes, 0)}
+    for kind in _directions(wl.parts):
+        lat, nbytes, unsampled = figures[kind]
+        arr = np.asarray(lat, dtype=float)
         elapsed = direction_runtime(st.clones, kind)
         if math.isnan(elapsed):  # none done that way: fio's 0 IOPS over the VM's run
             elapsed = st.last_done - st.first_issue if st.last_done > st.first_issue else math.nan
-        ios = arr.size + {"read": st.unsampled_reads, "write": st.unsampled_writes}.get(kind, 0)
-        rec.add(entity, f"{kind}_ios", ios, t_s)
-        rec.add(entity, f"{kind}_iops", ios / elapsed, t_s)
-        rec.add(entity, f"{kind}_bw_bytes_per_s", nbytes / elapsed, t_s)
-        if arr.size:
-            rec.add(entity, f"{kind}_lat_mean_s", float(arr.mean()), t_s)
-            rec.add(entity, f"{kind}_lat_p99_s", float(np.percentile(arr, 99)), t_s)
+        _record_direction(rec, entity, kind, arr.size + unsampled, nbytes, elapsed, arr, t_s)
     if any(p.ramp_time is not None for p in wl.parts):  # what fio's figures leave out
         rec.add(entity, "ramp_ios", st.ramped, t_s)
     record_jobs(rec, entity.removeprefix("vm:"), st, wl, t_s)
@@ -633,11 +623,7 @@ def record_jobs(rec: Recorder, vm: str, st: VmStats, wl: Workload,
         parts = [wl.parts[p] for p in sorted({part_of[i] for i in entry.runs})]
         spans = {c.index: c.last_done - c.first_issue for c in clones
                  if (c.reads or c.writes or c.trims) and c.last_done > c.first_issue}
-        for kind, present in (("read", any(p.read_fraction > 0 or p.verifies for p in parts)),
-                              ("write", any(p.read_fraction < 1 for p in parts)),
-                              ("trim", any("trim" in p.rw for p in parts))):
-            if not present:
-                continue
+        for kind in _directions(parts):
             did = [c for c in clones if _count(c, kind)]
             lat = np.concatenate([np.asarray(_lat(c, kind), dtype=float) for c in did]
                                  or [np.empty(0)])
@@ -647,12 +633,28 @@ def record_jobs(rec: Recorder, vm: str, st: VmStats, wl: Workload,
             # none done that way: fio's 0 IOPS over the entry's run
             elapsed = max((spans[c.index] for c in did if c.index in spans),
                           default=max(spans.values(), default=math.nan))
-            rec.add(entity, f"{kind}_ios", count, t_s)
-            rec.add(entity, f"{kind}_iops", count / elapsed, t_s)
-            rec.add(entity, f"{kind}_bw_bytes_per_s", nbytes / elapsed, t_s)
-            if lat.size:
-                rec.add(entity, f"{kind}_lat_mean_s", float(lat.mean()), t_s)
-                rec.add(entity, f"{kind}_lat_p99_s", float(np.percentile(lat, 99)), t_s)
+            _record_direction(rec, entity, kind, count, nbytes, elapsed, lat, t_s)
+
+
+def _directions(parts: Sequence[Workload]) -> list[str]:
+    """The directions fio reports for jobs ``parts``: reads (its verify reads count as
+    reads), writes, trims."""
+    present = {"read": any(p.read_fraction > 0 or p.verifies for p in parts),
+               "write": any(p.read_fraction < 1 for p in parts),
+               "trim": any("trim" in p.rw for p in parts)}
+    return [kind for kind, yes in present.items() if yes]
+
+
+def _record_direction(rec: Recorder, entity: str, kind: str, ios: int, nbytes: int,
+                      elapsed: float, lat: np.ndarray, t_s: float | None) -> None:
+    """One direction's figures: I/Os, IOPS and bandwidth over ``elapsed``, and the mean and
+    p99 of the latencies sampled (none: a clone that ended in its ramp, as fio)."""
+    rec.add(entity, f"{kind}_ios", ios, t_s)
+    rec.add(entity, f"{kind}_iops", ios / elapsed, t_s)
+    rec.add(entity, f"{kind}_bw_bytes_per_s", nbytes / elapsed, t_s)
+    if lat.size:
+        rec.add(entity, f"{kind}_lat_mean_s", float(lat.mean()), t_s)
+        rec.add(entity, f"{kind}_lat_p99_s", float(np.percentile(lat, 99)), t_s)
 
 
 def _count(c: CloneRun, kind: str) -> int:
