@@ -13,6 +13,7 @@ through the nbd engine itself on a disk that stores nothing (``cowbench.nullexpo
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -201,7 +202,8 @@ def engine_gap(wl: Workload, disk_size: int) -> list[str]:
 
 
 def fio_null_traces(wl: Workload, name: str, disk_size: int, log: RawLog,
-                    ios: int | None = None, randseed: int | None = None) -> list[Trace]:
+                    ios: int | None = None, randseed: int | None = None,
+                    cancel: threading.Event | None = None) -> list[Trace]:
     """The exact per-clone streams fio issues for ``wl`` on a disk of ``disk_size`` bytes
     (``ios``: only the first ``ios`` I/Os of each clone, for a job bounded by time).
 
@@ -228,16 +230,17 @@ def fio_null_traces(wl: Workload, name: str, disk_size: int, log: RawLog,
     ``io_size``) in a ``time_based`` job, whose stream is not that of any bounded job either
     (at the end of the region it resets its random map and goes on with its generator:
     measured, 4 of 7 rw modes differ from ``io_size`` = 3 x ``size``): the null run is then
-    time-based too, given enough time, and each clone's stream is cut at ``ios``."""
+    time-based too, given enough time, and each clone's stream is cut at ``ios``.
+    ``cancel``: for a call from another thread than the main one (``cowbench.tools.run``)."""
     gaps = [g for p in wl.parts for g in engine_gap(p, disk_size)]
     if gaps and qemu_nbd_installed():
         with null_export(disk_size, log, name) as uri:
-            return _traces(wl, name, disk_size, log, ios, randseed, uri)
+            return _traces(wl, name, disk_size, log, ios, randseed, uri, cancel)
     if gaps:
         warnings.warn(f"vm {name}: {gaps[0]}, and without qemu-nbd its stream comes from "
                       "that engine: the model's counts may differ from the real run's "
                       "(install qemu-utils)", InexactStream, stacklevel=2)
-    return _traces(wl, name, disk_size, log, ios, randseed, None)
+    return _traces(wl, name, disk_size, log, ios, randseed, None, cancel)
 
 
 def stream_engine(wl: Workload, disk_size: int) -> dict[str, object]:
@@ -253,7 +256,8 @@ def stream_engine(wl: Workload, disk_size: int) -> dict[str, object]:
 
 
 def _traces(wl: Workload, name: str, disk_size: int, log: RawLog, ios: int | None,
-            randseed: int | None, uri: str | None) -> list[Trace]:
+            randseed: int | None, uri: str | None,
+            cancel: threading.Event | None) -> list[Trace]:
     """:func:`fio_null_traces` on the null engine (``uri`` None) or the nbd engine at
     ``uri``."""
     # several jobs of one VM: ``ios`` bounds those bounded by time; the others run whole
@@ -279,7 +283,7 @@ def _traces(wl: Workload, name: str, disk_size: int, log: RawLog, ios: int | Non
                 which("fio"), *engine, "--clocksource=clock_gettime",
                 "--output-format=json", f"--output={d / 'output.json'}",
                 *job_args(wl, name, opts, d)]
-        run(argv, log=log, label=f"fio-null-{name}", timeout=3600)
+        run(argv, log=log, label=f"fio-null-{name}", timeout=3600, cancel=cancel)
         traces = recorded_traces(d, None if wl.jobs else ios)
         if ios is None:
             return traces

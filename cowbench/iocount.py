@@ -50,9 +50,9 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .fiojob import cut, fio_null_traces
+from .fiojob import cut
 from .scenario import VM, Scenario, Workload
-from .streams import Simulate, Traces
+from .streams import Ask, Simulate, StreamCache
 from .tools import RawLog
 from .traces import fio_dirs
 
@@ -170,7 +170,7 @@ def at_measured_ios(scenario: Scenario, seed: int, offsets: dict[str, dict[str, 
     module's docstring). ``clones``: per VM, fio's per-clone counts (:func:`fio_clone_ios`)."""
     out: dict[str, dict[str, Any]] = {}
     counts: dict[str, CloneRuns] = {}
-    streams: Traces = {}
+    asks: dict[str, Ask] = {}
     for vm in timed_vms(scenario, offsets):
         wl = scenario.workload_of(vm)
         assert wl is not None
@@ -181,8 +181,8 @@ def at_measured_ios(scenario: Scenario, seed: int, offsets: dict[str, dict[str, 
         most = max((max(r) for r in runs or [] if r), default=0)
         if runs is not None and most > 0:  # none issued: nothing to count at
             counts[vm.name] = runs
-            streams[vm.name] = fio_null_traces(wl, vm.name, scenario.root_size(vm), log,
-                                               most, seed)
+            asks[vm.name] = Ask(wl, vm.name, scenario.root_size(vm), seed, most)
+    streams = dict(zip(asks, StreamCache(log).take_all(list(asks.values())), strict=True))
     if not streams:
         return out
     counted_vms = [vm for vm in scenario.vms if vm.name in streams]

@@ -181,7 +181,8 @@ def fio_isolated(argv: Sequence[str]) -> list[str]:
 def run(argv: Sequence[str], *, log: RawLog | None = None, label: str | None = None,
         ok_codes: Sequence[int] = (0,), timeout: float | None = None,
         preexec_fn: Callable[[], None] | None = None, pass_fds: Sequence[int] = (),
-        stdout_limit: int | None = None) -> subprocess.CompletedProcess[str]:
+        stdout_limit: int | None = None,
+        cancel: threading.Event | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``argv`` to completion; raise :class:`ToolError` on an exit code not in ``ok_codes``.
 
     The child dies with this process (:func:`dies_with_us`). ``pass_fds`` are inherited at the
@@ -189,6 +190,9 @@ def run(argv: Sequence[str], *, log: RawLog | None = None, label: str | None = N
     an unnamed temporary file that the child may not grow past this many bytes
     (``RLIMIT_FSIZE``; qemu-img's JSON of a hostile image cannot fill this process's memory).
     On an interrupt (or any exception) the child is killed and reaped before it propagates.
+    Signals reach the main thread only: a command run by another thread is given ``cancel``,
+    which the main thread sets when it is interrupted; the child is then killed and reaped
+    within :data:`CANCEL_POLL_S` and :class:`Cancelled` raised.
     """
     which(argv[0])
     label = label or Path(argv[0]).name
@@ -200,7 +204,7 @@ def run(argv: Sequence[str], *, log: RawLog | None = None, label: str | None = N
             proc = subprocess.Popen(list(argv), stdout=sink or subprocess.PIPE,
                                     stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
                                     preexec_fn=setup, pass_fds=tuple(pass_fds))
-        stdout, stderr = proc.communicate(timeout=timeout)
+        stdout, stderr = _communicate(proc, timeout, cancel, label)
         if sink is not None:
             stdout = _read_sink(sink, stdout_limit or 0)
     except subprocess.TimeoutExpired:
@@ -225,6 +229,33 @@ def run(argv: Sequence[str], *, log: RawLog | None = None, label: str | None = N
     if proc.returncode not in ok_codes:
         raise ToolError(argv, proc.returncode, stdout, stderr)
     return subprocess.CompletedProcess(list(argv), proc.returncode, stdout, stderr)
+
+
+#: how often a command run with a ``cancel`` event looks at it
+CANCEL_POLL_S = 0.05
+
+
+class Cancelled(Exception):
+    """A command :func:`run` killed because its ``cancel`` event was set."""
+
+
+def _communicate(proc: subprocess.Popen[str], timeout: float | None,
+                 cancel: threading.Event | None, label: str) -> tuple[str, str]:
+    """``proc.communicate(timeout)``, looking at ``cancel`` every :data:`CANCEL_POLL_S`
+    (a timed-out communicate may be called again without losing output)."""
+    if cancel is None:
+        return proc.communicate(timeout=timeout)
+    end = None if timeout is None else time.monotonic() + timeout
+    while True:
+        left = CANCEL_POLL_S if end is None else max(0.0, min(CANCEL_POLL_S,
+                                                              end - time.monotonic()))
+        try:
+            return proc.communicate(timeout=left)
+        except subprocess.TimeoutExpired:
+            if end is not None and time.monotonic() >= end:
+                raise
+            if cancel.is_set():
+                raise Cancelled(f"{label}: cancelled") from None
 
 
 def _fsize_then(limit: int | None, more: Callable[[], None] | None) -> Callable[[], None] | None:
