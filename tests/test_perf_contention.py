@@ -58,21 +58,38 @@ def test_fio_runs_the_readers_job_then_one_beside_on_each_other_export(tmp_path:
         assert "--time_based=1" in job
 
 
-def test_a_reader_beside_deep_readers_waits_for_the_cores_they_keep_busy() -> None:
+@pytest.fixture(scope="module")
+def beside_three() -> tuple[tuple[float, float], Host]:
+    """The reader's replay beside three deep readers, and its host (one replay for the
+    module: 1.5 s of CPU each)."""
+    hosts: list[Host] = []
+    return replay(PARAMS, reader(), ios=CONTENDED_IOS, on_host=hosts.append), hosts[0]
+
+
+@pytest.fixture(scope="module")
+def beside_three_recorded() -> tuple[tuple[float, float], Host]:
+    """The same replay with ``record_turns``."""
+    hosts: list[Host] = []
+    return (replay(PARAMS, reader(), ios=CONTENDED_IOS, on_host=hosts.append,
+                   record_turns=True), hosts[0])
+
+
+def test_a_reader_beside_deep_readers_waits_for_the_cores_they_keep_busy(
+        beside_three: tuple[tuple[float, float], Host]) -> None:
     """The model's reader: slower beside one deep reader than alone, slower again beside
     three on exports of their own (each export its own issuer and server)."""
-    alone = replay(PARAMS, reader(None), ios=400)[0]
-    one = replay(PARAMS, reader(DEEP.model_copy(update={"exports": 1})), ios=400)[0]
-    three = replay(PARAMS, reader(), ios=400)[0]
+    alone = replay(PARAMS, reader(None), ios=CONTENDED_IOS)[0]
+    one = replay(PARAMS, reader(DEEP.model_copy(update={"exports": 1})), ios=CONTENDED_IOS)[0]
+    three = beside_three[0][0]
     assert three < one < alone
     assert three < 0.5 * alone
 
 
-def test_a_contention_probe_is_replayed_for_a_bounded_count_of_its_own_ios() -> None:
+def test_a_contention_probe_is_replayed_for_a_bounded_count_of_its_own_ios(
+        beside_three: tuple[tuple[float, float], Host]) -> None:
     assert contended(reader()) and not contended(reader(None))
     assert not contended(reader().model_copy(update={"target": "device"}))
-    assert replay(PARAMS, reader(), ios=50 * CONTENDED_IOS) == replay(PARAMS, reader(),
-                                                                       ios=CONTENDED_IOS)
+    assert replay(PARAMS, reader(), ios=50 * CONTENDED_IOS) == beside_three[0]
 
 
 @pytest.mark.slow
@@ -87,13 +104,12 @@ def test_the_fit_does_not_read_the_contention_probe() -> None:
     assert fit_with_alloc([fast if p is probe else p for p in probes], 2) == alone
 
 
-def test_a_replay_hands_over_its_host_with_every_exports_processes() -> None:
+def test_a_replay_hands_over_its_host_with_every_exports_processes(
+        beside_three: tuple[tuple[float, float], Host]) -> None:
     """``on_host`` (benchmarks/io_turns.py) gets the replayed host once it is done: the
     reader's export first, then one per export beside it, each with an issuer and a server
     that have run; the reader's each turned about twice per I/O (it sleeps on every one)."""
-    hosts: list[Host] = []
-    iops, _ = replay(PARAMS, reader(), ios=400, on_host=hosts.append)
-    [host] = hosts
+    (iops, _), host = beside_three
     pairs = host.all_tasks()
     assert len(pairs) == 1 + DEEP.exports and pairs[0] is host.tasks(0)
     assert all(t.turns > 0 and t.cpu_s > 0 for pair in pairs for t in pair)
@@ -101,17 +117,17 @@ def test_a_replay_hands_over_its_host_with_every_exports_processes() -> None:
         assert 1.5 < task.turns / (iops * host.env.now) < 2.5
 
 
-def test_a_replay_keeps_each_wait_and_turn_when_asked() -> None:
+def test_a_replay_keeps_each_wait_and_turn_when_asked(
+        beside_three: tuple[tuple[float, float], Host],
+        beside_three_recorded: tuple[tuple[float, float], Host]) -> None:
     """``record_turns`` (benchmarks/io_turns.py --profile, beside the kernel's record of the
     real threads) keeps every task's waits for a core and turns: one of each per turn (a turn
     still running at the end: its wait only), the turns summing to the CPU it used; the
     replay's figures are the same as without."""
-    hosts: list[Host] = []
-    kept = replay(PARAMS, reader(), ios=400, on_host=hosts.append, record_turns=True)
-    plain: list[Host] = []
-    assert replay(PARAMS, reader(), ios=400, on_host=plain.append) == kept
-    assert all(t.record is None for pair in plain[0].all_tasks() for t in pair)
-    for pair in hosts[0].all_tasks():
+    kept, host = beside_three_recorded
+    assert beside_three[0] == kept
+    assert all(t.record is None for pair in beside_three[1].all_tasks() for t in pair)
+    for pair in host.all_tasks():
         for task in pair:
             assert task.record is not None
             waits, turns = task.record
@@ -119,7 +135,7 @@ def test_a_replay_keeps_each_wait_and_turn_when_asked() -> None:
             assert len(waits) == task.turns and len(turns) in (task.turns - 1, task.turns)
             assert sum(turns) == pytest.approx(task.cpu_s)
             assert min(waits) >= 0
-    deep_waits = hosts[0].all_tasks()[1][1].record
+    deep_waits = host.all_tasks()[1][1].record
     assert deep_waits is not None and max(deep_waits[0]) > 0  # the deep readers do wait
 
 
