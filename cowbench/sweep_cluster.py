@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -38,12 +40,15 @@ def run_points(tasks: dict[str, tuple[Any, ...]], out: Path, key: str, scheduler
     cluster = None
     futures: dict[Any, str] = {}
     points_fd = -1
+    scratch: Path | None = None
     try:
         with shielded():  # Dask's imports and start-up (their `except Exception` included)
             from dask.distributed import as_completed
 
             if client is None:
-                client, cluster = client_for(scheduler, workers)
+                if scheduler in ("local", "inprocess"):
+                    scratch = Path(tempfile.mkdtemp(prefix="cowbench-dask-"))
+                client, cluster = client_for(scheduler, workers, scratch)
         points_fd = os.open(out / "points", DIR_FLAGS)
         futures = {client.submit(run_point, *args, key=f"{key}-{pid}-{out.resolve()}",
                                  pure=False): pid for pid, args in tasks.items()}
@@ -57,6 +62,8 @@ def run_points(tasks: dict[str, tuple[Any, ...]], out: Path, key: str, scheduler
             if points_fd >= 0:
                 os.close(points_fd)
             collect_points()
+            if scratch is not None:  # the workers' directories and Dask's lock files
+                shutil.rmtree(scratch, ignore_errors=True)
 
 
 def collect_points() -> None:
@@ -147,18 +154,32 @@ def connect(scheduler: str) -> Any:
         raise UsageError(f"cannot reach the Dask scheduler at {scheduler}: {err}") from None
 
 
-def client_for(scheduler: str, workers: int | None) -> Any:
-    """``(client, cluster)`` for ``scheduler``; ``cluster`` is None unless started here."""
+def client_for(scheduler: str, workers: int | None, scratch: Path | None = None) -> Any:
+    """``(client, cluster)`` for ``scheduler``; ``cluster`` is None unless started here.
+    ``scratch``: the workers' local directory for a cluster started here (Dask's default, the
+    temporary directory's ``dask-scratch-space``, keeps its ``global.lock`` and
+    ``purge.lock`` there for ever)."""
+    import logging
+
+    import dask
+
+    logging.getLogger("distributed").setLevel(logging.WARNING)  # the CLI's level, not Dask's
+    # the scheduler takes its directory from Dask's configuration, not from local_directory
+    with (dask.config.set({"temporary-directory": str(scratch)}) if scratch else
+          contextlib.nullcontext()):
+        return _start(scheduler, workers, scratch)
+
+
+def _start(scheduler: str, workers: int | None, scratch: Path | None) -> Any:
     import logging
 
     from dask.distributed import Client, LocalCluster
 
-    logging.getLogger("distributed").setLevel(logging.WARNING)  # the CLI's level, not Dask's
     if scheduler == "local":
         with _workers_block_sigint(), _reaped_on_failure():
             cluster = LocalCluster(  # type: ignore[no-untyped-call]
                 n_workers=workers or 2, threads_per_worker=1, processes=True,
-                host="127.0.0.1", dashboard_address=None,
+                host="127.0.0.1", dashboard_address=None, local_directory=scratch,
                 # a point's failure comes back through its future; the workers' own log (a
                 # heartbeat that fails while an interrupted sweep stops them prints a
                 # traceback) is not the user's to read
@@ -172,7 +193,7 @@ def client_for(scheduler: str, workers: int | None) -> Any:
     if scheduler == "inprocess":
         client = Client(  # type: ignore[no-untyped-call]
             processes=False, n_workers=1, threads_per_worker=workers or 1,
-            dashboard_address=None)
+            dashboard_address=None, local_directory=scratch)
         return client, None
     return connect(scheduler), None
 

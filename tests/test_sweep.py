@@ -90,7 +90,8 @@ def _starts(out: Path) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_inprocess_sweep_writes_run_dirs_summary_and_resumes(tmp_path: Path) -> None:
+def test_inprocess_sweep_writes_run_dirs_summary_and_resumes(tmp_path: Path,
+                                                              private_tmp: Path) -> None:
     sw = load_sweep(sweep_file(tmp_path, {"hosts[0].disk_allocation_ratio": [1.0, 2.0]}))
     out = tmp_path / "sw"
     summary = run_sweep(sw, out, scheduler="inprocess")
@@ -125,6 +126,7 @@ def test_inprocess_sweep_writes_run_dirs_summary_and_resumes(tmp_path: Path) -> 
     after = _starts(out)
     assert list(again.status) == ["ok"] * 4
     assert [k for k in before if before[k] != after[k]] == ["p0001", "p0002"]
+    assert list(private_tmp.iterdir()) == []  # Dask's scratch and lock files are gone
 
 
 def test_a_different_sweep_in_the_same_directory_is_refused(tmp_path: Path) -> None:
@@ -213,7 +215,8 @@ def test_bad_scheduler_or_out_is_refused_before_anything_is_written(
 
 
 @pytest.mark.slow
-def test_cli_sweep_on_a_local_cluster_leaves_no_process(tmp_path: Path) -> None:
+def test_cli_sweep_on_a_local_cluster_leaves_no_process(tmp_path: Path,
+                                                        private_tmp: Path) -> None:
     p = sweep_file(tmp_path, {"fleet.migrations.kind": ["live", "cold"]}, seeds=1)
     out = tmp_path / "sw"
     proc = cowbench("sweep", str(p), "--out", str(out), "--workers", "2")
@@ -227,6 +230,8 @@ def test_cli_sweep_on_a_local_cluster_leaves_no_process(tmp_path: Path) -> None:
     assert again.returncode == 0 and "2 of 2 points ok" in again.stdout
     left = subprocess.run(["pgrep", "-f", str(out)], capture_output=True, text=True, check=False)
     assert left.stdout == ""
+    # nor a file: Dask's scheduler kept dask-scratch-space/{global,purge}.lock in $TMPDIR
+    assert list(private_tmp.iterdir()) == []
 
 
 @pytest.mark.slow  # a sweep run twice: 1.3 s of CPU, 2.8-3.1 s wall
