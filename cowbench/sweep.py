@@ -49,7 +49,7 @@ from .lease import this_process
 from .montecarlo import bands, time_to_full_summary
 from .safeload import load_json_file
 from .scenario import Scenario
-from .signals import interrupts_raise, shielded
+from .signals import interrupts_raise, shielded, signal_name
 from .store import (
     atomic_write_parquet,
     atomic_write_text,
@@ -151,9 +151,10 @@ def _stopped(sweep: Sweep, out: Path, entries: dict[str, dict[str, Any]], start:
             entries[p.id]["status"] = "ok"
             continue
         entries[p.id]["status"] = status if interrupted else "pending"
+    said = {"signal": signal_name([], reason)} if interrupted else {}  # as run.json's
     with contextlib.suppress(OSError):
         _write_json(out, {**_sweep_meta(sweep, entries, status), "start": start,
-                          "reason": reason, "end": now_iso()})
+                          "reason": reason, **said, "end": now_iso()})
     if interrupted:
         raise Interrupted(f"{reason}; sweep directory: {out} (run it again to resume)") \
             from None

@@ -98,6 +98,7 @@ def test_a_sweep_stops_on_the_first_signal(tmp_path: Path, scheduler: str,
     meta = json.loads((out / "sweep.json").read_text())
     assert meta["status"] == "interrupted" and meta["reason"] == \
         f"interrupted by signal {sig.name}"
+    assert meta["signal"] == sig.name  # as run.json says it (before: only in the reason)
     counts = Counter(p["status"] for p in meta["points"])
     assert counts["interrupted"] >= POINTS // 2 and set(counts) <= {"ok", "interrupted"}, counts
     for d in (out / "points").iterdir():  # no point left saying it is running
@@ -199,6 +200,7 @@ def test_a_signal_while_the_cluster_starts_stops_the_sweep(
     assert workers_immune == [True]
     meta = json.loads((out / "sweep.json").read_text())
     assert meta["status"] == "interrupted" and meta["reason"] == f"interrupted by signal {sig.name}"
+    assert meta["signal"] == sig.name
     assert [p["status"] for p in meta["points"]] == ["interrupted"] * 3
     assert list((out / "points").iterdir()) == []
     assert multiprocessing.active_children() == []
