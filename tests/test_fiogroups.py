@@ -58,6 +58,20 @@ def test_a_model_file_of_one_job_reads_as_before() -> None:
     assert figs["read_ios"] == 4 and figs["read_iops"] == 4.0
 
 
+def test_groups_run_in_turn_give_the_p99_of_all_their_ios() -> None:
+    """A VM whose jobs run in turn (``stonewall``: two groups): its p99 is that of all its
+    I/Os, from the groups' summed histograms (before: none, and the comparison dropped the
+    model's); a group without a histogram (a model's file) leaves it out."""
+    first, then = [100] * 98 + [900, 900], [200] * 50 + [700] * 50
+    jobs = [_clone(0, 100, 1000, first), _clone(1, 100, 1000, then)]
+    figs = FioResult({"jobs": jobs}).figures("read")
+    # 200 samples: the 198th in order is a 700 (then's), not first's 900 nor then's p99 alone
+    assert figs["read_lat_p99_s"] == pytest.approx(700e-9)
+    assert figs["read_ios"] == 200
+    del jobs[1]["read"]["clat_ns"]["bins"]
+    assert "read_lat_p99_s" not in FioResult({"jobs": jobs}).figures("read")
+
+
 def test_no_samples_is_fios_empty_statistic() -> None:
     assert latency([{"min": 0, "max": 0, "mean": 0.0, "stddev": 0.0, "N": 0}])["N"] == 0
 

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 
 from cowbench.fiojson import fio_json
@@ -162,6 +163,18 @@ def test_the_model_json_has_the_real_run_s_jobs_and_fio_plot_draws_both(
     run = tmp_path / "run"
     run_scenario(load_scenario(scenario), run, "both")
     assert cowbench("fio-json", str(run)).code == 0
+    # the stonewalled VM's p99s are measured (its stages' summed histograms; each direction
+    # here done in one stage: that stage's own p99) and compared; before, none
+    comp = pd.read_csv(run / "comparison.csv")
+    p99 = comp[(comp.entity == "vm:sections") & comp.metric.str.endswith("_lat_p99_s")]
+    assert set(p99.metric) == {"read_lat_p99_s", "write_lat_p99_s"}
+    sections = json.loads((next((run / "raw").glob("*-fio-sections")) / "output.json")
+                          .read_text())["jobs"]
+    for kind in ("read", "write"):
+        [own] = [j[kind]["clat_ns"]["percentile"]["99.000000"] for j in sections
+                 if j[kind]["total_ios"]]
+        got = p99[p99.metric == f"{kind}_lat_p99_s"].measured.item()
+        assert got == pytest.approx(own * 1e-9)
 
     def jobs(doc: list[dict[str, Any]]) -> list[tuple[int, int, int]]:
         return [(j["groupid"], j["read"]["total_ios"], j["write"]["total_ios"]) for j in doc]

@@ -65,7 +65,10 @@ class FioResult:
     @staticmethod
     def _in_turn(ds: list[dict[str, Any]], kind: str) -> dict[str, float]:
         """Several reporting groups (jobs of one VM run in turn, ``stonewall``): their sums
-        over their summed runtimes, the latency mean weighted by I/Os; no p99 (not a sum)."""
+        over their summed runtimes, the latency mean weighted by I/Os, and the p99 of all their
+        I/Os from their summed latency histograms (``json+``'s bins, fio's own percentile
+        rule: :func:`fiogroups.latency`), as the model's p99 is over all the VM's I/Os; none
+        where a group has no histogram (a model's file)."""
         ios = sum(float(d["total_ios"]) for d in ds)
         seconds = sum(float(d["runtime"]) for d in ds) / 1e3
         out = {f"{kind}_ios": ios}
@@ -75,6 +78,11 @@ class FioResult:
         if ios:
             out[f"{kind}_lat_mean_s"] = sum(float(d["clat_ns"]["mean"]) * float(d["total_ios"])
                                             for d in ds if d["total_ios"]) / ios * 1e-9
+            lats = [d["clat_ns"] for d in ds if d["total_ios"]]
+            if all("bins" in lat for lat in lats):
+                p99 = fiogroups.latency(lats).get("percentile", {}).get("99.000000")
+                if p99 is not None:
+                    out[f"{kind}_lat_p99_s"] = float(p99) * 1e-9
         return out
 
 
