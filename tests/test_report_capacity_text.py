@@ -129,7 +129,9 @@ def test_a_group_whose_hosts_cannot_fill_says_never(tmp_path: Path) -> None:
 
 def test_replications_of_one_value_are_one_mark_with_their_count() -> None:
     """Replications the model gives the same peak (to a pixel) were jittered apart and read as
-    a spread: now each is a mark on its row's line, and those a pixel apart one mark with ×n."""
+    a spread: now each is a mark on its row's line, and those nearer than a mark is wide (so
+    drawn on one another) one mark with ×n: 100% and 101%, 5 px apart at this scale with
+    marks 6 px wide, were two marks read as one, with no count."""
     rows = first_rows()
     alike = 0.6 * 12 * GIB * (1 + np.linspace(0, 3e-5, 10))  # 10 alike: 61 KiB apart at most
     rows.loc[rows["group"] == GROUPS[1], "peak_bytes"] = alike
@@ -140,7 +142,8 @@ def test_replications_of_one_value_are_one_mark_with_their_count() -> None:
     assert row1.shape == (1, 2) and round(row1[0, 0], 2) == 60.0  # one mark, on the line
     row0 = np.concatenate([m[np.abs(m[:, 1]) < 0.5] for m in marks])
     assert set(row0[:, 1]) == {0.0}  # no jitter: distinct values differ along x only
-    assert sorted(row0[:, 0].round(6)) == [80.0, 90.0, 100.0, 101.0, 102.0, 105.0, 110.0,
-                                            120.0, 150.0]
+    assert sorted(row0[:, 0].round(6)) == [80.0, 90.0, 100.5, 102.0, 105.0, 110.0, 120.0,
+                                            150.0]
     counts = [t.get_text() for t in ax.texts]
-    assert sorted(counts) == ["×10", "×2"]  # the two replications at 90% and the ten at 60%
+    # the two replications at 90%, the two at 100% and 101%, and the ten at 60%
+    assert sorted(counts) == ["×10", "×2", "×2"]
