@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 
 from . import capacity as cap
+from . import vmdist
+from .capacity_plots import FEW_HOSTS, host_series
 from .knobs import label_order, point_labels, size_text
 from .results import SweepResults, end_of_run
 
@@ -43,6 +45,12 @@ class CapacityView:
     #: per replication: its most claimed host's DISK_GB claims at their highest share of its
     #: inventory (:func:`claims`), with the group
     claimed: pd.DataFrame | None = None
+    #: the capacity ``--capacity`` / ``capacity_bytes`` gave every host (a what-if read of the
+    #: run), else None
+    what_if: float | None = None
+    #: per group: the capacities the run placed its VMs at (as :attr:`capacity`, before a
+    #: what-if replaced them)
+    run_capacity: pd.Series | None = None
 
 
 #: How a group of each backend's hosts is named where both ran.
@@ -119,6 +127,7 @@ def capacity_view(res: SweepResults, capacity_bytes: float | None = None) -> Cap
                         dtype=float)
     hosts = cap.host_disk(records)
     caps = host_capacity(hosts, points)
+    run_caps = _group_capacities(caps.copy(), labels)
     if capacity_bytes:
         caps[:] = float(capacity_bytes)
     ttf = cap.times_to_full(hosts, caps, horizon)
@@ -129,15 +138,23 @@ def capacity_view(res: SweepResults, capacity_bytes: float | None = None) -> Cap
     return CapacityView(records, end_of_run(records, present_only=True), hosts, order,
                         _group_capacities(caps, labels), ttf, first, head,
                         cap.bands(hosts, by=[GROUP]), band, _never(caps, points),
-                        claims(records, points))
+                        claims(records, points, capacity_bytes),
+                        float(capacity_bytes) if capacity_bytes else None, run_caps)
 
 
-def claims(records: pd.DataFrame, points: pd.DataFrame) -> pd.DataFrame:
+def claims(records: pd.DataFrame, points: pd.DataFrame,
+           capacity_bytes: float | None = None) -> pd.DataFrame:
     """Per replication: the host whose DISK_GB claims (``provisioned_bytes``: its VMs' root,
     ephemeral and swap as placement counts them) came nearest its inventory (``(capacity -
     reserved) x disk_allocation_ratio``, the points' ``host_claimables``): the claims then,
     the inventory and the share. Placement refuses a VM by claims, not by bytes written: a
-    host can refuse VMs while its disk is nearly empty."""
+    host can refuse VMs while its disk is nearly empty.
+
+    ``capacity_bytes`` (a what-if: every host's disk for instances, as ``--capacity`` gives
+    it) sets each inventory to that capacity times the host's own allocation ratio (its
+    inventory over its disk for instances, ``host_capacities``): the run's claims against
+    the inventory such a host would have had (17 GiB claimed of an 8 GiB host at ratio 1.5 is
+    142% of 12 GiB), not against the run's own."""
     cols = [GROUP, "claimed_bytes", "inventory_bytes", "claimed_share"]
     d = records[(records["metric"] == "provisioned_bytes") & records["t_s"].notna()
                 & records["entity"].astype(str).str.startswith("host:")]
@@ -146,6 +163,12 @@ def claims(records: pd.DataFrame, points: pd.DataFrame) -> pd.DataFrame:
     inventory = {(p, f"host:{h}"): float(v)
                  for p, row in zip(points["point"], points["host_claimables"], strict=True)
                  if isinstance(row, dict) for h, v in row.items()}
+    if capacity_bytes:
+        own = dict(zip(points["point"], points.get("host_capacities", pd.Series(
+            [None] * len(points))), strict=True))
+        inventory = {(p, e): v / usable * float(capacity_bytes) if usable > 0 else math.nan
+                     for (p, e), v in inventory.items()
+                     for usable in [_own(own.get(p), e.removeprefix("host:"), math.nan)]}
     inv = np.array([inventory.get((p, e), math.nan)
                     for p, e in zip(d["point"], d["entity"].astype(str), strict=True)])
     ok = np.isfinite(inv) & (inv > 0)
@@ -294,3 +317,77 @@ def host_table(view: CapacityView) -> pd.DataFrame:
                                                strict=True)]})
     # one run directory is one point, named "." (the run itself): no column to read then
     return out.drop(columns="point") if set(out["point"]) <= {"."} else out
+
+
+def what_if_note(view: CapacityView) -> str | None:
+    """What a what-if capacity (``--capacity``, the notebook's ``capacity_bytes``) reads and
+    what it cannot, or None where the run is read at its own capacity. The run's disk use and
+    claims are re-read against the new size; placement was decided at the run's capacity, so
+    which host each VM went to, its claims and the VMs refused are the run's: a smaller host
+    would have refused VMs sooner, and filled otherwise. Only a run at that capacity answers
+    that (a sweep over it)."""
+    if view.what_if is None:
+        return None
+    new = size_text(view.what_if)
+    run = view.run_capacity if view.run_capacity is not None else pd.Series(dtype=float)
+    sizes = sorted({capacity_text(run, g) for g in view.order})
+    ran = sizes[0] if len(sizes) == 1 else "; ".join(
+        f"`{g}`: {capacity_text(run, g)}" for g in view.order)
+    return (f"**What-if capacity: every host read against {new}; the run placed its VMs on "
+            f"hosts of {ran}.** Time to full, the shares of capacity and the claims' share "
+            f"below are this run's disk use and claims read against {new} (an inventory of "
+            f"{new} times each host's allocation ratio). Placement is not re-run: which host "
+            f"each VM went to, its claims and the VMs refused are the run's, decided at "
+            f"{ran}; hosts of {new} would have refused VMs at other times and filled "
+            f"otherwise. For what they would do, run the scenario at that capacity: a sweep "
+            f"over `hosts[0].capacity_bytes`, as `sweeps/capacity.yaml` does.")
+
+
+#: What the headline table holds, shown above it (only where it is drawn).
+HEADLINE_TEXT = (
+    "Per group, over its replications (seeds): when the **first** host's disk is full (median, "
+    "with its distribution-free 95% interval from order statistics; a replication in which no "
+    "host filled counts as \"later than the horizon\"), the **fullest host's peak** demand "
+    "against its own capacity (hosts may differ in size), **all hosts' peak** demand against "
+    "their capacities summed, the **most claimed host**'s DISK_GB claims against its "
+    "inventory ((capacity − reserved) × allocation ratio: placement refuses a VM by its "
+    "claim, not by the bytes it will write, so VMs are refused while the disks are nearly "
+    "empty), and the VMs placement **refused** (NoValidHost); the last four are medians over "
+    "the replications. The 95% interval's ends are order statistics (with 10 replications, "
+    "the 2nd and the 9th time), so one replication filling can leave both ends later than "
+    "the horizon.")
+
+
+def over_time_text(view: CapacityView) -> str:
+    """What the host-demand-over-time figure draws for this view's groups: each host of a
+    small group, the median, band and fullest host of a large one; its capacity lines and
+    the shading past them only where a capacity is known."""
+    h = view.hosts[view.hosts["t_s"].notna()] if not view.hosts.empty else view.hosts
+    counts = h.groupby(GROUP)[host_series(h)].apply(
+        lambda g: len(g.drop_duplicates())) if not h.empty else pd.Series(dtype=int)
+    few, many = (counts <= FEW_HOSTS).any(), (counts > FEW_HOSTS).any()
+    parts = ["One panel per group."]
+    if few:
+        parts.append(f"A group of at most {FEW_HOSTS} host series (hosts × replications) "
+                     "draws each host, named: a median of so few is no host's.")
+    if many:
+        parts.append("A larger group draws the median over hosts and replications, the band "
+                     "from p5 to p95, and the fullest host's own line, which the band stops "
+                     "short of.")
+    if view.capacity.notna().any():
+        parts.append("Each panel has its hosts' capacities (one line per host size); shaded "
+                     "above one where a host passes it: the model keeps writing past a full "
+                     "disk, where a host's writes would fail.")
+    return " ".join(parts)
+
+
+def vm_disk_title(final: pd.DataFrame) -> str:
+    """The VM disk figure's title as its data are: a fleet's quantile grid holds every VM's
+    figures at the end of its life, those deleted before the end of the run too (a fleet of
+    70 VMs, 29 alive at the end, draws 70); one record per VM, the VMs alive at the end
+    (a VM deleted during the run has no disk then)."""
+    grid = not final.empty and final["entity"].astype(str).str.startswith(
+        vmdist.PREFIX).any()
+    if grid:
+        return "disk use per VM at the end of its life (VMs deleted before the end included)"
+    return "disk use per VM at the end (VMs alive at the end)"
