@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from .compare import UNCALIBRATED, nth, summary, uncalibrated_note
 from .drift import blocks as drift_blocks
 from .plots import PRINT_DPI, SCREEN_DPI, WIDTH_IN, save_figure
-from .spread import one_run_note, spread_summary
+from .spread import FLOOR, one_run_note, spread_summary
 from .units import format_bytes
 
 
@@ -127,8 +127,8 @@ def error_summary(comparison: pd.DataFrame, spread: pd.DataFrame | None = None
     per = spread_summary(spread).set_index("metric")
     out["real spread (median)"] = [pct(float(per["median_spread"].get(m, math.nan)))
                                    .lstrip("+") for m in s["metric"]]
-    out["within spread"] = [f"{per['within_spread'][m]} of {per['known'][m]}"
-                            if m in per.index else "-" for m in s["metric"]]
+    out[WITHIN] = [f"{per['within_spread'][m]} of {per['known'][m]}"
+                   if m in per.index else "-" for m in s["metric"]]
     return out
 
 
@@ -136,6 +136,10 @@ def uncalibrated_text(comparison: pd.DataFrame) -> str:
     """A note (Markdown) for each uncalibrated metric the comparison holds, or ``""``."""
     return "\n\n".join(f"*{uncalibrated_note(m)}.*"
                         for m in sorted(set(comparison["metric"].dropna()) & set(UNCALIBRATED)))
+
+
+#: The error tables' column of the verdict, its rule in its header (cowbench.spread).
+WITHIN = f"within spread (or {FLOOR:.1%})"
 
 
 def error_table(comparison: pd.DataFrame, spread: pd.DataFrame | None = None
@@ -161,7 +165,7 @@ def error_table(comparison: pd.DataFrame, spread: pd.DataFrame | None = None
         "rel error": [pct(x) for x in d["rel_error"]]})
     if "spread" in d.columns:
         out["real spread"] = [pct(float(x)).lstrip("+") for x in d["spread"]]
-        out["within spread"] = [_yes_no(x) for x in d["within_spread"]]
+        out[WITHIN] = [_yes_no(x) for x in d["within_spread"]]
     return out
 
 
@@ -176,8 +180,10 @@ def runs_text(runs: int) -> str:
     """What the measured side of a comparison rests on, in words (Markdown)."""
     if runs >= 2:
         return (f"Measured: the mean of **{runs} real runs**, each on fresh disks; a figure "
-                "is *within spread* when its error is no larger than the runs' own spread "
-                "((max - min) / mean).")
+                "is *within spread* when the prediction is no further from the runs' mean "
+                "than the runs are from each other (max - min), or than "
+                f"{FLOOR:.1%} of the mean, the least error told apart from none (a byte "
+                "figure every run measured alike, missed by a cluster of metadata).")
     note = one_run_note(runs) or ""
     return f"Measured: **one real run**: the comparison is {note}."
 

@@ -39,7 +39,7 @@ from .errors import ScenarioError, UsageError
 from .knobs import applies, knob_dtypes, override_knobs, point_labels
 from .records import COLUMNS
 from .safeload import load_json_file, load_yaml_file
-from .spread import SPREAD_COLUMNS, SPREAD_FILE, real_runs
+from .spread import SPREAD_COLUMNS, SPREAD_FILE, judged, real_runs
 from .store import read_comparison, read_records, read_run, read_spread
 
 SWEEP_FILE = "sweep.json"
@@ -166,7 +166,7 @@ def load_run(path: str | Path) -> RunResults:
 def _read_spread(path: Path) -> pd.DataFrame:
     if not path.exists() and not path.is_symlink():
         return pd.DataFrame({c: pd.Series(dtype="float64") for c in SPREAD_COLUMNS})
-    return read_spread(path)
+    return judged(read_spread(path))  # the verdict by this version's rule (spread.judged)
 
 
 def find_points(path: Path) -> list[Path]:

@@ -332,7 +332,7 @@ def print_comparison(comp: pd.DataFrame, out: Console, spread: pd.DataFrame | No
     table = Table(title=f"predicted vs {what} (rel_error = (predicted - measured) / measured)")
     cols = ["metric", "n", "median |rel_error|", "worst rel_error"]
     if many:
-        cols += ["real spread\n(median)", "within\nspread"]
+        cols += ["real spread\n(median)", "within\nspread\n(or 0.1%)"]
     rows = summary(comp).to_dict("records")
     longest = max((len(_metric_label(str(r["metric"]), bool(r["calibrated"]))) for r in rows),
                   default=6)

@@ -21,6 +21,7 @@ from cowbench.drift import (
     vm_needs,
 )
 from cowbench.notebook import (
+    WITHIN,
     drift_frame,
     error_summary,
     error_table,
@@ -31,7 +32,12 @@ from cowbench.profile import Probe
 from cowbench.records import records_frame
 from cowbench.scenario import parse_scenario
 from cowbench.show import print_comparison
-from cowbench.spread import SPREAD_COLUMNS, real_runs, spread_summary, spread_table
+from cowbench.spread import (
+    SPREAD_COLUMNS,
+    real_runs,
+    spread_summary,
+    spread_table,
+)
 
 from .clirun import cowbench
 from .conftest import small_dict
@@ -62,8 +68,8 @@ def test_the_spread_of_three_runs_and_which_errors_lie_within_it() -> None:
     assert a.rel_error == pytest.approx(0.05) and a.within_spread == 1
     b = sp.loc[("vm:b", "write_iops")]  # the runs agree exactly: any error is the model's
     assert b.spread == 0 and b.within_spread == 0
-    zero = sp.loc[("vm:a", "allocated_bytes")]  # a mean of 0 has no relative spread
-    assert math.isnan(zero.spread) and math.isnan(zero.within_spread)
+    zero = sp.loc[("vm:a", "allocated_bytes")]  # a mean of 0 has no relative spread, but a
+    assert math.isnan(zero.spread) and zero.within_spread == 0  # verdict: 100 is not 0
     # comparison.csv keeps its columns and compares with the mean of the runs
     assert comp.set_index(["entity", "metric"]).loc[("vm:a", "write_iops"), "measured"] == 1000
     summary = spread_summary(spread_table(comp, MEAS)).set_index("metric")
@@ -109,15 +115,59 @@ def test_the_terminal_table_shows_the_spread_or_says_it_rests_on_one_run() -> No
     assert "from one real run" in text and "within" not in text
 
 
+def test_an_error_under_the_floor_or_a_zero_predicted_as_zero_is_within_spread() -> None:
+    """Two runs that measured host bytes alike (spread 0) and a model 0.02% off: exact to the
+    measurement's resolution, within (the 0.1% floor); 0.5% off is not. A read-only VM's
+    host bytes written, 0 in every run and predicted 0, is within too, so the count covers
+    every figure of the metric: "3 of 3" beside n = 3, never "0 of 2" beside 3 (the tester's
+    "0 of 3" with n = 4)."""
+    pred = records("sim", {("vm:a", "host_write_bytes"): [861_657_088.0],
+                           ("vm:b", "host_write_bytes"): [0.0],
+                           ("vm:c", "host_write_bytes"): [861_657_088.0 * 1.005]})
+    meas = records("real", {("vm:a", "host_write_bytes"): [861_493_248.0] * 2,
+                            ("vm:b", "host_write_bytes"): [0.0, 0.0],
+                            ("vm:c", "host_write_bytes"): [861_657_088.0] * 2})
+    comp = compare(pred, meas)
+    sp = spread_table(comp, meas).set_index("entity")
+    assert sp.loc["vm:a", "spread"] == 0 and sp.loc["vm:a", "within_spread"] == 1
+    assert sp.loc["vm:b", "within_spread"] == 1
+    assert sp.loc["vm:c", "within_spread"] == 0
+    summary = error_summary(comp, sp.reset_index()).set_index("metric")
+    assert summary.loc["host_write_bytes", "figures"] == 3
+    assert summary.loc["host_write_bytes", WITHIN] == "2 of 3"
+    assert "0.1% of the mean" in runs_text(2)
+
+
+def test_a_spread_file_written_under_the_old_rule_is_read_with_the_new_one(tmp_path) -> None:
+    """The tester's --repeat 2 run was written when within_spread was |rel_error| <= spread:
+    host bytes written 0.02% off two identical runs said "no", a read-only VM's 0 bytes no
+    verdict. Read again, the stored numbers are judged by the rule the headers state."""
+    from cowbench.results import load_run
+
+    from .reportkit import synthetic_run
+
+    pred = records("sim", {("vm:a", "host_write_bytes"): [861_657_088.0],
+                           ("vm:b", "host_write_bytes"): [0.0]})
+    meas = records("real", {("vm:a", "host_write_bytes"): [861_493_248.0] * 2,
+                            ("vm:b", "host_write_bytes"): [0.0, 0.0]})
+    run = synthetic_run(tmp_path / "run", pred, meas)
+    old = spread_table(compare(pred, meas), meas)
+    old["within_spread"] = [0.0, math.nan]  # as the earlier rule wrote them
+    old.to_csv(run / "spread.csv", index=False)
+    sp = load_run(run).spread.set_index("entity")
+    assert sp.loc["vm:a", "within_spread"] == 1 and sp.loc["vm:b", "within_spread"] == 1
+
+
 def test_the_report_tables_carry_the_spread_and_the_one_run_note() -> None:
     comp = compare(PRED, MEAS)
     sp = spread_table(comp, MEAS)
     summary = error_summary(comp, sp).set_index("metric")
-    assert summary.loc["write_iops", "within spread"] == "1 of 2"
+    assert summary.loc["write_iops", WITHIN] == "1 of 2"
     table = error_table(comp, sp)
     row = table[(table.entity == "vm:a") & (table.metric == "write_iops")].iloc[0]
-    assert row["real spread"] == "20.00%" and row["within spread"] == "yes"
-    assert "within spread" not in error_table(comp).columns
+    assert row["real spread"] == "20.00%" and row[WITHIN] == "yes"
+    assert WITHIN == "within spread (or 0.1%)"  # the rule in the header
+    assert WITHIN not in error_table(comp).columns
     assert "one real run" in runs_text(1) and "3 real runs" in runs_text(3)
 
 
@@ -490,7 +540,7 @@ def test_uncalibrated_durations_are_shown_apart_from_the_calibrated_figures() ->
     assert any("duration_s is not calibrated" in line for line in lines[row:])
     summary = error_summary(comp, sp := spread_table(comp, meas))
     assert summary["metric"].tolist()[-1] == "duration_s (uncalibrated)"
-    assert summary["within spread"].tolist()[-1] == "0 of 1" and len(sp) == 4
+    assert summary[WITHIN].tolist()[-1] == "0 of 1" and len(sp) == 4
     assert "duration_s is not calibrated" in uncalibrated_text(comp)
     assert uncalibrated_text(compare(PRED, MEAS)) == ""
 
