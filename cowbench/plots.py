@@ -8,8 +8,7 @@ so no global figure state is kept and the Agg canvas is used whatever the backen
 
 from __future__ import annotations
 
-import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.collections import PathCollection
 from matplotlib.figure import Figure
+from matplotlib.legend import Legend
 
 from .compare import UNCALIBRATED
 from .vmdist import group_quantiles
@@ -149,9 +149,86 @@ def _spans_decades(v: np.ndarray) -> bool:
     return bool(v.size) and float(v.max() / v.min()) > 100
 
 
-def scatter_predicted_measured(comparison: pd.DataFrame, metric: str) -> Figure:
+#: Two markers closer than this (a share of the axes' width and height) are drawn as one: a
+#: marker of ``s=40`` is about 1.3% of a 1000 px scatter's axes across.
+COINCIDE = 0.012
+
+
+def entity_colours(entities: Iterable[object]) -> dict[str, str]:
+    """One colour per entity for every figure of a report: VMs first in name order, then the
+    other entities (cache, host, image, ...) in name order, along matplotlib's ``tab10``
+    (``tab20`` beyond ten entities, then round again).
+
+    A figure that coloured its own series in its own order gave one VM a colour per figure
+    (ro-1 blue where it was alone, orange beside db-1); built once from every entity of a run
+    or sweep, the map gives a VM the same colour in each figure, and the validation and
+    strategies reports of one scenario the same colour for the same VM (VMs come first)."""
+    names = sorted({str(e) for e in entities}, key=lambda e: (not e.startswith("vm:"), e))
+    palette = "tab10" if len(names) <= 10 else "tab20"
+    cycle = [mpl.colors.to_hex(c) for c in mpl.colormaps[palette].colors]  # type: ignore[attr-defined]
+    return {n: cycle[i % len(cycle)] for i, n in enumerate(names)}
+
+
+def series_colours(labels: Iterable[object], colours: Mapping[str, str] | None = None
+                   ) -> dict[str, str]:
+    """A colour per series label: the report's map (:func:`entity_colours`) where it names the
+    label, else one made for these labels (a fleet's kind groups, ``vm (120)``)."""
+    names = sorted({str(x) for x in labels})
+    own = entity_colours(names)
+    return {n: (colours or {}).get(n, own[n]) for n in names}
+
+
+def legend_right(fig: Figure, ax: Axes, **kwargs: Any) -> Legend | None:
+    """The axes' legend beside them, right of the axes and outside: never over a point (an
+    over-prediction lands top left, where a legend inside the axes sat on it). The entities
+    first, then the guides (the error bands, y = x)."""
+    handles, labels = ax.get_legend_handles_labels()
+    if not handles:
+        return None
+    guides = {f"±{b:.0%}" for b in ERROR_BANDS} | {"y = x"}
+    pairs = sorted(zip(handles, labels, strict=True), key=lambda hl: hl[1] in guides)
+    handles, labels = [h for h, _ in pairs], [lb for _, lb in pairs]
+    return fig.legend(handles, labels, loc="outside right upper", frameon=False, **kwargs)
+
+
+def _fractions(ax: Axes, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Data points as shares of the axes (0..1 across the limits, log or linear)."""
+    xy = np.column_stack([x, y]).astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.asarray((ax.transScale + ax.transLimits).transform(xy))
+
+
+def coinciding(ax: Axes, x: np.ndarray, y: np.ndarray, series: Sequence[str]
+               ) -> list[list[int]]:
+    """Groups of row indices (two or more series each) whose markers fall on one spot of the
+    axes (within :data:`COINCIDE` of the first marker of the group), in row order."""
+    pos = _fractions(ax, x, y)
+    groups: list[list[int]] = []
+    for i, (px, py) in enumerate(pos):
+        if not (np.isfinite(px) and np.isfinite(py)):
+            continue
+        for g in groups:
+            gx, gy = pos[g[0]]
+            if abs(px - gx) <= COINCIDE and abs(py - gy) <= COINCIDE:
+                g.append(i)
+                break
+        else:
+            groups.append([i])
+    return [g for g in groups if len({series[i] for i in g}) > 1]
+
+
+def scatter_predicted_measured(comparison: pd.DataFrame, metric: str,
+                               spread: pd.DataFrame | None = None,
+                               colours: Mapping[str, str] | None = None) -> Figure:
     """Predicted against measured for one metric: y = x, +-10% and +-25% bands, one marker per
-    entity (end-of-run figures and time samples alike)."""
+    entity (end-of-run figures and time samples alike), each entity in its report colour
+    (``colours``, :func:`entity_colours`), the legend outside the axes.
+
+    With the real runs' ``spread`` (``spread.csv`` of ``run --repeat N``) the measured mean
+    carries a bar from the least to the most any run measured. Markers that fall on one spot
+    (two VMs of one size, a cache the size of its image) are marked ``×n`` there, and the
+    legend says of an entity whose every marker is covered which one covers it, so every
+    legend entry can be found on the figure."""
     with style():
         fig, (ax,) = new_figure(6.5)
         d = comparison[comparison["metric"] == metric]
@@ -159,13 +236,29 @@ def scatter_predicted_measured(comparison: pd.DataFrame, metric: str) -> Figure:
         title = f"{pretty_metric(metric)}{mark}: predicted vs measured"
         if d.empty:
             return empty(fig, ax, title, "no figure known to both backends")
+        d = d.reset_index(drop=True)
         unit = str(d["unit"].iloc[0])
-        both = np.concatenate([d["measured"].to_numpy(float), d["predicted"].to_numpy(float)])
+        lo_hi = _runs_range(d, spread)
+        both = np.concatenate([d["measured"].to_numpy(float), d["predicted"].to_numpy(float),
+                               lo_hi[["lo", "hi"]].to_numpy(float).ravel()])
+        both = both[np.isfinite(both)]
         label, div = display_unit(unit, both)
-        for entity, g in d.groupby(entity_groups(d["entity"]), sort=True):
-            ax.scatter(g["measured"] / div, g["predicted"] / div, s=40, label=str(entity),
-                       zorder=3)
-        if _identity_with_bands(ax, both / div):
+        log = _identity_with_bands(ax, both / div)
+        series = entity_groups(d["entity"])
+        cmap = series_colours(series, colours)
+        x, y = d["measured"].to_numpy(float) / div, d["predicted"].to_numpy(float) / div
+        names = sorted(series.unique())
+        covered = _covered(coinciding(ax, x, y, list(series)), list(series), names)
+        for name in names:
+            rows = (series == name).to_numpy()
+            ax.scatter(x[rows], y[rows], s=40, color=cmap[name], zorder=3,
+                       label=name + (f" ({covered[name]})" if name in covered else ""))
+        _runs_bars(ax, d, lo_hi, series, cmap, div)
+        for group in coinciding(ax, x, y, list(series)):
+            n = len({str(d["entity"].iloc[i]) for i in group})
+            ax.annotate(f"×{n}", (x[group[0]], y[group[0]]), xytext=(7, -3),
+                        textcoords="offset points", fontsize=9, ha="left", va="top", zorder=5)
+        if log:
             zeros = int(((d["measured"] <= 0) | (d["predicted"] <= 0)).sum())
             if zeros:  # a log axis has no 0: say what is not drawn
                 ax.text(0.99, 0.01, f"{zeros} figure(s) of 0 not drawn (log axes)",
@@ -174,8 +267,71 @@ def scatter_predicted_measured(comparison: pd.DataFrame, metric: str) -> Figure:
         ax.set_title(title)
         ax.set_xlabel(f"measured ({label})")
         ax.set_ylabel(f"predicted ({label})")
-        ax.legend(loc="upper left")
+        legend_right(fig, ax)
     return fig
+
+
+def _covered(groups: Sequence[Sequence[int]], series: Sequence[str], order: Sequence[str]
+             ) -> dict[str, str]:
+    """Per series whose every marker lies under another series' marker (drawn later, in
+    ``order``, so on top): the words for its legend entry."""
+    rank = {n: i for i, n in enumerate(order)}
+    on_top: dict[int, str] = {}
+    for g in groups:
+        top = max((series[i] for i in g), key=rank.__getitem__)
+        for i in g:
+            if series[i] != top:
+                on_top[i] = top
+    out: dict[str, str] = {}
+    for name in order:
+        rows = [i for i, s in enumerate(series) if s == name]
+        tops = {on_top.get(i) for i in rows}
+        if rows and None not in tops:
+            out[name] = f"same point as {tops.pop()}" if len(tops) == 1 else \
+                "under other markers"
+    return out
+
+
+def _runs_range(d: pd.DataFrame, spread: pd.DataFrame | None) -> pd.DataFrame:
+    """Per row of ``d`` (one metric's comparison), the least and most the real runs measured
+    (``spread.csv``); NaN without two or more runs."""
+    out = pd.DataFrame({"lo": np.nan, "hi": np.nan, "runs": 0}, index=d.index)
+    if spread is None or spread.empty:
+        return out
+    from .compare import nth
+
+    keys = ["entity", "metric", "t_s"]
+    sp = spread[spread["runs"] >= 2][[*keys, "runs", "measured_min", "measured_max"]]
+    left = d[keys].assign(t_s=d["t_s"].fillna(-1.0))
+    sp = sp.assign(t_s=sp["t_s"].fillna(-1.0))
+    left, sp = left.assign(_nth=nth(left, keys)), sp.assign(_nth=nth(sp, keys))
+    m = left.merge(sp, on=[*keys, "_nth"], how="left")
+    out["lo"] = m["measured_min"].to_numpy(float)
+    out["hi"] = m["measured_max"].to_numpy(float)
+    out["runs"] = m["runs"].fillna(0).to_numpy(int)
+    return out
+
+
+def _runs_bars(ax: Axes, d: pd.DataFrame, lo_hi: pd.DataFrame, series: pd.Series,
+               cmap: Mapping[str, str], div: float) -> None:
+    """A horizontal bar per measured mean, from the least to the most of the real runs."""
+    known = lo_hi["lo"].notna().to_numpy()
+    if not known.any():
+        return
+    x = d["measured"].to_numpy(float) / div
+    y = d["predicted"].to_numpy(float) / div
+    lo, hi = lo_hi["lo"].to_numpy(float) / div, lo_hi["hi"].to_numpy(float) / div
+    for name in sorted(series.unique()):
+        rows = known & (series == name).to_numpy()
+        if rows.any():
+            ax.errorbar(x[rows], y[rows], xerr=[np.maximum(x[rows] - lo[rows], 0),
+                                                np.maximum(hi[rows] - x[rows], 0)],
+                        fmt="none", ecolor=cmap[name], elinewidth=1.2, capsize=4, zorder=2)
+    from matplotlib.lines import Line2D
+
+    runs = int(lo_hi["runs"].max())
+    ax.add_line(Line2D([], [], color="dimgray", lw=1.2, marker="|", ms=8,
+                       label=f"measured: mean of {runs} runs; bar: min to max"))
 
 
 def entity_groups(entities: pd.Series, most: int = MAX_SERIES) -> pd.Series:
@@ -213,41 +369,55 @@ def _identity_with_bands(ax: Axes, values: np.ndarray) -> bool:
     return log
 
 
-def rel_error_by_metric(comparison: pd.DataFrame) -> Figure:
-    """Every figure's signed relative error, one row per metric (the error table at a glance)."""
+def rel_error_by_metric(comparison: pd.DataFrame,
+                        colours: Mapping[str, str] | None = None) -> Figure:
+    """Every figure's signed relative error, one row per metric (the error table at a glance).
+
+    Each entity has its own height in a row (a fixed offset, the same in every process), so
+    entities with one error (0% for every byte figure of an exact model) sit one above the
+    other rather than one under the other; the rows are made tall enough for that. The ±10%
+    and ±25% bands have their legend entries, and the legend is outside the axes."""
     with style():
         d = comparison[np.isfinite(comparison["rel_error"].to_numpy(float))] \
             if not comparison.empty else comparison
         # the uncalibrated metrics (compare.UNCALIBRATED) at the bottom, below a rule, marked
         metrics = sorted(d["metric"].unique(), key=lambda m: (m not in UNCALIBRATED, m)) \
             if not d.empty else []
-        fig, (ax,) = new_figure(max(3.5, 0.45 * len(metrics) + 1.8))
+        series = entity_groups(d["entity"]) if not d.empty else pd.Series(dtype=str)
+        names = sorted(series.unique())
+        row_in = max(0.45, 0.09 * len(names))  # each entity a marker's height apart
+        fig, (ax,) = new_figure(max(3.5, row_in * len(metrics) + 1.8))
         title = "relative error of each figure: (predicted − measured) / measured"
         if d.empty:
             return empty(fig, ax, title, "no figure known to both backends")
         ypos = {m: i for i, m in enumerate(metrics)}
-        for entity, g in d.groupby(entity_groups(d["entity"]), sort=True):
-            # a fixed offset per entity (crc32: the same in every process, where hash() of a
-            # string is salted per process, so one run drew a different figure each time)
-            jitter = (zlib.crc32(str(entity).encode()) % 7 - 3) * 0.05
-            ax.scatter(g["rel_error"] * 100, [ypos[m] + jitter for m in g["metric"]], s=30,
-                       label=str(entity), zorder=3)
-        for band in ERROR_BANDS:
-            ax.axvspan(-band * 100, band * 100, color="tab:green", alpha=0.08, lw=0)
+        cmap = series_colours(names, colours)
+        for j, name in enumerate(names):
+            g = d[(series == name).to_numpy()]
+            # the j-th entity at its own height in the row: fixed by name order (never hash(),
+            # salted per process), so no two entities share one
+            offset = (j / (len(names) - 1) - 0.5) * 0.7 if len(names) > 1 else 0.0
+            ax.scatter(g["rel_error"] * 100, [ypos[m] + offset for m in g["metric"]], s=30,
+                       color=cmap[name], label=name, zorder=3)
+        for band, alpha in zip(sorted(ERROR_BANDS, reverse=True), (0.08, 0.14), strict=False):
+            ax.axvspan(-band * 100, band * 100, color="tab:green", alpha=alpha, lw=0,
+                       label=f"±{band:.0%}")
         ax.axvline(0, color="black", lw=1)
         ax.set_yticks(range(len(metrics)), [pretty_metric(m) + (" (uncalibrated)" if m in
                                             UNCALIBRATED else "") for m in metrics])
+        ax.set_ylim(-0.6, len(metrics) - 0.4)
         apart = sum(m in UNCALIBRATED for m in metrics)
         if 0 < apart < len(metrics):
             ax.axhline(apart - 0.5, color="dimgray", lw=1.2)
         ax.set_title(title)
         ax.set_xlabel("relative error (%)")
-        ax.legend(loc="best", fontsize=9)
+        legend_right(fig, ax, fontsize=9)
     return fig
 
 
 def time_series(records: pd.DataFrame, metric: str, first: Sequence[str] = (),
-                title: str | None = None, most: int = MAX_SERIES) -> Figure:
+                title: str | None = None, most: int = MAX_SERIES,
+                colours: Mapping[str, str] | None = None) -> Figure:
     """A metric over time, one panel per kind of entity (host, cache, vm, ...), one colour per
     entity, the model solid and the measurement dashed with a dot at each sample.
 
@@ -257,7 +427,9 @@ def time_series(records: pd.DataFrame, metric: str, first: Sequence[str] = (),
     averaged sample by sample (the k-th sample at an instant with the k-th). A panel draws at
     most ``most`` entities, those in ``first`` (e.g. the worst predicted) before the rest in
     name order; the note under the figure names every entity not drawn and why (over the cap,
-    or sampled only at the end of the run), so no entity is left out silently."""
+    or sampled only at the end of the run), so no entity is left out silently. Each entity is
+    in its report colour (``colours``, :func:`entity_colours`; by default one map over the
+    records' entities)."""
     d = records[records["metric"] == metric]
     timed = d[d["t_s"].notna()]
     title = title or f"{pretty_metric(metric)} over time"
@@ -266,6 +438,7 @@ def time_series(records: pd.DataFrame, metric: str, first: Sequence[str] = (),
         return empty(fig, ax, title, "no time series recorded (end-of-run figures only)")
     kinds = _kind(timed["entity"])
     panels = sorted(kinds.unique())
+    colours = series_colours(records["entity"], colours)
     with style():
         fig = Figure(figsize=(WIDTH_IN, 1.4 + 2.6 * len(panels)), layout="constrained")
         axes = list(fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0])
@@ -275,7 +448,8 @@ def time_series(records: pd.DataFrame, metric: str, first: Sequence[str] = (),
             g = timed[kinds == kind]
             names = _ordered(g["entity"], first)
             left += names[most:]
-            _time_panel(ax, g[g["entity"].isin(names[:most])], sorted(names[:most]), tdiv)
+            _time_panel(ax, g[g["entity"].isin(names[:most])], sorted(names[:most]), tdiv,
+                        colours)
             ax.set_title(f"{kind} ({len(names)})" if len(names) > most or len(panels) > 1
                          else kind, loc="left", fontsize=11)
         axes[-1].set_xlabel(f"time ({tlabel})")
@@ -305,14 +479,14 @@ def _instants(b: pd.DataFrame) -> pd.DataFrame:
     return mean.reset_index()
 
 
-def _time_panel(ax: Axes, g: pd.DataFrame, names: Sequence[str], tdiv: float) -> None:
+def _time_panel(ax: Axes, g: pd.DataFrame, names: Sequence[str], tdiv: float,
+                colours: Mapping[str, str]) -> None:
     from matplotlib.lines import Line2D
 
     label, div = display_unit(str(g["unit"].iloc[0]), g["value"].to_numpy(float))
-    colours = mpl.rcParams["axes.prop_cycle"].by_key()["color"]
     lone = ""  # a predicted series of one sample has no line: it is drawn as an x
-    for i, entity in enumerate(names):
-        colour = colours[i % len(colours)]
+    for entity in names:
+        colour = colours[entity]
         by_backend = g[g["entity"] == entity].groupby("backend")
         for backend, b in sorted(by_backend, key=lambda kv: kv[0] != "sim"):  # model first
             m = _instants(b)
@@ -322,8 +496,7 @@ def _time_panel(ax: Axes, g: pd.DataFrame, names: Sequence[str], tdiv: float) ->
             ax.plot(m["t_s"] / tdiv, m["value"] / div, color=colour, ls="-" if sim else "--",
                     marker=mark, ms=6 if sim else 5, lw=1.6 if sim else 1.2,
                     drawstyle="steps-post", label=f"{entity} ({_backend_word(str(backend))})")
-    handles = [Line2D([], [], color=colours[i % len(colours)], lw=2, label=e)
-               for i, e in enumerate(names)]
+    handles = [Line2D([], [], color=colours[e], lw=2, label=e) for e in names]
     handles += [Line2D([], [], color="black", ls="-", marker=lone, label="predicted"),
                 Line2D([], [], color="black", ls="--", marker=".", label="measured")]
     ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=9,

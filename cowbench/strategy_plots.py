@@ -21,13 +21,14 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from .knobs import label_order, point_labels
+from .knobs import ONLY_FOR, label_order, point_labels
 from .plots import (
     MAX_SERIES,
     category_axis,
     category_height,
     display_unit,
     empty,
+    entity_colours,
     legend_below,
     new_figure,
     pretty_metric,
@@ -36,6 +37,10 @@ from .plots import (
 from .results import SweepResults, amplification
 
 SETTING = "setting"
+#: A VM's I/O figures per direction; the table takes each direction's median over the VMs
+#: that did I/O in it.
+_DIRECTED = tuple(f"{d}_{stat}" for d in ("read", "write")
+                  for stat in ("iops", "lat_mean_s", "lat_p99_s"))
 _WHAT = {"space_amplification": "host bytes the disk holds per byte the guest wrote",
          "write_amplification": "host bytes written per byte the guest wrote",
          "read_amplification": "host bytes read per byte the guest read"}
@@ -46,22 +51,62 @@ class StrategyView:
     amp: pd.DataFrame  # one row per VM and point: amplifications, I/O, bytes; SETTING
     order: list[str]  # settings in knob order, only those that ran
     disk: pd.DataFrame | None = None  # one row per point and backend: host_disk's columns
+    colours: dict[str, str] | None = None  # VM -> colour, one map for every figure
+
+
+def label_knobs(points: pd.DataFrame, knobs: Sequence[str]) -> list[str]:
+    """The knobs a strategies report names in its labels: those that vary, and, where the
+    strategy kind varies, each knob that belongs to one kind alone (a snapshot chain's depth,
+    a full copy's sparseness, an RBD clone's object size and clone depths) where some point
+    sets it to other than the schema's default, right after the kind.
+
+    Such a knob is what a kind *is* at that point: ``snapshot_chain`` four layers deep and
+    one layer deep (the default) are different strategies (one layer is ``qcow2_overlay``
+    again), so a label without the depth said less than ``summary.csv``'s ``label`` and
+    ``cowbench show``, and a chain cost what an overlay costs with no word why. At its
+    default the knob says nothing the kind's name does not (``storage_schema.Strategy``), and
+    a knob several kinds share (cluster size, refcount bits) is named only where it varies."""
+    from .storage_schema import Strategy
+
+    knobs = list(knobs)
+    if "strategy.kind" not in knobs:
+        return knobs
+    extra = []
+    for field, kinds in ONLY_FOR.items():
+        key = f"strategy.{field}"
+        if len(kinds) != 1 or key in knobs or key not in points.columns:
+            continue
+        default = Strategy.model_fields[field].default
+        values = [v for v in points[key].dropna()]
+        if any(v != default for v in values):
+            extra.append(key)
+    at = knobs.index("strategy.kind") + 1
+    return [*knobs[:at], *extra, *knobs[at:]]
+
+
+def strategy_labels(res: SweepResults) -> pd.Series:
+    """Each point's label in the strategies report, indexed by ``point``
+    (:func:`label_knobs`)."""
+    return point_labels(res.points, label_knobs(res.points, res.knobs))
 
 
 def strategy_view(res: SweepResults) -> StrategyView:
-    """Per VM and point the amplifications and I/O figures, labelled by setting."""
+    """Per VM and point the amplifications and I/O figures, labelled by setting, and one
+    colour per VM (:func:`cowbench.plots.entity_colours`) for every figure."""
     amp = amplification(res.records, by=["point"])
-    labels = point_labels(res.points, res.knobs) if res.knobs else pd.Series(
+    knobs = label_knobs(res.points, res.knobs)
+    labels = point_labels(res.points, knobs) if knobs else pd.Series(
         "all", index=res.points["point"].to_numpy(), dtype=object)
     amp[SETTING] = amp["point"].map(labels)
-    if not res.knobs and amp["backend"].nunique() > 1:
+    if not knobs and amp["backend"].nunique() > 1:
         amp[SETTING] = amp["backend"].map({"sim": "predicted", "real": "measured"})
     _io_columns(amp)
     _no_io_in_ceph(amp)
-    order = label_order(res.points, res.knobs) if res.knobs else sorted(amp[SETTING].unique())
+    order = label_order(res.points, knobs) if knobs else sorted(amp[SETTING].unique())
     disk = host_disk(res.records)
-    disk[SETTING] = disk["point"].map(labels) if res.knobs else "all"
-    return StrategyView(amp, [o for o in order if o in set(amp[SETTING])], disk)
+    disk[SETTING] = disk["point"].map(labels) if knobs else "all"
+    return StrategyView(amp, [o for o in order if o in set(amp[SETTING])], disk,
+                        entity_colours(amp["entity"]))
 
 
 def _ceph_vms(records: pd.DataFrame) -> pd.DataFrame:
@@ -77,7 +122,8 @@ def _no_io_in_ceph(amp: pd.DataFrame) -> None:
     not modelled): none is drawn or tabulated as if they were RBD's; ``in_ceph`` marks such
     VMs (their ``model_only`` flag)."""
     amp["in_ceph"] = _col(amp, "model_only").fillna(0) > 0
-    amp.loc[amp["in_ceph"], ["iops", "lat_mean_s", "lat_p99_s"]] = np.nan
+    timed = [c for c in ("iops", "lat_mean_s", "lat_p99_s", *_DIRECTED) if c in amp.columns]
+    amp.loc[amp["in_ceph"], timed] = np.nan
 
 
 def _last(records: pd.DataFrame, prefix: str, metric: str) -> pd.Series:
@@ -141,23 +187,22 @@ def _io_columns(amp: pd.DataFrame) -> None:
             writes, _col(amp, f"read_lat_{stat}_s"))
 
 
-def _vm_colours(amp: pd.DataFrame) -> dict[str, str]:
-    import matplotlib as mpl
-
-    cycle = mpl.rcParams["axes.prop_cycle"].by_key()["color"]
-    vms = sorted(amp["entity"].astype(str).unique())
-    return {v: cycle[i % len(cycle)] for i, v in enumerate(vms)}
+def _vm_colours(view: StrategyView) -> dict[str, str]:
+    """The view's VM colours: every VM of the sweep, so a VM keeps its colour in a figure
+    that draws only some VMs (read amplification: the VMs that read)."""
+    return view.colours if view.colours is not None else entity_colours(view.amp["entity"])
 
 
 def _dots(ax: Axes, amp: pd.DataFrame, column: str, order: Sequence[str],
-          scale: float = 1.0) -> None:
-    """One dot per VM in each category, coloured by VM (a legend entry per VM)."""
-    colours = _vm_colours(amp)
+          colours: Mapping[str, str], scale: float = 1.0) -> None:
+    """One dot per VM in each category, in the VM's colour (a legend entry per VM); a VM's
+    height in its category is fixed by its place among all the view's VMs."""
     many = len(colours) > MAX_SERIES
+    place = {v: i for i, v in enumerate(sorted(colours))}
     pos = {name: i for i, name in enumerate(order)}
     for j, (vm, g) in enumerate(sorted(amp.groupby(amp["entity"].astype(str)))):
-        spread = (j / (len(colours) - 1) - 0.5) * 0.4 if len(colours) > 1 else 0.0
-        y = g[SETTING].map(pos).to_numpy(float) + spread  # one VM: on its box's line
+        spread = (place[vm] / (len(colours) - 1) - 0.5) * 0.4 if len(colours) > 1 else 0.0
+        y = g[SETTING].map(pos).to_numpy(float) + spread  # a VM at one height everywhere
         ax.scatter(g[column].to_numpy(float) / scale, y, s=18, zorder=3, alpha=0.8,
                    color="tab:blue" if many else colours[vm],
                    label=(None if many and j else "a VM" if many else vm.removeprefix("vm:")))
@@ -177,7 +222,7 @@ def amplification_boxes(view: StrategyView, column: str) -> Figure:
         data = [d[d[SETTING] == o][column].to_numpy(float) for o in order]
         ax.boxplot(data, orientation="horizontal", positions=range(len(order)), widths=0.6,
                    whis=(0, 100), showfliers=False)
-        _dots(ax, d, column, order)
+        _dots(ax, d, column, order, _vm_colours(view))
         values = np.concatenate(data)
         if values.min() > 0 and values.max() / values.min() > 50:
             ax.set_xscale("log")
@@ -232,7 +277,7 @@ def io_by_strategy(view: StrategyView) -> Figure:
             return empty(fig, axes[0], title, "no I/O figures recorded")
         for ax, (column, scale) in zip(axes, (("iops", 1.0), ("lat_mean_s", 1e-3),
                                               ("lat_p99_s", 1e-3)), strict=True):
-            _dots(ax, d[d[SETTING].isin(order)], column, order, scale)
+            _dots(ax, d[d[SETTING].isin(order)], column, order, _vm_colours(view), scale)
             ax.set_xlabel({"iops": "IOPS (reads + writes)", "lat_mean_s": "mean latency (ms)",
                            "lat_p99_s": "p99 latency (ms)"}[column])
             seen = _col(d, column).to_numpy(float) / scale
@@ -249,15 +294,21 @@ def io_by_strategy(view: StrategyView) -> Figure:
 
 
 def strategy_table(view: StrategyView) -> pd.DataFrame:
-    """Medians over VMs per setting that ran, in display units."""
-    cols = ["space_amplification", "write_amplification", "read_amplification", "iops",
-            "lat_mean_s", "lat_p99_s"]
+    """Per setting that ran, in display units: the host disk, the amplifications' medians over
+    VMs, and the I/O per direction: read IOPS and latency the median over the VMs that read
+    (``read_ios`` > 0), write the median over those that wrote.
+
+    A median of IOPS over a reader and three writers (what one column "IOPS" gave: the mean
+    of a write and a read figure where the VMs were even) describes no workload; split by
+    direction each column is one kind of VM's figure, and "-" where no VM did that I/O."""
+    amp_cols = ["space_amplification", "write_amplification", "read_amplification"]
     a = view.amp
     if a.empty:
         return pd.DataFrame(columns=[SETTING])
-    med = a.groupby(SETTING)[[c for c in cols if c in a.columns]].median()
+    med = a.groupby(SETTING)[[c for c in amp_cols if c in a.columns]].median()
     med = med.reindex([o for o in view.order if o in med.index])
     disk = _disk_by_setting(view).reindex(med.index)
+    io = _io_by_direction(a).reindex(med.index)
 
     def x(v: float) -> str:
         return "-" if math.isnan(v) else f"{v:.3g}×"
@@ -265,15 +316,35 @@ def strategy_table(view: StrategyView) -> pd.DataFrame:
     def ms(v: float) -> str:
         return "-" if math.isnan(v) else f"{v * 1e3:.3g} ms"
 
-    return pd.DataFrame({
+    def n(v: float) -> str:
+        return "-" if math.isnan(v) else f"{v:,.0f}"
+
+    out = pd.DataFrame({
         "strategy and knobs": med.index,
         "host disk at the end": [_bytes_range(r) for r in disk.to_dict("records")],
-        "space amp.": [x(v) for v in med["space_amplification"]],
-        "write amp.": [x(v) for v in med["write_amplification"]],
-        "read amp.": [x(v) for v in med["read_amplification"]],
-        "IOPS": ["-" if math.isnan(v) else f"{v:,.0f}" for v in med["iops"]],
-        "mean latency": [ms(v) for v in med["lat_mean_s"]],
-        "p99 latency": [ms(v) for v in med["lat_p99_s"]]})
+        "space amp.": [x(v) for v in _get(med, "space_amplification")],
+        "write amp.": [x(v) for v in _get(med, "write_amplification")],
+        "read amp.": [x(v) for v in _get(med, "read_amplification")]})
+    for d in ("read", "write"):
+        out[f"{d} IOPS"] = [n(v) for v in io[f"{d}_iops"]]
+        out[f"{d} mean latency"] = [ms(v) for v in io[f"{d}_lat_mean_s"]]
+        out[f"{d} p99 latency"] = [ms(v) for v in io[f"{d}_lat_p99_s"]]
+    return out
+
+
+def _get(frame: pd.DataFrame, column: str) -> pd.Series:
+    return frame[column] if column in frame.columns else pd.Series(np.nan, index=frame.index)
+
+
+def _io_by_direction(amp: pd.DataFrame) -> pd.DataFrame:
+    """Per setting, each of :data:`_DIRECTED`: the median over the VMs that did I/O in that
+    direction (its ``*_ios`` above 0; NaN where none did)."""
+    cols = {}
+    for d in ("read", "write"):
+        did = _col(amp, f"{d}_ios").fillna(0) > 0
+        for stat in ("iops", "lat_mean_s", "lat_p99_s"):
+            cols[f"{d}_{stat}"] = _col(amp, f"{d}_{stat}").where(did)
+    return pd.DataFrame(cols).groupby(amp[SETTING]).median()
 
 
 def _disk_by_setting(view: StrategyView) -> pd.DataFrame:

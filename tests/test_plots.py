@@ -20,7 +20,7 @@ from .reportkit import GiB, host_series
 
 def texts(fig):
     ax = fig.axes[0]
-    legend = ax.get_legend()
+    legend = ax.get_legend() or (fig.legends[0] if fig.legends else None)
     return (ax.get_title(), ax.get_xlabel(), ax.get_ylabel(),
             [t.get_text() for t in legend.get_texts()] if legend else [])
 
@@ -371,3 +371,171 @@ def test_a_zero_on_log_axes_is_named_not_warned_about():
     ax = fig.axes[0]
     assert ax.get_xscale() == "log" and ax.get_xlim()[0] > 0
     assert "1 figure(s) of 0 not drawn (log axes)" in [t.get_text() for t in ax.texts]
+
+
+# --- a paper's figures: legends off the data, one colour per entity, nothing hidden ---------
+
+
+def _rendered(fig):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return canvas.get_renderer()
+
+
+def _comp(rows):
+    """A comparison from ``(entity, metric, predicted, measured, unit)`` rows."""
+    p = [("sim", math.nan, e, m, pv, u, 1, 0) for e, m, pv, _, u in rows]
+    r = [("real", math.nan, e, m, mv, u, 1, 0) for e, m, _, mv, u in rows]
+    return compare(records_frame(p), records_frame(r))
+
+
+def test_no_legend_over_a_point_in_the_scatter_or_the_error_figure():
+    """An over-prediction lands top left, where the scatter's legend sat ("upper left"): the
+    tester's ro-1 read latency, +120%, was hidden under it. Every legend is outside the
+    axes now, so no point is under one."""
+    comp = _comp([("vm:ro-1", "read_lat_mean_s", 0.000872, 0.000396, "s"),
+                  ("vm:db-1", "read_lat_mean_s", 0.0004, 0.0004, "s")])
+    for fig in (plots.scatter_predicted_measured(comp, "read_lat_mean_s"),
+                plots.rel_error_by_metric(comp)):
+        renderer = _rendered(fig)
+        ax = fig.axes[0]
+        assert ax.get_legend() is None and len(fig.legends) == 1
+        legend = fig.legends[0].get_window_extent(renderer)
+        assert not legend.overlaps(ax.get_window_extent(renderer))
+
+
+def test_one_colour_per_entity_in_every_figure_of_a_report():
+    """vm:ro-1 was blue where it was alone (read figures) and orange beside db-1: each figure
+    coloured its own series in order. One map for the report: VMs first by name, then the
+    rest, so the validation and strategies reports of one scenario agree too."""
+    comp = _comp([("vm:db-1", "write_iops", 1.0, 1.0, "1/s"),
+                  ("vm:ro-1", "read_iops", 2.0, 1.0, "1/s"),
+                  ("cache:h", "allocated_bytes", 1.0, 1.0, "B"),
+                  ("vm:db-1", "allocated_bytes", 2.0, 2.0, "B"),
+                  ("vm:ro-1", "allocated_bytes", 3.0, 3.0, "B")])
+    colours = plots.entity_colours(comp["entity"])
+    assert list(colours) == ["vm:db-1", "vm:ro-1", "cache:h"]
+
+    def faces(fig):
+        from matplotlib.colors import to_hex
+
+        return {c.get_label().split(" (")[0]: to_hex(c.get_facecolor()[0])
+                for c in fig.axes[0].collections if c.get_label() in colours}
+
+    seen = [faces(plots.scatter_predicted_measured(comp, m, colours=colours))
+            for m in ("read_iops", "write_iops", "allocated_bytes")]
+    seen.append(faces(plots.rel_error_by_metric(comp, colours)))
+    for drawn in seen:
+        assert drawn and all(colours[e] == c for e, c in drawn.items())
+    assert seen[0]["vm:ro-1"] == colours["vm:ro-1"] != colours["vm:db-1"]
+    # the strategies figures: a VM keeps its colour in a figure that draws only some VMs
+    amp = pd.DataFrame({"setting": ["s"] * 2, "entity": ["vm:db-1", "vm:ro-1"],
+                        "space_amplification": [1.0, 2.0],
+                        "read_amplification": [np.nan, 0.5]})
+    view = strategy_plots.StrategyView(amp, ["s"], colours=plots.entity_colours(amp["entity"]))
+    read = strategy_plots.amplification_boxes(view, "read_amplification").axes[0]
+    from matplotlib.colors import to_hex
+
+    dots = [c for c in read.collections if c.get_offsets().size]
+    assert [to_hex(c.get_facecolor()[0]) for c in dots] == [colours["vm:ro-1"]]
+
+
+def test_markers_on_one_spot_are_marked_and_the_covered_entities_named():
+    """cache:host1 (1.0 GiB) sat under image:ubuntu, db-1 and web-1 under web-2: seven
+    legend entries, four markers, no word. The spot says ×n and the legend names the
+    entity on top beside each one it covers."""
+    comp = _comp([("cache:host1", "allocated_bytes", GiB, GiB, "B"),
+                  ("image:ubuntu", "allocated_bytes", GiB, GiB, "B"),
+                  ("vm:db-1", "allocated_bytes", 0.8 * GiB, 0.8 * GiB, "B"),
+                  ("vm:web-1", "allocated_bytes", 0.8 * GiB, 0.8 * GiB, "B"),
+                  ("vm:web-2", "allocated_bytes", 0.8 * GiB, 0.8 * GiB, "B"),
+                  ("host:host1", "allocated_bytes", 3.4 * GiB, 3.4 * GiB, "B")])
+    fig = plots.scatter_predicted_measured(comp, "allocated_bytes")
+    legend = texts(fig)[3]
+    assert "cache:host1 (same point as image:ubuntu)" in legend
+    assert "vm:db-1 (same point as vm:web-2)" in legend
+    assert "vm:web-1 (same point as vm:web-2)" in legend
+    assert {"image:ubuntu", "vm:web-2", "host:host1"} <= set(legend)
+    assert sorted(t.get_text() for t in fig.axes[0].texts) == ["×2", "×3"]
+
+
+def test_entities_with_one_error_sit_apart_in_the_error_figure():
+    """Every byte figure exact (0%): each entity was a fixed offset from crc32 % 7, and two
+    could share one (cache:host1 never visible). Each entity its own height now."""
+    names = ["cache:host1", "host:host1", "image:ubuntu", "vm:db-1", "vm:ro-1", "vm:web-1",
+             "vm:web-2"]
+    comp = _comp([(e, "allocated_bytes", GiB, GiB, "B") for e in names])
+    fig = plots.rel_error_by_metric(comp)
+    ys = [float(c.get_offsets()[0, 1]) for c in fig.axes[0].collections
+          if c.get_offsets().size and c.get_label() in names]
+    assert len(ys) == 7 and len({round(y, 3) for y in ys}) == 7
+    # the ±10% and ±25% bands have their legend entries
+    assert {"±10%", "±25%"} <= set(texts(fig)[3])
+
+
+def test_repeated_runs_draw_their_range_in_the_scatter():
+    """With --repeat the measured side is a mean of runs: db-1's write IOPS 3250 and 4506
+    (32% apart) drew one dot with no bar. Each mean now carries a bar from the least to the
+    most the runs measured, and the legend says so."""
+    from cowbench.spread import spread_table
+
+    pred = records_frame([("sim", math.nan, "vm:db-1", "write_iops", 11900.0, "1/s", 1, 0)])
+    meas = records_frame([("real", math.nan, "vm:db-1", "write_iops", v, "1/s", 1, k)
+                          for k, v in enumerate((3250.0, 4506.0))])
+    comp = compare(pred, meas)
+    fig = plots.scatter_predicted_measured(comp, "write_iops", spread_table(comp, meas))
+    from matplotlib.collections import LineCollection
+
+    bars = [c for c in fig.axes[0].collections if isinstance(c, LineCollection)]
+    xs = sorted(x for c in bars for seg in c.get_segments() for x in (seg[0][0], seg[-1][0]))
+    assert xs[0] == pytest.approx(3250.0) and xs[-1] == pytest.approx(4506.0)
+    assert any("mean of 2 runs; bar: min to max" in t for t in texts(fig)[3])
+    assert not any("runs" in t for t in texts(plots.scatter_predicted_measured(
+        comp, "write_iops"))[3])
+
+
+def test_the_strategy_table_gives_io_per_direction_never_a_reader_and_writers_pooled():
+    """full_copy's "IOPS 9,511" was the median of one reader's 10,230 read IOPS and three
+    writers' write IOPS: (8,792 + 10,230) / 2, no workload's figure."""
+    amp = pd.DataFrame({"setting": ["full_copy"] * 4,
+                        "entity": ["vm:db-1", "vm:ro-1", "vm:web-1", "vm:web-2"],
+                        "read_ios": [np.nan, 16384, np.nan, np.nan],
+                        "write_ios": [16384, np.nan, 16384, 16384],
+                        "read_iops": [np.nan, 10230.0, np.nan, np.nan],
+                        "write_iops": [11636.0, np.nan, 3428.0, 8792.0],
+                        "read_lat_mean_s": [np.nan, 0.00078, np.nan, np.nan],
+                        "write_lat_mean_s": [0.0003, np.nan, 0.0009, 0.00045],
+                        "read_lat_p99_s": [np.nan, 0.002, np.nan, np.nan],
+                        "write_lat_p99_s": [0.001, np.nan, 0.003, 0.0013],
+                        "space_amplification": [1.0] * 4, "write_amplification": [1.0] * 4,
+                        "read_amplification": [np.nan, 0.5, np.nan, np.nan]})
+    strategy_plots._io_columns(amp)
+    strategy_plots._no_io_in_ceph(amp)
+    row = strategy_plots.strategy_table(strategy_plots.StrategyView(amp, ["full_copy"])).iloc[0]
+    assert row["read IOPS"] == "10,230" and row["write IOPS"] == "8,792"
+    assert row["read mean latency"] == "0.78 ms" and row["write mean latency"] == "0.45 ms"
+    assert row["read p99 latency"] == "2 ms" and row["write p99 latency"] == "1.3 ms"
+    assert "IOPS" not in row.index
+
+
+def test_a_kinds_own_knob_stays_in_its_label_where_it_is_not_the_default():
+    """A sweep of kinds with a snapshot chain four deep at every point of it: chain_depth
+    never varies, so "snapshot_chain, cluster 16 KiB" dropped the depth that summary.csv and
+    `cowbench show` give; a full copy at its default sparseness gains no word."""
+    points = pd.DataFrame({"point": ["a", "b", "c"],
+                           "strategy.kind": ["qcow2_overlay", "snapshot_chain", "full_copy"],
+                           "strategy.cluster_size": pd.array([16384, 16384, None],
+                                                             dtype="Int64"),
+                           "strategy.chain_depth": pd.array([None, 4, None], dtype="Int64"),
+                           "strategy.sparse": pd.array([None, None, True], dtype="boolean")})
+    knobs = strategy_plots.label_knobs(points, ["strategy.kind"])
+    assert knobs == ["strategy.kind", "strategy.chain_depth"]
+    from cowbench.knobs import point_labels
+
+    assert list(point_labels(points, knobs)) == ["qcow2_overlay", "snapshot_chain, chain depth 4",
+                                                 "full_copy"]
+    one_kind = points[points["strategy.kind"] == "snapshot_chain"]
+    assert strategy_plots.label_knobs(one_kind, ["strategy.cluster_size"]) == \
+        ["strategy.cluster_size"]

@@ -138,6 +138,7 @@ def test_validation_report_with_time_series(validation_run):
     text = assert_self_contained(html_of(run), len(names))
     # measured = 0.97 x predicted for space, 2.5 ms against 2 ms for latency
     assert "predicted vs measured" in text and "+3.09%" in text and "-20.00%" in text
+    assert "One panel per kind of entity" in text and "no figure over time" not in text
     nb = nbformat.read(run / "report" / "report.ipynb", as_version=4)
     assert nb.cells[1].metadata["tags"] == ["parameters"]
     no_leftovers(run)
@@ -238,6 +239,20 @@ def strategies_sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, st
 
 
 @pytest.mark.slow
+def test_a_validation_report_without_time_series_does_not_describe_one(tmp_path):
+    """"Over time" explained a figure (one panel per kind, the model solid, ...) and then
+    said there was none: the explanation comes only with a figure now."""
+    rows_p = [("sim", math.nan, "vm:a", "allocated_bytes", 2.0**20, "B", 1, 0)]
+    rows_m = [("real", math.nan, "vm:a", "allocated_bytes", 2.0**20 * 0.9, "B", 1, 0)]
+    run = synthetic_run(tmp_path / "run", records_frame(rows_p), records_frame(rows_m))
+    make_report(run)
+    assert figures_of(run) == ["rel-error-by-metric", "scatter-allocated_bytes"]
+    text = html_of(run).read_text()
+    assert "no figure over time" in text and "One panel per kind" not in text
+    no_leftovers(run)
+
+
+@pytest.mark.slow
 def test_strategies_report_on_a_sweep(strategies_sweep, tmp_path):
     sweep, stdout = strategies_sweep
     assert "report (strategies)" in stdout
@@ -276,6 +291,9 @@ def test_a_strategies_sweep_over_kinds_draws_each_kind_as_a_category(tmp_path):
     assert figures_of(root) == ["disk-by-strategy", "io-by-strategy", "read-amplification",
                                 "reflink-bytes", "space-amplification", "write-amplification"]
     table = read_tables(outputs_html(root))[0]
+    # I/O per direction, each the median over the VMs doing it: no reader and writer pooled
+    assert {"read IOPS", "write IOPS", "read p99 latency", "write mean latency"} \
+        <= set(table.columns) and "IOPS" not in table.columns
     # one row per setting that ran, each kind with only its own knobs, in knob order
     assert list(table["strategy and knobs"]) == [
         "qcow2_overlay, extended L2 off", "qcow2_overlay, extended L2 on", "full_copy",
