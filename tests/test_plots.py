@@ -430,6 +430,13 @@ def test_one_colour_per_entity_in_every_figure_of_a_report():
     for drawn in seen:
         assert drawn and all(colours[e] == c for e, c in drawn.items())
     assert seen[0]["vm:ro-1"] == colours["vm:ro-1"] != colours["vm:db-1"]
+    # the time series too: ro-1 alone in its panel keeps its report colour
+    from matplotlib.colors import to_hex
+
+    rows = [(b, float(t), "vm:ro-1", "read_ios", 1.0 + t, "ios", 1, 0)
+            for b in ("sim", "real") for t in (0, 60)]
+    lines = plots.time_series(records_frame(rows), "read_ios", colours=colours).axes[0]
+    assert {to_hex(ln.get_color()) for ln in lines.get_lines()} == {colours["vm:ro-1"]}
     # the strategies figures: a VM keeps its colour in a figure that draws only some VMs
     amp = pd.DataFrame({"setting": ["s"] * 2, "entity": ["vm:db-1", "vm:ro-1"],
                         "space_amplification": [1.0, 2.0],
