@@ -94,7 +94,7 @@ def execute(scenario: Scenario, work: Path, log: RawLog, *, run_id: str,
 def _reflink_fs_size(scenario: Scenario) -> int:
     """A sparse image roomy enough: every base and every disk fully written, twice, >= 2 GiB."""
     need = sum(img.virtual_size or 0 for img in scenario.images) * len(scenario.hosts)
-    need += sum(scenario.root_size(vm) for vm in scenario.vms)
+    need += sum(scenario.root_size(vm) for vm in real_vms(scenario))
     return max(2 << 30, 2 * need)
 
 
@@ -109,7 +109,7 @@ class RealBackend(Backend):
         require_tools()
         if scenario.timeline is not None and scenario.nova.remote_filesystem_transport == "rsync":
             require_tools(("rsync",))  # cold migrations copy with it
-        if any(scenario.strategy_of(vm).kind == "reflink_copy" for vm in scenario.vms):
+        if any(scenario.strategy_of(vm).kind == "reflink_copy" for vm in real_vms(scenario)):
             require_loop_mount()
         check_storage_dirs(scenario)
         check_concurrency(scenario)

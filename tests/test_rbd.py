@@ -66,3 +66,52 @@ def test_rbd_vms_are_model_only_everywhere(tmp_path, no_leaks):
     q = p[(p.entity == "vm:q") & (p.metric == "allocated_bytes")].value.iloc[0]
     cache = p[(p.entity == "cache:host1") & (p.metric == "allocated_bytes")].value.iloc[0]
     assert host == q + cache + 4096
+
+
+def _two_images(d: dict) -> dict:
+    """``d`` with a second image, ``rbd-img``, for the RBD clones alone."""
+    d["images"].append({**d["images"][0], "name": "rbd-img"})
+    return d
+
+
+@pytest.mark.real
+@needs_tools
+@pytest.mark.parametrize("timeline", [False, True], ids=["plain", "timeline"])
+def test_a_scenario_of_rbd_clones_only_runs_on_both_backends(tmp_path, no_leaks, timeline):
+    """Every VM an RBD clone: the real backend builds none, so it uploads no image, checks
+    none and measures no VM; the run ends ok with the model's figures (it failed, exit 1,
+    checking an uploaded image that was never made)."""
+    d = small_dict(strategy={"kind": "rbd_clone"})
+    if timeline:
+        d["timeline"] = {"sample_interval_s": 30, "end_s": 120, "events": [
+            {"t": 20, "op": "run", "vm": "a"}, {"t": 40, "op": "delete", "vm": "b"}]}
+    out = run_scenario(parse_scenario(d), tmp_path / "run", "both")
+    meta = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert meta["status"] == "ok" and meta["model_only"] == ["vm:a", "vm:b", "vm:c"]
+    assert meta["integrity"]["checks"] == {} and meta["integrity"]["ok"] is True
+    assert not out.comparison.entity.str.startswith("vm:").any()
+    p = out.predicted
+    # flagged at the end: b, deleted on the timeline, is not there any more
+    flagged = {"vm:a", "vm:c"} if timeline else {"vm:a", "vm:b", "vm:c"}
+    assert set(p[p.metric == "model_only"].entity) == flagged
+    # the model's figures are all there; the hosts hold nothing of the clones in both
+    host = out.comparison[out.comparison.entity == "host:host1"]
+    assert len(host) and (host.predicted == host.measured).all()
+
+
+@pytest.mark.real
+@needs_tools
+def test_an_image_only_rbd_clones_use_is_skipped_beside_a_real_vm(tmp_path, no_leaks):
+    """A qcow2 VM on one image, the RBD clones on another: the real backend uploads, checks
+    and measures only the first; the run is ok and compares the qcow2 VM."""
+    d = _two_images(small_dict())
+    for vm in d["vms"][1:]:
+        vm.update(image="rbd-img", strategy={"kind": "rbd_clone"})
+    d["timeline"] = {"sample_interval_s": 30, "end_s": 90, "events": [
+        {"t": 20, "op": "run", "vm": "b"}, {"t": 40, "op": "delete", "vm": "c"}]}
+    out = run_scenario(parse_scenario(d), tmp_path / "run", "both")
+    meta = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert meta["status"] == "ok" and meta["model_only"] == ["vm:b", "vm:c"]
+    assert set(meta["integrity"]["checks"]) == {"image:img", "vm:a"}
+    compared = set(out.comparison.entity)
+    assert "vm:a" in compared and not compared & {"vm:b", "vm:c", "image:rbd-img"}

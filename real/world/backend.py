@@ -272,12 +272,14 @@ def take_copy(image: Image, index: int, dest: Path) -> None:
 
 def check_images(scenario: Scenario, work: Path, check: Integrity,
                  done_with: Sequence[Path] | None = None) -> None:
-    """``qemu-img check`` every qcow2 image used, compare every checksum, fail if damaged.
+    """``qemu-img check`` every qcow2 image a real VM used (the images only model-only VMs
+    use were never uploaded here: :func:`write_images`), compare every checksum, fail if
+    damaged.
 
     ``done_with`` (a run that keeps no images): files measured and checked, unlinked beside
     the final digests, then each checksummed image and base once its last digest is taken."""
     check.hash_after()  # beside the checks
-    used = {vm.image for vm in scenario.vms}
+    used = {vm.image for vm in real_vms(scenario)}
     check.check_all([(f"image:{image.name}", glance_path(work, image), "qcow2",
                       image.path is not None)
                      for image in scenario.images
