@@ -345,3 +345,34 @@ def test_a_list_items_knob_is_its_value_as_written() -> None:
     assert knobs == {"hosts[0].count": 2, "hosts[0].capacity_bytes": 30 * gib,
                      "hosts[1].capacity_bytes": 8 * gib, "timeline.end_s": 7200.0,
                      "strategy.cluster_size": 65536}
+
+
+def test_present_only_leaves_out_deleted_vms_when_none_survives():
+    """Every VM deleted before the end (arrivals with lifetimes): none has an end-of-run
+    size, the hosts and caches do. Each VM holds nothing at the end, whatever the others do;
+    its I/O stays, as do the host's and ``fleet:all``'s last samples."""
+    df = _rec([(math.nan, "host:h", "allocated_bytes", 0.0),
+               (math.nan, "cache:h", "file_bytes", 0.0),
+               (1.0, "vm:a", "allocated_bytes", 7.0), (1.0, "vm:a", "file_bytes", 70.0),
+               (2.0, "vm:b", "allocated_bytes", 9.0), (2.0, "vm:b", "file_bytes", 90.0),
+               (1.0, "vm:a", "write_iops", 10.0),
+               (2.0, "fleet:all", "allocated_bytes", 16.0)])
+    got = {(e, m): v for e, m, v in end_of_run(df, present_only=True)[
+        ["entity", "metric", "value"]].itertuples(index=False)}
+    assert got == {("host:h", "allocated_bytes"): 0.0, ("cache:h", "file_bytes"): 0.0,
+                   ("vm:a", "write_iops"): 10.0, ("fleet:all", "allocated_bytes"): 16.0}
+
+
+def test_present_only_keeps_the_survivor_and_drops_the_deleted_per_run():
+    """One VM survives: it keeps its end figure, the deleted one is left out. Two runs
+    (seeds) apart: one whose VMs are all gone does not depend on the other's survivor."""
+    rows = [("sim", math.nan, "host:h", "allocated_bytes", 5.0, "B", 1, 0),
+            ("sim", math.nan, "vm:a", "allocated_bytes", 5.0, "B", 1, 0),
+            ("sim", 1.0, "vm:a", "allocated_bytes", 3.0, "B", 1, 0),
+            ("sim", 1.0, "vm:b", "allocated_bytes", 7.0, "B", 1, 0),
+            ("sim", math.nan, "host:h", "allocated_bytes", 0.0, "B", 2, 0),
+            ("sim", 1.0, "vm:a", "allocated_bytes", 4.0, "B", 2, 0)]
+    got = {(e, m, sd): v for e, m, v, sd in end_of_run(records_frame(rows), present_only=True)[
+        ["entity", "metric", "value", "seed"]].itertuples(index=False)}
+    assert got == {("host:h", "allocated_bytes", 1): 5.0, ("vm:a", "allocated_bytes", 1): 5.0,
+                   ("host:h", "allocated_bytes", 2): 0.0}
