@@ -284,28 +284,65 @@ def rbd_note(records: pd.DataFrame) -> str | None:
 
 
 def print_io(run: RunResults, out: Console) -> None:
-    """Per VM that did I/O: IOPS and latency, one row per backend."""
+    """Per VM that did I/O: IOPS and latency, one row per backend. A timeline records each
+    workload run at its start (``t_s``): a VM that ran more than once gets a row per run,
+    labelled by its start and workload (``t=70 s w8``), in time order, not only its last run
+    (which the table showed alone, nothing saying which one it was: a VM's three random-write
+    runs hid behind its last sequential one)."""
     metrics = [m for m, _ in IO_COLUMNS]
-    fig = _end_figures(run, ("vm:",))
-    fig = fig[fig["metric"].isin(metrics)]
-    backends = _backends(run)
-    if fig.empty:
+    rec = run.records
+    if rec.empty:
         return
-    val = _lookup(fig)
+    rec = rec[rec["entity"].astype(str).str.startswith("vm:") & rec["metric"].isin(metrics)]
+    backends = _backends(run)
+    if rec.empty:
+        return
+    # each run's figures (the mean over seeds and replications, as the end figures')
+    fig = (rec.assign(t_s=rec["t_s"].fillna(-1.0))  # -1: an end-of-run figure (no timeline)
+           .groupby(["entity", "t_s", "backend", "metric"], sort=False, observed=True)["value"]
+           .mean().reset_index())
+    val = {(str(e), float(t), str(b), str(m)): float(v) for e, t, b, m, v in
+           fig[["entity", "t_s", "backend", "metric", "value"]].itertuples(index=False)}
+    runs = {e: sorted(set(g["t_s"].astype(float))) for e, g in fig.groupby("entity", sort=False)}
+    several = any(len(ts) > 1 for ts in runs.values())
+    labels = _run_labels(run) if several else {}
     two = len(backends) > 1
-    table = Table(title="I/O per VM (latency: completion, mean and 99th percentile)",
-                  title_justify="left")
+    title = ("I/O per VM run (its start and workload; latency: completion, mean and p99)"
+             if several else "I/O per VM (latency: completion, mean and 99th percentile)")
+    table = Table(title=title, title_justify="left")
     table.add_column("vm")
+    if several:
+        table.add_column("run")
     if two:
         table.add_column("")
     for _, label in IO_COLUMNS:
         table.add_column(label, justify="right")
-    for entity in _truncated(_entities(fig), "VMs with I/O", out):
+    rows = [(e, t) for e in _entities(fig) for t in runs[e]]
+    shown = _truncated([f"{e}@{t}" for e, t in rows], "VM workload runs", out)
+    for entity, t in rows[:len(shown)]:
+        name = entity.removeprefix("vm:")
+        when = labels.get((name, t), "end" if t < 0 else f"t={format_duration(t)}")
         for i, b in enumerate(backends):
-            cells = [_io_cell(m, val.get((entity, b, m), math.nan)) for m in metrics]
-            name = entity.removeprefix("vm:") if i == 0 else ""
-            table.add_row(escape(name), *([BACKEND_NAMES[b]] if two else []), *cells)
+            cells = [_io_cell(m, val.get((entity, t, b, m), math.nan)) for m in metrics]
+            first = i == 0
+            table.add_row(escape(name) if first else "",
+                          *([escape(when) if first else ""] if several else []),
+                          *([BACKEND_NAMES[b]] if two else []), *cells)
     out.print(table)
+
+
+def _run_labels(run: RunResults) -> dict[tuple[str, float], str]:
+    """``(VM, start)`` -> ``t=70 s w8``: each workload run of the run's timeline, from its
+    resolved scenario (:func:`cowbench.lifecycle.run_ops`); none where it cannot be read."""
+    from .lifecycle import run_ops
+    from .scenario import parse_scenario
+
+    try:
+        s = parse_scenario(run.scenario, str(run.path / "scenario.yaml"))
+        return {(r.vm, float(op.t)): f"t={format_duration(op.t)} {r.workload}"
+                for op, r in run_ops(s)}
+    except (ScenarioError, ValueError, KeyError):
+        return {}
 
 
 def _io_cell(metric: str, value: float) -> str:

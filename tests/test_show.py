@@ -96,6 +96,54 @@ def test_a_vm_deleted_on_the_way_holds_no_space_at_the_end(tmp_path: Path) -> No
     assert "a" in rows  # its I/O
 
 
+def test_vms_all_deleted_on_the_way_hold_no_space_at_the_end(tmp_path: Path) -> None:
+    """Every VM deleted before the end (arrivals' lifetimes do that): none is listed at the
+    end by show, nor counted in a sweep's per-VM percentiles (they were, at their last
+    samples' sizes, when no VM had an end figure to tell them apart); their I/O stays."""
+    from cowbench.sweep_points import point_figures
+
+    d = small_dict()
+    d["timeline"] = {"events": [{"t": 0, "op": "boot", "vm": v} for v in ("a", "b", "c")]
+                     + [{"t": 0, "op": "run", "vm": v} for v in ("a", "b", "c")]
+                     + [{"t": 10 + i, "op": "delete", "vm": v}
+                        for i, v in enumerate(("a", "b", "c"))]}
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(yaml.safe_dump(d))
+    ran = cowbench("run", str(scenario), "--backend", "sim", "--out", str(tmp_path / "run"))
+    assert ran.code == 0, ran.stderr
+    shown = cowbench("show", str(tmp_path / "run"))
+    rows = table_rows(shown.stdout)
+    assert not {"vm:a", "vm:b", "vm:c"} & set(rows) and "host:host1" in rows, shown.stdout
+    assert {"a", "b", "c"} <= set(rows)  # their I/O
+    figures = point_figures(pd.read_parquet(tmp_path / "run" / "predicted.parquet"))
+    assert math.isnan(figures.get("vm_allocated_bytes_p50", math.nan))
+    assert "hosts_allocated_bytes" in figures  # the hosts are there at the end
+
+
+def test_a_vm_that_runs_several_times_shows_each_run_labelled(tmp_path: Path) -> None:
+    """A VM that ran w, then s, then w again: a row per run, labelled by its start and
+    workload, each with that run's figures (the table showed the last run alone, nothing
+    saying which); a VM that ran once keeps one row."""
+    d = small_dict()
+    d["timeline"] = {"events": [{"t": 0, "op": "boot", "vm": v} for v in ("a", "b")]
+                     + [{"t": 0, "op": "run", "vm": "a"}, {"t": 0, "op": "run", "vm": "b"},
+                        {"t": 20, "op": "run", "vm": "a", "workload": "s"},
+                        {"t": 40, "op": "run", "vm": "a"}]}
+    d["vms"] = d["vms"][:2]
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(yaml.safe_dump(d))
+    ran = cowbench("run", str(scenario), "--backend", "sim", "--out", str(tmp_path / "run"))
+    assert ran.code == 0, ran.stderr
+    shown = cowbench("show", str(tmp_path / "run"))
+    assert shown.code == 0, shown.stderr
+    rec = pd.read_parquet(tmp_path / "run" / "predicted.parquet")
+    iops = rec[(rec.entity == "vm:a") & (rec.metric == "write_iops")].set_index("t_s").value
+    runs = [c for c in table_lines(shown.stdout) if c[0] == "a"]
+    assert [r[1] for r in runs] == ["t=0 s w", "t=20 s s", "t=40 s w"], shown.stdout
+    assert [r[3] for r in runs] == [f"{iops[t]:,.0f}" for t in (0.0, 20.0, 40.0)]
+    assert [c[1] for c in table_lines(shown.stdout) if c[0] == "b"] == ["t=0 s r"]
+
+
 @pytest.mark.parametrize("name", ["predicted.parquet", "scenario.yaml"])
 def test_a_run_missing_what_its_run_json_says_was_made_is_refused(
         sim_run: Path, tmp_path: Path, name: str) -> None:
