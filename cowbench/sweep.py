@@ -58,7 +58,7 @@ from .store import (
     refuse_control_characters,
 )
 from .sweep_cluster import check_scheduler, connect, run_points, shut_down
-from .sweep_files import remove_staging
+from .sweep_files import in_sweep, remove_staging
 from .sweep_points import fullest_host, point_figures
 from .sweep_spec import (
     Point,
@@ -247,6 +247,8 @@ def _execute(sweep: Sweep, out: Path, todo: list[Point], entries: dict[str, dict
 
     def finished(pid: str, status: str, reason: str | None) -> None:
         with shielded():
+            if reason:  # where the worker ran it, now where the sweep keeps it
+                reason = in_sweep(reason, out / "points" / pid)
             entries[pid].update(status=status, **({"reason": reason} if reason else {}))
             count[0] += 1
             progress(f"{pid} {status}", count[0], len(sweep.points))

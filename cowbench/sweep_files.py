@@ -22,6 +22,7 @@ import json
 import os
 import secrets
 import stat
+from pathlib import Path
 
 from .atomic import _umask
 from .errors import UsageError
@@ -32,6 +33,16 @@ from .signals import shielded
 MAX_POINT_BYTES = 512 << 20
 #: Entries (files and directories) one sweep point may send back.
 MAX_POINT_ENTRIES = 100_000
+#: what a point's reason says in place of the worker's scratch directory it ran in (removed
+#: once the point is sent back): the sweep's client puts the directory it wrote the point to
+#: there, ``<sweep>/points/<id>`` (:func:`in_sweep`)
+POINT_DIR = "<point directory>"
+
+
+def in_sweep(reason: str, point_dir: Path) -> str:
+    """A point's ``reason`` naming ``point_dir``, where its run.json and raw/ now are, for the
+    scratch directory its worker ran it in (:data:`POINT_DIR`)."""
+    return reason.replace(POINT_DIR, str(point_dir))
 
 #: ``(relative path, contents)``; contents None for a directory. Parents come first.
 PointFiles = list[tuple[str, bytes | None]]

@@ -62,17 +62,19 @@ def run_point(scenario: dict[str, Any], seed: int, backend: str, meta: dict[str,
 def _run_in(stage: PrivateDir, lease: Lease, scenario: dict[str, Any], seed: int,
             backend: str, meta: dict[str, Any], csv: bool, max_bytes: int) -> PointResult:
     point = str(meta.get("point", "point"))
+    # by its name, as `cowbench run --out` (RunDir refuses a path others could swap):
+    # a lease, a message and raw/'s argv name it, not /proc/PID/fd/N
+    where = Path(stage.where)
     try:
-        # by its name, as `cowbench run --out` (RunDir refuses a path others could swap):
-        # a lease, a message and raw/'s argv name it, not /proc/PID/fd/N
-        where = Path(stage.where)
         s = parse_scenario(scenario, point)
         if "profile" not in meta:  # the client left the choice to the storage measured here
             s, meta = _choose_here(s, point, backend, where, meta)
         run_scenario(s, where, backend, seed, meta=meta, csv=csv, lease=lease)
         status, reason = "ok", None
     except CowbenchError as err:
-        status, reason = "failed", str(err)
+        # "details in <scratch>/run.json": the scratch is removed once the point is sent
+        # back; the client names the point's directory in the sweep there
+        status, reason = "failed", str(err).replace(str(where), sweep_files.POINT_DIR)
     try:
         return status, reason, read_point(stage.fd, max_bytes)
     except PointTooLarge as err:

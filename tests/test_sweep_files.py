@@ -190,3 +190,31 @@ def test_a_point_over_the_bound_fails_and_its_run_json_says_why(
     (ok,) = [p for p in meta["points"] if p["status"] == "ok"]
     assert ok["overrides"] == {"vms[1].count": 1}
     assert (out / ok["dir"] / "predicted.parquet").is_file()
+
+
+def test_a_failed_points_reason_names_its_directory_in_the_sweep(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A point whose run fails: its reason says "details in <dir>/run.json and <dir>/raw/"
+    of the directory the user can open, ``<sweep>/points/<id>``, not the worker's scratch
+    (removed once the point was sent back: /tmp/dask-scratch-space/worker-*/cowbench-*)."""
+    from cowbench.errors import ToolError
+    from sim.driver import SimBackend
+
+    def fails(*_a: object, **_k: object) -> None:
+        raise ToolError(["qemu-img"], 1, "", "qemu-img: Could not open 'x'")
+
+    monkeypatch.setattr(SimBackend, "simulate", fails)
+    monkeypatch.setattr(SimBackend, "predict_space", fails)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(scratch))
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(small_dict()))
+    (tmp_path / "sw.yaml").write_text(yaml.safe_dump({"scenario": "s.yaml", "seeds": 1}))
+    out = tmp_path / "out"
+    summary = run_sweep(load_sweep(tmp_path / "sw.yaml"), out, scheduler="inprocess")
+    assert list(summary.status) == ["failed"]
+    (point,) = json.loads((out / "sweep.json").read_text())["points"]
+    reason = point["reason"]
+    where = out / "points" / point["id"]
+    assert f"details in {where}/run.json and {where}/raw/" in reason, reason
+    assert str(scratch) not in reason and (where / "run.json").is_file()
