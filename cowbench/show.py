@@ -688,7 +688,7 @@ def sweep_points(path: Path) -> tuple[pd.DataFrame, list[str]]:
                     never[key] = _never_fills(run_dir)
                 row["never_fills"] = never[key]
         rows.append(row)
-    return pd.DataFrame(rows), list(knob_keys)
+    return _points_frame(rows, list(knob_keys)), list(knob_keys)
 
 
 def _never_fills(run_dir: Path) -> bool:
@@ -746,9 +746,20 @@ def _points_of_runs(path: Path) -> tuple[pd.DataFrame, list[str]]:
         if row["status"] == "ok":
             row.update(_figures(point))
         rows.append(row)
-    table = pd.DataFrame(rows)
+    table = _points_frame(rows, list(knob_keys))
     varying = [k for k in knob_keys if table[k].astype(str).nunique(dropna=False) > 1]
     return table, varying
+
+
+def _points_frame(rows: list[dict[str, Any]], knobs: Sequence[str]) -> pd.DataFrame:
+    """The points' rows as a frame, each knob's values as the points have them: an integer
+    stays one (a knob some points do not set made its column floats: ``chain_depth`` 3.0),
+    a float one (``disk_allocation_ratio`` 1.0)."""
+    table = pd.DataFrame(rows)
+    for k in knobs:
+        if k in table.columns:
+            table[k] = pd.Series([r.get(k) for r in rows], index=table.index, dtype=object)
+    return table
 
 
 def _read_summary(path: Path) -> pd.DataFrame:

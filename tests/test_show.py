@@ -652,3 +652,21 @@ def test_a_sweep_point_whose_hosts_cannot_fill_says_never_fills(tmp_path: Path) 
     rows = table_rows(shown.stdout)
     assert rows["p0000"][0] == "1.0" and rows["p0000"][-2] == "never fills"
     assert rows["p0001"][0] == "2.0" and rows["p0001"][-2].endswith(" h")
+
+
+def test_a_sweeps_integer_knob_prints_as_an_integer(tmp_path: Path) -> None:
+    """``chain_depth: 3`` set by one point only: summary.csv's column has a gap, reads back as
+    floats, and the table printed ``3.0``; it prints ``3`` (``-`` where a point has none)."""
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(small_dict()))
+    (tmp_path / "sw.yaml").write_text(yaml.safe_dump({
+        "scenario": "s.yaml", "seeds": 1, "backend": "sim",
+        "grid": {"strategy.kind": ["qcow2_overlay"]},
+        "points": [{"strategy": {"kind": "snapshot_chain", "chain_depth": 3}}]}))
+    out = tmp_path / "out"
+    ran = cowbench("sweep", str(tmp_path / "sw.yaml"), "--out", str(out), "--scheduler",
+                   "inprocess")
+    assert ran.code == 0, ran.stderr
+    shown = cowbench("show", str(out))
+    rows = table_rows(shown.stdout)
+    assert rows["p0000"][:2] == ["qcow2_overlay", "-"], shown.stdout
+    assert rows["p0001"][:2] == ["snapshot_chain", "3"], shown.stdout
