@@ -619,8 +619,10 @@ def show_sweep(path: Path, out: Console) -> None:
             out.print(line, soft_wrap=True, markup=False, highlight=False)
     for row in points[points["status"] != "ok"].to_dict("records") if len(points) else []:
         if isinstance(row.get("reason"), str) and row["reason"]:
-            out.print(f"{row['point']} {row['status']}: {row['reason']}", soft_wrap=True,
-                      markup=False, highlight=False)
+            where = row.get("where")  # its run directory in the sweep, what it sent back
+            details = f"; details in {where}/" if isinstance(where, str) else ""
+            out.print(f"{row['point']} {row['status']}: {row['reason']}{details}",
+                      soft_wrap=True, markup=False, highlight=False)
 
 
 def _sweep_json(path: Path) -> dict[str, Any] | None:
@@ -679,7 +681,8 @@ def sweep_points(path: Path) -> tuple[pd.DataFrame, list[str]]:
         run_dir = path / str(entry.get("dir") or f"points/{row['point']}")
         if is_run_dir(run_dir):
             run_meta = read_run(run_dir)
-            row.update(status=str(run_meta.get("status")), reason=run_meta.get("reason"))
+            row.update(status=str(run_meta.get("status")), reason=run_meta.get("reason"),
+                       where=str(run_dir))
         if row["status"] == "ok":
             row.update(summary.get(row["point"]) or _figures(run_dir))
             if not math.isfinite(_float(row.get("time_to_full_s"))):
@@ -742,7 +745,8 @@ def _points_of_runs(path: Path) -> tuple[pd.DataFrame, list[str]]:
         row: dict[str, Any] = {"point": str(point.relative_to(path)).removeprefix("points/"),
                                "seed": run.meta.get("seed"),
                                "status": str(run.meta.get("status")),
-                               "reason": run.meta.get("reason"), **point_knob}
+                               "reason": run.meta.get("reason"), "where": str(point),
+                               **point_knob}
         if row["status"] == "ok":
             row.update(_figures(point))
         rows.append(row)

@@ -218,3 +218,7 @@ def test_a_failed_points_reason_names_its_directory_in_the_sweep(
     where = out / "points" / point["id"]
     assert f"details in {where}/run.json and {where}/raw/" in reason, reason
     assert str(scratch) not in reason and (where / "run.json").is_file()
+    from .clirun import cowbench
+
+    shown = cowbench("show", str(out)).stdout
+    assert f"{point['id']} failed: " in shown and f"details in {where}/" in shown, shown
