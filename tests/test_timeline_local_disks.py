@@ -98,6 +98,22 @@ def problems(d: dict[str, Any]) -> list[tuple[str, str]]:
     return info.value.problems
 
 
+@pytest.mark.parametrize(("key", "size", "said"), [
+    ("ephemeral", "1500MiB", "must be whole GiB, not 1.5 GiB: Nova makes and names the "
+                             "ephemeral base per size in GB"),
+    ("swap", "1000KiB", "must be whole MiB, not 1024000 bytes: Nova makes and names the swap "
+                        "base per size in MB")])
+def test_a_local_disk_nova_could_not_name_is_refused_at_its_key(key: str, size: str,
+                                                                said: str) -> None:
+    """The bases of disk.local and disk.swap are made and named per size (``ephemeral_<GB>``,
+    ``swap_<MB>``); a root may be any size (``96MiB`` here). Before, the key path was
+    ``flavors[0]`` and the reason said nothing of why."""
+    d = with_local(life())
+    d["flavors"] = [{**LOCAL, key: size}]
+    [(path, reason)] = problems(d)
+    assert path == f"flavors[0].{key}" and said in reason
+
+
 def test_what_is_not_modelled_is_refused_by_key_path() -> None:
     """A raw, reflink or RBD backend makes local disks otherwise (not yet built here), and a
     2012 flattening migration flattens the root disk only: refused, never modelled wrong."""

@@ -16,7 +16,13 @@ import warnings
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+)
 
 from ..units import format_bytes, parse_duration, parse_size
 from .claims import disk_gb_bytes, inventory
@@ -67,13 +73,26 @@ class Flavor(_Frozen):
     ephemeral: Bytes = Field(default=0, description="ephemeral_gb, in bytes (whole GiB)")
     swap: Bytes = Field(default=0, description="swap (MB), in bytes (whole MiB)")
 
-    @model_validator(mode="after")
-    def _whole_units(self) -> Flavor:
-        if self.ephemeral % GIB:
-            raise ValueError("ephemeral must be whole GiB (Nova flavors count GB)")
-        if self.swap % MIB:
-            raise ValueError("swap must be whole MiB (Nova flavors count swap in MB)")
-        return self
+    @field_validator("ephemeral")
+    @classmethod
+    def _whole_gib(cls, size: int) -> int:
+        """The ephemeral base is made and named per size in GB (``_base/ephemeral_<GB>_<fs>``),
+        so only whole GiB can be built; a root (and a resize's ``root_size``) may be any size:
+        Nova counts it in GB too, but nothing is named by it, and small roots keep real runs
+        small (README, "A lifecycle over time")."""
+        if size % GIB:
+            raise ValueError(f"must be whole GiB, not {format_bytes(size)}: Nova makes and "
+                             "names the ephemeral base per size in GB (_base/ephemeral_<GB>_"
+                             "<fs>); a root may be any size")
+        return size
+
+    @field_validator("swap")
+    @classmethod
+    def _whole_mib(cls, size: int) -> int:
+        if size % MIB:
+            raise ValueError(f"must be whole MiB, not {size} bytes: Nova makes and names the "
+                             "swap base per size in MB (_base/swap_<MB>)")
+        return size
 
     @property
     def disk_gb_bytes(self) -> int:
