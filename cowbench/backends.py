@@ -70,8 +70,10 @@ class Backend(ABC):
     def io_events(self, scenario: Scenario, seed: int | None = None,
                   traces: Mapping[str, Sequence[Trace]] | None = None
                   ) -> dict[str, pd.DataFrame]:
-        """Per VM, every guest I/O of :meth:`simulate`'s run (``issued_s``, ``done_s``,
-        ``bytes``, ``is_write``), for fio's time-series logs."""
+        """Per VM, every guest I/O of :meth:`simulate`'s run that fio counts (``issued_s``,
+        ``done_s``, ``bytes``, ``is_write``; ``clone``, its place in fio's run order,
+        ``origin_s``, when that clone's fio logs count their time from, and ``end_s``, when
+        it finished), for fio's time-series logs."""
         raise self._lacks("list the I/Os of a run")
 
     def integrity(self, log: RawLog) -> Checks:

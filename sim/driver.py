@@ -21,6 +21,7 @@ from cowbench.timeline_fleet import record_fleet
 from sim.fleet.fleet import simulate_fleet
 from sim.perf import perf
 from sim.world.runs import place_vms, simulate_timeline, untimed_is_upper_bound
+from sim.world.vm import IoEvents
 
 
 def simulate(scenario: Scenario, seed: int | None = None,
@@ -56,18 +57,27 @@ def predict_space(scenario: Scenario, seed: int | None = None) -> pd.DataFrame:
 
 def io_events(scenario: Scenario, seed: int | None = None,
               traces: Mapping[str, Sequence[Trace]] | None = None) -> dict[str, pd.DataFrame]:
-    """Per VM, every guest I/O the model completes (:func:`simulate`'s run, same seed):
-    columns ``issued_s``, ``done_s``, ``bytes``, ``is_write``. Scenarios with a timeline or a
-    fleet are refused (their VMs run several times, or are not simulated one by one)."""
+    """Per VM, every guest I/O the model completes that fio counts (:func:`simulate`'s run,
+    same seed): columns ``issued_s``, ``done_s``, ``bytes``, ``is_write``, ``clone`` (its
+    place in fio's run order, 0 for fio's thread 1), ``origin_s`` (when that clone's fio
+    logs count their time from) and ``end_s`` (when it finished; both
+    :class:`sim.world.vm.IoEvents`). Scenarios with a timeline or a fleet are refused (their
+    VMs run several times, or are not simulated one by one)."""
     if scenario.timeline is not None or scenario.fleet is not None:
         raise ValueError("io events: only for scenarios without timeline and fleet")
     seed = scenario.seed if seed is None else seed
     if seed != scenario.seed:
         scenario = scenario.model_copy(update={"seed": seed})
-    events: dict[str, list[tuple[float, float, int, bool]]] = {vm.name: [] for vm in scenario.vms}
+    events: dict[str, IoEvents] = {vm.name: IoEvents() for vm in scenario.vms}
     simulate_timeline(scenario, Recorder("sim", seed), traces, events)
-    cols = ["issued_s", "done_s", "bytes", "is_write"]
-    return {vm: pd.DataFrame(ev, columns=cols) for vm, ev in events.items()}
+    cols = ["issued_s", "done_s", "bytes", "is_write", "clone"]
+    out = {}
+    for vm, ev in events.items():
+        frame = pd.DataFrame(ev.ios, columns=cols)
+        frame["origin_s"] = frame.clone.map(ev.origins).astype(float)
+        frame["end_s"] = frame.clone.map(ev.ends).astype(float)
+        out[vm] = frame
+    return out
 
 
 class SimBackend(Backend):

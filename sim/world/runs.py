@@ -30,10 +30,10 @@ from sim.workload.fio import io_stream, job_seed
 
 from .lifecycle import run_disk
 from .timeline import World
-from .vm import VmStats, record_io, run_vm
+from .vm import IoEvents, VmStats, record_io, run_vm
 
 Traces = Mapping[str, Sequence[Trace]]
-Events = dict[str, list[tuple[float, float, int, bool]]]
+Events = dict[str, IoEvents]
 
 
 def _trace(world: World, op: Op, run: RunWorkload, traces: Traces | None
@@ -64,8 +64,8 @@ def _workload(world: World, op: Op, run: RunWorkload) -> Workload:
 def run_group(world: World, stage: Runs, traces: Traces | None = None,
               events: Events | None = None) -> None:
     """Workload runs that start at the same instant, together, contending per host; started
-    in the scenario's order of VMs. ``events`` receives, per VM, every guest I/O as
-    ``(issued_s, done_s, bytes, is_write)``."""
+    in the scenario's order of VMs. ``events`` receives, per VM, every guest I/O and each
+    clone's log origin (:class:`sim.world.vm.IoEvents`)."""
     s = world.s
     env = EventLoop()
     own = {h.name: h.calibrated for h in s.hosts}
@@ -79,7 +79,7 @@ def run_group(world: World, stage: Runs, traces: Traces | None = None,
         run = runs[op.index]
         wl = _workload(world, op, run)
         inst = world.instance(op.vm, run.host)
-        log = None if events is None else events.setdefault(op.vm, [])
+        log = None if events is None else events.setdefault(op.vm, IoEvents())
         st = stats[op.index] = VmStats(events=log,
                                        written=None if wl.zero_buffers else inst.top.written)
         disk = run_disk(inst, s.strategy_of(vm).discard == "unmap")

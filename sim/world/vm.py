@@ -79,8 +79,8 @@ class VmStats:
     host_write: int = 0
     first_issue: float = math.inf
     last_done: float = 0.0
-    # with a list: every I/O as (issued_s, done_s, bytes, is_write), for fio's time-series logs
-    events: list[tuple[float, float, int, bool]] | None = None
+    # when asked for: every I/O and each clone's log origin, for fio's time-series logs
+    events: IoEvents | None = None
     # with an array: the 4 KiB guest blocks written get marked (what a later flatten copies)
     written: np.ndarray | None = None
     # every clone once it has finished: its stage (jobs between stonewalls), when it issued
@@ -90,6 +90,26 @@ class VmStats:
     def add_host(self, io: HostIO) -> None:
         self.host_read += io.read_bytes
         self.host_write += io.write_bytes
+
+
+@dataclass
+class IoEvents:
+    """A VM's I/Os for fio's time-series logs (``cowbench.fiologs``), kept only when asked for
+    (the model's figures never need them).
+
+    ``ios``: every I/O fio counts, as ``(issued_s, done_s, bytes, is_write, clone)``, ``clone``
+    its place in fio's run order (0 for fio's thread 1). ``origins``: per clone, the instant
+    fio's logs count its time from, fio's ``td->epoch``: the clone's own start, after its
+    ``startdelay`` (fio 3.33, null engine: startdelay=1 logs from 100 ms, not 1,100), moved to
+    its ramp's end if it runs past it (``reset_all_stats``: ramp_time=1 with runtime=2 logs
+    from 100 to 2,000 ms, none of the ramp's I/Os). A stonewalled clone counts from its own
+    start, not fio's (a reader after a writer of 8.2 s logs from 100 ms). ``ends``: per clone,
+    when it finished (a time-based clone's runtime is up even if no I/O completes then: fio's
+    helper thread still samples its rates at 500 ms of a 500 ms job)."""
+
+    ios: list[tuple[float, float, int, bool, int]] = field(default_factory=list)
+    origins: dict[int, float] = field(default_factory=dict)
+    ends: dict[int, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -146,6 +166,7 @@ class _Job:
         # fio's number_ios: I/Os since the clone's start or its ramp's end (fio resets it too)
         self.number_ios: int | None = None
         self.since_reset = 0
+        self.index = 0  # its place in fio's run order (the events it logs are its)
 
     def in_ramp(self, now: float) -> bool:
         """Does an I/O issued at ``now`` belong to the ramp (fio resets at its first issue
@@ -260,7 +281,7 @@ def _slot(env: simpy.Environment, job: _Job, disk: Disk, device: AnyDevice,
         _done(env, job, stats, issued, length, WRITE if is_write else READ,
               stats.write_lat if is_write else stats.read_lat)
         if stats.events is not None:
-            stats.events.append((issued, env.now, length, is_write))
+            stats.events.ios.append((issued, env.now, length, is_write, job.index))
 
 
 def _done(env: simpy.Environment, job: _Job, stats: VmStats, issued: float, length: int,
@@ -475,6 +496,9 @@ def _clone(env: simpy.Environment, wl: Workload, job: _Job, disk: Disk,
     and ``limit`` seconds more, then fio's verify phase if the job asks for it."""
     if starts > env.now:
         yield env.timeout(starts - env.now)
+    job.index = index
+    if stats.events is not None:
+        stats.events.origins[index] = env.now
     if pacer is not None:
         pacer.start = env.now  # fio paces a clone from its own start
     if job.think is not None:
@@ -487,6 +511,7 @@ def _clone(env: simpy.Environment, wl: Workload, job: _Job, disk: Disk,
     yield simpy.AllOf(env, slots)
     if job.written is not None and job.exhausted and env.now < deadline:
         check = _Job(iter([verify_reads(job.written, wl)]))
+        check.index = index
         check.ramp_end, check.reset, check.ramp = job.ramp_end, job.reset, job.ramp
         slots = [env.process(_slot(env, check, disk, device, stats, deadline, pacer))
                  for _ in range(wl.iodepth)]
@@ -499,6 +524,10 @@ def _clone(env: simpy.Environment, wl: Workload, job: _Job, disk: Disk,
         job.reset = job.reset or check.reset
     if not job.reset:
         _ended_in_ramp(job, stats)
+    elif stats.events is not None:  # fio's logs count from the ramp's end
+        stats.events.origins[index] = job.ramp_end
+    if stats.events is not None:
+        stats.events.ends[index] = env.now
     if job.reads or job.writes or job.trims:
         stats.clones.append(CloneRun(stage, job.first_issue, job.last_done, job.reads,
                                      job.writes, index, job.lat[0], job.lat[1],
