@@ -20,7 +20,9 @@ def fio_json_cmd(run_dir: Annotated[Path, typer.Argument(help="A run directory w
                                                          "model's records.")],
                  logs: Annotated[bool, typer.Option(help="Also fio's bw, iops and latency logs "
                                                     "(runs the model again).")] = False,
-                 log_avg_msec: Annotated[int, typer.Option(min=1)] = 500) -> None:
+                 log_avg_msec: Annotated[int, typer.Option(
+                     min=0, help="fio's log_avg_msec: each line's window in ms (0: a line "
+                     "per I/O).")] = 500) -> None:
     """Write the model's I/O figures for each VM as fio JSON (fio-json/<vm>.json), one entry
     per job fio reports (each job section and clone, group_reporting folding clones), for
     fio's own tooling (fio-plot) to plot beside the real run's fio output in raw/."""

@@ -1,19 +1,46 @@
 """The model's I/O over time as fio's bandwidth, IOPS and latency logs.
 
 fio 3.33 with ``write_bw_log``, ``write_iops_log``, ``write_lat_log`` and ``log_avg_msec=W``
-writes ``<job>_bw.1.log``, ``_iops.1.log``, ``_clat.1.log``, ``_lat.1.log`` (and ``_slat``),
-one line per window and direction: ``time (ms since the job started), value, direction (0 read,
-1 write), block size (0: an average), priority (0)``. Values: KiB/s, IO/s, mean ns of the I/Os
-completed in the window. The model writes the same from every I/O it completes, by completion
-time, all of the VM's clones in one ``.1.log`` (fio's group); ``slat`` is not written (the model
-has no submission stage). A window without completions has bandwidth and IOPS 0 and no latency
-line, as in fio.
+writes, for every clone (fio's thread), ``<prefix>_bw.<n>.log``, ``_iops.<n>.log``,
+``_clat.<n>.log``, ``_lat.<n>.log`` (and ``_slat``), measured with its null engine and through
+qemu-nbd (``tests/test_fiologs_real.py``):
+
+- **names**: ``<n>`` is fio's thread number across the whole fio process, 1-based (a job's
+  clones after it, the job-file's sections in order: ``[a] numjobs=2``, ``[b] numjobs=2``,
+  ``[c]`` give ``a_iops.1``, ``a_iops.2``, ``b_iops.3``, ``b_iops.4``, ``c_iops.5``); the
+  prefix is the option's value, or without one the job's name (cowbench's real run names a
+  VM's job ``<vm>``, or ``<vm>.<section>`` for one of several sections). With
+  ``per_job_logs=0`` there is no ``.<n>``: every clone of the prefix appends to one file.
+  A clone that logged nothing still gets its (empty) file.
+- **time**: milliseconds since the clone's own start (fio's ``td->epoch``): after its
+  ``startdelay``, moved to its ramp's end (whose I/Os are not logged), and for a stonewalled
+  job its own start, not fio's (:class:`sim.world.vm.IoEvents`).
+- **bw, iops**: fio's helper thread samples each clone every ``W`` ms; a sample whose window
+  had completions of a direction writes ``t, rate, direction, 0, 0``, the rate fio's integer
+  ``bytes x 1000 / W / 1024`` (KiB/s) or ``I/Os x 1000 / W``; a window without completions
+  writes no line, and the window cut short by the clone's end none either (a reader of
+  4,096 ms logged up to 4,003 ms).
+- **clat, lat**: each completion adds its latency to its direction's window; the first
+  completion at least ``W`` ms after the window began writes the window's mean (rounded) at
+  its own time and starts the next window at that time rounded down to ``W`` (fio's
+  ``add_log_sample``); what is left is written at the clone's end (thinktime=350ms bursts
+  with W=100 gave lines at 350, 700 and 1,050 ms). A clone's end is when it finished: a
+  time-based job of 500 ms, whose last I/O completes just before, has its last rate line
+  at 500 ms, its last latency line at 502.
+- ``log_avg_msec=0``: one line per I/O at its completion: IOPS 1, bandwidth its bytes over
+  its completion latency (``bytes x 10^6 / clat_ns``), its latency, with its block size in
+  the fourth column.
+
+The model writes these from every I/O it completes (``clat`` and ``lat`` alike: it has no
+submission stage, so no ``slat``). fio's helper thread wakes a little late (its first sample
+of a 2,000 IO/s writer came at 143 ms, not 100); the model samples on time.
 """
 
 from __future__ import annotations
 
 import math
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,69 +48,168 @@ import pandas as pd
 
 from .backends import get_backend
 from .errors import UsageError
+from .jobopts import fio_flag
 from .scenario import Scenario
 from .store import atomic_write_text
 from .tools import RawLog
 from .traces import needs_traces, scenario_traces
+from .workload_schema import Workload
 
-LOGS = ("bw", "iops", "clat", "lat")
+#: each log the model writes, and the fio option that asks for it
+LOGS = {"bw": "write_bw_log", "iops": "write_iops_log", "clat": "write_lat_log",
+        "lat": "write_lat_log"}
 
-
-def _windows(ev: pd.DataFrame, t0: float, avg_ms: int) -> pd.DataFrame:
-    """Per window of one direction's I/Os: end time (ms), length (ms), I/Os, bytes, latency."""
-    done_ms = (ev.done_s.to_numpy() - t0) * 1e3
-    end_ms = float(done_ms.max())
-    n = max(1, math.ceil(end_ms / avg_ms))
-    idx = np.minimum((done_ms // avg_ms).astype(np.int64), n - 1)
-    starts = np.arange(n) * avg_ms
-    ends = np.minimum(starts + avg_ms, end_ms)
-    lat = (ev.done_s.to_numpy() - ev.issued_s.to_numpy()) * 1e9
-    return pd.DataFrame({"time": np.round(ends).astype(np.int64),
-                         "len_s": (ends - starts) / 1e3,
-                         "ios": np.bincount(idx, minlength=n),
-                         "bytes": np.bincount(idx, ev.bytes.to_numpy(), minlength=n),
-                         "lat_sum": np.bincount(idx, lat, minlength=n)})
+Line = tuple[int, int, int, int]  # time ms, value, direction, block size
 
 
-def log_lines(events: pd.DataFrame, avg_ms: int) -> dict[str, list[tuple[int, int, int]]]:
-    """Each log's ``(time_ms, value, direction)`` lines, in time order (reads before writes)."""
-    out: dict[str, list[tuple[int, int, int]]] = {name: [] for name in LOGS}
-    if events.empty:
+@dataclass(frozen=True)
+class LogFile:
+    """One log fio writes for one clone: ``clone`` in fio's run order (0 for thread 1)."""
+
+    clone: int
+    kind: str
+    name: str
+
+
+def log_files(wl: Workload, vm: str) -> list[LogFile]:
+    """The files fio names for VM ``vm``'s fio process running ``wl`` (see the module): per
+    clone in fio's run order, each of :data:`LOGS`."""
+    out: list[LogFile] = []
+    thread = 0
+    for part in wl.parts:
+        job = f"{vm}.{part.section}" if wl.jobs else vm
+        per_job = _flag(part, "per_job_logs", True)
+        for _ in range(part.numjobs):
+            thread += 1
+            for kind, option in LOGS.items():
+                prefix = _value(part, option) or job
+                out.append(LogFile(thread - 1, kind, f"{prefix}_{kind}"
+                                   f"{f'.{thread}' if per_job else ''}.log"))
+    return out
+
+
+def _value(part: Workload, option: str) -> str | None:
+    """The job file's last ``option=value`` (fio takes the last), its file name: the model
+    writes every log into one directory; None when absent or given without a value."""
+    for r in reversed(part.replaced):
+        if r.option == option:
+            value = (r.value or "").strip()
+            return Path(value).name or None
+    return None
+
+
+def _flag(part: Workload, option: str, default: bool) -> bool:
+    for r in reversed(part.replaced):
+        if r.option == option:
+            try:
+                return fio_flag(option, r.value)
+            except ValueError:
+                return default
+    return default
+
+
+def clone_lines(ev: pd.DataFrame, origin: float, avg_ms: int,
+                end: float | None = None) -> dict[str, list[Line]]:
+    """One clone's lines of each log, in time order (reads before writes at one time):
+    ``ev`` its I/Os (``issued_s``, ``done_s``, ``bytes``, ``is_write``), ``origin`` the
+    instant its time counts from, ``end`` when it finished (its last completion if None)."""
+    out: dict[str, list[Line]] = {kind: [] for kind in LOGS}
+    if ev.empty:
         return out
-    t0 = float(events.issued_s.min())
+    end_ms = _ms(max(float(ev.done_s.max()), end or 0.0), origin)
     for ddir in (0, 1):
-        ev = events[events.is_write == bool(ddir)]
-        if not ev.empty:
-            _add_lines(out, _windows(ev, t0, avg_ms), ddir)
-    return {k: sorted(v) for k, v in out.items()}
-
-
-def _add_lines(out: dict[str, list[tuple[int, int, int]]], w: pd.DataFrame, ddir: int) -> None:
-    for t, len_s, ios, nbytes, lat_sum in zip(w.time.tolist(), w.len_s.tolist(), w.ios.tolist(),
-                                               w.bytes.tolist(), w.lat_sum.tolist(), strict=True):
-        if len_s <= 0:
+        d = ev[ev.is_write == bool(ddir)].sort_values("done_s", kind="stable")
+        if d.empty:
             continue
-        out["bw"].append((int(t), round(nbytes / 1024 / len_s), ddir))
-        out["iops"].append((int(t), round(ios / len_s), ddir))
-        if ios:
-            mean = round(lat_sum / ios)
-            out["clat"].append((int(t), mean, ddir))
-            out["lat"].append((int(t), mean, ddir))
+        ms = np.array([_ms(t, origin) for t in d.done_s.tolist()], dtype=np.int64)
+        lat = (d.done_s.to_numpy() - d.issued_s.to_numpy()) * 1e9
+        nbytes = d.bytes.to_numpy().astype(np.int64)
+        if avg_ms == 0:
+            _per_io(out, ms, lat, nbytes, ddir)
+        else:
+            _rates(out, ms, nbytes, ddir, avg_ms, end_ms)
+            _latency(out, ms, lat, ddir, avg_ms, end_ms)
+    return {k: sorted(v, key=lambda line: (line[0], line[2])) for k, v in out.items()}
 
 
-def write_fio_logs(directory: Path, vm: str, events: pd.DataFrame, avg_ms: int) -> list[Path]:
-    """``<directory>/<vm>_{bw,iops,clat,lat}.1.log`` in fio's format."""
-    written = []
-    for name, lines in log_lines(events, avg_ms).items():
-        path = directory / f"{vm}_{name}.1.log"
-        atomic_write_text(path, "".join(f"{t}, {v}, {d}, 0, 0\n" for t, v, d in lines))
-        written.append(path)
-    return written
+def _ms(t: float, origin: float) -> int:
+    """fio's ``mtime_since``: whole milliseconds since ``origin`` (never before it)."""
+    return max(0, math.floor((t - origin) * 1e3 + 1e-9))
+
+
+def _per_io(out: dict[str, list[Line]], ms: np.ndarray, lat: np.ndarray,
+            nbytes: np.ndarray, ddir: int) -> None:
+    for t, lat_ns, b in zip(ms.tolist(), lat.tolist(), nbytes.tolist(), strict=True):
+        ns = max(1, round(lat_ns))  # fio's latencies are whole nanoseconds
+        out["iops"].append((t, 1, ddir, b))
+        out["bw"].append((t, b * 10**6 // ns, ddir, b))
+        out["clat"].append((t, ns, ddir, b))
+        out["lat"].append((t, ns, ddir, b))
+
+
+def _rates(out: dict[str, list[Line]], ms: np.ndarray, nbytes: np.ndarray, ddir: int,
+           avg_ms: int, end_ms: int) -> None:
+    """Samples at ``k x W`` up to the clone's end, each of the completions before it since
+    the last; none for an empty window."""
+    n = end_ms // avg_ms
+    if n == 0:
+        return
+    window = ms // avg_ms
+    keep = window < n
+    ios = np.bincount(window[keep], minlength=n)
+    size = np.bincount(window[keep], nbytes[keep], minlength=n)
+    for k in np.flatnonzero(ios).tolist():
+        t = (k + 1) * avg_ms
+        out["iops"].append((t, int(ios[k]) * 1000 // avg_ms, ddir, 0))
+        out["bw"].append((t, int(size[k]) * 1000 // avg_ms // 1024, ddir, 0))
+
+
+def _latency(out: dict[str, list[Line]], ms: np.ndarray, lat: np.ndarray, ddir: int,
+             avg_ms: int, end_ms: int) -> None:
+    """fio's averaged latency window: closed by the first completion ``W`` ms or more after
+    its start (that completion included), the rest at the clone's end."""
+    window = ms // avg_ms
+    prev = np.concatenate(([0], window[:-1]))
+    closes = np.flatnonzero(window > prev).tolist()
+    total = np.concatenate(([0.0], np.cumsum(lat)))
+    start = 0
+    for i in closes:
+        _mean_line(out, int(ms[i]), total, start, i + 1, ddir)
+        start = i + 1
+    if start < len(ms):
+        _mean_line(out, end_ms, total, start, len(ms), ddir)
+
+
+def _mean_line(out: dict[str, list[Line]], t: int, total: np.ndarray, a: int, b: int,
+               ddir: int) -> None:
+    mean = math.floor((total[b] - total[a]) / (b - a) + 0.5)  # fio: the mean + 0.50, cut
+    out["clat"].append((t, mean, ddir, 0))
+    out["lat"].append((t, mean, ddir, 0))
+
+
+def vm_logs(wl: Workload, vm: str, events: pd.DataFrame, avg_ms: int) -> dict[str, str]:
+    """Each log file's text for one VM: the files :func:`log_files` names, each clone's
+    lines from its own I/Os in ``events`` (``clone``, ``origin_s``, ``end_s`` as
+    :meth:`cowbench.backends.Backend.io_events` gives them)."""
+    by_clone = {c: events[events.clone == c] for c in set(events.clone.tolist())}
+    lines: dict[int, dict[str, list[Line]]] = {}
+    texts: dict[str, list[str]] = {}
+    for f in log_files(wl, vm):
+        if f.clone not in lines:
+            ev = by_clone.get(f.clone)
+            lines[f.clone] = ({k: [] for k in LOGS} if ev is None else
+                              clone_lines(ev, float(ev.origin_s.iloc[0]), avg_ms,
+                                          float(ev.end_s.iloc[0])))
+        texts.setdefault(f.name, []).extend(f"{t}, {v}, {d}, {b}, 0\n"
+                                            for t, v, d, b in lines[f.clone][f.kind])
+    return {name: "".join(rows) for name, rows in texts.items()}
 
 
 def write_run_logs(run_dir: Path, scenario: Scenario, seed: object, avg_ms: int) -> list[Path]:
     """The model's run again (same scenario, seed and offset streams), its I/Os as fio logs in
-    ``run_dir/fio-json``. Timelines and fleets are refused (UsageError)."""
+    ``run_dir/fio-json``, named as each VM's fio would name them. Timelines and fleets are
+    refused (UsageError), and so are two VMs whose logs would have the same name (their job
+    files' ``write_*_log`` prefixes), before anything is written."""
     if not isinstance(seed, int):
         raise UsageError(f"{run_dir}/run.json: seed: not an integer")
     if scenario.timeline is not None or scenario.fleet is not None:
@@ -95,7 +221,20 @@ def write_run_logs(run_dir: Path, scenario: Scenario, seed: object, avg_ms: int)
             scenario, RawLog(Path(tmp)), lambda s, t: model.simulate(s, seed, traces=t)
         ).traces if needs_traces(scenario) else None
         events = model.io_events(scenario, seed, traces)
+    files: dict[str, str] = {}
+    owner: dict[str, str] = {}
+    for vm in scenario.vms:
+        wl = scenario.workload_of(vm)
+        if wl is None:
+            continue
+        for name, text in vm_logs(wl, vm.name, events[vm.name], avg_ms).items():
+            if name in owner:
+                raise UsageError(f"fio-json --logs: vms {owner[name]} and {vm.name} would both "
+                                 f"write {name} (their jobs' write_*_log prefixes)")
+            owner[name], files[name] = vm.name, text
     written = []
-    for vm, ev in sorted(events.items()):
-        written += write_fio_logs(run_dir / "fio-json", vm, ev, avg_ms)
+    for name, text in sorted(files.items()):
+        atomic_write_text(run_dir / "fio-json" / name, text)
+        written.append(run_dir / "fio-json" / name)
     return written
+
