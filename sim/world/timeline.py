@@ -302,7 +302,7 @@ class World:
             transfer = top.data_clusters * top.cluster_size
         else:
             transfer = top.allocated_bytes
-        self._moved(ins.vm, ins.dst, self._live_copy(inst), transfer)
+        self._moved(ins.vm, ins.dst, self._live_copy(inst, ins.backing), transfer)
 
     @execute.register
     def _(self, ins: CopyFiles) -> None:
@@ -317,12 +317,16 @@ class World:
         self.done.took(transfer_time(transfer + self.done.fetched,
                                      self.s.nova.migration_bandwidth_bytes_per_s))
 
-    def _live_copy(self, inst: Instance) -> Instance:
-        """Block migration: an empty overlay at the destination, then the top's clusters."""
+    def _live_copy(self, inst: Instance, backing: Base | None) -> Instance:
+        """Block migration: an empty overlay at the destination over ``backing`` (the base
+        the source's disk names: for ``resized_base`` the copy resized to the root size, raw
+        to its end, as ``real.world.lifecycle`` makes it), then the top's clusters."""
         vm = inst.vm
         assert inst.image is not None
-        img = overlay(inst.root_size, self.s.strategy_of(vm),
-                      backing_data(self.s.image(inst.image), self.s.nova.force_raw_images))
+        data = backing_data(self.s.image(inst.image), self.s.nova.force_raw_images)
+        if backing is not None and backing.resized and backing.size is not None:
+            data = data.grown(backing.size)
+        img = overlay(inst.root_size, self.s.strategy_of(vm), data)
         layer = Layer.new("disk", img, inst.root_size)
         top = inst.top.image
         assert isinstance(top, Qcow2Image), "check_timeline: block migration of overlays only"
