@@ -22,8 +22,15 @@ class BaseData:
     partial write over them is no all-zero range to QEMU."""
 
     def __init__(self, size: int, extents: list[tuple[int, int]],
-                 raw_size: int | None = None, dense_size: int = 0) -> None:
+                 raw_size: int | None = None, dense_size: int = 0,
+                 mapped: list[tuple[int, int]] | None = None) -> None:
         self.size = size
+        #: ranges a qcow2 layer of the chain maps as data whatever its file holds there: a
+        #: cluster zeroed with fallocate keeps unwritten blocks that read as zeros with no
+        #: host I/O (not in ``extents``), yet QEMU's block status calls the whole cluster
+        #: data, so a first write beside them copies it (``allocated``)
+        self._mapped = sorted(mapped or [])
+        self._mapped_starts = [s for s, _ in self._mapped]
         #: bytes from 0 the file holds on disk whatever they contain (a dense download)
         self.dense_size = min(dense_size, size)
         #: a raw base counts as allocated everywhere up to its size, holes included (FACTS.md
@@ -82,8 +89,16 @@ class BaseData:
         a raw file everywhere up to its size, holes included, a qcow2 file only where it has
         clusters (``raw_size`` 0). A first write copies from the backing only when one of its
         COW regions is allocated there (``is_zero_cow`` in block/qcow2.c); else the new cluster
-        is zeroed with fallocate and only the guest bytes are written."""
-        return end > start and (start < self.raw_size or self.data_in(start, end) > 0)
+        is zeroed with fallocate and only the guest bytes are written. Under an external
+        snapshot, a lower qcow2 layer's cluster counts whole (``mapped``), whatever of it
+        its file holds on disk."""
+        return end > start and (start < self.raw_size or self.data_in(start, end) > 0
+                                or self._maps(start, end))
+
+    def _maps(self, start: int, end: int) -> bool:
+        """Whether a mapped range (``mapped``) meets [start, end)."""
+        i = bisect.bisect_left(self._mapped_starts, end)
+        return i > 0 and self._mapped[i - 1][0] + self._mapped[i - 1][1] > start
 
     def grown(self, size: int) -> BaseData:
         """A raw copy of this data grown to ``size`` (``qemu-img resize``): allocated to its
