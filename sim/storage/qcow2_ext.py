@@ -95,7 +95,7 @@ class Qcow2ExtImage(Qcow2Image):
         for t in range(self.l1_entries):
             self.l2_allocated[t] = True
             self.n_l2 += 1
-            self.file.take(1)
+            self.l2_host[t] = self.file.take(1)  # where the table is: a copy reads it there
             first, last = t * per, min((t + 1) * per, self.n_clusters)
             for g in range(first, last):  # one by one: refcount blocks may come between
                 self.data_host[g] = self.file.take(1)
