@@ -160,7 +160,8 @@ def apply_writes(img: Qcow2Image | RawImage, offsets: np.ndarray,
         return io
     p = split(offsets, lengths, img.cluster_size)
     if getattr(img, "extended_l2", False) or img.any_zeroed or img.any_shared or \
-            img.holes or not img.file.can_bulk(2 * len(p.cluster)) or _l2_reads(img):
+            img.holes or img.sparse_meta is not None or \
+            not img.file.can_bulk(2 * len(p.cluster)) or _l2_reads(img):
         return _loop(img, offsets, lengths)  # holes to fill, a table to grow, zero clusters
     new = first_occurrence(p.cluster, img.n_clusters) & ~img.allocated[p.cluster]
     if img.backing is None and bool(np.any(p.end[new] - p.start[new] < img.cluster_size)):

@@ -20,7 +20,7 @@ import numpy as np
 from cowbench.nova.instructions import Base
 from cowbench.records import Recorder
 from cowbench.scenario import VM, Image, Scenario
-from sim.storage.disk import BaseData, HostIO, Qcow2Image, RawImage
+from sim.storage.disk import BaseData, HostIO, Qcow2Image, RawImage, SparseMeta
 from sim.storage.fs import FS_BLOCK, extent_tree_bytes
 from sim.storage.images import backing_data, base_data, cache_file, fetch_bytes
 from sim.storage.qcow2_ext import SUBCLUSTERS, Qcow2ExtImage
@@ -537,6 +537,23 @@ def sparse_copy(layer: Layer, below: np.ndarray | None = None) -> SparseCopy:
     sc = img.sc_bits.copy() if isinstance(img, Qcow2ExtImage) else None
     return SparseCopy(nonzero_blocks(layer, below), end, below, img.allocated.copy(), sc,
                       img.file.used)
+
+
+def sparse_meta(layer: Layer) -> SparseMeta | None:
+    """What the layer's ``rsync --sparse`` copy (``sparse_at_copy``) left of its metadata
+    clusters, for the reads of them (``sim.storage.disk.SparseMeta``): its L2 tables and first
+    refcount block, where the copy holds fewer than all their blocks."""
+    img, sp = layer.image, layer.sparse_at_copy
+    if not isinstance(img, Qcow2Image) or sp is None:
+        return None
+    per = img.cluster_size // FS_BLOCK
+    if per < 1:
+        return None
+    meta = [2, *img.l2_host[img.l2_allocated].tolist()]
+    counts = np.bincount(sp.blocks // per, minlength=max(meta) + 1)
+    held = {h: int(counts[h]) * FS_BLOCK for h in meta if 0 <= h and counts[h] < per}
+    sc = img.sc_bits.copy() if isinstance(img, Qcow2ExtImage) else None
+    return SparseMeta(held, img.allocated.copy(), sc, img.file.used)
 
 
 def _runs_of(blocks: np.ndarray) -> list[int]:

@@ -76,6 +76,7 @@ from .lifecycle import (
     record_files,
     resized_copy,
     sparse_copy,
+    sparse_meta,
     transfer_time,
 )
 
@@ -417,9 +418,12 @@ def _copied(inst: Instance, fill: bool) -> Instance:
                 layer.image.blocks[:] = True
             elif isinstance(layer.image, Qcow2Image):  # unwritten extents written as zeros
                 layer.image.holes.clear()
+                layer.image.sparse_meta = None  # and the metadata's holes of an older copy
     if not fill:
         for layer, below in zip(layers, content_below(inst.layers), strict=True):
             layer.sparse_at_copy = sparse_copy(layer, below)
+            if isinstance(layer.image, Qcow2Image):
+                layer.image.sparse_meta = sparse_meta(layer)
     moved = Instance(inst.vm, inst.image, layers, inst.root_size)
     # each local disk is a file of its own over its base, copied alike
     moved.local = {b: _copied(Instance(inst.vm, None, [x], x.image.virtual_size), fill).top
