@@ -522,3 +522,48 @@ def test_nova_lifecycle_scenario_meets_its_target(tmp_path: Path, no_leaks: None
     figures = comp[comp.metric.isin(["allocated_bytes", "transfer_bytes"])]
     assert len(figures) > 300
     assert (figures.rel_error.abs() <= 0.02).all(), figures[figures.rel_error.abs() > 0.02]
+
+
+LIVE_COPY: dict[str, Any] = {
+    "name": "live-copy-holes", "seed": 4, "hosts": [{"name": "h1"}, {"name": "h2"}],
+    "images": [{"name": "img", "virtual_size": "256MiB", "format": "qcow2",
+                "synthetic": {"data": [{"offset": 0, "length": "32MiB"}]}}],
+    "strategy": {"kind": "resized_base"},
+    "workloads": {"w": {"rw": "randwrite", "bs": "4k", "iodepth": 4, "io_size": "2MiB"},
+                  "w2": {"rw": "randwrite", "bs": "4k", "iodepth": 4, "io_size": "2MiB",
+                         "randseed": 8},
+                  "rd": {"rw": "read", "bs": "64k", "iodepth": 1}},
+    "vms": [{"name": "a", "image": "img", "root_size": "1GiB", "workload": "w", "host": "h1"}],
+    "timeline": {"end_s": 100, "events": [
+        {"t": 10, "op": "migrate", "vm": "a", "to": "h2", "kind": "live"},
+        {"t": 20, "op": "run", "vm": "a", "workload": "rd"},
+        {"t": 30, "op": "run", "vm": "a", "workload": "w2"}]},
+}
+
+
+@pytest.mark.real
+@needs_tools
+def test_a_block_migration_copies_each_cluster_from_its_first_data_block(
+        tmp_path: Path, no_leaks: None) -> None:
+    """A live migration (``qemu-img convert -O qcow2 -B``) copies the top's clusters into a
+    file opened without its backing: each from its first non-zero block to its end, its head
+    a zero write left unwritten by fallocate, so reading it back moves no host bytes; the
+    copy is closed with its metadata on disk. The destination's overlay stands on the
+    resized_base copy the source's disk names (raw to the root size). Every session's
+    host_read_bytes and host_write_bytes within 2% of qemu-nbd's /proc/PID/io, and
+    allocated_bytes within 0.2%. Measured 2026-12-05: every figure exact or within 0.2%;
+    before, the whole read after the migration 65863680 bytes where qemu-nbd read 49664000
+    (+32.6%; the user-test's s14 reads after a live migration +29.5%), with 131072 bytes of
+    metadata written where it wrote none."""
+    run_scenario(parse_scenario(LIVE_COPY), tmp_path / "run", "both")
+    comp = pd.read_csv(tmp_path / "run" / "comparison.csv")
+    rows = comp[comp.metric.isin(["host_read_bytes", "host_write_bytes"])]
+    assert len(rows) == 2 * 3
+    for r in rows.itertuples():
+        if r.measured == 0:
+            assert r.predicted == 0, r
+        else:
+            assert abs(r.predicted - r.measured) <= 0.02 * r.measured, r
+    vm = comp[(comp.entity == "vm:a") & (comp.metric == "allocated_bytes")]
+    bad = vm[vm.rel_error.abs() > 0.002]
+    assert bad.empty, bad

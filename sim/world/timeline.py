@@ -49,7 +49,7 @@ from cowbench.nova.instructions import (
 from cowbench.nova.machine import Operation, Run
 from cowbench.records import Recorder
 from cowbench.runseed import run_numbers
-from cowbench.scenario import Scenario
+from cowbench.scenario import Scenario, Strategy
 from cowbench.timeline_fleet import record_claims
 from sim.storage.backing import BaseData
 from sim.storage.disk import Qcow2Image, RawImage
@@ -67,6 +67,7 @@ from .lifecycle import (
     Kept,
     Layer,
     LocalBaseFile,
+    _guest_content,
     chain_data,
     content_below,
     content_blocks,
@@ -321,24 +322,24 @@ class World:
     def _live_copy(self, inst: Instance, backing: Base | None) -> Instance:
         """Block migration: an empty overlay at the destination over ``backing`` (the base
         the source's disk names: for ``resized_base`` the copy resized to the root size, raw
-        to its end, as ``real.world.lifecycle`` makes it), then the top's clusters."""
+        to its end, as ``real.world.lifecycle`` makes it), then the top's clusters
+        (``_converted_top``)."""
         vm = inst.vm
         assert inst.image is not None
         data = backing_data(self.s.image(inst.image), self.s.nova.force_raw_images)
         if backing is not None and backing.resized and backing.size is not None:
             data = data.grown(backing.size)
-        img = overlay(inst.root_size, self.s.strategy_of(vm), data)
-        layer = Layer.new("disk", img, inst.root_size)
         top = inst.top.image
         assert isinstance(top, Qcow2Image), "check_timeline: block migration of overlays only"
-        c = top.cluster_size
         if isinstance(top, Qcow2ExtImage):  # only the subclusters the top holds
+            img = overlay(inst.root_size, self.s.strategy_of(vm), data)
             for start, end in _subcluster_runs(top):
                 for off in range(start, end, CONVERT_CHUNK):
                     img.write(off, min(CONVERT_CHUNK, end - off))
         else:
-            for g in np.flatnonzero(top.allocated).tolist():
-                img.write(g * c, min(c, inst.root_size - g * c))
+            img = _converted_top(inst, self.s.strategy_of(vm))
+            img.backing = data
+        layer = Layer.new("disk", img, inst.root_size)
         layer.written[:] = inst.top.written
         moved = Instance(vm, inst.image, [layer], inst.root_size)
         # Nova makes the local disks on the destination over its bases before the mirror
@@ -393,6 +394,46 @@ def _subcluster_runs(img: Qcow2ExtImage) -> list[tuple[int, int]]:
                     runs.append((a, a + sc))
     size = img.virtual_size
     return [(a, min(b, size)) for a, b in runs if a < size]
+
+
+def _converted_top(inst: Instance, st: Strategy) -> Qcow2Image:
+    """What ``qemu-img convert -O qcow2 -B BASE`` of the top writes (a block migration,
+    ``real.world.lifecycle``): only the top's own clusters, and of each the bytes from its
+    first non-zero 4 KiB block (the guest's bytes, the base's data its copy-on-write
+    brought) to the cluster's end, in requests of up to 2 MiB, into a file convert opens
+    without its backing: the zeros before that block are a zero write, so the new cluster
+    is zeroed with fallocate and its head left unwritten (``Qcow2Image.holes``); the backing
+    is named once it is done, and the image closed, its metadata on disk. Measured (FIEMAP of
+    a destination's disk, 491 clusters copied, each a 4 KiB guest write over a raw base's
+    hole or the base's data: every cluster unwritten up to its first data block and written
+    from there to its end; a whole read of it through qemu-nbd moved 49664000 bytes, where
+    copying clusters whole predicted 65863680, and wrote nothing where leaving the metadata
+    dirty predicted 131072)."""
+    top = inst.top.image
+    assert isinstance(top, Qcow2Image)
+    c = top.cluster_size
+    img = overlay(inst.root_size, st, None)
+    per = max(1, c // FS_BLOCK)
+    nblocks = top.n_clusters * per
+    content = _guest_content(inst.top, nblocks, content_below(inst.layers)[-1])
+    rows = (content & np.repeat(top.allocated & ~top.zeroed, per)[:nblocks]).reshape(-1, per)
+    # from its first non-zero block to the cluster's end: convert writes data runs out to the
+    # target's cluster boundary (its zero writes stay cluster-aligned)
+    first = np.where(rows.any(axis=1), rows.argmax(axis=1), per)
+    out = (np.arange(per)[None, :] >= first[:, None]).reshape(-1)
+    for start, length in _block_runs(out):
+        end = min(start + length, inst.root_size)
+        for off in range(start, end, CONVERT_CHUNK):
+            img.write(off, min(CONVERT_CHUNK, end - off))
+    img.flush()  # convert closes the image: its metadata is on disk before any session
+    return img
+
+
+def _block_runs(blocks: np.ndarray) -> list[tuple[int, int]]:
+    """(offset, length) in bytes of the runs of set 4 KiB blocks."""
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], blocks.astype(np.int8), [0]))))
+    return [(int(a) * FS_BLOCK, int(b - a) * FS_BLOCK) for a, b in zip(edges[::2], edges[1::2],
+                                                                        strict=True)]
 
 
 def _local_overlay(s: Scenario, inst: Instance, base: Base) -> Layer:
