@@ -215,6 +215,7 @@ def test_what_the_api_refuses_it_names_as_the_api_names_it(tmp_path: Path) -> No
     assert sorted(p.name for p in tmp_path.iterdir()) == ["grid.yaml", "small.yaml"]
 
 
+@pytest.mark.slow
 def test_run_with_another_seed_warns_as_simulate_does(tmp_path: Path) -> None:
     """A seed that cannot vary a random workload's offsets (randrepeat on, fio's default):
     run() said nothing where simulate() and the CLI warn, and its replications were the same

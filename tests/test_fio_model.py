@@ -127,6 +127,7 @@ def test_lfsr_covers_each_block_once():
        size_blocks=st.integers(1, 512), ios=st.integers(1, 2000),
        rw=st.sampled_from(["read", "write", "randread", "randwrite", "randrw"]),
        norandommap=st.booleans())
+@pytest.mark.slow
 def test_offsets_stay_in_region_and_aligned(bs_kib, offset_blocks, size_blocks, ios, rw,
                                             norandommap):
     bs = bs_kib * 1024

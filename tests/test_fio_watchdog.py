@@ -20,6 +20,7 @@ from real.workload.fio import _watch_group
 from .conftest import needs_tools
 
 
+@pytest.mark.slow
 def test_a_sigterm_sent_while_the_watchdog_starts_still_stops_the_group() -> None:
     group = subprocess.Popen(["sleep", "600"], start_new_session=True)
     try:

@@ -92,6 +92,7 @@ def read_log(path: Path) -> list[list[int]]:
     return [[int(x) for x in line.split(", ")] for line in path.read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_fio_json_logs_add_up_to_the_model_figures(tmp_path: Path) -> None:
     """The logs' windows hold the I/Os the model completed in them; as fio, the rates have no
     line for the window the job's end cuts short, the latency log ends with it."""

@@ -126,6 +126,7 @@ def test_log_avg_msec_0_is_a_line_per_io() -> None:
                                                                     4096)]
 
 
+@pytest.mark.slow
 def test_fio_json_logs_writes_fio_s_file_set(tmp_path: Path) -> None:
     s = scenario(tmp_path, SECTIONS)
     run_scenario(s, tmp_path / "run", "sim")

@@ -275,6 +275,7 @@ def _model_figures(tmp: Path, job: str) -> pd.Series:
     return rec[rec.entity == "vm:v"].set_index("metric").value
 
 
+@pytest.mark.slow
 def test_a_direction_runs_over_the_stages_that_do_it(tmp_path: Path) -> None:
     """fio's IOPS of a direction are over the runtimes of the jobs that did it (a job's
     runtime counts for reads only if it read; a stage's is its longest job's; stages in turn

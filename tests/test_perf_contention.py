@@ -74,6 +74,7 @@ def beside_three_recorded() -> tuple[tuple[float, float], Host]:
                    record_turns=True), hosts[0])
 
 
+@pytest.mark.slow
 def test_a_reader_beside_deep_readers_waits_for_the_cores_they_keep_busy(
         beside_three: tuple[tuple[float, float], Host]) -> None:
     """The model's reader: slower beside one deep reader than alone, slower again beside
@@ -85,6 +86,7 @@ def test_a_reader_beside_deep_readers_waits_for_the_cores_they_keep_busy(
     assert three < 0.5 * alone
 
 
+@pytest.mark.slow
 def test_a_contention_probe_is_replayed_for_a_bounded_count_of_its_own_ios(
         beside_three: tuple[tuple[float, float], Host]) -> None:
     assert contended(reader()) and not contended(reader(None))
@@ -104,6 +106,7 @@ def test_the_fit_does_not_read_the_contention_probe() -> None:
     assert fit_with_alloc([fast if p is probe else p for p in probes], 2) == alone
 
 
+@pytest.mark.slow
 def test_a_replay_hands_over_its_host_with_every_exports_processes(
         beside_three: tuple[tuple[float, float], Host]) -> None:
     """``on_host`` (benchmarks/io_turns.py) gets the replayed host once it is done: the
@@ -117,6 +120,7 @@ def test_a_replay_hands_over_its_host_with_every_exports_processes(
         assert 1.5 < task.turns / (iops * host.env.now) < 2.5
 
 
+@pytest.mark.slow
 def test_a_replay_keeps_each_wait_and_turn_when_asked(
         beside_three: tuple[tuple[float, float], Host],
         beside_three_recorded: tuple[tuple[float, float], Host]) -> None:

@@ -274,6 +274,7 @@ def test_run_json_says_which_profile_the_io_figures_rest_on(tmp_path: Path) -> N
     assert kept["hosts"][0]["calibrated"]["stages"] == TRUE.stages
 
 
+@pytest.mark.slow
 def test_a_hosts_own_profile_drives_its_prediction(tmp_path: Path) -> None:
     slow = TRUE.model_copy(update={
         "write_path_s": [(s, 10 * t) for s, t in TRUE.write_path_s],
@@ -301,6 +302,7 @@ def test_a_hosts_own_profile_drives_its_prediction(tmp_path: Path) -> None:
     assert iops["slow.json"] < 0.3 * iops["fast.json"]
 
 
+@pytest.mark.slow
 def test_the_cli_uses_the_cache_and_refuses_contradictions(tmp_path: Path) -> None:
     path = store(fake_profile(fingerprint(tmp_path)))
     scenario = write(tmp_path, small_dict())

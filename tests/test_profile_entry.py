@@ -80,6 +80,7 @@ def _sweep_file(tmp_path: Path, backend: str = "sim") -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_a_model_only_sweep_point_takes_the_profile_run_takes(tmp_path: Path,
                                                               cached: Path) -> None:
     sweep = load_sweep(_sweep_file(tmp_path))

@@ -78,6 +78,7 @@ def _host_sweep(tmp_path: Path) -> tuple[pd.DataFrame, str]:
     return summary.set_index("override.strategy"), console.export_text()
 
 
+@pytest.mark.slow
 def test_a_sweep_counts_a_reflink_hosts_shared_base_once(tmp_path: Path) -> None:
     """Three VMs cloned from a base holding 28 MiB: a sum of st_blocks counts the base four
     times (hosts_allocated_bytes, kept as the contract defines it, about full_copy's), the

@@ -261,6 +261,7 @@ def test_a_fleet_whose_hosts_keep_a_reserve_says_so_wherever_it_states_their_siz
     assert "reserved" not in cowbench("show", str(plain)).stdout
 
 
+@pytest.mark.slow
 def test_a_fleet_of_hosts_of_different_sizes_shows_each_against_its_own_disk(
         tmp_path: Path) -> None:
     """A big host (24 GiB) and two small ones (6 GiB, ratio 2.5): the weigher sends VMs to
@@ -654,6 +655,7 @@ def test_a_sweep_point_whose_hosts_cannot_fill_says_never_fills(tmp_path: Path) 
     assert rows["p0001"][0] == "2.0" and rows["p0001"][-2].endswith(" h")
 
 
+@pytest.mark.slow
 def test_a_sweeps_integer_knob_prints_as_an_integer(tmp_path: Path) -> None:
     """``chain_depth: 3`` set by one point only: summary.csv's column has a gap, reads back as
     floats, and the table printed ``3.0``; it prints ``3`` (``-`` where a point has none)."""

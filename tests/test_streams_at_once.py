@@ -82,6 +82,7 @@ def test_the_streams_run_at_once_each_distinct_one_once(
 
 
 @needs_tools
+@pytest.mark.slow
 def test_streams_taken_at_once_are_those_taken_one_by_one(tmp_path: Path) -> None:
     jobs = _jobs(3) + [Workload(rw="randwrite", bs=4096, io_size=64 << 10,
                                 random_distribution="zipf:1.2")]

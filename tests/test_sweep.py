@@ -398,6 +398,7 @@ def test_a_seed_knob_is_refused_pointing_to_seeds(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(not __import__("shutil").which("qemu-img"), reason="needs qemu-img")
+@pytest.mark.slow
 def test_a_scenarios_relative_image_path_is_beside_the_scenario_file(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A sweep's scenario naming ``path: ../img/base.qcow2`` finds it beside the scenario

@@ -192,6 +192,7 @@ def test_a_point_over_the_bound_fails_and_its_run_json_says_why(
     assert (out / ok["dir"] / "predicted.parquet").is_file()
 
 
+@pytest.mark.slow
 def test_a_failed_points_reason_names_its_directory_in_the_sweep(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A point whose run fails: its reason says "details in <dir>/run.json and <dir>/raw/"

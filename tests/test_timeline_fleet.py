@@ -47,6 +47,7 @@ def claims_at(rec: pd.DataFrame, t: np.ndarray) -> pd.DataFrame:
 
 
 @pytest.mark.parametrize("hosts", ["POOL", "MIXED"])
+@pytest.mark.slow
 def test_the_same_vms_as_a_fleet_and_as_a_timeline_give_the_same_refusals(hosts: str) -> None:
     """The same arrivals on the same hosts, written as a fleet and as a timeline: the same
     VMs arrive and are refused, in the same intervals, and each host's claims are the same at
@@ -103,6 +104,7 @@ def host_peaks(point: Path) -> dict[str, float]:
     return {str(e).removeprefix("host:"): float(g.value.max()) for e, g in h.groupby("entity")}
 
 
+@pytest.mark.slow
 def test_a_timeline_sweep_summary_counts_refusals_and_time_to_full(timeline_sweep: Path) -> None:
     point = timeline_sweep / "points" / "p0000"
     refused = json.loads((point / "run.json").read_text())["refused_arrivals"]

@@ -171,6 +171,7 @@ def _hosts(rec: pd.DataFrame) -> pd.DataFrame:
 
 
 @pytest.mark.parametrize("kind", ["live", "cold"])
+@pytest.mark.slow
 def test_the_same_vms_as_a_fleet_and_a_timeline_hold_the_same_local_disks(kind: str) -> None:
     """Per host and sample, what the local disks add (the with-less-without difference: the
     overlays of the VMs there, a cold migration's ``_resize`` copy's too, and the bases in

@@ -24,6 +24,7 @@ time.sleep(60)
 """
 
 
+@pytest.mark.slow
 def test_a_killed_tool_whose_grandchild_holds_its_pipes_is_reaped(tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch
                                                                   ) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from cowbench.fleet import WorkloadClass
 from sim import simulate
@@ -58,6 +59,7 @@ def as_class() -> float:
     return float(OverlayGeometry(GIB, CLUSTER).allocated_bytes(k)[0])
 
 
+@pytest.mark.slow
 def test_one_workload_first_later_and_as_a_fleet_class() -> None:
     runs = [(first(seed), later(seed)) for seed in range(11, 17)]
     for a, b in runs:
