@@ -5,7 +5,7 @@ next ``cowbench gc`` removes, the point's directory included. Before, the direct
 lease: gc removed the run's trees and left it in Dask's scratch, where nothing found it.
 
 Real processes: ``cowbench sweep`` in its own session, with a private ``$TMPDIR`` (so Dask's
-scratch, ``$TMPDIR/dask-scratch-space``) and a private lease registry.
+scratch, ``$TMPDIR/cowbench-dask-*/dask-scratch-space``) and a private lease registry.
 """
 
 from __future__ import annotations
@@ -35,8 +35,9 @@ LONG = {  # a point of about 40 s in the model: still running when it is killed
 
 
 def _stages(tmp: Path) -> list[Path]:
-    """The points' private directories under Dask's scratch (``cowbench-<point>-<hex>``)."""
-    return sorted(tmp.glob("dask-scratch-space/*/cowbench-p*"))
+    """The points' private directories under Dask's scratch (``cowbench-<point>-<hex>``), in
+    the sweep's own ``cowbench-dask-*`` directory (``cowbench.sweep_cluster``)."""
+    return sorted(tmp.glob("cowbench-dask-*/dask-scratch-space/*/cowbench-p*"))
 
 
 def _cowbench(*args: str) -> subprocess.CompletedProcess[str]:

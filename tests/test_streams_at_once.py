@@ -37,7 +37,8 @@ def test_a_command_given_a_cancel_event_is_killed_once_it_is_set(tmp_path: Path)
 
 
 def test_a_cancel_event_left_unset_changes_nothing(tmp_path: Path) -> None:
-    out = run(["sh", "-c", "sleep 0.2; echo done"], cancel=threading.Event())
+    out = run([sys.executable, "-c", "import time; time.sleep(0.2); print('done')"],
+              cancel=threading.Event())
     assert out.stdout == "done\n"
     with pytest.raises(ToolError, match="timed out after 0.3 s"):  # the timeout still holds
         run(["sleep", "30"], cancel=threading.Event(), timeout=0.3)
