@@ -21,13 +21,13 @@ def fio_json_cmd(run_dir: Annotated[Path, typer.Argument(help="A run directory w
                  logs: Annotated[bool, typer.Option(help="Also fio's bw, iops and latency logs "
                                                     "(runs the model again).")] = False,
                  log_avg_msec: Annotated[int, typer.Option(
-                     min=0, help="fio's log_avg_msec: each line's window in ms (0: a line "
-                     "per I/O).")] = 500) -> None:
+                     min=0, help="fio's log_avg_msec of a job whose file sets none: each line's "
+                     "window in ms (0: a line per I/O).")] = 500) -> None:
     """Write the model's I/O figures for each VM as fio JSON (fio-json/<vm>.json), one entry
     per job fio reports (each job section and clone, group_reporting folding clones), for
     fio's own tooling (fio-plot) to plot beside the real run's fio output in raw/."""
     from .fiojson import write_fio_json
-    from .fiologs import write_run_logs
+    from .fiologs import real_log_dirs, write_run_logs
     from .scenario import load_scenario
     from .store import read_records, read_run
 
@@ -39,8 +39,12 @@ def fio_json_cmd(run_dir: Annotated[Path, typer.Argument(help="A run directory w
     paths = write_fio_json(run_dir, scenario, read_records(pred))
     out.print(f"{len(paths)} fio JSON file(s) in {bold(run_dir / 'fio-json')}", soft_wrap=True)
     if logs:
-        n = len(write_run_logs(run_dir, scenario, meta.get("seed", scenario.seed), log_avg_msec))
-        out.print(f"{n} fio log file(s) in {bold(run_dir / 'fio-json')}", soft_wrap=True)
+        written = write_run_logs(run_dir, scenario, meta.get("seed", scenario.seed), log_avg_msec)
+        out.print(f"{len(written)} fio log file(s) in {bold(run_dir / 'fio-json')}",
+                  soft_wrap=True)
+        for d in real_log_dirs(run_dir, [p.name for p in written]):
+            out.print(f"the real run's own fio logs, of the same names: {bold(d)}",
+                      soft_wrap=True)
 
 
 def fio_check_cmd(job: Annotated[Path, typer.Argument(help="A fio job file.")]) -> None:

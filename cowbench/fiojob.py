@@ -91,6 +91,14 @@ def think_options(wl: Workload) -> list[str]:
     return opts
 
 
+def log_options(wl: Workload, job: str) -> list[str]:
+    """A job file's log options (``wl.fio_logs``) for the real run's fio, job ``job``: each as
+    given, a ``write_*_log`` without a value named after the job as fio names it (the null-engine
+    stream runs without them: it writes no log)."""
+    return [f"--{k}={job if v is None and k.startswith('write_') else v}"
+            for k, v in wl.fio_logs.items()]
+
+
 def fio_time(seconds: float) -> str:
     """A time as fio parses it: whole seconds, else whole microseconds (fio reads no
     fraction: ``--runtime=0.2s`` is 0, and a ``time_based`` job then refuses to start)."""

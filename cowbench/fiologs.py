@@ -64,11 +64,13 @@ Line = tuple[int, int, int, int]  # time ms, value, direction, block size
 
 @dataclass(frozen=True)
 class LogFile:
-    """One log fio writes for one clone: ``clone`` in fio's run order (0 for thread 1)."""
+    """One log fio writes for one clone: ``clone`` in fio's run order (0 for thread 1);
+    ``avg_ms``: its job's own ``log_avg_msec``, None where the job file sets none."""
 
     clone: int
     kind: str
     name: str
+    avg_ms: int | None = None
 
 
 def log_files(wl: Workload, vm: str) -> list[LogFile]:
@@ -79,33 +81,28 @@ def log_files(wl: Workload, vm: str) -> list[LogFile]:
     for part in wl.parts:
         job = f"{vm}.{part.section}" if wl.jobs else vm
         per_job = _flag(part, "per_job_logs", True)
+        own = part.fio_logs.get("log_avg_msec")
         for _ in range(part.numjobs):
             thread += 1
             for kind, option in LOGS.items():
                 prefix = _value(part, option) or job
                 out.append(LogFile(thread - 1, kind, f"{prefix}_{kind}"
-                                   f"{f'.{thread}' if per_job else ''}.log"))
+                                   f"{f'.{thread}' if per_job else ''}.log",
+                                   None if own is None else int(own)))
     return out
 
 
 def _value(part: Workload, option: str) -> str | None:
-    """The job file's last ``option=value`` (fio takes the last), its file name: the model
-    writes every log into one directory; None when absent or given without a value."""
-    for r in reversed(part.replaced):
-        if r.option == option:
-            value = (r.value or "").strip()
-            return Path(value).name or None
-    return None
+    """The job file's ``option=value`` (the last: fio takes it), a bare prefix (one with a
+    directory part is refused, ``cowbench.jobopts.log_problem``); None when absent or given
+    without a value."""
+    return (part.fio_logs.get(option) or "").strip() or None
 
 
 def _flag(part: Workload, option: str, default: bool) -> bool:
-    for r in reversed(part.replaced):
-        if r.option == option:
-            try:
-                return fio_flag(option, r.value)
-            except ValueError:
-                return default
-    return default
+    if option not in part.fio_logs:
+        return default
+    return fio_flag(option, part.fio_logs[option])
 
 
 def clone_lines(ev: pd.DataFrame, origin: float, avg_ms: int,
@@ -190,7 +187,8 @@ def _mean_line(out: dict[str, list[Line]], t: int, total: np.ndarray, a: int, b:
 def vm_logs(wl: Workload, vm: str, events: pd.DataFrame, avg_ms: int) -> dict[str, str]:
     """Each log file's text for one VM: the files :func:`log_files` names, each clone's
     lines from its own I/Os in ``events`` (``clone``, ``origin_s``, ``end_s`` as
-    :meth:`cowbench.backends.Backend.io_events` gives them)."""
+    :meth:`cowbench.backends.Backend.io_events` gives them), windowed by its job's own
+    ``log_avg_msec`` (as the real run's fio is given it), else ``avg_ms``."""
     by_clone = {c: events[events.clone == c] for c in set(events.clone.tolist())}
     lines: dict[int, dict[str, list[Line]]] = {}
     texts: dict[str, list[str]] = {}
@@ -198,11 +196,26 @@ def vm_logs(wl: Workload, vm: str, events: pd.DataFrame, avg_ms: int) -> dict[st
         if f.clone not in lines:
             ev = by_clone.get(f.clone)
             lines[f.clone] = ({k: [] for k in LOGS} if ev is None else
-                              clone_lines(ev, float(ev.origin_s.iloc[0]), avg_ms,
+                              clone_lines(ev, float(ev.origin_s.iloc[0]),
+                                          avg_ms if f.avg_ms is None else f.avg_ms,
                                           float(ev.end_s.iloc[0])))
         texts.setdefault(f.name, []).extend(f"{t}, {v}, {d}, {b}, 0\n"
                                             for t, v, d, b in lines[f.clone][f.kind])
     return {name: "".join(rows) for name, rows in texts.items()}
+
+
+def real_log_dirs(run_dir: Path, names: list[str]) -> list[Path]:
+    """The directories under ``run_dir/raw`` where the real run's fio wrote logs of these
+    ``names`` (a job file's ``write_*_log``: each VM's fio directory, once per repeat), in
+    order. They are left where fio wrote them, not copied: the same file names in two
+    directories are what fio-plot compares (``-i MODEL_DIR REAL_DIR``, a benchmark per
+    directory; its ``-g`` graphs pick the logs by name, so a renamed copy would not be
+    drawn), and the run's raw/ stays its record."""
+    raw = run_dir / "raw"
+    wanted = set(names)
+    found = {p.parent for p in raw.rglob("*.log") if p.name in wanted and p.is_file()} \
+        if raw.is_dir() else set()
+    return sorted(found)
 
 
 def write_run_logs(run_dir: Path, scenario: Scenario, seed: object, avg_ms: int) -> list[Path]:

@@ -8,8 +8,12 @@ A job section becomes one workload of the scenario (:class:`cowbench.scenario.Wo
   carried to fio as-is, in the null-engine stream and in the real run, with ``offsets: auto``
   (the default) or ``fio`` (the model then applies fio's own stream); refused with
   ``offsets: model``;
+- **log**: fio's time-series logs (``write_bw_log``, ``write_iops_log``, ``write_lat_log``,
+  ``log_avg_msec``, ``per_job_logs``): carried to the real run's fio alone (the workload's
+  ``fio_logs``), which writes them into the VM's fio directory under the run's ``raw/``;
+  ``cowbench fio-json --logs`` names the model's the same (:data:`LOGGED`);
 - **replaced**: an option that only chooses how fio reaches a disk or reports (``ioengine``,
-  ``filename``, ``direct``, output and log options): the backend sets its own, and the
+  ``filename``, ``direct``, output options): the backend sets its own, and the
   workload's ``replaced`` list (and run.json's ``workload_notes``) says which, what, why;
 - **refused**: anything else, with the reason.
 
@@ -43,6 +47,12 @@ PERCENT = ("size", "offset", "io_size")
 _DISK = "the real backend runs fio's nbd engine on the VM's qemu-nbd export, the model its own"
 _OUT = "cowbench runs fio with JSON output into the run's raw/ and reads it itself"
 _NBD = "the nbd engine has no page cache: every I/O reaches qemu-nbd as issued"
+_HIST = ("not carried: a histogram log line holds every one of fio's 1,856 latency bins per "
+         "window (FIO_IO_U_PLAT_NR), so its size is not bounded by the job's I/O as the other "
+         "logs are, and the model writes no histogram log to set beside it")
+_LOG_OFFSET = ("not carried: it adds each I/O's offset as a sixth column only to fio's log "
+               "lines, which the model's logs (cowbench fio-json --logs) do not have, and the "
+               "real run's own issued-I/O record (write_iolog: true) sets it itself")
 _THREAD = ("fio runs each job as a thread of its process rather than a forked process; each "
            "job issues the same I/O either way, and the backend starts fio its own way")
 _NO_FLUSH = ("the model does not simulate flushes yet (a flush writes back qcow2's metadata "
@@ -58,15 +68,47 @@ FLUSHES: dict[str, str] = {
     "sync": "every write synchronous (O_SYNC or O_DSYNC): on a VM's disk, a flush or a "
             "forced unit access with each write",
 }
+#: fio's time-series log options the real run's fio is given as the job file gives them
+#: (``Workload.fio_logs``): the ``write_*_log`` prefixes (a bare file name: fio writes in the
+#: VM's fio directory under raw/, :func:`log_prefix_problem`), ``log_avg_msec`` (0: a line per
+#: I/O, bounded before the run by ``cowbench.space.log_bytes``) and ``per_job_logs``.
+LOGGED = ("write_bw_log", "write_iops_log", "write_lat_log", "log_avg_msec", "per_job_logs")
+#: what fio-check says of each
+_LOGGED_WHY = "carried to the real run's fio: it writes the log into raw/fio-<vm>/"
+
+
+def log_problem(key: str, value: str | None) -> str | None:
+    """Why ``key=value``, one of :data:`LOGGED`, cannot be carried, or None. A ``write_*_log``
+    prefix with a directory part (``/tmp/x``, ``../x``, ``logs/x``) is refused, not reduced to
+    its file name: fio would write outside the run (or into a directory that is not there),
+    and a silently moved file is worse than a clear refusal; without a value fio names the log
+    after the job, as it does. ``log_avg_msec`` is a whole number of ms (0: a line per I/O)."""
+    text = (value or "").strip()
+    if key.startswith("write_"):
+        if "/" in text:
+            return (f"{key}={value}: a prefix with a directory part; the real run's fio writes "
+                    "its logs into the VM's fio directory under the run's raw/, never outside "
+                    "the run: give a bare prefix (write_bw_log=NAME) or none (the job's name)")
+        return None
+    if key == "log_avg_msec" and not re.fullmatch(r"\d+", text):
+        return f"log_avg_msec={value}: a whole number of milliseconds (0: a line per I/O)"
+    if key == "per_job_logs":
+        try:
+            fio_flag(key, value)
+        except ValueError as err:
+            return str(err)
+    return None
+
+
 #: Options the backend sets itself, and why.
 REPLACED: dict[str, str] = {
     **dict.fromkeys(("ioengine", "filename", "filename_format", "directory", "nrfiles",
                      "unlink", "invalidate", "fadvise_hint", "create_on_open"), _DISK),
     **dict.fromkeys(("direct", "buffered"), _NBD),
     "thread": _THREAD,
-    **dict.fromkeys(("output-format", "output", "write_bw_log",
-                     "write_lat_log", "write_iops_log", "write_hist_log", "log_avg_msec",
-                     "log_hist_msec", "per_job_logs", "log_offset", "lat_percentiles",
+    **dict.fromkeys(("write_hist_log", "log_hist_msec"), _HIST),
+    "log_offset": _LOG_OFFSET,
+    **dict.fromkeys(("output-format", "output", "lat_percentiles",
                      "clat_percentiles", "percentile_list", "description", "name",
                      "stonewall", "wait_for_previous", "eta", "status-interval"), _OUT),
     "group_reporting": "reporting only: the real run reports every clone (cowbench reads each "
@@ -257,7 +299,7 @@ class Handling:
 
     option: str
     value: str | None
-    kind: str  # "model", "fio", "replaced" or "refused"
+    kind: str  # "model", "fio", "log", "replaced" or "refused"
     detail: str  # the workload field, or the reason
 
 
@@ -334,6 +376,10 @@ def _one(key: str, value: str | None, kb_base: int, offsets_fio: bool) -> Handli
         return Handling(key, value, "refused", f"{key}: {FLUSHES[key]}; {_NO_FLUSH}")
     if key in REPLACED:
         return Handling(key, value, "replaced", REPLACED[key])
+    if key in LOGGED:
+        if problem := log_problem(key, value):
+            return Handling(key, value, "refused", problem)
+        return Handling(key, value, "log", _LOGGED_WHY)
     if key == "rwmixwrite" and value is not None and value.isdigit():
         return Handling(key, value, "model", f"rwmixread={100 - int(value)}")
     if key in ("rw", "readwrite") and ":" in (value or "") and not _rw_suffix(value or ""):
@@ -410,6 +456,7 @@ def workload_of(section: Section, offsets_fio: bool) -> tuple[dict[str, Any], li
     wl: dict[str, Any] = {}
     carried: dict[str, str | None] = {}
     replaced: list[dict[str, str | None]] = []
+    logs: dict[str, str | None] = {}
     for h in handled:
         if h.kind == "model" and h.option == "rwmixwrite":
             wl["rwmixread"] = 100 - int(h.value or 0)
@@ -424,12 +471,17 @@ def workload_of(section: Section, offsets_fio: bool) -> tuple[dict[str, Any], li
             carried[h.option] = h.value
             if h.option in ("rw", "readwrite") and h.value:  # randrw:8: randrw for the model
                 wl["rw"] = h.value.split(":", 1)[0]
+        elif h.kind == "log":
+            logs.pop(h.option, None)  # fio takes the last value given: kept last
+            logs[h.option] = h.value
         elif h.kind == "replaced" and h.option != "kb_base":
             replaced.append({"option": h.option, "value": h.value, "reason": h.detail})
     if not any(k in section.options for k in ("rw", "readwrite")):
         wl["rw"] = "read"  # fio's default (HOWTO: rw, "Default: read"), not the schema's
     if carried:
         wl["fio_extra"] = carried
+    if logs:
+        wl["fio_logs"] = logs
     if replaced:
         wl["replaced"] = replaced
     return wl, handled
@@ -522,8 +574,9 @@ def _section_workload(section: Section, path: Path, where: str, own: dict[str, A
         if h.kind == "model":
             field = MODEL[h.option][0] if h.option in MODEL else h.detail.split("=")[0]
             origins[f"{at or where}.{field}"] = f"{named}.{h.option}"
-        elif h.kind == "fio":
-            origins[f"{at or where}.fio_extra.{h.option}"] = f"{named}.{h.option}"
+        elif h.kind in ("fio", "log"):
+            group = "fio_extra" if h.kind == "fio" else "fio_logs"
+            origins[f"{at or where}.{group}.{h.option}"] = f"{named}.{h.option}"
     return wl
 
 

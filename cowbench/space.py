@@ -33,7 +33,13 @@ the run directory); directories on one filesystem share its free space (``statvf
   / the smallest block (x2 with ``do_verify``), and no more than the sum of the ``rate_iops``
   caps of the directions it issues x the runtime (fio paces each direction; a direction with
   no cap: no such bound); a time-based job without that bound: twice
-  the model's count where its records have one, else ``IOPS_CEILING`` a second per clone.
+  the model's count where its records have one, else ``IOPS_CEILING`` a second per clone;
+- on the run directory's filesystem, the logs a job file asks fio for (``write_bw_log``,
+  ``write_iops_log``, ``write_lat_log``: :func:`log_bytes`), per clone: one bw and one iops
+  log, three latency logs (lat, slat, clat); with ``log_avg_msec=0`` a line per I/O each,
+  else at most a line per window and direction (and never more than its I/Os), each line
+  at its widest. A VM whose logs could pass :data:`LOG_CAP_BYTES` is refused before the run
+  (:func:`log_cap_problem`), by the key path of the option that makes them so long.
 """
 
 from __future__ import annotations
@@ -64,6 +70,12 @@ LATLOG_LINE_BYTES = 6 * 20 + 5 * 2 + 1
 #: ``rate_iops``): an assumption, not a measurement, far above what fio reaches through
 #: qemu-nbd on one machine (one I/O per microsecond)
 IOPS_CEILING = 1_000_000
+#: the most a VM's fio logs (a job file's ``write_*_log``) may take at their widest: a run
+#: that could write more is refused before it starts, rather than fill the run's filesystem
+#: (a per-I/O log of a million I/Os is about 655 MB at the widest, 5 logs x 131 bytes)
+LOG_CAP_BYTES = 1 << 30
+#: each log fio writes per clone for each option: bw, iops; lat, slat and clat
+LOGS_PER_CLONE = {"write_bw_log": 1, "write_iops_log": 1, "write_lat_log": 3}
 #: the model's I/O count of a time-based job without ``rate_iops`` is charged twice over
 TIME_MARGIN = 2
 
@@ -131,9 +143,68 @@ def space_needs(scenario: Scenario, predicted: pd.DataFrame, out: Path,
         directory = Path(host.storage_dir) if host.storage_dir else out
         key = f"hosts[{i}].storage_dir" if host.storage_dir else "--out"
         charges.append((directory, key, _predicted(predicted, f"host:{host.name}"), 0))
-    ios = sum(iolog_bytes(scenario, vm, predicted, streams) for vm in scenario.vms)
+    ios = sum(iolog_bytes(scenario, vm, predicted, streams) + log_bytes(scenario, vm, predicted)
+              for vm in scenario.vms)
     charges.append((out, "--out", ios, 0))
     return needs_by_filesystem(charges)
+
+
+def log_bytes(scenario: Scenario, vm: VM, predicted: pd.DataFrame | None) -> int:
+    """Upper bound of the bytes of the logs ``vm``'s job file asks fio for (see the module):
+    ``predicted``, the model's records, if there are any (a time-based job's count)."""
+    return sum(b for _, b in _job_log_bytes(scenario, vm, predicted))
+
+
+def _job_log_bytes(scenario: Scenario, vm: VM,
+                   predicted: pd.DataFrame | None) -> list[tuple[str, int]]:
+    """Each job's logs' bound, with the key path of the option that sets its length."""
+    wl = scenario.workload_of(vm)
+    if wl is None:
+        return []
+    out = []
+    for i, part in enumerate(wl.parts):
+        logs = sum(n for k, n in LOGS_PER_CLONE.items() if k in part.fio_logs)
+        if not logs:
+            continue
+        ios = _ios_per_clone(scenario, vm, part, predicted)
+        avg = int(part.fio_logs.get("log_avg_msec") or 0)
+        lines = ios
+        if avg and part.runtime is not None:  # a line a window and direction, and one at the end
+            lines = min(ios, 2 * (math.ceil((part.runtime + part.ramp_s) * 1e3 / avg) + 1))
+        at = f"workloads.{vm.workload}" + (f".jobs[{i}]" if wl.jobs else "")
+        key = "log_avg_msec" if "log_avg_msec" in part.fio_logs else \
+            next(k for k in LOGS_PER_CLONE if k in part.fio_logs)
+        out.append((f"{at}.fio_logs.{key}",
+                    part.numjobs * logs * (lines + 2) * LATLOG_LINE_BYTES))
+    return out
+
+
+def log_cap_problem(scenario: Scenario, predicted: pd.DataFrame | None) -> str | None:
+    """Why the run's fio logs may pass :data:`LOG_CAP_BYTES` (the first VM's whose bound
+    does), by the key path of its longest job's option; None when every VM's fit."""
+    for vm in scenario.vms:
+        jobs = _job_log_bytes(scenario, vm, predicted)
+        total = sum(b for _, b in jobs)
+        if total > LOG_CAP_BYTES:
+            key = max(jobs, key=lambda j: j[1])[0]
+            how = ("a line per I/O: average them (log_avg_msec=500) or bound the job's I/O "
+                   "(size, io_size, rate_iops)") if key.endswith(".log_avg_msec") and \
+                "=0" in _avg_of(scenario, vm, key) else ("a line per window, but no more "
+                "than the job's I/Os, which without a runtime bound it: give the job a "
+                "runtime, or bound its I/O (size, io_size, rate_iops)")
+            return (f"{key}: vm {vm.name}'s fio logs could take {format_bytes(total)} at "
+                    f"their widest ({LATLOG_LINE_BYTES} bytes a line), over the "
+                    f"{format_bytes(LOG_CAP_BYTES)} cowbench lets fio write; refused before "
+                    f"the run. {how}")
+    return None
+
+
+def _avg_of(scenario: Scenario, vm: VM, key: str) -> str:
+    """``log_avg_msec=W`` of the job ``key`` names (``...jobs[i].fio_logs...``), as text."""
+    wl = scenario.workload_of(vm)
+    assert wl is not None
+    i = int(key.split(".jobs[", 1)[1].split("]")[0]) if ".jobs[" in key else 0
+    return f"log_avg_msec={int(wl.parts[i].fio_logs.get('log_avg_msec') or 0)}"
 
 
 def iolog_bytes(scenario: Scenario, vm: VM, predicted: pd.DataFrame | None,
@@ -200,6 +271,9 @@ def check_free_space(scenario: Scenario, predicted: pd.DataFrame, out: Path,
                      streams: bool = True) -> list[FsNeed]:
     """Raise :class:`UsageError` if some filesystem lacks the space the run will need
     (``streams``: the model runs too and takes fio's null-engine streams)."""
+    problem = log_cap_problem(scenario, predicted)
+    if problem:
+        raise UsageError(problem)
     needs = space_needs(scenario, predicted, out, streams)
     short = shortfalls(needs)
     if short:

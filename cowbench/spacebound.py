@@ -27,7 +27,7 @@ import math
 from pathlib import Path
 
 from .scenario import Image, Scenario, Strategy
-from .space import RUN_DIR_BYTES, FsNeed, iolog_bytes, needs_by_filesystem
+from .space import RUN_DIR_BYTES, FsNeed, iolog_bytes, log_bytes, needs_by_filesystem
 
 #: strategies whose files are bounded here (others are left to the model)
 BOUNDED = ("qcow2_overlay", "full_copy")
@@ -88,7 +88,8 @@ def bound_needs(scenario: Scenario, out: Path) -> list[FsNeed] | None:
         directory = Path(host.storage_dir) if host.storage_dir else out
         key = f"hosts[{i}].storage_dir" if host.storage_dir else "--out"
         charges.append((directory, key, _host_bytes(scenario, host.name), 0))
-    ios = sum(iolog_bytes(scenario, vm, None, streams=False) for vm in scenario.vms)
+    ios = sum(iolog_bytes(scenario, vm, None, streams=False) + log_bytes(scenario, vm, None)
+              for vm in scenario.vms)
     charges.append((out, "--out", ios, 0))
     return needs_by_filesystem(charges)
 

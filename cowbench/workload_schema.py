@@ -9,7 +9,15 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from . import randdist
 from .jobfile import fio_seconds
-from .jobopts import CARRIED, PERCENT, parse_rate_iops, percent_problem, rate_iops_value
+from .jobopts import (
+    CARRIED,
+    LOGGED,
+    PERCENT,
+    log_problem,
+    parse_rate_iops,
+    percent_problem,
+    rate_iops_value,
+)
 from .schema_base import Bytes, Frozen, Seconds
 from .units import parse_duration, parse_size
 
@@ -135,6 +143,11 @@ class Workload(Frozen):
         default_factory=dict, description="fio options that shape only the offsets "
         "(offset_increment, bsrange ...), handed to fio as-is in the null-engine stream and "
         "the real run; offsets: auto or fio (filled from a job_file).")
+    fio_logs: dict[str, str | None] = Field(
+        default_factory=dict, description="fio's time-series log options (write_bw_log, "
+        "write_iops_log, write_lat_log, log_avg_msec, per_job_logs), handed to the real run's "
+        "fio as given: it writes the logs into the VM's fio directory under raw/ (filled from "
+        "a job_file).")
     replaced: list[Replaced] = Field(
         default_factory=list, description="Job-file options the backend replaced with its "
         "own (ioengine, filename, direct, output ...): which, what value, why.")
@@ -234,7 +247,26 @@ class Workload(Frozen):
             raise WorkloadProblem(("verify", "time_based"), "verify with time_based: the "
                                   "write phase ends with the runtime, so fio would never "
                                   "read back; drop one")
+        self._logs_ok()
         return self._offsets_source_ok()
+
+    def _logs_ok(self) -> None:
+        """``fio_logs``: only :data:`cowbench.jobopts.LOGGED`, each carried as fio takes it;
+        not beside the real run's own record of several clones (``write_iolog`` with several
+        clones or jobs asks fio for per-I/O latency logs, which a job's ``write_lat_log``,
+        ``log_avg_msec`` or ``per_job_logs`` would replace or average)."""
+        for key in sorted(self.fio_logs):
+            problem = (log_problem(key, self.fio_logs[key]) if key in LOGGED else
+                       f"not a log option (only {', '.join(LOGGED)})")
+            if problem:
+                raise WorkloadProblem((f"fio_logs.{key}",), problem)
+        clash = sorted({k for part in (self, *self.jobs) for k in part.fio_logs}
+                       & {"write_lat_log", "log_avg_msec", "per_job_logs"})
+        if self.write_iolog and clash and (self.numjobs > 1 or self.jobs):
+            raise WorkloadProblem((f"fio_logs.{clash[0]}", "write_iolog"), f"{clash[0]} with "
+                                  "write_iolog: true: with several clones the real run records "
+                                  "what fio issued in per-I/O latency logs, which the job's "
+                                  "own would replace; drop one")
 
     def _offsets_source_ok(self) -> Workload:
         for split in (self.fio_extra.get("bssplit") or "").split(","):

@@ -63,10 +63,10 @@ def test_one_log_per_clone_numbered_by_fio_s_thread(tmp_path: Path) -> None:
 
 
 def test_a_job_s_own_prefix_and_per_job_logs(tmp_path: Path) -> None:
-    """``write_iops_log=PREFIX`` names that log (its file name), each option its own kind
+    """``write_iops_log=PREFIX`` names that log, each option its own kind
     (``write_lat_log`` gives clat and lat); bare, the job's name. ``per_job_logs=0``: no
     thread number, every clone of the job in one file."""
-    job = SECTIONS.replace("[w]\n", "[w]\nwrite_iops_log=/x/wio\nper_job_logs=0\n").replace(
+    job = SECTIONS.replace("[w]\n", "[w]\nwrite_iops_log=wio\nper_job_logs=0\n").replace(
         "[r]\n", "[r]\nwrite_lat_log=rl\nwrite_bw_log\n")
     got = names(scenario(tmp_path, job))
     assert got == ["v.w_bw.log", "wio_iops.log", "v.w_clat.log", "v.w_lat.log"] * 2 + [

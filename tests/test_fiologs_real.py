@@ -5,6 +5,7 @@ files, and each clone's time from its own start (issue 19)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -106,3 +107,39 @@ def test_the_model_logs_are_fio_s_files_with_fio_s_time_origins(
             assert abs(got[-1] - want[-1]) <= 25, (name, got, want)
         else:
             assert got[-1] <= end and want[-1] <= end + 25, (name, got, want)
+
+
+def test_a_real_run_writes_the_job_file_s_logs_beside_the_model_s_names(
+        tmp_path: Path, no_leaks: None) -> None:
+    """``--backend both`` with a job file asking for bw, iops and latency logs: the real
+    run's fio writes them under raw/ (its VM's fio directory) with fio's names, the model's
+    (``fio-json --logs``, the job's own log_avg_msec) have the same names, and each clone's
+    times agree as above; run.json no longer lists the options as replaced. Before: replaced,
+    no real log at all."""
+    job = JOB.replace("[global]\n", f"[global]\nwrite_bw_log\nwrite_iops_log\nwrite_lat_log\n"
+                      f"log_avg_msec={W}\n")
+    scenario(tmp_path, job)
+    run = tmp_path / "run"
+    proc = cowbench("run", str(tmp_path / "s.yaml"), "--backend", "both", "--out", str(run))
+    assert proc.code == 0, proc.stderr
+    notes = json.loads((run / "run.json").read_text()).get("workload_notes", {})
+    assert not [r for rs in notes.values() for r in rs if "_log" in r["option"]
+                or r["option"] in ("log_avg_msec", "per_job_logs")], notes
+    proc = cowbench("fio-json", str(run), "--logs")  # the job's log_avg_msec, not 500
+    assert proc.code == 0, proc.stderr
+    model = run / "fio-json"
+    mine = sorted(p.name for p in model.glob("*.log"))
+    dirs = {p.parent for p in (run / "raw").rglob("*.log") if not p.name.startswith("issued")}
+    assert len(dirs) == 1, dirs
+    real = dirs.pop()
+    assert real.name.endswith("fio-v") and real.parent == run / "raw"
+    theirs = sorted(p.name for p in real.glob("*.log") if "_slat." not in p.name)
+    assert mine == theirs and len(mine) == 4 * 4  # 4 clones: bw, iops, clat, lat each
+    assert str(real) in proc.stdout.replace("\n", "")  # fio-json says where they are
+    for name in mine:
+        got, want = times(model / name), times(real / name)
+        assert got and want, name
+        if "lat" in name:
+            assert abs(got[0] - want[0]) <= 10, (name, got, want)
+        else:
+            assert got[0] == W and W <= want[0] < 2 * W, (name, got, want)

@@ -22,7 +22,7 @@ from typing import Any
 
 from cowbench.atomic import _umask
 from cowbench.errors import ToolError
-from cowbench.fiojob import fio_options, job_args
+from cowbench.fiojob import fio_options, job_args, log_options
 from cowbench.scenario import Workload
 from cowbench.signals import shielded
 from cowbench.tools import PID_NAMESPACE, RawLog, dies_with_us, own_pid_namespace, which
@@ -102,10 +102,16 @@ class FioRun:
         self.lease = log.lease if log else None
         self._held = False  # the partial file is in the lease
         # global options first, then the VM's jobs (several: one fio process); each clone
-        # reported with its latency histogram (json+), folded into groups by FioResult
+        # reported with its latency histogram (json+), folded into groups by FioResult; a job
+        # file's log options too: fio writes the logs in its cwd, this directory (bounded
+        # before the run, cowbench.space.log_bytes)
+        def options(job: Workload) -> list[str]:
+            label = f"{name}.{job.section}" if wl.jobs else name
+            return [*fio_options(job, runtime_cap), *log_options(job, label)]
+
         self.argv = [which("fio"), *clock_args(), "--ioengine=nbd", f"--uri={uri}",
                      "--output-format=json+", f"--output={self.partial_path}",
-                     *job_args(wl, name, lambda job: fio_options(job, runtime_cap),
+                     *job_args(wl, name, options,
                                self.dir if wl.write_iolog else None)]  # for repredict
         self.proc: subprocess.Popen[bytes] | None = None
         self._watchdog: subprocess.Popen[bytes] | None = None
