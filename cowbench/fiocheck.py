@@ -26,7 +26,7 @@ from .workload_schema import increment_problem
 
 #: How each kind of handling is printed.
 LABELS = {"model": "both backends", "fio": "fio only, with offsets: auto or fio",
-          "log": "the real run's fio (its log, under raw/)",
+          "log": "the real run's fio",
           "replaced": "replaced by the backend", "refused": "refused"}
 #: The key path of the file's workload in fio-check's messages (a scenario's is
 #: ``workloads.NAME`` or ``vms[i].workload``).

@@ -47,9 +47,9 @@ PERCENT = ("size", "offset", "io_size")
 _DISK = "the real backend runs fio's nbd engine on the VM's qemu-nbd export, the model its own"
 _OUT = "cowbench runs fio with JSON output into the run's raw/ and reads it itself"
 _NBD = "the nbd engine has no page cache: every I/O reaches qemu-nbd as issued"
-_HIST = ("not carried: a histogram log line holds every one of fio's 1,856 latency bins per "
-         "window (FIO_IO_U_PLAT_NR), so its size is not bounded by the job's I/O as the other "
-         "logs are, and the model writes no histogram log to set beside it")
+_HIST = ("not carried: the model writes no histogram log to set beside it, and each line holds "
+         "all 1,856 of fio's latency bins (FIO_IO_U_PLAT_NR), several KB a window, which the "
+         "bound of the carried logs (cowbench.space.log_bytes) does not count")
 _LOG_OFFSET = ("not carried: it adds each I/O's offset as a sixth column only to fio's log "
                "lines, which the model's logs (cowbench fio-json --logs) do not have, and the "
                "real run's own issued-I/O record (write_iolog: true) sets it itself")
@@ -74,7 +74,8 @@ FLUSHES: dict[str, str] = {
 #: I/O, bounded before the run by ``cowbench.space.log_bytes``) and ``per_job_logs``.
 LOGGED = ("write_bw_log", "write_iops_log", "write_lat_log", "log_avg_msec", "per_job_logs")
 #: what fio-check says of each
-_LOGGED_WHY = "carried to the real run's fio: it writes the log into raw/fio-<vm>/"
+_LOGGED_WHY = ("fio writes it into raw/NNNN-fio-<vm>/, its size bounded before the run; "
+               "cowbench fio-json --logs names the model's the same")
 
 
 def log_problem(key: str, value: str | None) -> str | None:
