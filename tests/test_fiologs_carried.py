@@ -123,3 +123,20 @@ def test_a_real_run_whose_logs_pass_the_cap_is_refused_before_it_starts(
     assert "a line per I/O" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "run").exists()
     assert LOG_CAP_BYTES == 1 << 30
+
+
+def test_the_logs_are_counted_in_the_run_s_space_check(tmp_path: Path) -> None:
+    """The quick bound (and the model's check, by the same charge) holds the logs too;
+    before, nothing of them."""
+    from cowbench.spacebound import bound_needs
+
+    job = "[w]\nrw=write\nsize=8m\nwrite_lat_log\nlog_avg_msec=0\n"
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+    with_logs = scenario(tmp_path / "a", job)
+    without = scenario(tmp_path / "b", job.replace("write_lat_log\n", ""))
+    a, b = (bound_needs(s, tmp_path / "run") for s in (with_logs, without))
+    assert a is not None and b is not None
+    extra = log_bytes(with_logs, with_logs.vms[0], None)
+    assert extra == 3 * (2048 + 2) * 131  # lat, slat, clat: a line per 4 KiB write
+    assert sum(n.predicted for n in a) - sum(n.predicted for n in b) == extra
