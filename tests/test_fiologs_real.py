@@ -25,6 +25,11 @@ from .test_fiologs import scenario
 pytestmark = [pytest.mark.real, needs_tools]
 
 W = 100  # log_avg_msec
+#: how late fio's log lines may come, in ms, beside the whole suite's tests (alone: 10 ms
+#: for latency lines, 86 for the first rate sample); a wrong origin is a second or more off
+SLACK = 50
+#: how late fio's helper thread may take its first rate sample, in ms (alone: up to 86)
+RATE_LATE = 200
 #: two writer clones; a reader after them that starts at 1 s and ramps 200 ms; a time-based
 #: job of 500 ms after that
 JOB = """\
@@ -94,19 +99,21 @@ def test_the_model_logs_are_fio_s_files_with_fio_s_time_origins(
         assert got and want, name
         # each clone's time from its own start: its first window, not the reader's start
         # 1.2 s into fio's run nor the time-based job's after the reader. fio's helper
-        # thread samples the rates late (its first at 100 to 186 ms here), the model on time
+        # thread samples the rates late (its first at 100 to 186 ms here, alone), the model
+        # on time; beside the suite's other tests fio's threads wait for a core too: the
+        # bounds (SLACK) are well under the second that tells one origin from another
         if "lat" in name:
-            assert abs(got[0] - want[0]) <= 10, (name, got, want)
+            assert abs(got[0] - want[0]) <= SLACK, (name, got, want)
         else:
-            assert got[0] == W and W <= want[0] < 2 * W, (name, got, want)
+            assert got[0] == W and W <= want[0] <= W + RATE_LATE, (name, got, want)
         # and the clone's end, from the same origin (the reader's 312 ms after its ramp, the
         # time-based job's 500 ms): latency logs end there, fio's rates (late, and none for
         # the window the end cuts short) within it
         end = times(model / name.replace("_bw.", "_clat.").replace("_iops.", "_clat."))[-1]
         if "lat" in name:
-            assert abs(got[-1] - want[-1]) <= 25, (name, got, want)
+            assert abs(got[-1] - want[-1]) <= SLACK, (name, got, want)
         else:
-            assert got[-1] <= end and want[-1] <= end + 25, (name, got, want)
+            assert got[-1] <= end and want[-1] <= end + SLACK, (name, got, want)
 
 
 def test_a_real_run_writes_the_job_file_s_logs_beside_the_model_s_names(
@@ -120,7 +127,8 @@ def test_a_real_run_writes_the_job_file_s_logs_beside_the_model_s_names(
                       f"log_avg_msec={W}\n")
     scenario(tmp_path, job)
     run = tmp_path / "run"
-    proc = cowbench("run", str(tmp_path / "s.yaml"), "--backend", "both", "--out", str(run))
+    proc = cowbench("run", str(tmp_path / "s.yaml"), "--backend", "both", "--uncalibrated",
+                    "--out", str(run))  # the logs' names and origins: no calibration needed
     assert proc.code == 0, proc.stderr
     notes = json.loads((run / "run.json").read_text()).get("workload_notes", {})
     assert not [r for rs in notes.values() for r in rs if "_log" in r["option"]
@@ -140,6 +148,6 @@ def test_a_real_run_writes_the_job_file_s_logs_beside_the_model_s_names(
         got, want = times(model / name), times(real / name)
         assert got and want, name
         if "lat" in name:
-            assert abs(got[0] - want[0]) <= 10, (name, got, want)
+            assert abs(got[0] - want[0]) <= SLACK, (name, got, want)
         else:
-            assert got[0] == W and W <= want[0] < 2 * W, (name, got, want)
+            assert got[0] == W and W <= want[0] <= W + RATE_LATE, (name, got, want)
