@@ -198,7 +198,7 @@ def _fractions(ax: Axes, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         return np.asarray((ax.transScale + ax.transLimits).transform(xy))
 
 
-def coinciding(ax: Axes, x: np.ndarray, y: np.ndarray, series: Sequence[str]
+def coinciding_markers(ax: Axes, x: np.ndarray, y: np.ndarray, series: Sequence[str]
                ) -> list[list[int]]:
     """Groups of row indices (two or more series each) whose markers fall on one spot of the
     axes (within :data:`COINCIDE` of the first marker of the group), in row order."""
@@ -248,13 +248,14 @@ def scatter_predicted_measured(comparison: pd.DataFrame, metric: str,
         cmap = series_colours(series, colours)
         x, y = d["measured"].to_numpy(float) / div, d["predicted"].to_numpy(float) / div
         names = sorted(series.unique())
-        covered = _covered(coinciding(ax, x, y, list(series)), list(series), names)
+        groups = coinciding_markers(ax, x, y, list(series))
+        covered = _covered(groups, list(series), names)
         for name in names:
             rows = (series == name).to_numpy()
             ax.scatter(x[rows], y[rows], s=40, color=cmap[name], zorder=3,
                        label=name + (f" ({covered[name]})" if name in covered else ""))
         _runs_bars(ax, d, lo_hi, series, cmap, div)
-        for group in coinciding(ax, x, y, list(series)):
+        for group in groups:
             n = len({str(d["entity"].iloc[i]) for i in group})
             ax.annotate(f"×{n}", (x[group[0]], y[group[0]]), xytext=(7, -3),
                         textcoords="offset points", fontsize=9, ha="left", va="top", zorder=5)
