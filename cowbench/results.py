@@ -263,6 +263,7 @@ def load_sweep(path: str | Path) -> SweepResults:
         raise UsageError(f"{p}: no finished point yet, nothing to read "
                          f"({_tally(_sweep_statuses(p) or statuses)}); run the sweep (again) "
                          "to finish its points")
+    skipped += _never_finished(p, {str(point.relative_to(p)) for point in points})
     res = _assemble(p, rows, records, comparisons, skipped)
     res.profiles = profiles
     return res
@@ -271,6 +272,25 @@ def load_sweep(path: str | Path) -> SweepResults:
 def _profile_of(run: RunResults) -> dict[str, Any] | None:
     block = run.meta.get("profile")
     return block if isinstance(block, dict) else None
+
+
+def _never_finished(path: Path, found: set[str]) -> list[tuple[str, str]]:
+    """The points sweep.json lists that have no run directory (an interrupted or killed
+    sweep's pending ones), as ``(dir, reason)``: a report of the others says they are
+    missing (before, it showed the finished part as the whole sweep)."""
+    if not (path / SWEEP_FILE).is_file():
+        return []
+    meta = load_json_file(path / SWEEP_FILE, SWEEP_FILE)
+    entries = meta.get("points") if isinstance(meta, dict) else None
+    out = []
+    for e in entries if isinstance(entries, list) else []:
+        if not isinstance(e, dict) or str(e.get("dir")) in found:
+            continue
+        status = str(e.get("status", "unknown"))
+        out.append((str(e.get("dir") or e.get("id")),
+                    f"status {status!r}: not run to its end (no run directory); run the "
+                    "sweep again to finish it"))
+    return out
 
 
 def _sweep_statuses(path: Path) -> list[str]:
