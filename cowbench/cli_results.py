@@ -27,7 +27,7 @@ def fio_json_cmd(run_dir: Annotated[Path, typer.Argument(help="A run directory w
     per job fio reports (each job section and clone, group_reporting folding clones), for
     fio's own tooling (fio-plot) to plot beside the real run's fio output in raw/."""
     from .fiojson import write_fio_json
-    from .fiologs import real_log_dirs, write_run_logs
+    from .fiologs import real_log_dirs, run_logs, write_logs
     from .scenario import load_scenario
     from .store import read_records, read_run
 
@@ -36,10 +36,14 @@ def fio_json_cmd(run_dir: Annotated[Path, typer.Argument(help="A run directory w
     if not pred.is_file():
         raise UsageError(f"{run_dir}: no predicted.parquet (run the model: --backend sim|both)")
     scenario = load_scenario(run_dir / "scenario.yaml", resolved=True)
+    # the logs first, unwritten: what they refuse (a timeline, two VMs' logs of one name)
+    # is refused before any file is written
+    texts = run_logs(run_dir, scenario, meta.get("seed", scenario.seed), log_avg_msec) \
+        if logs else None
     paths = write_fio_json(run_dir, scenario, read_records(pred))
     out.print(f"{len(paths)} fio JSON file(s) in {bold(run_dir / 'fio-json')}", soft_wrap=True)
-    if logs:
-        written = write_run_logs(run_dir, scenario, meta.get("seed", scenario.seed), log_avg_msec)
+    if texts is not None:
+        written = write_logs(run_dir, texts)
         out.print(f"{len(written)} fio log file(s) in {bold(run_dir / 'fio-json')}",
                   soft_wrap=True)
         for d in real_log_dirs(run_dir, [p.name for p in written]):

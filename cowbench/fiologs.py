@@ -223,6 +223,21 @@ def write_run_logs(run_dir: Path, scenario: Scenario, seed: object, avg_ms: int)
     ``run_dir/fio-json``, named as each VM's fio would name them. Timelines and fleets are
     refused (UsageError), and so are two VMs whose logs would have the same name (their job
     files' ``write_*_log`` prefixes), before anything is written."""
+    return write_logs(run_dir, run_logs(run_dir, scenario, seed, avg_ms))
+
+
+def write_logs(run_dir: Path, files: dict[str, str]) -> list[Path]:
+    """``files`` (:func:`run_logs`) in ``run_dir/fio-json``."""
+    written = []
+    for name, text in sorted(files.items()):
+        atomic_write_text(run_dir / "fio-json" / name, text)
+        written.append(run_dir / "fio-json" / name)
+    return written
+
+
+def run_logs(run_dir: Path, scenario: Scenario, seed: object, avg_ms: int) -> dict[str, str]:
+    """:func:`write_run_logs`'s files, by name, none written: what is refused is refused
+    before ``fio-json`` writes anything, its JSON files included."""
     if not isinstance(seed, int):
         raise UsageError(f"{run_dir}/run.json: seed: not an integer")
     if scenario.timeline is not None or scenario.fleet is not None:
@@ -245,9 +260,5 @@ def write_run_logs(run_dir: Path, scenario: Scenario, seed: object, avg_ms: int)
                 raise UsageError(f"fio-json --logs: vms {owner[name]} and {vm.name} would both "
                                  f"write {name} (their jobs' write_*_log prefixes)")
             owner[name], files[name] = vm.name, text
-    written = []
-    for name, text in sorted(files.items()):
-        atomic_write_text(run_dir / "fio-json" / name, text)
-        written.append(run_dir / "fio-json" / name)
-    return written
+    return files
 
