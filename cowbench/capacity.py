@@ -169,6 +169,19 @@ def host_claimables(scenario: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+def host_reserves(scenario: dict[str, Any]) -> dict[str, float]:
+    """Each host's ``reserved_host_disk_bytes`` by name (0 where it sets none), as a resolved
+    scenario states it: what a what-if capacity (``cowbench report --capacity``) loses to the
+    host's own files, as the host's own capacity does."""
+    out = {}
+    for h in scenario.get("hosts") or []:
+        if isinstance(h, dict):
+            reserved = h.get("reserved_host_disk_bytes", 0)
+            out[str(h.get("name"))] = float(reserved) if isinstance(reserved, int | float) \
+                else 0.0
+    return out
+
+
 def host_capacities(scenario: dict[str, Any]) -> dict[str, float]:
     """Each host's own disk for instances by name (capacity less reserved), as a resolved
     scenario states it (hosts may differ); ``*``: the capacity of a host not listed (results

@@ -111,6 +111,15 @@ def host_capacity(hosts: pd.DataFrame, points: pd.DataFrame) -> pd.Series:
     return pd.Series(values, index=index, dtype=float)
 
 
+def host_reserve(index: pd.MultiIndex | pd.Index, points: pd.DataFrame) -> pd.Series:
+    """Each ``(point, entity)``'s ``reserved_host_disk_bytes`` (the points' ``host_reserves``;
+    0 for a host not listed and for results written before they were)."""
+    per_point = dict(zip(points["point"], points.get("host_reserves", pd.Series(
+        [None] * len(points))), strict=True))
+    values = [_own(per_point.get(p), str(e).removeprefix("host:"), 0.0) for p, e in index]
+    return pd.Series(values, index=index, dtype=float).fillna(0.0)
+
+
 def _own(caps: object, host: str, fallback: object) -> float:
     known = caps if isinstance(caps, dict) else {}
     value = known.get(host, known.get("*", fallback))
@@ -128,8 +137,8 @@ def capacity_view(res: SweepResults, capacity_bytes: float | None = None) -> Cap
     hosts = cap.host_disk(records)
     caps = host_capacity(hosts, points)
     run_caps = _group_capacities(caps.copy(), labels)
-    if capacity_bytes:
-        caps[:] = float(capacity_bytes)
+    if capacity_bytes:  # each host's disk for instances at that size: less its own reserve
+        caps[:] = float(capacity_bytes) - host_reserve(caps.index, points).to_numpy()
     ttf = cap.times_to_full(hosts, caps, horizon)
     ttf[GROUP] = ttf["point"].map(labels)
     first = cap.first_full(ttf, [GROUP], cap.fleet_fill(hosts, ttf, [GROUP]))
@@ -163,10 +172,13 @@ def claims(records: pd.DataFrame, points: pd.DataFrame,
     inventory = {(p, f"host:{h}"): float(v)
                  for p, row in zip(points["point"], points["host_claimables"], strict=True)
                  if isinstance(row, dict) for h, v in row.items()}
-    if capacity_bytes:
+    if capacity_bytes:  # (what-if - reserve) x the host's own ratio
         own = dict(zip(points["point"], points.get("host_capacities", pd.Series(
             [None] * len(points))), strict=True))
-        inventory = {(p, e): v / usable * float(capacity_bytes) if usable > 0 else math.nan
+        reserve = host_reserve(pd.MultiIndex.from_tuples(list(inventory)), points) \
+            if inventory else pd.Series(dtype=float)
+        inventory = {(p, e): v / usable * (float(capacity_bytes) - reserve[(p, e)])
+                     if usable > 0 else math.nan
                      for (p, e), v in inventory.items()
                      for usable in [_own(own.get(p), e.removeprefix("host:"), math.nan)]}
     inv = np.array([inventory.get((p, e), math.nan)
@@ -334,9 +346,10 @@ def what_if_note(view: CapacityView) -> str | None:
     ran = sizes[0] if len(sizes) == 1 else "; ".join(
         f"`{g}`: {capacity_text(run, g)}" for g in view.order)
     return (f"**What-if capacity: every host read against {new}; the run placed its VMs on "
-            f"hosts of {ran}.** Time to full, the shares of capacity and the claims' share "
-            f"below are this run's disk use and claims read against {new} (an inventory of "
-            f"{new} times each host's allocation ratio). Placement is not re-run: which host "
+            f"hosts with {ran} for instances (their capacity less their reserve).** Time to full, the shares of capacity and the claims' share "
+            f"below are this run's disk use and claims read against {new} less each host's "
+            f"reserve (`reserved_host_disk_bytes`, as the run's own capacity is; an inventory "
+            f"of that times each host's allocation ratio). Placement is not re-run: which host "
             f"each VM went to, its claims and the VMs refused are the run's, decided at "
             f"{ran}; hosts of {new} would have refused VMs at other times and filled "
             f"otherwise. For what they would do, run the scenario at that capacity: a sweep "

@@ -100,8 +100,9 @@ def report(
                         "fleet or anything whose hosts were sampled over time, strategies for a "
                         "sweep over strategy knobs; capacity then strategies when a sweep is "
                         "both).")] = None,
-    capacity: Annotated[str | None, typer.Option(help="Host disk capacity for time to full, "
-                        "e.g. 2TiB, for every host (default: each host's own).")] = None,
+    capacity: Annotated[str | None, typer.Option(help="A what-if host disk capacity, e.g. "
+                        "2TiB, for every host (less each host's reserve, as its own; default: "
+                        "each host's own); placement stays the run's.")] = None,
 ) -> None:
     """Execute the notebooks on a run or sweep; write DIR/report/ (report.html, report.ipynb,
     figures/) and a copy of report.html at DIR/report.html."""

@@ -220,15 +220,17 @@ def test_vm_disk_title_says_which_vms_it_holds() -> None:
     assert vm_disk_title(per_vm) == "disk use per VM at the end (VMs alive at the end)"
 
 
-def what_if_run(root: Path) -> Path:
+def what_if_run(root: Path, reserved: int = 0) -> Path:
     """fleet-small's question in small: a host of 64 GiB at ratio 1.5 (an inventory of
-    96 GiB) whose VMs claimed 17 GiB and wrote 8.81 GiB."""
+    96 GiB) whose VMs claimed 17 GiB and wrote 8.81 GiB (``reserved``: its
+    reserved_host_disk_bytes)."""
     rows = [("sim", t * DAY, "host:h0", "allocated_bytes", (8.81 * t / 4) * GiB, "B", 1, 0)
             for t in range(5)]
     rows += [("sim", t * DAY, "host:h0", "provisioned_bytes", (17 * t / 4) * GiB, "B", 1, 0)
              for t in range(5)]
     scenario = (f"name: fleet\nduration: {4 * DAY}\nhosts: [{{name: h0, capacity_bytes: "
-                f"{64 << 30}, disk_allocation_ratio: 1.5}}]\n")
+                f"{64 << 30}, disk_allocation_ratio: 1.5, reserved_host_disk_bytes: "
+                f"{reserved}}}]\n")
     return synthetic_run(root, records_frame(rows), scenario=scenario)
 
 
@@ -244,6 +246,22 @@ def test_a_what_if_capacity_reads_the_claims_against_it_and_says_what_it_cannot(
     assert row["most claimed host (median)"] == "17 GiB claimed of 12 GiB (142%)"
     note = what_if_note(view)
     assert note is not None
-    assert "every host read against 8 GiB" in note and "hosts of 64 GiB" in note
+    assert "every host read against 8 GiB" in note and "hosts with 64 GiB for" in note
     assert "the VMs refused are the run's, decided at 64 GiB" in note
     assert "sweep over `hosts[0].capacity_bytes`" in note
+
+
+def test_a_what_if_capacity_loses_each_hosts_reserve_as_its_own_capacity_does(
+        tmp_path: Path) -> None:
+    """A host of 64 GiB reserving 2 GiB has 62 GiB for instances; read at a what-if 16 GiB it
+    has 14 GiB, its inventory 21 GiB at ratio 1.5 (before: 16 GiB and 24 GiB, the reserve
+    dropped by --capacity alone)."""
+    res = load_results(what_if_run(tmp_path / "run", reserved=2 << 30))
+    [own] = headline_table(capacity_view(res)).to_dict("records")
+    assert own["capacity"] == "62 GiB"
+    assert own["most claimed host (median)"] == "17 GiB claimed of 93 GiB (18%)"
+    [row] = headline_table(capacity_view(res, 16 * GiB)).to_dict("records")
+    assert row["capacity"] == "14 GiB"
+    assert row["most claimed host (median)"] == "17 GiB claimed of 21 GiB (81%)"
+    note = what_if_note(capacity_view(res, 16 * GiB))
+    assert note is not None and "less each host's reserve" in note
