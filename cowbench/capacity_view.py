@@ -346,7 +346,8 @@ def what_if_note(view: CapacityView) -> str | None:
     ran = sizes[0] if len(sizes) == 1 else "; ".join(
         f"`{g}`: {capacity_text(run, g)}" for g in view.order)
     return (f"**What-if capacity: every host read against {new}; the run placed its VMs on "
-            f"hosts with {ran} for instances (their capacity less their reserve).** Time to full, the shares of capacity and the claims' share "
+            f"hosts with {ran} for instances (their capacity less their reserve).** Time "
+            f"to full, the shares of capacity and the claims' share "
             f"below are this run's disk use and claims read against {new} less each host's "
             f"reserve (`reserved_host_disk_bytes`, as the run's own capacity is; an inventory "
             f"of that times each host's allocation ratio). Placement is not re-run: which host "
