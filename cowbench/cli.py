@@ -146,6 +146,11 @@ def validate(scenario: Annotated[Path, typer.Argument(help="Scenario file, or sw
                   f"{len(f.image_mix)} image(s), classes: {', '.join(f.classes)}")
         _print_estimate(s)
         return
+    from .space import log_cap_problem_of_the_file
+
+    logs = log_cap_problem_of_the_file(s)  # what `run` refuses, where the file decides it
+    if logs is not None:
+        raise UsageError(f"{scenario}: {logs}")
     out.print(f"{bold(s.name)} (id {s.scenario_id}): {len(s.hosts)} host(s), "
               f"{len(s.images)} image(s), {len(s.vms)} VM(s), "
               f"{_strategies_text(s)}; workloads: {', '.join(_workloads_run(s)) or '-'}",

@@ -179,6 +179,17 @@ def _job_log_bytes(scenario: Scenario, vm: VM,
     return out
 
 
+def log_cap_problem_of_the_file(scenario: Scenario) -> str | None:
+    """:func:`log_cap_problem` where the scenario alone decides it (``cowbench validate``):
+    None where a job with logs is bounded by time alone (no ``rate_iops``), whose count of
+    I/Os only the model's run gives."""
+    if any(part.fio_logs and part.time_based and part.rate_cap is None
+           for vm in scenario.vms for wl in [scenario.workload_of(vm)] if wl is not None
+           for part in wl.parts):
+        return None
+    return log_cap_problem(scenario, None)
+
+
 def log_cap_problem(scenario: Scenario, predicted: pd.DataFrame | None) -> str | None:
     """Why the run's fio logs may pass :data:`LOG_CAP_BYTES` (the first VM's whose bound
     does), by the key path of its longest job's option; None when every VM's fit."""

@@ -140,3 +140,16 @@ def test_the_logs_are_counted_in_the_run_s_space_check(tmp_path: Path) -> None:
     extra = log_bytes(with_logs, with_logs.vms[0], None)
     assert extra == 3 * (2048 + 2) * 131  # lat, slat, clat: a line per 4 KiB write
     assert sum(n.predicted for n in a) - sum(n.predicted for n in b) == extra
+
+
+def test_validate_refuses_the_logs_run_would_refuse(tmp_path: Path) -> None:
+    """``cowbench validate`` refuses what the run's log bound refuses where the file decides
+    it (a job bounded by its I/O): exit 2 by the key path. Before, exit 0 there and exit 2
+    at `run`. A time-based job's logs are left to the run (its count is the model's)."""
+    scenario(tmp_path, PER_IO)
+    proc = cowbench("validate", str(tmp_path / "s.yaml"))
+    assert proc.code == 2, proc.stdout
+    assert "workloads.v.fio_logs.log_avg_msec" in proc.stderr and "a line per I/O" in proc.stderr
+    scenario(tmp_path, "[t]\nrw=randwrite\ntime_based\nruntime=60\nwrite_bw_log\n"
+             "log_avg_msec=0\n")
+    assert cowbench("validate", str(tmp_path / "s.yaml")).code == 0
