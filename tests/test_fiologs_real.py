@@ -75,6 +75,22 @@ def real_logs(tmp: Path, wl: Workload, vm: str) -> Path:
     return out
 
 
+def same_start(model: Path, real: Path, name: str) -> tuple[list[int], list[int]]:
+    """Log ``name``'s times in the model's and fio's folders, checked to start alike: each
+    clone's time from its own start, its first window, not the reader's start 1.2 s into
+    fio's run nor the time-based job's after the reader. fio's helper thread samples the
+    rates late (its first at 100 to 186 ms here, alone), the model on time; beside the
+    suite's other tests fio's threads wait for a core too: the bounds (SLACK, RATE_LATE) are
+    well under the second that tells one origin from another."""
+    got, want = times(model / name), times(real / name)
+    assert got and want, name
+    if "lat" in name:
+        assert abs(got[0] - want[0]) <= SLACK, (name, got, want)
+    else:
+        assert got[0] == W and W <= want[0] <= W + RATE_LATE, (name, got, want)
+    return got, want
+
+
 def times(path: Path) -> list[int]:
     return [int(line.split(",")[0]) for line in path.read_text().splitlines()]
 
@@ -95,17 +111,7 @@ def test_the_model_logs_are_fio_s_files_with_fio_s_time_origins(
     assert {n.split("_")[0] for n in mine} == {"v.w", "v.r", "v.t"}
     assert {n.rsplit(".", 2)[1] for n in mine} == {"1", "2", "3", "4"}
     for name in mine:
-        got, want = times(model / name), times(real / name)
-        assert got and want, name
-        # each clone's time from its own start: its first window, not the reader's start
-        # 1.2 s into fio's run nor the time-based job's after the reader. fio's helper
-        # thread samples the rates late (its first at 100 to 186 ms here, alone), the model
-        # on time; beside the suite's other tests fio's threads wait for a core too: the
-        # bounds (SLACK) are well under the second that tells one origin from another
-        if "lat" in name:
-            assert abs(got[0] - want[0]) <= SLACK, (name, got, want)
-        else:
-            assert got[0] == W and W <= want[0] <= W + RATE_LATE, (name, got, want)
+        got, want = same_start(model, real, name)
         # and the clone's end, from the same origin (the reader's 312 ms after its ramp, the
         # time-based job's 500 ms): latency logs end there, fio's rates (late, and none for
         # the window the end cuts short) within it
@@ -145,9 +151,4 @@ def test_a_real_run_writes_the_job_file_s_logs_beside_the_model_s_names(
     assert mine == theirs and len(mine) == 4 * 4  # 4 clones: bw, iops, clat, lat each
     assert str(real) in proc.stdout.replace("\n", "")  # fio-json says where they are
     for name in mine:
-        got, want = times(model / name), times(real / name)
-        assert got and want, name
-        if "lat" in name:
-            assert abs(got[0] - want[0]) <= SLACK, (name, got, want)
-        else:
-            assert got[0] == W and W <= want[0] <= W + RATE_LATE, (name, got, want)
+        same_start(model, real, name)
