@@ -22,6 +22,7 @@ from .jobopts import (
     workload_of,
 )
 from .scenario import Workload, validation_problems
+from .space import log_cap_problem_of_a_job_file
 from .workload_schema import increment_problem
 
 #: How each kind of handling is printed.
@@ -47,6 +48,8 @@ def run_problems(path: Path) -> list[tuple[str, str]]:
                 key = f"jobs[{i}].fio_extra.offset_increment" if wl.jobs else \
                     "fio_extra.offset_increment"
                 return [(as_written(origins, f"{WHERE}.{key}"), problem)]
+        if logs := log_cap_problem_of_a_job_file(wl, WHERE):  # validate's and run's check
+            return [(as_written(origins, logs[0]), logs[1])]
     except ScenarioError as err:
         return err.problems
     except ValidationError as err:
@@ -86,21 +89,32 @@ def _stonewall(h: Handling, several: bool) -> Handling:
     return Handling(h.option, h.value, "model", detail)
 
 
+def _logs_bounded(h: Handling, at: str, run: list[tuple[str, str]]) -> Handling:
+    """A log option (``at.OPTION``) refused, with the run's reason, when the run refuses the
+    file for the length of the logs that option makes (:mod:`cowbench.space`'s bound)."""
+    if h.kind != "log":
+        return h
+    why = next((r for k, r in run if k == f"{at}.{h.option}"), None)
+    return h if why is None else Handling(h.option, h.value, "refused", why)
+
+
 def check(path: Path) -> tuple[list[str], bool]:
     """The lines ``fio-check`` prints, and whether the file is refused."""
     lines = [str(path)]
     sections = read_sections(path)
     shown: set[tuple[str, str]] = set()
+    run = run_problems(path)
     for section in sections:
         _, handled = workload_of(section, offsets_fio=True)
         lines.append(f"[{section.key}]")
         for h in handled:
-            h = _stonewall(_field_checked(h, section), len(sections) > 1)
+            h = _logs_bounded(_stonewall(_field_checked(h, section), len(sections) > 1),
+                              f"{WHERE}.job_file[{section.key}]", run)
             opt = h.option if h.value is None else f"{h.option}={h.value}"
             lines.append(f"  {opt:<28} {LABELS[h.kind]}: {h.detail}")
             if h.kind == "refused":
                 shown.add((f"{WHERE}.job_file[{section.key}].{h.option}", h.detail))
-    problems = [p for p in run_problems(path) if p not in shown]
+    problems = [p for p in run if p not in shown]
     if problems:
         lines.append("refused by cowbench run, as a VM's workload:")
         lines += [f"  {where}: {reason}" if where else f"  {reason}"

@@ -39,14 +39,17 @@ the run directory); directories on one filesystem share its free space (``statvf
   log, three latency logs (lat, slat, clat); with ``log_avg_msec=0`` a line per I/O each,
   else at most a line per window and direction (and never more than its I/Os), each line
   at its widest. A VM whose logs could pass :data:`LOG_CAP_BYTES` is refused before the run
-  (:func:`log_cap_problem`), by the key path of the option that makes them so long.
+  (:func:`log_cap_problem`), by the key path of the option that makes them so long; the same
+  bound refuses them at ``cowbench validate`` (:func:`log_cap_problem_of_the_file`) and at
+  ``cowbench fio-check`` (:func:`log_cap_problem_of_a_job_file`), where the job alone decides
+  it.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -161,61 +164,92 @@ def _job_log_bytes(scenario: Scenario, vm: VM,
     wl = scenario.workload_of(vm)
     if wl is None:
         return []
+    return workload_log_bytes(wl, f"workloads.{vm.workload}",
+                              lambda part: _ios_per_clone(scenario, vm, part, predicted))
+
+
+def workload_log_bytes(wl: Workload, at: str, ios_of: Callable[[Workload], int | None]
+                       ) -> list[tuple[str, int]]:
+    """Each job of ``wl`` (key path ``at``) with logs: the bound of their bytes, with the key
+    path of the option that sets its length; ``ios_of(job)``, the bound of a clone's I/Os, or
+    None where it is not known (such a job is left out)."""
     out = []
     for i, part in enumerate(wl.parts):
         logs = sum(n for k, n in LOGS_PER_CLONE.items() if k in part.fio_logs)
-        if not logs:
+        ios = ios_of(part) if logs else None
+        if ios is None:
             continue
-        ios = _ios_per_clone(scenario, vm, part, predicted)
         avg = int(part.fio_logs.get("log_avg_msec") or 0)
         lines = ios
         if avg and part.runtime is not None:  # a line a window and direction, and one at the end
             lines = min(ios, 2 * (math.ceil((part.runtime + part.ramp_s) * 1e3 / avg) + 1))
-        at = f"workloads.{vm.workload}" + (f".jobs[{i}]" if wl.jobs else "")
+        job = f"{at}.jobs[{i}]" if wl.jobs else at
         key = "log_avg_msec" if "log_avg_msec" in part.fio_logs else \
             next(k for k in LOGS_PER_CLONE if k in part.fio_logs)
-        out.append((f"{at}.fio_logs.{key}",
+        out.append((f"{job}.fio_logs.{key}",
                     part.numjobs * logs * (lines + 2) * LATLOG_LINE_BYTES))
     return out
 
 
 def log_cap_problem_of_the_file(scenario: Scenario) -> str | None:
-    """:func:`log_cap_problem` where the scenario alone decides it (``cowbench validate``):
-    None where a job with logs is bounded by time alone (no ``rate_iops``), whose count of
-    I/Os only the model's run gives."""
-    if any(part.fio_logs and part.time_based and part.rate_cap is None
-           for vm in scenario.vms for wl in [scenario.workload_of(vm)] if wl is not None
-           for part in wl.parts):
-        return None
-    return log_cap_problem(scenario, None)
+    """:func:`log_cap_problem` where the scenario alone decides it (``cowbench validate``): a
+    job bounded by time alone (no ``rate_iops``), whose count of I/Os only the model's run
+    gives, is left out (what is left passing the bound is refused by the run too)."""
+    for vm in scenario.vms:
+        wl = scenario.workload_of(vm)
+        if wl is None:
+            continue
+        problem = log_cap_reason(wl, workload_log_bytes(
+            wl, f"workloads.{vm.workload}",
+            _on_disk(scenario.root_size(vm), scenario.duration)))
+        if problem is not None:
+            return f"{problem[0]}: vm {vm.name}'s {problem[1]}"
+    return None
+
+
+def _on_disk(disk: int, duration: float | None) -> Callable[[Workload], int | None]:
+    """:func:`ios_bound` of a job on a disk of ``disk`` bytes, in a run of ``duration``."""
+    return lambda part: ios_bound(part, disk - part.offset, duration)
+
+
+def log_cap_problem_of_a_job_file(wl: Workload, at: str) -> tuple[str, str] | None:
+    """:func:`log_cap_problem` of a job file's workload ``wl`` (key path ``at``) as any VM's
+    (``cowbench fio-check``, no scenario): where the file alone decides it, a job bounded by
+    its own ``size``, ``io_size`` or ``rate_iops``; the key path, and why."""
+    problem = log_cap_reason(wl, workload_log_bytes(
+        wl, at, lambda part: ios_bound(part, None, None)))
+    return None if problem is None else (problem[0], f"a VM's {problem[1]}")
 
 
 def log_cap_problem(scenario: Scenario, predicted: pd.DataFrame | None) -> str | None:
     """Why the run's fio logs may pass :data:`LOG_CAP_BYTES` (the first VM's whose bound
     does), by the key path of its longest job's option; None when every VM's fit."""
     for vm in scenario.vms:
-        jobs = _job_log_bytes(scenario, vm, predicted)
-        total = sum(b for _, b in jobs)
-        if total > LOG_CAP_BYTES:
-            key = max(jobs, key=lambda j: j[1])[0]
-            how = ("a line per I/O: average them (log_avg_msec=500) or bound the job's I/O "
-                   "(size, io_size, rate_iops)") if key.endswith(".log_avg_msec") and \
-                "=0" in _avg_of(scenario, vm, key) else ("a line per window, but no more "
-                "than the job's I/Os, which without a runtime bound it: give the job a "
-                "runtime, or bound its I/O (size, io_size, rate_iops)")
-            return (f"{key}: vm {vm.name}'s fio logs could take {format_bytes(total)} at "
-                    f"their widest ({LATLOG_LINE_BYTES} bytes a line), over the "
-                    f"{format_bytes(LOG_CAP_BYTES)} cowbench lets fio write; refused before "
-                    f"the run. {how}")
+        wl = scenario.workload_of(vm)
+        problem = None if wl is None else \
+            log_cap_reason(wl, _job_log_bytes(scenario, vm, predicted))
+        if problem is not None:
+            return f"{problem[0]}: vm {vm.name}'s {problem[1]}"
     return None
 
 
-def _avg_of(scenario: Scenario, vm: VM, key: str) -> str:
-    """``log_avg_msec=W`` of the job ``key`` names (``...jobs[i].fio_logs...``), as text."""
-    wl = scenario.workload_of(vm)
-    assert wl is not None
+def log_cap_reason(wl: Workload, jobs: list[tuple[str, int]]) -> tuple[str, str] | None:
+    """The key path of the longest of ``wl``'s ``jobs`` (:func:`workload_log_bytes`) and why
+    their logs are refused, when together they may pass :data:`LOG_CAP_BYTES`; else None."""
+    total = sum(b for _, b in jobs)
+    if total <= LOG_CAP_BYTES:
+        return None
+    key = max(jobs, key=lambda j: j[1])[0]
     i = int(key.split(".jobs[", 1)[1].split("]")[0]) if ".jobs[" in key else 0
-    return f"log_avg_msec={int(wl.parts[i].fio_logs.get('log_avg_msec') or 0)}"
+    per_io = key.endswith(".log_avg_msec") and not int(
+        wl.parts[i].fio_logs.get("log_avg_msec") or 0)
+    how = ("a line per I/O: average them (log_avg_msec=500) or bound the job's I/O "
+           "(size, io_size, rate_iops)") if per_io else ("a line per window, but no more "
+           "than the job's I/Os, which without a runtime bound it: give the job a "
+           "runtime, or bound its I/O (size, io_size, rate_iops)")
+    return key, (f"fio logs could take {format_bytes(total)} at their widest "
+                 f"({LATLOG_LINE_BYTES} bytes a line), over the {format_bytes(LOG_CAP_BYTES)} "
+                 f"cowbench lets fio write; refused before the run. {how}")
 
 
 def iolog_bytes(scenario: Scenario, vm: VM, predicted: pd.DataFrame | None,
@@ -244,28 +278,45 @@ def iolog_bytes(scenario: Scenario, vm: VM, predicted: pd.DataFrame | None,
 
 def _ios_per_clone(scenario: Scenario, vm: VM, wl: Workload,
                    predicted: pd.DataFrame | None) -> int:
-    """Upper bound of the I/Os one clone of ``wl`` issues on ``vm``'s disk."""
-    runtime = wl.runtime
-    if scenario.duration is not None:  # the real run and the null stream are capped by it
-        runtime = min(runtime, scenario.duration) if runtime is not None else scenario.duration
-    if runtime is not None:  # fio's runtime starts after the ramp, whose I/Os are issued too
-        runtime += wl.ramp_s
-    cap = wl.rate_cap
-    paced = None if cap is None or runtime is None else math.ceil(cap * (runtime + 1))
-    if not wl.time_based:
-        region = wl.io_size or wl.size or scenario.root_size(vm) - wl.offset
-        by_bytes = math.ceil(region * wl.loops / _smallest_block(wl)) \
-            * (2 if wl.verify is not None and wl.do_verify else 1)
-        return by_bytes if paced is None else min(by_bytes, paced)
-    if paced is not None:
-        return paced
+    """Upper bound of the I/Os one clone of ``wl`` issues on ``vm``'s disk: a time-based job
+    without ``rate_iops`` twice the model's count (``predicted``), else ``IOPS_CEILING``."""
+    bound = ios_bound(wl, scenario.root_size(vm) - wl.offset, scenario.duration)
+    if bound is not None:
+        return bound
     if predicted is not None:
         rows = predicted[(predicted.entity == f"vm:{vm.name}")
                          & predicted.metric.isin(["read_ios", "write_ios", "ramp_ios"])]
         if len(rows):
             return math.ceil(TIME_MARGIN * float(rows.value.sum()) / wl.numjobs)
-    assert runtime is not None  # time_based needs a runtime
-    return math.ceil(IOPS_CEILING * runtime)
+    assert wl.runtime is not None or scenario.duration is not None  # time_based: a runtime
+    return math.ceil(IOPS_CEILING * (_runtime(wl, scenario.duration) or 0.0))
+
+
+def ios_bound(wl: Workload, region: int | None, duration: float | None) -> int | None:
+    """Upper bound of the I/Os one clone of ``wl`` issues, from the job alone: its bytes
+    (``io_size`` or ``size``, else ``region``, the disk's from the job's offset) and its
+    ``rate_iops`` over its runtime (cut to the scenario's ``duration``); None where neither
+    bounds it (a time-based job without ``rate_iops``, a job over a disk not known)."""
+    runtime = _runtime(wl, duration)
+    cap = wl.rate_cap
+    paced = None if cap is None or runtime is None else math.ceil(cap * (runtime + 1))
+    if wl.time_based:
+        return paced
+    region = wl.io_size or wl.size or region
+    if region is None:
+        return paced
+    by_bytes = math.ceil(region * wl.loops / _smallest_block(wl)) \
+        * (2 if wl.verify is not None and wl.do_verify else 1)
+    return by_bytes if paced is None else min(by_bytes, paced)
+
+
+def _runtime(wl: Workload, duration: float | None) -> float | None:
+    """How long a clone of ``wl`` issues I/O, its ramp included, at most: its runtime, cut
+    to the scenario's ``duration`` (the real run and the null stream are capped by it)."""
+    runtime = wl.runtime
+    if duration is not None:
+        runtime = min(runtime, duration) if runtime is not None else duration
+    return None if runtime is None else runtime + wl.ramp_s  # runtime starts after the ramp
 
 
 def _smallest_block(wl: Workload) -> int:

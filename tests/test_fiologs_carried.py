@@ -153,3 +153,33 @@ def test_validate_refuses_the_logs_run_would_refuse(tmp_path: Path) -> None:
     scenario(tmp_path, "[t]\nrw=randwrite\ntime_based\nruntime=60\nwrite_bw_log\n"
              "log_avg_msec=0\n")
     assert cowbench("validate", str(tmp_path / "s.yaml")).code == 0
+
+
+#: a line per 4 KiB write of 20 GiB in each of the lat, clat and slat logs: 1.9 GiB
+BIG = "[db]\nrw=randwrite\nbs=4k\nio_size=20g\nwrite_lat_log=x\nlog_avg_msec=0\n"
+
+
+def test_fio_check_refuses_at_the_option_s_line_what_the_log_bound_refuses(
+        tmp_path: Path) -> None:
+    """``cowbench fio-check`` says, at the line of the option that makes the logs so long,
+    that the run refuses it, in the words ``validate`` uses (one check, cowbench.space), and
+    exits 2 as for any refused option. Before: exit 0, the line "the real run's fio", and
+    validate and run refusing the file. A job whose I/O is bounded by the disk (no size) or
+    by time alone is left to the run, as validate leaves a time-based one; one averaged over
+    a runtime passes."""
+    scenario(tmp_path, BIG)
+    validate = cowbench("validate", str(tmp_path / "s.yaml"))
+    assert validate.code == 2, validate.stdout
+    why = validate.stderr.split("fio logs could take ", 1)[1].split()
+    ran = cowbench("fio-check", str(tmp_path / "job.fio"))
+    assert ran.code == 2, ran.stdout
+    line = next(ln for ln in ran.stdout.splitlines() if ln.strip().startswith("log_avg_msec=0"))
+    assert "refused" in line and "a line per I/O" in line, ran.stdout
+    assert ran.stdout.split("fio logs could take ", 1)[1].split()[:len(why)] == why
+    assert "Traceback" not in ran.stderr
+    for fine in (BIG.replace("io_size=20g\n", ""),  # the disk's size decides
+                 BIG.replace("io_size=20g\n", "time_based\nruntime=60\n"),
+                 BIG.replace("log_avg_msec=0", "runtime=60\nlog_avg_msec=500")):
+        (tmp_path / "job.fio").write_text(fine)
+        ran = cowbench("fio-check", str(tmp_path / "job.fio"))
+        assert ran.code == 0, ran.stdout
