@@ -19,7 +19,8 @@ from .errors import UsageError
 def fio_json_cmd(run_dir: Annotated[Path, typer.Argument(help="A run directory with the "
                                                          "model's records.")],
                  logs: Annotated[bool, typer.Option(help="Also fio's bw, iops and latency logs "
-                                                    "(runs the model again).")] = False,
+                                                    "(runs the model again): those a VM's job "
+                                                    "file asks for, else all four.")] = False,
                  log_avg_msec: Annotated[int, typer.Option(
                      min=0, help="fio's log_avg_msec of a job whose file sets none: each line's "
                      "window in ms (0: a line per I/O).")] = 500) -> None:

@@ -63,16 +63,27 @@ def test_one_log_per_clone_numbered_by_fio_s_thread(tmp_path: Path) -> None:
 
 
 def test_a_job_s_own_prefix_and_per_job_logs(tmp_path: Path) -> None:
-    """``write_iops_log=PREFIX`` names that log, each option its own kind
-    (``write_lat_log`` gives clat and lat); bare, the job's name. ``per_job_logs=0``: no
-    thread number, every clone of the job in one file."""
+    """``write_iops_log=PREFIX`` names that log, each option its own kind and no other
+    (``write_lat_log`` gives clat, lat and slat); bare, the job's name. ``per_job_logs=0``:
+    no thread number, every clone of the job in one file. Before: every job all of bw,
+    iops, clat and lat, whatever it asked for."""
     job = SECTIONS.replace("[w]\n", "[w]\nwrite_iops_log=wio\nper_job_logs=0\n").replace(
         "[r]\n", "[r]\nwrite_lat_log=rl\nwrite_bw_log\n")
     got = names(scenario(tmp_path, job))
-    assert got == ["v.w_bw.log", "wio_iops.log", "v.w_clat.log", "v.w_lat.log"] * 2 + [
-        "v.r_bw.3.log", "v.r_iops.3.log", "rl_clat.3.log", "rl_lat.3.log"]
-    one = names(scenario(tmp_path, "[w]\nrw=write\nsize=1m\nnumjobs=2\n"))
-    assert one[::4] == ["v_bw.1.log", "v_bw.2.log"]  # a single section: the VM's name
+    assert got == ["wio_iops.log"] * 2 + [
+        "v.r_bw.3.log", "rl_clat.3.log", "rl_lat.3.log", "rl_slat.3.log"]
+    # a job asking for none, beside one that asks: none, as fio writes none for it
+    assert names(scenario(tmp_path, SECTIONS.replace("[r]\n", "[r]\nwrite_bw_log\n"))) == [
+        "v.r_bw.3.log"]
+
+
+def test_a_workload_asking_for_no_log_gets_all_the_model_has(tmp_path: Path) -> None:
+    """No ``write_*_log`` anywhere (a ``log_avg_msec`` alone asks fio for nothing): bw, iops,
+    clat and lat of every clone, what ``fio-json --logs`` is asked for; no slat (the model
+    has no submission stage)."""
+    one = names(scenario(tmp_path, "[w]\nrw=write\nsize=1m\nnumjobs=2\nlog_avg_msec=50\n"))
+    assert one == [f"v_{kind}.{n}.log" for n in (1, 2)  # a single section: the VM's name
+                   for kind in ("bw", "iops", "clat", "lat")]
 
 
 def test_each_clone_s_time_counts_from_its_own_start(tmp_path: Path) -> None:

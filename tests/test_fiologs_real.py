@@ -14,6 +14,7 @@ import pytest
 from cowbench.fiojob import fio_options, job_args
 from cowbench.nullexport import null_export
 from cowbench.runner import run_scenario
+from cowbench.scenario import load_scenario
 from cowbench.tools import RawLog, which
 from cowbench.workload_schema import Workload
 from real.workload.fioclock import clock_args
@@ -147,8 +148,62 @@ def test_a_real_run_writes_the_job_file_s_logs_beside_the_model_s_names(
     assert len(dirs) == 1, dirs
     real = dirs.pop()
     assert real.name.endswith("fio-v") and real.parent == run / "raw"
-    theirs = sorted(p.name for p in real.glob("*.log") if "_slat." not in p.name)
-    assert mine == theirs and len(mine) == 4 * 4  # 4 clones: bw, iops, clat, lat each
+    theirs = sorted(p.name for p in real.glob("*.log") if not p.name.startswith("issued"))
+    assert mine == theirs and len(mine) == 4 * 5  # 4 clones: bw, iops, clat, lat, slat each
     assert str(real) in proc.stdout.replace("\n", "")  # fio-json says where they are
     for name in mine:
-        same_start(model, real, name)
+        if "_slat." in name:  # the model's is empty: it has no submission stage
+            assert not (model / name).read_text()
+        else:
+            same_start(model, real, name)
+
+
+#: three jobs asking for different logs (a prefix and per_job_logs=0 for one; bw alone for
+#: another) and one asking for none, each section named as the real run names it (VM v)
+ASKED = """\
+[global]
+bs=4k
+size=1m
+rate_iops=1000
+log_avg_msec=100
+[{w}]
+rw=write
+numjobs=2
+write_bw_log
+[{r}]
+rw=read
+write_lat_log=rl
+write_iops_log
+per_job_logs=0
+[{n}]
+rw=read
+"""
+
+
+def fio_file_set(tmp: Path, job: str) -> list[str]:
+    """The logs fio 3.33 writes for ``job``, run on a file with its default (psync) engine."""
+    out = tmp / "fio"
+    out.mkdir()
+    (out / "job.fio").write_text(job.replace("[global]\n", f"[global]\nfilename={tmp / 'f'}\n"))
+    subprocess.run([which("fio"), "--output=/dev/null", "job.fio"], check=True,
+                   capture_output=True, cwd=out, timeout=60)
+    return sorted(p.name for p in out.glob("*.log"))
+
+
+def test_fio_json_logs_writes_the_logs_the_job_file_asks_for(tmp_path: Path) -> None:
+    """A VM whose job file asks fio for logs gets from ``fio-json --logs`` exactly the files
+    fio 3.33 writes for it: ``write_bw_log`` a _bw log, ``write_iops_log`` an _iops log,
+    ``write_lat_log`` _lat, _clat and _slat (the model's _slat empty, as fio's own is for an
+    engine that does not time submissions: psync here), nothing for a job asking for none.
+    Before: every VM got bw, iops, clat and lat for every clone, 16 files here."""
+    real = fio_file_set(tmp_path, ASKED.format(w="v.w", r="v.r", n="v.n"))
+    assert real == ["rl_clat.log", "rl_lat.log", "rl_slat.log", "v.r_iops.log",
+                    "v.w_bw.1.log", "v.w_bw.2.log"]
+    scenario(tmp_path, ASKED.format(w="w", r="r", n="n"))
+    run_scenario(load_scenario(tmp_path / "s.yaml"), tmp_path / "run", "sim")
+    proc = cowbench("fio-json", str(tmp_path / "run"), "--logs")
+    assert proc.code == 0, proc.stderr
+    model = tmp_path / "run" / "fio-json"
+    assert sorted(p.name for p in model.glob("*.log")) == real
+    assert (model / "rl_slat.log").read_text() == (tmp_path / "fio" / "rl_slat.log").read_text()
+    assert times(model / "v.w_bw.1.log") and times(model / "rl_clat.log")
