@@ -24,7 +24,12 @@ qemu-nbd (``tests/test_fiologs_real.py``):
   had completions of a direction writes ``t, rate, direction, 0, 0``, the rate fio's integer
   ``bytes x 1000 / W / 1024`` (KiB/s) or ``I/Os x 1000 / W``; a window without completions
   writes no line, and the window cut short by the clone's end none either (a reader of
-  4,096 ms logged up to 4,003 ms).
+  4,096 ms logged up to 4,003 ms): the helper samples a clone only while it runs
+  (``calc_log_samples`` skips one not ``TD_RUNNING``; at exit ``finalize_logs`` writes only
+  samples taken), and it wakes a little late, so the window that ends as the clone does has
+  no line either (a 1,000 ms time-based job with W=500 on a file logged its rates at 500
+  alone, 23 runs of 25), and a job shorter than ``W`` logs no rate at all (a 200 ms job
+  with W=1000: empty _bw and _iops files, its latency line at 200).
 - **clat, lat**: each completion adds its latency to its direction's window; the first
   completion at least ``W`` ms after the window began writes the window's mean (rounded) at
   its own time and starts the next window at that time rounded down to ``W`` (fio's
@@ -67,6 +72,10 @@ LOGS = {"bw": "write_bw_log", "iops": "write_iops_log", "clat": "write_lat_log",
         "lat": "write_lat_log", "slat": "write_lat_log"}
 #: the logs of a VM whose workload asks fio for none (no ``write_*_log``): all the model has
 UNASKED = ("bw", "iops", "clat", "lat")
+
+#: a nanosecond in ms: the model's float times are not taken to differ by less (fio's clock
+#: counts whole nanoseconds)
+NS_MS = 1e-6
 
 Line = tuple[int, int, int, int]  # time ms, value, direction, block size
 
@@ -126,7 +135,10 @@ def clone_lines(ev: pd.DataFrame, origin: float, avg_ms: int,
     out: dict[str, list[Line]] = {kind: [] for kind in LOGS}
     if ev.empty:
         return out
-    end_ms = _ms(max(float(ev.done_s.max()), end or 0.0), origin)
+    ended = max(float(ev.done_s.max()), end or 0.0)
+    end_ms = _ms(ended, origin)
+    # the rate samples taken while the clone runs: at each k x W strictly before its end
+    sampled = max(0, math.ceil(((ended - origin) * 1e3 - NS_MS) / avg_ms) - 1) if avg_ms else 0
     for ddir in (0, 1):
         d = ev[ev.is_write == bool(ddir)].sort_values("done_s", kind="stable")
         if d.empty:
@@ -137,7 +149,7 @@ def clone_lines(ev: pd.DataFrame, origin: float, avg_ms: int,
         if avg_ms == 0:
             _per_io(out, ms, lat, nbytes, ddir)
         else:
-            _rates(out, ms, nbytes, ddir, avg_ms, end_ms)
+            _rates(out, ms, nbytes, ddir, avg_ms, sampled)
             _latency(out, ms, lat, ddir, avg_ms, end_ms)
     return {k: sorted(v, key=lambda line: (line[0], line[2])) for k, v in out.items()}
 
@@ -158,10 +170,9 @@ def _per_io(out: dict[str, list[Line]], ms: np.ndarray, lat: np.ndarray,
 
 
 def _rates(out: dict[str, list[Line]], ms: np.ndarray, nbytes: np.ndarray, ddir: int,
-           avg_ms: int, end_ms: int) -> None:
-    """Samples at ``k x W`` up to the clone's end, each of the completions before it since
-    the last; none for an empty window."""
-    n = end_ms // avg_ms
+           avg_ms: int, n: int) -> None:
+    """The ``n`` samples at ``k x W`` (those before the clone's end), each of the completions
+    before it since the last; none for an empty window."""
     if n == 0:
         return
     window = ms // avg_ms

@@ -114,8 +114,30 @@ def test_rates_every_window_with_completions_none_for_the_last_partial_one() -> 
     lines = clone_lines(events([(t - 0.001, t) for t in done]), 0.0, 100)
     assert lines["iops"] == [(100, 100, 1, 0)]  # 300..319 ms: cut short by the end at 319
     assert lines["bw"] == [(100, 10 * 4096 * 1000 // 100 // 1024, 1, 0)]
-    lines = clone_lines(events([(t - 0.001, t) for t in [*done, 0.4]]), 0.0, 100)
+    lines = clone_lines(events([(t - 0.001, t) for t in [*done, 0.45]]), 0.0, 100)
     assert [t for t, *_ in lines["iops"]] == [100, 400]  # 200 and 300: no completion
+
+
+def test_no_rate_line_for_a_window_the_clone_s_end_closes() -> None:
+    """fio's helper thread samples a clone's rates only while it runs (``calc_log_samples``
+    skips a thread not ``TD_RUNNING``; at exit ``finalize_logs`` writes only samples already
+    taken) and wakes a little late: no line for the window that ends as the clone does.
+    fio 3.33, a time-based randwrite of rate_iops=100 on a file with W=500: runtime=1000ms
+    logs one rate line, at 500 (12 runs of 12; at rate_iops=1000, 11 of 13); runtime=200ms
+    with W=1000 logs none, its latency line at 200 (tests/test_fiologs_real.py). Before: a
+    line at 1,000 ms too."""
+    rows = [(k * 0.010, k * 0.010 + 0.0005) for k in range(100)]
+    lines = clone_lines(events(rows), 0.0, 500, end=1.0)
+    assert [t for t, *_ in lines["iops"]] == [500] == [t for t, *_ in lines["bw"]]
+    assert [t for t, *_ in lines["clat"]] == [500, 1000]
+    short = clone_lines(events(rows[:20]), 0.0, 1000, end=0.2)
+    assert short["iops"] == short["bw"] == [] and [t for t, *_ in short["clat"]] == [200]
+    # a clone still running past the window's end is sampled there (here by 1 microsecond;
+    # the origin's float error, 1.2 + 1.0 - 1.2, is not taken for running past it)
+    later = clone_lines(events([(i + 1.2, d + 1.2) for i, d in rows]), 1.2, 500, end=2.2)
+    assert [t for t, *_ in later["iops"]] == [500]
+    assert [t for t, *_ in clone_lines(events(rows), 0.0, 500, end=1.000001)["iops"]] == [
+        500, 1000]
 
 
 def test_latency_windows_close_at_the_first_completion_past_w() -> None:

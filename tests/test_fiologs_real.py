@@ -207,3 +207,39 @@ def test_fio_json_logs_writes_the_logs_the_job_file_asks_for(tmp_path: Path) -> 
     assert sorted(p.name for p in model.glob("*.log")) == real
     assert (model / "rl_slat.log").read_text() == (tmp_path / "fio" / "rl_slat.log").read_text()
     assert times(model / "v.w_bw.1.log") and times(model / "rl_clat.log")
+
+
+#: a time-based job of 200 ms, shorter than its log window
+SHORT = """\
+[global]
+bs=4k
+size=4m
+write_bw_log
+write_iops_log
+write_lat_log
+log_avg_msec=1000
+[{t}]
+rw=randwrite
+rate_iops=100
+time_based
+runtime=200ms
+"""
+
+
+def test_a_job_shorter_than_its_window_logs_no_rate_as_fio(tmp_path: Path) -> None:
+    """fio 3.33 samples a clone's rates only while it runs, the first at W after its start:
+    a 200 ms job with log_avg_msec=1000 gets empty _bw and _iops files and one latency line,
+    at its end, and so do the model's (the whole file set the same)."""
+    real = fio_file_set(tmp_path, SHORT.format(t="v"))
+    scenario(tmp_path, SHORT.format(t="t"))
+    run_scenario(load_scenario(tmp_path / "s.yaml"), tmp_path / "run", "sim")
+    assert cowbench("fio-json", str(tmp_path / "run"), "--logs").code == 0
+    model = tmp_path / "run" / "fio-json"
+    assert sorted(p.name for p in model.glob("*.log")) == real
+    for kind in ("bw", "iops"):
+        assert times(model / f"v_{kind}.1.log") == [] == times(tmp_path / "fio" /
+                                                                f"v_{kind}.1.log")
+    for kind in ("lat", "clat"):
+        got, want = times(model / f"v_{kind}.1.log"), times(tmp_path / "fio" /
+                                                               f"v_{kind}.1.log")
+        assert got == [200] and len(want) == 1 and abs(want[0] - 200) <= SLACK, (got, want)
