@@ -241,8 +241,7 @@ def log_cap_reason(wl: Workload, jobs: list[tuple[str, int]]) -> tuple[str, str]
         return None
     key = max(jobs, key=lambda j: j[1])[0]
     i = int(key.split(".jobs[", 1)[1].split("]")[0]) if ".jobs[" in key else 0
-    per_io = key.endswith(".log_avg_msec") and not int(
-        wl.parts[i].fio_logs.get("log_avg_msec") or 0)
+    per_io = not int(wl.parts[i].fio_logs.get("log_avg_msec") or 0)  # fio's default: 0
     how = ("a line per I/O: average them (log_avg_msec=500) or bound the job's I/O "
            "(size, io_size, rate_iops)") if per_io else ("a line per window, but no more "
            "than the job's I/Os, which without a runtime bound it: give the job a "

@@ -183,3 +183,14 @@ def test_fio_check_refuses_at_the_option_s_line_what_the_log_bound_refuses(
         (tmp_path / "job.fio").write_text(fine)
         ran = cowbench("fio-check", str(tmp_path / "job.fio"))
         assert ran.code == 0, ran.stdout
+
+
+def test_logs_without_log_avg_msec_are_refused_as_a_line_per_io(tmp_path: Path) -> None:
+    """fio's log_avg_msec defaults to 0, a line per I/O: a job without it is refused with
+    that reason, by its write_*_log option. Before: "a line per window ... give the job a
+    runtime", which would not have shortened its logs."""
+    (tmp_path / "job.fio").write_text(BIG.replace("log_avg_msec=0\n", ""))
+    ran = cowbench("fio-check", str(tmp_path / "job.fio"))
+    assert ran.code == 2, ran.stdout
+    line = next(ln for ln in ran.stdout.splitlines() if ln.strip().startswith("write_lat_log"))
+    assert "refused" in line and "a line per I/O" in line and "per window" not in line
