@@ -35,10 +35,12 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Callable, Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from .claims import GIB, NO_VALID_HOST, disk_gb_bytes, inventory
+
+if TYPE_CHECKING:  # numpy only for :meth:`Placement.free`: a timeline's walk needs none
+    import numpy as np
 
 __all__ = ["GIB", "NO_VALID_HOST", "Placement", "disk_gb_bytes", "inventory"]
 
@@ -92,6 +94,8 @@ class Placement:
 
     def free(self) -> np.ndarray:
         """Free DISK_GB per host, in bytes (``inf`` on unlimited hosts)."""
+        import numpy as np
+
         return np.asarray(np.asarray(self.inventory) - np.asarray(self.used))
 
     def select(self, need: float, exclude: int = NO_VALID_HOST) -> int:
