@@ -155,9 +155,9 @@ def validate(scenario: Annotated[Path, typer.Argument(help="Scenario file, or sw
               f"{len(s.images)} image(s), {len(s.vms)} VM(s), "
               f"{_strategies_text(s)}; workloads: {', '.join(_workloads_run(s)) or '-'}",
               soft_wrap=True)
-    if s.timeline is not None and s.timeline.arrivals:
-        from .lifecycle import timeline_plan
+    from .lifecycle import scheduler_may_refuse, timeline_plan
 
+    if s.timeline is not None and s.timeline.arrivals or scheduler_may_refuse(s):
         ops, refused = timeline_plan(s)
         booted = sum(op.op == "boot" for op in ops)
         out.print(f"timeline: {booted} VM(s) boot by its end, {len(refused)} arrival(s) "

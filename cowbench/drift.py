@@ -55,6 +55,7 @@ from typing import Any
 from .backends import get_backend
 from .errors import CowbenchError, Interrupted, UsageError
 from .lease import Lease, held
+from .lifecycle import boot_hosts
 from .probe_limits import missing
 from .profile import Probe, Profile, load_profile
 from .profile_cache import fingerprint, fingerprint_key
@@ -95,12 +96,14 @@ def vm_needs(scenario: Scenario) -> list[Need]:
     """Every VM's reads and writes, as :class:`Need` s (VMs without a workload ask nothing)."""
     vms = [vm for vm in scenario.vms
            if not scenario.model_only(vm) and scenario.workload_of(vm) is not None]
+    booted = boot_hosts(scenario)  # the scheduler's hosts for VMs that name none
+    vms = [vm for vm in vms if vm.name in booted]  # a VM refused at boot does no I/O
     needs = []
     for vm in vms:
         wl = scenario.workload_of(vm)
         assert wl is not None
-        host = scenario.host_of(vm).name
-        beside = sum(scenario.host_of(v).name == host for v in vms)
+        host = booted[vm.name]
+        beside = sum(booted[v.name] == host for v in vms)
         strategy = scenario.strategy_of(vm)
         raw = strategy.kind in ("full_copy", "reflink_copy")
         depth = strategy.chain_depth if strategy.kind == "snapshot_chain" else 1

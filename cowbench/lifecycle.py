@@ -48,6 +48,7 @@ from .nova.machine import (
     refusal,
 )
 from .nova.resize import auto_confirms
+from .nova.scheduler import schedule_ops
 from .nova.schema import Flavor, ImageCacheSettings, Lifetime
 from .units import format_duration, parse_duration, parse_size
 from .workload_schema import workload_misfit
@@ -86,7 +87,8 @@ MigrateKind = Literal["cold", "live", "flatten"]
 class Event(_Frozen):
     """One operation at time ``t``. Which keys apply depends on ``op``.
 
-    - ``boot``: the VM starts on its host (``vms[].host``) from its image;
+    - ``boot``: the VM starts from its image on its host (``vms[].host``), or where Nova's
+      scheduler places it when it names none (NoValidHost where no host has room);
     - ``run``: the VM runs ``workload`` (default: its own) to completion;
     - ``snapshot``: ``kind`` live (Nova's: delta, flatten, upload), external (deepen the chain)
       or internal (``qemu-img snapshot -c``: clusters shared inside the disk file);
@@ -319,8 +321,11 @@ def expand_timeline(s: Scenario) -> list[Op]:
 
     VMs listed in ``vms`` without a ``boot`` in the timeline boot at t=0 and run their workload
     then (the behaviour of a scenario without a timeline). Every ``boot`` names its host in
-    ``to``: the VM's own ``host``, or for arrivals the scheduler's choice
-    (:mod:`cowbench.nova.scheduler`).
+    ``to``: the VM's own ``host`` (pinned: Nova's forced host), or, for a VM that names none
+    (arrivals, and VMs of ``vms`` without ``host``), the scheduler's choice
+    (:mod:`cowbench.nova.scheduler`) against the claims standing at its boot; the boots of
+    one instant are placed in the order of ``vms``. A VM the scheduler refuses
+    (:func:`refused_arrivals`) has no operation at all.
     """
     return _expand(s)[0]
 
@@ -340,16 +345,42 @@ def timeline_plan(s: Scenario) -> tuple[list[Op], list[tuple[str, float]]]:
 
 
 def refused_arrivals(s: Scenario) -> list[tuple[str, float]]:
-    """The timeline's arrivals the scheduler found no room for (NoValidHost), each with when
-    it arrived: none of their operations happen."""
-    if s.timeline is None or not s.timeline.arrivals:
+    """The VMs the scheduler found no room for (NoValidHost), each with when it asked
+    (its boot): arrivals, and VMs of ``vms`` that name no host; none of their operations
+    happen."""
+    if not scheduler_may_refuse(s):
         return []
     return timeline_plan(s)[1]
 
 
+def boot_hosts(s: Scenario) -> dict[str, str]:
+    """Where each VM of ``s`` boots (its first boot): its own ``host``, or the scheduler's
+    choice for one that names none; VMs that never boot (refused, or arriving after the
+    end) are not in it."""
+    out: dict[str, str] = {}
+    for op in timeline_plan(s)[0]:
+        if op.op == "boot" and op.to is not None:
+            out.setdefault(op.vm, op.to)
+    return out
+
+
+def scheduler_may_refuse(s: Scenario) -> bool:
+    """Whether the scheduler places a VM of ``s`` (an arrival, or a VM of ``vms`` that names
+    no host) where a host's DISK_GB is bounded (``capacity_bytes``): else nothing it places
+    can be refused, and the scheduler need not be walked to know it."""
+    tl = s.timeline
+    placed = (tl is not None and bool(tl.arrivals)) or any(vm.host is None for vm in s.vms)
+    return s.fleet is None and placed and any(h.capacity_bytes is not None for h in s.hosts)
+
+
 def _expand(s: Scenario) -> Expanded:
     """The operations, the placement problems of forced hosts (by the operation's index), and
-    the arrivals refused (NoValidHost)."""
+    the VMs the scheduler refused (NoValidHost).
+
+    The scheduler walks the operations in time order, those of one instant in the order of
+    :data:`_ORDER` and then of ``vms`` (Nova places the requests of one instant one after the
+    other); they are applied in the order of :func:`_op_key`, the VMs' names (which orders a
+    single host's simultaneous runs, unchanged since before the scheduler placed them)."""
     tl = s.timeline
     end = tl.end_s if tl is not None and tl.end_s is not None else float("inf")
     raw: list[dict[str, object]] = []
@@ -358,22 +389,32 @@ def _expand(s: Scenario) -> Expanded:
                 for i, e in enumerate(tl.events)]
         for j, a in enumerate(tl.arrivals):
             raw += _arrival_ops(a, s.seed, j, end, f"timeline.arrivals[{j}]", len(raw))
+    vms = {vm.name: vm for vm in s.vms}
+    for r in raw:  # a boot event of a VM that names no host: the scheduler places it
+        if r["op"] == "boot" and r["vm"] in vms and vms[str(r["vm"])].host is None:
+            r["choose"] = True
     booted = {r["vm"] for r in raw if r["op"] == "boot"}
     for a in tl.arrivals if tl is not None else []:  # those arriving after the end never boot
         booted |= {f"{a.prefix}-{i}" for i in range(1, a.count + 1)}
     for i, vm in enumerate(s.vms):
         if vm.name not in booted:
-            raw.append({"t": 0.0, "op": "boot", "vm": vm.name, "source": f"vms[{i}]"})
+            raw.append({"t": 0.0, "op": "boot", "vm": vm.name, "source": f"vms[{i}]",
+                        "choose": vm.host is None})
             if vm.workload:
                 raw.append({"t": 0.0, "op": "run", "vm": vm.name, "workload": vm.workload,
                             "source": f"vms[{i}]"})
     raw = [r for r in raw if float(str(r["t"])) <= end]
     raw += [c for c in auto_confirms(raw, s.nova.resize_confirm_window_s)
             if float(str(c["t"])) <= end]
-    raw.sort(key=_op_key)
-    from .nova.scheduler import schedule_ops  # numpy: not at validation without a timeline
-
+    listed = {name: i for i, name in enumerate(vms)}
+    raw.sort(key=lambda r: (*_op_key(r)[:2], listed.get(str(r["vm"]), len(listed)),
+                            str(r["vm"])))
     raw, problems, refused = schedule_ops(s, raw)
+    # placed in the order of vms, applied in the order of the names (see the docstring)
+    order = sorted(range(len(raw)), key=lambda i: _op_key(raw[i]))
+    at = {was: i for i, was in enumerate(order)}
+    raw = [raw[i] for i in order]
+    problems = {at[i]: why for i, why in problems.items()}
     # built from validated events and values made here: not validated again (for 10,000
     # arrivals that took 0.8 s of the scenario's validation)
     ops = [Op.model_construct(index=i, **cast(dict[str, Any], r)) for i, r in enumerate(raw)]

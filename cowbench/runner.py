@@ -267,13 +267,15 @@ class _Run:
         self.raw_log.lease = self.lease  # fio's partial JSON under raw/ is recorded there
 
     def _refused(self) -> dict[str, Any]:
-        """run.json's ``refused_arrivals``: the timeline's arrivals no host had room for
-        (NoValidHost), each with when it arrived; none of their operations happen."""
+        """run.json's ``refused_arrivals``: the VMs the scheduler found no host with room for
+        (NoValidHost: arrivals, and VMs of ``vms`` naming no host), each with when it asked;
+        none of their operations happen. Always there for a timeline with arrivals (empty:
+        none refused), else only when one was refused."""
         tl = self.scenario.timeline
-        if tl is None or not tl.arrivals:
+        refused = refused_arrivals(self.scenario)
+        if (tl is None or not tl.arrivals) and not refused:
             return {}
-        return {"refused_arrivals": [{"vm": vm, "t_s": t}
-                                     for vm, t in refused_arrivals(self.scenario)]}
+        return {"refused_arrivals": [{"vm": vm, "t_s": t} for vm, t in refused]}
 
     def _interruptible(self, predicted: pd.DataFrame | None, received: list[str]) -> RunOutcome:
         """Start the run and its backends. Once a signal was received, whatever error ends

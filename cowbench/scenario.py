@@ -52,7 +52,9 @@ class VM(Frozen):
 
     name: Name
     image: Name
-    host: Name | None = None
+    host: Name | None = Field(
+        default=None, description="The host this VM is pinned to (Nova's forced host); "
+        "without one, Nova's scheduler places it when it boots, as an arrival.")
     flavor: Name | None = None
     root_size: Bytes | None = Field(default=None, gt=0)
     workload: Name | None = None
@@ -204,6 +206,9 @@ class Scenario(Frozen):
         return next(i for i in self.images if i.name == name)
 
     def host_of(self, vm: VM) -> Host:
+        """The host ``vm`` names (pinned there), else the first: where a hand-made boot
+        without a host goes. A VM that names none boots where the scheduler places it
+        (:func:`cowbench.lifecycle.boot_hosts`), which this does not ask."""
         name = vm.host or self.hosts[0].name
         return next(h for h in self.hosts if h.name == name)
 

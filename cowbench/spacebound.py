@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from .lifecycle import boot_hosts
 from .scenario import Image, Scenario, Strategy
 from .space import RUN_DIR_BYTES, FsNeed, iolog_bytes, log_bytes, needs_by_filesystem
 
@@ -84,18 +85,21 @@ def bound_needs(scenario: Scenario, out: Path) -> list[FsNeed] | None:
     for image in scenario.images:
         if image.name in used:
             charges.append((out, "--out", _image_bytes(image), 0))
+    booted = boot_hosts(scenario)  # the scheduler's hosts for VMs that name none
     for i, host in enumerate(scenario.hosts):
         directory = Path(host.storage_dir) if host.storage_dir else out
         key = f"hosts[{i}].storage_dir" if host.storage_dir else "--out"
-        charges.append((directory, key, _host_bytes(scenario, host.name), 0))
+        charges.append((directory, key, _host_bytes(scenario, host.name, booted), 0))
     ios = sum(iolog_bytes(scenario, vm, None, streams=False) + log_bytes(scenario, vm, None)
               for vm in scenario.vms)
     charges.append((out, "--out", ios, 0))
     return needs_by_filesystem(charges)
 
 
-def _host_bytes(scenario: Scenario, host: str) -> int:
-    vms = [vm for vm in scenario.vms if scenario.host_of(vm).name == host]
+def _host_bytes(scenario: Scenario, host: str, booted: dict[str, str]) -> int:
+    """The most the files of the VMs that boot on ``host`` (``booted``: each VM's host,
+    :func:`cowbench.lifecycle.boot_hosts`) and their bases can allocate there."""
+    vms = [vm for vm in scenario.vms if booted.get(vm.name) == host]
     bases = {vm.image: scenario.image(vm.image).virtual_size or 0 for vm in vms}
     disks = sum(_disk_bytes(scenario.strategy_of(vm), scenario.root_size(vm), bases[vm.image])
                 for vm in vms)

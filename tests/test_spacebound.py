@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from cowbench import runner
+from cowbench import runner, space, spacebound
 from cowbench.errors import UsageError
 from cowbench.scenario import parse_scenario
-from cowbench.space import space_needs
+from cowbench.space import FsNeed, space_needs
 from cowbench.spacebound import bound_needs, qcow2_max_bytes
 from sim import simulate
 
@@ -75,6 +75,34 @@ def test_what_the_bound_does_not_cover_goes_to_the_model(tmp_path: Path) -> None
     for strategy in ("reflink_copy", "snapshot_chain", "resized_base"):
         s = parse_scenario(small_dict(strategy={"kind": strategy}))
         assert bound_needs(s, tmp_path) is None, strategy
+
+
+def test_the_bound_charges_each_host_the_vms_the_scheduler_put_there(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two hosts with storage directories of their own (each counted as a filesystem of its
+    own here), three VMs naming no host: the scheduler spreads them (``b`` on h2), and the
+    bound charges h2's directory for ``b``. Before, the bound put every VM without a host on
+    the first host, and charged h2's nothing of what the model (and the run) put there."""
+    def by_directory(charges: Any) -> list[FsNeed]:
+        needs: dict[Path, FsNeed] = {}
+        for directory, key, nbytes, fixed in charges:
+            need = needs.setdefault(directory, FsNeed(len(needs), directory))
+            need.predicted += nbytes
+            need.fixed += fixed
+            need.keys += [key] if key not in need.keys else []
+        return list(needs.values())
+
+    monkeypatch.setattr(spacebound, "needs_by_filesystem", by_directory)
+    monkeypatch.setattr(space, "needs_by_filesystem", by_directory)
+    s = parse_scenario(small_dict(hosts=[{"name": "h1", "storage_dir": str(tmp_path / "h1")},
+                                         {"name": "h2", "storage_dir": str(tmp_path / "h2")}]))
+    bound = bound_needs(s, tmp_path / "run")
+    model = space_needs(s, simulate(s), tmp_path / "run")
+    assert bound is not None
+    assert [n.keys for n in bound] == [n.keys for n in model] == \
+        [["--out"], ["hosts[0].storage_dir"], ["hosts[1].storage_dir"]]
+    for b, m in zip(bound[1:], model[1:], strict=True):
+        assert b.predicted >= m.predicted > 0
 
 
 def _refuse_the_model(monkeypatch: pytest.MonkeyPatch) -> list[str]:

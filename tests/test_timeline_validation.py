@@ -102,15 +102,16 @@ def test_the_hosts_of_a_count_are_refused_once_at_their_entry() -> None:
 
 def test_a_boot_refused_for_want_of_room_claims_nothing() -> None:
     """``db`` (160 MiB) and ``web`` (96 MiB) boot at t=0 on a 128 MiB host; ``db`` comes first
-    (by name) and does not fit. Its claim was counted all the same, and ``web`` was refused
-    too ('256 MiB claimed'), as events[0] was in the SRE's file (16 GiB claimed: db-1's
-    11 GiB, itself refused, and web-1's 5 GiB)."""
+    (listed first: the boots of one instant are placed in the order of ``vms``) and does not
+    fit. Its claim was counted all the same, and ``web`` was refused too ('256 MiB
+    claimed'), as events[0] was in the SRE's file (16 GiB claimed: db-1's 11 GiB, itself
+    refused, and web-1's 5 GiB)."""
     d = events({"t": 0, "op": "boot", "vm": "a"}, {"t": 0, "op": "boot", "vm": "web"},
                {"t": 0, "op": "boot", "vm": "db"})
     d["flavors"].append({"name": "large", "root": "160MiB"})
     d["vms"][0]["host"] = "h2"
-    d["vms"] += [{"name": "web", "image": "img", "flavor": "tiny", "host": "h1"},
-                 {"name": "db", "image": "img", "flavor": "large", "host": "h1"}]
+    d["vms"] += [{"name": "db", "image": "img", "flavor": "large", "host": "h1"},
+                 {"name": "web", "image": "img", "flavor": "tiny", "host": "h1"}]
     d["hosts"][0]["capacity_bytes"] = "128MiB"
     assert problems(d) == [("timeline.events[2]", "boot of 'db' at t=0 s: no room on host "
                             "'h1': it claims 160.0 MiB of DISK_GB, beside 0 B claimed there by "

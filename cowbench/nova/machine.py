@@ -189,7 +189,8 @@ class Machine:
     @_apply.register
     def _(self, operation: Boot) -> list[Instruction]:
         vm = self.vms[operation.vm]
-        host = operation.host or self.s.host_of(vm).name  # the scheduler's, for arrivals
+        # the scheduler's for every expanded boot; a Boot made by hand: the VM's or the first
+        host = operation.host or self.s.host_of(vm).name
         size = self.s.root_size(vm)
         local = self._local_bases(vm.name)
         if isinstance(local, str):

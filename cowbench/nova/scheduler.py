@@ -4,12 +4,14 @@ A timeline's operations (dicts, sorted by time) pass through :func:`schedule_ops
 keeps every host's DISK_GB usage in a :class:`~cowbench.nova.placement.Placement` (the fleet's
 own) and decides:
 
-- a boot or migration marked ``choose`` (timeline arrivals) goes where the scheduler puts it:
+- a boot or migration marked ``choose`` (an arrival's; the boot of a VM of ``vms`` that
+  names no host, as ``openstack server create`` without one) goes where the scheduler puts it:
   the most free disk as the DiskWeigher counts it, among the hosts whose DISK_GB holds the claim
-  (:mod:`~cowbench.nova.placement`), never the migration's source; an arrival that fits nowhere
-  is refused (NoValidHost: none of its operations happen), a migration that fits nowhere does
-  not happen;
-- other boots go to the VM's ``host``, other migrations to their ``to``: a claim beyond the
+  (:mod:`~cowbench.nova.placement`), never the migration's source; a VM whose boot fits
+  nowhere is refused (NoValidHost: none of its operations happen, its events' neither), a
+  migration that fits nowhere does not happen;
+- other boots go to the VM's ``host`` (Nova's forced host: the filters skipped, not the
+  claim), other migrations to their ``to``: a claim beyond the
   host's inventory is a problem (by the operation's index) and is not made, as Nova refuses
   it: the VM of a refused boot is never placed (its later operations pass untouched), that
   of a refused migration or resize stays as it was, and the VMs placed after it are counted
@@ -140,8 +142,8 @@ def schedule_ops(s: Scenario, raw: list[Raw]
                  ) -> tuple[list[Raw], dict[int, str], list[tuple[str, float]]]:
     """The operations that happen, each boot and chosen migration with its host in ``to``, the
     problems of forced hosts without room (the operation's index in the list returned, the
-    reason: ``no room on host ...``), and the arrivals refused (NoValidHost: the VM and when
-    it arrived)."""
+    reason: ``no room on host ...``), and the VMs whose chosen boot was refused (NoValidHost:
+    the VM and when it asked)."""
     sched = _Scheduler(s)
     out: list[Raw] = []
     problems: dict[int, str] = {}
