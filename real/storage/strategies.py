@@ -37,9 +37,30 @@ def overlay_options(st: Strategy, backing: Path | None, backing_fmt: str = "raw"
 
 def create_overlay(st: Strategy, backing: Path | None, disk: Path, size: int, log: RawLog | None,
                    label: str, backing_fmt: str = "raw") -> None:
+    """``qemu-img create`` of a qcow2 overlay of ``size`` bytes over ``backing``, which qemu-img
+    opens (with everything below it) to check that it can; see :func:`create_layer`."""
     run(["qemu-img", "create", "-q", "-f", "qcow2", "-o",
          overlay_options(st, backing, backing_fmt, disk.parent), str(disk), str(size)],
         log=log, label=label, timeout=3600)
+
+
+def create_layer(st: Strategy, below: Path, disk: Path, size: int, log: RawLog | None,
+                 label: str) -> None:
+    """A qcow2 layer over the qcow2 layer ``below``, made without opening it (``-u``).
+
+    Without ``-u``, ``qemu-img create`` opens the backing file to check it, and a qcow2 backing
+    file opens its own backing file in turn: creating layer k of a chain opens the k-1 below
+    (2.47 s per create at depth 674, the strategies user test). Opening grows about as the
+    square of the depth (qemu-io over 100, 500 and 1000 layers: 0.07, 0.89 and 4.4 s), so the
+    n creates of a chain cost O(n^3) in all. With ``-u`` ("unsafe backing file mode",
+    qemu-img(1)) nothing is opened, so the size, which qemu-img would otherwise take from the
+    backing file, is given. The images are byte for byte those of the opening form (``cmp``
+    and ``qemu-img info --backing-chain`` of a depth-4 chain, and of one with extended L2 and
+    preallocation: tests/test_chain_create.py).
+    """
+    run(["qemu-img", "create", "-q", "-f", "qcow2", "-u", "-F", "qcow2", "-b",
+         os.path.relpath(below, disk.parent), "-o", overlay_options(st, None), str(disk),
+         str(size)], log=log, label=label, timeout=3600)
 
 
 def copy_file(src: Path, dest: Path, sparse: bool, log: RawLog | None, label: str) -> None:
@@ -78,11 +99,16 @@ def chain_layers(disk: Path, depth: int) -> list[Path]:
 
 def create_chain(st: Strategy, base: Path, disk: Path, size: int, log: RawLog | None,
                  label: str, base_fmt: str = "raw") -> None:
-    """``chain_depth`` qcow2 overlays, each backed by the one below, the lowest by the base."""
-    below, fmt = base, base_fmt
-    for layer in chain_layers(disk, st.chain_depth):
-        create_overlay(st, below, layer, size, log, f"{label}-{layer.name}", fmt)
-        below, fmt = layer, "qcow2"
+    """``chain_depth`` qcow2 overlays, each backed by the one below, the lowest by the base.
+
+    The lowest opens the base (a missing or unreadable base fails here, not in qemu-nbd);
+    each layer above is made without opening the chain below it (:func:`create_layer`), so the
+    chain is built in time linear in its depth.
+    """
+    layers = chain_layers(disk, st.chain_depth)
+    create_overlay(st, base, layers[0], size, log, f"{label}-{layers[0].name}", base_fmt)
+    for below, layer in zip(layers, layers[1:], strict=False):
+        create_layer(st, below, layer, size, log, f"{label}-{layer.name}")
 
 
 def full_copy(st: Strategy, base: Path, disk: Path, size: int, log: RawLog | None,
