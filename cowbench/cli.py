@@ -24,8 +24,9 @@ from rich.markup import escape
 from . import cli_results
 from .cli_app import CSV_HELP, app, bold, err, out, progress_bar
 from .errors import CowbenchError, InexactStream, RunFailed, UsageError
+from .knobs import strategy_label
 from .probe_limits import EXPORTS, ROUNDS, RUNTIME_S
-from .units import format_bytes, format_duration, format_sizes
+from .units import format_duration, format_sizes
 
 if TYPE_CHECKING:  # the commands import what they need: `cowbench --help` stays light
     import pandas as pd
@@ -169,15 +170,12 @@ def _strategies_text(s: Scenario) -> str:
     """The strategies the VMs use (each VM's own, else the scenario's), most used first."""
     from collections import Counter
 
-    def text(st: Strategy) -> str:
-        if st.kind in ("full_copy", "reflink_copy", "rbd_clone"):
-            return st.kind + (" (dense)" if st.kind == "full_copy" and not st.sparse else "")
-        return (f"{st.kind} cluster {format_bytes(st.cluster_size)}"
-                + (" extended_l2" if st.extended_l2 else ""))
+    def text(st: Strategy) -> str:  # every knob it has, as summary.csv and reports name them
+        return strategy_label(st.model_dump(mode="json"))
 
     used = Counter(text(s.strategy_of(vm)) for vm in s.vms) or Counter([text(s.strategy)])
     parts = [t for t, _ in used.most_common()]
-    return ("strategy " if len(parts) == 1 else "strategies ") + ", ".join(parts)
+    return ("strategy " if len(parts) == 1 else "strategies ") + "; ".join(parts)
 
 
 def _workloads_run(s: Scenario) -> list[str]:

@@ -19,6 +19,16 @@ type (:func:`knob_dtypes`): integers as pandas' nullable ``Int64`` and switches 
 
 Labels are made once per point and mapped onto records by the ``point`` column: a sweep of
 millions of records is labelled in one vectorised ``map``, never row by row.
+
+**One rule labels a sweep's points**, in summary.csv (and the CSVs by cell), the reports and
+``cowbench show`` alike (:func:`sweep_label_knobs`): a point's knobs are its resolved
+strategy's fields that apply to its kind and its overrides' key paths (:func:`scenario_knobs`);
+a label names those that vary between the points or that the sweep file sets
+(:func:`varying_knobs`), and a kind's own
+knob (a chain's depth, a full copy's sparseness, an RBD clone's object size) wherever a point
+sets it to other than the default, in one order: the kind, then its own knobs, then the rest
+in the order the points give them (``snapshot_chain, chain depth 4, cluster 64 KiB, extended
+L2 off``: the chain takes ``extended_l2``, so where the sweep varies it, the chain's is said).
 """
 
 from __future__ import annotations
@@ -138,6 +148,88 @@ def _in_units(key: str, value: Any) -> Any:
         return parse_duration(value) if key.endswith("_s") else parse_size(value)
     except ValueError:
         return value
+
+
+def scenario_knobs(resolved: Mapping[str, Any],
+                   overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The knobs of one point: its resolved strategy's fields that apply to its kind
+    (:func:`applies`) and its overrides' key paths (:func:`override_knobs`), as resolved."""
+    strategy = resolved.get("strategy")
+    knobs = {k: _cell(v) for k, v in _flat(strategy, "strategy").items()} \
+        if isinstance(strategy, Mapping) else {}
+    kind = knobs.get("strategy.kind")
+    knobs = {k: v for k, v in knobs.items() if applies(k, kind)}
+    if overrides:
+        knobs.update(override_knobs(overrides, resolved))
+    return knobs
+
+
+def varying_knobs(points: pd.DataFrame, columns: Iterable[str],
+                  set_keys: Iterable[str] = ()) -> list[str]:
+    """The knob columns whose values differ between the points, where they apply (a full
+    copy's missing cluster size is no second value), and those the sweep file sets
+    (``set_keys``, its overrides' key paths) though one value: a sweep of one ratio says it."""
+    given = set(set_keys)
+    return [c for c in columns if c in points.columns and (
+        (c in given and points[c].notna().any())
+        or points[c].dropna().astype(str).nunique() > 1)]
+
+
+def label_knobs(points: pd.DataFrame, knobs: Iterable[str]) -> list[str]:
+    """The knobs a label names, in label order: the kind, then each knob only one kind has
+    (a chain's depth, a full copy's sparseness, an RBD clone's object size and clone depths)
+    where it varies or some point sets it to other than the schema's default, then the others.
+
+    Such a knob is what a kind *is* at that point: ``snapshot_chain`` four layers deep and one
+    layer deep (the default) are different strategies (one layer is ``qcow2_overlay`` again),
+    so a label without the depth would say less than the point is. At its default the knob
+    says nothing the kind's name does not (``storage_schema.Strategy``), and a knob several
+    kinds share (cluster size, refcount bits) is named only where it varies."""
+    from .storage_schema import Strategy
+
+    knobs = list(knobs)
+    if "strategy.kind" not in knobs:
+        return knobs
+    own = []
+    for field, kinds in ONLY_FOR.items():
+        key = f"strategy.{field}"
+        if len(kinds) != 1 or key not in points.columns:
+            continue
+        default = Strategy.model_fields[field].default
+        if key in knobs or any(v != default for v in points[key].dropna()):
+            own.append(key)
+    rest = [k for k in knobs if k != "strategy.kind" and k not in own]
+    return ["strategy.kind", *own, *rest]
+
+
+def sweep_label_knobs(points: pd.DataFrame, columns: Iterable[str],
+                      set_keys: Iterable[str] = ()) -> list[str]:
+    """The knobs the labels of these points name (:func:`varying_knobs`, :func:`label_knobs`):
+    the one rule of summary.csv, the reports and ``cowbench show``."""
+    return label_knobs(points, varying_knobs(points, columns, set_keys))
+
+
+def strategy_label(strategy: Mapping[str, Any]) -> str:
+    """One strategy (a resolved ``strategy`` mapping) in the words of the labels, naming every
+    knob it has that says something: the kind, the knobs only its kind has (``chain depth 4``,
+    ``object 64 KiB``), the cluster size of a qcow2 kind, and any other knob it sets to other
+    than the default (``extended L2 on``, ``refcount bits 8``): what ``validate`` says of a
+    VM's disk."""
+    from .storage_schema import Strategy
+
+    knobs = scenario_knobs({"strategy": dict(strategy)})
+    kind = knobs.get("strategy.kind")
+    keys = ["strategy.kind"]
+    for key, value in knobs.items():
+        field = key.removeprefix("strategy.")
+        if field == "kind" or field not in Strategy.model_fields:
+            continue
+        default = Strategy.model_fields[field].default
+        own = len(ONLY_FOR.get(field, ())) == 1 or (field == "cluster_size"
+                                                    and kind in QCOW2_KINDS)
+        if own or value != default:
+            keys.append(key)
+    return knob_label(knobs, label_knobs(pd.DataFrame([knobs]), keys))
 
 
 def knob_dtypes(rows: Iterable[Mapping[str, Any]], columns: Iterable[str]) -> dict[str, str]:

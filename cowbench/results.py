@@ -36,7 +36,7 @@ from .capacity import host_capacities, host_claimables, host_reserves, scenario_
 from .ceiling import demand_ceiling
 from .compare import COMPARISON_COLUMNS
 from .errors import ScenarioError, UsageError
-from .knobs import applies, knob_dtypes, override_knobs, point_labels
+from .knobs import knob_dtypes, override_knobs, point_labels, scenario_knobs, sweep_label_knobs
 from .records import COLUMNS
 from .safeload import load_json_file, load_yaml_file
 from .spread import SPREAD_COLUMNS, SPREAD_FILE, judged, real_runs
@@ -200,13 +200,8 @@ def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def point_knobs(run: RunResults) -> dict[str, Any]:
     """The knobs of one point: its strategy's scalar fields and its run.json ``overrides``
     (:func:`cowbench.knobs.override_knobs`: every key path, as resolved)."""
-    knobs = {k: v for k, v in flatten(run.scenario).items() if k.startswith("strategy.")}
-    kind = knobs.get("strategy.kind")
-    knobs = {k: v for k, v in knobs.items() if applies(k, kind)}
     overrides = run.meta.get("overrides")
-    if isinstance(overrides, dict):
-        knobs.update(override_knobs(overrides, run.scenario))
-    return knobs
+    return scenario_knobs(run.scenario, overrides if isinstance(overrides, dict) else None)
 
 
 def _point_row(sweep: Path, run: RunResults) -> dict[str, Any]:
@@ -249,6 +244,7 @@ def load_sweep(path: str | Path) -> SweepResults:
     rows, records, comparisons, skipped = [], [], [], []
     statuses: list[str] = []
     profiles: dict[str, dict[str, Any] | None] = {}
+    set_keys: dict[str, None] = {}  # the knobs the sweep file sets: named in every label
     for point in points:
         run = load_run(point)
         statuses.append(str(run.meta.get("status")))
@@ -258,6 +254,7 @@ def load_sweep(path: str | Path) -> SweepResults:
             continue
         row = _point_row(p, run)
         rows.append(row)
+        set_keys.update(dict.fromkeys(sweep_set_knobs(run)))
         records.append(_with_point(run.records, row))
         comparisons.append(_with_point(run.comparison, row))
         profiles[row["point"]] = _profile_of(run)
@@ -266,7 +263,7 @@ def load_sweep(path: str | Path) -> SweepResults:
                          f"({_tally(_sweep_statuses(p) or statuses)}); run the sweep (again) "
                          "to finish its points")
     skipped += _never_finished(p, {str(point.relative_to(p)) for point in points})
-    res = _assemble(p, rows, records, comparisons, skipped)
+    res = _assemble(p, rows, records, comparisons, skipped, list(set_keys))
     res.profiles = profiles
     return res
 
@@ -317,8 +314,15 @@ def _tally(statuses: list[str]) -> str:
     return ", ".join(f"{n} {s}" for s, n in counts.items()) or "no points"
 
 
+def sweep_set_knobs(run: RunResults) -> list[str]:
+    """The knobs a sweep file set for this point (its run.json ``overrides``, by key path)."""
+    overrides = run.meta.get("overrides")
+    return list(override_knobs(overrides, run.scenario)) if isinstance(overrides, dict) else []
+
+
 def _assemble(path: Path, rows: list[dict[str, Any]], records: list[pd.DataFrame],
-              comparisons: list[pd.DataFrame], skipped: list[tuple[str, str]]) -> SweepResults:
+              comparisons: list[pd.DataFrame], skipped: list[tuple[str, str]],
+              set_keys: list[str] | None = None) -> SweepResults:
     table = pd.DataFrame(rows)
     if table.empty:
         table = pd.DataFrame(columns=POINT_COLUMNS)
@@ -326,8 +330,8 @@ def _assemble(path: Path, rows: list[dict[str, Any]], records: list[pd.DataFrame
     # each knob keeps its type where some points lack it (16384, not 16384.0), in every frame
     dtypes = knob_dtypes(rows, knob_cols)
     table = table.astype(dtypes)
-    # a knob varies where it applies: a full copy's missing cluster size is no second value
-    knobs = [c for c in knob_cols if table[c].dropna().astype(str).nunique() > 1]
+    # the knobs the points' labels name, by the one rule of summary.csv and show
+    knobs = sweep_label_knobs(table, knob_cols, set_keys or [])
     recs = pd.concat(records, ignore_index=True) if records else empty_records()
     comp = pd.concat(comparisons, ignore_index=True) if comparisons else pd.DataFrame()
     recs = recs.astype({c: t for c, t in dtypes.items() if c in recs.columns})

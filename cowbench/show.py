@@ -13,6 +13,7 @@ Everything here reads files through :mod:`cowbench.results`; it never runs anyth
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from datetime import datetime
@@ -31,7 +32,7 @@ from .compare import summary, uncalibrated_note
 from .drift import describe as drift_line
 from .drift import describe_machine
 from .errors import ScenarioError, UsageError
-from .knobs import applies
+from .knobs import applies, scenario_knobs, sweep_label_knobs
 from .profile_check import describe as check_line
 from .profile_use import describe
 from .results import (
@@ -44,6 +45,7 @@ from .results import (
     is_sweep_dir,
     load_run,
     point_knobs,
+    sweep_set_knobs,
 )
 from .safeload import load_json_file
 from .spread import one_run_note, spread_summary
@@ -669,15 +671,22 @@ def sweep_points(path: Path) -> tuple[pd.DataFrame, list[str]]:
     rows: list[dict[str, Any]] = []
     knob_keys: dict[str, None] = {}
     never: dict[str, bool] = {}  # by the point's overrides: the seed changes no ceiling
+    resolved: dict[str, dict[str, Any]] = {}  # by the point's overrides: its knobs
+    set_keys: dict[str, None] = {}  # what the sweep file sets: named though of one value
     for entry in entries:
         overrides = entry.get("overrides")
         knobs = flatten(overrides) if isinstance(overrides, dict) else {}
-        knob_keys.update(dict.fromkeys(knobs))
-        point_kind = knobs.get("strategy.kind", kind)
+        key = json.dumps(overrides, sort_keys=True, default=str)
+        if key not in resolved:
+            resolved[key] = _resolved_knobs(base if isinstance(base, dict) else {},
+                                            overrides if isinstance(overrides, dict) else {})
+        knob_keys.update(dict.fromkeys(resolved[key]))
+        set_keys.update(dict.fromkeys(knobs))
+        point_kind = resolved[key].get("strategy.kind", knobs.get("strategy.kind", kind))
         row: dict[str, Any] = {"point": str(entry.get("id")), "seed": entry.get("seed"),
                                "status": str(entry.get("status")),
                                "reason": entry.get("reason"), "kind": str(point_kind),
-                               **{k: v for k, v in knobs.items() if applies(k, point_kind)}}
+                               **resolved[key]}
         run_dir = path / str(entry.get("dir") or f"points/{row['point']}")
         if is_run_dir(run_dir):
             run_meta = read_run(run_dir)
@@ -691,7 +700,29 @@ def sweep_points(path: Path) -> tuple[pd.DataFrame, list[str]]:
                     never[key] = _never_fills(run_dir)
                 row["never_fills"] = never[key]
         rows.append(row)
-    return _points_frame(rows, list(knob_keys)), list(knob_keys)
+    table = _points_frame(rows, list(knob_keys))
+    return table, sweep_label_knobs(table, list(knob_keys), set_keys)
+
+
+def _resolved_knobs(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """A point's knobs as summary.csv and the reports have them (``cowbench.knobs``:
+    every strategy field that applies to its kind, as resolved), from the sweep's base
+    scenario and the point's overrides; its overrides as written where its strategy does
+    not validate (the sweep refused such a point anyway)."""
+    from pydantic import ValidationError
+
+    from .storage_schema import Strategy
+    from .sweep_spec import apply_override
+
+    data = json.loads(json.dumps(base))
+    try:
+        for path, value in overrides.items():
+            apply_override(data, path, value)
+        strategy = Strategy.model_validate(data.get("strategy") or {}).model_dump(mode="json")
+    except (ValidationError, TypeError, ValueError):
+        kind = flatten(overrides).get("strategy.kind", "qcow2_overlay")
+        return {k: v for k, v in flatten(overrides).items() if applies(k, kind)}
+    return scenario_knobs({"strategy": strategy}, overrides)
 
 
 def _never_fills(run_dir: Path) -> bool:
@@ -738,10 +769,12 @@ def _points_of_runs(path: Path) -> tuple[pd.DataFrame, list[str]]:
     """A folder of run directories: each run a point, its knobs those that vary."""
     rows: list[dict[str, Any]] = []
     knob_keys: dict[str, None] = {}
+    set_keys: dict[str, None] = {}
     for point in find_points(path):
         run = load_run(point)
         point_knob = point_knobs(run)
         knob_keys.update(dict.fromkeys(point_knob))
+        set_keys.update(dict.fromkeys(sweep_set_knobs(run)))
         row: dict[str, Any] = {"point": str(point.relative_to(path)).removeprefix("points/"),
                                "seed": run.meta.get("seed"),
                                "status": str(run.meta.get("status")),
@@ -751,8 +784,7 @@ def _points_of_runs(path: Path) -> tuple[pd.DataFrame, list[str]]:
             row.update(_figures(point))
         rows.append(row)
     table = _points_frame(rows, list(knob_keys))
-    varying = [k for k in knob_keys if table[k].astype(str).nunique(dropna=False) > 1]
-    return table, varying
+    return table, sweep_label_knobs(table, list(knob_keys), set_keys)
 
 
 def _points_frame(rows: list[dict[str, Any]], knobs: Sequence[str]) -> pd.DataFrame:

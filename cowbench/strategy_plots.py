@@ -21,7 +21,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from .knobs import ONLY_FOR, label_order, point_labels
+from .knobs import label_knobs, label_order, point_labels
 from .plots import (
     MAX_SERIES,
     category_axis,
@@ -52,36 +52,6 @@ class StrategyView:
     order: list[str]  # settings in knob order, only those that ran
     disk: pd.DataFrame | None = None  # one row per point and backend: host_disk's columns
     colours: dict[str, str] | None = None  # VM -> colour, one map for every figure
-
-
-def label_knobs(points: pd.DataFrame, knobs: Sequence[str]) -> list[str]:
-    """The knobs a strategies report names in its labels: those that vary, and, where the
-    strategy kind varies, each knob that belongs to one kind alone (a snapshot chain's depth,
-    a full copy's sparseness, an RBD clone's object size and clone depths) where some point
-    sets it to other than the schema's default, right after the kind.
-
-    Such a knob is what a kind *is* at that point: ``snapshot_chain`` four layers deep and
-    one layer deep (the default) are different strategies (one layer is ``qcow2_overlay``
-    again), so a label without the depth said less than ``summary.csv``'s ``label`` and
-    ``cowbench show``, and a chain cost what an overlay costs with no word why. At its
-    default the knob says nothing the kind's name does not (``storage_schema.Strategy``), and
-    a knob several kinds share (cluster size, refcount bits) is named only where it varies."""
-    from .storage_schema import Strategy
-
-    knobs = list(knobs)
-    if "strategy.kind" not in knobs:
-        return knobs
-    extra = []
-    for field, kinds in ONLY_FOR.items():
-        key = f"strategy.{field}"
-        if len(kinds) != 1 or key in knobs or key not in points.columns:
-            continue
-        default = Strategy.model_fields[field].default
-        values = [v for v in points[key].dropna()]
-        if any(v != default for v in values):
-            extra.append(key)
-    at = knobs.index("strategy.kind") + 1
-    return [*knobs[:at], *extra, *knobs[at:]]
 
 
 def strategy_labels(res: SweepResults) -> pd.Series:

@@ -68,6 +68,7 @@ from .sweep_spec import (
     cell_label,
     describe,
     load_sweep,
+    point_labels_of,
     seed_warnings,
 )
 from .timeline_fleet import applies
@@ -316,10 +317,11 @@ def write_summary(sweep: Sweep, out: Path, entries: dict[str, dict[str, Any]]) -
     """summary.csv/.parquet (one row per point), and the Monte Carlo files per grid cell; each
     carries the cell's knobs (``label``, ``override.<path>``) and times in days beside seconds."""
     rows, series, ttf = [], [], []
+    labels = point_labels_of(sweep)
     for p in sweep.points:
         row: dict[str, Any] = {"point": p.id, "cell": p.cell, "seed": p.seed,
                                "status": entries[p.id]["status"], "run_dir": f"points/{p.id}",
-                               "label": cell_label(p.overrides)}
+                               "label": labels[p.id]}
         row.update(_override_columns(p))
         pred = out / "points" / p.id / "predicted.parquet"
         if row["status"] == "ok" and pred.exists():
@@ -389,7 +391,8 @@ def _typed(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 def _cells(sweep: Sweep) -> pd.DataFrame:
     first = {p.cell: p for p in reversed(sweep.points)}
-    return _typed([{"cell": c, "label": cell_label(p.overrides), **_override_columns(p)}
+    labels = point_labels_of(sweep)
+    return _typed([{"cell": c, "label": labels[p.id], **_override_columns(p)}
                    for c, p in sorted(first.items())])
 
 

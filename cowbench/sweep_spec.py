@@ -10,12 +10,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .bounds import MAX_SWEEP_POINTS, MAX_SWEEP_VMS, product, raw_vm_count
 from .errors import ScenarioError
 from .jobopts import expand_scenario
-from .knobs import knob_text
+from .knobs import (
+    knob_dtypes,
+    knob_text,
+    override_knobs,
+    point_labels,
+    scenario_knobs,
+    sweep_label_knobs,
+)
 from .resolve import resolve
 from .results import flatten
 from .runner import BACKENDS
@@ -289,10 +297,26 @@ def seed_warnings(sweep: Sweep, calibrated: bool | None = None) -> list[str]:
 def describe(sweep: Sweep) -> list[tuple[int, str, list[int]]]:
     """Every cell with its label and seeds, in order (what ``--dry-run`` lists)."""
     by_cell: dict[int, tuple[str, list[int]]] = {}
+    labels = point_labels_of(sweep)
     for p in sweep.points:
-        label, seeds = by_cell.setdefault(p.cell, (cell_label(p.overrides), []))
+        label, seeds = by_cell.setdefault(p.cell, (labels[p.id], []))
         seeds.append(p.seed)
     return [(c, label, seeds) for c, (label, seeds) in sorted(by_cell.items())]
+
+
+def point_labels_of(sweep: Sweep) -> dict[str, str]:
+    """Each point's label by the one rule the reports and ``show`` use
+    (:func:`cowbench.knobs.sweep_label_knobs`), over every point's resolved knobs."""
+    rows, set_keys = [], {}
+    for p in sweep.points:
+        resolved = p.scenario.model_dump(mode="json")
+        rows.append({"point": p.id, **scenario_knobs(resolved, p.overrides)})
+        set_keys.update(dict.fromkeys(override_knobs(p.overrides, resolved)))
+    cols = list(dict.fromkeys(k for r in rows for k in r if k != "point"))
+    frame = pd.DataFrame(rows).astype(knob_dtypes(rows, cols))
+    labels = point_labels(frame, sweep_label_knobs(frame, cols, set_keys))
+    return {str(k): str(v) for k, v in labels.items()}
+
 
 
 def cell_label(overrides: dict[str, Any]) -> str:

@@ -48,7 +48,7 @@ def test_validate_prints_a_summary():
     proc = cowbench("validate", str(ROOT / "scenarios" / "quickstart.yaml"))
     assert proc.returncode == 0, proc.stderr
     assert "quickstart" in proc.stdout and "4 VM(s)" in proc.stdout
-    assert "strategy qcow2_overlay cluster 64.0 KiB; workloads: randread-qd8, " in proc.stdout
+    assert "strategy qcow2_overlay, cluster 64 KiB; workloads: randread-qd8, " in proc.stdout
 
 
 def test_validate_names_the_strategies_and_workloads_the_vms_use(tmp_path):
@@ -62,8 +62,23 @@ def test_validate_names_the_strategies_and_workloads_the_vms_use(tmp_path):
     d["vms"][2].pop("workload")
     proc = cowbench("validate", str(write(tmp_path, d)))
     assert proc.returncode == 0, proc.stderr
-    assert ("strategies qcow2_overlay cluster 64.0 KiB, full_copy (dense), qcow2_overlay "
-            "cluster 2.0 MiB; workloads: r, s, w") in " ".join(proc.stdout.split())
+    assert ("strategies qcow2_overlay, cluster 64 KiB; full_copy, sparse off; qcow2_overlay, "
+            "cluster 2 MiB; workloads: r, s, w") in " ".join(proc.stdout.split())
+
+
+def test_validate_names_every_strategy_knob_a_vm_has(tmp_path):
+    """A chain's depth and an RBD clone's object size are what those strategies are: the
+    summary said "snapshot_chain cluster 64.0 KiB" for a chain 1000 deep and "rbd_clone" for
+    64 KiB objects. It names them as summary.csv and the reports do (``knobs.strategy_label``)."""
+    d = small_dict()
+    d["vms"][0]["strategy"] = {"kind": "snapshot_chain", "chain_depth": 1000,
+                               "extended_l2": True, "cluster_size": "128KiB"}
+    d["vms"][1]["strategy"] = {"kind": "rbd_clone", "object_size": "64KiB"}
+    proc = cowbench("validate", str(write(tmp_path, d)))
+    assert proc.returncode == 0, proc.stderr
+    said = " ".join(proc.stdout.split())
+    assert "snapshot_chain, chain depth 1000, cluster 128 KiB, extended L2 on" in said
+    assert "rbd_clone, object 64 KiB, clone depth 1, max clone depth 5" in said
 
 
 def test_fio_options_inline_under_a_vm_are_refused_with_what_to_write(tmp_path):

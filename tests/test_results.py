@@ -180,7 +180,8 @@ def test_knob_columns_keep_their_type_and_whole_sections_count(tmp_path):
         meta["overrides"] = {"strategy": section}
         (root / name / "run.json").write_text(json.dumps(meta))
     res = load_results(root)
-    assert res.knobs[:2] == ["strategy.kind", "strategy.cluster_size"]
+    # the kind, then its own knob (a chain's depth), then the shared ones (cowbench.knobs)
+    assert res.knobs[:3] == ["strategy.kind", "strategy.chain_depth", "strategy.cluster_size"]
     for frame in (res.points, res.records, res.comparison):
         if frame.empty:
             continue
