@@ -247,9 +247,29 @@ def print_space(run: RunResults, out: Console) -> None:
                   "their base counted once (allocated counts them in every file: "
                   f"{', '.join(used)}); capacity figures use it",
                   soft_wrap=True, markup=False, highlight=False)
-    note = rbd_note(run.records)
-    if note:
-        out.print(note, soft_wrap=True, markup=False, highlight=False)
+    for note in (reflink_note(run), rbd_note(run.records)):
+        if note:
+            out.print(note, soft_wrap=True, markup=False, highlight=False)
+
+
+def reflink_note(run: RunResults) -> str | None:
+    """What a reflink copy's allocated bytes hold: its whole file, the extents it shares with
+    its base included (``st_blocks``, as ``du`` says), so it reads like a full copy; what it
+    holds alone is its ``exclusive_bytes``, given here per VM (the model's where it has it)."""
+    end = _end_figures(run, ("vm:",), present_only=True)
+    own = end[end["metric"] == "exclusive_bytes"]
+    if own.empty:
+        return None
+    val = _lookup(end)
+    parts = []
+    for entity in sorted(set(own["entity"].astype(str))):
+        b = "sim" if (entity, "sim", "exclusive_bytes") in val else "real"
+        parts.append(f"{entity.removeprefix('vm:')} "
+                     f"{format_bytes(val.get((entity, b, 'allocated_bytes'), math.nan))} "
+                     f"allocated, {format_bytes(val[(entity, b, 'exclusive_bytes')])} its own")
+    return ("reflink copies: a VM's allocated counts the extents it shares with its base, so "
+            "it reads like a full copy; what it holds alone is its exclusive_bytes ("
+            f"{', '.join(parts)}); the base's extents are counted once in the host's used")
 
 
 def _shared_once(val: dict[tuple[str, str, str], float]) -> list[str]:
@@ -821,6 +841,12 @@ def _sweep_notes(points: pd.DataFrame) -> list[str]:
                      "copies share with their base counted once (summary.csv "
                      "hosts_used_bytes; hosts_allocated_bytes counts them in every file)")
     kinds = points["kind"].astype(str) if "kind" in points.columns else pd.Series(dtype=str)
+    vm_cols = [label for c, label in _sweep_figures(points) if c.startswith("vm_")]
+    if (kinds == "reflink_copy").any() and vm_cols:
+        lines.append(f"{', '.join(vm_cols)} in reflink_copy points: each VM's allocated bytes "
+                     "count the extents its copy shares with the base, so a reflink copy reads "
+                     "like a full copy there; what it holds alone is its exclusive_bytes "
+                     "(cowbench show of the point), and all hosts counts the base once")
     if (kinds == "rbd_clone").any():
         lines.append("rbd_clone points: the disks are RBD clones in the Ceph pool, not on a "
                      "host (model only); the host figures leave them out")
