@@ -193,6 +193,26 @@ def host_capacities(scenario: dict[str, Any]) -> dict[str, float]:
     return {**caps, "*": math.nan if cap is None else cap}
 
 
+def ceph_parent_bytes(scenario: dict[str, Any]) -> float:
+    """The bytes the RBD parent images of a resolved scenario's RBD clones take in the Ceph
+    pool: each image an ``rbd_clone`` VM uses, once however many clones it has, by its data
+    (its synthetic or mapped data extents: a parent imported thin, as ``rbd import`` and
+    Glance's ``rbd_thin_provisioning`` write it). The model records none of it (a clone's
+    records are its own objects), and no host holds it; 0 where no VM is an RBD clone."""
+    default = scenario.get("strategy") if isinstance(scenario.get("strategy"), dict) else {}
+    used = {str(vm.get("image")) for vm in scenario.get("vms") or [] if isinstance(vm, dict)
+            and ((vm.get("strategy") if isinstance(vm.get("strategy"), dict) else default)
+                 or {}).get("kind") == "rbd_clone"}
+    total = 0.0
+    for image in scenario.get("images") or []:
+        if not isinstance(image, dict) or str(image.get("name")) not in used:
+            continue
+        synthetic = image.get("synthetic")
+        extents = synthetic.get("data") if isinstance(synthetic, dict) else image.get("data_map")
+        total += sum(float(e.get("length") or 0) for e in extents or [] if isinstance(e, dict))
+    return total
+
+
 def _keys(frame: pd.DataFrame) -> list[str]:
     return [k for k in REPLICATION_KEYS if k in frame.columns]
 

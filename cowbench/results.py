@@ -32,7 +32,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .capacity import host_capacities, host_claimables, host_reserves, scenario_capacity
+from .capacity import (
+    ceph_parent_bytes,
+    host_capacities,
+    host_claimables,
+    host_reserves,
+    scenario_capacity,
+)
 from .ceiling import demand_ceiling
 from .compare import COMPARISON_COLUMNS
 from .errors import ScenarioError, UsageError
@@ -48,7 +54,7 @@ POINT_COLUMNS = ["point", "scenario", "scenario_hash", "run_seed"]
 #: Columns of the points table only: each point's host capacity (the smallest host's), each
 #: host's (by name; ``*``: a host not listed) and the horizon (its duration).
 POINT_FACTS = ["capacity_bytes", "host_capacities", "host_claimables", "host_reserves",
-               "host_ceilings",
+               "host_ceilings", "ceph_parent_bytes",
                "horizon_s"]
 
 
@@ -214,6 +220,7 @@ def _point_row(sweep: Path, run: RunResults) -> dict[str, Any]:
             "host_claimables": host_claimables(run.scenario),
             "host_reserves": host_reserves(run.scenario),
             "host_ceilings": demand_ceiling(run.scenario),
+            "ceph_parent_bytes": ceph_parent_bytes(run.scenario),
             "horizon_s": float(duration) if isinstance(duration, int | float) else None,
             **point_knobs(run)}
 

@@ -73,7 +73,7 @@ def strategy_view(res: SweepResults) -> StrategyView:
     _io_columns(amp)
     _no_io_in_ceph(amp)
     order = label_order(res.points, knobs) if knobs else sorted(amp[SETTING].unique())
-    disk = host_disk(res.records)
+    disk = host_disk(res.records, res.points)
     disk[SETTING] = disk["point"].map(labels) if knobs else "all"
     return StrategyView(amp, [o for o in order if o in set(amp[SETTING])], disk,
                         entity_colours(amp["entity"]))
@@ -115,13 +115,17 @@ def _summed(per_entity: pd.Series) -> pd.Series:
     return per_entity.groupby(level=["point", "backend"], observed=True).sum()
 
 
-def host_disk(records: pd.DataFrame) -> pd.DataFrame:
+def host_disk(records: pd.DataFrame, points: pd.DataFrame | None = None) -> pd.DataFrame:
     """What a setting costs in bytes, per point and backend: ``host_bytes`` (the hosts' disks
     at the end, physical: ``used_bytes``, where extents a reflink copy shares with its base
     count once), ``base_bytes`` (the image caches, ``_base``) and ``instance_bytes`` (the
-    rest: the instances' disks and their files), and ``ceph_bytes`` (disks that live in Ceph,
-    not on a host: RBD clones, whose ``model_only`` flag is set)."""
-    cols = ["point", "backend", "host_bytes", "base_bytes", "instance_bytes", "ceph_bytes"]
+    rest: the instances' disks and their files), ``ceph_bytes`` (disks that live in Ceph,
+    not on a host: RBD clones, whose ``model_only`` flag is set) and ``ceph_base_bytes``
+    (their parent images in the pool, once each: the points' ``ceph_parent_bytes``,
+    :func:`cowbench.capacity.ceph_parent_bytes`), the base of an RBD clone as ``_base`` is
+    of an overlay, so an RBD clone is not drawn cheaper by its base."""
+    cols = ["point", "backend", "host_bytes", "base_bytes", "instance_bytes", "ceph_bytes",
+            "ceph_base_bytes"]
     if records.empty or "point" not in records.columns:
         return pd.DataFrame(columns=cols)
     # each host's physical bytes where known, else what it allocates
@@ -137,7 +141,13 @@ def host_disk(records: pd.DataFrame) -> pd.DataFrame:
     ceph = _summed(_last(records.merge(flagged, on=keys), "vm:", "allocated_bytes")) \
         if not flagged.empty else pd.Series(dtype=float)
     out["ceph_bytes"] = ceph.reindex(out.index).fillna(0.0)
-    return out.reset_index()[cols]
+    out = out.reset_index()
+    parents = points.set_index("point")["ceph_parent_bytes"] \
+        if points is not None and "ceph_parent_bytes" in points.columns else pd.Series()
+    # the real backend skips RBD clones: only the model's figures have a parent in Ceph
+    out["ceph_base_bytes"] = out["point"].map(parents).astype(float).fillna(0.0).where(
+        out["ceph_bytes"] > 0, 0.0)
+    return out[cols]
 
 
 def _col(frame: pd.DataFrame, name: str) -> pd.Series:
@@ -323,12 +333,16 @@ def _disk_by_setting(view: StrategyView) -> pd.DataFrame:
     d = view.disk
     if d is None or d.empty:
         return pd.DataFrame(columns=["host_bytes", "base_bytes", "instance_bytes",
-                                     "ceph_bytes", "total", "low", "high", "points"])
+                                     "ceph_bytes", "ceph_base_bytes", "total", "low", "high",
+                                     "points"])
     if (d["backend"] == "sim").any():
         d = d[d["backend"] == "sim"]
+    if "ceph_base_bytes" not in d.columns:
+        d = d.assign(ceph_base_bytes=0.0)
     g = d.groupby(SETTING)
-    out = g[["host_bytes", "base_bytes", "instance_bytes", "ceph_bytes"]].median()
-    total = d["host_bytes"] + d["ceph_bytes"]
+    out = g[["host_bytes", "base_bytes", "instance_bytes", "ceph_bytes",
+             "ceph_base_bytes"]].median()
+    total = d["host_bytes"] + d["ceph_bytes"] + d["ceph_base_bytes"]
     out["total"] = total.groupby(d[SETTING]).median()
     out["low"] = total.groupby(d[SETTING]).min()
     out["high"] = total.groupby(d[SETTING]).max()
@@ -343,7 +357,11 @@ def _bytes_range(row: Mapping[Hashable, Any]) -> str:
         return "-"
     text = format_bytes(row["host_bytes"])
     if row["ceph_bytes"] > 0:
-        text += f" (+ {format_bytes(row['ceph_bytes'])} in Ceph)"
+        parent = row.get("ceph_base_bytes") or 0.0
+        text += (f" (+ {format_bytes(parent + row['ceph_bytes'])} in Ceph: "
+                 f"{format_bytes(parent)} parent image, {format_bytes(row['ceph_bytes'])} "
+                 "clones' objects)" if parent > 0 else
+                 f" (+ {format_bytes(row['ceph_bytes'])} in Ceph)")
     if row["points"] > 1:
         what = "all told, " if row["ceph_bytes"] > 0 else ""
         text += (f"; {what}{format_bytes(row['low'])} to {format_bytes(row['high'])} over "
@@ -363,17 +381,22 @@ def disk_by_strategy(view: StrategyView) -> Figure:
         fig, (ax,) = new_figure(category_height(order, 2.2))
         if not order:
             return empty(fig, ax, title, "no host disk figures in these runs")
-        values = np.concatenate([d["high"].to_numpy(float), d["host_bytes"].to_numpy(float)])
+        values = np.concatenate([d["high"].to_numpy(float), d["total"].to_numpy(float)])
         label, div = display_unit("B", values)
         y = np.arange(len(order))
         base, inst = d["base_bytes"].to_numpy(float), d["instance_bytes"].to_numpy(float)
         ceph = d["ceph_bytes"].to_numpy(float)
+        parent = d["ceph_base_bytes"].to_numpy(float)
         ax.barh(y, base / div, color="tab:grey", alpha=0.6, label="bases in _base (shared)")
-        ax.barh(y, inst / div, left=base / div, color="tab:blue",
+        if (parent > 0).any():  # an RBD clone's base: its parent image, in the Ceph pool
+            ax.barh(y, parent / div, left=base / div, color="tab:grey", alpha=0.6,
+                    hatch="//", edgecolor="tab:purple",
+                    label="RBD parent images, in Ceph (shared)")
+        ax.barh(y, inst / div, left=(base + parent) / div, color="tab:blue",
                 label="instances' disks (their own bytes)")
         if (ceph > 0).any():
-            ax.barh(y, ceph / div, left=(base + inst) / div, color="tab:purple", alpha=0.6,
-                    label="in Ceph, not on a host (RBD clones)")
+            ax.barh(y, ceph / div, left=(base + parent + inst) / div, color="tab:purple",
+                    alpha=0.6, label="RBD clones' own objects, in Ceph")
         several = d["points"].to_numpy(float) > 1
         if several.any():
             mid = d["total"].to_numpy(float)[several] / div

@@ -311,7 +311,8 @@ def test_a_strategies_sweep_over_kinds_draws_each_kind_as_a_category(tmp_path):
         label = {"a": "qcow2_overlay, extended L2 off", "c": "full_copy",
                  "e": "reflink_copy"}[name]
         assert disk[label] == format_bytes(used)
-    assert "in Ceph)" in disk["rbd_clone"] and "in Ceph" not in disk["full_copy"]
+    assert "in Ceph: " in disk["rbd_clone"] and "parent image" in disk["rbd_clone"] \
+        and "in Ceph" not in disk["full_copy"]
 
 
 @pytest.mark.slow

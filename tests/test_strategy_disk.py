@@ -7,14 +7,21 @@ from __future__ import annotations
 import math
 
 import pandas as pd
+import yaml
 
+from cowbench.capacity import ceph_parent_bytes
+from cowbench.results import load_results
 from cowbench.strategy_plots import (
     SETTING,
     StrategyView,
     _disk_by_setting,
     host_disk,
     strategy_table,
+    strategy_view,
 )
+from cowbench.units import format_bytes
+
+from .reportkit import sim_run
 
 GiB = float(1 << 30)
 
@@ -72,3 +79,29 @@ def test_an_rbd_clones_io_is_not_drawn_as_rbds() -> None:
     assert list(amp["in_ceph"]) == [True, False]
     assert amp.loc[0, ["iops", "lat_mean_s", "lat_p99_s"]].isna().all()
     assert amp.loc[1, "iops"] == 800.0
+
+
+def test_an_rbd_clones_parent_image_is_its_base_in_ceph(tmp_path) -> None:
+    """F7 of the strategies user test: every other strategy's bar and row had its base (grey,
+    ``_base``) but an RBD clone's had only the clones' objects ("0 B (+ 536.0 MiB in Ceph)"),
+    so RBD looked cheaper than it is by its parent image. The parent is counted once per
+    image, by its data, as the base of the bar, and named in the table."""
+    root = tmp_path / "kinds"
+    root.mkdir()
+    sim_run(root / "c", {"strategy.kind": "full_copy"})
+    run = sim_run(root / "d", {"strategy.kind": "rbd_clone"})
+    res = load_results(root)
+    scenario = next(r for r in res.points.to_dict("records") if r["point"] == "d")
+    parent = scenario["ceph_parent_bytes"]
+    data = yaml.safe_load((run / "scenario.yaml").read_text())
+    assert parent == ceph_parent_bytes(data) > 0
+    view = strategy_view(res)
+    disk = _disk_by_setting(view)
+    assert disk.loc["rbd_clone", "ceph_base_bytes"] == parent
+    assert disk.loc["full_copy", "ceph_base_bytes"] == 0
+    clones = disk.loc["rbd_clone", "ceph_bytes"]
+    assert disk.loc["rbd_clone", "total"] == parent + clones
+    row = strategy_table(view).set_index("strategy and knobs")
+    assert row.loc["rbd_clone", "host disk at the end"] == (
+        f"0 B (+ {format_bytes(parent + clones)} in Ceph: {format_bytes(parent)} parent image, "
+        f"{format_bytes(clones)} clones' objects)")
