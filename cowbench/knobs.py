@@ -232,6 +232,42 @@ def strategy_label(strategy: Mapping[str, Any]) -> str:
     return knob_label(knobs, label_knobs(pd.DataFrame([knobs]), keys))
 
 
+def vm_strategies(resolved: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each VM's resolved strategy in a resolved scenario, by entity (``vm:<name>``): its own
+    (``vms[].strategy``), else the scenario's."""
+    default = resolved.get("strategy")
+    out = {}
+    for vm in resolved.get("vms") or []:
+        if isinstance(vm, Mapping):
+            own = vm.get("strategy")
+            st = own if isinstance(own, Mapping) else default
+            out[f"vm:{vm.get('name')}"] = dict(st) if isinstance(st, Mapping) else {}
+    return out
+
+
+def vm_labels(points: pd.DataFrame) -> pd.DataFrame | None:
+    """Where the VMs of a point have strategies of their own that differ (``vms[].strategy``),
+    each VM's strategy label by the sweep's rule (:func:`sweep_label_knobs` over the VMs):
+    ``point, entity, label``, and ``order`` (the labels in label order); None where every
+    point's VMs share one strategy (its points' labels say it)."""
+    rows = [{"point": pt, "entity": e, **scenario_knobs({"strategy": st})}
+            for pt, per_vm in zip(points.get("point", []), points.get("vm_strategies", []),
+                                  strict=False) if isinstance(per_vm, Mapping)
+            for e, st in per_vm.items()]
+    frame = pd.DataFrame(rows)
+    cols = [c for c in frame.columns if c.startswith("strategy.")]
+    if frame.empty or not (frame[cols].astype(str).groupby(frame["point"]).nunique() > 1)\
+            .to_numpy().any():
+        return None
+    keys = sweep_label_knobs(frame, cols, ["strategy.kind"])
+    frame = frame.astype(knob_dtypes(rows, cols))
+    labels = [knob_label(r, keys) for r in frame.to_dict("records")]
+    keyed = frame.assign(point=frame["point"].astype(str) + "\0" + frame["entity"])
+    out = frame[["point", "entity"]].assign(label=labels)
+    out.attrs["order"] = label_order(keyed, keys)
+    return out
+
+
 def knob_dtypes(rows: Iterable[Mapping[str, Any]], columns: Iterable[str]) -> dict[str, str]:
     """The pandas dtype that keeps each knob column's type where some points lack the knob:
     ``Int64`` for integers, ``boolean`` for switches (a frame built from rows would make them

@@ -42,7 +42,14 @@ from .capacity import (
 from .ceiling import demand_ceiling
 from .compare import COMPARISON_COLUMNS
 from .errors import ScenarioError, UsageError
-from .knobs import knob_dtypes, override_knobs, point_labels, scenario_knobs, sweep_label_knobs
+from .knobs import (
+    knob_dtypes,
+    override_knobs,
+    point_labels,
+    scenario_knobs,
+    sweep_label_knobs,
+    vm_strategies,
+)
 from .records import COLUMNS
 from .safeload import load_json_file, load_yaml_file
 from .spread import SPREAD_COLUMNS, SPREAD_FILE, judged, real_runs
@@ -54,7 +61,7 @@ POINT_COLUMNS = ["point", "scenario", "scenario_hash", "run_seed"]
 #: Columns of the points table only: each point's host capacity (the smallest host's), each
 #: host's (by name; ``*``: a host not listed) and the horizon (its duration).
 POINT_FACTS = ["capacity_bytes", "host_capacities", "host_claimables", "host_reserves",
-               "host_ceilings", "ceph_parent_bytes",
+               "host_ceilings", "ceph_parent_bytes", "vm_strategies",
                "horizon_s"]
 
 
@@ -221,6 +228,7 @@ def _point_row(sweep: Path, run: RunResults) -> dict[str, Any]:
             "host_reserves": host_reserves(run.scenario),
             "host_ceilings": demand_ceiling(run.scenario),
             "ceph_parent_bytes": ceph_parent_bytes(run.scenario),
+            "vm_strategies": vm_strategies(run.scenario),
             "horizon_s": float(duration) if isinstance(duration, int | float) else None,
             **point_knobs(run)}
 

@@ -21,7 +21,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from .knobs import label_knobs, label_order, point_labels
+from .knobs import label_knobs, label_order, point_labels, vm_labels
 from .plots import (
     MAX_SERIES,
     category_axis,
@@ -52,6 +52,9 @@ class StrategyView:
     order: list[str]  # settings in knob order, only those that ran
     disk: pd.DataFrame | None = None  # one row per point and backend: host_disk's columns
     colours: dict[str, str] | None = None  # VM -> colour, one map for every figure
+    #: the categories are the VMs' own strategies (``vms[].strategy``), which share hosts:
+    #: a host's bytes cannot be split per strategy
+    per_vm: bool = False
 
 
 def strategy_labels(res: SweepResults) -> pd.Series:
@@ -75,8 +78,34 @@ def strategy_view(res: SweepResults) -> StrategyView:
     order = label_order(res.points, knobs) if knobs else sorted(amp[SETTING].unique())
     disk = host_disk(res.records, res.points)
     disk[SETTING] = disk["point"].map(labels) if knobs else "all"
+    vms = vm_labels(res.points)
+    if vms is not None:  # the VMs' own strategies are the categories
+        amp, order = _by_vm_strategy(amp, vms, labels if knobs else None)
     return StrategyView(amp, [o for o in order if o in set(amp[SETTING])], disk,
-                        entity_colours(amp["entity"]))
+                        entity_colours(amp["entity"]), per_vm=vms is not None)
+
+
+def _by_vm_strategy(amp: pd.DataFrame, vms: pd.DataFrame, points: pd.Series | None
+                    ) -> tuple[pd.DataFrame, list[str]]:
+    """Each VM in the category of its own strategy (``vms[].strategy``: the VMs of one run
+    compare strategies), after the point's label where knobs vary (``full_copy (ratio 2)``),
+    and with ``[predicted]``/``[measured]`` where both backends ran, so a backend's figures
+    never pool with the other's, nor a model-only VM (an RBD clone) with measured ones."""
+    # an RBD clone has no measured figure (the real backend skips it): no measured row of it
+    ceph = amp[amp["in_ceph"]][["point", "entity"]].drop_duplicates()
+    skipped = amp.merge(ceph.assign(skip=True), on=["point", "entity"], how="left")["skip"]
+    amp = amp[~(skipped.fillna(False).to_numpy(bool) & (amp["backend"] == "real").to_numpy())]
+    label = amp.merge(vms, on=["point", "entity"], how="left")["label"].fillna("?")
+    label.index = amp.index
+    order: list[str] = list(vms.attrs["order"])
+    if points is not None:
+        label = label + " (" + amp["point"].map(points).astype(str) + ")"
+        order = [f"{o} ({p})" for p in dict.fromkeys(points.tolist()) for o in order]
+    if amp["backend"].nunique() > 1:
+        word = {"sim": "predicted", "real": "measured"}
+        label = label + " [" + amp["backend"].map(word) + "]"
+        order = [f"{o} [{w}]" for o in order for w in word.values()]
+    return amp.assign(**{SETTING: label}), order
 
 
 def _ceph_vms(records: pd.DataFrame) -> pd.DataFrame:
@@ -287,7 +316,8 @@ def strategy_table(view: StrategyView) -> pd.DataFrame:
         return pd.DataFrame(columns=[SETTING])
     med = a.groupby(SETTING)[[c for c in amp_cols if c in a.columns]].median()
     med = med.reindex([o for o in view.order if o in med.index])
-    disk = _disk_by_setting(view).reindex(med.index)
+    disk = _disk_by_setting(view).reindex(med.index) if not view.per_vm else \
+        pd.DataFrame(index=med.index, columns=["points"])
     io = _io_by_direction(a).reindex(med.index)
 
     def x(v: float) -> str:
@@ -301,7 +331,8 @@ def strategy_table(view: StrategyView) -> pd.DataFrame:
 
     out = pd.DataFrame({
         "strategy and knobs": med.index,
-        "host disk at the end": [_bytes_range(r) for r in disk.to_dict("records")],
+        "host disk at the end": [_bytes_range(r) for r in disk.to_dict("records")]
+        if not view.per_vm else [_shared_cell(a, o) for o in med.index],
         "space amp.": [x(v) for v in _get(med, "space_amplification")],
         "write amp.": [x(v) for v in _get(med, "write_amplification")],
         "read amp.": [x(v) for v in _get(med, "read_amplification")]})
@@ -350,6 +381,30 @@ def _disk_by_setting(view: StrategyView) -> pd.DataFrame:
     return out
 
 
+def _shared_hosts(view: StrategyView) -> str:
+    """Why a run whose VMs have strategies of their own draws no bytes per strategy, and what
+    its hosts hold all together (the model's figures where both backends ran)."""
+    from .units import format_bytes
+
+    d = view.disk
+    text = ("one host holds several strategies here (the VMs' own strategies): its disk\n"
+            "cannot be split per strategy")
+    if d is None or d.empty:
+        return text
+    held = d.groupby("backend")["host_bytes"].sum()
+    words = {"sim": "predicted", "real": "measured"}
+    return text + "; the hosts hold " + ", ".join(
+        f"{format_bytes(held[b])} ({w})" for b, w in words.items() if b in held.index) \
+        + " at the end"
+
+
+def _shared_cell(amp: pd.DataFrame, setting: str) -> str:
+    """A category of VMs' own strategies: its bytes are on hosts shared with the others
+    (the figure says what they hold), or in Ceph for RBD clones."""
+    ceph = amp.loc[amp[SETTING] == setting, "in_ceph"].any()
+    return "in Ceph, not on a host" if ceph else "on hosts shared with the other strategies"
+
+
 def _bytes_range(row: Mapping[Hashable, Any]) -> str:
     from .units import format_bytes
 
@@ -379,6 +434,8 @@ def disk_by_strategy(view: StrategyView) -> Figure:
     title = "disk each strategy takes at the end (physical bytes)"
     with style():
         fig, (ax,) = new_figure(category_height(order, 2.2))
+        if view.per_vm:
+            return empty(fig, ax, title, _shared_hosts(view))
         if not order:
             return empty(fig, ax, title, "no host disk figures in these runs")
         values = np.concatenate([d["high"].to_numpy(float), d["total"].to_numpy(float)])
