@@ -23,7 +23,7 @@ SYSTEM_TREES = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/l
                 "/run", "/sbin", "/sys", "/usr")
 MIN_EXT_L2_CLUSTER = 16 * 1024
 #: The deepest ``snapshot_chain``. Production chains reach 1000 files ("Virtual Disk Snapshot
-#: Management at Scale", FACTS.md b.3.11). QEMU sets no limit of its own (7.2 opens 1100
+#: Management at Scale", FACTS.md b.3 item 11). QEMU sets no limit of its own (7.2 opens 1100
 #: layers), but each layer is a BlockDriverState with an open file: qemu-nbd over a chain of
 #: 1000 holds 1011 descriptors and 143 MB, and opens it in 4.4 s (the work is quadratic in the
 #: depth); at 1100 it fails with "Too many open files" under Linux's usual soft limit of 1024
