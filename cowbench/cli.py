@@ -24,7 +24,6 @@ from rich.markup import escape
 from . import cli_results
 from .cli_app import CSV_HELP, app, bold, err, out, progress_bar
 from .errors import CowbenchError, InexactStream, RunFailed, UsageError
-from .knobs import strategy_label
 from .probe_limits import EXPORTS, ROUNDS, RUNTIME_S
 from .units import format_duration, format_sizes
 
@@ -169,6 +168,8 @@ def validate(scenario: Annotated[Path, typer.Argument(help="Scenario file, or sw
 def _strategies_text(s: Scenario) -> str:
     """The strategies the VMs use (each VM's own, else the scenario's), most used first."""
     from collections import Counter
+
+    from .knobs import strategy_label  # pandas: not on the light path of --help
 
     def text(st: Strategy) -> str:  # every knob it has, as summary.csv and reports name them
         return strategy_label(st.model_dump(mode="json"))

@@ -37,11 +37,12 @@ import json
 import math
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from .units import parse_duration, parse_size
+
+if TYPE_CHECKING:  # pandas is imported where a frame is made: validate names strategies
+    import pandas as pd  # without loading it (tests/test_light.py)
 
 #: Short names of the knobs a planner or a researcher varies most.
 SHORT = {"hosts[0].capacity_bytes": "capacity", "hosts[0].disk_allocation_ratio": "ratio",
@@ -225,11 +226,13 @@ def strategy_label(strategy: Mapping[str, Any]) -> str:
         if field == "kind" or field not in Strategy.model_fields:
             continue
         default = Strategy.model_fields[field].default
-        own = len(ONLY_FOR.get(field, ())) == 1 or (field == "cluster_size"
-                                                    and kind in QCOW2_KINDS)
-        if own or value != default:
+        said = len(ONLY_FOR.get(field, ())) == 1 or (field == "cluster_size"
+                                                     and kind in QCOW2_KINDS)
+        if said or value != default:
             keys.append(key)
-    return knob_label(knobs, label_knobs(pd.DataFrame([knobs]), keys))
+    # label order (label_knobs): the kind, its own knobs, the rest
+    own = [k for k in keys if len(ONLY_FOR.get(k.removeprefix("strategy."), ())) == 1]
+    return knob_label(knobs, ["strategy.kind", *own, *[k for k in keys[1:] if k not in own]])
 
 
 def vm_strategies(resolved: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -254,6 +257,8 @@ def vm_labels(points: pd.DataFrame) -> pd.DataFrame | None:
             for pt, per_vm in zip(points.get("point", []), points.get("vm_strategies", []),
                                   strict=False) if isinstance(per_vm, Mapping)
             for e, st in per_vm.items()]
+    import pandas as pd
+
     frame = pd.DataFrame(rows)
     cols = [c for c in frame.columns if c.startswith("strategy.")]
     if frame.empty or not (frame[cols].astype(str).groupby(frame["point"]).nunique() > 1)\
@@ -331,7 +336,8 @@ def knob_text(key: str, value: Any) -> str:
 
 def _missing(value: Any) -> bool:
     """No value: None, a float NaN, or pandas' NA (an ``Int64`` or ``boolean`` column's gap)."""
-    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+    return value is None or type(value).__name__ == "NAType" or (
+        isinstance(value, float) and math.isnan(value))
 
 
 def knob_label(row: Mapping[Any, Any] | pd.Series, knobs: list[str]) -> str:
@@ -343,6 +349,8 @@ def knob_label(row: Mapping[Any, Any] | pd.Series, knobs: list[str]) -> str:
 
 def point_labels(points: pd.DataFrame, knobs: list[str]) -> pd.Series:
     """The label of each point, indexed by ``point``: made once per point, not per record."""
+    import pandas as pd
+
     if points.empty:
         return pd.Series(dtype=object)
     labels = [knob_label(r, knobs) for r in points.to_dict("records")]
@@ -352,6 +360,8 @@ def point_labels(points: pd.DataFrame, knobs: list[str]) -> pd.Series:
 def _as_numbers(col: pd.Series) -> pd.Series:
     """Sizes and durations as written (``8GiB``, ``12GiB``, ``30d``) by their value, so
     8 GiB comes before 12 GiB; a column with anything else as it is."""
+    import pandas as pd
+
     if not col.map(lambda v: isinstance(v, str)).any():
         return col
     for parse in (parse_size, parse_duration):
