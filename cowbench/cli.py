@@ -267,6 +267,9 @@ def run(
     out.print(f"backend:       {_backend_line(chosen, backend is None, s.fleet is not None)}",
               soft_wrap=True, highlight=False)
     out.print(f"run directory: {bold(outcome.run_dir)}", soft_wrap=True)
+    if outcome.moved is not None:
+        err.print(f"[yellow]warning:[/] {escape(outcome.moved)}", highlight=False,
+                  soft_wrap=True)
     if outcome.comparison is not None:
         out.print(f"comparison:    {bold(outcome.run_dir / 'comparison.csv')}", soft_wrap=True)
 

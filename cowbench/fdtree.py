@@ -109,6 +109,136 @@ class PrivateDir:
             os.close(self.parent_fd)
 
 
+#: a run's or a sweep's directory: readable by everyone, writable by its owner only
+SHARED_DIR_MODE = 0o755
+
+
+@dataclass
+class HeldDir:
+    """A directory cowbench writes its results into (a run's, a sweep's), held by a
+    descriptor: the rule of :class:`PrivateDir` for a directory others may read.
+
+    :meth:`hold` makes ``where`` with ``mkdir(name, 0o755, dir_fd=<its parent>)`` (or takes the
+    empty directory, or the sweep directory, already there), opens it with ``O_NOFOLLOW |
+    O_DIRECTORY`` and checks it with ``fstat``; a directory it made gets mode 0755 by
+    ``fchmod``, whatever the process umask (0777 under ``umask 000`` let another user swap a
+    folder of ``raw/`` for a symlink and root overwrote the files it pointed at). From then on
+    everything cowbench creates, writes, renames and deletes in it goes through :attr:`io`,
+    ``/proc/<pid>/fd/<fd>``: a parent renamed or replaced by a symlink mid-run redirects nothing
+    (by its name, a swapped parent had root overwrite another directory's run.json and delete
+    its lease.json). :attr:`where`, the user's path, is what messages and records name;
+    :meth:`moved` says when that name no longer leads to the directory held."""
+
+    fd: int
+    dev: int
+    ino: int
+    where: Path  # as the user named it (absolute)
+
+    @classmethod
+    def hold(cls, where: Path, what: str, *, may_hold_files: bool = False) -> HeldDir:
+        """Make ``where`` (and any missing parent, each through its parent's descriptor) or
+        open the empty directory already there; ``may_hold_files``: a directory holding files
+        is taken too (a sweep resumed). ``where`` must be absolute; its existing parents are
+        reached as named (symlinks above it mean what they mean in the user's shell: the
+        caller checked who could swap them). ``what`` (``run directory``) names it in the
+        :class:`UsageError` that says what is refused."""
+        pfd = os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            for part in where.parent.parts[1:]:
+                sub = _step(pfd, part, where, what)
+                os.close(pfd)
+                pfd = sub
+            return cls._take(pfd, where, what, may_hold_files)
+        finally:
+            os.close(pfd)
+
+    @classmethod
+    def _take(cls, pfd: int, where: Path, what: str, may_hold_files: bool) -> HeldDir:
+        name = where.name
+        try:
+            os.mkdir(name, SHARED_DIR_MODE, dir_fd=pfd)
+            made = True
+        except FileExistsError:
+            made = False
+        except OSError as err:
+            raise UsageError(f"{where}: cannot create the {what} there: "
+                             f"{err.strerror or err}") from None
+        try:
+            fd = os.open(name, DIR_FLAGS, dir_fd=pfd)
+        except OSError as err:  # a symlink (ELOOP), a file (ENOTDIR): never followed
+            raise UsageError(f"{where}: not a directory of its own ({err.strerror}); refused")\
+                from None
+        try:
+            st = os.fstat(fd)
+            if made and (st.st_uid != os.geteuid() or os.listdir(fd)):
+                raise UsageError(f"{where}: replaced while it was being created (owner "
+                                 f"{st.st_uid}); refused")
+            if not made and not may_hold_files and os.listdir(fd):
+                raise UsageError(f"{where}: already holds files (a run?); choose another "
+                                 "--out, runs are never mixed")
+            if made:
+                os.fchmod(fd, SHARED_DIR_MODE)
+            elif st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
+                raise UsageError(f"{where}: writable by others (mode {st.st_mode & 0o7777:o}), "
+                                 "who could swap what is written there; refused")
+            _probe(fd, where, what)
+        except BaseException:
+            os.close(fd)
+            raise
+        return cls(fd, st.st_dev, st.st_ino, where)
+
+    @property
+    def io(self) -> Path:
+        """The directory as cowbench and its tools reach it (see the class docstring)."""
+        return fd_path(self.fd)
+
+    def moved(self) -> str | None:
+        """None while :attr:`where` still leads to the directory held; else where the
+        directory really is now (the kernel's path of the descriptor: a parent renamed, or a
+        symlink put in its place), for a warning."""
+        try:
+            st = os.stat(self.where)
+            if (st.st_dev, st.st_ino) == (self.dev, self.ino):
+                return None
+        except OSError:
+            pass
+        return real_path(self.fd)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def _step(pfd: int, part: str, where: Path, what: str) -> int:
+    """The descriptor of ``part`` in the directory ``pfd``, made (0755) if missing."""
+    try:
+        try:
+            return os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=pfd)
+        except FileNotFoundError:
+            try:
+                os.mkdir(part, SHARED_DIR_MODE, dir_fd=pfd)
+            except FileExistsError:
+                pass
+            return os.open(part, DIR_FLAGS, dir_fd=pfd)
+    except OSError as err:
+        raise UsageError(f"{where}: cannot create the {what} there: "
+                         f"{err.strerror or err}") from None
+
+
+def _probe(fd: int, where: Path, what: str) -> None:
+    """Refuse a directory this process cannot write into (a read-only filesystem mounted
+    there), before anything is written."""
+    name = f".cowbench-write-test-{os.getpid()}"
+    try:
+        os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                         | os.O_CLOEXEC, 0o600, dir_fd=fd))
+        os.unlink(name, dir_fd=fd)
+    except OSError as err:
+        raise UsageError(f"{where}: cannot create the {what} there: "
+                         f"{err.strerror or err}") from None
+
+
 def empty_dir(fd: int, dev: int) -> None:
     """Remove everything inside the open directory ``fd`` that lives on device ``dev``:
     symlinks are unlinked, never followed; a directory on another device (a mount point) and

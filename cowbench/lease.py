@@ -25,7 +25,10 @@ A lease whose process is gone is *dead*: every ``cowbench`` command reports it i
 directories, detaches its mounts lazily (``cowbench.fdtree.detach_mount``: through a
 descriptor of the mount point, only if it is still the filesystem mounted), unlinks its
 partial files that are still the files it made, removes its trees
-by device and inode, marks its run.json ``abandoned`` and drops the lease.
+by device and inode, marks its run.json ``abandoned`` and drops the lease. The run directory is
+reached by its name, and its run.json and lease.json touched only while that name still leads to
+the directory the run held (``run_dir_id``: device and inode): a parent renamed or replaced by
+a symlink since leads elsewhere, and gc leaves that alone.
 """
 
 from __future__ import annotations
@@ -114,10 +117,13 @@ class Lease:
         client, for a point its worker runs), which collects the lease once it has stopped
         its workers (:func:`collect_owned`)."""
         pid = os.getpid()
+        # the run directory's identity: gc reaches it by name, and touches it only if the
+        # name still leads to this directory (a parent swapped meanwhile leads elsewhere)
+        ident = {} if io is None else dict(zip(("dev", "ino"), _ident(io), strict=True))
         lease = cls(run_dir, io, token, {
             "pid": pid, "start_ticks": start_ticks(pid), "boot_id": _boot_id(), "kind": kind,
-            "run_dir": str(run_dir.absolute()), "token": token, "trees": [], "mounts": [],
-            "files": [],
+            "run_dir": str(run_dir.absolute()), **({"run_dir_id": ident} if ident else {}),
+            "token": token, "trees": [], "mounts": [], "files": [],
             **({"owner": owner} if owner is not None else {})})
         lease._write()
         return lease
@@ -237,10 +243,41 @@ def collect(record: dict[str, Any]) -> list[str]:
                         f"replaced since; the run's own, if moved, is still on that "
                         f"filesystem, device {t['dev']} inode {t['ino']})")
     if record.get("kind", "run") == "run":  # a calibration's directory is not a run's
-        _mark_abandoned(Path(record["run_dir"]), record, missed)
-        (Path(record["run_dir"]) / LEASE).unlink(missing_ok=True)
+        with _run_dir_of(record) as run_dir:
+            if run_dir is not None:
+                _mark_abandoned(run_dir, record, missed)
+                (run_dir / LEASE).unlink(missing_ok=True)
+            else:
+                done.append(f"left alone {record['run_dir']}: no longer the run's directory "
+                            "(moved or replaced since); its run.json and lease.json are as "
+                            "the run left them")
     (registry() / f"{record['token']}.json").unlink(missing_ok=True)
     return done
+
+
+def _ident(path: Path) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
+@contextmanager
+def _run_dir_of(record: dict[str, Any]) -> Iterator[Path | None]:
+    """The dead run's directory, opened by its name and reached through that descriptor, if
+    it is still the directory the run held (``run_dir_id``: device and inode; a lease without
+    it, an older cowbench's, is taken by its name); else None."""
+    try:
+        fd = os.open(record["run_dir"], os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        yield None
+        return
+    try:
+        ident = record.get("run_dir_id")
+        st = os.fstat(fd)
+        same = not isinstance(ident, dict) or \
+            (st.st_dev, st.st_ino) == (ident.get("dev"), ident.get("ino"))
+        yield fd_path(fd) if same else None
+    finally:
+        os.close(fd)
 
 
 def collect_owned(owner: dict[str, Any]) -> list[str]:

@@ -57,6 +57,9 @@ class RunOutcome:
     comparison: pd.DataFrame | None
     spread: pd.DataFrame | None = None  # spread.csv: with two or more real runs
     real_runs: int = 0
+    #: the run's directory was moved away from the name given while the run wrote there
+    #: (``run_dir`` is then where it really is): a warning for the user
+    moved: str | None = None
 
 
 class _Checks:
@@ -118,9 +121,13 @@ def run_scenario(scenario: Scenario, out: Path, backend: str | None = None,
     if seed != scenario.seed:
         scenario = scenario.model_copy(update={"seed": seed})
     predicted = _check_space(scenario, seed, out, use_sim, progress) if use_real else None
-    rd = RunDir.create(out)
-    run = _Run(rd, scenario, seed, use_sim, use_real, progress, meta or {}, csv, repeat, lease)
-    return run.go(predicted)
+    rd = RunDir.create(out)  # held by its descriptor: rd.path is /proc/<pid>/fd/<fd>
+    try:
+        run = _Run(rd, scenario, seed, use_sim, use_real, progress, meta or {}, csv, repeat,
+                   lease)
+        return run.go(predicted)
+    finally:
+        rd.close()
 
 
 def valid_seed(seed: object, what: str = "--seed") -> int:
@@ -222,8 +229,9 @@ class _Run:
         self.rd.write_meta(real_completed=self.real_completed)
 
     def go(self, predicted: pd.DataFrame | None) -> RunOutcome:
-        """Run the backends; whatever ends the run, run.json says how (never ``running``)."""
-        out = self.rd.path
+        """Run the backends; whatever ends the run, run.json says how (never ``running``).
+        Its messages name the run directory as the user did, unless that name no longer
+        leads to it (:meth:`_where`)."""
         with interrupts_raise() as received:
             try:
                 outcome = self._interruptible(predicted, received)
@@ -231,22 +239,46 @@ class _Run:
                 reason = str(err) or "interrupted by signal SIGINT"
                 kept = self._keep_measured()
                 self._finish("interrupted", reason, signal=signal_name(received, reason))
-                raise Interrupted(f"{reason}; run directory: {out}{kept}") from None
+                out, moved = self._where()
+                raise Interrupted(f"{reason}; run directory: {out}{kept}{moved}") from None
             except CowbenchError as err:
                 kept = self._keep_measured()
                 self._finish("failed", str(err))
+                out, moved = self._where()
                 raise RunFailed(f"run failed: {err}; details in {out}/run.json and "
-                                f"{out}/raw/{kept}") from err
+                                f"{out}/raw/{kept}{moved}") from err
             except OSError as err:  # ENOSPC, EIO, ...: a reason, not a traceback
                 kept = self._keep_measured()
                 self._finish("failed", f"{err.strerror or err}: {err.filename or ''}".strip())
-                raise RunFailed(f"run failed: {err}; details in {out}/run.json{kept}") from err
+                out, moved = self._where()
+                raise RunFailed(f"run failed: {err}; details in {out}/run.json{kept}{moved}") \
+                    from err
             except BaseException as err:  # MemoryError, a bug: still recorded, one line
                 reason = f"{type(err).__name__}: {err}".strip().rstrip(":")
                 self._finish("failed", reason)
-                raise RunFailed(f"run failed: {reason}; details in {out}/run.json") from err
+                out, moved = self._where()
+                raise RunFailed(f"run failed: {reason}; details in {out}/run.json{moved}") \
+                    from err
             self._finish("ok", None)
+        real = self.rd.moved()
+        if real is not None:
+            outcome.run_dir, outcome.moved = Path(real), self._moved(real)
         return outcome
+
+    def _where(self) -> tuple[Path, str]:
+        """Where the run's files are, for a message, and the warning to add when that is no
+        longer the path the user gave (a directory above it renamed, or replaced by a symlink,
+        while the run wrote there: the run went on in its own directory, held by its
+        descriptor, and wrote nothing through the name)."""
+        real = self.rd.moved()
+        if real is None:
+            return self.rd.shown, ""
+        return Path(real), f"; warning: {self._moved(real)}"
+
+    def _moved(self, real: str) -> str:
+        return (f"{self.rd.shown} no longer leads to this run's directory (a directory above "
+                f"it was renamed or replaced while the run wrote there; nothing was written "
+                f"through that name): its files are in {real}")
 
     def _start(self) -> None:
         backends = [b for b, on in (("sim", self.use_sim), ("real", self.use_real)) if on]
@@ -263,7 +295,7 @@ class _Run:
             **self._refused(), **{k: v for k, v in self.meta.items() if k != "profile"})
         self.rd.write_text("scenario.yaml", dump_scenario(self.scenario))
         # what this run holds, for `cowbench gc` should it be killed outright (cowbench.lease)
-        self.lease = self.given_lease or Lease.take(self.rd.path, self.rd.path, self.token)
+        self.lease = self.given_lease or Lease.take(self.rd.shown, self.rd.path, self.token)
         self.raw_log.lease = self.lease  # fio's partial JSON under raw/ is recorded there
 
     def _refused(self) -> dict[str, Any]:
@@ -325,7 +357,7 @@ class _Run:
 
             rd.write_meta(drift=run_drift(self.scenario, rd.path, self.progress, self.lease))
             self.step("drift")
-        return RunOutcome(rd.path, predicted, measured, comparison, spread,
+        return RunOutcome(rd.shown, predicted, measured, comparison, spread,
                           self.repeat if measured is not None else 0)
 
     def _real_runs(self) -> pd.DataFrame:

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 from . import __version__
 from .atomic import atomic_write_bytes, atomic_write_text, atomic_write_with
 from .errors import ScenarioError, UsageError
+from .fdtree import HeldDir
 from .fsinfo import filesystem_of
 from .imagefile import untrusted_writer
 from .safeload import load_json_file
@@ -172,46 +173,68 @@ def refuse_control_characters(path: Path) -> None:
                          "newlines, tabs or other control characters")
 
 
+def refuse_out(path: Path, what: str = "run directory", *, may_hold_files: bool = False
+               ) -> None:
+    """Raise :class:`UsageError` if ``path`` (absolute) cannot be a ``--out``, a run's or a
+    sweep's (``what``), by one rule: a control character in it, a symlink (whoever planted it
+    in a shared directory such as /tmp chose where root writes: a user's link there sent a run
+    into another directory), a file, a directory holding files (unless ``may_hold_files``: a
+    sweep resumes in its own), or a directory above it another user could rename or replace
+    (``cowbench.imagefile.untrusted_writer``: a swapped parent chooses where the results go
+    when cowbench is next run there)."""
+    refuse_control_characters(path)
+    if path.is_symlink():
+        raise UsageError(f"{path}: is a symlink (to {os.readlink(path)}); give the "
+                         "directory itself (a new or empty one)")
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{path}: exists and is not a directory")
+    if not may_hold_files and path.is_dir() and any(path.iterdir()):
+        raise UsageError(f"{path}: already holds files (a run?); "
+                         "choose another --out, runs are never mixed")
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    why = untrusted_writer(existing)
+    if why is not None:
+        raise UsageError(f"{path}: {why}, who could swap it while the {what} is written; "
+                         f"choose a {what} only you (or root) can write")
+
+
 @dataclass
 class RunDir:
-    """One run's directory; ``create`` refuses a directory that already holds a run."""
+    """One run's directory; ``create`` refuses a directory that already holds a run.
+
+    :attr:`path` is where cowbench reads and writes it: once :meth:`create` d, the held
+    directory's ``/proc/<pid>/fd/<fd>`` (``cowbench.fdtree.HeldDir``), valid while the run
+    lasts (:meth:`close`); :attr:`shown` is the path the user gave, for messages and records.
+    """
 
     path: Path
     meta: dict[str, Any] = field(default_factory=dict)
+    held: HeldDir | None = None
 
     @classmethod
     def create(cls, path: Path) -> RunDir:
-        cls.refuse_existing(path)
-        existing = next(p for p in (path, *path.absolute().parents) if p.exists())
-        why = untrusted_writer(existing)
-        if why is not None:  # root writes run.json and raw/ here by name
-            raise UsageError(f"{path}: {why}, who could swap it while the run writes there; "
-                             "choose a run directory only you (or root) can write")
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-            probe = path / ".cowbench-write-test"
-            probe.touch(exist_ok=False)
-            probe.unlink()
-        except OSError as err:
-            raise UsageError(f"{path}: cannot create the run directory there: "
-                             f"{err.strerror or err}") from None
-        return cls(path)
+        """Make the run directory at ``path`` (absolute) and hold it (``cowbench.fdtree``)."""
+        refuse_out(path)
+        held = HeldDir.hold(path, "run directory")
+        return cls(held.io, held=held)
 
     @staticmethod
     def refuse_existing(path: Path) -> None:
-        """Raise :class:`UsageError` if ``path`` cannot become a new run's directory: a file,
-        a directory holding anything, or a symlink (whoever planted it in a shared directory
-        such as /tmp chose where root writes: a user's link there sent a run into another
-        directory)."""
-        refuse_control_characters(path)
-        if path.is_symlink():
-            raise UsageError(f"{path}: is a symlink (to {os.readlink(path)}); give the "
-                             "directory itself (a new or empty one)")
-        if path.exists() and not path.is_dir():
-            raise UsageError(f"{path}: exists and is not a directory")
-        if path.is_dir() and any(path.iterdir()):
-            raise UsageError(f"{path}: already holds files (a run?); "
-                             "choose another --out, runs are never mixed")
+        """Raise :class:`UsageError` if ``path`` cannot become a new run's directory
+        (:func:`refuse_out`)."""
+        refuse_out(path)
+
+    @property
+    def shown(self) -> Path:
+        return self.held.where if self.held is not None else self.path
+
+    def moved(self) -> str | None:
+        """Where the run's files really are when :attr:`shown` no longer leads there."""
+        return self.held.moved() if self.held is not None else None
+
+    def close(self) -> None:
+        if self.held is not None:
+            self.held.close()
 
     @property
     def raw(self) -> Path:

@@ -62,8 +62,8 @@ def run_point(scenario: dict[str, Any], seed: int, backend: str, meta: dict[str,
 def _run_in(stage: PrivateDir, lease: Lease, scenario: dict[str, Any], seed: int,
             backend: str, meta: dict[str, Any], csv: bool, max_bytes: int) -> PointResult:
     point = str(meta.get("point", "point"))
-    # by its name, as `cowbench run --out` (RunDir refuses a path others could swap):
-    # a lease, a message and raw/'s argv name it, not /proc/PID/fd/N
+    # by its name, as `cowbench run --out`: its lease and messages name it so (RunDir checks
+    # it and then holds it by its descriptor, as every run directory)
     where = Path(stage.where)
     try:
         s = parse_scenario(scenario, point)

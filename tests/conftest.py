@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import fcntl
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -75,8 +76,12 @@ TOOL_NAMES = ("qemu-nbd", "qemu-img", "qemu-io", "fio", "cp")
 
 def processes_mentioning(*paths: Path | str, names: tuple[str, ...] = TOOL_NAMES
                          ) -> list[tuple[int, str]]:
-    """Tool processes (``names``) whose command line mentions one of ``paths``: a test's own
-    processes, never those of the other engineers' tests running on the same machine."""
+    """Tool processes (``names``) whose command line mentions one of ``paths``, or whose
+    working directory is under one: a test's own processes, never those of the other
+    engineers' tests running on the same machine. A run hands its tools paths through the
+    descriptors it holds (``/proc/<pid>/fd/<fd>/...``, ``cowbench.fdtree``): those are read as
+    the directory they lead to, and fio, started in its raw/ folder, is found by its working
+    directory too (once the run's process is gone, its descriptors' paths lead nowhere)."""
     needles = [str(p).encode() for p in paths]
     found = []
     for entry in Path("/proc").iterdir():
@@ -88,9 +93,27 @@ def processes_mentioning(*paths: Path | str, names: tuple[str, ...] = TOOL_NAMES
         except OSError:
             continue
         name = Path(argv.split(b"\0")[0].decode(errors="replace")).name
-        if name in names and state not in ("Z", "X") and any(n in argv for n in needles):
+        if name not in names or state in ("Z", "X"):
+            continue
+        try:
+            cwd = os.readlink(entry / "cwd").encode() + b"/"
+        except OSError:
+            cwd = b""
+        seen = _held_paths(argv) + b"\0" + cwd
+        if any(n in argv or n in seen for n in needles):
             found.append((int(entry.name), argv.replace(b"\0", b" ").decode(errors="replace")))
     return found
+
+
+def _held_paths(argv: bytes) -> bytes:
+    """``argv`` with each ``/proc/<pid>/fd/<fd>`` read as the path it leads to now."""
+    def real(m: re.Match[bytes]) -> bytes:
+        try:
+            return os.readlink(m.group(0).decode()).encode()
+        except OSError:
+            return m.group(0)
+
+    return re.sub(rb"/proc/\d+/fd/\d+", real, argv)
 
 
 def mounts_under(path: Path) -> list[str]:
