@@ -5,6 +5,10 @@ flushed (and, for results, fsync'ed), then renamed over ``NAME``; ``rename(2)`` 
 filesystem is atomic, so a reader or a crash sees the old file or the new one. A write that
 fails (ENOSPC, an interrupt) removes its temporary file. Only SIGKILL or a power cut can leave a
 ``.*.tmp`` behind, and its name says what it is.
+
+What cowbench writes is never writable by group or others, whatever umask it was started
+with (:func:`no_writes_by_others`): under ``umask 000`` a run directory's ``raw/`` folders were
+0777, and another user swapped one for a symlink and had root overwrite the files it led to.
 """
 
 from __future__ import annotations
@@ -19,6 +23,28 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+#: the permission bits the process umask always holds once cowbench starts: no write for group
+#: and others
+OTHERS_NO_WRITE = 0o022
+
+
+def no_writes_by_others() -> None:
+    """Add :data:`OTHERS_NO_WRITE` to the process umask, for good (idempotent; it only ever
+    takes permissions away). Called once where a command, a run or a sweep starts
+    (``cowbench.cli.main``, :func:`cowbench.runner.run_scenario`,
+    :func:`cowbench.sweep.run_sweep`).
+
+    Chosen over an explicit mode at each place that creates a file, because most of what lands
+    in a run directory is not created by a call cowbench could give a mode to: fio creates its
+    JSON, logs and iologs, qemu-img its images, pyarrow the parquet files, ``open()`` the raw
+    records' stdout and stderr; a umask is inherited by every child (fio, qemu-*, Dask's local
+    workers) and followed by every library, so one call covers them all, today's and
+    tomorrow's. The directories cowbench makes itself get their mode explicitly too
+    (``cowbench.fdtree``); a stricter umask (077) is kept as it is."""
+    mask = os.umask(0)
+    os.umask(mask | OTHERS_NO_WRITE)
 
 
 def _mkstemp(path: Path) -> tuple[int, str]:

@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from . import cli_results
+from .atomic import no_writes_by_others
 from .cli_app import CSV_HELP, app, bold, err, out, progress_bar
 from .errors import CowbenchError, InexactStream, RunFailed, UsageError
 from .probe_limits import EXPORTS, ROUNDS, RUNTIME_S
@@ -554,6 +555,7 @@ def main() -> None:
     atexit.register(gc.freeze)
     _SHOWN.clear()
     warnings.showwarning = _show_warning
+    no_writes_by_others()  # before any file or child: nothing cowbench makes is others'
     try:
         sys.exit(_run_app())
     except CowbenchError as e:

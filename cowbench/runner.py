@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .atomic import no_writes_by_others
 from .backends import Checks, get_backend
 from .errors import CowbenchError, Interrupted, RunFailed, UsageError
 from .lease import Lease
@@ -114,6 +115,7 @@ def run_scenario(scenario: Scenario, out: Path, backend: str | None = None,
     filesystem's free space is checked (``cowbench.space``). SIGINT and SIGTERM end the run
     cleanly (``cowbench.signals``): run.json says ``interrupted`` and what ``completed``.
     """
+    no_writes_by_others()  # what the run and its tools create: never writable by others
     backend = preflight(scenario, out, backend, repeat)
     out = absolute(out)  # every path a tool is handed derives from it
     use_sim, use_real = backend in ("sim", "both"), backend in ("real", "both")

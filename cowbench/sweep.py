@@ -41,6 +41,7 @@ from typing import Any, NoReturn
 
 import pandas as pd
 
+from .atomic import no_writes_by_others
 from .capacity import host_capacities
 from .errors import CowbenchError, Interrupted, RunFailed, ScenarioError, UsageError
 from .fdtree import DIR_FLAGS
@@ -99,6 +100,7 @@ def run_sweep(sweep: Sweep, out: Path, scheduler: str = "local", workers: int | 
     it back), sweep.json says ``interrupted``, and :class:`Interrupted` is raised (the CLI
     exits 130). Whatever else ends a sweep, sweep.json says ``failed`` with the reason; it
     never stays ``running``."""
+    no_writes_by_others()  # what the sweep and its workers create: never writable by others
     out = absolute(out)  # the points' run directories, whatever the workers' cwd
     refuse_control_characters(out)  # as a run's directory: before anything is written
     check_scheduler(scheduler)  # refused before anything is written

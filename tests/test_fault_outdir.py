@@ -12,12 +12,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+import cowbench
 import cowbench.runner
 from cowbench.lease import collect, dead_leases
 from cowbench.runner import run_scenario
@@ -173,3 +177,74 @@ def test_gc_leaves_a_swapped_run_directory_alone(tmp_path: Path, decoy: Path) ->
     assert _tree(decoy) == before
     assert any("no longer the run's directory" in line for line in done), done
     assert dead_leases() == []
+
+
+# -- finding 2: umask 000 ------------------------------------------------------------------------
+
+def _writable_by_others(top: Path) -> list[str]:
+    """Everything under ``top`` (and ``top``) that group or others may write (symlinks have no
+    mode of their own)."""
+    return [f"{p.stat(follow_symlinks=False).st_mode & 0o7777:o} {p}"
+            for p in [top, *top.rglob("*")]
+            if not p.is_symlink() and p.stat(follow_symlinks=False).st_mode & 0o022]
+
+
+def _cli_under_umask_0(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "cowbench", *args], umask=0, text=True,
+                          capture_output=True, stdin=subprocess.DEVNULL, check=False,
+                          env={**os.environ, "PYTHONPATH": str(Path(cowbench.__file__).parent
+                                                               .parent)})
+
+
+def _sweep_file(tmp_path: Path, backend: str) -> Path:
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(small_dict()))
+    sweep = {"scenario": "s.yaml", "grid": {"strategy.cluster_size": ["64KiB", "128KiB"]},
+             "seeds": 1, "backend": backend}
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(sweep))
+    return tmp_path / "sweep.yaml"
+
+
+def test_under_umask_000_nothing_a_run_or_sweep_creates_is_writable_by_others(
+        tmp_path: Path) -> None:
+    """Finding 2: ``umask 000; cowbench run`` made the run directory and raw/'s folders 0777 and
+    its files 0666 (another user then swapped a raw/ folder for a symlink). Run and sweep, as
+    the CLI, started with umask 000."""
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(small_dict()))
+    run = _cli_under_umask_0("run", str(tmp_path / "s.yaml"), "--backend", "sim",
+                             "--uncalibrated", "--out", str(tmp_path / "new" / "run"))
+    assert run.returncode == 0, run.stderr
+    assert any((tmp_path / "new" / "run" / "raw").iterdir())  # fio's null runs: raw/ records
+    assert _writable_by_others(tmp_path / "new") == []
+    sweep = _cli_under_umask_0("sweep", str(_sweep_file(tmp_path, "sim")), "--uncalibrated",
+                               "--scheduler", "inprocess", "--out", str(tmp_path / "sw"))
+    assert sweep.returncode == 0, sweep.stderr
+    assert len(list((tmp_path / "sw" / "points").iterdir())) == 2
+    assert _writable_by_others(tmp_path / "sw") == []
+
+
+def test_run_scenario_called_under_umask_000_creates_nothing_writable_by_others(
+        tmp_path: Path) -> None:
+    """The API (a notebook's run_scenario) has no CLI entry to set the umask: the run does."""
+    old = os.umask(0)
+    try:
+        run_scenario(parse_scenario(small_dict()), tmp_path / "run", "sim")
+        assert os.umask(0) & 0o022 == 0o022  # kept for the rest of the process: see atomic.py
+    finally:
+        os.umask(old)
+    assert _writable_by_others(tmp_path / "run") == []
+
+
+@pytest.mark.real
+@needs_tools
+def test_under_umask_000_a_real_run_creates_nothing_writable_by_others(
+        tmp_path: Path, no_leaks: None) -> None:
+    """fio's JSON, logs and iologs, qemu's records, the parquet files: with the real backend."""
+    d = small_dict()
+    for wl in d["workloads"].values():
+        wl["write_iolog"] = True
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(d))
+    run = _cli_under_umask_0("run", str(tmp_path / "s.yaml"), "--backend", "both",
+                             "--uncalibrated", "--out", str(tmp_path / "run"))
+    assert run.returncode == 0, run.stderr
+    assert any((tmp_path / "run").glob("raw/*-fio-*/output.json"))
+    assert _writable_by_others(tmp_path / "run") == []
