@@ -24,7 +24,7 @@ from rich.markup import escape
 from . import cli_results
 from .atomic import no_writes_by_others
 from .cli_app import CSV_HELP, app, bold, err, out, progress_bar
-from .errors import CowbenchError, InexactStream, RunFailed, UsageError
+from .errors import CowbenchError, DirectoryMoved, InexactStream, RunFailed, UsageError
 from .probe_limits import EXPORTS, ROUNDS, RUNTIME_S
 from .units import format_duration, format_sizes
 
@@ -530,9 +530,10 @@ _SHOWN: set[str] = set()
 
 def _show_warning(message: Warning | str, category: type[Warning], *rest: object,
                   **kw: object) -> None:
-    """A renamed scenario key (FutureWarning) or an inexact offset stream
-    (:class:`~cowbench.errors.InexactStream`) as one ``warning:`` line, once per message."""
-    if not issubclass(category, (FutureWarning, InexactStream)):
+    """A renamed scenario key (FutureWarning), an inexact offset stream
+    (:class:`~cowbench.errors.InexactStream`) or a sweep directory moved away from its name
+    (:class:`~cowbench.errors.DirectoryMoved`) as one ``warning:`` line, once per message."""
+    if not issubclass(category, (FutureWarning, InexactStream, DirectoryMoved)):
         _SHOW_WARNING(message, category, *rest, **kw)  # type: ignore[arg-type]
     elif str(message) not in _SHOWN:
         _SHOWN.add(str(message))

@@ -64,6 +64,13 @@ class Interrupted(CowbenchError):
     exit_code = 130
 
 
+class DirectoryMoved(UserWarning):
+    """A sweep's directory whose name no longer leads to it once the sweep is done (a directory
+    above it renamed, or replaced by a symlink, meanwhile): the sweep went on in its own
+    directory, held by its descriptor (``cowbench.fdtree.HeldDir``); the warning names where its
+    files really are. The command line shows it as one ``warning:`` line."""
+
+
 class InexactStream(UserWarning):
     """A job's offset stream taken from fio's null engine where it may differ from the real
     run's (``cowbench.fiojob.engine_gap``), as no qemu-nbd is installed to take it from the

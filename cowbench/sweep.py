@@ -35,6 +35,7 @@ import os
 import re
 import shutil
 import socket
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
@@ -43,8 +44,15 @@ import pandas as pd
 
 from .atomic import no_writes_by_others
 from .capacity import host_capacities
-from .errors import CowbenchError, Interrupted, RunFailed, ScenarioError, UsageError
-from .fdtree import DIR_FLAGS
+from .errors import (
+    CowbenchError,
+    DirectoryMoved,
+    Interrupted,
+    RunFailed,
+    ScenarioError,
+    UsageError,
+)
+from .fdtree import DIR_FLAGS, HeldDir
 from .knobs import knob_dtypes, override_knobs
 from .lease import this_process
 from .montecarlo import bands, time_to_full_summary
@@ -56,7 +64,7 @@ from .store import (
     atomic_write_text,
     now_iso,
     read_records,
-    refuse_control_characters,
+    refuse_out,
 )
 from .sweep_cluster import check_scheduler, connect, run_points, shut_down
 from .sweep_files import in_sweep, remove_staging
@@ -102,47 +110,80 @@ def run_sweep(sweep: Sweep, out: Path, scheduler: str = "local", workers: int | 
     never stays ``running``."""
     no_writes_by_others()  # what the sweep and its workers create: never writable by others
     out = absolute(out)  # the points' run directories, whatever the workers' cwd
-    refuse_control_characters(out)  # as a run's directory: before anything is written
     check_scheduler(scheduler)  # refused before anything is written
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"{out}: not a directory; choose another --out")
+    # the checks of `run --out` (a symlink, a file, a parent another user could swap), a
+    # sweep's own directory holding its files (a resumed sweep) allowed
+    refuse_out(out, "sweep directory", may_hold_files=True)
     start = now_iso()
     entries: dict[str, dict[str, Any]] | None = None
     remote: list[Any] = []  # a running scheduler's client, until run_points takes it
+    held: HeldDir | None = None
     with interrupts_raise():  # so a signal still stops the cluster it started
         try:
             if scheduler not in ("local", "inprocess"):
                 with shielded():  # reached before anything is written, or refused
                     remote.append(connect(scheduler))
             with shielded():  # the directory is made and says "running", or it is untouched
-                entries = _prepare(sweep, out)
-                _write_json(out, {**_sweep_meta(sweep, entries, "running"), "start": start})
+                # made with mkdir(dir_fd=parent) and held: written only through held.io
+                held = HeldDir.hold(out, "sweep directory", may_hold_files=True)
+                entries = _prepare(sweep, held.io, out)
+                _write_json(held.io, {**_sweep_meta(sweep, entries, "running"),
+                                      "start": start})
             todo = [p for p in sweep.points if entries[p.id]["status"] != "ok"]
             done = len(sweep.points) - len(todo)
             progress(f"{done} of {len(sweep.points)} points already done", done,
                      len(sweep.points))
             if todo:
                 chosen = point_profiles(sweep, out, todo, profile, uncalibrated)
-                _execute(sweep, out, todo, entries, scheduler, workers, progress, done, start,
-                         csv, remote, chosen)
-            summary = write_summary(sweep, out, entries)
+                _execute(sweep, held.io, out, todo, entries, scheduler, workers, progress,
+                         done, start, csv, remote, chosen)
+            summary = write_summary(sweep, held.io, entries)
         except BaseException as err:
-            if entries is None:  # refused before anything was written
+            if entries is None or held is None:  # refused before anything was written
+                if held is not None:
+                    held.close()
                 raise
-            _stopped(sweep, out, entries, start, err)
+            _stopped(sweep, held, entries, start, err)
         finally:
             with shielded():
                 for client in remote:
                     shut_down(client, None, [])
-        failed = [e for e in entries.values() if e["status"] != "ok"]
-        _write_json(out, {**_sweep_meta(sweep, entries, "failed" if failed else "ok"),
-                          "start": start, "end": now_iso()})
+        try:
+            failed = [e for e in entries.values() if e["status"] != "ok"]
+            _write_json(held.io, {**_sweep_meta(sweep, entries, "failed" if failed else "ok"),
+                                  "start": start, "end": now_iso()})
+            _warn_moved(held)
+        finally:
+            held.close()
     return summary
 
 
-def _stopped(sweep: Sweep, out: Path, entries: dict[str, dict[str, Any]], start: str,
+def _warn_moved(held: HeldDir) -> str:
+    """Warn (:class:`~cowbench.errors.DirectoryMoved`) when the sweep directory's name no
+    longer leads to it: a directory above it renamed, or replaced by a symlink, while the
+    sweep wrote there (it went on writing into its own directory, held by its descriptor).
+    What to add to a message naming the directory (empty: nothing moved)."""
+    real = held.moved()
+    if real is None:
+        return ""
+    said = (f"{held.where} no longer leads to this sweep's directory (a directory above it "
+            "was renamed or replaced while the sweep wrote there; nothing was written through "
+            f"that name): its files are in {real}")
+    warnings.warn(DirectoryMoved(said), stacklevel=2)
+    return f"; warning: {said}"
+
+
+def _stopped(sweep: Sweep, held: HeldDir, entries: dict[str, dict[str, Any]], start: str,
              err: BaseException) -> NoReturn:
     """Record why the sweep stopped (sweep.json and unfinished points), then raise."""
+    try:
+        _stop(sweep, held.io, held.where, entries, start, err, _warn_moved(held))
+    finally:
+        held.close()
+
+
+def _stop(sweep: Sweep, io: Path, out: Path, entries: dict[str, dict[str, Any]], start: str,
+          err: BaseException, moved: str) -> NoReturn:
     interrupted = isinstance(err, KeyboardInterrupt | Interrupted)
     status = "interrupted" if interrupted else "failed"
     reason = (str(err) or "interrupted by signal SIGINT") if interrupted else \
@@ -150,20 +191,20 @@ def _stopped(sweep: Sweep, out: Path, entries: dict[str, dict[str, Any]], start:
     for p in sweep.points:
         if entries[p.id]["status"] != "pending":
             continue
-        if _point_status(out / "points" / p.id) == "ok":  # it ended while the sweep stopped
+        if _point_status(io / "points" / p.id) == "ok":  # it ended while the sweep stopped
             entries[p.id]["status"] = "ok"
             continue
         entries[p.id]["status"] = status if interrupted else "pending"
     said = {"signal": signal_name([], reason)} if interrupted else {}  # as run.json's
     with contextlib.suppress(OSError):
-        _write_json(out, {**_sweep_meta(sweep, entries, status), "start": start,
-                          "reason": reason, **said, "end": now_iso()})
+        _write_json(io, {**_sweep_meta(sweep, entries, status), "start": start,
+                         "reason": reason, **said, "end": now_iso()})
     if interrupted:
-        raise Interrupted(f"{reason}; sweep directory: {out} (run it again to resume)") \
-            from None
+        raise Interrupted(f"{reason}; sweep directory: {out} (run it again to resume)"
+                          f"{moved}") from None
     if isinstance(err, CowbenchError):
         raise err
-    raise RunFailed(f"sweep failed: {reason}; see {out}/sweep.json") from err
+    raise RunFailed(f"sweep failed: {reason}; see {out}/sweep.json{moved}") from err
 
 
 def _sweep_meta(sweep: Sweep, entries: dict[str, dict[str, Any]], status: str) -> dict[str, Any]:
@@ -178,11 +219,12 @@ def _write_json(out: Path, meta: dict[str, Any]) -> None:
     atomic_write_text(out / "sweep.json", json.dumps(meta, indent=2, default=str) + "\n")
 
 
-def _prepare(sweep: Sweep, out: Path) -> dict[str, dict[str, Any]]:
-    """Entries per point: fresh, or from a previous run of the same sweep (resume)."""
+def _prepare(sweep: Sweep, io: Path, out: Path) -> dict[str, dict[str, Any]]:
+    """Entries per point: fresh, or from a previous run of the same sweep (resume). ``io``:
+    the held sweep directory (``/proc/<pid>/fd/<fd>``); ``out``: its name, for messages."""
     entries = {p.id: p.entry() for p in sweep.points}
-    meta_path = out / "sweep.json"
-    if out.exists() and not meta_path.exists() and any(out.iterdir()):
+    meta_path = io / "sweep.json"
+    if not meta_path.exists() and any(io.iterdir()):
         raise UsageError(f"{out}: holds files but no sweep.json; choose another --out")
     if meta_path.exists():
         old = _old_meta(meta_path)
@@ -191,17 +233,17 @@ def _prepare(sweep: Sweep, out: Path) -> dict[str, dict[str, Any]]:
             raise UsageError(f"{out}: holds a different sweep (other points or scenario); "
                              "choose another --out")
         for p in sweep.points:
-            entries[p.id]["status"] = _point_status(out / "points" / p.id)
+            entries[p.id]["status"] = _point_status(io / "points" / p.id)
     try:
-        (out / "points").mkdir(parents=True, exist_ok=True)
-    except OSError as err:  # a parent that is a file, or not writable
+        (io / "points").mkdir(exist_ok=True)
+    except OSError as err:  # not writable
         raise UsageError(f"{out}: cannot be made ({err.strerror}); choose another --out") \
             from None
     for p in sweep.points:
-        d = out / "points" / p.id
+        d = io / "points" / p.id
         if entries[p.id]["status"] != "ok" and d.exists():
             shutil.rmtree(d)  # a point that did not finish is redone from scratch
-    points_fd = os.open(out / "points", DIR_FLAGS)
+    points_fd = os.open(io / "points", DIR_FLAGS)
     try:
         remove_staging(points_fd)  # a point being written when a client was killed
     finally:
@@ -237,10 +279,12 @@ def _point_status(d: Path) -> str:
     return str(meta.get("status", "missing")) if isinstance(meta, dict) else "missing"
 
 
-def _execute(sweep: Sweep, out: Path, todo: list[Point], entries: dict[str, dict[str, Any]],
-             scheduler: str, workers: int | None, progress: ProgressFn, done: int,
-             start: str, csv: bool, remote: list[Any],
+def _execute(sweep: Sweep, io: Path, out: Path, todo: list[Point],
+             entries: dict[str, dict[str, Any]], scheduler: str, workers: int | None,
+             progress: ProgressFn, done: int, start: str, csv: bool, remote: list[Any],
              chosen: dict[str, tuple[Scenario, dict[str, Any]]]) -> None:
+    """Run ``todo`` on Dask; each finished point is written under ``io`` (the held sweep
+    directory) and recorded in its sweep.json; a point's reason names it under ``out``."""
     owner = this_process()  # in each point's lease: what this sweep collects once stopped
     tasks = {p.id: (chosen[p.id][0].model_dump(mode="json"), p.seed, sweep.spec.backend,
                     {"overrides": p.overrides, "sweep": sweep.name, "point": p.id,
@@ -255,10 +299,10 @@ def _execute(sweep: Sweep, out: Path, todo: list[Point], entries: dict[str, dict
             entries[pid].update(status=status, **({"reason": reason} if reason else {}))
             count[0] += 1
             progress(f"{pid} {status}", count[0], len(sweep.points))
-            _write_json(out, {**_sweep_meta(sweep, entries, "running"), "start": start})
+            _write_json(io, {**_sweep_meta(sweep, entries, "running"), "start": start})
 
     client = remote.pop() if remote else None  # run_points closes it
-    run_points(tasks, out, f"cowbench-{sweep.name}", scheduler, workers, finished, client)
+    run_points(tasks, io, f"cowbench-{sweep.name}", scheduler, workers, finished, client)
 
 
 BACKENDS_RUN = {"sim": ["sim"], "real": ["real"], "both": ["sim", "real"]}

@@ -29,6 +29,7 @@ from cowbench.scenario import parse_scenario
 
 from .clirun import cowbench as cowbench_cli
 from .conftest import needs_tools, small_dict
+from .hostile import NOBODY, give, shared_dir
 
 #: what the decoy run directory holds: another run's files, that no swap may change or remove
 DECOY_FILES = ("run.json", "lease.json", "comparison.csv", "measured.parquet",
@@ -248,3 +249,58 @@ def test_under_umask_000_a_real_run_creates_nothing_writable_by_others(
     assert run.returncode == 0, run.stderr
     assert any((tmp_path / "run").glob("raw/*-fio-*/output.json"))
     assert _writable_by_others(tmp_path / "run") == []
+
+
+# -- finding 3: a sweep's --out ------------------------------------------------------------------
+
+def test_sweep_out_gets_the_checks_of_run_out(tmp_path: Path) -> None:
+    """Finding 3: ``sweep --out`` took a symlink and a parent another user owns, that ``run
+    --out`` refuses; now both refuse them alike (exit 2, one clear line, nothing written)."""
+    sweep = _sweep_file(tmp_path, "sim")
+    with shared_dir() as shared:
+        target = tmp_path / "target"
+        target.mkdir()
+        (shared / "planted").symlink_to(target)
+        theirs = shared / "theirs"
+        theirs.mkdir()
+        give(theirs)
+        for out, why in ((shared / "planted", "is a symlink"),
+                         (theirs / "sw", f"owned by uid {NOBODY}")):
+            for command in (["run", str(tmp_path / "s.yaml"), "--backend", "sim"],
+                            ["sweep", str(sweep), "--scheduler", "inprocess"]):
+                r = cowbench_cli(*command, "--uncalibrated", "--out", str(out))
+                assert r.code == 2 and why in r.stderr, (command, r.stderr)
+                assert "Traceback" not in r.stderr
+        assert os.listdir(target) == [] and os.listdir(theirs) == []
+
+
+def test_a_sweep_whose_parent_is_swapped_redirects_nothing(
+        tmp_path: Path, decoy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Finding 3's exploit, made deterministic: once the points have run, the sweep
+    directory's parent is swapped for a symlink to a directory holding another sweep.json and
+    summary.csv; the sweep writes its summary and final sweep.json into its own directory,
+    warns where that is, and leaves the decoy as it was."""
+    import cowbench.sweep
+
+    for name in ("sweep.json", "summary.csv", "summary.parquet"):
+        (decoy / name).write_text(f"someone else's {name}\n")
+    before = _tree(decoy)
+    q = tmp_path / "q"
+    q.mkdir()
+    original = cowbench.sweep.write_summary
+
+    def swap_then_summarise(*args: Any, **kwargs: Any) -> Any:
+        _swap_parent(q, decoy.parent)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(cowbench.sweep, "write_summary", swap_then_summarise)
+    r = cowbench_cli("sweep", str(_sweep_file(tmp_path, "sim")), "--scheduler", "inprocess",
+                     "--uncalibrated", "--out", str(q / "r"))
+    assert r.code == 0, r.stderr
+    assert _tree(decoy) == before
+    real = tmp_path / "q.real" / "r"
+    meta = json.loads((real / "sweep.json").read_text())
+    assert meta["status"] == "ok" and (real / "summary.csv").is_file()
+    warning = " ".join(r.stderr.split())
+    assert f"warning: {q / 'r'} no longer leads to this sweep's directory" in warning
+    assert f"its files are in {real}" in warning

@@ -196,8 +196,9 @@ def test_unreachable_scheduler_is_a_clean_error(tmp_path: Path) -> None:
                                "address such as tcp://HOST:8786 (missing port number"),
     (["--scheduler", "foo://h:1"], "unknown protocol 'foo'"),
     (["--scheduler", "tcp://h"], "--scheduler tcp://h: not local"),
-    (["--out", "afile"], "afile: not a directory; choose another --out"),
-    (["--out", "afile/sub"], "afile/sub: cannot be made (Not a directory); choose another"),
+    (["--out", "afile"], "afile: exists and is not a directory"),  # run --out's checks
+    (["--out", "afile/sub"], "afile/sub: cannot create the sweep directory there: Not a "
+                             "directory"),
 ])
 def test_bad_scheduler_or_out_is_refused_before_anything_is_written(
         tmp_path: Path, args: list[str], needle: str) -> None:
