@@ -471,6 +471,8 @@ def _sweep(sw: Sweep, out_dir: Path | None, scheduler: str, workers: int | None,
                             progress=lambda m, d, t: bar.update(task, description=m,
                                                                 completed=d, total=t), csv=csv,
                             profile=profile, uncalibrated=uncalibrated)
+    # its name swapped meanwhile (warned): the sweep's files are where its directory went
+    out_dir = Path(_MOVED.get(str(out_dir.absolute()), out_dir))
     ok = int((summary.status == "ok").sum())
     out.print(f"{ok} of {len(summary)} points ok; sweep directory: {bold(out_dir)}",
               soft_wrap=True)
@@ -526,6 +528,8 @@ def _run_app() -> int:
 
 
 _SHOWN: set[str] = set()
+#: a sweep directory's name given -> where the directory really is (DirectoryMoved)
+_MOVED: dict[str, str] = {}
 
 
 def _show_warning(message: Warning | str, category: type[Warning], *rest: object,
@@ -536,6 +540,8 @@ def _show_warning(message: Warning | str, category: type[Warning], *rest: object
     if not issubclass(category, (FutureWarning, InexactStream, DirectoryMoved)):
         _SHOW_WARNING(message, category, *rest, **kw)  # type: ignore[arg-type]
     elif str(message) not in _SHOWN:
+        if isinstance(message, DirectoryMoved):  # what follows reads the sweep back from there
+            _MOVED[message.where] = message.real
         _SHOWN.add(str(message))
         err.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
 
@@ -555,6 +561,7 @@ def main() -> None:
     atexit.unregister(gc.freeze)
     atexit.register(gc.freeze)
     _SHOWN.clear()
+    _MOVED.clear()
     warnings.showwarning = _show_warning
     no_writes_by_others()  # before any file or child: nothing cowbench makes is others'
     try:

@@ -68,7 +68,12 @@ class DirectoryMoved(UserWarning):
     """A sweep's directory whose name no longer leads to it once the sweep is done (a directory
     above it renamed, or replaced by a symlink, meanwhile): the sweep went on in its own
     directory, held by its descriptor (``cowbench.fdtree.HeldDir``); the warning names where its
-    files really are. The command line shows it as one ``warning:`` line."""
+    files really are (:attr:`real`; :attr:`where`: the name given). The command line shows it
+    as one ``warning:`` line, and reads the sweep's files back from :attr:`real`."""
+
+    def __init__(self, message: str, where: str, real: str) -> None:
+        super().__init__(message)
+        self.where, self.real = where, real
 
 
 class InexactStream(UserWarning):

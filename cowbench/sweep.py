@@ -169,7 +169,7 @@ def _warn_moved(held: HeldDir) -> str:
     said = (f"{held.where} no longer leads to this sweep's directory (a directory above it "
             "was renamed or replaced while the sweep wrote there; nothing was written through "
             f"that name): its files are in {real}")
-    warnings.warn(DirectoryMoved(said), stacklevel=2)
+    warnings.warn(DirectoryMoved(said, str(held.where), real), stacklevel=2)
     return f"; warning: {said}"
 
 

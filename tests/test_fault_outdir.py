@@ -304,3 +304,5 @@ def test_a_sweep_whose_parent_is_swapped_redirects_nothing(
     warning = " ".join(r.stderr.split())
     assert f"warning: {q / 'r'} no longer leads to this sweep's directory" in warning
     assert f"its files are in {real}" in warning
+    assert f"sweep directory: {real}" in " ".join(r.stdout.split())  # read back from there
+    assert "I/O figures are uncalibrated" in r.stdout  # its points' run.json, read there
