@@ -234,29 +234,31 @@ class _Run:
         """Run the backends; whatever ends the run, run.json says how (never ``running``).
         Its messages name the run directory as the user did, unless that name no longer
         leads to it (:meth:`_where`)."""
+        named = self._named
         with interrupts_raise() as received:
             try:
                 outcome = self._interruptible(predicted, received)
             except (KeyboardInterrupt, Interrupted) as err:
-                reason = str(err) or "interrupted by signal SIGINT"
+                reason = named(str(err) or "interrupted by signal SIGINT")
                 kept = self._keep_measured()
                 self._finish("interrupted", reason, signal=signal_name(received, reason))
                 out, moved = self._where()
                 raise Interrupted(f"{reason}; run directory: {out}{kept}{moved}") from None
             except CowbenchError as err:
                 kept = self._keep_measured()
-                self._finish("failed", str(err))
+                self._finish("failed", named(str(err)))
                 out, moved = self._where()
-                raise RunFailed(f"run failed: {err}; details in {out}/run.json and "
+                raise RunFailed(f"run failed: {named(str(err))}; details in {out}/run.json and "
                                 f"{out}/raw/{kept}{moved}") from err
             except OSError as err:  # ENOSPC, EIO, ...: a reason, not a traceback
                 kept = self._keep_measured()
-                self._finish("failed", f"{err.strerror or err}: {err.filename or ''}".strip())
+                self._finish("failed", named(f"{err.strerror or err}: {err.filename or ''}")
+                             .strip())
                 out, moved = self._where()
-                raise RunFailed(f"run failed: {err}; details in {out}/run.json{kept}{moved}") \
-                    from err
+                raise RunFailed(f"run failed: {named(str(err))}; details in {out}/run.json"
+                                f"{kept}{moved}") from err
             except BaseException as err:  # MemoryError, a bug: still recorded, one line
-                reason = f"{type(err).__name__}: {err}".strip().rstrip(":")
+                reason = named(f"{type(err).__name__}: {err}".strip().rstrip(":"))
                 self._finish("failed", reason)
                 out, moved = self._where()
                 raise RunFailed(f"run failed: {reason}; details in {out}/run.json{moved}") \
@@ -266,6 +268,12 @@ class _Run:
         if real is not None:
             outcome.run_dir, outcome.moved = Path(real), self._moved(real)
         return outcome
+
+    def _named(self, text: str) -> str:
+        """``text`` (an error's) with the run directory as the user named it in place of the
+        descriptor's path it was written through (``/proc/<pid>/fd/<fd>``, meaningless once
+        the run has ended)."""
+        return text.replace(str(self.rd.path), str(self.rd.shown))
 
     def _where(self) -> tuple[Path, str]:
         """Where the run's files are, for a message, and the warning to add when that is no

@@ -227,7 +227,10 @@ def _prepare(sweep: Sweep, io: Path, out: Path) -> dict[str, dict[str, Any]]:
     if not meta_path.exists() and any(io.iterdir()):
         raise UsageError(f"{out}: holds files but no sweep.json; choose another --out")
     if meta_path.exists():
-        old = _old_meta(meta_path)
+        try:
+            old = _old_meta(meta_path)
+        except UsageError as err:  # its message names the file as the user does
+            raise UsageError(str(err).replace(str(io), str(out))) from None
         same = _old_points(old) == [(p.overrides, p.seed) for p in sweep.points]
         if not same or old.get("scenario") != sweep.base:
             raise UsageError(f"{out}: holds a different sweep (other points or scenario); "

@@ -141,6 +141,24 @@ def test_a_failed_run_whose_parent_was_swapped_names_its_real_directory(
     assert _tree(decoy) == before
 
 
+def test_a_failure_names_the_run_directory_as_given_not_its_descriptor(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run writes through ``/proc/<pid>/fd/<fd>``; an error naming a file there (a disk
+    full) is told, and recorded in run.json, with the path the user gave."""
+    from cowbench.errors import RunFailed
+
+    def full(self: Any, name: str) -> None:
+        raise OSError(28, "No space left on device", str(self.rd.path / "predicted.csv"))
+
+    monkeypatch.setattr(cowbench.runner._Run, "step", full)
+    with pytest.raises(RunFailed) as err:
+        run_scenario(parse_scenario(small_dict()), tmp_path / "r", "sim")
+    reason = json.loads((tmp_path / "r" / "run.json").read_text())["reason"]
+    assert reason == f"No space left on device: {tmp_path / 'r' / 'predicted.csv'}"
+    assert "/proc/" not in str(err.value) and str(tmp_path / "r" / "predicted.csv") in \
+        str(err.value)
+
+
 @pytest.mark.real
 @needs_tools
 def test_a_parent_swapped_during_the_real_run_redirects_nothing(
