@@ -275,6 +275,17 @@ class _Run:
         the run has ended)."""
         return text.replace(str(self.rd.path), str(self.rd.shown))
 
+    def _named_in(self, record: Any) -> Any:
+        """``record`` (run.json's block: dicts, lists, strings) with :meth:`_named` applied to
+        every string in it."""
+        if isinstance(record, str):
+            return self._named(record)
+        if isinstance(record, dict):
+            return {k: self._named_in(v) for k, v in record.items()}
+        if isinstance(record, list):
+            return [self._named_in(v) for v in record]
+        return record
+
     def _where(self) -> tuple[Path, str]:
         """Where the run's files are, for a message, and the warning to add when that is no
         longer the path the user gave (a directory above it renamed, or replaced by a symlink,
@@ -365,7 +376,8 @@ class _Run:
             self.progress("drift: measuring the profile's probes again")
             from .drift import run_drift
 
-            rd.write_meta(drift=run_drift(self.scenario, rd.path, self.progress, self.lease))
+            drift = run_drift(self.scenario, rd.path, self.progress, self.lease)
+            rd.write_meta(drift=self._named_in(drift))  # its "dir": the user's path
             self.step("drift")
         return RunOutcome(rd.shown, predicted, measured, comparison, spread,
                           self.repeat if measured is not None else 0)

@@ -178,6 +178,29 @@ def test_a_parent_swapped_during_the_real_run_redirects_nothing(
     assert any(real.glob("raw/*-fio-*/output.json"))
 
 
+@pytest.mark.real
+@needs_tools
+def test_the_drift_block_names_the_run_directory_as_given(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_leaks: None) -> None:
+    """The drift is measured in the held run directory (its ``/proc/<pid>/fd/<fd>``); run.json
+    records it by the path the user gave."""
+    import cowbench.drift
+
+    seen: list[Path] = []
+
+    def drift(_s: Any, run_dir: Path, *_a: Any) -> dict[str, Any]:
+        seen.append(run_dir)
+        return {"measured": True, "dir": str(run_dir),
+                "profiles": [{"dir": str(run_dir / "x")}]}
+
+    monkeypatch.setattr(cowbench.drift, "run_drift", drift)
+    run_scenario(parse_scenario(small_dict()), tmp_path / "r", "both")
+    assert [str(p).startswith("/proc/") for p in seen] == [True]
+    block = json.loads((tmp_path / "r" / "run.json").read_text())["drift"]
+    assert block == {"measured": True, "dir": str(tmp_path / "r"),
+                     "profiles": [{"dir": str(tmp_path / "r" / "x")}]}
+
+
 def test_gc_leaves_a_swapped_run_directory_alone(tmp_path: Path, decoy: Path) -> None:
     """A run killed outright whose directory's name was swapped since: gc removes what the
     lease recorded, but neither marks the decoy's run.json nor deletes its lease.json."""
