@@ -15,6 +15,9 @@ symlink and never crossing into another filesystem (a mount inside is left alone
 its entry from the parent only if that entry is still the directory created (same ``st_dev`` and
 ``st_ino``); if the entry was renamed meanwhile, the parent is searched for it by inode.
 :func:`remove_recorded` does the same for a tree a dead run recorded (``cowbench gc``).
+
+A :class:`HeldDir` is a run's or a sweep's directory, made and held the same way, but readable
+by others (0755) and named to the user as they gave it; it is not removed.
 """
 
 from __future__ import annotations
@@ -168,8 +171,8 @@ class HeldDir:
         except OSError as err:  # a symlink (ELOOP), a file (ENOTDIR): never followed
             raise UsageError(f"{where}: not a directory of its own ({err.strerror}); refused")\
                 from None
+        st = os.fstat(fd)
         try:
-            st = os.fstat(fd)
             if made and (st.st_uid != os.geteuid() or os.listdir(fd)):
                 raise UsageError(f"{where}: replaced while it was being created (owner "
                                  f"{st.st_uid}); refused")
@@ -184,6 +187,8 @@ class HeldDir:
             _probe(fd, where, what)
         except BaseException:
             os.close(fd)
+            if made:  # refused: nothing left half-made (the directory, if it is still ours)
+                _rmdir_entry(pfd, name, st.st_dev, st.st_ino)
             raise
         return cls(fd, st.st_dev, st.st_ino, where)
 

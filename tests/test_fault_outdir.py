@@ -141,6 +141,27 @@ def test_a_failed_run_whose_parent_was_swapped_names_its_real_directory(
     assert _tree(decoy) == before
 
 
+def test_the_held_directory_is_never_reached_through_a_symlink_at_its_name(
+        tmp_path: Path) -> None:
+    """A symlink planted at the name after ``--out`` was checked (the window before the
+    ``mkdir``) is not followed: the run is refused and nothing is written where it leads; an
+    existing directory others may write is refused too."""
+    from cowbench.errors import UsageError
+    from cowbench.fdtree import HeldDir
+
+    target = tmp_path / "target"
+    target.mkdir()
+    (tmp_path / "planted").symlink_to(target)
+    with pytest.raises(UsageError, match="planted: not a directory of its own"):
+        HeldDir.hold(tmp_path / "planted", "run directory")
+    assert os.listdir(target) == []
+    open_dir = tmp_path / "open"
+    open_dir.mkdir()
+    open_dir.chmod(0o777)
+    with pytest.raises(UsageError, match="open: writable by others .mode 777."):
+        HeldDir.hold(open_dir, "run directory")
+
+
 def test_a_failure_names_the_run_directory_as_given_not_its_descriptor(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The run writes through ``/proc/<pid>/fd/<fd>``; an error naming a file there (a disk
