@@ -145,7 +145,7 @@ def recorded_traces(directory: Path, limit: int | None = None) -> list[Trace]:
 def _head(path: Path, lines: int | None) -> str:
     """The log's first ``lines`` lines; the file is cut to them (a time-based null run
     issues more than it is asked for, and raw/ keeps what the model used)."""
-    text = read_log(path)
+    text = read_log(path, for_user=False)
     if lines is None:
         return text
     head = "".join(text.splitlines(keepends=True)[:lines]) if text.count("\n") > lines \

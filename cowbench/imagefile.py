@@ -110,11 +110,7 @@ def _in_tree(real: str, trees: tuple[str, ...]) -> bool:
     return any(p == PurePosixPath(t) or PurePosixPath(t) in p.parents for t in trees)
 
 
-def _readable_by(st: os.stat_result, uid: int, gid: int) -> bool:
-    if uid == 0:
-        return True
-    if st.st_uid == uid:
-        return bool(st.st_mode & stat.S_IRUSR)
+def _groups(uid: int, gid: int) -> set[int]:
     groups = {gid}
     try:
         import pwd
@@ -122,13 +118,48 @@ def _readable_by(st: os.stat_result, uid: int, gid: int) -> bool:
         groups |= set(os.getgrouplist(pwd.getpwuid(uid).pw_name, gid))
     except (KeyError, OSError):
         pass
+    return groups
+
+
+def _allows(st: os.stat_result, uid: int, groups: set[int], usr: int, grp: int,
+            oth: int) -> bool:
+    """Whether ``st``'s mode gives ``uid`` (in ``groups``) the permission whose bits for
+    owner, group and others are ``usr``, ``grp``, ``oth`` (the kernel's order: the owner's
+    bits alone decide for the owner, then the group's, then the others')."""
+    if st.st_uid == uid:
+        return bool(st.st_mode & usr)
     if st.st_gid in groups:
-        return bool(st.st_mode & stat.S_IRGRP)
-    return bool(st.st_mode & stat.S_IROTH)
+        return bool(st.st_mode & grp)
+    return bool(st.st_mode & oth)
+
+
+def _readable_by(st: os.stat_result, real: str, uid: int, gid: int) -> bool:
+    """Whether ``uid`` could open the file ``st`` at ``real`` for reading itself: read
+    permission on it and search permission on every directory above it."""
+    if uid == 0:
+        return True
+    groups = _groups(uid, gid)
+    if not _allows(st, uid, groups, stat.S_IRUSR, stat.S_IRGRP, stat.S_IROTH):
+        return False
+    for d in PurePosixPath(real).parents:
+        try:
+            dst = os.stat(d)
+        except OSError:
+            return False
+        if not _allows(dst, uid, groups, stat.S_IXUSR, stat.S_IXGRP, stat.S_IXOTH):
+            return False
+    return True
 
 
 def check_policy(st: os.stat_result, real: str, allow_untrusted: bool) -> None:
-    """Raise :class:`ImagePolicyError` if the opened file may not be used."""
+    """Raise :class:`ImagePolicyError` if the opened file may not be used.
+
+    The one rule for every file cowbench reads for a user: an image, and (through
+    :func:`cowbench.safeload.read_input`, with ``allow_untrusted=True``) a scenario, a sweep
+    file, a job file and its includes, a ``read_iolog`` trace, a profile. Root never reads
+    for the invoking user what they could not read themselves, nor anything under
+    :data:`FORBIDDEN_TREES`. The owner rule matters only for an image, which qemu opens
+    again later; a text input is read once, through the descriptor that was checked."""
     if not stat.S_ISREG(st.st_mode):
         raise ImagePolicyError("is not a regular file (a device, FIFO, socket or directory); "
                                "refused")
@@ -139,7 +170,7 @@ def check_policy(st: os.stat_result, real: str, allow_untrusted: bool) -> None:
         raise ImagePolicyError(f"is owned by uid {st.st_uid}, neither root nor the invoking "
                                f"user (uid {uid}); refused (set allow_untrusted_path: true on "
                                "the image to use it: it is copied before it is inspected)")
-    if not _readable_by(st, uid, gid):
+    if not _readable_by(st, real, uid, gid):
         raise ImagePolicyError(f"is not readable by the invoking user (uid {uid}); refused")
 
 

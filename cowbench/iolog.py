@@ -154,12 +154,14 @@ def read_latlogs(prefix: Path) -> list[Trace]:
     files = latlog_files(prefix)
     if not files:
         raise TraceError(f"{prefix}: fio wrote no latency logs ({prefix.name}_lat.N.log)")
-    return [parse_latlog(read_log(p), str(p)) for p in files]
+    return [parse_latlog(read_log(p, for_user=False), str(p)) for p in files]
 
 
-def read_log(path: Path) -> str:
-    """A log fio wrote (an iolog, a latency log): a regular file, size-capped."""
+def read_log(path: Path, for_user: bool = True) -> str:
+    """A log fio wrote (an iolog, a latency log): a regular file, size-capped; ``for_user``:
+    a user's trace, held to :func:`cowbench.safeload.read_input`'s rule (``False``: the logs
+    fio wrote in a run's own tree)."""
     try:
-        return read_input(path, "fio log", MAX_IOLOG_BYTES)
+        return read_input(path, "fio log", MAX_IOLOG_BYTES, for_user=for_user)
     except ScenarioError as err:
         raise TraceError(str(err)) from None

@@ -164,7 +164,8 @@ def read_sections(path: str | Path) -> list[Section]:
         key, eq, value = line.partition("=")
         key = key.strip()
         if not re.fullmatch(r"[A-Za-z0-9_-]+", key):
-            raise _fail(source, f"line {lineno}", f"{key!r} is not an option name")
+            shown = key if len(key) <= 40 else f"{key[:20]}...({len(key)} characters)"
+            raise _fail(source, f"line {lineno}", f"{shown!r} is not an option name")
         if eq and key in CHOICES and value[:1].isspace():
             raise _fail(source, f"line {lineno}", f"{line!r}: fio 3.33 fails parsing it (it "
                         f"reads {key}'s value from right after '=', blank included); write "

@@ -241,7 +241,7 @@ def _sweep_name(path: Path) -> str:
     if not (path / SWEEP_FILE).exists():
         return path.resolve().name
     try:
-        meta = load_json_file(path / SWEEP_FILE, SWEEP_FILE)
+        meta = load_json_file(path / SWEEP_FILE, SWEEP_FILE, for_user=False)
     except ScenarioError as err:
         raise UsageError(str(err)) from None
     name = meta.get("name") if isinstance(meta, dict) else None
@@ -294,7 +294,7 @@ def _never_finished(path: Path, found: set[str]) -> list[tuple[str, str]]:
     missing (before, it showed the finished part as the whole sweep)."""
     if not (path / SWEEP_FILE).is_file():
         return []
-    meta = load_json_file(path / SWEEP_FILE, SWEEP_FILE)
+    meta = load_json_file(path / SWEEP_FILE, SWEEP_FILE, for_user=False)
     entries = meta.get("points") if isinstance(meta, dict) else None
     out = []
     for e in entries if isinstance(entries, list) else []:
@@ -312,7 +312,7 @@ def _sweep_statuses(path: Path) -> list[str]:
     if not (path / SWEEP_FILE).is_file():
         return []
     try:
-        meta = load_json_file(path / SWEEP_FILE, SWEEP_FILE)
+        meta = load_json_file(path / SWEEP_FILE, SWEEP_FILE, for_user=False)
     except ScenarioError as err:
         raise UsageError(str(err)) from None
     points = meta.get("points") if isinstance(meta, dict) else None

@@ -62,8 +62,17 @@ def _a(what: str) -> str:
     return f"{'an' if what[:1] in tuple('aeiou') else 'a'} {what}"
 
 
-def read_input(path: str | Path, what: str = "input", limit: int = MAX_INPUT_BYTES) -> str:
-    """The text of ``path``, a regular file of at most ``limit`` bytes (UTF-8)."""
+def read_input(path: str | Path, what: str = "input", limit: int = MAX_INPUT_BYTES, *,
+               for_user: bool = True) -> str:
+    """The text of ``path``, a regular file of at most ``limit`` bytes (UTF-8).
+
+    ``for_user``: a file a user named (a scenario, a sweep, a job file and its includes, a
+    trace, a profile), held to the image rule before a byte is read
+    (:func:`cowbench.imagefile.check_policy`: not under ``/etc``, ``/proc``, ``/sys``,
+    ``/dev``, and readable by the invoking user, ``SUDO_UID`` under sudo), so an error quoting
+    it never shows that user what they could not read. ``False`` only for what cowbench
+    itself wrote into a run directory (``run.json``, the resolved ``scenario.yaml``, fio's
+    own logs)."""
     source = str(path)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
@@ -76,6 +85,8 @@ def read_input(path: str | Path, what: str = "input", limit: int = MAX_INPUT_BYT
         if not stat.S_ISREG(st.st_mode):
             kind = _KIND.get(stat.S_IFMT(st.st_mode), "not a regular file")
             raise _refuse(source, f"is {kind}, not a regular file; refused")
+        if for_user:
+            _check_user_may_read(fd, st, source)
         if st.st_size > limit:
             raise _refuse(source, f"{st.st_size} bytes: larger than the {limit >> 20} MiB "
                                   f"{_a(what)} file may be")
@@ -90,6 +101,15 @@ def read_input(path: str | Path, what: str = "input", limit: int = MAX_INPUT_BYT
         return data.decode("utf-8")
     except UnicodeDecodeError as err:
         raise _refuse(source, f"not UTF-8 text (byte {err.start})") from None
+
+
+def _check_user_may_read(fd: int, st: os.stat_result, source: str) -> None:
+    from .imagefile import ImagePolicyError, check_policy
+
+    try:
+        check_policy(st, os.readlink(f"/proc/self/fd/{fd}"), allow_untrusted=True)
+    except ImagePolicyError as err:
+        raise _refuse(source, str(err)) from None
 
 
 def _read_at_most(fd: int, n: int) -> bytes:
@@ -233,17 +253,18 @@ def _yaml_reason(err: yaml.YAMLError) -> str:
 
 def load_yaml_file(path: str | Path, what: str = "input", resolved: bool = False) -> Any:
     """Read and parse a YAML file under every limit of this module (``resolved``: the larger
-    caps of a run directory's own ``scenario.yaml``)."""
+    caps of a run directory's own ``scenario.yaml``, which cowbench wrote)."""
     if resolved:
-        return load_yaml(read_input(path, what, MAX_RESOLVED_BYTES), str(path),
+        return load_yaml(read_input(path, what, MAX_RESOLVED_BYTES, for_user=False), str(path),
                          MAX_RESOLVED_NODES)
     return load_yaml(read_input(path, what), str(path))
 
 
-def load_json_file(path: str | Path, what: str = "input") -> Any:
+def load_json_file(path: str | Path, what: str = "input", *, for_user: bool = True) -> Any:
     """Read and parse a JSON file (a regular file, size capped); JSON nests at most as deep as
-    Python's recursion allows, and a deeper document is refused."""
-    text = read_input(path, what)
+    Python's recursion allows, and a deeper document is refused. ``for_user``: as for
+    :func:`read_input`."""
+    text = read_input(path, what, for_user=for_user)
     try:
         return json.loads(text)
     except RecursionError:

@@ -248,6 +248,15 @@ def scenario_hash(s: Scenario) -> str:
 
 
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_.-]+")
+#: Longest key an error quotes whole: a longer one (a line of some file read as YAML) is cut,
+#: so an "unknown key" error names the key without echoing the line.
+MAX_SHOWN_KEY = 40
+
+
+def _shown(part: str) -> str:
+    if len(part) <= MAX_SHOWN_KEY:
+        return part
+    return f"{part[:MAX_SHOWN_KEY // 2]}...({len(part)} characters)"
 
 
 def _loc(loc: tuple[int | str, ...]) -> str:
@@ -257,8 +266,8 @@ def _loc(loc: tuple[int | str, ...]) -> str:
             out += f"[{part}]"
         elif part.startswith(("function-", "constrained-")) or part in ("int", "str"):
             continue
-        elif not _PLAIN_KEY.fullmatch(part):
-            out += f"[{part!r}]"  # control characters, spaces, quotes: shown escaped
+        elif len(part) > MAX_SHOWN_KEY or not _PLAIN_KEY.fullmatch(part):
+            out += f"[{_shown(part)!r}]"  # control characters, spaces, quotes: shown escaped
         else:
             out += f".{part}" if out else str(part)
     return out

@@ -652,7 +652,7 @@ def _sweep_json(path: Path) -> dict[str, Any] | None:
     if not (path / "sweep.json").exists():
         return None
     try:
-        meta = load_json_file(path / "sweep.json", "sweep.json")
+        meta = load_json_file(path / "sweep.json", "sweep.json", for_user=False)
     except ScenarioError as err:
         raise UsageError(str(err)) from None
     return meta if isinstance(meta, dict) else None

@@ -265,7 +265,7 @@ def read_run(path: Path) -> dict[str, Any]:
     if not (path / "run.json").exists():
         raise UsageError(f"{path}: not a run directory (no run.json)")
     try:
-        meta = load_json_file(path / "run.json", "run.json")
+        meta = load_json_file(path / "run.json", "run.json", for_user=False)
     except ScenarioError as err:
         raise UsageError(str(err)) from None
     if not isinstance(meta, dict):

@@ -258,7 +258,7 @@ def _old_meta(path: Path) -> dict[str, Any]:
     """A previous sweep.json, or a one-line error if it is damaged (it is never overwritten
     then: the user decides)."""
     try:
-        old = load_json_file(path, "sweep.json")
+        old = load_json_file(path, "sweep.json", for_user=False)
     except ScenarioError as err:
         raise UsageError(f"{err}; repair or remove it, or choose another --out") from None
     if not isinstance(old, dict):
@@ -276,7 +276,7 @@ def _old_points(old: dict[str, Any]) -> list[tuple[Any, Any]] | None:
 
 def _point_status(d: Path) -> str:
     try:
-        meta = load_json_file(d / "run.json", "run.json")
+        meta = load_json_file(d / "run.json", "run.json", for_user=False)
     except ScenarioError:
         return "missing"
     return str(meta.get("status", "missing")) if isinstance(meta, dict) else "missing"
@@ -353,7 +353,8 @@ def recorded_profiles(out: Path, sweep: Sweep) -> dict[str, dict[str, Any] | Non
     blocks: dict[str, dict[str, Any] | None] = {}
     for p in sweep.points:
         try:
-            meta = load_json_file(out / "points" / p.id / "run.json", "run.json")
+            meta = load_json_file(out / "points" / p.id / "run.json", "run.json",
+                                  for_user=False)
         except ScenarioError:
             continue
         if isinstance(meta, dict) and meta.get("status") == "ok":

@@ -200,14 +200,16 @@ def test_special_files_are_refused_without_being_read(tmp_path: Path) -> None:
 
 def test_a_file_the_invoking_user_cannot_read_is_refused(tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    """Under sudo, root does not read for the user a file the user could not read."""
-    secret = tmp_path / "secret.raw"
-    secret.write_bytes(MARKER * 1000)
-    secret.chmod(0o600)
+    """Under sudo, root does not read for the user a file the user could not read (in a
+    directory the user can enter: tmp_path is root's alone, and the scenario must be
+    readable for the image to be reached)."""
     monkeypatch.setenv("SUDO_UID", str(NOBODY))
     monkeypatch.setenv("SUDO_GID", str(NOBODY))
-    assert "not readable by the invoking user" in _refusal(_image_scenario(tmp_path,
-                                                                           str(secret)))
+    with shared_dir() as d:
+        secret = d / "secret.raw"
+        secret.write_bytes(MARKER * 1000)
+        secret.chmod(0o600)
+        assert "not readable by the invoking user" in _refusal(_image_scenario(d, str(secret)))
 
 
 @pytest.mark.real
