@@ -22,12 +22,14 @@ hosts (0.26 GiB estimated), 0.32 GiB for the fleet-year (10^5 on 100; 0.34 estim
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from .errors import UsageError
 from .nova.tenancy import root_bytes
+from .profile import MIN_PATH_S
 from .units import parse_size
 
 if TYPE_CHECKING:
@@ -65,6 +67,8 @@ RANDOM_MAP_BYTES = 8  # fio's random map: a next-free int64 per block (sim/workl
 PER_VM_S = 3e-4
 PER_VM_BYTES = 8 << 10
 PER_IO_S = 1e-5
+#: memory the model keeps per simulated I/O: its latency, in the VM's list and its clone's
+IO_RECORD_BYTES = 32
 FLEET_FIXED_BYTES = 256 * MIB  # the interpreter, numpy, pandas, simpy; a chunk's evaluation
 FLEET_VM_BYTES = 600  # draws, placements, events of the living, end-of-life figures
 FLEET_HOST_SAMPLE_BYTES = 900  # 8 records per host and sample, while the frame is built
@@ -144,7 +148,7 @@ def exact_cost(s: Scenario) -> tuple[int, float]:
     mem, ios = 0, 0.0
     for vm in s.vms:
         job_mem, job_ios = _job_bytes(s, vm)
-        mem += PER_VM_BYTES + _disk_bytes(s, vm) + job_mem + int(job_ios * 32)  # 32: a latency
+        mem += PER_VM_BYTES + _disk_bytes(s, vm) + job_mem + int(job_ios * IO_RECORD_BYTES)
         ios += job_ios
     for img in s.images:  # the cache's raw base per host, and the image as uploaded
         if img.virtual_size:
@@ -222,7 +226,108 @@ def _machine_memory() -> int | None:
         return None
 
 
+def fastest_io_s(s: Scenario, vm: Any) -> tuple[float, float, str] | None:
+    """(the least simulated time one guest I/O of ``vm`` takes in the model, the most I/Os a
+    second the VM's disk can complete whatever its iodepth, where the figures come from), or
+    None while the VM's profile is named but not loaded (checked again once it is).
+
+    Uncalibrated (``sim.perf.device.Device``): every guest I/O is a request served by its
+    host's queue, ``channels`` at once, each for at least ``device.metadata_latency_s``.
+    Calibrated (``sim.perf.demand``, ``sim.perf.host``): at least ``client_s`` plus the path,
+    which is the smallest figure of the profile's path tables (flat past their ends; a hole's
+    path is the smallest size's less ``hole_read_s``) plus any negative qcow2 figure, never
+    under :data:`cowbench.profile.MIN_PATH_S`; with a host scheduler, each I/O also runs its
+    issuer's and its server's CPU (``sched``, the cheapest kind's) on that VM's two
+    processes, one I/O at a time each."""
+    host = next((h for h in s.hosts if h.name == (vm.host or s.hosts[0].name)), None)
+    cal = host.calibrated if host is not None and host.calibrated is not None \
+        else s.device.calibrated
+    if cal is None:
+        if s.device.profile is not None or (host is not None and host.profile is not None):
+            return None
+        t = s.device.metadata_latency_s
+        return t, s.device.channels / t if t > 0 else math.inf, "device.metadata_latency_s"
+    path = min(v for table in (cal.read_path_s, cal.write_path_s) for _, v in table)
+    hole = cal.read_path_s[0][1] - cal.hole_read_s
+    extra = min(0.0, cal.qcow2_read_s + min(0.0, cal.chain_base_s), cal.qcow2_write_s)
+    t = cal.client_s + max(MIN_PATH_S, min(path, hole) + extra)
+    sched = cal.sched
+    if sched is None:
+        return t, math.inf, "the profile's path"
+    kinds = [(sched.issuer_io_s, sched.server_io_s), *((k.issuer_io_s, k.server_io_s)
+                                                      for k in (sched.hole, sched.alloc)
+                                                      if k is not None)]
+    cpu = max(min(i for i, _ in kinds), min(o for _, o in kinds))
+    return t, 1 / cpu if cpu > 0 else math.inf, "the profile's path and CPU"
+
+
+def _runs_of(s: Scenario) -> list[tuple[Any, str]]:
+    """(VM, workload name) of every workload run: the VMs' own, or the timeline's runs."""
+    if s.timeline is None:
+        return [(vm, vm.workload) for vm in s.vms if vm.workload is not None]
+    from .lifecycle import expand_timeline
+
+    vms = {vm.name: vm for vm in s.vms}
+    return [(vms[op.vm], op.workload) for op in expand_timeline(s)
+            if op.op == "run" and op.workload is not None and op.vm in vms]
+
+
+def timed_ios(s: Scenario) -> dict[str, tuple[float, str]]:
+    """For each time-based workload, the most I/Os its runs could make the model simulate,
+    with how that figure was reached: a rate times its ramp and runtime (cut to the
+    scenario's ``duration``) and a second. The rate is the I/Os in flight (``iodepth`` of
+    each clone) over the fastest I/O the model gives, at most what the VM's disk can
+    complete a second (:func:`fastest_io_s`), or ``rate_iops`` where that is less. A job
+    bounded by its bytes is counted by :func:`exact_cost`; a time-based one repeats its
+    region until its time is up."""
+    out: dict[str, tuple[float, str]] = {}
+    for vm, name in _runs_of(s):
+        group = s.workloads.get(name)
+        for wl in group.parts if group is not None else []:
+            if not wl.time_based:
+                continue
+            fastest = fastest_io_s(s, vm)
+            if fastest is None:
+                continue
+            t_min, cap, where = fastest
+            runtime = min(wl.runtime, s.duration) if s.duration is not None and wl.runtime \
+                else wl.runtime or s.duration or 0.0
+            runtime += wl.ramp_s
+            depth = wl.iodepth * wl.numjobs
+            rate = min(depth / t_min if t_min > 0 else math.inf, cap)
+            if wl.rate_cap is not None and wl.rate_cap * wl.numjobs < rate:
+                rate, why = wl.rate_cap * wl.numjobs, f"rate_iops {wl.rate_cap} a clone"
+            else:
+                why = (f"{depth} I/O(s) in flight, each at least {t_min * 1e6:.3g} us, at "
+                       f"most {rate:.3g} a second ({where})")
+            n = rate * (runtime + 1)
+            total, _ = out.get(name, (0.0, why))
+            out[name] = (total + n, f"{why}, for {_duration(runtime)} a run")
+    return out
+
+
+def timed_problems(s: Scenario) -> list[tuple[str, str]]:
+    """A time-based job's I/Os bounded before the model runs: each simulated I/O keeps
+    :data:`IO_RECORD_BYTES` (its latencies), so the most a run could simulate must fit the
+    memory budget; refused at the runtime of the job that would simulate the most."""
+    ios = timed_ios(s)
+    if not ios:
+        return []
+    total = sum(n for n, _ in ios.values())
+    budget = model_memory_budget()
+    if total * IO_RECORD_BYTES <= budget:
+        return []
+    name, (n, why) = max(ios.items(), key=lambda kv: kv[1][0])
+    return [(f"workloads.{name}.runtime", f"a time-based job the model could run for up to "
+             f"{n:.3g} I/Os ({why}), {_size(total * IO_RECORD_BYTES)} of memory with the "
+             f"scenario's other time-based jobs; at most {_size(budget)} ({MEMORY_ENV} to "
+             "give it more): shorten the runtime or set rate_iops")]
+
+
 def exact_problems(s: Scenario) -> list[tuple[str, str]]:
+    timed = timed_problems(s)
+    if timed:
+        return timed
     mem, _ = exact_cost(s)
     budget = model_memory_budget()
     if mem <= budget:

@@ -269,6 +269,12 @@ def _bad_table(rows: list[Any] | tuple[Any, ...], key: str) -> str | None:
     return None
 
 
+#: The least path time one guest I/O takes in the calibrated model (``sim.perf.demand``): the
+#: floor of its time, whatever the profile's fit, and so of the rate a clone can reach there
+#: (``cowbench.bounds.fastest_io_s``).
+MIN_PATH_S = 1e-6
+
+
 class PerfParams(_Frozen):
     """The I/O model's parameters (``sim.perf``), all in seconds, bytes and bytes/s.
 

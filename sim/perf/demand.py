@@ -10,12 +10,12 @@ from typing import Literal
 
 import numpy as np
 
+from cowbench.profile import MIN_PATH_S as MIN_PATH_S  # the calibrated model's floor
 from cowbench.profile import CpuCost, PerfParams, Probe
 from sim.storage.disk import HostIO
 
 Fmt = Literal["raw", "qcow2", "qcow2_ext"]
 
-MIN_PATH_S = 1e-6
 #: the path's part of a probe's qd1 time is never taken below this share of it
 MIN_PATH_SHARE = 0.1
 #: what a hole punched by a trim costs where the profile has no trim probe (made before it):
