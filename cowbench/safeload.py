@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -124,12 +125,67 @@ def _read_at_most(fd: int, n: int) -> bytes:
     return b"".join(chunks)
 
 
+class LongInteger(ValueError):
+    """An integer literal longer than Python converts from or to text
+    (``sys.get_int_max_str_digits()``, 4300 digits): refused where it is written."""
+
+    def __init__(self, node: Node, digits: int) -> None:
+        super().__init__(f"an integer of {digits} digits: more than the "
+                         f"{_max_digits()} digits Python reads or prints; refused")
+        self.node = node
+
+
+def _max_digits() -> int:
+    return sys.get_int_max_str_digits() or 4300
+
+
+def _construct_int(loader: Any, node: ScalarNode) -> int:
+    """PyYAML's int, but an integer over :func:`_max_digits` digits (in any base: a long hex
+    literal would fail later, when an error message prints it) is :class:`LongInteger`."""
+    text = str(node.value).replace("_", "").lstrip("+-")
+    limit = _max_digits()
+    if len(text) > limit:
+        raise LongInteger(node, len(text))
+    try:
+        value: int = SafeConstructor.construct_yaml_int(loader, node)
+    except ValueError:  # a sexagesimal part over the limit
+        raise LongInteger(node, len(text)) from None
+    if abs(value) >= 10 ** limit:  # more than ``limit`` decimal digits
+        raise LongInteger(node, int(value.bit_length() * 0.30103) + 1)
+    return value
+
+
+def node_path(root: Node, target: Node) -> str | None:
+    """The key path (``a.b[0].c``) of ``target`` in the document ``root``, as written; a
+    key names its mapping's path and itself (cut to 20 characters)."""
+    seen: set[int] = set()
+    stack: list[tuple[Node, str]] = [(root, "")]
+    while stack:
+        node, path = stack.pop()
+        if node is target:
+            return path
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, SequenceNode):
+            stack += reversed([(child, f"{path}[{i}]") for i, child in enumerate(node.value)])
+        elif isinstance(node, MappingNode):
+            for key, value in reversed(node.value):  # popped in the document's order
+                name = str(key.value)[:20] if isinstance(key, ScalarNode) else "?"
+                if key is target:
+                    return f"{path}.{name}..." if path else f"{name}..."
+                stack.append((value, f"{path}.{name}" if path else name))
+    return None
+
+
 class _Limits:
     """Depth and alias limits while composing, duplicate keys refused while constructing:
     mixed into a loader whose composer is PyYAML's ``Composer``."""
 
     _depth = 0
     _aliases = 0
+    yaml_constructors = {**SafeConstructor.yaml_constructors,
+                         "tag:yaml.org,2002:int": _construct_int}
 
     def compose_node(self, parent: Node | None, index: Any) -> Node | None:
         loader: Any = self
@@ -237,7 +293,12 @@ def load_yaml(text: str, source: str, max_nodes: int = MAX_NODES) -> Any:
                                       f"{max_nodes} nodes; refused")
         except ValueError as err:
             raise _refuse(source, f"not valid YAML: {err}") from None
-        return loader.construct_document(node)
+        try:
+            return loader.construct_document(node)
+        except LongInteger as err:
+            where = node_path(node, err.node) or ""
+            mark = err.node.start_mark
+            raise ScenarioError(source, [(where, f"line {mark.line + 1}: {err}")]) from None
     except yaml.YAMLError as err:
         raise _refuse(source, f"not valid YAML: {_yaml_reason(err)}") from None
     finally:

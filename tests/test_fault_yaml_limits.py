@@ -121,3 +121,23 @@ def test_a_resolved_scenario_over_the_input_cap_loads_from_its_run_dir(tmp_path:
     with pytest.raises(ScenarioError, match="larger than the 16 MiB a scenario file may be"):
         load_scenario(big)
     assert_one_line(cli("validate", str(big)), 2, "larger than the 16 MiB a scenario file")
+
+
+@pytest.mark.parametrize(("text", "where"), [
+    ("seed: {n}\n", "seed"),
+    ("images:\n  - {{name: i, virtual_size: {n}}}\n", "images[0].virtual_size"),
+    ("x: &x {n}\ny: *x\n", "x"),  # an unknown key, and an alias of it
+    ("seed: 0x{h}\n", "seed"),  # no limit reading hex, but printing it fails later
+    ("vms:\n  - ? {n}\n    : 1\n", "vms[0].99999999999999999999..."),  # a key
+])
+def test_an_integer_over_pythons_digit_limit_is_refused_at_its_key(
+        parser: str, tmp_path: Path, text: str, where: str) -> None:
+    """Python converts at most 4300 digits between int and text: such a number anywhere in
+    a scenario was 'internal error (ValueError)', exit 1; now exit 2 at its key path."""
+    p = tmp_path / "s.yaml"
+    p.write_text(text.format(n="9" * 5000, h="f" * 4000))
+    r = cli("validate", str(p))
+    assert_one_line(r, 2, f"{p}: {where}: line ", "digits Python reads or prints; refused")
+    assert "9" * 100 not in r.err
+    doc = load_yaml("seed: " + "9" * 4300 + "\n", "s.yaml")  # at the limit: read
+    assert doc["seed"] == int("9" * 4300)
