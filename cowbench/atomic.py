@@ -3,8 +3,10 @@
 Each write goes to a hidden temporary name in the same directory (``.NAME.XXXX.tmp``), is
 flushed (and, for results, fsync'ed), then renamed over ``NAME``; ``rename(2)`` within a
 filesystem is atomic, so a reader or a crash sees the old file or the new one. A write that
-fails (ENOSPC, an interrupt) removes its temporary file. Only SIGKILL or a power cut can leave a
-``.*.tmp`` behind, and its name says what it is.
+fails (ENOSPC, an interrupt) removes its temporary file and raises the ``OSError`` naming
+``NAME`` (a full disk's ``write`` names no file: "No space left on device" alone said neither
+what nor whose). Only SIGKILL or a power cut can leave a ``.*.tmp`` behind, and its name says
+what it is.
 
 What cowbench writes is never writable by group or others, whatever umask it was started
 with (:func:`no_writes_by_others`): under ``umask 000`` a run directory's ``raw/`` folders were
@@ -55,8 +57,18 @@ def _mkstemp(path: Path) -> tuple[int, str]:
     return fd, tmp
 
 
+def _named(err: OSError, path: Path) -> OSError:
+    """``err`` as the same kind of error, naming the file that was being written."""
+    if err.errno is None:
+        return err
+    return type(err)(err.errno, err.strerror, str(path))
+
+
 def atomic_write_bytes(path: Path, data: bytes, *, fsync: bool = True) -> None:
-    fd, tmp = _mkstemp(path)
+    try:
+        fd, tmp = _mkstemp(path)
+    except OSError as err:
+        raise _named(err, path) from err
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -64,6 +76,9 @@ def atomic_write_bytes(path: Path, data: bytes, *, fsync: bool = True) -> None:
             if fsync:
                 os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        raise _named(err, path) from err
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -75,13 +90,19 @@ def atomic_write_text(path: Path, text: str, *, fsync: bool = True) -> None:
 
 def atomic_write_with(path: Path, writer: Callable[[str], None]) -> None:
     """Let ``writer`` fill a temporary file (e.g. ``df.to_parquet``), then rename it."""
-    fd, tmp = _mkstemp(path)
+    try:
+        fd, tmp = _mkstemp(path)
+    except OSError as err:
+        raise _named(err, path) from err
     os.close(fd)
     try:
         writer(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        raise _named(err, path) from err
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from .atomic import atomic_write_text
 from .errors import CowbenchError, ToolError
 from .signals import shielded
 from .tools import RawLog, dies_with_us, which
@@ -42,7 +43,7 @@ def null_export(disk_size: int, log: RawLog, name: str) -> Iterator[str]:
     sock = sock_dir / "null.sock"
     argv = [which("qemu-nbd"), "-k", str(sock), "-t", "-e", "0",
             "--image-opts", f"driver=null-co,size={disk_size}"]
-    (out / "argv").write_text(" ".join(argv) + "\n")
+    atomic_write_text(out / "argv", " ".join(argv) + "\n", fsync=False)
     proc: subprocess.Popen[bytes] | None = None
     try:
         with open(out / "stdout", "wb") as so, open(out / "stderr", "wb") as se, shielded():

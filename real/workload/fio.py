@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cowbench.atomic import _umask
+from cowbench.atomic import _umask, atomic_write_text
 from cowbench.errors import ToolError
 from cowbench.fiojob import fio_options, job_args, log_options
 from cowbench.scenario import Workload
@@ -117,7 +117,8 @@ class FioRun:
         self._watchdog: subprocess.Popen[bytes] | None = None
 
     def start(self) -> FioRun:
-        (self.dir / "argv.json").write_text(json.dumps(self.argv, indent=1) + "\n")
+        atomic_write_text(self.dir / "argv.json", json.dumps(self.argv, indent=1) + "\n",
+                          fsync=False)
         self._stdout = open(self.dir / "stdout", "wb")  # noqa: SIM115 (closed in wait/stop)
         self._stderr = open(self.dir / "stderr", "wb")  # noqa: SIM115
         # its own process group: stop() signals it (a terminal's Ctrl-C reaches cowbench, which
@@ -206,9 +207,11 @@ class FioRun:
         stop() after wait() or after fio ended on its own changes nothing)."""
         if self._stdout.closed:
             return
-        (self.dir / "returncode").write_text(f"{rc}\n")
-        for f in (self._stdout, self._stderr):
-            f.close()
+        try:  # written whole or not at all: a record with a returncode is complete
+            atomic_write_text(self.dir / "returncode", f"{rc}\n", fsync=False)
+        finally:
+            for f in (self._stdout, self._stderr):
+                f.close()
 
     def stop(self, timeout: float = 15.0) -> None:
         """Terminate a running fio and its job processes (SIGTERM to its process group, sent
@@ -228,12 +231,15 @@ class FioRun:
                         time.sleep(0.05)
                 if self.proc.poll() is None:
                     self.proc.kill()
-            if self.proc is not None:
-                self._close(self.proc.wait())  # also when fio had ended before the stop
-                _signal_group(self.proc.pid, signal.SIGKILL)  # a job fio left behind
-                _reap_group(self.proc.pid)
-            self.partial_path.unlink(missing_ok=True)
-            self._let_go_partial()
+            try:
+                if self.proc is not None:
+                    self._close(self.proc.wait())  # also when fio had ended before the stop
+            finally:  # the record may fail (a full disk): fio's jobs and its partial JSON go
+                if self.proc is not None:
+                    _signal_group(self.proc.pid, signal.SIGKILL)  # a job fio left behind
+                    _reap_group(self.proc.pid)
+                self.partial_path.unlink(missing_ok=True)
+                self._let_go_partial()
 
 
 #: how often :meth:`FioRun.stop` sends fio its SIGTERM again while it runs on

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from cowbench.atomic import atomic_write_text
 from cowbench.errors import CowbenchError, ToolError
 from cowbench.signals import shielded
 from cowbench.tools import (
@@ -239,7 +240,7 @@ class NbdExport:
         else:
             d = self.socket.parent / f".{self.name}.log"
             d.mkdir(exist_ok=True)
-        (d / "argv.json").write_text(json.dumps(argv, indent=1) + "\n")
+        atomic_write_text(d / "argv.json", json.dumps(argv, indent=1) + "\n", fsync=False)
         self._out = d
         return d
 
@@ -249,7 +250,7 @@ class NbdExport:
         while True:
             rc = self.proc.poll()
             if rc is not None:
-                (out / "returncode").write_text(f"{rc}\n")
+                atomic_write_text(out / "returncode", f"{rc}\n", fsync=False)
                 raise ToolError(argv, rc, "", (out / "stderr").read_text(errors="replace"))
             if self._greets():
                 return
@@ -305,23 +306,31 @@ class NbdExport:
         ``/proc``.
         """
         with shielded():
-            if self.proc is not None:
-                self.proc.terminate()
-                try:
-                    rc = self.proc.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    rc = self.proc.wait()
-                (self._out / "returncode").write_text(f"{rc}\n")
-                if self.log is None:
-                    shutil.rmtree(self._out, ignore_errors=True)
-            else:
-                for pid in pids_serving(self.socket):
-                    _terminate(pid, timeout)
-            reap_exited()
-            self.proc = None
-            self.pid = None
-            self.socket.unlink(missing_ok=True)
+            try:
+                if self.proc is not None:
+                    self.proc.terminate()
+                    try:
+                        rc = self.proc.wait(timeout)
+                    except subprocess.TimeoutExpired:
+                        self.proc.kill()
+                        rc = self.proc.wait()
+                    try:  # whole or not at all (a full disk): the server is gone either way
+                        atomic_write_text(self._out / "returncode", f"{rc}\n", fsync=False)
+                    finally:
+                        if self.log is None:
+                            shutil.rmtree(self._out, ignore_errors=True)
+                else:
+                    for pid in pids_serving(self.socket):
+                        _terminate(pid, timeout)
+            finally:
+                self._forget()
+
+    def _forget(self) -> None:
+        """The server is gone: reaped, its socket removed."""
+        reap_exited()
+        self.proc = None
+        self.pid = None
+        self.socket.unlink(missing_ok=True)
 
     def __enter__(self) -> NbdExport:
         try:

@@ -15,8 +15,9 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import CancelledError, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from types import TracebackType
 
-from cowbench.errors import ScenarioError, ToolError, UsageError
+from cowbench.errors import CowbenchError, ScenarioError, ToolError, UsageError
 from cowbench.imagefile import ImagePolicyError, copy_sparse, open_user_image
 from cowbench.records import Recorder
 from cowbench.resolve import check_image
@@ -306,14 +307,14 @@ def run_workloads(scenario: Scenario, jobs: list[Job], log: RawLog, progress: Pr
     if not jobs:
         return results, host_io
     with ExitStack() as stack:
-        stack.callback(stop_servers_in, sock_dir)
+        on_exit(stack, lambda: stop_servers_in(sock_dir))
         exports: dict[str, NbdExport] = {}
         for vm, _, path, fmt in jobs:  # every server starts, then each is waited for
             e = exports[vm.name] = NbdExport(
                 path, fmt, sock_dir, vm.name, cache=scenario.real.cache, aio=scenario.real.aio,
                 log=log, discard=scenario.strategy_of(vm).discard,
                 detect_zeroes=scenario.strategy_of(vm).detect_zeroes)
-            stack.callback(e.stop)
+            on_exit(stack, e.stop)
             e.launch()
         for e in exports.values():
             e.wait_ready()
@@ -322,7 +323,7 @@ def run_workloads(scenario: Scenario, jobs: list[Job], log: RawLog, progress: Pr
                                 runtime_cap=scenario.duration, log=log)
                 for vm, wl, _, _ in jobs}
         for r in runs.values():
-            stack.callback(r.stop)
+            on_exit(stack, r.stop)
         for r in runs.values():
             r.start()
         _wait_all(runs, progress, exports)
@@ -336,6 +337,23 @@ def run_workloads(scenario: Scenario, jobs: list[Job], log: RawLog, progress: Pr
             after = e.io_counters()
             host_io[name] = {k: after[k] - before[name][k] for k in _PROC_IO_KEYS}
     return results, host_io
+
+
+def on_exit(stack: ExitStack, stop: Callable[[], None]) -> None:
+    """Call ``stop`` when ``stack`` closes. If it fails while an error is already ending the
+    block, that first error stays the run's reason and the later one becomes a note on it: a
+    full disk fails a fio with fio's own message, then the records each stop writes fail
+    too, and the last of those ('No space left on device') used to be all the run said."""
+    def exit_(et: type[BaseException] | None, ev: BaseException | None,
+              tb: TracebackType | None) -> bool:
+        try:
+            stop()
+        except (OSError, CowbenchError) as err:
+            if ev is None:
+                raise
+            ev.add_note(f"then, stopping: {err}")
+        return False
+    stack.push(exit_)
 
 
 def flush_all(exports: list[NbdExport]) -> None:
