@@ -85,13 +85,16 @@ def _warn_fixed(s: object) -> None:
 
 @app.callback()
 def _leftovers(ctx: typer.Context) -> None:
-    """Every command first reports runs that died without cleaning up (cowbench.lease)."""
+    """Every command first reports runs that died without cleaning up (cowbench.lease); one
+    that left nothing to remove is not worth a line on every command (``show`` still says
+    it was abandoned, ``gc`` still marks it so)."""
     if ctx.invoked_subcommand == "gc":
         return
-    from .lease import dead_leases, describe
+    from .lease import dead_leases, describe, left_behind
 
     for record in dead_leases():
-        err.print(f"[yellow]warning:[/] {describe(record)}", highlight=False, soft_wrap=True)
+        if left_behind(record):
+            err.print(f"[yellow]warning:[/] {describe(record)}", highlight=False, soft_wrap=True)
 
 
 def _warn_beside() -> None:

@@ -214,12 +214,22 @@ def _leases() -> list[dict[str, Any]]:
     return found
 
 
+def left_behind(record: dict[str, Any]) -> list[str]:
+    """What a dead lease's run left that ``cowbench gc`` would remove (``3 directories``,
+    ``1 mount(s)``, ``1 partial file(s)``); empty when it left nothing."""
+    counts = ((len(record.get("trees", [])), "directories"),
+              (len(record.get("mounts", [])), "mount(s)"),
+              (len(record.get("files", [])), "partial file(s)"))
+    return [f"{n} {what}" for n, what in counts if n]
+
+
 def describe(record: dict[str, Any]) -> str:
-    """One line: which run (or calibration) died and what it left."""
+    """One line: which run (or calibration) died and what it left (:func:`left_behind`)."""
     what = {"calibration": "calibration of", "report": "report of"}.get(
         str(record.get("kind")), "run")
+    left = left_behind(record) or ["nothing"]
     return (f"{what} {record['run_dir']} (pid {record['pid']}) died and left "
-            f"{len(record['trees'])} directories and {len(record['mounts'])} mount(s); "
+            f"{', '.join(left[:-1]) + ' and ' if len(left) > 1 else ''}{left[-1]}; "
             "`cowbench gc` removes them")
 
 

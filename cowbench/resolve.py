@@ -81,6 +81,9 @@ def check_image(path: str, img: Image, where: str, source: str,
         raise ScenarioError(source, [(f"{where}.path", _inspection_failed(img.format, err))]) \
             from None
     found = [(f"{where}.path", why) for why in problems]
+    if vsize <= 0:  # named where the user wrote it, not at virtual_size, filled in from it
+        found.append((f"{where}.path", f"its virtual size is {vsize} bytes (an empty file); "
+                                       "an image needs at least one byte"))
     if img.virtual_size is not None and img.virtual_size != vsize:
         found.append((f"{where}.virtual_size",
                       f"{img.virtual_size} differs from the file's {vsize}"))
@@ -219,8 +222,8 @@ def _absolute_iologs(scenario: Scenario, source: str) -> Scenario:
             data["workloads"][name]["read_iolog"] = str(path)
             changed = True
         path = Path(data["workloads"][name]["read_iolog"] or ".")
-        if wl.read_iolog and not path.is_file():
-            raise _iolog_problem(source, name, f"no such file: {path}")
+        if wl.read_iolog and not path.exists() and not path.is_symlink():
+            raise _iolog_problem(source, name, f"no such file: {path}")  # else read_iolog says
         if wl.read_iolog:
             try:
                 traces = read_iolog(path)  # refuse a bad trace now, before any run exists

@@ -170,6 +170,13 @@ def client_for(scheduler: str, workers: int | None, scratch: Path | None = None)
         return _start(scheduler, workers, scratch)
 
 
+#: The scheduler's HTTP server (Dask starts one without a dashboard too, for its metrics) on an
+#: ephemeral port of the loopback: Dask's default, 8787, is taken whenever another sweep runs
+#: on the machine, and Dask then picks another port and says so in a four-line UserWarning on
+#: stderr (``distributed.node``). Port 0 is no choice to report; only this host reaches it.
+QUIET_HTTP = {"dashboard_address": "127.0.0.1:0"}
+
+
 def _start(scheduler: str, workers: int | None, scratch: Path | None) -> Any:
     import logging
 
@@ -180,6 +187,7 @@ def _start(scheduler: str, workers: int | None, scratch: Path | None) -> Any:
             cluster = LocalCluster(  # type: ignore[no-untyped-call]
                 n_workers=workers or 2, threads_per_worker=1, processes=True,
                 host="127.0.0.1", dashboard_address=None, local_directory=scratch,
+                scheduler_kwargs=QUIET_HTTP,
                 # a point's failure comes back through its future; the workers' own log (a
                 # heartbeat that fails while an interrupted sweep stops them prints a
                 # traceback) is not the user's to read
@@ -193,7 +201,7 @@ def _start(scheduler: str, workers: int | None, scratch: Path | None) -> Any:
     if scheduler == "inprocess":
         client = Client(  # type: ignore[no-untyped-call]
             processes=False, n_workers=1, threads_per_worker=workers or 1,
-            dashboard_address=None, local_directory=scratch)
+            dashboard_address=None, local_directory=scratch, scheduler_kwargs=QUIET_HTTP)
         return client, None
     return connect(scheduler), None
 
