@@ -262,14 +262,17 @@ def fastest_io_s(s: Scenario, vm: Any) -> tuple[float, float, str] | None:
 
 
 def _runs_of(s: Scenario) -> list[tuple[Any, str]]:
-    """(VM, workload name) of every workload run: the VMs' own, or the timeline's runs."""
-    if s.timeline is None:
-        return [(vm, vm.workload) for vm in s.vms if vm.workload is not None]
-    from .lifecycle import expand_timeline
-
+    """(VM, workload name) of every workload run, at most: each VM's own (those arrivals
+    bring among them) and each timeline ``run`` event's, counted on the file's own events
+    (``cowbench.lifecycle`` expands them, and imports this module)."""
     vms = {vm.name: vm for vm in s.vms}
-    return [(vms[op.vm], op.workload) for op in expand_timeline(s)
-            if op.op == "run" and op.workload is not None and op.vm in vms]
+    runs = [(vm, vm.workload) for vm in s.vms if vm.workload is not None]
+    for e in s.timeline.events if s.timeline is not None else []:
+        vm = vms.get(e.vm)
+        name = e.workload or (vm.workload if vm is not None else None)
+        if e.op == "run" and vm is not None and name is not None:
+            runs.append((vm, name))
+    return runs
 
 
 def timed_ios(s: Scenario) -> dict[str, tuple[float, str]]:

@@ -80,3 +80,12 @@ def test_the_shipped_time_based_scenarios_still_pass() -> None:
     for name in ("io-density.yaml", "io-holdout.yaml"):
         r = cli("validate", str(root / "scenarios" / name))
         assert r.code == 0, r.err
+
+
+def test_each_run_of_the_timeline_counts() -> None:
+    """An hour's job fits once; run nine more times by the timeline, it does not."""
+    d = _timed("1h")
+    d["timeline"] = {"events": [{"t": 7200 * k, "op": "run", "vm": "v"} for k in range(1, 10)]}
+    with pytest.raises(ScenarioError) as err:
+        parse_scenario(d)
+    assert err.value.problems[0][0] == "workloads.t.runtime"
