@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -457,9 +458,29 @@ def parse_profile(data: Any, source: str) -> Profile:
         raise UsageError(f"{source}: {where}: {msg}") from None
 
 
+def cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/cowbench/profiles`` (``~/.cache`` if unset or relative): where
+    ``cowbench calibrate`` and a first run keep this machine's profiles
+    (``cowbench.profile_cache``)."""
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
+    return base / "cowbench" / "profiles"
+
+
+def cached(path: Path) -> bool:
+    """Whether ``path`` (symlinks followed) is a file of this user's profile cache:
+    cowbench's own, in a directory only this user writes, so it is read as such and not
+    held to the rule for a file a user names (``cowbench.safeload.read_input``): under sudo,
+    ``/root/.cache`` is not the invoking user's to read, but a run uses its profile."""
+    try:
+        return cache_dir().resolve() in path.resolve().parents
+    except OSError:
+        return False
+
+
 def load_profile(path: Path) -> Profile:
     try:
-        data = load_json_file(path, "profile")
+        data = load_json_file(path, "profile", for_user=not cached(path))
     except ScenarioError as err:
         raise UsageError(f"{path}: cannot read the profile: {err.problems[0][1]}") from None
     return parse_profile(data, str(path))

@@ -37,6 +37,7 @@ from typing import Any
 from .errors import UsageError
 from .fsinfo import filesystem_of
 from .profile import Profile, parse_profile, profile_json
+from .profile import cache_dir as cache_dir  # kept here too: where the cache is
 from .tools import tool_version
 
 #: the fingerprint's keys, in the order they are listed
@@ -74,13 +75,6 @@ def _safe(text: object) -> str:
 
 def profile_name(fp: dict[str, Any]) -> str:
     return f"{_safe(fp.get('hostname'))}-{_safe(fp.get('fs_type'))}-{fingerprint_key(fp)}.json"
-
-
-def cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/cowbench/profiles`` (``~/.cache`` if unset or relative)."""
-    xdg = os.environ.get("XDG_CACHE_HOME", "")
-    base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
-    return base / "cowbench" / "profiles"
 
 
 def _check_owned(fd: int, path: Path) -> None:

@@ -107,3 +107,27 @@ def test_an_unknown_key_error_does_not_echo_a_long_key(shared: Path) -> None:
     assert ran.code == 2 and "unknown key" in ran.stderr
     assert f"({len(key)} characters)" in ran.stderr
     assert key not in ran.stderr and "x" * 40 not in ran.stderr
+
+
+def test_a_cached_profile_is_cowbenchs_own_and_read_under_sudo(
+        shared: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run under sudo uses root's cached profile (``~/.cache`` of root, not the user's to
+    read): the cache is cowbench's own. The same file elsewhere, unreadable by the user, is a
+    file the user named, and refused."""
+    from cowbench.errors import UsageError
+    from cowbench.profile import load_profile, profile_json
+
+    from .test_profile_cache import fake_profile
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # tmp_path: root's alone
+    cache = tmp_path / "cache" / "cowbench" / "profiles"
+    cache.mkdir(parents=True)
+    text = profile_json(fake_profile(None))
+    (cache / "p.json").write_text(text)
+    (shared / "p.json").write_text(text)
+    (shared / "p.json").chmod(0o600)
+    for key, value in SUDO.items():
+        monkeypatch.setenv(key, str(value))
+    assert load_profile(cache / "p.json").matrix == "quick"
+    with pytest.raises(UsageError, match="not readable by the invoking user"):
+        load_profile(shared / "p.json")
