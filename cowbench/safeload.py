@@ -143,6 +143,7 @@ def _construct_int(loader: Any, node: ScalarNode) -> int:
     """PyYAML's int, but an integer over :func:`_max_digits` digits (in any base: a long hex
     literal would fail later, when an error message prints it) is :class:`LongInteger`."""
     text = str(node.value).replace("_", "").lstrip("+-")
+    text = text[2:] if text[:2] in ("0x", "0o", "0b") else text  # the digits, in their base
     limit = _max_digits()
     if len(text) > limit:
         raise LongInteger(node, len(text))
