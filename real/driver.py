@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cowbench.backends import Backend, Checks
+from cowbench.diskfs import on_reflink_xfs
 from cowbench.fdtree import PrivateDir
 from cowbench.lease import Lease
 from cowbench.records import Recorder, import_in_background
@@ -78,7 +79,7 @@ def execute(scenario: Scenario, work: Path, log: RawLog, *, run_id: str,
         roots = trees.create(scenario)
         work = trees.path  # from here on, the work tree only through its descriptor
         mnt = None
-        if any(scenario.strategy_of(vm).kind == "reflink_copy" for vm in real_vms(scenario)):
+        if on_reflink_xfs(scenario):
             # the hosts live on a loop-mounted reflink XFS inside the work directory
             mnt = stack.enter_context(xfs_mount(work, _reflink_fs_size(scenario), log, lease))
             roots = {h: mnt / "hosts" / h for h in roots}
@@ -109,7 +110,7 @@ class RealBackend(Backend):
         require_tools()
         if scenario.timeline is not None and scenario.nova.remote_filesystem_transport == "rsync":
             require_tools(("rsync",))  # cold migrations copy with it
-        if any(scenario.strategy_of(vm).kind == "reflink_copy" for vm in real_vms(scenario)):
+        if on_reflink_xfs(scenario):
             require_loop_mount()
         check_storage_dirs(scenario)
         check_concurrency(scenario)

@@ -38,6 +38,7 @@ from .backing import BaseData as BaseData  # re-exported: images are made over i
 from .fs import FS_BLOCK, extent_tree_bytes
 from .hostfile import HostFile, block_runs
 from .qcow2cache import REFCOUNT_CACHE_BLOCKS, L2Cache, prealloc_scan_blocks
+from .xfs import HostFs, xfs_hinted_bytes
 
 L1_SECTOR = 512          # qcow2_write_l1_entry writes one 512-byte sector of the L1 table
 MERGE_READS_MAX = 16384  # perform_cow merges head and tail reads for requests up to 16 KiB
@@ -107,6 +108,9 @@ class Qcow2Image:
     unmap: bool = False  # guest discards reach the image (discard=unmap)
     zero_writes: bool = False  # writes are all zeros and detect-zeroes is on
     zero_unmap: bool = False  # detect-zeroes=unmap
+    #: the filesystem the file is on: ext4 allocates the blocks written, XFS hint-sized pieces
+    #: (``sim.storage.xfs``; a run with a reflink copy puts every host on XFS)
+    host_fs: HostFs = "ext4"
     allocated: np.ndarray = field(init=False, repr=False)
     #: bytes per L2 entry: 8, or 16 with extended L2 (sim.storage.qcow2_ext)
     L2_ENTRY_BYTES: ClassVar[int] = 8
@@ -138,6 +142,9 @@ class Qcow2Image:
         self.data_host = np.full(self.n_clusters, -1, dtype=np.int64)  # index in the file
         self.l2_allocated = np.zeros(self.l1_entries, dtype=bool)
         self.n_data = 0
+        #: host byte ranges of the writes that spanned several new clusters, one ``pwrite``
+        #: each (``sim.storage.xfs`` allocates by them)
+        self.requests: list[tuple[int, int]] = []
         self.n_l2 = 0
         self.file = HostFile(c, self.refcount_bits, self.l1_bytes)
         self.dirty_l2: set[int] = set()
@@ -323,9 +330,22 @@ class Qcow2Image:
 
     @property
     def allocated_bytes(self) -> int:
-        """st_blocks * 512: the data blocks plus the filesystem's extent tree (``fs``)."""
+        """st_blocks * 512: on ext4 the data blocks plus the extent tree (``fs``), on XFS the
+        pieces QEMU's extent size hint makes it allocate (``xfs``)."""
+        if self.host_fs == "xfs":
+            return xfs_hinted_bytes(self.created_bytes, self.host_written(), self.requests)
         runs = self._runs()
         return sum(runs) + extent_tree_bytes(r // FS_BLOCK for r in runs)
+
+    def host_written(self) -> list[tuple[int, int]]:
+        """Byte ranges of the file that hold written bytes, in order."""
+        return self.file.written()
+
+    @property
+    def created_bytes(self) -> int:
+        """The file's size as ``qemu-img create`` left it: header, refcount table and block,
+        the L1 table's bytes."""
+        return 3 * self.cluster_size + self.l1_bytes
 
     # -- guest I/O ----------------------------------------------------------------------------
     def _backing_bytes(self, start: int, end: int) -> int:
@@ -368,6 +388,8 @@ class Qcow2Image:
                 first = self._alloc_host_cluster(io, h - g)
                 expected = first + h - g
             self.data_host[g:h] = np.arange(first, first + h - g)
+            if h - g > 1:  # one write of whole clusters (the COW regions merged in)
+                self.requests.append((first * c, (first + h - g) * c))
             if self.below:  # the COW regions are looked up down the chain
                 if offset > g * c and not self.zeroed[g] and not self.shared[g]:
                     self._look_below(g, io)

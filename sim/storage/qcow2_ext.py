@@ -25,6 +25,7 @@ import numpy as np
 from .disk import MERGE_READS_MAX, HostIO, Qcow2Image
 from .ext4tree import ExtentTree
 from .fs import FS_BLOCK, extent_tree_bytes
+from .xfs import xfs_hinted_bytes
 
 SUBCLUSTERS = 32
 PREALLOCATION = ("off", "metadata", "falloc", "full")
@@ -116,7 +117,8 @@ class Qcow2ExtImage(Qcow2Image):
         expected = -1
         while g <= last:
             self._touch_l2(g, io)  # a reopened image reads the table first (measured)
-            if self.allocated[g]:
+            new = not self.allocated[g]
+            if not new:
                 expected = int(self.data_host[g]) + 1
                 h = g + 1
             else:
@@ -126,6 +128,10 @@ class Qcow2ExtImage(Qcow2Image):
             for k in range(g, h):
                 self._write_subclusters(k, max(offset, k * c), min(end, (k + 1) * c), length,
                                         io)
+            if h - g > 1 and new:  # one write: from the first subcluster to the last one's end
+                host, sc = int(self.data_host[g]) * c, self.sc_size
+                a, b = max(offset, g * c) - g * c, min(end, h * c) - g * c
+                self.requests.append((host + a // sc * sc, host + -(-b // sc) * sc))
             g = h
         return io
 
@@ -266,6 +272,12 @@ class Qcow2ExtImage(Qcow2Image):
         bm[where.ravel()] = blocks.ravel()
         return bm[: -(-self.file_bytes // FS_BLOCK)]
 
+    def host_written(self) -> list[tuple[int, int]]:
+        """Byte ranges of the file that hold written bytes (whole 4 KiB blocks), in order."""
+        bm = self._block_map().astype(np.int8)
+        edges = np.flatnonzero(np.diff(np.concatenate(([0], bm, [0])))) * FS_BLOCK
+        return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
+
     def _runs(self) -> list[int]:
         bm = self._block_map().astype(np.int8)
         edges = np.flatnonzero(np.diff(np.concatenate(([0], bm, [0]))))
@@ -275,6 +287,8 @@ class Qcow2ExtImage(Qcow2Image):
     def allocated_bytes(self) -> int:
         """Written blocks plus ext4's extent tree as this write order grew it (``ext4tree``);
         a preallocated file was allocated in order, so its tree is packed."""
+        if self.host_fs == "xfs" and self.preallocation == "off":
+            return xfs_hinted_bytes(self.created_bytes, self.host_written(), self.requests)
         runs = self._runs()
         if self.preallocation != "off":
             return sum(runs) + extent_tree_bytes(r // FS_BLOCK for r in runs)

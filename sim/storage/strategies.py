@@ -35,14 +35,19 @@ from .qcow2_ext import Qcow2ExtImage
 from .rbd import RbdClone
 from .reflink import ReflinkCopy
 from .snapshot import take_internal_snapshot
+from .xfs import HostFs
 
 
-def overlay(size: int, st: Strategy, backing: BaseData | None) -> Qcow2Image:
-    """``qemu-img create -f qcow2 -o backing_file=...,cluster_size=...[,extended_l2=on]``."""
+def overlay(size: int, st: Strategy, backing: BaseData | None,
+            host_fs: HostFs = "ext4") -> Qcow2Image:
+    """``qemu-img create -f qcow2 -o backing_file=...,cluster_size=...[,extended_l2=on]``, on
+    ``host_fs`` (``cowbench.diskfs``)."""
     if st.extended_l2:
         return Qcow2ExtImage(size, st.cluster_size, backing=backing,
-                             refcount_bits=st.refcount_bits, preallocation=st.preallocation)
-    return Qcow2Image(size, st.cluster_size, backing=backing, refcount_bits=st.refcount_bits)
+                             refcount_bits=st.refcount_bits, preallocation=st.preallocation,
+                             host_fs=host_fs)
+    return Qcow2Image(size, st.cluster_size, backing=backing, refcount_bits=st.refcount_bits,
+                      host_fs=host_fs)
 
 
 @dataclass
@@ -91,9 +96,9 @@ class ChainDisk:
 Disk = Qcow2Image | RawImage | ChainDisk | RbdClone | ReflinkCopy
 
 
-def root_disk(size: int, st: Strategy, base: BaseData) -> Disk:
-    """The VM's root disk over a raw base holding ``base``'s data."""
-    disk = _root_disk(size, st, base)
+def root_disk(size: int, st: Strategy, base: BaseData, host_fs: HostFs = "ext4") -> Disk:
+    """The VM's root disk over a raw base holding ``base``'s data, its files on ``host_fs``."""
+    disk = _root_disk(size, st, base, host_fs)
     disk.unmap = st.discard == "unmap"
     return disk
 
@@ -125,16 +130,16 @@ def trim(disk: Disk, offset: int, length: int) -> HostIO:
     return disk.discard(offset, length)
 
 
-def _root_disk(size: int, st: Strategy, base: BaseData) -> Disk:
+def _root_disk(size: int, st: Strategy, base: BaseData, fs: HostFs) -> Disk:
     if st.kind == "qcow2_overlay":
-        return overlay(size, st, base)
+        return overlay(size, st, base, fs)
     if st.kind == "resized_base":  # over the copy grown to the root size: raw to its end
-        return overlay(size, st, base.grown(size))
+        return overlay(size, st, base.grown(size), fs)
     if st.kind == "snapshot_chain":
-        lower = [overlay(size, st, base) for _ in range(st.chain_depth - 1)]
-        return ChainDisk(overlay(size, st, base), lower)
+        lower = [overlay(size, st, base, fs) for _ in range(st.chain_depth - 1)]
+        return ChainDisk(overlay(size, st, base, fs), lower)
     if st.kind == "internal_snapshot":
-        return snapshotted_copy(size, st, base)
+        return snapshotted_copy(size, st, base, fs)
     if st.kind == "reflink_copy":
         return ReflinkCopy(size, base)
     if st.kind == "rbd_clone":
@@ -150,14 +155,15 @@ def _root_disk(size: int, st: Strategy, base: BaseData) -> Disk:
 CONVERT_CHUNK = 2 << 20  # qemu-img convert copies in requests of up to 2 MiB
 
 
-def snapshotted_copy(size: int, st: Strategy, base: BaseData) -> Qcow2Image:
+def snapshotted_copy(size: int, st: Strategy, base: BaseData,
+                     host_fs: HostFs = "ext4") -> Qcow2Image:
     """``qemu-img create`` + ``qemu-img convert -n`` of the base + ``qemu-img snapshot -c``.
 
     Into an existing target, convert cannot assume zeros, so it writes the base's holes as
     zero clusters (each needs its L2 table), data in requests of up to 2 MiB, in order:
     measured, a 4 KiB-cluster copy of a base with 40 MiB of holes had 20 L2 tables more than
     the same data written with qemu-io."""
-    img = overlay(size, st, None)
+    img = overlay(size, st, None, host_fs)
     io = HostIO()
     c = img.cluster_size
     pos = 0

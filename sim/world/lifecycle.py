@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from cowbench.diskfs import disks_fs
 from cowbench.nova.instructions import Base
 from cowbench.records import Recorder
 from cowbench.scenario import VM, Image, Scenario
@@ -366,7 +367,7 @@ def new_layers(scenario: Scenario, vm: VM, size: int) -> list[Layer]:
     """The files of a new root disk made by the VM's strategy, bottom first (a snapshot
     chain's lower overlays are ``disk.chain-<k>``, as ``real.storage.strategies`` names them)."""
     base = backing_data(scenario.image(vm.image), scenario.nova.force_raw_images)
-    disk = root_disk(size, scenario.strategy_of(vm), base)
+    disk = root_disk(size, scenario.strategy_of(vm), base, disks_fs(scenario))
     if isinstance(disk, ChainDisk):
         return [*(Layer.new(f"disk.chain-{k}", img, size) for k, img in enumerate(disk.lower, 1)),
                 Layer.new("disk", disk.top, size)]

@@ -20,6 +20,7 @@ from functools import cached_property, singledispatchmethod
 
 import numpy as np
 
+from cowbench.diskfs import disks_fs
 from cowbench.lifecycle import Op, nova_machine, typed
 from cowbench.nova.instructions import (
     Base,
@@ -270,7 +271,8 @@ class World:
         inst = self.instance(ins.vm, ins.host)
         below = chain_data(self.s, inst)
         inst.top.name = f"disk.{ins.name}"
-        img = Qcow2Image(inst.root_size, self.s.strategy_of(inst.vm).cluster_size, backing=below)
+        img = Qcow2Image(inst.root_size, self.s.strategy_of(inst.vm).cluster_size, backing=below,
+                         host_fs=disks_fs(self.s))
         inst.layers.append(Layer.new("disk", img, inst.root_size))
         self.done.took(self.s.device.write_latency_s)
 
@@ -332,7 +334,7 @@ class World:
         top = inst.top.image
         assert isinstance(top, Qcow2Image), "check_timeline: block migration of overlays only"
         if isinstance(top, Qcow2ExtImage):  # only the subclusters the top holds
-            img = overlay(inst.root_size, self.s.strategy_of(vm), data)
+            img = overlay(inst.root_size, self.s.strategy_of(vm), data, disks_fs(self.s))
             for start, end in _subcluster_runs(top):
                 for off in range(start, end, CONVERT_CHUNK):
                     img.write(off, min(CONVERT_CHUNK, end - off))
@@ -441,7 +443,7 @@ def _local_overlay(s: Scenario, inst: Instance, base: Base) -> Layer:
     the strategy's options, over a base whose content the model leaves out (the guest never
     writes these disks here, and an empty overlay copies nothing of it)."""
     assert base.size is not None
-    img = overlay(base.size, s.strategy_of(inst.vm), BaseData(base.size, []))
+    img = overlay(base.size, s.strategy_of(inst.vm), BaseData(base.size, []), disks_fs(s))
     return Layer.new(base.disk_name, img, base.size)
 
 
