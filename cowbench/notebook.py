@@ -250,9 +250,30 @@ def facts_table(meta: dict[str, Any]) -> pd.DataFrame:
             ("status", meta.get("status")), ("start", meta.get("start")),
             ("end", meta.get("end")), ("host", host.get("hostname")),
             ("kernel", host.get("kernel")), ("cpus", host.get("cpu_count")),
-            ("filesystem", host.get("work_dir_fs")),
+            ("run directory's filesystem", host.get("work_dir_fs")),
+            *_disk_fs_facts(host),
             *(_tool_fact(k, v) for k, v in tools.items())]
     return pd.DataFrame(rows, columns=["fact", "value"])
+
+
+def _disk_fs_facts(host: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Where the disks were (``cowbench.diskfs``): the real backend's files' filesystem, each
+    ``storage_dir``'s, and the one the model allocated them as, named when it differs."""
+    rows: list[tuple[str, Any]] = []
+    if host.get("disks_fs") is not None:
+        how = " (the run's loop-mounted reflink XFS)" if host["disks_fs"] == "xfs" \
+            and host.get("work_dir_fs") != "xfs" else ""
+        rows.append(("disks' filesystem (real)", f"{host['disks_fs']}{how}"))
+    for name, fs in (host.get("storage_dirs_fs") or {}).items():
+        rows.append((f"host {name}'s storage_dir filesystem", fs))
+    model = host.get("model_disks_fs")
+    if model is not None:
+        real = {host.get("disks_fs"), *(host.get("storage_dirs_fs") or {}).values()} - {None}
+        odd = real - {model}
+        rows.append(("disks' filesystem (model)", model + (
+            f"; measured on {', '.join(sorted(odd))}: the model's allocation is {model}'s"
+            if odd else "")))
+    return rows
 
 
 #: run.json ``tools`` entries that are not a tool's version: cowbench's own source tree.

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from .atomic import no_writes_by_others
 from .backends import Checks, get_backend
+from .diskfs import disk_facts
 from .errors import CowbenchError, Interrupted, RunFailed, UsageError
 from .lease import Lease
 from .lifecycle import refused_arrivals
@@ -306,7 +307,7 @@ class _Run:
         self.rd.write_meta(
             scenario={"name": self.scenario.name, "hash": self.scenario.scenario_id},
             seed=self.seed, backends=backends, status="running", start=now_iso(), end=None,
-            host=host_facts(self.rd.path), tools=tool_versions(), completed=self.completed,
+            host=self._host_facts(backends), tools=tool_versions(), completed=self.completed,
             # a sweep point's, chosen where the profile is valid (cowbench.sweep_points)
             profile=self.meta.get("profile") or run_profile(self.scenario, backends),
             model_only=[f"vm:{vm.name}" for vm in self.scenario.vms
@@ -318,6 +319,12 @@ class _Run:
         # what this run holds, for `cowbench gc` should it be killed outright (cowbench.lease)
         self.lease = self.given_lease or Lease.take(self.rd.shown, self.rd.path, self.token)
         self.raw_log.lease = self.lease  # fio's partial JSON under raw/ is recorded there
+
+    def _host_facts(self, backends: list[str]) -> dict[str, Any]:
+        """The machine's facts, and the filesystems the disks were on (``cowbench.diskfs``)."""
+        facts = host_facts(self.rd.path)
+        return {**facts, **disk_facts(self.scenario, "real" in backends,
+                                      facts.get("work_dir_fs"))}
 
     def _refused(self) -> dict[str, Any]:
         """run.json's ``refused_arrivals``: the VMs the scheduler found no host with room for

@@ -8,6 +8,7 @@ before it knew."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cowbench.fsinfo import filesystem_of
 from cowbench.scenario import Strategy
 from real.storage.reflink import _ROW, collect_cow_reservations, xfs_mount
 from sim.storage.disk import BaseData, Qcow2Image
@@ -128,7 +130,8 @@ def test_a_reflink_runs_qcow2_disks_are_predicted_as_on_its_xfs(tmp_path: Path,
                                                                 no_leaks: None) -> None:
     """The user's hand-xfs scenario through both backends: every VM of a run with a reflink
     copy is on the run's XFS, so its qcow2 overlays are predicted as XFS allocates them, within
-    1% (before: -63%, -63% and -18.7%), and the host with them."""
+    1% (before: -63%, -63% and -18.7%), and the host with them; run.json says the disks were
+    on XFS, beside the run directory's own filesystem (F2: it said only ext4)."""
     from cowbench.runner import run_scenario
     from cowbench.scenario import parse_scenario
 
@@ -157,3 +160,6 @@ def test_a_reflink_runs_qcow2_disks_are_predicted_as_on_its_xfs(tmp_path: Path,
     measured = alloc.set_index("entity").measured
     assert measured["vm:c64k"] == TWO_WRITES[64 * KiB, False]  # the user's figures
     assert measured["vm:c128kx"] == TWO_WRITES[128 * KiB, True]
+    host = json.loads((tmp_path / "run" / "run.json").read_text())["host"]  # F2
+    assert host["disks_fs"] == host["model_disks_fs"] == "xfs"
+    assert host["work_dir_fs"] == filesystem_of(tmp_path)[0]  # the run directory's own
