@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 BACKENDS = ("sim", "real", "both")
 #: most real runs ``--repeat`` asks for (each builds and measures the whole scenario)
 MAX_REPEAT = 20
+#: the image file of a reflink run's XFS, in ``work/``, kept by ``real.keep_images``
+KEPT_XFS = "reflink-xfs.img"
 
 
 def default_backend(scenario: Scenario) -> str:
@@ -415,6 +417,12 @@ class _Run:
             frames.append(frame.assign(replication=k))
         self.rd.write_meta(real_runs={"asked": self.repeat, "done": self.repeat,
                                       "machine": machine})
+        if self.scenario.real.keep_images and (self.rd.work / KEPT_XFS).exists():
+            self.rd.write_meta(kept_xfs_image={  # the reflink XFS, every host's tree in it
+                "path": f"work/{KEPT_XFS}",
+                "inspect": f"mount -o loop,ro {self.rd.work / KEPT_XFS} DIR (as root); "
+                           "the hosts' trees are in DIR/hosts/ (the unmount freed the 1 MiB "
+                           "pieces XFS held past each qcow2 file's end, which the run measured)"})
         import pandas as pd  # by now imported (``records.import_in_background``)
 
         return pd.concat(frames, ignore_index=True)

@@ -81,7 +81,9 @@ def execute(scenario: Scenario, work: Path, log: RawLog, *, run_id: str,
         mnt = None
         if on_reflink_xfs(scenario):
             # the hosts live on a loop-mounted reflink XFS inside the work directory
-            mnt = stack.enter_context(xfs_mount(work, _reflink_fs_size(scenario), log, lease))
+            mnt = stack.enter_context(xfs_mount(
+                work, _reflink_fs_size(scenario), log, lease,
+                keep=lambda: bool(finished) and scenario.real.keep_images))
             roots = {h: mnt / "hosts" / h for h in roots}
         stack.callback(check.close)  # no digest still reading what is unmounted or removed
         import_in_background()  # for the records, at the end: beside the first tools

@@ -4,9 +4,12 @@
 with loop devices, the backend makes a sparse image file under the run's work directory,
 ``mkfs.xfs -m reflink=1``, and mounts it with ``-o loop``; the hosts' trees go inside it.
 Whatever happens, the context manager unmounts it (the loop device goes with it) and removes
-the image. Measurements: ``xfs_spaceman -c "prealloc -s"`` first hands back XFS's speculative
-CoW reservations (as its background collection would), then FIEMAP's SHARED flag
-(``xfs_io -c "fiemap -v"``) splits each file into shared and exclusive bytes.
+the image (a completed run with ``real.keep_images`` keeps it, unmounted). Measurements:
+``xfs_spaceman -c "prealloc -s"`` first hands back XFS's speculative CoW reservations (as its
+background collection would), then FIEMAP's SHARED flag (``xfs_io -c "fiemap -v"``) splits each
+file into shared and exclusive bytes. It does not free the 1 MiB pieces past a qcow2 file's
+end that QEMU's extent size hint made XFS allocate (``sim.storage.xfs``): those go only when
+the inode leaves the cache.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -41,12 +44,19 @@ def require_loop_mount() -> None:
             raise UsageError(f"reflink_copy needs {tool}; {install_hint(tool)}")
 
 
+def _never() -> bool:
+    return False
+
+
 @contextmanager
-def xfs_mount(work: Path, size: int, log: RawLog | None,
-              lease: Lease | None = None) -> Iterator[Path]:
+def xfs_mount(work: Path, size: int, log: RawLog | None, lease: Lease | None = None,
+              keep: Callable[[], bool] = _never) -> Iterator[Path]:
     """A reflink XFS of ``size`` bytes (sparse) mounted at ``work/reflink-xfs``; the mount is
     in the run's ``lease`` while it lasts (a killed run's is detached by ``cowbench gc``; the
-    loop device of ``mount -o loop`` is set to autoclear, so it goes with the last user)."""
+    loop device of ``mount -o loop`` is set to autoclear, so it goes with the last user).
+    Always unmounted; the image file ``work/reflink-xfs.img`` is removed unless ``keep()``
+    says otherwise then (a completed run with ``real.keep_images``: it holds every host's
+    tree, to be looked at with ``mount -o loop,ro``)."""
     require_loop_mount()
     image, mnt = work / "reflink-xfs.img", work / "reflink-xfs"
     work.mkdir(parents=True, exist_ok=True)
@@ -69,7 +79,8 @@ def xfs_mount(work: Path, size: int, log: RawLog | None,
                 lease.drop_mount(mnt)
         if mnt.exists():
             shutil.rmtree(mnt, ignore_errors=True)
-        image.unlink(missing_ok=True)
+        if not (mounted and keep()):
+            image.unlink(missing_ok=True)
 
 
 def _umount(mnt: Path, log: RawLog | None) -> None:
