@@ -13,6 +13,7 @@ import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -163,3 +164,38 @@ def test_a_reflink_runs_qcow2_disks_are_predicted_as_on_its_xfs(tmp_path: Path,
     host = json.loads((tmp_path / "run" / "run.json").read_text())["host"]  # F2
     assert host["disks_fs"] == host["model_disks_fs"] == "xfs"
     assert host["work_dir_fs"] == filesystem_of(tmp_path)[0]  # the run directory's own
+
+
+def test_concurrent_writers_are_predicted_within_one_percent(tmp_path: Path,
+                                                             no_leaks: None) -> None:
+    """qemu-nbd's threads hand XFS the writes of iodepth 4-16 out of order, the model in the
+    order QEMU allocates: sequential 1 MiB writes (a pwrite spanning clusters), random 4 KiB
+    and 192 KiB ones, over 64 KiB, 128 KiB extended-L2 and 2 MiB extended-L2 clusters and a
+    chain, within 1% (measured here: at most 0.39%; the ext4 model was off by up to -95.9%)."""
+    from cowbench.runner import run_scenario
+    from cowbench.scenario import parse_scenario
+
+    def vm(name: str, wl: str, **st_: Any) -> dict[str, Any]:
+        return {"name": name, "image": "base", "root_size": "1GiB", "workload": wl,
+                **({"strategy": st_} if st_ else {})}
+
+    ext = {"kind": "qcow2_overlay", "extended_l2": True}
+    out = run_scenario(parse_scenario({
+        "name": "xfs-concurrent", "seed": 5, "hosts": [{"name": "host1"}],
+        "images": [{"name": "base", "virtual_size": "1GiB", "format": "qcow2",
+                    "synthetic": {"data": [{"offset": 0, "length": "256MiB"}]}}],
+        "strategy": {"kind": "qcow2_overlay", "cluster_size": "64KiB"},
+        "workloads": {"seq": {"rw": "write", "bs": "1M", "iodepth": 4, "io_size": "96MiB"},
+                      "rnd": {"rw": "randwrite", "bs": "4k", "iodepth": 16,
+                              "io_size": "16MiB"},
+                      "mix": {"rw": "randwrite", "bs": "192k", "iodepth": 8,
+                              "io_size": "32MiB"}},
+        "vms": [vm("s64k", "seq"), vm("s128kx", "seq", **ext, cluster_size="128KiB"),
+                vm("r128kx", "rnd", **ext, cluster_size="128KiB"),
+                vm("m2mx", "mix", **ext, cluster_size="2MiB"),
+                vm("ch3", "mix", kind="snapshot_chain", chain_depth=3, cluster_size="64KiB"),
+                vm("rl", "rnd", kind="reflink_copy")]}), tmp_path / "run", "both")
+    comp = out.comparison
+    assert comp is not None
+    alloc = comp[(comp.metric == "allocated_bytes") & comp.entity.str.match("(vm|host):")]
+    assert len(alloc) == 7 and (alloc.rel_error.abs() <= 0.01).all(), alloc

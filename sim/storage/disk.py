@@ -142,8 +142,8 @@ class Qcow2Image:
         self.data_host = np.full(self.n_clusters, -1, dtype=np.int64)  # index in the file
         self.l2_allocated = np.zeros(self.l1_entries, dtype=bool)
         self.n_data = 0
-        #: host byte ranges of the writes that spanned several new clusters, one ``pwrite``
-        #: each (``sim.storage.xfs`` allocates by them)
+        #: on XFS, host byte ranges of the writes that spanned several new clusters, one
+        #: ``pwrite`` each (``sim.storage.xfs`` allocates by them)
         self.requests: list[tuple[int, int]] = []
         self.n_l2 = 0
         self.file = HostFile(c, self.refcount_bits, self.l1_bytes)
@@ -388,7 +388,7 @@ class Qcow2Image:
                 first = self._alloc_host_cluster(io, h - g)
                 expected = first + h - g
             self.data_host[g:h] = np.arange(first, first + h - g)
-            if h - g > 1:  # one write of whole clusters (the COW regions merged in)
+            if h - g > 1 and self.host_fs == "xfs":  # one write of whole clusters, COW merged
                 self.requests.append((first * c, (first + h - g) * c))
             if self.below:  # the COW regions are looked up down the chain
                 if offset > g * c and not self.zeroed[g] and not self.shared[g]:

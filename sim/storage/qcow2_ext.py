@@ -128,7 +128,7 @@ class Qcow2ExtImage(Qcow2Image):
             for k in range(g, h):
                 self._write_subclusters(k, max(offset, k * c), min(end, (k + 1) * c), length,
                                         io)
-            if h - g > 1 and new:  # one write: from the first subcluster to the last one's end
+            if h - g > 1 and new and self.host_fs == "xfs":  # one write, whole subclusters
                 host, sc = int(self.data_host[g]) * c, self.sc_size
                 a, b = max(offset, g * c) - g * c, min(end, h * c) - g * c
                 self.requests.append((host + a // sc * sc, host + -(-b // sc) * sc))
