@@ -199,3 +199,30 @@ def test_concurrent_writers_are_predicted_within_one_percent(tmp_path: Path,
     assert comp is not None
     alloc = comp[(comp.metric == "allocated_bytes") & comp.entity.str.match("(vm|host):")]
     assert len(alloc) == 7 and (alloc.rel_error.abs() <= 0.01).all(), alloc
+
+
+@pytest.mark.slow
+def test_nova_lifecycle_beside_a_reflink_copy_is_predicted_within_one_percent(
+        tmp_path: Path, no_leaks: None) -> None:
+    """scenarios/nova-lifecycle.yaml with a reflink copy booted first: its snapshots (live,
+    external, internal), migrations (cold, live block, flatten), resizes and local disks all
+    on the run's XFS; every sample of every VM's and host's allocated bytes within 1% (measured
+    here: at most 0.41%; the ext4 model was off by up to -3.7%, log-1's 256 KiB appends)."""
+    import yaml
+
+    from cowbench.runner import run_scenario
+    from cowbench.scenario import parse_scenario
+
+    root = Path(__file__).resolve().parent.parent
+    d = yaml.safe_load((root / "scenarios" / "nova-lifecycle.yaml").read_text())
+    d["vms"].append({"name": "rl-1", "image": "ubuntu", "flavor": "m1.small",
+                     "host": "compute-1", "workload": "app-writes",
+                     "strategy": {"kind": "reflink_copy"}})
+    d["timeline"]["events"][0:0] = [{"t": 0, "op": "boot", "vm": "rl-1"},
+                                    {"t": 0, "op": "run", "vm": "rl-1"}]
+    out = run_scenario(parse_scenario(d), tmp_path / "run", "both")
+    comp = out.comparison
+    assert comp is not None
+    alloc = comp[comp.metric == "allocated_bytes"]
+    assert len(alloc) > 500 and (alloc.rel_error.abs() <= 0.01).all(), \
+        alloc.loc[alloc.rel_error.abs().nlargest(5).index]
