@@ -420,7 +420,7 @@ class _Run:
         if self.scenario.real.keep_images and (self.rd.work / KEPT_XFS).exists():
             self.rd.write_meta(kept_xfs_image={  # the reflink XFS, every host's tree in it
                 "path": f"work/{KEPT_XFS}",
-                "inspect": f"mount -o loop,ro {self.rd.work / KEPT_XFS} DIR (as root); "
+                "inspect": f"mount -o loop,ro {self.rd.shown / 'work' / KEPT_XFS} DIR (as root); "
                            "the hosts' trees are in DIR/hosts/ (the unmount freed the 1 MiB "
                            "pieces XFS held past each qcow2 file's end, which the run measured)"})
         import pandas as pd  # by now imported (``records.import_in_background``)
