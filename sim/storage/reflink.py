@@ -17,11 +17,7 @@ import numpy as np
 
 from .disk import BaseData, HostIO
 from .fs import FS_BLOCK
-
-XFS_INODE_EXTENTS = 21  # (512 - 176) / 16: extent records in a v5 inode's data fork
-XFS_LEAF_RECORDS = 251  # (4096 - 72) / 16
-XFS_INODE_PTRS = 20  # the btree root in the inode
-XFS_NODE_PTRS = 251
+from .xfs import bmbt_blocks
 
 
 @dataclass
@@ -94,11 +90,7 @@ class ReflinkCopy:
         B+tree's blocks once the extents outgrow the inode (XFS_BMBT: 21 records fit in a
         512-byte inode, 251 in a 4 KiB leaf); packed leaves are assumed, so a file split by
         many scattered writes can hold a few blocks more."""
-        n = self.extents
-        tree = 0 if n <= XFS_INODE_EXTENTS else -(-n // XFS_LEAF_RECORDS)
-        if tree > XFS_INODE_PTRS:
-            tree += -(-tree // XFS_NODE_PTRS)
-        return (int(self.mapped.sum()) + tree) * FS_BLOCK
+        return (int(self.mapped.sum()) + bmbt_blocks(self.extents)) * FS_BLOCK
 
 
 def counted_again(copies: list[ReflinkCopy], base_on_host: bool) -> int:

@@ -148,14 +148,22 @@ def _records(pieces: list[Interval], runs: list[Interval]) -> int:
 XFS_INODE_RECORDS = 21
 #: records a 4 KiB extent btree leaf holds (its 72-byte v5 header, 16 bytes each)
 XFS_LEAF_RECORDS = (FS_BLOCK - 72) // 16
+#: pointers to leaves the btree root in the inode holds; a node block holds as many as a leaf
+XFS_INODE_PTRS = 20
+XFS_NODE_PTRS = XFS_LEAF_RECORDS
 
 
 def bmbt_blocks(records: int) -> int:
-    """Blocks of the extent btree for ``records`` records, at the fewest (none while the inode
-    holds them; a leaf per 251 records beyond, the root staying in the inode)."""
+    """Blocks of a file's extent btree (XFS_BMBT) for ``records`` extent records, at the
+    fewest: none while the inode holds them; a leaf per 251 records beyond, the root staying in
+    the inode while it can point at every leaf (20), and a level of nodes above them when it
+    cannot. Packed leaves are assumed, so a file split by many scattered writes can hold a few
+    blocks more. One rule for every file on XFS: an image (:func:`xfs_hinted_bytes`) and a
+    reflink copy (:class:`sim.storage.reflink.ReflinkCopy`)."""
     if records <= XFS_INODE_RECORDS:
         return 0
-    return -(-records // XFS_LEAF_RECORDS)
+    leaves = -(-records // XFS_LEAF_RECORDS)
+    return leaves + (-(-leaves // XFS_NODE_PTRS) if leaves > XFS_INODE_PTRS else 0)
 
 
 def block_intervals(written: Iterable[Interval]) -> list[Interval]:
