@@ -35,6 +35,7 @@ PROGRAMS: dict[str, tuple[str, str]] = {
     "filefrag": ("e2fsprogs", "test"),
     "truncate": ("coreutils", "test"),
     "sleep": ("coreutils", "test"),
+    "dd": ("coreutils", "test"),
     "findmnt": ("util-linux", "test"),  # the filesystem under a directory (profile tests)
     "pgrep": ("procps", "test"),
     "chromium": ("chromium", "test"),  # report.html opened headless

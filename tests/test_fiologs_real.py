@@ -31,6 +31,9 @@ W = 100  # log_avg_msec
 SLACK = 50
 #: how late fio's helper thread may take its first rate sample, in ms (alone: up to 86)
 RATE_LATE = 200
+#: and how early: its windows are its own clock's, not the clone's (in one whole suite,
+#: 2026-12-05, a reader clone's rate lines came at 99, 198 and 297 ms)
+RATE_EARLY = 5
 #: two writer clones; a reader after them that starts at 1 s and ramps 200 ms; a time-based
 #: job of 500 ms after that
 JOB = """\
@@ -80,15 +83,16 @@ def same_start(model: Path, real: Path, name: str) -> tuple[list[int], list[int]
     """Log ``name``'s times in the model's and fio's folders, checked to start alike: each
     clone's time from its own start, its first window, not the reader's start 1.2 s into
     fio's run nor the time-based job's after the reader. fio's helper thread samples the
-    rates late (its first at 100 to 186 ms here, alone), the model on time; beside the
-    suite's other tests fio's threads wait for a core too: the bounds (SLACK, RATE_LATE) are
-    well under the second that tells one origin from another."""
+    rates late (its first at 100 to 186 ms here, alone; once a millisecond early), the model
+    on time; beside the suite's other tests fio's threads wait for a core too: the bounds
+    (SLACK, RATE_LATE, RATE_EARLY) are well under the second that tells one origin from
+    another."""
     got, want = times(model / name), times(real / name)
     assert got and want, name
     if "lat" in name:
         assert abs(got[0] - want[0]) <= SLACK, (name, got, want)
     else:
-        assert got[0] == W and W <= want[0] <= W + RATE_LATE, (name, got, want)
+        assert got[0] == W and W - RATE_EARLY <= want[0] <= W + RATE_LATE, (name, got, want)
     return got, want
 
 

@@ -24,7 +24,7 @@ from cowbench.scenario import Strategy
 from real.storage.reflink import _ROW, collect_cow_reservations, xfs_mount
 from sim.storage.disk import BaseData, Qcow2Image
 from sim.storage.strategies import overlay
-from sim.storage.xfs import bmbt_blocks, xfs_layout
+from sim.storage.xfs import XFS_EXTSIZE_HINT, bmbt_blocks, xfs_layout
 
 from .conftest import needs_tools
 
@@ -114,16 +114,27 @@ writes_st = st.lists(st.tuples(st.integers(0, SIZE // (4 * KiB) - 1),
 def test_model_allocates_as_xfs(xfs: Path, raw: list[tuple[int, int]],
                                 shape: tuple[int, bool]) -> None:
     """Random writes, one at a time (QEMU appends each new cluster at the file's end, so XFS
-    sees them in the order the model allocates): the extents' bytes exact, and the extent
-    btree's blocks no fewer than the model's (the model counts the fewest records the layout
-    needs; a filesystem whose free space earlier files fragmented may need more)."""
+    sees them in the order the model allocates): the extents' bytes those of the model's
+    layout, give or take one 1 MiB piece, and the extent btree's blocks no fewer than the
+    model's (the model counts the fewest records the layout needs; a filesystem whose free
+    space earlier files fragmented may need more).
+
+    One piece either way, not exact: the same writes do not always leave the same file. The
+    likeliest cause, not traced: the writes qemu-io makes as it closes the image (its cached
+    L2 tables and refcount blocks, through its thread pool) reach XFS in no fixed order, and
+    one landing past the allocated end before another starts its piece at another
+    hint-aligned offset. Measured (2026-12-05, the same nine writes on a 64 KiB overlay eight
+    times, one file after another on one XFS): 2,297,856 bytes, the model's, in 7 of 8 and
+    3,346,432 in one, its piece past the file's end a whole 1 MiB further; the whole suite
+    failed on that example once. The two-write cases above gave their figure 10 times of 10."""
     writes = [(b * 4 * KiB, min(n, SIZE - b * 4 * KiB)) for b, n in raw]
     real = real_allocated(xfs, *shape, writes)
     img = model_of(*shape, writes)
     data = extent_bytes(xfs / "disk")
     blocks, records = xfs_layout(img.created_bytes, img.host_written(), img.requests)
     tree = bmbt_blocks(records) * 4096
-    assert img.allocated_bytes - tree == blocks * 4096 == data
+    assert img.allocated_bytes - tree == blocks * 4096
+    assert abs(data - blocks * 4096) in (0, XFS_EXTSIZE_HINT), (data, blocks * 4096)
     assert real - data >= tree
 
 
