@@ -91,18 +91,40 @@ def untrusted_writer(path: Path) -> str | None:
     must not write there through its name), or None. Each directory from ``/`` down must be
     owned by root or the invoking user and writable by no one else, unless sticky (``/tmp``:
     others cannot rename what they do not own)."""
-    uid, gid = invoking_user()
     real = path.resolve()
     for d in [*reversed(real.parents), real]:
-        st = os.stat(d)
-        sticky = bool(st.st_mode & stat.S_ISVTX)
-        if st.st_uid not in (0, uid):
-            return f"{d} is owned by uid {st.st_uid}"
-        if st.st_mode & stat.S_IWOTH and not sticky:
-            return f"{d} is writable by every user"
-        if st.st_mode & stat.S_IWGRP and st.st_gid not in (0, gid) and not sticky:
-            return f"{d} is writable by group {st.st_gid}"
+        why = untrusted_dir(os.stat(d), d)
+        if why is not None:
+            return why
     return None
+
+
+def untrusted_dir(st: os.stat_result, shown: Path | str) -> str | None:
+    """:func:`untrusted_writer`'s rule for one directory, from its ``stat`` (``fstat`` of a
+    descriptor held: nothing to swap between the check and the use): why another user could
+    add, rename or replace names in it, or None. ``shown`` names it in the reason."""
+    uid, gid = invoking_user()
+    sticky = bool(st.st_mode & stat.S_ISVTX)
+    if st.st_uid not in (0, uid):
+        return f"{shown} is owned by uid {st.st_uid}"
+    if st.st_mode & stat.S_IWOTH and not sticky:
+        return f"{shown} is writable by every user"
+    if st.st_mode & stat.S_IWGRP and st.st_gid not in (0, gid) and not sticky:
+        return f"{shown} is writable by group {st.st_gid}"
+    return None
+
+
+def invoker_may_read_own(st: os.stat_result) -> bool:
+    """Whether a file cowbench reads back from a run or sweep directory (``fstat`` of its
+    open descriptor) may be read for the invoking user: its own permission bits let them
+    read it, or this process wrote it (owned by this process's user, one link: a hardlink
+    planted to a file they cannot read has two). The directories above are not asked: the
+    user named the directory, and ``sudo cowbench run --out /root/x`` reads its own files
+    back from a directory they cannot enter."""
+    uid, gid = invoking_user()
+    if uid == 0 or (st.st_uid == os.geteuid() and st.st_nlink == 1):
+        return True
+    return _allows(st, uid, _groups(uid, gid), stat.S_IRUSR, stat.S_IRGRP, stat.S_IROTH)
 
 
 def _in_tree(real: str, trees: tuple[str, ...]) -> bool:

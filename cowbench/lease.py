@@ -371,9 +371,14 @@ def _mark_abandoned(run_dir: Path, record: dict[str, Any], missed: int = 0) -> N
 
 def run_state(run_dir: Path, meta: dict[str, Any]) -> str:
     """What ``cowbench show`` says of a run whose run.json says ``running``."""
-    try:
-        record = json.loads((run_dir / LEASE).read_text())
-    except (OSError, ValueError):
+    from .errors import ScenarioError
+    from .safeload import load_json_file
+
+    try:  # as a run's own file: never through a symlink, nothing the invoking user can't read
+        record = load_json_file(run_dir / LEASE, LEASE, for_user=False)
+        if not isinstance(record, dict):
+            raise ValueError(LEASE)
+    except (ScenarioError, ValueError):
         return "running (no lease: a run of an older cowbench, or its lease was lost)"
     if alive(record):
         return f"running (pid {record['pid']} alive)"

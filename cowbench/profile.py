@@ -480,7 +480,9 @@ def cached(path: Path) -> bool:
 
 def load_profile(path: Path) -> Profile:
     try:
-        data = load_json_file(path, "profile", for_user=not cached(path))
+        own = cached(path)  # read at its real path: O_NOFOLLOW (safeload) refuses a symlink
+        data = load_json_file(path.resolve() if own else path, "profile", for_user=not own,
+                              cache=own)
     except ScenarioError as err:
         raise UsageError(f"{path}: cannot read the profile: {err.problems[0][1]}") from None
     return parse_profile(data, str(path))

@@ -64,7 +64,7 @@ def _a(what: str) -> str:
 
 
 def read_input(path: str | Path, what: str = "input", limit: int = MAX_INPUT_BYTES, *,
-               for_user: bool = True) -> str:
+               for_user: bool = True, cache: bool = False) -> str:
     """The text of ``path``, a regular file of at most ``limit`` bytes (UTF-8).
 
     ``for_user``: a file a user named (a scenario, a sweep, a job file and its includes, a
@@ -73,13 +73,21 @@ def read_input(path: str | Path, what: str = "input", limit: int = MAX_INPUT_BYT
     ``/dev``, and readable by the invoking user, ``SUDO_UID`` under sudo), so an error quoting
     it never shows that user what they could not read. ``False`` only for what cowbench
     itself wrote into a run directory (``run.json``, the resolved ``scenario.yaml``, fio's
-    own logs)."""
+    own logs): opened with ``O_NOFOLLOW`` (cowbench never writes a symlink there; one planted
+    by the directory's owner, ``scenario.yaml -> /etc/shadow``, is refused) and held to
+    :func:`cowbench.imagefile.invoker_may_read_own` (a hardlink to a file the invoking user
+    cannot read is refused). ``cache``: a file of cowbench's own cache (the profile cache,
+    root's under sudo), ``for_user=False`` without the invoking user's rule."""
     source = str(path)
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+        fd = os.open(path, flags if for_user else flags | os.O_NOFOLLOW)
     except FileNotFoundError:
         raise _refuse(source, "no such file") from None
     except OSError as err:
+        if not for_user and os.path.islink(path):
+            raise _refuse(source, "is a symlink, which cowbench never writes in a run or "
+                                  "sweep directory; refused") from None
         raise _refuse(source, f"cannot read: {err.strerror or err}") from None
     try:
         st = os.fstat(fd)
@@ -88,6 +96,8 @@ def read_input(path: str | Path, what: str = "input", limit: int = MAX_INPUT_BYT
             raise _refuse(source, f"is {kind}, not a regular file; refused")
         if for_user:
             _check_user_may_read(fd, st, source)
+        elif not cache:
+            refuse_unless_invoker_may_read(st, source)
         if st.st_size > limit:
             raise _refuse(source, f"{st.st_size} bytes: larger than the {limit >> 20} MiB "
                                   f"{_a(what)} file may be")
@@ -111,6 +121,18 @@ def _check_user_may_read(fd: int, st: os.stat_result, source: str) -> None:
         check_policy(st, os.readlink(f"/proc/self/fd/{fd}"), allow_untrusted=True)
     except ImagePolicyError as err:
         raise _refuse(source, str(err)) from None
+
+
+def refuse_unless_invoker_may_read(st: os.stat_result, source: str) -> None:
+    """Raise :class:`ScenarioError` naming ``source`` unless the file cowbench reads back from a
+    run or sweep directory (``st``: its open descriptor's) may be read for the invoking user
+    (:func:`cowbench.imagefile.invoker_may_read_own`)."""
+    from .imagefile import invoker_may_read_own, invoking_user
+
+    if not invoker_may_read_own(st):
+        raise _refuse(source, f"is not readable by the invoking user (uid {invoking_user()[0]})"
+                              " and not a file cowbench wrote (owner uid "
+                              f"{st.st_uid}, {st.st_nlink} links); refused")
 
 
 def _read_at_most(fd: int, n: int) -> bytes:
@@ -322,11 +344,12 @@ def load_yaml_file(path: str | Path, what: str = "input", resolved: bool = False
     return load_yaml(read_input(path, what), str(path))
 
 
-def load_json_file(path: str | Path, what: str = "input", *, for_user: bool = True) -> Any:
+def load_json_file(path: str | Path, what: str = "input", *, for_user: bool = True,
+                   cache: bool = False) -> Any:
     """Read and parse a JSON file (a regular file, size capped); JSON nests at most as deep as
-    Python's recursion allows, and a deeper document is refused. ``for_user``: as for
-    :func:`read_input`."""
-    text = read_input(path, what, for_user=for_user)
+    Python's recursion allows, and a deeper document is refused. ``for_user``, ``cache``: as
+    for :func:`read_input`."""
+    text = read_input(path, what, for_user=for_user, cache=cache)
     try:
         return json.loads(text)
     except RecursionError:

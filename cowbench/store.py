@@ -32,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from . import __version__
 from .atomic import atomic_write_bytes, atomic_write_text, atomic_write_with
@@ -40,7 +40,7 @@ from .errors import ScenarioError, UsageError
 from .fdtree import HeldDir
 from .fsinfo import filesystem_of
 from .imagefile import untrusted_writer
-from .safeload import load_json_file
+from .safeload import load_json_file, refuse_unless_invoker_may_read
 from .tools import tool_version
 
 if TYPE_CHECKING:
@@ -262,7 +262,7 @@ class RunDir:
 def read_run(path: Path) -> dict[str, Any]:
     """run.json of a run directory, with a clear error if it is not one (missing, not a
     regular file, too large, not JSON, not a JSON object)."""
-    if not (path / "run.json").exists():
+    if not os.path.lexists(path / "run.json"):  # a symlink there: refused by load_json_file
         raise UsageError(f"{path}: not a run directory (no run.json)")
     try:
         meta = load_json_file(path / "run.json", "run.json", for_user=False)
@@ -301,16 +301,44 @@ def read_spread(path: Path) -> pd.DataFrame:
 
 
 def _read_table(path: Path, columns: tuple[str, ...], reader: Any, what: str) -> pd.DataFrame:
+
+    with open_own_file(path) as f:
+        return _parse_table(f, path, columns, reader, what)
+
+
+def open_own_file(path: Path) -> BinaryIO:
+    """A file cowbench wrote in a run or sweep directory (the records, a CSV), opened for a
+    reader as ``cowbench.safeload.read_input`` opens one with ``for_user=False``: never
+    through a symlink (cowbench writes none there), a FIFO or a device never read, and under
+    sudo only what the invoking user may read (a planted hardlink refused). A one-line
+    :class:`UsageError` naming ``path`` otherwise."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as err:
+        why = "is a symlink, which cowbench never writes in a run directory; refused" \
+            if os.path.islink(path) else f"cannot read: {err.strerror}"
+        raise UsageError(f"{path}: {why}") from None
+    f = os.fdopen(fd, "rb")
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise UsageError(f"{path}: not a regular file; refused")
+        try:
+            refuse_unless_invoker_may_read(st, str(path))
+        except ScenarioError as err:
+            raise UsageError(str(err)) from None
+    except BaseException:
+        f.close()
+        raise
+    return f
+
+
+def _parse_table(f: Any, path: Path, columns: tuple[str, ...], reader: Any, what: str
+                 ) -> pd.DataFrame:
     import pandas as pd
 
     try:
-        st = os.stat(path)
-    except OSError as err:
-        raise UsageError(f"{path}: cannot read: {err.strerror}") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise UsageError(f"{path}: not a regular file; refused")
-    try:
-        df = reader(path)
+        df = reader(f)
     except MemoryError:
         raise UsageError(f"{path}: too large to read into memory") from None
     except Exception as err:  # pyarrow and pandas raise many kinds for a damaged file
