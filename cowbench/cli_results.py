@@ -4,7 +4,9 @@ commands that run, the order ``--help`` lists them in)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -13,7 +15,27 @@ from rich.console import Console
 from rich.markup import escape
 
 from .cli_app import bold, out, progress_bar
-from .errors import UsageError
+from .errors import CowbenchError, UsageError
+from .fdtree import HeldDir
+
+
+@contextmanager
+def held_dir(path: Path, what: str, *, writing: bool) -> Iterator[HeldDir]:
+    """The run or sweep directory ``path`` a command comes back to, held
+    (:meth:`cowbench.fdtree.HeldDir.open_existing`) while the command reads and writes it
+    through :attr:`HeldDir.io`: a directory its owner renamed, or a ``report/`` or a file in it
+    swapped for a symlink between a check and a write, cannot make root write or read
+    elsewhere (under sudo the owner is the invoking user). An error raised meanwhile names
+    the directory as the user gave it, not ``/proc/<pid>/fd/<fd>``, which means nothing once
+    the command ends."""
+    with HeldDir.open_existing(path, what, writing=writing) as held:
+        try:
+            yield held
+        except CowbenchError as err:
+            io = str(held.io)
+            if io in str(err) and type(err).__str__ is BaseException.__str__:
+                err.args = (str(err).replace(io, str(path)),)
+            raise
 
 
 def fio_json_cmd(run_dir: Annotated[Path, typer.Argument(help="A run directory with the "
@@ -32,24 +54,30 @@ def fio_json_cmd(run_dir: Annotated[Path, typer.Argument(help="A run directory w
     from .scenario import load_scenario
     from .store import read_records, read_run
 
-    meta = read_run(run_dir)
-    pred = run_dir / "predicted.parquet"
-    if not pred.is_file():
-        raise UsageError(f"{run_dir}: no predicted.parquet (run the model: --backend sim|both)")
-    scenario = load_scenario(run_dir / "scenario.yaml", resolved=True)
-    # the logs first, unwritten: what they refuse (a timeline, two VMs' logs of one name)
-    # is refused before any file is written
-    texts = run_logs(run_dir, scenario, meta.get("seed", scenario.seed), log_avg_msec) \
-        if logs else None
-    paths = write_fio_json(run_dir, scenario, read_records(pred))
-    out.print(f"{len(paths)} fio JSON file(s) in {bold(run_dir / 'fio-json')}", soft_wrap=True)
-    if texts is not None:
-        written = write_logs(run_dir, texts)
-        out.print(f"{len(written)} fio log file(s) in {bold(run_dir / 'fio-json')}",
-                  soft_wrap=True)
-        for d in real_log_dirs(run_dir, [p.name for p in written]):
-            out.print(f"the real run's own fio logs, of the same names: {bold(d)}",
+    with held_dir(run_dir, "run directory", writing=True) as held:
+        io = held.io
+        meta = read_run(io)
+        pred = io / "predicted.parquet"
+        if not os.path.lexists(pred):
+            raise UsageError(f"{run_dir}: no predicted.parquet (run the model: --backend "
+                             "sim|both)")
+        scenario = load_scenario(io / "scenario.yaml", resolved=True)
+        # the logs first, unwritten: what they refuse (a timeline, two VMs' logs of one name)
+        # is refused before any file is written
+        texts = run_logs(io, scenario, meta.get("seed", scenario.seed), log_avg_msec) \
+            if logs else None
+        records = read_records(pred)
+        with held.sub("fio-json", create=True) as fj:  # never through a symlink at its name
+            paths = write_fio_json(fj.io, scenario, records)
+            out.print(f"{len(paths)} fio JSON file(s) in {bold(run_dir / 'fio-json')}",
                       soft_wrap=True)
+            if texts is not None:
+                written = write_logs(fj.io, texts)
+                out.print(f"{len(written)} fio log file(s) in {bold(run_dir / 'fio-json')}",
+                          soft_wrap=True)
+                for d in real_log_dirs(io, [p.name for p in written]):
+                    out.print("the real run's own fio logs, of the same names: "
+                              f"{bold(run_dir / d.relative_to(io))}", soft_wrap=True)
 
 
 def fio_check_cmd(job: Annotated[Path, typer.Argument(help="A fio job file.")]) -> None:
@@ -72,7 +100,8 @@ def show(path: Annotated[Path, typer.Argument(help="A run directory, or a sweep 
     from .show import show as show_path
 
     # a pipe or a file gets whole rows (a terminal: its own width); 80 columns squeeze a sweep
-    show_path(path, out if out.is_terminal else Console(width=160))
+    with held_dir(path, "run or sweep directory", writing=False) as held:
+        show_path(held.io, out if out.is_terminal else Console(width=160), shown=path)
 
 
 def gc() -> None:
@@ -118,8 +147,9 @@ def report(
         raise UsageError("--capacity: must be more than 0 bytes")
     with progress_bar(bar=True, transient=True) as bar:
         task = bar.add_task(f"report: notebook cells on {path}", total=None)
-        outcome = make_report(path, notebook, cap, progress=lambda d, t: bar.update(
-            task, completed=d, total=t))
+        with held_dir(path, "run or sweep directory", writing=True) as held:
+            outcome = make_report(held.io, notebook, cap, progress=lambda d, t: bar.update(
+                task, completed=d, total=t), shown=held.where)
     # soft_wrap: a path is never broken across lines, so it can be copied
     # paths as the user gave DIR, so they can be copied
     out.print(f"report ({outcome.notebook}): {bold(path / 'report' / 'report.html')}",
@@ -138,20 +168,23 @@ def repredict_cmd(run_dir: Annotated[Path, typer.Argument(
     """Re-run the model on the offsets the real run recorded (raw/), so the comparison shows
     the allocation model's own error, without the offset model's. Writes repredicted.parquet
     and comparison-repredicted.csv."""
-    if not (run_dir / "scenario.yaml").is_file():
-        raise UsageError(f"{run_dir}: not a run directory (no scenario.yaml)")
     from .runner import repredict
     from .show import print_comparison
     from .store import read_comparison
 
-    predicted, comp = repredict(run_dir)
-    out.print(f"re-predicted: {bold(predicted)}")
-    if comp is not None:
-        from .results import load_run
+    with held_dir(run_dir, "run directory", writing=True) as held:
+        io = held.io
+        if not os.path.lexists(io / "scenario.yaml"):
+            raise UsageError(f"{run_dir}: not a run directory (no scenario.yaml)")
+        predicted, comp = repredict(io)
+        out.print(f"re-predicted: {bold(run_dir / predicted.relative_to(io))}")
+        if comp is not None:
+            from .results import load_run
 
-        print_comparison(read_comparison(comp), out if out.is_terminal else Console(width=160),
-                         runs=load_run(run_dir).real_runs)  # whole rows in a pipe
-        out.print(f"comparison:   {bold(comp)}")
+            print_comparison(read_comparison(comp),
+                             out if out.is_terminal else Console(width=160),
+                             runs=load_run(io).real_runs)  # whole rows in a pipe
+            out.print(f"comparison:   {bold(run_dir / comp.relative_to(io))}")
 
 
 #: name on the command line -> function, in the order ``--help`` lists them

@@ -17,7 +17,9 @@ its entry from the parent only if that entry is still the directory created (sam
 :func:`remove_recorded` does the same for a tree a dead run recorded (``cowbench gc``).
 
 A :class:`HeldDir` is a run's or a sweep's directory, made and held the same way, but readable
-by others (0755) and named to the user as they gave it; it is not removed.
+by others (0755) and named to the user as they gave it; it is not removed. The commands that
+come back to a finished one (``show``, ``report``, ``repredict``, ``fio-json``) hold it with
+:meth:`HeldDir.open_existing` and reach the folders they write in it with :meth:`HeldDir.sub`.
 """
 
 from __future__ import annotations
@@ -192,6 +194,72 @@ class HeldDir:
             raise
         return cls(fd, st.st_dev, st.st_ino, where)
 
+    @classmethod
+    def open_existing(cls, where: Path, what: str, *, writing: bool) -> HeldDir:
+        """Hold the directory already at ``where`` (a finished run's or sweep's, for
+        ``cowbench show``, ``report``, ``repredict``, ``fio-json``): its last component opened
+        with ``O_NOFOLLOW | O_DIRECTORY`` (a symlink there is refused, as ``--out`` refuses
+        one), checked with ``fstat``. ``writing``: the command writes into it, so it is
+        refused when another user could add or swap names in it (owned by another user than
+        root or the invoking user, writable by group or others: ``--out``'s rule,
+        :func:`cowbench.imagefile.untrusted_dir`); only the directory itself is asked, as
+        everything after goes through its descriptor. Its parents are reached as named."""
+        from .imagefile import untrusted_dir
+
+        where = Path(os.path.abspath(where))
+        try:
+            pfd = os.open(where.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as err:
+            raise UsageError(f"{where}: cannot open the {what}: {err.strerror}") from None
+        try:
+            fd = os.open(where.name or ".", DIR_FLAGS, dir_fd=pfd)
+        except FileNotFoundError:
+            raise UsageError(f"{where}: no such directory") from None
+        except OSError as err:
+            kind = "a symlink" if os.path.islink(where) else "not a directory"
+            raise UsageError(f"{where}: is {kind} ({err.strerror}); give the {what} itself")\
+                from None
+        finally:
+            os.close(pfd)
+        st = os.fstat(fd)
+        why = untrusted_dir(st, where) if writing else None
+        if why is not None:
+            os.close(fd)
+            raise UsageError(f"{where}: {why}, who could swap what cowbench writes there; "
+                             f"refused (a {what} cowbench writes into is only yours or root's)")
+        return cls(fd, st.st_dev, st.st_ino, where)
+
+    def sub(self, name: str, *, create: bool) -> HeldDir:
+        """The subdirectory ``name`` of this one, held the same way: made with
+        ``mkdir(name, 0755, dir_fd=...)`` when ``create`` and missing, opened with
+        ``O_NOFOLLOW`` (a symlink or a file there is refused, never followed) and, when
+        ``create``, refused if another user could swap names in it. :class:`UsageError` names
+        it as :attr:`where` / ``name``; FileNotFoundError when it is absent and not made."""
+        from .imagefile import untrusted_dir
+
+        shown = self.where / name
+        if create:
+            try:
+                os.mkdir(name, SHARED_DIR_MODE, dir_fd=self.fd)
+            except FileExistsError:
+                pass
+            except OSError as err:
+                raise UsageError(f"{shown}: cannot create it: {err.strerror}") from None
+        try:
+            fd = os.open(name, DIR_FLAGS, dir_fd=self.fd)
+        except FileNotFoundError:
+            raise
+        except OSError as err:
+            raise UsageError(f"{shown}: not a directory of its own ({err.strerror}); refused "
+                             "(cowbench never writes a symlink there)") from None
+        st = os.fstat(fd)
+        why = untrusted_dir(st, shown) if create else None
+        if why is not None:
+            os.close(fd)
+            raise UsageError(f"{shown}: {why}, who could swap what cowbench writes there; "
+                             "refused")
+        return HeldDir(fd, st.st_dev, st.st_ino, shown)
+
     @property
     def io(self) -> Path:
         """The directory as cowbench and its tools reach it (see the class docstring)."""
@@ -213,6 +281,12 @@ class HeldDir:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+    def __enter__(self) -> HeldDir:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _step(pfd: int, part: str, where: Path, what: str) -> int:

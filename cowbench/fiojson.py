@@ -126,9 +126,10 @@ def _job(f: dict[str, float], jobname: str, groupid: int, wl: Workload | None
     return job
 
 
-def write_fio_json(run_dir: Path, scenario: Scenario, predicted: pd.DataFrame) -> list[Path]:
-    """``fio-json/<vm>[-t<seconds>].json`` for every VM run the model predicted (its jobs
-    as fio reports them)."""
+def write_fio_json(out_dir: Path, scenario: Scenario, predicted: pd.DataFrame) -> list[Path]:
+    """``<vm>[-t<seconds>].json`` in ``out_dir`` (a run's ``fio-json/``, held by its
+    descriptor: ``cowbench.fdtree.HeldDir.sub``) for every VM run the model predicted (its
+    jobs as fio reports them)."""
     ios = predicted[predicted.metric.isin(["read_iops", "write_iops", "trim_iops"])
                     & predicted.entity.str.startswith("vm:")]
     runs = {(op.vm, op.t): op.workload for op in expand_timeline(scenario) if op.op == "run"}
@@ -140,7 +141,7 @@ def write_fio_json(run_dir: Path, scenario: Scenario, predicted: pd.DataFrame) -
         t_s = None if t < 0 else t
         wl = _workload(scenario, name, runs.get((name, t_s)) if t_s is not None else None)
         suffix = "" if t_s is None else f"-t{t_s:g}"
-        path = run_dir / "fio-json" / f"{name}{suffix}.json"
+        path = out_dir / f"{name}{suffix}.json"
         atomic_write_text(path, json.dumps(fio_json(predicted, entity, wl, t_s),
                                            indent=2) + "\n")
         written.append(path)

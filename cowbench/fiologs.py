@@ -247,15 +247,16 @@ def write_run_logs(run_dir: Path, scenario: Scenario, seed: object, avg_ms: int)
     ``run_dir/fio-json``, named as each VM's fio would name them. Timelines and fleets are
     refused (UsageError), and so are two VMs whose logs would have the same name (their job
     files' ``write_*_log`` prefixes), before anything is written."""
-    return write_logs(run_dir, run_logs(run_dir, scenario, seed, avg_ms))
+    return write_logs(run_dir / "fio-json", run_logs(run_dir, scenario, seed, avg_ms))
 
 
-def write_logs(run_dir: Path, files: dict[str, str]) -> list[Path]:
-    """``files`` (:func:`run_logs`) in ``run_dir/fio-json``."""
+def write_logs(out_dir: Path, files: dict[str, str]) -> list[Path]:
+    """``files`` (:func:`run_logs`) in ``out_dir`` (a run's ``fio-json/``; ``cowbench
+    fio-json`` gives it held by its descriptor)."""
     written = []
     for name, text in sorted(files.items()):
-        atomic_write_text(run_dir / "fio-json" / name, text)
-        written.append(run_dir / "fio-json" / name)
+        atomic_write_text(out_dir / name, text)
+        written.append(out_dir / name)
     return written
 
 

@@ -128,11 +128,16 @@ def combined_notebook(names: list[str], work: Path) -> Path:
 
 
 def make_report(path: Path, notebook: str | None = None, capacity_bytes: int | None = None,
-                progress: ProgressFn = lambda _d, _t: None) -> ReportOutcome:
+                progress: ProgressFn = lambda _d, _t: None, shown: Path | None = None
+                ) -> ReportOutcome:
     """Execute the chosen notebook(s) on ``path``; write ``path/report/`` and report.html.
 
-    ``capacity_bytes`` replaces every host's capacity (default: each host's own)."""
-    path = path.resolve()
+    ``capacity_bytes`` replaces every host's capacity (default: each host's own). ``shown``:
+    the directory as the user named it when ``path`` is the descriptor ``cowbench report``
+    holds it by (``cowbench.fdtree.HeldDir.io``, which is not resolved: its name may lead
+    elsewhere by now); the report's title and its lease name it so."""
+    if shown is None:
+        path = shown = path.resolve()
     names = [notebook] if notebook else choose_notebooks(path)
     for name in names:
         notebook_path(name)
@@ -153,8 +158,8 @@ def make_report(path: Path, notebook: str | None = None, capacity_bytes: int | N
         work = PrivateDir.create(path, f".report-{token}")
     except OSError as err:
         raise UsageError(f"{path}: cannot write the report there: {err.strerror}") from None
-    lease = Lease.take(path, None, f"report-{token}", "report")
-    tmp = path / work.name
+    lease = Lease.take(shown, None, f"report-{token}", "report")
+    tmp = work.path  # by its descriptor: its name in ``path`` is the directory owner's to swap
     try:
         lease.add_tree(work)
         new = tmp / REPORT_DIR
@@ -168,7 +173,7 @@ def make_report(path: Path, notebook: str | None = None, capacity_bytes: int | N
             executed = execute_notebook(source, new / "report.ipynb", params, tmp, progress)
         except Interrupted as err:
             raise Interrupted(f"{err}; no report written in {path}") from None
-        title = f"cowbench {' + '.join(names)} report: {path.name}"
+        title = f"cowbench {' + '.join(names)} report: {shown.name}"
         (new / "report.html").write_text(render_html(executed, title))
         return _publish(path, tmp, "+".join(names))
     finally:
@@ -179,17 +184,38 @@ def make_report(path: Path, notebook: str | None = None, capacity_bytes: int | N
 def owned_report_dir(path: Path) -> Path | None:
     """``path/report`` if cowbench made it (its marker inside), None if absent; anything else
     there (a user's folder, a symlink, a file) is refused, never replaced."""
-    target = path / REPORT_DIR
-    try:
-        st = os.lstat(target)
-    except FileNotFoundError:
-        return None
+    ident = _owned_report_ident(path)
+    return None if ident is None else path / REPORT_DIR
+
+
+def _owned_report_ident(path: Path) -> tuple[int, int] | None:
+    """:func:`owned_report_dir`'s check, giving the folder's device and inode: it is opened
+    with ``O_NOFOLLOW`` and its marker looked up through that descriptor, never through a
+    symlink."""
     import stat
 
-    if not stat.S_ISDIR(st.st_mode) or not (target / MARKER).is_file():
-        raise UsageError(f"{target}: exists and was not written by `cowbench report`; move "
+    from .fdtree import DIR_FLAGS
+
+    target = path / REPORT_DIR
+    refused = UsageError(f"{target}: exists and was not written by `cowbench report`; move "
                          "it away (the report is written into that folder)")
-    return target
+    try:
+        fd = os.open(target, DIR_FLAGS)
+    except FileNotFoundError:
+        return None
+    except OSError:  # a symlink (ELOOP), a file (ENOTDIR)
+        raise refused from None
+    try:
+        st = os.fstat(fd)
+        try:
+            marker = os.stat(MARKER, dir_fd=fd, follow_symlinks=False)
+        except OSError:
+            raise refused from None
+        if not stat.S_ISREG(marker.st_mode):
+            raise refused
+        return st.st_dev, st.st_ino
+    finally:
+        os.close(fd)
 
 
 def render_html(nb: Any, title: str) -> str:
@@ -208,19 +234,36 @@ def render_html(nb: Any, title: str) -> str:
 
 def written_by_cowbench(html: Path) -> bool:
     """Whether ``html`` is a report cowbench wrote (its generator tag near the top)."""
-    try:
-        with open(html, "rb") as f:
-            return GENERATOR.encode() in f.read(4096)
+    try:  # never through a symlink, never blocking on a FIFO
+        fd = os.open(html, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return False
+    with os.fdopen(fd, "rb") as f:
+        import stat
+
+        try:
+            return stat.S_ISREG(os.fstat(fd).st_mode) and GENERATOR.encode() in f.read(4096)
+        except OSError:
+            return False
 
 
 def _publish(path: Path, tmp: Path, name: str) -> ReportOutcome:
     target = path / REPORT_DIR
-    old = owned_report_dir(path)  # checked again: the notebook took a while
+    old = _owned_report_ident(path)  # checked again: the notebook took a while
     if old is not None:
-        old.rename(tmp / "previous")
-    (tmp / REPORT_DIR).rename(target)
+        # moved by name, so the folder checked is what must have moved: anything else that
+        # took its name meanwhile (a symlink to a decoy) is put back and the report refused
+        os.rename(target, tmp / "previous")
+        moved = os.lstat(tmp / "previous")
+        if (moved.st_dev, moved.st_ino) != old:
+            os.rename(tmp / "previous", target)
+            raise UsageError(f"{target}: replaced while the report was made; refused (nothing "
+                             "written there)")
+    try:
+        os.rename(tmp / REPORT_DIR, target)
+    except OSError as err:  # something took the name meanwhile: left as it is
+        raise UsageError(f"{target}: appeared while the report was made "
+                         f"({err.strerror}); refused (nothing written there)") from None
     top = path / "report.html"
     ours = not os.path.lexists(top) or (top.is_file() and not top.is_symlink()
                                         and written_by_cowbench(top))

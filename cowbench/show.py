@@ -17,7 +17,7 @@ import json
 import math
 from collections.abc import Sequence
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -63,12 +63,13 @@ IO_COLUMNS = [("read_iops", "read\nIOPS"), ("write_iops", "write\nIOPS"),
               ("write_lat_mean_s", "write lat\nmean"), ("write_lat_p99_s", "write lat\np99")]
 
 
-def show(path: Path, out: Console) -> None:
-    """Print a run directory's or a sweep directory's figures."""
+def show(path: Path, out: Console, shown: Path | None = None) -> None:
+    """Print a run directory's or a sweep directory's figures; ``shown``: the directory as
+    the user named it, when ``path`` is the descriptor ``cowbench show`` holds it by."""
     if is_run_dir(path):
-        show_run(path, out)
+        show_run(path, out, shown)
     elif is_sweep_dir(path):
-        show_sweep(path, out)
+        show_sweep(path, out, shown)
     elif not path.is_dir():
         raise UsageError(f"{path}: no such directory")
     else:
@@ -78,9 +79,9 @@ def show(path: Path, out: Console) -> None:
 
 # -- a run ---------------------------------------------------------------------------------
 
-def show_run(path: Path, out: Console) -> None:
+def show_run(path: Path, out: Console, shown: Path | None = None) -> None:
     run = load_run(path)
-    for line in _run_header(run):
+    for line in _run_header(run, shown or path):
         out.print(line, soft_wrap=True, highlight=False)
     fleet = run.scenario.get("fleet")
     if isinstance(fleet, dict):
@@ -108,7 +109,7 @@ def _float(x: Any) -> float:
     return float(x) if isinstance(x, int | float) and not isinstance(x, bool) else math.nan
 
 
-def _run_header(run: RunResults) -> list[str]:
+def _run_header(run: RunResults, shown: Path) -> list[str]:
     meta = run.meta
     sc = meta.get("scenario") or {}
     status = str(meta.get("status"))
@@ -118,7 +119,7 @@ def _run_header(run: RunResults) -> list[str]:
         status = run_state(run.path, meta)
     reason = f" ({meta['reason']})" if meta.get("reason") else ""
     # paths, names and reasons are the user's text, never markup: "[/srv]" is no closing tag
-    lines = [f"{escape(str(run.path))}: {escape(run.name)} (id {escape(str(sc.get('hash', '-')))}"
+    lines = [f"{escape(str(shown))}: {escape(run.name)} (id {escape(str(sc.get('hash', '-')))}"
              f"), status [bold]{escape(status)}[/]{escape(reason)}"]
     backends = [b for b in meta.get("backends") or [] if isinstance(b, str)]
     what = ", ".join(f"{b} ({BACKEND_WHAT.get(b, b)})" for b in backends) or "-"
@@ -623,14 +624,14 @@ OLDER_FIGURES = {"hosts_used_bytes": "hosts_allocated_bytes",
 STATUS_ORDER = ("ok", "failed", "interrupted", "pending", "running")
 
 
-def show_sweep(path: Path, out: Console) -> None:
+def show_sweep(path: Path, out: Console, shown: Path | None = None) -> None:
     name, status, reason = _sweep_meta(path)
     points, knobs = sweep_points(path)
     counts = points["status"].astype(str).value_counts() if len(points) else pd.Series()
     order = sorted(counts.index, key=lambda s: (STATUS_ORDER.index(s) if s in STATUS_ORDER
                                                  else len(STATUS_ORDER), s))
     tally = ", ".join(f"{counts[s]} {s}" for s in order)
-    out.print(f"{escape(str(path))}: sweep {escape(name)}"
+    out.print(f"{escape(str(shown or path))}: sweep {escape(name)}"
               + (f", status [bold]{escape(status)}[/]" if status else "")
               + (f" ({escape(reason)})" if reason and status != "ok" else "")
               + f"; {len(points)} point(s)" + (f": {tally}" if tally else ""),
@@ -707,7 +708,11 @@ def sweep_points(path: Path) -> tuple[pd.DataFrame, list[str]]:
                                "status": str(entry.get("status")),
                                "reason": entry.get("reason"), "kind": str(point_kind),
                                **resolved[key]}
-        run_dir = path / str(entry.get("dir") or f"points/{row['point']}")
+        given = PurePosixPath(str(entry.get("dir") or f"points/{row['point']}"))
+        if given.is_absolute() or ".." in given.parts:  # sweep.json leads out of the sweep
+            raise UsageError(f"{path}/sweep.json: point {row['point']}: dir {str(given)!r} "
+                             "leads out of the sweep directory; refused")
+        run_dir = path / given
         if is_run_dir(run_dir):
             run_meta = read_run(run_dir)
             row.update(status=str(run_meta.get("status")), reason=run_meta.get("reason"),
@@ -820,8 +825,11 @@ def _points_frame(rows: list[dict[str, Any]], knobs: Sequence[str]) -> pd.DataFr
 
 def _read_summary(path: Path) -> pd.DataFrame:
     """A sweep's summary.csv, or a one-line error if it is damaged."""
+    from .store import open_own_file
+
     try:
-        table = pd.read_csv(path)
+        with open_own_file(path) as f:  # never through a symlink planted at its name
+            table = pd.read_csv(f)
     except (OSError, ValueError, UnicodeDecodeError) as err:  # pandas' parse errors included
         raise UsageError(f"{path}: not a readable sweep summary ({type(err).__name__}); run "
                          "the sweep again to rewrite it") from None
