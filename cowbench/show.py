@@ -643,6 +643,8 @@ def show_sweep(path: Path, out: Console, shown: Path | None = None) -> None:
     for row in points[points["status"] != "ok"].to_dict("records") if len(points) else []:
         if isinstance(row.get("reason"), str) and row["reason"]:
             where = row.get("where")  # its run directory in the sweep, what it sent back
+            if isinstance(where, str) and shown is not None:  # as the user named the sweep,
+                where = where.replace(str(path), str(shown), 1)  # not its held descriptor's
             details = f"; details in {where}/" if isinstance(where, str) else ""
             out.print(f"{row['point']} {row['status']}: {row['reason']}{details}",
                       soft_wrap=True, markup=False, highlight=False)
