@@ -267,6 +267,7 @@ def _sweep_file(tmp_path: Path, backend: str) -> Path:
     return tmp_path / "sweep.yaml"
 
 
+@pytest.mark.slow
 def test_under_umask_000_nothing_a_run_or_sweep_creates_is_writable_by_others(
         tmp_path: Path) -> None:
     """Finding 2: ``umask 000; cowbench run`` made the run directory and raw/'s folders 0777 and
@@ -336,6 +337,7 @@ def test_sweep_out_gets_the_checks_of_run_out(tmp_path: Path) -> None:
         assert os.listdir(target) == [] and os.listdir(theirs) == []
 
 
+@pytest.mark.slow
 def test_a_sweep_whose_parent_is_swapped_redirects_nothing(
         tmp_path: Path, decoy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Finding 3's exploit, made deterministic: once the points have run, the sweep

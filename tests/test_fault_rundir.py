@@ -160,6 +160,7 @@ def _quick_notebook(monkeypatch: pytest.MonkeyPatch, during: Any = None) -> None
     monkeypatch.setattr(report_module, "execute_notebook", execute)
 
 
+@pytest.mark.slow
 def test_report_refuses_a_report_folder_swapped_for_a_symlink(
         shared: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     run = _run(shared)
@@ -176,6 +177,7 @@ def test_report_refuses_a_report_folder_swapped_for_a_symlink(
     assert (run / "report").is_symlink()  # not the report's to remove
 
 
+@pytest.mark.slow
 def test_report_swapped_mid_report_is_put_back_and_nothing_written_there(
         shared: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     run = _run(shared)
@@ -229,6 +231,7 @@ def _sweep(where: Path) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_a_symlink_planted_for_a_sweeps_summary_is_refused_unread(shared: Path) -> None:
     sweep = _sweep(shared)
     secret = _root_only(shared)
@@ -238,6 +241,7 @@ def test_a_symlink_planted_for_a_sweeps_summary_is_refused_unread(shared: Path) 
     _refused(cowbench("show", str(sweep), env=SUDO), f"{sweep}/summary.csv")
 
 
+@pytest.mark.slow
 def test_a_sweep_point_leading_out_of_the_sweep_is_refused(shared: Path) -> None:
     sweep = _sweep(shared)
     (shared / "elsewhere").mkdir()

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import yaml
 
 from cowbench.units import format_bytes
@@ -40,6 +41,7 @@ def test_a_runs_reflink_vm_shows_what_it_holds_alone(tmp_path: Path) -> None:
             f"{format_bytes(alloc)} allocated, {format_bytes(own)} its own)") in shown
 
 
+@pytest.mark.slow
 def test_a_sweeps_vm_columns_say_what_they_count_for_reflink_points(tmp_path: Path) -> None:
     (tmp_path / "base.yaml").write_text(yaml.safe_dump({**SCENARIO, "vms": SCENARIO["vms"][:1]}))
     (tmp_path / "sw.yaml").write_text(yaml.safe_dump({

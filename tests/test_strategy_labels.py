@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import yaml
 
 from cowbench.results import load_results
@@ -32,6 +33,7 @@ SWEEP = {"scenario": "base.yaml", "seeds": 1,
                     {"strategy": {"kind": "full_copy"}}]}
 
 
+@pytest.mark.slow
 def test_summary_report_and_show_label_a_cell_alike(tmp_path: Path) -> None:
     (tmp_path / "base.yaml").write_text(yaml.safe_dump(SCENARIO))
     (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(SWEEP))
