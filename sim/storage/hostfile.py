@@ -14,6 +14,7 @@ refcount_bits=64): a 3 940-cluster image jumps to 4 164 clusters, then grows int
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .fs import FS_BLOCK
@@ -267,10 +268,10 @@ class HostFile:
         return [(g.start, g.end) for g in self.gaps if not g.written]
 
 
-def block_runs(intervals: list[Interval]) -> list[int]:
-    """Lengths in filesystem blocks of the runs of blocks that written byte ranges touch."""
+def block_intervals(written: Iterable[Interval]) -> list[Interval]:
+    """The runs of filesystem blocks that byte ranges touch, merged, in order."""
     runs: list[list[int]] = []
-    for a, b in intervals:
+    for a, b in sorted(written):
         if b <= a:
             continue
         s, e = a // FS_BLOCK, -(-b // FS_BLOCK)
@@ -278,4 +279,9 @@ def block_runs(intervals: list[Interval]) -> list[int]:
             runs[-1][1] = max(runs[-1][1], e)
         else:
             runs.append([s, e])
-    return [e - s for s, e in runs]
+    return [(s, e) for s, e in runs]
+
+
+def block_runs(intervals: list[Interval]) -> list[int]:
+    """Lengths in filesystem blocks of the runs of blocks that written byte ranges touch."""
+    return [e - s for s, e in block_intervals(intervals)]

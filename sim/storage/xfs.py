@@ -35,6 +35,7 @@ from collections.abc import Iterable, Sequence
 from typing import Literal
 
 from .fs import FS_BLOCK
+from .hostfile import block_intervals
 
 #: QEMU's default ``extent_size_hint`` for the image files it creates on XFS (file-posix.c)
 XFS_EXTSIZE_HINT = 1 << 20
@@ -164,17 +165,3 @@ def bmbt_blocks(records: int) -> int:
         return 0
     leaves = -(-records // XFS_LEAF_RECORDS)
     return leaves + (-(-leaves // XFS_NODE_PTRS) if leaves > XFS_INODE_PTRS else 0)
-
-
-def block_intervals(written: Iterable[Interval]) -> list[Interval]:
-    """The runs of 4 KiB blocks that byte ranges touch, merged, in order."""
-    runs: list[list[int]] = []
-    for a, b in sorted(written):
-        if b <= a:
-            continue
-        s, e = a // FS_BLOCK, -(-b // FS_BLOCK)
-        if runs and s <= runs[-1][1]:
-            runs[-1][1] = max(runs[-1][1], e)
-        else:
-            runs.append([s, e])
-    return [(s, e) for s, e in runs]
