@@ -160,9 +160,9 @@ def _quick_notebook(monkeypatch: pytest.MonkeyPatch, during: Any = None) -> None
     monkeypatch.setattr(report_module, "execute_notebook", execute)
 
 
-@pytest.mark.slow
-def test_report_refuses_a_report_folder_swapped_for_a_symlink(
-        shared: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _reported_with_decoy(shared: Path, monkeypatch: pytest.MonkeyPatch
+                         ) -> tuple[Path, Path, list[str]]:
+    """A run reported once, and a decoy directory that looks like a report (its files)."""
     run = _run(shared)
     _quick_notebook(monkeypatch)
     assert cowbench("report", str(run), env=SUDO).code == 0
@@ -170,6 +170,13 @@ def test_report_refuses_a_report_folder_swapped_for_a_symlink(
     decoy.mkdir()
     (decoy / report_module.MARKER).write_text("looks like a report\n")
     before = _files(decoy)
+    return run, decoy, before
+
+
+@pytest.mark.slow
+def test_report_refuses_a_report_folder_swapped_for_a_symlink(
+        shared: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run, decoy, before = _reported_with_decoy(shared, monkeypatch)
     (run / "report").rename(shared / "old-report")
     (run / "report").symlink_to(decoy)
     _refused(cowbench("report", str(run), env=SUDO), f"{run}/report")
@@ -180,13 +187,7 @@ def test_report_refuses_a_report_folder_swapped_for_a_symlink(
 @pytest.mark.slow
 def test_report_swapped_mid_report_is_put_back_and_nothing_written_there(
         shared: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    run = _run(shared)
-    _quick_notebook(monkeypatch)
-    assert cowbench("report", str(run), env=SUDO).code == 0
-    decoy = shared / "decoy"
-    decoy.mkdir()
-    (decoy / report_module.MARKER).write_text("looks like a report\n")
-    before = _files(decoy)
+    run, decoy, before = _reported_with_decoy(shared, monkeypatch)
 
     def swap() -> None:
         (run / "report").rename(shared / "old-report")

@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -39,17 +40,25 @@ ops_st = st.lists(
     min_size=1, max_size=30)
 
 
-@pytest.fixture(scope="module")
-def xfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    work = tmp_path_factory.mktemp("reflink")
-    with xfs_mount(work, 1 << 30, None) as mnt:
+@contextmanager
+def xfs_with_base(work: Path, fs_bytes: int, size: int,
+                  data: list[tuple[int, int]]) -> Iterator[Path]:
+    """The real backend's reflink XFS (``xfs_mount``) of ``fs_bytes``, holding ``base.raw``: a
+    raw base of ``size`` bytes whose ``data`` extents qemu-io wrote."""
+    with xfs_mount(work, fs_bytes, None) as mnt:
         base = mnt / "base.raw"
-        subprocess.run(["qemu-img", "create", "-q", "-f", "raw", str(base), str(SIZE)],
+        subprocess.run(["qemu-img", "create", "-q", "-f", "raw", str(base), str(size)],
                        check=True)
         cmds = []
-        for off, n in BASE_DATA:
+        for off, n in data:
             cmds += ["-c", f"write -q -P 0x5a {off} {n}"]
         subprocess.run(["qemu-io", "-f", "raw", *cmds, str(base)], check=True)
+        yield mnt
+
+
+@pytest.fixture(scope="module")
+def xfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    with xfs_with_base(tmp_path_factory.mktemp("reflink"), 1 << 30, SIZE, BASE_DATA) as mnt:
         yield mnt
 
 

@@ -21,12 +21,13 @@ from hypothesis import strategies as st
 
 from cowbench.fsinfo import filesystem_of
 from cowbench.scenario import Strategy
-from real.storage.reflink import _ROW, collect_cow_reservations, xfs_mount
+from real.storage.reflink import _ROW, collect_cow_reservations
 from sim.storage.disk import BaseData, Qcow2Image
 from sim.storage.strategies import overlay
 from sim.storage.xfs import XFS_EXTSIZE_HINT, bmbt_blocks, xfs_layout
 
 from .conftest import needs_tools
+from .test_oracle_reflink import xfs_with_base
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 SIZE = 1 * GiB
@@ -45,15 +46,7 @@ TWO_WRITES = {(64 * KiB, False): 1_249_280, (128 * KiB, True): 1_445_888,
 
 @pytest.fixture(scope="module")
 def xfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    work = tmp_path_factory.mktemp("xfs")
-    with xfs_mount(work, 2 * GiB, None) as mnt:
-        base = mnt / "base.raw"
-        subprocess.run(["qemu-img", "create", "-q", "-f", "raw", str(base), str(SIZE)],
-                       check=True)
-        cmds = []
-        for off, n in BASE_DATA:
-            cmds += ["-c", f"write -q -P 0x5a {off} {n}"]
-        subprocess.run(["qemu-io", "-f", "raw", *cmds, str(base)], check=True)
+    with xfs_with_base(tmp_path_factory.mktemp("xfs"), 2 * GiB, SIZE, BASE_DATA) as mnt:
         yield mnt
 
 
