@@ -20,6 +20,7 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # what the lazy attributes are, for type checkers and editors
     from .api import (
+        FilesystemWarning,
         SeedWarning,
         load_results,
         load_run,
@@ -39,7 +40,8 @@ if TYPE_CHECKING:  # what the lazy attributes are, for type checkers and editors
 #: Public name -> the module that defines it.
 _LAZY = {"load_scenario": "api", "simulate": "api", "run": "api", "load_results": "api",
          "run_sweep": "api", "make_report": "api", "load_run": "api", "load_sweep": "api",
-         "SeedWarning": "api", "Interrupted": "errors", "Scenario": "scenario",
+         "SeedWarning": "api", "FilesystemWarning": "api", "Interrupted": "errors",
+         "Scenario": "scenario",
          "RunOutcome": "runner",
          "ReportOutcome": "report", "RunResults": "results", "SweepResults": "results",
          "CowbenchError": "errors", "UsageError": "errors"}
@@ -47,7 +49,7 @@ _LAZY = {"load_scenario": "api", "simulate": "api", "run": "api", "load_results"
 __all__ = ["load_scenario", "simulate", "run", "load_results", "load_run", "load_sweep",
            "run_sweep", "make_report", "Scenario", "RunOutcome", "ReportOutcome", "RunResults",
            "SweepResults", "CowbenchError", "UsageError", "Interrupted", "SeedWarning",
-           "__version__"]
+           "FilesystemWarning", "__version__"]
 
 
 if not TYPE_CHECKING:  # a type checker sees the imports above, and a misspelled name fails

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from .scenario import Scenario
 
 __all__ = ["load_scenario", "simulate", "run", "load_results", "load_run", "load_sweep",
-           "run_sweep", "make_report", "SeedWarning"]
+           "run_sweep", "make_report", "SeedWarning", "FilesystemWarning"]
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -101,6 +101,13 @@ class SeedWarning(UserWarning):
     ``warning:`` line."""
 
 
+class FilesystemWarning(UserWarning):
+    """A host's disks are on a filesystem the model has no allocator for (tmpfs, btrfs, ...),
+    or not on this machine: predicted as ext4 (``cowbench.diskfs``). Raised as a warning by
+    :func:`simulate`, as the CLI prints its ``warning:`` line; :func:`run` records it in
+    run.json's ``host.model_disks_fs_notes``."""
+
+
 def _warn_fixed(s: Scenario) -> None:
     """The CLI's ``--seed`` warning (``cowbench.cli._warn_fixed``), of ``s`` with its
     profiles chosen, as a :class:`SeedWarning`."""
@@ -133,6 +140,7 @@ def simulate(scenario: Scenario | str | Path | Mapping[str, Any],
     says it in words: which profile and how old, or that the figures are uncalibrated.
     """
     from .autoprofile import choose_profiles
+    from .diskfs import place, placed
     from .profile_use import describe, run_profile
     from .streams import fio_installed, refuse_without_fio
     from .tools import RawLog, absolute, require_tools
@@ -146,9 +154,14 @@ def simulate(scenario: Scenario | str | Path | Mapping[str, Any],
         s = s.model_copy(update={"seed": seed})
     source = str(scenario) if isinstance(scenario, str | Path) else "<scenario>"
     # where `cowbench run` puts a run directory by default: results/<name>-<time>
-    s = choose_profiles(s, source, "sim", absolute(Path("results") / s.name),
+    default_out = absolute(Path("results") / s.name)
+    s = choose_profiles(s, source, "sim", default_out,
                         profile=None if profile is None else Path(profile),
                         uncalibrated=uncalibrated)
+    placement = place(s, "sim", default_out)  # each host's disks' filesystem, as run's
+    for note in placement.notes:
+        warnings.warn(note, FilesystemWarning, stacklevel=2)
+    s = placed(s, placement)
     if warn:
         _warn_fixed(s)
     if any(wl.offsets == "fio" for wl in s.workloads.values()):

@@ -111,6 +111,17 @@ def _warn_beside() -> None:
                       "beside it, and its beside this one's", highlight=False, soft_wrap=True)
 
 
+def _warn_filesystems(s: Scenario, backend: str, out_dir: Path) -> None:
+    """Hosts whose disks the model predicts as ext4 on a filesystem it has no allocator for
+    (``cowbench.diskfs``): said before the run, as run.json's ``host.model_disks_fs_notes``
+    says after it."""
+    from .diskfs import place
+    from .tools import absolute
+
+    for note in place(s, backend, absolute(out_dir)).notes:
+        err.print(f"[yellow]warning:[/] {escape(note)}", highlight=False, soft_wrap=True)
+
+
 def _load(path: Path, *document: object) -> Scenario:
     """The scenario in ``path``, resolved (``document``: the file's, already read)."""
     from .resolve import resolve
@@ -159,6 +170,9 @@ def validate(scenario: Annotated[Path, typer.Argument(help="Scenario file, or sw
               f"{len(s.images)} image(s), {len(s.vms)} VM(s), "
               f"{_strategies_text(s)}; workloads: {', '.join(_workloads_run(s)) or '-'}",
               soft_wrap=True)
+    from .diskfs import describe
+
+    out.print(f"disks' filesystem: {describe(s)}", soft_wrap=True, highlight=False)
     from .lifecycle import scheduler_may_refuse, timeline_plan
 
     if s.timeline is not None and s.timeline.arrivals or scheduler_may_refuse(s):
@@ -238,6 +252,7 @@ def run(
     preflight(s, out_dir, chosen, repeat)  # what the run refuses, before a calibration
     if chosen in ("real", "both"):
         _warn_beside()
+    _warn_filesystems(s, chosen, out_dir)
     s, checked = _choose_profiles(s, str(scenario), chosen, out_dir, profile, uncalibrated)
     if seed is not None:
         _warn_fixed(s)

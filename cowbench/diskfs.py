@@ -1,24 +1,47 @@
-"""Which filesystem the VMs' disk files are on, as the real backend decides it.
+"""Which filesystem each host's disk files are on, and which the model allocates them as.
 
-A run with a ``reflink_copy`` VM that this machine builds (not a model-only RBD clone) puts
-every host's tree on the XFS the real backend loop-mounts (``real.storage.reflink``): every
-VM's files are on it, whatever their strategy. Any other run builds its trees on the storage
-under the run directory (or a host's ``storage_dir``), which the model takes for ext4. The real
-backend mounts by this answer, the model allocates by it (``sim.storage.xfs``) and run.json
-records it beside the run directory's own filesystem (``host.disks_fs``, ``model_disks_fs``),
-so the three cannot disagree.
+Where the real backend puts a host's tree: a run with a ``reflink_copy`` VM that this machine
+builds (not a model-only RBD clone) puts every host's tree on the XFS it loop-mounts
+(``real.storage.reflink``), whatever their strategy; any other run builds each host's tree in
+its ``storage_dir``, else in the run directory's ``work/``, on whatever filesystem holds it.
+
+The model allocates a file as ext4 does (``sim.storage.hostfile``) or as XFS does under QEMU's
+1 MiB extent size hint (``sim.storage.xfs``). Per host, ``hosts[].filesystem`` says which:
+``ext4`` or ``xfs`` as written (a planner predicting for a fleet elsewhere), or ``auto`` (the
+default) as the real backend would place them, from here: the filesystem of the host's
+storage when the run starts (:func:`place`). A filesystem the model has no allocator for
+(tmpfs, btrfs, zfs, an overlay, NFS, ...) is predicted as ext4, never silently: each such
+host is named in a warning and in run.json's ``host.model_disks_fs_notes``. With ``--backend
+sim`` a host whose ``storage_dir`` is not on this machine cannot be looked at: ext4, said
+alike (its ``filesystem`` says otherwise). A run with the real backend refuses a ``filesystem``
+its disks are not on (the comparison would set one filesystem's allocation against another's).
+A fleet is predicted as ext4 (its model has no XFS allocation: ``cowbench.fleet`` refuses
+``filesystem: xfs``).
+
+The run writes the answer into its scenario (``hosts[].model_disks_fs``, so its scenario.yaml
+re-predicts the same: ``cowbench repredict``) and run.json records it beside where the real
+backend's files were (``host.disks_fs``, ``storage_dirs_fs``), so the three cannot disagree
+unsaid.
 """
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from cowbench.fsinfo import filesystem_of
-from cowbench.scenario import Scenario
+from .errors import UsageError
+from .fsinfo import filesystem_of
+from .scenario import Host, Scenario
 
-#: the filesystem the model takes a run's storage for, when no reflink XFS is made
-MODEL_FS = "ext4"
+HostFs = Literal["ext4", "xfs"]
+#: the filesystem the model takes a host's storage for when it has no allocator for it
+MODEL_FS: HostFs = "ext4"
+#: the filesystems the model allocates files as
+MODELLED: tuple[HostFs, ...] = ("ext4", "xfs")
+#: hosts a note names before "and N more"
+NAMED = 5
 
 
 def on_reflink_xfs(scenario: Scenario) -> bool:
@@ -27,20 +50,110 @@ def on_reflink_xfs(scenario: Scenario) -> bool:
                for vm in scenario.vms if not scenario.model_only(vm))
 
 
-def disks_fs(scenario: Scenario) -> Literal["ext4", "xfs"]:
-    """The filesystem the model allocates the run's disk files as: ``xfs`` on the reflink XFS,
-    else :data:`MODEL_FS`."""
-    return "xfs" if on_reflink_xfs(scenario) else "ext4"
+def host_filesystems(scenario: Scenario) -> dict[str, HostFs]:
+    """Host name -> the filesystem the model allocates its disk files as: what the run
+    decided (``hosts[].model_disks_fs``, :func:`place`), else ``hosts[].filesystem`` when it
+    names one, else xfs on the reflink XFS and ext4 otherwise (the model run outside ``cowbench
+    run``, which looked at no filesystem)."""
+    reflink = on_reflink_xfs(scenario)
+    return {h.name: h.model_disks_fs or (h.filesystem if h.filesystem != "auto" else
+                                         "xfs" if reflink else MODEL_FS)
+            for h in scenario.hosts}
 
 
-def disk_facts(scenario: Scenario, real: bool, work_dir_fs: str | None) -> dict[str, Any]:
+@dataclass
+class Placement:
+    """A run's answer (:func:`place`): what the model allocates each host's disks as, and
+    the notes on those predicted as ext4 without being known to be on ext4."""
+
+    model: dict[str, HostFs]
+    notes: list[str] = field(default_factory=list)
+
+
+def place(scenario: Scenario, backend: str, out: Path) -> Placement:
+    """What the model allocates each host's disks as in a run of ``backend`` (``sim``,
+    ``real``, ``both``) into the run directory ``out`` (which need not exist yet: the
+    filesystem of its nearest existing parent, where it will be made), by the rules of the
+    module docstring. A ``filesystem`` the real backend's disks are not on is a
+    :class:`UsageError` naming its key path."""
+    if scenario.fleet is not None:  # nothing of it is on any filesystem here
+        return Placement({h.name: MODEL_FS for h in scenario.hosts})
+    real = backend in ("real", "both")
+    reflink = on_reflink_xfs(scenario)
+    looked: dict[Path, str] = {}
+    model: dict[str, HostFs] = {}
+    unmodelled: dict[str, list[str]] = {}
+    for i, h in enumerate(scenario.hosts):
+        found = _where(h, out, real, reflink, looked)
+        fs = found[0] if found else None
+        auto: HostFs = "xfs" if fs == "xfs" else MODEL_FS  # ext4, or one not modelled
+        if h.filesystem != "auto" and real and h.filesystem != auto:
+            assert found is not None
+            raise UsageError(
+                f"hosts[{i}].filesystem: {h.filesystem}, but host {h.name}'s disks are on "
+                f"{found[0]} ({found[1]}), which the model allocates as {auto}: the real "
+                f"backend's files would be measured there; leave it auto (or {auto}), or "
+                "predict on its own with --backend sim")
+        model[h.name] = auto if h.filesystem == "auto" else h.filesystem
+        if model[h.name] == MODEL_FS and fs != MODEL_FS and (h.filesystem == "auto" or real):
+            what = (f"on {fs} ({found[1]}), which the model has no allocator for" if found
+                    else f"in storage_dir {h.storage_dir}, not on this machine")
+            unmodelled.setdefault(what, []).append(h.name)
+    notes = [f"{_names(hosts)}: the disks are {what}; predicted as {MODEL_FS} (the model "
+             f"allocates as {' or '.join(MODELLED)}: hosts[].filesystem)"
+             for what, hosts in unmodelled.items()]
+    return Placement(model, notes)
+
+
+def _where(h: Host, out: Path, real: bool, reflink: bool,
+           looked: dict[Path, str]) -> tuple[str, str] | None:
+    """(filesystem, which) of the storage host ``h``'s disks go to; None for a
+    ``storage_dir`` not on this machine in a model-only run. ``looked``: by directory, the
+    filesystems already found (10,000 hosts in one run directory: one look)."""
+    if reflink:
+        return "xfs", "the run's loop-mounted reflink XFS"
+    if h.storage_dir is None:
+        path, which = Path(os.path.abspath(out)) / "work", "the run directory's filesystem"
+    else:
+        path, which = Path(h.storage_dir), f"storage_dir {h.storage_dir}"
+        if not real and not path.is_dir():
+            return None
+    while not path.exists() and path != path.parent:  # a run directory not made yet
+        path = path.parent
+    if path not in looked:
+        looked[path] = filesystem_of(path)[0]
+    return looked[path], which
+
+
+def _names(hosts: list[str]) -> str:
+    shown = ", ".join(hosts[:NAMED])
+    return shown if len(hosts) <= NAMED else f"{shown} and {len(hosts) - NAMED} more hosts"
+
+
+def placed(scenario: Scenario, placement: Placement) -> Scenario:
+    """``scenario`` with each host's ``model_disks_fs`` filled in from ``placement``."""
+    hosts = [h.model_copy(update={"model_disks_fs": placement.model[h.name]})
+             for h in scenario.hosts]
+    return scenario.model_copy(update={"hosts": hosts})
+
+
+def disk_facts(scenario: Scenario, real: bool, work_dir_fs: str | None,
+               notes: list[str] | None = None) -> dict[str, Any]:
     """run.json's ``host`` facts on the disks' filesystem, beside ``work_dir_fs`` (the run
     directory's): ``disks_fs``, the filesystem the real backend's disk files were on (``xfs``,
     its loop-mounted reflink image, in a run with a reflink copy; else the run directory's,
     and per host the filesystem of each ``storage_dir`` that holds a host's tree instead;
     absent without the real backend), and ``model_disks_fs``, the one the model allocated them
-    as (:func:`disks_fs`)."""
-    facts: dict[str, Any] = {"model_disks_fs": disks_fs(scenario)}
+    as (:func:`host_filesystems`): one name, or ``per host`` when hosts differ, each then in
+    ``model_disks_fs_per_host``; ``model_disks_fs_notes``: the :class:`Placement`'s notes,
+    when there are any."""
+    model = host_filesystems(scenario)
+    kinds = set(model.values())
+    facts: dict[str, Any] = {"model_disks_fs": kinds.pop() if len(kinds) == 1 else "per host"}
+    if facts["model_disks_fs"] == "per host":
+        facts["model_disks_fs_per_host"] = model
+    if notes:
+        facts["model_disks_fs_notes"] = notes
     if not real:
         return facts
     if on_reflink_xfs(scenario):
@@ -51,3 +164,23 @@ def disk_facts(scenario: Scenario, real: bool, work_dir_fs: str | None) -> dict[
     if dirs:
         facts["storage_dirs_fs"] = {name: filesystem_of(Path(d))[0] for name, d in dirs.items()}
     return facts
+
+
+def describe(scenario: Scenario) -> str:
+    """What the model will allocate the disks as, for ``cowbench validate`` (before any run
+    directory is chosen): each host's ``filesystem``, ``auto`` said in words."""
+    if scenario.fleet is not None:
+        return f"{MODEL_FS} (the fleet model)"
+    if on_reflink_xfs(scenario):
+        auto = "xfs: the run's loop-mounted reflink XFS"
+    else:
+        auto = ("auto: as the disks' filesystem when the run starts (each host's storage_dir's, "
+                f"else the run directory's; {MODEL_FS} if the model has no allocator for it)")
+    kinds = {h.filesystem for h in scenario.hosts}
+    if len(kinds) == 1:
+        kind = kinds.pop()
+        return auto if kind == "auto" else kind
+    by: dict[str, list[str]] = {}
+    for h in scenario.hosts:
+        by.setdefault(h.filesystem, []).append(h.name)
+    return "; ".join(f"{_names(names)}: {auto if k == 'auto' else k}" for k, names in by.items())

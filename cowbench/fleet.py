@@ -168,6 +168,10 @@ def _host_problems(s: Scenario) -> list[tuple[str, str]]:
     out = [(f"hosts[{i}].capacity_bytes", "a fleet's hosts need their disk's size (the model "
             "reports when it fills)") for i, h in enumerate(s.hosts)
            if h.capacity_bytes is None][:1]
+    out += [(f"hosts[{i}].filesystem", "the fleet model allocates every disk as ext4 does "
+             "(it has no XFS allocation); describe these VMs as a timeline "
+             "(timeline.arrivals) to predict them on XFS") for i, h in enumerate(s.hosts)
+            if h.filesystem == "xfs"][:1]
     return out + host_disk_problems(s.hosts)
 
 

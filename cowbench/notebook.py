@@ -258,7 +258,8 @@ def facts_table(meta: dict[str, Any]) -> pd.DataFrame:
 
 def _disk_fs_facts(host: dict[str, Any]) -> list[tuple[str, Any]]:
     """Where the disks were (``cowbench.diskfs``): the real backend's files' filesystem, each
-    ``storage_dir``'s, and the one the model allocated them as, named when it differs."""
+    ``storage_dir``'s, and the one the model allocated them as (each host's when they
+    differ), named when it differs, with the notes on hosts predicted as ext4 on another."""
     rows: list[tuple[str, Any]] = []
     if host.get("disks_fs") is not None:
         how = " (the run's loop-mounted reflink XFS)" if host["disks_fs"] == "xfs" \
@@ -267,12 +268,18 @@ def _disk_fs_facts(host: dict[str, Any]) -> list[tuple[str, Any]]:
     for name, fs in (host.get("storage_dirs_fs") or {}).items():
         rows.append((f"host {name}'s storage_dir filesystem", fs))
     model = host.get("model_disks_fs")
-    if model is not None:
+    per_host = host.get("model_disks_fs_per_host") or {}
+    if model == "per host" and per_host:
+        rows.append(("disks' filesystem (model)", "per host: " + ", ".join(
+            f"{name} {fs}" for name, fs in per_host.items())))
+    elif model is not None:
         real = {host.get("disks_fs"), *(host.get("storage_dirs_fs") or {}).values()} - {None}
         odd = real - {model}
         rows.append(("disks' filesystem (model)", model + (
             f"; measured on {', '.join(sorted(odd))}: the model's allocation is {model}'s"
             if odd else "")))
+    for note in host.get("model_disks_fs_notes") or []:
+        rows.append(("disks' filesystem (model), note", note))
     return rows
 
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from .atomic import no_writes_by_others
 from .backends import Checks, get_backend
-from .diskfs import disk_facts
+from .diskfs import disk_facts, place, placed
 from .errors import CowbenchError, Interrupted, RunFailed, UsageError
 from .lease import Lease
 from .lifecycle import refused_arrivals
@@ -114,13 +114,18 @@ def run_scenario(scenario: Scenario, out: Path, backend: str | None = None,
     caller after it (a sweep point's, which also holds the directory the point runs in); the
     run records what it creates there instead of taking a lease of its own.
 
-    Before a real run writes anything, the model predicts the space it needs and each
-    filesystem's free space is checked (``cowbench.space``). SIGINT and SIGTERM end the run
-    cleanly (``cowbench.signals``): run.json says ``interrupted`` and what ``completed``.
+    The model allocates each host's disk files as the filesystem they are on, or as its
+    ``filesystem`` says (``cowbench.diskfs``: written into the run's scenario as
+    ``hosts[].model_disks_fs``). Before a real run writes anything, the model predicts the
+    space it needs and each filesystem's free space is checked (``cowbench.space``). SIGINT and
+    SIGTERM end the run cleanly (``cowbench.signals``): run.json says ``interrupted`` and what
+    ``completed``.
     """
     no_writes_by_others()  # what the run and its tools create: never writable by others
     backend = preflight(scenario, out, backend, repeat)
     out = absolute(out)  # every path a tool is handed derives from it
+    placement = place(scenario, backend, out)  # what each host's disks are modelled on
+    scenario = placed(scenario, placement)
     use_sim, use_real = backend in ("sim", "both"), backend in ("real", "both")
     seed = scenario.seed if seed is None else valid_seed(seed)
     if seed != scenario.seed:
@@ -129,7 +134,7 @@ def run_scenario(scenario: Scenario, out: Path, backend: str | None = None,
     rd = RunDir.create(out)  # held by its descriptor: rd.path is /proc/<pid>/fd/<fd>
     try:
         run = _Run(rd, scenario, seed, use_sim, use_real, progress, meta or {}, csv, repeat,
-                   lease)
+                   lease, placement.notes)
         return run.go(predicted)
     finally:
         rd.close()
@@ -148,9 +153,10 @@ def preflight(scenario: Scenario, out: Path, backend: str | None = None,
               repeat: int = 1) -> str:
     """Refuse at once (``UsageError``) what :func:`run_scenario` would refuse before it made
     anything: the backend or ``repeat`` that does not fit the scenario, a run directory that
-    exists, missing tools, the real backend's checks (loop devices, storage_dirs, the VMs it
-    runs at once). `cowbench run` calls it before a calibration, not after. Returns the
-    backend chosen."""
+    exists, a ``hosts[].filesystem`` the real backend's disks would not be on
+    (``cowbench.diskfs``), missing tools, the real backend's checks (loop devices,
+    storage_dirs, the VMs it runs at once). `cowbench run` calls it before a calibration, not
+    after. Returns the backend chosen."""
     backend = backend or default_backend(scenario)
     if backend not in BACKENDS:
         raise UsageError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
@@ -165,6 +171,7 @@ def preflight(scenario: Scenario, out: Path, backend: str | None = None,
         raise UsageError(f"--repeat {repeat} repeats the real backend's runs; with --backend "
                          f"{backend} there are none (use --backend both or real)")
     RunDir.refuse_existing(absolute(out))  # at once, not after the model has run
+    place(scenario, backend, absolute(out))  # a filesystem its disks will not be on: refused
     if use_real:
         get_backend("real").check(scenario)  # tools, loop devices, storage_dirs: before anything
     elif use_sim and any(wl.offsets == "fio" for wl in scenario.workloads.values()):
@@ -208,6 +215,8 @@ class _Run:
     csv: bool = False
     repeat: int = 1
     given_lease: Lease | None = None  # the caller's: not this run's to release
+    #: hosts whose disks are predicted as ext4 on another filesystem (``cowbench.diskfs``)
+    fs_notes: list[str] | None = None
 
     def __post_init__(self) -> None:
         self.completed: list[str] = []
@@ -326,7 +335,7 @@ class _Run:
         """The machine's facts, and the filesystems the disks were on (``cowbench.diskfs``)."""
         facts = host_facts(self.rd.path)
         return {**facts, **disk_facts(self.scenario, "real" in backends,
-                                      facts.get("work_dir_fs"))}
+                                      facts.get("work_dir_fs"), self.fs_notes)}
 
     def _refused(self) -> dict[str, Any]:
         """run.json's ``refused_arrivals``: the VMs the scheduler found no host with room for

@@ -56,6 +56,16 @@ class Host(HostDisk):
         "(default: inside the run directory's work/). Absolute, no '..', outside system "
         "directories; cowbench writes only into a fresh cowbench-<run> directory inside it.",
     )
+    filesystem: Literal["auto", "ext4", "xfs"] = Field(
+        default="auto", description="The filesystem the model allocates this host's disk "
+        "files as: ext4, xfs (as XFS allocates the images QEMU makes, in 1 MiB pieces: QEMU's "
+        "extent size hint), or auto: the one they are on when the run starts (its "
+        "storage_dir's, else the run directory's; xfs in a run with a reflink_copy VM), ext4 "
+        "with a warning for one the model has no allocator for (tmpfs, btrfs, ...). A run with "
+        "the real backend refuses a value its disks are not on. A fleet is ext4.")
+    model_disks_fs: Literal["ext4", "xfs"] | None = Field(
+        default=None, description="Filled in by cowbench when a run starts, from filesystem: "
+        "what the model allocated this host's disks as; not written by hand.")
     profile: str | None = Field(
         default=None, description="This host's own calibration profile (JSON from `cowbench "
         "calibrate` on that host), relative to the scenario file: the model predicts this "

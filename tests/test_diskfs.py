@@ -5,9 +5,15 @@ reflink run's report said "filesystem ext4")."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from cowbench.diskfs import disk_facts, disks_fs, on_reflink_xfs
+import pytest
+import yaml
+
+from cowbench import diskfs
+from cowbench.diskfs import disk_facts, host_filesystems, on_reflink_xfs, place, placed
+from cowbench.errors import ScenarioError, UsageError
 from cowbench.notebook import facts_table
 from cowbench.scenario import parse_scenario
 from sim.driver import predict_space
@@ -28,8 +34,8 @@ def _two_vms(second: dict[str, Any]) -> dict[str, Any]:
 def test_a_reflink_copy_puts_every_disk_on_xfs_an_rbd_clone_does_not() -> None:
     reflink = parse_scenario(_two_vms({"kind": "reflink_copy"}))
     rbd = parse_scenario(_two_vms({"kind": "rbd_clone"}))  # model only: no XFS is made
-    assert on_reflink_xfs(reflink) and disks_fs(reflink) == "xfs"
-    assert not on_reflink_xfs(rbd) and disks_fs(rbd) == "ext4"
+    assert on_reflink_xfs(reflink) and host_filesystems(reflink) == {"host1": "xfs"}
+    assert not on_reflink_xfs(rbd) and host_filesystems(rbd) == {"host1": "ext4"}
     facts = disk_facts(reflink, True, "ext4")
     assert facts == {"disks_fs": "xfs", "model_disks_fs": "xfs"}
     assert disk_facts(reflink, False, "ext4") == {"model_disks_fs": "xfs"}
@@ -57,3 +63,111 @@ def test_the_facts_name_the_disks_filesystem_beside_the_run_directorys() -> None
     meta = {"host": {"work_dir_fs": "btrfs", "disks_fs": "btrfs", "model_disks_fs": "ext4"}}
     rows = dict(facts_table(meta).itertuples(index=False))
     assert "measured on btrfs" in rows["disks' filesystem (model)"]
+    meta = {"host": {"work_dir_fs": "tmpfs", "disks_fs": "tmpfs", "model_disks_fs": "per host",
+                     "model_disks_fs_per_host": {"a": "xfs", "b": "ext4"},
+                     "storage_dirs_fs": {"a": "xfs"},
+                     "model_disks_fs_notes": ["b: the disks are on tmpfs (...)"]}}
+    rows = dict(facts_table(meta).itertuples(index=False))
+    assert rows["disks' filesystem (model)"] == "per host: a xfs, b ext4"
+    assert rows["disks' filesystem (model), note"] == "b: the disks are on tmpfs (...)"
+
+
+def _hosts(*hosts: dict[str, Any], reflink: bool = False) -> Any:
+    d = small_dict(hosts=list(hosts))
+    d["vms"] = [{**vm, "host": hosts[0]["name"]} for vm in d["vms"]]
+    if reflink:
+        d["vms"][0]["strategy"] = {"kind": "reflink_copy"}
+    return parse_scenario(d)
+
+
+def _on(monkeypatch: Any, table: dict[str, str]) -> None:
+    """filesystem_of, as if each directory under a key of ``table`` were that filesystem."""
+    def fake(path: Path, mountinfo: str | None = None) -> tuple[str, str]:
+        hits = [k for k in table if str(path).startswith(k)]
+        return (table[max(hits, key=len)] if hits else "ext4"), "/dev/fake"
+
+    monkeypatch.setattr(diskfs, "filesystem_of", fake)
+
+
+def test_each_host_is_modelled_as_its_storage_and_the_rest_as_ext4_said(
+        monkeypatch: Any, tmp_path: Path) -> None:
+    """auto: each host's storage's filesystem (a storage_dir's, else the run directory's);
+    one the model has no allocator for is ext4 with a note naming its hosts, once per
+    filesystem (the first five, then how many more)."""
+    for d in ("x", "b", "out"):
+        (tmp_path / d).mkdir()
+    _on(monkeypatch, {str(tmp_path / "x"): "xfs", str(tmp_path / "b"): "btrfs",
+                      str(tmp_path / "out"): "zfs"})
+    s = _hosts({"name": "hx", "storage_dir": str(tmp_path / "x")},
+               {"name": "hb", "storage_dir": str(tmp_path / "b"), "count": 7},
+               {"name": "hz"})
+    placement = place(s, "both", tmp_path / "out" / "run")
+    assert placement.model == {"hx": "xfs", **{f"hb-00{i}": "ext4" for i in range(1, 8)},
+                               "hz": "ext4"}
+    assert placement.notes == [
+        f"hb-001, hb-002, hb-003, hb-004, hb-005 and 2 more hosts: the disks are on btrfs "
+        f"(storage_dir {tmp_path / 'b'}), which the model has no allocator for; predicted as "
+        "ext4 (the model allocates as ext4 or xfs: hosts[].filesystem)",
+        "hz: the disks are on zfs (the run directory's filesystem), which the model has no "
+        "allocator for; predicted as ext4 (the model allocates as ext4 or xfs: "
+        "hosts[].filesystem)"]
+    ran = placed(s, placement)
+    assert host_filesystems(ran) == placement.model
+    facts = disk_facts(ran, True, "zfs", placement.notes)
+    assert facts["model_disks_fs"] == "per host" and facts["model_disks_fs_notes"] == \
+        placement.notes and facts["model_disks_fs_per_host"]["hx"] == "xfs"
+
+
+def test_a_model_only_run_looks_only_at_storage_on_this_machine(monkeypatch: Any,
+                                                                tmp_path: Path) -> None:
+    """--backend sim: a storage_dir not on this machine is ext4 unless its host says (said
+    when auto), one here is looked at; an explicit filesystem is the planner's, unsaid."""
+    _on(monkeypatch, {str(tmp_path): "xfs"})
+    s = _hosts({"name": "far", "storage_dir": "/nowhere/here"},
+               {"name": "told", "storage_dir": "/nowhere/here", "filesystem": "xfs"},
+               {"name": "here"}, {"name": "said", "filesystem": "ext4"})
+    placement = place(s, "sim", tmp_path / "run")
+    assert placement.model == {"far": "ext4", "told": "xfs", "here": "xfs", "said": "ext4"}
+    assert placement.notes == ["far: the disks are in storage_dir /nowhere/here, not on this "
+                               "machine; predicted as ext4 (the model allocates as ext4 or "
+                               "xfs: hosts[].filesystem)"]
+
+
+def test_a_reflink_run_is_xfs_and_refuses_ext4_with_the_real_backend(tmp_path: Path) -> None:
+    s = _hosts({"name": "h1"}, {"name": "h2", "filesystem": "ext4"}, reflink=True)
+    assert place(s, "sim", tmp_path / "run").model == {"h1": "xfs", "h2": "ext4"}
+    with pytest.raises(UsageError, match=r"hosts\[1\]\.filesystem: ext4, but host h2's disks "
+                       r"are on xfs \(the run's loop-mounted reflink XFS\)"):
+        place(s, "real", tmp_path / "run")
+
+
+def test_a_fleet_is_ext4_and_refuses_xfs() -> None:
+    root = Path(__file__).resolve().parent.parent
+    d = yaml.safe_load((root / "scenarios" / "fleet-small.yaml").read_text())
+    assert set(place(parse_scenario(d), "sim", Path("/x")).model.values()) == {"ext4"}
+    d["hosts"][0]["filesystem"] = "xfs"
+    with pytest.raises(ScenarioError) as err:
+        parse_scenario(d)
+    assert err.value.problems[0][0] == "hosts[0].filesystem"
+    assert "fleet model allocates every disk as ext4" in err.value.problems[0][1]
+
+
+def test_validate_says_what_the_disks_are_allocated_as(tmp_path: Path) -> None:
+    from .clirun import cowbench
+
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(small_dict(hosts=[{"name": "h1", "filesystem": "xfs"},
+                                                     {"name": "h2"}])))
+    ran = cowbench("validate", str(path))
+    assert ran.code == 0, ran.stderr
+    assert "disks' filesystem: h1: xfs; h2: auto: as the disks' filesystem when the run " \
+        "starts" in ran.stdout.replace("\n", " ")
+
+
+def test_simulate_warns_of_a_host_it_predicts_as_ext4_unseen() -> None:
+    from cowbench.api import FilesystemWarning, simulate
+
+    d = small_dict(hosts=[{"name": "far", "storage_dir": "/nowhere/here"}])
+    with pytest.warns(FilesystemWarning, match="far: the disks are in storage_dir "
+                      "/nowhere/here, not on this machine; predicted as ext4"):
+        simulate(d, profile=None, uncalibrated=True)

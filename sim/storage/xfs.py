@@ -32,7 +32,8 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
-from typing import Literal
+
+from cowbench.diskfs import HostFs as HostFs  # the filesystems the model allocates as
 
 from .fs import FS_BLOCK
 from .hostfile import block_intervals
@@ -41,8 +42,6 @@ from .hostfile import block_intervals
 XFS_EXTSIZE_HINT = 1 << 20
 
 Interval = tuple[int, int]
-#: the filesystems the model allocates files as
-HostFs = Literal["ext4", "xfs"]
 
 
 def xfs_hinted_bytes(created: int, written: Iterable[Interval],

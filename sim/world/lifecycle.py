@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cowbench.diskfs import disks_fs
 from cowbench.nova.instructions import Base
 from cowbench.records import Recorder
 from cowbench.scenario import VM, Image, Scenario
@@ -29,6 +28,7 @@ from sim.storage.rbd import RbdClone
 from sim.storage.reflink import ReflinkCopy
 from sim.storage.snapshot import table_bytes
 from sim.storage.strategies import CONVERT_CHUNK, ChainDisk, root_disk
+from sim.storage.xfs import HostFs
 
 SNAPSHOT_CLUSTER = 65536  # qemu-img convert -O qcow2: QEMU's default cluster size
 Disk = Qcow2Image | RawImage
@@ -363,11 +363,12 @@ def _runs(blocks: np.ndarray) -> list[tuple[int, int]]:
                                                                        strict=True)]
 
 
-def new_layers(scenario: Scenario, vm: VM, size: int) -> list[Layer]:
+def new_layers(scenario: Scenario, vm: VM, size: int, fs: HostFs) -> list[Layer]:
     """The files of a new root disk made by the VM's strategy, bottom first (a snapshot
-    chain's lower overlays are ``disk.chain-<k>``, as ``real.storage.strategies`` names them)."""
+    chain's lower overlays are ``disk.chain-<k>``, as ``real.storage.strategies`` names them),
+    its files allocated as ``fs`` allocates them (``cowbench.diskfs``)."""
     base = backing_data(scenario.image(vm.image), scenario.nova.force_raw_images)
-    disk = root_disk(size, scenario.strategy_of(vm), base, disks_fs(scenario))
+    disk = root_disk(size, scenario.strategy_of(vm), base, fs)
     if isinstance(disk, ChainDisk):
         return [*(Layer.new(f"disk.chain-{k}", img, size) for k, img in enumerate(disk.lower, 1)),
                 Layer.new("disk", disk.top, size)]

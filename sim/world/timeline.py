@@ -20,7 +20,7 @@ from functools import cached_property, singledispatchmethod
 
 import numpy as np
 
-from cowbench.diskfs import disks_fs
+from cowbench.diskfs import host_filesystems
 from cowbench.lifecycle import Op, nova_machine, typed
 from cowbench.nova.instructions import (
     Base,
@@ -60,6 +60,7 @@ from sim.storage.qcow2_ext import SUBCLUSTERS, Qcow2ExtImage
 from sim.storage.reflink import ReflinkCopy, counted_again
 from sim.storage.snapshot import take_internal_snapshot
 from sim.storage.strategies import CONVERT_CHUNK, extra_figures, overlay
+from sim.storage.xfs import HostFs
 
 from .lifecycle import (
     CacheEntry,
@@ -111,6 +112,7 @@ class World:
 
     def __init__(self, scenario: Scenario, rec: Recorder) -> None:
         self.s = scenario
+        self.fs = host_filesystems(scenario)  # what each host's files are allocated as
         self.rec = rec
         self.hosts = {h.name: HostState() for h in scenario.hosts}
         self.snapshots: dict[str, tuple[int, int]] = {}
@@ -161,7 +163,7 @@ class World:
     @execute.register
     def _(self, ins: MakeLocalDisk) -> None:
         inst = self.instance(ins.vm, ins.host)
-        inst.local[ins.base] = _local_overlay(self.s, inst, ins.base)
+        inst.local[ins.base] = _local_overlay(self.s, inst, ins.base, self.fs[ins.host])
 
     @execute.register
     def _(self, ins: TouchBase) -> None:
@@ -242,8 +244,8 @@ class World:
     def _(self, ins: MakeDisk) -> None:
         """The strategy's disk; its time: the fetch from Glance and the base's copy."""
         vm = self.s.vms[self.vm_index[ins.vm]]
-        inst = Instance(vm, ins.image, new_layers(self.s, vm, ins.size), ins.size,
-                        remote=self.s.model_only(vm))
+        layers = new_layers(self.s, vm, ins.size, self.fs[ins.host])
+        inst = Instance(vm, ins.image, layers, ins.size, remote=self.s.model_only(vm))
         self.hosts[ins.host].instances[vm.name] = inst
         fetched = self.done.fetched
         self.done.transfer = fetched
@@ -272,7 +274,7 @@ class World:
         below = chain_data(self.s, inst)
         inst.top.name = f"disk.{ins.name}"
         img = Qcow2Image(inst.root_size, self.s.strategy_of(inst.vm).cluster_size, backing=below,
-                         host_fs=disks_fs(self.s))
+                         host_fs=self.fs[ins.host])
         inst.layers.append(Layer.new("disk", img, inst.root_size))
         self.done.took(self.s.device.write_latency_s)
 
@@ -306,7 +308,7 @@ class World:
             transfer = top.data_clusters * top.cluster_size
         else:
             transfer = top.allocated_bytes
-        self._moved(ins.vm, ins.dst, self._live_copy(inst, ins.backing), transfer)
+        self._moved(ins.vm, ins.dst, self._live_copy(inst, ins.backing, ins.dst), transfer)
 
     @execute.register
     def _(self, ins: CopyFiles) -> None:
@@ -321,7 +323,7 @@ class World:
         self.done.took(transfer_time(transfer + self.done.fetched,
                                      self.s.nova.migration_bandwidth_bytes_per_s))
 
-    def _live_copy(self, inst: Instance, backing: Base | None) -> Instance:
+    def _live_copy(self, inst: Instance, backing: Base | None, dst: str) -> Instance:
         """Block migration: an empty overlay at the destination over ``backing`` (the base
         the source's disk names: for ``resized_base`` the copy resized to the root size, raw
         to its end, as ``real.world.lifecycle`` makes it), then the top's clusters
@@ -334,7 +336,7 @@ class World:
         top = inst.top.image
         assert isinstance(top, Qcow2Image), "check_timeline: block migration of overlays only"
         if isinstance(top, Qcow2ExtImage):  # only the subclusters the top holds
-            img = overlay(inst.root_size, self.s.strategy_of(vm), data, disks_fs(self.s))
+            img = overlay(inst.root_size, self.s.strategy_of(vm), data, self.fs[dst])
             for start, end in _subcluster_runs(top):
                 for off in range(start, end, CONVERT_CHUNK):
                     img.write(off, min(CONVERT_CHUNK, end - off))
@@ -346,7 +348,7 @@ class World:
         moved = Instance(vm, inst.image, [layer], inst.root_size)
         # Nova makes the local disks on the destination over its bases before the mirror
         # starts; the guest's workloads never write them, so no cluster of theirs moves
-        moved.local = {b: _local_overlay(self.s, moved, b) for b in inst.local}
+        moved.local = {b: _local_overlay(self.s, moved, b, self.fs[dst]) for b in inst.local}
         return moved
 
     @execute.register
@@ -438,12 +440,12 @@ def _block_runs(blocks: np.ndarray) -> list[tuple[int, int]]:
                                                                         strict=True)]
 
 
-def _local_overlay(s: Scenario, inst: Instance, base: Base) -> Layer:
+def _local_overlay(s: Scenario, inst: Instance, base: Base, fs: HostFs) -> Layer:
     """A new ``disk.local`` or ``disk.swap``: an empty overlay of the local base's size with
     the strategy's options, over a base whose content the model leaves out (the guest never
     writes these disks here, and an empty overlay copies nothing of it)."""
     assert base.size is not None
-    img = overlay(base.size, s.strategy_of(inst.vm), BaseData(base.size, []), disks_fs(s))
+    img = overlay(base.size, s.strategy_of(inst.vm), BaseData(base.size, []), fs)
     return Layer.new(base.disk_name, img, base.size)
 
 

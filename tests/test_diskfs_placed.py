@@ -1,0 +1,210 @@
+"""The model allocates each host's disks as the filesystem the real backend puts them on
+(``cowbench.diskfs``): a run directory or a ``storage_dir`` on XFS without a reflink copy is
+XFS too (QEMU's 1 MiB extent size hint, ``sim.storage.xfs``), each host its own; a filesystem
+the model has no allocator for (tmpfs, btrfs, ...) is predicted as ext4 and said so.
+
+The user's case: a run directory on XFS, a 64 KiB overlay with two 4 KiB writes, 1,249,280
+bytes allocated, predicted 462,848 as ext4 (-63%)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from real.storage.reflink import xfs_mount
+
+from .clirun import cowbench
+from .conftest import needs_tools
+from .test_oracle_xfs import TWO_WRITES
+
+KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
+CAN_LOOP = os.geteuid() == 0 and Path("/dev/loop-control").exists()
+needs_loop = pytest.mark.skipif(not CAN_LOOP, reason="needs root and loop devices")
+TWO = [(4 * KiB, 4 * KiB), (512 * MiB, 4 * KiB)]
+
+
+@pytest.fixture
+def xfs(tmp_path: Path) -> Iterator[Path]:
+    """An XFS loop-mounted as the real backend mounts its reflink one (``xfs_mount``:
+    unmounted through a descriptor of its mount point, whatever happens)."""
+    with xfs_mount(tmp_path / "xfs-fs", 8 * GiB, None) as mnt:
+        yield mnt
+
+
+def two_writes(where: Path, hosts: list[dict[str, Any]], vms: list[tuple[str, str, int, bool]]
+               ) -> dict[str, Any]:
+    """A scenario of overlays (name, host, cluster size, extended L2) each given the user's
+    two 4 KiB writes (an iolog), over a 1 GiB base holding 256 MiB."""
+    iolog = where / "two.iolog"
+    iolog.write_text("fio version 2 iolog\n/dev/nbd0 add\n/dev/nbd0 open\n"
+                     + "".join(f"/dev/nbd0 write {o} {n}\n" for o, n in TWO)
+                     + "/dev/nbd0 close\n")
+    return {
+        "name": "placed", "seed": 1, "hosts": hosts,
+        "images": [{"name": "base", "virtual_size": "1GiB", "format": "qcow2",
+                    "synthetic": {"data": [{"offset": 0, "length": "256MiB"}]}}],
+        "workloads": {"two": {"rw": "write", "bs": "4k", "read_iolog": str(iolog)}},
+        "vms": [{"name": name, "host": host, "image": "base", "root_size": "1GiB",
+                 "workload": "two", "strategy": {"kind": "qcow2_overlay", "cluster_size": c,
+                                                 "extended_l2": x}}
+                for name, host, c, x in vms]}
+
+
+def run_cli(scenario: dict[str, Any], where: Path, out: Path, *args: str) -> Any:
+    path = where / "s.yaml"
+    path.write_text(yaml.safe_dump(scenario))
+    return cowbench("run", str(path), "--out", str(out), "--uncalibrated", *args)
+
+
+def allocated(out: Path, backend: str) -> dict[str, float]:
+    """Each VM's and host's last allocated_bytes in the run's records of ``backend``."""
+    import pandas as pd
+
+    rec = pd.read_parquet(out / ("predicted.parquet" if backend == "sim"
+                                 else "measured.parquet"))
+    rows = rec[rec.metric == "allocated_bytes"].sort_values("t_s")
+    return {str(e): float(v) for e, v in rows.groupby("entity").value.last().items()}
+
+
+@pytest.mark.real
+@pytest.mark.slow
+@needs_tools
+@needs_loop
+def test_a_run_directory_on_xfs_predicts_its_disks_as_xfs(tmp_path: Path, xfs: Path,
+                                                          no_leaks: None) -> None:
+    """The user's run: the run directory on XFS, no reflink copy. Each overlay's allocation is
+    predicted byte for byte (before: 462,848 and 536,576 predicted as ext4, -63%), and run.json
+    says the model allocated as xfs."""
+    out = xfs / "run"
+    d = two_writes(tmp_path, [{"name": "host1"}],
+                   [("c64k", "host1", 64 * KiB, False), ("c128kx", "host1", 128 * KiB, True)])
+    ran = run_cli(d, tmp_path, out, "--backend", "both")
+    assert ran.code == 0, ran.stderr
+    measured, predicted = allocated(out, "real"), allocated(out, "sim")
+    assert measured["vm:c64k"] == TWO_WRITES[64 * KiB, False]  # the user's figure
+    assert measured["vm:c128kx"] == TWO_WRITES[128 * KiB, True]
+    for vm in ("vm:c64k", "vm:c128kx"):
+        assert predicted[vm] == measured[vm], (vm, predicted[vm], measured[vm])
+    host = json.loads((out / "run.json").read_text())["host"]
+    assert host["work_dir_fs"] == host["disks_fs"] == host["model_disks_fs"] == "xfs"
+    # a model-only run into the same directory predicts the same (auto: where the disks
+    # would be), and its scenario.yaml keeps the answer for `cowbench repredict`
+    sim_out = xfs / "run-sim"
+    ran = run_cli(d, tmp_path, sim_out, "--backend", "sim")
+    assert ran.code == 0, ran.stderr
+    assert allocated(sim_out, "sim")["vm:c64k"] == TWO_WRITES[64 * KiB, False]
+    kept = yaml.safe_load((sim_out / "scenario.yaml").read_text())
+    assert [h["model_disks_fs"] for h in kept["hosts"]] == ["xfs"]
+    assert [h["filesystem"] for h in kept["hosts"]] == ["auto"]
+
+
+@pytest.mark.real
+@pytest.mark.slow
+@needs_tools
+@needs_loop
+def test_each_host_is_predicted_on_its_own_storage(tmp_path: Path, xfs: Path,
+                                                   no_leaks: None) -> None:
+    """One host's storage_dir on XFS, the other's tree in the run directory on this machine's
+    ext4: the same overlay and writes allocate 1,249,280 bytes on the one and 462,848 on the
+    other, and the model says each (before: 462,848 for both)."""
+    on_xfs = xfs / "store"
+    on_xfs.mkdir()
+    out = tmp_path / "run"
+    assert fs_type(tmp_path) == "ext4"
+    d = two_writes(tmp_path, [{"name": "hx", "storage_dir": str(on_xfs)}, {"name": "he"}],
+                   [("vx", "hx", 64 * KiB, False), ("ve", "he", 64 * KiB, False)])
+    ran = run_cli(d, tmp_path, out, "--backend", "both")
+    assert ran.code == 0, ran.stderr
+    measured, predicted = allocated(out, "real"), allocated(out, "sim")
+    assert measured["vm:vx"] == TWO_WRITES[64 * KiB, False] and measured["vm:ve"] == 462_848
+    for vm in ("vm:vx", "vm:ve"):
+        assert predicted[vm] == measured[vm], (vm, predicted[vm], measured[vm])
+    host = json.loads((out / "run.json").read_text())["host"]
+    assert host["model_disks_fs"] == "per host"
+    assert host["model_disks_fs_per_host"] == {"hx": "xfs", "he": "ext4"}
+    assert host["storage_dirs_fs"] == {"hx": "xfs"} and host["disks_fs"] == "ext4"
+    assert "model_disks_fs_notes" not in host
+
+
+def fs_type(path: Path) -> str:
+    from cowbench.fsinfo import filesystem_of
+
+    return filesystem_of(path)[0]
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A tmpfs mounted in the test's directory, detached through a descriptor of its mount
+    point at the end (``cowbench.fdtree.detach_mount``, as the reflink XFS is)."""
+    from cowbench.fdtree import detach_mount
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a tmpfs")
+    mnt = tmp_path / "tmpfs"
+    mnt.mkdir()
+    import subprocess
+
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8g", "tmpfs", str(mnt)], check=True)
+    try:
+        yield mnt
+    finally:
+        assert detach_mount(tmp_path, "tmpfs")
+
+
+@pytest.mark.real
+@pytest.mark.slow
+@needs_tools
+def test_a_storage_dir_on_tmpfs_is_predicted_as_ext4_and_said(tmp_path: Path, tmpfs: Path,
+                                                               no_leaks: None) -> None:
+    """tmpfs has no allocator in the model: its host's disks are predicted as ext4, and the
+    run says so, on its way (a warning) and in run.json (before: predicted as ext4, silently);
+    the other host, in the run directory on ext4, is not named."""
+    out = tmp_path / "run"
+    d = two_writes(tmp_path, [{"name": "ht", "storage_dir": str(tmpfs)}, {"name": "he"}],
+                   [("vt", "ht", 64 * KiB, False), ("ve", "he", 64 * KiB, False)])
+    ran = run_cli(d, tmp_path, out, "--backend", "both")
+    assert ran.code == 0, ran.stderr
+    warning = [line for line in ran.stderr.splitlines() if "tmpfs" in line]
+    assert len(warning) == 1 and warning[0].startswith("warning: ht: the disks are on tmpfs")
+    assert "predicted as ext4" in warning[0] and "he" not in warning[0].split(":")[1]
+    predicted = allocated(out, "sim")
+    assert predicted["vm:vt"] == predicted["vm:ve"] == 462_848  # ext4's figure
+    host = json.loads((out / "run.json").read_text())["host"]
+    assert host["model_disks_fs"] == "ext4" and host["storage_dirs_fs"] == {"ht": "tmpfs"}
+    assert host["model_disks_fs_notes"] == [warning[0].removeprefix("warning: ")]
+
+
+def test_a_model_only_run_takes_the_hosts_filesystem_as_written(tmp_path: Path) -> None:
+    """A planner predicting for an XFS fleet from an ext4 machine says so per host
+    (``hosts[].filesystem``); auto is this machine's, ext4 here."""
+    assert fs_type(tmp_path) == "ext4"
+    d = two_writes(tmp_path, [{"name": "hx", "filesystem": "xfs"}, {"name": "ha"},
+                              {"name": "he", "filesystem": "ext4"}],
+                   [("vx", "hx", 64 * KiB, False), ("va", "ha", 64 * KiB, False),
+                    ("ve", "he", 64 * KiB, False)])
+    ran = run_cli(d, tmp_path, tmp_path / "run", "--backend", "sim")
+    assert ran.code == 0 and "warning" not in ran.stderr, ran.stderr
+    predicted = allocated(tmp_path / "run", "sim")
+    assert predicted["vm:vx"] == TWO_WRITES[64 * KiB, False]
+    assert predicted["vm:va"] == predicted["vm:ve"] == 462_848
+    host = json.loads((tmp_path / "run" / "run.json").read_text())["host"]
+    assert host["model_disks_fs_per_host"] == {"hx": "xfs", "ha": "ext4", "he": "ext4"}
+
+
+def test_a_filesystem_the_disks_are_not_on_is_refused_before_anything(tmp_path: Path) -> None:
+    """``filesystem: xfs`` for a host whose disks a real run would put on this ext4: exit 2,
+    the key path and the reason, nothing made."""
+    d = two_writes(tmp_path, [{"name": "h1"}, {"name": "h2", "filesystem": "xfs"}],
+                   [("v", "h1", 64 * KiB, False)])
+    for backend in ("both", "real"):
+        ran = run_cli(d, tmp_path, tmp_path / "run", "--backend", backend)
+        assert ran.code == 2 and "Traceback" not in ran.stderr, ran.stderr
+        assert "hosts[1].filesystem: xfs, but host h2's disks are on ext4 (the run " \
+            "directory's filesystem)" in ran.stderr, ran.stderr
+        assert not (tmp_path / "run").exists()
