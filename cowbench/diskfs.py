@@ -174,8 +174,9 @@ def describe(scenario: Scenario) -> str:
     if on_reflink_xfs(scenario):
         auto = "xfs: the run's loop-mounted reflink XFS"
     else:
-        auto = ("auto: as the disks' filesystem when the run starts (each host's storage_dir's, "
-                f"else the run directory's; {MODEL_FS} if the model has no allocator for it)")
+        auto = ("auto: the one the disks are on when the run starts (the host's storage_dir's, "
+                f"else the run directory's; {MODEL_FS}, said, if the model has no allocator "
+                "for it)")
     kinds = {h.filesystem for h in scenario.hosts}
     if len(kinds) == 1:
         kind = kinds.pop()

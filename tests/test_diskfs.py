@@ -160,8 +160,9 @@ def test_validate_says_what_the_disks_are_allocated_as(tmp_path: Path) -> None:
                                                      {"name": "h2"}])))
     ran = cowbench("validate", str(path))
     assert ran.code == 0, ran.stderr
-    assert "disks' filesystem: h1: xfs; h2: auto: as the disks' filesystem when the run " \
-        "starts" in ran.stdout.replace("\n", " ")
+    assert "disks' filesystem: h1: xfs; h2: auto: the one the disks are on when the run " \
+        "starts (the host's storage_dir's, else the run directory's" in \
+        ran.stdout.replace("\n", " ")
 
 
 def test_simulate_warns_of_a_host_it_predicts_as_ext4_unseen() -> None:
