@@ -172,3 +172,15 @@ def test_simulate_warns_of_a_host_it_predicts_as_ext4_unseen() -> None:
     with pytest.warns(FilesystemWarning, match="far: the disks are in storage_dir "
                       "/nowhere/here, not on this machine; predicted as ext4"):
         simulate(d, profile=None, uncalibrated=True)
+
+
+def test_the_quick_space_bound_leaves_a_host_on_xfs_to_the_model() -> None:
+    """The bound is each file written in full, as ext4 holds it; on XFS a file can hold a
+    1 MiB piece more (past its end), which only the model counts."""
+    from cowbench.spacebound import bounded
+
+    assert bounded(_hosts({"name": "h1"}, {"name": "h2", "filesystem": "ext4"}))
+    assert not bounded(_hosts({"name": "h1"}, {"name": "h2", "filesystem": "xfs"}))
+    xfs = place(_hosts({"name": "h1"}), "sim", Path("/x"))
+    xfs.model["h1"] = "xfs"
+    assert not bounded(placed(_hosts({"name": "h1"}), xfs))
