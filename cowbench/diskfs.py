@@ -84,11 +84,10 @@ def place(scenario: Scenario, backend: str, out: Path) -> Placement:
     model: dict[str, HostFs] = {}
     unmodelled: dict[str, list[str]] = {}
     for i, h in enumerate(scenario.hosts):
-        found = _where(h, out, real, reflink, looked)
+        found = _where(h, out, reflink, looked)
         fs = found[0] if found else None
         auto: HostFs = "xfs" if fs == "xfs" else MODEL_FS  # ext4, or one not modelled
-        if h.filesystem != "auto" and real and h.filesystem != auto:
-            assert found is not None
+        if h.filesystem != "auto" and real and found is not None and h.filesystem != auto:
             raise UsageError(
                 f"hosts[{i}].filesystem: {h.filesystem}, but host {h.name}'s disks are on "
                 f"{found[0]} ({found[1]}), which the model allocates as {auto}: the real "
@@ -105,18 +104,19 @@ def place(scenario: Scenario, backend: str, out: Path) -> Placement:
     return Placement(model, notes)
 
 
-def _where(h: Host, out: Path, real: bool, reflink: bool,
+def _where(h: Host, out: Path, reflink: bool,
            looked: dict[Path, str]) -> tuple[str, str] | None:
     """(filesystem, which) of the storage host ``h``'s disks go to; None for a
-    ``storage_dir`` not on this machine in a model-only run. ``looked``: by directory, the
-    filesystems already found (10,000 hosts in one run directory: one look)."""
+    ``storage_dir`` not on this machine (which the real backend's own check refuses).
+    ``looked``: by directory, the filesystems already found (10,000 hosts in one run
+    directory: one look)."""
     if reflink:
         return "xfs", "the run's loop-mounted reflink XFS"
     if h.storage_dir is None:
         path, which = Path(os.path.abspath(out)) / "work", "the run directory's filesystem"
     else:
         path, which = Path(h.storage_dir), f"storage_dir {h.storage_dir}"
-        if not real and not path.is_dir():
+        if not path.is_dir():
             return None
     while not path.exists() and path != path.parent:  # a run directory not made yet
         path = path.parent

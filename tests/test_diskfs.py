@@ -184,3 +184,10 @@ def test_the_quick_space_bound_leaves_a_host_on_xfs_to_the_model() -> None:
     xfs = place(_hosts({"name": "h1"}), "sim", Path("/x"))
     xfs.model["h1"] = "xfs"
     assert not bounded(placed(_hosts({"name": "h1"}), xfs))
+
+
+def test_a_missing_storage_dir_is_left_to_the_real_backends_own_check(tmp_path: Path) -> None:
+    """A real run's storage_dir that does not exist is refused as such (``check_storage_dirs``),
+    not as a filesystem its disks are not on."""
+    s = _hosts({"name": "h1", "storage_dir": str(tmp_path / "gone"), "filesystem": "xfs"})
+    assert place(s, "both", tmp_path / "run").model == {"h1": "xfs"}
