@@ -2,8 +2,10 @@
 
 The real backend makes each layer above the lowest with ``qemu-img create -u``: without it,
 qemu-img opens the whole chain below the new layer, and building a chain of n layers costs
-O(n^2) opens (2.47 s per create at depth 674, the strategies user test, F11). The images must
-stay byte for byte those of the opening form. The depth is bounded (``MAX_CHAIN_DEPTH``) with
+O(n^2) opens (2.47 s per create at depth 674, the strategies user test, F11). A timeline's
+external snapshot puts its new top on the chain the same way (one helper,
+``real.storage.strategies.create_layer``). The images must stay byte for byte those of the
+opening form. The depth is bounded (``MAX_CHAIN_DEPTH``) with
 its reason in the refusal.
 """
 
@@ -16,10 +18,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cowbench.scenario import Strategy
+from cowbench.nova.instructions import SnapshotExternal
+from cowbench.records import Recorder
+from cowbench.scenario import Strategy, parse_scenario
 from cowbench.storage_schema import MAX_CHAIN_DEPTH
 from cowbench.tools import RawLog
-from real.storage.strategies import chain_layers, create_chain, create_layer
+from real.storage.strategies import chain_layers, create_chain, create_layer, create_overlay
+from real.world.layout import HostLayout
+from real.world.lifecycle import RealInstance, RealWorld
 
 from .clikit import assert_one_line, cli
 from .conftest import needs_tools
@@ -94,8 +100,69 @@ def test_layers_above_the_lowest_do_not_open_the_chain_below(tmp_path: Path) -> 
         assert argv[argv.index("-F") + 1] == "qcow2" and "-u" in argv
         assert argv[-1] == str(SIZE)
     # the behaviour -u buys: a layer is made though nothing below it can be opened
-    create_layer(st, tmp_path / "gone", tmp_path / "top", SIZE, None, "t")
+    create_layer(tmp_path / "gone", tmp_path / "top", SIZE, "cluster_size=65536", None, "t")
     assert (tmp_path / "top").stat().st_size > 0
+
+
+#: a VM whose strategy has more than a cluster size: an external snapshot's new top takes
+#: only that (as the model's layer, sim.world.timeline)
+SNAPSHOTTED = {"kind": "qcow2_overlay", "cluster_size": "128KiB", "extended_l2": True}
+
+
+def snapshot_world(root: Path) -> tuple[RealWorld, Path]:
+    """A real world of one VM ``v`` whose disk is an overlay on a raw base, as a boot left it,
+    and that disk's path."""
+    d = scenario(1)
+    d["vms"][0]["strategy"] = SNAPSHOTTED  # type: ignore[index]
+    s = parse_scenario(d)
+    layout = HostLayout(root / "h")
+    vm = s.vms[0]
+    base = layout.cache_file(s.images[0])
+    disk = layout.disk(vm)
+    for d_ in (base.parent, disk.parent):
+        d_.mkdir(parents=True)
+    subprocess.run(["qemu-img", "create", "-q", "-f", "raw", str(base), str(SIZE)], check=True)
+    create_overlay(s.strategy_of(vm), base, disk, SIZE, None, "t")
+    world = RealWorld(s, root, {"h": layout}, RawLog(root / "raw"), Recorder("real", 0),
+                      None, root, lambda _: None)  # type: ignore[arg-type]
+    world.instances["v"] = RealInstance(vm, "h", "b", ["disk"], "qcow2", SIZE)
+    return world, disk
+
+
+def opening_snapshot(disk: Path, name: str) -> None:
+    """An external snapshot as the real backend made it before: the old top renamed, the new
+    one made by ``qemu-img create`` naming its backing file, which qemu-img opens (and all
+    below it)."""
+    older = disk.with_name(f"disk.{name}")
+    disk.rename(older)
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-o",
+                    f"backing_file={older.name},backing_fmt=qcow2,cluster_size=131072",
+                    str(disk), str(SIZE)], check=True)
+
+
+@needs_tools
+@pytest.mark.real
+def test_an_external_snapshot_is_the_opening_form_without_opening_the_chain(
+        tmp_path: Path) -> None:
+    """A timeline's external snapshots (``SnapshotExternal``, three on one disk) make the very
+    files ``qemu-img create`` makes when it opens the chain below; and the new top is made
+    though nothing below it can be opened (the base gone), where the opening form fails."""
+    world, disk = snapshot_world(tmp_path / "new")
+    _, old = snapshot_world(tmp_path / "old")
+    names = ["e1", "e2", "e3"]
+    for name in names:
+        world.execute(SnapshotExternal("v", "h", name))
+        opening_snapshot(old, name)
+    assert world.instances["v"].layers == ["disk.e1", "disk.e2", "disk.e3", "disk"]
+    for name in ["disk", *(f"disk.{n}" for n in names)]:
+        assert disk.with_name(name).read_bytes() == old.with_name(name).read_bytes(), name
+    assert chain_info(disk) == chain_info(old)
+    for d in (disk, old):  # the base below the chain, gone: nothing below the top opens
+        next((d.parent.parent / "_base").iterdir()).unlink()
+    world.execute(SnapshotExternal("v", "h", "e4"))
+    assert disk.with_name("disk.e4").exists() and disk.stat().st_size > 0
+    with pytest.raises(subprocess.CalledProcessError):
+        opening_snapshot(old, "e4")
 
 
 def scenario(depth: int) -> dict[str, object]:

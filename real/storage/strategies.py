@@ -44,9 +44,10 @@ def create_overlay(st: Strategy, backing: Path | None, disk: Path, size: int, lo
         log=log, label=label, timeout=3600)
 
 
-def create_layer(st: Strategy, below: Path, disk: Path, size: int, log: RawLog | None,
-                 label: str) -> None:
-    """A qcow2 layer over the qcow2 layer ``below``, made without opening it (``-u``).
+def create_layer(below: Path, disk: Path, size: int, options: str, log: RawLog | None,
+                 label: str, below_fmt: str = "qcow2") -> None:
+    """A qcow2 layer of ``size`` bytes over ``below`` (a ``below_fmt`` file), made without
+    opening it (``-u``); ``options`` is the rest of its ``-o`` (``cluster_size=...``).
 
     Without ``-u``, ``qemu-img create`` opens the backing file to check it, and a qcow2 backing
     file opens its own backing file in turn: creating layer k of a chain opens the k-1 below
@@ -54,13 +55,21 @@ def create_layer(st: Strategy, below: Path, disk: Path, size: int, log: RawLog |
     square of the depth (qemu-io over 100, 500 and 1000 layers: 0.07, 0.89 and 4.4 s), so the
     n creates of a chain cost O(n^3) in all. With ``-u`` ("unsafe backing file mode",
     qemu-img(1)) nothing is opened, so the size, which qemu-img would otherwise take from the
-    backing file, is given. The images are byte for byte those of the opening form (``cmp``
-    and ``qemu-img info --backing-chain`` of a depth-4 chain, and of one with extended L2 and
-    preallocation: tests/test_chain_create.py).
+    backing file, is given: the virtual size of ``below``, which the caller knows (a chain's
+    layers all have the disk's size; the top an external snapshot puts over a disk has the
+    disk's size as it stands). The images are byte for byte those of the opening form
+    (``cmp`` and ``qemu-img info --backing-chain`` of a depth-4 chain, of one with extended L2
+    and preallocation, and of a timeline's external snapshots: tests/test_chain_create.py).
+    The backing file is named relative to the layer's directory, as
+    :func:`overlay_options` names it.
+
+    Both makers of a layer over a layer use it: a ``snapshot_chain``'s layers above the lowest
+    (:func:`create_chain`) and the new top of a timeline's external snapshot
+    (``real.world.lifecycle``).
     """
-    run(["qemu-img", "create", "-q", "-f", "qcow2", "-u", "-F", "qcow2", "-b",
-         os.path.relpath(below, disk.parent), "-o", overlay_options(st, None), str(disk),
-         str(size)], log=log, label=label, timeout=3600)
+    run(["qemu-img", "create", "-q", "-f", "qcow2", "-u", "-F", below_fmt, "-b",
+         os.path.relpath(below, disk.parent), "-o", options, str(disk), str(size)], log=log,
+        label=label, timeout=3600)
 
 
 def copy_file(src: Path, dest: Path, sparse: bool, log: RawLog | None, label: str) -> None:
@@ -108,7 +117,7 @@ def create_chain(st: Strategy, base: Path, disk: Path, size: int, log: RawLog | 
     layers = chain_layers(disk, st.chain_depth)
     create_overlay(st, base, layers[0], size, log, f"{label}-{layers[0].name}", base_fmt)
     for below, layer in zip(layers, layers[1:], strict=False):
-        create_layer(st, below, layer, size, log, f"{label}-{layer.name}")
+        create_layer(below, layer, size, overlay_options(st, None), log, f"{label}-{layer.name}")
 
 
 def full_copy(st: Strategy, base: Path, disk: Path, size: int, log: RawLog | None,

@@ -86,6 +86,7 @@ from real.measure.integrity import Integrity
 from real.storage.reflink import collect_cow_reservations, shared_exclusive
 from real.storage.strategies import (
     copy_file,
+    create_layer,
     create_overlay,
     disk_files,
     overlay_options,
@@ -290,10 +291,12 @@ class RealWorld:
         top = inst.paths(self.layouts)[-1]
         older = top.with_name(f"disk.{ins.name}")
         top.rename(older)  # nothing refers to the top, so renaming it breaks no chain
-        run(["qemu-img", "create", "-q", "-f", "qcow2", "-o",
-             f"backing_file={older.name},backing_fmt={inst.fmt},"
-             f"cluster_size={self.s.strategy_of(inst.vm).cluster_size}", str(top),
-             str(inst.root_size)], log=self.log, label=f"qemu-img-create-{ins.name}")
+        # without opening the chain below (a deep one took seconds a layer), at the size the
+        # old top has (root_size, kept by GrowDisk); the model's layer has the strategy's
+        # cluster size and nothing else of it (sim.world.timeline), so this one too
+        create_layer(older, top, inst.root_size,
+                     f"cluster_size={self.s.strategy_of(inst.vm).cluster_size}", self.log,
+                     f"qemu-img-create-{ins.name}", inst.fmt)
         inst.layers = [*inst.layers[:-1], older.name, "disk"]
         inst.fmt = "qcow2"
 
