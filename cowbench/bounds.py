@@ -34,7 +34,7 @@ from .units import parse_size
 
 if TYPE_CHECKING:
     from .fleet import Fleet
-    from .scenario import Scenario
+    from .scenario import Scenario, Workload
 
 GIB = 1 << 30
 MIB = 1 << 20
@@ -129,15 +129,18 @@ def _disk_bytes(s: Scenario, vm: Any) -> int:
 
 
 def _job_bytes(s: Scenario, vm: Any) -> tuple[int, float]:
-    """fio's random map and the I/O count of the VM's job (memory, I/Os)."""
+    """fio's random map and the I/O count of the VM's job (memory, I/Os): a job bounded by its
+    bytes issues ``io_size`` (or its region) over ``bs`` per clone and loop; a time-based one
+    as many as its runtime lets it, the count its run is bounded by (:func:`timed_job_ios`),
+    whatever its size (until the profile that gives its rate is loaded: by its bytes)."""
     group = s.workload_of(vm)
     mem, ios = 0, 0.0
     for wl in group.parts if group is not None else []:  # several jobs of one VM: their sum
         region = wl.size or max(_root(s, vm) - wl.offset, 0)
         blocks = region // wl.bs
-        job_ios = (wl.io_size or region) / wl.bs * wl.numjobs * wl.loops
-        if wl.time_based and wl.rate_cap and wl.runtime:  # each direction at its cap
-            job_ios = wl.rate_cap * (wl.ramp_s + wl.runtime) * wl.numjobs  # the ramp's too
+        timed = timed_job_ios(s, vm, wl) if wl.time_based else None
+        job_ios = timed[0] if timed is not None else \
+            (wl.io_size or region) / wl.bs * wl.numjobs * wl.loops
         mem += blocks * RANDOM_MAP_BYTES * wl.numjobs if wl.random_map else 0
         ios += job_ios
     return mem, ios
@@ -276,37 +279,45 @@ def _runs_of(s: Scenario) -> list[tuple[Any, str]]:
 
 
 def timed_ios(s: Scenario) -> dict[str, tuple[float, str]]:
-    """For each time-based workload, the most I/Os its runs could make the model simulate,
-    with how that figure was reached: a rate times its ramp and runtime (cut to the
-    scenario's ``duration``) and a second. The rate is the I/Os in flight (``iodepth`` of
-    each clone) over the fastest I/O the model gives, at most what the VM's disk can
-    complete a second (:func:`fastest_io_s`), or ``rate_iops`` where that is less. A job
-    bounded by its bytes is counted by :func:`exact_cost`; a time-based one repeats its
-    region until its time is up."""
+    """For each time-based workload, the most I/Os its runs could make the model simulate
+    (:func:`timed_job_ios` of each run of each of its jobs, summed), with how that figure was
+    reached. A job bounded by its bytes is counted by :func:`exact_cost`; a time-based one
+    repeats its region until its time is up."""
     out: dict[str, tuple[float, str]] = {}
     for vm, name in _runs_of(s):
         group = s.workloads.get(name)
         for wl in group.parts if group is not None else []:
-            if not wl.time_based:
+            timed = timed_job_ios(s, vm, wl) if wl.time_based else None
+            if timed is None:
                 continue
-            fastest = fastest_io_s(s, vm)
-            if fastest is None:
-                continue
-            t_min, cap, where = fastest
-            runtime = min(wl.runtime, s.duration) if s.duration is not None and wl.runtime \
-                else wl.runtime or s.duration or 0.0
-            runtime += wl.ramp_s
-            depth = wl.iodepth * wl.numjobs
-            rate = min(depth / t_min if t_min > 0 else math.inf, cap)
-            if wl.rate_cap is not None and wl.rate_cap * wl.numjobs < rate:
-                rate, why = wl.rate_cap * wl.numjobs, f"rate_iops {wl.rate_cap} a clone"
-            else:
-                why = (f"{depth} I/O(s) in flight, each at least {t_min * 1e6:.3g} us, at "
-                       f"most {rate:.3g} a second ({where})")
-            n = rate * (runtime + 1)
+            n, why = timed
             total, _ = out.get(name, (0.0, why))
-            out[name] = (total + n, f"{why}, for {_duration(runtime)} a run")
+            out[name] = (total + n, why)
     return out
+
+
+def timed_job_ios(s: Scenario, vm: Any, wl: Workload) -> tuple[float, str] | None:
+    """The most I/Os one run of the time-based job ``wl`` on ``vm`` could make the model
+    simulate, and how: a rate times its ramp and runtime (cut to the scenario's ``duration``)
+    and a second. The rate is the I/Os in flight (``iodepth`` of each clone) over the fastest
+    I/O the model gives, at most what the VM's disk can complete a second
+    (:func:`fastest_io_s`), or ``rate_iops`` where that is less. None while the VM's profile
+    is named but not loaded."""
+    fastest = fastest_io_s(s, vm)
+    if fastest is None:
+        return None
+    t_min, cap, where = fastest
+    runtime = min(wl.runtime, s.duration) if s.duration is not None and wl.runtime \
+        else wl.runtime or s.duration or 0.0
+    runtime += wl.ramp_s
+    depth = wl.iodepth * wl.numjobs
+    rate = min(depth / t_min if t_min > 0 else math.inf, cap)
+    if wl.rate_cap is not None and wl.rate_cap * wl.numjobs < rate:
+        rate, why = wl.rate_cap * wl.numjobs, f"rate_iops {wl.rate_cap} a clone"
+    else:
+        why = (f"{depth} I/O(s) in flight, each at least {t_min * 1e6:.3g} us, at "
+               f"most {rate:.3g} a second ({where})")
+    return rate * (runtime + 1), f"{why}, for {_duration(runtime)} a run"
 
 
 def timed_problems(s: Scenario) -> list[tuple[str, str]]:

@@ -89,3 +89,25 @@ def test_each_run_of_the_timeline_counts() -> None:
     with pytest.raises(ScenarioError) as err:
         parse_scenario(d)
     assert err.value.problems[0][0] == "workloads.t.runtime"
+
+
+def test_validate_counts_a_time_based_job_by_its_runtime_not_its_size(tmp_path: Path) -> None:
+    """`cowbench validate`'s memory-and-time line counts a time-based job by the I/Os its run
+    is bounded by (:func:`timed_ios`), not by its bytes: an hour of 4 KiB writes on a 1 GiB
+    disk is 1.8e8 I/Os (5.4 GiB, 30 min), a second of them on a 64 GiB disk 1e5, however many
+    blocks its region has."""
+    def line(runtime: str, size: str) -> str:
+        d = _timed(runtime)
+        d["images"][0]["virtual_size"] = size
+        d["vms"][0]["root_size"] = size
+        path = tmp_path / f"{runtime}-{size}.yaml"
+        path.write_text(yaml.safe_dump(d))
+        r = cli("validate", str(path))
+        assert r.code == 0, r
+        return r.out.strip().splitlines()[-1]
+
+    assert line("1h", "1GiB") == "expected: about 5.4 GiB of memory and 30 min in the model"
+    assert line("30min", "1GiB") == "expected: about 2.7 GiB of memory and 15 min in the model"
+    # four times the disk: the same I/Os (its maps' few more MiB are lost in the rounding)
+    assert line("1h", "4GiB") == "expected: about 5.4 GiB of memory and 30 min in the model"
+    assert not line("1s", "64GiB").startswith("expected")  # 1e5 I/Os: a second of model
