@@ -76,6 +76,11 @@ class Backend(ABC):
         it finished), for fio's time-series logs."""
         raise self._lacks("list the I/Os of a run")
 
+    def limits(self, scenario: Scenario) -> dict[str, Any]:
+        """This machine's limits the backend's run of ``scenario`` meets, and what the run
+        does about them, for run.json (the real backend's ``open_files``); none by default."""
+        return {}
+
     def integrity(self, log: RawLog) -> Checks:
         """A fresh record of the checks a run makes (passed to :meth:`execute`)."""
         raise self._lacks("check images")

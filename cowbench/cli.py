@@ -271,9 +271,10 @@ def run(
         print_comparison(outcome.comparison, out if out.is_terminal else Console(width=160),
                          outcome.spread, outcome.real_runs)  # whole rows in a pipe, as show
         _print_counts(outcome.run_dir, outcome.comparison)
-    refused = refused_line(read_run(outcome.run_dir).get("refused_arrivals"))
-    if refused is not None:
-        out.print(refused, soft_wrap=True, highlight=False, markup=False)
+    meta = read_run(outcome.run_dir)
+    for line in (refused_line(meta.get("refused_arrivals")), _open_files_line(meta)):
+        if line is not None:
+            out.print(line, soft_wrap=True, highlight=False, markup=False)
     model_only = [vm.name for vm in s.vms if s.model_only(vm)]
     if model_only:
         out.print(f"model only (no real counterpart here, marked model_only): "
@@ -291,6 +292,16 @@ def run(
                   soft_wrap=True)
     if outcome.comparison is not None:
         out.print(f"comparison:    {bold(outcome.run_dir / 'comparison.csv')}", soft_wrap=True)
+
+
+def _open_files_line(meta: dict[str, Any]) -> str | None:
+    """The soft limit of open files the real run raised, and for what (run.json's
+    ``open_files``, ``real.world.openfiles``); None when it needed no raising."""
+    files = meta.get("open_files")
+    if not isinstance(files, dict) or files.get("raised_to") is None:
+        return None
+    return (f"open files: the soft limit raised from {files['soft_limit']} to "
+            f"{files['raised_to']} (the hard limit) for the real run: {files['by']}")
 
 
 def _print_counts(run_dir: Path, comp: pd.DataFrame) -> None:

@@ -405,6 +405,7 @@ class _Run:
         measured and removed); the records of run k carry ``replication`` k - 1. With
         ``real.keep_images`` only the last run's tree is kept."""
         real = get_backend("real")
+        self.rd.write_meta(**real.limits(self.scenario))  # before the runs that rely on them
         frames, machine = self.real_frames, self.machine
         for k in range(self.repeat):
             last = k == self.repeat - 1

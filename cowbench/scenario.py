@@ -290,6 +290,13 @@ def validation_problems(err: ValidationError) -> list[tuple[str, str]]:
     return out
 
 
+def vm_keys(s: Scenario) -> dict[str, str]:
+    """Each VM's key path in the scenario file, by name: ``vms[N]``, or for a VM that
+    ``timeline.arrivals`` made, its entry's (``timeline.arrivals[N]``)."""
+    arrived = _arrived(s)
+    return {vm.name: arrived.get(vm.name, f"vms[{i}]") for i, vm in enumerate(s.vms)}
+
+
 def _arrived(s: Scenario) -> dict[str, str]:
     """The VMs ``timeline.arrivals`` made (``Scenario._arrival_vms``: named after the entry,
     no host, its image), each with its entry's key path."""

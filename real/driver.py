@@ -31,6 +31,7 @@ from real.storage.reflink import require_loop_mount, xfs_mount
 from real.world.backend import Progress, real_vms
 from real.world.concurrency import check_concurrency
 from real.world.containment import WorkTrees, check_storage_dirs
+from real.world.openfiles import plan, raised_limit
 from real.world.timeline import execute_timeline
 
 if TYPE_CHECKING:
@@ -62,17 +63,27 @@ def execute(scenario: Scenario, work: Path, log: RawLog, *, run_id: str,
     changed base raises :class:`~real.measure.integrity.IntegrityError` once everything is
     measured.
 
+    A process of the run that would hold more descriptors than this process's soft limit of
+    open files allows (a deep chain: ``real.world.openfiles``) has the limit raised to the
+    hard one for the run; past the hard one, the run is refused before anything is made.
+
     Every directory written into is one this call created (``real.world.containment``),
     recorded in the run's ``lease`` (``cowbench.lease``), as is the mount of a reflink run;
     all of them are removed at the end unless the run completed and ``real.keep_images`` is
     set: a failed or interrupted run never leaves a half-built tree.
     """
     require_tools()
+    files = plan(scenario)  # refused here if the hard limit is too low (as in check)
     rec = Recorder("real", scenario.seed if seed is None else seed)
     check = integrity if integrity is not None else Integrity(log)
     trees = WorkTrees(work, run_id, on_create=lease.add_tree if lease else _nothing)
     finished: list[bool] = []
     with ExitStack() as stack:
+        # entered first, so left last: every tool the run starts is stopped by then
+        stack.enter_context(raised_limit(files))
+        if files.raise_to is not None:
+            progress(f"open files: soft limit raised from {files.soft} to {files.raise_to} "
+                     "for this run")
         # registered first, so it runs last: after the reflink XFS is detached
         stack.callback(lambda: trees.remove(keep_images=bool(finished)
                                             and scenario.real.keep_images))
@@ -108,7 +119,8 @@ class RealBackend(Backend):
 
     def check(self, scenario: Scenario) -> None:
         """The tools (rsync when cold migrations copy with it), loop devices for reflink copies,
-        every ``storage_dir``, and the machine's room for the VMs that run at once."""
+        every ``storage_dir``, the machine's room for the VMs that run at once, and its hard
+        limit of open files for the deepest chain."""
         require_tools()
         if scenario.timeline is not None and scenario.nova.remote_filesystem_transport == "rsync":
             require_tools(("rsync",))  # cold migrations copy with it
@@ -116,6 +128,13 @@ class RealBackend(Backend):
             require_loop_mount()
         check_storage_dirs(scenario)
         check_concurrency(scenario)
+        plan(scenario)  # the open files of the deepest chain, within the hard limit
+
+    def limits(self, scenario: Scenario) -> dict[str, Any]:
+        """run.json's ``open_files``: the most descriptors one process of the run holds,
+        which, the soft and hard limits, and the soft limit the run raised it to (None: it
+        did not)."""
+        return {"open_files": plan(scenario).facts()}
 
     def integrity(self, log: RawLog) -> Integrity:
         return Integrity(log)

@@ -1,0 +1,106 @@
+"""The open files a deep chain needs, counted before anything is made (``real.world.openfiles``).
+
+qemu-nbd keeps every file of its chain open. Under a soft ``RLIMIT_NOFILE`` below that
+(``ulimit -n 256``, a snapshot_chain of depth 300) it failed mid-run, after the chain was
+built, with "Could not open backing file:" 253 times over and "Too many open files". Now the
+run raises its soft limit to the hard one when that is enough, says so, and otherwise refuses
+(exit code 2) before anything is made. Limits are set in the ``cowbench`` subprocess only
+(``preexec_fn``), never on the test process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from cowbench.scenario import parse_scenario
+from real.world.openfiles import NBD_FIXED, QEMU_IMG_FIXED, SPARE_CONNECTIONS, largest_need
+
+from .conftest import needs_tools
+from .test_chain_create import scenario
+
+DEPTH = 100
+#: qemu-nbd over the chain and its base, with fio's one clone connected
+NEED = DEPTH + 1 + NBD_FIXED + 1 + SPARE_CONNECTIONS
+
+
+def test_a_chain_needs_its_files_and_qemu_nbds_own() -> None:
+    need = largest_need(parse_scenario(scenario(DEPTH)))
+    assert need is not None
+    assert (need.key, need.files, need.layers, need.process) == ("vms[0]", DEPTH + 1, DEPTH,
+                                                                 "qemu-nbd")
+    assert need.descriptors == NEED
+
+
+def test_external_snapshots_add_a_file_each_and_a_live_snapshot_opens_the_chain_twice(
+        ) -> None:
+    """Five external snapshots on an overlay: 7 files; the live snapshot's ``convert -B``
+    opens the chain and, for its target's backing, the chain less its top: 2 x 7 + 8."""
+    d: dict[str, Any] = scenario(1)
+    d["timeline"] = {"events": [
+        *({"t": 10 * k, "op": "snapshot", "vm": "v", "kind": "external"} for k in range(1, 6)),
+        {"t": 60, "op": "snapshot", "vm": "v", "kind": "live"}]}
+    need = largest_need(parse_scenario(d))
+    assert need is not None
+    assert (need.files, need.snapshots) == (7, 5)
+    assert need.descriptors == 2 * 7 + QEMU_IMG_FIXED
+    assert need.process.startswith("qemu-img convert -B")
+
+
+def _run(tmp_path: Path, soft: int, hard: int) -> subprocess.CompletedProcess[str]:
+    """``cowbench run`` of a chain of depth ``DEPTH`` on the real backend, its open-file
+    limits (soft, hard) set in the child before it starts."""
+    s = tmp_path / "deep.yaml"
+    s.write_text(yaml.safe_dump(scenario(DEPTH)))
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+    return subprocess.run([sys.executable, "-m", "cowbench", "run", str(s), "--backend", "real",
+                           "--out", str(tmp_path / "run")], capture_output=True, text=True,
+                          preexec_fn=limit, env=dict(os.environ), timeout=600)
+
+
+@needs_tools
+@pytest.mark.real
+@pytest.mark.slow
+def test_a_soft_limit_below_the_chain_is_raised_to_the_hard_one(tmp_path: Path,
+                                                                 no_leaks: None) -> None:
+    """Soft 100 under a chain that needs 113: the run raises it (to the hard limit, which
+    is enough), completes, and says so in its output and run.json."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    assert hard >= 2 * NEED, "the machine's hard limit is too low for this test"
+    r = _run(tmp_path, 100, hard)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert f"open files: the soft limit raised from 100 to {hard}" in r.stdout
+    meta = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert meta["status"] == "ok"
+    assert meta["open_files"] == {
+        "needed": NEED, "soft_limit": 100, "hard_limit": hard, "raised_to": hard,
+        "by": f"vms[0]: qemu-nbd of VM 'v' opens its disk's {DEPTH + 1} files (chain_depth "
+              f"{DEPTH} and 0 external snapshots, over its base), {NEED} descriptors in all"}
+
+
+@needs_tools
+@pytest.mark.slow
+def test_a_hard_limit_below_the_chain_is_refused_before_anything_is_made(
+        tmp_path: Path, no_leaks: None) -> None:
+    """Hard 100 under a chain that needs 113: exit code 2, one line naming the VM's key path,
+    the depth, the descriptors and the limit; no run directory, nothing running."""
+    r = _run(tmp_path, 100, 100)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: vms[0]: qemu-nbd"), r.stderr
+    for needle in (f"chain_depth {DEPTH}", f"{NEED} descriptors",
+                   "hard limit of open files (100,"):
+        assert needle in lines[0], (needle, lines[0])
+    assert not (tmp_path / "run").exists()
