@@ -2,7 +2,7 @@
 
 qemu-nbd keeps every file of its chain open. Under a soft ``RLIMIT_NOFILE`` below that
 (``ulimit -n 256``, a snapshot_chain of depth 300) it failed mid-run, after the chain was
-built, with "Could not open backing file:" 253 times over and "Too many open files". Now the
+built, with "Could not open backing file:" 248 times over and "Too many open files". Now the
 run raises its soft limit to the hard one when that is enough, says so, and otherwise refuses
 (exit code 2) before anything is made. Limits are set in the ``cowbench`` subprocess only
 (``preexec_fn``), never on the test process.
@@ -104,3 +104,17 @@ def test_a_hard_limit_below_the_chain_is_refused_before_anything_is_made(
                    "hard limit of open files (100,"):
         assert needle in lines[0], (needle, lines[0])
     assert not (tmp_path / "run").exists()
+
+
+@needs_tools
+@pytest.mark.real
+@pytest.mark.slow
+def test_the_count_is_enough_for_every_process_of_the_run(tmp_path: Path,
+                                                          no_leaks: None) -> None:
+    """Soft and hard limits at exactly the count: nothing to raise, and every tool of the run
+    (the chain's creates, qemu-nbd with fio connected, qemu-img check) fits."""
+    r = _run(tmp_path, NEED, NEED)
+    assert r.returncode == 0, r.stderr[-2000:]
+    meta = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert meta["status"] == "ok" and meta["open_files"]["raised_to"] is None
+    assert "open files:" not in r.stdout

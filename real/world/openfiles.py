@@ -8,7 +8,7 @@ timeline adds one. A process may not hold a descriptor numbered at or past its s
 not rare). Past it, qemu-nbd failed in the middle of a run, after the whole chain was built,
 with its own message: a ``snapshot_chain`` of depth 300 under ``prlimit --nofile=256:20000
 cowbench run ... --backend real`` exited 1 with ``qemu-nbd: Failed to blk_new_open '...disk':
-Could not open backing file:`` 253 times over, then ``Could not open '...disk.chain-52': Too
+Could not open backing file:`` 248 times over, then ``Could not open '...disk.chain-52': Too
 many open files``.
 
 So the largest need of any process is counted from the scenario alone (Nova's decisions
@@ -19,17 +19,21 @@ one while it runs (:func:`raised_limit`; every tool it starts inherits it) and s
 (run.json's ``open_files``); past the hard limit, which only root may raise, the run is
 refused (exit code 2) before anything is made.
 
-What each process holds, measured on this project's machine (2026-12-05, qemu 7.2.22;
-``ls /proc/PID/fd``, and the largest chain each command opens under ``prlimit --nofile=N``):
+What each process holds, measured on this project's machine (2026-12-05, qemu 7.2.22; started
+as the run starts it, stdin from /dev/null and no other descriptor inherited: ``ls
+/proc/PID/fd``, and the largest chain each command opens under ``RLIMIT_NOFILE`` 64):
 
-- qemu-nbd serving a chain of F files: F + 9 descriptors with ``--aio=threads``, F + 10 with
+- qemu-nbd serving a chain of F files: F + 8 descriptors with ``--aio=threads``, F + 9 with
   ``native`` or ``io_uring`` (stdio, its listening socket, a signalfd, eventfds, the ring),
-  one more per client connected (each fio clone keeps its own connection: 4 more with
-  ``numjobs=4``). Under ``ulimit -n 256`` it serves a chain of depth 245 (246 files, 256
-  descriptors) and fails at depth 246.
-- ``qemu-img check`` and ``map``: F + 8 (at most 56 files under 64); ``convert`` of a chain
-  into one file: F + 9 (55); ``convert -B`` (a live snapshot's delta: the target opens its
-  backing chain too, the source's less its top): 2F + 8 (28 files under 64).
+  and one more per client connected (each fio clone keeps its own connection: 4 more with
+  ``numjobs=4``). A run under ``prlimit --nofile=256:20000`` completed a ``snapshot_chain``
+  of depth 246 (247 files); at 247 qemu-nbd opened the chain but could not take the
+  connection that checks it listens ("did not listen within 60 s"); at 248 it failed to open
+  the base ("Too many open files"). (qemu-nbd alone, from a shell with one more descriptor,
+  serves depth 245 under ``ulimit -n 256`` and fails at 246.)
+- ``qemu-img check`` and ``map``: F + 7 (57 files under 64); ``convert`` of a chain into one
+  file: F + 8, its target included; ``convert -B`` (a live snapshot's delta: the target opens
+  its backing file, the source's chain less its top, too): 2F + 8 (28 files under 64).
 """
 
 from __future__ import annotations
@@ -54,9 +58,9 @@ from cowbench.nova.machine import BACKED
 from cowbench.scenario import Scenario, vm_keys
 from cowbench.walk import Operations, Runs, walk
 
-#: qemu-nbd's descriptors beside its chain's files and its clients (9 with --aio=threads)
-NBD_FIXED = 10
-#: qemu-img's beside the files it opens (check, map, convert)
+#: qemu-nbd's descriptors beside its chain's files and its clients (8 with --aio=threads)
+NBD_FIXED = 9
+#: qemu-img's beside the files it opens (check, map, convert; 7 measured, and its target)
 QEMU_IMG_FIXED = 8
 #: connections to an export beside its fio clones': one to spare (fio's probe of the size and
 #: cowbench's flush each connect while no clone is)
