@@ -62,8 +62,8 @@ from cowbench.walk import Operations, Runs, walk
 NBD_FIXED = 9
 #: qemu-img's beside the files it opens (check, map, convert; 7 measured, and its target)
 QEMU_IMG_FIXED = 8
-#: connections to an export beside its fio clones': one to spare (fio's probe of the size and
-#: cowbench's flush each connect while no clone is)
+#: connections to an export beside its fio clones': one (cowbench's check that it listens,
+#: fio's probe of its size, cowbench's flush: each made while no clone is connected)
 SPARE_CONNECTIONS = 1
 
 
@@ -127,8 +127,8 @@ def plan(s: Scenario) -> Plan:
 
 
 def limits() -> tuple[int, int]:
-    """This process's soft and hard ``RLIMIT_NOFILE`` (Linux caps "unlimited" at
-    ``fs.nr_open``, so both are numbers)."""
+    """This process's soft and hard ``RLIMIT_NOFILE``: numbers on Linux, which refuses a
+    limit of open files past ``fs.nr_open`` (so never "unlimited")."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     return int(soft), int(hard)
 
