@@ -17,14 +17,13 @@ from cowbench.scenario import load_scenario
 
 from .clirun import cowbench
 from .conftest import needs_tools
-from .test_jobfile_fio import _scenario, _write
+from .test_jobfile_fio import _scenario, _write, fio_parse
 
 
 def _fio_parsed(tmp: Path, option: str, value: str) -> int | None:
     """``option=value`` as fio parses it (its integer), None when fio refuses it."""
     job = _write(tmp, "p.fio", f"[j]\nioengine=null\nrw=write\nsize=1m\n{option}={value}\n")
-    ran = subprocess.run(["fio", "--debug=parse", "--parse-only", str(job)],
-                         capture_output=True, text=True)
+    ran = fio_parse(job, "--debug=parse")
     text = ran.stdout + ran.stderr
     if ran.returncode or "failed parsing" in text:
         return None
@@ -179,7 +178,7 @@ def test_filename_format_keeps_fios_own_variables(tmp_path: Path) -> None:
 def test_fio_takes_filename_format_with_its_variables(tmp_path: Path) -> None:
     job = _write(tmp_path, "f.fio", "[j]\nioengine=null\nrw=write\nsize=1m\n"
                                     "filename_format=x.$jobnum.$filenum\n")
-    assert subprocess.run(["fio", "--parse-only", str(job)], capture_output=True).returncode == 0
+    assert fio_parse(job).returncode == 0
 
 
 @pytest.mark.parametrize("option", ["fsync=32", "fdatasync=1", "end_fsync=1",
@@ -211,7 +210,7 @@ def test_fio_takes_these_flush_options(tmp_path: Path) -> None:
     for option in ("fsync=32", "fdatasync=1", "end_fsync=1", "fsync_on_close=1", "sync=1",
                    "sync=dsync", "sync=none", "fsync=0"):
         job = _write(tmp_path, "f.fio", f"[j]\nioengine=null\nrw=write\nsize=1m\n{option}\n")
-        ran = subprocess.run(["fio", "--parse-only", str(job)], capture_output=True, text=True)
+        ran = fio_parse(job)
         assert ran.returncode == 0 and "failed parsing" not in ran.stderr, option
 
 
