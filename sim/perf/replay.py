@@ -11,7 +11,7 @@ from cowbench.profile import FitRow, PerfParams, Probe
 
 from .demand import PerfModel
 from .fit import contended
-from .host import Host, Process
+from .host import Exponentials, Host, Process
 from .loop import EventLoop
 
 #: a contention probe's own I/Os replayed at most: 1.2 s of CPU here for a quick profile's
@@ -33,7 +33,8 @@ def replay(params: PerfParams, probe: Probe, *, ios: int = 6000, seed: int = 0,
         ios = min(ios, CONTENDED_IOS)
     env = EventLoop()
     model = PerfModel(params)
-    host = Host(env, model, np.random.default_rng(seed))
+    rng = np.random.default_rng(seed)
+    host = Host(env, model, rng, Exponentials(rng))  # the host's alone: drawn a block at a time
     host.record_turns = record_turns
     demand = model.probe_demand(probe)
     warm = ios // 10
