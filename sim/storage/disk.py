@@ -685,18 +685,28 @@ def _hole_bytes(holes: int, start: int, end: int) -> int:
 
 @dataclass
 class RawImage:
-    """A raw file (Nova's Flat backend or a cached base): sparse, allocated per filesystem block."""
+    """A raw file (Nova's Flat backend or a cached base): sparse, allocated per filesystem block.
+
+    One QEMU made on XFS (``qemu-img convert -O raw``, Nova's raw base in ``_base``) has its
+    1 MiB extent size hint (``xfs_hint``): each write into a hole allocates whole hint-sized
+    pieces (``sim.storage.xfs``), recorded as it writes (``requests``, in increasing order,
+    as convert writes). A file written by other tools (``cp``, ``rsync``, a download) has
+    none and is allocated per block, as on ext4."""
 
     virtual_size: int
     data: BaseData | None = None
     unmap: bool = False  # guest discards reach the file (discard=unmap)
     zero_writes: bool = False
     zero_unmap: bool = False
+    #: the extent size hint QEMU gave the file on XFS (``XFS_EXTSIZE_HINT``); 0: none
+    xfs_hint: int = 0
     blocks: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         nblocks = -(-self.virtual_size // FS_BLOCK)
         self.blocks = np.zeros(nblocks, dtype=bool)
+        #: with a hint, the byte ranges of its writes, one ``pwrite`` each, in order
+        self.requests: list[tuple[int, int]] = []
         if self.data is not None:
             for s, e in zip(self.data._starts, self.data._ends, strict=True):
                 self.blocks[int(s) // FS_BLOCK:-(-int(e) // FS_BLOCK)] = True
@@ -707,8 +717,16 @@ class RawImage:
 
     @property
     def allocated_bytes(self) -> int:
+        """st_blocks * 512: the blocks written and ext4's extent tree; with an XFS hint, the
+        pieces it allocated (``created`` 0: a raw create sets the file's size, then writes
+        its first block as any other write, :func:`sim.storage.images.converted_raw`)."""
         b = self.blocks.astype(np.int8)
         edges = np.flatnonzero(np.diff(np.concatenate(([0], b, [0]))))
+        if self.xfs_hint:
+            written = [(int(s) * FS_BLOCK, int(e) * FS_BLOCK)
+                       for s, e in zip(edges[::2], edges[1::2], strict=True)]
+            return xfs_hinted_bytes(0, written, self.requests, self.xfs_hint,
+                                    self.virtual_size)
         runs = (edges[1::2] - edges[::2]).tolist()
         return int(self.blocks.sum()) * FS_BLOCK + extent_tree_bytes(runs)
 
@@ -723,6 +741,8 @@ class RawImage:
 
     def write(self, offset: int, length: int) -> HostIO:
         self.blocks[offset // FS_BLOCK:-(-(offset + length) // FS_BLOCK)] = True
+        if self.xfs_hint:
+            self.requests.append((offset, offset + length))
         return HostIO(write_bytes=length, write_ops=1)
 
     def discard(self, offset: int, length: int) -> HostIO:

@@ -31,6 +31,7 @@ from cowbench.scenario import VM, Image, Scenario, Strategy, Workload
 
 from .disk import BaseData, HostIO, Qcow2Image, RawImage
 from .fs import FS_BLOCK
+from .images import CONVERT_CHUNK as CONVERT_CHUNK  # where convert's requests are cut
 from .qcow2_ext import Qcow2ExtImage
 from .rbd import RbdClone
 from .reflink import ReflinkCopy
@@ -152,7 +153,6 @@ def _root_disk(size: int, st: Strategy, base: BaseData, fs: HostFs) -> Disk:
     return img
 
 
-CONVERT_CHUNK = 2 << 20  # qemu-img convert copies in requests of up to 2 MiB
 
 
 def snapshotted_copy(size: int, st: Strategy, base: BaseData,

@@ -392,10 +392,10 @@ def run_disk(inst: Instance, unmap: bool) -> ChainDisk | LayerImage:
     return disk
 
 
-def fetched(scenario: Scenario, image: Image) -> tuple[Disk, int]:
-    """The cached base and the bytes fetched from Glance for it (``sim.storage.images``: the
-    fleet's cache entries are the same two figures)."""
-    return cache_file(image, scenario.nova.force_raw_images), fetch_bytes(image)
+def fetched(scenario: Scenario, image: Image, fs: HostFs) -> tuple[Disk, int]:
+    """The cached base on a host whose files are on ``fs`` and the bytes fetched from Glance
+    for it (``sim.storage.images``: the fleet's cache entries are the same two figures)."""
+    return cache_file(image, scenario.nova.force_raw_images, fs), fetch_bytes(image)
 
 
 def resized_copy(image: Image, size: int) -> RawImage:

@@ -140,7 +140,7 @@ class World:
 
     @execute.register
     def _(self, ins: FetchBase) -> None:
-        disk, nbytes = fetched(self.s, self.s.image(ins.image))
+        disk, nbytes = fetched(self.s, self.s.image(ins.image), self.fs[ins.host])
         self.hosts[ins.host].caches[Base(ins.image)] = CacheEntry(disk, ins.t)
         self.done.fetched += nbytes
 
