@@ -237,8 +237,10 @@ def content_blocks(scenario: Scenario, inst: Instance) -> np.ndarray:
     return blocks
 
 
-def flattened(scenario: Scenario, inst: Instance, fmt: str) -> Disk:
-    """What ``qemu-img convert`` of the chain writes: zero runs of 4 KiB and more skipped.
+def flattened(scenario: Scenario, inst: Instance, fmt: str, fs: HostFs = "ext4") -> Disk:
+    """What ``qemu-img convert`` of the chain writes: zero runs of 4 KiB and more skipped,
+    into a file on ``fs`` (a flattened copy on the destination host; a snapshot for Glance,
+    ext4's: Glance's store is not a host's).
 
     Into raw, the skipped runs are holes of the file. Into a new qcow2 file, each run of
     non-zero 4 KiB blocks is written in requests of up to 2 MiB, in order: the clusters it
@@ -255,7 +257,7 @@ def flattened(scenario: Scenario, inst: Instance, fmt: str) -> Disk:
         img = RawImage(inst.root_size)
         img.blocks[:] = blocks[:img.blocks.shape[0]]
         return img
-    q = Qcow2Image(inst.root_size, SNAPSHOT_CLUSTER)
+    q = Qcow2Image(inst.root_size, SNAPSHOT_CLUSTER, host_fs=fs)  # convert's create: hinted
     for start, length in _runs(blocks):
         end = min(start + length, inst.root_size)
         for off in range(start, end, CONVERT_CHUNK):

@@ -292,7 +292,7 @@ class World:
     @execute.register
     def _(self, ins: FlattenCopy) -> None:
         inst = self.hosts[ins.src].instances[ins.vm]
-        flat = flattened(self.s, inst, "qcow2")
+        flat = flattened(self.s, inst, "qcow2", self.fs[ins.dst])
         moved = Instance(inst.vm, None, [Layer.new("disk", flat, inst.root_size)],
                          inst.root_size)
         moved.top.written[:] = content_blocks(self.s, inst)
@@ -341,7 +341,7 @@ class World:
                 for off in range(start, end, CONVERT_CHUNK):
                     img.write(off, min(CONVERT_CHUNK, end - off))
         else:
-            img = _converted_top(inst, self.s.strategy_of(vm))
+            img = _converted_top(inst, self.s.strategy_of(vm), self.fs[dst])
             img.backing = data
         layer = Layer.new("disk", img, inst.root_size)
         layer.written[:] = inst.top.written
@@ -400,14 +400,16 @@ def _subcluster_runs(img: Qcow2ExtImage) -> list[tuple[int, int]]:
     return [(a, min(b, size)) for a, b in runs if a < size]
 
 
-def _converted_top(inst: Instance, st: Strategy) -> Qcow2Image:
-    """What ``qemu-img convert -O qcow2 -B BASE`` of the top writes (a block migration,
-    ``real.world.lifecycle``): only the top's own clusters, and of each the bytes from its
-    first non-zero 4 KiB block (the guest's bytes, the base's data its copy-on-write
-    brought) to the cluster's end, in requests of up to 2 MiB, into a file convert opens
-    without its backing: the zeros before that block are a zero write, so the new cluster
-    is zeroed with fallocate and its head left unwritten (``Qcow2Image.holes``); the backing
-    is named once it is done, and the image closed, its metadata on disk. Measured (FIEMAP of
+def _converted_top(inst: Instance, st: Strategy, fs: HostFs) -> Qcow2Image:
+    """What ``qemu-img convert -O qcow2 -B BASE`` of the top writes into a new file on the
+    destination's ``fs`` (a block migration, ``real.world.lifecycle``; on XFS the file has
+    QEMU's extent size hint, as every file convert creates): only the top's own clusters,
+    and of each the bytes from its first non-zero 4 KiB block (the guest's bytes, the base's
+    data its copy-on-write brought) to the cluster's end, in requests of up to 2 MiB, into
+    a file convert opens without its backing: the zeros before that block are a zero write,
+    so the new cluster is zeroed with fallocate and its head left unwritten
+    (``Qcow2Image.holes``); the backing is named once it is done, and the image closed, its
+    metadata on disk. Measured (FIEMAP of
     a destination's disk, 491 clusters copied, each a 4 KiB guest write over a raw base's
     hole or the base's data: every cluster unwritten up to its first data block and written
     from there to its end; a whole read of it through qemu-nbd moved 49664000 bytes, where
@@ -416,7 +418,7 @@ def _converted_top(inst: Instance, st: Strategy) -> Qcow2Image:
     top = inst.top.image
     assert isinstance(top, Qcow2Image)
     c = top.cluster_size
-    img = overlay(inst.root_size, st, None)
+    img = overlay(inst.root_size, st, None, fs)
     per = max(1, c // FS_BLOCK)
     nblocks = top.n_clusters * per
     content = _guest_content(inst.top, nblocks, content_below(inst.layers)[-1])
