@@ -173,6 +173,9 @@ def validate(scenario: Annotated[Path, typer.Argument(help="Scenario file, or sw
     from .diskfs import describe
 
     out.print(f"disks' filesystem: {describe(s)}", soft_wrap=True, highlight=False)
+    files = _open_files_need(s)
+    if files is not None:
+        out.print(files, soft_wrap=True, highlight=False)
     from .lifecycle import scheduler_may_refuse, timeline_plan
 
     if s.timeline is not None and s.timeline.arrivals or scheduler_may_refuse(s):
@@ -294,9 +297,23 @@ def run(
         out.print(f"comparison:    {bold(outcome.run_dir / 'comparison.csv')}", soft_wrap=True)
 
 
+def _open_files_need(s: Scenario) -> str | None:
+    """validate's line: the most descriptors a process of the real run would hold, and
+    whether this process's limits of open files allow it (``cowbench.openfiles``; no limit is
+    changed); None when the real backend would build no VM's disk."""
+    from .openfiles import largest_need, limits, verdict
+
+    need = largest_need(s)
+    if need is None:
+        return None
+    soft, hard = limits()
+    return (f"open files: {need.key}: {need.describe()}; this process's limits: soft "
+            f"{soft}, hard {hard} (ulimit -n, -Hn): {verdict(need, soft, hard)}")
+
+
 def _open_files_line(meta: dict[str, Any]) -> str | None:
     """The soft limit of open files the real run raised, and for what (run.json's
-    ``open_files``, ``real.world.openfiles``); None when it needed no raising."""
+    ``open_files``, ``cowbench.openfiles``); None when it needed no raising."""
     files = meta.get("open_files")
     if not isinstance(files, dict) or files.get("raised_to") is None:
         return None

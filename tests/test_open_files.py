@@ -1,4 +1,5 @@
-"""The open files a deep chain needs, counted before anything is made (``real.world.openfiles``).
+"""The open files a deep chain needs, counted before anything is made (``cowbench.openfiles``,
+which ``real.world.openfiles`` acts on and ``cowbench validate`` prints).
 
 qemu-nbd keeps every file of its chain open. Under a soft ``RLIMIT_NOFILE`` below that
 (``ulimit -n 256``, a snapshot_chain of depth 300) it failed mid-run, after the chain was
@@ -22,7 +23,7 @@ import pytest
 import yaml
 
 from cowbench.scenario import parse_scenario
-from real.world.openfiles import NBD_FIXED, QEMU_IMG_FIXED, SPARE_CONNECTIONS, largest_need
+from cowbench.openfiles import NBD_FIXED, QEMU_IMG_FIXED, SPARE_CONNECTIONS, largest_need
 
 from .conftest import needs_tools
 from .test_chain_create import scenario
@@ -118,3 +119,43 @@ def test_the_count_is_enough_for_every_process_of_the_run(tmp_path: Path,
     meta = json.loads((tmp_path / "run" / "run.json").read_text())
     assert meta["status"] == "ok" and meta["open_files"]["raised_to"] is None
     assert "open files:" not in r.stdout
+
+
+def _validate(tmp_path: Path, soft: int, hard: int) -> subprocess.CompletedProcess[str]:
+    """``cowbench validate`` of the depth-``DEPTH`` chain under limits (soft, hard), and
+    the limits it left on itself (printed by a wrapper after validate returned)."""
+    s = tmp_path / "deep.yaml"
+    s.write_text(yaml.safe_dump(scenario(DEPTH)))
+    code = ("import resource, sys\nfrom cowbench.cli import main\nsys.argv = ['cowbench', "
+            f"'validate', {str(s)!r}]\ntry:\n    main()\nexcept SystemExit as e:\n"
+            "    code = e.code\nelse:\n    code = 0\n"
+            "print('limits after:', *resource.getrlimit(resource.RLIMIT_NOFILE))\n"
+            "sys.exit(code)\n")
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          preexec_fn=limit, env={**os.environ, "COLUMNS": "400"}, timeout=120)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("soft", "hard", "says"), [
+    (NEED, NEED, "within the soft limit"),
+    (100, 2 * NEED, "past the soft limit: a real run raises it to the hard one while it runs"),
+    (100, 100, "past the hard limit: a real run is refused before anything is made")])
+def test_validate_says_what_the_deepest_chain_needs_and_whether_the_limits_allow_it(
+        tmp_path: Path, soft: int, hard: int, says: str) -> None:
+    """validate prints the count the real backend acts on, beside this process's limits and
+    what a real run would do about them, and changes no limit (before: no such line; a
+    chain past the hard limit validated silently and was refused only by ``run``)."""
+    r = _validate(tmp_path, soft, hard)
+    assert r.returncode == 0, r.stderr
+    line = next(x for x in r.stdout.splitlines() if x.startswith("open files:"))
+    assert line == (
+        f"open files: vms[0]: qemu-nbd of VM 'v' opens its disk's {DEPTH + 1} files "
+        f"(chain_depth {DEPTH} and 0 external snapshots, over its base), {NEED} descriptors "
+        f"in all; this process's limits: soft {soft}, hard {hard} (ulimit -n, -Hn): {says}"
+        + ("" if hard >= NEED else " (raise it as root, use a shallower chain, or "
+           "--backend sim)"))
+    assert f"limits after: {soft} {hard}" in r.stdout
