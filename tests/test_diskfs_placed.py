@@ -294,7 +294,7 @@ def migrations(where: Path, on_xfs: Path, transport: str) -> dict[str, Any]:
 @pytest.mark.slow
 @needs_tools
 @needs_loop
-@pytest.mark.parametrize("transport", ["ssh"])
+@pytest.mark.parametrize("transport", ["rsync", "ssh"])
 def test_disks_migrated_onto_xfs_are_predicted_as_the_tools_left_them(
         tmp_path: Path, xfs: Path, transport: str, no_leaks: None) -> None:
     """A disk a migration makes on an XFS host with qemu-img convert has QEMU's hint (a

@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 import yaml
 
-from cowbench.scenario import parse_scenario
 from cowbench.openfiles import NBD_FIXED, QEMU_IMG_FIXED, SPARE_CONNECTIONS, largest_need
+from cowbench.scenario import parse_scenario
 
 from .conftest import needs_tools
 from .test_chain_create import scenario

@@ -11,6 +11,8 @@ allocated to its size, as on ext4."""
 
 from __future__ import annotations
 
+import random
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -19,10 +21,12 @@ from cowbench.fsinfo import filesystem_of
 from cowbench.storage_schema import Image
 from cowbench.tools import RawLog
 from real.world.backend import download, fetch_to_cache, write_synthetic
+from sim.storage.hostfile import block_intervals
 from sim.storage.images import cache_file
+from sim.storage.xfs import bmbt_blocks, xfs_buffered_unwritten
 
+from .test_oracle_xfs import extent_bytes, xfs
 from .test_oracle_xfs import pytestmark as xfs_marks
-from .test_oracle_xfs import xfs
 
 KiB, MiB = 1 << 10, 1 << 20
 pytestmark = xfs_marks
@@ -92,3 +96,70 @@ def test_a_downloaded_base_on_xfs_has_no_hint_and_is_dense(xfs: Path, fmt: str) 
     path = made_base(where, image("scattered", fmt), False)
     assert path.stat().st_blocks * 512 == cache_file(image("scattered", fmt), False,
                                                      "xfs").allocated_bytes
+
+
+def copied_by_rsync(src_dir: Path, mnt: Path, name: str, size_blocks: int,
+                    blocks: list[int]) -> Path:
+    """A file of ``size_blocks`` holding a non-zero byte in each of ``blocks`` (made on
+    ``src_dir``), copied onto the XFS as a cold migration copies it (``rsync --sparse``)."""
+    src = src_dir / name
+    with open(src, "wb") as f:
+        f.truncate(size_blocks * 4096)
+        for b in blocks:
+            f.seek(b * 4096 + 100)
+            f.write(b"\x07" * 8)
+    dest = mnt / f"rsync-{name}"
+    subprocess.run(["rsync", "--sparse", str(src), str(dest)], check=True)
+    return dest
+
+
+def model_copy(size_blocks: int, blocks: list[int]) -> tuple[int, int]:
+    """(allocated bytes, of them in extents) the model gives such a copy."""
+    unwritten = xfs_buffered_unwritten(sorted(blocks), size_blocks)
+    records = len(block_intervals([(b * 4096, (b + 1) * 4096) for b in blocks])) + \
+        len(unwritten)
+    data = (len(set(blocks)) + sum(e - s for s, e in unwritten)) * 4096
+    return data + bmbt_blocks(records) * 4096, data
+
+
+#: name -> (file size in blocks, its non-zero blocks): the overlay a cold migration copied
+#: in tests/test_diskfs_placed.py (two 4 KiB writes); a dense run, then scattered blocks (the
+#: preallocation doubling over the run); a base's scattered data (raw, 64 MiB)
+COPIES = {
+    "overlay": (128, [0, 16, 32, 48, 64, *range(80, 97), 112]),
+    "dense-then-scattered": (4096, [*range(0, 700), 900, 1500, 1501, 2600, 4000]),
+    "scattered-raw": (16384, [0, 1, 5120, *range(5121, 5128), 12800, 12801, 16383]),
+    "small": (12, [0, 3, 11]),
+}
+
+
+@pytest.mark.parametrize("name", list(COPIES))
+def test_an_rsync_copy_onto_xfs_keeps_its_speculative_preallocation_inside(
+        tmp_path: Path, xfs: Path, name: str) -> None:
+    """rsync --sparse writes only the non-zero blocks, but each write past the file's end
+    reserves XFS's speculative preallocation beyond it, and what the file's end does not
+    trim stays allocated unwritten (before: the non-zero blocks alone predicted, 98,304
+    bytes of the overlay where 401,408 were measured)."""
+    size, blocks = COPIES[name]
+    real = copied_by_rsync(tmp_path, xfs, name, size, blocks).stat().st_blocks * 512
+    assert model_copy(size, blocks)[0] == real
+    if name == "overlay":
+        assert real == 401_408
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_rsync_copies_of_random_layouts_onto_xfs(tmp_path: Path, xfs: Path, seed: int) -> None:
+    """Random layouts of non-zero blocks (runs of 1 to 600 blocks in files of 64 to 20,000):
+    the blocks in extents exact, and the extent btree within one block of the model's
+    packed count (measured: 21 of 25 exact, four one leaf more)."""
+    rng = random.Random(seed)
+    size = rng.choice([64, 300, 2000, 20000])
+    chosen: set[int] = set()
+    for _ in range(rng.randint(1, 40)):
+        s, n = rng.randrange(size), rng.choice([1, 1, 2, 16, 100, 600])
+        chosen.update(range(s, min(size, s + n)))
+    blocks = sorted(chosen)
+    dest = copied_by_rsync(tmp_path, xfs, f"random-{seed}", size, blocks)
+    alloc, data = model_copy(size, blocks)
+    assert extent_bytes(dest) == data
+    assert 0 <= dest.stat().st_blocks * 512 - alloc <= 4096

@@ -28,7 +28,7 @@ from sim.storage.rbd import RbdClone
 from sim.storage.reflink import ReflinkCopy
 from sim.storage.snapshot import table_bytes
 from sim.storage.strategies import CONVERT_CHUNK, ChainDisk, root_disk
-from sim.storage.xfs import HostFs
+from sim.storage.xfs import HostFs, bmbt_blocks, xfs_buffered_unwritten
 
 SNAPSHOT_CLUSTER = 65536  # qemu-img convert -O qcow2: QEMU's default cluster size
 Disk = Qcow2Image | RawImage
@@ -57,6 +57,10 @@ class SparseCopy:
     allocated: np.ndarray | None = None
     subclusters: np.ndarray | None = None
     used: int = 0
+    #: on XFS, the blocks the copy's writes left allocated but unwritten (speculative
+    #: preallocation inside the file, ``sim.storage.xfs.xfs_buffered_unwritten``): counted
+    #: in its allocation, zeros to a read; None on ext4, which allocates the blocks written
+    unwritten: np.ndarray | None = None
 
     def allocated_bytes(self, layer: Layer) -> int:
         img = layer.image
@@ -67,7 +71,13 @@ class SparseCopy:
         if isinstance(img, Qcow2Image):
             parts.append(self._rewritten(img))
         blocks = np.unique(np.concatenate(parts))
-        inside = int(blocks.size) * FS_BLOCK + extent_tree_bytes(_runs_of(blocks))
+        if self.unwritten is None:
+            inside = int(blocks.size) * FS_BLOCK + extent_tree_bytes(_runs_of(blocks))
+        else:  # XFS: the unwritten blocks too, an extent record per run of either kind
+            left = np.setdiff1d(self.unwritten, blocks)
+            every = np.union1d(blocks, left)
+            records = len(_runs_of(blocks)) + len(_runs_of(left))
+            inside = (int(every.size) + bmbt_blocks(records)) * FS_BLOCK
         if isinstance(img, Qcow2ExtImage):  # past the copy's end: the subclusters written
             return inside + int(img._block_map()[self.end:].sum()) * FS_BLOCK
         if isinstance(img, Qcow2Image):  # past the copy's end: the clusters written whole
@@ -529,18 +539,26 @@ def content_below(layers: list[Layer]) -> list[np.ndarray | None]:
     return out
 
 
-def sparse_copy(layer: Layer, below: np.ndarray | None = None) -> SparseCopy:
-    """What an ``rsync --sparse`` copy of ``layer`` allocates (``below``:
-    :func:`nonzero_blocks`')."""
+def sparse_copy(layer: Layer, below: np.ndarray | None = None,
+                fs: HostFs = "ext4") -> SparseCopy:
+    """What an ``rsync --sparse`` copy of ``layer`` onto a host whose files are on ``fs``
+    allocates (``below``: :func:`nonzero_blocks`'): the non-zero blocks it writes, and on
+    XFS the blocks its speculative preallocation left unwritten between them."""
     img = layer.image
     assert isinstance(img, Qcow2Image | RawImage), "check_timeline: no such disk migrates"
     end = -(-img.file_bytes // FS_BLOCK)
     below = None if below is None else below.copy()
+    blocks = nonzero_blocks(layer, below)
+    unwritten = None
+    if fs == "xfs":
+        runs = xfs_buffered_unwritten(blocks, end)
+        unwritten = (np.concatenate([np.arange(s, e) for s, e in runs]).astype(np.int64)
+                     if runs else np.zeros(0, dtype=np.int64))
     if not isinstance(img, Qcow2Image):
-        return SparseCopy(nonzero_blocks(layer, below), end, below)
+        return SparseCopy(blocks, end, below, unwritten=unwritten)
     sc = img.sc_bits.copy() if isinstance(img, Qcow2ExtImage) else None
-    return SparseCopy(nonzero_blocks(layer, below), end, below, img.allocated.copy(), sc,
-                      img.file.used)
+    return SparseCopy(blocks, end, below, img.allocated.copy(), sc, img.file.used,
+                      unwritten=unwritten)
 
 
 def sparse_meta(layer: Layer) -> SparseMeta | None:

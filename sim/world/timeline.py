@@ -313,7 +313,7 @@ class World:
     @execute.register
     def _(self, ins: CopyFiles) -> None:
         inst = self.hosts[ins.src].instances[ins.vm]
-        moved = _copied(inst, fill=ins.transport == "ssh")
+        moved = _copied(inst, fill=ins.transport == "ssh", fs=self.fs[ins.dst])
         self._moved(ins.vm, ins.dst, moved, inst.files()[1])
 
     def _moved(self, vm: str, dst: str, moved: Instance, transfer: int) -> None:
@@ -451,8 +451,11 @@ def _local_overlay(s: Scenario, inst: Instance, base: Base, fs: HostFs) -> Layer
     return Layer.new(base.disk_name, img, base.size)
 
 
-def _copied(inst: Instance, fill: bool) -> Instance:
-    """A file copy of the instance's chain: scp writes holes out, rsync --sparse keeps them.
+def _copied(inst: Instance, fill: bool, fs: HostFs) -> Instance:
+    """A file copy of the instance's chain onto a host whose files are on ``fs``: scp writes
+    holes out, rsync --sparse keeps them (on XFS, with what its speculative preallocation
+    left unwritten between the blocks it wrote: ``sparse_copy``). Neither gives the copy
+    QEMU's extent size hint, so QEMU's later writes into it allocate as on ext4.
     A raw file scp wrote whole has every block allocated: a later resize grows it with a hole
     (``qemu-img resize`` of a raw file: measured, a 1 GiB copy resized to 2 GiB kept 1 GiB
     allocated, where counting the whole file as filled said 2 GiB), a discard punches one."""
@@ -468,12 +471,12 @@ def _copied(inst: Instance, fill: bool) -> Instance:
                 layer.image.sparse_meta = None  # and the metadata's holes of an older copy
     if not fill:
         for layer, below in zip(layers, content_below(inst.layers), strict=True):
-            layer.sparse_at_copy = sparse_copy(layer, below)
+            layer.sparse_at_copy = sparse_copy(layer, below, fs)
             if isinstance(layer.image, Qcow2Image):
                 layer.image.sparse_meta = sparse_meta(layer)
     moved = Instance(inst.vm, inst.image, layers, inst.root_size)
     # each local disk is a file of its own over its base, copied alike
-    moved.local = {b: _copied(Instance(inst.vm, None, [x], x.image.virtual_size), fill).top
+    moved.local = {b: _copied(Instance(inst.vm, None, [x], x.image.virtual_size), fill, fs).top
                    for b, x in inst.local.items()}
     return moved
 
