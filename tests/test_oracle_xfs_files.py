@@ -100,14 +100,14 @@ def test_a_downloaded_base_on_xfs_has_no_hint_and_is_dense(xfs: Path, fmt: str) 
 
 def copied_by_rsync(src_dir: Path, mnt: Path, name: str, size_blocks: int,
                     blocks: list[int]) -> Path:
-    """A file of ``size_blocks`` holding a non-zero byte in each of ``blocks`` (made on
-    ``src_dir``), copied onto the XFS as a cold migration copies it (``rsync --sparse``)."""
+    """A file of ``size_blocks`` whose ``blocks`` are non-zero (made on ``src_dir``), copied
+    onto the XFS as a cold migration copies it (``rsync --sparse``)."""
     src = src_dir / name
     with open(src, "wb") as f:
         f.truncate(size_blocks * 4096)
         for b in blocks:
-            f.seek(b * 4096 + 100)
-            f.write(b"\x07" * 8)
+            f.seek(b * 4096)
+            f.write(b"\x07" * 4096)
     dest = mnt / f"rsync-{name}"
     subprocess.run(["rsync", "--sparse", str(src), str(dest)], check=True)
     return dest
@@ -124,7 +124,9 @@ def model_copy(size_blocks: int, blocks: list[int]) -> tuple[int, int]:
 
 #: name -> (file size in blocks, its non-zero blocks): the overlay a cold migration copied
 #: in tests/test_diskfs_placed.py (two 4 KiB writes); a dense run, then scattered blocks (the
-#: preallocation doubling over the run); a base's scattered data (raw, 64 MiB)
+#: preallocation doubling over the run); a base's scattered data (raw, 64 MiB: a run of 8
+#: blocks begun under 64 KiB reserves nothing past itself, written at once); a file under
+#: 64 KiB
 COPIES = {
     "overlay": (128, [0, 16, 32, 48, 64, *range(80, 97), 112]),
     "dense-then-scattered": (4096, [*range(0, 700), 900, 1500, 1501, 2600, 4000]),
@@ -149,17 +151,18 @@ def test_an_rsync_copy_onto_xfs_keeps_its_speculative_preallocation_inside(
 
 @pytest.mark.parametrize("seed", range(12))
 def test_rsync_copies_of_random_layouts_onto_xfs(tmp_path: Path, xfs: Path, seed: int) -> None:
-    """Random layouts of non-zero blocks (runs of 1 to 600 blocks in files of 64 to 20,000):
-    the blocks in extents exact, and the extent btree within one block of the model's
-    packed count (measured: 21 of 25 exact, four one leaf more)."""
+    """Random layouts of non-zero blocks (runs of 1 to 3,000 blocks in files of 64 to
+    100,000): the blocks in extents exact, and the extent btree within one block of the
+    model's count (measured: 40 of 40 exact in their extents; 36 exact in all, four a leaf
+    apart, either way)."""
     rng = random.Random(seed)
-    size = rng.choice([64, 300, 2000, 20000])
+    size = rng.choice([64, 300, 2000, 20000, 100000])
     chosen: set[int] = set()
     for _ in range(rng.randint(1, 40)):
-        s, n = rng.randrange(size), rng.choice([1, 1, 2, 16, 100, 600])
+        s, n = rng.randrange(size), rng.choice([1, 1, 2, 7, 16, 100, 600, 3000])
         chosen.update(range(s, min(size, s + n)))
     blocks = sorted(chosen)
     dest = copied_by_rsync(tmp_path, xfs, f"random-{seed}", size, blocks)
     alloc, data = model_copy(size, blocks)
     assert extent_bytes(dest) == data
-    assert 0 <= dest.stat().st_blocks * 512 - alloc <= 4096
+    assert abs(dest.stat().st_blocks * 512 - alloc) <= 4096

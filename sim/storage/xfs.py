@@ -181,49 +181,58 @@ def bmbt_blocks(records: int) -> int:
 XFS_ALLOCSIZE_BLOCKS = (64 << 10) // FS_BLOCK
 
 
-def xfs_buffered_unwritten(blocks: np.ndarray | Sequence[int], end: int) -> list[Interval]:
+#: the most ``rsync --sparse`` writes at once (rsync 3.5.0, strace): a run of non-zero 1 KiB
+#: pieces within one 32 KiB chunk of the file
+RSYNC_WRITE_BLOCKS = (32 << 10) // FS_BLOCK
+
+
+def xfs_buffered_unwritten(blocks: np.ndarray | Sequence[int], end: int,
+                           chunk: int = RSYNC_WRITE_BLOCKS) -> list[Interval]:
     """The block ranges XFS leaves allocated but unwritten in a file with no extent size hint
     that a program wrote in increasing order by buffered writes of these blocks (sorted
     block numbers), seeking over the others, and closed at ``end`` blocks: what ``rsync
-    --sparse`` (one ``write`` per non-zero run of each 1 KiB, ``write_sparse``) leaves of a
-    cold migration's copy.
+    --sparse`` leaves of a cold migration's copy. rsync writes each run of non-zero blocks
+    in pieces that stop at every ``chunk``-block boundary of the file (32 KiB: its chunks;
+    the zeros between are skipped with ``lseek``, measured with strace).
 
-    Each write past every extent the file has reserves delayed allocation beyond itself
+    A write past every extent the file has reserves delayed allocation beyond itself
     (``xfs_buffered_write_iomap_begin``): up to the 64 KiB-aligned offset below its last
     byte plus a preallocation (``xfs_iomap_prealloc_size``, fs/xfs/xfs_iomap.c): none while
     the file is under 64 KiB, 64 KiB after a hole, else twice the delayed extent it
-    continues, rounded down to a power of two. A later write into the reservation reserves
-    nothing more; the reservation past the file's end is trimmed when it is closed, and
-    what is left inside it is allocated unwritten when written back, counted in
-    ``st_blocks`` (measured: a 512 KiB overlay holding 39 non-zero blocks copied by rsync
-    --sparse onto XFS holds 401,408 bytes, 98 blocks: its first two non-zero blocks alone
-    and blocks 32 to 127 whole). Writeback during the copy is taken not to happen (a large
-    copy written back midway can reserve less); the throttling near a full filesystem or
-    quota is left out."""
-    arr = np.asarray(blocks, dtype=np.int64)
+    continues, rounded down to a power of two. A write into the reservation reserves
+    nothing more (one running past its end reserves from there); the reservation past the
+    file's end is trimmed when it is closed, and what is left inside it is allocated
+    unwritten when written back, counted in ``st_blocks`` (measured: a 512 KiB overlay
+    holding 39 non-zero blocks copied by rsync --sparse onto XFS holds 401,408 bytes, 98
+    blocks: its first two non-zero blocks alone and blocks 32 to 127 whole; 320 MiB of data
+    then a hole reserve 192 MiB more). Writeback during the copy is taken not to happen (a
+    large copy written back midway can reserve less); the throttling near a full
+    filesystem or quota is left out."""
     reserved: list[list[int]] = []  # merged reserved ranges, in order
     size = 0  # the file's size in blocks: the end of the last block written
-    i, n = 0, int(arr.size)
-    while i < n:
-        b = int(arr[i])
-        if reserved and b < reserved[-1][1]:  # inside the reservation: nothing more
-            i = int(np.searchsorted(arr, reserved[-1][1]))
-            size = int(arr[i - 1]) + 1
-            continue
-        if size < XFS_ALLOCSIZE_BLOCKS:
-            pre = 0
-        elif not reserved or reserved[-1][1] < b:
-            pre = XFS_ALLOCSIZE_BLOCKS
-        else:
-            plen = reserved[-1][1] - reserved[-1][0]
-            pre = max(XFS_ALLOCSIZE_BLOCKS, 1 << (2 * plen).bit_length() - 1)
-        stop = max(b + 1, b - b % XFS_ALLOCSIZE_BLOCKS + pre)
-        if reserved and reserved[-1][1] == b:
-            reserved[-1][1] = stop
-        else:
-            reserved.append([b, stop])
-        size = b + 1
-        i += 1
+    for s, e in block_intervals((int(b) * FS_BLOCK, (int(b) + 1) * FS_BLOCK) for b in blocks):
+        pos = s
+        while pos < e:
+            if reserved and pos < reserved[-1][1]:  # inside the reservation: nothing more
+                pos = min(e, reserved[-1][1])
+                size = max(size, pos)
+                continue
+            stop = min(e, (pos // chunk + 1) * chunk)  # this write's end
+            if size < XFS_ALLOCSIZE_BLOCKS:
+                pre = 0
+            elif not reserved or reserved[-1][1] < pos:
+                pre = XFS_ALLOCSIZE_BLOCKS
+            else:
+                plen = reserved[-1][1] - reserved[-1][0]
+                pre = max(XFS_ALLOCSIZE_BLOCKS, 1 << (2 * plen).bit_length() - 1)
+            last = stop - 1
+            upto = max(stop, last - last % XFS_ALLOCSIZE_BLOCKS + pre)
+            if reserved and reserved[-1][1] == pos:
+                reserved[-1][1] = upto
+            else:
+                reserved.append([pos, upto])
+            pos = size = stop
+    arr = np.asarray(blocks, dtype=np.int64)
     out: list[Interval] = []
     for s, e in reserved:  # the reserved blocks inside the file that no write touched
         e = min(e, end)
