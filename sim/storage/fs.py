@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from cowbench.diskfs import HostFs
+
 FS_BLOCK = 4096
 EXT4_MAX_EXTENT_BLOCKS = 32768
 EXT4_INODE_EXTENTS = 4
@@ -95,9 +97,28 @@ def ext4_mkfs_allocated_bytes(size: int) -> int:
 SWAP_BASE_BYTES = FS_BLOCK
 
 
-def local_base_allocated_bytes(kind: str, size: int) -> int:
-    """Bytes ``du`` counts for a flavor's local base of ``size`` bytes in ``_base``: an
-    ``ephemeral`` one formatted ext4 (:func:`ext4_mkfs_allocated_bytes`), a ``swap`` one
-    made by mkswap (:data:`SWAP_BASE_BYTES`). The fleet's cache entries and the timeline's
-    bases are both these figures."""
-    return ext4_mkfs_allocated_bytes(size) if kind == "ephemeral" else SWAP_BASE_BYTES
+#: QEMU's default extent size hint on XFS (file-posix.c ``extent_size_hint``; named
+#: ``sim.storage.xfs.XFS_EXTSIZE_HINT`` there): the piece a write into a hole of a file QEMU
+#: made there allocates
+XFS_HINT_BYTES = 1 << 20
+
+
+def local_base_allocated_bytes(kind: str, size: int, host_fs: HostFs = "ext4") -> int:
+    """Bytes ``du`` counts for a flavor's local base of ``size`` bytes in ``_base`` on a
+    host whose files are on ``host_fs``: an ``ephemeral`` one formatted ext4
+    (:func:`ext4_mkfs_allocated_bytes`), a ``swap`` one made by mkswap
+    (:data:`SWAP_BASE_BYTES`). The fleet's cache entries and the timeline's bases are both
+    these figures.
+
+    Nova makes the file with ``qemu-img create -f raw``, which on XFS gives it QEMU's 1 MiB
+    extent size hint, so mkswap's one page takes the whole first piece, within the file's
+    size (measured: 1,048,576 bytes for a 64 MiB and a 1 GiB swap base, 524,288 for a
+    512 KiB one). An ephemeral base on XFS is still ext4's figure: mkfs's writes scattered
+    over the file each take a 1 MiB piece there, which the model does not place (measured:
+    1 GiB 40,898,560 bytes where the figure is 34,230,272; 1 TiB 1,636,851,712 where it is
+    1,090,187,264)."""
+    if kind == "ephemeral":
+        return ext4_mkfs_allocated_bytes(size)
+    if host_fs == "xfs":
+        return min(XFS_HINT_BYTES, -(-size // FS_BLOCK) * FS_BLOCK)
+    return SWAP_BASE_BYTES

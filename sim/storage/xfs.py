@@ -37,11 +37,11 @@ import numpy as np
 
 from cowbench.diskfs import HostFs as HostFs  # the filesystems the model allocates as
 
-from .fs import FS_BLOCK
+from .fs import FS_BLOCK, XFS_HINT_BYTES
 from .hostfile import block_intervals
 
 #: QEMU's default ``extent_size_hint`` for the image files it creates on XFS (file-posix.c)
-XFS_EXTSIZE_HINT = 1 << 20
+XFS_EXTSIZE_HINT = XFS_HINT_BYTES
 
 Interval = tuple[int, int]
 

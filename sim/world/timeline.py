@@ -156,7 +156,8 @@ class World:
         bandwidth."""
         b = ins.base
         assert b.size is not None
-        made = LocalBaseFile(local_base_allocated_bytes(b.kind, b.size), b.size)
+        made = LocalBaseFile(local_base_allocated_bytes(b.kind, b.size, self.fs[ins.host]),
+                             b.size)
         self.hosts[ins.host].caches[b] = CacheEntry(made, ins.t)
         self.done.took(made.allocated_bytes / self.s.device.write_bandwidth_bytes_per_s)
 
