@@ -642,13 +642,13 @@ Step = tuple[float, str, list[Op]]
 
 
 def _ticks(step: float | None, end: float) -> list[float]:
-    """Multiples of ``step`` up to ``end`` (none without a step or an end)."""
-    from .nova.clock import sample_times
-
+    """Multiples of ``step`` up to ``end`` (none without a step or an end): the same floats
+    as ``nova.clock.sample_times`` (one multiplication each), without numpy, so that
+    ``validate`` walking the schedule (its open-files line) stays light."""
     n = ticks(step, end)
     if n > MAX_SAMPLES:  # validation refuses this; never build the list regardless
         raise TimelineTooLarge(f"{n} ticks of {step} s; at most {MAX_SAMPLES}")
-    return [float(t) for t in sample_times(step, end)]
+    return [float(k) * (step or 0.0) for k in range(1, n + 1)]
 
 
 def schedule(s: Scenario) -> list[Step]:
