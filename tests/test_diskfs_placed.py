@@ -318,3 +318,48 @@ def test_disks_migrated_onto_xfs_are_predicted_as_the_tools_left_them(
     slack = [4 * KiB if e in ("cache:he", "host:he") else 0 for e, _ in both.index]
     wrong = both[(both.predicted - both.measured).abs() > slack]
     assert wrong.empty, wrong.to_string()
+
+
+@pytest.mark.real
+@pytest.mark.slow
+@needs_tools
+@needs_loop
+def test_every_strategys_files_on_an_xfs_host_are_predicted_as_measured(
+        tmp_path: Path, no_leaks: None) -> None:
+    """Each strategy the real backend builds on a host's storage, on XFS, the user's two
+    writes on each: what qemu-img makes hinted (an overlay, a chain, the internal snapshot's
+    converted copy), what cp makes not (a full copy, sparse or dense, a resized base),
+    every VM and the host predicted as measured."""
+    with xfs_mount(tmp_path / "xfs-fs", 32 * GiB, None) as mnt:
+        (mnt / "store").mkdir()
+        (mnt / "other").mkdir()
+        _every_strategy(tmp_path, mnt / "store", mnt / "other")
+
+
+def _every_strategy(tmp_path: Path, on_xfs: Path, other: Path) -> None:
+    """... and the dense full copy copied whole (scp) to a second XFS host (one extent
+    record: no extent-tree block, where ext4's allocation counts one)."""
+    d = two_writes(tmp_path, [{"name": "hx", "storage_dir": str(on_xfs)},
+                              {"name": "hy", "storage_dir": str(other)}],
+                   [(k, "hx", 64 * KiB, False) for k in ("full", "dense", "resized", "internal",
+                                                         "chain")])
+    names = [vm["name"] for vm in d["vms"]]
+    d["nova"] = {"remote_filesystem_transport": "ssh"}
+    d["timeline"] = {"sample_interval_s": 10, "end_s": 20, "events": [
+        *({"t": 0, "op": "boot", "vm": v} for v in names),
+        *({"t": 0, "op": "run", "vm": v} for v in names),
+        {"t": 10, "op": "migrate", "vm": "dense", "to": "hy", "kind": "cold"}]}
+    kinds = {"full": {"kind": "full_copy"}, "dense": {"kind": "full_copy", "sparse": False},
+             "resized": {"kind": "resized_base"}, "internal": {"kind": "internal_snapshot"},
+             "chain": {"kind": "snapshot_chain", "chain_depth": 3}}
+    for vm in d["vms"]:
+        vm["strategy"] = {**kinds[vm["name"]], "cluster_size": 64 * KiB}
+    out = tmp_path / "run"
+    ran = run_cli(d, tmp_path, out, "--backend", "both")
+    assert ran.code == 0, ran.stderr
+    measured, predicted = allocated(out, "real"), allocated(out, "sim")
+    # Glance's image is in the run directory, on this machine's ext4: within its extent tree
+    assert abs(predicted["image:base"] - measured["image:base"]) <= 4 * KiB
+    wrong = {e: (predicted[e], measured[e]) for e in measured
+             if predicted[e] != measured[e] and not e.startswith("image:")}
+    assert not wrong, wrong

@@ -38,7 +38,7 @@ from .backing import BaseData as BaseData  # re-exported: images are made over i
 from .fs import FS_BLOCK, extent_tree_bytes
 from .hostfile import HostFile, block_runs
 from .qcow2cache import REFCOUNT_CACHE_BLOCKS, L2Cache, prealloc_scan_blocks
-from .xfs import HostFs, xfs_hinted_bytes
+from .xfs import XFS_MAX_EXTENT_BLOCKS, HostFs, bmbt_blocks, xfs_hinted_bytes
 
 L1_SECTOR = 512          # qcow2_write_l1_entry writes one 512-byte sector of the L1 table
 MERGE_READS_MAX = 16384  # perform_cow merges head and tail reads for requests up to 16 KiB
@@ -698,6 +698,8 @@ class RawImage:
     unmap: bool = False  # guest discards reach the file (discard=unmap)
     zero_writes: bool = False
     zero_unmap: bool = False
+    #: the filesystem the file is on: ext4 counts its extent tree, XFS its extent btree
+    host_fs: HostFs = "ext4"
     #: the extent size hint QEMU gave the file on XFS (``XFS_EXTSIZE_HINT``); 0: none
     xfs_hint: int = 0
     blocks: np.ndarray = field(init=False, repr=False)
@@ -717,7 +719,8 @@ class RawImage:
 
     @property
     def allocated_bytes(self) -> int:
-        """st_blocks * 512: the blocks written and ext4's extent tree; with an XFS hint, the
+        """st_blocks * 512: the blocks written and the filesystem's extent tree (ext4's, or
+        XFS's btree, none for a file of up to 21 runs of 8 GiB at most); with an XFS hint, the
         pieces it allocated (``created`` 0: a raw create sets the file's size, then writes
         its first block as any other write, :func:`sim.storage.images.converted_raw`)."""
         b = self.blocks.astype(np.int8)
@@ -728,6 +731,9 @@ class RawImage:
             return xfs_hinted_bytes(0, written, self.requests, self.xfs_hint,
                                     self.virtual_size)
         runs = (edges[1::2] - edges[::2]).tolist()
+        if self.host_fs == "xfs":  # an extent record per run (8 GiB at most: 2^21 blocks)
+            records = sum(-(-n // XFS_MAX_EXTENT_BLOCKS) for n in runs)
+            return (int(self.blocks.sum()) + bmbt_blocks(records)) * FS_BLOCK
         return int(self.blocks.sum()) * FS_BLOCK + extent_tree_bytes(runs)
 
     @property

@@ -75,7 +75,8 @@ def cache_file(image: Image, force_raw: bool, host_fs: HostFs = "ext4") -> RawIm
     if image.format != "raw" and force_raw:
         return converted_raw(base_data(image), host_fs)
     size = glance_file(image).file_bytes
-    dense = RawImage(size)  # the bytes' layout, not their meaning: only its allocation counts
+    dense = RawImage(size, host_fs=host_fs)  # the bytes' layout, not their meaning: only its
+    # allocation counts
     dense.blocks[:] = True
     return dense
 
@@ -91,7 +92,8 @@ def converted_raw(data: BaseData, host_fs: HostFs) -> RawImage:
     (zeros: ``raw_co_create``'s ``allocate_first_block``, strace), allocated on any
     filesystem, whatever the image holds there: on XFS a whole piece at 0 (measured: 256 KiB
     of data at the end of a 5.5 MiB base, 1.5 MiB allocated)."""
-    img = RawImage(data.size, xfs_hint=XFS_EXTSIZE_HINT if host_fs == "xfs" else 0)
+    img = RawImage(data.size, host_fs=host_fs,
+                   xfs_hint=XFS_EXTSIZE_HINT if host_fs == "xfs" else 0)
     img.write(0, min(RAW_CREATE_WRITES, data.size))
     for s, e in zip(data._starts.tolist(), data._ends.tolist(), strict=True):
         for off in range(s, e, CONVERT_CHUNK):

@@ -145,7 +145,7 @@ def _root_disk(size: int, st: Strategy, base: BaseData, fs: HostFs) -> Disk:
         return ReflinkCopy(size, base)
     if st.kind == "rbd_clone":
         return RbdClone(size, base, st.object_size, flattened=st.clone_depth > st.max_clone_depth)
-    img = RawImage(size, base)
+    img = RawImage(size, base, host_fs=fs)  # cp's copy: no hint
     if not st.sparse:  # every block of the base written, its holes as zeros: allocated, and
         # still zeros to a copy that skips them (rsync --sparse: measured, a cold migration
         # left 74.8 MB of a 540 MB dense copy of a base holding 64 MiB)

@@ -154,6 +154,9 @@ def _records(pieces: list[Interval], runs: list[Interval]) -> int:
     return records
 
 
+#: the longest extent one record maps (``XFS_MAX_BMBT_EXTLEN``, 2^21 - 1 blocks: 8 GiB, taken
+#: as 2^21 here; a dense 1 GiB copy is one record, where ext4 needs eight and a tree block)
+XFS_MAX_EXTENT_BLOCKS = 1 << 21
 #: extent records an inode holds itself (a 512-byte v5 inode's 336-byte fork, 16 bytes each)
 XFS_INODE_RECORDS = 21
 #: records a 4 KiB extent btree leaf holds (its 72-byte v5 header, 16 bytes each)

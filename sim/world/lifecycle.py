@@ -28,7 +28,7 @@ from sim.storage.rbd import RbdClone
 from sim.storage.reflink import ReflinkCopy
 from sim.storage.snapshot import table_bytes
 from sim.storage.strategies import CONVERT_CHUNK, ChainDisk, root_disk
-from sim.storage.xfs import HostFs, bmbt_blocks, xfs_buffered_unwritten
+from sim.storage.xfs import XFS_MAX_EXTENT_BLOCKS, HostFs, bmbt_blocks, xfs_buffered_unwritten
 
 SNAPSHOT_CLUSTER = 65536  # qemu-img convert -O qcow2: QEMU's default cluster size
 Disk = Qcow2Image | RawImage
@@ -142,6 +142,9 @@ class Layer:
     kept: list[Kept] = field(default_factory=list)  # its internal snapshots, taken in order
     #: guest blocks holding data since the file was made (a base converted into it), if any
     data: np.ndarray | None = None
+    #: the filesystem a copy (``filled``) was written on: its extent metadata (ext4's tree,
+    #: XFS's btree: none for a dense file up to 21 x 8 GiB)
+    fs: HostFs = "ext4"
 
     @classmethod
     def new(cls, name: str, image: LayerImage, size: int) -> Layer:
@@ -161,9 +164,10 @@ class Layer:
         if not self.filled:
             return img.allocated_bytes
         size = -(-img.file_bytes // FS_BLOCK) * FS_BLOCK
-        if isinstance(img, RawImage):
-            return size + extent_tree_bytes([size // FS_BLOCK])
-        data = max(img.allocated_data_bytes, size) if img.n_data or img.n_l2 else size
+        data = size if isinstance(img, RawImage) else \
+            max(img.allocated_data_bytes, size) if img.n_data or img.n_l2 else size
+        if self.fs == "xfs":  # one record per 8 GiB
+            return data + bmbt_blocks(-(-data // FS_BLOCK // XFS_MAX_EXTENT_BLOCKS)) * FS_BLOCK
         return data + extent_tree_bytes([data // FS_BLOCK])
 
     def write(self, offset: int, length: int) -> HostIO:
@@ -410,9 +414,10 @@ def fetched(scenario: Scenario, image: Image, fs: HostFs) -> tuple[Disk, int]:
     return cache_file(image, scenario.nova.force_raw_images, fs), fetch_bytes(image)
 
 
-def resized_copy(image: Image, size: int) -> RawImage:
-    """``_base/<sha1>_<size>``: a sparse copy of the raw base grown to ``size``."""
-    return RawImage(size, base_data(image))
+def resized_copy(image: Image, size: int, fs: HostFs = "ext4") -> RawImage:
+    """``_base/<sha1>_<size>``: a sparse copy of the raw base grown to ``size``, by cp (no
+    extent size hint on XFS), on a host whose files are on ``fs``."""
+    return RawImage(size, base_data(image), host_fs=fs)
 
 
 def transfer_time(nbytes: int, bandwidth: int) -> float:

@@ -146,7 +146,7 @@ class World:
 
     @execute.register
     def _(self, ins: MakeResizedBase) -> None:
-        copy = resized_copy(self.s.image(ins.image), ins.size)
+        copy = resized_copy(self.s.image(ins.image), ins.size, self.fs[ins.host])
         self.hosts[ins.host].caches[Base(ins.image, ins.size)] = CacheEntry(copy, ins.t, True)
         self.done.took(copy.allocated_bytes / self.s.device.write_bandwidth_bytes_per_s)
 
@@ -452,7 +452,7 @@ def _local_overlay(s: Scenario, inst: Instance, base: Base, fs: HostFs) -> Layer
     return Layer.new(base.disk_name, img, base.size)
 
 
-def _copied(inst: Instance, fill: bool, fs: HostFs) -> Instance:
+def _copied(inst: Instance, fill: bool, fs: HostFs = "ext4") -> Instance:
     """A file copy of the instance's chain onto a host whose files are on ``fs``: scp writes
     holes out, rsync --sparse keeps them (on XFS, with what its speculative preallocation
     left unwritten between the blocks it wrote: ``sparse_copy``). Neither gives the copy
@@ -462,7 +462,11 @@ def _copied(inst: Instance, fill: bool, fs: HostFs) -> Instance:
     allocated, where counting the whole file as filled said 2 GiB), a discard punches one."""
     layers = [Layer(x.name, copy.deepcopy(x.image), x.written.copy(),
                     x.filled or (fill and not isinstance(x.image, RawImage)),
-                    kept=list(x.kept), data=x.data) for x in inst.layers]
+                    kept=list(x.kept), data=x.data, fs=fs) for x in inst.layers]
+    for layer in layers:
+        if isinstance(layer.image, RawImage):  # cp's or rsync's file: no hint, on fs
+            layer.image.host_fs, layer.image.xfs_hint = fs, 0
+            layer.image.requests = []
     if fill:
         for layer in layers:
             if isinstance(layer.image, RawImage):
