@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from cowbench.diskfs import HostFs
-
 FS_BLOCK = 4096
 EXT4_MAX_EXTENT_BLOCKS = 32768
 EXT4_INODE_EXTENTS = 4
@@ -59,13 +57,7 @@ def ext4_journal_blocks(blocks: int) -> int:
 def ext4_backup_groups(groups: int) -> int:
     """How many groups other than the first hold a backup superblock (sparse_super: group 1
     and the powers of 3, 5 and 7)."""
-    found = {1} if groups > 1 else set()
-    for base in (3, 5, 7):
-        power = base
-        while power < groups:
-            found.add(power)
-            power *= base
-    return len(found)
+    return len(_backup_groups(groups))
 
 
 def ext4_mkfs_allocated_bytes(size: int) -> int:
@@ -93,32 +85,89 @@ def ext4_mkfs_allocated_bytes(size: int) -> int:
     return written * FS_BLOCK + extent_tree_bytes(runs)
 
 
+#: blocks of one group's inode table (inode_ratio 16384: 8192 inodes of 256 bytes a group)
+EXT4_ITABLE_BLOCKS = 512
+#: the root directory's and lost+found's blocks mke2fs writes after the first flex group's
+#: inode tables (measured: 6 blocks)
+EXT4_MKFS_DIR_BLOCKS = 6
+
+
+def ext4_mkfs_layout(size: int) -> tuple[list[tuple[int, int]], tuple[int, int]]:
+    """Where ``mkfs -t ext4`` writes in a sparse raw file of ``size`` bytes (the
+    :func:`ext4_mkfs_allocated_bytes` layout): the block ranges it writes, in order, and the
+    journal's (fallocated, its first block written). Group 0 holds the primary superblock,
+    descriptors and reserved GDT blocks, then the first flex group's bitmaps and inode
+    tables (flex_bg 16: block bitmaps, inode bitmaps, tables, each for its groups in turn),
+    then the root directory and lost+found; each backup group its superblock and
+    descriptors; each further flex group its first block bitmap, at its first group's start
+    past any backup there; the file's last 16 blocks. The journal goes from the middle (the
+    middle block, or past 16 groups the first block of the flex group holding it) into the
+    first free run it fits (mke2fs ``get_midpoint_journal_block``). Measured (``xfs_io -c
+    'fiemap -v'`` of 1 GiB to 1 TiB bases): the journal at 512 MiB of 1 GiB (the middle),
+    at 10,372 MiB of 20 GiB (group 81, past its backup), 51,328 MiB of 100 GiB (group 401:
+    not in the free tail of group 400, the flex group holding the middle), 524,416 MiB of
+    1 TiB (group 4097); a journal of more than four extents (over 512 MiB) has its extent
+    tree's leaf in the block below it; the block bitmaps of the journal's groups and of the
+    last group are written (the others are left uninitialised)."""
+    blocks = size // FS_BLOCK
+    groups = -(-blocks // EXT4_BLOCKS_PER_GROUP)
+    desc = -(-groups // EXT4_DESC_PER_BLOCK)
+    grow_groups = -(-min(blocks * 1024, 0xFFFFFFFF) // EXT4_BLOCKS_PER_GROUP)
+    reserved = min(-(-grow_groups // EXT4_DESC_PER_BLOCK) - desc, EXT4_RESIZE_MAX_BLOCKS)
+    g0 = 1 + desc + reserved
+    backups = sorted(_backup_groups(groups))
+    bpg, flex = EXT4_BLOCKS_PER_GROUP, EXT4_FLEX_GROUPS
+    n0 = min(flex, groups)
+    dirs = g0 + 2 * n0 + n0 * EXT4_ITABLE_BLOCKS
+    written = [(0, g0 + 1), (g0 + n0, g0 + n0 + 1), (g0 + 2 * n0, g0 + 2 * n0 + 1),
+               (dirs, dirs + EXT4_MKFS_DIR_BLOCKS)]
+    used = [(0, dirs + EXT4_MKFS_DIR_BLOCKS)]
+    written += [(g * bpg, g * bpg + 1 + desc) for g in backups]
+    used += [(g * bpg, g * bpg + g0) for g in backups]
+    bitmaps = {0: g0}  # flex group -> its block bitmaps' first block
+    for first in range(flex, groups, flex):
+        at = bitmaps[first // flex] = first * bpg + (g0 if first in backups else 0)
+        n = min(flex, groups - first)
+        written.append((at, at + 1))
+        used.append((at, at + 2 * n + n * EXT4_ITABLE_BLOCKS))
+    written.append((blocks - EXT4_MKFS_TAIL_BLOCKS, blocks))
+    used.sort()
+    journal = ext4_journal_blocks(blocks)
+    mid = blocks // 2
+    # past 16 groups: from the group after the middle one's flex group's first (measured,
+    # 20 GiB to 1 TiB: never in that group's free tail, though it is free)
+    start = ((mid // bpg & ~(flex - 1)) + 1) * bpg if mid // bpg > flex else mid
+    for a, b in used:  # the first free run the journal fits in
+        if a < start + journal and b > start:
+            start = b
+    if -(-journal // EXT4_MAX_EXTENT_BLOCKS) > EXT4_INODE_EXTENTS:
+        written.append((start - 1, start))  # its extent-tree leaf, just below it (measured)
+    # the block bitmaps of the journal's groups and of the last group are initialised too
+    for g in {*range(start // bpg, (start + journal - 1) // bpg + 1), groups - 1}:
+        if g % flex:
+            at = bitmaps[g // flex] + g % flex
+            written.append((at, at + 1))
+    return sorted(written), (start, start + journal)
+
+
+def _backup_groups(groups: int) -> set[int]:
+    """The groups other than the first that hold a backup superblock (sparse_super)."""
+    found = {1} if groups > 1 else set()
+    for base in (3, 5, 7):
+        power = base
+        while power < groups:
+            found.add(power)
+            power *= base
+    return found
+
+
 #: a swap base after ``mkswap`` (Nova's ``swap_<MiB>``): the one page it writes (FACTS.md E16)
 SWAP_BASE_BYTES = FS_BLOCK
 
 
-#: QEMU's default extent size hint on XFS (file-posix.c ``extent_size_hint``; named
-#: ``sim.storage.xfs.XFS_EXTSIZE_HINT`` there): the piece a write into a hole of a file QEMU
-#: made there allocates
-XFS_HINT_BYTES = 1 << 20
-
-
-def local_base_allocated_bytes(kind: str, size: int, host_fs: HostFs = "ext4") -> int:
-    """Bytes ``du`` counts for a flavor's local base of ``size`` bytes in ``_base`` on a
-    host whose files are on ``host_fs``: an ``ephemeral`` one formatted ext4
-    (:func:`ext4_mkfs_allocated_bytes`), a ``swap`` one made by mkswap
-    (:data:`SWAP_BASE_BYTES`). The fleet's cache entries and the timeline's bases are both
-    these figures.
-
-    Nova makes the file with ``qemu-img create -f raw``, which on XFS gives it QEMU's 1 MiB
-    extent size hint, so mkswap's one page takes the whole first piece, within the file's
-    size (measured: 1,048,576 bytes for a 64 MiB and a 1 GiB swap base, 524,288 for a
-    512 KiB one). An ephemeral base on XFS is still ext4's figure: mkfs's writes scattered
-    over the file each take a 1 MiB piece there, which the model does not place (measured:
-    1 GiB 40,898,560 bytes where the figure is 34,230,272; 1 TiB 1,636,851,712 where it is
-    1,090,187,264)."""
-    if kind == "ephemeral":
-        return ext4_mkfs_allocated_bytes(size)
-    if host_fs == "xfs":
-        return min(XFS_HINT_BYTES, -(-size // FS_BLOCK) * FS_BLOCK)
-    return SWAP_BASE_BYTES
+def local_base_allocated_bytes(kind: str, size: int) -> int:
+    """Bytes ``du`` counts for a flavor's local base of ``size`` bytes in ``_base`` on ext4:
+    an ``ephemeral`` one formatted ext4 (:func:`ext4_mkfs_allocated_bytes`), a ``swap`` one
+    made by mkswap (:data:`SWAP_BASE_BYTES`). The fleet's cache entries and the timeline's
+    bases are both these figures; on XFS, ``sim.storage.xfs.local_base_bytes``."""
+    return ext4_mkfs_allocated_bytes(size) if kind == "ephemeral" else SWAP_BASE_BYTES

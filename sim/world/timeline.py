@@ -54,13 +54,13 @@ from cowbench.scenario import Scenario, Strategy
 from cowbench.timeline_fleet import record_claims
 from sim.storage.backing import BaseData
 from sim.storage.disk import Qcow2Image, RawImage
-from sim.storage.fs import FS_BLOCK, local_base_allocated_bytes
+from sim.storage.fs import FS_BLOCK
 from sim.storage.images import DISK_INFO_BYTES, backing_data
 from sim.storage.qcow2_ext import SUBCLUSTERS, Qcow2ExtImage
 from sim.storage.reflink import ReflinkCopy, counted_again
 from sim.storage.snapshot import take_internal_snapshot
 from sim.storage.strategies import CONVERT_CHUNK, extra_figures, overlay
-from sim.storage.xfs import HostFs
+from sim.storage.xfs import HostFs, local_base_bytes
 
 from .lifecycle import (
     CacheEntry,
@@ -156,8 +156,7 @@ class World:
         bandwidth."""
         b = ins.base
         assert b.size is not None
-        made = LocalBaseFile(local_base_allocated_bytes(b.kind, b.size, self.fs[ins.host]),
-                             b.size)
+        made = LocalBaseFile(local_base_bytes(b.kind, b.size, self.fs[ins.host]), b.size)
         self.hosts[ins.host].caches[b] = CacheEntry(made, ins.t)
         self.done.took(made.allocated_bytes / self.s.device.write_bandwidth_bytes_per_s)
 
