@@ -217,8 +217,8 @@ class Instance:
 @dataclass(frozen=True)
 class LocalBaseFile:
     """A flavor's local base in ``_base`` (``ephemeral_<GiB>_ext4``, ``swap_<MiB>``): a sparse
-    raw file of the disk's size holding what mkfs or mkswap wrote
-    (``sim.storage.fs.local_base_allocated_bytes``)."""
+    raw file of the disk's size holding what mkfs or mkswap wrote, allocated as its host's
+    filesystem does (``sim.storage.xfs.local_base_bytes``)."""
 
     allocated_bytes: int
     file_bytes: int
