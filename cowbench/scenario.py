@@ -241,9 +241,16 @@ def _count(item: Any, cap: int) -> int:
     return count if ok else 1
 
 
+#: what a run fills in, not the user: left out of the id, so ``cowbench validate``'s id of a
+#: file is its runs' (``hosts[].model_disks_fs``, decided where the run's disks land)
+RUN_DECIDED: dict[str, Any] = {"hosts": {"__all__": {"model_disks_fs"}}}
+
+
 def scenario_hash(s: Scenario) -> str:
-    """Content hash of the resolved scenario: its id in every result."""
-    blob = json.dumps(s.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    """Content hash of the resolved scenario, less what a run decides (:data:`RUN_DECIDED`):
+    its id in every result."""
+    dump = s.model_dump(mode="json", exclude=RUN_DECIDED)
+    blob = json.dumps(dump, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

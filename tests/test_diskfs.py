@@ -191,3 +191,21 @@ def test_a_missing_storage_dir_is_left_to_the_real_backends_own_check(tmp_path: 
     not as a filesystem its disks are not on."""
     s = _hosts({"name": "h1", "storage_dir": str(tmp_path / "gone"), "filesystem": "xfs"})
     assert place(s, "both", tmp_path / "run").model == {"h1": "xfs"}
+
+
+def test_the_id_is_the_scenarios_not_the_filesystem_a_run_decided(tmp_path: Path) -> None:
+    """``cowbench validate``'s id of a file is its runs' id (run.json's ``scenario.hash``):
+    the filesystem a run fills in for each host (``model_disks_fs``, from where its disks
+    land) is not the scenario's content; what the user writes (``filesystem``) is."""
+    s = parse_scenario(small_dict())
+    on_xfs = placed(s, place(s.model_copy(update={"hosts": [
+        h.model_copy(update={"filesystem": "xfs"}) for h in s.hosts]}), "sim", tmp_path))
+    as_ext4 = placed(s, place(s, "sim", tmp_path))
+    decided = s.model_copy(update={"hosts": [h.model_copy(update={"model_disks_fs": "xfs"})
+                                             for h in s.hosts]})
+    assert as_ext4.hosts[0].model_disks_fs is not None
+    assert as_ext4.scenario_id == s.scenario_id == decided.scenario_id
+    assert on_xfs.hosts[0].model_disks_fs == "xfs" and on_xfs.scenario_id == s.scenario_id
+    written = s.model_copy(update={"hosts": [h.model_copy(update={"filesystem": "xfs"})
+                                             for h in s.hosts]})
+    assert written.scenario_id != s.scenario_id
