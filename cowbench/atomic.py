@@ -19,6 +19,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 
 def _umask() -> int:
@@ -106,3 +107,55 @@ def atomic_write_with(path: Path, writer: Callable[[str], None]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+class PartialFiles(Protocol):
+    """What records a run's partial files (``cowbench.lease.Lease``)."""
+
+    def add_file(self, path: Path) -> None: ...
+
+    def drop_file(self, path: Path) -> None: ...
+
+
+class ToolOutput:
+    """A result file an external tool writes itself (fio's ``--output``), made as atomic as the
+    files cowbench writes: the tool is pointed at :attr:`partial`, a hidden ``.NAME.part``
+    beside ``NAME`` that :meth:`hold` makes (empty, exclusively, before the tool starts: fio
+    truncates it, the same inode) and records in ``lease``; :meth:`commit` renames it to
+    ``NAME`` once the tool succeeded, :meth:`discard` removes it otherwise. A reader sees the
+    complete file or none, never one that looks complete. A run killed outright leaves the
+    partial file to ``cowbench gc``, which unlinks it by the lease if it is still that file
+    (its name, device and inode; a tool stopped by its death signal fills it with what it
+    had). Every fio run cowbench starts with ``--output`` goes through one of these: the real
+    backend's (``real.workload.fio``) and the null-engine streams (``cowbench.fiojob``)."""
+
+    def __init__(self, path: Path, lease: PartialFiles | None = None) -> None:
+        self.path = path
+        self.partial = path.with_name(f".{path.name}.part")
+        self.lease = lease
+        self._held = False  # the partial file is in the lease
+
+    def hold(self) -> Path:
+        """Make the partial file and record it in the lease; its path, for the tool."""
+        fd = os.open(self.partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                     | os.O_CLOEXEC, 0o666 & ~_umask())
+        os.close(fd)
+        if self.lease is not None:
+            self.lease.add_file(self.partial)
+            self._held = True
+        return self.partial
+
+    def commit(self) -> None:
+        """The tool succeeded: its file becomes ``NAME``."""
+        self.partial.replace(self.path)
+        self._let_go()
+
+    def discard(self) -> None:
+        """The tool failed or was stopped: its partial file goes (idempotent)."""
+        self.partial.unlink(missing_ok=True)
+        self._let_go()
+
+    def _let_go(self) -> None:
+        if self.lease is not None and self._held:
+            self.lease.drop_file(self.partial)
+            self._held = False

@@ -12,12 +12,14 @@ through the nbd engine itself on a disk that stores nothing (``cowbench.nullexpo
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+from .atomic import ToolOutput
 from .errors import InexactStream, ToolError
 from .fiopercent import on_disk
 from .iolog import (
@@ -104,6 +106,22 @@ def fio_time(seconds: float) -> str:
     fraction: ``--runtime=0.2s`` is 0, and a ``time_based`` job then refuses to start)."""
     # never an exponent: fio reads --runtime=8.64e+06s as 8 s
     return f"{int(seconds)}s" if seconds == int(seconds) else f"{round(seconds * 1e6)}us"
+
+
+#: how the real backend's fio reports (every clone with its latency histogram); the null-engine
+#: stream runs ask for plain ``json``: :func:`real_run_folder` tells their folders apart
+REAL_RUN_FORMAT = "--output-format=json+"
+
+
+def real_run_folder(folder: Path) -> bool:
+    """Is ``folder`` (under ``raw/``) a real run's fio, rather than a null-engine stream run?
+    Their names may coincide (VM ``x``'s stream run is ``NNNN-fio-null-x``, VM ``null-x``'s
+    real run too); their argv does not."""
+    try:
+        argv = json.loads((folder / "argv.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(argv, list) and REAL_RUN_FORMAT in argv
 
 
 def record_options(wl: Workload, directory: Path) -> list[str]:
@@ -275,7 +293,9 @@ def _traces(wl: Workload, name: str, disk_size: int, log: RawLog, ios: int | Non
     engine = ["--ioengine=null"] if uri is None else ["--ioengine=nbd", f"--uri={uri}"]
     scale, got = 1.0, 0
     for _ in range(5):
-        d = log.new_dir(f"fio-null-{name}-issued")
+        # one folder: the command's record, fio's JSON and what it recorded issuing
+        d = log.new_dir(f"fio-null-{name}")
+        output = ToolOutput(d / "output.json", log.lease)
 
         def opts(part: Workload, scale: float = scale) -> list[str]:
             n = limited[id(part)]
@@ -289,9 +309,16 @@ def _traces(wl: Workload, name: str, disk_size: int, log: RawLog, ios: int | Non
         # in a PID namespace of its own where it can: fio's job processes die with it
         argv = [*(PID_NAMESPACE if own_pid_namespace() else ()),
                 which("fio"), *engine, "--clocksource=clock_gettime",
-                "--output-format=json", f"--output={d / 'output.json'}",
+                "--output-format=json", f"--output={output.partial}",
                 *job_args(wl, name, opts, d)]
-        run(argv, log=log, label=f"fio-null-{name}", timeout=3600, cancel=cancel)
+        try:
+            output.hold()
+            run(argv, log=log, label=f"fio-null-{name}", timeout=3600, cancel=cancel,
+                raw_dir=d)
+        except BaseException:
+            output.discard()
+            raise
+        output.commit()
         traces = recorded_traces(d, None if wl.jobs else ios)
         if ios is None:
             return traces

@@ -12,6 +12,7 @@ it is used only where the null engine is wrong.
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import socket
@@ -37,13 +38,14 @@ def null_export(disk_size: int, log: RawLog, name: str) -> Iterator[str]:
     """``with null_export(size, log, vm) as uri:`` an NBD URI of a ``null-co`` disk of
     ``disk_size`` bytes, served while the block runs (every fio clone may connect: ``-e 0``).
     The socket lives in a short temporary directory (a UNIX socket's path is at most 107
-    bytes; a run's ``raw/`` may be deeper); qemu-nbd's argv and output land under ``raw/``."""
+    bytes; a run's ``raw/`` may be deeper); qemu-nbd's record lands under ``raw/`` as every
+    command's (``argv.json``, ``stdout``, ``stderr``, and once it is stopped ``returncode``)."""
     out = log.new_dir(f"qemu-nbd-null-{name}")
     sock_dir = Path(tempfile.mkdtemp(prefix="cowbench-null-"))
     sock = sock_dir / "null.sock"
     argv = [which("qemu-nbd"), "-k", str(sock), "-t", "-e", "0",
             "--image-opts", f"driver=null-co,size={disk_size}"]
-    atomic_write_text(out / "argv", " ".join(argv) + "\n", fsync=False)
+    atomic_write_text(out / "argv.json", json.dumps(argv, indent=1) + "\n", fsync=False)
     proc: subprocess.Popen[bytes] | None = None
     try:
         with open(out / "stdout", "wb") as so, open(out / "stderr", "wb") as se, shielded():
@@ -54,14 +56,18 @@ def null_export(disk_size: int, log: RawLog, name: str) -> Iterator[str]:
         yield f"nbd+unix:///?socket={sock}"
     finally:
         with shielded():
-            if proc is not None:
-                proc.terminate()
-                try:
-                    proc.wait(20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-            shutil.rmtree(sock_dir, ignore_errors=True)
+            try:
+                if proc is not None:
+                    proc.terminate()
+                    try:
+                        proc.wait(20)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                        proc.wait()
+                    # last, as every record under raw/: the folder holds a complete record
+                    atomic_write_text(out / "returncode", f"{proc.returncode}\n", fsync=False)
+            finally:
+                shutil.rmtree(sock_dir, ignore_errors=True)
 
 
 def _wait_listening(proc: subprocess.Popen[bytes], sock: Path, argv: list[str], out: Path,

@@ -23,9 +23,9 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from .atomic import atomic_write_text
+from .atomic import PartialFiles, atomic_write_text
 from .errors import MissingToolError, ToolError
 from .packages import package_of
 from .signals import shielded
@@ -47,14 +47,6 @@ def absolute(path: Path | str) -> Path:
     so a tool started in another working directory (fio runs in its ``raw/`` folder) finds it.
     ``..`` and symlinks are kept as given (they mean what they meant in the user's shell)."""
     return Path(path).absolute()
-
-
-class PartialFiles(Protocol):
-    """What records a run's partial files (``cowbench.lease.Lease``)."""
-
-    def add_file(self, path: Path) -> None: ...
-
-    def drop_file(self, path: Path) -> None: ...
 
 
 @dataclass
@@ -81,8 +73,11 @@ class RawLog:
         return d
 
     def record(self, label: str, argv: Sequence[str], returncode: int | None, stdout: str,
-               stderr: str) -> Path:
-        d = self.new_dir(label)
+               stderr: str, into: Path | None = None) -> Path:
+        """The command's record in a new folder, or in ``into``: the folder made for it
+        beforehand (:meth:`new_dir`) where it writes files of its own (fio's ``--output``
+        and iologs), so a command's record and every file it writes are in one folder."""
+        d = self.new_dir(label) if into is None else into
         atomic_write_text(d / "argv.json", json.dumps(list(argv), indent=1) + "\n", fsync=False)
         atomic_write_text(d / "stdout", stdout, fsync=False)
         atomic_write_text(d / "stderr", stderr, fsync=False)
@@ -181,9 +176,11 @@ def fio_isolated(argv: Sequence[str]) -> list[str]:
 def run(argv: Sequence[str], *, log: RawLog | None = None, label: str | None = None,
         ok_codes: Sequence[int] = (0,), timeout: float | None = None,
         preexec_fn: Callable[[], None] | None = None, pass_fds: Sequence[int] = (),
-        stdout_limit: int | None = None,
-        cancel: threading.Event | None = None) -> subprocess.CompletedProcess[str]:
+        stdout_limit: int | None = None, cancel: threading.Event | None = None,
+        raw_dir: Path | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``argv`` to completion; raise :class:`ToolError` on an exit code not in ``ok_codes``.
+    Its record goes to a new folder of ``log``, or to ``raw_dir``, made by ``log.new_dir``
+    for a command that writes files there itself.
 
     The child dies with this process (:func:`dies_with_us`). ``pass_fds`` are inherited at the
     same numbers (``/proc/self/fd/N`` in ``argv`` names them). ``stdout_limit``: stdout goes to
@@ -211,7 +208,7 @@ def run(argv: Sequence[str], *, log: RawLog | None = None, label: str | None = N
         assert proc is not None
         out, errtxt = _kill(proc)
         if log:
-            log.record(label, argv, None, out, errtxt)
+            log.record(label, argv, None, out, errtxt, into=raw_dir)
         raise ToolError(argv, -1, out, f"timed out after {timeout} s\n{errtxt}") from None
     except BaseException:  # interrupted: stop the child, and say so in raw/
         if proc is None:
@@ -219,13 +216,14 @@ def run(argv: Sequence[str], *, log: RawLog | None = None, label: str | None = N
         _kill(proc)
         if log:
             log.record(label, argv, None, "",
-                       "cowbench: interrupted before the command finished (killed)\n")
+                       "cowbench: interrupted before the command finished (killed)\n",
+                       into=raw_dir)
         raise
     finally:
         if sink is not None:
             sink.close()
     if log:
-        log.record(label, argv, proc.returncode, stdout, stderr)
+        log.record(label, argv, proc.returncode, stdout, stderr, into=raw_dir)
     if proc.returncode not in ok_codes:
         raise ToolError(argv, proc.returncode, stdout, stderr)
     return subprocess.CompletedProcess(list(argv), proc.returncode, stdout, stderr)

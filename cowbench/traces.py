@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import UsageError
-from .fiojob import recorded_traces
+from .fiojob import real_run_folder, recorded_traces
 from .scenario import Scenario
 from .streams import Plan, Simulate, Traces, fio_installed, source_of, take_streams
 from .tools import RawLog
@@ -49,7 +49,8 @@ def _safe(label: str) -> str:
 
 def fio_dirs(raw: Path, vm: str) -> list[Path]:
     """The directories of ``vm``'s real fio runs under a run's ``raw/``, in run order."""
-    return sorted(raw.glob(f"[0-9][0-9][0-9][0-9]-fio-{_safe(vm)}"))
+    return sorted(d for d in raw.glob(f"[0-9][0-9][0-9][0-9]-fio-{_safe(vm)}")
+                  if real_run_folder(d))
 
 
 def recorded_run_traces(run_dir: Path, scenario: Scenario) -> Traces:

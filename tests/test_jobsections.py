@@ -103,7 +103,7 @@ def test_several_jobs_in_both_backends(tmp_path: Path, no_leaks: None) -> None:
     assert comp.loc[("vm:v", "data_clusters"), "measured"] == 64 + 32  # writer, logger
     assert comp.loc[("vm:v", "read_ios"), "measured"] == 2048
     real = recorded_traces(next((out / "raw").glob("*-fio-v")))
-    null = recorded_traces(next((out / "raw").glob("*-fio-null-v-issued")))
+    null = recorded_traces(next((out / "raw").glob("*-fio-null-v")))
     assert [len(t) for t in real] == [2048, 256, 256, 32]
     for got, want in zip(null, real, strict=True):
         assert _sorted(got) == _sorted(want)
@@ -242,7 +242,7 @@ def test_randrepeat_0_of_several_jobs_in_both_backends(tmp_path: Path, no_leaks:
     comp = pd.read_csv(out / "comparison.csv").set_index(["entity", "metric"])
     assert comp.loc[("vm:v", "data_clusters"), "rel_error"] == 0
     real = recorded_traces(next((out / "raw").glob("*-fio-v")))
-    null = recorded_traces(next((out / "raw").glob("*-fio-null-v-issued")))
+    null = recorded_traces(next((out / "raw").glob("*-fio-null-v")))
     assert [len(t) for t in real] == [1024, 1024]
     for got, want in zip(null, real, strict=True):
         assert _sorted(got) == _sorted(want)

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cowbench.atomic import _umask, atomic_write_text
+from cowbench.atomic import ToolOutput, atomic_write_text
 from cowbench.errors import ToolError
-from cowbench.fiojob import fio_options, job_args, log_options
+from cowbench.fiojob import REAL_RUN_FORMAT, fio_options, job_args, log_options
 from cowbench.scenario import Workload
 from cowbench.signals import shielded
 from cowbench.tools import PID_NAMESPACE, RawLog, dies_with_us, own_pid_namespace, which
@@ -93,14 +93,9 @@ class FioRun:
                  runtime_cap: float | None = None, log: RawLog | None = None) -> None:
         self.name = name
         self.dir = log.new_dir(f"fio-{name}") if log else out_dir
-        self.json_path = self.dir / "output.json"
-        # fio writes its JSON as it likes; it is renamed to output.json only once fio exited 0,
-        # so a killed run never leaves an output.json that looks complete; until then it is in
-        # the run's lease (a run killed outright leaves it to gc: fio, stopped by its death
-        # signal, fills it with what it had)
-        self.partial_path = self.dir / ".output.json.part"
-        self.lease = log.lease if log else None
-        self._held = False  # the partial file is in the lease
+        # fio writes its JSON as it likes; it becomes output.json only once fio exited 0
+        self.output = ToolOutput(self.dir / "output.json", log.lease if log else None)
+        self.json_path, self.partial_path = self.output.path, self.output.partial
         # global options first, then the VM's jobs (several: one fio process); each clone
         # reported with its latency histogram (json+), folded into groups by FioResult; a job
         # file's log options too: fio writes the logs in its cwd, this directory (bounded
@@ -110,7 +105,7 @@ class FioRun:
             return [*fio_options(job, runtime_cap), *log_options(job, label)]
 
         self.argv = [which("fio"), *clock_args(), "--ioengine=nbd", f"--uri={uri}",
-                     "--output-format=json+", f"--output={self.partial_path}",
+                     REAL_RUN_FORMAT, f"--output={self.partial_path}",
                      *job_args(wl, name, options,
                                self.dir if wl.write_iolog else None)]  # for repredict
         self.proc: subprocess.Popen[bytes] | None = None
@@ -127,7 +122,7 @@ class FioRun:
         argv, death = ([*PID_NAMESPACE, *self.argv], signal.SIGKILL) if isolated else \
             (self.argv, signal.SIGTERM)  # PR_SET_PDEATHSIG: SIGTERM is fio's clean stop
         with shielded():  # no interrupt between the fork and ``self.proc`` (stop() needs it)
-            self._hold_partial()
+            self.output.hold()
             # cwd: fio writes side files (verify state, local-<job>-<n>-verify.state) in its
             # working directory; keep them in the run's raw/ (real/world/containment.py)
             self.proc = subprocess.Popen(argv, stdout=self._stdout, stderr=self._stderr,
@@ -136,22 +131,6 @@ class FioRun:
             if not isolated:
                 self._watchdog = _watch_group(self.proc.pid)
         return self
-
-    def _hold_partial(self) -> None:
-        """Make fio's output file (empty, exclusively: fio truncates it, the same inode) and
-        record it in the run's lease before fio starts."""
-        fd = os.open(self.partial_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-                     | os.O_CLOEXEC, 0o666 & ~_umask())
-        os.close(fd)
-        if self.lease is not None:
-            self.lease.add_file(self.partial_path)
-            self._held = True
-
-    def _let_go_partial(self) -> None:
-        """fio's output file was renamed or removed: out of the lease."""
-        if self.lease is not None and self._held:
-            self.lease.drop_file(self.partial_path)
-            self._held = False
 
     def _exited(self, block: bool) -> bool:
         """Has fio exited? Asked without reaping it (``WNOWAIT``): while it is unreaped its
@@ -198,8 +177,7 @@ class FioRun:
             data = json.loads(self.partial_path.read_text())
         except (OSError, ValueError):
             raise ToolError(self.argv, rc, stdout, "fio wrote no JSON result") from None
-        self.partial_path.replace(self.json_path)
-        self._let_go_partial()
+        self.output.commit()
         return FioResult(data)
 
     def _close(self, rc: int | None) -> None:
@@ -238,8 +216,7 @@ class FioRun:
                 if self.proc is not None:
                     _signal_group(self.proc.pid, signal.SIGKILL)  # a job fio left behind
                     _reap_group(self.proc.pid)
-                self.partial_path.unlink(missing_ok=True)
-                self._let_go_partial()
+                self.output.discard()
 
 
 #: how often :meth:`FioRun.stop` sends fio its SIGTERM again while it runs on
