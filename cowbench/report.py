@@ -166,7 +166,8 @@ def make_report(path: Path, notebook: str | None = None, capacity_bytes: int | N
         new.mkdir()
         (new / MARKER).write_text("written by `cowbench report`; the whole folder is "
                                   "replaced by the next report\n")
-        params = {"path": str(path), "figures_dir": str(new / FIGURES),
+        # ``shown``: ``path`` may be a descriptor's /proc/self/fd/N, whose name is a number
+        params = {"path": str(path), "shown": str(shown), "figures_dir": str(new / FIGURES),
                   "capacity_bytes": capacity_bytes}
         source = combined_notebook(names, tmp)
         try:

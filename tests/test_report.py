@@ -253,6 +253,17 @@ def test_a_validation_report_without_time_series_does_not_describe_one(tmp_path)
 
 
 @pytest.mark.slow
+def test_the_report_names_its_run_directory_as_the_user_did(tmp_path):
+    """`cowbench report DIR` runs the notebook on the descriptor it holds DIR by
+    (``/proc/self/fd/N``): the page said "Run directory `4`", the descriptor's number."""
+    rows_p = [("sim", math.nan, "vm:a", "allocated_bytes", 2.0**20, "B", 1, 0)]
+    rows_m = [("real", math.nan, "vm:a", "allocated_bytes", 2.0**20 * 0.9, "B", 1, 0)]
+    run = synthetic_run(tmp_path / "qs-both", records_frame(rows_p), records_frame(rows_m))
+    assert cowbench("report", str(run)).code == 0
+    assert "Run directory <code>qs-both</code>" in html_of(run).read_text()
+
+
+@pytest.mark.slow
 def test_strategies_report_on_a_sweep(strategies_sweep, tmp_path):
     sweep, stdout = strategies_sweep
     assert "report (strategies)" in stdout
@@ -478,7 +489,7 @@ def test_notebooks_have_a_parameters_cell_and_read_through_the_package():
         nb = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
         tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
         assert len(tagged) == 1, name
-        assert {"path", "figures_dir", "capacity_bytes"} <= set(
+        assert {"path", "shown", "figures_dir", "capacity_bytes"} <= set(
             re.findall(r"^(\w+) =", tagged[0].source, re.M))
         code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
         # notebooks read and plot; they never open result files or model themselves
