@@ -413,8 +413,11 @@ class _Run:
             if not last and scenario.real.keep_images:
                 scenario = scenario.model_copy(update={
                     "real": scenario.real.model_copy(update={"keep_images": False})})
+            # the run's steps start empty in run.json too: whatever ends it (failed,
+            # interrupted), run.json says how far it got, [] before its first step
             self.real_completed = []
-            self.rd.write_meta(real_runs={"asked": self.repeat, "done": k, "machine": machine})
+            self.rd.write_meta(real_runs={"asked": self.repeat, "done": k, "machine": machine},
+                               real_completed=self.real_completed)
             say = self.progress if self.repeat == 1 else \
                 (lambda msg, k=k: self.progress(f"real run {k + 1}/{self.repeat}: {msg}"))
             say("building")
@@ -423,7 +426,8 @@ class _Run:
             frame = real.execute(scenario, self.rd.work, self.raw_log, run_id=self.token,
                                  progress=say, seed=self.seed, step_done=self.real_step,
                                  integrity=self.integrity.current, lease=self.lease)
-            machine.append({"run": k + 1, **span.figures()})
+            # ``run`` counts from 1 (as the progress says), ``replication`` is the records'
+            machine.append({"run": k + 1, "replication": k, **span.figures()})
             frames.append(frame.assign(replication=k))
         self.rd.write_meta(real_runs={"asked": self.repeat, "done": self.repeat,
                                       "machine": machine})
