@@ -216,6 +216,13 @@ def _sweep_meta(sweep: Sweep, entries: dict[str, dict[str, Any]], status: str) -
 
 
 def _write_json(out: Path, meta: dict[str, Any]) -> None:
+    """sweep.json in the held sweep directory ``out``. Each point's ``dir`` is its run
+    directory (``points/<id>``) where it has one, else ``null``: a point not run yet, or one
+    an interrupted or killed sweep never ran to its end (its directory was in its worker's
+    scratch, gone); read from the directory itself, so it never names one that is not there."""
+    points = [{**e, "dir": e["dir"] if (out / e["dir"]).is_dir() else None}
+              for e in meta["points"]]
+    meta = {**meta, "points": points}
     atomic_write_text(out / "sweep.json", json.dumps(meta, indent=2, default=str) + "\n")
 
 

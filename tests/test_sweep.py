@@ -428,6 +428,38 @@ def test_a_scenarios_relative_image_path_is_beside_the_scenario_file(
 
 
 @pytest.mark.slow  # a sweep of 4 points in process
+def test_an_interrupted_sweep_gives_no_dir_for_points_without_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """sweep.json lists the points an interrupted sweep never ran to their end "with no run
+    directory": their ``dir`` is null (it named ``points/<id>``, which a reader opening it
+    for the point's run.json did not find); a finished point's names its directory."""
+    import cowbench.sweep
+
+    real = cowbench.sweep.run_points
+
+    def one_then_ctrl_c(tasks: Any, out: Path, key: str, scheduler: str, workers: Any,
+                        done: Any, client: Any = None) -> None:
+        def then_stop(pid: str, *result: Any) -> None:
+            done(pid, *result)
+            raise KeyboardInterrupt
+
+        real(tasks, out, key, scheduler, 1, then_stop, client)
+
+    monkeypatch.setattr(cowbench.sweep, "run_points", one_then_ctrl_c)
+    sw = load_sweep(sweep_file(tmp_path, {"hosts[0].disk_allocation_ratio": [1.0, 2.0]}))
+    out = tmp_path / "sw"
+    with pytest.raises(Exception, match="interrupted"):
+        run_sweep(sw, out, scheduler="inprocess")
+    points = json.loads((out / "sweep.json").read_text())["points"]
+    ok = [p for p in points if p["status"] == "ok"]
+    assert len(ok) == 1 and (out / ok[0]["dir"] / "run.json").is_file()
+    rest = [p for p in points if p["status"] != "ok"]
+    assert {p["status"] for p in rest} == {"interrupted"} and len(rest) == 3
+    assert [p["dir"] for p in rest] == [None] * 3
+    assert sorted(d.name for d in (out / "points").iterdir()) == [ok[0]["id"]]
+
+
+@pytest.mark.slow  # a sweep of 4 points in process
 def test_a_report_of_an_interrupted_sweep_names_the_points_it_lacks(tmp_path: Path) -> None:
     """Points sweep.json lists with no run directory (an interrupted or killed sweep's) are
     among the skipped ones a report lists: before, it showed the finished part as the whole
