@@ -244,6 +244,38 @@ class Op(BaseModel):
         return f"op:{self.index:04d}-{self.op}-{self.vm}"
 
 
+#: ``ops.csv``'s columns (:func:`ops_csv`)
+OPS_COLUMNS = ("entity", "index", "t_s", "op", "vm", "source", "event", "arrival")
+_FROM = re.compile(r"timeline\.(events|arrivals)\[(\d+)\]$")
+
+
+def ops_csv(ops: list[Op]) -> str:
+    """A timeline run's ``ops.csv``: one row per operation, the join of its records (entity
+    ``op:<index>-<op>-<vm>``) to the scenario. ``index`` is the operation's place in the order
+    both backends apply them (time, then at one instant boot, run, confirm, snapshot,
+    resize, migrate, delete, then the VMs' names: :data:`_ORDER`), zero-padded to 4 digits
+    in the entity; it is not a position in ``timeline.events`` (three boots and runs before
+    a confirm at one instant moved it), and operations also come from ``timeline.arrivals``
+    and from ``vms`` (a VM without a boot event boots at t=0). ``source`` is the key path that
+    made the operation (an automatic confirm: its migration's, with
+    ``(resize_confirm_window_s)``); ``event`` its position in ``timeline.events`` and
+    ``arrival`` its entry of ``timeline.arrivals`` where it is exactly that entry's, else
+    empty."""
+    import csv
+    import io
+
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(OPS_COLUMNS)
+    for op in ops:
+        m = _FROM.fullmatch(op.source)
+        where = {"events": "", "arrivals": ""} if m is None else \
+            {"events" if m[1] == "events" else "arrivals": m[2]}
+        w.writerow([op.entity, op.index, repr(float(op.t)), op.op, op.vm, op.source,
+                    where.get("events", ""), where.get("arrivals", "")])
+    return out.getvalue()
+
+
 def _arrival_ops(a: Arrivals, seed: int, group: int, end: float, source: str,
                  already: int = 0) -> list[dict[str, object]]:
     """Boot, run, snapshots, migrations and delete of each VM of one arrival group. Arrival

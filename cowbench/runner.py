@@ -17,7 +17,7 @@ from .backends import Checks, get_backend
 from .diskfs import disk_facts, place, placed
 from .errors import CowbenchError, Interrupted, RunFailed, UsageError
 from .lease import Lease
-from .lifecycle import refused_arrivals
+from .lifecycle import ops_csv, refused_arrivals, timeline_plan
 from .profile_use import run_profile
 from .scenario import Scenario, dump_scenario, load_scenario
 from .signals import interrupts_raise, signal_name
@@ -327,6 +327,8 @@ class _Run:
                             for name, wl in self.scenario.workloads.items() if wl.replaced},
             **self._refused(), **{k: v for k, v in self.meta.items() if k != "profile"})
         self.rd.write_text("scenario.yaml", dump_scenario(self.scenario))
+        if self.scenario.timeline is not None:  # its op: records joined to the scenario
+            self.rd.write_text("ops.csv", ops_csv(timeline_plan(self.scenario)[0]))
         # what this run holds, for `cowbench gc` should it be killed outright (cowbench.lease)
         self.lease = self.given_lease or Lease.take(self.rd.shown, self.rd.path, self.token)
         self.raw_log.lease = self.lease  # fio's partial JSON under raw/ is recorded there
