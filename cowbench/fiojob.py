@@ -31,7 +31,7 @@ from .iolog import (
     read_latlogs,
     read_log,
 )
-from .nullexport import null_export, qemu_nbd_installed
+from .nullexport import NULL_SOCKET_PREFIX, null_export, qemu_nbd_installed
 from .scenario import Workload
 from .tools import PID_NAMESPACE, RawLog, own_pid_namespace, run, which
 from .units import parse_size
@@ -108,20 +108,22 @@ def fio_time(seconds: float) -> str:
     return f"{int(seconds)}s" if seconds == int(seconds) else f"{round(seconds * 1e6)}us"
 
 
-#: how the real backend's fio reports (every clone with its latency histogram); the null-engine
-#: stream runs ask for plain ``json``: :func:`real_run_folder` tells their folders apart
-REAL_RUN_FORMAT = "--output-format=json+"
-
-
 def real_run_folder(folder: Path) -> bool:
-    """Is ``folder`` (under ``raw/``) a real run's fio, rather than a null-engine stream run?
-    Their names may coincide (VM ``x``'s stream run is ``NNNN-fio-null-x``, VM ``null-x``'s
-    real run too); their argv does not."""
+    """Is ``folder`` (under ``raw/``) a real run's fio, rather than a null-engine stream run
+    (:func:`fio_null_traces`)? Their names may coincide (VM ``x``'s stream run is
+    ``NNNN-fio-null-x``, VM ``null-x``'s real run too); their argv does not: a stream run's
+    engine is ``null``, or ``nbd`` on a null-co export's socket (``cowbench.nullexport``,
+    in a ``cowbench-null-`` directory). A folder without its argv (a stream run killed before
+    its record) is none of a real run's: the real backend writes its argv before fio starts."""
     try:
         argv = json.loads((folder / "argv.json").read_text())
     except (OSError, ValueError):
         return False
-    return isinstance(argv, list) and REAL_RUN_FORMAT in argv
+    if not isinstance(argv, list):
+        return False
+    return "--ioengine=null" not in argv and not any(
+        isinstance(a, str) and a.startswith("--uri=") and f"/{NULL_SOCKET_PREFIX}" in a
+        for a in argv)
 
 
 def record_options(wl: Workload, directory: Path) -> list[str]:

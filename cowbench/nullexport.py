@@ -33,6 +33,11 @@ def qemu_nbd_installed() -> bool:
     return shutil.which("qemu-nbd") is not None
 
 
+#: the null export's socket directory's name starts so (``cowbench.fiojob.real_run_folder``
+#: tells a stream run's fio folder by it)
+NULL_SOCKET_PREFIX = "cowbench-null-"
+
+
 @contextmanager
 def null_export(disk_size: int, log: RawLog, name: str) -> Iterator[str]:
     """``with null_export(size, log, vm) as uri:`` an NBD URI of a ``null-co`` disk of
@@ -41,7 +46,7 @@ def null_export(disk_size: int, log: RawLog, name: str) -> Iterator[str]:
     bytes; a run's ``raw/`` may be deeper); qemu-nbd's record lands under ``raw/`` as every
     command's (``argv.json``, ``stdout``, ``stderr``, and once it is stopped ``returncode``)."""
     out = log.new_dir(f"qemu-nbd-null-{name}")
-    sock_dir = Path(tempfile.mkdtemp(prefix="cowbench-null-"))
+    sock_dir = Path(tempfile.mkdtemp(prefix=NULL_SOCKET_PREFIX))
     sock = sock_dir / "null.sock"
     argv = [which("qemu-nbd"), "-k", str(sock), "-t", "-e", "0",
             "--image-opts", f"driver=null-co,size={disk_size}"]

@@ -85,16 +85,23 @@ def test_a_failed_null_engine_run_leaves_no_output_json(tmp_path: Path,
 
 
 def test_a_stream_run_is_not_the_real_run_of_a_vm_of_its_name(tmp_path: Path) -> None:
-    """VM ``x``'s null-engine stream run and VM ``null-x``'s real fio have one folder name
-    (``NNNN-fio-null-x``): only the real run's is ``null-x``'s, for the counts fio reported
-    and the recorded stream (``repredict``)."""
+    """VM ``x``'s null-engine stream runs and VM ``null-x``'s real fio share a folder name
+    (``NNNN-fio-null-x``): only the real runs are ``null-x``'s, for the counts fio reported
+    and the recorded stream (``repredict``), a run's from before fio reported ``json+`` too."""
     raw = tmp_path / "raw"
-    for folder, fmt in (("0001-fio-null-x", "--output-format=json"),
-                        ("0002-fio-null-x", "--output-format=json+")):
+    folders = {"0001-fio-null-x": ["--ioengine=null", "--output-format=json"],
+               "0002-fio-null-x": ["--ioengine=nbd", "--uri=nbd+unix:///?socket=/tmp/"
+                                   "cowbench-null-k2j4/null.sock", "--output-format=json"],
+               "0003-fio-null-x": ["--ioengine=nbd", "--uri=nbd+unix:///?socket=/r/work/"
+                                   "null-x.sock", "--output-format=json+"],
+               "0004-fio-null-x": ["--ioengine=nbd", "--uri=nbd+unix:///?socket=/r/work/"
+                                   "null-x.sock", "--output-format=json"]}
+    for folder, argv in folders.items():
         (raw / folder).mkdir(parents=True)
-        (raw / folder / "argv.json").write_text(json.dumps(["fio", fmt]))
+        (raw / folder / "argv.json").write_text(json.dumps(["fio", *argv]))
         (raw / folder / "output.json").write_text('{"jobs": []}')
-    assert fio_dirs(raw, "null-x") == [raw / "0002-fio-null-x"]
+    (raw / "0005-fio-null-x").mkdir()  # a stream run killed before its record
+    assert fio_dirs(raw, "null-x") == [raw / "0003-fio-null-x", raw / "0004-fio-null-x"]
     assert fio_dirs(raw, "x") == []
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from cowbench.atomic import ToolOutput, atomic_write_text
 from cowbench.errors import ToolError
-from cowbench.fiojob import REAL_RUN_FORMAT, fio_options, job_args, log_options
+from cowbench.fiojob import fio_options, job_args, log_options
 from cowbench.scenario import Workload
 from cowbench.signals import shielded
 from cowbench.tools import PID_NAMESPACE, RawLog, dies_with_us, own_pid_namespace, which
@@ -105,7 +105,7 @@ class FioRun:
             return [*fio_options(job, runtime_cap), *log_options(job, label)]
 
         self.argv = [which("fio"), *clock_args(), "--ioengine=nbd", f"--uri={uri}",
-                     REAL_RUN_FORMAT, f"--output={self.partial_path}",
+                     "--output-format=json+", f"--output={self.partial_path}",
                      *job_args(wl, name, options,
                                self.dir if wl.write_iolog else None)]  # for repredict
         self.proc: subprocess.Popen[bytes] | None = None
