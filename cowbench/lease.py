@@ -37,6 +37,7 @@ import json
 import os
 import secrets
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -109,6 +110,10 @@ class Lease:
     io: Path | None
     token: str
     record: dict[str, Any] = field(default_factory=dict)
+    #: the record is changed and written by one thread at a time: the null-engine stream
+    #: runs (``cowbench.streams``, in threads) add and drop their partial files at once
+    _lock: threading.RLock = field(default_factory=threading.RLock, compare=False,
+                                   repr=False)
 
     @classmethod
     def take(cls, run_dir: Path, io: Path | None, token: str, kind: str = "run",
@@ -129,10 +134,11 @@ class Lease:
         return lease
 
     def _write(self) -> None:
-        text = json.dumps(self.record, indent=1) + "\n"
-        atomic_write_text(registry() / f"{self.token}.json", text, fsync=False)
-        if self.io is not None:
-            atomic_write_text(self.io / LEASE, text, fsync=False)
+        with self._lock:  # the last file written is the newest record
+            text = json.dumps(self.record, indent=1) + "\n"
+            atomic_write_text(registry() / f"{self.token}.json", text, fsync=False)
+            if self.io is not None:
+                atomic_write_text(self.io / LEASE, text, fsync=False)
 
     def add_tree(self, d: PrivateDir) -> None:
         self.record["trees"].append({**d.record(), "fd_path": f"{fd_path(d.fd)}/"})
@@ -154,17 +160,19 @@ class Lease:
         partial JSON): a run killed before leaves it to gc, which unlinks it if it is still
         that file (its name, device and inode)."""
         st = os.stat(path, follow_symlinks=False)
-        self.record.setdefault("files", []).append({
-            "parent": os.path.realpath(path.parent), "name": path.name, "dev": st.st_dev,
-            "ino": st.st_ino})
-        self._write()
+        with self._lock:
+            self.record.setdefault("files", []).append({
+                "parent": os.path.realpath(path.parent), "name": path.name, "dev": st.st_dev,
+                "ino": st.st_ino})
+            self._write()
 
     def drop_file(self, path: Path) -> None:
         """The file at ``path`` was completed (renamed) or removed."""
         where = (os.path.realpath(path.parent), path.name)
-        self.record["files"] = [f for f in self.record.get("files", [])
-                                if (f["parent"], f["name"]) != where]
-        self._write()
+        with self._lock:
+            self.record["files"] = [f for f in self.record.get("files", [])
+                                    if (f["parent"], f["name"]) != where]
+            self._write()
 
     def release(self) -> None:
         """The run ended and removed what it held."""

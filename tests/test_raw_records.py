@@ -118,3 +118,58 @@ def test_the_null_export_leaves_a_whole_record(tmp_path: Path) -> None:
     (folder,) = (tmp_path / "raw").iterdir()
     assert {p.name for p in folder.iterdir()} == RECORD
     assert "driver=null-co,size=1048576" in json.loads((folder / "argv.json").read_text())
+
+
+def test_stream_runs_in_threads_keep_the_lease_true(tmp_path: Path, lease_registry: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The null-engine stream runs of several VMs run at once in threads
+    (``cowbench.streams``), each adding its partial JSON to the run's lease and dropping it:
+    once held, a file is in the lease file, and the lease file ends listing exactly the files
+    still held (unlocked, a thread's write of an older record could land after another's, or
+    a drop lose another thread's add: a kill then left a partial file gc did not know). Each
+    write is slowed by 0 to 2 ms, as a loaded disk would, so that threads meet there."""
+    import threading
+    import time
+
+    import cowbench.lease
+    from cowbench.atomic import ToolOutput
+    from cowbench.lease import LEASE, Lease
+
+    write = cowbench.lease.atomic_write_text
+
+    jitter = iter(((k * 7) % 5) * 0.0005 for k in range(100_000))
+
+    def slow(*a: Any, **kw: Any) -> None:
+        time.sleep(next(jitter))
+        write(*a, **kw)
+
+    monkeypatch.setattr(cowbench.lease, "atomic_write_text", slow)
+
+    run = tmp_path / "run"
+    run.mkdir()
+    lease = Lease.take(run, run, "t")
+    held: list[ToolOutput] = []
+
+    unlisted: list[str] = []  # partial files held but not in the lease file: gc misses them
+
+    def work(k: int) -> None:
+        for i in range(40):
+            out = ToolOutput(run / f"{k}-{i}.json", lease)
+            out.hold()
+            names = {f["name"] for f in json.loads((run / LEASE).read_text())["files"]}
+            if out.partial.name not in names:
+                unlisted.append(out.partial.name)
+            if i % 20 == 19:
+                held.append(out)  # still running when the lease is read
+            else:
+                out.discard()
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert unlisted == []
+    listed = json.loads((run / LEASE).read_text())["files"]
+    assert sorted(f["name"] for f in listed) == sorted(o.partial.name for o in held)
+    assert json.loads((lease_registry / "t.json").read_text())["files"] == listed
