@@ -197,13 +197,13 @@ def test_the_null_run_issues_what_fio_on_its_own_clock_issues(tmp_path, job):
     wl = Workload(**job)
     ios = 300 if wl.time_based else None
     ours = fio_null_traces(wl, "db", 64 << 20, RawLog(tmp_path / "raw"), ios, 7)
-    argv = json.loads(next((tmp_path / "raw").glob("*-fio-null-db/argv.json")).read_text())
+    folder = next((tmp_path / "raw").glob("*-fio-null-db"))  # the record and what fio wrote
+    argv = json.loads((folder / "argv.json").read_text())
     assert "--clocksource=clock_gettime" in argv
     theirs_dir = tmp_path / "default-clock"
     theirs_dir.mkdir()
     own = [a for a in argv if a != "--clocksource=clock_gettime"]
-    own = [a.replace(str(next((tmp_path / "raw").glob("*-issued"))), str(theirs_dir))
-           for a in own]
+    own = [a.replace(str(folder), str(theirs_dir)) for a in own]
     subprocess.run(own, check=True, capture_output=True, cwd=tmp_path)
     theirs = recorded_traces(theirs_dir, ios)
     assert len(ours) == len(theirs) == wl.numjobs
