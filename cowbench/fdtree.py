@@ -195,15 +195,20 @@ class HeldDir:
         return cls(fd, st.st_dev, st.st_ino, where)
 
     @classmethod
-    def open_existing(cls, where: Path, what: str, *, writing: bool) -> HeldDir:
+    def open_existing(cls, where: Path, what: str, *, writing: bool,
+                      hops: int = 0) -> HeldDir:
         """Hold the directory already at ``where`` (a finished run's or sweep's, for
         ``cowbench show``, ``report``, ``repredict``, ``fio-json``): its last component opened
-        with ``O_NOFOLLOW | O_DIRECTORY`` (a symlink there is refused, as ``--out`` refuses
-        one), checked with ``fstat``. ``writing``: the command writes into it, so it is
-        refused when another user could add or swap names in it (owned by another user than
-        root or the invoking user, writable by group or others: ``--out``'s rule,
-        :func:`cowbench.imagefile.untrusted_dir`); only the directory itself is asked, as
-        everything after goes through its descriptor. Its parents are reached as named."""
+        with ``O_NOFOLLOW | O_DIRECTORY``, checked with ``fstat``. A symlink there (a
+        ``results/latest`` a user keeps) is followed only when no other user could have put
+        it there or swapped it: the link is the invoking user's or root's and its directory
+        passes ``--out``'s rule below (the kernel's ``protected_symlinks`` idea), and at most
+        :data:`LINK_HOPS` of them in a row; any other is refused, naming why. ``writing``: the
+        command writes into it, so it is refused when another user could add or swap names
+        in it (owned by another user than root or the invoking user, writable by group or
+        others: ``--out``'s rule, :func:`cowbench.imagefile.untrusted_dir`); only the
+        directory itself is asked, as everything after goes through its descriptor. Its
+        parents are reached as named."""
         from .imagefile import untrusted_dir
 
         where = Path(os.path.abspath(where))
@@ -216,11 +221,16 @@ class HeldDir:
         except FileNotFoundError:
             raise UsageError(f"{where}: no such directory") from None
         except OSError as err:
-            kind = "a symlink" if os.path.islink(where) else "not a directory"
-            raise UsageError(f"{where}: is {kind} ({err.strerror}); give the {what} itself")\
-                from None
+            target = _trusted_link(pfd, where, hops)
+            if not isinstance(target, Path):
+                kind = f"a symlink {target}" if target else \
+                    f"not a directory ({err.strerror})"
+                raise UsageError(f"{where}: is {kind}; give the {what} itself") from None
+            fd = -1
         finally:
             os.close(pfd)
+        if fd < 0:
+            return cls.open_existing(target, what, writing=writing, hops=hops + 1)
         st = os.fstat(fd)
         why = untrusted_dir(st, where) if writing else None
         if why is not None:
@@ -441,3 +451,36 @@ def detach_mount(parent: Path | str, name: str, dev: int | None = None,
     finally:
         os.close(fd)
         os.close(pfd)
+
+
+#: symlinks :meth:`HeldDir.open_existing` follows in a row before it refuses (a loop)
+LINK_HOPS = 8
+
+
+def _trusted_link(parent_fd: int, where: Path, hops: int) -> Path | str | None:
+    """Where the symlink ``where`` (its name in the directory held by ``parent_fd``) points,
+    when it may be followed: it is the invoking user's or root's, its directory is not one
+    another user could add or swap names in (:func:`cowbench.imagefile.untrusted_dir`:
+    sticky ``/tmp`` passes, as the kernel's ``protected_symlinks`` lets a link's owner follow
+    it there), and fewer than :data:`LINK_HOPS` links were followed to reach it. Else why not
+    (words to follow "a symlink"), or None when ``where`` is no symlink."""
+    from .imagefile import invoking_user, untrusted_dir
+
+    try:
+        st = os.stat(where.name, dir_fd=parent_fd, follow_symlinks=False)
+    except OSError:
+        return None
+    if not stat.S_ISLNK(st.st_mode):
+        return None
+    if hops >= LINK_HOPS:
+        return f"followed after {LINK_HOPS} others: refused (a loop?)"
+    if st.st_uid not in (0, invoking_user()[0]):
+        return f"of uid {st.st_uid}, which another user could have put there: refused"
+    why = untrusted_dir(os.fstat(parent_fd), where.parent)
+    if why is not None:
+        return f"in a directory another user could swap it in ({why}): refused"
+    try:
+        target = os.readlink(where.name, dir_fd=parent_fd)
+    except OSError as err:
+        return f"that cannot be read ({err.strerror})"
+    return Path(os.path.normpath(where.parent / target))

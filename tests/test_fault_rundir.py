@@ -24,7 +24,7 @@ import cowbench.report as report_module
 
 from .clirun import Ran, cowbench
 from .conftest import small_dict
-from .hostile import shared_dir
+from .hostile import give, shared_dir
 from .test_fault_readable import MARKER, SUDO, _secret
 
 
@@ -137,11 +137,45 @@ def test_fio_json_writes_into_the_run_as_before(shared: Path) -> None:
         sorted(f"{vm['name']}.json" for vm in small_dict()["vms"])
 
 
-def test_a_symlink_given_as_the_run_directory_is_refused(shared: Path) -> None:
+#: a user neither root nor the invoking one (``SUDO``'s nobody)
+OTHER = 4321
+
+
+def test_a_symlink_another_user_could_have_placed_is_refused(shared: Path) -> None:
+    """A link as the run directory is followed only if no other user could have put it there
+    or swapped it (``HeldDir.open_existing``): another user's, or one in a directory others
+    may write in (not sticky), or a loop, is refused, naming why."""
     run = _run(shared)
-    link = shared / "link"
-    link.symlink_to(run)
-    _refused(cowbench("report", str(link), env=SUDO), f"{link}: is a symlink")
+    theirs = shared / "theirs"
+    theirs.symlink_to(run)
+    os.chown(theirs, OTHER, OTHER, follow_symlinks=False)  # neither the user's nor root's
+    _refused(cowbench("report", str(theirs), env=SUDO),
+             f"{theirs}: is a symlink of uid {OTHER}, which another user could have put there")
+    assert not (run / "report").exists()
+    open_dir = shared / "open"
+    open_dir.mkdir()
+    open_dir.chmod(0o777)  # everyone may rename or replace names here: no sticky bit
+    (open_dir / "link").symlink_to(run)
+    _refused(cowbench("show", str(open_dir / "link"), env=SUDO),
+             "in a directory another user could swap it in", "writable by every user")
+    (shared / "a").symlink_to("b")
+    (shared / "b").symlink_to("a")
+    _refused(cowbench("show", str(shared / "a"), env=SUDO), "followed after 8 others")
+
+
+def test_the_users_own_symlink_to_a_run_is_followed(shared: Path) -> None:
+    """``results/latest -> quickstart-...``, the user's (under sudo: the invoking user's,
+    nobody's here) in a directory only root writes in, and root's link to it: ``show`` and
+    ``report`` read the run it points to, and ``report`` writes into that run."""
+    run = _run(shared)
+    (shared / "latest").symlink_to("r")
+    give(shared / "latest")
+    (shared / "again").symlink_to(shared / "latest")
+    shown = cowbench("show", str(shared / "again"), env=SUDO)
+    assert shown.code == 0 and "status ok" in shown.stdout, shown
+    made = cowbench("report", str(shared / "latest"), env=SUDO)
+    assert made.code == 0, made
+    assert (run / "report").is_dir() and (shared / "latest").resolve() == run
 
 
 def _quick_notebook(monkeypatch: pytest.MonkeyPatch, during: Any = None) -> None:
