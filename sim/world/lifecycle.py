@@ -22,7 +22,7 @@ from cowbench.records import Recorder
 from cowbench.scenario import VM, Image, Scenario
 from sim.storage.disk import BaseData, HostIO, Qcow2Image, RawImage, SparseMeta
 from sim.storage.fs import FS_BLOCK, extent_tree_bytes
-from sim.storage.images import backing_data, base_data, cache_file, fetch_bytes
+from sim.storage.images import backing_data, base_data, cache_file, converted_raw, fetch_bytes
 from sim.storage.qcow2_ext import SUBCLUSTERS, Qcow2ExtImage
 from sim.storage.rbd import RbdClone
 from sim.storage.reflink import ReflinkCopy
@@ -254,11 +254,14 @@ def content_blocks(scenario: Scenario, inst: Instance) -> np.ndarray:
 def flattened(scenario: Scenario, inst: Instance, fmt: str, fs: HostFs = "ext4") -> Disk:
     """What ``qemu-img convert`` of the chain writes: zero runs of 4 KiB and more skipped,
     into a file on ``fs`` (a flattened copy on the destination host; a snapshot for Glance,
-    ext4's: Glance's store is not a host's).
+    on the Glance store's: ``cowbench.diskfs.glance_filesystem``). Convert creates the file,
+    so on XFS it has QEMU's extent size hint.
 
-    Into raw, the skipped runs are holes of the file. Into a new qcow2 file, each run of
-    non-zero 4 KiB blocks is written in requests of up to 2 MiB, in order: the clusters it
-    touches are allocated (zeroed with fallocate, as a write into an image with no backing
+    Into raw, the skipped runs are holes of the file, its first 4 KiB allocated by create
+    whatever it holds (:func:`sim.storage.images.converted_raw`: measured on XFS, a snapshot
+    holding data in four places under 1 MiB each, 4,194,304 bytes). Into a new qcow2 file, each
+    run of non-zero 4 KiB blocks is written in requests of up to 2 MiB, in order: the clusters
+    it touches are allocated (zeroed with fallocate, as a write into an image with no backing
     file is), so a cluster the guest wrote 4 KiB of is allocated whole but holds one written
     block, and reading its other blocks later moves no host bytes (``Qcow2Image.holes``;
     measured: FIEMAP of the copy, and qemu-nbd's /proc/PID/io, tests/test_hostbytes_chain.py).
@@ -268,9 +271,8 @@ def flattened(scenario: Scenario, inst: Instance, fmt: str, fs: HostFs = "ext4")
     measured, 0 bytes, where leaving them dirty predicted 131072)."""
     blocks = content_blocks(scenario, inst)
     if fmt == "raw":
-        img = RawImage(inst.root_size)
-        img.blocks[:] = blocks[:img.blocks.shape[0]]
-        return img
+        runs = [(s, min(n, inst.root_size - s)) for s, n in _runs(blocks)]
+        return converted_raw(BaseData(inst.root_size, runs), fs)
     q = Qcow2Image(inst.root_size, SNAPSHOT_CLUSTER, host_fs=fs)  # convert's create: hinted
     for start, length in _runs(blocks):
         end = min(start + length, inst.root_size)
