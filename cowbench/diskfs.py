@@ -18,10 +18,18 @@ its disks are not on (the comparison would set one filesystem's allocation again
 A fleet is predicted as ext4 (its model has no XFS allocation: ``cowbench.fleet`` refuses
 ``filesystem: xfs``).
 
-The run writes the answer into its scenario (``hosts[].model_disks_fs``, so its scenario.yaml
-re-predicts the same: ``cowbench repredict``) and run.json records it beside where the real
-backend's files were (``host.disks_fs``, ``storage_dirs_fs``), so the three cannot disagree
-unsaid.
+The Glance store (the images as uploaded, ``image:NAME``, and the snapshots a timeline
+uploads, ``snapshot:NAME``) is the run directory's ``work/glance/`` in every real run, a
+reflink one's too (its XFS holds only the hosts' trees): the model allocates its files as
+the run directory's filesystem, looked at once with the hosts' (``glance`` of
+:class:`Placement`; ext4, said, for one it has no allocator for). A synthetic image is
+made by ``qemu-img create`` and a snapshot by ``qemu-img convert``, so on XFS both have
+QEMU's extent size hint.
+
+The run writes the answer into its scenario (``hosts[].model_disks_fs`` and
+``nova.model_glance_fs``, so its scenario.yaml re-predicts the same: ``cowbench repredict``) and
+run.json records it beside where the real backend's files were (``host.disks_fs``,
+``storage_dirs_fs``), so the three cannot disagree unsaid.
 """
 
 from __future__ import annotations
@@ -61,6 +69,13 @@ def host_filesystems(scenario: Scenario) -> dict[str, HostFs]:
             for h in scenario.hosts}
 
 
+def glance_filesystem(scenario: Scenario) -> HostFs:
+    """The filesystem the model allocates the Glance store's files as: what the run decided
+    (``nova.model_glance_fs``, :func:`place`), else ext4 (the model run outside ``cowbench
+    run``, which looked at no filesystem)."""
+    return scenario.nova.model_glance_fs or MODEL_FS
+
+
 @dataclass
 class Placement:
     """A run's answer (:func:`place`): what the model allocates each host's disks as, and
@@ -68,6 +83,8 @@ class Placement:
 
     model: dict[str, HostFs]
     notes: list[str] = field(default_factory=list)
+    #: what the model allocates the Glance store's files as (the run directory's filesystem)
+    glance: HostFs = MODEL_FS
 
 
 def place(scenario: Scenario, backend: str, out: Path) -> Placement:
@@ -101,7 +118,12 @@ def place(scenario: Scenario, backend: str, out: Path) -> Placement:
     notes = [f"{_names(hosts)}: the disks are {what}; predicted as {MODEL_FS} (the model "
              f"allocates as {' or '.join(MODELLED)}: hosts[].filesystem)"
              for what, hosts in unmodelled.items()]
-    return Placement(model, notes)
+    glance = _look(_work(out), looked)  # work/glance, in a reflink run too
+    if glance not in MODELLED:
+        notes.append(f"Glance's store: the images are on {glance} (the run directory's "
+                     "filesystem), which the model has no allocator for; predicted as "
+                     f"{MODEL_FS}")
+    return Placement(model, notes, "xfs" if glance == "xfs" else MODEL_FS)
 
 
 def _where(h: Host, out: Path, reflink: bool,
@@ -113,16 +135,26 @@ def _where(h: Host, out: Path, reflink: bool,
     if reflink:
         return "xfs", "the run's loop-mounted reflink XFS"
     if h.storage_dir is None:
-        path, which = Path(os.path.abspath(out)) / "work", "the run directory's filesystem"
-    else:
-        path, which = Path(h.storage_dir), f"storage_dir {h.storage_dir}"
-        if not path.is_dir():
-            return None
-    while not path.exists() and path != path.parent:  # a run directory not made yet
+        return _look(_work(out), looked), "the run directory's filesystem"
+    path = Path(h.storage_dir)
+    if not path.is_dir():
+        return None
+    return _look(path, looked), f"storage_dir {h.storage_dir}"
+
+
+def _work(out: Path) -> Path:
+    """The run directory's ``work/``, where the real backend builds what is not elsewhere."""
+    return Path(os.path.abspath(out)) / "work"
+
+
+def _look(path: Path, looked: dict[Path, str]) -> str:
+    """The filesystem of ``path`` (of its nearest existing parent: a run directory not made
+    yet), from ``looked`` when that directory was looked at already."""
+    while not path.exists() and path != path.parent:
         path = path.parent
     if path not in looked:
         looked[path] = filesystem_of(path)[0]
-    return looked[path], which
+    return looked[path]
 
 
 def _names(hosts: list[str]) -> str:
@@ -131,10 +163,12 @@ def _names(hosts: list[str]) -> str:
 
 
 def placed(scenario: Scenario, placement: Placement) -> Scenario:
-    """``scenario`` with each host's ``model_disks_fs`` filled in from ``placement``."""
+    """``scenario`` with each host's ``model_disks_fs`` and ``nova.model_glance_fs`` filled
+    in from ``placement``."""
     hosts = [h.model_copy(update={"model_disks_fs": placement.model[h.name]})
              for h in scenario.hosts]
-    return scenario.model_copy(update={"hosts": hosts})
+    nova = scenario.nova.model_copy(update={"model_glance_fs": placement.glance})
+    return scenario.model_copy(update={"hosts": hosts, "nova": nova})
 
 
 def disk_facts(scenario: Scenario, real: bool, work_dir_fs: str | None,
@@ -145,13 +179,17 @@ def disk_facts(scenario: Scenario, real: bool, work_dir_fs: str | None,
     and per host the filesystem of each ``storage_dir`` that holds a host's tree instead;
     absent without the real backend), and ``model_disks_fs``, the one the model allocated them
     as (:func:`host_filesystems`): one name, or ``per host`` when hosts differ, each then in
-    ``model_disks_fs_per_host``; ``model_disks_fs_notes``: the :class:`Placement`'s notes,
-    when there are any."""
+    ``model_disks_fs_per_host``; ``model_glance_fs``, the one it allocated the Glance
+    store's files as (:func:`glance_filesystem`; the real backend's are in the run directory,
+    on ``work_dir_fs``); ``model_disks_fs_notes``: the :class:`Placement`'s notes, when there
+    are any."""
     model = host_filesystems(scenario)
     kinds = set(model.values())
     facts: dict[str, Any] = {"model_disks_fs": kinds.pop() if len(kinds) == 1 else "per host"}
     if facts["model_disks_fs"] == "per host":
         facts["model_disks_fs_per_host"] = model
+    if scenario.fleet is None:
+        facts["model_glance_fs"] = glance_filesystem(scenario)
     if notes:
         facts["model_disks_fs_notes"] = notes
     if not real:

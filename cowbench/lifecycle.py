@@ -77,6 +77,10 @@ class Nova(_Frozen):
     resize_confirm_window_s: Seconds = 0.0
     glance_bandwidth_bytes_per_s: Bytes = 100 * 2**20
     migration_bandwidth_bytes_per_s: Bytes = 100 * 2**20
+    model_glance_fs: Literal["ext4", "xfs"] | None = Field(
+        default=None, description="Filled in by cowbench when a run starts: what the model "
+        "allocated the Glance store's files as (the run directory's filesystem, where the "
+        "real backend keeps them); not written by hand.")
 
 
 OpKind = Literal["boot", "run", "snapshot", "migrate", "resize", "confirm", "delete"]

@@ -259,7 +259,8 @@ def facts_table(meta: dict[str, Any]) -> pd.DataFrame:
 def _disk_fs_facts(host: dict[str, Any]) -> list[tuple[str, Any]]:
     """Where the disks were (``cowbench.diskfs``): the real backend's files' filesystem, each
     ``storage_dir``'s, and the one the model allocated them as (each host's when they
-    differ), named when it differs, with the notes on hosts predicted as ext4 on another."""
+    differ), named when it differs, the one it allocated the Glance store's files as, with
+    the notes on hosts predicted as ext4 on another."""
     rows: list[tuple[str, Any]] = []
     if host.get("disks_fs") is not None:
         how = " (the run's loop-mounted reflink XFS)" if host["disks_fs"] == "xfs" \
@@ -278,6 +279,8 @@ def _disk_fs_facts(host: dict[str, Any]) -> list[tuple[str, Any]]:
         rows.append(("disks' filesystem (model)", model + (
             f"; measured on {', '.join(sorted(odd))}: the model's allocation is {model}'s"
             if odd else "")))
+    if host.get("model_glance_fs") is not None:
+        rows.append(("Glance store's filesystem (model)", host["model_glance_fs"]))
     for note in host.get("model_disks_fs_notes") or []:
         rows.append(("disks' filesystem (model), note", note))
     return rows

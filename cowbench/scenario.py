@@ -242,8 +242,10 @@ def _count(item: Any, cap: int) -> int:
 
 
 #: what a run fills in, not the user: left out of the id, so ``cowbench validate``'s id of a
-#: file is its runs' (``hosts[].model_disks_fs``, decided where the run's disks land)
-RUN_DECIDED: dict[str, Any] = {"hosts": {"__all__": {"model_disks_fs"}}}
+#: file is its runs' (``hosts[].model_disks_fs``, decided where the run's disks land, and
+#: ``nova.model_glance_fs``, where its Glance store lands)
+RUN_DECIDED: dict[str, Any] = {"hosts": {"__all__": {"model_disks_fs"}},
+                               "nova": {"model_glance_fs"}}
 
 
 def scenario_hash(s: Scenario) -> str:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from .diskfs import host_filesystems
+from .diskfs import glance_filesystem, host_filesystems
 from .lifecycle import boot_hosts
 from .scenario import Image, Scenario, Strategy
 from .space import RUN_DIR_BYTES, FsNeed, iolog_bytes, log_bytes, needs_by_filesystem
@@ -71,11 +71,13 @@ def _disk_bytes(strategy: Strategy, root_size: int, base_size: int) -> int:
 
 
 def bounded(scenario: Scenario) -> bool:
-    """Is the scenario one :func:`bound_needs` covers? Its disks allocated as ext4 allocates
-    them: on XFS, QEMU's 1 MiB extent size hint can give a file more than its clusters (a
-    whole piece past its end, ``sim.storage.xfs``), which only the model counts."""
+    """Is the scenario one :func:`bound_needs` covers? Its disks and its Glance store's
+    images allocated as ext4 allocates them: on XFS, QEMU's 1 MiB extent size hint can give
+    a file more than its clusters (a whole piece past its end, ``sim.storage.xfs``), which
+    only the model counts."""
     return (scenario.timeline is None and scenario.fleet is None
             and set(host_filesystems(scenario).values()) == {"ext4"}
+            and glance_filesystem(scenario) == "ext4"
             and all(scenario.strategy_of(vm).kind in BOUNDED for vm in scenario.vms)
             and all(scenario.image(vm.image).synthetic is not None for vm in scenario.vms))
 

@@ -37,9 +37,11 @@ def test_a_reflink_copy_puts_every_disk_on_xfs_an_rbd_clone_does_not() -> None:
     assert on_reflink_xfs(reflink) and host_filesystems(reflink) == {"host1": "xfs"}
     assert not on_reflink_xfs(rbd) and host_filesystems(rbd) == {"host1": "ext4"}
     facts = disk_facts(reflink, True, "ext4")
-    assert facts == {"disks_fs": "xfs", "model_disks_fs": "xfs"}
-    assert disk_facts(reflink, False, "ext4") == {"model_disks_fs": "xfs"}
-    assert disk_facts(rbd, True, "ext4") == {"disks_fs": "ext4", "model_disks_fs": "ext4"}
+    glance = {"model_glance_fs": "ext4"}  # not looked at: the model's default
+    assert facts == {"disks_fs": "xfs", "model_disks_fs": "xfs", **glance}
+    assert disk_facts(reflink, False, "ext4") == {"model_disks_fs": "xfs", **glance}
+    assert disk_facts(rbd, True, "ext4") == {"disks_fs": "ext4", "model_disks_fs": "ext4",
+                                             **glance}
 
 
 def test_the_model_allocates_the_overlay_beside_a_reflink_copy_as_xfs_does() -> None:
@@ -63,6 +65,10 @@ def test_the_facts_name_the_disks_filesystem_beside_the_run_directorys() -> None
     meta = {"host": {"work_dir_fs": "btrfs", "disks_fs": "btrfs", "model_disks_fs": "ext4"}}
     rows = dict(facts_table(meta).itertuples(index=False))
     assert "measured on btrfs" in rows["disks' filesystem (model)"]
+    assert "Glance store's filesystem (model)" not in rows  # a run.json from before it
+    meta["host"]["model_glance_fs"] = "xfs"
+    assert dict(facts_table(meta).itertuples(index=False))[
+        "Glance store's filesystem (model)"] == "xfs"
     meta = {"host": {"work_dir_fs": "tmpfs", "disks_fs": "tmpfs", "model_disks_fs": "per host",
                      "model_disks_fs_per_host": {"a": "xfs", "b": "ext4"},
                      "storage_dirs_fs": {"a": "xfs"},
@@ -110,12 +116,39 @@ def test_each_host_is_modelled_as_its_storage_and_the_rest_as_ext4_said(
         "ext4 (the model allocates as ext4 or xfs: hosts[].filesystem)",
         "hz: the disks are on zfs (the run directory's filesystem), which the model has no "
         "allocator for; predicted as ext4 (the model allocates as ext4 or xfs: "
-        "hosts[].filesystem)"]
+        "hosts[].filesystem)",
+        "Glance's store: the images are on zfs (the run directory's filesystem), which the "
+        "model has no allocator for; predicted as ext4"]
     ran = placed(s, placement)
     assert host_filesystems(ran) == placement.model
     facts = disk_facts(ran, True, "zfs", placement.notes)
     assert facts["model_disks_fs"] == "per host" and facts["model_disks_fs_notes"] == \
         placement.notes and facts["model_disks_fs_per_host"]["hx"] == "xfs"
+    assert facts["model_glance_fs"] == "ext4"
+
+
+def test_the_glance_store_is_modelled_as_the_run_directorys_filesystem(
+        monkeypatch: Any, tmp_path: Path) -> None:
+    """The real backend keeps its Glance store in the run directory's ``work/glance/``, a
+    reflink run's too (its XFS holds the hosts' trees only), whatever the hosts'
+    ``storage_dir``: the model allocates the store's files as that filesystem, says so in
+    run.json (``model_glance_fs``) and keeps it in the scenario (``nova.model_glance_fs``)
+    for ``cowbench repredict``."""
+    for d in ("x", "out", "ext"):
+        (tmp_path / d).mkdir()
+    _on(monkeypatch, {str(tmp_path / "out"): "xfs", str(tmp_path / "x"): "xfs"})
+    apart = _hosts({"name": "h1", "storage_dir": str(tmp_path / "x")})
+    for s, out, fs in [(_hosts({"name": "h1"}), "out", "xfs"), (apart, "out", "xfs"),
+                       (apart, "ext", "ext4"), (_hosts({"name": "h1"}, reflink=True), "ext",
+                                                "ext4")]:
+        placement = place(s, "both", tmp_path / out / "run")
+        assert placement.glance == fs and not placement.notes, (s.hosts, out)
+        ran = placed(s, placement)
+        assert ran.nova.model_glance_fs == fs and disk_facts(ran, True, "-")[
+            "model_glance_fs"] == fs
+        kept = parse_scenario(yaml.safe_load(yaml.safe_dump(ran.model_dump(mode="json"))))
+        assert diskfs.glance_filesystem(kept) == fs
+    assert diskfs.glance_filesystem(_hosts({"name": "h1"})) == "ext4"  # outside a run
 
 
 def test_a_model_only_run_looks_only_at_storage_on_this_machine(monkeypatch: Any,
@@ -184,6 +217,9 @@ def test_the_quick_space_bound_leaves_a_host_on_xfs_to_the_model() -> None:
     xfs = place(_hosts({"name": "h1"}), "sim", Path("/x"))
     xfs.model["h1"] = "xfs"
     assert not bounded(placed(_hosts({"name": "h1"}), xfs))
+    glance = place(_hosts({"name": "h1"}), "sim", Path("/x"))
+    glance.glance = "xfs"  # a qcow2 image in the run directory on XFS: a piece past its end
+    assert not bounded(placed(_hosts({"name": "h1"}), glance))
 
 
 def test_a_missing_storage_dir_is_left_to_the_real_backends_own_check(tmp_path: Path) -> None:
@@ -209,3 +245,5 @@ def test_the_id_is_the_scenarios_not_the_filesystem_a_run_decided(tmp_path: Path
     written = s.model_copy(update={"hosts": [h.model_copy(update={"filesystem": "xfs"})
                                              for h in s.hosts]})
     assert written.scenario_id != s.scenario_id
+    glance = s.model_copy(update={"nova": s.nova.model_copy(update={"model_glance_fs": "xfs"})})
+    assert glance.scenario_id == s.scenario_id  # where the run's Glance store lands

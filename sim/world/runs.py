@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
+from cowbench.diskfs import glance_filesystem
 from cowbench.iolog import Trace
 from cowbench.lifecycle import Op, schedule, stream_key, typed
 from cowbench.nova.instructions import RunWorkload
@@ -100,11 +101,13 @@ def run_group(world: World, stage: Runs, traces: Traces | None = None,
 
 
 def record_images(scenario: Scenario, rec: Recorder) -> None:
-    """Each synthetic image the VMs use, as uploaded to Glance."""
+    """Each synthetic image the VMs use, as uploaded to Glance (its store on the filesystem
+    the run decided: ``cowbench.diskfs.glance_filesystem``)."""
     used = {vm.image for vm in scenario.vms}
+    fs = glance_filesystem(scenario)
     for image in scenario.images:
         if image.name in used and image.synthetic is not None:
-            g = glance_file(image)
+            g = glance_file(image, fs)
             rec.add(f"image:{image.name}", "allocated_bytes", g.allocated_bytes)
             rec.add(f"image:{image.name}", "file_bytes", g.file_bytes)
 

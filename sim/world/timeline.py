@@ -20,7 +20,7 @@ from functools import cached_property, singledispatchmethod
 
 import numpy as np
 
-from cowbench.diskfs import host_filesystems
+from cowbench.diskfs import glance_filesystem, host_filesystems
 from cowbench.lifecycle import Op, nova_machine, typed
 from cowbench.nova.instructions import (
     Base,
@@ -281,7 +281,7 @@ class World:
     @execute.register
     def _(self, ins: UploadSnapshot) -> None:
         inst = self.instance(ins.vm, ins.host)
-        flat = flattened(self.s, inst, ins.fmt)
+        flat = flattened(self.s, inst, ins.fmt, glance_filesystem(self.s))
         self.snapshots[ins.name] = (flat.allocated_bytes, flat.file_bytes)
         dev = self.s.device
         self.done.transfer = flat.file_bytes
