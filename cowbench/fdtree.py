@@ -216,6 +216,7 @@ class HeldDir:
             pfd = os.open(where.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as err:
             raise UsageError(f"{where}: cannot open the {what}: {err.strerror}") from None
+        followed: Path | None = None  # where a link there that may be followed points
         try:
             fd = os.open(where.name or ".", DIR_FLAGS, dir_fd=pfd)
         except FileNotFoundError:
@@ -226,11 +227,11 @@ class HeldDir:
                 kind = f"a symlink {target}" if target else \
                     f"not a directory ({err.strerror})"
                 raise UsageError(f"{where}: is {kind}; give the {what} itself") from None
-            fd = -1
+            followed = target
         finally:
             os.close(pfd)
-        if fd < 0:
-            return cls.open_existing(target, what, writing=writing, hops=hops + 1)
+        if followed is not None:
+            return cls.open_existing(followed, what, writing=writing, hops=hops + 1)
         st = os.fstat(fd)
         why = untrusted_dir(st, where) if writing else None
         if why is not None:
