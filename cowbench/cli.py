@@ -192,8 +192,12 @@ def _strategies_text(s: Scenario) -> str:
 
     from .knobs import strategy_label  # pandas: not on the light path of --help
 
+    labels: dict[int, str] = {}  # by strategy object: 100,000 VMs share a few (8 s each)
+
     def text(st: Strategy) -> str:  # every knob it has, as summary.csv and reports name them
-        return strategy_label(st.model_dump(mode="json"))
+        if id(st) not in labels:
+            labels[id(st)] = strategy_label(st.model_dump(mode="json"))
+        return labels[id(st)]
 
     used = Counter(text(s.strategy_of(vm)) for vm in s.vms) or Counter([text(s.strategy)])
     parts = [t for t, _ in used.most_common()]
@@ -301,12 +305,19 @@ def _open_files_need(s: Scenario) -> str | None:
     """validate's line: the most descriptors a process of the real run would hold, and
     whether this process's limits of open files allow it (``cowbench.openfiles``; no limit is
     changed); None when the real backend would build no VM's disk."""
-    from .openfiles import largest_need, limits, verdict
+    from .openfiles import largest_need, limits, most_possible, verdict
 
+    soft, hard = limits()
+    if not any(not s.model_only(vm) for vm in s.vms):
+        return None
+    bound = most_possible(s)
+    if bound <= soft:  # the walk could only say "within the soft limit" (10 s at 1e5 VMs)
+        return (f"open files: at most {bound} descriptors in one process of the real run; "
+                f"this process's limits: soft {soft}, hard {hard} (ulimit -n, -Hn): within "
+                "the soft limit")
     need = largest_need(s)
     if need is None:
         return None
-    soft, hard = limits()
     return (f"open files: {need.key}: {need.describe()}; this process's limits: soft "
             f"{soft}, hard {hard} (ulimit -n, -Hn): {verdict(need, soft, hard)}")
 

@@ -361,9 +361,10 @@ def expand_timeline(s: Scenario) -> list[Op]:
     (arrivals, and VMs of ``vms`` without ``host``), the scheduler's choice
     (:mod:`cowbench.nova.scheduler`) against the claims standing at its boot; the boots of
     one instant are placed in the order of ``vms``. A VM the scheduler refuses
-    (:func:`refused_arrivals`) has no operation at all.
+    (:func:`refused_arrivals`) has no operation at all. The scenario validation just
+    expanded is not expanded again (:func:`timeline_plan`).
     """
-    return _expand(s)[0]
+    return timeline_plan(s)[0]
 
 
 Expanded = tuple[list[Op], dict[int, str], list[tuple[str, float]]]

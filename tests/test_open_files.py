@@ -22,7 +22,13 @@ from typing import Any
 import pytest
 import yaml
 
-from cowbench.openfiles import NBD_FIXED, QEMU_IMG_FIXED, SPARE_CONNECTIONS, largest_need
+from cowbench.openfiles import (
+    NBD_FIXED,
+    QEMU_IMG_FIXED,
+    SPARE_CONNECTIONS,
+    largest_need,
+    most_possible,
+)
 from cowbench.scenario import parse_scenario
 
 from .conftest import needs_tools
@@ -54,6 +60,28 @@ def test_external_snapshots_add_a_file_each_and_a_live_snapshot_opens_the_chain_
     assert (need.files, need.snapshots) == (7, 5)
     assert need.descriptors == 2 * 7 + QEMU_IMG_FIXED
     assert need.process.startswith("qemu-img convert -B")
+
+
+@pytest.mark.parametrize("name", ["quickstart", "nova-lifecycle", "io-density", "fio-random",
+                                  "deep", "snapshots"])
+def test_validates_bound_is_never_below_the_walks_need(name: str) -> None:
+    """``cowbench validate`` skips Nova's walk where :func:`most_possible` is within the soft
+    limit (10 s at 100,000 VMs): a bound, so never below what the walk finds."""
+    d: dict[str, Any]
+    if name == "deep":
+        d = scenario(DEPTH)
+    elif name == "snapshots":
+        d = scenario(3)
+        d["timeline"] = {"events": [
+            *({"t": 10 * k, "op": "snapshot", "vm": "v", "kind": "external"} for k in range(1, 5)),
+            {"t": 60, "op": "snapshot", "vm": "v", "kind": "live"}]}
+    else:
+        root = Path(__file__).resolve().parents[1]
+        d = yaml.safe_load((root / "scenarios" / f"{name}.yaml").read_text())
+    s = parse_scenario(d)
+    need = largest_need(s)
+    assert need is not None
+    assert most_possible(s) >= need.descriptors
 
 
 def _run(tmp_path: Path, soft: int, hard: int) -> subprocess.CompletedProcess[str]:
