@@ -21,7 +21,7 @@ from real.storage.reflink import xfs_mount
 
 from .clirun import cowbench
 from .conftest import needs_tools
-from .test_oracle_xfs import TWO_WRITES
+from .test_oracle_xfs import TWO_WRITES, assert_lifecycle_within_one_percent
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 CAN_LOOP = os.geteuid() == 0 and Path("/dev/loop-control").exists()
@@ -235,11 +235,7 @@ def test_nova_lifecycle_across_an_xfs_and_an_ext4_host_is_predicted_within_one_p
         (mnt / "store").mkdir()
         d["hosts"][0]["storage_dir"] = str(mnt / "store")
         out = run_scenario(parse_scenario(d), tmp_path / "run", "both")
-    comp = out.comparison
-    assert comp is not None
-    alloc = comp[comp.metric == "allocated_bytes"]
-    assert len(alloc) > 500 and (alloc.rel_error.abs() <= 0.01).all(), \
-        alloc.loc[alloc.rel_error.abs().nlargest(5).index]
+    assert_lifecycle_within_one_percent(out.comparison)
     host = json.loads((tmp_path / "run" / "run.json").read_text())["host"]
     assert host["model_disks_fs_per_host"] == {"compute-1": "xfs", "compute-2": "ext4"}
 

@@ -13,7 +13,7 @@ import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -28,6 +28,9 @@ from sim.storage.xfs import XFS_EXTSIZE_HINT, bmbt_blocks, xfs_layout
 
 from .conftest import needs_tools
 from .test_oracle_reflink import xfs_with_base
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 SIZE = 1 * GiB
@@ -225,7 +228,12 @@ def test_nova_lifecycle_beside_a_reflink_copy_is_predicted_within_one_percent(
     d["timeline"]["events"][0:0] = [{"t": 0, "op": "boot", "vm": "rl-1"},
                                     {"t": 0, "op": "run", "vm": "rl-1"}]
     out = run_scenario(parse_scenario(d), tmp_path / "run", "both")
-    comp = out.comparison
+    assert_lifecycle_within_one_percent(out.comparison)
+
+
+def assert_lifecycle_within_one_percent(comp: pd.DataFrame | None) -> None:
+    """Every allocated_bytes sample of a Nova lifecycle run (hundreds) within 1%: the five
+    worst shown when one is not."""
     assert comp is not None
     alloc = comp[comp.metric == "allocated_bytes"]
     assert len(alloc) > 500 and (alloc.rel_error.abs() <= 0.01).all(), \
