@@ -11,6 +11,7 @@ import ctypes
 import functools
 import itertools
 import json
+import math
 import os
 import re
 import select
@@ -534,7 +535,10 @@ class CpuSpan:
 def wait_exit(pids: Sequence[int], timeout: float) -> None:
     """Sleep until one of ``pids`` exits or ``timeout`` seconds pass, woken by the exit itself
     (a pidfd turns readable) rather than by polling; callers then check who exited. Where
-    pidfds are missing (Linux before 5.3), a short sleep instead."""
+    pidfds are missing (Linux before 5.3), or this process may open no more files, a short
+    sleep instead. Waited on with ``poll``, not ``select``, which refuses a descriptor
+    numbered 1024 or more (``FD_SETSIZE``): a run of a few hundred VMs at once, under a
+    raised limit, holds more than that (``cowbench.openfiles``)."""
     fds: list[int] = []
     try:
         for pid in pids:
@@ -546,7 +550,10 @@ def wait_exit(pids: Sequence[int], timeout: float) -> None:
                 time.sleep(min(timeout, 0.02))
                 return
         if fds:
-            select.select(fds, [], [], timeout)
+            poller = select.poll()
+            for fd in fds:
+                poller.register(fd, select.POLLIN)
+            poller.poll(max(0, math.ceil(timeout * 1000)))  # in whole ms, never less
     finally:
         for fd in fds:
             os.close(fd)
