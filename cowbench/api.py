@@ -28,6 +28,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .errors import FilesystemWarning
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -99,13 +101,6 @@ class SeedWarning(UserWarning):
     """Another seed cannot change some workload's offsets (``cowbench.runseed``): raised as a
     warning by :func:`simulate`, :func:`run` and :func:`run_sweep`, as the CLI prints its
     ``warning:`` line."""
-
-
-class FilesystemWarning(UserWarning):
-    """A host's disks are on a filesystem the model has no allocator for (tmpfs, btrfs, ...),
-    or not on this machine: predicted as ext4 (``cowbench.diskfs``). Raised as a warning by
-    :func:`simulate`, as the CLI prints its ``warning:`` line; :func:`run` records it in
-    run.json's ``host.model_disks_fs_notes``."""
 
 
 def _warn_fixed(s: Scenario) -> None:
@@ -269,7 +264,9 @@ def run_sweep(sweep_file: str | Path, out: str | Path | None = None, scheduler: 
     sweep is resumed: its finished points are kept). ``scheduler``, ``workers``, ``profile``
     and ``uncalibrated`` are the CLI's options of the same names; ``progress`` is called with
     a message, the points done and their total. A seed the sweep cannot vary a random
-    workload's offsets with warns (``SeedWarning``), as the CLI's ``warning:`` line says it.
+    workload's offsets with warns (``SeedWarning``), as the CLI's ``warning:`` line says it;
+    so does a host whose disks the points predicted as ext4 on a filesystem the model has no
+    allocator for (``FilesystemWarning``, once the sweep is done, with how many points).
 
     The default scheduler starts Dask worker processes, which import the ``__main__`` module:
     from a script, call this under ``if __name__ == "__main__":`` (Python's rule for every

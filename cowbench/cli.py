@@ -24,7 +24,14 @@ from rich.markup import escape
 from . import cli_results
 from .atomic import no_writes_by_others
 from .cli_app import CSV_HELP, app, bold, err, out, progress_bar
-from .errors import CowbenchError, DirectoryMoved, InexactStream, RunFailed, UsageError
+from .errors import (
+    CowbenchError,
+    DirectoryMoved,
+    FilesystemWarning,
+    InexactStream,
+    RunFailed,
+    UsageError,
+)
 from .probe_limits import EXPORTS, ROUNDS, RUNTIME_S
 from .units import format_duration, format_sizes
 
@@ -593,8 +600,11 @@ def _show_warning(message: Warning | str, category: type[Warning], *rest: object
                   **kw: object) -> None:
     """A renamed scenario key (FutureWarning), an inexact offset stream
     (:class:`~cowbench.errors.InexactStream`) or a sweep directory moved away from its name
-    (:class:`~cowbench.errors.DirectoryMoved`) as one ``warning:`` line, once per message."""
-    if not issubclass(category, (FutureWarning, InexactStream, DirectoryMoved)):
+    (:class:`~cowbench.errors.DirectoryMoved`) or a sweep's points' disks predicted as ext4 on a
+    filesystem the model has no allocator for (:class:`~cowbench.errors.FilesystemWarning`)
+    as one ``warning:`` line, once per message."""
+    if not issubclass(category, (FutureWarning, InexactStream, DirectoryMoved,
+                                 FilesystemWarning)):
         _SHOW_WARNING(message, category, *rest, **kw)  # type: ignore[arg-type]
     elif str(message) not in _SHOWN:
         if isinstance(message, DirectoryMoved):  # what follows reads the sweep back from there

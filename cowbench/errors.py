@@ -76,6 +76,14 @@ class DirectoryMoved(UserWarning):
         self.where, self.real = where, real
 
 
+class FilesystemWarning(UserWarning):
+    """A host's disks are on a filesystem the model has no allocator for (tmpfs, btrfs, ...),
+    or not on this machine: predicted as ext4 (``cowbench.diskfs``). Raised as a warning by
+    :func:`cowbench.simulate` and :func:`cowbench.run_sweep` (once per note, saying how many
+    of the sweep's points it holds for), as the command line prints its ``warning:`` line;
+    :func:`cowbench.run` records it in run.json's ``host.model_disks_fs_notes``."""
+
+
 class InexactStream(UserWarning):
     """A job's offset stream taken from fio's null engine where it may differ from the real
     run's (``cowbench.fiojob.engine_gap``), as no qemu-nbd is installed to take it from the

@@ -47,6 +47,7 @@ from .capacity import host_capacities
 from .errors import (
     CowbenchError,
     DirectoryMoved,
+    FilesystemWarning,
     Interrupted,
     RunFailed,
     ScenarioError,
@@ -138,6 +139,7 @@ def run_sweep(sweep: Sweep, out: Path, scheduler: str = "local", workers: int | 
                 _execute(sweep, held.io, out, todo, entries, scheduler, workers, progress,
                          done, start, csv, remote, chosen)
             summary = write_summary(sweep, held.io, entries)
+            notes = filesystem_notes(sweep, held.io, entries)
         except BaseException as err:
             if entries is None or held is None:  # refused before anything was written
                 if held is not None:
@@ -155,6 +157,8 @@ def run_sweep(sweep: Sweep, out: Path, scheduler: str = "local", workers: int | 
             _warn_moved(held)
         finally:
             held.close()
+    for line in notes:  # said once the sweep is done, as each point's run.json has it
+        warnings.warn(line, FilesystemWarning, stacklevel=2)
     return summary
 
 
@@ -279,6 +283,27 @@ def _old_points(old: dict[str, Any]) -> list[tuple[Any, Any]] | None:
     if not isinstance(points, list) or not all(isinstance(e, dict) for e in points):
         return None
     return [(e.get("overrides"), e.get("seed")) for e in points]
+
+
+def filesystem_notes(sweep: Sweep, out: Path, entries: dict[str, dict[str, Any]]) -> list[str]:
+    """The notes of the hosts the points' model predicted as ext4 on a filesystem it has no
+    allocator for (run.json's ``host.model_disks_fs_notes``, ``cowbench.diskfs``), each once,
+    with how many of the finished points hold it: a point's run directory is its worker's
+    scratch while it runs, so where a sweep's disks land (and what the model allocates them
+    as) is each point's to say."""
+    found: dict[str, int] = {}
+    ok = [p for p in sweep.points if entries[p.id]["status"] == "ok"]
+    for p in ok:
+        try:
+            meta = load_json_file(out / "points" / p.id / "run.json", "run.json",
+                                  for_user=False)
+        except ScenarioError:
+            continue
+        host = meta.get("host") if isinstance(meta, dict) else None
+        notes = host.get("model_disks_fs_notes") if isinstance(host, dict) else None
+        for note in notes if isinstance(notes, list) else []:
+            found[str(note)] = found.get(str(note), 0) + 1
+    return [f"{n} of {len(ok)} points: {note}" for note, n in found.items()]
 
 
 def _point_status(d: Path) -> str:

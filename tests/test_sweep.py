@@ -384,6 +384,33 @@ def test_seeds_that_cannot_change_the_figures_are_warned_about(tmp_path: Path) -
     assert "warning" not in cowbench("validate", str(sweep_file(tmp_path, {}, 2))).stderr
 
 
+def test_a_sweep_says_which_points_predicted_disks_as_ext4_unlooked(tmp_path: Path) -> None:
+    """A point whose host's disks are on a filesystem the model has no allocator for (here
+    a ``storage_dir`` not on this machine) is predicted as ext4 and says so in its run.json;
+    the sweep said nothing of it. Now the command prints one ``warning:`` line per note with
+    how many points hold it, and ``cowbench.run_sweep`` warns with it."""
+    from .conftest import small_dict
+
+    far = tmp_path / "not-here" / "disks"
+    scenario = small_dict(hosts=[{"name": "far", "storage_dir": str(far)}])
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(scenario))
+    spec = tmp_path / "sw.yaml"
+    spec.write_text(yaml.safe_dump({"scenario": "s.yaml", "seeds": [1, 2],
+                                    "grid": {"strategy.cluster_size": ["64KiB"]}}))
+    ran = cowbench("sweep", str(spec), "--uncalibrated", "--scheduler", "inprocess",
+                   "--out", str(tmp_path / "out"))
+    assert ran.returncode == 0, ran.stderr
+    said = [ln for ln in ran.stderr.splitlines() if "predicted as ext4" in ln]
+    assert said == [f"warning: 2 of 2 points: far: the disks are in storage_dir {far}, not "
+                    "on this machine; predicted as ext4 (the model allocates as ext4 or xfs: "
+                    "hosts[].filesystem)"], ran.stderr
+    # the same scenario on this machine's own filesystem: no warning
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(small_dict()))
+    ran = cowbench("sweep", str(spec), "--uncalibrated", "--scheduler", "inprocess",
+                   "--out", str(tmp_path / "here"))
+    assert ran.returncode == 0 and "predicted as ext4" not in ran.stderr, ran.stderr
+
+
 def test_a_seed_knob_is_refused_pointing_to_seeds(tmp_path: Path) -> None:
     """``seeds:`` set every point's seed over a grid's ``seed``: the same points ran twice
     under two seed columns. Now the key is refused, naming it and ``seeds:``."""
