@@ -35,6 +35,15 @@ as the run starts it, stdin from /dev/null and no other descriptor inherited: ``
 - ``qemu-img check`` and ``map``: F + 7 (57 files under 64); ``convert`` of a chain into one
   file: F + 8, its target included; ``convert -B`` (a live snapshot's delta: the target opens
   its backing file, the source's chain less its top, too): 2F + 8 (28 files under 64).
+- cowbench itself, while the VMs that start together run their workloads: each fio's stdout
+  and stderr files, and a pidfd of each fio and qemu-nbd it waits on (``cowbench.tools.
+  wait_exit``): 4 a VM, beside its own 17 to 28 (stdio, the run directory and its lease, the
+  images it reads, the pipes of up to eight ``qemu-img check`` run side by side). Sampled
+  every 10 ms from ``/proc/PID/fd``: 294 descriptors at most with 100 VMs of a rate-limited
+  4 KiB writer at once (200 output files, 82 pidfds), 20 with one; 28 over
+  scenarios/nova-lifecycle.yaml. Uncounted, a run of 140 VMs at once under ``ulimit -n 256``
+  failed once every disk was built (``[Errno 24] Too many open files``). So the count is
+  :data:`OWN_PER_VM` a VM run at once and :data:`OWN_FIXED` beside, which bounds the 28.
 """
 
 from __future__ import annotations
@@ -62,6 +71,13 @@ QEMU_IMG_FIXED = 8
 #: connections to an export beside its fio clones': one (cowbench's check that it listens,
 #: fio's probe of its size, cowbench's flush: each made while no clone is connected)
 SPARE_CONNECTIONS = 1
+#: cowbench's own descriptors a VM running its workload: its fio's stdout and stderr, and a
+#: pidfd of its fio and of its qemu-nbd while the run waits for an exit
+OWN_PER_VM = 4
+#: cowbench's own beside those (17 to 28 measured: the module docstring)
+OWN_FIXED = 48
+#: the process :func:`largest_need` names for cowbench's own descriptors
+OWN = "cowbench"
 
 
 @dataclass(frozen=True)
@@ -76,9 +92,17 @@ class Need:
     based: bool  # the bottom layer is backed by a base
     descriptors: int
     process: str
+    #: cowbench's own (``process`` :data:`OWN`): the VMs running their workloads at once
+    at_once: int = 0
 
     def describe(self) -> str:
-        """``qemu-nbd of VM 'v' opens its disk's 301 files (...), 313 descriptors in all``."""
+        """``qemu-nbd of VM 'v' opens its disk's 301 files (...), 313 descriptors in all``,
+        or ``cowbench itself holds ... with 300 VMs running their workloads at once``."""
+        if self.process == OWN:
+            return (f"cowbench itself holds up to {self.descriptors} descriptors with "
+                    f"{self.at_once:,} VMs running their workloads at once ({OWN_PER_VM} a VM: "
+                    f"its fio's output files and the waits on its fio and qemu-nbd; "
+                    f"{OWN_FIXED} beside)")
         what = (f"chain_depth {self.layers}" if self.layers > 1 else "one layer") + \
             f" and {self.snapshots} external snapshot{'' if self.snapshots == 1 else 's'}" + \
             (", over its base" if self.based else "")
@@ -101,7 +125,12 @@ def verdict(need: Need, soft: int, hard: int) -> str:
     if need.descriptors <= hard:
         return "past the soft limit: a real run raises it to the hard one while it runs"
     return ("past the hard limit: a real run is refused before anything is made (raise it "
-            "as root, use a shallower chain, or --backend sim)")
+            f"as root, {remedy(need)}, or --backend sim)")
+
+
+def remedy(need: Need) -> str:
+    """What takes ``need`` itself down: fewer VMs at once, or a shallower chain."""
+    return "run fewer VMs at once" if need.process == OWN else "use a shallower chain"
 
 
 def most_possible(s: Scenario) -> int:
@@ -122,16 +151,29 @@ def most_possible(s: Scenario) -> int:
     snaps = Counter(op.vm for op in timeline_plan(s)[0] if op.op == "snapshot")
     files = layers + 1 + max(snaps.values(), default=0)
     clients = max((sum(p.numjobs for p in w.parts) for w in s.workloads.values()), default=0)
+    built = sum(1 for vm in s.vms if not s.model_only(vm))  # every VM at once, at the most
     return max(2 * files + QEMU_IMG_FIXED,
-               files + NBD_FIXED + clients + SPARE_CONNECTIONS)
+               files + NBD_FIXED + clients + SPARE_CONNECTIONS, OWN_FIXED + OWN_PER_VM * built)
 
 
 def largest_need(s: Scenario) -> Need | None:
-    """The process of the real run holding the most descriptors (None: no VM is built)."""
+    """The process of the real run holding the most descriptors (None: no VM is built):
+    one opening a VM's disk, or cowbench itself while the most VMs run at once
+    (:func:`needs`)."""
+    found = [n for n in needs(s) if n is not None]
+    return max(found, key=lambda n: n.descriptors) if found else None
+
+
+def needs(s: Scenario) -> tuple[Need | None, Need | None]:
+    """(the tool holding the most descriptors over a VM's disk, cowbench itself while the
+    most VMs run their workloads at once), from one walk of Nova's decisions; None where no
+    VM is built."""
     disks = _Disks(s)
     vms = disks.vms
+    at_once = 0
     for stage in walk(s, nova_machine(s), lambda op: not s.model_only(vms[op.vm])):
         if isinstance(stage, Runs):
+            at_once = max(at_once, len(stage.runs))
             for run in stage.runs:
                 clients = sum(p.numjobs for p in s.workloads[run.workload].parts)
                 disks.opened(run.vm, disks.files(run.vm) + NBD_FIXED + clients
@@ -140,7 +182,10 @@ def largest_need(s: Scenario) -> Need | None:
             for _, instructions in stage.planned:
                 for ins in instructions:
                     disks.apply(ins)
-    return disks.best
+    key = "timeline" if s.timeline is not None else "vms"  # as the memory check says
+    own = (Need("", key, 0, 0, 0, False, OWN_FIXED + OWN_PER_VM * at_once, OWN, at_once)
+           if at_once else None)
+    return disks.best, own
 
 
 class _Disks:

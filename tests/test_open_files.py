@@ -24,10 +24,14 @@ import yaml
 
 from cowbench.openfiles import (
     NBD_FIXED,
+    OWN,
+    OWN_FIXED,
+    OWN_PER_VM,
     QEMU_IMG_FIXED,
     SPARE_CONNECTIONS,
     largest_need,
     most_possible,
+    needs,
 )
 from cowbench.scenario import parse_scenario
 
@@ -55,7 +59,7 @@ def test_external_snapshots_add_a_file_each_and_a_live_snapshot_opens_the_chain_
     d["timeline"] = {"events": [
         *({"t": 10 * k, "op": "snapshot", "vm": "v", "kind": "external"} for k in range(1, 6)),
         {"t": 60, "op": "snapshot", "vm": "v", "kind": "live"}]}
-    need = largest_need(parse_scenario(d))
+    need = needs(parse_scenario(d))[0]  # the tools' (cowbench's own: 52, for one VM)
     assert need is not None
     assert (need.files, need.snapshots) == (7, 5)
     assert need.descriptors == 2 * 7 + QEMU_IMG_FIXED
@@ -84,11 +88,39 @@ def test_validates_bound_is_never_below_the_walks_need(name: str) -> None:
     assert most_possible(s) >= need.descriptors
 
 
-def _run(tmp_path: Path, soft: int, hard: int) -> subprocess.CompletedProcess[str]:
-    """``cowbench run`` of a chain of depth ``DEPTH`` on the real backend, its open-file
-    limits (soft, hard) set in the child before it starts."""
+def many(vms: int) -> dict[str, Any]:
+    """``vms`` one-layer overlays, each writing 64 KiB, all at once."""
+    d: dict[str, Any] = scenario(1)
+    d["vms"] = [{"name": "v", "count": vms, "image": "b", "root_size": "64MiB",
+                 "workload": "w"}]
+    return d
+
+
+def test_cowbench_itself_needs_a_few_descriptors_a_vm_run_at_once() -> None:
+    """Each VM running its workload holds its fio's two output files and, while the run
+    waits, a pidfd of its fio and of its qemu-nbd in cowbench itself: 300 at once need more
+    than any one VM's tool, and are named as such (before, the count left them out: 140 VMs
+    under ``ulimit -n 256`` failed with "Too many open files" once every disk was built)."""
+    need = largest_need(parse_scenario(many(300)))
+    assert need is not None
+    assert (need.process, need.at_once, need.key) == (OWN, 300, "vms")
+    assert need.descriptors == OWN_FIXED + OWN_PER_VM * 300
+    assert need.describe() == (
+        f"cowbench itself holds up to {need.descriptors} descriptors with 300 VMs running "
+        f"their workloads at once (4 a VM: its fio's output files and the waits on its fio "
+        f"and qemu-nbd; {OWN_FIXED} beside)")
+    assert most_possible(parse_scenario(many(300))) >= need.descriptors
+    tool, own = needs(parse_scenario(many(1)))  # one VM: qemu-nbd's 13, cowbench's 52
+    assert tool is not None and own is not None
+    assert (tool.process, tool.descriptors, own.descriptors) == ("qemu-nbd", 13, 52)
+
+
+def _run(tmp_path: Path, soft: int, hard: int, d: dict[str, Any] | None = None
+         ) -> subprocess.CompletedProcess[str]:
+    """``cowbench run`` of ``d`` (a chain of depth ``DEPTH``) on the real backend, its
+    open-file limits (soft, hard) set in the child before it starts."""
     s = tmp_path / "deep.yaml"
-    s.write_text(yaml.safe_dump(scenario(DEPTH)))
+    s.write_text(yaml.safe_dump(scenario(DEPTH) if d is None else d))
 
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
@@ -116,6 +148,25 @@ def test_a_soft_limit_below_the_chain_is_raised_to_the_hard_one(tmp_path: Path,
         "needed": NEED, "soft_limit": 100, "hard_limit": hard, "raised_to": hard,
         "by": f"vms[0]: qemu-nbd of VM 'v' opens its disk's {DEPTH + 1} files (chain_depth "
               f"{DEPTH} and 0 external snapshots, over its base), {NEED} descriptors in all"}
+
+
+@needs_tools
+@pytest.mark.real
+@pytest.mark.slow
+def test_a_soft_limit_below_cowbenchs_own_need_is_raised(tmp_path: Path,
+                                                         no_leaks: None) -> None:
+    """Twelve VMs at once under a soft limit of 40: their fio's output files alone took
+    cowbench past it, and the run failed with "[Errno 24] Too many open files" once every
+    disk was built, the count having said 13. Now cowbench's own need (96) raises it."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    need = OWN_FIXED + OWN_PER_VM * 12
+    assert hard >= need, "the machine's hard limit is too low for this test"
+    r = _run(tmp_path, 40, hard, many(12))
+    assert r.returncode == 0, r.stderr[-2000:]
+    meta = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert meta["status"] == "ok"
+    assert meta["open_files"]["needed"] == need and meta["open_files"]["raised_to"] == hard
+    assert meta["open_files"]["by"].startswith("vms: cowbench itself holds up to 96 ")
 
 
 @needs_tools

@@ -19,7 +19,7 @@ from cowbench.errors import UsageError
 from cowbench.openfiles import NBD_FIXED as NBD_FIXED
 from cowbench.openfiles import QEMU_IMG_FIXED as QEMU_IMG_FIXED
 from cowbench.openfiles import SPARE_CONNECTIONS as SPARE_CONNECTIONS
-from cowbench.openfiles import Need, largest_need, limits
+from cowbench.openfiles import Need, largest_need, limits, remedy
 from cowbench.scenario import Scenario
 
 __all__ = ["NBD_FIXED", "QEMU_IMG_FIXED", "SPARE_CONNECTIONS", "Plan", "largest_need", "plan",
@@ -58,8 +58,8 @@ def plan(s: Scenario) -> Plan:
         raise UsageError(
             f"{need.key}: {need.describe()}, past this machine's hard limit of open files "
             f"({hard}, RLIMIT_NOFILE: ulimit -Hn); raise it (as root: ulimit -Hn, "
-            f"LimitNOFILE= of a systemd unit, docker run --ulimit nofile=), use a shallower "
-            f"chain, or --backend sim (refused before anything is made)")
+            f"LimitNOFILE= of a systemd unit, docker run --ulimit nofile=), {remedy(need)}, "
+            f"or --backend sim (refused before anything is made)")
     return Plan(need, soft, hard)
 
 
