@@ -22,7 +22,18 @@ CONTENDED_IOS = 400
 def replay(params: PerfParams, probe: Probe, *, ios: int = 6000, seed: int = 0,
            on_host: Callable[[Host], None] | None = None,
            record_turns: bool = False) -> tuple[float, float]:
-    """The model's (IOPS, mean latency) for ``probe``: its exports x iodepth closed loops. A
+    """The model's (IOPS, mean latency) for ``probe`` (:func:`replay_latencies`)."""
+    iops, lat = replay_latencies(params, probe, ios=ios, seed=seed, on_host=on_host,
+                                 record_turns=record_turns)
+    return iops, float(np.mean(lat))
+
+
+def replay_latencies(params: PerfParams, probe: Probe, *, ios: int = 6000, seed: int = 0,
+                     on_host: Callable[[Host], None] | None = None,
+                     record_turns: bool = False) -> tuple[float, np.ndarray]:
+    """The model's IOPS for ``probe`` and the latency of each of its I/Os counted (in
+    seconds, in the order they completed; the first tenth, the warm-up, left out): its
+    exports x iodepth closed loops. A
     contention probe's reader (``sim.perf.fit.contended``) is replayed for at most
     ``CONTENDED_IOS`` of its own I/Os: the readers beside it complete some fifty times as
     many. The job beside a probe runs on exports of its own (``Beside.exports``), each with
@@ -72,7 +83,7 @@ def replay(params: PerfParams, probe: Probe, *, ios: int = 6000, seed: int = 0,
     if on_host is not None:
         on_host(host)
     elapsed = env.now - t0[0]
-    return len(lat) / elapsed, float(np.mean(lat))
+    return len(lat) / elapsed, np.asarray(lat)
 
 
 def fit_punch(params: PerfParams, probes: Sequence[Probe], ios: int = 600) -> PerfParams:
