@@ -11,6 +11,8 @@ runs it) with fio's nbd engine, 4 KiB random reads of a raw file per export:
 - ``alone-qd1``, ``alone-qd32``: one export, fio at iodepth 1, then 32;
 - ``contended``: the calibration's contention probe (``real.measure.calibrate``): a reader at
   iodepth 1 on its export beside readers at iodepth 32 on three exports of their own;
+- ``four-qd4``: the calibration's probe of four exports (``raw-randread-4k-qd4-x4``), four
+  readers at iodepth 4, each on its own export;
 - ``writer-alone``, ``writer-beside``: io-holdout's kind of host: 8 KiB random writes at
   iodepth 6 into a fresh qcow2 overlay of 64 KiB clusters (each first write into a cluster
   allocates it), alone, then beside two 4 KiB readers at iodepth 6.
@@ -104,12 +106,15 @@ class Job:
 
 
 READ1, READ32, READ6 = Job("randread", "4k", 1), Job("randread", "4k", 32), Job("randread", "4k", 6)
+READ4 = Job("randread", "4k", 4)
 WRITER = Job("randwrite", "8k", 6, "cow")
 #: setting: [(job, exports)]: the first job is the one watched most
 SETTINGS = {
     "alone-qd1": [(READ1, 1)],
     "alone-qd32": [(READ32, 1)],
     "contended": [(READ1, 1), (READ32, 3)],
+    # the calibration's probe of four exports (raw-randread-4k-qd4-x4): p99 12 times its mean
+    "four-qd4": [(READ4, 4)],
     # io-holdout's kind of host: a VM allocating 8 KiB writes beside two readers at iodepth 6
     "writer-alone": [(WRITER, 1)],
     "writer-beside": [(WRITER, 1), (READ6, 2)],
