@@ -30,8 +30,9 @@ With ``--trace`` (root: tracefs), the kernel's own events are recorded as well f
 second of that window (``cowbench.schedtrace``: a tracefs instance of its own), and each kind
 of thread's turns and waits are printed as distributions (50th, 90th and 99th percentiles,
 pooled over the rounds), with the share of its preemptions made for a thread woken during the
-turn, and the device's time per request (the block layer's issue to completion): what makes a
-tail, which the sums cannot say. Recording costs the cores a few per cent while it runs, and
+turn, its sleeps (not runnable, to its wake-up: 50th to 99.9th percentile) and, apart, those
+in the kernel on a disk I/O (``D``), and the device's time per request (the block layer's
+issue to completion): what makes a tail, which the sums cannot say. Recording costs the cores a few per cent while it runs, and
 formatting the text some seconds once each run is over.
 
     .venv/bin/python benchmarks/io_turns.py [--rounds 3] [--seconds 4] [--settings NAME ...]
@@ -356,7 +357,8 @@ def trace_table(traces: dict[str, list[Analysis]]) -> str:
              "pooled over the rounds; preempted: the share of turns the scheduler ended, and "
              "of those, the share ended for a thread woken during the turn",
              f"{'setting, job: thread':<46}{'turn us p50/p90/p99':>22}"
-             f"{'wait us mean p50/p90/p99':>30}{'preempted (by wakee)':>22}"]
+             f"{'wait us mean p50/p90/p99':>30}{'preempted (by wakee)':>22}"
+             f"{'sleep us p50/p90/p99/p99.9':>30}{'in D: n, p50/p99/p99.9':>28}"]
     for name, runs in traces.items():
         merged: dict[str, Kind] = {}
         device: dict[str, list[float]] = {}
@@ -365,6 +367,8 @@ def trace_table(traces: dict[str, list[Analysis]]) -> str:
                 m = merged.setdefault(k, Kind())
                 m.turns += v.turns
                 m.waits += v.waits
+                m.sleeps += v.sleeps
+                m.io_sleeps += v.io_sleeps
                 m.preempted += v.preempted
                 m.by_wakee += v.by_wakee
             for rw, xs in a.device.items():
@@ -376,8 +380,11 @@ def trace_table(traces: dict[str, list[Analysis]]) -> str:
             mean = statistics.fmean(v.waits) * 1e6 if v.waits else float("nan")
             cut = v.preempted / len(v.turns) if v.turns else float("nan")
             by = v.by_wakee / v.preempted if v.preempted else float("nan")
+            sleeps = "/".join(f"{percentile_us(v.sleeps, q):.0f}" for q in (50, 90, 99, 99.9))
             lines.append(f"{name + ', ' + k:<46}{turns:>22}{f'{mean:.0f} {waits}':>30}"
-                         f"{f'{cut:.0%} ({by:.0%})':>22}")
+                         f"{f'{cut:.0%} ({by:.0%})':>22}{sleeps:>30}"
+                         f"{len(v.io_sleeps):>10} " + "/".join(
+                             f"{percentile_us(v.io_sleeps, q):.0f}" for q in (50, 99, 99.9)))
         for rw in sorted(device):
             xs = device[rw]
             lines.append(f"{name + ', the device: ' + rw:<46}"

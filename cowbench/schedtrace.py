@@ -245,6 +245,10 @@ class Kind:
     waits: list[float] = field(default_factory=list)
     preempted: int = 0  # turns the scheduler ended while the thread could still run
     by_wakee: int = 0  # of those, ended for a thread woken during the turn
+    #: its sleeps: the core given up waiting (not runnable) to the wake-up that ends it;
+    #: ``io_sleeps`` those in uninterruptible sleep (``D``: in the kernel, on a disk I/O)
+    sleeps: list[float] = field(default_factory=list)
+    io_sleeps: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -257,7 +261,8 @@ class Analysis:
 
 def analyse(evs: Iterable[Event], kind: Callable[[int], str | None]) -> Analysis:
     """Each kind of thread's turns (a core given to it, to the core going to another), waits
-    (runnable, woken or preempted, to its next turn), and preemptions, with ``kind(tid)`` its
+    (runnable, woken or preempted, to its next turn), sleeps (its core given up not runnable,
+    to its wake-up; those in ``D``, a disk I/O's, apart), and preemptions, with ``kind(tid)`` its
     kind (``None``: not counted, though it takes cores); and the device's time per request.
     Turns and waits cut by the start or the end of the recording are left out."""
     kinds: dict[str, Kind] = defaultdict(Kind)
@@ -266,6 +271,7 @@ def analyse(evs: Iterable[Event], kind: Callable[[int], str | None]) -> Analysis
     running: set[int] = set()
     runnable: dict[int, float] = {}
     woken: dict[int, float] = {}
+    asleep: dict[int, tuple[float, bool]] = {}  # since, in D
     issued: dict[tuple[str, str, str], float] = {}
     first = last = None
     for e in evs:
@@ -277,6 +283,10 @@ def analyse(evs: Iterable[Event], kind: Callable[[int], str | None]) -> Analysis
             if tid not in running:
                 runnable.setdefault(tid, e.t)
                 woken[tid] = e.t
+            slept = asleep.pop(tid, None)
+            k = kind(tid)
+            if slept is not None and k is not None:
+                (kinds[k].io_sleeps if slept[1] else kinds[k].sleeps).append(e.t - slept[0])
         elif e.name == "sched_switch":
             f = dict(_FIELD.findall(e.rest))
             prev, nxt = int(f["prev_pid"]), int(f["next_pid"])
@@ -286,6 +296,8 @@ def analyse(evs: Iterable[Event], kind: Callable[[int], str | None]) -> Analysis
                 k = kind(prev)
                 if k is not None:
                     kinds[k].turns.append(e.t - was[1])
+                if not f["prev_state"].startswith("R"):
+                    asleep[prev] = (e.t, f["prev_state"].startswith("D"))
                 if f["prev_state"].startswith("R"):
                     runnable[prev] = e.t
                     if k is not None:

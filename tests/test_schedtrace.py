@@ -65,6 +65,21 @@ def test_turns_waits_preemptions_and_the_device_are_read_from_the_events() -> No
     assert round(a.seconds * 1e6) == 400
 
 
+def test_sleeps_are_read_apart_from_waits_on_the_disk() -> None:
+    """A sleep runs from a thread giving its core up not runnable to its wake-up: ``c``'s in
+    ``D`` (its read, 291 us) is an ``io_sleep``; ``b``'s in ``S`` counts once it is woken (a
+    sleep the recording cuts is left out)."""
+    a = analyse(events(TEXT.replace("\\\n", "")), kinds().get)
+    assert us(a.kinds["c"].io_sleeps) == [291] and a.kinds["c"].sleeps == []
+    assert a.kinds["b"].sleeps == [] and a.kinds["a"].sleeps == []
+    woken = TEXT + """\
+      <idle>-0       (-----) [001] d.s3.   100.000500: sched_wakeup: comm=b pid=20 prio=120 \
+target_cpu=001
+"""
+    a = analyse(events(woken.replace("\\\n", "")), kinds().get)
+    assert us(a.kinds["b"].sleeps) == [420] and a.kinds["b"].io_sleeps == []
+
+
 def test_a_thread_not_counted_still_takes_the_core() -> None:
     only_a = {10: "a"}.get
     a = analyse(events(TEXT.replace("\\\n", "")), only_a)
