@@ -28,12 +28,13 @@ it), so that start and end are left out.
 
 With ``--trace`` (root: tracefs), the kernel's own events are recorded as well for the first
 second of that window (``cowbench.schedtrace``: a tracefs instance of its own), and each kind
-of thread's turns and waits are printed as distributions (50th, 90th and 99th percentiles,
-pooled over the rounds), with the share of its preemptions made for a thread woken during the
-turn, its sleeps (not runnable, to its wake-up: 50th to 99.9th percentile) and, apart, those
-in the kernel on a disk I/O (``D``), and the device's time per request (the block layer's
-issue to completion): what makes a tail, which the sums cannot say. Recording costs the cores a few per cent while it runs, and
-formatting the text some seconds once each run is over.
+of thread's turns and waits are printed as distributions (50th, 90th and 99th percentiles, the
+waits' 99.9th and longest too, pooled over the rounds), with the share of its preemptions made
+for a thread woken during the turn, its sleeps (not runnable, to its wake-up: 50th to 99.9th
+percentile) and, apart, those in the kernel on a disk I/O (``D``), and the device's time per
+request (the block layer's issue to completion): what makes a tail, which the sums cannot say.
+Recording costs the cores a few per cent while it runs, and formatting the text some seconds
+once each run is over.
 
     .venv/bin/python benchmarks/io_turns.py [--rounds 3] [--seconds 4] [--settings NAME ...]
                                             [--trace]
@@ -357,7 +358,7 @@ def trace_table(traces: dict[str, list[Analysis]]) -> str:
              "pooled over the rounds; preempted: the share of turns the scheduler ended, and "
              "of those, the share ended for a thread woken during the turn",
              f"{'setting, job: thread':<46}{'turn us p50/p90/p99':>22}"
-             f"{'wait us mean p50/p90/p99':>30}{'preempted (by wakee)':>22}"
+             f"{'wait us mean p50/p90/p99/p99.9/max':>36}{'preempted (by wakee)':>22}"
              f"{'sleep us p50/p90/p99/p99.9':>30}{'in D: n, p50/p99/p99.9':>28}"]
     for name, runs in traces.items():
         merged: dict[str, Kind] = {}
@@ -376,12 +377,12 @@ def trace_table(traces: dict[str, list[Analysis]]) -> str:
         for k in sorted(merged):
             v = merged[k]
             turns = "/".join(f"{percentile_us(v.turns, q):.0f}" for q in (50, 90, 99))
-            waits = "/".join(f"{percentile_us(v.waits, q):.0f}" for q in (50, 90, 99))
+            waits = "/".join(f"{percentile_us(v.waits, q):.0f}" for q in (50, 90, 99, 99.9, 100))
             mean = statistics.fmean(v.waits) * 1e6 if v.waits else float("nan")
             cut = v.preempted / len(v.turns) if v.turns else float("nan")
             by = v.by_wakee / v.preempted if v.preempted else float("nan")
             sleeps = "/".join(f"{percentile_us(v.sleeps, q):.0f}" for q in (50, 90, 99, 99.9))
-            lines.append(f"{name + ', ' + k:<46}{turns:>22}{f'{mean:.0f} {waits}':>30}"
+            lines.append(f"{name + ', ' + k:<46}{turns:>22}{f'{mean:.0f} {waits}':>36}"
                          f"{f'{cut:.0%} ({by:.0%})':>22}{sleeps:>30}"
                          f"{len(v.io_sleeps):>10} " + "/".join(
                              f"{percentile_us(v.io_sleeps, q):.0f}" for q in (50, 99, 99.9)))
@@ -389,7 +390,7 @@ def trace_table(traces: dict[str, list[Analysis]]) -> str:
             xs = device[rw]
             lines.append(f"{name + ', the device: ' + rw:<46}"
                          f"{'/'.join(f'{percentile_us(xs, q):.0f}' for q in (50, 90, 99)):>22}"
-                         f"{f'mean {statistics.fmean(xs) * 1e6:.0f}, {len(xs)} requests':>30}")
+                         f"{f'mean {statistics.fmean(xs) * 1e6:.0f}, {len(xs)} requests':>36}")
     return "\n".join(lines)
 
 
