@@ -134,12 +134,13 @@ def remedy(need: Need) -> str:
 
 
 def most_possible(s: Scenario) -> int:
-    """An upper bound on :func:`largest_need`'s descriptors without walking Nova's
-    decisions (which takes 10 s over 100,000 VMs): the deepest chain a VM is made with over
-    its base, every snapshot the timeline makes of one VM taken as an external one on top,
-    and the largest of the processes' counts (a live snapshot's ``convert -B`` opening the
-    chain twice, qemu-nbd with the most fio clones of any workload). ``cowbench validate``
-    names the walk's exact need only where this bound passes the soft limit."""
+    """An upper bound on :func:`largest_need`'s descriptors without walking Nova's decisions
+    (which takes 10 s over 100,000 VMs): the deepest chain a VM is made with over its base,
+    every snapshot the timeline makes of one VM taken as an external one on top, and the
+    largest of the processes' counts (a live snapshot's ``convert -B`` opening the chain
+    twice, qemu-nbd with the most fio clones of any workload, cowbench itself with every
+    workload run of one instant at once). ``cowbench validate`` names the walk's exact need
+    only where this bound passes the soft limit."""
     from collections import Counter
 
     from .lifecycle import timeline_plan
@@ -148,12 +149,14 @@ def most_possible(s: Scenario) -> int:
         return 0
     layers = max(st.chain_depth if st.kind == "snapshot_chain" else 1
                  for st in {id(st): st for st in map(s.strategy_of, s.vms)}.values())
-    snaps = Counter(op.vm for op in timeline_plan(s)[0] if op.op == "snapshot")
+    ops = timeline_plan(s)[0]
+    snaps = Counter(op.vm for op in ops if op.op == "snapshot")
     files = layers + 1 + max(snaps.values(), default=0)
     clients = max((sum(p.numjobs for p in w.parts) for w in s.workloads.values()), default=0)
-    built = sum(1 for vm in s.vms if not s.model_only(vm))  # every VM at once, at the most
-    return max(2 * files + QEMU_IMG_FIXED,
-               files + NBD_FIXED + clients + SPARE_CONNECTIONS, OWN_FIXED + OWN_PER_VM * built)
+    vms = {vm.name: vm for vm in s.vms}  # the runs of one instant run together, at the most
+    at_once = Counter(op.t for op in ops if op.op == "run" and not s.model_only(vms[op.vm]))
+    return max(2 * files + QEMU_IMG_FIXED, files + NBD_FIXED + clients + SPARE_CONNECTIONS,
+               OWN_FIXED + OWN_PER_VM * max(at_once.values(), default=0))
 
 
 def largest_need(s: Scenario) -> Need | None:
