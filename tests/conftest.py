@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import fcntl
+import importlib.util
 import os
 import re
 import shutil
@@ -15,6 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from itertools import combinations
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -59,6 +61,20 @@ SMALL: dict[str, Any] = {
         {"name": "c", "image": "img", "workload": "s"},
     ],
 }
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """The script ``benchmarks/NAME.py`` as a module (benchmarks are scripts, not a package),
+    registered under ``NAME`` (a dataclass of its own looks its module up there)."""
+    import sys
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def small_dict(**overrides: Any) -> dict[str, Any]:

@@ -3,22 +3,17 @@ profile's) and each VM's share once that level is taken out (the scheduler's).""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from .conftest import load_benchmark
+
 
 def io_refit() -> ModuleType:
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "io_refit.py"
-    spec = importlib.util.spec_from_file_location("io_refit", path)
-    assert spec is not None and spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench
+    return load_benchmark("io_refit")
 
 
 def test_a_host_twice_as_fast_for_every_vm_is_its_level_and_no_share_is_off() -> None:

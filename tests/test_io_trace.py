@@ -3,18 +3,15 @@ thread or qemu-nbd pool, from the processes' command lines."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-_path = Path(__file__).resolve().parents[1] / "benchmarks" / "io_trace.py"
-_spec = importlib.util.spec_from_file_location("io_trace", _path)
-assert _spec is not None and _spec.loader is not None
-io_trace = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(io_trace)
+from .conftest import load_benchmark
+
+io_trace = load_benchmark("io_trace")
 
 # a stand-in for each tool: Python under the tool's name, the VM in its arguments as the run
 # gives them; the qemu-nbd one starts a second thread (its pool)

@@ -3,27 +3,19 @@ through job_file: with offsets: auto, predict the overlay's data clusters exactl
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-from .conftest import needs_tools
+from .conftest import load_benchmark, needs_tools
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def _table() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("jobfile_table",
-                                                  ROOT / "benchmarks" / "jobfile_table.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclass looks itself up there
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("jobfile_table")
 
 
 def test_every_job_of_the_table_loads(tmp_path: Path) -> None:

@@ -3,7 +3,6 @@ benchmarks/probe_tails.py, which sets the model's p99 beside the one each probe 
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from types import ModuleType
 
@@ -13,6 +12,7 @@ import pytest
 from cowbench.profile import Profile, profile_json
 from sim.perf.replay import replay, replay_latencies
 
+from .conftest import load_benchmark
 from .test_perf import TRUE, shells
 from .test_perf_sched import SCHED
 
@@ -20,12 +20,7 @@ PARAMS = TRUE.model_copy(update={"sched": SCHED, "path": "vm"})
 
 
 def probe_tails() -> ModuleType:
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "probe_tails.py"
-    spec = importlib.util.spec_from_file_location("probe_tails", path)
-    assert spec is not None and spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench
+    return load_benchmark("probe_tails")
 
 
 def several_exports() -> list:  # type: ignore[type-arg]

@@ -376,13 +376,9 @@ def test_io_density_is_the_density_issue_16_asks_for() -> None:
 
 
 def test_io_density_reads_the_spread_of_a_run(capsys: pytest.CaptureFixture[str]) -> None:
-    import importlib.util
+    from .conftest import load_benchmark
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "io_density.py"
-    spec = importlib.util.spec_from_file_location("io_density", path)
-    assert spec is not None and spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("io_density")
     comp = compare(PRED, MEAS)
     rows = bench.io_rows(spread_table(comp, MEAS))
     assert set(rows.metric) == {"write_iops"}  # allocated_bytes is no I/O figure
