@@ -175,6 +175,11 @@ class SchedParams(_Frozen):
 
     cores: int = Field(ge=1)
     slice_s: float = Field(gt=0)
+    queues: Literal["per-core", "one"] = Field(
+        default="per-core", description="how the cores are scheduled: ``per-core``, as Linux "
+        "6.18 does (EEVDF on a queue per core, lags kept through sleeps, wake-up preemption, "
+        "the tick: sim.perf.eevdf); ``one``, the model before 2026-12-06 (one queue for every "
+        "core by vruntime, no lag kept: sim.perf.sched), kept for comparisons")
     issuer_io_s: float = Field(ge=0)
     issuer_wake_s: float = Field(ge=0)
     server_io_s: float = Field(ge=0)

@@ -1,6 +1,7 @@
 """One host of the calibrated I/O model in SimPy: the path's stages (the host's, or each VM's
-own), the device, the image files' locks and its cores (``sim.perf.sched``); ``sim.perf.perf``
-describes the whole model."""
+own), the device, the image files' locks and its cores (``sim.perf.eevdf``, a queue per core;
+``sim.perf.sched`` with ``SchedParams.queues: one``); ``sim.perf.perf`` describes the whole
+model."""
 
 from __future__ import annotations
 
@@ -13,7 +14,11 @@ import numpy as np
 import simpy
 
 from .demand import Demand, PerfModel
+from .eevdf import EevdfTask, Runqueues
 from .sched import Cores, Task
+
+#: a process on the host's cores, of either scheduler
+AnyTask = Task | EevdfTask
 
 Process = Generator[simpy.Event, Any, None]
 
@@ -228,9 +233,12 @@ class Host:
         self._locks: dict[int, FileLock] = {}
         # the host's cores, shared by every VM's issuer and server (sim.perf.sched)
         sched = model.p.sched
-        self.cores = Cores(env, sched.cores, sched.slice_s) if sched is not None else None
-        self._tasks: dict[int, tuple[Task, Task]] = {}
-        self._kernel: Task | None = None
+        self.cores: Runqueues | Cores | None = None
+        if sched is not None:
+            self.cores = (Runqueues(env, sched.cores, sched.slice_s)
+                          if sched.queues == "per-core" else Cores(env, sched.cores, sched.slice_s))
+        self._tasks: dict[int, tuple[AnyTask, AnyTask]] = {}
+        self._kernel: AnyTask | None = None
         #: keep every task's waits for a core and turns (``Task.record``)
         self.record_turns = _recording is not None
         #: each VM's name by its disk (``label``): who a task serves, for a reader of turns
@@ -242,20 +250,26 @@ class Host:
         """The VM whose disk is ``image`` is called ``name``."""
         self.names[id(image)] = name
 
-    def tasks(self, image: object) -> tuple[Task, Task]:
+    def _task(self, wake_s: float, pin: int | None = None) -> AnyTask:
+        """A process on the host's cores, of their scheduler."""
+        if isinstance(self.cores, Runqueues):
+            return EevdfTask(self.env, self.cores, wake_s, pin=pin)
+        assert self.cores is not None
+        return Task(self.env, self.cores, wake_s)
+
+    def tasks(self, image: object) -> tuple[AnyTask, AnyTask]:
         """The issuer and the server of the VM whose disk is ``image``."""
         key = id(image)
         if key not in self._tasks:
             s = self.model.p.sched
             assert s is not None and self.cores is not None
-            self._tasks[key] = (Task(self.env, self.cores, s.issuer_wake_s),
-                                Task(self.env, self.cores, s.server_wake_s))
+            self._tasks[key] = (self._task(s.issuer_wake_s), self._task(s.server_wake_s))
             if self.record_turns:
                 for task in self._tasks[key]:
                     task.record = ([], [])
         return self._tasks[key]
 
-    def named_tasks(self) -> list[tuple[str, Task]]:
+    def named_tasks(self) -> list[tuple[str, AnyTask]]:
         """Every task made so far, named ``VM:fio`` (the issuer), ``VM:main`` (the server)
         by its VM's name (``label``; ``?`` for a disk not labelled), and ``kernel``."""
         out = [(f"{self.names.get(key, '?')}:{kind}", task)
@@ -263,7 +277,7 @@ class Host:
                for kind, task in zip(("fio", "main"), pair, strict=True)]
         return out + ([("kernel", self._kernel)] if self._kernel is not None else [])
 
-    def all_tasks(self) -> list[tuple[Task, Task]]:
+    def all_tasks(self) -> list[tuple[AnyTask, AnyTask]]:
         """Every VM's (issuer, server) made so far, in the order of their first I/O."""
         return list(self._tasks.values())
 
@@ -276,13 +290,14 @@ class Host:
             self._paths[key] = [Stage(self.env) for _ in self.shares]
         return self._paths[key]
 
-    def kernel(self) -> Task:
+    def kernel(self) -> AnyTask:
         """The host's kernel as one more process on its cores: the CPU an I/O's data costs
         outside fio and qemu-nbd (the disk's completions in softirq, kworkers), one queue for
         the host's one disk (a virtio disk of one queue interrupts one core)."""
         if self._kernel is None:
-            assert self.cores is not None
-            self._kernel = Task(self.env, self.cores, 0.0)
+            # pinned to the core that takes the disk's interrupts (the first), with a queue per
+            # core
+            self._kernel = self._task(0.0, pin=0)
             if self.record_turns:
                 self._kernel.record = ([], [])
         return self._kernel

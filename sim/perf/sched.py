@@ -1,4 +1,10 @@
-"""The host's cores and the processes on the I/O path that share them: Linux's EEVDF scheduler.
+"""The host's cores and the processes on the I/O path that share them, one queue for all cores.
+
+The model's scheduler until 2026-12-06, kept for comparisons (``SchedParams.queues: one``):
+the host's scheduler is now :mod:`sim.perf.eevdf` (a queue per core, lags kept through
+sleeps, wake-up preemption and the tick, as Linux 6.18 has them), which the stored density
+and held-out sessions of 2026-12-05 refitted closer to the machine (docs/io-model.md, "A
+queue per core"). What follows is this module's model, as it was written.
 
 Every VM's I/O goes through two processes of the host (per VM: the *issuer*, fio here and a
 vCPU in production, and the *server*, qemu-nbd here and an iothread in production), and every
