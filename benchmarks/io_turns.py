@@ -3,7 +3,7 @@ per I/O, for how long, and how long it waited for a core each time, from the ker
 scheduler statistics (``/proc/PID/task/TID/schedstat``: CPU time, time spent runnable but
 waiting, turns on a core).
 
-The model (``sim.perf.sched``) gives each VM two processes, an issuer and a server, which
+The model (``sim.perf.eevdf``) gives each VM two processes, an issuer and a server, which
 batch the I/Os that queued while they waited and keep a core for up to a slice. This measures
 what the real ones do, through qemu-nbd (``--cache=none --aio=threads``, as the real backend
 runs it) with fio's nbd engine, 4 KiB random reads of a raw file per export:

@@ -50,7 +50,7 @@ class _Frozen(BaseModel):
 class Turns(_Frozen):
     """How one kind of thread served a probe's I/Os on the host's cores, from the kernel's
     scheduler statistics (``/proc/PID/task/TID/schedstat``) over fio's run, ramp included:
-    evidence for the host scheduler (``sim.perf.sched``, whose processes batch the I/Os that
+    evidence for the host scheduler (``sim.perf.eevdf``, whose processes batch the I/Os that
     queued and keep a core for up to a slice, where qemu-nbd's threads run some 10 to 60 us a
     turn, one to a few turns per I/O: benchmarks/io_turns.py), not used by the model yet."""
 
@@ -166,12 +166,13 @@ def _in_bytes(table: Sequence[tuple[Any, ...]], length: float, width: int) -> tu
 
 
 class SchedParams(_Frozen):
-    """The host scheduler (``sim.perf.sched``): the host's cores shared by two processes per VM
-    on the I/O path, the *issuer* (fio; a vCPU in production) and the *server* (qemu-nbd; an
-    iothread), in time slices. Each process spends ``*_io_s`` of CPU per I/O, half as the
-    request goes and half as it returns, and ``*_wake_s`` each time it wakes from sleep (one
-    wake-up serves every I/O that queued meanwhile). Measured by the calibration probes'
-    ``issuer_cpu_s`` and ``server_cpu_s``; the slice is the kernel's default."""
+    """The host scheduler (``sim.perf.eevdf``; ``sim.perf.sched`` with ``queues: one``): the
+    host's cores shared by two processes per VM on the I/O path, the *issuer* (fio; a vCPU in
+    production) and the *server* (qemu-nbd; an iothread), in time slices. Each process spends
+    ``*_io_s`` of CPU per I/O, half as the request goes and half as it returns, and
+    ``*_wake_s`` each time it wakes from sleep (one wake-up serves every I/O that queued
+    meanwhile). Measured by the calibration probes' ``issuer_cpu_s`` and ``server_cpu_s``;
+    the slice is the kernel's default."""
 
     cores: int = Field(ge=1)
     slice_s: float = Field(gt=0)
@@ -372,7 +373,7 @@ class PerfParams(_Frozen):
 
     sched: SchedParams | None = Field(
         default=None, description="the host's cores shared by the processes on the I/O path "
-        "(sim.perf.sched): their CPU is taken out of the path's time; None (profiles made "
+        "(sim.perf.eevdf): their CPU is taken out of the path's time; None (profiles made "
         "before it, or probes without CPU figures): no CPU stage")
     device_interference: float | None = Field(
         default=None, ge=0, le=1, description="how much of a large job's queue a small read "

@@ -31,7 +31,7 @@ and the model is fitted to it with one of two parameters, by which way it missed
   ``alloc_shared`` of the round is work on the stages, the rest waiting that holds only its
   image's lock. Fitted where the model replays the probe too slow and making the round wait
   is enough; if it is not, the round waits whole and ``alloc_bw`` is fitted too. On a host
-  with a scheduler (``sim.perf.sched``) the round waits whole from the start: a first write's
+  with a scheduler (``sim.perf.eevdf``) the round waits whole from the start: a first write's
   CPU, its processes' and the kernel's, is served on the cores, and what is left of the round
   holds only its image's lock (as shared work, it queued every VM's I/Os behind the
   allocating ones at density: io-density's 4 KiB first writers 66% slow); only ``alloc_bw``

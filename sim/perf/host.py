@@ -231,7 +231,7 @@ class Host:
         self.on_path = model.p.transfer_on_path
         self.queue = Stage(env)  # the device in arrival order
         self._locks: dict[int, FileLock] = {}
-        # the host's cores, shared by every VM's issuer and server (sim.perf.sched)
+        # the host's cores, shared by every VM's issuer and server (sim.perf.eevdf)
         sched = model.p.sched
         self.cores: Runqueues | Cores | None = None
         if sched is not None:

@@ -1,4 +1,4 @@
-"""The host scheduler's parameters (``sim.perf.sched``) from the calibration probes.
+"""The host scheduler's parameters (``sim.perf.eevdf``) from the calibration probes.
 
 The costs are measured, not fitted: every probe records the CPU its I/Os took, of fio (the
 issuer) and of qemu-nbd (the server) (``Probe.issuer_cpu_s``, ``server_cpu_s``). A process's
