@@ -174,6 +174,25 @@ class Lease:
                                     if (f["parent"], f["name"]) != where]
             self._write()
 
+    def add_dir(self, path: Path) -> None:
+        """A directory the run just made outside its trees (the null export's socket
+        directory: a UNIX socket's path must be short, so it is under ``$TMPDIR``): a run
+        killed before it removes it leaves it, and the tools that name it, to gc."""
+        st = os.stat(path, follow_symlinks=False)
+        with self._lock:
+            self.record.setdefault("dirs", []).append({
+                "parent": os.path.realpath(path.parent), "name": path.name, "dev": st.st_dev,
+                "ino": st.st_ino})
+            self._write()
+
+    def drop_dir(self, path: Path) -> None:
+        """The directory at ``path`` was removed, its tools stopped."""
+        where = (os.path.realpath(path.parent), path.name)
+        with self._lock:
+            self.record["dirs"] = [d for d in self.record.get("dirs", [])
+                                   if (d["parent"], d["name"]) != where]
+            self._write()
+
     def release(self) -> None:
         """The run ended and removed what it held."""
         (registry() / f"{self.token}.json").unlink(missing_ok=True)
@@ -250,6 +269,9 @@ def collect(record: dict[str, Any]) -> list[str]:
     for f in record.get("files", []):  # a partial file inside a run directory gc keeps
         if unlink_recorded(f["parent"], f["name"], f["dev"], f["ino"]):
             done.append(f"removed {f['parent']}/{f['name']}")
+    for d in record.get("dirs", []):  # a socket's directory, its server stopped above
+        if remove_recorded(d["parent"], d["name"], d["dev"], d["ino"]):
+            done.append(f"removed {d['parent']}/{d['name']}")
     missed = 0
     for t in record["trees"]:
         where = f"{t['parent']}/{t['name']}"
@@ -316,7 +338,12 @@ def _needles(record: dict[str, Any]) -> list[bytes]:
     for t in record["trees"]:
         out.append(t["fd_path"].encode())
         out.append(f"{t['parent']}/{t['name']}/".encode())
-    return out
+    return out + _real_dirs(record)
+
+
+def _real_dirs(record: dict[str, Any]) -> list[bytes]:
+    """The run's directories outside its trees, by their real paths, as tools name them."""
+    return [f"{d['parent']}/{d['name']}/".encode() for d in record.get("dirs", [])]
 
 
 def _stop_processes(record: dict[str, Any]) -> list[int]:
@@ -326,7 +353,7 @@ def _stop_processes(record: dict[str, Any]) -> list[int]:
     qemu-nbd and fio so, measured), and is left alone; one that names a tree by its real
     path is the dead run's whoever holds the pid."""
     needles = _needles(record)
-    real = [f"{t['parent']}/{t['name']}/".encode() for t in record["trees"]]
+    real = [f"{t['parent']}/{t['name']}/".encode() for t in record["trees"]] + _real_dirs(record)
     heir = start_ticks(int(record["pid"]))  # the pid's present holder (the run is dead)
     pids = []
     for pid, argv in process_cmdlines():

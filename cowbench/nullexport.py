@@ -45,8 +45,17 @@ def null_export(disk_size: int, log: RawLog, name: str) -> Iterator[str]:
     The socket lives in a short temporary directory (a UNIX socket's path is at most 107
     bytes; a run's ``raw/`` may be deeper); qemu-nbd's record lands under ``raw/`` as every
     command's (``argv.json``, ``stdout``, ``stderr``, and once it is stopped ``returncode``)."""
+    from .lease import Lease
+
     out = log.new_dir(f"qemu-nbd-null-{name}")
+    # in the run's lease before qemu-nbd starts: a run killed (a sweep's worker, SIGTERM to its
+    # group) leaves its server, which names this directory, to be stopped and the directory
+    # removed by whoever collects the lease (the sweep's client, or gc), not to the server's
+    # own exit on its parent's death, which comes when it comes
+    lease = log.lease if isinstance(log.lease, Lease) else None
     sock_dir = Path(tempfile.mkdtemp(prefix=NULL_SOCKET_PREFIX))
+    if lease is not None:
+        lease.add_dir(sock_dir)
     sock = sock_dir / "null.sock"
     argv = [which("qemu-nbd"), "-k", str(sock), "-t", "-e", "0",
             "--image-opts", f"driver=null-co,size={disk_size}"]
@@ -73,6 +82,8 @@ def null_export(disk_size: int, log: RawLog, name: str) -> Iterator[str]:
                     atomic_write_text(out / "returncode", f"{proc.returncode}\n", fsync=False)
             finally:
                 shutil.rmtree(sock_dir, ignore_errors=True)
+                if lease is not None:
+                    lease.drop_dir(sock_dir)
 
 
 def _wait_listening(proc: subprocess.Popen[bytes], sock: Path, argv: list[str], out: Path,
