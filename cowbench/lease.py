@@ -243,10 +243,12 @@ def _leases() -> list[dict[str, Any]]:
 
 def left_behind(record: dict[str, Any]) -> list[str]:
     """What a dead lease's run left that ``cowbench gc`` would remove (``3 directories``,
-    ``1 mount(s)``, ``1 partial file(s)``); empty when it left nothing."""
+    ``1 mount(s)``, ``1 partial file(s)``, ``1 socket directory(ies)``); empty when it left
+    nothing."""
     counts = ((len(record.get("trees", [])), "directories"),
               (len(record.get("mounts", [])), "mount(s)"),
-              (len(record.get("files", [])), "partial file(s)"))
+              (len(record.get("files", [])), "partial file(s)"),
+              (len(record.get("dirs", [])), "socket directory(ies)"))
     return [f"{n} {what}" for n, what in counts if n]
 
 

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from cowbench.lease import collect, dead_leases
+from cowbench.lease import collect, dead_leases, left_behind
 
 from .conftest import needs_tools, processes_mentioning
 
@@ -55,6 +55,7 @@ def test_a_killed_runs_null_export_directory_is_in_its_lease_and_collected(
     (record,) = [r for r in dead_leases() if r["token"] == "null-test"]
     assert [d["name"] for d in record["dirs"]] == [sock_dir.name]
     assert sock_dir.is_dir()  # the run could not remove it: killed outright
+    assert "1 socket directory(ies)" in left_behind(record)  # what every command reports
     done = collect(record)
     assert f"removed {sock_dir}" in done, done
     assert not sock_dir.exists()
