@@ -159,38 +159,36 @@ class Lease:
         """A file the run just made at ``path`` and will complete or remove itself (fio's
         partial JSON): a run killed before leaves it to gc, which unlinks it if it is still
         that file (its name, device and inode)."""
-        st = os.stat(path, follow_symlinks=False)
-        with self._lock:
-            self.record.setdefault("files", []).append({
-                "parent": os.path.realpath(path.parent), "name": path.name, "dev": st.st_dev,
-                "ino": st.st_ino})
-            self._write()
+        self._add("files", path)
 
     def drop_file(self, path: Path) -> None:
         """The file at ``path`` was completed (renamed) or removed."""
-        where = (os.path.realpath(path.parent), path.name)
-        with self._lock:
-            self.record["files"] = [f for f in self.record.get("files", [])
-                                    if (f["parent"], f["name"]) != where]
-            self._write()
+        self._drop("files", path)
 
     def add_dir(self, path: Path) -> None:
         """A directory the run just made outside its trees (the null export's socket
         directory: a UNIX socket's path must be short, so it is under ``$TMPDIR``): a run
         killed before it removes it leaves it, and the tools that name it, to gc."""
+        self._add("dirs", path)
+
+    def drop_dir(self, path: Path) -> None:
+        """The directory at ``path`` was removed, its tools stopped."""
+        self._drop("dirs", path)
+
+    def _add(self, key: str, path: Path) -> None:
+        """``path`` in the record's ``key`` list, by its real parent, name, device and inode."""
         st = os.stat(path, follow_symlinks=False)
         with self._lock:
-            self.record.setdefault("dirs", []).append({
+            self.record.setdefault(key, []).append({
                 "parent": os.path.realpath(path.parent), "name": path.name, "dev": st.st_dev,
                 "ino": st.st_ino})
             self._write()
 
-    def drop_dir(self, path: Path) -> None:
-        """The directory at ``path`` was removed, its tools stopped."""
+    def _drop(self, key: str, path: Path) -> None:
         where = (os.path.realpath(path.parent), path.name)
         with self._lock:
-            self.record["dirs"] = [d for d in self.record.get("dirs", [])
-                                   if (d["parent"], d["name"]) != where]
+            self.record[key] = [e for e in self.record.get(key, [])
+                                if (e["parent"], e["name"]) != where]
             self._write()
 
     def release(self) -> None:

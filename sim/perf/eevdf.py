@@ -346,10 +346,6 @@ class EevdfTask:
         self._wake_left = 0.0
         self._started = self._t = self._asked = 0.0
 
-    @property
-    def vruntime(self) -> float:
-        return self.v
-
     def run(self, seconds: float, wake_s: float | None = None) -> simpy.Event:
         """An event that fires once the process has run ``seconds`` of CPU for the caller;
         ``wake_s``: what waking for it costs if the process sleeps when it comes (else the
