@@ -6,7 +6,8 @@ waiting, turns on a core).
 The model (``sim.perf.eevdf``) gives each VM two processes, an issuer and a server, which
 batch the I/Os that queued while they waited and keep a core for up to a slice. This measures
 what the real ones do, through qemu-nbd (``--cache=none --aio=threads``, as the real backend
-runs it) with fio's nbd engine, 4 KiB random reads of a raw file per export:
+runs it; ``--aio native`` for qemu-nbd without its pool of threads) with fio's nbd engine,
+4 KiB random reads of a raw file per export:
 
 - ``alone-qd1``, ``alone-qd32``: one export, fio at iodepth 1, then 32;
 - ``contended``: the calibration's contention probe (``real.measure.calibrate``): a reader at
@@ -36,8 +37,17 @@ request (the block layer's issue to completion): what makes a tail, which the su
 Recording costs the cores a few per cent while it runs, and formatting the text some seconds
 once each run is over.
 
+Every qemu-nbd and every fio job is a session of its own (the real backend starts them so, and
+fio's jobs call ``setsid()``), so where the kernel groups each session's processes
+(``/proc/sys/kernel/sched_autogroup_enabled``, printed first) each is scheduled as a group of
+its own, as a cgroup per VM would be: qemu-nbd's threads share one process's weight. Measured
+here on 2026-12-06 (``four-qd4``, 6 s runs): with the pool (``--aio threads``) 25-28k IOPS in
+all, p99 3.6-5.1 ms; without it (``--aio native``) 35-37k, p99 1.2-1.4 ms; with the pool and
+the kernel's grouping off, 30-32k, p99 1.2-1.5 ms (docs/io-model.md, "The tail of a crowded
+host").
+
     .venv/bin/python benchmarks/io_turns.py [--rounds 3] [--seconds 4] [--settings NAME ...]
-                                            [--trace]
+                                            [--aio threads|native] [--trace]
 """
 
 from __future__ import annotations
@@ -229,8 +239,8 @@ def between(before: Readings, after: Readings, nbd_pid: int) -> dict[str, Scheds
     return {"fio": fio, "nbd-main": main, "nbd-pool": pool}
 
 
-def run_setting(tmp: Path, name: str, seconds: float, k: int,
-                trace: Trace | None = None) -> tuple[list[dict[str, float]], Analysis | None]:
+def run_setting(tmp: Path, name: str, seconds: float, k: int, trace: Trace | None = None,
+                aio: str = "threads") -> tuple[list[dict[str, float]], Analysis | None]:
     """One run of setting ``name``: per export, its job's figures; with ``trace``, the
     kernel's record of the window's first seconds, each thread counted as its job's
     (``JOB:fio``, ``JOB:nbd-main``, ``JOB:nbd-pool``, ``JOB`` the job's label)."""
@@ -246,7 +256,7 @@ def run_setting(tmp: Path, name: str, seconds: float, k: int,
                      "-b", str(tmp / f"f{i}.raw"), "-F", "raw", str(image), "1G"])
             else:
                 image, fmt = tmp / f"f{i}.raw", "raw"
-            nbd = NbdExport(image, fmt, tmp, f"{name}-{k}-{i}")
+            nbd = NbdExport(image, fmt, tmp, f"{name}-{k}-{i}", aio=aio)
             stack.callback(nbd.stop)
             nbds.append(nbd.launch())
         for nbd in nbds:
@@ -394,6 +404,16 @@ def trace_table(traces: dict[str, list[Analysis]]) -> str:
     return "\n".join(lines)
 
 
+def autogroup() -> str:
+    """``yes`` or ``no``: whether the kernel schedules each session's processes as a group
+    (``/proc/sys/kernel/sched_autogroup_enabled``); ``unknown`` where it cannot say."""
+    try:
+        value = Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip()
+    except OSError:
+        return "unknown"
+    return {"1": "yes", "0": "no"}.get(value, "unknown")
+
+
 def cell(xs: list[float], fmt: str) -> str:
     return f"{format(statistics.median(xs), fmt)} ({format(min(xs), fmt)}-{format(max(xs), fmt)})"
 
@@ -406,6 +426,9 @@ def main(argv: list[str] | None = None) -> int:
                     "on the model and print its processes' turns")
     ap.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS),
                     help="the settings to run (all by default)")
+    ap.add_argument("--aio", choices=("threads", "native"), default="threads",
+                    help="qemu-nbd's --aio: threads (its pool of threads, as the real backend "
+                    "runs it) or native (Linux AIO from its main thread, no pool)")
     ap.add_argument("--trace", action="store_true",
                     help="also record the kernel's scheduler and block events (tracefs, root) "
                     "for up to 1 s of each run's window and print each kind of thread's "
@@ -429,11 +452,13 @@ def main(argv: list[str] | None = None) -> int:
             with open(tmp / f"f{i}.raw", "wb") as f:
                 for _ in range(FILE_BYTES // MiB):
                     f.write(os.urandom(MiB))
+        print(f"qemu-nbd --aio={args.aio}; the kernel groups each session's processes "
+              f"(sched_autogroup_enabled): {autogroup()}", flush=True)
         for k in range(args.rounds):
             print(f"round {k + 1} at {time.strftime('%H:%M:%S', time.gmtime())} UTC, load "
                   f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
             for name in args.settings:
-                rows, traced = run_setting(tmp, name, args.seconds, k, trace)
+                rows, traced = run_setting(tmp, name, args.seconds, k, trace, args.aio)
                 results[name].append(rows)
                 if traced is not None:
                     traces[name].append(traced)
