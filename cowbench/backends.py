@@ -93,8 +93,9 @@ class Backend(ABC):
         and mounts is recorded in ``lease`` (``cowbench.lease``)."""
         raise self._lacks("execute a scenario")
 
-    def probe_settings(self, matrix: str, exports: int) -> Any:
-        """The settings of a calibration's probe matrix (a dataclass with ``as_dict()``)."""
+    def probe_settings(self, matrix: str, exports: int, aio: str = "threads") -> Any:
+        """The settings of a calibration's probe matrix (a dataclass with ``as_dict()``),
+        its exports served by qemu-nbd with ``--aio=aio``."""
         raise self._lacks("measure calibration probes")
 
     def measure_probes(self, directory: Path, settings: Any,

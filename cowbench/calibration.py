@@ -35,15 +35,16 @@ def _load() -> list[float]:
 
 def measure_profile(directory: Path, matrix: Matrix, exports: int = 4,
                     runtime: float | None = None, rounds: int | None = None,
-                    progress: Progress | None = None) -> Profile:
-    """Probe the storage under ``directory``, fit the model, and return the profile (keyed
-    by the storage's fingerprint); nothing is left in ``directory``."""
+                    progress: Progress | None = None, aio: str = "threads") -> Profile:
+    """Probe the storage under ``directory`` through qemu-nbd exports with ``--aio=aio``,
+    fit the model, and return the profile (keyed by the storage's fingerprint and, other
+    than ``threads``, ``aio``); nothing is left in ``directory``."""
     real, model = get_backend("real"), get_backend("sim")
     measure, settings = real.measure_probes, real.probe_settings
     fit, fit_rows = model.fit, model.fit_rows
 
     directory = Path(os.path.abspath(directory))
-    s = settings(matrix, exports)
+    s = settings(matrix, exports, aio)
     if runtime is not None:
         s = replace(s, runtime_s=runtime, ramp_s=min(s.ramp_s, runtime / 4))
     if rounds is not None:
@@ -64,12 +65,13 @@ def measure_profile(directory: Path, matrix: Matrix, exports: int = 4,
     return Profile(created=created, duration_s=round(duration, 1), matrix=matrix,
                    dir=str(directory), host=host_facts(directory), tools=tool_versions(),
                    settings=s.as_dict(), load_before=load_before, load_after=load_after,
-                   probes=probes, params=params, fit=rows, fingerprint=fingerprint(directory))
+                   probes=probes, params=params, fit=rows,
+                   fingerprint=fingerprint(directory, aio))
 
 
 def calibrate(directory: Path, out: Path, matrix: Matrix, exports: int,
               runtime: float | None = None, rounds: int | None = None,
-              progress: Progress | None = None) -> Profile:
-    prof = measure_profile(directory, matrix, exports, runtime, rounds, progress)
+              progress: Progress | None = None, aio: str = "threads") -> Profile:
+    prof = measure_profile(directory, matrix, exports, runtime, rounds, progress, aio)
     atomic_write_text(out, profile_json(prof))
     return prof

@@ -430,6 +430,10 @@ def calibrate(
     rounds: Annotated[int | None, typer.Option(help="Times the whole matrix runs (default "
                       "3); each probe's figures are its medians over the rounds.",
                       min=ROUNDS[0], max=ROUNDS[1])] = None,
+    aio: Annotated[str, typer.Option(help="qemu-nbd's --aio for the probes' exports: "
+                   "threads (its pool of threads: qemu's default, and the real backend's), "
+                   "native or io_uring; a profile predicts scenarios whose real.aio is the "
+                   "same.")] = "threads",
     force: Annotated[bool, typer.Option(help="Replace an existing profile.")] = False,
 ) -> None:
     """Measure the storage under DIR with a fio probe matrix through qemu-nbd, fit the I/O
@@ -445,6 +449,8 @@ def calibrate(
         raise UsageError("calibrate needs --dir and --out (or --check PROFILE)")
     if matrix not in ("quick", "short", "long"):
         raise UsageError(f"--matrix must be quick, short or long, not {matrix!r}")
+    if aio not in ("threads", "native", "io_uring"):
+        raise UsageError(f"--aio must be threads, native or io_uring, not {aio!r}")
     if out_path.exists() and not force:
         raise UsageError(f"--out {out_path}: exists (use --force to replace it)")
     if not out_path.parent.is_dir():
@@ -455,10 +461,11 @@ def calibrate(
             bar.update(task, description=msg, completed=i, total=n)
 
         prof = do_calibrate(dir, out_path, matrix, exports,  # type: ignore[arg-type]
-                            runtime=runtime, rounds=rounds, progress=step)
+                            runtime=runtime, rounds=rounds, progress=step, aio=aio)
     print_profile(prof, out)
     out.print(f"profile: {bold(out_path)} ({len(prof.probes)} probes in "
-              f"{format_duration(prof.duration_s)})", soft_wrap=True)
+              f"{format_duration(prof.duration_s)}, through qemu-nbd --aio={aio})",
+              soft_wrap=True)
 
 
 def _check_profile(profile: Path, where: Path | None) -> None:

@@ -214,7 +214,8 @@ def measure_drift(path: Path, profile: Profile, chosen: list[tuple[Probe, list[s
     the profile's settings) and return the block of the module docstring."""
     real = get_backend("real")
     s = profile.settings
-    settings = replace(real.probe_settings(profile.matrix, int(s.get("max_exports", 4))),
+    settings = replace(real.probe_settings(profile.matrix, int(s.get("max_exports", 4)),
+                                           str(s.get("aio", "threads"))),
                        runtime_s=float(s["runtime_s"]), ramp_s=float(s["ramp_s"]),
                        span=int(s["span_bytes"]), rounds=rounds)
     t0 = time.monotonic()

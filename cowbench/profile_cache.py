@@ -52,20 +52,26 @@ def existing_ancestor(path: Path) -> Path:
     return p
 
 
-def fingerprint(storage: Path) -> dict[str, Any]:
+def fingerprint(storage: Path, aio: str = "threads") -> dict[str, Any]:
     """What keys a profile of the storage under ``storage`` on this machine (see the module
-    docstring); ``storage`` may not exist yet (its nearest existing parent is looked at)."""
+    docstring); ``storage`` may not exist yet (its nearest existing parent is looked at).
+    ``aio``: qemu-nbd's ``--aio`` of the probes' exports, kept (and keying) only when it is
+    not qemu's default, ``threads``, so that the keys of the profiles made before it stay."""
     where = existing_ancestor(storage)
     fs_type, source = filesystem_of(where)
     st_dev = os.stat(where).st_dev
     return {"hostname": socket.gethostname(), "kernel": platform.release(),
             "cpu_count": os.cpu_count(), "fs_type": fs_type,
             "device": f"{source} ({os.major(st_dev)}:{os.minor(st_dev)})",
-            "qemu-img": tool_version("qemu-img"), "fio": tool_version("fio")}
+            "qemu-img": tool_version("qemu-img"), "fio": tool_version("fio")} | (
+                {} if aio == "threads" else {"aio": aio})
 
 
 def fingerprint_key(fp: dict[str, Any]) -> str:
-    blob = json.dumps({k: fp.get(k) for k in FINGERPRINT_KEYS}, sort_keys=True)
+    keyed = {k: fp.get(k) for k in FINGERPRINT_KEYS}
+    if fp.get("aio", "threads") != "threads":  # only then: the older keys stay as they were
+        keyed["aio"] = fp["aio"]
+    blob = json.dumps(keyed, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

@@ -147,10 +147,10 @@ class RealBackend(Backend):
         return execute(scenario, work, log, run_id=run_id, progress=progress, seed=seed,
                        step_done=step_done, integrity=integrity, lease=lease)
 
-    def probe_settings(self, matrix: str, exports: int) -> Settings:
+    def probe_settings(self, matrix: str, exports: int, aio: str = "threads") -> Settings:
         from real.measure import calibrate  # a calibration's, not a run's
 
-        return calibrate.settings(matrix, exports)  # type: ignore[arg-type]
+        return calibrate.settings(matrix, exports, aio)  # type: ignore[arg-type]
 
     def measure_probes(self, directory: Path, settings: Any,
                        progress: Any = None, lease: Lease | None = None) -> list[Probe]:

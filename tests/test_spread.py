@@ -423,7 +423,7 @@ def test_the_python_run_takes_repeat_as_the_command_does(tmp_path: Path) -> None
     assert not (tmp_path / "r").exists()
 
 
-def _with_profile(tmp_path: Path) -> tuple[object, Path]:
+def _with_profile(tmp_path: Path, **settings: object) -> tuple[object, Path]:
     from cowbench.profile import Profile, profile_json
     from cowbench.resolve import with_profile
 
@@ -432,7 +432,7 @@ def _with_profile(tmp_path: Path) -> tuple[object, Path]:
     prof = Profile(created="2026-12-02T00:00:00+00:00", duration_s=1.0, matrix="quick",
                    dir=str(tmp_path), host={}, tools={}, settings={
                        "runtime_s": 0.2, "ramp_s": 0.05, "span_bytes": 1 << 27,
-                       "max_exports": 4}, probes=PROBES, params=TRUE)
+                       "max_exports": 4, **settings}, probes=PROBES, params=TRUE)
     path = tmp_path / "p.json"
     path.write_text(profile_json(prof))
     return with_profile(parse_scenario(small_dict()), path, "s.yaml"), path
@@ -465,6 +465,29 @@ def test_a_drift_probe_that_fails_leaves_the_reason_and_an_interrupt_stops_the_r
     monkeypatch.setattr(real, "measure_again", interrupted)
     with pytest.raises(Interrupted):
         run_drift(s, tmp_path)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("settings, aio", [({}, "threads"), ({"aio": "native"}, "native")])
+def test_the_drift_probes_go_through_the_profiles_aio(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: dict[str, str],
+        aio: str) -> None:
+    """The probes measured again are exported as the profile's were (qemu-nbd's --aio;
+    threads for a profile that does not say), not as qemu's default."""
+    from cowbench.backends import get_backend
+    from cowbench.drift import run_drift
+    from cowbench.errors import ToolError
+
+    s, _ = _with_profile(tmp_path, **settings)
+    real = get_backend("real")
+    seen: list[str] = []
+
+    def recording(directory: Path, got: object, *a: object) -> None:
+        seen.append(got.aio)  # type: ignore[attr-defined]
+        raise ToolError(["fio"], 1, "", "stop here")
+
+    monkeypatch.setattr(real, "measure_again", recording)
+    assert run_drift(s, tmp_path)["measured"] is False  # type: ignore[arg-type]
+    assert seen == [aio]
 
 
 def test_drift_says_how_much_of_the_cores_the_hypervisor_took() -> None:

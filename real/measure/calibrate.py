@@ -114,23 +114,28 @@ class Settings:
     span: int
     exports: int
     rounds: int = 3
+    #: qemu-nbd's ``--aio`` for every export (a scenario's ``real.aio``): ``threads``, its
+    #: pool of threads, is qemu's default and the real backend's
+    aio: Literal["threads", "native", "io_uring"] = "threads"
 
     def as_dict(self) -> dict[str, Any]:
         return {"matrix": self.matrix, "runtime_s": self.runtime_s, "ramp_s": self.ramp_s,
                 "rounds": self.rounds,
                 "span_bytes": self.span, "max_exports": self.exports, "cache": "none",
-                "aio": "threads", "cluster_size": CLUSTER, "ioengine": "nbd",
+                "aio": self.aio, "cluster_size": CLUSTER, "ioengine": "nbd",
                 "l2_miss_probe": {"l2-cache-size": L2_ENTRIES * L2_SLICE,
                                   "l2-cache-entry-size": L2_SLICE}}
 
 
-def settings(matrix: Literal["quick", "short", "long"], exports: int) -> Settings:
+def settings(matrix: Literal["quick", "short", "long"], exports: int,
+             aio: Literal["threads", "native", "io_uring"] = "threads") -> Settings:
     if matrix == "quick":  # what `cowbench run` makes when it finds no profile: see _in_quick
         return Settings(matrix, runtime_s=0.4, ramp_s=0.1, span=1 * GiB, exports=exports,
-                        rounds=2)
+                        rounds=2, aio=aio)
     if matrix == "short":
-        return Settings(matrix, runtime_s=0.8, ramp_s=0.2, span=1 * GiB, exports=exports)
-    return Settings(matrix, runtime_s=2.0, ramp_s=0.5, span=2 * GiB, exports=exports)
+        return Settings(matrix, runtime_s=0.8, ramp_s=0.2, span=1 * GiB, exports=exports,
+                        aio=aio)
+    return Settings(matrix, runtime_s=2.0, ramp_s=0.5, span=2 * GiB, exports=exports, aio=aio)
 
 
 def probe_matrix(s: Settings) -> list[ProbeSpec]:
@@ -521,7 +526,8 @@ def _run_probe(spec: ProbeSpec, images: _Images, work: Path, s: Settings) -> Pro
             for k, (image, fmt, opts) in enumerate(images.export_args(spec)):
                 # trims reach the image only with --discard=unmap (Nova's hw_disk_discard)
                 nbd = NbdExport(image, fmt, work, f"e{k}", image_opts=opts,
-                                discard="unmap" if spec.rw == "randtrim" else "ignore")
+                                discard="unmap" if spec.rw == "randtrim" else "ignore",
+                                aio=s.aio)
                 stack.enter_context(nbd)
                 servers.append(nbd)
             argv = _fio_argv(spec, [n.uri for n in servers], s, out)
