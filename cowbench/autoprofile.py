@@ -91,7 +91,7 @@ def choose_profiles(scenario: Scenario, source: str, backend: str, out: Path, *,
             found = memo[key]
         else:
             found = cached_or_calibrated(storage, calibrate=backend == "both",
-                                         progress=progress, say=say)
+                                         progress=progress, say=say, aio=scenario.real.aio)
             if memo is not None and backend != "both":
                 memo[key] = found
         if found is not None:
@@ -100,10 +100,12 @@ def choose_profiles(scenario: Scenario, source: str, backend: str, out: Path, *,
 
 
 def cached_or_calibrated(storage: Path, *, calibrate: bool, progress: Progress | None,
-                         say: Say | None) -> Path | None:
-    """The cached profile of ``storage`` on this machine; with ``calibrate``, one made now
-    (quick matrix) when none is cached. None when there is none and ``calibrate`` is off."""
-    fp = fingerprint(storage)
+                         say: Say | None, aio: str = "threads") -> Path | None:
+    """The cached profile of ``storage`` on this machine, its probes exported as the run's
+    disks are (qemu-nbd's ``--aio``, the scenario's ``real.aio``); with ``calibrate``, one
+    made now (quick matrix) when none is cached. None when there is none and ``calibrate``
+    is off."""
+    fp = fingerprint(storage, aio)
     hit = lookup(fp)
     if hit is not None or not calibrate:
         return None if hit is None else hit[0]
@@ -117,7 +119,7 @@ def cached_or_calibrated(storage: Path, *, calibrate: bool, progress: Progress |
                 f"({fp['fs_type']} on {fp['device']}, key {fingerprint_key(fp)}): running "
                 "the quick calibration first, kept for the next runs (--uncalibrated skips it)")
         require_tools(("qemu-img", "qemu-nbd", "fio"))  # a missing tool, named as such
-        prof = _quick(where, progress)
+        prof = _quick(where, progress, aio)
         return store(prof.model_copy(update={"fingerprint": fp}))
 
 
@@ -131,11 +133,12 @@ def _labelled(progress: Progress | None, label: str) -> Progress | None:
     return step
 
 
-def _quick(where: Path, progress: Progress | None) -> Profile:
+def _quick(where: Path, progress: Progress | None, aio: str = "threads") -> Profile:
     from .calibration import measure_profile
 
     try:
-        return measure_profile(where, "quick", progress=_labelled(progress, "quick calibration"))
+        return measure_profile(where, "quick", progress=_labelled(progress, "quick calibration"),
+                               aio=aio)
     except UsageError as err:  # no room for the probe images, not writable, ...
         raise UsageError(f"calibrating this machine's storage: {err}; pass --uncalibrated "
                          "or --profile FILE to run without calibrating") from None
@@ -150,6 +153,9 @@ def profiles_for_run(scenario: Scenario, source: str, backend: str, out: Path, *
     ``profile_check``."""
     chosen = choose_profiles(scenario, source, backend, out, profile=profile,
                              uncalibrated=uncalibrated, progress=progress, say=say)
+    if say is not None and backend != "real":  # a real run alone predicts nothing
+        for line in aio_warnings(chosen):
+            say(line)
     if backend != "both" or chosen.fleet is not None:
         return chosen, {"checked": False, "reason": f"--backend {backend}: nothing measured "
                         "here is predicted with a profile"}
@@ -167,6 +173,30 @@ def profiles_for_run(scenario: Scenario, source: str, backend: str, out: Path, *
         found.append(block)
     return chosen, found[0] if len(found) == 1 else {"checked": "per profile",
                                                      "profiles": found}
+
+
+def aio_warnings(scenario: Scenario) -> list[str]:
+    """A warning for each profile the scenario's I/O figures rest on whose probes went
+    through qemu-nbd with another ``--aio`` than the scenario's disks (``real.aio``): the
+    model predicts the profile's kind of export. Measured here (benchmarks/io_turns.py
+    --aio, io-holdout.yaml): a crowded host's p99 latency three to six times longer with
+    qemu-nbd's pool of threads (``threads``) than without (``native``)."""
+    paths = {Path(src) for host in scenario.hosts
+             if (src := host.profile if host.calibrated is not None else
+                 scenario.device.profile if scenario.device.calibrated is not None else None)}
+    out = []
+    for path in sorted(paths):
+        try:
+            aio = str(load_profile(path).settings.get("aio", "threads"))
+        except UsageError:  # read when the scenario was resolved; its check says what broke
+            continue
+        if aio != scenario.real.aio:
+            out.append(f"warning: the calibration profile {path} was measured through "
+                       f"qemu-nbd --aio={aio}, and this scenario exports its disks with "
+                       f"--aio={scenario.real.aio} (real.aio): the predicted I/O is that of "
+                       f"--aio={aio}; `cowbench calibrate --aio {scenario.real.aio}` makes "
+                       "a profile of the scenario's kind")
+    return out
 
 
 def _profile_files(scenario: Scenario, out: Path) -> dict[Path, tuple[Path, list[str]]]:
@@ -255,5 +285,6 @@ def _remake(stale: Profile, where: Path, progress: Progress | None) -> tuple[Pat
     fp = stale.fingerprint
     assert fp is not None
     require_tools(("qemu-img", "qemu-nbd", "fio"))
-    new = _quick(where, progress).model_copy(update={"fingerprint": fp})
+    new = _quick(where, progress, str(stale.settings.get("aio", "threads"))).model_copy(
+        update={"fingerprint": fp})
     return store(new), new

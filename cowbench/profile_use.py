@@ -7,7 +7,8 @@ validation report all come from here. A host's I/O is predicted with its own pro
 device model. The block of one profile::
 
     {"calibrated": true, "path": ..., "source": "cache" | "file", "fingerprint": {...},
-     "created": ..., "age_s": ..., "matrix": "quick", "probes": 27, "duration_s": 80.1,
+     "created": ..., "age_s": ..., "matrix": "quick", "aio": "threads", "probes": 27,
+     "duration_s": 80.1,
      "fit_median_abs_error": {"iops": 0.06, "lat_mean_s": 0.07}}
 
 or ``{"calibrated": false, "reason": ...}``; when the hosts rest on different profiles,
@@ -52,6 +53,7 @@ def profile_block(path: str, now: datetime | None = None) -> dict[str, Any]:
     return {"calibrated": True, "path": path, "source": source,
             "fingerprint": prof.fingerprint, "created": prof.created,
             "age_s": _age_s(prof.created, now), "matrix": prof.matrix,
+            "aio": str(prof.settings.get("aio", "threads")),
             "probes": len(prof.probes), "duration_s": prof.duration_s,
             "fit_median_abs_error": {m: None if v is None else round(v, 4)
                                      for m, v in fit.items()}}

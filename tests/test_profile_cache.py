@@ -56,9 +56,10 @@ def fake_quick(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     """Replaces the quick calibration: records where it was asked to calibrate."""
     calls: list[Path] = []
 
-    def quick(where: Path, progress: object) -> Profile:
+    def quick(where: Path, progress: object, aio: str = "threads") -> Profile:
         calls.append(where)
-        return fake_profile(fingerprint(where))
+        return fake_profile(fingerprint(where, aio)).model_copy(
+            update={"settings": {"aio": aio}})
 
     monkeypatch.setattr(autoprofile, "_quick", quick)
     return calls
@@ -263,6 +264,7 @@ def test_run_json_says_which_profile_the_io_figures_rest_on(tmp_path: Path) -> N
     assert block["calibrated"] is True and block["path"] == str(path)
     assert block["source"] == "cache" and block["matrix"] == "quick"
     assert block["fingerprint"] == fingerprint(tmp_path)
+    assert block["aio"] == "threads"  # a profile that does not say: qemu's default
     assert block["created"] == "2026-12-01T00:00:00+00:00" and block["age_s"] > 0
     assert block["fit_median_abs_error"] == {"iops": 0.05, "lat_mean_s": None}
     text = describe(block)
@@ -322,3 +324,71 @@ def test_the_cli_uses_the_cache_and_refuses_contradictions(tmp_path: Path) -> No
     proc = cowbench("run", str(bad), "--backend", "sim", "--out", str(tmp_path / "d"))
     assert proc.code == 2 and "hosts[0].profile" in proc.stderr
     assert not (tmp_path / "d").exists()
+
+
+# -- qemu-nbd's --aio: a profile predicts the kind of export its probes went through ----------
+
+def test_the_fingerprint_keys_an_aio_other_than_threads_and_older_keys_stay(
+        tmp_path: Path) -> None:
+    """A profile's probes through qemu-nbd --aio=native are another profile of the storage;
+    a fingerprint without the field (every profile made before it) keeps its key."""
+    fp = fingerprint(tmp_path)
+    assert "aio" not in fp and fingerprint(tmp_path, "threads") == fp
+    native = fingerprint(tmp_path, "native")
+    assert native == {**fp, "aio": "native"}
+    assert fingerprint_key({**fp, "aio": "threads"}) == fingerprint_key(fp)
+    assert fingerprint_key(native) != fingerprint_key(fp)
+    assert fingerprint_key(fingerprint(tmp_path, "io_uring")) not in (
+        fingerprint_key(fp), fingerprint_key(native))
+    assert profile_name(native) != profile_name(fp)
+
+
+def test_a_run_calibrates_and_caches_for_its_scenarios_aio(
+        tmp_path: Path, fake_quick: list[Path]) -> None:
+    """A scenario exported with --aio=native is not predicted with the cached profile of
+    --aio=threads: its quick calibration is of its own kind, cached beside the other."""
+    store(fake_profile(fingerprint(tmp_path)).model_copy(update={"settings": {"aio": "threads"}}))
+    s, src = scenario_at(tmp_path, real={"aio": "native"})
+    got = choose_profiles(s, src, "both", tmp_path / "run")
+    assert fake_quick == [tmp_path]
+    native = lookup(fingerprint(tmp_path, "native"))
+    assert native is not None and native[1].settings["aio"] == "native"
+    assert got.hosts[0].profile == str(native[0])
+    assert lookup(fingerprint(tmp_path)) is not None  # the threads one is still there
+    again = choose_profiles(s, src, "both", tmp_path / "run2")
+    assert len(fake_quick) == 1 and again.hosts[0].profile == str(native[0])
+    # a threads scenario still gets the threads profile, without calibrating
+    t, tsrc = scenario_at(tmp_path)
+    assert choose_profiles(t, tsrc, "both", tmp_path / "run3").hosts[0].profile != str(native[0])
+    assert len(fake_quick) == 1
+
+
+@pytest.mark.parametrize("scenario_aio, profile_settings, warned", [
+    ("native", {"aio": "threads"}, "--aio=threads"),
+    ("native", {}, "--aio=threads"),  # a profile made before the field: threads
+    ("threads", {"aio": "native"}, "--aio=native"),
+    ("native", {"aio": "native"}, None),
+    ("threads", {}, None),
+])
+def test_a_run_warns_when_its_profile_went_through_another_aio(
+        tmp_path: Path, scenario_aio: str, profile_settings: dict[str, Any],
+        warned: str | None) -> None:
+    prof = tmp_path / "prof.json"
+    prof.write_text(fake_profile(None).model_copy(
+        update={"settings": profile_settings}).model_dump_json())
+    s, src = scenario_at(tmp_path, real={"aio": scenario_aio})
+    said: list[str] = []
+    autoprofile.profiles_for_run(s, src, "sim", tmp_path / "run", profile=prof,
+                                 say=said.append)
+    hits = [line for line in said if "qemu-nbd" in line]
+    if warned is None:
+        assert hits == []
+    else:
+        assert len(hits) == 1 and str(prof) in hits[0] and warned in hits[0]
+        assert f"--aio={scenario_aio} (real.aio)" in hits[0]
+        assert f"cowbench calibrate --aio {scenario_aio}" in hits[0]
+    # the real backend alone predicts nothing: no warning
+    said.clear()
+    autoprofile.profiles_for_run(s, src, "real", tmp_path / "run", profile=prof,
+                                 say=said.append)
+    assert not [line for line in said if "qemu-nbd" in line]

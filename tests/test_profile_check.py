@@ -30,7 +30,7 @@ from .conftest import needs_tools, small_dict
 from .test_cli import write
 from .test_perf import TRUE
 from .test_profile_cache import OTHER, scenario_at
-from .test_repeat_real import a_profile
+from .test_repeat_real import SETTINGS, a_profile
 
 HOUR_AGO = (datetime.now(UTC) - timedelta(hours=1)).isoformat(timespec="seconds")
 
@@ -95,10 +95,11 @@ def fake_quick(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     """The quick calibration replaced: a profile of OTHER parameters, made now."""
     calls: list[Path] = []
 
-    def quick(where: Path, progress: object) -> Profile:
+    def quick(where: Path, progress: object, aio: str = "threads") -> Profile:
         calls.append(where)
         now = datetime.now(UTC).isoformat(timespec="seconds")
-        return a_profile(where).model_copy(update={"params": OTHER, "created": now})
+        return a_profile(where).model_copy(update={"params": OTHER, "created": now,
+                                                   "settings": {**SETTINGS, "aio": aio}})
 
     monkeypatch.setattr(autoprofile, "_quick", quick)
     return calls
@@ -141,6 +142,21 @@ def test_a_cached_profile_the_machine_moved_away_from_is_remade_once(
     got, block = profiles_for_run(s, src, "both", tmp_path / "run2")
     assert block["checked"] is False and "is not checked" in block["reason"]
     assert len(checked_on) == 1 and len(fake_quick) == 1
+
+
+def test_a_cached_native_profile_is_remade_native(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_quick: list[Path]) -> None:
+    """A moved profile of exports with qemu-nbd --aio=native is made again with the same
+    --aio, under the same key, for the scenario of that kind that used it."""
+    prof = a_profile(tmp_path, fingerprint(tmp_path, "native")).model_copy(
+        update={"created": HOUR_AGO, "settings": {**SETTINGS, "aio": "native"}})
+    path = store(prof)
+    measured_at(monkeypatch, 3.0)
+    s, src = scenario_at(tmp_path, real={"aio": "native"})
+    got, block = profiles_for_run(s, src, "both", tmp_path / "run")
+    assert block["action"] == "remade" and fake_quick == [tmp_path]
+    assert got.hosts[0].profile == str(path)
+    assert load_profile(path).settings["aio"] == "native"
 
 
 def test_a_profile_that_still_describes_the_machine_is_kept(
