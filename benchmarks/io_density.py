@@ -14,9 +14,11 @@ Figures, never asserted: the machine must be quiet (``uptime``), and the spread 
 say how far it was.
 
     .venv/bin/python benchmarks/io_density.py --out results/io-density [--profile P] [--ab]
+                                              [--aio threads|native|io_uring]
 
 ``--ab`` also prints the summary for the same probes refitted without the host scheduler
-(``benchmarks/sched_ab.py``), against the same real runs.
+(``benchmarks/sched_ab.py``), against the same real runs. ``--aio`` calibrates and runs the
+scenario's disks through qemu-nbd with that ``--aio`` (``benchmarks/io_holdout.py``'s).
 """
 
 from __future__ import annotations
@@ -30,6 +32,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+if str(Path(__file__).resolve().parent) not in sys.path:  # loaded by path (the tests)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+from io_holdout import scenario_with_aio  # noqa: E402  (benchmarks/, beside this script)
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = ROOT / "scenarios" / "io-density.yaml"
@@ -95,7 +101,8 @@ def print_drift(run_dir: Path) -> None:
           f"(mean latency); load {drift.get('load')}")
 
 
-def print_without_sched(rows: pd.DataFrame, profile: Path, out: Path) -> None:
+def print_without_sched(rows: pd.DataFrame, profile: Path, out: Path,
+                        scenario: Path = SCENARIO) -> None:
     """With ``--ab``: the summary again for the same probes refitted without the host
     scheduler (``benchmarks/sched_ab.py``), against the same real runs."""
     if json.loads(profile.read_text())["params"].get("sched") is None:
@@ -105,7 +112,7 @@ def print_without_sched(rows: pd.DataFrame, profile: Path, out: Path) -> None:
     subprocess.run([sys.executable, str(ROOT / "benchmarks" / "sched_ab.py"), str(profile),
                     str(blind)], check=True, capture_output=True)
     sim = out / f"sim-without-sched-{time.strftime('%Y%m%d-%H%M%S')}"
-    cowbench("run", str(SCENARIO), "--backend", "sim", "--profile", str(blind), "--out", str(sim))
+    cowbench("run", str(scenario), "--backend", "sim", "--profile", str(blind), "--out", str(sim))
     pred = pd.read_csv(sim / "predicted.csv")
     pred = pred[pred.t_s.isna()].set_index(["entity", "metric"]).value
     other = rows.copy()
@@ -126,16 +133,20 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--ab", action="store_true", help="also summarise the prediction of the "
                     "same probes refitted without the host scheduler, against the same runs")
+    ap.add_argument("--aio", choices=("threads", "native", "io_uring"), default="threads",
+                    help="qemu-nbd's --aio for the calibration and the scenario's disks (a "
+                    "copy of the scenario with real.aio, in --out)")
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
+    scenario = scenario_with_aio(SCENARIO, a.aio, a.out)
     profile = a.profile
     if profile is None:
         profile = a.out / "profile.json"
         took = cowbench("calibrate", "--dir", str(a.out), "--out", str(profile), "--matrix",
-                        a.matrix, "--force")
-        print(f"calibration ({a.matrix}): {took:.0f} s wall")
+                        a.matrix, "--aio", a.aio, "--force")
+        print(f"calibration ({a.matrix}, qemu-nbd --aio={a.aio}): {took:.0f} s wall")
     run_dir = a.out / f"run-{time.strftime('%Y%m%d-%H%M%S')}"
-    took = cowbench("run", str(SCENARIO), "--profile", str(profile), "--repeat", str(a.runs),
+    took = cowbench("run", str(scenario), "--profile", str(profile), "--repeat", str(a.runs),
                     "--out", str(run_dir))
     print(f"predict + {a.runs} real runs + drift: {took:.0f} s wall; {run_dir}")
     rows = io_rows(pd.read_csv(run_dir / "spread.csv"))
@@ -147,7 +158,7 @@ def main() -> None:
     print_drift(run_dir)
     if a.ab:
         print()
-        print_without_sched(rows, profile, a.out)
+        print_without_sched(rows, profile, a.out, scenario)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,14 @@ the real runs, and then the model's error says as much about the machine as abou
 
 The machine must be quiet: the figures are only as steady as the machine was (``uptime``).
 
+``--aio native`` (or ``io_uring``) does the same for the scenario's disks exported by qemu-nbd
+with that ``--aio`` (a copy of the scenario with ``real: {aio: ...}``, written to ``--out``),
+calibrated with ``cowbench calibrate --aio`` alike: without qemu-nbd's pool of threads, whose
+scheduling as one group makes a crowded host's tail (docs/io-model.md, "The tail of a crowded
+host").
+
     .venv/bin/python benchmarks/io_holdout.py --out results/io-holdout [--profile P] [--runs 3]
+                                              [--aio threads|native|io_uring]
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = ROOT / "scenarios" / "io-holdout.yaml"
@@ -40,6 +48,18 @@ def cowbench(*args: str) -> None:
         sys.exit(f"cowbench {' '.join(args)} failed:\n{proc.stderr}")
 
 
+def scenario_with_aio(scenario: Path, aio: str, out: Path) -> Path:
+    """``scenario`` itself for qemu's default ``--aio=threads``; else a copy of it in
+    ``out`` whose disks are exported with ``aio`` (``real.aio``)."""
+    if aio == "threads":
+        return scenario
+    doc = yaml.safe_load(scenario.read_text())
+    doc.setdefault("real", {})["aio"] = aio
+    copy = out / f"{scenario.stem}-aio-{aio}.yaml"
+    copy.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return copy
+
+
 def figures(run_dir: Path, name: str) -> pd.Series:
     df = pd.read_parquet(run_dir / name)
     df = df[df.t_s.isna() & df.metric.str.contains("|".join(KINDS.values()))]
@@ -52,21 +72,24 @@ def main() -> None:
     ap.add_argument("--profile", type=Path)
     ap.add_argument("--calibrate-dir", type=Path, help="where to calibrate (default: --out)")
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--aio", choices=("threads", "native", "io_uring"), default="threads",
+                    help="qemu-nbd's --aio for the calibration and the scenario's disks")
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
+    scenario = scenario_with_aio(SCENARIO, a.aio, a.out)
     profile = a.profile
     if profile is None:
         profile = a.out / "profile.json"
         t0 = time.monotonic()
         cowbench("calibrate", "--dir", str(a.calibrate_dir or a.out), "--out", str(profile),
-                 "--force")
-        print(f"calibration: {time.monotonic() - t0:.0f} s wall")
-    cowbench("run", str(SCENARIO), "--backend", "sim", "--profile", str(profile),
+                 "--aio", a.aio, "--force")
+        print(f"calibration (qemu-nbd --aio={a.aio}): {time.monotonic() - t0:.0f} s wall")
+    cowbench("run", str(scenario), "--backend", "sim", "--profile", str(profile),
              "--out", str(a.out / "sim"))
     pred = figures(a.out / "sim", "predicted.parquet")
     real = []
     for i in range(1, a.runs + 1):
-        cowbench("run", str(SCENARIO), "--backend", "real", "--out", str(a.out / f"real-{i}"))
+        cowbench("run", str(scenario), "--backend", "real", "--out", str(a.out / f"real-{i}"))
         real.append(figures(a.out / f"real-{i}", "measured.parquet"))
     meas = pd.concat(real, axis=1, keys=range(1, a.runs + 1)).dropna()
     table = pd.DataFrame({"predicted": pred.reindex(meas.index),
@@ -109,7 +132,8 @@ def drift(profile_path: Path, work: Path) -> None:
     then = {p.name: p for p in prof.probes if p.name in DRIFT_PROBES}
     specs = [ProbeSpec(p.target, p.rw, p.bs, p.iodepth, p.exports, p.depth, p.cluster_size,
                        p.beside) for p in then.values()]
-    s = dataclasses.replace(settings(prof.matrix, int(prof.settings["max_exports"])), rounds=1)
+    s = dataclasses.replace(settings(prof.matrix, int(prof.settings["max_exports"]),
+                                     prof.settings.get("aio", "threads")), rounds=1)
     now = measure(work, s, specs)
     print()
     print("| probe | IOPS at calibration | IOPS now | moved |")

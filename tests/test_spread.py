@@ -375,6 +375,26 @@ def test_io_density_is_the_density_issue_16_asks_for() -> None:
     assert len({s.strategy_of(vm).cluster_size for vm in s.vms}) == 2
 
 
+def test_the_density_and_holdout_benchmarks_run_a_copy_for_another_aio(
+        tmp_path: Path) -> None:
+    """``--aio native``: a copy of the scenario whose disks qemu-nbd exports with it, the
+    rest the same; the scenario itself for threads."""
+    import yaml
+
+    from cowbench.scenario import load_scenario
+
+    from .conftest import load_benchmark
+
+    density, holdout = load_benchmark("io_density"), load_benchmark("io_holdout")
+    for src in (density.SCENARIO, holdout.SCENARIO):
+        assert holdout.scenario_with_aio(src, "threads", tmp_path) == src
+        copy = holdout.scenario_with_aio(src, "native", tmp_path)
+        assert copy.parent == tmp_path and load_scenario(copy).real.aio == "native"
+        was, now = yaml.safe_load(src.read_text()), yaml.safe_load(copy.read_text())
+        assert now.pop("real") == {"aio": "native"} and now == was
+    assert density.scenario_with_aio.__module__ == "io_holdout"  # the one above, shared
+
+
 def test_io_density_reads_the_spread_of_a_run(capsys: pytest.CaptureFixture[str]) -> None:
     from .conftest import load_benchmark
 
