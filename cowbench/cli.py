@@ -32,7 +32,7 @@ from .errors import (
     RunFailed,
     UsageError,
 )
-from .probe_limits import EXPORTS, ROUNDS, RUNTIME_S
+from .probe_limits import AIO, EXPORTS, ROUNDS, RUNTIME_S
 from .units import format_duration, format_sizes
 
 if TYPE_CHECKING:  # the commands import what they need: `cowbench --help` stays light
@@ -449,7 +449,7 @@ def calibrate(
         raise UsageError("calibrate needs --dir and --out (or --check PROFILE)")
     if matrix not in ("quick", "short", "long"):
         raise UsageError(f"--matrix must be quick, short or long, not {matrix!r}")
-    if aio not in ("threads", "native", "io_uring"):
+    if aio not in AIO:
         raise UsageError(f"--aio must be threads, native or io_uring, not {aio!r}")
     if out_path.exists() and not force:
         raise UsageError(f"--out {out_path}: exists (use --force to replace it)")

@@ -24,6 +24,8 @@ ROUNDS = (1, 50)
 EXPORTS = (2, 16)
 #: what the probes cannot be measured again without (``cowbench.drift.measure_drift``)
 NEEDED = ("runtime_s", "ramp_s", "span_bytes")
+#: qemu-nbd's --aio values a profile's probes may have gone through (calibrate --aio)
+AIO = ("threads", "native", "io_uring")
 
 
 def _shown(value: Any) -> str:
@@ -65,7 +67,9 @@ def settings_problem(settings: dict[str, Any]) -> str | None:
              _seconds(s, "ramp_s", 0.0, RUNTIME_S[1], "at most a probe's longest runtime"),
              _whole(s, "rounds", *ROUNDS, " (the bounds of calibrate --rounds)"),
              _whole(s, "max_exports", *EXPORTS, " (the bounds of calibrate --exports)"),
-             _whole(s, "span_bytes", 1, None, " (the probe images' size in bytes)"))
+             _whole(s, "span_bytes", 1, None, " (the probe images' size in bytes)"),
+             None if s.get("aio", "threads") in AIO else
+             f"aio: {_shown(s['aio'])} is not one of {', '.join(AIO)} (calibrate --aio)")
     return next((bad for bad in found if bad is not None), None)
 
 

@@ -285,7 +285,9 @@ BAD_SETTINGS = [("runtime_s", 1e300, "1e+300 s is not from 0.1 to 600 s"),
                 ("rounds", 0, "0 is not from 1 to 50"),
                 ("rounds", 2.5, "2.5 is not a whole number"),
                 ("span_bytes", "1GiB", "'1GiB' is not a whole number"),
-                ("max_exports", 1000, "1000 is not from 2 to 16")]
+                ("max_exports", 1000, "1000 is not from 2 to 16"),
+                ("aio", "posix", "'posix' is not one of threads, native, io_uring"),
+                ("aio", None, "null is not one of threads, native, io_uring")]
 BAD_IDS = [f"{key}={value}" for key, value, _ in BAD_SETTINGS]
 
 
