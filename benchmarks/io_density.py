@@ -33,6 +33,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cowbench.probe_limits import AIO
+
 if str(Path(__file__).resolve().parent) not in sys.path:  # loaded by path (the tests)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 from io_holdout import scenario_with_aio  # noqa: E402  (benchmarks/, beside this script)
@@ -133,7 +135,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--ab", action="store_true", help="also summarise the prediction of the "
                     "same probes refitted without the host scheduler, against the same runs")
-    ap.add_argument("--aio", choices=("threads", "native", "io_uring"), default="threads",
+    ap.add_argument("--aio", choices=AIO, default="threads",
                     help="qemu-nbd's --aio for the calibration and the scenario's disks (a "
                     "copy of the scenario with real.aio, in --out)")
     a = ap.parse_args()

@@ -35,6 +35,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from cowbench.probe_limits import AIO
+
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = ROOT / "scenarios" / "io-holdout.yaml"
 KINDS = {"IOPS": "_iops", "bandwidth": "_bw_bytes_per_s", "mean latency": "_lat_mean_s",
@@ -72,7 +74,7 @@ def main() -> None:
     ap.add_argument("--profile", type=Path)
     ap.add_argument("--calibrate-dir", type=Path, help="where to calibrate (default: --out)")
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--aio", choices=("threads", "native", "io_uring"), default="threads",
+    ap.add_argument("--aio", choices=AIO, default="threads",
                     help="qemu-nbd's --aio for the calibration and the scenario's disks")
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)

@@ -181,9 +181,7 @@ def aio_warnings(scenario: Scenario) -> list[str]:
     model predicts the profile's kind of export. Measured here (benchmarks/io_turns.py
     --aio, io-holdout.yaml): a crowded host's p99 latency three to six times longer with
     qemu-nbd's pool of threads (``threads``) than without (``native``)."""
-    paths = {Path(src) for host in scenario.hosts
-             if (src := host.profile if host.calibrated is not None else
-                 scenario.device.profile if scenario.device.calibrated is not None else None)}
+    paths = {Path(src) for host in scenario.hosts if (src := _profile_of(scenario, host))}
     out = []
     for path in sorted(paths):
         try:
@@ -199,12 +197,18 @@ def aio_warnings(scenario: Scenario) -> list[str]:
     return out
 
 
+def _profile_of(scenario: Scenario, host: Host) -> str | None:
+    """The profile file ``host``'s I/O is predicted with: its own, else the scenario's."""
+    if host.calibrated is not None:
+        return host.profile
+    return scenario.device.profile if scenario.device.calibrated is not None else None
+
+
 def _profile_files(scenario: Scenario, out: Path) -> dict[Path, tuple[Path, list[str]]]:
     """Profile file -> (an existing directory on its first host's storage, its hosts)."""
     groups: dict[Path, tuple[Path, list[str]]] = {}
     for host in scenario.hosts:
-        src = host.profile if host.calibrated is not None else (
-            scenario.device.profile if scenario.device.calibrated is not None else None)
+        src = _profile_of(scenario, host)
         if src:
             where = existing_ancestor(storage_of(host, out))
             groups.setdefault(Path(src), (where, []))[1].append(host.name)
