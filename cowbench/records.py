@@ -66,7 +66,16 @@ UNITS: dict[str, str] = {
     "snapshot_transfer_bytes": "B",
     "migration_transfer_bytes": "B",
     "image_fetch_bytes": "B",
+    # the CPU a VM's I/O took on its host over a workload run, its ramp included: its issuer's
+    # (fio, every process; a vCPU in production) and its server's (qemu-nbd, every thread;
+    # QEMU's iothread and pool in production); the model's only with a calibration's host
+    # scheduler (its issuer and server; the host kernel's own CPU is neither)
+    "issuer_cpu_s": "s",
+    "server_cpu_s": "s",
 }
+
+#: the CPU figures of a VM's workload run, in the order ``sim.perf.host.Host.cpu_of`` gives them
+CPU_METRICS = ("issuer_cpu_s", "server_cpu_s")
 
 
 @dataclass

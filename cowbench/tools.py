@@ -429,6 +429,16 @@ def proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def proc_tree_cpu_s(pid: int) -> float:
+    """The CPU seconds an exited, not yet reaped child ``pid`` used with every descendant it
+    waited for (fio with its job processes, or the ``unshare`` that ran fio with all of
+    them): ``utime + stime + cutime + cstime`` of the zombie's ``/proc/PID/stat`` (10 ms
+    resolution). Read between ``waitid(WNOWAIT)`` and the reap, the pid cannot be reused."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    fields = text[text.rindex(")") + 2:].split()
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
 #: one thread's scheduler statistics: (CPU ns, ns waited runnable for a core, turns on a core)
 Schedstat = tuple[int, int, int]
 

@@ -334,6 +334,39 @@ def test_a_recorded_run_names_each_task_after_its_vm_and_changes_nothing() -> No
 
 
 
+def test_a_scheduled_run_records_the_cpu_of_each_vms_processes() -> None:
+    """Each VM's ``issuer_cpu_s`` and ``server_cpu_s``: what its two processes used on the
+    host's cores over the run (their costs per I/O and per wake-up, as the real backend
+    measures fio's and qemu-nbd's); none without a scheduler, which has no processes."""
+    from cowbench.scenario import parse_scenario
+    from sim import simulate
+    from sim.perf.host import recording
+
+    d = scheduled_scenario()
+    with recording() as hosts:
+        df = simulate(parse_scenario(d), seed=3)
+    [host] = hosts
+    named = dict(host.named_tasks())
+    cpu = {(e, m): v for e, m, v in df[df.metric.str.endswith("_cpu_s")][
+        ["entity", "metric", "value"]].itertuples(index=False)}
+    assert set(cpu) == {(f"vm:{v}", m) for v in "ab" for m in ("issuer_cpu_s", "server_cpu_s")}
+    for vm in "ab":
+        assert cpu[(f"vm:{vm}", "issuer_cpu_s")] == named[f"{vm}:fio"].cpu_s > 0
+        assert cpu[(f"vm:{vm}", "server_cpu_s")] == named[f"{vm}:main"].cpu_s > 0
+    # at least each I/O's own CPU, at most that and a wake-up of each process per I/O
+    ios = {e: v for e, m, v in df[["entity", "metric", "value"]].itertuples(index=False)
+           if m in ("read_ios", "write_ios")}
+    for vm in "ab":
+        n = ios[f"vm:{vm}"]
+        assert SCHED.issuer_io_s * n <= cpu[(f"vm:{vm}", "issuer_cpu_s")] <= (
+            (SCHED.issuer_io_s + 2 * SCHED.issuer_wake_s) * n * 1.001)
+        assert SCHED.server_io_s * n <= cpu[(f"vm:{vm}", "server_cpu_s")] <= (
+            (SCHED.server_io_s + 2 * SCHED.server_wake_s) * n * 1.001)
+    d["device"] = {"calibrated": TRUE.model_dump(mode="json")}
+    plain = simulate(parse_scenario(d), seed=3)
+    assert not plain.metric.str.endswith("_cpu_s").any()
+
+
 class SimpyCores(simpy.PreemptiveResource):
     """The cores as SimPy's own preemptive resource: what :class:`Cores` must equal."""
 

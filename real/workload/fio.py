@@ -25,7 +25,14 @@ from cowbench.errors import ToolError
 from cowbench.fiojob import fio_options, job_args, log_options
 from cowbench.scenario import Workload
 from cowbench.signals import shielded
-from cowbench.tools import PID_NAMESPACE, RawLog, dies_with_us, own_pid_namespace, which
+from cowbench.tools import (
+    PID_NAMESPACE,
+    RawLog,
+    dies_with_us,
+    own_pid_namespace,
+    proc_tree_cpu_s,
+    which,
+)
 
 from . import fiogroups
 from .fioclock import clock_args
@@ -110,6 +117,9 @@ class FioRun:
                                self.dir if wl.write_iolog else None)]  # for repredict
         self.proc: subprocess.Popen[bytes] | None = None
         self._watchdog: subprocess.Popen[bytes] | None = None
+        #: the CPU seconds fio used, all its processes, read once it exited (before it is
+        #: reaped: :func:`cowbench.tools.proc_tree_cpu_s`); None until then, or if unread
+        self.cpu_s: float | None = None
 
     def start(self) -> FioRun:
         atomic_write_text(self.dir / "argv.json", json.dumps(self.argv, indent=1) + "\n",
@@ -140,9 +150,16 @@ class FioRun:
             return True
         flags = os.WEXITED | os.WNOWAIT | (0 if block else os.WNOHANG)
         try:
-            return os.waitid(os.P_PID, self.proc.pid, flags) is not None
+            if os.waitid(os.P_PID, self.proc.pid, flags) is None:
+                return False
         except ChildProcessError:
             return True
+        if self.cpu_s is None:  # exited, not reaped: its figure is still there
+            try:
+                self.cpu_s = proc_tree_cpu_s(self.proc.pid)
+            except (OSError, ValueError, IndexError):
+                pass
+        return True
 
     def _drop_watchdog(self) -> None:
         """fio has exited or is being stopped by us: its watchdog goes (SIGKILL: no trap)."""

@@ -11,7 +11,7 @@ import os
 import stat
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import CancelledError, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -19,7 +19,7 @@ from types import TracebackType
 
 from cowbench.errors import CowbenchError, ScenarioError, ToolError, UsageError
 from cowbench.imagefile import ImagePolicyError, copy_sparse, open_user_image
-from cowbench.records import Recorder
+from cowbench.records import CPU_METRICS, Recorder
 from cowbench.resolve import check_image
 from cowbench.scenario import VM, Image, Scenario, Workload
 from cowbench.signals import shielded
@@ -298,12 +298,15 @@ Job = tuple[VM, Workload, Path, str]
 
 def run_workloads(scenario: Scenario, jobs: list[Job], log: RawLog, progress: Progress,
                   sock_dir: Path, fio_done: Callable[[], None] | None = None
-                  ) -> tuple[dict[str, FioResult], dict[str, dict[str, int]]]:
-    """Export each job's disk, run every fio at once, flush, and read each qemu-nbd's I/O.
-    ``sock_dir``: the run's private socket directory (``real.world.containment``);
-    ``fio_done`` is called once every fio has exited, before the exports are flushed."""
+                  ) -> tuple[dict[str, FioResult], dict[str, dict[str, float]]]:
+    """Export each job's disk, run every fio at once, flush, and read each qemu-nbd's I/O
+    and the CPU each VM's processes used (``server_cpu_s``: its qemu-nbd, every thread, from
+    just before the fios start to once they have all exited, the flush left out;
+    ``issuer_cpu_s``: its fio, every process). ``sock_dir``: the run's private socket
+    directory (``real.world.containment``); ``fio_done`` is called once every fio has
+    exited, before the exports are flushed."""
     results: dict[str, FioResult] = {}
-    host_io: dict[str, dict[str, int]] = {}
+    host_io: dict[str, dict[str, float]] = {}
     if not jobs:
         return results, host_io
     with ExitStack() as stack:
@@ -319,6 +322,7 @@ def run_workloads(scenario: Scenario, jobs: list[Job], log: RawLog, progress: Pr
         for e in exports.values():
             e.wait_ready()
         before = {n: e.io_counters() for n, e in exports.items()}
+        cpu_before = {n: e.cpu_s() for n, e in exports.items()}
         runs = {vm.name: FioRun(vm.name, exports[vm.name].uri, wl, sock_dir,
                                 runtime_cap=scenario.duration, log=log)
                 for vm, wl, _, _ in jobs}
@@ -329,13 +333,17 @@ def run_workloads(scenario: Scenario, jobs: list[Job], log: RawLog, progress: Pr
         _wait_all(runs, progress, exports)
         for name, r in runs.items():
             results[name] = r.wait()
+        cpu = {n: {"server_cpu_s": e.cpu_s() - cpu_before[n]} for n, e in exports.items()}
+        for name, r in runs.items():
+            if r.cpu_s is not None:
+                cpu[name]["issuer_cpu_s"] = r.cpu_s
         if fio_done is not None:
             fio_done()
         progress("flushing exports")
         flush_all(list(exports.values()))
         for name, e in exports.items():
             after = e.io_counters()
-            host_io[name] = {k: after[k] - before[name][k] for k in _PROC_IO_KEYS}
+            host_io[name] = {k: after[k] - before[name][k] for k in _PROC_IO_KEYS} | cpu[name]
     return results, host_io
 
 
@@ -403,11 +411,15 @@ def _server_alive(vm: str, export: NbdExport | None, fio: FioRun) -> None:
 
 
 def record_fio(rec: Recorder, entity: str, wl: Workload, result: FioResult,
-               io: dict[str, int] | None, t_s: float | None = None) -> None:
-    """fio's figures for the directions the workload does, and qemu-nbd's host I/O."""
+               io: Mapping[str, float] | None, t_s: float | None = None) -> None:
+    """fio's figures for the directions the workload does, and qemu-nbd's host I/O and the
+    CPU of the VM's processes (:func:`run_workloads`)."""
     if io is not None:
         rec.add(entity, "host_read_bytes", io["read_bytes"], t_s)
         rec.add(entity, "host_write_bytes", io["write_bytes"], t_s)
+        for metric in CPU_METRICS:
+            if metric in io:
+                rec.add(entity, metric, io[metric], t_s)
     # fio counts its verify reads as reads; several jobs: what any of them does
     reads = any(p.read_fraction > 0 or p.verifies for p in wl.parts)
     kinds = [k for k, on in (("read", reads),

@@ -109,6 +109,12 @@ class CalibratedDevice:
         """The VM whose disk is ``disk`` is called ``name`` (``Host.names``)."""
         self.host.label(getattr(disk, "top", disk), name)
 
+    def cpu_of(self, disk: object) -> tuple[float, float] | None:
+        """The CPU seconds the issuer and the server of the VM whose disk is ``disk`` have
+        used so far (``Host.cpu_of``); None without a host scheduler or before its first
+        I/O."""
+        return self.host.cpu_of(getattr(disk, "top", disk))
+
     def serve_io(self, disk: object, is_write: bool, length: int,
                  io: HostIO) -> Generator[simpy.Event, Any, None]:
         fmt, depth, miss = self._format(disk)

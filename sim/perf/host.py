@@ -269,6 +269,13 @@ class Host:
                     task.record = ([], [])
         return self._tasks[key]
 
+    def cpu_of(self, image: object) -> tuple[float, float] | None:
+        """The CPU seconds the issuer and the server of the VM whose disk is ``image`` have
+        used so far (wake-ups and bursts; the host's kernel apart); None if they were never
+        made: no host scheduler, or no I/O yet."""
+        pair = self._tasks.get(id(image))
+        return None if pair is None else (pair[0].cpu_s, pair[1].cpu_s)
+
     def named_tasks(self) -> list[tuple[str, AnyTask]]:
         """Every task made so far, named ``VM:fio`` (the issuer), ``VM:main`` (the server)
         by its VM's name (``label``; ``?`` for a disk not labelled), and ``kernel``."""

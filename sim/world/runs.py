@@ -18,11 +18,11 @@ from cowbench.diskfs import glance_filesystem
 from cowbench.iolog import Trace
 from cowbench.lifecycle import Op, schedule, stream_key, typed
 from cowbench.nova.instructions import RunWorkload
-from cowbench.records import Recorder
+from cowbench.records import CPU_METRICS, Recorder
 from cowbench.runseed import for_run, varies_per_run
 from cowbench.scenario import Scenario, Workload
 from cowbench.walk import Operations, Runs, walk
-from sim.perf.device import make_device
+from sim.perf.device import CalibratedDevice, make_device
 from sim.perf.loop import EventLoop
 from sim.storage.disk import Qcow2Image
 from sim.storage.images import glance_file
@@ -73,6 +73,7 @@ def run_group(world: World, stage: Runs, traces: Traces | None = None,
     devices = {h: make_device(env, s.device, s.seed, i, own.get(h))
                for i, h in enumerate(world.hosts)}
     stats: dict[int, VmStats] = {}
+    disks: dict[int, object] = {}
     ops = stage.ops
     runs = {op.index: run for op, run in zip(ops, stage.runs, strict=True)}
     for op in sorted(ops, key=lambda o: (world.vm_index[o.vm], o.index)):
@@ -83,7 +84,7 @@ def run_group(world: World, stage: Runs, traces: Traces | None = None,
         log = None if events is None else events.setdefault(op.vm, IoEvents())
         st = stats[op.index] = VmStats(events=log,
                                        written=None if wl.zero_buffers else inst.top.written)
-        disk = run_disk(inst, s.strategy_of(vm).discard == "unmap")
+        disk = disks[op.index] = run_disk(inst, s.strategy_of(vm).discard == "unmap")
         # each run exports the disk with a fresh qemu-nbd, which opens every layer anew
         if isinstance(disk, ChainDisk):
             disk.open()
@@ -96,6 +97,11 @@ def run_group(world: World, stage: Runs, traces: Traces | None = None,
         wl = s.workloads[runs[op.index].workload]
         st = stats[op.index]
         record_io(world.rec, f"vm:{op.vm}", st, wl, op.t if world.timed else None)
+        device = devices[runs[op.index].host]
+        cpu = device.cpu_of(disks[op.index]) if isinstance(device, CalibratedDevice) else None
+        if cpu is not None:  # the VM's processes on the host's cores (a host scheduler's)
+            for metric, seconds in zip(CPU_METRICS, cpu, strict=True):
+                world.rec.add(f"vm:{op.vm}", metric, seconds, op.t if world.timed else None)
         elapsed = st.last_done - st.first_issue if st.last_done > st.first_issue else math.nan
         world.op_done(op, None, elapsed)
 
