@@ -7,7 +7,8 @@ Runs, on this machine and in this order: ``cowbench calibrate`` (the short matri
 their mean, their spread (``spread.csv``), and the drift of a few probes since the calibration
 (run.json). Then it prints, per VM and figure, the prediction, the mean of the real runs, the
 error against that mean, the runs' own spread ((max - min) / mean) and whether the error is
-within it; per kind of figure the median |error| beside the issue's target; and the drift.
+within it; per kind of figure the median |error| beside the issue's target; the CPU the VMs'
+fio and qemu-nbd were given, predicted and measured; and the drift.
 Everything lands in ``--out`` (the profile, the run directory, density.csv).
 
 Figures, never asserted: the machine must be quiet (``uptime``), and the spread and the drift
@@ -45,6 +46,8 @@ SCENARIO = ROOT / "scenarios" / "io-density.yaml"
 KINDS = {"IOPS": ("_iops", 0.15), "bandwidth": ("_bw_bytes_per_s", 0.15),
          "mean latency": ("_lat_mean_s", 0.20), "p99 latency": ("_lat_p99_s", 0.40)}
 WORST_VM_IOPS_TARGET = 0.35
+#: the CPU each VM's processes were given (no target: it says where an I/O error comes from)
+CPU = {"issuer CPU (fio)": "issuer_cpu_s", "server CPU (qemu-nbd)": "server_cpu_s"}
 
 
 def cowbench(*args: str) -> float:
@@ -86,6 +89,25 @@ def print_summary(rows: pd.DataFrame) -> None:
     worst = iops.loc[iops.rel_error.abs().idxmax()]
     print(f"| worst VM, IOPS | {worst.entity.removeprefix('vm:')} {worst.metric} "
           f"{worst.rel_error:+.1%} | <= {WORST_VM_IOPS_TARGET:.0%} | {worst.spread:.1%} | |")
+
+
+def print_cpu(spread: pd.DataFrame) -> None:
+    """What each kind of process was given on the host's cores, the model's against the mean
+    of the real runs: per kind the median |error| over VMs, and the sum over every VM (where
+    the model leaves cores idle that the host kept busy, or the reverse); none without the
+    model's figures (a profile without a host scheduler)."""
+    rows = spread[spread.t_s.isna() & spread.metric.isin(CPU.values())
+                  & spread.predicted.notna()]
+    if rows.empty:
+        print("CPU: the model has no figures (its profile has no host scheduler)")
+        return
+    print("| CPU of | median abs(error) | predicted, all VMs | measured, all VMs | "
+          "median real spread |")
+    print("|---|---|---|---|---|")
+    for kind, metric in CPU.items():
+        sel = rows[rows.metric == metric]
+        print(f"| {kind} | {sel.rel_error.abs().median():.1%} | {sel.predicted.sum():.2f} s | "
+              f"{sel.measured_mean.sum():.2f} s | {sel.spread.median():.1%} |")
 
 
 def print_drift(run_dir: Path) -> None:
@@ -156,6 +178,8 @@ def main() -> None:
     print_table(rows)
     print()
     print_summary(rows)
+    print()
+    print_cpu(pd.read_csv(run_dir / "spread.csv"))
     print()
     print_drift(run_dir)
     if a.ab:

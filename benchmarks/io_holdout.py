@@ -40,7 +40,9 @@ from cowbench.probe_limits import AIO
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = ROOT / "scenarios" / "io-holdout.yaml"
 KINDS = {"IOPS": "_iops", "bandwidth": "_bw_bytes_per_s", "mean latency": "_lat_mean_s",
-         "p99 latency": "_lat_p99_s"}
+         "p99 latency": "_lat_p99_s",
+         # the CPU each VM's fio and qemu-nbd were given (no target: where an error comes from)
+         "issuer CPU": "issuer_cpu_s", "server CPU": "server_cpu_s"}
 
 
 def cowbench(*args: str) -> None:

@@ -397,6 +397,25 @@ def test_the_density_and_holdout_benchmarks_run_a_copy_for_another_aio(
     assert density.scenario_with_aio.__module__ == "io_holdout"  # the one above, shared
 
 
+def test_io_density_prints_the_cpu_the_vms_processes_were_given(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from .conftest import load_benchmark
+
+    bench = load_benchmark("io_density")
+    cpu = {("vm:a", "server_cpu_s"): [1.0], ("vm:b", "server_cpu_s"): [3.0],
+           ("vm:a", "issuer_cpu_s"): [0.5], ("vm:b", "issuer_cpu_s"): [0.5]}
+    meas = {("vm:a", "server_cpu_s"): [1.9, 2.0, 2.1], ("vm:b", "server_cpu_s"): [2.0] * 3,
+            ("vm:a", "issuer_cpu_s"): [0.5] * 3, ("vm:b", "issuer_cpu_s"): [1.0] * 3}
+    pred, real = records("sim", cpu), records("real", meas)
+    bench.print_cpu(spread_table(compare(pred, real), real))
+    out = capsys.readouterr().out
+    # server: -50% and +50%; issuer: 0% and -50%
+    assert "| server CPU (qemu-nbd) | 50.0% | 4.00 s | 4.00 s | 5.0% |" in out
+    assert "| issuer CPU (fio) | 25.0% | 1.00 s | 1.50 s | 0.0% |" in out
+    bench.print_cpu(spread_table(compare(PRED, MEAS), MEAS))  # a model without a scheduler
+    assert "the model has no figures" in capsys.readouterr().out
+
+
 def test_io_density_reads_the_spread_of_a_run(capsys: pytest.CaptureFixture[str]) -> None:
     from .conftest import load_benchmark
 
