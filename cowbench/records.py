@@ -72,6 +72,10 @@ UNITS: dict[str, str] = {
     # scheduler (its issuer and server; the host kernel's own CPU is neither)
     "issuer_cpu_s": "s",
     "server_cpu_s": "s",
+    # a host's cores: the share of their time busy while its VMs ran a workload (real: this
+    # machine's /proc/stat, recorded where the run's VMs are all on one host; the model: what
+    # its scheduler gave every process and the host's kernel)
+    "cpu_busy_share": "share",
 }
 
 #: the CPU figures of a VM's workload run, in the order ``sim.perf.host.Host.cpu_of`` gives them

@@ -429,6 +429,23 @@ def proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_cpu_ticks() -> tuple[int, int]:
+    """(busy, busy + idle) clock ticks of every core since boot, from ``/proc/stat``'s first
+    line: busy is user, nice, system, irq and softirq (guest time is in user), idle is idle
+    and iowait; steal (the hypervisor's other guests) is neither."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:8]]
+    busy = v[0] + v[1] + v[2] + v[5] + v[6]
+    return busy, busy + v[3] + v[4]
+
+
+def busy_share(before: tuple[int, int], after: tuple[int, int]) -> float | None:
+    """The share of the cores' time busy between two :func:`machine_cpu_ticks` (None when
+    no tick passed)."""
+    total = after[1] - before[1]
+    return (after[0] - before[0]) / total if total > 0 else None
+
+
 def proc_tree_cpu_s(pid: int) -> float:
     """The CPU seconds an exited, not yet reaped child ``pid`` used with every descendant it
     waited for (fio with its job processes, or the ``unshare`` that ran fio with all of

@@ -362,9 +362,20 @@ def test_a_scheduled_run_records_the_cpu_of_each_vms_processes() -> None:
             (SCHED.issuer_io_s + 2 * SCHED.issuer_wake_s) * n * 1.001)
         assert SCHED.server_io_s * n <= cpu[(f"vm:{vm}", "server_cpu_s")] <= (
             (SCHED.server_io_s + 2 * SCHED.server_wake_s) * n * 1.001)
+    # the host's cores: what every process and the kernel were given, over the span of the
+    # VMs' I/O, of the two cores' time
+    [busy] = df[df.metric == "cpu_busy_share"][["entity", "value"]].itertuples(index=False)
+    used = sum(task.cpu_s for task in named.values())
+    assert used == pytest.approx(sum(cpu.values()))  # no kernel CPU in SCHED: no kernel task
+    assert busy.entity.startswith("host:") and 0 < busy.value <= 1
+    span = used / (2 * busy.value)  # the first I/O to the last: the writer's, the longer
+    w = df[(df.entity == "vm:b") & (df.metric == "write_ios")].value.iloc[0]
+    lat = df[(df.entity == "vm:b") & (df.metric == "write_lat_mean_s")].value.iloc[0]
+    assert w * lat <= span <= 1.2 * w * lat + 1e-3
     d["device"] = {"calibrated": TRUE.model_dump(mode="json")}
     plain = simulate(parse_scenario(d), seed=3)
     assert not plain.metric.str.endswith("_cpu_s").any()
+    assert not (plain.metric == "cpu_busy_share").any()
 
 
 class SimpyCores(simpy.PreemptiveResource):

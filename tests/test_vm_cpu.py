@@ -70,3 +70,7 @@ def test_a_real_run_records_the_cpu_of_each_vms_fio_and_qemu_nbd(
     assert reads > 1000
     assert got[("vm:b", "server_cpu_s")] >= 5e-6 * reads
     assert got[("vm:b", "issuer_cpu_s")] >= 0.1
+    # the machine's cores over the run: at least what the two VMs' processes used of them
+    [busy] = df[df.metric == "cpu_busy_share"][["entity", "value"]].itertuples(index=False)
+    assert busy.entity == "host:host1" and 0 < busy.value <= 1
+    assert busy.value * wall * os.cpu_count() >= sum(got.values()) - 0.05

@@ -23,7 +23,15 @@ from cowbench.records import CPU_METRICS, Recorder
 from cowbench.resolve import check_image
 from cowbench.scenario import VM, Image, Scenario, Workload
 from cowbench.signals import shielded
-from cowbench.tools import RawLog, convert_limits, run, wait_exit, which
+from cowbench.tools import (
+    RawLog,
+    busy_share,
+    convert_limits,
+    machine_cpu_ticks,
+    run,
+    wait_exit,
+    which,
+)
 from cowbench.units import format_duration
 from real.measure.digest import pattern_digest, unsettled_pages
 from real.measure.integrity import Integrity
@@ -298,17 +306,18 @@ Job = tuple[VM, Workload, Path, str]
 
 def run_workloads(scenario: Scenario, jobs: list[Job], log: RawLog, progress: Progress,
                   sock_dir: Path, fio_done: Callable[[], None] | None = None
-                  ) -> tuple[dict[str, FioResult], dict[str, dict[str, float]]]:
+                  ) -> tuple[dict[str, FioResult], dict[str, dict[str, float]], float | None]:
     """Export each job's disk, run every fio at once, flush, and read each qemu-nbd's I/O
     and the CPU each VM's processes used (``server_cpu_s``: its qemu-nbd, every thread, from
     just before the fios start to once they have all exited, the flush left out;
     ``issuer_cpu_s``: its fio, every process). ``sock_dir``: the run's private socket
     directory (``real.world.containment``); ``fio_done`` is called once every fio has
-    exited, before the exports are flushed."""
+    exited, before the exports are flushed. Last, the share of the machine's cores busy over
+    the same span (``/proc/stat``: every process and the kernel, cowbench's and others')."""
     results: dict[str, FioResult] = {}
     host_io: dict[str, dict[str, float]] = {}
     if not jobs:
-        return results, host_io
+        return results, host_io, None
     with ExitStack() as stack:
         on_exit(stack, lambda: stop_servers_in(sock_dir))
         exports: dict[str, NbdExport] = {}
@@ -323,6 +332,7 @@ def run_workloads(scenario: Scenario, jobs: list[Job], log: RawLog, progress: Pr
             e.wait_ready()
         before = {n: e.io_counters() for n, e in exports.items()}
         cpu_before = {n: e.cpu_s() for n, e in exports.items()}
+        machine_before = machine_cpu_ticks()
         runs = {vm.name: FioRun(vm.name, exports[vm.name].uri, wl, sock_dir,
                                 runtime_cap=scenario.duration, log=log)
                 for vm, wl, _, _ in jobs}
@@ -333,6 +343,7 @@ def run_workloads(scenario: Scenario, jobs: list[Job], log: RawLog, progress: Pr
         _wait_all(runs, progress, exports)
         for name, r in runs.items():
             results[name] = r.wait()
+        busy = busy_share(machine_before, machine_cpu_ticks())
         cpu = {n: {"server_cpu_s": e.cpu_s() - cpu_before[n]} for n, e in exports.items()}
         for name, r in runs.items():
             if r.cpu_s is not None:
@@ -344,7 +355,7 @@ def run_workloads(scenario: Scenario, jobs: list[Job], log: RawLog, progress: Pr
         for name, e in exports.items():
             after = e.io_counters()
             host_io[name] = {k: after[k] - before[name][k] for k in _PROC_IO_KEYS} | cpu[name]
-    return results, host_io
+    return results, host_io, busy
 
 
 def on_exit(stack: ExitStack, stop: Callable[[], None]) -> None:

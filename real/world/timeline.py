@@ -106,8 +106,13 @@ def _run_batch(world: RealWorld, stage: Runs, progress: Progress) -> None:
     t0 = time.monotonic()
     # one instant only: the bases' last digests may start as soon as fio is done
     done = None if world.timed else world.check.hash_after
-    results, host_io = run_workloads(s, jobs, world.log, progress, world.sockets, fio_done=done)
+    results, host_io, busy = run_workloads(s, jobs, world.log, progress, world.sockets,
+                                           fio_done=done)
     for op, (vm, wl, _, _) in zip(ops, jobs, strict=True):
         record_fio(world.rec, f"vm:{vm.name}", wl, results[vm.name], host_io[vm.name],
                    op.t if world.timed else None)
         world.op_done(op, None, t0)
+    hosts = {run.host for run in stage.runs}
+    if busy is not None and len(hosts) == 1:  # this machine is every host: one at a time
+        world.rec.add(f"host:{hosts.pop()}", "cpu_busy_share", busy,
+                      ops[0].t if world.timed else None)

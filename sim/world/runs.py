@@ -104,6 +104,26 @@ def run_group(world: World, stage: Runs, traces: Traces | None = None,
                 world.rec.add(f"vm:{op.vm}", metric, seconds, op.t if world.timed else None)
         elapsed = st.last_done - st.first_issue if st.last_done > st.first_issue else math.nan
         world.op_done(op, None, elapsed)
+    for host, device in devices.items():
+        busy = _busy_share(device, [stats[op.index] for op in ops
+                                    if runs[op.index].host == host])
+        if busy is not None:
+            world.rec.add(f"host:{host}", "cpu_busy_share", busy,
+                          min(op.t for op in ops) if world.timed else None)
+
+
+def _busy_share(device: object, stats: Sequence[VmStats]) -> float | None:
+    """The share of a host's cores its processes were given (every VM's issuer and server and
+    the host's kernel) from the first I/O of its VMs to the last one done; None without a host
+    scheduler or I/O."""
+    if not isinstance(device, CalibratedDevice) or device.host.cores is None:
+        return None
+    first = min((st.first_issue for st in stats), default=math.inf)
+    last = max((st.last_done for st in stats), default=0.0)
+    if not last > first:
+        return None
+    used = sum(task.cpu_s for _, task in device.host.named_tasks())
+    return used / (device.host.cores.capacity * (last - first))
 
 
 def record_images(scenario: Scenario, rec: Recorder) -> None:
