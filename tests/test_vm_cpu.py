@@ -35,8 +35,9 @@ def test_an_exited_child_counts_the_descendants_it_waited_for() -> None:
         whole, own = proc_tree_cpu_s(child.pid), proc_cpu_s(child.pid)
     finally:
         assert child.wait() == 0
-    assert 0.38 <= whole <= 0.38 + 0.5  # and what starting two Pythons costs
-    assert 0.08 <= own <= whole - 0.28
+    # each of the four times truncated to a tick (10 ms); starting two Pythons costs some
+    assert 0.36 <= whole <= 0.4 + 0.5
+    assert 0.08 <= own <= whole - 0.26
 
 
 @pytest.mark.real
@@ -63,7 +64,8 @@ def test_a_real_run_records_the_cpu_of_each_vms_fio_and_qemu_nbd(
         [raw] = (tmp_path / "run" / "raw").glob(f"*fio-{vm}*")
         jobs = json.loads((raw / "output.json").read_text())["jobs"]
         own = sum((j["usr_cpu"] + j["sys_cpu"]) / 100 * j["job_runtime"] / 1e3 for j in jobs)
-        assert own - 0.02 <= got[(f"vm:{vm}", "issuer_cpu_s")] <= wall * os.cpu_count()
+        # /proc/PID/stat truncates each of its four times to a tick (10 ms): 40 ms at most
+        assert own - 0.045 <= got[(f"vm:{vm}", "issuer_cpu_s")] <= wall * os.cpu_count()
         assert 0.0 <= got[(f"vm:{vm}", "server_cpu_s")] <= wall * os.cpu_count()
     # 1.5 s of reads at iodepth 1, thousands of them: each one costs qemu-nbd tens of us
     reads = float(df[(df.entity == "vm:b") & (df.metric == "read_ios")].value.iloc[0])
