@@ -118,8 +118,12 @@ def test_trims_in_both_backends(tmp_path: Path, no_leaks: None) -> None:
     d = small_dict(strategy={"kind": "qcow2_overlay", "cluster_size": "64KiB",
                              "discard": "unmap"})
     d["device"] = {"calibrated": TRUE.model_dump(mode="json")}
-    d["workloads"] = {"rt": {"rw": "randtrim", "bs": "64k", "offset": "64MiB", "size": "64MiB"},
-                      "rh": {"rw": "randread", "bs": "64k", "offset": "64MiB", "size": "64MiB"}}
+    # side by side for the same second (time-based): the machine's speed then moves both alike,
+    # where a count of I/Os each left the faster one done early and the other alone
+    d["workloads"] = {"rt": {"rw": "randtrim", "bs": "64k", "offset": "64MiB", "size": "64MiB",
+                             "runtime": "1s", "time_based": True},
+                      "rh": {"rw": "randread", "bs": "64k", "offset": "64MiB", "size": "64MiB",
+                             "runtime": "1s", "time_based": True}}
     d["vms"] = [{"name": n, "image": "img", "workload": n, "root_size": "128MiB"}
                 for n in ("rt", "rh")]
     src = tmp_path / "trims.yaml"
