@@ -173,13 +173,14 @@ def main() -> None:
     took = cowbench("run", str(scenario), "--profile", str(profile), "--repeat", str(a.runs),
                     "--out", str(run_dir))
     print(f"predict + {a.runs} real runs + drift: {took:.0f} s wall; {run_dir}")
-    rows = io_rows(pd.read_csv(run_dir / "spread.csv"))
+    spread = pd.read_csv(run_dir / "spread.csv")
+    rows = io_rows(spread)
     rows.to_csv(a.out / "density.csv", index=False)
     print_table(rows)
     print()
     print_summary(rows)
     print()
-    print_cpu(pd.read_csv(run_dir / "spread.csv"))
+    print_cpu(spread)
     print()
     print_drift(run_dir)
     if a.ab:

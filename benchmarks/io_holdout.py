@@ -137,7 +137,7 @@ def drift(profile_path: Path, work: Path) -> None:
     specs = [ProbeSpec(p.target, p.rw, p.bs, p.iodepth, p.exports, p.depth, p.cluster_size,
                        p.beside) for p in then.values()]
     s = dataclasses.replace(settings(prof.matrix, int(prof.settings["max_exports"]),
-                                     prof.settings.get("aio", "threads")), rounds=1)
+                                     prof.aio), rounds=1)
     now = measure(work, s, specs)
     print()
     print("| probe | IOPS at calibration | IOPS now | moved |")

@@ -185,7 +185,7 @@ def aio_warnings(scenario: Scenario) -> list[str]:
     out = []
     for path in sorted(paths):
         try:
-            aio = str(load_profile(path).settings.get("aio", "threads"))
+            aio = load_profile(path).aio
         except UsageError:  # read when the scenario was resolved; its check says what broke
             continue
         if aio != scenario.real.aio:
@@ -289,6 +289,5 @@ def _remake(stale: Profile, where: Path, progress: Progress | None) -> tuple[Pat
     fp = stale.fingerprint
     assert fp is not None
     require_tools(("qemu-img", "qemu-nbd", "fio"))
-    new = _quick(where, progress, str(stale.settings.get("aio", "threads"))).model_copy(
-        update={"fingerprint": fp})
+    new = _quick(where, progress, stale.aio).model_copy(update={"fingerprint": fp})
     return store(new), new

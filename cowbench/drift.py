@@ -215,7 +215,7 @@ def measure_drift(path: Path, profile: Profile, chosen: list[tuple[Probe, list[s
     real = get_backend("real")
     s = profile.settings
     settings = replace(real.probe_settings(profile.matrix, int(s.get("max_exports", 4)),
-                                           str(s.get("aio", "threads"))),
+                                           profile.aio),
                        runtime_s=float(s["runtime_s"]), ramp_s=float(s["ramp_s"]),
                        span=int(s["span_bytes"]), rounds=rounds)
     t0 = time.monotonic()

@@ -420,6 +420,12 @@ class Profile(_Frozen):
             raise ValueError(bad)
         return value
 
+    @property
+    def aio(self) -> str:
+        """qemu-nbd's ``--aio`` the probes' exports were served with (``calibrate --aio``;
+        ``threads``, qemu's default, for a profile made before it was recorded)."""
+        return str(self.settings.get("aio", "threads"))
+
     def fit_error(self, metric: str = "iops") -> float | None:
         """How well the model replays the probes: the median |rel_error| of ``metric``."""
         errs = sorted(abs(r.rel_error) for r in self.fit if r.metric == metric)

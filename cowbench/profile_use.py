@@ -53,7 +53,7 @@ def profile_block(path: str, now: datetime | None = None) -> dict[str, Any]:
     return {"calibrated": True, "path": path, "source": source,
             "fingerprint": prof.fingerprint, "created": prof.created,
             "age_s": _age_s(prof.created, now), "matrix": prof.matrix,
-            "aio": str(prof.settings.get("aio", "threads")),
+            "aio": prof.aio,
             "probes": len(prof.probes), "duration_s": prof.duration_s,
             "fit_median_abs_error": {m: None if v is None else round(v, 4)
                                      for m, v in fit.items()}}
