@@ -282,6 +282,31 @@ def _bad_table(rows: list[Any] | tuple[Any, ...], key: str) -> str | None:
 MIN_PATH_S = 1e-6
 
 
+def device_bandwidths(probes: Sequence[Probe]) -> tuple[list[tuple[int, float]],
+                                                       list[tuple[int, float]]] | None:
+    """The storage's own read and write bandwidths, ``[(size, bytes/s), ...]`` each: the
+    best its ``device`` probes alone (fio on the raw file, no qemu-nbd) did with 64 KiB or
+    more per request; None unless both ways were measured (matrices before 2026-12-06 had
+    only reads of the storage alone).
+
+    The raw probes through qemu-nbd are no measure of the device where the processes' CPU
+    is served on the host's cores: 64 KiB reads at iodepth 32 ran 802 MB/s through qemu-nbd
+    where the storage alone gave 1,179 MB/s at iodepth 8, and 64 KiB writes 1,074 MB/s where
+    the storage alone wrote 1.9 GB/s (this project's 2-core VM, 2026-12-06). The fit does
+    not read them yet: a device of these bandwidths beside the path, tried, did worse on the
+    same session than the fit's own (docs/io-model.md, "The storage alone, both ways");
+    ``cowbench calibrate`` prints them beside the fitted ones (``calibrate_view``)."""
+    tables: dict[str, dict[int, float]] = {"randread": {}, "randwrite": {}}
+    for p in probes:
+        if (p.target == "device" and p.beside is None and p.rw in tables and p.bs >= 65536
+                and p.iops > 0):
+            best = tables[p.rw]
+            best[p.bs] = max(best.get(p.bs, 0.0), p.bw_bytes_per_s)
+    if not tables["randread"] or not tables["randwrite"]:
+        return None
+    return sorted(tables["randread"].items()), sorted(tables["randwrite"].items())
+
+
 class PerfParams(_Frozen):
     """The I/O model's parameters (``sim.perf``), all in seconds, bytes and bytes/s.
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from cowbench.profile import load_profile
+from cowbench.profile import device_bandwidths, load_profile
 
 from .conftest import needs_tools
 from .test_cli import ROOT, assert_clean_error, cowbench
@@ -79,8 +79,13 @@ def test_calibrate_as_the_readme_writes_it(tmp_path: Path, no_leaks: None) -> No
     # every probe through the stack is replayed; the storage-alone ones order the device
     device = {n for n in names if n.startswith("device-")}
     assert device == {"device-randread-4k-qd1-x1", "device-randread-64k-qd8-x1",
+                      "device-randwrite-64k-qd8-x1", "device-randread-1m-qd2-x1",
+                      "device-randwrite-1m-qd2-x1",
                       "device-randread-4k-qd1-x1-beside-randread-64k-qd8"}
     assert {r.probe for r in prof.fit} == names - device
+    # the storage's own bandwidths, both ways, printed beside the fitted ones
+    assert device_bandwidths(prof.probes) is not None
+    assert "storage alone" in proc.stdout
     # the CPU each I/O took: of fio everywhere, of qemu-nbd where it served the probe
     assert all(p.issuer_cpu_s is not None and p.issuer_cpu_s > 0 for p in prof.probes)
     assert all((p.server_cpu_s is None) == (p.target == "device") for p in prof.probes)

@@ -187,14 +187,16 @@ def probe_matrix(s: Settings) -> list[ProbeSpec]:
     specs.append(ProbeSpec("cow_ext", "write", 4 * KiB, 1))
     specs += [ProbeSpec("chain", "randread", 4 * KiB, 1, depth=d) for d in deep]
     specs.append(ProbeSpec("chain", "randread", 4 * KiB, 8, depth=max(deep)))
-    # the storage alone: small reads alone, large reads alone, small reads beside large ones
+    # the storage alone: small reads alone; large reads and writes alone, its bandwidths
+    # either way (sim.perf.fit.device_bandwidths); small reads beside large ones
     specs.append(ProbeSpec("device", "randread", 4 * KiB, 1))
+    for rw in rws:
+        specs += [ProbeSpec("device", rw, 64 * KiB, 8), ProbeSpec("device", rw, MiB, 2)]
     larges = [Beside(rw="randread", bs=64 * KiB, iodepth=8)]
     if s.matrix == "long":  # and beside large writes, as copies-on-write make
         larges.append(Beside(rw="randwrite", bs=64 * KiB, iodepth=8))
     for large in larges:
-        specs += [ProbeSpec("device", large.rw, large.bs, large.iodepth),
-                  ProbeSpec("device", "randread", 4 * KiB, 1, beside=large)]
+        specs.append(ProbeSpec("device", "randread", 4 * KiB, 1, beside=large))
     # whole-cluster trims of written clusters: what a hole punched in the file costs
     specs.append(ProbeSpec("trim", "randtrim", CLUSTER, 1))
     return specs
