@@ -188,7 +188,7 @@ def probe_matrix(s: Settings) -> list[ProbeSpec]:
     specs += [ProbeSpec("chain", "randread", 4 * KiB, 1, depth=d) for d in deep]
     specs.append(ProbeSpec("chain", "randread", 4 * KiB, 8, depth=max(deep)))
     # the storage alone: small reads alone; large reads and writes alone, its bandwidths
-    # either way (sim.perf.fit.device_bandwidths); small reads beside large ones
+    # either way (cowbench.profile.device_bandwidths); small reads beside large ones
     specs.append(ProbeSpec("device", "randread", 4 * KiB, 1))
     for rw in rws:
         specs += [ProbeSpec("device", rw, 64 * KiB, 8), ProbeSpec("device", rw, MiB, 2)]
