@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .drift import STEAL_SHOWN, blocks, describe
+from .knobs import size_text
 from .profile import PerfParams, Profile, SchedParams, device_bandwidths
 
 
@@ -44,7 +45,7 @@ def print_profile(prof: Profile, out: Console) -> None:
     if own is not None:  # measured, not fitted: what the device did with nothing above it
         reads, writes = dict(own[0]), dict(own[1])
         t.add_row("storage alone (reads / writes)", ", ".join(
-            f"{_block(size)} {reads[size] / 2**20:,.0f} / {writes[size] / 2**20:,.0f} MiB/s"
+            f"{size_text(size)} {reads[size] / 2**20:,.0f} / {writes[size] / 2**20:,.0f} MiB/s"
             for size in sorted(reads.keys() & writes.keys())))
     t.add_row("transfers (reads, overwrites)",
               ("the device's, holding the VM's first stage" if p.path == "vm" else
@@ -137,11 +138,6 @@ def print_drift(drift: dict[str, Any] | None, out: Console) -> None:
         if block.get("measured") is True:
             out.print(drift_table(block))
     out.print(escape(describe(drift)), soft_wrap=True, highlight=False)
-
-
-def _block(size: int) -> str:
-    """A request size as fio writes it: 64 KiB, 1 MiB."""
-    return f"{size >> 20} MiB" if size >= 1 << 20 and not size % (1 << 20) else f"{size >> 10} KiB"
 
 
 def _alloc(p: PerfParams) -> str:
