@@ -42,7 +42,7 @@ def print_profile(prof: Profile, out: Console) -> None:
             f" (a small read waited {p.device_interference:.0%} of a large job's queue)")
     t.add_row("device queue", order[p.device_queue] + seen)
     own = device_bandwidths(prof.probes)
-    if own is not None:  # measured, not fitted: what the device did with nothing above it
+    if own is not None:  # measured: what the device did with nothing above it
         reads, writes = dict(own[0]), dict(own[1])
         t.add_row("storage alone (reads / writes)", ", ".join(
             f"{size_text(size)} {reads[size] / 2**20:,.0f} / {writes[size] / 2**20:,.0f} MiB/s"
@@ -50,7 +50,9 @@ def print_profile(prof: Profile, out: Console) -> None:
     t.add_row("transfers (reads, overwrites)",
               ("the device's, holding the VM's first stage" if p.path == "vm" else
                "work of the path's first stage") if p.transfer_on_path else
-              "on the device, beside the path")
+              "on the device, beside the path" + (
+                  ", at the storage alone's bandwidths (copies too)"
+                  if p.device_source == "storage" else ""))
     out.print(t)
     _print_replay(prof, out)
     stolen = sorted(p.steal_share for p in prof.probes if p.steal_share is not None)

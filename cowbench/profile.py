@@ -292,10 +292,10 @@ def device_bandwidths(probes: Sequence[Probe]) -> tuple[list[tuple[int, float]],
     The raw probes through qemu-nbd are no measure of the device where the processes' CPU
     is served on the host's cores: 64 KiB reads at iodepth 32 ran 802 MB/s through qemu-nbd
     where the storage alone gave 1,179 MB/s at iodepth 8, and 64 KiB writes 1,074 MB/s where
-    the storage alone wrote 1.9 GB/s (this project's 2-core VM, 2026-12-06). The fit does
-    not read them yet: a device of these bandwidths beside the path, tried, did worse on the
-    same session than the fit's own (docs/io-model.md, "The storage alone, both ways");
-    ``cowbench calibrate`` prints them beside the fitted ones (``calibrate_view``)."""
+    the storage alone wrote 1.9 GB/s (this project's 2-core VM, 2026-12-06). Where the
+    host's processes are served on its cores, the fit takes these as the device's
+    (``sim.perf.fit.fit``, ``PerfParams.device_source``; docs/io-model.md, "The storage's
+    own bandwidths as the device")."""
     tables: dict[str, dict[int, float]] = {"randread": {}, "randwrite": {}}
     for p in probes:
         if (p.target == "device" and p.beside is None and p.rw in tables and p.bs >= 65536
@@ -356,6 +356,12 @@ class PerfParams(_Frozen):
         default=False, description="the transfer of an I/O that allocates nothing is work of "
         "the path's first stage (it holds that stage) rather than of a device beside the path; "
         "allocating writes' transfers stay on the device")
+    device_source: Literal["fitted", "storage"] = Field(
+        default="fitted", description="where the device's bandwidths come from: fitted to "
+        "the probes through qemu-nbd (fitted; profiles made before the storage alone was "
+        "measured both ways), or the storage's own, measured by fio on the raw file with "
+        "nothing above it (storage: the device beside the path, copies-on-write and cluster "
+        "writes at the same bandwidths; sim.perf.fit)")
     alloc_shared: float = Field(
         default=1.0, ge=0, le=1, description="the share of an allocating write's allocation "
         "round (its copy-on-write read and cluster allocation, done holding its image's lock) "

@@ -77,6 +77,8 @@ def fit_host_alloc(params: PerfParams, probes: Sequence[Probe]) -> PerfParams:
     share = 0.0 if params.sched is not None else 1.0
     if params.sched is not None:
         params = params.model_copy(update={"alloc_shared": share})
+    if params.device_source == "storage":  # copies at the storage's own bandwidths
+        return params
     probe = allocating_probe(probes)
     if probe is None:
         return params
