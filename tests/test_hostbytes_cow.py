@@ -29,9 +29,21 @@ def host_bytes(tmp_path: Path, scenario: dict[str, Any]) -> pd.DataFrame:
     return comp[comp.metric.isin(["host_read_bytes", "host_write_bytes"])]
 
 
+#: what qemu-nbd's read_bytes (/proc/PID/io: every read from storage the process causes) may
+#: hold beyond its image's reads: one 4 KiB page. Four runs of test_rsync_chain's scenario at
+#: once (2026-12-06) measured 5 of their 24 sessions' reads exactly one page over the model's
+#: (in whichever session: a first run, a rerun, a copied disk's first run), the others
+#: exact, none under; in a whole suite a copied disk's 69,632 bytes came as 73,728 (+5.9%)
+STRAY_READ = 4096
+
+
 def assert_within(rows: pd.DataFrame, tolerance: float) -> None:
+    """Each row's prediction within ``tolerance`` of what was measured; for reads, of what
+    was measured or of that less the one page qemu-nbd may read of its own (STRAY_READ)."""
     for r in rows.itertuples():
-        assert abs(r.predicted - r.measured) <= tolerance * r.measured, r
+        measured = [r.measured] + ([r.measured - STRAY_READ] if r.metric == "host_read_bytes"
+                                   and r.measured >= STRAY_READ else [])
+        assert any(abs(r.predicted - m) <= tolerance * m for m in measured), r
 
 
 def _image(data: list[tuple[str, str]], size: str = "256MiB") -> dict[str, Any]:
