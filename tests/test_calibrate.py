@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shlex
+import statistics
 import subprocess
 from pathlib import Path
 
@@ -86,8 +87,12 @@ def test_calibrate_as_the_readme_writes_it(tmp_path: Path, no_leaks: None) -> No
     # the storage's own bandwidths, both ways, printed beside the fitted ones
     assert device_bandwidths(prof.probes) is not None
     assert "storage alone" in proc.stdout
-    # the CPU each I/O took: of fio everywhere, of qemu-nbd where it served the probe
-    assert all(p.issuer_cpu_s is not None and p.issuer_cpu_s > 0 for p in prof.probes)
+    # the CPU each I/O took: of fio everywhere, of qemu-nbd where it served the probe. fio's
+    # own figure of a 0.3 s probe can be 0 beside the whole suite (one probe's was, in both
+    # rounds, 2026-12-06): recorded everywhere, and positive for the matrix as a whole
+    issuer = [p.issuer_cpu_s for p in prof.probes]
+    assert all(c is not None and c >= 0 for c in issuer)
+    assert statistics.median(c for c in issuer if c is not None) > 0
     assert all((p.server_cpu_s is None) == (p.target == "device") for p in prof.probes)
     # what fio and qemu-nbd's threads did on the cores (evidence for the host scheduler, issue
     # 16): every read of data goes through qemu-nbd's pool (a turn per I/O at least), and with
