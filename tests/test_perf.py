@@ -564,8 +564,9 @@ def test_profile_loads_and_bad_profiles_are_refused(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_the_long_matrix_is_finer_and_fits_too() -> None:
-    # the probes the fit reads (each matrix also holds one contention probe, replayed only,
-    # the same one trim probe and the same storage-alone probes, which order the device)
+    # the probes the fit replays (each matrix also holds one contention probe, replayed only,
+    # the same one trim probe and the same storage-alone probes, which give the device its
+    # bandwidths and its order)
     short = [p for p in probe_matrix(settings("short", 4))
              if p.beside is None and p.target not in ("trim", "device")]
     long = [p for p in probe_matrix(settings("long", 6))
