@@ -57,8 +57,12 @@ EPS_S = 1e-12
 class Runqueues:
     """The host's ``count`` cores, each with its own queue (the scheduler's ``rq``)."""
 
-    def __init__(self, env: simpy.Environment, count: int, slice_s: float) -> None:
+    def __init__(self, env: simpy.Environment, count: int, slice_s: float,
+                 long_wait: tuple[float, float, Any] | None = None) -> None:
         self.env = env
+        #: (chance per process runnable, mean in seconds, the generator that draws them):
+        #: the host's long waits (:meth:`EevdfTask._wake`); None: none
+        self.long_wait = long_wait if long_wait is not None and long_wait[0] > 0 else None
         self.capacity = count
         self.slice_s = slice_s
         #: a process's lag is kept within this either way (``update_entity_lag``)
@@ -345,6 +349,7 @@ class EevdfTask:
         self._slept = True  # a process starts asleep: its first turn pays a wake-up
         self._wake_left = 0.0
         self._started = self._t = self._asked = 0.0
+        self._long = self._waited = False  # in a long wait; just out of one
 
     def run(self, seconds: float, wake_s: float | None = None) -> simpy.Event:
         """An event that fires once the process has run ``seconds`` of CPU for the caller;
@@ -359,18 +364,45 @@ class EevdfTask:
         return done
 
     def _wake(self, _: object) -> None:
-        if self.core is not None or not self._bursts:
+        if self.core is not None or not self._bursts or self._long:
             return
-        self._asked = self.env.now
         rqs = self.cores
+        if not self._waited:
+            self._asked = self.env.now
         if self.queued:  # still on its core's queue, delayed
             assert self.cpu is not None
+            self._waited = False
             self.core = rqs.cpus[self.cpu]
             self.core.requeue(self)
             return
-        self.core = rqs.cpus[self.pin] if self.pin is not None else rqs.select(self)
+        core = rqs.cpus[self.pin] if self.pin is not None else rqs.select(self)
+        if (rqs.long_wait is not None and self.pin is None and not self._waited
+                and self._wait_long(rqs.long_wait, core)):
+            return
+        self._waited = False
+        self.core = core
         self.queued = True
         self.core.enqueue(self)
+
+    def _wait_long(self, long_wait: tuple[float, float, Any], core: Cpu) -> bool:
+        """A long wait, now and then, before the process joins the queue of ``core``, the one
+        chosen for it: with chance ``1 - (1 - p)^k`` for the ``k`` processes on that queue
+        (none if the core is idle), an exponential time of the mean fitted
+        (``SchedParams.long_wait_p``, ``long_wait_s``); then it wakes again, its core chosen
+        again. True if it waits."""
+        p, mean, rng = long_wait
+        k = len(core.queue)
+        if k == 0 or rng.random() >= 1.0 - (1.0 - p) ** k:
+            return False
+        self._long = True
+        ev = simpy.Timeout(self.env, rng.exponential(mean))
+        ev.callbacks.append(self._waited_long)
+        return True
+
+    def _waited_long(self, _: object) -> None:
+        self._long = False
+        self._waited = True  # its wait for a core began when it woke
+        self._wake(None)
 
     def given(self, cpu: Cpu) -> None:
         """A turn on ``cpu``: the wake-up if it slept, then its bursts."""

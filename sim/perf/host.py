@@ -235,7 +235,8 @@ class Host:
         sched = model.p.sched
         self.cores: Runqueues | Cores | None = None
         if sched is not None:
-            self.cores = (Runqueues(env, sched.cores, sched.slice_s)
+            self.cores = (Runqueues(env, sched.cores, sched.slice_s,
+                                    (sched.long_wait_p, sched.long_wait_s, rng))
                           if sched.queues == "per-core" else Cores(env, sched.cores, sched.slice_s))
         self._tasks: dict[int, tuple[AnyTask, AnyTask]] = {}
         self._kernel: AnyTask | None = None
