@@ -37,6 +37,7 @@ from sim.perf.perf import (
     mva_iops,
     replay,
 )
+from sim.perf.replay import replay_latencies
 from sim.storage.disk import HostIO
 
 from .conftest import small_dict
@@ -67,9 +68,10 @@ def synthetic_probes(params: PerfParams, ios: int = 10000,
                       bw_bytes_per_s=1.0, lat_mean_s=1.0, lat_p99_s=1.0, beside=spec.beside)
         if fitted_only and contended(shell):
             continue
-        iops, lat = replay(params, shell, ios=ios, seed=i)
+        iops, lats = replay_latencies(params, shell, ios=ios, seed=i)
         out.append(shell.model_copy(update={"iops": iops, "bw_bytes_per_s": iops * spec.bs,
-                                            "lat_mean_s": lat, "lat_p99_s": 3 * lat,
+                                            "lat_mean_s": float(np.mean(lats)),
+                                            "lat_p99_s": float(np.percentile(lats, 99)),
                                             "ios": ios}))
     return out
 

@@ -81,6 +81,7 @@ from .demand import MIN_PATH_S, MIN_PATH_SHARE, Demand, Fmt, PerfModel, interp_l
 from .fit import FitError, contended, device_interference, fit, mva_iops
 from .host import FileLock, Host, Process, SharedDevice
 from .replay import fit_punch, fit_rows, replay
+from .tail import fit_long_wait
 
 __all__ = ["MIN_PATH_S", "MIN_PATH_SHARE", "Demand", "FileLock", "FitError", "Fmt", "Host",
            "PerfModel", "Process", "SharedDevice", "device_interference", "fit", "fit_rows",
@@ -90,7 +91,9 @@ __all__ = ["MIN_PATH_S", "MIN_PATH_SHARE", "Demand", "FileLock", "FitError", "Fm
 def fit_with_alloc(probes: Sequence[Probe], cores: int | None) -> PerfParams:
     """What a profile's parameters are: :func:`fit` on ``probes`` with the host scheduler on
     ``cores`` (the cores of the machine where the probes ran), then the host's allocation
-    rate (``sim.perf.alloc``) and a trim's hole punch (``fit_punch``), all without the
+    rate (``sim.perf.alloc``), a trim's hole punch (``fit_punch``) and the host's long waits
+    (``sim.perf.tail``), all without the
     contention probe (``sim.perf.fit.contended``: it is replayed, not fitted)."""
     alone = [p for p in probes if not contended(p)]
-    return fit_punch(fit_host_alloc(fit(alone, cores=cores), alone), alone)
+    return fit_long_wait(fit_punch(fit_host_alloc(fit(alone, cores=cores), alone), alone),
+                         alone)
