@@ -31,12 +31,12 @@ from .eevdf import TICK_S
 from .replay import replay_latencies
 
 #: I/Os per export replayed for each probe at each step (fixed seed: the same draws at each)
-TAIL_IOS = 3000
+TAIL_IOS = 2000
 #: the chances tried lie between these (1e-4 adds no tail; 0.03 holds most wake-ups at 12
 #: processes runnable)
 P_LOW, P_HIGH = 1e-4, 0.03
 #: bisection steps on log p: the last step's factor is (P_HIGH / P_LOW) ** (1 / 2**STEPS)
-STEPS = 7
+STEPS = 6
 
 
 def crowded(probes: Sequence[Probe]) -> list[Probe]:
