@@ -213,13 +213,13 @@ class SchedParams(_Frozen):
     write_kernel_cpu: list[tuple[int, float]] = Field(
         default_factory=list, description="the same for writes, from the raw write probes")
     long_wait_p: float = Field(
-        default=0.0, ge=0, le=1, description="the host's long waits (``sim.perf.eevdf``): "
-        "the chance, for each process runnable on the host's cores, that a process waking "
-        "among them waits a long time before it joins a core's queue, as the machine's kernel "
-        "makes a thread wait now and then for 2 to 23 ms where its scheduler's rules, as the "
-        "model has them, make none over 0.4 ms (docs/io-model.md, the long waits); fitted to "
-        "the p99 latency of the probes of several exports (``sim.perf.tail``); 0 (profiles "
-        "made before it, or without those probes): none")
+        default=0.0, ge=0, le=1, description="the host's long waits (``sim.perf.eevdf``, a "
+        "queue per core): the chance, for each process on the queue of the core a process "
+        "wakes onto, that it waits a long time before it joins that queue, as the machine's "
+        "kernel makes a thread wait now and then for 2 to 23 ms where its scheduler's rules, "
+        "as the model has them, make none over 0.4 ms (docs/io-model.md, the long waits); "
+        "fitted to the p99 latency of the probes of several exports (``sim.perf.tail``); 0 "
+        "(profiles made before it, or without those probes): none")
     long_wait_s: float = Field(
         default=0.0, ge=0, description="the mean of a long wait (exponential): the kernel's "
         "tick, 4 ms, when ``long_wait_p`` is fitted")

@@ -31,6 +31,13 @@ of equal weight; the kernel's names in brackets):
   pulls the process that has waited longest on the other (new-idle balance), and every
   ``BALANCE_TICKS`` ticks a core pulls one from a core with two more on its queue.
 
+One thing is drawn, not derived: the host's *long waits*. The machine's kernel now and then
+keeps a runnable thread waiting 2 to 23 ms on a crowded host, and those waits make every
+crowded VM's p99; these rules do not make them (their longest wait is about 0.4 ms). So a
+process that wakes onto a busy core waits, now and then, about a tick before it joins the
+queue (:meth:`EevdfTask._wait_long`), at a chance fitted to the calibration's tails
+(``sim.perf.tail``).
+
 What it leaves out: nice levels and cgroups (every process here is nice 0 in one group), the
 cache-hot test of a migration, load averages (it counts processes queued), and interrupts
 (the host's kernel work is a process of its own, pinned to the core that takes the disk's
@@ -60,8 +67,8 @@ class Runqueues:
     def __init__(self, env: simpy.Environment, count: int, slice_s: float,
                  long_wait: tuple[float, float, Any] | None = None) -> None:
         self.env = env
-        #: (chance per process runnable, mean in seconds, the generator that draws them):
-        #: the host's long waits (:meth:`EevdfTask._wake`); None: none
+        #: (chance per process on the core's queue, mean in seconds, the generator that draws
+        #: them): the host's long waits (:meth:`EevdfTask._wait_long`); None: none
         self.long_wait = long_wait if long_wait is not None and long_wait[0] > 0 else None
         self.capacity = count
         self.slice_s = slice_s

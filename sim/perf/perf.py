@@ -92,8 +92,8 @@ def fit_with_alloc(probes: Sequence[Probe], cores: int | None) -> PerfParams:
     """What a profile's parameters are: :func:`fit` on ``probes`` with the host scheduler on
     ``cores`` (the cores of the machine where the probes ran), then the host's allocation
     rate (``sim.perf.alloc``), a trim's hole punch (``fit_punch``) and the host's long waits
-    (``sim.perf.tail``), all without the
-    contention probe (``sim.perf.fit.contended``: it is replayed, not fitted)."""
+    (``sim.perf.tail``), all without the contention probe (``sim.perf.fit.contended``: it is
+    replayed, not fitted)."""
     alone = [p for p in probes if not contended(p)]
     return fit_long_wait(fit_punch(fit_host_alloc(fit(alone, cores=cores), alone), alone),
                          alone)

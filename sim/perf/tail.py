@@ -9,9 +9,9 @@ tail of a crowded host" and "The host's long waits"). Where they come from is no
 the kernel's grouping of each qemu-nbd's threads does make them (they go when it is switched
 off), but the same grouping in the model did not.
 
-So the model draws them: a process that wakes among ``k`` others runnable on the host's
-cores waits, with chance ``1 - (1 - p)^k``, an exponential time of mean one tick (4 ms, when
-the kernel notices a used-up slice) before it joins a core's queue
+So the model draws them: a process that wakes onto a core with ``k`` processes on its queue
+waits, with chance ``1 - (1 - p)^k``, an exponential time of mean one tick (4 ms, when the
+kernel notices a used-up slice) before it joins the queue; onto an idle core, never
 (:meth:`sim.perf.eevdf.EevdfTask._wait_long`). ``p`` is fitted here: the chance at which the
 model's replays of the probes of several exports (reads and writes of 4 KiB at iodepth 4 on
 two or more raw exports: the crowded host, nothing allocated) have, at the median, the 99th
@@ -32,8 +32,8 @@ from .replay import replay_latencies
 
 #: I/Os per export replayed for each probe at each step (fixed seed: the same draws at each)
 TAIL_IOS = 2000
-#: the chances tried lie between these (1e-4 adds no tail; 0.03 holds most wake-ups at 12
-#: processes runnable)
+#: the chances tried lie between these (1e-4 adds no tail to these probes; at 0.03 one wake-up
+#: in four waits long on a core with ten processes queued)
 P_LOW, P_HIGH = 1e-4, 0.03
 #: bisection steps on log p: the last step's factor is (P_HIGH / P_LOW) ** (1 / 2**STEPS)
 STEPS = 6
@@ -57,6 +57,7 @@ def p99_gap(params: PerfParams, probes: Sequence[Probe]) -> float:
 
 
 def with_wait(params: PerfParams, p: float) -> PerfParams:
+    """``params`` (with a host scheduler) with long waits at chance ``p``, of mean a tick."""
     assert params.sched is not None
     sched = params.sched.model_copy(update={"long_wait_p": p,
                                             "long_wait_s": TICK_S if p > 0 else 0.0})
