@@ -7,8 +7,9 @@ over the mean of each. No real I/O: the profile's probes replayed, a few seconds
 
 By default the probes with several I/Os in flight (iodepth 8 or more, several exports, or a
 job beside): where a tail comes from waiting behind others. The model fits IOPS and mean
-latency (``cowbench calibrate``'s table), never p99, so this is where its tail is checked
-against the machine's before any scenario is run.
+latency (``cowbench calibrate``'s table) and, of p99, only the median over the raw probes of
+several exports (the host's long waits, ``sim.perf.tail``), so this is where its tail is
+checked against the machine's, probe by probe, before any scenario is run.
 """
 
 from __future__ import annotations
