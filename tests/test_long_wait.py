@@ -16,6 +16,7 @@ from cowbench.profile import Beside, PerfParams, Probe, Profile, SchedParams
 from sim.perf import tail
 from sim.perf.eevdf import TICK_S, EevdfTask, Runqueues
 from sim.perf.replay import replay_latencies
+from sim.perf.tail import with_wait
 
 from .test_perf import TRUE, probe
 from .test_perf_sched import SCHED
@@ -62,10 +63,6 @@ def test_a_process_that_wakes_beside_another_waits_a_tick_on_average_when_it_wai
 
 def x_probe(rw: str = "randread", exports: int = 4) -> Probe:
     return probe(rw=rw, iodepth=4, exports=exports)
-
-
-def with_wait(params: PerfParams, p: float) -> PerfParams:
-    return tail.with_wait(params, p)
 
 
 def test_long_waits_lengthen_a_crowded_hosts_tail_far_more_than_its_mean() -> None:
