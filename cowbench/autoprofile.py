@@ -9,7 +9,9 @@ In order, the first that applies:
    host whose storage is on this machine: with the real backend, every host (the real
    backend builds each host's tree here); with ``--backend sim``, a host without
    ``storage_dir`` (its storage would be the run directory's ``work/``) or whose
-   ``storage_dir`` exists on this machine. A fleet has no I/O figures and gets none;
+   ``storage_dir`` exists on this machine. A fleet has no I/O figures and gets none. A
+   cached profile fitted by an older cowbench's model (``Profile.fit_version``) is first
+   fitted again from its own probes, in the cache (no I/O: its measurement stands);
 5. with ``--backend both`` and no cached profile: a quick calibration of that storage, now,
    kept in the cache for the next runs (``--backend sim`` never calibrates);
 6. otherwise none: the uncalibrated device model, and the run says so.
@@ -28,10 +30,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .backends import get_backend
 from .errors import UsageError
 from .profile import Profile, load_profile
 from .profile_cache import (
@@ -107,12 +111,16 @@ def cached_or_calibrated(storage: Path, *, calibrate: bool, progress: Progress |
     is off."""
     fp = fingerprint(storage, aio)
     hit = lookup(fp)
-    if hit is not None or not calibrate:
-        return None if hit is None else hit[0]
+    if hit is not None and not older_fit(hit[1]):
+        return hit[0]
+    if hit is None and not calibrate:
+        return None
     with calibration_lock(fp):  # a run calibrating the same storage: wait, then use its one
         hit = lookup(fp)
         if hit is not None:
-            return hit[0]
+            return hit[0] if not older_fit(hit[1]) else _refit_cached(*hit, say)
+        if not calibrate:
+            return None
         where = existing_ancestor(storage)
         if say is not None:
             say(f"no calibration profile of this machine's storage under {where} "
@@ -121,6 +129,29 @@ def cached_or_calibrated(storage: Path, *, calibrate: bool, progress: Progress |
         require_tools(("qemu-img", "qemu-nbd", "fio"))  # a missing tool, named as such
         prof = _quick(where, progress, aio)
         return store(prof.model_copy(update={"fingerprint": fp}))
+
+
+def older_fit(prof: Profile) -> bool:
+    """Whether ``prof``'s parameters were fitted by an older version of the model's fit than
+    this cowbench's (``Profile.fit_version``): its probes would fit other ones now."""
+    return prof.fit_version < get_backend("sim").fit_version
+
+
+def _refit_cached(path: Path, prof: Profile, say: Say | None) -> Path:
+    """The cached profile ``prof`` (at ``path``) fitted again from its own probes by this
+    cowbench's model, in place (under its calibration lock, held by the caller): its
+    measurement is this machine's and still checked before a run; only the fit is new."""
+    from .calibration import refit
+
+    t0 = time.monotonic()
+    new = refit(prof)
+    stored = store(new)
+    if say is not None:
+        say(f"the cached calibration profile {path} was fitted by an older cowbench's model "
+            f"(fit version {prof.fit_version}; this one's is {new.fit_version}): fitted "
+            f"again from its own probes in {time.monotonic() - t0:.0f} s (no I/O), kept for "
+            "the next runs")
+    return stored
 
 
 def _labelled(progress: Progress | None, label: str) -> Progress | None:
@@ -154,7 +185,7 @@ def profiles_for_run(scenario: Scenario, source: str, backend: str, out: Path, *
     chosen = choose_profiles(scenario, source, backend, out, profile=profile,
                              uncalibrated=uncalibrated, progress=progress, say=say)
     if say is not None and backend != "real":  # a real run alone predicts nothing
-        for line in aio_warnings(chosen):
+        for line in profile_warnings(chosen):
             say(line)
     if backend != "both" or chosen.fleet is not None:
         return chosen, {"checked": False, "reason": f"--backend {backend}: nothing measured "
@@ -175,25 +206,37 @@ def profiles_for_run(scenario: Scenario, source: str, backend: str, out: Path, *
                                                      "profiles": found}
 
 
-def aio_warnings(scenario: Scenario) -> list[str]:
-    """A warning for each profile the scenario's I/O figures rest on whose probes went
-    through qemu-nbd with another ``--aio`` than the scenario's disks (``real.aio``): the
-    model predicts the profile's kind of export. Measured here (benchmarks/io_turns.py
-    --aio, io-holdout.yaml): a crowded host's p99 latency three to six times longer with
-    qemu-nbd's pool of threads (``threads``) than without (``native``)."""
+def profile_warnings(scenario: Scenario) -> list[str]:
+    """A warning for each profile the scenario's I/O figures rest on that predicts other I/O
+    than this cowbench would make of it:
+
+    - its probes went through qemu-nbd with another ``--aio`` than the scenario's disks
+      (``real.aio``): the model predicts the profile's kind of export. Measured here
+      (benchmarks/io_turns.py --aio, io-holdout.yaml): a crowded host's p99 latency three to
+      six times longer with qemu-nbd's pool of threads (``threads``) than without
+      (``native``);
+    - its parameters were fitted by an older version of the model's fit (a profile file the
+      run was told to use: a cached one is fitted again before this, ``_refit_cached``)."""
     paths = {Path(src) for host in scenario.hosts if (src := _profile_of(scenario, host))}
+    current = get_backend("sim").fit_version
     out = []
     for path in sorted(paths):
         try:
-            aio = load_profile(path).aio
+            prof = load_profile(path)
         except UsageError:  # read when the scenario was resolved; its check says what broke
             continue
-        if aio != scenario.real.aio:
+        if prof.aio != scenario.real.aio:
             out.append(f"warning: the calibration profile {path} was measured through "
-                       f"qemu-nbd --aio={aio}, and this scenario exports its disks with "
+                       f"qemu-nbd --aio={prof.aio}, and this scenario exports its disks with "
                        f"--aio={scenario.real.aio} (real.aio): the predicted I/O is that of "
-                       f"--aio={aio}; `cowbench calibrate --aio {scenario.real.aio}` makes "
-                       "a profile of the scenario's kind")
+                       f"--aio={prof.aio}; `cowbench calibrate --aio {scenario.real.aio}` "
+                       "makes a profile of the scenario's kind")
+        if prof.fit_version < current:
+            out.append(f"warning: the calibration profile {path} was fitted by an older "
+                       f"cowbench's model (fit version {prof.fit_version}; this one's is "
+                       f"{current}): the run predicts with its parameters as they are; "
+                       f"`cowbench calibrate --refit {path} --out FILE` fits them again from "
+                       "its probes (no I/O)")
     return out
 
 

@@ -111,8 +111,13 @@ class Backend(ABC):
         directory it makes is recorded in ``lease``."""
         raise self._lacks("measure calibration probes")
 
-    def fit(self, probes: Sequence[Probe]) -> PerfParams:
-        """The I/O model's parameters fitted to the probes."""
+    #: the version of :meth:`fit`'s answer for the same probes (0: no fit); a profile records
+    #: it, and one fitted by an older version is fitted again (``cowbench.autoprofile``)
+    fit_version: int = 0
+
+    def fit(self, probes: Sequence[Probe], cores: int | None = None) -> PerfParams:
+        """The I/O model's parameters fitted to the probes, measured on a machine of
+        ``cores`` cores (None: this one's)."""
         raise self._lacks("fit a calibration")
 
     def fit_rows(self, params: PerfParams, probes: Sequence[Probe],

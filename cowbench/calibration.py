@@ -33,6 +33,12 @@ def _load() -> list[float]:
         return []
 
 
+def _replay_ios(matrix: str) -> int:
+    """Simulated I/Os a probe's replay runs: fewer for the quick matrix (the replay is for
+    the fit's quality, and the quick calibration is kept short)."""
+    return 1500 if matrix == "quick" else 3000
+
+
 def measure_profile(directory: Path, matrix: Matrix, exports: int = 4,
                     runtime: float | None = None, rounds: int | None = None,
                     progress: Progress | None = None, aio: str = "threads") -> Profile:
@@ -59,14 +65,25 @@ def measure_profile(directory: Path, matrix: Matrix, exports: int = 4,
         if progress is not None:
             progress(1, 1, "fitting the I/O model and replaying the probes")
         params = fit(probes)
-        # the quick matrix replays with fewer simulated I/Os: it is for the fit's quality
-        rows = fit_rows(params, probes, ios=1500 if matrix == "quick" else 3000)
+        rows = fit_rows(params, probes, ios=_replay_ios(matrix))
     duration = time.monotonic() - t0  # probes, fit and replay: the whole calibration
     return Profile(created=created, duration_s=round(duration, 1), matrix=matrix,
                    dir=str(directory), host=host_facts(directory), tools=tool_versions(),
                    settings=s.as_dict(), load_before=load_before, load_after=load_after,
-                   probes=probes, params=params, fit=rows,
+                   probes=probes, params=params, fit=rows, fit_version=model.fit_version,
                    fingerprint=fingerprint(directory, aio))
+
+
+def refit(prof: Profile, cores: int | None = None) -> Profile:
+    """``prof`` with its parameters fitted again from its own probes by this cowbench's model
+    (no I/O), and its probes replayed again; everything it recorded of its measurement kept.
+    ``cores``: those of the machine the probes ran on (None: this one's, for a profile of
+    this machine)."""
+    model = get_backend("sim")
+    params = model.fit(prof.probes, cores)
+    rows = model.fit_rows(params, prof.probes, ios=_replay_ios(prof.matrix))
+    return prof.model_copy(update={"params": params, "fit": rows,
+                                   "fit_version": model.fit_version})
 
 
 def calibrate(directory: Path, out: Path, matrix: Matrix, exports: int,

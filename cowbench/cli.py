@@ -434,19 +434,30 @@ def calibrate(
                    "threads (its pool of threads: qemu's default, and the real backend's), "
                    "native or io_uring; a profile predicts scenarios whose real.aio is the "
                    "same.")] = "threads",
+    refit: Annotated[Path | None, typer.Option("--refit", help="Fit this profile's probes "
+                     "again with this cowbench's model and write the result to --out (no "
+                     "I/O): a profile made by an older cowbench, predicting as a new "
+                     "calibration would from the same measurement.")] = None,
     force: Annotated[bool, typer.Option(help="Replace an existing profile.")] = False,
 ) -> None:
     """Measure the storage under DIR with a fio probe matrix through qemu-nbd, fit the I/O
     model to it, and write a calibration profile for `device.profile` / `run --profile`.
-    With --check PROFILE: how far the machine moved since PROFILE was made (a table)."""
+    With --check PROFILE: how far the machine moved since PROFILE was made (a table).
+    With --refit PROFILE: PROFILE's probes fitted again by this cowbench (no I/O)."""
     from .calibrate_view import print_profile
     from .calibration import calibrate as do_calibrate
 
+    if check is not None and refit is not None:
+        raise UsageError("--check and --refit contradict each other; give one")
     if check is not None:
         _check_profile(check, dir)
         return
+    if refit is not None:
+        _refit_profile(refit, dir, out_path, force)
+        return
     if dir is None or out_path is None:
-        raise UsageError("calibrate needs --dir and --out (or --check PROFILE)")
+        raise UsageError("calibrate needs --dir and --out (or --check PROFILE, or --refit "
+                         "PROFILE --out FILE)")
     if matrix not in ("quick", "short", "long"):
         raise UsageError(f"--matrix must be quick, short or long, not {matrix!r}")
     if aio not in AIO:
@@ -466,6 +477,42 @@ def calibrate(
     out.print(f"profile: {bold(out_path)} ({len(prof.probes)} probes in "
               f"{format_duration(prof.duration_s)}, through qemu-nbd --aio={aio})",
               soft_wrap=True)
+
+
+def _refit_profile(src: Path, where: Path | None, out_path: Path | None, force: bool) -> None:
+    """``calibrate --refit``: ``src``'s probes fitted again by this cowbench's model, written
+    to ``out_path`` (its measurement, settings and fingerprint kept; its replay made again)."""
+    import time
+
+    from .atomic import atomic_write_text
+    from .calibrate_view import print_profile
+    from .calibration import refit as do_refit
+    from .profile import load_profile, profile_json
+
+    if where is not None:
+        raise UsageError("--refit measures nothing: --dir does not apply (the probes are "
+                         "the profile's own)")
+    if out_path is None:
+        raise UsageError("--refit needs --out FILE: the refitted profile (PROFILE itself "
+                         "is never rewritten)")
+    if out_path.exists() and not force:
+        raise UsageError(f"--out {out_path}: exists (use --force to replace it)")
+    if not out_path.parent.is_dir():
+        raise UsageError(f"--out {out_path}: no such directory {out_path.parent}")
+    prof = load_profile(src)
+    if out_path.exists() and os.path.samefile(out_path, src):
+        raise UsageError(f"--out {out_path}: is the profile --refit reads; write the refitted "
+                         "one to another file")
+    cores = prof.host.get("cpu_count")
+    t0 = time.monotonic()
+    with progress_bar(bar=False, transient=True) as bar:
+        bar.add_task(f"fitting {len(prof.probes)} probes of {src} again", total=None)
+        new = do_refit(prof, cores if isinstance(cores, int) and cores > 0 else None)
+    atomic_write_text(out_path, profile_json(new))
+    print_profile(new, out)
+    out.print(f"profile: {bold(out_path)} ({src}'s {len(prof.probes)} probes fitted again "
+              f"in {format_duration(time.monotonic() - t0)}, no I/O; fit version "
+              f"{prof.fit_version} -> {new.fit_version})", soft_wrap=True)
 
 
 def _check_profile(profile: Path, where: Path | None) -> None:

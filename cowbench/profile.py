@@ -448,6 +448,10 @@ class Profile(_Frozen):
     probes: list[Probe] = Field(min_length=1)
     params: PerfParams
     fit: list[FitRow] = Field(default_factory=list)
+    fit_version: int = Field(
+        default=0, ge=0, description="the version of the model's fit that made params "
+        "(sim.perf.FIT_VERSION; 0: a profile made before it was recorded): a cached profile "
+        "fitted by an older version is fitted again from its probes before a run uses it")
     fingerprint: dict[str, Any] | None = Field(
         default=None, description="the machine and storage it was measured on "
         "(cowbench.profile_cache.fingerprint): what keys it in the profile cache")

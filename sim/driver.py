@@ -100,10 +100,14 @@ class SimBackend(Backend):
                   ) -> dict[str, pd.DataFrame]:
         return io_events(scenario, seed, traces)
 
-    def fit(self, probes: Sequence[Probe]) -> PerfParams:
+    fit_version = perf.FIT_VERSION
+
+    def fit(self, probes: Sequence[Probe], cores: int | None = None) -> PerfParams:
         """The I/O model's parameters, then the host's allocation rate (``sim.perf.alloc``);
-        the host scheduler's cores are this machine's, where the probes ran."""
-        cores = len(os.sched_getaffinity(0))
+        the host scheduler's cores are those the probes ran on (default: this machine's,
+        where a calibration runs them)."""
+        if cores is None:
+            cores = len(os.sched_getaffinity(0))
         return perf.fit_with_alloc(probes, cores)
 
     def fit_rows(self, params: PerfParams, probes: Sequence[Probe],

@@ -34,6 +34,7 @@ from cowbench.profile_use import describe, run_profile
 from cowbench.resolve import resolve
 from cowbench.runner import run_scenario
 from cowbench.scenario import Scenario, parse_scenario
+from sim.perf.perf import FIT_VERSION
 
 from .conftest import small_dict
 from .test_cli import cowbench, write
@@ -48,7 +49,7 @@ def fake_profile(fp: dict[str, Any] | None, params: PerfParams = TRUE) -> Profil
     return Profile(created="2026-12-01T00:00:00+00:00", duration_s=60.0, matrix="quick",
                    dir="/x", host={}, tools={}, settings={}, fingerprint=fp,
                    probes=[probe().model_copy(update={"iops": 1000.0})], params=params,
-                   fit=rows)
+                   fit=rows, fit_version=FIT_VERSION)
 
 
 @pytest.fixture
@@ -392,3 +393,125 @@ def test_a_run_warns_when_its_profile_went_through_another_aio(
     autoprofile.profiles_for_run(s, src, "real", tmp_path / "run", profile=prof,
                                  say=said.append)
     assert not [line for line in said if "qemu-nbd" in line]
+
+
+# -- a profile fitted by an older model -------------------------------------------------------
+
+@pytest.fixture
+def counted_fit(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The model's fit replaced by one that answers ``TRUE`` (these tests are about when a
+    profile is fitted again, not the fit: tests/test_perf*.py); each call's probe count."""
+    from sim.driver import SimBackend
+
+    calls: list[int] = []
+
+    def fit(self: SimBackend, probes: list[Any], cores: int | None = None) -> PerfParams:
+        calls.append(len(probes))
+        return TRUE
+
+    monkeypatch.setattr(SimBackend, "fit", fit)
+    monkeypatch.setattr(SimBackend, "fit_rows", lambda self, params, probes, ios=3000: [])
+    return calls
+
+
+@pytest.mark.parametrize("backend", ["sim", "both"])
+def test_a_cached_profile_fitted_by_an_older_model_is_fitted_again_from_its_probes(
+        tmp_path: Path, fake_quick: list[Path], counted_fit: list[int], backend: str) -> None:
+    old = fake_profile(fingerprint(tmp_path), OTHER).model_copy(update={"fit_version": 0})
+    path = store(old)
+    s, src = scenario_at(tmp_path)
+    said: list[str] = []
+    got = choose_profiles(s, src, backend, tmp_path / "run", say=said.append)
+    assert counted_fit == [1] and fake_quick == []  # its own probe, fitted; nothing measured
+    assert got.hosts[0].calibrated == TRUE and got.hosts[0].profile == str(path)
+    assert len(said) == 1 and str(path) in said[0] and "no I/O" in said[0]
+    assert f"fit version 0; this one's is {FIT_VERSION}" in said[0]
+    found = lookup(fingerprint(tmp_path))
+    assert found is not None
+    new = found[1]
+    assert new.fit_version == FIT_VERSION and new.params == TRUE
+    # the measurement is the same one: its probes and when it was made (the notes of the
+    # probes a run checked are keyed by it) and where
+    assert (new.probes, new.created, new.fingerprint) == (old.probes, old.created,
+                                                         old.fingerprint)
+    said.clear()
+    again = choose_profiles(s, src, backend, tmp_path / "run2", say=said.append)
+    assert counted_fit == [1] and said == [] and again.hosts[0].calibrated == TRUE
+
+
+def test_a_cached_profile_of_this_models_fit_is_not_fitted_again(
+        tmp_path: Path, fake_quick: list[Path], counted_fit: list[int]) -> None:
+    store(fake_profile(fingerprint(tmp_path), OTHER))
+    s, src = scenario_at(tmp_path)
+    got = choose_profiles(s, src, "sim", tmp_path / "run")
+    assert counted_fit == [] and got.hosts[0].calibrated == OTHER
+
+
+def test_a_named_profile_fitted_by_an_older_model_is_used_as_it_is_with_a_warning(
+        tmp_path: Path, counted_fit: list[int]) -> None:
+    prof = tmp_path / "prof.json"
+    text = fake_profile(None, OTHER).model_copy(update={"fit_version": 0}).model_dump_json()
+    prof.write_text(text)
+    s, src = scenario_at(tmp_path)
+    said: list[str] = []
+    got, _ = autoprofile.profiles_for_run(s, src, "sim", tmp_path / "run", profile=prof,
+                                          say=said.append)
+    assert got.device.calibrated == OTHER and counted_fit == []
+    assert prof.read_text() == text  # a profile named by the run is never rewritten
+    hits = [line for line in said if "older" in line]
+    assert len(hits) == 1 and str(prof) in hits[0]
+    assert f"cowbench calibrate --refit {prof} --out FILE" in hits[0]
+    prof.write_text(fake_profile(None, OTHER).model_dump_json())  # this fit's: no warning
+    said.clear()
+    autoprofile.profiles_for_run(s, src, "sim", tmp_path / "run", profile=prof,
+                                 say=said.append)
+    assert not [line for line in said if "older" in line]
+
+
+def test_calibrate_refit_refuses_what_it_cannot_do_and_writes_nothing(tmp_path: Path) -> None:
+    src = tmp_path / "old.json"
+    src.write_text(fake_profile(None).model_copy(update={"fit_version": 0}).model_dump_json())
+    before = src.read_text()
+    cases = [
+        (["--refit", str(src)], "--refit needs --out FILE"),
+        (["--refit", str(src), "--out", str(tmp_path / "n.json"), "--dir", str(tmp_path)],
+         "--dir does not apply"),
+        (["--refit", str(src), "--check", str(src)], "contradict"),
+        (["--refit", str(src), "--out", str(src)], "exists (use --force"),
+        (["--refit", str(src), "--out", str(src), "--force"], "is the profile --refit reads"),
+        (["--refit", str(tmp_path / "none.json"), "--out", str(tmp_path / "n.json")],
+         "none.json"),
+        (["--refit", str(src), "--out", str(tmp_path / "no" / "n.json")],
+         "no such directory"),
+    ]
+    for args, said in cases:
+        ran = cowbench("calibrate", *args)
+        assert ran.code == 2 and said in ran.stderr, (args, ran.stderr)
+        assert "Traceback" not in ran.stderr
+    assert src.read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.json"]
+
+
+@pytest.mark.slow
+def test_calibrate_refit_fits_the_probes_again_as_a_calibration_would(tmp_path: Path) -> None:
+    """A profile of the model's own probes (``synthetic_probes``) whose parameters an older
+    fit made (``OTHER``, version 0): --refit writes what a calibration of those probes fits
+    now, on the profile's machine's cores, and keeps the rest of the profile."""
+    from sim.perf import perf
+
+    from .test_perf import synthetic_probes
+
+    probes = synthetic_probes(TRUE, ios=1500, matrix="quick")
+    old = fake_profile(None, OTHER).model_copy(update={
+        "fit_version": 0, "probes": probes, "host": {"cpu_count": 2}})
+    src, dst = tmp_path / "old.json", tmp_path / "new.json"
+    src.write_text(old.model_dump_json())
+    ran = cowbench("calibrate", "--refit", str(src), "--out", str(dst))
+    assert ran.code == 0, ran.stderr
+    assert f"fit version 0 -> {FIT_VERSION}" in ran.stdout and "no I/O" in ran.stdout
+    new = Profile.model_validate_json(dst.read_text())
+    assert new.params == perf.fit_with_alloc(probes, 2) != OTHER
+    assert new.fit_version == FIT_VERSION
+    assert new.fit and new.fit == perf.fit_rows(new.params, probes, 1500)  # replayed again
+    assert new.model_copy(update={"params": OTHER, "fit": old.fit, "fit_version": 0}) == old
+    assert Profile.model_validate_json(src.read_text()) == old

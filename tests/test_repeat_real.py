@@ -19,6 +19,7 @@ from cowbench.profile import Probe, Profile, profile_json
 from cowbench.profile_cache import fingerprint, store
 from cowbench.spread import FLOOR, SPREAD_COLUMNS
 from cowbench.store import now_iso
+from sim.perf.perf import FIT_VERSION
 
 from .clirun import cowbench, cowbench_line
 from .conftest import needs_tools, small_dict
@@ -53,7 +54,7 @@ PROBES = [probe("raw-randread-4k-qd1-x1", "raw", "randread", 4096, 1),
 def a_profile(where: Path, fp: dict[str, object] | None = None) -> Profile:
     return Profile(created="2026-12-02T00:00:00+00:00", duration_s=1.0, matrix="quick",
                    dir=str(where), host={}, tools={}, settings=SETTINGS, probes=PROBES,
-                   params=TRUE, fingerprint=fp)
+                   params=TRUE, fingerprint=fp, fit_version=FIT_VERSION)
 
 
 def just_made(prof: Profile) -> Profile:

@@ -346,7 +346,7 @@ def test_check_refuses_a_profile_without_its_probes_settings(tmp_path: Path) -> 
 
 def test_calibrate_needs_dir_and_out_without_check(tmp_path: Path) -> None:
     ran = cowbench("calibrate", "--dir", str(tmp_path))
-    assert ran.code == 2 and "needs --dir and --out (or --check PROFILE)" in ran.stderr
+    assert ran.code == 2 and "needs --dir and --out (or --check PROFILE, or --refit" in ran.stderr
 
 
 def test_repeat_needs_the_real_backend_and_a_sane_count(tmp_path: Path) -> None:

@@ -83,9 +83,18 @@ from .host import FileLock, Host, Process, SharedDevice
 from .replay import fit_punch, fit_rows, replay
 from .tail import fit_long_wait
 
-__all__ = ["MIN_PATH_S", "MIN_PATH_SHARE", "Demand", "FileLock", "FitError", "Fmt", "Host",
-           "PerfModel", "Process", "SharedDevice", "device_interference", "fit", "fit_rows",
-           "fit_punch", "fit_with_alloc", "interp_log", "mva_iops", "replay"]
+__all__ = ["FIT_VERSION", "MIN_PATH_S", "MIN_PATH_SHARE", "Demand", "FileLock", "FitError",
+           "Fmt", "Host", "PerfModel", "Process", "SharedDevice", "device_interference", "fit",
+           "fit_rows", "fit_punch", "fit_with_alloc", "interp_log", "mva_iops", "replay"]
+
+
+#: the version of :func:`fit_with_alloc`'s answer: raised whenever the same probes would fit
+#: other parameters (a new mechanism fitted, a fit changed). A profile records the version
+#: that fitted it (``Profile.fit_version``); a cached profile fitted by an older one is
+#: fitted again from its own probes before a run uses it (``cowbench.autoprofile``).
+#: 0: the profiles made before it was recorded; 1: with the host's long waits
+#: (``sim.perf.tail``, 2026-12-06).
+FIT_VERSION = 1
 
 
 def fit_with_alloc(probes: Sequence[Probe], cores: int | None) -> PerfParams:
