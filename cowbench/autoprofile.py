@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -118,7 +117,7 @@ def cached_or_calibrated(storage: Path, *, calibrate: bool, progress: Progress |
     with calibration_lock(fp):  # a run calibrating the same storage: wait, then use its one
         hit = lookup(fp)
         if hit is not None:
-            return hit[0] if not older_fit(hit[1]) else _refit_cached(*hit, say)
+            return hit[0] if not older_fit(hit[1]) else _refit_cached(*hit, say, progress)
         if not calibrate:
             return None
         where = existing_ancestor(storage)
@@ -137,21 +136,21 @@ def older_fit(prof: Profile) -> bool:
     return prof.fit_version < get_backend("sim").fit_version
 
 
-def _refit_cached(path: Path, prof: Profile, say: Say | None) -> Path:
+def _refit_cached(path: Path, prof: Profile, say: Say | None,
+                  progress: Progress | None) -> Path:
     """The cached profile ``prof`` (at ``path``) fitted again from its own probes by this
     cowbench's model, in place (under its calibration lock, held by the caller): its
     measurement is this machine's and still checked before a run; only the fit is new."""
     from .calibration import refit
 
-    t0 = time.monotonic()
-    new = refit(prof)
-    stored = store(new)
     if say is not None:
         say(f"the cached calibration profile {path} was fitted by an older cowbench's model "
-            f"(fit version {prof.fit_version}; this one's is {new.fit_version}): fitted "
-            f"again from its own probes in {time.monotonic() - t0:.0f} s (no I/O), kept for "
-            "the next runs")
-    return stored
+            f"(fit version {prof.fit_version}; this one's is "
+            f"{get_backend('sim').fit_version}): fitting it again from its own probes (no "
+            "I/O, seconds), kept for the next runs")
+    if progress is not None:
+        progress(0, 1, f"fitting the I/O model again to {len(prof.probes)} probes")
+    return store(refit(prof))
 
 
 def _labelled(progress: Progress | None, label: str) -> Progress | None:
