@@ -150,7 +150,13 @@ def _refit_cached(path: Path, prof: Profile, say: Say | None,
             "I/O, seconds), kept for the next runs")
     if progress is not None:
         progress(0, 1, f"fitting the I/O model again to {len(prof.probes)} probes")
-    return store(refit(prof))
+    try:
+        new = refit(prof, str(path))
+    except UsageError as err:
+        raise UsageError(f"{err} (a cached profile: delete it, and the next run with both "
+                         "backends calibrates again; or pass --uncalibrated or --profile "
+                         "FILE)") from None
+    return store(new)
 
 
 def _labelled(progress: Progress | None, label: str) -> Progress | None:

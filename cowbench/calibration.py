@@ -16,6 +16,7 @@ from typing import Literal
 
 from .atomic import atomic_write_text
 from .backends import get_backend
+from .errors import UsageError
 from .lease import held
 from .profile import Profile, profile_json
 from .profile_cache import fingerprint
@@ -74,13 +75,18 @@ def measure_profile(directory: Path, matrix: Matrix, exports: int = 4,
                    fingerprint=fingerprint(directory, aio))
 
 
-def refit(prof: Profile, cores: int | None = None) -> Profile:
-    """``prof`` with its parameters fitted again from its own probes by this cowbench's model
-    (no I/O), and its probes replayed again; everything it recorded of its measurement kept.
-    ``cores``: those of the machine the probes ran on (None: this one's, for a profile of
-    this machine)."""
+def refit(prof: Profile, source: str, cores: int | None = None) -> Profile:
+    """``prof`` (read from ``source``) with its parameters fitted again from its own probes
+    by this cowbench's model (no I/O), and its probes replayed again; everything it recorded
+    of its measurement kept. ``cores``: those of the machine the probes ran on (None: this
+    one's, for a profile of this machine). A :class:`UsageError` naming ``source`` if the
+    probes do not hold what this fit needs."""
     model = get_backend("sim")
-    params = model.fit(prof.probes, cores)
+    try:
+        params = model.fit(prof.probes, cores)
+    except ValueError as err:  # sim.perf.fit.FitError: what the probes lack
+        raise UsageError(f"{source}: its probes cannot be fitted by this cowbench's model "
+                         f"({err}); calibrate again") from None
     rows = model.fit_rows(params, prof.probes, ios=_replay_ios(prof.matrix))
     return prof.model_copy(update={"params": params, "fit": rows,
                                    "fit_version": model.fit_version})

@@ -507,7 +507,7 @@ def _refit_profile(src: Path, where: Path | None, out_path: Path | None, force: 
     t0 = time.monotonic()
     with progress_bar(bar=False, transient=True) as bar:
         bar.add_task(f"fitting {len(prof.probes)} probes of {src} again", total=None)
-        new = do_refit(prof, cores if isinstance(cores, int) and cores > 0 else None)
+        new = do_refit(prof, str(src), cores if isinstance(cores, int) and cores > 0 else None)
     atomic_write_text(out_path, profile_json(new))
     print_profile(new, out)
     out.print(f"profile: {bold(out_path)} ({src}'s {len(prof.probes)} probes fitted again "

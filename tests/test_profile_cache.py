@@ -515,3 +515,28 @@ def test_calibrate_refit_fits_the_probes_again_as_a_calibration_would(tmp_path: 
     assert new.fit and new.fit == perf.fit_rows(new.params, probes, 1500)  # replayed again
     assert new.model_copy(update={"params": OTHER, "fit": old.fit, "fit_version": 0}) == old
     assert Profile.model_validate_json(src.read_text()) == old
+
+
+def test_probes_the_fit_cannot_use_are_a_clear_error_and_nothing_is_written(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sim.driver import SimBackend
+    from sim.perf.fit import FitError
+
+    def fit(self: SimBackend, probes: list[Any], cores: int | None = None) -> PerfParams:
+        raise FitError("no 4 KiB raw read probe at iodepth 1")
+
+    monkeypatch.setattr(SimBackend, "fit", fit)
+    old = fake_profile(fingerprint(tmp_path), OTHER).model_copy(update={"fit_version": 0})
+    path = store(old)
+    before = path.read_bytes()
+    s, src = scenario_at(tmp_path)
+    with pytest.raises(UsageError, match="cannot be fitted by this cowbench's model "
+                       r"\(no 4 KiB raw read probe at iodepth 1\).*delete it") as caught:
+        choose_profiles(s, src, "sim", tmp_path / "run")
+    assert str(path) in str(caught.value) and path.read_bytes() == before
+    named = tmp_path / "old.json"
+    named.write_bytes(before)
+    ran = cowbench("calibrate", "--refit", str(named), "--out", str(tmp_path / "new.json"))
+    assert ran.code == 2 and "cannot be fitted" in ran.stderr and str(named) in ran.stderr
+    assert "Traceback" not in ran.stderr
+    assert not (tmp_path / "new.json").exists()
