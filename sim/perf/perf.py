@@ -91,7 +91,8 @@ __all__ = ["FIT_VERSION", "MIN_PATH_S", "MIN_PATH_SHARE", "Demand", "FileLock", 
 #: the version of :func:`fit_with_alloc`'s answer: raised whenever the same probes would fit
 #: other parameters (a new mechanism fitted, a fit changed). A profile records the version
 #: that fitted it (``Profile.fit_version``); a cached profile fitted by an older one is
-#: fitted again from its own probes before a run uses it (``cowbench.autoprofile``).
+#: fitted again from its own probes before a run uses it (``cowbench.autoprofile``);
+#: tests/test_fit_version.py pins the answer for a real calibration's probes.
 #: 0: the profiles made before it was recorded; 1: with the host's long waits
 #: (``sim.perf.tail``, 2026-12-06).
 FIT_VERSION = 1
