@@ -223,7 +223,6 @@ def profile_warnings(scenario: Scenario) -> list[str]:
     - its parameters were fitted by an older version of the model's fit (a profile file the
       run was told to use: a cached one is fitted again before this, ``_refit_cached``)."""
     paths = {Path(src) for host in scenario.hosts if (src := _profile_of(scenario, host))}
-    current = get_backend("sim").fit_version
     out = []
     for path in sorted(paths):
         try:
@@ -236,12 +235,12 @@ def profile_warnings(scenario: Scenario) -> list[str]:
                        f"--aio={scenario.real.aio} (real.aio): the predicted I/O is that of "
                        f"--aio={prof.aio}; `cowbench calibrate --aio {scenario.real.aio}` "
                        "makes a profile of the scenario's kind")
-        if prof.fit_version < current:
+        if older_fit(prof):
             out.append(f"warning: the calibration profile {path} was fitted by an older "
                        f"cowbench's model (fit version {prof.fit_version}; this one's is "
-                       f"{current}): the run predicts with its parameters as they are; "
-                       f"`cowbench calibrate --refit {path} --out FILE` fits them again from "
-                       "its probes (no I/O)")
+                       f"{get_backend('sim').fit_version}): the run predicts with its "
+                       f"parameters as they are; `cowbench calibrate --refit {path} --out "
+                       "FILE` fits them again from its probes (no I/O)")
     return out
 
 

@@ -462,10 +462,7 @@ def calibrate(
         raise UsageError(f"--matrix must be quick, short or long, not {matrix!r}")
     if aio not in AIO:
         raise UsageError(f"--aio must be threads, native or io_uring, not {aio!r}")
-    if out_path.exists() and not force:
-        raise UsageError(f"--out {out_path}: exists (use --force to replace it)")
-    if not out_path.parent.is_dir():
-        raise UsageError(f"--out {out_path}: no such directory {out_path.parent}")
+    _check_out(out_path, force)
     with progress_bar(bar=True) as bar:
         task = bar.add_task("calibrate: starting", total=None)
         def step(i: int, n: int, msg: str) -> None:
@@ -477,6 +474,14 @@ def calibrate(
     out.print(f"profile: {bold(out_path)} ({len(prof.probes)} probes in "
               f"{format_duration(prof.duration_s)}, through qemu-nbd --aio={aio})",
               soft_wrap=True)
+
+
+def _check_out(out_path: Path, force: bool) -> None:
+    """The profile ``calibrate`` is to write: new unless ``force``, in a directory that is."""
+    if out_path.exists() and not force:
+        raise UsageError(f"--out {out_path}: exists (use --force to replace it)")
+    if not out_path.parent.is_dir():
+        raise UsageError(f"--out {out_path}: no such directory {out_path.parent}")
 
 
 def _refit_profile(src: Path, where: Path | None, out_path: Path | None, force: bool) -> None:
@@ -495,10 +500,7 @@ def _refit_profile(src: Path, where: Path | None, out_path: Path | None, force: 
     if out_path is None:
         raise UsageError("--refit needs --out FILE: the refitted profile (PROFILE itself "
                          "is never rewritten)")
-    if out_path.exists() and not force:
-        raise UsageError(f"--out {out_path}: exists (use --force to replace it)")
-    if not out_path.parent.is_dir():
-        raise UsageError(f"--out {out_path}: no such directory {out_path.parent}")
+    _check_out(out_path, force)
     prof = load_profile(src)
     if out_path.exists() and os.path.samefile(out_path, src):
         raise UsageError(f"--out {out_path}: is the profile --refit reads; write the refitted "
