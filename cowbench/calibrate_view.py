@@ -35,9 +35,10 @@ def print_profile(prof: Profile, out: Console) -> None:
     t.add_row("allocating writes of several images", _alloc(p))
     t.add_row("host scheduler (CPU per I/O + per wake-up)", _sched(p.sched))
     if p.sched is not None and p.sched.long_wait_p > 0:
-        t.add_row("long waits for a core", f"{p.sched.long_wait_p:.2%} per process queued on "
-                  f"the core, {p.sched.long_wait_s * 1e3:g} ms on average (fitted to the p99 of "
-                  "the probes of several exports)")
+        t.add_row("long waits for a core", f"{p.sched.long_wait_p:.1%} of the processes "
+                  "runnable on a crowded core set aside at each tick, "
+                  f"{p.sched.long_wait_s * 1e3:g} ms on average (fitted to the p99 of the "
+                  "probes of several exports)")
     t.add_row("chain depth d (k = d - 1)", f"{p.chain_base_s * 1e6:+.1f} + "
               f"{p.chain_a_s * 1e6:.2f} k + {p.chain_b_s * 1e6:.3f} k^2 us")
     t.add_row("L2 cache miss", f"{p.l2_miss_s * 1e6:.1f} us")

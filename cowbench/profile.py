@@ -214,8 +214,8 @@ class SchedParams(_Frozen):
         default_factory=list, description="the same for writes, from the raw write probes")
     long_wait_p: float = Field(
         default=0.0, ge=0, le=1, description="the host's long waits (``sim.perf.eevdf``, a "
-        "queue per core): the chance, for each process on the queue of the core a process "
-        "wakes onto, that it waits a long time before it joins that queue, as the machine's "
+        "queue per core): the chance, at each tick of a core where a process waits, that each "
+        "process runnable there is set aside, off the core for a long time, as the machine's "
         "kernel makes a thread wait now and then for 2 to 23 ms where its scheduler's rules, "
         "as the model has them, make none over 0.4 ms (docs/io-model.md, the long waits); "
         "fitted to the p99 latency of the probes of several exports (``sim.perf.tail``); 0 "

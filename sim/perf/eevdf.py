@@ -33,10 +33,13 @@ of equal weight; the kernel's names in brackets):
 
 One thing is drawn, not derived: the host's *long waits*. The machine's kernel now and then
 keeps a runnable thread waiting 2 to 23 ms on a crowded host, and those waits make every
-crowded VM's p99; these rules do not make them (their longest wait is about 0.4 ms). So a
-process that wakes onto a busy core waits, now and then, about a tick before it joins the
-queue (:meth:`EevdfTask._wait_long`), at a chance fitted to the calibration's tails
-(``sim.perf.tail``).
+crowded VM's p99; these rules do not make them (their longest wait is about 0.4 ms). So at
+each tick of a core where a process waits, each process runnable there is, at a chance fitted
+to the calibration's tails (``sim.perf.tail``), set aside: off the core for about a tick, then
+it wakes again (:meth:`Cpu._set_aside`). A process is set aside by the time it is runnable
+on a crowded core, not by its wake-ups: one that keeps many I/Os in flight, runnable most of
+the time, loses as much of it as the others; one that wakes for each I/O and is done in
+microseconds is seldom there at a tick.
 
 What it leaves out: nice levels and cgroups (every process here is nice 0 in one group), the
 cache-hot test of a migration, load averages (it counts processes queued), and interrupts
@@ -67,8 +70,9 @@ class Runqueues:
     def __init__(self, env: simpy.Environment, count: int, slice_s: float,
                  long_wait: tuple[float, float, Any] | None = None) -> None:
         self.env = env
-        #: (chance per process on the core's queue, mean in seconds, the generator that draws
-        #: them): the host's long waits (:meth:`EevdfTask._wait_long`); None: none
+        #: (chance at a tick for each process runnable on a core where one waits, mean in
+        #: seconds, the generator that draws them): the host's long waits
+        #: (:meth:`Cpu._set_aside`); None: none
         self.long_wait = long_wait if long_wait is not None and long_wait[0] > 0 else None
         self.capacity = count
         self.slice_s = slice_s
@@ -187,9 +191,30 @@ class Cpu:
         self._ticks += 1
         if self.curr is not None and self.update_curr():
             self.resched()
+        if self.rqs.long_wait is not None and len(self.queue) > 1:
+            self._set_aside(self.rqs.long_wait)
         if self._ticks % BALANCE_TICKS == 0:
             self.rqs.balance(self)
         self._tick_in(TICK_S)
+
+    def _set_aside(self, long_wait: tuple[float, float, Any]) -> None:
+        """The host's long waits, at a tick of this core with a process waiting: each process
+        runnable here (running or waiting; not one pinned, as the host's kernel, nor one
+        delayed, which is asleep) is set aside with chance ``p``: off the core's queue for an
+        exponential time of the mean fitted (``SchedParams.long_wait_p``, ``long_wait_s``),
+        then it wakes again, its core chosen again. The core then runs what is left."""
+        p, mean, rng = long_wait
+        aside = [t for t in self.queue if t.pin is None and not t.delayed and rng.random() < p]
+        for t in aside:
+            if t is self.curr:
+                self.update_curr()
+                self._version += 1
+                t.preempted()
+                self.curr = None
+            self.leave(t)
+            t.wait_long(rng.exponential(mean))
+        if aside and self.curr is None:
+            self.dispatch()
 
     # -- the pick
 
@@ -357,6 +382,9 @@ class EevdfTask:
         self._wake_left = 0.0
         self._started = self._t = self._asked = 0.0
         self._long = self._waited = False  # in a long wait; just out of one
+        #: the long waits it has had (``Cpu._set_aside``), and their seconds
+        self.long_waits = 0
+        self.long_wait_s = 0.0
 
     def run(self, seconds: float, wake_s: float | None = None) -> simpy.Event:
         """An event that fires once the process has run ``seconds`` of CPU for the caller;
@@ -383,32 +411,25 @@ class EevdfTask:
             self.core.requeue(self)
             return
         core = rqs.cpus[self.pin] if self.pin is not None else rqs.select(self)
-        if (rqs.long_wait is not None and self.pin is None and not self._waited
-                and self._wait_long(rqs.long_wait, core)):
-            return
         self._waited = False
         self.core = core
         self.queued = True
         self.core.enqueue(self)
 
-    def _wait_long(self, long_wait: tuple[float, float, Any], core: Cpu) -> bool:
-        """A long wait, now and then, before the process joins the queue of ``core``, the one
-        chosen for it: with chance ``1 - (1 - p)^k`` for the ``k`` processes on that queue
-        (none if the core is idle), an exponential time of the mean fitted
-        (``SchedParams.long_wait_p``, ``long_wait_s``); then it wakes again, its core chosen
-        again. True if it waits."""
-        p, mean, rng = long_wait
-        k = len(core.queue)
-        if k == 0 or rng.random() >= 1.0 - (1.0 - p) ** k:
-            return False
+    def wait_long(self, seconds: float) -> None:
+        """Set aside by its core (:meth:`Cpu._set_aside`), which it has left: runnable, it
+        waits ``seconds`` off any core, then wakes again."""
+        self.core = None
+        self.queued = False
         self._long = True
-        ev = simpy.Timeout(self.env, rng.exponential(mean))
+        self.long_waits += 1
+        self.long_wait_s += seconds
+        ev = simpy.Timeout(self.env, seconds)
         ev.callbacks.append(self._waited_long)
-        return True
 
     def _waited_long(self, _: object) -> None:
         self._long = False
-        self._waited = True  # its wait for a core began when it woke
+        self._waited = True  # its wait for a core goes on: it began before it was set aside
         self._wake(None)
 
     def given(self, cpu: Cpu) -> None:

@@ -94,8 +94,9 @@ __all__ = ["FIT_VERSION", "MIN_PATH_S", "MIN_PATH_SHARE", "Demand", "FileLock", 
 #: fitted again from its own probes before a run uses it (``cowbench.autoprofile``);
 #: tests/test_fit_version.py pins the answer for a real calibration's probes.
 #: 0: the profiles made before it was recorded; 1: with the host's long waits
-#: (``sim.perf.tail``, 2026-12-06).
-FIT_VERSION = 1
+#: (``sim.perf.tail``, 2026-12-06), drawn at wake-ups; 2: the long waits drawn at the ticks,
+#: for each process runnable on a crowded core (2026-12-06, evening).
+FIT_VERSION = 2
 
 
 def fit_with_alloc(probes: Sequence[Probe], cores: int | None) -> PerfParams:

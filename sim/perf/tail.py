@@ -9,13 +9,21 @@ tail of a crowded host" and "The host's long waits"). Where they come from is no
 the kernel's grouping of each qemu-nbd's threads does make them (they go when it is switched
 off), but the same grouping in the model did not.
 
-So the model draws them: a process that wakes onto a core with ``k`` processes on its queue
-waits, with chance ``1 - (1 - p)^k``, an exponential time of mean one tick (4 ms, when the
-kernel notices a used-up slice) before it joins the queue; onto an idle core, never
-(:meth:`sim.perf.eevdf.EevdfTask._wait_long`). ``p`` is fitted here: the chance at which the
-model's replays of the probes of several exports (reads and writes of 4 KiB at iodepth 4 on
-two or more raw exports: the crowded host, nothing allocated) have, at the median, the 99th
-percentile fio measured. None of those probes, or no host scheduler: no long waits.
+So the model draws them: at each tick of a core where a process waits, each process runnable
+there is set aside with chance ``p``, off the core for an exponential time of mean one tick
+(4 ms, when the kernel notices a used-up slice), then it wakes again; on a core with one
+process, never (:meth:`sim.perf.eevdf.Cpu._set_aside`). ``p`` is fitted here: the chance at
+which the model's replays of the probes of several exports (reads and writes of 4 KiB at
+iodepth 4 on two or more raw exports: the crowded host, nothing allocated) have, at the
+median, the 99th percentile fio measured. None of those probes, or no host scheduler: no long
+waits.
+
+Until 2026-12-06's evening (fit version 1) the draw was made at a wake-up instead: a process
+waking onto a core with ``k`` processes queued waited long with chance ``1 - (1 - p)^k``. That
+gave a VM that wakes for each of its I/Os (one in flight) a long wait far more often than one
+with many in flight, which seldom sleeps; the kernel's record of the contention probe showed
+them waiting alike, and the density scenarios' shallow VMs came out 16-30% slow, their deep
+ones 17-42% fast (docs/io-model.md, "Long waits by the time runnable").
 """
 
 from __future__ import annotations
@@ -32,11 +40,11 @@ from .replay import replay_latencies
 
 #: I/Os per export replayed for each probe at each step (fixed seed: the same draws at each)
 TAIL_IOS = 2000
-#: the chances tried lie between these (1e-4 adds no tail to these probes; at 0.03 one wake-up
-#: in four waits long on a core with ten processes queued)
-P_LOW, P_HIGH = 1e-4, 0.03
-#: bisection steps on log p: the last step's factor is (P_HIGH / P_LOW) ** (1 / 2**STEPS)
-STEPS = 6
+#: the chances tried lie between these (1e-3 adds no tail to these probes; at 0.9 a crowded
+#: core is left nearly empty at every tick)
+P_LOW, P_HIGH = 1e-3, 0.9
+#: bisection steps on log p: the last step's factor is (P_HIGH / P_LOW) ** (1 / 2**STEPS), 1.05
+STEPS = 7
 
 
 def crowded(probes: Sequence[Probe]) -> list[Probe]:
@@ -57,7 +65,8 @@ def p99_gap(params: PerfParams, probes: Sequence[Probe]) -> float:
 
 
 def with_wait(params: PerfParams, p: float) -> PerfParams:
-    """``params`` (with a host scheduler) with long waits at chance ``p``, of mean a tick."""
+    """``params`` (with a host scheduler) with long waits at chance ``p`` a tick, of mean a
+    tick."""
     assert params.sched is not None
     sched = params.sched.model_copy(update={"long_wait_p": p,
                                             "long_wait_s": TICK_S if p > 0 else 0.0})
