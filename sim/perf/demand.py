@@ -63,6 +63,11 @@ class Demand:
     #: with a host scheduler: the CPU the host's kernel spends on its data outside any
     #: process (softirq completions, kworkers: ``SchedParams.kernel_cpu``), once it is done
     kernel_s: float = 0.0
+    #: with a host scheduler: the pieces beyond one in which its data crosses the socket
+    #: between the issuer and the server (``SchedParams.bytes_turns``): a write's as it
+    #: goes, a read's as it returns (``Host._across``)
+    data_turns: int = 0
+    is_write: bool = False
 
     #: a first write into a cluster (or a subcluster), said by the host I/O it makes, not
     #: by what its allocation round costs: a round fitted to 0 s is still no overwrite
@@ -161,7 +166,8 @@ class PerfModel:
         return Demand(cpu, dev, work, wait, delay, shares_file=own, issuer_s=c.issuer_io_s,
                       server_s=c.server_io_s, sched_s=c.qd1_s, alloc_wait_s=alloc_wait,
                       issuer_wake_s=c.issuer_wake_s, server_wake_s=c.server_wake_s,
-                      kernel_s=s.kernel_cpu(is_write, moved), allocating=allocating)
+                      kernel_s=s.kernel_cpu(is_write, moved), allocating=allocating,
+                      data_turns=s.bytes_turns(is_write, moved), is_write=is_write)
 
     def _cpu(self, host: HostIO, served: float, is_write: bool, moved: float) -> CpuCost:
         """What an I/O costs the host scheduler's processes: its kind's (:meth:`_kind_cpu`),

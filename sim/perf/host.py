@@ -368,18 +368,40 @@ class Host:
     def serve(self, d: Demand, image: object = None) -> Process:
         """One guest I/O of the VM whose disk is ``image``: with a host scheduler, its issuer
         and its server run their half of its CPU as it goes, and again as it returns, and the
-        host's kernel its own once the device is done."""
+        host's kernel its own once the device is done. Its data crosses the socket between
+        them in pieces (``Demand.data_turns``): a write's as it goes, a read's as it
+        returns."""
         if self.cores is None:
             yield from self._serve(d, image)
             return
         issuer, server = self.tasks(image)
-        yield issuer.run(d.issuer_s / 2, d.issuer_wake_s)
-        yield server.run(d.server_s / 2, d.server_wake_s)
+        pieces = 1 + d.data_turns
+        if d.is_write:  # the request carries the data: fio sends it, qemu-nbd receives it
+            yield from self._across(issuer, d.issuer_s / 2, d.issuer_wake_s,
+                                    server, d.server_s / 2, d.server_wake_s, pieces)
+        else:
+            yield issuer.run(d.issuer_s / 2, d.issuer_wake_s)
+            yield server.run(d.server_s / 2, d.server_wake_s)
         yield from self._serve(d, image)
         if d.kernel_s > 0:
             yield self.kernel().run(d.kernel_s)
-        yield server.run(d.server_s / 2, d.server_wake_s)
-        yield issuer.run(d.issuer_s / 2, d.issuer_wake_s)
+        if d.is_write:
+            yield server.run(d.server_s / 2, d.server_wake_s)
+            yield issuer.run(d.issuer_s / 2, d.issuer_wake_s)
+        else:  # the reply carries the data: qemu-nbd sends it, fio receives it
+            yield from self._across(server, d.server_s / 2, d.server_wake_s,
+                                    issuer, d.issuer_s / 2, d.issuer_wake_s, pieces)
+
+    @staticmethod
+    def _across(sender: AnyTask, send_s: float, send_wake_s: float, receiver: AnyTask,
+                receive_s: float, receive_wake_s: float, pieces: int) -> Process:
+        """An I/O's data across the unix socket between fio and qemu-nbd, a buffer at a time:
+        the sender writes a piece, then the receiver reads it (the next finds no room until
+        it has), ``pieces`` times, each side's CPU in equal parts (the wake-ups after the
+        first are in the bytes' CPU)."""
+        for i in range(pieces):
+            yield sender.run(send_s / pieces, send_wake_s if i == 0 else 0.0)
+            yield receiver.run(receive_s / pieces, receive_wake_s if i == 0 else 0.0)
 
     def _serve(self, d: Demand, image: object) -> Process:
         yield from self._path(d.path_s, image)
