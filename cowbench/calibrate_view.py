@@ -34,6 +34,10 @@ def print_profile(prof: Profile, out: Console) -> None:
     t.add_row("subcluster allocation", f"{p.subcluster_alloc_s * 1e6:.1f} us")
     t.add_row("allocating writes of several images", _alloc(p))
     t.add_row("host scheduler (CPU per I/O + per wake-up)", _sched(p.sched))
+    if p.sched is not None and (p.sched.read_bytes_turns or p.sched.write_bytes_turns):
+        read, write = (1 + p.sched.bytes_turns(w, 1 << 20) for w in (False, True))
+        t.add_row("a large I/O's data across the socket", f"in {read} pieces a 1 MiB read, "
+                  f"{write} a 1 MiB write (fio's switches per I/O beyond a 4 KiB one's)")
     if p.sched is not None and p.sched.long_wait_p > 0:
         t.add_row("long waits for a core", f"{p.sched.long_wait_p:.1%} of the processes "
                   "runnable on a crowded core set aside at each tick, "

@@ -13,8 +13,10 @@ from typing import Any
 import numpy as np
 import pytest
 import simpy
+from rich.console import Console
 
-from cowbench.profile import CpuCost, Probe, SchedParams
+from cowbench.calibrate_view import print_profile
+from cowbench.profile import CpuCost, Probe, Profile, SchedParams
 from sim.perf.demand import PerfModel
 from sim.perf.host import Host
 from sim.perf.schedfit import bytes_turns, sched_params
@@ -70,6 +72,18 @@ def test_a_size_crosses_in_whole_pieces_linear_in_bytes() -> None:
     d = PerfModel(TRUE.model_copy(update={"sched": SCHED})).demand(
         is_write=False, length=MiB, host=HostIO(read_bytes=MiB, read_ops=1), fmt="raw")
     assert d.data_turns == 4 and not d.is_write
+
+
+def test_calibrate_prints_the_pieces_of_a_1_mib_io() -> None:
+    def shown(sched: SchedParams) -> str:
+        out = Console(record=True, width=220)
+        print_profile(Profile(created="now", duration_s=1.0, matrix="quick", dir="/d", host={},
+                              tools={}, settings={}, probes=[probe()],
+                              params=TRUE.model_copy(update={"sched": sched})), out)
+        return out.export_text()
+
+    assert "in 5 pieces a 1 MiB read, 1 a 1 MiB write" in shown(SCHED)
+    assert "across the socket" not in shown(SCHED.model_copy(update={"read_bytes_turns": []}))
 
 
 def one_large_read(sched: SchedParams, crowd: int) -> tuple[float, int, int]:
