@@ -216,8 +216,8 @@ class SchedParams(_Frozen):
         default_factory=list, description="[[bytes, turns], ...]: the pieces beyond one in "
         "which a read's data of that size crosses the unix socket between qemu-nbd and fio, a "
         "buffer at a time, each side waking for each (sim.perf.host.Host._across): fio's "
-        "context switches per read beyond a 4 KiB one's (measured here: 3.3-4.4 more per "
-        "1 MiB read, none for 64 KiB), from the raw read probes' issuer_turns; linear in bytes "
+        "context switches per read beyond a 4 KiB one's (a short calibration here: 2.6 more "
+        "per 1 MiB read, none for 64 KiB), from the raw read probes' issuer_turns; linear in bytes "
         "as the bytes' CPU, rounded to whole pieces; empty (profiles made before it): the data "
         "in one piece, as a 4 KiB read's")
     write_bytes_turns: list[tuple[int, float]] = Field(

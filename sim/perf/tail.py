@@ -22,8 +22,9 @@ Until 2026-12-06's evening (fit version 1) the draw was made at a wake-up instea
 waking onto a core with ``k`` processes queued waited long with chance ``1 - (1 - p)^k``. That
 gave a VM that wakes for each of its I/Os (one in flight) a long wait far more often than one
 with many in flight, which seldom sleeps; the kernel's record of the contention probe showed
-them waiting alike, and the density scenarios' shallow VMs came out 16-30% slow, their deep
-ones 17-42% fast (docs/io-model.md, "Long waits by the time runnable").
+them waiting alike, and in the twelve stored sessions of io-density.yaml and io-holdout.yaml
+the VMs at iodepth 1 or 2 and the chains came out 16-30% slow at the median, io-holdout's
+mixed VM at iodepth 16 31% fast (docs/io-model.md, "Long waits by the time runnable").
 """
 
 from __future__ import annotations
