@@ -18,7 +18,7 @@ CPU figures (profiles made before them) give no scheduler.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from cowbench.profile import BYTES_BASE, CpuCost, Probe, SchedParams
 
@@ -144,67 +144,68 @@ def bytes_cpu(probes: Sequence[Probe], rw: str) -> list[tuple[int, float, float]
     per 4 KiB one, where at iodepth 1 the 64 KiB reads cost 119 us and the 4 KiB ones 99 (a
     64 KiB read's bytes 20 us by the iodepth-1 pair, 51 by the deep one: fitted with 20, the
     device's bandwidth made up the rest and held every VM's transfers at density)."""
-    by = _by_depth(probes, rw)
-    base = {q: by[BYTES_BASE, q] for q in ("deep", "qd1") if (BYTES_BASE, q) in by}
-    out: list[tuple[int, float, float]] = []
-    issuer = server = 0.0
-    for size in sorted({s for s, _ in by if s > BYTES_BASE}):
-        q = "deep" if (size, "deep") in by and "deep" in base else "qd1"
-        if q not in base or (size, q) not in by:
-            continue
-        (bi, bs), (si, ss) = by[size, q], base[q]
-        issuer, server = max(issuer, bi - si), max(server, bs - ss)
-        out.append((size, issuer, server))
-    return out if issuer or server else []  # no size costs more: every size a 4 KiB one's
+    def cpu(p: Probe) -> tuple[float, ...] | None:
+        if p.issuer_cpu_s is None or p.server_cpu_s is None:
+            return None
+        return (p.issuer_cpu_s, p.server_cpu_s)
+
+    return [(size, issuer, server)
+            for size, (issuer, server) in _beyond_base(_by_depth(probes, rw, cpu))]
 
 
 def bytes_turns(probes: Sequence[Probe], rw: str) -> list[tuple[int, float]]:
     """[(bytes, turns)]: the context switches per I/O of the issuer (fio's, ``issuer_turns``)
     for a raw ``rw`` of each probed size above 4 KiB beyond a 4 KiB one's at the same
-    iodepth, from one export (never below 0, nor below a smaller size's; empty if no size
-    costs more): the deepest probe of the size against the deepest 4 KiB one, as
-    :func:`bytes_cpu` pairs them. Measured here (2026-12-06): fio switched 5.0 and 4.3 times
-    per 1 MiB read at iodepth 1 and 8, 1.06 and 0.29 times per 4 KiB one at iodepth 1 and
-    32; 1.11 and 0.29 per 64 KiB one. A 1 MiB reply crosses the unix socket (212,992 bytes
-    of buffer here) in about five pieces, and fio wakes for each
-    (``SchedParams.read_bytes_turns``, ``sim.perf.host.Host._across``)."""
-    by: dict[tuple[int, str], float] = {}
-    depth: dict[int, int] = {}
-    for p in probes:
-        if (p.target != "raw" or p.rw != rw or p.exports != 1 or p.issuer_turns is None
-                or p.beside is not None):
-            continue
-        if p.iodepth == 1:
-            by[p.bs, "qd1"] = p.issuer_turns
-        elif p.iodepth > depth.get(p.bs, 1):
-            depth[p.bs] = p.iodepth
-            by[p.bs, "deep"] = p.issuer_turns
-    out: list[tuple[int, float]] = []
-    turns = 0.0
-    for size in sorted({s for s, _ in by if s > BYTES_BASE}):
-        q = "deep" if (size, "deep") in by and (BYTES_BASE, "deep") in by else "qd1"
-        if (size, q) not in by or (BYTES_BASE, q) not in by:
-            continue
-        turns = max(turns, by[size, q] - by[BYTES_BASE, q])
-        out.append((size, turns))
-    return out if turns else []
+    iodepth, from one export with nothing beside it (never below 0, nor below a smaller
+    size's; empty if no size costs more), paired as :func:`bytes_cpu` pairs them. Measured
+    here (2026-12-06): fio switched 5.0 and 4.3 times per 1 MiB read at iodepth 1 and 8, 1.06
+    and 0.29 times per 4 KiB one at iodepth 1 and 32; 1.11 and 0.29 per 64 KiB one. A 1 MiB
+    reply crosses the unix socket (212,992 bytes of buffer here) in about five pieces, and fio
+    wakes for each (``SchedParams.read_bytes_turns``, ``sim.perf.host.Host._across``)."""
+    def turns(p: Probe) -> tuple[float, ...] | None:
+        return None if p.issuer_turns is None or p.beside is not None else (p.issuer_turns,)
+
+    return [(size, t) for size, (t,) in _beyond_base(_by_depth(probes, rw, turns))]
 
 
-def _by_depth(probes: Sequence[Probe], rw: str) -> dict[tuple[int, str], tuple[float, float]]:
-    """{(size, "qd1" or "deep"): (issuer, server) CPU per I/O}: the raw ``rw`` probes of one
-    export with CPU figures, at iodepth 1 and the deepest."""
-    out: dict[tuple[int, str], tuple[float, float]] = {}
+def _by_depth(probes: Sequence[Probe], rw: str,
+              figures: Callable[[Probe], tuple[float, ...] | None],
+              ) -> dict[tuple[int, str], tuple[float, ...]]:
+    """{(size, "qd1" or "deep"): ``figures`` of the probe}: the raw ``rw`` probes of one
+    export ``figures`` has figures of (not None), at iodepth 1 and the deepest."""
+    out: dict[tuple[int, str], tuple[float, ...]] = {}
     depth: dict[int, int] = {}
     for p in probes:
-        if (p.target != "raw" or p.rw != rw or p.exports != 1 or p.issuer_cpu_s is None
-                or p.server_cpu_s is None):
+        if p.target != "raw" or p.rw != rw or p.exports != 1:
+            continue
+        got = figures(p)
+        if got is None:
             continue
         if p.iodepth == 1:
-            out[p.bs, "qd1"] = (p.issuer_cpu_s, p.server_cpu_s)
+            out[p.bs, "qd1"] = got
         elif p.iodepth > depth.get(p.bs, 1):
             depth[p.bs] = p.iodepth
-            out[p.bs, "deep"] = (p.issuer_cpu_s, p.server_cpu_s)
+            out[p.bs, "deep"] = got
     return out
+
+
+def _beyond_base(by: dict[tuple[int, str], tuple[float, ...]],
+                 ) -> list[tuple[int, tuple[float, ...]]]:
+    """[(size, figures beyond a 4 KiB I/O's)] for each size above 4 KiB in ``by``
+    (:func:`_by_depth`): its deepest probe against the deepest 4 KiB one, a size probed only
+    at iodepth 1 against the 4 KiB one at iodepth 1; each figure never below 0 nor below a
+    smaller size's; empty if no size costs more."""
+    base = {q: by[BYTES_BASE, q] for q in ("deep", "qd1") if (BYTES_BASE, q) in by}
+    out: list[tuple[int, tuple[float, ...]]] = []
+    most: tuple[float, ...] | None = None
+    for size in sorted({s for s, _ in by if s > BYTES_BASE}):
+        q = "deep" if (size, "deep") in by and "deep" in base else "qd1"
+        if q not in base or (size, q) not in by:
+            continue
+        more = tuple(a - b for a, b in zip(by[size, q], base[q], strict=True))
+        most = tuple(max(m, x) for m, x in zip(most or (0.0,) * len(more), more, strict=True))
+        out.append((size, most))
+    return out if most is not None and any(most) else []
 
 
 def kernel_cpu(probes: Sequence[Probe], rw: str, background: float,
