@@ -29,7 +29,7 @@ import subprocess
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -41,6 +41,10 @@ from .fdtree import DIR_FLAGS, detach_mount
 #: the events recorded
 EVENTS = ("sched/sched_switch", "sched/sched_wakeup", "sched/sched_wakeup_new",
           "block/block_rq_issue", "block/block_rq_complete")
+#: the system calls by which qemu-nbd's threads read and write its image files (``--aio
+#: threads``: each a thread of its pool, blocked in the kernel until the device is done):
+#: :func:`syscall_events` records them, :func:`syscalls` reads them
+IO_SYSCALLS = ("pread64", "preadv", "pwrite64", "pwritev", "fallocate")
 #: the instance's buffer per core; a busy 2-core host records about 250,000 events a second
 BUFFER_KB = 32 * 1024
 #: the most of the trace read back (its text): about 60 s of a busy 2-core host
@@ -117,14 +121,23 @@ def _stale(instances: int) -> None:
                 pass
 
 
-class Trace:
-    """A recording of :data:`EVENTS` in a tracefs instance of its own:
-    ``with Trace() as t: t.record(seconds)``, then ``t.text``. Every file is reached through
-    descriptors of tracefs held from the start."""
+def syscall_events(calls: Sequence[str] = IO_SYSCALLS) -> tuple[str, ...]:
+    """The tracepoints of ``calls``' entries and exits (``syscalls/sys_enter_pread64``, ...),
+    for :class:`Trace`'s ``events``."""
+    return tuple(f"syscalls/sys_{side}_{call}" for call in calls for side in ("enter", "exit"))
 
-    def __init__(self, buffer_kb: int = BUFFER_KB) -> None:
+
+class Trace:
+    """A recording of ``events`` (:data:`EVENTS` unless told) in a tracefs instance of its
+    own: ``with Trace() as t: t.record(seconds)``, then ``t.text``. Every file is reached
+    through descriptors of tracefs held from the start."""
+
+    def __init__(self, buffer_kb: int = BUFFER_KB, events: Sequence[str] = EVENTS) -> None:
         if not 64 <= buffer_kb <= 256 * 1024:
             raise ValueError("buffer_kb must be 64 KiB to 256 MiB")
+        if not events or not all(_EVENT_NAME.fullmatch(ev) for ev in events):
+            raise ValueError("events must be tracepoints named SYSTEM/EVENT")
+        self.events = tuple(events)
         self.buffer_kb = buffer_kb
         self.text = ""
         self.lost = 0
@@ -146,7 +159,7 @@ class Trace:
             _write(self._fd, "tracing_on", "0")
             _write(self._fd, "buffer_size_kb", str(self.buffer_kb))
             _write(self._fd, "trace_clock", "mono")
-            for ev in EVENTS:
+            for ev in self.events:
                 try:
                     _write(self._fd, f"events/{ev}/enable", "1")
                 except FileNotFoundError:
@@ -214,6 +227,12 @@ class Trace:
 _LINE = re.compile(r"^\s*(?P<comm>.+?)-(?P<tid>\d+)\s+(?:\(\s*\S+\)\s+)?\[(?P<cpu>\d+)\]\s+"
                    r"\S+\s+(?P<ts>\d+\.\d+): (?P<event>\w+): (?P<rest>.*)$")
 _FIELD = re.compile(r"(\w+)=(\S+)")
+_EVENT_NAME = re.compile(r"\w+/\w+")
+# a system call's entry, ``sys_pread64(fd: 5, buf: ..., ...)`` (the descriptor in decimal or,
+# for some calls, hexadecimal), or its exit, ``sys_pread64 -> 0x1000``
+_SYSCALL = re.compile(r"^\s*(?P<comm>.+?)-(?P<tid>\d+)\s+(?:\(\s*\S+\)\s+)?\[(?P<cpu>\d+)\]\s+"
+                      r"\S+\s+(?P<ts>\d+\.\d+): sys_(?P<call>\w+?)"
+                      r"(?:\(fd: (?P<fd>0x[0-9a-f]+|\d+)|(?: -> (?P<ret>0x[0-9a-f]+|-?\d+)))")
 _BLOCK = re.compile(r"^(?P<dev>\d+,\d+) (?P<rwbs>\S+) (?:\d+ )?\(.*?\) (?P<sector>\d+) \+ "
                     r"(?P<sectors>\d+)")
 
@@ -235,6 +254,42 @@ def events(text: str) -> Iterator[Event]:
         m = _LINE.match(line)
         if m:
             yield Event(float(m["ts"]), int(m["cpu"]), int(m["tid"]), m["event"], m["rest"])
+
+
+@dataclass(frozen=True)
+class Syscall:
+    """One system call of one thread, entry to exit: its name (``pread64``), the descriptor
+    it was given, when it began and how long it took (seconds), and what it returned (bytes,
+    or ``-errno``)."""
+
+    tid: int
+    call: str
+    fd: int
+    start: float
+    seconds: float
+    ret: int
+
+
+def syscalls(text: str) -> Iterator[Syscall]:
+    """The trace's system calls that begin with a descriptor (:data:`IO_SYSCALLS`), each
+    paired with the next exit of the same call on the same thread, in the order they end. A
+    call begun before the recording, or not ended within it, is left out."""
+    begun: dict[int, tuple[str, int, float]] = {}
+    for line in text.splitlines():
+        m = _SYSCALL.match(line)
+        if m is None:
+            continue
+        tid, ts = int(m["tid"]), float(m["ts"])
+        if m["fd"] is not None:
+            begun[tid] = (m["call"], int(m["fd"], 0), ts)
+            continue
+        entry = begun.pop(tid, None)
+        if entry is None or entry[0] != m["call"]:
+            continue
+        ret = int(m["ret"], 0)
+        if ret >= 1 << 63:  # a negative return (an errno) printed as an unsigned long
+            ret -= 1 << 64
+        yield Syscall(tid, entry[0], entry[1], entry[2], ts - entry[2], ret)
 
 
 @dataclass

@@ -1,5 +1,6 @@
 """cowbench.schedtrace: the kernel's scheduler and block events read into turns, waits and
-the device's time per request (benchmarks/io_turns.py --trace)."""
+the device's time per request (benchmarks/io_turns.py --trace); its I/O system calls read into
+each call's duration (--syscalls)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from cowbench.schedtrace import Trace, TraceUnavailable, analyse, events, tracefs
+from cowbench.schedtrace import (
+    Syscall,
+    Trace,
+    TraceUnavailable,
+    analyse,
+    events,
+    syscall_events,
+    syscalls,
+    tracefs,
+)
 
 # two cores: "a" (tid 10) runs, wakes "b" (tid 20), which takes a's core (a preempted, still
 # runnable); b goes to wait; a runs again; on the other core "c" (tid 30) runs and waits for
@@ -90,6 +100,38 @@ def test_a_thread_not_counted_still_takes_the_core() -> None:
 def test_recording_bounds_are_checked_before_anything_is_touched() -> None:
     with pytest.raises(ValueError, match="buffer_kb"):
         Trace(buffer_kb=1 << 30)
+    for bad in ((), ("sched_switch",), ("sched/../../tracing_on",), ("a/b/c",)):
+        with pytest.raises(ValueError, match="events"):
+            Trace(events=bad)
+
+
+# three pool threads: 11 reads 4 KiB of descriptor 9 in 200 us; 12 writes 64 KiB with pwritev
+# (its descriptor in hexadecimal) and is refused (-EINTR) after 2 ms; 13's exit has no entry
+# (begun before the recording); 14 enters and never exits within it; a sched_switch between
+SYSCALLS = """\
+# tracer: nop
+      qemu-nbd-11      [001] .....   200.000100: sys_pread64(fd: 9, buf: 0x7f00, count: 0x1000, \
+pos: 0x40000)
+      qemu-nbd-12      [000] .....   200.000150: sys_pwritev(fd: 0x00000005, vec: 0x7f10, vlen: \
+0x00000002, pos_l: 0x10000, pos_h: 0x0)
+      qemu-nbd-13      [000] .....   200.000160: sys_pwrite64 -> 0x1000
+      qemu-nbd-11      [000] d..2.   200.000200: sched_switch: prev_comm=qemu-nbd prev_pid=11 \
+prev_prio=120 prev_state=D ==> next_comm=swapper/0 next_pid=0 next_prio=120
+      qemu-nbd-11      [000] .....   200.000300: sys_pread64 -> 0x1000
+      qemu-nbd-14      [001] .....   200.000400: sys_fallocate(fd: 5, mode: 0x10, offset: 0x0, \
+len: 0x10000)
+      qemu-nbd-12      [001] .....   200.002150: sys_pwritev -> 0xfffffffffffffffc
+"""
+
+
+def test_each_io_call_is_paired_with_its_own_threads_exit() -> None:
+    got = list(syscalls(SYSCALLS.replace("\\\n", "")))
+    assert [(c.tid, c.call, c.fd, c.ret) for c in got] == [
+        (11, "pread64", 9, 4096), (12, "pwritev", 5, -4)]
+    assert [round(c.seconds * 1e6) for c in got] == [200, 2000]
+    assert got[0] == Syscall(11, "pread64", 9, 200.0001, got[0].seconds, 4096)
+    assert syscall_events(("pread64",)) == ("syscalls/sys_enter_pread64",
+                                            "syscalls/sys_exit_pread64")
 
 
 def tracefs_usable() -> str | None:
@@ -144,6 +186,36 @@ def test_a_real_recording_sees_a_thread_sleep_and_leaves_nothing() -> None:
     assert len(a.kinds["sleeper"].turns) > 50  # it wakes every millisecond
     assert all(0 <= w < 0.3 for w in a.kinds["sleeper"].waits)
     assert t.lost == 0
+
+
+def test_a_real_recording_sees_a_threads_reads_of_a_file(tmp_path: Path) -> None:
+    why = tracefs_usable()
+    if why is not None:
+        pytest.skip(f"cannot record the kernel's events here: {why}")
+    data = tmp_path / "data"
+    data.write_bytes(b"x" * 65536)
+    # on a descriptor no start-up read of the interpreter's has used (it reads with pread too)
+    reader = ("import os, sys, time\nfd = os.dup2(os.open(sys.argv[1], os.O_RDONLY), 77)\n"
+              "print(fd, flush=True)\n"
+              "for i in range(300):\n    os.pread(fd, 4096, 4096 * (i % 16)); time.sleep(0.001)")
+    with Trace(buffer_kb=4096, events=syscall_events()) as t:
+        t.start()
+        child = subprocess.Popen([sys.executable, "-c", reader, str(data)],
+                                 stdout=subprocess.PIPE, text=True)
+        try:
+            assert child.stdout is not None
+            fd = int(child.stdout.readline())
+        finally:
+            child.wait(timeout=30)
+            t.stop()
+        t.read()
+    assert t.name not in instances()
+    mine = [c for c in syscalls(t.text) if c.tid == child.pid and c.fd == fd]
+    assert len(mine) == 300 and {c.call for c in mine} == {"pread64"}
+    assert {c.ret for c in mine} == {4096}
+    assert all(0 <= c.seconds < 0.1 for c in mine)
+    starts = [c.start for c in mine]
+    assert starts == sorted(starts) and starts[-1] - starts[0] > 0.25  # a millisecond apart
 
 
 def test_an_instance_left_by_a_dead_process_is_removed_by_the_next() -> None:
