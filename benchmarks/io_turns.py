@@ -16,7 +16,12 @@ runs it; ``--aio native`` for qemu-nbd without its pool of threads) with fio's n
   readers at iodepth 4, each on its own export;
 - ``writer-alone``, ``writer-beside``: io-holdout's kind of host: 8 KiB random writes at
   iodepth 6 into a fresh qcow2 overlay of 64 KiB clusters (each first write into a cluster
-  allocates it), alone, then beside two 4 KiB readers at iodepth 6.
+  allocates it), alone, then beside two 4 KiB readers at iodepth 6;
+- ``mix-alone``, ``mix-filled``: io-holdout's mix-b alone, 4 KiB random reads and writes
+  (70/30) at iodepth 16 on a fresh 1 GiB overlay of 64 KiB clusters over a raw file of its
+  size, half data and half a hole, as io-holdout's image (each first write copies its
+  cluster), then on an overlay with every cluster written before the job (none does). A
+  mixed job's reads and writes are printed apart as well.
 
 Printed per setting and job, the median over the rounds (and their range): IOPS, fio's mean
 latency and its 99th percentile of completion latency, then for each kind of thread (fio's job
@@ -37,6 +42,14 @@ request (the block layer's issue to completion): what makes a tail, which the su
 Recording costs the cores a few per cent while it runs, and formatting the text some seconds
 once each run is over.
 
+With ``--syscalls`` (root: tracefs; instead of ``--trace``), qemu-nbd's I/O system calls
+(``pread64``, ``pwritev``, ... of its pool's threads, each blocked in the kernel until it is
+done) are recorded instead, for the same second, and printed by call, file (``image``: the
+export's own file; ``backing``: the file under an overlay) and size: how many per I/O of the
+job and how long they took (mean, 50th and 99th percentiles), pooled over the rounds. A call
+that waits for the file's lock (ext4's inode lock, which a write that extends the file takes
+alone for its whole transfer) takes that wait inside it: where a first write waits.
+
 Every qemu-nbd and every fio job is a session of its own (the real backend starts them so, and
 fio's jobs call ``setsid()``), so where the kernel groups each session's processes
 (``/proc/sys/kernel/sched_autogroup_enabled``, printed first) each is scheduled as a group of
@@ -47,7 +60,7 @@ the kernel's grouping off, 30-32k, p99 1.2-1.5 ms (docs/io-model.md, "The tail o
 host").
 
     .venv/bin/python benchmarks/io_turns.py [--rounds 3] [--seconds 4] [--settings NAME ...]
-                                            [--aio threads|native] [--trace]
+                                            [--aio threads|native] [--trace | --syscalls]
 """
 
 from __future__ import annotations
@@ -63,16 +76,20 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cowbench.profile import load_profile
 from cowbench.schedtrace import (
     Analysis,
     Kind,
+    Syscall,
     Trace,
     TraceUnavailable,
     analyse,
     events,
     percentile_us,
+    syscall_events,
+    syscalls,
 )
 from cowbench.tools import (
     PID_NAMESPACE,
@@ -103,23 +120,31 @@ FILE_BYTES = 128 * MiB
 
 @dataclass(frozen=True)
 class Job:
-    """One fio job on an export of its own: ``target`` ``raw`` (a raw file of random data) or
+    """One fio job on an export of its own: ``target`` ``raw`` (a raw file of random data),
     ``cow`` (a fresh qcow2 overlay of 64 KiB clusters over it, 1 GiB: every write in a
-    cluster not yet written allocates it, copying the rest of the cluster from the file)."""
+    cluster not yet written allocates it, copying the rest of the cluster from the file;
+    past the file's end, where it reads as zeroes, qemu-nbd zeroes the cluster instead),
+    ``cow-half`` (the same overlay over a raw file of its own size, the first half data, the
+    second a hole, as io-holdout's image: every allocation copies, holes too) or ``filled``
+    (the ``cow`` overlay with every cluster written before the job: nothing allocates).
+    ``mix``: the share of reads of a ``randrw`` job, in per cent."""
 
     rw: str
     bs: str
     iodepth: int
     target: str = "raw"
+    mix: int = 0
 
     @property
     def label(self) -> str:
-        return f"{self.rw} {self.bs} qd{self.iodepth}{' cow' if self.target == 'cow' else ''}"
+        rw = f"{self.rw} {self.mix}/{100 - self.mix}" if self.rw == "randrw" else self.rw
+        return f"{rw} {self.bs} qd{self.iodepth}{'' if self.target == 'raw' else ' ' + self.target}"
 
 
 READ1, READ32, READ6 = Job("randread", "4k", 1), Job("randread", "4k", 32), Job("randread", "4k", 6)
 READ4 = Job("randread", "4k", 4)
 WRITER = Job("randwrite", "8k", 6, "cow")
+MIX, MIX_FILLED = Job("randrw", "4k", 16, "cow-half", 70), Job("randrw", "4k", 16, "filled", 70)
 #: setting: [(job, exports)]: the first job is the one watched most
 SETTINGS = {
     "alone-qd1": [(READ1, 1)],
@@ -130,7 +155,15 @@ SETTINGS = {
     # io-holdout's kind of host: a VM allocating 8 KiB writes beside two readers at iodepth 6
     "writer-alone": [(WRITER, 1)],
     "writer-beside": [(WRITER, 1), (READ6, 2)],
+    # io-holdout's mix-b alone (70% reads, 4 KiB, iodepth 16) on a fresh overlay, then on
+    # one with every cluster written: where its first writes wait (--syscalls)
+    "mix-alone": [(MIX, 1)],
+    "mix-filled": [(MIX_FILLED, 1)],
 }
+#: an overlay's size, and how much of a filled one is written before its job
+FILL_BYTES = 1 << 30
+#: the raw file under a ``cow-half`` overlay (``Job``): data for half its size, then a hole
+HALF = "half.raw"
 
 
 def children(pid: int) -> list[int]:
@@ -239,21 +272,34 @@ def between(before: Readings, after: Readings, nbd_pid: int) -> dict[str, Scheds
     return {"fio": fio, "nbd-main": main, "nbd-pool": pool}
 
 
+#: one run's I/O system calls of qemu-nbd's threads, per export: (call, file, calls) where
+#: file is ``image`` (the export's own file), ``backing`` (the file under an overlay) or
+#: ``other``
+Calls = list[list[tuple[str, str, list[Syscall]]]]
+
+
 def run_setting(tmp: Path, name: str, seconds: float, k: int, trace: Trace | None = None,
-                aio: str = "threads") -> tuple[list[dict[str, float]], Analysis | None]:
+                aio: str = "threads", calls: list[Calls] | None = None,
+                ) -> tuple[list[dict[str, float]], Analysis | None]:
     """One run of setting ``name``: per export, its job's figures; with ``trace``, the
     kernel's record of the window's first seconds, each thread counted as its job's
-    (``JOB:fio``, ``JOB:nbd-main``, ``JOB:nbd-pool``, ``JOB`` the job's label)."""
+    (``JOB:fio``, ``JOB:nbd-main``, ``JOB:nbd-pool``, ``JOB`` the job's label), and, where
+    ``calls`` is given (a trace of :func:`syscall_events`), each export's qemu-nbd's I/O
+    system calls of those seconds appended to it."""
     layout = [job for job, exports in SETTINGS[name] for _ in range(exports)]
     wrap = list(PID_NAMESPACE) if own_pid_namespace() else []
     with ExitStack() as stack:
         nbds = []
         for i, job in enumerate(layout):
-            if job.target == "cow":
+            if job.target in ("cow", "cow-half", "filled"):
                 image, fmt = tmp / f"{name}-{k}-{i}.qcow2", "qcow2"
                 stack.callback(image.unlink, missing_ok=True)
+                below = tmp / (HALF if job.target == "cow-half" else f"f{i}.raw")
                 run(["qemu-img", "create", "-q", "-f", "qcow2", "-o", "cluster_size=65536",
-                     "-b", str(tmp / f"f{i}.raw"), "-F", "raw", str(image), "1G"])
+                     "-b", str(below), "-F", "raw", str(image), str(FILL_BYTES)])
+                if job.target == "filled":  # O_DIRECT, as qemu-nbd will read and write it
+                    run(["qemu-io", "-f", "qcow2", "-t", "none", "-c",
+                         f"write -q -P 1 0 {FILL_BYTES}", str(image)], timeout=600)
             else:
                 image, fmt = tmp / f"f{i}.raw", "raw"
             nbd = NbdExport(image, fmt, tmp, f"{name}-{k}-{i}", aio=aio)
@@ -267,6 +313,7 @@ def run_setting(tmp: Path, name: str, seconds: float, k: int, trace: Trace | Non
             proc = subprocess.Popen(
                 [*wrap, which("fio"), "--name=j", "--ioengine=nbd", f"--uri={nbd.uri}",
                  f"--rw={job.rw}", f"--bs={job.bs}", f"--iodepth={job.iodepth}",
+                 *([f"--rwmixread={job.mix}"] if job.rw == "randrw" else []),
                  "--time_based", f"--runtime={seconds:g}", "--output-format=json",
                  f"--output={out}"],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -287,6 +334,7 @@ def run_setting(tmp: Path, name: str, seconds: float, k: int, trace: Trace | Non
             time.sleep(seconds / 2)
         t1, after = time.monotonic(), snapshot(nbds, jobs)
         sw1 = switch_snapshot(nbds, jobs)
+        files = [open_files(nbd) for nbd in nbds]  # while they run: their descriptors
         for proc in fios:
             _, err = proc.communicate(timeout=60 + seconds)
             if proc.returncode != 0:
@@ -298,10 +346,9 @@ def run_setting(tmp: Path, name: str, seconds: float, k: int, trace: Trace | Non
             fio_threads = {tid for threads in a[1].values() for tid in threads}
             cut = preempted(sw0[i], sw1[i], nbd.pid, fio_threads)
             data = json.loads((tmp / f"{name}-{k}-{i}.json").read_text())["jobs"][0]
-            job = data["write" if "write" in layout[i].rw else "read"]
-            ios = job["iops"] * (t1 - t0)  # the window's I/Os, at the run's rate
-            row = {"job": float(i), "iops": job["iops"], "lat_us": job["lat_ns"]["mean"] / 1e3,
-                   "p99_us": job["clat_ns"]["percentile"]["99.000000"] / 1e3}
+            row = job_figures(data, layout[i])
+            ios = row["iops"] * (t1 - t0)  # the window's I/Os, at the run's rate
+            row["job"] = float(i)
             for role in ("fio", "nbd-main", "nbd-pool"):
                 _, cpu, wait, turns = done[role]
                 row[f"{role} turns/io"] = turns / ios if ios else float("nan")
@@ -312,6 +359,9 @@ def run_setting(tmp: Path, name: str, seconds: float, k: int, trace: Trace | Non
         if trace is None:
             return rows, None
         trace.read()  # once fio is done: formatting the text takes the cores for seconds
+        if calls is not None:
+            calls.append(by_file(trace.text, nbds, files))
+            return rows, None
         if trace.lost:
             print(f"io_turns.py: {name}: the trace buffer lost {trace.lost} events: its "
                   "figures are incomplete", file=sys.stderr)
@@ -323,6 +373,92 @@ def run_setting(tmp: Path, name: str, seconds: float, k: int, trace: Trace | Non
             for threads in (*b[1].values(), *a[1].values()):
                 kinds.update({tid: f"{job.label}:fio" for tid in threads})
         return rows, analyse(events(trace.text), kinds.get)
+
+
+def job_figures(data: dict[str, Any], job: Job) -> dict[str, float]:
+    """A job's IOPS, mean latency and p99 (us) from fio's json; a ``randrw`` job's reads' and
+    writes' together (the IOPS summed, the mean weighted by them, the larger p99) and apart
+    (``read iops``, ``read lat_us``, ``write ...``)."""
+    sides = ("read", "write") if job.rw == "randrw" else (
+        ("write",) if "write" in job.rw else ("read",))
+    row: dict[str, float] = {}
+    for side in sides:
+        d = data[side]
+        row[f"{side} iops"] = d["iops"]
+        row[f"{side} lat_us"] = d["lat_ns"]["mean"] / 1e3
+        row[f"{side} p99_us"] = d["clat_ns"].get("percentile", {}).get("99.000000", 0) / 1e3
+    iops = sum(row[f"{side} iops"] for side in sides)
+    row["iops"] = iops
+    row["lat_us"] = (sum(row[f"{s} iops"] * row[f"{s} lat_us"] for s in sides) / iops
+                     if iops else float("nan"))
+    row["p99_us"] = max(row[f"{side} p99_us"] for side in sides)
+    return row
+
+
+def open_files(nbd: NbdExport) -> dict[int, str]:
+    """The files qemu-nbd has open, by descriptor: ``image`` (its export's) or ``backing``
+    (any other file under the directory of the run: the raw file under an overlay); other
+    descriptors (sockets, its log) are left out."""
+    assert nbd.pid is not None
+    out: dict[int, str] = {}
+    base = f"/proc/{nbd.pid}/fd"
+    for name in os.listdir(base):
+        try:
+            target = os.readlink(f"{base}/{name}")
+        except OSError:  # closed meanwhile
+            continue
+        if target == str(nbd.image):
+            out[int(name)] = "image"
+        elif target.endswith(".raw") and target.startswith(str(nbd.image.parent)):
+            out[int(name)] = "backing"
+    return out
+
+
+def by_file(text: str, nbds: list[NbdExport], files: list[dict[int, str]]) -> Calls:
+    """The trace's I/O system calls per export's qemu-nbd (any of its threads), by call and
+    file (``files``: each export's descriptors, :func:`open_files`), in one list per export
+    of (call, file, calls)."""
+    owner: dict[int, int] = {}
+    for i, nbd in enumerate(nbds):
+        assert nbd.pid is not None
+        try:
+            owner.update({int(t): i for t in os.listdir(f"/proc/{nbd.pid}/task")})
+        except OSError:
+            pass
+    groups: list[dict[tuple[str, str], list[Syscall]]] = [{} for _ in nbds]
+    for c in syscalls(text):
+        at = owner.get(c.tid)
+        if at is None:
+            continue
+        groups[at].setdefault((c.call, files[at].get(c.fd, "other")), []).append(c)
+    return [[(call, f, cs) for (call, f), cs in sorted(g.items())] for g in groups]
+
+
+def calls_table(results: dict[str, list[list[dict[str, float]]]],
+                calls: dict[str, list[Calls]], traced_s: float) -> str:
+    """Per setting's first export: each I/O system call of its qemu-nbd by file (``image``:
+    the export's own, ``backing``: the file under it) and size returned, pooled over the
+    rounds: calls per I/O of the job, the duration's mean, 50th and 99th percentiles (us)."""
+    lines = ["qemu-nbd's I/O system calls (entry to exit, its pool's threads), per setting's "
+             "first job, pooled over the rounds:",
+             f"{'setting, call, file, bytes':<44}{'per I/O':>9}{'mean us':>10}{'p50':>8}"
+             f"{'p99':>8}"]
+    for name, runs in calls.items():
+        if not runs:
+            continue
+        ios = sum(r[0]["iops"] for r in results[name]) * traced_s
+        pooled: dict[tuple[str, str, int], list[float]] = {}
+        for run_calls in runs:
+            for call, f, cs in run_calls[0]:
+                for c in cs:
+                    pooled.setdefault((call, f, c.ret), []).append(c.seconds)
+        for (call, f, ret), secs in sorted(pooled.items(), key=lambda kv: -sum(kv[1])):
+            if len(secs) < max(10, ios * 0.001):  # the odd metadata write or read
+                continue
+            lines.append(f"{f'{name}, {call}, {f}, {ret}':<44}{len(secs) / ios:>9.2f}"
+                         f"{statistics.fmean(secs) * 1e6:>10.0f}"
+                         f"{percentile_us(secs, 50):>8.0f}{percentile_us(secs, 99):>8.0f}")
+    return "\n".join(lines)
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -433,18 +569,27 @@ def main(argv: list[str] | None = None) -> int:
                     help="also record the kernel's scheduler and block events (tracefs, root) "
                     "for up to 1 s of each run's window and print each kind of thread's "
                     "turns and waits as distributions, and the device's time per request")
+    ap.add_argument("--syscalls", action="store_true",
+                    help="instead of --trace, record qemu-nbd's I/O system calls (tracefs, "
+                    "root) for up to 1 s of each run's window and print, by call and file "
+                    "(its image, the file under it), how long they took")
     args = ap.parse_args(argv)
+    if args.trace and args.syscalls:
+        ap.error("--trace and --syscalls record apart: give one")
     if not 1 <= args.rounds <= 100 or not 1 <= args.seconds <= 600:
         ap.error("--rounds must be 1 to 100 and --seconds 1 to 600")
     results: dict[str, list[list[dict[str, float]]]] = {n: [] for n in args.settings}
     traces: dict[str, list[Analysis]] = {n: [] for n in args.settings}
+    calls: dict[str, list[Calls]] = {n: [] for n in args.settings}
     with ExitStack() as stack:
         trace = None
-        if args.trace:
+        if args.trace or args.syscalls:
             try:
-                trace = stack.enter_context(Trace())
+                trace = stack.enter_context(
+                    Trace(events=syscall_events()) if args.syscalls else Trace())
             except TraceUnavailable as e:
-                print(f"io_turns.py: --trace: {e}", file=sys.stderr)
+                print(f"io_turns.py: --{'syscalls' if args.syscalls else 'trace'}: {e}",
+                      file=sys.stderr)
                 return 2
         d = stack.enter_context(tempfile.TemporaryDirectory(prefix="io-turns-"))
         tmp = Path(d)
@@ -452,14 +597,22 @@ def main(argv: list[str] | None = None) -> int:
             with open(tmp / f"f{i}.raw", "wb") as f:
                 for _ in range(FILE_BYTES // MiB):
                     f.write(os.urandom(MiB))
+        if any(job.target == "cow-half" for n in args.settings for job, _ in SETTINGS[n]):
+            with open(tmp / HALF, "wb") as f:
+                for _ in range(FILL_BYTES // 2 // MiB):
+                    f.write(os.urandom(MiB))
+                f.truncate(FILL_BYTES)
         print(f"qemu-nbd --aio={args.aio}; the kernel groups each session's processes "
               f"(sched_autogroup_enabled): {autogroup()}", flush=True)
         for k in range(args.rounds):
             print(f"round {k + 1} at {time.strftime('%H:%M:%S', time.gmtime())} UTC, load "
                   f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
             for name in args.settings:
-                rows, traced = run_setting(tmp, name, args.seconds, k, trace, args.aio)
+                got: list[Calls] | None = [] if args.syscalls else None
+                rows, traced = run_setting(tmp, name, args.seconds, k, trace, args.aio, got)
                 results[name].append(rows)
+                if got:
+                    calls[name].append(got[0])
                 if traced is not None:
                     traces[name].append(traced)
     roles = ("fio", "nbd-main", "nbd-pool")
@@ -475,6 +628,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name + ', ' + job.label:<34}{cell([c['iops'] for c in col], '.0f'):>22}"
                   f"{cell([c['lat_us'] for c in col], '.0f'):>18}"
                   f"{cell([c['p99_us'] for c in col], '.0f'):>20}")
+            for side in ("read", "write") if job.rw == "randrw" else ():
+                print(f"{'  ' + side + 's':<34}"
+                      f"{cell([c[side + ' iops'] for c in col], '.0f'):>22}"
+                      f"{cell([c[side + ' lat_us'] for c in col], '.0f'):>18}"
+                      f"{cell([c[side + ' p99_us'] for c in col], '.0f'):>20}")
             for r in roles:
                 print(f"{'  ' + r:<34}{cell([c[r + ' turns/io'] for c in col], '.2f'):>22}"
                       f"{cell([c[r + ' cpu/turn'] for c in col], '.1f'):>18}"
@@ -482,6 +640,8 @@ def main(argv: list[str] | None = None) -> int:
                       f"{cell([c[r + ' preempted'] for c in col], '.0%'):>22}")
     if args.trace:
         print(trace_table(traces))
+    if args.syscalls:
+        print(calls_table(results, calls, min(args.seconds / 2, TRACE_SECONDS)))
     if args.profile is not None:
         print(model_turns(args.profile))
     print(f"load at the end {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
