@@ -359,12 +359,12 @@ def run_setting(tmp: Path, name: str, seconds: float, k: int, trace: Trace | Non
         if trace is None:
             return rows, None
         trace.read()  # once fio is done: formatting the text takes the cores for seconds
-        if calls is not None:
-            calls.append(by_file(trace.text, nbds, files))
-            return rows, None
         if trace.lost:
             print(f"io_turns.py: {name}: the trace buffer lost {trace.lost} events: its "
                   "figures are incomplete", file=sys.stderr)
+        if calls is not None:
+            calls.append(by_file(trace.text, nbds, files))
+            return rows, None
         kinds: dict[int, str] = {}
         for job, b, a, nbd in zip(layout, before, after, nbds, strict=True):
             assert nbd.pid is not None
