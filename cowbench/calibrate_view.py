@@ -38,6 +38,10 @@ def print_profile(prof: Profile, out: Console) -> None:
         read, write = (1 + p.sched.bytes_turns(w, 1 << 20) for w in (False, True))
         t.add_row("a large I/O's data across the socket", f"in {read} pieces a 1 MiB read, "
                   f"{write} a 1 MiB write (fio's switches per I/O beyond a 4 KiB one's)")
+    if p.sched is not None and p.sched.pool_share > 0:
+        t.add_row("qemu-nbd's pool of threads", f"{p.sched.pool_share:.0%} of its CPU per I/O "
+                  "of data, a thread per I/O in flight beside its main thread; a first write "
+                  "holds its image's lock through its thread's call")
     if p.sched is not None and p.sched.long_wait_p > 0:
         t.add_row("long waits for a core", f"{p.sched.long_wait_p:.1%} of the processes "
                   "runnable on a crowded core set aside at each tick, "

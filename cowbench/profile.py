@@ -234,6 +234,17 @@ class SchedParams(_Frozen):
     long_wait_s: float = Field(
         default=0.0, ge=0, description="the mean of a long wait (exponential): the kernel's "
         "tick, 4 ms, when ``long_wait_p`` is fitted")
+    pool_share: float = Field(
+        default=0.0, ge=0, le=1, description="the share of qemu-nbd's CPU per I/O of data "
+        "(a read's, a write's, a first write's) that its pool of threads spends, not its main "
+        "thread: run by a process of its own for each I/O in flight (sim.perf.host), beside "
+        "the main thread, on the other cores; an allocating write holds its image's lock "
+        "from its pool thread's call to that thread's return, as ext4's inode lock is held "
+        "for the call (docs/io-model.md, where a mixed VM's first writes wait). The median "
+        "over the probes of one export at iodepth above 1 of the pool's CPU per I/O over "
+        "qemu-nbd's (``Probe.server_main``, ``server_pool``; a short calibration here: "
+        "53-63%); 0 (profiles made before it, or without the threads' figures): qemu-nbd one "
+        "process")
 
     @property
     def qd1_s(self) -> float:

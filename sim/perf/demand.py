@@ -68,6 +68,9 @@ class Demand:
     #: goes, a read's as it returns (``Host._across``)
     data_turns: int = 0
     is_write: bool = False
+    #: with a host scheduler: the part of ``server_s`` qemu-nbd's pool spends on it, run by a
+    #: pool thread of its own (``SchedParams.pool_share``)
+    pool_s: float = 0.0
 
     #: a first write into a cluster (or a subcluster), said by the host I/O it makes, not
     #: by what its allocation round costs: a round fitted to 0 s is still no overwrite
@@ -167,7 +170,8 @@ class PerfModel:
                       server_s=c.server_io_s, sched_s=c.qd1_s, alloc_wait_s=alloc_wait,
                       issuer_wake_s=c.issuer_wake_s, server_wake_s=c.server_wake_s,
                       kernel_s=s.kernel_cpu(is_write, moved), allocating=allocating,
-                      data_turns=s.bytes_turns(is_write, moved), is_write=is_write)
+                      data_turns=s.bytes_turns(is_write, moved), is_write=is_write,
+                      pool_s=self._pool(host, served, is_write))
 
     def _cpu(self, host: HostIO, served: float, is_write: bool, moved: float) -> CpuCost:
         """What an I/O costs the host scheduler's processes: its kind's (:meth:`_kind_cpu`),
@@ -183,6 +187,15 @@ class PerfModel:
             self._sized[key] = c.model_copy(update={"issuer_io_s": c.issuer_io_s + issuer,
                                                     "server_io_s": c.server_io_s + server})
         return self._sized[key]
+
+    def _pool(self, host: HostIO, served: float, is_write: bool) -> float:
+        """What qemu-nbd's pool spends on an I/O (``SchedParams.pool_share`` of the server's
+        CPU per I/O of its kind, for the part of it that reaches the file: none for a hole)."""
+        s = self.p.sched
+        if s is None or s.pool_share <= 0:
+            return 0.0
+        kind = "alloc" if (host.allocs or host.sub_allocs) and host.read_ops else "data"
+        return s.pool_share * self._costs[kind].server_io_s * (1.0 if is_write else served)
 
     def _kind_cpu(self, host: HostIO, served: float) -> CpuCost:
         """What an I/O costs the host scheduler's processes: an allocating write's, or a data

@@ -239,6 +239,9 @@ class Host:
                                     (sched.long_wait_p, sched.long_wait_s, rng))
                           if sched.queues == "per-core" else Cores(env, sched.cores, sched.slice_s))
         self._tasks: dict[int, tuple[AnyTask, AnyTask]] = {}
+        #: each VM's pool threads (``Demand.pool_s``): all made, and those idle now
+        self._pools: dict[int, list[AnyTask]] = {}
+        self._idle: dict[int, list[AnyTask]] = {}
         self._kernel: AnyTask | None = None
         #: keep every task's waits for a core and turns (``Task.record``)
         self.record_turns = _recording is not None
@@ -275,7 +278,8 @@ class Host:
         used so far (wake-ups and bursts; the host's kernel apart); None if they were never
         made: no host scheduler, or no I/O yet."""
         pair = self._tasks.get(id(image))
-        return None if pair is None else (pair[0].cpu_s, pair[1].cpu_s)
+        pool = sum(t.cpu_s for t in self._pools.get(id(image), ()))
+        return None if pair is None else (pair[0].cpu_s, pair[1].cpu_s + pool)
 
     def named_tasks(self) -> list[tuple[str, AnyTask]]:
         """Every task made so far, named ``VM:fio`` (the issuer), ``VM:main`` (the server)
@@ -283,6 +287,8 @@ class Host:
         out = [(f"{self.names.get(key, '?')}:{kind}", task)
                for key, pair in self._tasks.items()
                for kind, task in zip(("fio", "main"), pair, strict=True)]
+        out += [(f"{self.names.get(key, '?')}:pool", task)
+                for key, pool in self._pools.items() for task in pool]
         return out + ([("kernel", self._kernel)] if self._kernel is not None else [])
 
     def all_tasks(self) -> list[tuple[AnyTask, AnyTask]]:
@@ -370,27 +376,58 @@ class Host:
         and its server run their half of its CPU as it goes, and again as it returns, and the
         host's kernel its own once the device is done. Its data crosses the socket between
         them in pieces (``Demand.data_turns``): a write's as it goes, a read's as it
-        returns."""
+        returns. The part of the server's CPU that qemu-nbd's pool spends (``Demand.pool_s``)
+        a pool thread of the VM's runs, half before the device and half after, beside the
+        main thread; an allocating write then takes its image's lock after the first half
+        (its copy-on-write read is of another file) and keeps it until the thread is done: a
+        write that extends the file holds ext4's inode lock for its whole call."""
         if self.cores is None:
             yield from self._serve(d, image)
             return
         issuer, server = self.tasks(image)
         pieces = 1 + d.data_turns
+        main_s = d.server_s - d.pool_s  # the main thread's
         if d.is_write:  # the request carries the data: fio sends it, qemu-nbd receives it
             yield from self._across(issuer, d.issuer_s / 2, d.issuer_wake_s,
-                                    server, d.server_s / 2, d.server_wake_s, pieces)
+                                    server, main_s / 2, d.server_wake_s, pieces)
         else:
             yield issuer.run(d.issuer_s / 2, d.issuer_wake_s)
-            yield server.run(d.server_s / 2, d.server_wake_s)
-        yield from self._serve(d, image)
-        if d.kernel_s > 0:
-            yield self.kernel().run(d.kernel_s)
+            yield server.run(main_s / 2, d.server_wake_s)
+        if d.pool_s > 0:
+            yield from self._in_pool(d, image)
+        else:
+            yield from self._serve(d, image)
+            if d.kernel_s > 0:
+                yield self.kernel().run(d.kernel_s)
         if d.is_write:
-            yield server.run(d.server_s / 2, d.server_wake_s)
+            yield server.run(main_s / 2, d.server_wake_s)
             yield issuer.run(d.issuer_s / 2, d.issuer_wake_s)
         else:  # the reply carries the data: qemu-nbd sends it, fio receives it
-            yield from self._across(server, d.server_s / 2, d.server_wake_s,
+            yield from self._across(server, main_s / 2, d.server_wake_s,
                                     issuer, d.issuer_s / 2, d.issuer_wake_s, pieces)
+
+    def _in_pool(self, d: Demand, image: object) -> Process:
+        """The I/O's calls by a pool thread of the VM (an idle one, or one made for it)."""
+        key = id(image)
+        idle = self._idle.setdefault(key, [])
+        if idle:
+            worker = idle.pop()
+        else:
+            worker = self._task(0.0)  # its wake-ups are in its CPU per I/O (the probes')
+            if self.record_turns:
+                worker.record = ([], [])
+            self._pools.setdefault(key, []).append(worker)
+        yield worker.run(d.pool_s / 2, 0.0)
+        lock = self.lock(image) if d.allocates else None
+        if lock is not None:
+            yield lock.acquire(alone=True)
+        yield from self._serve(d, image, held=lock is not None)
+        if d.kernel_s > 0:
+            yield self.kernel().run(d.kernel_s)
+        yield worker.run(d.pool_s / 2, 0.0)
+        if lock is not None:
+            lock.release(alone=True)
+        idle.append(worker)
 
     @staticmethod
     def _across(sender: AnyTask, send_s: float, send_wake_s: float, receiver: AnyTask,
@@ -403,13 +440,17 @@ class Host:
             yield sender.run(send_s / pieces, send_wake_s if i == 0 else 0.0)
             yield receiver.run(receive_s / pieces, receive_wake_s if i == 0 else 0.0)
 
-    def _serve(self, d: Demand, image: object) -> Process:
+    def _serve(self, d: Demand, image: object, held: bool = False) -> Process:
+        """The I/O's path, its waits and its transfer; ``held``: an allocating write's lock is
+        its caller's, taken already."""
         yield from self._path(d.path_s, image)
         if d.delay_s > 0:
             yield self.env.timeout(self.exponential(d.delay_s))
         if d.wait_s > 0:  # the copy-on-write read's round trip: waiting, not working
             yield self.env.timeout(self.exponential(d.wait_s))
-        if d.allocates:
+        if d.allocates and held:
+            yield from self._allocation(d, image)
+        elif d.allocates:
             lock = self.lock(image)
             yield lock.acquire(alone=True)
             yield from self._allocation(d, image)

@@ -96,8 +96,10 @@ __all__ = ["FIT_VERSION", "MIN_PATH_S", "MIN_PATH_SHARE", "Demand", "FileLock", 
 #: 0: the profiles made before it was recorded; 1: with the host's long waits
 #: (``sim.perf.tail``, 2026-12-06), drawn at wake-ups; 2: the long waits drawn at the ticks,
 #: for each process runnable on a crowded core (2026-12-06, evening); 3: a large I/O's data
-#: across the socket in pieces (``SchedParams.read_bytes_turns``, 2026-12-06, late evening).
-FIT_VERSION = 3
+#: across the socket in pieces (``SchedParams.read_bytes_turns``, 2026-12-06, late evening);
+#: 4: qemu-nbd's pool as a process per I/O in flight, an allocating write holding its image's
+#: lock through its pool thread's call (``SchedParams.pool_share``, 2026-12-06, night).
+FIT_VERSION = 4
 
 
 def fit_with_alloc(probes: Sequence[Probe], cores: int | None) -> PerfParams:

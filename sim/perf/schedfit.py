@@ -18,6 +18,7 @@ CPU figures (profiles made before them) give no scheduler.
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Callable, Sequence
 
 from cowbench.profile import BYTES_BASE, CpuCost, Probe, SchedParams
@@ -131,7 +132,22 @@ def sched_params(probes: Sequence[Probe], cores: int | None) -> SchedParams | No
                        read_kernel_cpu=kernel_cpu(probes, "randread", background, cores),
                        write_kernel_cpu=kernel_cpu(probes, "randwrite", background, cores),
                        read_bytes_turns=bytes_turns(probes, "randread"),
-                       write_bytes_turns=bytes_turns(probes, "randwrite"))
+                       write_bytes_turns=bytes_turns(probes, "randwrite"),
+                       pool_share=pool_share(probes))
+
+
+def pool_share(probes: Sequence[Probe]) -> float:
+    """The share of qemu-nbd's CPU per I/O its pool of threads spent, the median over the
+    4 KiB probes of one export (raw, qcow2, copy-on-write, nothing beside) at iodepth above
+    1, where its main thread's wake-ups are shared by several I/Os as the model's are; 0
+    where no probe has the threads' figures (profiles made before them)."""
+    shares = [p.server_pool.cpu_s / (p.server_main.cpu_s + p.server_pool.cpu_s)
+              for p in probes
+              if p.server_main is not None and p.server_pool is not None
+              and p.target in ("raw", "qcow2", "cow") and p.exports == 1 and p.beside is None
+              and p.iodepth > 1 and p.bs == 4096
+              and p.server_main.cpu_s + p.server_pool.cpu_s > 0]
+    return float(statistics.median(shares)) if shares else 0.0
 
 
 def bytes_cpu(probes: Sequence[Probe], rw: str) -> list[tuple[int, float, float]]:
