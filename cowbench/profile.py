@@ -242,8 +242,8 @@ class SchedParams(_Frozen):
         "from its pool thread's call to that thread's return, as ext4's inode lock is held "
         "for the call (docs/io-model.md, where a mixed VM's first writes wait). The median "
         "over the probes of one export at iodepth above 1 of the pool's CPU per I/O over "
-        "qemu-nbd's (``Probe.server_main``, ``server_pool``; a short calibration here: "
-        "53-63%); 0 (profiles made before it, or without the threads' figures): qemu-nbd one "
+        "qemu-nbd's (``Probe.server_main``, ``server_pool``; 52-56% in this machine's "
+        "profiles); 0 (profiles made before it, or without the threads' figures): qemu-nbd one "
         "process")
 
     @property
