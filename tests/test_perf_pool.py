@@ -1,6 +1,7 @@
 """qemu-nbd's pool of threads in the model (``SchedParams.pool_share``): the share of its CPU
 per I/O its pool spends runs on a process of its own for each I/O in flight, beside the main
-thread; an allocating write holds its image's lock through its pool thread's call. Measured
+thread; an allocating write holds its image's lock through its pool thread's call, a read of
+the image's own data or an overwrite holds it shared through its call (fit version 5). Measured
 here (benchmarks/io_turns.py --settings mix-alone mix-filled --syscalls, 2026-12-06): a mixed
 VM's calls on its fresh overlay took 756-772 us while its first writes extended the file, 139-148
 us once nothing did, and its reads of the backing file 130-151 us; qemu-nbd's main thread
@@ -157,6 +158,64 @@ def test_a_first_write_holds_its_images_lock_until_its_pool_thread_is_done() -> 
     # released once its pool thread had run both halves of its part
     assert pool_cpu == pytest.approx(first.pool_s, rel=1e-6)
     assert reads[0] > t  # the read of the image's own data waited for it
+
+
+@pytest.mark.parametrize("share", [0.6, 0.0])
+def test_a_read_of_the_images_own_data_holds_its_lock_shared_for_its_whole_call(
+        share: float) -> None:
+    # with the pool, a read of the overlay's own data holds the lock from its pool thread's
+    # call to its data's arrival, the virtual disk's round trip in it: a first write that
+    # comes meanwhile waits for all of it. Without the pool (share 0: the one-process model
+    # of a profile without the pool's figures) it holds the lock for its transfer alone.
+    env = simpy.Environment()
+    # a read's path of 300 us at iodepth 1, most of it the virtual disk's round trip
+    slow = [(4096, 300e-6), (1 << 20, 1e-3)]
+    model = PerfModel(TRUE.model_copy(update={"sched": sched(share), "read_path_s": slow}))
+    host = Host(env, model, np.random.default_rng(4), exponential=lambda mean: mean)
+    own = model.demand(is_write=False, length=4096, fmt="qcow2",
+                       host=HostIO(read_bytes=4096, read_ops=1))
+    first = model.demand(is_write=True, length=4096, fmt="qcow2",
+                         host=HostIO(write_bytes=65536, write_ops=1, read_bytes=61440,
+                                     read_ops=1, allocs=1, cow=True))
+    assert own.shares_file and own.path_s + own.delay_s > 10 * own.device_s > 0
+    lock = host.lock("vm")
+    real_acquire, real_release = lock.acquire, lock.release
+    taken: list[float] = []
+    shared: list[tuple[float, bool]] = []  # when the read let go; a writer waiting then
+
+    def acquire(alone: bool) -> simpy.Event:
+        if not alone:
+            taken.append(env.now)
+        return real_acquire(alone)
+
+    def release(alone: bool) -> None:
+        if not alone:
+            shared.append((env.now, any(a for a, _ in lock.waiting)))
+        real_release(alone)
+
+    lock.acquire = acquire  # type: ignore[method-assign]
+    lock.release = release  # type: ignore[method-assign]
+    wrote: list[float] = []
+
+    def reader() -> Proc:
+        yield from host.serve(own, "vm")
+
+    def writer() -> Proc:
+        while not lock.readers:  # once the read holds the lock
+            yield env.timeout(1e-6)
+        yield from host.serve(first, "vm")
+        wrote.append(env.now)
+
+    env.process(reader())
+    env.process(writer())
+    env.run(until=0.05)
+    assert len(taken) == len(shared) == len(wrote) == 1
+    held = shared[0][0] - taken[0]
+    if share:
+        assert held == pytest.approx(own.path_s + own.delay_s + own.device_s, rel=1e-6)
+        assert shared[0][1]  # the first write was waiting for it
+    else:
+        assert held == pytest.approx(own.device_s, rel=1e-6)
 
 
 def test_calibrate_prints_the_pools_share() -> None:

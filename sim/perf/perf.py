@@ -24,9 +24,11 @@ How a guest I/O is served (one host; every VM on it shares everything below):
   pool), and takes its image file's lock alone (:class:`FileLock`, ext4's inode lock: a write
   that extends the file goes alone): one at a time per image, it does its allocation work
   through the same stages (``cow_read_s`` per copy-on-write read, ``alloc_s`` per cluster)
-  and its transfer. Reads of the image's own data and overwrites share that lock, so they
-  wait for the allocating writes queued before them (reads that fall through to the backing
-  file do not). Fitted to several exports allocating at once (``sim.perf.alloc``): the
+  and its transfer. Reads of the image's own data and overwrites share that lock (with
+  qemu-nbd's pool modelled, for their pool thread's whole call on the file, the virtual
+  disk's round trip in it; without, for their transfer), so they wait for the allocating
+  writes queued before them and those for them (reads that fall through to the backing file
+  do not). Fitted to several exports allocating at once (``sim.perf.alloc``): the
   device's own rate for allocating writes' transfers (``alloc_bw``), so that N images
   allocating at once saturate the one device where the host did; or, where the allocation
   round's shared work held them back, only ``alloc_shared`` of that round is work on the
@@ -98,8 +100,10 @@ __all__ = ["FIT_VERSION", "MIN_PATH_S", "MIN_PATH_SHARE", "Demand", "FileLock", 
 #: for each process runnable on a crowded core (2026-12-06, evening); 3: a large I/O's data
 #: across the socket in pieces (``SchedParams.read_bytes_turns``, 2026-12-06, late evening);
 #: 4: qemu-nbd's pool as a process per I/O in flight, an allocating write holding its image's
-#: lock through its pool thread's call (``SchedParams.pool_share``, 2026-12-06, night).
-FIT_VERSION = 4
+#: lock through its pool thread's call (``SchedParams.pool_share``, 2026-12-06, night); 5: a
+#: read of the image's own data or an overwrite holding the lock, shared, for its whole path,
+#: not its transfer alone (``Host._serve``, 2026-12-07).
+FIT_VERSION = 5
 
 
 def fit_with_alloc(probes: Sequence[Probe], cores: int | None) -> PerfParams:
