@@ -181,6 +181,13 @@ class SchedParams(_Frozen):
         "6.18 does (EEVDF on a queue per core, lags kept through sleeps, wake-up preemption, "
         "the tick: sim.perf.eevdf); ``one``, the model before 2026-12-06 (one queue for every "
         "core by vruntime, no lag kept: sim.perf.sched), kept for comparisons")
+    groups: Literal["none", "session"] = Field(
+        default="none", description="the task groups on the host's cores (``per-core`` "
+        "queues only): ``session``, as Linux with CONFIG_SCHED_AUTOGROUP schedules the "
+        "machine's processes (each qemu-nbd, its main thread and its pool, one group "
+        "whose one share is split among the cores by where its threads are; each fio job "
+        "a group of one); ``none``, every process on its own, each with a share (the model "
+        "before fit version 6)")
     issuer_io_s: float = Field(ge=0)
     issuer_wake_s: float = Field(ge=0)
     server_io_s: float = Field(ge=0)

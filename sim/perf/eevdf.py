@@ -49,6 +49,7 @@ interrupts: ``sim.perf.host.Host.kernel``).
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from typing import Any
 
@@ -76,12 +77,17 @@ class Runqueues:
         self.long_wait = long_wait if long_wait is not None and long_wait[0] > 0 else None
         self.capacity = count
         self.slice_s = slice_s
-        #: a process's lag is kept within this either way (``update_entity_lag``)
+        #: a process's lag is kept within this either way (``update_entity_lag``), in CPU
+        #: seconds: an entity of weight ``w`` keeps its ``vlag`` within this over ``w``
         self.lag_limit = max(2 * slice_s, TICK_S)
         self.cpus = [Cpu(self, k) for k in range(count)]
         #: the core where a burst ended last, and when: the waker of the next wake-up then
         self.waker: Cpu | None = None
         self.waker_at = -1.0
+
+    def group(self) -> Group:
+        """A new task group on these cores (a session's autogroup)."""
+        return Group(self)
 
     def select(self, task: EevdfTask) -> Cpu:
         """The core a waking ``task`` is queued on (``select_task_rq_fair``)."""
@@ -92,8 +98,8 @@ class Runqueues:
             # wake_affine: a synchronous wake-up (a reply on a socket) to the waker's core if
             # the waker is alone there, or if that core is not busier than the task's last
             # (the kernel compares load averages, prev's weighted by 1.085)
-            others = sum(1 for t in waker.queue if t is not waker.curr)
-            if prev is None or others == 0 or others * 100 < len(prev.queue) * 108.5:
+            others = waker.nr - (waker.curr is not None)
+            if prev is None or others == 0 or others * 100 < prev.nr * 108.5:
                 target = waker
         if target is not None and target.idle():
             return target
@@ -102,12 +108,12 @@ class Runqueues:
         for cpu in self.cpus:
             if cpu.idle():
                 return cpu
-        return target if target is not None else min(self.cpus, key=lambda c: len(c.queue))
+        return target if target is not None else min(self.cpus, key=lambda c: c.nr)
 
     def balance(self, cpu: Cpu) -> None:
         """Periodic balance: ``cpu`` pulls one process from a core with two more queued."""
-        src = max(self.cpus, key=lambda c: len(c.queue))
-        if src is not cpu and len(src.queue) >= len(cpu.queue) + 2:
+        src = max(self.cpus, key=lambda c: c.nr)
+        if src is not cpu and src.nr >= cpu.nr + 2:
             self._move(src, cpu)
 
     def newidle(self, cpu: Cpu) -> None:
@@ -119,56 +125,224 @@ class Runqueues:
     def _move(self, src: Cpu, dst: Cpu) -> bool:
         """The process that has waited longest on ``src`` (not running, not delayed) to
         ``dst``, with its lag; False if there is none."""
-        waiting = [t for t in src.queue if t is not src.curr and not t.delayed]
+        waiting = [t for t in src.tasks() if t is not src.curr and not t.delayed]
         if not waiting:
             return False
         task = min(waiting, key=lambda t: t.queued_at)
-        src.leave(task)
+        src.dequeue(task)
         task.core = dst
         dst.enqueue(task)
         return True
 
 
+class Entity:
+    """What a queue holds (a ``sched_entity``): a process, or a task group's part on one
+    core. ``v`` and ``d`` are in virtual time: an entity of weight ``w`` (1: a process of
+    nice 0) that runs ``s`` seconds moves ``s / w`` on."""
+
+    def __init__(self) -> None:
+        self.v = self.d = self.vlag = self.vprot = 0.0
+        self.w = 1.0
+        self.delayed = False
+        self.queued_at = 0.0
+        self.rq: Rq | None = None  # the queue it is on
+
+
+class Rq:
+    """A queue of entities (a ``cfs_rq``): a core's own, or a task group's on that core
+    (``owner``: the group's entity on the core's queue)."""
+
+    def __init__(self, rqs: Runqueues, owner: GroupSe | None = None) -> None:
+        self.rqs = rqs
+        self.owner = owner
+        self.queue: list[Any] = []  # Entity: EevdfTask or GroupSe
+        self.sum_wv = 0.0  # of the queue's weighted vruntimes: V is their weighted mean
+        self.sum_w = 0.0
+        self.curr: Any = None  # the entity of this queue that has the core
+
+    def avg(self) -> float:
+        """``V``: the weighted mean vruntime of the queue (0 when it is empty)."""
+        return self.sum_wv / self.sum_w if self.queue else 0.0
+
+    def join(self, se: Entity, at: float | None = None) -> None:
+        if self.owner is not None:
+            self.owner.decay()
+        se.rq = self
+        se.queued_at = self.rqs.env.now if at is None else at
+        self.queue.append(se)
+        self.sum_wv += se.w * se.v
+        self.sum_w += se.w
+
+    def leave(self, se: Entity) -> None:
+        """``se`` leaves with its lag (``update_entity_lag``)."""
+        if self.owner is not None:
+            self.owner.decay()
+        lim = self.rqs.lag_limit / se.w
+        se.vlag = min(max(self.avg() - se.v, -lim), lim)
+        self.queue.remove(se)
+        se.rq = None
+        self.sum_wv -= se.w * se.v
+        self.sum_w -= se.w
+        if not self.queue:
+            self.sum_wv = self.sum_w = 0.0
+
+    def place(self, se: Entity, rel_d: float) -> None:
+        """``se``'s vruntime from its lag, scaled by ``(W + w) / W`` so that it still has it
+        once it counts in ``V`` (``place_entity``), its deadline ``rel_d`` on."""
+        lag = se.vlag * (self.sum_w + se.w) / self.sum_w if self.queue else 0.0
+        se.v = self.avg() - lag
+        se.d = se.v + rel_d
+
+    def advance(self, se: Entity, used: float) -> bool:
+        """``se`` has run ``used`` seconds; True if its slice is used up: it has a new
+        deadline (``update_deadline``)."""
+        if used > 0:
+            se.v += used / se.w
+            self.sum_wv += used
+        if se.v >= se.d:
+            se.d = se.v + self.rqs.slice_s / se.w
+            return True
+        return False
+
+    def raise_to_avg(self, se: Entity) -> None:
+        """DELAY_ZERO: a delayed ``se`` woken keeps no credit for its sleep."""
+        avg = self.avg()
+        if se.v < avg:
+            self.sum_wv += se.w * (avg - se.v)
+            se.v = avg
+            se.d = avg + self.rqs.slice_s / se.w
+
+    def pick(self, protect: bool) -> Any:
+        """The eligible entity of earliest deadline; the current one while its slice is
+        protected (``protect``: RUN_TO_PARITY), or if it is as early (``pick_eevdf``)."""
+        q = self.queue
+        if len(q) <= 1:
+            return q[0] if q else None
+        avg = self.avg() + 1e-15  # float rounding: the mean itself is eligible
+        curr = self.curr
+        if curr is not None and curr.v > avg:
+            curr = None
+        if curr is not None and protect and curr.v < curr.vprot:
+            return curr
+        best = None
+        for t in q:
+            if t is not self.curr and t.v <= avg and (best is None or t.d < best.d):
+                best = t
+        if best is None or (curr is not None and curr.d < best.d):
+            best = curr
+        return best if best is not None else min(q, key=lambda t: t.v)
+
+
+#: a group's load on a core, the number of its processes queued there, is averaged over
+#: time as the kernel's PELT does (a half-life of 32 ms)
+LOAD_TAU_S = 32e-3 / math.log(2)
+#: the least weight of a group's entity (``MIN_SHARES``, 2 of a process's 1024)
+MIN_SHARE = 2 / 1024
+
+
+class Group:
+    """A task group: the processes of one session, which the kernel schedules as one
+    (CONFIG_SCHED_AUTOGROUP: a process that calls ``setsid()`` begins a group, its threads
+    and children are in it). On each core the group's processes queued there are on a queue
+    of their own, held by one entity on the core's queue whose weight is the group's one
+    share, a process's, split among the cores by where the group's load is
+    (``calc_group_shares``): a group of sixteen threads gets a sixteenth of what sixteen
+    processes would."""
+
+    def __init__(self, rqs: Runqueues) -> None:
+        self.rqs = rqs
+        self.ses = [GroupSe(self, cpu) for cpu in rqs.cpus]
+
+    def share(self, se: GroupSe) -> float:
+        """The weight of the group's entity ``se``: its load over the group's, its own as it
+        is now (or its average, if more), the other cores' their averages."""
+        for s in self.ses:
+            s.decay()
+        here = max(float(len(se.own.queue)), se.load_avg)
+        total = here + sum(s.load_avg for s in self.ses if s is not se)
+        return min(max(here / total, MIN_SHARE), 1.0) if total > 0 else 1.0
+
+
+class GroupSe(Entity):
+    """A task group's part on one core: an entity on the core's queue (``tg->se[cpu]``)
+    with the group's processes queued on that core on a queue of its own
+    (``tg->cfs_rq[cpu]``). It is on the core's queue while its own has a process (or it is
+    delayed: asleep, not yet eligible)."""
+
+    def __init__(self, group: Group, cpu: Cpu) -> None:
+        super().__init__()
+        self.group = group
+        self.cpu = cpu
+        self.own = Rq(cpu.rqs, self)
+        self.load_avg = 0.0
+        self._load_at = 0.0
+
+    def decay(self) -> None:
+        """The average of its queue's length brought to now (before the length changes)."""
+        now = self.cpu.env.now
+        dt = now - self._load_at
+        if dt > 0:
+            n = float(len(self.own.queue))
+            self.load_avg = n + (self.load_avg - n) * math.exp(-dt / LOAD_TAU_S)
+            self._load_at = now
+
+
 class Cpu:
-    """One core and its queue: every process on it, running, waiting or delayed."""
+    """One core and its queue: every process on it, running, waiting or delayed, or the
+    entity of its task group (:class:`Group`) that holds it."""
 
     def __init__(self, rqs: Runqueues, index: int) -> None:
         self.rqs = rqs
         self.env = rqs.env
         self.index = index
-        self.queue: list[EevdfTask] = []
-        self.sum_v = 0.0  # of the queue's vruntimes: V is its mean
+        self.root = Rq(rqs)
+        self.nr = 0  # processes queued here, in a group or not
         self.curr: EevdfTask | None = None
         self._since = 0.0  # when the running process's CPU was last accounted
         self._version = 0  # of the running process's pending event
         self._ticking = False
         self._ticks = 0
 
+    @property
+    def queue(self) -> list[Any]:
+        """The core's own queue: processes, and groups' entities."""
+        return self.root.queue
+
+    def tasks(self) -> list[EevdfTask]:
+        """Every process queued here, in a group or not."""
+        out: list[EevdfTask] = []
+        for se in self.root.queue:
+            if isinstance(se, GroupSe):
+                out.extend(se.own.queue)
+            else:
+                out.append(se)
+        return out
+
     def idle(self) -> bool:
-        return self.curr is None and not self.queue
+        return self.curr is None and not self.root.queue
 
     def avg(self) -> float:
-        """``V``: the mean vruntime of the queue (0 when it is empty)."""
-        return self.sum_v / len(self.queue) if self.queue else 0.0
+        """``V`` of the core's own queue."""
+        return self.root.avg()
 
     # -- accounting and the tick
 
     def update_curr(self) -> bool:
-        """Account what the running process has used since last; True if its slice is used
-        up: it has a new deadline, and the core must pick again (``update_curr``)."""
+        """Account what the running process has used since last, to it and to its group's
+        entity; True if a slice is used up: it has a new deadline, and the core must pick
+        again (``update_curr``)."""
         t, now = self.curr, self.env.now
         used = now - self._since
         self._since = now
         if t is None:
             return False
-        if used > 0:
-            t.v += used
-            t.cpu_s += used
-            self.sum_v += used
-        if t.v >= t.d:
-            t.d = t.v + self.rqs.slice_s
-            return True
-        return False
+        t.cpu_s += max(used, 0.0)
+        assert t.rq is not None
+        resched = t.rq.advance(t, used)
+        owner = t.rq.owner
+        if owner is not None:
+            resched = self.root.advance(owner, used) or resched
+        return resched
 
     def _start_ticks(self) -> None:
         """The core ticks while it has processes: every ``TICK_S`` on the machine's grid,
@@ -185,13 +359,18 @@ class Cpu:
         ev.callbacks.append(self._tick)
 
     def _tick(self, _: object) -> None:
-        if not self.queue:
+        if not self.root.queue:
             self._ticking = False
             return
         self._ticks += 1
-        if self.curr is not None and self.update_curr():
-            self.resched()
-        if self.rqs.long_wait is not None and len(self.queue) > 1:
+        if self.curr is not None:
+            resched = self.update_curr()
+            assert self.curr.rq is not None
+            if self.curr.rq.owner is not None:  # entity_tick: update_cfs_group
+                self._group_changed(self.curr.rq.owner)
+            if resched:
+                self.resched()
+        if self.rqs.long_wait is not None and self.nr > 1:
             self._set_aside(self.rqs.long_wait)
         if self._ticks % BALANCE_TICKS == 0:
             self.rqs.balance(self)
@@ -204,14 +383,14 @@ class Cpu:
         exponential time of the mean fitted (``SchedParams.long_wait_p``, ``long_wait_s``),
         then it wakes again, its core chosen again. The core then runs what is left."""
         p, mean, rng = long_wait
-        aside = [t for t in self.queue if t.pin is None and not t.delayed and rng.random() < p]
+        aside = [t for t in self.tasks() if t.pin is None and not t.delayed and rng.random() < p]
         for t in aside:
             if t is self.curr:
                 self.update_curr()
                 self._version += 1
                 t.preempted()
-                self.curr = None
-            self.leave(t)
+                self._put_prev(t)
+            self.dequeue(t)
             t.wait_long(rng.exponential(mean))
         if aside and self.curr is None:
             self.dispatch()
@@ -219,37 +398,28 @@ class Cpu:
     # -- the pick
 
     def pick(self, protect: bool) -> EevdfTask | None:
-        """The eligible process of earliest deadline; the running one while its slice is
-        protected (``protect``: RUN_TO_PARITY), or if it is as early (``pick_eevdf``)."""
-        q = self.queue
-        if len(q) <= 1:
-            return q[0] if q else None
-        avg = self.avg() + 1e-15  # float rounding: the mean itself is eligible
-        curr = self.curr
-        if curr is not None and curr.v > avg:
-            curr = None
-        if curr is not None and protect and curr.v < curr.vprot:
-            return curr
-        best: EevdfTask | None = None
-        for t in q:
-            if t is not self.curr and t.v <= avg and (best is None or t.d < best.d):
-                best = t
-        if best is None or (curr is not None and curr.d < best.d):
-            best = curr
-        return best if best is not None else min(q, key=lambda t: t.v)
+        """The process to run: the eligible entity of earliest deadline on the core's queue
+        (:meth:`Rq.pick`), and if that is a group's, the same on the group's queue."""
+        se = self.root.pick(protect)
+        while isinstance(se, GroupSe):
+            if se.delayed:
+                return se  # type: ignore[return-value]  # dispatch takes it off
+            se = se.own.pick(protect)
+        return se  # type: ignore[no-any-return]
 
     # -- arrivals and departures
 
     def enqueue(self, task: EevdfTask) -> None:
         """``task`` wakes on this core, or is moved to it: placed with its lag
-        (``place_entity``), then it may take the core (``check_preempt_wakeup_fair``)."""
+        (``place_entity``), its group's entity too if it was not here, then it may take the
+        core (``check_preempt_wakeup_fair``)."""
         resched = self.update_curr()
-        n = len(self.queue)
-        lag = task.vlag * (n + 1) / n if n else 0.0
-        task.v = self.avg() - lag
-        task.d = task.v + (self.rqs.slice_s / 2 if task.new else self.rqs.slice_s)
+        rq = self.root if task.group is None else task.group.ses[self.index].own
+        rq.place(task, self.rqs.slice_s / 2 if task.new else self.rqs.slice_s)
         task.new = False
-        self._join(task)
+        self._join(task, rq)
+        if rq.owner is not None:
+            self._group_changed(rq.owner)
         self._woken(task, resched)
 
     def requeue(self, task: EevdfTask) -> None:
@@ -257,19 +427,57 @@ class Cpu:
         for the time it was asleep (DELAY_ZERO: a lag above 0 is dropped)."""
         resched = self.update_curr()
         task.delayed = False
-        avg = self.avg()
-        if task.v < avg:
-            self.sum_v += avg - task.v
-            task.v = avg
-            task.d = avg + self.rqs.slice_s
+        assert task.rq is not None
+        task.rq.raise_to_avg(task)
         task.queued_at = self.env.now
         self._woken(task, resched)
 
-    def _join(self, task: EevdfTask) -> None:
+    def _join(self, task: EevdfTask, rq: Rq | None = None) -> None:
         task.cpu = self.index
-        task.queued_at = self.env.now
-        self.queue.append(task)
-        self.sum_v += task.v
+        (rq or self.root).join(task)
+        self.nr += 1
+
+    def _group_changed(self, gse: GroupSe, sleeping: bool = False) -> None:
+        """A process of ``gse``'s group joined or left this core, or it ran on at the tick:
+        the group's entity joins the core's queue, leaves it (delayed if it sleeps before it
+        is eligible again), or takes its new weight (``update_cfs_group``)."""
+        root = self.root
+        if not gse.own.queue:
+            if gse.rq is not None and not gse.delayed:
+                if sleeping and len(root.queue) > 1 and gse.v > root.avg() + 1e-15:
+                    gse.delayed = True
+                else:
+                    root.leave(gse)
+            return
+        self.update_curr()
+        w = gse.group.share(gse)
+        if gse.rq is None:  # the group's lag kept as lag x weight (reweight_entity)
+            gse.vlag *= gse.w / w
+            gse.w = w
+            root.place(gse, self.rqs.slice_s / w)
+            root.join(gse)
+            return
+        if gse.delayed:
+            gse.delayed = False
+            root.raise_to_avg(gse)
+        if abs(w - gse.w) > 1e-9 * w:
+            self._reweight(gse, w)
+
+    def _reweight(self, gse: GroupSe, w: float) -> None:
+        """``gse`` on the core's queue takes weight ``w``: its lag, its deadline and its
+        protected slice scaled as the kernel's ``reweight_entity`` does."""
+        root, old = self.root, gse.w
+        rel_d = (gse.d - gse.v) * old / w
+        is_curr = root.curr is gse
+        rel_prot = (gse.vprot - gse.v) * old / w if is_curr else 0.0
+        at = gse.queued_at
+        root.leave(gse)
+        gse.vlag *= old / w
+        gse.w = w
+        root.place(gse, rel_d)
+        root.join(gse, at)
+        if is_curr:
+            gse.vprot = gse.v + rel_prot
 
     def _woken(self, task: EevdfTask, resched: bool) -> None:
         if self.curr is None:
@@ -279,26 +487,55 @@ class Cpu:
             self.resched()
 
     def leave(self, task: EevdfTask) -> None:
-        """``task`` leaves the queue (moved, or asleep) with its lag (``update_entity_lag``)."""
-        lim = self.rqs.lag_limit
-        task.vlag = min(max(self.avg() - task.v, -lim), lim)
-        self.queue.remove(task)
-        self.sum_v -= task.v
-        if not self.queue:
-            self.sum_v = 0.0
+        """``task`` leaves the core's own queue with its lag (``update_entity_lag``)."""
+        self.dequeue(task)
+
+    def dequeue(self, task: EevdfTask, sleeping: bool = False) -> None:
+        """``task`` leaves its queue here with its lag; its group's entity leaves the core's
+        queue if it was the group's last process here, else takes its new weight."""
+        rq = task.rq
+        assert rq is not None
+        rq.leave(task)
+        self.nr -= 1
+        if rq.owner is not None:
+            self._group_changed(rq.owner, sleeping)
 
     def sleep(self, task: EevdfTask) -> None:
         """The running ``task`` has no work left: it leaves, or stays delayed if it is not
         eligible (DELAY_DEQUEUE); the core picks the next."""
         self.update_curr()
-        if len(self.queue) > 1 and task.v > self.avg() + 1e-15:
+        rq = task.rq
+        assert rq is not None
+        self._put_prev(task)
+        if len(rq.queue) > 1 and task.v > rq.avg() + 1e-15:
             task.delayed = True
         else:
-            self.leave(task)
-        self.curr = None
+            self.dequeue(task, sleeping=True)
         self.dispatch()
 
     # -- running
+
+    def _put_prev(self, task: EevdfTask) -> None:
+        """``task`` no longer has the core (``put_prev_entity``), nor its group's entity."""
+        rq = task.rq
+        assert rq is not None
+        rq.curr = None
+        if rq.owner is not None:
+            self.root.curr = None
+        self.curr = None
+
+    def _set_next(self, task: EevdfTask) -> None:
+        """``task`` has the core (``set_next_entity``): its slice protected, and its group's
+        entity's, to their deadlines (RUN_TO_PARITY)."""
+        rq = task.rq
+        assert rq is not None
+        rq.curr = task
+        task.vprot = task.d
+        if rq.owner is not None:
+            if self.root.curr is not rq.owner:
+                rq.owner.vprot = rq.owner.d
+            self.root.curr = rq.owner
+        self.curr = task
 
     def resched(self) -> None:
         """The core picks again; the running process, still runnable, gives it up if another
@@ -308,28 +545,35 @@ class Cpu:
         self.update_curr()
         if self.pick(protect=False) is t:  # picked again: its turn goes on
             t.vprot = t.d
+            owner = t.rq.owner if t.rq is not None else None
+            if owner is not None:
+                owner.vprot = owner.d
             return
         self._version += 1
         t.preempted()
-        self.curr = None
+        self._put_prev(t)
         self.dispatch()
 
     def dispatch(self) -> None:
         """The core to the process picked (a delayed one picked leaves the queue first, its
-        lag no more than 0), or, with none, to a process pulled from another core."""
+        lag no more than 0; a delayed group's entity too), or, with none, to a process
+        pulled from another core."""
         while True:
-            nxt = self.pick(protect=False)
+            nxt: Any = self.pick(protect=False)
             if nxt is None:
                 self.rqs.newidle(self)  # a process pulled is dispatched as it is queued
                 return
             if not nxt.delayed:
                 break
             nxt.delayed = False
-            self.leave(nxt)
+            if isinstance(nxt, GroupSe):
+                self.root.leave(nxt)
+                nxt.vlag = min(nxt.vlag, 0.0)
+                continue
+            self.dequeue(nxt)
             nxt.vlag = min(nxt.vlag, 0.0)
             nxt.queued = False
-        self.curr = nxt
-        nxt.vprot = nxt.d
+        self._set_next(nxt)
         self._since = self.env.now
         nxt.given(self)
 
@@ -354,25 +598,26 @@ class _StepEnd:
             self.task.step_done(self.cpu)
 
 
-class EevdfTask:
+class EevdfTask(Entity):
     """One process on the I/O path, scheduled by :class:`Runqueues`; the interface of
     ``sim.perf.sched.Task``: ``run`` queues a burst of CPU and gives the event of its end;
     ``cpu_s``, ``turns`` and ``record`` (each wait for a core, each turn) as it has them.
     ``pin``: the core it always runs on (the host's kernel work)."""
 
     def __init__(self, env: simpy.Environment, cores: Runqueues, wake_s: float,
-                 pin: int | None = None) -> None:
+                 pin: int | None = None, group: Group | None = None) -> None:
+        super().__init__()
         self.env = env
         self.cores = cores
         self.wake_s = wake_s
         self.pin = pin
-        self.v = self.d = self.vlag = self.vprot = 0.0
+        #: the task group it is in (:class:`Group`); None: none of its own (a process
+        #: alone in its session is scheduled as one not in a group)
+        self.group = group
         self.new = True
-        self.delayed = False
-        self.queued = False  # on a core's queue: running, waiting or delayed
+        self.queued = False  # on a queue of a core: running, waiting or delayed
         self.cpu: int | None = pin  # its last core
         self.core: Cpu | None = None  # the core it is runnable on, while it is
-        self.queued_at = 0.0
         self.cpu_s = 0.0  # CPU used: wake-ups and bursts
         self.turns = 0
         #: (each wait for a core, each turn's length) in seconds, when asked for; None: not

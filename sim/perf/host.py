@@ -14,7 +14,7 @@ import numpy as np
 import simpy
 
 from .demand import Demand, PerfModel
-from .eevdf import EevdfTask, Runqueues
+from .eevdf import EevdfTask, Group, Runqueues
 from .sched import Cores, Task
 
 #: a process on the host's cores, of either scheduler
@@ -243,6 +243,8 @@ class Host:
         self._pools: dict[int, list[AnyTask]] = {}
         self._idle: dict[int, list[AnyTask]] = {}
         self._kernel: AnyTask | None = None
+        #: each VM's qemu-nbd's task group (``_group``)
+        self._groups: dict[int, Group] = {}
         #: keep every task's waits for a core and turns (``Task.record``)
         self.record_turns = _recording is not None
         #: each VM's name by its disk (``label``): who a task serves, for a reader of turns
@@ -254,12 +256,29 @@ class Host:
         """The VM whose disk is ``image`` is called ``name``."""
         self.names[id(image)] = name
 
-    def _task(self, wake_s: float, pin: int | None = None) -> AnyTask:
-        """A process on the host's cores, of their scheduler."""
+    def _task(self, wake_s: float, pin: int | None = None,
+              server_of: object = None) -> AnyTask:
+        """A process on the host's cores, of their scheduler; ``server_of``: a thread of the
+        qemu-nbd serving that disk, in its session's group if the host has them
+        (``SchedParams.groups``)."""
         if isinstance(self.cores, Runqueues):
-            return EevdfTask(self.env, self.cores, wake_s, pin=pin)
+            return EevdfTask(self.env, self.cores, wake_s, pin=pin,
+                             group=self._group(server_of))
         assert self.cores is not None
         return Task(self.env, self.cores, wake_s)
+
+    def _group(self, image: object) -> Group | None:
+        """The task group of the qemu-nbd serving ``image``: its session's (cowbench starts
+        each qemu-nbd, and each fio job starts itself, in a session of its own, so each is
+        a group of its own; fio's job is one process, the same alone or in a group)."""
+        s = self.model.p.sched
+        if image is None or s is None or s.groups != "session":
+            return None
+        assert isinstance(self.cores, Runqueues)
+        key = id(image)
+        if key not in self._groups:
+            self._groups[key] = self.cores.group()
+        return self._groups[key]
 
     def tasks(self, image: object) -> tuple[AnyTask, AnyTask]:
         """The issuer and the server of the VM whose disk is ``image``."""
@@ -267,7 +286,8 @@ class Host:
         if key not in self._tasks:
             s = self.model.p.sched
             assert s is not None and self.cores is not None
-            self._tasks[key] = (self._task(s.issuer_wake_s), self._task(s.server_wake_s))
+            self._tasks[key] = (self._task(s.issuer_wake_s),
+                                self._task(s.server_wake_s, server_of=image))
             if self.record_turns:
                 for task in self._tasks[key]:
                     task.record = ([], [])
@@ -419,7 +439,8 @@ class Host:
         if idle:
             worker = idle.pop()
         else:
-            worker = self._task(0.0)  # its wake-ups are in its CPU per I/O (the probes')
+            # its wake-ups are in its CPU per I/O (the probes')
+            worker = self._task(0.0, server_of=image)
             if self.record_turns:
                 worker.record = ([], [])
             self._pools.setdefault(key, []).append(worker)
