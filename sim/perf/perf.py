@@ -102,8 +102,10 @@ __all__ = ["FIT_VERSION", "MIN_PATH_S", "MIN_PATH_SHARE", "Demand", "FileLock", 
 #: 4: qemu-nbd's pool as a process per I/O in flight, an allocating write holding its image's
 #: lock through its pool thread's call (``SchedParams.pool_share``, 2026-12-06, night); 5: a
 #: read of the image's own data or an overwrite holding the lock, shared, for its whole path,
-#: not its transfer alone (``Host._serve``, 2026-12-07).
-FIT_VERSION = 5
+#: not its transfer alone (``Host._serve``, 2026-12-07); 6: each qemu-nbd's threads one task
+#: group on the host's cores, as the kernel's autogroup makes them (``SchedParams.groups``,
+#: ``sim.perf.eevdf.Group``, 2026-12-07).
+FIT_VERSION = 6
 
 
 def fit_with_alloc(probes: Sequence[Probe], cores: int | None) -> PerfParams:

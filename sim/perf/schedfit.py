@@ -123,7 +123,8 @@ def sched_params(probes: Sequence[Probe], cores: int | None) -> SchedParams | No
         return None
     issuer, server = _cpus(data)
     background = background_rate(probes, cores)
-    return SchedParams(cores=cores, slice_s=kernel_slice_s(cores), issuer_io_s=issuer[0],
+    return SchedParams(cores=cores, slice_s=kernel_slice_s(cores), groups="session",
+                       issuer_io_s=issuer[0],
                        issuer_wake_s=issuer[1], server_io_s=server[0], server_wake_s=server[1],
                        hole=_hole_cost(_pair(probes, "hole", "randread")),
                        alloc=_cost(_kernel(_pair(probes, "cow", "write"), background, cores)),
