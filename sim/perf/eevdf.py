@@ -41,10 +41,19 @@ on a crowded core, not by its wake-ups: one that keeps many I/Os in flight, runn
 the time, loses as much of it as the others; one that wakes for each I/O and is done in
 microseconds is seldom there at a tick.
 
-What it leaves out: nice levels and cgroups (every process here is nice 0 in one group), the
-cache-hot test of a migration, load averages (it counts processes queued), and interrupts
-(the host's kernel work is a process of its own, pinned to the core that takes the disk's
-interrupts: ``sim.perf.host.Host.kernel``).
+Task groups (:class:`Group`, when the host has them: ``SchedParams.groups``): the kernel
+schedules a session's processes and threads as one group (CONFIG_SCHED_AUTOGROUP, on here and
+on most distributions' kernels; measured on this project's machine, four busy processes of one
+session beside one of another on one core got 127 and 128 ticks). On each core a group's
+processes queued there wait on a queue of their own, and one entity stands for them on the
+core's queue, of the weight of the group's one share split among the cores by where its load
+is. A qemu-nbd with sixteen pool threads busy thus gets one process's share of a crowded host,
+not sixteen.
+
+What it leaves out: nice levels and cgroups other than the sessions' groups (every process
+here is nice 0), the cache-hot test of a migration, load averages beyond the groups' (the
+balance counts processes queued), and interrupts (the host's kernel work is a process of its
+own, pinned to the core that takes the disk's interrupts: ``sim.perf.host.Host.kernel``).
 """
 
 from __future__ import annotations
