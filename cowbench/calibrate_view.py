@@ -42,6 +42,11 @@ def print_profile(prof: Profile, out: Console) -> None:
         t.add_row("qemu-nbd's pool of threads", f"{p.sched.pool_share:.0%} of its CPU per I/O "
                   "of data, a thread per I/O in flight beside its main thread; a first write "
                   "holds its image's lock through its thread's call")
+    if p.sched is not None and p.sched.queues == "per-core":
+        t.add_row("task groups", "each qemu-nbd one (its threads one share of a core, as the "
+                  "kernel's autogroup makes a session)" if p.sched.groups == "session" else
+                  "none (each process its own share: the machine's autogroup off, or its "
+                  "processes in a CPU cgroup)")
     if p.sched is not None and p.sched.long_wait_p > 0:
         t.add_row("long waits for a core", f"{p.sched.long_wait_p:.1%} of the processes "
                   "runnable on a crowded core set aside at each tick, "

@@ -132,6 +132,10 @@ class Probe(_Frozen):
 BYTES_BASE = 4096
 
 
+#: how a machine's kernel groups the processes on its cores (``SchedParams.groups``)
+Groups = Literal["none", "session"]
+
+
 class CpuCost(_Frozen):
     """What one kind of I/O costs the host scheduler's two processes: the issuer's and the
     server's CPU per I/O (the deepest probe's) and per wake-up (half of what the iodepth-1
@@ -181,7 +185,7 @@ class SchedParams(_Frozen):
         "6.18 does (EEVDF on a queue per core, lags kept through sleeps, wake-up preemption, "
         "the tick: sim.perf.eevdf); ``one``, the model before 2026-12-06 (one queue for every "
         "core by vruntime, no lag kept: sim.perf.sched), kept for comparisons")
-    groups: Literal["none", "session"] = Field(
+    groups: Groups = Field(
         default="none", description="the task groups on the host's cores (``per-core`` "
         "queues only): ``session``, as Linux with CONFIG_SCHED_AUTOGROUP schedules the "
         "machine's processes (each qemu-nbd, its main thread and its pool, one group "
@@ -507,6 +511,13 @@ class Profile(_Frozen):
         """qemu-nbd's ``--aio`` the probes' exports were served with (``calibrate --aio``;
         ``threads``, qemu's default, for a profile made before it was recorded)."""
         return str(self.settings.get("aio", "threads"))
+
+    @property
+    def sched_groups(self) -> Groups:
+        """How the probes' machine grouped its processes on its cores
+        (``cowbench.store.sched_groups``, recorded in ``host``; ``session``, as on this
+        project's machine, for a profile made before it was recorded)."""
+        return "none" if self.host.get("sched_groups") == "none" else "session"
 
     def fit_error(self, metric: str = "iops") -> float | None:
         """How well the model replays the probes: the median |rel_error| of ``metric``."""

@@ -32,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 from . import __version__
 from .atomic import atomic_write_bytes, atomic_write_text, atomic_write_with
@@ -63,6 +63,44 @@ def atomic_write_parquet(path: Path, df: pd.DataFrame) -> None:
     atomic_write_with(path, lambda tmp: df.to_parquet(tmp, index=False))
 
 
+def sched_groups(proc: Path = Path("/proc"), cgroup_fs: Path = Path("/sys/fs/cgroup")
+                 ) -> Literal["none", "session"]:
+    """How this machine's kernel groups the processes cowbench starts on its cores: each
+    qemu-nbd and each fio job begins a session of its own, and with the kernel's autogroup on
+    (``kernel.sched_autogroup_enabled``) each session is one task group, all its threads
+    sharing one share of a crowded core (``session``). Autogroup only applies to processes
+    in the root CPU cgroup: under a CPU cgroup of their own (a systemd service's, a
+    container's), or with autogroup off or unreadable, each process has its own share
+    (``none``). The model schedules the host's cores so (``SchedParams.groups``)."""
+    try:
+        if (proc / "sys/kernel/sched_autogroup_enabled").read_text().strip() != "1":
+            return "none"
+        lines = (proc / "self/cgroup").read_text().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return "none"
+    unified = None
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        if parts[1] == "":
+            unified = parts[2]
+        elif "cpu" in parts[1].split(","):  # cgroup v1's CPU controller
+            return "session" if parts[2] == "/" else "none"
+    if unified is None or unified == "/":
+        return "session"
+    # cgroup v2: a cgroup below the root where the CPU controller is on is a task group
+    rel = unified.strip("/").split("/")
+    for depth in range(len(rel), 0, -1):
+        try:
+            controllers = (cgroup_fs.joinpath(*rel[:depth]) / "cgroup.controllers").read_text()
+        except (OSError, UnicodeDecodeError):
+            continue
+        if "cpu" in controllers.split():
+            return "none"
+    return "session"
+
+
 def host_facts(work: Path | None = None) -> dict[str, Any]:
     """What a later comparison needs to know about the machine (pyperf's metadata)."""
     facts: dict[str, Any] = {
@@ -72,6 +110,7 @@ def host_facts(work: Path | None = None) -> dict[str, Any]:
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
         "python": sys.version.split()[0],
+        "sched_groups": sched_groups(),
     }
     try:
         pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")

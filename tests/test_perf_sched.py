@@ -283,6 +283,9 @@ def test_calibrate_prints_the_scheduler_or_its_absence() -> None:
     assert ("2 cores, 1.5 ms slices; issuer 4.0 + 1.5 us, server 13.0 + 17.0 us"
             in shown(TRUE.model_copy(update={"sched": SCHED})))
     assert "none (no CPU figures in the probes)" in shown(TRUE)
+    grouped = SCHED.model_copy(update={"groups": "session"})
+    assert "each qemu-nbd one" in shown(TRUE.model_copy(update={"sched": grouped}))
+    assert "none (each process its own share" in shown(TRUE.model_copy(update={"sched": SCHED}))
 
 
 PARAMS_SCHED = TRUE.model_copy(update={"sched": SCHED})

@@ -76,7 +76,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from cowbench.profile import PerfParams, Probe
+from cowbench.profile import Groups, PerfParams, Probe
 
 from .alloc import fit_host_alloc
 from .demand import MIN_PATH_S, MIN_PATH_SHARE, Demand, Fmt, PerfModel, interp_log
@@ -108,12 +108,14 @@ __all__ = ["FIT_VERSION", "MIN_PATH_S", "MIN_PATH_SHARE", "Demand", "FileLock", 
 FIT_VERSION = 6
 
 
-def fit_with_alloc(probes: Sequence[Probe], cores: int | None) -> PerfParams:
+def fit_with_alloc(probes: Sequence[Probe], cores: int | None,
+                   groups: Groups = "session") -> PerfParams:
     """What a profile's parameters are: :func:`fit` on ``probes`` with the host scheduler on
     ``cores`` (the cores of the machine where the probes ran), then the host's allocation
     rate (``sim.perf.alloc``), a trim's hole punch (``fit_punch``) and the host's long waits
     (``sim.perf.tail``), all without the contention probe (``sim.perf.fit.contended``: it is
     replayed, not fitted)."""
     alone = [p for p in probes if not contended(p)]
-    return fit_long_wait(fit_punch(fit_host_alloc(fit(alone, cores=cores), alone), alone),
+    return fit_long_wait(fit_punch(fit_host_alloc(fit(alone, cores=cores, groups=groups),
+                                                  alone), alone),
                          alone)
