@@ -31,7 +31,7 @@ def refit(src: Path, dst: Path) -> None:
     """``src``'s probes fitted again, with the replay of each, written to ``dst``."""
     prof = load_profile(src)
     cores = int(prof.host.get("cpu_count") or 1)
-    params = perf.fit_with_alloc(prof.probes, cores, prof.sched_groups)
+    params = perf.fit_with_alloc(prof.probes, cores)
     rows = perf.fit_rows(params, prof.probes, 1500)
     atomic_write_text(dst, profile_json(prof.model_copy(update={"params": params, "fit": rows})))
     errs = [abs(r.rel_error) for r in rows if r.metric == "iops"]

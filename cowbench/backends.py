@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from .iolog import Trace
     from .lease import Lease
-    from .profile import FitRow, Groups, PerfParams, Probe
+    from .profile import FitRow, PerfParams, Probe
     from .scenario import Scenario
     from .tools import RawLog
 
@@ -115,11 +115,9 @@ class Backend(ABC):
     #: it, and one fitted by an older version is fitted again (``cowbench.autoprofile``)
     fit_version: int = 0
 
-    def fit(self, probes: Sequence[Probe], cores: int | None = None,
-            groups: Groups | None = None) -> PerfParams:
+    def fit(self, probes: Sequence[Probe], cores: int | None = None) -> PerfParams:
         """The I/O model's parameters fitted to the probes, measured on a machine of
-        ``cores`` cores whose kernel grouped its processes so (``groups``;
-        ``cowbench.store.sched_groups``); None: this one's."""
+        ``cores`` cores (None: this one's)."""
         raise self._lacks("fit a calibration")
 
     def fit_rows(self, params: PerfParams, probes: Sequence[Probe],

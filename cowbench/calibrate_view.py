@@ -43,10 +43,12 @@ def print_profile(prof: Profile, out: Console) -> None:
                   "of data, a thread per I/O in flight beside its main thread; a first write "
                   "holds its image's lock through its thread's call")
     if p.sched is not None and p.sched.queues == "per-core":
-        t.add_row("task groups", "each qemu-nbd one (its threads one share of a core, as the "
-                  "kernel's autogroup makes a session)" if p.sched.groups == "session" else
-                  "none (each process its own share: the machine's autogroup off, or its "
-                  "processes in a CPU cgroup)")
+        machine = prof.host.get("sched_groups")
+        seen = "" if machine is None else f"; the machine's: {machine} (autogroup)"
+        t.add_row("task groups", ("each qemu-nbd one (its threads one share of a core, as "
+                                  "the kernel's autogroup makes a session)"
+                                  if p.sched.groups == "session" else
+                                  "none in the model (each process its own share)") + seen)
     if p.sched is not None and p.sched.long_wait_p > 0:
         t.add_row("long waits for a core", f"{p.sched.long_wait_p:.1%} of the processes "
                   "runnable on a crowded core set aside at each tick, "

@@ -79,12 +79,11 @@ def refit(prof: Profile, source: str, cores: int | None = None) -> Profile:
     """``prof`` (read from ``source``) with its parameters fitted again from its own probes
     by this cowbench's model (no I/O), and its probes replayed again; everything it recorded
     of its measurement kept. ``cores``: those of the machine the probes ran on (None: this
-    one's, for a profile of this machine); how that machine grouped its processes, as the
-    profile recorded it (``Profile.sched_groups``). A :class:`UsageError` naming ``source`` if the
+    one's, for a profile of this machine). A :class:`UsageError` naming ``source`` if the
     probes do not hold what this fit needs."""
     model = get_backend("sim")
     try:
-        params = model.fit(prof.probes, cores, prof.sched_groups)
+        params = model.fit(prof.probes, cores)
     except ValueError as err:  # sim.perf.fit.FitError: what the probes lack
         raise UsageError(f"{source}: its probes cannot be fitted by this cowbench's model "
                          f"({err}); calibrate again") from None

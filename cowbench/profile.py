@@ -190,8 +190,9 @@ class SchedParams(_Frozen):
         "queues only): ``session``, as Linux with CONFIG_SCHED_AUTOGROUP schedules the "
         "machine's processes (each qemu-nbd, its main thread and its pool, one group "
         "whose one share is split among the cores by where its threads are; each fio job "
-        "a group of one); ``none``, every process on its own, each with a share (the model "
-        "before fit version 6)")
+        "a group of one; fit version 6 fitted it); ``none``, every process on its own, "
+        "each with a share: what the fit gives (version 7; the groups scored better on "
+        "io-holdout.yaml and worse on io-density.yaml, docs/io-model.md)")
     issuer_io_s: float = Field(ge=0)
     issuer_wake_s: float = Field(ge=0)
     server_io_s: float = Field(ge=0)
@@ -511,13 +512,6 @@ class Profile(_Frozen):
         """qemu-nbd's ``--aio`` the probes' exports were served with (``calibrate --aio``;
         ``threads``, qemu's default, for a profile made before it was recorded)."""
         return str(self.settings.get("aio", "threads"))
-
-    @property
-    def sched_groups(self) -> Groups:
-        """How the probes' machine grouped its processes on its cores
-        (``cowbench.store.sched_groups``, recorded in ``host``; ``session``, as on this
-        project's machine, for a profile made before it was recorded)."""
-        return "none" if self.host.get("sched_groups") == "none" else "session"
 
     def fit_error(self, metric: str = "iops") -> float | None:
         """How well the model replays the probes: the median |rel_error| of ``metric``."""

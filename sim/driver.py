@@ -14,10 +14,9 @@ import pandas as pd
 
 from cowbench.backends import Backend
 from cowbench.iolog import Trace
-from cowbench.profile import FitRow, Groups, PerfParams, Probe
+from cowbench.profile import FitRow, PerfParams, Probe
 from cowbench.records import Recorder
 from cowbench.scenario import Scenario
-from cowbench.store import sched_groups
 from cowbench.timeline_fleet import record_fleet
 from sim.fleet.fleet import simulate_fleet
 from sim.perf import perf
@@ -103,15 +102,13 @@ class SimBackend(Backend):
 
     fit_version = perf.FIT_VERSION
 
-    def fit(self, probes: Sequence[Probe], cores: int | None = None,
-            groups: Groups | None = None) -> PerfParams:
+    def fit(self, probes: Sequence[Probe], cores: int | None = None) -> PerfParams:
         """The I/O model's parameters, then the host's allocation rate (``sim.perf.alloc``);
-        the host scheduler's cores, and how its kernel grouped its processes, are those of
-        the machine the probes ran on (default: this machine's, where a calibration runs
-        them)."""
+        the host scheduler's cores are those the probes ran on (default: this machine's,
+        where a calibration runs them)."""
         if cores is None:
             cores = len(os.sched_getaffinity(0))
-        return perf.fit_with_alloc(probes, cores, sched_groups() if groups is None else groups)
+        return perf.fit_with_alloc(probes, cores)
 
     def fit_rows(self, params: PerfParams, probes: Sequence[Probe],
                  ios: int = 3000) -> list[FitRow]:

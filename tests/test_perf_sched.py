@@ -171,8 +171,7 @@ def with_cpu(p: Probe, sched: SchedParams = SCHED) -> Probe:
 
 def test_the_costs_come_from_the_probes_cpu_and_the_slice_from_the_kernel() -> None:
     probes = [with_cpu(probe(iodepth=q)) for q in (1, 4, 32)]
-    # each qemu-nbd a task group, as the machine's kernel makes it (autogroup)
-    assert sched_params(probes, cores=2) == SCHED.model_copy(update={"groups": "session"})
+    assert sched_params(probes, cores=2) == SCHED
     assert sched_params(probes, cores=8).slice_s == pytest.approx(3e-3)  # 0.75 ms x (1 + 3)
     assert sched_params(probes, cores=None) is None
     assert sched_params([probe(iodepth=q) for q in (1, 32)], cores=2) is None  # no figures
@@ -233,15 +232,13 @@ def test_a_host_without_cpu_figures_is_the_host_it_was() -> None:
 @pytest.mark.slow
 def test_the_fit_with_a_scheduler_replays_probes_made_with_one(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # a host as a calibration with CPU figures fits it: each VM's path its own, each
-    # qemu-nbd a task group
-    grouped = SCHED.model_copy(update={"groups": "session"})
-    true = TRUE.model_copy(update={"sched": grouped, "path": "vm"})
+    # a host as a calibration with CPU figures fits it: each VM's path its own
+    true = TRUE.model_copy(update={"sched": SCHED, "path": "vm"})
     probes = [with_cpu(p) for p in synthetic_probes(true, ios=4000)]
     got = fit_with_alloc(probes, cores=2)
     assert got.sched is not None and got.path == "vm"
     # every kind of probe here shows the same CPU: the kinds' own costs are the data reads'
-    assert got.sched.model_copy(update={"hole": None, "alloc": None}) == grouped
+    assert got.sched.model_copy(update={"hole": None, "alloc": None}) == SCHED
     assert got.sched.cost("alloc") == pytest.approx(got.sched.cost("data"))
     errs = sorted(abs(r.rel_error) for r in fit_rows(got, probes, ios=1500)
                   if r.metric == "iops")
@@ -285,7 +282,8 @@ def test_calibrate_prints_the_scheduler_or_its_absence() -> None:
     assert "none (no CPU figures in the probes)" in shown(TRUE)
     grouped = SCHED.model_copy(update={"groups": "session"})
     assert "each qemu-nbd one" in shown(TRUE.model_copy(update={"sched": grouped}))
-    assert "none (each process its own share" in shown(TRUE.model_copy(update={"sched": SCHED}))
+    assert "none in the model (each process its own share)" in shown(
+        TRUE.model_copy(update={"sched": SCHED}))
 
 
 PARAMS_SCHED = TRUE.model_copy(update={"sched": SCHED})

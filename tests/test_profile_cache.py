@@ -405,8 +405,7 @@ def counted_fit(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
     calls: list[int] = []
 
-    def fit(self: SimBackend, probes: list[Any], cores: int | None = None,
-            groups: str | None = None) -> PerfParams:
+    def fit(self: SimBackend, probes: list[Any], cores: int | None = None) -> PerfParams:
         calls.append(len(probes))
         return TRUE
 
@@ -523,8 +522,7 @@ def test_probes_the_fit_cannot_use_are_a_clear_error_and_nothing_is_written(
     from sim.driver import SimBackend
     from sim.perf.fit import FitError
 
-    def fit(self: SimBackend, probes: list[Any], cores: int | None = None,
-            groups: str | None = None) -> PerfParams:
+    def fit(self: SimBackend, probes: list[Any], cores: int | None = None) -> PerfParams:
         raise FitError("no 4 KiB raw read probe at iodepth 1")
 
     monkeypatch.setattr(SimBackend, "fit", fit)

@@ -1,17 +1,13 @@
 """How the machine's kernel groups cowbench's processes on its cores
-(``cowbench.store.sched_groups``), recorded in a profile and given to the fit."""
+(``cowbench.store.sched_groups``), recorded with the machine's facts in a profile and a run."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
-from cowbench.profile import load_profile
 from cowbench.store import host_facts, sched_groups
-
-DATA = Path(__file__).resolve().parent / "data" / "profile-short-2026-12-06.json"
 
 
 def machine(tmp_path: Path, autogroup: str | None, cgroup: str,
@@ -50,23 +46,6 @@ def test_the_machine_s_grouping_is_read_from_autogroup_and_the_cpu_cgroup(
     assert sched_groups(proc, fs) == expected
 
 
-def test_the_profile_records_it_and_one_made_before_is_read_as_grouped() -> None:
-    assert host_facts()["sched_groups"] in ("none", "session")
-    prof = load_profile(DATA)
-    assert "sched_groups" not in prof.host and prof.sched_groups == "session"
-    other = prof.model_copy(update={"host": {**prof.host, "sched_groups": "none"}})
-    assert other.sched_groups == "none"
+def test_a_profile_records_it_with_the_machine_s_facts() -> None:
+    assert host_facts()["sched_groups"] == sched_groups()
 
-
-@pytest.mark.slow
-def test_a_refit_fits_the_grouping_its_profile_recorded(tmp_path: Path) -> None:
-    """A profile of a machine whose processes were not grouped is fitted without groups, on
-    any machine it is fitted on."""
-    from cowbench.calibration import refit
-
-    raw = json.loads(DATA.read_text())
-    raw["host"]["sched_groups"] = "none"
-    path = tmp_path / "p.json"
-    path.write_text(json.dumps(raw))
-    new = refit(load_profile(path), str(path), 2)
-    assert new.params.sched is not None and new.params.sched.groups == "none"

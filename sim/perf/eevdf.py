@@ -48,7 +48,11 @@ session beside one of another on one core got 127 and 128 ticks). On each core a
 processes queued there wait on a queue of their own, and one entity stands for them on the
 core's queue, of the weight of the group's one share split among the cores by where its load
 is. A qemu-nbd with sixteen pool threads busy thus gets one process's share of a crowded host,
-not sixteen.
+not sixteen. One test differs from the kernel's: a waking thread of a group takes the core
+only if it is itself the thread the pick would run, where the kernel compares the two where
+they meet (``find_matching_se``: the group's entity against the running one's); the kernel's
+form made the VMs that wake for each I/O faster still and scored worse on the day's sessions
+(docs/io-model.md, "Each qemu-nbd one task group").
 
 What it leaves out: nice levels and cgroups other than the sessions' groups (every process
 here is nice 0), the cache-hot test of a migration, load averages beyond the groups' (the

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from cowbench.profile import Groups, PerfParams, Probe, SchedParams, device_bandwidths
+from cowbench.profile import PerfParams, Probe, SchedParams, device_bandwidths
 
 from .demand import MIN_PATH_SHARE, Demand, PerfModel, interp_log
 from .schedfit import sched_params
@@ -103,8 +103,7 @@ def _time(p: Probe) -> float:
     return p.exports * p.iodepth / p.iops
 
 
-def fit(probes: Sequence[Probe], cores: int | None = None,
-        groups: Groups = "session") -> PerfParams:
+def fit(probes: Sequence[Probe], cores: int | None = None) -> PerfParams:
     """Parameters from the probe matrix (see the module docstring for what comes from where).
 
     On a host with a scheduler (the probes' CPU figures) whose matrix measured the storage
@@ -133,7 +132,7 @@ def fit(probes: Sequence[Probe], cores: int | None = None,
     iodepth 8 59% fast; the shared path's analysis gave 1 stage and 0.3, and every probe
     replays within 17%."""
     probes = [p for p in probes if not contended(p)]
-    sched = sched_params(probes, cores, groups)
+    sched = sched_params(probes, cores)
     own = device_bandwidths(probes) if sched is not None else None
     if own is not None:
         return _finish(_fit_given(probes, own[0], own[1], on_path=False, sched=sched).model_copy(

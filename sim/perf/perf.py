@@ -76,7 +76,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from cowbench.profile import Groups, PerfParams, Probe
+from cowbench.profile import PerfParams, Probe
 
 from .alloc import fit_host_alloc
 from .demand import MIN_PATH_S, MIN_PATH_SHARE, Demand, Fmt, PerfModel, interp_log
@@ -104,18 +104,18 @@ __all__ = ["FIT_VERSION", "MIN_PATH_S", "MIN_PATH_SHARE", "Demand", "FileLock", 
 #: read of the image's own data or an overwrite holding the lock, shared, for its whole path,
 #: not its transfer alone (``Host._serve``, 2026-12-07); 6: each qemu-nbd's threads one task
 #: group on the host's cores, as the kernel's autogroup makes them (``SchedParams.groups``,
-#: ``sim.perf.eevdf.Group``, 2026-12-07).
-FIT_VERSION = 6
+#: ``sim.perf.eevdf.Group``, 2026-12-07); 7: version 5's answer again, the groups left to a
+#: profile that asks for them (they scored worse at density: docs/io-model.md, "Each qemu-nbd
+#: one task group", 2026-12-07).
+FIT_VERSION = 7
 
 
-def fit_with_alloc(probes: Sequence[Probe], cores: int | None,
-                   groups: Groups = "session") -> PerfParams:
+def fit_with_alloc(probes: Sequence[Probe], cores: int | None) -> PerfParams:
     """What a profile's parameters are: :func:`fit` on ``probes`` with the host scheduler on
     ``cores`` (the cores of the machine where the probes ran), then the host's allocation
     rate (``sim.perf.alloc``), a trim's hole punch (``fit_punch``) and the host's long waits
     (``sim.perf.tail``), all without the contention probe (``sim.perf.fit.contended``: it is
     replayed, not fitted)."""
     alone = [p for p in probes if not contended(p)]
-    return fit_long_wait(fit_punch(fit_host_alloc(fit(alone, cores=cores, groups=groups),
-                                                  alone), alone),
+    return fit_long_wait(fit_punch(fit_host_alloc(fit(alone, cores=cores), alone), alone),
                          alone)

@@ -21,7 +21,7 @@ import math
 import statistics
 from collections.abc import Callable, Sequence
 
-from cowbench.profile import BYTES_BASE, CpuCost, Groups, Probe, SchedParams
+from cowbench.profile import BYTES_BASE, CpuCost, Probe, SchedParams
 
 #: the kernel's base slice before its scaling by the number of cores
 BASE_SLICE_S = 0.75e-3
@@ -113,11 +113,8 @@ def _kernel(pair: tuple[Probe, Probe] | None, background: float,
     return raised(pair[0]), raised(pair[1])
 
 
-def sched_params(probes: Sequence[Probe], cores: int | None,
-                 groups: Groups = "session") -> SchedParams | None:
-    """The scheduler for a host of ``cores`` cores, or None without cores or CPU figures;
-    ``groups``: how the probes' machine grouped its processes (``SchedParams.groups``: its
-    kernel's autogroup on, as ``cowbench.store.sched_groups`` reads it, or not).
+def sched_params(probes: Sequence[Probe], cores: int | None) -> SchedParams | None:
+    """The scheduler for a host of ``cores`` cores, or None without cores or CPU figures.
     Reads of holes and allocating writes cost the processes what their own probes measured,
     not a data read's (here qemu-nbd spent 3-5 us on a hole, 33-66 us on a 4 KiB read of
     data, 96-118 us on a 4 KiB first write)."""
@@ -126,8 +123,7 @@ def sched_params(probes: Sequence[Probe], cores: int | None,
         return None
     issuer, server = _cpus(data)
     background = background_rate(probes, cores)
-    return SchedParams(cores=cores, slice_s=kernel_slice_s(cores), groups=groups,
-                       issuer_io_s=issuer[0],
+    return SchedParams(cores=cores, slice_s=kernel_slice_s(cores), issuer_io_s=issuer[0],
                        issuer_wake_s=issuer[1], server_io_s=server[0], server_wake_s=server[1],
                        hole=_hole_cost(_pair(probes, "hole", "randread")),
                        alloc=_cost(_kernel(_pair(probes, "cow", "write"), background, cores)),
