@@ -71,7 +71,9 @@ def sched_groups(proc: Path = Path("/proc"), cgroup_fs: Path = Path("/sys/fs/cgr
     sharing one share of a crowded core (``session``). Autogroup only applies to processes
     in the root CPU cgroup: under a CPU cgroup of their own (a systemd service's, a
     container's), or with autogroup off or unreadable, each process has its own share
-    (``none``). The model schedules the host's cores so (``SchedParams.groups``)."""
+    (``none``). Recorded with the machine's facts; the model can schedule the host's cores
+    so (``SchedParams.groups: session``), though its fit leaves the groups off
+    (docs/io-model.md, "Each qemu-nbd one task group")."""
     try:
         if (proc / "sys/kernel/sched_autogroup_enabled").read_text().strip() != "1":
             return "none"
