@@ -31,6 +31,7 @@ PROGRAMS: dict[str, tuple[str, str]] = {
     "unshare": ("util-linux", "run"),  # fio in its own PID namespace; sweep tests' workers
     "mkfs.ext4": ("e2fsprogs", "run"),  # a flavor's ephemeral base (Nova's mkfs -t ext4)
     "mkswap": ("util-linux", "run"),  # a flavor's swap base
+    "sh": ("dash", "run"),  # benchmarks/autogroup.py's busy sessions (essential in Debian)
     "losetup": ("mount", "test"),
     "filefrag": ("e2fsprogs", "test"),
     "truncate": ("coreutils", "test"),
