@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -35,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from cowbench.probe_limits import AIO
+from cowbench.tools import dies_with_us
 
 if str(Path(__file__).resolve().parent) not in sys.path:  # loaded by path (the tests)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -51,10 +53,11 @@ CPU = {"issuer CPU (fio)": "issuer_cpu_s", "server CPU (qemu-nbd)": "server_cpu_
 
 
 def cowbench(*args: str) -> float:
-    """Run ``cowbench ARGS``; its wall time in seconds (exit on failure)."""
+    """Run ``cowbench ARGS``; its wall time in seconds (exit on failure). It is stopped as
+    SIGTERM stops it (cleaning up) if this script dies first, SIGKILL included."""
     t0 = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "cowbench", *args], capture_output=True,
-                          text=True, check=False)
+                          text=True, check=False, preexec_fn=dies_with_us(signal.SIGTERM))
     if proc.returncode != 0:
         sys.exit(f"cowbench {' '.join(args)} failed:\n{proc.stderr}")
     return time.monotonic() - t0

@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -38,6 +39,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from cowbench.tools import dies_with_us
 from real.workload.nbd import NbdExport
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,7 +78,8 @@ def real_run(work: Path, base: Path, names: list[str], runtime: int) -> Figures:
             argv += [f"--name={name}{i}", "--ioengine=nbd", f"--uri={nbd.uri}", "--size=2G",
                      "--time_based=1", f"--runtime={runtime}", "--norandommap=1",
                      "--randrepeat=0", *(f"--{k}={v}" for k, v in w.items())]
-        out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(argv, capture_output=True, text=True, check=True,
+                             preexec_fn=dies_with_us(signal.SIGTERM)).stdout
     data = json.loads(out[out.index("{"):])
     figs: Figures = {}
     for job in data["jobs"]:
@@ -101,7 +104,8 @@ def predicted(work: Path, profile: Path, names: list[str], runtime: int) -> Figu
     shutil.rmtree(out, ignore_errors=True)
     proc = subprocess.run([sys.executable, "-m", "cowbench", "run", str(scen), "--backend",
                            "sim", "--profile", str(profile), "--out", str(out)],
-                          capture_output=True, text=True, check=False)
+                          capture_output=True, text=True, check=False,
+                          preexec_fn=dies_with_us(signal.SIGTERM))
     if proc.returncode:
         sys.exit(f"cowbench run failed:\n{proc.stderr}")
     df = pd.read_parquet(out / "predicted.parquet")

@@ -26,6 +26,7 @@ host").
 from __future__ import annotations
 
 import argparse
+import signal
 import subprocess
 import sys
 import time
@@ -36,6 +37,7 @@ import pandas as pd
 import yaml
 
 from cowbench.probe_limits import AIO
+from cowbench.tools import dies_with_us
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = ROOT / "scenarios" / "io-holdout.yaml"
@@ -46,8 +48,10 @@ KINDS = {"IOPS": "_iops", "bandwidth": "_bw_bytes_per_s", "mean latency": "_lat_
 
 
 def cowbench(*args: str) -> None:
+    """Run ``cowbench ARGS`` (exit on failure); it is stopped as SIGTERM stops it (cleaning
+    up) if this script dies first, SIGKILL included."""
     proc = subprocess.run([sys.executable, "-m", "cowbench", *args], capture_output=True,
-                          text=True, check=False)
+                          text=True, check=False, preexec_fn=dies_with_us(signal.SIGTERM))
     if proc.returncode != 0:
         sys.exit(f"cowbench {' '.join(args)} failed:\n{proc.stderr}")
 
