@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -60,14 +61,27 @@ def cowbench(*args: str) -> None:
         sys.exit(f"cowbench {' '.join(args)} failed:\n{proc.stderr}")
 
 
-def with_groups(profile: Path, groups: str, dst: Path) -> None:
-    """``profile`` with its host scheduler's groups set to ``groups``, written to ``dst``."""
-    data = json.loads(profile.read_text())
-    sched = (data.get("params") or {}).get("sched")
-    if not isinstance(sched, dict):
-        sys.exit(f"{profile}: params.sched: the profile has no host scheduler to group")
-    sched["groups"] = groups
-    atomic_write_text(dst, json.dumps(data, indent=1))
+def load(profile: Path) -> dict[str, Any]:
+    """The profile's JSON; ValueError if it is not a profile with a host scheduler to group
+    (``params.sched``), OSError if it cannot be read."""
+    try:
+        data = json.loads(profile.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"not JSON ({e})") from None
+    params = data.get("params") if isinstance(data, dict) else None
+    if not isinstance(params, dict) or not isinstance(params.get("sched"), dict):
+        raise ValueError("params.sched: no host scheduler to group (a calibration profile "
+                         "made with the CPU figures has one)")
+    out: dict[str, Any] = data
+    return out
+
+
+def with_groups(data: dict[str, Any], groups: str, dst: Path) -> None:
+    """The profile ``data`` (:func:`load`) with its host scheduler's groups set to
+    ``groups``, written to ``dst``."""
+    sched = dict(data["params"]["sched"], groups=groups)
+    atomic_write_text(dst, json.dumps({**data, "params": {**data["params"], "sched": sched}},
+                                      indent=1))
 
 
 def figures(csv: Path) -> pd.DataFrame:
@@ -111,9 +125,12 @@ def main() -> None:
     a = ap.parse_args()
     if not 1 <= a.runs <= 10:
         ap.error("--runs: from 1 to 10")
-    for path, what in ((a.scenario, "SCENARIO"), (a.profile, "--profile")):
-        if not path.is_file():
-            ap.error(f"{what}: no such file: {path}")
+    if not a.scenario.is_file():
+        ap.error(f"SCENARIO: no such file: {a.scenario}")
+    try:
+        profile = load(a.profile)
+    except (OSError, ValueError) as e:
+        ap.error(f"--profile {a.profile}: {(e.strerror or e) if isinstance(e, OSError) else e}")
     try:
         found = SYSCTL.read_text().strip()
     except OSError as e:
@@ -127,7 +144,7 @@ def main() -> None:
     model = {}
     for groups, name in (("session", "on"), ("none", "off")):
         prof = out / f"profile-groups-{name}.json"
-        with_groups(a.profile, groups, prof)
+        with_groups(profile, groups, prof)
         cowbench("run", str(a.scenario), "--backend", "sim", "--profile", str(prof),
                  "--out", str(out / f"model-{name}"))
         model[name] = figures(out / f"model-{name}" / "predicted.csv")

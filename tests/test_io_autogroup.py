@@ -80,23 +80,31 @@ def test_each_vm_s_iops_are_its_reads_and_writes_and_its_server_s_cpu(tmp_path: 
 
 def test_a_profile_without_a_host_scheduler_cannot_be_grouped(tmp_path: Path) -> None:
     src = tmp_path / "p.json"
-    src.write_text(json.dumps({"params": {"sched": None}}))
-    with pytest.raises(SystemExit, match="no host scheduler"):
-        io_autogroup().with_groups(src, "session", tmp_path / "q.json")
-    assert not (tmp_path / "q.json").exists()
+    for text in (json.dumps({"params": {"sched": None}}), "[1, 2]", "{not json"):
+        src.write_text(text)
+        with pytest.raises(ValueError):
+            io_autogroup().load(src)
     src.write_text(json.dumps({"params": {"sched": {"cores": 2, "groups": "none"}}}))
-    io_autogroup().with_groups(src, "session", tmp_path / "q.json")
+    data = io_autogroup().load(src)
+    io_autogroup().with_groups(data, "session", tmp_path / "q.json")
     assert json.loads((tmp_path / "q.json").read_text())["params"]["sched"]["groups"] == "session"
+    assert data["params"]["sched"]["groups"] == "none"  # the profile read is left as it was
 
 
-def test_a_missing_scenario_stops_it_before_the_machine_is_touched(tmp_path: Path) -> None:
+@pytest.mark.parametrize("bad", ["scenario", "profile"])
+def test_bad_input_stops_it_before_the_machine_is_touched(tmp_path: Path, bad: str) -> None:
+    scenario = tmp_path / ("none.yaml" if bad == "scenario" else "s.yaml")
+    if bad != "scenario":
+        scenario.write_text("name: x\n")
     profile = tmp_path / "p.json"
-    profile.write_text("{}")
+    profile.write_text("{}" if bad == "profile" else
+                       json.dumps({"params": {"sched": {"cores": 2}}}))
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "io_autogroup.py"),
-                           str(tmp_path / "none.yaml"), "--profile", str(profile),
+                           str(scenario), "--profile", str(profile),
                            "--out", str(tmp_path / "out")],
                           capture_output=True, text=True, cwd=ROOT, check=False, timeout=120,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 2
-    assert "none.yaml" in proc.stderr and "Traceback" not in proc.stderr
+    assert ("none.yaml" if bad == "scenario" else "params.sched") in proc.stderr
+    assert "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists()
