@@ -46,11 +46,21 @@ def test_the_value_found_is_written_back_when_the_script_is_killed(tmp_path: Pat
     guard_pid = int(proc.stdout.split()[0])
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        if knob.read_text() == "1" and not Path(f"/proc/{guard_pid}").exists():
+        if knob.read_text() == "1" and ended(guard_pid):
             break
         time.sleep(0.05)
     assert knob.read_text() == "1"
-    assert not Path(f"/proc/{guard_pid}").exists()  # the guard is gone too
+    assert ended(guard_pid)  # the guard is done too
+
+
+def ended(pid: int) -> bool:
+    """Whether process ``pid`` has exited: gone, or a zombie its new parent (the machine's
+    init, or a subreaper) has not reaped yet."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat[stat.rindex(")") + 2] == "Z"
 
 
 def test_a_guard_closed_writes_at_once(tmp_path: Path) -> None:
