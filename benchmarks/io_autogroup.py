@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -36,7 +35,10 @@ from typing import Any
 import pandas as pd
 
 from cowbench.atomic import atomic_write_text
-from cowbench.tools import dies_with_us
+
+if str(Path(__file__).resolve().parent) not in sys.path:  # loaded by path (the tests)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+from io_holdout import cowbench  # noqa: E402  (benchmarks/, beside this script)
 
 SYSCTL = Path("/proc/sys/kernel/sched_autogroup_enabled")
 #: the guard: waits for its stdin to close (its parent has ended), then writes the value back
@@ -50,15 +52,6 @@ def guard(path: Path, value: str) -> subprocess.Popen[bytes]:
     at once."""
     return subprocess.Popen([sys.executable, "-c", GUARD, str(path), value],
                             stdin=subprocess.PIPE, start_new_session=True)
-
-
-def cowbench(*args: str) -> None:
-    """Run ``cowbench ARGS`` (exit with its error on failure); it is stopped as SIGTERM stops
-    it (cleaning up) if this script dies first."""
-    proc = subprocess.run([sys.executable, "-m", "cowbench", *args], capture_output=True,
-                          text=True, check=False, preexec_fn=dies_with_us(signal.SIGTERM))
-    if proc.returncode != 0:
-        sys.exit(f"cowbench {' '.join(args)} failed:\n{proc.stderr}")
 
 
 def load(profile: Path) -> dict[str, Any]:
