@@ -29,6 +29,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +54,32 @@ def guard(path: Path, value: str) -> subprocess.Popen[bytes]:
     at once."""
     return subprocess.Popen([sys.executable, "-c", GUARD, str(path), value],
                             stdin=subprocess.PIPE, start_new_session=True)
+
+
+def sysctl_found() -> str:
+    """The autogroup switch's value, 0 or 1, once it is known to be writable; exits with the
+    reason otherwise (not root, a kernel without autogroup)."""
+    try:
+        found = SYSCTL.read_text().strip()
+    except OSError as e:
+        sys.exit(f"{SYSCTL}: {e.strerror} (a kernel without autogroup?)")
+    if found not in ("0", "1") or not os.access(SYSCTL, os.W_OK):
+        sys.exit(f"{SYSCTL}: needs root, and a value of 0 or 1 (found {found!r})")
+    return found
+
+
+@contextmanager
+def restored(found: str) -> Iterator[None]:
+    """Inside, the switch may be written; ``found`` is written back at the end, and by a
+    guard (:func:`guard`) if this process is killed first."""
+    back = guard(SYSCTL, found)
+    try:
+        yield
+    finally:
+        SYSCTL.write_text(found)
+        assert back.stdin is not None
+        back.stdin.close()
+        back.wait()
 
 
 def load(profile: Path) -> dict[str, Any]:
@@ -124,12 +152,7 @@ def main() -> None:
         profile = load(a.profile)
     except (OSError, ValueError) as e:
         ap.error(f"--profile {a.profile}: {(e.strerror or e) if isinstance(e, OSError) else e}")
-    try:
-        found = SYSCTL.read_text().strip()
-    except OSError as e:
-        sys.exit(f"{SYSCTL}: {e.strerror} (a kernel without autogroup?)")
-    if found not in ("0", "1") or not os.access(SYSCTL, os.W_OK):
-        sys.exit(f"{SYSCTL}: needs root, and a value of 0 or 1 (found {found!r})")
+    found = sysctl_found()
     out = a.out or Path(tempfile.mkdtemp(prefix="cowbench-autogroup-", dir="/var/tmp"))
     out.mkdir(parents=True, exist_ok=True)
 
@@ -142,9 +165,8 @@ def main() -> None:
                  "--out", str(out / f"model-{name}"))
         model[name] = figures(out / f"model-{name}" / "predicted.csv")
 
-    back = guard(SYSCTL, found)
     real: dict[str, list[pd.DataFrame]] = {"on": [], "off": []}
-    try:
+    with restored(found):
         for i in range(1, a.runs + 1):
             for value, name in (("1", "on"), ("0", "off")):
                 SYSCTL.write_text(value)  # applies to the sessions begun from now on
@@ -153,11 +175,6 @@ def main() -> None:
                       flush=True)
                 cowbench("run", str(a.scenario), "--backend", "real", "--out", str(run))
                 real[name].append(figures(run / "measured.csv"))
-    finally:
-        SYSCTL.write_text(found)
-        assert back.stdin is not None
-        back.stdin.close()
-        back.wait()
     print(f"\n{a.scenario}: {a.runs} real runs each with autogroup on and off (the mean), "
           f"the model with {a.profile}, its groups on and off:")
     print_table(mean_of(real["on"]), mean_of(real["off"]), model["on"], model["off"])

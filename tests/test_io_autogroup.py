@@ -118,3 +118,18 @@ def test_bad_input_stops_it_before_the_machine_is_touched(tmp_path: Path, bad: s
     assert ("none.yaml" if bad == "scenario" else "params.sched") in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_the_value_found_is_written_back_after_the_block_and_after_an_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    m = io_autogroup()
+    knob = tmp_path / "knob"
+    knob.write_text("1")
+    monkeypatch.setattr(m, "SYSCTL", knob)
+    with m.restored("1"):
+        knob.write_text("0")
+    assert knob.read_text() == "1"
+    with pytest.raises(RuntimeError), m.restored("1"):
+        knob.write_text("0")
+        raise RuntimeError("the run failed")
+    assert knob.read_text() == "1"
