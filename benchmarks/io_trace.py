@@ -10,10 +10,16 @@ share of turns the scheduler ended (preempted); then the device's time per reque
 (tracefs); the run directory is kept (``--out``). With ``--profile``, the model is run on the
 same scenario with that profile and its processes are printed the same way (each VM's issuer
 as ``VM:fio``, its server as ``VM:main``, over the whole simulated run): the two side by side
-at the level of each turn and wait.
+at the level of each turn and wait (a VM's pool threads counted together, as the kernel's
+record counts them).
+
+With ``--autogroup on`` or ``off`` (root), the kernel's grouping of sessions
+(``kernel.sched_autogroup_enabled``) is set so for the run and the value found is written back
+at the end, however the script ends (``benchmarks/io_autogroup.py``'s guard): the same record
+with each qemu-nbd and fio grouped, and with none grouped.
 
     .venv/bin/python benchmarks/io_trace.py scenarios/io-density.yaml --out /tmp/dens-trace \
-        [--profile results/profile.json]
+        [--profile results/profile.json] [--autogroup on|off]
 """
 
 from __future__ import annotations
@@ -30,6 +36,10 @@ from pathlib import Path
 
 from cowbench.schedtrace import Trace, TraceUnavailable, analyse, events, percentile_us
 from cowbench.tools import dies_with_us
+
+if str(Path(__file__).resolve().parent) not in sys.path:  # loaded by path (the tests)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+from io_autogroup import SYSCTL, restored, sysctl_found  # noqa: E402  (benchmarks/)
 
 #: how long to wait for the run's first fio job before giving up
 START_TIMEOUT_S = 600.0
@@ -113,15 +123,22 @@ def main(argv: list[str] | None = None) -> int:
                     help="also run the model on the scenario with this profile and print its "
                     "processes' turns and waits per VM the same way (its run directory beside "
                     "--out, with -model added to the name)")
+    ap.add_argument("--autogroup", choices=("on", "off"),
+                    help="the kernel's grouping of sessions for the run (root; the value "
+                    "found is written back at the end); default: as it is")
     args = ap.parse_args(argv)
     if not 0 <= args.after <= 600 or not 0 < args.seconds <= 5:
         ap.error("--after must be 0 to 600 and --seconds above 0 and at most 5")
+    found = sysctl_found() if args.autogroup is not None else None
     with ExitStack() as stack:
         try:
             trace = stack.enter_context(Trace())
         except TraceUnavailable as e:
             print(f"io_trace.py: {e}", file=sys.stderr)
             return 2
+        if found is not None:
+            stack.enter_context(restored(found))
+            SYSCTL.write_text("1" if args.autogroup == "on" else "0")  # the sessions from now
         run = subprocess.Popen(
             [sys.executable, "-m", "cowbench", "run", str(args.scenario), "--backend", "real",
              "--out", str(args.out)], stdin=subprocess.DEVNULL, preexec_fn=dies_with_us())
@@ -147,8 +164,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"io_trace.py: the trace buffer lost {trace.lost} events: the figures are "
               "incomplete", file=sys.stderr)
     a = analyse(events(trace.text), kinds.get)
+    grouped = "" if args.autogroup is None else f", autogroup {args.autogroup}"
     print(f"{args.seconds:g} s recorded {args.after:g} s after the first fio job started "
-          f"({args.scenario}; run directory {args.out})")
+          f"({args.scenario}; run directory {args.out}{grouped})")
     print(HEADER)
     for name in sorted(a.kinds):
         k = a.kinds[name]
@@ -202,9 +220,14 @@ def model_side(scenario: Path, profile: Path, out: Path) -> int:
     print(HEADER)
     for host in last.values():
         seconds = host.env.now
-        for name, task in sorted(host.named_tasks(), key=lambda nt: nt[0]):
-            if task.record is not None and seconds > 0:
-                waits, turns = task.record
+        pooled: dict[str, tuple[list[float], list[float]]] = {}
+        for name, task in host.named_tasks():  # a VM's pool threads as one kind
+            if task.record is not None:
+                waits, turns = pooled.setdefault(name, ([], []))
+                waits.extend(task.record[0])
+                turns.extend(task.record[1])
+        if seconds > 0:
+            for name, (waits, turns) in sorted(pooled.items()):
                 print(row(name, turns, waits, seconds, None))
     return 0
 

@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from .conftest import load_benchmark
 
 io_trace = load_benchmark("io_trace")
@@ -49,3 +51,32 @@ def test_threads_are_counted_by_vm_and_kind(tmp_path: Path) -> None:
             p.kill()
             p.wait()
     assert not io_trace.fio_running(os.getpid())
+
+
+SCENARIO = """\
+name: one-reader
+hosts: [{name: h}]
+images:
+  - name: base
+    virtual_size: 64MiB
+    format: qcow2
+    synthetic: {data: [{offset: 0, length: 32MiB}]}
+strategy: {kind: qcow2_overlay, cluster_size: 64KiB}
+workloads:
+  deep: {rw: randread, bs: 4k, iodepth: 16, runtime: 1s, time_based: true}
+vms:
+  - {name: web, image: base, root_size: 64MiB, workload: deep}
+"""
+
+
+def test_the_model_s_pool_threads_are_one_row_per_vm_as_the_kernel_s_record_has_them(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    scenario = tmp_path / "one-reader.yaml"
+    scenario.write_text(SCENARIO)
+    profile = Path(__file__).parent / "data" / "profile-short-2026-12-06.json"
+    assert io_trace.model_side(scenario, profile, tmp_path / "model") == 0
+    lines = capsys.readouterr().out.splitlines()
+    names = [line.split()[0] for line in lines[lines.index(io_trace.HEADER) + 1:]]
+    assert sorted(names) == ["web:fio", "web:main", "web:pool"]
+    pool = lines[lines.index(io_trace.HEADER) + 1 + names.index("web:pool")].split()
+    assert int(pool[1]) > 0  # turns a second: of all its pool threads (several at iodepth 16)
