@@ -50,10 +50,12 @@ def print_profile(prof: Profile, out: Console) -> None:
                                   if p.sched.groups == "session" else
                                   "none in the model (each process its own share)") + seen)
     if p.sched is not None and p.sched.long_wait_p > 0:
+        length = (f"{p.sched.long_wait_each_s * 1e3:g} ms for each other session runnable "
+                  "there" if p.sched.long_wait_each_s > 0 else
+                  f"{p.sched.long_wait_s * 1e3:g} ms")
         t.add_row("long waits for a core", f"{p.sched.long_wait_p:.1%} of the processes "
-                  "runnable on a crowded core set aside at each tick, "
-                  f"{p.sched.long_wait_s * 1e3:g} ms on average (fitted to the p99 of the "
-                  "probes of several exports)")
+                  f"runnable on a crowded core set aside at each tick, {length} on average "
+                  "(fitted to the p99 of the probes of several exports)")
     t.add_row("chain depth d (k = d - 1)", f"{p.chain_base_s * 1e6:+.1f} + "
               f"{p.chain_a_s * 1e6:.2f} k + {p.chain_b_s * 1e6:.3f} k^2 us")
     t.add_row("L2 cache miss", f"{p.l2_miss_s * 1e6:.1f} us")

@@ -244,8 +244,16 @@ class SchedParams(_Frozen):
         "fitted to the p99 latency of the probes of several exports (``sim.perf.tail``); 0 "
         "(profiles made before it, or without those probes): none")
     long_wait_s: float = Field(
-        default=0.0, ge=0, description="the mean of a long wait (exponential): the kernel's "
-        "tick, 4 ms, when ``long_wait_p`` is fitted")
+        default=0.0, ge=0, description="the mean of a long wait (exponential), whatever the "
+        "core's crowd: the kernel's tick, 4 ms, in profiles fitted before version 8; 0 when "
+        "``long_wait_each_s`` sets it")
+    long_wait_each_s: float = Field(
+        default=0.0, ge=0, description="the mean of a long wait (exponential) for each "
+        "other session runnable on the core when it is drawn (a qemu-nbd's threads one "
+        "session, each fio another, at least one): the scheduler's slice, as EEVDF makes an "
+        "entity that has had more than its share wait while each other one on its queue runs "
+        "a slice; when ``long_wait_p`` is fitted (fit version 8, docs/io-model.md, \"Long "
+        "waits as long as the crowd\"); 0 (profiles fitted before): ``long_wait_s``")
     pool_share: float = Field(
         default=0.0, ge=0, le=1, description="the share of qemu-nbd's CPU per I/O of data "
         "(a read's, a write's, a first write's) that its pool of threads spends, not its main "

@@ -1,6 +1,7 @@
 """The host's long waits (``sim.perf.eevdf``, fitted by ``sim.perf.tail``): at each tick of a
-core where a process waits, each process runnable there is set aside, off the core for about
-a tick, at a chance that the probes of several exports' p99 pins down."""
+core where a process waits, each process runnable there is set aside, off the core for a slice
+for each other session runnable there (a tick however crowded, in profiles fitted before
+version 8), at a chance that the probes of several exports' p99 pins down."""
 
 from __future__ import annotations
 
@@ -24,13 +25,17 @@ from .test_perf_sched import SCHED
 HOST = TRUE.model_copy(update={"sched": SCHED, "path": "vm"})
 
 
-def core(p: float, *, hogs: int, sleeper: bool, seconds: float,
-         seed: int = 0) -> tuple[list[EevdfTask], EevdfTask | None]:
+def core(p: float, *, hogs: int, sleeper: bool, seconds: float, seed: int = 0,
+         each_s: float = 0.0, sessions: list[object] | None = None,
+         ) -> tuple[list[EevdfTask], EevdfTask | None]:
     """One core at long-wait chance ``p`` for ``seconds``: ``hogs`` processes that never sleep
-    and, if ``sleeper``, one that wakes every 1 ms for 10 us of CPU."""
+    (in ``sessions``, one each, if given; else each its own) and, if ``sleeper``, one that
+    wakes every 1 ms for 10 us of CPU. A long wait's mean: ``each_s`` for each other session
+    runnable, if given, else a tick."""
     env = simpy.Environment()
-    rqs = Runqueues(env, 1, SCHED.slice_s, (p, TICK_S, np.random.default_rng(seed)))
-    busy = [EevdfTask(env, rqs, 0.0) for _ in range(hogs)]
+    rqs = Runqueues(env, 1, SCHED.slice_s, (p, TICK_S, np.random.default_rng(seed)), each_s)
+    busy = [EevdfTask(env, rqs, 0.0, session=None if sessions is None else sessions[i])
+            for i in range(hogs)]
     for hog in busy:
         hog.run(10 * seconds)
     light = EevdfTask(env, rqs, 0.0) if sleeper else None
@@ -81,6 +86,29 @@ def test_a_process_that_wakes_for_microseconds_is_seldom_set_aside() -> None:
     assert max(light.record[0]) > 1e-3
 
 
+def mean_wait(hogs: list[EevdfTask]) -> float:
+    return sum(h.long_wait_s for h in hogs) / sum(h.long_waits for h in hogs)
+
+
+def test_a_long_wait_lasts_a_slice_for_each_other_session_runnable_on_the_core() -> None:
+    slice_s = SCHED.slice_s
+    # two processes that never sleep: a slice on average; five: four slices
+    two, _ = core(0.05, hogs=2, sleeper=False, seconds=20.0, each_s=slice_s)
+    five, _ = core(0.05, hogs=5, sleeper=False, seconds=20.0, each_s=slice_s)
+    assert mean_wait(two) == pytest.approx(slice_s, rel=0.15)
+    # (four others while all five are runnable; three once one is aside)
+    assert 3 * slice_s < mean_wait(five) < 4.2 * slice_s
+    # four threads of one session (a qemu-nbd's) beside one process: one other session
+    # for each, so a slice, as two processes have
+    one = object()
+    mixed, _ = core(0.05, hogs=5, sleeper=False, seconds=20.0, each_s=slice_s,
+                    sessions=[one, one, one, one, None])
+    assert mean_wait(mixed) == pytest.approx(slice_s, rel=0.15)
+    # without it (a profile fitted before version 8): a tick, however crowded
+    old, _ = core(0.05, hogs=5, sleeper=False, seconds=20.0)
+    assert mean_wait(old) == pytest.approx(TICK_S, rel=0.15)
+
+
 def x_probe(rw: str = "randread", exports: int = 4) -> Probe:
     return probe(rw=rw, iodepth=4, exports=exports)
 
@@ -115,7 +143,8 @@ def test_the_fit_finds_the_chance_that_made_the_tails(monkeypatch: pytest.Monkey
     monkeypatch.setattr(tail, "TAIL_IOS", 1500)
     truth = 0.25
     got = tail.fit_long_wait(HOST, tails_made_with(with_wait(HOST, truth)))
-    assert got.sched is not None and got.sched.long_wait_s == TICK_S
+    assert got.sched is not None and got.sched.long_wait_each_s == SCHED.slice_s
+    assert got.sched.long_wait_s == 0
     assert truth / 1.6 < got.sched.long_wait_p < truth * 1.6
     # nothing else moves
     assert got.model_copy(update={"sched": SCHED}) == HOST
@@ -127,6 +156,7 @@ def test_tails_the_model_already_has_fit_no_long_waits(monkeypatch: pytest.Monke
              for p in tails_made_with(HOST)]
     got = tail.fit_long_wait(HOST, short)
     assert got.sched is not None and got.sched.long_wait_p == 0.0 and got.sched.long_wait_s == 0
+    assert got.sched.long_wait_each_s == 0
 
 
 def test_without_probes_of_several_exports_or_a_scheduler_nothing_is_fitted() -> None:
@@ -154,5 +184,9 @@ def test_a_profile_made_before_them_has_none_and_calibrate_prints_them() -> None
         return out.export_text()
 
     assert "long waits for a core" not in shown(HOST)
+    assert ("27.5% of the processes runnable on a crowded core set aside at each tick, 1.5 ms "
+            "for each other session runnable there on average" in shown(with_wait(HOST, 0.275)))
+    # a profile fitted before version 8: a tick however crowded
+    before = SCHED.model_copy(update={"long_wait_p": 0.275, "long_wait_s": TICK_S})
     assert ("27.5% of the processes runnable on a crowded core set aside at each tick, 4 ms on "
-            "average" in shown(with_wait(HOST, 0.275)))
+            "average" in shown(HOST.model_copy(update={"sched": before})))

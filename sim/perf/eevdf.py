@@ -35,8 +35,9 @@ One thing is drawn, not derived: the host's *long waits*. The machine's kernel n
 keeps a runnable thread waiting 2 to 23 ms on a crowded host, and those waits make every
 crowded VM's p99; these rules do not make them (their longest wait is about 0.4 ms). So at
 each tick of a core where a process waits, each process runnable there is, at a chance fitted
-to the calibration's tails (``sim.perf.tail``), set aside: off the core for about a tick, then
-it wakes again (:meth:`Cpu._set_aside`). A process is set aside by the time it is runnable
+to the calibration's tails (``sim.perf.tail``), set aside: off the core for a slice for each
+other session runnable there (a qemu-nbd's threads one session, each fio another), then it
+wakes again (:meth:`Cpu._set_aside`). A process is set aside by the time it is runnable
 on a crowded core, not by its wake-ups: one that keeps many I/Os in flight, runnable most of
 the time, loses as much of it as the others; one that wakes for each I/O and is done in
 microseconds is seldom there at a tick.
@@ -82,12 +83,16 @@ class Runqueues:
     """The host's ``count`` cores, each with its own queue (the scheduler's ``rq``)."""
 
     def __init__(self, env: simpy.Environment, count: int, slice_s: float,
-                 long_wait: tuple[float, float, Any] | None = None) -> None:
+                 long_wait: tuple[float, float, Any] | None = None,
+                 long_wait_each_s: float = 0.0) -> None:
         self.env = env
         #: (chance at a tick for each process runnable on a core where one waits, mean in
         #: seconds, the generator that draws them): the host's long waits
         #: (:meth:`Cpu._set_aside`); None: none
         self.long_wait = long_wait if long_wait is not None and long_wait[0] > 0 else None
+        #: if not 0, a long wait's mean is this for each other session runnable on the core
+        #: (at least one), not ``long_wait``'s mean
+        self.long_wait_each_s = long_wait_each_s
         self.capacity = count
         self.slice_s = slice_s
         #: a process's lag is kept within this either way (``update_entity_lag``), in CPU
@@ -393,10 +398,16 @@ class Cpu:
         """The host's long waits, at a tick of this core with a process waiting: each process
         runnable here (running or waiting; not one pinned, as the host's kernel, nor one
         delayed, which is asleep) is set aside with chance ``p``: off the core's queue for an
-        exponential time of the mean fitted (``SchedParams.long_wait_p``, ``long_wait_s``),
-        then it wakes again, its core chosen again. The core then runs what is left."""
+        exponential time, then it wakes again, its core chosen again. The core then runs what
+        is left. The time's mean: ``SchedParams.long_wait_each_s`` (a slice) for each other
+        session runnable here, at least one (EEVDF: an entity that has had more than its
+        share waits while each other one on its queue runs its slice); in profiles fitted
+        before version 8, ``long_wait_s`` (a tick) however crowded the core."""
         p, mean, rng = long_wait
-        aside = [t for t in self.tasks() if t.pin is None and not t.delayed and rng.random() < p]
+        runnable = [t for t in self.tasks() if not t.delayed]
+        if self.rqs.long_wait_each_s > 0:
+            mean = self.rqs.long_wait_each_s * max(1, len({t.session for t in runnable}) - 1)
+        aside = [t for t in runnable if t.pin is None and rng.random() < p]
         for t in aside:
             if t is self.curr:
                 self.update_curr()
@@ -618,8 +629,12 @@ class EevdfTask(Entity):
     ``pin``: the core it always runs on (the host's kernel work)."""
 
     def __init__(self, env: simpy.Environment, cores: Runqueues, wake_s: float,
-                 pin: int | None = None, group: Group | None = None) -> None:
+                 pin: int | None = None, group: Group | None = None,
+                 session: object = None) -> None:
         super().__init__()
+        #: the session it is in, for the crowd a long wait counts (:meth:`Cpu._set_aside`):
+        #: a qemu-nbd's threads share one; None: a session of its own
+        self.session: object = session if session is not None else self
         self.env = env
         self.cores = cores
         self.wake_s = wake_s

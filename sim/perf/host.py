@@ -236,7 +236,8 @@ class Host:
         self.cores: Runqueues | Cores | None = None
         if sched is not None:
             self.cores = (Runqueues(env, sched.cores, sched.slice_s,
-                                    (sched.long_wait_p, sched.long_wait_s, rng))
+                                    (sched.long_wait_p, sched.long_wait_s, rng),
+                                    sched.long_wait_each_s)
                           if sched.queues == "per-core" else Cores(env, sched.cores, sched.slice_s))
         self._tasks: dict[int, tuple[AnyTask, AnyTask]] = {}
         #: each VM's pool threads (``Demand.pool_s``): all made, and those idle now
@@ -259,11 +260,12 @@ class Host:
     def _task(self, wake_s: float, pin: int | None = None,
               server_of: object = None) -> AnyTask:
         """A process on the host's cores, of their scheduler; ``server_of``: a thread of the
-        qemu-nbd serving that disk, in its session's group if the host has them
-        (``SchedParams.groups``)."""
+        qemu-nbd serving that disk, in that qemu-nbd's session (and its group if the host
+        has them: ``SchedParams.groups``)."""
         if isinstance(self.cores, Runqueues):
             return EevdfTask(self.env, self.cores, wake_s, pin=pin,
-                             group=self._group(server_of))
+                             group=self._group(server_of),
+                             session=None if server_of is None else id(server_of))
         assert self.cores is not None
         return Task(self.env, self.cores, wake_s)
 

@@ -106,8 +106,9 @@ __all__ = ["FIT_VERSION", "MIN_PATH_S", "MIN_PATH_SHARE", "Demand", "FileLock", 
 #: group on the host's cores, as the kernel's autogroup makes them (``SchedParams.groups``,
 #: ``sim.perf.eevdf.Group``, 2026-12-07); 7: version 5's answer again, the groups left to a
 #: profile that asks for them (they scored worse at density: docs/io-model.md, "Each qemu-nbd
-#: one task group", 2026-12-07).
-FIT_VERSION = 7
+#: one task group", 2026-12-07); 8: a long wait a slice for each other session runnable on
+#: its core, not a tick however crowded (``SchedParams.long_wait_each_s``, 2026-12-07).
+FIT_VERSION = 8
 
 
 def fit_with_alloc(probes: Sequence[Probe], cores: int | None) -> PerfParams:

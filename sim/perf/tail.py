@@ -10,9 +10,12 @@ the kernel's grouping of each qemu-nbd's threads does make them (they go when it
 off), but the same grouping in the model did not.
 
 So the model draws them: at each tick of a core where a process waits, each process runnable
-there is set aside with chance ``p``, off the core for an exponential time of mean one tick
-(4 ms, when the kernel notices a used-up slice), then it wakes again; on a core with one
-process, never (:meth:`sim.perf.eevdf.Cpu._set_aside`). ``p`` is fitted here: the chance at
+there is set aside with chance ``p``, off the core for an exponential time of mean a slice
+for each other session runnable there (at least one: a qemu-nbd's threads are one session,
+each fio another), then it wakes again; on a core with one process, never
+(:meth:`sim.perf.eevdf.Cpu._set_aside`). That is how long EEVDF keeps an entity that has had
+more than its share waiting: while each other one on its queue runs its slice. ``p`` is
+fitted here: the chance at
 which the model's replays of the probes of several exports (reads and writes of 4 KiB at
 iodepth 4 on two or more raw exports: the crowded host, nothing allocated) have, at the
 median, the 99th percentile fio measured. None of those probes, or no host scheduler: no long
@@ -25,6 +28,13 @@ with many in flight, which seldom sleeps; the kernel's record of the contention 
 them waiting alike, and in the twelve stored sessions of io-density.yaml and io-holdout.yaml
 the VMs at iodepth 1 or 2 and the chains came out 16-30% slow at the median, io-holdout's
 mixed VM at iodepth 16 31% fast (docs/io-model.md, "Long waits by the time runnable").
+
+Until 2026-12-07 (fit version 7) a long wait's mean was one tick (4 ms), however crowded the
+core. The probes' tails say otherwise: in the twelve calibrations of that day's fresh
+sessions, from two exports to four their p99 grew 1.6- to 10.3-fold (6 the median) while
+their mean latency grew 1.6- to 2.0-fold; and at twelve VMs the model's p99 was short of
+every VM's, by 11% to 72%, in the six sessions of io-density.yaml of that day
+(docs/io-model.md, "Long waits as long as the crowd").
 """
 
 from __future__ import annotations
@@ -36,7 +46,6 @@ import numpy as np
 
 from cowbench.profile import PerfParams, Probe
 
-from .eevdf import TICK_S
 from .replay import replay_latencies
 
 #: I/Os per export replayed for each probe at each step (fixed seed: the same draws at each)
@@ -67,10 +76,11 @@ def p99_gap(params: PerfParams, probes: Sequence[Probe]) -> float:
 
 def with_wait(params: PerfParams, p: float) -> PerfParams:
     """``params`` (with a host scheduler) with long waits at chance ``p`` a tick, of mean a
-    tick."""
+    slice for each other session runnable on the core."""
     assert params.sched is not None
-    sched = params.sched.model_copy(update={"long_wait_p": p,
-                                            "long_wait_s": TICK_S if p > 0 else 0.0})
+    sched = params.sched.model_copy(update={
+        "long_wait_p": p, "long_wait_s": 0.0,
+        "long_wait_each_s": params.sched.slice_s if p > 0 else 0.0})
     return params.model_copy(update={"sched": sched})
 
 
