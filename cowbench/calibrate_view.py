@@ -76,12 +76,27 @@ def print_profile(prof: Profile, out: Console) -> None:
                   ", at the storage alone's bandwidths (copies too)"
                   if p.device_source == "storage" else ""))
     out.print(t)
+    _print_again(prof, out)
     _print_replay(prof, out)
     stolen = sorted(p.steal_share for p in prof.probes if p.steal_share is not None)
     if stolen and stolen[-1] >= STEAL_SHOWN:
         out.print(f"the hypervisor took {stolen[len(stolen) // 2]:.0%} of the cores while the "
                   f"probes ran (median; the most {stolen[-1]:.0%}): a virtual machine's host "
                   "was busy, and the probes' rates rest on what it left")
+
+
+def _print_again(prof: Profile, out: Console) -> None:
+    """The probes measured again because their rounds disagreed (``real.measure.calibrate``,
+    ``unsteady``): their rounds and range, so a reader knows which figures were shaky."""
+    planned = prof.settings.get("rounds")
+    if not isinstance(planned, int):
+        return
+    again = [p for p in prof.probes if p.rounds > planned]
+    for p in again:
+        spread = ("" if p.iops_min is None or p.iops_max is None else
+                  f", its rounds {p.iops_min:,.0f}-{p.iops_max:,.0f} IOPS")
+        out.print(f"measured again, its first {planned} rounds far apart: {escape(p.name)} "
+                  f"(the median of {p.rounds} rounds {p.iops:,.0f} IOPS{spread})")
 
 
 def _print_replay(prof: Profile, out: Console) -> None:

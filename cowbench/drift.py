@@ -217,7 +217,8 @@ def measure_drift(path: Path, profile: Profile, chosen: list[tuple[Probe, list[s
     settings = replace(real.probe_settings(profile.matrix, int(s.get("max_exports", 4)),
                                            profile.aio),
                        runtime_s=float(s["runtime_s"]), ramp_s=float(s["ramp_s"]),
-                       span=int(s["span_bytes"]), rounds=rounds)
+                       span=int(s["span_bytes"]), rounds=rounds,
+                       unsteady_rounds=0)  # the check's rule reads the rounds it planned
     t0 = time.monotonic()
     # the run just removed its trees: commit the journal (and, on a filesystem mounted with
     # `discard`, as this machine's is, the discards of those blocks) before measuring

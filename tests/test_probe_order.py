@@ -44,7 +44,7 @@ def test_first_writes_and_l2_misses_are_slower_measured_alone(tmp_path: Path,
     219-4,113) against a hit's 2,723 (664-6,113)."""
     from real.measure import calibrate as cal
 
-    s = replace(cal.settings("short", 2), runtime_s=0.3, rounds=PAIR_ROUNDS)
+    s = replace(cal.settings("short", 2), runtime_s=0.3, rounds=PAIR_ROUNDS, unsteady_rounds=0)
     matrix = {spec.name: spec for spec in cal.probe_matrix(s)}
     names = [name for pair in SLOWER_THAN for name in pair]
     measured = {p.name: p for p in cal.measure(tmp_path, s, [matrix[n] for n in names])}

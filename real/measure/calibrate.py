@@ -35,6 +35,7 @@ finds no profile of the storage, is 36 of the short matrix's probes, twice over,
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
 import shutil
@@ -72,6 +73,17 @@ L2_ENTRIES = 2  # QEMU's minimum L2 cache: two entries
 #: the trim probe's image: more clusters than its trims reach in its runtime (about 1,000 a
 #: second here, 135-2041 us each), so none is trimmed twice (fio's random map)
 TRIM_SPAN = 256 * MiB
+#: a probe whose rounds' IOPS lie further apart than this factor (its fastest round over its
+#: slowest) is measured again (``Settings.unsteady_rounds``): on this machine a probe of
+#: 1 MiB reads at iodepth 8 ran 368-1,352 IOPS over the rounds of one calibration, and in 8
+#: of 22 fresh calibrations its slowest round was under half its fastest (2026-12-07); with
+#: three rounds, two slow ones made its median a third of the usual and the model's 1 MiB
+#: reader of io-density.yaml -48.6% (docs/io-model.md, "Probes measured again")
+UNSTEADY_FACTOR = 1.5
+#: at most this many runs more for unsteady probes in one calibration: the probes furthest
+#: apart first, each for all its ``unsteady_rounds`` (the short matrix: four probes, about
+#: 16 s on top of about 200)
+UNSTEADY_RUNS = 12
 
 
 @dataclass(frozen=True)
@@ -117,10 +129,16 @@ class Settings:
     #: qemu-nbd's ``--aio`` for every export (a scenario's ``real.aio``): ``threads``, its
     #: pool of threads, is qemu's default and the real backend's
     aio: Literal["threads", "native", "io_uring"] = "threads"
+    #: rounds more for a probe whose rounds' IOPS lie more than :data:`UNSTEADY_FACTOR`
+    #: apart (at most :data:`UNSTEADY_RUNS` runs in all): a calibration's, as many as it
+    #: planned; 0 for a drift check, whose rule reads the rounds it planned
+    unsteady_rounds: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {"matrix": self.matrix, "runtime_s": self.runtime_s, "ramp_s": self.ramp_s,
                 "rounds": self.rounds,
+                "unsteady": {"factor": UNSTEADY_FACTOR, "rounds": self.unsteady_rounds,
+                             "max_runs": UNSTEADY_RUNS},
                 "span_bytes": self.span, "max_exports": self.exports, "cache": "none",
                 "aio": self.aio, "cluster_size": CLUSTER, "ioengine": "nbd",
                 "l2_miss_probe": {"l2-cache-size": L2_ENTRIES * L2_SLICE,
@@ -131,11 +149,12 @@ def settings(matrix: Literal["quick", "short", "long"], exports: int,
              aio: Literal["threads", "native", "io_uring"] = "threads") -> Settings:
     if matrix == "quick":  # what `cowbench run` makes when it finds no profile: see _in_quick
         return Settings(matrix, runtime_s=0.4, ramp_s=0.1, span=1 * GiB, exports=exports,
-                        rounds=2, aio=aio)
+                        rounds=2, aio=aio, unsteady_rounds=2)
     if matrix == "short":
         return Settings(matrix, runtime_s=0.8, ramp_s=0.2, span=1 * GiB, exports=exports,
-                        aio=aio)
-    return Settings(matrix, runtime_s=2.0, ramp_s=0.5, span=2 * GiB, exports=exports, aio=aio)
+                        aio=aio, unsteady_rounds=3)
+    return Settings(matrix, runtime_s=2.0, ramp_s=0.5, span=2 * GiB, exports=exports, aio=aio,
+                    unsteady_rounds=3)
 
 
 def probe_matrix(s: Settings) -> list[ProbeSpec]:
@@ -461,15 +480,17 @@ def measure(path: Path, s: Settings, specs: Sequence[ProbeSpec] | None = None,
             progress: Progress | None = None,
             on_create: Callable[[PrivateDir], None] = _nothing) -> list[Probe]:
     """Run the probes on ``path``, ``s.rounds`` times over, the whole matrix per round (so a
-    slow spell of a shared machine hits one round of many probes, not every round of a few);
-    return each probe's median over the rounds, with its spread. Leaves nothing behind."""
+    slow spell of a shared machine hits one round of many probes, not every round of a few),
+    then the probes whose rounds disagree (:func:`unsteady`) ``s.unsteady_rounds`` times
+    more, those probes again per round; return each probe's median over its rounds, with its
+    spread. Leaves nothing behind."""
     require_tools(("qemu-img", "qemu-nbd", "fio"))
     check_dir(path, s)
     path = absolute(path)  # the probe images are handed to qemu-img, qemu-nbd and fio
     specs = list(specs) if specs is not None else probe_matrix(s)
     say = progress or (lambda i, n, msg: None)
     total = len(specs) * s.rounds
-    rounds: list[list[Probe]] = []
+    runs: list[list[Probe]] = [[] for _ in specs]
     with _workdir(path, on_create) as work:
         images = _Images(work, s)
         say(0, total, f"writing {s.span >> 20} MiB of probe images")
@@ -479,15 +500,45 @@ def measure(path: Path, s: Settings, specs: Sequence[ProbeSpec] | None = None,
             # IOPS where the same reads of the qcow2 image ran at 10.4-11.6k): a throwaway
             # probe first, so every measured probe follows another
             _run_probe(specs[0], images, work, s)
-            rounds.append([])
             for i, spec in enumerate(specs):
                 step = k * len(specs) + i
                 say(step, total, f"round {k + 1}/{s.rounds}: probe {spec.name}")
                 r = _run_probe(spec, images, work, s)
-                rounds[-1].append(r)
+                runs[i].append(r)
                 say(step + 1, total, f"round {k + 1}/{s.rounds}: probe {spec.name}: "
                                      f"{r.iops:,.0f} IOPS, {r.lat_mean_s * 1e6:,.0f} us")
-    return [_median(list(runs)) for runs in zip(*rounds, strict=True)]
+        again = unsteady(runs, s.unsteady_rounds)
+        if again:
+            step, total = total, total + len(again) * s.unsteady_rounds
+            _run_probe(specs[again[0]], images, work, s)  # a throwaway first, as above
+            for k in range(s.unsteady_rounds):
+                for i in again:
+                    name, seen = specs[i].name, runs[i]
+                    lo, hi = min(r.iops for r in seen), max(r.iops for r in seen)
+                    say(step, total, f"again {k + 1}/{s.unsteady_rounds}: probe {name} "
+                                     f"(its rounds {lo:,.0f}-{hi:,.0f} IOPS)")
+                    r = _run_probe(specs[i], images, work, s)
+                    seen.append(r)
+                    step += 1
+                    say(step, total, f"again {k + 1}/{s.unsteady_rounds}: probe {name}: "
+                                     f"{r.iops:,.0f} IOPS, {r.lat_mean_s * 1e6:,.0f} us")
+    return [_median(r) for r in runs]
+
+
+def unsteady(runs: Sequence[Sequence[Probe]], rounds: int) -> list[int]:
+    """The probes (their indices in ``runs``, each probe's rounds) to measure ``rounds``
+    times more: those whose fastest round's IOPS is more than :data:`UNSTEADY_FACTOR` times
+    their slowest's, furthest apart first, as many as :data:`UNSTEADY_RUNS` runs allow; in
+    the matrix's order."""
+    if rounds <= 0:
+        return []
+    apart = []
+    for i, seen in enumerate(runs):
+        iops = [r.iops for r in seen]
+        if len(iops) > 1 and max(iops) > UNSTEADY_FACTOR * min(iops):
+            apart.append((max(iops) / min(iops) if min(iops) > 0 else math.inf, i))
+    apart.sort(key=lambda a: (-a[0], a[1]))
+    return sorted(i for _, i in apart[:UNSTEADY_RUNS // rounds])
 
 
 def _median(runs: list[Probe]) -> Probe:
