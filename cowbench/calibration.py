@@ -55,7 +55,7 @@ def measure_profile(directory: Path, matrix: Matrix, exports: int = 4,
     if runtime is not None:
         s = replace(s, runtime_s=runtime, ramp_s=min(s.ramp_s, runtime / 4))
     if rounds is not None:
-        s = replace(s, rounds=rounds, unsteady_rounds=rounds)  # as many again, if unsteady
+        s = replace(s, rounds=rounds)
     created = now_iso()
     load_before = _load()
     t0 = time.monotonic()

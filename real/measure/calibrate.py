@@ -80,9 +80,9 @@ TRIM_SPAN = 256 * MiB
 #: three rounds, two slow ones made its median a third of the usual and the model's 1 MiB
 #: reader of io-density.yaml -48.6% (docs/io-model.md, "Probes measured again")
 UNSTEADY_FACTOR = 1.5
-#: at most this many runs more for unsteady probes in one calibration: the probes furthest
-#: apart first, each for all its ``unsteady_rounds`` (the short matrix: four probes, about
-#: 16 s on top of about 200)
+#: at most this many runs more for unsteady probes in one calibration of the short or long
+#: matrix (``Settings.unsteady_runs``): the probes furthest apart first, each for all its
+#: ``unsteady_rounds`` (the short matrix: four probes, about 16 s on top of about 205)
 UNSTEADY_RUNS = 12
 
 
@@ -130,15 +130,16 @@ class Settings:
     #: pool of threads, is qemu's default and the real backend's
     aio: Literal["threads", "native", "io_uring"] = "threads"
     #: rounds more for a probe whose rounds' IOPS lie more than :data:`UNSTEADY_FACTOR`
-    #: apart (at most :data:`UNSTEADY_RUNS` runs in all): a calibration's, as many as it
-    #: planned; 0 for a drift check, whose rule reads the rounds it planned
+    #: apart, at most ``unsteady_runs`` runs in all: a calibration's; 0 for a drift check,
+    #: whose rule reads the rounds it planned
     unsteady_rounds: int = 0
+    unsteady_runs: int = UNSTEADY_RUNS
 
     def as_dict(self) -> dict[str, Any]:
         return {"matrix": self.matrix, "runtime_s": self.runtime_s, "ramp_s": self.ramp_s,
                 "rounds": self.rounds,
                 "unsteady": {"factor": UNSTEADY_FACTOR, "rounds": self.unsteady_rounds,
-                             "max_runs": UNSTEADY_RUNS},
+                             "max_runs": self.unsteady_runs},
                 "span_bytes": self.span, "max_exports": self.exports, "cache": "none",
                 "aio": self.aio, "cluster_size": CLUSTER, "ioengine": "nbd",
                 "l2_miss_probe": {"l2-cache-size": L2_ENTRIES * L2_SLICE,
@@ -148,8 +149,9 @@ class Settings:
 def settings(matrix: Literal["quick", "short", "long"], exports: int,
              aio: Literal["threads", "native", "io_uring"] = "threads") -> Settings:
     if matrix == "quick":  # what `cowbench run` makes when it finds no profile: see _in_quick
+        # (its time is held within 90 s: a round more for at most six unsteady probes)
         return Settings(matrix, runtime_s=0.4, ramp_s=0.1, span=1 * GiB, exports=exports,
-                        rounds=2, aio=aio, unsteady_rounds=2)
+                        rounds=2, aio=aio, unsteady_rounds=1, unsteady_runs=6)
     if matrix == "short":
         return Settings(matrix, runtime_s=0.8, ramp_s=0.2, span=1 * GiB, exports=exports,
                         aio=aio, unsteady_rounds=3)
@@ -507,7 +509,7 @@ def measure(path: Path, s: Settings, specs: Sequence[ProbeSpec] | None = None,
                 runs[i].append(r)
                 say(step + 1, total, f"round {k + 1}/{s.rounds}: probe {spec.name}: "
                                      f"{r.iops:,.0f} IOPS, {r.lat_mean_s * 1e6:,.0f} us")
-        again = unsteady(runs, s.unsteady_rounds)
+        again = unsteady(runs, s.unsteady_rounds, s.unsteady_runs)
         if again:
             step, total = total, total + len(again) * s.unsteady_rounds
             _run_probe(specs[again[0]], images, work, s)  # a throwaway first, as above
@@ -525,11 +527,12 @@ def measure(path: Path, s: Settings, specs: Sequence[ProbeSpec] | None = None,
     return [_median(r) for r in runs]
 
 
-def unsteady(runs: Sequence[Sequence[Probe]], rounds: int) -> list[int]:
+def unsteady(runs: Sequence[Sequence[Probe]], rounds: int,
+             max_runs: int = UNSTEADY_RUNS) -> list[int]:
     """The probes (their indices in ``runs``, each probe's rounds) to measure ``rounds``
     times more: those whose fastest round's IOPS is more than :data:`UNSTEADY_FACTOR` times
-    their slowest's, furthest apart first, as many as :data:`UNSTEADY_RUNS` runs allow; in
-    the matrix's order."""
+    their slowest's, furthest apart first, as many as ``max_runs`` runs allow; in the
+    matrix's order."""
     if rounds <= 0:
         return []
     apart = []
@@ -538,7 +541,7 @@ def unsteady(runs: Sequence[Sequence[Probe]], rounds: int) -> list[int]:
         if len(iops) > 1 and max(iops) > UNSTEADY_FACTOR * min(iops):
             apart.append((max(iops) / min(iops) if min(iops) > 0 else math.inf, i))
     apart.sort(key=lambda a: (-a[0], a[1]))
-    return sorted(i for _, i in apart[:UNSTEADY_RUNS // rounds])
+    return sorted(i for _, i in apart[:max_runs // rounds])
 
 
 def _median(runs: list[Probe]) -> Probe:
