@@ -6,8 +6,10 @@ what a change to the model does to sessions already measured (issue 16).
     .venv/bin/python benchmarks/io_refit.py PROFILE RUN_DIR --out DIR
 
 ``RUN_DIR`` is a ``cowbench run --repeat N`` directory (its ``scenario.yaml`` and
-``spread.csv``); the refitted profile and the model's run land in ``DIR``. The fit uses the
-profile's machine's cores, as ``cowbench calibrate`` did where it measured.
+``spread.csv``: what ``benchmarks/io_density.py`` makes) or a ``benchmarks/io_holdout.py``
+output (its ``holdout.csv`` and the first real run's ``scenario.yaml``); the refitted profile
+and the model's run land in ``DIR``. The fit uses the profile's machine's cores, as ``cowbench
+calibrate`` did where it measured.
 """
 
 from __future__ import annotations
@@ -38,10 +40,23 @@ def refit(src: Path, dst: Path) -> None:
     print(f"{dst}: the probes' IOPS replayed with median |error| {np.median(errs):.1%}")
 
 
-def compare(predicted: Path, spread: Path) -> pd.DataFrame:
+def stored(run_dir: Path) -> tuple[Path, pd.DataFrame]:
+    """The stored session's scenario and its real runs' mean of each end-of-run figure
+    (``entity``, ``metric``, ``measured_mean``): from a ``cowbench run --repeat`` directory's
+    ``spread.csv``, else from a ``benchmarks/io_holdout.py`` output's ``holdout.csv`` (the
+    scenario its first real run ran)."""
+    if (run_dir / "spread.csv").is_file():
+        real = pd.read_csv(run_dir / "spread.csv")
+        return run_dir / "scenario.yaml", real[real.t_s.isna()]
+    if (run_dir / "holdout.csv").is_file():
+        return run_dir / "real-1" / "scenario.yaml", pd.read_csv(run_dir / "holdout.csv")
+    sys.exit(f"{run_dir}: neither a spread.csv (cowbench run --repeat) nor a holdout.csv "
+             "(benchmarks/io_holdout.py)")
+
+
+def compare(predicted: Path, real: pd.DataFrame) -> pd.DataFrame:
     """Each VM's end-of-run figure: the model's, the real runs' mean, the error."""
-    real = pd.read_csv(spread)
-    real = real[real.t_s.isna() & real.entity.str.startswith("vm:")]
+    real = real[real.entity.str.startswith("vm:")]
     model = pd.read_csv(predicted)
     model = model[model.t_s.isna()].set_index(["entity", "metric"]).value
     real = real.assign(model=[model.get((e, m), np.nan)
@@ -70,14 +85,15 @@ def main() -> None:
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
     profile, sim = a.out / "profile.json", a.out / "sim"
+    scenario, real = stored(a.run_dir)
     refit(a.profile, profile)
     proc = subprocess.run([sys.executable, "-m", "cowbench", "run",
-                           str(a.run_dir / "scenario.yaml"), "--backend", "sim", "--profile",
+                           str(scenario), "--backend", "sim", "--profile",
                            str(profile), "--out", str(sim)], capture_output=True, text=True,
                           check=False)
     if proc.returncode != 0:
         sys.exit(f"cowbench run failed:\n{proc.stderr}")
-    rows = compare(sim / "predicted.csv", a.run_dir / "spread.csv")
+    rows = compare(sim / "predicted.csv", real)
     for kind, suffix in KINDS.items():
         sel = rows[rows.metric.str.endswith(suffix)]
         print(f"{kind}: median |error| {sel.error.abs().median():.1%}")
