@@ -21,7 +21,9 @@ runs it; ``--aio native`` for qemu-nbd without its pool of threads) with fio's n
   (70/30) at iodepth 16 on a fresh 1 GiB overlay of 64 KiB clusters over a raw file of its
   size, half data and half a hole, as io-holdout's image (each first write copies its
   cluster), then on an overlay with every cluster written before the job (none does). A
-  mixed job's reads and writes are printed apart as well.
+  mixed job's reads and writes are printed apart as well;
+- ``mix-beside``: mix-b on a fresh overlay beside the writer above and two 4 KiB readers at
+  iodepth 6 on exports of their own (a crowded host).
 
 Printed per setting and job, the median over the rounds (and their range): IOPS, fio's mean
 latency and its 99th percentile of completion latency, then for each kind of thread (fio's job
@@ -159,6 +161,9 @@ SETTINGS = {
     # one with every cluster written: where its first writes wait (--syscalls)
     "mix-alone": [(MIX, 1)],
     "mix-filled": [(MIX_FILLED, 1)],
+    # the same mix-b on a crowded host (io_groups' "mixb,split,writer" kind): beside a VM
+    # allocating 8 KiB writes and two readers at iodepth 6: where its first writes wait there
+    "mix-beside": [(MIX, 1), (WRITER, 1), (READ6, 2)],
 }
 #: an overlay's size, and how much of a filled one is written before its job
 FILL_BYTES = 1 << 30

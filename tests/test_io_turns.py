@@ -61,7 +61,7 @@ def test_first_writes_copy_from_the_backing_file_and_a_filled_overlay_allocates_
     why = tracefs_usable()
     if why is not None:
         pytest.skip(f"cannot record the kernel's events here: {why}")
-    assert io_turns.main(["--settings", "mix-alone", "mix-filled", "--syscalls",
+    assert io_turns.main(["--settings", "mix-alone", "mix-filled", "mix-beside", "--syscalls",
                           "--rounds", "1", "--seconds", "2"]) == 0
     out = capsys.readouterr().out
     table = out.split("qemu-nbd's I/O system calls")[1]
@@ -76,6 +76,13 @@ def test_first_writes_copy_from_the_backing_file_and_a_filled_overlay_allocates_
     assert {r for r in rows if r.startswith("mix-filled, ")} == {
         "mix-filled, pread64, image, 4096", "mix-filled, pwrite64, image, 4096"}, out
     assert "  reads" in out and "  writes" in out
+    # beside a writer and two readers (one row for the two): the calls counted are the
+    # mixed VM's, the first job
+    jobs = [ln.split("  ")[0][len("mix-beside, "):] for ln in out.splitlines()
+            if ln.startswith("mix-beside, rand")]
+    assert jobs == ["randrw 70/30 4k qd16 cow-half", "randwrite 8k qd6 cow",
+                    "randread 4k qd6"], out
+    assert "mix-beside, pwritev, image, 65536" in rows, out
 
 
 def test_trace_and_syscalls_are_refused_together(capsys: pytest.CaptureFixture[str]) -> None:
