@@ -17,16 +17,23 @@ reads at iodepth 16), reader (4 KiB reads at iodepth 6), writer (8 KiB writes at
 split (reads, bssplit 4k/50:16k/30:64k/20, iodepth 6), r64 and r16 (64 and 16 KiB reads at
 iodepth 8), cw and w64 (4 and 64 KiB writes at iodepth 8).
 
+With ``--disk-counters``, each group's rows are followed by what the block device under
+``--dir`` did during each real run's fio (the kernel's counters, ``/sys/dev/block/M:N/stat``):
+its reads and writes, their mean size and their mean time in the block layer (issue to
+completion, the queue included), as ``iostat``'s ``r_await`` and ``w_await``: whether the
+device serves one direction slower than the other.
+
 The machine must be quiet, and the profile measured on it shortly before.
 
     .venv/bin/python benchmarks/io_groups.py --profile P [--profile Q] [--dir /var/tmp] \\
-        [--runs 2] mixb mixb,writer mixb,mixa,split,writer,reader
+        [--runs 2] [--disk-counters] mixb mixb,writer mixb,mixa,split,writer,reader
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -61,11 +68,48 @@ GIB = 1 << 30
 Figures = dict[tuple[str, str], tuple[float, float]]  # (vm, read|write) -> (IOPS, mean lat s)
 
 
+#: what the block device did in a span: (reads, sectors read, ms reading, writes, sectors
+#: written, ms writing): fields 1, 3, 4, 5, 7 and 8 of its ``stat`` (the kernel's
+#: Documentation/block/stat.rst)
+Disk = tuple[int, int, int, int, int, int]
+
+
+def parse_disk_stat(text: str) -> Disk:
+    """A block device's ``stat`` file: its reads and writes so far, their sectors and ms."""
+    f = [int(x) for x in text.split()]
+    return f[0], f[2], f[3], f[4], f[6], f[7]
+
+
+def disk_counters(path: Path) -> Disk | None:
+    """The counters of the block device that holds ``path``; None where its filesystem has
+    none (tmpfs, overlayfs) or the kernel shows none."""
+    dev = os.stat(path).st_dev
+    try:
+        text = Path(f"/sys/dev/block/{os.major(dev)}:{os.minor(dev)}/stat").read_text()
+    except OSError:
+        return None
+    return parse_disk_stat(text)
+
+
+def disk_line(before: Disk, after: Disk) -> str:
+    """What the device did between two readings: reads and writes, their mean size and time."""
+    r, rs, rms, w, ws, wms = (b - a for a, b in zip(before, after, strict=True))
+
+    def side(n: int, sectors: int, ms: int) -> str:
+        if n <= 0:
+            return "0"
+        return f"{n:,} of {sectors * 512 / n / 1024:.1f} KiB at {ms * 1000 / n:,.0f} us"
+    return f"reads {side(r, rs, rms)}; writes {side(w, ws, wms)}"
+
+
 def sh(*argv: str) -> None:
     subprocess.run(argv, check=True, capture_output=True)
 
 
-def real_run(work: Path, base: Path, names: list[str], runtime: int) -> Figures:
+def real_run(work: Path, base: Path, names: list[str], runtime: int,
+             disk: list[str] | None = None) -> Figures:
+    """One real run of the group; ``disk``: a list the device's line is added to
+    (:func:`disk_line`), if its counters can be read."""
     with ExitStack() as stack:
         argv = ["fio", "--output-format=json"]
         for i, name in enumerate(names):
@@ -78,8 +122,12 @@ def real_run(work: Path, base: Path, names: list[str], runtime: int) -> Figures:
             argv += [f"--name={name}{i}", "--ioengine=nbd", f"--uri={nbd.uri}", "--size=2G",
                      "--time_based=1", f"--runtime={runtime}", "--norandommap=1",
                      "--randrepeat=0", *(f"--{k}={v}" for k, v in w.items())]
+        before = disk_counters(work) if disk is not None else None
         out = subprocess.run(argv, capture_output=True, text=True, check=True,
                              preexec_fn=dies_with_us(signal.SIGTERM)).stdout
+        after = disk_counters(work) if before is not None else None
+        if disk is not None and before is not None and after is not None:
+            disk.append(disk_line(before, after))
     data = json.loads(out[out.index("{"):])
     figs: Figures = {}
     for job in data["jobs"]:
@@ -155,6 +203,8 @@ def main() -> None:
     ap.add_argument("--dir", type=Path, default=Path("/var/tmp"))
     ap.add_argument("--runs", type=int, default=2)
     ap.add_argument("--runtime", type=int, default=4)
+    ap.add_argument("--disk-counters", action="store_true",
+                    help="after each group, what the block device under --dir did in each run")
     a = ap.parse_args()
     groups = [g.split(",") for g in a.groups]
     unknown = sorted({n for g in groups for n in g} - set(WORKLOADS))
@@ -177,9 +227,16 @@ def main() -> None:
         sh("fio", "--name=fill", f"--filename={base}", "--rw=write", "--bs=1M", "--direct=1",
            "--size=1G", "--output=/dev/null")
         for names in groups:
-            runs = [real_run(work, base, names, a.runtime) for _ in range(a.runs)]
+            disk: list[str] | None = [] if a.disk_counters else None
+            runs = [real_run(work, base, names, a.runtime, disk) for _ in range(a.runs)]
             preds = [predicted(work, prof, names, a.runtime) for prof in a.profile]
             print_group(names, runs, preds)
+            if disk is not None:
+                label = "+".join(names)
+                lines = [f"| {label} | the device, run {i} | | {line} |"
+                         for i, line in enumerate(disk, 1)]
+                print("\n".join(lines) or f"| {label} | the device | | no counters for "
+                      f"{work} |", flush=True)
 
 
 if __name__ == "__main__":
