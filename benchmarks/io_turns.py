@@ -161,7 +161,7 @@ SETTINGS = {
     # one with every cluster written: where its first writes wait (--syscalls)
     "mix-alone": [(MIX, 1)],
     "mix-filled": [(MIX_FILLED, 1)],
-    # the same mix-b on a crowded host (io_groups' "mixb,split,writer" kind): beside a VM
+    # the same mix-b on a crowded host (io_groups' "mixb,writer,reader,reader"): beside a VM
     # allocating 8 KiB writes and two readers at iodepth 6: where its first writes wait there
     "mix-beside": [(MIX, 1), (WRITER, 1), (READ6, 2)],
 }
