@@ -16,7 +16,14 @@ import simpy
 
 from cowbench.profile import PerfParams, Probe, SchedParams
 from real.measure.calibrate import probe_matrix, settings
-from sim.perf.alloc import allocating_probe, fit_host_alloc, table_bw, with_alloc_bw
+from sim.perf.alloc import (
+    HOLD_TOLERANCE,
+    allocating_probe,
+    fit_host_alloc,
+    fit_lock_hold,
+    table_bw,
+    with_alloc_bw,
+)
 from sim.perf.perf import Host, PerfModel, replay
 from sim.storage.disk import HostIO
 
@@ -276,3 +283,39 @@ def test_on_a_scheduled_host_the_allocation_round_holds_only_its_images_lock() -
         is_write=True, length=4096, fmt="qcow2",
         host=HostIO(read_bytes=61440, read_ops=1, write_bytes=65536, write_ops=1, allocs=1))
     assert d.alloc_s == 0.0 and d.alloc_wait_s > 0.0 and d.allocates
+
+
+# -- an allocating write's hold of its image's lock (fit version 9) -----------------------------
+
+POOLED = FAST.model_copy(update={"sched": SchedParams(
+    cores=2, slice_s=1.5e-3, issuer_io_s=5e-6, issuer_wake_s=2e-6, server_io_s=20e-6,
+    server_wake_s=5e-6, pool_share=0.5)})
+
+
+def deep_writes(iops: float) -> Probe:
+    """One export's 4 KiB first writes at iodepth 8, measured at ``iops``."""
+    return writers(1).model_copy(update={"iops": iops})
+
+
+@pytest.mark.slow
+def test_the_lock_hold_is_fitted_to_one_images_first_writes_at_depth() -> None:
+    fast, _ = replay(POOLED, writers(1), ios=2000)
+    want = 0.6 * fast  # the machine's lock held each write longer than the model's pieces
+    got = fit_lock_hold(POOLED, [deep_writes(want), writers(1).model_copy(
+        update={"iodepth": 1, "iops": 2000.0})])
+    assert got.cow_read_s > POOLED.cow_read_s
+    # one lock hold per write at the probe's rate: its replay meets it (bisection, 1/256)
+    assert replay(got, writers(1), ios=2000)[0] == pytest.approx(want, rel=0.03)
+    assert got.model_copy(update={"cow_read_s": POOLED.cow_read_s}) == POOLED  # nothing else
+
+
+@pytest.mark.slow
+def test_a_lock_hold_already_long_enough_or_unpooled_is_left_alone() -> None:
+    fast, _ = replay(POOLED, writers(1), ios=2000)
+    # the replay within HOLD_TOLERANCE of the probe, or slower: no evidence of a longer hold
+    assert fit_lock_hold(POOLED, [deep_writes(fast * (1 - HOLD_TOLERANCE / 2))]) == POOLED
+    assert fit_lock_hold(POOLED, [deep_writes(fast * 1.5)]) == POOLED
+    # no probe of one image's first writes at depth (several exports' are another fit's)
+    assert fit_lock_hold(POOLED, [writers(4).model_copy(update={"iops": 100.0})]) == POOLED
+    # without qemu-nbd's pool the copy-on-write read is under the lock, fitted as before
+    assert fit_lock_hold(FAST, [deep_writes(fast * 0.5)]) == FAST

@@ -72,23 +72,17 @@ def on_machine(background: float = 0.0, scale: float = 1.0) -> list[Probe]:
     return out
 
 
-@pytest.mark.parametrize("background", [0.0, 0.8])
-def test_a_first_writes_kernel_cpu_beyond_the_processes_is_its_servers(background: float) -> None:
-    s = sched_params(on_machine(background), cores=2)
+@pytest.mark.parametrize(("background", "scale"), [(0.0, 1.0), (0.8, 1.0), (0.0, 50.0)])
+def test_a_first_write_costs_what_its_processes_counted_not_the_machines_cpu_beyond_them(
+        background: float, scale: float) -> None:
+    # fit versions 2 to 8 charged its server the machine's CPU beyond fio and qemu-nbd too
+    # (ext4's allocation in kernel threads); the crowded sessions of version 8 then had the
+    # model's qemu-nbd spend 9-57% more per first write than the machine's (fit version 9)
+    s = sched_params(on_machine(background, scale), cores=2)
     assert s is not None
-    alloc = s.cost("alloc")
-    assert alloc.issuer_io_s == pytest.approx(ALLOC.issuer_io_s)
-    assert alloc.server_io_s == pytest.approx(ALLOC.server_io_s + 30e-6)
-    assert alloc.server_wake_s == pytest.approx(ALLOC.server_wake_s + 15e-6)
-    assert s.cost("data").model_dump() == pytest.approx(DATA.model_dump())  # not the others'
-
-
-def test_a_machine_figure_the_cores_could_not_have_spent_is_not_the_first_writes() -> None:
-    # a busy machine: fio's whole run counted others' CPU, more than the 2 cores could give
-    s = sched_params(on_machine(scale=50.0), cores=2)
-    assert s is not None and s.cost("alloc").model_dump() == pytest.approx(ALLOC.model_dump())
-    # without machine figures, as before
-    s = sched_params(kinds_probes(), cores=2)
+    assert s.cost("alloc").model_dump() == pytest.approx(ALLOC.model_dump())
+    assert s.cost("data").model_dump() == pytest.approx(DATA.model_dump())
+    s = sched_params(kinds_probes(), cores=2)  # without machine figures, the same
     assert s is not None and s.cost("alloc").model_dump() == pytest.approx(ALLOC.model_dump())
 
 

@@ -10,6 +10,7 @@ spent 26 us per I/O, its pool 34, on both cores at once."""
 from __future__ import annotations
 
 from collections.abc import Generator
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -158,6 +159,84 @@ def test_a_first_write_holds_its_images_lock_until_its_pool_thread_is_done() -> 
     # released once its pool thread had run both halves of its part
     assert pool_cpu == pytest.approx(first.pool_s, rel=1e-6)
     assert reads[0] > t  # the read of the image's own data waited for it
+
+
+def test_a_first_write_reads_its_copy_before_it_takes_its_images_lock() -> None:
+    # qcow2's perform_cow reads the rest of the cluster from the backing file, then writes it
+    # with the guest's data: only the write is on the image's file, under its lock (fit
+    # version 9). Two first writes of one image, the second asked for once the first holds
+    # the lock (for 1 ms more of its allocation round): the second reads its copy meanwhile,
+    # and each holds the lock for its cluster's write alone
+    env = simpy.Environment()
+    model = PerfModel(TRUE.model_copy(update={"sched": sched(0.6)}))
+    host = Host(env, model, np.random.default_rng(4), exponential=lambda mean: mean)
+    first = replace(model.demand(is_write=True, length=4096, fmt="qcow2",
+                                 host=HostIO(write_bytes=65536, write_ops=1, read_bytes=61440,
+                                             read_ops=1, allocs=1, cow=True)),
+                    alloc_wait_s=1e-3)
+    assert 0 < first.cow_device_s < first.device_s
+    lock = host.lock("vm")
+    seen: list[tuple[float, float, bool]] = []  # (when, seconds, the lock held alone then)
+    real_transfer = host.transfer
+
+    def transfer(seconds: float, image: object, alloc: bool = False) -> Proc:
+        seen.append((env.now, seconds, lock.writer))
+        yield from real_transfer(seconds, image, alloc)
+
+    host.transfer = transfer  # type: ignore[method-assign]
+    done: list[float] = []
+
+    def writer(after: bool) -> Proc:
+        while after and not lock.writer:
+            yield env.timeout(1e-6)
+        yield from host.serve(first, "vm")
+        done.append(env.now)
+
+    env.process(writer(False))
+    env.process(writer(True))
+    env.run(until=0.05)
+    assert len(done) == 2
+    reads = [(t, held) for t, s, held in seen if s == pytest.approx(first.cow_device_s)]
+    writes = [(t, held) for t, s, held in seen
+              if s == pytest.approx(first.device_s - first.cow_device_s)]
+    assert len(reads) == len(writes) == 2
+    assert all(held for _, held in writes)  # each cluster's write under the lock
+    assert reads[0][1] is False  # the first copy read with the lock free
+    assert reads[1][1] is True  # the second while the first writer held it
+
+
+def test_without_the_pool_a_first_writes_copy_is_under_its_lock_as_before() -> None:
+    env = simpy.Environment()
+    model = PerfModel(TRUE.model_copy(update={"sched": sched(0.0)}))
+    host = Host(env, model, np.random.default_rng(4), exponential=lambda mean: mean)
+    first = model.demand(is_write=True, length=4096, fmt="qcow2",
+                         host=HostIO(write_bytes=65536, write_ops=1, read_bytes=61440,
+                                     read_ops=1, allocs=1, cow=True))
+    lock = host.lock("vm")
+    seen: list[tuple[float, bool]] = []
+    real_transfer = host.transfer
+
+    def transfer(seconds: float, image: object, alloc: bool = False) -> Proc:
+        seen.append((seconds, lock.writer))
+        yield from real_transfer(seconds, image, alloc)
+
+    host.transfer = transfer  # type: ignore[method-assign]
+    env.process(host.serve(first, "vm"))
+    env.run(until=0.05)
+    assert seen == [(pytest.approx(first.device_s), True)]  # one transfer, the whole copy
+
+
+def test_a_first_write_copies_nothing_from_the_device_where_the_backing_has_no_data(
+        ) -> None:
+    model = PerfModel(TRUE.model_copy(update={"sched": sched(0.6)}))
+    zeroed = model.demand(is_write=True, length=4096, fmt="qcow2",
+                          host=HostIO(write_bytes=4096, write_ops=2, allocs=1, cow=True))
+    over = model.demand(is_write=True, length=4096, fmt="qcow2",
+                        host=HostIO(write_bytes=4096, write_ops=1))
+    raw = model.demand(is_write=True, length=4096, fmt="raw",
+                       host=HostIO(write_bytes=4096, write_ops=1))
+    assert zeroed.allocating and zeroed.cow_device_s == 0.0
+    assert over.cow_device_s == raw.cow_device_s == 0.0
 
 
 @pytest.mark.parametrize("share", [0.6, 0.0])

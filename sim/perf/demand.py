@@ -71,6 +71,11 @@ class Demand:
     #: with a host scheduler: the part of ``server_s`` qemu-nbd's pool spends on it, run by a
     #: pool thread of its own (``SchedParams.pool_share``)
     pool_s: float = 0.0
+    #: of ``device_s``, an allocating write's copy-on-write read: with qemu-nbd's pool
+    #: modelled, its pool thread reads the rest of the cluster from the backing file before it
+    #: takes the image's lock, in a call of its own (qcow2's ``perform_cow`` reads the COW
+    #: regions, then writes them with the guest's data): another file, not under that lock
+    cow_device_s: float = 0.0
 
     #: a first write into a cluster (or a subcluster), said by the host I/O it makes, not
     #: by what its allocation round costs: a round fitted to 0 s is still no overwrite
@@ -154,10 +159,12 @@ class PerfModel:
         cpu = p.cpu_share * dev_path + p.hole_cpu_share * hole_path
         delay = dev_path + hole_path - cpu
         dev = self.device(host.read_bytes, host.read_ops, host.write_bytes, host.write_ops)
+        allocating = fmt != "raw" and is_write and bool(host.allocs or host.sub_allocs)
+        cow_dev = self.device(host.read_bytes, host.read_ops, 0, 0) if allocating else 0.0
         if p.alloc_bw is not None and (host.allocs or host.sub_allocs):
             # the device's own rate for copies-on-write and cluster writes (sim.perf.alloc)
             dev = (host.read_bytes + host.write_bytes) / p.alloc_bw
-        allocating = fmt != "raw" and is_write and bool(host.allocs or host.sub_allocs)
+            cow_dev = host.read_bytes / p.alloc_bw if allocating else 0.0
         own = fmt != "raw" and not allocating and alloc == 0.0 and (
             is_write or host.read_ops > host.backing_reads)
         work, alloc_wait = alloc * p.alloc_shared, alloc * (1 - p.alloc_shared)
@@ -171,7 +178,7 @@ class PerfModel:
                       issuer_wake_s=c.issuer_wake_s, server_wake_s=c.server_wake_s,
                       kernel_s=s.kernel_cpu(is_write, moved), allocating=allocating,
                       data_turns=s.bytes_turns(is_write, moved), is_write=is_write,
-                      pool_s=self._pool(host, served, is_write))
+                      pool_s=self._pool(host, served, is_write), cow_device_s=cow_dev)
 
     def _cpu(self, host: HostIO, served: float, is_write: bool, moved: float) -> CpuCost:
         """What an I/O costs the host scheduler's processes: its kind's (:meth:`_kind_cpu`),

@@ -383,15 +383,17 @@ class Host:
         else:
             yield self.disk.transfer(seconds)
 
-    def _allocation(self, d: Demand, image: object) -> Process:
+    def _allocation(self, d: Demand, image: object, copied: bool = False) -> Process:
         """An allocating write's own round through the path (its waiting part holds only the
-        image's lock), then its copy."""
+        image's lock), then its copy; ``copied``: its copy-on-write read is done already
+        (``_in_pool``), only the cluster's write is left."""
         if d.alloc_s > 0:
             yield from self._path(d.alloc_s, image)
         if d.alloc_wait_s > 0:
             yield self.env.timeout(self.exponential(d.alloc_wait_s))
-        if d.device_s > 0:
-            yield from self.transfer(d.device_s, image, alloc=True)
+        device_s = d.device_s - d.cow_device_s if copied else d.device_s
+        if device_s > 0:
+            yield from self.transfer(device_s, image, alloc=True)
 
     def serve(self, d: Demand, image: object = None) -> Process:
         """One guest I/O of the VM whose disk is ``image``: with a host scheduler, its issuer
@@ -400,9 +402,11 @@ class Host:
         them in pieces (``Demand.data_turns``): a write's as it goes, a read's as it
         returns. The part of the server's CPU that qemu-nbd's pool spends (``Demand.pool_s``)
         a pool thread of the VM's runs, half before the device and half after, beside the
-        main thread; an allocating write then takes its image's lock after the first half
-        (its copy-on-write read is of another file) and keeps it until the thread is done: a
-        write that extends the file holds ext4's inode lock for its whole call. A read of the
+        main thread; an allocating write then reads the rest of its cluster from the backing
+        file (``Demand.cow_device_s``: another file, in a call of its own), takes its image's
+        lock and keeps it until the thread is done: a write that extends the file holds ext4's
+        inode lock for its whole call (fitted to the probe of one image's first writes at
+        depth, whose rate that lock sets: ``sim.perf.alloc.fit_lock_hold``). A read of the
         image's own data or an overwrite takes the lock shared at the same point and keeps it
         until its data has moved (ext4 takes the inode's lock shared for an O_DIRECT read or
         overwrite, for the whole call): it waits for the allocating writes before it and they
@@ -449,9 +453,14 @@ class Host:
         yield worker.run(d.pool_s / 2, 0.0)
         alone = d.allocates
         lock = self.lock(image) if alone or (d.shares_file and d.device_s > 0) else None
+        copied = alone and d.cow_device_s > 0
+        if copied:  # the copy-on-write read, from the backing file, before the lock
+            if d.wait_s > 0:
+                yield self.env.timeout(self.exponential(d.wait_s))
+            yield from self.transfer(d.cow_device_s, image, alloc=True)
         if lock is not None:
             yield lock.acquire(alone=alone)
-        yield from self._serve(d, image, held=lock is not None)
+        yield from self._serve(d, image, held=lock is not None, copied=copied)
         if lock is not None and not alone:  # the call returns with the data moved
             lock.release(alone=False)
         if d.kernel_s > 0:
@@ -472,16 +481,18 @@ class Host:
             yield sender.run(send_s / pieces, send_wake_s if i == 0 else 0.0)
             yield receiver.run(receive_s / pieces, receive_wake_s if i == 0 else 0.0)
 
-    def _serve(self, d: Demand, image: object, held: bool = False) -> Process:
+    def _serve(self, d: Demand, image: object, held: bool = False,
+               copied: bool = False) -> Process:
         """The I/O's path, its waits and its transfer; ``held``: the image's lock is its
-        caller's, taken already (a pool thread's: ``_in_pool``)."""
+        caller's, taken already (a pool thread's: ``_in_pool``); ``copied``: so is its
+        copy-on-write read, round trip and transfer."""
         yield from self._path(d.path_s, image)
         if d.delay_s > 0:
             yield self.env.timeout(self.exponential(d.delay_s))
-        if d.wait_s > 0:  # the copy-on-write read's round trip: waiting, not working
+        if d.wait_s > 0 and not copied:  # the copy-on-write read's round trip: waiting
             yield self.env.timeout(self.exponential(d.wait_s))
         if d.allocates and held:
-            yield from self._allocation(d, image)
+            yield from self._allocation(d, image, copied)
         elif d.allocates:
             lock = self.lock(image)
             yield lock.acquire(alone=True)

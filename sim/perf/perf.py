@@ -78,7 +78,7 @@ from collections.abc import Sequence
 
 from cowbench.profile import PerfParams, Probe
 
-from .alloc import fit_host_alloc
+from .alloc import fit_host_alloc, fit_lock_hold
 from .demand import MIN_PATH_S, MIN_PATH_SHARE, Demand, Fmt, PerfModel, interp_log
 from .fit import FitError, contended, device_interference, fit, mva_iops
 from .host import FileLock, Host, Process, SharedDevice
@@ -107,16 +107,22 @@ __all__ = ["FIT_VERSION", "MIN_PATH_S", "MIN_PATH_SHARE", "Demand", "FileLock", 
 #: ``sim.perf.eevdf.Group``, 2026-12-07); 7: version 5's answer again, the groups left to a
 #: profile that asks for them (they scored worse at density: docs/io-model.md, "Each qemu-nbd
 #: one task group", 2026-12-07); 8: a long wait a slice for each other session runnable on
-#: its core, not a tick however crowded (``SchedParams.long_wait_each_s``, 2026-12-07).
-FIT_VERSION = 8
+#: its core, not a tick however crowded (``SchedParams.long_wait_each_s``, 2026-12-07); 9: an
+#: allocating write's copy-on-write read done before it takes its image's lock
+#: (``Demand.cow_device_s``), the lock's hold fitted to one image's first writes at depth
+#: (``sim.perf.alloc.fit_lock_hold``), and a first write's CPU what its processes counted, not
+#: the machine's beyond them (``sim.perf.schedfit.sched_params``, 2026-12-07, late night).
+FIT_VERSION = 9
 
 
 def fit_with_alloc(probes: Sequence[Probe], cores: int | None) -> PerfParams:
     """What a profile's parameters are: :func:`fit` on ``probes`` with the host scheduler on
     ``cores`` (the cores of the machine where the probes ran), then the host's allocation
-    rate (``sim.perf.alloc``), a trim's hole punch (``fit_punch``) and the host's long waits
-    (``sim.perf.tail``), all without the contention probe (``sim.perf.fit.contended``: it is
-    replayed, not fitted)."""
+    rate (``sim.perf.alloc``), a trim's hole punch (``fit_punch``), the host's long waits
+    (``sim.perf.tail``) and an allocating write's hold of its image's lock
+    (``sim.perf.alloc.fit_lock_hold``), all without the contention probe
+    (``sim.perf.fit.contended``: it is replayed, not fitted)."""
     alone = [p for p in probes if not contended(p)]
-    return fit_long_wait(fit_punch(fit_host_alloc(fit(alone, cores=cores), alone), alone),
-                         alone)
+    params = fit_long_wait(fit_punch(fit_host_alloc(fit(alone, cores=cores), alone), alone),
+                           alone)
+    return fit_lock_hold(params, alone)
