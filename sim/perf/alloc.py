@@ -172,7 +172,8 @@ def fit_lock_hold(params: PerfParams, probes: Sequence[Probe]) -> PerfParams:
     one image allocates at the rate of that lock however many it has in flight: on this
     project's machine, a mixed VM alone at iodepth 16 wrote its overlay's first clusters in
     calls of 1.3 ms at the median, five or six of them queued on the lock, and 4 KiB first
-    writes at iodepth 8 ran at 4.8k-6.5k a second in the fresh calibrations of 2026-12-06/07.
+    writes at iodepth 8 ran at 4.8k-6.5k a second in the twelve fresh calibrations of fit
+    version 8 (2026-12-07).
     The model's hold is the pieces it has (the cluster's transfer, the allocation round, the
     pool thread's CPU after it); what the hold takes beyond them on the machine (the file's
     extension in the call, the device's latency under load) is fitted here: the part of the
@@ -182,7 +183,8 @@ def fit_lock_hold(params: PerfParams, probes: Sequence[Probe]) -> PerfParams:
     model without that probe, or a replay already as slow: unchanged. Fitted last, on the
     long waits' answer (they change the probe's replay); its iodepth-1 probe then replays
     slower by what the hold added (6-9% on two of the stored profiles), which a hold that
-    depends on the device's load would not cost (docs/io-model.md, "The lock's hold")."""
+    depends on the device's load would not cost (docs/io-model.md, "The lock's hold, and a
+    first write's CPU")."""
     probe = deep_cow_probe(probes)
     if not _pooled(params) or probe is None or _iops(params, probe) <= probe.iops * (
             1 + HOLD_TOLERANCE):
