@@ -75,9 +75,10 @@ def on_machine(background: float = 0.0, scale: float = 1.0) -> list[Probe]:
 @pytest.mark.parametrize(("background", "scale"), [(0.0, 1.0), (0.8, 1.0), (0.0, 50.0)])
 def test_a_first_write_costs_what_its_processes_counted_not_the_machines_cpu_beyond_them(
         background: float, scale: float) -> None:
-    # fit versions 2 to 8 charged its server the machine's CPU beyond fio and qemu-nbd too
-    # (ext4's allocation in kernel threads); the crowded sessions of version 8 then had the
-    # model's qemu-nbd spend 9-57% more per first write than the machine's (fit version 9)
+    # from 2026-12-03 to fit version 8 its server was charged the machine's CPU beyond fio
+    # and qemu-nbd too (ext4's allocation in kernel threads); the crowded sessions of version
+    # 8 then had the model's qemu-nbd spend 9-57% more per first write than the machine's
+    # (fit version 9)
     s = sched_params(on_machine(background, scale), cores=2)
     assert s is not None
     assert s.cost("alloc").model_dump() == pytest.approx(ALLOC.model_dump())

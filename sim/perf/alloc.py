@@ -51,6 +51,7 @@ from collections.abc import Callable, Sequence
 from cowbench.profile import PerfParams, Probe
 
 from .demand import PerfModel
+from .fit import deep_cow_probe
 from .replay import replay
 
 #: the replay as fitted must miss the probe by more than this to fit either parameter: a fit
@@ -155,13 +156,6 @@ def _pooled(params: PerfParams) -> bool:
 #: allocating write's hold of the lock is fitted to it (the fit replays probes within a few
 #: percent: no evidence of anything missing)
 HOLD_TOLERANCE = 0.05
-
-
-def deep_cow_probe(probes: Sequence[Probe]) -> Probe | None:
-    """The probe of one export's 4 KiB first writes at the largest iodepth above 1."""
-    deep = [p for p in probes if p.target == "cow" and p.bs == 4096 and p.exports == 1
-            and p.iodepth > 1 and p.iops > 0 and p.beside is None]
-    return max(deep, key=lambda p: p.iodepth, default=None)
 
 
 def fit_lock_hold(params: PerfParams, probes: Sequence[Probe]) -> PerfParams:

@@ -158,9 +158,10 @@ class PerfModel:
         dev_path, hole_path = self._less_cpu(dev_path, hole_path, host, served, is_write, moved)
         cpu = p.cpu_share * dev_path + p.hole_cpu_share * hole_path
         delay = dev_path + hole_path - cpu
-        dev = self.device(host.read_bytes, host.read_ops, host.write_bytes, host.write_ops)
+        read_dev = self.device(host.read_bytes, host.read_ops, 0, 0)
+        dev = read_dev + self.device(0, 0, host.write_bytes, host.write_ops)
         allocating = fmt != "raw" and is_write and bool(host.allocs or host.sub_allocs)
-        cow_dev = self.device(host.read_bytes, host.read_ops, 0, 0) if allocating else 0.0
+        cow_dev = read_dev if allocating else 0.0
         if p.alloc_bw is not None and (host.allocs or host.sub_allocs):
             # the device's own rate for copies-on-write and cluster writes (sim.perf.alloc)
             dev = (host.read_bytes + host.write_bytes) / p.alloc_bw

@@ -76,6 +76,14 @@ def _cpu_stations(params: PerfParams, d: Demand, exports: int) -> list[tuple[flo
             (cpu / s.cores, 1)]
 
 
+def deep_cow_probe(probes: Sequence[Probe]) -> Probe | None:
+    """The probe of one export's 4 KiB first writes at the largest iodepth above 1: where one
+    image's lock sets the rate (:func:`fit`'s lock hold, ``sim.perf.alloc.fit_lock_hold``)."""
+    deep = [p for p in probes if p.target == "cow" and p.bs == 4096 and p.exports == 1
+            and p.iodepth > 1 and p.iops > 0 and p.beside is None]
+    return max(deep, key=lambda p: p.iodepth, default=None)
+
+
 def contended(p: Probe) -> bool:
     """Whether ``p`` is a contention probe: a reader through the stack beside readers on
     exports of their own that keep every core busy (``real.measure.calibrate``). It is
@@ -312,11 +320,9 @@ def _fit_given(probes: Sequence[Probe], read_bw: list[tuple[int, float]],
     # of the copy-on-write read's round, the part done holding the image file's lock:
     # with many first writes in flight on one image the lock is the bottleneck, so a lock
     # hold lasts 1 / IOPS; the rest of the round is waiting (thread hand-offs, the read itself)
-    loaded = [p for p in probes if p.target == "cow" and p.bs == 4096 and p.exports == 1
-              and p.iodepth > 1]
+    p8 = deep_cow_probe(probes)
     cow_read = cow_total
-    if loaded:
-        p8 = max(loaded, key=lambda p: p.iodepth)
+    if p8 is not None:
         d = model.probe_demand(p8)
         cow_read = min(cow_total, max(0.0, 1.0 / p8.iops - d.device_s - d.alloc_round_s))
     ext = _one(qd1, target="cow_ext", bs=4096)

@@ -97,13 +97,14 @@ def sched_params(probes: Sequence[Probe], cores: int | None) -> SchedParams | No
     Reads of holes and allocating writes cost the processes what their own probes measured,
     not a data read's (here qemu-nbd spent 3-5 us on a hole, 33-66 us on a 4 KiB read of
     data, 96-118 us on a 4 KiB first write), as their counters measured it: nothing of what
-    the machine spent beyond the two. From fit version 2 to 8 a first write's server was
-    charged that too, less the background (ext4's block allocation in kernel threads: 18-31
-    us per 4 KiB first write on the quiet machine); in the twelve fresh sessions of version 8
-    (2026-12-07) the model's qemu-nbd then spent 9-57% more per first write than the
-    machine's did (the 4 KiB writer held to 500 IOPS: 175-205 us against 138-162), where its
-    readers' was within a few percent, and the VMs that allocate came out slow on the
-    crowded host (docs/io-model.md, "The lock's hold, and a first write's CPU")."""
+    the machine spent beyond the two. From 2026-12-03 (before fit versions were recorded) to
+    version 8 a first write's server was charged that too, less the background (ext4's block
+    allocation in kernel threads: 18-31 us per 4 KiB first write on the quiet machine); in
+    the twelve fresh sessions of version 8 (2026-12-07) the model's qemu-nbd then spent
+    9-57% more per first write than the machine's did (the 4 KiB writer held to 500 IOPS:
+    175-205 us against 138-162), where its readers' was within a few percent, and the VMs
+    that allocate came out slow on the crowded host (docs/io-model.md, "The lock's hold, and
+    a first write's CPU")."""
     data = _pair(probes, "raw", "randread")
     if cores is None or data is None:
         return None
